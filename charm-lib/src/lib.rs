@@ -1,1 +1,51 @@
-//! placeholder
+//! # charm-lib: Juju machine charms in Rust
+//!
+//! A library before a framework: a charm's `main` reads the event and calls its own handler;
+//! charm-lib maps Juju to Rust and makes testing easy. Layers, bottom to top:
+//!
+//! 1. [`tools`]: a typed function per hook tool over one [`tools::ToolRunner`] trait (the
+//!    real tools on PATH in production, an in-memory model in tests).
+//! 2. [`event`]: the event, parsed once from the JUJU_* environment.
+//! 3. [`model`]: identity, leadership, typed config, relations with typed databags
+//!    ([`databag`]) and Juju's app-databag rules, secrets, ports, addresses.
+//! 4. [`status`]: collect-status: handlers report, one place decides.
+//! 5. [`machine`]: the host: commands, atomic files with owner and mode, packages, services.
+//! 6. [`dispatch`]: `main` for a charm binary, and [`logger`] routing `log` to `juju-log`.
+//! 7. `testing` (feature `testing`): State in, run(event), State out.
+//!
+//! ```no_run
+//! fn handle(ctx: &mut charm_lib::Context) -> anyhow::Result<()> {
+//!     let port: Option<u16> = ctx.model.config::<serde_json::Value>()?["port"].as_u64().map(|p| p as u16);
+//!     ctx.status(match port {
+//!         Some(p) => charm_lib::Status::active(format!("listening on {p}")),
+//!         None => charm_lib::Status::blocked("set port"),
+//!     });
+//!     Ok(())
+//! }
+//! fn main() {
+//!     charm_lib::main(handle)
+//! }
+//! ```
+#![warn(missing_docs)]
+
+pub mod databag;
+pub mod dispatch;
+pub mod error;
+pub mod event;
+pub mod logger;
+pub mod machine;
+pub mod model;
+pub mod spec;
+pub mod status;
+pub mod tools;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use dispatch::{main, Context};
+pub use error::{Error, Result};
+pub use event::{Event, EventKind, RelationEvent, RelationPhase, SecretEvent, SecretPhase};
+pub use machine::{Cmd, CmdOutput, FileOptions, Machine, MachineError, MachineExt, ServiceOp};
+pub use model::{Model, Relation};
+pub use status::{Status, StatusKind};
+pub use tools::{Databag, Port, RelationId};
