@@ -1,0 +1,627 @@
+//! An in-memory Juju: a [`ToolRunner`] that parses each hook tool's argv as Juju does and
+//! answers from (and writes to) a [`State`], with Juju's messages for refused operations.
+//!
+//! Relation data, ports, charm state and secrets are written to a working copy that the
+//! harness keeps only if the hook succeeds; status, logs and action output are immediate.
+
+use super::state::{Relation, RelationKind, Secret, SecretHolder, State};
+use crate::event::{Event, EventKind, RelationPhase};
+use crate::spec::CharmSpec;
+use crate::status::{Status, StatusKind};
+use crate::tools::{Databag, LogLevel, Port, ToolError, ToolErrorKind, ToolRunner};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// What an action produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionOutput {
+    /// Results set with `action-set` (dotted keys).
+    pub results: BTreeMap<String, String>,
+    /// The message of `action-fail`, if it was called.
+    pub failed: Option<String>,
+    /// Messages from `action-log`.
+    pub logs: Vec<String>,
+}
+
+/// The in-memory Juju for one hook.
+pub struct FakeJuju<'s> {
+    spec: &'s CharmSpec,
+    event: &'s Event,
+    action_params: serde_json::Map<String, serde_json::Value>,
+    /// The working state.
+    pub state: RefCell<State>,
+    /// juju-log lines.
+    pub logs: RefCell<Vec<(LogLevel, String)>>,
+    /// Action output, for actions.
+    pub action: RefCell<ActionOutput>,
+    /// Every status set during the hook, in order.
+    pub status_history: RefCell<Vec<Status>>,
+    next_secret: RefCell<u32>,
+}
+
+type R<T> = Result<T, ToolErrorKind>;
+
+fn fail<T>(msg: impl Into<String>) -> R<T> {
+    Err(ToolErrorKind::Failed { code: Some(1), stderr: msg.into() })
+}
+
+fn json(v: impl serde::Serialize) -> R<Vec<u8>> {
+    Ok(serde_json::to_vec(&v).expect("tool output serializes"))
+}
+
+/// Splits argv into flags (with their values) and positional arguments, given which flags
+/// take a value; `--` ends flags; `--flag=value` is accepted.
+fn parse(args: &[String], valued: &[&str], boolean: &[&str]) -> R<(BTreeMap<String, String>, Vec<String>)> {
+    let mut flags = BTreeMap::new();
+    let mut pos = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            pos.extend(it.cloned());
+            break;
+        }
+        if a.starts_with('-') && a.len() > 1 {
+            let (name, inline) = match a.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (a.clone(), None),
+            };
+            if valued.contains(&name.as_str()) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next().cloned().ok_or(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR flag needs an argument: {name}") })?,
+                };
+                flags.insert(name, v);
+            } else if boolean.contains(&name.as_str()) {
+                flags.insert(name, String::new());
+            } else {
+                return Err(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR flag provided but not defined: {name}") });
+            }
+        } else {
+            pos.push(a.clone());
+        }
+    }
+    Ok((flags, pos))
+}
+
+impl<'s> FakeJuju<'s> {
+    /// A Juju for `event` on a unit of the charm `spec`, starting from `state`.
+    pub fn new(spec: &'s CharmSpec, event: &'s Event, state: State, action_params: serde_json::Map<String, serde_json::Value>) -> FakeJuju<'s> {
+        FakeJuju {
+            spec,
+            event,
+            action_params,
+            state: RefCell::new(state),
+            logs: RefCell::new(Vec::new()),
+            action: RefCell::new(ActionOutput::default()),
+            status_history: RefCell::new(Vec::new()),
+            next_secret: RefCell::new(0),
+        }
+    }
+
+    fn app(&self) -> &str {
+        &self.event.app
+    }
+
+    fn in_action(&self) -> bool {
+        self.event.is_action()
+    }
+
+    fn unit_number(&self) -> u32 {
+        self.event.unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+    }
+
+    fn remote_app_of(&self, r: &Relation) -> String {
+        match r.kind {
+            RelationKind::Peer => self.app().to_string(),
+            RelationKind::Regular => r.remote_app.clone(),
+        }
+    }
+
+    /// `-r` resolution: `<endpoint>:<n>` must name that endpoint; `<n>` alone is accepted;
+    /// no `-r` means the hook's own relation.
+    fn relation_id(&self, flag: Option<&String>) -> R<u32> {
+        match flag {
+            None => match &self.event.kind {
+                EventKind::Relation(r) => Ok(r.relation.id),
+                _ => fail("ERROR no relation id specified"),
+            },
+            Some(raw) => {
+                let (endpoint, n) = match raw.rsplit_once(':') {
+                    Some((e, n)) => (Some(e), n),
+                    None => (None, raw.as_str()),
+                };
+                let id: u32 = n.parse().map_err(|_| ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR invalid value {raw:?} for option -r: invalid relation id") })?;
+                let st = self.state.borrow();
+                match st.relation(id) {
+                    Some(r) if endpoint.is_none_or(|e| e == r.endpoint) => Ok(id),
+                    _ => fail(format!("ERROR invalid value {raw:?} for option -r: relation not found")),
+                }
+            }
+        }
+    }
+
+    fn is_broken(&self, id: u32) -> bool {
+        matches!(&self.event.kind, EventKind::Relation(r) if r.relation.id == id && r.phase == RelationPhase::Broken)
+    }
+
+    fn departing(&self, id: u32) -> Option<&str> {
+        match &self.event.kind {
+            EventKind::Relation(r) if r.relation.id == id && r.phase == RelationPhase::Departed => r.departing_unit.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn dispatch(&self, tool: &str, args: &[String], stdin: Option<&[u8]>) -> R<Vec<u8>> {
+        match tool {
+            "relation-ids" => {
+                let (_, pos) = parse(args, &["--format"], &[])?;
+                let endpoint = match pos.first() {
+                    Some(e) => e.clone(),
+                    None => match &self.event.kind {
+                        EventKind::Relation(r) => r.relation.endpoint.clone(),
+                        _ => return fail("ERROR no endpoint specified"),
+                    },
+                };
+                if self.spec.metadata.endpoint(&endpoint).is_none() {
+                    return fail(format!("ERROR unknown endpoint {endpoint:?}"));
+                }
+                let st = self.state.borrow();
+                json(st.relations.iter().filter(|r| r.endpoint == endpoint).map(|r| format!("{}:{}", r.endpoint, r.id)).collect::<Vec<_>>())
+            }
+            "relation-list" => {
+                let (flags, _) = parse(args, &["--format", "-r", "--relation"], &["--app"])?;
+                let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
+                let st = self.state.borrow();
+                let r = st.relation(id).expect("checked");
+                let remote = self.remote_app_of(r);
+                if flags.contains_key("--app") {
+                    return json(remote);
+                }
+                if self.is_broken(id) {
+                    return json(Vec::<String>::new());
+                }
+                let departing = self.departing(id);
+                json(r.remote_units.keys().map(|n| format!("{remote}/{n}")).filter(|u| Some(u.as_str()) != departing).collect::<Vec<_>>())
+            }
+            "relation-get" => self.relation_get(args),
+            "relation-set" => self.relation_set(args, stdin),
+            "config-get" => {
+                let (flags, pos) = parse(args, &["--format"], &["--all", "-a"])?;
+                let all = self.spec.effective_config(&self.state.borrow().config);
+                match pos.first() {
+                    Some(k) => json(all.get(k).cloned().unwrap_or(serde_json::Value::Null)),
+                    None if flags.contains_key("--all") || flags.contains_key("-a") => {
+                        let mut m = all.clone();
+                        for k in self.spec.config.options.keys() {
+                            m.entry(k.clone()).or_insert(serde_json::Value::Null);
+                        }
+                        json(m)
+                    }
+                    None => json(all),
+                }
+            }
+            "is-leader" => json(self.state.borrow().leader),
+            "status-set" => {
+                let (flags, pos) = parse(args, &[], &["--application"])?;
+                let kind = pos.first().and_then(|s| StatusKind::parse(s)).filter(|k| matches!(k, StatusKind::Active | StatusKind::Blocked | StatusKind::Maintenance | StatusKind::Waiting));
+                let Some(kind) = kind else {
+                    return fail(format!("ERROR invalid status {:?}, expected one of [maintenance blocked waiting active]", pos.first()));
+                };
+                let status = Status { kind, message: pos.get(1).cloned().unwrap_or_default() };
+                let mut st = self.state.borrow_mut();
+                if flags.contains_key("--application") {
+                    if !st.leader {
+                        return fail("ERROR setting application status: this unit is not the leader");
+                    }
+                    st.app_status = status;
+                } else {
+                    self.status_history.borrow_mut().push(status.clone());
+                    st.unit_status = status;
+                }
+                Ok(Vec::new())
+            }
+            "status-get" => {
+                let (flags, _) = parse(args, &["--format"], &["--application", "--include-data"])?;
+                let st = self.state.borrow();
+                let one = |s: &Status| serde_json::json!({"status": s.kind.as_str(), "message": s.message, "status-data": {}});
+                if flags.contains_key("--application") {
+                    if !st.leader {
+                        return fail("ERROR finding application status: this unit is not the leader");
+                    }
+                    let mut app = one(&st.app_status);
+                    app["units"] = serde_json::json!({ self.event.unit.clone(): one(&st.unit_status) });
+                    json(serde_json::json!({"application-status": app}))
+                } else {
+                    json(one(&st.unit_status))
+                }
+            }
+            "juju-log" => {
+                let (flags, pos) = parse(args, &["--log-level", "-l", "--format"], &["--debug"])?;
+                let level = match flags.get("--log-level").or(flags.get("-l")).map(|s| s.as_str()) {
+                    _ if flags.contains_key("--debug") => LogLevel::Debug,
+                    Some("TRACE") => LogLevel::Trace,
+                    Some("DEBUG") => LogLevel::Debug,
+                    Some("WARNING") => LogLevel::Warning,
+                    Some("ERROR") => LogLevel::Error,
+                    _ => LogLevel::Info,
+                };
+                self.logs.borrow_mut().push((level, pos.join(" ")));
+                Ok(Vec::new())
+            }
+            "application-version-set" => {
+                let (_, pos) = parse(args, &[], &[])?;
+                self.state.borrow_mut().workload_version = pos.join(" ");
+                Ok(Vec::new())
+            }
+            "open-port" | "close-port" => {
+                let (_, pos) = parse(args, &["--endpoints"], &[])?;
+                let p: Port = pos.first().ok_or(ToolErrorKind::Failed { code: Some(2), stderr: "ERROR no port specified".into() })?.parse().map_err(|e: String| ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR {e}") })?;
+                let mut st = self.state.borrow_mut();
+                if tool == "open-port" {
+                    st.opened_ports.insert(p);
+                } else {
+                    st.opened_ports.remove(&p);
+                }
+                Ok(Vec::new())
+            }
+            "opened-ports" => {
+                parse(args, &["--format"], &["--endpoints"])?;
+                json(self.state.borrow().opened_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+            }
+            "network-get" => {
+                let (flags, pos) = parse(args, &["--format", "-r", "--relation"], &["--bind-address", "--ingress-address", "--egress-subnets", "--primary-address"])?;
+                if let Some(r) = flags.get("-r").or(flags.get("--relation")) {
+                    self.relation_id(Some(r))?;
+                }
+                let binding = pos.first().cloned().unwrap_or_default();
+                let known = self.spec.metadata.endpoint(&binding).is_some() || self.spec.metadata.extra_bindings.contains_key(&binding);
+                if !known {
+                    return fail(format!("ERROR no network config found for binding {binding:?}"));
+                }
+                let n = self.state.borrow().network.clone();
+                if flags.contains_key("--ingress-address") {
+                    return json(&n.address);
+                }
+                json(serde_json::json!({
+                    "bind-addresses": [{"mac-address": "", "interface-name": n.interface, "addresses": [{"hostname": "", "value": n.address, "cidr": n.cidr}]}],
+                    "egress-subnets": [format!("{}/32", n.address)],
+                    "ingress-addresses": [n.address],
+                }))
+            }
+            "unit-get" => {
+                let (_, pos) = parse(args, &["--format"], &[])?;
+                match pos.first().map(|s| s.as_str()) {
+                    Some("private-address" | "public-address") => json(&self.state.borrow().network.address),
+                    other => fail(format!("ERROR unknown setting {other:?}")),
+                }
+            }
+            "action-get" | "action-set" | "action-log" | "action-fail" if !self.in_action() => Err(ToolErrorKind::NotFound),
+            "action-get" => {
+                let (_, pos) = parse(args, &["--format"], &[])?;
+                match pos.first() {
+                    None => json(&self.action_params),
+                    Some(path) => json(path.split('.').try_fold(serde_json::Value::Object(self.action_params.clone()), |v, k| v.get(k).cloned()).unwrap_or(serde_json::Value::Null)),
+                }
+            }
+            "action-set" => {
+                let (_, pos) = parse(args, &[], &[])?;
+                for kv in pos {
+                    let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR argument {kv:?} must be of the form key=value") })?;
+                    if !k.split('.').all(crate::dispatch::valid_result_key) {
+                        return fail(format!("ERROR key {k:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"));
+                    }
+                    self.action.borrow_mut().results.insert(k.to_string(), v.to_string());
+                }
+                Ok(Vec::new())
+            }
+            "action-log" => {
+                let (_, pos) = parse(args, &[], &[])?;
+                self.action.borrow_mut().logs.push(pos.join(" "));
+                Ok(Vec::new())
+            }
+            "action-fail" => {
+                let (_, pos) = parse(args, &[], &[])?;
+                self.action.borrow_mut().failed = Some(pos.join(" "));
+                Ok(Vec::new())
+            }
+            "state-get" => {
+                let (_, pos) = parse(args, &["--format"], &[])?;
+                let st = self.state.borrow();
+                match pos.first() {
+                    Some(k) => json(st.stored.get(k)),
+                    None => json(&st.stored),
+                }
+            }
+            "state-set" => {
+                let (flags, pos) = parse(args, &["--file"], &[])?;
+                let mut values = read_map(flags.get("--file"), stdin)?;
+                for kv in pos {
+                    if let Some((k, v)) = kv.split_once('=') {
+                        values.insert(k.into(), v.into());
+                    }
+                }
+                let mut st = self.state.borrow_mut();
+                for (k, v) in values {
+                    if v.is_empty() {
+                        st.stored.remove(&k);
+                    } else {
+                        st.stored.insert(k, v);
+                    }
+                }
+                Ok(Vec::new())
+            }
+            "state-delete" => {
+                let (_, pos) = parse(args, &[], &[])?;
+                for k in pos {
+                    self.state.borrow_mut().stored.remove(&k);
+                }
+                Ok(Vec::new())
+            }
+            "resource-get" => {
+                let (_, pos) = parse(args, &[], &[])?;
+                let name = pos.first().cloned().unwrap_or_default();
+                if !self.spec.metadata.resources.contains_key(&name) {
+                    return fail(format!("ERROR resource {name:?} not found in metadata"));
+                }
+                match self.state.borrow().resources.get(&name) {
+                    Some(p) => Ok(format!("{}\n", p.display()).into_bytes()),
+                    None => fail(format!("ERROR could not download resource: resource {name:?} has no file attached")),
+                }
+            }
+            t if t.starts_with("secret-") => self.secret_tool(t, args),
+            _ => Err(ToolErrorKind::NotFound),
+        }
+    }
+
+    fn relation_get(&self, args: &[String]) -> R<Vec<u8>> {
+        let (flags, pos) = parse(args, &["--format", "-r", "--relation"], &["--app"])?;
+        let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
+        let app_flag = flags.contains_key("--app");
+        let key = pos.first().filter(|k| *k != "-").cloned();
+        let owner = match pos.get(1) {
+            Some(o) => o.clone(),
+            None => match &self.event.kind {
+                EventKind::Relation(r) if r.relation.id == id && app_flag => r.remote_app.clone(),
+                EventKind::Relation(r) if r.relation.id == id => match &r.remote_unit {
+                    Some(u) => u.clone(),
+                    None => return fail("ERROR no unit id specified"),
+                },
+                _ => return fail("ERROR no unit or application specified"),
+            },
+        };
+        let st = self.state.borrow();
+        let r = st.relation(id).expect("checked");
+        let remote = self.remote_app_of(r);
+        let bag: &Databag = if app_flag {
+            if owner == self.app() {
+                if r.kind == RelationKind::Regular && !st.leader {
+                    return fail("ERROR permission denied");
+                }
+                &r.local_app_data
+            } else if owner == remote {
+                if r.kind == RelationKind::Peer {
+                    &r.local_app_data
+                } else {
+                    &r.remote_app_data
+                }
+            } else {
+                return fail(format!("ERROR application {owner:?} is not part of relation {}:{id}", r.endpoint));
+            }
+        } else if owner == self.event.unit {
+            &r.local_unit_data
+        } else {
+            let n = owner.strip_prefix(&format!("{remote}/")).and_then(|n| n.parse::<u32>().ok());
+            match n.and_then(|n| r.remote_units.get(&n)) {
+                Some(b) => b,
+                None => return fail(format!("ERROR cannot read settings for unit {owner:?} in relation \"{}:{id}\": unit {owner:?}: settings not found", r.endpoint)),
+            }
+        };
+        match key {
+            Some(k) => json(bag.get(&k)),
+            None => json(bag),
+        }
+    }
+
+    fn relation_set(&self, args: &[String], stdin: Option<&[u8]>) -> R<Vec<u8>> {
+        let (flags, pos) = parse(args, &["-r", "--relation", "--file", "--format"], &["--app"])?;
+        let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
+        let mut changes = read_map(flags.get("--file"), stdin)?;
+        for kv in pos {
+            let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR expected \"key=value\", got {kv:?}") })?;
+            changes.insert(k.into(), v.into());
+        }
+        let mut st = self.state.borrow_mut();
+        let leader = st.leader;
+        if flags.contains_key("--app") && !leader {
+            return fail("ERROR cannot write relation settings");
+        }
+        let r = st.relations.iter_mut().find(|r| r.id == id).expect("checked");
+        let bag = if flags.contains_key("--app") { &mut r.local_app_data } else { &mut r.local_unit_data };
+        for (k, v) in changes {
+            if v.is_empty() {
+                bag.remove(&k);
+            } else {
+                bag.insert(k, v);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    fn find_secret(&self, id: Option<&String>, label: Option<&String>) -> R<usize> {
+        let st = self.state.borrow();
+        let by_id = id.map(|id| {
+            let xid = id.strip_prefix("secret:").unwrap_or(id);
+            st.secrets.iter().position(|s| s.id.strip_prefix("secret:").unwrap_or(&s.id) == xid)
+        });
+        let found = match (by_id, label) {
+            (Some(found), _) => found,
+            (None, Some(l)) => st.secrets.iter().position(|s| s.label.as_ref() == Some(l)),
+            (None, None) => return fail("ERROR require either a secret URI or label"),
+        };
+        found.ok_or_else(|| ToolErrorKind::Failed { code: Some(1), stderr: format!("ERROR secret {:?} not found", id.or(label).unwrap()) })
+    }
+
+    fn owns(&self, s: &Secret) -> bool {
+        match s.holder {
+            SecretHolder::App => self.state.borrow().leader,
+            SecretHolder::Unit => true,
+            SecretHolder::Consumer => false,
+        }
+    }
+
+    fn secret_tool(&self, tool: &str, args: &[String]) -> R<Vec<u8>> {
+        let valued = ["--format", "--label", "--description", "--expire", "--rotate", "--owner", "--file", "--relation", "-r", "--unit", "--app", "--revision"];
+        let (flags, pos) = parse(args, &valued, &["--refresh", "--peek"])?;
+        match tool {
+            "secret-add" => {
+                let owner_unit = flags.get("--owner").map(|s| s.as_str()) == Some("unit");
+                if !owner_unit && !self.state.borrow().leader {
+                    return fail("ERROR secret owner cannot be the application unless the unit is the leader");
+                }
+                let content = secret_content(flags.get("--file"), &pos)?;
+                let mut n = self.next_secret.borrow_mut();
+                *n += 1;
+                let id = format!("secret:{}{}{:04}", self.app().replace('-', ""), self.unit_number(), *n);
+                let mut s = Secret::owned(&id, &[]);
+                s.revisions = vec![content];
+                s.holder = if owner_unit { SecretHolder::Unit } else { SecretHolder::App };
+                s.label = flags.get("--label").cloned();
+                s.description = flags.get("--description").cloned();
+                self.state.borrow_mut().secrets.push(s);
+                Ok(format!("{id}\n").into_bytes())
+            }
+            "secret-get" => {
+                let i = self.find_secret(pos.first(), flags.get("--label"))?;
+                let mut st = self.state.borrow_mut();
+                let s = &mut st.secrets[i];
+                if pos.first().is_some() {
+                    if let Some(l) = flags.get("--label") {
+                        s.label = Some(l.clone());
+                    }
+                }
+                // Every unit of the owning application reads the latest revision of its secrets.
+                let owner = s.holder != SecretHolder::Consumer;
+                let content = if owner || flags.contains_key("--peek") {
+                    s.latest_content().clone()
+                } else {
+                    if flags.contains_key("--refresh") || s.tracked == 0 {
+                        s.tracked = s.latest();
+                    }
+                    s.revisions[(s.tracked - 1) as usize].clone()
+                };
+                json(content)
+            }
+            "secret-set" => {
+                let i = self.find_secret(pos.first(), None)?;
+                if !self.owns(&self.state.borrow().secrets[i]) {
+                    return fail("ERROR permission denied");
+                }
+                let content = secret_content(flags.get("--file"), &pos[1..])?;
+                let mut st = self.state.borrow_mut();
+                let s = &mut st.secrets[i];
+                if !content.is_empty() {
+                    s.revisions.push(content);
+                }
+                if let Some(l) = flags.get("--label") {
+                    s.label = Some(l.clone());
+                }
+                Ok(Vec::new())
+            }
+            "secret-grant" | "secret-revoke" => {
+                let i = self.find_secret(pos.first(), None)?;
+                if !self.owns(&self.state.borrow().secrets[i]) {
+                    return fail("ERROR permission denied");
+                }
+                let rel = flags.get("--relation").or(flags.get("-r"));
+                if tool == "secret-grant" && rel.is_none() {
+                    return fail("ERROR missing relation or application");
+                }
+                let rid = match rel {
+                    Some(r) => Some(self.relation_id(Some(r))?),
+                    None => None,
+                };
+                let mut st = self.state.borrow_mut();
+                let s = &mut st.secrets[i];
+                match (tool, rid) {
+                    ("secret-grant", Some(id)) => {
+                        s.grants.insert(id, flags.get("--unit").cloned());
+                    }
+                    (_, Some(id)) => {
+                        s.grants.remove(&id);
+                    }
+                    _ => s.grants.clear(),
+                }
+                Ok(Vec::new())
+            }
+            "secret-remove" => {
+                let i = self.find_secret(pos.first(), None)?;
+                if !self.owns(&self.state.borrow().secrets[i]) {
+                    return fail("ERROR permission denied");
+                }
+                let mut st = self.state.borrow_mut();
+                match flags.get("--revision").and_then(|r| r.parse::<usize>().ok()) {
+                    // Revisions keep their numbers, so a removed one leaves an empty slot.
+                    Some(r) if r >= 1 && r <= st.secrets[i].revisions.len() => st.secrets[i].revisions[r - 1].clear(),
+                    Some(_) => return fail("ERROR revision not found"),
+                    None => {
+                        st.secrets.remove(i);
+                    }
+                }
+                Ok(Vec::new())
+            }
+            "secret-ids" => {
+                let ids: Vec<String> = self.state.borrow().secrets.iter().filter(|s| s.holder != SecretHolder::Consumer).map(|s| s.id.clone()).collect();
+                json(ids)
+            }
+            "secret-info-get" => {
+                let i = self.find_secret(pos.first(), flags.get("--label"))?;
+                let st = self.state.borrow();
+                let s = &st.secrets[i];
+                if s.holder == SecretHolder::Consumer {
+                    return fail("ERROR permission denied");
+                }
+                let xid = s.id.strip_prefix("secret:").unwrap_or(&s.id).to_string();
+                json(serde_json::json!({ xid: {"revision": s.latest(), "label": s.label, "description": s.description, "expiry": null, "rotation": null, "rotates": null} }))
+            }
+            _ => Err(ToolErrorKind::NotFound),
+        }
+    }
+}
+
+/// Reads a YAML map from `--file` (a path, or `-` for stdin).
+fn read_map(file: Option<&String>, stdin: Option<&[u8]>) -> R<BTreeMap<String, String>> {
+    let text = match file.map(|s| s.as_str()) {
+        None => return Ok(BTreeMap::new()),
+        Some("-") => String::from_utf8_lossy(stdin.unwrap_or_default()).into_owned(),
+        Some(path) => std::fs::read_to_string(path).map_err(|e| ToolErrorKind::Failed { code: Some(1), stderr: format!("ERROR cannot read {path}: {e}") })?,
+    };
+    let v: Option<BTreeMap<String, serde_yaml::Value>> =
+        serde_yaml::from_str(&text).map_err(|e| ToolErrorKind::Failed { code: Some(1), stderr: format!("ERROR cannot parse settings: {e}") })?;
+    v.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_yaml::Value::String(s) => Ok((k, s)),
+            serde_yaml::Value::Null => Ok((k, String::new())),
+            other => Ok((k, serde_yaml::to_string(&other).unwrap_or_default().trim().to_string())),
+        })
+        .collect()
+}
+
+fn secret_content(file: Option<&String>, pos: &[String]) -> R<BTreeMap<String, String>> {
+    let mut content = read_map(file, None)?;
+    for kv in pos {
+        if let Some((k, v)) = kv.split_once('=') {
+            content.insert(k.into(), v.into());
+        }
+    }
+    if let Some(bad) = content.keys().find(|k| !crate::tools::valid_secret_key(k)) {
+        return fail(format!("ERROR invalid key {bad:?}"));
+    }
+    Ok(content)
+}
+
+impl ToolRunner for FakeJuju<'_> {
+    fn run(&self, tool: &str, args: &[String], stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
+        self.dispatch(tool, args, stdin).map_err(|kind| ToolError::new(tool, args, kind))
+    }
+}
