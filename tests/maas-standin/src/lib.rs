@@ -1,1 +1,36 @@
-//! Placeholder: being built.
+//! # maas-standin: a test-only stand-in for MAAS
+//!
+//! **This is not MAAS.** MAAS cannot be installed on the machines where the charms are tested,
+//! so this crate imitates MAAS at the interfaces the charms use: the `maas` snap CLI, the deb
+//! CLIs (`maas-region`, `maas-rack`), the files MAAS keeps (`regiond.conf`, `rackd.conf`, the
+//! shared secret, `maas_id`, `snap_mode`), and daemons that behave like regiond, rackd and named
+//! where tests can see it (HTTP ports, a live PostgreSQL connection with heartbeats, rack polling
+//! with a JSON-lines log, a process named `named`).
+//!
+//! Everything is one multi-call binary (`maas-standin`), dispatched on `argv[0]` or on its first
+//! argument. No charm may reference this crate: charms run the real command names, and the
+//! local model's package catalog (see [`catalog`]) installs this binary under those names.
+//!
+//! Test-only knobs (never set them in a deployment):
+//! - `MAAS_STANDIN_ROOT`: prefix for every absolute path the stand-in reads or writes.
+//! - `MAAS_STANDIN_PORTS`: `api,internal,temporal` ports for regiond (default `5240,5242,5271`).
+//! - `MAAS_STANDIN_BIND`: address regiond binds (default `0.0.0.0`).
+//! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
+//! - `MAAS_STANDIN_NO_SERVICES=1`: CLIs do not call `systemctl`.
+//! - `MAAS_STANDIN_SKIP_ROOT_CHECK=1`: CLIs do not insist on running as root.
+
+pub mod apache2;
+pub mod api;
+pub mod argparse;
+pub mod catalog;
+pub mod cli;
+pub mod conf;
+pub mod db;
+pub mod http;
+pub mod named;
+pub mod paths;
+pub mod pebble;
+pub mod rackd;
+pub mod regiond;
+pub mod services;
+pub mod util;

@@ -1,0 +1,224 @@
+//! Package catalog entries (tests/CONTRACTS.md §2) that make `snap install maas` and
+//! `apt-get install maas-region-api maas-dns maas-rack-controller maas-cli` install this
+//! stand-in inside the local model's hosts, plus the packages' install steps (`postinst`).
+//!
+//! `maas-standin catalog --out DIR --binary PATH` writes `DIR/<package>.json` and the systemd
+//! units they install (`DIR/units/*.service`), with absolute machine paths.
+
+use crate::argparse::{Opt, Parser};
+use crate::cli::{fail, parse};
+use crate::conf::{self, ConfFile};
+use crate::paths::{self, Flavor};
+use crate::util;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// Where the binary lives inside a host.
+pub const INSTALLED_BINARY: &str = "/usr/lib/maas-standin/maas-standin";
+
+/// The packages this catalog provides.
+pub const PACKAGES: &[&str] = &["maas", "maas-region-api", "maas-dns", "maas-rack-controller", "maas-cli", "maas-region-controller"];
+
+fn unit(description: &str, exec: &str) -> String {
+    format!(
+        "# MAAS stand-in (test double, not MAAS)\n[Unit]\nDescription={description}\nAfter=network.target\n\n[Service]\nType=simple\nExecStart={exec}\nRestart=always\nUser=root\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+/// The systemd units, by file name.
+pub fn units() -> Vec<(&'static str, String)> {
+    vec![
+        ("snap.maas.pebble.service", unit("Service for snap application maas.pebble (stand-in)", &format!("{INSTALLED_BINARY} pebble"))),
+        ("maas-regiond.service", unit("MAAS Region Controller (stand-in)", &format!("{INSTALLED_BINARY} regiond --flavor deb"))),
+        ("maas-rackd.service", unit("MAAS Rack Controller (stand-in)", &format!("{INSTALLED_BINARY} rackd --flavor deb"))),
+        ("bind9.service", unit("BIND Domain Name Server (MAAS stand-in named)", "/usr/sbin/named -f -u bind")),
+        ("apache2.service", unit("The Apache HTTP Server (MAAS stand-in: forwards 80 to 5240)", &format!("{INSTALLED_BINARY} apache2"))),
+    ]
+}
+
+fn file(src: &Path, dst: &str, mode: &str) -> Value {
+    json!({"src": src.display().to_string(), "dst": dst, "mode": mode})
+}
+
+fn link(dst: &str) -> Value {
+    json!({"dst": dst, "target": INSTALLED_BINARY})
+}
+
+fn dir(path: &str, mode: &str, owner: &str, group: &str) -> Value {
+    json!({"path": path, "mode": mode, "owner": owner, "group": group})
+}
+
+fn unit_file(units_dir: &Path, name: &str) -> Value {
+    file(&units_dir.join(name), &format!("/lib/systemd/system/{name}"), "0644")
+}
+
+/// The catalog entry of `package`, for a binary at `binary` and units under `units_dir`.
+pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
+    let bin = file(binary, INSTALLED_BINARY, "0755");
+    let postinst = json!([[INSTALLED_BINARY, "postinst", package]]);
+    let deb_dirs = vec![
+        dir("/etc/maas", "0755", "root", "root"),
+        dir("/var/lib/maas", "0755", "maas", "maas"),
+        dir("/var/log/maas", "0755", "maas", "maas"),
+    ];
+    let v = match package {
+        "maas" => json!({
+            "name": "maas", "kind": "snap",
+            "files": [bin, unit_file(units_dir, "snap.maas.pebble.service")],
+            "symlinks": [link("/snap/bin/maas")],
+            "dirs": [dir("/var/snap/maas/common", "0755", "root", "root"), dir("/var/snap/maas/common/maas", "0755", "root", "root"),
+                     dir("/var/snap/maas/current", "0755", "root", "root"), dir("/var/snap/maas/current/http", "0755", "root", "root"),
+                     dir("/var/log/maas", "0755", "root", "root")],
+            "users": ["maas"],
+            "enable": ["snap.maas.pebble.service"],
+            "postinst": postinst,
+        }),
+        "maas-cli" => json!({
+            "name": "maas-cli", "kind": "deb", "files": [bin],
+            "symlinks": [link("/usr/bin/maas")], "dirs": [], "users": [], "enable": [], "postinst": [],
+        }),
+        "maas-region-api" => json!({
+            "name": "maas-region-api", "kind": "deb",
+            "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service")],
+            "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas")],
+            "dirs": deb_dirs, "users": ["maas"],
+            "enable": ["maas-regiond.service", "apache2.service"],
+            "postinst": postinst,
+        }),
+        "maas-dns" => json!({
+            "name": "maas-dns", "kind": "deb",
+            "files": [bin, unit_file(units_dir, "bind9.service")],
+            "symlinks": [json!({"dst": "/usr/sbin/named", "target": INSTALLED_BINARY}), link("/usr/sbin/maas-region")],
+            "dirs": [dir("/etc/bind", "0755", "root", "bind"), dir("/etc/bind/maas", "0755", "root", "bind")],
+            "users": ["maas", "bind"],
+            "enable": ["bind9.service"],
+            "postinst": postinst,
+        }),
+        "maas-rack-controller" => json!({
+            "name": "maas-rack-controller", "kind": "deb",
+            "files": [bin, unit_file(units_dir, "maas-rackd.service")],
+            "symlinks": [link("/usr/sbin/maas-rack"), link("/usr/bin/maas")],
+            "dirs": deb_dirs, "users": ["maas"],
+            "enable": ["maas-rackd.service"],
+            "postinst": postinst,
+        }),
+        // The metapackage: region API and DNS together. Unlike MAAS's, it does not install
+        // a local PostgreSQL: the tests always bring their own database.
+        "maas-region-controller" => json!({
+            "name": "maas-region-controller", "kind": "deb",
+            "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"), unit_file(units_dir, "bind9.service")],
+            "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas"), json!({"dst": "/usr/sbin/named", "target": INSTALLED_BINARY})],
+            "dirs": [deb_dirs[0].clone(), deb_dirs[1].clone(), deb_dirs[2].clone(),
+                     dir("/etc/bind", "0755", "root", "bind"), dir("/etc/bind/maas", "0755", "root", "bind")],
+            "users": ["maas", "bind"],
+            "enable": ["maas-regiond.service", "apache2.service", "bind9.service"],
+            "postinst": postinst,
+        }),
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// Writes every entry and unit file into `out`.
+pub fn generate(out: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
+    let binary = binary.canonicalize().with_context(|| format!("binary {}", binary.display()))?;
+    std::fs::create_dir_all(out.join("units"))?;
+    let out = out.canonicalize()?;
+    let units_dir = out.join("units");
+    for (name, text) in units() {
+        util::write_file(&units_dir.join(name), text.as_bytes(), 0o644, None)?;
+    }
+    let mut written = vec![];
+    for pkg in PACKAGES {
+        let Some(e) = entry(pkg, &binary, &units_dir) else { continue };
+        let path = out.join(format!("{pkg}.json"));
+        util::write_file(&path, serde_json::to_string_pretty(&e)?.as_bytes(), 0o644, None)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `maas-standin catalog --out DIR [--binary PATH]` (default binary: this executable).
+pub fn main(args: &[String]) -> i32 {
+    let p = Parser::new("maas-standin catalog").opts(&[
+        Opt::value("--out", "Directory to write the catalog into (e.g. build/catalog).").required(),
+        Opt::value("--binary", "The maas-standin binary the entries install (default: this one)."),
+    ]);
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let binary = match a.get("--binary") {
+        Some(b) => PathBuf::from(b),
+        None => match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => return fail(format!("cannot find this executable: {e}")),
+        },
+    };
+    match generate(Path::new(a.get("--out").unwrap_or_default()), &binary) {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            0
+        }
+        Err(e) => fail(format!("error: {e:#}")),
+    }
+}
+
+/// `maas-standin postinst <package>`: what the package's maintainer script does.
+pub fn postinst(args: &[String]) -> i32 {
+    let p = Parser::new("maas-standin postinst").pos("package", Some(PACKAGES));
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let r = (|| -> Result<()> {
+        let pkg = a.positionals[0].as_str();
+        if pkg == "maas" && !paths::snap_mode().exists() {
+            conf::write_snap_mode("none")?;
+        }
+        if pkg == "maas-region-api" || pkg == "maas-region-controller" {
+            let path = Flavor::Deb.regiond_conf();
+            if !path.exists() {
+                let mut c = ConfFile::default();
+                c.set("maas_url", "http://localhost:5240/MAAS");
+                c.save(&path)?;
+            }
+        }
+        if pkg == "maas-rack-controller" {
+            let path = Flavor::Deb.rackd_conf();
+            if !path.exists() {
+                let mut c = ConfFile::default();
+                c.set("maas_url", "http://localhost:5240/MAAS");
+                c.save(&path)?;
+            }
+        }
+        if pkg == "maas-dns" || pkg == "maas-region-controller" {
+            let options = paths::named_conf_options();
+            if !options.exists() {
+                util::write_file(&options, crate::cli::region::default_named_options().as_bytes(), 0o644, Some("bind"))?;
+            }
+            let text = std::fs::read_to_string(&options)?;
+            let (new_text, moved) = crate::cli::region::migrate_named_options(&text, true);
+            let inside = paths::named_conf_options_inside_maas();
+            if !inside.exists() || !moved.is_empty() {
+                let mut t = std::fs::read_to_string(&inside).unwrap_or_default();
+                for m in moved {
+                    t.push_str(&m);
+                    t.push('\n');
+                }
+                util::write_file(&inside, t.as_bytes(), 0o644, Some("bind"))?;
+            }
+            if new_text != text {
+                util::write_file(&options, new_text.as_bytes(), 0o644, Some("bind"))?;
+            }
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => 0,
+        Err(e) => fail(format!("postinst: {e:#}")),
+    }
+}

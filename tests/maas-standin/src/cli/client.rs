@@ -1,0 +1,232 @@
+//! The `maas` API client: `login`, `logout`, `list`, and `maas <profile> <resource> <op> ...`
+//! calls signed with OAuth PLAINTEXT like the real CLI. Profiles are kept in
+//! `$HOME/.maascli.standin.json` (the real CLI uses a SQLite file, `~/.maascli.db`).
+
+use super::{fail, parse, report};
+use crate::argparse::Parser;
+use crate::http;
+use crate::util;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A logged-in profile.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// API URL ending in `/api/2.0/`.
+    pub url: String,
+    /// `consumer:token:secret`.
+    pub key: String,
+}
+
+fn store_path() -> PathBuf {
+    let home = std::env::var("HOME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".maascli.standin.json")
+}
+
+fn load_store() -> serde_json::Map<String, Value> {
+    std::fs::read_to_string(store_path())
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+}
+
+fn save_store(m: &serde_json::Map<String, Value>) -> anyhow::Result<()> {
+    util::write_file(&store_path(), Value::Object(m.clone()).to_string().as_bytes(), 0o600, None)
+}
+
+/// The stored profile `name`.
+pub fn load_profile(name: &str) -> Option<Profile> {
+    let v = load_store().get(name)?.clone();
+    Some(Profile { url: v["url"].as_str()?.to_string(), key: v["credentials"].as_str()?.to_string() })
+}
+
+/// `.../MAAS` or `.../MAAS/api/2.0` → `.../MAAS/api/2.0/`, as the real CLI completes it.
+pub fn api_url(url: &str) -> String {
+    let mut u = url.trim().to_string();
+    if !u.ends_with('/') {
+        u.push('/');
+    }
+    if !u.ends_with("api/2.0/") {
+        u.push_str("api/2.0/");
+    }
+    u
+}
+
+fn oauth_header(key: &str) -> Option<String> {
+    let mut parts = key.trim().split(':');
+    let (ck, tk, ts) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(format!(
+        "OAuth oauth_version=\"1.0\", oauth_signature_method=\"PLAINTEXT\", oauth_consumer_key=\"{ck}\", oauth_token=\"{tk}\", oauth_signature=\"&{ts}\", oauth_nonce=\"{}\", oauth_timestamp=\"{}\"",
+        util::random_hex(16),
+        util::now_unix() as u64
+    ))
+}
+
+fn send(method: &str, url: &str, key: &str, form: &[(String, String)]) -> anyhow::Result<http::ClientResponse> {
+    let mut headers = vec![];
+    if let Some(h) = oauth_header(key) {
+        headers.push(("Authorization", h));
+    }
+    let encoded: String = form.iter().map(|(k, v)| format!("{}={}", util::form_encode(k), util::form_encode(v))).collect::<Vec<_>>().join("&");
+    if method == "GET" {
+        let full = if encoded.is_empty() { url.to_string() } else { format!("{url}?{encoded}") };
+        http::request("GET", &full, &headers, None, Duration::from_secs(30))
+    } else {
+        http::request(method, url, &headers, Some(("application/x-www-form-urlencoded", encoded.into_bytes())), Duration::from_secs(30))
+    }
+}
+
+/// `maas login <profile> <url> [<credentials> | -]`.
+pub fn login(args: &[String]) -> i32 {
+    let p = Parser::new("maas login").pos("profile-name", None).pos("url", None).rest();
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if a.positionals.len() > 3 {
+        return report(p.error(&format!("unrecognized arguments: {}", a.positionals[3..].join(" "))));
+    }
+    let (name, url) = (&a.positionals[0], api_url(&a.positionals[1]));
+    let key = match a.positionals.get(2).map(String::as_str) {
+        Some("-") => {
+            let mut s = String::new();
+            let _ = std::io::stdin().read_line(&mut s);
+            s.trim().to_string()
+        }
+        Some(k) => k.trim().to_string(),
+        None => return fail("Error: credentials are required: MAAS would prompt for them, and the stand-in never prompts."),
+    };
+    if !key.is_empty() && oauth_header(&key).is_none() {
+        return fail("Malformed API key: expected consumer_key:token_key:token_secret.");
+    }
+    match send("GET", &format!("{url}users/"), &key, &[("op".into(), "whoami".into())]) {
+        Ok(r) if r.status == 200 => {}
+        Ok(r) if r.status == 401 || r.status == 403 => {
+            return fail("The MAAS server rejected your API key.");
+        }
+        Ok(r) => return fail(format!("The MAAS server gave an unexpected response: {}\n{}", r.status, r.body.trim())),
+        Err(e) => return fail(format!("ConnectionError: Connection to the MAAS server failed: {e:#}")),
+    }
+    let mut store = load_store();
+    store.insert(name.clone(), json!({"url": url, "credentials": key}));
+    if let Err(e) = save_store(&store) {
+        return fail(format!("Error: {e:#}"));
+    }
+    println!("\nYou are now logged in to the MAAS server at {url} with the profile name '{name}'.\n\nFor help with the available commands, try:\n\n  maas {name} --help\n");
+    0
+}
+
+/// `maas logout <profile>`.
+pub fn logout(args: &[String]) -> i32 {
+    let p = Parser::new("maas logout").pos("profile-name", None);
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let mut store = load_store();
+    store.remove(&a.positionals[0]);
+    match save_store(&store) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}
+
+/// `maas list`.
+pub fn list(args: &[String]) -> i32 {
+    if let Err(code) = parse(&Parser::new("maas list"), args) {
+        return code;
+    }
+    for (name, v) in load_store() {
+        println!("{name} {}", v["url"].as_str().unwrap_or(""));
+    }
+    0
+}
+
+/// API resources and operations the stand-in's client knows:
+/// (resource, op, method, path, positional names, fixed op parameter).
+const OPS: &[(&str, &str, &str, &str, &[&str], &str)] = &[
+    ("version", "read", "GET", "version/", &[], ""),
+    ("users", "read", "GET", "users/", &[], ""),
+    ("users", "whoami", "GET", "users/", &[], "whoami"),
+    ("region-controllers", "read", "GET", "regioncontrollers/", &[], ""),
+    ("rack-controllers", "read", "GET", "rackcontrollers/", &[], ""),
+    ("subnets", "read", "GET", "subnets/", &[], ""),
+    ("vlan", "read", "GET", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
+    ("vlan", "update", "PUT", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
+    ("ipranges", "read", "GET", "ipranges/", &[], ""),
+    ("ipranges", "create", "POST", "ipranges/", &[], ""),
+    ("maas", "set-config", "POST", "maas/", &[], "set_config"),
+    ("maas", "get-config", "GET", "maas/", &[], "get_config"),
+];
+
+/// `maas <profile> <resource> <op> [ids...] [key=value...]`.
+pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
+    let resources: Vec<&str> = {
+        let mut r: Vec<&str> = OPS.iter().map(|o| o.0).collect();
+        r.dedup();
+        r
+    };
+    let Some(resource) = args.first() else {
+        let p = Parser::new(format!("maas {profile_name}")).pos("COMMAND", None);
+        return report(p.parse::<&str>(&[]).unwrap_err());
+    };
+    if !resources.contains(&resource.as_str()) {
+        let p = Parser::new(format!("maas {profile_name}"));
+        return report(p.invalid_choice("COMMAND", resource, &resources));
+    }
+    let ops: Vec<&str> = OPS.iter().filter(|o| o.0 == resource).map(|o| o.1).collect();
+    let prog = format!("maas {profile_name} {resource}");
+    let Some(op) = args.get(1) else {
+        let p = Parser::new(prog);
+        return report(p.error("the following arguments are required: COMMAND"));
+    };
+    let Some(spec) = OPS.iter().find(|o| o.0 == resource && o.1 == op) else {
+        let p = Parser::new(prog);
+        return report(p.invalid_choice("COMMAND", op, &ops));
+    };
+    let (_, _, method, path, ids, fixed_op) = *spec;
+    let mut positionals = vec![];
+    let mut form: Vec<(String, String)> = vec![];
+    for a in &args[2..] {
+        match a.split_once('=') {
+            Some((k, v)) => form.push((k.to_string(), v.to_string())),
+            None => positionals.push(a.clone()),
+        }
+    }
+    let mut p = Parser::new(format!("maas {profile_name} {resource} {op}")).rest();
+    for id in ids {
+        p = p.pos(id, None);
+    }
+    if positionals.len() < ids.len() {
+        return report(p.error(&format!("the following arguments are required: {}", ids[positionals.len()..].join(", "))));
+    }
+    if positionals.len() > ids.len() {
+        return report(p.error(&format!("unrecognized arguments: {}", positionals[ids.len()..].join(" "))));
+    }
+    let mut rel = path.to_string();
+    for (i, v) in positionals.iter().enumerate() {
+        rel = rel.replace(&format!("{{{i}}}"), &util::form_encode(v));
+    }
+    if !fixed_op.is_empty() {
+        form.insert(0, ("op".into(), fixed_op.into()));
+    }
+    let url = format!("{}{rel}", profile.url);
+    match send(method, &url, &profile.key, &form) {
+        Ok(r) if (200..300).contains(&r.status) => {
+            match serde_json::from_str::<Value>(&r.body) {
+                Ok(v) if v.is_object() || v.is_array() => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or(r.body));
+                }
+                _ => println!("Success.\nMachine-readable output follows:\n{}", r.body),
+            }
+            0
+        }
+        Ok(r) => {
+            eprintln!("{}", r.body.trim_end());
+            2
+        }
+        Err(e) => fail(format!("ConnectionError: Connection to the MAAS server failed: {e:#}")),
+    }
+}

@@ -1,0 +1,477 @@
+//! The snap's `maas` command: `init`, `config`, `status`, `migrate`, `config-tls`,
+//! `createadmin`, `apikey`, and the API client commands (`login`, `logout`, `list`,
+//! `<profile> <resource> <op>`).
+
+use super::{fail, parse, report, require_root};
+use crate::argparse::{Opt, Parser, Parsed};
+use crate::conf::{self, ConfFile, DbSettings};
+use crate::db;
+use crate::paths::{self, Flavor};
+use crate::services;
+use crate::util;
+
+const MODES: &[&str] = &["region+rack", "region", "rack"];
+const COMMANDS: &[&str] = &[
+    "login", "logout", "list", "init", "config", "status", "migrate", "apikey", "createadmin", "config-tls",
+];
+
+const COMMON: &[Opt] = &[
+    Opt::value("--maas-url", "URL that MAAS should use for communicate from the nodes to MAAS and other controllers of MAAS."),
+    Opt::flag("--force", "Skip confirmation questions when initialization has already been performed."),
+    Opt::flag("--enable-debug", "Enable debug mode for detailed error and log reporting."),
+    Opt::flag("--disable-debug", "Disable debug mode."),
+    Opt::flag("--skip-admin", "(hidden) accepted for compatibility."),
+];
+const REGION: &[Opt] = &[
+    Opt::value("--database-uri", "URI for the MAAS Postgres database: postgres://user:pass@host:port/dbname"),
+    Opt::value("--vault-uri", "Vault URI"),
+    Opt::value("--vault-approle-id", "Vault AppRole Role ID"),
+    Opt::value("--vault-wrapped-token", "Vault Wrapped Token for AppRole ID"),
+    Opt::value("--vault-secrets-path", "Path prefix for MAAS secrets in Vault KV storage"),
+    Opt::value("--vault-secrets-mount", "Vault KV mount path"),
+    Opt::value("--num-workers", "Number of regiond worker processes to run."),
+    Opt::flag("--enable-debug-queries", "Enable query debugging."),
+    Opt::flag("--disable-debug-queries", "Disable query debugging."),
+];
+const RACK: &[Opt] = &[Opt::value("--secret", "Secret token required for the rack controller to talk to the region controller(s).")];
+
+/// Entry point for `maas ARGS...`.
+pub fn main(args: &[String]) -> i32 {
+    let Some(cmd) = args.first() else {
+        let p = Parser::new("maas").pos("COMMAND", Some(COMMANDS));
+        return report(p.parse::<&str>(&[]).unwrap_err());
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "init" => init(rest),
+        "config" => config(rest),
+        "status" => status(rest),
+        "migrate" => migrate(rest),
+        "config-tls" => config_tls(rest),
+        "createadmin" => super::admin::createadmin("maas createadmin", &region_conf_for_cli(), rest),
+        "apikey" => super::admin::apikey("maas apikey", &region_conf_for_cli(), rest),
+        "login" => super::client::login(rest),
+        "logout" => super::client::logout(rest),
+        "list" => super::client::list(rest),
+        "-h" | "--help" => {
+            println!("usage: maas [-h] COMMAND ...\n\nMAAS stand-in (test double, not MAAS). Commands: {}", COMMANDS.join(", "));
+            0
+        }
+        profile => match super::client::load_profile(profile) {
+            Some(p) => super::client::call(profile, &p, rest),
+            None => {
+                let p = Parser::new("maas").pos("COMMAND", Some(COMMANDS));
+                report(p.parse(&[profile]).unwrap_err())
+            }
+        },
+    }
+}
+
+/// The snap's regiond.conf when the snap is initialised as a region, else the deb's.
+fn region_conf_for_cli() -> std::path::PathBuf {
+    let snap = Flavor::Snap.regiond_conf();
+    if snap.exists() { snap } else { Flavor::Deb.regiond_conf() }
+}
+
+fn is_region(mode: &str) -> bool {
+    mode == "region" || mode == "region+rack"
+}
+
+fn init_parser(mode: &str) -> Parser {
+    let mut p = Parser::new(format!("maas init {mode}")).opts(COMMON).exclusive("--enable-debug", "--disable-debug");
+    if is_region(mode) {
+        p = p.opts(REGION).exclusive("--enable-debug-queries", "--disable-debug-queries");
+    } else {
+        p = p.opts(RACK);
+    }
+    p
+}
+
+fn init(args: &[String]) -> i32 {
+    let mode_parser = Parser::new("maas init").pos("run_mode", Some(MODES)).rest();
+    let mode = match args.first() {
+        Some(m) if MODES.contains(&m.as_str()) => m.clone(),
+        _ => {
+            let first: Vec<&String> = args.iter().take_while(|a| a.starts_with('-')).collect();
+            if first.iter().any(|a| *a == "-h" || *a == "--help") {
+                return report(mode_parser.parse(&["--help"]).unwrap_err());
+            }
+            let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).take(1).collect();
+            return report(mode_parser.parse(&positional).err().unwrap_or_else(|| {
+                mode_parser.error("argument run_mode: a mode must come first")
+            }));
+        }
+    };
+    let p = init_parser(&mode);
+    let a = match parse(&p, &args[1..]) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    // MAAS prompts for these; a charm runs without a terminal, so refuse clearly instead.
+    let mut needed = vec!["--maas-url"];
+    if is_region(&mode) {
+        needed.push("--database-uri");
+    } else {
+        needed.push("--secret");
+    }
+    let missing: Vec<&str> = needed.into_iter().filter(|o| a.get(o).is_none()).collect();
+    if !missing.is_empty() {
+        return report(p.error(&format!(
+            "the following arguments are required: {} (MAAS would prompt for them; the stand-in never prompts)",
+            missing.join(", ")
+        )));
+    }
+    if let Err(code) = require_root("init") {
+        return code;
+    }
+    match do_init(&mode, &a) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}
+
+fn num_workers(a: &Parsed) -> anyhow::Result<Option<String>> {
+    match a.get("--num-workers") {
+        Some(n) => match n.parse::<u32>() {
+            Ok(v) if v >= 1 => Ok(Some(v.to_string())),
+            _ => anyhow::bail!("--num-workers must be a positive integer, not {n:?}"),
+        },
+        None => Ok(None),
+    }
+}
+
+fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
+    let url = a.get("--maas-url").unwrap_or_default();
+    conf::validate_maas_url(url)?;
+    let current = conf::read_snap_mode();
+    if current != "none" && !a.flag("--force") {
+        anyhow::bail!(
+            "MAAS is already initialized as '{current}'. Re-run with --force to re-initialize (the stand-in never prompts)."
+        );
+    }
+    let workers = num_workers(a)?;
+    if is_region(mode) {
+        let db = conf::parse_database_uri(a.get("--database-uri").unwrap_or_default())?;
+        let secret = prepare_database(&db)?;
+        let mut rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
+        rc.set("maas_url", url);
+        rc.set_db(&db);
+        if let Some(w) = &workers {
+            rc.set("num_workers", w);
+        }
+        set_debug(&mut rc, a);
+        rc.save(&Flavor::Snap.regiond_conf())?;
+        conf::write_secret(Flavor::Snap, &secret)?;
+        if util::read_trimmed(&Flavor::Snap.maas_id()).is_none() {
+            util::write_file(&Flavor::Snap.maas_id(), format!("{}\n", util::system_id()).as_bytes(), 0o644, None)?;
+        }
+        write_nginx_conf(false)?;
+    } else {
+        let secret = a.get("--secret").unwrap_or_default();
+        conf::write_secret(Flavor::Snap, secret)?;
+        let _ = std::fs::remove_file(paths::snap_nginx_conf());
+    }
+    if mode.contains("rack") {
+        let mut rk = ConfFile::load(&Flavor::Snap.rackd_conf())?;
+        rk.set("maas_url", url);
+        set_debug(&mut rk, a);
+        rk.save(&Flavor::Snap.rackd_conf())?;
+    }
+    conf::write_snap_mode(mode)?;
+    services::systemctl("restart", services::SNAP_SERVICE);
+    println!("MAAS has been set up ({mode}, {url}).");
+    if is_region(mode) {
+        println!("\nIf you want to configure external authentication or use\nMAAS with Canonical RBAC, please run\n\n  sudo maas configauth\n\nTo create admins when not using external authentication, run\n\n  sudo maas createadmin");
+    }
+    Ok(())
+}
+
+fn set_debug(c: &mut ConfFile, a: &Parsed) {
+    if a.flag("--enable-debug") {
+        c.set("debug", "true");
+    } else if a.flag("--disable-debug") {
+        c.set("debug", "false");
+    }
+    if a.flag("--enable-debug-queries") {
+        c.set("debug_queries", "true");
+    } else if a.flag("--disable-debug-queries") {
+        c.set("debug_queries", "false");
+    }
+}
+
+/// Connects (retrying briefly: the database address may be a VIP that is moving), migrates a
+/// database without tables, and returns the shared secret everyone must use.
+fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut c = loop {
+        match db::connect(db_settings, "maas-standin-init") {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(e.context("Failed to connect to the database"));
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+        }
+    };
+    if db::needs_init(&mut c)? {
+        println!("Performing database migrations...");
+        db::migrate(&mut c)?;
+    }
+    let candidate = conf::read_secret(Flavor::Snap).unwrap_or_else(|| util::random_hex(32));
+    db::shared_secret(&mut c, &candidate)
+}
+
+fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {
+    let mut text = String::from("# MAAS stand-in: regiond's nginx configuration (no nginx runs)\nserver {\n    listen 5240;\n");
+    if tls {
+        text.push_str("    listen 5443 ssl;\n");
+    }
+    text.push_str("    location /MAAS/ { proxy_pass http://127.0.0.1:5240; }\n}\n");
+    util::write_file(&paths::snap_nginx_conf(), text.as_bytes(), 0o644, None)
+}
+
+fn config(args: &[String]) -> i32 {
+    let p = Parser::new("maas config")
+        .opts(&[
+            Opt::flag("--show", "Show the current configuration. Default when no parameters are provided."),
+            Opt::flag("--show-database-password", "Show the hidden database password."),
+            Opt::flag("--show-secret", "Show the secret."),
+            Opt::flag("--parsable", "Output the current configuration in a parsable format."),
+            Opt::value("--maas-url", COMMON[0].help),
+            Opt::value("--secret", RACK[0].help),
+            Opt::value("--num-workers", "Number of regiond worker processes to run."),
+        ])
+        .opts(&COMMON[2..4])
+        .opts(&REGION[1..])
+        .exclusive("--enable-debug", "--disable-debug")
+        .exclusive("--enable-debug-queries", "--disable-debug-queries");
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if let Err(code) = require_root("config") {
+        return code;
+    }
+    match do_config(&a) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}
+
+fn do_config(a: &Parsed) -> anyhow::Result<()> {
+    let mode = conf::read_snap_mode();
+    if mode == "none" {
+        anyhow::bail!("MAAS is not configured: run `maas init` first.");
+    }
+    let rc_path = Flavor::Snap.regiond_conf();
+    let rk_path = Flavor::Snap.rackd_conf();
+    let mut rc = ConfFile::load(&rc_path)?;
+    let mut rk = ConfFile::load(&rk_path)?;
+    let (rc0, rk0) = (rc.clone(), rk.clone());
+    let mut secret_changed = false;
+    if let Some(s) = a.get("--secret") {
+        if mode != "rack" {
+            anyhow::bail!("Secret can only be set in rack mode.");
+        }
+        if conf::read_secret(Flavor::Snap).as_deref() != Some(s.trim()) {
+            conf::write_secret(Flavor::Snap, s)?;
+            secret_changed = true;
+        }
+    }
+    if let Some(url) = a.get("--maas-url") {
+        conf::validate_maas_url(url)?;
+        if is_region(&mode) {
+            rc.set("maas_url", url);
+        }
+        if mode.contains("rack") {
+            rk.set("maas_url", url);
+        }
+    }
+    if let Some(w) = num_workers(a)? {
+        if !is_region(&mode) {
+            anyhow::bail!("--num-workers can only be set in region modes.");
+        }
+        rc.set("num_workers", &w);
+    }
+    if is_region(&mode) {
+        set_debug(&mut rc, a);
+    } else {
+        set_debug(&mut rk, a);
+    }
+    let changed = rc != rc0 || rk != rk0 || secret_changed;
+    if rc != rc0 {
+        rc.save(&rc_path)?;
+    }
+    if rk != rk0 {
+        rk.save(&rk_path)?;
+    }
+    if changed {
+        services::systemctl("restart", services::SNAP_SERVICE);
+    }
+    let setting = ["--maas-url", "--secret", "--num-workers", "--enable-debug", "--disable-debug",
+                   "--enable-debug-queries", "--disable-debug-queries"].iter().any(|o| a.has(o));
+    if a.flag("--show") || a.flag("--parsable") || a.flag("--show-database-password") || a.flag("--show-secret") || !setting {
+        show(&mode, &rc, &rk, a);
+    }
+    Ok(())
+}
+
+fn show(mode: &str, rc: &ConfFile, rk: &ConfFile, a: &Parsed) {
+    let mut items: Vec<(String, String)> = vec![("mode".into(), mode.into())];
+    let src = if is_region(mode) { rc } else { rk };
+    items.push(("maas_url".into(), src.get("maas_url").unwrap_or_default()));
+    if is_region(mode) {
+        for k in ["database_host", "database_port", "database_name", "database_user"] {
+            items.push((k.into(), rc.get_or_default(k)));
+        }
+        if a.flag("--show-database-password") {
+            items.push(("database_pass".into(), rc.get_or_default("database_pass")));
+        }
+        items.push(("num_workers".into(), rc.get_or_default("num_workers")));
+    }
+    items.push(("debug".into(), src.get("debug").unwrap_or_else(|| "false".into())));
+    if a.flag("--show-secret") {
+        items.push(("secret".into(), conf::read_secret(Flavor::Snap).unwrap_or_default()));
+    }
+    if a.flag("--parsable") {
+        for (k, v) in items {
+            println!("{k}={v}");
+        }
+    } else {
+        println!("Mode: {mode}");
+        println!("Settings:");
+        for (k, v) in items.into_iter().skip(1) {
+            println!("  {k}={v}");
+        }
+    }
+}
+
+/// Process ids whose `comm` is `name`.
+pub fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
+    rd.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+    .collect()
+}
+
+/// The services `maas status` lists and the stand-in process that stands for each, if any.
+const STATUS_SERVICES: &[(&str, Option<&str>, &str)] = &[
+    ("agent", Some("rackd"), "rack"),
+    ("apiserver", Some("regiond"), "region"),
+    ("bind9", Some("named"), "region"),
+    ("dhcpd", None, "dhcp"),
+    ("dhcpd6", None, "never"),
+    ("http", None, "any"),
+    ("ntp", None, "any"),
+    ("proxy", None, "region"),
+    ("rackd", Some("rackd"), "rack"),
+    ("regiond", Some("regiond"), "region"),
+    ("syslog", None, "any"),
+    ("temporal", Some("regiond"), "region"),
+    ("temporal-worker", Some("regiond"), "region"),
+];
+
+fn status(args: &[String]) -> i32 {
+    let p = Parser::new("maas status");
+    if let Err(code) = parse(&p, args) {
+        return code;
+    }
+    if let Err(code) = require_root("status") {
+        return code;
+    }
+    let mode = conf::read_snap_mode();
+    if mode == "none" {
+        return fail("MAAS is not configured: run `maas init` first.");
+    }
+    let pebble_up = !pids_named("pebble").is_empty();
+    let dhcp_serving = std::fs::read_to_string(paths::run_dir().join("rackd-dhcp.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.as_array().map(|a| a.iter().any(|x| x["dhcp_on"] == true)))
+        .unwrap_or(false);
+    println!("{:<17}{:<9}{:<9}{}", "Service", "Startup", "Current", "Since");
+    let since = format!("today at {} UTC", &util::now_rfc3339()[11..16]);
+    for (svc, proc_name, needs) in STATUS_SERVICES {
+        let enabled = match *needs {
+            "rack" => mode.contains("rack"),
+            "region" => is_region(&mode),
+            "dhcp" => mode.contains("rack") && dhcp_serving,
+            "any" => true,
+            _ => false,
+        };
+        let running = match proc_name {
+            Some(n) => !pids_named(n).is_empty(),
+            None => pebble_up,
+        };
+        let (startup, current) = match (enabled, running) {
+            (true, true) => ("enabled", "active"),
+            (true, false) => ("enabled", "inactive"),
+            (false, _) => ("disabled", "inactive"),
+        };
+        let when = if current == "active" { since.as_str() } else { "-" };
+        println!("{svc:<17}{startup:<9}{current:<9}{when}");
+    }
+    0
+}
+
+fn migrate(args: &[String]) -> i32 {
+    let p = Parser::new("maas migrate");
+    if let Err(code) = parse(&p, args) {
+        return code;
+    }
+    if let Err(code) = require_root("migrate") {
+        return code;
+    }
+    let conf = match ConfFile::load(&Flavor::Snap.regiond_conf()) {
+        Ok(c) if !c.map.is_empty() => c,
+        _ => return fail("MAAS is not initialised as a region."),
+    };
+    let r = db::connect(&conf.db(), "maas-standin-migrate").and_then(|mut c| db::migrate(&mut c));
+    match r {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}
+
+fn config_tls(args: &[String]) -> i32 {
+    let Some(action) = args.first() else {
+        let p = Parser::new("maas config-tls").pos("command", Some(&["enable", "disable"]));
+        return report(p.parse::<&str>(&[]).unwrap_err());
+    };
+    let a = match action.as_str() {
+        "enable" => Parser::new("maas config-tls enable")
+            .opts(&[Opt::value("--cacert", "CA certificate"), Opt::value("--port", "HTTPS port"), Opt::flag("--yes", "Skip interactive confirmation")])
+            .pos("key", None)
+            .pos("cert", None),
+        "disable" => Parser::new("maas config-tls disable"),
+        other => {
+            let p = Parser::new("maas config-tls").pos("command", Some(&["enable", "disable"]));
+            return report(p.parse(&[other]).unwrap_err());
+        }
+    };
+    let parsed = match parse(&a, &args[1..]) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(code) = require_root("config-tls") {
+        return code;
+    }
+    if !is_region(&conf::read_snap_mode()) {
+        return fail("MAAS is not initialised as a region.");
+    }
+    let enable = action == "enable";
+    if enable {
+        for f in &parsed.positionals {
+            if !std::path::Path::new(f).exists() {
+                return fail(format!("Error: cannot read {f}"));
+            }
+        }
+    }
+    match write_nginx_conf(enable) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}

@@ -1,0 +1,305 @@
+//! The deb `maas-region` command (Django management commands): `local_config_set`,
+//! `local_config_get`, `local_config_reset`, `dbupgrade`, `createadmin`, `apikey`,
+//! `edit_named_options`.
+
+use super::{fail, parse, report, require_root};
+use crate::argparse::{Opt, Parser};
+use crate::conf::{self, ConfFile, REGION_DEFAULTS};
+use crate::db;
+use crate::paths::{self, Flavor};
+use crate::util;
+
+const COMMANDS: &[&str] = &[
+    "local_config_set", "local_config_get", "local_config_reset", "dbupgrade", "createadmin", "apikey", "edit_named_options",
+];
+
+/// Entry point for `maas-region ARGS...`.
+pub fn main(args: &[String]) -> i32 {
+    let top = Parser::new("maas-region");
+    let Some(cmd) = args.first() else {
+        return report(top.error("the following arguments are required: COMMAND"));
+    };
+    let rest = &args[1..];
+    let conf_path = Flavor::Deb.regiond_conf();
+    match cmd.as_str() {
+        "local_config_set" => local_config_set(rest),
+        "local_config_get" => local_config_get(rest),
+        "local_config_reset" => local_config_reset(rest),
+        "dbupgrade" => dbupgrade(rest),
+        "createadmin" => super::admin::createadmin("maas-region createadmin", &conf_path, rest),
+        "apikey" => super::admin::apikey("maas-region apikey", &conf_path, rest),
+        "edit_named_options" => edit_named_options(rest),
+        "-h" | "--help" => {
+            println!("usage: maas-region <subcommand> [options]\n\nMAAS stand-in (test double, not MAAS). Subcommands: {}", COMMANDS.join(", "));
+            0
+        }
+        other => fail(format!("Unknown command: '{other}'\nType 'maas-region help' for usage.")),
+    }
+}
+
+/// `--maas-url` for `maas_url`, and so on.
+fn option_name(key: &str) -> &'static str {
+    match key {
+        "maas_url" => "--maas-url",
+        "database_host" => "--database-host",
+        "database_port" => "--database-port",
+        "database_name" => "--database-name",
+        "database_user" => "--database-user",
+        "database_pass" => "--database-pass",
+        "num_workers" => "--num-workers",
+        "debug" => "--debug",
+        _ => "--debug-queries",
+    }
+}
+
+fn value_opts() -> Vec<Opt> {
+    REGION_DEFAULTS.iter().map(|(k, _)| Opt::value(option_name(k), "setting in regiond.conf")).collect()
+}
+
+fn flag_opts() -> Vec<Opt> {
+    REGION_DEFAULTS.iter().map(|(k, _)| Opt::flag(option_name(k), "setting in regiond.conf")).collect()
+}
+
+fn local_config_set(args: &[String]) -> i32 {
+    let p = Parser::new("maas-region local_config_set").opts(&value_opts());
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if let Err(code) = require_root("local_config_set") {
+        return code;
+    }
+    let path = Flavor::Deb.regiond_conf();
+    let mut c = match ConfFile::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error: {e:#}")),
+    };
+    for (key, _) in REGION_DEFAULTS {
+        let Some(v) = a.get(option_name(key)) else { continue };
+        let bad = match *key {
+            "maas_url" => conf::validate_maas_url(v).err().map(|e| e.to_string()),
+            "database_port" => v.parse::<u16>().err().map(|_| format!("{v:?} is not a valid port")),
+            "num_workers" => v.parse::<u32>().ok().filter(|n| *n >= 1).is_none().then(|| format!("{v:?} is not a positive integer")),
+            "debug" | "debug_queries" => (!matches!(v.to_ascii_lowercase().as_str(), "true" | "false")).then(|| format!("{v:?} is not true or false")),
+            _ => None,
+        };
+        if let Some(msg) = bad {
+            return fail(format!("CommandError: {}: {msg}", option_name(key)));
+        }
+        let stored = if *key == "debug" || *key == "debug_queries" { v.to_ascii_lowercase() } else { v.to_string() };
+        c.set(key, &stored);
+    }
+    match c.save(&path) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}
+
+fn local_config_get(args: &[String]) -> i32 {
+    let p = Parser::new("maas-region local_config_get")
+        .opts(&flag_opts())
+        .opts(&[Opt::flag("--json", "Output as JSON (default)."), Opt::flag("--plain", "Output values only."), Opt::flag("--shell", "Output as shell assignments.")]);
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let c = match ConfFile::load(&Flavor::Deb.regiond_conf()) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error: {e:#}")),
+    };
+    let mut keys: Vec<&str> = REGION_DEFAULTS.iter().map(|(k, _)| *k).filter(|k| a.flag(option_name(k))).collect();
+    if keys.is_empty() {
+        keys = REGION_DEFAULTS.iter().map(|(k, _)| *k).collect();
+    }
+    let value = |k: &str| -> serde_json::Value {
+        match c.map.get(k) {
+            Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            None => {
+                let d = c.get_or_default(k);
+                match k {
+                    "database_port" | "num_workers" => d.parse::<i64>().map(serde_json::Value::from).unwrap_or(d.into()),
+                    "debug" | "debug_queries" => serde_json::Value::Bool(d == "true"),
+                    _ => d.into(),
+                }
+            }
+        }
+    };
+    if a.flag("--plain") {
+        for k in keys {
+            match value(k) {
+                serde_json::Value::String(s) => println!("{s}"),
+                v => println!("{v}"),
+            }
+        }
+    } else if a.flag("--shell") {
+        for k in keys {
+            let v = match value(k) {
+                serde_json::Value::String(s) => s,
+                v => v.to_string(),
+            };
+            println!("{k}='{}'", v.replace('\'', "'\\''"));
+        }
+    } else {
+        let m: serde_json::Map<String, serde_json::Value> = keys.iter().map(|k| (k.to_string(), value(k))).collect();
+        println!("{}", serde_json::Value::Object(m));
+    }
+    0
+}
+
+fn local_config_reset(args: &[String]) -> i32 {
+    let p = Parser::new("maas-region local_config_reset").opts(&flag_opts());
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if let Err(code) = require_root("local_config_reset") {
+        return code;
+    }
+    let path = Flavor::Deb.regiond_conf();
+    let mut c = ConfFile::load(&path).unwrap_or_default();
+    for (k, _) in REGION_DEFAULTS {
+        if a.flag(option_name(k)) {
+            c.map.remove(*k);
+        }
+    }
+    match c.save(&path) {
+        Ok(()) => 0,
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
+}
+
+fn dbupgrade(args: &[String]) -> i32 {
+    let p = Parser::new("maas-region dbupgrade").opts(&[Opt::flag("--always-south", "(ignored)"), Opt::flag("--internal-no-triggers", "(ignored)")]);
+    if let Err(code) = parse(&p, args) {
+        return code;
+    }
+    if let Err(code) = require_root("dbupgrade") {
+        return code;
+    }
+    let c = match ConfFile::load(&Flavor::Deb.regiond_conf()) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error: {e:#}")),
+    };
+    let r = db::connect(&c.db(), "maas-standin-dbupgrade").and_then(|mut cl| {
+        let fresh = db::needs_init(&mut cl)?;
+        db::migrate(&mut cl)?;
+        let candidate = conf::read_secret(Flavor::Deb).unwrap_or_else(|| util::random_hex(32));
+        let secret = db::shared_secret(&mut cl, &candidate)?;
+        conf::write_secret(Flavor::Deb, &secret)?;
+        Ok(fresh)
+    });
+    match r {
+        Ok(true) => {
+            println!("Operations to perform: apply all migrations\nRunning migrations: stand-in schema created.");
+            0
+        }
+        Ok(false) => {
+            println!("Operations to perform: apply all migrations\nRunning migrations:\n  No migrations to apply.");
+            0
+        }
+        Err(e) => fail(format!("django.db.utils.OperationalError: {e:#}")),
+    }
+}
+
+const DEFAULT_NAMED_OPTIONS: &str = "options {\n\tdirectory \"/var/cache/bind\";\n\tdnssec-validation auto;\n\tlisten-on-v6 { any; };\n};\n";
+
+/// Moves `forwarders` and `dnssec-validation` out of bind's options into MAAS's included file,
+/// and includes that file, as MAAS's `edit_named_options --migrate-conflicting-options` does.
+pub fn migrate_named_options(options_text: &str, migrate: bool) -> (String, Vec<String>) {
+    let include = format!("include \"{}\";", "/etc/bind/maas/named.conf.options.inside.maas");
+    let mut moved = vec![];
+    let mut out = vec![];
+    let mut skipping_block = false;
+    for line in options_text.lines() {
+        let t = line.trim();
+        if skipping_block {
+            moved.push(t.to_string());
+            if t.starts_with('}') {
+                skipping_block = false;
+            }
+            continue;
+        }
+        if migrate && t.starts_with("forwarders") {
+            moved.push(t.to_string());
+            skipping_block = !t.contains('}');
+            continue;
+        }
+        if migrate && t.starts_with("dnssec-validation") {
+            moved.push(t.to_string());
+            continue;
+        }
+        if t == include {
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    // The include goes last inside the options block.
+    if let Some(pos) = out.iter().rposition(|l| l.trim() == "};") {
+        out.insert(pos, format!("\t{include}"));
+    } else {
+        out.push(format!("options {{\n\t{include}\n}};"));
+    }
+    (out.join("\n") + "\n", moved)
+}
+
+fn edit_named_options(args: &[String]) -> i32 {
+    let p = Parser::new("maas-region edit_named_options").opts(&[
+        Opt::value("--config-path", "Specify a configuration file name to use (default /etc/bind/named.conf.options)."),
+        Opt::flag("--dry-run", "Do not edit any configuration; instead, print to stdout the actions that would be performed."),
+        Opt::flag("--force", "Force the BIND configuration to be written, even if it appears as though nothing has changed."),
+        Opt::flag("--migrate-conflicting-options", "Causes any options that conflict with MAAS-managed options to be deleted from the BIND configuration and moved to the MAAS-managed configuration."),
+    ]);
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if let Err(code) = require_root("edit_named_options") {
+        return code;
+    }
+    let path = a.get("--config-path").map(paths::p).unwrap_or_else(paths::named_conf_options);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("CommandError: Failed to read {}: {e}", path.display())),
+    };
+    let (new_text, moved) = migrate_named_options(&text, a.flag("--migrate-conflicting-options"));
+    if a.flag("--dry-run") {
+        print!("{new_text}");
+        return 0;
+    }
+    let inside = paths::named_conf_options_inside_maas();
+    let mut inside_text = std::fs::read_to_string(&inside).unwrap_or_default();
+    for m in &moved {
+        if !inside_text.lines().any(|l| l.trim() == m) {
+            inside_text.push_str(m);
+            inside_text.push('\n');
+        }
+    }
+    let r = util::write_file(&inside, inside_text.as_bytes(), 0o644, Some("bind"))
+        .and_then(|_| if new_text != text { util::write_file(&path, new_text.as_bytes(), 0o644, Some("bind")) } else { Ok(()) });
+    match r {
+        Ok(()) => 0,
+        Err(e) => fail(format!("CommandError: {e:#}")),
+    }
+}
+
+/// The options file a fresh bind9 package ships, for the package's install step.
+pub fn default_named_options() -> &'static str {
+    DEFAULT_NAMED_OPTIONS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_options_migration_is_idempotent() {
+        let src = "options {\n\tdirectory \"/var/cache/bind\";\n\tforwarders {\n\t\t8.8.8.8;\n\t};\n\tdnssec-validation auto;\n};\n";
+        let (once, moved) = migrate_named_options(src, true);
+        assert!(!once.contains("forwarders") && !once.contains("dnssec-validation"), "{once}");
+        assert!(once.contains("include \"/etc/bind/maas/named.conf.options.inside.maas\";"));
+        assert_eq!(moved.len(), 4);
+        let (twice, moved2) = migrate_named_options(&once, true);
+        assert_eq!(once, twice);
+        assert!(moved2.is_empty());
+    }
+}

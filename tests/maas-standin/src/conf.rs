@@ -1,0 +1,297 @@
+//! The configuration files MAAS keeps (`regiond.conf`, `rackd.conf` as YAML, the shared
+//! secret, `snap_mode`), and the validation MAAS applies to what goes into them.
+
+use crate::paths::{self, Flavor};
+use crate::util;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_yaml::{Mapping, Value};
+use std::path::Path;
+
+/// Default settings of a region, as MAAS's `RegionConfiguration` has them.
+pub const REGION_DEFAULTS: &[(&str, &str)] = &[
+    ("maas_url", "http://localhost:5240/MAAS"),
+    ("database_host", "localhost"),
+    ("database_port", "5432"),
+    ("database_name", "maasdb"),
+    ("database_user", "maas"),
+    ("database_pass", ""),
+    ("num_workers", "4"),
+    ("debug", "false"),
+    ("debug_queries", "false"),
+];
+
+/// A YAML configuration file as a key → value map that keeps keys it does not know.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfFile {
+    /// The settings.
+    pub map: Mapping,
+}
+
+impl ConfFile {
+    /// Reads `path`; a missing file is an empty configuration.
+    pub fn load(path: &Path) -> Result<ConfFile> {
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.trim().is_empty() => Ok(ConfFile::default()),
+            Ok(text) => {
+                let v: Value = serde_yaml::from_str(&text)
+                    .with_context(|| format!("{} is not valid YAML", path.display()))?;
+                match v {
+                    Value::Mapping(map) => Ok(ConfFile { map }),
+                    Value::Null => Ok(ConfFile::default()),
+                    _ => bail!("{} is not a YAML mapping", path.display()),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfFile::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Writes the file with MAAS's ownership: root:maas 0640 (the database password is in it).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_yaml::to_string(&self.map)?;
+        util::write_file(path, text.as_bytes(), 0o640, Some("maas"))
+    }
+
+    /// A setting as text (numbers and booleans rendered), if present.
+    pub fn get(&self, key: &str) -> Option<String> {
+        match self.map.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Sequence(seq) => seq.first().and_then(|v| v.as_str().map(str::to_string)),
+            _ => None,
+        }
+    }
+
+    /// A setting or its region default.
+    pub fn get_or_default(&self, key: &str) -> String {
+        self.get(key).unwrap_or_else(|| {
+            REGION_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()).unwrap_or_default()
+        })
+    }
+
+    /// Sets a setting; values that look like integers or booleans are stored as such, as MAAS does.
+    pub fn set(&mut self, key: &str, value: &str) {
+        let v = if key == "database_port" || key == "num_workers" {
+            value.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(value))
+        } else if key == "debug" || key == "debug_queries" {
+            Value::Bool(value == "true" || value == "True" || value == "1")
+        } else {
+            Value::from(value)
+        };
+        self.map.insert(Value::from(key), v);
+    }
+
+    /// All `maas_url` entries (rackd.conf may hold a list).
+    pub fn maas_urls(&self) -> Vec<String> {
+        match self.map.get("maas_url") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Sequence(seq)) => {
+                seq.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            }
+            _ => vec![],
+        }
+    }
+
+    /// The database settings of a region configuration.
+    pub fn db(&self) -> DbSettings {
+        DbSettings {
+            host: self.get_or_default("database_host"),
+            port: self.get_or_default("database_port").parse().unwrap_or(5432),
+            name: self.get_or_default("database_name"),
+            user: self.get_or_default("database_user"),
+            pass: self.get_or_default("database_pass"),
+        }
+    }
+
+    /// Stores database settings.
+    pub fn set_db(&mut self, db: &DbSettings) {
+        self.set("database_host", &db.host);
+        self.set("database_port", &db.port.to_string());
+        self.set("database_name", &db.name);
+        self.set("database_user", &db.user);
+        self.set("database_pass", &db.pass);
+    }
+}
+
+/// How to reach the MAAS database.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DbSettings {
+    /// Host name, address, comma-separated list of them, or a socket directory.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Database name.
+    pub name: String,
+    /// Role.
+    pub user: String,
+    /// Password.
+    pub pass: String,
+}
+
+/// Parses `--database-uri` the way `maas init` does: `postgres://user:pass@host:port/dbname`,
+/// only the parameters user, password, host, port and dbname; host defaults to localhost and
+/// dbname to the user.
+pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
+    let rest = uri
+        .strip_prefix("postgres://")
+        .or_else(|| uri.strip_prefix("postgresql://"))
+        .ok_or_else(|| {
+            if uri.starts_with("maas-test-db:") {
+                anyhow!("maas-test-db is not available (the MAAS stand-in needs a real PostgreSQL URI)")
+            } else {
+                anyhow!("Invalid database URI: {uri:?}: the scheme must be postgres://")
+            }
+        })?;
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match main.split_once('/') {
+        Some((a, p)) => (a, p),
+        None => (main, ""),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut s = DbSettings { port: 5432, ..Default::default() };
+    if let Some(ui) = userinfo {
+        let (u, p) = ui.split_once(':').unwrap_or((ui, ""));
+        s.user = util::percent_decode(u, false);
+        s.pass = util::percent_decode(p, false);
+    }
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let (h, after) = h.split_once(']').ok_or_else(|| anyhow!("Invalid database URI: bad IPv6 host"))?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    s.host = util::percent_decode(&host, false);
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        s.port = p.parse().map_err(|_| anyhow!("Invalid database URI: port {p:?} is not a number"))?;
+    }
+    s.name = util::percent_decode(path, false);
+    let mut bad = vec![];
+    for (k, v) in util::form_decode(query.unwrap_or("")) {
+        match k.as_str() {
+            "user" => s.user = v,
+            "password" => s.pass = v,
+            "host" => s.host = v,
+            "dbname" => s.name = v,
+            "port" => s.port = v.parse().map_err(|_| anyhow!("Invalid database URI: port {v:?} is not a number"))?,
+            _ => bad.push(k),
+        }
+    }
+    if !bad.is_empty() {
+        bail!(
+            "Error parsing database URI: unsupported parameters: {} (only user, password, host, port and dbname are allowed)",
+            bad.join(", ")
+        );
+    }
+    if s.host.is_empty() {
+        s.host = "localhost".into();
+    }
+    if s.user.is_empty() {
+        bail!("Invalid database URI: a user is required");
+    }
+    if s.name.is_empty() {
+        s.name = s.user.clone();
+    }
+    Ok(s)
+}
+
+/// Checks a MAAS URL: http or https, a host, nothing else odd.
+pub fn validate_maas_url(url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| anyhow!("MAAS URL must be an http:// or https:// URL: {url:?}"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    let bare = host.rsplit_once(':').map(|(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() { h } else { host }
+    }).unwrap_or(host);
+    if bare.is_empty() || bare.contains(char::is_whitespace) || url.contains(char::is_whitespace) {
+        bail!("MAAS URL has no valid host: {url:?}");
+    }
+    Ok(())
+}
+
+/// The snap's mode, `none` when not initialised.
+pub fn read_snap_mode() -> String {
+    util::read_trimmed(&paths::snap_mode()).unwrap_or_else(|| "none".into())
+}
+
+/// Writes the snap's mode.
+pub fn write_snap_mode(mode: &str) -> Result<()> {
+    util::write_file(&paths::snap_mode(), format!("{mode}\n").as_bytes(), 0o644, None)
+}
+
+/// The shared secret of `flavor`, if any.
+pub fn read_secret(flavor: Flavor) -> Option<String> {
+    util::read_trimmed(&flavor.secret())
+}
+
+/// Validates a shared secret (hex, as MAAS stores it) and writes it 0640 root:maas.
+pub fn write_secret(flavor: Flavor, secret: &str) -> Result<()> {
+    let s = secret.trim();
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit()) || s.len() % 2 != 0 {
+        bail!("Secret must be a hexadecimal string");
+    }
+    util::write_file(&flavor.secret(), format!("{s}\n").as_bytes(), 0o640, Some("maas"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_uri_like_maas() {
+        let s = parse_database_uri("postgres://maas:p%40ss@10.0.0.5:6432/maas_region_db").unwrap();
+        assert_eq!(
+            s,
+            DbSettings { host: "10.0.0.5".into(), port: 6432, name: "maas_region_db".into(), user: "maas".into(), pass: "p@ss".into() }
+        );
+        let s = parse_database_uri("postgres://maas@/").unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.name.as_str()), ("localhost", 5432, "maas"));
+        let s = parse_database_uri("postgresql://u:p@h/d?port=7000&host=other").unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("other", 7000));
+        assert!(parse_database_uri("postgres://u:p@h/d?sslmode=require").unwrap_err().to_string().contains("sslmode"));
+        assert!(parse_database_uri("mysql://u@h/d").is_err());
+        assert!(parse_database_uri("postgres://u@h:xx/d").is_err());
+        assert!(parse_database_uri("maas-test-db:///").is_err());
+    }
+
+    #[test]
+    fn maas_urls() {
+        assert!(validate_maas_url("http://10.0.0.200/MAAS").is_ok());
+        assert!(validate_maas_url("https://maas.example:5443/MAAS").is_ok());
+        assert!(validate_maas_url("ftp://x/MAAS").is_err());
+        assert!(validate_maas_url("http:///MAAS").is_err());
+        assert!(validate_maas_url("10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn conf_round_trip_keeps_types_and_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("standin-conf-{}", std::process::id()));
+        let path = dir.join("regiond.conf");
+        let mut c = ConfFile::default();
+        c.set("maas_url", "http://v/MAAS");
+        c.set("database_port", "5433");
+        c.set("debug", "true");
+        c.map.insert("other".into(), "kept".into());
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("database_port: 5433") && text.contains("debug: true"), "{text}");
+        let back = ConfFile::load(&path).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.db().port, 5433);
+        assert_eq!(back.db().name, "maasdb");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,642 @@
+//! All MAAS state lives in PostgreSQL, as in MAAS: users, API keys, controllers, VLANs, DHCP
+//! settings, IP ranges, global config and the shared secret. Every region reading the same
+//! database therefore sees the same MAAS.
+//!
+//! Tables (all prefixed `standin_` so nobody mistakes them for MAAS's schema):
+//! `standin_schema`, `standin_config`, `standin_region`, `standin_heartbeat`, `standin_user`,
+//! `standin_apikey`, `standin_rack`, `standin_rack_event`, `standin_vlan`, `standin_subnet`,
+//! `standin_iprange`.
+
+use crate::conf::DbSettings;
+use crate::util;
+use anyhow::{Context, Result};
+use postgres::config::TargetSessionAttrs;
+use postgres::{Client, NoTls};
+use serde_json::{json, Value};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// A request MAAS would refuse (HTTP 400, CLI error); the text is MAAS's message.
+#[derive(Debug)]
+pub struct Invalid(pub String);
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Invalid {}
+
+/// Something asked for that does not exist (HTTP 404).
+#[derive(Debug)]
+pub struct NotFound(pub String);
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for NotFound {}
+
+fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Invalid(msg.into()).into())
+}
+
+/// Opens a connection that only a writable primary accepts, with timeouts short enough that
+/// a dead or frozen database host is noticed within seconds (failover must be visible).
+pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
+    let mut cfg = postgres::Config::new();
+    for h in s.host.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        cfg.host(h);
+    }
+    cfg.port(s.port)
+        .user(&s.user)
+        .password(&s.pass)
+        .dbname(&s.name)
+        .application_name(application)
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_user_timeout(Duration::from_secs(3))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(2))
+        .target_session_attrs(TargetSessionAttrs::ReadWrite);
+    let mut client = cfg.connect(NoTls).with_context(|| {
+        format!("connecting to PostgreSQL {}@{}:{}/{}", s.user, s.host, s.port, s.name)
+    })?;
+    // A query stuck behind a lock must not hang a region forever.
+    client.batch_execute("SET statement_timeout = '5s'")?;
+    Ok(client)
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS standin_schema (version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS standin_config (name text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS standin_region (
+    hostname text PRIMARY KEY, system_id text NOT NULL, maas_url text NOT NULL DEFAULT '',
+    pid integer NOT NULL DEFAULT 0, first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS standin_heartbeat (
+    id bigserial PRIMARY KEY, hostname text NOT NULL, system_id text NOT NULL DEFAULT '',
+    ts timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS standin_heartbeat_ts ON standin_heartbeat (ts);
+CREATE TABLE IF NOT EXISTS standin_user (
+    username text PRIMARY KEY, email text NOT NULL UNIQUE, password_hash text NOT NULL,
+    is_superuser boolean NOT NULL DEFAULT false, ssh_import text,
+    created timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS standin_apikey (
+    key text PRIMARY KEY, username text NOT NULL REFERENCES standin_user ON DELETE CASCADE,
+    name text NOT NULL DEFAULT '', created timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS standin_rack (
+    hostname text PRIMARY KEY, system_id text NOT NULL UNIQUE, region text NOT NULL DEFAULT '',
+    interfaces text NOT NULL DEFAULT '', first_registered timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS standin_rack_event (
+    id bigserial PRIMARY KEY, hostname text NOT NULL, accepted boolean NOT NULL,
+    reason text NOT NULL DEFAULT '', region text NOT NULL DEFAULT '',
+    ts timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS standin_vlan (
+    fabric_id integer NOT NULL, vid integer NOT NULL, name text NOT NULL DEFAULT 'untagged',
+    mtu integer NOT NULL DEFAULT 1500, dhcp_on boolean NOT NULL DEFAULT false,
+    primary_rack text, secondary_rack text, PRIMARY KEY (fabric_id, vid));
+CREATE TABLE IF NOT EXISTS standin_subnet (
+    id serial PRIMARY KEY, cidr text NOT NULL UNIQUE, fabric_id integer NOT NULL DEFAULT 0,
+    vid integer NOT NULL DEFAULT 0, gateway_ip text);
+CREATE TABLE IF NOT EXISTS standin_iprange (
+    id serial PRIMARY KEY, type text NOT NULL, start_ip text NOT NULL, end_ip text NOT NULL,
+    subnet_id integer NOT NULL REFERENCES standin_subnet ON DELETE CASCADE,
+    comment text NOT NULL DEFAULT '');
+INSERT INTO standin_vlan (fabric_id, vid) VALUES (0, 0) ON CONFLICT DO NOTHING;
+"#;
+
+/// Whether the database still lacks the stand-in's tables (MAAS's `db_need_init`).
+pub fn needs_init(c: &mut Client) -> Result<bool> {
+    let row = c.query_one("SELECT to_regclass('public.standin_schema') IS NULL", &[])?;
+    Ok(row.get(0))
+}
+
+/// Creates the tables. Safe to run from several regions at once: one waits for the other.
+pub fn migrate(c: &mut Client) -> Result<()> {
+    let mut tx = c.transaction()?;
+    tx.batch_execute("SELECT pg_advisory_xact_lock(5240)")?;
+    tx.batch_execute(SCHEMA)?;
+    let n: i64 = tx.query_one("SELECT count(*) FROM standin_schema", &[])?.get(0);
+    if n == 0 {
+        tx.execute("INSERT INTO standin_schema (version) VALUES (1)", &[])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The shared secret kept in the database; stores `candidate` if there is none yet, so the
+/// first region's secret becomes everyone's.
+pub fn shared_secret(c: &mut Client, candidate: &str) -> Result<String> {
+    c.execute(
+        "INSERT INTO standin_config (name, value) VALUES ('rpc_shared_secret', $1) ON CONFLICT DO NOTHING",
+        &[&candidate],
+    )?;
+    Ok(c.query_one("SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'", &[])?.get(0))
+}
+
+/// Records that this region is alive: one heartbeat row, and its controller row.
+pub fn heartbeat(c: &mut Client, hostname: &str, system_id: &str, maas_url: &str) -> Result<()> {
+    let pid = std::process::id() as i32;
+    c.execute(
+        "INSERT INTO standin_heartbeat (hostname, system_id) VALUES ($1, $2)",
+        &[&hostname, &system_id],
+    )?;
+    c.execute(
+        "INSERT INTO standin_region (hostname, system_id, maas_url, pid) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (hostname) DO UPDATE SET system_id = $2, maas_url = $3, pid = $4, last_seen = now()",
+        &[&hostname, &system_id, &maas_url, &pid],
+    )?;
+    Ok(())
+}
+
+/// Drops heartbeats older than an hour so a long run does not grow the table without bound.
+pub fn prune_heartbeats(c: &mut Client) -> Result<()> {
+    c.execute("DELETE FROM standin_heartbeat WHERE ts < now() - interval '1 hour'", &[])?;
+    Ok(())
+}
+
+fn hash_password(username: &str, password: &str) -> String {
+    let salt = util::random_hex(16);
+    format!("sha256${salt}${}", util::sha256_hex(format!("{salt}{username}{password}").as_bytes()))
+}
+
+/// `createadmin`: a superuser with one API key. Refuses duplicates with MAAS's messages.
+pub fn create_admin(
+    c: &mut Client,
+    username: &str,
+    password: &str,
+    email: &str,
+    ssh_import: Option<&str>,
+) -> Result<()> {
+    if username.is_empty() {
+        return invalid("Error: Username cannot be blank.");
+    }
+    if !email.contains('@') {
+        return invalid(format!("Error: Enter a valid email address: {email}"));
+    }
+    if let Some(id) = ssh_import {
+        let ok = (id.starts_with("lp:") || id.starts_with("gh:")) && id.len() > 3;
+        if !ok {
+            return invalid(format!("Error: Invalid SSH import ID {id:?}: expected lp:<id> or gh:<id>"));
+        }
+    }
+    let mut tx = c.transaction()?;
+    tx.batch_execute("LOCK TABLE standin_user IN SHARE ROW EXCLUSIVE MODE")?;
+    if tx.query_opt("SELECT 1 FROM standin_user WHERE username = $1", &[&username])?.is_some() {
+        return invalid("Error: That username is already taken.");
+    }
+    if tx.query_opt("SELECT 1 FROM standin_user WHERE lower(email) = lower($1)", &[&email])?.is_some() {
+        return invalid(format!("A user with the email {email} already exists."));
+    }
+    tx.execute(
+        "INSERT INTO standin_user (username, email, password_hash, is_superuser, ssh_import) VALUES ($1, $2, $3, true, $4)",
+        &[&username, &email, &hash_password(username, password), &ssh_import],
+    )?;
+    tx.execute(
+        "INSERT INTO standin_apikey (key, username, name) VALUES ($1, $2, 'MAAS consumer')",
+        &[&util::api_key(), &username],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn require_user(c: &mut Client, username: &str) -> Result<()> {
+    if c.query_opt("SELECT 1 FROM standin_user WHERE username = $1", &[&username])?.is_none() {
+        return invalid(format!("Error: User {username} does not exist."));
+    }
+    Ok(())
+}
+
+/// The API keys of `username`, oldest first.
+pub fn api_keys(c: &mut Client, username: &str) -> Result<Vec<String>> {
+    require_user(c, username)?;
+    let rows = c.query("SELECT key FROM standin_apikey WHERE username = $1 ORDER BY created, key", &[&username])?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// A new API key for `username`.
+pub fn generate_api_key(c: &mut Client, username: &str) -> Result<String> {
+    require_user(c, username)?;
+    let key = util::api_key();
+    c.execute("INSERT INTO standin_apikey (key, username) VALUES ($1, $2)", &[&key, &username])?;
+    Ok(key)
+}
+
+/// Deletes one API key of `username`.
+pub fn delete_api_key(c: &mut Client, username: &str, key: &str) -> Result<()> {
+    require_user(c, username)?;
+    if c.execute("DELETE FROM standin_apikey WHERE username = $1 AND key = $2", &[&username, &key])? == 0 {
+        return invalid("Error: No matching api key found.");
+    }
+    Ok(())
+}
+
+/// The user an OAuth token key and secret belong to: (username, is_superuser).
+pub fn authenticate(c: &mut Client, token_key: &str, token_secret: &str) -> Result<Option<(String, bool)>> {
+    let rows = c.query(
+        "SELECT u.username, u.is_superuser, k.key FROM standin_apikey k JOIN standin_user u USING (username)
+         WHERE split_part(k.key, ':', 2) = $1",
+        &[&token_key],
+    )?;
+    Ok(rows.iter().find_map(|r| {
+        let key: String = r.get(2);
+        (key.split(':').nth(2) == Some(token_secret)).then(|| (r.get(0), r.get(1)))
+    }))
+}
+
+/// Users, for `users read`.
+pub fn users(c: &mut Client) -> Result<Value> {
+    let rows = c.query("SELECT username, email, is_superuser FROM standin_user ORDER BY username", &[])?;
+    Ok(Value::Array(rows.iter().map(|r| {
+        let u: String = r.get(0);
+        json!({"username": u, "email": r.get::<_, String>(1), "is_superuser": r.get::<_, bool>(2),
+               "is_local": true, "resource_uri": format!("/MAAS/api/2.0/users/{u}/")})
+    }).collect()))
+}
+
+const SECONDS: &str = "extract(epoch from now() - last_seen)::float8";
+
+/// Region controllers, as `region-controllers read` shows them. A host that also runs a rack
+/// is a "region and rack controller", as in MAAS.
+pub fn regions(c: &mut Client) -> Result<Value> {
+    let q = format!(
+        "SELECT r.hostname, r.system_id, r.maas_url, {SECONDS}, k.system_id IS NOT NULL
+         FROM standin_region r LEFT JOIN standin_rack k USING (hostname) ORDER BY r.hostname"
+    );
+    let rows = c.query(q.as_str(), &[])?;
+    Ok(Value::Array(rows.iter().map(|r| {
+        let both: bool = r.get(4);
+        let age: f64 = r.get(3);
+        controller_json(r.get(0), r.get(1), both, true, age, json!({"maas_url": r.get::<_, String>(2)}))
+    }).collect()))
+}
+
+/// Rack controllers, as `rack-controllers read` shows them, with their DHCP roles.
+pub fn racks(c: &mut Client) -> Result<Value> {
+    let q = format!(
+        "SELECT k.hostname, k.system_id, k.region, {SECONDS}, r.hostname IS NOT NULL, k.interfaces
+         FROM standin_rack k LEFT JOIN standin_region r USING (hostname) ORDER BY k.hostname"
+    );
+    let rows = c.query(q.as_str(), &[])?;
+    let mut out = vec![];
+    for r in &rows {
+        let sid: String = r.get(1);
+        let both: bool = r.get(4);
+        let age: f64 = r.get(3);
+        let ifaces: String = r.get(5);
+        let extra = json!({
+            "connected_region": r.get::<_, String>(2),
+            "interfaces": ifaces.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+            "dhcp": dhcp_roles(c, &sid)?,
+        });
+        out.push(controller_json(r.get(0), sid, both, false, age, extra));
+    }
+    Ok(Value::Array(out))
+}
+
+fn controller_json(hostname: String, system_id: String, both: bool, region: bool, age: f64, extra: Value) -> Value {
+    let (node_type, name) = match (both, region) {
+        (true, _) => (4, "Region and rack controller"),
+        (false, true) => (3, "Region controller"),
+        (false, false) => (2, "Rack controller"),
+    };
+    let resource = if region { "regioncontrollers" } else { "rackcontrollers" };
+    let mut v = json!({
+        "hostname": hostname, "fqdn": hostname, "system_id": system_id,
+        "node_type": node_type, "node_type_name": name,
+        "last_seen_seconds_ago": age, "connected": age < 5.0,
+        "resource_uri": format!("/MAAS/api/2.0/{resource}/{system_id}/"),
+    });
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    v
+}
+
+/// VLANs for which rack `system_id` is primary or secondary DHCP server.
+pub fn dhcp_roles(c: &mut Client, system_id: &str) -> Result<Value> {
+    let rows = c.query(
+        "SELECT fabric_id, vid, dhcp_on, primary_rack = $1 FROM standin_vlan
+         WHERE primary_rack = $1 OR secondary_rack = $1 ORDER BY fabric_id, vid",
+        &[&system_id],
+    )?;
+    Ok(Value::Array(rows.iter().map(|r| json!({
+        "fabric_id": r.get::<_, i32>(0), "vid": r.get::<_, i32>(1),
+        "dhcp_on": r.get::<_, bool>(2),
+        "role": if r.get::<_, bool>(3) { "primary" } else { "secondary" },
+    })).collect()))
+}
+
+/// What a region answers a rack that proved it has the secret.
+pub struct RackRegistration {
+    /// The rack's system id (kept across registrations).
+    pub system_id: String,
+    /// Its DHCP roles.
+    pub dhcp: Value,
+}
+
+/// Registers or refreshes a rack, and learns the subnets of its interfaces (MAAS discovers
+/// them the same way), all on fabric 0 / untagged VLAN.
+pub fn rack_seen(c: &mut Client, hostname: &str, region: &str, interfaces: &[String]) -> Result<RackRegistration> {
+    let ifaces = interfaces.join(",");
+    let existing = c.query_opt("SELECT system_id FROM standin_rack WHERE hostname = $1", &[&hostname])?;
+    let system_id: String = match existing {
+        Some(r) => {
+            c.execute(
+                "UPDATE standin_rack SET region = $2, interfaces = $3, last_seen = now() WHERE hostname = $1",
+                &[&hostname, &region, &ifaces],
+            )?;
+            r.get(0)
+        }
+        None => {
+            let sid = util::system_id();
+            c.execute(
+                "INSERT INTO standin_rack (hostname, system_id, region, interfaces) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (hostname) DO UPDATE SET region = $3, last_seen = now()",
+                &[&hostname, &sid, &region, &ifaces],
+            )?;
+            c.query_one("SELECT system_id FROM standin_rack WHERE hostname = $1", &[&hostname])?.get(0)
+        }
+    };
+    for cidr in interfaces.iter().filter_map(|i| network_of(i)) {
+        c.execute("INSERT INTO standin_subnet (cidr) VALUES ($1) ON CONFLICT DO NOTHING", &[&cidr])?;
+    }
+    let dhcp = dhcp_roles(c, &system_id)?;
+    Ok(RackRegistration { system_id, dhcp })
+}
+
+/// Records a rack's registration attempt, but only when its outcome changes, so a rack
+/// polling twice a second leaves a readable history rather than a flood.
+pub fn rack_event(c: &mut Client, hostname: &str, accepted: bool, reason: &str, region: &str) -> Result<()> {
+    let last = c.query_opt(
+        "SELECT accepted, reason FROM standin_rack_event WHERE hostname = $1 ORDER BY id DESC LIMIT 1",
+        &[&hostname],
+    )?;
+    let changed = match last {
+        Some(r) => r.get::<_, bool>(0) != accepted || r.get::<_, String>(1) != reason,
+        None => true,
+    };
+    if changed {
+        c.execute(
+            "INSERT INTO standin_rack_event (hostname, accepted, reason, region) VALUES ($1, $2, $3, $4)",
+            &[&hostname, &accepted, &reason, &region],
+        )?;
+    }
+    Ok(())
+}
+
+/// Registration history, for tests.
+pub fn rack_events(c: &mut Client) -> Result<Value> {
+    let rows = c.query(
+        "SELECT hostname, accepted, reason, region, extract(epoch from ts)::float8 FROM standin_rack_event ORDER BY id",
+        &[],
+    )?;
+    Ok(Value::Array(rows.iter().map(|r| json!({
+        "hostname": r.get::<_, String>(0), "accepted": r.get::<_, bool>(1),
+        "reason": r.get::<_, String>(2), "region": r.get::<_, String>(3), "ts": r.get::<_, f64>(4),
+    })).collect()))
+}
+
+/// `10.77.0.5/24` → `10.77.0.0/24` (IPv4 only; MAAS would also learn IPv6).
+pub fn network_of(iface: &str) -> Option<String> {
+    let (ip, len) = iface.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some(format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & mask)))
+}
+
+fn in_cidr(ip: Ipv4Addr, cidr: &str) -> bool {
+    let Some((net, len)) = cidr.split_once('/') else { return false };
+    let (Ok(net), Ok(len)) = (net.parse::<Ipv4Addr>(), len.parse::<u32>()) else { return false };
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// Subnets, for `subnets read`.
+pub fn subnets(c: &mut Client) -> Result<Value> {
+    let rows = c.query(
+        "SELECT s.id, s.cidr, s.fabric_id, s.vid, s.gateway_ip, v.name, v.dhcp_on
+         FROM standin_subnet s JOIN standin_vlan v USING (fabric_id, vid) ORDER BY s.id",
+        &[],
+    )?;
+    Ok(Value::Array(rows.iter().map(|r| {
+        let id: i32 = r.get(0);
+        json!({
+            "id": id, "name": r.get::<_, String>(1), "cidr": r.get::<_, String>(1),
+            "gateway_ip": r.get::<_, Option<String>>(4),
+            "vlan": {"fabric_id": r.get::<_, i32>(2), "vid": r.get::<_, i32>(3), "fabric": format!("fabric-{}", r.get::<_, i32>(2)),
+                     "name": r.get::<_, String>(5), "dhcp_on": r.get::<_, bool>(6)},
+            "resource_uri": format!("/MAAS/api/2.0/subnets/{id}/"),
+        })
+    }).collect()))
+}
+
+/// One VLAN, for `vlan read`.
+pub fn vlan(c: &mut Client, fabric: i32, vid: i32) -> Result<Value> {
+    let r = c
+        .query_opt(
+            "SELECT name, mtu, dhcp_on, primary_rack, secondary_rack FROM standin_vlan WHERE fabric_id = $1 AND vid = $2",
+            &[&fabric, &vid],
+        )?
+        .ok_or_else(|| NotFound(format!("No VLAN matches the given query (fabric {fabric}, vid {vid}).")))?;
+    Ok(json!({
+        "fabric_id": fabric, "fabric": format!("fabric-{fabric}"), "vid": vid, "id": fabric * 4096 + vid,
+        "name": r.get::<_, String>(0), "mtu": r.get::<_, i32>(1), "dhcp_on": r.get::<_, bool>(2),
+        "primary_rack": r.get::<_, Option<String>>(3), "secondary_rack": r.get::<_, Option<String>>(4),
+        "relay_vlan": null, "external_dhcp": null,
+        "resource_uri": format!("/MAAS/api/2.0/vlans/{}/", fabric * 4096 + vid),
+    }))
+}
+
+fn rack_system_id(c: &mut Client, who: &str) -> Result<Option<String>> {
+    let r = c.query_opt("SELECT system_id FROM standin_rack WHERE system_id = $1 OR hostname = $1", &[&who])?;
+    Ok(r.map(|r| r.get(0)))
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+}
+
+/// `vlan update <fabric> <vid> primary_rack= secondary_rack= dhcp_on=`, validated as MAAS's
+/// VLAN form does (racks must exist, differ, DHCP needs a primary rack and a dynamic range).
+pub fn vlan_update(c: &mut Client, fabric: i32, vid: i32, params: &[(String, String)]) -> Result<Value> {
+    let cur = vlan(c, fabric, vid)?;
+    let mut primary = cur["primary_rack"].as_str().map(str::to_string);
+    let mut secondary = cur["secondary_rack"].as_str().map(str::to_string);
+    let mut dhcp_on = cur["dhcp_on"].as_bool().unwrap_or(false);
+    let mut name = cur["name"].as_str().unwrap_or("untagged").to_string();
+    let mut mtu = cur["mtu"].as_i64().unwrap_or(1500) as i32;
+    for (k, v) in params {
+        match k.as_str() {
+            "primary_rack" | "secondary_rack" => {
+                let sid = if v.is_empty() {
+                    None
+                } else {
+                    match rack_system_id(c, v)? {
+                        Some(s) => Some(s),
+                        None => return invalid(format!(
+                            "{{\"{k}\": [\"Select a valid choice. {v} is not one of the available choices.\"]}}"
+                        )),
+                    }
+                };
+                if k == "primary_rack" { primary = sid } else { secondary = sid }
+            }
+            "dhcp_on" => dhcp_on = truthy(v),
+            "name" => name = v.clone(),
+            "mtu" => mtu = v.parse().map_err(|_| Invalid(format!("{{\"mtu\": [\"Enter a whole number.\"]}}")))?,
+            "relay_vlan" | "space" | "description" | "fabric" | "vid" => {}
+            other => return invalid(format!("{{\"{other}\": [\"Unknown field.\"]}}")),
+        }
+    }
+    if secondary.is_some() && primary.is_none() {
+        return invalid("{\"secondary_rack\": [\"Primary rack must be set before setting the secondary rack.\"]}");
+    }
+    if secondary.is_some() && secondary == primary {
+        return invalid("{\"secondary_rack\": [\"Primary rack controller and secondary rack controller cannot be the same.\"]}");
+    }
+    if dhcp_on {
+        if primary.is_none() {
+            return invalid("{\"dhcp_on\": [\"dhcp can only be turned on when a primary rack controller is set.\"]}");
+        }
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM standin_iprange r JOIN standin_subnet s ON s.id = r.subnet_id
+                 WHERE s.fabric_id = $1 AND s.vid = $2 AND r.type = 'dynamic'",
+                &[&fabric, &vid],
+            )?
+            .get(0);
+        if n == 0 {
+            return invalid("{\"dhcp_on\": [\"dhcp can only be turned on when a dynamic IP range is defined.\"]}");
+        }
+    }
+    c.execute(
+        "UPDATE standin_vlan SET primary_rack = $3, secondary_rack = $4, dhcp_on = $5, name = $6, mtu = $7
+         WHERE fabric_id = $1 AND vid = $2",
+        &[&fabric, &vid, &primary, &secondary, &dhcp_on, &name, &mtu],
+    )?;
+    vlan(c, fabric, vid)
+}
+
+fn iprange_json(r: &postgres::Row) -> Value {
+    let id: i32 = r.get(0);
+    json!({"id": id, "type": r.get::<_, String>(1), "start_ip": r.get::<_, String>(2),
+           "end_ip": r.get::<_, String>(3), "subnet": {"id": r.get::<_, i32>(4), "cidr": r.get::<_, String>(5)},
+           "comment": r.get::<_, String>(6), "resource_uri": format!("/MAAS/api/2.0/ipranges/{id}/")})
+}
+
+const IPRANGE_SELECT: &str = "SELECT r.id, r.type, r.start_ip, r.end_ip, s.id, s.cidr, r.comment
+    FROM standin_iprange r JOIN standin_subnet s ON s.id = r.subnet_id";
+
+/// IP ranges, for `ipranges read`.
+pub fn ipranges(c: &mut Client) -> Result<Value> {
+    let rows = c.query(format!("{IPRANGE_SELECT} ORDER BY r.id").as_str(), &[])?;
+    Ok(Value::Array(rows.iter().map(iprange_json).collect()))
+}
+
+/// `ipranges create type=dynamic start_ip= end_ip= [subnet=] [comment=]`.
+pub fn iprange_create(c: &mut Client, params: &[(String, String)]) -> Result<Value> {
+    let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+    let kind = get("type").unwrap_or_default();
+    if kind != "dynamic" && kind != "reserved" {
+        return invalid(format!("{{\"type\": [\"Select a valid choice. {kind} is not one of the available choices.\"]}}"));
+    }
+    let parse = |k: &str| -> Result<Ipv4Addr> {
+        get(k).and_then(|v| v.parse().ok()).ok_or_else(|| Invalid(format!("{{\"{k}\": [\"Enter a valid IPv4 or IPv6 address.\"]}}")).into())
+    };
+    let (start, end) = (parse("start_ip")?, parse("end_ip")?);
+    if u32::from(start) > u32::from(end) {
+        return invalid("{\"end_ip\": [\"End IP address must not be less than Start IP address.\"]}");
+    }
+    let subnets = c.query("SELECT id, cidr FROM standin_subnet ORDER BY id", &[])?;
+    let wanted = get("subnet");
+    let subnet = subnets.iter().find(|r| {
+        let cidr: String = r.get(1);
+        let id: i32 = r.get(0);
+        let named = wanted.as_deref().map_or(true, |w| w == cidr || w == id.to_string());
+        named && in_cidr(start, &cidr) && in_cidr(end, &cidr)
+    });
+    let Some(subnet) = subnet else {
+        return invalid(format!("{{\"__all__\": [\"Could not find a subnet for IP range {start} - {end}.\"]}}"));
+    };
+    let subnet_id: i32 = subnet.get(0);
+    for r in c.query("SELECT start_ip, end_ip FROM standin_iprange WHERE subnet_id = $1", &[&subnet_id])? {
+        let (s, e): (String, String) = (r.get(0), r.get(1));
+        let (Ok(s), Ok(e)) = (s.parse::<Ipv4Addr>(), e.parse::<Ipv4Addr>()) else { continue };
+        if u32::from(start) <= u32::from(e) && u32::from(s) <= u32::from(end) {
+            return invalid(format!("{{\"__all__\": [\"Requested {kind} range conflicts with an existing range.\"]}}"));
+        }
+    }
+    let comment = get("comment").unwrap_or_default();
+    let row = c.query_one(
+        "INSERT INTO standin_iprange (type, start_ip, end_ip, subnet_id, comment) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        &[&kind, &start.to_string(), &end.to_string(), &subnet_id, &comment],
+    )?;
+    let id: i32 = row.get(0);
+    let r = c.query_one(format!("{IPRANGE_SELECT} WHERE r.id = $1").as_str(), &[&id])?;
+    Ok(iprange_json(&r))
+}
+
+/// Global settings `set-config` accepts (a subset of MAAS's; others are refused as MAAS does).
+pub const CONFIG_NAMES: &[&str] = &[
+    "active_discovery_interval", "boot_images_auto_import", "commissioning_distro_series",
+    "completed_intro", "curtin_verbose", "default_distro_series", "default_dns_ttl",
+    "default_min_hwe_kernel", "default_osystem", "default_storage_layout", "disk_erase_with_quick_erase",
+    "disk_erase_with_secure_erase", "dns_trusted_acl", "dnssec_validation", "enable_analytics",
+    "enable_disk_erasing_on_release", "enable_http_proxy", "enable_third_party_drivers",
+    "http_proxy", "kernel_opts", "maas_auto_ipmi_user", "maas_name", "maas_proxy_port",
+    "main_archive", "network_discovery", "ntp_external_only", "ntp_servers", "ports_archive",
+    "prefer_v4_proxy", "prometheus_enabled", "prometheus_push_gateway", "prometheus_push_interval",
+    "promtail_enabled", "promtail_port", "theme", "upstream_dns", "use_peer_proxy",
+    "windows_kms_host",
+];
+
+/// `maas set-config name= value=`.
+pub fn set_config(c: &mut Client, name: &str, value: &str) -> Result<()> {
+    if !CONFIG_NAMES.contains(&name) {
+        return invalid(format!("{{\"name\": [\"\\\"{name}\\\" is not a valid config setting (see help for details).\"]}}"));
+    }
+    c.execute(
+        "INSERT INTO standin_config (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
+        &[&name, &value],
+    )?;
+    Ok(())
+}
+
+/// `maas get-config name=`; unset settings read as null.
+pub fn get_config(c: &mut Client, name: &str) -> Result<Value> {
+    if !CONFIG_NAMES.contains(&name) {
+        return invalid(format!("{{\"name\": [\"\\\"{name}\\\" is not a valid config setting (see help for details).\"]}}"));
+    }
+    let r = c.query_opt("SELECT value FROM standin_config WHERE name = $1", &[&name])?;
+    Ok(r.map(|r| Value::String(r.get(0))).unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        assert_eq!(network_of("10.77.0.5/24").as_deref(), Some("10.77.0.0/24"));
+        assert_eq!(network_of("192.168.7.9/16").as_deref(), Some("192.168.0.0/16"));
+        assert_eq!(network_of("bogus"), None);
+        assert!(in_cidr("10.77.0.250".parse().unwrap(), "10.77.0.0/24"));
+        assert!(!in_cidr("10.77.1.1".parse().unwrap(), "10.77.0.0/24"));
+    }
+}
+
+/// The shared secret in the database, if a region has stored one.
+pub fn read_shared_secret(c: &mut Client) -> Result<Option<String>> {
+    let r = c.query_opt("SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'", &[])?;
+    Ok(r.map(|r| r.get(0)))
+}
+
+/// The most recent heartbeats (newest first), for tests: (hostname, epoch seconds).
+pub fn recent_heartbeats(c: &mut Client, limit: i64) -> Result<Value> {
+    let rows = c.query(
+        "SELECT hostname, extract(epoch from ts)::float8 FROM standin_heartbeat ORDER BY id DESC LIMIT $1",
+        &[&limit],
+    )?;
+    Ok(Value::Array(rows.iter().map(|r| json!({"hostname": r.get::<_, String>(0), "ts": r.get::<_, f64>(1)})).collect()))
+}

@@ -1,0 +1,231 @@
+//! The regiond stand-in: HTTP on 5240, 5242 and 5271; a live PostgreSQL connection with a
+//! heartbeat row about twice a second; reconnection when the database moves (settings change
+//! in `regiond.conf`) or fails over (only a writable primary is accepted).
+
+use crate::conf::{ConfFile, DbSettings};
+use crate::db;
+use crate::http;
+use crate::paths::Flavor;
+use crate::util;
+use anyhow::{Context, Result};
+use postgres::Client;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the region writes its heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A heartbeat older than this means the database is not working for this region.
+pub const DB_STALE: Duration = Duration::from_secs(3);
+
+/// Ports regiond listens on: the API, the internal API and Temporal (test override:
+/// `MAAS_STANDIN_PORTS=api,internal,temporal`).
+pub fn ports() -> Vec<u16> {
+    std::env::var("MAAS_STANDIN_PORTS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<u16>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![5240, 5242, 5271])
+}
+
+/// A running region's shared state.
+pub struct Region {
+    /// Snap or deb: which files it reads.
+    pub flavor: Flavor,
+    /// The host name it reports.
+    pub hostname: String,
+    /// Its system id (`maas_id`).
+    pub system_id: String,
+    settings: Mutex<(DbSettings, String)>,
+    generation: AtomicU64,
+    api_db: Mutex<Option<(u64, Client)>>,
+    last_ok: Mutex<Option<Instant>>,
+    last_error: Mutex<String>,
+}
+
+impl Region {
+    /// Loads the configuration of `flavor` and picks (or keeps) the system id.
+    pub fn new(flavor: Flavor) -> Result<Region> {
+        let conf = ConfFile::load(&flavor.regiond_conf())?;
+        let system_id = match util::read_trimmed(&flavor.maas_id()) {
+            Some(id) => id,
+            None => {
+                let id = util::system_id();
+                util::write_file(&flavor.maas_id(), format!("{id}\n").as_bytes(), 0o644, None)?;
+                id
+            }
+        };
+        Ok(Region {
+            flavor,
+            hostname: util::hostname(),
+            system_id,
+            settings: Mutex::new((conf.db(), conf.get_or_default("maas_url"))),
+            generation: AtomicU64::new(0),
+            api_db: Mutex::new(None),
+            last_ok: Mutex::new(None),
+            last_error: Mutex::new("not connected yet".into()),
+        })
+    }
+
+    /// Whether the database answered a heartbeat recently.
+    pub fn db_ok(&self) -> bool {
+        self.last_ok.lock().map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE)).unwrap_or(false)
+    }
+
+    /// Why the database is not working, for 503 bodies.
+    pub fn db_error(&self) -> String {
+        self.last_error.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// The URL this region was configured with.
+    pub fn maas_url(&self) -> String {
+        self.settings.lock().map(|s| s.1.clone()).unwrap_or_default()
+    }
+
+    fn db_settings(&self) -> DbSettings {
+        self.settings.lock().map(|s| s.0.clone()).unwrap_or_default()
+    }
+
+    /// Runs `f` on the API's database connection, connecting first if needed. A failing
+    /// connection is dropped so the next request reconnects (possibly to a new primary).
+    pub fn with_db<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        let mut guard = self.api_db.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+        let gen = self.generation.load(Ordering::SeqCst);
+        if guard.as_ref().is_none_or(|(g, _)| *g != gen) {
+            *guard = None;
+            let c = db::connect(&self.db_settings(), "maas-standin-regiond-api")?;
+            *guard = Some((gen, c));
+        }
+        let Some((_, client)) = guard.as_mut() else { unreachable!("connected above") };
+        let r = f(client);
+        if let Err(e) = &r {
+            let user_error = e.downcast_ref::<db::Invalid>().is_some() || e.downcast_ref::<db::NotFound>().is_some();
+            if !user_error || client.is_closed() {
+                *guard = None;
+            }
+        }
+        r
+    }
+
+    /// Re-reads regiond.conf; a change of database settings makes every connection reconnect.
+    fn reload(&self) -> bool {
+        let Ok(conf) = ConfFile::load(&self.flavor.regiond_conf()) else { return false };
+        let new = (conf.db(), conf.get_or_default("maas_url"));
+        let Ok(mut cur) = self.settings.lock() else { return false };
+        if cur.0 != new.0 {
+            *cur = new;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            return true;
+        }
+        cur.1 = new.1;
+        false
+    }
+
+    fn set_status(&self, ok: bool, err: &str) {
+        if ok {
+            if let Ok(mut t) = self.last_ok.lock() {
+                *t = Some(Instant::now());
+            }
+        } else if let Ok(mut e) = self.last_error.lock() {
+            if *e != err {
+                eprintln!("regiond: database: {err}");
+            }
+            *e = err.to_string();
+        }
+    }
+
+    fn sync_secret(&self, c: &mut Client) -> Result<()> {
+        let local = crate::conf::read_secret(self.flavor);
+        let candidate = local.clone().unwrap_or_else(|| util::random_hex(32));
+        let shared = db::shared_secret(c, &candidate)?;
+        if local.as_deref() != Some(shared.as_str()) {
+            crate::conf::write_secret(self.flavor, &shared)?;
+        }
+        Ok(())
+    }
+
+    /// The heartbeat loop: never returns.
+    pub fn heartbeat_loop(self: Arc<Self>) {
+        let mut client: Option<(u64, Client)> = None;
+        let mut ticks: u64 = 0;
+        loop {
+            let started = Instant::now();
+            if self.reload() {
+                eprintln!("regiond: database settings changed; reconnecting");
+            }
+            let gen = self.generation.load(Ordering::SeqCst);
+            if client.as_ref().is_some_and(|(g, _)| *g != gen) {
+                client = None;
+            }
+            let result = (|| -> Result<()> {
+                if client.is_none() {
+                    let mut c = db::connect(&self.db_settings(), "maas-standin-regiond")?;
+                    if db::needs_init(&mut c)? {
+                        anyhow::bail!("the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)");
+                    }
+                    self.sync_secret(&mut c)?;
+                    client = Some((gen, c));
+                    eprintln!("regiond: connected to the database");
+                }
+                let Some((_, c)) = client.as_mut() else { unreachable!("connected above") };
+                db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
+                if ticks % 120 == 0 {
+                    db::prune_heartbeats(c)?;
+                }
+                Ok(())
+            })();
+            match result {
+                Ok(()) => self.set_status(true, ""),
+                Err(e) => {
+                    client = None;
+                    self.set_status(false, &format!("{e:#}"));
+                }
+            }
+            ticks += 1;
+            std::thread::sleep(HEARTBEAT.saturating_sub(started.elapsed()));
+        }
+    }
+}
+
+fn bind_with_retry(addr: &str, port: u16) -> Result<TcpListener> {
+    // A restarted service may start while its predecessor still holds the port.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpListener::bind((addr, port)) {
+            Ok(l) => return Ok(l),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding {addr}:{port}")),
+        }
+    }
+}
+
+/// Runs regiond: never returns unless a port cannot be bound.
+pub fn run(flavor: Flavor) -> Result<()> {
+    util::set_comm("regiond");
+    let region = Arc::new(Region::new(flavor)?);
+    let bind = std::env::var("MAAS_STANDIN_BIND").unwrap_or_else(|_| "0.0.0.0".into());
+    let mut listeners = vec![];
+    for port in ports() {
+        listeners.push(bind_with_retry(&bind, port)?);
+    }
+    eprintln!("regiond: {} ({}) serving on {bind}:{:?}", region.hostname, region.system_id, ports());
+    let hb = region.clone();
+    std::thread::Builder::new().name("heartbeat".into()).spawn(move || hb.heartbeat_loop())?;
+    let handler: http::Handler = {
+        let r = region.clone();
+        Arc::new(move |req| crate::api::handle(&r, req))
+    };
+    let mut threads = vec![];
+    for l in listeners {
+        let h = handler.clone();
+        threads.push(std::thread::spawn(move || http::serve(l, h)));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
