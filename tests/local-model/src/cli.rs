@@ -1,0 +1,293 @@
+//! The `lm` command line (clap): the Juju-like verbs, fault injection and the daemon.
+
+use crate::client::LocalModel;
+use crate::layout::Layout;
+use crate::protocol::{AppPlan, DeployPlan, FaultOp, Request};
+use crate::state::{ActionRun, Substrate};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "lm", about = "Run packed charms the way Juju does, on this machine")]
+struct Cli {
+    /// Model directory (default: $LM_MODEL_DIR or build/local-model).
+    #[arg(long, global = true)]
+    model_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Deploy a .charm or a bundle (.yaml); starts the model if needed.
+    Deploy {
+        path: PathBuf,
+        /// Application name (single charm only; default: the charm's name).
+        name: Option<String>,
+        #[arg(long)]
+        overlay: Vec<PathBuf>,
+        #[arg(short = 'n', long = "num-units", default_value_t = 1)]
+        n: u32,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        config: Vec<String>,
+        #[arg(long)]
+        resource: Vec<String>,
+        /// bare | hosts (default: hosts when built with it and root, else bare; or $LM_SUBSTRATE)
+        #[arg(long)]
+        substrate: Option<String>,
+    },
+    /// Show the model.
+    Status {
+        #[arg(long, default_value = "tabular")]
+        format: String,
+    },
+    /// Show or change an application's config.
+    Config {
+        app: String,
+        settings: Vec<String>,
+        #[arg(long)]
+        reset: Vec<String>,
+    },
+    AddUnit {
+        app: String,
+        #[arg(short = 'n', long = "num-units", default_value_t = 1)]
+        n: u32,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    RemoveUnit { units: Vec<String> },
+    Integrate { a: String, b: String },
+    RemoveRelation { a: String, b: String },
+    /// Upgrade an application's charm (upgrade-charm on every unit).
+    Refresh {
+        app: String,
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Run an action and print its results.
+    Run {
+        unit: String,
+        action: String,
+        params: Vec<String>,
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+    },
+    /// Re-run the failed hook of a unit (or skip it with --no-retry).
+    Resolve {
+        unit: String,
+        #[arg(long)]
+        no_retry: bool,
+    },
+    /// Wait until every unit is idle with no hook queued.
+    Wait {
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Stop the model and remove everything it created.
+    Destroy,
+    /// Inject faults into machines (a machine id or a unit name).
+    Fault {
+        #[command(subcommand)]
+        fault: FaultCmd,
+    },
+    /// Run the model daemon (started by deploy).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, default_value = "bare")]
+        substrate: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FaultCmd {
+    /// Kill a process by name or PID.
+    Kill {
+        machine: String,
+        target: String,
+        #[arg(short, long, default_value_t = 9)]
+        signal: i32,
+    },
+    Freeze { machine: String, pid: u32 },
+    Thaw { machine: String, pid: u32 },
+    /// Cut a machine's network.
+    Cut { machine: String },
+    Restore { machine: String },
+    /// Pull the plug of a machine.
+    Stop { machine: String },
+    Start { machine: String },
+    /// Machine-side PIDs of processes named COMM.
+    Pids { machine: String, comm: String },
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// The substrate to use when none is given.
+pub fn default_substrate() -> Substrate {
+    match std::env::var("LM_SUBSTRATE").ok().as_deref() {
+        Some("bare") => return Substrate::Bare,
+        Some("hosts") => return Substrate::Hosts,
+        _ => {}
+    }
+    if cfg!(feature = "namespaced") && is_root() {
+        Substrate::Hosts
+    } else {
+        Substrate::Bare
+    }
+}
+
+fn parse_substrate(s: &str) -> Result<Substrate> {
+    match s {
+        "bare" => Ok(Substrate::Bare),
+        "hosts" => Ok(Substrate::Hosts),
+        o => bail!("unknown substrate {o:?} (bare | hosts)"),
+    }
+}
+
+fn print_action(run: &ActionRun) {
+    let mut v = serde_json::json!({ "status": run.status });
+    if !run.message.is_empty() {
+        v["message"] = serde_json::json!(run.message);
+    }
+    if !run.results.is_empty() {
+        v["results"] = serde_json::Value::Object(run.results.clone());
+    }
+    if !run.log.is_empty() {
+        v["log"] = serde_json::json!(run.log);
+    }
+    print!("{}", serde_yaml::to_string(&v).unwrap_or_default());
+}
+
+fn charm_plan(path: &Path, name: Option<String>, n: u32, to: Option<String>, config: &[String], resources: &[String]) -> Result<DeployPlan> {
+    let charm = path.canonicalize().with_context(|| format!("charm {} not found", path.display()))?;
+    let meta = crate::charm::read_charm(&charm)?;
+    let mut options = std::collections::BTreeMap::new();
+    for kv in config {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--config expects key=value, got {kv:?}"))?;
+        options.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    let mut res = std::collections::BTreeMap::new();
+    for kv in resources {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--resource expects name=path, got {kv:?}"))?;
+        res.insert(k.to_string(), Path::new(v).canonicalize().with_context(|| format!("resource file {v} not found"))?);
+    }
+    let num_units = if meta.subordinate { 0 } else { n };
+    Ok(DeployPlan {
+        machines: vec![],
+        bundle: false,
+        apps: vec![AppPlan { name: name.unwrap_or(meta.name), charm, num_units, to: to.into_iter().collect(), options, resources: res }],
+        relations: vec![],
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let dir = cli.model_dir.unwrap_or_else(Layout::default_dir);
+    let exe = std::env::current_exe().context("finding the lm binary")?;
+    let model = LocalModel::new(&dir, &exe);
+    match cli.cmd {
+        Cmd::Daemon { substrate } => crate::daemon::run(Layout::new(&dir), parse_substrate(&substrate)?),
+        Cmd::Deploy { path, name, overlay, n, to, config, resource, substrate } => {
+            let substrate = match substrate {
+                Some(s) => parse_substrate(&s)?,
+                None => default_substrate(),
+            };
+            let plan = if crate::bundle::is_bundle(&path) {
+                if name.is_some() || !config.is_empty() || !resource.is_empty() || to.is_some() {
+                    bail!("a bundle takes its names, options, resources and placements from the bundle file");
+                }
+                crate::bundle::load_bundle(&path, &overlay)?
+            } else {
+                charm_plan(&path, name, n, to, &config, &resource)?
+            };
+            let units = model.deploy_plan(plan, substrate)?;
+            for u in units {
+                println!("Added unit {u}");
+            }
+            Ok(())
+        }
+        Cmd::Status { format } => {
+            let s = model.status()?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string(&s)?),
+                "yaml" => print!("{}", serde_yaml::to_string(&s)?),
+                _ => {
+                    let st = crate::state::ModelState::load(&model.layout.state())?;
+                    print!("{}", crate::status::status_table(&st));
+                }
+            }
+            Ok(())
+        }
+        Cmd::Config { app, settings, reset } => {
+            let v = model.request(&Request::Config { app, set: settings.clone(), reset: reset.clone() })?;
+            if settings.is_empty() && reset.is_empty() {
+                print!("{}", serde_yaml::to_string(&v)?);
+            }
+            Ok(())
+        }
+        Cmd::AddUnit { app, n, to } => {
+            let v = model.request(&Request::AddUnit { app, n, to })?;
+            for u in v.as_array().cloned().unwrap_or_default() {
+                println!("Added unit {}", u.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
+        Cmd::RemoveUnit { units } => model.request(&Request::RemoveUnit { units }).map(|_| ()),
+        Cmd::Integrate { a, b } => model.request(&Request::Integrate { a, b }).map(|_| ()),
+        Cmd::RemoveRelation { a, b } => model.request(&Request::RemoveRelation { a, b }).map(|_| ()),
+        Cmd::Refresh { app, path } => {
+            let path = path.map(|p| p.canonicalize()).transpose()?;
+            model.request(&Request::Refresh { app, path }).map(|_| ())
+        }
+        Cmd::Run { unit, action, params, wait } => {
+            let p: Vec<&str> = params.iter().map(|s| s.as_str()).collect();
+            let run = model.run_action(&unit, &action, &p, Duration::from_secs(wait))?;
+            print_action(&run);
+            if run.status != "completed" {
+                bail!("action {} on {} {}: {}", run.name, run.unit, run.status, run.message);
+            }
+            Ok(())
+        }
+        Cmd::Resolve { unit, no_retry } => model.request(&Request::Resolve { unit, no_retry }).map(|_| ()),
+        Cmd::Wait { timeout } => model.wait(Duration::from_secs(timeout)),
+        Cmd::Destroy => model.destroy(),
+        Cmd::Fault { fault } => {
+            let (m, f) = match fault {
+                FaultCmd::Kill { machine, target, signal } => (machine, FaultOp::Kill { target, signal }),
+                FaultCmd::Freeze { machine, pid } => (machine, FaultOp::Freeze { pid }),
+                FaultCmd::Thaw { machine, pid } => (machine, FaultOp::Thaw { pid }),
+                FaultCmd::Cut { machine } => (machine, FaultOp::Cut),
+                FaultCmd::Restore { machine } => (machine, FaultOp::Restore),
+                FaultCmd::Stop { machine } => (machine, FaultOp::Stop),
+                FaultCmd::Start { machine } => (machine, FaultOp::Start),
+                FaultCmd::Pids { machine, comm } => (machine, FaultOp::Pids { comm }),
+            };
+            let v = model.fault(&m, f)?;
+            if let Some(a) = v.as_array() {
+                for p in a {
+                    println!("{p}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parse argv and run; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ERROR {e:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The daemon: owns the model, runs the scheduler, answers the CLI on `lm.sock` and the
+//! hook tools on `agent.sock` (checking JUJU_CONTEXT_ID against the running hooks).
+
+use crate::engine::{scheduler, Runtime, Shared};
+use crate::layout::Layout;
+use crate::machines::{Fault, KillTarget, Machines};
+use crate::protocol::{recv, send, FaultOp, Request, Response, ToolRequest, ToolResponse};
+use crate::state::{ModelState, Settings, Substrate};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::io::BufReader;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Settings from the environment (`LM_RETRY_BASE_MS`, `LM_RETRY_MAX_MS`,
+/// `LM_UPDATE_STATUS_MS`), Juju's defaults otherwise.
+pub fn settings_from_env() -> Settings {
+    let mut s = Settings::default();
+    let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(v) = get("LM_RETRY_BASE_MS") {
+        s.retry_base_ms = v;
+    }
+    if let Some(v) = get("LM_RETRY_MAX_MS") {
+        s.retry_max_ms = v;
+    }
+    if let Some(v) = get("LM_UPDATE_STATUS_MS") {
+        s.update_status_ms = v;
+    }
+    s
+}
+
+fn make_machines(layout: &Layout, substrate: Substrate) -> Result<Box<dyn Machines>> {
+    match substrate {
+        Substrate::Bare => Ok(Box::new(crate::machines::Bare::new(&layout.bare_machines())?)),
+        #[cfg(feature = "namespaced")]
+        Substrate::Hosts => Ok(Box::new(crate::namespaced::Namespaced::create(&layout.lab())?)),
+        #[cfg(not(feature = "namespaced"))]
+        Substrate::Hosts => bail!("this lm was built without the `namespaced` feature: only --substrate bare is available"),
+    }
+}
+
+/// Make `tools/<tool>` symlinks to this binary (the multi-call hook tool).
+fn install_tools(layout: &Layout) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the lm binary")?;
+    std::fs::create_dir_all(layout.tools())?;
+    for t in crate::hooktools::TOOLS {
+        let link = layout.tools().join(t);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&exe, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+    Ok(())
+}
+
+/// Run the daemon for `layout` until `destroy`. Starts with an empty model.
+pub fn run(layout: Layout, substrate: Substrate) -> Result<()> {
+    std::fs::create_dir_all(&layout.dir)?;
+    std::fs::create_dir_all(layout.logs())?;
+    install_tools(&layout)?;
+    let machines = make_machines(&layout, substrate)?;
+    let state = ModelState::new(substrate, settings_from_env());
+    for s in [layout.lm_sock(), layout.agent_sock()] {
+        let _ = std::fs::remove_file(s);
+    }
+    let agent = UnixListener::bind(layout.agent_sock()).context("binding agent.sock")?;
+    let cli = UnixListener::bind(layout.lm_sock()).context("binding lm.sock")?;
+    std::fs::write(layout.daemon_pid(), std::process::id().to_string())?;
+    let rt = Runtime { state, layout: layout.clone(), machines, contexts: Default::default(), running: Default::default(), turn: Default::default(), shutdown: false };
+    rt.save();
+    let shared: Shared = Arc::new((Mutex::new(rt), Condvar::new()));
+    {
+        let s = shared.clone();
+        std::thread::spawn(move || scheduler(s));
+    }
+    {
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            for conn in agent.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || serve_tool(s, conn));
+            }
+        });
+    }
+    for conn in cli.incoming() {
+        let Ok(conn) = conn else { continue };
+        let done = serve_cli(&shared, conn);
+        if done {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn serve_tool(shared: Shared, conn: UnixStream) {
+    let Ok(read) = conn.try_clone() else { return };
+    let mut r = BufReader::new(read);
+    let mut w = conn;
+    let resp = match recv::<ToolRequest>(&mut r) {
+        Err(e) => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: {e}\n"), code: 1 },
+        Ok(req) => {
+            let (lock, cv) = &*shared;
+            let mut rt = lock.lock().unwrap();
+            let rt = &mut *rt;
+            match rt.contexts.get_mut(&req.context_id) {
+                None => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: wrong context ID; got {:?}\n", req.context_id), code: 1 },
+                Some(ctx) => {
+                    let out = crate::hooktools::run_tool(&mut rt.state, ctx, &req.tool, &req.args, req.stdin.as_bytes());
+                    cv.notify_all();
+                    ToolResponse { stdout: out.stdout, stderr: out.stderr, code: out.code }
+                }
+            }
+        }
+    };
+    let _ = send(&mut w, &resp);
+}
+
+/// Handle one CLI connection; returns true when the daemon must exit.
+fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
+    let Ok(read) = conn.try_clone() else { return false };
+    let mut r = BufReader::new(read);
+    let mut w = conn;
+    let req = match recv::<Request>(&mut r) {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = send(&mut w, &Response { ok: false, error: format!("bad request: {e:#}"), data: Value::Null });
+            return false;
+        }
+    };
+    let (lock, cv) = &**shared;
+    let mut rt = lock.lock().unwrap();
+    let destroy = matches!(req, Request::Destroy);
+    let result = handle(&mut rt, req);
+    if !destroy {
+        rt.save();
+    }
+    cv.notify_all();
+    let resp = match result {
+        Ok(data) => Response { ok: true, error: String::new(), data },
+        Err(e) => Response { ok: false, error: format!("{e:#}"), data: Value::Null },
+    };
+    let _ = send(&mut w, &resp);
+    destroy
+}
+
+fn machine_of(rt: &Runtime, m: &str) -> Result<String> {
+    if rt.state.machines.contains_key(m) {
+        return Ok(m.to_string());
+    }
+    if m.contains('/') {
+        let u = crate::ops::resolve_unit(rt, m)?;
+        return Ok(rt.state.units[&u].machine.clone());
+    }
+    bail!("machine {m:?} not found")
+}
+
+fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
+    use crate::ops;
+    match req {
+        Request::Ping => Ok(json!({"pid": std::process::id(), "substrate": rt.state.substrate})),
+        Request::Deploy { plan } => Ok(json!(ops::deploy(rt, &plan)?)),
+        Request::AddUnit { app, n, to } => {
+            let mut added = vec![];
+            for _ in 0..n.max(1) {
+                let p = match &to {
+                    None => ops::Placement::NewMachine,
+                    Some(t) if t.contains('/') => ops::Placement::WithUnit(t.clone()),
+                    Some(t) if t.contains(':') || t == "new" => ops::Placement::NewMachine,
+                    Some(t) => ops::Placement::Machine(t.clone()),
+                };
+                added.push(ops::add_unit(rt, &app, p)?);
+            }
+            Ok(json!(added))
+        }
+        Request::RemoveUnit { units } => {
+            ops::remove_units(rt, &units)?;
+            Ok(Value::Null)
+        }
+        Request::Integrate { a, b } => Ok(json!(ops::integrate(rt, &a, &b)?)),
+        Request::RemoveRelation { a, b } => {
+            ops::remove_relation(rt, &a, &b)?;
+            Ok(Value::Null)
+        }
+        Request::Config { app, set, reset } => Ok(json!(ops::config(rt, &app, &set, &reset)?)),
+        Request::Refresh { app, path } => {
+            ops::refresh(rt, &app, path.as_deref())?;
+            Ok(Value::Null)
+        }
+        Request::Run { unit, action, params } => Ok(json!(ops::run_action(rt, &unit, &action, &params)?)),
+        Request::Action { id } => Ok(json!(rt.state.actions.get(&id).ok_or_else(|| anyhow!("action {id} not found"))?)),
+        Request::Resolve { unit, no_retry } => {
+            ops::resolve(rt, &unit, no_retry)?;
+            Ok(Value::Null)
+        }
+        Request::Status => Ok(crate::status::status_json(&rt.state)),
+        Request::Unsettled => Ok(json!(rt.unsettled())),
+        Request::Fault { machine, fault } => {
+            let m = machine_of(rt, &machine)?;
+            let f = match fault {
+                FaultOp::Pids { comm } => return Ok(json!(rt.machines.pids(&m, &comm)?)),
+                FaultOp::Kill { target, signal } => Fault::Kill {
+                    target: match target.parse::<u32>() {
+                        Ok(p) => KillTarget::Pid(p),
+                        Err(_) => KillTarget::Name(target),
+                    },
+                    signal,
+                },
+                FaultOp::Freeze { pid } => Fault::Freeze(pid),
+                FaultOp::Thaw { pid } => Fault::Thaw(pid),
+                FaultOp::Cut => Fault::Cut,
+                FaultOp::Restore => Fault::Restore,
+                FaultOp::Stop => Fault::Stop,
+                FaultOp::Start => Fault::Start,
+            };
+            rt.machines.fault(&m, &f)?;
+            if let Some(mm) = rt.state.machines.get_mut(&m) {
+                match f {
+                    Fault::Stop => mm.state = "stopped".into(),
+                    Fault::Start => mm.state = "started".into(),
+                    _ => {}
+                }
+            }
+            Ok(Value::Null)
+        }
+        Request::Destroy => {
+            rt.shutdown = true;
+            for r in rt.running.values() {
+                let _ = crate::machines::send_signal(r.pid, 9);
+            }
+            rt.contexts.clear();
+            let res = rt.machines.destroy();
+            let _ = std::fs::remove_dir_all(&rt.layout.dir);
+            res.map(|_| Value::Null)
+        }
+    }
+}

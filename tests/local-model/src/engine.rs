@@ -1,0 +1,355 @@
+//! The hook engine: one hook at a time per machine, the next hook of each unit decided by
+//! the resolver, hook processes started with Juju's environment, buffered changes flushed
+//! on exit 0, failures put the unit in error and are retried with backoff.
+
+use crate::hookctx::HookContext;
+use crate::layout::Layout;
+use crate::machines::Machines;
+use crate::resolver::{commit, next_op, HookKind, HookSpec};
+use crate::state::{now_ms, unique_u64, ModelState, Status};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The Juju version hooks are told they run under.
+pub const JUJU_VERSION: &str = "3.6.14";
+
+/// A hook process in flight on a machine.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub unit: String,
+    pub context_id: String,
+    pub pid: u32,
+}
+
+/// Everything the daemon holds, behind one lock.
+pub struct Runtime {
+    pub state: ModelState,
+    pub layout: Layout,
+    pub machines: Box<dyn Machines>,
+    pub contexts: HashMap<String, HookContext>,
+    /// machine id -> its running hook
+    pub running: BTreeMap<String, Running>,
+    /// round-robin position per machine, so co-located units take turns
+    pub turn: BTreeMap<String, usize>,
+    pub shutdown: bool,
+}
+
+/// The runtime shared between the scheduler, hook waiters and socket handlers.
+pub type Shared = Arc<(Mutex<Runtime>, Condvar)>;
+
+impl Runtime {
+    /// Persist the model state.
+    pub fn save(&self) {
+        if let Err(e) = self.state.save(&self.layout.state()) {
+            eprintln!("lm: saving state: {e:#}");
+        }
+    }
+
+    /// Units that are not settled, with the reason (executing, queued, error).
+    pub fn unsettled(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for (name, u) in &self.state.units {
+            if let Some(r) = self.running.values().find(|r| &r.unit == name) {
+                let hook = self.contexts.get(&r.context_id).map(|c| c.hook.name.clone()).unwrap_or_default();
+                v.push((name.clone(), format!("executing {hook}")));
+            } else if let Some(e) = &u.error {
+                v.push((name.clone(), format!("error: hook failed: {:?}", e.hook.name)));
+            } else if let Some(h) = next_op(&self.state, name, 0) {
+                v.push((name.clone(), format!("queued {}", h.name)));
+            }
+        }
+        v
+    }
+}
+
+/// The scheduler loop: start whatever can run, then sleep until a hook ends, a request
+/// changes the model, or a retry / update-status falls due.
+pub fn scheduler(shared: Shared) {
+    let (lock, cv) = &*shared;
+    let mut rt = lock.lock().unwrap();
+    loop {
+        if rt.shutdown {
+            return;
+        }
+        let wake = schedule(&mut rt, &shared);
+        let wait = wake.map(|t| t.saturating_sub(now_ms()).max(5)).unwrap_or(1000).min(1000);
+        rt = cv.wait_timeout(rt, Duration::from_millis(wait)).unwrap().0;
+    }
+}
+
+/// Start hooks on idle machines; returns when the next timed event is due (ms epoch).
+fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
+    let now = now_ms();
+    let machines: Vec<String> = rt.state.machines.values().filter(|m| m.state == "started").map(|m| m.id.clone()).collect();
+    for m in machines {
+        if rt.running.contains_key(&m) {
+            continue;
+        }
+        let units: Vec<String> = rt.state.units.values().filter(|u| u.machine == m).map(|u| u.name.clone()).collect();
+        if units.is_empty() {
+            continue;
+        }
+        let start = *rt.turn.get(&m).unwrap_or(&0);
+        for i in 0..units.len() {
+            let unit = &units[(start + i) % units.len()];
+            if let Some(h) = next_op(&rt.state, unit, now) {
+                rt.turn.insert(m.clone(), (start + i + 1) % units.len());
+                start_hook(rt, shared, unit.clone(), h);
+                break;
+            }
+        }
+    }
+    let mut next: Option<u64> = None;
+    let mut consider = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
+    for u in rt.state.units.values() {
+        if let Some(t) = u.error.as_ref().and_then(|e| e.retry_at_ms) {
+            consider(t);
+        } else if u.view.started && rt.state.settings.update_status_ms > 0 {
+            consider(u.view.last_update_status_ms + rt.state.settings.update_status_ms);
+        }
+    }
+    next
+}
+
+fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(String, String)> {
+    let charm_dir = rt.machines.unit_path(&unit.machine, &unit.charm_dir());
+    let h = &ctx.hook;
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let mut env: Vec<(&str, String)> = vec![
+        ("CHARM_DIR", charm_dir.clone()),
+        ("JUJU_CHARM_DIR", charm_dir),
+        ("JUJU_CONTEXT_ID", ctx.id.clone()),
+        ("JUJU_HOOK_NAME", if h.kind == HookKind::Action { String::new() } else { h.name.clone() }),
+        ("JUJU_AGENT_SOCKET_ADDRESS", rt.layout.agent_sock().display().to_string()),
+        ("JUJU_AGENT_SOCKET_NETWORK", "unix".into()),
+        ("JUJU_UNIT_NAME", unit.name.clone()),
+        ("JUJU_MODEL_UUID", rt.state.uuid.clone()),
+        ("JUJU_MODEL_NAME", rt.state.name.clone()),
+        ("JUJU_API_ADDRESSES", "127.0.0.1:17070".into()),
+        ("JUJU_MACHINE_ID", unit.machine.clone()),
+        ("JUJU_PRINCIPAL_UNIT", unit.principal.clone().unwrap_or_default()),
+        ("JUJU_AVAILABILITY_ZONE", String::new()),
+        ("JUJU_VERSION", JUJU_VERSION.into()),
+        ("CLOUD_API_VERSION", String::new()),
+        ("JUJU_CHARM_HTTP_PROXY", String::new()),
+        ("JUJU_CHARM_HTTPS_PROXY", String::new()),
+        ("JUJU_CHARM_FTP_PROXY", String::new()),
+        ("JUJU_CHARM_NO_PROXY", String::new()),
+        ("JUJU_SLA", "unsupported".into()),
+        ("PATH", format!("{}:{}", rt.layout.tools().display(), path)),
+        ("APT_LISTCHANGES_FRONTEND", "none".into()),
+        ("DEBIAN_FRONTEND", "noninteractive".into()),
+        ("LANG", "C.UTF-8".into()),
+        ("TERM", "tmux-256color".into()),
+        ("JUJU_DISPATCH_PATH", h.dispatch_path()),
+    ];
+    if let Some(r) = h.relation {
+        env.push(("JUJU_RELATION", h.endpoint.clone()));
+        env.push(("JUJU_RELATION_ID", format!("{}:{}", h.endpoint, r)));
+        env.push(("JUJU_REMOTE_APP", h.remote_app.clone()));
+        env.push(("JUJU_REMOTE_UNIT", h.remote_unit.clone()));
+        if h.kind == HookKind::RelationDeparted {
+            env.push(("JUJU_DEPARTING_UNIT", h.departing.clone()));
+        }
+    }
+    if let Some(a) = h.action {
+        env.push(("JUJU_ACTION_NAME", h.name.clone()));
+        env.push(("JUJU_ACTION_UUID", a.to_string()));
+        env.push(("JUJU_ACTION_TAG", format!("action-{a}")));
+    }
+    if let Some(x) = &h.secret {
+        let label = rt.state.secrets.get(x).and_then(|s| s.consumers.get(&unit.name).and_then(|c| c.label.clone()).or(s.label.clone()));
+        env.push(("JUJU_SECRET_ID", format!("secret:{x}")));
+        env.push(("JUJU_SECRET_LABEL", label.unwrap_or_default()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn action_out(rt: &Runtime, id: u32, stream: &str) -> PathBuf {
+    rt.layout.logs().join(format!("action-{id}.{stream}"))
+}
+
+/// Start `h` for `unit`: mark it executing, build its context, spawn `dispatch` (or the
+/// legacy `hooks/<name>`), and hand the child to a waiter thread.
+fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
+    let Some(u) = rt.state.units.get(&unit).cloned() else { return };
+    let m = rt.state.machines.get(&u.machine).cloned();
+    let ctx = HookContext {
+        id: format!("{}-{}-{}", unit, h.name, unique_u64()),
+        unit: unit.clone(),
+        hook: h.clone(),
+        root: if rt.state.substrate == crate::state::Substrate::Bare { rt.machines.unit_path(&u.machine, "") } else { String::new() },
+        ip: m.as_ref().map(|m| m.ip.clone()).unwrap_or_default(),
+        cidr: m.as_ref().map(|m| m.cidr.clone()).unwrap_or_default(),
+        log_path: rt.layout.unit_log(&unit),
+        reads: Default::default(),
+        rel_writes: Default::default(),
+        ports: vec![],
+        state_writes: Default::default(),
+        secret_ops: vec![],
+    };
+    if let Some(uu) = rt.state.units.get_mut(&unit) {
+        uu.agent = "executing".into();
+        uu.agent_message = if h.kind == HookKind::Action { format!("running action {}", h.name) } else { format!("running {} hook", h.name) };
+        if h.kind == HookKind::Install && !uu.status_ever_set {
+            uu.workload = Status::new("maintenance", "installing charm");
+        }
+    }
+    if let Some(a) = h.action.and_then(|a| rt.state.actions.get_mut(&a)) {
+        a.status = "running".into();
+    }
+    let env = hook_env(rt, &ctx, &u);
+    let charm_dir_host = rt.machines.host_path(&u.machine, &u.charm_dir());
+    let charm_dir_unit = rt.machines.unit_path(&u.machine, &u.charm_dir());
+    // Juju: dispatch if present (even if not executable: that fails), else hooks/<name>,
+    // else the hook is skipped as if it succeeded (a missing action handler fails).
+    let program = if charm_dir_host.join("dispatch").symlink_metadata().is_ok() {
+        Some(format!("{charm_dir_unit}/dispatch"))
+    } else if h.kind != HookKind::Action && charm_dir_host.join("hooks").join(&h.name).exists() {
+        Some(format!("{charm_dir_unit}/hooks/{}", h.name))
+    } else {
+        None
+    };
+    let id = ctx.id.clone();
+    rt.contexts.insert(id.clone(), ctx);
+    let spawned: Result<Child> = (|| {
+        let program = program.ok_or_else(|| anyhow::anyhow!("missing"))?;
+        let log = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&unit))?;
+        let (out, err) = match h.action {
+            Some(a) => (std::fs::File::create(action_out(rt, a, "stdout"))?, std::fs::File::create(action_out(rt, a, "stderr"))?),
+            None => (log.try_clone()?, log),
+        };
+        let mut cmd = rt.machines.command(&u.machine, &program)?;
+        cmd.env_clear().envs(env).current_dir(&charm_dir_unit).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.spawn().with_context(|| format!("starting {program}"))
+    })();
+    match spawned {
+        Ok(child) => {
+            rt.running.insert(u.machine.clone(), Running { unit: unit.clone(), context_id: id.clone(), pid: child.id() });
+            let shared2 = shared.clone();
+            std::thread::spawn(move || wait_hook(shared2, child, id));
+        }
+        Err(e) if e.to_string() == "missing" => {
+            // nothing to run: success for hooks, failure for actions
+            let code = if h.kind == HookKind::Action { -2 } else { 0 };
+            finish_hook(rt, &id, code);
+        }
+        Err(e) => {
+            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&unit)) {
+                use std::io::Write;
+                let _ = writeln!(f, "ERROR {} hook: {e:#}", h.name);
+            }
+            finish_hook(rt, &id, -1);
+        }
+    }
+}
+
+fn wait_hook(shared: Shared, mut child: Child, id: String) {
+    let code = match child.wait() {
+        Ok(s) => s.code().unwrap_or(-1),
+        Err(_) => -1,
+    };
+    let (lock, cv) = &*shared;
+    let mut rt = lock.lock().unwrap();
+    finish_hook(&mut rt, &id, code);
+    cv.notify_all();
+}
+
+/// Backoff before retry number `attempts` (1-based): base * 2^(n-1), capped.
+pub fn backoff_ms(base: u64, max: u64, attempts: u32) -> u64 {
+    base.saturating_mul(1u64 << (attempts.saturating_sub(1)).min(20)).min(max.max(base))
+}
+
+/// A hook process ended with `code`: flush or fail, record what it saw, persist.
+pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
+    let Some(ctx) = rt.contexts.remove(context_id) else { return };
+    rt.running.retain(|_, r| r.context_id != context_id);
+    let unit = ctx.unit.clone();
+    let h = ctx.hook.clone();
+    let now = now_ms();
+    if h.kind == HookKind::Action {
+        let id = h.action.unwrap_or_default();
+        let read = |s: &str| std::fs::read(action_out(rt, id, s)).map(|b| String::from_utf8_lossy(&b).to_string()).unwrap_or_default();
+        let (stdout, stderr) = (read("stdout"), read("stderr"));
+        if code == 0 {
+            ctx.flush(&mut rt.state);
+        }
+        if let Some(run) = rt.state.actions.get_mut(&id) {
+            if code == -2 {
+                run.status = "failed".into();
+                run.message = "action not implemented on unit".into();
+            } else {
+                run.results.insert("return-code".into(), json!(code));
+                if !stdout.is_empty() {
+                    run.results.insert("stdout".into(), json!(stdout));
+                }
+                if !stderr.is_empty() {
+                    run.results.insert("stderr".into(), json!(stderr));
+                }
+                if run.status != "failed" {
+                    if code == 0 {
+                        run.status = "completed".into();
+                    } else {
+                        run.status = "failed".into();
+                        run.message = format!("exit status {code}");
+                    }
+                }
+            }
+        }
+        commit(&mut rt.state, &unit, &h, now);
+        if let Some(u) = rt.state.units.get_mut(&unit) {
+            u.agent = "idle".into();
+            u.agent_message.clear();
+        }
+        rt.save();
+        return;
+    }
+    if code == 0 {
+        ctx.flush(&mut rt.state);
+        if let Some(u) = rt.state.units.get_mut(&unit) {
+            u.error = None;
+            u.agent = "idle".into();
+            u.agent_message.clear();
+            u.hooks_run += 1;
+            u.hook_log.push(h.name.clone());
+        }
+        let gone = commit(&mut rt.state, &unit, &h, now);
+        if gone {
+            remove_empty_machines(rt);
+        }
+        crate::resolver::collect_relations(&mut rt.state);
+    } else {
+        let (base, max) = (rt.state.settings.retry_base_ms, rt.state.settings.retry_max_ms);
+        if let Some(u) = rt.state.units.get_mut(&unit) {
+            let attempts = u.error.as_ref().map_or(0, |e| e.attempts) + 1;
+            u.hooks_run += 1;
+            u.hook_log.push(format!("{} (failed)", h.name));
+            u.agent = "error".into();
+            u.agent_message = format!("hook failed: {:?}", h.name);
+            u.error = Some(crate::state::HookError {
+                hook: h,
+                attempts,
+                retry_at_ms: (base > 0).then(|| now + backoff_ms(base, max, attempts)),
+                previous: None,
+            });
+        }
+    }
+    rt.save();
+}
+
+/// Machines without units are removed (Juju removes a unit's machine with it).
+pub fn remove_empty_machines(rt: &mut Runtime) {
+    let empty: Vec<String> = rt.state.machines.keys().filter(|m| !rt.state.units.values().any(|u| &u.machine == *m)).cloned().collect();
+    for m in empty {
+        if let Err(e) = rt.machines.remove(&m) {
+            eprintln!("lm: removing machine {m}: {e:#}");
+        }
+        rt.state.machines.remove(&m);
+    }
+}

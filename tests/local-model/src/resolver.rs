@@ -1,0 +1,349 @@
+//! Juju's uniter resolver: from the model state and what a unit has already seen, decide
+//! the next hook that unit must run (reference §3), and record what a successful hook saw.
+//!
+//! Computing the next hook from state (instead of pushing events into queues) is how Juju
+//! does it too, and it makes the ordering rules hold whatever sequence of CLI calls happens.
+
+use crate::state::{Life, ModelState, RelView};
+use serde::{Deserialize, Serialize};
+
+/// The kinds of hook the runtime runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HookKind {
+    Install,
+    LeaderElected,
+    LeaderSettingsChanged,
+    ConfigChanged,
+    Start,
+    UpgradeCharm,
+    UpdateStatus,
+    Stop,
+    Remove,
+    RelationCreated,
+    RelationJoined,
+    RelationChanged,
+    RelationDeparted,
+    RelationBroken,
+    SecretChanged,
+    Action,
+}
+
+/// One hook (or action) to run for a unit, with the state it was decided on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HookSpec {
+    pub kind: HookKind,
+    /// Full hook name (`db-relation-changed`) or the action name.
+    pub name: String,
+    pub relation: Option<u32>,
+    pub endpoint: String,
+    pub remote_app: String,
+    pub remote_unit: String,
+    pub departing: String,
+    pub secret: Option<String>,
+    pub action: Option<u32>,
+    /// Version of what the hook is about (databag, leader term, settings) when decided.
+    pub snapshot: u64,
+    /// Remote app databag version when decided (relation-changed).
+    pub snapshot_app: u64,
+    /// Config hash when decided (config-changed).
+    pub config_hash: String,
+}
+
+impl HookSpec {
+    fn simple(kind: HookKind, name: &str) -> HookSpec {
+        HookSpec {
+            kind,
+            name: name.into(),
+            relation: None,
+            endpoint: String::new(),
+            remote_app: String::new(),
+            remote_unit: String::new(),
+            departing: String::new(),
+            secret: None,
+            action: None,
+            snapshot: 0,
+            snapshot_app: 0,
+            config_hash: String::new(),
+        }
+    }
+
+    /// `hooks/<name>` or `actions/<name>` (JUJU_DISPATCH_PATH).
+    pub fn dispatch_path(&self) -> String {
+        if self.kind == HookKind::Action {
+            format!("actions/{}", self.name)
+        } else {
+            format!("hooks/{}", self.name)
+        }
+    }
+}
+
+/// A stable hash of an application's effective config (Juju's ConfigHash).
+pub fn config_hash(state: &ModelState, app: &str) -> String {
+    state.applications.get(app).map(|a| serde_json::to_string(&a.effective_config()).unwrap_or_default()).unwrap_or_default()
+}
+
+fn rel_hook(state: &ModelState, unit_app: &str, rel_id: u32, kind: HookKind, suffix: &str) -> HookSpec {
+    let rel = &state.relations[&rel_id];
+    let ep = rel.local(unit_app).map(|e| e.spec.name.clone()).unwrap_or_default();
+    let mut h = HookSpec::simple(kind, &format!("{ep}-relation-{suffix}"));
+    h.relation = Some(rel_id);
+    h.endpoint = ep;
+    h.remote_app = rel.remote_app(unit_app).unwrap_or_default().to_string();
+    h
+}
+
+/// The next hook `unit` must run, if any. `now_ms` decides retries and update-status.
+pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookSpec> {
+    let unit = state.units.get(unit_name)?;
+    let app = state.applications.get(&unit.app)?;
+    if let Some(err) = &unit.error {
+        // Only the failed hook may run, when its retry is due (or after `resolve`).
+        return match err.retry_at_ms {
+            Some(t) if t <= now_ms => Some(err.hook.clone()),
+            _ => None,
+        };
+    }
+    let view = &unit.view;
+    if !view.installed {
+        if unit.life == Life::Dying {
+            return Some(HookSpec::simple(HookKind::Remove, "remove"));
+        }
+        return Some(HookSpec::simple(HookKind::Install, "install"));
+    }
+    if unit.life == Life::Dying {
+        // "if we're dying we must ensure that all relations are broken first"
+        for (id, rv) in &view.relations {
+            if let Some(m) = rv.members.keys().next() {
+                let mut h = rel_hook(state, &unit.app, *id, HookKind::RelationDeparted, "departed");
+                h.remote_unit = m.clone();
+                h.departing = unit.name.clone();
+                return Some(h);
+            }
+        }
+        for id in view.relations.keys() {
+            // A peer relation's broken hook never fires (docs/reference/hook.md).
+            if !state.relations.get(id).map_or(false, |r| r.is_peer()) {
+                return Some(rel_hook(state, &unit.app, *id, HookKind::RelationBroken, "broken"));
+            }
+        }
+        if view.started {
+            return Some(HookSpec::simple(HookKind::Stop, "stop"));
+        }
+        return Some(HookSpec::simple(HookKind::Remove, "remove"));
+    }
+    // relation-created for every relation the unit is part of, before start.
+    for rel in state.relations.values() {
+        if !rel.dying && !view.relations.contains_key(&rel.id) && state.participates(rel, unit) {
+            return Some(rel_hook(state, &unit.app, rel.id, HookKind::RelationCreated, "created"));
+        }
+    }
+    let leader = app.leader.as_deref() == Some(unit_name);
+    if leader && view.leader_term_seen < app.leader_term {
+        let mut h = HookSpec::simple(HookKind::LeaderElected, "leader-elected");
+        h.snapshot = app.leader_term;
+        h.snapshot_app = app.leader_settings_version;
+        return Some(h);
+    }
+    if !leader && view.leader_settings_seen < app.leader_settings_version {
+        let mut h = HookSpec::simple(HookKind::LeaderSettingsChanged, "leader-settings-changed");
+        h.snapshot = app.leader_settings_version;
+        return Some(h);
+    }
+    if view.charm_revision_seen < app.charm_revision {
+        let mut h = HookSpec::simple(HookKind::UpgradeCharm, "upgrade-charm");
+        h.snapshot = app.charm_revision;
+        return Some(h);
+    }
+    let hash = config_hash(state, &unit.app);
+    if view.config_hash.as_deref() != Some(hash.as_str()) {
+        let mut h = HookSpec::simple(HookKind::ConfigChanged, "config-changed");
+        h.config_hash = hash;
+        return Some(h);
+    }
+    if !view.started {
+        return Some(HookSpec::simple(HookKind::Start, "start"));
+    }
+    if let Some(id) = unit.pending_actions.first() {
+        if let Some(run) = state.actions.get(id) {
+            let mut h = HookSpec::simple(HookKind::Action, &run.name);
+            h.action = Some(*id);
+            return Some(h);
+        }
+    }
+    for (id, rv) in &view.relations {
+        if let Some(h) = next_relation_hook(state, unit_name, *id, rv) {
+            return Some(h);
+        }
+    }
+    if let Some(xid) = unit.pending_secret_changed.iter().next() {
+        let mut h = HookSpec::simple(HookKind::SecretChanged, "secret-changed");
+        h.secret = Some(xid.clone());
+        return Some(h);
+    }
+    let interval = state.settings.update_status_ms;
+    if interval > 0 && now_ms >= view.last_update_status_ms + interval {
+        return Some(HookSpec::simple(HookKind::UpdateStatus, "update-status"));
+    }
+    None
+}
+
+fn next_relation_hook(state: &ModelState, unit_name: &str, id: u32, rv: &RelView) -> Option<HookSpec> {
+    let unit = &state.units[unit_name];
+    let Some(rel) = state.relations.get(&id) else {
+        return Some(rel_hook_gone(unit_name, id));
+    };
+    let current = if state.participates(rel, unit) { state.members(rel, unit) } else { vec![] };
+    // departed for members that left
+    if let Some(m) = rv.members.keys().find(|m| !current.contains(m)) {
+        let mut h = rel_hook(state, &unit.app, id, HookKind::RelationDeparted, "departed");
+        h.remote_unit = m.clone();
+        h.departing = m.clone();
+        return Some(h);
+    }
+    // broken once the relation is going away and nobody is left
+    if (rel.dying || !state.participates(rel, unit)) && rv.members.is_empty() {
+        return Some(rel_hook(state, &unit.app, id, HookKind::RelationBroken, "broken"));
+    }
+    // changed right after joined, within this relation
+    let changed = |m: &String, h: &mut HookSpec| {
+        h.remote_unit = m.clone();
+        h.snapshot = rel.unit_bags.get(m).map_or(0, |b| b.version);
+        h.snapshot_app = rel.app_bags.get(&h.remote_app).map_or(0, |b| b.version);
+    };
+    if let Some((m, _)) = rv.members.iter().find(|(_, seen)| seen.is_none()) {
+        let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
+        changed(m, &mut h);
+        return Some(h);
+    }
+    if let Some(m) = current.iter().find(|m| !rv.members.contains_key(*m)) {
+        let mut h = rel_hook(state, &unit.app, id, HookKind::RelationJoined, "joined");
+        h.remote_unit = m.clone();
+        return Some(h);
+    }
+    for (m, seen) in &rv.members {
+        let v = rel.unit_bags.get(m).map_or(0, |b| b.version);
+        if seen.map_or(true, |s| s < v) {
+            let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
+            changed(m, &mut h);
+            return Some(h);
+        }
+    }
+    let remote_app = rel.remote_app(&unit.app).unwrap_or_default();
+    let app_v = rel.app_bags.get(remote_app).map_or(0, |b| b.version);
+    if !rv.members.is_empty() && rv.app_seen < app_v {
+        let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
+        h.snapshot_app = app_v;
+        return Some(h);
+    }
+    None
+}
+
+/// A relation removed from the model under a unit's feet: drop it with a broken hook.
+fn rel_hook_gone(_unit: &str, id: u32) -> HookSpec {
+    let mut h = HookSpec::simple(HookKind::RelationBroken, "relation-broken");
+    h.relation = Some(id);
+    h
+}
+
+/// Record in the unit's view what a successful hook has seen (Juju's operation Commit).
+/// Returns `true` when the unit is gone (after `remove`).
+pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64) -> bool {
+    let Some(unit) = state.units.get_mut(unit_name) else { return true };
+    let v = &mut unit.view;
+    match h.kind {
+        HookKind::Install => v.installed = true,
+        HookKind::LeaderElected => {
+            v.leader_term_seen = h.snapshot;
+            v.leader_settings_seen = h.snapshot_app;
+        }
+        HookKind::LeaderSettingsChanged => v.leader_settings_seen = h.snapshot,
+        HookKind::UpgradeCharm => {
+            v.charm_revision_seen = h.snapshot;
+            // upgrade-charm is followed by config-changed
+            v.config_hash = None;
+        }
+        HookKind::ConfigChanged => v.config_hash = Some(h.config_hash.clone()),
+        HookKind::Start => {
+            v.started = true;
+            v.last_update_status_ms = now_ms;
+            if !unit.status_ever_set && unit.workload.status == "maintenance" {
+                unit.workload = crate::state::Status::new("unknown", "");
+            }
+        }
+        HookKind::UpdateStatus => v.last_update_status_ms = now_ms,
+        HookKind::Stop => {
+            v.started = false;
+            // peer relations end with the unit, without a broken hook
+            let ids: Vec<u32> = v.relations.keys().copied().collect();
+            v.relations.clear();
+            for id in ids {
+                if let Some(r) = state.relations.get_mut(&id) {
+                    r.in_scope.remove(unit_name);
+                }
+            }
+        }
+        HookKind::Remove => {
+            state.units.remove(unit_name);
+            for r in state.relations.values_mut() {
+                r.in_scope.remove(unit_name);
+            }
+            return true;
+        }
+        HookKind::RelationCreated => {
+            let id = h.relation.unwrap_or_default();
+            v.relations.insert(id, RelView::default());
+            if let Some(r) = state.relations.get_mut(&id) {
+                r.in_scope.insert(unit_name.to_string());
+            }
+        }
+        HookKind::RelationJoined => {
+            if let Some(rv) = v.relations.get_mut(&h.relation.unwrap_or_default()) {
+                rv.members.insert(h.remote_unit.clone(), None);
+            }
+        }
+        HookKind::RelationChanged => {
+            if let Some(rv) = v.relations.get_mut(&h.relation.unwrap_or_default()) {
+                if !h.remote_unit.is_empty() {
+                    if let Some(seen) = rv.members.get_mut(&h.remote_unit) {
+                        *seen = Some(h.snapshot);
+                    }
+                }
+                rv.app_seen = rv.app_seen.max(h.snapshot_app);
+            }
+        }
+        HookKind::RelationDeparted => {
+            if let Some(rv) = v.relations.get_mut(&h.relation.unwrap_or_default()) {
+                rv.members.remove(&h.remote_unit);
+            }
+        }
+        HookKind::RelationBroken => {
+            let id = h.relation.unwrap_or_default();
+            v.relations.remove(&id);
+            if let Some(r) = state.relations.get_mut(&id) {
+                r.in_scope.remove(unit_name);
+            }
+        }
+        HookKind::SecretChanged => {
+            if let Some(x) = &h.secret {
+                unit.pending_secret_changed.remove(x);
+            }
+        }
+        HookKind::Action => {
+            unit.pending_actions.retain(|a| Some(*a) != h.action);
+        }
+    }
+    false
+}
+
+/// Drop relations that are dying and that no unit still has in view.
+pub fn collect_relations(state: &mut ModelState) {
+    let gone: Vec<u32> = state
+        .relations
+        .values()
+        .filter(|r| r.dying && !state.units.values().any(|u| u.view.relations.contains_key(&r.id)))
+        .map(|r| r.id)
+        .collect();
+    for id in gone {
+        state.relations.remove(&id);
+    }
+}

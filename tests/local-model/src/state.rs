@@ -1,0 +1,456 @@
+//! The model's state: what Juju's controller knows (applications, units, machines,
+//! relations and their databags, config, leadership, secrets, ports, statuses, actions) plus
+//! each unit's uniter view (what its hooks have already seen), persisted as JSON.
+
+use crate::charm::{CharmMeta, EndpointSpec, Role};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A workload or application status as set by `status-set` (or by the runtime).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub status: String,
+    pub message: String,
+    /// Seconds since the epoch.
+    pub since: u64,
+}
+
+impl Status {
+    /// A status stamped now.
+    pub fn new(status: &str, message: &str) -> Status {
+        Status { status: status.into(), message: message.into(), since: now_secs() }
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A Juju machine (a host of the lab, or a directory in bare mode).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Machine {
+    pub id: String,
+    pub hostname: String,
+    pub ip: String,
+    pub cidr: String,
+    /// "started" or "stopped" (after `lm fault stop`).
+    pub state: String,
+}
+
+/// An application: a charm deployed under a name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Application {
+    pub name: String,
+    /// The model's own copy of the .charm.
+    pub charm_path: PathBuf,
+    pub meta: CharmMeta,
+    /// Values set by the user (`--config`, bundle options, `lm config`).
+    pub config: BTreeMap<String, Value>,
+    pub leader: Option<String>,
+    /// Bumped on each leader change; a leader whose view is older runs leader-elected.
+    pub leader_term: u64,
+    pub leader_settings: BTreeMap<String, String>,
+    /// Bumped on leader-set and leader change; non-leaders run leader-settings-changed.
+    pub leader_settings_version: u64,
+    pub status: Option<Status>,
+    pub workload_version: String,
+    pub next_unit: u32,
+    /// resource name -> machine-side path of the file attached at deploy.
+    pub resources: BTreeMap<String, PathBuf>,
+    /// Bumped by `lm refresh`; units run upgrade-charm when their view is older.
+    #[serde(default)]
+    pub charm_revision: u64,
+}
+
+impl Application {
+    /// Config as hooks see it: defaults overlaid with user values (unset, null-default
+    /// options are absent).
+    pub fn effective_config(&self) -> BTreeMap<String, Value> {
+        let mut m = BTreeMap::new();
+        for (k, o) in &self.meta.options {
+            if let Some(d) = &o.default {
+                m.insert(k.clone(), d.clone());
+            }
+        }
+        for (k, v) in &self.config {
+            m.insert(k.clone(), v.clone());
+        }
+        m
+    }
+}
+
+/// A unit's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Life {
+    Alive,
+    Dying,
+}
+
+/// What one unit's hooks have seen of one relation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RelView {
+    /// remote unit -> databag version seen by its last relation-changed (None: joined only).
+    pub members: BTreeMap<String, Option<u64>>,
+    /// version of the remote application databag last seen.
+    pub app_seen: u64,
+}
+
+/// The uniter's local state for a unit (Juju keeps this on the machine).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UniterView {
+    pub installed: bool,
+    pub started: bool,
+    pub leader_term_seen: u64,
+    pub leader_settings_seen: u64,
+    pub config_hash: Option<String>,
+    pub charm_revision_seen: u64,
+    pub relations: BTreeMap<u32, RelView>,
+    pub last_update_status_ms: u64,
+}
+
+/// A hook that failed and is waiting for a retry or `resolve`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HookError {
+    pub hook: crate::resolver::HookSpec,
+    pub attempts: u32,
+    pub retry_at_ms: Option<u64>,
+    /// The workload status before the error, restored when the hook succeeds.
+    pub previous: Option<Status>,
+}
+
+/// A unit of an application.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Unit {
+    pub name: String,
+    pub app: String,
+    pub machine: String,
+    pub principal: Option<String>,
+    pub life: Life,
+    pub workload: Status,
+    /// idle | executing | error | allocating
+    pub agent: String,
+    pub agent_message: String,
+    pub ports: BTreeSet<String>,
+    pub charm_state: BTreeMap<String, String>,
+    pub view: UniterView,
+    pub error: Option<HookError>,
+    /// action ids waiting to run, in order.
+    pub pending_actions: Vec<u32>,
+    /// secret xids whose consumers must get secret-changed.
+    pub pending_secret_changed: BTreeSet<String>,
+    /// Whether the charm called status-set since the last hook began (Juju's
+    /// "unknown after start if never set" rule).
+    pub status_ever_set: bool,
+    pub hooks_run: u64,
+    /// Every hook this unit ran, in order (for tests and `lm status --format=json`).
+    pub hook_log: Vec<String>,
+}
+
+impl Unit {
+    /// `unit-<app>-<n>`: Juju's tag for the unit, used in its agent directory.
+    pub fn tag(&self) -> String {
+        format!("unit-{}", self.name.replace('/', "-"))
+    }
+    /// The unit's agent directory inside its machine.
+    pub fn agent_dir(&self) -> String {
+        format!("/var/lib/juju/agents/{}", self.tag())
+    }
+    /// The unit's charm directory inside its machine.
+    pub fn charm_dir(&self) -> String {
+        format!("{}/charm", self.agent_dir())
+    }
+    /// The principal unit if subordinate, else the unit itself.
+    pub fn container(&self) -> &str {
+        self.principal.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// One side of a relation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelEndpoint {
+    pub app: String,
+    pub spec: EndpointSpec,
+}
+
+/// A databag with a version bumped on each committed change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Bag {
+    pub data: BTreeMap<String, String>,
+    pub version: u64,
+}
+
+/// A relation (global, container-scoped or peer).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Relation {
+    pub id: u32,
+    /// One endpoint for a peer relation, two otherwise.
+    pub endpoints: Vec<RelEndpoint>,
+    pub container: bool,
+    pub dying: bool,
+    pub unit_bags: BTreeMap<String, Bag>,
+    pub app_bags: BTreeMap<String, Bag>,
+    /// Units that have run relation-created and not yet relation-broken.
+    pub in_scope: BTreeSet<String>,
+}
+
+impl Relation {
+    /// Whether this is a peer relation.
+    pub fn is_peer(&self) -> bool {
+        self.endpoints.len() == 1 && self.endpoints[0].spec.role == Role::Peer
+    }
+    /// The endpoint of `app` in this relation.
+    pub fn local(&self, app: &str) -> Option<&RelEndpoint> {
+        self.endpoints.iter().find(|e| e.app == app)
+    }
+    /// The application at the other end (the app itself for peers).
+    pub fn remote_app(&self, app: &str) -> Option<&str> {
+        if self.is_peer() {
+            return Some(&self.endpoints[0].app);
+        }
+        self.endpoints.iter().find(|e| e.app != app).map(|e| e.app.as_str())
+    }
+    /// `app:endpoint app:endpoint` for display and lookups.
+    pub fn key(&self) -> String {
+        self.endpoints.iter().map(|e| format!("{}:{}", e.app, e.spec.name)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A consumer's view of a secret.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Consumer {
+    pub tracked: u64,
+    pub label: Option<String>,
+}
+
+/// A Juju secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Secret {
+    pub xid: String,
+    /// `application:<app>` or `unit:<app/n>`.
+    pub owner: String,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub expire: Option<String>,
+    pub rotate: Option<String>,
+    /// revision number -> content
+    pub revisions: BTreeMap<u64, BTreeMap<String, String>>,
+    /// relation id -> granted unit (None = the whole remote application)
+    pub grants: Vec<(u32, Option<String>)>,
+    /// consumer (unit name) -> tracking info
+    pub consumers: BTreeMap<String, Consumer>,
+}
+
+impl Secret {
+    /// The latest revision number.
+    pub fn latest(&self) -> u64 {
+        self.revisions.keys().next_back().copied().unwrap_or(0)
+    }
+}
+
+/// An action run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActionRun {
+    pub id: u32,
+    pub unit: String,
+    pub name: String,
+    pub params: serde_json::Map<String, Value>,
+    /// pending | running | completed | failed
+    pub status: String,
+    pub message: String,
+    pub results: serde_json::Map<String, Value>,
+    pub log: Vec<String>,
+}
+
+/// Runtime settings (short for tests, Juju's values are minutes).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settings {
+    /// First retry delay of a failed hook; doubles up to `retry_max_ms`. 0 = no automatic retry.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// update-status interval; 0 = never.
+    pub update_status_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { retry_base_ms: 5_000, retry_max_ms: 300_000, update_status_ms: 300_000 }
+    }
+}
+
+/// Which kind of machines the model uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Substrate {
+    /// Plain processes in per-machine directories (fast runtime tests only).
+    Bare,
+    /// Namespaced hosts from the `hosts` crate.
+    Hosts,
+}
+
+/// The whole model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelState {
+    pub name: String,
+    pub uuid: String,
+    pub substrate: Substrate,
+    pub settings: Settings,
+    pub next_machine: u32,
+    pub next_relation: u32,
+    pub next_action: u32,
+    pub machines: BTreeMap<String, Machine>,
+    pub applications: BTreeMap<String, Application>,
+    pub units: BTreeMap<String, Unit>,
+    pub relations: BTreeMap<u32, Relation>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub actions: BTreeMap<u32, ActionRun>,
+}
+
+impl ModelState {
+    /// An empty model.
+    pub fn new(substrate: Substrate, settings: Settings) -> ModelState {
+        ModelState {
+            name: "lm".into(),
+            uuid: pseudo_uuid(),
+            substrate,
+            settings,
+            next_machine: 0,
+            next_relation: 0,
+            next_action: 1,
+            machines: BTreeMap::new(),
+            applications: BTreeMap::new(),
+            units: BTreeMap::new(),
+            relations: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            actions: BTreeMap::new(),
+        }
+    }
+
+    /// Load from a JSON file.
+    pub fn load(path: &Path) -> Result<ModelState> {
+        let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&s).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Write atomically (write + rename) so a crash never leaves half a file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Whether `unit` is the leader of its application.
+    pub fn is_leader(&self, unit: &str) -> bool {
+        let app = app_of(unit);
+        self.applications.get(app).and_then(|a| a.leader.as_deref()) == Some(unit)
+    }
+
+    /// Whether `unit` takes part in relation `rel` (container relations only involve a
+    /// principal and its own subordinates).
+    pub fn participates(&self, rel: &Relation, unit: &Unit) -> bool {
+        if rel.local(&unit.app).is_none() {
+            return false;
+        }
+        if !rel.container || rel.is_peer() {
+            return true;
+        }
+        let other = rel.remote_app(&unit.app).unwrap_or_default();
+        match &unit.principal {
+            Some(p) => app_of(p) == other,
+            None => self.units.values().any(|u| u.principal.as_deref() == Some(&unit.name) && u.app == other),
+        }
+    }
+
+    /// The remote units `unit` should currently see in `rel` (Juju's relation membership).
+    pub fn members(&self, rel: &Relation, unit: &Unit) -> Vec<String> {
+        if rel.dying || unit.life != Life::Alive || !rel.in_scope.contains(&unit.name) {
+            return vec![];
+        }
+        let Some(remote_app) = rel.remote_app(&unit.app) else { return vec![] };
+        rel.in_scope
+            .iter()
+            .filter_map(|n| self.units.get(n))
+            .filter(|u| u.name != unit.name && u.app == remote_app && u.life == Life::Alive)
+            .filter(|u| !rel.container || u.container() == unit.container())
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
+    /// Elect a new leader for `app` if it has none alive (lowest-numbered alive unit).
+    pub fn ensure_leader(&mut self, app: &str) {
+        let current = self.applications.get(app).and_then(|a| a.leader.clone());
+        if let Some(l) = &current {
+            if self.units.get(l).map_or(false, |u| u.life == Life::Alive) {
+                return;
+            }
+        }
+        let mut alive: Vec<&Unit> = self.units.values().filter(|u| u.app == app && u.life == Life::Alive).collect();
+        alive.sort_by_key(|u| unit_number(&u.name));
+        let new = alive.first().map(|u| u.name.clone());
+        if let Some(a) = self.applications.get_mut(app) {
+            if new.is_some() && new != current {
+                a.leader = new;
+                a.leader_term += 1;
+                a.leader_settings_version += 1;
+            } else if new.is_none() {
+                a.leader = None;
+            }
+        }
+    }
+}
+
+/// The application part of a unit name.
+pub fn app_of(unit: &str) -> &str {
+    unit.split('/').next().unwrap_or(unit)
+}
+
+/// The number part of a unit name.
+pub fn unit_number(unit: &str) -> u32 {
+    unit.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// A random-looking id from the clock, the pid and a counter (no RNG dependency needed:
+/// ids only have to be unique within one model).
+pub fn unique_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let mut x = t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finaliser so consecutive ids look unrelated
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn pseudo_uuid() -> String {
+    let a = unique_u64();
+    let b = unique_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// A Juju-style secret xid: 20 characters of base32hex (0-9a-v).
+pub fn secret_xid() -> String {
+    const A: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
+    let (a, b) = (unique_u64(), unique_u64());
+    (0..20).map(|i| {
+        let v = if i < 12 { a >> (i * 5) } else { b >> ((i - 12) * 5) };
+        A[(v & 31) as usize] as char
+    }).collect()
+}
