@@ -293,3 +293,34 @@ mod tests {
         assert!(parse_meta("name: t\n", Some("options: {p: {type: int, default: abc}}"), None).is_err());
     }
 }
+
+/// Pack a charm directory into a `.charm` zip, keeping each file's unix mode (what
+/// `charmcraft pack` produces, for test charms that have no charmcraft project).
+pub fn pack_dir(src: &Path, out: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let mut stack = vec![src.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for p in files {
+        let rel = p.strip_prefix(src).unwrap().to_string_lossy().to_string();
+        let mode = fs::metadata(&p)?.permissions().mode() & 0o7777;
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).unix_permissions(mode);
+        zip.start_file(rel, opts)?;
+        zip.write_all(&fs::read(&p)?)?;
+    }
+    zip.finish()?;
+    Ok(())
+}

@@ -174,6 +174,11 @@ impl LocalModel {
         }
     }
 
+    /// Where a path inside a unit's (or machine's) filesystem is, seen from the test.
+    pub fn host_path(&self, unit_or_machine: &str, inside: &str) -> Result<PathBuf> {
+        Ok(serde_json::from_value(self.request(&Request::HostPath { machine: unit_or_machine.into(), inside: inside.into() })?)?)
+    }
+
     /// Inject a fault into a machine (id or unit name).
     pub fn fault(&self, machine: &str, fault: FaultOp) -> Result<Value> {
         self.request(&Request::Fault { machine: machine.into(), fault })

@@ -190,6 +190,10 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
             ops::resolve(rt, &unit, no_retry)?;
             Ok(Value::Null)
         }
+        Request::HostPath { machine, inside } => {
+            let m = machine_of(rt, &machine)?;
+            Ok(json!(rt.machines.host_path(&m, &inside)))
+        }
         Request::Status => Ok(crate::status::status_json(&rt.state)),
         Request::Unsettled => Ok(json!(rt.unsettled())),
         Request::Fault { machine, fault } => {

@@ -69,6 +69,8 @@ pub enum Request {
     Fault { machine: String, fault: FaultOp },
     Destroy,
     Ping,
+    /// Where `inside` (a path in the machine of `unit`, or a machine id) is, seen from here.
+    HostPath { machine: String, inside: String },
 }
 
 /// daemon -> CLI.

@@ -137,6 +137,10 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
             return Some(rel_hook(state, &unit.app, rel.id, HookKind::RelationCreated, "created"));
         }
     }
+    // After the first config-changed, start comes next (runHook.Commit), before anything else.
+    if view.config_hash.is_some() && !view.started {
+        return Some(HookSpec::simple(HookKind::Start, "start"));
+    }
     let leader = app.leader.as_deref() == Some(unit_name);
     if leader && view.leader_term_seen < app.leader_term {
         let mut h = HookSpec::simple(HookKind::LeaderElected, "leader-elected");
@@ -292,8 +296,14 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         HookKind::RelationCreated => {
             let id = h.relation.unwrap_or_default();
             v.relations.insert(id, RelView::default());
+            let ip = state.machines.get(&unit.machine).map(|m| m.ip.clone()).unwrap_or_default();
             if let Some(r) = state.relations.get_mut(&id) {
                 r.in_scope.insert(unit_name.to_string());
+                // Juju fills these into every unit's databag when it enters scope.
+                let bag = r.unit_bags.entry(unit_name.to_string()).or_default();
+                for (k, val) in [("egress-subnets", format!("{ip}/32")), ("ingress-address", ip.clone()), ("private-address", ip)] {
+                    bag.data.entry(k.to_string()).or_insert(val);
+                }
             }
         }
         HookKind::RelationJoined => {
