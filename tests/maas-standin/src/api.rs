@@ -49,6 +49,11 @@ fn error_response(e: &anyhow::Error) -> Response {
     if let Some(n) = e.downcast_ref::<db::NotFound>() {
         return Response::text(404, n.0.clone());
     }
+    // An error the server reported (bad SQL, constraint) is a bug here, not an outage.
+    let server_said = e.downcast_ref::<postgres::Error>().is_some_and(|p| p.as_db_error().is_some());
+    if server_said {
+        return Response::json(500, &json!({"error": "Internal server error", "detail": format!("{e:#}")}));
+    }
     Response::json(503, &json!({"error": "Database is unavailable", "detail": format!("{e:#}")}))
 }
 

@@ -254,13 +254,11 @@ pub fn users(c: &mut Client) -> Result<Value> {
     }).collect()))
 }
 
-const SECONDS: &str = "extract(epoch from now() - last_seen)::float8";
-
 /// Region controllers, as `region-controllers read` shows them. A host that also runs a rack
 /// is a "region and rack controller", as in MAAS.
 pub fn regions(c: &mut Client) -> Result<Value> {
-    let q = format!(
-        "SELECT r.hostname, r.system_id, r.maas_url, {SECONDS}, k.system_id IS NOT NULL
+    let q = String::from(
+        "SELECT r.hostname, r.system_id, r.maas_url, extract(epoch from now() - r.last_seen)::float8, k.system_id IS NOT NULL
          FROM standin_region r LEFT JOIN standin_rack k USING (hostname) ORDER BY r.hostname"
     );
     let rows = c.query(q.as_str(), &[])?;
@@ -273,8 +271,8 @@ pub fn regions(c: &mut Client) -> Result<Value> {
 
 /// Rack controllers, as `rack-controllers read` shows them, with their DHCP roles.
 pub fn racks(c: &mut Client) -> Result<Value> {
-    let q = format!(
-        "SELECT k.hostname, k.system_id, k.region, {SECONDS}, r.hostname IS NOT NULL, k.interfaces
+    let q = String::from(
+        "SELECT k.hostname, k.system_id, k.region, extract(epoch from now() - k.last_seen)::float8, r.hostname IS NOT NULL, k.interfaces
          FROM standin_rack k LEFT JOIN standin_region r USING (hostname) ORDER BY k.hostname"
     );
     let rows = c.query(q.as_str(), &[])?;

@@ -16,6 +16,8 @@
 //! - `MAAS_STANDIN_PORTS`: `api,internal,temporal` ports for regiond (default `5240,5242,5271`).
 //! - `MAAS_STANDIN_BIND`: address regiond binds (default `0.0.0.0`).
 //! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
+//! - `MAAS_STANDIN_INTERFACES`: the addresses rackd reports (default: from `ip -4 addr`).
+//! - `MAAS_STANDIN_APACHE_PORT`: the apache2 stand-in's port (default 80).
 //! - `MAAS_STANDIN_NO_SERVICES=1`: CLIs do not call `systemctl`.
 //! - `MAAS_STANDIN_SKIP_ROOT_CHECK=1`: CLIs do not insist on running as root.
 

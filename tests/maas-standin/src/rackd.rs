@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 /// How often the rack polls its region.
 pub const POLL: Duration = Duration::from_millis(500);
 
-/// The host's IPv4 addresses with prefix length (not loopback), as `ip` reports them.
+/// The host's IPv4 addresses with prefix length (not loopback), as `ip` reports them
+/// (test override: `MAAS_STANDIN_INTERFACES=10.77.0.5/24,...`).
 pub fn interfaces() -> Vec<String> {
+    if let Ok(list) = std::env::var("MAAS_STANDIN_INTERFACES") {
+        return list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    }
     let Ok(out) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show"]).output() else {
         return vec![];
     };
