@@ -1,0 +1,139 @@
+//! `host-runtime init`: PID 1 of a host. Builds the host's filesystem view in a private
+//! mount namespace (overlays, tmpfs, /proc and /sys of its own namespaces, the catalog,
+//! the runtime's tools shadowing the machine's), then supervises services and serves
+//! `systemctl` on a unix socket.
+
+use crate::args::Args;
+use crate::sup::Sup;
+use crate::sys;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The socket `systemctl` talks to, inside the host.
+pub const SOCKET: &str = "/run/local-model/init.sock";
+const OVERLAID: &[&str] = &["etc", "var", "usr", "opt", "srv", "snap", "root", "home"];
+/// Tools the runtime provides in every host, shadowing the machine's.
+const TOOLS: &[&str] = &["systemctl", "apt-get", "apt", "snap"];
+pub const CATALOG: &str = "/usr/lib/local-model/catalog";
+
+pub fn main(argv: &[String]) -> i32 {
+    let a = Args::parse(argv);
+    let ready_fd: i32 = a.get("ready-fd").and_then(|s| s.parse().ok()).unwrap_or(-1);
+    let report = |msg: &str| {
+        if ready_fd >= 0 {
+            // SAFETY: writing to and closing the boot pipe we inherited.
+            unsafe {
+                libc::write(ready_fd, msg.as_ptr() as *const libc::c_void, msg.len());
+                libc::close(ready_fd);
+            }
+        }
+    };
+    let name = a.get("name").unwrap_or("host").to_string();
+    let host_dir = PathBuf::from(a.get("host-dir").unwrap_or("/nonexistent"));
+    let catalog = a.get("catalog").map(PathBuf::from);
+    // Nothing the init starts may hold the boot pipe open.
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(ready_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if let Err(e) = setup(&name, &host_dir, catalog.as_deref()) {
+        eprintln!("init {name}: {e}");
+        report(&format!("setup failed: {e}\n"));
+        return 1;
+    }
+    let listener = match listen() {
+        Ok(l) => l,
+        Err(e) => {
+            report(&format!("cannot listen on {SOCKET}: {e}\n"));
+            return 1;
+        }
+    };
+    let sup = Sup::new(name.clone());
+    {
+        let s = sup.clone();
+        std::thread::spawn(move || s.reaper());
+    }
+    sup.boot();
+    eprintln!("init {name}: up");
+    report("ready\n");
+    for conn in listener.incoming() {
+        match conn {
+            Ok(c) => {
+                let s = sup.clone();
+                std::thread::spawn(move || serve(&s, c));
+            }
+            Err(e) => eprintln!("init {name}: accept: {e}"),
+        }
+    }
+    0
+}
+
+fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
+    // Nothing mounted here may propagate back to the machine.
+    sys::mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, None).map_err(|e| e.to_string())?;
+    sys::sethostname(name).map_err(|e| format!("sethostname: {e}"))?;
+    let nfl = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount("proc", Path::new("/proc"), "proc", nfl, None).map_err(|e| e.to_string())?;
+    // /sys of the host's network namespace (what `ip netns exec` does); not fatal.
+    if let Err(e) = sys::mount("sysfs", Path::new("/sys"), "sysfs", nfl, None) {
+        eprintln!("init {name}: {e}");
+    }
+    for top in OVERLAID {
+        let upper = host_dir.join("upper").join(top);
+        let work = host_dir.join("work").join(top);
+        std::fs::create_dir_all(&upper).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let opts = format!("lowerdir=/{top},upperdir={},workdir={}", upper.display(), work.display());
+        sys::mount("overlay", &Path::new("/").join(top), "overlay", 0, Some(&opts)).map_err(|e| e.to_string())?;
+    }
+    for (dir, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
+        sys::mount("tmpfs", Path::new(dir), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, Some(&format!("mode={mode}")))
+            .map_err(|e| e.to_string())?;
+    }
+    for d in ["/run/lock", "/run/local-model", "/run/systemd/system", "/run/user"] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions("/run/lock", std::fs::Permissions::from_mode(0o1777));
+    if let Some(c) = catalog {
+        std::fs::create_dir_all(CATALOG).map_err(|e| format!("{CATALOG}: {e}"))?;
+        sys::mount(&c.to_string_lossy(), Path::new(CATALOG), "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
+        sys::mount("none", Path::new(CATALOG), "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
+            .map_err(|e| e.to_string())?;
+    }
+    for t in TOOLS {
+        let p = Path::new("/usr/bin").join(t);
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(&exe, &p).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn listen() -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(SOCKET);
+    let l = UnixListener::bind(SOCKET)?;
+    std::fs::set_permissions(SOCKET, std::fs::Permissions::from_mode(0o666))?;
+    Ok(l)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Request {
+    pub argv: Vec<String>,
+}
+
+fn serve(sup: &Arc<Sup>, c: UnixStream) {
+    let mut line = String::new();
+    let mut rd = BufReader::new(&c);
+    if rd.read_line(&mut line).is_err() {
+        return;
+    }
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => crate::ctl::run(sup, &req.argv),
+        Err(e) => crate::ctl::Reply { code: 1, out: String::new(), err: format!("bad request: {e}\n") },
+    };
+    let mut w = &c;
+    let _ = writeln!(w, "{}", serde_json::to_string(&reply).unwrap_or_default());
+}

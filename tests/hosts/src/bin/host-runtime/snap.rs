@@ -1,0 +1,1 @@
+pub fn main(_argv: &[String]) -> i32 { 0 }
