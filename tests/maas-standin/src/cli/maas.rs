@@ -160,6 +160,7 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
             rc.set("num_workers", w);
         }
         set_debug(&mut rc, a);
+        set_vault(&mut rc, a);
         rc.save(&Flavor::Snap.regiond_conf())?;
         conf::write_secret(Flavor::Snap, &secret)?;
         if util::read_trimmed(&Flavor::Snap.maas_id()).is_none() {
@@ -184,6 +185,17 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         println!("\nIf you want to configure external authentication or use\nMAAS with Canonical RBAC, please run\n\n  sudo maas configauth\n\nTo create admins when not using external authentication, run\n\n  sudo maas createadmin");
     }
     Ok(())
+}
+
+/// Records the Vault settings it was given (the stand-in has no Vault; the wrapped token is
+/// single-use and secret, so it is not kept).
+fn set_vault(c: &mut ConfFile, a: &Parsed) {
+    for (opt, key) in [("--vault-uri", "vault_uri"), ("--vault-approle-id", "vault_approle_id"),
+                       ("--vault-secrets-path", "vault_secrets_path"), ("--vault-secrets-mount", "vault_secrets_mount")] {
+        if let Some(v) = a.get(opt) {
+            c.set(key, v);
+        }
+    }
 }
 
 fn set_debug(c: &mut ConfFile, a: &Parsed) {
@@ -241,7 +253,8 @@ fn config(args: &[String]) -> i32 {
             Opt::value("--num-workers", "Number of regiond worker processes to run."),
         ])
         .opts(&COMMON[2..4])
-        .opts(&REGION[1..])
+        .opts(&REGION[1..6])
+        .opts(&REGION[7..])
         .exclusive("--enable-debug", "--disable-debug")
         .exclusive("--enable-debug-queries", "--disable-debug-queries");
     let a = match parse(&p, args) {
@@ -294,6 +307,7 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
     }
     if is_region(&mode) {
         set_debug(&mut rc, a);
+        set_vault(&mut rc, a);
     } else {
         set_debug(&mut rk, a);
     }

@@ -1,0 +1,111 @@
+//! Process-level behaviour the charms and the local model rely on: the snap's pebble runs
+//! regiond, rackd and a process named `named` by snap mode and takes them down with it; the
+//! deb apache2 forwards port 80 to regiond; CLIs insist on root.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+fn children_of(ppid: u32) -> Vec<(u32, String)> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) == Some(ppid) && field("State:").is_some_and(|s| !s.starts_with('Z')) {
+            out.push((pid, field("Name:").unwrap_or_default()));
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+        .unwrap_or(false)
+}
+
+#[test]
+fn pebble_runs_daemons_by_snap_mode_and_takes_them_down() {
+    let (api, internal, temporal) = (free_port(), free_port(), free_port());
+    let sb = Sandbox::new("pebble")
+        .with("MAAS_STANDIN_PORTS", &format!("{api},{internal},{temporal}"))
+        .with("MAAS_STANDIN_BIND", "127.0.0.1")
+        .with("MAAS_STANDIN_INTERFACES", "");
+    std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
+    std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region+rack\n").unwrap();
+    let mut pebble = sb.spawn(&["pebble"], &[]);
+    let pid = pebble.child.id();
+    let kids = wait_for("regiond, rackd and named under pebble", T, || {
+        let mut names: Vec<(u32, String)> = children_of(pid);
+        names.sort_by(|a, b| a.1.cmp(&b.1));
+        let n: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+        (n == ["named", "rackd", "regiond"]).then_some(names)
+    });
+    // No database configured: regiond is up but answers 503, as MAAS without its database.
+    wait_for("regiond answering 503", T, || {
+        get(&format!("http://127.0.0.1:{api}/MAAS/api/2.0/version/")).filter(|(s, _)| *s == 503)
+    });
+    // A mode change is followed without restarting pebble.
+    std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "rack\n").unwrap();
+    wait_for("only rackd in rack mode", T, || {
+        let n: Vec<String> = children_of(pid).into_iter().map(|(_, n)| n).collect();
+        (n == ["rackd"]).then_some(())
+    });
+    for (k, _) in &kids {
+        if children_of(pid).iter().all(|(p, _)| p != k) {
+            wait_for("old daemons gone", T, || (!alive(*k)).then_some(()));
+        }
+    }
+    let rackd: Vec<u32> = children_of(pid).into_iter().map(|(p, _)| p).collect();
+    pebble.stop();
+    for k in rackd {
+        wait_for("daemons die with pebble", T, || (!alive(k)).then_some(()));
+    }
+}
+
+#[test]
+fn named_runs_under_its_own_name() {
+    let sb = Sandbox::new("named-proc");
+    let link = sb.dir.0.join("named");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let mut child = std::process::Command::new(&link).args(["-f", "-u", "bind"]).spawn().unwrap();
+    let pid = child.id();
+    let comm = wait_for("comm named", T, || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string()).filter(|c| c == "named")
+    });
+    assert_eq!(comm, "named");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn apache2_forwards_to_regiond() {
+    let (api, internal, temporal, apache) = (free_port(), free_port(), free_port(), free_port());
+    let sb = Sandbox::new("apache")
+        .with("MAAS_STANDIN_PORTS", &format!("{api},{internal},{temporal}"))
+        .with("MAAS_STANDIN_BIND", "127.0.0.1")
+        .with("MAAS_STANDIN_APACHE_PORT", &apache.to_string());
+    let _regiond = sb.spawn(&["regiond", "--flavor", "deb"], &[]);
+    let _apache = sb.spawn(&["apache2"], &[]);
+    let (status, body) = wait_for("regiond through apache2", T, || get(&format!("http://127.0.0.1:{apache}/MAAS/api/2.0/version/")));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Database is unavailable"), "{body}");
+    // regiond created a system id for this deb region.
+    assert!(sb.path("/var/lib/maas/maas_id").exists());
+}
+
+#[test]
+fn clis_insist_on_root() {
+    let sb = Sandbox::new("nonroot");
+    let root = sb.path("/");
+    let o = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "env", &format!("MAAS_STANDIN_ROOT={}", root.display()), BIN, "maas", "init", "rack", "--maas-url", "http://10.0.0.1/MAAS", "--secret", "abcd"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("The init command must be run by root."), "{}", stderr(&o));
+    assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
+}
