@@ -42,6 +42,9 @@ pub mod tools;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "pack")]
+pub mod pack;
+
 pub use dispatch::{main, Context};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, RelationEvent, RelationPhase, SecretEvent, SecretPhase};

@@ -1,0 +1,76 @@
+# The two commands a newcomer needs are `make demo` and `make test`; each installs what it
+# needs first. Everything generated goes under build/ (and cargo's target/).
+
+SHELL := /bin/bash
+CHARMS := keepalived-vip maas-rack maas-region postgresql-ha
+BUILD := build
+VENV := $(BUILD)/venv
+CARGO ?= cargo
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+# Debian packages the tests and the local model use: the real daemons the charms drive, and
+# the tools the test bed needs inside its hosts.
+APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps
+CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
+
+.PHONY: all deps build charms check-charms test unit-test demo bench lint clean
+
+all: charms
+
+## deps: Debian packages, cargo, and a Python venv with charmcraft and ops, when missing.
+deps: $(BUILD)/.apt-stamp $(VENV)/.stamp
+	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs) and retry"; exit 1; }
+
+$(BUILD)/.apt-stamp:
+	@mkdir -p $(BUILD)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(VENV)/.stamp:
+	@mkdir -p $(BUILD)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check charmcraft ops
+	@touch $@
+
+build:
+	$(CARGO) build --workspace --all-features
+
+## charms: build/<name>.charm for each charm, the binary built with the size-optimised profile.
+charms: $(CHARM_FILES)
+
+$(BUILD)/charm-pack: FORCE
+	@$(CARGO) build -q -p charm-lib --features pack --bin charm-pack
+	@mkdir -p $(BUILD) && cp target/debug/charm-pack $@
+
+$(BUILD)/%.charm: $(BUILD)/charm-pack FORCE
+	$(CARGO) build -q -p $* --profile charm
+	$(BUILD)/charm-pack pack --charm-dir charms/$* --binary target/charm/$* --license LICENSE --version "$(VERSION)" --out $@
+
+FORCE:
+
+## check-charms: what Juju requires of each .charm, then charmcraft's own linters.
+check-charms: charms $(VENV)/.stamp
+	$(BUILD)/charm-pack check $(CHARM_FILES)
+	cd $(BUILD) && ../$(VENV)/bin/python ../tests/scripts/charmcraft-analyse.py ../$(VENV)/bin/charmcraft $(CHARMS:%=%.charm)
+
+unit-test:
+	$(CARGO) test --workspace --all-features
+
+## test: everything CI runs.
+test: deps unit-test check-charms
+
+## demo: for now, build, pack and check the charms (the local model will run the bundle).
+demo: deps check-charms
+	@echo
+	@echo "Packed charms:"; ls -l $(CHARM_FILES)
+	@echo "Deploy them on Juju with: juju deploy ./bundles/maas-ha.yaml --overlay <your-site>.yaml"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-features -- -D warnings
+
+clean:
+	rm -rf $(BUILD) target
