@@ -75,7 +75,7 @@ impl Parsed {
     }
     /// Whether flag `--name` was given.
     pub fn flag(&self, name: &str) -> bool {
-        self.flags.iter().any(|f| *f == name)
+        self.flags.contains(&name)
     }
     /// Whether `--name` was given at all (value or flag).
     pub fn has(&self, name: &str) -> bool {

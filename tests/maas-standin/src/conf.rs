@@ -238,7 +238,7 @@ pub fn read_secret(flavor: Flavor) -> Option<String> {
 /// Validates a shared secret (hex, as MAAS stores it) and writes it 0640 root:maas.
 pub fn write_secret(flavor: Flavor, secret: &str) -> Result<()> {
     let s = secret.trim();
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit()) || s.len() % 2 != 0 {
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit()) || s.len() & 1 == 1 {
         bail!("Secret must be a hexadecimal string");
     }
     util::write_file(&flavor.secret(), format!("{s}\n").as_bytes(), 0o640, Some("maas"))

@@ -482,7 +482,7 @@ pub fn vlan_update(c: &mut Client, fabric: i32, vid: i32, params: &[(String, Str
             }
             "dhcp_on" => dhcp_on = truthy(v),
             "name" => name = v.clone(),
-            "mtu" => mtu = v.parse().map_err(|_| Invalid(format!("{{\"mtu\": [\"Enter a whole number.\"]}}")))?,
+            "mtu" => mtu = v.parse().map_err(|_| Invalid("{\"mtu\": [\"Enter a whole number.\"]}".to_string()))?,
             "relay_vlan" | "space" | "description" | "fabric" | "vid" => {}
             other => return invalid(format!("{{\"{other}\": [\"Unknown field.\"]}}")),
         }
@@ -551,7 +551,10 @@ pub fn iprange_create(c: &mut Client, params: &[(String, String)]) -> Result<Val
     let subnet = subnets.iter().find(|r| {
         let cidr: String = r.get(1);
         let id: i32 = r.get(0);
-        let named = wanted.as_deref().map_or(true, |w| w == cidr || w == id.to_string());
+        let named = match wanted.as_deref() {
+            Some(w) => w == cidr || w == id.to_string(),
+            None => true,
+        };
         named && in_cidr(start, &cidr) && in_cidr(end, &cidr)
     });
     let Some(subnet) = subnet else {
@@ -610,20 +613,6 @@ pub fn get_config(c: &mut Client, name: &str) -> Result<Value> {
     Ok(r.map(|r| Value::String(r.get(0))).unwrap_or(Value::Null))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn networks() {
-        assert_eq!(network_of("10.77.0.5/24").as_deref(), Some("10.77.0.0/24"));
-        assert_eq!(network_of("192.168.7.9/16").as_deref(), Some("192.168.0.0/16"));
-        assert_eq!(network_of("bogus"), None);
-        assert!(in_cidr("10.77.0.250".parse().unwrap(), "10.77.0.0/24"));
-        assert!(!in_cidr("10.77.1.1".parse().unwrap(), "10.77.0.0/24"));
-    }
-}
-
 /// The shared secret in the database, if a region has stored one.
 pub fn read_shared_secret(c: &mut Client) -> Result<Option<String>> {
     let r = c.query_opt("SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'", &[])?;
@@ -637,4 +626,18 @@ pub fn recent_heartbeats(c: &mut Client, limit: i64) -> Result<Value> {
         &[&limit],
     )?;
     Ok(Value::Array(rows.iter().map(|r| json!({"hostname": r.get::<_, String>(0), "ts": r.get::<_, f64>(1)})).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        assert_eq!(network_of("10.77.0.5/24").as_deref(), Some("10.77.0.0/24"));
+        assert_eq!(network_of("192.168.7.9/16").as_deref(), Some("192.168.0.0/16"));
+        assert_eq!(network_of("bogus"), None);
+        assert!(in_cidr("10.77.0.250".parse().unwrap(), "10.77.0.0/24"));
+        assert!(!in_cidr("10.77.1.1".parse().unwrap(), "10.77.0.0/24"));
+    }
 }

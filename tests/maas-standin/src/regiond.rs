@@ -92,7 +92,11 @@ impl Region {
     pub fn with_db<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let mut guard = self.api_db.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
         let gen = self.generation.load(Ordering::SeqCst);
-        if guard.as_ref().is_none_or(|(g, _)| *g != gen) {
+        let stale = match guard.as_ref() {
+            Some((g, _)) => *g != gen,
+            None => true,
+        };
+        if stale {
             *guard = None;
             let c = db::connect(&self.db_settings(), "maas-standin-regiond-api")?;
             *guard = Some((gen, c));
@@ -170,7 +174,7 @@ impl Region {
                 }
                 let Some((_, c)) = client.as_mut() else { unreachable!("connected above") };
                 db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
-                if ticks % 120 == 0 {
+                if ticks.checked_rem(120) == Some(0) {
                     db::prune_heartbeats(c)?;
                 }
                 Ok(())

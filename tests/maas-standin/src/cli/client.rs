@@ -144,21 +144,35 @@ pub fn list(args: &[String]) -> i32 {
     0
 }
 
-/// API resources and operations the stand-in's client knows:
-/// (resource, op, method, path, positional names, fixed op parameter).
-const OPS: &[(&str, &str, &str, &str, &[&str], &str)] = &[
-    ("version", "read", "GET", "version/", &[], ""),
-    ("users", "read", "GET", "users/", &[], ""),
-    ("users", "whoami", "GET", "users/", &[], "whoami"),
-    ("region-controllers", "read", "GET", "regioncontrollers/", &[], ""),
-    ("rack-controllers", "read", "GET", "rackcontrollers/", &[], ""),
-    ("subnets", "read", "GET", "subnets/", &[], ""),
-    ("vlan", "read", "GET", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
-    ("vlan", "update", "PUT", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
-    ("ipranges", "read", "GET", "ipranges/", &[], ""),
-    ("ipranges", "create", "POST", "ipranges/", &[], ""),
-    ("maas", "set-config", "POST", "maas/", &[], "set_config"),
-    ("maas", "get-config", "GET", "maas/", &[], "get_config"),
+/// One API operation the stand-in's client knows.
+struct ApiOp(
+    /// Resource (`vlan`).
+    &'static str,
+    /// Operation (`update`).
+    &'static str,
+    /// HTTP method.
+    &'static str,
+    /// Path under `/api/2.0/`, `{0}`, `{1}` standing for the positionals.
+    &'static str,
+    /// Names of the positionals.
+    &'static [&'static str],
+    /// The `op=` parameter MAAS dispatches on, if any.
+    &'static str,
+);
+
+const OPS: &[ApiOp] = &[
+    ApiOp("version", "read", "GET", "version/", &[], ""),
+    ApiOp("users", "read", "GET", "users/", &[], ""),
+    ApiOp("users", "whoami", "GET", "users/", &[], "whoami"),
+    ApiOp("region-controllers", "read", "GET", "regioncontrollers/", &[], ""),
+    ApiOp("rack-controllers", "read", "GET", "rackcontrollers/", &[], ""),
+    ApiOp("subnets", "read", "GET", "subnets/", &[], ""),
+    ApiOp("vlan", "read", "GET", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
+    ApiOp("vlan", "update", "PUT", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
+    ApiOp("ipranges", "read", "GET", "ipranges/", &[], ""),
+    ApiOp("ipranges", "create", "POST", "ipranges/", &[], ""),
+    ApiOp("maas", "set-config", "POST", "maas/", &[], "set_config"),
+    ApiOp("maas", "get-config", "GET", "maas/", &[], "get_config"),
 ];
 
 /// `maas <profile> <resource> <op> [ids...] [key=value...]`.
@@ -186,7 +200,7 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
         let p = Parser::new(prog);
         return report(p.invalid_choice("COMMAND", op, &ops));
     };
-    let (_, _, method, path, ids, fixed_op) = *spec;
+    let ApiOp(_, _, method, path, ids, fixed_op) = *spec;
     let mut positionals = vec![];
     let mut form: Vec<(String, String)> = vec![];
     for a in &args[2..] {

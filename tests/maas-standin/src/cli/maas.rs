@@ -406,7 +406,7 @@ fn status(args: &[String]) -> i32 {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.as_array().map(|a| a.iter().any(|x| x["dhcp_on"] == true)))
         .unwrap_or(false);
-    println!("{:<17}{:<9}{:<9}{}", "Service", "Startup", "Current", "Since");
+    println!("{:<17}{:<9}{:<9}Since", "Service", "Startup", "Current");
     let since = format!("today at {} UTC", &util::now_rfc3339()[11..16]);
     for (svc, proc_name, needs) in STATUS_SERVICES {
         let enabled = match *needs {
