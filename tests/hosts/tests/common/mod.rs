@@ -86,3 +86,49 @@ pub fn sh(h: &Host, script: &str) -> String {
 pub fn code(h: &Host, script: &str) -> i32 {
     h.command("sh").args(["-c", script]).output().expect("run").status.code().unwrap_or(-1)
 }
+
+/// Writes a file inside a running host (through its root).
+pub fn write(h: &Host, inside: &str, text: &str) {
+    let p = h.path(inside);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// HTTP GET of http://ip:port/ from inside `from`; true on a 200.
+pub fn http_ok(from: &Host, ip: std::net::Ipv4Addr, port: u16) -> bool {
+    let script = format!(
+        "import urllib.request,sys\ntry:\n    sys.exit(0 if urllib.request.urlopen('http://{ip}:{port}/', timeout=1).status == 200 else 1)\nexcept Exception:\n    sys.exit(1)\n"
+    );
+    from.command("/usr/bin/python3").args(["-c", &script]).output().is_ok_and(|o| o.status.success())
+}
+
+/// One ICMP echo from `from` to `to` (raw socket, via python: no ping binary here).
+pub fn ping(from: &Host, to: std::net::Ipv4Addr) -> bool {
+    let script = format!(
+        r#"
+import socket, struct, sys, os
+def csum(b):
+    if len(b) % 2: b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b)//2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(1.0)
+ident = os.getpid() & 0xffff
+hdr = struct.pack('!BBHHH', 8, 0, 0, ident, 1) + b'hosts-test'
+pkt = struct.pack('!BBHHH', 8, 0, csum(hdr), ident, 1) + b'hosts-test'
+try:
+    s.sendto(pkt, ('{to}', 0))
+    while True:
+        data, addr = s.recvfrom(1500)
+        icmp = data[(data[0] & 0xf) * 4:]
+        if addr[0] == '{to}' and icmp[0] == 0 and struct.unpack('!H', icmp[4:6])[0] == ident:
+            sys.exit(0)
+except Exception:
+    sys.exit(1)
+"#
+    );
+    from.command("/usr/bin/python3").args(["-c", &script]).output().is_ok_and(|o| o.status.success())
+}

@@ -103,6 +103,7 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         sys::mount("none", Path::new(CATALOG), "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
             .map_err(|e| e.to_string())?;
     }
+    crate::tmpfiles::create_run_dirs();
     for t in TOOLS {
         let p = Path::new("/usr/bin").join(t);
         let _ = std::fs::remove_file(&p);

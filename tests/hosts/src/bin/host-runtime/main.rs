@@ -17,6 +17,7 @@ mod members;
 mod snap;
 mod sup;
 mod sys;
+mod tmpfiles;
 mod systemctl;
 mod unit;
 mod users;

@@ -1,0 +1,151 @@
+//! Services under the host's systemctl: they run in the host's namespaces, answer on its
+//! IP, restart after kill -9 when Restart=always, report is-active, and enabled ones come
+//! back after a power cut and a boot.
+
+mod common;
+use common::*;
+use hosts::Target;
+
+const WEB: &str = "[Unit]
+Description=test web server
+[Service]
+Environment=PORT=8080
+EnvironmentFile=-/etc/default/web-missing
+ExecStart=/usr/bin/python3 -m http.server $PORT --bind ${BIND} --directory /srv
+Restart=always
+RestartSec=200ms
+[Install]
+WantedBy=multi-user.target
+";
+
+fn main_pid(h: &hosts::Host, unit: &str) -> u32 {
+    sh(h, &format!("systemctl show -p MainPID --value {unit}")).parse().unwrap_or(0)
+}
+
+/// Machine-side PID of a host-side PID, through the NSpid line of the host's processes.
+fn machine_pid(h: &hosts::Host, comm: &str, inner: u32) -> u32 {
+    for p in h.pids(comm).unwrap() {
+        let st = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let ns = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
+        if ns.split_whitespace().last() == Some(&inner.to_string()) {
+            return p;
+        }
+    }
+    panic!("no {comm} with inner pid {inner} in {}", h.name());
+}
+
+#[test]
+fn unit_service_runs_in_host_answers_on_its_ip_and_restarts_after_kill() {
+    if skip() {
+        return;
+    }
+    let mut t = TestLab::new("hsvc1", 21, None);
+    let a = t.add("web1");
+    let b = t.add("client");
+    write(&a, "/etc/default/web", &format!("BIND={}\n", a.ip()));
+    write(&a, "/etc/systemd/system/web.service", &WEB.replace("[Service]\n", "[Service]\nEnvironmentFile=/etc/default/web\n"));
+    write(&a, "/srv/index.html", "hello\n");
+    sh(&a, "systemctl daemon-reload && systemctl start web");
+    assert_eq!(sh(&a, "systemctl is-active web"), "active");
+    wait_for(20, "web answering on the host's IP", || http_ok(&b, a.ip(), 8080).then_some(()));
+    // Only in its host: the other host has no python3 process.
+    assert!(b.pids("python3").unwrap().is_empty());
+    let first = main_pid(&a, "web");
+    assert!(first > 1, "MainPID {first}");
+    let outer = machine_pid(&a, "python3", first);
+
+    a.kill(Target::Pid(outer), 9).unwrap();
+    let second = wait_for(20, "web restarted with a new main PID", || {
+        let p = main_pid(&a, "web");
+        (p != 0 && p != first && sh(&a, "systemctl is-active web") == "active").then_some(p)
+    });
+    assert_ne!(second, first);
+    wait_for(20, "web answering again", || http_ok(&b, a.ip(), 8080).then_some(()));
+    assert_eq!(sh(&a, "systemctl show -p NRestarts --value web"), "1");
+
+    sh(&a, "systemctl stop web");
+    assert_eq!(code(&a, "systemctl is-active web"), 3);
+    assert_eq!(sh(&a, "systemctl is-active web || true"), "inactive");
+    assert!(a.pids("python3").unwrap().is_empty(), "stop left python3 running");
+    assert_eq!(code(&a, "systemctl status no-such-unit"), 4);
+    assert_eq!(code(&a, "systemctl start no-such-unit"), 5);
+    t.destroy();
+}
+
+#[test]
+fn notify_oneshot_templates_and_failures() {
+    if skip() {
+        return;
+    }
+    let mut t = TestLab::new("hsvc2", 22, None);
+    let a = t.add("box");
+    // Type=notify: active only once READY=1 arrives on NOTIFY_SOCKET.
+    write(&a, "/usr/local/bin/notifier", "#!/usr/bin/python3\nimport os, socket, time\ntime.sleep(0.3)\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])\ntime.sleep(1000)\n");
+    sh(&a, "chmod 755 /usr/local/bin/notifier");
+    write(&a, "/etc/systemd/system/notifier.service", "[Service]\nType=notify\nExecStart=/usr/local/bin/notifier\n");
+    write(
+        &a,
+        "/etc/systemd/system/stamp@.service",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStartPre=-/bin/false\nExecStart=/bin/sh -c 'echo %i %I %H %p > /run/stamp-%i'\n",
+    );
+    write(&a, "/etc/systemd/system/broken.service", "[Service]\nExecStart=/bin/sh -c 'exit 3'\nExecStartPre=/bin/true\n");
+    write(&a, "/etc/systemd/system/badpre.service", "[Service]\nExecStartPre=/bin/false\nExecStart=/bin/sleep 100\n");
+    write(&a, "/etc/systemd/system/asuser.service", "[Service]\nUser=nobody\nRuntimeDirectory=asuser\nWorkingDirectory=/tmp\nExecStart=/bin/sleep 1000\n");
+    sh(&a, "systemctl daemon-reload");
+
+    sh(&a, "systemctl start notifier");
+    assert_eq!(sh(&a, "systemctl is-active notifier"), "active");
+    assert_eq!(sh(&a, "systemctl show -p StatusText --value notifier"), "serving");
+
+    sh(&a, "systemctl start stamp@db-main");
+    assert_eq!(sh(&a, "cat /run/stamp-db-main"), "db-main db/main box stamp");
+    assert_eq!(sh(&a, "systemctl is-active stamp@db-main"), "active");
+
+    // A main process that exits non-zero: failed, no restart (Restart=no).
+    sh(&a, "systemctl start broken");
+    wait_for(10, "broken to fail", || (sh(&a, "systemctl is-active broken || true") == "failed").then_some(()));
+    assert_eq!(code(&a, "systemctl is-failed broken"), 0);
+    // A failing ExecStartPre fails the start job.
+    assert_eq!(code(&a, "systemctl start badpre"), 1);
+    assert_eq!(sh(&a, "systemctl is-active badpre || true"), "failed");
+
+    sh(&a, "systemctl start asuser");
+    let pid = main_pid(&a, "asuser");
+    assert_eq!(sh(&a, &format!("stat -c %U /proc/{pid}")), "nobody");
+    assert_eq!(sh(&a, &format!("readlink /proc/{pid}/cwd")), "/tmp");
+    assert_eq!(sh(&a, "stat -c %U /run/asuser"), "nobody");
+    sh(&a, "systemctl stop asuser");
+    assert_eq!(code(&a, "test -e /run/asuser"), 1, "RuntimeDirectory not removed");
+    t.destroy();
+}
+
+#[test]
+fn enabled_services_come_back_after_stop_and_start() {
+    if skip() {
+        return;
+    }
+    let mut t = TestLab::new("hsvc3", 23, None);
+    let a = t.add("web2");
+    let b = t.add("client");
+    write(&a, "/etc/systemd/system/web.service", &WEB.replace("${BIND}", &a.ip().to_string()));
+    write(&a, "/etc/systemd/system/idle.service", "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n");
+    sh(&a, "systemctl enable web && systemctl start web idle");
+    assert_eq!(sh(&a, "systemctl is-enabled web"), "enabled");
+    assert_eq!(sh(&a, "systemctl is-enabled idle || true"), "disabled");
+    assert!(a.path("/etc/systemd/system/multi-user.target.wants/web.service").symlink_metadata().is_ok());
+    wait_for(20, "web up", || http_ok(&b, a.ip(), 8080).then_some(()));
+
+    a.stop().unwrap();
+    assert!(!a.is_up());
+    assert!(!http_ok(&b, a.ip(), 8080));
+    assert!(a.exec(&["true"]).is_err(), "a stopped host runs nothing");
+    // Its disk survives the power cut.
+    assert!(a.path("/etc/systemd/system/web.service").exists());
+
+    a.start().unwrap();
+    assert!(a.is_up());
+    wait_for(20, "web back after boot", || http_ok(&b, a.ip(), 8080).then_some(()));
+    assert_eq!(sh(&a, "systemctl is-active web"), "active");
+    assert_eq!(sh(&a, "systemctl is-active idle || true"), "inactive");
+    t.destroy();
+}
