@@ -155,6 +155,20 @@ fn region_init_heartbeats_users_and_api() {
     let o = r.sb.run(&["maas", "nosuchprofile", "version", "read"]);
     assert_eq!(o.status.code(), Some(2));
 
+    // A second region on the same database sees the same MAAS: same users, keys, settings.
+    let _regiond_b = r2.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    r2.wait_up("region-b");
+    let o = r2.sb.run(&["maas", "login", "admin", &r2.url(), &keys[0]]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = r2.sb.run(&["maas", "admin", "maas", "get-config", "name=prometheus_enabled"]);
+    assert!(stdout(&o).contains("true"), "{}", stdout(&o));
+    let regions = wait_for("both regions listed", T, || {
+        let o = r2.sb.run(&["maas", "admin", "region-controllers", "read"]);
+        let v = json_out(&o);
+        (v.as_array().map(|a| a.len()) == Some(2)).then_some(v)
+    });
+    assert_eq!((regions[0]["hostname"].as_str(), regions[1]["hostname"].as_str()), (Some("region-a"), Some("region-b")));
+
     // The database goes away: the API answers 503; it comes back: heartbeats resume.
     pg.stop();
     wait_for("503 without a database", T, || r.version().filter(|(s, _)| *s == 503));
@@ -263,4 +277,20 @@ fn regiond_follows_the_database_when_it_moves() {
     assert!(o.status.success(), "{}", stderr(&o));
     r.wait_up("region-m");
     wait_for("heartbeats on the second database", T, || (heartbeats(&pg2, "region-m") >= 2).then_some(()));
+
+    // The database turns read-only (a primary demoted to standby): the region refuses it,
+    // since it only accepts a writable primary, and comes back when it is writable again.
+    let set_read_only = |on: bool| {
+        let sql = if on { "ALTER SYSTEM SET default_transaction_read_only = on" } else { "ALTER SYSTEM RESET default_transaction_read_only" };
+        for q in [sql, "SELECT pg_reload_conf()"] {
+            let o = pg2.psql(q);
+            assert!(o.status.success(), "{q}: {}", stderr(&o));
+        }
+    };
+    set_read_only(true);
+    wait_for("503 on a read-only database", T, || r.version().filter(|(s, _)| *s == 503));
+    set_read_only(false);
+    r.wait_up("region-m");
+    let before = heartbeats(&pg2, "region-m");
+    wait_for("heartbeats resume on the writable database", T, || (heartbeats(&pg2, "region-m") > before).then_some(()));
 }

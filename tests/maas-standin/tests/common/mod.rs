@@ -200,7 +200,7 @@ impl Postgres {
 
     pub fn psql(&self, sql: &str) -> Output {
         Command::new("runuser")
-            .args(["-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1", "-At", "-h"])
+            .args(["-u", "postgres", "--", "env", "PGOPTIONS=-c default_transaction_read_only=off", "psql", "-v", "ON_ERROR_STOP=1", "-At", "-h"])
             .arg(self.dir.0.join("sock"))
             .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
             .output()
