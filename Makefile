@@ -68,6 +68,19 @@ demo: deps check-charms
 	@echo "Packed charms:"; ls -l $(CHARM_FILES)
 	@echo "Deploy them on Juju with: juju deploy ./bundles/maas-ha.yaml --overlay <your-site>.yaml"
 
+## bench: tables of hook wall time, peak RSS and packed size vs a Python ops baseline.
+OPS_CHARM := $(BUILD)/bench/ops-charm
+bench: deps charms
+	$(CARGO) build -q -p bench --profile charm --bin bench-charm
+	$(CARGO) build -q -p bench --release --bin bench
+	$(BUILD)/charm-pack pack --charm-dir tests/bench/rust-charm --binary target/charm/bench-charm --license LICENSE --version "$(VERSION)" --out $(BUILD)/bench/bench-charm.charm
+	@if [ ! -f $(OPS_CHARM)/.stamp ]; then \
+		rm -rf $(OPS_CHARM) && mkdir -p $(OPS_CHARM) && cp -r tests/bench/ops-charm/. $(OPS_CHARM)/ && \
+		$(VENV)/bin/pip install -q --disable-pip-version-check --target $(OPS_CHARM)/venv ops && touch $(OPS_CHARM)/.stamp; \
+	fi
+	rm -f $(BUILD)/bench/bench-ops-charm.charm && cd $(OPS_CHARM) && zip -qr ../bench-ops-charm.charm . -x .stamp '.unit-state.db'
+	target/release/bench --runs 30
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-features -- -D warnings

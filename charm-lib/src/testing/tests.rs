@@ -354,3 +354,20 @@ fn impossible_inputs_are_rejected_with_a_reason() {
         assert!(e.to_string().contains(want), "{t:?}: {e} (wanted {want:?})");
     }
 }
+
+#[test]
+fn event_relation_uses_the_environment() {
+    fn show(ctx: &mut Context) -> anyhow::Result<()> {
+        let rel = ctx.model.event_relation(&ctx.event)?.expect("a relation hook");
+        ctx.status(Status::active(format!("{} {:?} {:?} peer={}", rel.id(), rel.remote_app(), rel.units(), rel.is_peer())));
+        Ok(())
+    }
+    let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), show);
+    let st = State::default().with_relation(Relation::new(3, "db", "region").remote_unit(0, &[])).with_relation(peers().remote_unit(2, &[]));
+    let out = h.run(Trigger::RelationChanged(3, Some(0)), &st).unwrap();
+    assert_eq!(out.state.unit_status.message, r#"db:3 Some("region") ["region/0"] peer=false"#);
+    let out = h.run(Trigger::RelationJoined(1, 2), &st).unwrap();
+    assert_eq!(out.state.unit_status.message, r#"cluster:1 Some("demo") ["demo/2"] peer=true"#);
+    let out = h.run(Trigger::RelationBroken(3), &st).unwrap();
+    assert_eq!(out.state.unit_status.message, r#"db:3 Some("region") [] peer=false"#);
+}
