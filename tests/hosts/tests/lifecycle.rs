@@ -1,0 +1,83 @@
+//! Lab lifecycle: re-open from lab.json, remove a host, clean up after a crashed lab,
+//! destroy leaving nothing.
+
+mod common;
+use common::*;
+use hosts::{Lab, LabConfig};
+use std::path::PathBuf;
+
+fn dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hosts-labs").join(name)
+}
+
+#[test]
+fn open_reattaches_and_destroy_leaves_nothing() {
+    if skip() {
+        return;
+    }
+    let mut t = TestLab::new("hlife1", 51, None);
+    let a = t.add("alpha");
+    t.add("beta");
+    t.add("gamma");
+    write(&a, "/etc/systemd/system/idle.service", "[Service]\nExecStart=/bin/sleep 1000\n");
+    sh(&a, "systemctl start idle");
+
+    let again = Lab::open(&dir("hlife1")).unwrap();
+    let names: Vec<String> = again.hosts().iter().map(|h| h.name().to_string()).collect();
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+    let a2 = again.host("alpha").unwrap();
+    assert_eq!(a2.ip(), a.ip());
+    assert_eq!(sh(&a2, "systemctl is-active idle"), "active");
+
+    t.lab().remove_host("gamma").unwrap();
+    assert!(t.lab().host("gamma").is_err());
+    assert!(!Lab::leftovers("hlife1").iter().any(|l| l.contains("gamma")));
+    assert!(!Lab::leftovers("hlife1").is_empty(), "a live lab has things");
+
+    t.destroy();
+    assert!(Lab::leftovers("hlife1").is_empty());
+    assert!(!dir("hlife1").join("lab.json").exists());
+}
+
+#[test]
+fn create_cleans_up_a_crashed_lab_with_the_same_prefix() {
+    if skip() {
+        return;
+    }
+    let cfg = |d: &str| LabConfig { dir: dir(d), prefix: "hlife2".into(), subnet: "10.77.52.0/24".into(), catalog: None };
+    let mut crashed = Lab::create(cfg("hlife2-old")).unwrap();
+    let h = crashed.add_host("ghost").unwrap();
+    let old_init = h.pids("host-runtime").unwrap();
+    assert_eq!(old_init.len(), 1);
+    drop(crashed); // no destroy: as if the process owning it had died
+
+    let mut lab = Lab::create(cfg("hlife2-new")).unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{}", old_init[0])).exists() || !h.is_up());
+    assert!(!h.is_up(), "the crashed lab's host survived");
+    assert!(Lab::leftovers("hlife2").iter().all(|l| !l.contains("ghost")), "{:?}", Lab::leftovers("hlife2"));
+    lab.add_host("ghost").unwrap();
+    lab.destroy().unwrap();
+    assert!(Lab::leftovers("hlife2").is_empty());
+    let _ = std::fs::remove_dir_all(dir("hlife2-old"));
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    if skip() {
+        return;
+    }
+    let bad = |prefix: &str, subnet: &str, d: PathBuf| {
+        Lab::create(LabConfig { dir: d, prefix: prefix.into(), subnet: subnet.into(), catalog: None }).is_err()
+    };
+    assert!(bad("TOOLONGPREFIX", "10.77.53.0/24", dir("hbad")));
+    assert!(bad("hbad", "10.77.53.0/30", dir("hbad")));
+    assert!(bad("hbad", "not-a-subnet", dir("hbad")));
+    assert!(bad("hbad", "10.77.53.0/24", PathBuf::from("/tmp/hbad-lab")));
+    assert!(bad("hbad", "10.77.53.0/24", PathBuf::from("relative")));
+    assert!(Lab::leftovers("hbad").is_empty());
+    let mut t = TestLab::new("hbad2", 54, None);
+    assert!(t.lab().add_host("Bad_Name").is_err());
+    t.add("ok");
+    assert!(t.lab().add_host("ok").is_err(), "duplicate name");
+    t.destroy();
+}

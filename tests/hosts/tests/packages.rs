@@ -1,0 +1,122 @@
+//! apt-get and snap against the package catalog, a Debian package the machine has, and
+//! names nobody has.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+
+/// A tiny catalog: one deb-style package with a daemon, one snap.
+fn catalog(prefix: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hosts-catalogs").join(prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    let files = dir.join("files");
+    std::fs::write(files.join("lmtestd"), "#!/bin/sh\necho started >> /var/lib/lmtest/log\nexec sleep 1000\n").unwrap();
+    std::fs::write(
+        files.join("lmtest.service"),
+        "[Unit]\nDescription=catalog test daemon\n[Service]\nUser=lmtest\nExecStart=/usr/local/bin/lmtestd\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    std::fs::write(
+        files.join("snap.lmsnap.daemon.service"),
+        "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    let f = |n: &str| files.join(n).display().to_string();
+    let deb = serde_json::json!({
+        "name": "lmtest", "kind": "deb", "version": "1.2-3",
+        "files": [
+            {"src": f("lmtestd"), "dst": "/usr/local/bin/lmtestd", "mode": "0755"},
+            {"src": f("lmtest.service"), "dst": "/lib/systemd/system/lmtest.service", "mode": "0644"}
+        ],
+        "symlinks": [{"dst": "/usr/sbin/lmtest", "target": "/usr/local/bin/lmtestd"}],
+        "dirs": [{"path": "/var/lib/lmtest", "mode": "0750", "owner": "lmtest", "group": "lmtest"}],
+        "users": ["lmtest"],
+        "enable": ["lmtest.service"],
+        "postinst": [["/bin/sh", "-c", "echo configured > /var/lib/lmtest/postinst"]]
+    });
+    let snap = serde_json::json!({
+        "name": "lmsnap", "kind": "snap", "version": "3.5.1",
+        "files": [{"src": f("snap.lmsnap.daemon.service"), "dst": "/etc/systemd/system/snap.lmsnap.daemon.service", "mode": "0644"}],
+        "enable": ["snap.lmsnap.daemon.service"]
+    });
+    std::fs::write(dir.join("lmtest.json"), deb.to_string()).unwrap();
+    std::fs::write(dir.join("lmsnap.json"), snap.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
+    if skip() {
+        return;
+    }
+    let cat = catalog("hpkg1");
+    let mut t = TestLab::new("hpkg1", 31, Some(cat.clone()));
+    let a = t.add("pkg1");
+    let b = t.add("pkg2");
+    assert_eq!(sh(&a, "ls /usr/lib/local-model/catalog/ | grep json | sort | tr '\\n' ' '"), "lmsnap.json lmtest.json");
+    assert_ne!(code(&a, "touch /usr/lib/local-model/catalog/x"), 0, "catalog must be read-only");
+
+    let out = sh(&a, "apt-get install -y lmtest");
+    assert!(out.contains("1 newly installed"), "{out}");
+    assert_eq!(sh(&a, "systemctl is-active lmtest"), "active");
+    assert_eq!(sh(&a, "systemctl is-enabled lmtest"), "enabled");
+    assert_eq!(sh(&a, "cat /var/lib/lmtest/postinst"), "configured");
+    assert_eq!(sh(&a, "stat -c '%U %a' /var/lib/lmtest"), "lmtest 750");
+    assert_eq!(sh(&a, "readlink /usr/sbin/lmtest"), "/usr/local/bin/lmtestd");
+    let pid = sh(&a, "systemctl show -p MainPID --value lmtest");
+    assert_eq!(sh(&a, &format!("ps -o user= -p {pid}")), "lmtest");
+    assert!(a.path("/var/lib/local-model/packages/lmtest.json").exists());
+    // Users and files stay in the host.
+    assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains("lmtest"));
+    assert_eq!(code(&b, "id lmtest"), 1);
+    // Installing again changes nothing: same daemon, postinst not rerun.
+    sh(&a, "echo again > /var/lib/lmtest/postinst");
+    let out = sh(&a, "apt-get install -y lmtest");
+    assert!(out.contains("already the newest version"), "{out}");
+    assert_eq!(sh(&a, "systemctl show -p MainPID --value lmtest"), pid);
+    assert_eq!(sh(&a, "cat /var/lib/lmtest/postinst"), "again");
+
+    // A Debian package the machine has: accepted, its service enabled and started.
+    assert_eq!(sh(&a, "systemctl is-enabled haproxy || true"), "disabled", "a fresh host has nothing enabled");
+    sh(&a, "apt install -y haproxy 2>/dev/null");
+    assert_eq!(sh(&a, "systemctl is-enabled haproxy"), "enabled");
+    wait_for(20, "haproxy active", || (sh(&a, "systemctl is-active haproxy || true") == "active").then_some(()));
+    assert!(!a.pids("haproxy").unwrap().is_empty());
+    assert!(b.pids("haproxy").unwrap().is_empty());
+
+    // A missing package fails like apt.
+    let o = a.command("apt-get").args(["install", "-y", "no-such-package-lm"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(100));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("E: Unable to locate package no-such-package-lm"));
+    t.destroy();
+}
+
+#[test]
+fn snap_installs_from_the_catalog_with_channels() {
+    if skip() {
+        return;
+    }
+    let cat = catalog("hpkg2");
+    let mut t = TestLab::new("hpkg2", 32, Some(cat));
+    let a = t.add("snappy");
+    sh(&a, "snap install lmsnap --channel=3.5/edge");
+    assert!(sh(&a, "snap list").contains("3.5/edge"));
+    assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon"), "active");
+    assert!(sh(&a, "snap services lmsnap").contains("lmsnap.daemon"));
+    sh(&a, "snap stop lmsnap");
+    assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon || true"), "inactive");
+    sh(&a, "snap start lmsnap.daemon");
+    assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon"), "active");
+    sh(&a, "snap refresh lmsnap --channel 3.6/stable");
+    assert!(sh(&a, "snap list lmsnap").contains("3.6/stable"));
+    sh(&a, "snap set lmsnap mode=region");
+    assert_eq!(sh(&a, "snap get lmsnap mode"), "region");
+
+    let o = a.command("snap").args(["install", "nosuchsnap"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error: snap \"nosuchsnap\" not found"));
+    sh(&a, "snap remove lmsnap");
+    assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon || true"), "inactive");
+    t.destroy();
+}
