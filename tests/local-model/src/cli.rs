@@ -89,6 +89,12 @@ enum Cmd {
     },
     /// Stop the model and remove everything it created.
     Destroy,
+    /// Run a command in a unit's machine (or a machine id), like `juju ssh`.
+    Ssh {
+        target: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
     /// Inject faults into machines (a machine id or a unit name).
     Fault {
         #[command(subcommand)]
@@ -258,6 +264,16 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Resolve { unit, no_retry } => model.request(&Request::Resolve { unit, no_retry }).map(|_| ()),
         Cmd::Wait { timeout } => model.wait(Duration::from_secs(timeout)),
         Cmd::Destroy => model.destroy(),
+        Cmd::Ssh { target, command } => {
+            let argv: Vec<&str> = command.iter().map(|s| s.as_str()).collect();
+            let (code, out, err) = model.exec(&target, &argv)?;
+            print!("{out}");
+            eprint!("{err}");
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
         Cmd::Fault { fault } => {
             let (m, f) = match fault {
                 FaultCmd::Kill { machine, target, signal } => (machine, FaultOp::Kill { target, signal }),

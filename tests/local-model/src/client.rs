@@ -135,9 +135,12 @@ impl LocalModel {
             if u.is_empty() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            // units in error with no retry coming can only settle after `resolve`
+            let stuck = u.iter().all(|(_, why)| why.starts_with("error:") && !why.ends_with("retry scheduled"));
+            if stuck || Instant::now() >= deadline {
                 let list: Vec<String> = u.iter().map(|(n, why)| format!("{n} ({why})")).collect();
-                bail!("model not settled after {:?}: {}", timeout, list.join(", "));
+                let what = if stuck { "units in error (resolve them)".to_string() } else { format!("model not settled after {timeout:?}") };
+                bail!("{what}: {}", list.join(", "));
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -172,6 +175,12 @@ impl LocalModel {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Run `argv` in a machine (id or unit name); returns (exit code, stdout, stderr).
+    pub fn exec(&self, machine: &str, argv: &[&str]) -> Result<(i32, String, String)> {
+        let v = self.request(&Request::Exec { machine: machine.into(), argv: argv.iter().map(|s| s.to_string()).collect() })?;
+        Ok((v["code"].as_i64().unwrap_or(-1) as i32, v["stdout"].as_str().unwrap_or("").into(), v["stderr"].as_str().unwrap_or("").into()))
     }
 
     /// Where a path inside a unit's (or machine's) filesystem is, seen from the test.

@@ -126,6 +126,29 @@ fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
         }
     };
     let (lock, cv) = &**shared;
+    if let Request::Exec { machine, argv } = &req {
+        // build the command under the lock, run it without: it may take long, and must
+        // not stop hooks or hook tools meanwhile
+        let cmd = {
+            let rt = lock.lock().unwrap();
+            machine_of(&rt, machine).and_then(|m| {
+                let prog = argv.first().ok_or_else(|| anyhow!("no command given"))?;
+                let mut c = rt.machines.command(&m, prog, "/")?;
+                c.args(&argv[1..]).stdin(std::process::Stdio::null());
+                Ok(c)
+            })
+        };
+        let resp = match cmd.and_then(|mut c| c.output().context("running the command")) {
+            Ok(o) => Response {
+                ok: true,
+                error: String::new(),
+                data: json!({"code": o.status.code().unwrap_or(-1), "stdout": String::from_utf8_lossy(&o.stdout), "stderr": String::from_utf8_lossy(&o.stderr)}),
+            },
+            Err(e) => Response { ok: false, error: format!("{e:#}"), data: Value::Null },
+        };
+        let _ = send(&mut w, &resp);
+        return false;
+    }
     let mut rt = lock.lock().unwrap();
     let destroy = matches!(req, Request::Destroy);
     let result = handle(&mut rt, req);
@@ -194,6 +217,7 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
             let m = machine_of(rt, &machine)?;
             Ok(json!(rt.machines.host_path(&m, &inside)))
         }
+        Request::Exec { .. } => bail!("exec is handled outside the lock"),
         Request::Status => Ok(crate::status::status_json(&rt.state)),
         Request::Unsettled => Ok(json!(rt.unsettled())),
         Request::Fault { machine, fault } => {

@@ -59,7 +59,8 @@ impl Runtime {
                 let hook = self.contexts.get(&r.context_id).map(|c| c.hook.name.clone()).unwrap_or_default();
                 v.push((name.clone(), format!("executing {hook}")));
             } else if let Some(e) = &u.error {
-                v.push((name.clone(), format!("error: hook failed: {:?}", e.hook.name)));
+                let retry = if e.retry_at_ms.is_some() { ", retry scheduled" } else { "" };
+                v.push((name.clone(), format!("error: hook failed: {:?}{retry}", e.hook.name)));
             } else if let Some(h) = next_op(&self.state, name, 0) {
                 v.push((name.clone(), format!("queued {}", h.name)));
             }
@@ -225,8 +226,8 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
             Some(a) => (std::fs::File::create(action_out(rt, a, "stdout"))?, std::fs::File::create(action_out(rt, a, "stderr"))?),
             None => (log.try_clone()?, log),
         };
-        let mut cmd = rt.machines.command(&u.machine, &program)?;
-        cmd.env_clear().envs(env).current_dir(&charm_dir_unit).stdin(Stdio::null()).stdout(out).stderr(err);
+        let mut cmd = rt.machines.command(&u.machine, &program, &charm_dir_unit)?;
+        cmd.env_clear().envs(env).stdin(Stdio::null()).stdout(out).stderr(err);
         cmd.spawn().with_context(|| format!("starting {program}"))
     })();
     match spawned {

@@ -44,8 +44,9 @@ pub trait Machines: Send {
     fn unit_path(&self, id: &str, inside: &str) -> String;
     /// `inside` as the runtime (outside the machine) can read and write it.
     fn host_path(&self, id: &str, inside: &str) -> PathBuf;
-    /// A command that runs `program` in machine `id` (the caller sets env, cwd, stdio).
-    fn command(&self, id: &str, program: &str) -> Result<Command>;
+    /// A command that runs `program` in machine `id` with working directory `cwd` (a path
+    /// as the machine sees it); the caller sets env and stdio.
+    fn command(&self, id: &str, program: &str, cwd: &str) -> Result<Command>;
     /// Inject a fault.
     fn fault(&mut self, id: &str, fault: &Fault) -> Result<()>;
     /// Machine-side PIDs of processes called `comm` in the machine.
@@ -101,8 +102,10 @@ impl Machines for Bare {
     fn host_path(&self, id: &str, inside: &str) -> PathBuf {
         PathBuf::from(self.unit_path(id, inside))
     }
-    fn command(&self, _id: &str, program: &str) -> Result<Command> {
-        Ok(Command::new(program))
+    fn command(&self, _id: &str, program: &str, cwd: &str) -> Result<Command> {
+        let mut c = Command::new(program);
+        c.current_dir(cwd);
+        Ok(c)
     }
     fn fault(&mut self, _id: &str, fault: &Fault) -> Result<()> {
         match fault {

@@ -69,6 +69,9 @@ pub enum Request {
     Fault { machine: String, fault: FaultOp },
     Destroy,
     Ping,
+    /// Run a command in a machine (like `juju ssh <target> <cmd>`); the answer carries
+    /// `code`, `stdout`, `stderr`.
+    Exec { machine: String, argv: Vec<String> },
     /// Where `inside` (a path in the machine of `unit`, or a machine id) is, seen from here.
     HostPath { machine: String, inside: String },
 }
