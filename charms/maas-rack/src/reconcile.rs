@@ -1,0 +1,245 @@
+//! One pass for every event: from the config, the rpc relation, the region's secret and what
+//! this unit did before, bring the host and the unit databag to what they should be.
+
+use crate::config::{self, InstallMethod};
+use crate::maas::{Flavor, LocalMaas};
+use crate::registration::Record;
+use crate::relations::{self, RackData, RegionOffer};
+use crate::workload::{self, Observed};
+use anyhow::Result;
+use charm_lib::tools::ToolErrorKind;
+use charm_lib::{Context, Error, EventKind, Port, RelationPhase, Status};
+
+/// The unit's status without a region to register with.
+pub const NEEDS_RELATION: &str = "needs an rpc relation to maas-region";
+/// The unit's status while the region has not sent its URL and secret yet.
+pub const WAITING_FOR_REGION: &str = "waiting for the region URL and secret";
+
+/// The ports a rack serves machines on: DHCP, TFTP, NTP and rackd's HTTP (boot images).
+pub const RACK_PORTS: [Port; 4] = [Port::Udp(67), Port::Udp(69), Port::Udp(123), Port::Tcp(5248)];
+
+/// Reconciles, keeping the charm-state record of what was done in step with the host.
+pub fn reconcile(ctx: &mut Context) -> Result<()> {
+    let tools = ctx.tools();
+    let before = Record::load(&tools)?;
+    let mut record = before.clone();
+    let result = run(ctx, &mut record);
+    // Saved even when a later step failed: the host changes already happened. (Juju discards
+    // charm state of a failed hook; the retry then redoes idempotent steps.)
+    record.save(&before, &tools)?;
+    result
+}
+
+fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
+    let cfg = match config::parse(&ctx.model.config_raw()?) {
+        Ok(c) => c,
+        Err(message) => {
+            ctx.status(Status::blocked(message));
+            return Ok(());
+        }
+    };
+    let flavor = Flavor::of(&cfg.method);
+    if let Some(installed) = record.installed.as_deref().filter(|i| *i != flavor.name()) {
+        ctx.status(Status::blocked(format!(
+            "config install-method: MAAS is installed here as a {installed}; it cannot change to {} on a deployed unit: set it back to {installed} or deploy a new unit",
+            flavor.name()
+        )));
+        return Ok(());
+    }
+
+    let Some(rel) = rpc_relation(ctx)? else {
+        if record.is_registered() {
+            let registered_as = record.installed.as_deref().and_then(Flavor::parse).unwrap_or(flavor);
+            log::info!("no rpc relation: stopping the rack controller and removing its shared secret");
+            workload::deregister(ctx.machine, registered_as)?;
+            record.clear_registration();
+        }
+        ctx.model.set_ports(&[])?;
+        ctx.status(Status::blocked(NEEDS_RELATION));
+        return Ok(());
+    };
+
+    let hostname = workload::hostname(ctx.machine)?;
+    let mut publish = RackData { hostname: hostname.clone(), system_id: None, dhcp: None };
+    let offer = match RegionOffer::from_databag(&rel.remote_app_data()?) {
+        Ok(o) => o,
+        Err(message) => {
+            rel.write_my_unit(&publish)?;
+            ctx.status(Status::blocked(message));
+            return Ok(());
+        }
+    };
+
+    let local = workload::local_maas(ctx.machine)?;
+    if offer.region_named(&hostname).is_some() || local.has_region() {
+        // Registering here would re-initialise the region's own MAAS (one snap per host) or
+        // run a second rack beside the region's; the region's MAAS serves as this rack.
+        rel.write_my_unit(&publish)?;
+        ctx.status(co_located_status(&hostname, local));
+        return Ok(());
+    }
+
+    let (Some(url), Some(secret_id)) = (offer.maas_url.clone(), offer.secret_id.clone()) else {
+        if record.is_registered() {
+            observe_into(ctx, flavor, &mut publish)?;
+        }
+        rel.write_my_unit(&publish)?;
+        ctx.status(Status::waiting(WAITING_FOR_REGION));
+        return Ok(());
+    };
+    if let Err(message) = relations::validate_maas_url(&url) {
+        rel.write_my_unit(&publish)?;
+        ctx.status(Status::blocked(message));
+        return Ok(());
+    }
+    let secret = match read_shared_secret(ctx, &secret_id)? {
+        Ok(s) => s,
+        Err(message) => {
+            rel.write_my_unit(&publish)?;
+            ctx.status(Status::blocked(message));
+            return Ok(());
+        }
+    };
+
+    ensure_installed(ctx, &cfg.method, record)?;
+    let fresh = !record.registered_with(&url, &secret);
+    if fresh {
+        maintenance(ctx, &format!("registering with {url}"))?;
+        log::info!("registering the rack controller with {url} ({} install)", flavor.name());
+        workload::register(ctx.machine, flavor, &url, &secret)?;
+        record.set_registered(&url, &secret);
+    }
+    let seen = observe_into(ctx, flavor, &mut publish)?;
+    if seen.rackd == Some(false) && !fresh {
+        log::warn!("rackd is not running; starting it");
+        workload::start_rackd(ctx.machine, flavor)?;
+    }
+    rel.write_my_unit(&publish)?;
+    ctx.model.set_ports(&RACK_PORTS)?;
+    ctx.status(Status::active(active_message(&url, &seen)));
+    Ok(())
+}
+
+/// The rpc relation this unit is in, unless it is going away: in its own `-broken` hook, and
+/// in `stop`/`remove` (the unit is being removed, so the rack must stop).
+fn rpc_relation<'m, 'r>(ctx: &'m Context<'r>) -> Result<Option<charm_lib::Relation<'m, 'r>>> {
+    if matches!(ctx.event.kind, EventKind::Stop | EventKind::Remove) {
+        return Ok(None);
+    }
+    let broken = match &ctx.event.kind {
+        EventKind::Relation(r) if r.phase == RelationPhase::Broken => Some(r.relation.clone()),
+        _ => None,
+    };
+    Ok(ctx.model.relations(relations::ENDPOINT)?.into_iter().find(|r| Some(r.id()) != broken.as_ref()))
+}
+
+/// The shared secret's value, or the reason it cannot be used (for a Blocked status). A new
+/// revision is taken in `secret-changed`, the event Juju sends when the region rotates it.
+fn read_shared_secret(ctx: &Context, secret_id: &str) -> Result<Result<String, String>> {
+    let refresh = matches!(ctx.event.kind, EventKind::Secret(_));
+    let content = match ctx.model.get_secret(Some(secret_id), None, refresh) {
+        Ok(c) => c,
+        Err(Error::Tool(e)) if matches!(e.kind, ToolErrorKind::Failed { .. }) => {
+            let why = e.stderr().unwrap_or("").trim().trim_start_matches("ERROR ").to_string();
+            return Ok(Err(format!("cannot read the MAAS shared secret {secret_id} from maas-region ({why}): is it granted to this relation?")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(secret) = content.get("secret").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
+        return Ok(Err(format!("the MAAS shared secret {secret_id} from maas-region has no 'secret' key")));
+    };
+    if !secret.chars().all(|c| c.is_ascii_hexdigit()) || secret.len() % 2 != 0 {
+        return Ok(Err(format!("the MAAS shared secret {secret_id} from maas-region is not a hex string, as MAAS requires")));
+    }
+    Ok(Ok(secret))
+}
+
+/// Installs MAAS the first time a region is there to register with, and follows later
+/// `channel`/`deb-source` changes. Installing waits for the region because only then can the
+/// unit know it does not share its host with a region, whose snap it must not touch.
+fn ensure_installed(ctx: &Context, method: &InstallMethod, record: &mut Record) -> Result<()> {
+    match (method, record.installed.is_some()) {
+        (InstallMethod::Snap { channel }, false) => {
+            maintenance(ctx, &format!("installing the maas snap ({channel})"))?;
+            workload::install(ctx.machine, method)?;
+            record.channel = Some(channel.clone());
+        }
+        (InstallMethod::Deb { source }, false) => {
+            maintenance(ctx, &format!("installing {}", crate::maas::DEB_PACKAGE))?;
+            workload::install(ctx.machine, method)?;
+            record.deb_source = source.as_ref().map(|s| s.as_str().to_string());
+        }
+        (InstallMethod::Snap { channel }, true) if record.channel.as_deref() != Some(channel.as_str()) => {
+            maintenance(ctx, &format!("refreshing the maas snap to {channel}"))?;
+            ctx.machine.run(&crate::maas::refresh_cmd(channel))?;
+            record.channel = Some(channel.clone());
+        }
+        (InstallMethod::Deb { source }, true) if record.deb_source.as_deref() != source.as_ref().map(|s| s.as_str()) => {
+            // The new source serves the next upgrade; upgrading MAAS stays the operator's call.
+            if let Some(src) = source {
+                workload::add_deb_source(ctx.machine, src)?;
+            }
+            record.deb_source = source.as_ref().map(|s| s.as_str().to_string());
+        }
+        _ => {}
+    }
+    record.installed = Some(Flavor::of(method).name().to_string());
+    Ok(())
+}
+
+fn observe_into(ctx: &Context, flavor: Flavor, publish: &mut RackData) -> Result<Observed> {
+    let seen = workload::observe(ctx.machine, flavor)?;
+    publish.system_id = seen.system_id.clone();
+    publish.dhcp = seen.dhcp_vlans();
+    Ok(seen)
+}
+
+/// Shown while a step runs; the hook's final status replaces it.
+fn maintenance(ctx: &Context, message: &str) -> Result<()> {
+    Ok(ctx.tools().status_set("maintenance", message, false)?)
+}
+
+/// The status of a rack on a region's host.
+pub fn co_located_status(hostname: &str, local: LocalMaas) -> Status {
+    match local {
+        LocalMaas::RegionRack => Status::active(format!("co-located with region {hostname}: rack runs in the region's MAAS (region+rack); not registering separately")),
+        LocalMaas::Region => Status::blocked(format!(
+            "co-located with region {hostname}, whose MAAS runs without a rack: run maas-region in region+rack mode or move this unit to another machine"
+        )),
+        LocalMaas::None | LocalMaas::Rack => Status::waiting(format!("co-located with region {hostname}: waiting for the region's MAAS; not registering separately")),
+    }
+}
+
+/// `registered with <url>`, plus what the rack does for DHCP when that is known.
+pub fn active_message(url: &str, seen: &Observed) -> String {
+    match (seen.dhcpd, seen.vlans.as_slice()) {
+        (Some(true), []) => format!("registered with {url}; serving DHCP"),
+        (Some(true), vlans) => format!("registered with {url}; serving DHCP on {}", vlans.join(", ")),
+        _ => format!("registered with {url}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_message_says_what_is_known_about_dhcp() {
+        let url = "http://10.77.0.200/MAAS";
+        assert_eq!(active_message(url, &Observed::default()), "registered with http://10.77.0.200/MAAS");
+        let off = Observed { dhcpd: Some(false), ..Default::default() };
+        assert_eq!(active_message(url, &off), "registered with http://10.77.0.200/MAAS");
+        let on = Observed { dhcpd: Some(true), ..Default::default() };
+        assert_eq!(active_message(url, &on), "registered with http://10.77.0.200/MAAS; serving DHCP");
+        let vlans = Observed { dhcpd: Some(true), vlans: vec!["vlan-5001".into(), "vlan-5002".into()], ..Default::default() };
+        assert_eq!(active_message(url, &vlans), "registered with http://10.77.0.200/MAAS; serving DHCP on vlan-5001, vlan-5002");
+    }
+
+    #[test]
+    fn co_location_statuses() {
+        assert_eq!(co_located_status("r1", LocalMaas::RegionRack).kind, charm_lib::StatusKind::Active);
+        assert_eq!(co_located_status("r1", LocalMaas::Region).kind, charm_lib::StatusKind::Blocked);
+        assert_eq!(co_located_status("r1", LocalMaas::None).kind, charm_lib::StatusKind::Waiting);
+        assert!(co_located_status("r1", LocalMaas::RegionRack).message.starts_with("co-located with region r1: "));
+    }
+}

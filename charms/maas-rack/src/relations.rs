@@ -1,0 +1,186 @@
+//! The `rpc` relation (interface `maas-rpc`, charms/INTERFACES.md): what the region offers in
+//! its application databag, and what this rack publishes in its unit databag.
+
+use charm_lib::Databag;
+use serde::Serialize;
+
+/// The endpoint name in metadata.yaml.
+pub const ENDPOINT: &str = "rpc";
+
+/// The region application's databag, before the URL is judged: co-location needs only the
+/// region hostnames, so a rack on a region host is answered even if the URL were bad.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegionOffer {
+    /// `maas_url`, if set.
+    pub maas_url: Option<String>,
+    /// `secret_id` (a Juju secret id), if set.
+    pub secret_id: Option<String>,
+    /// `regions`: the region units' hostnames (empty when not set yet).
+    pub regions: Vec<String>,
+}
+
+impl RegionOffer {
+    /// Reads the region's app databag. A `regions` value that is not a JSON list of hostnames
+    /// is an error message for a Blocked status (the region charm wrote something wrong).
+    pub fn from_databag(bag: &Databag) -> Result<RegionOffer, String> {
+        let get = |k: &str| bag.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let regions = match get("regions") {
+            None => Vec::new(),
+            Some(text) => parse_regions(&text)?,
+        };
+        Ok(RegionOffer { maas_url: get("maas_url"), secret_id: get("secret_id"), regions })
+    }
+
+    /// The region host this host is, if any (hostnames compare case-insensitively and without
+    /// their domain, since Juju machines may report either form).
+    pub fn region_named(&self, hostname: &str) -> Option<&str> {
+        let me = short_name(hostname);
+        self.regions.iter().find(|r| short_name(r) == me).map(String::as_str)
+    }
+}
+
+fn parse_regions(text: &str) -> Result<Vec<String>, String> {
+    let bad = || format!("maas-region sent invalid rpc data: regions must be a JSON list of hostnames, got {:?}", truncate(text, 60));
+    let v: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
+    v.into_iter()
+        .map(|h| match h {
+            serde_json::Value::String(s) if valid_hostname(s.trim()) => Ok(s.trim().to_string()),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// The host part of a (possibly qualified) hostname, lowercased.
+pub fn short_name(hostname: &str) -> String {
+    hostname.trim().split('.').next().unwrap_or("").to_ascii_lowercase()
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 253 && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
+/// Checks that `url` is a URL a rack can register with: `http(s)://host[:port]/MAAS[/...]`.
+/// The error is the reason, for a Blocked status.
+pub fn validate_maas_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("maas-region sent an invalid MAAS URL {url:?} ({why}); expected http(s)://<host>[:port]/MAAS"));
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return bad("not http or https");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("contains spaces");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return bad("credentials do not belong in it");
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else { return bad("unclosed IPv6 address") };
+        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            return bad("bad IPv6 address");
+        }
+        if !after.is_empty() && !valid_port(after.strip_prefix(':').unwrap_or("x")) {
+            return bad("bad port");
+        }
+        addr
+    } else {
+        let (h, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if port.is_some_and(|p| !valid_port(p)) {
+            return bad("bad port");
+        }
+        if !valid_hostname(h) {
+            return bad("no valid host");
+        }
+        h
+    };
+    if host.is_empty() {
+        return bad("no host");
+    }
+    if path.contains(['?', '#']) {
+        return bad("query or fragment");
+    }
+    if !(path == "/MAAS" || path.starts_with("/MAAS/")) {
+        return bad("path must be /MAAS");
+    }
+    Ok(())
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+}
+
+/// This rack's unit databag. `None` fields delete their key, so stale values do not linger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RackData {
+    /// The rack's hostname, for the region's `configure-dhcp` to name it.
+    pub hostname: String,
+    /// Its MAAS system id, once MAAS has assigned one.
+    pub system_id: Option<String>,
+    /// The VLANs it serves DHCP for (written as JSON), when known.
+    pub dhcp: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use charm_lib::testing::bag;
+
+    #[test]
+    fn offer_reads_all_three_keys() {
+        let o = RegionOffer::from_databag(&bag(&[
+            ("maas_url", "http://10.77.0.200/MAAS"),
+            ("secret_id", "secret:abc"),
+            ("regions", r#"["region-a","Region-B.maas"]"#),
+        ]))
+        .unwrap();
+        assert_eq!(o.maas_url.as_deref(), Some("http://10.77.0.200/MAAS"));
+        assert_eq!(o.secret_id.as_deref(), Some("secret:abc"));
+        assert_eq!(o.region_named("region-b"), Some("Region-B.maas"));
+        assert_eq!(o.region_named("REGION-A.example.com"), Some("region-a"));
+        assert_eq!(o.region_named("rack-1"), None);
+    }
+
+    #[test]
+    fn empty_values_count_as_missing() {
+        let o = RegionOffer::from_databag(&bag(&[("maas_url", ""), ("secret_id", " ")])).unwrap();
+        assert_eq!(o, RegionOffer::default());
+    }
+
+    #[test]
+    fn garbage_regions_are_refused_with_the_reason() {
+        for g in ["region-a", "{\"a\":1}", "[1,2]", "[\"bad host\"]", "[\"\"]"] {
+            let e = RegionOffer::from_databag(&bag(&[("regions", g)])).unwrap_err();
+            assert!(e.starts_with("maas-region sent invalid rpc data: regions must be a JSON list of hostnames"), "{g}: {e}");
+        }
+    }
+
+    #[test]
+    fn maas_urls() {
+        for ok in ["http://10.77.0.200/MAAS", "https://maas.example:5443/MAAS/", "http://[fd00::1]:5240/MAAS", "http://region-a:5240/MAAS/api/2.0/"] {
+            assert_eq!(validate_maas_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("ftp://10.0.0.1/MAAS", "not http or https"),
+            ("http://10.0.0.1/", "path must be /MAAS"),
+            ("http://10.0.0.1/MAASX", "path must be /MAAS"),
+            ("http:///MAAS", "no valid host"),
+            ("http://10.0.0.1:99999/MAAS", "bad port"),
+            ("http://u:p@10.0.0.1/MAAS", "credentials"),
+            ("http://10.0.0.1/MAAS?x=1", "query"),
+            ("http://bad host/MAAS", "contains spaces"),
+        ] {
+            let e = validate_maas_url(bad).unwrap_err();
+            assert!(e.contains(why) && e.ends_with("expected http(s)://<host>[:port]/MAAS"), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The rack's host: runs the commands of `maas.rs` and reads the files MAAS keeps.
+
+use crate::config::{DebSource, InstallMethod};
+use crate::maas::{self, Flavor, LocalMaas};
+use anyhow::{Context as _, Result};
+use charm_lib::{Cmd, FileOptions, Machine, MachineExt};
+use std::path::Path;
+
+/// This host's name, as MAAS and the region's `regions` list know it.
+pub fn hostname(m: &dyn Machine) -> Result<String> {
+    let out = m.run(&Cmd::new("hostname", Vec::<String>::new()))?;
+    let name = out.stdout.trim().to_string();
+    anyhow::ensure!(!name.is_empty(), "`hostname` printed nothing: cannot tell this host's name");
+    Ok(name)
+}
+
+/// What MAAS on this host is (whoever installed it).
+pub fn local_maas(m: &dyn Machine) -> Result<LocalMaas> {
+    if let Some(mode) = m.read_to_string(Path::new(maas::SNAP_MODE_FILE))? {
+        let mode = LocalMaas::from_snap_mode(&mode);
+        if mode != LocalMaas::None {
+            return Ok(mode);
+        }
+    }
+    if m.read_file(Path::new(maas::DEB_REGIOND_CONF))?.is_some() {
+        return Ok(if m.service_is_active(maas::DEB_RACKD)? { LocalMaas::RegionRack } else { LocalMaas::Region });
+    }
+    Ok(LocalMaas::None)
+}
+
+/// Installs MAAS for `method`, adding the deb source first when one is set.
+pub fn install(m: &dyn Machine, method: &InstallMethod) -> Result<()> {
+    if let InstallMethod::Deb { source: Some(src) } = method {
+        add_deb_source(m, src)?;
+    }
+    for c in maas::install_cmds(method) {
+        m.run(&c)?;
+    }
+    Ok(())
+}
+
+/// Adds an APT source (and refreshes the package lists when something changed).
+pub fn add_deb_source(m: &dyn Machine, src: &DebSource) -> Result<()> {
+    match (maas::add_source_cmd(src), maas::apt_source_file(src)) {
+        (Some(cmd), _) => {
+            m.run(&cmd)?;
+        }
+        (None, Some(text)) => {
+            m.write_file(Path::new(maas::APT_SOURCE_FILE), text.as_bytes(), &FileOptions::root(0o644))?;
+        }
+        (None, None) => {}
+    }
+    m.run(&maas::apt(["update"]))?;
+    Ok(())
+}
+
+/// Registers the rack. The error names the command with the secret masked, and its stderr.
+pub fn register(m: &dyn Machine, flavor: Flavor, url: &str, secret: &str) -> Result<()> {
+    let cmd = maas::register_cmd(flavor, url, secret);
+    m.run(&cmd).with_context(|| format!("registering with {url} failed"))?;
+    // A rack stopped by an earlier relation-broken was disabled; registration must bring it back.
+    for c in maas::start_cmds(flavor) {
+        m.run(&c)?;
+    }
+    Ok(())
+}
+
+/// Stops rackd and removes the shared secret, so the host holds no credential for a region it
+/// no longer serves. MAAS's rack CLI has no deregistration; the region keeps the controller
+/// record until an administrator deletes it.
+pub fn deregister(m: &dyn Machine, flavor: Flavor) -> Result<()> {
+    for c in maas::stop_cmds(flavor) {
+        m.run(&c)?;
+    }
+    m.remove_file(Path::new(&flavor.secret_file()))?;
+    Ok(())
+}
+
+/// What the rack is doing, as far as this host can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Whether rackd runs (`None`: cannot tell).
+    pub rackd: Option<bool>,
+    /// Whether dhcpd runs (`None`: cannot tell).
+    pub dhcpd: Option<bool>,
+    /// The VLANs (dhcpd shared networks) served, when dhcpd runs and its config names them.
+    pub vlans: Vec<String>,
+    /// The MAAS system id, once the region accepted the rack.
+    pub system_id: Option<String>,
+}
+
+impl Observed {
+    /// The VLAN list to publish: known only when dhcpd's state is known.
+    pub fn dhcp_vlans(&self) -> Option<Vec<String>> {
+        match self.dhcpd {
+            Some(true) if !self.vlans.is_empty() => Some(self.vlans.clone()),
+            Some(false) => Some(Vec::new()),
+            _ => None,
+        }
+    }
+}
+
+/// Looks at rackd, dhcpd and the system id.
+pub fn observe(m: &dyn Machine, flavor: Flavor) -> Result<Observed> {
+    let (rackd, dhcpd) = match flavor {
+        Flavor::Snap => {
+            let out = m.run(&Cmd::new(maas::SNAP, ["status"]).allow_failure())?;
+            let table = if out.success() { maas::parse_maas_status(&out.stdout) } else { Default::default() };
+            let state = |svc: &str| table.get(svc).map(|s| s == "active");
+            (state("rackd"), state("dhcpd"))
+        }
+        Flavor::Deb => (Some(m.service_is_active(maas::DEB_RACKD)?), Some(m.service_is_active(maas::DEB_DHCPD)?)),
+    };
+    let vlans = match dhcpd {
+        Some(true) => m.read_to_string(Path::new(&flavor.dhcpd_conf()))?.map(|c| maas::dhcpd_shared_networks(&c)).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let system_id = m.read_to_string(Path::new(&flavor.maas_id_file()))?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    Ok(Observed { rackd, dhcpd, vlans, system_id })
+}
+
+/// Starts rackd (after a reboot with it disabled, or a crash the supervisor gave up on).
+pub fn start_rackd(m: &dyn Machine, flavor: Flavor) -> Result<()> {
+    for c in maas::start_cmds(flavor) {
+        m.run(&c)?;
+    }
+    Ok(())
+}
