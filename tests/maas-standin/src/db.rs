@@ -127,11 +127,24 @@ pub fn migrate(c: &mut Client) -> Result<()> {
 /// The shared secret kept in the database; stores `candidate` if there is none yet, so the
 /// first region's secret becomes everyone's.
 pub fn shared_secret(c: &mut Client, candidate: &str) -> Result<String> {
+    first_value(c, "rpc_shared_secret", candidate)
+}
+
+/// The installation's uuid (`maas_uuid`), chosen by the first region.
+pub fn maas_uuid(c: &mut Client) -> Result<String> {
+    let b = util::random_bytes(16);
+    let h = util::hex(&b);
+    // A version-4-looking uuid: MAAS only ever displays it.
+    let candidate = format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32]);
+    first_value(c, "uuid", &candidate)
+}
+
+fn first_value(c: &mut Client, name: &str, candidate: &str) -> Result<String> {
     c.execute(
-        "INSERT INTO standin_config (name, value) VALUES ('rpc_shared_secret', $1) ON CONFLICT DO NOTHING",
-        &[&candidate],
+        "INSERT INTO standin_config (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&name, &candidate],
     )?;
-    Ok(c.query_one("SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'", &[])?.get(0))
+    Ok(c.query_one("SELECT value FROM standin_config WHERE name = $1", &[&name])?.get(0))
 }
 
 /// Records that this region is alive: one heartbeat row, and its controller row.

@@ -146,6 +146,10 @@ impl Region {
         if local.as_deref() != Some(shared.as_str()) {
             crate::conf::write_secret(self.flavor, &shared)?;
         }
+        let uuid = db::maas_uuid(c)?;
+        if util::read_trimmed(&self.flavor.maas_uuid()).as_deref() != Some(uuid.as_str()) {
+            util::write_file(&self.flavor.maas_uuid(), format!("{uuid}\n").as_bytes(), 0o644, None)?;
+        }
         Ok(())
     }
 

@@ -85,12 +85,15 @@ fn region_init_heartbeats_users_and_api() {
     assert_eq!(std::fs::read_to_string(r.sb.path("/var/snap/maas/common/snap_mode")).unwrap().trim(), "region");
     assert!(r.sb.path("/var/snap/maas/current/http/regiond.nginx.conf").exists());
     assert!(r.sb.path("/var/snap/maas/common/maas/maas_id").exists());
+    let uuid = std::fs::read_to_string(r.sb.path("/var/snap/maas/common/maas/maas_uuid")).unwrap();
+    assert_eq!(uuid.trim().len(), 36, "{uuid}");
     // The secret is the database's: a second region initialised elsewhere gets the same one.
     let r2 = Region::new("region-api-2", "region-b");
     let o = r2.sb.run(&["maas", "init", "region+rack", "--maas-url", &r.url(), "--database-uri", &pg.uri()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stdout(&o).contains("migrations"), "tables exist: no migration expected");
     assert_eq!(std::fs::read_to_string(r2.sb.path("/var/snap/maas/common/maas/secret")).unwrap().trim(), secret);
+    assert_eq!(std::fs::read_to_string(r2.sb.path("/var/snap/maas/common/maas/maas_uuid")).unwrap(), uuid);
     assert!(r2.sb.path("/var/snap/maas/current/rackd.conf").exists());
 
     // regiond: all three ports, the version names the host, heartbeats appear.

@@ -152,7 +152,8 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
     let workers = num_workers(a)?;
     if is_region(mode) {
         let db = conf::parse_database_uri(a.get("--database-uri").unwrap_or_default())?;
-        let secret = prepare_database(&db)?;
+        let (secret, uuid) = prepare_database(&db)?;
+        util::write_file(&Flavor::Snap.maas_uuid(), format!("{uuid}\n").as_bytes(), 0o644, None)?;
         let mut rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
         rc.set("maas_url", url);
         rc.set_db(&db);
@@ -212,8 +213,8 @@ fn set_debug(c: &mut ConfFile, a: &Parsed) {
 }
 
 /// Connects (retrying briefly: the database address may be a VIP that is moving), migrates a
-/// database without tables, and returns the shared secret everyone must use.
-fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<String> {
+/// database without tables, and returns the shared secret and uuid everyone must use.
+fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<(String, String)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut c = loop {
         match db::connect(db_settings, "maas-standin-init") {
@@ -229,7 +230,7 @@ fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<String> {
         db::migrate(&mut c)?;
     }
     let candidate = conf::read_secret(Flavor::Snap).unwrap_or_else(|| util::random_hex(32));
-    db::shared_secret(&mut c, &candidate)
+    Ok((db::shared_secret(&mut c, &candidate)?, db::maas_uuid(&mut c)?))
 }
 
 fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {

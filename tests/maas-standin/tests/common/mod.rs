@@ -89,6 +89,11 @@ impl Sandbox {
         let log = self.dir.0.join(format!("{}-{}.log", args[0], COUNTER.fetch_add(1, Ordering::SeqCst)));
         let f = std::fs::File::create(&log).unwrap();
         c.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f);
+        // Daemons must not outlive a test process that is killed outright.
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, maas_standin::util::die_with_parent);
+        }
         Daemon { child: c.spawn().unwrap(), log }
     }
 }
