@@ -67,6 +67,9 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     let pid = sh(&a, "systemctl show -p MainPID --value lmtest");
     assert_eq!(sh(&a, &format!("ps -o user= -p {pid}")), "lmtest");
     assert!(a.path("/var/lib/local-model/packages/lmtest.json").exists());
+    assert_eq!(sh(&a, "dpkg-query -W -f='${Status} ${Version}' lmtest"), "install ok installed 1.2-3");
+    assert_eq!(code(&b, "dpkg-query -W lmtest"), 1, "not installed in the other host");
+    assert_eq!(code(&a, "dpkg-query -W -f='${Status}' haproxy | grep -q 'install ok installed'"), 0);
     // Users and files stay in the host.
     assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains("lmtest"));
     assert_eq!(code(&b, "id lmtest"), 1);

@@ -62,6 +62,9 @@ fn unit_service_runs_in_host_answers_on_its_ip_and_restarts_after_kill() {
     assert_ne!(second, first);
     wait_for(20, "web answering again", || http_ok(&b, a.ip(), 8080).then_some(()));
     assert_eq!(sh(&a, "systemctl show -p NRestarts --value web"), "1");
+    assert_eq!(sh(&a, "systemctl show -p Restart --value web"), "always");
+    // The service's output is kept per unit (python's http.server logs each request).
+    wait_for(10, "request in the unit's log", || sh(&a, "journalctl -u web -n 50").contains("GET /").then_some(()));
 
     sh(&a, "systemctl stop web");
     assert_eq!(code(&a, "systemctl is-active web"), 3);

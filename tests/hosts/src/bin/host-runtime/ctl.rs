@@ -331,7 +331,7 @@ fn properties(i: &Info, host: &str) -> Vec<(String, String)> {
         ("FragmentPath", i.path.clone()),
         ("UnitFileState", enable::state(&i.name, host)),
         ("Type", i.kind.clone()),
-        ("Restart", i.restart.to_lowercase()),
+        ("Restart", i.restart.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub const SOCKET: &str = "/run/local-model/init.sock";
 const OVERLAID: &[&str] = &["etc", "var", "usr", "opt", "srv", "snap", "root", "home"];
 /// Tools the runtime provides in every host, shadowing the machine's.
-const TOOLS: &[&str] = &["systemctl", "apt-get", "apt", "snap"];
+const TOOLS: &[&str] = &["systemctl", "apt-get", "apt", "snap", "dpkg-query", "journalctl"];
 pub const CATALOG: &str = "/usr/lib/local-model/catalog";
 
 pub fn main(argv: &[String]) -> i32 {
@@ -104,12 +104,31 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
             .map_err(|e| e.to_string())?;
     }
     crate::tmpfiles::create_run_dirs();
+    keep_real_dpkg_query()?;
+    // Bind mounts, not files in the overlay: they vanish with the host's mount namespace,
+    // so the machine's tools stay intact in every host's upper layer.
     for t in TOOLS {
         let p = Path::new("/usr/bin").join(t);
-        let _ = std::fs::remove_file(&p);
-        std::os::unix::fs::symlink(&exe, &p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if std::fs::symlink_metadata(&p).is_err() {
+            std::fs::write(&p, b"").map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        sys::mount(&exe.to_string_lossy(), &p, "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Binds the machine's dpkg-query under /run before the runtime's shim shadows it.
+fn keep_real_dpkg_query() -> Result<(), String> {
+    let real = Path::new(crate::dpkg_query::REAL);
+    let orig = Path::new("/usr/bin/dpkg-query");
+    if !orig.is_file() {
+        return Ok(());
+    }
+    if let Some(d) = real.parent() {
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(real, b"").map_err(|e| e.to_string())?;
+    sys::mount(&orig.to_string_lossy(), real, "", libc::MS_BIND, None).map_err(|e| e.to_string())
 }
 
 fn listen() -> std::io::Result<UnixListener> {

@@ -1,5 +1,5 @@
 //! `host-runtime`: the one binary the hosts run. Dispatched on argv[0]:
-//! `systemctl`, `apt-get`, `apt`, `snap` (symlinked into every host's /usr/bin); as
+//! `systemctl`, `apt-get`, `apt`, `snap`, `dpkg-query`, `journalctl` (symlinked into every host's /usr/bin); as
 //! `host-runtime` it takes a subcommand: `boot`/`init` (start a host), `enter` (run a
 //! program in a host), or any of the tool names.
 
@@ -9,9 +9,11 @@ mod boot;
 mod catalog;
 mod conditions;
 mod ctl;
+mod dpkg_query;
 mod enable;
 mod enter;
 mod init;
+mod journalctl;
 mod launch;
 mod members;
 mod snap;
@@ -33,12 +35,14 @@ fn dispatch(prog: &str, rest: &[String]) -> i32 {
         "apt-get" => apt::main(rest, false),
         "apt" => apt::main(rest, true),
         "snap" => snap::main(rest),
+        "dpkg-query" => dpkg_query::main(rest),
+        "journalctl" => journalctl::main(rest),
         _ => match rest.split_first() {
             Some((sub, more)) => match sub.as_str() {
                 "boot" => boot::main(more),
                 "init" => init::main(more),
                 "enter" => enter::main(more),
-                "systemctl" | "apt-get" | "apt" | "snap" => dispatch(sub, more),
+                "systemctl" | "apt-get" | "apt" | "snap" | "dpkg-query" | "journalctl" => dispatch(sub, more),
                 other => {
                     eprintln!("host-runtime: unknown subcommand {other}");
                     2

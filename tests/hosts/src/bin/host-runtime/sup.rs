@@ -899,7 +899,7 @@ impl Sup {
         let name = unit::normalize(name);
         let loaded = unit::load(&name, &self.hostname);
         let (load, desc, path, kind, restart) = match &loaded {
-            Ok(u) => ("loaded", u.description.clone(), u.path.display().to_string(), format!("{:?}", u.svc.kind).to_lowercase(), format!("{:?}", u.svc.restart)),
+            Ok(u) => ("loaded", u.description.clone(), u.path.display().to_string(), format!("{:?}", u.svc.kind).to_lowercase(), u.svc.restart.as_str().to_string()),
             Err(LoadError::NotFound) => ("not-found", name.clone(), String::new(), String::new(), String::new()),
             Err(LoadError::Masked(p)) => ("masked", name.clone(), p.display().to_string(), String::new(), String::new()),
             Err(LoadError::Bad(_)) => ("bad-setting", name.clone(), String::new(), String::new(), String::new()),

@@ -28,6 +28,10 @@ pub fn call(argv: &[String]) -> Reply {
 }
 
 pub fn main(argv: &[String]) -> i32 {
+    if argv.iter().any(|a| a == "--version") {
+        println!("systemd 252 (252-local-model)\n+local-model: the host-runtime stand-in for systemd");
+        return 0;
+    }
     let r = call(argv);
     print!("{}", r.out);
     eprint!("{}", r.err);
