@@ -5,6 +5,7 @@
 //! | method, path under `/MAAS/` | what |
 //! |---|---|
 //! | GET `api/2.0/version/` | anonymous; names the host (`hostname`) |
+//! | GET `` (i.e. `/MAAS/`), `r/...` | the UI entry page (200), for load-balancer checks |
 //! | GET `api/2.0/users/?op=whoami`, GET `api/2.0/users/` | the caller; users |
 //! | GET `api/2.0/regioncontrollers/`, `api/2.0/rackcontrollers/` | controllers |
 //! | GET `api/2.0/subnets/` | subnets learnt from racks |
@@ -66,6 +67,12 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match (m, segs.as_slice()) {
         ("GET", ["api", "2.0", "version"]) => ok(version(region)),
+        // The UI's entry page, for load balancers that check it.
+        ("GET", [""] | ["r", ..]) => Ok(Response {
+            status: 200,
+            content_type: "text/html; charset=utf-8".into(),
+            body: format!("<!doctype html><title>MAAS stand-in</title><p>MAAS stand-in (not MAAS) on {}</p>\n", region.hostname).into_bytes(),
+        }),
         ("GET", ["standin", "health"]) => ok(json!({"hostname": region.hostname, "database": "ok"})),
         ("POST", ["rpc", "standin-register"]) => rack_register(region, req),
         (_, ["standin", ..]) => loopback_only(region, req, &segs[1..]),

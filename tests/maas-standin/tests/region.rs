@@ -104,6 +104,9 @@ fn region_init_heartbeats_users_and_api() {
         let (s, _) = get(&format!("http://127.0.0.1:{port}/MAAS/api/2.0/version/")).unwrap();
         assert_eq!(s, 200);
     }
+    let (s, page) = get(&format!("{}/", r.url())).unwrap();
+    assert_eq!(s, 200);
+    assert!(page.contains("region-a"), "{page}");
     wait_for("three heartbeat rows", T, || (heartbeats(&pg, "region-a") >= 3).then_some(()));
 
     // createadmin and apikey through the API (loopback test endpoints).
