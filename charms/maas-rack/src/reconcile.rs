@@ -176,9 +176,13 @@ fn ensure_installed(ctx: &Context, method: &InstallMethod, record: &mut Record) 
         }
         (InstallMethod::Deb { source }, true) if record.deb_source.as_deref() != source.as_ref().map(|s| s.as_str()) => {
             // The new source serves the next upgrade; upgrading MAAS stays the operator's call.
+            if !matches!(source, Some(crate::config::DebSource::Line(_))) {
+                ctx.machine.remove_file(std::path::Path::new(crate::maas::APT_SOURCE_FILE))?;
+            }
             if let Some(src) = source {
                 workload::add_deb_source(ctx.machine, src)?;
             }
+            ctx.machine.run(&crate::maas::apt(["update"]))?;
             record.deb_source = source.as_ref().map(|s| s.as_str().to_string());
         }
         _ => {}

@@ -39,7 +39,7 @@ pub fn install(m: &dyn Machine, method: &InstallMethod) -> Result<()> {
     Ok(())
 }
 
-/// Adds an APT source (and refreshes the package lists when something changed).
+/// Adds an APT source; the caller refreshes the package lists.
 pub fn add_deb_source(m: &dyn Machine, src: &DebSource) -> Result<()> {
     match (maas::add_source_cmd(src), maas::apt_source_file(src)) {
         (Some(cmd), _) => {
@@ -50,7 +50,6 @@ pub fn add_deb_source(m: &dyn Machine, src: &DebSource) -> Result<()> {
         }
         (None, None) => {}
     }
-    m.run(&maas::apt(["update"]))?;
     Ok(())
 }
 
