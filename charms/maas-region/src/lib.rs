@@ -1,1 +1,25 @@
-//! placeholder
+//! # maas-region: MAAS region controllers that scale out behind haproxy and a VIP
+//!
+//! Every event but an action ends in [`reconcile::reconcile`]; actions go to [`actions`].
+//! Modules: [`config`] (validation), [`render`] (pure rendering), [`maas`] (MAAS's files and
+//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`reconcile`].
+#![warn(missing_docs)]
+
+pub mod actions;
+pub mod config;
+pub mod lock;
+pub mod maas;
+pub mod reconcile;
+pub mod relations;
+pub mod render;
+
+use charm_lib::{Context, EventKind};
+
+/// The charm's handler: actions by name, everything else through one reconcile pass.
+pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
+    if let EventKind::Action { name, .. } = &ctx.event.kind {
+        let name = name.clone();
+        return actions::run(ctx, &name);
+    }
+    reconcile::reconcile(ctx)
+}

@@ -1,0 +1,239 @@
+//! MAAS on the host: where each flavour keeps its files, the commands the charm runs, and the
+//! parsing of what MAAS writes or prints. Commands are built here (pure) and run elsewhere.
+
+use crate::config::InstallMethod;
+use charm_lib::Cmd;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The snap's CLI.
+pub const SNAP_MAAS: &str = "/snap/bin/maas";
+/// The deb's management command.
+pub const DEB_MAAS_REGION: &str = "maas-region";
+/// The deb's API client (from maas-cli, a dependency of maas-region-api).
+pub const DEB_MAAS: &str = "maas";
+/// The deb region service.
+pub const DEB_REGIOND: &str = "maas-regiond";
+/// Debian packages of a deb region (the seed's list).
+pub const DEB_PACKAGES: [&str; 2] = ["maas-region-api", "maas-dns"];
+
+/// regiond.conf: MAAS's own record of its URL and database, the charm's source of truth for
+/// "is this unit initialised, and against what".
+pub fn regiond_conf(m: InstallMethod) -> &'static Path {
+    Path::new(match m {
+        InstallMethod::Snap => "/var/snap/maas/current/regiond.conf",
+        InstallMethod::Deb => "/etc/maas/regiond.conf",
+    })
+}
+
+/// The MAAS shared secret written by `maas init` / `dbupgrade`.
+pub fn secret_file(m: InstallMethod) -> &'static Path {
+    Path::new(match m {
+        InstallMethod::Snap => "/var/snap/maas/common/maas/secret",
+        InstallMethod::Deb => "/var/lib/maas/secret",
+    })
+}
+
+/// The snap's mode file (`none`, `region`, `rack`, `region+rack`).
+pub const SNAP_MODE: &str = "/var/snap/maas/common/snap_mode";
+
+/// The API client program for each flavour.
+pub fn cli(m: InstallMethod) -> &'static str {
+    match m {
+        InstallMethod::Snap => SNAP_MAAS,
+        InstallMethod::Deb => DEB_MAAS,
+    }
+}
+
+/// The program that runs admin commands (`createadmin`, `apikey`).
+pub fn admin(m: InstallMethod) -> &'static str {
+    match m {
+        InstallMethod::Snap => SNAP_MAAS,
+        InstallMethod::Deb => DEB_MAAS_REGION,
+    }
+}
+
+/// How a region reaches its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSettings {
+    /// Host or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database name.
+    pub name: String,
+    /// Role.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl DbSettings {
+    /// The URI for `maas init region --database-uri`.
+    pub fn uri(&self) -> String {
+        crate::render::database_uri(&self.user, &self.password, &self.host, self.port, &self.name)
+    }
+
+    /// Where the database is, without credentials: safe for relation data and logs.
+    pub fn location(&self) -> String {
+        format!("{}@{}:{}", self.name, self.host, self.port)
+    }
+
+    /// Masks the password (raw and URI-encoded) in `cmd`.
+    fn mask(&self, cmd: Cmd) -> Cmd {
+        cmd.sensitive(&self.password).sensitive(&crate::render::percent_encode(&self.password)).sensitive(&self.uri())
+    }
+}
+
+/// What regiond.conf says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegiondConf {
+    /// `maas_url`.
+    pub maas_url: Option<String>,
+    /// The database settings, when `database_host` is there.
+    pub db: Option<DbSettings>,
+}
+
+impl RegiondConf {
+    /// Parses MAAS's YAML; keys MAAS leaves at their default are filled as MAAS would.
+    pub fn parse(text: &str) -> Result<RegiondConf, String> {
+        let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("regiond.conf is not YAML: {e}"))?;
+        let get = |k: &str| -> Option<String> {
+            match v.get(k)? {
+                serde_yaml::Value::String(s) => Some(s.clone()),
+                serde_yaml::Value::Number(n) => Some(n.to_string()),
+                serde_yaml::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }
+        };
+        let db = get("database_host").map(|host| DbSettings {
+            host,
+            port: get("database_port").and_then(|p| p.parse().ok()).unwrap_or(5432),
+            name: get("database_name").unwrap_or_else(|| "maasdb".into()),
+            user: get("database_user").unwrap_or_else(|| "maas".into()),
+            password: get("database_pass").unwrap_or_default(),
+        });
+        Ok(RegiondConf { maas_url: get("maas_url").map(|u| u.trim_end_matches('/').to_string()), db })
+    }
+}
+
+/// `maas init region --maas-url URL --database-uri URI --force` (the URI is masked).
+pub fn snap_init(url: &str, db: &DbSettings) -> Cmd {
+    db.mask(Cmd::new(SNAP_MAAS, ["init", "region", "--maas-url", url, "--database-uri", &db.uri(), "--force"]))
+}
+
+/// `maas config --maas-url URL` (restarts the snap's services when the URL changes).
+pub fn snap_config_url(url: &str) -> Cmd {
+    Cmd::new(SNAP_MAAS, ["config", "--maas-url", url])
+}
+
+/// `maas-region local_config_set --database-host … --database-pass …` (password masked).
+pub fn deb_set_database(db: &DbSettings) -> Cmd {
+    let port = db.port.to_string();
+    db.mask(Cmd::new(
+        DEB_MAAS_REGION,
+        [
+            "local_config_set",
+            "--database-host",
+            &db.host,
+            "--database-port",
+            &port,
+            "--database-name",
+            &db.name,
+            "--database-user",
+            &db.user,
+            "--database-pass",
+            &db.password,
+        ],
+    ))
+}
+
+/// `maas-region local_config_set --maas-url URL`.
+pub fn deb_set_url(url: &str) -> Cmd {
+    Cmd::new(DEB_MAAS_REGION, ["local_config_set", "--maas-url", url])
+}
+
+/// `maas-region dbupgrade`: the migrations, run by the leader only.
+pub fn deb_dbupgrade() -> Cmd {
+    Cmd::new(DEB_MAAS_REGION, ["dbupgrade"])
+}
+
+/// `maas-region edit_named_options --migrate-conflicting-options`: once per unit.
+pub fn deb_edit_named_options() -> Cmd {
+    Cmd::new(DEB_MAAS_REGION, ["edit_named_options", "--migrate-conflicting-options"])
+}
+
+/// One service line of `maas status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceState {
+    /// `enabled` / `disabled`.
+    pub startup: String,
+    /// `active` / `inactive` / ...
+    pub current: String,
+    /// Free text (`today at 10:00 UTC`, `-`).
+    pub since: String,
+}
+
+/// Parses `maas status`: a header line, then `name startup current since...` per service.
+pub fn parse_status(text: &str) -> BTreeMap<String, ServiceState> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, startup, current) = (w.next()?, w.next()?, w.next()?);
+            if name.eq_ignore_ascii_case("service") {
+                return None;
+            }
+            Some((name.to_string(), ServiceState { startup: startup.into(), current: current.into(), since: w.collect::<Vec<_>>().join(" ") }))
+        })
+        .collect()
+}
+
+/// Whether `snap services maas` lists an active service.
+pub fn snap_services_active(text: &str) -> bool {
+    text.lines().skip(1).any(|l| l.split_whitespace().nth(2) == Some("active"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> DbSettings {
+        DbSettings { host: "10.0.0.5".into(), port: 5432, name: "maas".into(), user: "maas".into(), password: "s3cr3t/pw".into() }
+    }
+
+    #[test]
+    fn init_masks_the_password_everywhere() {
+        let c = snap_init("http://10.0.0.100/MAAS", &db());
+        assert_eq!(c.argv()[..4], ["/snap/bin/maas", "init", "region", "--maas-url"]);
+        assert!(c.argv().contains(&"postgres://maas:s3cr3t%2Fpw@10.0.0.5:5432/maas".to_string()));
+        let shown = c.to_string();
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(shown, "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri postgres://maas:***@10.0.0.5:5432/maas --force");
+        assert!(!deb_set_database(&db()).to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn regiond_conf_parses_what_maas_writes() {
+        let c = RegiondConf::parse("database_host: 10.0.0.5\ndatabase_name: maas\ndatabase_pass: 'a: b'\ndatabase_port: 5433\ndatabase_user: maas\nmaas_url: http://10.0.0.100/MAAS\n").unwrap();
+        assert_eq!(c.maas_url.as_deref(), Some("http://10.0.0.100/MAAS"));
+        let d = c.db.unwrap();
+        assert_eq!((d.host.as_str(), d.port, d.password.as_str()), ("10.0.0.5", 5433, "a: b"));
+        assert_eq!(RegiondConf::parse("maas_url: http://x/MAAS\n").unwrap().db, None);
+        assert!(RegiondConf::parse("a: [").is_err());
+    }
+
+    #[test]
+    fn status_table() {
+        let s = parse_status("Service          Startup  Current  Since\nbind9            enabled  active   today at 10:00 UTC\ndhcpd            disabled inactive -\n");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s["bind9"], ServiceState { startup: "enabled".into(), current: "active".into(), since: "today at 10:00 UTC".into() });
+        assert_eq!(s["dhcpd"].current, "inactive");
+    }
+
+    #[test]
+    fn snap_services() {
+        assert!(snap_services_active("Service      Startup  Current  Notes\nmaas.pebble  enabled  active   -\n"));
+        assert!(!snap_services_active("Service      Startup  Current  Notes\nmaas.pebble  enabled  inactive -\n"));
+        assert!(!snap_services_active(""));
+    }
+}

@@ -1,0 +1,491 @@
+//! One holistic pass for every hook: derive the wanted host state and relation data from the
+//! whole model, apply the difference, report one status.
+
+use crate::config::{Config, InstallMethod};
+use crate::lock;
+use crate::maas::{self, DbSettings, RegiondConf};
+use crate::relations::{self, Database, Peer};
+use crate::render::{self, Backend, HaproxyOptions};
+use charm_lib::tools::SecretOptions;
+use charm_lib::{Cmd, Context, EventKind, FileOptions, MachineExt, ServiceOp, Status};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Live haproxy configuration.
+pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
+/// Where a new haproxy configuration is checked before it replaces the live one.
+pub const HAPROXY_CANDIDATE: &str = "/etc/haproxy/haproxy.cfg.candidate";
+/// The APT source file for `deb-source` lines.
+pub const APT_SOURCE: &str = "/etc/apt/sources.list.d/maas-region.list";
+/// Label of the Juju secret holding the MAAS shared secret.
+pub const SHARED_SECRET_LABEL: &str = "maas-shared-secret";
+
+/// Peer app databag keys (written by the leader).
+pub mod app_keys {
+    /// The MAAS URL every region uses.
+    pub const MAAS_URL: &str = "maas-url";
+    /// The Juju secret id of the MAAS shared secret.
+    pub const SECRET_ID: &str = "secret-id";
+    /// Deb: the database (name@host:port) the leader migrated.
+    pub const MIGRATIONS_DONE: &str = "migrations-done";
+}
+
+/// Charm state (`state-set`) keys of this unit.
+mod stored {
+    pub const METHOD: &str = "installed-method";
+    pub const CHANNEL: &str = "snap-channel";
+    pub const DEB: &str = "deb-installed";
+    pub const HAPROXY: &str = "haproxy-installed";
+    pub const NAMED: &str = "named-options-migrated";
+    pub const INIT_ERROR: &str = "init-error";
+}
+
+fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Shows progress right away: collect-status only speaks at the end of the hook, and an
+/// operator watching a long install or init should see what is happening.
+fn progress(ctx: &Context, message: &str) {
+    if let Err(e) = ctx.tools().status_set("maintenance", message, false) {
+        log::debug!("could not show progress {message:?}: {e}");
+    }
+}
+
+/// Everything the workload step needs from the model.
+struct World {
+    cfg: Config,
+    leader: bool,
+    me: String,
+    address: Option<String>,
+    hostname: String,
+    peers: Vec<Peer>,
+    has_peers: bool,
+    peer_app: BTreeMap<String, String>,
+    stored: BTreeMap<String, String>,
+}
+
+/// The hook's entry point for every event but actions.
+pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
+    if matches!(ctx.event.kind, EventKind::Remove) {
+        return Ok(());
+    }
+    let cfg = match Config::from_json(ctx.model.config_raw()?) {
+        Ok(c) => c,
+        Err(msg) => {
+            ctx.status(Status::blocked(msg));
+            return Ok(());
+        }
+    };
+    let mut stored = ctx.tools().state_get()?;
+    if let Some(installed) = stored.get(stored::METHOD).filter(|m| m.as_str() != cfg.install_method.as_str()) {
+        ctx.status(Status::blocked(format!(
+            "install-method cannot change from {installed} to {} on a deployed unit: set it back, or deploy a new application",
+            cfg.install_method.as_str()
+        )));
+        return Ok(());
+    }
+    install(ctx, &cfg, &mut stored)?;
+
+    let me = ctx.model.unit_name().to_string();
+    let leader = ctx.model.is_leader()?;
+    let address = ctx.model.ingress_address(relations::PEERS)?;
+    let hostname = hostname(ctx, &me)?;
+    let peer_rel = ctx.model.relation(relations::PEERS)?;
+    let mut peer_app = BTreeMap::new();
+    if let Some(rel) = &peer_rel {
+        let mut mine = bag(&[("hostname", &hostname)]);
+        if let Some(a) = &address {
+            mine.insert("address".into(), a.clone());
+        }
+        rel.set_my_unit_data(&relations::changed(&rel.my_unit_data()?, &mine))?;
+        peer_app = rel.my_app_data()?;
+    }
+    let has_peers = peer_rel.is_some();
+    drop(peer_rel);
+    let peers = relations::peers(&ctx.model)?;
+    let mut w = World { cfg, leader, me, address, hostname, peers, has_peers, peer_app, stored };
+
+    if let Some(s) = apply_haproxy(ctx, &w)? {
+        ctx.status(s);
+    }
+    relations::publish_vip_checks(&ctx.model, render::vip_check(w.cfg.haproxy))?;
+    ctx.model.set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled))?;
+
+    let url = decide_url(ctx, &mut w)?;
+    let db = relations::database(&ctx.model, &w.cfg.database_name)?;
+    let ready = match (&db, &url) {
+        (Database::Both, _) => {
+            ctx.status(Status::blocked("relate either db or database, not both: remove one of the two relations"));
+            false
+        }
+        (Database::Missing, _) => {
+            stop_regiond(ctx, w.cfg.install_method)?;
+            ctx.status(Status::waiting("waiting for database"));
+            false
+        }
+        (Database::NotReady(why), _) => {
+            ctx.status(Status::waiting(why.clone()));
+            false
+        }
+        (Database::Ready(_), None) => {
+            ctx.status(Status::waiting("waiting for the leader to publish the MAAS URL"));
+            false
+        }
+        (Database::Ready(db), Some(url)) => match w.cfg.install_method {
+            InstallMethod::Snap => snap_workload(ctx, &mut w, db, url)?,
+            InstallMethod::Deb => deb_workload(ctx, &mut w, db, url)?,
+        },
+    };
+    if w.leader {
+        publish_leader_data(ctx, &w, url.as_deref())?;
+    }
+    ctx.tools().state_set(&w.stored)?;
+    if ready {
+        if let Some(u) = &url {
+            ctx.status(Status::active(format!("serving {u}")));
+        }
+    }
+    Ok(())
+}
+
+fn hostname(ctx: &Context, me: &str) -> anyhow::Result<String> {
+    let out = ctx.machine.run(&Cmd::new("hostname", Vec::<String>::new()).allow_failure())?;
+    let h = out.stdout.trim();
+    Ok(if out.success() && !h.is_empty() { h.to_string() } else { me.replace('/', "-") })
+}
+
+fn install(ctx: &Context, cfg: &Config, stored: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+    match cfg.install_method {
+        InstallMethod::Snap => match stored.get(stored::CHANNEL) {
+            None => {
+                progress(ctx, &format!("installing the maas snap ({})", cfg.channel));
+                ctx.machine.snap_install("maas", &cfg.channel)?;
+                stored.insert(stored::CHANNEL.into(), cfg.channel.clone());
+            }
+            Some(c) if *c != cfg.channel => {
+                progress(ctx, &format!("refreshing the maas snap to {}", cfg.channel));
+                ctx.machine.snap_refresh("maas", &cfg.channel)?;
+                stored.insert(stored::CHANNEL.into(), cfg.channel.clone());
+            }
+            Some(_) => {}
+        },
+        InstallMethod::Deb => {
+            if stored.get(stored::DEB).map(String::as_str) != Some("yes") {
+                progress(ctx, &format!("installing {}", maas::DEB_PACKAGES.join(" ")));
+                if let Some(src) = &cfg.deb_source {
+                    if src.starts_with("ppa:") {
+                        ctx.machine.run(&Cmd::new("add-apt-repository", ["-y", src.as_str()]))?;
+                    } else {
+                        ctx.machine.write_file(Path::new(APT_SOURCE), format!("{src}\n").as_bytes(), &FileOptions::root(0o644))?;
+                    }
+                    ctx.machine.run(&Cmd::new("apt-get", ["update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+                }
+                ctx.machine.apt_install(&maas::DEB_PACKAGES)?;
+                // The packages start an unconfigured regiond; it runs only once the database is known.
+                ctx.machine.service(ServiceOp::Stop, maas::DEB_REGIOND)?;
+                stored.insert(stored::DEB.into(), "yes".into());
+            }
+        }
+    }
+    if cfg.haproxy && stored.get(stored::HAPROXY).map(String::as_str) != Some("yes") {
+        progress(ctx, "installing haproxy");
+        ctx.machine.apt_install(&["haproxy"])?;
+        stored.insert(stored::HAPROXY.into(), "yes".into());
+    }
+    stored.insert(stored::METHOD.into(), cfg.install_method.as_str().into());
+    Ok(())
+}
+
+/// Renders haproxy.cfg, has haproxy check it, and only then replaces the live file and
+/// reloads. A refused file leaves the running haproxy untouched and blocks the unit.
+fn apply_haproxy(ctx: &Context, w: &World) -> anyhow::Result<Option<Status>> {
+    if !w.cfg.haproxy {
+        if w.stored.get(stored::HAPROXY).map(String::as_str) == Some("yes") {
+            ctx.machine.retire_service("haproxy")?;
+            if w.cfg.install_method == InstallMethod::Deb {
+                ctx.machine.ensure_service("apache2", false)?;
+            }
+        }
+        return Ok(None);
+    }
+    if w.cfg.install_method == InstallMethod::Deb && ctx.machine.service_is_active("apache2")? {
+        // The seed's step: apache2 (the package's port 80 redirect) must leave port 80 to haproxy.
+        ctx.machine.service(ServiceOp::Stop, "apache2")?;
+        ctx.machine.service(ServiceOp::Disable, "apache2")?;
+    }
+    let mut backends: Vec<Backend> = w.peers.iter().filter_map(|p| p.address.as_deref().map(|a| Backend::for_unit(&p.unit, a))).collect();
+    if let Some(a) = &w.address {
+        backends.push(Backend::for_unit(&w.me, a));
+    }
+    if backends.is_empty() {
+        return Ok(Some(Status::waiting("waiting for a network address for haproxy")));
+    }
+    let text = render::haproxy_cfg(&backends, HaproxyOptions { tls: w.cfg.tls_enabled, agent_ports: w.cfg.haproxy_agent_ports });
+    let live = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))?;
+    let mut changed = false;
+    if live.as_deref() != Some(text.as_str()) {
+        let candidate = Path::new(HAPROXY_CANDIDATE);
+        ctx.machine.write_file(candidate, text.as_bytes(), &FileOptions::root(0o644))?;
+        let check = ctx.machine.run(&Cmd::new("haproxy", ["-c", "-f", HAPROXY_CANDIDATE]).allow_failure())?;
+        ctx.machine.remove_file(candidate)?;
+        if !check.success() {
+            let why = if check.stderr.trim().is_empty() { check.stdout.trim() } else { check.stderr.trim() };
+            let last = why.lines().rev().find(|l| l.contains("ALERT")).or(why.lines().last()).unwrap_or("no output");
+            log::error!("haproxy refused the rendered configuration, the running one is kept: {why}");
+            return Ok(Some(Status::blocked(format!("haproxy refused the generated configuration (kept the running one): {last}"))));
+        }
+        changed = ctx.machine.write_file(Path::new(HAPROXY_CFG), text.as_bytes(), &FileOptions::root(0o644))?;
+    }
+    ctx.machine.service(ServiceOp::Enable, "haproxy")?;
+    if !ctx.machine.service_is_active("haproxy")? {
+        ctx.machine.service(ServiceOp::Start, "haproxy")?;
+    } else if changed {
+        ctx.machine.service(ServiceOp::Reload, "haproxy")?;
+    }
+    Ok(None)
+}
+
+/// The leader decides the URL and publishes it; everyone else uses what it published.
+fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
+    if w.leader {
+        let vip = relations::vip(&ctx.model)?;
+        let url = render::maas_url(w.cfg.maas_url.as_deref(), vip.as_deref(), w.address.as_deref()).map(|(u, _)| u);
+        if let (Some(u), true) = (&url, w.has_peers) {
+            set_peer_app(ctx, w, app_keys::MAAS_URL, u)?;
+        }
+        return Ok(url);
+    }
+    if let Some(u) = &w.cfg.maas_url {
+        return Ok(Some(u.clone()));
+    }
+    Ok(w.peer_app.get(app_keys::MAAS_URL).filter(|u| !u.is_empty()).cloned())
+}
+
+fn set_peer_app(ctx: &Context, w: &mut World, key: &str, value: &str) -> anyhow::Result<()> {
+    if w.peer_app.get(key).map(String::as_str).unwrap_or("") == value {
+        return Ok(());
+    }
+    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+        rel.set_my_app_data(&bag(&[(key, value)]))?;
+        if value.is_empty() {
+            w.peer_app.remove(key);
+        } else {
+            w.peer_app.insert(key.into(), value.into());
+        }
+    }
+    Ok(())
+}
+
+fn set_my_request(ctx: &Context, wanted: bool) -> anyhow::Result<()> {
+    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+        let v = if wanted { "yes" } else { "" };
+        rel.set_my_unit_data(&relations::changed(&rel.my_unit_data()?, &bag(&[(lock::REQUEST_KEY, v)])))?;
+    }
+    Ok(())
+}
+
+/// The leader's grant, given whether it asks itself.
+fn regrant(ctx: &Context, w: &mut World, self_requests: bool) -> anyhow::Result<()> {
+    let mut requesters: BTreeSet<String> = w.peers.iter().filter(|p| p.requests_lock).map(|p| p.unit.clone()).collect();
+    let mut members: BTreeSet<String> = w.peers.iter().map(|p| p.unit.clone()).collect();
+    members.insert(w.me.clone());
+    if self_requests {
+        requesters.insert(w.me.clone());
+    }
+    let holder = lock::grant(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &requesters, &members).unwrap_or_default();
+    set_peer_app(ctx, w, lock::LOCK_KEY, &holder)
+}
+
+fn same_db(a: &DbSettings, b: &DbSettings) -> bool {
+    a == b
+}
+
+fn read_conf(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<RegiondConf>> {
+    match ctx.machine.read_to_string(maas::regiond_conf(m))? {
+        None => Ok(None),
+        Some(t) => Ok(RegiondConf::parse(&t).ok()),
+    }
+}
+
+/// Events after which a failed init is tried again: time passed or the inputs changed. Not
+/// peer events, so that a failing unit does not spin the lock around the cluster.
+fn may_retry_init(ctx: &Context) -> bool {
+    match &ctx.event.kind {
+        EventKind::Relation(r) => r.relation.endpoint != relations::PEERS,
+        EventKind::LeaderSettingsChanged => false,
+        _ => true,
+    }
+}
+
+/// Snap: `maas init` under the leader's lock when the unit is not initialised against this
+/// database (a moved database or new credentials re-run init: `maas config` cannot change the
+/// database); `maas config --maas-url` when only the URL changed.
+fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -> anyhow::Result<bool> {
+    let conf = read_conf(ctx, InstallMethod::Snap)?;
+    let mode = ctx.machine.read_to_string(Path::new(maas::SNAP_MODE))?.map(|m| m.trim().to_string());
+    let region_mode = mode.as_deref().is_none_or(|m| m == "region" || m == "region+rack");
+    let initialised = region_mode && conf.as_ref().and_then(|c| c.db.as_ref()).is_some_and(|d| same_db(d, db));
+    if initialised {
+        set_my_request(ctx, false)?;
+        if w.leader {
+            regrant(ctx, w, false)?;
+        }
+        w.stored.remove(stored::INIT_ERROR);
+        if conf.as_ref().and_then(|c| c.maas_url.as_deref()) != Some(url) {
+            progress(ctx, &format!("setting the MAAS URL to {url}"));
+            ctx.machine.run(&maas::snap_config_url(url))?;
+        }
+        let services = ctx.machine.run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
+        if !maas::snap_services_active(&services.stdout) {
+            ctx.machine.run(&Cmd::new("snap", ["start", "maas"]))?;
+        }
+        return Ok(true);
+    }
+    if !w.has_peers {
+        ctx.status(Status::waiting("waiting for the peer relation (init lock)"));
+        return Ok(false);
+    }
+    let failed = w.stored.get(stored::INIT_ERROR).cloned();
+    let asks = failed.is_none() || may_retry_init(ctx);
+    set_my_request(ctx, asks)?;
+    if w.leader {
+        regrant(ctx, w, asks)?;
+    }
+    let granted = asks && w.peer_app.get(lock::LOCK_KEY).map(String::as_str) == Some(w.me.as_str());
+    if !granted {
+        ctx.status(match failed {
+            Some(e) => Status::blocked(format!("maas init failed: {e}")),
+            None => Status::waiting("waiting for init lock"),
+        });
+        return Ok(false);
+    }
+    progress(ctx, "initialising MAAS (maas init region)");
+    let result = ctx.machine.run(&maas::snap_init(url, db));
+    set_my_request(ctx, false)?;
+    if w.leader {
+        regrant(ctx, w, false)?;
+    }
+    match result {
+        Ok(_) => {
+            w.stored.remove(stored::INIT_ERROR);
+            log::info!("MAAS initialised as a region of {} with URL {url}", db.location());
+            Ok(true)
+        }
+        Err(e) => {
+            let msg = short_error(&e.to_string());
+            log::error!("maas init failed: {e}");
+            w.stored.insert(stored::INIT_ERROR.into(), msg.clone());
+            ctx.status(Status::blocked(format!("maas init failed: {msg}")));
+            Ok(false)
+        }
+    }
+}
+
+/// MAAS's own message, without the (masked) command line in front of it.
+fn short_error(e: &str) -> String {
+    let msg = e.split_once("): ").map(|(_, m)| m).unwrap_or(e);
+    let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(msg).trim();
+    last.chars().take(200).collect()
+}
+
+/// Deb, the seed's way: regiond.conf through `local_config_set`, migrations by the leader
+/// before any other unit starts regiond, bind's options migrated once per unit.
+fn deb_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -> anyhow::Result<bool> {
+    let conf = read_conf(ctx, InstallMethod::Deb)?.unwrap_or_default();
+    let mut changed = false;
+    if !conf.db.as_ref().is_some_and(|d| same_db(d, db)) {
+        progress(ctx, "writing the database settings into regiond.conf");
+        ctx.machine.run(&maas::deb_set_database(db))?;
+        changed = true;
+    }
+    if conf.maas_url.as_deref() != Some(url) {
+        progress(ctx, &format!("setting the MAAS URL to {url}"));
+        ctx.machine.run(&maas::deb_set_url(url))?;
+        changed = true;
+    }
+    let location = db.location();
+    if w.peer_app.get(app_keys::MIGRATIONS_DONE) != Some(&location) {
+        if !w.leader {
+            ctx.status(Status::waiting("waiting for the leader to run the database migrations"));
+            return Ok(false);
+        }
+        if !w.has_peers {
+            ctx.status(Status::waiting("waiting for the peer relation"));
+            return Ok(false);
+        }
+        progress(ctx, "running the database migrations (maas-region dbupgrade)");
+        if let Err(e) = ctx.machine.run(&maas::deb_dbupgrade()) {
+            log::error!("maas-region dbupgrade failed: {e}");
+            ctx.status(Status::blocked(format!("maas-region dbupgrade failed: {}", short_error(&e.to_string()))));
+            return Ok(false);
+        }
+        set_peer_app(ctx, w, app_keys::MIGRATIONS_DONE, &location)?;
+    }
+    if w.stored.get(stored::NAMED).map(String::as_str) != Some("yes") {
+        progress(ctx, "migrating bind's conflicting options");
+        ctx.machine.run(&maas::deb_edit_named_options())?;
+        ctx.machine.service(ServiceOp::Restart, "bind9")?;
+        w.stored.insert(stored::NAMED.into(), "yes".into());
+    }
+    ctx.machine.ensure_service(maas::DEB_REGIOND, changed)?;
+    Ok(true)
+}
+
+/// The database went away: regiond cannot work, stop it (only if it runs).
+fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
+    match m {
+        InstallMethod::Snap => {
+            if ctx.machine.read_file(maas::regiond_conf(m))?.is_none() {
+                return Ok(());
+            }
+            let services = ctx.machine.run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
+            if maas::snap_services_active(&services.stdout) {
+                ctx.machine.run(&Cmd::new("snap", ["stop", "maas"]))?;
+            }
+        }
+        InstallMethod::Deb => {
+            if ctx.machine.service_is_active(maas::DEB_REGIOND)? {
+                ctx.machine.service(ServiceOp::Stop, maas::DEB_REGIOND)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs).
+fn shared_secret_id(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<String>> {
+    let Some(text) = ctx.machine.read_to_string(maas::secret_file(m))? else { return Ok(None) };
+    let secret = text.trim().to_string();
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    let content = bag(&[("secret", &secret)]);
+    match ctx.model.secret_by_label(SHARED_SECRET_LABEL)? {
+        Some((id, _)) => {
+            if ctx.model.peek_secret(Some(&id), None)? != content {
+                ctx.model.set_secret(&id, &content)?;
+            }
+            Ok(Some(id))
+        }
+        None => {
+            let opts = SecretOptions { label: Some(SHARED_SECRET_LABEL.into()), description: Some("MAAS shared secret (racks register with it)".into()), ..Default::default() };
+            Ok(Some(ctx.model.add_secret(&content, &opts)?))
+        }
+    }
+}
+
+fn publish_leader_data(ctx: &Context, w: &World, url: Option<&str>) -> anyhow::Result<()> {
+    let secret_id = shared_secret_id(ctx, w.cfg.install_method)?;
+    if let (Some(id), Some(rel)) = (&secret_id, ctx.model.relation(relations::PEERS)?) {
+        if w.peer_app.get(app_keys::SECRET_ID) != Some(id) {
+            rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, id)]))?;
+        }
+    }
+    let Some(url) = url else { return Ok(()) };
+    let mut regions: Vec<String> = w.peers.iter().filter_map(|p| p.hostname.clone()).collect();
+    regions.push(w.hostname.clone());
+    regions.sort();
+    regions.dedup();
+    relations::publish_rpc(&ctx.model, url, secret_id.as_deref(), &regions)
+}

@@ -1,0 +1,229 @@
+//! The relations as this charm reads and writes them (keys: charms/INTERFACES.md): the two
+//! database protocols, the VIP subordinate, the peers, and the racks.
+
+use crate::maas::DbSettings;
+use charm_lib::{Databag, Model};
+use std::collections::BTreeMap;
+
+/// Database endpoints.
+pub const DB: &str = "db";
+/// The postgresql_client endpoint.
+pub const DATABASE: &str = "database";
+/// The peer endpoint.
+pub const PEERS: &str = "cluster";
+/// The VIP subordinate's endpoint.
+pub const VIP: &str = "vip";
+/// The racks' endpoint.
+pub const RPC: &str = "rpc";
+
+/// What the database relations offer right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// Neither `db` nor `database` is related.
+    Missing,
+    /// Both are related: the operator must pick one.
+    Both,
+    /// Related, not usable yet; the reason is for the Waiting status.
+    NotReady(String),
+    /// Usable.
+    Ready(DbSettings),
+}
+
+fn bag(pairs: &[(&str, &str)]) -> Databag {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+const REQUESTED_SECRETS: &str = r#"["username","password"]"#;
+
+/// Reads credentials from a `secret-user` secret (keys `username`, `password`).
+fn secret_credentials(model: &Model, id: &str) -> Result<(String, String), String> {
+    let c = model.get_secret(Some(id), None, true).map_err(|_| format!("waiting for database credentials (secret {id} is not readable yet)"))?;
+    match (c.get("username"), c.get("password")) {
+        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok((u.clone(), p.clone())),
+        _ => Err(format!("waiting for database credentials (secret {id} lacks username or password)")),
+    }
+}
+
+fn port(raw: Option<&String>, endpoint: &str) -> Result<u16, String> {
+    match raw.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(5432),
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("waiting for valid {endpoint} relation data (port {p:?} is not a port)")),
+    }
+}
+
+/// Asks for the database on `db` (unit databag) and reads the answer of whichever server unit
+/// lists this unit in `allowed-units`.
+fn read_pgsql(model: &Model, database: &str) -> anyhow::Result<Database> {
+    let Some(rel) = model.relation(DB)? else { return Ok(Database::Missing) };
+    rel.set_my_unit_data(&changed(&rel.my_unit_data()?, &bag(&[("database", database), ("requested-secrets", REQUESTED_SECRETS)])))?;
+    let me = model.unit_name().to_string();
+    let mut reason = "waiting for database (the db relation has no data yet)".to_string();
+    for unit in rel.units() {
+        let d = rel.unit_data(unit)?;
+        let Some(host) = d.get("host").filter(|h| !h.is_empty()) else { continue };
+        if !d.get("allowed-units").is_some_and(|a| a.split_whitespace().any(|u| u == me)) {
+            reason = format!("waiting for database access ({unit} does not allow {me} yet)");
+            continue;
+        }
+        if d.get("database").is_some_and(|n| n != database) {
+            reason = format!("waiting for database {database:?} ({unit} offers {:?})", d["database"]);
+            continue;
+        }
+        let port = match port(d.get("port"), DB) {
+            Ok(p) => p,
+            Err(e) => return Ok(Database::NotReady(e)),
+        };
+        let (user, password) = match d.get("secret-user").filter(|s| !s.is_empty()) {
+            Some(id) => match secret_credentials(model, id) {
+                Ok(c) => c,
+                Err(e) => return Ok(Database::NotReady(e)),
+            },
+            None => match (d.get("user"), d.get("password")) {
+                (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+                    log::warn!("db relation: {unit} sent the password in clear (legacy pgsql); it will be used, but a server that supports requested-secrets is safer");
+                    (u.clone(), p.clone())
+                }
+                _ => return Ok(Database::NotReady("waiting for database credentials on the db relation".into())),
+            },
+        };
+        return Ok(Database::Ready(DbSettings { host: host.clone(), port, name: database.to_string(), user, password }));
+    }
+    Ok(Database::NotReady(reason))
+}
+
+/// Asks on `database` (leader, app databag) and reads the provider's app databag.
+fn read_postgresql_client(model: &Model, database: &str) -> anyhow::Result<Database> {
+    let Some(rel) = model.relation(DATABASE)? else { return Ok(Database::Missing) };
+    if model.is_leader()? {
+        rel.set_my_app_data(&changed(&rel.my_app_data()?, &bag(&[("database", database), ("requested-secrets", REQUESTED_SECRETS)])))?;
+    }
+    let d = rel.remote_app_data()?;
+    let Some(endpoints) = d.get("endpoints").filter(|e| !e.trim().is_empty()) else {
+        return Ok(Database::NotReady("waiting for database (the database relation has no endpoints yet)".into()));
+    };
+    if d.get("database").is_some_and(|n| n != database) {
+        return Ok(Database::NotReady(format!("waiting for database {database:?} (the provider offers {:?})", d["database"])));
+    }
+    let first = endpoints.split(',').next().unwrap_or_default().trim();
+    let (host, port_text) = match first.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => (h.trim_start_matches('[').trim_end_matches(']').to_string(), Some(p.to_string())),
+        _ => (first.to_string(), None),
+    };
+    if host.is_empty() {
+        return Ok(Database::NotReady(format!("waiting for valid database relation data (endpoints {endpoints:?})")));
+    }
+    let port = match port(port_text.as_ref(), DATABASE) {
+        Ok(p) => p,
+        Err(e) => return Ok(Database::NotReady(e)),
+    };
+    let (user, password) = match d.get("secret-user").filter(|s| !s.is_empty()) {
+        Some(id) => match secret_credentials(model, id) {
+            Ok(c) => c,
+            Err(e) => return Ok(Database::NotReady(e)),
+        },
+        None => match (d.get("username"), d.get("password")) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => (u.clone(), p.clone()),
+            _ => return Ok(Database::NotReady("waiting for database credentials on the database relation".into())),
+        },
+    };
+    Ok(Database::Ready(DbSettings { host, port, name: database.to_string(), user, password }))
+}
+
+/// The database, from whichever of the two relations exists (Blocked-worthy when both do).
+pub fn database(model: &Model, database: &str) -> anyhow::Result<Database> {
+    let has_db = !model.relations(DB)?.is_empty();
+    let has_database = !model.relations(DATABASE)?.is_empty();
+    match (has_db, has_database) {
+        (true, true) => Ok(Database::Both),
+        (false, false) => Ok(Database::Missing),
+        (true, false) => read_pgsql(model, database),
+        (false, true) => read_postgresql_client(model, database),
+    }
+}
+
+/// Only the keys whose value differs from `current`: writes nothing when nothing changed.
+pub fn changed(current: &Databag, wanted: &Databag) -> Databag {
+    wanted.iter().filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str()).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The VIP the subordinate offers (the first of `vips`), if any.
+pub fn vip(model: &Model) -> anyhow::Result<Option<String>> {
+    let Some(rel) = model.relation(VIP)? else { return Ok(None) };
+    for u in rel.units() {
+        let d = rel.unit_data(u)?;
+        if let Some(v) = d.get("vips").and_then(|v| v.split(',').map(str::trim).find(|v| !v.is_empty())) {
+            return Ok(Some(v.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// Tells the subordinate what to check.
+pub fn publish_vip_checks(model: &Model, check: &str) -> anyhow::Result<()> {
+    if let Some(rel) = model.relation(VIP)? {
+        rel.set_my_unit_data(&changed(&rel.my_unit_data()?, &bag(&[("check", check), ("service", "maas_region")])))?;
+    }
+    Ok(())
+}
+
+/// A peer as it describes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Unit name.
+    pub unit: String,
+    /// Address (haproxy backend).
+    pub address: Option<String>,
+    /// Hostname (the rpc `regions` list).
+    pub hostname: Option<String>,
+    /// Whether it asks for the init lock.
+    pub requests_lock: bool,
+}
+
+/// The other regions' self-descriptions.
+pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
+    let Some(rel) = model.relation(PEERS)? else { return Ok(vec![]) };
+    let mut out = vec![];
+    for u in rel.units() {
+        let d = rel.unit_data(u)?;
+        let get = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
+        out.push(Peer { unit: u.clone(), address: get("address"), hostname: get("hostname"), requests_lock: get(crate::lock::REQUEST_KEY).is_some() });
+    }
+    Ok(out)
+}
+
+/// A rack as it describes itself on `rpc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rack {
+    /// Hostname.
+    pub hostname: String,
+    /// MAAS system id, once known.
+    pub system_id: Option<String>,
+}
+
+/// Every rack on every rpc relation.
+pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
+    let mut out = vec![];
+    for rel in model.relations(RPC)? {
+        for u in rel.units() {
+            let d = rel.unit_data(u)?;
+            if let Some(h) = d.get("hostname").filter(|h| !h.is_empty()) {
+                out.push(Rack { hostname: h.clone(), system_id: d.get("system_id").filter(|s| !s.is_empty()).cloned() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The leader's rpc publication: URL, secret id (granted to each relation), region hostnames.
+pub fn publish_rpc(model: &Model, maas_url: &str, secret_id: Option<&str>, regions: &[String]) -> anyhow::Result<()> {
+    let regions = serde_json::to_string(regions)?;
+    for rel in model.relations(RPC)? {
+        let mut wanted: BTreeMap<String, String> = bag(&[("maas_url", maas_url), ("regions", &regions)]);
+        if let Some(id) = secret_id {
+            model.grant_secret(id, rel.id(), None)?;
+            wanted.insert("secret_id".into(), id.to_string());
+        }
+        rel.set_my_app_data(&changed(&rel.my_app_data()?, &wanted))?;
+    }
+    Ok(())
+}

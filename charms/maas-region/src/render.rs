@@ -1,0 +1,297 @@
+//! Pure rendering: haproxy.cfg, the database URI, the MAAS URL and the ports to open. No I/O.
+
+use charm_lib::Port;
+
+/// One region behind haproxy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Backend {
+    /// A stable server name (the unit name with `/` replaced), e.g. `maas-region-0`.
+    pub name: String,
+    /// The address haproxy connects to.
+    pub address: String,
+}
+
+impl Backend {
+    /// A backend for a unit (`maas-region/0`) at `address`.
+    pub fn for_unit(unit: &str, address: &str) -> Backend {
+        Backend { name: unit.replace('/', "-"), address: address.to_string() }
+    }
+}
+
+/// What haproxy forwards, beyond port 80.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HaproxyOptions {
+    /// 443 → 5443 (TCP passthrough) when MAAS serves TLS.
+    pub tls: bool,
+    /// 5242 and 5271 (TCP) to every region.
+    pub agent_ports: bool,
+}
+
+/// Server timeout: MAAS documents 90 s; long API calls (image uploads, big queries) need more,
+/// so the modern charm's 900 s is used.
+pub const SERVER_TIMEOUT: &str = "900s";
+
+fn address_for_server(a: &str) -> String {
+    if a.contains(':') && !a.starts_with('[') {
+        format!("[{a}]")
+    } else {
+        a.to_string()
+    }
+}
+
+fn servers(out: &mut String, backends: &[Backend], port: u16, check: &str) {
+    let mut sorted = backends.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    for b in &sorted {
+        out.push_str(&format!("    server {} {}:{port} {check}\n", b.name, address_for_server(&b.address)));
+    }
+}
+
+fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends: &[Backend]) {
+    out.push_str(&format!(
+        "\nfrontend {name}\n    bind :::{listen} v4v6\n    mode tcp\n    option tcplog\n    default_backend {name}\n\nbackend {name}\n    mode tcp\n    balance source\n    hash-type consistent\n    option tcp-check\n"
+    ));
+    servers(out, backends, target, "check inter 2s rise 2 fall 3");
+}
+
+/// haproxy.cfg for the regions in `backends` (this unit included). Port 80 goes to every
+/// region's 5240 in HTTP mode with source hashing, so a client keeps its region (MAAS's UI
+/// websocket and sessions) while regions come and go with minimal reshuffling.
+pub fn haproxy_cfg(backends: &[Backend], opts: HaproxyOptions) -> String {
+    let mut out = String::from(
+        "# Rendered by the maas-region charm: changes here are overwritten.\n\
+global\n\
+    log /dev/log local0\n\
+    maxconn 8192\n\
+    user haproxy\n\
+    group haproxy\n\
+    daemon\n\
+\n\
+defaults\n\
+    log global\n\
+    option dontlognull\n\
+    retries 3\n\
+    option redispatch\n\
+    timeout connect 5s\n\
+    timeout client 900s\n\
+    timeout check 5s\n\
+    timeout tunnel 1h\n",
+    );
+    out.push_str(&format!("    timeout server {SERVER_TIMEOUT}\n"));
+    out.push_str(
+        "\nfrontend maas_http\n    bind :::80 v4v6\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
+backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
+    );
+    servers(&mut out, backends, 5240, "check inter 2s rise 2 fall 3");
+    if opts.agent_ports {
+        tcp_service(&mut out, "maas_internal_api", 5242, 5242, backends);
+        tcp_service(&mut out, "maas_temporal", 5271, 5271, backends);
+    }
+    if opts.tls {
+        tcp_service(&mut out, "maas_https", 443, 5443, backends);
+    }
+    out
+}
+
+/// RFC 3986 percent-encoding of a URI userinfo part, so any password survives the URI.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `postgres://user:pass@host:port/name` as `maas init region --database-uri` takes it.
+pub fn database_uri(user: &str, password: &str, host: &str, port: u16, name: &str) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    format!("postgres://{}:{}@{host}:{port}/{name}", percent_encode(user), percent_encode(password))
+}
+
+/// Where the URL comes from, for status messages and the README.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// The `maas-url` option.
+    Config,
+    /// The keepalived-vip subordinate's VIP.
+    Vip,
+    /// The leader's own address.
+    Leader,
+}
+
+/// The MAAS URL the leader decides: the option, else the VIP, else its own address on 5240.
+pub fn maas_url(configured: Option<&str>, vip: Option<&str>, own_address: Option<&str>) -> Option<(String, UrlSource)> {
+    let host = |a: &str| if a.contains(':') { format!("[{a}]") } else { a.to_string() };
+    if let Some(u) = configured {
+        return Some((u.to_string(), UrlSource::Config));
+    }
+    if let Some(v) = vip {
+        return Some((format!("http://{}/MAAS", host(v)), UrlSource::Vip));
+    }
+    own_address.map(|a| (format!("http://{}:5240/MAAS", host(a)), UrlSource::Leader))
+}
+
+/// The ports a region needs (MAAS's list for region mode) plus haproxy's.
+pub fn ports(haproxy: bool, tls: bool) -> Vec<Port> {
+    let mut p = vec![
+        Port::Tcp(53),
+        Port::Udp(53),
+        Port::Udp(123),
+        Port::Udp(323),
+        Port::Tcp(3128),
+        Port::Tcp(5239),
+        Port::Tcp(5240),
+        Port::TcpRange(5241, 5247),
+        Port::UdpRange(5241, 5247),
+        Port::TcpRange(5250, 5274),
+        Port::TcpRange(5280, 5284),
+        Port::Tcp(8000),
+    ];
+    if tls {
+        p.push(Port::Tcp(5443));
+    }
+    if haproxy {
+        p.push(Port::Tcp(80));
+        if tls {
+            p.push(Port::Tcp(443));
+        }
+    }
+    p.sort();
+    p
+}
+
+/// What the VIP subordinate must check: haproxy (when it runs) and named.
+pub fn vip_check(haproxy: bool) -> &'static str {
+    if haproxy {
+        "process:haproxy,process:named"
+    } else {
+        "process:named"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn regions(n: usize) -> Vec<Backend> {
+        (0..n).map(|i| Backend::for_unit(&format!("maas-region/{i}"), &format!("10.0.0.{}", 10 + i))).collect()
+    }
+
+    /// Runs the real `haproxy -c` on a rendered file.
+    fn haproxy_accepts(cfg: &str) -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("maas-region-render-{}-{}", std::process::id(), cfg.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("haproxy-{:x}.cfg", cfg.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))));
+        std::fs::write(&path, cfg).unwrap();
+        let out = Command::new("haproxy").args(["-c", "-f"]).arg(&path).output().expect("haproxy is installed on the build machine");
+        let _ = std::fs::remove_file(&path);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    fn servers_of(cfg: &str, backend: &str) -> Vec<String> {
+        let mut inside = false;
+        let mut out = vec![];
+        for l in cfg.lines() {
+            if l.starts_with("backend ") {
+                inside = l == format!("backend {backend}");
+            } else if inside && l.trim_start().starts_with("server ") {
+                out.push(l.trim().to_string());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_two_and_three_regions_pass_haproxy_check() {
+        for n in 1..=3 {
+            for opts in [HaproxyOptions::default(), HaproxyOptions { tls: true, agent_ports: true }] {
+                let cfg = haproxy_cfg(&regions(n), opts);
+                haproxy_accepts(&cfg).unwrap_or_else(|e| panic!("{n} regions, {opts:?}: haproxy -c refused:\n{e}\n{cfg}"));
+                let http = servers_of(&cfg, "maas_http");
+                assert_eq!(http.len(), n, "{cfg}");
+                for i in 0..n {
+                    assert!(http.contains(&format!("server maas-region-{i} 10.0.0.{}:5240 check inter 2s rise 2 fall 3", 10 + i)), "{http:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn http_frontend_balances_by_source_with_consistent_hashing_and_long_timeout() {
+        let cfg = haproxy_cfg(&regions(2), HaproxyOptions::default());
+        assert!(cfg.contains("bind :::80 v4v6"));
+        let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
+        assert!(backend.contains("mode http\n    balance source\n    hash-type consistent\n"));
+        assert!(backend.contains("option httpchk GET /MAAS/api/2.0/version/"));
+        let secs: u32 = SERVER_TIMEOUT.trim_end_matches('s').parse().unwrap();
+        assert!(secs >= 90);
+        assert!(cfg.contains(&format!("timeout server {SERVER_TIMEOUT}")));
+    }
+
+    #[test]
+    fn tls_and_agent_ports_add_tcp_frontends_only_when_asked() {
+        let plain = haproxy_cfg(&regions(3), HaproxyOptions::default());
+        assert!(!plain.contains(":443") && !plain.contains("5443") && !plain.contains("5242") && !plain.contains("5271"));
+        let tls = haproxy_cfg(&regions(3), HaproxyOptions { tls: true, agent_ports: false });
+        assert!(tls.contains("bind :::443 v4v6"));
+        assert_eq!(servers_of(&tls, "maas_https").len(), 3);
+        assert!(servers_of(&tls, "maas_https")[0].contains(":5443 "));
+        assert!(!tls.contains("5242"));
+        let agents = haproxy_cfg(&regions(2), HaproxyOptions { tls: false, agent_ports: true });
+        assert_eq!(servers_of(&agents, "maas_internal_api"), ["server maas-region-0 10.0.0.10:5242 check inter 2s rise 2 fall 3", "server maas-region-1 10.0.0.11:5242 check inter 2s rise 2 fall 3"]);
+        assert_eq!(servers_of(&agents, "maas_temporal").len(), 2);
+        assert!(agents.split("frontend maas_temporal").nth(1).unwrap().contains("mode tcp"));
+        haproxy_accepts(&agents).unwrap();
+    }
+
+    #[test]
+    fn servers_are_sorted_and_unique_so_the_file_is_stable() {
+        let mut r = regions(3);
+        r.reverse();
+        r.push(r[0].clone());
+        assert_eq!(haproxy_cfg(&r, HaproxyOptions::default()), haproxy_cfg(&regions(3), HaproxyOptions::default()));
+    }
+
+    #[test]
+    fn ipv6_backends_are_bracketed() {
+        let cfg = haproxy_cfg(&[Backend::for_unit("maas-region/0", "fd00::10")], HaproxyOptions::default());
+        assert!(cfg.contains("server maas-region-0 [fd00::10]:5240 check"));
+        haproxy_accepts(&cfg).unwrap();
+    }
+
+    #[test]
+    fn database_uri_encodes_credentials() {
+        assert_eq!(database_uri("maas", "p@ss:w/rd", "10.0.0.5", 5432, "maas"), "postgres://maas:p%40ss%3Aw%2Frd@10.0.0.5:5432/maas");
+        assert_eq!(database_uri("u", "p", "fd00::5", 5433, "db"), "postgres://u:p@[fd00::5]:5433/db");
+    }
+
+    #[test]
+    fn url_prefers_config_then_vip_then_own_address() {
+        assert_eq!(maas_url(Some("http://m/MAAS"), Some("10.0.0.100"), Some("10.0.0.10")), Some(("http://m/MAAS".into(), UrlSource::Config)));
+        assert_eq!(maas_url(None, Some("10.0.0.100"), Some("10.0.0.10")), Some(("http://10.0.0.100/MAAS".into(), UrlSource::Vip)));
+        assert_eq!(maas_url(None, None, Some("10.0.0.10")), Some(("http://10.0.0.10:5240/MAAS".into(), UrlSource::Leader)));
+        assert_eq!(maas_url(None, None, None), None);
+    }
+
+    #[test]
+    fn ports_follow_haproxy_and_tls() {
+        let p = ports(true, false);
+        assert!(p.contains(&Port::Tcp(80)) && p.contains(&Port::Tcp(5240)) && p.contains(&Port::TcpRange(5250, 5274)));
+        assert!(!p.contains(&Port::Tcp(443)) && !p.contains(&Port::Tcp(5443)));
+        let p = ports(true, true);
+        assert!(p.contains(&Port::Tcp(443)) && p.contains(&Port::Tcp(5443)));
+        assert!(!ports(false, true).contains(&Port::Tcp(80)));
+        assert_eq!(vip_check(true), "process:haproxy,process:named");
+        assert_eq!(vip_check(false), "process:named");
+    }
+}
