@@ -161,7 +161,7 @@ pub fn run_tool(state: &mut ModelState, ctx: &mut HookContext, tool: &str, args:
 fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[String], stdin: &[u8]) -> R<String> {
     let in_action = ctx.hook.kind == HookKind::Action;
     if tool.starts_with("action-") && TOOLS.contains(&tool) && !in_action {
-        return fail(format!("bad request: unknown command: {tool}"));
+        return fail("not running an action");
     }
     match tool {
         "relation-ids" => relation_ids(st, ctx, args),
@@ -297,7 +297,7 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
             let p = parse_args(args, &[("file", None, true)])?;
             let kv = key_values(&p, stdin)?;
             if !st.is_leader(&ctx.unit) {
-                return fail("cannot write settings: not the leader");
+                return fail("cannot write leadership settings: cannot write settings: not the leader");
             }
             let unit = ctx.unit.clone();
             let a = st.applications.get_mut(app_of(&unit)).ok_or_else(|| ToolError::Fail("application not found".into()))?;
@@ -434,7 +434,9 @@ fn relation_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<St
         return fail(format!("permission denied: {owner:?} is not part of relation {}:{}", rel.local(&my_app).map(|e| e.spec.name.as_str()).unwrap_or(""), id));
     }
     if is_app && owner == my_app && !rel.is_peer() && !st.is_leader(&ctx.unit) {
-        return fail(format!("permission denied: unit {:?} is not leader and cannot read its own application databag", ctx.unit));
+        // Juju's controller refuses it (ops words it "is not leader and cannot read its own
+        // application databag"); the tool reports the API error
+        return fail("permission denied");
     }
     let cache_key = (id, owner.clone());
     let base = match ctx.reads.get(&cache_key) {
@@ -547,7 +549,7 @@ fn status_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<Stri
     let msg = p.pos.get(1).cloned().unwrap_or_default();
     if p.has("application") {
         if !st.is_leader(&ctx.unit) {
-            return fail(format!("setting application status: this unit is not the leader"));
+            return fail("this unit is not the leader");
         }
         if let Some(a) = st.applications.get_mut(app_of(&ctx.unit)) {
             a.status = Some(Status::new(s, &msg));
@@ -825,7 +827,7 @@ fn owned_secret(st: &ModelState, ctx: &HookContext, id: Option<&String>) -> R<St
     let s = find_secret(st, ctx, &xid).ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
     let app_owned_by_me = s.owner == format!("application:{}", app_of(&ctx.unit));
     if s.owner != format!("unit:{}", ctx.unit) && !(app_owned_by_me && st.is_leader(&ctx.unit)) {
-        return fail("permission denied");
+        return fail(format!("secret {xid:?} not found"));
     }
     Ok(xid)
 }
@@ -996,7 +998,7 @@ fn secret_info_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<Str
     };
     let s = find_secret(st, ctx, &xid).ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
     if !owns(st, ctx, &s) {
-        return fail("permission denied");
+        return fail(format!("secret {xid:?} not found"));
     }
     let mut info = json!({"revision": s.latest(), "owner": s.owner.split(':').next().unwrap_or("application"), "rotation": s.rotate.clone().unwrap_or_else(|| "never".into())});
     if let Some(l) = &s.label {
@@ -1114,3 +1116,7 @@ mod tests {
         assert!(!valid_action_key("A"));
     }
 }
+
+#[cfg(test)]
+#[path = "hooktools_tests.rs"]
+mod model_tests;
