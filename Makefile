@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 
-.PHONY: all deps build charms check-charms test unit-test demo bench lint clean
+.PHONY: all deps build charms check-charms check-bundle test unit-test demo bench lint clean
 
 all: charms
 
@@ -56,14 +56,19 @@ check-charms: charms $(VENV)/.stamp
 	$(BUILD)/charm-pack check $(CHARM_FILES)
 	cd $(BUILD) && ../$(VENV)/bin/python ../tests/scripts/charmcraft-analyse.py ../$(VENV)/bin/charmcraft $(CHARMS:%=%.charm)
 
+## check-bundle: the bundle and its overlays against the packed charms.
+check-bundle: charms
+	$(BUILD)/charm-pack check-bundle bundles/maas-ha.yaml --overlay bundles/overlays/example-site.yaml
+	$(BUILD)/charm-pack check-bundle bundles/maas-ha.yaml --overlay bundles/overlays/local-model.yaml
+
 unit-test:
 	$(CARGO) test --workspace --all-features
 
 ## test: everything CI runs.
-test: deps unit-test check-charms
+test: deps unit-test check-charms check-bundle
 
-## demo: for now, build, pack and check the charms (the local model will run the bundle).
-demo: deps check-charms
+## demo: for now, build, pack and check the charms and the bundle (the local model will run it).
+demo: deps check-charms check-bundle
 	@echo
 	@echo "Packed charms:"; ls -l $(CHARM_FILES)
 	@echo "Deploy them on Juju with: juju deploy ./bundles/maas-ha.yaml --overlay <your-site>.yaml"

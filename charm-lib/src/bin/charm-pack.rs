@@ -4,7 +4,7 @@
 //!         --license LICENSE --version 0.1.0 --out build/keepalived-vip.charm
 //!     charm-pack check build/*.charm
 
-use charm_lib::pack::{check_archive, pack, PackInput, Severity};
+use charm_lib::pack::{check_archive, check_bundle, pack, Finding, PackInput, Severity};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Check a bundle and its overlays against the charms it deploys; exit 1 on any error.
+    CheckBundle {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Overlays, applied in order.
+        #[arg(long = "overlay")]
+        overlays: Vec<PathBuf>,
+    },
     /// Check .charm files the way Juju would before deploying them; exit 1 on any error.
     Check {
         /// The .charm files.
@@ -62,6 +70,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::CheckBundle { bundle, overlays } => {
+            let what = std::iter::once(bundle.display().to_string()).chain(overlays.iter().map(|o| format!("+ {}", o.display()))).collect::<Vec<_>>().join(" ");
+            report(&what, &check_bundle(&bundle, &overlays))
+        }
         Command::Check { charms } => {
             let mut errors = 0;
             for c in &charms {
@@ -81,5 +93,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+fn report(what: &str, findings: &[Finding]) -> ExitCode {
+    for f in findings {
+        println!("{what}: {f}");
+    }
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        ExitCode::FAILURE
+    } else {
+        println!("{what}: ok");
+        ExitCode::SUCCESS
     }
 }

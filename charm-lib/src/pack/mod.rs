@@ -5,9 +5,11 @@
 //! actions.yaml, manifest.yaml with the Ubuntu bases, `dispatch` (here: the compiled charm
 //! binary itself, mode 0755 inside the zip), README.md, icon.svg, LICENSE and a version file.
 
+mod bundle;
 mod check;
 mod elf;
 
+pub use bundle::check_bundle;
 pub use check::{check_archive, check_spec, Finding, Severity};
 pub use elf::max_glibc_version;
 
