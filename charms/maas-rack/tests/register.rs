@@ -140,7 +140,7 @@ fn changing_the_channel_refreshes_the_snap_only() {
 #[test]
 fn a_failed_registration_fails_the_hook_with_stderr_and_the_secret_masked() {
     let mut st = ready();
-    st.machine = st.machine.respond(&["maas", "init", "rack"], CmdOutput::failed(1, &format!("Error: cannot write secret {SECRET}: read-only file system")));
+    st.machine = st.machine.respond(&["maas", "init", "rack"], CmdOutput::failed(1, format!("Error: cannot write secret {SECRET}: read-only file system")));
     let out = harness().run(Trigger::RelationChanged(RPC, None), &st).unwrap();
     let err = out.error.clone().expect("the hook fails so Juju retries it");
     assert!(err.contains("registering with http://10.77.0.200/MAAS failed"), "{err}");

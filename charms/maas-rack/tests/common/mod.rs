@@ -30,11 +30,9 @@ pub fn rpc(data: &[(&str, &str)]) -> Relation {
 
 /// A rack host related to a region that sent everything, the secret granted.
 pub fn ready() -> State {
-    let mut st = State::default()
+    State { machine: host("rack-1"), ..State::default() }
         .with_relation(rpc(&[("maas_url", URL), ("secret_id", SID), ("regions", REGIONS)]))
-        .with_secret(Secret::granted(SID, &[("secret", SECRET)]));
-    st.machine = host("rack-1");
-    st
+        .with_secret(Secret::granted(SID, &[("secret", SECRET)]))
 }
 
 /// `ready()` with install-method=deb.

@@ -1,0 +1,46 @@
+//! What the rack publishes for the region's configure-dhcp, and what it tells about DHCP.
+
+mod common;
+
+use charm_lib::testing::Trigger;
+use charm_lib::{CmdOutput, FileOptions, Status};
+use common::*;
+
+const DHCPD_CONF: &str = "# WARNING: Do not edit /var/lib/maas/dhcpd.conf yourself.\nfailover peer \"failover-vlan-5001\" {\n    primary;\n}\nshared-network vlan-5001 {\n    subnet 10.77.0.0 netmask 255.255.255.0 {\n    }\n}\n";
+
+#[test]
+fn snap_rack_publishes_its_system_id_and_dhcp_vlans() {
+    let mut st = registered(ready());
+    st.machine = st
+        .machine
+        .with_file("/var/snap/maas/common/maas/maas_id", "4y3h7n\n", FileOptions::root(0o644))
+        .with_file("/var/snap/maas/common/maas/dhcpd.conf", DHCPD_CONF, FileOptions::root(0o644))
+        .respond(&["maas", "status"], CmdOutput::ok("Service          Startup  Current  Since\nagent            enabled  active   today at 10:00 UTC\ndhcpd            enabled  active   today at 10:01 UTC\nrackd            enabled  active   today at 10:00 UTC\n"));
+    let out = ok(&harness(), Trigger::UpdateStatus, &st);
+    let mine = &out.state.relation(RPC).unwrap().local_unit_data;
+    assert_eq!(mine["hostname"], "rack-1");
+    assert_eq!(mine["system_id"], "4y3h7n");
+    assert_eq!(mine["dhcp"], r#"["vlan-5001"]"#);
+    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}; serving DHCP on vlan-5001")));
+}
+
+#[test]
+fn deb_rack_reports_dhcp_from_maas_dhcpd() {
+    let mut st = registered(ready_deb());
+    st.machine = st.machine.with_file("/var/lib/maas/maas_id", "abc123\n", FileOptions::root(0o644));
+    st.machine.services.entry("maas-dhcpd.service".into()).or_default().active = true;
+    let out = ok(&harness(), Trigger::UpdateStatus, &st);
+    let mine = &out.state.relation(RPC).unwrap().local_unit_data;
+    assert_eq!(mine["system_id"], "abc123");
+    assert!(!mine.contains_key("dhcp"), "dhcpd runs but its VLANs are not known yet");
+    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}; serving DHCP")));
+}
+
+#[test]
+fn dhcp_state_is_unknown_when_maas_status_fails() {
+    let mut st = registered(ready());
+    st.machine = st.machine.respond(&["maas", "status"], CmdOutput::failed(1, "MAAS is not configured: run `maas init` first."));
+    let out = ok(&harness(), Trigger::UpdateStatus, &st);
+    assert!(!out.state.relation(RPC).unwrap().local_unit_data.contains_key("dhcp"));
+    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
+}
