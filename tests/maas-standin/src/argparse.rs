@@ -15,16 +15,23 @@ pub struct Opt {
     pub required: bool,
     /// Help line.
     pub help: &'static str,
+    /// Accepted but not shown in usage (argparse.SUPPRESS).
+    pub hidden: bool,
 }
 
 impl Opt {
     /// An option that takes a value.
     pub const fn value(name: &'static str, help: &'static str) -> Opt {
-        Opt { name, takes_value: true, required: false, help }
+        Opt { name, takes_value: true, required: false, help, hidden: false }
     }
     /// A flag.
     pub const fn flag(name: &'static str, help: &'static str) -> Opt {
-        Opt { name, takes_value: false, required: false, help }
+        Opt { name, takes_value: false, required: false, help, hidden: false }
+    }
+    /// Hides the option from usage and help.
+    pub const fn hidden(mut self) -> Opt {
+        self.hidden = true;
+        self
     }
     /// Marks the option required.
     pub const fn required(mut self) -> Opt {
@@ -121,7 +128,7 @@ impl Parser {
     /// The `usage:` line.
     pub fn usage(&self) -> String {
         let mut u = format!("usage: {} [-h]", self.prog);
-        for o in &self.opts {
+        for o in self.opts.iter().filter(|o| !o.hidden) {
             let meta = o.name.trim_start_matches('-').replace('-', "_").to_uppercase();
             let body = if o.takes_value { format!("{} {meta}", o.name) } else { o.name.to_string() };
             if o.required {
@@ -144,7 +151,7 @@ impl Parser {
 
     fn help(&self) -> String {
         let mut h = format!("{}\n\noptions:\n  -h, --help            show this help message and exit\n", self.usage());
-        for o in &self.opts {
+        for o in self.opts.iter().filter(|o| !o.hidden) {
             h.push_str(&format!("  {:<22}{}\n", o.name, o.help));
         }
         h

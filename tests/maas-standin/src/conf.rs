@@ -133,16 +133,12 @@ pub struct DbSettings {
 /// only the parameters user, password, host, port and dbname; host defaults to localhost and
 /// dbname to the user.
 pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
+    if uri == "maas-test-db:///" {
+        bail!("maas-test-db:/// is not available: the MAAS stand-in needs a postgres:// URI");
+    }
     let rest = uri
         .strip_prefix("postgres://")
-        .or_else(|| uri.strip_prefix("postgresql://"))
-        .ok_or_else(|| {
-            if uri.starts_with("maas-test-db:") {
-                anyhow!("maas-test-db is not available (the MAAS stand-in needs a real PostgreSQL URI)")
-            } else {
-                anyhow!("Invalid database URI: {uri:?}: the scheme must be postgres://")
-            }
-        })?;
+        .ok_or_else(|| anyhow!("Database URI needs to be either 'maas-test-db:///' or start with 'postgres://'"))?;
     let (main, query) = match rest.split_once('?') {
         Some((m, q)) => (m, Some(q)),
         None => (rest, None),
@@ -162,7 +158,7 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
         s.pass = util::percent_decode(p, false);
     }
     let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, after) = h.split_once(']').ok_or_else(|| anyhow!("Invalid database URI: bad IPv6 host"))?;
+        let (h, after) = h.split_once(']').ok_or_else(|| anyhow!("Error parsing database URI: bad IPv6 host"))?;
         (h.to_string(), after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
@@ -172,7 +168,7 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
     };
     s.host = util::percent_decode(&host, false);
     if let Some(p) = port.filter(|p| !p.is_empty()) {
-        s.port = p.parse().map_err(|_| anyhow!("Invalid database URI: port {p:?} is not a number"))?;
+        s.port = p.parse().map_err(|_| anyhow!("Error parsing database URI: invalid port {p:?}"))?;
     }
     s.name = util::percent_decode(path, false);
     let mut bad = vec![];
@@ -182,21 +178,19 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
             "password" => s.pass = v,
             "host" => s.host = v,
             "dbname" => s.name = v,
-            "port" => s.port = v.parse().map_err(|_| anyhow!("Invalid database URI: port {v:?} is not a number"))?,
+            "port" => s.port = v.parse().map_err(|_| anyhow!("Error parsing database URI: invalid port {v:?}"))?,
             _ => bad.push(k),
         }
     }
     if !bad.is_empty() {
-        bail!(
-            "Error parsing database URI: unsupported parameters: {} (only user, password, host, port and dbname are allowed)",
-            bad.join(", ")
-        );
+        bad.sort();
+        bail!("Error parsing database URI: Unsupported parameters: {}", bad.join(", "));
     }
     if s.host.is_empty() {
         s.host = "localhost".into();
     }
     if s.user.is_empty() {
-        bail!("Invalid database URI: a user is required");
+        bail!("No user found in URI: {uri}");
     }
     if s.name.is_empty() {
         s.name = s.user.clone();
@@ -257,9 +251,14 @@ mod tests {
         );
         let s = parse_database_uri("postgres://maas@/").unwrap();
         assert_eq!((s.host.as_str(), s.port, s.name.as_str()), ("localhost", 5432, "maas"));
-        let s = parse_database_uri("postgresql://u:p@h/d?port=7000&host=other").unwrap();
+        let s = parse_database_uri("postgres://u:p@h/d?port=7000&host=other").unwrap();
         assert_eq!((s.host.as_str(), s.port), ("other", 7000));
-        assert!(parse_database_uri("postgres://u:p@h/d?sslmode=require").unwrap_err().to_string().contains("sslmode"));
+        assert_eq!(
+            parse_database_uri("postgres://u:p@h/d?sslmode=require&application_name=x").unwrap_err().to_string(),
+            "Error parsing database URI: Unsupported parameters: application_name, sslmode"
+        );
+        assert!(parse_database_uri("postgresql://u@h/d").is_err());
+        assert_eq!(parse_database_uri("postgres://h/d").unwrap_err().to_string(), "No user found in URI: postgres://h/d");
         assert!(parse_database_uri("mysql://u@h/d").is_err());
         assert!(parse_database_uri("postgres://u@h:xx/d").is_err());
         assert!(parse_database_uri("maas-test-db:///").is_err());

@@ -32,14 +32,21 @@ fn init_refuses_what_maas_refuses() {
     // Database URI with parameters MAAS does not allow.
     let o = sb.run(&["maas", "init", "region", "--maas-url", "http://x/MAAS", "--database-uri", "postgres://u:p@h/d?sslmode=require"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unsupported parameters: sslmode"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Error parsing database URI: Unsupported parameters: sslmode"), "{}", stderr(&o));
     // Not a URL.
     let o = sb.run(&["maas", "init", "rack", "--maas-url", "10.0.0.1", "--secret", "abcd"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("MAAS URL"), "{}", stderr(&o));
-    // --enable-debug and --disable-debug together.
-    let o = sb.run(&["maas", "init", "rack", "--maas-url", "http://x/MAAS", "--secret", "ab", "--enable-debug", "--disable-debug"]);
+    // Debug flags belong to region modes; there, they exclude each other.
+    let o = sb.run(&["maas", "init", "rack", "--maas-url", "http://x/MAAS", "--secret", "ab", "--enable-debug"]);
+    assert!(stderr(&o).contains("unrecognized arguments: --enable-debug"), "{}", stderr(&o));
+    let o = sb.run(&["maas", "init", "region", "--maas-url", "http://x/MAAS", "--database-uri", "postgres://u@h/d", "--enable-debug", "--disable-debug"]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not allowed with argument"), "{}", stderr(&o));
+    // Vault needs its companions.
+    let o = sb.run(&["maas", "init", "region", "--maas-url", "http://x/MAAS", "--database-uri", "postgres://u@h/d", "--vault-uri", "http://v:8200"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Missing required vault arguments: vault-approle-id, vault-wrapped-token, vault-secrets-path"), "{}", stderr(&o));
     // Nothing was written by any of that.
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
 }
@@ -101,14 +108,18 @@ fn init_rack_writes_maas_files_and_config_round_trips() {
 fn config_before_init_and_secret_only_in_rack_mode() {
     let sb = Sandbox::new("config-none");
     let o = sb.run(&["maas", "config", "--show"]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "Mode: none\n"));
+    let o = sb.run(&["maas", "config", "--maas-url", "http://x/MAAS"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not configured"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Following flags are not supported in 'none' mode: --maas-url"), "{}", stderr(&o));
+    let o = sb.run(&["maas", "status"]);
+    assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(1), "MAAS is not configured\n"));
     // A region-mode snap refuses --secret (the region owns the secret).
     std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
     std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region\n").unwrap();
     let o = sb.run(&["maas", "config", "--secret", "abcd"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("Secret can only be set in rack mode."), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Following flags are not supported in 'region' mode: --secret"), "{}", stderr(&o));
 }
 
 #[test]

@@ -106,6 +106,6 @@ fn clis_insist_on_root() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("The init command must be run by root."), "{}", stderr(&o));
+    assert!(stderr(&o).contains("The 'init' command must be run by root."), "{}", stderr(&o));
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
 }

@@ -15,25 +15,36 @@ const COMMANDS: &[&str] = &[
     "login", "logout", "list", "init", "config", "status", "migrate", "apikey", "createadmin", "config-tls",
 ];
 
-const COMMON: &[Opt] = &[
-    Opt::value("--maas-url", "URL that MAAS should use for communicate from the nodes to MAAS and other controllers of MAAS."),
-    Opt::flag("--force", "Skip confirmation questions when initialization has already been performed."),
-    Opt::flag("--enable-debug", "Enable debug mode for detailed error and log reporting."),
-    Opt::flag("--disable-debug", "Disable debug mode."),
-    Opt::flag("--skip-admin", "(hidden) accepted for compatibility."),
-];
+const URL: Opt = Opt::value("--maas-url", "URL that MAAS should use for communicate from the nodes to MAAS and other controllers of MAAS.");
+const FORCE: Opt = Opt::flag("--force", "Skip confirmation questions when initialization has already been performed.");
+/// Region-mode options; `maas config` takes all but the first (no `--database-uri`).
 const REGION: &[Opt] = &[
-    Opt::value("--database-uri", "URI for the MAAS Postgres database: postgres://user:pass@host:port/dbname"),
+    Opt::value("--database-uri", "URI for the MAAS Postgres database in the form of postgres://user:pass@host:port/dbname"),
     Opt::value("--vault-uri", "Vault URI"),
     Opt::value("--vault-approle-id", "Vault AppRole Role ID"),
     Opt::value("--vault-wrapped-token", "Vault Wrapped Token for AppRole ID"),
     Opt::value("--vault-secrets-path", "Path prefix for MAAS secrets in Vault KV storage"),
     Opt::value("--vault-secrets-mount", "Vault KV mount path"),
     Opt::value("--num-workers", "Number of regiond worker processes to run."),
+    Opt::flag("--enable-debug", "Enable debug mode for detailed error and log reporting."),
+    Opt::flag("--disable-debug", "Disable debug mode."),
     Opt::flag("--enable-debug-queries", "Enable query debugging."),
     Opt::flag("--disable-debug-queries", "Disable query debugging."),
 ];
-const RACK: &[Opt] = &[Opt::value("--secret", "Secret token required for the rack controller to talk to the region controller(s).")];
+/// Options `maas init` accepts in region modes without showing them; the stand-in ignores them.
+const REGION_HIDDEN: &[Opt] = &[
+    Opt::flag("--skip-admin", "").hidden(),
+    Opt::value("--admin-username", "").hidden(),
+    Opt::value("--admin-password", "").hidden(),
+    Opt::value("--admin-email", "").hidden(),
+    Opt::value("--admin-ssh-import", "").hidden(),
+    Opt::value("--candid-agent-file", "").hidden(),
+    Opt::value("--candid-domain", "").hidden(),
+    Opt::value("--candid-admin-group", "").hidden(),
+    Opt::value("--rbac-url", "").hidden(),
+    Opt::value("--rbac-service-name", "").hidden(),
+];
+const RACK: &[Opt] = &[Opt::value("--secret", "Secret token required for the rack controller to talk to the region controller(s). Only used when in 'rack' mode.")];
 
 /// Entry point for `maas ARGS...`.
 pub fn main(args: &[String]) -> i32 {
@@ -78,13 +89,16 @@ fn is_region(mode: &str) -> bool {
 }
 
 fn init_parser(mode: &str) -> Parser {
-    let mut p = Parser::new(format!("maas init {mode}")).opts(COMMON).exclusive("--enable-debug", "--disable-debug");
+    let p = Parser::new(format!("maas init {mode}")).opts(&[URL]);
     if is_region(mode) {
-        p = p.opts(REGION).exclusive("--enable-debug-queries", "--disable-debug-queries");
+        p.opts(REGION)
+            .opts(&[FORCE])
+            .opts(REGION_HIDDEN)
+            .exclusive("--enable-debug", "--disable-debug")
+            .exclusive("--enable-debug-queries", "--disable-debug-queries")
     } else {
-        p = p.opts(RACK);
+        p.opts(RACK).opts(&[FORCE])
     }
-    p
 }
 
 fn init(args: &[String]) -> i32 {
@@ -124,6 +138,15 @@ fn init(args: &[String]) -> i32 {
     if let Err(code) = require_root("init") {
         return code;
     }
+    if a.get("--vault-uri").is_some() {
+        let missing: Vec<&str> = ["vault-approle-id", "vault-wrapped-token", "vault-secrets-path"]
+            .into_iter()
+            .filter(|k| a.get(&format!("--{k}")).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return fail(format!("Missing required vault arguments: {}", missing.join(", ")));
+        }
+    }
     match do_init(&mode, &a) {
         Ok(()) => 0,
         Err(e) => fail(format!("Error: {e:#}")),
@@ -146,13 +169,16 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
     let current = conf::read_snap_mode();
     if current != "none" && !a.flag("--force") {
         anyhow::bail!(
-            "MAAS is already initialized as '{current}'. Re-run with --force to re-initialize (the stand-in never prompts)."
+            "Controller has already been initialized (as '{current}'). MAAS would ask whether to initialize again; \
+             the stand-in never prompts: re-run with --force."
         );
     }
     let workers = num_workers(a)?;
+    let mut migrated = false;
     if is_region(mode) {
         let db = conf::parse_database_uri(a.get("--database-uri").unwrap_or_default())?;
-        let (secret, uuid) = prepare_database(&db)?;
+        let (secret, uuid, fresh) = prepare_database(&db)?;
+        migrated = fresh;
         util::write_file(&Flavor::Snap.maas_uuid(), format!("{uuid}\n").as_bytes(), 0o644, None)?;
         let mut rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
         rc.set("maas_url", url);
@@ -180,10 +206,10 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         rk.save(&Flavor::Snap.rackd_conf())?;
     }
     conf::write_snap_mode(mode)?;
+    println!("Starting services");
     services::systemctl("restart", services::SNAP_SERVICE);
-    println!("MAAS has been set up ({mode}, {url}).");
-    if is_region(mode) {
-        println!("\nIf you want to configure external authentication or use\nMAAS with Canonical RBAC, please run\n\n  sudo maas configauth\n\nTo create admins when not using external authentication, run\n\n  sudo maas createadmin");
+    if migrated {
+        println!("MAAS has been set up.\n\nIf you want to configure external authentication or use\nMAAS with Canonical RBAC, please run\n\n  sudo maas configauth\n\nTo create admins when not using external authentication, run\n\n  sudo maas createadmin\n\nTo enable TLS for secured communication, please run\n\n  sudo maas config-tls enable");
     }
     Ok(())
 }
@@ -213,8 +239,9 @@ fn set_debug(c: &mut ConfFile, a: &Parsed) {
 }
 
 /// Connects (retrying briefly: the database address may be a VIP that is moving), migrates a
-/// database without tables, and returns the shared secret and uuid everyone must use.
-fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<(String, String)> {
+/// database without tables, and returns the shared secret and uuid everyone must use, and
+/// whether it migrated.
+fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<(String, String, bool)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut c = loop {
         match db::connect(db_settings, "maas-standin-init") {
@@ -225,12 +252,13 @@ fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<(String, String)
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
         }
     };
-    if db::needs_init(&mut c)? {
-        println!("Performing database migrations...");
+    let fresh = db::needs_init(&mut c)?;
+    if fresh {
+        println!("Performing database migrations");
         db::migrate(&mut c)?;
     }
     let candidate = conf::read_secret(Flavor::Snap).unwrap_or_else(|| util::random_hex(32));
-    Ok((db::shared_secret(&mut c, &candidate)?, db::maas_uuid(&mut c)?))
+    Ok((db::shared_secret(&mut c, &candidate)?, db::maas_uuid(&mut c)?, fresh))
 }
 
 fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {
@@ -249,13 +277,10 @@ fn config(args: &[String]) -> i32 {
             Opt::flag("--show-database-password", "Show the hidden database password."),
             Opt::flag("--show-secret", "Show the secret."),
             Opt::flag("--parsable", "Output the current configuration in a parsable format."),
-            Opt::value("--maas-url", COMMON[0].help),
-            Opt::value("--secret", RACK[0].help),
-            Opt::value("--num-workers", "Number of regiond worker processes to run."),
+            URL,
         ])
-        .opts(&COMMON[2..4])
-        .opts(&REGION[1..6])
-        .opts(&REGION[7..])
+        .opts(&REGION[1..])
+        .opts(RACK)
         .exclusive("--enable-debug", "--disable-debug")
         .exclusive("--enable-debug-queries", "--disable-debug-queries");
     let a = match parse(&p, args) {
@@ -273,8 +298,24 @@ fn config(args: &[String]) -> i32 {
 
 fn do_config(a: &Parsed) -> anyhow::Result<()> {
     let mode = conf::read_snap_mode();
-    if mode == "none" {
-        anyhow::bail!("MAAS is not configured: run `maas init` first.");
+    let setting = ["--maas-url", "--secret", "--num-workers", "--enable-debug", "--disable-debug",
+                   "--enable-debug-queries", "--disable-debug-queries"].iter().any(|o| a.has(o));
+    if !setting || a.flag("--show") {
+        let rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
+        let rk = ConfFile::load(&Flavor::Snap.rackd_conf())?;
+        show(&mode, &rc, &rk, a);
+        return Ok(());
+    }
+    // Only the flags that apply to the running mode are accepted, as in MAAS.
+    let mut unsupported = vec![];
+    if a.has("--maas-url") && mode == "none" {
+        unsupported.push("--maas-url");
+    }
+    if a.has("--secret") && mode != "rack" {
+        unsupported.push("--secret");
+    }
+    if !unsupported.is_empty() {
+        anyhow::bail!("Following flags are not supported in '{mode}' mode: {}", unsupported.join(", "));
     }
     let rc_path = Flavor::Snap.regiond_conf();
     let rk_path = Flavor::Snap.rackd_conf();
@@ -283,9 +324,6 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
     let (rc0, rk0) = (rc.clone(), rk.clone());
     let mut secret_changed = false;
     if let Some(s) = a.get("--secret") {
-        if mode != "rack" {
-            anyhow::bail!("Secret can only be set in rack mode.");
-        }
         if conf::read_secret(Flavor::Snap).as_deref() != Some(s.trim()) {
             conf::write_secret(Flavor::Snap, s)?;
             secret_changed = true;
@@ -320,42 +358,46 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
         rk.save(&rk_path)?;
     }
     if changed {
+        println!("Restarting services");
         services::systemctl("restart", services::SNAP_SERVICE);
-    }
-    let setting = ["--maas-url", "--secret", "--num-workers", "--enable-debug", "--disable-debug",
-                   "--enable-debug-queries", "--disable-debug-queries"].iter().any(|o| a.has(o));
-    if a.flag("--show") || a.flag("--parsable") || a.flag("--show-database-password") || a.flag("--show-secret") || !setting {
-        show(&mode, &rc, &rk, a);
     }
     Ok(())
 }
 
+/// Prints the configuration as MAAS does: `Mode: X` / `Settings:` then `key=value` lines, or
+/// `mode=X` then the same lines with `--parsable`; passwords and secrets hidden unless asked.
 fn show(mode: &str, rc: &ConfFile, rk: &ConfFile, a: &Parsed) {
-    let mut items: Vec<(String, String)> = vec![("mode".into(), mode.into())];
-    let src = if is_region(mode) { rc } else { rk };
-    items.push(("maas_url".into(), src.get("maas_url").unwrap_or_default()));
-    if is_region(mode) {
-        for k in ["database_host", "database_port", "database_name", "database_user"] {
-            items.push((k.into(), rc.get_or_default(k)));
-        }
-        if a.flag("--show-database-password") {
-            items.push(("database_pass".into(), rc.get_or_default("database_pass")));
-        }
-        items.push(("num_workers".into(), rc.get_or_default("num_workers")));
-    }
-    items.push(("debug".into(), src.get("debug").unwrap_or_else(|| "false".into())));
-    if a.flag("--show-secret") {
-        items.push(("secret".into(), conf::read_secret(Flavor::Snap).unwrap_or_default()));
-    }
     if a.flag("--parsable") {
-        for (k, v) in items {
-            println!("{k}={v}");
-        }
+        println!("mode={mode}");
     } else {
         println!("Mode: {mode}");
+    }
+    if mode == "none" {
+        return;
+    }
+    if !a.flag("--parsable") {
         println!("Settings:");
-        for (k, v) in items.into_iter().skip(1) {
-            println!("  {k}={v}");
+    }
+    let src = if is_region(mode) { rc } else { rk };
+    println!("maas_url={}", src.get("maas_url").unwrap_or_default());
+    if let Some(d) = src.get("debug") {
+        println!("debug={d}");
+    }
+    if is_region(mode) {
+        for k in ["database_host", "database_port", "database_name", "database_user"] {
+            println!("{k}={}", rc.get_or_default(k));
+        }
+        let pass = if a.flag("--show-database-password") { rc.get_or_default("database_pass") } else { "(hidden)".into() };
+        println!("database_pass={pass}");
+    }
+    if mode == "rack" {
+        let secret = if a.flag("--show-secret") { conf::read_secret(Flavor::Snap).unwrap_or_default() } else { "(hidden)".into() };
+        println!("secret={secret}");
+    } else {
+        for k in ["num_workers", "debug_queries"] {
+            if let Some(v) = rc.get(k) {
+                println!("{k}={v}");
+            }
         }
     }
 }
@@ -399,7 +441,7 @@ fn status(args: &[String]) -> i32 {
     }
     let mode = conf::read_snap_mode();
     if mode == "none" {
-        return fail("MAAS is not configured: run `maas init` first.");
+        return fail("MAAS is not configured");
     }
     let pebble_up = !pids_named("pebble").is_empty();
     let dhcp_serving = std::fs::read_to_string(paths::run_dir().join("rackd-dhcp.json"))

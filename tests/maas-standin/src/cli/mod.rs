@@ -35,6 +35,6 @@ pub fn require_root(what: &str) -> Result<(), i32> {
     if crate::util::is_root() {
         Ok(())
     } else {
-        Err(fail(format!("The {what} command must be run by root.")))
+        Err(fail(format!("The '{what}' command must be run by root.")))
     }
 }
