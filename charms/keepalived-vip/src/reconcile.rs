@@ -1,0 +1,197 @@
+//! One pass from the whole model to the wanted host state: validate, plan, render, check,
+//! apply the difference, report.
+
+use crate::claims::{self, Claim};
+use crate::config::{self, Config};
+use crate::host;
+use crate::layout::Layout;
+use crate::net::{self, Cidr, Interface};
+use crate::relations::{self, PrincipalWish};
+use crate::render::{self, Placement, ScriptCheck, Unicast, Vrrp};
+use charm_lib::{Cmd, Context, Status};
+use std::net::IpAddr;
+
+/// What the principal is told about this unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    Held,
+    Standby,
+    Blocked,
+}
+
+impl Served {
+    fn as_str(self) -> &'static str {
+        match self {
+            Served::Held => "held",
+            Served::Standby => "standby",
+            Served::Blocked => "blocked",
+        }
+    }
+}
+
+/// Blocked: nothing is rendered and the running keepalived keeps what it has.
+fn block(ctx: &mut Context, vips: &[Cidr], why: impl Into<String>) -> anyhow::Result<()> {
+    ctx.status(Status::blocked(why));
+    relations::publish_principal(ctx, vips, Served::Blocked.as_str())
+}
+
+/// "VIP 10.0.0.100/24" or "VIPs 10.0.0.100/24, fd00::100/64".
+fn vip_label(vips: &[Cidr]) -> String {
+    let list = vips.iter().map(Cidr::to_string).collect::<Vec<_>>().join(", ");
+    if vips.len() == 1 {
+        format!("VIP {list}")
+    } else {
+        format!("VIPs {list}")
+    }
+}
+
+/// The host's interfaces, from `ip -j addr show`.
+pub fn interfaces(ctx: &Context) -> anyhow::Result<Vec<Interface>> {
+    let out = ctx.machine.run(&Cmd::new("ip", ["-j", "addr", "show"]))?;
+    net::parse_ip_addr(&out.stdout)
+}
+
+/// Where the VIPs go: the VRRP interface and each VIP's device. `Err(reason)` to block.
+fn place(cfg: &Config, ifaces: &[Interface], exclude: &[IpAddr]) -> Result<(String, Vec<Placement>), String> {
+    let names = || ifaces.iter().filter(|i| !i.loopback).map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+    let vrrp_iface = match &cfg.interface {
+        Some(n) => match ifaces.iter().find(|i| &i.name == n) {
+            Some(i) if i.loopback => return Err(format!("interface {n} is a loopback interface; VRRP cannot run on it")),
+            Some(_) => n.clone(),
+            None => return Err(format!("interface {n} not found on this host (found: {})", names())),
+        },
+        None => match net::home_interface(ifaces, cfg.vips[0].addr, exclude) {
+            Some(i) => i.name.clone(),
+            None => {
+                return Err(format!(
+                    "vip {} is not in the subnet of any interface of this host ({}); use a VIP in a local subnet or set interface",
+                    cfg.vips[0],
+                    names()
+                ))
+            }
+        },
+    };
+    let mut placements = Vec::new();
+    for v in &cfg.vips {
+        let dev = match net::home_interface(ifaces, v.addr, exclude) {
+            Some(i) => i.name.clone(),
+            None if cfg.interface.is_some() => vrrp_iface.clone(),
+            None => return Err(format!("vip {v} is not in the subnet of any interface of this host ({}); use a VIP in a local subnet or set interface", names())),
+        };
+        placements.push(Placement { cidr: *v, dev });
+    }
+    Ok((vrrp_iface, placements))
+}
+
+/// Health checks from the principals (at their interval, else the option's) and from the
+/// `check` option, without duplicates.
+fn script_checks(cfg: &Config, wishes: &[PrincipalWish]) -> Vec<ScriptCheck> {
+    let mut out: Vec<ScriptCheck> = Vec::new();
+    let from_principals = wishes.iter().flat_map(|w| w.checks.iter().map(move |c| (c, w.interval.unwrap_or(cfg.check_interval))));
+    let from_config = cfg.checks.iter().map(|c| (c, cfg.check_interval));
+    for (c, interval) in from_principals.chain(from_config) {
+        if !out.iter().any(|s| &s.check == c) {
+            out.push(ScriptCheck { check: c.clone(), interval });
+        }
+    }
+    out
+}
+
+/// Brings the host and the relations to what the model asks for.
+pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
+    let app = ctx.model.app_name().to_string();
+    let unit = ctx.model.unit_name().to_string();
+    let layout = Layout::new(&app);
+
+    let cfg = match config::validate(&ctx.model.config_raw()?) {
+        Ok(c) => c,
+        Err(e) => return block(ctx, &[], e.to_string()),
+    };
+    let wishes = match relations::principal_wishes(ctx)? {
+        Ok(w) => w,
+        Err(why) => return block(ctx, &cfg.vips, why),
+    };
+
+    let ifaces = interfaces(ctx)?;
+    let mut claims = host::read_claims(ctx.machine)?;
+    // Any application's VIP held here is not an address of this host to place or send from.
+    let mut vip_addrs: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
+    for c in claims.values() {
+        vip_addrs.extend(c.vips.iter().filter_map(|v| v.parse::<Cidr>().ok()).map(|c| c.addr));
+    }
+    let (iface_name, placements) = match place(&cfg, &ifaces, &vip_addrs) {
+        Ok(p) => p,
+        Err(why) => return block(ctx, &cfg.vips, why),
+    };
+    let iface = ifaces.iter().find(|i| i.name == iface_name).expect("place() returns an existing interface");
+    let v6 = cfg.vips[0].is_v6();
+    let ingress = ctx.model.ingress_address(relations::PEERS)?.and_then(|a| a.parse::<IpAddr>().ok());
+    let src = net::source_address(iface, v6, ingress, &vip_addrs);
+    let priority = cfg.priority.unwrap_or_else(|| config::default_priority(ctx.model.unit_number()));
+    relations::publish_peer(ctx, src, priority)?;
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    if cfg.unicast && src.is_none() {
+        return block(ctx, &cfg.vips, format!("no {family} address on {iface_name} to send unicast VRRP adverts from; add one or set unicast=false"));
+    }
+    let held = net::is_local(&ifaces, cfg.vips[0].addr);
+    let served = if held { Served::Held } else { Served::Standby };
+
+    if ctx.model.relation(relations::PEERS)?.is_none() {
+        ctx.status(Status::waiting("waiting for the peer relation"));
+        return relations::publish_principal(ctx, &cfg.vips, served.as_str());
+    }
+    // The leader creates the password even when v3 does not use it, so that switching to v2
+    // later needs no extra round.
+    let password = relations::vrrp_password(ctx)?;
+    if cfg.version == 2 && password.is_none() {
+        ctx.status(Status::waiting("waiting for the leader to share the VRRP password"));
+        return relations::publish_principal(ctx, &cfg.vips, served.as_str());
+    }
+
+    let mine = Claim { app: app.clone(), interface: iface_name.clone(), vrid: cfg.vrid, vips: cfg.vips.iter().map(Cidr::to_string).collect() };
+    if let Some(why) = claims::clash(&claims, &unit, &mine) {
+        return block(ctx, &cfg.vips, why);
+    }
+
+    let peers: Vec<IpAddr> = relations::peer_addresses(ctx)?.into_values().filter(|a| a.is_ipv6() == v6 && Some(*a) != src).collect();
+    let vrrp = Vrrp {
+        unit: unit.clone(),
+        instance: wishes.iter().find_map(|w| w.service.clone()).unwrap_or_else(|| relations::sanitize(&app)),
+        interface: iface_name.clone(),
+        vrid: cfg.vrid,
+        priority,
+        advert_cs: cfg.advert_cs,
+        version: cfg.version,
+        preempt: cfg.preempt,
+        unicast: if cfg.unicast { src.map(|src| Unicast { src, peers }) } else { None },
+        password: if cfg.version == 2 { password.clone() } else { None },
+        vips: placements,
+        checks: script_checks(&cfg, &wishes),
+    };
+    let text = render::keepalived_conf(&vrrp);
+    let conf_changed = match host::apply_conf(ctx.machine, &layout, &text, password.as_deref())? {
+        Ok(changed) => changed,
+        Err(why) => return block(ctx, &cfg.vips, why),
+    };
+    let unit_changed = host::ensure_unit(ctx.machine, &layout)?;
+    host::ensure_sysctl(ctx.machine, &layout, cfg.vips.iter().any(Cidr::is_v6))?;
+    host::ensure_running(ctx.machine, &layout, conf_changed, unit_changed)?;
+    claims.insert(unit, mine);
+    host::write_claims(ctx.machine, &claims)?;
+
+    ctx.status(Status::active(format!("{} {}", vip_label(&cfg.vips), served.as_str())));
+    relations::publish_principal(ctx, &cfg.vips, served.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        let a: Cidr = "10.0.0.100/24".parse().unwrap();
+        let b: Cidr = "fd00::100/64".parse().unwrap();
+        assert_eq!(vip_label(&[a]), "VIP 10.0.0.100/24");
+        assert_eq!(vip_label(&[a, b]), "VIPs 10.0.0.100/24, fd00::100/64");
+    }
+}

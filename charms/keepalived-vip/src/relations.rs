@@ -1,0 +1,213 @@
+//! The relations: the principal's wishes over `vip`, the peers' addresses and the shared VRRP
+//! password over `cluster`, and what the principal learns back over `vip`.
+
+use crate::checks::{self, Check};
+use charm_lib::tools::SecretOptions;
+use charm_lib::{Context, Databag, RelationPhase};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The peer endpoint.
+pub const PEERS: &str = "cluster";
+/// The container-scoped endpoint principals that know their health check relate over.
+pub const VIP: &str = "vip";
+/// The container-scoped endpoint any principal can relate over.
+pub const JUJU_INFO: &str = "juju-info";
+/// Peer app databag key: the Juju secret id holding the VRRP password.
+pub const AUTH_SECRET_ID: &str = "auth-secret-id";
+/// Peer unit databag key: this unit's address for unicast adverts.
+pub const ADDRESS: &str = "address";
+/// Peer unit databag key: this unit's VRRP priority.
+pub const PRIORITY: &str = "priority";
+/// The owner label of the VRRP password secret.
+const SECRET_LABEL: &str = "vrrp-auth";
+/// The secret's content key.
+const SECRET_KEY: &str = "password";
+/// keepalived uses only the first 8 characters of a PASS password.
+const PASSWORD_LEN: usize = 8;
+
+/// What one principal unit asks for over `vip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalWish {
+    /// The principal unit.
+    pub unit: String,
+    /// Its checks (all must pass).
+    pub checks: Vec<Check>,
+    /// Seconds between runs, if it said.
+    pub interval: Option<u32>,
+    /// A short service name for the vrrp_instance.
+    pub service: Option<String>,
+}
+
+/// The relation a `-broken` hook is about: Juju still lists it, but it is gone.
+fn broken_id(ctx: &Context) -> Option<u32> {
+    ctx.event.relation().filter(|r| r.phase == RelationPhase::Broken).map(|r| r.relation.id)
+}
+
+/// How many principal relations (`juju-info` or `vip`) remain, not counting one being broken.
+pub fn principal_relations(ctx: &Context) -> anyhow::Result<usize> {
+    let broken = broken_id(ctx);
+    let mut n = 0;
+    for ep in [JUJU_INFO, VIP] {
+        n += ctx.tools().relation_ids(ep)?.iter().filter(|id| Some(id.id) != broken).count();
+    }
+    Ok(n)
+}
+
+/// The principals' wishes. `Err(message)` when a principal sent data that cannot be used
+/// (the unit is Blocked with it).
+pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Result<Vec<PrincipalWish>, String>> {
+    let broken = broken_id(ctx);
+    let mut out = Vec::new();
+    for rel in ctx.model.relations(VIP)? {
+        if Some(rel.id().id) == broken {
+            continue;
+        }
+        for unit in rel.units() {
+            let bag = rel.unit_data(unit)?;
+            let check_text = bag.get("check").map(String::as_str).unwrap_or("");
+            let checks = match checks::parse_checks(check_text) {
+                Ok(c) => c,
+                Err(why) => return Ok(Err(format!("principal {unit} sent an invalid check: {why}"))),
+            };
+            let interval = match bag.get("check-interval").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) => match s.parse::<f64>() {
+                    // keepalived runs scripts in whole seconds: round up, never below 1.
+                    Ok(x) if x.is_finite() && x > 0.0 && x <= 3600.0 => Some((x.ceil() as u32).max(1)),
+                    _ => return Ok(Err(format!("principal {unit} sent an invalid check-interval {s:?}: expected seconds, more than 0 and at most 3600"))),
+                },
+            };
+            let service = bag.get("service").map(|s| sanitize(s)).filter(|s| !s.is_empty());
+            out.push(PrincipalWish { unit: unit.clone(), checks, interval, service });
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// A name keepalived accepts for a block: letters, digits and `_`, not starting with a digit.
+pub fn sanitize(s: &str) -> String {
+    let mut out: String = s.trim().chars().take(32).map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The peers' unicast addresses by unit; a unit that has not published one yet (or published
+/// something that is not an address) is left out until it does.
+pub fn peer_addresses(ctx: &Context) -> anyhow::Result<BTreeMap<String, IpAddr>> {
+    let mut out = BTreeMap::new();
+    let Some(rel) = ctx.model.relation(PEERS)? else { return Ok(out) };
+    for unit in rel.units() {
+        let bag = rel.unit_data(unit)?;
+        match bag.get(ADDRESS).map(|a| a.parse::<IpAddr>()) {
+            Some(Ok(a)) => {
+                out.insert(unit.clone(), a);
+            }
+            Some(Err(_)) => log::warn!("peer {unit} published an address that is not an IP address; leaving it out of unicast_peer"),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Writes this unit's address and priority to the peer relation (only what changed).
+pub fn publish_peer(ctx: &Context, address: Option<IpAddr>, priority: u8) -> anyhow::Result<()> {
+    let Some(rel) = ctx.model.relation(PEERS)? else { return Ok(()) };
+    let mut want = Databag::new();
+    want.insert(ADDRESS.into(), address.map(|a| a.to_string()).unwrap_or_default());
+    want.insert(PRIORITY.into(), priority.to_string());
+    set_changed(&rel.my_unit_data()?, &want, |c| rel.set_my_unit_data(c))
+}
+
+/// Writes to the principals what they should know (only what changed).
+pub fn publish_principal(ctx: &Context, vips: &[crate::net::Cidr], state: &str) -> anyhow::Result<()> {
+    let broken = broken_id(ctx);
+    let mut want = Databag::new();
+    want.insert("vips".into(), vips.iter().map(|c| c.addr.to_string()).collect::<Vec<_>>().join(","));
+    want.insert("vip-cidrs".into(), vips.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+    want.insert("state".into(), state.into());
+    for rel in ctx.model.relations(VIP)? {
+        if Some(rel.id().id) == broken {
+            continue;
+        }
+        set_changed(&rel.my_unit_data()?, &want, |c| rel.set_my_unit_data(c))?;
+    }
+    Ok(())
+}
+
+fn set_changed(current: &Databag, want: &Databag, set: impl FnOnce(&Databag) -> charm_lib::Result<()>) -> anyhow::Result<()> {
+    let changes: Databag = want
+        .iter()
+        .filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !changes.is_empty() {
+        set(&changes)?;
+    }
+    Ok(())
+}
+
+/// The VRRP password: the leader creates it once (an application secret whose id goes to the
+/// peer app databag); every unit reads it by that id. `None` until the leader has shared it.
+pub fn vrrp_password(ctx: &Context) -> anyhow::Result<Option<String>> {
+    let Some(rel) = ctx.model.relation(PEERS)? else { return Ok(None) };
+    let app = rel.my_app_data()?;
+    let id = app.get(AUTH_SECRET_ID).filter(|s| !s.is_empty()).cloned();
+    let id = match (id, ctx.model.is_leader()?) {
+        (Some(id), _) => id,
+        (None, false) => return Ok(None),
+        (None, true) => {
+            let content: BTreeMap<String, String> = [(SECRET_KEY.to_string(), new_password()?)].into_iter().collect();
+            let opts = SecretOptions { label: Some(SECRET_LABEL.into()), description: Some("VRRP auth_pass of this application's keepalived".into()), ..Default::default() };
+            let id = ctx.model.add_secret(&content, &opts)?;
+            rel.set_my_app_data(&[(AUTH_SECRET_ID.to_string(), id.clone())].into_iter().collect())?;
+            log::info!("created the VRRP password secret {id}");
+            return Ok(content.get(SECRET_KEY).cloned());
+        }
+    };
+    let content = ctx.model.get_secret(Some(&id), None, false)?;
+    match content.get(SECRET_KEY).filter(|p| p.len() >= PASSWORD_LEN) {
+        Some(p) => Ok(Some(p[..PASSWORD_LEN].to_string())),
+        None => anyhow::bail!("secret {id} (the VRRP password) has no usable {SECRET_KEY:?} key"),
+    }
+}
+
+/// 8 random letters and digits from the kernel's random source.
+fn new_password() -> anyhow::Result<String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut f = std::fs::File::open("/dev/urandom")?;
+    let mut out = String::new();
+    let mut b = [0u8; 1];
+    while out.len() < PASSWORD_LEN {
+        f.read_exact(&mut b)?;
+        // Rejection sampling keeps every character equally likely (248 = 4 x 62).
+        if b[0] < 248 {
+            out.push(ALPHABET[(b[0] % 62) as usize] as char);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_8_random_alphanumerics() {
+        let a = new_password().unwrap();
+        let b = new_password().unwrap();
+        assert_eq!(a.len(), 8);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn sanitized_names() {
+        assert_eq!(sanitize("maas_region"), "maas_region");
+        assert_eq!(sanitize("region-vip"), "region_vip");
+        assert_eq!(sanitize("9x y"), "_9x_y");
+    }
+}

@@ -1,0 +1,212 @@
+//! Pure rendering: keepalived's configuration, the systemd unit and the sysctl drop-in.
+
+use crate::checks::Check;
+use crate::layout::{Layout, KEEPALIVED};
+use crate::net::Cidr;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// A VIP and the interface it is added to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The address with its prefix.
+    pub cidr: Cidr,
+    /// The interface.
+    pub dev: String,
+}
+
+/// A health check and how often it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptCheck {
+    /// What is checked.
+    pub check: Check,
+    /// Seconds between runs.
+    pub interval: u32,
+}
+
+/// Unicast adverts: from this host's address to the peers' addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unicast {
+    /// This host's address on the VRRP interface.
+    pub src: IpAddr,
+    /// The peers' addresses (same family as `src`).
+    pub peers: Vec<IpAddr>,
+}
+
+/// Everything one application's keepalived configuration depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vrrp {
+    /// The Juju unit, for the header and keepalived's router_id.
+    pub unit: String,
+    /// The `vrrp_instance` name.
+    pub instance: String,
+    /// The interface VRRP runs on.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// This unit's priority.
+    pub priority: u8,
+    /// Advertisement interval, centiseconds.
+    pub advert_cs: u32,
+    /// VRRP version, 2 or 3.
+    pub version: u8,
+    /// Whether to preempt a lower-priority holder.
+    pub preempt: bool,
+    /// Unicast peers, or multicast when `None`.
+    pub unicast: Option<Unicast>,
+    /// The PASS authentication password (VRRP v2 only; keepalived uses 8 characters).
+    pub password: Option<String>,
+    /// The VIPs; the first one's family is the instance's.
+    pub vips: Vec<Placement>,
+    /// Health checks, all of which must pass.
+    pub checks: Vec<ScriptCheck>,
+}
+
+/// Seconds as keepalived reads them, from centiseconds: `1`, `0.1`, `2.25`.
+pub fn seconds(cs: u32) -> String {
+    match cs % 100 {
+        0 => (cs / 100).to_string(),
+        r if r % 10 == 0 => format!("{}.{}", cs / 100, r / 10),
+        r => format!("{}.{:02}", cs / 100, r),
+    }
+}
+
+/// Keepalived's configuration for one application.
+///
+/// Every unit starts in BACKUP: `nopreempt` requires it, and with `preempt` the highest
+/// priority wins the first election anyway. Checks have weight 0: a failing check puts the
+/// instance in FAULT, which sends a priority-0 advert and moves the VIP at once (a negative
+/// weight would not move it at all under `nopreempt`).
+pub fn keepalived_conf(v: &Vrrp) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Managed by the keepalived-vip charm ({}): local changes are overwritten.", v.unit);
+    s.push_str("global_defs {\n");
+    let _ = writeln!(s, "    router_id {}", v.unit.replace('/', "-"));
+    s.push_str("    script_user root\n    enable_script_security\n");
+    let _ = writeln!(s, "    vrrp_version {}", v.version);
+    s.push_str("}\n");
+    for (i, c) in v.checks.iter().enumerate() {
+        let _ = writeln!(s, "\nvrrp_script {}_{}_{} {{", v.instance, i, c.check.slug());
+        let _ = writeln!(s, "    script \"{}\"", c.check.script());
+        let _ = writeln!(s, "    interval {}", c.interval);
+        // A check that hangs counts as failed before the next run is due.
+        let _ = writeln!(s, "    timeout {}", c.interval.max(3));
+        s.push_str("    weight 0\n    fall 1\n    rise 2\n    init_fail\n}\n");
+    }
+    let v6 = v.vips.first().is_some_and(|p| p.cidr.is_v6());
+    let (same, other): (Vec<&Placement>, Vec<&Placement>) = v.vips.iter().partition(|p| p.cidr.is_v6() == v6);
+    let _ = writeln!(s, "\nvrrp_instance {} {{", v.instance);
+    s.push_str("    state BACKUP\n");
+    if !v.preempt {
+        s.push_str("    nopreempt\n");
+    }
+    let _ = writeln!(s, "    interface {}", v.interface);
+    let _ = writeln!(s, "    virtual_router_id {}", v.vrid);
+    let _ = writeln!(s, "    priority {}", v.priority);
+    let _ = writeln!(s, "    advert_int {}", seconds(v.advert_cs));
+    if let Some(u) = v.unicast.as_ref().filter(|u| !u.peers.is_empty()) {
+        let _ = writeln!(s, "    unicast_src_ip {}", u.src);
+        s.push_str("    unicast_peer {\n");
+        for p in &u.peers {
+            let _ = writeln!(s, "        {p}");
+        }
+        s.push_str("    }\n");
+    }
+    if let (2, Some(pw)) = (v.version, &v.password) {
+        s.push_str("    authentication {\n        auth_type PASS\n");
+        let _ = writeln!(s, "        auth_pass {pw}");
+        s.push_str("    }\n");
+    }
+    s.push_str("    virtual_ipaddress {\n");
+    for p in &same {
+        let _ = writeln!(s, "        {} dev {}", p.cidr, p.dev);
+    }
+    s.push_str("    }\n");
+    // An instance advertises one address family; the other family's VIPs follow it without
+    // being advertised.
+    if !other.is_empty() {
+        s.push_str("    virtual_ipaddress_excluded {\n");
+        for p in &other {
+            let _ = writeln!(s, "        {} dev {}", p.cidr, p.dev);
+        }
+        s.push_str("    }\n");
+    }
+    if !v.checks.is_empty() {
+        s.push_str("    track_script {\n");
+        for (i, c) in v.checks.iter().enumerate() {
+            let _ = writeln!(s, "        {}_{}_{}", v.instance, i, c.check.slug());
+        }
+        s.push_str("    }\n");
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The systemd unit running this application's keepalived: VRRP only, in the foreground,
+/// with its own configuration and pid files; reload is SIGHUP (keepalived re-reads its
+/// configuration without dropping the VIP).
+pub fn systemd_unit(l: &Layout) -> String {
+    format!(
+        "# Managed by the keepalived-vip charm: local changes are overwritten.\n\
+[Unit]\n\
+Description=keepalived VRRP for the Juju application {app}\n\
+Documentation=man:keepalived(8) man:keepalived.conf(5)\n\
+After=network-online.target\n\
+Wants=network-online.target\n\
+ConditionFileNotEmpty={conf}\n\
+\n\
+[Service]\n\
+Type=simple\n\
+ExecStart={bin} --dont-fork --vrrp --log-console --log-detail --no-syslog --use-file={conf} --pid={pid} --vrrp_pid={vrrp_pid}\n\
+ExecReload=/bin/kill -HUP $MAINPID\n\
+Restart=on-failure\n\
+RestartSec=2\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n",
+        app = l.app,
+        conf = l.conf(),
+        bin = KEEPALIVED,
+        pid = l.pid(),
+        vrrp_pid = l.vrrp_pid(),
+    )
+}
+
+/// The sysctl drop-in: services (haproxy, PostgreSQL) may bind the VIP on every unit, held or
+/// not, so they need not restart when it moves.
+pub fn sysctl(v6: bool) -> String {
+    let mut s = String::from("# Managed by the keepalived-vip charm: lets services bind a VIP this host does not hold.\nnet.ipv4.ip_nonlocal_bind = 1\n");
+    if v6 {
+        s.push_str("net.ipv6.ip_nonlocal_bind = 1\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_format() {
+        assert_eq!(seconds(100), "1");
+        assert_eq!(seconds(10), "0.1");
+        assert_eq!(seconds(225), "2.25");
+        assert_eq!(seconds(5), "0.05");
+        assert_eq!(seconds(4095), "40.95");
+    }
+
+    #[test]
+    fn unit_file_names_everything_after_the_app() {
+        let u = systemd_unit(&Layout::new("region-vip"));
+        assert!(u.contains("--use-file=/etc/keepalived/keepalived-region-vip.conf"));
+        assert!(u.contains("--pid=/run/keepalived-region-vip.pid --vrrp_pid=/run/keepalived-region-vip-vrrp.pid"));
+        assert!(u.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+        assert!(u.contains("WantedBy=multi-user.target"));
+    }
+
+    #[test]
+    fn sysctl_families() {
+        assert!(sysctl(false).contains("net.ipv4.ip_nonlocal_bind = 1") && !sysctl(false).contains("ipv6"));
+        assert!(sysctl(true).contains("net.ipv6.ip_nonlocal_bind = 1"));
+    }
+}
