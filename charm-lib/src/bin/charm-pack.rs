@@ -1,8 +1,11 @@
-//! `charm-pack`: pack a charm crate into a `.charm`, or check `.charm` files.
+//! `charm-pack`: pack a charm crate into a `.charm`, or check `.charm` files and bundles.
 //!
-//!     charm-pack pack --charm-dir charms/keepalived-vip --binary target/charm/keepalived-vip \
-//!         --license LICENSE --version 0.1.0 --out build/keepalived-vip.charm
-//!     charm-pack check build/*.charm
+//! ```text
+//! charm-pack pack --charm-dir charms/keepalived-vip --binary target/charm/keepalived-vip \
+//!     --license LICENSE --version 0.1.0 --out build/keepalived-vip.charm
+//! charm-pack check build/*.charm
+//! charm-pack check-bundle bundles/maas-ha.yaml --overlay bundles/overlays/example-site.yaml
+//! ```
 
 use charm_lib::pack::{check_archive, check_bundle, pack, Finding, PackInput, Severity};
 use clap::{Parser, Subcommand};
