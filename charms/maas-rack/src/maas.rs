@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub const DEB_PACKAGE: &str = "maas-rack-controller";
 /// The snap.
 pub const SNAP: &str = "maas";
+/// The snap's CLI, by absolute path: a hook's PATH need not include /snap/bin.
+pub const SNAP_CLI: &str = "/snap/bin/maas";
 /// rackd's systemd unit in the deb packaging.
 pub const DEB_RACKD: &str = "maas-rackd";
 /// The DHCPv4 server MAAS drives in the deb packaging.
@@ -88,7 +90,7 @@ impl Flavor {
 /// the secret from stdin when `--url` is given, which keeps it out of the process list.
 pub fn register_cmd(flavor: Flavor, url: &str, secret: &str) -> Cmd {
     match flavor {
-        Flavor::Snap => Cmd::new(SNAP, ["init", "rack", "--maas-url", url, "--secret", secret, "--force"]).sensitive(secret),
+        Flavor::Snap => Cmd::new(SNAP_CLI, ["init", "rack", "--maas-url", url, "--secret", secret, "--force"]).sensitive(secret),
         Flavor::Deb => Cmd::new("maas-rack", ["register", "--url", url]).stdin(format!("{secret}\n")).sensitive(secret),
     }
 }
@@ -215,8 +217,8 @@ mod tests {
     #[test]
     fn snap_registration_is_maas_init_rack_with_the_secret_masked() {
         let c = register_cmd(Flavor::Snap, "http://10.77.0.200/MAAS", "deadbeef");
-        assert_eq!(c.argv(), ["maas", "init", "rack", "--maas-url", "http://10.77.0.200/MAAS", "--secret", "deadbeef", "--force"]);
-        assert_eq!(c.to_string(), "maas init rack --maas-url http://10.77.0.200/MAAS --secret *** --force");
+        assert_eq!(c.argv(), ["/snap/bin/maas", "init", "rack", "--maas-url", "http://10.77.0.200/MAAS", "--secret", "deadbeef", "--force"]);
+        assert_eq!(c.to_string(), "/snap/bin/maas init rack --maas-url http://10.77.0.200/MAAS --secret *** --force");
         assert_eq!(c.stdin, None);
     }
 

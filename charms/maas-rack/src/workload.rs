@@ -103,7 +103,7 @@ impl Observed {
 pub fn observe(m: &dyn Machine, flavor: Flavor) -> Result<Observed> {
     let (rackd, dhcpd) = match flavor {
         Flavor::Snap => {
-            let out = m.run(&Cmd::new(maas::SNAP, ["status"]).allow_failure())?;
+            let out = m.run(&Cmd::new(maas::SNAP_CLI, ["status"]).allow_failure())?;
             let table = if out.success() { maas::parse_maas_status(&out.stdout) } else { Default::default() };
             let state = |svc: &str| table.get(svc).map(|s| s == "active");
             (state("rackd"), state("dhcpd"))

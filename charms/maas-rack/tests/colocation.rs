@@ -64,7 +64,7 @@ fn a_region_found_on_the_host_counts_even_when_the_list_lags() {
     st.machine = st.machine.with_file("/var/snap/maas/common/snap_mode", "region+rack\n", FileOptions::root(0o644));
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     assert!(out.state.unit_status.message.starts_with("co-located with region rack-1: "), "{}", out.state.unit_status.message);
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("maas init")));
+    assert!(!out.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init")));
 
     let mut st = ready_deb();
     st.machine = st.machine.with_file("/etc/maas/regiond.conf", "maas_url: http://10.77.0.200/MAAS\n", FileOptions::new("root", "maas", 0o640));

@@ -15,7 +15,7 @@ fn snap_rack_publishes_its_system_id_and_dhcp_vlans() {
         .machine
         .with_file("/var/snap/maas/common/maas/maas_id", "4y3h7n\n", FileOptions::root(0o644))
         .with_file("/var/snap/maas/common/maas/dhcpd.conf", DHCPD_CONF, FileOptions::root(0o644))
-        .respond(&["maas", "status"], CmdOutput::ok("Service          Startup  Current  Since\nagent            enabled  active   today at 10:00 UTC\ndhcpd            enabled  active   today at 10:01 UTC\nrackd            enabled  active   today at 10:00 UTC\n"));
+        .respond(&["/snap/bin/maas", "status"], CmdOutput::ok("Service          Startup  Current  Since\nagent            enabled  active   today at 10:00 UTC\ndhcpd            enabled  active   today at 10:01 UTC\nrackd            enabled  active   today at 10:00 UTC\n"));
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
     let mine = &out.state.relation(RPC).unwrap().local_unit_data;
     assert_eq!(mine["hostname"], "rack-1");
@@ -39,7 +39,7 @@ fn deb_rack_reports_dhcp_from_maas_dhcpd() {
 #[test]
 fn dhcp_state_is_unknown_when_maas_status_fails() {
     let mut st = registered(ready());
-    st.machine = st.machine.respond(&["maas", "status"], CmdOutput::failed(1, "MAAS is not configured: run `maas init` first."));
+    st.machine = st.machine.respond(&["/snap/bin/maas", "status"], CmdOutput::failed(1, "MAAS is not configured: run `maas init` first."));
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
     assert!(!out.state.relation(RPC).unwrap().local_unit_data.contains_key("dhcp"));
     assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));

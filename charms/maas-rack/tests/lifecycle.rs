@@ -53,7 +53,7 @@ fn relating_again_registers_again() {
     let back = gone.with_relation(rpc(&[("maas_url", URL), ("secret_id", SID), ("regions", REGIONS)]));
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &back);
     let lines = out.command_lines();
-    assert!(lines.contains(&format!("maas init rack --maas-url {URL} --secret {SECRET} --force")), "{lines:?}");
+    assert!(lines.contains(&format!("/snap/bin/maas init rack --maas-url {URL} --secret {SECRET} --force")), "{lines:?}");
     assert!(lines.contains(&"snap start --enable maas".to_string()), "the disabled rack is enabled again");
     assert!(!lines.iter().any(|l| l.starts_with("snap install")), "{lines:?}");
     assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
@@ -80,9 +80,9 @@ fn removing_the_unit_stops_the_rack() {
 #[test]
 fn a_stopped_rackd_is_started_again() {
     let mut st = registered(ready());
-    st.machine = st.machine.respond(&["maas", "status"], CmdOutput::ok("Service          Startup  Current  Since\nrackd            enabled  inactive -\ndhcpd            enabled  inactive -\n"));
+    st.machine = st.machine.respond(&["/snap/bin/maas", "status"], CmdOutput::ok("Service          Startup  Current  Since\nrackd            enabled  inactive -\ndhcpd            enabled  inactive -\n"));
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
-    assert_eq!(out.command_lines(), ["hostname", "maas status", "snap start --enable maas"]);
+    assert_eq!(out.command_lines(), ["hostname", "/snap/bin/maas status", "snap start --enable maas"]);
     assert!(out.logs.iter().any(|(_, l)| l.contains("rackd is not running; starting it")));
 
     let mut st = registered(ready_deb());

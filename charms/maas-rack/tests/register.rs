@@ -17,9 +17,9 @@ fn snap_registers_with_maas_init_rack() {
         [
             "hostname".to_string(),
             "snap install maas --channel=3.6/stable".into(),
-            format!("maas init rack --maas-url {URL} --secret {SECRET} --force"),
+            format!("/snap/bin/maas init rack --maas-url {URL} --secret {SECRET} --force"),
             "snap start --enable maas".into(),
-            "maas status".into(),
+            "/snap/bin/maas status".into(),
         ]
     );
     assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
@@ -74,7 +74,7 @@ fn a_second_run_registers_nothing() {
             let again = ok(&harness(), trigger.clone(), &first);
             let lines = again.command_lines();
             assert!(
-                lines.iter().all(|l| l == "hostname" || l == "maas status" || l.starts_with("systemctl is-active")),
+                lines.iter().all(|l| l == "hostname" || l == "/snap/bin/maas status" || l.starts_with("systemctl is-active")),
                 "{trigger:?} ran more than observations: {lines:?}"
             );
             let (mut a, mut b) = (first.clone(), again.state.clone());
@@ -92,7 +92,7 @@ fn a_new_url_registers_again_without_reinstalling() {
     st.relations[0].remote_app_data.insert("maas_url".into(), URL2.into());
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     let lines = out.command_lines();
-    assert!(lines.contains(&format!("maas init rack --maas-url {URL2} --secret {SECRET} --force")), "{lines:?}");
+    assert!(lines.contains(&format!("/snap/bin/maas init rack --maas-url {URL2} --secret {SECRET} --force")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.starts_with("snap install")), "{lines:?}");
     assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL2}")));
     assert_secret_kept(&out, SECRET);
@@ -110,15 +110,15 @@ fn a_rotated_secret_registers_again_in_secret_changed() {
     st.secrets[0] = st.secrets[0].clone().with_revision(&[("secret", SECRET2)]);
     let h = harness();
     let before = ok(&h, Trigger::ConfigChanged, &st);
-    assert!(!before.command_lines().iter().any(|l| l.starts_with("maas init")), "still tracking the old revision until secret-changed");
+    assert!(!before.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init")), "still tracking the old revision until secret-changed");
     let out = ok(&h, Trigger::SecretChanged(SID.into()), &st);
-    assert!(out.command_lines().contains(&format!("maas init rack --maas-url {URL} --secret {SECRET2} --force")), "{:?}", out.command_lines());
+    assert!(out.command_lines().contains(&format!("/snap/bin/maas init rack --maas-url {URL} --secret {SECRET2} --force")), "{:?}", out.command_lines());
     assert_eq!(out.state.secret(SID).unwrap().tracked, 2, "the rack now tracks the new revision");
     assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
     assert_secret_kept(&out, SECRET2);
     assert_secret_kept(&out, SECRET);
     let again = ok(&h, Trigger::ConfigChanged, &out.state);
-    assert!(!again.command_lines().iter().any(|l| l.starts_with("maas init")), "registered once per rotation");
+    assert!(!again.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init")), "registered once per rotation");
 
     let mut st = registered(ready_deb());
     st.secrets[0] = st.secrets[0].clone().with_revision(&[("secret", SECRET2)]);
@@ -130,7 +130,7 @@ fn a_rotated_secret_registers_again_in_secret_changed() {
 fn changing_the_channel_refreshes_the_snap_only() {
     let st = registered(ready()).with_config("channel", "3.7/stable");
     let out = ok(&harness(), Trigger::ConfigChanged, &st);
-    assert_eq!(out.command_lines(), ["hostname", "snap refresh maas --channel=3.7/stable", "maas status"]);
+    assert_eq!(out.command_lines(), ["hostname", "snap refresh maas --channel=3.7/stable", "/snap/bin/maas status"]);
     assert_eq!(out.state.machine.snaps["maas"], "3.7/stable");
     assert!(out.status_history.contains(&Status::maintenance("refreshing the maas snap to 3.7/stable")));
     let again = ok(&harness(), Trigger::ConfigChanged, &out.state);
@@ -140,7 +140,7 @@ fn changing_the_channel_refreshes_the_snap_only() {
 #[test]
 fn a_failed_registration_fails_the_hook_with_stderr_and_the_secret_masked() {
     let mut st = ready();
-    st.machine = st.machine.respond(&["maas", "init", "rack"], CmdOutput::failed(1, format!("Error: cannot write secret {SECRET}: read-only file system")));
+    st.machine = st.machine.respond(&["/snap/bin/maas", "init", "rack"], CmdOutput::failed(1, format!("Error: cannot write secret {SECRET}: read-only file system")));
     let out = harness().run(Trigger::RelationChanged(RPC, None), &st).unwrap();
     let err = out.error.clone().expect("the hook fails so Juju retries it");
     assert!(err.contains("registering with http://10.77.0.200/MAAS failed"), "{err}");
@@ -153,5 +153,5 @@ fn a_failed_registration_fails_the_hook_with_stderr_and_the_secret_masked() {
         s.machine = s.machine.respond(&["hostname"], CmdOutput::ok("rack-1\n"));
         s
     });
-    assert!(retry.command_lines().iter().any(|l| l.starts_with("maas init rack")), "the retry registers");
+    assert!(retry.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init rack")), "the retry registers");
 }
