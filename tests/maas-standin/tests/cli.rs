@@ -189,11 +189,11 @@ fn deb_region_local_config_round_trip() {
     let o = sb.run(&["maas-region", "local_config_set", "--database-host", "10.77.0.202"]);
     assert!(o.status.success());
     let o = sb.run(&["maas-region", "local_config_get", "--database-host", "--database-pass"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v, serde_json::json!({"database_host": "10.77.0.202", "database_pass": "s3cret"}));
+    assert_eq!(stdout(&o), "database_host: 10.77.0.202\ndatabase_pass: s3cret\n", "YAML by default, as MAAS");
     // Refusals.
     let o = sb.run(&["maas-region", "local_config_set", "--database-port", "many"]);
     assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).starts_with("CommandError: database-port:"), "{}", stderr(&o));
     let o = sb.run(&["maas-region", "local_config_set", "--database-uri", "postgres://x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unrecognized arguments"), "{}", stderr(&o));

@@ -94,11 +94,14 @@ fn register(args: &[String]) -> i32 {
             return fail(format!("Error: {e}"));
         }
     }
+    let from_stdin = a.get("--secret").is_none();
     let secret = match a.get("--secret").map(str::to_string).or_else(read_stdin_secret) {
         Some(s) => s,
         None => return fail("Secret not given: pass --secret or pipe it on stdin (the stand-in never prompts)."),
     };
-    services::systemctl("stop", "maas-rackd.service");
+    if !services::systemctl("stop", "maas-rackd.service") {
+        return fail("Unable to stop maas-rackd service.");
+    }
     let _ = std::fs::remove_file(Flavor::Deb.maas_id());
     let r = (|| -> anyhow::Result<()> {
         conf::write_secret(Flavor::Deb, &secret)?;
@@ -110,8 +113,12 @@ fn register(args: &[String]) -> i32 {
     if let Err(e) = r {
         return fail(format!("Error: {e:#}"));
     }
-    services::systemctl("enable", "maas-rackd.service");
-    services::systemctl("start", "maas-rackd.service");
+    if from_stdin {
+        println!("Secret installed to {}.", Flavor::Deb.secret().display());
+    }
+    if !(services::systemctl("enable", "maas-rackd.service") && services::systemctl("start", "maas-rackd.service")) {
+        return fail("Unable to enable and start the maas-rackd service.");
+    }
     0
 }
 

@@ -84,7 +84,7 @@ fn local_config_set(args: &[String]) -> i32 {
             _ => None,
         };
         if let Some(msg) = bad {
-            return fail(format!("CommandError: {}: {msg}", option_name(key)));
+            return fail(format!("CommandError: {}: {msg}.", key.replace('_', "-")));
         }
         let stored = if *key == "debug" || *key == "debug_queries" { v.to_ascii_lowercase() } else { v.to_string() };
         c.set(key, &stored);
@@ -98,7 +98,11 @@ fn local_config_set(args: &[String]) -> i32 {
 fn local_config_get(args: &[String]) -> i32 {
     let p = Parser::new("maas-region local_config_get")
         .opts(&flag_opts())
-        .opts(&[Opt::flag("--json", "Output as JSON (default)."), Opt::flag("--plain", "Output values only."), Opt::flag("--shell", "Output as shell assignments.")]);
+        .opts(&[
+            Opt::flag("--json", "Output as JSON."),
+            Opt::flag("--yaml", "Output as YAML (default)."),
+            Opt::flag("--plain", "Output as plain strings."),
+        ]);
     let a = match parse(&p, args) {
         Ok(a) => a,
         Err(code) => return code,
@@ -107,10 +111,8 @@ fn local_config_get(args: &[String]) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(format!("Error: {e:#}")),
     };
-    let mut keys: Vec<&str> = REGION_DEFAULTS.iter().map(|(k, _)| *k).filter(|k| a.flag(option_name(k))).collect();
-    if keys.is_empty() {
-        keys = REGION_DEFAULTS.iter().map(|(k, _)| *k).collect();
-    }
+    // Like MAAS: only the settings asked for, each with its stored or default value.
+    let keys: Vec<&str> = REGION_DEFAULTS.iter().map(|(k, _)| *k).filter(|k| a.flag(option_name(k))).collect();
     let value = |k: &str| -> serde_json::Value {
         match c.map.get(k) {
             Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
@@ -124,24 +126,33 @@ fn local_config_get(args: &[String]) -> i32 {
             }
         }
     };
-    if a.flag("--plain") {
-        for k in keys {
-            match value(k) {
-                serde_json::Value::String(s) => println!("{s}"),
-                v => println!("{v}"),
+    // The last output flag given wins, as with argparse's store_const.
+    let last = args.iter().rev().find(|x| ["--json", "--yaml", "--plain"].contains(&x.as_str())).map(String::as_str);
+    match last {
+        Some("--plain") => {
+            for k in keys {
+                match value(k) {
+                    serde_json::Value::String(s) => println!("{s}"),
+                    v => println!("{v}"),
+                }
             }
         }
-    } else if a.flag("--shell") {
-        for k in keys {
-            let v = match value(k) {
-                serde_json::Value::String(s) => s,
-                v => v.to_string(),
-            };
-            println!("{k}='{}'", v.replace('\'', "'\\''"));
+        Some("--json") => {
+            // Python's json.dump spacing, which scripts may have been written against.
+            let body: Vec<String> = keys.iter().map(|k| format!("{}: {}", serde_json::Value::from(*k), value(k))).collect();
+            println!("{{{}}}", body.join(", "));
         }
-    } else {
-        let m: serde_json::Map<String, serde_json::Value> = keys.iter().map(|k| (k.to_string(), value(k))).collect();
-        println!("{}", serde_json::Value::Object(m));
+        _ => {
+            let m: serde_yaml::Mapping = keys
+                .iter()
+                .map(|k| (serde_yaml::Value::from(*k), serde_yaml::to_value(value(k)).unwrap_or(serde_yaml::Value::Null)))
+                .collect();
+            if m.is_empty() {
+                println!("{{}}");
+            } else {
+                print!("{}", serde_yaml::to_string(&m).unwrap_or_default());
+            }
+        }
     }
     0
 }
