@@ -3,6 +3,7 @@
 
 use crate::protocol::{AppPlan, DeployPlan};
 use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -109,7 +110,7 @@ fn read_docs(path: &Path) -> Result<Vec<Value>> {
     Ok(docs)
 }
 
-use serde::Deserialize;
+
 
 fn str_list(v: Option<&Value>) -> Result<Vec<String>> {
     Ok(match v {
@@ -233,6 +234,31 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
 pub fn is_bundle(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
+
+/// The plan for deploying one charm (`lm deploy x.charm [name] -n N --to X --config k=v
+/// --resource r=path`).
+pub fn charm_plan(path: &Path, name: Option<String>, n: u32, to: Option<String>, config: &[String], resources: &[String]) -> Result<DeployPlan> {
+    let charm = path.canonicalize().with_context(|| format!("charm {} not found", path.display()))?;
+    let meta = crate::charm::read_charm(&charm)?;
+    let mut options = BTreeMap::new();
+    for kv in config {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--config expects key=value, got {kv:?}"))?;
+        options.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    let mut res = BTreeMap::new();
+    for kv in resources {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--resource expects name=path, got {kv:?}"))?;
+        res.insert(k.to_string(), Path::new(v).canonicalize().with_context(|| format!("resource file {v} not found"))?);
+    }
+    let num_units = if meta.subordinate { 0 } else { n };
+    Ok(DeployPlan {
+        machines: vec![],
+        bundle: false,
+        apps: vec![AppPlan { name: name.unwrap_or(meta.name), charm, num_units, to: to.into_iter().collect(), options, resources: res }],
+        relations: vec![],
+    })
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -2,11 +2,11 @@
 
 use crate::client::LocalModel;
 use crate::layout::Layout;
-use crate::protocol::{AppPlan, DeployPlan, FaultOp, Request};
+use crate::protocol::{FaultOp, Request};
 use crate::state::{ActionRun, Substrate};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -172,28 +172,6 @@ fn print_action(run: &ActionRun) {
     print!("{}", serde_yaml::to_string(&v).unwrap_or_default());
 }
 
-fn charm_plan(path: &Path, name: Option<String>, n: u32, to: Option<String>, config: &[String], resources: &[String]) -> Result<DeployPlan> {
-    let charm = path.canonicalize().with_context(|| format!("charm {} not found", path.display()))?;
-    let meta = crate::charm::read_charm(&charm)?;
-    let mut options = std::collections::BTreeMap::new();
-    for kv in config {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--config expects key=value, got {kv:?}"))?;
-        options.insert(k.to_string(), serde_json::Value::String(v.to_string()));
-    }
-    let mut res = std::collections::BTreeMap::new();
-    for kv in resources {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--resource expects name=path, got {kv:?}"))?;
-        res.insert(k.to_string(), Path::new(v).canonicalize().with_context(|| format!("resource file {v} not found"))?);
-    }
-    let num_units = if meta.subordinate { 0 } else { n };
-    Ok(DeployPlan {
-        machines: vec![],
-        bundle: false,
-        apps: vec![AppPlan { name: name.unwrap_or(meta.name), charm, num_units, to: to.into_iter().collect(), options, resources: res }],
-        relations: vec![],
-    })
-}
-
 fn run(cli: Cli) -> Result<()> {
     let dir = cli.model_dir.unwrap_or_else(Layout::default_dir);
     let exe = std::env::current_exe().context("finding the lm binary")?;
@@ -211,7 +189,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 crate::bundle::load_bundle(&path, &overlay)?
             } else {
-                charm_plan(&path, name, n, to, &config, &resource)?
+                crate::bundle::charm_plan(&path, name, n, to, &config, &resource)?
             };
             let units = model.deploy_plan(plan, substrate)?;
             for u in units {

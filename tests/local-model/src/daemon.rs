@@ -246,6 +246,12 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
                     _ => {}
                 }
             }
+            if f == Fault::Start {
+                // the unit agents come back after a reboot and run start again
+                for u in rt.state.units.values_mut().filter(|u| u.machine == m && u.view.started) {
+                    u.view.started = false;
+                }
+            }
             Ok(Value::Null)
         }
         Request::Destroy => {

@@ -137,8 +137,15 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
             return Some(rel_hook(state, &unit.app, rel.id, HookKind::RelationCreated, "created"));
         }
     }
-    // After the first config-changed, start comes next (runHook.Commit), before anything else.
-    if view.config_hash.is_some() && !view.started {
+    // upgrade-charm -> config-changed -> (leader-settings-changed) -> start
+    if view.upgrading && view.config_hash.is_none() {
+        let mut h = HookSpec::simple(HookKind::ConfigChanged, "config-changed");
+        h.config_hash = config_hash(state, &unit.app);
+        return Some(h);
+    }
+    // After the first config-changed, start comes next (runHook.Commit), before anything else;
+    // also after a reboot (the machine was stopped and started).
+    if view.config_hash.is_some() && !view.started && !view.upgrading {
         return Some(HookSpec::simple(HookKind::Start, "start"));
     }
     let leader = app.leader.as_deref() == Some(unit_name);
@@ -263,12 +270,17 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         HookKind::LeaderSettingsChanged => v.leader_settings_seen = h.snapshot,
         HookKind::UpgradeCharm => {
             v.charm_revision_seen = h.snapshot;
-            // upgrade-charm is followed by config-changed
+            // upgrade-charm is followed by config-changed, leader-settings-changed on
+            // non-leaders, then start (docs/reference/hook.md)
             v.config_hash = None;
+            v.started = false;
+            v.upgrading = true;
+            v.leader_settings_seen = 0;
         }
         HookKind::ConfigChanged => v.config_hash = Some(h.config_hash.clone()),
         HookKind::Start => {
             v.started = true;
+            v.upgrading = false;
             v.last_update_status_ms = now_ms;
             if !unit.status_ever_set && unit.workload.status == "maintenance" {
                 unit.workload = crate::state::Status::new("unknown", "");

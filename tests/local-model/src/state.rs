@@ -114,6 +114,9 @@ pub struct UniterView {
     pub leader_settings_seen: u64,
     pub config_hash: Option<String>,
     pub charm_revision_seen: u64,
+    /// Between upgrade-charm and the start that follows it.
+    #[serde(default)]
+    pub upgrading: bool,
     pub relations: BTreeMap<u32, RelView>,
     pub last_update_status_ms: u64,
 }

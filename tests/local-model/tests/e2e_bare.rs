@@ -190,6 +190,16 @@ fn bundle_in_bare_mode_follows_juju_order() {
         assert_eq!(h.last().unwrap().hook, "config-changed");
     }
 
+    // --- refresh: upgrade-charm -> config-changed -> start, no relation hooks
+    let n = records(&dir, "b/0").len();
+    m.request(&local_model::Request::Refresh { app: "b".into(), path: None }).unwrap();
+    m.wait(T).unwrap();
+    assert_eq!(names(&records(&dir, "b/0")[n..]), vec!["upgrade-charm", "config-changed", "start"]);
+    let n = records(&dir, "a/2").len();
+    m.request(&local_model::Request::Refresh { app: "a".into(), path: None }).unwrap();
+    m.wait(T).unwrap();
+    assert_eq!(names(&records(&dir, "a/2")[n..]), vec!["upgrade-charm", "config-changed", "leader-settings-changed", "start"]);
+
     // --- remove-relation: departed then broken on both sides, subordinates go away
     m.request(&local_model::Request::RemoveRelation { a: "a".into(), b: "sub".into() }).unwrap();
     m.wait(T).unwrap();
@@ -229,5 +239,46 @@ fn hook_tools_reject_a_wrong_context_and_a_stale_model_is_cleaned() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "ERROR bad request: wrong context ID; got \"a/0-install-42\"\n");
+    m.destroy().unwrap();
+}
+
+#[test]
+fn failed_hooks_are_retried_with_backoff_and_update_status_runs_when_idle() {
+    let dir = scratch("retry");
+    write_bundle(&dir, "");
+    let charm = dir.join("charms/lm-test.charm");
+    let rec = dir.join("rec");
+    let plan = local_model::bundle::charm_plan(
+        &charm,
+        Some("r".into()),
+        1,
+        None,
+        &["fail-hook=install".into(), format!("record-dir={}", rec.display())],
+        &["blob=".to_string() + &dir.join("blob.txt").display().to_string()],
+    )
+    .unwrap();
+    let m = local_model::LocalModel::new(&dir.join("model"), &lm_bin()).with_env("LM_RETRY_BASE_MS", "50").with_env("LM_RETRY_MAX_MS", "200").with_env("LM_UPDATE_STATUS_MS", "300");
+    m.deploy_plan(plan, Substrate::Bare).unwrap();
+    // install fails, and is retried on its own
+    let deadline = std::time::Instant::now() + T;
+    while records(&dir, "r/0").iter().filter(|r| r.hook == "install").count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "install not retried: {:?}", names(&records(&dir, "r/0")));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let un = m.unsettled().unwrap();
+    assert!(un[0].1.contains("retry scheduled") || un[0].1.starts_with("executing"), "{un:?}");
+    // fixing the cause is enough: the next retry succeeds, no resolve needed
+    m.request(&local_model::Request::Config { app: "r".into(), set: vec!["fail-hook=".into()], reset: vec![] }).unwrap();
+    m.wait(T).expect("recovered by retry");
+    let hooks = names(&records(&dir, "r/0"));
+    let first_ok = hooks.iter().position(|h| h != "install").unwrap();
+    assert!(first_ok >= 3, "{hooks:?}");
+    check_setup_order("r/0", &hooks[first_ok - 1..], true);
+    // update-status on its timer once idle
+    let deadline = std::time::Instant::now() + T;
+    while !names(&records(&dir, "r/0")).contains(&"update-status".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "no update-status");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     m.destroy().unwrap();
 }

@@ -118,6 +118,20 @@ fn bundle_on_namespaced_hosts() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // a reboot: stop pulls the plug, start boots the host; the unit runs start again and
+    // the enabled service is back
+    let n = records(&dir, "a/2").len();
+    m.fault("a/2", FaultOp::Stop).unwrap();
+    assert_ne!(m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap().0, 0, "a/2 answers while down");
+    m.fault("a/2", FaultOp::Start).unwrap();
+    m.wait(T).expect("settle after reboot");
+    assert_eq!(names(&records(&dir, "a/2")[n..]), vec!["start"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap().0 != 0 {
+        assert!(Instant::now() < deadline, "service not back after reboot");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // destroy leaves no namespace, link, process or mount of the lab
     let prefix = local_model::namespaced::prefix_for(&m.layout.lab());
     assert!(!hosts::Lab::leftovers(&prefix).is_empty());
