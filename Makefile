@@ -16,8 +16,9 @@ CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 
 all: charms
 
-## deps: Debian packages, cargo, and a Python venv with charmcraft and ops, when missing.
-deps: $(BUILD)/.apt-stamp $(VENV)/.stamp
+## deps: Debian packages, cargo, a Python venv with charmcraft and ops, and the Patroni
+## wheelhouse the local model attaches to postgresql-ha (its hosts have no internet), when missing.
+deps: $(BUILD)/.apt-stamp $(VENV)/.stamp $(BUILD)/wheelhouse.tar.gz
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs) and retry"; exit 1; }
 
 $(BUILD)/.apt-stamp:
@@ -34,6 +35,14 @@ $(VENV)/.stamp:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check charmcraft ops
 	@touch $@
+
+# Wheels (sdists built into wheels, so installing needs no build tools) for the hosts' Python,
+# as an air-gapped site would attach them.
+PATRONI := patroni[etcd3]==4.1.5
+$(BUILD)/wheelhouse.tar.gz: $(VENV)/.stamp
+	rm -rf $(BUILD)/wheelhouse
+	$(VENV)/bin/pip wheel -q --disable-pip-version-check -w $(BUILD)/wheelhouse "$(PATRONI)" psycopg2-binary
+	tar -C $(BUILD)/wheelhouse -czf $@ .
 
 build:
 	$(CARGO) build --workspace --all-features
