@@ -72,8 +72,14 @@ pub fn parse(raw: &Map<String, Value>) -> Result<Config, String> {
             validate_channel(&channel)?;
             InstallMethod::Snap { channel }
         }
-        "deb" => InstallMethod::Deb { source: parse_deb_source(&text("deb-source")?)? },
-        other => return Err(format!("config install-method: {other:?} is not supported; expected snap or deb")),
+        "deb" => InstallMethod::Deb {
+            source: parse_deb_source(&text("deb-source")?)?,
+        },
+        other => {
+            return Err(format!(
+                "config install-method: {other:?} is not supported; expected snap or deb"
+            ))
+        }
     };
     Ok(Config { method })
 }
@@ -81,9 +87,15 @@ pub fn parse(raw: &Map<String, Value>) -> Result<Config, String> {
 /// `<track>` or `<risk>` alone, `<track>/<risk>` or `<track>/<risk>/<branch>`, as snapd accepts
 /// them (a track alone means its stable risk).
 pub fn validate_channel(channel: &str) -> Result<(), String> {
-    let bad = || Err(format!("config channel: {channel:?} is not a snap channel; expected <track>/<risk>, e.g. 3.6/stable"));
+    let bad = || {
+        Err(format!("config channel: {channel:?} is not a snap channel; expected <track>/<risk>, e.g. 3.6/stable"))
+    };
     let parts: Vec<&str> = channel.split('/').collect();
-    let word_ok = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    let word_ok = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
     if !parts.iter().all(|p| word_ok(p)) {
         return bad();
     }
@@ -105,11 +117,21 @@ pub fn parse_deb_source(s: &str) -> Result<Option<DebSource>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    let bad = || Err(format!("config deb-source: {s:?} is not an APT source; expected ppa:<owner>/<archive> or \"deb <url> <suite> [components]\""));
+    let bad = || {
+        Err(format!("config deb-source: {s:?} is not an APT source; expected ppa:<owner>/<archive> or \"deb <url> <suite> [components]\""))
+    };
     if let Some(ppa) = s.strip_prefix("ppa:") {
         let ok = ppa.split('/').count() == 2
-            && ppa.split('/').all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+')));
-        return if ok { Ok(Some(DebSource::Ppa(s.to_string()))) } else { bad() };
+            && ppa.split('/').all(|w| {
+                !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+            });
+        return if ok {
+            Ok(Some(DebSource::Ppa(s.to_string())))
+        } else {
+            bad()
+        };
     }
     let words: Vec<&str> = s.split_whitespace().collect();
     // A newline would smuggle a second entry into the sources file.
@@ -117,7 +139,12 @@ pub fn parse_deb_source(s: &str) -> Result<Option<DebSource>, String> {
         return bad();
     }
     // `deb [signed-by=...] url suite ...`: options come in brackets before the URL.
-    let url = words.iter().skip(1).find(|w| !w.starts_with('[') && !w.ends_with(']')).copied().unwrap_or("");
+    let url = words
+        .iter()
+        .skip(1)
+        .find(|w| !w.starts_with('[') && !w.ends_with(']'))
+        .copied()
+        .unwrap_or("");
     if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file:/")) {
         return bad();
     }
@@ -135,29 +162,76 @@ mod tests {
 
     #[test]
     fn defaults_mean_snap_on_the_given_channel() {
-        let c = parse(&raw(json!({"install-method": "snap", "channel": "3.6/stable", "deb-source": ""}))).unwrap();
-        assert_eq!(c.method, InstallMethod::Snap { channel: "3.6/stable".into() });
+        let c = parse(&raw(
+            json!({"install-method": "snap", "channel": "3.6/stable", "deb-source": ""}),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.method,
+            InstallMethod::Snap {
+                channel: "3.6/stable".into()
+            }
+        );
     }
 
     #[test]
     fn deb_with_and_without_source() {
-        let c = parse(&raw(json!({"install-method": "deb", "channel": "nonsense here", "deb-source": ""}))).unwrap();
-        assert_eq!(c.method, InstallMethod::Deb { source: None }, "channel is ignored for deb");
-        let c = parse(&raw(json!({"install-method": "deb", "deb-source": "ppa:maas/3.6"}))).unwrap();
-        assert_eq!(c.method, InstallMethod::Deb { source: Some(DebSource::Ppa("ppa:maas/3.6".into())) });
+        let c = parse(&raw(
+            json!({"install-method": "deb", "channel": "nonsense here", "deb-source": ""}),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.method,
+            InstallMethod::Deb { source: None },
+            "channel is ignored for deb"
+        );
+        let c = parse(&raw(
+            json!({"install-method": "deb", "deb-source": "ppa:maas/3.6"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.method,
+            InstallMethod::Deb {
+                source: Some(DebSource::Ppa("ppa:maas/3.6".into()))
+            }
+        );
         let c = parse(&raw(json!({"install-method": "deb", "deb-source": " deb  http://archive.example/maas noble main "}))).unwrap();
-        assert_eq!(c.method, InstallMethod::Deb { source: Some(DebSource::Line("deb http://archive.example/maas noble main".into())) });
+        assert_eq!(
+            c.method,
+            InstallMethod::Deb {
+                source: Some(DebSource::Line(
+                    "deb http://archive.example/maas noble main".into()
+                ))
+            }
+        );
     }
 
     #[test]
     fn bad_values_name_the_option_and_the_expected_form() {
         let e = parse(&raw(json!({"install-method": "charm"}))).unwrap_err();
-        assert_eq!(e, "config install-method: \"charm\" is not supported; expected snap or deb");
-        let e = parse(&raw(json!({"install-method": "snap", "channel": "3.6/stabel"}))).unwrap_err();
-        assert!(e.starts_with("config channel: \"3.6/stabel\" is not a snap channel; expected <track>/<risk>"), "{e}");
-        let e = parse(&raw(json!({"install-method": "deb", "deb-source": "ppa:maas"}))).unwrap_err();
+        assert_eq!(
+            e,
+            "config install-method: \"charm\" is not supported; expected snap or deb"
+        );
+        let e = parse(&raw(
+            json!({"install-method": "snap", "channel": "3.6/stabel"}),
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with(
+                "config channel: \"3.6/stabel\" is not a snap channel; expected <track>/<risk>"
+            ),
+            "{e}"
+        );
+        let e = parse(&raw(
+            json!({"install-method": "deb", "deb-source": "ppa:maas"}),
+        ))
+        .unwrap_err();
         assert!(e.starts_with("config deb-source: \"ppa:maas\""), "{e}");
-        let e = parse(&raw(json!({"install-method": "deb", "deb-source": "deb ftp://x noble main"}))).unwrap_err();
+        let e = parse(&raw(
+            json!({"install-method": "deb", "deb-source": "deb ftp://x noble main"}),
+        ))
+        .unwrap_err();
         assert!(e.starts_with("config deb-source:"), "{e}");
         let e = parse(&raw(json!({"install-method": "deb", "deb-source": "deb http://x noble\ndeb http://evil y z"}))).unwrap_err();
         assert!(e.starts_with("config deb-source:"), "{e}");
@@ -165,10 +239,23 @@ mod tests {
 
     #[test]
     fn channels_as_snapd_takes_them() {
-        for ok in ["stable", "3.6", "3.6/stable", "latest/edge", "3.7/candidate/fix-123"] {
+        for ok in [
+            "stable",
+            "3.6",
+            "3.6/stable",
+            "latest/edge",
+            "3.7/candidate/fix-123",
+        ] {
             assert!(validate_channel(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "3.6/", "/stable", "3.6/stable/x/y", "3.6 /stable", "3.6/stabel"] {
+        for bad in [
+            "",
+            "3.6/",
+            "/stable",
+            "3.6/stable/x/y",
+            "3.6 /stable",
+            "3.6/stabel",
+        ] {
             assert!(validate_channel(bad).is_err(), "{bad}");
         }
     }

@@ -90,15 +90,32 @@ impl Flavor {
 /// the secret from stdin when `--url` is given, which keeps it out of the process list.
 pub fn register_cmd(flavor: Flavor, url: &str, secret: &str) -> Cmd {
     match flavor {
-        Flavor::Snap => Cmd::new(SNAP_CLI, ["init", "rack", "--maas-url", url, "--secret", secret, "--force"]).sensitive(secret),
-        Flavor::Deb => Cmd::new("maas-rack", ["register", "--url", url]).stdin(format!("{secret}\n")).sensitive(secret),
+        Flavor::Snap => Cmd::new(
+            SNAP_CLI,
+            [
+                "init",
+                "rack",
+                "--maas-url",
+                url,
+                "--secret",
+                secret,
+                "--force",
+            ],
+        )
+        .sensitive(secret),
+        Flavor::Deb => Cmd::new("maas-rack", ["register", "--url", url])
+            .stdin(format!("{secret}\n"))
+            .sensitive(secret),
     }
 }
 
 /// Commands that install MAAS for a rack, in order.
 pub fn install_cmds(method: &InstallMethod) -> Vec<Cmd> {
     match method {
-        InstallMethod::Snap { channel } => vec![Cmd::new("snap", ["install", SNAP, &format!("--channel={channel}")])],
+        InstallMethod::Snap { channel } => vec![Cmd::new(
+            "snap",
+            ["install", SNAP, &format!("--channel={channel}")],
+        )],
         InstallMethod::Deb { .. } => vec![
             apt(["update"]),
             apt(["install", "-y", "--no-install-recommends", DEB_PACKAGE]),
@@ -117,7 +134,9 @@ pub fn add_source_cmd(source: &DebSource) -> Option<Cmd> {
 /// The content of [`APT_SOURCE_FILE`] for a one-line source.
 pub fn apt_source_file(source: &DebSource) -> Option<String> {
     match source {
-        DebSource::Line(line) => Some(format!("# Managed by the maas-rack charm (config deb-source).\n{line}\n")),
+        DebSource::Line(line) => Some(format!(
+            "# Managed by the maas-rack charm (config deb-source).\n{line}\n"
+        )),
         DebSource::Ppa(_) => None,
     }
 }
@@ -136,7 +155,10 @@ pub fn refresh_cmd(channel: &str) -> Cmd {
 pub fn stop_cmds(flavor: Flavor) -> Vec<Cmd> {
     match flavor {
         Flavor::Snap => vec![Cmd::new("snap", ["stop", "--disable", SNAP])],
-        Flavor::Deb => vec![Cmd::new("systemctl", ["stop", DEB_RACKD]), Cmd::new("systemctl", ["disable", DEB_RACKD])],
+        Flavor::Deb => vec![
+            Cmd::new("systemctl", ["stop", DEB_RACKD]),
+            Cmd::new("systemctl", ["disable", DEB_RACKD]),
+        ],
     }
 }
 
@@ -169,7 +191,11 @@ pub fn dhcpd_shared_networks(conf: &str) -> Vec<String> {
         let line = line.split('#').next().unwrap_or("").trim();
         let mut w = line.split_whitespace();
         if w.next() == Some("shared-network") {
-            if let Some(name) = w.next().map(|n| n.trim_end_matches('{').trim_matches('"')).filter(|n| !n.is_empty()) {
+            if let Some(name) = w
+                .next()
+                .map(|n| n.trim_end_matches('{').trim_matches('"'))
+                .filter(|n| !n.is_empty())
+            {
                 if !out.iter().any(|o| o == name) {
                     out.push(name.to_string());
                 }
@@ -217,36 +243,82 @@ mod tests {
     #[test]
     fn snap_registration_is_maas_init_rack_with_the_secret_masked() {
         let c = register_cmd(Flavor::Snap, "http://10.77.0.200/MAAS", "deadbeef");
-        assert_eq!(c.argv(), ["/snap/bin/maas", "init", "rack", "--maas-url", "http://10.77.0.200/MAAS", "--secret", "deadbeef", "--force"]);
-        assert_eq!(c.to_string(), "/snap/bin/maas init rack --maas-url http://10.77.0.200/MAAS --secret *** --force");
+        assert_eq!(
+            c.argv(),
+            [
+                "/snap/bin/maas",
+                "init",
+                "rack",
+                "--maas-url",
+                "http://10.77.0.200/MAAS",
+                "--secret",
+                "deadbeef",
+                "--force"
+            ]
+        );
+        assert_eq!(
+            c.to_string(),
+            "/snap/bin/maas init rack --maas-url http://10.77.0.200/MAAS --secret *** --force"
+        );
         assert_eq!(c.stdin, None);
     }
 
     #[test]
     fn deb_registration_passes_the_secret_on_stdin() {
         let c = register_cmd(Flavor::Deb, "http://10.77.0.200/MAAS", "deadbeef");
-        assert_eq!(c.argv(), ["maas-rack", "register", "--url", "http://10.77.0.200/MAAS"]);
+        assert_eq!(
+            c.argv(),
+            ["maas-rack", "register", "--url", "http://10.77.0.200/MAAS"]
+        );
         assert_eq!(c.stdin.as_deref(), Some(&b"deadbeef\n"[..]));
         assert!(!c.argv().iter().any(|a| a.contains("deadbeef")));
     }
 
     #[test]
     fn paths_per_flavor() {
-        assert_eq!(Flavor::Snap.secret_file(), "/var/snap/maas/common/maas/secret");
+        assert_eq!(
+            Flavor::Snap.secret_file(),
+            "/var/snap/maas/common/maas/secret"
+        );
         assert_eq!(Flavor::Deb.secret_file(), "/var/lib/maas/secret");
-        assert_eq!(Flavor::Snap.maas_id_file(), "/var/snap/maas/common/maas/maas_id");
+        assert_eq!(
+            Flavor::Snap.maas_id_file(),
+            "/var/snap/maas/common/maas/maas_id"
+        );
         assert_eq!(Flavor::Deb.maas_id_file(), "/var/lib/maas/maas_id");
         assert_eq!(Flavor::Deb.dhcpd_conf(), "/var/lib/maas/dhcpd.conf");
     }
 
     #[test]
     fn install_commands() {
-        let snap = install_cmds(&InstallMethod::Snap { channel: "3.6/stable".into() });
-        assert_eq!(snap.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["snap install maas --channel=3.6/stable"]);
+        let snap = install_cmds(&InstallMethod::Snap {
+            channel: "3.6/stable".into(),
+        });
+        assert_eq!(
+            snap.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["snap install maas --channel=3.6/stable"]
+        );
         let deb = install_cmds(&InstallMethod::Deb { source: None });
-        assert_eq!(deb.iter().map(|c| c.to_string()).collect::<Vec<_>>(), ["apt-get update", "apt-get install -y --no-install-recommends maas-rack-controller"]);
-        assert_eq!(add_source_cmd(&DebSource::Ppa("ppa:maas/3.6".into())).unwrap().to_string(), "add-apt-repository -y ppa:maas/3.6");
-        assert_eq!(apt_source_file(&DebSource::Line("deb http://a/maas noble main".into())).unwrap().lines().last(), Some("deb http://a/maas noble main"));
+        assert_eq!(
+            deb.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            [
+                "apt-get update",
+                "apt-get install -y --no-install-recommends maas-rack-controller"
+            ]
+        );
+        assert_eq!(
+            add_source_cmd(&DebSource::Ppa("ppa:maas/3.6".into()))
+                .unwrap()
+                .to_string(),
+            "add-apt-repository -y ppa:maas/3.6"
+        );
+        assert_eq!(
+            apt_source_file(&DebSource::Line("deb http://a/maas noble main".into()))
+                .unwrap()
+                .lines()
+                .last(),
+            Some("deb http://a/maas noble main")
+        );
     }
 
     #[test]
@@ -268,7 +340,10 @@ mod tests {
 
     #[test]
     fn local_maas_from_snap_mode() {
-        assert_eq!(LocalMaas::from_snap_mode("region+rack\n"), LocalMaas::RegionRack);
+        assert_eq!(
+            LocalMaas::from_snap_mode("region+rack\n"),
+            LocalMaas::RegionRack
+        );
         assert!(LocalMaas::from_snap_mode("region").has_region());
         assert!(!LocalMaas::from_snap_mode("rack").has_region());
         assert_eq!(LocalMaas::from_snap_mode("none"), LocalMaas::None);

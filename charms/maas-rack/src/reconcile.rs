@@ -16,7 +16,12 @@ pub const NEEDS_RELATION: &str = "needs an rpc relation to maas-region";
 pub const WAITING_FOR_REGION: &str = "waiting for the region URL and secret";
 
 /// The ports a rack serves machines on: DHCP, TFTP, NTP and rackd's HTTP (boot images).
-pub const RACK_PORTS: [Port; 4] = [Port::Udp(67), Port::Udp(69), Port::Udp(123), Port::Tcp(5248)];
+pub const RACK_PORTS: [Port; 4] = [
+    Port::Udp(67),
+    Port::Udp(69),
+    Port::Udp(123),
+    Port::Tcp(5248),
+];
 
 /// Reconciles, keeping the charm-state record of what was done in step with the host.
 pub fn reconcile(ctx: &mut Context) -> Result<()> {
@@ -49,8 +54,14 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
 
     let Some(rel) = rpc_relation(ctx)? else {
         if record.is_registered() {
-            let registered_as = record.installed.as_deref().and_then(Flavor::parse).unwrap_or(flavor);
-            log::info!("no rpc relation: stopping the rack controller and removing its shared secret");
+            let registered_as = record
+                .installed
+                .as_deref()
+                .and_then(Flavor::parse)
+                .unwrap_or(flavor);
+            log::info!(
+                "no rpc relation: stopping the rack controller and removing its shared secret"
+            );
             workload::deregister(ctx.machine, registered_as)?;
             record.clear_registration();
         }
@@ -60,7 +71,11 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     };
 
     let hostname = workload::hostname(ctx.machine)?;
-    let mut publish = RackData { hostname: hostname.clone(), system_id: None, dhcp: None };
+    let mut publish = RackData {
+        hostname: hostname.clone(),
+        system_id: None,
+        dhcp: None,
+    };
     let offer = match RegionOffer::from_databag(&rel.remote_app_data()?) {
         Ok(o) => o,
         Err(message) => {
@@ -105,7 +120,10 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     let fresh = !record.registered_with(&url, &secret);
     if fresh {
         maintenance(ctx, &format!("registering with {url}"))?;
-        log::info!("registering the rack controller with {url} ({} install)", flavor.name());
+        log::info!(
+            "registering the rack controller with {url} ({} install)",
+            flavor.name()
+        );
         workload::register(ctx.machine, flavor, &url, &secret)?;
         record.set_registered(&url, &secret);
     }
@@ -130,7 +148,11 @@ fn rpc_relation<'m, 'r>(ctx: &'m Context<'r>) -> Result<Option<charm_lib::Relati
         EventKind::Relation(r) if r.phase == RelationPhase::Broken => Some(r.relation.clone()),
         _ => None,
     };
-    Ok(ctx.model.relations(relations::ENDPOINT)?.into_iter().find(|r| Some(r.id()) != broken.as_ref()))
+    Ok(ctx
+        .model
+        .relations(relations::ENDPOINT)?
+        .into_iter()
+        .find(|r| Some(r.id()) != broken.as_ref()))
 }
 
 /// The shared secret's value, or the reason it cannot be used (for a Blocked status). A new
@@ -140,13 +162,24 @@ fn read_shared_secret(ctx: &Context, secret_id: &str) -> Result<Result<String, S
     let content = match ctx.model.get_secret(Some(secret_id), None, refresh) {
         Ok(c) => c,
         Err(Error::Tool(e)) if matches!(e.kind, ToolErrorKind::Failed { .. }) => {
-            let why = e.stderr().unwrap_or("").trim().trim_start_matches("ERROR ").to_string();
+            let why = e
+                .stderr()
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches("ERROR ")
+                .to_string();
             return Ok(Err(format!("cannot read the MAAS shared secret {secret_id} from maas-region ({why}): is it granted to this relation?")));
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(secret) = content.get("secret").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) else {
-        return Ok(Err(format!("the MAAS shared secret {secret_id} from maas-region has no 'secret' key")));
+    let Some(secret) = content
+        .get("secret")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(Err(format!(
+            "the MAAS shared secret {secret_id} from maas-region has no 'secret' key"
+        )));
     };
     if !secret.chars().all(|c| c.is_ascii_hexdigit()) || secret.len() % 2 != 0 {
         return Ok(Err(format!("the MAAS shared secret {secret_id} from maas-region is not a hex string, as MAAS requires")));
@@ -169,15 +202,20 @@ fn ensure_installed(ctx: &Context, method: &InstallMethod, record: &mut Record) 
             workload::install(ctx.machine, method)?;
             record.deb_source = source.as_ref().map(|s| s.as_str().to_string());
         }
-        (InstallMethod::Snap { channel }, true) if record.channel.as_deref() != Some(channel.as_str()) => {
+        (InstallMethod::Snap { channel }, true)
+            if record.channel.as_deref() != Some(channel.as_str()) =>
+        {
             maintenance(ctx, &format!("refreshing the maas snap to {channel}"))?;
             ctx.machine.run(&crate::maas::refresh_cmd(channel))?;
             record.channel = Some(channel.clone());
         }
-        (InstallMethod::Deb { source }, true) if record.deb_source.as_deref() != source.as_ref().map(|s| s.as_str()) => {
+        (InstallMethod::Deb { source }, true)
+            if record.deb_source.as_deref() != source.as_ref().map(|s| s.as_str()) =>
+        {
             // The new source serves the next upgrade; upgrading MAAS stays the operator's call.
             if !matches!(source, Some(crate::config::DebSource::Line(_))) {
-                ctx.machine.remove_file(std::path::Path::new(crate::maas::APT_SOURCE_FILE))?;
+                ctx.machine
+                    .remove_file(std::path::Path::new(crate::maas::APT_SOURCE_FILE))?;
             }
             if let Some(src) = source {
                 workload::add_deb_source(ctx.machine, src)?;
@@ -208,7 +246,7 @@ pub fn co_located_status(hostname: &str, local: LocalMaas) -> Status {
     match local {
         LocalMaas::RegionRack => Status::active(format!("co-located with region {hostname}: rack runs in the region's MAAS (region+rack); not registering separately")),
         LocalMaas::Region => Status::blocked(format!(
-            "co-located with region {hostname}, whose MAAS runs without a rack: run maas-region in region+rack mode or move this unit to another machine"
+            "co-located with region {hostname}, whose MAAS runs in region mode only: place this unit on a machine without a region"
         )),
         LocalMaas::None | LocalMaas::Rack => Status::waiting(format!("co-located with region {hostname}: waiting for the region's MAAS; not registering separately")),
     }
@@ -218,7 +256,10 @@ pub fn co_located_status(hostname: &str, local: LocalMaas) -> Status {
 pub fn active_message(url: &str, seen: &Observed) -> String {
     match (seen.dhcpd, seen.vlans.as_slice()) {
         (Some(true), []) => format!("registered with {url}; serving DHCP"),
-        (Some(true), vlans) => format!("registered with {url}; serving DHCP on {}", vlans.join(", ")),
+        (Some(true), vlans) => format!(
+            "registered with {url}; serving DHCP on {}",
+            vlans.join(", ")
+        ),
         _ => format!("registered with {url}"),
     }
 }
@@ -230,20 +271,53 @@ mod tests {
     #[test]
     fn active_message_says_what_is_known_about_dhcp() {
         let url = "http://10.77.0.200/MAAS";
-        assert_eq!(active_message(url, &Observed::default()), "registered with http://10.77.0.200/MAAS");
-        let off = Observed { dhcpd: Some(false), ..Default::default() };
-        assert_eq!(active_message(url, &off), "registered with http://10.77.0.200/MAAS");
-        let on = Observed { dhcpd: Some(true), ..Default::default() };
-        assert_eq!(active_message(url, &on), "registered with http://10.77.0.200/MAAS; serving DHCP");
-        let vlans = Observed { dhcpd: Some(true), vlans: vec!["vlan-5001".into(), "vlan-5002".into()], ..Default::default() };
-        assert_eq!(active_message(url, &vlans), "registered with http://10.77.0.200/MAAS; serving DHCP on vlan-5001, vlan-5002");
+        assert_eq!(
+            active_message(url, &Observed::default()),
+            "registered with http://10.77.0.200/MAAS"
+        );
+        let off = Observed {
+            dhcpd: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(
+            active_message(url, &off),
+            "registered with http://10.77.0.200/MAAS"
+        );
+        let on = Observed {
+            dhcpd: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            active_message(url, &on),
+            "registered with http://10.77.0.200/MAAS; serving DHCP"
+        );
+        let vlans = Observed {
+            dhcpd: Some(true),
+            vlans: vec!["vlan-5001".into(), "vlan-5002".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            active_message(url, &vlans),
+            "registered with http://10.77.0.200/MAAS; serving DHCP on vlan-5001, vlan-5002"
+        );
     }
 
     #[test]
     fn co_location_statuses() {
-        assert_eq!(co_located_status("r1", LocalMaas::RegionRack).kind, charm_lib::StatusKind::Active);
-        assert_eq!(co_located_status("r1", LocalMaas::Region).kind, charm_lib::StatusKind::Blocked);
-        assert_eq!(co_located_status("r1", LocalMaas::None).kind, charm_lib::StatusKind::Waiting);
-        assert!(co_located_status("r1", LocalMaas::RegionRack).message.starts_with("co-located with region r1: "));
+        assert_eq!(
+            co_located_status("r1", LocalMaas::RegionRack).kind,
+            charm_lib::StatusKind::Active
+        );
+        assert_eq!(
+            co_located_status("r1", LocalMaas::Region).kind,
+            charm_lib::StatusKind::Blocked
+        );
+        assert_eq!(
+            co_located_status("r1", LocalMaas::None).kind,
+            charm_lib::StatusKind::Waiting
+        );
+        assert!(co_located_status("r1", LocalMaas::RegionRack)
+            .message
+            .starts_with("co-located with region r1: "));
     }
 }

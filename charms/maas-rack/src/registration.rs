@@ -33,13 +33,27 @@ impl Record {
     pub fn load(tools: &HookTools) -> Result<Record> {
         let mut m = tools.state_get()?;
         let mut take = |k: &str| m.remove(k).filter(|v| !v.is_empty());
-        Ok(Record { installed: take(INSTALLED), channel: take(CHANNEL), deb_source: take(DEB_SOURCE), url: take(URL), secret_digest: take(SECRET) })
+        Ok(Record {
+            installed: take(INSTALLED),
+            channel: take(CHANNEL),
+            deb_source: take(DEB_SOURCE),
+            url: take(URL),
+            secret_digest: take(SECRET),
+        })
     }
 
     /// Writes the differences from `before` to charm state.
     pub fn save(&self, before: &Record, tools: &HookTools) -> Result<()> {
         let pairs = |r: &Record| -> BTreeMap<&'static str, Option<String>> {
-            [(INSTALLED, r.installed.clone()), (CHANNEL, r.channel.clone()), (DEB_SOURCE, r.deb_source.clone()), (URL, r.url.clone()), (SECRET, r.secret_digest.clone())].into_iter().collect()
+            [
+                (INSTALLED, r.installed.clone()),
+                (CHANNEL, r.channel.clone()),
+                (DEB_SOURCE, r.deb_source.clone()),
+                (URL, r.url.clone()),
+                (SECRET, r.secret_digest.clone()),
+            ]
+            .into_iter()
+            .collect()
         };
         let (old, new) = (pairs(before), pairs(self));
         let mut set = BTreeMap::new();
@@ -61,7 +75,8 @@ impl Record {
 
     /// Whether the rack is registered with exactly this URL and secret.
     pub fn registered_with(&self, url: &str, secret: &str) -> bool {
-        self.url.as_deref() == Some(url) && self.secret_digest.as_deref() == Some(digest(secret).as_str())
+        self.url.as_deref() == Some(url)
+            && self.secret_digest.as_deref() == Some(digest(secret).as_str())
     }
 
     /// Remembers a successful registration.
@@ -84,7 +99,10 @@ impl Record {
 
 /// Hex SHA-256 of the secret, domain-separated so the digest is useless anywhere else.
 pub fn digest(secret: &str) -> String {
-    let d = Sha256::new().chain_update(b"maas-rack shared secret\0").chain_update(secret.trim().as_bytes()).finalize();
+    let d = Sha256::new()
+        .chain_update(b"maas-rack shared secret\0")
+        .chain_update(secret.trim().as_bytes())
+        .finalize();
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -98,7 +116,11 @@ mod tests {
         assert_eq!(d.len(), 64);
         assert!(d.chars().all(|c| c.is_ascii_hexdigit()));
         assert!(!d.contains("deadbeef"));
-        assert_eq!(d, digest("deadbeef\n"), "MAAS trims the secret; so does the digest");
+        assert_eq!(
+            d,
+            digest("deadbeef\n"),
+            "MAAS trims the secret; so does the digest"
+        );
         assert_ne!(d, digest("deadbeee"));
     }
 

@@ -23,24 +23,40 @@ impl RegionOffer {
     /// Reads the region's app databag. A `regions` value that is not a JSON list of hostnames
     /// is an error message for a Blocked status (the region charm wrote something wrong).
     pub fn from_databag(bag: &Databag) -> Result<RegionOffer, String> {
-        let get = |k: &str| bag.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            bag.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let regions = match get("regions") {
             None => Vec::new(),
             Some(text) => parse_regions(&text)?,
         };
-        Ok(RegionOffer { maas_url: get("maas_url"), secret_id: get("secret_id"), regions })
+        Ok(RegionOffer {
+            maas_url: get("maas_url"),
+            secret_id: get("secret_id"),
+            regions,
+        })
     }
 
     /// The region host this host is, if any (hostnames compare case-insensitively and without
     /// their domain, since Juju machines may report either form).
     pub fn region_named(&self, hostname: &str) -> Option<&str> {
         let me = short_name(hostname);
-        self.regions.iter().find(|r| short_name(r) == me).map(String::as_str)
+        self.regions
+            .iter()
+            .find(|r| short_name(r) == me)
+            .map(String::as_str)
     }
 }
 
 fn parse_regions(text: &str) -> Result<Vec<String>, String> {
-    let bad = || format!("maas-region sent invalid rpc data: regions must be a JSON list of hostnames, got {:?}", truncate(text, 60));
+    let bad = || {
+        format!(
+            "maas-region sent invalid rpc data: regions must be a JSON list of hostnames, got {:?}",
+            truncate(text, 60)
+        )
+    };
     let v: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
     v.into_iter()
         .map(|h| match h {
@@ -60,18 +76,34 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// The host part of a (possibly qualified) hostname, lowercased.
 pub fn short_name(hostname: &str) -> String {
-    hostname.trim().split('.').next().unwrap_or("").to_ascii_lowercase()
+    hostname
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 fn valid_hostname(h: &str) -> bool {
-    !h.is_empty() && h.len() <= 253 && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Checks that `url` is a URL a rack can register with: `http(s)://host[:port]/MAAS[/...]`.
 /// The error is the reason, for a Blocked status.
 pub fn validate_maas_url(url: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("maas-region sent an invalid MAAS URL {url:?} ({why}); expected http(s)://<host>[:port]/MAAS"));
-    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+    let bad = |why: &str| {
+        Err(format!("maas-region sent an invalid MAAS URL {url:?} ({why}); expected http(s)://<host>[:port]/MAAS"))
+    };
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return bad("not http or https");
     };
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -82,8 +114,14 @@ pub fn validate_maas_url(url: &str) -> Result<(), String> {
         return bad("credentials do not belong in it");
     }
     let host = if let Some(v6) = authority.strip_prefix('[') {
-        let Some((addr, after)) = v6.split_once(']') else { return bad("unclosed IPv6 address") };
-        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return bad("unclosed IPv6 address");
+        };
+        if addr.is_empty()
+            || !addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return bad("bad IPv6 address");
         }
         if !after.is_empty() && !valid_port(after.strip_prefix(':').unwrap_or("x")) {
@@ -116,7 +154,9 @@ pub fn validate_maas_url(url: &str) -> Result<(), String> {
 }
 
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+    !p.is_empty()
+        && p.chars().all(|c| c.is_ascii_digit())
+        && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
 }
 
 /// This rack's unit databag. `None` fields delete their key, so stale values do not linger.
@@ -160,13 +200,23 @@ mod tests {
     fn garbage_regions_are_refused_with_the_reason() {
         for g in ["region-a", "{\"a\":1}", "[1,2]", "[\"bad host\"]", "[\"\"]"] {
             let e = RegionOffer::from_databag(&bag(&[("regions", g)])).unwrap_err();
-            assert!(e.starts_with("maas-region sent invalid rpc data: regions must be a JSON list of hostnames"), "{g}: {e}");
+            assert!(
+                e.starts_with(
+                    "maas-region sent invalid rpc data: regions must be a JSON list of hostnames"
+                ),
+                "{g}: {e}"
+            );
         }
     }
 
     #[test]
     fn maas_urls() {
-        for ok in ["http://10.77.0.200/MAAS", "https://maas.example:5443/MAAS/", "http://[fd00::1]:5240/MAAS", "http://region-a:5240/MAAS/api/2.0/"] {
+        for ok in [
+            "http://10.77.0.200/MAAS",
+            "https://maas.example:5443/MAAS/",
+            "http://[fd00::1]:5240/MAAS",
+            "http://region-a:5240/MAAS/api/2.0/",
+        ] {
             assert_eq!(validate_maas_url(ok), Ok(()), "{ok}");
         }
         for (bad, why) in [
@@ -180,7 +230,10 @@ mod tests {
             ("http://bad host/MAAS", "contains spaces"),
         ] {
             let e = validate_maas_url(bad).unwrap_err();
-            assert!(e.contains(why) && e.ends_with("expected http(s)://<host>[:port]/MAAS"), "{bad}: {e}");
+            assert!(
+                e.contains(why) && e.ends_with("expected http(s)://<host>[:port]/MAAS"),
+                "{bad}: {e}"
+            );
         }
     }
 }

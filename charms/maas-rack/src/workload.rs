@@ -10,7 +10,10 @@ use std::path::Path;
 pub fn hostname(m: &dyn Machine) -> Result<String> {
     let out = m.run(&Cmd::new("hostname", Vec::<String>::new()))?;
     let name = out.stdout.trim().to_string();
-    anyhow::ensure!(!name.is_empty(), "`hostname` printed nothing: cannot tell this host's name");
+    anyhow::ensure!(
+        !name.is_empty(),
+        "`hostname` printed nothing: cannot tell this host's name"
+    );
     Ok(name)
 }
 
@@ -23,7 +26,11 @@ pub fn local_maas(m: &dyn Machine) -> Result<LocalMaas> {
         }
     }
     if m.read_file(Path::new(maas::DEB_REGIOND_CONF))?.is_some() {
-        return Ok(if m.service_is_active(maas::DEB_RACKD)? { LocalMaas::RegionRack } else { LocalMaas::Region });
+        return Ok(if m.service_is_active(maas::DEB_RACKD)? {
+            LocalMaas::RegionRack
+        } else {
+            LocalMaas::Region
+        });
     }
     Ok(LocalMaas::None)
 }
@@ -46,7 +53,11 @@ pub fn add_deb_source(m: &dyn Machine, src: &DebSource) -> Result<()> {
             m.run(&cmd)?;
         }
         (None, Some(text)) => {
-            m.write_file(Path::new(maas::APT_SOURCE_FILE), text.as_bytes(), &FileOptions::root(0o644))?;
+            m.write_file(
+                Path::new(maas::APT_SOURCE_FILE),
+                text.as_bytes(),
+                &FileOptions::root(0o644),
+            )?;
         }
         (None, None) => {}
     }
@@ -56,7 +67,8 @@ pub fn add_deb_source(m: &dyn Machine, src: &DebSource) -> Result<()> {
 /// Registers the rack. The error names the command with the secret masked, and its stderr.
 pub fn register(m: &dyn Machine, flavor: Flavor, url: &str, secret: &str) -> Result<()> {
     let cmd = maas::register_cmd(flavor, url, secret);
-    m.run(&cmd).with_context(|| format!("registering with {url} failed"))?;
+    m.run(&cmd)
+        .with_context(|| format!("registering with {url} failed"))?;
     // A rack stopped by an earlier relation-broken was disabled; registration must bring it back.
     for c in maas::start_cmds(flavor) {
         m.run(&c)?;
@@ -104,18 +116,36 @@ pub fn observe(m: &dyn Machine, flavor: Flavor) -> Result<Observed> {
     let (rackd, dhcpd) = match flavor {
         Flavor::Snap => {
             let out = m.run(&Cmd::new(maas::SNAP_CLI, ["status"]).allow_failure())?;
-            let table = if out.success() { maas::parse_maas_status(&out.stdout) } else { Default::default() };
+            let table = if out.success() {
+                maas::parse_maas_status(&out.stdout)
+            } else {
+                Default::default()
+            };
             let state = |svc: &str| table.get(svc).map(|s| s == "active");
             (state("rackd"), state("dhcpd"))
         }
-        Flavor::Deb => (Some(m.service_is_active(maas::DEB_RACKD)?), Some(m.service_is_active(maas::DEB_DHCPD)?)),
+        Flavor::Deb => (
+            Some(m.service_is_active(maas::DEB_RACKD)?),
+            Some(m.service_is_active(maas::DEB_DHCPD)?),
+        ),
     };
     let vlans = match dhcpd {
-        Some(true) => m.read_to_string(Path::new(&flavor.dhcpd_conf()))?.map(|c| maas::dhcpd_shared_networks(&c)).unwrap_or_default(),
+        Some(true) => m
+            .read_to_string(Path::new(&flavor.dhcpd_conf()))?
+            .map(|c| maas::dhcpd_shared_networks(&c))
+            .unwrap_or_default(),
         _ => Vec::new(),
     };
-    let system_id = m.read_to_string(Path::new(&flavor.maas_id_file()))?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    Ok(Observed { rackd, dhcpd, vlans, system_id })
+    let system_id = m
+        .read_to_string(Path::new(&flavor.maas_id_file()))?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    Ok(Observed {
+        rackd,
+        dhcpd,
+        vlans,
+        system_id,
+    })
 }
 
 /// Starts rackd (after a reboot with it disabled, or a crash the supervisor gave up on).

@@ -10,19 +10,34 @@ use maas_rack::reconcile::WAITING_FOR_REGION;
 
 fn assert_nothing_done(out: &charm_lib::testing::Output) {
     let lines = out.command_lines();
-    assert!(lines.iter().all(|l| l == "hostname"), "only looked, but ran {lines:?}");
+    assert!(
+        lines.iter().all(|l| l == "hostname"),
+        "only looked, but ran {lines:?}"
+    );
     assert!(out.state.machine.snaps.is_empty() && out.state.machine.packages.is_empty());
     assert!(out.state.opened_ports.is_empty());
 }
 
 #[test]
 fn missing_region_data_waits_and_publishes_the_hostname() {
-    for data in [vec![], vec![("maas_url", URL)], vec![("secret_id", SID), ("regions", REGIONS)], vec![("maas_url", ""), ("secret_id", SID)]] {
+    for data in [
+        vec![],
+        vec![("maas_url", URL)],
+        vec![("secret_id", SID), ("regions", REGIONS)],
+        vec![("maas_url", ""), ("secret_id", SID)],
+    ] {
         let mut st = ready();
         st.relations[0].remote_app_data = charm_lib::testing::bag(&data);
         let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
-        assert_eq!(out.state.unit_status, Status::waiting(WAITING_FOR_REGION), "{data:?}");
-        assert_eq!(out.state.relation(RPC).unwrap().local_unit_data["hostname"], "rack-1");
+        assert_eq!(
+            out.state.unit_status,
+            Status::waiting(WAITING_FOR_REGION),
+            "{data:?}"
+        );
+        assert_eq!(
+            out.state.relation(RPC).unwrap().local_unit_data["hostname"],
+            "rack-1"
+        );
         assert_nothing_done(&out);
     }
 }
@@ -30,17 +45,27 @@ fn missing_region_data_waits_and_publishes_the_hostname() {
 #[test]
 fn garbage_regions_block_with_the_reason() {
     let mut st = ready();
-    st.relations[0].remote_app_data.insert("regions".into(), "region-a, region-b".into());
+    st.relations[0]
+        .remote_app_data
+        .insert("regions".into(), "region-a, region-b".into());
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-    assert!(out.state.unit_status.message.starts_with("maas-region sent invalid rpc data: regions must be a JSON list of hostnames"), "{}", out.state.unit_status.message);
+    assert!(
+        out.state.unit_status.message.starts_with(
+            "maas-region sent invalid rpc data: regions must be a JSON list of hostnames"
+        ),
+        "{}",
+        out.state.unit_status.message
+    );
     assert_nothing_done(&out);
 }
 
 #[test]
 fn a_bad_url_blocks_and_registers_nothing() {
     let mut st = ready();
-    st.relations[0].remote_app_data.insert("maas_url".into(), "10.77.0.200:5240".into());
+    st.relations[0]
+        .remote_app_data
+        .insert("maas_url".into(), "10.77.0.200:5240".into());
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     assert_eq!(
         out.state.unit_status,
@@ -56,19 +81,34 @@ fn an_ungranted_secret_blocks_and_registers_nothing() {
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     let m = &out.state.unit_status.message;
-    assert!(m.starts_with(&format!("cannot read the MAAS shared secret {SID} from maas-region (")), "{m}");
-    assert!(m.contains("not found") && m.ends_with("is it granted to this relation?"), "{m}");
+    assert!(
+        m.starts_with(&format!(
+            "cannot read the MAAS shared secret {SID} from maas-region ("
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("not found") && m.ends_with("is it granted to this relation?"),
+        "{m}"
+    );
     assert_nothing_done(&out);
 }
 
 #[test]
 fn unusable_secret_content_blocks_without_showing_it() {
-    for (content, why) in [(vec![("password", SECRET)], "has no 'secret' key"), (vec![("secret", "not-hex-at-all")], "is not a hex string")] {
+    for (content, why) in [
+        (vec![("password", SECRET)], "has no 'secret' key"),
+        (vec![("secret", "not-hex-at-all")], "is not a hex string"),
+    ] {
         let mut st = ready();
         st.secrets = vec![Secret::granted(SID, &content)];
         let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
         assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-        assert!(out.state.unit_status.message.contains(why), "{}", out.state.unit_status.message);
+        assert!(
+            out.state.unit_status.message.contains(why),
+            "{}",
+            out.state.unit_status.message
+        );
         assert!(!out.mentions("not-hex-at-all") && !out.mentions(SECRET));
         assert_nothing_done(&out);
     }
@@ -87,7 +127,11 @@ fn bad_config_blocks_naming_the_option_and_leaves_the_rack_alone() {
             assert!(out.commands.is_empty(), "ran {:?}", out.command_lines());
         }
     }
-    let out = ok(&harness(), Trigger::ConfigChanged, &ready_deb().with_config("deb-source", "maas 3.6 please"));
+    let out = ok(
+        &harness(),
+        Trigger::ConfigChanged,
+        &ready_deb().with_config("deb-source", "maas 3.6 please"),
+    );
     assert!(out.state.unit_status.message.starts_with("config deb-source: \"maas 3.6 please\" is not an APT source; expected ppa:<owner>/<archive>"));
     assert!(out.commands.is_empty());
 }

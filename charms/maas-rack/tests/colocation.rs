@@ -10,22 +10,37 @@ fn on_region_host(snap_mode: Option<&str>) -> charm_lib::testing::State {
     let mut st = ready();
     st.machine = host("region-b");
     if let Some(mode) = snap_mode {
-        st.machine = st.machine.with_file("/var/snap/maas/common/snap_mode", &format!("{mode}\n"), FileOptions::root(0o644));
+        st.machine = st.machine.with_file(
+            "/var/snap/maas/common/snap_mode",
+            &format!("{mode}\n"),
+            FileOptions::root(0o644),
+        );
     }
     st
 }
 
 fn assert_left_alone(out: &charm_lib::testing::Output) {
-    assert_eq!(out.command_lines(), ["hostname"], "nothing installed, refreshed or registered");
+    assert_eq!(
+        out.command_lines(),
+        ["hostname"],
+        "nothing installed, refreshed or registered"
+    );
     assert!(out.state.stored.is_empty());
     assert!(out.state.opened_ports.is_empty());
-    assert_eq!(out.state.relation(RPC).unwrap().local_unit_data["hostname"], "region-b");
+    assert_eq!(
+        out.state.relation(RPC).unwrap().local_unit_data["hostname"],
+        "region-b"
+    );
     assert_secret_kept(out, SECRET);
 }
 
 #[test]
 fn region_plus_rack_host_is_active_and_says_why_it_does_not_register() {
-    let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &on_region_host(Some("region+rack")));
+    let out = ok(
+        &harness(),
+        Trigger::RelationChanged(RPC, None),
+        &on_region_host(Some("region+rack")),
+    );
     assert_eq!(
         out.state.unit_status,
         Status::active("co-located with region region-b: rack runs in the region's MAAS (region+rack); not registering separately")
@@ -35,15 +50,30 @@ fn region_plus_rack_host_is_active_and_says_why_it_does_not_register() {
 
 #[test]
 fn region_only_host_is_blocked_with_what_to_do() {
-    let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &on_region_host(Some("region")));
+    let out = ok(
+        &harness(),
+        Trigger::RelationChanged(RPC, None),
+        &on_region_host(Some("region")),
+    );
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-    assert!(out.state.unit_status.message.contains("run maas-region in region+rack mode or move this unit"), "{}", out.state.unit_status.message);
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .contains("whose MAAS runs in region mode only: place this unit on a machine without a region"),
+        "{}",
+        out.state.unit_status.message
+    );
     assert_left_alone(&out);
 }
 
 #[test]
 fn region_host_before_its_maas_is_up_waits() {
-    let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &on_region_host(None));
+    let out = ok(
+        &harness(),
+        Trigger::RelationChanged(RPC, None),
+        &on_region_host(None),
+    );
     assert_eq!(out.state.unit_status, Status::waiting("co-located with region region-b: waiting for the region's MAAS; not registering separately"));
     assert_left_alone(&out);
 }
@@ -52,23 +82,55 @@ fn region_host_before_its_maas_is_up_waits() {
 fn fqdn_and_case_still_match() {
     let mut st = on_region_host(Some("region+rack"));
     st.machine.responders.clear();
-    st.machine = st.machine.respond(&["hostname"], charm_lib::CmdOutput::ok("Region-B.maas.internal\n"));
+    st.machine = st.machine.respond(
+        &["hostname"],
+        charm_lib::CmdOutput::ok("Region-B.maas.internal\n"),
+    );
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Active);
-    assert!(out.state.unit_status.message.starts_with("co-located with region Region-B.maas.internal"));
+    assert!(out
+        .state
+        .unit_status
+        .message
+        .starts_with("co-located with region Region-B.maas.internal"));
 }
 
 #[test]
 fn a_region_found_on_the_host_counts_even_when_the_list_lags() {
     let mut st = ready();
-    st.machine = st.machine.with_file("/var/snap/maas/common/snap_mode", "region+rack\n", FileOptions::root(0o644));
+    st.machine = st.machine.with_file(
+        "/var/snap/maas/common/snap_mode",
+        "region+rack\n",
+        FileOptions::root(0o644),
+    );
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
-    assert!(out.state.unit_status.message.starts_with("co-located with region rack-1: "), "{}", out.state.unit_status.message);
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init")));
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("co-located with region rack-1: "),
+        "{}",
+        out.state.unit_status.message
+    );
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("/snap/bin/maas init")));
 
     let mut st = ready_deb();
-    st.machine = st.machine.with_file("/etc/maas/regiond.conf", "maas_url: http://10.77.0.200/MAAS\n", FileOptions::new("root", "maas", 0o640));
+    st.machine = st.machine.with_file(
+        "/etc/maas/regiond.conf",
+        "maas_url: http://10.77.0.200/MAAS\n",
+        FileOptions::new("root", "maas", 0o640),
+    );
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
-    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked, "a deb region without maas-rackd");
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("maas-rack") || l.starts_with("apt-get")));
+    assert_eq!(
+        out.state.unit_status.kind,
+        StatusKind::Blocked,
+        "a deb region without maas-rackd"
+    );
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("maas-rack") || l.starts_with("apt-get")));
 }

@@ -21,26 +21,54 @@ fn snap_rack_publishes_its_system_id_and_dhcp_vlans() {
     assert_eq!(mine["hostname"], "rack-1");
     assert_eq!(mine["system_id"], "4y3h7n");
     assert_eq!(mine["dhcp"], r#"["vlan-5001"]"#);
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}; serving DHCP on vlan-5001")));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}; serving DHCP on vlan-5001"))
+    );
 }
 
 #[test]
 fn deb_rack_reports_dhcp_from_maas_dhcpd() {
     let mut st = registered(ready_deb());
-    st.machine = st.machine.with_file("/var/lib/maas/maas_id", "abc123\n", FileOptions::root(0o644));
-    st.machine.services.entry("maas-dhcpd.service".into()).or_default().active = true;
+    st.machine = st.machine.with_file(
+        "/var/lib/maas/maas_id",
+        "abc123\n",
+        FileOptions::root(0o644),
+    );
+    st.machine
+        .services
+        .entry("maas-dhcpd.service".into())
+        .or_default()
+        .active = true;
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
     let mine = &out.state.relation(RPC).unwrap().local_unit_data;
     assert_eq!(mine["system_id"], "abc123");
-    assert!(!mine.contains_key("dhcp"), "dhcpd runs but its VLANs are not known yet");
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}; serving DHCP")));
+    assert!(
+        !mine.contains_key("dhcp"),
+        "dhcpd runs but its VLANs are not known yet"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}; serving DHCP"))
+    );
 }
 
 #[test]
 fn dhcp_state_is_unknown_when_maas_status_fails() {
     let mut st = registered(ready());
-    st.machine = st.machine.respond(&["/snap/bin/maas", "status"], CmdOutput::failed(1, "MAAS is not configured: run `maas init` first."));
+    st.machine = st.machine.respond(
+        &["/snap/bin/maas", "status"],
+        CmdOutput::failed(1, "MAAS is not configured: run `maas init` first."),
+    );
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
-    assert!(!out.state.relation(RPC).unwrap().local_unit_data.contains_key("dhcp"));
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
+    assert!(!out
+        .state
+        .relation(RPC)
+        .unwrap()
+        .local_unit_data
+        .contains_key("dhcp"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}"))
+    );
 }

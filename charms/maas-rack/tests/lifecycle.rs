@@ -12,11 +12,27 @@ const DEB_SECRET: &str = "/var/lib/maas/secret";
 
 #[test]
 fn without_a_relation_the_unit_is_blocked_and_installs_nothing() {
-    for t in [Trigger::Install, Trigger::ConfigChanged, Trigger::Start, Trigger::UpdateStatus] {
-        let st = State { machine: host("rack-1"), ..State::default() };
+    for t in [
+        Trigger::Install,
+        Trigger::ConfigChanged,
+        Trigger::Start,
+        Trigger::UpdateStatus,
+    ] {
+        let st = State {
+            machine: host("rack-1"),
+            ..State::default()
+        };
         let out = ok(&harness(), t.clone(), &st);
-        assert_eq!(out.state.unit_status, Status::blocked(NEEDS_RELATION), "{t:?}");
-        assert!(out.commands.is_empty(), "{t:?} ran {:?}", out.command_lines());
+        assert_eq!(
+            out.state.unit_status,
+            Status::blocked(NEEDS_RELATION),
+            "{t:?}"
+        );
+        assert!(
+            out.commands.is_empty(),
+            "{t:?} ran {:?}",
+            out.command_lines()
+        );
     }
 }
 
@@ -25,14 +41,25 @@ fn broken_relation_stops_the_snap_rack_and_removes_its_secret() {
     let st = as_maas_wrote(registered(ready()), SNAP_SECRET, SECRET);
     let out = ok(&harness(), Trigger::RelationBroken(RPC), &st);
     assert_eq!(out.command_lines(), ["snap stop --disable maas"]);
-    assert!(out.state.machine.text(SNAP_SECRET).is_none(), "the host keeps no credential for a region it left");
+    assert!(
+        out.state.machine.text(SNAP_SECRET).is_none(),
+        "the host keeps no credential for a region it left"
+    );
     assert_eq!(out.state.unit_status, Status::blocked(NEEDS_RELATION));
     assert!(out.state.opened_ports.is_empty());
     assert!(out.state.relation(RPC).is_none());
     assert!(!out.state.stored.contains_key("registered-url"));
-    assert_eq!(out.state.stored.get("installed").map(String::as_str), Some("snap"), "MAAS stays installed");
+    assert_eq!(
+        out.state.stored.get("installed").map(String::as_str),
+        Some("snap"),
+        "MAAS stays installed"
+    );
     let again = ok(&harness(), Trigger::ConfigChanged, &out.state);
-    assert!(again.commands.is_empty(), "stopping happens once: {:?}", again.command_lines());
+    assert!(
+        again.commands.is_empty(),
+        "stopping happens once: {:?}",
+        again.command_lines()
+    );
 }
 
 #[test]
@@ -40,7 +67,10 @@ fn broken_relation_stops_the_deb_rack() {
     let st = as_maas_wrote(registered(ready_deb()), DEB_SECRET, SECRET);
     assert!(st.machine.is_active("maas-rackd.service"));
     let out = ok(&harness(), Trigger::RelationBroken(RPC), &st);
-    assert_eq!(out.command_lines(), ["systemctl stop maas-rackd", "systemctl disable maas-rackd"]);
+    assert_eq!(
+        out.command_lines(),
+        ["systemctl stop maas-rackd", "systemctl disable maas-rackd"]
+    );
     assert!(!out.state.machine.is_active("maas-rackd.service"));
     assert!(!out.state.machine.services["maas-rackd.service"].enabled);
     assert!(out.state.machine.text(DEB_SECRET).is_none());
@@ -49,14 +79,37 @@ fn broken_relation_stops_the_deb_rack() {
 
 #[test]
 fn relating_again_registers_again() {
-    let gone = ok(&harness(), Trigger::RelationBroken(RPC), &registered(ready())).state;
-    let back = gone.with_relation(rpc(&[("maas_url", URL), ("secret_id", SID), ("regions", REGIONS)]));
+    let gone = ok(
+        &harness(),
+        Trigger::RelationBroken(RPC),
+        &registered(ready()),
+    )
+    .state;
+    let back = gone.with_relation(rpc(&[
+        ("maas_url", URL),
+        ("secret_id", SID),
+        ("regions", REGIONS),
+    ]));
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &back);
     let lines = out.command_lines();
-    assert!(lines.contains(&format!("/snap/bin/maas init rack --maas-url {URL} --secret {SECRET} --force")), "{lines:?}");
-    assert!(lines.contains(&"snap start --enable maas".to_string()), "the disabled rack is enabled again");
-    assert!(!lines.iter().any(|l| l.starts_with("snap install")), "{lines:?}");
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
+    assert!(
+        lines.contains(&format!(
+            "/snap/bin/maas init rack --maas-url {URL} --secret {SECRET} --force"
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"snap start --enable maas".to_string()),
+        "the disabled rack is enabled again"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("snap install")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}"))
+    );
 }
 
 #[test]
@@ -82,12 +135,28 @@ fn a_stopped_rackd_is_started_again() {
     let mut st = registered(ready());
     st.machine = st.machine.respond(&["/snap/bin/maas", "status"], CmdOutput::ok("Service          Startup  Current  Since\nrackd            enabled  inactive -\ndhcpd            enabled  inactive -\n"));
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
-    assert_eq!(out.command_lines(), ["hostname", "/snap/bin/maas status", "snap start --enable maas"]);
-    assert!(out.logs.iter().any(|(_, l)| l.contains("rackd is not running; starting it")));
+    assert_eq!(
+        out.command_lines(),
+        [
+            "hostname",
+            "/snap/bin/maas status",
+            "snap start --enable maas"
+        ]
+    );
+    assert!(out
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("rackd is not running; starting it")));
 
     let mut st = registered(ready_deb());
-    st.machine.services.get_mut("maas-rackd.service").unwrap().active = false;
+    st.machine
+        .services
+        .get_mut("maas-rackd.service")
+        .unwrap()
+        .active = false;
     let out = ok(&harness(), Trigger::UpdateStatus, &st);
-    assert!(out.command_lines().contains(&"systemctl enable --now maas-rackd".to_string()));
+    assert!(out
+        .command_lines()
+        .contains(&"systemctl enable --now maas-rackd".to_string()));
     assert!(out.state.machine.is_active("maas-rackd.service"));
 }

@@ -22,20 +22,39 @@ fn snap_registers_with_maas_init_rack() {
             "/snap/bin/maas status".into(),
         ]
     );
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
-    assert!(out.status_history.contains(&Status::maintenance("installing the maas snap (3.6/stable)")));
-    assert!(out.status_history.contains(&Status::maintenance(format!("registering with {URL}"))));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}"))
+    );
+    assert!(out.status_history.contains(&Status::maintenance(
+        "installing the maas snap (3.6/stable)"
+    )));
+    assert!(out
+        .status_history
+        .contains(&Status::maintenance(format!("registering with {URL}"))));
     assert_eq!(out.state.machine.snaps["maas"], "3.6/stable");
     let mine = &out.state.relation(RPC).unwrap().local_unit_data;
     assert_eq!(mine.get("hostname").map(String::as_str), Some("rack-1"));
-    assert!(!mine.contains_key("system_id"), "no system id before rackd got one");
-    assert_eq!(out.state.opened_ports, RACK_PORTS.into_iter().collect::<std::collections::BTreeSet<Port>>());
+    assert!(
+        !mine.contains_key("system_id"),
+        "no system id before rackd got one"
+    );
+    assert_eq!(
+        out.state.opened_ports,
+        RACK_PORTS
+            .into_iter()
+            .collect::<std::collections::BTreeSet<Port>>()
+    );
     assert_secret_kept(&out, SECRET);
 }
 
 #[test]
 fn deb_registers_with_maas_rack_register_and_the_secret_on_stdin() {
-    let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &ready_deb());
+    let out = ok(
+        &harness(),
+        Trigger::RelationChanged(RPC, None),
+        &ready_deb(),
+    );
     assert_eq!(
         out.command_lines(),
         [
@@ -48,11 +67,21 @@ fn deb_registers_with_maas_rack_register_and_the_secret_on_stdin() {
             "systemctl is-active --quiet maas-dhcpd",
         ]
     );
-    assert!(!out.commands.iter().flatten().any(|a| a.contains(SECRET)), "the secret is not on any command line");
+    assert!(
+        !out.commands.iter().flatten().any(|a| a.contains(SECRET)),
+        "the secret is not on any command line"
+    );
     assert!(out.state.machine.packages.contains("maas-rack-controller"));
     assert!(out.state.machine.is_active("maas-rackd.service"));
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
-    assert_eq!(out.state.relation(RPC).unwrap().local_unit_data["dhcp"], "[]", "dhcpd known not to run");
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}"))
+    );
+    assert_eq!(
+        out.state.relation(RPC).unwrap().local_unit_data["dhcp"],
+        "[]",
+        "dhcpd known not to run"
+    );
     assert_secret_kept(&out, SECRET);
 }
 
@@ -60,28 +89,55 @@ fn deb_registers_with_maas_rack_register_and_the_secret_on_stdin() {
 fn deb_source_is_added_before_the_install() {
     let st = ready_deb().with_config("deb-source", "ppa:maas/3.6");
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
-    assert_eq!(out.command_lines()[1..4], ["add-apt-repository -y ppa:maas/3.6", "apt-get update", "apt-get install -y --no-install-recommends maas-rack-controller"]);
+    assert_eq!(
+        out.command_lines()[1..4],
+        [
+            "add-apt-repository -y ppa:maas/3.6",
+            "apt-get update",
+            "apt-get install -y --no-install-recommends maas-rack-controller"
+        ]
+    );
     let st = ready_deb().with_config("deb-source", "deb http://archive.example/maas noble main");
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
-    assert_eq!(out.state.machine.text(maas_rack::maas::APT_SOURCE_FILE).unwrap().lines().last(), Some("deb http://archive.example/maas noble main"));
+    assert_eq!(
+        out.state
+            .machine
+            .text(maas_rack::maas::APT_SOURCE_FILE)
+            .unwrap()
+            .lines()
+            .last(),
+        Some("deb http://archive.example/maas noble main")
+    );
     assert_eq!(out.command_lines()[1], "apt-get update");
 }
 
 #[test]
 fn a_second_run_registers_nothing() {
     for first in [registered(ready()), registered(ready_deb())] {
-        for trigger in [Trigger::RelationChanged(RPC, None), Trigger::ConfigChanged, Trigger::UpdateStatus] {
+        for trigger in [
+            Trigger::RelationChanged(RPC, None),
+            Trigger::ConfigChanged,
+            Trigger::UpdateStatus,
+        ] {
             let again = ok(&harness(), trigger.clone(), &first);
             let lines = again.command_lines();
             assert!(
-                lines.iter().all(|l| l == "hostname" || l == "/snap/bin/maas status" || l.starts_with("systemctl is-active")),
+                lines.iter().all(|l| l == "hostname"
+                    || l == "/snap/bin/maas status"
+                    || l.starts_with("systemctl is-active")),
                 "{trigger:?} ran more than observations: {lines:?}"
             );
             let (mut a, mut b) = (first.clone(), again.state.clone());
             a.machine.commands.clear();
             b.machine.commands.clear();
             assert_eq!(a, b, "{trigger:?} changed the state");
-            assert!(again.status_history.iter().all(|s| s.kind != charm_lib::StatusKind::Maintenance), "no maintenance on a no-op");
+            assert!(
+                again
+                    .status_history
+                    .iter()
+                    .all(|s| s.kind != charm_lib::StatusKind::Maintenance),
+                "no maintenance on a no-op"
+            );
         }
     }
 }
@@ -89,19 +145,39 @@ fn a_second_run_registers_nothing() {
 #[test]
 fn a_new_url_registers_again_without_reinstalling() {
     let mut st = registered(ready());
-    st.relations[0].remote_app_data.insert("maas_url".into(), URL2.into());
+    st.relations[0]
+        .remote_app_data
+        .insert("maas_url".into(), URL2.into());
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     let lines = out.command_lines();
-    assert!(lines.contains(&format!("/snap/bin/maas init rack --maas-url {URL2} --secret {SECRET} --force")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.starts_with("snap install")), "{lines:?}");
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL2}")));
+    assert!(
+        lines.contains(&format!(
+            "/snap/bin/maas init rack --maas-url {URL2} --secret {SECRET} --force"
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("snap install")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL2}"))
+    );
     assert_secret_kept(&out, SECRET);
 
     let mut st = registered(ready_deb());
-    st.relations[0].remote_app_data.insert("maas_url".into(), URL2.into());
+    st.relations[0]
+        .remote_app_data
+        .insert("maas_url".into(), URL2.into());
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
-    assert!(out.command_lines().contains(&format!("maas-rack register --url {URL2}")));
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("apt-get install")));
+    assert!(out
+        .command_lines()
+        .contains(&format!("maas-rack register --url {URL2}")));
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("apt-get install")));
 }
 
 #[test]
@@ -110,42 +186,98 @@ fn a_rotated_secret_registers_again_in_secret_changed() {
     st.secrets[0] = st.secrets[0].clone().with_revision(&[("secret", SECRET2)]);
     let h = harness();
     let before = ok(&h, Trigger::ConfigChanged, &st);
-    assert!(!before.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init")), "still tracking the old revision until secret-changed");
+    assert!(
+        !before
+            .command_lines()
+            .iter()
+            .any(|l| l.starts_with("/snap/bin/maas init")),
+        "still tracking the old revision until secret-changed"
+    );
     let out = ok(&h, Trigger::SecretChanged(SID.into()), &st);
-    assert!(out.command_lines().contains(&format!("/snap/bin/maas init rack --maas-url {URL} --secret {SECRET2} --force")), "{:?}", out.command_lines());
-    assert_eq!(out.state.secret(SID).unwrap().tracked, 2, "the rack now tracks the new revision");
-    assert_eq!(out.state.unit_status, Status::active(format!("registered with {URL}")));
+    assert!(
+        out.command_lines().contains(&format!(
+            "/snap/bin/maas init rack --maas-url {URL} --secret {SECRET2} --force"
+        )),
+        "{:?}",
+        out.command_lines()
+    );
+    assert_eq!(
+        out.state.secret(SID).unwrap().tracked,
+        2,
+        "the rack now tracks the new revision"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active(format!("registered with {URL}"))
+    );
     assert_secret_kept(&out, SECRET2);
     assert_secret_kept(&out, SECRET);
     let again = ok(&h, Trigger::ConfigChanged, &out.state);
-    assert!(!again.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init")), "registered once per rotation");
+    assert!(
+        !again
+            .command_lines()
+            .iter()
+            .any(|l| l.starts_with("/snap/bin/maas init")),
+        "registered once per rotation"
+    );
 
     let mut st = registered(ready_deb());
     st.secrets[0] = st.secrets[0].clone().with_revision(&[("secret", SECRET2)]);
     let out = ok(&h, Trigger::SecretChanged(SID.into()), &st);
-    assert!(out.command_lines().contains(&format!("maas-rack register --url {URL}")));
+    assert!(out
+        .command_lines()
+        .contains(&format!("maas-rack register --url {URL}")));
 }
 
 #[test]
 fn changing_the_channel_refreshes_the_snap_only() {
     let st = registered(ready()).with_config("channel", "3.7/stable");
     let out = ok(&harness(), Trigger::ConfigChanged, &st);
-    assert_eq!(out.command_lines(), ["hostname", "snap refresh maas --channel=3.7/stable", "/snap/bin/maas status"]);
+    assert_eq!(
+        out.command_lines(),
+        [
+            "hostname",
+            "snap refresh maas --channel=3.7/stable",
+            "/snap/bin/maas status"
+        ]
+    );
     assert_eq!(out.state.machine.snaps["maas"], "3.7/stable");
-    assert!(out.status_history.contains(&Status::maintenance("refreshing the maas snap to 3.7/stable")));
+    assert!(out.status_history.contains(&Status::maintenance(
+        "refreshing the maas snap to 3.7/stable"
+    )));
     let again = ok(&harness(), Trigger::ConfigChanged, &out.state);
-    assert!(!again.command_lines().iter().any(|l| l.starts_with("snap refresh")));
+    assert!(!again
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("snap refresh")));
 }
 
 #[test]
 fn a_failed_registration_fails_the_hook_with_stderr_and_the_secret_masked() {
     let mut st = ready();
-    st.machine = st.machine.respond(&["/snap/bin/maas", "init", "rack"], CmdOutput::failed(1, format!("Error: cannot write secret {SECRET}: read-only file system")));
-    let out = harness().run(Trigger::RelationChanged(RPC, None), &st).unwrap();
-    let err = out.error.clone().expect("the hook fails so Juju retries it");
-    assert!(err.contains("registering with http://10.77.0.200/MAAS failed"), "{err}");
+    st.machine = st.machine.respond(
+        &["/snap/bin/maas", "init", "rack"],
+        CmdOutput::failed(
+            1,
+            format!("Error: cannot write secret {SECRET}: read-only file system"),
+        ),
+    );
+    let out = harness()
+        .run(Trigger::RelationChanged(RPC, None), &st)
+        .unwrap();
+    let err = out
+        .error
+        .clone()
+        .expect("the hook fails so Juju retries it");
+    assert!(
+        err.contains("registering with http://10.77.0.200/MAAS failed"),
+        "{err}"
+    );
     assert!(err.contains("--secret *** --force"), "{err}");
-    assert!(err.contains("cannot write secret ***: read-only file system"), "{err}");
+    assert!(
+        err.contains("cannot write secret ***: read-only file system"),
+        "{err}"
+    );
     assert_secret_kept(&out, SECRET);
     let retry = ok(&harness(), Trigger::RelationChanged(RPC, None), &{
         let mut s = out.state.clone();
@@ -153,5 +285,11 @@ fn a_failed_registration_fails_the_hook_with_stderr_and_the_secret_masked() {
         s.machine = s.machine.respond(&["hostname"], CmdOutput::ok("rack-1\n"));
         s
     });
-    assert!(retry.command_lines().iter().any(|l| l.starts_with("/snap/bin/maas init rack")), "the retry registers");
+    assert!(
+        retry
+            .command_lines()
+            .iter()
+            .any(|l| l.starts_with("/snap/bin/maas init rack")),
+        "the retry registers"
+    );
 }
