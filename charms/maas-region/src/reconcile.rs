@@ -77,7 +77,8 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let mut stored = ctx.tools().state_get()?;
+    let stored_before = ctx.tools().state_get()?;
+    let mut stored = stored_before.clone();
     if let Some(installed) = stored.get(stored::METHOD).filter(|m| m.as_str() != cfg.install_method.as_str()) {
         ctx.status(Status::blocked(format!(
             "install-method cannot change from {installed} to {} on a deployed unit: set it back, or deploy a new application",
@@ -113,7 +114,8 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     ctx.model.set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled))?;
 
     let url = decide_url(ctx, &mut w)?;
-    let db = relations::database(&ctx.model, &w.cfg.database_name)?;
+    let broken = relations::broken(&ctx.event);
+    let db = relations::database(&ctx.model, &w.cfg.database_name, broken.as_ref())?;
     let ready = match (&db, &url) {
         (Database::Both, _) => {
             ctx.status(Status::blocked("relate either db or database, not both: remove one of the two relations"));
@@ -140,7 +142,12 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if w.leader {
         publish_leader_data(ctx, &w, url.as_deref())?;
     }
-    ctx.tools().state_set(&w.stored)?;
+    // state-set merges: an empty value is how a key is deleted.
+    let mut changes: BTreeMap<String, String> = stored_before.keys().filter(|k| !w.stored.contains_key(*k)).map(|k| (k.clone(), String::new())).collect();
+    changes.extend(w.stored.iter().filter(|(k, v)| stored_before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())));
+    if !changes.is_empty() {
+        ctx.tools().state_set(&changes)?;
+    }
     if ready {
         if let Some(u) = &url {
             ctx.status(Status::active(format!("serving {u}")));
@@ -487,5 +494,5 @@ fn publish_leader_data(ctx: &Context, w: &World, url: Option<&str>) -> anyhow::R
     regions.push(w.hostname.clone());
     regions.sort();
     regions.dedup();
-    relations::publish_rpc(&ctx.model, url, secret_id.as_deref(), &regions)
+    relations::publish_rpc(&ctx.model, url, secret_id.as_deref(), &regions, relations::broken(&ctx.event).as_ref())
 }

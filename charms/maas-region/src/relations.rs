@@ -2,7 +2,7 @@
 //! database protocols, the VIP subordinate, the peers, and the racks.
 
 use crate::maas::DbSettings;
-use charm_lib::{Databag, Model};
+use charm_lib::{Databag, Model, RelationId};
 use std::collections::BTreeMap;
 
 /// Database endpoints.
@@ -130,14 +130,24 @@ fn read_postgresql_client(model: &Model, database: &str) -> anyhow::Result<Datab
 }
 
 /// The database, from whichever of the two relations exists (Blocked-worthy when both do).
-pub fn database(model: &Model, database: &str) -> anyhow::Result<Database> {
-    let has_db = !model.relations(DB)?.is_empty();
-    let has_database = !model.relations(DATABASE)?.is_empty();
+/// `broken` is the relation whose -broken hook runs: Juju still lists it, but it is gone.
+pub fn database(model: &Model, database: &str, broken: Option<&RelationId>) -> anyhow::Result<Database> {
+    let live = |ep: &str| -> anyhow::Result<bool> { Ok(model.relations(ep)?.iter().any(|r| Some(r.id()) != broken)) };
+    let has_db = live(DB)?;
+    let has_database = live(DATABASE)?;
     match (has_db, has_database) {
         (true, true) => Ok(Database::Both),
         (false, false) => Ok(Database::Missing),
         (true, false) => read_pgsql(model, database),
         (false, true) => read_postgresql_client(model, database),
+    }
+}
+
+/// The relation whose -broken hook is running, if any.
+pub fn broken(event: &charm_lib::Event) -> Option<RelationId> {
+    match &event.kind {
+        charm_lib::EventKind::Relation(r) if r.phase == charm_lib::RelationPhase::Broken => Some(r.relation.clone()),
+        _ => None,
     }
 }
 
@@ -215,9 +225,9 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
 }
 
 /// The leader's rpc publication: URL, secret id (granted to each relation), region hostnames.
-pub fn publish_rpc(model: &Model, maas_url: &str, secret_id: Option<&str>, regions: &[String]) -> anyhow::Result<()> {
+pub fn publish_rpc(model: &Model, maas_url: &str, secret_id: Option<&str>, regions: &[String], broken: Option<&RelationId>) -> anyhow::Result<()> {
     let regions = serde_json::to_string(regions)?;
-    for rel in model.relations(RPC)? {
+    for rel in model.relations(RPC)?.into_iter().filter(|r| Some(r.id()) != broken) {
         let mut wanted: BTreeMap<String, String> = bag(&[("maas_url", maas_url), ("regions", &regions)]);
         if let Some(id) = secret_id {
             model.grant_secret(id, rel.id(), None)?;

@@ -183,7 +183,7 @@ mod tests {
         (0..n).map(|i| Backend::for_unit(&format!("maas-region/{i}"), &format!("10.0.0.{}", 10 + i))).collect()
     }
 
-    /// Runs the real `haproxy -c` on a rendered file.
+    /// Runs the real `haproxy -c` on a rendered file; a warning counts as a refusal.
     fn haproxy_accepts(cfg: &str) -> Result<(), String> {
         let dir = std::env::temp_dir().join(format!("maas-region-render-{}-{}", std::process::id(), cfg.len()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -191,10 +191,11 @@ mod tests {
         std::fs::write(&path, cfg).unwrap();
         let out = Command::new("haproxy").args(["-c", "-f"]).arg(&path).output().expect("haproxy is installed on the build machine");
         let _ = std::fs::remove_file(&path);
-        if out.status.success() {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() && !text.contains("WARNING") {
             Ok(())
         } else {
-            Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+            Err(text)
         }
     }
 
@@ -252,6 +253,11 @@ mod tests {
         assert_eq!(servers_of(&agents, "maas_temporal").len(), 2);
         assert!(agents.split("frontend maas_temporal").nth(1).unwrap().contains("mode tcp"));
         haproxy_accepts(&agents).unwrap();
+    }
+
+    #[test]
+    fn the_check_itself_catches_a_broken_file() {
+        assert!(haproxy_accepts("frontend x\n    bind :80\n    mode http\n    default_backend nope\n").is_err());
     }
 
     #[test]

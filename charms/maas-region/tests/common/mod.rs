@@ -1,0 +1,136 @@
+//! Shared fixtures: relations as postgresql-ha, keepalived-vip and maas-rack write them, and a
+//! host as MAAS leaves it after `maas init`.
+#![allow(dead_code)]
+
+use charm_lib::machine::CmdOutput;
+use charm_lib::testing::{Harness, MachineState, Output, Relation, Secret, State};
+use charm_lib::FileOptions;
+
+pub const PEERS: u32 = 1;
+pub const DB: u32 = 2;
+pub const VIP: u32 = 3;
+pub const RPC: u32 = 4;
+pub const DATABASE: u32 = 5;
+
+pub const DB_PASSWORD: &str = "Pa55-w0rd/with:odd@chars";
+pub const DB_SECRET: &str = "secret:pgcreds0001";
+pub const SHARED_SECRET: &str = "5f3c1e0a9b8d7c6e5f4a3b2c1d0e9f8a";
+pub const SNAP_CONF: &str = "/var/snap/maas/current/regiond.conf";
+pub const DEB_CONF: &str = "/etc/maas/regiond.conf";
+pub const SNAP_SECRET: &str = "/var/snap/maas/common/maas/secret";
+pub const DEB_SECRET: &str = "/var/lib/maas/secret";
+pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
+
+pub fn harness(unit: u32) -> Harness {
+    Harness::new(env!("CARGO_MANIFEST_DIR"), maas_region::handle).unit(unit)
+}
+
+/// The peer relation with the other units `others` (number, address) that published their data.
+pub fn peers(others: &[(u32, &str)]) -> Relation {
+    let mut r = Relation::peer(PEERS, "cluster");
+    for (n, addr) in others {
+        let host = format!("region-{n}");
+        r = r.remote_unit(*n, &[("address", addr), ("hostname", &host)]);
+    }
+    r
+}
+
+/// `db` as postgresql-ha answers a client that asked for secrets, allowing `allowed`.
+pub fn pgsql(host: &str, allowed: &str) -> Relation {
+    Relation::new(DB, "db", "postgresql-ha").remote_unit(
+        0,
+        &[
+            ("host", host),
+            ("port", "5432"),
+            ("database", "maas"),
+            ("user", "maas"),
+            ("secret-user", DB_SECRET),
+            ("allowed-units", allowed),
+            ("state", "master"),
+            ("version", "16"),
+        ],
+    )
+}
+
+pub fn db_secret() -> Secret {
+    Secret::granted(DB_SECRET, &[("username", "maas"), ("password", DB_PASSWORD)])
+}
+
+pub fn vip(addr: &str) -> Relation {
+    Relation::new(VIP, "vip", "keepalived-vip").remote_unit(0, &[("vips", addr), ("vip-cidrs", &format!("{addr}/24")), ("state", "held")])
+}
+
+pub fn rpc() -> Relation {
+    Relation::new(RPC, "rpc", "maas-rack").remote_unit(0, &[("hostname", "rack-a")]).remote_unit(1, &[("hostname", "rack-b"), ("system_id", "sys-rack-b")])
+}
+
+/// The encoded database URI MAAS gets for host `host`.
+pub fn uri(host: &str) -> String {
+    format!("postgres://maas:Pa55-w0rd%2Fwith%3Aodd%40chars@{host}:5432/maas")
+}
+
+/// regiond.conf as MAAS writes it.
+pub fn regiond_conf(db_host: &str, url: &str) -> String {
+    format!("database_host: {db_host}\ndatabase_name: maas\ndatabase_pass: '{DB_PASSWORD}'\ndatabase_port: 5432\ndatabase_user: maas\nmaas_url: {url}\n")
+}
+
+/// A unit where the charm already installed the snap and haproxy.
+pub fn installed_snap(st: State) -> State {
+    let mut st = st;
+    st.stored.insert("installed-method".into(), "snap".into());
+    st.stored.insert("snap-channel".into(), "3.6/stable".into());
+    st.stored.insert("haproxy-installed".into(), "yes".into());
+    st
+}
+
+/// What MAAS leaves on the host after `maas init region` against `db_host` with `url`.
+pub fn snap_initialised(mut m: MachineState, db_host: &str, url: &str) -> MachineState {
+    m.snaps.insert("maas".into(), "3.6/stable".into());
+    m.packages.insert("haproxy".into());
+    m.with_file(SNAP_CONF, &regiond_conf(db_host, url), FileOptions::new("root", "root", 0o600))
+        .with_file(SNAP_SECRET, &format!("{SHARED_SECRET}\n"), FileOptions::root(0o640))
+        .with_file("/var/snap/maas/common/snap_mode", "region\n", FileOptions::root(0o644))
+        .respond(&["snap", "services", "maas"], CmdOutput::ok("Service      Startup  Current  Notes\nmaas.pebble  enabled  active   -\n"))
+}
+
+pub fn hostname(m: MachineState, n: u32) -> MachineState {
+    m.respond(&["hostname"], CmdOutput::ok(format!("region-{n}\n")))
+}
+
+/// The leader of a single-unit application with a ready database, as the first hook sees it.
+pub fn fresh_leader() -> State {
+    let mut st = State::default().leader().with_relation(peers(&[])).with_relation(pgsql("10.0.0.5", "maas-region/0")).with_secret(db_secret());
+    st.machine = hostname(st.machine, 0);
+    st
+}
+
+/// Runs one update-status so that haproxy is rendered and running, as after earlier hooks.
+pub fn settle(h: &Harness, st: State) -> State {
+    let out = h.run(charm_lib::testing::Trigger::UpdateStatus, &st).unwrap();
+    assert!(!out.failed(), "settling failed: {:?}", out.error);
+    out.state
+}
+
+/// Whether any relation databag of the state contains `needle`.
+pub fn in_relation_data(st: &State, needle: &str) -> bool {
+    st.relations.iter().any(|r| {
+        r.local_app_data.values().chain(r.local_unit_data.values()).any(|v| v.contains(needle))
+    })
+}
+
+/// The commands that change the host (everything but queries).
+pub fn mutating(out: &Output) -> Vec<String> {
+    out.command_lines()
+        .into_iter()
+        .filter(|c| {
+            !(c == "hostname" || c.starts_with("systemctl is-active") || c == "snap services maas" || c == "systemctl enable haproxy")
+        })
+        .collect()
+}
+
+/// The state without its command history, to compare two runs.
+pub fn settled(st: &State) -> State {
+    let mut s = st.clone();
+    s.machine.commands.clear();
+    s
+}
