@@ -182,23 +182,30 @@ pub fn create_admin(
     ssh_import: Option<&str>,
 ) -> Result<()> {
     if username.is_empty() {
-        return invalid("Error: Username cannot be blank.");
+        return invalid("You must input a username or provide it with --username.");
     }
-    if !email.contains('@') {
-        return invalid(format!("Error: Enter a valid email address: {email}"));
+    if email.is_empty() {
+        return invalid("You must input an email or provide it with --email");
     }
-    if let Some(id) = ssh_import {
-        let ok = (id.starts_with("lp:") || id.starts_with("gh:")) && id.len() > 3;
+    if let Some(id) = ssh_import.filter(|s| !s.is_empty()) {
+        let word = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        let ok = match id.split_once(':') {
+            Some((proto, user)) if id.starts_with("lp") || id.starts_with("gh") => (proto == "lp" || proto == "gh") && word(user),
+            None if !(id.starts_with("lp") || id.starts_with("gh")) => word(id),
+            _ => false,
+        };
         if !ok {
-            return invalid(format!("Error: Invalid SSH import ID {id:?}: expected lp:<id> or gh:<id>"));
+            return invalid("The protocol or user-id entered is not in a correct format. Your SSH keys will not be imported.");
         }
     }
     let mut tx = c.transaction()?;
     tx.batch_execute("LOCK TABLE standin_user IN SHARE ROW EXCLUSIVE MODE")?;
-    if tx.query_opt("SELECT 1 FROM standin_user WHERE username = $1", &[&username])?.is_some() {
-        return invalid("Error: That username is already taken.");
-    }
-    if tx.query_opt("SELECT 1 FROM standin_user WHERE lower(email) = lower($1)", &[&email])?.is_some() {
+    // MAAS reports any uniqueness clash (username or email) with this one message.
+    let clash = tx.query_opt(
+        "SELECT 1 FROM standin_user WHERE username = $1 OR lower(email) = lower($2)",
+        &[&username, &email],
+    )?;
+    if clash.is_some() {
         return invalid(format!("A user with the email {email} already exists."));
     }
     tx.execute(
@@ -215,7 +222,7 @@ pub fn create_admin(
 
 fn require_user(c: &mut Client, username: &str) -> Result<()> {
     if c.query_opt("SELECT 1 FROM standin_user WHERE username = $1", &[&username])?.is_none() {
-        return invalid(format!("Error: User {username} does not exist."));
+        return invalid(format!("User {username} does not exist."));
     }
     Ok(())
 }
@@ -239,7 +246,7 @@ pub fn generate_api_key(c: &mut Client, username: &str) -> Result<String> {
 pub fn delete_api_key(c: &mut Client, username: &str, key: &str) -> Result<()> {
     require_user(c, username)?;
     if c.execute("DELETE FROM standin_apikey WHERE username = $1 AND key = $2", &[&username, &key])? == 0 {
-        return invalid("Error: No matching api key found.");
+        return invalid("No matching api key found.");
     }
     Ok(())
 }

@@ -113,7 +113,7 @@ fn region_init_heartbeats_users_and_api() {
     let (s, b) = post_form(&format!("{}/standin/createadmin", r.url()), "username=admin&password=pw&email=admin%40example.com").unwrap();
     assert_eq!(s, 200, "{b}");
     let (s, b) = post_form(&format!("{}/standin/createadmin", r.url()), "username=admin&password=pw&email=other%40example.com").unwrap();
-    assert_eq!((s, b.as_str()), (400, "Error: That username is already taken."));
+    assert_eq!((s, b.as_str()), (400, "A user with the email other@example.com already exists."), "MAAS words a username clash so too");
     let (s, b) = post_form(&format!("{}/standin/createadmin", r.url()), "username=admin2&password=pw&email=ADMIN%40example.com").unwrap();
     assert_eq!((s, b.as_str()), (400, "A user with the email ADMIN@example.com already exists."));
     let (s, b) = get(&format!("{}/standin/apikey?username=admin", r.url())).unwrap();
@@ -126,7 +126,10 @@ fn region_init_heartbeats_users_and_api() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = r.sb.run(&["maas", "createadmin", "--username", "ops2", "--password", "pw", "--email", "ops@example.com"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("A user with the email ops@example.com already exists."), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "CommandError: A user with the email ops@example.com already exists.\n");
+    let o = r.sb.run(&["maas", "createadmin", "--username", "ops4", "--password", "pw", "--email", "ops4@example.com", "--ssh-import", "xx:bad id"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not in a correct format"), "{}", stderr(&o));
     let o = r.sb.run(&["maas", "createadmin", "--username", "ops3", "--email", "ops3@example.com"]);
     assert_eq!(o.status.code(), Some(1), "no password: MAAS would prompt");
     let o = r.sb.run(&["maas", "apikey", "--username", "admin"]);

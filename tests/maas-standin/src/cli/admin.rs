@@ -21,9 +21,10 @@ fn open(conf_path: &Path) -> Result<postgres::Client, i32> {
     }
 }
 
+/// Django prints a management command's refusal as `CommandError: <message>`.
 fn report_db_error(e: anyhow::Error) -> i32 {
     match e.downcast_ref::<db::Invalid>() {
-        Some(i) => fail(&i.0),
+        Some(i) => fail(format!("CommandError: {}", i.0)),
         None => fail(format!("Database error: {e:#}")),
     }
 }
@@ -41,12 +42,15 @@ pub fn createadmin(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    for o in ["--username", "--password", "--email"] {
-        if a.get(o).is_none() {
-            return fail(format!(
-                "Error: {o} is required: MAAS would prompt for it, and the stand-in never prompts."
-            ));
-        }
+    // MAAS prompts for what is missing; the stand-in never prompts.
+    if a.get("--username").is_none() {
+        return fail("CommandError: You must input a username or provide it with --username.");
+    }
+    if a.get("--password").is_none() {
+        return fail("CommandError: --password is required: MAAS would prompt for it, and the stand-in never prompts.");
+    }
+    if a.get("--email").is_none() {
+        return fail("CommandError: You must input an email or provide it with --email");
     }
     let mut c = match open(conf_path) {
         Ok(c) => c,
@@ -80,7 +84,7 @@ pub fn apikey(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
         Err(code) => return code,
     };
     let Some(user) = a.get("--username") else {
-        return fail("Error: You must provide a username with --username.");
+        return fail("CommandError: You must provide a username with --username.");
     };
     let mut c = match open(conf_path) {
         Ok(c) => c,
