@@ -1,1 +1,37 @@
-//! placeholder
+//! # postgresql-ha
+//!
+//! PostgreSQL under Patroni 4 with etcd on every unit: synchronous replication, automatic
+//! failover, pg_rewind; clients over `db` (pgsql) and `database` (postgresql_client); one
+//! writable address through the `vip` subordinate.
+//!
+//! Every hook ends in [`reconcile::reconcile`]; actions are in [`actions`].
+
+pub mod actions;
+pub mod clients;
+pub mod config;
+pub mod etcd;
+pub mod install;
+pub mod patroni;
+pub mod paths;
+pub mod reconcile;
+pub mod render;
+pub mod secrets;
+pub mod sql;
+
+use charm_lib::{Context, EventKind, RelationPhase};
+
+/// The charm's handler.
+pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
+    match &ctx.event.kind {
+        EventKind::Action { name, .. } => {
+            let name = name.clone();
+            actions::run(ctx, &name)
+        }
+        EventKind::Relation(r) if r.phase == RelationPhase::Departed && r.relation.endpoint == reconcile::PEER && r.departing_unit.as_deref() == Some(ctx.model.unit_name()) => {
+            reconcile::leave(ctx)
+        }
+        EventKind::Stop => reconcile::leave(ctx),
+        EventKind::Remove => Ok(()),
+        _ => reconcile::reconcile(ctx),
+    }
+}

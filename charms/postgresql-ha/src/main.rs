@@ -1,1 +1,4 @@
-fn main() {}
+//! The charm's `dispatch` binary.
+fn main() {
+    charm_lib::main(postgresql_ha::handle)
+}

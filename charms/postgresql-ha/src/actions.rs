@@ -1,0 +1,255 @@
+//! Actions. A refusal is an error: charm-lib turns it into `action-fail` with the message.
+
+use crate::patroni::{self, Cluster, ClusterMember};
+use crate::reconcile::{self, keys, Shared, PEER};
+use crate::render::{self, Member, Passwords};
+use crate::{etcd, paths, secrets, sql};
+use charm_lib::{Cmd, Context, Databag, FileOptions, MachineExt, ServiceOp};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::Path;
+
+/// Runs the action `name`.
+pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
+    match name {
+        "get-primary" => get_primary(ctx),
+        "list-members" => list_members(ctx),
+        "switchover" => switchover(ctx),
+        "force-promote" => force_promote(ctx),
+        "get-password" => get_password(ctx),
+        "set-password" => set_password(ctx),
+        other => anyhow::bail!("unknown action {other:?}"),
+    }
+}
+
+fn cluster(ctx: &Context) -> anyhow::Result<Cluster> {
+    patroni::cluster(ctx.machine)?.ok_or_else(|| anyhow::anyhow!("Patroni on this unit does not answer on {}: check `juju status` and the postgresql-ha-patroni service", paths::PATRONI_API))
+}
+
+fn role_name(m: &ClusterMember) -> &str {
+    match m.role.as_str() {
+        "leader" => "primary",
+        "sync_standby" => "sync-standby",
+        other => other,
+    }
+}
+
+fn get_primary(ctx: &mut Context) -> anyhow::Result<()> {
+    let c = cluster(ctx)?;
+    let p = c.primary().ok_or_else(|| anyhow::anyhow!("there is no running primary right now (a failover is in progress, or etcd lost quorum: see the units' status)"))?;
+    ctx.action_set(&json!({"primary": paths::unit_of_member(&p.name), "address": p.host.clone().unwrap_or_default(), "timeline": p.timeline.unwrap_or_default()}))
+}
+
+fn list_members(ctx: &mut Context) -> anyhow::Result<()> {
+    let c = cluster(ctx)?;
+    let mut members = serde_json::Map::new();
+    for m in &c.members {
+        let lag = match (&m.lag, m.role.as_str()) {
+            (_, "leader") => "0".to_string(),
+            (Some(serde_json::Value::Number(n)), _) => n.to_string(),
+            (Some(serde_json::Value::String(s)), _) => s.clone(),
+            _ => "unknown".to_string(),
+        };
+        members.insert(
+            m.name.clone(),
+            json!({"unit": paths::unit_of_member(&m.name), "role": role_name(m), "state": m.state, "lag-bytes": lag, "timeline": m.timeline.map(|t| t.to_string()).unwrap_or_default(), "address": m.host.clone().unwrap_or_default()}),
+        );
+    }
+    ctx.action_set(&json!({"members": members, "count": c.members.len()}))
+}
+
+/// The system passwords, from the secret the peer app databag names.
+fn system_passwords(ctx: &Context) -> anyhow::Result<(String, Passwords)> {
+    let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
+    let id = peers.my_app_data()?.get(secrets::PEER_KEY).cloned().filter(|v| !v.is_empty()).ok_or_else(|| anyhow::anyhow!("the leader has not generated the system passwords yet"))?;
+    let content = ctx.model.get_secret(Some(&id), None, true)?;
+    let p = secrets::from_content(&content).ok_or_else(|| anyhow::anyhow!("the system passwords secret {id} is incomplete"))?;
+    Ok((id, p))
+}
+
+#[derive(Deserialize)]
+struct SwitchoverParams {
+    candidate: Option<String>,
+}
+
+fn switchover(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: SwitchoverParams = ctx.action_params()?;
+    let c = cluster(ctx)?;
+    let primary = c.primary().ok_or_else(|| anyhow::anyhow!("there is no running primary to switch over from: wait for Patroni's automatic failover, or use force-promote after etcd quorum loss"))?;
+    let sync_mode = ctx.model.config_raw()?.get("synchronous-mode").and_then(|v| v.as_bool()).unwrap_or(true);
+    let syncs: Vec<&ClusterMember> = c.members.iter().filter(|m| m.is_sync()).collect();
+    let sync_names = || if syncs.is_empty() { "none".to_string() } else { syncs.iter().map(|m| paths::unit_of_member(&m.name)).collect::<Vec<_>>().join(", ") };
+    let target = match p.candidate.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(cand) => {
+            let name = paths::member_name(cand);
+            let m = c.member(&name).ok_or_else(|| {
+                anyhow::anyhow!("{cand} is not a member of the cluster; members: {}", c.members.iter().map(|m| paths::unit_of_member(&m.name)).collect::<Vec<_>>().join(", "))
+            })?;
+            if m.is_primary() {
+                anyhow::bail!("{cand} is already the primary");
+            }
+            if sync_mode && !m.is_sync() {
+                anyhow::bail!(
+                    "{cand} is not a synchronous standby (role {}): switching over to it could lose acknowledged writes; synchronous standbys: {}",
+                    role_name(m),
+                    sync_names()
+                );
+            }
+            m
+        }
+        None => {
+            let pool: Vec<&ClusterMember> = if sync_mode { syncs.clone() } else { c.members.iter().filter(|m| m.state == "streaming").collect() };
+            *pool
+                .iter()
+                .min_by_key(|m| m.lag_bytes().unwrap_or(u64::MAX))
+                .ok_or_else(|| anyhow::anyhow!("there is no {}standby to switch over to", if sync_mode { "synchronous " } else { "streaming " }))?
+        }
+    };
+    let (_, pw) = system_passwords(ctx)?;
+    ctx.action_log(&format!("switching over from {} to {}", paths::unit_of_member(&primary.name), paths::unit_of_member(&target.name)))?;
+    let body = json!({"leader": primary.name, "candidate": target.name});
+    match patroni::request(ctx.machine, "POST", "/switchover", Some(&body), Some(&pw.patroni))? {
+        Some(r) if r.status == 200 => ctx.action_set(&json!({
+            "primary": paths::unit_of_member(&target.name),
+            "previous-primary": paths::unit_of_member(&primary.name),
+            "message": r.body.trim(),
+        })),
+        Some(r) => anyhow::bail!("Patroni refused the switchover (HTTP {}): {}", r.status, r.body.trim()),
+        None => anyhow::bail!("Patroni on this unit did not answer the switchover request"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ForceParams {
+    #[serde(rename = "i-understand-data-loss")]
+    confirmed: bool,
+}
+
+fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: ForceParams = ctx.action_params()?;
+    if !p.confirmed {
+        anyhow::bail!("refused: force-promote can lose writes the lost units acknowledged; run it with i-understand-data-loss=true only if they will not come back");
+    }
+    if !ctx.model.is_leader()? {
+        anyhow::bail!("run force-promote on the leader unit (`juju run postgresql-ha/leader force-promote i-understand-data-loss=true`): it rewrites the application's etcd membership");
+    }
+    let m = ctx.machine;
+    if etcd::healthy(m)? {
+        anyhow::bail!("etcd has quorum: nothing to force. Use the switchover action to move the primary");
+    }
+    let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
+    let app = peers.my_app_data()?;
+    let mut shared = Shared::read(&app);
+    let address = ctx.model.ingress_address(PEER)?.ok_or_else(|| anyhow::anyhow!("Juju gave no ingress address for {PEER}"))?;
+    let me = Member { name: paths::member_name(ctx.model.unit_name()), address };
+    let (_, pw) = system_passwords(ctx)?;
+
+    ctx.action_log("stopping Patroni on this unit")?;
+    m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+    ctx.action_log("restarting etcd as a one-member cluster from this unit's data")?;
+    let opts = FileOptions::new("root", "etcd", 0o640);
+    let single = [me.clone()];
+    for force in [true, false] {
+        let text = render::etcd_yaml(&render::EtcdInput { me: &me, initial: &single, new_cluster: true, token: &shared.token, force_new_cluster: force });
+        m.write_file(Path::new(paths::ETCD_YML), text.as_bytes(), &opts)?;
+        m.service(ServiceOp::Restart, paths::ETCD_SERVICE)?;
+        if !etcd::wait_healthy(m, 60)? {
+            anyhow::bail!("etcd did not come back as a one-member cluster: see `journalctl -u {}`; Patroni stays stopped", paths::ETCD_SERVICE);
+        }
+    }
+    let epoch: u64 = shared.epoch.parse().unwrap_or(1);
+    shared.epoch = (epoch + 1).to_string();
+    shared.members = [(me.name.clone(), me.address.clone())].into_iter().collect();
+    shared.bootstrap = me.name.clone();
+    let mut changes = Databag::new();
+    changes.insert(keys::ETCD_MEMBERS.into(), serde_json::to_string(&shared.members)?);
+    changes.insert(keys::ETCD_EPOCH.into(), shared.epoch.clone());
+    changes.insert(keys::ETCD_BOOTSTRAP.into(), shared.bootstrap.clone());
+    peers.set_my_app_data(&changes)?;
+    peers.set_my_unit_data(&[(keys::ETCD_STARTED.to_string(), shared.epoch.clone())].into_iter().collect())?;
+
+    ctx.action_log("starting Patroni")?;
+    m.service(ServiceOp::Start, paths::PATRONI_SERVICE)?;
+    let probe = format!("until curl -s -o /dev/null {}/patroni; do sleep 0.5; done", paths::PATRONI_API);
+    m.run(&Cmd::new("timeout", ["60".to_string(), "sh".into(), "-c".into(), probe]).allow_failure())?;
+    // A survivor that was not the synchronous standby may only take the lock with synchronous
+    // mode off; the next hook turns it back on from the config.
+    let off = json!({"synchronous_mode": false});
+    let patched = patroni::request(m, "PATCH", "/config", Some(&off), Some(&pw.patroni))?;
+    let failover = patroni::request(m, "POST", "/failover", Some(&json!({"candidate": me.name})), Some(&pw.patroni))?;
+    log::info!("force-promote: PATCH /config → {:?}; POST /failover → {:?}", patched.map(|r| r.status), failover.as_ref().map(|r| r.status));
+    ctx.action_set(&json!({
+        "promoted": ctx.model.unit_name(),
+        "etcd-epoch": shared.epoch,
+        "message": format!(
+            "etcd now runs as a one-member cluster on {}; Patroni promotes this unit's PostgreSQL once the lost primary's lease expires. Units that come back rejoin as replicas; add units to restore automatic failover",
+            ctx.model.unit_name()
+        ),
+    }))
+}
+
+#[derive(Deserialize)]
+struct GetPasswordParams {
+    #[serde(default = "superuser")]
+    username: String,
+}
+
+fn superuser() -> String {
+    "superuser".into()
+}
+
+fn pick<'p>(p: &'p Passwords, user: &str) -> anyhow::Result<&'p String> {
+    Ok(match user {
+        "superuser" => &p.superuser,
+        "replication" => &p.replication,
+        "rewind" => &p.rewind,
+        other => anyhow::bail!("unknown user {other:?}: expected superuser, replication or rewind"),
+    })
+}
+
+fn get_password(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: GetPasswordParams = ctx.action_params()?;
+    let (_, pw) = system_passwords(ctx)?;
+    let value = pick(&pw, &p.username)?.clone();
+    let role = secrets::role_of(&p.username).unwrap_or_default();
+    ctx.action_set(&json!({"username": role, "password": value}))
+}
+
+#[derive(Deserialize)]
+struct SetPasswordParams {
+    username: String,
+    password: Option<String>,
+}
+
+fn set_password(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: SetPasswordParams = ctx.action_params()?;
+    if !ctx.model.is_leader()? {
+        anyhow::bail!("run set-password on the leader unit: it owns the passwords secret");
+    }
+    let role = secrets::role_of(&p.username).ok_or_else(|| anyhow::anyhow!("unknown user {:?}: expected superuser, replication or rewind", p.username))?;
+    let new = match p.password {
+        Some(pw) if pw.len() < 12 || pw.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            anyhow::bail!("the new password must be at least 12 characters with no spaces or control characters")
+        }
+        Some(pw) => pw,
+        None => secrets::generate()?,
+    };
+    let (id, mut pw) = system_passwords(ctx)?;
+    let c = cluster(ctx)?;
+    let primary = c.primary().and_then(|m| m.host.clone()).ok_or_else(|| anyhow::anyhow!("there is no running primary to change the password on: try again once `get-primary` answers"))?;
+    reconcile::psql(ctx, &primary, &sql::set_password(role, &new), &[&new])?;
+    *match p.username.as_str() {
+        "superuser" => &mut pw.superuser,
+        "replication" => &mut pw.replication,
+        _ => &mut pw.rewind,
+    } = new;
+    ctx.model.set_secret(&id, &secrets::to_content(&pw))?;
+    // Every unit re-renders Patroni's configuration when the peer app databag changes.
+    let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist"))?;
+    let rev: u64 = peers.my_app_data()?.get("system-revision").and_then(|v| v.parse().ok()).unwrap_or(0);
+    peers.set_my_app_data(&[("system-revision".to_string(), (rev + 1).to_string())].into_iter().collect())?;
+    let pg_owner = FileOptions::new("postgres", "postgres", 0o600);
+    ctx.machine.write_file(Path::new(paths::CHARM_PGPASS), render::charm_pgpass(&pw.superuser).as_bytes(), &pg_owner)?;
+    reconcile::reconcile(ctx)?;
+    ctx.action_set(&json!({"username": role, "message": "password changed; every unit's Patroni reloads with it"}))
+}

@@ -1,0 +1,333 @@
+//! Client relations (`db`, pgsql; `database`, postgresql_client): what a client asks for, what
+//! it was granted, and the databag it gets. Pure functions over databags.
+
+use crate::paths;
+use charm_lib::Databag;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// One related client unit that may connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientUnit {
+    /// Unit name.
+    pub name: String,
+    /// Its address (validated).
+    pub address: String,
+}
+
+/// What a client relation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Database wanted.
+    pub database: String,
+    /// Extensions wanted (btree_gin is always there).
+    pub extensions: Vec<String>,
+    /// Group roles wanted.
+    pub roles: Vec<String>,
+    /// Whether the client reads credentials from a Juju secret (`requested-secrets`).
+    pub wants_secret: bool,
+    /// Units with a usable address.
+    pub units: Vec<ClientUnit>,
+    /// Units whose address was missing or not an IP (left out of pg_hba).
+    pub ignored: Vec<String>,
+}
+
+/// What the leader granted a relation (peer app databag `client-<id>`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// `db` or `database`.
+    pub endpoint: String,
+    /// Database.
+    pub database: String,
+    /// Role.
+    pub user: String,
+    /// Juju secret id with `username`, `password`, `uris`.
+    pub secret: String,
+    /// Extensions created.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Roles granted.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Whether the SQL ran on the primary.
+    #[serde(default)]
+    pub provisioned: bool,
+}
+
+/// Peer app databag key of relation `id`'s grant.
+pub fn grant_key(id: u32) -> String {
+    format!("client-{id}")
+}
+
+/// The role name of relation `id`.
+pub fn user_for(id: u32) -> String {
+    format!("relation_{id}")
+}
+
+const RESERVED_DATABASES: [&str; 3] = ["postgres", "template0", "template1"];
+const RESERVED_ROLES: [&str; 5] = ["postgres", "replication", "rewind", "patroni", "public"];
+
+fn valid_database(name: &str) -> Result<(), String> {
+    if name.ends_with('*') {
+        return Err(format!("database prefix requests ({name:?}) are not supported: ask for one database name"));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("database {name:?} is not a valid name: expected up to 63 letters, digits, '_' or '-', starting with a letter"));
+    }
+    if RESERVED_DATABASES.contains(&name) {
+        return Err(format!("database {name:?} is reserved"));
+    }
+    Ok(())
+}
+
+fn valid_word(kind: &str, w: &str) -> Result<(), String> {
+    let first_ok = w.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok || w.len() > 63 || !w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(format!("{kind} {w:?} is not a valid name: expected lowercase letters, digits and '_'"));
+    }
+    Ok(())
+}
+
+/// `a, b:schema` → [a, b]; names validated.
+fn list(kind: &str, raw: Option<&String>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for item in raw.map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = item.split(':').next().unwrap_or(item).trim().to_string();
+        valid_word(kind, &name)?;
+        if kind == "role" && (RESERVED_ROLES.contains(&name.as_str()) || name.starts_with("pg_") || name.starts_with("relation_")) {
+            return Err(format!("role {name:?} is reserved"));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The units' usable addresses: `ingress-address`, else `private-address`, which Juju sets.
+fn units(remote_units: &BTreeMap<String, Databag>) -> (Vec<ClientUnit>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut ignored = Vec::new();
+    for (name, bag) in remote_units {
+        let addr = bag.get("ingress-address").filter(|a| !a.is_empty()).or(bag.get("private-address")).map(|a| a.trim().to_string());
+        match addr.filter(|a| a.parse::<IpAddr>().is_ok()) {
+            Some(address) => ok.push(ClientUnit { name: name.clone(), address }),
+            None => ignored.push(name.clone()),
+        }
+    }
+    (ok, ignored)
+}
+
+/// A `db` (pgsql) request: `database` from the app databag, else any unit's, else the remote
+/// application's name; `roles`, `extensions`; `requested-secrets` anywhere means "secrets,
+/// please" (even unparsable, so that a password never goes out in clear by mistake).
+pub fn db_request(remote_app: &str, app: &Databag, remote_units: &BTreeMap<String, Databag>) -> Result<Request, String> {
+    let pick = |k: &str| -> Option<String> {
+        app.get(k).filter(|v| !v.trim().is_empty()).cloned().or_else(|| remote_units.values().find_map(|b| b.get(k).filter(|v| !v.trim().is_empty()).cloned()))
+    };
+    let database = pick("database").map(|d| d.trim().to_string()).unwrap_or_else(|| remote_app.to_string());
+    valid_database(&database)?;
+    let extensions = list("extension", pick("extensions").as_ref())?;
+    let roles = list("role", pick("roles").as_ref())?;
+    let wants_secret = pick("requested-secrets").is_some();
+    let (units, ignored) = units(remote_units);
+    Ok(Request { database, extensions, roles, wants_secret, units, ignored })
+}
+
+/// A `database` (postgresql_client) request; `Ok(None)` until the client names its database.
+pub fn database_request(app: &Databag, remote_units: &BTreeMap<String, Databag>) -> Result<Option<Request>, String> {
+    let Some(database) = app.get("database").map(|d| d.trim().to_string()).filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    valid_database(&database)?;
+    let roles = list("role", app.get("extra-user-roles"))?;
+    let wants_secret = app.get("requested-secrets").is_some_and(|v| !v.trim().is_empty());
+    let (units, ignored) = units(remote_units);
+    Ok(Some(Request { database, extensions: Vec::new(), roles, wants_secret, units, ignored }))
+}
+
+/// Where clients find the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Topology {
+    /// The writable address: the DB VIP when there is one, else the primary's address.
+    pub host: Option<String>,
+    /// Replicas' addresses.
+    pub standbys: Vec<String>,
+    /// This unit's role for the `state` key: `master`, `hot standby` or `standalone`.
+    pub state: String,
+    /// PostgreSQL major.
+    pub version: u32,
+}
+
+/// Credentials of a relation, from its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Role.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
+    let mut s = format!("host={host} port={} dbname={} user={}", paths::PG_PORT, g.database, creds.username);
+    if legacy {
+        s += &format!(" password={}", creds.password);
+    }
+    s
+}
+
+/// Every key this charm writes on `db`; keys it no longer wants are deleted.
+const DB_KEYS: [&str; 13] =
+    ["host", "port", "database", "user", "password", "secret-user", "master", "standbys", "allowed-units", "allowed-subnets", "state", "version", "schema_user"];
+
+/// The unit databag for a `db` relation. Without a known writable address, the address keys
+/// are left as they are (`None` values mean "do not touch").
+pub fn db_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topology) -> BTreeMap<String, Option<String>> {
+    let legacy = !req.wants_secret;
+    let mut d: BTreeMap<String, Option<String>> = DB_KEYS.iter().map(|k| (k.to_string(), Some(String::new()))).collect();
+    let mut set = |k: &str, v: String| {
+        d.insert(k.to_string(), Some(v));
+    };
+    set("port", paths::PG_PORT.to_string());
+    set("database", g.database.clone());
+    set("user", creds.username.clone());
+    if legacy {
+        set("password", creds.password.clone());
+    } else {
+        set("secret-user", g.secret.clone());
+    }
+    set("allowed-units", req.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" "));
+    set("allowed-subnets", req.units.iter().map(|u| crate::render::host_cidr(&u.address)).collect::<Vec<_>>().join(","));
+    set("state", topo.state.clone());
+    set("version", topo.version.to_string());
+    match &topo.host {
+        Some(h) => {
+            set("host", h.clone());
+            set("master", libpq(h, g, creds, legacy));
+            set("standbys", topo.standbys.iter().map(|s| libpq(s, g, creds, legacy)).collect::<Vec<_>>().join("\n"));
+        }
+        None => {
+            for k in ["host", "master", "standbys"] {
+                d.insert(k.to_string(), None);
+            }
+        }
+    }
+    d
+}
+
+/// Every key this charm writes on `database`.
+const DATABASE_KEYS: [&str; 7] = ["database", "endpoints", "read-only-endpoints", "version", "secret-user", "username", "password"];
+
+/// The app databag for a `database` relation (`None` values: leave as is).
+pub fn database_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topology) -> BTreeMap<String, Option<String>> {
+    let mut d: BTreeMap<String, Option<String>> = DATABASE_KEYS.iter().map(|k| (k.to_string(), Some(String::new()))).collect();
+    d.insert("database".into(), Some(g.database.clone()));
+    d.insert("version".into(), Some(topo.version.to_string()));
+    if req.wants_secret {
+        d.insert("secret-user".into(), Some(g.secret.clone()));
+    } else {
+        d.insert("username".into(), Some(creds.username.clone()));
+        d.insert("password".into(), Some(creds.password.clone()));
+    }
+    match &topo.host {
+        Some(h) => {
+            d.insert("endpoints".into(), Some(format!("{h}:{}", paths::PG_PORT)));
+            let ro: Vec<String> = if topo.standbys.is_empty() { vec![h.clone()] } else { topo.standbys.clone() };
+            d.insert("read-only-endpoints".into(), Some(ro.iter().map(|s| format!("{s}:{}", paths::PG_PORT)).collect::<Vec<_>>().join(",")));
+        }
+        None => {
+            d.insert("endpoints".into(), None);
+            d.insert("read-only-endpoints".into(), None);
+        }
+    }
+    d
+}
+
+/// The changes that turn `current` into `wanted` (empty value = delete; `None` = leave).
+pub fn changes(current: &Databag, wanted: &BTreeMap<String, Option<String>>) -> Databag {
+    wanted
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The secret content of a relation's credentials (`uris` only once the host is known).
+pub fn secret_content(g: &Grant, creds: &Credentials, host: Option<&str>) -> BTreeMap<String, String> {
+    let mut c = BTreeMap::from([("username".to_string(), creds.username.clone()), ("password".to_string(), creds.password.clone())]);
+    if let Some(h) = host {
+        c.insert("uris".into(), format!("postgresql://{}:{}@{h}:{}/{}", creds.username, creds.password, paths::PG_PORT, g.database));
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use charm_lib::testing::bag;
+
+    fn units(pairs: &[(&str, &[(&str, &str)])]) -> BTreeMap<String, Databag> {
+        pairs.iter().map(|(n, b)| (n.to_string(), bag(b))).collect()
+    }
+
+    #[test]
+    fn db_request_defaults_and_garbage() {
+        let us = units(&[("maas-region/0", &[("ingress-address", "10.0.0.50")]), ("maas-region/1", &[("private-address", "not-an-ip")])]);
+        let r = db_request("maas-region", &Databag::new(), &us).unwrap();
+        assert_eq!(r.database, "maas-region");
+        assert!(!r.wants_secret);
+        assert_eq!(r.units, vec![ClientUnit { name: "maas-region/0".into(), address: "10.0.0.50".into() }]);
+        assert_eq!(r.ignored, vec!["maas-region/1".to_string()]);
+        let us = units(&[("c/0", &[("database", "maasdb"), ("extensions", "pg_trgm:public, btree_gin"), ("requested-secrets", "not json")])]);
+        let r = db_request("c", &Databag::new(), &us).unwrap();
+        assert_eq!((r.database.as_str(), r.extensions.clone(), r.wants_secret), ("maasdb", vec!["btree_gin".to_string(), "pg_trgm".into()], true));
+        for (k, v, needle) in [
+            ("database", "x; DROP TABLE y", "not a valid name"),
+            ("database", "postgres", "reserved"),
+            ("database", "app*", "prefix"),
+            ("extensions", "evil\"ext", "not a valid name"),
+            ("roles", "postgres", "reserved"),
+            ("roles", "pg_read_server_files", "reserved"),
+        ] {
+            let us = units(&[("c/0", &[(k, v)])]);
+            let e = db_request("c", &Databag::new(), &us).unwrap_err();
+            assert!(e.contains(needle), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
+    fn db_data_legacy_and_secret_clients() {
+        let g = Grant { endpoint: "db".into(), database: "maas".into(), user: "relation_5".into(), secret: "secret:abc".into(), extensions: vec![], roles: vec![], provisioned: true };
+        let creds = Credentials { username: "relation_5".into(), password: "PW123".into() };
+        let topo = Topology { host: Some("10.0.0.100".into()), standbys: vec!["10.0.0.11".into(), "10.0.0.12".into()], state: "master".into(), version: 15 };
+        let mut req = Request { database: "maas".into(), extensions: vec![], roles: vec![], wants_secret: true, units: vec![ClientUnit { name: "m/0".into(), address: "10.0.0.50".into() }], ignored: vec![] };
+        let d = db_data(&g, &req, &creds, &topo);
+        let get = |d: &BTreeMap<String, Option<String>>, k: &str| d[k].clone().unwrap();
+        assert_eq!(get(&d, "secret-user"), "secret:abc");
+        assert_eq!(get(&d, "password"), "", "no password in clear for a secrets-capable client");
+        assert!(!d.values().flatten().any(|v| v.contains("PW123")));
+        assert_eq!(get(&d, "master"), "host=10.0.0.100 port=5432 dbname=maas user=relation_5");
+        assert_eq!(get(&d, "standbys"), "host=10.0.0.11 port=5432 dbname=maas user=relation_5\nhost=10.0.0.12 port=5432 dbname=maas user=relation_5");
+        assert_eq!(get(&d, "allowed-units"), "m/0");
+        assert_eq!(get(&d, "allowed-subnets"), "10.0.0.50/32");
+        req.wants_secret = false;
+        let d = db_data(&g, &req, &creds, &topo);
+        assert_eq!(get(&d, "password"), "PW123");
+        assert!(get(&d, "master").ends_with("password=PW123"));
+        assert_eq!(get(&d, "secret-user"), "");
+        let d = db_data(&g, &req, &creds, &Topology { host: None, ..topo.clone() });
+        assert_eq!(d["host"], None, "unknown primary: leave the last published address");
+    }
+
+    #[test]
+    fn changes_only_what_differs() {
+        let cur = bag(&[("a", "1"), ("b", "2")]);
+        let wanted = BTreeMap::from([("a".to_string(), Some("1".to_string())), ("b".into(), Some(String::new())), ("c".into(), None), ("d".into(), Some("4".into()))]);
+        assert_eq!(changes(&cur, &wanted), bag(&[("b", ""), ("d", "4")]));
+    }
+}

@@ -1,0 +1,187 @@
+//! The charm's config, validated before anything is rendered: a bad value names its option.
+
+use serde::Deserialize;
+use std::fmt;
+
+/// The validated config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Config {
+    /// Patroni leader lease (s).
+    pub ttl: i64,
+    /// Patroni HA loop interval (s).
+    pub loop_wait: i64,
+    /// Patroni retry timeout (s).
+    pub retry_timeout: i64,
+    /// Seconds to wait for a crashed primary to restart in place.
+    pub primary_start_timeout: i64,
+    /// Patroni synchronous_mode.
+    pub synchronous_mode: bool,
+    /// Patroni synchronous_mode_strict.
+    pub synchronous_mode_strict: bool,
+    /// Patroni maximum_lag_on_failover (bytes).
+    pub maximum_lag_on_failover: i64,
+    /// max_connections; 0 = sized from the clients.
+    pub max_connections: i64,
+    /// Patroni version installed from PyPI or the wheelhouse.
+    pub patroni_version: String,
+    /// Optional pip index mirror.
+    #[serde(default)]
+    pub pip_index_url: String,
+}
+
+/// An invalid option: its name and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The option at fault.
+    pub option: String,
+    /// What is wrong and the expected form.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config {}: {}", self.option, self.message)
+    }
+}
+
+fn bad(option: &str, message: String) -> ConfigError {
+    ConfigError { option: option.to_string(), message }
+}
+
+impl Config {
+    /// Parses and validates the raw config map (as config-get prints it).
+    pub fn from_raw(raw: &serde_json::Map<String, serde_json::Value>) -> Result<Config, ConfigError> {
+        let c: Config = serde_json::from_value(serde_json::Value::Object(raw.clone()))
+            .map_err(|e| bad(option_in(&e.to_string()).as_deref().unwrap_or("config"), e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the values against Patroni 4's rules and sane bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Patroni 4 refuses a shorter lease and silently clamps; we say so instead.
+        if !(20..=3600).contains(&self.ttl) {
+            return Err(bad("ttl", format!("{} is out of range: expected 20..3600 seconds (Patroni 4 refuses a ttl below 20)", self.ttl)));
+        }
+        if !(1..=600).contains(&self.loop_wait) {
+            return Err(bad("loop-wait", format!("{} is out of range: expected 1..600 seconds", self.loop_wait)));
+        }
+        if !(3..=600).contains(&self.retry_timeout) {
+            return Err(bad("retry-timeout", format!("{} is out of range: expected 3..600 seconds", self.retry_timeout)));
+        }
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl {
+            return Err(bad(
+                "loop-wait",
+                format!(
+                    "loop-wait + 2 * retry-timeout must be <= ttl, got {} + 2 * {} > {}: lower loop-wait/retry-timeout or raise ttl",
+                    self.loop_wait, self.retry_timeout, self.ttl
+                ),
+            ));
+        }
+        if !(0..=3600).contains(&self.primary_start_timeout) {
+            return Err(bad("primary-start-timeout", format!("{} is out of range: expected 0..3600 seconds", self.primary_start_timeout)));
+        }
+        if self.maximum_lag_on_failover < 0 {
+            return Err(bad("maximum-lag-on-failover", format!("{} is negative: expected a number of bytes >= 0", self.maximum_lag_on_failover)));
+        }
+        if self.max_connections != 0 && !(20..=10000).contains(&self.max_connections) {
+            return Err(bad("max-connections", format!("{} is out of range: expected 0 (automatic) or 20..10000", self.max_connections)));
+        }
+        if !valid_patroni_version(&self.patroni_version) {
+            return Err(bad("patroni-version", format!("{:?} is not a Patroni 4.x version: expected e.g. 4.1.5", self.patroni_version)));
+        }
+        let idx = self.pip_index_url.trim();
+        if !idx.is_empty() && !(idx.starts_with("http://") || idx.starts_with("https://") || idx.starts_with("file://")) || idx.contains(char::is_whitespace) {
+            return Err(bad("pip-index-url", format!("{idx:?} is not a URL: expected https://host/simple or empty")));
+        }
+        Ok(())
+    }
+
+    /// max_connections for `client_units` related client units.
+    pub fn effective_max_connections(&self, client_units: usize) -> i64 {
+        if self.max_connections > 0 {
+            self.max_connections
+        } else {
+            // MAAS regions hold about 40 connections each; 50 leaves room for admin sessions.
+            (10 + 50 * client_units as i64).max(100)
+        }
+    }
+}
+
+/// `4`, `4.1`, `4.1.5`: Patroni 3.x split-brained here on partition heal, so only 4.x is allowed.
+fn valid_patroni_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    parts.first() == Some(&"4") && parts.len() <= 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// serde names the field in its message (`invalid type ... for key `x``) only sometimes; find
+/// an option name quoted in it.
+fn option_in(msg: &str) -> Option<String> {
+    let known = [
+        "ttl", "loop-wait", "retry-timeout", "primary-start-timeout", "synchronous-mode-strict", "synchronous-mode",
+        "maximum-lag-on-failover", "max-connections", "patroni-version", "pip-index-url",
+    ];
+    known.iter().find(|k| msg.contains(&format!("`{k}`"))).map(|k| k.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(over: &[(&str, serde_json::Value)]) -> serde_json::Map<String, serde_json::Value> {
+        let mut m: serde_json::Map<String, serde_json::Value> = serde_json::json!({
+            "ttl": 20, "loop-wait": 2, "retry-timeout": 3, "primary-start-timeout": 0,
+            "synchronous-mode": true, "synchronous-mode-strict": false, "maximum-lag-on-failover": 1048576,
+            "max-connections": 0, "patroni-version": "4.1.5", "pip-index-url": ""
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        for (k, v) in over {
+            m.insert(k.to_string(), v.clone());
+        }
+        m
+    }
+
+    #[test]
+    fn defaults_are_valid_and_meet_patroni_rules() {
+        let c = Config::from_raw(&raw(&[])).unwrap();
+        assert!(c.loop_wait + 2 * c.retry_timeout <= c.ttl);
+        assert_eq!(c.ttl, 20);
+    }
+
+    #[test]
+    fn validation_matrix_names_the_option() {
+        use serde_json::json;
+        let cases: Vec<(Vec<(&str, serde_json::Value)>, &str)> = vec![
+            (vec![("ttl", json!(19))], "ttl"),
+            (vec![("ttl", json!(5000))], "ttl"),
+            (vec![("loop-wait", json!(0))], "loop-wait"),
+            (vec![("retry-timeout", json!(2))], "retry-timeout"),
+            (vec![("loop-wait", json!(10)), ("retry-timeout", json!(6))], "loop-wait"),
+            (vec![("primary-start-timeout", json!(-1))], "primary-start-timeout"),
+            (vec![("maximum-lag-on-failover", json!(-5))], "maximum-lag-on-failover"),
+            (vec![("max-connections", json!(5))], "max-connections"),
+            (vec![("patroni-version", json!("3.0.2"))], "patroni-version"),
+            (vec![("patroni-version", json!("4.x"))], "patroni-version"),
+            (vec![("pip-index-url", json!("not a url"))], "pip-index-url"),
+        ];
+        for (over, option) in cases {
+            let e = Config::from_raw(&raw(&over)).unwrap_err();
+            assert_eq!(e.option, option, "{over:?}: {e}");
+            assert!(e.message.contains("expected") || e.message.contains("must"), "{e}");
+        }
+        let ok = Config::from_raw(&raw(&[("ttl", json!(30)), ("loop-wait", json!(10)), ("retry-timeout", json!(10))])).unwrap();
+        assert_eq!(ok.ttl, 30, "ttl 30 / loop 10 / retry 10 is exactly at the limit and valid");
+    }
+
+    #[test]
+    fn max_connections_follow_clients_unless_set() {
+        let c = Config::from_raw(&raw(&[])).unwrap();
+        assert_eq!(c.effective_max_connections(0), 100);
+        assert_eq!(c.effective_max_connections(3), 160);
+        let c = Config::from_raw(&raw(&[("max-connections", serde_json::json!(500))])).unwrap();
+        assert_eq!(c.effective_max_connections(3), 500);
+    }
+}

@@ -1,0 +1,59 @@
+//! Where the charm puts things on the host, and the names of its services.
+
+/// The virtualenv holding Patroni.
+pub const VENV: &str = "/opt/postgresql-ha/venv";
+/// Where a wheelhouse resource is unpacked.
+pub const WHEELHOUSE_DIR: &str = "/opt/postgresql-ha/wheelhouse";
+/// Records what was installed ("<patroni version>"); install runs again when it differs.
+pub const INSTALL_STAMP: &str = "/opt/postgresql-ha/installed";
+/// Rendered configuration.
+pub const CONF_DIR: &str = "/etc/postgresql-ha";
+/// Patroni's configuration (0600 postgres: it holds the passwords).
+pub const PATRONI_YML: &str = "/etc/postgresql-ha/patroni.yml";
+/// etcd's configuration.
+pub const ETCD_YML: &str = "/etc/postgresql-ha/etcd.conf.yml";
+/// Patroni's on_role_change callback.
+pub const ROLE_CHANGE_SCRIPT: &str = "/etc/postgresql-ha/on-role-change";
+/// Home of PostgreSQL's data (0700 postgres).
+pub const PG_HOME: &str = "/var/lib/postgresql-ha";
+/// PGDATA, created by Patroni (initdb or pg_basebackup).
+pub const PGDATA: &str = "/var/lib/postgresql-ha/data";
+/// The pgpass Patroni writes for its own connections.
+pub const PATRONI_PGPASS: &str = "/var/lib/postgresql-ha/.pgpass-patroni";
+/// The pgpass the charm's psql uses (superuser; 0600 postgres).
+pub const CHARM_PGPASS: &str = "/var/lib/postgresql-ha/.pgpass-charm";
+/// etcd's data (0700 etcd).
+pub const ETCD_DATA: &str = "/var/lib/postgresql-ha-etcd";
+/// PostgreSQL's unix socket directory (systemd RuntimeDirectory of the Patroni service).
+pub const SOCKET_DIR: &str = "/run/postgresql-ha";
+/// Stops the distribution's postinst from creating a default cluster.
+pub const CREATECLUSTER_CONF: &str = "/etc/postgresql-common/createcluster.conf";
+/// systemd unit files.
+pub const ETCD_UNIT_FILE: &str = "/etc/systemd/system/postgresql-ha-etcd.service";
+/// systemd unit files.
+pub const PATRONI_UNIT_FILE: &str = "/etc/systemd/system/postgresql-ha-patroni.service";
+/// The charm's etcd service.
+pub const ETCD_SERVICE: &str = "postgresql-ha-etcd";
+/// The charm's Patroni service.
+pub const PATRONI_SERVICE: &str = "postgresql-ha-patroni";
+/// Patroni's REST API (local).
+pub const PATRONI_API: &str = "http://127.0.0.1:8008";
+/// The local etcd client URL.
+pub const ETCD_LOCAL: &str = "http://127.0.0.1:2379";
+/// PostgreSQL's port.
+pub const PG_PORT: u16 = 5432;
+/// Patroni's REST port.
+pub const PATRONI_PORT: u16 = 8008;
+
+/// `postgresql-ha/0` → `postgresql-ha-0` (Patroni member and etcd member names).
+pub fn member_name(unit: &str) -> String {
+    unit.replace('/', "-")
+}
+
+/// `postgresql-ha-0` → `postgresql-ha/0`.
+pub fn unit_of_member(member: &str) -> String {
+    match member.rsplit_once('-') {
+        Some((app, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => format!("{app}/{n}"),
+        _ => member.to_string(),
+    }
+}

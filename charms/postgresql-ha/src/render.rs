@@ -1,0 +1,374 @@
+//! Pure rendering: Patroni's and etcd's configuration, systemd units, the role-change callback.
+//! Nothing here touches the host; reconcile writes what these return.
+
+use crate::config::Config;
+use crate::paths;
+use serde_json::{json, Value};
+
+/// The system users' passwords (from the Juju secret).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Passwords {
+    /// `postgres` (superuser).
+    pub superuser: String,
+    /// `replication`.
+    pub replication: String,
+    /// `rewind`.
+    pub rewind: String,
+    /// Patroni REST API user `patroni` (unsafe endpoints only).
+    pub patroni: String,
+}
+
+/// One unit of the cluster: its Patroni/etcd member name and address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// e.g. `postgresql-ha-0`.
+    pub name: String,
+    /// Its ingress address.
+    pub address: String,
+}
+
+/// What a client relation is allowed: one database, one role, from these addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HbaClient {
+    /// Database name.
+    pub database: String,
+    /// Role name.
+    pub user: String,
+    /// Client unit addresses.
+    pub addresses: Vec<String>,
+}
+
+/// Everything Patroni's configuration is derived from.
+#[derive(Debug, Clone)]
+pub struct PatroniInput<'a> {
+    /// Patroni scope (the application name).
+    pub scope: &'a str,
+    /// This unit.
+    pub me: &'a Member,
+    /// Every etcd member (this unit included once it joined).
+    pub etcd_members: &'a [Member],
+    /// Every unit's address (for replication and rewind pg_hba lines).
+    pub peers: &'a [Member],
+    /// PostgreSQL major version (bin_dir).
+    pub pg_version: u32,
+    /// The system passwords.
+    pub passwords: &'a Passwords,
+    /// Validated config.
+    pub config: &'a Config,
+    /// max_connections.
+    pub max_connections: i64,
+    /// Client access, per relation.
+    pub clients: &'a [HbaClient],
+}
+
+/// Patroni's dynamic (DCS-wide) configuration: written at bootstrap and kept equal later with
+/// `PATCH /config`, so changes apply without restarts where PostgreSQL allows.
+pub fn dynamic_config(config: &Config, max_connections: i64) -> Value {
+    json!({
+        "ttl": config.ttl,
+        "loop_wait": config.loop_wait,
+        "retry_timeout": config.retry_timeout,
+        "primary_start_timeout": config.primary_start_timeout,
+        "maximum_lag_on_failover": config.maximum_lag_on_failover,
+        "synchronous_mode": config.synchronous_mode,
+        "synchronous_mode_strict": config.synchronous_mode_strict,
+        "synchronous_node_count": 1,
+        "postgresql": {
+            "use_pg_rewind": true,
+            "use_slots": true,
+            "parameters": {
+                "wal_level": "replica",
+                "hot_standby": "on",
+                "wal_log_hints": "on",
+                "max_connections": max_connections,
+                "max_wal_senders": 10,
+                "max_replication_slots": 10,
+                "wal_keep_size": "256MB",
+                "password_encryption": "scram-sha-256",
+            },
+        },
+    })
+}
+
+/// pg_hba lines: the postgres user locally by peer, replication/rewind/superuser from the
+/// members, each client's role to its own database from exactly its units' addresses.
+pub fn pg_hba(peers: &[Member], clients: &[HbaClient]) -> Vec<String> {
+    let mut lines = vec![
+        "local all postgres peer".to_string(),
+        "host all postgres 127.0.0.1/32 scram-sha-256".to_string(),
+        "host replication replication 127.0.0.1/32 scram-sha-256".to_string(),
+    ];
+    for m in peers {
+        let cidr = host_cidr(&m.address);
+        lines.push(format!("host replication replication {cidr} scram-sha-256"));
+        lines.push(format!("host all postgres {cidr} scram-sha-256"));
+        lines.push(format!("host postgres rewind {cidr} scram-sha-256"));
+    }
+    for c in clients {
+        for a in &c.addresses {
+            lines.push(format!("host {} {} {} scram-sha-256", quote_hba(&c.database), c.user, host_cidr(a)));
+        }
+    }
+    lines
+}
+
+/// `10.0.0.1` → `10.0.0.1/32`; IPv6 → `/128`.
+pub fn host_cidr(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("{addr}/128")
+    } else {
+        format!("{addr}/32")
+    }
+}
+
+/// pg_hba database names with characters beyond [a-z0-9_] must be double-quoted.
+fn quote_hba(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        name.to_string()
+    } else {
+        format!("\"{name}\"")
+    }
+}
+
+/// Patroni's YAML configuration.
+pub fn patroni_yaml(i: &PatroniInput) -> String {
+    let etcd_hosts: Vec<String> = i.etcd_members.iter().map(|m| format!("{}:2379", m.address)).collect();
+    let dcs = dynamic_config(i.config, i.max_connections);
+    let doc = json!({
+        "scope": i.scope,
+        "namespace": "/postgresql-ha/",
+        "name": i.me.name,
+        "log": {"level": "INFO"},
+        "restapi": {
+            "listen": format!("0.0.0.0:{}", paths::PATRONI_PORT),
+            "connect_address": format!("{}:{}", i.me.address, paths::PATRONI_PORT),
+            "authentication": {"username": "patroni", "password": i.passwords.patroni},
+        },
+        "etcd3": {"hosts": etcd_hosts, "protocol": "http"},
+        "bootstrap": {
+            "dcs": dcs,
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+        },
+        "postgresql": {
+            // One port, at the end: `ip:port,ip:port` makes Patroni bind 127.0.0.1 only.
+            "listen": format!("{},127.0.0.1:{}", i.me.address, paths::PG_PORT),
+            "connect_address": format!("{}:{}", i.me.address, paths::PG_PORT),
+            "data_dir": paths::PGDATA,
+            "bin_dir": format!("/usr/lib/postgresql/{}/bin", i.pg_version),
+            "pgpass": paths::PATRONI_PGPASS,
+            "use_unix_socket": true,
+            "use_unix_socket_repl": false,
+            "parameters": {"unix_socket_directories": paths::SOCKET_DIR},
+            "pg_hba": pg_hba(i.peers, i.clients),
+            "authentication": {
+                "superuser": {"username": "postgres", "password": i.passwords.superuser},
+                "replication": {"username": "replication", "password": i.passwords.replication},
+                "rewind": {"username": "rewind", "password": i.passwords.rewind},
+            },
+            "callbacks": {"on_role_change": paths::ROLE_CHANGE_SCRIPT},
+            "remove_data_directory_on_rewind_failure": false,
+            "remove_data_directory_on_diverged_timelines": false,
+        },
+        "tags": {"nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false},
+    });
+    let body = serde_yaml::to_string(&doc).expect("a JSON value always serializes to YAML");
+    format!("# Rendered by the postgresql-ha charm; edits are overwritten.\n{body}")
+}
+
+/// Everything etcd's configuration is derived from.
+#[derive(Debug, Clone)]
+pub struct EtcdInput<'a> {
+    /// This member.
+    pub me: &'a Member,
+    /// The members to start with (this unit included).
+    pub initial: &'a [Member],
+    /// `true` for the unit that bootstraps the cluster, `false` for one that joins it.
+    pub new_cluster: bool,
+    /// Cluster token (per application and epoch).
+    pub token: &'a str,
+    /// Start from this member's data as a one-member cluster (force-promote only).
+    pub force_new_cluster: bool,
+}
+
+/// etcd's YAML configuration (`etcd --config-file`).
+pub fn etcd_yaml(i: &EtcdInput) -> String {
+    let initial: Vec<String> = i.initial.iter().map(|m| format!("{}=http://{}:2380", m.name, m.address)).collect();
+    let mut doc = json!({
+        "name": i.me.name,
+        "data-dir": paths::ETCD_DATA,
+        "listen-peer-urls": format!("http://{}:2380", i.me.address),
+        "listen-client-urls": format!("http://{}:2379,{}", i.me.address, paths::ETCD_LOCAL),
+        "initial-advertise-peer-urls": format!("http://{}:2380", i.me.address),
+        "advertise-client-urls": format!("http://{}:2379", i.me.address),
+        "initial-cluster": initial.join(","),
+        "initial-cluster-state": if i.new_cluster { "new" } else { "existing" },
+        "initial-cluster-token": i.token,
+        // Without pre-vote a rejoining isolated member makes the healthy leader step down.
+        "pre-vote": true,
+        "enable-v2": false,
+        "heartbeat-interval": 100,
+        "election-timeout": 1000,
+    });
+    if i.force_new_cluster {
+        doc["force-new-cluster"] = json!(true);
+    }
+    let body = serde_yaml::to_string(&doc).expect("a JSON value always serializes to YAML");
+    format!("# Rendered by the postgresql-ha charm; edits are overwritten.\n{body}")
+}
+
+/// The etcd service (the distribution's `etcd.service` stays disabled).
+pub fn etcd_unit() -> String {
+    format!(
+        "[Unit]\nDescription=etcd for postgresql-ha (Patroni's store)\nAfter=network-online.target\n\n\
+[Service]\nType=simple\nUser=etcd\nGroup=etcd\nExecStart=/usr/bin/etcd --config-file {}\nRestart=always\nRestartSec=2\nLimitNOFILE=65536\n\n\
+[Install]\nWantedBy=multi-user.target\n",
+        paths::ETCD_YML
+    )
+}
+
+/// The Patroni service. KillMode=process: Patroni stops PostgreSQL itself on SIGTERM.
+pub fn patroni_unit() -> String {
+    format!(
+        "[Unit]\nDescription=Patroni for postgresql-ha\nAfter=network-online.target {etcd}.service\n\n\
+[Service]\nType=simple\nUser=postgres\nGroup=postgres\nRuntimeDirectory=postgresql-ha\nRuntimeDirectoryMode=0755\n\
+ExecStart={venv}/bin/patroni {yml}\nExecReload=/bin/kill -s HUP $MAINPID\nKillMode=process\nTimeoutStopSec=60\nRestart=always\nRestartSec=2\n\n\
+[Install]\nWantedBy=multi-user.target\n",
+        etcd = paths::ETCD_SERVICE,
+        venv = paths::VENV,
+        yml = paths::PATRONI_YML
+    )
+}
+
+/// Patroni's `on_role_change` callback. Patroni runs it as postgres, so it can only ask for a
+/// hook where `juju-exec` lets it; update-status refreshes the relations otherwise.
+pub fn role_change_script(unit: &str) -> String {
+    let agent = format!("unit-{}", unit.replace('/', "-"));
+    format!(
+        "#!/bin/sh\n# Patroni callback: $1=action $2=role $3=scope. Rendered by the postgresql-ha charm.\n\
+# Ask Juju for a hook now so client relations get the new primary's address at once.\n\
+if command -v juju-exec >/dev/null 2>&1; then\n  \
+juju-exec -u {unit} \"JUJU_DISPATCH_PATH=hooks/update-status /var/lib/juju/agents/{agent}/charm/dispatch\" >/dev/null 2>&1 &\n\
+fi\nexit 0\n"
+    )
+}
+
+/// The charm's own pgpass: the superuser, for psql against the primary.
+pub fn charm_pgpass(superuser_password: &str) -> String {
+    let esc = superuser_password.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:*:postgres:{esc}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            ttl: 20,
+            loop_wait: 2,
+            retry_timeout: 3,
+            primary_start_timeout: 0,
+            synchronous_mode: true,
+            synchronous_mode_strict: false,
+            maximum_lag_on_failover: 1048576,
+            max_connections: 0,
+            patroni_version: "4.1.5".into(),
+            pip_index_url: String::new(),
+        }
+    }
+
+    fn members(n: usize) -> Vec<Member> {
+        (0..n).map(|i| Member { name: format!("postgresql-ha-{i}"), address: format!("10.0.0.{}", 10 + i) }).collect()
+    }
+
+    fn pw() -> Passwords {
+        Passwords { superuser: "SUPERpw".into(), replication: "REPLpw".into(), rewind: "REWINDpw".into(), patroni: "RESTpw".into() }
+    }
+
+    fn parse(yaml: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn patroni_for_one_two_three_units() {
+        for n in 1..=3 {
+            let ms = members(n);
+            let clients = [HbaClient { database: "maas-region".into(), user: "relation_5".into(), addresses: vec!["10.0.0.50".into()] }];
+            let c = cfg();
+            let y = parse(&patroni_yaml(&PatroniInput {
+                scope: "postgresql-ha",
+                me: &ms[0],
+                etcd_members: &ms,
+                peers: &ms,
+                pg_version: 15,
+                passwords: &pw(),
+                config: &c,
+                max_connections: 160,
+                clients: &clients,
+            }));
+            assert_eq!(y["scope"], "postgresql-ha");
+            assert_eq!(y["name"], "postgresql-ha-0");
+            assert_eq!(y["restapi"]["listen"], "0.0.0.0:8008");
+            assert_eq!(y["restapi"]["connect_address"], "10.0.0.10:8008");
+            let hosts: Vec<String> = y["etcd3"]["hosts"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+            assert_eq!(hosts, ms.iter().map(|m| format!("{}:2379", m.address)).collect::<Vec<_>>());
+            let dcs = &y["bootstrap"]["dcs"];
+            assert_eq!((dcs["ttl"].as_i64(), dcs["loop_wait"].as_i64(), dcs["retry_timeout"].as_i64(), dcs["primary_start_timeout"].as_i64()), (Some(20), Some(2), Some(3), Some(0)));
+            assert_eq!(dcs["synchronous_mode"], true);
+            assert_eq!(dcs["synchronous_node_count"].as_i64(), Some(1));
+            assert_eq!(dcs["postgresql"]["use_pg_rewind"], true);
+            assert_eq!(dcs["postgresql"]["use_slots"], true);
+            assert_eq!(dcs["postgresql"]["parameters"]["wal_log_hints"], "on");
+            assert_eq!(dcs["postgresql"]["parameters"]["hot_standby"], "on");
+            assert_eq!(dcs["postgresql"]["parameters"]["max_connections"].as_i64(), Some(160));
+            let pg = &y["postgresql"];
+            assert_eq!(pg["listen"], "10.0.0.10,127.0.0.1:5432");
+            assert_eq!(pg["parameters"]["unix_socket_directories"], "/run/postgresql-ha");
+            assert_eq!(pg["bin_dir"], "/usr/lib/postgresql/15/bin");
+            assert_eq!(pg["authentication"]["superuser"]["password"], "SUPERpw");
+            assert_eq!(pg["authentication"]["rewind"]["username"], "rewind");
+            let hba: Vec<String> = pg["pg_hba"].as_sequence().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+            for m in &ms {
+                assert!(hba.contains(&format!("host replication replication {}/32 scram-sha-256", m.address)), "{hba:?}");
+                assert!(hba.contains(&format!("host postgres rewind {}/32 scram-sha-256", m.address)));
+            }
+            assert_eq!(hba.iter().filter(|l| l.contains("replication replication") && !l.contains("127.0.0.1")).count(), n);
+            assert!(hba.contains(&"host \"maas-region\" relation_5 10.0.0.50/32 scram-sha-256".to_string()), "{hba:?}");
+            assert!(!hba.iter().any(|l| l.contains("0.0.0.0/0")), "no open-to-all line");
+        }
+    }
+
+    #[test]
+    fn etcd_bootstrap_and_join() {
+        let ms = members(3);
+        let y = parse(&etcd_yaml(&EtcdInput { me: &ms[0], initial: &ms[..1], new_cluster: true, token: "postgresql-ha-0", force_new_cluster: false }));
+        assert_eq!(y["initial-cluster"], "postgresql-ha-0=http://10.0.0.10:2380");
+        assert_eq!(y["initial-cluster-state"], "new");
+        assert_eq!(y["pre-vote"], true);
+        assert_eq!(y["listen-client-urls"], "http://10.0.0.10:2379,http://127.0.0.1:2379");
+        assert!(y.get("force-new-cluster").is_none());
+        for n in 2..=3 {
+            let y = parse(&etcd_yaml(&EtcdInput { me: &ms[n - 1], initial: &ms[..n], new_cluster: false, token: "t", force_new_cluster: false }));
+            assert_eq!(y["initial-cluster-state"], "existing");
+            assert_eq!(y["initial-cluster"].as_str().unwrap().split(',').count(), n);
+            assert_eq!(y["name"], format!("postgresql-ha-{}", n - 1));
+            assert_eq!(y["initial-advertise-peer-urls"], format!("http://10.0.0.{}:2380", 9 + n));
+        }
+        let y = parse(&etcd_yaml(&EtcdInput { me: &ms[0], initial: &ms[..1], new_cluster: true, token: "t", force_new_cluster: true }));
+        assert_eq!(y["force-new-cluster"], true);
+    }
+
+    #[test]
+    fn pgpass_escapes_separators() {
+        assert_eq!(charm_pgpass("a:b\\c"), "*:*:*:postgres:a\\:b\\\\c\n");
+    }
+
+    #[test]
+    fn units_run_as_their_users() {
+        assert!(patroni_unit().contains("User=postgres"));
+        assert!(patroni_unit().contains("KillMode=process"));
+        assert!(etcd_unit().contains("User=etcd"));
+        assert!(role_change_script("postgresql-ha/1").contains("juju-exec -u postgresql-ha/1"));
+        assert!(role_change_script("postgresql-ha/1").contains("/var/lib/juju/agents/unit-postgresql-ha-1/charm/dispatch"));
+    }
+}

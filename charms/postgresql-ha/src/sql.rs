@@ -1,0 +1,79 @@
+//! SQL the leader runs on the primary through psql. Pure: builds text; identifiers and literals
+//! are quoted here, and server-side `format(%I)` quotes what is built at run time.
+
+/// `"name"` with inner quotes doubled.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'text'` with inner quotes doubled.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Creates (or updates) a client's role, database and extensions. Idempotent.
+pub fn provision(user: &str, password: &str, database: &str, extensions: &[String], roles: &[String]) -> String {
+    let (u, ul) = (ident(user), literal(user));
+    let mut s = String::new();
+    s += &format!("SELECT format('CREATE ROLE %I LOGIN', {ul}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {ul}) \\gexec\n");
+    s += &format!("ALTER ROLE {u} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION PASSWORD {};\n", literal(password));
+    for r in roles {
+        let rl = literal(r);
+        s += &format!("SELECT format('CREATE ROLE %I NOLOGIN', {rl}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {rl}) \\gexec\n");
+        // Never hand a client membership of a role that can log in or is a superuser.
+        s += &format!("SELECT format('GRANT %I TO %I', rolname, {ul}) FROM pg_roles WHERE rolname = {rl} AND NOT rolsuper AND NOT rolcanlogin \\gexec\n");
+    }
+    let dl = literal(database);
+    s += &format!("SELECT format('CREATE DATABASE %I OWNER %I', {dl}, {ul}) WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {dl}) \\gexec\n");
+    s += &format!("GRANT ALL PRIVILEGES ON DATABASE {} TO {u};\n", ident(database));
+    s += &format!("\\c {}\n", ident(database));
+    s += "CREATE EXTENSION IF NOT EXISTS btree_gin;\n";
+    for e in extensions.iter().filter(|e| e.as_str() != "btree_gin") {
+        s += &format!("CREATE EXTENSION IF NOT EXISTS {};\n", ident(e));
+    }
+    s += &format!("GRANT ALL ON SCHEMA public TO {u};\n");
+    s
+}
+
+/// Takes a client's access away: no more logins, its sessions ended. Its database is kept.
+pub fn revoke(user: &str) -> String {
+    let ul = literal(user);
+    format!(
+        "SELECT format('ALTER ROLE %I NOLOGIN', rolname) FROM pg_roles WHERE rolname = {ul} \\gexec\n\
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {ul};\n"
+    )
+}
+
+/// Sets a role's password.
+pub fn set_password(role: &str, password: &str) -> String {
+    format!("ALTER ROLE {} WITH PASSWORD {};\n", ident(role), literal(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn provision_is_idempotent_sql_with_btree_gin() {
+        let s = provision("relation_5", "pw'x", "maas-region", &["pg_trgm".into(), "btree_gin".into()], &["readers".into()]);
+        assert!(s.contains("WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'relation_5')"));
+        assert!(s.contains("PASSWORD 'pw''x'"));
+        assert!(s.contains("\\c \"maas-region\""));
+        assert_eq!(s.matches("CREATE EXTENSION IF NOT EXISTS btree_gin").count(), 1);
+        assert!(s.contains("CREATE EXTENSION IF NOT EXISTS \"pg_trgm\""));
+        assert!(s.contains("AND NOT rolsuper AND NOT rolcanlogin"));
+    }
+
+    #[test]
+    fn revoke_disables_login_and_ends_sessions() {
+        let s = revoke("relation_5");
+        assert!(s.contains("ALTER ROLE %I NOLOGIN"));
+        assert!(s.contains("pg_terminate_backend"));
+    }
+}
