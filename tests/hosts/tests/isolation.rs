@@ -15,7 +15,7 @@ fn each_host_has_its_own_hostname_and_sees_only_its_own_processes() {
     let b = t.add("beta");
     assert_eq!(sh(&a, "hostname"), "alpha");
     assert_eq!(sh(&b, "cat /etc/hostname"), "beta");
-    assert_eq!(sh(&a, "cat /proc/1/comm"), "host-runtime");
+    assert_eq!(sh(&a, "cat /proc/1/comm"), "systemd");
 
     let mut sleeper = a.command("sleep").arg("1000").stdout(Stdio::null()).spawn().unwrap();
     let pids = wait_for(10, "sleep in alpha", || Some(a.pids("sleep").unwrap()).filter(|p| !p.is_empty()));

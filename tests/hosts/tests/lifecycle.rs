@@ -47,7 +47,7 @@ fn create_cleans_up_a_crashed_lab_with_the_same_prefix() {
     let cfg = |d: &str| LabConfig { dir: dir(d), prefix: "hlife2".into(), subnet: "10.77.52.0/24".into(), catalog: None };
     let mut crashed = Lab::create(cfg("hlife2-old")).unwrap();
     let h = crashed.add_host("ghost").unwrap();
-    let old_init = h.pids("host-runtime").unwrap();
+    let old_init = h.pids("systemd").unwrap();
     assert_eq!(old_init.len(), 1);
     drop(crashed); // no destroy: as if the process owning it had died
 

@@ -19,6 +19,10 @@ const TOOLS: &[&str] = &["systemctl", "apt-get", "apt", "snap", "dpkg-query", "j
 pub const CATALOG: &str = "/usr/lib/local-model/catalog";
 
 pub fn main(argv: &[String]) -> i32 {
+    // Daemons built for systemd decide whether to sd_notify by reading /proc/1/stat
+    // (keepalived requires "1 (systemd) "): PID 1 answers to that name, as on a real host.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"systemd".as_ptr()) };
     let a = Args::parse(argv);
     let ready_fd: i32 = a.get("ready-fd").and_then(|s| s.parse().ok()).unwrap_or(-1);
     let report = |msg: &str| {
