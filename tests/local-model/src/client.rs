@@ -206,6 +206,11 @@ impl LocalModel {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                // exited; give its parent (our reaper thread, or init) a moment to reap it
+                let reap = Instant::now() + Duration::from_secs(2);
+                while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < reap {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
         self.cleanup_leftovers()
