@@ -1,34 +1,55 @@
 //! The init lock: `maas init` against one database must not run on two units at once (MAAS
 //! bug #315 in the modern charm). The leader alone writes the holder into the peer application
 //! databag (`init-lock`), so there is exactly one holder or none. A unit asks by setting
-//! `init-request` in its own peer databag and releases by clearing it when done (or failed).
+//! `init-request` to a fresh token in its own peer databag and releases by clearing it when done
+//! (or failed). The lock names the unit *and* the token it granted, so a grant left over from an
+//! earlier request is never mistaken for a grant of a new one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Peer app databag key naming the unit that may initialise now.
+/// Peer app databag key: `<unit>#<token>` of the request that may initialise now.
 pub const LOCK_KEY: &str = "init-lock";
-/// Peer unit databag key: set while the unit needs the lock.
+/// Peer unit databag key: the token of the unit's open request (absent: no request).
 pub const REQUEST_KEY: &str = "init-request";
 
-/// The unit number of `app/N`, for a fair first-come order that does not depend on names.
+/// The unit number of `app/N`, for a fair order that does not depend on names.
 fn number(unit: &str) -> u64 {
     unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(u64::MAX)
 }
 
-/// The leader's decision. The current holder keeps the lock while it is still a member and
-/// still asks for it; otherwise the lowest-numbered requester gets it; nobody if none asks.
-pub fn grant(current: Option<&str>, requesters: &BTreeSet<String>, members: &BTreeSet<String>) -> Option<String> {
-    if let Some(h) = current.filter(|h| !h.is_empty()) {
-        if requesters.contains(h) && members.contains(h) {
-            return Some(h.to_string());
+/// The lock value granting `unit`'s request `token`.
+pub fn lock_value(unit: &str, token: &str) -> String {
+    format!("{unit}#{token}")
+}
+
+/// Whether `lock` grants `unit`'s request `token`.
+pub fn holds(lock: Option<&str>, unit: &str, token: &str) -> bool {
+    lock == Some(lock_value(unit, token).as_str())
+}
+
+/// The leader's decision, from the open requests (unit → token). The current grant stands
+/// while its request is still open and its unit still a member; otherwise the lowest-numbered
+/// requester gets it; nobody if none asks.
+pub fn grant(current: Option<&str>, requests: &BTreeMap<String, String>, members: &BTreeSet<String>) -> Option<String> {
+    if let Some((unit, token)) = current.and_then(|c| c.rsplit_once('#')) {
+        if members.contains(unit) && requests.get(unit).map(String::as_str) == Some(token) {
+            return current.map(str::to_string);
         }
     }
-    requesters.iter().filter(|u| members.contains(*u)).min_by_key(|u| (number(u), (*u).clone())).cloned()
+    requests
+        .iter()
+        .filter(|(u, t)| members.contains(*u) && !t.is_empty())
+        .min_by_key(|(u, _)| (number(u), (*u).clone()))
+        .map(|(u, t)| lock_value(u, t))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn req(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(u, t)| (u.to_string(), t.to_string())).collect()
+    }
 
     fn set(units: &[&str]) -> BTreeSet<String> {
         units.iter().map(|s| s.to_string()).collect()
@@ -37,40 +58,48 @@ mod tests {
     #[test]
     fn holder_keeps_the_lock_until_it_stops_asking() {
         let members = set(&["r/0", "r/1", "r/2"]);
-        assert_eq!(grant(Some("r/2"), &set(&["r/0", "r/2"]), &members).as_deref(), Some("r/2"));
-        assert_eq!(grant(Some("r/2"), &set(&["r/0", "r/1"]), &members).as_deref(), Some("r/0"));
-        assert_eq!(grant(Some("r/2"), &set(&[]), &members), None);
+        assert_eq!(grant(Some("r/2#1"), &req(&[("r/0", "1"), ("r/2", "1")]), &members).as_deref(), Some("r/2#1"));
+        assert_eq!(grant(Some("r/2#1"), &req(&[("r/0", "4"), ("r/1", "1")]), &members).as_deref(), Some("r/0#4"));
+        assert_eq!(grant(Some("r/2#1"), &req(&[]), &members), None);
+    }
+
+    #[test]
+    fn a_new_request_of_the_old_holder_is_not_covered_by_its_old_grant() {
+        let members = set(&["r/0", "r/1"]);
+        assert!(!holds(Some("r/1#1"), "r/1", "2"));
+        assert_eq!(grant(Some("r/1#1"), &req(&[("r/0", "1"), ("r/1", "2")]), &members).as_deref(), Some("r/0#1"));
+        assert!(holds(Some("r/0#1"), "r/0", "1"));
     }
 
     #[test]
     fn a_departed_holder_loses_the_lock() {
-        assert_eq!(grant(Some("r/1"), &set(&["r/1", "r/3"]), &set(&["r/0", "r/3"])).as_deref(), Some("r/3"));
+        assert_eq!(grant(Some("r/1#1"), &req(&[("r/1", "1"), ("r/3", "1")]), &set(&["r/0", "r/3"])).as_deref(), Some("r/3#1"));
     }
 
     #[test]
     fn order_is_by_unit_number() {
-        assert_eq!(grant(None, &set(&["r/10", "r/9"]), &set(&["r/9", "r/10"])).as_deref(), Some("r/9"));
+        assert_eq!(grant(None, &req(&[("r/10", "1"), ("r/9", "1")]), &set(&["r/9", "r/10"])).as_deref(), Some("r/9#1"));
     }
 
-    /// Every interleaving of requests and completions of three units: the lock is one value,
-    /// so "two holders" would show as a holder changing while the previous one still asks.
+    /// Every combination of open requests and current grants of three units: the lock never
+    /// moves away from a request that is still open, and only ever names an open request.
     #[test]
     fn the_lock_never_moves_while_its_holder_still_needs_it() {
         let members = set(&["r/0", "r/1", "r/2"]);
         let all = ["r/0", "r/1", "r/2"];
         for mask in 0u8..8 {
-            let requesters: BTreeSet<String> = all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, u)| u.to_string()).collect();
-            for current in [None, Some("r/0"), Some("r/1"), Some("r/2")] {
-                let next = grant(current, &requesters, &members);
-                if let Some(c) = current {
-                    if requesters.contains(c) {
-                        assert_eq!(next.as_deref(), Some(c), "the lock moved away from {c} while it still asked");
+            let requests: BTreeMap<String, String> = all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, u)| (u.to_string(), "1".to_string())).collect();
+            for current in [None, Some("r/0#1"), Some("r/1#1"), Some("r/2#1"), Some("r/2#0")] {
+                let next = grant(current, &requests, &members);
+                if let Some((u, t)) = current.and_then(|c| c.rsplit_once('#')) {
+                    if requests.get(u).map(String::as_str) == Some(t) {
+                        assert_eq!(next.as_deref(), current, "the lock moved away from an open request");
                     }
                 }
-                if let Some(n) = &next {
-                    assert!(requesters.contains(n), "granted to {n}, who did not ask");
+                if let Some((u, t)) = next.as_deref().and_then(|n| n.rsplit_once('#')) {
+                    assert_eq!(requests.get(u).map(String::as_str), Some(t), "granted to {u}, who did not ask");
                 }
-                assert_eq!(next.is_none(), requesters.is_empty());
+                assert_eq!(next.is_none(), requests.is_empty());
             }
         }
     }

@@ -38,6 +38,7 @@ mod stored {
     pub const HAPROXY: &str = "haproxy-installed";
     pub const NAMED: &str = "named-options-migrated";
     pub const INIT_ERROR: &str = "init-error";
+    pub const REQUEST_SEQ: &str = "init-request-seq";
 }
 
 fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -284,23 +285,35 @@ fn set_peer_app(ctx: &Context, w: &mut World, key: &str, value: &str) -> anyhow:
     Ok(())
 }
 
-fn set_my_request(ctx: &Context, wanted: bool) -> anyhow::Result<()> {
-    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-        let v = if wanted { "yes" } else { "" };
-        rel.set_my_unit_data(&relations::changed(&rel.my_unit_data()?, &bag(&[(lock::REQUEST_KEY, v)])))?;
-    }
-    Ok(())
+/// Opens (with a fresh token, unless one is open) or closes this unit's lock request; returns
+/// the open token.
+fn set_my_request(ctx: &Context, w: &mut World, wanted: bool) -> anyhow::Result<Option<String>> {
+    let Some(rel) = ctx.model.relation(relations::PEERS)? else { return Ok(None) };
+    let mine = rel.my_unit_data()?;
+    let open = mine.get(lock::REQUEST_KEY).filter(|t| !t.is_empty()).cloned();
+    let token = match (wanted, open) {
+        (false, _) => None,
+        (true, Some(t)) => Some(t),
+        (true, None) => {
+            let next = w.stored.get(stored::REQUEST_SEQ).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) + 1;
+            w.stored.insert(stored::REQUEST_SEQ.into(), next.to_string());
+            Some(next.to_string())
+        }
+    };
+    let value = token.clone().unwrap_or_default();
+    rel.set_my_unit_data(&relations::changed(&mine, &bag(&[(lock::REQUEST_KEY, &value)])))?;
+    Ok(token)
 }
 
-/// The leader's grant, given whether it asks itself.
-fn regrant(ctx: &Context, w: &mut World, self_requests: bool) -> anyhow::Result<()> {
-    let mut requesters: BTreeSet<String> = w.peers.iter().filter(|p| p.requests_lock).map(|p| p.unit.clone()).collect();
+/// The leader's grant, given its own open request.
+fn regrant(ctx: &Context, w: &mut World, own: Option<&str>) -> anyhow::Result<()> {
+    let mut requests: BTreeMap<String, String> = w.peers.iter().filter_map(|p| p.request.clone().map(|t| (p.unit.clone(), t))).collect();
     let mut members: BTreeSet<String> = w.peers.iter().map(|p| p.unit.clone()).collect();
     members.insert(w.me.clone());
-    if self_requests {
-        requesters.insert(w.me.clone());
+    if let Some(t) = own {
+        requests.insert(w.me.clone(), t.to_string());
     }
-    let holder = lock::grant(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &requesters, &members).unwrap_or_default();
+    let holder = lock::grant(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &requests, &members).unwrap_or_default();
     set_peer_app(ctx, w, lock::LOCK_KEY, &holder)
 }
 
@@ -334,9 +347,9 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
     let region_mode = mode.as_deref().is_none_or(|m| m == "region" || m == "region+rack");
     let initialised = region_mode && conf.as_ref().and_then(|c| c.db.as_ref()).is_some_and(|d| same_db(d, db));
     if initialised {
-        set_my_request(ctx, false)?;
+        set_my_request(ctx, w, false)?;
         if w.leader {
-            regrant(ctx, w, false)?;
+            regrant(ctx, w, None)?;
         }
         w.stored.remove(stored::INIT_ERROR);
         if conf.as_ref().and_then(|c| c.maas_url.as_deref()) != Some(url) {
@@ -355,11 +368,11 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
     }
     let failed = w.stored.get(stored::INIT_ERROR).cloned();
     let asks = failed.is_none() || may_retry_init(ctx);
-    set_my_request(ctx, asks)?;
+    let token = set_my_request(ctx, w, asks)?;
     if w.leader {
-        regrant(ctx, w, asks)?;
+        regrant(ctx, w, token.as_deref())?;
     }
-    let granted = asks && w.peer_app.get(lock::LOCK_KEY).map(String::as_str) == Some(w.me.as_str());
+    let granted = token.as_deref().is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
     if !granted {
         ctx.status(match failed {
             Some(e) => Status::blocked(format!("maas init failed: {e}")),
@@ -369,9 +382,9 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
     }
     progress(ctx, "initialising MAAS (maas init region)");
     let result = ctx.machine.run(&maas::snap_init(url, db));
-    set_my_request(ctx, false)?;
+    set_my_request(ctx, w, false)?;
     if w.leader {
-        regrant(ctx, w, false)?;
+        regrant(ctx, w, None)?;
     }
     match result {
         Ok(_) => {

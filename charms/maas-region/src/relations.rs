@@ -185,8 +185,8 @@ pub struct Peer {
     pub address: Option<String>,
     /// Hostname (the rpc `regions` list).
     pub hostname: Option<String>,
-    /// Whether it asks for the init lock.
-    pub requests_lock: bool,
+    /// The token of its open init-lock request, if any.
+    pub request: Option<String>,
 }
 
 /// The other regions' self-descriptions.
@@ -196,7 +196,7 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
     for u in rel.units() {
         let d = rel.unit_data(u)?;
         let get = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
-        out.push(Peer { unit: u.clone(), address: get("address"), hostname: get("hostname"), requests_lock: get(crate::lock::REQUEST_KEY).is_some() });
+        out.push(Peer { unit: u.clone(), address: get("address"), hostname: get("hostname"), request: get(crate::lock::REQUEST_KEY) });
     }
     Ok(out)
 }
