@@ -54,15 +54,18 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
 
     let Some(rel) = rpc_relation(ctx)? else {
         if record.is_registered() {
-            let registered_as = record
-                .installed
-                .as_deref()
-                .and_then(Flavor::parse)
-                .unwrap_or(flavor);
-            log::info!(
-                "no rpc relation: stopping the rack controller and removing its shared secret"
-            );
-            workload::deregister(ctx.machine, registered_as)?;
+            // A region that took this host over owns the snap and its services: never stop them.
+            if !workload::local_maas(ctx.machine)?.has_region() {
+                let registered_as = record
+                    .installed
+                    .as_deref()
+                    .and_then(Flavor::parse)
+                    .unwrap_or(flavor);
+                log::info!(
+                    "no rpc relation: stopping the rack controller and removing its shared secret"
+                );
+                workload::deregister(ctx.machine, registered_as)?;
+            }
             record.clear_registration();
         }
         ctx.model.set_ports(&[])?;
@@ -89,6 +92,12 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     if offer.region_named(&hostname).is_some() || local.has_region() {
         // Registering here would re-initialise the region's own MAAS (one snap per host) or
         // run a second rack beside the region's; the region's MAAS serves as this rack.
+        if record.is_registered() {
+            log::warn!(
+                "a region now runs on this host: its MAAS replaces the rack this unit registered"
+            );
+            record.clear_registration();
+        }
         rel.write_my_unit(&publish)?;
         ctx.status(co_located_status(&hostname, local));
         return Ok(());

@@ -57,10 +57,9 @@ fn region_only_host_is_blocked_with_what_to_do() {
     );
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(
-        out.state
-            .unit_status
-            .message
-            .contains("whose MAAS runs in region mode only: place this unit on a machine without a region"),
+        out.state.unit_status.message.contains(
+            "whose MAAS runs in region mode only: place this unit on a machine without a region"
+        ),
         "{}",
         out.state.unit_status.message
     );
@@ -133,4 +132,36 @@ fn a_region_found_on_the_host_counts_even_when_the_list_lags() {
         .command_lines()
         .iter()
         .any(|l| l.starts_with("maas-rack") || l.starts_with("apt-get")));
+}
+
+#[test]
+fn a_region_taking_over_the_host_is_never_stopped_by_the_rack() {
+    let mut st = registered(ready());
+    st.machine = st.machine.with_file(
+        "/var/snap/maas/common/snap_mode",
+        "region+rack\n",
+        FileOptions::root(0o644),
+    );
+    let h = harness();
+    let out = ok(&h, Trigger::ConfigChanged, &st);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Active);
+    assert!(
+        !out.state.stored.contains_key("registered-url"),
+        "the rack registration is gone"
+    );
+    for trigger in [Trigger::RelationBroken(RPC), Trigger::Stop] {
+        let gone = ok(&h, trigger.clone(), &out.state);
+        assert!(
+            !gone.command_lines().iter().any(|l| l.contains("stop")),
+            "{trigger:?} stopped the region's MAAS: {:?}",
+            gone.command_lines()
+        );
+    }
+    // Even with the stale record (a region appearing between two hooks), nothing is stopped.
+    let gone = ok(&h, Trigger::RelationBroken(RPC), &st);
+    assert!(
+        !gone.command_lines().iter().any(|l| l.contains("stop")),
+        "{:?}",
+        gone.command_lines()
+    );
 }
