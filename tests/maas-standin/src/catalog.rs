@@ -26,6 +26,11 @@ fn unit(description: &str, exec: &str) -> String {
     )
 }
 
+/// A unit that stays down when its program fails (dhcpd without a configuration).
+fn unit_no_restart(description: &str, exec: &str) -> String {
+    unit(description, exec).replace("Restart=always\n", "")
+}
+
 /// The systemd units, by file name.
 pub fn units() -> Vec<(&'static str, String)> {
     vec![
@@ -33,6 +38,7 @@ pub fn units() -> Vec<(&'static str, String)> {
         ("maas-regiond.service", unit("MAAS Region Controller (stand-in)", &format!("{INSTALLED_BINARY} regiond --flavor deb"))),
         ("maas-rackd.service", unit("MAAS Rack Controller (stand-in)", &format!("{INSTALLED_BINARY} rackd --flavor deb"))),
         ("bind9.service", unit("BIND Domain Name Server (MAAS stand-in named)", "/usr/sbin/named -f -u bind")),
+        ("maas-dhcpd.service", unit_no_restart("MAAS instance of ISC DHCP server for IPv4 (stand-in)", &format!("{INSTALLED_BINARY} dhcpd --flavor deb"))),
         ("apache2.service", unit("The Apache HTTP Server (MAAS stand-in: forwards 80 to 5240)", &format!("{INSTALLED_BINARY} apache2"))),
     ]
 }
@@ -97,7 +103,7 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         }),
         "maas-rack-controller" => json!({
             "name": "maas-rack-controller", "kind": "deb",
-            "files": [bin, unit_file(units_dir, "maas-rackd.service")],
+            "files": [bin, unit_file(units_dir, "maas-rackd.service"), unit_file(units_dir, "maas-dhcpd.service")],
             "symlinks": [link("/usr/sbin/maas-rack"), link("/usr/bin/maas")],
             "dirs": deb_dirs, "users": ["maas"],
             "enable": ["maas-rackd.service"],

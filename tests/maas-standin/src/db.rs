@@ -332,17 +332,48 @@ fn controller_json(hostname: String, system_id: String, both: bool, region: bool
 }
 
 /// VLANs for which rack `system_id` is primary or secondary DHCP server.
+/// A VLAN's id as MAAS numbers them (the default fabric's untagged VLAN is 5001); dhcpd.conf
+/// names its shared network `vlan-<id>`.
+pub fn vlan_id(fabric: i32, vid: i32) -> i32 {
+    5001 + fabric * 4096 + vid
+}
+
+/// VLANs for which rack `system_id` is primary or secondary DHCP server, with what its
+/// dhcpd needs: subnets, dynamic ranges, and the failover peer.
 pub fn dhcp_roles(c: &mut Client, system_id: &str) -> Result<Value> {
     let rows = c.query(
-        "SELECT fabric_id, vid, dhcp_on, primary_rack = $1 FROM standin_vlan
-         WHERE primary_rack = $1 OR secondary_rack = $1 ORDER BY fabric_id, vid",
+        "SELECT v.fabric_id, v.vid, v.dhcp_on, v.primary_rack = $1,
+                (SELECT hostname FROM standin_rack WHERE system_id =
+                    CASE WHEN v.primary_rack = $1 THEN v.secondary_rack ELSE v.primary_rack END)
+         FROM standin_vlan v WHERE v.primary_rack = $1 OR v.secondary_rack = $1 ORDER BY 1, 2",
         &[&system_id],
     )?;
-    Ok(Value::Array(rows.iter().map(|r| json!({
-        "fabric_id": r.get::<_, i32>(0), "vid": r.get::<_, i32>(1),
-        "dhcp_on": r.get::<_, bool>(2),
-        "role": if r.get::<_, bool>(3) { "primary" } else { "secondary" },
-    })).collect()))
+    let mut out = vec![];
+    for r in &rows {
+        let (fabric, vid): (i32, i32) = (r.get(0), r.get(1));
+        let subnets = c.query(
+            "SELECT s.id, s.cidr FROM standin_subnet s WHERE s.fabric_id = $1 AND s.vid = $2 ORDER BY s.id",
+            &[&fabric, &vid],
+        )?;
+        let mut subnet_json = vec![];
+        for s in &subnets {
+            let sid: i32 = s.get(0);
+            let ranges = c.query(
+                "SELECT start_ip, end_ip FROM standin_iprange WHERE subnet_id = $1 AND type = 'dynamic' ORDER BY id",
+                &[&sid],
+            )?;
+            let ranges: Vec<Value> = ranges.iter().map(|x| json!([x.get::<_, String>(0), x.get::<_, String>(1)])).collect();
+            subnet_json.push(json!({"cidr": s.get::<_, String>(1), "dynamic_ranges": ranges}));
+        }
+        out.push(json!({
+            "fabric_id": fabric, "vid": vid, "vlan_id": vlan_id(fabric, vid),
+            "dhcp_on": r.get::<_, bool>(2),
+            "role": if r.get::<_, bool>(3) { "primary" } else { "secondary" },
+            "peer": r.get::<_, Option<String>>(4),
+            "subnets": subnet_json,
+        }));
+    }
+    Ok(Value::Array(out))
 }
 
 /// What a region answers a rack that proved it has the secret.
@@ -459,11 +490,11 @@ pub fn vlan(c: &mut Client, fabric: i32, vid: i32) -> Result<Value> {
         )?
         .ok_or_else(|| NotFound(format!("No VLAN matches the given query (fabric {fabric}, vid {vid}).")))?;
     Ok(json!({
-        "fabric_id": fabric, "fabric": format!("fabric-{fabric}"), "vid": vid, "id": fabric * 4096 + vid,
+        "fabric_id": fabric, "fabric": format!("fabric-{fabric}"), "vid": vid, "id": vlan_id(fabric, vid),
         "name": r.get::<_, String>(0), "mtu": r.get::<_, i32>(1), "dhcp_on": r.get::<_, bool>(2),
         "primary_rack": r.get::<_, Option<String>>(3), "secondary_rack": r.get::<_, Option<String>>(4),
         "relay_vlan": null, "external_dhcp": null,
-        "resource_uri": format!("/MAAS/api/2.0/vlans/{}/", fabric * 4096 + vid),
+        "resource_uri": format!("/MAAS/api/2.0/vlans/{}/", vlan_id(fabric, vid)),
     }))
 }
 

@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod cli;
 pub mod conf;
 pub mod db;
+pub mod dhcpd;
 pub mod http;
 pub mod named;
 pub mod paths;

@@ -36,6 +36,10 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
             Ok(f) => daemon(rackd::run(f)),
             Err(code) => code,
         },
+        "dhcpd" => match flavor(args, Flavor::Deb) {
+            Ok(f) => daemon(maas_standin::dhcpd::run(f)),
+            Err(code) => code,
+        },
         // bind9.service passes named's own options; they mean nothing here.
         "named" => daemon(named::run()),
         "apache2" => daemon(apache2::run()),
@@ -45,7 +49,7 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
         other => {
             eprintln!(
                 "maas-standin (a test stand-in for MAAS): unknown command {other:?}\n\
-                 usage: maas-standin {{maas|maas-region|maas-rack|regiond|rackd|named|apache2|pebble|catalog|postinst}} ARGS..."
+                 usage: maas-standin {{maas|maas-region|maas-rack|regiond|rackd|dhcpd|named|apache2|pebble|catalog|postinst}} ARGS..."
             );
             2
         }

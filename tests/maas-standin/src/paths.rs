@@ -68,6 +68,14 @@ impl Flavor {
         }
     }
 
+    /// The dhcpd configuration rackd writes while it serves DHCP.
+    pub fn dhcpd_conf(self) -> PathBuf {
+        match self {
+            Flavor::Snap => p("/var/snap/maas/common/maas/dhcpd.conf"),
+            Flavor::Deb => p("/var/lib/maas/dhcpd.conf"),
+        }
+    }
+
     /// The MAAS installation uuid.
     pub fn maas_uuid(self) -> PathBuf {
         match self {
@@ -95,11 +103,6 @@ pub fn log_dir() -> PathBuf {
 /// The rackd stand-in's JSON-lines poll log.
 pub fn rackd_log() -> PathBuf {
     log_dir().join("rackd-standin.log")
-}
-
-/// Runtime state shared between stand-in processes on one host (DHCP role of the rack, ...).
-pub fn run_dir() -> PathBuf {
-    p("/run/maas-standin")
 }
 
 /// bind9's options file, edited by `edit_named_options`.

@@ -74,12 +74,7 @@ pub fn poll_once(flavor: Flavor, hostname: &str, ifaces: &[String]) -> Value {
                 if !sid.is_empty() && util::read_trimmed(&flavor.maas_id()).as_deref() != Some(sid.as_str()) {
                     let _ = util::write_file(&flavor.maas_id(), format!("{sid}\n").as_bytes(), 0o644, None);
                 }
-                let _ = util::write_file(
-                    &paths::run_dir().join("rackd-dhcp.json"),
-                    v["dhcp"].to_string().as_bytes(),
-                    0o644,
-                    None,
-                );
+                let serving = crate::dhcpd::apply(flavor, &v["dhcp"]);
                 let mut rec = base.clone();
                 rec["ok"] = json!(true);
                 rec["url"] = json!(url);
@@ -87,6 +82,7 @@ pub fn poll_once(flavor: Flavor, hostname: &str, ifaces: &[String]) -> Value {
                 rec["region"] = v["region"].clone();
                 rec["system_id"] = json!(sid);
                 rec["dhcp"] = v["dhcp"].clone();
+                rec["dhcp_serving"] = json!(serving);
                 return rec;
             }
             Ok(resp) => {

@@ -242,14 +242,46 @@ fn racks_register_with_the_secret_and_follow_their_region() {
     assert_eq!(o.status.code(), Some(2), "overlapping range");
     let o = r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "primary_rack=rack-1", "secondary_rack=rack-1"]);
     assert_eq!(o.status.code(), Some(2), "primary and secondary must differ");
-    let o = r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "primary_rack=rack-1", "dhcp_on=true"]);
+    // A second rack (deb packaging) to be the secondary, as the seed's DHCP HA has it.
+    let rack2 = Sandbox::new("rack2").with("MAAS_STANDIN_HOSTNAME", "rack-2").with("MAAS_STANDIN_INTERFACES", "10.77.0.6/24");
+    let o = rack2.run(&["maas-rack", "register", "--url", &r.url(), "--secret", &secret]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _rackd2 = rack2.spawn(&["rackd", "--flavor", "deb"], &[]);
+    let ok2 = wait_for("the second rack registers", T, || rack_log(&rack2).into_iter().find(|l| l["ok"] == true));
+    let sid2 = ok2["system_id"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_to_string(rack2.path("/var/lib/maas/maas_id")).unwrap().trim(), sid2);
+    let o = r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "primary_rack=rack-1", &format!("secondary_rack={sid2}"), "dhcp_on=true"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = r.sb.run(&["maas", "admin", "vlan", "read", "0", "0"]);
     let vlan: Value = json_out(&o);
-    assert_eq!((vlan["primary_rack"].as_str(), vlan["dhcp_on"].as_bool()), (Some(sid.as_str()), Some(true)));
-    wait_for("the rack learns it serves DHCP", T, || {
-        rack_log(&rack).into_iter().rev().find(|l| l["dhcp"][0]["role"] == "primary" && l["dhcp"][0]["dhcp_on"] == true)
+    assert_eq!(
+        (vlan["primary_rack"].as_str(), vlan["secondary_rack"].as_str(), vlan["dhcp_on"].as_bool(), vlan["id"].as_i64()),
+        (Some(sid.as_str()), Some(sid2.as_str()), Some(true), Some(5001))
+    );
+    // Each rack learns its role and writes the dhcpd.conf the maas-rack charm reads.
+    wait_for("the primary learns it serves DHCP", T, || {
+        rack_log(&rack).into_iter().rev().find(|l| l["dhcp"][0]["role"] == "primary" && l["dhcp_serving"] == true)
     });
+    wait_for("the secondary learns it serves DHCP", T, || {
+        rack_log(&rack2).into_iter().rev().find(|l| l["dhcp"][0]["role"] == "secondary" && l["dhcp"][0]["peer"] == "rack-1")
+    });
+    let conf1 = std::fs::read_to_string(rack.path("/var/snap/maas/common/maas/dhcpd.conf")).unwrap();
+    assert!(conf1.contains("shared-network vlan-5001") && conf1.contains("primary;") && conf1.contains("peer address rack-2;"), "{conf1}");
+    assert!(conf1.contains("range 10.77.0.100 10.77.0.150;"), "{conf1}");
+    let conf2 = std::fs::read_to_string(rack2.path("/var/lib/maas/dhcpd.conf")).unwrap();
+    assert!(conf2.contains("secondary;") && conf2.contains("peer address rack-1;"), "{conf2}");
+    let o = rack.run(&["maas", "status"]);
+    let dhcpd = stdout(&o).lines().find(|l| l.starts_with("dhcpd ")).unwrap_or_default().to_string();
+    assert!(dhcpd.contains("enabled") && dhcpd.contains("active"), "{}", stdout(&o));
+    let o = r.sb.run(&["maas", "admin", "rack-controllers", "read"]);
+    let racks: Value = json_out(&o);
+    assert_eq!(racks.as_array().map(|a| a.len()), Some(2));
+    // DHCP off: the racks drop their dhcpd.conf.
+    let o = r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "dhcp_on=false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("dhcpd.conf removed", T, || (!rack2.path("/var/lib/maas/dhcpd.conf").exists()).then_some(()));
+    let o = r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "dhcp_on=true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 
     // The region goes away: the rack logs failures; it comes back: the rack logs success again.
     regiond.stop();

@@ -419,7 +419,7 @@ const STATUS_SERVICES: &[(&str, Option<&str>, &str)] = &[
     ("agent", Some("rackd"), "rack"),
     ("apiserver", Some("regiond"), "region"),
     ("bind9", Some("named"), "region"),
-    ("dhcpd", None, "dhcp"),
+    ("dhcpd", Some("rackd"), "dhcp"),
     ("dhcpd6", None, "never"),
     ("http", None, "any"),
     ("ntp", None, "any"),
@@ -444,11 +444,8 @@ fn status(args: &[String]) -> i32 {
         return fail("MAAS is not configured");
     }
     let pebble_up = !pids_named("pebble").is_empty();
-    let dhcp_serving = std::fs::read_to_string(paths::run_dir().join("rackd-dhcp.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.as_array().map(|a| a.iter().any(|x| x["dhcp_on"] == true)))
-        .unwrap_or(false);
+    // rackd writes dhcpd.conf exactly while the region has it serve DHCP.
+    let dhcp_serving = Flavor::Snap.dhcpd_conf().exists();
     println!("{:<17}{:<9}{:<9}Since", "Service", "Startup", "Current");
     let since = format!("today at {} UTC", &util::now_rfc3339()[11..16]);
     for (svc, proc_name, needs) in STATUS_SERVICES {
