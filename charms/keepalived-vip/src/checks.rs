@@ -7,7 +7,8 @@
 use std::fmt;
 
 /// The form every check list must have, for error messages.
-pub const EXPECTED: &str = "expected comma-separated checks: process:<name>, tcp:<port> or an http:// or https:// URL";
+pub const EXPECTED: &str =
+    "expected comma-separated checks: process:<name>, tcp:<port> or an http:// or https:// URL";
 
 /// Where `pgrep` lives on Debian and Ubuntu (procps, usr-merged).
 const PGREP: &str = "/usr/bin/pgrep";
@@ -48,7 +49,9 @@ impl Check {
             Check::Tcp(p) => format!("tcp_{p}"),
             Check::Http(_) => "http".to_string(),
         };
-        raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+        raw.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
     }
 }
 
@@ -77,9 +80,13 @@ pub fn parse_checks(text: &str) -> Result<Vec<Check>, String> {
 
 fn parse_one(item: &str) -> Result<Check, String> {
     if let Some(name) = item.strip_prefix("process:") {
-        let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
         if name.is_empty() || !ok_chars || name.starts_with('-') {
-            return Err(format!("{item:?}: a process name is letters, digits and . _ - + (not starting with -)"));
+            return Err(format!(
+                "{item:?}: a process name is letters, digits and . _ - + (not starting with -)"
+            ));
         }
         if name.len() > 15 {
             return Err(format!("{item:?}: the kernel keeps only 15 characters of a process name; use tcp:<port> or a URL for this service"));
@@ -94,7 +101,9 @@ fn parse_one(item: &str) -> Result<Check, String> {
     }
     if item.starts_with("http://") || item.starts_with("https://") {
         let host_part = item.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-        let safe = item.chars().all(|c| c.is_ascii_alphanumeric() || "-._~:/?=&%@[]+,;*()".contains(c));
+        let safe = item
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:/?=&%@[]+,;*()".contains(c));
         if host_part.is_empty() || host_part.starts_with('/') || !safe || item.len() > 1024 {
             return Err(format!("{item:?}: a URL needs a host and may hold only letters, digits and - . _ ~ : / ? = & % @ [ ] + , ; * ( )"));
         }
@@ -109,7 +118,10 @@ mod tests {
 
     #[test]
     fn parses_the_three_kinds_and_ignores_empty_items() {
-        let c = parse_checks(" process:haproxy, process:named,,tcp:5240 , http://127.0.0.1:8008/primary").unwrap();
+        let c = parse_checks(
+            " process:haproxy, process:named,,tcp:5240 , http://127.0.0.1:8008/primary",
+        )
+        .unwrap();
         assert_eq!(
             c,
             vec![
@@ -120,7 +132,11 @@ mod tests {
             ]
         );
         assert_eq!(parse_checks("").unwrap(), vec![]);
-        assert_eq!(parse_checks("tcp:80,tcp:80").unwrap().len(), 1, "duplicates collapse");
+        assert_eq!(
+            parse_checks("tcp:80,tcp:80").unwrap().len(),
+            1,
+            "duplicates collapse"
+        );
     }
 
     #[test]
@@ -146,16 +162,33 @@ mod tests {
         ] {
             assert!(parse_checks(bad).is_err(), "{bad} should be refused");
         }
-        assert!(parse_checks("process:x;y").unwrap_err().contains("\"process:x;y\""), "names the item");
+        assert!(
+            parse_checks("process:x;y")
+                .unwrap_err()
+                .contains("\"process:x;y\""),
+            "names the item"
+        );
     }
 
     #[test]
     fn script_lines() {
-        assert_eq!(Check::Process("haproxy".into()).script(), "/usr/bin/pgrep -x haproxy");
-        assert_eq!(Check::Process("php-fpm8.1".into()).script(), "/usr/bin/pgrep -x php-fpm8[.]1");
-        assert_eq!(Check::Tcp(5240).script(), "/bin/bash -c '</dev/tcp/127.0.0.1/5240'");
+        assert_eq!(
+            Check::Process("haproxy".into()).script(),
+            "/usr/bin/pgrep -x haproxy"
+        );
+        assert_eq!(
+            Check::Process("php-fpm8.1".into()).script(),
+            "/usr/bin/pgrep -x php-fpm8[.]1"
+        );
+        assert_eq!(
+            Check::Tcp(5240).script(),
+            "/bin/bash -c '</dev/tcp/127.0.0.1/5240'"
+        );
         let h = Check::Http("http://127.0.0.1:8008/primary".into()).script();
-        assert!(h.ends_with("' http-check http://127.0.0.1:8008/primary"), "{h}");
+        assert!(
+            h.ends_with("' http-check http://127.0.0.1:8008/primary"),
+            "{h}"
+        );
         assert!(h.contains("%{http_code}") && h.contains("2??) exit 0"));
         assert_eq!(Check::Process("named".into()).slug(), "process_named");
         assert_eq!(Check::Tcp(80).slug(), "tcp_80");

@@ -25,7 +25,8 @@ pub type Claims = BTreeMap<String, Claim>;
 
 /// Reads the claims file; an unreadable file counts as empty (it is rewritten next time).
 pub fn parse(text: Option<&str>) -> Claims {
-    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
 }
 
 /// The file's content.
@@ -39,7 +40,10 @@ pub fn render(claims: &Claims) -> String {
 pub fn clash(claims: &Claims, me: &str, mine: &Claim) -> Option<String> {
     for (unit, c) in claims.iter().filter(|(u, _)| u.as_str() != me) {
         if c.app == mine.app {
-            return Some(format!("another unit of {}, {unit}, already runs keepalived for it on this host", mine.app));
+            return Some(format!(
+                "another unit of {}, {unit}, already runs keepalived for it on this host",
+                mine.app
+            ));
         }
         if c.interface == mine.interface && c.vrid == mine.vrid {
             return Some(format!(
@@ -48,8 +52,16 @@ pub fn clash(claims: &Claims, me: &str, mine: &Claim) -> Option<String> {
             ));
         }
         let addr = |v: &String| v.split('/').next().unwrap_or("").to_string();
-        if let Some(v) = mine.vips.iter().find(|v| c.vips.iter().any(|o| addr(o) == addr(v))) {
-            return Some(format!("vip {} is already managed on this host by {} ({unit})", addr(v), c.app));
+        if let Some(v) = mine
+            .vips
+            .iter()
+            .find(|v| c.vips.iter().any(|o| addr(o) == addr(v)))
+        {
+            return Some(format!(
+                "vip {} is already managed on this host by {} ({unit})",
+                addr(v),
+                c.app
+            ));
         }
     }
     None
@@ -60,20 +72,51 @@ mod tests {
     use super::*;
 
     fn claim(app: &str, iface: &str, vrid: u8, vips: &[&str]) -> Claim {
-        Claim { app: app.into(), interface: iface.into(), vrid, vips: vips.iter().map(|s| s.to_string()).collect() }
+        Claim {
+            app: app.into(),
+            interface: iface.into(),
+            vrid,
+            vips: vips.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
     fn clashes() {
         let mut all = Claims::new();
-        all.insert("region-vip/0".into(), claim("region-vip", "eth0", 51, &["10.0.0.100/24"]));
+        all.insert(
+            "region-vip/0".into(),
+            claim("region-vip", "eth0", 51, &["10.0.0.100/24"]),
+        );
         let me = "db-vip/0";
-        assert_eq!(clash(&all, me, &claim("db-vip", "eth0", 52, &["10.0.0.101/24"])), None);
-        assert_eq!(clash(&all, me, &claim("db-vip", "eth1", 51, &["10.0.0.101/24"])), None, "another interface may reuse the id");
+        assert_eq!(
+            clash(&all, me, &claim("db-vip", "eth0", 52, &["10.0.0.101/24"])),
+            None
+        );
+        assert_eq!(
+            clash(&all, me, &claim("db-vip", "eth1", 51, &["10.0.0.101/24"])),
+            None,
+            "another interface may reuse the id"
+        );
         assert!(clash(&all, me, &claim("db-vip", "eth0", 51, &["10.0.0.101/24"])).unwrap().starts_with("virtual-router-id 51 on eth0 is already used on this host by region-vip (region-vip/0)"));
-        assert!(clash(&all, me, &claim("db-vip", "eth0", 52, &["10.0.0.100/25"])).unwrap().contains("vip 10.0.0.100 is already managed"));
-        assert!(clash(&all, "region-vip/1", &claim("region-vip", "eth0", 52, &[])).unwrap().contains("another unit of region-vip"));
-        assert_eq!(clash(&all, "region-vip/0", &claim("region-vip", "eth0", 51, &["10.0.0.100/24"])), None, "its own claim");
+        assert!(
+            clash(&all, me, &claim("db-vip", "eth0", 52, &["10.0.0.100/25"]))
+                .unwrap()
+                .contains("vip 10.0.0.100 is already managed")
+        );
+        assert!(
+            clash(&all, "region-vip/1", &claim("region-vip", "eth0", 52, &[]))
+                .unwrap()
+                .contains("another unit of region-vip")
+        );
+        assert_eq!(
+            clash(
+                &all,
+                "region-vip/0",
+                &claim("region-vip", "eth0", 51, &["10.0.0.100/24"])
+            ),
+            None,
+            "its own claim"
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::NoVip => f.write_str("set vip"),
-            ConfigError::Invalid { option, value, expected } => write!(f, "invalid {option} {value:?}: {expected}"),
+            ConfigError::Invalid {
+                option,
+                value,
+                expected,
+            } => write!(f, "invalid {option} {value:?}: {expected}"),
         }
     }
 }
@@ -64,7 +68,11 @@ fn invalid(option: &'static str, value: &Value, expected: impl Into<String>) -> 
         Value::Null => String::new(),
         other => other.to_string(),
     };
-    ConfigError::Invalid { option, value, expected: expected.into() }
+    ConfigError::Invalid {
+        option,
+        value,
+        expected: expected.into(),
+    }
 }
 
 /// The default when an option is absent (Juju always sends declared defaults; this keeps a
@@ -76,7 +84,14 @@ fn get<'a>(raw: &'a Map<String, Value>, key: &str, default: &'a Value) -> &'a Va
     }
 }
 
-fn int_in(raw: &Map<String, Value>, key: &'static str, default: i64, lo: i64, hi: i64, expected: &str) -> Result<i64, ConfigError> {
+fn int_in(
+    raw: &Map<String, Value>,
+    key: &'static str,
+    default: i64,
+    lo: i64,
+    hi: i64,
+    expected: &str,
+) -> Result<i64, ConfigError> {
     let d = Value::from(default);
     let v = get(raw, key, &d);
     match v.as_i64() {
@@ -85,10 +100,15 @@ fn int_in(raw: &Map<String, Value>, key: &'static str, default: i64, lo: i64, hi
     }
 }
 
-fn boolean(raw: &Map<String, Value>, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+fn boolean(
+    raw: &Map<String, Value>,
+    key: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
     let d = Value::from(default);
     let v = get(raw, key, &d);
-    v.as_bool().ok_or_else(|| invalid(key, v, "expected true or false"))
+    v.as_bool()
+        .ok_or_else(|| invalid(key, v, "expected true or false"))
 }
 
 fn string<'a>(raw: &'a Map<String, Value>, key: &'static str) -> Result<&'a str, ConfigError> {
@@ -104,16 +124,36 @@ const VIP_FORM: &str = "expected one or more addresses with prefix, separated by
 
 /// Parses and checks `vip`.
 pub fn parse_vips(text: &str) -> Result<Vec<Cidr>, ConfigError> {
-    let bad = |why: String| ConfigError::Invalid { option: "vip", value: text.to_string(), expected: format!("{why}; {VIP_FORM}") };
+    let bad = |why: String| ConfigError::Invalid {
+        option: "vip",
+        value: text.to_string(),
+        expected: format!("{why}; {VIP_FORM}"),
+    };
     let mut out: Vec<Cidr> = Vec::new();
-    for item in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+    for item in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
         let c: Cidr = item.parse().map_err(|why| bad(format!("{item}: {why}")))?;
         let unusable = match c.addr {
-            std::net::IpAddr::V4(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified() || a.is_link_local() || a.is_broadcast(),
-            std::net::IpAddr::V6(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80,
+            std::net::IpAddr::V4(a) => {
+                a.is_loopback()
+                    || a.is_multicast()
+                    || a.is_unspecified()
+                    || a.is_link_local()
+                    || a.is_broadcast()
+            }
+            std::net::IpAddr::V6(a) => {
+                a.is_loopback()
+                    || a.is_multicast()
+                    || a.is_unspecified()
+                    || (a.segments()[0] & 0xffc0) == 0xfe80
+            }
         };
         if unusable {
-            return Err(bad(format!("{item} is a loopback, link-local, multicast or unspecified address")));
+            return Err(bad(format!(
+                "{item} is a loopback, link-local, multicast or unspecified address"
+            )));
         }
         let host_bits = Cidr::max_prefix(c.addr) - c.prefix;
         if c.addr.is_ipv4() && host_bits >= 2 {
@@ -123,7 +163,9 @@ pub fn parse_vips(text: &str) -> Result<Vec<Cidr>, ConfigError> {
             });
             let host = n & ((1u32 << host_bits) - 1);
             if host == 0 || host == (1u32 << host_bits) - 1 {
-                return Err(bad(format!("{item} is the network or broadcast address of its subnet")));
+                return Err(bad(format!(
+                    "{item} is the network or broadcast address of its subnet"
+                )));
             }
         }
         if out.iter().any(|o| o.addr == c.addr) {
@@ -145,9 +187,16 @@ pub fn validate(raw: &Map<String, Value>) -> Result<Config, ConfigError> {
     let interface = if iface.is_empty() {
         None
     } else {
-        let ok = iface.len() <= 15 && iface.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
+        let ok = iface.len() <= 15
+            && iface
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
         if !ok {
-            return Err(invalid("interface", &Value::from(iface), "expected a network interface name: up to 15 letters, digits, . _ - @ :"));
+            return Err(invalid(
+                "interface",
+                &Value::from(iface),
+                "expected a network interface name: up to 15 letters, digits, . _ - @ :",
+            ));
         }
         if iface == "lo" {
             return Err(invalid("interface", &Value::from(iface), "VRRP cannot run on the loopback interface; name the interface that carries the VIP's subnet"));
@@ -155,7 +204,14 @@ pub fn validate(raw: &Map<String, Value>) -> Result<Config, ConfigError> {
         Some(iface.to_string())
     };
 
-    let vrid = int_in(raw, "virtual-router-id", 51, 1, 255, "expected an integer 1-255")? as u8;
+    let vrid = int_in(
+        raw,
+        "virtual-router-id",
+        51,
+        1,
+        255,
+        "expected an integer 1-255",
+    )? as u8;
     let priority = match raw.get("priority") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_i64() {
@@ -171,29 +227,71 @@ pub fn validate(raw: &Map<String, Value>) -> Result<Config, ConfigError> {
         Some(x) if x.is_finite() && x > 0.0 => {
             let cs = (x * 100.0).round();
             if (cs - x * 100.0).abs() > 1e-6 {
-                return Err(invalid("advert-int", adv, "expected seconds in steps of 0.01"));
+                return Err(invalid(
+                    "advert-int",
+                    adv,
+                    "expected seconds in steps of 0.01",
+                ));
             }
             cs as u32
         }
-        _ => return Err(invalid("advert-int", adv, "expected a number of seconds greater than 0")),
+        _ => {
+            return Err(invalid(
+                "advert-int",
+                adv,
+                "expected a number of seconds greater than 0",
+            ))
+        }
     };
     if version == 2 && (advert_cs % 100 != 0 || !(100..=25500).contains(&advert_cs)) {
         return Err(invalid("advert-int", adv, "expected whole seconds 1-255 with vrrp-version 2 (set vrrp-version=3 for sub-second adverts)"));
     }
     if version == 3 && !(1..=4095).contains(&advert_cs) {
-        return Err(invalid("advert-int", adv, "expected 0.01-40.95 seconds with vrrp-version 3"));
+        return Err(invalid(
+            "advert-int",
+            adv,
+            "expected 0.01-40.95 seconds with vrrp-version 3",
+        ));
     }
     if version == 2 && vips[0].is_v6() {
-        return Err(invalid("vrrp-version", &Value::from(2), "VRRP version 2 carries only IPv4 and the first vip is IPv6; set vrrp-version=3"));
+        return Err(invalid(
+            "vrrp-version",
+            &Value::from(2),
+            "VRRP version 2 carries only IPv4 and the first vip is IPv6; set vrrp-version=3",
+        ));
     }
 
     let preempt = boolean(raw, "preempt", false)?;
     let unicast = boolean(raw, "unicast", true)?;
     let check_text = string(raw, "check")?;
-    let checks = checks::parse_checks(check_text).map_err(|why| invalid("check", &Value::from(check_text), format!("{why}; {}", checks::EXPECTED)))?;
-    let check_interval = int_in(raw, "check-interval", 1, 1, 3600, "expected whole seconds 1-3600")? as u32;
+    let checks = checks::parse_checks(check_text).map_err(|why| {
+        invalid(
+            "check",
+            &Value::from(check_text),
+            format!("{why}; {}", checks::EXPECTED),
+        )
+    })?;
+    let check_interval = int_in(
+        raw,
+        "check-interval",
+        1,
+        1,
+        3600,
+        "expected whole seconds 1-3600",
+    )? as u32;
 
-    Ok(Config { vips, interface, vrid, priority, advert_cs, version, preempt, unicast, checks, check_interval })
+    Ok(Config {
+        vips,
+        interface,
+        vrid,
+        priority,
+        advert_cs,
+        version,
+        preempt,
+        unicast,
+        checks,
+        check_interval,
+    })
 }
 
 /// The priority of unit number `n` when `priority` is unset: distinct for up to 250 units,
@@ -217,20 +315,37 @@ mod tests {
     }
 
     fn err(pairs: &[(&str, Value)]) -> String {
-        validate(&raw(pairs)).expect_err("should be refused").to_string()
+        validate(&raw(pairs))
+            .expect_err("should be refused")
+            .to_string()
     }
 
     #[test]
     fn defaults() {
         let c = validate(&raw(&[])).unwrap();
-        assert_eq!((c.vrid, c.priority, c.advert_cs, c.version, c.preempt, c.unicast, c.check_interval), (51, None, 100, 2, false, true, 1));
+        assert_eq!(
+            (
+                c.vrid,
+                c.priority,
+                c.advert_cs,
+                c.version,
+                c.preempt,
+                c.unicast,
+                c.check_interval
+            ),
+            (51, None, 100, 2, false, true, 1)
+        );
         assert_eq!(c.vips[0].to_string(), "10.0.0.100/24");
         assert!(c.interface.is_none() && c.checks.is_empty());
     }
 
     #[test]
     fn vip_forms() {
-        let c = validate(&raw(&[("vip", json!("10.0.0.100/24, fd00::100/64 10.0.0.101/24")), ("vrrp-version", json!(3))])).unwrap();
+        let c = validate(&raw(&[
+            ("vip", json!("10.0.0.100/24, fd00::100/64 10.0.0.101/24")),
+            ("vrrp-version", json!(3)),
+        ]))
+        .unwrap();
         assert_eq!(c.vips.len(), 3);
         assert_eq!(err(&[("vip", json!(""))]), "set vip");
         assert_eq!(err(&[("vip", json!(" , "))]), "set vip");
@@ -248,9 +363,17 @@ mod tests {
             ("vip", "missing prefix"),
         ] {
             let e = err(&[("vip", json!(v))]);
-            assert!(e.starts_with(&format!("invalid vip {v:?}: ")) && e.contains(why) && e.contains("e.g. 10.0.0.100/24"), "{v}: {e}");
+            assert!(
+                e.starts_with(&format!("invalid vip {v:?}: "))
+                    && e.contains(why)
+                    && e.contains("e.g. 10.0.0.100/24"),
+                "{v}: {e}"
+            );
         }
-        assert!(validate(&raw(&[("vip", json!("10.0.0.100/32"))])).is_ok(), "a /32 VIP is allowed");
+        assert!(
+            validate(&raw(&[("vip", json!("10.0.0.100/32"))])).is_ok(),
+            "a /32 VIP is allowed"
+        );
     }
 
     /// Each option with a wrong type, out of range, empty and malformed values.
@@ -297,14 +420,43 @@ mod tests {
 
     #[test]
     fn version_dependent_rules() {
-        let c = validate(&raw(&[("vrrp-version", json!(3)), ("advert-int", json!(0.1))])).unwrap();
+        let c = validate(&raw(&[
+            ("vrrp-version", json!(3)),
+            ("advert-int", json!(0.1)),
+        ]))
+        .unwrap();
         assert_eq!(c.advert_cs, 10);
-        assert!(err(&[("vrrp-version", json!(3)), ("advert-int", json!(41))]).contains("0.01-40.95 seconds with vrrp-version 3"));
-        assert!(err(&[("vip", json!("fd00::100/64"))]).starts_with("invalid vrrp-version \"2\": VRRP version 2 carries only IPv4"));
-        assert!(validate(&raw(&[("vip", json!("fd00::100/64")), ("vrrp-version", json!(3))])).is_ok());
-        assert_eq!(validate(&raw(&[("priority", json!(100))])).unwrap().priority, Some(100));
-        assert_eq!(validate(&raw(&[("interface", json!("eth1"))])).unwrap().interface.as_deref(), Some("eth1"));
-        assert_eq!(validate(&raw(&[("check", json!("process:haproxy,tcp:80"))])).unwrap().checks.len(), 2);
+        assert!(
+            err(&[("vrrp-version", json!(3)), ("advert-int", json!(41))])
+                .contains("0.01-40.95 seconds with vrrp-version 3")
+        );
+        assert!(err(&[("vip", json!("fd00::100/64"))])
+            .starts_with("invalid vrrp-version \"2\": VRRP version 2 carries only IPv4"));
+        assert!(validate(&raw(&[
+            ("vip", json!("fd00::100/64")),
+            ("vrrp-version", json!(3))
+        ]))
+        .is_ok());
+        assert_eq!(
+            validate(&raw(&[("priority", json!(100))]))
+                .unwrap()
+                .priority,
+            Some(100)
+        );
+        assert_eq!(
+            validate(&raw(&[("interface", json!("eth1"))]))
+                .unwrap()
+                .interface
+                .as_deref(),
+            Some("eth1")
+        );
+        assert_eq!(
+            validate(&raw(&[("check", json!("process:haproxy,tcp:80"))]))
+                .unwrap()
+                .checks
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -314,6 +466,8 @@ mod tests {
         assert_eq!(ps[1], 249);
         let set: std::collections::BTreeSet<_> = ps.iter().collect();
         assert_eq!(set.len(), 250);
-        assert!((0..2000).map(default_priority).all(|p| (1..=254).contains(&p)));
+        assert!((0..2000)
+            .map(default_priority)
+            .all(|p| (1..=254).contains(&p)));
     }
 }

@@ -19,11 +19,18 @@ pub fn install(m: &dyn Machine) -> anyhow::Result<()> {
 /// Replaces this application's configuration with `text` if it differs, after `keepalived -t`
 /// accepted it at a temporary path. `Ok(Ok(changed))`, or `Ok(Err(reason))` when keepalived
 /// refused it (the running configuration is then untouched).
-pub fn apply_conf(m: &dyn Machine, l: &Layout, text: &str, password: Option<&str>) -> anyhow::Result<Result<bool, String>> {
+pub fn apply_conf(
+    m: &dyn Machine,
+    l: &Layout,
+    text: &str,
+    password: Option<&str>,
+) -> anyhow::Result<Result<bool, String>> {
     let conf = l.conf();
     let private = FileOptions::root(0o600);
     let same_text = m.read_file(Path::new(&conf))?.as_deref() == Some(text.as_bytes());
-    let same_mode = m.file_info(Path::new(&conf))?.is_some_and(|i| i.options == private);
+    let same_mode = m
+        .file_info(Path::new(&conf))?
+        .is_some_and(|i| i.options == private);
     if same_text && same_mode {
         return Ok(Ok(false));
     }
@@ -42,9 +49,23 @@ pub fn apply_conf(m: &dyn Machine, l: &Layout, text: &str, password: Option<&str
             Ok(Ok(true))
         }
         5 | 6 => {
-            let first = cmd.redact(out.stderr.lines().chain(out.stdout.lines()).map(str::trim).find(|l| !l.is_empty()).unwrap_or("no detail"));
-            let what = if out.code == 6 { "script security" } else { "configuration error" };
-            Ok(Err(format!("keepalived rejected the rendered configuration ({what}, exit {}): {first}", out.code)))
+            let first = cmd.redact(
+                out.stderr
+                    .lines()
+                    .chain(out.stdout.lines())
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("no detail"),
+            );
+            let what = if out.code == 6 {
+                "script security"
+            } else {
+                "configuration error"
+            };
+            Ok(Err(format!(
+                "keepalived rejected the rendered configuration ({what}, exit {}): {first}",
+                out.code
+            )))
         }
         _ => Err(MachineError::from_output(&cmd, &out).into()),
     }
@@ -52,7 +73,11 @@ pub fn apply_conf(m: &dyn Machine, l: &Layout, text: &str, password: Option<&str
 
 /// Writes the systemd unit; returns whether it changed (then systemd is told).
 pub fn ensure_unit(m: &dyn Machine, l: &Layout) -> anyhow::Result<bool> {
-    let changed = m.write_file(Path::new(&l.unit_file()), render::systemd_unit(l).as_bytes(), &FileOptions::root(0o644))?;
+    let changed = m.write_file(
+        Path::new(&l.unit_file()),
+        render::systemd_unit(l).as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
     if changed {
         m.daemon_reload()?;
     }
@@ -62,7 +87,11 @@ pub fn ensure_unit(m: &dyn Machine, l: &Layout) -> anyhow::Result<bool> {
 /// Writes and applies the sysctl drop-in when it changed.
 pub fn ensure_sysctl(m: &dyn Machine, l: &Layout, v6: bool) -> anyhow::Result<()> {
     let path = l.sysctl();
-    if m.write_file(Path::new(&path), render::sysctl(v6).as_bytes(), &FileOptions::root(0o644))? {
+    if m.write_file(
+        Path::new(&path),
+        render::sysctl(v6).as_bytes(),
+        &FileOptions::root(0o644),
+    )? {
         m.run(&Cmd::new("sysctl", ["-p", path.as_str()]))?;
     }
     Ok(())
@@ -70,7 +99,12 @@ pub fn ensure_sysctl(m: &dyn Machine, l: &Layout, v6: bool) -> anyhow::Result<()
 
 /// Starts the service if it is not running; otherwise restarts it for a new unit file, or
 /// reloads it (SIGHUP: the VIP stays put) for a new configuration.
-pub fn ensure_running(m: &dyn Machine, l: &Layout, conf_changed: bool, unit_changed: bool) -> anyhow::Result<()> {
+pub fn ensure_running(
+    m: &dyn Machine,
+    l: &Layout,
+    conf_changed: bool,
+    unit_changed: bool,
+) -> anyhow::Result<()> {
     let svc = l.service();
     if !m.service_is_active(&svc)? {
         m.service(ServiceOp::Enable, &svc)?;
@@ -92,7 +126,9 @@ pub fn read_claims(m: &dyn Machine) -> anyhow::Result<Claims> {
     let mut all = claims::parse(m.read_to_string(Path::new(CLAIMS))?.as_deref());
     let mut stale = Vec::new();
     for (unit, c) in &all {
-        if m.file_info(Path::new(&Layout::new(&c.app).conf()))?.is_none() {
+        if m.file_info(Path::new(&Layout::new(&c.app).conf()))?
+            .is_none()
+        {
             stale.push(unit.clone());
         }
     }
@@ -107,7 +143,11 @@ pub fn write_claims(m: &dyn Machine, all: &Claims) -> anyhow::Result<()> {
     if all.is_empty() {
         m.remove_file(Path::new(CLAIMS))?;
     } else {
-        m.write_file(Path::new(CLAIMS), claims::render(all).as_bytes(), &FileOptions::root(0o644))?;
+        m.write_file(
+            Path::new(CLAIMS),
+            claims::render(all).as_bytes(),
+            &FileOptions::root(0o644),
+        )?;
     }
     Ok(())
 }

@@ -19,7 +19,9 @@ pub struct Layout {
 impl Layout {
     /// The layout of `app`.
     pub fn new(app: &str) -> Layout {
-        Layout { app: app.to_string() }
+        Layout {
+            app: app.to_string(),
+        }
     }
 
     /// `/etc/keepalived/keepalived-<app>.conf` (0600: it holds the VRRP password).

@@ -35,11 +35,17 @@ pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
         }
         EventKind::Relation(r)
             if r.phase == RelationPhase::Broken
-                && matches!(r.relation.endpoint.as_str(), relations::JUJU_INFO | relations::VIP)
+                && matches!(
+                    r.relation.endpoint.as_str(),
+                    relations::JUJU_INFO | relations::VIP
+                )
                 && relations::principal_relations(ctx)? == 0 =>
         {
             host::teardown(ctx.machine, &layout, ctx.model.unit_name())?;
-            ctx.status(Status::maintenance(format!("{} stopped: no principal relation left", layout.service())));
+            ctx.status(Status::maintenance(format!(
+                "{} stopped: no principal relation left",
+                layout.service()
+            )));
             return Ok(());
         }
         _ => {}

@@ -37,7 +37,11 @@ fn block(ctx: &mut Context, vips: &[Cidr], why: impl Into<String>) -> anyhow::Re
 
 /// "VIP 10.0.0.100/24" or "VIPs 10.0.0.100/24, fd00::100/64".
 fn vip_label(vips: &[Cidr]) -> String {
-    let list = vips.iter().map(Cidr::to_string).collect::<Vec<_>>().join(", ");
+    let list = vips
+        .iter()
+        .map(Cidr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     if vips.len() == 1 {
         format!("VIP {list}")
     } else {
@@ -52,8 +56,19 @@ pub fn interfaces(ctx: &Context) -> anyhow::Result<Vec<Interface>> {
 }
 
 /// Where the VIPs go: the VRRP interface and each VIP's device. `Err(reason)` to block.
-fn place(cfg: &Config, ifaces: &[Interface], exclude: &[IpAddr]) -> Result<(String, Vec<Placement>), String> {
-    let names = || ifaces.iter().filter(|i| !i.loopback).map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+fn place(
+    cfg: &Config,
+    ifaces: &[Interface],
+    exclude: &[IpAddr],
+) -> Result<(String, Vec<Placement>), String> {
+    let names = || {
+        ifaces
+            .iter()
+            .filter(|i| !i.loopback)
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let vrrp_iface = match &cfg.interface {
         Some(n) => match ifaces.iter().find(|i| &i.name == n) {
             Some(i) if i.loopback => return Err(format!("interface {n} is a loopback interface; VRRP cannot run on it")),
@@ -87,11 +102,18 @@ fn place(cfg: &Config, ifaces: &[Interface], exclude: &[IpAddr]) -> Result<(Stri
 /// `check` option, without duplicates.
 fn script_checks(cfg: &Config, wishes: &[PrincipalWish]) -> Vec<ScriptCheck> {
     let mut out: Vec<ScriptCheck> = Vec::new();
-    let from_principals = wishes.iter().flat_map(|w| w.checks.iter().map(move |c| (c, w.interval.unwrap_or(cfg.check_interval))));
+    let from_principals = wishes.iter().flat_map(|w| {
+        w.checks
+            .iter()
+            .map(move |c| (c, w.interval.unwrap_or(cfg.check_interval)))
+    });
     let from_config = cfg.checks.iter().map(|c| (c, cfg.check_interval));
     for (c, interval) in from_principals.chain(from_config) {
         if !out.iter().any(|s| &s.check == c) {
-            out.push(ScriptCheck { check: c.clone(), interval });
+            out.push(ScriptCheck {
+                check: c.clone(),
+                interval,
+            });
         }
     }
     out
@@ -117,17 +139,30 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     // Any application's VIP held here is not an address of this host to place or send from.
     let mut vip_addrs: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
     for c in claims.values() {
-        vip_addrs.extend(c.vips.iter().filter_map(|v| v.parse::<Cidr>().ok()).map(|c| c.addr));
+        vip_addrs.extend(
+            c.vips
+                .iter()
+                .filter_map(|v| v.parse::<Cidr>().ok())
+                .map(|c| c.addr),
+        );
     }
     let (iface_name, placements) = match place(&cfg, &ifaces, &vip_addrs) {
         Ok(p) => p,
         Err(why) => return block(ctx, &cfg.vips, why),
     };
-    let iface = ifaces.iter().find(|i| i.name == iface_name).expect("place() returns an existing interface");
+    let iface = ifaces
+        .iter()
+        .find(|i| i.name == iface_name)
+        .expect("place() returns an existing interface");
     let v6 = cfg.vips[0].is_v6();
-    let ingress = ctx.model.ingress_address(relations::PEERS)?.and_then(|a| a.parse::<IpAddr>().ok());
+    let ingress = ctx
+        .model
+        .ingress_address(relations::PEERS)?
+        .and_then(|a| a.parse::<IpAddr>().ok());
     let src = net::source_address(iface, v6, ingress, &vip_addrs);
-    let priority = cfg.priority.unwrap_or_else(|| config::default_priority(ctx.model.unit_number()));
+    let priority = cfg
+        .priority
+        .unwrap_or_else(|| config::default_priority(ctx.model.unit_number()));
     relations::publish_peer(ctx, src, priority)?;
     let family = if v6 { "IPv6" } else { "IPv4" };
     if cfg.unicast && src.is_none() {
@@ -144,27 +179,48 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     // later needs no extra round.
     let password = relations::vrrp_password(ctx)?;
     if cfg.version == 2 && password.is_none() {
-        ctx.status(Status::waiting("waiting for the leader to share the VRRP password"));
+        ctx.status(Status::waiting(
+            "waiting for the leader to share the VRRP password",
+        ));
         return relations::publish_principal(ctx, &cfg.vips, served.as_str());
     }
 
-    let mine = Claim { app: app.clone(), interface: iface_name.clone(), vrid: cfg.vrid, vips: cfg.vips.iter().map(Cidr::to_string).collect() };
+    let mine = Claim {
+        app: app.clone(),
+        interface: iface_name.clone(),
+        vrid: cfg.vrid,
+        vips: cfg.vips.iter().map(Cidr::to_string).collect(),
+    };
     if let Some(why) = claims::clash(&claims, &unit, &mine) {
         return block(ctx, &cfg.vips, why);
     }
 
-    let peers: Vec<IpAddr> = relations::peer_addresses(ctx)?.into_values().filter(|a| a.is_ipv6() == v6 && Some(*a) != src).collect();
+    let peers: Vec<IpAddr> = relations::peer_addresses(ctx)?
+        .into_values()
+        .filter(|a| a.is_ipv6() == v6 && Some(*a) != src)
+        .collect();
     let vrrp = Vrrp {
         unit: unit.clone(),
-        instance: wishes.iter().find_map(|w| w.service.clone()).unwrap_or_else(|| relations::sanitize(&app)),
+        instance: wishes
+            .iter()
+            .find_map(|w| w.service.clone())
+            .unwrap_or_else(|| relations::sanitize(&app)),
         interface: iface_name.clone(),
         vrid: cfg.vrid,
         priority,
         advert_cs: cfg.advert_cs,
         version: cfg.version,
         preempt: cfg.preempt,
-        unicast: if cfg.unicast { src.map(|src| Unicast { src, peers }) } else { None },
-        password: if cfg.version == 2 { password.clone() } else { None },
+        unicast: if cfg.unicast {
+            src.map(|src| Unicast { src, peers })
+        } else {
+            None
+        },
+        password: if cfg.version == 2 {
+            password.clone()
+        } else {
+            None
+        },
         vips: placements,
         checks: script_checks(&cfg, &wishes),
     };
@@ -179,7 +235,11 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     claims.insert(unit, mine);
     host::write_claims(ctx.machine, &claims)?;
 
-    ctx.status(Status::active(format!("{} {}", vip_label(&cfg.vips), served.as_str())));
+    ctx.status(Status::active(format!(
+        "{} {}",
+        vip_label(&cfg.vips),
+        served.as_str()
+    )));
     relations::publish_principal(ctx, &cfg.vips, served.as_str())
 }
 

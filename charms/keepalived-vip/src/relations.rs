@@ -41,7 +41,10 @@ pub struct PrincipalWish {
 
 /// The relation a `-broken` hook is about: Juju still lists it, but it is gone.
 fn broken_id(ctx: &Context) -> Option<u32> {
-    ctx.event.relation().filter(|r| r.phase == RelationPhase::Broken).map(|r| r.relation.id)
+    ctx.event
+        .relation()
+        .filter(|r| r.phase == RelationPhase::Broken)
+        .map(|r| r.relation.id)
 }
 
 /// How many principal relations (`juju-info` or `vip`) remain, not counting one being broken.
@@ -49,7 +52,12 @@ pub fn principal_relations(ctx: &Context) -> anyhow::Result<usize> {
     let broken = broken_id(ctx);
     let mut n = 0;
     for ep in [JUJU_INFO, VIP] {
-        n += ctx.tools().relation_ids(ep)?.iter().filter(|id| Some(id.id) != broken).count();
+        n += ctx
+            .tools()
+            .relation_ids(ep)?
+            .iter()
+            .filter(|id| Some(id.id) != broken)
+            .count();
     }
     Ok(n)
 }
@@ -68,7 +76,11 @@ pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Result<Vec<PrincipalWis
             let check_text = bag.get("check").map(String::as_str).unwrap_or("");
             let checks = match checks::parse_checks(check_text) {
                 Ok(c) => c,
-                Err(why) => return Ok(Err(format!("principal {unit} sent an invalid check: {why}"))),
+                Err(why) => {
+                    return Ok(Err(format!(
+                        "principal {unit} sent an invalid check: {why}"
+                    )))
+                }
             };
             let interval = match bag.get("check-interval").map(|s| s.trim()).filter(|s| !s.is_empty()) {
                 None => None,
@@ -78,8 +90,16 @@ pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Result<Vec<PrincipalWis
                     _ => return Ok(Err(format!("principal {unit} sent an invalid check-interval {s:?}: expected seconds, more than 0 and at most 3600"))),
                 },
             };
-            let service = bag.get("service").map(|s| sanitize(s)).filter(|s| !s.is_empty());
-            out.push(PrincipalWish { unit: unit.clone(), checks, interval, service });
+            let service = bag
+                .get("service")
+                .map(|s| sanitize(s))
+                .filter(|s| !s.is_empty());
+            out.push(PrincipalWish {
+                unit: unit.clone(),
+                checks,
+                interval,
+                service,
+            });
         }
     }
     Ok(Ok(out))
@@ -87,7 +107,12 @@ pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Result<Vec<PrincipalWis
 
 /// A name keepalived accepts for a block: letters, digits and `_`, not starting with a digit.
 pub fn sanitize(s: &str) -> String {
-    let mut out: String = s.trim().chars().take(32).map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let mut out: String = s
+        .trim()
+        .chars()
+        .take(32)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     if out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
     }
@@ -98,7 +123,9 @@ pub fn sanitize(s: &str) -> String {
 /// something that is not an address) is left out until it does.
 pub fn peer_addresses(ctx: &Context) -> anyhow::Result<BTreeMap<String, IpAddr>> {
     let mut out = BTreeMap::new();
-    let Some(rel) = ctx.model.relation(PEERS)? else { return Ok(out) };
+    let Some(rel) = ctx.model.relation(PEERS)? else {
+        return Ok(out);
+    };
     for unit in rel.units() {
         let bag = rel.unit_data(unit)?;
         match bag.get(ADDRESS).map(|a| a.parse::<IpAddr>()) {
@@ -114,19 +141,40 @@ pub fn peer_addresses(ctx: &Context) -> anyhow::Result<BTreeMap<String, IpAddr>>
 
 /// Writes this unit's address and priority to the peer relation (only what changed).
 pub fn publish_peer(ctx: &Context, address: Option<IpAddr>, priority: u8) -> anyhow::Result<()> {
-    let Some(rel) = ctx.model.relation(PEERS)? else { return Ok(()) };
+    let Some(rel) = ctx.model.relation(PEERS)? else {
+        return Ok(());
+    };
     let mut want = Databag::new();
-    want.insert(ADDRESS.into(), address.map(|a| a.to_string()).unwrap_or_default());
+    want.insert(
+        ADDRESS.into(),
+        address.map(|a| a.to_string()).unwrap_or_default(),
+    );
     want.insert(PRIORITY.into(), priority.to_string());
     set_changed(&rel.my_unit_data()?, &want, |c| rel.set_my_unit_data(c))
 }
 
 /// Writes to the principals what they should know (only what changed).
-pub fn publish_principal(ctx: &Context, vips: &[crate::net::Cidr], state: &str) -> anyhow::Result<()> {
+pub fn publish_principal(
+    ctx: &Context,
+    vips: &[crate::net::Cidr],
+    state: &str,
+) -> anyhow::Result<()> {
     let broken = broken_id(ctx);
     let mut want = Databag::new();
-    want.insert("vips".into(), vips.iter().map(|c| c.addr.to_string()).collect::<Vec<_>>().join(","));
-    want.insert("vip-cidrs".into(), vips.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+    want.insert(
+        "vips".into(),
+        vips.iter()
+            .map(|c| c.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    want.insert(
+        "vip-cidrs".into(),
+        vips.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     want.insert("state".into(), state.into());
     for rel in ctx.model.relations(VIP)? {
         if Some(rel.id().id) == broken {
@@ -137,7 +185,11 @@ pub fn publish_principal(ctx: &Context, vips: &[crate::net::Cidr], state: &str) 
     Ok(())
 }
 
-fn set_changed(current: &Databag, want: &Databag, set: impl FnOnce(&Databag) -> charm_lib::Result<()>) -> anyhow::Result<()> {
+fn set_changed(
+    current: &Databag,
+    want: &Databag,
+    set: impl FnOnce(&Databag) -> charm_lib::Result<()>,
+) -> anyhow::Result<()> {
     let changes: Databag = want
         .iter()
         .filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str())
@@ -152,17 +204,29 @@ fn set_changed(current: &Databag, want: &Databag, set: impl FnOnce(&Databag) -> 
 /// The VRRP password: the leader creates it once (an application secret whose id goes to the
 /// peer app databag); every unit reads it by that id. `None` until the leader has shared it.
 pub fn vrrp_password(ctx: &Context) -> anyhow::Result<Option<String>> {
-    let Some(rel) = ctx.model.relation(PEERS)? else { return Ok(None) };
+    let Some(rel) = ctx.model.relation(PEERS)? else {
+        return Ok(None);
+    };
     let app = rel.my_app_data()?;
     let id = app.get(AUTH_SECRET_ID).filter(|s| !s.is_empty()).cloned();
     let id = match (id, ctx.model.is_leader()?) {
         (Some(id), _) => id,
         (None, false) => return Ok(None),
         (None, true) => {
-            let content: BTreeMap<String, String> = [(SECRET_KEY.to_string(), new_password()?)].into_iter().collect();
-            let opts = SecretOptions { label: Some(SECRET_LABEL.into()), description: Some("VRRP auth_pass of this application's keepalived".into()), ..Default::default() };
+            let content: BTreeMap<String, String> = [(SECRET_KEY.to_string(), new_password()?)]
+                .into_iter()
+                .collect();
+            let opts = SecretOptions {
+                label: Some(SECRET_LABEL.into()),
+                description: Some("VRRP auth_pass of this application's keepalived".into()),
+                ..Default::default()
+            };
             let id = ctx.model.add_secret(&content, &opts)?;
-            rel.set_my_app_data(&[(AUTH_SECRET_ID.to_string(), id.clone())].into_iter().collect())?;
+            rel.set_my_app_data(
+                &[(AUTH_SECRET_ID.to_string(), id.clone())]
+                    .into_iter()
+                    .collect(),
+            )?;
             log::info!("created the VRRP password secret {id}");
             return Ok(content.get(SECRET_KEY).cloned());
         }

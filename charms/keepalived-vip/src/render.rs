@@ -79,14 +79,24 @@ pub fn seconds(cs: u32) -> String {
 /// weight would not move it at all under `nopreempt`).
 pub fn keepalived_conf(v: &Vrrp) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Managed by the keepalived-vip charm ({}): local changes are overwritten.", v.unit);
+    let _ = writeln!(
+        s,
+        "# Managed by the keepalived-vip charm ({}): local changes are overwritten.",
+        v.unit
+    );
     s.push_str("global_defs {\n");
     let _ = writeln!(s, "    router_id {}", v.unit.replace('/', "-"));
     s.push_str("    script_user root\n    enable_script_security\n");
     let _ = writeln!(s, "    vrrp_version {}", v.version);
     s.push_str("}\n");
     for (i, c) in v.checks.iter().enumerate() {
-        let _ = writeln!(s, "\nvrrp_script {}_{}_{} {{", v.instance, i, c.check.slug());
+        let _ = writeln!(
+            s,
+            "\nvrrp_script {}_{}_{} {{",
+            v.instance,
+            i,
+            c.check.slug()
+        );
         let _ = writeln!(s, "    script \"{}\"", c.check.script());
         let _ = writeln!(s, "    interval {}", c.interval);
         // A check that hangs counts as failed before the next run is due.
@@ -94,7 +104,8 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
         s.push_str("    weight 0\n    fall 1\n    rise 2\n    init_fail\n}\n");
     }
     let v6 = v.vips.first().is_some_and(|p| p.cidr.is_v6());
-    let (same, other): (Vec<&Placement>, Vec<&Placement>) = v.vips.iter().partition(|p| p.cidr.is_v6() == v6);
+    let (same, other): (Vec<&Placement>, Vec<&Placement>) =
+        v.vips.iter().partition(|p| p.cidr.is_v6() == v6);
     let _ = writeln!(s, "\nvrrp_instance {} {{", v.instance);
     s.push_str("    state BACKUP\n");
     if !v.preempt {
@@ -199,14 +210,19 @@ mod tests {
     fn unit_file_names_everything_after_the_app() {
         let u = systemd_unit(&Layout::new("region-vip"));
         assert!(u.contains("--use-file=/etc/keepalived/keepalived-region-vip.conf"));
-        assert!(u.contains("--pid=/run/keepalived-region-vip.pid --vrrp_pid=/run/keepalived-region-vip-vrrp.pid"));
+        assert!(u.contains(
+            "--pid=/run/keepalived-region-vip.pid --vrrp_pid=/run/keepalived-region-vip-vrrp.pid"
+        ));
         assert!(u.contains("ExecReload=/bin/kill -HUP $MAINPID"));
         assert!(u.contains("WantedBy=multi-user.target"));
     }
 
     #[test]
     fn sysctl_families() {
-        assert!(sysctl(false).contains("net.ipv4.ip_nonlocal_bind = 1") && !sysctl(false).contains("ipv6"));
+        assert!(
+            sysctl(false).contains("net.ipv4.ip_nonlocal_bind = 1")
+                && !sysctl(false).contains("ipv6")
+        );
         assert!(sysctl(true).contains("net.ipv6.ip_nonlocal_bind = 1"));
     }
 }

@@ -13,12 +13,24 @@ fn ran(out: &charm_lib::testing::Output, prefix: &str) -> bool {
 #[test]
 fn install_installs_keepalived_and_retires_the_distribution_service() {
     let mut st = base();
-    st.machine.services.insert("keepalived.service".into(), charm_lib::testing::Service { active: true, enabled: true });
+    st.machine.services.insert(
+        "keepalived.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(out.state.machine.packages.contains("keepalived") && out.state.machine.packages.contains("curl"));
+    assert!(
+        out.state.machine.packages.contains("keepalived")
+            && out.state.machine.packages.contains("curl")
+    );
     let distro = &out.state.machine.services["keepalived.service"];
-    assert!(!distro.active && !distro.enabled, "the packaged keepalived.service is stopped and disabled");
+    assert!(
+        !distro.active && !distro.enabled,
+        "the packaged keepalived.service is stopped and disabled"
+    );
     assert!(out.state.machine.is_active(SERVICE));
 }
 
@@ -26,45 +38,103 @@ fn install_installs_keepalived_and_retires_the_distribution_service() {
 fn config_changed_renders_checks_and_starts_the_service() {
     let out = harness().run(Trigger::ConfigChanged, &base()).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert_eq!(out.state.unit_status, Status::active("VIP 10.0.0.100/24 standby"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
     let conf = &out.state.machine.files[std::path::Path::new(CONF)];
-    assert_eq!(conf.options, FileOptions::root(0o600), "the file holds the VRRP password");
+    assert_eq!(
+        conf.options,
+        FileOptions::root(0o600),
+        "the file holds the VRRP password"
+    );
     assert!(conf.text().contains("auth_pass Zq7Lm2Xw"));
     let lines = out.command_lines();
-    let test_at = lines.iter().position(|c| c.starts_with("/usr/sbin/keepalived -t -f /etc/keepalived/.keepalived-keepalived-vip.conf.new")).expect("checked first");
-    let start_at = lines.iter().position(|c| c == "systemctl start keepalived-keepalived-vip").expect("started");
+    let test_at = lines
+        .iter()
+        .position(|c| {
+            c.starts_with(
+                "/usr/sbin/keepalived -t -f /etc/keepalived/.keepalived-keepalived-vip.conf.new",
+            )
+        })
+        .expect("checked first");
+    let start_at = lines
+        .iter()
+        .position(|c| c == "systemctl start keepalived-keepalived-vip")
+        .expect("started");
     assert!(test_at < start_at, "checked before it runs: {lines:?}");
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new("/etc/keepalived/.keepalived-keepalived-vip.conf.new")), "the candidate is removed");
-    assert!(out.state.machine.text(UNIT_FILE).unwrap().contains("ExecStart=/usr/sbin/keepalived --dont-fork --vrrp"));
+    assert!(
+        !out.state.machine.files.contains_key(std::path::Path::new(
+            "/etc/keepalived/.keepalived-keepalived-vip.conf.new"
+        )),
+        "the candidate is removed"
+    );
+    assert!(out
+        .state
+        .machine
+        .text(UNIT_FILE)
+        .unwrap()
+        .contains("ExecStart=/usr/sbin/keepalived --dont-fork --vrrp"));
     assert!(out.state.machine.services[SERVICE].enabled);
     assert_eq!(out.state.machine.text(SYSCTL).unwrap(), "# Managed by the keepalived-vip charm: lets services bind a VIP this host does not hold.\nnet.ipv4.ip_nonlocal_bind = 1\n");
     assert!(lines.contains(&format!("sysctl -p {SYSCTL}")));
-    assert!(out.state.machine.text(CLAIMS).unwrap().contains("\"keepalived-vip/0\""));
+    assert!(out
+        .state
+        .machine
+        .text(CLAIMS)
+        .unwrap()
+        .contains("\"keepalived-vip/0\""));
     let peer = &out.state.relation(1).unwrap().local_unit_data;
-    assert_eq!((peer["address"].as_str(), peer["priority"].as_str()), ("10.0.0.10", "250"));
+    assert_eq!(
+        (peer["address"].as_str(), peer["priority"].as_str()),
+        ("10.0.0.10", "250")
+    );
 }
 
 #[test]
 fn running_a_hook_twice_changes_nothing_the_second_time() {
     let h = harness();
-    let st = base().with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]));
+    let st = base().with_relation(
+        Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
+    );
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
     let twice = h.run(Trigger::ConfigChanged, &once.state).unwrap();
     let (mut a, mut b) = (once.state.clone(), twice.state.clone());
     a.machine.commands.clear();
     b.machine.commands.clear();
     assert_eq!(a, b);
-    assert_eq!(twice.command_lines(), ["ip -j addr show", "systemctl is-active --quiet keepalived-keepalived-vip"], "no write, check, reload or restart");
+    assert_eq!(
+        twice.command_lines(),
+        [
+            "ip -j addr show",
+            "systemctl is-active --quiet keepalived-keepalived-vip"
+        ],
+        "no write, check, reload or restart"
+    );
 }
 
 #[test]
 fn a_config_change_reloads_not_restarts() {
     let h = harness();
     let first = h.run(Trigger::ConfigChanged, &base()).unwrap();
-    let out = h.run(Trigger::ConfigChanged, &first.state.clone().with_config("virtual-router-id", 52)).unwrap();
-    assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"), "{:?}", out.command_lines());
+    let out = h
+        .run(
+            Trigger::ConfigChanged,
+            &first.state.clone().with_config("virtual-router-id", 52),
+        )
+        .unwrap();
+    assert!(
+        ran(&out, "systemctl reload keepalived-keepalived-vip"),
+        "{:?}",
+        out.command_lines()
+    );
     assert!(!ran(&out, "systemctl restart") && !ran(&out, "systemctl stop"));
-    assert!(out.state.machine.text(CONF).unwrap().contains("virtual_router_id 52"));
+    assert!(out
+        .state
+        .machine
+        .text(CONF)
+        .unwrap()
+        .contains("virtual_router_id 52"));
 }
 
 #[test]
@@ -73,18 +143,55 @@ fn invalid_config_blocks_renders_nothing_and_leaves_keepalived_alone() {
     let running = h.run(Trigger::ConfigChanged, &base()).unwrap().state;
     let before = running.machine.text(CONF).unwrap();
     for (opt, value, msg) in [
-        ("virtual-router-id", serde_json::json!(300), "invalid virtual-router-id \"300\": expected an integer 1-255"),
-        ("vip", serde_json::json!("10.0.0.100"), "invalid vip \"10.0.0.100\": 10.0.0.100: missing prefix length"),
-        ("advert-int", serde_json::json!(0.5), "invalid advert-int \"0.5\": expected whole seconds 1-255 with vrrp-version 2"),
-        ("check", serde_json::json!("nginx"), "invalid check \"nginx\""),
-        ("priority", serde_json::json!(0), "invalid priority \"0\": expected an integer 1-254"),
+        (
+            "virtual-router-id",
+            serde_json::json!(300),
+            "invalid virtual-router-id \"300\": expected an integer 1-255",
+        ),
+        (
+            "vip",
+            serde_json::json!("10.0.0.100"),
+            "invalid vip \"10.0.0.100\": 10.0.0.100: missing prefix length",
+        ),
+        (
+            "advert-int",
+            serde_json::json!(0.5),
+            "invalid advert-int \"0.5\": expected whole seconds 1-255 with vrrp-version 2",
+        ),
+        (
+            "check",
+            serde_json::json!("nginx"),
+            "invalid check \"nginx\"",
+        ),
+        (
+            "priority",
+            serde_json::json!(0),
+            "invalid priority \"0\": expected an integer 1-254",
+        ),
     ] {
-        let out = h.run(Trigger::ConfigChanged, &running.clone().with_config(opt, value)).unwrap();
+        let out = h
+            .run(
+                Trigger::ConfigChanged,
+                &running.clone().with_config(opt, value),
+            )
+            .unwrap();
         assert!(!out.failed());
         assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
-        assert!(out.state.unit_status.message.starts_with(msg), "{opt}: {}", out.state.unit_status.message);
-        assert_eq!(out.state.machine.text(CONF).unwrap(), before, "{opt}: nothing rendered");
-        assert_eq!(out.command_lines(), Vec::<String>::new(), "{opt}: no command at all");
+        assert!(
+            out.state.unit_status.message.starts_with(msg),
+            "{opt}: {}",
+            out.state.unit_status.message
+        );
+        assert_eq!(
+            out.state.machine.text(CONF).unwrap(),
+            before,
+            "{opt}: nothing rendered"
+        );
+        assert_eq!(
+            out.command_lines(),
+            Vec::<String>::new(),
+            "{opt}: no command at all"
+        );
         assert!(out.state.machine.is_active(SERVICE));
     }
 }
@@ -94,48 +201,127 @@ fn no_vip_asks_for_one() {
     let st = base().with_config("vip", "");
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
     assert_eq!(out.state.unit_status, Status::blocked("set vip"));
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new(CONF)));
+    assert!(!out
+        .state
+        .machine
+        .files
+        .contains_key(std::path::Path::new(CONF)));
 }
 
 #[test]
 fn a_vip_outside_every_local_subnet_or_a_missing_interface_blocks() {
-    let out = harness().run(Trigger::ConfigChanged, &base().with_config("vip", "172.16.0.100/24")).unwrap();
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &base().with_config("vip", "172.16.0.100/24"),
+        )
+        .unwrap();
     assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
-    assert!(out.state.unit_status.message.starts_with("vip 172.16.0.100/24 is not in the subnet of any interface of this host"), "{}", out.state.unit_status.message);
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("vip 172.16.0.100/24 is not in the subnet of any interface of this host"),
+        "{}",
+        out.state.unit_status.message
+    );
     assert!(out.state.machine.files.is_empty());
-    let out = harness().run(Trigger::ConfigChanged, &base().with_config("interface", "eth9")).unwrap();
-    assert!(out.state.unit_status.message.starts_with("interface eth9 not found on this host (found: "), "{}", out.state.unit_status.message);
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &base().with_config("interface", "eth9"),
+        )
+        .unwrap();
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("interface eth9 not found on this host (found: "),
+        "{}",
+        out.state.unit_status.message
+    );
     // With an explicit interface, a VIP outside its subnets is placed on it (a routed VIP).
     let iface = real_iface();
-    let out = harness().run(Trigger::ConfigChanged, &base().with_config("vip", "172.16.0.100/24").with_config("interface", iface.as_str())).unwrap();
-    assert_eq!(out.state.unit_status, Status::active("VIP 172.16.0.100/24 standby"));
-    assert!(out.state.machine.text(CONF).unwrap().contains(&format!("172.16.0.100/24 dev {iface}")));
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &base()
+                .with_config("vip", "172.16.0.100/24")
+                .with_config("interface", iface.as_str()),
+        )
+        .unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 172.16.0.100/24 standby")
+    );
+    assert!(out
+        .state
+        .machine
+        .text(CONF)
+        .unwrap()
+        .contains(&format!("172.16.0.100/24 dev {iface}")));
 }
 
 #[test]
 fn held_or_standby_follows_the_interface_and_update_status_refreshes_it() {
     let h = harness();
     let first = h.run(Trigger::ConfigChanged, &base()).unwrap();
-    assert_eq!(first.state.relation(3).map(|r| r.local_unit_data.len()), Some(0), "juju-info carries nothing");
+    assert_eq!(
+        first.state.relation(3).map(|r| r.local_unit_data.len()),
+        Some(0),
+        "juju-info carries nothing"
+    );
     let mut st = first.state.clone();
     st.machine.responders.clear();
-    st.machine = st.machine.respond(&["ip", "-j", "addr", "show"], CmdOutput::ok(ip_json(&real_iface(), &["10.0.0.10/24", "10.0.0.100/24"])));
+    st.machine = st.machine.respond(
+        &["ip", "-j", "addr", "show"],
+        CmdOutput::ok(ip_json(&real_iface(), &["10.0.0.10/24", "10.0.0.100/24"])),
+    );
     let st = st.with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
     let out = h.run(Trigger::UpdateStatus, &st).unwrap();
-    assert_eq!(out.state.unit_status, Status::active("VIP 10.0.0.100/24 held"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 held")
+    );
     let vip = &out.state.relation(2).unwrap().local_unit_data;
-    assert_eq!((vip["vips"].as_str(), vip["vip-cidrs"].as_str(), vip["state"].as_str()), ("10.0.0.100", "10.0.0.100/24", "held"));
-    assert_eq!(out.state.relation(1).unwrap().local_unit_data["address"], "10.0.0.10", "the VIP is never the unicast source");
-    assert!(!ran(&out, "systemctl reload"), "holding the VIP changes no configuration");
+    assert_eq!(
+        (
+            vip["vips"].as_str(),
+            vip["vip-cidrs"].as_str(),
+            vip["state"].as_str()
+        ),
+        ("10.0.0.100", "10.0.0.100/24", "held")
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["address"],
+        "10.0.0.10",
+        "the VIP is never the unicast source"
+    );
+    assert!(
+        !ran(&out, "systemctl reload"),
+        "holding the VIP changes no configuration"
+    );
 }
 
 #[test]
 fn the_principal_check_over_vip_becomes_vrrp_scripts() {
-    let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(0, &[("check", "http://127.0.0.1:8008/primary"), ("check-interval", "0.5"), ("service", "pg-primary")]));
-    let out = harness().run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(
+        0,
+        &[
+            ("check", "http://127.0.0.1:8008/primary"),
+            ("check-interval", "0.5"),
+            ("service", "pg-primary"),
+        ],
+    ));
+    let out = harness()
+        .run(Trigger::RelationChanged(2, Some(0)), &st)
+        .unwrap();
     let text = out.state.machine.text(CONF).unwrap();
     assert!(text.contains("vrrp_instance pg_primary {"), "{text}");
-    assert!(text.contains("http-check http://127.0.0.1:8008/primary\"\n    interval 1\n"), "sub-second intervals round up to keepalived's 1 s: {text}");
+    assert!(
+        text.contains("http-check http://127.0.0.1:8008/primary\"\n    interval 1\n"),
+        "sub-second intervals round up to keepalived's 1 s: {text}"
+    );
     assert!(text.contains("track_script {\n        pg_primary_0_http\n    }"));
     assert_keepalived_accepts(&text);
     let vip = &out.state.relation(2).unwrap().local_unit_data;
@@ -144,10 +330,34 @@ fn the_principal_check_over_vip_becomes_vrrp_scripts() {
 
 #[test]
 fn config_checks_add_to_the_principals() {
-    let st = base().with_config("check", "tcp:80,process:haproxy").with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy,process:named")]));
-    let text = harness().run(Trigger::ConfigChanged, &st).unwrap().state.machine.text(CONF).unwrap();
-    let tracked: Vec<&str> = text.lines().skip_while(|l| !l.contains("track_script {")).skip(1).take_while(|l| !l.contains('}')).map(str::trim).collect();
-    assert_eq!(tracked, ["keepalived_vip_0_process_haproxy", "keepalived_vip_1_process_named", "keepalived_vip_2_tcp_80"]);
+    let st = base()
+        .with_config("check", "tcp:80,process:haproxy")
+        .with_relation(
+            Relation::new(2, "vip", "maas-region")
+                .remote_unit(0, &[("check", "process:haproxy,process:named")]),
+        );
+    let text = harness()
+        .run(Trigger::ConfigChanged, &st)
+        .unwrap()
+        .state
+        .machine
+        .text(CONF)
+        .unwrap();
+    let tracked: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("track_script {"))
+        .skip(1)
+        .take_while(|l| !l.contains('}'))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        tracked,
+        [
+            "keepalived_vip_0_process_haproxy",
+            "keepalived_vip_1_process_named",
+            "keepalived_vip_2_tcp_80"
+        ]
+    );
 }
 
 #[test]
@@ -155,15 +365,32 @@ fn garbled_principal_data_blocks_without_touching_keepalived() {
     let h = harness();
     let running = h.run(Trigger::ConfigChanged, &base()).unwrap().state;
     for (key, value, want) in [
-        ("check", "process:x;reboot", "principal maas-region/0 sent an invalid check: \"process:x;reboot\""),
-        ("check-interval", "soon", "principal maas-region/0 sent an invalid check-interval \"soon\""),
+        (
+            "check",
+            "process:x;reboot",
+            "principal maas-region/0 sent an invalid check: \"process:x;reboot\"",
+        ),
+        (
+            "check-interval",
+            "soon",
+            "principal maas-region/0 sent an invalid check-interval \"soon\"",
+        ),
     ] {
-        let st = running.clone().with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[(key, value)]));
+        let st = running
+            .clone()
+            .with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[(key, value)]));
         let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
         assert!(!out.failed());
-        assert!(out.state.unit_status.message.starts_with(want), "{}", out.state.unit_status.message);
+        assert!(
+            out.state.unit_status.message.starts_with(want),
+            "{}",
+            out.state.unit_status.message
+        );
         assert_eq!(out.state.machine.text(CONF), running.machine.text(CONF));
-        assert_eq!(out.state.relation(2).unwrap().local_unit_data["state"], "blocked");
+        assert_eq!(
+            out.state.relation(2).unwrap().local_unit_data["state"],
+            "blocked"
+        );
     }
 }
 
@@ -172,22 +399,58 @@ fn keepalived_refusing_the_file_blocks_and_keeps_the_running_one() {
     let h = harness();
     let running = h.run(Trigger::ConfigChanged, &base()).unwrap().state;
     let mut st = running.clone().with_config("virtual-router-id", 60);
-    st.machine = st.machine.respond(&["/usr/sbin/keepalived", "-t"], CmdOutput::failed(5, "(keepalived_vip) Zq7Lm2Xw is not valid\n"));
+    st.machine = st.machine.respond(
+        &["/usr/sbin/keepalived", "-t"],
+        CmdOutput::failed(5, "(keepalived_vip) Zq7Lm2Xw is not valid\n"),
+    );
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed());
     assert_eq!(out.state.unit_status, Status::blocked("keepalived rejected the rendered configuration (configuration error, exit 5): (keepalived_vip) *** is not valid"));
-    assert_eq!(out.state.machine.text(CONF), running.machine.text(CONF), "the running file stays");
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new("/etc/keepalived/.keepalived-keepalived-vip.conf.new")));
+    assert_eq!(
+        out.state.machine.text(CONF),
+        running.machine.text(CONF),
+        "the running file stays"
+    );
+    assert!(!out.state.machine.files.contains_key(std::path::Path::new(
+        "/etc/keepalived/.keepalived-keepalived-vip.conf.new"
+    )));
     assert!(!ran(&out, "systemctl reload") && !ran(&out, "systemctl restart"));
     assert!(!out.mentions(PASSWORD));
-    st.machine.responders.retain(|r| r.prefix[0] != "/usr/sbin/keepalived");
-    st.machine = st.machine.respond(&["/usr/sbin/keepalived", "-t"], CmdOutput::failed(6, "SECURITY VIOLATION - scripts are being executed but script_security not enabled"));
+    st.machine
+        .responders
+        .retain(|r| r.prefix[0] != "/usr/sbin/keepalived");
+    st.machine = st.machine.respond(
+        &["/usr/sbin/keepalived", "-t"],
+        CmdOutput::failed(
+            6,
+            "SECURITY VIOLATION - scripts are being executed but script_security not enabled",
+        ),
+    );
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(out.state.unit_status.message.contains("(script security, exit 6): SECURITY VIOLATION"), "{}", out.state.unit_status.message);
-    st.machine.responders.retain(|r| r.prefix[0] != "/usr/sbin/keepalived");
-    st.machine = st.machine.respond(&["/usr/sbin/keepalived", "-t"], CmdOutput::failed(1, "cannot allocate memory"));
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .contains("(script security, exit 6): SECURITY VIOLATION"),
+        "{}",
+        out.state.unit_status.message
+    );
+    st.machine
+        .responders
+        .retain(|r| r.prefix[0] != "/usr/sbin/keepalived");
+    st.machine = st.machine.respond(
+        &["/usr/sbin/keepalived", "-t"],
+        CmdOutput::failed(1, "cannot allocate memory"),
+    );
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(out.error.as_deref().unwrap().contains("cannot allocate memory"), "an unexpected failure fails the hook (retry may help) and carries stderr: {:?}", out.error);
+    assert!(
+        out.error
+            .as_deref()
+            .unwrap()
+            .contains("cannot allocate memory"),
+        "an unexpected failure fails the hook (retry may help) and carries stderr: {:?}",
+        out.error
+    );
 }
 
 #[test]
@@ -203,14 +466,30 @@ fn the_leader_creates_the_password_secret_once_and_it_stays_secret() {
     assert_eq!(secret.label.as_deref(), Some("vrrp-auth"));
     let pw = secret.latest_content()["password"].clone();
     assert_eq!(pw.len(), 8);
-    assert!(out.state.machine.text(CONF).unwrap().contains(&format!("auth_pass {pw}\n")));
+    assert!(out
+        .state
+        .machine
+        .text(CONF)
+        .unwrap()
+        .contains(&format!("auth_pass {pw}\n")));
     assert!(!out.mentions(&pw), "the password is in no log or status");
-    let relation_data = out.state.relations.iter().flat_map(|r| r.local_app_data.values().chain(r.local_unit_data.values())).any(|v| v.contains(&pw));
+    let relation_data = out
+        .state
+        .relations
+        .iter()
+        .flat_map(|r| r.local_app_data.values().chain(r.local_unit_data.values()))
+        .any(|v| v.contains(&pw));
     assert!(!relation_data, "nor in relation data");
-    assert!(!out.command_lines().iter().any(|c| c.contains(&pw)), "nor on a command line");
+    assert!(
+        !out.command_lines().iter().any(|c| c.contains(&pw)),
+        "nor on a command line"
+    );
     let again = h.run(Trigger::ConfigChanged, &out.state).unwrap();
     assert_eq!(again.state.secrets.len(), 1, "created once");
-    assert_eq!(again.state.relation(1).unwrap().local_app_data["auth-secret-id"], id);
+    assert_eq!(
+        again.state.relation(1).unwrap().local_app_data["auth-secret-id"],
+        id
+    );
 }
 
 #[test]
@@ -222,20 +501,49 @@ fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
     st.machine = host(&["10.0.0.11/24"]);
     let h = harness().unit(1);
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for the leader to share the VRRP password"));
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new(CONF)));
-    assert_eq!(out.state.relation(1).unwrap().local_unit_data["address"], "10.0.0.11", "its address is shared meanwhile");
-    st.relations[0] = st.relations[0].clone().local_app_data(&[("auth-secret-id", "secret:fromleader")]);
-    st = st.with_secret(Secret::owned("secret:fromleader", &[("password", "Ab3dEf6h")]));
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for the leader to share the VRRP password")
+    );
+    assert!(!out
+        .state
+        .machine
+        .files
+        .contains_key(std::path::Path::new(CONF)));
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["address"],
+        "10.0.0.11",
+        "its address is shared meanwhile"
+    );
+    st.relations[0] = st.relations[0]
+        .clone()
+        .local_app_data(&[("auth-secret-id", "secret:fromleader")]);
+    st = st.with_secret(Secret::owned(
+        "secret:fromleader",
+        &[("password", "Ab3dEf6h")],
+    ));
     let out = h.run(Trigger::RelationChanged(1, None), &st).unwrap();
-    assert_eq!(out.state.unit_status, Status::active("VIP 10.0.0.100/24 standby"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
     let text = out.state.machine.text(CONF).unwrap();
-    assert!(text.contains("auth_pass Ab3dEf6h") && text.contains("priority 249") && text.contains("unicast_peer {\n        10.0.0.10\n"));
+    assert!(
+        text.contains("auth_pass Ab3dEf6h")
+            && text.contains("priority 249")
+            && text.contains("unicast_peer {\n        10.0.0.10\n")
+    );
     // VRRP v3 has no authentication in keepalived: nothing to wait for.
     let mut v3 = st.clone().with_config("vrrp-version", 3);
     v3.relations[0] = Relation::peer(1, "cluster");
     v3.secrets.clear();
-    assert_eq!(h.run(Trigger::ConfigChanged, &v3).unwrap().state.unit_status, Status::active("VIP 10.0.0.100/24 standby"));
+    assert_eq!(
+        h.run(Trigger::ConfigChanged, &v3)
+            .unwrap()
+            .state
+            .unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
 }
 
 #[test]
@@ -244,10 +552,20 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
     st.relations[0] = peers(&[(1, "10.0.0.11"), (2, "10.0.0.12")]);
     let h = harness();
     let first = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(first.state.machine.text(CONF).unwrap().contains("        10.0.0.11\n        10.0.0.12\n"));
-    let out = h.run(Trigger::RelationDeparted(1, 2), &first.state).unwrap();
+    assert!(first
+        .state
+        .machine
+        .text(CONF)
+        .unwrap()
+        .contains("        10.0.0.11\n        10.0.0.12\n"));
+    let out = h
+        .run(Trigger::RelationDeparted(1, 2), &first.state)
+        .unwrap();
     let text = out.state.machine.text(CONF).unwrap();
-    assert!(text.contains("unicast_peer {\n        10.0.0.11\n    }"), "{text}");
+    assert!(
+        text.contains("unicast_peer {\n        10.0.0.11\n    }"),
+        "{text}"
+    );
     assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"));
 }
 
@@ -255,9 +573,21 @@ fn other_app_on_this_host(vrid: u8) -> MachineState {
     let claims = format!("{{\"db-vip/0\": {{\"app\": \"db-vip\", \"interface\": \"{}\", \"virtual-router-id\": {vrid}, \"vips\": [\"10.0.0.150/24\"]}}}}", real_iface());
     host(&["10.0.0.10/24", "10.0.0.150/24"])
         .with_file(CLAIMS, &claims, FileOptions::root(0o644))
-        .with_file("/etc/keepalived/keepalived-db-vip.conf", "db conf", FileOptions::root(0o600))
-        .with_file("/etc/systemd/system/keepalived-db-vip.service", "db unit", FileOptions::root(0o644))
-        .with_file("/etc/sysctl.d/60-keepalived-vip-db-vip.conf", "db sysctl", FileOptions::root(0o644))
+        .with_file(
+            "/etc/keepalived/keepalived-db-vip.conf",
+            "db conf",
+            FileOptions::root(0o600),
+        )
+        .with_file(
+            "/etc/systemd/system/keepalived-db-vip.service",
+            "db unit",
+            FileOptions::root(0o644),
+        )
+        .with_file(
+            "/etc/sysctl.d/60-keepalived-vip-db-vip.conf",
+            "db sysctl",
+            FileOptions::root(0o644),
+        )
 }
 
 #[test]
@@ -265,20 +595,71 @@ fn two_applications_on_one_host_coexist_and_a_clash_blocks() {
     let h = harness();
     let mut st = base();
     st.machine = other_app_on_this_host(51);
-    st.machine.services.insert("keepalived-db-vip.service".into(), charm_lib::testing::Service { active: true, enabled: true });
+    st.machine.services.insert(
+        "keepalived-db-vip.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
-    assert!(out.state.unit_status.message.starts_with("virtual-router-id 51 on"), "{}", out.state.unit_status.message);
-    assert!(out.state.unit_status.message.contains("already used on this host by db-vip (db-vip/0); choose another virtual-router-id"));
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new(CONF)), "never a silent fight");
-    let out = h.run(Trigger::ConfigChanged, &st.clone().with_config("virtual-router-id", 52)).unwrap();
-    assert_eq!(out.state.unit_status, Status::active("VIP 10.0.0.100/24 standby"));
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("virtual-router-id 51 on"),
+        "{}",
+        out.state.unit_status.message
+    );
+    assert!(out.state.unit_status.message.contains(
+        "already used on this host by db-vip (db-vip/0); choose another virtual-router-id"
+    ));
+    assert!(
+        !out.state
+            .machine
+            .files
+            .contains_key(std::path::Path::new(CONF)),
+        "never a silent fight"
+    );
+    let out = h
+        .run(
+            Trigger::ConfigChanged,
+            &st.clone().with_config("virtual-router-id", 52),
+        )
+        .unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
     let claims = out.state.machine.text(CLAIMS).unwrap();
     assert!(claims.contains("db-vip/0") && claims.contains("keepalived-vip/0"));
-    assert!(out.state.machine.is_active(SERVICE) && out.state.machine.is_active("keepalived-db-vip.service"));
-    assert_eq!(out.state.relation(1).unwrap().local_unit_data["address"], "10.0.0.10", "another application's VIP is not this unit's address");
-    let same_vip = h.run(Trigger::ConfigChanged, &st.clone().with_config("virtual-router-id", 52).with_config("vip", "10.0.0.150/24")).unwrap();
-    assert!(same_vip.state.unit_status.message.starts_with("vip 10.0.0.150 is already managed on this host by db-vip"), "{}", same_vip.state.unit_status.message);
+    assert!(
+        out.state.machine.is_active(SERVICE)
+            && out.state.machine.is_active("keepalived-db-vip.service")
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["address"],
+        "10.0.0.10",
+        "another application's VIP is not this unit's address"
+    );
+    let same_vip = h
+        .run(
+            Trigger::ConfigChanged,
+            &st.clone()
+                .with_config("virtual-router-id", 52)
+                .with_config("vip", "10.0.0.150/24"),
+        )
+        .unwrap();
+    assert!(
+        same_vip
+            .state
+            .unit_status
+            .message
+            .starts_with("vip 10.0.0.150 is already managed on this host by db-vip"),
+        "{}",
+        same_vip.state.unit_status.message
+    );
 }
 
 #[test]
@@ -286,27 +667,52 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
     let h = harness();
     let mut st = base().with_config("virtual-router-id", 52);
     st.machine = other_app_on_this_host(51);
-    st.machine.services.insert("keepalived-db-vip.service".into(), charm_lib::testing::Service { active: true, enabled: true });
+    st.machine.services.insert(
+        "keepalived-db-vip.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
     let running = h.run(Trigger::ConfigChanged, &st).unwrap().state;
     assert!(running.machine.is_active(SERVICE));
     for trigger in [Trigger::Stop, Trigger::Remove] {
         let out = h.run(trigger.clone(), &running).unwrap();
         assert!(!out.failed(), "{:?}", out.error);
         let m = &out.state.machine;
-        assert!(!m.is_active(SERVICE) && !m.services[SERVICE].enabled, "{trigger:?}");
+        assert!(
+            !m.is_active(SERVICE) && !m.services[SERVICE].enabled,
+            "{trigger:?}"
+        );
         for gone in [CONF, UNIT_FILE, SYSCTL] {
-            assert!(!m.files.contains_key(std::path::Path::new(gone)), "{trigger:?}: {gone} removed");
+            assert!(
+                !m.files.contains_key(std::path::Path::new(gone)),
+                "{trigger:?}: {gone} removed"
+            );
         }
-        assert!(m.is_active("keepalived-db-vip.service"), "the other VIP is untouched");
-        for kept in ["/etc/keepalived/keepalived-db-vip.conf", "/etc/systemd/system/keepalived-db-vip.service", "/etc/sysctl.d/60-keepalived-vip-db-vip.conf"] {
-            assert!(m.files.contains_key(std::path::Path::new(kept)), "{trigger:?}: {kept} kept");
+        assert!(
+            m.is_active("keepalived-db-vip.service"),
+            "the other VIP is untouched"
+        );
+        for kept in [
+            "/etc/keepalived/keepalived-db-vip.conf",
+            "/etc/systemd/system/keepalived-db-vip.service",
+            "/etc/sysctl.d/60-keepalived-vip-db-vip.conf",
+        ] {
+            assert!(
+                m.files.contains_key(std::path::Path::new(kept)),
+                "{trigger:?}: {kept} kept"
+            );
         }
         let claims = m.text(CLAIMS).unwrap();
         assert!(claims.contains("db-vip/0") && !claims.contains("keepalived-vip/0"));
         assert!(!out.command_lines().iter().any(|c| c.contains("db-vip")));
         let again = h.run(trigger.clone(), &out.state).unwrap();
         assert!(!again.failed());
-        assert_eq!(again.state.machine.files, out.state.machine.files, "teardown is idempotent");
+        assert_eq!(
+            again.state.machine.files, out.state.machine.files,
+            "teardown is idempotent"
+        );
     }
 }
 
@@ -316,41 +722,114 @@ fn losing_the_last_principal_relation_tears_down_but_not_before() {
     let st = base().with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
     let running = h.run(Trigger::ConfigChanged, &st).unwrap().state;
     let out = h.run(Trigger::RelationBroken(2), &running).unwrap();
-    assert!(out.state.machine.is_active(SERVICE), "juju-info remains: keep serving");
-    assert_eq!(out.state.unit_status, Status::active("VIP 10.0.0.100/24 standby"));
+    assert!(
+        out.state.machine.is_active(SERVICE),
+        "juju-info remains: keep serving"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
     let out = h.run(Trigger::RelationBroken(3), &out.state).unwrap();
     assert!(!out.state.machine.is_active(SERVICE));
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new(CONF)));
-    assert_eq!(out.state.unit_status, Status::maintenance("keepalived-keepalived-vip stopped: no principal relation left"));
+    assert!(!out
+        .state
+        .machine
+        .files
+        .contains_key(std::path::Path::new(CONF)));
+    assert_eq!(
+        out.state.unit_status,
+        Status::maintenance("keepalived-keepalived-vip stopped: no principal relation left")
+    );
 }
 
 #[test]
 fn the_principal_learns_the_vips_and_a_block() {
-    let st = base().with_config("vip", "10.0.0.100/24 10.0.0.101/24").with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
+    let st = base()
+        .with_config("vip", "10.0.0.100/24 10.0.0.101/24")
+        .with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
     let out = harness().run(Trigger::RelationJoined(2, 0), &st).unwrap();
-    assert_eq!(out.state.unit_status, Status::active("VIPs 10.0.0.100/24, 10.0.0.101/24 standby"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIPs 10.0.0.100/24, 10.0.0.101/24 standby")
+    );
     let vip = &out.state.relation(2).unwrap().local_unit_data;
-    assert_eq!((vip["vips"].as_str(), vip["vip-cidrs"].as_str(), vip["state"].as_str()), ("10.0.0.100,10.0.0.101", "10.0.0.100/24,10.0.0.101/24", "standby"));
-    let out = harness().run(Trigger::ConfigChanged, &out.state.clone().with_config("vip", "")).unwrap();
+    assert_eq!(
+        (
+            vip["vips"].as_str(),
+            vip["vip-cidrs"].as_str(),
+            vip["state"].as_str()
+        ),
+        (
+            "10.0.0.100,10.0.0.101",
+            "10.0.0.100/24,10.0.0.101/24",
+            "standby"
+        )
+    );
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &out.state.clone().with_config("vip", ""),
+        )
+        .unwrap();
     let vip = &out.state.relation(2).unwrap().local_unit_data;
     assert_eq!((vip.get("vips"), vip["state"].as_str()), (None, "blocked"));
 }
 
 #[test]
 fn unicast_without_an_address_in_the_vip_family_blocks() {
-    let mut st = base().with_config("vip", "fd00::100/64").with_config("vrrp-version", 3);
+    let mut st = base()
+        .with_config("vip", "fd00::100/64")
+        .with_config("vrrp-version", 3);
     st.machine = host(&["10.0.0.10/24", "fd00::100/64"]);
-    let out = harness().run(Trigger::ConfigChanged, &st.clone().with_config("interface", real_iface().as_str())).unwrap();
-    assert!(out.state.unit_status.message.starts_with("no IPv6 address on"), "{}", out.state.unit_status.message);
-    assert!(out.state.unit_status.message.ends_with("to send unicast VRRP adverts from; add one or set unicast=false"));
-    let out = harness().run(Trigger::ConfigChanged, &st.with_config("interface", real_iface().as_str()).with_config("unicast", false)).unwrap();
-    assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Active, "{:?}", out.state.unit_status);
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &st.clone().with_config("interface", real_iface().as_str()),
+        )
+        .unwrap();
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("no IPv6 address on"),
+        "{}",
+        out.state.unit_status.message
+    );
+    assert!(out
+        .state
+        .unit_status
+        .message
+        .ends_with("to send unicast VRRP adverts from; add one or set unicast=false"));
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &st.with_config("interface", real_iface().as_str())
+                .with_config("unicast", false),
+        )
+        .unwrap();
+    assert_eq!(
+        out.state.unit_status.kind,
+        charm_lib::StatusKind::Active,
+        "{:?}",
+        out.state.unit_status
+    );
 }
 
 #[test]
 fn a_failing_ip_command_fails_the_hook_with_its_stderr() {
     let mut st = base();
-    st.machine = MachineState::default().respond(&["ip"], CmdOutput::failed(255, "Cannot open netlink socket: Permission denied"));
+    st.machine = MachineState::default().respond(
+        &["ip"],
+        CmdOutput::failed(255, "Cannot open netlink socket: Permission denied"),
+    );
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
-    assert!(out.error.as_deref().unwrap().contains("Cannot open netlink socket: Permission denied"), "{:?}", out.error);
+    assert!(
+        out.error
+            .as_deref()
+            .unwrap()
+            .contains("Cannot open netlink socket: Permission denied"),
+        "{:?}",
+        out.error
+    );
 }

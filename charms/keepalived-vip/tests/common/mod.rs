@@ -21,12 +21,21 @@ pub fn harness() -> Harness {
 /// A non-loopback, multicast-capable interface that exists on this machine: `keepalived -t` checks that the
 /// configured interface exists, and the tests must never create or touch one.
 pub fn real_iface() -> String {
-    let out = Command::new("ip").args(["-j", "link", "show"]).output().expect("ip runs");
+    let out = Command::new("ip")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("ip runs");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j link prints JSON");
     v.as_array()
         .unwrap()
         .iter()
-        .find(|l| l["link_type"] != "loopback" && l["ifname"].is_string() && l["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "MULTICAST")))
+        .find(|l| {
+            l["link_type"] != "loopback"
+                && l["ifname"].is_string()
+                && l["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "MULTICAST"))
+        })
         .and_then(|l| l["ifname"].as_str())
         .expect("this machine has a multicast-capable interface")
         .to_string()
@@ -51,12 +60,18 @@ pub fn ip_json(iface: &str, addrs: &[&str]) -> String {
 
 /// A host whose interface carries `addrs`.
 pub fn host(addrs: &[&str]) -> MachineState {
-    MachineState::default().respond(&["ip", "-j", "addr", "show"], CmdOutput::ok(ip_json(&real_iface(), addrs)))
+    MachineState::default().respond(
+        &["ip", "-j", "addr", "show"],
+        CmdOutput::ok(ip_json(&real_iface(), addrs)),
+    )
 }
 
 /// The peer relation with `peers` (unit number, address) and the shared secret id.
 pub fn peers(peers: &[(u32, &str)]) -> Relation {
-    peers.iter().fold(Relation::peer(1, "cluster").local_app_data(&[("auth-secret-id", SECRET_ID)]), |r, (n, a)| r.remote_unit(*n, &[("address", a), ("priority", "1")]))
+    peers.iter().fold(
+        Relation::peer(1, "cluster").local_app_data(&[("auth-secret-id", SECRET_ID)]),
+        |r, (n, a)| r.remote_unit(*n, &[("address", a), ("priority", "1")]),
+    )
 }
 
 /// A unit whose leader already shared the VRRP password, on a host at 10.0.0.10/24.
@@ -75,16 +90,32 @@ static N: AtomicUsize = AtomicUsize::new(0);
 /// Runs the real `keepalived -t -f` on `text`; returns (exit code, stderr).
 pub fn keepalived_t(text: &str) -> (i32, String) {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::temp_dir().join(format!("kvip-test-{}-{}.conf", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let path = std::env::temp_dir().join(format!(
+        "kvip-test-{}-{}.conf",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = Command::new("keepalived").arg("-t").arg("-f").arg(&path).output().expect("keepalived is installed on this machine");
+    let out = Command::new("keepalived")
+        .arg("-t")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .expect("keepalived is installed on this machine");
     std::fs::remove_file(&path).unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Asserts keepalived accepts `text` without a single warning.
 pub fn assert_keepalived_accepts(text: &str) {
     let (code, stderr) = keepalived_t(text);
-    assert_eq!((code, stderr.trim()), (0, ""), "keepalived -t refused:\n{text}");
+    assert_eq!(
+        (code, stderr.trim()),
+        (0, ""),
+        "keepalived -t refused:\n{text}"
+    );
 }
