@@ -118,12 +118,13 @@ pub fn in_relation_data(st: &State, needle: &str) -> bool {
     })
 }
 
-/// The commands that change the host (everything but queries).
+/// The commands that change the host (everything but queries, and `systemctl enable` of a
+/// service the charm keeps enabled, which changes nothing when it already is).
 pub fn mutating(out: &Output) -> Vec<String> {
     out.command_lines()
         .into_iter()
         .filter(|c| {
-            !(c == "hostname" || c.starts_with("systemctl is-active") || c == "snap services maas" || c == "systemctl enable haproxy")
+            !(c == "hostname" || c.starts_with("systemctl is-active") || c == "snap services maas" || c == "systemctl enable haproxy" || c == "systemctl enable maas-regiond")
         })
         .collect()
 }
