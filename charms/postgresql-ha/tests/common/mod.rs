@@ -1,0 +1,107 @@
+//! Shared fixtures: a host with PostgreSQL 15 installed, a bootstrapped application, scripted
+//! Patroni and etcd answers.
+#![allow(dead_code)]
+
+use charm_lib::testing::{Harness, MachineState, Relation, Secret, State};
+use charm_lib::{CmdOutput, FileOptions};
+
+pub const SYS_SECRET: &str = "secret:sys-passwords-fixture";
+pub const SUPER_PW: &str = "SuperSecretPw0123456789abcdef";
+pub const REPL_PW: &str = "ReplSecretPw0123456789abcdef";
+pub const REWIND_PW: &str = "RewindSecretPw0123456789abcd";
+pub const REST_PW: &str = "RestSecretPw0123456789abcdef";
+
+pub fn harness() -> Harness {
+    Harness::new(env!("CARGO_MANIFEST_DIR"), postgresql_ha::handle)
+}
+
+pub fn unit_harness(n: u32) -> Harness {
+    harness().unit(n)
+}
+
+/// A host where the package install already happened.
+pub fn installed_host() -> MachineState {
+    MachineState::default()
+        .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
+        .with_file("/opt/postgresql-ha/installed", "patroni==4.1.5\n", FileOptions::root(0o644))
+}
+
+pub fn sys_secret() -> Secret {
+    Secret::owned(SYS_SECRET, &[("superuser", SUPER_PW), ("replication", REPL_PW), ("rewind", REWIND_PW), ("patroni", REST_PW)]).with_label("system-passwords")
+}
+
+pub fn addr(n: u32) -> String {
+    format!("10.0.0.{}", 10 + n)
+}
+
+/// The peer relation of an application whose etcd has `members` (unit numbers); `remote` are
+/// the other units present, each with its address and a started etcd.
+pub fn peers(members: &[u32], remote: &[u32]) -> Relation {
+    let map: serde_json::Map<String, serde_json::Value> = members.iter().map(|n| (format!("postgresql-ha-{n}"), serde_json::Value::String(addr(*n)))).collect();
+    let members_json = serde_json::Value::Object(map).to_string();
+    let mut r = Relation::peer(1, "database-peers").local_app_data(&[
+        ("system-secret", SYS_SECRET),
+        ("etcd-members", &members_json),
+        ("etcd-epoch", "1"),
+        ("etcd-bootstrap", "postgresql-ha-0"),
+        ("etcd-token", "postgresql-ha-abcdefgh"),
+    ]);
+    for n in remote {
+        let started = if members.contains(n) { "1" } else { "" };
+        r = r.remote_unit(*n, &[("address", &addr(*n)), ("etcd-started", started)]);
+    }
+    r
+}
+
+/// A member line for [`cluster`]: (unit number, role, state, lag).
+pub type M<'a> = (u32, &'a str, &'a str, Option<u64>);
+
+pub fn cluster_json(members: &[M]) -> String {
+    let ms: Vec<serde_json::Value> = members
+        .iter()
+        .map(|(n, role, state, lag)| {
+            let mut v = serde_json::json!({"name": format!("postgresql-ha-{n}"), "role": role, "state": state, "host": addr(*n), "port": 5432, "timeline": 3,
+                "api_url": format!("http://{}:8008/patroni", addr(*n))});
+            if let Some(l) = lag {
+                v["lag"] = serde_json::json!(l);
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({"members": ms, "scope": "postgresql-ha"}).to_string()
+}
+
+/// Scripts `GET /cluster` and `GET /config` (already equal to the defaults' dynamic config).
+pub fn with_cluster(m: MachineState, members: &[M]) -> MachineState {
+    let config = serde_json::json!({"ttl": 20, "loop_wait": 2, "retry_timeout": 3, "primary_start_timeout": 0, "maximum_lag_on_failover": 1048576,
+        "synchronous_mode": true, "synchronous_mode_strict": false, "synchronous_node_count": 1,
+        "postgresql": {"use_pg_rewind": true, "use_slots": true, "parameters": {"wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
+        "max_connections": 100, "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "256MB", "password_encryption": "scram-sha-256"}}});
+    m.respond(&["curl", "http://127.0.0.1:8008/cluster"], CmdOutput::ok(format!("{}\n200", cluster_json(members))))
+        .respond(&["curl", "http://127.0.0.1:8008/config"], CmdOutput::ok(format!("{config}\n200")))
+}
+
+/// Patroni does not answer (curl: connection refused).
+pub fn patroni_down(m: MachineState) -> MachineState {
+    m.respond(&["curl"], CmdOutput::failed(7, "curl: (7) Failed to connect to 127.0.0.1 port 8008"))
+}
+
+/// Scripts `etcdctl member list`: (unit number, id, learner).
+pub fn with_etcd_members(m: MachineState, members: &[(u32, u64, bool)]) -> MachineState {
+    let ms: Vec<serde_json::Value> = members
+        .iter()
+        .map(|(n, id, learner)| serde_json::json!({"ID": id, "name": format!("postgresql-ha-{n}"), "peerURLs": [format!("http://{}:2380", addr(*n))], "clientURLs": [format!("http://{}:2379", addr(*n))], "isLearner": learner}))
+        .collect();
+    m.respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "list"], CmdOutput::ok(serde_json::json!({"members": ms}).to_string()))
+}
+
+/// A bootstrapped single-unit leader whose Patroni runs as primary.
+pub fn leader_primary() -> State {
+    let mut st = State::default().leader().with_relation(peers(&[0], &[])).with_secret(sys_secret());
+    st.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa1, false)]);
+    st
+}
+
+pub fn yaml(text: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(text).unwrap()
+}
