@@ -52,7 +52,12 @@ struct InitRec {
 impl Host {
     pub(crate) fn new(lab: Arc<LabInfo>, name: &str, index: u32) -> Host {
         let ip = lab.subnet.host(index);
-        Host { lab, name: name.to_string(), index, ip }
+        Host {
+            lab,
+            name: name.to_string(),
+            index,
+            ip,
+        }
     }
 
     /// The host's name, which is also its hostname.
@@ -93,10 +98,14 @@ impl Host {
     /// Runs `argv` in the host (stdin empty) and returns its output; a non-zero exit is an
     /// error carrying its stderr and stdout.
     pub fn exec(&self, argv: &[&str]) -> Result<Output> {
-        let (prog, args) = argv.split_first().ok_or_else(|| anyhow::anyhow!("exec: empty argv"))?;
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("exec: empty argv"))?;
         let mut c = self.command(prog);
         c.args(args).stdin(Stdio::null());
-        let out = c.output().with_context(|| format!("cannot run {prog} in {}", self.name))?;
+        let out = c
+            .output()
+            .with_context(|| format!("cannot run {prog} in {}", self.name))?;
         if !out.status.success() {
             bail!(
                 "{} in host {} failed ({}): {}{}",
@@ -132,7 +141,9 @@ impl Host {
     /// Machine-side PIDs of the host's processes whose command name is `comm` (compared on
     /// at most 15 bytes, as the kernel stores it).
     pub fn pids(&self, comm: &str) -> Result<Vec<u32>> {
-        let init = self.init().ok_or_else(|| anyhow::anyhow!("host {} is down", self.name))?;
+        let init = self
+            .init()
+            .ok_or_else(|| anyhow::anyhow!("host {} is down", self.name))?;
         let want: String = comm.chars().take(15).collect();
         let mut v: Vec<u32> = procs::in_pid_ns(&init.pid_ns)
             .into_iter()
@@ -222,7 +233,8 @@ impl Host {
         if let Some(cat) = &self.lab.catalog {
             c.arg("--catalog").arg(cat);
         }
-        checked(&mut c).with_context(|| format!("cannot boot host {} ({})", self.name, describe(&c)))?;
+        checked(&mut c)
+            .with_context(|| format!("cannot boot host {} ({})", self.name, describe(&c)))?;
         Ok(())
     }
 
@@ -240,7 +252,9 @@ impl Host {
     }
 
     fn check_pid(&self, pid: u32) -> Result<()> {
-        let init = self.init().ok_or_else(|| anyhow::anyhow!("host {} is down", self.name))?;
+        let init = self
+            .init()
+            .ok_or_else(|| anyhow::anyhow!("host {} is down", self.name))?;
         if procs::ns_id(pid, "pid").as_deref() != Some(init.pid_ns.as_str()) {
             bail!("process {pid} does not belong to host {}", self.name);
         }
@@ -260,9 +274,15 @@ impl Host {
         fs::write(etc.join("hostname"), format!("{}\n", self.name))?;
         fs::write(
             etc.join("hosts"),
-            format!("127.0.0.1\tlocalhost\n{}\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n", self.ip, self.name),
+            format!(
+                "127.0.0.1\tlocalhost\n{}\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+                self.ip, self.name
+            ),
         )?;
-        fs::write(etc.join("machine-id"), format!("{}\n", machine_id(&self.lab.prefix, &self.name)))?;
+        fs::write(
+            etc.join("machine-id"),
+            format!("{}\n", machine_id(&self.lab.prefix, &self.name)),
+        )?;
         hide_machine_wants(&etc)?;
         Ok(())
     }
@@ -272,7 +292,9 @@ impl Host {
 /// `/etc/systemd/system/*.wants/*` entry of the machine.
 fn hide_machine_wants(upper_etc: &Path) -> Result<()> {
     let sys = Path::new("/etc/systemd/system");
-    let Ok(rd) = fs::read_dir(sys) else { return Ok(()) };
+    let Ok(rd) = fs::read_dir(sys) else {
+        return Ok(());
+    };
     for e in rd.flatten() {
         let name = e.file_name();
         if !name.to_string_lossy().ends_with(".wants") || !e.path().is_dir() {
@@ -291,7 +313,7 @@ fn whiteout(path: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: c is a valid NUL-terminated path.
-    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o000, libc::makedev(0, 0)) };
+    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) };
     if r != 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EEXIST) {
@@ -319,7 +341,14 @@ fn stdout_tail(stdout: &[u8]) -> String {
     if s.is_empty() {
         String::new()
     } else {
-        let tail: String = s.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("\nstdout: {tail}")
     }
 }

@@ -91,7 +91,8 @@ impl Lab {
     pub fn open(dir: &Path) -> Result<Lab> {
         let path = layout::lab_json(dir);
         let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let st: LabState = serde_json::from_slice(&text).with_context(|| format!("bad {}", path.display()))?;
+        let st: LabState =
+            serde_json::from_slice(&text).with_context(|| format!("bad {}", path.display()))?;
         Ok(Lab {
             info: Arc::new(LabInfo {
                 dir: st.dir,
@@ -125,7 +126,10 @@ impl Lab {
             let _ = fs::remove_dir_all(layout::host_dir(&self.info.dir, name));
             return Err(e.context(format!("cannot add host {name}")));
         }
-        self.hosts.push(HostRec { name: name.to_string(), index });
+        self.hosts.push(HostRec {
+            name: name.to_string(),
+            index,
+        });
         self.save()?;
         Ok(host)
     }
@@ -141,7 +145,10 @@ impl Lab {
 
     /// All hosts, in the order they were added.
     pub fn hosts(&self) -> Vec<Host> {
-        self.hosts.iter().map(|h| Host::new(self.info.clone(), &h.name, h.index)).collect()
+        self.hosts
+            .iter()
+            .map(|h| Host::new(self.info.clone(), &h.name, h.index))
+            .collect()
     }
 
     /// Stops a host and removes its namespaces, links and disk.
@@ -214,16 +221,30 @@ impl Lab {
 
 /// Creates the lab dir and checks that hosts will see it as the machine does.
 fn prepare_dir(dir: &Path) -> Result<PathBuf> {
-    anyhow::ensure!(dir.is_absolute(), "lab dir {} must be absolute", dir.display());
+    anyhow::ensure!(
+        dir.is_absolute(),
+        "lab dir {} must be absolute",
+        dir.display()
+    );
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let top = dir.components().nth(1).map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+    let top = dir
+        .components()
+        .nth(1)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
     if layout::OVERLAID.contains(&top.as_str()) || layout::TMPFS.contains(&top.as_str()) {
-        bail!("lab dir {} is under /{top}, which hosts overlay or replace", dir.display());
+        bail!(
+            "lab dir {} is under /{top}, which hosts overlay or replace",
+            dir.display()
+        );
     }
     let s = dir.to_string_lossy();
     // Overlay mount options are comma- and colon-separated.
-    anyhow::ensure!(!s.contains([',', ':', ' ']), "lab dir {s} must not contain ',', ':' or spaces");
+    anyhow::ensure!(
+        !s.contains([',', ':', ' ']),
+        "lab dir {s} must not contain ',', ':' or spaces"
+    );
     Ok(dir)
 }
 
@@ -253,21 +274,27 @@ fn remove_state(dir: &Path) -> Result<()> {
 }
 
 fn lab_netns(prefix: &str) -> Vec<String> {
-    let mut v: Vec<String> = net::netns_list().into_iter().filter(|n| layout::is_lab_ns(prefix, n)).collect();
+    let mut v: Vec<String> = net::netns_list()
+        .into_iter()
+        .filter(|n| layout::is_lab_ns(prefix, n))
+        .collect();
     v.sort();
     v
 }
 
 /// Live processes of the lab: carrying its marker, or inside one of its network namespaces.
 fn lab_processes(prefix: &str, nss: &[String]) -> Vec<u32> {
-    let ids: HashSet<String> =
-        nss.iter().filter_map(|n| procs::ns_file_id(&Path::new("/run/netns").join(n), "net")).collect();
+    let ids: HashSet<String> = nss
+        .iter()
+        .filter_map(|n| procs::ns_file_id(&Path::new("/run/netns").join(n), "net"))
+        .collect();
     let me = std::process::id();
     procs::all_pids()
         .into_iter()
         .filter(|p| *p != me)
         .filter(|p| {
-            procs::has_env(*p, LAB_MARKER, prefix) || procs::ns_id(*p, "net").is_some_and(|id| ids.contains(&id))
+            procs::has_env(*p, LAB_MARKER, prefix)
+                || procs::ns_id(*p, "net").is_some_and(|id| ids.contains(&id))
         })
         .filter(|p| procs::alive(*p))
         .collect()

@@ -12,7 +12,6 @@ pub(crate) const TMPFS: &[&str] = &["run", "tmp"];
 /// can be found by prefix alone.
 pub(crate) const LAB_MARKER: &str = "HOSTS_LAB";
 
-
 pub(crate) fn bridge_ns(prefix: &str) -> String {
     format!("{prefix}-br")
 }
@@ -27,7 +26,8 @@ pub(crate) fn veth(prefix: &str, index: u32) -> String {
 }
 /// Is `ns` (a netns name) one of the lab `prefix`'s?
 pub(crate) fn is_lab_ns(prefix: &str, ns: &str) -> bool {
-    ns.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('-'))
+    ns.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('-'))
 }
 
 pub(crate) fn host_dir(lab_dir: &Path, host: &str) -> PathBuf {
@@ -50,17 +50,27 @@ pub(crate) fn runtime_copy(lab_dir: &Path) -> PathBuf {
 /// prefix is never the start of another lab's names (a `-` always follows it).
 pub(crate) fn check_prefix(prefix: &str) -> anyhow::Result<()> {
     let ok = (1..=6).contains(&prefix.len())
-        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    anyhow::ensure!(ok, "lab prefix {prefix:?} must be 1-6 characters of [a-z0-9]");
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    anyhow::ensure!(
+        ok,
+        "lab prefix {prefix:?} must be 1-6 characters of [a-z0-9]"
+    );
     Ok(())
 }
 
 /// Checks a host name: it is also the hostname and part of a netns name.
 pub(crate) fn check_host_name(name: &str) -> anyhow::Result<()> {
     let ok = (1..=48).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
-    anyhow::ensure!(ok, "host name {name:?} must be 1-48 characters of [a-z0-9-], not starting or ending with '-'");
+    anyhow::ensure!(
+        ok,
+        "host name {name:?} must be 1-48 characters of [a-z0-9-], not starting or ending with '-'"
+    );
     Ok(())
 }

@@ -15,13 +15,25 @@ pub(crate) struct Subnet {
 
 impl Subnet {
     pub(crate) fn parse(s: &str) -> Result<Subnet> {
-        let (a, l) = s.split_once('/').ok_or_else(|| anyhow::anyhow!("subnet {s:?} is not A.B.C.D/LEN"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| anyhow::anyhow!("bad subnet address in {s:?}"))?;
-        let len: u8 = l.parse().map_err(|_| anyhow::anyhow!("bad prefix length in {s:?}"))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("subnet {s:?} is not A.B.C.D/LEN"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad subnet address in {s:?}"))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad prefix length in {s:?}"))?;
         // Hosts take .2-.199 and .200-.254 stay free for VIPs: that needs at least a /24.
-        anyhow::ensure!((8..=24).contains(&len), "subnet {s:?}: prefix length must be 8..=24");
+        anyhow::ensure!(
+            (8..=24).contains(&len),
+            "subnet {s:?}: prefix length must be 8..=24"
+        );
         let mask = u32::MAX << (32 - len);
-        Ok(Subnet { base: Ipv4Addr::from(u32::from(addr) & mask), len })
+        Ok(Subnet {
+            base: Ipv4Addr::from(u32::from(addr) & mask),
+            len,
+        })
     }
     pub(crate) fn host(&self, index: u32) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.base) + index)
@@ -30,8 +42,11 @@ impl Subnet {
 
 /// Names of the network namespaces that currently exist (`ip netns list`).
 pub(crate) fn netns_list() -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir("/run/netns") else { return Vec::new() };
-    rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()
+    let Ok(rd) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect()
 }
 
 pub(crate) fn netns_exists(ns: &str) -> bool {
@@ -63,8 +78,19 @@ pub(crate) fn create_host_link(prefix: &str, host: &str, index: u32) -> Result<(
     let peer = layout::veth(prefix, index);
     ip(&["netns", "add", &ns])?;
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-    ip(&["-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &peer, "netns", &br_ns])?;
-    ip(&["-n", &br_ns, "link", "set", &peer, "master", &layout::bridge_dev(prefix), "up"])?;
+    ip(&[
+        "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &peer, "netns", &br_ns,
+    ])?;
+    ip(&[
+        "-n",
+        &br_ns,
+        "link",
+        "set",
+        &peer,
+        "master",
+        &layout::bridge_dev(prefix),
+        "up",
+    ])?;
     Ok(())
 }
 
@@ -89,14 +115,29 @@ pub(crate) fn host_link_down(prefix: &str, host: &str) -> Result<()> {
 /// Detaches the host's port from the bridge: the host keeps carrier (as behind a broken
 /// switch, daemons see no link event) but nothing it sends arrives and nothing reaches it.
 pub(crate) fn cut(prefix: &str, index: u32) -> Result<()> {
-    ip(&["-n", &layout::bridge_ns(prefix), "link", "set", &layout::veth(prefix, index), "nomaster"])?;
+    ip(&[
+        "-n",
+        &layout::bridge_ns(prefix),
+        "link",
+        "set",
+        &layout::veth(prefix, index),
+        "nomaster",
+    ])?;
     Ok(())
 }
 
 pub(crate) fn restore(prefix: &str, index: u32) -> Result<()> {
     let br_ns = layout::bridge_ns(prefix);
     let peer = layout::veth(prefix, index);
-    ip(&["-n", &br_ns, "link", "set", &peer, "master", &layout::bridge_dev(prefix)])?;
+    ip(&[
+        "-n",
+        &br_ns,
+        "link",
+        "set",
+        &peer,
+        "master",
+        &layout::bridge_dev(prefix),
+    ])?;
     ip(&["-n", &br_ns, "link", "set", &peer, "up"])?;
     Ok(())
 }
@@ -107,7 +148,9 @@ pub(crate) fn bridge_links(prefix: &str) -> Vec<String> {
     if !netns_exists(&br_ns) {
         return Vec::new();
     }
-    let Ok(out) = ip(&["-n", &br_ns, "-o", "link", "show"]) else { return Vec::new() };
+    let Ok(out) = ip(&["-n", &br_ns, "-o", "link", "show"]) else {
+        return Vec::new();
+    };
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split(':').nth(1))

@@ -5,8 +5,11 @@ use std::path::Path;
 
 /// Every numeric entry of /proc.
 pub(crate) fn all_pids() -> Vec<u32> {
-    let Ok(rd) = fs::read_dir("/proc") else { return Vec::new() };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Fields of /proc/PID/stat that matter here.
@@ -37,18 +40,24 @@ pub(crate) fn alive(pid: u32) -> bool {
 
 /// The namespace id (`net:[4026...]`) of `pid` for `kind` (net, pid, mnt, uts).
 pub(crate) fn ns_id(pid: u32, kind: &str) -> Option<String> {
-    fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok().map(|p| p.to_string_lossy().into_owned())
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// The namespace id of a namespace file (e.g. /run/netns/NAME), in the `net:[ino]` form.
 pub(crate) fn ns_file_id(path: &Path, kind: &str) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).ok().map(|m| format!("{kind}:[{}]", m.ino()))
+    fs::metadata(path)
+        .ok()
+        .map(|m| format!("{kind}:[{}]", m.ino()))
 }
 
 /// Does the process's initial environment contain `KEY=VALUE`?
 pub(crate) fn has_env(pid: u32, key: &str, value: &str) -> bool {
-    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
     let want = format!("{key}={value}");
     env.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
 }

@@ -33,11 +33,15 @@ fn keepalived_vip_moves_when_its_holder_loses_power_and_comes_back() {
     }
     wait_for(15, "VIP on ka1", || has_vip(&a, vip).then_some(()));
     a.stop().unwrap();
-    wait_for(15, "VIP on ka2 after ka1 lost power", || has_vip(&b, vip).then_some(()));
+    wait_for(15, "VIP on ka2 after ka1 lost power", || {
+        has_vip(&b, vip).then_some(())
+    });
     a.start().unwrap();
     // The VIP a dead keepalived held does not survive a reboot; the enabled service does.
     wait_for(15, "VIP back on ka1", || has_vip(&a, vip).then_some(()));
-    wait_for(15, "VIP gone from ka2", || (!has_vip(&b, vip)).then_some(()));
+    wait_for(15, "VIP gone from ka2", || {
+        (!has_vip(&b, vip)).then_some(())
+    });
     t.destroy();
 }
 
@@ -53,14 +57,23 @@ fn etcd_and_postgresql_run_as_their_packages_say() {
     let pid = sh(&a, "systemctl show -p MainPID --value etcd");
     assert_eq!(sh(&a, &format!("ps -o user= -p {pid}")), "etcd");
     sh(&a, "ETCDCTL_API=3 etcdctl put k v >/dev/null");
-    assert_eq!(sh(&a, "ETCDCTL_API=3 etcdctl get --print-value-only k"), "v");
+    assert_eq!(
+        sh(&a, "ETCDCTL_API=3 etcdctl get --print-value-only k"),
+        "v"
+    );
 
     sh(&a, "systemctl start postgresql@15-main");
     assert_eq!(sh(&a, "systemctl is-active postgresql@15-main"), "active");
     let main = sh(&a, "systemctl show -p MainPID --value postgresql@15-main");
     assert_eq!(sh(&a, "cat /run/postgresql/15-main.pid"), main);
     assert_eq!(sh(&a, "su postgres -c \"psql -tAc 'select 41+1'\""), "42");
-    sh(&a, "systemctl reload postgresql@15-main && systemctl stop postgresql@15-main");
-    assert!(a.pids("postgres").unwrap().is_empty(), "postgres left after stop");
+    sh(
+        &a,
+        "systemctl reload postgresql@15-main && systemctl stop postgresql@15-main",
+    );
+    assert!(
+        a.pids("postgres").unwrap().is_empty(),
+        "postgres left after stop"
+    );
     t.destroy();
 }

@@ -17,8 +17,15 @@ fn each_host_has_its_own_hostname_and_sees_only_its_own_processes() {
     assert_eq!(sh(&b, "cat /etc/hostname"), "beta");
     assert_eq!(sh(&a, "cat /proc/1/comm"), "systemd");
 
-    let mut sleeper = a.command("sleep").arg("1000").stdout(Stdio::null()).spawn().unwrap();
-    let pids = wait_for(10, "sleep in alpha", || Some(a.pids("sleep").unwrap()).filter(|p| !p.is_empty()));
+    let mut sleeper = a
+        .command("sleep")
+        .arg("1000")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = wait_for(10, "sleep in alpha", || {
+        Some(a.pids("sleep").unwrap()).filter(|p| !p.is_empty())
+    });
     assert!(b.pids("sleep").unwrap().is_empty());
     assert_eq!(code(&b, "pgrep -x sleep"), 1, "beta sees alpha's sleep");
     assert_eq!(code(&a, "pgrep -x sleep"), 0);
@@ -32,7 +39,10 @@ fn each_host_has_its_own_hostname_and_sees_only_its_own_processes() {
     wait_for(5, "stopped state", || state(p).filter(|s| *s == 'T'));
     a.thaw(p).unwrap();
     wait_for(5, "running again", || state(p).filter(|s| *s != 'T'));
-    assert!(b.kill(Target::Pid(p), 9).is_err(), "beta may not kill alpha's process");
+    assert!(
+        b.kill(Target::Pid(p), 9).is_err(),
+        "beta may not kill alpha's process"
+    );
     assert!(b.kill(Target::Name("sleep".into()), 9).is_err());
     a.kill(Target::Name("sleep".into()), 9).unwrap();
     let st = sleeper.wait().unwrap();
@@ -56,9 +66,15 @@ fn writes_to_etc_stay_in_their_host() {
     let marker = "/etc/hosts-test-marker-hiso2";
     sh(&a, &format!("echo only-alpha > {marker}"));
     assert_eq!(sh(&a, &format!("cat {marker}")), "only-alpha");
-    assert!(!std::path::Path::new(marker).exists(), "leaked to the machine");
+    assert!(
+        !std::path::Path::new(marker).exists(),
+        "leaked to the machine"
+    );
     assert_eq!(code(&b, &format!("test -e {marker}")), 1, "leaked to beta");
-    assert_eq!(std::fs::read_to_string(a.path(marker)).unwrap(), "only-alpha\n");
+    assert_eq!(
+        std::fs::read_to_string(a.path(marker)).unwrap(),
+        "only-alpha\n"
+    );
     // The machine's files are visible (overlay lower), /tmp and /run are private.
     assert_eq!(code(&a, "test -x /usr/sbin/haproxy"), 0);
     sh(&a, "echo x > /tmp/hiso2");
@@ -66,9 +82,18 @@ fn writes_to_etc_stay_in_their_host() {
     assert!(!std::path::Path::new("/tmp/hiso2").exists());
     // The runtime's systemctl shadows the machine's, inside hosts only.
     assert_eq!(code(&a, "systemctl --version | grep -q local-model"), 0);
-    assert_eq!(code(&a, "/bin/systemctl --version | grep -q local-model"), 0);
-    let machine = std::process::Command::new("/usr/bin/systemctl").arg("--version").output().unwrap();
-    assert!(!String::from_utf8_lossy(&machine.stdout).contains("local-model"), "machine's systemctl shadowed");
+    assert_eq!(
+        code(&a, "/bin/systemctl --version | grep -q local-model"),
+        0
+    );
+    let machine = std::process::Command::new("/usr/bin/systemctl")
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&machine.stdout).contains("local-model"),
+        "machine's systemctl shadowed"
+    );
     // cwd is kept across the namespace switch.
     let out = a.command("pwd").current_dir("/usr/share").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/usr/share");

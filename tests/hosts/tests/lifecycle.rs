@@ -7,7 +7,9 @@ use hosts::{Lab, LabConfig};
 use std::path::PathBuf;
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hosts-labs").join(name)
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("hosts-labs")
+        .join(name)
 }
 
 #[test]
@@ -19,7 +21,11 @@ fn open_reattaches_and_destroy_leaves_nothing() {
     let a = t.add("alpha");
     t.add("beta");
     t.add("gamma");
-    write(&a, "/etc/systemd/system/idle.service", "[Service]\nExecStart=/bin/sleep 1000\n");
+    write(
+        &a,
+        "/etc/systemd/system/idle.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n",
+    );
     sh(&a, "systemctl start idle");
 
     let again = Lab::open(&dir("hlife1")).unwrap();
@@ -32,7 +38,10 @@ fn open_reattaches_and_destroy_leaves_nothing() {
     t.lab().remove_host("gamma").unwrap();
     assert!(t.lab().host("gamma").is_err());
     assert!(!Lab::leftovers("hlife1").iter().any(|l| l.contains("gamma")));
-    assert!(!Lab::leftovers("hlife1").is_empty(), "a live lab has things");
+    assert!(
+        !Lab::leftovers("hlife1").is_empty(),
+        "a live lab has things"
+    );
 
     t.destroy();
     assert!(Lab::leftovers("hlife1").is_empty());
@@ -44,7 +53,12 @@ fn create_cleans_up_a_crashed_lab_with_the_same_prefix() {
     if skip() {
         return;
     }
-    let cfg = |d: &str| LabConfig { dir: dir(d), prefix: "hlife2".into(), subnet: "10.77.52.0/24".into(), catalog: None };
+    let cfg = |d: &str| LabConfig {
+        dir: dir(d),
+        prefix: "hlife2".into(),
+        subnet: "10.77.52.0/24".into(),
+        catalog: None,
+    };
     let mut crashed = Lab::create(cfg("hlife2-old")).unwrap();
     let h = crashed.add_host("ghost").unwrap();
     let old_init = h.pids("systemd").unwrap();
@@ -54,7 +68,13 @@ fn create_cleans_up_a_crashed_lab_with_the_same_prefix() {
     let mut lab = Lab::create(cfg("hlife2-new")).unwrap();
     assert!(!std::path::Path::new(&format!("/proc/{}", old_init[0])).exists() || !h.is_up());
     assert!(!h.is_up(), "the crashed lab's host survived");
-    assert!(Lab::leftovers("hlife2").iter().all(|l| !l.contains("ghost")), "{:?}", Lab::leftovers("hlife2"));
+    assert!(
+        Lab::leftovers("hlife2")
+            .iter()
+            .all(|l| !l.contains("ghost")),
+        "{:?}",
+        Lab::leftovers("hlife2")
+    );
     lab.add_host("ghost").unwrap();
     lab.destroy().unwrap();
     assert!(Lab::leftovers("hlife2").is_empty());
@@ -67,7 +87,13 @@ fn bad_configs_are_refused() {
         return;
     }
     let bad = |prefix: &str, subnet: &str, d: PathBuf| {
-        Lab::create(LabConfig { dir: d, prefix: prefix.into(), subnet: subnet.into(), catalog: None }).is_err()
+        Lab::create(LabConfig {
+            dir: d,
+            prefix: prefix.into(),
+            subnet: subnet.into(),
+            catalog: None,
+        })
+        .is_err()
     };
     assert!(bad("TOOLONGPREFIX", "10.77.53.0/24", dir("hbad")));
     assert!(bad("hbad", "10.77.53.0/30", dir("hbad")));

@@ -23,7 +23,10 @@ fn hosts_ping_each_other_through_the_bridge_and_not_the_machine() {
     // machine's namespace (we never send traffic from the machine to lab addresses).
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
-    assert!(!links.contains("hnet1"), "lab link in the machine's namespace: {links}");
+    assert!(
+        !links.contains("hnet1"),
+        "lab link in the machine's namespace: {links}"
+    );
     let addrs = Command::new("ip").args(["-o", "addr"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&addrs.stdout).contains("10.77.11."));
     // Inside, only the lab subnet is routed: there is no way out.
@@ -50,7 +53,9 @@ fn cut_network_stops_traffic_and_restore_brings_it_back() {
     // The cut host keeps its link up (as behind a failed switch).
     assert!(sh(&a, "ip -o link show eth0").contains("state UP"));
     a.restore_network().unwrap();
-    wait_for(10, "traffic after restore", || ping(&a, b.ip()).then_some(()));
+    wait_for(10, "traffic after restore", || {
+        ping(&a, b.ip()).then_some(())
+    });
     assert!(ping(&b, a.ip()));
     t.destroy();
 }

@@ -7,11 +7,17 @@ use std::path::PathBuf;
 
 /// A tiny catalog: one deb-style package with a daemon, one snap.
 fn catalog(prefix: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hosts-catalogs").join(prefix);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("hosts-catalogs")
+        .join(prefix);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("files")).unwrap();
     let files = dir.join("files");
-    std::fs::write(files.join("lmtestd"), "#!/bin/sh\necho started >> /var/lib/lmtest/log\nexec sleep 1000\n").unwrap();
+    std::fs::write(
+        files.join("lmtestd"),
+        "#!/bin/sh\necho started >> /var/lib/lmtest/log\nexec sleep 1000\n",
+    )
+    .unwrap();
     std::fs::write(
         files.join("lmtest.service"),
         "[Unit]\nDescription=catalog test daemon\n[Service]\nUser=lmtest\nExecStart=/usr/local/bin/lmtestd\n[Install]\nWantedBy=multi-user.target\n",
@@ -54,8 +60,18 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     let mut t = TestLab::new("hpkg1", 31, Some(cat.clone()));
     let a = t.add("pkg1");
     let b = t.add("pkg2");
-    assert_eq!(sh(&a, "ls /usr/lib/local-model/catalog/ | grep json | sort | tr '\\n' ' '"), "lmsnap.json lmtest.json");
-    assert_ne!(code(&a, "touch /usr/lib/local-model/catalog/x"), 0, "catalog must be read-only");
+    assert_eq!(
+        sh(
+            &a,
+            "ls /usr/lib/local-model/catalog/ | grep json | sort | tr '\\n' ' '"
+        ),
+        "lmsnap.json lmtest.json"
+    );
+    assert_ne!(
+        code(&a, "touch /usr/lib/local-model/catalog/x"),
+        0,
+        "catalog must be read-only"
+    );
 
     let out = sh(&a, "apt-get install -y lmtest");
     assert!(out.contains("1 newly installed"), "{out}");
@@ -63,15 +79,33 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     assert_eq!(sh(&a, "systemctl is-enabled lmtest"), "enabled");
     assert_eq!(sh(&a, "cat /var/lib/lmtest/postinst"), "configured");
     assert_eq!(sh(&a, "stat -c '%U %a' /var/lib/lmtest"), "lmtest 750");
-    assert_eq!(sh(&a, "readlink /usr/sbin/lmtest"), "/usr/local/bin/lmtestd");
+    assert_eq!(
+        sh(&a, "readlink /usr/sbin/lmtest"),
+        "/usr/local/bin/lmtestd"
+    );
     let pid = sh(&a, "systemctl show -p MainPID --value lmtest");
     assert_eq!(sh(&a, &format!("ps -o user= -p {pid}")), "lmtest");
     assert!(a.path("/var/lib/local-model/packages/lmtest.json").exists());
-    assert_eq!(sh(&a, "dpkg-query -W -f='${Status} ${Version}' lmtest"), "install ok installed 1.2-3");
-    assert_eq!(code(&b, "dpkg-query -W lmtest"), 1, "not installed in the other host");
-    assert_eq!(code(&a, "dpkg-query -W -f='${Status}' haproxy | grep -q 'install ok installed'"), 0);
+    assert_eq!(
+        sh(&a, "dpkg-query -W -f='${Status} ${Version}' lmtest"),
+        "install ok installed 1.2-3"
+    );
+    assert_eq!(
+        code(&b, "dpkg-query -W lmtest"),
+        1,
+        "not installed in the other host"
+    );
+    assert_eq!(
+        code(
+            &a,
+            "dpkg-query -W -f='${Status}' haproxy | grep -q 'install ok installed'"
+        ),
+        0
+    );
     // Users and files stay in the host.
-    assert!(!std::fs::read_to_string("/etc/passwd").unwrap().contains("lmtest"));
+    assert!(!std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .contains("lmtest"));
     assert_eq!(code(&b, "id lmtest"), 1);
     // Installing again changes nothing: same daemon, postinst not rerun.
     sh(&a, "echo again > /var/lib/lmtest/postinst");
@@ -81,17 +115,28 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     assert_eq!(sh(&a, "cat /var/lib/lmtest/postinst"), "again");
 
     // A Debian package the machine has: accepted, its service enabled and started.
-    assert_eq!(sh(&a, "systemctl is-enabled haproxy || true"), "disabled", "a fresh host has nothing enabled");
+    assert_eq!(
+        sh(&a, "systemctl is-enabled haproxy || true"),
+        "disabled",
+        "a fresh host has nothing enabled"
+    );
     sh(&a, "apt install -y haproxy 2>/dev/null");
     assert_eq!(sh(&a, "systemctl is-enabled haproxy"), "enabled");
-    wait_for(20, "haproxy active", || (sh(&a, "systemctl is-active haproxy || true") == "active").then_some(()));
+    wait_for(20, "haproxy active", || {
+        (sh(&a, "systemctl is-active haproxy || true") == "active").then_some(())
+    });
     assert!(!a.pids("haproxy").unwrap().is_empty());
     assert!(b.pids("haproxy").unwrap().is_empty());
 
     // A missing package fails like apt.
-    let o = a.command("apt-get").args(["install", "-y", "no-such-package-lm"]).output().unwrap();
+    let o = a
+        .command("apt-get")
+        .args(["install", "-y", "no-such-package-lm"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(100));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("E: Unable to locate package no-such-package-lm"));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("E: Unable to locate package no-such-package-lm"));
     t.destroy();
 }
 
@@ -108,7 +153,10 @@ fn snap_installs_from_the_catalog_with_channels() {
     assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon"), "active");
     assert!(sh(&a, "snap services lmsnap").contains("lmsnap.daemon"));
     sh(&a, "snap stop lmsnap");
-    assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon || true"), "inactive");
+    assert_eq!(
+        sh(&a, "systemctl is-active snap.lmsnap.daemon || true"),
+        "inactive"
+    );
     sh(&a, "snap start lmsnap.daemon");
     assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon"), "active");
     sh(&a, "snap refresh lmsnap --channel 3.6/stable");
@@ -116,10 +164,17 @@ fn snap_installs_from_the_catalog_with_channels() {
     sh(&a, "snap set lmsnap mode=region");
     assert_eq!(sh(&a, "snap get lmsnap mode"), "region");
 
-    let o = a.command("snap").args(["install", "nosuchsnap"]).output().unwrap();
+    let o = a
+        .command("snap")
+        .args(["install", "nosuchsnap"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("error: snap \"nosuchsnap\" not found"));
     sh(&a, "snap remove lmsnap");
-    assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon || true"), "inactive");
+    assert_eq!(
+        sh(&a, "systemctl is-active snap.lmsnap.daemon || true"),
+        "inactive"
+    );
     t.destroy();
 }

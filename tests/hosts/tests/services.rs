@@ -19,7 +19,9 @@ WantedBy=multi-user.target
 ";
 
 fn main_pid(h: &hosts::Host, unit: &str) -> u32 {
-    sh(h, &format!("systemctl show -p MainPID --value {unit}")).parse().unwrap_or(0)
+    sh(h, &format!("systemctl show -p MainPID --value {unit}"))
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Machine-side PID of a host-side PID, through the NSpid line of the host's processes.
@@ -43,11 +45,20 @@ fn unit_service_runs_in_host_answers_on_its_ip_and_restarts_after_kill() {
     let a = t.add("web1");
     let b = t.add("client");
     write(&a, "/etc/default/web", &format!("BIND={}\n", a.ip()));
-    write(&a, "/etc/systemd/system/web.service", &WEB.replace("[Service]\n", "[Service]\nEnvironmentFile=/etc/default/web\n"));
+    write(
+        &a,
+        "/etc/systemd/system/web.service",
+        &WEB.replace(
+            "[Service]\n",
+            "[Service]\nEnvironmentFile=/etc/default/web\n",
+        ),
+    );
     write(&a, "/srv/index.html", "hello\n");
     sh(&a, "systemctl daemon-reload && systemctl start web");
     assert_eq!(sh(&a, "systemctl is-active web"), "active");
-    wait_for(20, "web answering on the host's IP", || http_ok(&b, a.ip(), 8080).then_some(()));
+    wait_for(20, "web answering on the host's IP", || {
+        http_ok(&b, a.ip(), 8080).then_some(())
+    });
     // Only in its host: the other host has no python3 process.
     assert!(b.pids("python3").unwrap().is_empty());
     let first = main_pid(&a, "web");
@@ -60,16 +71,25 @@ fn unit_service_runs_in_host_answers_on_its_ip_and_restarts_after_kill() {
         (p != 0 && p != first && sh(&a, "systemctl is-active web") == "active").then_some(p)
     });
     assert_ne!(second, first);
-    wait_for(20, "web answering again", || http_ok(&b, a.ip(), 8080).then_some(()));
+    wait_for(20, "web answering again", || {
+        http_ok(&b, a.ip(), 8080).then_some(())
+    });
     assert_eq!(sh(&a, "systemctl show -p NRestarts --value web"), "1");
     assert_eq!(sh(&a, "systemctl show -p Restart --value web"), "always");
     // The service's output is kept per unit (python's http.server logs each request).
-    wait_for(10, "request in the unit's log", || sh(&a, "journalctl -u web -n 50").contains("GET /").then_some(()));
+    wait_for(10, "request in the unit's log", || {
+        sh(&a, "journalctl -u web -n 50")
+            .contains("GET /")
+            .then_some(())
+    });
 
     sh(&a, "systemctl stop web");
     assert_eq!(code(&a, "systemctl is-active web"), 3);
     assert_eq!(sh(&a, "systemctl is-active web || true"), "inactive");
-    assert!(a.pids("python3").unwrap().is_empty(), "stop left python3 running");
+    assert!(
+        a.pids("python3").unwrap().is_empty(),
+        "stop left python3 running"
+    );
     assert_eq!(code(&a, "systemctl status no-such-unit"), 4);
     assert_eq!(code(&a, "systemctl start no-such-unit"), 5);
     t.destroy();
@@ -85,28 +105,48 @@ fn notify_oneshot_templates_and_failures() {
     // Type=notify: active only once READY=1 arrives on NOTIFY_SOCKET.
     write(&a, "/usr/local/bin/notifier", "#!/usr/bin/python3\nimport os, socket, time\ntime.sleep(0.3)\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])\ntime.sleep(1000)\n");
     sh(&a, "chmod 755 /usr/local/bin/notifier");
-    write(&a, "/etc/systemd/system/notifier.service", "[Service]\nType=notify\nExecStart=/usr/local/bin/notifier\n");
+    write(
+        &a,
+        "/etc/systemd/system/notifier.service",
+        "[Service]\nType=notify\nExecStart=/usr/local/bin/notifier\n",
+    );
     write(
         &a,
         "/etc/systemd/system/stamp@.service",
         "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStartPre=-/bin/false\nExecStart=/bin/sh -c 'echo %i %I %H %p > /run/stamp-%i'\n",
     );
-    write(&a, "/etc/systemd/system/broken.service", "[Service]\nExecStart=/bin/sh -c 'exit 3'\nExecStartPre=/bin/true\n");
-    write(&a, "/etc/systemd/system/badpre.service", "[Service]\nExecStartPre=/bin/false\nExecStart=/bin/sleep 100\n");
-    write(&a, "/etc/systemd/system/asuser.service", "[Service]\nUser=nobody\nRuntimeDirectory=asuser\nWorkingDirectory=/tmp\nExecStart=/bin/sleep 1000\n");
+    write(
+        &a,
+        "/etc/systemd/system/broken.service",
+        "[Service]\nExecStart=/bin/sh -c 'exit 3'\nExecStartPre=/bin/true\n",
+    );
+    write(
+        &a,
+        "/etc/systemd/system/badpre.service",
+        "[Service]\nExecStartPre=/bin/false\nExecStart=/bin/sleep 100\n",
+    );
+    write(&a, "/etc/systemd/system/asuser.service", "[Service]\nUser=nobody\nRuntimeDirectory=asuser\nStateDirectory=asuser\nWorkingDirectory=/tmp\nExecStart=/bin/sleep 1000\n");
     sh(&a, "systemctl daemon-reload");
 
     sh(&a, "systemctl start notifier");
     assert_eq!(sh(&a, "systemctl is-active notifier"), "active");
-    assert_eq!(sh(&a, "systemctl show -p StatusText --value notifier"), "serving");
+    assert_eq!(
+        sh(&a, "systemctl show -p StatusText --value notifier"),
+        "serving"
+    );
 
     sh(&a, "systemctl start stamp@db-main");
-    assert_eq!(sh(&a, "cat /run/stamp-db-main"), "db-main db/main box stamp");
+    assert_eq!(
+        sh(&a, "cat /run/stamp-db-main"),
+        "db-main db/main box stamp"
+    );
     assert_eq!(sh(&a, "systemctl is-active stamp@db-main"), "active");
 
     // A main process that exits non-zero: failed, no restart (Restart=no).
     sh(&a, "systemctl start broken");
-    wait_for(10, "broken to fail", || (sh(&a, "systemctl is-active broken || true") == "failed").then_some(()));
+    wait_for(10, "broken to fail", || {
+        (sh(&a, "systemctl is-active broken || true") == "failed").then_some(())
+    });
     assert_eq!(code(&a, "systemctl is-failed broken"), 0);
     // A failing ExecStartPre fails the start job.
     assert_eq!(code(&a, "systemctl start badpre"), 1);
@@ -117,8 +157,20 @@ fn notify_oneshot_templates_and_failures() {
     assert_eq!(sh(&a, &format!("stat -c %U /proc/{pid}")), "nobody");
     assert_eq!(sh(&a, &format!("readlink /proc/{pid}/cwd")), "/tmp");
     assert_eq!(sh(&a, "stat -c %U /run/asuser"), "nobody");
+    assert_eq!(sh(&a, "stat -c %U /var/lib/asuser"), "nobody");
+    assert_eq!(
+        sh(
+            &a,
+            &format!("tr '\\0' '\\n' < /proc/{pid}/environ | grep STATE_DIRECTORY")
+        ),
+        "STATE_DIRECTORY=/var/lib/asuser"
+    );
     sh(&a, "systemctl stop asuser");
-    assert_eq!(code(&a, "test -e /run/asuser"), 1, "RuntimeDirectory not removed");
+    assert_eq!(
+        code(&a, "test -e /run/asuser"),
+        1,
+        "RuntimeDirectory not removed"
+    );
     t.destroy();
 }
 
@@ -130,12 +182,23 @@ fn enabled_services_come_back_after_stop_and_start() {
     let mut t = TestLab::new("hsvc3", 23, None);
     let a = t.add("web2");
     let b = t.add("client");
-    write(&a, "/etc/systemd/system/web.service", &WEB.replace("${BIND}", &a.ip().to_string()));
-    write(&a, "/etc/systemd/system/idle.service", "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n");
+    write(
+        &a,
+        "/etc/systemd/system/web.service",
+        &WEB.replace("${BIND}", &a.ip().to_string()),
+    );
+    write(
+        &a,
+        "/etc/systemd/system/idle.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n",
+    );
     sh(&a, "systemctl enable web && systemctl start web idle");
     assert_eq!(sh(&a, "systemctl is-enabled web"), "enabled");
     assert_eq!(sh(&a, "systemctl is-enabled idle || true"), "disabled");
-    assert!(a.path("/etc/systemd/system/multi-user.target.wants/web.service").symlink_metadata().is_ok());
+    assert!(a
+        .path("/etc/systemd/system/multi-user.target.wants/web.service")
+        .symlink_metadata()
+        .is_ok());
     wait_for(20, "web up", || http_ok(&b, a.ip(), 8080).then_some(()));
 
     a.stop().unwrap();
@@ -147,7 +210,9 @@ fn enabled_services_come_back_after_stop_and_start() {
 
     a.start().unwrap();
     assert!(a.is_up());
-    wait_for(20, "web back after boot", || http_ok(&b, a.ip(), 8080).then_some(()));
+    wait_for(20, "web back after boot", || {
+        http_ok(&b, a.ip(), 8080).then_some(())
+    });
     assert_eq!(sh(&a, "systemctl is-active web"), "active");
     assert_eq!(sh(&a, "systemctl is-active idle || true"), "inactive");
     t.destroy();

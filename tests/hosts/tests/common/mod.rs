@@ -25,7 +25,9 @@ pub struct TestLab {
 impl TestLab {
     /// `prefix` must be unique per test; `net` picks the subnet 10.77.<net>.0/24.
     pub fn new(prefix: &str, net: u8, catalog: Option<PathBuf>) -> TestLab {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hosts-labs").join(prefix);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("hosts-labs")
+            .join(prefix);
         let lab = Lab::create(LabConfig {
             dir,
             prefix: prefix.to_string(),
@@ -33,7 +35,10 @@ impl TestLab {
             catalog,
         })
         .expect("create lab");
-        TestLab { lab: Some(lab), prefix: prefix.to_string() }
+        TestLab {
+            lab: Some(lab),
+            prefix: prefix.to_string(),
+        }
     }
 
     pub fn lab(&mut self) -> &mut Lab {
@@ -41,7 +46,9 @@ impl TestLab {
     }
 
     pub fn add(&mut self, name: &str) -> Host {
-        self.lab().add_host(name).unwrap_or_else(|e| panic!("add_host {name}: {e:#}"))
+        self.lab()
+            .add_host(name)
+            .unwrap_or_else(|e| panic!("add_host {name}: {e:#}"))
     }
 
     /// Destroys the lab and checks that nothing of it is left.
@@ -78,13 +85,21 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
 
 /// stdout of a command run in the host, trimmed; panics with stderr on failure.
 pub fn sh(h: &Host, script: &str) -> String {
-    let out = h.exec(&["sh", "-c", script]).unwrap_or_else(|e| panic!("{}: {script}: {e:#}", h.name()));
+    let out = h
+        .exec(&["sh", "-c", script])
+        .unwrap_or_else(|e| panic!("{}: {script}: {e:#}", h.name()));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Exit code of a command run in the host.
 pub fn code(h: &Host, script: &str) -> i32 {
-    h.command("sh").args(["-c", script]).output().expect("run").status.code().unwrap_or(-1)
+    h.command("sh")
+        .args(["-c", script])
+        .output()
+        .expect("run")
+        .status
+        .code()
+        .unwrap_or(-1)
 }
 
 /// Writes a file inside a running host (through its root).
@@ -101,7 +116,10 @@ pub fn http_ok(from: &Host, ip: std::net::Ipv4Addr, port: u16) -> bool {
     let script = format!(
         "import urllib.request,sys\ntry:\n    sys.exit(0 if urllib.request.urlopen('http://{ip}:{port}/', timeout=1).status == 200 else 1)\nexcept Exception:\n    sys.exit(1)\n"
     );
-    from.command("/usr/bin/python3").args(["-c", &script]).output().is_ok_and(|o| o.status.success())
+    from.command("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// One ICMP echo from `from` to `to` (raw socket, via python: no ping binary here).
@@ -130,5 +148,8 @@ except Exception:
     sys.exit(1)
 "#
     );
-    from.command("/usr/bin/python3").args(["-c", &script]).output().is_ok_and(|o| o.status.success())
+    from.command("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

@@ -5,7 +5,9 @@ use crate::catalog;
 
 pub fn main(argv: &[String], is_apt: bool) -> i32 {
     if is_apt {
-        eprintln!("\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n");
+        eprintln!(
+            "\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n"
+        );
     }
     let mut pos = Vec::new();
     let mut it = argv.iter();
@@ -19,7 +21,9 @@ pub fn main(argv: &[String], is_apt: bool) -> i32 {
         }
     }
     let Some((cmd, pkgs)) = pos.split_first() else {
-        eprintln!("E: No operation given (the local model supports update, install, remove, purge)");
+        eprintln!(
+            "E: No operation given (the local model supports update, install, remove, purge)"
+        );
         return 100;
     };
     match cmd.as_str() {
@@ -29,7 +33,8 @@ pub fn main(argv: &[String], is_apt: bool) -> i32 {
         }
         "install" | "reinstall" => install(pkgs),
         "remove" | "purge" => remove(pkgs),
-        "upgrade" | "dist-upgrade" | "full-upgrade" | "autoremove" | "clean" | "autoclean" | "check" => {
+        "upgrade" | "dist-upgrade" | "full-upgrade" | "autoremove" | "clean" | "autoclean"
+        | "check" => {
             println!("Reading package lists... Done\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.");
             0
         }
@@ -46,7 +51,7 @@ fn bare(p: &str) -> String {
 }
 
 enum Source {
-    Catalog(catalog::Entry),
+    Catalog(Box<catalog::Entry>),
     Debian,
 }
 
@@ -56,7 +61,7 @@ fn install(pkgs: &[String]) -> i32 {
     for p in pkgs {
         let name = bare(p);
         let src = match catalog::lookup(&name) {
-            Some(Ok(e)) => Source::Catalog(e),
+            Some(Ok(e)) => Source::Catalog(Box::new(e)),
             Some(Err(e)) => {
                 eprintln!("E: {e}");
                 return 100;

@@ -13,6 +13,8 @@ use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+const BOOT_TIMEOUT_MS: i32 = 30_000;
+
 pub fn main(argv: &[String]) -> i32 {
     match run(argv) {
         Ok(()) => 0,
@@ -52,8 +54,20 @@ fn run(argv: &[String]) -> Result<(), String> {
     unsafe { libc::close(wr) };
     // SAFETY: rd is an open pipe end we own.
     let mut f = unsafe { std::fs::File::from_raw_fd(rd) };
+    // A wedged init must not hang the caller: give it BOOT_TIMEOUT to report.
+    let mut pfd = libc::pollfd {
+        fd: rd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd for an fd we own.
+    let ready = unsafe { libc::poll(&mut pfd, 1, BOOT_TIMEOUT_MS) };
     let mut msg = String::new();
-    let _ = f.read_to_string(&mut msg);
+    if ready > 0 {
+        let _ = f.read_to_string(&mut msg);
+    } else {
+        msg = format!("no word from the init in {} s", BOOT_TIMEOUT_MS / 1000);
+    }
     // The keeper is our child; reap it if it already gave up.
     let mut st = 0;
     // SAFETY: st is a valid out-pointer.
@@ -62,7 +76,11 @@ fn run(argv: &[String]) -> Result<(), String> {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("init of {name} did not come up: {} {}", msg.trim(), tail.join("\n")));
+        return Err(format!(
+            "init of {name} did not come up: {} {}",
+            msg.trim(),
+            tail.join("\n")
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while !init_file.exists() {
@@ -74,11 +92,22 @@ fn run(argv: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn keeper(netns: &str, exe: &Path, argv: &[String], wr: i32, init_file: &Path, log: &Path) -> Result<i32, String> {
+fn keeper(
+    netns: &str,
+    exe: &Path,
+    argv: &[String],
+    wr: i32,
+    init_file: &Path,
+    log: &Path,
+) -> Result<i32, String> {
     // SAFETY: setsid has no preconditions; we leave the caller's session so its signals
     // (a ^C in a test run) do not reach the host.
     unsafe { libc::setsid() };
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| e.to_string())?;
     use std::os::fd::AsRawFd;
     // SAFETY: redirecting our own stdio to an open file / /dev/null.
     unsafe {
@@ -87,7 +116,8 @@ fn keeper(netns: &str, exe: &Path, argv: &[String], wr: i32, init_file: &Path, l
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         libc::dup2(null, 0);
     }
-    sys::setns_path(&Path::new("/run/netns").join(netns), libc::CLONE_NEWNET).map_err(|e| format!("setns {netns}: {e}"))?;
+    sys::setns_path(&Path::new("/run/netns").join(netns), libc::CLONE_NEWNET)
+        .map_err(|e| format!("setns {netns}: {e}"))?;
     sys::unshare(libc::CLONE_NEWPID).map_err(|e| format!("unshare pid: {e}"))?;
     let child = sys::fork().map_err(|e| e.to_string())?;
     if child == 0 {

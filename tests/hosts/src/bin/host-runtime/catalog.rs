@@ -71,12 +71,16 @@ pub fn lookup(name: &str) -> Option<Result<Entry, String>> {
     }
     let p = Path::new(CATALOG).join(format!("{name}.json"));
     let text = std::fs::read_to_string(&p).ok()?;
-    Some(serde_json::from_str::<Entry>(&text).map_err(|e| format!("{}: {e}", p.display())).map(|mut e| {
-        if e.name.is_empty() {
-            e.name = name.to_string();
-        }
-        e
-    }))
+    Some(
+        serde_json::from_str::<Entry>(&text)
+            .map_err(|e| format!("{}: {e}", p.display()))
+            .map(|mut e| {
+                if e.name.is_empty() {
+                    e.name = name.to_string();
+                }
+                e
+            }),
+    )
 }
 
 fn record_path(name: &str) -> PathBuf {
@@ -103,12 +107,17 @@ pub fn save(r: &Record) -> Result<(), String> {
     std::fs::create_dir_all(RECORDS).map_err(|e| e.to_string())?;
     let p = record_path(&r.name);
     let tmp = p.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, &p).map_err(|e| e.to_string())
 }
 
 fn mode(m: &Option<String>) -> Option<u32> {
-    m.as_deref().and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
+    m.as_deref()
+        .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
 }
 
 /// systemctl through the host's init; an error carries its stderr.
@@ -123,7 +132,10 @@ pub fn systemctl(args: &[&str]) -> Result<String, String> {
 
 fn run(argv: &[String]) -> Result<(), String> {
     let (p, a) = argv.split_first().ok_or("empty postinst command")?;
-    let out = Command::new(p).args(a).output().map_err(|e| format!("{p}: {e}"))?;
+    let out = Command::new(p)
+        .args(a)
+        .output()
+        .map_err(|e| format!("{p}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{} failed ({}): {}{}",
@@ -163,11 +175,21 @@ pub fn install_entry(e: &Entry, kind: &str, channel: Option<String>) -> Result<R
     for d in &e.dirs {
         std::fs::create_dir_all(&d.path).map_err(|x| format!("{}: {x}", d.path))?;
         if let Some(m) = mode(&d.mode) {
-            std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(m)).map_err(|x| x.to_string())?;
+            std::fs::set_permissions(&d.path, std::fs::Permissions::from_mode(m))
+                .map_err(|x| x.to_string())?;
         }
-        let uid = d.owner.as_deref().map(|o| users::user(o).map(|u| u.uid).ok_or(format!("no user {o}"))).transpose()?;
-        let gid = d.group.as_deref().map(|g| users::group(g).ok_or(format!("no group {g}"))).transpose()?;
-        std::os::unix::fs::chown(&d.path, uid, gid).map_err(|x| format!("chown {}: {x}", d.path))?;
+        let uid = d
+            .owner
+            .as_deref()
+            .map(|o| users::user(o).map(|u| u.uid).ok_or(format!("no user {o}")))
+            .transpose()?;
+        let gid = d
+            .group
+            .as_deref()
+            .map(|g| users::group(g).ok_or(format!("no group {g}")))
+            .transpose()?;
+        std::os::unix::fs::chown(&d.path, uid, gid)
+            .map_err(|x| format!("chown {}: {x}", d.path))?;
     }
     let mut rec = Record {
         name: e.name.clone(),
@@ -185,7 +207,8 @@ pub fn install_entry(e: &Entry, kind: &str, channel: Option<String>) -> Result<R
         let tmp = dst.with_extension("lm-tmp");
         std::fs::copy(&f.src, &tmp).map_err(|x| format!("copy {} to {}: {x}", f.src, f.dst))?;
         if let Some(m) = mode(&f.mode) {
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m)).map_err(|x| x.to_string())?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
+                .map_err(|x| x.to_string())?;
         }
         std::fs::rename(&tmp, dst).map_err(|x| format!("{}: {x}", f.dst))?;
         rec.files.push(f.dst.clone());
@@ -216,7 +239,10 @@ pub fn debian_installed(name: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", name])
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
 }
 
 pub fn debian_version(name: &str) -> String {
@@ -230,20 +256,33 @@ pub fn debian_version(name: &str) -> String {
 /// The services a Debian package ships with an [Install] section (not templates).
 pub fn debian_units(name: &str) -> Vec<String> {
     let info = Path::new("/var/lib/dpkg/info");
-    let list = [format!("{name}.list"), format!("{name}:amd64.list"), format!("{name}:arm64.list")]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(info.join(f)).ok())
-        .unwrap_or_default();
+    let list = [
+        format!("{name}.list"),
+        format!("{name}:amd64.list"),
+        format!("{name}:arm64.list"),
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(info.join(f)).ok())
+    .unwrap_or_default();
     let mut v = Vec::new();
     for l in list.lines() {
-        let Some(f) = l.strip_prefix("/lib/systemd/system/").or_else(|| l.strip_prefix("/usr/lib/systemd/system/")) else { continue };
-        if f.contains('/') || f.contains('@') || !f.ends_with(".service") || v.iter().any(|x| x == f) {
+        let Some(f) = l
+            .strip_prefix("/lib/systemd/system/")
+            .or_else(|| l.strip_prefix("/usr/lib/systemd/system/"))
+        else {
+            continue;
+        };
+        if f.contains('/')
+            || f.contains('@')
+            || !f.ends_with(".service")
+            || v.iter().any(|x| x == f)
+        {
             continue;
         }
         let text = std::fs::read_to_string(l).unwrap_or_default();
-        let has_install = crate::unit::parse(&text)
-            .iter()
-            .any(|(s, k, _)| s == "Install" && (k == "WantedBy" || k == "RequiredBy" || k == "Alias"));
+        let has_install = crate::unit::parse(&text).iter().any(|(s, k, _)| {
+            s == "Install" && (k == "WantedBy" || k == "RequiredBy" || k == "Alias")
+        });
         if has_install {
             v.push(f.to_string());
         }

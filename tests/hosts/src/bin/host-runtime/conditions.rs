@@ -21,7 +21,9 @@ pub fn check(u: &Unit) -> Result<bool, String> {
             "PathIsSymbolicLink" => std::fs::read_link(p).is_ok(),
             "FileNotEmpty" => p.metadata().is_ok_and(|m| m.is_file() && m.len() > 0),
             "DirectoryNotEmpty" => std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()),
-            "FileIsExecutable" => p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0),
+            "FileIsExecutable" => p
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0),
             _ => !neg,
         } != neg;
         if !holds {

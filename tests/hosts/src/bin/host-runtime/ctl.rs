@@ -44,7 +44,10 @@ struct Opts {
 }
 
 pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
-    let mut o = Opts { lines: 10, ..Default::default() };
+    let mut o = Opts {
+        lines: 10,
+        ..Default::default()
+    };
     let mut pos: Vec<String> = Vec::new();
     let mut r = Reply::default();
     let mut it = argv.iter().peekable();
@@ -53,7 +56,12 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
             Some((k, v)) if a.starts_with("--") => (k, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
-        let val = |it: &mut std::iter::Peekable<std::slice::Iter<String>>| inline.clone().or_else(|| it.next().cloned()).unwrap_or_default();
+        let val = |it: &mut std::iter::Peekable<std::slice::Iter<String>>| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .unwrap_or_default()
+        };
         match k {
             "-q" | "--quiet" => o.quiet = true,
             "--no-block" => o.no_block = true,
@@ -76,9 +84,19 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
         return r;
     };
     let host = sup.hostname.clone();
-    let needs_units = !matches!(verb.as_str(), "daemon-reload" | "daemon-reexec" | "reset-failed" | "list-units" | "is-system-running" | "show" | "status" | "list-unit-files");
+    let needs_units = !matches!(
+        verb.as_str(),
+        "daemon-reload"
+            | "daemon-reexec"
+            | "reset-failed"
+            | "list-units"
+            | "is-system-running"
+            | "show"
+            | "status"
+            | "list-unit-files"
+    );
     if needs_units && units.is_empty() {
-        r.err(&format!("Too few arguments."));
+        r.err("Too few arguments.");
         r.code = 1;
         return r;
     }
@@ -86,7 +104,9 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
     match verb.as_str() {
         "start" => each(&mut r, units, |u| sup.start(u, wait)),
         "stop" => each(&mut r, units, |u| sup.stop(u, wait)),
-        "restart" | "force-reload" => each(&mut r, units, |u| sup.stop(u, true).and_then(|_| sup.start(u, wait))),
+        "restart" | "force-reload" => each(&mut r, units, |u| {
+            sup.stop(u, true).and_then(|_| sup.start(u, wait))
+        }),
         "try-restart" | "condrestart" => each(&mut r, units, |u| {
             if sup.info(u).active == "active" {
                 sup.stop(u, true).and_then(|_| sup.start(u, wait))
@@ -147,7 +167,11 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
         }
         "mask" | "unmask" => {
             for u in units {
-                let res = if verb == "mask" { enable::mask(u) } else { enable::unmask(u) };
+                let res = if verb == "mask" {
+                    enable::mask(u)
+                } else {
+                    enable::unmask(u)
+                };
                 match res {
                     Ok(m) => m.iter().for_each(|m| r.err(m)),
                     Err(e) => {
@@ -162,7 +186,10 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
             for u in units {
                 let st = enable::state(u, &host);
                 if st == "not-found" {
-                    r.err(&format!("Failed to get unit file state for {}: No such file or directory", unit::normalize(u)));
+                    r.err(&format!(
+                        "Failed to get unit file state for {}: No such file or directory",
+                        unit::normalize(u)
+                    ));
                     r.code = 1;
                     continue;
                 }
@@ -176,7 +203,11 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
             }
         }
         "is-active" | "is-failed" => {
-            let want = if verb == "is-active" { "active" } else { "failed" };
+            let want = if verb == "is-active" {
+                "active"
+            } else {
+                "failed"
+            };
             let mut any = false;
             for u in units {
                 let st = sup.info(u).active;
@@ -185,10 +216,20 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
                     r.out(st);
                 }
             }
-            r.code = if any { 0 } else if want == "active" { 3 } else { 1 };
+            r.code = if any {
+                0
+            } else if want == "active" {
+                3
+            } else {
+                1
+            };
         }
         "status" => {
-            let names = if units.is_empty() { sup.known() } else { units.to_vec() };
+            let names = if units.is_empty() {
+                sup.known()
+            } else {
+                units.to_vec()
+            };
             let mut all_active = true;
             for u in &names {
                 let i = sup.info(u);
@@ -211,7 +252,7 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
                 }
                 let i = sup.info(u);
                 for (k, v) in properties(&i, &host) {
-                    if !o.props.is_empty() && !o.props.iter().any(|p| *p == k) {
+                    if !o.props.is_empty() && !o.props.contains(&k) {
                         continue;
                     }
                     if o.value {
@@ -222,7 +263,9 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
                 }
             }
         }
-        "kill" => each(&mut r, units, |u| sup.kill(u, o.signal.unwrap_or(libc::SIGTERM), !o.kill_main_only)),
+        "kill" => each(&mut r, units, |u| {
+            sup.kill(u, o.signal.unwrap_or(libc::SIGTERM), !o.kill_main_only)
+        }),
         "reset-failed" => {
             if units.is_empty() {
                 sup.reset_failed(None)
@@ -236,7 +279,10 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
         "list-units" => {
             for n in sup.known() {
                 let i = sup.info(&n);
-                r.out(&format!("{}  {}  {}  {}  {}", i.name, i.load, i.active, i.sub, i.description));
+                r.out(&format!(
+                    "{}  {}  {}  {}  {}",
+                    i.name, i.load, i.active, i.sub, i.description
+                ));
             }
         }
         "cat" => {
@@ -254,7 +300,9 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
             }
         }
         other => {
-            r.err(&format!("Unknown command verb '{other}' (not supported by the local model)."));
+            r.err(&format!(
+                "Unknown command verb '{other}' (not supported by the local model)."
+            ));
             r.code = 1;
         }
     }
@@ -265,14 +313,24 @@ fn each(r: &mut Reply, units: &[String], mut f: impl FnMut(&str) -> Result<(), S
     for u in units {
         if let Err(e) = f(u) {
             r.err(&e);
-            r.code = if e.contains("not found") || e.contains("not loaded") { 5 } else { 1 };
+            r.code = if e.contains("not found") || e.contains("not loaded") {
+                5
+            } else {
+                1
+            };
         }
     }
 }
 
 fn since(t: std::time::SystemTime) -> String {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let ago = std::time::SystemTime::now().duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ago = std::time::SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format!("@{secs}; {ago}s ago")
 }
 
@@ -285,10 +343,20 @@ fn status_text(i: &Info, host: &str, lines: usize) -> String {
     let mut s = format!("{dot} {} - {}\n", i.name, i.description);
     let ufs = enable::state(&i.name, host);
     s.push_str(&format!("     Loaded: {} ({}; {ufs})\n", i.load, i.path));
-    let extra = if i.active == "failed" { format!(" (Result: {})", i.result) } else { String::new() };
-    s.push_str(&format!("     Active: {}{extra} ({}) since {}\n", i.active, i.sub, since(i.since)));
+    let extra = if i.active == "failed" {
+        format!(" (Result: {})", i.result)
+    } else {
+        String::new()
+    };
+    s.push_str(&format!(
+        "     Active: {}{extra} ({}) since {}\n",
+        i.active,
+        i.sub,
+        since(i.since)
+    ));
     if i.main_pid > 0 {
-        let comm = std::fs::read_to_string(format!("/proc/{}/comm", i.main_pid)).unwrap_or_default();
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/comm", i.main_pid)).unwrap_or_default();
         s.push_str(&format!("   Main PID: {} ({})\n", i.main_pid, comm.trim()));
     }
     if !i.status_text.is_empty() {

@@ -31,7 +31,9 @@ pub fn main(argv: &[String]) -> i32 {
                 fmt = it.next().cloned();
                 continue;
             }
-            s if s.starts_with("-f=") || s.starts_with("--showformat=") => fmt = s.split_once('=').map(|x| x.1.to_string()),
+            s if s.starts_with("-f=") || s.starts_with("--showformat=") => {
+                fmt = s.split_once('=').map(|x| x.1.to_string())
+            }
             s if s.starts_with('-') => opts.push(a.clone()),
             _ => names.push(a.clone()),
         }
@@ -40,7 +42,8 @@ pub fn main(argv: &[String]) -> i32 {
         }
     }
     let ours = |n: &String| catalog::record(n).filter(|r| r.kind == "deb" && r.source == "catalog");
-    let (mine, theirs): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| ours(n).is_some());
+    let (mine, theirs): (Vec<String>, Vec<String>) =
+        names.iter().cloned().partition(|n| ours(n).is_some());
     let Some(mode) = mode.filter(|_| !mine.is_empty()) else {
         let e = Command::new(REAL).args(argv).exec();
         eprintln!("dpkg-query: {e}");
@@ -50,11 +53,19 @@ pub fn main(argv: &[String]) -> i32 {
         let r = ours(n).expect("partitioned");
         match mode {
             Mode::Show => {
-                let f = fmt.clone().unwrap_or_else(|| "${binary:Package}\t${Version}\n".into());
+                let f = fmt
+                    .clone()
+                    .unwrap_or_else(|| "${binary:Package}\t${Version}\n".into());
                 print!("{}", format(&f, &r.name, &r.version));
             }
-            Mode::Status => println!("Package: {}\nStatus: install ok installed\nVersion: {}\nArchitecture: amd64\n", r.name, r.version),
-            Mode::List => println!("ii  {:<30} {:<20} amd64        {} (local model catalog)", r.name, r.version, r.name),
+            Mode::Status => println!(
+                "Package: {}\nStatus: install ok installed\nVersion: {}\nArchitecture: amd64\n",
+                r.name, r.version
+            ),
+            Mode::List => println!(
+                "ii  {:<30} {:<20} amd64        {} (local model catalog)",
+                r.name, r.version, r.name
+            ),
         }
     }
     if theirs.is_empty() {

@@ -9,7 +9,9 @@ const ETC: &str = "/etc/systemd/system";
 const BOOT_TARGETS: &[&str] = &["multi-user.target", "default.target", "graphical.target"];
 
 fn link_dirs() -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(ETC) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(ETC) else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -28,14 +30,25 @@ pub fn state(name: &str, hostname: &str) -> String {
         Err(LoadError::NotFound) => return "not-found".into(),
         Err(LoadError::Bad(_)) => return "bad".into(),
     };
-    if link_dirs().iter().any(|d| d.join(&name).symlink_metadata().is_ok()) {
+    if link_dirs()
+        .iter()
+        .any(|d| d.join(&name).symlink_metadata().is_ok())
+    {
         return "enabled".into();
     }
-    if u.install.alias.iter().any(|a| Path::new(ETC).join(a).symlink_metadata().is_ok()) {
+    if u.install
+        .alias
+        .iter()
+        .any(|a| Path::new(ETC).join(a).symlink_metadata().is_ok())
+    {
         return "enabled".into();
     }
     if !u.installable {
-        return if unit::split_name(&name).1.is_some_and(|i| i.is_empty()) { "indirect".into() } else { "static".into() };
+        return if unit::split_name(&name).1.is_some_and(|i| i.is_empty()) {
+            "indirect".into()
+        } else {
+            "static".into()
+        };
     }
     "disabled".into()
 }
@@ -51,7 +64,11 @@ fn load(name: &str, hostname: &str) -> Result<(String, Unit), String> {
     if inst.as_deref() == Some("") {
         match &u.install.default_instance {
             Some(d) => name = format!("{p}@{d}{sfx}"),
-            None => return Err(format!("Unit {name} is a template and has no DefaultInstance; give an instance.")),
+            None => {
+                return Err(format!(
+                    "Unit {name} is a template and has no DefaultInstance; give an instance."
+                ))
+            }
         }
     }
     Ok((name, u))
@@ -62,9 +79,10 @@ pub fn enable(name: &str, hostname: &str) -> Result<Vec<String>, String> {
     let (name, u) = load(name, hostname)?;
     let mut msgs = Vec::new();
     if !u.installable {
-        msgs.push(format!(
+        msgs.push(
             "The unit files have no installation config (WantedBy=, RequiredBy=, Also=,\nAlias= settings in the [Install] section, and DefaultInstance= for template\nunits). This means they are not meant to be enabled or disabled using systemctl."
-        ));
+                .to_string(),
+        );
         return Ok(msgs);
     }
     let target_file = u.path.clone();
@@ -85,8 +103,13 @@ pub fn enable(name: &str, hostname: &str) -> Result<Vec<String>, String> {
         if let Some(d) = l.parent() {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        std::os::unix::fs::symlink(&target_file, &l).map_err(|e| format!("Failed to enable unit: {}: {e}", l.display()))?;
-        msgs.push(format!("Created symlink {} → {}.", l.display(), target_file.display()));
+        std::os::unix::fs::symlink(&target_file, &l)
+            .map_err(|e| format!("Failed to enable unit: {}: {e}", l.display()))?;
+        msgs.push(format!(
+            "Created symlink {} → {}.",
+            l.display(),
+            target_file.display()
+        ));
     }
     Ok(msgs)
 }
@@ -101,7 +124,8 @@ pub fn disable(name: &str, hostname: &str) -> Result<Vec<String>, String> {
     }
     for l in links {
         if std::fs::read_link(&l).is_ok() {
-            std::fs::remove_file(&l).map_err(|e| format!("Failed to disable unit: {}: {e}", l.display()))?;
+            std::fs::remove_file(&l)
+                .map_err(|e| format!("Failed to disable unit: {}: {e}", l.display()))?;
             msgs.push(format!("Removed \"{}\".", l.display()));
         }
     }
@@ -112,12 +136,18 @@ pub fn mask(name: &str) -> Result<Vec<String>, String> {
     let name = unit::normalize(name);
     let l = Path::new(ETC).join(&name);
     if l.is_file() && std::fs::read_link(&l).is_err() {
-        return Err(format!("Failed to mask unit: File {} already exists.", l.display()));
+        return Err(format!(
+            "Failed to mask unit: File {} already exists.",
+            l.display()
+        ));
     }
     let _ = std::fs::remove_file(&l);
     std::fs::create_dir_all(ETC).map_err(|e| e.to_string())?;
     std::os::unix::fs::symlink("/dev/null", &l).map_err(|e| e.to_string())?;
-    Ok(vec![format!("Created symlink {} → /dev/null.", l.display())])
+    Ok(vec![format!(
+        "Created symlink {} → /dev/null.",
+        l.display()
+    )])
 }
 
 pub fn unmask(name: &str) -> Result<Vec<String>, String> {
@@ -134,7 +164,9 @@ pub fn unmask(name: &str) -> Result<Vec<String>, String> {
 pub fn boot_units() -> Vec<String> {
     let mut v = Vec::new();
     for t in BOOT_TARGETS {
-        let Ok(rd) = std::fs::read_dir(Path::new(ETC).join(format!("{t}.wants"))) else { continue };
+        let Ok(rd) = std::fs::read_dir(Path::new(ETC).join(format!("{t}.wants"))) else {
+            continue;
+        };
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if n.ends_with(".service") && !v.contains(&n) && e.path().exists() {

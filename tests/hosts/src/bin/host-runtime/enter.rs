@@ -37,16 +37,24 @@ fn run(argv: &[String]) -> Result<i32, String> {
     let pid = rec["pid"].as_u64().ok_or("bad init record")?;
     let start = rec["starttime"].as_u64().ok_or("bad init record")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let now: Option<u64> = stat.rsplit_once(')').and_then(|(_, r)| r.split(' ').nth(20)?.parse().ok());
+    let now: Option<u64> = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split(' ').nth(20)?.parse().ok());
     if now != Some(start) {
         return Err("host is not running".into());
     }
     // Open every namespace before joining any: after joining the mount namespace, /proc
     // is the host's and the init's machine-side PID means nothing there.
-    let kinds = [("pid", libc::CLONE_NEWPID), ("uts", libc::CLONE_NEWUTS), ("net", libc::CLONE_NEWNET), ("mnt", libc::CLONE_NEWNS)];
+    let kinds = [
+        ("pid", libc::CLONE_NEWPID),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
     let mut files = Vec::new();
     for (k, flag) in kinds {
-        let f = std::fs::File::open(format!("/proc/{pid}/ns/{k}")).map_err(|e| format!("open ns {k}: {e}"))?;
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/{k}"))
+            .map_err(|e| format!("open ns {k}: {e}"))?;
         files.push((f, flag, k));
     }
     let cwd = std::env::current_dir().ok();
@@ -71,10 +79,21 @@ fn run(argv: &[String]) -> Result<i32, String> {
             .env(super::LAB_MARKER, prefix)
             .exec();
         eprintln!("{}: {e}", prog[0]);
-        std::process::exit(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 });
+        std::process::exit(if e.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        });
     }
     CHILD.store(child, Ordering::Relaxed);
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
         // SAFETY: installing an async-signal-safe handler.
         unsafe { libc::signal(sig, forward as *const () as usize) };
     }

@@ -15,7 +15,14 @@ use std::sync::Arc;
 pub const SOCKET: &str = "/run/local-model/init.sock";
 const OVERLAID: &[&str] = &["etc", "var", "usr", "opt", "srv", "snap", "root", "home"];
 /// Tools the runtime provides in every host, shadowing the machine's.
-const TOOLS: &[&str] = &["systemctl", "apt-get", "apt", "snap", "dpkg-query", "journalctl"];
+const TOOLS: &[&str] = &[
+    "systemctl",
+    "apt-get",
+    "apt",
+    "snap",
+    "dpkg-query",
+    "journalctl",
+];
 pub const CATALOG: &str = "/usr/lib/local-model/catalog";
 
 pub fn main(argv: &[String]) -> i32 {
@@ -76,7 +83,14 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
     // Nothing mounted here may propagate back to the machine.
-    sys::mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, None).map_err(|e| e.to_string())?;
+    sys::mount(
+        "none",
+        Path::new("/"),
+        "",
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     sys::sethostname(name).map_err(|e| format!("sethostname: {e}"))?;
     let nfl = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount("proc", Path::new("/proc"), "proc", nfl, None).map_err(|e| e.to_string())?;
@@ -89,23 +103,58 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         let work = host_dir.join("work").join(top);
         std::fs::create_dir_all(&upper).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-        let opts = format!("lowerdir=/{top},upperdir={},workdir={}", upper.display(), work.display());
-        sys::mount("overlay", &Path::new("/").join(top), "overlay", 0, Some(&opts)).map_err(|e| e.to_string())?;
+        let opts = format!(
+            "lowerdir=/{top},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
+        sys::mount(
+            "overlay",
+            &Path::new("/").join(top),
+            "overlay",
+            0,
+            Some(&opts),
+        )
+        .map_err(|e| e.to_string())?;
     }
     for (dir, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
-        sys::mount("tmpfs", Path::new(dir), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, Some(&format!("mode={mode}")))
-            .map_err(|e| e.to_string())?;
+        sys::mount(
+            "tmpfs",
+            Path::new(dir),
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&format!("mode={mode}")),
+        )
+        .map_err(|e| e.to_string())?;
     }
-    for d in ["/run/lock", "/run/local-model", "/run/systemd/system", "/run/user"] {
+    for d in [
+        "/run/lock",
+        "/run/local-model",
+        "/run/systemd/system",
+        "/run/user",
+    ] {
         std::fs::create_dir_all(d).map_err(|e| format!("{d}: {e}"))?;
     }
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions("/run/lock", std::fs::Permissions::from_mode(0o1777));
     if let Some(c) = catalog {
         std::fs::create_dir_all(CATALOG).map_err(|e| format!("{CATALOG}: {e}"))?;
-        sys::mount(&c.to_string_lossy(), Path::new(CATALOG), "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
-        sys::mount("none", Path::new(CATALOG), "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None)
-            .map_err(|e| e.to_string())?;
+        sys::mount(
+            &c.to_string_lossy(),
+            Path::new(CATALOG),
+            "",
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        sys::mount(
+            "none",
+            Path::new(CATALOG),
+            "",
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
     }
     crate::tmpfiles::create_run_dirs();
     keep_real_dpkg_query()?;
@@ -116,7 +165,8 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         if std::fs::symlink_metadata(&p).is_err() {
             std::fs::write(&p, b"").map_err(|e| format!("{}: {e}", p.display()))?;
         }
-        sys::mount(&exe.to_string_lossy(), &p, "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
+        sys::mount(&exe.to_string_lossy(), &p, "", libc::MS_BIND, None)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -156,7 +206,11 @@ fn serve(sup: &Arc<Sup>, c: UnixStream) {
     }
     let reply = match serde_json::from_str::<Request>(&line) {
         Ok(req) => crate::ctl::run(sup, &req.argv),
-        Err(e) => crate::ctl::Reply { code: 1, out: String::new(), err: format!("bad request: {e}\n") },
+        Err(e) => crate::ctl::Reply {
+            code: 1,
+            out: String::new(),
+            err: format!("bad request: {e}\n"),
+        },
     };
     let mut w = &c;
     let _ = writeln!(w, "{}", serde_json::to_string(&reply).unwrap_or_default());

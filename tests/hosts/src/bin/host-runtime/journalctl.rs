@@ -20,7 +20,8 @@ pub fn main(argv: &[String]) -> i32 {
         return 1;
     }
     for u in units {
-        let text = std::fs::read_to_string(crate::launch::log_path(&crate::unit::normalize(&u))).unwrap_or_default();
+        let text = std::fs::read_to_string(crate::launch::log_path(&crate::unit::normalize(&u)))
+            .unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         let from = lines.map_or(0, |n| all.len().saturating_sub(n));
         for l in &all[from..] {

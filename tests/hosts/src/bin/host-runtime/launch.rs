@@ -33,9 +33,14 @@ pub fn notify_path(unit: &str) -> PathBuf {
 pub fn environment(u: &Unit) -> Result<Vec<(String, String)>, String> {
     let s = &u.svc;
     let uname = s.user.clone().unwrap_or_else(|| "root".into());
-    let (home, shell) = users::user(&uname).map(|x| (x.home, x.shell)).unwrap_or(("/root".into(), "/bin/sh".into()));
+    let (home, shell) = users::user(&uname)
+        .map(|x| (x.home, x.shell))
+        .unwrap_or(("/root".into(), "/bin/sh".into()));
     let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
         ("LANG".into(), "C.UTF-8".into()),
         ("HOME".into(), home),
         ("USER".into(), uname.clone()),
@@ -58,8 +63,27 @@ pub fn environment(u: &Unit) -> Result<Vec<(String, String)>, String> {
     if let Some(d) = s.runtime_directory.first() {
         env.push(("RUNTIME_DIRECTORY".into(), format!("/run/{d}")));
     }
+    for (base, var) in [
+        ("/var/lib", "STATE_DIRECTORY"),
+        ("/var/cache", "CACHE_DIRECTORY"),
+        ("/var/log", "LOGS_DIRECTORY"),
+        ("/etc", "CONFIGURATION_DIRECTORY"),
+    ] {
+        let dirs: Vec<String> = s
+            .other_directories
+            .iter()
+            .filter(|(b, _)| *b == base)
+            .map(|(b, d)| format!("{b}/{d}"))
+            .collect();
+        if !dirs.is_empty() {
+            env.push((var.into(), dirs.join(":")));
+        }
+    }
     if s.kind == crate::unit::Kind::Notify {
-        env.push(("NOTIFY_SOCKET".into(), notify_path(&u.name).to_string_lossy().into_owned()));
+        env.push((
+            "NOTIFY_SOCKET".into(),
+            notify_path(&u.name).to_string_lossy().into_owned(),
+        ));
     }
     Ok(dedup(env))
 }
@@ -84,9 +108,18 @@ fn invocation_id() -> String {
 
 /// Builds the process for `line`. `privileged`: ignore User=/Group= (the `+` prefix, or
 /// PermissionsStartOnly= for everything but the main process).
-pub fn command(u: &Unit, line: &ExecLine, env: &[(String, String)], privileged: bool) -> Result<Command, String> {
+pub fn command(
+    u: &Unit,
+    line: &ExecLine,
+    env: &[(String, String)],
+    privileged: bool,
+) -> Result<Command, String> {
     let s = &u.svc;
-    let w = if line.no_expand { line.words.clone() } else { words::expand(&line.words, env) };
+    let w = if line.no_expand {
+        line.words.clone()
+    } else {
+        words::expand(&line.words, env)
+    };
     if w.is_empty() || (line.argv0 && w.len() < 2) {
         return Err(format!("{}: empty command line", u.name));
     }
@@ -114,7 +147,11 @@ pub fn command(u: &Unit, line: &ExecLine, env: &[(String, String)], privileged: 
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
     c.stdin(Stdio::null()).stdout(log).stderr(log2);
 
-    let creds = if privileged || line.privileged { None } else { credentials(u)? };
+    let creds = if privileged || line.privileged {
+        None
+    } else {
+        credentials(u)?
+    };
     let umask = s.umask;
     let nofile = s.limit_nofile;
     // SAFETY: the closure only makes async-signal-safe syscalls on pre-computed data.
@@ -123,7 +160,10 @@ pub fn command(u: &Unit, line: &ExecLine, env: &[(String, String)], privileged: 
             libc::setsid();
             libc::umask(umask as libc::mode_t);
             if let Some(n) = nofile {
-                let r = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+                let r = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
                 libc::setrlimit(libc::RLIMIT_NOFILE, &r);
             }
             if let Some((uid, gid, groups)) = &creds {
@@ -148,26 +188,46 @@ fn credentials(u: &Unit) -> Result<Option<(u32, u32, Vec<libc::gid_t>)>, String>
     }
     let (uid, mut gid, mut groups) = match &s.user {
         Some(name) => {
-            let usr = users::user(name).ok_or_else(|| format!("{}: Failed to determine user credentials: No such process ({name})", u.name))?;
+            let usr = users::user(name).ok_or_else(|| {
+                format!(
+                    "{}: Failed to determine user credentials: No such process ({name})",
+                    u.name
+                )
+            })?;
             (usr.uid, usr.gid, users::groups_of(name))
         }
         None => (0, 0, vec![]),
     };
     if let Some(g) = &s.group {
-        gid = users::group(g).ok_or_else(|| format!("{}: Failed to determine group credentials ({g})", u.name))?;
+        gid = users::group(g)
+            .ok_or_else(|| format!("{}: Failed to determine group credentials ({g})", u.name))?;
     }
     groups.push(gid);
     Ok(Some((uid, gid, groups)))
 }
 
-/// Creates RuntimeDirectory= directories under /run, owned by the service's user.
+/// Creates RuntimeDirectory= directories under /run (and State/Cache/Logs/Configuration
+/// directories, which outlive the service), owned by the service's user.
 pub fn runtime_dirs(u: &Unit) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let creds = credentials(u)?;
+    for (base, d) in &u.svc.other_directories {
+        let p = Path::new(base).join(d);
+        if !p.exists() {
+            std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
+        }
+        if let Some((uid, gid, _)) = &creds {
+            let _ = std::os::unix::fs::chown(&p, Some(*uid), Some(*gid));
+        }
+    }
     for d in &u.svc.runtime_directory {
         let p = Path::new("/run").join(d);
         std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(u.svc.runtime_directory_mode));
+        let _ = std::fs::set_permissions(
+            &p,
+            std::fs::Permissions::from_mode(u.svc.runtime_directory_mode),
+        );
         if let Some((uid, gid, _)) = &creds {
             let _ = std::os::unix::fs::chown(&p, Some(*uid), Some(*gid));
         }

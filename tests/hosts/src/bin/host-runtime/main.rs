@@ -19,8 +19,8 @@ mod members;
 mod snap;
 mod sup;
 mod sys;
-mod tmpfiles;
 mod systemctl;
+mod tmpfiles;
 mod unit;
 mod users;
 mod words;
@@ -42,7 +42,9 @@ fn dispatch(prog: &str, rest: &[String]) -> i32 {
                 "boot" => boot::main(more),
                 "init" => init::main(more),
                 "enter" => enter::main(more),
-                "systemctl" | "apt-get" | "apt" | "snap" | "dpkg-query" | "journalctl" => dispatch(sub, more),
+                "systemctl" | "apt-get" | "apt" | "snap" | "dpkg-query" | "journalctl" => {
+                    dispatch(sub, more)
+                }
                 other => {
                     eprintln!("host-runtime: unknown subcommand {other}");
                     2
@@ -58,7 +60,10 @@ fn dispatch(prog: &str, rest: &[String]) -> i32 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let prog = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let prog = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
     let code = dispatch(&prog, args.get(1..).unwrap_or(&[]));
     std::process::exit(code);
 }

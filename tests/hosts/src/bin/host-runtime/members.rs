@@ -15,7 +15,8 @@ fn ppid_and_state(pid: i32) -> Option<(i32, char)> {
 }
 
 fn marked(pid: i32, want: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| e.split(|b| *b == 0).any(|kv| kv == want))
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|e| e.split(|b| *b == 0).any(|kv| kv == want))
 }
 
 /// Live processes of `unit` (never PID 1), given its main PID if any.
@@ -23,13 +24,19 @@ pub fn of(unit: &str, main: Option<i32>) -> Vec<i32> {
     let want = format!("{}={unit}", crate::launch::UNIT_MARKER).into_bytes();
     let mut parent: HashMap<i32, i32> = HashMap::new();
     let mut set: HashSet<i32> = HashSet::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == 1 {
             continue;
         }
-        let Some((pp, st)) = ppid_and_state(pid) else { continue };
+        let Some((pp, st)) = ppid_and_state(pid) else {
+            continue;
+        };
         if st == 'Z' || st == 'X' {
             continue;
         }

@@ -14,13 +14,22 @@ struct Cli {
 }
 
 fn parse(argv: &[String]) -> Cli {
-    let mut c = Cli { names: vec![], channel: None, enable: false, disable: false };
+    let mut c = Cli {
+        names: vec![],
+        channel: None,
+        enable: false,
+        disable: false,
+    };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--channel" => c.channel = it.next().cloned(),
-            s if s.starts_with("--channel=") => c.channel = Some(s["--channel=".len()..].to_string()),
-            "--stable" | "--candidate" | "--beta" | "--edge" => c.channel = Some(format!("latest/{}", &a[2..])),
+            s if s.starts_with("--channel=") => {
+                c.channel = Some(s["--channel=".len()..].to_string())
+            }
+            "--stable" | "--candidate" | "--beta" | "--edge" => {
+                c.channel = Some(format!("latest/{}", &a[2..]))
+            }
             "--enable" => c.enable = true,
             "--disable" => c.disable = true,
             s if s.starts_with('-') => {}
@@ -33,7 +42,11 @@ fn parse(argv: &[String]) -> Cli {
 /// "3.5" → "3.5/stable"; "latest/edge" stays.
 fn full_channel(c: &str) -> String {
     if c.contains('/') || matches!(c, "stable" | "candidate" | "beta" | "edge") {
-        if c.contains('/') { c.to_string() } else { format!("latest/{c}") }
+        if c.contains('/') {
+            c.to_string()
+        } else {
+            format!("latest/{c}")
+        }
     } else {
         format!("{c}/stable")
     }
@@ -58,7 +71,9 @@ pub fn main(argv: &[String]) -> i32 {
             println!("snap    2.63+local-model\nsnapd   2.63+local-model");
             Ok(())
         }
-        other => Err(format!("error: unknown command \"{other}\" (not supported by the local model)")),
+        other => Err(format!(
+            "error: unknown command \"{other}\" (not supported by the local model)"
+        )),
     };
     match r {
         Ok(()) => 0,
@@ -90,7 +105,11 @@ fn install(c: &Cli) -> Result<(), String> {
         let ch = full_channel(c.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
         let rec = catalog::install_entry(&e, "snap", Some(ch.clone())).map_err(|e| format!("error: cannot perform the following tasks:\n- Run install hook of \"{n}\" snap ({e})"))?;
         catalog::save(&rec)?;
-        let tag = if ch == DEFAULT_CHANNEL { String::new() } else { format!(" ({ch})") };
+        let tag = if ch == DEFAULT_CHANNEL {
+            String::new()
+        } else {
+            format!(" ({ch})")
+        };
         println!("{n}{tag} {} from Local Model installed", rec.version);
     }
     Ok(())
@@ -137,12 +156,22 @@ fn list(c: &Cli) -> Result<(), String> {
         .filter(|r| r.kind == "snap" && (c.names.is_empty() || c.names.contains(&r.name)))
         .collect();
     if recs.is_empty() {
-        return Err(if c.names.is_empty() { "No snaps are installed yet.".into() } else { "error: no matching snaps installed".into() });
+        return Err(if c.names.is_empty() {
+            "No snaps are installed yet.".into()
+        } else {
+            "error: no matching snaps installed".into()
+        });
     }
-    println!("{:<20} {:<12} {:<5} {:<16} {:<12} {}", "Name", "Version", "Rev", "Tracking", "Publisher", "Notes");
+    println!(
+        "{:<20} {:<12} {:<5} {:<16} {:<12} Notes",
+        "Name", "Version", "Rev", "Tracking", "Publisher"
+    );
     for r in recs {
         let ch = r.channel.clone().unwrap_or_else(|| DEFAULT_CHANNEL.into());
-        println!("{:<20} {:<12} {:<5} {:<16} {:<12} {}", r.name, r.version, "1", ch, "local-model", "-");
+        println!(
+            "{:<20} {:<12} {:<5} {:<16} {:<12} -",
+            r.name, r.version, "1", ch, "local-model"
+        );
     }
     Ok(())
 }
@@ -169,7 +198,9 @@ fn snap_units(name: &str) -> Vec<String> {
 fn targets(names: &[String]) -> Result<Vec<String>, String> {
     let mut v = Vec::new();
     for n in names {
-        let (snap, app) = n.split_once('.').map_or((n.as_str(), None), |(s, a)| (s, Some(a)));
+        let (snap, app) = n
+            .split_once('.')
+            .map_or((n.as_str(), None), |(s, a)| (s, Some(a)));
         if installed(snap).is_none() {
             return Err(format!("error: snap \"{snap}\" not found"));
         }
@@ -183,17 +214,26 @@ fn targets(names: &[String]) -> Result<Vec<String>, String> {
 
 fn services(c: &Cli) -> Result<(), String> {
     let names: Vec<String> = if c.names.is_empty() {
-        catalog::records().into_iter().filter(|r| r.kind == "snap").map(|r| r.name).collect()
+        catalog::records()
+            .into_iter()
+            .filter(|r| r.kind == "snap")
+            .map(|r| r.name)
+            .collect()
     } else {
         c.names.clone()
     };
     let units = targets(&names)?;
-    println!("{:<30} {:<9} {:<9} {}", "Service", "Startup", "Current", "Notes");
+    println!("{:<30} {:<9} {:<9} Notes", "Service", "Startup", "Current");
     for u in units {
         let svc = u.trim_start_matches("snap.").trim_end_matches(".service");
         let en = catalog::systemctl(&["is-enabled", &u]).is_ok();
         let act = crate::systemctl::call(&["is-active".into(), u.clone()]).code == 0;
-        println!("{:<30} {:<9} {:<9} {}", svc, if en { "enabled" } else { "disabled" }, if act { "active" } else { "inactive" }, "-");
+        println!(
+            "{:<30} {:<9} {:<9} -",
+            svc,
+            if en { "enabled" } else { "disabled" },
+            if act { "active" } else { "inactive" }
+        );
     }
     Ok(())
 }
@@ -219,7 +259,9 @@ fn control(cmd: &str, c: &Cli) -> Result<(), String> {
 }
 
 fn set(argv: &[String]) -> Result<(), String> {
-    let (name, kvs) = argv.split_first().ok_or("error: the required argument `<snap>` was not provided")?;
+    let (name, kvs) = argv
+        .split_first()
+        .ok_or("error: the required argument `<snap>` was not provided")?;
     let mut r = installed(name).ok_or(format!("error: snap \"{name}\" is not installed"))?;
     for kv in kvs.iter().filter(|a| !a.starts_with('-')) {
         match kv.split_once('=') {
@@ -236,7 +278,9 @@ fn set(argv: &[String]) -> Result<(), String> {
 
 fn get(argv: &[String]) -> Result<(), String> {
     let args: Vec<&String> = argv.iter().filter(|a| !a.starts_with('-')).collect();
-    let (name, keys) = args.split_first().ok_or("error: the required argument `<snap>` was not provided")?;
+    let (name, keys) = args
+        .split_first()
+        .ok_or("error: the required argument `<snap>` was not provided")?;
     let r = installed(name).ok_or(format!("error: snap \"{name}\" is not installed"))?;
     if keys.is_empty() {
         println!("Key  Value");
@@ -248,7 +292,11 @@ fn get(argv: &[String]) -> Result<(), String> {
     for k in keys {
         match r.config.get(k.as_str()) {
             Some(v) => println!("{v}"),
-            None => return Err(format!("error: snap \"{name}\" has no \"{k}\" configuration option")),
+            None => {
+                return Err(format!(
+                    "error: snap \"{name}\" has no \"{k}\" configuration option"
+                ))
+            }
         }
     }
     Ok(())

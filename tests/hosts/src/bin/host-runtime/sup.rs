@@ -10,7 +10,7 @@
 use crate::launch;
 use crate::members;
 use crate::sys;
-use crate::unit::{self, ExecLine, Kind, KillMode, LoadError, Restart, Unit};
+use crate::unit::{self, ExecLine, KillMode, Kind, LoadError, Restart, Unit};
 use std::collections::{HashMap, VecDeque};
 use std::process::Command;
 use std::sync::mpsc;
@@ -88,6 +88,8 @@ impl Svc {
     }
 }
 
+type Snapshot = (Arc<Unit>, Option<i32>, Vec<(String, String)>);
+
 struct Inner {
     svcs: HashMap<String, Svc>,
     waiters: HashMap<i32, mpsc::Sender<i32>>,
@@ -148,7 +150,11 @@ fn classify(u: &Unit, st: i32) -> &'static str {
         if [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&s) {
             return "success";
         }
-        return if libc::WCOREDUMP(st) { "core-dump" } else { "signal" };
+        return if libc::WCOREDUMP(st) {
+            "core-dump"
+        } else {
+            "signal"
+        };
     }
     "exit-code"
 }
@@ -167,7 +173,10 @@ fn wants_restart(r: Restart, result: &str) -> bool {
 impl Sup {
     pub fn new(hostname: String) -> Arc<Sup> {
         Arc::new(Sup {
-            inner: Mutex::new(Inner { svcs: HashMap::new(), waiters: HashMap::new() }),
+            inner: Mutex::new(Inner {
+                svcs: HashMap::new(),
+                waiters: HashMap::new(),
+            }),
             cond: Condvar::new(),
             spawn_lock: Mutex::new(()),
             hostname,
@@ -181,7 +190,11 @@ impl Sup {
     fn log(&self, name: &str, msg: &str) {
         use std::io::Write;
         let _ = std::fs::create_dir_all(launch::LOG_DIR);
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(launch::log_path(name)) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(launch::log_path(name))
+        {
             let _ = writeln!(f, "local-model[1]: {msg}");
         }
     }
@@ -232,7 +245,12 @@ impl Sup {
         register: impl FnOnce(&mut Inner, i32) -> bool,
     ) -> Result<(i32, Option<mpsc::Receiver<i32>>), String> {
         let _g = self.spawn_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let child = cmd.spawn().map_err(|e| format!("Failed to execute {}: {e}", cmd.get_program().to_string_lossy()))?;
+        let child = cmd.spawn().map_err(|e| {
+            format!(
+                "Failed to execute {}: {e}",
+                cmd.get_program().to_string_lossy()
+            )
+        })?;
         let pid = child.id() as i32;
         drop(child);
         let mut inn = self.lock();
@@ -252,7 +270,14 @@ impl Sup {
 
     /// Runs a control command (ExecStartPre, ExecStop, ...) to completion; true if it
     /// succeeded or its failure is ignored (`-`).
-    fn control(&self, u: &Unit, line: &ExecLine, env: &[(String, String)], privileged: bool, timeout: Option<Duration>) -> bool {
+    fn control(
+        &self,
+        u: &Unit,
+        line: &ExecLine,
+        env: &[(String, String)],
+        privileged: bool,
+        timeout: Option<Duration>,
+    ) -> bool {
         let cmd = match launch::command(u, line, env, privileged) {
             Ok(c) => c,
             Err(e) => {
@@ -281,7 +306,14 @@ impl Sup {
         };
         let ok = libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 || ok_status(u, st);
         if !ok {
-            self.log(&u.name, &format!("control process {:?} exited with status {}", line.words.first(), sys::shell_code(st)));
+            self.log(
+                &u.name,
+                &format!(
+                    "control process {:?} exited with status {}",
+                    line.words.first(),
+                    sys::shell_code(st)
+                ),
+            );
         }
         ok || line.ignore_failure
     }
@@ -295,7 +327,9 @@ impl Sup {
         let u = Arc::new(unit::load(&name, &self.hostname).map_err(|e| match e {
             LoadError::NotFound => format!("Failed to start {name}: Unit {name} not found."),
             LoadError::Masked(_) => format!("Failed to start {name}: Unit {name} is masked."),
-            LoadError::Bad(b) => format!("Failed to start {name}: Unit {name} has a bad unit file setting: {b}"),
+            LoadError::Bad(b) => {
+                format!("Failed to start {name}: Unit {name} has a bad unit file setting: {b}")
+            }
         })?);
         let skip = match crate::conditions::check(&u) {
             Ok(go) => !go,
@@ -306,7 +340,11 @@ impl Sup {
         };
         let gen = {
             let mut inn = self.lock();
-            while inn.svcs.get(&name).is_some_and(|s| s.state == State::Deactivating) {
+            while inn
+                .svcs
+                .get(&name)
+                .is_some_and(|s| s.state == State::Deactivating)
+            {
                 inn = self.cond.wait(inn).unwrap_or_else(|p| p.into_inner());
             }
             let svc = inn.svcs.entry(name.clone()).or_insert_with(Svc::new);
@@ -315,7 +353,11 @@ impl Sup {
                 State::Activating if svc.sub != "auto-restart" => {
                     let g = svc.gen;
                     drop(inn);
-                    return if wait { self.wait_job(&name, g) } else { Ok(()) };
+                    return if wait {
+                        self.wait_job(&name, g)
+                    } else {
+                        Ok(())
+                    };
                 }
                 _ => {}
             }
@@ -344,7 +386,9 @@ impl Sup {
     fn wait_job(&self, name: &str, gen: u64) -> Result<(), String> {
         let mut inn = self.lock();
         loop {
-            let Some(svc) = inn.svcs.get(name) else { return Ok(()) };
+            let Some(svc) = inn.svcs.get(name) else {
+                return Ok(());
+            };
             if let Some((g, ok)) = svc.job {
                 if g == gen {
                     return if ok { Ok(()) } else { Err(job_failed(name)) };
@@ -394,14 +438,21 @@ impl Sup {
         }
         if s.kind == Kind::Oneshot {
             for line in &s.exec_start {
-                if !self.current(name, gen) || !self.control(&u, line, &env, false, tout) {
-                    return if self.current(name, gen) { self.fail(name, gen, "exit-code") } else { () };
+                if !self.current(name, gen) {
+                    return;
+                }
+                if !self.control(&u, line, &env, false, tout) {
+                    return self.fail(name, gen, "exit-code");
                 }
             }
             if !self.post_start(&u, name, gen, &env) {
                 return self.fail(name, gen, "exit-code");
             }
-            let (st, sub) = if s.remain_after_exit { (State::Active, "exited") } else { (State::Inactive, "dead") };
+            let (st, sub) = if s.remain_after_exit {
+                (State::Active, "exited")
+            } else {
+                (State::Inactive, "dead")
+            };
             return self.finish_job(name, gen, st, sub);
         }
         if s.kind == Kind::Notify {
@@ -420,7 +471,9 @@ impl Sup {
         let line = &s.exec_start[0];
         let spawned = launch::command(&u, line, &env, false).and_then(|cmd| {
             self.spawn(cmd, forking, |inn, pid| {
-                let Some(svc) = inn.svcs.get_mut(name) else { return false };
+                let Some(svc) = inn.svcs.get_mut(name) else {
+                    return false;
+                };
                 if svc.gen != gen {
                     return false;
                 }
@@ -443,7 +496,9 @@ impl Sup {
                 let deadline = tout.map(|t| Instant::now() + t);
                 let mut inn = self.lock();
                 loop {
-                    let Some(svc) = inn.svcs.get_mut(name) else { return };
+                    let Some(svc) = inn.svcs.get_mut(name) else {
+                        return;
+                    };
                     if svc.gen != gen {
                         return;
                     }
@@ -453,7 +508,11 @@ impl Sup {
                     if svc.main_pid.is_none() {
                         let r = svc.main_status.map_or("exit-code", |st| {
                             let r = classify(&u, st);
-                            if r == "success" { "protocol" } else { r }
+                            if r == "success" {
+                                "protocol"
+                            } else {
+                                r
+                            }
                         });
                         drop(inn);
                         return self.fail(name, gen, r);
@@ -463,7 +522,11 @@ impl Sup {
                         self.log(name, "start operation timed out");
                         return self.fail(name, gen, "timeout");
                     }
-                    inn = self.cond.wait_timeout(inn, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+                    inn = self
+                        .cond
+                        .wait_timeout(inn, Duration::from_millis(100))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
                 }
             }
             Kind::Forking => {
@@ -479,7 +542,10 @@ impl Sup {
                     return self.fail(name, gen, "exit-code");
                 }
                 let Some(main) = self.forked_main(&u) else {
-                    self.log(name, "no process left after the start command; treating as failed");
+                    self.log(
+                        name,
+                        "no process left after the start command; treating as failed",
+                    );
                     return self.fail(name, gen, "protocol");
                 };
                 {
@@ -514,7 +580,12 @@ impl Sup {
             if svc.gen == gen && svc.state == State::Activating {
                 if svc.main_pid.is_none() {
                     drop(inn);
-                    let st = self.lock().svcs.get(name).and_then(|s| s.main_status).unwrap_or(0);
+                    let st = self
+                        .lock()
+                        .svcs
+                        .get(name)
+                        .and_then(|s| s.main_status)
+                        .unwrap_or(0);
                     let r = classify(&u, st);
                     self.finish_job(name, gen, State::Active, "running");
                     return self.after_main_exit_result(name, gen, r);
@@ -531,7 +602,13 @@ impl Sup {
             if !self.current(name, gen) {
                 return true;
             }
-            if !self.control(u, line, env, u.svc.permissions_start_only, u.svc.timeout_start) {
+            if !self.control(
+                u,
+                line,
+                env,
+                u.svc.permissions_start_only,
+                u.svc.timeout_start,
+            ) {
                 return false;
             }
         }
@@ -543,7 +620,10 @@ impl Sup {
         if let Some(pf) = &u.svc.pid_file {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
-                if let Some(p) = std::fs::read_to_string(pf).ok().and_then(|s| s.trim().parse().ok()) {
+                if let Some(p) = std::fs::read_to_string(pf)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
                     return Some(p);
                 }
                 if Instant::now() > deadline {
@@ -560,27 +640,37 @@ impl Sup {
         let p = launch::notify_path(name);
         std::fs::create_dir_all(launch::NOTIFY_DIR).map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(&p);
-        let s = std::os::unix::net::UnixDatagram::bind(&p).map_err(|e| format!("notify socket {}: {e}", p.display()))?;
+        let s = std::os::unix::net::UnixDatagram::bind(&p)
+            .map_err(|e| format!("notify socket {}: {e}", p.display()))?;
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666));
-        s.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
         Ok(s)
     }
 
     /// Reads sd_notify messages (READY=1, RELOADING=1, STATUS=, MAINPID=) for one run.
-    fn notify_reader(self: Arc<Self>, name: &str, gen: u64, sock: std::os::unix::net::UnixDatagram) {
+    fn notify_reader(
+        self: Arc<Self>,
+        name: &str,
+        gen: u64,
+        sock: std::os::unix::net::UnixDatagram,
+    ) {
         let mut buf = vec![0u8; 8192];
         loop {
             {
                 let inn = self.lock();
                 match inn.svcs.get(name) {
-                    Some(s) if s.gen == gen && !matches!(s.state, State::Inactive | State::Failed) => {}
+                    Some(s)
+                        if s.gen == gen && !matches!(s.state, State::Inactive | State::Failed) => {}
                     _ => return,
                 }
             }
             let Ok(n) = sock.recv(&mut buf) else { continue };
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             let mut inn = self.lock();
-            let Some(svc) = inn.svcs.get_mut(name) else { return };
+            let Some(svc) = inn.svcs.get_mut(name) else {
+                return;
+            };
             if svc.gen != gen {
                 return;
             }
@@ -592,7 +682,9 @@ impl Sup {
                             svc.set(State::Active, "running");
                         }
                     }
-                    Some(("RELOADING", "1")) if svc.state == State::Active => svc.set(State::Reloading, "reload"),
+                    Some(("RELOADING", "1")) if svc.state == State::Active => {
+                        svc.set(State::Reloading, "reload")
+                    }
                     Some(("STATUS", t)) => svc.status_text = t.to_string(),
                     Some(("MAINPID", p)) => {
                         if let Ok(p) = p.parse() {
@@ -614,7 +706,9 @@ impl Sup {
             match mode {
                 KillMode::None => vec![],
                 KillMode::Process => main.filter(|m| members::alive(*m)).into_iter().collect(),
-                KillMode::Mixed if !all => main.filter(|m| members::alive(*m)).into_iter().collect(),
+                KillMode::Mixed if !all => {
+                    main.filter(|m| members::alive(*m)).into_iter().collect()
+                }
                 _ => members::of(name, main),
             }
         };
@@ -624,7 +718,13 @@ impl Sup {
         }
         let limit = u.svc.timeout_stop.unwrap_or(Duration::from_secs(3600));
         let deadline = Instant::now() + limit;
-        let remaining = || if mode == KillMode::Mixed { members::of(name, main) } else { targets(true) };
+        let remaining = || {
+            if mode == KillMode::Mixed {
+                members::of(name, main)
+            } else {
+                targets(true)
+            }
+        };
         while !remaining().is_empty() {
             if Instant::now() > deadline {
                 self.log(name, "stop timed out; sending SIGKILL");
@@ -641,7 +741,8 @@ impl Sup {
         }
     }
 
-    fn snapshot(&self, name: &str) -> Option<(Arc<Unit>, Option<i32>, Vec<(String, String)>)> {
+    /// The running unit, its main PID and its environment.
+    fn snapshot(&self, name: &str) -> Option<Snapshot> {
         let inn = self.lock();
         let s = inn.svcs.get(name)?;
         Some((s.unit.clone()?, s.main_pid, s.env.clone()))
@@ -649,10 +750,14 @@ impl Sup {
 
     /// A start failed: clean up the service's processes, mark it failed, maybe restart.
     fn fail(self: &Arc<Self>, name: &str, gen: u64, result: &'static str) {
-        let Some((u, main, env)) = self.snapshot(name) else { return };
+        let Some((u, main, env)) = self.snapshot(name) else {
+            return;
+        };
         {
             let mut inn = self.lock();
-            let Some(svc) = inn.svcs.get_mut(name) else { return };
+            let Some(svc) = inn.svcs.get_mut(name) else {
+                return;
+            };
             if svc.gen != gen {
                 return;
             }
@@ -677,24 +782,39 @@ impl Sup {
 
     fn stop_post(&self, u: &Unit, env: &[(String, String)]) {
         for line in &u.svc.exec_stop_post {
-            self.control(u, line, env, u.svc.permissions_start_only, u.svc.timeout_stop);
+            self.control(
+                u,
+                line,
+                env,
+                u.svc.permissions_start_only,
+                u.svc.timeout_stop,
+            );
         }
         launch::remove_runtime_dirs(u);
     }
 
     /// The main process of an active service exited by itself.
     fn after_main_exit(self: Arc<Self>, name: &str, gen: u64, st: i32) {
-        let Some((u, _, _)) = self.snapshot(name) else { return };
+        let Some((u, _, _)) = self.snapshot(name) else {
+            return;
+        };
         let r = classify(&u, st);
-        self.log(name, &format!("main process exited, status {} ({r})", sys::shell_code(st)));
+        self.log(
+            name,
+            &format!("main process exited, status {} ({r})", sys::shell_code(st)),
+        );
         self.after_main_exit_result(name, gen, r)
     }
 
     fn after_main_exit_result(self: &Arc<Self>, name: &str, gen: u64, result: &'static str) {
-        let Some((u, _, env)) = self.snapshot(name) else { return };
+        let Some((u, _, env)) = self.snapshot(name) else {
+            return;
+        };
         {
             let mut inn = self.lock();
-            let Some(svc) = inn.svcs.get_mut(name) else { return };
+            let Some(svc) = inn.svcs.get_mut(name) else {
+                return;
+            };
             if svc.gen != gen {
                 return;
             }
@@ -704,7 +824,13 @@ impl Sup {
         let mut env = env;
         env.push(("MAINPID".into(), String::new()));
         for line in &u.svc.exec_stop {
-            self.control(&u, line, &env, u.svc.permissions_start_only, u.svc.timeout_stop);
+            self.control(
+                &u,
+                line,
+                &env,
+                u.svc.permissions_start_only,
+                u.svc.timeout_stop,
+            );
         }
         self.kill_members(&u, None);
         self.stop_post(&u, &env);
@@ -725,26 +851,40 @@ impl Sup {
     }
 
     fn maybe_restart(self: &Arc<Self>, name: &str, gen: u64, result: &'static str) {
-        let Some((u, _, _)) = self.snapshot(name) else { return };
+        let Some((u, _, _)) = self.snapshot(name) else {
+            return;
+        };
         if !wants_restart(u.svc.restart, result) {
             return;
         }
         {
             let mut inn = self.lock();
-            let Some(svc) = inn.svcs.get_mut(name) else { return };
+            let Some(svc) = inn.svcs.get_mut(name) else {
+                return;
+            };
             if svc.gen != gen {
                 return;
             }
             let now = Instant::now();
             svc.restarts.push_back(now);
-            while svc.restarts.front().is_some_and(|t| now.duration_since(*t) > u.start_limit_interval) {
+            while svc
+                .restarts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > u.start_limit_interval)
+            {
                 svc.restarts.pop_front();
             }
-            if u.start_limit_burst > 0 && !u.start_limit_interval.is_zero() && svc.restarts.len() > u.start_limit_burst as usize {
+            if u.start_limit_burst > 0
+                && !u.start_limit_interval.is_zero()
+                && svc.restarts.len() > u.start_limit_burst as usize
+            {
                 svc.set(State::Failed, "failed");
                 svc.result = "start-limit-hit";
                 drop(inn);
-                self.log(name, "start request repeated too quickly; giving up (start-limit-hit)");
+                self.log(
+                    name,
+                    "start request repeated too quickly; giving up (start-limit-hit)",
+                );
                 self.cond.notify_all();
                 return;
             }
@@ -754,7 +894,9 @@ impl Sup {
         thread::sleep(u.svc.restart_sec);
         let newgen = {
             let mut inn = self.lock();
-            let Some(svc) = inn.svcs.get_mut(name) else { return };
+            let Some(svc) = inn.svcs.get_mut(name) else {
+                return;
+            };
             if svc.gen != gen || svc.sub != "auto-restart" {
                 return;
             }
@@ -789,7 +931,11 @@ impl Sup {
                     drop(inn);
                     if wait {
                         let mut inn = self.lock();
-                        while inn.svcs.get(&name).is_some_and(|s| s.gen == g && s.state == State::Deactivating) {
+                        while inn
+                            .svcs
+                            .get(&name)
+                            .is_some_and(|s| s.gen == g && s.state == State::Deactivating)
+                        {
                             inn = self.cond.wait(inn).unwrap_or_else(|p| p.into_inner());
                         }
                     }
@@ -800,7 +946,9 @@ impl Sup {
             let was_active = matches!(svc.state, State::Active | State::Reloading);
             svc.gen += 1;
             svc.set(State::Deactivating, "stop");
-            let Some(u) = svc.unit.clone() else { return Ok(()) };
+            let Some(u) = svc.unit.clone() else {
+                return Ok(());
+            };
             (svc.gen, u, svc.main_pid, svc.env.clone(), was_active)
         };
         self.cond.notify_all();
@@ -814,11 +962,28 @@ impl Sup {
         Ok(())
     }
 
-    fn do_stop(&self, name: &str, gen: u64, u: &Unit, main: Option<i32>, mut env: Vec<(String, String)>, was_active: bool) {
-        env.push(("MAINPID".into(), main.map(|m| m.to_string()).unwrap_or_default()));
+    fn do_stop(
+        &self,
+        name: &str,
+        gen: u64,
+        u: &Unit,
+        main: Option<i32>,
+        mut env: Vec<(String, String)>,
+        was_active: bool,
+    ) {
+        env.push((
+            "MAINPID".into(),
+            main.map(|m| m.to_string()).unwrap_or_default(),
+        ));
         if was_active {
             for line in &u.svc.exec_stop {
-                self.control(u, line, &env, u.svc.permissions_start_only, u.svc.timeout_stop);
+                self.control(
+                    u,
+                    line,
+                    &env,
+                    u.svc.permissions_start_only,
+                    u.svc.timeout_stop,
+                );
             }
         }
         self.kill_members(u, main);
@@ -838,21 +1003,39 @@ impl Sup {
         let name = unit::normalize(name);
         let (u, mut env, main) = {
             let mut inn = self.lock();
-            let svc = inn.svcs.get_mut(&name).filter(|s| matches!(s.state, State::Active | State::Reloading));
+            let svc = inn
+                .svcs
+                .get_mut(&name)
+                .filter(|s| matches!(s.state, State::Active | State::Reloading));
             let Some(svc) = svc else {
-                return Err(format!("Failed to reload {name}: Unit {name} is not active."));
+                return Err(format!(
+                    "Failed to reload {name}: Unit {name} is not active."
+                ));
             };
-            let Some(u) = svc.unit.clone() else { return Err(format!("Failed to reload {name}: not loaded")) };
+            let Some(u) = svc.unit.clone() else {
+                return Err(format!("Failed to reload {name}: not loaded"));
+            };
             if u.svc.exec_reload.is_empty() {
-                return Err(format!("Failed to reload {name}: Job type reload is not applicable for unit {name}."));
+                return Err(format!(
+                    "Failed to reload {name}: Job type reload is not applicable for unit {name}."
+                ));
             }
             svc.set(State::Reloading, "reload");
             (u, svc.env.clone(), svc.main_pid)
         };
-        env.push(("MAINPID".into(), main.map(|m| m.to_string()).unwrap_or_default()));
+        env.push((
+            "MAINPID".into(),
+            main.map(|m| m.to_string()).unwrap_or_default(),
+        ));
         let mut ok = true;
         for line in &u.svc.exec_reload {
-            if !self.control(&u, line, &env, u.svc.permissions_start_only, u.svc.timeout_start) {
+            if !self.control(
+                &u,
+                line,
+                &env,
+                u.svc.permissions_start_only,
+                u.svc.timeout_start,
+            ) {
                 ok = false;
                 break;
             }
@@ -875,7 +1058,11 @@ impl Sup {
     pub fn kill(&self, name: &str, sig: i32, all: bool) -> Result<(), String> {
         let name = unit::normalize(name);
         let main = self.lock().svcs.get(&name).and_then(|s| s.main_pid);
-        let pids = if all { members::of(&name, main) } else { main.into_iter().collect() };
+        let pids = if all {
+            members::of(&name, main)
+        } else {
+            main.into_iter().collect()
+        };
         for p in pids {
             sys::kill(p, sig);
         }
@@ -899,10 +1086,34 @@ impl Sup {
         let name = unit::normalize(name);
         let loaded = unit::load(&name, &self.hostname);
         let (load, desc, path, kind, restart) = match &loaded {
-            Ok(u) => ("loaded", u.description.clone(), u.path.display().to_string(), format!("{:?}", u.svc.kind).to_lowercase(), u.svc.restart.as_str().to_string()),
-            Err(LoadError::NotFound) => ("not-found", name.clone(), String::new(), String::new(), String::new()),
-            Err(LoadError::Masked(p)) => ("masked", name.clone(), p.display().to_string(), String::new(), String::new()),
-            Err(LoadError::Bad(_)) => ("bad-setting", name.clone(), String::new(), String::new(), String::new()),
+            Ok(u) => (
+                "loaded",
+                u.description.clone(),
+                u.path.display().to_string(),
+                format!("{:?}", u.svc.kind).to_lowercase(),
+                u.svc.restart.as_str().to_string(),
+            ),
+            Err(LoadError::NotFound) => (
+                "not-found",
+                name.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            Err(LoadError::Masked(p)) => (
+                "masked",
+                name.clone(),
+                p.display().to_string(),
+                String::new(),
+                String::new(),
+            ),
+            Err(LoadError::Bad(_)) => (
+                "bad-setting",
+                name.clone(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
         };
         let inn = self.lock();
         let s = inn.svcs.get(&name);
@@ -938,5 +1149,46 @@ impl Sup {
                 eprintln!("boot: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(extra: &str) -> Unit {
+        crate::unit::load_text(
+            "t.service",
+            &format!("[Service]\nExecStart=/bin/true\n{extra}"),
+            "h",
+        )
+        .unwrap()
+    }
+
+    const EXIT1: i32 = 1 << 8;
+    const KILL9: i32 = libc::SIGKILL;
+    const TERM: i32 = libc::SIGTERM;
+
+    #[test]
+    fn exits_are_classified_like_systemd() {
+        let u = unit("SuccessExitStatus=143 SIGUSR1\n");
+        assert_eq!(classify(&u, 0), "success");
+        assert_eq!(classify(&u, EXIT1), "exit-code");
+        assert_eq!(classify(&u, 143 << 8), "success");
+        assert_eq!(classify(&u, KILL9), "signal");
+        assert_eq!(classify(&u, TERM), "success");
+        assert_eq!(classify(&u, libc::SIGUSR1), "success");
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert!(wants_restart(Restart::Always, "success"));
+        assert!(!wants_restart(Restart::No, "signal"));
+        assert!(wants_restart(Restart::OnFailure, "exit-code"));
+        assert!(!wants_restart(Restart::OnFailure, "success"));
+        assert!(wants_restart(Restart::OnAbnormal, "signal"));
+        assert!(!wants_restart(Restart::OnAbnormal, "exit-code"));
+        assert!(wants_restart(Restart::OnAbort, "core-dump"));
+        assert!(!wants_restart(Restart::OnAbort, "timeout"));
     }
 }

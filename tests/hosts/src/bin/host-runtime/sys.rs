@@ -36,7 +36,13 @@ pub fn setns_path(path: &Path, nstype: libc::c_int) -> Result<()> {
     check(unsafe { libc::setns(f.as_raw_fd(), nstype) }).map(|_| ())
 }
 
-pub fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: Option<&str>) -> Result<()> {
+pub fn mount(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<()> {
     let s = CString::new(src)?;
     let t = cstr(target)?;
     let f = CString::new(fstype)?;
@@ -46,17 +52,28 @@ pub fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data:
         libc::mount(
             s.as_ptr(),
             t.as_ptr(),
-            if fstype.is_empty() { std::ptr::null() } else { f.as_ptr() },
+            if fstype.is_empty() {
+                std::ptr::null()
+            } else {
+                f.as_ptr()
+            },
             flags,
-            d.as_ref().map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void),
+            d.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void),
         )
     };
-    check(r).map(|_| ()).map_err(|e| Error::new(e.kind(), format!("mount {src} on {}: {e}", target.display())))
+    check(r).map(|_| ()).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("mount {src} on {}: {e}", target.display()),
+        )
+    })
 }
 
 pub fn sethostname(name: &str) -> Result<()> {
     // SAFETY: pointer and length describe `name`.
-    check(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) }).map(|_| ())
+    check(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) })
+        .map(|_| ())
 }
 
 /// waitpid(pid, 0) retrying on EINTR; returns the raw status.

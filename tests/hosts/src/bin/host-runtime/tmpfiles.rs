@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-const DIRS: &[&str] = &["/usr/lib/tmpfiles.d", "/lib/tmpfiles.d", "/run/tmpfiles.d", "/etc/tmpfiles.d"];
+const DIRS: &[&str] = &[
+    "/usr/lib/tmpfiles.d",
+    "/lib/tmpfiles.d",
+    "/run/tmpfiles.d",
+    "/etc/tmpfiles.d",
+];
 
 pub fn create_run_dirs() {
     // Same-named files in later directories override earlier ones.
@@ -33,8 +38,15 @@ pub fn create_run_dirs() {
             if let Some(m) = w.get(2).and_then(|m| u32::from_str_radix(m, 8).ok()) {
                 let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
             }
-            let uid = w.get(3).filter(|u| **u != "-").and_then(|u| crate::users::user(u)).map(|u| u.uid);
-            let gid = w.get(4).filter(|g| **g != "-").and_then(|g| crate::users::group(g));
+            let uid = w
+                .get(3)
+                .filter(|u| **u != "-")
+                .and_then(|u| crate::users::user(u))
+                .map(|u| u.uid);
+            let gid = w
+                .get(4)
+                .filter(|g| **g != "-")
+                .and_then(|g| crate::users::group(g));
             let _ = std::os::unix::fs::chown(p, uid, gid);
         }
     }

@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Unit search path, highest priority first.
-pub const DIRS: &[&str] = &["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
+pub const DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -80,6 +85,8 @@ pub struct Service {
     pub working_directory: Option<(String, bool)>,
     pub runtime_directory: Vec<String>,
     pub runtime_directory_mode: u32,
+    /// StateDirectory=, CacheDirectory=, LogsDirectory=, ConfigurationDirectory=: (base, name).
+    pub other_directories: Vec<(&'static str, String)>,
     pub pid_file: Option<String>,
     pub restart: Restart,
     pub restart_sec: Duration,
@@ -139,7 +146,19 @@ impl std::fmt::Display for LoadError {
 
 /// `foo` → `foo.service`; names with a known unit suffix are kept.
 pub fn normalize(name: &str) -> String {
-    const SUFFIXES: &[&str] = &[".service", ".target", ".socket", ".timer", ".mount", ".path", ".slice", ".scope", ".device", ".swap", ".automount"];
+    const SUFFIXES: &[&str] = &[
+        ".service",
+        ".target",
+        ".socket",
+        ".timer",
+        ".mount",
+        ".path",
+        ".slice",
+        ".scope",
+        ".device",
+        ".swap",
+        ".automount",
+    ];
     if SUFFIXES.iter().any(|s| name.ends_with(s)) {
         name.to_string()
     } else {
@@ -188,7 +207,8 @@ pub fn find(name: &str) -> Result<PathBuf, LoadError> {
 pub fn load(name: &str, hostname: &str) -> Result<Unit, LoadError> {
     let name = normalize(name);
     let path = find(&name)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| LoadError::Bad(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| LoadError::Bad(format!("{}: {e}", path.display())))?;
     let mut entries = parse(&text);
     for d in drop_ins(&name) {
         if let Ok(t) = std::fs::read_to_string(&d) {
@@ -196,9 +216,22 @@ pub fn load(name: &str, hostname: &str) -> Result<Unit, LoadError> {
         }
     }
     let spec = Specifiers::new(&name, hostname);
-    let entries: Vec<(String, String, String)> =
-        entries.into_iter().map(|(s, k, v)| (s, k, spec.resolve(&v))).collect();
+    let entries: Vec<(String, String, String)> = entries
+        .into_iter()
+        .map(|(s, k, v)| (s, k, spec.resolve(&v)))
+        .collect();
     interpret(&name, path, &entries).map_err(LoadError::Bad)
+}
+
+/// Interprets unit text that is not on disk (tests, previews).
+#[cfg(test)]
+pub fn load_text(name: &str, text: &str, hostname: &str) -> Result<Unit, String> {
+    let spec = Specifiers::new(name, hostname);
+    let entries: Vec<(String, String, String)> = parse(text)
+        .into_iter()
+        .map(|(s, k, v)| (s, k, spec.resolve(&v)))
+        .collect();
+    interpret(name, PathBuf::from("/dev/null"), &entries)
 }
 
 /// Drop-in files for `name` (and its template), ordered by file name; a file in a
@@ -257,7 +290,9 @@ pub fn parse(text: &str) -> Vec<(String, String, String)> {
             section = line[1..line.len() - 1].to_string();
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_string(), v.trim().to_string());
         if let Some(l) = v.strip_suffix('\\') {
             pending = Some((k, l.trim().to_string()));
@@ -281,7 +316,12 @@ struct Specifiers {
 impl Specifiers {
     fn new(name: &str, hostname: &str) -> Specifiers {
         let (prefix, instance, _) = split_name(name);
-        Specifiers { name: name.to_string(), prefix, instance: instance.unwrap_or_default(), hostname: hostname.to_string() }
+        Specifiers {
+            name: name.to_string(),
+            prefix,
+            instance: instance.unwrap_or_default(),
+            hostname: hostname.to_string(),
+        }
     }
 
     fn resolve(&self, v: &str) -> String {
@@ -296,7 +336,11 @@ impl Specifiers {
                 s.push('%');
                 break;
             };
-            let stem = self.name.rsplit_once('.').map(|(a, _)| a).unwrap_or(&self.name);
+            let stem = self
+                .name
+                .rsplit_once('.')
+                .map(|(a, _)| a)
+                .unwrap_or(&self.name);
             match k {
                 'n' => s.push_str(&self.name),
                 'N' => s.push_str(stem),
@@ -307,7 +351,11 @@ impl Specifiers {
                 'j' => s.push_str(self.prefix.rsplit('-').next().unwrap_or("")),
                 'H' => s.push_str(&self.hostname),
                 'l' => s.push_str(self.hostname.split('.').next().unwrap_or("")),
-                'm' => s.push_str(std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim()),
+                'm' => s.push_str(
+                    std::fs::read_to_string("/etc/machine-id")
+                        .unwrap_or_default()
+                        .trim(),
+                ),
                 't' => s.push_str("/run"),
                 'S' => s.push_str("/var/lib"),
                 'C' => s.push_str("/var/cache"),
@@ -364,7 +412,10 @@ pub fn parse_duration(v: &str) -> Option<Option<Duration>> {
     }
     let mut total = 0f64;
     for tok in v.split_whitespace() {
-        let n: String = tok.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let n: String = tok
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         let unit = &tok[n.len()..];
         let x: f64 = n.parse().ok()?;
         let mul = match unit {
@@ -382,11 +433,20 @@ pub fn parse_duration(v: &str) -> Option<Option<Duration>> {
 }
 
 fn parse_bool(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "yes" | "true" | "on")
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "yes" | "true" | "on"
+    )
 }
 
 fn exec_line(v: &str) -> ExecLine {
-    let mut e = ExecLine { ignore_failure: false, privileged: false, no_expand: false, argv0: false, words: Vec::new() };
+    let mut e = ExecLine {
+        ignore_failure: false,
+        privileged: false,
+        no_expand: false,
+        argv0: false,
+        words: Vec::new(),
+    };
     let mut rest = v.trim();
     loop {
         match rest.chars().next() {
@@ -402,7 +462,11 @@ fn exec_line(v: &str) -> ExecLine {
     e
 }
 
-fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) -> Result<Unit, String> {
+fn interpret(
+    name: &str,
+    path: PathBuf,
+    entries: &[(String, String, String)],
+) -> Result<Unit, String> {
     let mut s = Service {
         kind: Kind::Simple,
         exec_start_pre: vec![],
@@ -418,6 +482,7 @@ fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) ->
         working_directory: None,
         runtime_directory: vec![],
         runtime_directory_mode: 0o755,
+        other_directories: vec![],
         pid_file: None,
         restart: Restart::No,
         restart_sec: Duration::from_millis(100),
@@ -466,7 +531,9 @@ fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) ->
             ("Unit", "StartLimitBurst") | ("Service", "StartLimitBurst") => {
                 u.start_limit_burst = v.parse().map_err(|_| format!("bad StartLimitBurst={v}"))?
             }
-            ("Unit", "StartLimitIntervalSec") | ("Service", "StartLimitInterval") | ("Service", "StartLimitIntervalSec") => {
+            ("Unit", "StartLimitIntervalSec")
+            | ("Service", "StartLimitInterval")
+            | ("Service", "StartLimitIntervalSec") => {
                 u.start_limit_interval = parse_duration(v).flatten().unwrap_or(Duration::ZERO)
             }
             ("Service", "Type") => {
@@ -499,16 +566,43 @@ fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) ->
                 if v.is_empty() {
                     s.environment_files.clear()
                 } else {
-                    let (opt, p) = v.strip_prefix('-').map_or((false, v.as_str()), |p| (true, p));
+                    let (opt, p) = v
+                        .strip_prefix('-')
+                        .map_or((false, v.as_str()), |p| (true, p));
                     s.environment_files.push((p.trim().to_string(), opt));
                 }
             }
             ("Service", "WorkingDirectory") => {
-                let (opt, p) = v.strip_prefix('-').map_or((false, v.as_str()), |p| (true, p));
-                s.working_directory = Some((if p == "~" { "/root".into() } else { p.to_string() }, opt));
+                let (opt, p) = v
+                    .strip_prefix('-')
+                    .map_or((false, v.as_str()), |p| (true, p));
+                s.working_directory = Some((
+                    if p == "~" {
+                        "/root".into()
+                    } else {
+                        p.to_string()
+                    },
+                    opt,
+                ));
             }
-            ("Service", "RuntimeDirectory") => s.runtime_directory.extend(v.split_whitespace().map(String::from)),
-            ("Service", "RuntimeDirectoryMode") => s.runtime_directory_mode = u32::from_str_radix(v, 8).unwrap_or(0o755),
+            ("Service", "RuntimeDirectory") => s
+                .runtime_directory
+                .extend(v.split_whitespace().map(String::from)),
+            ("Service", "StateDirectory") => s
+                .other_directories
+                .extend(v.split_whitespace().map(|d| ("/var/lib", d.to_string()))),
+            ("Service", "CacheDirectory") => s
+                .other_directories
+                .extend(v.split_whitespace().map(|d| ("/var/cache", d.to_string()))),
+            ("Service", "LogsDirectory") => s
+                .other_directories
+                .extend(v.split_whitespace().map(|d| ("/var/log", d.to_string()))),
+            ("Service", "ConfigurationDirectory") => s
+                .other_directories
+                .extend(v.split_whitespace().map(|d| ("/etc", d.to_string()))),
+            ("Service", "RuntimeDirectoryMode") => {
+                s.runtime_directory_mode = u32::from_str_radix(v, 8).unwrap_or(0o755)
+            }
             ("Service", "PIDFile") => s.pid_file = Some(v.clone()),
             ("Service", "Restart") => {
                 s.restart = match v.as_str() {
@@ -521,11 +615,25 @@ fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) ->
                     other => return Err(format!("bad Restart={other}")),
                 }
             }
-            ("Service", "RestartSec") => s.restart_sec = parse_duration(v).flatten().unwrap_or(Duration::from_millis(100)),
-            ("Service", "TimeoutStartSec") => s.timeout_start = parse_duration(v).unwrap_or(s.timeout_start).filter(|d| !d.is_zero()),
-            ("Service", "TimeoutStopSec") => s.timeout_stop = parse_duration(v).unwrap_or(s.timeout_stop).filter(|d| !d.is_zero()),
+            ("Service", "RestartSec") => {
+                s.restart_sec = parse_duration(v)
+                    .flatten()
+                    .unwrap_or(Duration::from_millis(100))
+            }
+            ("Service", "TimeoutStartSec") => {
+                s.timeout_start = parse_duration(v)
+                    .unwrap_or(s.timeout_start)
+                    .filter(|d| !d.is_zero())
+            }
+            ("Service", "TimeoutStopSec") => {
+                s.timeout_stop = parse_duration(v)
+                    .unwrap_or(s.timeout_stop)
+                    .filter(|d| !d.is_zero())
+            }
             ("Service", "TimeoutSec") => {
-                let d = parse_duration(v).unwrap_or(s.timeout_start).filter(|d| !d.is_zero());
+                let d = parse_duration(v)
+                    .unwrap_or(s.timeout_start)
+                    .filter(|d| !d.is_zero());
                 s.timeout_start = d;
                 s.timeout_stop = d;
             }
@@ -547,16 +655,31 @@ fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) ->
                     _ => KillMode::ControlGroup,
                 }
             }
-            ("Service", "KillSignal") => s.kill_signal = crate::sys::signal_name_to_num(v).unwrap_or(libc::SIGTERM),
+            ("Service", "KillSignal") => {
+                s.kill_signal = crate::sys::signal_name_to_num(v).unwrap_or(libc::SIGTERM)
+            }
             ("Service", "LimitNOFILE") => {
                 let first = v.split(':').next().unwrap_or("");
-                s.limit_nofile = if first == "infinity" { Some(1 << 20) } else { first.parse().ok() };
+                s.limit_nofile = if first == "infinity" {
+                    Some(1 << 20)
+                } else {
+                    first.parse().ok()
+                };
             }
             ("Service", "PermissionsStartOnly") => s.permissions_start_only = parse_bool(v),
             ("Service", "UMask") => s.umask = u32::from_str_radix(v, 8).unwrap_or(0o022),
-            ("Install", "WantedBy") => u.install.wanted_by.extend(v.split_whitespace().map(String::from)),
-            ("Install", "RequiredBy") => u.install.required_by.extend(v.split_whitespace().map(String::from)),
-            ("Install", "Alias") => u.install.alias.extend(v.split_whitespace().map(String::from)),
+            ("Install", "WantedBy") => u
+                .install
+                .wanted_by
+                .extend(v.split_whitespace().map(String::from)),
+            ("Install", "RequiredBy") => u
+                .install
+                .required_by
+                .extend(v.split_whitespace().map(String::from)),
+            ("Install", "Alias") => u
+                .install
+                .alias
+                .extend(v.split_whitespace().map(String::from)),
             ("Install", "DefaultInstance") => u.install.default_instance = Some(v.clone()),
             _ => {}
         }
@@ -564,13 +687,19 @@ fn interpret(name: &str, path: PathBuf, entries: &[(String, String, String)]) ->
     if !explicit_type && s.exec_start.is_empty() && name.ends_with(".service") {
         s.kind = Kind::Oneshot;
     }
-    if name.ends_with(".service") && s.exec_start.is_empty() && !s.remain_after_exit && s.exec_stop.is_empty() {
+    if name.ends_with(".service")
+        && s.exec_start.is_empty()
+        && !s.remain_after_exit
+        && s.exec_stop.is_empty()
+    {
         return Err("Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.".into());
     }
     if s.kind != Kind::Oneshot && s.exec_start.len() > 1 {
         return Err("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.".into());
     }
-    u.installable = !(u.install.wanted_by.is_empty() && u.install.required_by.is_empty() && u.install.alias.is_empty());
+    u.installable = !(u.install.wanted_by.is_empty()
+        && u.install.required_by.is_empty()
+        && u.install.alias.is_empty());
     u.svc = s;
     Ok(u)
 }
@@ -582,7 +711,10 @@ mod tests {
     #[test]
     fn specifiers_and_templates() {
         let sp = Specifiers::new("postgresql@15-main.service", "db1");
-        assert_eq!(sp.resolve("%i %I %p %H %n %%"), "15-main 15/main postgresql db1 postgresql@15-main.service %");
+        assert_eq!(
+            sp.resolve("%i %I %p %H %n %%"),
+            "15-main 15/main postgresql db1 postgresql@15-main.service %"
+        );
     }
 
     #[test]
@@ -590,8 +722,14 @@ mod tests {
         let text = "[Unit]\nDescription=x\n[Service]\nType=notify\nEnvironment=\"A=1\" B=2\nEnvironmentFile=-/etc/default/x\nExecStart=-/bin/x $A \\\n  --flag\nRestart=always\nRestartSec=200ms\n[Install]\nWantedBy=multi-user.target\n";
         let u = interpret("x.service", PathBuf::from("/x"), &parse(text)).unwrap();
         assert_eq!(u.svc.kind, Kind::Notify);
-        assert_eq!(u.svc.environment, vec![("A".into(), "1".into()), ("B".into(), "2".into())]);
-        assert_eq!(u.svc.environment_files, vec![("/etc/default/x".to_string(), true)]);
+        assert_eq!(
+            u.svc.environment,
+            vec![("A".into(), "1".into()), ("B".into(), "2".into())]
+        );
+        assert_eq!(
+            u.svc.environment_files,
+            vec![("/etc/default/x".to_string(), true)]
+        );
         assert!(u.svc.exec_start[0].ignore_failure);
         assert_eq!(u.svc.exec_start[0].words, vec!["/bin/x", "$A", "--flag"]);
         assert_eq!(u.svc.restart, Restart::Always);
@@ -601,7 +739,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("1min 30s"), Some(Some(Duration::from_secs(90))));
+        assert_eq!(
+            parse_duration("1min 30s"),
+            Some(Some(Duration::from_secs(90)))
+        );
         assert_eq!(parse_duration("infinity"), Some(None));
         assert_eq!(parse_duration("5"), Some(Some(Duration::from_secs(5))));
     }

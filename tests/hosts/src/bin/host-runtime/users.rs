@@ -12,7 +12,12 @@ pub fn user(name: &str) -> Option<User> {
     for l in text.lines() {
         let f: Vec<&str> = l.split(':').collect();
         if f.len() >= 7 && (f[0] == name || f[2] == name) {
-            return Some(User { uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].into(), shell: f[6].into() });
+            return Some(User {
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5].into(),
+                shell: f[6].into(),
+            });
         }
     }
     None
@@ -22,7 +27,9 @@ pub fn group(name: &str) -> Option<u32> {
     let text = std::fs::read_to_string("/etc/group").ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 3 && (f[0] == name || f[2] == name)).then(|| f[2].parse().ok()).flatten()
+        (f.len() >= 3 && (f[0] == name || f[2] == name))
+            .then(|| f[2].parse().ok())
+            .flatten()
     })
 }
 
@@ -32,7 +39,9 @@ pub fn groups_of(name: &str) -> Vec<u32> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[3].split(',').any(|m| m == name)).then(|| f[2].parse().ok()).flatten()
+            (f.len() >= 4 && f[3].split(',').any(|m| m == name))
+                .then(|| f[2].parse().ok())
+                .flatten()
         })
         .collect()
 }

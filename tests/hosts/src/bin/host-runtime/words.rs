@@ -60,7 +60,12 @@ fn unescape(e: char) -> char {
 /// Expands `$VAR` (a whole word: split at whitespace into zero or more words) and
 /// `${VAR}` (anywhere: exactly its value) as systemd does in Exec lines; `$$` is `$`.
 pub fn expand(words: &[String], env: &[(String, String)]) -> Vec<String> {
-    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
     let mut out = Vec::new();
     for w in words {
         if let Some(name) = w.strip_prefix('$') {
@@ -93,7 +98,10 @@ fn expand_in_word<'a>(w: &str, get: &dyn Fn(&str) -> Option<&'a str>) -> String 
                     continue;
                 }
             }
-            let n = b[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').count();
+            let n = b[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                .count();
             if n > 0 {
                 let name: String = b[i + 1..i + 1 + n].iter().collect();
                 s.push_str(get(&name).unwrap_or(""));
@@ -111,7 +119,10 @@ fn expand_in_word<'a>(w: &str, get: &dyn Fn(&str) -> Option<&'a str>) -> String 
 pub fn assignments(v: &str) -> Vec<(String, String)> {
     split(v)
         .into_iter()
-        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
@@ -132,9 +143,14 @@ pub fn env_file(text: &str) -> Vec<(String, String)> {
             continue;
         }
         let l = l.strip_prefix("export ").unwrap_or(l);
-        let Some((k, v)) = l.split_once('=') else { continue };
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
         let v = v.trim();
-        let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
             split(v).join(" ")
         } else {
             v.to_string()
@@ -149,18 +165,26 @@ mod tests {
     use super::*;
 
     fn env(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn splits_quotes_and_escapes() {
-        assert_eq!(split(r#"/bin/sh -c "echo a  b" 'x y' c\ d"#), vec!["/bin/sh", "-c", "echo a  b", "x y", "c d"]);
+        assert_eq!(
+            split(r#"/bin/sh -c "echo a  b" 'x y' c\ d"#),
+            vec!["/bin/sh", "-c", "echo a  b", "x y", "c d"]
+        );
     }
 
     #[test]
     fn expands_like_systemd() {
         let e = env(&[("A", "1 2"), ("B", "x")]);
-        let w: Vec<String> = ["p", "$A", "${A}", "-f$B", "$NOPE", "$$"].iter().map(|s| s.to_string()).collect();
+        let w: Vec<String> = ["p", "$A", "${A}", "-f$B", "$NOPE", "$$"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(expand(&w, &e), vec!["p", "1", "2", "1 2", "-fx", "$"]);
     }
 
