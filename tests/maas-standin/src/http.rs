@@ -222,12 +222,23 @@ pub fn request(
     timeout: Duration,
 ) -> Result<ClientResponse> {
     let u = parse_url(url)?;
-    let addr = (u.host.as_str(), u.port)
+    let addrs: Vec<_> = (u.host.as_str(), u.port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {}", u.host))?
-        .next()
-        .ok_or_else(|| anyhow!("no address for {}", u.host))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {url}"))?;
+        .collect();
+    // `localhost` may resolve to ::1 first while a server listens on IPv4 only: try each.
+    let mut last_err = anyhow!("no address for {}", u.host);
+    let mut stream = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_err = anyhow::Error::new(e).context(format!("connecting to {url} ({addr})")),
+        }
+    }
+    let mut s = stream.ok_or(last_err)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let mut req = format!("{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: maas-standin\r\n", u.path, u.host, u.port);

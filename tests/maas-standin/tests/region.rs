@@ -142,6 +142,10 @@ fn region_init_heartbeats_users_and_api() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = r.sb.run(&["maas", "login", "bad", &r.url(), "aaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbb:cccccccccccccccccccccccccccccccc"]);
     assert_eq!(o.status.code(), Some(1));
+    let o = r.sb.run(&["maas", "login", "local", &format!("http://localhost:{}/MAAS/api/2.0/", r.api), &keys[0]]);
+    assert!(o.status.success(), "localhost (maybe ::1 first) must reach an IPv4 listener: {}", stderr(&o));
+    let o = r.sb.run(&["maas", "logout", "local"]);
+    assert!(o.status.success());
     let o = r.sb.run(&["maas", "admin", "version", "read"]);
     let v: Value = json_out(&o);
     assert_eq!(v["hostname"], "region-a");
