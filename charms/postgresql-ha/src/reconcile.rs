@@ -253,17 +253,29 @@ fn live_client_relations<'m, 'r>(ctx: &'m Context<'r>) -> anyhow::Result<Vec<Rel
     Ok(out)
 }
 
-/// Runs SQL on the primary as the superuser (password from the charm's 0600 pgpass).
-pub fn psql(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<String> {
+/// psql against the primary as the superuser (password from the charm's 0600 pgpass);
+/// returns the output whatever the exit code (3: the SQL failed; 2: the connection did).
+pub fn psql_output(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<(Cmd, charm_lib::CmdOutput)> {
     let mut cmd = Cmd::new("psql", ["-h", primary, "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"])
         .user("postgres")
         .env("PGPASSFILE", paths::CHARM_PGPASS)
         .env("PGCONNECT_TIMEOUT", "5")
-        .stdin(sql_text.as_bytes().to_vec());
+        .stdin(sql_text.as_bytes().to_vec())
+        .allow_failure();
     for s in sensitive {
         cmd = cmd.sensitive(s);
     }
-    Ok(ctx.machine.run(&cmd)?.stdout)
+    let out = ctx.machine.run(&cmd)?;
+    Ok((cmd, out))
+}
+
+/// Runs SQL on the primary; any failure is an error carrying psql's stderr (secrets masked).
+pub fn psql(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<String> {
+    let (cmd, out) = psql_output(ctx, primary, sql_text, sensitive)?;
+    if !out.success() {
+        return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
+    }
+    Ok(out.stdout)
 }
 
 /// The writable address and replicas, as clients should see them.
@@ -315,7 +327,18 @@ fn provision(ctx: &Context, st: &mut Vec<Status>, rel: &Relation, req: &Request,
             return Ok(None);
         };
         let pw = ctx.model.peek_secret(Some(&g.secret), None)?.get("password").cloned().unwrap_or_default();
-        psql(ctx, primary, &sql::provision(&g.user, &pw, &req.database, &req.extensions, &req.roles), &[&pw])?;
+        let (cmd, out) = psql_output(ctx, primary, &sql::provision(&g.user, &pw, &req.database, &req.extensions, &req.roles), &[&pw])?;
+        // Exit 3: PostgreSQL refused the request itself (e.g. an extension it does not have);
+        // retrying the hook cannot help, the client or the operator must change something.
+        if out.code == 3 {
+            let why = cmd.redact(out.stderr.trim());
+            st.push(Status::blocked(format!("{} ({}): PostgreSQL refused the request: {why}", rel.id(), rel.remote_app().unwrap_or("?"))));
+            app_changes.insert(key, serde_json::to_string(&g)?);
+            return Ok(None);
+        }
+        if !out.success() {
+            return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
+        }
         log::info!("granted {} database {:?} as role {}", rel.id(), req.database, g.user);
         g.database = req.database.clone();
         g.extensions = req.extensions.clone();
