@@ -77,7 +77,9 @@ fn create_admin(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     let out = ctx.machine.run(&cmd)?;
     if !out.success() {
         let msg = cmd.redact(if out.stderr.trim().is_empty() { out.stdout.trim() } else { out.stderr.trim() });
-        if msg.contains("already taken") || msg.contains("already exists") && msg.contains(&p.username) {
+        // Django's answers for a duplicate username; a duplicate e-mail is another user, an error.
+        let lower = msg.to_ascii_lowercase();
+        if lower.contains("username is already taken") || lower.contains("with this username already exists") {
             return ctx.action_set(&json!({"username": p.username, "created": false, "message": format!("user {} already exists; nothing changed", p.username)}));
         }
         anyhow::bail!("MAAS refused to create {}: {msg}", p.username);

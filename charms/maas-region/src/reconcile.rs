@@ -108,7 +108,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let peers = relations::peers(&ctx.model)?;
     let mut w = World { cfg, leader, me, address, hostname, peers, has_peers, peer_app, stored };
 
-    if let Some(s) = apply_haproxy(ctx, &w)? {
+    if let Some(s) = apply_haproxy(ctx, &mut w)? {
         ctx.status(s);
     }
     relations::publish_vip_checks(&ctx.model, render::vip_check(w.cfg.haproxy))?;
@@ -207,11 +207,12 @@ fn install(ctx: &Context, cfg: &Config, stored: &mut BTreeMap<String, String>) -
 
 /// Renders haproxy.cfg, has haproxy check it, and only then replaces the live file and
 /// reloads. A refused file leaves the running haproxy untouched and blocks the unit.
-fn apply_haproxy(ctx: &Context, w: &World) -> anyhow::Result<Option<Status>> {
+fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>> {
     if !w.cfg.haproxy {
-        if w.stored.get(stored::HAPROXY).map(String::as_str) == Some("yes") {
+        if w.stored.remove(stored::HAPROXY).is_some() {
             ctx.machine.retire_service("haproxy")?;
             if w.cfg.install_method == InstallMethod::Deb {
+                // Port 80 goes back to the package's own redirect.
                 ctx.machine.ensure_service("apache2", false)?;
             }
         }

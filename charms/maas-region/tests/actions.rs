@@ -57,6 +57,11 @@ fn create_admin_reports_an_existing_user() {
     st.machine = st.machine.respond(&["/snap/bin/maas", "createadmin"], CmdOutput::failed(1, "Error: That username is already taken.\n"));
     let out = run(&st, "create-admin", json!({"username": "admin", "password": "pw", "email": "admin@example.com"}));
     assert_eq!((out.action.failed.as_deref(), out.action.results["created"].as_str()), (None, "false"));
+    // A duplicate e-mail belongs to another user: that is an error, not "already exists".
+    let mut st = no_user(ready());
+    st.machine = st.machine.respond(&["/snap/bin/maas", "createadmin"], CmdOutput::failed(1, "A user with the email admin@example.com already exists.\n"));
+    let out = run(&st, "create-admin", json!({"username": "admin", "password": "pw", "email": "admin@example.com"}));
+    assert_eq!(out.action.failed.as_deref(), Some("MAAS refused to create admin: A user with the email admin@example.com already exists."));
 }
 
 #[test]

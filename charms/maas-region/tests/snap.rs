@@ -263,4 +263,8 @@ fn turning_haproxy_off_retires_it() {
     let off = harness(0).run(Trigger::ConfigChanged, &on.state.with_config("haproxy", false)).unwrap();
     assert!(!off.state.machine.is_active("haproxy.service"));
     assert!(off.command_lines().contains(&"systemctl stop haproxy".to_string()));
+    let again = harness(0).run(Trigger::ConfigChanged, &off.state).unwrap();
+    assert!(!again.command_lines().iter().any(|c| c.contains("haproxy")), "retired once: {:?}", again.command_lines());
+    let back = harness(0).run(Trigger::ConfigChanged, &again.state.with_config("haproxy", true)).unwrap();
+    assert!(back.state.machine.is_active("haproxy.service"));
 }
