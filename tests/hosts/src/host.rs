@@ -121,13 +121,15 @@ impl Host {
 
     /// The machine-side path of `inside` (an absolute path in the host). While the host is
     /// up this goes through its init's root (`/proc/PID/root/...`), so reads and writes see
-    /// exactly what the host sees; that path is only valid until the host stops. While it
+    /// exactly what the host sees; symlinks in its directories (such as `/var/run` → `/run`)
+    /// are resolved inside the host, a symlink as the last component is left to the caller.
+    /// That path is only valid until the host stops. While it
     /// is down: the overlay's upper copy for overlaid directories, the machine's own path
     /// otherwise (tmpfs /run and /tmp are gone then).
     pub fn path(&self, inside: &str) -> PathBuf {
         let rel = inside.trim_start_matches('/');
         if let Some(init) = self.init() {
-            return PathBuf::from(format!("/proc/{}/root", init.pid)).join(rel);
+            return resolve_under(&PathBuf::from(format!("/proc/{}/root", init.pid)), rel);
         }
         let top = rel.split('/').next().unwrap_or("");
         if layout::OVERLAID.contains(&top) {
@@ -286,6 +288,41 @@ impl Host {
         hide_machine_wants(&etc)?;
         Ok(())
     }
+}
+
+/// `root`/`rel` with the symlinks of every directory component followed as the host would
+/// (absolute targets restart at `root`): through /proc/PID/root the kernel would resolve
+/// an absolute link against the machine's root instead.
+fn resolve_under(root: &Path, rel: &str) -> PathBuf {
+    use std::collections::VecDeque;
+    let mut todo: VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(String::from)
+        .collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let here = root.join(done.join("/")).join(&c);
+        match fs::read_link(&here) {
+            Ok(t) if !todo.is_empty() && hops < 40 => {
+                hops += 1;
+                let t = t.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                for p in t.split('/').rev().filter(|p| !p.is_empty() && *p != ".") {
+                    todo.push_front(p.to_string());
+                }
+            }
+            _ => done.push(c),
+        }
+    }
+    root.join(done.join("/"))
 }
 
 /// Overlayfs whiteouts (0/0 character devices) in the upper /etc for every

@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use hosts::Target;
 
 fn has_vip(h: &hosts::Host, vip: &str) -> bool {
     h.is_up() && sh(h, "ip -o addr show eth0").contains(vip)

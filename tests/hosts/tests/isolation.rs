@@ -75,6 +75,12 @@ fn writes_to_etc_stay_in_their_host() {
         std::fs::read_to_string(a.path(marker)).unwrap(),
         "only-alpha\n"
     );
+    // Host paths resolve their symlinks inside the host (/var/run is /run there).
+    sh(&a, "echo in-run > /run/hiso2-file");
+    assert_eq!(
+        std::fs::read_to_string(a.path("/var/run/hiso2-file")).unwrap(),
+        "in-run\n"
+    );
     // The machine's files are visible (overlay lower), /tmp and /run are private.
     assert_eq!(code(&a, "test -x /usr/sbin/haproxy"), 0);
     sh(&a, "echo x > /tmp/hiso2");

@@ -54,7 +54,7 @@ pub fn state(name: &str, hostname: &str) -> String {
 }
 
 fn load(name: &str, hostname: &str) -> Result<(String, Unit), String> {
-    let mut name = unit::normalize(name);
+    let mut name = unit::canonical(name);
     let u = unit::load(&name, hostname).map_err(|e| match e {
         LoadError::NotFound => format!("Failed to enable unit: Unit file {name} does not exist."),
         LoadError::Masked(_) => format!("Failed to enable unit: Unit file {name} is masked."),

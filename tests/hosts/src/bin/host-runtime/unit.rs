@@ -166,6 +166,26 @@ pub fn normalize(name: &str) -> String {
     }
 }
 
+/// The unit a name stands for: normalized, and with alias symlinks (a unit file linked
+/// under another name, as `Alias=` makes them) followed to the real unit's name.
+pub fn canonical(name: &str) -> String {
+    let mut n = normalize(name);
+    for _ in 0..8 {
+        let Some(next) = DIRS.iter().find_map(|d| {
+            let t = std::fs::read_link(Path::new(d).join(&n)).ok()?;
+            let base = t.file_name()?.to_string_lossy().into_owned();
+            (t != Path::new("/dev/null")
+                && base != n
+                && base.ends_with(".service") == n.ends_with(".service"))
+            .then_some(base)
+        }) else {
+            break;
+        };
+        n = next;
+    }
+    n
+}
+
 /// Splits `a@b.service` into ("a", Some("b"), ".service").
 pub fn split_name(name: &str) -> (String, Option<String>, String) {
     let (stem, suffix) = match name.rfind('.') {
