@@ -58,10 +58,18 @@ fn etcd_and_postgresql_run_as_their_packages_say() {
     let pid = sh(&a, "systemctl show -p MainPID --value etcd");
     assert_eq!(sh(&a, &format!("ps -o user= -p {pid}")), "etcd");
     sh(&a, "ETCDCTL_API=3 etcdctl put k v >/dev/null");
-    assert_eq!(
-        sh(&a, "ETCDCTL_API=3 etcdctl get --print-value-only k"),
-        "v"
-    );
+    let get = "ETCDCTL_API=3 etcdctl get --print-value-only k";
+    assert_eq!(sh(&a, get), "v");
+    // Alias= names reach the same unit.
+    assert_eq!(sh(&a, "systemctl is-active etcd2"), "active");
+    // Restart=on-abnormal: a SIGKILLed etcd comes back (and is notify-ready again).
+    a.kill(Target::Name("etcd".into()), 9).unwrap();
+    wait_for(20, "etcd restarted", || {
+        let p = sh(&a, "systemctl show -p MainPID --value etcd");
+        let active = sh(&a, "systemctl is-active etcd || true") == "active";
+        (p != pid && p != "0" && active).then_some(())
+    });
+    assert_eq!(sh(&a, get), "v");
 
     sh(&a, "systemctl start postgresql@15-main");
     assert_eq!(sh(&a, "systemctl is-active postgresql@15-main"), "active");
