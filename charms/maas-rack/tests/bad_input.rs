@@ -146,3 +146,49 @@ fn the_install_method_cannot_change_under_a_deployed_unit() {
     );
     assert!(out.commands.is_empty());
 }
+
+#[test]
+fn bad_region_data_after_registration_leaves_the_running_rack_alone() {
+    let registered_rack = registered(ready());
+    let cases: Vec<(&str, Option<&str>, StatusKind)> = vec![
+        ("maas_url", Some("http://10.77.0.200/"), StatusKind::Blocked),
+        ("regions", Some("[1]"), StatusKind::Blocked),
+        ("secret_id", None, StatusKind::Waiting),
+    ];
+    for (key, value, kind) in cases {
+        let mut st = registered_rack.clone();
+        match value {
+            Some(v) => st.relations[0].remote_app_data.insert(key.into(), v.into()),
+            None => st.relations[0].remote_app_data.remove(key),
+        };
+        let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
+        assert_eq!(
+            out.state.unit_status.kind, kind,
+            "{key}: {:?}",
+            out.state.unit_status
+        );
+        let lines = out.command_lines();
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains("init") || l.contains("stop") || l.starts_with("snap ")),
+            "{key}: touched the rack: {lines:?}"
+        );
+        assert_eq!(
+            out.state.stored, registered_rack.stored,
+            "{key}: the registration record stays"
+        );
+    }
+    let mut st = registered_rack.clone();
+    st.secrets.clear();
+    let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
+    assert_eq!(
+        out.state.unit_status.kind,
+        StatusKind::Blocked,
+        "a revoked secret"
+    );
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.contains("init") || l.contains("stop")));
+}
