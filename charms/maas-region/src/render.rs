@@ -50,7 +50,7 @@ fn servers(out: &mut String, backends: &[Backend], port: u16, check: &str) {
 
 fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends: &[Backend]) {
     out.push_str(&format!(
-        "\nfrontend {name}\n    bind :::{listen} v4v6\n    mode tcp\n    option tcplog\n    default_backend {name}\n\nbackend {name}\n    mode tcp\n    balance source\n    hash-type consistent\n    option tcp-check\n"
+        "\nfrontend {name}\n    bind *:{listen}\n    mode tcp\n    option tcplog\n    default_backend {name}\n\nbackend {name}\n    mode tcp\n    balance source\n    hash-type consistent\n    option tcp-check\n"
     ));
     servers(out, backends, target, "check inter 2s rise 2 fall 3");
 }
@@ -80,7 +80,7 @@ defaults\n\
     );
     out.push_str(&format!("    timeout server {SERVER_TIMEOUT}\n"));
     out.push_str(
-        "\nfrontend maas_http\n    bind :::80 v4v6\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
+        "\nfrontend maas_http\n    bind *:80\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
 backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
     );
     servers(&mut out, backends, 5240, "check inter 2s rise 2 fall 3");
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn http_frontend_balances_by_source_with_consistent_hashing_and_long_timeout() {
         let cfg = haproxy_cfg(&regions(2), HaproxyOptions::default());
-        assert!(cfg.contains("bind :::80 v4v6"));
+        assert!(cfg.contains("bind *:80"));
         let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
         assert!(backend.contains("mode http\n    balance source\n    hash-type consistent\n"));
         assert!(backend.contains("option httpchk GET /MAAS/api/2.0/version/"));
@@ -244,7 +244,7 @@ mod tests {
         let plain = haproxy_cfg(&regions(3), HaproxyOptions::default());
         assert!(!plain.contains(":443") && !plain.contains("5443") && !plain.contains("5242") && !plain.contains("5271"));
         let tls = haproxy_cfg(&regions(3), HaproxyOptions { tls: true, agent_ports: false });
-        assert!(tls.contains("bind :::443 v4v6"));
+        assert!(tls.contains("bind *:443"));
         assert_eq!(servers_of(&tls, "maas_https").len(), 3);
         assert!(servers_of(&tls, "maas_https")[0].contains(":5443 "));
         assert!(!tls.contains("5242"));

@@ -243,7 +243,7 @@ fn tls_opens_443_and_forwards_it() {
     let st = initialised_leader("http://10.0.0.100/MAAS").with_config("tls-enabled", true);
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(out.state.opened_ports.contains(&Port::Tcp(443)) && out.state.opened_ports.contains(&Port::Tcp(5443)));
-    assert!(out.state.machine.text(HAPROXY_CFG).unwrap().contains("bind :::443 v4v6"));
+    assert!(out.state.machine.text(HAPROXY_CFG).unwrap().contains("bind *:443"));
 }
 
 #[test]
