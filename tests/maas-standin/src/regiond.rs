@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A heartbeat older than this means the database is not working for this region.
 pub const DB_STALE: Duration = Duration::from_secs(3);
+/// How long one heartbeat may take before its connection is given up as stuck: a frozen
+/// database host still ACKs TCP, so neither keepalives nor TCP timeouts would notice.
+pub const DB_DEADLINE: Duration = Duration::from_secs(3);
+/// Idle API connections kept for reuse.
+const API_POOL: usize = 4;
 
 /// Ports regiond listens on: the API, the internal API and Temporal (test override:
 /// `MAAS_STANDIN_PORTS=api,internal,temporal`).
@@ -39,7 +44,7 @@ pub struct Region {
     pub system_id: String,
     settings: Mutex<(DbSettings, String)>,
     generation: AtomicU64,
-    api_db: Mutex<Option<(u64, Client)>>,
+    api_pool: Mutex<Vec<(u64, Client)>>,
     last_ok: Mutex<Option<Instant>>,
     last_error: Mutex<String>,
 }
@@ -62,7 +67,7 @@ impl Region {
             system_id,
             settings: Mutex::new((conf.db(), conf.get_or_default("maas_url"))),
             generation: AtomicU64::new(0),
-            api_db: Mutex::new(None),
+            api_pool: Mutex::new(Vec::new()),
             last_ok: Mutex::new(None),
             last_error: Mutex::new("not connected yet".into()),
         })
@@ -87,26 +92,31 @@ impl Region {
         self.settings.lock().map(|s| s.0.clone()).unwrap_or_default()
     }
 
-    /// Runs `f` on the API's database connection, connecting first if needed. A failing
-    /// connection is dropped so the next request reconnects (possibly to a new primary).
+    /// Runs `f` on a database connection from a small pool, connecting if none is idle. No lock
+    /// is held while `f` runs, so one request stuck on a frozen database cannot block the
+    /// others; a failed connection is dropped, so the next request reconnects (possibly to a
+    /// new primary).
     pub fn with_db<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let mut guard = self.api_db.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
         let gen = self.generation.load(Ordering::SeqCst);
-        let stale = match guard.as_ref() {
-            Some((g, _)) => *g != gen,
-            None => true,
+        let idle = {
+            let mut pool = self.api_pool.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+            pool.retain(|(g, c)| *g == gen && !c.is_closed());
+            pool.pop()
         };
-        if stale {
-            *guard = None;
-            let c = db::connect(&self.db_settings(), "maas-standin-regiond-api")?;
-            *guard = Some((gen, c));
-        }
-        let Some((_, client)) = guard.as_mut() else { unreachable!("connected above") };
-        let r = f(client);
-        if let Err(e) = &r {
-            let user_error = e.downcast_ref::<db::Invalid>().is_some() || e.downcast_ref::<db::NotFound>().is_some();
-            if !user_error || client.is_closed() {
-                *guard = None;
+        let mut client = match idle {
+            Some((_, c)) => c,
+            None => db::connect(&self.db_settings(), "maas-standin-regiond-api")?,
+        };
+        let r = f(&mut client);
+        let reusable = match &r {
+            Ok(_) => true,
+            Err(e) => e.downcast_ref::<db::Invalid>().is_some() || e.downcast_ref::<db::NotFound>().is_some(),
+        };
+        if reusable && !client.is_closed() {
+            if let Ok(mut pool) = self.api_pool.lock() {
+                if pool.len() < API_POOL {
+                    pool.push((gen, client));
+                }
             }
         }
         r
@@ -153,7 +163,35 @@ impl Region {
         Ok(())
     }
 
-    /// The heartbeat loop: never returns.
+    /// One heartbeat on `client` (connecting first if there is none). Gives the connection
+    /// back when it is still good.
+    fn beat(&self, client: Option<(u64, Client)>, gen: u64, prune: bool) -> (Result<()>, Option<(u64, Client)>) {
+        let mut client = client;
+        let result = (|| -> Result<()> {
+            if client.is_none() {
+                let mut c = db::connect(&self.db_settings(), "maas-standin-regiond")?;
+                if db::needs_init(&mut c)? {
+                    anyhow::bail!("the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)");
+                }
+                self.sync_secret(&mut c)?;
+                client = Some((gen, c));
+                eprintln!("regiond: connected to the database");
+            }
+            let Some((_, c)) = client.as_mut() else { unreachable!("connected above") };
+            db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
+            if prune {
+                db::prune_heartbeats(c)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            client = None;
+        }
+        (result, client)
+    }
+
+    /// The heartbeat loop: never returns. Each beat runs on its own thread under a deadline;
+    /// a beat that misses it is abandoned with its connection, and the next one reconnects.
     pub fn heartbeat_loop(self: Arc<Self>) {
         let mut client: Option<(u64, Client)> = None;
         let mut ticks: u64 = 0;
@@ -166,29 +204,20 @@ impl Region {
             if client.as_ref().is_some_and(|(g, _)| *g != gen) {
                 client = None;
             }
-            let result = (|| -> Result<()> {
-                if client.is_none() {
-                    let mut c = db::connect(&self.db_settings(), "maas-standin-regiond")?;
-                    if db::needs_init(&mut c)? {
-                        anyhow::bail!("the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)");
-                    }
-                    self.sync_secret(&mut c)?;
-                    client = Some((gen, c));
-                    eprintln!("regiond: connected to the database");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let me = self.clone();
+            let taken = client.take();
+            let prune = ticks.checked_rem(120) == Some(0);
+            let spawned = std::thread::Builder::new().name("heartbeat-beat".into()).spawn(move || {
+                let _ = tx.send(me.beat(taken, gen, prune));
+            });
+            match spawned.map_err(anyhow::Error::from).and_then(|_| rx.recv_timeout(DB_DEADLINE).map_err(anyhow::Error::from)) {
+                Ok((Ok(()), c)) => {
+                    client = c;
+                    self.set_status(true, "");
                 }
-                let Some((_, c)) = client.as_mut() else { unreachable!("connected above") };
-                db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
-                if ticks.checked_rem(120) == Some(0) {
-                    db::prune_heartbeats(c)?;
-                }
-                Ok(())
-            })();
-            match result {
-                Ok(()) => self.set_status(true, ""),
-                Err(e) => {
-                    client = None;
-                    self.set_status(false, &format!("{e:#}"));
-                }
+                Ok((Err(e), _)) => self.set_status(false, &format!("{e:#}")),
+                Err(_) => self.set_status(false, "the database did not answer in time; reconnecting"),
             }
             ticks += 1;
             std::thread::sleep(HEARTBEAT.saturating_sub(started.elapsed()));

@@ -338,4 +338,13 @@ fn regiond_follows_the_database_when_it_moves() {
     r.wait_up("region-m");
     let before = heartbeats(&pg2, "region-m");
     wait_for("heartbeats resume on the writable database", T, || (heartbeats(&pg2, "region-m") > before).then_some(()));
+
+    // A frozen database (TCP still answered by the kernel): noticed by the heartbeat deadline.
+    pg2.freeze(true);
+    let stalled = wait_for("503 while the database is frozen", T, || r.version().filter(|(s, _)| *s == 503));
+    pg2.freeze(false);
+    assert!(stalled.1.contains("Database is unavailable"), "{}", stalled.1);
+    r.wait_up("region-m");
+    let before = heartbeats(&pg2, "region-m");
+    wait_for("heartbeats resume after the freeze", T, || (heartbeats(&pg2, "region-m") > before).then_some(()));
 }

@@ -203,6 +203,29 @@ impl Postgres {
         let _ = as_postgres("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 
+    /// The postmaster and its children (the backends).
+    pub fn pids(&self) -> Vec<u32> {
+        let pidfile = std::fs::read_to_string(self.dir.0.join("data/postmaster.pid")).unwrap_or_default();
+        let Some(main) = pidfile.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else { return vec![] };
+        let mut out = vec![main];
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            if status.lines().any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&main.to_string())) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT every process of this server: a frozen database host.
+    pub fn freeze(&self, frozen: bool) {
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        for pid in self.pids() {
+            let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+        }
+    }
+
     pub fn psql(&self, sql: &str) -> Output {
         Command::new("runuser")
             .args(["-u", "postgres", "--", "env", "PGOPTIONS=-c default_transaction_read_only=off", "psql", "-v", "ON_ERROR_STOP=1", "-At", "-h"])
@@ -233,6 +256,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        // A test that failed while the server was frozen must not leave it stopped.
+        self.freeze(false);
         self.stop();
     }
 }
