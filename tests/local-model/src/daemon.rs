@@ -104,6 +104,12 @@ fn serve_tool(shared: Shared, conn: UnixStream) {
                 None => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: wrong context ID; got {:?}\n", req.context_id), code: 1 },
                 Some(ctx) => {
                     let out = crate::hooktools::run_tool(&mut rt.state, ctx, &req.tool, &req.args, req.stdin.as_bytes());
+                    // every tool call goes to the unit log: what a charm asked and got is
+                    // the first thing to look at when it misbehaves here
+                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&ctx.log_path) {
+                        use std::io::Write;
+                        let _ = writeln!(f, "DEBUG {} tool {} {:?} -> {} {}", ctx.hook.name, req.tool, req.args, out.code, out.stderr.trim());
+                    }
                     cv.notify_all();
                     ToolResponse { stdout: out.stdout, stderr: out.stderr, code: out.code }
                 }

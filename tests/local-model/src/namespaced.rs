@@ -36,12 +36,23 @@ pub fn cleanup(lab_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The package catalog (CONTRACTS.md §2): `$LM_CATALOG`, else `catalog/` next to the
+/// model dir (`build/catalog` for the default `build/local-model`), if it exists.
+fn catalog_dir(lab_dir: &Path) -> Option<PathBuf> {
+    if let Some(c) = std::env::var_os("LM_CATALOG") {
+        return Some(PathBuf::from(c)).filter(|p| p.is_dir());
+    }
+    let model = lab_dir.parent()?;
+    Some(model.parent()?.join("catalog")).filter(|p| p.is_dir())
+}
+
 fn config(dir: &Path) -> LabConfig {
     LabConfig {
         dir: dir.to_path_buf(),
         prefix: prefix_for(dir),
-        subnet: std::env::var("LM_SUBNET").unwrap_or_else(|_| "10.78.0.0/24".into()),
-        catalog: std::env::var_os("LM_CATALOG").map(PathBuf::from).filter(|p| p.is_dir()),
+        // bundles/overlays/local-model.yaml puts its VIPs in 10.77.0.200+
+        subnet: std::env::var("LM_SUBNET").unwrap_or_else(|_| "10.77.0.0/24".into()),
+        catalog: catalog_dir(dir),
     }
 }
 
