@@ -82,8 +82,8 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     let offer = match RegionOffer::from_databag(&rel.remote_app_data()?) {
         Ok(o) => o,
         Err(message) => {
-            rel.write_my_unit(&publish)?;
-            ctx.status(Status::blocked(message));
+            let status = hold(ctx, &rel, record, flavor, publish, Status::blocked(message))?;
+            ctx.status(status);
             return Ok(());
         }
     };
@@ -104,23 +104,27 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     }
 
     let (Some(url), Some(secret_id)) = (offer.maas_url.clone(), offer.secret_id.clone()) else {
-        if record.is_registered() {
-            observe_into(ctx, flavor, &mut publish)?;
-        }
-        rel.write_my_unit(&publish)?;
-        ctx.status(Status::waiting(WAITING_FOR_REGION));
+        let status = hold(
+            ctx,
+            &rel,
+            record,
+            flavor,
+            publish,
+            Status::waiting(WAITING_FOR_REGION),
+        )?;
+        ctx.status(status);
         return Ok(());
     };
     if let Err(message) = relations::validate_maas_url(&url) {
-        rel.write_my_unit(&publish)?;
-        ctx.status(Status::blocked(message));
+        let status = hold(ctx, &rel, record, flavor, publish, Status::blocked(message))?;
+        ctx.status(status);
         return Ok(());
     }
     let secret = match read_shared_secret(ctx, &secret_id)? {
         Ok(s) => s,
         Err(message) => {
-            rel.write_my_unit(&publish)?;
-            ctx.status(Status::blocked(message));
+            let status = hold(ctx, &rel, record, flavor, publish, Status::blocked(message))?;
+            ctx.status(status);
             return Ok(());
         }
     };
@@ -236,6 +240,23 @@ fn ensure_installed(ctx: &Context, method: &InstallMethod, record: &mut Record) 
     }
     record.installed = Some(Flavor::of(method).name().to_string());
     Ok(())
+}
+
+/// Ends a pass that cannot (re)register: a rack registered before keeps running on what it
+/// has and keeps publishing its system id and DHCP state; the returned status is the reason.
+fn hold(
+    ctx: &Context,
+    rel: &charm_lib::Relation,
+    record: &Record,
+    flavor: Flavor,
+    mut publish: RackData,
+    status: Status,
+) -> Result<Status> {
+    if record.is_registered() {
+        observe_into(ctx, flavor, &mut publish)?;
+    }
+    rel.write_my_unit(&publish)?;
+    Ok(status)
 }
 
 fn observe_into(ctx: &Context, flavor: Flavor, publish: &mut RackData) -> Result<Observed> {

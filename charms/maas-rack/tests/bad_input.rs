@@ -149,7 +149,12 @@ fn the_install_method_cannot_change_under_a_deployed_unit() {
 
 #[test]
 fn bad_region_data_after_registration_leaves_the_running_rack_alone() {
-    let registered_rack = registered(ready());
+    let mut registered_rack = registered(ready());
+    registered_rack.machine = registered_rack.machine.with_file(
+        "/var/snap/maas/common/maas/maas_id",
+        "4y3h7n\n",
+        charm_lib::FileOptions::root(0o644),
+    );
     let cases: Vec<(&str, Option<&str>, StatusKind)> = vec![
         ("maas_url", Some("http://10.77.0.200/"), StatusKind::Blocked),
         ("regions", Some("[1]"), StatusKind::Blocked),
