@@ -268,7 +268,14 @@ fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
     if let Some(u) = &w.cfg.maas_url {
         return Ok(Some(u.clone()));
     }
-    Ok(w.peer_app.get(app_keys::MAAS_URL).filter(|u| !u.is_empty()).cloned())
+    match w.peer_app.get(app_keys::MAAS_URL).filter(|u| !u.is_empty()) {
+        Some(u) if crate::config::validate_maas_url(u).is_ok() => Ok(Some(u.clone())),
+        Some(u) => {
+            log::warn!("the leader published an invalid MAAS URL {u:?}; waiting for a valid one");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 fn set_peer_app(ctx: &Context, w: &mut World, key: &str, value: &str) -> anyhow::Result<()> {

@@ -156,16 +156,25 @@ pub fn changed(current: &Databag, wanted: &Databag) -> Databag {
     wanted.iter().filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str()).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// The VIP the subordinate offers (the first of `vips`), if any.
+/// The VIP the subordinate offers (the first of `vips`), if any. A value that is not an IP
+/// address is ignored with a warning rather than written into MAAS's URL.
 pub fn vip(model: &Model) -> anyhow::Result<Option<String>> {
     let Some(rel) = model.relation(VIP)? else { return Ok(None) };
     for u in rel.units() {
         let d = rel.unit_data(u)?;
         if let Some(v) = d.get("vips").and_then(|v| v.split(',').map(str::trim).find(|v| !v.is_empty())) {
-            return Ok(Some(v.to_string()));
+            if v.parse::<std::net::IpAddr>().is_ok() {
+                return Ok(Some(v.to_string()));
+            }
+            log::warn!("vip relation: {u} offers {v:?}, which is not an IP address; ignored");
         }
     }
     Ok(None)
+}
+
+/// Whether `a` can be a backend address: an IP address or a host name.
+pub fn usable_address(a: &str) -> bool {
+    a.parse::<std::net::IpAddr>().is_ok() || (!a.is_empty() && a.len() <= 253 && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') && !a.starts_with('-'))
 }
 
 /// Tells the subordinate what to check.
@@ -196,7 +205,14 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
     for u in rel.units() {
         let d = rel.unit_data(u)?;
         let get = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
-        out.push(Peer { unit: u.clone(), address: get("address"), hostname: get("hostname"), request: get(crate::lock::REQUEST_KEY) });
+        let address = get("address").filter(|a| {
+            let ok = usable_address(a);
+            if !ok {
+                log::warn!("peer {u} published address {a:?}, which is neither an IP address nor a host name; left out of haproxy");
+            }
+            ok
+        });
+        out.push(Peer { unit: u.clone(), address, hostname: get("hostname"), request: get(crate::lock::REQUEST_KEY) });
     }
     Ok(out)
 }

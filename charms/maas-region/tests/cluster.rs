@@ -170,3 +170,29 @@ fn a_peer_without_an_address_is_not_a_backend() {
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert_eq!(servers(&out.state.machine.text(HAPROXY_CFG).unwrap()).len(), 1);
 }
+
+#[test]
+fn garbled_peer_and_vip_data_is_left_out_not_a_panic() {
+    let mut st = leader_with(&[(1, "10.0.0.11")]);
+    st.relations.retain(|r| r.id != PEERS && r.id != VIP);
+    st = st
+        .with_relation(peers(&[(1, "10.0.0.11"), (2, "bad address;")]))
+        .with_relation(charm_lib::testing::Relation::new(VIP, "vip", "keepalived-vip").remote_unit(0, &[("vips", "not-an-ip")]));
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let cfg = out.state.machine.text(HAPROXY_CFG).unwrap();
+    assert_eq!(servers(&cfg).len(), 2, "{cfg}");
+    assert!(!cfg.contains("bad address"));
+    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["maas-url"], "http://10.0.0.10:5240/MAAS", "a garbled VIP is ignored");
+    assert!(out.logs.iter().any(|(_, l)| l.contains("not an IP address")));
+}
+
+#[test]
+fn a_garbled_url_from_the_leader_is_not_used() {
+    let rel = peers(&[(0, "10.0.0.10")]).local_app_data(&[("maas-url", "javascript:alert(1)")]);
+    let mut st = State::default().with_relation(rel).with_relation(pgsql("10.0.0.5", "maas-region/1")).with_secret(db_secret());
+    st.machine = hostname(st.machine, 1);
+    let out = harness(1).run(Trigger::ConfigChanged, &st).unwrap();
+    assert_eq!(out.state.unit_status, Status::waiting("waiting for the leader to publish the MAAS URL"));
+    assert!(!out.command_lines().iter().any(|c| c.contains(" init ")));
+}
