@@ -101,7 +101,9 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
         let _ = writeln!(s, "    interval {}", c.interval);
         // A check that hangs counts as failed before the next run is due.
         let _ = writeln!(s, "    timeout {}", c.interval.max(3));
-        s.push_str("    weight 0\n    fall 1\n    rise 2\n    init_fail\n}\n");
+        // No init_fail: keepalived would count every check failed again on each reload, and the
+        // holder would drop the VIP for `rise` intervals whenever a peer joins.
+        s.push_str("    weight 0\n    fall 1\n    rise 2\n}\n");
     }
     let v6 = v.vips.first().is_some_and(|p| p.cidr.is_v6());
     let (same, other): (Vec<&Placement>, Vec<&Placement>) =

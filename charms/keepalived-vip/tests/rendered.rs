@@ -128,7 +128,6 @@ vrrp_script maas_region_0_process_haproxy {{
     weight 0
     fall 1
     rise 2
-    init_fail
 }}
 
 vrrp_script maas_region_1_process_named {{
@@ -138,7 +137,6 @@ vrrp_script maas_region_1_process_named {{
     weight 0
     fall 1
     rise 2
-    init_fail
 }}
 
 vrrp_instance maas_region {{
