@@ -205,7 +205,8 @@ fn configure_dhcp(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     let admin = p.admin_username.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| "admin".into());
     let key = api_key(ctx, m, &admin)?.ok_or_else(|| anyhow::anyhow!("MAAS has no API key for {admin:?}: create the administrator first (create-admin) or pass admin-username"))?;
     let cli = maas::cli(m);
-    ctx.machine.run(&Cmd::new(cli, ["login", PROFILE, LOCAL_API, key.as_str()]).sensitive(&key))?;
+    // The key goes on stdin (`-`), not on a command line other processes can read.
+    ctx.machine.run(&Cmd::new(cli, ["login", PROFILE, LOCAL_API, "-"]).stdin(format!("{key}\n")).sensitive(&key))?;
     let result = dhcp_calls(ctx, cli, &p, start, end, secondary);
     // The profile holds the key: do not leave it behind, whatever happened.
     if let Err(e) = ctx.machine.run(&Cmd::new(cli, ["logout", PROFILE]).allow_failure()) {
