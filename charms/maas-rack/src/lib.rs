@@ -6,9 +6,10 @@
 //! goes, and publishes its hostname and MAAS system id so the region can make it a DHCP
 //! primary or secondary.
 //!
-//! Every event runs the same [`reconcile::reconcile`]: the charm has no actions, and no event
-//! needs handling of its own beyond what reconcile derives from the model.
+//! Every hook runs the same [`reconcile::reconcile`]: no event needs handling of its own beyond
+//! what reconcile derives from the model. The one action, `get-rack-info`, only reads.
 
+pub mod actions;
 pub mod config;
 pub mod maas;
 pub mod reconcile;
@@ -16,7 +17,11 @@ pub mod registration;
 pub mod relations;
 pub mod workload;
 
-/// The charm's handler: one holistic pass for every hook.
+/// The charm's handler: one holistic pass for every hook; actions apart.
 pub fn handle(ctx: &mut charm_lib::Context) -> anyhow::Result<()> {
+    if let charm_lib::EventKind::Action { name, .. } = &ctx.event.kind {
+        let name = name.clone();
+        return actions::run(ctx, &name);
+    }
     reconcile::reconcile(ctx)
 }
