@@ -25,6 +25,7 @@ fn haproxy_follows_add_unit_and_remove_unit() {
     let h = harness(0);
     let one = h.run(Trigger::ConfigChanged, &leader_with(&[])).unwrap();
     assert_eq!(servers(&one.state.machine.text(HAPROXY_CFG).unwrap()), ["server maas-region-0 10.0.0.10:5240 check inter 2s rise 2 fall 3"]);
+    assert_haproxy_accepts(&one.state.machine.text(HAPROXY_CFG).unwrap());
 
     let mut joined = one.state.clone();
     joined.relations.retain(|r| r.id != PEERS);
@@ -34,12 +35,14 @@ fn haproxy_follows_add_unit_and_remove_unit() {
     let three = h.run(Trigger::RelationChanged(PEERS, Some(2)), &joined.with_relation(rel)).unwrap();
     let cfg = three.state.machine.text(HAPROXY_CFG).unwrap();
     assert_eq!(servers(&cfg).len(), 3, "{cfg}");
+    assert_haproxy_accepts(&cfg);
     assert!(cfg.contains("server maas-region-2 10.0.0.12:5240 check"));
     assert_eq!(mutating(&three), ["haproxy -c -f /etc/haproxy/haproxy.cfg.candidate", "systemctl reload haproxy"]);
 
     let two = h.run(Trigger::RelationDeparted(PEERS, 1), &three.state).unwrap();
     let cfg = two.state.machine.text(HAPROXY_CFG).unwrap();
     assert_eq!(servers(&cfg).len(), 2);
+    assert_haproxy_accepts(&cfg);
     assert!(!cfg.contains("maas-region-1 "));
     assert!(mutating(&two).contains(&"systemctl reload haproxy".to_string()));
 }
@@ -158,6 +161,7 @@ fn agent_ports_are_forwarded_only_when_asked() {
     let out = harness(0).run(Trigger::ConfigChanged, &leader_with(&[(1, "10.0.0.11")]).with_config("haproxy-agent-ports", true)).unwrap();
     let cfg = out.state.machine.text(HAPROXY_CFG).unwrap();
     assert!(cfg.contains("server maas-region-1 10.0.0.11:5242 check") && cfg.contains("server maas-region-1 10.0.0.11:5271 check"));
+    assert_haproxy_accepts(&cfg);
     let plain = harness(0).run(Trigger::ConfigChanged, &leader_with(&[(1, "10.0.0.11")])).unwrap();
     assert!(!plain.state.machine.text(HAPROXY_CFG).unwrap().contains("5242"));
 }

@@ -244,6 +244,7 @@ fn tls_opens_443_and_forwards_it() {
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(out.state.opened_ports.contains(&Port::Tcp(443)) && out.state.opened_ports.contains(&Port::Tcp(5443)));
     assert!(out.state.machine.text(HAPROXY_CFG).unwrap().contains("bind *:443"));
+    assert_haproxy_accepts(&out.state.machine.text(HAPROXY_CFG).unwrap());
 }
 
 #[test]

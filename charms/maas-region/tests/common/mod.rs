@@ -135,3 +135,13 @@ pub fn settled(st: &State) -> State {
     s.machine.commands.clear();
     s
 }
+
+/// Runs the real `haproxy -c` on a file the charm wrote (warnings count as refusals).
+pub fn assert_haproxy_accepts(cfg: &str) {
+    let path = std::env::temp_dir().join(format!("maas-region-it-{}-{:x}.cfg", std::process::id(), cfg.bytes().fold(7u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64))));
+    std::fs::write(&path, cfg).unwrap();
+    let out = std::process::Command::new("haproxy").args(["-c", "-f"]).arg(&path).output().expect("haproxy is installed on the build machine");
+    let _ = std::fs::remove_file(&path);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("WARNING"), "haproxy -c refused:\n{text}\n{cfg}");
+}
