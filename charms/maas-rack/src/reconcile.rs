@@ -140,6 +140,12 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
         workload::register(ctx.machine, flavor, &url, &secret)?;
         record.set_registered(&url, &secret);
     }
+    if workload::keep_secret_private(ctx.machine, flavor)? {
+        log::warn!(
+            "{} was readable beyond root and its group; set it to 0640",
+            flavor.secret_file()
+        );
+    }
     let seen = observe_into(ctx, flavor, &mut publish)?;
     if seen.rackd == Some(false) && !fresh {
         log::warn!("rackd is not running; starting it");

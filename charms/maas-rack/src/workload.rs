@@ -87,6 +87,29 @@ pub fn deregister(m: &dyn Machine, flavor: Flavor) -> Result<()> {
     Ok(())
 }
 
+/// Keeps the shared secret file MAAS wrote readable by its owner and group only (0640 at most):
+/// MAAS writes it so, and a looser mode left by hand or by an older package is tightened,
+/// keeping owner and group. Returns whether it had to.
+pub fn keep_secret_private(m: &dyn Machine, flavor: Flavor) -> Result<bool> {
+    let path = flavor.secret_file();
+    let path = Path::new(&path);
+    let Some(info) = m.file_info(path)? else {
+        return Ok(false);
+    };
+    if info.is_dir || info.options.mode & 0o137 == 0 {
+        return Ok(false);
+    }
+    let Some(content) = m.read_file(path)? else {
+        return Ok(false);
+    };
+    let opts = FileOptions {
+        mode: info.options.mode & 0o640,
+        ..info.options
+    };
+    m.write_file(path, &content, &opts)?;
+    Ok(true)
+}
+
 /// What the rack is doing, as far as this host can tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {

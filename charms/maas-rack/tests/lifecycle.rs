@@ -160,3 +160,31 @@ fn a_stopped_rackd_is_started_again() {
         .contains(&"systemctl enable --now maas-rackd".to_string()));
     assert!(out.state.machine.is_active("maas-rackd.service"));
 }
+
+#[test]
+fn a_loose_secret_file_is_tightened_to_0640() {
+    let mut st = registered(ready());
+    st.machine = st.machine.with_file(
+        SNAP_SECRET,
+        &format!("{SECRET}\n"),
+        charm_lib::FileOptions::new("root", "maas", 0o644),
+    );
+    let out = ok(&harness(), Trigger::UpdateStatus, &st);
+    let f = &out.state.machine.files[std::path::Path::new(SNAP_SECRET)];
+    assert_eq!(
+        (
+            f.options.owner.as_str(),
+            f.options.group.as_str(),
+            f.options.mode
+        ),
+        ("root", "maas", 0o640)
+    );
+    assert_eq!(f.text(), format!("{SECRET}\n"), "content untouched");
+    assert_secret_kept(&out, SECRET);
+    let again = ok(&harness(), Trigger::UpdateStatus, &out.state);
+    assert_eq!(again.state.machine.files, out.state.machine.files);
+    assert!(
+        !again.logs.iter().any(|(_, l)| l.contains("0640")),
+        "tightened once"
+    );
+}
