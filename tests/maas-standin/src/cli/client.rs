@@ -183,8 +183,8 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
         r
     };
     let Some(resource) = args.first() else {
-        let p = Parser::new(format!("maas {profile_name}")).pos("COMMAND", None);
-        return report(p.parse::<&str>(&[]).unwrap_err());
+        let p = Parser::new(format!("maas {profile_name}"));
+        return report(p.error("the following arguments are required: COMMAND"));
     };
     if !resources.contains(&resource.as_str()) {
         let p = Parser::new(format!("maas {profile_name}"));

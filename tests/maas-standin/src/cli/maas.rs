@@ -3,7 +3,7 @@
 //! `<profile> <resource> <op>`).
 
 use super::{fail, parse, report, require_root};
-use crate::argparse::{Opt, Parser, Parsed};
+use crate::argparse::{Exit, Opt, Parser, Parsed};
 use crate::conf::{self, ConfFile, DbSettings};
 use crate::db;
 use crate::paths::{self, Flavor};
@@ -49,8 +49,7 @@ const RACK: &[Opt] = &[Opt::value("--secret", "Secret token required for the rac
 /// Entry point for `maas ARGS...`.
 pub fn main(args: &[String]) -> i32 {
     let Some(cmd) = args.first() else {
-        let p = Parser::new("maas").pos("COMMAND", Some(COMMANDS));
-        return report(p.parse::<&str>(&[]).unwrap_err());
+        return report(Parser::new("maas").error("the following arguments are required: COMMAND"));
     };
     let rest = &args[1..];
     match cmd.as_str() {
@@ -71,8 +70,7 @@ pub fn main(args: &[String]) -> i32 {
         profile => match super::client::load_profile(profile) {
             Some(p) => super::client::call(profile, &p, rest),
             None => {
-                let p = Parser::new("maas").pos("COMMAND", Some(COMMANDS));
-                report(p.parse(&[profile]).unwrap_err())
+                report(Parser::new("maas").invalid_choice("COMMAND", profile, COMMANDS))
             }
         },
     }
@@ -106,14 +104,15 @@ fn init(args: &[String]) -> i32 {
     let mode = match args.first() {
         Some(m) if MODES.contains(&m.as_str()) => m.clone(),
         _ => {
-            let first: Vec<&String> = args.iter().take_while(|a| a.starts_with('-')).collect();
-            if first.iter().any(|a| *a == "-h" || *a == "--help") {
-                return report(mode_parser.parse(&["--help"]).unwrap_err());
+            // argparse reports the first problem it meets: help, a bad mode, or none at all.
+            let leading: Vec<&String> = args.iter().take_while(|a| a.starts_with('-')).collect();
+            if leading.iter().any(|a| *a == "-h" || *a == "--help") {
+                return report(Exit { code: 0, text: format!("{}\n\nrun modes: {}\n", mode_parser.usage(), MODES.join(", ")) });
             }
-            let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).take(1).collect();
-            return report(mode_parser.parse(&positional).err().unwrap_or_else(|| {
-                mode_parser.error("argument run_mode: a mode must come first")
-            }));
+            return report(match args.iter().find(|a| !a.starts_with('-')) {
+                Some(m) => mode_parser.invalid_choice("run_mode", m, MODES),
+                None => mode_parser.error("the following arguments are required: run_mode"),
+            });
         }
     };
     let p = init_parser(&mode);
@@ -492,8 +491,7 @@ fn migrate(args: &[String]) -> i32 {
 
 fn config_tls(args: &[String]) -> i32 {
     let Some(action) = args.first() else {
-        let p = Parser::new("maas config-tls").pos("command", Some(&["enable", "disable"]));
-        return report(p.parse::<&str>(&[]).unwrap_err());
+        return report(Parser::new("maas config-tls").error("the following arguments are required: command"));
     };
     let a = match action.as_str() {
         "enable" => Parser::new("maas config-tls enable")
@@ -501,10 +499,7 @@ fn config_tls(args: &[String]) -> i32 {
             .pos("key", None)
             .pos("cert", None),
         "disable" => Parser::new("maas config-tls disable"),
-        other => {
-            let p = Parser::new("maas config-tls").pos("command", Some(&["enable", "disable"]));
-            return report(p.parse(&[other]).unwrap_err());
-        }
+        other => return report(Parser::new("maas config-tls").invalid_choice("command", other, &["enable", "disable"])),
     };
     let parsed = match parse(&a, &args[1..]) {
         Ok(p) => p,
