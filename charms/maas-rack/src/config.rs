@@ -18,16 +18,6 @@ pub enum InstallMethod {
     },
 }
 
-impl InstallMethod {
-    /// `snap` or `deb`, as the option spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            InstallMethod::Snap { .. } => "snap",
-            InstallMethod::Deb { .. } => "deb",
-        }
-    }
-}
-
 /// An APT source for the deb install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DebSource {
