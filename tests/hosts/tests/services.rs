@@ -217,3 +217,67 @@ fn enabled_services_come_back_after_stop_and_start() {
     assert_eq!(sh(&a, "systemctl is-active idle || true"), "inactive");
     t.destroy();
 }
+
+#[test]
+fn unit_file_changes_need_daemon_reload_and_boot_honours_after() {
+    if skip() {
+        return;
+    }
+    let mut t = TestLab::new("hsvc4", 24, None);
+    let a = t.add("box");
+    let unit = |msg: &str| {
+        format!("[Service]\nExecStart=/bin/sh -c 'echo {msg} > /run/said; exec sleep 1000'\n[Install]\nWantedBy=multi-user.target\n")
+    };
+    write(&a, "/etc/systemd/system/say.service", &unit("old"));
+    sh(&a, "systemctl enable --now say");
+    assert_eq!(sh(&a, "cat /run/said"), "old");
+    // Like systemd: a loaded unit keeps its definition until daemon-reload, with a warning.
+    write(&a, "/etc/systemd/system/say.service", &unit("new"));
+    assert_eq!(
+        sh(&a, "systemctl show -p NeedDaemonReload --value say"),
+        "yes"
+    );
+    let out = a.exec(&["systemctl", "restart", "say"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Run 'systemctl daemon-reload'"));
+    assert_eq!(sh(&a, "cat /run/said"), "old");
+    sh(&a, "systemctl daemon-reload && systemctl restart say");
+    assert_eq!(sh(&a, "cat /run/said"), "new");
+    assert_eq!(
+        sh(&a, "systemctl show -p NeedDaemonReload --value say"),
+        "no"
+    );
+
+    // Unprivileged callers may look but not touch.
+    assert_eq!(
+        sh(&a, "su nobody -s /bin/sh -c 'systemctl is-active say'"),
+        "active"
+    );
+    let o = a
+        .command("su")
+        .args(["nobody", "-s", "/bin/sh", "-c", "systemctl stop say"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Interactive authentication required"));
+
+    // At boot, After= orders the enabled units.
+    write(
+        &a,
+        "/etc/systemd/system/first.service",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'sleep 0.5; echo ready > /run/first'\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    write(
+        &a,
+        "/etc/systemd/system/second.service",
+        "[Unit]\nAfter=first.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'cat /run/first > /run/second-saw'\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    sh(&a, "systemctl enable first second");
+    a.stop().unwrap();
+    a.start().unwrap();
+    wait_for(20, "second done", || {
+        (sh(&a, "systemctl is-active second || true") == "active").then_some(())
+    });
+    assert_eq!(sh(&a, "cat /run/second-saw"), "ready");
+    assert_eq!(sh(&a, "cat /run/said"), "new");
+    t.destroy();
+}

@@ -43,7 +43,32 @@ struct Opts {
     lines: usize,
 }
 
-pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
+/// Verbs an unprivileged caller may use (systemd asks polkit for the others).
+const READ_ONLY: &[&str] = &[
+    "is-active",
+    "is-enabled",
+    "is-failed",
+    "status",
+    "show",
+    "cat",
+    "list-units",
+    "list-unit-files",
+    "is-system-running",
+];
+
+/// Verbs after which systemctl warns that unit files changed without a daemon-reload.
+const WARNS_STALE: &[&str] = &[
+    "start",
+    "stop",
+    "restart",
+    "reload",
+    "try-restart",
+    "reload-or-restart",
+    "status",
+];
+
+/// Runs one systemctl invocation. `root`: the caller is uid 0.
+pub fn run(sup: &Arc<Sup>, argv: &[String], root: bool) -> Reply {
     let mut o = Opts {
         lines: 10,
         ..Default::default()
@@ -101,15 +126,34 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
         return r;
     }
     let wait = !o.no_block;
+    if !root && !READ_ONLY.contains(&verb.as_str()) {
+        r.err(&format!(
+            "Failed to {verb} {}: Interactive authentication required.\nSee system logs and 'systemctl status {}' for details.",
+            units.join(" "),
+            units.join(" ")
+        ));
+        r.code = 1;
+        return r;
+    }
+    if WARNS_STALE.contains(&verb.as_str()) {
+        for u in units.iter().filter(|u| sup.needs_reload(u)) {
+            r.err(&format!(
+                "Warning: The unit file, source configuration file or drop-ins of {} changed on disk. Run 'systemctl daemon-reload' to reload units.",
+                unit::canonical(u)
+            ));
+        }
+    }
     match verb.as_str() {
         "start" => each(&mut r, units, |u| sup.start(u, wait)),
         "stop" => each(&mut r, units, |u| sup.stop(u, wait)),
         "restart" | "force-reload" => each(&mut r, units, |u| {
-            sup.stop(u, true).and_then(|_| sup.start(u, wait))
+            sup.stop(u, true)
+                .and_then(|_| sup.start_with(u, wait, true))
         }),
         "try-restart" | "condrestart" => each(&mut r, units, |u| {
             if sup.info(u).active == "active" {
-                sup.stop(u, true).and_then(|_| sup.start(u, wait))
+                sup.stop(u, true)
+                    .and_then(|_| sup.start_with(u, wait, true))
             } else {
                 Ok(())
             }
@@ -125,7 +169,8 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
             if active && reloadable {
                 sup.reload(u)
             } else {
-                sup.stop(u, true).and_then(|_| sup.start(u, wait))
+                sup.stop(u, true)
+                    .and_then(|_| sup.start_with(u, wait, true))
             }
         }),
         "enable" | "reenable" => {
@@ -273,8 +318,7 @@ pub fn run(sup: &Arc<Sup>, argv: &[String]) -> Reply {
                 units.iter().for_each(|u| sup.reset_failed(Some(u)))
             }
         }
-        // Units are read afresh on every start, so a reload has nothing to do.
-        "daemon-reload" | "daemon-reexec" => {}
+        "daemon-reload" | "daemon-reexec" => sup.daemon_reload(),
         "is-system-running" => r.out("running"),
         "list-units" => {
             for n in sup.known() {
@@ -395,6 +439,10 @@ fn properties(i: &Info, host: &str) -> Vec<(String, String)> {
         ("ExecMainCode", code.to_string()),
         ("ExecMainStatus", status.to_string()),
         ("NRestarts", i.n_restarts.to_string()),
+        (
+            "NeedDaemonReload",
+            if i.need_reload { "yes" } else { "no" }.to_string(),
+        ),
         ("StatusText", i.status_text.clone()),
         ("FragmentPath", i.path.clone()),
         ("UnitFileState", enable::state(&i.name, host)),

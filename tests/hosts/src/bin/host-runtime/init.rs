@@ -198,6 +198,27 @@ pub struct Request {
     pub argv: Vec<String>,
 }
 
+fn peer_uid(c: &UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred/len describe a valid ucred buffer for SO_PEERCRED.
+    let r = unsafe {
+        libc::getsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
+}
+
 fn serve(sup: &Arc<Sup>, c: UnixStream) {
     let mut line = String::new();
     let mut rd = BufReader::new(&c);
@@ -205,7 +226,7 @@ fn serve(sup: &Arc<Sup>, c: UnixStream) {
         return;
     }
     let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => crate::ctl::run(sup, &req.argv),
+        Ok(req) => crate::ctl::run(sup, &req.argv, peer_uid(&c) == Some(0)),
         Err(e) => crate::ctl::Reply {
             code: 1,
             out: String::new(),

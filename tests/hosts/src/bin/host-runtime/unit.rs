@@ -125,6 +125,8 @@ pub struct Unit {
     pub install: Install,
     /// Has an [Install] section with something to enable.
     pub installable: bool,
+    /// Identity of the files it was read from (path, mtime, size), to tell when they changed.
+    pub fingerprint: String,
 }
 
 #[derive(Debug)]
@@ -240,7 +242,29 @@ pub fn load(name: &str, hostname: &str) -> Result<Unit, LoadError> {
         .into_iter()
         .map(|(s, k, v)| (s, k, spec.resolve(&v)))
         .collect();
-    interpret(&name, path, &entries).map_err(LoadError::Bad)
+    let mut u = interpret(&name, path, &entries).map_err(LoadError::Bad)?;
+    u.fingerprint = fingerprint(&name);
+    Ok(u)
+}
+
+/// What the unit's files on disk look like now (see [`Unit::fingerprint`]).
+pub fn fingerprint(name: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<PathBuf> = find(name).into_iter().collect();
+    files.extend(drop_ins(name));
+    files
+        .iter()
+        .map(|p| match std::fs::metadata(p) {
+            Ok(m) => format!(
+                "{}:{}.{}:{};",
+                p.display(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.len()
+            ),
+            Err(_) => format!("{}:-;", p.display()),
+        })
+        .collect()
 }
 
 /// Interprets unit text that is not on disk (tests, previews).
@@ -528,6 +552,7 @@ fn interpret(
         svc: s.clone(),
         install: Install::default(),
         installable: false,
+        fingerprint: String::new(),
     };
     let mut explicit_type = false;
     for (sec, k, v) in entries {

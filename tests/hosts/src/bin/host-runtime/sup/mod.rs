@@ -91,10 +91,17 @@ impl Svc {
     }
 }
 
+/// How long a booting unit waits for the units it is ordered After=.
+const BOOT_ORDER_WAIT: Duration = Duration::from_secs(30);
+
 type Snapshot = (Arc<Unit>, Option<i32>, Vec<(String, String)>);
 
 struct Inner {
     svcs: HashMap<String, Svc>,
+    /// Unit definitions as loaded since the last daemon-reload. Like systemd, a unit that is
+    /// still referenced (not inactive, or enabled) keeps the definition it was loaded with
+    /// until `daemon-reload`, even if its files change.
+    loaded: HashMap<String, Arc<Unit>>,
     waiters: HashMap<i32, mpsc::Sender<i32>>,
 }
 
@@ -123,6 +130,7 @@ pub struct Info {
     pub since: SystemTime,
     pub kind: String,
     pub restart: String,
+    pub need_reload: bool,
 }
 
 fn job_failed(name: &str) -> String {
@@ -178,6 +186,7 @@ impl Sup {
         Arc::new(Sup {
             inner: Mutex::new(Inner {
                 svcs: HashMap::new(),
+                loaded: HashMap::new(),
                 waiters: HashMap::new(),
             }),
             cond: Condvar::new(),
@@ -321,6 +330,39 @@ impl Sup {
         ok || line.ignore_failure
     }
 
+    /// The definition a start uses: the loaded one while the unit is referenced (or
+    /// `keep`, for the start half of a restart), else read afresh from disk.
+    pub(super) fn definition(&self, name: &str, keep: bool) -> Result<Arc<Unit>, LoadError> {
+        let cached = {
+            let inn = self.lock();
+            let busy = inn
+                .svcs
+                .get(name)
+                .is_some_and(|s| s.state != State::Inactive);
+            inn.loaded.get(name).map(|u| (u.clone(), busy))
+        };
+        if let Some((u, busy)) = cached {
+            if keep || busy || crate::enable::state(name, &self.hostname) == "enabled" {
+                return Ok(u);
+            }
+        }
+        let u = Arc::new(unit::load(name, &self.hostname)?);
+        self.lock().loaded.insert(name.to_string(), u.clone());
+        Ok(u)
+    }
+
+    /// `systemctl daemon-reload`: forget loaded definitions.
+    pub fn daemon_reload(&self) {
+        self.lock().loaded.clear();
+    }
+
+    /// Have the unit's files changed since its loaded definition was read?
+    pub fn needs_reload(&self, name: &str) -> bool {
+        let name = unit::canonical(name);
+        let old = self.lock().loaded.get(&name).map(|u| u.fingerprint.clone());
+        old.is_some_and(|f| f != unit::fingerprint(&name))
+    }
+
     /// `systemctl kill`: signal the main process or every process of the unit.
     pub fn kill(&self, name: &str, sig: i32, all: bool) -> Result<(), String> {
         let name = unit::canonical(name);
@@ -351,6 +393,7 @@ impl Sup {
 
     pub fn info(&self, name: &str) -> Info {
         let name = unit::canonical(name);
+        let need_reload = self.needs_reload(&name);
         let loaded = unit::load(&name, &self.hostname);
         let (load, desc, path, kind, restart) = match &loaded {
             Ok(u) => (
@@ -399,6 +442,7 @@ impl Sup {
             since: s.map_or(SystemTime::now(), |s| s.since),
             kind,
             restart,
+            need_reload,
         }
     }
 
@@ -411,10 +455,48 @@ impl Sup {
 
     /// Starts what is enabled, all at once (a service may wait for another's peers).
     pub fn boot(self: &Arc<Self>) {
-        for n in crate::enable::boot_units() {
-            if let Err(e) = self.start(&n, false) {
-                eprintln!("boot: {e}");
+        let units = crate::enable::boot_units();
+        for n in &units {
+            // After= among the units booting: wait for those jobs to finish first.
+            let after: Vec<String> = unit::load(n, &self.hostname)
+                .map(|u| {
+                    u.after
+                        .iter()
+                        .map(|a| unit::canonical(a))
+                        .filter(|a| units.contains(a) && a != n)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (me, n) = (self.clone(), n.clone());
+            thread::spawn(move || {
+                for a in &after {
+                    me.wait_settled(a, BOOT_ORDER_WAIT);
+                }
+                if let Err(e) = me.start(&n, false) {
+                    eprintln!("boot: {e}");
+                }
+            });
+        }
+    }
+
+    /// Waits until `name` has been started and is no longer activating (or `limit` passes:
+    /// an ordering cycle must not stall a boot).
+    fn wait_settled(&self, name: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut inn = self.lock();
+        while Instant::now() < deadline {
+            let settled = inn
+                .svcs
+                .get(name)
+                .is_some_and(|s| s.state != State::Activating || s.sub == "auto-restart");
+            if settled {
+                return;
             }
+            inn = self
+                .cond
+                .wait_timeout(inn, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 }

@@ -6,17 +6,23 @@ use super::*;
 impl Sup {
     /// Starts a unit; with `wait`, returns once it is active (or failed).
     pub fn start(self: &Arc<Self>, name: &str, wait: bool) -> Result<(), String> {
+        self.start_with(name, wait, false)
+    }
+
+    /// [`Sup::start`]; `keep`: use the loaded definition even if the unit is inactive (the
+    /// start half of a restart, during which systemd keeps the unit loaded).
+    pub fn start_with(self: &Arc<Self>, name: &str, wait: bool, keep: bool) -> Result<(), String> {
         let name = unit::canonical(name);
         if !name.ends_with(".service") {
             return Ok(());
         }
-        let u = Arc::new(unit::load(&name, &self.hostname).map_err(|e| match e {
+        let u = self.definition(&name, keep).map_err(|e| match e {
             LoadError::NotFound => format!("Failed to start {name}: Unit {name} not found."),
             LoadError::Masked(_) => format!("Failed to start {name}: Unit {name} is masked."),
             LoadError::Bad(b) => {
                 format!("Failed to start {name}: Unit {name} has a bad unit file setting: {b}")
             }
-        })?);
+        })?;
         let skip = match crate::conditions::check(&u) {
             Ok(go) => !go,
             Err(e) => {
