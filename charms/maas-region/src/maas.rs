@@ -117,9 +117,20 @@ impl RegiondConf {
     }
 }
 
-/// `maas init region --maas-url URL --database-uri URI --force` (the URI is masked).
-pub fn snap_init(url: &str, db: &DbSettings) -> Cmd {
-    db.mask(Cmd::new(SNAP_MAAS, ["init", "region", "--maas-url", url, "--database-uri", &db.uri(), "--force"]))
+/// `maas init <mode> --maas-url URL --database-uri URI --force` (the URI is masked); `mode` is
+/// `region`, or `region+rack` when a rack unit shares this host.
+pub fn snap_init(mode: &str, url: &str, db: &DbSettings) -> Cmd {
+    db.mask(Cmd::new(SNAP_MAAS, ["init", mode, "--maas-url", url, "--database-uri", &db.uri(), "--force"]))
+}
+
+/// The snap mode this unit needs: `region+rack` when a rack on `rpc` runs on this very host
+/// (the rack charm then does not register separately), else `region`.
+pub fn wanted_mode(own_hostname: &str, rack_hostnames: &[String]) -> &'static str {
+    if rack_hostnames.iter().any(|h| h.eq_ignore_ascii_case(own_hostname)) {
+        "region+rack"
+    } else {
+        "region"
+    }
 }
 
 /// `maas config --maas-url URL` (restarts the snap's services when the URL changes).
@@ -203,7 +214,7 @@ mod tests {
 
     #[test]
     fn init_masks_the_password_everywhere() {
-        let c = snap_init("http://10.0.0.100/MAAS", &db());
+        let c = snap_init("region", "http://10.0.0.100/MAAS", &db());
         assert_eq!(c.argv()[..4], ["/snap/bin/maas", "init", "region", "--maas-url"]);
         assert!(c.argv().contains(&"postgres://maas:s3cr3t%2Fpw@10.0.0.5:5432/maas".to_string()));
         let shown = c.to_string();

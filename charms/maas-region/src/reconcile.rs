@@ -347,13 +347,16 @@ fn may_retry_init(ctx: &Context) -> bool {
 }
 
 /// Snap: `maas init` under the leader's lock when the unit is not initialised against this
-/// database (a moved database or new credentials re-run init: `maas config` cannot change the
-/// database); `maas config --maas-url` when only the URL changed.
+/// database in the mode it needs (a moved database or new credentials re-run init: `maas
+/// config` cannot change the database or the mode); `maas config --maas-url` when only the URL
+/// changed.
 fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -> anyhow::Result<bool> {
     let conf = read_conf(ctx, InstallMethod::Snap)?;
-    let mode = ctx.machine.read_to_string(Path::new(maas::SNAP_MODE))?.map(|m| m.trim().to_string());
-    let region_mode = mode.as_deref().is_none_or(|m| m == "region" || m == "region+rack");
-    let initialised = region_mode && conf.as_ref().and_then(|c| c.db.as_ref()).is_some_and(|d| same_db(d, db));
+    let racks: Vec<String> = relations::racks(&ctx.model)?.into_iter().map(|r| r.hostname).collect();
+    let wanted_mode = maas::wanted_mode(&w.hostname, &racks);
+    // MAAS writes snap_mode with every init; a regiond.conf without it is a region.
+    let mode = ctx.machine.read_to_string(Path::new(maas::SNAP_MODE))?.map(|m| m.trim().to_string()).unwrap_or_else(|| "region".into());
+    let initialised = mode == wanted_mode && conf.as_ref().and_then(|c| c.db.as_ref()).is_some_and(|d| same_db(d, db));
     if initialised {
         set_my_request(ctx, w, false)?;
         if w.leader {
@@ -388,8 +391,8 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
         });
         return Ok(false);
     }
-    progress(ctx, "initialising MAAS (maas init region)");
-    let result = ctx.machine.run(&maas::snap_init(url, db));
+    progress(ctx, &format!("initialising MAAS (maas init {wanted_mode})"));
+    let result = ctx.machine.run(&maas::snap_init(wanted_mode, url, db));
     set_my_request(ctx, w, false)?;
     if w.leader {
         regrant(ctx, w, None)?;
@@ -397,7 +400,7 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
     match result {
         Ok(_) => {
             w.stored.remove(stored::INIT_ERROR);
-            log::info!("MAAS initialised as a region of {} with URL {url}", db.location());
+            log::info!("MAAS initialised ({wanted_mode}) on {} with URL {url}", db.location());
             Ok(true)
         }
         Err(e) => {

@@ -269,3 +269,19 @@ fn turning_haproxy_off_retires_it() {
     let back = harness(0).run(Trigger::ConfigChanged, &again.state.with_config("haproxy", true)).unwrap();
     assert!(back.state.machine.is_active("haproxy.service"));
 }
+
+#[test]
+fn a_rack_on_this_host_makes_the_region_region_plus_rack() {
+    let colocated = Relation::new(RPC, "rpc", "maas-rack").remote_unit(0, &[("hostname", "region-0")]);
+    let out = harness(0).run(Trigger::ConfigChanged, &fresh_leader().with_relation(colocated.clone())).unwrap();
+    assert!(out.command_lines().iter().any(|c| c.starts_with("/snap/bin/maas init region+rack --maas-url http://10.0.0.10:5240/MAAS ")), "{:?}", out.command_lines());
+    // An initialised region-only unit re-initialises when the rack arrives, under the lock.
+    let st = initialised_leader("http://10.0.0.100/MAAS").with_relation(colocated);
+    let out = harness(0).run(Trigger::RelationJoined(RPC, 0), &st).unwrap();
+    let inits: Vec<String> = mutating(&out).into_iter().filter(|c| c.contains(" init ")).collect();
+    assert_eq!(inits.len(), 1);
+    assert!(inits[0].starts_with("/snap/bin/maas init region+rack "));
+    // A rack elsewhere changes nothing.
+    let out = harness(0).run(Trigger::RelationJoined(RPC, 0), &initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc())).unwrap();
+    assert!(mutating(&out).is_empty(), "{:?}", out.command_lines());
+}
