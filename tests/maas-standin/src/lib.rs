@@ -13,7 +13,7 @@
 //!
 //! Test-only knobs (never set them in a deployment):
 //! - `MAAS_STANDIN_ROOT`: prefix for every absolute path the stand-in reads or writes.
-//! - `MAAS_STANDIN_PORTS`: `api,internal,temporal` ports for regiond (default `5240,5242,5271`).
+//! - `MAAS_STANDIN_PORTS`: `api,internal,temporal[,tls]` ports for regiond (default `5240,5242,5271,5443`).
 //! - `MAAS_STANDIN_BIND`: address regiond binds (default `0.0.0.0`).
 //! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
 //! - `MAAS_STANDIN_INTERFACES`: the addresses rackd reports (default: from `ip -4 addr`).

@@ -25,13 +25,25 @@ pub const DB_DEADLINE: Duration = Duration::from_secs(3);
 const API_POOL: usize = 4;
 
 /// Ports regiond listens on: the API, the internal API and Temporal (test override:
-/// `MAAS_STANDIN_PORTS=api,internal,temporal`).
+/// `MAAS_STANDIN_PORTS=api,internal,temporal[,tls]`).
 pub fn ports() -> Vec<u16> {
+    all_ports().into_iter().take(3).collect()
+}
+
+fn all_ports() -> Vec<u16> {
     std::env::var("MAAS_STANDIN_PORTS")
         .ok()
         .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<u16>>())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| vec![5240, 5242, 5271])
+        .filter(|v| v.len() >= 3)
+        .unwrap_or_else(|| vec![5240, 5242, 5271, 5443])
+}
+
+/// The HTTPS port when `maas config-tls enable` turned TLS on (snap). The stand-in speaks
+/// plain HTTP there: it has no TLS; the port exists so load balancers in TCP mode see it open.
+pub fn tls_port(flavor: Flavor) -> Option<u16> {
+    let conf = std::fs::read_to_string(crate::paths::snap_nginx_conf()).ok()?;
+    let on = flavor == Flavor::Snap && conf.lines().any(|l| l.trim_start().starts_with("listen 5443"));
+    on.then(|| all_ports().get(3).copied().unwrap_or(5443))
 }
 
 /// A running region's shared state.
@@ -246,10 +258,12 @@ pub fn run(flavor: Flavor) -> Result<()> {
     let region = Arc::new(Region::new(flavor)?);
     let bind = std::env::var("MAAS_STANDIN_BIND").unwrap_or_else(|_| "0.0.0.0".into());
     let mut listeners = vec![];
-    for port in ports() {
-        listeners.push(bind_with_retry(&bind, port)?);
+    let mut serving = ports();
+    serving.extend(tls_port(flavor));
+    for port in &serving {
+        listeners.push(bind_with_retry(&bind, *port)?);
     }
-    eprintln!("regiond: {} ({}) serving on {bind}:{:?}", region.hostname, region.system_id, ports());
+    eprintln!("regiond: {} ({}) serving on {bind}:{serving:?}", region.hostname, region.system_id);
     let hb = region.clone();
     std::thread::Builder::new().name("heartbeat".into()).spawn(move || hb.heartbeat_loop())?;
     let handler: http::Handler = {

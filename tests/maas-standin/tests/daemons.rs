@@ -109,3 +109,27 @@ fn clis_insist_on_root() {
     assert!(stderr(&o).contains("The 'init' command must be run by root."), "{}", stderr(&o));
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
 }
+
+#[test]
+fn config_tls_opens_the_https_port() {
+    let (api, internal, temporal, tls) = (free_port(), free_port(), free_port(), free_port());
+    let sb = Sandbox::new("tls")
+        .with("MAAS_STANDIN_PORTS", &format!("{api},{internal},{temporal},{tls}"))
+        .with("MAAS_STANDIN_BIND", "127.0.0.1");
+    std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
+    std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region\n").unwrap();
+    let key = sb.dir.0.join("key.pem");
+    std::fs::write(&key, "k").unwrap();
+    let o = sb.run(&["maas", "config-tls", "enable", "--yes", &key.display().to_string(), &key.display().to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let nginx = std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
+    assert!(nginx.contains("listen 5443"), "{nginx}");
+    let _regiond = sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    wait_for("regiond on the TLS port", T, || get(&format!("http://127.0.0.1:{tls}/MAAS/api/2.0/version/")));
+    let o = sb.run(&["maas", "config-tls", "disable"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let nginx = std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
+    assert!(!nginx.contains("5443"), "{nginx}");
+    let o = sb.run(&["maas", "config-tls", "enable", "--yes", "/nonexistent", "/nonexistent"]);
+    assert_eq!(o.status.code(), Some(1));
+}

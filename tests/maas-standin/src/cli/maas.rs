@@ -520,7 +520,10 @@ fn config_tls(args: &[String]) -> i32 {
         }
     }
     match write_nginx_conf(enable) {
-        Ok(()) => 0,
+        Ok(()) => {
+            services::systemctl("restart", services::SNAP_SERVICE);
+            0
+        }
         Err(e) => fail(format!("Error: {e:#}")),
     }
 }
