@@ -69,7 +69,7 @@ struct World {
 /// The hook's entry point for every event but actions.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if matches!(ctx.event.kind, EventKind::Remove) {
-        return Ok(());
+        return remove(ctx);
     }
     let cfg = match Config::from_json(ctx.model.config_raw()?) {
         Ok(c) => c,
@@ -480,6 +480,23 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
                 ctx.machine.service(ServiceOp::Stop, maas::DEB_REGIOND)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The unit is going away (the machine may stay, e.g. a manual machine): a region that left
+/// must not keep serving or balancing.
+fn remove(ctx: &Context) -> anyhow::Result<()> {
+    let stored = ctx.tools().state_get()?;
+    match stored.get(stored::METHOD).and_then(|m| InstallMethod::parse(m)) {
+        Some(InstallMethod::Snap) => {
+            ctx.machine.run(&Cmd::new("snap", ["stop", "--disable", "maas"]))?;
+        }
+        Some(InstallMethod::Deb) => ctx.machine.retire_service(maas::DEB_REGIOND)?,
+        None => {}
+    }
+    if stored.get(stored::HAPROXY).map(String::as_str) == Some("yes") {
+        ctx.machine.retire_service("haproxy")?;
     }
     Ok(())
 }

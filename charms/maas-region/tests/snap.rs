@@ -285,3 +285,12 @@ fn a_rack_on_this_host_makes_the_region_region_plus_rack() {
     let out = harness(0).run(Trigger::RelationJoined(RPC, 0), &initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc())).unwrap();
     assert!(mutating(&out).is_empty(), "{:?}", out.command_lines());
 }
+
+#[test]
+fn removal_stops_maas_and_haproxy() {
+    let st = initialised_leader("http://10.0.0.100/MAAS");
+    let out = harness(0).run(Trigger::Remove, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(out.command_lines()[0], "snap stop --disable maas");
+    assert!(!out.state.machine.is_active("haproxy.service"));
+}
