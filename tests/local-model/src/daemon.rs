@@ -249,6 +249,9 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
                 match f {
                     Fault::Stop => mm.state = "stopped".into(),
                     Fault::Start => mm.state = "started".into(),
+                    // a unit agent that cannot reach the controller starts no hooks
+                    Fault::Cut if mm.state == "started" => mm.state = "cut".into(),
+                    Fault::Restore if mm.state == "cut" => mm.state = "started".into(),
                     _ => {}
                 }
             }

@@ -194,6 +194,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
         ports: vec![],
         state_writes: Default::default(),
         secret_ops: vec![],
+        config: None,
     };
     if let Some(uu) = rt.state.units.get_mut(&unit) {
         uu.agent = "executing".into();
@@ -305,8 +306,16 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
         }
         commit(&mut rt.state, &unit, &h, now);
         if let Some(u) = rt.state.units.get_mut(&unit) {
-            u.agent = "idle".into();
-            u.agent_message.clear();
+            match &u.error {
+                Some(e) => {
+                    u.agent = "error".into();
+                    u.agent_message = format!("hook failed: {:?}", e.hook.name);
+                }
+                None => {
+                    u.agent = "idle".into();
+                    u.agent_message.clear();
+                }
+            }
         }
         rt.save();
         return;

@@ -41,6 +41,8 @@ pub struct HookContext {
     /// key -> Some(value) set / None deleted.
     pub state_writes: BTreeMap<String, Option<String>>,
     pub secret_ops: Vec<SecretOp>,
+    /// Config as first read by this hook (reads are snapshot-consistent within a hook).
+    pub config: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 impl HookContext {

@@ -516,11 +516,11 @@ fn relation_set(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: 
 
 // ---------- config, status, log ----------
 
-fn config_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
+fn config_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[FMT, ("all", Some('a'), false)])?;
     no_extra(&p, 1)?;
     let app = st.applications.get(app_of(&ctx.unit)).ok_or_else(|| ToolError::Fail("application not found".into()))?;
-    let cfg = app.effective_config();
+    let cfg = ctx.config.get_or_insert_with(|| app.effective_config()).clone();
     if p.has("all") && !p.pos.is_empty() {
         return usage("cannot use argument --all together with key");
     }

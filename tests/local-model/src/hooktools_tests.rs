@@ -108,6 +108,7 @@ fn ctx(unit: &str, kind: HookKind, rel: Option<u32>, remote: &str) -> HookContex
         ports: vec![],
         state_writes: BTreeMap::new(),
         secret_ops: vec![],
+        config: None,
     }
 }
 
@@ -206,6 +207,9 @@ fn config_status_leader_network() {
     assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "port"])), "80\n");
     assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "missing"])), "null\n");
     st.applications.get_mut("a").unwrap().config.clear();
+    // a hook keeps seeing the config it first read
+    assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "name"])), "\"n\"\n");
+    let mut c = ctx("a/1", HookKind::ConfigChanged, None, "");
     assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "--all"])), "{\"flag\":false,\"name\":null,\"port\":80}\n");
     assert_eq!(ok(run(&mut st, &mut c, "is-leader", &["--format=json"])), "false\n");
     assert_eq!(ok(run(&mut st, &mut c, "is-leader", &[])), "False\n");

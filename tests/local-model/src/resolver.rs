@@ -97,10 +97,11 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     let unit = state.units.get(unit_name)?;
     let app = state.applications.get(&unit.app)?;
     if let Some(err) = &unit.error {
-        // Only the failed hook may run, when its retry is due (or after `resolve`).
+        // Only the failed hook may run, when its retry is due (or after `resolve`); actions
+        // still run (`juju run` is how operators look at a unit in error).
         return match err.retry_at_ms {
             Some(t) if t <= now_ms => Some(err.hook.clone()),
-            _ => None,
+            _ => pending_action(state, unit),
         };
     }
     let view = &unit.view;
@@ -174,12 +175,8 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     if !view.started {
         return Some(HookSpec::simple(HookKind::Start, "start"));
     }
-    if let Some(id) = unit.pending_actions.first() {
-        if let Some(run) = state.actions.get(id) {
-            let mut h = HookSpec::simple(HookKind::Action, &run.name);
-            h.action = Some(*id);
-            return Some(h);
-        }
+    if let Some(h) = pending_action(state, unit) {
+        return Some(h);
     }
     for (id, rv) in &view.relations {
         if let Some(h) = next_relation_hook(state, unit_name, *id, rv) {
@@ -196,6 +193,17 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         return Some(HookSpec::simple(HookKind::UpdateStatus, "update-status"));
     }
     None
+}
+
+fn pending_action(state: &ModelState, unit: &crate::state::Unit) -> Option<HookSpec> {
+    if !unit.view.installed {
+        return None;
+    }
+    let id = unit.pending_actions.first()?;
+    let run = state.actions.get(id)?;
+    let mut h = HookSpec::simple(HookKind::Action, &run.name);
+    h.action = Some(*id);
+    Some(h)
 }
 
 fn next_relation_hook(state: &ModelState, unit_name: &str, id: u32, rv: &RelView) -> Option<HookSpec> {

@@ -176,6 +176,10 @@ fn bundle_in_bare_mode_follows_juju_order() {
     assert_eq!(unit_status(&st, "a/1")["workload-status"]["message"], "hook failed: \"config-changed\"");
     let err = m.wait(Duration::from_millis(300)).unwrap_err().to_string();
     assert!(err.contains("a/1 (error: hook failed: \"config-changed\")"), "{err}");
+    let run = m.run_action("a/1", "hello", &[], T).unwrap();
+    assert_eq!(run.status, "completed", "actions run on a unit in error");
+    let st = m.status().unwrap();
+    assert_eq!(unit_status(&st, "a/1")["juju-status"]["current"], "error");
     m.request(&local_model::Request::Config { app: "a".into(), set: vec!["fail-hook=".into()], reset: vec![] }).unwrap();
     for u in ["a/1", "a/2", "a/3"] {
         m.request(&local_model::Request::Resolve { unit: u.into(), no_retry: false }).unwrap();
