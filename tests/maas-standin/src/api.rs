@@ -34,7 +34,10 @@ pub fn handle(region: &Region, req: Request) -> Response {
     };
     let path = path.to_string();
     if !region.db_ok() {
-        return Response::json(503, &json!({"error": "Database is unavailable", "detail": region.db_error(), "hostname": region.hostname}));
+        return Response::json(
+            503,
+            &json!({"error": "Database is unavailable", "detail": region.db_error(), "hostname": region.hostname}),
+        );
     }
     let result = route(region, &req, &path);
     match result {
@@ -51,11 +54,19 @@ fn error_response(e: &anyhow::Error) -> Response {
         return Response::text(404, n.0.clone());
     }
     // An error the server reported (bad SQL, constraint) is a bug here, not an outage.
-    let server_said = e.downcast_ref::<postgres::Error>().is_some_and(|p| p.as_db_error().is_some());
+    let server_said = e
+        .downcast_ref::<postgres::Error>()
+        .is_some_and(|p| p.as_db_error().is_some());
     if server_said {
-        return Response::json(500, &json!({"error": "Internal server error", "detail": format!("{e:#}")}));
+        return Response::json(
+            500,
+            &json!({"error": "Internal server error", "detail": format!("{e:#}")}),
+        );
     }
-    Response::json(503, &json!({"error": "Database is unavailable", "detail": format!("{e:#}")}))
+    Response::json(
+        503,
+        &json!({"error": "Database is unavailable", "detail": format!("{e:#}")}),
+    )
 }
 
 fn ok(v: Value) -> anyhow::Result<Response> {
@@ -105,30 +116,48 @@ fn oauth_params(header: &str) -> Vec<(String, String)> {
     body.split(',')
         .filter_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            Some((k.trim().to_string(), util::percent_decode(v.trim().trim_matches('"'), false)))
+            Some((
+                k.trim().to_string(),
+                util::percent_decode(v.trim().trim_matches('"'), false),
+            ))
         })
         .collect()
 }
 
 fn authenticate(region: &Region, req: &Request) -> anyhow::Result<Option<String>> {
-    let Some(h) = req.header("authorization") else { return Ok(None) };
+    let Some(h) = req.header("authorization") else {
+        return Ok(None);
+    };
     let p = oauth_params(h);
-    let get = |k: &str| p.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        p.iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let token = get("oauth_token");
     let sig = get("oauth_signature");
     let secret = sig.strip_prefix('&').unwrap_or(&sig).to_string();
     if token.is_empty() {
         return Ok(None);
     }
-    Ok(region.with_db(|c| db::authenticate(c, &token, &secret))?.map(|(u, _)| u))
+    Ok(region
+        .with_db(|c| db::authenticate(c, &token, &secret))?
+        .map(|(u, _)| u))
 }
 
 fn api(region: &Region, req: &Request, user: &str, rest: &[&str]) -> anyhow::Result<Response> {
     let m = req.method.as_str();
     let op = req.param("op").unwrap_or_default();
-    let params: Vec<(String, String)> = req.params().into_iter().filter(|(k, _)| k != "op").collect();
+    let params: Vec<(String, String)> = req
+        .params()
+        .into_iter()
+        .filter(|(k, _)| k != "op")
+        .collect();
     match (m, rest, op.as_str()) {
-        ("GET", ["users"], "whoami") => ok(json!({"username": user, "is_superuser": true, "is_local": true})),
+        ("GET", ["users"], "whoami") => {
+            ok(json!({"username": user, "is_superuser": true, "is_local": true}))
+        }
         ("GET", ["users"], "") => ok(region.with_db(db::users)?),
         ("GET", ["regioncontrollers"], "") => ok(region.with_db(db::regions)?),
         ("GET", ["rackcontrollers"], "") => ok(region.with_db(db::racks)?),
@@ -155,7 +184,14 @@ fn api(region: &Region, req: &Request, user: &str, rest: &[&str]) -> anyhow::Res
             region.with_db(|c| db::set_config(c, &name, &value))?;
             Ok(Response::text(200, "OK"))
         }
-        _ => Ok(Response::text(404, format!("Unknown API endpoint: {} /MAAS/api/2.0/{}/ op={op}\n", m, rest.join("/")))),
+        _ => Ok(Response::text(
+            404,
+            format!(
+                "Unknown API endpoint: {} /MAAS/api/2.0/{}/ op={op}\n",
+                m,
+                rest.join("/")
+            ),
+        )),
     }
 }
 
@@ -170,7 +206,11 @@ fn rack_register(region: &Region, req: &Request) -> anyhow::Result<Response> {
     }
     let interfaces: Vec<String> = body["interfaces"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     region.with_db(|c| {
         let secret = db::read_shared_secret(c)?.unwrap_or_default();
@@ -189,13 +229,24 @@ fn rack_register(region: &Region, req: &Request) -> anyhow::Result<Response> {
 
 fn loopback_only(region: &Region, req: &Request, segs: &[&str]) -> anyhow::Result<Response> {
     if !req.peer.ip().is_loopback() {
-        return Ok(Response::text(403, "test endpoints answer on loopback only\n"));
+        return Ok(Response::text(
+            403,
+            "test endpoints answer on loopback only\n",
+        ));
     }
     match (req.method.as_str(), segs) {
         ("POST", ["createadmin"]) => {
             let g = |k: &str| req.param(k).unwrap_or_default();
             let ssh = req.param("ssh_import").filter(|s| !s.is_empty());
-            region.with_db(|c| db::create_admin(c, &g("username"), &g("password"), &g("email"), ssh.as_deref()))?;
+            region.with_db(|c| {
+                db::create_admin(
+                    c,
+                    &g("username"),
+                    &g("password"),
+                    &g("email"),
+                    ssh.as_deref(),
+                )
+            })?;
             ok(json!({"created": g("username")}))
         }
         ("GET", ["apikey"]) => {

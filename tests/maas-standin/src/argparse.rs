@@ -22,11 +22,23 @@ pub struct Opt {
 impl Opt {
     /// An option that takes a value.
     pub const fn value(name: &'static str, help: &'static str) -> Opt {
-        Opt { name, takes_value: true, required: false, help, hidden: false }
+        Opt {
+            name,
+            takes_value: true,
+            required: false,
+            help,
+            hidden: false,
+        }
     }
     /// A flag.
     pub const fn flag(name: &'static str, help: &'static str) -> Opt {
-        Opt { name, takes_value: false, required: false, help, hidden: false }
+        Opt {
+            name,
+            takes_value: false,
+            required: false,
+            help,
+            hidden: false,
+        }
     }
     /// Hides the option from usage and help.
     pub const fn hidden(mut self) -> Opt {
@@ -102,7 +114,13 @@ pub struct Exit {
 impl Parser {
     /// A parser with no arguments yet.
     pub fn new(prog: impl Into<String>) -> Parser {
-        Parser { prog: prog.into(), opts: vec![], positionals: vec![], exclusive: vec![], rest: false }
+        Parser {
+            prog: prog.into(),
+            opts: vec![],
+            positionals: vec![],
+            exclusive: vec![],
+            rest: false,
+        }
     }
     /// Adds options.
     pub fn opts(mut self, opts: &[Opt]) -> Parser {
@@ -111,7 +129,11 @@ impl Parser {
     }
     /// Adds a positional.
     pub fn pos(mut self, name: &'static str, choices: Option<&'static [&'static str]>) -> Parser {
-        self.positionals.push(Pos { name, choices, optional: false });
+        self.positionals.push(Pos {
+            name,
+            choices,
+            optional: false,
+        });
         self
     }
     /// Declares two options mutually exclusive.
@@ -129,8 +151,16 @@ impl Parser {
     pub fn usage(&self) -> String {
         let mut u = format!("usage: {} [-h]", self.prog);
         for o in self.opts.iter().filter(|o| !o.hidden) {
-            let meta = o.name.trim_start_matches('-').replace('-', "_").to_uppercase();
-            let body = if o.takes_value { format!("{} {meta}", o.name) } else { o.name.to_string() };
+            let meta = o
+                .name
+                .trim_start_matches('-')
+                .replace('-', "_")
+                .to_uppercase();
+            let body = if o.takes_value {
+                format!("{} {meta}", o.name)
+            } else {
+                o.name.to_string()
+            };
             if o.required {
                 u.push_str(&format!(" {body}"));
             } else {
@@ -150,7 +180,10 @@ impl Parser {
     }
 
     fn help(&self) -> String {
-        let mut h = format!("{}\n\noptions:\n  -h, --help            show this help message and exit\n", self.usage());
+        let mut h = format!(
+            "{}\n\noptions:\n  -h, --help            show this help message and exit\n",
+            self.usage()
+        );
         for o in self.opts.iter().filter(|o| !o.hidden) {
             h.push_str(&format!("  {:<22}{}\n", o.name, o.help));
         }
@@ -160,12 +193,18 @@ impl Parser {
     /// argparse's refusal of a value outside `choices`.
     pub fn invalid_choice(&self, arg: &str, value: &str, choices: &[&str]) -> Exit {
         let quoted: Vec<String> = choices.iter().map(|c| format!("'{c}'")).collect();
-        self.error(&format!("argument {arg}: invalid choice: '{value}' (choose from {})", quoted.join(", ")))
+        self.error(&format!(
+            "argument {arg}: invalid choice: '{value}' (choose from {})",
+            quoted.join(", ")
+        ))
     }
 
     /// An argparse-style error.
     pub fn error(&self, msg: &str) -> Exit {
-        Exit { code: 2, text: format!("{}\n{}: error: {msg}\n", self.usage(), self.prog) }
+        Exit {
+            code: 2,
+            text: format!("{}\n{}: error: {msg}\n", self.usage(), self.prog),
+        }
     }
 
     fn find(&self, name: &str) -> Result<Option<&Opt>, Exit> {
@@ -173,13 +212,21 @@ impl Parser {
             return Ok(Some(o));
         }
         // argparse accepts unambiguous prefixes of long options.
-        let matches: Vec<&Opt> = self.opts.iter().filter(|o| o.name.starts_with(name)).collect();
+        let matches: Vec<&Opt> = self
+            .opts
+            .iter()
+            .filter(|o| o.name.starts_with(name))
+            .collect();
         match matches.len() {
             0 => Ok(None),
             1 => Ok(Some(matches[0])),
             _ => Err(self.error(&format!(
                 "ambiguous option: {name} could match {}",
-                matches.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
+                matches
+                    .iter()
+                    .map(|o| o.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -198,7 +245,10 @@ impl Parser {
                 continue;
             }
             if !only_positionals && (a == "-h" || a == "--help") {
-                return Err(Exit { code: 0, text: self.help() });
+                return Err(Exit {
+                    code: 0,
+                    text: self.help(),
+                });
             }
             if !only_positionals && a.starts_with('-') && a.len() > 1 {
                 let (name, inline) = match a.split_once('=') {
@@ -258,7 +308,12 @@ impl Parser {
             .filter(|p| !p.optional)
             .map(|p| p.name)
             .collect();
-        missing.extend(self.opts.iter().filter(|o| o.required && !out.has(o.name)).map(|o| o.name));
+        missing.extend(
+            self.opts
+                .iter()
+                .filter(|o| o.required && !out.has(o.name))
+                .map(|o| o.name),
+        );
         if !missing.is_empty() {
             return Err(self.error(&format!(
                 "the following arguments are required: {}",
@@ -271,7 +326,10 @@ impl Parser {
             }
         }
         if !unrecognized.is_empty() {
-            return Err(self.error(&format!("unrecognized arguments: {}", unrecognized.join(" "))));
+            return Err(self.error(&format!(
+                "unrecognized arguments: {}",
+                unrecognized.join(" ")
+            )));
         }
         Ok(out)
     }
@@ -284,14 +342,20 @@ mod tests {
     fn p() -> Parser {
         Parser::new("maas init")
             .pos("run_mode", Some(&["region+rack", "region", "rack"]))
-            .opts(&[Opt::value("--maas-url", "url"), Opt::flag("--force", "force"),
-                    Opt::flag("--enable-debug", ""), Opt::flag("--disable-debug", "")])
+            .opts(&[
+                Opt::value("--maas-url", "url"),
+                Opt::flag("--force", "force"),
+                Opt::flag("--enable-debug", ""),
+                Opt::flag("--disable-debug", ""),
+            ])
             .exclusive("--enable-debug", "--disable-debug")
     }
 
     #[test]
     fn parses_values_flags_and_prefixes() {
-        let r = p().parse(&["region", "--maas-url=http://x/MAAS", "--for"]).unwrap();
+        let r = p()
+            .parse(&["region", "--maas-url=http://x/MAAS", "--for"])
+            .unwrap();
         assert_eq!(r.get("--maas-url"), Some("http://x/MAAS"));
         assert!(r.flag("--force"));
         assert_eq!(r.positionals, vec!["region"]);
@@ -302,14 +366,25 @@ mod tests {
         let e = p().parse(&["region", "--bogus", "x"]).unwrap_err();
         assert_eq!(e.code, 2);
         assert!(e.text.starts_with("usage: maas init"));
-        assert!(e.text.contains("maas init: error: unrecognized arguments: --bogus x"), "{}", e.text);
+        assert!(
+            e.text
+                .contains("maas init: error: unrecognized arguments: --bogus x"),
+            "{}",
+            e.text
+        );
         let e = p().parse(&["regoin"]).unwrap_err();
         assert!(e.text.contains("invalid choice: 'regoin'"));
         let e = p().parse::<&str>(&[]).unwrap_err();
-        assert!(e.text.contains("the following arguments are required: run_mode"));
+        assert!(e
+            .text
+            .contains("the following arguments are required: run_mode"));
         let e = p().parse(&["rack", "--maas-url"]).unwrap_err();
-        assert!(e.text.contains("argument --maas-url: expected one argument"));
-        let e = p().parse(&["rack", "--enable-debug", "--disable-debug"]).unwrap_err();
+        assert!(e
+            .text
+            .contains("argument --maas-url: expected one argument"));
+        let e = p()
+            .parse(&["rack", "--enable-debug", "--disable-debug"])
+            .unwrap_err();
         assert!(e.text.contains("not allowed with argument"));
         let e = p().parse(&["rack", "--help"]).unwrap_err();
         assert_eq!(e.code, 0);

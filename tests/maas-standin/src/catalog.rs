@@ -18,7 +18,14 @@ use std::path::{Path, PathBuf};
 pub const INSTALLED_BINARY: &str = "/usr/lib/maas-standin/maas-standin";
 
 /// The packages this catalog provides.
-pub const PACKAGES: &[&str] = &["maas", "maas-region-api", "maas-dns", "maas-rack-controller", "maas-cli", "maas-region-controller"];
+pub const PACKAGES: &[&str] = &[
+    "maas",
+    "maas-region-api",
+    "maas-dns",
+    "maas-rack-controller",
+    "maas-cli",
+    "maas-region-controller",
+];
 
 fn unit(description: &str, exec: &str) -> String {
     format!(
@@ -34,12 +41,48 @@ fn unit_no_restart(description: &str, exec: &str) -> String {
 /// The systemd units, by file name.
 pub fn units() -> Vec<(&'static str, String)> {
     vec![
-        ("snap.maas.pebble.service", unit("Service for snap application maas.pebble (stand-in)", &format!("{INSTALLED_BINARY} pebble"))),
-        ("maas-regiond.service", unit("MAAS Region Controller (stand-in)", &format!("{INSTALLED_BINARY} regiond --flavor deb"))),
-        ("maas-rackd.service", unit("MAAS Rack Controller (stand-in)", &format!("{INSTALLED_BINARY} rackd --flavor deb"))),
-        ("bind9.service", unit("BIND Domain Name Server (MAAS stand-in named)", "/usr/sbin/named -f -u bind")),
-        ("maas-dhcpd.service", unit_no_restart("MAAS instance of ISC DHCP server for IPv4 (stand-in)", &format!("{INSTALLED_BINARY} dhcpd --flavor deb"))),
-        ("apache2.service", unit("The Apache HTTP Server (MAAS stand-in: forwards 80 to 5240)", &format!("{INSTALLED_BINARY} apache2"))),
+        (
+            "snap.maas.pebble.service",
+            unit(
+                "Service for snap application maas.pebble (stand-in)",
+                &format!("{INSTALLED_BINARY} pebble"),
+            ),
+        ),
+        (
+            "maas-regiond.service",
+            unit(
+                "MAAS Region Controller (stand-in)",
+                &format!("{INSTALLED_BINARY} regiond --flavor deb"),
+            ),
+        ),
+        (
+            "maas-rackd.service",
+            unit(
+                "MAAS Rack Controller (stand-in)",
+                &format!("{INSTALLED_BINARY} rackd --flavor deb"),
+            ),
+        ),
+        (
+            "bind9.service",
+            unit(
+                "BIND Domain Name Server (MAAS stand-in named)",
+                "/usr/sbin/named -f -u bind",
+            ),
+        ),
+        (
+            "maas-dhcpd.service",
+            unit_no_restart(
+                "MAAS instance of ISC DHCP server for IPv4 (stand-in)",
+                &format!("{INSTALLED_BINARY} dhcpd --flavor deb"),
+            ),
+        ),
+        (
+            "apache2.service",
+            unit(
+                "The Apache HTTP Server (MAAS stand-in: forwards 80 to 5240)",
+                &format!("{INSTALLED_BINARY} apache2"),
+            ),
+        ),
     ]
 }
 
@@ -56,7 +99,11 @@ fn dir(path: &str, mode: &str, owner: &str, group: &str) -> Value {
 }
 
 fn unit_file(units_dir: &Path, name: &str) -> Value {
-    file(&units_dir.join(name), &format!("/lib/systemd/system/{name}"), "0644")
+    file(
+        &units_dir.join(name),
+        &format!("/lib/systemd/system/{name}"),
+        "0644",
+    )
 }
 
 /// The catalog entry of `package`, for a binary at `binary` and units under `units_dir`.
@@ -128,7 +175,9 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
 
 /// Writes every entry and unit file into `out`.
 pub fn generate(out: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
-    let binary = binary.canonicalize().with_context(|| format!("binary {}", binary.display()))?;
+    let binary = binary
+        .canonicalize()
+        .with_context(|| format!("binary {}", binary.display()))?;
     std::fs::create_dir_all(out.join("units"))?;
     let out = out.canonicalize()?;
     let units_dir = out.join("units");
@@ -137,9 +186,16 @@ pub fn generate(out: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut written = vec![];
     for pkg in PACKAGES {
-        let Some(e) = entry(pkg, &binary, &units_dir) else { continue };
+        let Some(e) = entry(pkg, &binary, &units_dir) else {
+            continue;
+        };
         let path = out.join(format!("{pkg}.json"));
-        util::write_file(&path, serde_json::to_string_pretty(&e)?.as_bytes(), 0o644, None)?;
+        util::write_file(
+            &path,
+            serde_json::to_string_pretty(&e)?.as_bytes(),
+            0o644,
+            None,
+        )?;
         written.push(path);
     }
     Ok(written)
@@ -148,8 +204,15 @@ pub fn generate(out: &Path, binary: &Path) -> Result<Vec<PathBuf>> {
 /// `maas-standin catalog --out DIR [--binary PATH]` (default binary: this executable).
 pub fn main(args: &[String]) -> i32 {
     let p = Parser::new("maas-standin catalog").opts(&[
-        Opt::value("--out", "Directory to write the catalog into (e.g. build/catalog).").required(),
-        Opt::value("--binary", "The maas-standin binary the entries install (default: this one)."),
+        Opt::value(
+            "--out",
+            "Directory to write the catalog into (e.g. build/catalog).",
+        )
+        .required(),
+        Opt::value(
+            "--binary",
+            "The maas-standin binary the entries install (default: this one).",
+        ),
     ]);
     let a = match parse(&p, args) {
         Ok(a) => a,
@@ -204,7 +267,12 @@ pub fn postinst(args: &[String]) -> i32 {
         if pkg == "maas-dns" || pkg == "maas-region-controller" {
             let options = paths::named_conf_options();
             if !options.exists() {
-                util::write_file(&options, crate::cli::region::default_named_options().as_bytes(), 0o644, Some("bind"))?;
+                util::write_file(
+                    &options,
+                    crate::cli::region::default_named_options().as_bytes(),
+                    0o644,
+                    Some("bind"),
+                )?;
             }
             let text = std::fs::read_to_string(&options)?;
             let (new_text, moved) = crate::cli::region::migrate_named_options(&text, true);

@@ -66,14 +66,21 @@ impl ConfFile {
     /// A setting or its region default.
     pub fn get_or_default(&self, key: &str) -> String {
         self.get(key).unwrap_or_else(|| {
-            REGION_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()).unwrap_or_default()
+            REGION_DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
         })
     }
 
     /// Sets a setting; values that look like integers or booleans are stored as such, as MAAS does.
     pub fn set(&mut self, key: &str, value: &str) {
         let v = if key == "database_port" || key == "num_workers" {
-            value.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(value))
+            value
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::from(value))
         } else if key == "debug" || key == "debug_queries" {
             Value::Bool(value == "true" || value == "True" || value == "1")
         } else {
@@ -86,9 +93,10 @@ impl ConfFile {
     pub fn maas_urls(&self) -> Vec<String> {
         match self.map.get("maas_url") {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Sequence(seq)) => {
-                seq.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-            }
+            Some(Value::Sequence(seq)) => seq
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => vec![],
         }
     }
@@ -136,9 +144,9 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
     if uri == "maas-test-db:///" {
         bail!("maas-test-db:/// is not available: the MAAS stand-in needs a postgres:// URI");
     }
-    let rest = uri
-        .strip_prefix("postgres://")
-        .ok_or_else(|| anyhow!("Database URI needs to be either 'maas-test-db:///' or start with 'postgres://'"))?;
+    let rest = uri.strip_prefix("postgres://").ok_or_else(|| {
+        anyhow!("Database URI needs to be either 'maas-test-db:///' or start with 'postgres://'")
+    })?;
     let (main, query) = match rest.split_once('?') {
         Some((m, q)) => (m, Some(q)),
         None => (rest, None),
@@ -151,14 +159,19 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    let mut s = DbSettings { port: 5432, ..Default::default() };
+    let mut s = DbSettings {
+        port: 5432,
+        ..Default::default()
+    };
     if let Some(ui) = userinfo {
         let (u, p) = ui.split_once(':').unwrap_or((ui, ""));
         s.user = util::percent_decode(u, false);
         s.pass = util::percent_decode(p, false);
     }
     let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, after) = h.split_once(']').ok_or_else(|| anyhow!("Error parsing database URI: bad IPv6 host"))?;
+        let (h, after) = h
+            .split_once(']')
+            .ok_or_else(|| anyhow!("Error parsing database URI: bad IPv6 host"))?;
         (h.to_string(), after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
@@ -168,7 +181,9 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
     };
     s.host = util::percent_decode(&host, false);
     if let Some(p) = port.filter(|p| !p.is_empty()) {
-        s.port = p.parse().map_err(|_| anyhow!("Error parsing database URI: invalid port {p:?}"))?;
+        s.port = p
+            .parse()
+            .map_err(|_| anyhow!("Error parsing database URI: invalid port {p:?}"))?;
     }
     s.name = util::percent_decode(path, false);
     let mut bad = vec![];
@@ -178,13 +193,20 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
             "password" => s.pass = v,
             "host" => s.host = v,
             "dbname" => s.name = v,
-            "port" => s.port = v.parse().map_err(|_| anyhow!("Error parsing database URI: invalid port {v:?}"))?,
+            "port" => {
+                s.port = v
+                    .parse()
+                    .map_err(|_| anyhow!("Error parsing database URI: invalid port {v:?}"))?
+            }
             _ => bad.push(k),
         }
     }
     if !bad.is_empty() {
         bad.sort();
-        bail!("Error parsing database URI: Unsupported parameters: {}", bad.join(", "));
+        bail!(
+            "Error parsing database URI: Unsupported parameters: {}",
+            bad.join(", ")
+        );
     }
     if s.host.is_empty() {
         s.host = "localhost".into();
@@ -205,9 +227,16 @@ pub fn validate_maas_url(url: &str) -> Result<()> {
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| anyhow!("MAAS URL must be an http:// or https:// URL: {url:?}"))?;
     let host = rest.split('/').next().unwrap_or("");
-    let bare = host.rsplit_once(':').map(|(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() { h } else { host }
-    }).unwrap_or(host);
+    let bare = host
+        .rsplit_once(':')
+        .map(|(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() {
+                h
+            } else {
+                host
+            }
+        })
+        .unwrap_or(host);
     if bare.is_empty() || bare.contains(char::is_whitespace) || url.contains(char::is_whitespace) {
         bail!("MAAS URL has no valid host: {url:?}");
     }
@@ -221,7 +250,12 @@ pub fn read_snap_mode() -> String {
 
 /// Writes the snap's mode.
 pub fn write_snap_mode(mode: &str) -> Result<()> {
-    util::write_file(&paths::snap_mode(), format!("{mode}\n").as_bytes(), 0o644, None)
+    util::write_file(
+        &paths::snap_mode(),
+        format!("{mode}\n").as_bytes(),
+        0o644,
+        None,
+    )
 }
 
 /// The shared secret of `flavor`, if any.
@@ -235,7 +269,12 @@ pub fn write_secret(flavor: Flavor, secret: &str) -> Result<()> {
     if s.is_empty() || !s.chars().all(|c| c.is_ascii_hexdigit()) || s.len() & 1 == 1 {
         bail!("Secret must be a hexadecimal string");
     }
-    util::write_file(&flavor.secret(), format!("{s}\n").as_bytes(), 0o640, Some("maas"))
+    util::write_file(
+        &flavor.secret(),
+        format!("{s}\n").as_bytes(),
+        0o640,
+        Some("maas"),
+    )
 }
 
 #[cfg(test)]
@@ -247,18 +286,34 @@ mod tests {
         let s = parse_database_uri("postgres://maas:p%40ss@10.0.0.5:6432/maas_region_db").unwrap();
         assert_eq!(
             s,
-            DbSettings { host: "10.0.0.5".into(), port: 6432, name: "maas_region_db".into(), user: "maas".into(), pass: "p@ss".into() }
+            DbSettings {
+                host: "10.0.0.5".into(),
+                port: 6432,
+                name: "maas_region_db".into(),
+                user: "maas".into(),
+                pass: "p@ss".into()
+            }
         );
         let s = parse_database_uri("postgres://maas@/").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.name.as_str()), ("localhost", 5432, "maas"));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.name.as_str()),
+            ("localhost", 5432, "maas")
+        );
         let s = parse_database_uri("postgres://u:p@h/d?port=7000&host=other").unwrap();
         assert_eq!((s.host.as_str(), s.port), ("other", 7000));
         assert_eq!(
-            parse_database_uri("postgres://u:p@h/d?sslmode=require&application_name=x").unwrap_err().to_string(),
+            parse_database_uri("postgres://u:p@h/d?sslmode=require&application_name=x")
+                .unwrap_err()
+                .to_string(),
             "Error parsing database URI: Unsupported parameters: application_name, sslmode"
         );
         assert!(parse_database_uri("postgresql://u@h/d").is_err());
-        assert_eq!(parse_database_uri("postgres://h/d").unwrap_err().to_string(), "No user found in URI: postgres://h/d");
+        assert_eq!(
+            parse_database_uri("postgres://h/d")
+                .unwrap_err()
+                .to_string(),
+            "No user found in URI: postgres://h/d"
+        );
         assert!(parse_database_uri("mysql://u@h/d").is_err());
         assert!(parse_database_uri("postgres://u@h:xx/d").is_err());
         assert!(parse_database_uri("maas-test-db:///").is_err());
@@ -284,13 +339,19 @@ mod tests {
         c.map.insert("other".into(), "kept".into());
         c.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("database_port: 5433") && text.contains("debug: true"), "{text}");
+        assert!(
+            text.contains("database_port: 5433") && text.contains("debug: true"),
+            "{text}"
+        );
         let back = ConfFile::load(&path).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.db().port, 5433);
         assert_eq!(back.db().name, "maasdb");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -58,7 +58,10 @@ pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
         .keepalives_idle(Duration::from_secs(2))
         .target_session_attrs(TargetSessionAttrs::ReadWrite);
     let mut client = cfg.connect(NoTls).with_context(|| {
-        format!("connecting to PostgreSQL {}@{}:{}/{}", s.user, s.host, s.port, s.name)
+        format!(
+            "connecting to PostgreSQL {}@{}:{}/{}",
+            s.user, s.host, s.port, s.name
+        )
     })?;
     // A query stuck behind a lock must not hang a region forever.
     client.batch_execute("SET statement_timeout = '5s'")?;
@@ -116,7 +119,9 @@ pub fn migrate(c: &mut Client) -> Result<()> {
     let mut tx = c.transaction()?;
     tx.batch_execute("SELECT pg_advisory_xact_lock(5240)")?;
     tx.batch_execute(SCHEMA)?;
-    let n: i64 = tx.query_one("SELECT count(*) FROM standin_schema", &[])?.get(0);
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM standin_schema", &[])?
+        .get(0);
     if n == 0 {
         tx.execute("INSERT INTO standin_schema (version) VALUES (1)", &[])?;
     }
@@ -135,7 +140,14 @@ pub fn maas_uuid(c: &mut Client) -> Result<String> {
     let b = util::random_bytes(16);
     let h = util::hex(&b);
     // A version-4-looking uuid: MAAS only ever displays it.
-    let candidate = format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32]);
+    let candidate = format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    );
     first_value(c, "uuid", &candidate)
 }
 
@@ -144,7 +156,10 @@ fn first_value(c: &mut Client, name: &str, candidate: &str) -> Result<String> {
         "INSERT INTO standin_config (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&name, &candidate],
     )?;
-    Ok(c.query_one("SELECT value FROM standin_config WHERE name = $1", &[&name])?.get(0))
+    Ok(
+        c.query_one("SELECT value FROM standin_config WHERE name = $1", &[&name])?
+            .get(0),
+    )
 }
 
 /// Records that this region is alive: one heartbeat row, and its controller row.
@@ -164,13 +179,19 @@ pub fn heartbeat(c: &mut Client, hostname: &str, system_id: &str, maas_url: &str
 
 /// Drops heartbeats older than an hour so a long run does not grow the table without bound.
 pub fn prune_heartbeats(c: &mut Client) -> Result<()> {
-    c.execute("DELETE FROM standin_heartbeat WHERE ts < now() - interval '1 hour'", &[])?;
+    c.execute(
+        "DELETE FROM standin_heartbeat WHERE ts < now() - interval '1 hour'",
+        &[],
+    )?;
     Ok(())
 }
 
 fn hash_password(username: &str, password: &str) -> String {
     let salt = util::random_hex(16);
-    format!("sha256${salt}${}", util::sha256_hex(format!("{salt}{username}{password}").as_bytes()))
+    format!(
+        "sha256${salt}${}",
+        util::sha256_hex(format!("{salt}{username}{password}").as_bytes())
+    )
 }
 
 /// `createadmin`: a superuser with one API key. Refuses duplicates with MAAS's messages.
@@ -188,9 +209,14 @@ pub fn create_admin(
         return invalid("You must input an email or provide it with --email");
     }
     if let Some(id) = ssh_import.filter(|s| !s.is_empty()) {
-        let word = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        let word = |s: &str| {
+            s.chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        };
         let ok = match id.split_once(':') {
-            Some((proto, user)) if id.starts_with("lp") || id.starts_with("gh") => (proto == "lp" || proto == "gh") && word(user),
+            Some((proto, user)) if id.starts_with("lp") || id.starts_with("gh") => {
+                (proto == "lp" || proto == "gh") && word(user)
+            }
             None if !(id.starts_with("lp") || id.starts_with("gh")) => word(id),
             _ => false,
         };
@@ -221,7 +247,12 @@ pub fn create_admin(
 }
 
 fn require_user(c: &mut Client, username: &str) -> Result<()> {
-    if c.query_opt("SELECT 1 FROM standin_user WHERE username = $1", &[&username])?.is_none() {
+    if c.query_opt(
+        "SELECT 1 FROM standin_user WHERE username = $1",
+        &[&username],
+    )?
+    .is_none()
+    {
         return invalid(format!("User {username} does not exist."));
     }
     Ok(())
@@ -230,7 +261,10 @@ fn require_user(c: &mut Client, username: &str) -> Result<()> {
 /// The API keys of `username`, oldest first.
 pub fn api_keys(c: &mut Client, username: &str) -> Result<Vec<String>> {
     require_user(c, username)?;
-    let rows = c.query("SELECT key FROM standin_apikey WHERE username = $1 ORDER BY created, key", &[&username])?;
+    let rows = c.query(
+        "SELECT key FROM standin_apikey WHERE username = $1 ORDER BY created, key",
+        &[&username],
+    )?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -238,21 +272,32 @@ pub fn api_keys(c: &mut Client, username: &str) -> Result<Vec<String>> {
 pub fn generate_api_key(c: &mut Client, username: &str) -> Result<String> {
     require_user(c, username)?;
     let key = util::api_key();
-    c.execute("INSERT INTO standin_apikey (key, username) VALUES ($1, $2)", &[&key, &username])?;
+    c.execute(
+        "INSERT INTO standin_apikey (key, username) VALUES ($1, $2)",
+        &[&key, &username],
+    )?;
     Ok(key)
 }
 
 /// Deletes one API key of `username`.
 pub fn delete_api_key(c: &mut Client, username: &str, key: &str) -> Result<()> {
     require_user(c, username)?;
-    if c.execute("DELETE FROM standin_apikey WHERE username = $1 AND key = $2", &[&username, &key])? == 0 {
+    if c.execute(
+        "DELETE FROM standin_apikey WHERE username = $1 AND key = $2",
+        &[&username, &key],
+    )? == 0
+    {
         return invalid("No matching api key found.");
     }
     Ok(())
 }
 
 /// The user an OAuth token key and secret belong to: (username, is_superuser).
-pub fn authenticate(c: &mut Client, token_key: &str, token_secret: &str) -> Result<Option<(String, bool)>> {
+pub fn authenticate(
+    c: &mut Client,
+    token_key: &str,
+    token_secret: &str,
+) -> Result<Option<(String, bool)>> {
     let rows = c.query(
         "SELECT u.username, u.is_superuser, k.key FROM standin_apikey k JOIN standin_user u USING (username)
          WHERE split_part(k.key, ':', 2) = $1",
@@ -266,7 +311,10 @@ pub fn authenticate(c: &mut Client, token_key: &str, token_secret: &str) -> Resu
 
 /// Users, for `users read`.
 pub fn users(c: &mut Client) -> Result<Value> {
-    let rows = c.query("SELECT username, email, is_superuser FROM standin_user ORDER BY username", &[])?;
+    let rows = c.query(
+        "SELECT username, email, is_superuser FROM standin_user ORDER BY username",
+        &[],
+    )?;
     Ok(Value::Array(rows.iter().map(|r| {
         let u: String = r.get(0);
         json!({"username": u, "email": r.get::<_, String>(1), "is_superuser": r.get::<_, bool>(2),
@@ -282,11 +330,22 @@ pub fn regions(c: &mut Client) -> Result<Value> {
          FROM standin_region r LEFT JOIN standin_rack k USING (hostname) ORDER BY r.hostname"
     );
     let rows = c.query(q.as_str(), &[])?;
-    Ok(Value::Array(rows.iter().map(|r| {
-        let both: bool = r.get(4);
-        let age: f64 = r.get(3);
-        controller_json(r.get(0), r.get(1), both, true, age, json!({"maas_url": r.get::<_, String>(2)}))
-    }).collect()))
+    Ok(Value::Array(
+        rows.iter()
+            .map(|r| {
+                let both: bool = r.get(4);
+                let age: f64 = r.get(3);
+                controller_json(
+                    r.get(0),
+                    r.get(1),
+                    both,
+                    true,
+                    age,
+                    json!({"maas_url": r.get::<_, String>(2)}),
+                )
+            })
+            .collect(),
+    ))
 }
 
 /// Rack controllers, as `rack-controllers read` shows them, with their DHCP roles.
@@ -312,13 +371,24 @@ pub fn racks(c: &mut Client) -> Result<Value> {
     Ok(Value::Array(out))
 }
 
-fn controller_json(hostname: String, system_id: String, both: bool, region: bool, age: f64, extra: Value) -> Value {
+fn controller_json(
+    hostname: String,
+    system_id: String,
+    both: bool,
+    region: bool,
+    age: f64,
+    extra: Value,
+) -> Value {
     let (node_type, name) = match (both, region) {
         (true, _) => (4, "Region and rack controller"),
         (false, true) => (3, "Region controller"),
         (false, false) => (2, "Rack controller"),
     };
-    let resource = if region { "regioncontrollers" } else { "rackcontrollers" };
+    let resource = if region {
+        "regioncontrollers"
+    } else {
+        "rackcontrollers"
+    };
     let mut v = json!({
         "hostname": hostname, "fqdn": hostname, "system_id": system_id,
         "node_type": node_type, "node_type_name": name,
@@ -362,7 +432,10 @@ pub fn dhcp_roles(c: &mut Client, system_id: &str) -> Result<Value> {
                 "SELECT start_ip, end_ip FROM standin_iprange WHERE subnet_id = $1 AND type = 'dynamic' ORDER BY id",
                 &[&sid],
             )?;
-            let ranges: Vec<Value> = ranges.iter().map(|x| json!([x.get::<_, String>(0), x.get::<_, String>(1)])).collect();
+            let ranges: Vec<Value> = ranges
+                .iter()
+                .map(|x| json!([x.get::<_, String>(0), x.get::<_, String>(1)]))
+                .collect();
             subnet_json.push(json!({"cidr": s.get::<_, String>(1), "dynamic_ranges": ranges}));
         }
         out.push(json!({
@@ -386,9 +459,17 @@ pub struct RackRegistration {
 
 /// Registers or refreshes a rack, and learns the subnets of its interfaces (MAAS discovers
 /// them the same way), all on fabric 0 / untagged VLAN.
-pub fn rack_seen(c: &mut Client, hostname: &str, region: &str, interfaces: &[String]) -> Result<RackRegistration> {
+pub fn rack_seen(
+    c: &mut Client,
+    hostname: &str,
+    region: &str,
+    interfaces: &[String],
+) -> Result<RackRegistration> {
     let ifaces = interfaces.join(",");
-    let existing = c.query_opt("SELECT system_id FROM standin_rack WHERE hostname = $1", &[&hostname])?;
+    let existing = c.query_opt(
+        "SELECT system_id FROM standin_rack WHERE hostname = $1",
+        &[&hostname],
+    )?;
     let system_id: String = match existing {
         Some(r) => {
             c.execute(
@@ -404,11 +485,18 @@ pub fn rack_seen(c: &mut Client, hostname: &str, region: &str, interfaces: &[Str
                  ON CONFLICT (hostname) DO UPDATE SET region = $3, last_seen = now()",
                 &[&hostname, &sid, &region, &ifaces],
             )?;
-            c.query_one("SELECT system_id FROM standin_rack WHERE hostname = $1", &[&hostname])?.get(0)
+            c.query_one(
+                "SELECT system_id FROM standin_rack WHERE hostname = $1",
+                &[&hostname],
+            )?
+            .get(0)
         }
     };
     for cidr in interfaces.iter().filter_map(|i| network_of(i)) {
-        c.execute("INSERT INTO standin_subnet (cidr) VALUES ($1) ON CONFLICT DO NOTHING", &[&cidr])?;
+        c.execute(
+            "INSERT INTO standin_subnet (cidr) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&cidr],
+        )?;
     }
     let dhcp = dhcp_roles(c, &system_id)?;
     Ok(RackRegistration { system_id, dhcp })
@@ -416,7 +504,13 @@ pub fn rack_seen(c: &mut Client, hostname: &str, region: &str, interfaces: &[Str
 
 /// Records a rack's registration attempt, but only when its outcome changes, so a rack
 /// polling twice a second leaves a readable history rather than a flood.
-pub fn rack_event(c: &mut Client, hostname: &str, accepted: bool, reason: &str, region: &str) -> Result<()> {
+pub fn rack_event(
+    c: &mut Client,
+    hostname: &str,
+    accepted: bool,
+    reason: &str,
+    region: &str,
+) -> Result<()> {
     let last = c.query_opt(
         "SELECT accepted, reason FROM standin_rack_event WHERE hostname = $1 ORDER BY id DESC LIMIT 1",
         &[&hostname],
@@ -456,9 +550,17 @@ pub fn network_of(iface: &str) -> Option<String> {
 }
 
 fn in_cidr(ip: Ipv4Addr, cidr: &str) -> bool {
-    let Some((net, len)) = cidr.split_once('/') else { return false };
-    let (Ok(net), Ok(len)) = (net.parse::<Ipv4Addr>(), len.parse::<u32>()) else { return false };
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) };
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(len)) = (net.parse::<Ipv4Addr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32))
+    };
     u32::from(ip) & mask == u32::from(net) & mask
 }
 
@@ -499,7 +601,10 @@ pub fn vlan(c: &mut Client, fabric: i32, vid: i32) -> Result<Value> {
 }
 
 fn rack_system_id(c: &mut Client, who: &str) -> Result<Option<String>> {
-    let r = c.query_opt("SELECT system_id FROM standin_rack WHERE system_id = $1 OR hostname = $1", &[&who])?;
+    let r = c.query_opt(
+        "SELECT system_id FROM standin_rack WHERE system_id = $1 OR hostname = $1",
+        &[&who],
+    )?;
     Ok(r.map(|r| r.get(0)))
 }
 
@@ -509,7 +614,12 @@ fn truthy(v: &str) -> bool {
 
 /// `vlan update <fabric> <vid> primary_rack= secondary_rack= dhcp_on=`, validated as MAAS's
 /// VLAN form does (racks must exist, differ, DHCP needs a primary rack and a dynamic range).
-pub fn vlan_update(c: &mut Client, fabric: i32, vid: i32, params: &[(String, String)]) -> Result<Value> {
+pub fn vlan_update(
+    c: &mut Client,
+    fabric: i32,
+    vid: i32,
+    params: &[(String, String)],
+) -> Result<Value> {
     let cur = vlan(c, fabric, vid)?;
     let mut primary = cur["primary_rack"].as_str().map(str::to_string);
     let mut secondary = cur["secondary_rack"].as_str().map(str::to_string);
@@ -529,11 +639,19 @@ pub fn vlan_update(c: &mut Client, fabric: i32, vid: i32, params: &[(String, Str
                         )),
                     }
                 };
-                if k == "primary_rack" { primary = sid } else { secondary = sid }
+                if k == "primary_rack" {
+                    primary = sid
+                } else {
+                    secondary = sid
+                }
             }
             "dhcp_on" => dhcp_on = truthy(v),
             "name" => name = v.clone(),
-            "mtu" => mtu = v.parse().map_err(|_| Invalid("{\"mtu\": [\"Enter a whole number.\"]}".to_string()))?,
+            "mtu" => {
+                mtu = v
+                    .parse()
+                    .map_err(|_| Invalid("{\"mtu\": [\"Enter a whole number.\"]}".to_string()))?
+            }
             "relay_vlan" | "space" | "description" | "fabric" | "vid" => {}
             other => return invalid(format!("{{\"{other}\": [\"Unknown field.\"]}}")),
         }
@@ -585,17 +703,29 @@ pub fn ipranges(c: &mut Client) -> Result<Value> {
 
 /// `ipranges create type=dynamic start_ip= end_ip= [subnet=] [comment=]`.
 pub fn iprange_create(c: &mut Client, params: &[(String, String)]) -> Result<Value> {
-    let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.clone())
+    };
     let kind = get("type").unwrap_or_default();
     if kind != "dynamic" && kind != "reserved" {
         return invalid(format!("{{\"type\": [\"Select a valid choice. {kind} is not one of the available choices.\"]}}"));
     }
     let parse = |k: &str| -> Result<Ipv4Addr> {
-        get(k).and_then(|v| v.parse().ok()).ok_or_else(|| Invalid(format!("{{\"{k}\": [\"Enter a valid IPv4 or IPv6 address.\"]}}")).into())
+        get(k).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            Invalid(format!(
+                "{{\"{k}\": [\"Enter a valid IPv4 or IPv6 address.\"]}}"
+            ))
+            .into()
+        })
     };
     let (start, end) = (parse("start_ip")?, parse("end_ip")?);
     if u32::from(start) > u32::from(end) {
-        return invalid("{\"end_ip\": [\"End IP address must not be less than Start IP address.\"]}");
+        return invalid(
+            "{\"end_ip\": [\"End IP address must not be less than Start IP address.\"]}",
+        );
     }
     let subnets = c.query("SELECT id, cidr FROM standin_subnet ORDER BY id", &[])?;
     let wanted = get("subnet");
@@ -609,14 +739,23 @@ pub fn iprange_create(c: &mut Client, params: &[(String, String)]) -> Result<Val
         named && in_cidr(start, &cidr) && in_cidr(end, &cidr)
     });
     let Some(subnet) = subnet else {
-        return invalid(format!("{{\"__all__\": [\"Could not find a subnet for IP range {start} - {end}.\"]}}"));
+        return invalid(format!(
+            "{{\"__all__\": [\"Could not find a subnet for IP range {start} - {end}.\"]}}"
+        ));
     };
     let subnet_id: i32 = subnet.get(0);
-    for r in c.query("SELECT start_ip, end_ip FROM standin_iprange WHERE subnet_id = $1", &[&subnet_id])? {
+    for r in c.query(
+        "SELECT start_ip, end_ip FROM standin_iprange WHERE subnet_id = $1",
+        &[&subnet_id],
+    )? {
         let (s, e): (String, String) = (r.get(0), r.get(1));
-        let (Ok(s), Ok(e)) = (s.parse::<Ipv4Addr>(), e.parse::<Ipv4Addr>()) else { continue };
+        let (Ok(s), Ok(e)) = (s.parse::<Ipv4Addr>(), e.parse::<Ipv4Addr>()) else {
+            continue;
+        };
         if u32::from(start) <= u32::from(e) && u32::from(s) <= u32::from(end) {
-            return invalid(format!("{{\"__all__\": [\"Requested {kind} range conflicts with an existing range.\"]}}"));
+            return invalid(format!(
+                "{{\"__all__\": [\"Requested {kind} range conflicts with an existing range.\"]}}"
+            ));
         }
     }
     let comment = get("comment").unwrap_or_default();
@@ -631,15 +770,43 @@ pub fn iprange_create(c: &mut Client, params: &[(String, String)]) -> Result<Val
 
 /// Global settings `set-config` accepts (a subset of MAAS's; others are refused as MAAS does).
 pub const CONFIG_NAMES: &[&str] = &[
-    "active_discovery_interval", "boot_images_auto_import", "commissioning_distro_series",
-    "completed_intro", "curtin_verbose", "default_distro_series", "default_dns_ttl",
-    "default_min_hwe_kernel", "default_osystem", "default_storage_layout", "disk_erase_with_quick_erase",
-    "disk_erase_with_secure_erase", "dns_trusted_acl", "dnssec_validation", "enable_analytics",
-    "enable_disk_erasing_on_release", "enable_http_proxy", "enable_third_party_drivers",
-    "http_proxy", "kernel_opts", "maas_auto_ipmi_user", "maas_name", "maas_proxy_port",
-    "main_archive", "network_discovery", "ntp_external_only", "ntp_servers", "ports_archive",
-    "prefer_v4_proxy", "prometheus_enabled", "prometheus_push_gateway", "prometheus_push_interval",
-    "promtail_enabled", "promtail_port", "theme", "upstream_dns", "use_peer_proxy",
+    "active_discovery_interval",
+    "boot_images_auto_import",
+    "commissioning_distro_series",
+    "completed_intro",
+    "curtin_verbose",
+    "default_distro_series",
+    "default_dns_ttl",
+    "default_min_hwe_kernel",
+    "default_osystem",
+    "default_storage_layout",
+    "disk_erase_with_quick_erase",
+    "disk_erase_with_secure_erase",
+    "dns_trusted_acl",
+    "dnssec_validation",
+    "enable_analytics",
+    "enable_disk_erasing_on_release",
+    "enable_http_proxy",
+    "enable_third_party_drivers",
+    "http_proxy",
+    "kernel_opts",
+    "maas_auto_ipmi_user",
+    "maas_name",
+    "maas_proxy_port",
+    "main_archive",
+    "network_discovery",
+    "ntp_external_only",
+    "ntp_servers",
+    "ports_archive",
+    "prefer_v4_proxy",
+    "prometheus_enabled",
+    "prometheus_push_gateway",
+    "prometheus_push_interval",
+    "promtail_enabled",
+    "promtail_port",
+    "theme",
+    "upstream_dns",
+    "use_peer_proxy",
     "windows_kms_host",
 ];
 
@@ -666,7 +833,10 @@ pub fn get_config(c: &mut Client, name: &str) -> Result<Value> {
 
 /// The shared secret in the database, if a region has stored one.
 pub fn read_shared_secret(c: &mut Client) -> Result<Option<String>> {
-    let r = c.query_opt("SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'", &[])?;
+    let r = c.query_opt(
+        "SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'",
+        &[],
+    )?;
     Ok(r.map(|r| r.get(0)))
 }
 
@@ -676,7 +846,11 @@ pub fn recent_heartbeats(c: &mut Client, limit: i64) -> Result<Value> {
         "SELECT hostname, extract(epoch from ts)::float8 FROM standin_heartbeat ORDER BY id DESC LIMIT $1",
         &[&limit],
     )?;
-    Ok(Value::Array(rows.iter().map(|r| json!({"hostname": r.get::<_, String>(0), "ts": r.get::<_, f64>(1)})).collect()))
+    Ok(Value::Array(
+        rows.iter()
+            .map(|r| json!({"hostname": r.get::<_, String>(0), "ts": r.get::<_, f64>(1)}))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -686,7 +860,10 @@ mod tests {
     #[test]
     fn networks() {
         assert_eq!(network_of("10.77.0.5/24").as_deref(), Some("10.77.0.0/24"));
-        assert_eq!(network_of("192.168.7.9/16").as_deref(), Some("192.168.0.0/16"));
+        assert_eq!(
+            network_of("192.168.7.9/16").as_deref(),
+            Some("192.168.0.0/16")
+        );
         assert_eq!(network_of("bogus"), None);
         assert!(in_cidr("10.77.0.250".parse().unwrap(), "10.77.0.0/24"));
         assert!(!in_cidr("10.77.1.1".parse().unwrap(), "10.77.0.0/24"));

@@ -13,12 +13,20 @@ use std::net::Ipv4Addr;
 pub const DEB_UNIT: &str = "maas-dhcpd.service";
 
 fn netmask(len: u32) -> Ipv4Addr {
-    Ipv4Addr::from(if len == 0 { 0 } else { u32::MAX << (32 - len.min(32)) })
+    Ipv4Addr::from(if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - len.min(32))
+    })
 }
 
 /// The dhcpd.conf for the roles the region sent, or `None` when this rack serves no VLAN.
 pub fn render(roles: &Value) -> Option<String> {
-    let serving: Vec<&Value> = roles.as_array()?.iter().filter(|r| r["dhcp_on"] == true).collect();
+    let serving: Vec<&Value> = roles
+        .as_array()?
+        .iter()
+        .filter(|r| r["dhcp_on"] == true)
+        .collect();
     if serving.is_empty() {
         return None;
     }
@@ -35,14 +43,21 @@ pub fn render(roles: &Value) -> Option<String> {
         out.push_str(&format!("shared-network vlan-{id} {{\n"));
         for s in r["subnets"].as_array().into_iter().flatten() {
             let cidr = s["cidr"].as_str().unwrap_or("");
-            let Some((net, len)) = cidr.split_once('/') else { continue };
+            let Some((net, len)) = cidr.split_once('/') else {
+                continue;
+            };
             let mask = netmask(len.parse().unwrap_or(32));
             out.push_str(&format!("    subnet {net} netmask {mask} {{\n"));
             for range in s["dynamic_ranges"].as_array().into_iter().flatten() {
-                let (a, b) = (range[0].as_str().unwrap_or(""), range[1].as_str().unwrap_or(""));
+                let (a, b) = (
+                    range[0].as_str().unwrap_or(""),
+                    range[1].as_str().unwrap_or(""),
+                );
                 out.push_str("        pool {\n");
                 if peer.is_some() {
-                    out.push_str(&format!("            failover peer \"failover-vlan-{id}\";\n"));
+                    out.push_str(&format!(
+                        "            failover peer \"failover-vlan-{id}\";\n"
+                    ));
                 }
                 out.push_str(&format!("            range {a} {b};\n        }}\n"));
             }
@@ -109,9 +124,15 @@ mod tests {
         let text = render(&roles).unwrap();
         assert!(text.contains("shared-network vlan-5001 {"), "{text}");
         assert!(!text.contains("vlan-5002"), "{text}");
-        assert!(text.contains("subnet 10.77.0.0 netmask 255.255.255.0"), "{text}");
+        assert!(
+            text.contains("subnet 10.77.0.0 netmask 255.255.255.0"),
+            "{text}"
+        );
         assert!(text.contains("range 10.77.0.100 10.77.0.150;"), "{text}");
-        assert!(text.contains("failover peer \"failover-vlan-5001\" {\n    primary;"), "{text}");
+        assert!(
+            text.contains("failover peer \"failover-vlan-5001\" {\n    primary;"),
+            "{text}"
+        );
         assert_eq!(render(&json!([])), None);
     }
 }

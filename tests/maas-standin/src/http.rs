@@ -30,22 +30,32 @@ pub struct Request {
 impl Request {
     /// A header by lower-case name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Query and form-encoded body parameters together (MAAS reads both).
     pub fn params(&self) -> Vec<(String, String)> {
         let mut p = self.query.clone();
         let ct = self.header("content-type").unwrap_or("");
-        if ct.starts_with("application/x-www-form-urlencoded") || (ct.is_empty() && !self.body.is_empty()) {
-            p.extend(crate::util::form_decode(&String::from_utf8_lossy(&self.body)));
+        if ct.starts_with("application/x-www-form-urlencoded")
+            || (ct.is_empty() && !self.body.is_empty())
+        {
+            p.extend(crate::util::form_decode(&String::from_utf8_lossy(
+                &self.body,
+            )));
         }
         p
     }
 
     /// One parameter.
     pub fn param(&self, name: &str) -> Option<String> {
-        self.params().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.params()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -63,11 +73,19 @@ pub struct Response {
 impl Response {
     /// A JSON response.
     pub fn json(status: u16, v: &serde_json::Value) -> Response {
-        Response { status, content_type: "application/json".into(), body: v.to_string().into_bytes() }
+        Response {
+            status,
+            content_type: "application/json".into(),
+            body: v.to_string().into_bytes(),
+        }
     }
     /// A plain-text response.
     pub fn text(status: u16, s: impl Into<String>) -> Response {
-        Response { status, content_type: "text/plain; charset=utf-8".into(), body: s.into().into_bytes() }
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            body: s.into().into_bytes(),
+        }
     }
 }
 
@@ -94,9 +112,11 @@ pub fn serve(listener: TcpListener, handler: Handler) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
         let h = handler.clone();
-        let _ = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
-            let _ = handle(stream, &h);
-        });
+        let _ = std::thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let _ = handle(stream, &h);
+            });
     }
 }
 
@@ -119,7 +139,9 @@ fn read_request(reader: &mut impl BufRead, peer: SocketAddr) -> Result<Option<Re
         return Ok(None);
     }
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { bail!("malformed request line") };
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        bail!("malformed request line")
+    };
     let mut headers = vec![];
     loop {
         let mut h = String::new();
@@ -193,15 +215,20 @@ pub fn parse_url(url: &str) -> Result<Url> {
         None => (rest, "/"),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-            (h.trim_matches(|c| c == '[' || c == ']').to_string(), p.parse().context("bad port in URL")?)
-        }
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+            h.trim_matches(|c| c == '[' || c == ']').to_string(),
+            p.parse().context("bad port in URL")?,
+        ),
         _ => (hostport.to_string(), 80),
     };
     if host.is_empty() {
         bail!("no host in URL {url}");
     }
-    Ok(Url { host, port, path: path.to_string() })
+    Ok(Url {
+        host,
+        port,
+        path: path.to_string(),
+    })
 }
 
 /// A response as the client sees it.
@@ -235,19 +262,27 @@ pub fn request(
                 stream = Some(s);
                 break;
             }
-            Err(e) => last_err = anyhow::Error::new(e).context(format!("connecting to {url} ({addr})")),
+            Err(e) => {
+                last_err = anyhow::Error::new(e).context(format!("connecting to {url} ({addr})"))
+            }
         }
     }
     let mut s = stream.ok_or(last_err)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    let mut req = format!("{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: maas-standin\r\n", u.path, u.host, u.port);
+    let mut req = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: maas-standin\r\n",
+        u.path, u.host, u.port
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     let body_bytes = match &body {
         Some((ct, b)) => {
-            req.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", b.len()));
+            req.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
             b.clone()
         }
         None => {
@@ -261,9 +296,12 @@ pub fn request(
     s.write_all(req.as_bytes())?;
     s.write_all(&body_bytes)?;
     let mut raw = vec![];
-    s.read_to_end(&mut raw).with_context(|| format!("reading the response from {url}"))?;
+    s.read_to_end(&mut raw)
+        .with_context(|| format!("reading the response from {url}"))?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP response from {url}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response from {url}"))?;
     let status: u16 = head
         .split_whitespace()
         .nth(1)
@@ -272,7 +310,9 @@ pub fn request(
     let mut body = body.to_string();
     if let Some(len) = head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
     }) {
         if body.len() > len {
             body.truncate(len);
@@ -289,7 +329,11 @@ mod tests {
     fn urls() {
         assert_eq!(
             parse_url("http://10.0.0.1:5240/MAAS/api/2.0/").unwrap(),
-            Url { host: "10.0.0.1".into(), port: 5240, path: "/MAAS/api/2.0/".into() }
+            Url {
+                host: "10.0.0.1".into(),
+                port: 5240,
+                path: "/MAAS/api/2.0/".into()
+            }
         );
         assert_eq!(parse_url("http://vip/MAAS").unwrap().port, 80);
         assert!(parse_url("https://x/").is_err());
@@ -300,7 +344,10 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let h: Handler = Arc::new(|r: Request| {
-            Response::json(200, &serde_json::json!({"path": r.path, "a": r.param("a"), "m": r.method}))
+            Response::json(
+                200,
+                &serde_json::json!({"path": r.path, "a": r.param("a"), "m": r.method}),
+            )
         });
         std::thread::spawn(move || serve(l, h));
         let r = request(

@@ -21,6 +21,8 @@
 //! - `MAAS_STANDIN_NO_SERVICES=1`: CLIs do not call `systemctl`.
 //! - `MAAS_STANDIN_SKIP_ROOT_CHECK=1`: CLIs do not insist on running as root.
 
+#![warn(missing_docs)]
+
 pub mod apache2;
 pub mod api;
 pub mod argparse;

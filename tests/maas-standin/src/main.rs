@@ -3,16 +3,18 @@
 //! `apache2`, `pebble`) or, when called as `maas-standin`, on its first argument, which may
 //! also be `catalog` or `postinst`.
 
-use maas_standin::{apache2, catalog, cli, named, pebble, rackd, regiond};
 use maas_standin::paths::Flavor;
+use maas_standin::{apache2, catalog, cli, named, pebble, rackd, regiond};
 
 fn flavor(args: &[String], default: Flavor) -> Result<Flavor, i32> {
-    let p = maas_standin::argparse::Parser::new("maas-standin daemon")
-        .opts(&[maas_standin::argparse::Opt::value("--flavor", "snap or deb")]);
+    let p = maas_standin::argparse::Parser::new("maas-standin daemon").opts(&[
+        maas_standin::argparse::Opt::value("--flavor", "snap or deb"),
+    ]);
     let a = cli::parse(&p, args)?;
     match a.get("--flavor") {
         None => Ok(default),
-        Some(f) => Flavor::parse(f).ok_or_else(|| cli::report(p.invalid_choice("--flavor", f, &["snap", "deb"]))),
+        Some(f) => Flavor::parse(f)
+            .ok_or_else(|| cli::report(p.invalid_choice("--flavor", f, &["snap", "deb"]))),
     }
 }
 

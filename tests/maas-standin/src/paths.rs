@@ -10,9 +10,7 @@ pub const ROOT_ENV: &str = "MAAS_STANDIN_ROOT";
 /// Turns an absolute path as MAAS knows it into the path actually used.
 pub fn p(abs: &str) -> PathBuf {
     match std::env::var(ROOT_ENV) {
-        Ok(root) if !root.is_empty() => {
-            PathBuf::from(root).join(abs.trim_start_matches('/'))
-        }
+        Ok(root) if !root.is_empty() => PathBuf::from(root).join(abs.trim_start_matches('/')),
         _ => PathBuf::from(abs),
     }
 }

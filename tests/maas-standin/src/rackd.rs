@@ -17,9 +17,17 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// (test override: `MAAS_STANDIN_INTERFACES=10.77.0.5/24,...`).
 pub fn interfaces() -> Vec<String> {
     if let Ok(list) = std::env::var("MAAS_STANDIN_INTERFACES") {
-        return list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+        return list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
     }
-    let Ok(out) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show"]).output() else {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+    else {
         return vec![];
     };
     String::from_utf8_lossy(&out.stdout)
@@ -55,7 +63,11 @@ pub fn poll_once(flavor: Flavor, hostname: &str, ifaces: &[String]) -> Value {
         return fail(None, None, "rackd.conf has no maas_url".into());
     }
     let Some(secret) = conf::read_secret(flavor) else {
-        return fail(urls.first().map(String::as_str), None, "no shared secret installed".into());
+        return fail(
+            urls.first().map(String::as_str),
+            None,
+            "no shared secret installed".into(),
+        );
     };
     let body = json!({"hostname": hostname, "proof": util::rack_proof(&secret, hostname), "interfaces": ifaces});
     let mut last = fail(None, None, "no URL tried".into());
@@ -71,8 +83,15 @@ pub fn poll_once(flavor: Flavor, hostname: &str, ifaces: &[String]) -> Value {
             Ok(resp) if resp.status == 200 => {
                 let v: Value = serde_json::from_str(&resp.body).unwrap_or(Value::Null);
                 let sid = v["system_id"].as_str().unwrap_or("").to_string();
-                if !sid.is_empty() && util::read_trimmed(&flavor.maas_id()).as_deref() != Some(sid.as_str()) {
-                    let _ = util::write_file(&flavor.maas_id(), format!("{sid}\n").as_bytes(), 0o644, None);
+                if !sid.is_empty()
+                    && util::read_trimmed(&flavor.maas_id()).as_deref() != Some(sid.as_str())
+                {
+                    let _ = util::write_file(
+                        &flavor.maas_id(),
+                        format!("{sid}\n").as_bytes(),
+                        0o644,
+                        None,
+                    );
                 }
                 let serving = crate::dhcpd::apply(flavor, &v["dhcp"]);
                 let mut rec = base.clone();
@@ -106,7 +125,11 @@ fn append(rec: &Value) {
     if let Some(d) = path.parent() {
         let _ = std::fs::create_dir_all(d);
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         let _ = writeln!(f, "{rec}");
     }
 }
@@ -127,7 +150,14 @@ pub fn run(flavor: Flavor) -> anyhow::Result<()> {
         let rec = poll_once(flavor, &hostname, &ifaces);
         let ok = rec["ok"].as_bool().unwrap_or(false);
         if was_ok != Some(ok) {
-            eprintln!("rackd: {}", if ok { "connected to region".to_string() } else { format!("region unreachable: {}", rec["error"]) });
+            eprintln!(
+                "rackd: {}",
+                if ok {
+                    "connected to region".to_string()
+                } else {
+                    format!("region unreachable: {}", rec["error"])
+                }
+            );
             was_ok = Some(ok);
         }
         append(&rec);

@@ -33,7 +33,11 @@ pub fn ports() -> Vec<u16> {
 fn all_ports() -> Vec<u16> {
     std::env::var("MAAS_STANDIN_PORTS")
         .ok()
-        .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect::<Vec<u16>>())
+        .map(|s| {
+            s.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<u16>>()
+        })
         .filter(|v| v.len() >= 3)
         .unwrap_or_else(|| vec![5240, 5242, 5271, 5443])
 }
@@ -42,7 +46,10 @@ fn all_ports() -> Vec<u16> {
 /// plain HTTP there: it has no TLS; the port exists so load balancers in TCP mode see it open.
 pub fn tls_port(flavor: Flavor) -> Option<u16> {
     let conf = std::fs::read_to_string(crate::paths::snap_nginx_conf()).ok()?;
-    let on = flavor == Flavor::Snap && conf.lines().any(|l| l.trim_start().starts_with("listen 5443"));
+    let on = flavor == Flavor::Snap
+        && conf
+            .lines()
+            .any(|l| l.trim_start().starts_with("listen 5443"));
     on.then(|| all_ports().get(3).copied().unwrap_or(5443))
 }
 
@@ -87,21 +94,33 @@ impl Region {
 
     /// Whether the database answered a heartbeat recently.
     pub fn db_ok(&self) -> bool {
-        self.last_ok.lock().map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE)).unwrap_or(false)
+        self.last_ok
+            .lock()
+            .map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE))
+            .unwrap_or(false)
     }
 
     /// Why the database is not working, for 503 bodies.
     pub fn db_error(&self) -> String {
-        self.last_error.lock().map(|e| e.clone()).unwrap_or_default()
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     /// The URL this region was configured with.
     pub fn maas_url(&self) -> String {
-        self.settings.lock().map(|s| s.1.clone()).unwrap_or_default()
+        self.settings
+            .lock()
+            .map(|s| s.1.clone())
+            .unwrap_or_default()
     }
 
     fn db_settings(&self) -> DbSettings {
-        self.settings.lock().map(|s| s.0.clone()).unwrap_or_default()
+        self.settings
+            .lock()
+            .map(|s| s.0.clone())
+            .unwrap_or_default()
     }
 
     /// Runs `f` on a database connection from a small pool, connecting if none is idle. No lock
@@ -111,7 +130,10 @@ impl Region {
     pub fn with_db<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
         let gen = self.generation.load(Ordering::SeqCst);
         let idle = {
-            let mut pool = self.api_pool.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+            let mut pool = self
+                .api_pool
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned lock"))?;
             pool.retain(|(g, c)| *g == gen && !c.is_closed());
             pool.pop()
         };
@@ -122,7 +144,10 @@ impl Region {
         let r = f(&mut client);
         let reusable = match &r {
             Ok(_) => true,
-            Err(e) => e.downcast_ref::<db::Invalid>().is_some() || e.downcast_ref::<db::NotFound>().is_some(),
+            Err(e) => {
+                e.downcast_ref::<db::Invalid>().is_some()
+                    || e.downcast_ref::<db::NotFound>().is_some()
+            }
         };
         if reusable && !client.is_closed() {
             if let Ok(mut pool) = self.api_pool.lock() {
@@ -136,9 +161,13 @@ impl Region {
 
     /// Re-reads regiond.conf; a change of database settings makes every connection reconnect.
     fn reload(&self) -> bool {
-        let Ok(conf) = ConfFile::load(&self.flavor.regiond_conf()) else { return false };
+        let Ok(conf) = ConfFile::load(&self.flavor.regiond_conf()) else {
+            return false;
+        };
         let new = (conf.db(), conf.get_or_default("maas_url"));
-        let Ok(mut cur) = self.settings.lock() else { return false };
+        let Ok(mut cur) = self.settings.lock() else {
+            return false;
+        };
         if cur.0 != new.0 {
             *cur = new;
             self.generation.fetch_add(1, Ordering::SeqCst);
@@ -170,14 +199,24 @@ impl Region {
         }
         let uuid = db::maas_uuid(c)?;
         if util::read_trimmed(&self.flavor.maas_uuid()).as_deref() != Some(uuid.as_str()) {
-            util::write_file(&self.flavor.maas_uuid(), format!("{uuid}\n").as_bytes(), 0o644, None)?;
+            util::write_file(
+                &self.flavor.maas_uuid(),
+                format!("{uuid}\n").as_bytes(),
+                0o644,
+                None,
+            )?;
         }
         Ok(())
     }
 
     /// One heartbeat on `client` (connecting first if there is none). Gives the connection
     /// back when it is still good.
-    fn beat(&self, client: Option<(u64, Client)>, gen: u64, prune: bool) -> (Result<()>, Option<(u64, Client)>) {
+    fn beat(
+        &self,
+        client: Option<(u64, Client)>,
+        gen: u64,
+        prune: bool,
+    ) -> (Result<()>, Option<(u64, Client)>) {
         let mut client = client;
         let result = (|| -> Result<()> {
             if client.is_none() {
@@ -189,7 +228,9 @@ impl Region {
                 client = Some((gen, c));
                 eprintln!("regiond: connected to the database");
             }
-            let Some((_, c)) = client.as_mut() else { unreachable!("connected above") };
+            let Some((_, c)) = client.as_mut() else {
+                unreachable!("connected above")
+            };
             db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
             if prune {
                 db::prune_heartbeats(c)?;
@@ -220,16 +261,23 @@ impl Region {
             let me = self.clone();
             let taken = client.take();
             let prune = ticks.checked_rem(120) == Some(0);
-            let spawned = std::thread::Builder::new().name("heartbeat-beat".into()).spawn(move || {
-                let _ = tx.send(me.beat(taken, gen, prune));
-            });
-            match spawned.map_err(anyhow::Error::from).and_then(|_| rx.recv_timeout(DB_DEADLINE).map_err(anyhow::Error::from)) {
+            let spawned = std::thread::Builder::new()
+                .name("heartbeat-beat".into())
+                .spawn(move || {
+                    let _ = tx.send(me.beat(taken, gen, prune));
+                });
+            match spawned
+                .map_err(anyhow::Error::from)
+                .and_then(|_| rx.recv_timeout(DB_DEADLINE).map_err(anyhow::Error::from))
+            {
                 Ok((Ok(()), c)) => {
                     client = c;
                     self.set_status(true, "");
                 }
                 Ok((Err(e), _)) => self.set_status(false, &format!("{e:#}")),
-                Err(_) => self.set_status(false, "the database did not answer in time; reconnecting"),
+                Err(_) => {
+                    self.set_status(false, "the database did not answer in time; reconnecting")
+                }
             }
             ticks += 1;
             std::thread::sleep(HEARTBEAT.saturating_sub(started.elapsed()));
@@ -263,9 +311,14 @@ pub fn run(flavor: Flavor) -> Result<()> {
     for port in &serving {
         listeners.push(bind_with_retry(&bind, *port)?);
     }
-    eprintln!("regiond: {} ({}) serving on {bind}:{serving:?}", region.hostname, region.system_id);
+    eprintln!(
+        "regiond: {} ({}) serving on {bind}:{serving:?}",
+        region.hostname, region.system_id
+    );
     let hb = region.clone();
-    std::thread::Builder::new().name("heartbeat".into()).spawn(move || hb.heartbeat_loop())?;
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || hb.heartbeat_loop())?;
     let handler: http::Handler = {
         let r = region.clone();
         Arc::new(move |req| crate::api::handle(&r, req))

@@ -29,10 +29,15 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
         }
     }
     // /dev/urandom missing is not worth failing for in a stand-in: mix time and pid.
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
         ^ std::process::id() as u128;
     let digest = sha2::Sha256::digest(seed.to_le_bytes());
-    buf.iter_mut().zip(digest.iter().cycle()).for_each(|(b, d)| *b = *d);
+    buf.iter_mut()
+        .zip(digest.iter().cycle())
+        .for_each(|(b, d)| *b = *d);
     buf
 }
 
@@ -50,7 +55,10 @@ pub fn random_hex(nchars: usize) -> String {
 
 /// A random string from `alphabet`.
 pub fn random_from(alphabet: &[u8], n: usize) -> String {
-    random_bytes(n).iter().map(|b| alphabet[*b as usize % alphabet.len()] as char).collect()
+    random_bytes(n)
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect()
 }
 
 /// A MAAS-looking system id (6 characters).
@@ -81,7 +89,10 @@ pub fn rack_proof(secret: &str, hostname: &str) -> String {
 
 /// Seconds since the epoch.
 pub fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Now, as RFC 3339 UTC with milliseconds.
@@ -171,7 +182,10 @@ pub fn write_file(path: &Path, content: &[u8], mode: u32, group: Option<&str>) -
 
 /// Reads a file and trims it; `None` when missing or empty.
 pub fn read_trimmed(path: &Path) -> Option<String> {
-    fs::read_to_string(path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Decodes `%XX` escapes (and `+` as space when `plus` is set).
@@ -266,7 +280,10 @@ mod tests {
     fn api_keys_and_secrets_look_like_maas() {
         let k = api_key();
         let parts: Vec<_> = k.split(':').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![18, 18, 32]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![18, 18, 32]
+        );
         let s = random_hex(32);
         assert_eq!(s.len(), 32);
         assert!(s.chars().all(|c| c.is_ascii_hexdigit()));

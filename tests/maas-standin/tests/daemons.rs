@@ -11,10 +11,21 @@ const T: Duration = Duration::from_secs(20);
 fn children_of(ppid: u32) -> Vec<(u32, String)> {
     let mut out = vec![];
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
-        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
-        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) == Some(ppid) && field("State:").is_some_and(|s| !s.starts_with('Z')) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+        };
+        if field("PPid:").and_then(|p| p.parse::<u32>().ok()) == Some(ppid)
+            && field("State:").is_some_and(|s| !s.starts_with('Z'))
+        {
             out.push((pid, field("Name:").unwrap_or_default()));
         }
     }
@@ -23,7 +34,10 @@ fn children_of(ppid: u32) -> Vec<(u32, String)> {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+        .map(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -31,7 +45,10 @@ fn alive(pid: u32) -> bool {
 fn pebble_runs_daemons_by_snap_mode_and_takes_them_down() {
     let (api, internal, temporal) = (free_port(), free_port(), free_port());
     let sb = Sandbox::new("pebble")
-        .with("MAAS_STANDIN_PORTS", &format!("{api},{internal},{temporal}"))
+        .with(
+            "MAAS_STANDIN_PORTS",
+            &format!("{api},{internal},{temporal}"),
+        )
         .with("MAAS_STANDIN_BIND", "127.0.0.1")
         .with("MAAS_STANDIN_INTERFACES", "");
     std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
@@ -71,10 +88,16 @@ fn named_runs_under_its_own_name() {
     let sb = Sandbox::new("named-proc");
     let link = sb.dir.0.join("named");
     std::os::unix::fs::symlink(BIN, &link).unwrap();
-    let mut child = std::process::Command::new(&link).args(["-f", "-u", "bind"]).spawn().unwrap();
+    let mut child = std::process::Command::new(&link)
+        .args(["-f", "-u", "bind"])
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let comm = wait_for("comm named", T, || {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string()).filter(|c| c == "named")
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|c| c == "named")
     });
     assert_eq!(comm, "named");
     let _ = child.kill();
@@ -85,12 +108,17 @@ fn named_runs_under_its_own_name() {
 fn apache2_forwards_to_regiond() {
     let (api, internal, temporal, apache) = (free_port(), free_port(), free_port(), free_port());
     let sb = Sandbox::new("apache")
-        .with("MAAS_STANDIN_PORTS", &format!("{api},{internal},{temporal}"))
+        .with(
+            "MAAS_STANDIN_PORTS",
+            &format!("{api},{internal},{temporal}"),
+        )
         .with("MAAS_STANDIN_BIND", "127.0.0.1")
         .with("MAAS_STANDIN_APACHE_PORT", &apache.to_string());
     let _regiond = sb.spawn(&["regiond", "--flavor", "deb"], &[]);
     let _apache = sb.spawn(&["apache2"], &[]);
-    let (status, body) = wait_for("regiond through apache2", T, || get(&format!("http://127.0.0.1:{apache}/MAAS/api/2.0/version/")));
+    let (status, body) = wait_for("regiond through apache2", T, || {
+        get(&format!("http://127.0.0.1:{apache}/MAAS/api/2.0/version/"))
+    });
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("Database is unavailable"), "{body}");
     // regiond created a system id for this deb region.
@@ -102,11 +130,29 @@ fn clis_insist_on_root() {
     let sb = Sandbox::new("nonroot");
     let root = sb.path("/");
     let o = std::process::Command::new("runuser")
-        .args(["-u", "nobody", "--", "env", &format!("MAAS_STANDIN_ROOT={}", root.display()), BIN, "maas", "init", "rack", "--maas-url", "http://10.0.0.1/MAAS", "--secret", "abcd"])
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            "env",
+            &format!("MAAS_STANDIN_ROOT={}", root.display()),
+            BIN,
+            "maas",
+            "init",
+            "rack",
+            "--maas-url",
+            "http://10.0.0.1/MAAS",
+            "--secret",
+            "abcd",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("The 'init' command must be run by root."), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("The 'init' command must be run by root."),
+        "{}",
+        stderr(&o)
+    );
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
 }
 
@@ -114,22 +160,43 @@ fn clis_insist_on_root() {
 fn config_tls_opens_the_https_port() {
     let (api, internal, temporal, tls) = (free_port(), free_port(), free_port(), free_port());
     let sb = Sandbox::new("tls")
-        .with("MAAS_STANDIN_PORTS", &format!("{api},{internal},{temporal},{tls}"))
+        .with(
+            "MAAS_STANDIN_PORTS",
+            &format!("{api},{internal},{temporal},{tls}"),
+        )
         .with("MAAS_STANDIN_BIND", "127.0.0.1");
     std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
     std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region\n").unwrap();
     let key = sb.dir.0.join("key.pem");
     std::fs::write(&key, "k").unwrap();
-    let o = sb.run(&["maas", "config-tls", "enable", "--yes", &key.display().to_string(), &key.display().to_string()]);
+    let o = sb.run(&[
+        "maas",
+        "config-tls",
+        "enable",
+        "--yes",
+        &key.display().to_string(),
+        &key.display().to_string(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let nginx = std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
+    let nginx =
+        std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
     assert!(nginx.contains("listen 5443"), "{nginx}");
     let _regiond = sb.spawn(&["regiond", "--flavor", "snap"], &[]);
-    wait_for("regiond on the TLS port", T, || get(&format!("http://127.0.0.1:{tls}/MAAS/api/2.0/version/")));
+    wait_for("regiond on the TLS port", T, || {
+        get(&format!("http://127.0.0.1:{tls}/MAAS/api/2.0/version/"))
+    });
     let o = sb.run(&["maas", "config-tls", "disable"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let nginx = std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
+    let nginx =
+        std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
     assert!(!nginx.contains("5443"), "{nginx}");
-    let o = sb.run(&["maas", "config-tls", "enable", "--yes", "/nonexistent", "/nonexistent"]);
+    let o = sb.run(&[
+        "maas",
+        "config-tls",
+        "enable",
+        "--yes",
+        "/nonexistent",
+        "/nonexistent",
+    ]);
     assert_eq!(o.status.code(), Some(1));
 }

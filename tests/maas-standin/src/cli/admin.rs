@@ -9,14 +9,19 @@ use std::path::Path;
 
 fn open(conf_path: &Path) -> Result<postgres::Client, i32> {
     if !conf_path.exists() {
-        return Err(fail(format!("MAAS is not initialised as a region: {} is missing.", conf_path.display())));
+        return Err(fail(format!(
+            "MAAS is not initialised as a region: {} is missing.",
+            conf_path.display()
+        )));
     }
     let conf = ConfFile::load(conf_path).map_err(|e| fail(format!("{e:#}")))?;
     let mut c = db::connect(&conf.db(), "maas-standin-cli")
         .map_err(|e| fail(format!("Unable to connect to the database: {e:#}")))?;
     match db::needs_init(&mut c) {
         Ok(false) => Ok(c),
-        Ok(true) => Err(fail("The MAAS database has not been initialised (run the migrations first).")),
+        Ok(true) => Err(fail(
+            "The MAAS database has not been initialised (run the migrations first).",
+        )),
         Err(e) => Err(fail(format!("Database error: {e:#}"))),
     }
 }
@@ -35,8 +40,14 @@ pub fn createadmin(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
         Opt::value("--username", "Username for the new account."),
         Opt::value("--password", "Force a given password instead of prompting."),
         Opt::value("--email", "Specifies the email for the admin."),
-        Opt::value("--ssh-import", "Import SSH keys from Launchpad (lp:user-id) or Github (gh:user-id)."),
-        Opt::flag("--prompt", "Prompt for any information not given on the command line."),
+        Opt::value(
+            "--ssh-import",
+            "Import SSH keys from Launchpad (lp:user-id) or Github (gh:user-id).",
+        ),
+        Opt::flag(
+            "--prompt",
+            "Prompt for any information not given on the command line.",
+        ),
     ]);
     let a = match parse(&p, args) {
         Ok(a) => a,

@@ -20,7 +20,10 @@ pub struct Profile {
 }
 
 fn store_path() -> PathBuf {
-    let home = std::env::var("HOME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "/root".into());
+    let home = std::env::var("HOME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/root".into());
     PathBuf::from(home).join(".maascli.standin.json")
 }
 
@@ -33,13 +36,21 @@ fn load_store() -> serde_json::Map<String, Value> {
 }
 
 fn save_store(m: &serde_json::Map<String, Value>) -> anyhow::Result<()> {
-    util::write_file(&store_path(), Value::Object(m.clone()).to_string().as_bytes(), 0o600, None)
+    util::write_file(
+        &store_path(),
+        Value::Object(m.clone()).to_string().as_bytes(),
+        0o600,
+        None,
+    )
 }
 
 /// The stored profile `name`.
 pub fn load_profile(name: &str) -> Option<Profile> {
     let v = load_store().get(name)?.clone();
-    Some(Profile { url: v["url"].as_str()?.to_string(), key: v["credentials"].as_str()?.to_string() })
+    Some(Profile {
+        url: v["url"].as_str()?.to_string(),
+        key: v["credentials"].as_str()?.to_string(),
+    })
 }
 
 /// `.../MAAS` or `.../MAAS/api/2.0` → `.../MAAS/api/2.0/`, as the real CLI completes it.
@@ -64,29 +75,54 @@ fn oauth_header(key: &str) -> Option<String> {
     ))
 }
 
-fn send(method: &str, url: &str, key: &str, form: &[(String, String)]) -> anyhow::Result<http::ClientResponse> {
+fn send(
+    method: &str,
+    url: &str,
+    key: &str,
+    form: &[(String, String)],
+) -> anyhow::Result<http::ClientResponse> {
     let mut headers = vec![];
     if let Some(h) = oauth_header(key) {
         headers.push(("Authorization", h));
     }
-    let encoded: String = form.iter().map(|(k, v)| format!("{}={}", util::form_encode(k), util::form_encode(v))).collect::<Vec<_>>().join("&");
+    let encoded: String = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", util::form_encode(k), util::form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
     if method == "GET" {
-        let full = if encoded.is_empty() { url.to_string() } else { format!("{url}?{encoded}") };
+        let full = if encoded.is_empty() {
+            url.to_string()
+        } else {
+            format!("{url}?{encoded}")
+        };
         http::request("GET", &full, &headers, None, Duration::from_secs(30))
     } else {
-        http::request(method, url, &headers, Some(("application/x-www-form-urlencoded", encoded.into_bytes())), Duration::from_secs(30))
+        http::request(
+            method,
+            url,
+            &headers,
+            Some(("application/x-www-form-urlencoded", encoded.into_bytes())),
+            Duration::from_secs(30),
+        )
     }
 }
 
 /// `maas login <profile> <url> [<credentials> | -]`.
 pub fn login(args: &[String]) -> i32 {
-    let p = Parser::new("maas login").pos("profile-name", None).pos("url", None).rest();
+    let p = Parser::new("maas login")
+        .pos("profile-name", None)
+        .pos("url", None)
+        .rest();
     let a = match parse(&p, args) {
         Ok(a) => a,
         Err(code) => return code,
     };
     if a.positionals.len() > 3 {
-        return report(p.error(&format!("unrecognized arguments: {}", a.positionals[3..].join(" "))));
+        return report(p.error(&format!(
+            "unrecognized arguments: {}",
+            a.positionals[3..].join(" ")
+        )));
     }
     let (name, url) = (&a.positionals[0], api_url(&a.positionals[1]));
     let key = match a.positionals.get(2).map(String::as_str) {
@@ -101,13 +137,28 @@ pub fn login(args: &[String]) -> i32 {
     if !key.is_empty() && oauth_header(&key).is_none() {
         return fail("Malformed API key: expected consumer_key:token_key:token_secret.");
     }
-    match send("GET", &format!("{url}users/"), &key, &[("op".into(), "whoami".into())]) {
+    match send(
+        "GET",
+        &format!("{url}users/"),
+        &key,
+        &[("op".into(), "whoami".into())],
+    ) {
         Ok(r) if r.status == 200 => {}
         Ok(r) if r.status == 401 || r.status == 403 => {
             return fail("The MAAS server rejected your API key.");
         }
-        Ok(r) => return fail(format!("The MAAS server gave an unexpected response: {}\n{}", r.status, r.body.trim())),
-        Err(e) => return fail(format!("ConnectionError: Connection to the MAAS server failed: {e:#}")),
+        Ok(r) => {
+            return fail(format!(
+                "The MAAS server gave an unexpected response: {}\n{}",
+                r.status,
+                r.body.trim()
+            ))
+        }
+        Err(e) => {
+            return fail(format!(
+                "ConnectionError: Connection to the MAAS server failed: {e:#}"
+            ))
+        }
     }
     let mut store = load_store();
     store.insert(name.clone(), json!({"url": url, "credentials": key}));
@@ -164,11 +215,39 @@ const OPS: &[ApiOp] = &[
     ApiOp("version", "read", "GET", "version/", &[], ""),
     ApiOp("users", "read", "GET", "users/", &[], ""),
     ApiOp("users", "whoami", "GET", "users/", &[], "whoami"),
-    ApiOp("region-controllers", "read", "GET", "regioncontrollers/", &[], ""),
-    ApiOp("rack-controllers", "read", "GET", "rackcontrollers/", &[], ""),
+    ApiOp(
+        "region-controllers",
+        "read",
+        "GET",
+        "regioncontrollers/",
+        &[],
+        "",
+    ),
+    ApiOp(
+        "rack-controllers",
+        "read",
+        "GET",
+        "rackcontrollers/",
+        &[],
+        "",
+    ),
     ApiOp("subnets", "read", "GET", "subnets/", &[], ""),
-    ApiOp("vlan", "read", "GET", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
-    ApiOp("vlan", "update", "PUT", "fabrics/{0}/vlans/{1}/", &["fabric_id", "vid"], ""),
+    ApiOp(
+        "vlan",
+        "read",
+        "GET",
+        "fabrics/{0}/vlans/{1}/",
+        &["fabric_id", "vid"],
+        "",
+    ),
+    ApiOp(
+        "vlan",
+        "update",
+        "PUT",
+        "fabrics/{0}/vlans/{1}/",
+        &["fabric_id", "vid"],
+        "",
+    ),
     ApiOp("ipranges", "read", "GET", "ipranges/", &[], ""),
     ApiOp("ipranges", "create", "POST", "ipranges/", &[], ""),
     ApiOp("maas", "set-config", "POST", "maas/", &[], "set_config"),
@@ -190,7 +269,11 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
         let p = Parser::new(format!("maas {profile_name}"));
         return report(p.invalid_choice("COMMAND", resource, &resources));
     }
-    let ops: Vec<&str> = OPS.iter().filter(|o| o.0 == resource).map(|o| o.1).collect();
+    let ops: Vec<&str> = OPS
+        .iter()
+        .filter(|o| o.0 == resource)
+        .map(|o| o.1)
+        .collect();
     let prog = format!("maas {profile_name} {resource}");
     let Some(op) = args.get(1) else {
         let p = Parser::new(prog);
@@ -214,10 +297,16 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
         p = p.pos(id, None);
     }
     if positionals.len() < ids.len() {
-        return report(p.error(&format!("the following arguments are required: {}", ids[positionals.len()..].join(", "))));
+        return report(p.error(&format!(
+            "the following arguments are required: {}",
+            ids[positionals.len()..].join(", ")
+        )));
     }
     if positionals.len() > ids.len() {
-        return report(p.error(&format!("unrecognized arguments: {}", positionals[ids.len()..].join(" "))));
+        return report(p.error(&format!(
+            "unrecognized arguments: {}",
+            positionals[ids.len()..].join(" ")
+        )));
     }
     let mut rel = path.to_string();
     for (i, v) in positionals.iter().enumerate() {
@@ -241,6 +330,8 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
             eprintln!("{}", r.body.trim_end());
             2
         }
-        Err(e) => fail(format!("ConnectionError: Connection to the MAAS server failed: {e:#}")),
+        Err(e) => fail(format!(
+            "ConnectionError: Connection to the MAAS server failed: {e:#}"
+        )),
     }
 }

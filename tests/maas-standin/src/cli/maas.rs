@@ -3,7 +3,7 @@
 //! `<profile> <resource> <op>`).
 
 use super::{fail, parse, report, require_root};
-use crate::argparse::{Exit, Opt, Parser, Parsed};
+use crate::argparse::{Exit, Opt, Parsed, Parser};
 use crate::conf::{self, ConfFile, DbSettings};
 use crate::db;
 use crate::paths::{self, Flavor};
@@ -12,21 +12,48 @@ use crate::util;
 
 const MODES: &[&str] = &["region+rack", "region", "rack"];
 const COMMANDS: &[&str] = &[
-    "login", "logout", "list", "init", "config", "status", "migrate", "apikey", "createadmin", "config-tls",
+    "login",
+    "logout",
+    "list",
+    "init",
+    "config",
+    "status",
+    "migrate",
+    "apikey",
+    "createadmin",
+    "config-tls",
 ];
 
 const URL: Opt = Opt::value("--maas-url", "URL that MAAS should use for communicate from the nodes to MAAS and other controllers of MAAS.");
-const FORCE: Opt = Opt::flag("--force", "Skip confirmation questions when initialization has already been performed.");
+const FORCE: Opt = Opt::flag(
+    "--force",
+    "Skip confirmation questions when initialization has already been performed.",
+);
 /// Region-mode options; `maas config` takes all but the first (no `--database-uri`).
 const REGION: &[Opt] = &[
-    Opt::value("--database-uri", "URI for the MAAS Postgres database in the form of postgres://user:pass@host:port/dbname"),
+    Opt::value(
+        "--database-uri",
+        "URI for the MAAS Postgres database in the form of postgres://user:pass@host:port/dbname",
+    ),
     Opt::value("--vault-uri", "Vault URI"),
     Opt::value("--vault-approle-id", "Vault AppRole Role ID"),
-    Opt::value("--vault-wrapped-token", "Vault Wrapped Token for AppRole ID"),
-    Opt::value("--vault-secrets-path", "Path prefix for MAAS secrets in Vault KV storage"),
+    Opt::value(
+        "--vault-wrapped-token",
+        "Vault Wrapped Token for AppRole ID",
+    ),
+    Opt::value(
+        "--vault-secrets-path",
+        "Path prefix for MAAS secrets in Vault KV storage",
+    ),
     Opt::value("--vault-secrets-mount", "Vault KV mount path"),
-    Opt::value("--num-workers", "Number of regiond worker processes to run."),
-    Opt::flag("--enable-debug", "Enable debug mode for detailed error and log reporting."),
+    Opt::value(
+        "--num-workers",
+        "Number of regiond worker processes to run.",
+    ),
+    Opt::flag(
+        "--enable-debug",
+        "Enable debug mode for detailed error and log reporting.",
+    ),
     Opt::flag("--disable-debug", "Disable debug mode."),
     Opt::flag("--enable-debug-queries", "Enable query debugging."),
     Opt::flag("--disable-debug-queries", "Disable query debugging."),
@@ -58,7 +85,9 @@ pub fn main(args: &[String]) -> i32 {
         "status" => status(rest),
         "migrate" => migrate(rest),
         "config-tls" => config_tls(rest),
-        "createadmin" => super::admin::createadmin("maas createadmin", &region_conf_for_cli(), rest),
+        "createadmin" => {
+            super::admin::createadmin("maas createadmin", &region_conf_for_cli(), rest)
+        }
         "apikey" => super::admin::apikey("maas apikey", &region_conf_for_cli(), rest),
         "login" => super::client::login(rest),
         "logout" => super::client::logout(rest),
@@ -69,9 +98,7 @@ pub fn main(args: &[String]) -> i32 {
         }
         profile => match super::client::load_profile(profile) {
             Some(p) => super::client::call(profile, &p, rest),
-            None => {
-                report(Parser::new("maas").invalid_choice("COMMAND", profile, COMMANDS))
-            }
+            None => report(Parser::new("maas").invalid_choice("COMMAND", profile, COMMANDS)),
         },
     }
 }
@@ -79,7 +106,11 @@ pub fn main(args: &[String]) -> i32 {
 /// The snap's regiond.conf when the snap is initialised as a region, else the deb's.
 fn region_conf_for_cli() -> std::path::PathBuf {
     let snap = Flavor::Snap.regiond_conf();
-    if snap.exists() { snap } else { Flavor::Deb.regiond_conf() }
+    if snap.exists() {
+        snap
+    } else {
+        Flavor::Deb.regiond_conf()
+    }
 }
 
 fn is_region(mode: &str) -> bool {
@@ -107,7 +138,14 @@ fn init(args: &[String]) -> i32 {
             // argparse reports the first problem it meets: help, a bad mode, or none at all.
             let leading: Vec<&String> = args.iter().take_while(|a| a.starts_with('-')).collect();
             if leading.iter().any(|a| *a == "-h" || *a == "--help") {
-                return report(Exit { code: 0, text: format!("{}\n\nrun modes: {}\n", mode_parser.usage(), MODES.join(", ")) });
+                return report(Exit {
+                    code: 0,
+                    text: format!(
+                        "{}\n\nrun modes: {}\n",
+                        mode_parser.usage(),
+                        MODES.join(", ")
+                    ),
+                });
             }
             return report(match args.iter().find(|a| !a.starts_with('-')) {
                 Some(m) => mode_parser.invalid_choice("run_mode", m, MODES),
@@ -138,12 +176,19 @@ fn init(args: &[String]) -> i32 {
         return code;
     }
     if a.get("--vault-uri").is_some() {
-        let missing: Vec<&str> = ["vault-approle-id", "vault-wrapped-token", "vault-secrets-path"]
-            .into_iter()
-            .filter(|k| a.get(&format!("--{k}")).is_none())
-            .collect();
+        let missing: Vec<&str> = [
+            "vault-approle-id",
+            "vault-wrapped-token",
+            "vault-secrets-path",
+        ]
+        .into_iter()
+        .filter(|k| a.get(&format!("--{k}")).is_none())
+        .collect();
         if !missing.is_empty() {
-            return fail(format!("Missing required vault arguments: {}", missing.join(", ")));
+            return fail(format!(
+                "Missing required vault arguments: {}",
+                missing.join(", ")
+            ));
         }
     }
     match do_init(&mode, &a) {
@@ -178,7 +223,12 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         let db = conf::parse_database_uri(a.get("--database-uri").unwrap_or_default())?;
         let (secret, uuid, fresh) = prepare_database(&db)?;
         migrated = fresh;
-        util::write_file(&Flavor::Snap.maas_uuid(), format!("{uuid}\n").as_bytes(), 0o644, None)?;
+        util::write_file(
+            &Flavor::Snap.maas_uuid(),
+            format!("{uuid}\n").as_bytes(),
+            0o644,
+            None,
+        )?;
         let mut rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
         rc.set("maas_url", url);
         rc.set_db(&db);
@@ -190,7 +240,12 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         rc.save(&Flavor::Snap.regiond_conf())?;
         conf::write_secret(Flavor::Snap, &secret)?;
         if util::read_trimmed(&Flavor::Snap.maas_id()).is_none() {
-            util::write_file(&Flavor::Snap.maas_id(), format!("{}\n", util::system_id()).as_bytes(), 0o644, None)?;
+            util::write_file(
+                &Flavor::Snap.maas_id(),
+                format!("{}\n", util::system_id()).as_bytes(),
+                0o644,
+                None,
+            )?;
         }
         write_nginx_conf(false)?;
     } else {
@@ -216,8 +271,12 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
 /// Records the Vault settings it was given (the stand-in has no Vault; the wrapped token is
 /// single-use and secret, so it is not kept).
 fn set_vault(c: &mut ConfFile, a: &Parsed) {
-    for (opt, key) in [("--vault-uri", "vault_uri"), ("--vault-approle-id", "vault_approle_id"),
-                       ("--vault-secrets-path", "vault_secrets_path"), ("--vault-secrets-mount", "vault_secrets_mount")] {
+    for (opt, key) in [
+        ("--vault-uri", "vault_uri"),
+        ("--vault-approle-id", "vault_approle_id"),
+        ("--vault-secrets-path", "vault_secrets_path"),
+        ("--vault-secrets-mount", "vault_secrets_mount"),
+    ] {
         if let Some(v) = a.get(opt) {
             c.set(key, v);
         }
@@ -257,7 +316,11 @@ fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<(String, String,
         db::migrate(&mut c)?;
     }
     let candidate = conf::read_secret(Flavor::Snap).unwrap_or_else(|| util::random_hex(32));
-    Ok((db::shared_secret(&mut c, &candidate)?, db::maas_uuid(&mut c)?, fresh))
+    Ok((
+        db::shared_secret(&mut c, &candidate)?,
+        db::maas_uuid(&mut c)?,
+        fresh,
+    ))
 }
 
 fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {
@@ -272,10 +335,19 @@ fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {
 fn config(args: &[String]) -> i32 {
     let p = Parser::new("maas config")
         .opts(&[
-            Opt::flag("--show", "Show the current configuration. Default when no parameters are provided."),
-            Opt::flag("--show-database-password", "Show the hidden database password."),
+            Opt::flag(
+                "--show",
+                "Show the current configuration. Default when no parameters are provided.",
+            ),
+            Opt::flag(
+                "--show-database-password",
+                "Show the hidden database password.",
+            ),
             Opt::flag("--show-secret", "Show the secret."),
-            Opt::flag("--parsable", "Output the current configuration in a parsable format."),
+            Opt::flag(
+                "--parsable",
+                "Output the current configuration in a parsable format.",
+            ),
             URL,
         ])
         .opts(&REGION[1..])
@@ -297,8 +369,17 @@ fn config(args: &[String]) -> i32 {
 
 fn do_config(a: &Parsed) -> anyhow::Result<()> {
     let mode = conf::read_snap_mode();
-    let setting = ["--maas-url", "--secret", "--num-workers", "--enable-debug", "--disable-debug",
-                   "--enable-debug-queries", "--disable-debug-queries"].iter().any(|o| a.has(o));
+    let setting = [
+        "--maas-url",
+        "--secret",
+        "--num-workers",
+        "--enable-debug",
+        "--disable-debug",
+        "--enable-debug-queries",
+        "--disable-debug-queries",
+    ]
+    .iter()
+    .any(|o| a.has(o));
     if !setting || a.flag("--show") {
         let rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
         let rk = ConfFile::load(&Flavor::Snap.rackd_conf())?;
@@ -314,7 +395,10 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
         unsupported.push("--secret");
     }
     if !unsupported.is_empty() {
-        anyhow::bail!("Following flags are not supported in '{mode}' mode: {}", unsupported.join(", "));
+        anyhow::bail!(
+            "Following flags are not supported in '{mode}' mode: {}",
+            unsupported.join(", ")
+        );
     }
     let rc_path = Flavor::Snap.regiond_conf();
     let rk_path = Flavor::Snap.rackd_conf();
@@ -383,14 +467,27 @@ fn show(mode: &str, rc: &ConfFile, rk: &ConfFile, a: &Parsed) {
         println!("debug={d}");
     }
     if is_region(mode) {
-        for k in ["database_host", "database_port", "database_name", "database_user"] {
+        for k in [
+            "database_host",
+            "database_port",
+            "database_name",
+            "database_user",
+        ] {
             println!("{k}={}", rc.get_or_default(k));
         }
-        let pass = if a.flag("--show-database-password") { rc.get_or_default("database_pass") } else { "(hidden)".into() };
+        let pass = if a.flag("--show-database-password") {
+            rc.get_or_default("database_pass")
+        } else {
+            "(hidden)".into()
+        };
         println!("database_pass={pass}");
     }
     if mode == "rack" {
-        let secret = if a.flag("--show-secret") { conf::read_secret(Flavor::Snap).unwrap_or_default() } else { "(hidden)".into() };
+        let secret = if a.flag("--show-secret") {
+            conf::read_secret(Flavor::Snap).unwrap_or_default()
+        } else {
+            "(hidden)".into()
+        };
         println!("secret={secret}");
     } else {
         for k in ["num_workers", "debug_queries"] {
@@ -403,7 +500,9 @@ fn show(mode: &str, rc: &ConfFile, rk: &ConfFile, a: &Parsed) {
 
 /// Process ids whose `comm` is `name`.
 pub fn pids_named(name: &str) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     rd.filter_map(|e| {
         let e = e.ok()?;
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
@@ -464,7 +563,11 @@ fn status(args: &[String]) -> i32 {
             (true, false) => ("enabled", "inactive"),
             (false, _) => ("disabled", "inactive"),
         };
-        let when = if current == "active" { since.as_str() } else { "-" };
+        let when = if current == "active" {
+            since.as_str()
+        } else {
+            "-"
+        };
         println!("{svc:<17}{startup:<9}{current:<9}{when}");
     }
     0
@@ -491,15 +594,27 @@ fn migrate(args: &[String]) -> i32 {
 
 fn config_tls(args: &[String]) -> i32 {
     let Some(action) = args.first() else {
-        return report(Parser::new("maas config-tls").error("the following arguments are required: command"));
+        return report(
+            Parser::new("maas config-tls").error("the following arguments are required: command"),
+        );
     };
     let a = match action.as_str() {
         "enable" => Parser::new("maas config-tls enable")
-            .opts(&[Opt::value("--cacert", "CA certificate"), Opt::value("--port", "HTTPS port"), Opt::flag("--yes", "Skip interactive confirmation")])
+            .opts(&[
+                Opt::value("--cacert", "CA certificate"),
+                Opt::value("--port", "HTTPS port"),
+                Opt::flag("--yes", "Skip interactive confirmation"),
+            ])
             .pos("key", None)
             .pos("cert", None),
         "disable" => Parser::new("maas config-tls disable"),
-        other => return report(Parser::new("maas config-tls").invalid_choice("command", other, &["enable", "disable"])),
+        other => {
+            return report(Parser::new("maas config-tls").invalid_choice(
+                "command",
+                other,
+                &["enable", "disable"],
+            ))
+        }
     };
     let parsed = match parse(&a, &args[1..]) {
         Ok(p) => p,

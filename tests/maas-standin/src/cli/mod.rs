@@ -7,7 +7,7 @@ pub mod maas;
 pub mod rack;
 pub mod region;
 
-use crate::argparse::{Exit, Parser, Parsed};
+use crate::argparse::{Exit, Parsed, Parser};
 
 /// Parses with `p`; on refusal prints as argparse does and gives the exit status to return.
 pub fn parse<S: AsRef<str>>(p: &Parser, args: &[S]) -> Result<Parsed, i32> {

@@ -9,7 +9,12 @@ use crate::services;
 use serde_yaml::Value;
 use std::io::{IsTerminal, Read};
 
-const COMMANDS: &[&str] = &["register", "config", "install-shared-secret", "check-for-shared-secret"];
+const COMMANDS: &[&str] = &[
+    "register",
+    "config",
+    "install-shared-secret",
+    "check-for-shared-secret",
+];
 
 /// Entry point for `maas-rack ARGS...`.
 pub fn main(args: &[String]) -> i32 {
@@ -95,10 +100,17 @@ fn register(args: &[String]) -> i32 {
         }
     }
     let from_stdin = a.get("--secret").is_none();
-    let secret = match a.get("--secret").map(str::to_string).or_else(read_stdin_secret) {
-        Some(s) => s,
-        None => return fail("Secret not given: pass --secret or pipe it on stdin (the stand-in never prompts)."),
-    };
+    let secret =
+        match a
+            .get("--secret")
+            .map(str::to_string)
+            .or_else(read_stdin_secret)
+        {
+            Some(s) => s,
+            None => return fail(
+                "Secret not given: pass --secret or pipe it on stdin (the stand-in never prompts).",
+            ),
+        };
     if !services::systemctl("stop", "maas-rackd.service") {
         return fail("Unable to stop maas-rackd service.");
     }
@@ -116,7 +128,9 @@ fn register(args: &[String]) -> i32 {
     if from_stdin {
         println!("Secret installed to {}.", Flavor::Deb.secret().display());
     }
-    if !(services::systemctl("enable", "maas-rackd.service") && services::systemctl("start", "maas-rackd.service")) {
+    if !(services::systemctl("enable", "maas-rackd.service")
+        && services::systemctl("start", "maas-rackd.service"))
+    {
         return fail("Unable to enable and start the maas-rackd service.");
     }
     0
@@ -129,7 +143,10 @@ fn config(args: &[String]) -> i32 {
         Opt::value("--region-url", "The URL of the region controller."),
         Opt::value("--debug", "Enable or disable debug logging (true/false)."),
         Opt::flag("--show", "Show the current configuration."),
-        Opt::flag("--init", "Initialise a rack controller (accepted; nothing to do)."),
+        Opt::flag(
+            "--init",
+            "Initialise a rack controller (accepted; nothing to do).",
+        ),
     ]);
     let a = match parse(&p, args) {
         Ok(a) => a,

@@ -10,7 +10,13 @@ use crate::paths::{self, Flavor};
 use crate::util;
 
 const COMMANDS: &[&str] = &[
-    "local_config_set", "local_config_get", "local_config_reset", "dbupgrade", "createadmin", "apikey", "edit_named_options",
+    "local_config_set",
+    "local_config_get",
+    "local_config_reset",
+    "dbupgrade",
+    "createadmin",
+    "apikey",
+    "edit_named_options",
 ];
 
 /// Entry point for `maas-region ARGS...`.
@@ -33,7 +39,9 @@ pub fn main(args: &[String]) -> i32 {
             println!("usage: maas-region <subcommand> [options]\n\nMAAS stand-in (test double, not MAAS). Subcommands: {}", COMMANDS.join(", "));
             0
         }
-        other => fail(format!("Unknown command: '{other}'\nType 'maas-region help' for usage.")),
+        other => fail(format!(
+            "Unknown command: '{other}'\nType 'maas-region help' for usage."
+        )),
     }
 }
 
@@ -53,11 +61,17 @@ fn option_name(key: &str) -> &'static str {
 }
 
 fn value_opts() -> Vec<Opt> {
-    REGION_DEFAULTS.iter().map(|(k, _)| Opt::value(option_name(k), "setting in regiond.conf")).collect()
+    REGION_DEFAULTS
+        .iter()
+        .map(|(k, _)| Opt::value(option_name(k), "setting in regiond.conf"))
+        .collect()
 }
 
 fn flag_opts() -> Vec<Opt> {
-    REGION_DEFAULTS.iter().map(|(k, _)| Opt::flag(option_name(k), "setting in regiond.conf")).collect()
+    REGION_DEFAULTS
+        .iter()
+        .map(|(k, _)| Opt::flag(option_name(k), "setting in regiond.conf"))
+        .collect()
 }
 
 fn local_config_set(args: &[String]) -> i32 {
@@ -75,18 +89,35 @@ fn local_config_set(args: &[String]) -> i32 {
         Err(e) => return fail(format!("Error: {e:#}")),
     };
     for (key, _) in REGION_DEFAULTS {
-        let Some(v) = a.get(option_name(key)) else { continue };
+        let Some(v) = a.get(option_name(key)) else {
+            continue;
+        };
         let bad = match *key {
             "maas_url" => conf::validate_maas_url(v).err().map(|e| e.to_string()),
-            "database_port" => v.parse::<u16>().err().map(|_| format!("{v:?} is not a valid port")),
-            "num_workers" => v.parse::<u32>().ok().filter(|n| *n >= 1).is_none().then(|| format!("{v:?} is not a positive integer")),
-            "debug" | "debug_queries" => (!matches!(v.to_ascii_lowercase().as_str(), "true" | "false")).then(|| format!("{v:?} is not true or false")),
+            "database_port" => v
+                .parse::<u16>()
+                .err()
+                .map(|_| format!("{v:?} is not a valid port")),
+            "num_workers" => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .is_none()
+                .then(|| format!("{v:?} is not a positive integer")),
+            "debug" | "debug_queries" => {
+                (!matches!(v.to_ascii_lowercase().as_str(), "true" | "false"))
+                    .then(|| format!("{v:?} is not true or false"))
+            }
             _ => None,
         };
         if let Some(msg) = bad {
             return fail(format!("CommandError: {}: {msg}.", key.replace('_', "-")));
         }
-        let stored = if *key == "debug" || *key == "debug_queries" { v.to_ascii_lowercase() } else { v.to_string() };
+        let stored = if *key == "debug" || *key == "debug_queries" {
+            v.to_ascii_lowercase()
+        } else {
+            v.to_string()
+        };
         c.set(key, &stored);
     }
     match c.save(&path) {
@@ -112,14 +143,21 @@ fn local_config_get(args: &[String]) -> i32 {
         Err(e) => return fail(format!("Error: {e:#}")),
     };
     // Like MAAS: only the settings asked for, each with its stored or default value.
-    let keys: Vec<&str> = REGION_DEFAULTS.iter().map(|(k, _)| *k).filter(|k| a.flag(option_name(k))).collect();
+    let keys: Vec<&str> = REGION_DEFAULTS
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| a.flag(option_name(k)))
+        .collect();
     let value = |k: &str| -> serde_json::Value {
         match c.map.get(k) {
             Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
             None => {
                 let d = c.get_or_default(k);
                 match k {
-                    "database_port" | "num_workers" => d.parse::<i64>().map(serde_json::Value::from).unwrap_or(d.into()),
+                    "database_port" | "num_workers" => d
+                        .parse::<i64>()
+                        .map(serde_json::Value::from)
+                        .unwrap_or(d.into()),
                     "debug" | "debug_queries" => serde_json::Value::Bool(d == "true"),
                     _ => d.into(),
                 }
@@ -127,7 +165,11 @@ fn local_config_get(args: &[String]) -> i32 {
         }
     };
     // The last output flag given wins, as with argparse's store_const.
-    let last = args.iter().rev().find(|x| ["--json", "--yaml", "--plain"].contains(&x.as_str())).map(String::as_str);
+    let last = args
+        .iter()
+        .rev()
+        .find(|x| ["--json", "--yaml", "--plain"].contains(&x.as_str()))
+        .map(String::as_str);
     match last {
         Some("--plain") => {
             for k in keys {
@@ -139,13 +181,21 @@ fn local_config_get(args: &[String]) -> i32 {
         }
         Some("--json") => {
             // Python's json.dump spacing, which scripts may have been written against.
-            let body: Vec<String> = keys.iter().map(|k| format!("{}: {}", serde_json::Value::from(*k), value(k))).collect();
+            let body: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}: {}", serde_json::Value::from(*k), value(k)))
+                .collect();
             println!("{{{}}}", body.join(", "));
         }
         _ => {
             let m: serde_yaml::Mapping = keys
                 .iter()
-                .map(|k| (serde_yaml::Value::from(*k), serde_yaml::to_value(value(k)).unwrap_or(serde_yaml::Value::Null)))
+                .map(|k| {
+                    (
+                        serde_yaml::Value::from(*k),
+                        serde_yaml::to_value(value(k)).unwrap_or(serde_yaml::Value::Null),
+                    )
+                })
                 .collect();
             if m.is_empty() {
                 println!("{{}}");
@@ -180,7 +230,10 @@ fn local_config_reset(args: &[String]) -> i32 {
 }
 
 fn dbupgrade(args: &[String]) -> i32 {
-    let p = Parser::new("maas-region dbupgrade").opts(&[Opt::flag("--always-south", "(ignored)"), Opt::flag("--internal-no-triggers", "(ignored)")]);
+    let p = Parser::new("maas-region dbupgrade").opts(&[
+        Opt::flag("--always-south", "(ignored)"),
+        Opt::flag("--internal-no-triggers", "(ignored)"),
+    ]);
     if let Err(code) = parse(&p, args) {
         return code;
     }
@@ -217,7 +270,10 @@ const DEFAULT_NAMED_OPTIONS: &str = "options {\n\tdirectory \"/var/cache/bind\";
 /// Moves `forwarders` and `dnssec-validation` out of bind's options into MAAS's included file,
 /// and includes that file, as MAAS's `edit_named_options --migrate-conflicting-options` does.
 pub fn migrate_named_options(options_text: &str, migrate: bool) -> (String, Vec<String>) {
-    let include = format!("include \"{}\";", "/etc/bind/maas/named.conf.options.inside.maas");
+    let include = format!(
+        "include \"{}\";",
+        "/etc/bind/maas/named.conf.options.inside.maas"
+    );
     let mut moved = vec![];
     let mut out = vec![];
     let mut skipping_block = false;
@@ -267,10 +323,18 @@ fn edit_named_options(args: &[String]) -> i32 {
     if let Err(code) = require_root("edit_named_options") {
         return code;
     }
-    let path = a.get("--config-path").map(paths::p).unwrap_or_else(paths::named_conf_options);
+    let path = a
+        .get("--config-path")
+        .map(paths::p)
+        .unwrap_or_else(paths::named_conf_options);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) => return fail(format!("CommandError: Failed to read {}: {e}", path.display())),
+        Err(e) => {
+            return fail(format!(
+                "CommandError: Failed to read {}: {e}",
+                path.display()
+            ))
+        }
     };
     let (new_text, moved) = migrate_named_options(&text, a.flag("--migrate-conflicting-options"));
     if a.flag("--dry-run") {
@@ -285,8 +349,13 @@ fn edit_named_options(args: &[String]) -> i32 {
             inside_text.push('\n');
         }
     }
-    let r = util::write_file(&inside, inside_text.as_bytes(), 0o644, Some("bind"))
-        .and_then(|_| if new_text != text { util::write_file(&path, new_text.as_bytes(), 0o644, Some("bind")) } else { Ok(()) });
+    let r = util::write_file(&inside, inside_text.as_bytes(), 0o644, Some("bind")).and_then(|_| {
+        if new_text != text {
+            util::write_file(&path, new_text.as_bytes(), 0o644, Some("bind"))
+        } else {
+            Ok(())
+        }
+    });
     match r {
         Ok(()) => 0,
         Err(e) => fail(format!("CommandError: {e:#}")),
@@ -306,7 +375,10 @@ mod tests {
     fn named_options_migration_is_idempotent() {
         let src = "options {\n\tdirectory \"/var/cache/bind\";\n\tforwarders {\n\t\t8.8.8.8;\n\t};\n\tdnssec-validation auto;\n};\n";
         let (once, moved) = migrate_named_options(src, true);
-        assert!(!once.contains("forwarders") && !once.contains("dnssec-validation"), "{once}");
+        assert!(
+            !once.contains("forwarders") && !once.contains("dnssec-validation"),
+            "{once}"
+        );
         assert!(once.contains("include \"/etc/bind/maas/named.conf.options.inside.maas\";"));
         assert_eq!(moved.len(), 4);
         let (twice, moved2) = migrate_named_options(&once, true);

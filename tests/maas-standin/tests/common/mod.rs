@@ -41,7 +41,10 @@ impl Sandbox {
         let dir = TempDir::new(tag);
         std::fs::create_dir_all(dir.0.join("home")).unwrap();
         let env = vec![
-            ("MAAS_STANDIN_ROOT".to_string(), dir.0.join("root").display().to_string()),
+            (
+                "MAAS_STANDIN_ROOT".to_string(),
+                dir.0.join("root").display().to_string(),
+            ),
             ("MAAS_STANDIN_NO_SERVICES".to_string(), "1".to_string()),
             ("HOME".to_string(), dir.0.join("home").display().to_string()),
         ];
@@ -75,8 +78,19 @@ impl Sandbox {
     /// Runs with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -86,15 +100,27 @@ impl Sandbox {
         for (k, v) in extra_env {
             c.env(k, v);
         }
-        let log = self.dir.0.join(format!("{}-{}.log", args[0], COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let log = self.dir.0.join(format!(
+            "{}-{}.log",
+            args[0],
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         let f = std::fs::File::create(&log).unwrap();
-        c.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f);
+        c.stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
         // Daemons must not outlive a test process that is killed outright.
         // SAFETY: prctl is async-signal-safe.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, maas_standin::util::die_with_parent);
+            std::os::unix::process::CommandExt::pre_exec(
+                &mut c,
+                maas_standin::util::die_with_parent,
+            );
         }
-        Daemon { child: c.spawn().unwrap(), log }
+        Daemon {
+            child: c.spawn().unwrap(),
+            log,
+        }
     }
 }
 
@@ -127,7 +153,11 @@ impl Drop for Daemon {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `f` until it gives `Some` or the deadline passes.
@@ -165,7 +195,11 @@ impl Postgres {
     pub fn start() -> Postgres {
         let dir = TempDir::new("pg");
         let chown = |p: &Path| {
-            assert!(Command::new("chown").args(["-R", "postgres:postgres", &p.display().to_string()]).status().unwrap().success());
+            assert!(Command::new("chown")
+                .args(["-R", "postgres:postgres", &p.display().to_string()])
+                .status()
+                .unwrap()
+                .success());
         };
         let data = dir.0.join("data");
         let sock = dir.0.join("sock");
@@ -174,14 +208,31 @@ impl Postgres {
         chown(&dir.0);
         let o = as_postgres(
             "initdb",
-            &["-D", &data.display().to_string(), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
-              &format!("--pwfile={}", dir.0.join("pwfile").display()), "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", dir.0.join("pwfile").display()),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
         );
         assert!(o.status.success(), "initdb: {}", stderr(&o));
         let port = free_port();
-        let pg = Postgres { dir, port, password: "maas pass:@/1".into() };
+        let pg = Postgres {
+            dir,
+            port,
+            password: "maas pass:@/1".into(),
+        };
         pg.pg_ctl_start();
-        for sql in [format!("CREATE ROLE maas LOGIN PASSWORD '{}'", pg.password), "CREATE DATABASE maasdb OWNER maas".to_string()] {
+        for sql in [
+            format!("CREATE ROLE maas LOGIN PASSWORD '{}'", pg.password),
+            "CREATE DATABASE maasdb OWNER maas".to_string(),
+        ] {
             let o = pg.psql(&sql);
             assert!(o.status.success(), "psql: {}", stderr(&o));
         }
@@ -193,25 +244,63 @@ impl Postgres {
     }
 
     pub fn pg_ctl_start(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.0.join("sock").display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.0.join("sock").display()
+        );
         let log = self.dir.0.join("pg.log").display().to_string();
-        let o = as_postgres("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "30", "start"]);
-        assert!(o.status.success(), "pg_ctl start: {} {}", stdout(&o), stderr(&o));
+        let o = as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
+        assert!(
+            o.status.success(),
+            "pg_ctl start: {} {}",
+            stdout(&o),
+            stderr(&o)
+        );
     }
 
     pub fn stop(&self) {
-        let _ = as_postgres("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     /// The postmaster and its children (the backends).
     pub fn pids(&self) -> Vec<u32> {
-        let pidfile = std::fs::read_to_string(self.dir.0.join("data/postmaster.pid")).unwrap_or_default();
-        let Some(main) = pidfile.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else { return vec![] };
+        let pidfile =
+            std::fs::read_to_string(self.dir.0.join("data/postmaster.pid")).unwrap_or_default();
+        let Some(main) = pidfile
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        else {
+            return vec![];
+        };
         let mut out = vec![main];
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
             let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-            if status.lines().any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&main.to_string())) {
+            if status
+                .lines()
+                .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&main.to_string()))
+            {
                 out.push(pid);
             }
         }
@@ -228,16 +317,46 @@ impl Postgres {
 
     pub fn psql(&self, sql: &str) -> Output {
         Command::new("runuser")
-            .args(["-u", "postgres", "--", "env", "PGOPTIONS=-c default_transaction_read_only=off", "psql", "-v", "ON_ERROR_STOP=1", "-At", "-h"])
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "env",
+                "PGOPTIONS=-c default_transaction_read_only=off",
+                "psql",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-h",
+            ])
             .arg(self.dir.0.join("sock"))
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap()
     }
 
     /// `postgres://` URI for the maas role.
     pub fn uri(&self) -> String {
-        let enc: String = self.password.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let enc: String = self
+            .password
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
         format!("postgres://maas:{enc}@127.0.0.1:{}/maasdb", self.port)
     }
 
@@ -264,16 +383,31 @@ impl Drop for Postgres {
 
 /// GET through the stand-in's own HTTP client.
 pub fn get(url: &str) -> Option<(u16, String)> {
-    maas_standin::http::request("GET", url, &[], None, Duration::from_secs(3)).ok().map(|r| (r.status, r.body))
-}
-
-pub fn post_form(url: &str, form: &str) -> Option<(u16, String)> {
-    maas_standin::http::request("POST", url, &[], Some(("application/x-www-form-urlencoded", form.as_bytes().to_vec())), Duration::from_secs(3))
+    maas_standin::http::request("GET", url, &[], None, Duration::from_secs(3))
         .ok()
         .map(|r| (r.status, r.body))
 }
 
+pub fn post_form(url: &str, form: &str) -> Option<(u16, String)> {
+    maas_standin::http::request(
+        "POST",
+        url,
+        &[],
+        Some((
+            "application/x-www-form-urlencoded",
+            form.as_bytes().to_vec(),
+        )),
+        Duration::from_secs(3),
+    )
+    .ok()
+    .map(|r| (r.status, r.body))
+}
+
 pub fn mode_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
