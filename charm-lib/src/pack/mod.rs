@@ -98,7 +98,10 @@ fn write_zip(out: &Path, entries: &[(String, Vec<u8>, u32)]) -> Result<(), Strin
 }
 
 /// The files of a `.charm`: name → (content, unix mode).
-pub fn read_archive(path: &Path) -> Result<std::collections::BTreeMap<String, (Vec<u8>, Option<u32>)>, String> {
+pub type ArchiveFiles = std::collections::BTreeMap<String, (Vec<u8>, Option<u32>)>;
+
+/// Reads every file of a `.charm`.
+pub fn read_archive(path: &Path) -> Result<ArchiveFiles, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let file = std::fs::File::open(path).map_err(|e| err(&e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| err(&e))?;

@@ -494,7 +494,7 @@ impl<'s> FakeJuju<'s> {
                 let i = self.find_secret(pos.first(), flags.get("--label"))?;
                 let mut st = self.state.borrow_mut();
                 let s = &mut st.secrets[i];
-                if pos.first().is_some() {
+                if !pos.is_empty() {
                     if let Some(l) = flags.get("--label") {
                         s.label = Some(l.clone());
                     }

@@ -1,7 +1,7 @@
 //! A [`Machine`] over [`MachineState`]: a virtual filesystem, recorded commands, and the
 //! behaviour of `systemctl`, `apt-get` and `snap` that charms rely on.
 
-use super::state::{MachineState, Service, VFile};
+use super::state::{MachineState, VFile};
 use crate::machine::{Cmd, CmdOutput, FileInfo, FileOptions, Machine, MachineError};
 use std::cell::RefCell;
 use std::path::Path;
@@ -48,7 +48,7 @@ impl FakeMachine {
             ("systemctl", ["enable" | "disable", units @ ..]) => {
                 let on = args[0] == "enable";
                 for u in units {
-                    let s = st.services.entry(unit_name(u)).or_insert_with(Service::default);
+                    let s = st.services.entry(unit_name(u)).or_default();
                     s.enabled = on;
                     if flags.contains(&"--now") {
                         s.active = on;
@@ -109,6 +109,9 @@ impl Machine for FakeMachine {
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, MachineError> {
         let argv = cmd.argv();
         self.state.borrow_mut().commands.push(argv.clone());
+        if let Some(input) = &cmd.stdin {
+            self.state.borrow_mut().inputs.push((argv.clone(), input.clone()));
+        }
         self.ran.borrow_mut().push(argv.clone());
         let scripted = self
             .state
@@ -201,6 +204,15 @@ mod tests {
         assert_eq!(m.run(&Cmd::new("ip", ["-j", "addr", "show"])).unwrap().stdout, "[]");
         assert!(m.service(crate::ServiceOp::Start, "x").unwrap_err().to_string().contains("no such unit"));
         assert_eq!(m.ran.borrow().len(), 2);
+    }
+
+    #[test]
+    fn stdin_is_recorded_apart_from_argv() {
+        let m = FakeMachine::new(MachineState::default());
+        m.run(&Cmd::new("maas-rack", ["register", "--url", "http://x/MAAS"]).stdin("s3cret")).unwrap();
+        let st = m.state.borrow();
+        assert_eq!(st.inputs, vec![(vec!["maas-rack".to_string(), "register".into(), "--url".into(), "http://x/MAAS".into()], b"s3cret".to_vec())]);
+        assert!(!st.commands.concat().iter().any(|a| a.contains("s3cret")));
     }
 
     #[test]

@@ -4,9 +4,12 @@ use super::*;
 use std::cell::RefCell;
 
 /// Plays back one scripted answer per call and records (tool, args, stdin).
+/// (tool, args, stdin) of one call.
+type Call = (String, Vec<String>, Option<String>);
+
 struct Script {
     answers: RefCell<Vec<Result<Vec<u8>, ToolErrorKind>>>,
-    calls: RefCell<Vec<(String, Vec<String>, Option<String>)>>,
+    calls: RefCell<Vec<Call>>,
 }
 
 impl Script {
