@@ -259,7 +259,16 @@ fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>>
 fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
     if w.leader {
         let vip = relations::vip(&ctx.model)?;
-        let url = render::maas_url(w.cfg.maas_url.as_deref(), vip.as_deref(), w.address.as_deref()).map(|(u, _)| u);
+        let mut url = render::maas_url(w.cfg.maas_url.as_deref(), vip.as_deref(), w.address.as_deref());
+        if let (Some((_, render::UrlSource::Leader)), Some(published)) = (&url, w.peer_app.get(app_keys::MAAS_URL)) {
+            // Without a VIP, a new leader keeps the URL of a region that is still here: moving
+            // it would reconfigure every region and rack for nothing.
+            let still_here = w.address.iter().chain(w.peers.iter().filter_map(|p| p.address.as_ref())).any(|a| render::maas_url(None, None, Some(a)).is_some_and(|(u, _)| &u == published));
+            if still_here {
+                url = Some((published.clone(), render::UrlSource::Leader));
+            }
+        }
+        let url = url.map(|(u, _)| u);
         if let (Some(u), true) = (&url, w.has_peers) {
             set_peer_app(ctx, w, app_keys::MAAS_URL, u)?;
         }

@@ -200,3 +200,16 @@ fn a_garbled_url_from_the_leader_is_not_used() {
     assert_eq!(out.state.unit_status, Status::waiting("waiting for the leader to publish the MAAS URL"));
     assert!(!out.command_lines().iter().any(|c| c.contains(" init ")));
 }
+
+#[test]
+fn a_new_leader_without_a_vip_keeps_the_url_of_a_region_that_is_still_there() {
+    let mut st = leader_with(&[(1, "10.0.0.11")]);
+    st.relations.retain(|r| r.id != VIP && r.id != PEERS);
+    let rel = peers(&[(1, "10.0.0.11")]).local_app_data(&[("maas-url", "http://10.0.0.11:5240/MAAS")]);
+    let out = harness(0).run(Trigger::LeaderElected, &st.clone().with_relation(rel)).unwrap();
+    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["maas-url"], "http://10.0.0.11:5240/MAAS");
+    // The old leader's region is gone: the new leader's own address is used.
+    let rel = peers(&[]).local_app_data(&[("maas-url", "http://10.0.0.11:5240/MAAS")]);
+    let out = harness(0).run(Trigger::LeaderElected, &st.with_relation(rel)).unwrap();
+    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["maas-url"], "http://10.0.0.10:5240/MAAS");
+}
