@@ -39,6 +39,9 @@ enum Cmd {
         /// bare | hosts (default: hosts when built with it and root, else bare; or $LM_SUBSTRATE)
         #[arg(long)]
         substrate: Option<String>,
+        /// Print the deployment plan (bundle and overlays resolved) and deploy nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show the model.
     Status {
@@ -178,7 +181,7 @@ fn run(cli: Cli) -> Result<()> {
     let model = LocalModel::new(&dir, &exe);
     match cli.cmd {
         Cmd::Daemon { substrate } => crate::daemon::run(Layout::new(&dir), parse_substrate(&substrate)?),
-        Cmd::Deploy { path, name, overlay, n, to, config, resource, substrate } => {
+        Cmd::Deploy { path, name, overlay, n, to, config, resource, substrate, dry_run } => {
             let substrate = match substrate {
                 Some(s) => parse_substrate(&s)?,
                 None => default_substrate(),
@@ -191,6 +194,10 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 crate::bundle::charm_plan(&path, name, n, to, &config, &resource)?
             };
+            if dry_run {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+                return Ok(());
+            }
             let units = model.deploy_plan(plan, substrate)?;
             for u in units {
                 println!("Added unit {u}");

@@ -308,6 +308,7 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         }
         HookKind::Remove => {
             state.units.remove(unit_name);
+            state.ensure_leader(crate::state::app_of(unit_name));
             for r in state.relations.values_mut() {
                 r.in_scope.remove(unit_name);
             }

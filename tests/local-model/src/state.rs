@@ -389,11 +389,12 @@ impl ModelState {
             .collect()
     }
 
-    /// Elect a new leader for `app` if it has none alive (lowest-numbered alive unit).
+    /// Elect a new leader for `app` if its leader is gone (lowest-numbered alive unit).
+    /// A dying leader keeps leadership until it is removed, as its lease outlives it in Juju.
     pub fn ensure_leader(&mut self, app: &str) {
         let current = self.applications.get(app).and_then(|a| a.leader.clone());
         if let Some(l) = &current {
-            if self.units.get(l).map_or(false, |u| u.life == Life::Alive) {
+            if self.units.contains_key(l) {
                 return;
             }
         }
