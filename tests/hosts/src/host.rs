@@ -250,7 +250,11 @@ impl Host {
         let text = fs::read(layout::init_file(&self.lab.dir, &self.name)).ok()?;
         let rec: InitRec = serde_json::from_slice(&text).ok()?;
         let st = procs::stat(rec.pid)?;
-        (st.starttime == rec.starttime && st.state != 'Z').then_some(rec)
+        // A PID 1 being killed loses its namespaces before it turns zombie: that is down.
+        let live = st.starttime == rec.starttime
+            && st.state != 'Z'
+            && procs::ns_id(rec.pid, "pid").is_some();
+        live.then_some(rec)
     }
 
     fn check_pid(&self, pid: u32) -> Result<()> {

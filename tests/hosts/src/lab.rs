@@ -6,7 +6,7 @@ use crate::net::{self, Subnet};
 use crate::procs;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -303,18 +303,30 @@ fn lab_processes(prefix: &str, nss: &[String]) -> Vec<u32> {
 /// Kills every process of the lab and deletes its namespaces (hosts first, bridge last).
 fn clean_prefix(prefix: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
+    // A dying process loses its environment and namespaces before it becomes a zombie (a
+    // PID 1 waits that way for its namespace to empty): remember what was seen and wait
+    // for those to be really gone too.
+    let mut seen: HashMap<u32, u64> = HashMap::new();
     loop {
         let pids = lab_processes(prefix, &lab_netns(prefix));
-        if pids.is_empty() {
+        for p in &pids {
+            if let Some(st) = procs::stat(*p) {
+                seen.insert(*p, st.starttime);
+            }
+        }
+        seen.retain(|p, start| {
+            procs::stat(*p).is_some_and(|s| s.starttime == *start && procs::alive(*p))
+        });
+        if pids.is_empty() && seen.is_empty() {
             break;
         }
         if Instant::now() > deadline {
-            bail!("processes of lab {prefix} survive SIGKILL: {pids:?}");
+            bail!("processes of lab {prefix} survive SIGKILL: {pids:?} {seen:?}");
         }
         for p in pids {
             let _ = procs::signal(p, libc::SIGKILL);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let bridge = layout::bridge_ns(prefix);
     for ns in lab_netns(prefix).iter().filter(|n| **n != bridge) {
