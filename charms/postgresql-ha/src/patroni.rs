@@ -26,6 +26,9 @@ pub struct ClusterMember {
     /// Replication lag in bytes (or `"unknown"`).
     #[serde(default)]
     pub lag: Option<serde_json::Value>,
+    /// A parameter change waits for a PostgreSQL restart.
+    #[serde(default)]
+    pub pending_restart: bool,
 }
 
 impl ClusterMember {
@@ -124,15 +127,20 @@ pub fn dynamic_config(m: &dyn Machine) -> anyhow::Result<Option<serde_json::Valu
 pub fn config_contains(current: &serde_json::Value, wanted: &serde_json::Value) -> bool {
     match (current, wanted) {
         (serde_json::Value::Object(c), serde_json::Value::Object(w)) => w.iter().all(|(k, wv)| c.get(k).is_some_and(|cv| config_contains(cv, wv))),
-        // Patroni echoes parameters as it got them: "on" vs "on", 160 vs 160; compare text.
+        // Patroni keeps values as YAML 1.1 read them: `on` becomes true, "160" may be 160.
         (c, w) => c == w || text(c) == text(w),
     }
 }
 
 fn text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
+    let t = match v {
+        serde_json::Value::String(s) => s.to_ascii_lowercase(),
         other => other.to_string(),
+    };
+    match t.as_str() {
+        "true" | "on" | "yes" => "on".into(),
+        "false" | "off" | "no" => "off".into(),
+        _ => t,
     }
 }
 
@@ -153,5 +161,9 @@ mod tests {
         assert!(config_contains(&cur, &serde_json::json!({"ttl": 20, "postgresql": {"parameters": {"max_connections": "100"}}})));
         assert!(!config_contains(&cur, &serde_json::json!({"ttl": 30})));
         assert!(!config_contains(&cur, &serde_json::json!({"loop_wait": 2})));
+        // What Patroni 4.1.5 really answers after a bootstrap from our YAML.
+        let real = serde_json::json!({"postgresql": {"parameters": {"hot_standby": true, "wal_log_hints": true}}});
+        assert!(config_contains(&real, &serde_json::json!({"postgresql": {"parameters": {"hot_standby": "on", "wal_log_hints": "on"}}})));
+        assert!(!config_contains(&real, &serde_json::json!({"postgresql": {"parameters": {"hot_standby": "off"}}})));
     }
 }

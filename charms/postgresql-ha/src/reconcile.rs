@@ -419,7 +419,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if leader {
         ctx.app_status(match units {
             1 => Status::active("1 unit: no standby; add 2 units for automatic failover"),
-            2 => Status::active("2 units: automatic failover needs 3 units (etcd quorum); if the primary's host is lost, run force-promote"),
+            2 => Status::active("2 units: automatic failover needs 3 units (etcd quorum); if a unit is lost, writes stop until it returns or force-promote runs"),
             n => Status::active(format!("{n} units")),
         });
     }
@@ -554,6 +554,8 @@ fn converge(
         }
     }
 
+    restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
+
     // Relation data.
     let topo = topology(ctx, cluster.as_ref(), me, units, pg_version)?;
     for (i, req, g) in &served {
@@ -587,6 +589,26 @@ fn converge(
 
     st.push(unit_status(ctx, cluster.as_ref(), me, shared.members.len())?);
     Ok(())
+}
+
+/// Restarts this member's PostgreSQL through Patroni when a parameter (max_connections) waits
+/// for it: replicas first, the primary once no replica is pending, because a standby needs
+/// values at least as high as its primary's.
+fn restart_if_pending(m: &dyn charm_lib::Machine, cluster: Option<&Cluster>, me: &Member, passwords: &Passwords) -> anyhow::Result<()> {
+    let Some(c) = cluster else { return Ok(()) };
+    let Some(mine) = c.member(&me.name).filter(|x| x.pending_restart) else { return Ok(()) };
+    if mine.is_primary() && c.members.iter().any(|x| x.name != me.name && x.pending_restart) {
+        log::info!("PostgreSQL needs a restart for a parameter change; waiting for the replicas to restart first");
+        return Ok(());
+    }
+    log::info!("restarting PostgreSQL through Patroni to apply a parameter change");
+    match patroni::request(m, "POST", "/restart", Some(&serde_json::json!({"restart_pending": true})), Some(&passwords.patroni))? {
+        Some(r) if r.status == 200 => Ok(()),
+        other => {
+            log::warn!("Patroni did not restart PostgreSQL: {:?}", other.map(|r| (r.status, r.body)));
+            Ok(())
+        }
+    }
 }
 
 /// This unit's status from Patroni's view, or etcd's when Patroni cannot answer.

@@ -206,6 +206,10 @@ pub fn etcd_yaml(i: &EtcdInput) -> String {
         // Without pre-vote a rejoining isolated member makes the healthy leader step down.
         "pre-vote": true,
         "enable-v2": false,
+        // The flag defaults to true but a config file leaves it false: Patroni's etcd3 client
+        // speaks to etcd through this JSON gateway (/v3/...).
+        "enable-grpc-gateway": true,
+        "strict-reconfig-check": true,
         "heartbeat-interval": 100,
         "election-timeout": 1000,
     });
@@ -345,6 +349,7 @@ mod tests {
         assert_eq!(y["initial-cluster"], "postgresql-ha-0=http://10.0.0.10:2380");
         assert_eq!(y["initial-cluster-state"], "new");
         assert_eq!(y["pre-vote"], true);
+        assert_eq!(y["enable-grpc-gateway"], true, "Patroni's etcd3 client needs the gateway");
         assert_eq!(y["listen-client-urls"], "http://10.0.0.10:2379,http://127.0.0.1:2379");
         assert!(y.get("force-new-cluster").is_none());
         for n in 2..=3 {

@@ -333,3 +333,24 @@ fn system_passwords_live_only_in_0600_files_owned_by_postgres() {
     let holders: Vec<_> = out.state.machine.files.iter().filter(|(_, f)| f.text().contains(SUPER_PW)).map(|(p, _)| p.display().to_string()).collect();
     assert_eq!(holders, ["/etc/postgresql-ha/patroni.yml", "/var/lib/postgresql-ha/.pgpass-charm"]);
 }
+
+#[test]
+fn a_pending_restart_restarts_replicas_first_then_the_primary() {
+    let pending = |m: charm_lib::testing::MachineState, json: &str| m.respond(&["curl", "http://127.0.0.1:8008/cluster"], CmdOutput::ok(format!("{json}\n200")));
+    let both = r#"{"members":[{"name":"postgresql-ha-0","role":"leader","state":"running","host":"10.0.0.10","pending_restart":true},{"name":"postgresql-ha-1","role":"sync_standby","state":"streaming","host":"10.0.0.11","lag":0,"pending_restart":true}]}"#;
+    let primary_only = r#"{"members":[{"name":"postgresql-ha-0","role":"leader","state":"running","host":"10.0.0.10","pending_restart":true},{"name":"postgresql-ha-1","role":"sync_standby","state":"streaming","host":"10.0.0.11","lag":0}]}"#;
+    let restarts = |out: &charm_lib::testing::Output| out.command_lines().iter().filter(|l| l.starts_with("curl http://127.0.0.1:8008/restart -sS")).count();
+    // The primary waits while a replica is pending.
+    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret());
+    st.machine = pending(with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]), both);
+    assert_eq!(restarts(&harness().run(Trigger::UpdateStatus, &st).unwrap()), 0);
+    // The replica restarts.
+    let mut rs = State::default().with_relation(peers(&[0, 1], &[0])).with_secret(sys_secret());
+    rs.network.address = addr(1);
+    rs.machine = pending(installed_host(), both);
+    assert_eq!(restarts(&unit_harness(1).run(Trigger::UpdateStatus, &rs).unwrap()), 1);
+    // Then the primary.
+    st.machine = pending(with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]), primary_only);
+    let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
+    assert_eq!(restarts(&out), 1, "{:#?}", out.command_lines());
+}
