@@ -19,7 +19,11 @@ struct Lab {
 impl Lab {
     fn new() -> Lab {
         let ns = format!("kvipt{}", std::process::id());
-        let lab = Lab { ns, children: Vec::new(), files: Vec::new() };
+        let lab = Lab {
+            ns,
+            children: Vec::new(),
+            files: Vec::new(),
+        };
         lab.ip(&["netns", "add", &lab.ns]);
         for args in [
             vec!["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
@@ -35,12 +39,24 @@ impl Lab {
 
     fn ip(&self, args: &[&str]) {
         let out = Command::new("ip").args(args).output().unwrap();
-        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn in_ns(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let out = Command::new("ip").args(["netns", "exec", &self.ns, program]).args(args).output().unwrap();
-        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, program])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -114,31 +130,90 @@ fn process_tcp_and_http_checks_hold_and_release_the_vip() {
         preempt: false,
         unicast: None,
         password: None,
-        vips: vec![Placement { cidr: "10.231.0.100/24".parse::<Cidr>().unwrap(), dev: "v0".into() }],
-        checks: [Check::Process(name.clone()), Check::Tcp(port), Check::Http(format!("http://127.0.0.1:{port}/"))]
-            .into_iter()
-            .map(|check| ScriptCheck { check, interval: 1 })
-            .collect(),
+        vips: vec![Placement {
+            cidr: "10.231.0.100/24".parse::<Cidr>().unwrap(),
+            dev: "v0".into(),
+        }],
+        checks: [
+            Check::Process(name.clone()),
+            Check::Tcp(port),
+            Check::Http(format!("http://127.0.0.1:{port}/")),
+        ]
+        .into_iter()
+        .map(|check| ScriptCheck { check, interval: 1 })
+        .collect(),
     };
     let conf = std::env::temp_dir().join(format!("kvipt-{}.conf", std::process::id()));
     std::fs::write(&conf, keepalived_conf(&vrrp)).unwrap();
     lab.files.push(conf.clone());
     let conf = conf.to_str().unwrap().to_string();
     let t = lab.in_ns("keepalived", &["-t", "-f", &conf]);
-    assert!(String::from_utf8_lossy(&t.stderr).trim().is_empty(), "{}", String::from_utf8_lossy(&t.stderr));
+    assert!(
+        String::from_utf8_lossy(&t.stderr).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&t.stderr)
+    );
 
     let proc_i = lab.spawn(sleeper.to_str().unwrap(), &["300"]);
-    let web = lab.spawn("python3", &["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "-d", "/"]);
+    let web = lab.spawn(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "-d",
+            "/",
+        ],
+    );
     let pid = format!("/run/kvipt-{}.pid", std::process::id());
     let vpid = format!("/run/kvipt-{}-vrrp.pid", std::process::id());
-    lab.spawn("keepalived", &["--dont-fork", "--vrrp", "--log-console", "--no-syslog", "-f", &conf, "-p", &pid, "-r", &vpid]);
+    lab.spawn(
+        "keepalived",
+        &[
+            "--dont-fork",
+            "--vrrp",
+            "--log-console",
+            "--no-syslog",
+            "-f",
+            &conf,
+            "-p",
+            &pid,
+            "-r",
+            &vpid,
+        ],
+    );
 
-    assert!(lab.wait_for("10.231.0.100", true, Duration::from_secs(10)), "every check passes: the VIP is taken");
+    assert!(
+        lab.wait_for("10.231.0.100", true, Duration::from_secs(10)),
+        "every check passes: the VIP is taken"
+    );
     lab.stop(web);
-    assert!(lab.wait_for("10.231.0.100", false, Duration::from_secs(5)), "tcp and http checks fail: the VIP is released");
-    let web = lab.spawn("python3", &["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "-d", "/"]);
-    assert!(lab.wait_for("10.231.0.100", true, Duration::from_secs(10)), "checks pass again: the VIP comes back");
+    assert!(
+        lab.wait_for("10.231.0.100", false, Duration::from_secs(5)),
+        "tcp and http checks fail: the VIP is released"
+    );
+    let web = lab.spawn(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "-d",
+            "/",
+        ],
+    );
+    assert!(
+        lab.wait_for("10.231.0.100", true, Duration::from_secs(10)),
+        "checks pass again: the VIP comes back"
+    );
     lab.stop(proc_i);
-    assert!(lab.wait_for("10.231.0.100", false, Duration::from_secs(5)), "the process check fails: the VIP is released");
+    assert!(
+        lab.wait_for("10.231.0.100", false, Duration::from_secs(5)),
+        "the process check fails: the VIP is released"
+    );
     lab.stop(web);
 }

@@ -1,0 +1,395 @@
+//! Failover drills on the local model: 3 principal units (the local model's `lm-test` charm,
+//! whose `lm-test-web` service is a python3 process) + keepalived-vip checking
+//! `process:python3`. A poller reads every host every 100 ms for the whole drill; never may two
+//! hosts hold the VIP for more than 1 s.
+//!
+//! They need root, the local model and the packed charm, so they are `#[ignore]`d:
+//!
+//! ```text
+//! cargo build -p local-model --bin lm && cargo build -p hosts --bin host-runtime
+//! make build/keepalived-vip.charm
+//! cargo test -p keepalived-vip --test drills -- --ignored --test-threads=1
+//! ```
+//!
+//! `LM_BIN` and `KEEPALIVED_VIP_CHARM` override where the binary and the charm are looked for.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const VIP: &str = "10.77.0.200";
+const MACHINES: [&str; 3] = ["0", "1", "2"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// One local model with the drill bundle deployed; destroyed on drop.
+struct Model {
+    dir: PathBuf,
+    lm: PathBuf,
+}
+
+impl Model {
+    fn deploy(name: &str, advert_int: f64, version: u8) -> Model {
+        let ws = workspace();
+        let lm = std::env::var_os("LM_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ws.join("target/debug/lm"));
+        let charm = std::env::var_os("KEEPALIVED_VIP_CHARM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ws.join("build/keepalived-vip.charm"));
+        assert!(
+            lm.is_file(),
+            "{} missing: cargo build -p local-model --bin lm",
+            lm.display()
+        );
+        assert!(
+            lm.with_file_name("host-runtime").is_file(),
+            "host-runtime missing next to lm: cargo build -p hosts --bin host-runtime"
+        );
+        assert!(
+            charm.is_file(),
+            "{} missing: make build/keepalived-vip.charm",
+            charm.display()
+        );
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvip-drill-{name}"));
+        let m = Model {
+            dir: dir.clone(),
+            lm,
+        };
+        if dir.join("model").exists() {
+            let _ = m.lm_raw(&["destroy"]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("charms")).unwrap();
+        let testcharm = ws.join("tests/local-model/testcharms/lm-test");
+        let zip = Command::new("python3")
+            .args(["-m", "zipfile", "-c"])
+            .arg(dir.join("charms/lm-test.charm"))
+            .args([
+                "metadata.yaml",
+                "config.yaml",
+                "actions.yaml",
+                "dispatch",
+                "manifest.yaml",
+            ])
+            .current_dir(&testcharm)
+            .output()
+            .unwrap();
+        assert!(
+            zip.status.success(),
+            "packing lm-test: {}",
+            String::from_utf8_lossy(&zip.stderr)
+        );
+        std::fs::copy(&charm, dir.join("charms/keepalived-vip.charm")).unwrap();
+        std::fs::write(dir.join("blob.txt"), "blob\n").unwrap();
+        let bundle = format!(
+            "description: keepalived-vip drill
+applications:
+  p:
+    charm: ./charms/lm-test.charm
+    num_units: 3
+    options: {{serve-port: 8080}}
+    resources: {{blob: ./blob.txt}}
+  vip:
+    charm: ./charms/keepalived-vip.charm
+    options: {{vip: {VIP}/24, check: 'process:python3', vrrp-version: {version}, advert-int: {advert_int}}}
+relations:
+- [p, vip]
+"
+        );
+        std::fs::write(dir.join("bundle.yaml"), bundle).unwrap();
+        m.lm(&[
+            "deploy",
+            dir.join("bundle.yaml").to_str().unwrap(),
+            "--substrate",
+            "hosts",
+        ]);
+        m.lm(&["wait"]);
+        m
+    }
+
+    fn lm_raw(&self, args: &[&str]) -> Output {
+        Command::new(&self.lm)
+            .arg("--model-dir")
+            .arg(self.dir.join("model"))
+            .args(args)
+            .env("LM_UPDATE_STATUS_MS", "1000")
+            .output()
+            .unwrap()
+    }
+
+    fn lm(&self, args: &[&str]) -> String {
+        let out = self.lm_raw(args);
+        assert!(
+            out.status.success(),
+            "lm {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether `machine` has the VIP (a machine that cannot be reached does not).
+    fn holds(lm: &Path, dir: &Path, machine: &str) -> bool {
+        let out = Command::new(lm)
+            .arg("--model-dir")
+            .arg(dir.join("model"))
+            .args([
+                "ssh", machine, "--", "ip", "-j", "addr", "show", "dev", "eth0",
+            ])
+            .output()
+            .unwrap();
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains(&format!("\"local\":\"{VIP}\""))
+    }
+
+    fn holders(&self, down: &BTreeSet<String>) -> Vec<String> {
+        MACHINES
+            .iter()
+            .filter(|m| !down.contains(**m))
+            .filter(|m| Model::holds(&self.lm, &self.dir, m))
+            .map(|m| m.to_string())
+            .collect()
+    }
+
+    /// Waits until exactly one machine holds the VIP and returns it.
+    fn one_holder(&self, down: &BTreeSet<String>, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let h = self.holders(down);
+            if h.len() == 1 {
+                return h[0].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single holder after {limit:?}: {h:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        let _ = self.lm_raw(&["destroy"]);
+    }
+}
+
+/// Reads every host every 100 ms until stopped; returns the samples.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    down: Arc<Mutex<BTreeSet<String>>>,
+    handle: Option<std::thread::JoinHandle<Vec<(Instant, Vec<String>)>>>,
+}
+
+impl Poller {
+    fn start(m: &Model) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let down = Arc::new(Mutex::new(BTreeSet::new()));
+        let (lm, dir, s, d) = (m.lm.clone(), m.dir.clone(), stop.clone(), down.clone());
+        let handle = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !s.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                let skip = d.lock().unwrap().clone();
+                let h: Vec<String> = MACHINES
+                    .iter()
+                    .filter(|x| !skip.contains(**x))
+                    .filter(|x| Model::holds(&lm, &dir, x))
+                    .map(|x| x.to_string())
+                    .collect();
+                samples.push((t, h));
+                if let Some(rest) = Duration::from_millis(100).checked_sub(t.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            samples
+        });
+        Poller {
+            stop,
+            down,
+            handle: Some(handle),
+        }
+    }
+
+    fn mark_down(&self, machine: &str, is_down: bool) {
+        let mut d = self.down.lock().unwrap();
+        if is_down {
+            d.insert(machine.to_string());
+        } else {
+            d.remove(machine);
+        }
+    }
+
+    /// Stops; returns the samples and the longest stretch with two or more holders.
+    fn finish(mut self) -> (Vec<(Instant, Vec<String>)>, Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        let samples = self.handle.take().unwrap().join().unwrap();
+        let mut worst = Duration::ZERO;
+        let mut since: Option<Instant> = None;
+        for (t, h) in &samples {
+            match (h.len() >= 2, since) {
+                (true, None) => since = Some(*t),
+                (true, Some(s)) => worst = worst.max(t.duration_since(s)),
+                (false, _) => since = None,
+            }
+        }
+        (samples, worst)
+    }
+}
+
+/// Polls until a machine other than `old` (and not down) holds the VIP; returns it and when.
+fn wait_move(m: &Model, old: &str, down: &BTreeSet<String>, limit: Duration) -> (String, Instant) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let h = m.holders(down);
+        if let Some(n) = h.iter().find(|x| x.as_str() != old) {
+            return (n.clone(), Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the VIP did not move from machine {old} within {limit:?} (holders: {h:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn no_preemption(m: &Model, holder: &str, for_: Duration) {
+    let end = Instant::now() + for_;
+    while Instant::now() < end {
+        assert_eq!(
+            m.holders(&BTreeSet::new()),
+            vec![holder.to_string()],
+            "with preempt=false the VIP stays where it is"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn exactly_one_host_holds_the_vip_and_its_unit_says_so() {
+    let m = Model::deploy("one", 1.0, 2);
+    let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
+    let p = Poller::start(&m);
+    std::thread::sleep(Duration::from_secs(3));
+    let (samples, _) = p.finish();
+    assert!(samples.len() >= 20, "polled every 100 ms");
+    assert!(
+        samples.iter().all(|(_, h)| h == &vec![holder.clone()]),
+        "exactly one holder throughout"
+    );
+    // update-status refreshes the units' messages.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&m.lm(&["status", "--format", "json"])).unwrap();
+        let mut messages: Vec<(String, String)> = Vec::new();
+        let mut on_holder = String::new();
+        for (_, principal) in st["applications"]["p"]["units"].as_object().unwrap() {
+            for (sub, s) in principal["subordinates"].as_object().unwrap() {
+                messages.push((
+                    sub.clone(),
+                    s["workload-status"]["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                ));
+                if principal["machine"] == holder.as_str() {
+                    on_holder = sub.clone();
+                }
+            }
+        }
+        let held: Vec<&String> = messages
+            .iter()
+            .filter(|(_, msg)| msg == "VIP 10.77.0.200/24 held")
+            .map(|(u, _)| u)
+            .collect();
+        let standby = messages
+            .iter()
+            .filter(|(_, msg)| msg == "VIP 10.77.0.200/24 standby")
+            .count();
+        if held.len() == 1 && standby == 2 {
+            assert_eq!(
+                held[0], &on_holder,
+                "the unit on the holding machine says held"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "statuses never showed one holder: {messages:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn holder_host_down(name: &str, advert_int: f64, version: u8) {
+    let m = Model::deploy(name, advert_int, version);
+    let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
+    let p = Poller::start(&m);
+    std::thread::sleep(Duration::from_millis(500));
+    let down: BTreeSet<String> = [holder.clone()].into_iter().collect();
+    p.mark_down(&holder, true);
+    let t0 = Instant::now();
+    m.lm(&["fault", "stop", &holder]);
+    let limit = Duration::from_secs_f64(3.0 * advert_int + 1.0);
+    let (next, when) = wait_move(&m, &holder, &down, limit + Duration::from_secs(5));
+    let took = when.duration_since(t0);
+    eprintln!("{name}: VIP moved from machine {holder} to {next} in {took:?} after the host went down (limit {limit:?})");
+    assert!(
+        took <= limit,
+        "failover took {took:?}, more than 3 x advert-int + 1 s = {limit:?}"
+    );
+    // The old holder comes back: with preempt=false the VIP stays where it is.
+    m.lm(&["fault", "start", &holder]);
+    p.mark_down(&holder, false);
+    m.lm(&["wait"]);
+    no_preemption(&m, &next, Duration::from_secs(4));
+    let (_, worst) = p.finish();
+    assert!(worst <= Duration::from_secs(1), "two holders for {worst:?}");
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn holder_host_down_moves_the_vip_at_advert_int_1() {
+    holder_host_down("down-1", 1.0, 2);
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn holder_host_down_moves_the_vip_at_advert_int_0_1() {
+    holder_host_down("down-01", 0.1, 3);
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back() {
+    let m = Model::deploy("check", 1.0, 2);
+    let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
+    let p = Poller::start(&m);
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    m.lm(&["ssh", &holder, "--", "systemctl", "stop", "lm-test-web"]);
+    // check-interval 1 s, then a priority-0 advert: a backup takes over at once.
+    let (next, when) = wait_move(&m, &holder, &BTreeSet::new(), Duration::from_secs(8));
+    let took = when.duration_since(t0);
+    eprintln!("check failed on machine {holder}: VIP on {next} after {took:?}");
+    assert!(took <= Duration::from_secs(3), "took {took:?}");
+    assert!(
+        !Model::holds(&m.lm, &m.dir, &holder),
+        "the failed holder released it"
+    );
+    m.lm(&["ssh", &holder, "--", "systemctl", "start", "lm-test-web"]);
+    no_preemption(&m, &next, Duration::from_secs(4));
+    let (_, worst) = p.finish();
+    assert!(worst <= Duration::from_secs(1), "two holders for {worst:?}");
+}
