@@ -183,11 +183,14 @@ impl Drop for Model {
     }
 }
 
+/// When a poll happened and which machines held the VIP then.
+type Sample = (Instant, Vec<String>);
+
 /// Reads every host every 100 ms until stopped; returns the samples.
 struct Poller {
     stop: Arc<AtomicBool>,
     down: Arc<Mutex<BTreeSet<String>>>,
-    handle: Option<std::thread::JoinHandle<Vec<(Instant, Vec<String>)>>>,
+    handle: Option<std::thread::JoinHandle<Vec<Sample>>>,
 }
 
 impl Poller {
@@ -230,7 +233,7 @@ impl Poller {
     }
 
     /// Stops; returns the samples and the longest stretch with two or more holders.
-    fn finish(mut self) -> (Vec<(Instant, Vec<String>)>, Duration) {
+    fn finish(mut self) -> (Vec<Sample>, Duration) {
         self.stop.store(true, Ordering::SeqCst);
         let samples = self.handle.take().unwrap().join().unwrap();
         let mut worst = Duration::ZERO;
