@@ -26,6 +26,9 @@ pub const CHARM_PGPASS: &str = "/var/lib/postgresql-ha/.pgpass-charm";
 pub const ETCD_DATA: &str = "/var/lib/postgresql-ha-etcd";
 /// PostgreSQL's unix socket directory (systemd RuntimeDirectory of the Patroni service).
 pub const SOCKET_DIR: &str = "/run/postgresql-ha";
+/// Written when this unit leaves the application (holds the unit name): later hooks of the
+/// dying unit must not start its services again.
+pub const DEPARTED: &str = "/etc/postgresql-ha/departed";
 /// Stops the distribution's postinst from creating a default cluster.
 pub const CREATECLUSTER_CONF: &str = "/etc/postgresql-common/createcluster.conf";
 /// systemd unit files.

@@ -381,6 +381,10 @@ fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, live: &[u32]
 
 /// The reconcile.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
+    if departed(ctx)? {
+        ctx.status(Status::maintenance("this unit left the cluster and is being removed"));
+        return Ok(());
+    }
     let config = match Config::from_raw(&ctx.model.config_raw()?) {
         Ok(c) => c,
         Err(e) => {
@@ -639,10 +643,16 @@ fn unit_status(ctx: &Context, cluster: Option<&Cluster>, me: &Member, etcd_membe
     })
 }
 
+/// Whether this unit already left the application.
+fn departed(ctx: &Context) -> anyhow::Result<bool> {
+    Ok(ctx.machine.read_to_string(Path::new(paths::DEPARTED))?.is_some_and(|u| u.trim() == ctx.model.unit_name()))
+}
+
 /// This unit leaves the application: hand over the primary role, leave etcd cleanly while the
 /// cluster still has quorum, stop both services.
 pub fn leave(ctx: &Context) -> anyhow::Result<()> {
     let m = ctx.machine;
+    m.write_file(Path::new(paths::DEPARTED), format!("{}\n", ctx.model.unit_name()).as_bytes(), &FileOptions::root(0o644))?;
     // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
     m.retire_service(paths::PATRONI_SERVICE)?;
     if m.service_is_active(paths::ETCD_SERVICE)? {

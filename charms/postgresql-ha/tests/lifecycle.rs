@@ -208,6 +208,12 @@ fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
     let remove = lines.iter().position(|l| l.contains("member remove b1")).expect("left etcd");
     let stop_etcd = lines.iter().position(|l| l == "systemctl stop postgresql-ha-etcd").expect("etcd stopped");
     assert!(stop_patroni < remove && remove < stop_etcd, "{lines:#?}");
+    // The dying unit's later hooks (client relations broken, stop) must not start anything.
+    let later = unit_harness(1).run(Trigger::ConfigChanged, &out.state).unwrap();
+    assert!(!later.failed(), "{:?}", later.error);
+    assert!(!later.state.machine.is_active("postgresql-ha-etcd.service") && !later.state.machine.is_active("postgresql-ha-patroni.service"));
+    assert!(later.commands.is_empty(), "{:#?}", later.command_lines());
+    assert_eq!(later.state.unit_status.kind, StatusKind::Maintenance);
 }
 
 #[test]
