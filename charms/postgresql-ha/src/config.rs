@@ -92,7 +92,8 @@ impl Config {
             return Err(bad("patroni-version", format!("{:?} is not a Patroni 4.x version: expected e.g. 4.1.5", self.patroni_version)));
         }
         let idx = self.pip_index_url.trim();
-        if !idx.is_empty() && !(idx.starts_with("http://") || idx.starts_with("https://") || idx.starts_with("file://")) || idx.contains(char::is_whitespace) {
+        let is_url = idx.starts_with("http://") || idx.starts_with("https://") || idx.starts_with("file://");
+        if !(idx.is_empty() || is_url) || idx.contains(char::is_whitespace) {
             return Err(bad("pip-index-url", format!("{idx:?} is not a URL: expected https://host/simple or empty")));
         }
         Ok(())
