@@ -168,6 +168,9 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
         let label = rt.state.secrets.get(x).and_then(|s| s.consumers.get(&unit.name).and_then(|c| c.label.clone()).or(s.label.clone()));
         env.push(("JUJU_SECRET_ID", format!("secret:{x}")));
         env.push(("JUJU_SECRET_LABEL", label.unwrap_or_default()));
+        if h.kind == HookKind::SecretRemove {
+            env.push(("JUJU_SECRET_REVISION", h.snapshot.to_string()));
+        }
     }
     env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -281,6 +284,7 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
         let (stdout, stderr) = (read("stdout"), read("stderr"));
         if code == 0 {
             ctx.flush(&mut rt.state);
+            rt.state.queue_secret_removals();
         }
         if let Some(run) = rt.state.actions.get_mut(&id) {
             if code == -2 {
@@ -322,6 +326,7 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     }
     if code == 0 {
         ctx.flush(&mut rt.state);
+        rt.state.queue_secret_removals();
         if let Some(u) = rt.state.units.get_mut(&unit) {
             u.error = None;
             u.agent = "idle".into();

@@ -907,6 +907,7 @@ fn secret_add(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: &[
         revisions,
         grants: vec![],
         consumers: BTreeMap::new(),
+        obsolete_notified: Default::default(),
     }));
     Ok(format!("secret:{xid}\n"))
 }

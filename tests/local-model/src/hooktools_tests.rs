@@ -49,6 +49,7 @@ fn unit(name: &str, rels: &[u32]) -> Unit {
         error: None,
         pending_actions: vec![],
         pending_secret_changed: BTreeSet::new(),
+        pending_secret_remove: BTreeSet::new(),
         status_ever_set: true,
         hooks_run: 0,
         hook_log: vec![],
@@ -278,6 +279,14 @@ fn secrets_flow_from_owner_to_consumer() {
     assert_eq!(ok(run(&mut st, &mut b2, "secret-get", &["--format=json", "--peek", &uri])), "{\"password\":\"n3w\"}\n");
     assert_eq!(ok(run(&mut st, &mut b2, "secret-get", &["--format=json", "--refresh", &uri])), "{\"password\":\"n3w\"}\n");
     assert_eq!(st.secrets[&xid].consumers["b/0"].tracked, 2);
+    // revision 1 is tracked by nobody now: the owner (the leader) is told once
+    st.queue_secret_removals();
+    st.queue_secret_removals();
+    assert_eq!(st.units["a/0"].pending_secret_remove.iter().cloned().collect::<Vec<_>>(), vec![(xid.clone(), 1)]);
+    let mut r = ctx("a/0", HookKind::SecretRemove, None, "");
+    ok(run(&mut st, &mut r, "secret-remove", &[&uri, "--revision", "1"]));
+    r.flush(&mut st);
+    assert_eq!(st.secrets[&xid].revisions.keys().copied().collect::<Vec<_>>(), vec![2]);
     let info = ok(run(&mut st, &mut l2, "secret-info-get", &["--format=json", &uri]));
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(v[&xid]["revision"], 2);

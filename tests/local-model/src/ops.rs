@@ -184,6 +184,7 @@ fn make_unit(rt: &mut Runtime, app: &str, machine: String, principal: Option<Str
         error: None,
         pending_actions: vec![],
         pending_secret_changed: BTreeSet::new(),
+        pending_secret_remove: BTreeSet::new(),
         status_ever_set: false,
         hooks_run: 0,
         hook_log: vec![],

@@ -25,6 +25,7 @@ pub enum HookKind {
     RelationDeparted,
     RelationBroken,
     SecretChanged,
+    SecretRemove,
     Action,
 }
 
@@ -182,6 +183,12 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         if let Some(h) = next_relation_hook(state, unit_name, *id, rv) {
             return Some(h);
         }
+    }
+    if let Some((xid, rev)) = unit.pending_secret_remove.iter().next() {
+        let mut h = HookSpec::simple(HookKind::SecretRemove, "secret-remove");
+        h.secret = Some(xid.clone());
+        h.snapshot = *rev;
+        return Some(h);
     }
     if let Some(xid) = unit.pending_secret_changed.iter().next() {
         let mut h = HookSpec::simple(HookKind::SecretChanged, "secret-changed");
@@ -352,6 +359,11 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
             v.relations.remove(&id);
             if let Some(r) = state.relations.get_mut(&id) {
                 r.in_scope.remove(unit_name);
+            }
+        }
+        HookKind::SecretRemove => {
+            if let Some(x) = &h.secret {
+                unit.pending_secret_remove.remove(&(x.clone(), h.snapshot));
             }
         }
         HookKind::SecretChanged => {

@@ -151,6 +151,9 @@ pub struct Unit {
     pub pending_actions: Vec<u32>,
     /// secret xids whose consumers must get secret-changed.
     pub pending_secret_changed: BTreeSet<String>,
+    /// (secret xid, revision) no consumer tracks any more: the owner gets secret-remove.
+    #[serde(default)]
+    pub pending_secret_remove: BTreeSet<(String, u64)>,
     /// Whether the charm called status-set since the last hook began (Juju's
     /// "unknown after start if never set" rule).
     pub status_ever_set: bool,
@@ -251,9 +254,19 @@ pub struct Secret {
     pub grants: Vec<(u32, Option<String>)>,
     /// consumer (unit name) -> tracking info
     pub consumers: BTreeMap<String, Consumer>,
+    /// Obsolete revisions the owner was already told about (secret-remove).
+    #[serde(default)]
+    pub obsolete_notified: BTreeSet<u64>,
 }
 
 impl Secret {
+    /// Revisions older than the latest that no consumer tracks: Juju tells the owner with
+    /// secret-remove so it can delete them.
+    pub fn obsolete(&self) -> Vec<u64> {
+        let latest = self.latest();
+        self.revisions.keys().copied().filter(|r| *r < latest && !self.consumers.values().any(|c| c.tracked == *r)).collect()
+    }
+
     /// The latest revision number.
     pub fn latest(&self) -> u64 {
         self.revisions.keys().next_back().copied().unwrap_or(0)
@@ -387,6 +400,28 @@ impl ModelState {
             .filter(|u| !rel.container || u.container() == unit.container())
             .map(|u| u.name.clone())
             .collect()
+    }
+
+    /// Queue secret-remove for the owners of revisions that became obsolete.
+    pub fn queue_secret_removals(&mut self) {
+        let mut due = Vec::new();
+        for s in self.secrets.values_mut() {
+            for r in s.obsolete() {
+                if s.obsolete_notified.insert(r) {
+                    due.push((s.owner.clone(), s.xid.clone(), r));
+                }
+            }
+        }
+        for (owner, xid, r) in due {
+            let unit = match owner.split_once(':') {
+                Some(("unit", u)) => Some(u.to_string()),
+                Some((_, app)) => self.applications.get(app).and_then(|a| a.leader.clone()),
+                None => None,
+            };
+            if let Some(u) = unit.and_then(|u| self.units.get_mut(&u)) {
+                u.pending_secret_remove.insert((xid, r));
+            }
+        }
     }
 
     /// Elect a new leader for `app` if its leader is gone (lowest-numbered alive unit).

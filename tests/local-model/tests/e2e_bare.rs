@@ -98,7 +98,7 @@ fn bundle_in_bare_mode_follows_juju_order() {
     let b = records(&dir, "b/0");
     let a_seen: Vec<&String> = b.iter().filter(|r| r.hook == "client-relation-changed").flat_map(|r| r.notes.iter()).collect();
     assert!(a_seen.iter().any(|n| n.contains("\"unit\":\"a/2\"")), "b/0 saw a/2's data: {a_seen:?}");
-    assert!(a_seen.iter().any(|n| n.contains("app-data {\"greeting\":\"hello\",\"leader\":\"a/0\"}")), "{a_seen:?}");
+    assert!(a_seen.iter().any(|n| n.starts_with("app-data {\"greeting\":\"hello\",\"leader\":\"a/0\",\"secret-id\":\"secret:")), "{a_seen:?}");
     let a2 = records(&dir, "a/2");
     let b_seen: Vec<&String> = a2.iter().filter(|r| r.hook == "web-relation-changed").flat_map(|r| r.notes.iter()).collect();
     assert!(b_seen.iter().any(|n| n.contains("\"unit\":\"b/0\"") && n.contains("\"ingress-address\"")), "{b_seen:?}");
@@ -123,6 +123,24 @@ fn bundle_in_bare_mode_follows_juju_order() {
     let run = m.run_action("a/1", "fail", &[], T).unwrap();
     assert_eq!((run.status.as_str(), run.message.as_str()), ("failed", "told to fail"));
     assert!(m.run_action("a/1", "nope", &[], T).is_err());
+
+    // --- secrets: shared by a's leader over web, read by b/0; a new revision reaches b/0
+    // as secret-changed, and the owner is told to remove the revision nobody tracks
+    let b0 = records(&dir, "b/0");
+    assert!(b0.iter().flat_map(|r| r.notes.iter()).any(|n| n == "secret {\"password\":\"initial\"}"), "{:?}", b0.iter().flat_map(|r| r.notes.iter()).collect::<Vec<_>>());
+    let n = b0.len();
+    let run = m.run_action("a/0", "rotate", &["password=rotated"], T).unwrap();
+    assert_eq!(run.status, "completed", "{run:?}");
+    m.wait(T).unwrap();
+    let b0 = records(&dir, "b/0");
+    let changed: Vec<&common::Rec> = b0[n..].iter().filter(|r| r.hook == "secret-changed").collect();
+    assert_eq!(changed.len(), 1, "{:?}", names(&b0[n..]));
+    assert!(changed[0].var("JUJU_SECRET_ID").starts_with("secret:"));
+    assert_eq!(changed[0].var("JUJU_SECRET_LABEL"), "web-creds");
+    assert_eq!(changed[0].notes, vec!["secret-changed {\"password\":\"rotated\"}"]);
+    let removed: Vec<common::Rec> = records(&dir, "a/0").into_iter().filter(|r| r.hook == "secret-remove").collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].var("JUJU_SECRET_REVISION"), "1");
 
     // --- add-unit: the new unit sets up; its peers and b/0 see it join
     let before: Vec<usize> = ["a/0", "a/1", "a/2", "b/0"].iter().map(|u| records(&dir, u).len()).collect();
