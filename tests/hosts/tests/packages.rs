@@ -28,7 +28,17 @@ fn catalog(prefix: &str) -> PathBuf {
         "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n",
     )
     .unwrap();
-    let f = |n: &str| files.join(n).display().to_string();
+    // One source on the machine's /tmp, which hosts replace with their own tmpfs: catalog
+    // paths are machine paths.
+    let on_machine_tmp = PathBuf::from(format!("/tmp/hosts-test-{prefix}-lmtestd"));
+    std::fs::copy(files.join("lmtestd"), &on_machine_tmp).unwrap();
+    let f = |n: &str| {
+        if n == "lmtestd" {
+            on_machine_tmp.display().to_string()
+        } else {
+            files.join(n).display().to_string()
+        }
+    };
     let deb = serde_json::json!({
         "name": "lmtest", "kind": "deb", "version": "1.2-3",
         "files": [
@@ -76,6 +86,7 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     let out = sh(&a, "apt-get install -y lmtest");
     assert!(out.contains("1 newly installed"), "{out}");
     assert_eq!(sh(&a, "systemctl is-active lmtest"), "active");
+    let _ = std::fs::remove_file("/tmp/hosts-test-hpkg1-lmtestd");
     assert_eq!(sh(&a, "systemctl is-enabled lmtest"), "enabled");
     assert_eq!(sh(&a, "cat /var/lib/lmtest/postinst"), "configured");
     assert_eq!(sh(&a, "stat -c '%U %a' /var/lib/lmtest"), "lmtest 750");
@@ -171,6 +182,7 @@ fn snap_installs_from_the_catalog_with_channels() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("error: snap \"nosuchsnap\" not found"));
+    let _ = std::fs::remove_file("/tmp/hosts-test-hpkg2-lmtestd");
     sh(&a, "snap remove lmsnap");
     assert_eq!(
         sh(&a, "systemctl is-active snap.lmsnap.daemon || true"),

@@ -165,6 +165,17 @@ fn ensure_user(u: &str) -> Result<(), String> {
     ])
 }
 
+/// A catalog `src` is a machine path: read it through the machine's root when it is there
+/// (the host's own /tmp, /run or overlays may hide or change it), else as the host sees it.
+fn machine_path(src: &str) -> PathBuf {
+    let m = Path::new(crate::init::MACHINE_ROOT).join(src.trim_start_matches('/'));
+    if m.is_file() {
+        m
+    } else {
+        PathBuf::from(src)
+    }
+}
+
 /// Installs a catalog entry: users, dirs, files, symlinks, daemon-reload, enable and
 /// start, postinst (the contract's order). Returns the record to save.
 pub fn install_entry(e: &Entry, kind: &str, channel: Option<String>) -> Result<Record, String> {
@@ -205,7 +216,8 @@ pub fn install_entry(e: &Entry, kind: &str, channel: Option<String>) -> Result<R
             std::fs::create_dir_all(p).map_err(|x| format!("{}: {x}", p.display()))?;
         }
         let tmp = dst.with_extension("lm-tmp");
-        std::fs::copy(&f.src, &tmp).map_err(|x| format!("copy {} to {}: {x}", f.src, f.dst))?;
+        std::fs::copy(machine_path(&f.src), &tmp)
+            .map_err(|x| format!("copy {} to {}: {x}", f.src, f.dst))?;
         if let Some(m) = mode(&f.mode) {
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
                 .map_err(|x| x.to_string())?;

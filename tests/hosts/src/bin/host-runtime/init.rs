@@ -24,6 +24,8 @@ const TOOLS: &[&str] = &[
     "journalctl",
 ];
 pub const CATALOG: &str = "/usr/lib/local-model/catalog";
+/// Where a host sees the machine's root file system (read-only, no submounts).
+pub const MACHINE_ROOT: &str = "/run/local-model/machine";
 
 pub fn main(argv: &[String]) -> i32 {
     // Daemons built for systemd decide whether to sd_notify by reading /proc/1/stat
@@ -127,6 +129,18 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         )
         .map_err(|e| e.to_string())?;
     }
+    // The machine's root file system (without its submounts), read-only: catalog entries
+    // name machine paths, which may lie where the host has its own /tmp or overlays.
+    std::fs::create_dir_all(MACHINE_ROOT).map_err(|e| format!("{MACHINE_ROOT}: {e}"))?;
+    sys::mount("/", Path::new(MACHINE_ROOT), "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
+    sys::mount(
+        "none",
+        Path::new(MACHINE_ROOT),
+        "",
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
     for d in [
         "/run/lock",
         "/run/local-model",
