@@ -11,6 +11,7 @@ pub mod clients;
 pub mod config;
 pub mod etcd;
 pub mod install;
+pub mod observer;
 pub mod patroni;
 pub mod paths;
 pub mod reconcile;

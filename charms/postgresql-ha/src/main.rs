@@ -1,4 +1,9 @@
-//! The charm's `dispatch` binary.
+//! The charm's `dispatch` binary; `dispatch observe <unit> <charm-dir>` is the topology
+//! observer service the charm installs (see `observer`).
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("observe") {
+        postgresql_ha::observer::run(&args[2..]);
+    }
     charm_lib::main(postgresql_ha::handle)
 }

@@ -24,6 +24,12 @@ pub const PATRONI_PGPASS: &str = "/var/lib/postgresql-ha/.pgpass-patroni";
 pub const CHARM_PGPASS: &str = "/var/lib/postgresql-ha/.pgpass-charm";
 /// etcd's data (0700 etcd).
 pub const ETCD_DATA: &str = "/var/lib/postgresql-ha-etcd";
+/// Dropped by Patroni's role-change callback for the topology observer.
+pub const ROLE_MARKER: &str = "/run/postgresql-ha/role-changed";
+/// The topology observer's unit file.
+pub const OBSERVER_UNIT_FILE: &str = "/etc/systemd/system/postgresql-ha-observer.service";
+/// The topology observer's service.
+pub const OBSERVER_SERVICE: &str = "postgresql-ha-observer";
 /// PostgreSQL's unix socket directory (systemd RuntimeDirectory of the Patroni service).
 pub const SOCKET_DIR: &str = "/run/postgresql-ha";
 /// Written when this unit leaves the application (holds the unit name): later hooks of the

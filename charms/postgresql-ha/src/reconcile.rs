@@ -101,13 +101,35 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
     m.make_dir(Path::new(paths::CONF_DIR), &FileOptions::root(0o755))?;
     m.make_dir(Path::new(paths::PG_HOME), &FileOptions::new("postgres", "postgres", 0o700))?;
     m.make_dir(Path::new(paths::ETCD_DATA), &FileOptions::new("etcd", "etcd", 0o700))?;
-    m.write_file(Path::new(paths::ROLE_CHANGE_SCRIPT), render::role_change_script(ctx.model.unit_name()).as_bytes(), &FileOptions::root(0o755))?;
+    m.write_file(Path::new(paths::ROLE_CHANGE_SCRIPT), render::role_change_script().as_bytes(), &FileOptions::root(0o755))?;
     let a = m.write_file(Path::new(paths::ETCD_UNIT_FILE), render::etcd_unit().as_bytes(), &FileOptions::root(0o644))?;
     let b = m.write_file(Path::new(paths::PATRONI_UNIT_FILE), render::patroni_unit().as_bytes(), &FileOptions::root(0o644))?;
-    if a || b {
+    // The observer needs Juju's juju-exec (or 2.9's juju-run); without it update-status is the
+    // only refresh of the client relations after a failover.
+    let mut juju_exec = false;
+    for p in crate::observer::JUJU_EXEC {
+        juju_exec |= m.file_info(Path::new(p))?.is_some();
+    }
+    let mut c = false;
+    if juju_exec {
+        let unit = ctx.model.unit_name();
+        let charm_dir = charm_dir(unit);
+        c = m.write_file(Path::new(paths::OBSERVER_UNIT_FILE), render::observer_unit(unit, &charm_dir).as_bytes(), &FileOptions::root(0o644))?;
+    }
+    if a || b || c {
         m.daemon_reload()?;
     }
+    if juju_exec {
+        // After upgrade-charm the running observer is the old binary.
+        let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
+        m.ensure_service(paths::OBSERVER_SERVICE, c || upgraded)?;
+    }
     Ok(())
+}
+
+/// The charm's directory: Juju says where in JUJU_CHARM_DIR; machines use this layout.
+fn charm_dir(unit: &str) -> String {
+    std::env::var("JUJU_CHARM_DIR").ok().filter(|d| d.starts_with('/')).unwrap_or_else(|| format!("/var/lib/juju/agents/unit-{}/charm", unit.replace('/', "-")))
 }
 
 /// What the etcd step found.
@@ -653,6 +675,7 @@ fn departed(ctx: &Context) -> anyhow::Result<bool> {
 pub fn leave(ctx: &Context) -> anyhow::Result<()> {
     let m = ctx.machine;
     m.write_file(Path::new(paths::DEPARTED), format!("{}\n", ctx.model.unit_name()).as_bytes(), &FileOptions::root(0o644))?;
+    m.retire_service(paths::OBSERVER_SERVICE)?;
     // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
     m.retire_service(paths::PATRONI_SERVICE)?;
     if m.service_is_active(paths::ETCD_SERVICE)? {

@@ -243,16 +243,19 @@ ExecStart={venv}/bin/patroni {yml}\nExecReload=/bin/kill -s HUP $MAINPID\nKillMo
     )
 }
 
-/// Patroni's `on_role_change` callback. Patroni runs it as postgres, so it can only ask for a
-/// hook where `juju-exec` lets it; update-status refreshes the relations otherwise.
-pub fn role_change_script(unit: &str) -> String {
-    let agent = format!("unit-{}", unit.replace('/', "-"));
+/// Patroni's `on_role_change` callback. Patroni runs it as postgres, which cannot reach the
+/// unit agent, so it drops a marker for the root topology observer.
+pub fn role_change_script() -> String {
+    format!("#!/bin/sh\n# Patroni callback: $1=action $2=role $3=scope. Rendered by the postgresql-ha charm.\ntouch {} 2>/dev/null\nexit 0\n", paths::ROLE_MARKER)
+}
+
+/// The topology observer service: the charm's binary in `observe` mode, as root.
+pub fn observer_unit(unit: &str, charm_dir: &str) -> String {
     format!(
-        "#!/bin/sh\n# Patroni callback: $1=action $2=role $3=scope. Rendered by the postgresql-ha charm.\n\
-# Ask Juju for a hook now so client relations get the new primary's address at once.\n\
-if command -v juju-exec >/dev/null 2>&1; then\n  \
-juju-exec -u {unit} \"JUJU_DISPATCH_PATH=hooks/update-status /var/lib/juju/agents/{agent}/charm/dispatch\" >/dev/null 2>&1 &\n\
-fi\nexit 0\n"
+        "[Unit]\nDescription=postgresql-ha: ask Juju for a hook when the Patroni primary changes\nAfter={}.service\n\n\
+[Service]\nType=simple\nExecStart={charm_dir}/dispatch observe {unit} {charm_dir}\nRestart=always\nRestartSec=5\n\n\
+[Install]\nWantedBy=multi-user.target\n",
+        paths::PATRONI_SERVICE
     )
 }
 
@@ -373,7 +376,8 @@ mod tests {
         assert!(patroni_unit().contains("User=postgres"));
         assert!(patroni_unit().contains("KillMode=process"));
         assert!(etcd_unit().contains("User=etcd"));
-        assert!(role_change_script("postgresql-ha/1").contains("juju-exec -u postgresql-ha/1"));
-        assert!(role_change_script("postgresql-ha/1").contains("/var/lib/juju/agents/unit-postgresql-ha-1/charm/dispatch"));
+        assert!(role_change_script().contains("touch /run/postgresql-ha/role-changed"));
+        assert!(observer_unit("postgresql-ha/1", "/var/lib/juju/agents/unit-postgresql-ha-1/charm")
+            .contains("ExecStart=/var/lib/juju/agents/unit-postgresql-ha-1/charm/dispatch observe postgresql-ha/1 /var/lib/juju/agents/unit-postgresql-ha-1/charm\n"));
     }
 }

@@ -360,3 +360,20 @@ fn a_pending_restart_restarts_replicas_first_then_the_primary() {
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
     assert_eq!(restarts(&out), 1, "{:#?}", out.command_lines());
 }
+
+#[test]
+fn with_juju_exec_a_topology_observer_runs_as_root() {
+    let mut st = leader_primary();
+    st.machine = st.machine.with_file("/usr/bin/juju-exec", "", FileOptions::root(0o755));
+    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let unit = out.state.machine.text("/etc/systemd/system/postgresql-ha-observer.service").expect("observer unit");
+    assert!(unit.contains("ExecStart=/var/lib/juju/agents/unit-postgresql-ha-0/charm/dispatch observe postgresql-ha/0 /var/lib/juju/agents/unit-postgresql-ha-0/charm"), "{unit}");
+    assert!(!unit.contains("User="), "root: juju-exec's socket is root-only");
+    assert!(out.state.machine.is_active("postgresql-ha-observer.service"));
+    assert!(out.state.machine.text("/etc/postgresql-ha/on-role-change").unwrap().contains("touch /run/postgresql-ha/role-changed"));
+    // Without juju-exec there is nothing to run it with.
+    let out = harness().run(Trigger::ConfigChanged, &leader_primary()).unwrap();
+    assert!(out.state.machine.text("/etc/systemd/system/postgresql-ha-observer.service").is_none());
+    assert!(!out.state.machine.is_active("postgresql-ha-observer.service"));
+}
