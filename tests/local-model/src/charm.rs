@@ -215,7 +215,7 @@ pub fn read_charm(path: &Path) -> Result<CharmMeta> {
     let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", path.display()))?;
     let meta = read_entry(&mut zip, "metadata.yaml")?.ok_or_else(|| anyhow!("{}: metadata.yaml missing", path.display()))?;
     let manifest = read_entry(&mut zip, "manifest.yaml")?;
-    if manifest.as_deref().map_or(true, |m| !m.contains("bases")) {
+    if manifest.as_deref().is_none_or(|m| !m.contains("bases")) {
         bail!("{}: charm metadata without bases in manifest not valid", path.display());
     }
     let config = read_entry(&mut zip, "config.yaml")?;
@@ -234,7 +234,7 @@ pub fn unpack(path: &Path, dest: &Path) -> Result<()> {
         let rel = entry.enclosed_name().ok_or_else(|| anyhow!("charm entry {:?} escapes the charm dir", entry.name()))?;
         let out = dest.join(rel);
         let mode = entry.unix_mode();
-        let is_link = mode.map_or(false, |m| m & 0o170000 == 0o120000);
+        let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
         if entry.is_dir() {
             fs::create_dir_all(&out)?;
             continue;
@@ -260,6 +260,37 @@ pub fn unpack(path: &Path, dest: &Path) -> Result<()> {
             fs::set_permissions(&out, fs::Permissions::from_mode(m & 0o7777))?;
         }
     }
+    Ok(())
+}
+
+/// Pack a charm directory into a `.charm` zip, keeping each file's unix mode (what
+/// `charmcraft pack` produces, for test charms that have no charmcraft project).
+pub fn pack_dir(src: &Path, out: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let mut stack = vec![src.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for p in files {
+        let rel = p.strip_prefix(src).unwrap().to_string_lossy().to_string();
+        let mode = fs::metadata(&p)?.permissions().mode() & 0o7777;
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).unix_permissions(mode);
+        zip.start_file(rel, opts)?;
+        zip.write_all(&fs::read(&p)?)?;
+    }
+    zip.finish()?;
     Ok(())
 }
 
@@ -292,35 +323,4 @@ mod tests {
     fn bad_default_type_is_rejected() {
         assert!(parse_meta("name: t\n", Some("options: {p: {type: int, default: abc}}"), None).is_err());
     }
-}
-
-/// Pack a charm directory into a `.charm` zip, keeping each file's unix mode (what
-/// `charmcraft pack` produces, for test charms that have no charmcraft project).
-pub fn pack_dir(src: &Path, out: &Path) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut zip = zip::ZipWriter::new(file);
-    let mut stack = vec![src.to_path_buf()];
-    let mut files = Vec::new();
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    for p in files {
-        let rel = p.strip_prefix(src).unwrap().to_string_lossy().to_string();
-        let mode = fs::metadata(&p)?.permissions().mode() & 0o7777;
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).unix_permissions(mode);
-        zip.start_file(rel, opts)?;
-        zip.write_all(&fs::read(&p)?)?;
-    }
-    zip.finish()?;
-    Ok(())
 }

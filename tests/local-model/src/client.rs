@@ -71,6 +71,11 @@ impl LocalModel {
     /// Start a daemon (after cleaning leftovers) unless one is running.
     pub fn ensure_daemon(&self, substrate: Substrate) -> Result<()> {
         if self.running() {
+            let v = self.request(&Request::Ping)?;
+            let running: Substrate = serde_json::from_value(v["substrate"].clone())?;
+            if running != substrate {
+                bail!("the model in {} already runs on {running:?} machines; destroy it first to use {substrate:?}", self.layout.dir.display());
+            }
             return Ok(());
         }
         self.cleanup_leftovers()?;

@@ -155,7 +155,7 @@ fn apply_secret_op(state: &mut ModelState, op: &SecretOp, unit: &str, _app: &str
         SecretOp::Revoke { xid, relation, target } => {
             if let Some(s) = state.secrets.get_mut(xid) {
                 s.grants.retain(|(r, u)| {
-                    let rel_match = relation.map_or(true, |x| x == *r);
+                    let rel_match = relation.is_none_or(|x| x == *r);
                     let target_match = match target {
                         None => true,
                         Some(t) => u.as_deref() == Some(t.as_str()) || (u.is_none() && !t.contains('/')),

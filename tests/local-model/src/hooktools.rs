@@ -355,7 +355,7 @@ fn resolve_relation(st: &ModelState, ctx: &HookContext, r: Option<&str>) -> R<u3
     let known = unit.view.relations.contains_key(&id) || ctx.hook.relation == Some(id);
     let rel = st.relations.get(&id).filter(|_| known).ok_or_else(not_found)?;
     let local = rel.local(&unit.app).ok_or_else(not_found)?;
-    if ep.map_or(false, |e| e != local.spec.name) {
+    if ep.is_some_and(|e| e != local.spec.name) {
         return Err(not_found());
     }
     Ok(id)
@@ -370,10 +370,7 @@ fn relation_ids(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String
         None => return usage("no endpoint name specified"),
     };
     let unit = st.units.get(&ctx.unit).ok_or_else(|| ToolError::Fail("unit not found".into()))?;
-    let app = st.applications.get(&unit.app).ok_or_else(|| ToolError::Fail("application not found".into()))?;
-    if app.meta.endpoint(&ep).is_none() {
-        return fail(format!("invalid value {ep:?} for option -r: relation not found"));
-    }
+    // Juju filters the unit's relations by endpoint name: an unknown name lists nothing
     let mut ids: Vec<u32> = unit.view.relations.keys().copied().collect();
     if let Some(r) = ctx.hook.relation {
         if !ids.contains(&r) && ctx.hook.kind == HookKind::RelationCreated {
@@ -384,7 +381,7 @@ fn relation_ids(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String
     let list: Vec<Value> = ids
         .into_iter()
         .filter_map(|id| st.relations.get(&id))
-        .filter(|r| r.local(&unit.app).map_or(false, |e| e.spec.name == ep))
+        .filter(|r| r.local(&unit.app).is_some_and(|e| e.spec.name == ep))
         .map(|r| json!(format!("{ep}:{}", r.id)))
         .collect();
     out(&p, Value::Array(list))
@@ -932,7 +929,7 @@ fn secret_set(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: &[
 fn granted(st: &ModelState, s: &Secret, unit: &str) -> bool {
     s.grants.iter().any(|(rel, who)| match who {
         Some(u) => u == unit,
-        None => st.relations.get(rel).map_or(false, |r| {
+        None => st.relations.get(rel).is_some_and(|r| {
             let owner_app = s.owner.split_once(':').map(|(_, o)| app_of(o)).unwrap_or("");
             r.remote_app(owner_app) == Some(app_of(unit)) && r.local(app_of(unit)).is_some()
         }),
@@ -974,7 +971,7 @@ fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[String]) -> R<
             c.tracked = latest;
         }
         if let Some(l) = label {
-            if p.pos.first().is_some() {
+            if !p.pos.is_empty() {
                 ctx.secret_ops.push(SecretOp::ConsumerLabel { xid: xid.clone(), label: l.to_string() });
             }
         }

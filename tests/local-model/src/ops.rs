@@ -223,8 +223,8 @@ fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
     for r in rt.state.relations.values().filter(|r| r.container && !r.dying && r.endpoints.len() == 2) {
         for (i, e) in r.endpoints.iter().enumerate() {
             let other = &r.endpoints[1 - i];
-            let sub = rt.state.applications.get(&e.app).map_or(false, |a| a.meta.subordinate);
-            let other_sub = rt.state.applications.get(&other.app).map_or(false, |a| a.meta.subordinate);
+            let sub = rt.state.applications.get(&e.app).is_some_and(|a| a.meta.subordinate);
+            let other_sub = rt.state.applications.get(&other.app).is_some_and(|a| a.meta.subordinate);
             if !sub || other_sub {
                 continue;
             }
@@ -282,7 +282,7 @@ pub fn resolve_endpoints(rt: &Runtime, a: &str, b: &str) -> Result<(RelEndpoint,
     let ma = &rt.state.applications.get(aa).ok_or_else(|| anyhow!("application {aa:?} not found"))?.meta;
     let mb = &rt.state.applications.get(ba).ok_or_else(|| anyhow!("application {ba:?} not found"))?.meta;
     let cands = |m: &crate::charm::CharmMeta, e: Option<&str>| -> Vec<EndpointSpec> {
-        m.all_endpoints().into_iter().filter(|x| x.role != Role::Peer && e.map_or(true, |e| x.name == e)).collect()
+        m.all_endpoints().into_iter().filter(|x| x.role != Role::Peer && e.is_none_or(|e| x.name == e)).collect()
     };
     let (ca, cb) = (cands(ma, ae), cands(mb, be));
     if let Some(e) = ae.filter(|_| ca.is_empty()) {
@@ -360,7 +360,7 @@ pub fn remove_relation(rt: &mut Runtime, a: &str, b: &str) -> Result<()> {
             st.relations.values().any(|r| !r.dying && r.container && r.local(&pa).is_some() && r.local(&sa).is_some())
         };
         if !still(&rt.state) {
-            let subs: Vec<String> = rt.state.units.values().filter(|u| u.app == sa && u.principal.as_deref().map_or(false, |p| app_of(p) == pa)).map(|u| u.name.clone()).collect();
+            let subs: Vec<String> = rt.state.units.values().filter(|u| u.app == sa && u.principal.as_deref().is_some_and(|p| app_of(p) == pa)).map(|u| u.name.clone()).collect();
             for s in subs {
                 rt.state.units.get_mut(&s).unwrap().life = Life::Dying;
             }

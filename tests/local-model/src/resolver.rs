@@ -124,7 +124,7 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         }
         for id in view.relations.keys() {
             // A peer relation's broken hook never fires (docs/reference/hook.md).
-            if !state.relations.get(id).map_or(false, |r| r.is_peer()) {
+            if !state.relations.get(id).is_some_and(|r| r.is_peer()) {
                 return Some(rel_hook(state, &unit.app, *id, HookKind::RelationBroken, "broken"));
             }
         }
@@ -248,7 +248,7 @@ fn next_relation_hook(state: &ModelState, unit_name: &str, id: u32, rv: &RelView
     }
     for (m, seen) in &rv.members {
         let v = rel.unit_bags.get(m).map_or(0, |b| b.version);
-        if seen.map_or(true, |s| s < v) {
+        if seen.is_none_or(|s| s < v) {
             let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
             changed(m, &mut h);
             return Some(h);
