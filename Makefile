@@ -12,7 +12,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 
-.PHONY: all deps build charms check-charms check-bundle test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms check-charms check-bundle test unit-test demo bench lint clean
 
 all: charms
 
@@ -70,7 +70,14 @@ check-bundle: charms
 	$(BUILD)/charm-pack check-bundle bundles/maas-ha.yaml --overlay bundles/overlays/example-site.yaml
 	$(BUILD)/charm-pack check-bundle bundles/maas-ha.yaml --overlay bundles/overlays/local-model.yaml
 
-unit-test:
+## catalog: the MAAS stand-in as packages the local model's apt-get and snap install.
+catalog:
+	$(CARGO) build -q -p maas-standin -p local-model
+	target/debug/maas-standin catalog --out $(BUILD)/catalog --binary $(abspath target/debug/maas-standin)
+
+## unit-test: every crate's tests; the end-to-end ones (tests/e2e, as root) use the packed
+## charms, the catalog and the wheelhouse, so those come first.
+unit-test: charms catalog
 	$(CARGO) test --workspace --all-features
 
 ## test: everything CI runs.
