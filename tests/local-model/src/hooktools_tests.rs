@@ -292,3 +292,40 @@ fn secrets_flow_from_owner_to_consumer() {
     assert_eq!(v[&xid]["revision"], 2);
     assert_eq!(v[&xid]["label"], "creds");
 }
+
+#[test]
+fn app_data_change_fires_changed_with_empty_remote_unit_on_others_only() {
+    use crate::resolver::next_op;
+    let mut st = model();
+    for u in ["a/0", "a/1"] {
+        let other = if u == "a/0" { "a/1" } else { "a/0" };
+        st.units.get_mut(u).unwrap().view.relations.get_mut(&0).unwrap().members.insert(other.into(), Some(0));
+        st.units.get_mut(u).unwrap().view.config_hash = Some(crate::resolver::config_hash(&st, "a"));
+    }
+    st.units.get_mut("b/0").unwrap().view.config_hash = Some(crate::resolver::config_hash(&st, "b"));
+    st.units.get_mut("b/0").unwrap().view.relations.get_mut(&1).unwrap().members.insert("a/0".into(), Some(0));
+    st.units.get_mut("b/0").unwrap().view.relations.get_mut(&1).unwrap().members.insert("a/1".into(), Some(0));
+    st.units.get_mut("b/0").unwrap().view.relations.get_mut(&1).unwrap().app_seen = 1;
+    for u in ["a/0", "a/1", "b/0"] {
+        let a = app_of(u).to_string();
+        st.units.get_mut(u).unwrap().view.leader_term_seen = 1;
+        st.units.get_mut(u).unwrap().view.leader_settings_seen = st.applications[&a].leader_settings_version;
+    }
+    st.units.get_mut("a/0").unwrap().view.relations.get_mut(&1).unwrap().app_seen = 1;
+    st.units.get_mut("a/1").unwrap().view.relations.get_mut(&1).unwrap().app_seen = 1;
+    for u in ["a/0", "a/1", "b/0"] {
+        assert_eq!(next_op(&st, u, 0), None, "{u} settled");
+    }
+    // the leader writes the peer app databag and a's web app databag
+    let mut c = ctx("a/0", HookKind::ConfigChanged, None, "");
+    ok(run(&mut st, &mut c, "relation-set", &["-r", "cluster:0", "--app", "k=v"]));
+    ok(run(&mut st, &mut c, "relation-set", &["-r", "web:1", "--app", "k=v"]));
+    c.flush(&mut st);
+    assert_eq!(next_op(&st, "a/0", 0), None, "no relation-changed for its own writes");
+    let h = next_op(&st, "a/1", 0).unwrap();
+    assert_eq!((h.name.as_str(), h.remote_unit.as_str(), h.remote_app.as_str()), ("cluster-relation-changed", "", "a"));
+    let h = next_op(&st, "b/0", 0).unwrap();
+    assert_eq!((h.name.as_str(), h.remote_unit.as_str(), h.remote_app.as_str()), ("client-relation-changed", "", "a"));
+    crate::resolver::commit(&mut st, "b/0", &h, 0);
+    assert_eq!(next_op(&st, "b/0", 0), None);
+}
