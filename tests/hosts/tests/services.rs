@@ -272,6 +272,24 @@ fn unit_file_changes_need_daemon_reload_and_boot_honours_after() {
         "[Unit]\nAfter=first.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c 'cat /run/first > /run/second-saw'\n[Install]\nWantedBy=multi-user.target\n",
     );
     sh(&a, "systemctl enable first second");
+    // Wants=/Requires= pull their units in (a cycle does not loop).
+    write(
+        &a,
+        "/etc/systemd/system/pulled.service",
+        "[Unit]\nWants=puller.service\n[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    write(&a, "/etc/systemd/system/puller.service", "[Unit]\nRequires=pulled.service\nAfter=pulled.service\n[Service]\nExecStart=/bin/sleep 1000\n");
+    write(
+        &a,
+        "/etc/systemd/system/needs-missing.service",
+        "[Unit]\nRequires=missing.service\n[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    sh(&a, "systemctl daemon-reload && systemctl start puller");
+    assert_eq!(
+        sh(&a, "systemctl is-active pulled puller | tr '\\n' ' '"),
+        "active active"
+    );
+    assert_ne!(code(&a, "systemctl start needs-missing"), 0);
     a.stop().unwrap();
     a.start().unwrap();
     wait_for(20, "second done", || {

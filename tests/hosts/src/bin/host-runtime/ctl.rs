@@ -387,15 +387,14 @@ fn status_text(i: &Info, host: &str, lines: usize) -> String {
     let mut s = format!("{dot} {} - {}\n", i.name, i.description);
     let ufs = enable::state(&i.name, host);
     s.push_str(&format!("     Loaded: {} ({}; {ufs})\n", i.load, i.path));
-    let extra = if i.active == "failed" {
-        format!(" (Result: {})", i.result)
+    let detail = if i.active == "failed" {
+        format!("(Result: {})", i.result)
     } else {
-        String::new()
+        format!("({})", i.sub)
     };
     s.push_str(&format!(
-        "     Active: {}{extra} ({}) since {}\n",
+        "     Active: {} {detail} since {}\n",
         i.active,
-        i.sub,
         since(i.since)
     ));
     if i.main_pid > 0 {

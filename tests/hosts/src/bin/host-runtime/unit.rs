@@ -117,6 +117,8 @@ pub struct Unit {
     pub path: PathBuf,
     pub description: String,
     pub after: Vec<String>,
+    /// Wants= and Requires=: (unit, required).
+    pub pulls: Vec<(String, bool)>,
     /// Condition*/Assert* settings: (key, value).
     pub conditions: Vec<(String, String)>,
     pub start_limit_burst: u32,
@@ -546,6 +548,7 @@ fn interpret(
         path,
         description: name.to_string(),
         after: vec![],
+        pulls: vec![],
         conditions: vec![],
         start_limit_burst: 5,
         start_limit_interval: Duration::from_secs(10),
@@ -566,6 +569,12 @@ fn interpret(
         match (sec.as_str(), k.as_str()) {
             ("Unit", "Description") => u.description = v.clone(),
             ("Unit", "After") => u.after.extend(v.split_whitespace().map(String::from)),
+            ("Unit", "Wants") => u
+                .pulls
+                .extend(v.split_whitespace().map(|d| (d.to_string(), false))),
+            ("Unit", "Requires") | ("Unit", "Requisite") | ("Unit", "BindsTo") => u
+                .pulls
+                .extend(v.split_whitespace().map(|d| (d.to_string(), true))),
             ("Unit", k) if k.starts_with("Condition") || k.starts_with("Assert") => {
                 if v.is_empty() {
                     u.conditions.retain(|(ck, _)| ck != k)

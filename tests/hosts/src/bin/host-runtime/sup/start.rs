@@ -23,6 +23,7 @@ impl Sup {
                 format!("Failed to start {name}: Unit {name} has a bad unit file setting: {b}")
             }
         })?;
+        self.pull_dependencies(&name, &u)?;
         let skip = match crate::conditions::check(&u) {
             Ok(go) => !go,
             Err(e) => {
@@ -73,6 +74,43 @@ impl Sup {
         } else {
             Ok(())
         }
+    }
+
+    /// Starts what the unit Wants=/Requires= (services only; targets have nothing to run),
+    /// waiting for those it is also ordered After=. A required one that fails fails this start.
+    fn pull_dependencies(self: &Arc<Self>, name: &str, u: &Unit) -> Result<(), String> {
+        // Dependency cycles: a unit already being pulled in this chain is not pulled again.
+        thread_local! {
+            static PULLING: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        PULLING.with(|p| p.borrow_mut().push(name.to_string()));
+        let r = self.pull_each(name, u, &|d| {
+            PULLING.with(|p| p.borrow().iter().any(|x| x == d))
+        });
+        PULLING.with(|p| p.borrow_mut().pop());
+        r
+    }
+
+    fn pull_each(
+        self: &Arc<Self>,
+        name: &str,
+        u: &Unit,
+        pulling: &dyn Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        for (dep, required) in &u.pulls {
+            let dep = unit::canonical(dep);
+            if pulling(&dep) || !dep.ends_with(".service") {
+                continue;
+            }
+            let ordered = u.after.iter().any(|a| unit::canonical(a) == dep);
+            let r = self.start(&dep, ordered);
+            if *required && (r.is_err() || (ordered && self.info(&dep).active == "failed")) {
+                return Err(format!(
+                    "A dependency job for {name} failed. See 'journalctl -xe' for details."
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn wait_job(&self, name: &str, gen: u64) -> Result<(), String> {
@@ -222,7 +260,9 @@ impl Sup {
                 }
             }
             Kind::Forking => {
-                let rx = rx.expect("forking start waits");
+                let Some(rx) = rx else {
+                    return self.fail(name, gen, "resources");
+                };
                 let st = match tout {
                     Some(t) => rx.recv_timeout(t).ok(),
                     None => rx.recv().ok(),
