@@ -30,6 +30,8 @@ pub mod keys {
     pub const ADDRESS: &str = "address";
     /// Peer unit databag: the epoch in which this unit's etcd member runs.
     pub const ETCD_STARTED: &str = "etcd-started";
+    /// Peer unit databag: this unit's Patroni role and state, e.g. `replica streaming`.
+    pub const ROLE: &str = "role";
 }
 
 /// The application's shared state, from the peer app databag.
@@ -197,7 +199,7 @@ fn etcd_member(ctx: &Context, me: &Member, shared: &Shared, unit_changes: &mut D
 /// as a learner, remove members whose unit is gone. One change per hook keeps quorum safe.
 fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Shared) -> anyhow::Result<bool> {
     let m = ctx.machine;
-    let list = match etcd::members(m) {
+    let mut list = match etcd::members(m) {
         Ok(l) => l,
         Err(e) => {
             log::warn!("cannot list etcd members yet: {e:#}");
@@ -209,24 +211,34 @@ fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Shared) -> anyho
     for u in peers.units() {
         units.insert(paths::member_name(u), peers.unit_data(u)?);
     }
-    // Members whose unit left the application.
+    let me = paths::member_name(ctx.model.unit_name());
+    // Members whose unit left the application. The leaving unit usually removed itself
+    // already; a failure here is looked at again in the next hook.
     for mem in &list {
         let name = if mem.name.is_empty() { shared.members.iter().find(|(_, a)| mem.peer_urls.contains(&etcd::peer_url(a))).map(|(n, _)| n.clone()).unwrap_or_default() } else { mem.name.clone() };
-        let me = paths::member_name(ctx.model.unit_name());
         if name != me && !units.contains_key(&name) {
             log::info!("removing etcd member {name} ({}): its unit left", mem.hex_id());
-            etcd::remove(m, mem)?;
+            if let Err(e) = etcd::remove(m, mem) {
+                log::warn!("could not remove etcd member {name} yet: {e:#}");
+                continue;
+            }
             shared.members.remove(&name);
             changed = true;
         }
     }
+    let mut promoted = false;
     for mem in list.iter().filter(|x| x.is_learner && !x.name.is_empty()) {
         let started = units.get(&mem.name).and_then(|b| b.get(keys::ETCD_STARTED)).is_some_and(|e| *e == shared.epoch);
         if started {
-            if let Err(e) = etcd::promote(m, mem) {
-                log::info!("etcd learner {} is not ready to be promoted yet: {e:#}", mem.name);
+            match etcd::promote(m, mem) {
+                Ok(()) => promoted = true,
+                Err(e) => log::info!("etcd learner {} is not ready to be promoted yet: {e:#}", mem.name),
             }
         }
+    }
+    if promoted {
+        // The next unit may be admitted in the same hook: no other event may come soon.
+        list = etcd::members(m)?;
     }
     let settling = list.iter().any(|x| x.is_learner || x.name.is_empty());
     if !settling {
@@ -613,6 +625,9 @@ fn converge(
         vip.set_my_unit_data(&clients::changes(&vip.my_unit_data()?, &wanted))?;
     }
 
+    // Telling the peers about role changes gives the leader a hook to admit the next unit.
+    let role = cluster.as_ref().and_then(|c| c.member(&me.name)).map(|x| format!("{} {}", x.role, x.state)).unwrap_or_else(|| "unknown".into());
+    unit_changes.insert(keys::ROLE.into(), role);
     st.push(unit_status(ctx, cluster.as_ref(), me, shared.members.len())?);
     Ok(())
 }

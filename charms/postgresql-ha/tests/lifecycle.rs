@@ -377,3 +377,15 @@ fn with_juju_exec_a_topology_observer_runs_as_root() {
     assert!(out.state.machine.text("/etc/systemd/system/postgresql-ha-observer.service").is_none());
     assert!(!out.state.machine.is_active("postgresql-ha-observer.service"));
 }
+
+#[test]
+fn a_failed_member_removal_is_retried_later_without_failing_the_hook() {
+    let mut st = State::default().leader().with_relation(peers(&[0, 1, 2], &[1])).with_secret(sys_secret());
+    st.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)])
+        .respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "remove"], CmdOutput::failed(1, "etcdserver: member not found"));
+    let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2"), "kept until the removal succeeds");
+    assert!(out.logs.iter().any(|(_, l)| l.contains("could not remove etcd member postgresql-ha-2 yet")));
+    assert_eq!(out.state.relation(1).unwrap().local_unit_data.get("role").map(String::as_str), Some("leader running"), "{:?} {:?}", out.state.relation(1).unwrap().local_unit_data, out.state.unit_status);
+}
