@@ -847,7 +847,8 @@ fn secret_content(p: &Parsed, stdin: &[u8], skip: usize) -> R<BTreeMap<String, S
         if let Some(key) = k.strip_suffix("#base64") {
             out.insert(key.to_string(), v.to_string());
         } else if k.ends_with("#file") {
-            return fail(format!("{k}: files are not supported by this runtime's hook tools; use --file -"));
+            // the hook tool client replaces these with the file's content
+            return fail(format!("{k}: file not readable by the hook tool"));
         } else {
             plain.push(a.clone());
         }

@@ -39,6 +39,12 @@ fn prepare(tool: &str, args: &[String]) -> Result<(Vec<String>, String), String>
                 out.push("--file".into());
                 out.push(f);
             }
+            // `key#file=/path` content comes from the unit's filesystem too
+            None if tool.starts_with("secret-") && a.contains("#file=") && !a.starts_with('-') => {
+                let (key, path) = a.split_once("#file=").unwrap();
+                let content = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+                out.push(format!("{key}={content}"));
+            }
             None => out.push(a.clone()),
         }
     }
@@ -90,5 +96,11 @@ mod tests {
         assert_eq!(s, "a: b\n");
         std::fs::remove_file(&p).unwrap();
         assert!(prepare("relation-set", &["--file".into(), "/nonexistent/x".into()]).is_err());
+        let (a, _) = prepare("secret-add", &[format!("tls-key#file={}", p.display())]).unwrap_or_default();
+        assert!(a.is_empty(), "file removed above, so this must fail");
+        std::fs::write(&p, "PEM").unwrap();
+        let (a, _) = prepare("secret-add", &[format!("tls-key#file={}", p.display())]).unwrap();
+        assert_eq!(a, vec!["tls-key=PEM"]);
+        std::fs::remove_file(&p).unwrap();
     }
 }
