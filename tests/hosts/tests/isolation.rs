@@ -47,6 +47,16 @@ fn each_host_has_its_own_hostname_and_sees_only_its_own_processes() {
     a.kill(Target::Name("sleep".into()), 9).unwrap();
     let st = sleeper.wait().unwrap();
     assert!(!st.success());
+    // Killing the Command's child kills the program in the host.
+    let mut child = a.command("sleep").arg("1001").spawn().unwrap();
+    wait_for(10, "second sleep", || {
+        (!a.pids("sleep").unwrap().is_empty()).then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for(10, "sleep gone with its child", || {
+        a.pids("sleep").unwrap().is_empty().then_some(())
+    });
     t.destroy();
 }
 

@@ -138,6 +138,16 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     });
     assert!(!a.pids("haproxy").unwrap().is_empty());
     assert!(b.pids("haproxy").unwrap().is_empty());
+    // Its ExecReload lines (the second one signals $MAINPID) keep the same master running.
+    let master = sh(&a, "systemctl show -p MainPID --value haproxy");
+    sh(&a, "systemctl reload haproxy");
+    assert_eq!(sh(&a, "systemctl is-active haproxy"), "active");
+    assert_eq!(sh(&a, "systemctl show -p MainPID --value haproxy"), master);
+    sh(&a, "systemctl stop haproxy");
+    assert!(
+        a.pids("haproxy").unwrap().is_empty(),
+        "haproxy left after stop"
+    );
 
     // A missing package fails like apt.
     let o = a
