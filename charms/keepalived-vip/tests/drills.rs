@@ -38,6 +38,12 @@ struct Model {
 
 impl Model {
     fn deploy(name: &str, advert_int: f64, version: u8) -> Model {
+        Model::deploy_with(name, advert_int, version, "", "")
+    }
+
+    /// The drill bundle plus `apps` (YAML under `applications:`) and `relations` (YAML list
+    /// items).
+    fn deploy_with(name: &str, advert_int: f64, version: u8, apps: &str, relations: &str) -> Model {
         let ws = workspace();
         let lm = std::env::var_os("LM_BIN")
             .map(PathBuf::from)
@@ -101,9 +107,9 @@ applications:
   vip:
     charm: ./charms/keepalived-vip.charm
     options: {{vip: {VIP}/24, check: 'process:python3', vrrp-version: {version}, advert-int: {advert_int}}}
-relations:
+{apps}relations:
 - [p, vip]
-"
+{relations}"
         );
         std::fs::write(dir.join("bundle.yaml"), bundle).unwrap();
         m.lm(&[
@@ -114,6 +120,16 @@ relations:
         ]);
         m.lm(&["wait"]);
         m
+    }
+
+    /// Runs `lm args` in the background, so that what it causes is timed from its start, not
+    /// from when the command returns (stopping keepalived waits for it to exit).
+    fn lm_background(&self, args: &[&str]) -> std::thread::JoinHandle<Output> {
+        let mut cmd = Command::new(&self.lm);
+        cmd.arg("--model-dir")
+            .arg(self.dir.join("model"))
+            .args(args);
+        std::thread::spawn(move || cmd.output().unwrap())
     }
 
     fn lm_raw(&self, args: &[&str]) -> Output {
@@ -139,6 +155,10 @@ relations:
 
     /// Whether `machine` has the VIP (a machine that cannot be reached does not).
     fn holds(lm: &Path, dir: &Path, machine: &str) -> bool {
+        Model::holds_addr(lm, dir, machine, VIP)
+    }
+
+    fn holds_addr(lm: &Path, dir: &Path, machine: &str, addr: &str) -> bool {
         let out = Command::new(lm)
             .arg("--model-dir")
             .arg(dir.join("model"))
@@ -148,7 +168,7 @@ relations:
             .output()
             .unwrap();
         out.status.success()
-            && String::from_utf8_lossy(&out.stdout).contains(&format!("\"local\":\"{VIP}\""))
+            && String::from_utf8_lossy(&out.stdout).contains(&format!("\"local\":\"{addr}\""))
     }
 
     fn holders(&self, down: &BTreeSet<String>) -> Vec<String> {
@@ -343,10 +363,16 @@ fn holder_host_down(name: &str, advert_int: f64, version: u8) {
     let down: BTreeSet<String> = [holder.clone()].into_iter().collect();
     p.mark_down(&holder, true);
     let t0 = Instant::now();
-    m.lm(&["fault", "stop", &holder]);
+    let fault = m.lm_background(&["fault", "stop", &holder]);
     let limit = Duration::from_secs_f64(3.0 * advert_int + 1.0);
     let (next, when) = wait_move(&m, &holder, &down, limit + Duration::from_secs(5));
     let took = when.duration_since(t0);
+    let out = fault.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("{name}: VIP moved from machine {holder} to {next} in {took:?} after the host went down (limit {limit:?})");
     assert!(
         took <= limit,
@@ -381,10 +407,16 @@ fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back() {
     let p = Poller::start(&m);
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
-    m.lm(&["ssh", &holder, "--", "systemctl", "stop", "lm-test-web"]);
+    let fault = m.lm_background(&["ssh", &holder, "--", "systemctl", "stop", "lm-test-web"]);
     // check-interval 1 s, then a priority-0 advert: a backup takes over at once.
     let (next, when) = wait_move(&m, &holder, &BTreeSet::new(), Duration::from_secs(8));
     let took = when.duration_since(t0);
+    let out = fault.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("check failed on machine {holder}: VIP on {next} after {took:?}");
     assert!(took <= Duration::from_secs(3), "took {took:?}");
     assert!(
@@ -395,4 +427,141 @@ fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back() {
     no_preemption(&m, &next, Duration::from_secs(4));
     let (_, worst) = p.finish();
     assert!(worst <= Duration::from_secs(1), "two holders for {worst:?}");
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn a_clean_stop_of_the_holders_keepalived_moves_the_vip_at_once() {
+    let m = Model::deploy("stop", 1.0, 2);
+    let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
+    let p = Poller::start(&m);
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    // SIGTERM to keepalived's main process, as `systemctl stop` sends it (the local model's
+    // systemctl returns only once the service is gone, which would time the command instead).
+    let main_pid = m
+        .lm(&["fault", "pids", &holder, "keepalived"])
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .min()
+        .expect("keepalived runs");
+    let fault = m.lm_background(&[
+        "fault",
+        "kill",
+        &holder,
+        &main_pid.to_string(),
+        "--signal",
+        "15",
+    ]);
+    let (next, when) = wait_move(&m, &holder, &BTreeSet::new(), Duration::from_secs(8));
+    let took = when.duration_since(t0);
+    let out = fault.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("clean stop on machine {holder}: VIP on {next} after {took:?}");
+    // keepalived sends a priority-0 advert when it stops: no 3 x advert-int wait.
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    let (_, worst) = p.finish();
+    assert!(worst <= Duration::from_secs(1), "two holders for {worst:?}");
+}
+
+/// Polls until every unit of `app` shows a status message starting with `prefix`.
+fn wait_status(m: &Model, app: &str, prefix: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st: serde_json::Value =
+            serde_json::from_str(&m.lm(&["status", "--format", "json"])).unwrap();
+        let msgs: Vec<String> = st["applications"]["p"]["units"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|u| u["subordinates"].as_object().cloned().unwrap_or_default())
+            .filter(|(n, _)| n.starts_with(&format!("{app}/")))
+            .map(|(_, s)| {
+                s["workload-status"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        if msgs.len() == 3 && msgs.iter().all(|x| x.starts_with(prefix)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{app} never showed {prefix:?}: {msgs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn two_applications_share_the_hosts_and_removing_one_leaves_the_other() {
+    const DB_VIP: &str = "10.77.0.201";
+    let apps = "  vip2:\n    charm: ./charms/keepalived-vip.charm\n    options: {vip: 10.77.0.201/24, check: 'process:python3', virtual-router-id: 51}\n";
+    let m = Model::deploy_with("two", 1.0, 2, apps, "- [p, vip2]\n");
+    // Same interface, same router id as `vip` on every host: refused, not fought over.
+    wait_status(
+        &m,
+        "vip2",
+        "virtual-router-id 51 on eth0 is already used on this host by vip",
+        Duration::from_secs(30),
+    );
+    let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
+    assert!(MACHINES
+        .iter()
+        .all(|x| !Model::holds_addr(&m.lm, &m.dir, x, DB_VIP)));
+    m.lm(&["config", "vip2", "virtual-router-id=52"]);
+    m.lm(&["wait"]);
+    wait_status(&m, "vip2", "VIP 10.77.0.201/24", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while MACHINES
+        .iter()
+        .filter(|x| Model::holds_addr(&m.lm, &m.dir, x, DB_VIP))
+        .count()
+        != 1
+    {
+        assert!(Instant::now() < deadline, "vip2 never held");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let p = Poller::start(&m);
+    m.lm(&["remove-relation", "p", "vip2"]);
+    m.lm(&["wait"]);
+    for x in MACHINES {
+        assert!(
+            !Model::holds_addr(&m.lm, &m.dir, x, DB_VIP),
+            "machine {x} still has vip2's address"
+        );
+        let out = m.lm_raw(&["ssh", x, "--", "systemctl", "is-active", "keepalived-vip2"]);
+        assert!(
+            !out.status.success(),
+            "keepalived-vip2 still runs on machine {x}"
+        );
+        let out = m.lm_raw(&[
+            "ssh",
+            x,
+            "--",
+            "test",
+            "-e",
+            "/etc/keepalived/keepalived-vip2.conf",
+        ]);
+        assert!(
+            !out.status.success(),
+            "vip2's configuration is still on machine {x}"
+        );
+        let out = m.lm_raw(&["ssh", x, "--", "systemctl", "is-active", "keepalived-vip"]);
+        assert!(
+            out.status.success(),
+            "keepalived-vip stopped on machine {x}"
+        );
+    }
+    let (samples, _) = p.finish();
+    assert!(
+        samples.iter().all(|(_, h)| h == &vec![holder.clone()]),
+        "the other VIP never moved or vanished"
+    );
 }
