@@ -181,8 +181,7 @@ fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
 }
 
 /// Every key this charm writes on `db`; keys it no longer wants are deleted.
-const DB_KEYS: [&str; 13] =
-    ["host", "port", "database", "user", "password", "secret-user", "master", "standbys", "allowed-units", "allowed-subnets", "state", "version", "schema_user"];
+const DB_KEYS: [&str; 12] = ["host", "port", "database", "user", "password", "secret-user", "master", "standbys", "allowed-units", "allowed-subnets", "state", "version"];
 
 /// The unit databag for a `db` relation. Without a known writable address, the address keys
 /// are left as they are (`None` values mean "do not touch").
