@@ -36,6 +36,13 @@ pub fn ensure(ctx: &Context, config: &Config) -> anyhow::Result<u32> {
         for svc in ["postgresql".to_string(), format!("postgresql@{v}-main"), "etcd".to_string()] {
             m.retire_service(&svc)?;
         }
+        // A default cluster made before this charm (e.g. the package was already installed)
+        // must never start again and take port 5432.
+        let start_conf = format!("/etc/postgresql/{v}/main/start.conf");
+        if m.file_info(Path::new(&start_conf))?.is_some() {
+            m.write_file(Path::new(&start_conf), b"# postgresql-ha: this default cluster is not used; Patroni runs PostgreSQL\nmanual\n", &FileOptions::new("postgres", "postgres", 0o644))?;
+            m.run(&Cmd::new("pg_ctlcluster", [v.to_string().as_str(), "main", "stop"]).allow_failure())?;
+        }
         if m.file_info(Path::new(&format!("{}/bin/python3", paths::VENV)))?.is_none() {
             m.run(&Cmd::new("/usr/bin/python3", ["-m", "venv", paths::VENV]))?;
         }

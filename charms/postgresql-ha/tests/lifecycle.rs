@@ -32,6 +32,18 @@ fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_service
 }
 
 #[test]
+fn an_existing_default_cluster_is_stopped_and_never_autostarts() {
+    let mut st = State::default().leader().with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    st.machine = MachineState::default()
+        .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
+        .with_file("/etc/postgresql/15/main/start.conf", "auto\n", FileOptions::new("postgres", "postgres", 0o644));
+    let out = harness().run(Trigger::Install, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.state.machine.text("/etc/postgresql/15/main/start.conf").unwrap().ends_with("\nmanual\n"));
+    assert!(out.command_lines().contains(&"pg_ctlcluster 15 main stop".to_string()));
+}
+
+#[test]
 fn a_wheelhouse_resource_installs_patroni_offline() {
     let mut st = State::default().leader().with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
     st.resources.insert("wheelhouse".into(), "/var/lib/juju/resources/wheelhouse.tar.gz".into());
