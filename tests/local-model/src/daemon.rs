@@ -98,7 +98,7 @@ fn serve_tool(shared: Shared, conn: UnixStream) {
         Err(e) => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: {e}\n"), code: 1 },
         Ok(req) => {
             let (lock, cv) = &*shared;
-            let mut rt = lock.lock().unwrap();
+            let mut rt = lock.lock().unwrap_or_else(|e| e.into_inner());
             let rt = &mut *rt;
             match rt.contexts.get_mut(&req.context_id) {
                 None => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: wrong context ID; got {:?}\n", req.context_id), code: 1 },
@@ -136,7 +136,7 @@ fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
         // build the command under the lock, run it without: it may take long, and must
         // not stop hooks or hook tools meanwhile
         let cmd = {
-            let rt = lock.lock().unwrap();
+            let rt = lock.lock().unwrap_or_else(|e| e.into_inner());
             machine_of(&rt, machine).and_then(|m| {
                 let prog = argv.first().ok_or_else(|| anyhow!("no command given"))?;
                 let mut c = rt.machines.command(&m, prog, "/")?;
@@ -155,7 +155,7 @@ fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
         let _ = send(&mut w, &resp);
         return false;
     }
-    let mut rt = lock.lock().unwrap();
+    let mut rt = lock.lock().unwrap_or_else(|e| e.into_inner());
     let destroy = matches!(req, Request::Destroy);
     let result = handle(&mut rt, req);
     if !destroy {

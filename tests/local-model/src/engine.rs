@@ -73,14 +73,15 @@ impl Runtime {
 /// changes the model, or a retry / update-status falls due.
 pub fn scheduler(shared: Shared) {
     let (lock, cv) = &*shared;
-    let mut rt = lock.lock().unwrap();
+    let mut rt = lock.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if rt.shutdown {
             return;
         }
         let wake = schedule(&mut rt, &shared);
         let wait = wake.map(|t| t.saturating_sub(now_ms()).max(5)).unwrap_or(1000).min(1000);
-        rt = cv.wait_timeout(rt, Duration::from_millis(wait)).unwrap().0;
+        // a panicked thread must not take the model down: keep going with the state as is
+        rt = cv.wait_timeout(rt, Duration::from_millis(wait)).unwrap_or_else(|e| e.into_inner()).0;
     }
 }
 
@@ -225,7 +226,12 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
     rt.contexts.insert(id.clone(), ctx);
     let spawned: Result<Child> = (|| {
         let program = program.ok_or_else(|| anyhow::anyhow!("missing"))?;
-        let log = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&unit))?;
+        let mut log = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&unit))?;
+        {
+            use std::io::Write;
+            let what = if h.kind == HookKind::Action { "action" } else { "hook" };
+            let _ = writeln!(log, "INFO {unit} running {} {what}", h.name);
+        }
         let (out, err) = match h.action {
             Some(a) => (std::fs::File::create(action_out(rt, a, "stdout"))?, std::fs::File::create(action_out(rt, a, "stderr"))?),
             None => (log.try_clone()?, log),
@@ -261,7 +267,7 @@ fn wait_hook(shared: Shared, mut child: Child, id: String) {
         Err(_) => -1,
     };
     let (lock, cv) = &*shared;
-    let mut rt = lock.lock().unwrap();
+    let mut rt = lock.lock().unwrap_or_else(|e| e.into_inner());
     finish_hook(&mut rt, &id, code);
     cv.notify_all();
 }
