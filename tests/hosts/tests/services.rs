@@ -128,6 +128,9 @@ fn notify_oneshot_templates_and_failures() {
     write(&a, "/etc/systemd/system/asuser.service", "[Service]\nUser=nobody\nRuntimeDirectory=asuser\nStateDirectory=asuser\nWorkingDirectory=/tmp\nExecStart=/bin/sleep 1000\n");
     sh(&a, "systemctl daemon-reload");
 
+    assert!(
+        sh(&a, "systemctl list-unit-files notifier.service").contains("notifier.service  static")
+    );
     sh(&a, "systemctl start notifier");
     assert_eq!(sh(&a, "systemctl is-active notifier"), "active");
     assert_eq!(

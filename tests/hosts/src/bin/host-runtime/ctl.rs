@@ -329,6 +329,15 @@ pub fn run(sup: &Arc<Sup>, argv: &[String], root: bool) -> Reply {
                 ));
             }
         }
+        "list-unit-files" => {
+            r.out("UNIT FILE  STATE");
+            for n in enable::unit_files() {
+                if units.is_empty() || units.iter().any(|u| unit::normalize(u) == n) {
+                    let st = enable::state(&n, &host);
+                    r.out(&format!("{n}  {st}"));
+                }
+            }
+        }
         "cat" => {
             for u in units {
                 match unit::find(&unit::normalize(u)) {

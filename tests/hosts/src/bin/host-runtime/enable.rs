@@ -160,6 +160,24 @@ pub fn unmask(name: &str) -> Result<Vec<String>, String> {
     Ok(vec![])
 }
 
+/// Every service unit file in the search path (templates included).
+pub fn unit_files() -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for d in unit::DIRS {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".service") && !v.contains(&n) {
+                v.push(n);
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
 /// Services a boot starts: those wanted by the boot targets in /etc/systemd/system.
 pub fn boot_units() -> Vec<String> {
     let mut v = Vec::new();
