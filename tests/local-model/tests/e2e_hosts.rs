@@ -73,6 +73,13 @@ fn bundle_on_namespaced_hosts() {
     assert_ne!(ip("a/0"), ip("a/1"));
     let (_, hn, _) = m.exec("a/1", &["hostname"]).unwrap();
     assert_eq!(hn.trim(), "m1");
+    // the hook ran inside the host: the charm is unpacked there with dispatch 0755
+    let install = records(&dir, "a/1").into_iter().next().unwrap();
+    assert_eq!(install.var("JUJU_CHARM_DIR"), "/var/lib/juju/agents/unit-a-1/charm");
+    let (code, mode, _) = m.exec("a/1", &["stat", "-c", "%a", "/var/lib/juju/agents/unit-a-1/charm/dispatch"]).unwrap();
+    assert_eq!((code, mode.trim()), (0, "755"));
+    let (code, _, _) = m.exec("a/0", &["test", "-e", "/var/lib/juju/agents/unit-a-1"]).unwrap();
+    assert_ne!(code, 0, "a/1's files are not on a/0's machine");
     // the subordinate shares its principal's machine
     let sub1 = &unit_status(&st, "a/1")["subordinates"]["sub/1"];
     assert_eq!(sub1["public-address"], ip("a/1"));
