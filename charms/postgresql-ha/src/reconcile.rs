@@ -292,6 +292,8 @@ fn live_client_relations<'m, 'r>(ctx: &'m Context<'r>) -> anyhow::Result<Vec<Rel
 pub fn psql_output(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<(Cmd, charm_lib::CmdOutput)> {
     let mut cmd = Cmd::new("psql", ["-h", primary, "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"])
         .user("postgres")
+        // The hook's directory (the charm's) is not readable by postgres.
+        .cwd("/")
         .env("PGPASSFILE", paths::CHARM_PGPASS)
         .env("PGCONNECT_TIMEOUT", "5")
         .stdin(sql_text.as_bytes().to_vec())
