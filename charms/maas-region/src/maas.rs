@@ -174,6 +174,39 @@ pub fn deb_edit_named_options() -> Cmd {
     Cmd::new(DEB_MAAS_REGION, ["edit_named_options", "--migrate-conflicting-options"])
 }
 
+/// Whether a failed `maas init` or `maas-region dbupgrade` failed because the database could
+/// not be reached *yet*: refused or timed-out connections, a server starting up or shutting
+/// down, a replica answering read-only while a failover settles. A retry fixes these (the
+/// database VIP moves to the primary within seconds), so the hook fails and Juju retries it
+/// with backoff. Everything else (a URI MAAS refuses, credentials it rejects, a missing
+/// database) needs someone to act and blocks the unit.
+pub fn is_transient_db_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    const PERMANENT: [&str; 6] = [
+        "password authentication failed",
+        "error parsing database uri",
+        "unsupported parameters",
+        "does not exist",
+        "permission denied",
+        "authentication failed",
+    ];
+    const TRANSIENT: [&str; 12] = [
+        "connection refused",
+        "timeout expired",
+        "timed out",
+        "no route to host",
+        "network is unreachable",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is in recovery mode",
+        "read-only transaction",
+        "server closed the connection unexpectedly",
+        "connection reset",
+        "too many clients already",
+    ];
+    !PERMANENT.iter().any(|p| m.contains(p)) && TRANSIENT.iter().any(|t| m.contains(t))
+}
+
 /// One service line of `maas status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceState {
@@ -231,6 +264,30 @@ mod tests {
         assert_eq!((d.host.as_str(), d.port, d.password.as_str()), ("10.0.0.5", 5433, "a: b"));
         assert_eq!(RegiondConf::parse("maas_url: http://x/MAAS\n").unwrap().db, None);
         assert!(RegiondConf::parse("a: [").is_err());
+    }
+
+    #[test]
+    fn database_errors_a_retry_fixes_are_told_from_those_it_cannot() {
+        for transient in [
+            "Error: Failed to connect to the database: error connecting to server: Connection refused (os error 111)",
+            "django.db.utils.OperationalError: could not connect to server: Connection refused\n\tIs the server running on host \"10.0.0.201\"",
+            "connection to server at \"10.0.0.201\", port 5432 failed: timeout expired",
+            "FATAL:  the database system is starting up",
+            "ERROR: cannot execute CREATE TABLE in a read-only transaction",
+            "server closed the connection unexpectedly",
+            "could not connect to server: No route to host",
+        ] {
+            assert!(is_transient_db_error(transient), "{transient}");
+        }
+        for permanent in [
+            "Error: Failed to connect to the database: db error: FATAL: password authentication failed for user \"maas\"",
+            "Error parsing database URI: Unsupported parameters: sslmode",
+            "FATAL:  database \"maas\" does not exist",
+            "error: unrecognized arguments: --bogus",
+            "",
+        ] {
+            assert!(!is_transient_db_error(permanent), "{permanent}");
+        }
     }
 
     #[test]

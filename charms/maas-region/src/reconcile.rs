@@ -412,6 +412,12 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
             log::info!("MAAS initialised ({wanted_mode}) on {} with URL {url}", db.location());
             Ok(true)
         }
+        Err(e) if maas::is_transient_db_error(&format!("{e:#}")) => {
+            // Failing the hook discards its peer-data writes, so this unit keeps its open
+            // request and the leader's grant: Juju's retry (backoff 5 s, 10 s, 20 s, ...)
+            // initialises under the same grant, and no other unit initialises meanwhile.
+            Err(anyhow::anyhow!("maas init could not reach the database yet; Juju retries this hook: {}", short_error(&format!("{e:#}"))))
+        }
         Err(e) => {
             let msg = short_error(&e.to_string());
             log::error!("maas init failed: {e}");
@@ -456,6 +462,10 @@ fn deb_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) ->
         }
         progress(ctx, "running the database migrations (maas-region dbupgrade)");
         if let Err(e) = ctx.machine.run(&maas::deb_dbupgrade()) {
+            if maas::is_transient_db_error(&format!("{e:#}")) {
+                // A database that is not reachable yet: Juju retries the hook with backoff.
+                anyhow::bail!("maas-region dbupgrade could not reach the database yet; Juju retries this hook: {}", short_error(&format!("{e:#}")));
+            }
             log::error!("maas-region dbupgrade failed: {e}");
             ctx.status(Status::blocked(format!("maas-region dbupgrade failed: {}", short_error(&e.to_string()))));
             return Ok(false);

@@ -148,6 +148,17 @@ fn failed_migrations_block_with_the_message_and_publish_nothing() {
 }
 
 #[test]
+fn migrations_against_an_unreachable_database_fail_the_hook_for_a_retry() {
+    let mut st = deb(fresh_leader());
+    st.machine = st.machine.respond(&["maas-region", "dbupgrade"], CmdOutput::failed(1, "django.db.utils.OperationalError: could not connect to server: Connection refused\n"));
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(out.failed(), "a retry can help: the hook must fail");
+    assert!(out.status_history.iter().all(|s| s.kind != StatusKind::Blocked), "{:?}", out.status_history);
+    assert!(!out.state.relation(PEERS).unwrap().local_app_data.contains_key("migrations-done"));
+    assert!(!out.state.machine.is_active("maas-regiond.service"));
+}
+
+#[test]
 fn without_haproxy_apache2_is_left_alone() {
     let out = harness(0).run(Trigger::ConfigChanged, &deb(fresh_leader()).with_config("haproxy", false)).unwrap();
     assert!(out.state.machine.is_active("apache2.service"));

@@ -213,6 +213,53 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
     assert!(later.command_lines().iter().any(|c| c.contains(" init ")), "retried at update-status");
 }
 
+/// A database VIP that briefly sits on a node that refuses connections (seen in a real local
+/// model run): the hook fails so Juju retries it with backoff, the unit is never Blocked, and the
+/// retry initialises under the same grant, then releases it.
+#[test]
+fn an_unreachable_database_fails_the_hook_for_a_retry_under_the_same_grant() {
+    let refused = CmdOutput::failed(1, format!("Error: Failed to connect to the database: error connecting to server: Connection refused (os error 111) [{DB_PASSWORD}]\n"));
+    // The leader, granting itself.
+    let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
+    st.relations.retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
+    let ok_machine = st.machine.clone();
+    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused.clone());
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(out.failed(), "a retry can help: the hook must fail");
+    assert!(out.error.as_deref().unwrap().contains("Connection refused"), "{:?}", out.error);
+    assert!(!out.mentions(DB_PASSWORD), "MAAS's message is masked");
+    assert!(out.status_history.iter().all(|s| s.kind != StatusKind::Blocked), "{:?}", out.status_history);
+    assert!(!out.state.stored.contains_key("init-error"), "no failure is remembered: the retry is Juju's");
+    // Juju retries the same hook on the state it had before; the database answers now.
+    let mut retry = out.state.clone();
+    retry.machine.responders = ok_machine.responders.clone();
+    let out = harness(0).run(Trigger::ConfigChanged, &retry).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.command_lines().iter().any(|c| c.contains(" init region ")));
+    let peer = out.state.relation(PEERS).unwrap();
+    assert!(!peer.local_app_data.contains_key("init-lock"), "released after the retry: {:?}", peer.local_app_data);
+    assert!(!peer.local_unit_data.contains_key("init-request"));
+
+    // A non-leader holding the grant keeps its request open through the failure, so the
+    // leader's grant still covers its retry, and clears it once the retry succeeded.
+    let lock = peers(&[(0, "10.0.0.10")]).local_app_data(&[("maas-url", "http://10.0.0.100/MAAS"), ("init-lock", "maas-region/1#3")]).local_unit_data(&[("init-request", "3")]);
+    let mut st = installed_snap(State::default().with_relation(lock).with_relation(pgsql("10.0.0.5", "maas-region/0 maas-region/1")).with_secret(db_secret()).with_relation(vip("10.0.0.100")));
+    st.network.address = "10.0.0.11".into();
+    st.machine = hostname(st.machine, 1);
+    let ok_machine = st.machine.clone();
+    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
+    let out = harness(1).run(Trigger::RelationChanged(PEERS, Some(0)), &st).unwrap();
+    assert!(out.failed());
+    assert_eq!(out.state.relation(PEERS).unwrap().local_unit_data["init-request"], "3", "the request (and so the grant) stands");
+    let mut retry = out.state.clone();
+    retry.machine.responders = ok_machine.responders;
+    let out = harness(1).run(Trigger::RelationChanged(PEERS, Some(0)), &retry).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.command_lines().iter().any(|c| c.contains(" init region ")));
+    assert!(!out.state.relation(PEERS).unwrap().local_unit_data.contains_key("init-request"));
+    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+}
+
 #[test]
 fn no_database_password_or_shared_secret_in_logs_status_or_relation_data() {
     let h = harness(0);
