@@ -92,6 +92,13 @@ enum Cmd {
     },
     /// Stop the model and remove everything it created.
     Destroy,
+    /// Print a unit's log (hook output, juju-log, hook-tool calls).
+    Logs {
+        unit: String,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+    },
     /// Run a command in a unit's machine (or a machine id), like `juju ssh`.
     Ssh {
         target: String,
@@ -249,6 +256,16 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Resolve { unit, no_retry } => model.request(&Request::Resolve { unit, no_retry }).map(|_| ()),
         Cmd::Wait { timeout } => model.wait(Duration::from_secs(timeout)),
         Cmd::Destroy => model.destroy(),
+        Cmd::Logs { unit, lines } => {
+            let p = model.layout.unit_log(&unit);
+            let text = std::fs::read_to_string(&p).with_context(|| format!("no log for {unit} ({})", p.display()))?;
+            let all: Vec<&str> = text.lines().collect();
+            let from = lines.map_or(0, |n| all.len().saturating_sub(n));
+            for l in &all[from..] {
+                println!("{l}");
+            }
+            Ok(())
+        }
         Cmd::Ssh { target, command } => {
             let argv: Vec<&str> = command.iter().map(|s| s.as_str()).collect();
             let (code, out, err) = model.exec(&target, &argv)?;

@@ -64,6 +64,8 @@ fn cli_drives_a_model() {
     assert_ne!(code, 0);
     assert!(err.contains("subordinate"), "{err}");
 
+    let log = ok(&dir, &["logs", "web/0", "-n", "500"]);
+    assert!(log.contains("INFO web/0 running install hook") && log.contains("tool is-leader"), "{log}");
     ok(&dir, &["remove-unit", "web/2"]);
     ok(&dir, &["wait", "--timeout", "60"]);
     let st: serde_json::Value = serde_json::from_str(&ok(&dir, &["status", "--format=json"])).unwrap();
