@@ -833,3 +833,38 @@ fn a_failing_ip_command_fails_the_hook_with_its_stderr() {
         out.error
     );
 }
+
+#[test]
+fn upgrade_charm_with_a_new_unit_file_restarts_once() {
+    let h = harness();
+    let mut st = h.run(Trigger::ConfigChanged, &base()).unwrap().state;
+    st.machine
+        .files
+        .get_mut(std::path::Path::new(UNIT_FILE))
+        .unwrap()
+        .content = b"[Service]\nExecStart=/usr/sbin/keepalived --old-flags\n".to_vec();
+    let out = h.run(Trigger::UpgradeCharm, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let lines = out.command_lines();
+    assert!(
+        lines.contains(&"systemctl daemon-reload".to_string())
+            && lines.contains(&"systemctl restart keepalived-keepalived-vip".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        !ran(&out, "systemctl reload keepalived-keepalived-vip"),
+        "the configuration did not change"
+    );
+    assert!(out
+        .state
+        .machine
+        .text(UNIT_FILE)
+        .unwrap()
+        .contains("--dont-fork --vrrp"));
+    let again = h.run(Trigger::UpgradeCharm, &out.state).unwrap();
+    assert!(
+        !ran(&again, "systemctl restart"),
+        "{:?}",
+        again.command_lines()
+    );
+}
