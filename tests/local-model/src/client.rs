@@ -193,6 +193,36 @@ impl LocalModel {
         Ok(serde_json::from_value(self.request(&Request::HostPath { machine: unit_or_machine.into(), inside: inside.into() })?)?)
     }
 
+    /// `lm add-unit app -n N [--to X]`; returns the new units.
+    pub fn add_unit(&self, app: &str, n: u32, to: Option<&str>) -> Result<Vec<String>> {
+        Ok(serde_json::from_value(self.request(&Request::AddUnit { app: app.into(), n, to: to.map(String::from) })?)?)
+    }
+
+    /// `lm remove-unit u...`.
+    pub fn remove_unit(&self, units: &[&str]) -> Result<()> {
+        self.request(&Request::RemoveUnit { units: units.iter().map(|s| s.to_string()).collect() }).map(drop)
+    }
+
+    /// `lm integrate a b`; returns the relation id.
+    pub fn integrate(&self, a: &str, b: &str) -> Result<u32> {
+        Ok(serde_json::from_value(self.request(&Request::Integrate { a: a.into(), b: b.into() })?)?)
+    }
+
+    /// `lm remove-relation a b`.
+    pub fn remove_relation(&self, a: &str, b: &str) -> Result<()> {
+        self.request(&Request::RemoveRelation { a: a.into(), b: b.into() }).map(drop)
+    }
+
+    /// `lm config app k=v...`; returns the effective config.
+    pub fn config(&self, app: &str, set: &[&str]) -> Result<Value> {
+        self.request(&Request::Config { app: app.into(), set: set.iter().map(|s| s.to_string()).collect(), reset: vec![] })
+    }
+
+    /// `lm resolve unit`.
+    pub fn resolve(&self, unit: &str) -> Result<()> {
+        self.request(&Request::Resolve { unit: unit.into(), no_retry: false }).map(drop)
+    }
+
     /// Inject a fault into a machine (id or unit name).
     pub fn fault(&self, machine: &str, fault: FaultOp) -> Result<Value> {
         self.request(&Request::Fault { machine: machine.into(), fault })
