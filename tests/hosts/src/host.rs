@@ -257,6 +257,11 @@ impl Host {
         live.then_some(rec)
     }
 
+    /// Lays out the host's disk before its first boot (see [`crate::disk::prepare`]).
+    pub(crate) fn prepare_disk(&self) -> Result<()> {
+        crate::disk::prepare(&self.lab.dir, &self.lab.prefix, &self.name, self.ip)
+    }
+
     fn check_pid(&self, pid: u32) -> Result<()> {
         let init = self
             .init()
@@ -264,32 +269,6 @@ impl Host {
         if procs::ns_id(pid, "pid").as_deref() != Some(init.pid_ns.as_str()) {
             bail!("process {pid} does not belong to host {}", self.name);
         }
-        Ok(())
-    }
-
-    /// Lays out the host's disk before its first boot: overlay dirs, identity files, and
-    /// whiteouts hiding the services the machine has enabled (a fresh host has none: a
-    /// package's services are enabled when it is installed in the host).
-    pub(crate) fn prepare_disk(&self) -> Result<()> {
-        let hd = layout::host_dir(&self.lab.dir, &self.name);
-        for top in layout::OVERLAID {
-            fs::create_dir_all(hd.join("upper").join(top))?;
-            fs::create_dir_all(hd.join("work").join(top))?;
-        }
-        let etc = hd.join("upper/etc");
-        fs::write(etc.join("hostname"), format!("{}\n", self.name))?;
-        fs::write(
-            etc.join("hosts"),
-            format!(
-                "127.0.0.1\tlocalhost\n{}\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-                self.ip, self.name
-            ),
-        )?;
-        fs::write(
-            etc.join("machine-id"),
-            format!("{}\n", machine_id(&self.lab.prefix, &self.name)),
-        )?;
-        hide_machine_wants(&etc)?;
         Ok(())
     }
 }
@@ -327,53 +306,6 @@ fn resolve_under(root: &Path, rel: &str) -> PathBuf {
         }
     }
     root.join(done.join("/"))
-}
-
-/// Overlayfs whiteouts (0/0 character devices) in the upper /etc for every
-/// `/etc/systemd/system/*.wants/*` entry of the machine.
-fn hide_machine_wants(upper_etc: &Path) -> Result<()> {
-    let sys = Path::new("/etc/systemd/system");
-    let Ok(rd) = fs::read_dir(sys) else {
-        return Ok(());
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        if !name.to_string_lossy().ends_with(".wants") || !e.path().is_dir() {
-            continue;
-        }
-        let dst_dir = upper_etc.join("systemd/system").join(&name);
-        fs::create_dir_all(&dst_dir)?;
-        for w in fs::read_dir(e.path())?.flatten() {
-            whiteout(&dst_dir.join(w.file_name()))?;
-        }
-    }
-    Ok(())
-}
-
-fn whiteout(path: &Path) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(e).with_context(|| format!("cannot create whiteout {}", path.display()));
-        }
-    }
-    Ok(())
-}
-
-/// A stable 32-hex-digit machine id per lab prefix and host.
-fn machine_id(prefix: &str, name: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut out = String::new();
-    for salt in 0..2u8 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (prefix, name, salt).hash(&mut h);
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
 }
 
 fn stdout_tail(stdout: &[u8]) -> String {

@@ -12,6 +12,8 @@
 
 #![warn(missing_docs)]
 
+mod cleanup;
+mod disk;
 mod host;
 mod lab;
 mod layout;
