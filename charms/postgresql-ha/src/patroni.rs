@@ -106,6 +106,12 @@ pub fn request(m: &dyn Machine, method: &str, path: &str, body: Option<&serde_js
     Ok(parse_curl(&out.stdout))
 }
 
+/// Waits (bounded) until the local PostgreSQL runs under Patroni (`GET /health` is 200).
+pub fn wait_running(m: &dyn Machine, seconds: u32) -> anyhow::Result<bool> {
+    let probe = format!("until curl -sf -o /dev/null {}/health; do sleep 1; done", paths::PATRONI_API);
+    Ok(m.run(&Cmd::new("timeout", [seconds.to_string(), "sh".into(), "-c".into(), probe]).allow_failure())?.success())
+}
+
 /// `GET /cluster`, `None` when Patroni does not answer or answers garbage.
 pub fn cluster(m: &dyn Machine) -> anyhow::Result<Option<Cluster>> {
     Ok(match request(m, "GET", "/cluster", None, None)? {

@@ -510,7 +510,7 @@ fn converge(
     }
 
     let m = ctx.machine;
-    let cluster = patroni::cluster(m)?;
+    let mut cluster = patroni::cluster(m)?;
     let primary_host = cluster.as_ref().and_then(|c| c.primary()).and_then(|p| p.host.clone());
 
     // Client relations: requests, grants (leader), pg_hba for every unit.
@@ -573,9 +573,15 @@ fn converge(
     m.service(ServiceOp::Enable, paths::PATRONI_SERVICE)?;
     if !m.service_is_active(paths::PATRONI_SERVICE)? {
         m.service(ServiceOp::Start, paths::PATRONI_SERVICE)?;
+        // A bounded wait lets this hook report the role and publish the address; a replica
+        // still cloning a large database is picked up by a later hook.
+        patroni::wait_running(m, 60)?;
     } else if changed {
         // Patroni re-reads its file on SIGHUP and applies pg_hba and parameters itself.
         m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
+    }
+    if cluster.as_ref().and_then(|c| c.member(&me.name)).is_none() {
+        cluster = patroni::cluster(m)?;
     }
     ctx.model.set_ports(&[Port::Tcp(paths::PG_PORT)])?;
     ctx.model.set_workload_version(&pg_version.to_string())?;
