@@ -17,11 +17,13 @@ mod journalctl;
 mod launch;
 mod members;
 mod snap;
+mod specifiers;
 mod sup;
 mod sys;
 mod systemctl;
 mod tmpfiles;
 mod unit;
+mod unitfile;
 mod users;
 mod words;
 
