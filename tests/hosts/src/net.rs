@@ -67,6 +67,9 @@ pub(crate) fn create_bridge(prefix: &str) -> Result<()> {
     ip(&["netns", "add", &ns])?;
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     ip(&["-n", &ns, "link", "add", &br, "type", "bridge"])?;
+    // No address of its own, not even IPv6 link-local: nothing in the bridge namespace
+    // may answer a host (a cut host must reach nothing).
+    ip(&["-n", &ns, "link", "set", &br, "addrgenmode", "none"])?;
     ip(&["-n", &ns, "link", "set", &br, "up"])?;
     Ok(())
 }
@@ -81,6 +84,7 @@ pub(crate) fn create_host_link(prefix: &str, host: &str, index: u32) -> Result<(
     ip(&[
         "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &peer, "netns", &br_ns,
     ])?;
+    ip(&["-n", &br_ns, "link", "set", &peer, "addrgenmode", "none"])?;
     ip(&[
         "-n",
         &br_ns,

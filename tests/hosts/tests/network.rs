@@ -50,6 +50,17 @@ fn cut_network_stops_traffic_and_restore_brings_it_back() {
     assert!(!ping(&a, b.ip()), "alpha still reaches beta after the cut");
     assert!(!ping(&b, a.ip()), "beta still reaches alpha after the cut");
     assert!(ping(&b, c.ip()), "the others must still talk");
+    // Nothing in the bridge namespace can answer either: it has no address, not even an
+    // IPv6 link-local one.
+    let br = Command::new("ip")
+        .args(["-n", "hnet2-br", "-o", "addr", "show"])
+        .output()
+        .unwrap();
+    let br = String::from_utf8_lossy(&br.stdout);
+    assert!(
+        br.lines().all(|l| l.contains(": lo ")),
+        "addresses in the bridge namespace: {br}"
+    );
     // The cut host keeps its link up (as behind a failed switch).
     assert!(sh(&a, "ip -o link show eth0").contains("state UP"));
     a.restore_network().unwrap();
