@@ -6,12 +6,14 @@
 //! They need root, the local model and the packed charm, so they are `#[ignore]`d:
 //!
 //! ```text
-//! cargo build -p local-model --bin lm && cargo build -p hosts --bin host-runtime
+//! cargo build -p local-model --bin lm && cargo build -p hosts --bin host-runtime   # lm with its default `namespaced` feature
 //! make build/keepalived-vip.charm
 //! cargo test -p keepalived-vip --test drills -- --ignored --test-threads=1
 //! ```
 //!
 //! `LM_BIN` and `KEEPALIVED_VIP_CHARM` override where the binary and the charm are looked for.
+//! With `--nocapture`, each failover drill prints one line a benchmark can collect:
+//! `failover: <host down|check failed|clean stop> at advert-int <s> s: <ms> ms (...)`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -66,15 +68,28 @@ impl Model {
             charm.display()
         );
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kvip-drill-{name}"));
-        let m = Model {
-            dir: dir.clone(),
-            lm,
-        };
-        if dir.join("model").exists() {
-            let _ = m.lm_raw(&["destroy"]);
+        if dir.join("model").exists() && dir.join("bin/lm").is_file() {
+            // A model left by an interrupted run: dropping it destroys it.
+            drop(Model {
+                dir: dir.clone(),
+                lm: dir.join("bin/lm"),
+            });
         }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("charms")).unwrap();
+        // Private copies: another build replacing target/debug/lm mid-drill must not change
+        // the model's daemon or its hosts' runtime.
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::copy(&lm, dir.join("bin/lm")).unwrap();
+        std::fs::copy(
+            lm.with_file_name("host-runtime"),
+            dir.join("bin/host-runtime"),
+        )
+        .unwrap();
+        let m = Model {
+            dir: dir.clone(),
+            lm: dir.join("bin/lm"),
+        };
         let testcharm = ws.join("tests/local-model/testcharms/lm-test");
         let zip = Command::new("python3")
             .args(["-m", "zipfile", "-c"])
@@ -373,7 +388,10 @@ fn holder_host_down(name: &str, advert_int: f64, version: u8) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{name}: VIP moved from machine {holder} to {next} in {took:?} after the host went down (limit {limit:?})");
+    eprintln!(
+        "failover: host down at advert-int {advert_int} s: {} ms (machine {holder} -> {next})",
+        took.as_millis()
+    );
     assert!(
         took <= limit,
         "failover took {took:?}, more than 3 x advert-int + 1 s = {limit:?}"
@@ -399,10 +417,8 @@ fn holder_host_down_moves_the_vip_at_advert_int_0_1() {
     holder_host_down("down-01", 0.1, 3);
 }
 
-#[test]
-#[ignore = "needs root and the local model; see the file's doc"]
-fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back() {
-    let m = Model::deploy("check", 1.0, 2);
+fn failing_check(name: &str, advert_int: f64, version: u8) {
+    let m = Model::deploy(name, advert_int, version);
     let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
     let p = Poller::start(&m);
     std::thread::sleep(Duration::from_millis(500));
@@ -417,7 +433,10 @@ fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("check failed on machine {holder}: VIP on {next} after {took:?}");
+    eprintln!(
+        "failover: check failed at advert-int {advert_int} s: {} ms (machine {holder} -> {next})",
+        took.as_millis()
+    );
     assert!(took <= Duration::from_secs(3), "took {took:?}");
     assert!(
         !Model::holds(&m.lm, &m.dir, &holder),
@@ -429,14 +448,11 @@ fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back() {
     assert!(worst <= Duration::from_secs(1), "two holders for {worst:?}");
 }
 
-#[test]
-#[ignore = "needs root and the local model; see the file's doc"]
-fn a_clean_stop_of_the_holders_keepalived_moves_the_vip_at_once() {
-    let m = Model::deploy("stop", 1.0, 2);
+fn clean_stop(name: &str, advert_int: f64, version: u8) {
+    let m = Model::deploy(name, advert_int, version);
     let holder = m.one_holder(&BTreeSet::new(), Duration::from_secs(20));
     let p = Poller::start(&m);
     std::thread::sleep(Duration::from_millis(500));
-    let t0 = Instant::now();
     // SIGTERM to keepalived's main process, as `systemctl stop` sends it (the local model's
     // systemctl returns only once the service is gone, which would time the command instead).
     let main_pid = m
@@ -445,6 +461,7 @@ fn a_clean_stop_of_the_holders_keepalived_moves_the_vip_at_once() {
         .filter_map(|p| p.parse::<u32>().ok())
         .min()
         .expect("keepalived runs");
+    let t0 = Instant::now();
     let fault = m.lm_background(&[
         "fault",
         "kill",
@@ -461,11 +478,38 @@ fn a_clean_stop_of_the_holders_keepalived_moves_the_vip_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("clean stop on machine {holder}: VIP on {next} after {took:?}");
+    eprintln!(
+        "failover: clean stop at advert-int {advert_int} s: {} ms (machine {holder} -> {next})",
+        took.as_millis()
+    );
     // keepalived sends a priority-0 advert when it stops: no 3 x advert-int wait.
     assert!(took <= Duration::from_secs(1), "took {took:?}");
     let (_, worst) = p.finish();
     assert!(worst <= Duration::from_secs(1), "two holders for {worst:?}");
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back_at_advert_int_1() {
+    failing_check("check-1", 1.0, 2);
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn a_failing_check_moves_the_vip_and_its_return_does_not_take_it_back_at_advert_int_0_1() {
+    failing_check("check-01", 0.1, 3);
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn a_clean_stop_of_the_holders_keepalived_moves_the_vip_at_once_at_advert_int_1() {
+    clean_stop("stop-1", 1.0, 2);
+}
+
+#[test]
+#[ignore = "needs root and the local model; see the file's doc"]
+fn a_clean_stop_of_the_holders_keepalived_moves_the_vip_at_once_at_advert_int_0_1() {
+    clean_stop("stop-01", 0.1, 3);
 }
 
 /// Polls until every unit of `app` shows a status message starting with `prefix`.
