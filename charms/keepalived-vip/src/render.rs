@@ -199,6 +199,75 @@ pub fn sysctl(v6: bool) -> String {
 mod tests {
     use super::*;
 
+    fn vrrp() -> Vrrp {
+        Vrrp {
+            unit: "region-vip/2".into(),
+            instance: "maas_region".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            priority: 248,
+            advert_cs: 100,
+            version: 2,
+            preempt: false,
+            unicast: Some(Unicast {
+                src: "10.0.0.12".parse().unwrap(),
+                peers: vec!["10.0.0.10".parse().unwrap()],
+            }),
+            password: Some("abcd1234".into()),
+            vips: vec![Placement {
+                cidr: "10.0.0.100/24".parse().unwrap(),
+                dev: "eth0".into(),
+            }],
+            checks: vec![ScriptCheck {
+                check: Check::Tcp(5240),
+                interval: 2,
+            }],
+        }
+    }
+
+    #[test]
+    fn keepalived_conf_pieces() {
+        let text = keepalived_conf(&vrrp());
+        assert!(text.starts_with("# Managed by the keepalived-vip charm (region-vip/2)"));
+        assert!(text.contains("    router_id region-vip-2\n"));
+        assert!(text.contains("vrrp_script maas_region_0_tcp_5240 {\n    script \"/bin/bash -c '</dev/tcp/127.0.0.1/5240'\"\n    interval 2\n    timeout 3\n    weight 0\n"));
+        assert!(text.contains("    state BACKUP\n    nopreempt\n    interface eth0\n    virtual_router_id 51\n    priority 248\n    advert_int 1\n"));
+        assert!(text.contains(
+            "    unicast_src_ip 10.0.0.12\n    unicast_peer {\n        10.0.0.10\n    }\n"
+        ));
+        assert!(text.contains("        auth_type PASS\n        auth_pass abcd1234\n"));
+        assert!(!text.contains("virtual_ipaddress_excluded"));
+    }
+
+    #[test]
+    fn keepalived_conf_variants() {
+        let mut v = vrrp();
+        v.unicast.as_mut().unwrap().peers.clear();
+        let lone = keepalived_conf(&v);
+        assert!(
+            !lone.contains("unicast"),
+            "keepalived refuses unicast without peers: a lone unit multicasts"
+        );
+        v.version = 3;
+        v.advert_cs = 10;
+        v.preempt = true;
+        v.checks.clear();
+        v.vips.push(Placement {
+            cidr: "fd00::100/64".parse().unwrap(),
+            dev: "eth1".into(),
+        });
+        let t = keepalived_conf(&v);
+        assert!(
+            !t.contains("authentication"),
+            "keepalived 2.2 cannot authenticate VRRP v3"
+        );
+        assert!(
+            !t.contains("nopreempt") && !t.contains("track_script") && !t.contains("vrrp_script")
+        );
+        assert!(t.contains("    advert_int 0.1\n"));
+        assert!(t.contains("    virtual_ipaddress {\n        10.0.0.100/24 dev eth0\n    }\n    virtual_ipaddress_excluded {\n        fd00::100/64 dev eth1\n    }\n"));
+    }
+
     #[test]
     fn seconds_format() {
         assert_eq!(seconds(100), "1");
