@@ -147,6 +147,18 @@ mod namespaced {
         assert_eq!(pids2.as_array().map(|a| a.len()), Some(1), "{pids2}");
         assert_ne!(pids, pids2);
 
+        // faults: kill the service by name; systemd (Restart=always) brings it back
+        m.fault("a/1", FaultOp::Kill { target: "python3".into(), signal: 9 }).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = m.fault("a/1", FaultOp::Pids { comm: "python3".into() }).unwrap();
+            if now.as_array().map_or(false, |a| a.len() == 1) && now != pids {
+                break;
+            }
+            assert!(Instant::now() < deadline, "service not restarted after kill: {now}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
         // faults: cut a/2's network, b/0 cannot reach it; restore, it answers again
         let url2 = format!("http://{}:8080/", ip("a/2"));
         m.fault("a/2", FaultOp::Cut).unwrap();
