@@ -152,7 +152,7 @@ mod namespaced {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let now = m.fault("a/1", FaultOp::Pids { comm: "python3".into() }).unwrap();
-            if now.as_array().map_or(false, |a| a.len() == 1) && now != pids {
+            if now.as_array().is_some_and(|a| a.len() == 1) && now != pids {
                 break;
             }
             assert!(Instant::now() < deadline, "service not restarted after kill: {now}");
