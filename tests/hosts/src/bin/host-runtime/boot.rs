@@ -108,14 +108,17 @@ fn keeper(
         .append(true)
         .open(log)
         .map_err(|e| e.to_string())?;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::IntoRawFd;
+    // Raw from here on: close_fds_except closes it, nothing may close it a second time.
+    let logfd = logf.into_raw_fd();
     // SAFETY: redirecting our own stdio to an open file / /dev/null.
     unsafe {
-        libc::dup2(logf.as_raw_fd(), 1);
-        libc::dup2(logf.as_raw_fd(), 2);
+        libc::dup2(logfd, 1);
+        libc::dup2(logfd, 2);
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         libc::dup2(null, 0);
     }
+    sys::close_fds_except(&[wr]);
     sys::setns_path(&Path::new("/run/netns").join(netns), libc::CLONE_NEWNET)
         .map_err(|e| format!("setns {netns}: {e}"))?;
     sys::unshare(libc::CLONE_NEWPID).map_err(|e| format!("unshare pid: {e}"))?;

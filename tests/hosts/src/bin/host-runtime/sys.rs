@@ -116,6 +116,25 @@ pub fn shell_code(st: i32) -> i32 {
     }
 }
 
+/// Closes every descriptor from 3 up except `keep`: a host must not hold whatever its
+/// starter had open (a listening socket of the caller, say).
+pub fn close_fds_except(keep: &[i32]) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor this process owns; the directory handle used to
+            // list them is already closed.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 pub fn clear_cloexec(fd: i32) -> Result<()> {
     // SAFETY: fcntl on a caller-owned fd.
     let fl = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
