@@ -10,9 +10,14 @@ fn unit_json(st: &ModelState, u: &Unit) -> Value {
         Some(e) => ("error".to_string(), format!("hook failed: {:?}", e.hook.name)),
         None => (u.workload.status.clone(), u.workload.message.clone()),
     };
+    // a unit on a stopped machine is what Juju calls lost
+    let (agent, agent_msg) = match machine.map(|m| m.state.as_str()) {
+        Some("stopped") => ("lost".to_string(), "agent is not communicating with the server".to_string()),
+        _ => (u.agent.clone(), u.agent_message.clone()),
+    };
     let mut v = json!({
         "workload-status": {"current": wl, "message": wm, "since": u.workload.since},
-        "juju-status": {"current": u.agent, "message": u.agent_message},
+        "juju-status": {"current": agent, "message": agent_msg},
         "machine": u.machine,
         "public-address": machine.map(|m| m.ip.clone()).unwrap_or_default(),
         "open-ports": u.ports.iter().collect::<Vec<_>>(),
@@ -111,7 +116,8 @@ pub fn status_table(st: &ModelState) -> String {
             None => (u.workload.status.clone(), u.workload.message.clone()),
         };
         let ip = st.machines.get(&u.machine).map(|m| m.ip.clone()).unwrap_or_default();
-        units.push(vec![format!("{indent}{}{lead}", u.name), wl, u.agent.clone(), u.machine.clone(), ip, u.ports.iter().cloned().collect::<Vec<_>>().join(","), msg]);
+        let agent = if st.machines.get(&u.machine).is_some_and(|m| m.state == "stopped") { "lost".to_string() } else { u.agent.clone() };
+        units.push(vec![format!("{indent}{}{lead}", u.name), wl, agent, u.machine.clone(), ip, u.ports.iter().cloned().collect::<Vec<_>>().join(","), msg]);
     };
     let mut principals: Vec<&Unit> = st.units.values().filter(|u| u.principal.is_none()).collect();
     principals.sort_by_key(|u| (u.app.clone(), crate::state::unit_number(&u.name)));

@@ -176,6 +176,9 @@ mod namespaced {
         let n = records(&dir, "a/2").len();
         m.fault("a/2", FaultOp::Stop).unwrap();
         assert_ne!(m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap().0, 0, "a/2 answers while down");
+        let st = m.status().unwrap();
+        assert_eq!(unit_status(&st, "a/2")["juju-status"]["current"], "lost");
+        assert_eq!(st["machines"]["2"]["juju-status"]["current"], "stopped");
         m.fault("a/2", FaultOp::Start).unwrap();
         m.wait(T).expect("settle after reboot");
         assert_eq!(names(&records(&dir, "a/2")[n..]), vec!["start"]);
