@@ -868,3 +868,24 @@ fn upgrade_charm_with_a_new_unit_file_restarts_once() {
         again.command_lines()
     );
 }
+
+#[test]
+fn without_the_peer_relation_yet_it_waits_and_renders_nothing() {
+    let mut st = base().leader();
+    st.relations.remove(0);
+    let out = harness().run(Trigger::Install, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for the peer relation")
+    );
+    assert!(!out
+        .state
+        .machine
+        .files
+        .contains_key(std::path::Path::new(CONF)));
+    assert!(
+        out.state.secrets.len() == 1,
+        "no secret created without a place to share its id"
+    );
+}
