@@ -68,6 +68,15 @@ fn bundle_in_bare_mode_follows_juju_order() {
         assert_eq!(created.len(), want_created, "{u}: {hooks:?}");
         check_relation_order(u, &recs);
     }
+    // the documented sequences, exactly, where timing cannot reorder them
+    assert_eq!(
+        names(&records(&dir, "sub/1")),
+        vec!["install", "host-relation-created", "leader-settings-changed", "config-changed", "start", "host-relation-joined", "host-relation-changed"]
+    );
+    assert_eq!(
+        names(&records(&dir, "b/0"))[..6].to_vec(),
+        vec!["install", "cluster-relation-created", "client-relation-created", "leader-elected", "config-changed", "start"]
+    );
     // peers: every a unit joined the two others; the subordinate only sees its principal
     for u in ["a/0", "a/1", "a/2"] {
         let recs = records(&dir, u);
