@@ -357,7 +357,6 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
                 hook: h,
                 attempts,
                 retry_at_ms: (base > 0).then(|| now + backoff_ms(base, max, attempts)),
-                previous: None,
             });
         }
     }

@@ -554,9 +554,6 @@ fn status_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<Stri
     } else if let Some(u) = st.units.get_mut(&ctx.unit) {
         u.workload = Status::new(s, &msg);
         u.status_ever_set = true;
-        if let Some(e) = &mut u.error {
-            e.previous = Some(u.workload.clone());
-        }
     }
     Ok(String::new())
 }

@@ -127,8 +127,6 @@ pub struct HookError {
     pub hook: crate::resolver::HookSpec,
     pub attempts: u32,
     pub retry_at_ms: Option<u64>,
-    /// The workload status before the error, restored when the hook succeeds.
-    pub previous: Option<Status>,
 }
 
 /// A unit of an application.
