@@ -134,7 +134,7 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
         anyhow::bail!("run force-promote on the leader unit (`juju run postgresql-ha/leader force-promote i-understand-data-loss=true`): it rewrites the application's etcd membership");
     }
     let m = ctx.machine;
-    if etcd::healthy(m)? {
+    if etcd::has_leader(m)? {
         anyhow::bail!("etcd has quorum: nothing to force. Use the switchover action to move the primary");
     }
     let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;

@@ -510,7 +510,10 @@ fn converge(
     }
 
     let m = ctx.machine;
-    let mut cluster = patroni::cluster(m)?;
+    // Without etcd quorum Patroni's /cluster answers from a stale cache (a dead primary still
+    // listed as leader): nothing may be decided from it.
+    let quorum = shared.members.len() < 2 || etcd::has_leader(m)?;
+    let mut cluster = if quorum { patroni::cluster(m)? } else { None };
     let primary_host = cluster.as_ref().and_then(|c| c.primary()).and_then(|p| p.host.clone());
 
     // Client relations: requests, grants (leader), pg_hba for every unit.
@@ -580,7 +583,7 @@ fn converge(
         // Patroni re-reads its file on SIGHUP and applies pg_hba and parameters itself.
         m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
     }
-    if cluster.as_ref().and_then(|c| c.member(&me.name)).is_none() {
+    if quorum && cluster.as_ref().and_then(|c| c.member(&me.name)).is_none() {
         cluster = patroni::cluster(m)?;
     }
     ctx.model.set_ports(&[Port::Tcp(paths::PG_PORT)])?;
@@ -636,7 +639,7 @@ fn converge(
     // Telling the peers about role changes gives the leader a hook to admit the next unit.
     let role = cluster.as_ref().and_then(|c| c.member(&me.name)).map(|x| format!("{} {}", x.role, x.state)).unwrap_or_else(|| "unknown".into());
     unit_changes.insert(keys::ROLE.into(), role);
-    st.push(unit_status(ctx, cluster.as_ref(), me, shared.members.len())?);
+    st.push(unit_status(cluster.as_ref(), me, quorum));
     Ok(())
 }
 
@@ -660,32 +663,32 @@ fn restart_if_pending(m: &dyn charm_lib::Machine, cluster: Option<&Cluster>, me:
     }
 }
 
-/// This unit's status from Patroni's view, or etcd's when Patroni cannot answer.
-fn unit_status(ctx: &Context, cluster: Option<&Cluster>, me: &Member, etcd_members: usize) -> anyhow::Result<Status> {
+/// This unit's status from Patroni's view, unless etcd lost its quorum.
+fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool) -> Status {
+    if !quorum {
+        return Status::blocked(
+            "etcd quorum lost: if the lost units will not come back, run the force-promote action with i-understand-data-loss=true on the leader",
+        );
+    }
     let mine = cluster.and_then(|c| c.member(&me.name));
     if let Some(mm) = mine {
         if mm.is_primary() {
-            return Ok(Status::active("primary"));
+            return Status::active("primary");
         }
         if mm.is_sync() && mm.state == "streaming" {
-            return Ok(Status::active("sync standby"));
+            return Status::active("sync standby");
         }
         if mm.state == "streaming" || (mm.role == "replica" && mm.state == "running") {
-            return Ok(Status::active(match mm.lag_bytes() {
+            return Status::active(match mm.lag_bytes() {
                 Some(l) => format!("replica, lag {l} bytes"),
                 None => "replica, lag unknown".to_string(),
-            }));
+            });
         }
     }
-    if etcd_members >= 2 && !etcd::healthy(ctx.machine)? {
-        return Ok(Status::blocked(
-            "etcd quorum lost: if the lost units will not come back, run the force-promote action with i-understand-data-loss=true on the leader",
-        ));
-    }
-    Ok(match mine {
+    match mine {
         Some(mm) => Status::waiting(format!("PostgreSQL is {} ({})", mm.state, mm.role.replace('_', " "))),
         None => Status::waiting("waiting for Patroni to start PostgreSQL"),
-    })
+    }
 }
 
 /// Whether this unit already left the application.

@@ -89,8 +89,8 @@ fn switchover_reports_patroni_refusal() {
     assert_eq!(out.action.failed.as_deref(), Some("Patroni refused the switchover (HTTP 412): candidate name does not match with sync_standby"));
 }
 
-fn quorum_lost(st: &mut State) {
-    st.machine = st.machine.clone().respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"], CmdOutput::failed(1, "unhealthy"));
+fn lose_quorum(st: &mut State) {
+    st.machine = quorum_lost(st.machine.clone());
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn force_promote_needs_confirmation_leadership_and_a_lost_quorum() {
     assert!(out.action.failed.unwrap().contains("etcd has quorum: nothing to force"));
     let mut follower = st.clone();
     follower.leader = false;
-    quorum_lost(&mut follower);
+    lose_quorum(&mut follower);
     let out = act("force-promote", json!({"i-understand-data-loss": true}), &follower);
     assert!(out.action.failed.unwrap().contains("run force-promote on the leader unit"));
     assert!(out.commands.iter().all(|c| c[0] != "systemctl"), "nothing touched");
@@ -113,7 +113,7 @@ fn force_promote_needs_confirmation_leadership_and_a_lost_quorum() {
 fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
     let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret());
     st.machine = patroni_down(installed_host());
-    quorum_lost(&mut st);
+    lose_quorum(&mut st);
     let out = act("force-promote", json!({"i-understand-data-loss": true}), &st);
     assert_eq!(out.action.failed, None);
     assert_eq!(out.action.results["promoted"], "postgresql-ha/0");

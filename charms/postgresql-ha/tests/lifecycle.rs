@@ -300,15 +300,24 @@ fn replica_statuses_report_sync_and_lag() {
 }
 
 #[test]
-fn lost_etcd_quorum_blocks_with_the_action_to_run() {
-    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret());
-    st.machine = patroni_down(installed_host())
-        .respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "health"], CmdOutput::failed(1, "http://127.0.0.1:2379 is unhealthy: failed to commit proposal: context deadline exceeded"))
-        .respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "list"], CmdOutput::failed(1, "context deadline exceeded"));
+fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view() {
+    // Patroni without its DCS still answers /cluster from its cache: the dead unit as leader.
+    let db = charm_lib::testing::Relation::new(5, "db", "maas-region")
+        .remote_unit(0, &[("ingress-address", "10.0.0.50"), ("requested-secrets", "[]")])
+        .local_unit_data(&[("host", "10.0.0.10")]);
+    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret()).with_relation(db);
+    st.relations[0].local_app_data.insert(
+        "client-5".into(),
+        r#"{"endpoint":"db","database":"maas-region","user":"relation_5","secret":"secret:c5","extensions":[],"roles":[],"provisioned":true}"#.into(),
+    );
+    st = st.with_secret(charm_lib::testing::Secret::owned("secret:c5", &[("username", "relation_5"), ("password", "C5password-0123456789")]).with_label("client-5"));
+    st.machine = quorum_lost(with_cluster(installed_host(), &[(0, "sync_standby", "streaming", Some(0)), (1, "leader", "running", None)]));
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(out.state.unit_status.message.contains("etcd quorum lost") && out.state.unit_status.message.contains("force-promote"), "{}", out.state.unit_status.message);
+    assert_eq!(out.state.relation(5).unwrap().local_unit_data["host"], "10.0.0.10", "the stale view must not move clients to a dead primary");
+    assert!(!out.command_lines().iter().any(|l| l.starts_with("curl http://127.0.0.1:8008/cluster")), "not even asked");
 }
 
 #[test]

@@ -19,11 +19,25 @@ pub fn unit_harness(n: u32) -> Harness {
     harness().unit(n)
 }
 
-/// A host where the package install already happened.
+/// A host where the package install already happened, its etcd member in a healthy cluster.
 pub fn installed_host() -> MachineState {
     MachineState::default()
         .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
         .with_file("/opt/postgresql-ha/installed", "patroni==4.1.5\n", FileOptions::root(0o644))
+        .respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "status"], CmdOutput::ok(ETCD_STATUS_OK))
+}
+
+pub const ETCD_STATUS_OK: &str = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","leader":161,"raftTerm":3}}]"#;
+pub const ETCD_STATUS_NO_LEADER: &str = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","raftTerm":3,"errors":["etcdserver: no leader"]}}]"#;
+
+/// etcd lost its quorum: the local member has no raft leader.
+pub fn quorum_lost(mut m: MachineState) -> MachineState {
+    let r = charm_lib::testing::Responder {
+        prefix: ["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "status"].iter().map(|s| s.to_string()).collect(),
+        output: CmdOutput::ok(ETCD_STATUS_NO_LEADER),
+    };
+    m.responders.insert(0, r);
+    m.respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "list"], CmdOutput::failed(1, "context deadline exceeded"))
 }
 
 pub fn sys_secret() -> Secret {
