@@ -185,6 +185,9 @@ fn snap_installs_from_the_catalog_with_channels() {
     sh(&a, "snap set lmsnap mode=region");
     assert_eq!(sh(&a, "snap get lmsnap mode"), "region");
 
+    // apt does not install snaps, nor snap debs.
+    assert_eq!(code(&a, "apt-get install -y lmsnap"), 100);
+    assert_eq!(code(&a, "snap install lmtest"), 1);
     let o = a
         .command("snap")
         .args(["install", "nosuchsnap"])

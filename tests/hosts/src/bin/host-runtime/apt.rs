@@ -60,7 +60,7 @@ fn install(pkgs: &[String]) -> i32 {
     let mut plan = Vec::new();
     for p in pkgs {
         let name = bare(p);
-        let src = match catalog::lookup(&name) {
+        let src = match catalog::lookup_kind(&name, "deb") {
             Some(Ok(e)) => Source::Catalog(Box::new(e)),
             Some(Err(e)) => {
                 eprintln!("E: {e}");
@@ -111,7 +111,9 @@ fn remove(pkgs: &[String]) -> i32 {
                 }
                 n += 1;
             }
-            None if catalog::lookup(&name).is_some() || catalog::debian_installed(&name) => {
+            None if catalog::lookup_kind(&name, "deb").is_some()
+                || catalog::debian_installed(&name) =>
+            {
                 println!("Package '{name}' is not installed, so not removed");
             }
             None => {

@@ -83,6 +83,15 @@ pub fn lookup(name: &str) -> Option<Result<Entry, String>> {
     )
 }
 
+/// The catalog entry for `name` if it is of `kind` ("deb" for apt, "snap" for snap); an
+/// entry without a kind serves both. apt does not install snaps, nor snap debs.
+pub fn lookup_kind(name: &str, kind: &str) -> Option<Result<Entry, String>> {
+    lookup(name).filter(|e| {
+        e.as_ref()
+            .map_or(true, |e| e.kind.is_empty() || e.kind == kind)
+    })
+}
+
 fn record_path(name: &str) -> PathBuf {
     Path::new(RECORDS).join(format!("{name}.json"))
 }

@@ -97,7 +97,7 @@ fn install(c: &Cli) -> Result<(), String> {
             println!("snap \"{n}\" is already installed, see 'snap help refresh'");
             continue;
         }
-        let e = match catalog::lookup(n) {
+        let e = match catalog::lookup_kind(n, "snap") {
             Some(Ok(e)) => e,
             Some(Err(e)) => return Err(format!("error: {e}")),
             None => return Err(format!("error: snap \"{n}\" not found")),
