@@ -6,7 +6,7 @@ use crate::config::{self, Config};
 use crate::host;
 use crate::layout::Layout;
 use crate::net::{self, Cidr, Interface};
-use crate::relations::{self, PrincipalWish};
+use crate::relations::{self, PrincipalWish, Principals};
 use crate::render::{self, Placement, ScriptCheck, Unicast, Vrrp};
 use charm_lib::{Cmd, Context, Status};
 use std::net::IpAddr;
@@ -129,9 +129,12 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         Ok(c) => c,
         Err(e) => return block(ctx, &[], e.to_string()),
     };
-    let wishes = match relations::principal_wishes(ctx)? {
-        Ok(w) => w,
-        Err(why) => return block(ctx, &cfg.vips, why),
+    // A principal still to send its check is waited for further down: the peer address is
+    // published meanwhile, but nothing is rendered or started.
+    let (wishes, awaited) = match relations::principal_wishes(ctx)? {
+        Principals::Ready(w) => (w, None),
+        Principals::Waiting(who) => (Vec::new(), Some(who)),
+        Principals::Invalid(why) => return block(ctx, &cfg.vips, why),
     };
 
     let ifaces = interfaces(ctx)?;
@@ -178,6 +181,13 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     // The leader creates the password even when v3 does not use it, so that switching to v2
     // later needs no extra round.
     let password = relations::vrrp_password(ctx)?;
+    if let Some(who) = awaited {
+        // Started without the principal's check, keepalived would let any host win the VIP
+        // (a PostgreSQL replica), and clients would reach the wrong one until the check came.
+        // A keepalived already running keeps what it has, as for a block.
+        ctx.status(Status::waiting(format!("waiting for {who}'s health check")));
+        return relations::publish_principal(ctx, &cfg.vips, served.as_str());
+    }
     if cfg.version == 2 && password.is_none() {
         ctx.status(Status::waiting(
             "waiting for the leader to share the VRRP password",
@@ -201,10 +211,10 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         .collect();
     let vrrp = Vrrp {
         unit: unit.clone(),
-        instance: wishes
-            .iter()
-            .find_map(|w| w.service.clone())
-            .unwrap_or_else(|| relations::sanitize(&app)),
+        // Named after the application only: a name taken from relation data would change
+        // when a principal (re)names its service, and keepalived would replace the instance
+        // (dropping the VIP and electing again) instead of reloading it.
+        instance: relations::sanitize(&app),
         interface: iface_name.clone(),
         vrid: cfg.vrid,
         priority,
@@ -229,6 +239,17 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         Ok(changed) => changed,
         Err(why) => return block(ctx, &cfg.vips, why),
     };
+    if conf_changed {
+        for w in &wishes {
+            let checks: Vec<String> = w.checks.iter().map(ToString::to_string).collect();
+            log::info!(
+                "checking {} for {} ({})",
+                checks.join(", "),
+                w.unit,
+                w.service.as_deref().unwrap_or("no service name")
+            );
+        }
+    }
     let unit_changed = host::ensure_unit(ctx.machine, &layout)?;
     host::ensure_sysctl(ctx.machine, &layout, cfg.vips.iter().any(Cidr::is_v6))?;
     host::ensure_running(ctx.machine, &layout, conf_changed, unit_changed)?;

@@ -35,8 +35,25 @@ pub struct PrincipalWish {
     pub checks: Vec<Check>,
     /// Seconds between runs, if it said.
     pub interval: Option<u32>,
-    /// A short service name for the vrrp_instance.
+    /// The short service name it gave, for logs only: the vrrp_instance is named after this
+    /// application, so that a principal naming (or renaming) its service reloads the same
+    /// instance instead of replacing it (which would drop the VIP and elect a holder again).
     pub service: Option<String>,
+}
+
+/// What the principals related over `vip` ask for, as far as they have said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principals {
+    /// Every principal related over `vip` sent its check (or none is related over `vip`).
+    Ready(Vec<PrincipalWish>),
+    /// A principal related over `vip` has not sent its check yet: the unit or, before it
+    /// joined, the application. A principal that speaks `vip` always sends one, and a
+    /// keepalived started without it would let an unhealthy host (a PostgreSQL replica) win
+    /// the VIP.
+    Waiting(String),
+    /// A principal sent data that cannot be used; the message says what (the unit is
+    /// Blocked with it).
+    Invalid(String),
 }
 
 /// The relation a `-broken` hook is about: Juju still lists it, but it is gone.
@@ -62,47 +79,65 @@ pub fn principal_relations(ctx: &Context) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// The principals' wishes. `Err(message)` when a principal sent data that cannot be used
-/// (the unit is Blocked with it).
-pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Result<Vec<PrincipalWish>, String>> {
+/// The principals' wishes over `vip`. Unusable data from any principal wins over one still
+/// to come, so that a fix is asked for at once.
+pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Principals> {
     let broken = broken_id(ctx);
     let mut out = Vec::new();
+    let mut waiting = None;
     for rel in ctx.model.relations(VIP)? {
         if Some(rel.id().id) == broken {
             continue;
         }
+        if rel.units().is_empty() {
+            // Related, but the principal unit has not joined: its data cannot be read yet.
+            let app = rel.remote_app().unwrap_or("the principal").to_string();
+            waiting.get_or_insert(app);
+            continue;
+        }
         for unit in rel.units() {
-            let bag = rel.unit_data(unit)?;
-            let check_text = bag.get("check").map(String::as_str).unwrap_or("");
-            let checks = match checks::parse_checks(check_text) {
-                Ok(c) => c,
-                Err(why) => {
-                    return Ok(Err(format!(
-                        "principal {unit} sent an invalid check: {why}"
-                    )))
+            match wish_of(unit, &rel.unit_data(unit)?) {
+                Ok(Some(w)) => out.push(w),
+                Ok(None) => {
+                    waiting.get_or_insert(unit.clone());
                 }
-            };
-            let interval = match bag.get("check-interval").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-                None => None,
-                Some(s) => match s.parse::<f64>() {
-                    // keepalived runs scripts in whole seconds: round up, never below 1.
-                    Ok(x) if x.is_finite() && x > 0.0 && x <= 3600.0 => Some((x.ceil() as u32).max(1)),
-                    _ => return Ok(Err(format!("principal {unit} sent an invalid check-interval {s:?}: expected seconds, more than 0 and at most 3600"))),
-                },
-            };
-            let service = bag
-                .get("service")
-                .map(|s| sanitize(s))
-                .filter(|s| !s.is_empty());
-            out.push(PrincipalWish {
-                unit: unit.clone(),
-                checks,
-                interval,
-                service,
-            });
+                Err(why) => return Ok(Principals::Invalid(why)),
+            }
         }
     }
-    Ok(Ok(out))
+    Ok(match waiting {
+        Some(who) => Principals::Waiting(who),
+        None => Principals::Ready(out),
+    })
+}
+
+/// One principal unit's databag as a wish: `Ok(None)` while it has no `check` yet. What it
+/// did send is validated first, so a bad value blocks at once rather than after the check.
+fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
+    let check_text = bag.get("check").map(|s| s.trim()).unwrap_or("");
+    let checks = checks::parse_checks(check_text)
+        .map_err(|why| format!("principal {unit} sent an invalid check: {why}"))?;
+    let interval = match bag.get("check-interval").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<f64>() {
+            // keepalived runs scripts in whole seconds: round up, never below 1.
+            Ok(x) if x.is_finite() && x > 0.0 && x <= 3600.0 => Some((x.ceil() as u32).max(1)),
+            _ => return Err(format!("principal {unit} sent an invalid check-interval {s:?}: expected seconds, more than 0 and at most 3600")),
+        },
+    };
+    if checks.is_empty() {
+        return Ok(None);
+    }
+    let service = bag
+        .get("service")
+        .map(|s| sanitize(s))
+        .filter(|s| !s.is_empty());
+    Ok(Some(PrincipalWish {
+        unit: unit.to_string(),
+        checks,
+        interval,
+        service,
+    }))
 }
 
 /// A name keepalived accepts for a block: letters, digits and `_`, not starting with a digit.

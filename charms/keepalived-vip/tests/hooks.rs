@@ -265,7 +265,10 @@ fn a_vip_outside_every_local_subnet_or_a_missing_interface_blocks() {
 #[test]
 fn held_or_standby_follows_the_interface_and_update_status_refreshes_it() {
     let h = harness();
-    let first = h.run(Trigger::ConfigChanged, &base()).unwrap();
+    let start = base().with_relation(
+        Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
+    );
+    let first = h.run(Trigger::ConfigChanged, &start).unwrap();
     assert_eq!(
         first.state.relation(3).map(|r| r.local_unit_data.len()),
         Some(0),
@@ -277,7 +280,6 @@ fn held_or_standby_follows_the_interface_and_update_status_refreshes_it() {
         &["ip", "-j", "addr", "show"],
         CmdOutput::ok(ip_json(&real_iface(), &["10.0.0.10/24", "10.0.0.100/24"])),
     );
-    let st = st.with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
     let out = h.run(Trigger::UpdateStatus, &st).unwrap();
     assert_eq!(
         out.state.unit_status,
@@ -317,12 +319,15 @@ fn the_principal_check_over_vip_becomes_vrrp_scripts() {
         .run(Trigger::RelationChanged(2, Some(0)), &st)
         .unwrap();
     let text = out.state.machine.text(CONF).unwrap();
-    assert!(text.contains("vrrp_instance pg_primary {"), "{text}");
+    assert!(
+        text.contains("vrrp_instance keepalived_vip {") && !text.contains("pg_primary"),
+        "the instance is named after the application, not the principal's service: {text}"
+    );
     assert!(
         text.contains("http-check http://127.0.0.1:8008/primary\"\n    interval 1\n"),
         "sub-second intervals round up to keepalived's 1 s: {text}"
     );
-    assert!(text.contains("track_script {\n        pg_primary_0_http\n    }"));
+    assert!(text.contains("track_script {\n        keepalived_vip_0_http\n    }"));
     assert_keepalived_accepts(&text);
     let vip = &out.state.relation(2).unwrap().local_unit_data;
     assert_eq!(vip["state"], "standby");
@@ -719,8 +724,11 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
 #[test]
 fn losing_the_last_principal_relation_tears_down_but_not_before() {
     let h = harness();
-    let st = base().with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
+    let st = base().with_relation(
+        Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
+    );
     let running = h.run(Trigger::ConfigChanged, &st).unwrap().state;
+    assert!(running.machine.is_active(SERVICE));
     let out = h.run(Trigger::RelationBroken(2), &running).unwrap();
     assert!(
         out.state.machine.is_active(SERVICE),
@@ -747,7 +755,9 @@ fn losing_the_last_principal_relation_tears_down_but_not_before() {
 fn the_principal_learns_the_vips_and_a_block() {
     let st = base()
         .with_config("vip", "10.0.0.100/24 10.0.0.101/24")
-        .with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[]));
+        .with_relation(
+            Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
+        );
     let out = harness().run(Trigger::RelationJoined(2, 0), &st).unwrap();
     assert_eq!(
         out.state.unit_status,
@@ -887,5 +897,185 @@ fn without_the_peer_relation_yet_it_waits_and_renders_nothing() {
     assert!(
         out.state.secrets.len() == 1,
         "no secret created without a place to share its id"
+    );
+}
+
+/// The bundle's case: db-vip related to postgresql-ha over `vip` only.
+fn related_over_vip_only(principal_units: &[(u32, &[(&str, &str)])]) -> charm_lib::testing::State {
+    let mut st = base();
+    st.relations.retain(|r| r.endpoint != "juju-info");
+    let rel = principal_units
+        .iter()
+        .fold(Relation::new(2, "vip", "postgresql-ha"), |r, (n, data)| {
+            r.remote_unit(*n, data)
+        });
+    st.with_relation(rel)
+}
+
+#[test]
+fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
+    let h = harness();
+    // relation-created, install, config-changed, start: the principal unit has not joined.
+    let mut st = related_over_vip_only(&[]);
+    for trigger in [
+        Trigger::RelationCreated(2),
+        Trigger::Install,
+        Trigger::ConfigChanged,
+        Trigger::Start,
+    ] {
+        let out = h.run(trigger.clone(), &st).unwrap();
+        assert!(!out.failed(), "{trigger:?}: {:?}", out.error);
+        assert_eq!(
+            out.state.unit_status,
+            Status::waiting("waiting for postgresql-ha's health check"),
+            "{trigger:?}"
+        );
+        assert!(
+            !out.state
+                .machine
+                .files
+                .contains_key(std::path::Path::new(CONF)),
+            "{trigger:?}: nothing rendered"
+        );
+        assert!(
+            !ran(&out, "systemctl start") && !out.state.machine.is_active(SERVICE),
+            "{trigger:?}: keepalived not started: {:?}",
+            out.command_lines()
+        );
+        st = out.state;
+    }
+    assert_eq!(
+        st.relation(1).unwrap().local_unit_data["address"],
+        "10.0.0.10",
+        "the unicast address is shared meanwhile"
+    );
+    assert_eq!(
+        st.relation(2).unwrap().local_unit_data["vips"],
+        "10.0.0.100",
+        "the principal learns its VIP meanwhile"
+    );
+
+    // The principal joined but has not published its check yet.
+    st.relations[1] = st.relations[1].clone().remote_unit(0, &[]);
+    let out = h.run(Trigger::RelationJoined(2, 0), &st).unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for postgresql-ha/0's health check")
+    );
+    assert!(!out.state.machine.is_active(SERVICE));
+    st = out.state;
+
+    // The check arrives: rendered with it, checked, then started.
+    st.relations[1] = st.relations[1].clone().remote_unit(
+        0,
+        &[
+            ("check", "http://127.0.0.1:8008/primary"),
+            ("service", "postgresql"),
+        ],
+    );
+    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
+    let text = out.state.machine.text(CONF).unwrap();
+    assert!(
+        text.contains("vrrp_script keepalived_vip_0_http {")
+            && text.contains("    track_script {\n        keepalived_vip_0_http\n    }\n"),
+        "{text}"
+    );
+    assert_keepalived_accepts(&text);
+    let lines = out.command_lines();
+    let test_at = lines
+        .iter()
+        .position(|c| c.starts_with("/usr/sbin/keepalived -t -f "))
+        .expect("checked");
+    let start_at = lines
+        .iter()
+        .position(|c| c == "systemctl start keepalived-keepalived-vip")
+        .expect("started once the check is there");
+    assert!(test_at < start_at, "{lines:?}");
+    assert!(out.state.machine.is_active(SERVICE));
+    assert!(out
+        .logs
+        .iter()
+        .any(|(_, m)| m.contains("postgresql-ha/0 (postgresql)")));
+    st = out.state;
+
+    // The principal withdraws its check: waiting again, the running keepalived kept as it is.
+    st.relations[1] = st.relations[1].clone().remote_unit(0, &[]);
+    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for postgresql-ha/0's health check")
+    );
+    assert_eq!(out.state.machine.text(CONF).unwrap(), text);
+    assert!(out.state.machine.is_active(SERVICE));
+    assert!(!ran(&out, "systemctl"), "{:?}", out.command_lines());
+}
+
+#[test]
+fn a_juju_info_principal_does_not_wait() {
+    // No `vip` relation: the `check` option is all there is, as before.
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &base().with_config("check", "process:haproxy"),
+        )
+        .unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
+    assert!(out.state.machine.is_active(SERVICE));
+}
+
+#[test]
+fn the_vrrp_instance_keeps_its_name_whatever_service_the_principal_names() {
+    let h = harness();
+    let mut st = related_over_vip_only(&[(0, &[("check", "http://127.0.0.1:8008/primary")])]);
+    st = h.run(Trigger::ConfigChanged, &st).unwrap().state;
+    let first = st.machine.text(CONF).unwrap();
+    assert!(
+        first.contains("\nvrrp_instance keepalived_vip {\n"),
+        "{first}"
+    );
+
+    // A `service` key arriving a hook later changes nothing at all.
+    st.relations[1] = st.relations[1].clone().remote_unit(
+        0,
+        &[
+            ("check", "http://127.0.0.1:8008/primary"),
+            ("service", "postgresql"),
+        ],
+    );
+    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    assert_eq!(out.state.machine.text(CONF).unwrap(), first);
+    assert!(!ran(&out, "systemctl reload") && !ran(&out, "systemctl restart"));
+    st = out.state;
+
+    // A new check and another service name: the same instance, reloaded.
+    st.relations[1] = st.relations[1].clone().remote_unit(
+        0,
+        &[
+            ("check", "http://127.0.0.1:8008/primary,tcp:5432"),
+            ("service", "pg-renamed"),
+        ],
+    );
+    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let text = out.state.machine.text(CONF).unwrap();
+    assert!(
+        text.contains("\nvrrp_instance keepalived_vip {\n") && !text.contains("renamed"),
+        "{text}"
+    );
+    assert!(text.contains("keepalived_vip_1_tcp_5432"), "{text}");
+    assert_keepalived_accepts(&text);
+    assert!(
+        ran(&out, "systemctl reload keepalived-keepalived-vip")
+            && !ran(&out, "systemctl restart")
+            && !ran(&out, "systemctl stop"),
+        "{:?}",
+        out.command_lines()
     );
 }

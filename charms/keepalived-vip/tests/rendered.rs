@@ -95,10 +95,10 @@ fn every_combination_passes_keepalived_t() {
                     assert!(text.contains("state BACKUP\n    nopreempt\n"));
                     assert!(text.contains(&format!("priority {}\n", 250 - me)));
                     assert_eq!(text.contains("track_script"), check.is_some());
-                    assert_eq!(
-                        text.contains("vrrp_instance maas_region {"),
-                        check.is_some(),
-                        "the principal names the instance"
+                    assert!(
+                        text.contains("vrrp_instance keepalived_vip {")
+                            && !text.contains("maas_region"),
+                        "the instance is named after the application, never the principal's service"
                     );
                     seen += 1;
                 }
@@ -121,7 +121,7 @@ global_defs {{
     vrrp_version 2
 }}
 
-vrrp_script maas_region_0_process_haproxy {{
+vrrp_script keepalived_vip_0_process_haproxy {{
     script \"/usr/bin/pgrep -x haproxy\"
     interval 1
     timeout 3
@@ -130,7 +130,7 @@ vrrp_script maas_region_0_process_haproxy {{
     rise 2
 }}
 
-vrrp_script maas_region_1_process_named {{
+vrrp_script keepalived_vip_1_process_named {{
     script \"/usr/bin/pgrep -x named\"
     interval 1
     timeout 3
@@ -139,7 +139,7 @@ vrrp_script maas_region_1_process_named {{
     rise 2
 }}
 
-vrrp_instance maas_region {{
+vrrp_instance keepalived_vip {{
     state BACKUP
     nopreempt
     interface {iface}
@@ -159,8 +159,8 @@ vrrp_instance maas_region {{
         10.0.0.100/24 dev {iface}
     }}
     track_script {{
-        maas_region_0_process_haproxy
-        maas_region_1_process_named
+        keepalived_vip_0_process_haproxy
+        keepalived_vip_1_process_named
     }}
 }}
 "
