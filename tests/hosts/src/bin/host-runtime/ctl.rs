@@ -43,6 +43,37 @@ struct Opts {
     lines: usize,
 }
 
+/// Every verb this systemctl knows.
+const VERBS: &[&str] = &[
+    "start",
+    "stop",
+    "restart",
+    "force-reload",
+    "try-restart",
+    "condrestart",
+    "reload",
+    "reload-or-restart",
+    "try-reload-or-restart",
+    "enable",
+    "reenable",
+    "disable",
+    "mask",
+    "unmask",
+    "is-enabled",
+    "is-active",
+    "is-failed",
+    "status",
+    "show",
+    "kill",
+    "reset-failed",
+    "daemon-reload",
+    "daemon-reexec",
+    "is-system-running",
+    "list-units",
+    "list-unit-files",
+    "cat",
+];
+
 /// Verbs an unprivileged caller may use (systemd asks polkit for the others).
 const READ_ONLY: &[&str] = &[
     "is-active",
@@ -103,11 +134,19 @@ pub fn run(sup: &Arc<Sup>, argv: &[String], root: bool) -> Reply {
             _ => pos.push(a.clone()),
         }
     }
+    if pos.is_empty() {
+        pos.push("list-units".into());
+    }
     let Some((verb, units)) = pos.split_first() else {
-        r.err("systemctl: this stand-in needs a verb");
-        r.code = 1;
         return r;
     };
+    if !VERBS.contains(&verb.as_str()) {
+        r.err(&format!(
+            "Unknown command verb '{verb}' (not supported by the local model)."
+        ));
+        r.code = 1;
+        return r;
+    }
     let host = sup.hostname.clone();
     let needs_units = !matches!(
         verb.as_str(),

@@ -155,12 +155,12 @@ fn list(c: &Cli) -> Result<(), String> {
         .into_iter()
         .filter(|r| r.kind == "snap" && (c.names.is_empty() || c.names.contains(&r.name)))
         .collect();
+    if recs.is_empty() && c.names.is_empty() {
+        eprintln!("No snaps are installed yet. Try 'snap install hello-world'.");
+        return Ok(());
+    }
     if recs.is_empty() {
-        return Err(if c.names.is_empty() {
-            "No snaps are installed yet.".into()
-        } else {
-            "error: no matching snaps installed".into()
-        });
+        return Err("error: no matching snaps installed".into());
     }
     println!(
         "{:<20} {:<12} {:<5} {:<16} {:<12} Notes",
