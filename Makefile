@@ -101,6 +101,7 @@ bench: deps charms
 	fi
 	rm -f $(BUILD)/bench/bench-ops-charm.charm && cd $(OPS_CHARM) && zip -qr ../bench-ops-charm.charm . -x .stamp '.unit-state.db'
 	target/release/bench --runs 30
+	$(CARGO) run -q -p local-model --release --example bench
 
 lint:
 	$(CARGO) fmt --all -- --check
