@@ -50,7 +50,7 @@ pub fn main(argv: &[String]) -> i32 {
         return 2;
     };
     for n in &mine {
-        let r = ours(n).expect("partitioned");
+        let Some(r) = ours(n) else { continue };
         match mode {
             Mode::Show => {
                 let f = fmt

@@ -447,6 +447,9 @@ pub(crate) fn interpret(
     {
         return Err("Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.".into());
     }
+    if s.kind != Kind::Oneshot && s.exec_start.is_empty() {
+        return Err("Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.".into());
+    }
     if s.kind != Kind::Oneshot && s.exec_start.len() > 1 {
         return Err("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.".into());
     }

@@ -198,7 +198,9 @@ impl Sup {
             }
         }
         let forking = s.kind == Kind::Forking;
-        let line = &s.exec_start[0];
+        let Some(line) = s.exec_start.first() else {
+            return self.fail(name, gen, "resources");
+        };
         let spawned = launch::command(&u, line, &env, false).and_then(|cmd| {
             self.spawn(cmd, forking, |inn, pid| {
                 let Some(svc) = inn.svcs.get_mut(name) else {
