@@ -83,7 +83,10 @@ pub fn unescape_name(s: &str) -> String {
             out.push(b'/');
             i += 1;
         } else if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
-            match u8::from_str_radix(&s[i + 2..i + 4], 16) {
+            match std::str::from_utf8(&b[i + 2..i + 4])
+                .map_err(|_| ())
+                .and_then(|h| u8::from_str_radix(h, 16).map_err(|_| ()))
+            {
                 Ok(v) => {
                     out.push(v);
                     i += 4;
@@ -111,6 +114,12 @@ mod tests {
         assert_eq!(
             sp.resolve("%i %I %p %H %n %%"),
             "15-main 15/main postgresql db1 postgresql@15-main.service %"
+        );
+        assert_eq!(unescape_name("a\\x2db-c"), "a-b/c");
+        assert_eq!(
+            unescape_name("\\xé1"),
+            "\\xé1",
+            "non-ASCII after \\x must not panic"
         );
     }
 }
