@@ -262,6 +262,11 @@ fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Shared) -> anyho
 
 /// Reads the request of a client relation.
 fn request_of(rel: &Relation) -> Result<Option<Request>, String> {
+    // With no unit left (the last one departing) a `db` request would fall back to defaults:
+    // nothing to serve, and nothing to change, until the relation is broken or a unit joins.
+    if rel.units().is_empty() {
+        return Ok(None);
+    }
     let app = rel.remote_app_data().map_err(|e| e.to_string())?;
     let mut units = BTreeMap::new();
     for u in rel.units() {

@@ -220,3 +220,16 @@ fn removing_a_relation_revokes_its_access_and_forgets_its_secret() {
     assert!(!p["postgresql"]["pg_hba"].as_sequence().unwrap().iter().any(|l| l.as_str().unwrap().contains("relation_5")), "pg_hba line gone");
     assert!(out.logs.iter().any(|(_, m)| m.contains("revoked the access of db:5")));
 }
+
+#[test]
+fn the_last_client_unit_departing_changes_no_grant() {
+    let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), ("database", "e2e")])]));
+    let first = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let grant = first.state.relation(1).unwrap().local_app_data["client-5"].clone();
+    assert!(grant.contains("\"database\":\"e2e\""));
+    // Seen in the local model: without the unit's data the request fell back to the app name.
+    let out = harness().run(Trigger::RelationDeparted(5, 0), &first.state).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")), "{:#?}", out.command_lines());
+    assert_eq!(out.state.relation(1).unwrap().local_app_data["client-5"], grant);
+}
