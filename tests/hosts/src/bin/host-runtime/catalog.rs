@@ -274,7 +274,7 @@ pub fn debian_version(name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The services a Debian package ships with an [Install] section (not templates).
+/// The services a Debian package ships with an `[Install]` section (not templates).
 pub fn debian_units(name: &str) -> Vec<String> {
     let info = Path::new("/var/lib/dpkg/info");
     let list = [

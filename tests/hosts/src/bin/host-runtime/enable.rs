@@ -74,7 +74,7 @@ fn load(name: &str, hostname: &str) -> Result<(String, Unit), String> {
     Ok((name, u))
 }
 
-/// Creates the [Install] symlinks; returns systemctl's messages.
+/// Creates the `[Install]` symlinks; returns systemctl's messages.
 pub fn enable(name: &str, hostname: &str) -> Result<Vec<String>, String> {
     let (name, u) = load(name, hostname)?;
     let mut msgs = Vec::new();

@@ -1,4 +1,4 @@
-//! `host-runtime`: the one binary the hosts run. Dispatched on argv[0]:
+//! `host-runtime`: the one binary the hosts run. Dispatched on `argv[0]`:
 //! `systemctl`, `apt-get`, `apt`, `snap`, `dpkg-query`, `journalctl` (symlinked into every host's /usr/bin); as
 //! `host-runtime` it takes a subcommand: `boot`/`init` (start a host), `enter` (run a
 //! program in a host), or any of the tool names.

@@ -1,5 +1,5 @@
 //! Unit files: finding them (with templates, drop-ins and masks), resolving specifiers,
-//! and reading the subset of [Unit], [Service] and [Install] the local model supports.
+//! and reading the subset of `[Unit]`, `[Service]` and `[Install]` the local model supports.
 
 #[cfg(test)]
 pub use crate::unitfile::load_text;
@@ -64,7 +64,7 @@ pub struct ExecLine {
     pub privileged: bool,
     /// `:`: no variable expansion.
     pub no_expand: bool,
-    /// `@`: the second word is argv[0].
+    /// `@`: the second word is `argv[0]`.
     pub argv0: bool,
     pub words: Vec<String>,
 }
@@ -127,7 +127,7 @@ pub struct Unit {
     pub start_limit_interval: Duration,
     pub svc: Service,
     pub install: Install,
-    /// Has an [Install] section with something to enable.
+    /// Has an `[Install]` section with something to enable.
     pub installable: bool,
     /// Identity of the files it was read from (path, mtime, size), to tell when they changed.
     pub fingerprint: String,
