@@ -155,6 +155,28 @@ fn notify_oneshot_templates_and_failures() {
     assert_eq!(code(&a, "systemctl start badpre"), 1);
     assert_eq!(sh(&a, "systemctl is-active badpre || true"), "failed");
 
+    // A crash loop hits the start limit (5 starts in 10 s by default) and stays failed,
+    // manual starts included, until reset-failed.
+    write(
+        &a,
+        "/etc/systemd/system/crashy.service",
+        "[Service]\nExecStart=/bin/false\nRestart=always\nRestartSec=10ms\n",
+    );
+    sh(&a, "systemctl start crashy || true");
+    wait_for(10, "crashy to hit its start limit", || {
+        (sh(&a, "systemctl show -p Result --value crashy") == "start-limit-hit").then_some(())
+    });
+    assert_eq!(sh(&a, "systemctl is-active crashy || true"), "failed");
+    let o = a
+        .command("systemctl")
+        .args(["start", "crashy"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("attempted too often"));
+    sh(
+        &a,
+        "systemctl reset-failed crashy && systemctl start crashy",
+    );
     sh(&a, "systemctl start asuser");
     let pid = main_pid(&a, "asuser");
     assert_eq!(sh(&a, &format!("stat -c %U /proc/{pid}")), "nobody");

@@ -57,7 +57,8 @@ pub struct Svc {
     pub since: SystemTime,
     pub main_status: Option<i32>,
     pub n_restarts: u32,
-    restarts: VecDeque<Instant>,
+    /// Start times within StartLimitIntervalSec (every start counts, as in systemd).
+    starts: VecDeque<Instant>,
     pub status_text: String,
     ready: bool,
     env: Vec<(String, String)>,
@@ -76,12 +77,28 @@ impl Svc {
             since: SystemTime::now(),
             main_status: None,
             n_restarts: 0,
-            restarts: VecDeque::new(),
+            starts: VecDeque::new(),
             status_text: String::new(),
             ready: false,
             env: Vec::new(),
         }
     }
+    /// Records a start; true if it exceeds StartLimitBurst within StartLimitIntervalSec.
+    fn start_limited(&mut self, u: &Unit) -> bool {
+        let now = Instant::now();
+        self.starts.push_back(now);
+        while self
+            .starts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > u.start_limit_interval)
+        {
+            self.starts.pop_front();
+        }
+        u.start_limit_burst > 0
+            && !u.start_limit_interval.is_zero()
+            && self.starts.len() > u.start_limit_burst as usize
+    }
+
     fn set(&mut self, st: State, sub: &'static str) {
         if self.state != st {
             self.since = SystemTime::now();
@@ -386,7 +403,7 @@ impl Sup {
                     s.set(State::Inactive, "dead");
                     s.result = "success";
                 }
-                s.restarts.clear();
+                s.starts.clear();
             }
         }
     }

@@ -59,6 +59,13 @@ impl Sup {
                 svc.set(State::Inactive, "dead");
                 return Ok(());
             }
+            if svc.start_limited(&u) {
+                svc.set(State::Failed, "failed");
+                svc.result = "start-limit-hit";
+                return Err(format!(
+                    "Job for {name} failed because start of the service was attempted too often.\nSee \"systemctl status {name}\" and \"journalctl -xeu {name}\" for details.\nTo force a start use \"systemctl reset-failed {name}\"\nfollowed by \"systemctl start {name}\" again."
+                ));
+            }
             svc.gen += 1;
             svc.unit = Some(u.clone());
             svc.set(State::Activating, "start");

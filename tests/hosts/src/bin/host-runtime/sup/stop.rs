@@ -176,29 +176,6 @@ impl Sup {
             if svc.gen != gen {
                 return;
             }
-            let now = Instant::now();
-            svc.restarts.push_back(now);
-            while svc
-                .restarts
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > u.start_limit_interval)
-            {
-                svc.restarts.pop_front();
-            }
-            if u.start_limit_burst > 0
-                && !u.start_limit_interval.is_zero()
-                && svc.restarts.len() > u.start_limit_burst as usize
-            {
-                svc.set(State::Failed, "failed");
-                svc.result = "start-limit-hit";
-                drop(inn);
-                self.log(
-                    name,
-                    "start request repeated too quickly; giving up (start-limit-hit)",
-                );
-                self.cond.notify_all();
-                return;
-            }
             svc.set(State::Activating, "auto-restart");
         }
         self.cond.notify_all();
@@ -209,6 +186,17 @@ impl Sup {
                 return;
             };
             if svc.gen != gen || svc.sub != "auto-restart" {
+                return;
+            }
+            if svc.start_limited(&u) {
+                svc.set(State::Failed, "failed");
+                svc.result = "start-limit-hit";
+                drop(inn);
+                self.log(
+                    name,
+                    "start request repeated too quickly; giving up (start-limit-hit)",
+                );
+                self.cond.notify_all();
                 return;
             }
             svc.gen += 1;
