@@ -26,6 +26,12 @@ pub fn provision(user: &str, password: &str, database: &str, extensions: &[Strin
     let dl = literal(database);
     s += &format!("SELECT format('CREATE DATABASE %I OWNER %I', {dl}, {ul}) WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {dl}) \\gexec\n");
     s += &format!("GRANT ALL PRIVILEGES ON DATABASE {} TO {u};\n", ident(database));
+    // A database made for an earlier relation (the client was re-related) belongs to that
+    // relation's role: membership of it gives the new role the existing tables.
+    s += &format!(
+        "SELECT format('GRANT %I TO %I', r.rolname, {ul}) FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+WHERE d.datname = {dl} AND r.rolname <> {ul} AND NOT r.rolsuper AND r.rolname LIKE 'relation\\_%' \\gexec\n"
+    );
     s += &format!("\\c {}\n", ident(database));
     s += "CREATE EXTENSION IF NOT EXISTS btree_gin;\n";
     for e in extensions.iter().filter(|e| e.as_str() != "btree_gin") {
@@ -68,6 +74,7 @@ mod tests {
         assert_eq!(s.matches("CREATE EXTENSION IF NOT EXISTS btree_gin").count(), 1);
         assert!(s.contains("CREATE EXTENSION IF NOT EXISTS \"pg_trgm\""));
         assert!(s.contains("AND NOT rolsuper AND NOT rolcanlogin"));
+        assert!(s.contains("JOIN pg_roles r ON r.oid = d.datdba"), "a re-related client inherits the earlier owner");
     }
 
     #[test]
