@@ -141,6 +141,9 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     // Its ExecReload lines (the second one signals $MAINPID) keep the same master running.
     let master = sh(&a, "systemctl show -p MainPID --value haproxy");
     sh(&a, "systemctl reload haproxy");
+    assert_eq!(sh(&a, "systemctl show -p CanReload --value haproxy"), "yes");
+    // Debian's `service` goes through systemctl when /run/systemd/system exists.
+    sh(&a, "service haproxy reload");
     assert_eq!(sh(&a, "systemctl is-active haproxy"), "active");
     assert_eq!(sh(&a, "systemctl show -p MainPID --value haproxy"), master);
     sh(&a, "systemctl stop haproxy");

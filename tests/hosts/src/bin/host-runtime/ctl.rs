@@ -495,6 +495,10 @@ fn properties(i: &Info, host: &str) -> Vec<(String, String)> {
         ("UnitFileState", enable::state(&i.name, host)),
         ("Type", i.kind.clone()),
         ("Restart", i.restart.clone()),
+        (
+            "CanReload",
+            if i.can_reload { "yes" } else { "no" }.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

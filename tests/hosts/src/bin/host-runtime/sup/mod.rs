@@ -147,6 +147,7 @@ pub struct Info {
     pub since: SystemTime,
     pub kind: String,
     pub restart: String,
+    pub can_reload: bool,
     pub need_reload: bool,
 }
 
@@ -411,43 +412,30 @@ impl Sup {
     pub fn info(&self, name: &str) -> Info {
         let name = unit::canonical(name);
         let need_reload = self.needs_reload(&name);
-        let loaded = unit::load(&name, &self.hostname);
-        let (load, desc, path, kind, restart) = match &loaded {
-            Ok(u) => (
-                "loaded",
-                u.description.clone(),
-                u.path.display().to_string(),
-                format!("{:?}", u.svc.kind).to_lowercase(),
-                u.svc.restart.as_str().to_string(),
-            ),
-            Err(LoadError::NotFound) => (
-                "not-found",
-                name.clone(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
-            Err(LoadError::Masked(p)) => (
-                "masked",
-                name.clone(),
-                p.display().to_string(),
-                String::new(),
-                String::new(),
-            ),
-            Err(LoadError::Bad(_)) => (
-                "bad-setting",
-                name.clone(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
+        // The definition in use if the unit ran, else what is on disk.
+        let in_use = self.lock().svcs.get(&name).and_then(|s| s.unit.clone());
+        let loaded = match in_use {
+            Some(u) => Ok(u),
+            None => unit::load(&name, &self.hostname).map(Arc::new),
         };
+        let load = match &loaded {
+            Ok(_) => "loaded",
+            Err(LoadError::NotFound) => "not-found",
+            Err(LoadError::Masked(_)) => "masked",
+            Err(LoadError::Bad(_)) => "bad-setting",
+        };
+        let path = match &loaded {
+            Ok(u) => u.path.display().to_string(),
+            Err(LoadError::Masked(p)) => p.display().to_string(),
+            Err(_) => String::new(),
+        };
+        let u = loaded.as_ref().ok();
         let inn = self.lock();
         let s = inn.svcs.get(&name);
         Info {
             name: name.clone(),
             load,
-            description: desc,
+            description: u.map_or(name.clone(), |u| u.description.clone()),
             path,
             active: s.map_or("inactive", |s| s.state.as_str()),
             sub: s.map_or("dead", |s| s.sub),
@@ -457,8 +445,13 @@ impl Sup {
             n_restarts: s.map_or(0, |s| s.n_restarts),
             status_text: s.map(|s| s.status_text.clone()).unwrap_or_default(),
             since: s.map_or(SystemTime::now(), |s| s.since),
-            kind,
-            restart,
+            kind: u
+                .map(|u| format!("{:?}", u.svc.kind).to_lowercase())
+                .unwrap_or_default(),
+            restart: u
+                .map(|u| u.svc.restart.as_str().to_string())
+                .unwrap_or_default(),
+            can_reload: u.is_some_and(|u| !u.svc.exec_reload.is_empty()),
             need_reload,
         }
     }
