@@ -166,6 +166,9 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
                 "rewind": {"username": "rewind", "password": i.passwords.rewind},
             },
             "callbacks": {"on_role_change": paths::ROLE_CHANGE_SCRIPT},
+            // pg_basebackup waits for a spread checkpoint (minutes) unless told otherwise:
+            // a new replica should not.
+            "basebackup": [{"checkpoint": "fast"}],
             "remove_data_directory_on_rewind_failure": false,
             "remove_data_directory_on_diverged_timelines": false,
         },
@@ -332,6 +335,7 @@ mod tests {
             assert_eq!(pg["listen"], "10.0.0.10,127.0.0.1:5432");
             assert_eq!(pg["parameters"]["unix_socket_directories"], "/run/postgresql-ha");
             assert_eq!(pg["bin_dir"], "/usr/lib/postgresql/15/bin");
+            assert_eq!(pg["basebackup"][0]["checkpoint"], "fast", "a new replica must not wait minutes for a checkpoint");
             assert_eq!(pg["authentication"]["superuser"]["password"], "SUPERpw");
             assert_eq!(pg["authentication"]["rewind"]["username"], "rewind");
             let hba: Vec<String> = pg["pg_hba"].as_sequence().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
