@@ -110,6 +110,11 @@ fn writes_to_etc_stay_in_their_host() {
         !String::from_utf8_lossy(&machine.stdout).contains("local-model"),
         "machine's systemctl shadowed"
     );
+    // Network sysctls are the host's own; the machine's kernel settings are out of reach.
+    sh(&a, "sysctl -qw net.ipv4.ip_nonlocal_bind=1");
+    assert_eq!(sh(&a, "cat /proc/sys/net/ipv4/ip_nonlocal_bind"), "1");
+    assert_eq!(sh(&b, "cat /proc/sys/net/ipv4/ip_nonlocal_bind"), "0");
+    assert_ne!(code(&a, "echo 1 > /proc/sys/kernel/sysrq"), 0);
     // cwd is kept across the namespace switch.
     let out = a.command("pwd").current_dir("/usr/share").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/usr/share");

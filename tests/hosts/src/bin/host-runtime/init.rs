@@ -96,8 +96,19 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
     sys::sethostname(name).map_err(|e| format!("sethostname: {e}"))?;
     let nfl = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount("proc", Path::new("/proc"), "proc", nfl, None).map_err(|e| e.to_string())?;
-    // /sys of the host's network namespace (what `ip netns exec` does); not fatal.
-    if let Err(e) = sys::mount("sysfs", Path::new("/sys"), "sysfs", nfl, None) {
+    // Kernel settings outside the network namespace are the machine's: /proc/sys is
+    // read-only but for /proc/sys/net (per network namespace), as in a container.
+    if let Err(e) = protect_proc_sys() {
+        eprintln!("init {name}: {e}");
+    }
+    // /sys of the host's network namespace (what `ip netns exec` does), read-only; not fatal.
+    if let Err(e) = sys::mount(
+        "sysfs",
+        Path::new("/sys"),
+        "sysfs",
+        nfl | libc::MS_RDONLY,
+        None,
+    ) {
         eprintln!("init {name}: {e}");
     }
     for top in OVERLAID {
@@ -183,6 +194,23 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+fn protect_proc_sys() -> Result<(), String> {
+    let sys_dir = Path::new("/proc/sys");
+    let net = Path::new("/proc/sys/net");
+    sys::mount("/proc/sys", sys_dir, "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
+    sys::mount(
+        "none",
+        sys_dir,
+        "",
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    // A bind mount starts with its source's flags: make this one writable again.
+    sys::mount("/proc/sys/net", net, "", libc::MS_BIND, None).map_err(|e| e.to_string())?;
+    sys::mount("none", net, "", libc::MS_BIND | libc::MS_REMOUNT, None).map_err(|e| e.to_string())
 }
 
 /// Binds the machine's dpkg-query under /run before the runtime's shim shadows it.
