@@ -150,8 +150,10 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
         },
         "postgresql": {
-            // One port, at the end: `ip:port,ip:port` makes Patroni bind 127.0.0.1 only.
-            "listen": format!("{},127.0.0.1:{}", i.me.address, paths::PG_PORT),
+            // Every address: clients come through the DB VIP, which only the primary's host
+            // holds (a list of addresses takes one port at its end, `ADDR,127.0.0.1:5432`;
+            // `ip:port,ip:port` makes Patroni bind 127.0.0.1 only). pg_hba does the filtering.
+            "listen": format!("0.0.0.0:{}", paths::PG_PORT),
             "connect_address": format!("{}:{}", i.me.address, paths::PG_PORT),
             "data_dir": paths::PGDATA,
             "bin_dir": format!("/usr/lib/postgresql/{}/bin", i.pg_version),
@@ -332,7 +334,8 @@ mod tests {
             assert_eq!(dcs["postgresql"]["parameters"]["hot_standby"], "on");
             assert_eq!(dcs["postgresql"]["parameters"]["max_connections"].as_i64(), Some(160));
             let pg = &y["postgresql"];
-            assert_eq!(pg["listen"], "10.0.0.10,127.0.0.1:5432");
+            assert_eq!(pg["listen"], "0.0.0.0:5432", "the VIP must reach PostgreSQL on the primary");
+            assert_eq!(pg["connect_address"], "10.0.0.10:5432");
             assert_eq!(pg["parameters"]["unix_socket_directories"], "/run/postgresql-ha");
             assert_eq!(pg["bin_dir"], "/usr/lib/postgresql/15/bin");
             assert_eq!(pg["basebackup"][0]["checkpoint"], "fast", "a new replica must not wait minutes for a checkpoint");
