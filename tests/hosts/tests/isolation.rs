@@ -114,7 +114,10 @@ fn writes_to_etc_stay_in_their_host() {
     sh(&a, "sysctl -qw net.ipv4.ip_nonlocal_bind=1");
     assert_eq!(sh(&a, "cat /proc/sys/net/ipv4/ip_nonlocal_bind"), "1");
     assert_eq!(sh(&b, "cat /proc/sys/net/ipv4/ip_nonlocal_bind"), "0");
-    assert_ne!(code(&a, "cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness"), 0);
+    assert_ne!(
+        code(&a, "cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness"),
+        0
+    );
     // cwd is kept across the namespace switch.
     let out = a.command("pwd").current_dir("/usr/share").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "/usr/share");

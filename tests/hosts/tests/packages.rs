@@ -183,7 +183,13 @@ fn snap_installs_from_the_catalog_with_channels() {
     );
     sh(&a, "snap start lmsnap.daemon");
     assert_eq!(sh(&a, "systemctl is-active snap.lmsnap.daemon"), "active");
+    let before = sh(&a, "systemctl show -p MainPID --value snap.lmsnap.daemon");
     sh(&a, "snap refresh lmsnap --channel 3.6/stable");
+    let after = sh(&a, "systemctl show -p MainPID --value snap.lmsnap.daemon");
+    assert_ne!(
+        before, after,
+        "a refresh to another channel restarts the snap's services"
+    );
     assert!(sh(&a, "snap list lmsnap").contains("3.6/stable"));
     sh(&a, "snap set lmsnap mode=region");
     assert_eq!(sh(&a, "snap get lmsnap mode"), "region");

@@ -125,12 +125,23 @@ fn refresh(c: &Cli) -> Result<(), String> {
             return Err(format!("error: snap \"{n}\" is not installed"));
         };
         match &c.channel {
-            Some(ch) => {
+            Some(ch) if r.channel.as_deref() != Some(full_channel(ch).as_str()) => {
                 let ch = full_channel(ch);
                 r.channel = Some(ch.clone());
                 catalog::save(&r)?;
+                // snapd stops a snap's running services to switch revisions, then starts
+                // them again.
+                for u in snap_units(n) {
+                    if crate::systemctl::call(&["is-active".into(), u.clone()]).code == 0 {
+                        catalog::systemctl(&["restart", &u]).map_err(|e| format!("error: {e}"))?;
+                    }
+                }
                 println!("{n} ({ch}) {} from Local Model refreshed", r.version);
             }
+            Some(ch) => println!(
+                "snap \"{n}\" has no updates available ({})",
+                full_channel(ch)
+            ),
             None => println!("snap \"{n}\" has no updates available"),
         }
     }
