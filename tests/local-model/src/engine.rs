@@ -25,6 +25,8 @@ pub struct Running {
     pub unit: String,
     pub context_id: String,
     pub pid: u32,
+    /// When the hook process started (its wall time goes to the unit's log).
+    pub started: std::time::Instant,
 }
 
 /// Everything the daemon holds, behind one lock.
@@ -242,7 +244,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
     })();
     match spawned {
         Ok(child) => {
-            rt.running.insert(u.machine.clone(), Running { unit: unit.clone(), context_id: id.clone(), pid: child.id() });
+            rt.running.insert(u.machine.clone(), Running { unit: unit.clone(), context_id: id.clone(), pid: child.id(), started: std::time::Instant::now() });
             let shared2 = shared.clone();
             std::thread::spawn(move || wait_hook(shared2, child, id));
         }
@@ -280,6 +282,14 @@ pub fn backoff_ms(base: u64, max: u64, attempts: u32) -> u64 {
 /// A hook process ended with `code`: flush or fail, record what it saw, persist.
 pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     let Some(ctx) = rt.contexts.remove(context_id) else { return };
+    // The hook's wall time, for `make bench` and for people reading the log.
+    if let Some(r) = rt.running.values().find(|r| r.context_id == context_id) {
+        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&ctx.unit)) {
+            use std::io::Write;
+            let what = if ctx.hook.kind == HookKind::Action { "action" } else { "hook" };
+            let _ = writeln!(f, "INFO {} ran {} {what} in {} ms (exit {code})", ctx.unit, ctx.hook.name, r.started.elapsed().as_millis());
+        }
+    }
     rt.running.retain(|_, r| r.context_id != context_id);
     let unit = ctx.unit.clone();
     let h = ctx.hook.clone();

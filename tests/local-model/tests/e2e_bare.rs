@@ -92,6 +92,17 @@ fn bundle_in_bare_mode_follows_juju_order() {
         assert!(s.iter().any(|r| r.notes.iter().any(|x| x.starts_with("principal-addr 127."))), "sub/{n} read its principal's address");
     }
 
+    // --- each hook's wall time is logged once, after it ran, with its exit code (make bench
+    // reads these lines); as many lines as hooks the unit ran
+    let log = std::fs::read_to_string(dir.join("model/logs/unit-a-1.log")).unwrap();
+    let ran: Vec<&str> = log.lines().filter(|l| l.starts_with("INFO a/1 ran ")).collect();
+    assert_eq!(ran.len() as u64, unit_status(&st, "a/1")["hooks-run"].as_u64().unwrap(), "{log}");
+    let install = ran.iter().find(|l| l.starts_with("INFO a/1 ran install hook in ")).unwrap_or_else(|| panic!("{ran:?}"));
+    let ms: u64 = install.split(" in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{install}"));
+    assert!(ms < 60_000 && install.ends_with("ms (exit 0)"), "{install}");
+    let started = log.find("INFO a/1 running install hook").unwrap();
+    assert!(log.find("INFO a/1 ran install hook").unwrap() > started, "logged after the hook ran");
+
     // --- environment: exactly the documented variables, no HOME
     assert_eq!(env_names(&dir, "a/1", "install"), expected_env_names(false));
     assert_eq!(env_names(&dir, "a/1", "web-relation-joined"), expected_env_names(true));
