@@ -83,11 +83,12 @@ unit-test: charms catalog
 ## test: everything CI runs.
 test: deps unit-test check-charms check-bundle
 
-## demo: for now, build, pack and check the charms and the bundle (the local model will run it).
-demo: deps check-charms check-bundle
-	@echo
-	@echo "Packed charms:"; ls -l $(CHARM_FILES)
-	@echo "Deploy them on Juju with: juju deploy ./bundles/maas-ha.yaml --overlay <your-site>.yaml"
+## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
+## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes
+## the region VIP holder's host down under requests, and leaves the model up (`lm destroy` ends it).
+demo: deps charms catalog check-bundle
+	$(CARGO) build -q -p local-model -p e2e --bins
+	target/debug/demo
 
 ## bench: tables of hook wall time, peak RSS and packed size vs a Python ops baseline.
 OPS_CHARM := $(BUILD)/bench/ops-charm

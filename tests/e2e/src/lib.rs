@@ -8,7 +8,10 @@
 //! tests in different binaries never collide. Timing goals belong in `make bench`; tests use
 //! generous bounds only.
 
+pub mod drills;
+pub mod ha;
 pub mod probe;
+pub mod watch;
 
 use anyhow::{anyhow, bail, Context, Result};
 use local_model::{LocalModel, Substrate};
@@ -38,7 +41,9 @@ impl Env {
             return Err("not root: namespaced hosts need root (run `make test` as root)".into());
         }
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().map_err(|e| e.to_string())?;
-        let bin_dir = std::env::current_exe().ok().and_then(|p| p.parent()?.parent().map(Path::to_path_buf)).ok_or("cannot find the target directory")?;
+        // Test binaries run from target/<profile>/deps, binaries (demo, bench) from target/<profile>.
+        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).ok_or("cannot find the target directory")?;
+        let bin_dir = if exe_dir.ends_with("deps") { exe_dir.parent().map(Path::to_path_buf).unwrap_or(exe_dir) } else { exe_dir };
         let env = Env { lm: bin_dir.join("lm"), probe: bin_dir.join("e2e-probe"), build: repo.join("build"), repo };
         let need: [(&Path, &str); 4] = [
             (&env.lm, "cargo build -p local-model"),
@@ -58,6 +63,12 @@ impl Env {
         }
         Ok(env)
     }
+}
+
+/// Overlays named in `$E2E_OVERLAYS` (colon-separated paths), added after the fixtures' own:
+/// e.g. one that points an application at a charm built elsewhere, to try a fix.
+pub fn extra_overlays() -> Vec<PathBuf> {
+    std::env::var("E2E_OVERLAYS").map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect()).unwrap_or_default()
 }
 
 /// Gets the [`Env`] or prints why the test is skipped and returns from it.
@@ -89,10 +100,17 @@ pub struct Deployment {
 
 impl Deployment {
     fn model(env: &Env, name: &str, net: u8) -> Result<Deployment> {
-        let dir = env.build.join("e2e").join(name);
-        let lm = LocalModel::new(&dir, &env.lm)
+        Deployment::model_in(env, &env.build.join("e2e").join(name), net, &[])
+    }
+
+    fn model_in(env: &Env, dir: &Path, net: u8, settings: &[(&str, &str)]) -> Result<Deployment> {
+        let dir = dir.to_path_buf();
+        let mut lm = LocalModel::new(&dir, &env.lm)
             .with_env("LM_SUBNET", &format!("10.77.{net}.0/24"))
             .with_env("LM_CATALOG", &env.build.join("catalog").to_string_lossy());
+        for (k, v) in settings {
+            lm = lm.with_env(k, v);
+        }
         // A crashed earlier run of the same test leaves its model behind: start clean.
         lm.cleanup_leftovers()?;
         std::fs::create_dir_all(&dir)?;
@@ -112,7 +130,24 @@ impl Deployment {
     /// Deploys `bundles/maas-ha.yaml` with an overlay that puts the VIPs on this subnet and
     /// attaches the Patroni wheelhouse, plus `extra_overlays`.
     pub fn bundle(env: &Env, name: &str, net: u8, extra_overlays: &[PathBuf]) -> Result<Deployment> {
-        let d = Deployment::model(env, name, net)?;
+        Deployment::model(env, name, net)?.deploy_maas_ha(extra_overlays)
+    }
+
+    /// Like [`Deployment::bundle`], with the model in `dir` (e.g. `build/local-model`, where
+    /// `lm` finds it without `--model-dir`) instead of `build/e2e/<name>`.
+    pub fn bundle_in(env: &Env, dir: &Path, net: u8, extra_overlays: &[PathBuf]) -> Result<Deployment> {
+        Deployment::model_in(env, dir, net, &[])?.deploy_maas_ha(extra_overlays)
+    }
+
+    /// Like [`Deployment::bundle`], with model settings for the local model's daemon (e.g.
+    /// `("LM_UPDATE_STATUS_MS", "60000")`, as `juju model-config update-status-hook-interval=1m`).
+    pub fn bundle_with(env: &Env, name: &str, net: u8, extra_overlays: &[PathBuf], settings: &[(&str, &str)]) -> Result<Deployment> {
+        Deployment::model_in(env, &env.build.join("e2e").join(name), net, settings)?.deploy_maas_ha(extra_overlays)
+    }
+
+    fn deploy_maas_ha(self, extra_overlays: &[PathBuf]) -> Result<Deployment> {
+        let d = self;
+        let env = d.env.clone();
         let overlay = d.dir.join("site-overlay.yaml");
         std::fs::write(
             &overlay,

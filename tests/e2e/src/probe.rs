@@ -19,7 +19,8 @@ impl<'d> Probe<'d> {
         let stop = format!("/var/log/e2e-{name}.stop");
         let probe = d.env.probe.to_string_lossy().into_owned();
         let interval = interval_ms.to_string();
-        let mut argv = vec!["sh", "-c", "rm -f \"$2\"; \"$0\" --out \"$1\" --stop \"$2\" --interval-ms \"$3\" \"$4\" \"$5\" \"$6\" </dev/null >/dev/null 2>&1 &"];
+        // "$@" after the shifts: the probe's own arguments, however many.
+        let mut argv = vec!["sh", "-c", "p=$0 out=$1 stop=$2 iv=$3; shift 3; rm -f \"$stop\"; \"$p\" --out \"$out\" --stop \"$stop\" --interval-ms \"$iv\" \"$@\" </dev/null >/dev/null 2>&1 &"];
         argv.extend([probe.as_str(), log.as_str(), stop.as_str(), interval.as_str()]);
         argv.extend_from_slice(args);
         d.exec(machine, &argv)?;
@@ -31,9 +32,15 @@ impl<'d> Probe<'d> {
         Probe::start(d, machine, name, interval_ms, &["writer", "--dsn", dsn])
     }
 
+    /// Continuous writes like [`Probe::writer`], into `table` (created if missing), so each
+    /// drill checks its own rows. Runs up to `seconds` (the probe's own hard limit).
+    pub fn writer_table(d: &'d Deployment, machine: &str, name: &str, dsn: &str, table: &str, interval_ms: u64) -> Result<Probe<'d>> {
+        Probe::start(d, machine, name, interval_ms, &["writer", "--dsn", dsn, "--table", table, "--seconds", "1800"])
+    }
+
     /// Continuous GETs of `url`, every `interval_ms`.
     pub fn http(d: &'d Deployment, machine: &str, name: &str, url: &str, interval_ms: u64) -> Result<Probe<'d>> {
-        Probe::start(d, machine, name, interval_ms, &["http", "--url", url])
+        Probe::start(d, machine, name, interval_ms, &["http", "--url", url, "--seconds", "1800"])
     }
 
     /// Every attempt so far.

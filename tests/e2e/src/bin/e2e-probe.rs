@@ -34,6 +34,9 @@ enum Cmd {
         /// libpq connection string, e.g. "host=10.77.0.201 user=... password=... dbname=..."
         #[arg(long)]
         dsn: String,
+        /// Table to write into (a plain identifier).
+        #[arg(long, default_value = "e2e_writes")]
+        table: String,
     },
     /// GET `url` (http only); a line per attempt with the status and the first 200 bytes.
     Http {
@@ -73,7 +76,12 @@ fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let stop = |p: &Path| p.exists() || Instant::now() > deadline;
     match a.cmd {
-        Cmd::Writer { dsn } => {
+        Cmd::Writer { dsn, table } => {
+            if table.is_empty() || !table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                anyhow::bail!("--table {table:?}: lowercase letters, digits and _ only");
+            }
+            let create = format!("CREATE TABLE IF NOT EXISTS {table} (n bigint PRIMARY KEY, at timestamptz DEFAULT now())");
+            let insert = format!("INSERT INTO {table} (n) VALUES ($1) ON CONFLICT (n) DO NOTHING");
             let mut client: Option<postgres::Client> = None;
             let mut n: i64 = 0;
             while !stop(&a.stop) {
@@ -82,11 +90,11 @@ fn main() -> anyhow::Result<()> {
                 let result = (|| -> Result<(), String> {
                     if client.as_ref().is_none_or(|c| c.is_closed()) {
                         let mut c = postgres::Client::connect(&dsn, postgres::NoTls).map_err(|e| e.to_string())?;
-                        c.batch_execute("CREATE TABLE IF NOT EXISTS e2e_writes (n bigint PRIMARY KEY, at timestamptz DEFAULT now())").map_err(|e| e.to_string())?;
+                        c.batch_execute(&create).map_err(|e| e.to_string())?;
                         client = Some(c);
                     }
                     let c = client.as_mut().expect("connected above");
-                    c.execute("INSERT INTO e2e_writes (n) VALUES ($1) ON CONFLICT (n) DO NOTHING", &[&n]).map(drop).map_err(|e| e.to_string())
+                    c.execute(insert.as_str(), &[&n]).map(drop).map_err(|e| e.to_string())
                 })();
                 if result.is_err() {
                     client = None;

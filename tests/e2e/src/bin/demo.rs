@@ -1,0 +1,120 @@
+//! `make demo`: deploys `bundles/maas-ha.yaml` with the local-model overlay into the local
+//! model (`build/local-model`, so `lm` finds it without options), shows each status change
+//! while it settles, prints the status table and the URL, then takes the region VIP holder's
+//! host down while a client on a rack machine keeps requesting the UI through the VIP, and
+//! shows what that client saw. The model is kept for a look around (`lm destroy` ends it).
+
+use anyhow::{bail, Context, Result};
+use e2e::ha::{answered_by, region_url, RACK_MACHINES};
+use e2e::probe::{longest_outage, Probe};
+use e2e::{watch, Deployment, Env, FaultOp};
+use std::time::{Duration, Instant};
+
+/// The local model's default subnet, which bundles/overlays/local-model.yaml's VIPs are on.
+const NET: u8 = 0;
+/// Generous: a cold first deployment on a busy 2-core machine.
+const SETTLE: Duration = Duration::from_secs(600);
+
+fn main() {
+    let env = match Env::get() {
+        Ok(e) => e,
+        Err(why) => {
+            eprintln!("demo: {why}");
+            std::process::exit(2);
+        }
+    };
+    let dir = env.build.join("local-model");
+    let result = run(&env, &dir);
+    look_around(&env);
+    if let Err(e) = result {
+        eprintln!("\ndemo FAILED: {e:#}\nThe model is kept as it is: look at `lm status` and `lm logs <unit>` (above).");
+        std::process::exit(1);
+    }
+}
+
+fn lm_cmd(env: &Env) -> String {
+    let lm = env.lm.strip_prefix(&env.repo).unwrap_or(&env.lm);
+    lm.display().to_string()
+}
+
+fn run(env: &Env, dir: &std::path::Path) -> Result<()> {
+    let t0 = Instant::now();
+    println!("== deploying bundles/maas-ha.yaml --overlay bundles/overlays/local-model.yaml (model {})", dir.display());
+    let mut overlays = vec![env.repo.join("bundles/overlays/local-model.yaml")];
+    overlays.extend(e2e::extra_overlays());
+    let d = Deployment::bundle_in(env, dir, NET, &overlays)?;
+    // The model outlives the demo: the user looks around, then runs `lm destroy`.
+    let d = std::mem::ManuallyDrop::new(d);
+    println!("== settling (a line per change: unit, workload status, message)");
+    let took = watch::settle(&d, SETTLE, |l| println!("{l}"))?;
+    let hooks = watch::hooks_total(&d.status()?);
+    println!("== settled in {:.0} s, {hooks} hooks run; every unit is Active\n", took.as_secs_f64());
+    print_status(env, dir)?;
+    println!("MAAS: {}  (the region VIP; the lab's hosts reach it, this machine has no route into the lab:", region_url(&d));
+    println!("      {} ssh maas-rack/0 -- curl -s {})\n", lm_cmd(env), region_url(&d));
+    drill(&d)?;
+    println!("\ndemo passed in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_status(env: &Env, dir: &std::path::Path) -> Result<()> {
+    let out = std::process::Command::new(&env.lm).arg("status").env("LM_MODEL_DIR", dir).output().context("lm status")?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    println!();
+    Ok(())
+}
+
+/// The region VIP holder's host goes down; a client on a rack machine keeps asking.
+fn drill(d: &Deployment) -> Result<()> {
+    let vip = d.region_vip();
+    let holder = d.wait_vip_holder(&vip, Duration::from_secs(60))?;
+    let client = RACK_MACHINES[1];
+    println!("== drill: machine {holder} holds the region VIP {vip}; it goes down while machine {client} requests {} every 100 ms", region_url(d));
+    let probe = Probe::http(d, client, "demo-http", &region_url(d), 100)?;
+    probe.wait_successes(10, Duration::from_secs(60)).context("requests through the VIP before the drill")?;
+    let down_at = now_ms();
+    d.fault(&holder, FaultOp::Stop)?;
+    println!("   machine {holder} stopped (power cut: processes killed, link down)");
+    let new_holder = d.wait_vip_holder(&vip, Duration::from_secs(60)).context("no other machine took the VIP")?;
+    probe.wait_successes(20, Duration::from_secs(60)).context("requests through the VIP after the host went down")?;
+    let records = probe.stop()?;
+    println!("   machine {new_holder} took the VIP. What the client saw (t = time since the host went down):");
+    for run in answered_by(&records) {
+        let rel = |t: u64| (t as f64 - down_at as f64) / 1000.0;
+        println!("   {:>+7.1} s .. {:>+7.1} s  {:>4} requests  {}", rel(run.first_ms), rel(run.last_ms), run.count, if run.who.starts_with("failed") { run.who } else { format!("answered by {}", run.who) });
+    }
+    let failed = records.iter().filter(|r| r["ok"] != true).count();
+    match longest_outage(&records) {
+        Some((gap, n)) => println!("   {failed} of {} requests failed; longest gap {:.1} s ({n} requests)", records.len(), gap.as_secs_f64()),
+        None => println!("   none of {} requests failed", records.len()),
+    }
+    println!("== machine {holder} comes back");
+    d.fault(&holder, FaultOp::Start)?;
+    watch::settle(d, Duration::from_secs(300), |l| println!("{l}")).context("after the machine came back")?;
+    let holders = d.vip_holders(&vip)?;
+    if holders.len() != 1 {
+        bail!("{vip} held by {holders:?} after the machine came back");
+    }
+    println!("   every unit Active again; {vip} stays on machine {} (no preemption)", holders[0]);
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn look_around(env: &Env) {
+    let lm = lm_cmd(env);
+    println!(
+        "\nLook around (the model stays up; {lm} finds it in build/local-model):
+  {lm} status                         # units, machines, relations (--format=json for more)
+  {lm} logs maas-region/0             # a unit's hooks, juju-log lines and hook-tool calls
+  {lm} ssh maas-rack/0 -- curl -s http://10.77.0.200/MAAS/
+  {lm} ssh postgresql-ha/0 -- runuser -u postgres -- psql -h /run/postgresql-ha -c 'select 1'
+  {lm} run postgresql-ha/leader get-primary
+  {lm} fault stop 0 / {lm} fault start 0   # a host down and back
+  {lm} add-unit maas-region --to 2    # scale out
+When done:
+  {lm} destroy                        # daemon, hosts, files: nothing left"
+    );
+}

@@ -1,0 +1,60 @@
+//! HA drills on the whole bundle (bundles/maas-ha.yaml in the local model, as root): one
+//! deployment on 10.77.30.0/24, the drills in sequence, each under continuous writes through
+//! the DB VIP and requests through the region VIP from the rack machines, each ending with
+//! nothing acknowledged lost, one primary, one holder per VIP and every unit Active (see
+//! `e2e::drills`). One deployment for all keeps CI time down; a failing drill stops the rest,
+//! since each starts from the state the previous one left.
+//!
+//! `E2E_OVERLAYS=path.yaml` adds overlays (e.g. a charm built elsewhere); `E2E_KEEP=1` keeps
+//! the model in build/e2e/bundle-drills for a look around.
+
+use e2e::drills::{self, Ledger, Report};
+use e2e::{ha, Deployment};
+use std::time::Duration;
+
+/// This file's subnet: 10.77.30.0/24 (the drills own 30–39).
+const NET: u8 = 30;
+/// A cold deployment of the whole bundle on a busy 2-core machine.
+const SETTLE: Duration = Duration::from_secs(900);
+
+fn show(r: &Report) {
+    match &r.seen {
+        Some(s) => eprintln!(
+            "drill {:?}: healthy {:.1} s after the fault; writes {} ({} failed, longest outage {:?}), requests {} ({} failed, longest outage {:?})",
+            r.name,
+            r.healed.as_secs_f64(),
+            s.writes,
+            s.failed_writes,
+            s.write_outage,
+            s.requests,
+            s.failed_requests,
+            s.http_outage
+        ),
+        None => eprintln!("drill {:?}: healthy {:.1} s after the fault", r.name, r.healed.as_secs_f64()),
+    }
+}
+
+#[test]
+fn bundle_survives_every_ha_drill_in_sequence() {
+    let env = e2e::env_or_skip!();
+    let client = ha::client_overlay(&env, &env.build.join("e2e/bundle-drills-charms")).expect("db-client overlay");
+    let mut overlays = vec![client];
+    overlays.extend(e2e::extra_overlays());
+    let d = Deployment::bundle(&env, "bundle-drills", NET, &overlays).expect("deploy");
+    d.wait_active(SETTLE).expect("the bundle settles with every unit Active");
+    ha::assert_healthy(&d, None, &[], drills::HEAL).expect("healthy after deploy");
+    let mut ledger = Ledger::default();
+
+    let r = drills::primary_killed(&d, &mut ledger).unwrap_or_else(|e| panic!("database primary killed: {e:#}"));
+    show(&r);
+    let r = drills::region_holder_down(&d, &mut ledger).unwrap_or_else(|e| panic!("region VIP holder's host down: {e:#}"));
+    show(&r);
+    // Also the drill "the rack whose region vanished re-reaches one".
+    let (r, freed) = drills::region_removed(&d, &mut ledger).unwrap_or_else(|e| panic!("region removed: {e:#}"));
+    show(&r);
+    // Back where the removed one was: that machine has no region now.
+    let r = drills::region_added(&d, &mut ledger, &freed).unwrap_or_else(|e| panic!("region added: {e:#}"));
+    show(&r);
+    let r = drills::whole_deployment_restarted(&d, &mut ledger).unwrap_or_else(|e| panic!("whole deployment restarted: {e:#}"));
+    show(&r);
+}
