@@ -107,6 +107,9 @@ impl Lab {
     /// Adds and boots a host; `name` is also its hostname.
     pub fn add_host(&mut self, name: &str) -> Result<Host> {
         layout::check_host_name(name)?;
+        // Another process may have changed the lab since we read it.
+        let _lock = StateLock::take(&self.info.dir)?;
+        self.hosts = self.current_hosts();
         if self.hosts.iter().any(|h| h.name == name) {
             bail!("host {name} already exists in lab {}", self.info.prefix);
         }
@@ -135,7 +138,7 @@ impl Lab {
 
     /// The host called `name`.
     pub fn host(&self, name: &str) -> Result<Host> {
-        self.hosts
+        self.current_hosts()
             .iter()
             .find(|h| h.name == name)
             .map(|h| Host::new(self.info.clone(), &h.name, h.index))
@@ -144,7 +147,7 @@ impl Lab {
 
     /// All hosts, in the order they were added.
     pub fn hosts(&self) -> Vec<Host> {
-        self.hosts
+        self.current_hosts()
             .iter()
             .map(|h| Host::new(self.info.clone(), &h.name, h.index))
             .collect()
@@ -152,6 +155,8 @@ impl Lab {
 
     /// Stops a host and removes its namespaces, links and disk.
     pub fn remove_host(&mut self, name: &str) -> Result<()> {
+        let _lock = StateLock::take(&self.info.dir)?;
+        self.hosts = self.current_hosts();
         let host = self.host(name)?;
         host.stop()?;
         net::netns_delete(&layout::host_ns(&self.info.prefix, name))?;
@@ -180,6 +185,15 @@ impl Lab {
         cleanup::leftovers(prefix)
     }
 
+    /// The hosts as lab.json has them now (another process may have added or removed
+    /// some), else as this process last knew them.
+    fn current_hosts(&self) -> Vec<HostRec> {
+        fs::read(layout::lab_json(&self.info.dir))
+            .ok()
+            .and_then(|t| serde_json::from_slice::<LabState>(&t).ok())
+            .map_or_else(|| self.hosts.clone(), |st| st.hosts)
+    }
+
     fn save(&self) -> Result<()> {
         let st = LabState {
             dir: self.info.dir.clone(),
@@ -193,6 +207,33 @@ impl Lab {
         fs::write(&tmp, serde_json::to_vec_pretty(&st)?)?;
         fs::rename(&tmp, &path)?;
         Ok(())
+    }
+}
+
+/// An exclusive lock on a lab's state, so processes sharing a lab do not lose each
+/// other's hosts; released when dropped.
+struct StateLock {
+    _held: fs::File,
+}
+
+impl StateLock {
+    fn take(dir: &Path) -> Result<StateLock> {
+        use std::os::fd::AsRawFd;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lab.lock"))
+            .with_context(|| format!("cannot open {}/lab.lock", dir.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!(
+                "cannot lock {}/lab.lock: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(StateLock { _held: f })
     }
 }
 
@@ -247,5 +288,6 @@ fn remove_state(dir: &Path) -> Result<()> {
         }
     }
     let _ = fs::remove_file(layout::lab_json(dir));
+    let _ = fs::remove_file(dir.join("lab.lock"));
     Ok(())
 }

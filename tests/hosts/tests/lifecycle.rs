@@ -35,6 +35,19 @@ fn open_reattaches_and_destroy_leaves_nothing() {
     assert_eq!(a2.ip(), a.ip());
     assert_eq!(sh(&a2, "systemctl is-active idle"), "active");
 
+    // Two handles on one lab (two processes, say) do not lose each other's hosts.
+    let mut other = Lab::open(&dir("hlife1")).unwrap();
+    let delta = other.add_host("delta").unwrap();
+    let epsilon = t.add("epsilon");
+    assert_ne!(delta.ip(), epsilon.ip());
+    let names: Vec<String> = t
+        .lab()
+        .hosts()
+        .iter()
+        .map(|h| h.name().to_string())
+        .collect();
+    assert_eq!(names, ["alpha", "beta", "gamma", "delta", "epsilon"]);
+    other.remove_host("delta").unwrap();
     t.lab().remove_host("gamma").unwrap();
     assert!(t.lab().host("gamma").is_err());
     assert!(!Lab::leftovers("hlife1").iter().any(|l| l.contains("gamma")));
