@@ -6,10 +6,8 @@ use common::*;
 use std::path::PathBuf;
 
 /// A tiny catalog: one deb-style package with a daemon, one snap.
-fn catalog(prefix: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("hosts-catalogs")
-        .join(prefix);
+fn catalog(prefix: &str, base: &std::path::Path) -> PathBuf {
+    let dir = base.join("hosts-catalogs").join(prefix);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("files")).unwrap();
     let files = dir.join("files");
@@ -66,7 +64,7 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     if skip() {
         return;
     }
-    let cat = catalog("hpkg1");
+    let cat = catalog("hpkg1", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let mut t = TestLab::new("hpkg1", 31, Some(cat.clone()));
     let a = t.add("pkg1");
     let b = t.add("pkg2");
@@ -169,7 +167,8 @@ fn snap_installs_from_the_catalog_with_channels() {
     if skip() {
         return;
     }
-    let cat = catalog("hpkg2");
+    // This catalog lives in the machine's /tmp, which hosts replace with their own.
+    let cat = catalog("hpkg2", std::path::Path::new("/tmp"));
     let mut t = TestLab::new("hpkg2", 32, Some(cat));
     let a = t.add("snappy");
     sh(&a, "snap install lmsnap --channel=3.5/edge");
@@ -206,6 +205,8 @@ fn snap_installs_from_the_catalog_with_channels() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("error: snap \"nosuchsnap\" not found"));
     let _ = std::fs::remove_file("/tmp/hosts-test-hpkg2-lmtestd");
     sh(&a, "snap remove lmsnap");
+    let _ = std::fs::remove_dir_all("/tmp/hosts-catalogs/hpkg2");
+    let _ = std::fs::remove_dir("/tmp/hosts-catalogs");
     assert_eq!(
         sh(&a, "systemctl is-active snap.lmsnap.daemon || true"),
         "inactive"

@@ -130,6 +130,26 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         )
         .map_err(|e| e.to_string())?;
     }
+    // Before /tmp and /run become the host's own: the catalog is a machine path.
+    if let Some(c) = catalog {
+        std::fs::create_dir_all(CATALOG).map_err(|e| format!("{CATALOG}: {e}"))?;
+        sys::mount(
+            &c.to_string_lossy(),
+            Path::new(CATALOG),
+            "",
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        sys::mount(
+            "none",
+            Path::new(CATALOG),
+            "",
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    }
     for (dir, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
         sys::mount(
             "tmpfs",
@@ -162,25 +182,6 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
     }
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions("/run/lock", std::fs::Permissions::from_mode(0o1777));
-    if let Some(c) = catalog {
-        std::fs::create_dir_all(CATALOG).map_err(|e| format!("{CATALOG}: {e}"))?;
-        sys::mount(
-            &c.to_string_lossy(),
-            Path::new(CATALOG),
-            "",
-            libc::MS_BIND,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
-        sys::mount(
-            "none",
-            Path::new(CATALOG),
-            "",
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            None,
-        )
-        .map_err(|e| e.to_string())?;
-    }
     crate::tmpfiles::create_run_dirs();
     keep_real_dpkg_query()?;
     // Bind mounts, not files in the overlay: they vanish with the host's mount namespace,
