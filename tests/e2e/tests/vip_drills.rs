@@ -29,7 +29,10 @@ fn wait_messages(drill: &VipDrill, app: &str, prefix: &str, timeout: Duration) {
         if msgs.len() == 3 && msgs.iter().all(|(_, m)| m.starts_with(prefix)) {
             return;
         }
-        assert!(Instant::now() < deadline, "{app} never showed {prefix:?} on every unit: {msgs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{app} never showed {prefix:?} on every unit: {msgs:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -50,52 +53,118 @@ fn one_holder_and_its_unit_says_so(drill: &VipDrill, poller: &Poller) -> String 
         .values()
         .find(|u| u["machine"] == holder.as_str())
         .and_then(|u| u["subordinates"].as_object())
-        .and_then(|s| s.keys().find(|k| k.starts_with(&format!("{APP}/"))).cloned())
+        .and_then(|s| {
+            s.keys()
+                .find(|k| k.starts_with(&format!("{APP}/")))
+                .cloned()
+        })
         .expect("a keepalived-vip unit on the holder");
     let label = format!("VIP {}/24", drill.vip);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let msgs = drill.vip_messages(APP).unwrap();
-        let held: Vec<&String> = msgs.iter().filter(|(_, m)| *m == format!("{label} held")).map(|(u, _)| u).collect();
-        let standby = msgs.iter().filter(|(_, m)| *m == format!("{label} standby")).count();
+        let held: Vec<&String> = msgs
+            .iter()
+            .filter(|(_, m)| *m == format!("{label} held"))
+            .map(|(u, _)| u)
+            .collect();
+        let standby = msgs
+            .iter()
+            .filter(|(_, m)| *m == format!("{label} standby"))
+            .count();
         if held.len() == 1 && standby == 2 {
-            assert_eq!(held[0], &sub_on_holder, "the unit on the holding machine says held");
+            assert_eq!(
+                held[0], &sub_on_holder,
+                "the unit on the holding machine says held"
+            );
             return holder;
         }
-        assert!(Instant::now() < deadline, "statuses never showed one holder: {msgs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "statuses never showed one holder: {msgs:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
 
 /// A second application with the same router id is Blocked on every host; with its own, both
 /// VIPs are held; removing its relation removes it and leaves the first VIP where it was.
-fn a_second_application_coexists_and_leaves_cleanly(drill: &VipDrill, poller: &Poller, holder: &str) {
+fn a_second_application_coexists_and_leaves_cleanly(
+    drill: &VipDrill,
+    poller: &Poller,
+    holder: &str,
+) {
     let mark = poller.mark();
     drill
-        .add_vip_app("vip2", &format!("vip: {VIP2}/24, check: 'process:python3', virtual-router-id: 51"))
+        .add_vip_app(
+            "vip2",
+            &format!("vip: {VIP2}/24, check: 'process:python3', virtual-router-id: 51"),
+        )
         .unwrap();
-    wait_messages(drill, "vip2", "virtual-router-id 51 on eth0 is already used on this host by vip", Duration::from_secs(30));
-    assert!(drill.machines.iter().all(|m| !drill.holds(m, VIP2)), "a Blocked application claims nothing");
-    drill.d.lm.config("vip2", &["virtual-router-id=52"]).unwrap();
+    wait_messages(
+        drill,
+        "vip2",
+        "virtual-router-id 51 on eth0 is already used on this host by vip",
+        Duration::from_secs(30),
+    );
+    assert!(
+        drill.machines.iter().all(|m| !drill.holds(m, VIP2)),
+        "a Blocked application claims nothing"
+    );
+    drill
+        .d
+        .lm
+        .config("vip2", &["virtual-router-id=52"])
+        .unwrap();
     drill.d.lm.wait(Duration::from_secs(120)).unwrap();
-    wait_messages(drill, "vip2", &format!("VIP {VIP2}/24"), Duration::from_secs(30));
+    wait_messages(
+        drill,
+        "vip2",
+        &format!("VIP {VIP2}/24"),
+        Duration::from_secs(30),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while drill.machines.iter().filter(|m| drill.holds(m, VIP2)).count() != 1 {
-        assert!(Instant::now() < deadline, "vip2 never held by exactly one machine");
+    while drill
+        .machines
+        .iter()
+        .filter(|m| drill.holds(m, VIP2))
+        .count()
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "vip2 never held by exactly one machine"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drill.d.lm.remove_relation(vip::PRINCIPAL, "vip2").unwrap();
     drill.d.lm.wait(Duration::from_secs(120)).unwrap();
     for m in &drill.machines {
-        assert!(!drill.holds(m, VIP2), "machine {m} still has vip2's address");
-        let (code, _, _) = drill.d.lm.exec(m, &["systemctl", "is-active", "keepalived-vip2"]).unwrap();
+        assert!(
+            !drill.holds(m, VIP2),
+            "machine {m} still has vip2's address"
+        );
+        let (code, _, _) = drill
+            .d
+            .lm
+            .exec(m, &["systemctl", "is-active", "keepalived-vip2"])
+            .unwrap();
         assert_ne!(code, 0, "keepalived-vip2 still runs on machine {m}");
-        let (code, _, _) = drill.d.lm.exec(m, &["test", "-e", "/etc/keepalived/keepalived-vip2.conf"]).unwrap();
+        let (code, _, _) = drill
+            .d
+            .lm
+            .exec(m, &["test", "-e", "/etc/keepalived/keepalived-vip2.conf"])
+            .unwrap();
         assert_ne!(code, 0, "vip2's configuration is still on machine {m}");
-        drill.d.exec(m, &["systemctl", "is-active", "keepalived-vip"]).unwrap_or_else(|e| panic!("keepalived-vip on machine {m}: {e:#}"));
+        drill
+            .d
+            .exec(m, &["systemctl", "is-active", "keepalived-vip"])
+            .unwrap_or_else(|e| panic!("keepalived-vip on machine {m}: {e:#}"));
     }
     poller
-        .wait_for(mark, Duration::from_millis(200), |h| h != [holder.to_string()])
+        .wait_for(mark, Duration::from_millis(200), |h| {
+            h != [holder.to_string()]
+        })
         .expect_err("the first VIP never moved or vanished meanwhile");
 }
 
@@ -109,7 +178,9 @@ fn failovers(drill: &VipDrill, poller: &Poller, a: Advert) {
             Fault::CheckFailed => a.host_down_limit() + Duration::from_secs(1),
             Fault::HostDown | Fault::CleanStop => a.host_down_limit(),
         };
-        let f = drill.failover(fault, poller, limit + Duration::from_secs(10)).unwrap();
+        let f = drill
+            .failover(fault, poller, limit + Duration::from_secs(10))
+            .unwrap();
         eprintln!(
             "failover: {} at advert-int {} s: {} ms (machine {} -> {})",
             fault.label(),
@@ -118,7 +189,13 @@ fn failovers(drill: &VipDrill, poller: &Poller, a: Advert) {
             f.from,
             f.to
         );
-        assert!(f.took <= limit, "{} at advert-int {}: took {:?}, more than {limit:?}", fault.label(), a.secs, f.took);
+        assert!(
+            f.took <= limit,
+            "{} at advert-int {}: took {:?}, more than {limit:?}",
+            fault.label(),
+            a.secs,
+            f.took
+        );
         // The old holder is back (host started, service or keepalived running again).
         drill.stays_with(&f.to, Duration::from_secs(3)).unwrap();
     }
@@ -145,7 +222,18 @@ fn vip_drills() {
     failovers(&drill, &poller, Advert::TENTH);
 
     let (samples, worst) = poller.finish();
-    assert!(samples.len() > 100, "polled all along ({} rounds)", samples.len());
-    assert!(worst <= Duration::from_secs(1), "two holders at once for {worst:?}");
-    eprintln!("vip drills done in {:?} ({} poll rounds)", started.elapsed(), samples.len());
+    assert!(
+        samples.len() > 100,
+        "polled all along ({} rounds)",
+        samples.len()
+    );
+    assert!(
+        worst <= Duration::from_secs(1),
+        "two holders at once for {worst:?}"
+    );
+    eprintln!(
+        "vip drills done in {:?} ({} poll rounds)",
+        started.elapsed(),
+        samples.len()
+    );
 }

@@ -11,9 +11,9 @@
 
 #![allow(dead_code)]
 
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use e2e::{Deployment, Env, FaultOp};
 use local_model::{LocalModel, Substrate};
-use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,9 +38,15 @@ pub struct Advert {
 
 impl Advert {
     /// keepalived-vip's default: VRRP v2, one advert a second.
-    pub const ONE: Advert = Advert { version: 2, secs: 1.0 };
+    pub const ONE: Advert = Advert {
+        version: 2,
+        secs: 1.0,
+    };
     /// Sub-second failover: VRRP v3, ten adverts a second.
-    pub const TENTH: Advert = Advert { version: 3, secs: 0.1 };
+    pub const TENTH: Advert = Advert {
+        version: 3,
+        secs: 0.1,
+    };
 
     /// The bound for a holder that vanishes: 3 × advert-int + 1 s.
     pub fn host_down_limit(self) -> Duration {
@@ -108,11 +114,21 @@ fn pack_lm_test(env: &Env, out: &std::path::Path) -> Result<()> {
     let o = std::process::Command::new("python3")
         .args(["-m", "zipfile", "-c"])
         .arg(&tmp)
-        .args(["metadata.yaml", "config.yaml", "actions.yaml", "dispatch", "manifest.yaml"])
+        .args([
+            "metadata.yaml",
+            "config.yaml",
+            "actions.yaml",
+            "dispatch",
+            "manifest.yaml",
+        ])
         .current_dir(&src)
         .output()
         .context("running python3 -m zipfile")?;
-    ensure!(o.status.success(), "packing lm-test: {}", String::from_utf8_lossy(&o.stderr));
+    ensure!(
+        o.status.success(),
+        "packing lm-test: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     std::fs::rename(&tmp, out)?;
     Ok(())
 }
@@ -130,7 +146,12 @@ impl VipDrill {
             .with_env("LM_UPDATE_STATUS_MS", "2000");
         lm.cleanup_leftovers()?;
         std::fs::create_dir_all(&dir)?;
-        let d = Deployment { lm, env: env.clone(), net, dir: dir.clone() };
+        let d = Deployment {
+            lm,
+            env: env.clone(),
+            net,
+            dir: dir.clone(),
+        };
         // Outside the model directory, which starting the daemon empties.
         let inputs = env.build.join("e2e").join(format!("{name}-inputs"));
         std::fs::create_dir_all(&inputs)?;
@@ -160,9 +181,14 @@ relations:
         let path = dir.join("bundle.yaml");
         std::fs::write(&path, bundle)?;
         d.lm.deploy_bundle(&path, &[], Substrate::Hosts)?;
+        // The model keeps its own copies of charms and resources.
+        let _ = std::fs::remove_dir_all(&inputs);
         d.lm.wait(Duration::from_secs(240))?;
         let machines = d.machines_of(PRINCIPAL)?;
-        ensure!(machines.len() == 3, "expected 3 principal machines, got {machines:?}");
+        ensure!(
+            machines.len() == 3,
+            "expected 3 principal machines, got {machines:?}"
+        );
         let drill = VipDrill { d, machines, vip };
         drill.one_holder(Duration::from_secs(30))?;
         Ok(drill)
@@ -175,11 +201,12 @@ relations:
         std::fs::write(
             &path,
             format!(
-                "applications:\n  {app}:\n    charm: {}\n    options: {{{options}}}\nrelations:\n- [{PRINCIPAL}, {app}]\n",
+                "applications:\n  {app}:\n    charm: {}\n    options: {{{options}}}\n",
                 self.d.env.build.join("keepalived-vip.charm").display()
             ),
         )?;
         self.d.lm.deploy_bundle(&path, &[], Substrate::Hosts)?;
+        self.d.lm.integrate(PRINCIPAL, app)?;
         self.d.lm.wait(Duration::from_secs(120))?;
         Ok(())
     }
@@ -191,7 +218,11 @@ relations:
 
     /// The machines holding the VIP now, among those not in `skip`.
     pub fn holders(&self, skip: &BTreeSet<String>) -> Vec<String> {
-        self.machines.iter().filter(|m| !skip.contains(*m) && self.holds(m, &self.vip)).cloned().collect()
+        self.machines
+            .iter()
+            .filter(|m| !skip.contains(*m) && self.holds(m, &self.vip))
+            .cloned()
+            .collect()
     }
 
     /// Waits until exactly one machine holds the VIP; returns it.
@@ -203,7 +234,10 @@ relations:
                 return Ok(h[0].clone());
             }
             if Instant::now() > deadline {
-                bail!("{} held by {h:?} after {timeout:?}, not by exactly one machine", self.vip);
+                bail!(
+                    "{} held by {h:?} after {timeout:?}, not by exactly one machine",
+                    self.vip
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -211,12 +245,32 @@ relations:
 
     /// Sets the advert interval (and VRRP version), waits for the hooks and one holder.
     pub fn set_advert(&self, a: Advert) -> Result<()> {
-        self.d.lm.config(APP, &[&format!("vrrp-version={}", a.version), &format!("advert-int={}", a.secs)])?;
+        self.d.lm.config(
+            APP,
+            &[
+                &format!("vrrp-version={}", a.version),
+                &format!("advert-int={}", a.secs),
+            ],
+        )?;
         self.d.lm.wait(Duration::from_secs(120))?;
-        let want = format!("advert_int {}\n", if a.secs < 1.0 { format!("{}", a.secs) } else { format!("{}", a.secs as u32) });
+        let want = format!(
+            "advert_int {}\n",
+            if a.secs < 1.0 {
+                format!("{}", a.secs)
+            } else {
+                format!("{}", a.secs as u32)
+            }
+        );
         for m in &self.machines {
-            let conf = e2e::read_in(&self.d, m, &format!("/etc/keepalived/keepalived-{APP}.conf"))?;
-            ensure!(conf.contains(&want), "machine {m}: the configuration has no {want:?}");
+            let conf = e2e::read_in(
+                &self.d,
+                m,
+                &format!("/etc/keepalived/keepalived-{APP}.conf"),
+            )?;
+            ensure!(
+                conf.contains(&want),
+                "machine {m}: the configuration has no {want:?}"
+            );
         }
         self.one_holder(Duration::from_secs(30))?;
         Ok(())
@@ -224,7 +278,13 @@ relations:
 
     /// The workload messages of the keepalived-vip units, by unit.
     pub fn vip_messages(&self, app: &str) -> Result<Vec<(String, String)>> {
-        Ok(self.d.units()?.into_iter().filter(|(n, _, _)| n.starts_with(&format!("{app}/"))).map(|(n, _, m)| (n, m)).collect())
+        Ok(self
+            .d
+            .units()?
+            .into_iter()
+            .filter(|(n, _, _)| n.starts_with(&format!("{app}/")))
+            .map(|(n, _, m)| (n, m))
+            .collect())
     }
 
     /// Injects `fault` into the holder, measures until another machine holds the VIP (giving
@@ -235,14 +295,26 @@ relations:
         // The main keepalived process is the oldest (lowest pid) of the holder's keepalived
         // processes of this application; only one application runs on the drill hosts then.
         let main_pid = if fault == Fault::CleanStop {
-            let pids: Vec<u32> = serde_json::from_value(self.d.fault(&from, FaultOp::Pids { comm: "keepalived".into() })?)?;
-            Some(pids.into_iter().min().ok_or_else(|| anyhow!("no keepalived runs on machine {from}"))?)
+            let pids: Vec<u32> = serde_json::from_value(self.d.fault(
+                &from,
+                FaultOp::Pids {
+                    comm: "keepalived".into(),
+                },
+            )?)?;
+            Some(
+                pids.into_iter()
+                    .min()
+                    .ok_or_else(|| anyhow!("no keepalived runs on machine {from}"))?,
+            )
         } else {
             None
         };
         let op = match fault {
             Fault::HostDown => Some(FaultOp::Stop),
-            Fault::CleanStop => Some(FaultOp::Kill { target: main_pid.unwrap_or_default().to_string(), signal: 15 }),
+            Fault::CleanStop => Some(FaultOp::Kill {
+                target: main_pid.unwrap_or_default().to_string(),
+                signal: 15,
+            }),
             // The service is stopped, not its process killed: systemd would restart that.
             Fault::CheckFailed => None,
         };
@@ -266,10 +338,20 @@ relations:
             }
         });
         let seen = poller.wait_for(mark, give_up, |h| h.iter().any(|m| m != &from));
-        let done = req.join().map_err(|_| anyhow!("the fault request panicked"))?;
+        let done = req
+            .join()
+            .map_err(|_| anyhow!("the fault request panicked"))?;
         done.with_context(|| format!("injecting {} into machine {from}", fault.label()))?;
-        let (when, holders) = seen.with_context(|| format!("{}: the VIP did not move from machine {from}", fault.label()))?;
-        let to = holders.into_iter().find(|m| m != &from).expect("wait_for matched another holder");
+        let (when, holders) = seen.with_context(|| {
+            format!(
+                "{}: the VIP did not move from machine {from}",
+                fault.label()
+            )
+        })?;
+        let to = holders
+            .into_iter()
+            .find(|m| m != &from)
+            .expect("wait_for matched another holder");
         let took = when.saturating_duration_since(t0);
         // Repair, so that the next drill starts from a healthy model.
         match fault {
@@ -281,7 +363,8 @@ relations:
                 self.d.exec(&from, &["systemctl", "start", WEB])?;
             }
             Fault::CleanStop => {
-                self.d.exec(&from, &["systemctl", "start", &format!("keepalived-{APP}")])?;
+                self.d
+                    .exec(&from, &["systemctl", "start", &format!("keepalived-{APP}")])?;
             }
         }
         self.d.lm.wait(Duration::from_secs(120))?;
@@ -294,7 +377,10 @@ relations:
         let end = Instant::now() + for_;
         while Instant::now() < end {
             let h = self.holders(&BTreeSet::new());
-            ensure!(h == [holder.to_string()], "the VIP moved from machine {holder}: holders {h:?}");
+            ensure!(
+                h == [holder.to_string()],
+                "the VIP moved from machine {holder}: holders {h:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
@@ -302,8 +388,13 @@ relations:
 }
 
 fn holds(d: &Deployment, machine: &str, addr: &str) -> bool {
-    match d.lm.exec(machine, &["ip", "-o", "addr", "show", "dev", "eth0"]) {
-        Ok((0, out, _)) => out.split_whitespace().any(|w| w.split('/').next() == Some(addr)),
+    match d
+        .lm
+        .exec(machine, &["ip", "-o", "addr", "show", "dev", "eth0"])
+    {
+        Ok((0, out, _)) => out
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(addr)),
         _ => false,
     }
 }
@@ -326,7 +417,11 @@ impl Poller {
         let stop = Arc::new(AtomicBool::new(false));
         let skip = Arc::new(Mutex::new(BTreeSet::new()));
         let samples = Arc::new(Mutex::new(Vec::new()));
-        let (lm, machines, vip) = (drill.d.lm.clone(), drill.machines.clone(), drill.vip.clone());
+        let (lm, machines, vip) = (
+            drill.d.lm.clone(),
+            drill.machines.clone(),
+            drill.vip.clone(),
+        );
         let (st, sk, sa) = (stop.clone(), skip.clone(), samples.clone());
         let handle = std::thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
@@ -335,20 +430,31 @@ impl Poller {
                 let held: Vec<String> = machines
                     .iter()
                     .filter(|m| !skipped.contains(*m))
-                    .filter(|m| match lm.exec(m, &["ip", "-o", "addr", "show", "dev", "eth0"]) {
-                        Ok((0, out, _)) => out.split_whitespace().any(|w| w.split('/').next() == Some(vip.as_str())),
-                        _ => false,
-                    })
+                    .filter(
+                        |m| match lm.exec(m, &["ip", "-o", "addr", "show", "dev", "eth0"]) {
+                            Ok((0, out, _)) => out
+                                .split_whitespace()
+                                .any(|w| w.split('/').next() == Some(vip.as_str())),
+                            _ => false,
+                        },
+                    )
                     .cloned()
                     .collect();
-                sa.lock().unwrap_or_else(|e| e.into_inner()).push((Instant::now(), held));
+                sa.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Instant::now(), held));
                 if let Some(rest) = Duration::from_millis(100).checked_sub(start.elapsed()) {
                     // Rounds are as fast as the daemon answers; the pause only bounds the load.
                     std::thread::sleep(rest.min(Duration::from_millis(10)));
                 }
             }
         });
-        Poller { stop, skip, samples, handle: Some(handle) }
+        Poller {
+            stop,
+            skip,
+            samples,
+            handle: Some(handle),
+        }
     }
 
     /// Leaves `machine` out of the rounds (a stopped host cannot answer) or takes it back.
@@ -367,7 +473,12 @@ impl Poller {
     }
 
     /// Waits for the first round after `mark` whose holders satisfy `cond`; returns it.
-    pub fn wait_for(&self, mark: usize, timeout: Duration, cond: impl Fn(&[String]) -> bool) -> Result<Sample> {
+    pub fn wait_for(
+        &self,
+        mark: usize,
+        timeout: Duration,
+        cond: impl Fn(&[String]) -> bool,
+    ) -> Result<Sample> {
         let deadline = Instant::now() + timeout;
         let mut next = mark;
         loop {
@@ -378,7 +489,10 @@ impl Poller {
                 }
                 next = s.len();
                 if Instant::now() > deadline {
-                    bail!("not seen within {timeout:?}; last round: {:?}", s.last().map(|(_, h)| h));
+                    bail!(
+                        "not seen within {timeout:?}; last round: {:?}",
+                        s.last().map(|(_, h)| h)
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -428,8 +542,19 @@ mod tests {
     #[test]
     fn overlaps_are_measured_from_first_to_last_round() {
         let t = Instant::now();
-        let at = |ms: u64, h: &[&str]| (t + Duration::from_millis(ms), h.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        let s = vec![at(0, &["0"]), at(100, &["0", "1"]), at(200, &["0", "1"]), at(300, &["1"]), at(400, &["1", "2"])];
+        let at = |ms: u64, h: &[&str]| {
+            (
+                t + Duration::from_millis(ms),
+                h.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let s = vec![
+            at(0, &["0"]),
+            at(100, &["0", "1"]),
+            at(200, &["0", "1"]),
+            at(300, &["1"]),
+            at(400, &["1", "2"]),
+        ];
         assert_eq!(longest_overlap(&s), Duration::from_millis(100));
         assert_eq!(longest_overlap(&s[..1]), Duration::ZERO);
     }
