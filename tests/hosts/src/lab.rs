@@ -15,8 +15,9 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct LabConfig {
     /// Lab state (lab.json, each host's overlay upper dirs, logs). Must not be under a
-    /// directory that hosts overlay or mount tmpfs on (/etc, /var, /usr, /opt, /srv, /snap,
-    /// /root, /home, /run, /tmp), since hosts must see it exactly as the machine does.
+    /// directory that hosts overlay (/etc, /var, /usr, /opt, /srv, /snap, /root, /home) or
+    /// under /run. Under /tmp it works, but hosts do not see it there (they have their own
+    /// /tmp), so anything the hosts must reach belongs elsewhere.
     pub dir: PathBuf,
     /// 1–6 characters of `[a-z0-9]`; every netns and link name of the lab starts with it.
     pub prefix: String,
@@ -244,14 +245,24 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
         "lab dir {} must be absolute",
         dir.display()
     );
+    // Checked before anything is created (a refused dir must not be left behind), and
+    // again once symlinks are resolved.
+    check_dir(dir)?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
+    let real = dir.canonicalize()?;
+    check_dir(&real)?;
+    Ok(real)
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
     let top = dir
         .components()
         .nth(1)
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .unwrap_or_default();
-    if layout::OVERLAID.contains(&top.as_str()) || layout::TMPFS.contains(&top.as_str()) {
+    // Overlay layers may not live inside their own lower directory; /run is where hosts
+    // keep their runtime state. (/tmp is fine: hosts never need to see the lab dir.)
+    if layout::OVERLAID.contains(&top.as_str()) || top == "run" {
         bail!(
             "lab dir {} is under /{top}, which hosts overlay or replace",
             dir.display()
@@ -263,7 +274,7 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
         !s.contains([',', ':', ' ']),
         "lab dir {s} must not contain ',', ':' or spaces"
     );
-    Ok(dir)
+    Ok(())
 }
 
 /// Copies the runtime binary into the lab, so a rebuild does not change running hosts.

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 
 /// Directories overlaid per host (lower = the machine's directory).
 pub(crate) const OVERLAID: &[&str] = &["etc", "var", "usr", "opt", "srv", "snap", "root", "home"];
-/// Directories that are tmpfs per host.
-pub(crate) const TMPFS: &[&str] = &["run", "tmp"];
 
 /// Environment variable every process of a lab carries, so that a crashed lab's processes
 /// can be found by prefix alone.

@@ -111,12 +111,49 @@ fn bad_configs_are_refused() {
     assert!(bad("TOOLONGPREFIX", "10.77.53.0/24", dir("hbad")));
     assert!(bad("hbad", "10.77.53.0/30", dir("hbad")));
     assert!(bad("hbad", "not-a-subnet", dir("hbad")));
-    assert!(bad("hbad", "10.77.53.0/24", PathBuf::from("/tmp/hbad-lab")));
+    assert!(bad(
+        "hbad",
+        "10.77.53.0/24",
+        PathBuf::from("/var/tmp/hbad-lab")
+    ));
+    assert!(bad("hbad", "10.77.53.0/24", PathBuf::from("/run/hbad-lab")));
     assert!(bad("hbad", "10.77.53.0/24", PathBuf::from("relative")));
+    assert!(
+        !PathBuf::from("/run/hbad-lab").exists(),
+        "a refused lab dir was created"
+    );
     assert!(Lab::leftovers("hbad").is_empty());
     let mut t = TestLab::new("hbad2", 54, None);
     assert!(t.lab().add_host("Bad_Name").is_err());
     t.add("ok");
     assert!(t.lab().add_host("ok").is_err(), "duplicate name");
     t.destroy();
+}
+
+#[test]
+fn a_lab_may_live_in_the_machines_tmp() {
+    if skip() {
+        return;
+    }
+    // CI may clone the repository under /tmp: labs must work there too.
+    let d = PathBuf::from("/tmp/hosts-test-hlife3");
+    let mut lab = Lab::create(LabConfig {
+        dir: d.clone(),
+        prefix: "hlife3".into(),
+        subnet: "10.77.55.0/24".into(),
+        catalog: None,
+    })
+    .unwrap();
+    let h = lab.add_host("tmpbox").unwrap();
+    assert_eq!(sh(&h, "hostname"), "tmpbox");
+    write(
+        &h,
+        "/etc/systemd/system/idle.service",
+        "[Service]\nExecStart=/bin/sleep 1000\n",
+    );
+    sh(&h, "systemctl start idle");
+    assert_eq!(sh(&h, "systemctl is-active idle"), "active");
+    lab.destroy().unwrap();
+    assert!(Lab::leftovers("hlife3").is_empty());
+    assert!(!d.exists());
 }

@@ -150,16 +150,14 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         )
         .map_err(|e| e.to_string())?;
     }
-    for (dir, mode) in [("/run", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")] {
-        sys::mount(
-            "tmpfs",
-            Path::new(dir),
-            "tmpfs",
-            libc::MS_NOSUID | libc::MS_NODEV,
-            Some(&format!("mode={mode}")),
-        )
-        .map_err(|e| e.to_string())?;
-    }
+    sys::mount(
+        "tmpfs",
+        Path::new("/run"),
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .map_err(|e| e.to_string())?;
     // The machine's root file system (without its submounts), read-only: catalog entries
     // name machine paths, which may lie where the host has its own /tmp or overlays.
     std::fs::create_dir_all(MACHINE_ROOT).map_err(|e| format!("{MACHINE_ROOT}: {e}"))?;
@@ -193,6 +191,17 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         }
         sys::mount(&exe.to_string_lossy(), &p, "", libc::MS_BIND, None)
             .map_err(|e| e.to_string())?;
+    }
+    // Last: until now the runtime binary (in the lab dir) may have been under /tmp.
+    for (dir, mode) in [("/tmp", "1777"), ("/dev/shm", "1777")] {
+        sys::mount(
+            "tmpfs",
+            Path::new(dir),
+            "tmpfs",
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&format!("mode={mode}")),
+        )
+        .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
