@@ -10,8 +10,8 @@ use std::path::Path;
 /// Lays out the host's disk before its first boot: overlay dirs, identity files, and
 /// whiteouts hiding the services the machine has enabled (a fresh host has none: a
 /// package's services are enabled when it is installed in the host).
-pub(crate) fn prepare(lab_dir: &Path, prefix: &str, name: &str, ip: Ipv4Addr) -> Result<()> {
-    let hd = layout::host_dir(lab_dir, name);
+pub(crate) fn prepare(layers: &Path, prefix: &str, name: &str, ip: Ipv4Addr) -> Result<()> {
+    let hd = layout::host_layers(layers, name);
     for top in layout::OVERLAID {
         fs::create_dir_all(hd.join("upper").join(top))?;
         fs::create_dir_all(hd.join("work").join(top))?;

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct LabInfo {
     pub dir: PathBuf,
+    /// See `layout::layers_for`.
+    pub layers: PathBuf,
     pub prefix: String,
     pub subnet: Subnet,
     pub catalog: Option<PathBuf>,
@@ -134,7 +136,7 @@ impl Host {
         let top = rel.split('/').next().unwrap_or("");
         if layout::OVERLAID.contains(&top) {
             let rest = rel[top.len()..].trim_start_matches('/');
-            layout::upper(&self.lab.dir, &self.name, top).join(rest)
+            layout::upper(&self.lab.layers, &self.name, top).join(rest)
         } else {
             Path::new("/").join(rel)
         }
@@ -229,6 +231,8 @@ impl Host {
             .args(["--netns", &layout::host_ns(&self.lab.prefix, &self.name)])
             .arg("--host-dir")
             .arg(layout::host_dir(&self.lab.dir, &self.name))
+            .arg("--layers-dir")
+            .arg(layout::host_layers(&self.lab.layers, &self.name))
             .args(["--prefix", &self.lab.prefix])
             .env(LAB_MARKER, &self.lab.prefix)
             .stdin(Stdio::null());
@@ -259,7 +263,8 @@ impl Host {
 
     /// Lays out the host's disk before its first boot (see [`crate::disk::prepare`]).
     pub(crate) fn prepare_disk(&self) -> Result<()> {
-        crate::disk::prepare(&self.lab.dir, &self.lab.prefix, &self.name, self.ip)
+        fs::create_dir_all(layout::host_dir(&self.lab.dir, &self.name))?;
+        crate::disk::prepare(&self.lab.layers, &self.lab.prefix, &self.name, self.ip)
     }
 
     fn check_pid(&self, pid: u32) -> Result<()> {

@@ -14,10 +14,11 @@ use std::sync::Arc;
 /// How to create a lab.
 #[derive(Clone, Debug)]
 pub struct LabConfig {
-    /// Lab state (lab.json, each host's overlay upper dirs, logs). Must not be under a
-    /// directory that hosts overlay (/etc, /var, /usr, /opt, /srv, /snap, /root, /home) or
-    /// under /run. Under /tmp it works, but hosts do not see it there (they have their own
-    /// /tmp), so anything the hosts must reach belongs elsewhere.
+    /// Lab state (lab.json, each host's init record and log, its overlay layers). Anywhere
+    /// but under /run. Under /tmp hosts do not see it (they have their own /tmp); under a
+    /// directory hosts overlay (/etc, /var, /usr, /opt, /srv, /snap, /root, /home) the
+    /// overlay layers go to /tmp/hosts-layers/PREFIX instead, since overlayfs refuses
+    /// layers inside their own lower directory.
     pub dir: PathBuf,
     /// 1–6 characters of `[a-z0-9]`; every netns and link name of the lab starts with it.
     pub prefix: String,
@@ -33,6 +34,7 @@ pub struct LabConfig {
 #[derive(Serialize, Deserialize)]
 struct LabState {
     dir: PathBuf,
+    layers: PathBuf,
     prefix: String,
     subnet: String,
     catalog: Option<PathBuf>,
@@ -66,7 +68,7 @@ impl Lab {
             anyhow::ensure!(c.is_dir(), "catalog {} is not a directory", c.display());
         }
         clean_prefix(&cfg.prefix)?;
-        remove_state(&dir)?;
+        remove_state(&dir, &cfg.prefix)?;
         // Hosts overlay /snap; the machine needs the mount point even if it has no snaps.
         if !Path::new("/snap").exists() {
             fs::create_dir("/snap").context("cannot create the /snap mount point")?;
@@ -75,6 +77,7 @@ impl Lab {
         net::create_bridge(&cfg.prefix)?;
         let lab = Lab {
             info: Arc::new(LabInfo {
+                layers: layout::layers_for(&dir, &cfg.prefix),
                 dir,
                 prefix: cfg.prefix,
                 subnet,
@@ -96,6 +99,7 @@ impl Lab {
         Ok(Lab {
             info: Arc::new(LabInfo {
                 dir: st.dir,
+                layers: st.layers,
                 prefix: st.prefix,
                 subnet: Subnet::parse(&st.subnet)?,
                 catalog: st.catalog,
@@ -127,6 +131,7 @@ impl Lab {
             let _ = host.stop();
             let _ = net::netns_delete(&layout::host_ns(&self.info.prefix, name));
             let _ = fs::remove_dir_all(layout::host_dir(&self.info.dir, name));
+            let _ = fs::remove_dir_all(layout::host_layers(&self.info.layers, name));
             return Err(e.context(format!("cannot add host {name}")));
         }
         self.hosts.push(HostRec {
@@ -162,6 +167,7 @@ impl Lab {
         host.stop()?;
         net::netns_delete(&layout::host_ns(&self.info.prefix, name))?;
         let _ = fs::remove_dir_all(layout::host_dir(&self.info.dir, name));
+        let _ = fs::remove_dir_all(layout::host_layers(&self.info.layers, name));
         self.hosts.retain(|h| h.name != name);
         self.save()
     }
@@ -173,7 +179,7 @@ impl Lab {
             let _ = h.stop();
         }
         clean_prefix(&self.info.prefix)?;
-        remove_state(&self.info.dir)?;
+        remove_state(&self.info.dir, &self.info.prefix)?;
         let _ = fs::remove_dir(&self.info.dir);
         let left = Lab::leftovers(&self.info.prefix);
         anyhow::ensure!(left.is_empty(), "lab {} left: {left:?}", self.info.prefix);
@@ -198,6 +204,7 @@ impl Lab {
     fn save(&self) -> Result<()> {
         let st = LabState {
             dir: self.info.dir.clone(),
+            layers: self.info.layers.clone(),
             prefix: self.info.prefix.clone(),
             subnet: self.subnet_text.clone(),
             catalog: self.info.catalog.clone(),
@@ -255,18 +262,11 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 fn check_dir(dir: &Path) -> Result<()> {
-    let top = dir
-        .components()
-        .nth(1)
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Overlay layers may not live inside their own lower directory; /run is where hosts
-    // keep their runtime state. (/tmp is fine: hosts never need to see the lab dir.)
-    if layout::OVERLAID.contains(&top.as_str()) || top == "run" {
-        bail!(
-            "lab dir {} is under /{top}, which hosts overlay or replace",
-            dir.display()
-        );
+    // /run is where the machine keeps network namespaces and hosts their own runtime
+    // state. (Under /tmp hosts do not see the lab dir, which they never need; under an
+    // overlaid directory the layers go elsewhere, see `layout::layers_for`.)
+    if layout::top_of(dir) == "run" {
+        bail!("lab dir {} is under /run", dir.display());
     }
     let s = dir.to_string_lossy();
     // Overlay mount options are comma- and colon-separated.
@@ -290,8 +290,17 @@ fn install_runtime(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes what a lab stored in `dir` (only the paths a lab creates).
-fn remove_state(dir: &Path) -> Result<()> {
+/// Removes what a lab stored in `dir` (only the paths a lab creates) and the layers it
+/// may have kept outside it.
+fn remove_state(dir: &Path, prefix: &str) -> Result<()> {
+    let outside = layout::external_layers(prefix);
+    if outside.exists() {
+        fs::remove_dir_all(&outside)
+            .with_context(|| format!("cannot remove {}", outside.display()))?;
+    }
+    if let Some(parent) = outside.parent() {
+        let _ = fs::remove_dir(parent);
+    }
     for sub in ["hosts", "bin"] {
         let p = dir.join(sub);
         if p.exists() {

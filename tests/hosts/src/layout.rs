@@ -34,8 +34,33 @@ pub(crate) fn host_dir(lab_dir: &Path, host: &str) -> PathBuf {
 pub(crate) fn init_file(lab_dir: &Path, host: &str) -> PathBuf {
     host_dir(lab_dir, host).join("init.json")
 }
-pub(crate) fn upper(lab_dir: &Path, host: &str, top: &str) -> PathBuf {
-    host_dir(lab_dir, host).join("upper").join(top)
+/// Where a host's overlay layers (upper and work dirs) live.
+pub(crate) fn host_layers(layers: &Path, host: &str) -> PathBuf {
+    layers.join("hosts").join(host)
+}
+pub(crate) fn upper(layers: &Path, host: &str, top: &str) -> PathBuf {
+    host_layers(layers, host).join("upper").join(top)
+}
+
+/// Where a lab keeps its hosts' overlay layers: in the lab dir, unless that is itself
+/// under a directory hosts overlay (overlayfs refuses layers inside their own lower
+/// directory); then in the machine's /tmp, by prefix.
+pub(crate) fn layers_for(lab_dir: &Path, prefix: &str) -> PathBuf {
+    if OVERLAID.contains(&top_of(lab_dir).as_str()) {
+        external_layers(prefix)
+    } else {
+        lab_dir.to_path_buf()
+    }
+}
+pub(crate) fn external_layers(prefix: &str) -> PathBuf {
+    Path::new("/tmp/hosts-layers").join(prefix)
+}
+/// The first component of an absolute path ("var" for /var/lib/x).
+pub(crate) fn top_of(p: &Path) -> String {
+    p.components()
+        .nth(1)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 pub(crate) fn lab_json(lab_dir: &Path) -> PathBuf {
     lab_dir.join("lab.json")

@@ -45,11 +45,15 @@ pub fn main(argv: &[String]) -> i32 {
     };
     let name = a.get("name").unwrap_or("host").to_string();
     let host_dir = PathBuf::from(a.get("host-dir").unwrap_or("/nonexistent"));
+    // Overlay layers: in the host's dir unless the lab keeps them elsewhere.
+    let layers = a
+        .get("layers-dir")
+        .map_or_else(|| host_dir.clone(), PathBuf::from);
     let catalog = a.get("catalog").map(PathBuf::from);
     // Nothing the init starts may hold the boot pipe open.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(ready_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    if let Err(e) = setup(&name, &host_dir, catalog.as_deref()) {
+    if let Err(e) = setup(&name, &layers, catalog.as_deref()) {
         eprintln!("init {name}: {e}");
         report(&format!("setup failed: {e}\n"));
         return 1;
@@ -81,7 +85,7 @@ pub fn main(argv: &[String]) -> i32 {
     0
 }
 
-fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), String> {
+fn setup(name: &str, layers: &Path, catalog: Option<&Path>) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
     // Nothing mounted here may propagate back to the machine.
@@ -112,8 +116,8 @@ fn setup(name: &str, host_dir: &Path, catalog: Option<&Path>) -> Result<(), Stri
         eprintln!("init {name}: {e}");
     }
     for top in OVERLAID {
-        let upper = host_dir.join("upper").join(top);
-        let work = host_dir.join("work").join(top);
+        let upper = layers.join("upper").join(top);
+        let work = layers.join("work").join(top);
         std::fs::create_dir_all(&upper).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
         let opts = format!(
