@@ -224,7 +224,16 @@ impl Host {
         if self.is_up() {
             return Ok(());
         }
-        net::host_link_up(&self.lab.prefix, &self.name, &self.cidr())?;
+        // After a reboot of the machine (or a crash mid-clean-up) the lab's namespaces may be
+        // gone while its disk remains: wire the host again.
+        let prefix = &self.lab.prefix;
+        if !net::netns_exists(&layout::bridge_ns(prefix)) {
+            net::create_bridge(prefix)?;
+        }
+        if !net::has_link(&layout::host_ns(prefix, &self.name), "eth0") {
+            net::create_host_link(prefix, &self.name, self.index)?;
+        }
+        net::host_link_up(prefix, &self.name, &self.cidr())?;
         let mut c = Command::new(layout::runtime_copy(&self.lab.dir));
         c.arg("boot")
             .args(["--name", &self.name])

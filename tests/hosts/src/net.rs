@@ -74,13 +74,19 @@ pub(crate) fn create_bridge(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates a host's namespace, its eth0 and the bridge-side peer, attached and up.
+/// Creates a host's namespace, its eth0 and the bridge-side peer, attached and up; parts
+/// that already exist are kept (a lost bridge namespace takes every veth pair with it).
 pub(crate) fn create_host_link(prefix: &str, host: &str, index: u32) -> Result<()> {
     let ns = layout::host_ns(prefix, host);
     let br_ns = layout::bridge_ns(prefix);
     let peer = layout::veth(prefix, index);
-    ip(&["netns", "add", &ns])?;
+    if !netns_exists(&ns) {
+        ip(&["netns", "add", &ns])?;
+    }
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    if has_link(&ns, "eth0") {
+        return Ok(());
+    }
     ip(&[
         "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &peer, "netns", &br_ns,
     ])?;
@@ -98,6 +104,11 @@ pub(crate) fn create_host_link(prefix: &str, host: &str, index: u32) -> Result<(
     Ok(())
 }
 
+/// Does `ns` have a link called `dev`?
+pub(crate) fn has_link(ns: &str, dev: &str) -> bool {
+    netns_exists(ns) && ip(&["-n", ns, "link", "show", dev]).is_ok()
+}
+
 /// Brings a host's eth0 up with only its own address: addresses a daemon added before a
 /// crash (a VIP) do not survive a reboot.
 pub(crate) fn host_link_up(prefix: &str, host: &str, cidr: &str) -> Result<()> {
@@ -110,7 +121,7 @@ pub(crate) fn host_link_up(prefix: &str, host: &str, cidr: &str) -> Result<()> {
 
 pub(crate) fn host_link_down(prefix: &str, host: &str) -> Result<()> {
     let ns = layout::host_ns(prefix, host);
-    if netns_exists(&ns) {
+    if has_link(&ns, "eth0") {
         ip(&["-n", &ns, "link", "set", "eth0", "down"])?;
     }
     Ok(())

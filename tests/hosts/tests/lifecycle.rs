@@ -56,6 +56,26 @@ fn open_reattaches_and_destroy_leaves_nothing() {
         "a live lab has things"
     );
 
+    // A machine reboot loses the namespaces but not the disk: start wires the host again.
+    let beta = t.lab().host("beta").unwrap();
+    beta.stop().unwrap();
+    for ns in ["hlife1-h-beta", "hlife1-br"] {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "delete", ns])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    beta.start().unwrap();
+    assert_eq!(sh(&beta, "hostname"), "beta");
+    let alpha = t.lab().host("alpha").unwrap();
+    alpha.stop().unwrap();
+    alpha.start().unwrap();
+    assert!(
+        ping(&alpha, beta.ip()),
+        "hosts rewired after the bridge was lost"
+    );
+
     t.destroy();
     assert!(Lab::leftovers("hlife1").is_empty());
     assert!(!dir("hlife1").join("lab.json").exists());
