@@ -117,6 +117,17 @@ impl Deployment {
         Ok(Deployment { lm, env: env.clone(), net, dir })
     }
 
+    /// A handle on a model already running in `dir` (deployed on 10.77.<net>.0/24), e.g. to
+    /// run a drill again on the demo's model; nothing is cleaned or deployed. Dropping it
+    /// destroys the model unless `E2E_KEEP` is set (or it is wrapped in `ManuallyDrop`).
+    pub fn attach(env: &Env, dir: &Path, net: u8) -> Result<Deployment> {
+        let lm = LocalModel::new(dir, &env.lm);
+        if !lm.running() {
+            bail!("no model runs in {}", dir.display());
+        }
+        Ok(Deployment { lm, env: env.clone(), net, dir: dir.to_path_buf() })
+    }
+
     /// The region VIP of this deployment's subnet.
     pub fn region_vip(&self) -> String {
         format!("10.77.{}.200", self.net)
@@ -228,7 +239,9 @@ impl Deployment {
         let st = self.status()?;
         let mut holders = Vec::new();
         for (id, m) in st["machines"].as_object().into_iter().flatten() {
-            if m["state"].as_str() != Some("started") {
+            // A stopped machine cannot be asked (and holds nothing); a cut one still can, and
+            // one that kept the VIP through a cut is a second holder.
+            if !matches!(machine_state(m), "started" | "cut") {
                 continue;
             }
             if let Ok((0, out, _)) = self.lm.exec(id, &["ip", "-o", "-4", "addr", "show"]) {
@@ -281,6 +294,11 @@ impl Drop for Deployment {
     }
 }
 
+/// A machine's state in a status JSON (`juju-status.current`, as `juju status` puts it).
+pub fn machine_state(m: &Value) -> &str {
+    m["juju-status"]["current"].as_str().unwrap_or("")
+}
+
 /// Every unit in a status JSON, subordinates included: (name, workload status, message).
 pub fn units_of(st: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
@@ -315,6 +333,24 @@ pub fn until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T>)
             Err(e) if start.elapsed() > timeout => return Err(e.context(format!("{what}: still failing after {timeout:?}"))),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_state_is_read_where_status_puts_it() {
+        let mut state = local_model::state::ModelState::new(Substrate::Bare, Default::default());
+        for (id, s) in [("0", "started"), ("1", "stopped")] {
+            let m = local_model::state::Machine { id: id.into(), hostname: format!("m{id}"), ip: String::new(), cidr: String::new(), state: s.into() };
+            state.machines.insert(id.into(), m);
+        }
+        let st = local_model::status::status_json(&state);
+        assert_eq!(machine_state(&st["machines"]["0"]), "started");
+        assert_eq!(machine_state(&st["machines"]["1"]), "stopped");
+        assert_eq!(machine_state(&serde_json::json!({"state": "started"})), "", "not where status puts it");
     }
 }
 

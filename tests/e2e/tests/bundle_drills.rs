@@ -40,7 +40,9 @@ fn bundle_survives_every_ha_drill_in_sequence() {
     let client = ha::client_overlay(&env, &env.build.join("e2e/bundle-drills-charms")).expect("db-client overlay");
     let mut overlays = vec![client];
     overlays.extend(e2e::extra_overlays());
-    let d = Deployment::bundle(&env, "bundle-drills", NET, &overlays).expect("deploy");
+    // update-status every minute (`juju model-config update-status-hook-interval=1m`): a
+    // status that only update-status refreshes must not hold a drill for Juju's default 5 min.
+    let d = Deployment::bundle_with(&env, "bundle-drills", NET, &overlays, &[("LM_UPDATE_STATUS_MS", "60000")]).expect("deploy");
     d.wait_active(SETTLE).expect("the bundle settles with every unit Active");
     ha::assert_healthy(&d, None, &[], drills::HEAL).expect("healthy after deploy");
     let mut ledger = Ledger::default();

@@ -3,6 +3,7 @@
 //! while it settles, prints the status table and the URL, then takes the region VIP holder's
 //! host down while a client on a rack machine keeps requesting the UI through the VIP, and
 //! shows what that client saw. The model is kept for a look around (`lm destroy` ends it).
+//! `demo --drill` runs the drill again on the model a demo left running.
 
 use anyhow::{bail, Context, Result};
 use e2e::ha::{answered_by, region_url, RACK_MACHINES};
@@ -24,7 +25,12 @@ fn main() {
         }
     };
     let dir = env.build.join("local-model");
-    let result = run(&env, &dir);
+    // `demo --drill`: only the drill, again, on the model a demo left running.
+    let result = if std::env::args().any(|a| a == "--drill") {
+        Deployment::attach(&env, &dir, NET).and_then(|d| drill(&std::mem::ManuallyDrop::new(d)))
+    } else {
+        run(&env, &dir)
+    };
     look_around(&env);
     if let Err(e) = result {
         eprintln!("\ndemo FAILED: {e:#}\nThe model is kept as it is: look at `lm status` and `lm logs <unit>` (above).");
