@@ -90,9 +90,10 @@ demo: deps charms catalog check-bundle
 	$(CARGO) build -q -p local-model -p e2e --bins
 	target/debug/demo
 
-## bench: tables of hook wall time, peak RSS and packed size vs a Python ops baseline.
+## bench: tables of hook wall time, peak RSS and packed size vs a Python ops baseline; then (root)
+## the bundle in the local model: deploy to settled, drills, busiest hooks, add-unit 2 -> 5 regions.
 OPS_CHARM := $(BUILD)/bench/ops-charm
-bench: deps charms
+bench: deps charms catalog
 	$(CARGO) build -q -p bench --profile charm --bin bench-charm
 	$(CARGO) build -q -p bench --release --bin bench
 	$(BUILD)/charm-pack pack --charm-dir tests/bench/rust-charm --binary target/charm/bench-charm --license LICENSE --version "$(VERSION)" --out $(BUILD)/bench/bench-charm.charm
@@ -102,6 +103,8 @@ bench: deps charms
 	fi
 	rm -f $(BUILD)/bench/bench-ops-charm.charm && cd $(OPS_CHARM) && zip -qr ../bench-ops-charm.charm . -x .stamp '.unit-state.db'
 	target/release/bench --runs 30
+	$(CARGO) build -q -p local-model -p e2e --bins
+	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-bundle; else echo "(the bundle part of the bench needs root: skipped)"; fi
 	$(CARGO) run -q -p local-model --release --example bench
 
 lint:
