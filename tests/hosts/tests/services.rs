@@ -235,6 +235,9 @@ fn enabled_services_come_back_after_stop_and_start() {
 
     a.start().unwrap();
     assert!(a.is_up());
+    // is-system-running --wait returns once the boot's jobs are done.
+    assert_eq!(sh(&a, "systemctl is-system-running --wait"), "running");
+    assert_eq!(sh(&a, "systemctl is-active web"), "active");
     wait_for(20, "web back after boot", || {
         http_ok(&b, a.ip(), 8080).then_some(())
     });

@@ -36,6 +36,7 @@ struct Opts {
     quiet: bool,
     no_block: bool,
     now: bool,
+    wait: bool,
     value: bool,
     props: Vec<String>,
     signal: Option<i32>,
@@ -122,6 +123,7 @@ pub fn run(sup: &Arc<Sup>, argv: &[String], root: bool) -> Reply {
             "-q" | "--quiet" => o.quiet = true,
             "--no-block" => o.no_block = true,
             "--now" => o.now = true,
+            "--wait" => o.wait = true,
             "--value" => o.value = true,
             "-p" | "--property" => o.props.extend(val(&mut it).split(',').map(String::from)),
             "-s" | "--signal" => o.signal = sys::signal_name_to_num(&val(&mut it)),
@@ -358,7 +360,13 @@ pub fn run(sup: &Arc<Sup>, argv: &[String], root: bool) -> Reply {
             }
         }
         "daemon-reload" | "daemon-reexec" => sup.daemon_reload(),
-        "is-system-running" => r.out("running"),
+        "is-system-running" => {
+            let st = sup.system_state(o.wait);
+            if !o.quiet {
+                r.out(st);
+            }
+            r.code = if st == "running" { 0 } else { 1 };
+        }
         "list-units" => {
             for n in sup.known() {
                 let i = sup.info(&n);

@@ -119,6 +119,8 @@ struct Inner {
     /// still referenced (not inactive, or enabled) keeps the definition it was loaded with
     /// until `daemon-reload`, even if its files change.
     loaded: HashMap<String, Arc<Unit>>,
+    /// Units the boot started whose first job has not finished yet.
+    booting: Vec<String>,
     waiters: HashMap<i32, mpsc::Sender<i32>>,
 }
 
@@ -205,6 +207,7 @@ impl Sup {
             inner: Mutex::new(Inner {
                 svcs: HashMap::new(),
                 loaded: HashMap::new(),
+                booting: Vec::new(),
                 waiters: HashMap::new(),
             }),
             cond: Condvar::new(),
@@ -466,6 +469,7 @@ impl Sup {
     /// Starts what is enabled, all at once (a service may wait for another's peers).
     pub fn boot(self: &Arc<Self>) {
         let units = crate::enable::boot_units();
+        self.lock().booting = units.clone();
         for n in &units {
             // After= among the units booting: wait for those jobs to finish first.
             let after: Vec<String> = unit::load(n, &self.hostname)
@@ -482,10 +486,29 @@ impl Sup {
                 for a in &after {
                     me.wait_settled(a, BOOT_ORDER_WAIT);
                 }
-                if let Err(e) = me.start(&n, false) {
-                    eprintln!("boot: {e}");
+                match me.start(&n, false) {
+                    Ok(()) => me.wait_settled(&n, BOOT_ORDER_WAIT),
+                    Err(e) => eprintln!("boot: {e}"),
                 }
+                me.lock().booting.retain(|b| *b != n);
+                me.cond.notify_all();
             });
+        }
+    }
+
+    /// `systemctl is-system-running`: starting while boot jobs run, degraded if a unit
+    /// failed, else running.
+    pub fn system_state(&self, wait: bool) -> &'static str {
+        let mut inn = self.lock();
+        while wait && !inn.booting.is_empty() {
+            inn = self.cond.wait(inn).unwrap_or_else(|p| p.into_inner());
+        }
+        if !inn.booting.is_empty() {
+            "starting"
+        } else if inn.svcs.values().any(|s| s.state == State::Failed) {
+            "degraded"
+        } else {
+            "running"
         }
     }
 
