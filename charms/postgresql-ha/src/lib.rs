@@ -6,17 +6,21 @@
 //!
 //! Every hook ends in [`reconcile::reconcile`]; actions are in [`actions`].
 
+#![warn(missing_docs)]
+
 pub mod actions;
 pub mod clients;
 pub mod config;
 pub mod etcd;
 pub mod install;
+pub mod membership;
 pub mod observer;
 pub mod patroni;
 pub mod paths;
 pub mod reconcile;
 pub mod render;
 pub mod secrets;
+pub mod serve;
 pub mod sql;
 
 use charm_lib::{Context, EventKind, RelationPhase};

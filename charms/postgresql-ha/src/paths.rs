@@ -4,7 +4,7 @@
 pub const VENV: &str = "/opt/postgresql-ha/venv";
 /// Where a wheelhouse resource is unpacked.
 pub const WHEELHOUSE_DIR: &str = "/opt/postgresql-ha/wheelhouse";
-/// Records what was installed ("<patroni version>"); install runs again when it differs.
+/// Records what was installed (`patroni==<version>`); install runs again when it differs.
 pub const INSTALL_STAMP: &str = "/opt/postgresql-ha/installed";
 /// Rendered configuration.
 pub const CONF_DIR: &str = "/etc/postgresql-ha";

@@ -1,0 +1,171 @@
+//! Client relations on the host side: what each relation asks for, the leader's SQL on the
+//! primary (grant, revoke), and the addresses clients are given.
+
+use crate::clients::{self, Grant, Request, Topology};
+use crate::membership::CLIENT_ENDPOINTS;
+use crate::patroni::Cluster;
+use crate::render::Member;
+use crate::{paths, secrets, sql};
+use charm_lib::tools::SecretOptions;
+use charm_lib::{Cmd, Context, Databag, Relation, Status};
+use std::collections::BTreeMap;
+
+/// Reads the request of a client relation.
+pub(crate) fn request_of(rel: &Relation) -> Result<Option<Request>, String> {
+    // With no unit left (the last one departing) a `db` request would fall back to defaults:
+    // nothing to serve, and nothing to change, until the relation is broken or a unit joins.
+    if rel.units().is_empty() {
+        return Ok(None);
+    }
+    let app = rel.remote_app_data().map_err(|e| e.to_string())?;
+    let mut units = BTreeMap::new();
+    for u in rel.units() {
+        units.insert(u.clone(), rel.unit_data(u).map_err(|e| e.to_string())?);
+    }
+    match rel.id().endpoint.as_str() {
+        "db" => clients::db_request(rel.remote_app().unwrap_or_default(), &app, &units).map(Some),
+        _ => clients::database_request(&app, &units),
+    }
+}
+
+/// The client relations that are alive (a relation in its -broken hook is not).
+pub(crate) fn live_client_relations<'m, 'r>(ctx: &'m Context<'r>) -> anyhow::Result<Vec<Relation<'m, 'r>>> {
+    let broken = ctx.event.relation().filter(|r| r.phase == charm_lib::RelationPhase::Broken).map(|r| r.relation.clone());
+    let mut out = Vec::new();
+    for ep in CLIENT_ENDPOINTS {
+        for r in ctx.model.relations(ep)? {
+            if Some(r.id()) != broken.as_ref() {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// psql against the primary as the superuser (password from the charm's 0600 pgpass);
+/// returns the output whatever the exit code (3: the SQL failed; 2: the connection did).
+pub fn psql_output(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<(Cmd, charm_lib::CmdOutput)> {
+    let mut cmd = Cmd::new("psql", ["-h", primary, "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .user("postgres")
+        // The hook's directory (the charm's) is not readable by postgres.
+        .cwd("/")
+        .env("PGPASSFILE", paths::CHARM_PGPASS)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(sql_text.as_bytes().to_vec())
+        .allow_failure();
+    for s in sensitive {
+        cmd = cmd.sensitive(s);
+    }
+    let out = ctx.machine.run(&cmd)?;
+    Ok((cmd, out))
+}
+
+/// Runs SQL on the primary; any failure is an error carrying psql's stderr (secrets masked).
+pub fn psql(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<String> {
+    let (cmd, out) = psql_output(ctx, primary, sql_text, sensitive)?;
+    if !out.success() {
+        return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
+    }
+    Ok(out.stdout)
+}
+
+/// The writable address and replicas, as clients should see them.
+pub(crate) fn topology(ctx: &Context, cluster: Option<&Cluster>, me: &Member, units: usize, version: u32) -> anyhow::Result<Topology> {
+    let mut vip = None;
+    if let Some(rel) = ctx.model.relation("vip")? {
+        for u in rel.units() {
+            let v = rel.unit_data(u)?.get("vips").and_then(|v| v.split(',').map(str::trim).find(|s| s.parse::<std::net::IpAddr>().is_ok()).map(str::to_string));
+            vip = vip.or(v);
+        }
+    }
+    let primary = cluster.and_then(|c| c.primary()).and_then(|p| p.host.clone());
+    let standbys: Vec<String> = cluster
+        .map(|c| c.members.iter().filter(|m| !m.is_primary() && matches!(m.state.as_str(), "running" | "streaming")).filter_map(|m| m.host.clone()).collect())
+        .unwrap_or_default();
+    let mine = cluster.and_then(|c| c.member(&me.name));
+    let state = match mine {
+        _ if units == 1 => "standalone",
+        Some(m) if m.is_primary() => "master",
+        _ => "hot standby",
+    };
+    Ok(Topology { host: vip.or(primary), standbys, state: state.into(), version })
+}
+
+/// The leader's client work for one relation: credentials, SQL on the primary, the grant.
+pub(crate) fn provision(ctx: &Context, st: &mut Vec<Status>, rel: &Relation, req: &Request, app: &Databag, app_changes: &mut Databag, primary: Option<&str>) -> anyhow::Result<Option<Grant>> {
+    let id = rel.id().id;
+    let key = clients::grant_key(id);
+    let mut grant: Option<Grant> = app.get(&key).and_then(|v| serde_json::from_str(v).ok());
+    if grant.is_none() {
+        let user = clients::user_for(id);
+        let label = format!("client-{id}");
+        let sid = match ctx.model.secret_by_label(&label)? {
+            Some((sid, _)) => sid,
+            None => {
+                let content = BTreeMap::from([("username".to_string(), user.clone()), ("password".to_string(), secrets::generate()?)]);
+                let opts = SecretOptions { label: Some(label), description: Some(format!("credentials of {}", rel.id())), ..Default::default() };
+                ctx.model.add_secret(&content, &opts)?
+            }
+        };
+        grant = Some(Grant { endpoint: rel.id().endpoint.clone(), database: req.database.clone(), user, secret: sid, extensions: vec![], roles: vec![], provisioned: false });
+    }
+    let mut g = grant.expect("set above");
+    let wanted_changed = g.database != req.database || g.extensions != req.extensions || g.roles != req.roles;
+    if !g.provisioned || wanted_changed {
+        let Some(primary) = primary else {
+            st.push(Status::waiting(format!("waiting for a primary to create the database of {}", rel.id())));
+            app_changes.insert(key, serde_json::to_string(&g)?);
+            return Ok(None);
+        };
+        let pw = ctx.model.peek_secret(Some(&g.secret), None)?.get("password").cloned().unwrap_or_default();
+        let (cmd, out) = psql_output(ctx, primary, &sql::provision(&g.user, &pw, &req.database, &req.extensions, &req.roles), &[&pw])?;
+        // Exit 3: PostgreSQL refused the request itself (e.g. an extension it does not have);
+        // retrying the hook cannot help, the client or the operator must change something.
+        if out.code == 3 {
+            let why = cmd.redact(out.stderr.trim());
+            st.push(Status::blocked(format!("{} ({}): PostgreSQL refused the request: {why}", rel.id(), rel.remote_app().unwrap_or("?"))));
+            app_changes.insert(key, serde_json::to_string(&g)?);
+            return Ok(None);
+        }
+        if !out.success() {
+            return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
+        }
+        log::info!("granted {} database {:?} as role {}", rel.id(), req.database, g.user);
+        g.database = req.database.clone();
+        g.extensions = req.extensions.clone();
+        g.roles = req.roles.clone();
+        g.provisioned = true;
+    }
+    if req.wants_secret {
+        ctx.model.grant_secret(&g.secret, rel.id(), None)?;
+    }
+    app_changes.insert(key, serde_json::to_string(&g)?);
+    Ok(Some(g))
+}
+
+/// The leader revokes the grants whose relation is gone (kept for a later hook without a primary).
+pub(crate) fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, live: &[u32], app_changes: &mut Databag, primary: Option<&str>) -> anyhow::Result<()> {
+    for (k, v) in app {
+        let Some(id) = k.strip_prefix("client-").and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if live.contains(&id) || v.is_empty() {
+            continue;
+        }
+        let Ok(g) = serde_json::from_str::<Grant>(v) else {
+            app_changes.insert(k.clone(), String::new());
+            continue;
+        };
+        if g.provisioned {
+            let Some(primary) = primary else {
+                st.push(Status::waiting(format!("waiting for a primary to revoke the access of the removed relation {}:{id}", g.endpoint)));
+                continue;
+            };
+            psql(ctx, primary, &sql::revoke(&g.user), &[])?;
+        }
+        if let Err(e) = ctx.tools().secret_remove(&g.secret, None) {
+            log::warn!("could not remove the secret of {}:{id}: {e}", g.endpoint);
+        }
+        log::info!("revoked the access of {}:{id} (role {}; database {:?} kept)", g.endpoint, g.user, g.database);
+        app_changes.insert(k.clone(), String::new());
+    }
+    Ok(())
+}
