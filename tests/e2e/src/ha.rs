@@ -100,6 +100,23 @@ pub struct Seen {
     pub http_outage: Option<(Duration, usize)>,
     /// Every request record (the client's view: status, who answered).
     pub http_records: Vec<Value>,
+    /// Why writes failed: (error, how many), most frequent first.
+    pub write_errors: Vec<(String, usize)>,
+    /// Why requests failed: (error or HTTP status, how many), most frequent first.
+    pub http_errors: Vec<(String, usize)>,
+}
+
+/// Failed attempts grouped by their error (or HTTP status), most frequent first; errors are
+/// cut at 80 characters so one reason reads as one reason.
+pub fn failure_reasons(records: &[Value]) -> Vec<(String, usize)> {
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in records.iter().filter(|r| r["ok"] != true) {
+        let why = r["error"].as_str().map(|e| e.chars().take(80).collect()).or_else(|| r["status"].as_u64().map(|s| format!("HTTP {s}"))).unwrap_or_else(|| "unknown".into());
+        *by.entry(why).or_default() += 1;
+    }
+    let mut v: Vec<(String, usize)> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
 }
 
 impl<'d> Traffic<'d> {
@@ -136,6 +153,8 @@ impl<'d> Traffic<'d> {
             failed_requests: h.iter().filter(|r| r["ok"] != true).count(),
             write_outage: longest_outage(&w),
             http_outage: longest_outage(&h),
+            write_errors: failure_reasons(&w),
+            http_errors: failure_reasons(&h),
             http_records: h,
         })
     }
@@ -259,6 +278,17 @@ pub fn answered_by(records: &[Value]) -> Vec<Run> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn failure_reasons_are_counted_most_frequent_first() {
+        let r = vec![
+            json!({"ok": false, "error": "connection refused"}),
+            json!({"ok": true}),
+            json!({"ok": false, "status": 503}),
+            json!({"ok": false, "status": 503}),
+        ];
+        assert_eq!(failure_reasons(&r), vec![("HTTP 503".to_string(), 2), ("connection refused".to_string(), 1)]);
+    }
 
     #[test]
     fn answered_by_collapses_runs_and_names_failures() {

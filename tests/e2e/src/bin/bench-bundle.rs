@@ -120,6 +120,13 @@ fn drill_table(d: &Deployment, md: &mut String) {
         // assert_healthy checked every acknowledged write on every member, or the drill failed.
         let _ = writeln!(md, "| {} | {} | {rf} | {ro} | {wf} | {wo} | 0 (target 0: met) | {target} |", r.name, secs(r.healed));
     }
+    let _ = writeln!(md, "\nWhat failed attempts saw, per drill:\n");
+    for r in &rows {
+        if let Some(s) = &r.seen {
+            let list = |v: &[(String, usize)]| if v.is_empty() { "none".to_string() } else { v.iter().map(|(w, n)| format!("{n}× {w}")).collect::<Vec<_>>().join("; ") };
+            let _ = writeln!(md, "- {}: requests: {}; writes: {}", r.name, list(&s.http_errors), list(&s.write_errors));
+        }
+    }
     if let Some(s) = stopped {
         let _ = writeln!(md, "\nThe drills stopped at {s}");
     }
