@@ -248,8 +248,7 @@ fn set_password(ctx: &mut Context) -> anyhow::Result<()> {
     let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist"))?;
     let rev: u64 = peers.my_app_data()?.get("system-revision").and_then(|v| v.parse().ok()).unwrap_or(0);
     peers.set_my_app_data(&[("system-revision".to_string(), (rev + 1).to_string())].into_iter().collect())?;
-    let pg_owner = FileOptions::new("postgres", "postgres", 0o600);
-    ctx.machine.write_file(Path::new(paths::CHARM_PGPASS), render::charm_pgpass(&pw.superuser).as_bytes(), &pg_owner)?;
-    reconcile::reconcile(ctx)?;
+    // Re-render here with the new value: this action cannot read its own secret-set back.
+    reconcile::reconcile_with(ctx, Some(&pw))?;
     ctx.action_set(&json!({"username": role, "message": "password changed; every unit's Patroni reloads with it"}))
 }

@@ -81,6 +81,12 @@ fn charm_dir(unit: &str) -> String {
 
 /// The reconcile.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
+    reconcile_with(ctx, None)
+}
+
+/// The reconcile, with system passwords that a hook tool would not show yet: Juju applies a
+/// `secret-set` only when the action that made it ends (set-password).
+pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> anyhow::Result<()> {
     if departed(ctx)? {
         ctx.status(Status::maintenance("this unit left the cluster and is being removed"));
         return Ok(());
@@ -109,7 +115,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let units = peers.units().len() + 1;
 
     let mut statuses = Vec::new();
-    let result = converge(ctx, &mut statuses, &config, pg_version, &peers, &me, &app, &my_bag, &mut app_changes, &mut unit_changes, units);
+    let result = converge(ctx, &mut statuses, &config, pg_version, &peers, &me, &app, &my_bag, &mut app_changes, &mut unit_changes, units, new_passwords);
     if leader {
         let changes: Databag = app_changes.into_iter().filter(|(k, v)| app.get(k).map(String::as_str).unwrap_or("") != v).collect();
         peers.set_my_app_data(&changes)?;
@@ -143,9 +149,14 @@ fn converge(
     app_changes: &mut Databag,
     unit_changes: &mut Databag,
     units: usize,
+    new_passwords: Option<&Passwords>,
 ) -> anyhow::Result<()> {
     let leader = ctx.model.is_leader()?;
-    let Some(passwords) = passwords(ctx, app, app_changes)? else {
+    let current = match new_passwords {
+        Some(p) => Some(p.clone()),
+        None => passwords(ctx, app, app_changes)?,
+    };
+    let Some(passwords) = current else {
         st.push(Status::waiting("waiting for the leader to generate the system passwords"));
         return Ok(());
     };
