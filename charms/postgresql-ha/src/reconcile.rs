@@ -4,12 +4,12 @@
 pub use crate::membership::{keys, leave, Shared, CLIENT_ENDPOINTS, PEER};
 pub use crate::serve::{psql, psql_output};
 
-use crate::clients::{self, Credentials, Grant, Request};
+use crate::clients::{self, Grant, Request};
 use crate::config::Config;
 use crate::membership::{departed, etcd_member, manage_members, EtcdState};
 use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
-use crate::serve::{live_client_relations, provision, request_of, revoke_stale, topology};
+use crate::serve::{live_client_relations, provision, publish, request_of, revoke_stale, topology};
 use crate::{etcd, install, paths, secrets};
 use charm_lib::tools::SecretOptions;
 use charm_lib::{Context, Databag, FileOptions, MachineExt, Port, Relation, ServiceOp, Status};
@@ -283,25 +283,7 @@ fn converge(
     // Relation data.
     let topo = topology(ctx, cluster.as_ref(), me, units, pg_version)?;
     for (i, req, g) in &served {
-        let rel = &live[*i];
-        let content = ctx.model.get_secret(Some(&g.secret), None, false)?;
-        let creds = Credentials { username: content.get("username").cloned().unwrap_or_else(|| g.user.clone()), password: content.get("password").cloned().unwrap_or_default() };
-        if !req.wants_secret {
-            log::warn!("{} ({}) did not ask for its credentials as a Juju secret: sending its password in the relation data", rel.id(), rel.remote_app().unwrap_or("?"));
-        }
-        if leader {
-            let wanted = clients::secret_content(g, &creds, topo.host.as_deref());
-            if topo.host.is_some() && wanted != content {
-                ctx.model.set_secret(&g.secret, &wanted)?;
-            }
-        }
-        if g.endpoint == "db" {
-            let changes = clients::changes(&rel.my_unit_data()?, &clients::db_data(g, req, &creds, &topo));
-            rel.set_my_unit_data(&changes)?;
-        } else if leader {
-            let changes = clients::changes(&rel.my_app_data()?, &clients::database_data(g, req, &creds, &topo));
-            rel.set_my_app_data(&changes)?;
-        }
+        publish(ctx, leader, &live[*i], req, g, &topo)?;
     }
     if let Some(vip) = ctx.model.relation("vip")? {
         let wanted = BTreeMap::from([

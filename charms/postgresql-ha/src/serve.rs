@@ -1,7 +1,7 @@
 //! Client relations on the host side: what each relation asks for, the leader's SQL on the
 //! primary (grant, revoke), and the addresses clients are given.
 
-use crate::clients::{self, Grant, Request, Topology};
+use crate::clients::{self, Credentials, Grant, Request, Topology};
 use crate::membership::CLIENT_ENDPOINTS;
 use crate::patroni::Cluster;
 use crate::render::Member;
@@ -166,6 +166,35 @@ pub(crate) fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, l
         }
         log::info!("revoked the access of {}:{id} (role {}; database {:?} kept)", g.endpoint, g.user, g.database);
         app_changes.insert(k.clone(), String::new());
+    }
+    Ok(())
+}
+
+/// Publishes a served relation's data: every unit its `db` unit databag, the leader the
+/// `database` app databag and the credentials secret's `uris`.
+pub(crate) fn publish(ctx: &Context, leader: bool, rel: &Relation, req: &Request, g: &Grant, topo: &Topology) -> anyhow::Result<()> {
+    let content = ctx.model.get_secret(Some(&g.secret), None, false)?;
+    let creds = Credentials { username: content.get("username").cloned().unwrap_or_else(|| g.user.clone()), password: content.get("password").cloned().unwrap_or_default() };
+    if leader {
+        let wanted = clients::secret_content(g, &creds, topo.host.as_deref());
+        if topo.host.is_some() && wanted != content {
+            ctx.model.set_secret(&g.secret, &wanted)?;
+        }
+    }
+    let changes = if g.endpoint == "db" {
+        clients::changes(&rel.my_unit_data()?, &clients::db_data(g, req, &creds, topo))
+    } else if leader {
+        clients::changes(&rel.my_app_data()?, &clients::database_data(g, req, &creds, topo))
+    } else {
+        return Ok(());
+    };
+    if changes.get("password").is_some_and(|p| !p.is_empty()) {
+        log::warn!("{} ({}) did not ask for its credentials as a Juju secret: sending its password in the relation data", rel.id(), rel.remote_app().unwrap_or("?"));
+    }
+    if g.endpoint == "db" {
+        rel.set_my_unit_data(&changes)?;
+    } else {
+        rel.set_my_app_data(&changes)?;
     }
     Ok(())
 }
