@@ -144,10 +144,10 @@ impl Deployment {
         Deployment::model(env, name, net)?.deploy_maas_ha(extra_overlays)
     }
 
-    /// Like [`Deployment::bundle`], with the model in `dir` (e.g. `build/local-model`, where
-    /// `lm` finds it without `--model-dir`) instead of `build/e2e/<name>`.
-    pub fn bundle_in(env: &Env, dir: &Path, net: u8, extra_overlays: &[PathBuf]) -> Result<Deployment> {
-        Deployment::model_in(env, dir, net, &[])?.deploy_maas_ha(extra_overlays)
+    /// Like [`Deployment::bundle_with`], with the model in `dir` (e.g. `build/local-model`,
+    /// where `lm` finds it without `--model-dir`) instead of `build/e2e/<name>`.
+    pub fn bundle_in(env: &Env, dir: &Path, net: u8, extra_overlays: &[PathBuf], settings: &[(&str, &str)]) -> Result<Deployment> {
+        Deployment::model_in(env, dir, net, settings)?.deploy_maas_ha(extra_overlays)
     }
 
     /// Like [`Deployment::bundle`], with model settings for the local model's daemon (e.g.

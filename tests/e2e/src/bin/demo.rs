@@ -48,7 +48,10 @@ fn run(env: &Env, dir: &std::path::Path) -> Result<()> {
     println!("== deploying bundles/maas-ha.yaml --overlay bundles/overlays/local-model.yaml (model {})", dir.display());
     let mut overlays = vec![env.repo.join("bundles/overlays/local-model.yaml")];
     overlays.extend(e2e::extra_overlays());
-    let d = Deployment::bundle_in(env, dir, NET, &overlays)?;
+    // update-status every minute (`juju model-config update-status-hook-interval=1m`): some
+    // statuses are only refreshed by it, and Juju's default 5 min would stretch the demo.
+    println!("   (update-status every 60 s, as `juju model-config update-status-hook-interval=1m`)");
+    let d = Deployment::bundle_in(env, dir, NET, &overlays, &[("LM_UPDATE_STATUS_MS", "60000")])?;
     // The model outlives the demo: the user looks around, then runs `lm destroy`.
     let d = std::mem::ManuallyDrop::new(d);
     println!("== settling (a line per change: unit, workload status, message)");
