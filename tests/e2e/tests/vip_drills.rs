@@ -182,12 +182,13 @@ fn failovers(drill: &VipDrill, poller: &Poller, a: Advert) {
             .failover(fault, poller, limit + Duration::from_secs(10))
             .unwrap();
         eprintln!(
-            "failover: {} at advert-int {} s: {} ms (machine {} -> {})",
+            "failover: {} at advert-int {} s: {} ms (machine {} -> {}; request returned after {} ms)",
             fault.label(),
             a.secs,
             f.took.as_millis(),
             f.from,
-            f.to
+            f.to,
+            f.request.as_millis()
         );
         assert!(
             f.took <= limit,
