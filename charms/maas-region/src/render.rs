@@ -27,6 +27,10 @@ pub struct HaproxyOptions {
     pub agent_ports: bool,
 }
 
+/// Health checks of every region: every 2 s, every 500 ms once one failed (so a dead region
+/// is out of the hash within about 2 s of its first failed check), up after 2 passes.
+pub const SERVER_CHECK: &str = "check inter 2s fastinter 500ms rise 2 fall 3";
+
 /// Server timeout: MAAS documents 90 s; long API calls (image uploads, big queries) need more,
 /// so the modern charm's 900 s is used.
 pub const SERVER_TIMEOUT: &str = "900s";
@@ -52,10 +56,16 @@ fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends:
     out.push_str(&format!(
         "\nfrontend {name}\n    bind *:{listen}\n    mode tcp\n    option tcplog\n    default_backend {name}\n\nbackend {name}\n    mode tcp\n    balance source\n    hash-type consistent\n    option tcp-check\n"
     ));
-    servers(out, backends, target, "check inter 2s rise 2 fall 3");
+    servers(out, backends, target, SERVER_CHECK);
 }
 
-/// haproxy.cfg for the regions in `backends` (this unit included). Port 80 goes to every
+/// haproxy.cfg for the regions in `backends` (this unit included).
+///
+/// A region whose host is gone drops connection attempts silently. `timeout connect 1s` (the
+/// regions share a LAN with haproxy) with `option redispatch 1` (every retry may pick another
+/// region, not only the last) moves a request hashed to that region to a live one within about
+/// a second, before the client gives up (rackd polls with a 2 s timeout) and before the health
+/// checks have taken the region out. Port 80 goes to every
 /// region's 5240 in HTTP mode with source hashing, so a client keeps its region (MAAS's UI
 /// websocket and sessions) while regions come and go with minimal reshuffling.
 pub fn haproxy_cfg(backends: &[Backend], opts: HaproxyOptions) -> String {
@@ -72,8 +82,8 @@ defaults\n\
     log global\n\
     option dontlognull\n\
     retries 3\n\
-    option redispatch\n\
-    timeout connect 5s\n\
+    option redispatch 1\n\
+    timeout connect 1s\n\
     timeout client 900s\n\
     timeout check 5s\n\
     timeout tunnel 1h\n",
@@ -83,7 +93,7 @@ defaults\n\
         "\nfrontend maas_http\n    bind *:80\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
 backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
     );
-    servers(&mut out, backends, 5240, "check inter 2s rise 2 fall 3");
+    servers(&mut out, backends, 5240, SERVER_CHECK);
     if opts.agent_ports {
         tcp_service(&mut out, "maas_internal_api", 5242, 5242, backends);
         tcp_service(&mut out, "maas_temporal", 5271, 5271, backends);
@@ -212,6 +222,21 @@ mod tests {
         out
     }
 
+    /// A region whose host vanished must not hold a client's requests until the health checks
+    /// notice: connect attempts give up within a second and every retry may go elsewhere.
+    #[test]
+    fn a_request_to_a_vanished_region_moves_to_another_within_a_second() {
+        let cfg = haproxy_cfg(&regions(3), HaproxyOptions::default());
+        let defaults = cfg.split("\ndefaults\n").nth(1).unwrap().split("\n\n").next().unwrap();
+        assert!(defaults.lines().any(|l| l.trim() == "option redispatch 1"), "{defaults}");
+        assert!(defaults.lines().any(|l| l.trim() == "timeout connect 1s"), "{defaults}");
+        assert!(defaults.lines().any(|l| l.trim() == "retries 3"), "{defaults}");
+        for l in cfg.lines().filter(|l| l.trim_start().starts_with("server ")) {
+            assert!(l.ends_with(" check inter 2s fastinter 500ms rise 2 fall 3"), "{l}");
+        }
+        haproxy_accepts(&cfg).unwrap();
+    }
+
     #[test]
     fn one_two_and_three_regions_pass_haproxy_check() {
         for n in 1..=3 {
@@ -221,7 +246,7 @@ mod tests {
                 let http = servers_of(&cfg, "maas_http");
                 assert_eq!(http.len(), n, "{cfg}");
                 for i in 0..n {
-                    assert!(http.contains(&format!("server maas-region-{i} 10.0.0.{}:5240 check inter 2s rise 2 fall 3", 10 + i)), "{http:?}");
+                    assert!(http.contains(&format!("server maas-region-{i} 10.0.0.{}:5240 check inter 2s fastinter 500ms rise 2 fall 3", 10 + i)), "{http:?}");
                 }
             }
         }
@@ -249,7 +274,7 @@ mod tests {
         assert!(servers_of(&tls, "maas_https")[0].contains(":5443 "));
         assert!(!tls.contains("5242"));
         let agents = haproxy_cfg(&regions(2), HaproxyOptions { tls: false, agent_ports: true });
-        assert_eq!(servers_of(&agents, "maas_internal_api"), ["server maas-region-0 10.0.0.10:5242 check inter 2s rise 2 fall 3", "server maas-region-1 10.0.0.11:5242 check inter 2s rise 2 fall 3"]);
+        assert_eq!(servers_of(&agents, "maas_internal_api"), ["server maas-region-0 10.0.0.10:5242 check inter 2s fastinter 500ms rise 2 fall 3", "server maas-region-1 10.0.0.11:5242 check inter 2s fastinter 500ms rise 2 fall 3"]);
         assert_eq!(servers_of(&agents, "maas_temporal").len(), 2);
         assert!(agents.split("frontend maas_temporal").nth(1).unwrap().contains("mode tcp"));
         haproxy_accepts(&agents).unwrap();

@@ -24,7 +24,7 @@ fn servers(cfg: &str) -> Vec<String> {
 fn haproxy_follows_add_unit_and_remove_unit() {
     let h = harness(0);
     let one = h.run(Trigger::ConfigChanged, &leader_with(&[])).unwrap();
-    assert_eq!(servers(&one.state.machine.text(HAPROXY_CFG).unwrap()), ["server maas-region-0 10.0.0.10:5240 check inter 2s rise 2 fall 3"]);
+    assert_eq!(servers(&one.state.machine.text(HAPROXY_CFG).unwrap()), ["server maas-region-0 10.0.0.10:5240 check inter 2s fastinter 500ms rise 2 fall 3"]);
     assert_haproxy_accepts(&one.state.machine.text(HAPROXY_CFG).unwrap());
 
     let mut joined = one.state.clone();
