@@ -37,11 +37,14 @@ $(VENV)/.stamp:
 	@touch $@
 
 # Wheels (sdists built into wheels, so installing needs no build tools) for the hosts' Python,
-# as an air-gapped site would attach them.
+# as an air-gapped site would attach them. Built with the hosts' own interpreter
+# (/usr/bin/python3, what the charm's virtualenv uses), not whichever python3 is first on PATH.
 PATRONI := patroni[etcd3]==4.1.5
-$(BUILD)/wheelhouse.tar.gz: $(VENV)/.stamp
-	rm -rf $(BUILD)/wheelhouse
-	$(VENV)/bin/pip wheel -q --disable-pip-version-check -w $(BUILD)/wheelhouse "$(PATRONI)" psycopg2-binary
+HOST_PYTHON := /usr/bin/python3
+$(BUILD)/wheelhouse.tar.gz: $(BUILD)/.apt-stamp
+	rm -rf $(BUILD)/wheelhouse $(BUILD)/wheel-venv
+	$(HOST_PYTHON) -m venv $(BUILD)/wheel-venv
+	$(BUILD)/wheel-venv/bin/pip wheel -q --disable-pip-version-check -w $(BUILD)/wheelhouse "$(PATRONI)" psycopg2-binary
 	tar -C $(BUILD)/wheelhouse -czf $@ .
 
 build:
