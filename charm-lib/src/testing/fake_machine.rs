@@ -10,8 +10,8 @@ use std::path::Path;
 pub struct FakeMachine {
     /// Its state; read it after the hook.
     pub state: RefCell<MachineState>,
-    /// Commands run during this hook (argv, program first).
-    pub ran: RefCell<Vec<Vec<String>>>,
+    /// Commands run during this hook, in full (user, environment, stdin too).
+    pub ran: RefCell<Vec<Cmd>>,
 }
 
 impl FakeMachine {
@@ -109,10 +109,7 @@ impl Machine for FakeMachine {
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, MachineError> {
         let argv = cmd.argv();
         self.state.borrow_mut().commands.push(argv.clone());
-        if let Some(input) = &cmd.stdin {
-            self.state.borrow_mut().inputs.push((argv.clone(), input.clone()));
-        }
-        self.ran.borrow_mut().push(argv.clone());
+        self.ran.borrow_mut().push(cmd.clone());
         let scripted = self
             .state
             .borrow()
@@ -207,12 +204,16 @@ mod tests {
     }
 
     #[test]
-    fn stdin_is_recorded_apart_from_argv() {
+    fn stdin_user_and_env_are_recorded_apart_from_argv() {
         let m = FakeMachine::new(MachineState::default());
         m.run(&Cmd::new("maas-rack", ["register", "--url", "http://x/MAAS"]).stdin("s3cret")).unwrap();
-        let st = m.state.borrow();
-        assert_eq!(st.inputs, vec![(vec!["maas-rack".to_string(), "register".into(), "--url".into(), "http://x/MAAS".into()], b"s3cret".to_vec())]);
-        assert!(!st.commands.concat().iter().any(|a| a.contains("s3cret")));
+        m.run(&Cmd::new("psql", ["-c", "SELECT 1"]).user("postgres").env("PGHOST", "/run/pg")).unwrap();
+        let ran = m.ran.borrow();
+        assert_eq!(ran[0].argv(), ["maas-rack", "register", "--url", "http://x/MAAS"]);
+        assert_eq!(ran[0].stdin.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(ran[1].user.as_deref(), Some("postgres"));
+        assert_eq!(ran[1].env, [("PGHOST".to_string(), "/run/pg".to_string())]);
+        assert!(!m.state.borrow().commands.concat().iter().any(|a| a.contains("s3cret")));
     }
 
     #[test]

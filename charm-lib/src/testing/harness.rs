@@ -73,6 +73,8 @@ pub struct Output {
     pub action: ActionOutput,
     /// Commands run during this event (argv, program first).
     pub commands: Vec<Vec<String>>,
+    /// The same commands in full: user, environment, working directory, stdin.
+    pub runs: Vec<crate::machine::Cmd>,
     /// Unit statuses set during this event, in order.
     pub status_history: Vec<Status>,
 }
@@ -172,6 +174,7 @@ impl Harness {
         out_state.app_status = working.app_status;
         out_state.workload_version = working.workload_version;
         out_state.machine = machine.state.into_inner();
+        let runs = machine.ran.into_inner();
         let mut all_logs = juju.logs.into_inner();
         all_logs.extend(logs.borrow().iter().cloned());
         Ok(Output {
@@ -179,7 +182,8 @@ impl Harness {
             error,
             logs: all_logs,
             action: juju.action.into_inner(),
-            commands: machine.ran.into_inner(),
+            commands: runs.iter().map(|c| c.argv()).collect(),
+            runs,
             status_history: juju.status_history.into_inner(),
         })
     }

@@ -313,9 +313,6 @@ pub struct MachineState {
     pub snaps: BTreeMap<String, String>,
     /// Every command run so far (argv, program first), oldest first.
     pub commands: Vec<Vec<String>>,
-    /// The commands that were given stdin, with what they were given (to prove a secret went
-    /// through stdin rather than argv).
-    pub inputs: Vec<(Vec<String>, Vec<u8>)>,
     /// Scripted answers; the first whose prefix matches wins. Unmatched commands succeed
     /// silently (after the built-in systemctl/apt-get/snap behaviour).
     pub responders: Vec<Responder>,
