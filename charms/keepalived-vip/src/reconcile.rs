@@ -129,12 +129,24 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         Ok(c) => c,
         Err(e) => return block(ctx, &[], e.to_string()),
     };
-    // A principal still to send its check is waited for further down: the peer address is
-    // published meanwhile, but nothing is rendered or started.
+    // What is still to come from the principal is waited for further down: the peer address
+    // is published meanwhile, but nothing is rendered or started.
     let (wishes, awaited) = match relations::principal_wishes(ctx)? {
         Principals::Ready(w) => (w, None),
-        Principals::Waiting(who) => (Vec::new(), Some(who)),
+        Principals::Waiting(who) => (
+            Vec::new(),
+            Some(format!("waiting for {who}'s health check")),
+        ),
         Principals::Invalid(why) => return block(ctx, &cfg.vips, why),
+    };
+    // Juju runs a subordinate's install (and may run more) before the relation-created of
+    // the principal relation that placed it: until then, whether the principal speaks `vip`
+    // (and will send a check) is unknown.
+    let awaited = match awaited {
+        None if relations::principal_relations(ctx)? == 0 => {
+            Some("waiting for the principal relation".to_string())
+        }
+        other => other,
     };
 
     let ifaces = interfaces(ctx)?;
@@ -181,11 +193,11 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     // The leader creates the password even when v3 does not use it, so that switching to v2
     // later needs no extra round.
     let password = relations::vrrp_password(ctx)?;
-    if let Some(who) = awaited {
+    if let Some(why) = awaited {
         // Started without the principal's check, keepalived would let any host win the VIP
         // (a PostgreSQL replica), and clients would reach the wrong one until the check came.
         // A keepalived already running keeps what it has, as for a block.
-        ctx.status(Status::waiting(format!("waiting for {who}'s health check")));
+        ctx.status(Status::waiting(why));
         return relations::publish_principal(ctx, &cfg.vips, served.as_str());
     }
     if cfg.version == 2 && password.is_none() {

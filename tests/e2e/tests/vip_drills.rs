@@ -20,6 +20,8 @@ use vip::{Advert, Fault, Poller, VipDrill, APP};
 const NET: u8 = 40;
 /// The second application's VIP.
 const VIP2: &str = "10.77.40.201";
+/// The VIP of the application under a principal related over `vip`.
+const VIP3: &str = "10.77.40.202";
 
 /// Polls until every unit of `app` shows a message starting with `prefix`.
 fn wait_messages(drill: &VipDrill, app: &str, prefix: &str, timeout: Duration) {
@@ -168,6 +170,102 @@ fn a_second_application_coexists_and_leaves_cleanly(
         .expect_err("the first VIP never moved or vanished meanwhile");
 }
 
+/// The startup race seen with postgresql-ha: keepalived-vip under a principal related over
+/// `vip` starts nothing (so no host can win the VIP unchecked) until the principal's check is
+/// there, then starts with it; the principal naming its service later reloads the very same
+/// vrrp_instance (the VIP stays put).
+fn a_vip_principal_is_waited_for_then_checked(drill: &VipDrill, poller: &Poller, holder: &str) {
+    let mark = poller.mark();
+    drill
+        .add_vip_principal(
+            "q",
+            "vip3",
+            &[
+                ("vip", format!("{VIP3}/24").into()),
+                ("virtual-router-id", 53.into()),
+            ],
+        )
+        .unwrap();
+    let msgs = drill.vip_messages("vip3").unwrap();
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    for (unit, msg) in &msgs {
+        assert!(
+            msg.starts_with("waiting for q/") && msg.ends_with("'s health check"),
+            "{unit}: {msg:?}"
+        );
+    }
+    let conf = "/etc/keepalived/keepalived-vip3.conf";
+    for m in &drill.machines {
+        assert!(
+            !drill.holds(m, VIP3),
+            "machine {m} took vip3's VIP without a check"
+        );
+        let (code, _, _) = drill
+            .d
+            .lm
+            .exec(m, &["systemctl", "is-active", "keepalived-vip3"])
+            .unwrap();
+        assert_ne!(
+            code, 0,
+            "keepalived-vip3 started on machine {m} without the check"
+        );
+        let (code, _, _) = drill.d.lm.exec(m, &["test", "-e", conf]).unwrap();
+        assert_ne!(
+            code, 0,
+            "vip3's configuration rendered on machine {m} without the check"
+        );
+    }
+    drill.d.lm.config("q", &["check=process:python3"]).unwrap();
+    drill.d.lm.wait(Duration::from_secs(120)).unwrap();
+    wait_messages(
+        drill,
+        "vip3",
+        &format!("VIP {VIP3}/24"),
+        Duration::from_secs(30),
+    );
+    let holder3 = drill.one_holder_of(VIP3, Duration::from_secs(20)).unwrap();
+    let confs: Vec<String> = drill
+        .machines
+        .iter()
+        .map(|m| e2e::read_in(&drill.d, m, conf).unwrap())
+        .collect();
+    for c in &confs {
+        assert!(
+            c.contains("\nvrrp_instance vip3 {\n")
+                && c.contains("track_script {\n        vip3_0_process_python3\n"),
+            "{c}"
+        );
+    }
+    // The principal names its service: nothing changes, the VIP does not move.
+    drill.d.lm.config("q", &["service=renamed"]).unwrap();
+    drill.d.lm.wait(Duration::from_secs(120)).unwrap();
+    let after: Vec<String> = drill
+        .machines
+        .iter()
+        .map(|m| e2e::read_in(&drill.d, m, conf).unwrap())
+        .collect();
+    assert_eq!(after, confs, "the same vrrp_instance, the same file");
+    assert_eq!(
+        drill.one_holder_of(VIP3, Duration::from_secs(5)).unwrap(),
+        holder3
+    );
+    drill.d.lm.remove_relation("q", "vip3").unwrap();
+    drill.d.lm.wait(Duration::from_secs(120)).unwrap();
+    for m in &drill.machines {
+        let (code, _, _) = drill
+            .d
+            .lm
+            .exec(m, &["systemctl", "is-active", "keepalived-vip3"])
+            .unwrap();
+        assert_ne!(code, 0, "keepalived-vip3 still runs on machine {m}");
+    }
+    poller
+        .wait_for(mark, Duration::from_millis(200), |h| {
+            h != [holder.to_string()]
+        })
+        .expect_err("the first VIP never moved or vanished meanwhile");
+}
+
 /// The three faults at one advert interval, each followed by the returning unit not taking
 /// the VIP back.
 fn failovers(drill: &VipDrill, poller: &Poller, a: Advert) {
@@ -216,7 +314,11 @@ fn vip_drills() {
 
     let holder = one_holder_and_its_unit_says_so(&drill, &poller);
     a_second_application_coexists_and_leaves_cleanly(&drill, &poller, &holder);
-    eprintln!("one holder, two applications: {:?}", started.elapsed());
+    a_vip_principal_is_waited_for_then_checked(&drill, &poller, &holder);
+    eprintln!(
+        "one holder, two applications, a vip principal: {:?}",
+        started.elapsed()
+    );
 
     failovers(&drill, &poller, Advert::ONE);
     drill.set_advert(Advert::TENTH).unwrap();

@@ -13,9 +13,9 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use e2e::{Deployment, Env, FaultOp};
-use local_model::{LocalModel, Substrate};
+use local_model::{AppPlan, DeployPlan, LocalModel, Substrate};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -108,27 +108,21 @@ pub fn host_runtime_missing(env: &Env) -> Option<String> {
     (!p.is_file()).then(|| format!("{} is missing: run `cargo build -p hosts`", p.display()))
 }
 
-/// Packs the local model's lm-test charm to `out` (the .charm is a zip with `dispatch` 0755).
-fn pack_lm_test(env: &Env, out: &std::path::Path) -> Result<()> {
-    let src = env.repo.join("tests/local-model/testcharms/lm-test");
+/// Packs the charm directory `src` (its `files`) to `out`: a zip keeping `dispatch` 0755.
+fn pack_charm(src: &Path, files: &[&str], out: &Path) -> Result<()> {
     let tmp = out.with_extension("charm.tmp");
     let _ = std::fs::remove_file(&tmp);
     let o = std::process::Command::new("python3")
         .args(["-m", "zipfile", "-c"])
         .arg(&tmp)
-        .args([
-            "metadata.yaml",
-            "config.yaml",
-            "actions.yaml",
-            "dispatch",
-            "manifest.yaml",
-        ])
-        .current_dir(&src)
+        .args(files)
+        .current_dir(src)
         .output()
         .context("running python3 -m zipfile")?;
     ensure!(
         o.status.success(),
-        "packing lm-test: {}",
+        "packing {}: {}",
+        src.display(),
         String::from_utf8_lossy(&o.stderr)
     );
     std::fs::rename(&tmp, out)?;
@@ -158,7 +152,17 @@ impl VipDrill {
         let inputs = env.build.join("e2e").join(format!("{name}-inputs"));
         std::fs::create_dir_all(&inputs)?;
         let lm_test: PathBuf = inputs.join("lm-test.charm");
-        pack_lm_test(env, &lm_test)?;
+        pack_charm(
+            &env.repo.join("tests/local-model/testcharms/lm-test"),
+            &[
+                "metadata.yaml",
+                "config.yaml",
+                "actions.yaml",
+                "dispatch",
+                "manifest.yaml",
+            ],
+            &lm_test,
+        )?;
         let blob = inputs.join("blob.txt");
         std::fs::write(&blob, "blob\n")?;
         let vip = format!("10.77.{net}.200");
@@ -214,6 +218,61 @@ relations:
         Ok(())
     }
 
+    /// Adds `principal` (the vip-principal test charm, sending no check yet) on the drill's
+    /// machines, and keepalived-vip `app` with `options`, related to it over `vip`.
+    pub fn add_vip_principal(
+        &self,
+        principal: &str,
+        app: &str,
+        options: &[(&str, serde_json::Value)],
+    ) -> Result<()> {
+        let name = self
+            .d
+            .dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let inputs = self
+            .d
+            .dir
+            .with_file_name(format!("{name}-{principal}-inputs"));
+        std::fs::create_dir_all(&inputs)?;
+        let charm = inputs.join("vip-principal.charm");
+        pack_charm(
+            &self.d.env.repo.join("tests/e2e/testcharms/vip-principal"),
+            &["metadata.yaml", "config.yaml", "dispatch", "manifest.yaml"],
+            &charm,
+        )?;
+        let plan = DeployPlan {
+            apps: vec![
+                AppPlan {
+                    name: principal.into(),
+                    charm,
+                    num_units: self.machines.len() as u32,
+                    to: self.machines.clone(),
+                    ..Default::default()
+                },
+                AppPlan {
+                    name: app.into(),
+                    charm: self.d.env.build.join("keepalived-vip.charm"),
+                    options: options
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
+                    ..Default::default()
+                },
+            ],
+            relations: vec![(format!("{principal}:vip"), format!("{app}:vip"))],
+            ..Default::default()
+        };
+        let deployed = self.d.lm.deploy_plan(plan, Substrate::Hosts);
+        let _ = std::fs::remove_dir_all(&inputs);
+        deployed?;
+        self.d.lm.wait(Duration::from_secs(120))?;
+        Ok(())
+    }
+
     /// Whether `machine` has `addr` on its eth0 now (a machine that cannot answer has not).
     pub fn holds(&self, machine: &str, addr: &str) -> bool {
         holds(&self.d, machine, addr)
@@ -226,6 +285,20 @@ relations:
             .filter(|m| !skip.contains(*m) && self.holds(m, &self.vip))
             .cloned()
             .collect()
+    }
+
+    /// Waits until exactly one machine holds `addr`; returns it.
+    pub fn one_holder_of(&self, addr: &str, timeout: Duration) -> Result<String> {
+        e2e::until(timeout, &format!("one holder of {addr}"), || {
+            let h: Vec<&String> = self
+                .machines
+                .iter()
+                .filter(|m| self.holds(m, addr))
+                .collect();
+            ensure!(h.len() == 1, "{addr} held by {h:?}");
+            Ok(h[0].clone())
+        })
+        .map(|(m, _)| m)
     }
 
     /// Waits until exactly one machine holds the VIP; returns it.
