@@ -20,12 +20,14 @@ pub struct Model<'r> {
     unit: String,
     app: String,
     leader: OnceCell<bool>,
+    broken: Option<RelationId>,
 }
 
 impl<'r> Model<'r> {
     /// A model for the unit named in `event`, over `tools`.
     pub fn new(tools: HookTools<'r>, event: &Event) -> Model<'r> {
-        Model { tools, unit: event.unit.clone(), app: event.app.clone(), leader: OnceCell::new() }
+        let broken = event.relation().filter(|r| r.phase == crate::event::RelationPhase::Broken).map(|r| r.relation.clone());
+        Model { tools, unit: event.unit.clone(), app: event.app.clone(), leader: OnceCell::new(), broken }
     }
 
     /// The hook tools, for what the model does not wrap.
@@ -69,9 +71,16 @@ impl<'r> Model<'r> {
         Ok(self.tools.config_get()?)
     }
 
-    /// The relations on `endpoint`.
+    /// The relations on `endpoint`. In a `-relation-broken` hook the relation being broken is
+    /// left out (Juju still lists it, but it is going away: a holistic reconcile must not serve
+    /// it); [`Model::event_relation`] still gives it.
     pub fn relations(&self, endpoint: &str) -> Result<Vec<Relation<'_, 'r>>> {
-        self.tools.relation_ids(endpoint)?.into_iter().map(|id| self.relation_by_id(id)).collect()
+        self.tools
+            .relation_ids(endpoint)?
+            .into_iter()
+            .filter(|id| Some(id) != self.broken.as_ref())
+            .map(|id| self.relation_by_id(id))
+            .collect()
     }
 
     /// The one relation on `endpoint`, if any (peer relations, `limit: 1` endpoints).

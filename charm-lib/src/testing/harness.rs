@@ -90,9 +90,14 @@ impl Output {
         self.commands.iter().map(|c| c.join(" ")).collect()
     }
 
-    /// Whether any log line or status contains `needle` (to prove secrets stay out).
+    /// Whether any log line, status, error, relation databag this unit or app wrote, or charm
+    /// state contains `needle` (to prove a secret stays out of everything Juju shows or shares).
+    /// Action results are not searched: actions such as get-password exist to return secrets.
     pub fn mentions(&self, needle: &str) -> bool {
+        let in_bag = |b: &crate::tools::Databag| b.iter().any(|(k, v)| k.contains(needle) || v.contains(needle));
         self.logs.iter().any(|(_, l)| l.contains(needle))
+            || self.state.relations.iter().any(|r| in_bag(&r.local_app_data) || in_bag(&r.local_unit_data))
+            || in_bag(&self.state.stored)
             || self.state.unit_status.message.contains(needle)
             || self.state.app_status.message.contains(needle)
             || self.status_history.iter().any(|s| s.message.contains(needle))

@@ -370,3 +370,30 @@ fn event_relation_uses_the_environment() {
     let out = h.run(Trigger::RelationBroken(3), &st).unwrap();
     assert_eq!(out.state.unit_status.message, r#"db:3 Some("region") [] peer=false"#);
 }
+
+#[test]
+fn the_relation_being_broken_is_not_listed_but_is_still_the_event_relation() {
+    fn show(ctx: &mut Context) -> anyhow::Result<()> {
+        let listed: Vec<String> = ctx.model.relations("db")?.iter().map(|r| r.id().to_string()).collect();
+        let event = ctx.model.event_relation(&ctx.event)?.map(|r| r.id().to_string());
+        ctx.status(Status::active(format!("{listed:?} {event:?}")));
+        Ok(())
+    }
+    let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), show);
+    let st = State::default().with_relation(Relation::new(3, "db", "a").remote_unit(0, &[])).with_relation(Relation::new(4, "db", "b"));
+    assert_eq!(h.run(Trigger::RelationBroken(3), &st).unwrap().state.unit_status.message, r#"["db:4"] Some("db:3")"#);
+    assert_eq!(h.run(Trigger::RelationChanged(3, Some(0)), &st).unwrap().state.unit_status.message, r#"["db:3", "db:4"] Some("db:3")"#);
+}
+
+#[test]
+fn mentions_searches_relation_data_and_charm_state() {
+    fn leak(ctx: &mut Context) -> anyhow::Result<()> {
+        let db = ctx.model.relation("db")?.expect("related");
+        db.set_my_unit_data(&[("password".to_string(), "hunter2".to_string())].into_iter().collect())?;
+        Ok(())
+    }
+    let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), leak);
+    let out = h.run(Trigger::ConfigChanged, &State::default().with_relation(Relation::new(3, "db", "a"))).unwrap();
+    assert!(out.mentions("hunter2"));
+    assert!(!out.mentions("not-there"));
+}
