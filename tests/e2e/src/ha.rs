@@ -24,7 +24,7 @@ pub const CLIENT_DB: &str = "e2e";
 
 /// Client-side timeouts added to the writer's connection string: a write to a host that went
 /// down must fail within seconds (keepalives and TCP_USER_TIMEOUT), not hang on TCP.
-const WRITER_TIMEOUTS: &str = "connect_timeout=3 keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_retries=2 tcp_user_timeout=3";
+pub const WRITER_TIMEOUTS: &str = "connect_timeout=3 keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_retries=2 tcp_user_timeout=3";
 
 /// Packs `tests/e2e/testcharms/db-client` into the deployment's directory and writes an
 /// overlay that deploys it on the rack machines, related to `postgresql-ha:db`.
@@ -98,12 +98,28 @@ pub struct Seen {
     pub write_outage: Option<(Duration, usize)>,
     /// Longest request outage and failed requests in it.
     pub http_outage: Option<(Duration, usize)>,
+    /// Longest time nothing answered at the region VIP at all (no HTTP response: refused,
+    /// timed out): the VIP's own failover, apart from regions answering 503 while their
+    /// database fails over.
+    pub vip_outage: Option<(Duration, usize)>,
     /// Every request record (the client's view: status, who answered).
     pub http_records: Vec<Value>,
     /// Why writes failed: (error, how many), most frequent first.
     pub write_errors: Vec<(String, usize)>,
     /// Why requests failed: (error or HTTP status, how many), most frequent first.
     pub http_errors: Vec<(String, usize)>,
+}
+
+/// The request records with `ok` meaning "an HTTP response came back", whatever its status.
+pub fn answered(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["ok"] = Value::Bool(r["status"].is_u64());
+            r
+        })
+        .collect()
 }
 
 /// Failed attempts grouped by their error (or HTTP status), most frequent first; errors are
@@ -153,6 +169,7 @@ impl<'d> Traffic<'d> {
             failed_requests: h.iter().filter(|r| r["ok"] != true).count(),
             write_outage: longest_outage(&w),
             http_outage: longest_outage(&h),
+            vip_outage: longest_outage(&answered(&h)),
             write_errors: failure_reasons(&w),
             http_errors: failure_reasons(&h),
             http_records: h,
@@ -278,6 +295,15 @@ pub fn answered_by(records: &[Value]) -> Vec<Run> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn answered_counts_any_http_status_as_an_answer() {
+        let r = vec![json!({"ok": false, "status": 503, "t_ms": 0}), json!({"ok": false, "error": "timed out", "t_ms": 100}), json!({"ok": true, "status": 200, "t_ms": 900})];
+        let a = answered(&r);
+        assert_eq!(a.iter().map(|r| r["ok"] == true).collect::<Vec<_>>(), vec![true, false, true]);
+        assert_eq!(longest_outage(&a), Some((Duration::from_millis(800), 1)));
+        assert_eq!(longest_outage(&r), Some((Duration::from_millis(900), 2)));
+    }
 
     #[test]
     fn failure_reasons_are_counted_most_frequent_first() {

@@ -49,6 +49,8 @@ fn bundle_survives_every_ha_drill_in_sequence() {
 
     let r = drills::primary_killed(&d, &mut ledger).unwrap_or_else(|e| panic!("database primary killed: {e:#}"));
     show(&r);
+    let r = drills::primary_host_down(&d, &mut ledger).unwrap_or_else(|e| panic!("database primary's host down: {e:#}"));
+    show(&r);
     let r = drills::region_holder_down(&d, &mut ledger).unwrap_or_else(|e| panic!("region VIP holder's host down: {e:#}"));
     show(&r);
     // Also the drill "the rack whose region vanished re-reaches one".

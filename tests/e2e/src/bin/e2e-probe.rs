@@ -54,6 +54,16 @@ fn record(out: &mut std::fs::File, v: serde_json::Value) {
     let _ = out.flush();
 }
 
+/// A PostgreSQL error with its cause: the client's Display says only "db error" or "error
+/// connecting to server"; the record should say which.
+fn pg_error(e: &postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("db error {}: {}", db.code().code(), db.message()),
+        (None, Some(src)) => format!("{e}: {src}"),
+        (None, None) => e.to_string(),
+    }
+}
+
 fn http_get(url: &str) -> Result<(u16, String), String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
     let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
@@ -89,12 +99,12 @@ fn main() -> anyhow::Result<()> {
                 let started = now_ms();
                 let result = (|| -> Result<(), String> {
                     if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        let mut c = postgres::Client::connect(&dsn, postgres::NoTls).map_err(|e| e.to_string())?;
-                        c.batch_execute(&create).map_err(|e| e.to_string())?;
+                        let mut c = postgres::Client::connect(&dsn, postgres::NoTls).map_err(|e| pg_error(&e))?;
+                        c.batch_execute(&create).map_err(|e| pg_error(&e))?;
                         client = Some(c);
                     }
                     let c = client.as_mut().expect("connected above");
-                    c.execute(insert.as_str(), &[&n]).map(drop).map_err(|e| e.to_string())
+                    c.execute(insert.as_str(), &[&n]).map(drop).map_err(|e| pg_error(&e))
                 })();
                 if result.is_err() {
                     client = None;
