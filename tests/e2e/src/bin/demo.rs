@@ -6,7 +6,7 @@
 //! `demo --drill` runs the drill again on the model a demo left running.
 
 use anyhow::{bail, Context, Result};
-use e2e::ha::{answered_by, region_url, RACK_MACHINES};
+use e2e::ha::{self, answered_by, region_url, RACK_MACHINES};
 use e2e::probe::{longest_outage, Probe};
 use e2e::{watch, Deployment, Env, FaultOp};
 use std::time::{Duration, Instant};
@@ -79,7 +79,13 @@ fn drill(d: &Deployment) -> Result<()> {
     let holder = d.wait_vip_holder(&vip, Duration::from_secs(60))?;
     let client = RACK_MACHINES[1];
     println!("== drill: machine {holder} holds the region VIP {vip}; it goes down while machine {client} requests {} every 100 ms", region_url(d));
-    let probe = Probe::http(d, client, "demo-http", &region_url(d), 100)?;
+    // The bundle co-locates regions with database units: the same host may run the primary.
+    let db_primary = ha::primary_machine(d).ok();
+    if let Some((unit, m)) = db_primary.as_ref().filter(|(_, m)| *m == holder) {
+        println!("   machine {m} also runs the PostgreSQL primary ({unit}): the regions answer 503 until another member is promoted");
+    }
+    // A name of its own per run: `demo --drill` again must not read an earlier run's records.
+    let probe = Probe::http(d, client, &format!("demo-http-{}", now_ms()), &region_url(d), 100)?;
     probe.wait_successes(10, Duration::from_secs(60)).context("requests through the VIP before the drill")?;
     let down_at = now_ms();
     d.fault(&holder, FaultOp::Stop)?;
@@ -94,9 +100,11 @@ fn drill(d: &Deployment) -> Result<()> {
     }
     let failed = records.iter().filter(|r| r["ok"] != true).count();
     match longest_outage(&records) {
-        Some((gap, n)) => println!("   {failed} of {} requests failed; longest gap {:.1} s ({n} requests)", records.len(), gap.as_secs_f64()),
+        Some((gap, n)) => println!("   {failed} of {} requests failed; longest gap without a 200: {:.1} s ({n} requests)", records.len(), gap.as_secs_f64()),
         None => println!("   none of {} requests failed", records.len()),
     }
+    let silent = longest_outage(&ha::answered(&records)).map_or(0.0, |(g, _)| g.as_secs_f64());
+    println!("   the VIP itself: nothing answered for {silent:.1} s (keepalived moving it); any other failures were regions answering without their database");
     println!("== machine {holder} comes back");
     d.fault(&holder, FaultOp::Start)?;
     watch::settle(d, Duration::from_secs(300), |l| println!("{l}")).context("after the machine came back")?;
