@@ -10,6 +10,7 @@
 
 pub mod drills;
 pub mod ha;
+pub mod pg_drills;
 pub mod probe;
 pub mod watch;
 
@@ -177,7 +178,13 @@ impl Deployment {
 
     /// Deploys a bundle written for the test (charm paths may use `{build}` for build/).
     pub fn yaml(env: &Env, name: &str, net: u8, bundle: &str) -> Result<Deployment> {
-        let d = Deployment::model(env, name, net)?;
+        Deployment::yaml_with(env, name, net, bundle, &[])
+    }
+
+    /// Like [`Deployment::yaml`], with model settings for the local model's daemon (e.g.
+    /// `("LM_UPDATE_STATUS_MS", "10000")`).
+    pub fn yaml_with(env: &Env, name: &str, net: u8, bundle: &str, settings: &[(&str, &str)]) -> Result<Deployment> {
+        let d = Deployment::model_in(env, &env.build.join("e2e").join(name), net, settings)?;
         let path = d.dir.join("bundle.yaml");
         std::fs::write(&path, bundle.replace("{build}", &env.build.to_string_lossy()))?;
         d.lm.deploy_bundle(&path, &[], Substrate::Hosts)?;

@@ -1,0 +1,34 @@
+//! postgresql-ha in the local model (issue 7's acceptance, as root): 3 units with the DB VIP of
+//! a keepalived-vip subordinate settle as one primary and two streaming standbys (one
+//! synchronous); a `db` client and a `database` client were given the VIP and write through it.
+//! Then, in sequence on that deployment, each under continuous writes through the DB VIP from
+//! the clients' machine and each ending with every acknowledged write on every member (asked
+//! locally with psql), exactly one primary holding the VIP and every unit Active: switchover;
+//! kill -9 of the primary's postmaster; kill -9 of Patroni on the primary; the primary's
+//! postgres SIGSTOPped for 30 s then SIGCONTed; the primary's network cut for 30 s and for 90 s
+//! (the old primary rejoins as a standby, and every acknowledged write is on the final
+//! primary, so no second primary acknowledged one); every database host stopped and started;
+//! remove-unit of the primary; then, with the 2 units left, the primary's host down → the
+//! survivor Blocked → force-promote → writes resume and the host rejoins.
+//!
+//! One deployment on 10.77.70.0/24 (`bench-pg` uses .71); a failing step stops the rest, as
+//! each starts from the state the previous one left. See `e2e::pg_drills`. `E2E_KEEP=1` keeps
+//! the model in build/e2e/pg-drills.
+
+use e2e::pg_drills::{self as pg, Ledger};
+
+/// This file's subnet (the PostgreSQL drills own 10.77.70–79).
+const NET: u8 = 70;
+
+#[test]
+fn postgresql_ha_survives_every_drill_in_sequence() {
+    let env = e2e::env_or_skip!();
+    let d = pg::deploy(&env, "pg-drills", NET).expect("deploy");
+    let first = pg::settled(&d).expect("3 units settle: one primary, two streaming standbys, clients write through the VIP");
+    eprintln!("settled; primary {first}");
+    let mut l = Ledger::default();
+    for (name, step) in pg::steps() {
+        eprintln!("== drill: {name}");
+        step(&d, &mut l).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+}
