@@ -59,15 +59,17 @@ fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends:
     servers(out, backends, target, SERVER_CHECK);
 }
 
-/// haproxy.cfg for the regions in `backends` (this unit included).
+/// haproxy.cfg for the regions in `backends` (this unit included). Port 80 goes to every
+/// region's 5240 in HTTP mode with source hashing, so a client keeps its region (MAAS's UI
+/// websocket and sessions) while regions come and go with minimal reshuffling.
 ///
 /// A region whose host is gone drops connection attempts silently. `timeout connect 1s` (the
 /// regions share a LAN with haproxy) with `option redispatch 1` (every retry may pick another
 /// region, not only the last) moves a request hashed to that region to a live one within about
 /// a second, before the client gives up (rackd polls with a 2 s timeout) and before the health
-/// checks have taken the region out. Port 80 goes to every
-/// region's 5240 in HTTP mode with source hashing, so a client keeps its region (MAAS's UI
-/// websocket and sessions) while regions come and go with minimal reshuffling.
+/// checks have taken the region out. A GET (or HEAD) whose region died while answering it
+/// (`empty-response`) is retried on another region too; other methods are not, since MAAS may
+/// have applied them.
 pub fn haproxy_cfg(backends: &[Backend], opts: HaproxyOptions) -> String {
     let mut out = String::from(
         "# Rendered by the maas-region charm: changes here are overwritten.\n\
@@ -91,7 +93,7 @@ defaults\n\
     out.push_str(&format!("    timeout server {SERVER_TIMEOUT}\n"));
     out.push_str(
         "\nfrontend maas_http\n    bind *:80\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
-backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
+backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
     );
     servers(&mut out, backends, 5240, SERVER_CHECK);
     if opts.agent_ports {
@@ -234,6 +236,16 @@ mod tests {
         for l in cfg.lines().filter(|l| l.trim_start().starts_with("server ")) {
             assert!(l.ends_with(" check inter 2s fastinter 500ms rise 2 fall 3"), "{l}");
         }
+        haproxy_accepts(&cfg).unwrap();
+    }
+
+    /// A GET in flight on a region that dies is retried elsewhere; a POST is never replayed.
+    #[test]
+    fn only_reads_are_retried_after_a_region_died_mid_request() {
+        let cfg = haproxy_cfg(&regions(2), HaproxyOptions::default());
+        let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
+        assert!(backend.lines().any(|l| l.trim() == "retry-on conn-failure empty-response"), "{backend}");
+        assert!(backend.lines().any(|l| l.trim() == "http-request disable-l7-retry unless METH_GET"), "{backend}");
         haproxy_accepts(&cfg).unwrap();
     }
 
