@@ -247,6 +247,28 @@ pub fn assert_healthy(d: &Deployment, table: Option<&str>, acked: &[i64], timeou
     Ok(())
 }
 
+/// What to look at when a drill fails: every unit's status, who holds each VIP, and each
+/// PostgreSQL member's view (Patroni's REST on the member, asked from inside its machine).
+pub fn diagnose(d: &Deployment) -> String {
+    let mut out = String::new();
+    match d.units() {
+        Ok(units) => {
+            for (n, s, m) in units {
+                out.push_str(&format!("  {n}: {s}: {m}\n"));
+            }
+        }
+        Err(e) => out.push_str(&format!("  status: {e:#}\n")),
+    }
+    for vip in [d.region_vip(), d.db_vip()] {
+        out.push_str(&format!("  {vip} held by {:?}\n", d.vip_holders(&vip).unwrap_or_default()));
+    }
+    for u in pg_units(d).unwrap_or_default() {
+        let patroni = d.exec(&u, &["curl", "-s", "--max-time", "2", "http://127.0.0.1:8008/patroni"]).unwrap_or_else(|e| format!("{e:#}"));
+        out.push_str(&format!("  {u} patroni: {}\n", patroni.trim()));
+    }
+    out
+}
+
 /// The machine of the current PostgreSQL primary (exactly one, else an error).
 pub fn primary_machine(d: &Deployment) -> Result<(String, String)> {
     let p = primaries(d)?;

@@ -17,6 +17,11 @@ const NET: u8 = 30;
 /// A cold deployment of the whole bundle on a busy 2-core machine.
 const SETTLE: Duration = Duration::from_secs(900);
 
+/// Fails the test with the drill's error and the state of the deployment.
+fn fail(d: &Deployment, drill: &str, e: anyhow::Error) -> ! {
+    panic!("{drill}: {e:#}\nthe deployment now:\n{}", ha::diagnose(d))
+}
+
 fn show(r: &Report) {
     match &r.seen {
         Some(s) => eprintln!(
@@ -47,18 +52,18 @@ fn bundle_survives_every_ha_drill_in_sequence() {
     ha::assert_healthy(&d, None, &[], drills::HEAL).expect("healthy after deploy");
     let mut ledger = Ledger::default();
 
-    let r = drills::primary_killed(&d, &mut ledger).unwrap_or_else(|e| panic!("database primary killed: {e:#}"));
+    let r = drills::primary_killed(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "database primary killed", e));
     show(&r);
-    let r = drills::primary_host_down(&d, &mut ledger).unwrap_or_else(|e| panic!("database primary's host down: {e:#}"));
+    let r = drills::primary_host_down(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "database primary's host down", e));
     show(&r);
-    let r = drills::region_holder_down(&d, &mut ledger).unwrap_or_else(|e| panic!("region VIP holder's host down: {e:#}"));
+    let r = drills::region_holder_down(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "region VIP holder's host down", e));
     show(&r);
     // Also the drill "the rack whose region vanished re-reaches one".
-    let (r, freed) = drills::region_removed(&d, &mut ledger).unwrap_or_else(|e| panic!("region removed: {e:#}"));
+    let (r, freed) = drills::region_removed(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "region removed", e));
     show(&r);
     // Back where the removed one was: that machine has no region now.
-    let r = drills::region_added(&d, &mut ledger, &freed).unwrap_or_else(|e| panic!("region added: {e:#}"));
+    let r = drills::region_added(&d, &mut ledger, &freed).unwrap_or_else(|e| fail(&d, "region added", e));
     show(&r);
-    let r = drills::whole_deployment_restarted(&d, &mut ledger).unwrap_or_else(|e| panic!("whole deployment restarted: {e:#}"));
+    let r = drills::whole_deployment_restarted(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "whole deployment restarted", e));
     show(&r);
 }
