@@ -176,7 +176,8 @@ pub fn deb_edit_named_options() -> Cmd {
 
 /// Whether a failed `maas init` or `maas-region dbupgrade` failed because the database could
 /// not be reached *yet*: refused or timed-out connections, a server starting up or shutting
-/// down, a replica answering read-only while a failover settles. A retry fixes these (the
+/// down or ending the session (Patroni restarting or demoting it), a replica answering
+/// read-only while a failover settles. A retry fixes these (the
 /// database VIP moves to the primary within seconds), so the hook fails and Juju retries it
 /// with backoff. Everything else (a URI MAAS refuses, credentials it rejects, a missing
 /// database) needs someone to act and blocks the unit.
@@ -190,7 +191,15 @@ pub fn is_transient_db_error(message: &str) -> bool {
         "permission denied",
         "authentication failed",
     ];
-    const TRANSIENT: [&str; 12] = [
+    const TRANSIENT: [&str; 19] = [
+        // The server ended the session: a Patroni restart, demotion or switchover.
+        "terminating connection due to administrator command",
+        "terminating connection due to conflict with recovery",
+        "the database system is not yet accepting connections",
+        "the database system is not accepting connections",
+        "connection to server was lost",
+        "could not receive data from server",
+        "connection closed",
         "connection refused",
         "timeout expired",
         "timed out",
@@ -276,6 +285,10 @@ mod tests {
             "ERROR: cannot execute CREATE TABLE in a read-only transaction",
             "server closed the connection unexpectedly",
             "could not connect to server: No route to host",
+            "Error: db error: FATAL: terminating connection due to administrator command",
+            "FATAL:  the database system is not yet accepting connections",
+            "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+            "error: connection closed",
         ] {
             assert!(is_transient_db_error(transient), "{transient}");
         }

@@ -236,7 +236,8 @@ mod tests {
         for l in cfg.lines().filter(|l| l.trim_start().starts_with("server ")) {
             assert!(l.ends_with(" check inter 2s fastinter 500ms rise 2 fall 3"), "{l}");
         }
-        haproxy_accepts(&cfg).unwrap();
+        // haproxy -c runs on this very file in one_two_and_three_regions_pass_haproxy_check (a
+        // second check here would race it for the same temporary file name).
     }
 
     /// A GET in flight on a region that dies is retried elsewhere; a POST is never replayed.
@@ -246,7 +247,6 @@ mod tests {
         let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
         assert!(backend.lines().any(|l| l.trim() == "retry-on conn-failure empty-response"), "{backend}");
         assert!(backend.lines().any(|l| l.trim() == "http-request disable-l7-retry unless METH_GET"), "{backend}");
-        haproxy_accepts(&cfg).unwrap();
     }
 
     #[test]
