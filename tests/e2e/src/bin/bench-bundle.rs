@@ -29,11 +29,24 @@ fn main() -> Result<()> {
     if let Some(p) = out.parent() {
         std::fs::create_dir_all(p)?;
     }
-    let mut report = std::fs::read_to_string(&out).unwrap_or_default();
-    report.push_str(&md);
+    let report = replace_section(&std::fs::read_to_string(&out).unwrap_or_default(), &md);
     std::fs::write(&out, report)?;
     println!("(appended to {})", out.display());
     result
+}
+
+/// The report with this bench's section (`md`, which starts with its `## ` title) in place of
+/// an earlier run's, or appended: running the bench twice leaves one section.
+fn replace_section(report: &str, md: &str) -> String {
+    let title = md.trim_start().lines().next().unwrap_or_default();
+    match report.find(title) {
+        Some(start) => {
+            let after = start + title.len();
+            let end = report[after..].find("\n## ").map_or(report.len(), |i| after + i);
+            format!("{}{}{}", &report[..start], md.trim_start(), &report[end..])
+        }
+        None => format!("{report}{md}"),
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -197,6 +210,16 @@ fn scale_table(d: &Deployment, md: &mut String) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_second_run_replaces_its_section_and_keeps_the_others() {
+        let md = "\n## The bundle in the local model\n\nnew\n";
+        let first = super::replace_section("# Benchmarks\n\nhooks\n", md);
+        assert_eq!(first, "# Benchmarks\n\nhooks\n\n## The bundle in the local model\n\nnew\n");
+        let with_other = first.replace("new", "old") + "\n## VIP failover\n\nvip\n";
+        let second = super::replace_section(&with_other, md);
+        assert_eq!(second, "# Benchmarks\n\nhooks\n\n## The bundle in the local model\n\nnew\n\n## VIP failover\n\nvip\n");
+    }
+
     #[test]
     fn hook_times_reads_the_local_models_lines() {
         let log = "INFO maas-region/0 running install hook\nINFO maas-region/0 ran install hook in 1234 ms (exit 0)\nINFO maas-region/0 ran db-relation-changed hook in 56 ms (exit 1)\nINFO maas-region/0 ran create-admin action in 9 ms (exit 0)\n";
