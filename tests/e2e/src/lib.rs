@@ -343,6 +343,13 @@ pub fn until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T>)
     }
 }
 
+
+/// Reads a file inside a machine through the machine-side path.
+pub fn read_in(d: &Deployment, machine: &str, inside: &str) -> Result<String> {
+    let p = d.lm.host_path(machine, inside)?;
+    std::fs::read_to_string(&p).with_context(|| format!("{machine}:{inside} ({})", p.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,10 +366,4 @@ mod tests {
         assert_eq!(machine_state(&st["machines"]["1"]), "stopped");
         assert_eq!(machine_state(&serde_json::json!({"state": "started"})), "", "not where status puts it");
     }
-}
-
-/// Reads a file inside a machine through the machine-side path.
-pub fn read_in(d: &Deployment, machine: &str, inside: &str) -> Result<String> {
-    let p = d.lm.host_path(machine, inside)?;
-    std::fs::read_to_string(&p).with_context(|| format!("{machine}:{inside} ({})", p.display()))
 }

@@ -88,12 +88,15 @@ fn run(env: &Env, md: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// One drill, as the table runs it.
+type Drill = dyn Fn(&Deployment, &mut Ledger) -> Result<Report>;
+
 /// Each drill in sequence; the table says what it measured, or where it stopped.
 fn drill_table(d: &Deployment, md: &mut String) {
     let mut ledger = Ledger::default();
     let mut rows: Vec<Report> = Vec::new();
     let mut stopped = None;
-    let steps: [(&str, &dyn Fn(&Deployment, &mut Ledger) -> Result<Report>); 6] = [
+    let steps: [(&str, &Drill); 6] = [
         ("database primary killed", &drills::primary_killed),
         ("database primary's host down", &drills::primary_host_down),
         ("region VIP holder's host down", &drills::region_holder_down),
