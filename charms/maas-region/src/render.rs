@@ -68,8 +68,9 @@ fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends:
 /// region, not only the last) moves a request hashed to that region to a live one within about
 /// a second, before the client gives up (rackd polls with a 2 s timeout) and before the health
 /// checks have taken the region out. A GET (or HEAD) whose region died while answering it
-/// (`empty-response`) is retried on another region too; other methods are not, since MAAS may
-/// have applied them.
+/// (`empty-response`), or answered 503 (a regiond just restarted, its database connection not
+/// up yet), is retried on another region too; other methods are not, since MAAS may have
+/// applied them.
 pub fn haproxy_cfg(backends: &[Backend], opts: HaproxyOptions) -> String {
     let mut out = String::from(
         "# Rendered by the maas-region charm: changes here are overwritten.\n\
@@ -93,7 +94,7 @@ defaults\n\
     out.push_str(&format!("    timeout server {SERVER_TIMEOUT}\n"));
     out.push_str(
         "\nfrontend maas_http\n    bind *:80\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
-backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
+backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response 503\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
     );
     servers(&mut out, backends, 5240, SERVER_CHECK);
     if opts.agent_ports {
@@ -240,12 +241,13 @@ mod tests {
         // second check here would race it for the same temporary file name).
     }
 
-    /// A GET in flight on a region that dies is retried elsewhere; a POST is never replayed.
+    /// A GET in flight on a region that dies, or that a region refuses with 503, is retried
+    /// elsewhere; a POST is never replayed.
     #[test]
     fn only_reads_are_retried_after_a_region_died_mid_request() {
         let cfg = haproxy_cfg(&regions(2), HaproxyOptions::default());
         let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
-        assert!(backend.lines().any(|l| l.trim() == "retry-on conn-failure empty-response"), "{backend}");
+        assert!(backend.lines().any(|l| l.trim() == "retry-on conn-failure empty-response 503"), "{backend}");
         assert!(backend.lines().any(|l| l.trim() == "http-request disable-l7-retry unless METH_GET"), "{backend}");
     }
 
