@@ -81,7 +81,8 @@ catalog:
 ## unit-test: every crate's tests; the end-to-end ones (tests/e2e, as root) use the packed
 ## charms, the catalog and the wheelhouse, so those come first.
 unit-test: charms catalog
-	$(CARGO) test --workspace --all-features
+	$(CARGO) test --workspace --all-features --no-fail-fast --exclude e2e
+	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
 test: deps unit-test check-charms check-bundle
