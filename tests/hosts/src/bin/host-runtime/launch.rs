@@ -235,7 +235,12 @@ pub fn runtime_dirs(u: &Unit) -> Result<(), String> {
     Ok(())
 }
 
-pub fn remove_runtime_dirs(u: &Unit) {
+pub fn remove_runtime_dirs(u: &Unit, will_restart: bool) {
+    // RuntimeDirectoryPreserve=: e.g. a daemon's children that outlive it (KillMode=process)
+    // keep their sockets there across its automatic restart.
+    if u.svc.runtime_directory_preserve.keeps(will_restart) {
+        return;
+    }
     for d in &u.svc.runtime_directory {
         let _ = std::fs::remove_dir_all(Path::new("/run").join(d));
     }

@@ -48,7 +48,31 @@ impl Restart {
     }
 }
 
+/// RuntimeDirectoryPreserve=.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preserve {
+    /// Removed whenever the service stops, automatic restarts included (systemd's default).
+    No,
+    /// Never removed by the service's stop.
+    Yes,
+    /// Kept when the service will be restarted automatically (systemd also keeps it across
+    /// `systemctl restart`; here that is a stop then a start, which removes it).
+    Restart,
+}
+
+impl Preserve {
+    /// Whether a stop keeps the runtime directories, given whether a restart follows.
+    pub fn keeps(self, will_restart: bool) -> bool {
+        match self {
+            Preserve::No => false,
+            Preserve::Yes => true,
+            Preserve::Restart => will_restart,
+        }
+    }
+}
+
+/// KillMode=.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillMode {
     ControlGroup,
     Mixed,
@@ -87,6 +111,8 @@ pub struct Service {
     pub working_directory: Option<(String, bool)>,
     pub runtime_directory: Vec<String>,
     pub runtime_directory_mode: u32,
+    /// RuntimeDirectoryPreserve=: whether the runtime directories outlive the service's stop.
+    pub runtime_directory_preserve: Preserve,
     /// StateDirectory=, CacheDirectory=, LogsDirectory=, ConfigurationDirectory=: (base, name).
     pub other_directories: Vec<(&'static str, String)>,
     pub pid_file: Option<String>,
@@ -227,6 +253,7 @@ pub(crate) fn interpret(
         working_directory: None,
         runtime_directory: vec![],
         runtime_directory_mode: 0o755,
+        runtime_directory_preserve: Preserve::No,
         other_directories: vec![],
         pid_file: None,
         restart: Restart::No,
@@ -353,6 +380,13 @@ pub(crate) fn interpret(
             ("Service", "ConfigurationDirectory") => s
                 .other_directories
                 .extend(v.split_whitespace().map(|d| ("/etc", d.to_string()))),
+            ("Service", "RuntimeDirectoryPreserve") => {
+                s.runtime_directory_preserve = match v.as_str() {
+                    "yes" | "true" | "on" | "1" => Preserve::Yes,
+                    "restart" => Preserve::Restart,
+                    _ => Preserve::No,
+                }
+            }
             ("Service", "RuntimeDirectoryMode") => {
                 s.runtime_directory_mode = u32::from_str_radix(v, 8).unwrap_or(0o755)
             }
@@ -482,6 +516,26 @@ mod tests {
         assert_eq!(u.svc.restart, Restart::Always);
         assert_eq!(u.svc.restart_sec, Duration::from_millis(200));
         assert!(u.installable);
+    }
+
+    #[test]
+    fn runtime_directory_preserve() {
+        let u = |v: &str| {
+            let text = format!("[Service]\nExecStart=/bin/x\nRuntimeDirectory=x\n{v}");
+            interpret("x.service", PathBuf::from("/x"), &parse(&text))
+                .unwrap()
+                .svc
+                .runtime_directory_preserve
+        };
+        assert_eq!(u(""), Preserve::No);
+        assert_eq!(u("RuntimeDirectoryPreserve=yes"), Preserve::Yes);
+        assert_eq!(u("RuntimeDirectoryPreserve=restart"), Preserve::Restart);
+        assert!(
+            !Preserve::No.keeps(true),
+            "the default removes them even before an automatic restart"
+        );
+        assert!(Preserve::Restart.keeps(true) && !Preserve::Restart.keeps(false));
+        assert!(Preserve::Yes.keeps(false));
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl Sup {
             svc.result = result;
         }
         self.kill_members(&u, main);
-        self.stop_post(&u, &env);
+        self.stop_post(&u, &env, wants_restart(u.svc.restart, result));
         {
             let mut inn = self.lock();
             if let Some(svc) = inn.svcs.get_mut(name) {
@@ -86,7 +86,9 @@ impl Sup {
         self.maybe_restart(name, gen, result);
     }
 
-    pub(super) fn stop_post(&self, u: &Unit, env: &[(String, String)]) {
+    /// ExecStopPost=, then the runtime directories go unless preserved (`will_restart`: an
+    /// automatic restart follows).
+    pub(super) fn stop_post(&self, u: &Unit, env: &[(String, String)], will_restart: bool) {
         for line in &u.svc.exec_stop_post {
             self.control(
                 u,
@@ -96,7 +98,7 @@ impl Sup {
                 u.svc.timeout_stop,
             );
         }
-        launch::remove_runtime_dirs(u);
+        launch::remove_runtime_dirs(u, will_restart);
     }
 
     /// The main process of an active service exited by itself.
@@ -144,7 +146,7 @@ impl Sup {
             );
         }
         self.kill_members(&u, None);
-        self.stop_post(&u, &env);
+        self.stop_post(&u, &env, wants_restart(u.svc.restart, result));
         {
             let mut inn = self.lock();
             if let Some(svc) = inn.svcs.get_mut(name) {
@@ -286,7 +288,7 @@ impl Sup {
             }
         }
         self.kill_members(u, main);
-        self.stop_post(u, &env);
+        self.stop_post(u, &env, false);
         let mut inn = self.lock();
         if let Some(svc) = inn.svcs.get_mut(name) {
             if svc.gen == gen {
