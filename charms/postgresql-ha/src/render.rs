@@ -236,10 +236,14 @@ pub fn etcd_unit() -> String {
 }
 
 /// The Patroni service. KillMode=process: Patroni stops PostgreSQL itself on SIGTERM.
+/// RuntimeDirectoryPreserve=restart: the runtime directory is PostgreSQL's socket directory,
+/// so when Patroni dies and systemd restarts it, the PostgreSQL it leaves running keeps its
+/// socket; without it the restarted Patroni finds no PostgreSQL to talk to and, on the
+/// primary, demotes and stops it ("primary startup is taking too long"): a failover.
 pub fn patroni_unit() -> String {
     format!(
         "[Unit]\nDescription=Patroni for postgresql-ha\nAfter=network-online.target {etcd}.service\n\n\
-[Service]\nType=simple\nUser=postgres\nGroup=postgres\nRuntimeDirectory=postgresql-ha\nRuntimeDirectoryMode=0755\n\
+[Service]\nType=simple\nUser=postgres\nGroup=postgres\nRuntimeDirectory=postgresql-ha\nRuntimeDirectoryMode=0755\nRuntimeDirectoryPreserve=restart\n\
 ExecStart={venv}/bin/patroni {yml}\nExecReload=/bin/kill -s HUP $MAINPID\nKillMode=process\nTimeoutStopSec=60\nRestart=always\nRestartSec=2\n\n\
 [Install]\nWantedBy=multi-user.target\n",
         etcd = paths::ETCD_SERVICE,
@@ -382,6 +386,8 @@ mod tests {
     fn units_run_as_their_users() {
         assert!(patroni_unit().contains("User=postgres"));
         assert!(patroni_unit().contains("KillMode=process"));
+        // The socket directory survives Patroni's automatic restart (PostgreSQL keeps running).
+        assert!(patroni_unit().contains("RuntimeDirectory=postgresql-ha\n") && patroni_unit().contains("RuntimeDirectoryPreserve=restart\n"));
         assert!(etcd_unit().contains("User=etcd"));
         assert!(role_change_script().contains("touch /run/postgresql-ha/role-changed"));
         assert!(observer_unit("postgresql-ha/1", "/var/lib/juju/agents/unit-postgresql-ha-1/charm")
