@@ -117,6 +117,10 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
     let _ = writeln!(s, "    virtual_router_id {}", v.vrid);
     let _ = writeln!(s, "    priority {}", v.priority);
     let _ = writeln!(s, "    advert_int {}", seconds(v.advert_cs));
+    // A unit that joins can be MASTER for a moment before the holder lists it as a peer, and
+    // its gratuitous ARP moves clients to it. The holder re-announces every 5 s, so such clients
+    // come back within that, not when their ARP entries expire (tens of seconds, seen live).
+    s.push_str("    garp_master_refresh 5\n");
     if let Some(u) = v.unicast.as_ref().filter(|u| !u.peers.is_empty()) {
         let _ = writeln!(s, "    unicast_src_ip {}", u.src);
         s.push_str("    unicast_peer {\n");
@@ -231,7 +235,7 @@ mod tests {
         assert!(text.starts_with("# Managed by the keepalived-vip charm (region-vip/2)"));
         assert!(text.contains("    router_id region-vip-2\n"));
         assert!(text.contains("vrrp_script maas_region_0_tcp_5240 {\n    script \"/bin/bash -c '</dev/tcp/127.0.0.1/5240'\"\n    interval 2\n    timeout 3\n    weight 0\n"));
-        assert!(text.contains("    state BACKUP\n    nopreempt\n    interface eth0\n    virtual_router_id 51\n    priority 248\n    advert_int 1\n"));
+        assert!(text.contains("    state BACKUP\n    nopreempt\n    interface eth0\n    virtual_router_id 51\n    priority 248\n    advert_int 1\n    garp_master_refresh 5\n"));
         assert!(text.contains(
             "    unicast_src_ip 10.0.0.12\n    unicast_peer {\n        10.0.0.10\n    }\n"
         ));

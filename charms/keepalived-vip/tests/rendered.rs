@@ -146,6 +146,7 @@ vrrp_instance keepalived_vip {{
     virtual_router_id 51
     priority 249
     advert_int 1
+    garp_master_refresh 5
     unicast_src_ip 10.0.0.11
     unicast_peer {{
         10.0.0.10
