@@ -69,9 +69,11 @@ fn pack_clients(env: &Env, dir: &Path) -> Result<(String, String)> {
     Ok((out[0].clone(), out[1].clone()))
 }
 
-/// The bundle: `units` postgresql-ha units on machines 0.., the DB VIP at .201 of the subnet,
-/// both clients on [`CLIENT_MACHINE`] (so `units` must be 3).
-pub fn bundle(env: &Env, net: u8, clients_dir: &Path) -> Result<String> {
+/// The bundle: 3 postgresql-ha units on machines 0-2, the DB VIP at .201 of the subnet,
+/// both clients on [`CLIENT_MACHINE`]; `vip_options` are more db-vip options (YAML lines, each
+/// indented 6 spaces, e.g. `"      vrrp-version: 3\n      advert-int: 0.1\n"`), empty for the
+/// bundle's (bundles/maas-ha.yaml) settings.
+pub fn bundle(env: &Env, net: u8, clients_dir: &Path, vip_options: &str) -> Result<String> {
     let (db_client, database_client) = pack_clients(env, clients_dir)?;
     Ok(format!(
         "description: postgresql-ha drills
@@ -92,7 +94,7 @@ applications:
     options:
       vip: 10.77.{net}.201/24
       virtual-router-id: 52
-  db-client:
+{vip_options}  db-client:
     charm: {db_client}
     num_units: 1
     to: [\"{CLIENT_MACHINE}\"]
@@ -110,8 +112,8 @@ relations:
 
 /// Deploys [`bundle`] in `build/e2e/<name>` on 10.77.<net>.0/24, update-status every 10 s (so a
 /// status that only update-status refreshes, like Blocked on quorum loss, shows promptly).
-pub fn deploy(env: &Env, name: &str, net: u8) -> Result<Deployment> {
-    let yaml = bundle(env, net, &env.build.join("e2e").join(format!("{name}-charms")))?;
+pub fn deploy(env: &Env, name: &str, net: u8, vip_options: &str) -> Result<Deployment> {
+    let yaml = bundle(env, net, &env.build.join("e2e").join(format!("{name}-charms")), vip_options)?;
     Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "10000")])
 }
 
@@ -325,18 +327,20 @@ pub fn postmaster_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> 
     .map(|(r, _)| r)
 }
 
-/// kill -9 of Patroni on the primary (systemd restarts it).
+/// kill -9 of Patroni on the primary: systemd restarts it well within the leader lease, it
+/// finds its PostgreSQL still running and keeps the leader key, so the primary stays.
 pub fn patroni_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let (unit, machine) = primary(d)?;
     let pids: Vec<u32> = serde_json::from_value(d.fault(&machine, FaultOp::Pids { comm: "patroni".into() })?)?;
     ensure!(!pids.is_empty(), "no patroni process on {unit}'s machine {machine}");
-    drill(d, ledger, "Patroni killed on the primary", "patroni_killed", Some(Duration::from_secs(25)), 2, |_| {
+    let (r, now) = drill(d, ledger, "Patroni killed on the primary", "patroni_killed", Some(Duration::from_secs(25)), 2, |_| {
         for p in &pids {
             d.fault(&machine, FaultOp::Kill { target: p.to_string(), signal: 9 })?;
         }
         Ok(())
-    })
-    .map(|(r, _)| r)
+    })?;
+    ensure!(now == unit, "the primary moved from {unit} to {now}: the restarted Patroni did not take its running PostgreSQL back");
+    Ok(r)
 }
 
 /// Every postgres process of the primary SIGSTOPped for `hold`, then SIGCONTed.
