@@ -218,14 +218,27 @@ pub fn missing_on_members(d: &Deployment, table: &str, acked: &[i64]) -> Result<
 }
 
 /// The end state every drill must reach within `timeout`: the model settled with every unit
-/// Active, exactly one writable PostgreSQL member, exactly one holder of each VIP, and every
-/// acknowledged write of `table` on every member (replicas may need a moment to replay).
+/// Active, exactly one writable PostgreSQL member that every other member streams from (one
+/// synchronously), exactly one holder of each VIP, and every acknowledged write of `table` on
+/// every member (replicas may need a moment to replay).
 pub fn assert_healthy(d: &Deployment, table: Option<&str>, acked: &[i64], timeout: Duration) -> Result<()> {
     d.wait_active(timeout)?;
     until(timeout, "exactly one PostgreSQL primary", || {
         let p = primaries(d)?;
         if p.len() != 1 {
             bail!("writable members: {p:?}");
+        }
+        Ok(())
+    })?;
+    // Ready for the next fault: with synchronous mode (the charm's default) Patroni promotes
+    // only the synchronous standby, so a primary lost before one is chosen is not failed over.
+    until(timeout, "every other member streaming from the primary, one synchronously", || {
+        let (primary, _) = primary_machine(d)?;
+        let rows = psql(d, &primary, "postgres", "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'")?;
+        let states: Vec<&str> = rows.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let others = pg_units(d)?.len().saturating_sub(1);
+        if states.len() < others || !states.iter().any(|s| *s == "sync" || *s == "quorum") {
+            bail!("{primary} streams to {others} members? its standbys: {states:?}");
         }
         Ok(())
     })?;
