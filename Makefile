@@ -111,6 +111,7 @@ bench: deps charms catalog
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-bundle; else echo "(the bundle part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then $(CARGO) build -q -p hosts --bin host-runtime && target/debug/bench-vip --runs 5; else echo "(the VIP failover part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-pg; else echo "(the PostgreSQL drills part of the bench needs root: skipped)"; fi
+	$(CARGO) build -q -p local-model --release --bin lm
 	$(CARGO) run -q -p local-model --release --example bench
 
 lint:
