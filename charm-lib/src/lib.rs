@@ -35,6 +35,7 @@ pub mod event;
 pub mod logger;
 pub mod machine;
 pub mod model;
+pub mod random;
 pub mod spec;
 pub mod status;
 pub mod tools;

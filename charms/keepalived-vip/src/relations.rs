@@ -248,7 +248,7 @@ pub fn vrrp_password(ctx: &Context) -> anyhow::Result<Option<String>> {
         (Some(id), _) => id,
         (None, false) => return Ok(None),
         (None, true) => {
-            let content: BTreeMap<String, String> = [(SECRET_KEY.to_string(), new_password()?)]
+            let content: BTreeMap<String, String> = [(SECRET_KEY.to_string(), charm_lib::random::alphanumeric(PASSWORD_LEN)?)]
                 .into_iter()
                 .collect();
             let opts = SecretOptions {
@@ -273,35 +273,9 @@ pub fn vrrp_password(ctx: &Context) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// 8 random letters and digits from the kernel's random source.
-fn new_password() -> anyhow::Result<String> {
-    use std::io::Read;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut f = std::fs::File::open("/dev/urandom")?;
-    let mut out = String::new();
-    let mut b = [0u8; 1];
-    while out.len() < PASSWORD_LEN {
-        f.read_exact(&mut b)?;
-        // Rejection sampling keeps every character equally likely (248 = 4 x 62).
-        if b[0] < 248 {
-            out.push(ALPHABET[(b[0] % 62) as usize] as char);
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_8_random_alphanumerics() {
-        let a = new_password().unwrap();
-        let b = new_password().unwrap();
-        assert_eq!(a.len(), 8);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn sanitized_names() {

@@ -3,7 +3,6 @@
 
 use crate::render::Passwords;
 use std::collections::BTreeMap;
-use std::io::Read;
 
 /// The owner label of the system passwords secret.
 pub const LABEL: &str = "system-passwords";
@@ -12,16 +11,7 @@ pub const PEER_KEY: &str = "system-secret";
 
 /// A random password: 32 characters of [A-Za-z0-9] from /dev/urandom.
 pub fn generate() -> anyhow::Result<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| anyhow::anyhow!("cannot open /dev/urandom: {e}"))?;
-    let mut out = String::new();
-    let mut buf = [0u8; 64];
-    while out.len() < 32 {
-        f.read_exact(&mut buf).map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))?;
-        // 248 = 4 * 62: rejecting the rest keeps every character equally likely.
-        out.extend(buf.iter().filter(|b| **b < 248).map(|b| ALPHABET[(*b % 62) as usize] as char).take(32 - out.len()));
-    }
-    Ok(out)
+    charm_lib::random::alphanumeric(32).map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))
 }
 
 /// The secret's content for `p`.
