@@ -114,7 +114,7 @@ fn drill_table(d: &Deployment, md: &mut String) {
             }
         }
     }
-    let _ = writeln!(md, "Drills, in sequence on that deployment, under writes through the DB VIP and requests through the region VIP every 100 ms from the rack machines. Outage: from the first failed attempt to the next success (a request succeeds on HTTP 2xx; regions answer 503 while their database fails over). Healthy: from the fault to every unit Active, one primary, one holder per VIP and every acknowledged write on every member.\n");
+    let _ = writeln!(md, "Drills, in sequence on that deployment, under writes through the DB VIP and requests through the region VIP every 100 ms from the rack machines. Outage: from the first failed attempt to the next success (a request succeeds on HTTP 2xx; regions answer 503 while their database fails over). Healthy: from the fault to every unit Active, one primary with every other member streaming from it (one synchronously), one holder per VIP and every acknowledged write on every member.\n");
     let _ = writeln!(md, "| drill | healthy after (s) | requests failed | longest request outage (s) | longest time nothing answered (s) | writes failed | longest write outage (s) | acknowledged writes lost | target |\n|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let (rf, ro, va, wf, wo) = match &r.seen {
