@@ -33,7 +33,9 @@ impl de::Error for DatabagError {
 pub fn to_databag<T: Serialize>(value: &T) -> Result<Databag, DatabagError> {
     let v = serde_json::to_value(value).map_err(|e| DatabagError(e.to_string()))?;
     let serde_json::Value::Object(map) = v else {
-        return Err(DatabagError("a databag must be written from a struct or map".into()));
+        return Err(DatabagError(
+            "a databag must be written from a struct or map".into(),
+        ));
     };
     Ok(map
         .into_iter()
@@ -62,7 +64,10 @@ impl<'de, 'a> Deserializer<'de> for BagDeserializer<'a> {
     type Error = DatabagError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_map(BagMap { iter: self.bag.iter().filter(|(_, v)| !v.is_empty()), value: None })
+        visitor.visit_map(BagMap {
+            iter: self.bag.iter().filter(|(_, v)| !v.is_empty()),
+            value: None,
+        })
     }
 
     serde::forward_to_deserialize_any! {
@@ -80,7 +85,10 @@ struct BagMap<'a, I: Iterator<Item = (&'a String, &'a String)>> {
 impl<'de, 'a, I: Iterator<Item = (&'a String, &'a String)>> MapAccess<'de> for BagMap<'a, I> {
     type Error = DatabagError;
 
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some((k, v));
@@ -90,9 +98,16 @@ impl<'de, 'a, I: Iterator<Item = (&'a String, &'a String)>> MapAccess<'de> for B
         }
     }
 
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
-        let (key, value) = self.value.take().expect("serde asks for a value after its key");
-        seed.deserialize(ValueDeserializer(value)).map_err(|e| DatabagError(format!("key {key:?}: {e}")))
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let (key, value) = self
+            .value
+            .take()
+            .expect("serde asks for a value after its key");
+        seed.deserialize(ValueDeserializer(value))
+            .map_err(|e| DatabagError(format!("key {key:?}: {e}")))
     }
 }
 
@@ -101,11 +116,15 @@ struct ValueDeserializer<'a>(&'a str);
 
 impl<'a> ValueDeserializer<'a> {
     fn parse<T: std::str::FromStr>(&self, what: &str) -> Result<T, DatabagError> {
-        self.0.trim().parse().map_err(|_| DatabagError(format!("{:?} is not {what}", self.0)))
+        self.0
+            .trim()
+            .parse()
+            .map_err(|_| DatabagError(format!("{:?} is not {what}", self.0)))
     }
 
     fn json(&self) -> Result<serde_json::Value, DatabagError> {
-        serde_json::from_str(self.0).map_err(|e| DatabagError(format!("{:?} is not JSON: {e}", self.0)))
+        serde_json::from_str(self.0)
+            .map_err(|e| DatabagError(format!("{:?} is not JSON: {e}", self.0)))
     }
 }
 
@@ -124,7 +143,9 @@ impl<'de, 'a> Deserializer<'de> for ValueDeserializer<'a> {
     /// and the text itself otherwise.
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match serde_json::from_str::<serde_json::Value>(self.0) {
-            Ok(v) => v.deserialize_any(visitor).map_err(|e| DatabagError(e.to_string())),
+            Ok(v) => v
+                .deserialize_any(visitor)
+                .map_err(|e| DatabagError(e.to_string())),
             Err(_) => visitor.visit_str(self.0),
         }
     }
@@ -156,7 +177,11 @@ impl<'de, 'a> Deserializer<'de> for ValueDeserializer<'a> {
         visitor.visit_some(self)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -168,17 +193,23 @@ impl<'de, 'a> Deserializer<'de> for ValueDeserializer<'a> {
     ) -> Result<V::Value, Self::Error> {
         // Unit variants are written as their bare name; others as JSON.
         match self.json() {
-            Ok(v @ serde_json::Value::Object(_)) => v.deserialize_any(visitor).map_err(|e| DatabagError(e.to_string())),
+            Ok(v @ serde_json::Value::Object(_)) => v
+                .deserialize_any(visitor)
+                .map_err(|e| DatabagError(e.to_string())),
             _ => visitor.visit_enum(self.0.into_deserializer()),
         }
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.json()?.deserialize_seq(visitor).map_err(|e| DatabagError(e.to_string()))
+        self.json()?
+            .deserialize_seq(visitor)
+            .map_err(|e| DatabagError(e.to_string()))
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.json()?.deserialize_map(visitor).map_err(|e| DatabagError(e.to_string()))
+        self.json()?
+            .deserialize_map(visitor)
+            .map_err(|e| DatabagError(e.to_string()))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -187,11 +218,19 @@ impl<'de, 'a> Deserializer<'de> for ValueDeserializer<'a> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.json()?.deserialize_struct(name, fields, visitor).map_err(|e| DatabagError(e.to_string()))
+        self.json()?
+            .deserialize_struct(name, fields, visitor)
+            .map_err(|e| DatabagError(e.to_string()))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Self::Error> {
-        self.json()?.deserialize_tuple(len, visitor).map_err(|e| DatabagError(e.to_string()))
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.json()?
+            .deserialize_tuple(len, visitor)
+            .map_err(|e| DatabagError(e.to_string()))
     }
 
     serde::forward_to_deserialize_any! {
@@ -225,7 +264,10 @@ mod tests {
     }
 
     fn bag(pairs: &[(&str, &str)]) -> Databag {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -250,7 +292,13 @@ mod tests {
 
     #[test]
     fn missing_and_empty_values_are_absent() {
-        let b = bag(&[("host", "h"), ("port", "1"), ("standbys", "[]"), ("role", "primary"), ("note", "")]);
+        let b = bag(&[
+            ("host", "h"),
+            ("port", "1"),
+            ("standbys", "[]"),
+            ("role", "primary"),
+            ("note", ""),
+        ]);
         let e: Endpoint = from_databag(&b).unwrap();
         assert_eq!(e.note, None);
         assert!(!e.tls);
@@ -258,11 +306,24 @@ mod tests {
 
     #[test]
     fn garbage_names_the_key() {
-        let b = bag(&[("host", "h"), ("port", "54x"), ("standbys", "[]"), ("role", "primary")]);
+        let b = bag(&[
+            ("host", "h"),
+            ("port", "54x"),
+            ("standbys", "[]"),
+            ("role", "primary"),
+        ]);
         let err = from_databag::<Endpoint>(&b).unwrap_err();
         assert!(err.0.contains("key \"port\""), "{err}");
-        let b = bag(&[("host", "h"), ("port", "1"), ("standbys", "nope"), ("role", "primary")]);
-        assert!(from_databag::<Endpoint>(&b).unwrap_err().0.contains("key \"standbys\""));
+        let b = bag(&[
+            ("host", "h"),
+            ("port", "1"),
+            ("standbys", "nope"),
+            ("role", "primary"),
+        ]);
+        assert!(from_databag::<Endpoint>(&b)
+            .unwrap_err()
+            .0
+            .contains("key \"standbys\""));
         let b = bag(&[("port", "1"), ("standbys", "[]"), ("role", "primary")]);
         assert!(from_databag::<Endpoint>(&b).unwrap_err().0.contains("host"));
     }

@@ -42,7 +42,11 @@ impl<'a> Context<'a> {
 
     /// The action's parameters as `T` (an error outside an action).
     pub fn action_params<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
-        anyhow::ensure!(self.event.is_action(), "{} is not an action", self.event.name());
+        anyhow::ensure!(
+            self.event.is_action(),
+            "{} is not an action",
+            self.event.name()
+        );
         let v = self.tools().action_get()?;
         serde_json::from_value(v).map_err(|e| anyhow::anyhow!("action parameters: {e}"))
     }
@@ -74,15 +78,26 @@ pub fn valid_result_key(key: &str) -> bool {
         && edge(&b[0])
         && edge(&b[b.len() - 1])
         && b.iter().all(|c| edge(c) || *c == b'-')
-        && !matches!(key, "stdout" | "stdout-encoding" | "stderr" | "stderr-encoding")
+        && !matches!(
+            key,
+            "stdout" | "stdout-encoding" | "stderr" | "stderr-encoding"
+        )
 }
 
-fn flatten_results(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+fn flatten_results(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
                 anyhow::ensure!(valid_result_key(k), "action result key {k:?} is invalid: use lowercase letters, digits and inner dashes");
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten_results(&key, v, out)?;
             }
             Ok(())
@@ -101,13 +116,23 @@ fn flatten_results(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<Strin
 
 /// Runs `handler` for `event` over the given backends, then sets the collected statuses.
 /// Used by [`main`] with the real backends and by `testing` with in-memory ones.
-pub fn run<'a, F>(event: Event, runner: &'a dyn ToolRunner, machine: &'a dyn Machine, handler: F) -> anyhow::Result<()>
+pub fn run<'a, F>(
+    event: Event,
+    runner: &'a dyn ToolRunner,
+    machine: &'a dyn Machine,
+    handler: F,
+) -> anyhow::Result<()>
 where
     F: FnOnce(&mut Context<'a>) -> anyhow::Result<()>,
 {
     let tools = HookTools::new(runner);
     let model = Model::new(tools, &event);
-    let mut ctx = Context { event, model, machine, statuses: StatusCollector::default() };
+    let mut ctx = Context {
+        event,
+        model,
+        machine,
+        statuses: StatusCollector::default(),
+    };
     let is_action = ctx.event.is_action();
     if let Err(e) = handler(&mut ctx) {
         if !is_action {
@@ -149,7 +174,10 @@ where
             let kind_is_action = matches!(event.kind, EventKind::Action { .. });
             let sink = Box::new(|level, message: &str| {
                 // Logging must never fail a hook; stderr still reaches Juju's unit log.
-                if HookTools::new(&PathRunner).juju_log(level, message).is_err() {
+                if HookTools::new(&PathRunner)
+                    .juju_log(level, message)
+                    .is_err()
+                {
                     eprintln!("{}: {message}", level.as_str());
                 }
             });

@@ -31,7 +31,11 @@ impl fmt::Display for Error {
         match self {
             Error::Tool(e) => e.fmt(f),
             Error::Access(m) => f.write_str(m),
-            Error::Databag { relation, owner, problem } => write!(f, "relation {relation}: databag of {owner}: {problem}"),
+            Error::Databag {
+                relation,
+                owner,
+                problem,
+            } => write!(f, "relation {relation}: databag of {owner}: {problem}"),
             Error::Config(m) => write!(f, "config: {m}"),
             Error::UnknownRelation(m) => f.write_str(m),
         }

@@ -23,8 +23,13 @@ pub enum RelationPhase {
 }
 
 impl RelationPhase {
-    const ALL: [RelationPhase; 5] =
-        [RelationPhase::Created, RelationPhase::Joined, RelationPhase::Changed, RelationPhase::Departed, RelationPhase::Broken];
+    const ALL: [RelationPhase; 5] = [
+        RelationPhase::Created,
+        RelationPhase::Joined,
+        RelationPhase::Changed,
+        RelationPhase::Departed,
+        RelationPhase::Broken,
+    ];
 
     /// The hook-name suffix, e.g. `changed`.
     pub fn as_str(self) -> &'static str {
@@ -181,7 +186,10 @@ impl fmt::Display for EnvError {
 impl std::error::Error for EnvError {}
 
 fn err(var: &'static str, problem: impl Into<String>) -> EnvError {
-    EnvError { var, problem: problem.into() }
+    EnvError {
+        var,
+        problem: problem.into(),
+    }
 }
 
 impl Event {
@@ -194,9 +202,14 @@ impl Event {
     pub fn from_env(env: &BTreeMap<String, String>) -> Result<Event, EnvError> {
         let get = |k: &str| env.get(k).map(|v| v.as_str()).filter(|v| !v.is_empty());
         let unit = get("JUJU_UNIT_NAME").ok_or_else(|| err("JUJU_UNIT_NAME", "not set"))?;
-        let (app, num) = unit.split_once('/').ok_or_else(|| err("JUJU_UNIT_NAME", format!("{unit:?} is not <app>/<number>")))?;
+        let (app, num) = unit
+            .split_once('/')
+            .ok_or_else(|| err("JUJU_UNIT_NAME", format!("{unit:?} is not <app>/<number>")))?;
         if app.is_empty() || num.parse::<u32>().is_err() {
-            return Err(err("JUJU_UNIT_NAME", format!("{unit:?} is not <app>/<number>")));
+            return Err(err(
+                "JUJU_UNIT_NAME",
+                format!("{unit:?} is not <app>/<number>"),
+            ));
         }
         let path = get("JUJU_DISPATCH_PATH").ok_or_else(|| err("JUJU_DISPATCH_PATH", "not set"))?;
         let kind = match path.split_once('/') {
@@ -204,13 +217,33 @@ impl Event {
             Some(("actions", name)) if !name.is_empty() => {
                 match get("JUJU_ACTION_NAME") {
                     Some(n) if n == name => {}
-                    Some(n) => return Err(err("JUJU_ACTION_NAME", format!("{n:?} does not match JUJU_DISPATCH_PATH {path:?}"))),
-                    None => return Err(err("JUJU_ACTION_NAME", format!("not set for action {name:?}"))),
+                    Some(n) => {
+                        return Err(err(
+                            "JUJU_ACTION_NAME",
+                            format!("{n:?} does not match JUJU_DISPATCH_PATH {path:?}"),
+                        ))
+                    }
+                    None => {
+                        return Err(err(
+                            "JUJU_ACTION_NAME",
+                            format!("not set for action {name:?}"),
+                        ))
+                    }
                 }
-                let id = get("JUJU_ACTION_UUID").ok_or_else(|| err("JUJU_ACTION_UUID", format!("not set for action {name:?}")))?;
-                EventKind::Action { name: name.to_string(), id: id.to_string() }
+                let id = get("JUJU_ACTION_UUID").ok_or_else(|| {
+                    err("JUJU_ACTION_UUID", format!("not set for action {name:?}"))
+                })?;
+                EventKind::Action {
+                    name: name.to_string(),
+                    id: id.to_string(),
+                }
             }
-            _ => return Err(err("JUJU_DISPATCH_PATH", format!("{path:?} is neither hooks/<name> nor actions/<name>"))),
+            _ => {
+                return Err(err(
+                    "JUJU_DISPATCH_PATH",
+                    format!("{path:?} is neither hooks/<name> nor actions/<name>"),
+                ))
+            }
         };
         Ok(Event {
             kind,
@@ -226,11 +259,19 @@ impl Event {
     /// The hook name as Juju spells it (`db-relation-changed`), or the action name.
     pub fn name(&self) -> String {
         match &self.kind {
-            EventKind::Relation(r) => format!("{}-relation-{}", r.relation.endpoint, r.phase.as_str()),
+            EventKind::Relation(r) => {
+                format!("{}-relation-{}", r.relation.endpoint, r.phase.as_str())
+            }
             EventKind::Secret(s) => s.phase.hook_name().to_string(),
-            EventKind::Storage(s) => format!("{}-storage-{}", s.name, if s.attached { "attached" } else { "detaching" }),
+            EventKind::Storage(s) => format!(
+                "{}-storage-{}",
+                s.name,
+                if s.attached { "attached" } else { "detaching" }
+            ),
             EventKind::Action { name, .. } => name.clone(),
-            other => simple_hook_name(other).expect("every other kind is a simple hook").to_string(),
+            other => simple_hook_name(other)
+                .expect("every other kind is a simple hook")
+                .to_string(),
         }
     }
 
@@ -254,8 +295,14 @@ impl Event {
             env.insert(k.to_string(), v.to_string());
         };
         set("JUJU_UNIT_NAME", &self.unit);
-        set("JUJU_MODEL_NAME", self.model_name.as_deref().unwrap_or("test-model"));
-        set("JUJU_VERSION", self.juju_version.as_deref().unwrap_or("3.6.14"));
+        set(
+            "JUJU_MODEL_NAME",
+            self.model_name.as_deref().unwrap_or("test-model"),
+        );
+        set(
+            "JUJU_VERSION",
+            self.juju_version.as_deref().unwrap_or("3.6.14"),
+        );
         if let Some(p) = &self.principal_unit {
             set("JUJU_PRINCIPAL_UNIT", p);
         }
@@ -325,21 +372,40 @@ fn simple_hook_name(kind: &EventKind) -> Option<&'static str> {
 fn hook_kind<'e>(name: &str, get: &dyn Fn(&str) -> Option<&'e str>) -> Result<EventKind, EnvError> {
     if let Some(hook_name) = get("JUJU_HOOK_NAME") {
         if hook_name != name {
-            return Err(err("JUJU_HOOK_NAME", format!("{hook_name:?} does not match JUJU_DISPATCH_PATH hooks/{name}")));
+            return Err(err(
+                "JUJU_HOOK_NAME",
+                format!("{hook_name:?} does not match JUJU_DISPATCH_PATH hooks/{name}"),
+            ));
         }
     }
     if let Some(endpoint) = get("JUJU_RELATION") {
         return relation_kind(name, endpoint, get);
     }
     if name.contains("-relation-") {
-        return Err(err("JUJU_RELATION", format!("not set for relation hook {name:?}")));
+        return Err(err(
+            "JUJU_RELATION",
+            format!("not set for relation hook {name:?}"),
+        ));
     }
     if let Some(storage_id) = get("JUJU_STORAGE_ID") {
-        let (storage, _) = storage_id.split_once('/').ok_or_else(|| err("JUJU_STORAGE_ID", format!("{storage_id:?} is not <name>/<n>")))?;
-        let attached = match name.strip_prefix(storage).and_then(|r| r.strip_prefix("-storage-")) {
+        let (storage, _) = storage_id.split_once('/').ok_or_else(|| {
+            err(
+                "JUJU_STORAGE_ID",
+                format!("{storage_id:?} is not <name>/<n>"),
+            )
+        })?;
+        let attached = match name
+            .strip_prefix(storage)
+            .and_then(|r| r.strip_prefix("-storage-"))
+        {
             Some("attached") => true,
             Some("detaching") => false,
-            _ => return Err(err("JUJU_STORAGE_ID", format!("{storage_id:?} does not match hook {name:?}"))),
+            _ => {
+                return Err(err(
+                    "JUJU_STORAGE_ID",
+                    format!("{storage_id:?} does not match hook {name:?}"),
+                ))
+            }
         };
         return Ok(EventKind::Storage(StorageEvent {
             attached,
@@ -356,15 +422,24 @@ fn hook_kind<'e>(name: &str, get: &dyn Fn(&str) -> Option<&'e str>) -> Result<Ev
         _ => None,
     };
     if let Some(phase) = secret_phase {
-        let id = get("JUJU_SECRET_ID").ok_or_else(|| err("JUJU_SECRET_ID", format!("not set for {name}")))?;
+        let id = get("JUJU_SECRET_ID")
+            .ok_or_else(|| err("JUJU_SECRET_ID", format!("not set for {name}")))?;
         let revision = match get("JUJU_SECRET_REVISION") {
-            Some(r) => Some(r.parse().map_err(|_| err("JUJU_SECRET_REVISION", format!("{r:?} is not a number")))?),
+            Some(r) => Some(
+                r.parse()
+                    .map_err(|_| err("JUJU_SECRET_REVISION", format!("{r:?} is not a number")))?,
+            ),
             None if matches!(phase, SecretPhase::Remove | SecretPhase::Expired) => {
                 return Err(err("JUJU_SECRET_REVISION", format!("not set for {name}")))
             }
             None => None,
         };
-        return Ok(EventKind::Secret(SecretEvent { phase, id: id.to_string(), label: get("JUJU_SECRET_LABEL").map(String::from), revision }));
+        return Ok(EventKind::Secret(SecretEvent {
+            phase,
+            id: id.to_string(),
+            label: get("JUJU_SECRET_LABEL").map(String::from),
+            revision,
+        }));
     }
     let simple = [
         EventKind::Install,
@@ -385,29 +460,51 @@ fn hook_kind<'e>(name: &str, get: &dyn Fn(&str) -> Option<&'e str>) -> Result<Ev
         .ok_or_else(|| err("JUJU_DISPATCH_PATH", format!("unknown hook {name:?}")))
 }
 
-fn relation_kind<'e>(name: &str, endpoint: &str, get: &dyn Fn(&str) -> Option<&'e str>) -> Result<EventKind, EnvError> {
+fn relation_kind<'e>(
+    name: &str,
+    endpoint: &str,
+    get: &dyn Fn(&str) -> Option<&'e str>,
+) -> Result<EventKind, EnvError> {
     let phase = name
         .strip_prefix(endpoint)
         .and_then(|rest| rest.strip_prefix("-relation-"))
         .and_then(|p| RelationPhase::ALL.into_iter().find(|ph| ph.as_str() == p))
-        .ok_or_else(|| err("JUJU_RELATION", format!("endpoint {endpoint:?} does not match hook {name:?}")))?;
-    let raw_id = get("JUJU_RELATION_ID").ok_or_else(|| err("JUJU_RELATION_ID", format!("not set for {name}")))?;
+        .ok_or_else(|| {
+            err(
+                "JUJU_RELATION",
+                format!("endpoint {endpoint:?} does not match hook {name:?}"),
+            )
+        })?;
+    let raw_id = get("JUJU_RELATION_ID")
+        .ok_or_else(|| err("JUJU_RELATION_ID", format!("not set for {name}")))?;
     let relation: RelationId = match raw_id.parse::<RelationId>() {
         Ok(r) => r,
         // Juju always sends <endpoint>:<n>, but a bare number is unambiguous here.
         Err(_) => match raw_id.parse::<u32>() {
             Ok(n) => RelationId::new(endpoint, n),
-            Err(_) => return Err(err("JUJU_RELATION_ID", format!("{raw_id:?} is not <endpoint>:<number>"))),
+            Err(_) => {
+                return Err(err(
+                    "JUJU_RELATION_ID",
+                    format!("{raw_id:?} is not <endpoint>:<number>"),
+                ))
+            }
         },
     };
     if relation.endpoint != endpoint {
-        return Err(err("JUJU_RELATION_ID", format!("{raw_id:?} belongs to another endpoint than JUJU_RELATION {endpoint:?}")));
+        return Err(err(
+            "JUJU_RELATION_ID",
+            format!("{raw_id:?} belongs to another endpoint than JUJU_RELATION {endpoint:?}"),
+        ));
     }
-    let remote_app = get("JUJU_REMOTE_APP").ok_or_else(|| err("JUJU_REMOTE_APP", format!("not set for {name}")))?;
+    let remote_app = get("JUJU_REMOTE_APP")
+        .ok_or_else(|| err("JUJU_REMOTE_APP", format!("not set for {name}")))?;
     let remote_unit = get("JUJU_REMOTE_UNIT").map(String::from);
     if let Some(u) = &remote_unit {
         if u.split_once('/').map(|(a, _)| a) != Some(remote_app) {
-            return Err(err("JUJU_REMOTE_UNIT", format!("{u:?} is not a unit of JUJU_REMOTE_APP {remote_app:?}")));
+            return Err(err(
+                "JUJU_REMOTE_UNIT",
+                format!("{u:?} is not a unit of JUJU_REMOTE_APP {remote_app:?}"),
+            ));
         }
     }
     if matches!(phase, RelationPhase::Joined | RelationPhase::Departed) && remote_unit.is_none() {
@@ -417,7 +514,13 @@ fn relation_kind<'e>(name: &str, endpoint: &str, get: &dyn Fn(&str) -> Option<&'
     if phase == RelationPhase::Departed && departing_unit.is_none() {
         return Err(err("JUJU_DEPARTING_UNIT", format!("not set for {name}")));
     }
-    Ok(EventKind::Relation(RelationEvent { phase, relation, remote_app: remote_app.to_string(), remote_unit, departing_unit }))
+    Ok(EventKind::Relation(RelationEvent {
+        phase,
+        relation,
+        remote_app: remote_app.to_string(),
+        remote_unit,
+        departing_unit,
+    }))
 }
 
 #[cfg(test)]
@@ -425,11 +528,14 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> =
-            [("JUJU_UNIT_NAME", "maas-region/1"), ("JUJU_MODEL_NAME", "m"), ("JUJU_VERSION", "3.6.14")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+        let mut m: BTreeMap<String, String> = [
+            ("JUJU_UNIT_NAME", "maas-region/1"),
+            ("JUJU_MODEL_NAME", "m"),
+            ("JUJU_VERSION", "3.6.14"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         for (k, v) in pairs {
             m.insert(k.to_string(), v.to_string());
         }
@@ -437,7 +543,10 @@ mod tests {
     }
 
     fn hook(name: &str) -> BTreeMap<String, String> {
-        env(&[("JUJU_DISPATCH_PATH", &format!("hooks/{name}")), ("JUJU_HOOK_NAME", name)])
+        env(&[
+            ("JUJU_DISPATCH_PATH", &format!("hooks/{name}")),
+            ("JUJU_HOOK_NAME", name),
+        ])
     }
 
     #[test]
@@ -459,7 +568,11 @@ mod tests {
             assert_eq!(e.kind, kind, "{name}");
             assert_eq!(e.app, "maas-region");
             assert_eq!(e.name(), name);
-            assert_eq!(Event::from_env(&e.to_env()).unwrap(), e, "round trip {name}");
+            assert_eq!(
+                Event::from_env(&e.to_env()).unwrap(),
+                e,
+                "round trip {name}"
+            );
         }
     }
 
@@ -492,20 +605,32 @@ mod tests {
     fn empty_remote_unit_means_app_change_or_created() {
         let mut e = hook("db-relation-changed");
         e.extend(
-            [("JUJU_RELATION", "db"), ("JUJU_RELATION_ID", "db:1"), ("JUJU_REMOTE_APP", "pg"), ("JUJU_REMOTE_UNIT", "")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+            [
+                ("JUJU_RELATION", "db"),
+                ("JUJU_RELATION_ID", "db:1"),
+                ("JUJU_REMOTE_APP", "pg"),
+                ("JUJU_REMOTE_UNIT", ""),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        assert_eq!(Event::from_env(&e).unwrap().relation().unwrap().remote_unit, None);
+        assert_eq!(
+            Event::from_env(&e).unwrap().relation().unwrap().remote_unit,
+            None
+        );
     }
 
     #[test]
     fn relation_id_of_another_endpoint_is_an_error() {
         let mut e = hook("db-relation-changed");
         e.extend(
-            [("JUJU_RELATION", "db"), ("JUJU_RELATION_ID", "database:1"), ("JUJU_REMOTE_APP", "pg")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+            [
+                ("JUJU_RELATION", "db"),
+                ("JUJU_RELATION_ID", "database:1"),
+                ("JUJU_REMOTE_APP", "pg"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let er = Event::from_env(&e).unwrap_err();
         assert_eq!(er.var, "JUJU_RELATION_ID");
@@ -517,7 +642,15 @@ mod tests {
         let er = Event::from_env(&hook("db-relation-changed")).unwrap_err();
         assert_eq!(er.var, "JUJU_RELATION");
         let mut e = hook("db-relation-joined");
-        e.extend([("JUJU_RELATION", "db"), ("JUJU_RELATION_ID", "db:1"), ("JUJU_REMOTE_APP", "pg")].iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        e.extend(
+            [
+                ("JUJU_RELATION", "db"),
+                ("JUJU_RELATION_ID", "db:1"),
+                ("JUJU_REMOTE_APP", "pg"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         assert_eq!(Event::from_env(&e).unwrap_err().var, "JUJU_REMOTE_UNIT");
     }
 
@@ -525,9 +658,14 @@ mod tests {
     fn departed_needs_departing_unit() {
         let mut e = hook("db-relation-departed");
         e.extend(
-            [("JUJU_RELATION", "db"), ("JUJU_RELATION_ID", "db:1"), ("JUJU_REMOTE_APP", "pg"), ("JUJU_REMOTE_UNIT", "pg/1")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+            [
+                ("JUJU_RELATION", "db"),
+                ("JUJU_RELATION_ID", "db:1"),
+                ("JUJU_REMOTE_APP", "pg"),
+                ("JUJU_REMOTE_UNIT", "pg/1"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         assert_eq!(Event::from_env(&e).unwrap_err().var, "JUJU_DEPARTING_UNIT");
     }
@@ -536,9 +674,14 @@ mod tests {
     fn remote_unit_of_another_app_is_an_error() {
         let mut e = hook("db-relation-changed");
         e.extend(
-            [("JUJU_RELATION", "db"), ("JUJU_RELATION_ID", "db:1"), ("JUJU_REMOTE_APP", "pg"), ("JUJU_REMOTE_UNIT", "other/1")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+            [
+                ("JUJU_RELATION", "db"),
+                ("JUJU_RELATION_ID", "db:1"),
+                ("JUJU_REMOTE_APP", "pg"),
+                ("JUJU_REMOTE_UNIT", "other/1"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         assert_eq!(Event::from_env(&e).unwrap_err().var, "JUJU_REMOTE_UNIT");
     }
@@ -549,7 +692,15 @@ mod tests {
         e.insert("JUJU_SECRET_ID".into(), "secret:abc".into());
         e.insert("JUJU_SECRET_LABEL".into(), "".into());
         let ev = Event::from_env(&e).unwrap();
-        assert_eq!(ev.kind, EventKind::Secret(SecretEvent { phase: SecretPhase::Changed, id: "secret:abc".into(), label: None, revision: None }));
+        assert_eq!(
+            ev.kind,
+            EventKind::Secret(SecretEvent {
+                phase: SecretPhase::Changed,
+                id: "secret:abc".into(),
+                label: None,
+                revision: None
+            })
+        );
         let mut e = hook("secret-remove");
         e.insert("JUJU_SECRET_ID".into(), "secret:abc".into());
         assert_eq!(Event::from_env(&e).unwrap_err().var, "JUJU_SECRET_REVISION");
@@ -562,7 +713,10 @@ mod tests {
             e.insert("JUJU_SECRET_REVISION".into(), "1".into());
             assert_eq!(Event::from_env(&e).unwrap().name(), name);
         }
-        assert_eq!(Event::from_env(&hook("secret-changed")).unwrap_err().var, "JUJU_SECRET_ID");
+        assert_eq!(
+            Event::from_env(&hook("secret-changed")).unwrap_err().var,
+            "JUJU_SECRET_ID"
+        );
     }
 
     #[test]
@@ -574,7 +728,10 @@ mod tests {
             let ev = Event::from_env(&e).unwrap();
             match &ev.kind {
                 EventKind::Storage(s) => {
-                    assert_eq!((s.attached, s.name.as_str(), s.location.as_deref()), (attached, "pg-data", Some("/srv/pg")))
+                    assert_eq!(
+                        (s.attached, s.name.as_str(), s.location.as_deref()),
+                        (attached, "pg-data", Some("/srv/pg"))
+                    )
                 }
                 k => panic!("{k:?}"),
             }
@@ -594,12 +751,25 @@ mod tests {
             ("JUJU_ACTION_UUID", "42"),
         ]);
         let ev = Event::from_env(&e).unwrap();
-        assert_eq!(ev.kind, EventKind::Action { name: "create-admin".into(), id: "42".into() });
+        assert_eq!(
+            ev.kind,
+            EventKind::Action {
+                name: "create-admin".into(),
+                id: "42".into()
+            }
+        );
         assert!(ev.is_action());
         assert_eq!(Event::from_env(&ev.to_env()).unwrap(), ev);
-        let e = env(&[("JUJU_DISPATCH_PATH", "actions/create-admin"), ("JUJU_ACTION_NAME", "other"), ("JUJU_ACTION_UUID", "1")]);
+        let e = env(&[
+            ("JUJU_DISPATCH_PATH", "actions/create-admin"),
+            ("JUJU_ACTION_NAME", "other"),
+            ("JUJU_ACTION_UUID", "1"),
+        ]);
         assert_eq!(Event::from_env(&e).unwrap_err().var, "JUJU_ACTION_NAME");
-        let e = env(&[("JUJU_DISPATCH_PATH", "actions/create-admin"), ("JUJU_ACTION_NAME", "create-admin")]);
+        let e = env(&[
+            ("JUJU_DISPATCH_PATH", "actions/create-admin"),
+            ("JUJU_ACTION_NAME", "create-admin"),
+        ]);
         assert_eq!(Event::from_env(&e).unwrap_err().var, "JUJU_ACTION_UUID");
     }
 
@@ -610,7 +780,10 @@ mod tests {
         assert!(er.to_string().contains("unknown hook \"frobnicate\""));
         let er = Event::from_env(&env(&[("JUJU_DISPATCH_PATH", "bin/install")])).unwrap_err();
         assert_eq!(er.var, "JUJU_DISPATCH_PATH");
-        assert_eq!(Event::from_env(&env(&[])).unwrap_err().var, "JUJU_DISPATCH_PATH");
+        assert_eq!(
+            Event::from_env(&env(&[])).unwrap_err().var,
+            "JUJU_DISPATCH_PATH"
+        );
     }
 
     #[test]

@@ -76,15 +76,22 @@ mod tests {
     fn records_reach_the_sink_with_mapped_levels() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let s2 = seen.clone();
-        with_sink(Box::new(move |l, m| s2.borrow_mut().push((l, m.to_string()))), || {
-            log::warn!("disk {}% full", 91);
-            log::error!("boom");
-            log::info!("hello");
-        });
+        with_sink(
+            Box::new(move |l, m| s2.borrow_mut().push((l, m.to_string()))),
+            || {
+                log::warn!("disk {}% full", 91);
+                log::error!("boom");
+                log::info!("hello");
+            },
+        );
         log::info!("after the hook: dropped");
         assert_eq!(
             *seen.borrow(),
-            vec![(LogLevel::Warning, "disk 91% full".into()), (LogLevel::Error, "boom".into()), (LogLevel::Info, "hello".into())]
+            vec![
+                (LogLevel::Warning, "disk 91% full".into()),
+                (LogLevel::Error, "boom".into()),
+                (LogLevel::Info, "hello".into())
+            ]
         );
     }
 }

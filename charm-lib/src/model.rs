@@ -26,8 +26,17 @@ pub struct Model<'r> {
 impl<'r> Model<'r> {
     /// A model for the unit named in `event`, over `tools`.
     pub fn new(tools: HookTools<'r>, event: &Event) -> Model<'r> {
-        let broken = event.relation().filter(|r| r.phase == crate::event::RelationPhase::Broken).map(|r| r.relation.clone());
-        Model { tools, unit: event.unit.clone(), app: event.app.clone(), leader: OnceCell::new(), broken }
+        let broken = event
+            .relation()
+            .filter(|r| r.phase == crate::event::RelationPhase::Broken)
+            .map(|r| r.relation.clone());
+        Model {
+            tools,
+            unit: event.unit.clone(),
+            app: event.app.clone(),
+            leader: OnceCell::new(),
+            broken,
+        }
     }
 
     /// The hook tools, for what the model does not wrap.
@@ -42,7 +51,10 @@ impl<'r> Model<'r> {
 
     /// This unit's number, e.g. 0.
     pub fn unit_number(&self) -> u32 {
-        self.unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+        self.unit
+            .rsplit_once('/')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// This unit's application, e.g. `maas-region`.
@@ -63,7 +75,8 @@ impl<'r> Model<'r> {
     /// The charm's config as `T`. A value of the wrong type is an error naming the option.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T> {
         let raw = self.tools.config_get()?;
-        serde_json::from_value(serde_json::Value::Object(raw)).map_err(|e| Error::Config(e.to_string()))
+        serde_json::from_value(serde_json::Value::Object(raw))
+            .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The raw config map, for validation that wants to see every value.
@@ -93,55 +106,93 @@ impl<'r> Model<'r> {
     pub fn relation_by_id(&self, id: RelationId) -> Result<Relation<'_, 'r>> {
         let known = self.tools.relation_ids(&id.endpoint)?;
         if !known.contains(&id) {
-            return Err(Error::UnknownRelation(format!("relation {id} is not one of {}'s relations on endpoint {:?}", self.unit, id.endpoint)));
+            return Err(Error::UnknownRelation(format!(
+                "relation {id} is not one of {}'s relations on endpoint {:?}",
+                self.unit, id.endpoint
+            )));
         }
         let units = self.tools.relation_list(&id)?;
         let remote_app = self.tools.relation_list_app(&id)?;
         let is_peer = remote_app.as_deref() == Some(self.app.as_str());
-        Ok(Relation { model: self, id, remote_app, units, is_peer })
+        Ok(Relation {
+            model: self,
+            id,
+            remote_app,
+            units,
+            is_peer,
+        })
     }
 
     /// The relation the current relation hook is about, built from what the environment
     /// already says (Juju guarantees it is this unit's): one tool call instead of three.
     /// `None` outside relation hooks.
     pub fn event_relation(&self, event: &Event) -> Result<Option<Relation<'_, 'r>>> {
-        let Some(r) = event.relation() else { return Ok(None) };
+        let Some(r) = event.relation() else {
+            return Ok(None);
+        };
         let units = match r.phase {
             // Juju lists no units in -broken.
             crate::event::RelationPhase::Broken => Vec::new(),
             _ => self.tools.relation_list(&r.relation)?,
         };
         let is_peer = r.remote_app == self.app;
-        Ok(Some(Relation { model: self, id: r.relation.clone(), remote_app: Some(r.remote_app.clone()), units, is_peer }))
+        Ok(Some(Relation {
+            model: self,
+            id: r.relation.clone(),
+            remote_app: Some(r.remote_app.clone()),
+            units,
+            is_peer,
+        }))
     }
 
     // ---- secrets --------------------------------------------------------------------------
 
     /// Creates a secret and returns its id. An application-owned secret needs leadership.
-    pub fn add_secret(&self, content: &BTreeMap<String, String>, opts: &SecretOptions) -> Result<String> {
+    pub fn add_secret(
+        &self,
+        content: &BTreeMap<String, String>,
+        opts: &SecretOptions,
+    ) -> Result<String> {
         if opts.owner == SecretOwner::Application && !self.is_leader()? {
-            return Err(Error::Access(format!("{} is not the leader and cannot create an application secret", self.unit)));
+            return Err(Error::Access(format!(
+                "{} is not the leader and cannot create an application secret",
+                self.unit
+            )));
         }
         Ok(self.tools.secret_add(content, opts)?)
     }
 
     /// The content of a secret by id (or by the label this unit gave it). `refresh` makes a
     /// consumer track the latest revision.
-    pub fn get_secret(&self, id: Option<&str>, label: Option<&str>, refresh: bool) -> Result<BTreeMap<String, String>> {
+    pub fn get_secret(
+        &self,
+        id: Option<&str>,
+        label: Option<&str>,
+        refresh: bool,
+    ) -> Result<BTreeMap<String, String>> {
         Ok(self.tools.secret_get(id, label, refresh, false)?)
     }
 
     /// The latest revision's content of a secret this unit or app owns, without tracking it.
-    pub fn peek_secret(&self, id: Option<&str>, label: Option<&str>) -> Result<BTreeMap<String, String>> {
+    pub fn peek_secret(
+        &self,
+        id: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<BTreeMap<String, String>> {
         Ok(self.tools.secret_get(id, label, false, true)?)
     }
 
     /// A new revision of a secret this app owns (leader only).
     pub fn set_secret(&self, id: &str, content: &BTreeMap<String, String>) -> Result<()> {
         if !self.is_leader()? {
-            return Err(Error::Access(format!("{} is not the leader and cannot change an application secret", self.unit)));
+            return Err(Error::Access(format!(
+                "{} is not the leader and cannot change an application secret",
+                self.unit
+            )));
         }
-        Ok(self.tools.secret_set(id, content, &SecretOptions::default())?)
+        Ok(self
+            .tools
+            .secret_set(id, content, &SecretOptions::default())?)
     }
 
     /// Lets the other side of `relation` (or one unit of it) read a secret.
@@ -157,7 +208,10 @@ impl<'r> Model<'r> {
     /// Metadata of an owned secret found by label, if it exists.
     pub fn secret_by_label(&self, label: &str) -> Result<Option<(String, SecretInfo)>> {
         match self.tools.secret_info_get(None, Some(label)) {
-            Ok(m) => Ok(m.into_iter().next().map(|(xid, info)| (format!("secret:{xid}"), info))),
+            Ok(m) => Ok(m
+                .into_iter()
+                .next()
+                .map(|(xid, info)| (format!("secret:{xid}"), info))),
             Err(e) if e.stderr().is_some_and(|s| s.contains("not found")) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -181,7 +235,12 @@ impl<'r> Model<'r> {
     /// The address others should use to reach this unit on `binding` (e.g. `juju-info` or an
     /// endpoint name).
     pub fn ingress_address(&self, binding: &str) -> Result<Option<String>> {
-        Ok(self.tools.network_get(binding, None)?.ingress_addresses.into_iter().next())
+        Ok(self
+            .tools
+            .network_get(binding, None)?
+            .ingress_addresses
+            .into_iter()
+            .next())
     }
 
     /// Sets the workload version shown by `juju status`.
@@ -247,7 +306,10 @@ impl<'m, 'r> Relation<'m, 'r> {
                 self.model.unit, self.id
             )));
         }
-        Ok(self.model.tools.relation_get(&self.id, &self.model.app, true)?)
+        Ok(self
+            .model
+            .tools
+            .relation_get(&self.id, &self.model.app, true)?)
     }
 
     /// Writes changes to this unit's databag (an empty value deletes a key).
@@ -299,10 +361,18 @@ impl<'m, 'r> Relation<'m, 'r> {
     }
 
     fn decode<T: DeserializeOwned>(&self, owner: &str, bag: &Databag) -> Result<T> {
-        from_databag(bag).map_err(|problem| Error::Databag { relation: self.id.clone(), owner: owner.to_string(), problem })
+        from_databag(bag).map_err(|problem| Error::Databag {
+            relation: self.id.clone(),
+            owner: owner.to_string(),
+            problem,
+        })
     }
 
     fn encode<T: Serialize>(&self, owner: &str, value: &T) -> Result<Databag> {
-        to_databag(value).map_err(|problem| Error::Databag { relation: self.id.clone(), owner: owner.to_string(), problem })
+        to_databag(value).map_err(|problem| Error::Databag {
+            relation: self.id.clone(),
+            owner: owner.to_string(),
+            problem,
+        })
     }
 }

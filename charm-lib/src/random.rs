@@ -12,7 +12,12 @@ pub fn alphanumeric(len: usize) -> std::io::Result<String> {
     while out.len() < len {
         f.read_exact(&mut buf)?;
         // Rejection sampling: 248 = 4 × 62, so keeping only bytes below it maps evenly.
-        out.extend(buf.iter().filter(|b| **b < 248).map(|b| ALPHABET[(*b % 62) as usize] as char).take(len - out.len()));
+        out.extend(
+            buf.iter()
+                .filter(|b| **b < 248)
+                .map(|b| ALPHABET[(*b % 62) as usize] as char)
+                .take(len - out.len()),
+        );
     }
     Ok(out)
 }

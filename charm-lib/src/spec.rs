@@ -50,7 +50,11 @@ pub struct Metadata {
     /// Charm name.
     pub name: String,
     /// Display name.
-    #[serde(rename = "display-name", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "display-name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub display_name: Option<String>,
     /// One-line summary.
     #[serde(default)]
@@ -96,18 +100,34 @@ impl Metadata {
     /// Every endpoint with its role, including the implicit `juju-info` every charm provides.
     pub fn endpoints(&self) -> Vec<(Role, &str, EndpointSpec)> {
         let mut all: Vec<(Role, &str, EndpointSpec)> = Vec::new();
-        for (role, map) in [(Role::Provides, &self.provides), (Role::Requires, &self.requires), (Role::Peers, &self.peers)] {
+        for (role, map) in [
+            (Role::Provides, &self.provides),
+            (Role::Requires, &self.requires),
+            (Role::Peers, &self.peers),
+        ] {
             all.extend(map.iter().map(|(n, e)| (role, n.as_str(), e.clone())));
         }
         if !all.iter().any(|(_, n, _)| *n == "juju-info") {
-            all.push((Role::Provides, "juju-info", EndpointSpec { interface: "juju-info".into(), scope: Some("container".into()), limit: None, optional: None }));
+            all.push((
+                Role::Provides,
+                "juju-info",
+                EndpointSpec {
+                    interface: "juju-info".into(),
+                    scope: Some("container".into()),
+                    limit: None,
+                    optional: None,
+                },
+            ));
         }
         all
     }
 
     /// One endpoint by name.
     pub fn endpoint(&self, name: &str) -> Option<(Role, EndpointSpec)> {
-        self.endpoints().into_iter().find(|(_, n, _)| *n == name).map(|(r, _, e)| (r, e))
+        self.endpoints()
+            .into_iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(r, _, e)| (r, e))
     }
 }
 
@@ -165,7 +185,11 @@ pub struct ActionSpec {
     #[serde(default)]
     pub required: Vec<String>,
     /// Whether parameters not declared are allowed (Juju 3 default: true).
-    #[serde(rename = "additionalProperties", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "additionalProperties",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub additional_properties: Option<bool>,
 }
 
@@ -190,26 +214,47 @@ impl CharmSpec {
                 Err(e) => Err(format!("{}: {e}", dir.join(name).display())),
             }
         };
-        let meta = read("metadata.yaml")?.ok_or_else(|| format!("{}: no metadata.yaml", dir.display()))?;
-        CharmSpec::parse(&meta, read("config.yaml")?.as_deref(), read("actions.yaml")?.as_deref())
+        let meta =
+            read("metadata.yaml")?.ok_or_else(|| format!("{}: no metadata.yaml", dir.display()))?;
+        CharmSpec::parse(
+            &meta,
+            read("config.yaml")?.as_deref(),
+            read("actions.yaml")?.as_deref(),
+        )
     }
 
     /// Parses the three files' texts.
-    pub fn parse(metadata: &str, config: Option<&str>, actions: Option<&str>) -> Result<CharmSpec, String> {
-        let metadata: Metadata = serde_yaml::from_str(metadata).map_err(|e| format!("metadata.yaml: {e}"))?;
+    pub fn parse(
+        metadata: &str,
+        config: Option<&str>,
+        actions: Option<&str>,
+    ) -> Result<CharmSpec, String> {
+        let metadata: Metadata =
+            serde_yaml::from_str(metadata).map_err(|e| format!("metadata.yaml: {e}"))?;
         let config = match config {
-            Some(t) => serde_yaml::from_str::<Option<ConfigSpec>>(t).map_err(|e| format!("config.yaml: {e}"))?.unwrap_or_default(),
+            Some(t) => serde_yaml::from_str::<Option<ConfigSpec>>(t)
+                .map_err(|e| format!("config.yaml: {e}"))?
+                .unwrap_or_default(),
             None => ConfigSpec::default(),
         };
         let actions = match actions {
-            Some(t) => serde_yaml::from_str::<Option<BTreeMap<String, ActionSpec>>>(t).map_err(|e| format!("actions.yaml: {e}"))?.unwrap_or_default(),
+            Some(t) => serde_yaml::from_str::<Option<BTreeMap<String, ActionSpec>>>(t)
+                .map_err(|e| format!("actions.yaml: {e}"))?
+                .unwrap_or_default(),
             None => BTreeMap::new(),
         };
-        Ok(CharmSpec { metadata, config, actions })
+        Ok(CharmSpec {
+            metadata,
+            config,
+            actions,
+        })
     }
 
     /// Config with every default filled in and `overrides` applied.
-    pub fn effective_config(&self, overrides: &BTreeMap<String, serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+    pub fn effective_config(
+        &self,
+        overrides: &BTreeMap<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         for (k, o) in &self.config.options {
             if let Some(d) = &o.default {
@@ -229,7 +274,11 @@ impl CharmSpec {
 
 /// Checks action parameters against an action's schema: required ones present, undeclared
 /// ones refused when `additionalProperties: false`, JSON types as declared.
-pub fn check_action_params(name: &str, spec: &ActionSpec, params: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+pub fn check_action_params(
+    name: &str,
+    spec: &ActionSpec,
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
     for r in &spec.required {
         if !params.contains_key(r) {
             return Err(format!("action {name}: missing required parameter {r:?}"));
@@ -237,7 +286,9 @@ pub fn check_action_params(name: &str, spec: &ActionSpec, params: &serde_json::M
     }
     for (k, v) in params {
         match spec.params.get(k) {
-            None if spec.additional_properties == Some(false) => return Err(format!("action {name}: unknown parameter {k:?}")),
+            None if spec.additional_properties == Some(false) => {
+                return Err(format!("action {name}: unknown parameter {k:?}"))
+            }
             None => {}
             Some(schema) => {
                 if let Some(t) = schema.get("type").and_then(|t| t.as_str()) {
@@ -251,12 +302,17 @@ pub fn check_action_params(name: &str, spec: &ActionSpec, params: &serde_json::M
                         _ => true,
                     };
                     if !ok {
-                        return Err(format!("action {name}: parameter {k:?} must be of type {t}, got {v}"));
+                        return Err(format!(
+                            "action {name}: parameter {k:?} must be of type {t}, got {v}"
+                        ));
                     }
                 }
                 if let Some(allowed) = schema.get("enum").and_then(|e| e.as_array()) {
                     if !allowed.contains(v) {
-                        return Err(format!("action {name}: parameter {k:?} must be one of {}", serde_json::Value::Array(allowed.clone())));
+                        return Err(format!(
+                            "action {name}: parameter {k:?} must be one of {}",
+                            serde_json::Value::Array(allowed.clone())
+                        ));
                     }
                 }
             }
@@ -281,14 +337,22 @@ mod tests {
         assert_eq!(s.metadata.endpoint("cluster").unwrap().0, Role::Peers);
         assert_eq!(s.metadata.endpoint("juju-info").unwrap().0, Role::Provides);
         assert!(s.metadata.other.contains_key("assumes"));
-        let c = s.effective_config(&[("vip".to_string(), serde_json::json!("10.0.0.1/24"))].into_iter().collect());
+        let c = s.effective_config(
+            &[("vip".to_string(), serde_json::json!("10.0.0.1/24"))]
+                .into_iter()
+                .collect(),
+        );
         assert_eq!(c["port"], 5432);
         assert_eq!(c["vip"], "10.0.0.1/24");
     }
 
     #[test]
     fn option_types() {
-        let o = |k: &str| OptionSpec { kind: k.into(), default: None, description: String::new() };
+        let o = |k: &str| OptionSpec {
+            kind: k.into(),
+            default: None,
+            description: String::new(),
+        };
         assert!(o("int").accepts(&serde_json::json!(3)));
         assert!(!o("int").accepts(&serde_json::json!(3.5)));
         assert!(!o("int").accepts(&serde_json::json!("abc")));
@@ -305,16 +369,43 @@ mod tests {
         let s = CharmSpec::parse(META, None, Some(ACTIONS)).unwrap();
         let a = &s.actions["create-admin"];
         let p = |v: serde_json::Value| v.as_object().unwrap().clone();
-        assert!(check_action_params("create-admin", a, &p(serde_json::json!({"username": "x"}))).is_ok());
-        assert!(check_action_params("create-admin", a, &p(serde_json::json!({}))).unwrap_err().contains("missing required parameter \"username\""));
-        assert!(check_action_params("create-admin", a, &p(serde_json::json!({"username": 1}))).unwrap_err().contains("must be of type string"));
-        assert!(check_action_params("create-admin", a, &p(serde_json::json!({"username": "x", "x": 1}))).unwrap_err().contains("unknown parameter"));
-        assert!(check_action_params("create-admin", a, &p(serde_json::json!({"username": "x", "role": "root"}))).unwrap_err().contains("must be one of"));
+        assert!(
+            check_action_params("create-admin", a, &p(serde_json::json!({"username": "x"})))
+                .is_ok()
+        );
+        assert!(
+            check_action_params("create-admin", a, &p(serde_json::json!({})))
+                .unwrap_err()
+                .contains("missing required parameter \"username\"")
+        );
+        assert!(
+            check_action_params("create-admin", a, &p(serde_json::json!({"username": 1})))
+                .unwrap_err()
+                .contains("must be of type string")
+        );
+        assert!(check_action_params(
+            "create-admin",
+            a,
+            &p(serde_json::json!({"username": "x", "x": 1}))
+        )
+        .unwrap_err()
+        .contains("unknown parameter"));
+        assert!(check_action_params(
+            "create-admin",
+            a,
+            &p(serde_json::json!({"username": "x", "role": "root"}))
+        )
+        .unwrap_err()
+        .contains("must be one of"));
     }
 
     #[test]
     fn broken_yaml_names_the_file() {
-        assert!(CharmSpec::parse("name: [", None, None).unwrap_err().starts_with("metadata.yaml"));
-        assert!(CharmSpec::parse(META, Some("options: 3"), None).unwrap_err().starts_with("config.yaml"));
+        assert!(CharmSpec::parse("name: [", None, None)
+            .unwrap_err()
+            .starts_with("metadata.yaml"));
+        assert!(CharmSpec::parse(META, Some("options: 3"), None)
+            .unwrap_err()
+            .starts_with("config.yaml"));
     }
 }

@@ -47,9 +47,16 @@ impl StatusKind {
 
     /// Parses a name as `status-get` prints it.
     pub fn parse(s: &str) -> Option<StatusKind> {
-        [StatusKind::Error, StatusKind::Blocked, StatusKind::Maintenance, StatusKind::Waiting, StatusKind::Active, StatusKind::Unknown]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            StatusKind::Error,
+            StatusKind::Blocked,
+            StatusKind::Maintenance,
+            StatusKind::Waiting,
+            StatusKind::Active,
+            StatusKind::Unknown,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -65,23 +72,38 @@ pub struct Status {
 impl Status {
     /// Active with a message.
     pub fn active(message: impl Into<String>) -> Status {
-        Status { kind: StatusKind::Active, message: message.into() }
+        Status {
+            kind: StatusKind::Active,
+            message: message.into(),
+        }
     }
     /// Blocked: a human must act; the message says what to do.
     pub fn blocked(message: impl Into<String>) -> Status {
-        Status { kind: StatusKind::Blocked, message: message.into() }
+        Status {
+            kind: StatusKind::Blocked,
+            message: message.into(),
+        }
     }
     /// Maintenance: the unit is busy.
     pub fn maintenance(message: impl Into<String>) -> Status {
-        Status { kind: StatusKind::Maintenance, message: message.into() }
+        Status {
+            kind: StatusKind::Maintenance,
+            message: message.into(),
+        }
     }
     /// Waiting for something outside this unit.
     pub fn waiting(message: impl Into<String>) -> Status {
-        Status { kind: StatusKind::Waiting, message: message.into() }
+        Status {
+            kind: StatusKind::Waiting,
+            message: message.into(),
+        }
     }
     /// Unknown, the status of a fresh unit.
     pub fn unknown() -> Status {
-        Status { kind: StatusKind::Unknown, message: String::new() }
+        Status {
+            kind: StatusKind::Unknown,
+            message: String::new(),
+        }
     }
 }
 
@@ -126,10 +148,12 @@ impl StatusCollector {
 
 /// The highest-priority status; among equals, the first reported.
 pub fn winner(statuses: &[Status]) -> Option<&Status> {
-    statuses.iter().fold(None, |best: Option<&Status>, s| match best {
-        Some(b) if b.kind.priority() >= s.kind.priority() => Some(b),
-        _ => Some(s),
-    })
+    statuses
+        .iter()
+        .fold(None, |best: Option<&Status>, s| match best {
+            Some(b) if b.kind.priority() >= s.kind.priority() => Some(b),
+            _ => Some(s),
+        })
 }
 
 #[cfg(test)]
@@ -141,21 +165,34 @@ mod tests {
         let all = [
             Status::active("a"),
             Status::waiting("w"),
-            Status { kind: StatusKind::Unknown, message: "u".into() },
+            Status {
+                kind: StatusKind::Unknown,
+                message: "u".into(),
+            },
             Status::maintenance("m"),
             Status::blocked("b"),
         ];
         assert_eq!(winner(&all).unwrap().kind, StatusKind::Blocked);
         assert_eq!(winner(&all[..2]).unwrap().kind, StatusKind::Waiting);
         assert_eq!(winner(&all[..4]).unwrap().kind, StatusKind::Maintenance);
-        let with_error = [Status::blocked("b"), Status { kind: StatusKind::Error, message: "e".into() }];
+        let with_error = [
+            Status::blocked("b"),
+            Status {
+                kind: StatusKind::Error,
+                message: "e".into(),
+            },
+        ];
         assert_eq!(winner(&with_error).unwrap().kind, StatusKind::Error);
         assert!(winner(&[]).is_none());
     }
 
     #[test]
     fn first_of_equals_wins() {
-        let s = [Status::blocked("first"), Status::blocked("second"), Status::active("x")];
+        let s = [
+            Status::blocked("first"),
+            Status::blocked("second"),
+            Status::active("x"),
+        ];
         assert_eq!(winner(&s).unwrap().message, "first");
     }
 
@@ -171,7 +208,14 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for k in [StatusKind::Error, StatusKind::Blocked, StatusKind::Maintenance, StatusKind::Waiting, StatusKind::Active, StatusKind::Unknown] {
+        for k in [
+            StatusKind::Error,
+            StatusKind::Blocked,
+            StatusKind::Maintenance,
+            StatusKind::Waiting,
+            StatusKind::Active,
+            StatusKind::Unknown,
+        ] {
             assert_eq!(StatusKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(StatusKind::parse("fine"), None);

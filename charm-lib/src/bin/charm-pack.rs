@@ -57,8 +57,22 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Pack { charm_dir, binary, license, version, out } => {
-            match pack(&PackInput { charm_dir, binary, license, version }, &out) {
+        Command::Pack {
+            charm_dir,
+            binary,
+            license,
+            version,
+            out,
+        } => {
+            match pack(
+                &PackInput {
+                    charm_dir,
+                    binary,
+                    license,
+                    version,
+                },
+                &out,
+            ) {
                 Ok(warnings) => {
                     for w in warnings {
                         eprintln!("{}: {w}", out.display());
@@ -74,7 +88,10 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckBundle { bundle, overlays } => {
-            let what = std::iter::once(bundle.display().to_string()).chain(overlays.iter().map(|o| format!("+ {}", o.display()))).collect::<Vec<_>>().join(" ");
+            let what = std::iter::once(bundle.display().to_string())
+                .chain(overlays.iter().map(|o| format!("+ {}", o.display())))
+                .collect::<Vec<_>>()
+                .join(" ");
             report(&what, &check_bundle(&bundle, &overlays))
         }
         Command::Check { charms } => {
@@ -84,7 +101,10 @@ fn main() -> ExitCode {
                 for f in &findings {
                     println!("{}: {f}", c.display());
                 }
-                let n = findings.iter().filter(|f| f.severity == Severity::Error).count();
+                let n = findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .count();
                 errors += n;
                 if n == 0 {
                     println!("{}: ok", c.display());

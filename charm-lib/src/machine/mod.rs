@@ -37,7 +37,11 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Cmd { program: program.to_string(), args: args.into_iter().map(Into::into).collect(), ..Cmd::default() }
+        Cmd {
+            program: program.to_string(),
+            args: args.into_iter().map(Into::into).collect(),
+            ..Cmd::default()
+        }
     }
 
     /// Feeds `input` on stdin.
@@ -80,12 +84,16 @@ impl Cmd {
 
     /// The argv, with the program first.
     pub fn argv(&self) -> Vec<String> {
-        std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect()
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
     }
 
     /// Masks the sensitive values in `text`.
     pub fn redact(&self, text: &str) -> String {
-        self.sensitive.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+        self.sensitive
+            .iter()
+            .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
     }
 }
 
@@ -95,7 +103,13 @@ impl fmt::Display for Cmd {
         let line = self
             .argv()
             .iter()
-            .map(|a| if a.is_empty() || a.contains(char::is_whitespace) { format!("{a:?}") } else { a.clone() })
+            .map(|a| {
+                if a.is_empty() || a.contains(char::is_whitespace) {
+                    format!("{a:?}")
+                } else {
+                    a.clone()
+                }
+            })
             .collect::<Vec<_>>()
             .join(" ");
         f.write_str(&self.redact(&line))
@@ -116,12 +130,20 @@ pub struct CmdOutput {
 impl CmdOutput {
     /// Exit 0 with `stdout`.
     pub fn ok(stdout: impl Into<String>) -> CmdOutput {
-        CmdOutput { code: 0, stdout: stdout.into(), stderr: String::new() }
+        CmdOutput {
+            code: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
     }
 
     /// Exit `code` with `stderr`.
     pub fn failed(code: i32, stderr: impl Into<String>) -> CmdOutput {
-        CmdOutput { code, stdout: String::new(), stderr: stderr.into() }
+        CmdOutput {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
     }
 
     /// Whether it exited 0.
@@ -144,7 +166,11 @@ pub struct FileOptions {
 impl FileOptions {
     /// `owner:group` with `mode`.
     pub fn new(owner: &str, group: &str, mode: u32) -> FileOptions {
-        FileOptions { owner: owner.into(), group: group.into(), mode }
+        FileOptions {
+            owner: owner.into(),
+            group: group.into(),
+            mode,
+        }
     }
 
     /// root:root 0644, for ordinary configuration.
@@ -199,8 +225,14 @@ pub enum MachineError {
 impl fmt::Display for MachineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MachineError::Command { command, code, stderr } => write!(f, "`{command}` failed (exit {code}): {stderr}"),
-            MachineError::Spawn { command, reason } => write!(f, "`{command}` could not be started: {reason}"),
+            MachineError::Command {
+                command,
+                code,
+                stderr,
+            } => write!(f, "`{command}` failed (exit {code}): {stderr}"),
+            MachineError::Spawn { command, reason } => {
+                write!(f, "`{command}` could not be started: {reason}")
+            }
             MachineError::File { path, reason } => write!(f, "{}: {reason}", path.display()),
         }
     }
@@ -211,8 +243,16 @@ impl std::error::Error for MachineError {}
 impl MachineError {
     /// The error for `cmd` having ended with `out`.
     pub fn from_output(cmd: &Cmd, out: &CmdOutput) -> MachineError {
-        let text = if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr };
-        MachineError::Command { command: cmd.to_string(), code: out.code, stderr: cmd.redact(text.trim()) }
+        let text = if out.stderr.trim().is_empty() {
+            &out.stdout
+        } else {
+            &out.stderr
+        };
+        MachineError::Command {
+            command: cmd.to_string(),
+            code: out.code,
+            stderr: cmd.redact(text.trim()),
+        }
     }
 }
 
@@ -226,7 +266,12 @@ pub trait Machine {
     /// Writes a file atomically (a reader sees the old or the new content, never half) with
     /// owner, group and mode; creates missing parent directories (root, 0755). Returns whether
     /// anything changed, so callers reload services only when needed.
-    fn write_file(&self, path: &Path, content: &[u8], opts: &FileOptions) -> Result<bool, MachineError>;
+    fn write_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        opts: &FileOptions,
+    ) -> Result<bool, MachineError>;
     /// Removes a file; returns whether it existed.
     fn remove_file(&self, path: &Path) -> Result<bool, MachineError>;
     /// Creates a directory (and parents) and sets its owner and mode; returns whether anything
@@ -273,32 +318,45 @@ pub trait MachineExt: Machine {
     fn apt_install(&self, packages: &[&str]) -> Result<(), MachineError> {
         let mut args = vec!["install", "-y", "--no-install-recommends"];
         args.extend_from_slice(packages);
-        self.run(&Cmd::new("apt-get", args).env("DEBIAN_FRONTEND", "noninteractive")).map(drop)
+        self.run(&Cmd::new("apt-get", args).env("DEBIAN_FRONTEND", "noninteractive"))
+            .map(drop)
     }
 
     /// `snap install <name> --channel=<channel>`.
     fn snap_install(&self, name: &str, channel: &str) -> Result<(), MachineError> {
-        self.run(&Cmd::new("snap", ["install", name, &format!("--channel={channel}")])).map(drop)
+        self.run(&Cmd::new(
+            "snap",
+            ["install", name, &format!("--channel={channel}")],
+        ))
+        .map(drop)
     }
 
     /// `snap refresh <name> --channel=<channel>`.
     fn snap_refresh(&self, name: &str, channel: &str) -> Result<(), MachineError> {
-        self.run(&Cmd::new("snap", ["refresh", name, &format!("--channel={channel}")])).map(drop)
+        self.run(&Cmd::new(
+            "snap",
+            ["refresh", name, &format!("--channel={channel}")],
+        ))
+        .map(drop)
     }
 
     /// `systemctl <op> <unit>`.
     fn service(&self, op: ServiceOp, unit: &str) -> Result<(), MachineError> {
-        self.run(&Cmd::new("systemctl", [op.as_str(), unit])).map(drop)
+        self.run(&Cmd::new("systemctl", [op.as_str(), unit]))
+            .map(drop)
     }
 
     /// `systemctl is-active --quiet <unit>`.
     fn service_is_active(&self, unit: &str) -> Result<bool, MachineError> {
-        Ok(self.run(&Cmd::new("systemctl", ["is-active", "--quiet", unit]).allow_failure())?.success())
+        Ok(self
+            .run(&Cmd::new("systemctl", ["is-active", "--quiet", unit]).allow_failure())?
+            .success())
     }
 
     /// `systemctl daemon-reload`, after writing unit files.
     fn daemon_reload(&self) -> Result<(), MachineError> {
-        self.run(&Cmd::new("systemctl", ["daemon-reload"])).map(drop)
+        self.run(&Cmd::new("systemctl", ["daemon-reload"]))
+            .map(drop)
     }
 
     /// Enables a service and starts it if it is not running; restarts it if `changed` says its
@@ -319,12 +377,15 @@ pub trait MachineExt: Machine {
         if self.service_is_active(unit)? {
             self.service(ServiceOp::Stop, unit)?;
         }
-        self.run(&Cmd::new("systemctl", ["disable", unit]).allow_failure()).map(drop)
+        self.run(&Cmd::new("systemctl", ["disable", unit]).allow_failure())
+            .map(drop)
     }
 
     /// A file as UTF-8 text, `None` if missing.
     fn read_to_string(&self, path: &Path) -> Result<Option<String>, MachineError> {
-        Ok(self.read_file(path)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        Ok(self
+            .read_file(path)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 }
 
@@ -336,17 +397,44 @@ mod tests {
 
     #[test]
     fn display_masks_secrets_and_quotes_spaces() {
-        let c = Cmd::new("maas", ["init", "rack", "--secret", "s3cr3t", "--maas-url", "http://10.0.0.100/MAAS"]).sensitive("s3cr3t");
-        assert_eq!(c.to_string(), "maas init rack --secret *** --maas-url http://10.0.0.100/MAAS");
-        assert_eq!(Cmd::new("echo", ["a b", ""]).to_string(), "echo \"a b\" \"\"");
+        let c = Cmd::new(
+            "maas",
+            [
+                "init",
+                "rack",
+                "--secret",
+                "s3cr3t",
+                "--maas-url",
+                "http://10.0.0.100/MAAS",
+            ],
+        )
+        .sensitive("s3cr3t");
+        assert_eq!(
+            c.to_string(),
+            "maas init rack --secret *** --maas-url http://10.0.0.100/MAAS"
+        );
+        assert_eq!(
+            Cmd::new("echo", ["a b", ""]).to_string(),
+            "echo \"a b\" \"\""
+        );
     }
 
     #[test]
     fn command_error_prefers_stderr_and_masks() {
         let c = Cmd::new("maas", ["init", "--secret", "abc123"]).sensitive("abc123");
         let e = MachineError::from_output(&c, &CmdOutput::failed(2, "bad secret abc123\n"));
-        assert_eq!(e.to_string(), "`maas init --secret ***` failed (exit 2): bad secret ***");
-        let e = MachineError::from_output(&c, &CmdOutput { code: 1, stdout: "only stdout".into(), stderr: " ".into() });
+        assert_eq!(
+            e.to_string(),
+            "`maas init --secret ***` failed (exit 2): bad secret ***"
+        );
+        let e = MachineError::from_output(
+            &c,
+            &CmdOutput {
+                code: 1,
+                stdout: "only stdout".into(),
+                stderr: " ".into(),
+            },
+        );
         assert!(e.to_string().ends_with("only stdout"));
     }
 }

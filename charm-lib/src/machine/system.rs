@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 pub struct System;
 
 fn file_err(path: &Path, what: &str, e: impl std::fmt::Display) -> MachineError {
-    MachineError::File { path: path.to_path_buf(), reason: format!("{what}: {e}") }
+    MachineError::File {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    }
 }
 
 /// Looks a name up in `/etc/passwd` or `/etc/group` (field 3 is the id in both).
@@ -41,8 +44,20 @@ fn lookup_name(db: &str, id: u32) -> String {
 }
 
 fn ids(path: &Path, opts: &FileOptions) -> Result<(u32, u32), MachineError> {
-    let uid = lookup_id("/etc/passwd", &opts.owner).ok_or_else(|| file_err(path, "cannot set owner", format!("no user {:?}", opts.owner)))?;
-    let gid = lookup_id("/etc/group", &opts.group).ok_or_else(|| file_err(path, "cannot set group", format!("no group {:?}", opts.group)))?;
+    let uid = lookup_id("/etc/passwd", &opts.owner).ok_or_else(|| {
+        file_err(
+            path,
+            "cannot set owner",
+            format!("no user {:?}", opts.owner),
+        )
+    })?;
+    let gid = lookup_id("/etc/group", &opts.group).ok_or_else(|| {
+        file_err(
+            path,
+            "cannot set group",
+            format!("no group {:?}", opts.group),
+        )
+    })?;
     Ok((uid, gid))
 }
 
@@ -58,13 +73,20 @@ impl Machine for System {
         };
         c.args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(d) = &cmd.cwd {
             c.current_dir(d);
         }
-        let spawn_err = |e: std::io::Error| MachineError::Spawn { command: cmd.to_string(), reason: e.to_string() };
+        let spawn_err = |e: std::io::Error| MachineError::Spawn {
+            command: cmd.to_string(),
+            reason: e.to_string(),
+        };
         let mut child = c.spawn().map_err(spawn_err)?;
         if let Some(input) = &cmd.stdin {
             let mut pipe = child.stdin.take().expect("stdin was piped");
@@ -92,21 +114,37 @@ impl Machine for System {
         }
     }
 
-    fn write_file(&self, path: &Path, content: &[u8], opts: &FileOptions) -> Result<bool, MachineError> {
+    fn write_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        opts: &FileOptions,
+    ) -> Result<bool, MachineError> {
         let (uid, gid) = ids(path, opts)?;
         if let Ok(meta) = fs::metadata(path) {
-            let same_meta = meta.uid() == uid && meta.gid() == gid && meta.mode() & 0o7777 == opts.mode;
+            let same_meta =
+                meta.uid() == uid && meta.gid() == gid && meta.mode() & 0o7777 == opts.mode;
             if same_meta && fs::read(path).map(|old| old == content).unwrap_or(false) {
                 return Ok(false);
             }
         }
-        let dir = path.parent().ok_or_else(|| file_err(path, "cannot write", "no parent directory"))?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| file_err(path, "cannot write", "no parent directory"))?;
         fs::create_dir_all(dir).map_err(|e| file_err(dir, "cannot create directory", e))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.charm-tmp-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             // Created with no permissions for others, so a secret is never briefly world-readable.
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(content)?;
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
             f.set_permissions(fs::Permissions::from_mode(opts.mode))?;
@@ -135,11 +173,13 @@ impl Machine for System {
         let meta = fs::metadata(path).map_err(|e| file_err(path, "cannot stat", e))?;
         let mut changed = !existed;
         if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| file_err(path, "cannot chown", e))?;
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|e| file_err(path, "cannot chown", e))?;
             changed = true;
         }
         if meta.mode() & 0o7777 != opts.mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(opts.mode)).map_err(|e| file_err(path, "cannot chmod", e))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(opts.mode))
+                .map_err(|e| file_err(path, "cannot chmod", e))?;
             changed = true;
         }
         Ok(changed)
@@ -166,7 +206,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("charm-lib-system-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("charm-lib-system-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
     }
@@ -175,16 +216,30 @@ mod tests {
     fn write_is_atomic_idempotent_and_sets_mode() {
         let d = scratch("write");
         let p = d.join("sub/conf");
-        let me = lookup_name("/etc/passwd", fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0));
-        let grp = lookup_name("/etc/group", fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0));
+        let me = lookup_name(
+            "/etc/passwd",
+            fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0),
+        );
+        let grp = lookup_name(
+            "/etc/group",
+            fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0),
+        );
         let opts = FileOptions::new(&me, &grp, 0o640);
         assert!(System.write_file(&p, b"a=1\n", &opts).unwrap());
-        assert!(!System.write_file(&p, b"a=1\n", &opts).unwrap(), "same content and mode: no change");
+        assert!(
+            !System.write_file(&p, b"a=1\n", &opts).unwrap(),
+            "same content and mode: no change"
+        );
         assert!(System.write_file(&p, b"a=2\n", &opts).unwrap());
         let info = System.file_info(&p).unwrap().unwrap();
         assert_eq!(info.options.mode, 0o640);
         assert_eq!(System.read_file(&p).unwrap().unwrap(), b"a=2\n");
-        assert!(System.write_file(&p, b"a=2\n", &FileOptions::new(&me, &grp, 0o600)).unwrap(), "mode change is a change");
+        assert!(
+            System
+                .write_file(&p, b"a=2\n", &FileOptions::new(&me, &grp, 0o600))
+                .unwrap(),
+            "mode change is a change"
+        );
         let leftovers: Vec<_> = fs::read_dir(d.join("sub")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left");
         fs::remove_dir_all(&d).unwrap();
@@ -193,17 +248,39 @@ mod tests {
     #[test]
     fn unknown_owner_is_a_clear_error() {
         let d = scratch("owner");
-        let e = System.write_file(&d.join("x"), b"", &FileOptions::new("no-such-user-xyz", "root", 0o644)).unwrap_err();
-        assert!(e.to_string().contains("no user \"no-such-user-xyz\""), "{e}");
+        let e = System
+            .write_file(
+                &d.join("x"),
+                b"",
+                &FileOptions::new("no-such-user-xyz", "root", 0o644),
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no user \"no-such-user-xyz\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn failed_command_carries_stderr() {
-        let e = System.run(&Cmd::new("sh", ["-c", "echo oops >&2; exit 3"])).unwrap_err();
-        assert_eq!(e, MachineError::Command { command: "sh -c \"echo oops >&2; exit 3\"".into(), code: 3, stderr: "oops".into() });
-        let out = System.run(&Cmd::new("sh", ["-c", "exit 3"]).allow_failure()).unwrap();
+        let e = System
+            .run(&Cmd::new("sh", ["-c", "echo oops >&2; exit 3"]))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            MachineError::Command {
+                command: "sh -c \"echo oops >&2; exit 3\"".into(),
+                code: 3,
+                stderr: "oops".into()
+            }
+        );
+        let out = System
+            .run(&Cmd::new("sh", ["-c", "exit 3"]).allow_failure())
+            .unwrap();
         assert_eq!(out.code, 3);
-        let e = System.run(&Cmd::new("charm-lib-no-such-program", Vec::<String>::new())).unwrap_err();
+        let e = System
+            .run(&Cmd::new("charm-lib-no-such-program", Vec::<String>::new()))
+            .unwrap_err();
         assert!(matches!(e, MachineError::Spawn { .. }));
     }
 

@@ -26,9 +26,18 @@ fn load_spec(path: &Path) -> Result<CharmSpec, String> {
         return CharmSpec::load(path);
     }
     let files = read_archive(path)?;
-    let text = |n: &str| files.get(n).map(|(c, _)| String::from_utf8_lossy(c).into_owned());
-    let meta = text("metadata.yaml").ok_or_else(|| format!("{}: no metadata.yaml", path.display()))?;
-    CharmSpec::parse(&meta, text("config.yaml").as_deref(), text("actions.yaml").as_deref())
+    let text = |n: &str| {
+        files
+            .get(n)
+            .map(|(c, _)| String::from_utf8_lossy(c).into_owned())
+    };
+    let meta =
+        text("metadata.yaml").ok_or_else(|| format!("{}: no metadata.yaml", path.display()))?;
+    CharmSpec::parse(
+        &meta,
+        text("config.yaml").as_deref(),
+        text("actions.yaml").as_deref(),
+    )
 }
 
 fn read_yaml(path: &Path) -> Result<Mapping, String> {
@@ -54,7 +63,10 @@ pub fn check_bundle(bundle: &Path, overlays: &[PathBuf]) -> Vec<Finding> {
     let mut apps: BTreeMap<String, App> = BTreeMap::new();
     let mut machines: Option<BTreeSet<String>> = None;
     let mut relations: Vec<(Value, String)> = Vec::new();
-    for (i, file) in std::iter::once(bundle.to_path_buf()).chain(overlays.iter().cloned()).enumerate() {
+    for (i, file) in std::iter::once(bundle.to_path_buf())
+        .chain(overlays.iter().cloned())
+        .enumerate()
+    {
         let doc = match read_yaml(&file) {
             Ok(d) => d,
             Err(e) => return vec![Finding::error(e)],
@@ -62,9 +74,22 @@ pub fn check_bundle(bundle: &Path, overlays: &[PathBuf]) -> Vec<Finding> {
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let name = file.display().to_string();
         for key in doc.keys().filter_map(|k| k.as_str()) {
-            let known = ["applications", "services", "machines", "relations", "description", "default-base", "series", "tags", "saas", "bundle"];
+            let known = [
+                "applications",
+                "services",
+                "machines",
+                "relations",
+                "description",
+                "default-base",
+                "series",
+                "tags",
+                "saas",
+                "bundle",
+            ];
             if !known.contains(&key) {
-                f.push(Finding::error(format!("{name}: unknown top-level key {key:?}")));
+                f.push(Finding::error(format!(
+                    "{name}: unknown top-level key {key:?}"
+                )));
             }
         }
         if let Some(base) = doc.get("default-base").and_then(|b| b.as_str()) {
@@ -76,8 +101,14 @@ pub fn check_bundle(bundle: &Path, overlays: &[PathBuf]) -> Vec<Finding> {
             machines = Some(m.keys().filter_map(as_str).collect());
         }
         let app_map = doc.get("applications").or_else(|| doc.get("services"));
-        if i == 0 && app_map.and_then(|a| a.as_mapping()).is_none_or(|a| a.is_empty()) {
-            f.push(Finding::error(format!("{name}: a bundle needs at least one application")));
+        if i == 0
+            && app_map
+                .and_then(|a| a.as_mapping())
+                .is_none_or(|a| a.is_empty())
+        {
+            f.push(Finding::error(format!(
+                "{name}: a bundle needs at least one application"
+            )));
         }
         if let Some(Value::Mapping(m)) = app_map {
             for (k, v) in m {
@@ -87,7 +118,9 @@ pub fn check_bundle(bundle: &Path, overlays: &[PathBuf]) -> Vec<Finding> {
                     continue;
                 }
                 let Some(spec) = v.as_mapping() else {
-                    f.push(Finding::error(format!("{name}: application {app_name:?} must be a map")));
+                    f.push(Finding::error(format!(
+                        "{name}: application {app_name:?} must be a map"
+                    )));
                     continue;
                 };
                 let entry = apps.entry(app_name.to_string()).or_insert_with(|| App {
@@ -119,7 +152,10 @@ pub fn check_bundle(bundle: &Path, overlays: &[PathBuf]) -> Vec<Finding> {
                     }
                 }
                 if let Some(to) = spec.get("to") {
-                    entry.to = to.as_sequence().map(|s| s.iter().filter_map(as_str).collect()).unwrap_or_else(|| as_str(to).into_iter().collect());
+                    entry.to = to
+                        .as_sequence()
+                        .map(|s| s.iter().filter_map(as_str).collect())
+                        .unwrap_or_else(|| as_str(to).into_iter().collect());
                 }
                 if let Some(Value::Mapping(o)) = spec.get("options") {
                     for (k, v) in o {
@@ -146,14 +182,27 @@ pub fn check_bundle(bundle: &Path, overlays: &[PathBuf]) -> Vec<Finding> {
     f
 }
 
-fn check_apps(apps: &BTreeMap<String, App>, machines: Option<&BTreeSet<String>>, f: &mut Vec<Finding>) {
+fn check_apps(
+    apps: &BTreeMap<String, App>,
+    machines: Option<&BTreeSet<String>>,
+    f: &mut Vec<Finding>,
+) {
     let mut used_machines = BTreeSet::new();
     for (name, app) in apps {
         if app.charm.is_none() {
             f.push(Finding::error(format!("application {name:?} has no charm")));
         }
         for p in &app.to {
-            let target = p.split_once(':').map(|(c, t)| if matches!(c, "lxd" | "kvm") { t } else { p.as_str() }).unwrap_or(p);
+            let target = p
+                .split_once(':')
+                .map(|(c, t)| {
+                    if matches!(c, "lxd" | "kvm") {
+                        t
+                    } else {
+                        p.as_str()
+                    }
+                })
+                .unwrap_or(p);
             if target == "new" {
                 continue;
             }
@@ -168,7 +217,9 @@ fn check_apps(apps: &BTreeMap<String, App>, machines: Option<&BTreeSet<String>>,
                     None => (target, None),
                 };
                 match apps.get(other) {
-                    None => f.push(Finding::error(format!("application {name:?} is placed on {p:?}: no such application"))),
+                    None => f.push(Finding::error(format!(
+                        "application {name:?} is placed on {p:?}: no such application"
+                    ))),
                     Some(o) => {
                         if let Some(i) = idx {
                             if i >= o.num_units.unwrap_or(0) {
@@ -182,24 +233,37 @@ fn check_apps(apps: &BTreeMap<String, App>, machines: Option<&BTreeSet<String>>,
         let Some(spec) = &app.spec else { continue };
         if spec.metadata.subordinate {
             if app.num_units.unwrap_or(0) != 0 {
-                f.push(Finding::error(format!("application {name:?} is a subordinate and cannot have num_units")));
+                f.push(Finding::error(format!(
+                    "application {name:?} is a subordinate and cannot have num_units"
+                )));
             }
             if !app.to.is_empty() {
-                f.push(Finding::error(format!("application {name:?} is a subordinate and cannot have a placement (to:)")));
+                f.push(Finding::error(format!(
+                    "application {name:?} is a subordinate and cannot have a placement (to:)"
+                )));
             }
         }
         let units = app.num_units.unwrap_or(0);
         if app.to.len() as i64 > units.max(1) && !spec.metadata.subordinate {
-            f.push(Finding::error(format!("application {name:?} has {} placements for {units} units", app.to.len())));
+            f.push(Finding::error(format!(
+                "application {name:?} has {} placements for {units} units",
+                app.to.len()
+            )));
         }
         for (k, v) in &app.options {
             let key = k.as_str().unwrap_or_default();
             match spec.config.options.get(key) {
-                None => f.push(Finding::error(format!("application {name:?}: option {key:?} does not exist in charm {:?}", spec.metadata.name))),
+                None => f.push(Finding::error(format!(
+                    "application {name:?}: option {key:?} does not exist in charm {:?}",
+                    spec.metadata.name
+                ))),
                 Some(o) => {
                     let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
                     if !o.accepts(&json) {
-                        f.push(Finding::error(format!("application {name:?}: option {key:?} must be of type {}, got {json}", o.kind)));
+                        f.push(Finding::error(format!(
+                            "application {name:?}: option {key:?} must be of type {}, got {json}",
+                            o.kind
+                        )));
                     }
                 }
             }
@@ -207,30 +271,46 @@ fn check_apps(apps: &BTreeMap<String, App>, machines: Option<&BTreeSet<String>>,
         for (k, v) in &app.resources {
             let key = k.as_str().unwrap_or_default();
             if !spec.metadata.resources.contains_key(key) {
-                f.push(Finding::error(format!("application {name:?}: resource {key:?} is not declared by charm {:?}", spec.metadata.name)));
+                f.push(Finding::error(format!(
+                    "application {name:?}: resource {key:?} is not declared by charm {:?}",
+                    spec.metadata.name
+                )));
             } else if let Some(path) = v.as_str() {
                 if !app.resource_dir.join(path).exists() {
-                    f.push(Finding::warning(format!("application {name:?}: resource {key:?} file {path:?} does not exist yet")));
+                    f.push(Finding::warning(format!(
+                        "application {name:?}: resource {key:?} file {path:?} does not exist yet"
+                    )));
                 }
             }
         }
     }
     if let Some(defined) = machines {
         for m in defined.difference(&used_machines) {
-            f.push(Finding::error(format!("machine {m:?} is defined but no application is placed on it")));
+            f.push(Finding::error(format!(
+                "machine {m:?} is defined but no application is placed on it"
+            )));
         }
     }
 }
 
 /// Resolves `app[:endpoint]` against the other side, inferring the endpoint when exactly one
 /// pairing with matching interfaces and roles exists.
-fn check_relations(apps: &BTreeMap<String, App>, relations: &[(Value, String)], f: &mut Vec<Finding>) {
+fn check_relations(
+    apps: &BTreeMap<String, App>,
+    relations: &[(Value, String)],
+    f: &mut Vec<Finding>,
+) {
     let mut seen = BTreeSet::new();
     let mut related_subordinates = BTreeSet::new();
     for (rel, file) in relations {
-        let ends: Vec<String> = rel.as_sequence().map(|s| s.iter().filter_map(as_str).collect()).unwrap_or_default();
+        let ends: Vec<String> = rel
+            .as_sequence()
+            .map(|s| s.iter().filter_map(as_str).collect())
+            .unwrap_or_default();
         if ends.len() != 2 {
-            f.push(Finding::error(format!("{file}: relation {rel:?} must have exactly two endpoints")));
+            f.push(Finding::error(format!(
+                "{file}: relation {rel:?} must have exactly two endpoints"
+            )));
             continue;
         }
         let parse = |e: &str| match e.split_once(':') {
@@ -240,18 +320,24 @@ fn check_relations(apps: &BTreeMap<String, App>, relations: &[(Value, String)], 
         let (a, a_ep) = parse(&ends[0]);
         let (b, b_ep) = parse(&ends[1]);
         if a == b {
-            f.push(Finding::error(format!("{file}: relation {ends:?} relates {a:?} to itself")));
+            f.push(Finding::error(format!(
+                "{file}: relation {ends:?} relates {a:?} to itself"
+            )));
             continue;
         }
         let (Some(app_a), Some(app_b)) = (apps.get(&a), apps.get(&b)) else {
             for x in [&a, &b] {
                 if !apps.contains_key(x) {
-                    f.push(Finding::error(format!("{file}: relation {ends:?}: no application {x:?}")));
+                    f.push(Finding::error(format!(
+                        "{file}: relation {ends:?}: no application {x:?}"
+                    )));
                 }
             }
             continue;
         };
-        let (Some(sa), Some(sb)) = (&app_a.spec, &app_b.spec) else { continue };
+        let (Some(sa), Some(sb)) = (&app_a.spec, &app_b.spec) else {
+            continue;
+        };
         let candidates: Vec<(String, String, bool)> = sa
             .metadata
             .endpoints()
@@ -264,25 +350,44 @@ fn check_relations(apps: &BTreeMap<String, App>, relations: &[(Value, String)], 
                     .into_iter()
                     .filter(|(_, n, _)| b_ep.as_deref().is_none_or(|e| e == *n))
                     .filter(move |(rb, _, eb)| {
-                        iface == eb.interface && matches!((ra, *rb), (Role::Provides, Role::Requires) | (Role::Requires, Role::Provides))
+                        iface == eb.interface
+                            && matches!(
+                                (ra, *rb),
+                                (Role::Provides, Role::Requires) | (Role::Requires, Role::Provides)
+                            )
                     })
-                    .map(move |(_, nb, eb)| (na.to_string(), nb.to_string(), a_container || eb.is_container()))
+                    .map(move |(_, nb, eb)| {
+                        (
+                            na.to_string(),
+                            nb.to_string(),
+                            a_container || eb.is_container(),
+                        )
+                    })
                     .collect::<Vec<_>>()
             })
             .collect();
-        let explain = |side: &str, app: &str, ep: &Option<String>, spec: &CharmSpec| -> Option<String> {
-            let ep = ep.as_deref()?;
-            match spec.metadata.endpoint(ep) {
-                None => Some(format!("{side} {app:?} has no endpoint {ep:?}")),
-                Some((Role::Peers, _)) => Some(format!("{app}:{ep} is a peer endpoint; peers are never listed in relations")),
-                _ => None,
-            }
-        };
+        let explain =
+            |side: &str, app: &str, ep: &Option<String>, spec: &CharmSpec| -> Option<String> {
+                let ep = ep.as_deref()?;
+                match spec.metadata.endpoint(ep) {
+                    None => Some(format!("{side} {app:?} has no endpoint {ep:?}")),
+                    Some((Role::Peers, _)) => Some(format!(
+                        "{app}:{ep} is a peer endpoint; peers are never listed in relations"
+                    )),
+                    _ => None,
+                }
+            };
         match candidates.as_slice() {
             [(na, nb, container)] => {
-                let key = if (a.as_str(), na.as_str()) < (b.as_str(), nb.as_str()) { format!("{a}:{na} {b}:{nb}") } else { format!("{b}:{nb} {a}:{na}") };
+                let key = if (a.as_str(), na.as_str()) < (b.as_str(), nb.as_str()) {
+                    format!("{a}:{na} {b}:{nb}")
+                } else {
+                    format!("{b}:{nb} {a}:{na}")
+                };
                 if !seen.insert(key.clone()) {
-                    f.push(Finding::error(format!("{file}: relation {key} is listed twice")));
+                    f.push(Finding::error(format!(
+                        "{file}: relation {key} is listed twice"
+                    )));
                 }
                 if *container {
                     match (sa.metadata.subordinate, sb.metadata.subordinate) {
@@ -304,13 +409,20 @@ fn check_relations(apps: &BTreeMap<String, App>, relations: &[(Value, String)], 
             }
             many => f.push(Finding::error(format!(
                 "{file}: relation {ends:?} is ambiguous: name the endpoints ({})",
-                many.iter().map(|(x, y, _)| format!("{a}:{x}-{b}:{y}")).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|(x, y, _)| format!("{a}:{x}-{b}:{y}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
     for (name, app) in apps {
-        if app.spec.as_ref().is_some_and(|s| s.metadata.subordinate) && !related_subordinates.contains(name) {
-            f.push(Finding::warning(format!("subordinate {name:?} is not related to any principal, so it has no units")));
+        if app.spec.as_ref().is_some_and(|s| s.metadata.subordinate)
+            && !related_subordinates.contains(name)
+        {
+            f.push(Finding::warning(format!(
+                "subordinate {name:?} is not related to any principal, so it has no units"
+            )));
         }
     }
 }
@@ -325,16 +437,25 @@ mod tests {
 
     impl Fixture {
         fn new(name: &str) -> Fixture {
-            let d = std::env::temp_dir().join(format!("charm-lib-bundle-{name}-{}", std::process::id()));
+            let d = std::env::temp_dir()
+                .join(format!("charm-lib-bundle-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&d);
             let charm = |n: &str, meta: &str, config: &str| {
                 let c = d.join("charms").join(n);
                 std::fs::create_dir_all(&c).unwrap();
-                std::fs::write(c.join("metadata.yaml"), format!("name: {n}\nsummary: s\ndescription: d\n{meta}")).unwrap();
+                std::fs::write(
+                    c.join("metadata.yaml"),
+                    format!("name: {n}\nsummary: s\ndescription: d\n{meta}"),
+                )
+                .unwrap();
                 std::fs::write(c.join("config.yaml"), config).unwrap();
             };
             charm("db", "provides:\n  db:\n    interface: pgsql\n  vip:\n    interface: keepalived-vip\n    scope: container\npeers:\n  peers:\n    interface: db-peers\n", "options:\n  port:\n    type: int\n    default: 5432\n    description: p\n");
-            charm("region", "requires:\n  db:\n    interface: pgsql\n  other:\n    interface: pgsql\n", "options: {}\n");
+            charm(
+                "region",
+                "requires:\n  db:\n    interface: pgsql\n  other:\n    interface: pgsql\n",
+                "options: {}\n",
+            );
             charm("vip", "subordinate: true\nrequires:\n  juju-info:\n    interface: juju-info\n    scope: container\n  vip:\n    interface: keepalived-vip\n    scope: container\n", "options:\n  vip:\n    type: string\n    description: v\n");
             Fixture(d)
         }
@@ -351,7 +472,11 @@ mod tests {
                     p
                 })
                 .collect();
-            check_bundle(&b, &paths).into_iter().filter(|f| f.severity == Severity::Error).map(|f| f.message).collect()
+            check_bundle(&b, &paths)
+                .into_iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| f.message)
+                .collect()
         }
     }
 
@@ -395,7 +520,10 @@ relations:
         let e = fx.check(&with("  - [db:db, region:db]\n"), &[]);
         assert!(e[0].contains("listed twice"), "{e:?}");
         let e = fx.check(&with("  - [db:vip, region:db]\n"), &[]);
-        assert!(e[0].contains("same interface and compatible roles"), "{e:?}");
+        assert!(
+            e[0].contains("same interface and compatible roles"),
+            "{e:?}"
+        );
         let e = fx.check(&with("  - [ghost:db, db:db]\n"), &[]);
         assert!(e[0].contains("no application \"ghost\""), "{e:?}");
         let e = fx.check(&with("  - [db, db]\n"), &[]);
@@ -405,28 +533,59 @@ relations:
     #[test]
     fn application_errors() {
         let fx = Fixture::new("app");
-        let e = fx.check(&GOOD.replace("{vip: 10.0.0.1/24}", "{vip: 10.0.0.1/24}, num_units: 2"), &[]);
-        assert!(e[0].contains("subordinate and cannot have num_units"), "{e:?}");
+        let e = fx.check(
+            &GOOD.replace("{vip: 10.0.0.1/24}", "{vip: 10.0.0.1/24}, num_units: 2"),
+            &[],
+        );
+        assert!(
+            e[0].contains("subordinate and cannot have num_units"),
+            "{e:?}"
+        );
         let e = fx.check(&GOOD.replace("port: 6543", "port: sixty"), &[]);
-        assert!(e[0].contains("option \"port\" must be of type int"), "{e:?}");
+        assert!(
+            e[0].contains("option \"port\" must be of type int"),
+            "{e:?}"
+        );
         let e = fx.check(&GOOD.replace("port: 6543", "colour: red"), &[]);
         assert!(e[0].contains("option \"colour\" does not exist"), "{e:?}");
         let e = fx.check(&GOOD.replace("to: ['db/0']", "to: ['db/5']"), &[]);
         assert!(e[0].contains("has only 2 units"), "{e:?}");
         let e = fx.check(&GOOD.replace("to: ['0', '1']", "to: ['0', '7']"), &[]);
-        assert!(e.iter().any(|m| m.contains("machine \"7\", which the bundle does not define")), "{e:?}");
-        assert!(e.iter().any(|m| m.contains("machine \"1\" is defined but no application is placed on it")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("machine \"7\", which the bundle does not define")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("machine \"1\" is defined but no application is placed on it")),
+            "{e:?}"
+        );
         let e = fx.check(&GOOD.replace("./charms/region", "./charms/missing"), &[]);
-        assert!(e[0].contains("charm path in application \"region\" does not exist"), "{e:?}");
+        assert!(
+            e[0].contains("charm path in application \"region\" does not exist"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn overlays_merge_options_and_remove_applications() {
         let fx = Fixture::new("overlay");
-        assert!(fx.check(GOOD, &["applications:\n  db:\n    options:\n      port: 1\n"]).is_empty());
-        let e = fx.check(GOOD, &["applications:\n  db:\n    options:\n      port: one\n"]);
+        assert!(fx
+            .check(
+                GOOD,
+                &["applications:\n  db:\n    options:\n      port: 1\n"]
+            )
+            .is_empty());
+        let e = fx.check(
+            GOOD,
+            &["applications:\n  db:\n    options:\n      port: one\n"],
+        );
         assert!(e[0].contains("must be of type int"), "{e:?}");
         let e = fx.check(GOOD, &["applications:\n  db-vip:\n"]);
-        assert!(e[0].contains("no application \"db-vip\""), "removed by the overlay: {e:?}");
+        assert!(
+            e[0].contains("no application \"db-vip\""),
+            "removed by the overlay: {e:?}"
+        );
     }
 }

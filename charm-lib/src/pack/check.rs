@@ -27,11 +27,17 @@ pub struct Finding {
 impl Finding {
     /// An error.
     pub fn error(message: impl Into<String>) -> Finding {
-        Finding { severity: Severity::Error, message: message.into() }
+        Finding {
+            severity: Severity::Error,
+            message: message.into(),
+        }
     }
     /// A warning.
     pub fn warning(message: impl Into<String>) -> Finding {
-        Finding { severity: Severity::Warning, message: message.into() }
+        Finding {
+            severity: Severity::Warning,
+            message: message.into(),
+        }
     }
 }
 
@@ -49,13 +55,26 @@ impl fmt::Display for Finding {
 /// starting with a letter, no word made only of digits after a dash.
 fn valid_charm_name(n: &str) -> bool {
     let mut words = n.split('-');
-    let first_ok = words.next().is_some_and(|w| w.starts_with(|c: char| c.is_ascii_lowercase()) && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
-    first_ok && words.all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) && w.chars().any(|c| c.is_ascii_lowercase()))
+    let first_ok = words.next().is_some_and(|w| {
+        w.starts_with(|c: char| c.is_ascii_lowercase())
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    first_ok
+        && words.all(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && w.chars().any(|c| c.is_ascii_lowercase())
+        })
 }
 
 /// Juju's action-name rule: lowercase letters and inner dashes.
 fn valid_action_name(n: &str) -> bool {
-    !n.is_empty() && n.starts_with(|c: char| c.is_ascii_lowercase()) && n.ends_with(|c: char| c.is_ascii_lowercase()) && n.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+    !n.is_empty()
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.ends_with(|c: char| c.is_ascii_lowercase())
+        && n.chars().all(|c| c.is_ascii_lowercase() || c == '-')
 }
 
 fn reserved(name: &str) -> bool {
@@ -67,7 +86,10 @@ pub fn check_spec(spec: &CharmSpec) -> Vec<Finding> {
     let mut f = Vec::new();
     let m = &spec.metadata;
     if !valid_charm_name(&m.name) {
-        f.push(Finding::error(format!("metadata.yaml: name {:?} is not a valid charm name", m.name)));
+        f.push(Finding::error(format!(
+            "metadata.yaml: name {:?} is not a valid charm name",
+            m.name
+        )));
     }
     if m.summary.trim().is_empty() {
         f.push(Finding::error("metadata.yaml: summary is missing"));
@@ -81,18 +103,28 @@ pub fn check_spec(spec: &CharmSpec) -> Vec<Finding> {
         }
     }
     let mut seen = std::collections::BTreeSet::new();
-    for (role, map) in [(Role::Provides, &m.provides), (Role::Requires, &m.requires), (Role::Peers, &m.peers)] {
+    for (role, map) in [
+        (Role::Provides, &m.provides),
+        (Role::Requires, &m.requires),
+        (Role::Peers, &m.peers),
+    ] {
         for (name, ep) in map {
             if !seen.insert(name.clone()) {
-                f.push(Finding::error(format!("metadata.yaml: endpoint {name:?} is declared twice")));
+                f.push(Finding::error(format!(
+                    "metadata.yaml: endpoint {name:?} is declared twice"
+                )));
             }
             // Juju lets a subordinate's container-scoped requires use juju-* (e.g. juju-info).
             let exempt = m.subordinate && role == Role::Requires && ep.is_container();
             if reserved(name) && !exempt {
-                f.push(Finding::error(format!("metadata.yaml: endpoint name {name:?} is reserved by Juju")));
+                f.push(Finding::error(format!(
+                    "metadata.yaml: endpoint name {name:?} is reserved by Juju"
+                )));
             }
             if ep.interface.trim().is_empty() {
-                f.push(Finding::error(format!("metadata.yaml: endpoint {name:?} has no interface")));
+                f.push(Finding::error(format!(
+                    "metadata.yaml: endpoint {name:?} has no interface"
+                )));
             }
             if let Some(s) = &ep.scope {
                 if s != "global" && s != "container" {
@@ -100,7 +132,9 @@ pub fn check_spec(spec: &CharmSpec) -> Vec<Finding> {
                 }
             }
             if role == Role::Peers && ep.is_container() {
-                f.push(Finding::error(format!("metadata.yaml: peer endpoint {name:?} cannot be container-scoped")));
+                f.push(Finding::error(format!(
+                    "metadata.yaml: peer endpoint {name:?} cannot be container-scoped"
+                )));
             }
         }
     }
@@ -109,19 +143,30 @@ pub fn check_spec(spec: &CharmSpec) -> Vec<Finding> {
     }
     for (name, r) in &m.resources {
         if r.kind != "file" && r.kind != "oci-image" {
-            f.push(Finding::error(format!("metadata.yaml: resource {name:?} has type {:?}; expected file or oci-image", r.kind)));
+            f.push(Finding::error(format!(
+                "metadata.yaml: resource {name:?} has type {:?}; expected file or oci-image",
+                r.kind
+            )));
         }
     }
     for (name, o) in &spec.config.options {
         if !OPTION_TYPES.contains(&o.kind.as_str()) {
-            f.push(Finding::error(format!("config.yaml: option {name:?} has unknown type {:?}", o.kind)));
+            f.push(Finding::error(format!(
+                "config.yaml: option {name:?} has unknown type {:?}",
+                o.kind
+            )));
         } else if let Some(d) = &o.default {
             if !o.accepts(d) {
-                f.push(Finding::error(format!("config.yaml: option {name:?} is of type {} but its default is {d}", o.kind)));
+                f.push(Finding::error(format!(
+                    "config.yaml: option {name:?} is of type {} but its default is {d}",
+                    o.kind
+                )));
             }
         }
         if o.description.trim().is_empty() {
-            f.push(Finding::warning(format!("config.yaml: option {name:?} has no description")));
+            f.push(Finding::warning(format!(
+                "config.yaml: option {name:?} has no description"
+            )));
         }
     }
     for (name, a) in &spec.actions {
@@ -129,19 +174,27 @@ pub fn check_spec(spec: &CharmSpec) -> Vec<Finding> {
             f.push(Finding::error(format!("actions.yaml: {name:?} is not a valid action name (lowercase letters and inner dashes, not juju-*)")));
         }
         if a.description.trim().is_empty() {
-            f.push(Finding::warning(format!("actions.yaml: action {name:?} has no description")));
+            f.push(Finding::warning(format!(
+                "actions.yaml: action {name:?} has no description"
+            )));
         }
         for (p, schema) in &a.params {
             match schema.get("type").and_then(|t| t.as_str()) {
                 Some("string" | "integer" | "number" | "boolean" | "object" | "array") => {}
-                Some(t) => f.push(Finding::error(format!("actions.yaml: {name}.{p} has unknown type {t:?}"))),
-                None if !schema.is_object() => f.push(Finding::error(format!("actions.yaml: {name}.{p} must be a JSON schema object"))),
+                Some(t) => f.push(Finding::error(format!(
+                    "actions.yaml: {name}.{p} has unknown type {t:?}"
+                ))),
+                None if !schema.is_object() => f.push(Finding::error(format!(
+                    "actions.yaml: {name}.{p} must be a JSON schema object"
+                ))),
                 None => {}
             }
         }
         for r in &a.required {
             if !a.params.contains_key(r) {
-                f.push(Finding::error(format!("actions.yaml: {name} requires {r:?}, which is not a parameter")));
+                f.push(Finding::error(format!(
+                    "actions.yaml: {name} requires {r:?}, which is not a parameter"
+                )));
             }
         }
     }
@@ -155,33 +208,57 @@ pub fn check_archive(path: &Path) -> Vec<Finding> {
         Ok(f) => f,
         Err(e) => return vec![Finding::error(e)],
     };
-    let text = |n: &str| files.get(n).map(|(c, _)| String::from_utf8_lossy(c).into_owned());
+    let text = |n: &str| {
+        files
+            .get(n)
+            .map(|(c, _)| String::from_utf8_lossy(c).into_owned())
+    };
     let mut f = Vec::new();
     match text("metadata.yaml") {
         None => f.push(Finding::error("metadata.yaml is missing")),
-        Some(meta) => match CharmSpec::parse(&meta, text("config.yaml").as_deref(), text("actions.yaml").as_deref()) {
+        Some(meta) => match CharmSpec::parse(
+            &meta,
+            text("config.yaml").as_deref(),
+            text("actions.yaml").as_deref(),
+        ) {
             Ok(spec) => {
                 f.extend(check_spec(&spec));
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if !stem.starts_with(&spec.metadata.name) {
-                    f.push(Finding::warning(format!("file name {stem:?} does not start with the charm name {:?}", spec.metadata.name)));
+                    f.push(Finding::warning(format!(
+                        "file name {stem:?} does not start with the charm name {:?}",
+                        spec.metadata.name
+                    )));
                 }
             }
             Err(e) => f.push(Finding::error(e)),
         },
     }
     match text("manifest.yaml") {
-        None => f.push(Finding::error("manifest.yaml is missing: Juju 3 refuses a charm without bases")),
+        None => f.push(Finding::error(
+            "manifest.yaml is missing: Juju 3 refuses a charm without bases",
+        )),
         Some(m) => match serde_yaml::from_str::<serde_yaml::Value>(&m) {
             Ok(v) => {
-                let bases = v.get("bases").and_then(|b| b.as_sequence()).cloned().unwrap_or_default();
+                let bases = v
+                    .get("bases")
+                    .and_then(|b| b.as_sequence())
+                    .cloned()
+                    .unwrap_or_default();
                 if bases.is_empty() {
                     f.push(Finding::error("manifest.yaml: no bases"));
                 }
                 for b in bases {
                     let name = b.get("name").and_then(|n| n.as_str()).unwrap_or("");
                     let channel = b.get("channel").and_then(|c| c.as_str()).unwrap_or("");
-                    let archs = b.get("architectures").and_then(|a| a.as_sequence()).map(|a| a.len()).unwrap_or(0);
+                    let archs = b
+                        .get("architectures")
+                        .and_then(|a| a.as_sequence())
+                        .map(|a| a.len())
+                        .unwrap_or(0);
                     if name != "ubuntu" || channel.is_empty() || archs == 0 {
                         f.push(Finding::error(format!("manifest.yaml: base {name:?} {channel:?} must be ubuntu with a channel and architectures")));
                     }
@@ -194,10 +271,16 @@ pub fn check_archive(path: &Path) -> Vec<Finding> {
         None => f.push(Finding::error("dispatch is missing")),
         Some((content, mode)) => {
             if mode.map(|m| m & 0o777) != Some(0o755) {
-                f.push(Finding::error(format!("dispatch has mode {:o}; Juju runs it only if it is 0755 in the zip", mode.unwrap_or(0) & 0o777)));
+                f.push(Finding::error(format!(
+                    "dispatch has mode {:o}; Juju runs it only if it is 0755 in the zip",
+                    mode.unwrap_or(0) & 0o777
+                )));
             }
             match max_glibc_version(content) {
-                Ok(Some(v)) if v > MAX_GLIBC => f.push(Finding::error(format!("dispatch needs GLIBC_{}.{}: too new for Ubuntu 22.04", v.0, v.1))),
+                Ok(Some(v)) if v > MAX_GLIBC => f.push(Finding::error(format!(
+                    "dispatch needs GLIBC_{}.{}: too new for Ubuntu 22.04",
+                    v.0, v.1
+                ))),
                 Ok(_) => {}
                 Err(e) => f.push(Finding::error(format!("dispatch: {e}"))),
             }
@@ -216,19 +299,31 @@ mod tests {
     use super::*;
 
     fn spec(meta: &str, config: Option<&str>, actions: Option<&str>) -> Vec<String> {
-        check_spec(&CharmSpec::parse(meta, config, actions).unwrap()).into_iter().filter(|f| f.severity == Severity::Error).map(|f| f.message).collect()
+        check_spec(&CharmSpec::parse(meta, config, actions).unwrap())
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| f.message)
+            .collect()
     }
 
     const OK: &str = "name: good-charm\nsummary: s\ndescription: d\n";
 
     #[test]
     fn a_good_charm_has_no_errors() {
-        assert!(spec(OK, Some("options:\n  port:\n    type: int\n    default: 1\n    description: p\n"), None).is_empty());
+        assert!(spec(
+            OK,
+            Some("options:\n  port:\n    type: int\n    default: 1\n    description: p\n"),
+            None
+        )
+        .is_empty());
     }
 
     #[test]
     fn names_summary_description() {
-        assert!(spec("name: Bad_Name\nsummary: s\ndescription: d\n", None, None)[0].contains("not a valid charm name"));
+        assert!(
+            spec("name: Bad_Name\nsummary: s\ndescription: d\n", None, None)[0]
+                .contains("not a valid charm name")
+        );
         assert!(spec("name: ok\ndescription: d\n", None, None)[0].contains("summary is missing"));
         assert!(spec("name: ok\nsummary: s\n", None, None)[0].contains("description is missing"));
         assert!(valid_charm_name("keepalived-vip"));
@@ -239,10 +334,17 @@ mod tests {
 
     #[test]
     fn reserved_endpoint_names() {
-        let e = spec(&format!("{OK}provides:\n  juju-stuff:\n    interface: x\n"), None, None);
+        let e = spec(
+            &format!("{OK}provides:\n  juju-stuff:\n    interface: x\n"),
+            None,
+            None,
+        );
         assert!(e[0].contains("reserved"), "{e:?}");
         let sub = "name: sub\nsummary: s\ndescription: d\nsubordinate: true\nrequires:\n  juju-info:\n    interface: juju-info\n    scope: container\n";
-        assert!(spec(sub, None, None).is_empty(), "a subordinate's container requires may be juju-info");
+        assert!(
+            spec(sub, None, None).is_empty(),
+            "a subordinate's container requires may be juju-info"
+        );
     }
 
     #[test]
@@ -253,17 +355,38 @@ mod tests {
 
     #[test]
     fn config_defaults_must_match_their_type() {
-        let e = spec(OK, Some("options:\n  port:\n    type: int\n    default: abc\n    description: p\n"), None);
-        assert!(e[0].contains("is of type int but its default is \"abc\""), "{e:?}");
-        let e = spec(OK, Some("options:\n  x:\n    type: list\n    description: p\n"), None);
+        let e = spec(
+            OK,
+            Some("options:\n  port:\n    type: int\n    default: abc\n    description: p\n"),
+            None,
+        );
+        assert!(
+            e[0].contains("is of type int but its default is \"abc\""),
+            "{e:?}"
+        );
+        let e = spec(
+            OK,
+            Some("options:\n  x:\n    type: list\n    description: p\n"),
+            None,
+        );
         assert!(e[0].contains("unknown type"));
     }
 
     #[test]
     fn action_names_and_params() {
-        assert!(spec(OK, None, Some("Bad_Action:\n  description: d\n"))[0].contains("not a valid action name"));
-        assert!(spec(OK, None, Some("juju-run:\n  description: d\n"))[0].contains("not a valid action name"));
-        assert!(spec(OK, None, Some("a:\n  description: d\n  params:\n    p:\n      type: text\n"))[0].contains("unknown type"));
-        assert!(spec(OK, None, Some("a:\n  description: d\n  required: [p]\n"))[0].contains("not a parameter"));
+        assert!(spec(OK, None, Some("Bad_Action:\n  description: d\n"))[0]
+            .contains("not a valid action name"));
+        assert!(spec(OK, None, Some("juju-run:\n  description: d\n"))[0]
+            .contains("not a valid action name"));
+        assert!(spec(
+            OK,
+            None,
+            Some("a:\n  description: d\n  params:\n    p:\n      type: text\n")
+        )[0]
+        .contains("unknown type"));
+        assert!(
+            spec(OK, None, Some("a:\n  description: d\n  required: [p]\n"))[0]
+                .contains("not a parameter")
+        );
     }
 }

@@ -4,20 +4,31 @@
 const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
 
 fn u16_at(b: &[u8], off: usize) -> Result<u16, String> {
-    b.get(off..off + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or_else(|| format!("truncated at {off}"))
+    b.get(off..off + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .ok_or_else(|| format!("truncated at {off}"))
 }
 
 fn u32_at(b: &[u8], off: usize) -> Result<u32, String> {
-    b.get(off..off + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap())).ok_or_else(|| format!("truncated at {off}"))
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        .ok_or_else(|| format!("truncated at {off}"))
 }
 
 fn u64_at(b: &[u8], off: usize) -> Result<usize, String> {
-    b.get(off..off + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap()) as usize).ok_or_else(|| format!("truncated at {off}"))
+    b.get(off..off + 8)
+        .map(|s| u64::from_le_bytes(s.try_into().unwrap()) as usize)
+        .ok_or_else(|| format!("truncated at {off}"))
 }
 
 fn c_str(b: &[u8], off: usize) -> Result<&str, String> {
-    let rest = b.get(off..).ok_or_else(|| format!("string offset {off} out of range"))?;
-    let end = rest.iter().position(|c| *c == 0).ok_or("unterminated string")?;
+    let rest = b
+        .get(off..)
+        .ok_or_else(|| format!("string offset {off} out of range"))?;
+    let end = rest
+        .iter()
+        .position(|c| *c == 0)
+        .ok_or("unterminated string")?;
     std::str::from_utf8(&rest[..end]).map_err(|e| e.to_string())
 }
 

@@ -39,9 +39,13 @@ pub struct PackInput {
 
 /// Renders manifest.yaml: the bases Juju selects from, and charmcraft's analysis attributes.
 pub fn manifest_yaml() -> String {
-    let mut s = String::from("charmcraft-version: 3.0.0\ncharmcraft-started-at: '1970-01-01T00:00:00+00:00'\nbases:\n");
+    let mut s = String::from(
+        "charmcraft-version: 3.0.0\ncharmcraft-started-at: '1970-01-01T00:00:00+00:00'\nbases:\n",
+    );
     for b in BASES {
-        s.push_str(&format!("- name: ubuntu\n  channel: '{b}'\n  architectures:\n  - amd64\n"));
+        s.push_str(&format!(
+            "- name: ubuntu\n  channel: '{b}'\n  architectures:\n  - amd64\n"
+        ));
     }
     s.push_str("analysis:\n  attributes:\n  - name: language\n    result: unknown\n  - name: framework\n    result: unknown\n");
     s
@@ -52,29 +56,47 @@ pub fn manifest_yaml() -> String {
 pub fn pack(input: &PackInput, out: &Path) -> Result<Vec<Finding>, String> {
     let spec = CharmSpec::load(&input.charm_dir)?;
     let mut findings = check_spec(&spec);
-    let binary = std::fs::read(&input.binary).map_err(|e| format!("{}: {e}", input.binary.display()))?;
+    let binary =
+        std::fs::read(&input.binary).map_err(|e| format!("{}: {e}", input.binary.display()))?;
     match max_glibc_version(&binary) {
         Ok(Some(v)) if v > MAX_GLIBC => findings.push(Finding::error(format!(
             "dispatch needs GLIBC_{}.{}, newer than Ubuntu 22.04's {}.{}",
             v.0, v.1, MAX_GLIBC.0, MAX_GLIBC.1
         ))),
         Ok(_) => {}
-        Err(e) => findings.push(Finding::error(format!("dispatch is not a readable ELF binary: {e}"))),
+        Err(e) => findings.push(Finding::error(format!(
+            "dispatch is not a readable ELF binary: {e}"
+        ))),
     }
     if findings.iter().any(|f| f.severity == Severity::Error) {
-        return Err(findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n"));
+        return Err(findings
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"));
     }
     let read = |name: &str| std::fs::read(input.charm_dir.join(name)).ok();
     let mut entries: Vec<(String, Vec<u8>, u32)> = Vec::new();
-    for name in ["metadata.yaml", "config.yaml", "actions.yaml", "README.md", "icon.svg"] {
+    for name in [
+        "metadata.yaml",
+        "config.yaml",
+        "actions.yaml",
+        "README.md",
+        "icon.svg",
+    ] {
         if let Some(content) = read(name) {
             entries.push((name.to_string(), content, 0o644));
         }
     }
-    let license = std::fs::read(&input.license).map_err(|e| format!("{}: {e}", input.license.display()))?;
+    let license =
+        std::fs::read(&input.license).map_err(|e| format!("{}: {e}", input.license.display()))?;
     entries.push(("LICENSE".into(), license, 0o644));
     entries.push(("manifest.yaml".into(), manifest_yaml().into_bytes(), 0o644));
-    entries.push(("version".into(), format!("{}\n", input.version).into_bytes(), 0o644));
+    entries.push((
+        "version".into(),
+        format!("{}\n", input.version).into_bytes(),
+        0o644,
+    ));
     entries.push(("dispatch".into(), binary, 0o755));
     write_zip(out, &entries)?;
     Ok(findings)
@@ -89,7 +111,9 @@ fn write_zip(out: &Path, entries: &[(String, Vec<u8>, u32)]) -> Result<(), Strin
     let file = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
     let mut zip = zip::ZipWriter::new(file);
     for (name, content, mode) in entries {
-        let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).unix_permissions(*mode);
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
         zip.start_file(name.as_str(), opts).map_err(|e| err(&e))?;
         zip.write_all(content).map_err(|e| err(&e))?;
     }

@@ -42,7 +42,10 @@ pub struct FakeJuju<'s> {
 type R<T> = Result<T, ToolErrorKind>;
 
 fn fail<T>(msg: impl Into<String>) -> R<T> {
-    Err(ToolErrorKind::Failed { code: Some(1), stderr: msg.into() })
+    Err(ToolErrorKind::Failed {
+        code: Some(1),
+        stderr: msg.into(),
+    })
 }
 
 fn json(v: impl serde::Serialize) -> R<Vec<u8>> {
@@ -51,7 +54,11 @@ fn json(v: impl serde::Serialize) -> R<Vec<u8>> {
 
 /// Splits argv into flags (with their values) and positional arguments, given which flags
 /// take a value; `--` ends flags; `--flag=value` is accepted.
-fn parse(args: &[String], valued: &[&str], boolean: &[&str]) -> R<(BTreeMap<String, String>, Vec<String>)> {
+fn parse(
+    args: &[String],
+    valued: &[&str],
+    boolean: &[&str],
+) -> R<(BTreeMap<String, String>, Vec<String>)> {
     let mut flags = BTreeMap::new();
     let mut pos = Vec::new();
     let mut it = args.iter();
@@ -68,13 +75,19 @@ fn parse(args: &[String], valued: &[&str], boolean: &[&str]) -> R<(BTreeMap<Stri
             if valued.contains(&name.as_str()) {
                 let v = match inline {
                     Some(v) => v,
-                    None => it.next().cloned().ok_or(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR flag needs an argument: {name}") })?,
+                    None => it.next().cloned().ok_or(ToolErrorKind::Failed {
+                        code: Some(2),
+                        stderr: format!("ERROR flag needs an argument: {name}"),
+                    })?,
                 };
                 flags.insert(name, v);
             } else if boolean.contains(&name.as_str()) {
                 flags.insert(name, String::new());
             } else {
-                return Err(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR flag provided but not defined: {name}") });
+                return Err(ToolErrorKind::Failed {
+                    code: Some(2),
+                    stderr: format!("ERROR flag provided but not defined: {name}"),
+                });
             }
         } else {
             pos.push(a.clone());
@@ -85,7 +98,12 @@ fn parse(args: &[String], valued: &[&str], boolean: &[&str]) -> R<(BTreeMap<Stri
 
 impl<'s> FakeJuju<'s> {
     /// A Juju for `event` on a unit of the charm `spec`, starting from `state`.
-    pub fn new(spec: &'s CharmSpec, event: &'s Event, state: State, action_params: serde_json::Map<String, serde_json::Value>) -> FakeJuju<'s> {
+    pub fn new(
+        spec: &'s CharmSpec,
+        event: &'s Event,
+        state: State,
+        action_params: serde_json::Map<String, serde_json::Value>,
+    ) -> FakeJuju<'s> {
         FakeJuju {
             spec,
             event,
@@ -107,7 +125,11 @@ impl<'s> FakeJuju<'s> {
     }
 
     fn unit_number(&self) -> u32 {
-        self.event.unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+        self.event
+            .unit
+            .rsplit_once('/')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0)
     }
 
     fn remote_app_of(&self, r: &Relation) -> String {
@@ -130,11 +152,18 @@ impl<'s> FakeJuju<'s> {
                     Some((e, n)) => (Some(e), n),
                     None => (None, raw.as_str()),
                 };
-                let id: u32 = n.parse().map_err(|_| ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR invalid value {raw:?} for option -r: invalid relation id") })?;
+                let id: u32 = n.parse().map_err(|_| ToolErrorKind::Failed {
+                    code: Some(2),
+                    stderr: format!(
+                        "ERROR invalid value {raw:?} for option -r: invalid relation id"
+                    ),
+                })?;
                 let st = self.state.borrow();
                 match st.relation(id) {
                     Some(r) if endpoint.is_none_or(|e| e == r.endpoint) => Ok(id),
-                    _ => fail(format!("ERROR invalid value {raw:?} for option -r: relation not found")),
+                    _ => fail(format!(
+                        "ERROR invalid value {raw:?} for option -r: relation not found"
+                    )),
                 }
             }
         }
@@ -146,7 +175,9 @@ impl<'s> FakeJuju<'s> {
 
     fn departing(&self, id: u32) -> Option<&str> {
         match &self.event.kind {
-            EventKind::Relation(r) if r.relation.id == id && r.phase == RelationPhase::Departed => r.departing_unit.as_deref(),
+            EventKind::Relation(r) if r.relation.id == id && r.phase == RelationPhase::Departed => {
+                r.departing_unit.as_deref()
+            }
             _ => None,
         }
     }
@@ -166,7 +197,13 @@ impl<'s> FakeJuju<'s> {
                     return fail(format!("ERROR unknown endpoint {endpoint:?}"));
                 }
                 let st = self.state.borrow();
-                json(st.relations.iter().filter(|r| r.endpoint == endpoint).map(|r| format!("{}:{}", r.endpoint, r.id)).collect::<Vec<_>>())
+                json(
+                    st.relations
+                        .iter()
+                        .filter(|r| r.endpoint == endpoint)
+                        .map(|r| format!("{}:{}", r.endpoint, r.id))
+                        .collect::<Vec<_>>(),
+                )
             }
             "relation-list" => {
                 let (flags, _) = parse(args, &["--format", "-r", "--relation"], &["--app"])?;
@@ -181,7 +218,13 @@ impl<'s> FakeJuju<'s> {
                     return json(Vec::<String>::new());
                 }
                 let departing = self.departing(id);
-                json(r.remote_units.keys().map(|n| format!("{remote}/{n}")).filter(|u| Some(u.as_str()) != departing).collect::<Vec<_>>())
+                json(
+                    r.remote_units
+                        .keys()
+                        .map(|n| format!("{remote}/{n}"))
+                        .filter(|u| Some(u.as_str()) != departing)
+                        .collect::<Vec<_>>(),
+                )
             }
             "relation-get" => self.relation_get(args),
             "relation-set" => self.relation_set(args, stdin),
@@ -203,15 +246,28 @@ impl<'s> FakeJuju<'s> {
             "is-leader" => json(self.state.borrow().leader),
             "status-set" => {
                 let (flags, pos) = parse(args, &[], &["--application"])?;
-                let kind = pos.first().and_then(|s| StatusKind::parse(s)).filter(|k| matches!(k, StatusKind::Active | StatusKind::Blocked | StatusKind::Maintenance | StatusKind::Waiting));
+                let kind = pos.first().and_then(|s| StatusKind::parse(s)).filter(|k| {
+                    matches!(
+                        k,
+                        StatusKind::Active
+                            | StatusKind::Blocked
+                            | StatusKind::Maintenance
+                            | StatusKind::Waiting
+                    )
+                });
                 let Some(kind) = kind else {
                     return fail(format!("ERROR invalid status {:?}, expected one of [maintenance blocked waiting active]", pos.first()));
                 };
-                let status = Status { kind, message: pos.get(1).cloned().unwrap_or_default() };
+                let status = Status {
+                    kind,
+                    message: pos.get(1).cloned().unwrap_or_default(),
+                };
                 let mut st = self.state.borrow_mut();
                 if flags.contains_key("--application") {
                     if !st.leader {
-                        return fail("ERROR setting application status: this unit is not the leader");
+                        return fail(
+                            "ERROR setting application status: this unit is not the leader",
+                        );
                     }
                     st.app_status = status;
                 } else {
@@ -226,10 +282,13 @@ impl<'s> FakeJuju<'s> {
                 let one = |s: &Status| serde_json::json!({"status": s.kind.as_str(), "message": s.message, "status-data": {}});
                 if flags.contains_key("--application") {
                     if !st.leader {
-                        return fail("ERROR finding application status: this unit is not the leader");
+                        return fail(
+                            "ERROR finding application status: this unit is not the leader",
+                        );
                     }
                     let mut app = one(&st.app_status);
-                    app["units"] = serde_json::json!({ self.event.unit.clone(): one(&st.unit_status) });
+                    app["units"] =
+                        serde_json::json!({ self.event.unit.clone(): one(&st.unit_status) });
                     json(serde_json::json!({"application-status": app}))
                 } else {
                     json(one(&st.unit_status))
@@ -237,7 +296,11 @@ impl<'s> FakeJuju<'s> {
             }
             "juju-log" => {
                 let (flags, pos) = parse(args, &["--log-level", "-l", "--format"], &["--debug"])?;
-                let level = match flags.get("--log-level").or(flags.get("-l")).map(|s| s.as_str()) {
+                let level = match flags
+                    .get("--log-level")
+                    .or(flags.get("-l"))
+                    .map(|s| s.as_str())
+                {
                     _ if flags.contains_key("--debug") => LogLevel::Debug,
                     Some("TRACE") => LogLevel::Trace,
                     Some("DEBUG") => LogLevel::Debug,
@@ -255,7 +318,17 @@ impl<'s> FakeJuju<'s> {
             }
             "open-port" | "close-port" => {
                 let (_, pos) = parse(args, &["--endpoints"], &[])?;
-                let p: Port = pos.first().ok_or(ToolErrorKind::Failed { code: Some(2), stderr: "ERROR no port specified".into() })?.parse().map_err(|e: String| ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR {e}") })?;
+                let p: Port = pos
+                    .first()
+                    .ok_or(ToolErrorKind::Failed {
+                        code: Some(2),
+                        stderr: "ERROR no port specified".into(),
+                    })?
+                    .parse()
+                    .map_err(|e: String| ToolErrorKind::Failed {
+                        code: Some(2),
+                        stderr: format!("ERROR {e}"),
+                    })?;
                 let mut st = self.state.borrow_mut();
                 if tool == "open-port" {
                     st.opened_ports.insert(p);
@@ -266,17 +339,36 @@ impl<'s> FakeJuju<'s> {
             }
             "opened-ports" => {
                 parse(args, &["--format"], &["--endpoints"])?;
-                json(self.state.borrow().opened_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+                json(
+                    self.state
+                        .borrow()
+                        .opened_ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                )
             }
             "network-get" => {
-                let (flags, pos) = parse(args, &["--format", "-r", "--relation"], &["--bind-address", "--ingress-address", "--egress-subnets", "--primary-address"])?;
+                let (flags, pos) = parse(
+                    args,
+                    &["--format", "-r", "--relation"],
+                    &[
+                        "--bind-address",
+                        "--ingress-address",
+                        "--egress-subnets",
+                        "--primary-address",
+                    ],
+                )?;
                 if let Some(r) = flags.get("-r").or(flags.get("--relation")) {
                     self.relation_id(Some(r))?;
                 }
                 let binding = pos.first().cloned().unwrap_or_default();
-                let known = self.spec.metadata.endpoint(&binding).is_some() || self.spec.metadata.extra_bindings.contains_key(&binding);
+                let known = self.spec.metadata.endpoint(&binding).is_some()
+                    || self.spec.metadata.extra_bindings.contains_key(&binding);
                 if !known {
-                    return fail(format!("ERROR no network config found for binding {binding:?}"));
+                    return fail(format!(
+                        "ERROR no network config found for binding {binding:?}"
+                    ));
                 }
                 let n = self.state.borrow().network.clone();
                 if flags.contains_key("--ingress-address") {
@@ -291,26 +383,43 @@ impl<'s> FakeJuju<'s> {
             "unit-get" => {
                 let (_, pos) = parse(args, &["--format"], &[])?;
                 match pos.first().map(|s| s.as_str()) {
-                    Some("private-address" | "public-address") => json(&self.state.borrow().network.address),
+                    Some("private-address" | "public-address") => {
+                        json(&self.state.borrow().network.address)
+                    }
                     other => fail(format!("ERROR unknown setting {other:?}")),
                 }
             }
-            "action-get" | "action-set" | "action-log" | "action-fail" if !self.in_action() => Err(ToolErrorKind::NotFound),
+            "action-get" | "action-set" | "action-log" | "action-fail" if !self.in_action() => {
+                Err(ToolErrorKind::NotFound)
+            }
             "action-get" => {
                 let (_, pos) = parse(args, &["--format"], &[])?;
                 match pos.first() {
                     None => json(&self.action_params),
-                    Some(path) => json(path.split('.').try_fold(serde_json::Value::Object(self.action_params.clone()), |v, k| v.get(k).cloned()).unwrap_or(serde_json::Value::Null)),
+                    Some(path) => json(
+                        path.split('.')
+                            .try_fold(
+                                serde_json::Value::Object(self.action_params.clone()),
+                                |v, k| v.get(k).cloned(),
+                            )
+                            .unwrap_or(serde_json::Value::Null),
+                    ),
                 }
             }
             "action-set" => {
                 let (_, pos) = parse(args, &[], &[])?;
                 for kv in pos {
-                    let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR argument {kv:?} must be of the form key=value") })?;
+                    let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed {
+                        code: Some(2),
+                        stderr: format!("ERROR argument {kv:?} must be of the form key=value"),
+                    })?;
                     if !k.split('.').all(crate::dispatch::valid_result_key) {
                         return fail(format!("ERROR key {k:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"));
                     }
-                    self.action.borrow_mut().results.insert(k.to_string(), v.to_string());
+                    self.action
+                        .borrow_mut()
+                        .results
+                        .insert(k.to_string(), v.to_string());
                 }
                 Ok(Vec::new())
             }
@@ -365,7 +474,9 @@ impl<'s> FakeJuju<'s> {
                 }
                 match self.state.borrow().resources.get(&name) {
                     Some(p) => Ok(format!("{}\n", p.display()).into_bytes()),
-                    None => fail(format!("ERROR could not download resource: resource {name:?} has no file attached")),
+                    None => fail(format!(
+                        "ERROR could not download resource: resource {name:?} has no file attached"
+                    )),
                 }
             }
             t if t.starts_with("secret-") => self.secret_tool(t, args),
@@ -405,12 +516,17 @@ impl<'s> FakeJuju<'s> {
                     &r.remote_app_data
                 }
             } else {
-                return fail(format!("ERROR application {owner:?} is not part of relation {}:{id}", r.endpoint));
+                return fail(format!(
+                    "ERROR application {owner:?} is not part of relation {}:{id}",
+                    r.endpoint
+                ));
             }
         } else if owner == self.event.unit {
             &r.local_unit_data
         } else {
-            let n = owner.strip_prefix(&format!("{remote}/")).and_then(|n| n.parse::<u32>().ok());
+            let n = owner
+                .strip_prefix(&format!("{remote}/"))
+                .and_then(|n| n.parse::<u32>().ok());
             match n.and_then(|n| r.remote_units.get(&n)) {
                 Some(b) => b,
                 None => return fail(format!("ERROR cannot read settings for unit {owner:?} in relation \"{}:{id}\": unit {owner:?}: settings not found", r.endpoint)),
@@ -423,11 +539,18 @@ impl<'s> FakeJuju<'s> {
     }
 
     fn relation_set(&self, args: &[String], stdin: Option<&[u8]>) -> R<Vec<u8>> {
-        let (flags, pos) = parse(args, &["-r", "--relation", "--file", "--format"], &["--app"])?;
+        let (flags, pos) = parse(
+            args,
+            &["-r", "--relation", "--file", "--format"],
+            &["--app"],
+        )?;
         let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
         let mut changes = read_map(flags.get("--file"), stdin)?;
         for kv in pos {
-            let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed { code: Some(2), stderr: format!("ERROR expected \"key=value\", got {kv:?}") })?;
+            let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed {
+                code: Some(2),
+                stderr: format!("ERROR expected \"key=value\", got {kv:?}"),
+            })?;
             changes.insert(k.into(), v.into());
         }
         let mut st = self.state.borrow_mut();
@@ -435,8 +558,16 @@ impl<'s> FakeJuju<'s> {
         if flags.contains_key("--app") && !leader {
             return fail("ERROR cannot write relation settings");
         }
-        let r = st.relations.iter_mut().find(|r| r.id == id).expect("checked");
-        let bag = if flags.contains_key("--app") { &mut r.local_app_data } else { &mut r.local_unit_data };
+        let r = st
+            .relations
+            .iter_mut()
+            .find(|r| r.id == id)
+            .expect("checked");
+        let bag = if flags.contains_key("--app") {
+            &mut r.local_app_data
+        } else {
+            &mut r.local_unit_data
+        };
         for (k, v) in changes {
             if v.is_empty() {
                 bag.remove(&k);
@@ -451,14 +582,19 @@ impl<'s> FakeJuju<'s> {
         let st = self.state.borrow();
         let by_id = id.map(|id| {
             let xid = id.strip_prefix("secret:").unwrap_or(id);
-            st.secrets.iter().position(|s| s.id.strip_prefix("secret:").unwrap_or(&s.id) == xid)
+            st.secrets
+                .iter()
+                .position(|s| s.id.strip_prefix("secret:").unwrap_or(&s.id) == xid)
         });
         let found = match (by_id, label) {
             (Some(found), _) => found,
             (None, Some(l)) => st.secrets.iter().position(|s| s.label.as_ref() == Some(l)),
             (None, None) => return fail("ERROR require either a secret URI or label"),
         };
-        found.ok_or_else(|| ToolErrorKind::Failed { code: Some(1), stderr: format!("ERROR secret {:?} not found", id.or(label).unwrap()) })
+        found.ok_or_else(|| ToolErrorKind::Failed {
+            code: Some(1),
+            stderr: format!("ERROR secret {:?} not found", id.or(label).unwrap()),
+        })
     }
 
     fn owns(&self, s: &Secret) -> bool {
@@ -470,7 +606,20 @@ impl<'s> FakeJuju<'s> {
     }
 
     fn secret_tool(&self, tool: &str, args: &[String]) -> R<Vec<u8>> {
-        let valued = ["--format", "--label", "--description", "--expire", "--rotate", "--owner", "--file", "--relation", "-r", "--unit", "--app", "--revision"];
+        let valued = [
+            "--format",
+            "--label",
+            "--description",
+            "--expire",
+            "--rotate",
+            "--owner",
+            "--file",
+            "--relation",
+            "-r",
+            "--unit",
+            "--app",
+            "--revision",
+        ];
         let (flags, pos) = parse(args, &valued, &["--refresh", "--peek"])?;
         match tool {
             "secret-add" => {
@@ -481,10 +630,19 @@ impl<'s> FakeJuju<'s> {
                 let content = secret_content(flags.get("--file"), &pos)?;
                 let mut n = self.next_secret.borrow_mut();
                 *n += 1;
-                let id = format!("secret:{}{}{:04}", self.app().replace('-', ""), self.unit_number(), *n);
+                let id = format!(
+                    "secret:{}{}{:04}",
+                    self.app().replace('-', ""),
+                    self.unit_number(),
+                    *n
+                );
                 let mut s = Secret::owned(&id, &[]);
                 s.revisions = vec![content];
-                s.holder = if owner_unit { SecretHolder::Unit } else { SecretHolder::App };
+                s.holder = if owner_unit {
+                    SecretHolder::Unit
+                } else {
+                    SecretHolder::App
+                };
                 s.label = flags.get("--label").cloned();
                 s.description = flags.get("--description").cloned();
                 self.state.borrow_mut().secrets.push(s);
@@ -559,9 +717,14 @@ impl<'s> FakeJuju<'s> {
                     return fail("ERROR permission denied");
                 }
                 let mut st = self.state.borrow_mut();
-                match flags.get("--revision").and_then(|r| r.parse::<usize>().ok()) {
+                match flags
+                    .get("--revision")
+                    .and_then(|r| r.parse::<usize>().ok())
+                {
                     // Revisions keep their numbers, so a removed one leaves an empty slot.
-                    Some(r) if r >= 1 && r <= st.secrets[i].revisions.len() => st.secrets[i].revisions[r - 1].clear(),
+                    Some(r) if r >= 1 && r <= st.secrets[i].revisions.len() => {
+                        st.secrets[i].revisions[r - 1].clear()
+                    }
                     Some(_) => return fail("ERROR revision not found"),
                     None => {
                         st.secrets.remove(i);
@@ -570,7 +733,14 @@ impl<'s> FakeJuju<'s> {
                 Ok(Vec::new())
             }
             "secret-ids" => {
-                let ids: Vec<String> = self.state.borrow().secrets.iter().filter(|s| s.holder != SecretHolder::Consumer).map(|s| s.id.clone()).collect();
+                let ids: Vec<String> = self
+                    .state
+                    .borrow()
+                    .secrets
+                    .iter()
+                    .filter(|s| s.holder != SecretHolder::Consumer)
+                    .map(|s| s.id.clone())
+                    .collect();
                 json(ids)
             }
             "secret-info-get" => {
@@ -581,7 +751,9 @@ impl<'s> FakeJuju<'s> {
                     return fail("ERROR permission denied");
                 }
                 let xid = s.id.strip_prefix("secret:").unwrap_or(&s.id).to_string();
-                json(serde_json::json!({ xid: {"revision": s.latest(), "label": s.label, "description": s.description, "expiry": null, "rotation": null, "rotates": null} }))
+                json(
+                    serde_json::json!({ xid: {"revision": s.latest(), "label": s.label, "description": s.description, "expiry": null, "rotation": null, "rotates": null} }),
+                )
             }
             _ => Err(ToolErrorKind::NotFound),
         }
@@ -593,16 +765,28 @@ fn read_map(file: Option<&String>, stdin: Option<&[u8]>) -> R<BTreeMap<String, S
     let text = match file.map(|s| s.as_str()) {
         None => return Ok(BTreeMap::new()),
         Some("-") => String::from_utf8_lossy(stdin.unwrap_or_default()).into_owned(),
-        Some(path) => std::fs::read_to_string(path).map_err(|e| ToolErrorKind::Failed { code: Some(1), stderr: format!("ERROR cannot read {path}: {e}") })?,
+        Some(path) => std::fs::read_to_string(path).map_err(|e| ToolErrorKind::Failed {
+            code: Some(1),
+            stderr: format!("ERROR cannot read {path}: {e}"),
+        })?,
     };
     let v: Option<BTreeMap<String, serde_yaml::Value>> =
-        serde_yaml::from_str(&text).map_err(|e| ToolErrorKind::Failed { code: Some(1), stderr: format!("ERROR cannot parse settings: {e}") })?;
+        serde_yaml::from_str(&text).map_err(|e| ToolErrorKind::Failed {
+            code: Some(1),
+            stderr: format!("ERROR cannot parse settings: {e}"),
+        })?;
     v.unwrap_or_default()
         .into_iter()
         .map(|(k, v)| match v {
             serde_yaml::Value::String(s) => Ok((k, s)),
             serde_yaml::Value::Null => Ok((k, String::new())),
-            other => Ok((k, serde_yaml::to_string(&other).unwrap_or_default().trim().to_string())),
+            other => Ok((
+                k,
+                serde_yaml::to_string(&other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            )),
         })
         .collect()
 }
@@ -622,6 +806,7 @@ fn secret_content(file: Option<&String>, pos: &[String]) -> R<BTreeMap<String, S
 
 impl ToolRunner for FakeJuju<'_> {
     fn run(&self, tool: &str, args: &[String], stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
-        self.dispatch(tool, args, stdin).map_err(|kind| ToolError::new(tool, args, kind))
+        self.dispatch(tool, args, stdin)
+            .map_err(|kind| ToolError::new(tool, args, kind))
     }
 }

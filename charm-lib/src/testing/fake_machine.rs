@@ -17,13 +17,24 @@ pub struct FakeMachine {
 impl FakeMachine {
     /// A host in `state`.
     pub fn new(state: MachineState) -> FakeMachine {
-        FakeMachine { state: RefCell::new(state), ran: RefCell::new(Vec::new()) }
+        FakeMachine {
+            state: RefCell::new(state),
+            ran: RefCell::new(Vec::new()),
+        }
     }
 
     fn builtin(&self, argv: &[String]) -> CmdOutput {
         let mut st = self.state.borrow_mut();
-        let args: Vec<&str> = argv[1..].iter().map(|s| s.as_str()).filter(|a| !a.starts_with('-')).collect();
-        let flags: Vec<&str> = argv[1..].iter().map(|s| s.as_str()).filter(|a| a.starts_with('-')).collect();
+        let args: Vec<&str> = argv[1..]
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let flags: Vec<&str> = argv[1..]
+            .iter()
+            .map(|s| s.as_str())
+            .filter(|a| a.starts_with('-'))
+            .collect();
         match (argv[0].rsplit('/').next().unwrap_or(""), args.as_slice()) {
             ("systemctl", ["start" | "restart", units @ ..]) => {
                 for u in units {
@@ -40,7 +51,10 @@ impl FakeMachine {
             ("systemctl", ["reload", units @ ..]) => {
                 for u in units {
                     if !st.services.get(&unit_name(u)).is_some_and(|s| s.active) {
-                        return CmdOutput::failed(1, format!("{} is not active, cannot reload.", unit_name(u)));
+                        return CmdOutput::failed(
+                            1,
+                            format!("{} is not active, cannot reload.", unit_name(u)),
+                        );
                     }
                 }
                 CmdOutput::ok("")
@@ -57,12 +71,28 @@ impl FakeMachine {
                 CmdOutput::ok("")
             }
             ("systemctl", ["is-active", unit]) => match st.services.get(&unit_name(unit)) {
-                Some(s) if s.active => CmdOutput::ok(if flags.contains(&"--quiet") { "" } else { "active\n" }),
-                _ => CmdOutput { code: 3, stdout: if flags.contains(&"--quiet") { String::new() } else { "inactive\n".into() }, stderr: String::new() },
+                Some(s) if s.active => CmdOutput::ok(if flags.contains(&"--quiet") {
+                    ""
+                } else {
+                    "active\n"
+                }),
+                _ => CmdOutput {
+                    code: 3,
+                    stdout: if flags.contains(&"--quiet") {
+                        String::new()
+                    } else {
+                        "inactive\n".into()
+                    },
+                    stderr: String::new(),
+                },
             },
             ("systemctl", ["is-enabled", unit]) => match st.services.get(&unit_name(unit)) {
                 Some(s) if s.enabled => CmdOutput::ok("enabled\n"),
-                _ => CmdOutput { code: 1, stdout: "disabled\n".into(), stderr: String::new() },
+                _ => CmdOutput {
+                    code: 1,
+                    stdout: "disabled\n".into(),
+                    stderr: String::new(),
+                },
             },
             ("apt-get" | "apt", ["install", pkgs @ ..]) => {
                 st.packages.extend(pkgs.iter().map(|p| p.to_string()));
@@ -102,7 +132,9 @@ fn unit_name(u: &str) -> String {
 }
 
 fn channel(flags: &[&str]) -> Option<String> {
-    flags.iter().find_map(|f| f.strip_prefix("--channel=").map(String::from))
+    flags
+        .iter()
+        .find_map(|f| f.strip_prefix("--channel=").map(String::from))
 }
 
 impl Machine for FakeMachine {
@@ -127,24 +159,43 @@ impl Machine for FakeMachine {
 
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, MachineError> {
         match self.state.borrow().files.get(path) {
-            Some(f) if f.is_dir => Err(MachineError::File { path: path.into(), reason: "cannot read: is a directory".into() }),
+            Some(f) if f.is_dir => Err(MachineError::File {
+                path: path.into(),
+                reason: "cannot read: is a directory".into(),
+            }),
             Some(f) => Ok(Some(f.content.clone())),
             None => Ok(None),
         }
     }
 
-    fn write_file(&self, path: &Path, content: &[u8], opts: &FileOptions) -> Result<bool, MachineError> {
+    fn write_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        opts: &FileOptions,
+    ) -> Result<bool, MachineError> {
         let mut st = self.state.borrow_mut();
         if st.files.get(path).is_some_and(|f| f.is_dir) {
-            return Err(MachineError::File { path: path.into(), reason: "cannot write: is a directory".into() });
+            return Err(MachineError::File {
+                path: path.into(),
+                reason: "cannot write: is a directory".into(),
+            });
         }
-        let new = VFile { content: content.to_vec(), options: opts.clone(), is_dir: false };
+        let new = VFile {
+            content: content.to_vec(),
+            options: opts.clone(),
+            is_dir: false,
+        };
         if st.files.get(path) == Some(&new) {
             return Ok(false);
         }
         let mut parent = path.parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty() && *p != Path::new("/")) {
-            st.files.entry(p.to_path_buf()).or_insert(VFile { content: Vec::new(), options: FileOptions::root(0o755), is_dir: true });
+            st.files.entry(p.to_path_buf()).or_insert(VFile {
+                content: Vec::new(),
+                options: FileOptions::root(0o755),
+                is_dir: true,
+            });
             parent = p.parent();
         }
         st.files.insert(path.to_path_buf(), new);
@@ -157,7 +208,11 @@ impl Machine for FakeMachine {
 
     fn make_dir(&self, path: &Path, opts: &FileOptions) -> Result<bool, MachineError> {
         let mut st = self.state.borrow_mut();
-        let new = VFile { content: Vec::new(), options: opts.clone(), is_dir: true };
+        let new = VFile {
+            content: Vec::new(),
+            options: opts.clone(),
+            is_dir: true,
+        };
         if st.files.get(path) == Some(&new) {
             return Ok(false);
         }
@@ -166,7 +221,10 @@ impl Machine for FakeMachine {
     }
 
     fn file_info(&self, path: &Path) -> Result<Option<FileInfo>, MachineError> {
-        Ok(self.state.borrow().files.get(path).map(|f| FileInfo { options: f.options.clone(), is_dir: f.is_dir }))
+        Ok(self.state.borrow().files.get(path).map(|f| FileInfo {
+            options: f.options.clone(),
+            is_dir: f.is_dir,
+        }))
     }
 }
 
@@ -184,36 +242,70 @@ mod tests {
         assert!(m.state.borrow().services["haproxy.service"].enabled);
         m.apt_install(&["haproxy", "keepalived"]).unwrap();
         assert!(m.state.borrow().packages.contains("keepalived"));
-        assert!(m.snap_refresh("maas", "3.6/stable").is_err(), "refresh before install fails like snapd");
+        assert!(
+            m.snap_refresh("maas", "3.6/stable").is_err(),
+            "refresh before install fails like snapd"
+        );
         m.snap_install("maas", "3.5/stable").unwrap();
         m.snap_refresh("maas", "3.6/stable").unwrap();
         assert_eq!(m.state.borrow().snaps["maas"], "3.6/stable");
         m.retire_service("haproxy").unwrap();
         assert!(!m.service_is_active("haproxy").unwrap());
-        let e = m.run(&Cmd::new("systemctl", ["reload", "haproxy"])).unwrap_err();
+        let e = m
+            .run(&Cmd::new("systemctl", ["reload", "haproxy"]))
+            .unwrap_err();
         assert!(e.to_string().contains("not active, cannot reload"));
     }
 
     #[test]
     fn responders_override_and_commands_are_recorded() {
-        let st = MachineState::default().respond(&["ip", "-j", "addr"], CmdOutput::ok("[]")).respond(&["systemctl", "start", "x"], CmdOutput::failed(1, "no such unit"));
+        let st = MachineState::default()
+            .respond(&["ip", "-j", "addr"], CmdOutput::ok("[]"))
+            .respond(
+                &["systemctl", "start", "x"],
+                CmdOutput::failed(1, "no such unit"),
+            );
         let m = FakeMachine::new(st);
-        assert_eq!(m.run(&Cmd::new("ip", ["-j", "addr", "show"])).unwrap().stdout, "[]");
-        assert!(m.service(crate::ServiceOp::Start, "x").unwrap_err().to_string().contains("no such unit"));
+        assert_eq!(
+            m.run(&Cmd::new("ip", ["-j", "addr", "show"]))
+                .unwrap()
+                .stdout,
+            "[]"
+        );
+        assert!(m
+            .service(crate::ServiceOp::Start, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("no such unit"));
         assert_eq!(m.ran.borrow().len(), 2);
     }
 
     #[test]
     fn stdin_user_and_env_are_recorded_apart_from_argv() {
         let m = FakeMachine::new(MachineState::default());
-        m.run(&Cmd::new("maas-rack", ["register", "--url", "http://x/MAAS"]).stdin("s3cret")).unwrap();
-        m.run(&Cmd::new("psql", ["-c", "SELECT 1"]).user("postgres").env("PGHOST", "/run/pg")).unwrap();
+        m.run(&Cmd::new("maas-rack", ["register", "--url", "http://x/MAAS"]).stdin("s3cret"))
+            .unwrap();
+        m.run(
+            &Cmd::new("psql", ["-c", "SELECT 1"])
+                .user("postgres")
+                .env("PGHOST", "/run/pg"),
+        )
+        .unwrap();
         let ran = m.ran.borrow();
-        assert_eq!(ran[0].argv(), ["maas-rack", "register", "--url", "http://x/MAAS"]);
+        assert_eq!(
+            ran[0].argv(),
+            ["maas-rack", "register", "--url", "http://x/MAAS"]
+        );
         assert_eq!(ran[0].stdin.as_deref(), Some(&b"s3cret"[..]));
         assert_eq!(ran[1].user.as_deref(), Some("postgres"));
         assert_eq!(ran[1].env, [("PGHOST".to_string(), "/run/pg".to_string())]);
-        assert!(!m.state.borrow().commands.concat().iter().any(|a| a.contains("s3cret")));
+        assert!(!m
+            .state
+            .borrow()
+            .commands
+            .concat()
+            .iter()
+            .any(|a| a.contains("s3cret")));
     }
 
     #[test]

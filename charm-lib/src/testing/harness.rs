@@ -94,13 +94,23 @@ impl Output {
     /// state contains `needle` (to prove a secret stays out of everything Juju shows or shares).
     /// Action results are not searched: actions such as get-password exist to return secrets.
     pub fn mentions(&self, needle: &str) -> bool {
-        let in_bag = |b: &crate::tools::Databag| b.iter().any(|(k, v)| k.contains(needle) || v.contains(needle));
+        let in_bag = |b: &crate::tools::Databag| {
+            b.iter()
+                .any(|(k, v)| k.contains(needle) || v.contains(needle))
+        };
         self.logs.iter().any(|(_, l)| l.contains(needle))
-            || self.state.relations.iter().any(|r| in_bag(&r.local_app_data) || in_bag(&r.local_unit_data))
+            || self
+                .state
+                .relations
+                .iter()
+                .any(|r| in_bag(&r.local_app_data) || in_bag(&r.local_unit_data))
             || in_bag(&self.state.stored)
             || self.state.unit_status.message.contains(needle)
             || self.state.app_status.message.contains(needle)
-            || self.status_history.iter().any(|s| s.message.contains(needle))
+            || self
+                .status_history
+                .iter()
+                .any(|s| s.message.contains(needle))
             || self.error.as_deref().is_some_and(|e| e.contains(needle))
     }
 }
@@ -131,14 +141,19 @@ impl Harness {
     /// Loads the charm's metadata/config/actions from `charm_dir`; the unit is `<name>/0`.
     /// Panics with the reason if they cannot be read: a test cannot proceed without them.
     pub fn new(charm_dir: impl AsRef<Path>, handler: Handler) -> Harness {
-        let spec = CharmSpec::load(charm_dir.as_ref()).unwrap_or_else(|e| panic!("cannot load the charm's metadata: {e}"));
+        let spec = CharmSpec::load(charm_dir.as_ref())
+            .unwrap_or_else(|e| panic!("cannot load the charm's metadata: {e}"));
         Harness::from_spec(spec, handler)
     }
 
     /// A harness for an already parsed spec.
     pub fn from_spec(spec: CharmSpec, handler: Handler) -> Harness {
         let unit = format!("{}/0", spec.metadata.name);
-        Harness { spec, handler, unit }
+        Harness {
+            spec,
+            handler,
+            unit,
+        }
     }
 
     /// Runs as unit number `n` instead of 0.
@@ -157,15 +172,17 @@ impl Harness {
         self.check_state(state)?;
         let (event, params) = self.event_for(&trigger, state)?;
         // Go through the environment and back, as a real dispatch would.
-        let event = Event::from_env(&event.to_env()).map_err(|e| Inconsistent(format!("event does not survive the environment: {e}")))?;
+        let event = Event::from_env(&event.to_env())
+            .map_err(|e| Inconsistent(format!("event does not survive the environment: {e}")))?;
         let juju = FakeJuju::new(&self.spec, &event, state.clone(), params);
         let machine = FakeMachine::new(state.machine.clone());
         let logs = Rc::new(RefCell::new(Vec::new()));
         let sink_logs = logs.clone();
         let handler = self.handler;
-        let result = logger::with_sink(Box::new(move |l, m| sink_logs.borrow_mut().push((l, m.to_string()))), || {
-            dispatch::run(event.clone(), &juju, &machine, handler)
-        });
+        let result = logger::with_sink(
+            Box::new(move |l, m| sink_logs.borrow_mut().push((l, m.to_string()))),
+            || dispatch::run(event.clone(), &juju, &machine, handler),
+        );
         let error = result.err().map(|e| format!("{e:#}"));
         let working = juju.state.into_inner();
         let mut out_state = if error.is_none() {
@@ -198,9 +215,16 @@ impl Harness {
         if let EventKind::Relation(r) = &event.kind {
             match r.phase {
                 RelationPhase::Departed => {
-                    if let Some(n) = r.departing_unit.as_deref().and_then(|u| u.rsplit_once('/')).and_then(|(_, n)| n.parse::<u32>().ok()) {
+                    if let Some(n) = r
+                        .departing_unit
+                        .as_deref()
+                        .and_then(|u| u.rsplit_once('/'))
+                        .and_then(|(_, n)| n.parse::<u32>().ok())
+                    {
                         if r.departing_unit.as_deref() != Some(event.unit.as_str()) {
-                            if let Some(rel) = s.relations.iter_mut().find(|x| x.id == r.relation.id) {
+                            if let Some(rel) =
+                                s.relations.iter_mut().find(|x| x.id == r.relation.id)
+                            {
                                 rel.remote_units.remove(&n);
                             }
                         }
@@ -217,7 +241,12 @@ impl Harness {
         for (k, v) in &state.config {
             match self.spec.config.options.get(k) {
                 None => return bad(format!("config option {k:?} is not in config.yaml")),
-                Some(o) if !o.accepts(v) => return bad(format!("config option {k:?} is of type {} in config.yaml, got {v}", o.kind)),
+                Some(o) if !o.accepts(v) => {
+                    return bad(format!(
+                        "config option {k:?} is of type {} in config.yaml, got {v}",
+                        o.kind
+                    ))
+                }
                 _ => {}
             }
         }
@@ -227,22 +256,44 @@ impl Harness {
                 return bad(format!("relation id {} is used twice", r.id));
             }
             let Some((role, ep)) = self.spec.metadata.endpoint(&r.endpoint) else {
-                return bad(format!("relation {}:{}: endpoint {:?} is not in metadata.yaml", r.endpoint, r.id, r.endpoint));
+                return bad(format!(
+                    "relation {}:{}: endpoint {:?} is not in metadata.yaml",
+                    r.endpoint, r.id, r.endpoint
+                ));
             };
             match (role, r.kind) {
-                (Role::Peers, RelationKind::Regular) => return bad(format!("relation {}:{}: {:?} is a peer endpoint; use Relation::peer", r.endpoint, r.id, r.endpoint)),
-                (Role::Provides | Role::Requires, RelationKind::Peer) => return bad(format!("relation {}:{}: {:?} is not a peer endpoint", r.endpoint, r.id, r.endpoint)),
+                (Role::Peers, RelationKind::Regular) => {
+                    return bad(format!(
+                        "relation {}:{}: {:?} is a peer endpoint; use Relation::peer",
+                        r.endpoint, r.id, r.endpoint
+                    ))
+                }
+                (Role::Provides | Role::Requires, RelationKind::Peer) => {
+                    return bad(format!(
+                        "relation {}:{}: {:?} is not a peer endpoint",
+                        r.endpoint, r.id, r.endpoint
+                    ))
+                }
                 _ => {}
             }
             if r.kind == RelationKind::Regular {
                 if r.remote_app.is_empty() || r.remote_app == self.spec.metadata.name {
-                    return bad(format!("relation {}:{}: remote application must be another application, got {:?}", r.endpoint, r.id, r.remote_app));
+                    return bad(format!(
+                        "relation {}:{}: remote application must be another application, got {:?}",
+                        r.endpoint, r.id, r.remote_app
+                    ));
                 }
                 if ep.is_container() && r.remote_units.len() > 1 {
-                    return bad(format!("relation {}:{}: a container-scoped relation has at most one remote unit", r.endpoint, r.id));
+                    return bad(format!(
+                        "relation {}:{}: a container-scoped relation has at most one remote unit",
+                        r.endpoint, r.id
+                    ));
                 }
             } else if r.remote_units.contains_key(&self.unit_number()) {
-                return bad(format!("peer relation {}:{}: this unit ({}) cannot be its own remote unit", r.endpoint, r.id, self.unit));
+                return bad(format!(
+                    "peer relation {}:{}: this unit ({}) cannot be its own remote unit",
+                    r.endpoint, r.id, self.unit
+                ));
             }
         }
         for s in &state.secrets {
@@ -253,7 +304,12 @@ impl Harness {
                 return bad(format!("secret {} has no revision", s.id));
             }
             if s.tracked > s.latest() {
-                return bad(format!("secret {} tracks revision {} but has only {}", s.id, s.tracked, s.latest()));
+                return bad(format!(
+                    "secret {} tracks revision {} but has only {}",
+                    s.id,
+                    s.tracked,
+                    s.latest()
+                ));
             }
         }
         for name in state.resources.keys() {
@@ -265,18 +321,38 @@ impl Harness {
     }
 
     fn unit_number(&self) -> u32 {
-        self.unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+        self.unit
+            .rsplit_once('/')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0)
     }
 
-    fn event_for(&self, t: &Trigger, state: &State) -> Result<(Event, serde_json::Map<String, serde_json::Value>), Inconsistent> {
+    fn event_for(
+        &self,
+        t: &Trigger,
+        state: &State,
+    ) -> Result<(Event, serde_json::Map<String, serde_json::Value>), Inconsistent> {
         let app = self.spec.metadata.name.clone();
         let mut params = serde_json::Map::new();
-        let relation = |id: u32, phase: RelationPhase, remote: Option<u32>, departing: Option<String>| -> Result<EventKind, Inconsistent> {
-            let r = state.relation(id).ok_or_else(|| Inconsistent(format!("relation {id} is not in the state")))?;
-            let remote_app = if r.kind == RelationKind::Peer { app.clone() } else { r.remote_app.clone() };
+        let relation = |id: u32,
+                        phase: RelationPhase,
+                        remote: Option<u32>,
+                        departing: Option<String>|
+         -> Result<EventKind, Inconsistent> {
+            let r = state
+                .relation(id)
+                .ok_or_else(|| Inconsistent(format!("relation {id} is not in the state")))?;
+            let remote_app = if r.kind == RelationKind::Peer {
+                app.clone()
+            } else {
+                r.remote_app.clone()
+            };
             if let Some(n) = remote {
                 if !r.remote_units.contains_key(&n) {
-                    return Err(Inconsistent(format!("relation {}:{id} has no remote unit {remote_app}/{n}", r.endpoint)));
+                    return Err(Inconsistent(format!(
+                        "relation {}:{id} has no remote unit {remote_app}/{n}",
+                        r.endpoint
+                    )));
                 }
             }
             Ok(EventKind::Relation(RelationEvent {
@@ -288,21 +364,44 @@ impl Harness {
             }))
         };
         let remote_name = |id: u32, n: u32| -> String {
-            state.relation(id).map(|r| if r.kind == RelationKind::Peer { format!("{app}/{n}") } else { format!("{}/{n}", r.remote_app) }).unwrap_or_default()
+            state
+                .relation(id)
+                .map(|r| {
+                    if r.kind == RelationKind::Peer {
+                        format!("{app}/{n}")
+                    } else {
+                        format!("{}/{n}", r.remote_app)
+                    }
+                })
+                .unwrap_or_default()
         };
-        let secret = |id: &str, phase: SecretPhase, revision: Option<u32>| -> Result<EventKind, Inconsistent> {
-            let s = state.secret(id).ok_or_else(|| Inconsistent(format!("secret {id} is not in the state")))?;
+        let secret = |id: &str,
+                      phase: SecretPhase,
+                      revision: Option<u32>|
+         -> Result<EventKind, Inconsistent> {
+            let s = state
+                .secret(id)
+                .ok_or_else(|| Inconsistent(format!("secret {id} is not in the state")))?;
             let consumer = s.holder == SecretHolder::Consumer;
             if (phase == SecretPhase::Changed) != consumer {
                 return Err(Inconsistent(format!(
                     "{} fires for {} of a secret; {} is {}",
                     phase.hook_name(),
-                    if phase == SecretPhase::Changed { "consumers" } else { "owners" },
+                    if phase == SecretPhase::Changed {
+                        "consumers"
+                    } else {
+                        "owners"
+                    },
                     s.id,
                     if consumer { "consumed" } else { "owned" }
                 )));
             }
-            Ok(EventKind::Secret(SecretEvent { phase, id: s.id.clone(), label: s.label.clone(), revision }))
+            Ok(EventKind::Secret(SecretEvent {
+                phase,
+                id: s.id.clone(),
+                label: s.label.clone(),
+                revision,
+            }))
         };
         let kind = match t {
             Trigger::Install => EventKind::Install,
@@ -314,7 +413,9 @@ impl Harness {
             Trigger::UpdateStatus => EventKind::UpdateStatus,
             Trigger::LeaderElected => {
                 if !state.leader {
-                    return Err(Inconsistent("leader-elected fires only on the leader: set state.leader".into()));
+                    return Err(Inconsistent(
+                        "leader-elected fires only on the leader: set state.leader".into(),
+                    ));
                 }
                 EventKind::LeaderElected
             }
@@ -322,19 +423,35 @@ impl Harness {
             Trigger::RelationCreated(id) => relation(*id, RelationPhase::Created, None, None)?,
             Trigger::RelationJoined(id, n) => relation(*id, RelationPhase::Joined, Some(*n), None)?,
             Trigger::RelationChanged(id, n) => relation(*id, RelationPhase::Changed, *n, None)?,
-            Trigger::RelationDeparted(id, n) => relation(*id, RelationPhase::Departed, Some(*n), Some(remote_name(*id, *n)))?,
-            Trigger::RelationDepartedSelf(id, n) => relation(*id, RelationPhase::Departed, Some(*n), Some(self.unit.clone()))?,
+            Trigger::RelationDeparted(id, n) => relation(
+                *id,
+                RelationPhase::Departed,
+                Some(*n),
+                Some(remote_name(*id, *n)),
+            )?,
+            Trigger::RelationDepartedSelf(id, n) => relation(
+                *id,
+                RelationPhase::Departed,
+                Some(*n),
+                Some(self.unit.clone()),
+            )?,
             Trigger::RelationBroken(id) => relation(*id, RelationPhase::Broken, None, None)?,
             Trigger::SecretChanged(id) => secret(id, SecretPhase::Changed, None)?,
             Trigger::SecretRotate(id) => secret(id, SecretPhase::Rotate, None)?,
             Trigger::SecretRemove(id, rev) => secret(id, SecretPhase::Remove, Some(*rev))?,
             Trigger::SecretExpired(id, rev) => secret(id, SecretPhase::Expired, Some(*rev))?,
             Trigger::Action(name, p) => {
-                let spec = self.spec.actions.get(name).ok_or_else(|| Inconsistent(format!("action {name:?} is not in actions.yaml")))?;
+                let spec = self.spec.actions.get(name).ok_or_else(|| {
+                    Inconsistent(format!("action {name:?} is not in actions.yaml"))
+                })?;
                 let given = match p {
                     serde_json::Value::Object(m) => m.clone(),
                     serde_json::Value::Null => serde_json::Map::new(),
-                    other => return Err(Inconsistent(format!("action parameters must be a JSON object, got {other}"))),
+                    other => {
+                        return Err(Inconsistent(format!(
+                            "action parameters must be a JSON object, got {other}"
+                        )))
+                    }
                 };
                 check_action_params(name, spec, &given).map_err(Inconsistent)?;
                 for (k, schema) in &spec.params {
@@ -343,7 +460,10 @@ impl Harness {
                     }
                 }
                 params.extend(given);
-                EventKind::Action { name: name.clone(), id: "1".into() }
+                EventKind::Action {
+                    name: name.clone(),
+                    id: "1".into(),
+                }
             }
         };
         let event = Event {

@@ -37,7 +37,10 @@ mod state;
 pub use fake_juju::{ActionOutput, FakeJuju};
 pub use fake_machine::FakeMachine;
 pub use harness::{Handler, Harness, Inconsistent, Output, Trigger};
-pub use state::{bag, MachineState, Network, Relation, RelationKind, Responder, Secret, SecretHolder, Service, State, VFile};
+pub use state::{
+    bag, MachineState, Network, Relation, RelationKind, Responder, Secret, SecretHolder, Service,
+    State, VFile,
+};
 
 #[cfg(test)]
 mod tests;

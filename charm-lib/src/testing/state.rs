@@ -67,7 +67,9 @@ impl State {
 
     /// The secret with this id or owner label.
     pub fn secret(&self, id_or_label: &str) -> Option<&Secret> {
-        self.secrets.iter().find(|s| s.id == id_or_label || s.label.as_deref() == Some(id_or_label))
+        self.secrets
+            .iter()
+            .find(|s| s.id == id_or_label || s.label.as_deref() == Some(id_or_label))
     }
 
     /// Sets a config value (builder style).
@@ -108,7 +110,11 @@ pub struct Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Network { address: "10.0.0.10".into(), cidr: "10.0.0.0/24".into(), interface: "eth0".into() }
+        Network {
+            address: "10.0.0.10".into(),
+            cidr: "10.0.0.0/24".into(),
+            interface: "eth0".into(),
+        }
     }
 }
 
@@ -159,7 +165,10 @@ impl Relation {
 
     /// A peer relation `id` on `endpoint`.
     pub fn peer(id: u32, endpoint: &str) -> Relation {
-        Relation { kind: RelationKind::Peer, ..Relation::new(id, endpoint, "") }
+        Relation {
+            kind: RelationKind::Peer,
+            ..Relation::new(id, endpoint, "")
+        }
     }
 
     /// Adds remote unit `n` with its databag.
@@ -189,7 +198,10 @@ impl Relation {
 
 /// Builds a databag from pairs.
 pub fn bag(pairs: &[(&str, &str)]) -> Databag {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Who holds a secret, from this unit's point of view.
@@ -238,7 +250,11 @@ impl Secret {
 
     /// A secret another application granted to this unit.
     pub fn granted(id: &str, content: &[(&str, &str)]) -> Secret {
-        Secret { holder: SecretHolder::Consumer, tracked: 0, ..Secret::owned(id, content) }
+        Secret {
+            holder: SecretHolder::Consumer,
+            tracked: 0,
+            ..Secret::owned(id, content)
+        }
     }
 
     /// Adds a revision (as the owner would with `secret-set`).
@@ -260,7 +276,9 @@ impl Secret {
 
     /// The latest content.
     pub fn latest_content(&self) -> &BTreeMap<String, String> {
-        self.revisions.last().expect("a secret has at least one revision")
+        self.revisions
+            .last()
+            .expect("a secret has at least one revision")
     }
 }
 
@@ -321,13 +339,23 @@ pub struct MachineState {
 impl MachineState {
     /// Scripts `argv_prefix` to answer `output` (builder style).
     pub fn respond(mut self, argv_prefix: &[&str], output: CmdOutput) -> MachineState {
-        self.responders.push(Responder { prefix: argv_prefix.iter().map(|s| s.to_string()).collect(), output });
+        self.responders.push(Responder {
+            prefix: argv_prefix.iter().map(|s| s.to_string()).collect(),
+            output,
+        });
         self
     }
 
     /// Adds a file (builder style).
     pub fn with_file(mut self, path: &str, content: &str, options: FileOptions) -> MachineState {
-        self.files.insert(PathBuf::from(path), VFile { content: content.as_bytes().to_vec(), options, is_dir: false });
+        self.files.insert(
+            PathBuf::from(path),
+            VFile {
+                content: content.as_bytes().to_vec(),
+                options,
+                is_dir: false,
+            },
+        );
         self
     }
 

@@ -80,8 +80,12 @@ fn demo(ctx: &mut Context) -> anyhow::Result<()> {
                     value: String,
                 }
                 let p: P = ctx.action_params()?;
-                let (id, _) = ctx.model.secret_by_label("shared")?.ok_or_else(|| anyhow::anyhow!("no shared secret yet"))?;
-                ctx.model.set_secret(&id, &[("token".to_string(), p.value)].into_iter().collect())?;
+                let (id, _) = ctx
+                    .model
+                    .secret_by_label("shared")?
+                    .ok_or_else(|| anyhow::anyhow!("no shared secret yet"))?;
+                ctx.model
+                    .set_secret(&id, &[("token".to_string(), p.value)].into_iter().collect())?;
                 ctx.action_log("rotated")?;
                 ctx.action_set(&serde_json::json!({"id": id}))
             }
@@ -90,25 +94,51 @@ fn demo(ctx: &mut Context) -> anyhow::Result<()> {
     }
     let cfg: Config = ctx.model.config()?;
     log::info!("reconciling for {}", ctx.event.name());
-    let changed = ctx.machine.write_file(Path::new("/etc/demo/demo.conf"), format!("port={}\n", cfg.port).as_bytes(), &FileOptions::root(0o640))?;
+    let changed = ctx.machine.write_file(
+        Path::new("/etc/demo/demo.conf"),
+        format!("port={}\n", cfg.port).as_bytes(),
+        &FileOptions::root(0o640),
+    )?;
     ctx.machine.ensure_service("demo", changed)?;
     ctx.model.set_ports(&[Port::Tcp(cfg.port)])?;
     if let Some(peers) = ctx.model.relation("cluster")? {
         if ctx.model.is_leader()? {
             let mut shared: Shared = peers.read_my_app()?;
             if shared.secret_id.is_none() {
-                let id = ctx.model.add_secret(&[("token".to_string(), "s3cr3t-token".to_string())].into_iter().collect(), &SecretOptions { label: Some("shared".into()), ..Default::default() })?;
+                let id = ctx.model.add_secret(
+                    &[("token".to_string(), "s3cr3t-token".to_string())]
+                        .into_iter()
+                        .collect(),
+                    &SecretOptions {
+                        label: Some("shared".into()),
+                        ..Default::default()
+                    },
+                )?;
                 shared.secret_id = Some(id);
             }
             shared.port = Some(cfg.port);
             peers.write_my_app(&shared)?;
         }
-        peers.write_my_unit(&Shared { secret_id: None, port: Some(cfg.port) })?;
+        peers.write_my_unit(&Shared {
+            secret_id: None,
+            port: Some(cfg.port),
+        })?;
     }
     for db in ctx.model.relations("db")? {
-        db.set_my_unit_data(&[("host".to_string(), ctx.model.ingress_address("db")?.unwrap_or_default())].into_iter().collect())?;
+        db.set_my_unit_data(
+            &[(
+                "host".to_string(),
+                ctx.model.ingress_address("db")?.unwrap_or_default(),
+            )]
+            .into_iter()
+            .collect(),
+        )?;
         if ctx.model.is_leader()? {
-            db.set_my_app_data(&[("port".to_string(), cfg.port.to_string())].into_iter().collect())?;
+            db.set_my_app_data(
+                &[("port".to_string(), cfg.port.to_string())]
+                    .into_iter()
+                    .collect(),
+            )?;
         }
     }
     if let Some(g) = cfg.greeting {
@@ -122,7 +152,10 @@ fn demo(ctx: &mut Context) -> anyhow::Result<()> {
 }
 
 fn harness() -> Harness {
-    Harness::from_spec(CharmSpec::parse(META, Some(CONFIG), Some(ACTIONS)).unwrap(), demo)
+    Harness::from_spec(
+        CharmSpec::parse(META, Some(CONFIG), Some(ACTIONS)).unwrap(),
+        demo,
+    )
 }
 
 fn peers() -> Relation {
@@ -138,14 +171,25 @@ fn install_writes_config_starts_service_opens_port() {
     assert!(out.state.machine.is_active("demo.service"));
     assert!(out.state.opened_ports.contains(&Port::Tcp(8080)));
     assert_eq!(out.state.unit_status, Status::active("serving on 8080"));
-    assert_eq!(out.command_lines(), ["systemctl enable demo", "systemctl is-active --quiet demo", "systemctl start demo"]);
-    assert!(out.logs.contains(&(LogLevel::Info, "reconciling for install".into())));
+    assert_eq!(
+        out.command_lines(),
+        [
+            "systemctl enable demo",
+            "systemctl is-active --quiet demo",
+            "systemctl start demo"
+        ]
+    );
+    assert!(out
+        .logs
+        .contains(&(LogLevel::Info, "reconciling for install".into())));
 }
 
 #[test]
 fn running_a_hook_twice_changes_nothing_the_second_time() {
     let h = harness();
-    let st = State::default().leader().with_relation(peers().remote_unit(1, &[]));
+    let st = State::default()
+        .leader()
+        .with_relation(peers().remote_unit(1, &[]));
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
     let twice = h.run(Trigger::ConfigChanged, &once.state).unwrap();
     let mut a = once.state.clone();
@@ -153,16 +197,30 @@ fn running_a_hook_twice_changes_nothing_the_second_time() {
     a.machine.commands.clear();
     b.machine.commands.clear();
     assert_eq!(a, b);
-    assert_eq!(twice.command_lines(), ["systemctl enable demo", "systemctl is-active --quiet demo"], "no restart without a change");
+    assert_eq!(
+        twice.command_lines(),
+        ["systemctl enable demo", "systemctl is-active --quiet demo"],
+        "no restart without a change"
+    );
 }
 
 #[test]
 fn config_change_restarts_and_moves_the_port() {
     let h = harness();
     let first = h.run(Trigger::ConfigChanged, &State::default()).unwrap();
-    let out = h.run(Trigger::ConfigChanged, &first.state.clone().with_config("port", 9090)).unwrap();
-    assert!(out.command_lines().contains(&"systemctl restart demo".to_string()));
-    assert_eq!(out.state.opened_ports.iter().copied().collect::<Vec<_>>(), [Port::Tcp(9090)]);
+    let out = h
+        .run(
+            Trigger::ConfigChanged,
+            &first.state.clone().with_config("port", 9090),
+        )
+        .unwrap();
+    assert!(out
+        .command_lines()
+        .contains(&"systemctl restart demo".to_string()));
+    assert_eq!(
+        out.state.opened_ports.iter().copied().collect::<Vec<_>>(),
+        [Port::Tcp(9090)]
+    );
 }
 
 #[test]
@@ -174,8 +232,14 @@ fn leader_creates_secret_and_writes_app_data() {
     assert!(id.starts_with("secret:"));
     assert_eq!(rel.local_app_data["port"], "8080");
     assert_eq!(rel.local_unit_data["port"], "8080");
-    assert_eq!(out.state.secret(&id).unwrap().latest_content()["token"], "s3cr3t-token");
-    assert!(!out.mentions("s3cr3t-token"), "the secret leaked into logs or status");
+    assert_eq!(
+        out.state.secret(&id).unwrap().latest_content()["token"],
+        "s3cr3t-token"
+    );
+    assert!(
+        !out.mentions("s3cr3t-token"),
+        "the secret leaked into logs or status"
+    );
 }
 
 #[test]
@@ -209,28 +273,70 @@ fn peer_reads_own_app(ctx: &mut Context) -> anyhow::Result<()> {
 fn leader_rules_are_enforced_before_any_tool_call() {
     let spec = || CharmSpec::parse(META, Some(CONFIG), Some(ACTIONS)).unwrap();
     let db = Relation::new(4, "db", "maas-region").remote_unit(0, &[]);
-    let out = Harness::from_spec(spec(), leader_only_app_write).run(Trigger::ConfigChanged, &State::default().with_relation(db.clone())).unwrap();
-    assert!(out.error.as_deref().unwrap().contains("is not leader and cannot write application data on relation db:4"), "{:?}", out.error);
+    let out = Harness::from_spec(spec(), leader_only_app_write)
+        .run(
+            Trigger::ConfigChanged,
+            &State::default().with_relation(db.clone()),
+        )
+        .unwrap();
+    assert!(
+        out.error
+            .as_deref()
+            .unwrap()
+            .contains("is not leader and cannot write application data on relation db:4"),
+        "{:?}",
+        out.error
+    );
     assert!(!out.commands.iter().any(|c| c[0] == "relation-set"));
-    let out = Harness::from_spec(spec(), leader_only_app_write).run(Trigger::ConfigChanged, &State::default().leader().with_relation(db.clone())).unwrap();
+    let out = Harness::from_spec(spec(), leader_only_app_write)
+        .run(
+            Trigger::ConfigChanged,
+            &State::default().leader().with_relation(db.clone()),
+        )
+        .unwrap();
     assert_eq!(out.state.relation(4).unwrap().local_app_data["k"], "v");
-    let out = Harness::from_spec(spec(), non_leader_reads_own_app).run(Trigger::ConfigChanged, &State::default().with_relation(db)).unwrap();
-    assert!(out.error.as_deref().unwrap().contains("cannot read its own application databag"));
+    let out = Harness::from_spec(spec(), non_leader_reads_own_app)
+        .run(Trigger::ConfigChanged, &State::default().with_relation(db))
+        .unwrap();
+    assert!(out
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("cannot read its own application databag"));
     let st = State::default().with_relation(peers().local_app_data(&[("x", "shared")]));
-    let out = Harness::from_spec(spec(), peer_reads_own_app).run(Trigger::ConfigChanged, &st).unwrap();
-    assert_eq!(out.state.unit_status, Status::active("shared"), "every peer reads the peer app databag");
+    let out = Harness::from_spec(spec(), peer_reads_own_app)
+        .run(Trigger::ConfigChanged, &st)
+        .unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("shared"),
+        "every peer reads the peer app databag"
+    );
 }
 
 #[test]
 fn a_failed_hook_discards_relation_data_ports_and_secrets_but_not_status_or_machine() {
-    let st = State::default().leader().with_relation(peers()).with_config("fail", true).with_config("greeting", "v1");
+    let st = State::default()
+        .leader()
+        .with_relation(peers())
+        .with_config("fail", true)
+        .with_config("greeting", "v1");
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
     assert_eq!(out.error.as_deref(), Some("asked to fail"));
     assert!(out.state.relation(1).unwrap().local_app_data.is_empty());
     assert!(out.state.secrets.is_empty());
     assert!(out.state.opened_ports.is_empty());
-    assert_eq!(out.state.workload_version, "v1", "application-version-set is immediate");
-    assert!(out.state.machine.files.contains_key(Path::new("/etc/demo/demo.conf")), "host changes are real");
+    assert_eq!(
+        out.state.workload_version, "v1",
+        "application-version-set is immediate"
+    );
+    assert!(
+        out.state
+            .machine
+            .files
+            .contains_key(Path::new("/etc/demo/demo.conf")),
+        "host changes are real"
+    );
 }
 
 #[test]
@@ -239,48 +345,115 @@ fn relation_events_carry_remote_units_and_data() {
         let r = ctx.event.relation().expect("a relation event").clone();
         let rel = ctx.model.relation_by_id(r.relation.clone())?;
         let remote = r.remote_unit.clone().unwrap_or_default();
-        let data = if remote.is_empty() { rel.remote_app_data()? } else { rel.unit_data(&remote)? };
-        ctx.status(Status::active(format!("{:?} {} {} units={:?} data={:?}", r.phase, r.remote_app, remote, rel.units(), data)));
+        let data = if remote.is_empty() {
+            rel.remote_app_data()?
+        } else {
+            rel.unit_data(&remote)?
+        };
+        ctx.status(Status::active(format!(
+            "{:?} {} {} units={:?} data={:?}",
+            r.phase,
+            r.remote_app,
+            remote,
+            rel.units(),
+            data
+        )));
         Ok(())
     }
     let h = Harness::from_spec(CharmSpec::parse(META, Some(CONFIG), None).unwrap(), record);
-    let db = Relation::new(3, "db", "region").remote_unit(0, &[("database", "maas")]).remote_unit(1, &[]).remote_app_data(&[("v", "2")]);
+    let db = Relation::new(3, "db", "region")
+        .remote_unit(0, &[("database", "maas")])
+        .remote_unit(1, &[])
+        .remote_app_data(&[("v", "2")]);
     let st = State::default().with_relation(db);
     let out = h.run(Trigger::RelationChanged(3, Some(0)), &st).unwrap();
-    assert_eq!(out.state.unit_status.message, r#"Changed region region/0 units=["region/0", "region/1"] data={"database": "maas"}"#);
+    assert_eq!(
+        out.state.unit_status.message,
+        r#"Changed region region/0 units=["region/0", "region/1"] data={"database": "maas"}"#
+    );
     let out = h.run(Trigger::RelationChanged(3, None), &st).unwrap();
-    assert!(out.state.unit_status.message.ends_with(r#"data={"v": "2"}"#));
+    assert!(out
+        .state
+        .unit_status
+        .message
+        .ends_with(r#"data={"v": "2"}"#));
     let out = h.run(Trigger::RelationDeparted(3, 1), &st).unwrap();
-    assert!(out.state.unit_status.message.contains(r#"units=["region/0"]"#), "departing unit not listed: {}", out.state.unit_status.message);
-    assert_eq!(out.state.relation(3).unwrap().remote_units.len(), 1, "gone after departed");
-    assert!(h.run(Trigger::RelationBroken(3), &st).unwrap().state.relation(3).is_none(), "gone after broken");
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .contains(r#"units=["region/0"]"#),
+        "departing unit not listed: {}",
+        out.state.unit_status.message
+    );
+    assert_eq!(
+        out.state.relation(3).unwrap().remote_units.len(),
+        1,
+        "gone after departed"
+    );
+    assert!(
+        h.run(Trigger::RelationBroken(3), &st)
+            .unwrap()
+            .state
+            .relation(3)
+            .is_none(),
+        "gone after broken"
+    );
 }
 
 #[test]
 fn relation_id_of_another_endpoint_is_refused_clearly() {
     fn wrong(ctx: &mut Context) -> anyhow::Result<()> {
-        ctx.model.relation_by_id(crate::RelationId::new("backend", 3))?;
+        ctx.model
+            .relation_by_id(crate::RelationId::new("backend", 3))?;
         Ok(())
     }
     let h = Harness::from_spec(CharmSpec::parse(META, Some(CONFIG), None).unwrap(), wrong);
     let st = State::default().with_relation(Relation::new(3, "db", "region"));
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(out.error.as_deref().unwrap().contains("relation backend:3 is not one of demo/0's relations"), "{:?}", out.error);
+    assert!(
+        out.error
+            .as_deref()
+            .unwrap()
+            .contains("relation backend:3 is not one of demo/0's relations"),
+        "{:?}",
+        out.error
+    );
 }
 
 #[test]
 fn actions_results_logs_and_failures() {
     let h = harness();
-    let st = State::default().leader().with_secret(Secret::owned("secret:abc", &[("token", "hunter22")]).with_label("shared"));
-    let out = h.run(Trigger::Action("get-secret".into(), serde_json::json!({})), &st).unwrap();
+    let st = State::default()
+        .leader()
+        .with_secret(Secret::owned("secret:abc", &[("token", "hunter22")]).with_label("shared"));
+    let out = h
+        .run(
+            Trigger::Action("get-secret".into(), serde_json::json!({})),
+            &st,
+        )
+        .unwrap();
     assert_eq!(out.action.results["token.length"], "8");
-    let out = h.run(Trigger::Action("rotate".into(), serde_json::json!({"value": "n3w"})), &st).unwrap();
+    let out = h
+        .run(
+            Trigger::Action("rotate".into(), serde_json::json!({"value": "n3w"})),
+            &st,
+        )
+        .unwrap();
     assert_eq!(out.action.results["id"], "secret:abc");
     assert_eq!(out.action.logs, ["rotated"]);
     assert_eq!(out.state.secret("shared").unwrap().latest(), 2);
-    let out = h.run(Trigger::Action("rotate".into(), serde_json::json!({"value": "n3w"})), &State::default().leader()).unwrap();
+    let out = h
+        .run(
+            Trigger::Action("rotate".into(), serde_json::json!({"value": "n3w"})),
+            &State::default().leader(),
+        )
+        .unwrap();
     assert_eq!(out.action.failed.as_deref(), Some("no shared secret yet"));
-    assert!(!out.failed(), "an action's failure does not put the unit in error");
+    assert!(
+        !out.failed(),
+        "an action's failure does not put the unit in error"
+    );
 }
 
 #[test]
@@ -291,7 +464,11 @@ fn action_tools_do_not_exist_in_hooks() {
     }
     let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), misuse);
     let out = h.run(Trigger::Install, &State::default()).unwrap();
-    assert!(out.error.as_deref().unwrap().contains("action-get not found"));
+    assert!(out
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("action-get not found"));
 }
 
 #[test]
@@ -308,8 +485,23 @@ fn consumer_tracks_revisions_until_refresh() {
     assert_eq!(first.state.unit_status.message, "one");
     let mut rotated = first.state.clone();
     rotated.secrets[0] = rotated.secrets[0].clone().with_revision(&[("pass", "two")]);
-    assert_eq!(h.run(Trigger::ConfigChanged, &rotated).unwrap().state.unit_status.message, "one", "still tracking revision 1");
-    assert_eq!(h.run(Trigger::SecretChanged("secret:xyz".into()), &rotated).unwrap().state.unit_status.message, "two");
+    assert_eq!(
+        h.run(Trigger::ConfigChanged, &rotated)
+            .unwrap()
+            .state
+            .unit_status
+            .message,
+        "one",
+        "still tracking revision 1"
+    );
+    assert_eq!(
+        h.run(Trigger::SecretChanged("secret:xyz".into()), &rotated)
+            .unwrap()
+            .state
+            .unit_status
+            .message,
+        "two"
+    );
 }
 
 #[test]
@@ -322,31 +514,106 @@ fn resources_and_network() {
     }
     let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), use_them);
     let mut st = State::default();
-    st.resources.insert("wheelhouse".into(), "/res/wheelhouse.tar".into());
+    st.resources
+        .insert("wheelhouse".into(), "/res/wheelhouse.tar".into());
     st.network.address = "10.77.0.5".into();
-    assert_eq!(h.run(Trigger::Install, &st).unwrap().state.unit_status.message, "/res/wheelhouse.tar 10.77.0.5");
-    assert!(h.run(Trigger::Install, &State::default()).unwrap().error.unwrap().contains("has no file attached"));
+    assert_eq!(
+        h.run(Trigger::Install, &st)
+            .unwrap()
+            .state
+            .unit_status
+            .message,
+        "/res/wheelhouse.tar 10.77.0.5"
+    );
+    assert!(h
+        .run(Trigger::Install, &State::default())
+        .unwrap()
+        .error
+        .unwrap()
+        .contains("has no file attached"));
 }
 
 #[test]
 fn impossible_inputs_are_rejected_with_a_reason() {
     let h = harness();
     let cases: Vec<(State, Trigger, &str)> = vec![
-        (State::default().with_config("port", "eighty"), Trigger::ConfigChanged, "is of type int"),
-        (State::default().with_config("colour", "red"), Trigger::ConfigChanged, "not in config.yaml"),
-        (State::default(), Trigger::RelationChanged(9, None), "relation 9 is not in the state"),
-        (State::default().with_relation(Relation::new(1, "nope", "x")), Trigger::Install, "endpoint \"nope\" is not in metadata.yaml"),
-        (State::default().with_relation(Relation::new(1, "cluster", "x")), Trigger::Install, "is a peer endpoint"),
-        (State::default().with_relation(Relation::peer(1, "db")), Trigger::Install, "is not a peer endpoint"),
-        (State::default().with_relation(Relation::new(1, "db", "x")).with_relation(Relation::new(1, "db", "y")), Trigger::Install, "used twice"),
-        (State::default().with_relation(Relation::new(1, "db", "x")), Trigger::RelationJoined(1, 5), "has no remote unit x/5"),
-        (State::default().with_relation(peers().remote_unit(0, &[])), Trigger::Install, "cannot be its own remote unit"),
-        (State::default(), Trigger::LeaderElected, "only on the leader"),
-        (State::default(), Trigger::Action("nope".into(), serde_json::json!({})), "not in actions.yaml"),
-        (State::default(), Trigger::Action("rotate".into(), serde_json::json!({})), "missing required parameter"),
-        (State::default(), Trigger::Action("rotate".into(), serde_json::json!({"value": 1})), "must be of type string"),
-        (State::default().with_secret(Secret::owned("secret:a", &[("x", "y")])), Trigger::SecretChanged("secret:a".into()), "fires for consumers"),
-        (State::default(), Trigger::SecretChanged("secret:zz".into()), "not in the state"),
+        (
+            State::default().with_config("port", "eighty"),
+            Trigger::ConfigChanged,
+            "is of type int",
+        ),
+        (
+            State::default().with_config("colour", "red"),
+            Trigger::ConfigChanged,
+            "not in config.yaml",
+        ),
+        (
+            State::default(),
+            Trigger::RelationChanged(9, None),
+            "relation 9 is not in the state",
+        ),
+        (
+            State::default().with_relation(Relation::new(1, "nope", "x")),
+            Trigger::Install,
+            "endpoint \"nope\" is not in metadata.yaml",
+        ),
+        (
+            State::default().with_relation(Relation::new(1, "cluster", "x")),
+            Trigger::Install,
+            "is a peer endpoint",
+        ),
+        (
+            State::default().with_relation(Relation::peer(1, "db")),
+            Trigger::Install,
+            "is not a peer endpoint",
+        ),
+        (
+            State::default()
+                .with_relation(Relation::new(1, "db", "x"))
+                .with_relation(Relation::new(1, "db", "y")),
+            Trigger::Install,
+            "used twice",
+        ),
+        (
+            State::default().with_relation(Relation::new(1, "db", "x")),
+            Trigger::RelationJoined(1, 5),
+            "has no remote unit x/5",
+        ),
+        (
+            State::default().with_relation(peers().remote_unit(0, &[])),
+            Trigger::Install,
+            "cannot be its own remote unit",
+        ),
+        (
+            State::default(),
+            Trigger::LeaderElected,
+            "only on the leader",
+        ),
+        (
+            State::default(),
+            Trigger::Action("nope".into(), serde_json::json!({})),
+            "not in actions.yaml",
+        ),
+        (
+            State::default(),
+            Trigger::Action("rotate".into(), serde_json::json!({})),
+            "missing required parameter",
+        ),
+        (
+            State::default(),
+            Trigger::Action("rotate".into(), serde_json::json!({"value": 1})),
+            "must be of type string",
+        ),
+        (
+            State::default().with_secret(Secret::owned("secret:a", &[("x", "y")])),
+            Trigger::SecretChanged("secret:a".into()),
+            "fires for consumers",
+        ),
+        (
+            State::default(),
+            Trigger::SecretChanged("secret:zz".into()),
+            "not in the state",
+        ),
     ];
     for (st, t, want) in cases {
         let e = h.run(t.clone(), &st).expect_err(want);
@@ -357,43 +624,96 @@ fn impossible_inputs_are_rejected_with_a_reason() {
 #[test]
 fn event_relation_uses_the_environment() {
     fn show(ctx: &mut Context) -> anyhow::Result<()> {
-        let rel = ctx.model.event_relation(&ctx.event)?.expect("a relation hook");
-        ctx.status(Status::active(format!("{} {:?} {:?} peer={}", rel.id(), rel.remote_app(), rel.units(), rel.is_peer())));
+        let rel = ctx
+            .model
+            .event_relation(&ctx.event)?
+            .expect("a relation hook");
+        ctx.status(Status::active(format!(
+            "{} {:?} {:?} peer={}",
+            rel.id(),
+            rel.remote_app(),
+            rel.units(),
+            rel.is_peer()
+        )));
         Ok(())
     }
     let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), show);
-    let st = State::default().with_relation(Relation::new(3, "db", "region").remote_unit(0, &[])).with_relation(peers().remote_unit(2, &[]));
+    let st = State::default()
+        .with_relation(Relation::new(3, "db", "region").remote_unit(0, &[]))
+        .with_relation(peers().remote_unit(2, &[]));
     let out = h.run(Trigger::RelationChanged(3, Some(0)), &st).unwrap();
-    assert_eq!(out.state.unit_status.message, r#"db:3 Some("region") ["region/0"] peer=false"#);
+    assert_eq!(
+        out.state.unit_status.message,
+        r#"db:3 Some("region") ["region/0"] peer=false"#
+    );
     let out = h.run(Trigger::RelationJoined(1, 2), &st).unwrap();
-    assert_eq!(out.state.unit_status.message, r#"cluster:1 Some("demo") ["demo/2"] peer=true"#);
+    assert_eq!(
+        out.state.unit_status.message,
+        r#"cluster:1 Some("demo") ["demo/2"] peer=true"#
+    );
     let out = h.run(Trigger::RelationBroken(3), &st).unwrap();
-    assert_eq!(out.state.unit_status.message, r#"db:3 Some("region") [] peer=false"#);
+    assert_eq!(
+        out.state.unit_status.message,
+        r#"db:3 Some("region") [] peer=false"#
+    );
 }
 
 #[test]
 fn the_relation_being_broken_is_not_listed_but_is_still_the_event_relation() {
     fn show(ctx: &mut Context) -> anyhow::Result<()> {
-        let listed: Vec<String> = ctx.model.relations("db")?.iter().map(|r| r.id().to_string()).collect();
-        let event = ctx.model.event_relation(&ctx.event)?.map(|r| r.id().to_string());
+        let listed: Vec<String> = ctx
+            .model
+            .relations("db")?
+            .iter()
+            .map(|r| r.id().to_string())
+            .collect();
+        let event = ctx
+            .model
+            .event_relation(&ctx.event)?
+            .map(|r| r.id().to_string());
         ctx.status(Status::active(format!("{listed:?} {event:?}")));
         Ok(())
     }
     let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), show);
-    let st = State::default().with_relation(Relation::new(3, "db", "a").remote_unit(0, &[])).with_relation(Relation::new(4, "db", "b"));
-    assert_eq!(h.run(Trigger::RelationBroken(3), &st).unwrap().state.unit_status.message, r#"["db:4"] Some("db:3")"#);
-    assert_eq!(h.run(Trigger::RelationChanged(3, Some(0)), &st).unwrap().state.unit_status.message, r#"["db:3", "db:4"] Some("db:3")"#);
+    let st = State::default()
+        .with_relation(Relation::new(3, "db", "a").remote_unit(0, &[]))
+        .with_relation(Relation::new(4, "db", "b"));
+    assert_eq!(
+        h.run(Trigger::RelationBroken(3), &st)
+            .unwrap()
+            .state
+            .unit_status
+            .message,
+        r#"["db:4"] Some("db:3")"#
+    );
+    assert_eq!(
+        h.run(Trigger::RelationChanged(3, Some(0)), &st)
+            .unwrap()
+            .state
+            .unit_status
+            .message,
+        r#"["db:3", "db:4"] Some("db:3")"#
+    );
 }
 
 #[test]
 fn mentions_searches_relation_data_and_charm_state() {
     fn leak(ctx: &mut Context) -> anyhow::Result<()> {
         let db = ctx.model.relation("db")?.expect("related");
-        db.set_my_unit_data(&[("password".to_string(), "hunter2".to_string())].into_iter().collect())?;
+        db.set_my_unit_data(
+            &[("password".to_string(), "hunter2".to_string())]
+                .into_iter()
+                .collect(),
+        )?;
         Ok(())
     }
     let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), leak);
-    let out = h.run(Trigger::ConfigChanged, &State::default().with_relation(Relation::new(3, "db", "a"))).unwrap();
+    let out = h
+        .run(
+            Trigger::ConfigChanged,
+            &State::default().with_relation(Relation::new(3, "db", "a")),
+        )
+        .unwrap();
     assert!(out.mentions("hunter2"));
     assert!(!out.mentions("not-there"));
 }

@@ -9,8 +9,8 @@ mod types;
 
 pub use runner::{PathRunner, ToolError, ToolErrorKind, ToolRunner};
 pub use types::{
-    BindAddress, Databag, InterfaceAddress, NetworkInfo, Port, RelationId, SecretInfo, SecretOptions, SecretOwner,
-    StatusInfo,
+    BindAddress, Databag, InterfaceAddress, NetworkInfo, Port, RelationId, SecretInfo,
+    SecretOptions, SecretOwner, StatusInfo,
 };
 
 use serde::de::DeserializeOwned;
@@ -63,11 +63,20 @@ impl<'r> HookTools<'r> {
         HookTools { runner }
     }
 
-    fn call(&self, tool: &str, args: Vec<String>, stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
+    fn call(
+        &self,
+        tool: &str,
+        args: Vec<String>,
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ToolError> {
         self.runner.run(tool, &args, stdin)
     }
 
-    fn call_json<T: DeserializeOwned>(&self, tool: &str, args: Vec<String>) -> Result<T, ToolError> {
+    fn call_json<T: DeserializeOwned>(
+        &self,
+        tool: &str,
+        args: Vec<String>,
+    ) -> Result<T, ToolError> {
         let out = self.call(tool, args.clone(), None)?;
         parse_json(tool, &args, &out)
     }
@@ -80,24 +89,38 @@ impl<'r> HookTools<'r> {
         let raw: Option<Vec<String>> = self.call_json("relation-ids", args.clone())?;
         raw.unwrap_or_default()
             .into_iter()
-            .map(|r| r.parse().map_err(|e| bad_output("relation-ids", &args, &r, e)))
+            .map(|r| {
+                r.parse()
+                    .map_err(|e| bad_output("relation-ids", &args, &r, e))
+            })
             .collect()
     }
 
     /// `relation-list --format=json -r <id>`: the remote units of a relation (peers for a peer
     /// relation), without the departing one in `-departed`.
     pub fn relation_list(&self, rel: &RelationId) -> Result<Vec<String>, ToolError> {
-        let raw: Option<Vec<String>> = self.call_json("relation-list", vec![s("--format=json"), s("-r"), rel.to_string()])?;
+        let raw: Option<Vec<String>> = self.call_json(
+            "relation-list",
+            vec![s("--format=json"), s("-r"), rel.to_string()],
+        )?;
         Ok(raw.unwrap_or_default())
     }
 
     /// `relation-list --format=json -r <id> --app`: the remote application's name.
     pub fn relation_list_app(&self, rel: &RelationId) -> Result<Option<String>, ToolError> {
-        self.call_json("relation-list", vec![s("--format=json"), s("-r"), rel.to_string(), s("--app")])
+        self.call_json(
+            "relation-list",
+            vec![s("--format=json"), s("-r"), rel.to_string(), s("--app")],
+        )
     }
 
     /// `relation-get --format=json -r <id> [--app] - <unit-or-app>`: a whole databag.
-    pub fn relation_get(&self, rel: &RelationId, owner: &str, app: bool) -> Result<Databag, ToolError> {
+    pub fn relation_get(
+        &self,
+        rel: &RelationId,
+        owner: &str,
+        app: bool,
+    ) -> Result<Databag, ToolError> {
         let mut args = vec![s("--format=json"), s("-r"), rel.to_string()];
         if app {
             args.push(s("--app"));
@@ -108,7 +131,13 @@ impl<'r> HookTools<'r> {
     }
 
     /// `relation-get --format=json -r <id> [--app] <key> <unit-or-app>`: one value, `None` if unset.
-    pub fn relation_get_key(&self, rel: &RelationId, key: &str, owner: &str, app: bool) -> Result<Option<String>, ToolError> {
+    pub fn relation_get_key(
+        &self,
+        rel: &RelationId,
+        key: &str,
+        owner: &str,
+        app: bool,
+    ) -> Result<Option<String>, ToolError> {
         let mut args = vec![s("--format=json"), s("-r"), rel.to_string()];
         if app {
             args.push(s("--app"));
@@ -119,7 +148,12 @@ impl<'r> HookTools<'r> {
 
     /// `relation-set -r <id> [--app] --file -` with the changes as a JSON map on stdin. An
     /// empty value deletes the key.
-    pub fn relation_set(&self, rel: &RelationId, changes: &Databag, app: bool) -> Result<(), ToolError> {
+    pub fn relation_set(
+        &self,
+        rel: &RelationId,
+        changes: &Databag,
+        app: bool,
+    ) -> Result<(), ToolError> {
         let mut args = vec![s("-r"), rel.to_string()];
         if app {
             args.push(s("--app"));
@@ -133,7 +167,8 @@ impl<'r> HookTools<'r> {
 
     /// `config-get --format=json`: every option that is set or has a default.
     pub fn config_get(&self) -> Result<serde_json::Map<String, serde_json::Value>, ToolError> {
-        let raw: Option<serde_json::Map<String, serde_json::Value>> = self.call_json("config-get", vec![s("--format=json")])?;
+        let raw: Option<serde_json::Map<String, serde_json::Value>> =
+            self.call_json("config-get", vec![s("--format=json")])?;
         Ok(raw.unwrap_or_default())
     }
 
@@ -143,7 +178,12 @@ impl<'r> HookTools<'r> {
     }
 
     /// `status-set [--application] <status> <message>`.
-    pub fn status_set(&self, status: &str, message: &str, application: bool) -> Result<(), ToolError> {
+    pub fn status_set(
+        &self,
+        status: &str,
+        message: &str,
+        application: bool,
+    ) -> Result<(), ToolError> {
         let mut args = Vec::new();
         if application {
             args.push(s("--application"));
@@ -164,29 +204,38 @@ impl<'r> HookTools<'r> {
         let args = vec![s("--application"), s("--include-data"), s("--format=json")];
         let v: serde_json::Value = self.call_json("status-get", args.clone())?;
         let inner = v.get("application-status").cloned().unwrap_or(v);
-        serde_json::from_value(inner.clone()).map_err(|e| bad_output("status-get", &args, &inner.to_string(), e.to_string()))
+        serde_json::from_value(inner.clone())
+            .map_err(|e| bad_output("status-get", &args, &inner.to_string(), e.to_string()))
     }
 
     /// `juju-log --log-level <LEVEL> -- <message>`.
     pub fn juju_log(&self, level: LogLevel, message: &str) -> Result<(), ToolError> {
-        self.call("juju-log", vec![s("--log-level"), s(level.as_str()), s("--"), s(message)], None).map(drop)
+        self.call(
+            "juju-log",
+            vec![s("--log-level"), s(level.as_str()), s("--"), s(message)],
+            None,
+        )
+        .map(drop)
     }
 
     /// `application-version-set <version>`.
     pub fn application_version_set(&self, version: &str) -> Result<(), ToolError> {
-        self.call("application-version-set", vec![s("--"), s(version)], None).map(drop)
+        self.call("application-version-set", vec![s("--"), s(version)], None)
+            .map(drop)
     }
 
     // ---- network and ports --------------------------------------------------------------
 
     /// `open-port <port>`.
     pub fn open_port(&self, port: Port) -> Result<(), ToolError> {
-        self.call("open-port", vec![port.to_string()], None).map(drop)
+        self.call("open-port", vec![port.to_string()], None)
+            .map(drop)
     }
 
     /// `close-port <port>`.
     pub fn close_port(&self, port: Port) -> Result<(), ToolError> {
-        self.call("close-port", vec![port.to_string()], None).map(drop)
+        self.call("close-port", vec![port.to_string()], None)
+            .map(drop)
     }
 
     /// `opened-ports --format=json`.
@@ -195,12 +244,19 @@ impl<'r> HookTools<'r> {
         let raw: Option<Vec<String>> = self.call_json("opened-ports", args.clone())?;
         raw.unwrap_or_default()
             .iter()
-            .map(|p| p.parse().map_err(|e| bad_output("opened-ports", &args, p, e)))
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| bad_output("opened-ports", &args, p, e))
+            })
             .collect()
     }
 
     /// `network-get --format=json <binding> [-r <id>]`.
-    pub fn network_get(&self, binding: &str, rel: Option<&RelationId>) -> Result<NetworkInfo, ToolError> {
+    pub fn network_get(
+        &self,
+        binding: &str,
+        rel: Option<&RelationId>,
+    ) -> Result<NetworkInfo, ToolError> {
         let mut args = vec![s("--format=json")];
         if let Some(r) = rel {
             args.extend([s("-r"), r.to_string()]);
@@ -218,7 +274,8 @@ impl<'r> HookTools<'r> {
 
     /// `action-get --format=json`: the action's parameters.
     pub fn action_get(&self) -> Result<serde_json::Value, ToolError> {
-        let v: Option<serde_json::Value> = self.call_json("action-get", vec![s("--format=json")])?;
+        let v: Option<serde_json::Value> =
+            self.call_json("action-get", vec![s("--format=json")])?;
         Ok(v.unwrap_or(serde_json::Value::Object(Default::default())))
     }
 
@@ -233,19 +290,25 @@ impl<'r> HookTools<'r> {
 
     /// `action-log -- <message>`.
     pub fn action_log(&self, message: &str) -> Result<(), ToolError> {
-        self.call("action-log", vec![s("--"), s(message)], None).map(drop)
+        self.call("action-log", vec![s("--"), s(message)], None)
+            .map(drop)
     }
 
     /// `action-fail -- <message>`.
     pub fn action_fail(&self, message: &str) -> Result<(), ToolError> {
-        self.call("action-fail", vec![s("--"), s(message)], None).map(drop)
+        self.call("action-fail", vec![s("--"), s(message)], None)
+            .map(drop)
     }
 
     // ---- secrets ----------------------------------------------------------------------------
 
     /// `secret-add [options] --file <yaml>`: returns the new secret's URI. The content goes
     /// through a private file, never argv, so it cannot be read from the process list.
-    pub fn secret_add(&self, content: &BTreeMap<String, String>, opts: &SecretOptions) -> Result<String, ToolError> {
+    pub fn secret_add(
+        &self,
+        content: &BTreeMap<String, String>,
+        opts: &SecretOptions,
+    ) -> Result<String, ToolError> {
         let mut args = Vec::new();
         if opts.owner == SecretOwner::Unit {
             args.extend([s("--owner"), s("unit")]);
@@ -256,13 +319,23 @@ impl<'r> HookTools<'r> {
         let out = self.call("secret-add", args.clone(), None)?;
         let uri = String::from_utf8_lossy(&out).trim().to_string();
         if !uri.starts_with("secret:") {
-            return Err(bad_output("secret-add", &args, &uri, "expected a secret: URI".into()));
+            return Err(bad_output(
+                "secret-add",
+                &args,
+                &uri,
+                "expected a secret: URI".into(),
+            ));
         }
         Ok(uri)
     }
 
     /// `secret-set <id> [options] --file <yaml>`: a new revision with `content`.
-    pub fn secret_set(&self, id: &str, content: &BTreeMap<String, String>, opts: &SecretOptions) -> Result<(), ToolError> {
+    pub fn secret_set(
+        &self,
+        id: &str,
+        content: &BTreeMap<String, String>,
+        opts: &SecretOptions,
+    ) -> Result<(), ToolError> {
         let mut args = vec![s(id)];
         push_secret_opts(&mut args, opts);
         let file = ContentFile::write("secret-set", &args, content)?;
@@ -271,7 +344,13 @@ impl<'r> HookTools<'r> {
     }
 
     /// `secret-get --format=json <id> [--refresh|--peek]` or `secret-get --label <L>`.
-    pub fn secret_get(&self, id: Option<&str>, label: Option<&str>, refresh: bool, peek: bool) -> Result<BTreeMap<String, String>, ToolError> {
+    pub fn secret_get(
+        &self,
+        id: Option<&str>,
+        label: Option<&str>,
+        refresh: bool,
+        peek: bool,
+    ) -> Result<BTreeMap<String, String>, ToolError> {
         let mut args = vec![s("--format=json")];
         if let Some(id) = id {
             args.push(s(id));
@@ -289,7 +368,11 @@ impl<'r> HookTools<'r> {
     }
 
     /// `secret-info-get --format=json <id>` or `--label <L>`: keyed by the secret's xid.
-    pub fn secret_info_get(&self, id: Option<&str>, label: Option<&str>) -> Result<BTreeMap<String, SecretInfo>, ToolError> {
+    pub fn secret_info_get(
+        &self,
+        id: Option<&str>,
+        label: Option<&str>,
+    ) -> Result<BTreeMap<String, SecretInfo>, ToolError> {
         let mut args = vec![s("--format=json")];
         if let Some(id) = id {
             args.push(s(id));
@@ -308,7 +391,12 @@ impl<'r> HookTools<'r> {
     }
 
     /// `secret-grant --relation <id> [--unit <u>] <secret>`.
-    pub fn secret_grant(&self, id: &str, rel: &RelationId, unit: Option<&str>) -> Result<(), ToolError> {
+    pub fn secret_grant(
+        &self,
+        id: &str,
+        rel: &RelationId,
+        unit: Option<&str>,
+    ) -> Result<(), ToolError> {
         let mut args = vec![s("--relation"), rel.id.to_string()];
         if let Some(u) = unit {
             args.extend([s("--unit"), s(u)]);
@@ -318,7 +406,12 @@ impl<'r> HookTools<'r> {
     }
 
     /// `secret-revoke --relation <id> [--unit <u>] <secret>`.
-    pub fn secret_revoke(&self, id: &str, rel: &RelationId, unit: Option<&str>) -> Result<(), ToolError> {
+    pub fn secret_revoke(
+        &self,
+        id: &str,
+        rel: &RelationId,
+        unit: Option<&str>,
+    ) -> Result<(), ToolError> {
         let mut args = vec![s("--relation"), rel.id.to_string()];
         if let Some(u) = unit {
             args.extend([s("--unit"), s(u)]);
@@ -340,14 +433,16 @@ impl<'r> HookTools<'r> {
 
     /// `state-get --format=json`: the whole charm state (Juju 4 may print `null` when empty).
     pub fn state_get(&self) -> Result<BTreeMap<String, String>, ToolError> {
-        let v: Option<BTreeMap<String, String>> = self.call_json("state-get", vec![s("--format=json")])?;
+        let v: Option<BTreeMap<String, String>> =
+            self.call_json("state-get", vec![s("--format=json")])?;
         Ok(v.unwrap_or_default())
     }
 
     /// `state-set --file -` with a JSON map on stdin.
     pub fn state_set(&self, values: &BTreeMap<String, String>) -> Result<(), ToolError> {
         let body = serde_json::to_vec(values).expect("a string map always serializes");
-        self.call("state-set", vec![s("--file"), s("-")], Some(&body)).map(drop)
+        self.call("state-set", vec![s("--file"), s("-")], Some(&body))
+            .map(drop)
     }
 
     /// `state-delete <key>`.
@@ -361,22 +456,37 @@ impl<'r> HookTools<'r> {
         let out = self.call("resource-get", args.clone(), None)?;
         let path = String::from_utf8_lossy(&out).trim().to_string();
         if path.is_empty() {
-            return Err(bad_output("resource-get", &args, &path, "empty path".into()));
+            return Err(bad_output(
+                "resource-get",
+                &args,
+                &path,
+                "empty path".into(),
+            ));
         }
         Ok(PathBuf::from(path))
     }
 }
 
 fn push_secret_opts(args: &mut Vec<String>, opts: &SecretOptions) {
-    for (flag, v) in [("--label", &opts.label), ("--description", &opts.description), ("--expire", &opts.expire), ("--rotate", &opts.rotate)] {
+    for (flag, v) in [
+        ("--label", &opts.label),
+        ("--description", &opts.description),
+        ("--expire", &opts.expire),
+        ("--rotate", &opts.rotate),
+    ] {
         if let Some(v) = v {
             args.extend([s(flag), v.clone()]);
         }
     }
 }
 
-fn parse_json<T: DeserializeOwned>(tool: &str, args: &[String], out: &[u8]) -> Result<T, ToolError> {
-    serde_json::from_slice(out).map_err(|e| bad_output(tool, args, &String::from_utf8_lossy(out), e.to_string()))
+fn parse_json<T: DeserializeOwned>(
+    tool: &str,
+    args: &[String],
+    out: &[u8],
+) -> Result<T, ToolError> {
+    serde_json::from_slice(out)
+        .map_err(|e| bad_output(tool, args, &String::from_utf8_lossy(out), e.to_string()))
 }
 
 fn bad_output(tool: &str, args: &[String], output: &str, reason: String) -> ToolError {
@@ -384,7 +494,14 @@ fn bad_output(tool: &str, args: &[String], output: &str, reason: String) -> Tool
     if shown.len() < output.len() {
         shown.push('…');
     }
-    ToolError::new(tool, args, ToolErrorKind::BadOutput { output: shown, reason })
+    ToolError::new(
+        tool,
+        args,
+        ToolErrorKind::BadOutput {
+            output: shown,
+            reason,
+        },
+    )
 }
 
 /// Juju's rule for secret content keys: lowercase, starts with a letter, at least 3 characters.
@@ -392,7 +509,8 @@ pub fn valid_secret_key(key: &str) -> bool {
     let b = key.as_bytes();
     b.len() >= 3
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && !key.ends_with('-')
         && !key.contains("--")
 }
@@ -401,16 +519,35 @@ pub fn valid_secret_key(key: &str) -> bool {
 struct ContentFile(PathBuf);
 
 impl ContentFile {
-    fn write(tool: &str, args: &[String], content: &BTreeMap<String, String>) -> Result<ContentFile, ToolError> {
+    fn write(
+        tool: &str,
+        args: &[String],
+        content: &BTreeMap<String, String>,
+    ) -> Result<ContentFile, ToolError> {
         if let Some(bad) = content.keys().find(|k| !valid_secret_key(k)) {
             return Err(ToolError::new(tool, args, ToolErrorKind::Spawn(format!(
                 "secret key {bad:?} is invalid: use at least 3 lowercase letters, digits or single dashes, starting with a letter"
             ))));
         }
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(".charm-secret-{}-{nanos}.json", std::process::id()));
-        let spawn_err = |e: std::io::Error| ToolError::new(tool, args, ToolErrorKind::Spawn(format!("cannot write secret content file: {e}")));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(spawn_err)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path =
+            std::env::temp_dir().join(format!(".charm-secret-{}-{nanos}.json", std::process::id()));
+        let spawn_err = |e: std::io::Error| {
+            ToolError::new(
+                tool,
+                args,
+                ToolErrorKind::Spawn(format!("cannot write secret content file: {e}")),
+            )
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(spawn_err)?;
         // JSON is valid YAML, and escapes every value unambiguously.
         let body = serde_json::to_vec(content).expect("a string map always serializes");
         f.write_all(&body).map_err(spawn_err)?;

@@ -52,7 +52,11 @@ pub enum ToolErrorKind {
 impl ToolError {
     /// Builds an error for `tool args`.
     pub fn new(tool: &str, args: &[String], kind: ToolErrorKind) -> ToolError {
-        ToolError { tool: tool.to_string(), args: args.to_vec(), kind }
+        ToolError {
+            tool: tool.to_string(),
+            args: args.to_vec(),
+            kind,
+        }
     }
 
     /// The stderr of a failed tool, if it ran and failed.
@@ -67,16 +71,29 @@ impl ToolError {
 impl fmt::Display for ToolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            ToolErrorKind::NotFound => write!(f, "hook tool {} not found on PATH (not in a hook context?)", self.tool),
-            ToolErrorKind::Spawn(e) => write!(f, "hook tool {} could not be started: {e}", self.tool),
-            ToolErrorKind::Failed { code: Some(c), stderr } => {
+            ToolErrorKind::NotFound => write!(
+                f,
+                "hook tool {} not found on PATH (not in a hook context?)",
+                self.tool
+            ),
+            ToolErrorKind::Spawn(e) => {
+                write!(f, "hook tool {} could not be started: {e}", self.tool)
+            }
+            ToolErrorKind::Failed {
+                code: Some(c),
+                stderr,
+            } => {
                 write!(f, "hook tool {} failed (exit {c}): {stderr}", self.tool)
             }
             ToolErrorKind::Failed { code: None, stderr } => {
                 write!(f, "hook tool {} was killed: {stderr}", self.tool)
             }
             ToolErrorKind::BadOutput { output, reason } => {
-                write!(f, "hook tool {} printed unexpected output ({reason}): {output:?}", self.tool)
+                write!(
+                    f,
+                    "hook tool {} printed unexpected output ({reason}): {output:?}",
+                    self.tool
+                )
             }
         }
     }
@@ -93,7 +110,11 @@ impl ToolRunner for PathRunner {
         let err = |kind| ToolError::new(tool, args, kind);
         let mut cmd = Command::new(tool);
         cmd.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| match e.kind() {
@@ -103,9 +124,12 @@ impl ToolRunner for PathRunner {
         if let Some(input) = stdin {
             // Taking stdin out of the child closes it after the write, so the tool sees EOF.
             let mut pipe = child.stdin.take().expect("stdin was piped");
-            pipe.write_all(input).map_err(|e| err(ToolErrorKind::Spawn(e.to_string())))?;
+            pipe.write_all(input)
+                .map_err(|e| err(ToolErrorKind::Spawn(e.to_string())))?;
         }
-        let out = child.wait_with_output().map_err(|e| err(ToolErrorKind::Spawn(e.to_string())))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| err(ToolErrorKind::Spawn(e.to_string())))?;
         if out.status.success() {
             Ok(out.stdout)
         } else {

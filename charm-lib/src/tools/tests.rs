@@ -15,7 +15,13 @@ struct Script {
 impl Script {
     fn new(answers: Vec<Result<&str, ToolErrorKind>>) -> Script {
         Script {
-            answers: RefCell::new(answers.into_iter().rev().map(|a| a.map(|s| s.as_bytes().to_vec())).collect()),
+            answers: RefCell::new(
+                answers
+                    .into_iter()
+                    .rev()
+                    .map(|a| a.map(|s| s.as_bytes().to_vec()))
+                    .collect(),
+            ),
             calls: RefCell::new(Vec::new()),
         }
     }
@@ -25,7 +31,9 @@ impl Script {
     fn argv(&self) -> Vec<String> {
         let calls = self.calls.borrow();
         let (tool, args, _) = calls.last().expect("a call was made");
-        std::iter::once(tool.clone()).chain(args.iter().cloned()).collect()
+        std::iter::once(tool.clone())
+            .chain(args.iter().cloned())
+            .collect()
     }
     fn stdin(&self) -> Option<String> {
         self.calls.borrow().last().and_then(|c| c.2.clone())
@@ -34,14 +42,25 @@ impl Script {
 
 impl ToolRunner for Script {
     fn run(&self, tool: &str, args: &[String], stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
-        self.calls.borrow_mut().push((tool.into(), args.to_vec(), stdin.map(|b| String::from_utf8_lossy(b).into_owned())));
-        let answer = self.answers.borrow_mut().pop().expect("more calls than scripted answers");
+        self.calls.borrow_mut().push((
+            tool.into(),
+            args.to_vec(),
+            stdin.map(|b| String::from_utf8_lossy(b).into_owned()),
+        ));
+        let answer = self
+            .answers
+            .borrow_mut()
+            .pop()
+            .expect("more calls than scripted answers");
         answer.map_err(|kind| ToolError::new(tool, args, kind))
     }
 }
 
 fn failed(stderr: &str) -> ToolErrorKind {
-    ToolErrorKind::Failed { code: Some(1), stderr: stderr.into() }
+    ToolErrorKind::Failed {
+        code: Some(1),
+        stderr: stderr.into(),
+    }
 }
 
 fn rid(s: &str) -> RelationId {
@@ -51,7 +70,10 @@ fn rid(s: &str) -> RelationId {
 #[test]
 fn relation_ids_parses_ids_and_accepts_null() {
     let r = Script::ok(r#"["db:1","db:3"]"#);
-    assert_eq!(HookTools::new(&r).relation_ids("db").unwrap(), vec![rid("db:1"), rid("db:3")]);
+    assert_eq!(
+        HookTools::new(&r).relation_ids("db").unwrap(),
+        vec![rid("db:1"), rid("db:3")]
+    );
     assert_eq!(r.argv(), ["relation-ids", "--format=json", "db"]);
     let r = Script::ok("null");
     assert!(HookTools::new(&r).relation_ids("db").unwrap().is_empty());
@@ -77,35 +99,83 @@ fn relation_id_with_dashed_endpoint_round_trips() {
 #[test]
 fn relation_list_units_and_app() {
     let r = Script::ok(r#"["pg/0","pg/1"]"#);
-    assert_eq!(HookTools::new(&r).relation_list(&rid("db:2")).unwrap(), ["pg/0", "pg/1"]);
+    assert_eq!(
+        HookTools::new(&r).relation_list(&rid("db:2")).unwrap(),
+        ["pg/0", "pg/1"]
+    );
     assert_eq!(r.argv(), ["relation-list", "--format=json", "-r", "db:2"]);
     let r = Script::ok(r#""pg""#);
-    assert_eq!(HookTools::new(&r).relation_list_app(&rid("db:2")).unwrap().as_deref(), Some("pg"));
-    assert_eq!(r.argv(), ["relation-list", "--format=json", "-r", "db:2", "--app"]);
+    assert_eq!(
+        HookTools::new(&r)
+            .relation_list_app(&rid("db:2"))
+            .unwrap()
+            .as_deref(),
+        Some("pg")
+    );
+    assert_eq!(
+        r.argv(),
+        ["relation-list", "--format=json", "-r", "db:2", "--app"]
+    );
 }
 
 #[test]
 fn relation_get_whole_bag_unit_and_app() {
     let r = Script::ok(r#"{"host":"10.0.0.1","port":"5432"}"#);
-    let bag = HookTools::new(&r).relation_get(&rid("db:2"), "pg/0", false).unwrap();
+    let bag = HookTools::new(&r)
+        .relation_get(&rid("db:2"), "pg/0", false)
+        .unwrap();
     assert_eq!(bag["host"], "10.0.0.1");
-    assert_eq!(r.argv(), ["relation-get", "--format=json", "-r", "db:2", "-", "pg/0"]);
+    assert_eq!(
+        r.argv(),
+        ["relation-get", "--format=json", "-r", "db:2", "-", "pg/0"]
+    );
     let r = Script::ok("null");
-    assert!(HookTools::new(&r).relation_get(&rid("db:2"), "pg", true).unwrap().is_empty());
-    assert_eq!(r.argv(), ["relation-get", "--format=json", "-r", "db:2", "--app", "-", "pg"]);
+    assert!(HookTools::new(&r)
+        .relation_get(&rid("db:2"), "pg", true)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        r.argv(),
+        [
+            "relation-get",
+            "--format=json",
+            "-r",
+            "db:2",
+            "--app",
+            "-",
+            "pg"
+        ]
+    );
 }
 
 #[test]
 fn relation_get_key_null_is_none() {
     let r = Script::ok("null");
-    assert_eq!(HookTools::new(&r).relation_get_key(&rid("db:2"), "host", "pg/0", false).unwrap(), None);
-    assert_eq!(r.argv(), ["relation-get", "--format=json", "-r", "db:2", "host", "pg/0"]);
+    assert_eq!(
+        HookTools::new(&r)
+            .relation_get_key(&rid("db:2"), "host", "pg/0", false)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        r.argv(),
+        [
+            "relation-get",
+            "--format=json",
+            "-r",
+            "db:2",
+            "host",
+            "pg/0"
+        ]
+    );
 }
 
 #[test]
 fn relation_get_rejects_non_string_values() {
     let r = Script::ok(r#"{"port":5432}"#);
-    let e = HookTools::new(&r).relation_get(&rid("db:2"), "pg/0", false).unwrap_err();
+    let e = HookTools::new(&r)
+        .relation_get(&rid("db:2"), "pg/0", false)
+        .unwrap_err();
     assert!(matches!(e.kind, ToolErrorKind::BadOutput { .. }));
 }
 
@@ -115,17 +185,26 @@ fn relation_set_sends_json_on_stdin() {
     let mut bag = Databag::new();
     bag.insert("a".into(), "1".into());
     bag.insert("gone".into(), "".into());
-    HookTools::new(&r).relation_set(&rid("peers:0"), &bag, true).unwrap();
-    assert_eq!(r.argv(), ["relation-set", "-r", "peers:0", "--app", "--file", "-"]);
+    HookTools::new(&r)
+        .relation_set(&rid("peers:0"), &bag, true)
+        .unwrap();
+    assert_eq!(
+        r.argv(),
+        ["relation-set", "-r", "peers:0", "--app", "--file", "-"]
+    );
     assert_eq!(r.stdin().unwrap(), r#"{"a":"1","gone":""}"#);
 }
 
 #[test]
 fn relation_set_failure_carries_stderr() {
     let r = Script::new(vec![Err(failed("ERROR cannot write relation settings"))]);
-    let e = HookTools::new(&r).relation_set(&rid("db:1"), &Databag::new(), true).unwrap_err();
+    let e = HookTools::new(&r)
+        .relation_set(&rid("db:1"), &Databag::new(), true)
+        .unwrap_err();
     assert_eq!(e.stderr(), Some("ERROR cannot write relation settings"));
-    assert!(e.to_string().contains("relation-set failed (exit 1): ERROR cannot write relation settings"));
+    assert!(e
+        .to_string()
+        .contains("relation-set failed (exit 1): ERROR cannot write relation settings"));
 }
 
 #[test]
@@ -147,17 +226,27 @@ fn is_leader_true_false_and_garbage() {
     let r = Script::ok("false\n");
     assert!(!HookTools::new(&r).is_leader().unwrap());
     let r = Script::ok("True");
-    assert!(matches!(HookTools::new(&r).is_leader().unwrap_err().kind, ToolErrorKind::BadOutput { .. }));
+    assert!(matches!(
+        HookTools::new(&r).is_leader().unwrap_err().kind,
+        ToolErrorKind::BadOutput { .. }
+    ));
 }
 
 #[test]
 fn status_set_unit_and_application() {
     let r = Script::ok("");
-    HookTools::new(&r).status_set("blocked", "set vip", false).unwrap();
+    HookTools::new(&r)
+        .status_set("blocked", "set vip", false)
+        .unwrap();
     assert_eq!(r.argv(), ["status-set", "--", "blocked", "set vip"]);
     let r = Script::ok("");
-    HookTools::new(&r).status_set("active", "-1 replicas", true).unwrap();
-    assert_eq!(r.argv(), ["status-set", "--application", "--", "active", "-1 replicas"]);
+    HookTools::new(&r)
+        .status_set("active", "-1 replicas", true)
+        .unwrap();
+    assert_eq!(
+        r.argv(),
+        ["status-set", "--application", "--", "active", "-1 replicas"]
+    );
 }
 
 #[test]
@@ -168,17 +257,28 @@ fn status_get_unit_and_both_application_shapes() {
     assert_eq!(r.argv(), ["status-get", "--include-data", "--format=json"]);
     let juju = r#"{"application-status":{"status":"waiting","message":"m","status-data":{},"units":{"a/0":{}}}}"#;
     let r = Script::ok(juju);
-    assert_eq!(HookTools::new(&r).status_get_application().unwrap().status, "waiting");
+    assert_eq!(
+        HookTools::new(&r).status_get_application().unwrap().status,
+        "waiting"
+    );
     let ops = r#"{"status":"blocked","message":"m","status-data":{},"units":{}}"#;
     let r = Script::ok(ops);
-    assert_eq!(HookTools::new(&r).status_get_application().unwrap().status, "blocked");
+    assert_eq!(
+        HookTools::new(&r).status_get_application().unwrap().status,
+        "blocked"
+    );
 }
 
 #[test]
 fn juju_log_level_and_dashes() {
     let r = Script::ok("");
-    HookTools::new(&r).juju_log(LogLevel::Warning, "-x happened").unwrap();
-    assert_eq!(r.argv(), ["juju-log", "--log-level", "WARNING", "--", "-x happened"]);
+    HookTools::new(&r)
+        .juju_log(LogLevel::Warning, "-x happened")
+        .unwrap();
+    assert_eq!(
+        r.argv(),
+        ["juju-log", "--log-level", "WARNING", "--", "-x happened"]
+    );
 }
 
 #[test]
@@ -187,11 +287,21 @@ fn ports_format_and_parse() {
     HookTools::new(&r).open_port(Port::Tcp(80)).unwrap();
     assert_eq!(r.argv(), ["open-port", "80/tcp"]);
     let r = Script::ok("");
-    HookTools::new(&r).close_port(Port::UdpRange(5241, 5247)).unwrap();
+    HookTools::new(&r)
+        .close_port(Port::UdpRange(5241, 5247))
+        .unwrap();
     assert_eq!(r.argv(), ["close-port", "5241-5247/udp"]);
     let r = Script::ok(r#"["80/tcp","icmp","8000-8999/udp","443/tcp (ep1,ep2)"]"#);
     let ports = HookTools::new(&r).opened_ports().unwrap();
-    assert_eq!(ports, [Port::Tcp(80), Port::Icmp, Port::UdpRange(8000, 8999), Port::Tcp(443)]);
+    assert_eq!(
+        ports,
+        [
+            Port::Tcp(80),
+            Port::Icmp,
+            Port::UdpRange(8000, 8999),
+            Port::Tcp(443)
+        ]
+    );
     assert!("80/sctp".parse::<Port>().is_err());
     assert!("http".parse::<Port>().is_err());
 }
@@ -206,14 +316,25 @@ fn network_get_full_shape() {
     assert_eq!(n.bind_addresses[0].addresses[0].cidr, "10.0.0.0/24");
     assert_eq!(r.argv(), ["network-get", "--format=json", "juju-info"]);
     let r = Script::ok(out);
-    HookTools::new(&r).network_get("db", Some(&rid("db:4"))).unwrap();
-    assert_eq!(r.argv(), ["network-get", "--format=json", "-r", "db:4", "db"]);
+    HookTools::new(&r)
+        .network_get("db", Some(&rid("db:4")))
+        .unwrap();
+    assert_eq!(
+        r.argv(),
+        ["network-get", "--format=json", "-r", "db:4", "db"]
+    );
 }
 
 #[test]
 fn unit_get_address() {
     let r = Script::ok(r#""10.0.0.5""#);
-    assert_eq!(HookTools::new(&r).unit_get("private-address").unwrap().as_deref(), Some("10.0.0.5"));
+    assert_eq!(
+        HookTools::new(&r)
+            .unit_get("private-address")
+            .unwrap()
+            .as_deref(),
+        Some("10.0.0.5")
+    );
     assert_eq!(r.argv(), ["unit-get", "--format=json", "private-address"]);
 }
 
@@ -228,7 +349,14 @@ fn action_tools() {
     res.insert("api-url".to_string(), "http://10.0.0.100/MAAS".to_string());
     res.insert("db.host".to_string(), "a=b".to_string());
     HookTools::new(&r).action_set(&res).unwrap();
-    assert_eq!(r.argv(), ["action-set", "api-url=http://10.0.0.100/MAAS", "db.host=a=b"]);
+    assert_eq!(
+        r.argv(),
+        [
+            "action-set",
+            "api-url=http://10.0.0.100/MAAS",
+            "db.host=a=b"
+        ]
+    );
     let r = Script::ok("");
     HookTools::new(&r).action_fail("no such user").unwrap();
     assert_eq!(r.argv(), ["action-fail", "--", "no such user"]);
@@ -248,7 +376,12 @@ fn action_get_outside_an_action_is_not_found() {
 fn secret_add_uses_a_private_file_not_argv() {
     struct Peek(RefCell<Option<(Vec<String>, String, u32)>>);
     impl ToolRunner for Peek {
-        fn run(&self, _tool: &str, args: &[String], _stdin: Option<&[u8]>) -> Result<Vec<u8>, ToolError> {
+        fn run(
+            &self,
+            _tool: &str,
+            args: &[String],
+            _stdin: Option<&[u8]>,
+        ) -> Result<Vec<u8>, ToolError> {
             let path = &args[args.iter().position(|a| a == "--file").unwrap() + 1];
             let content = std::fs::read_to_string(path).unwrap();
             use std::os::unix::fs::PermissionsExt;
@@ -260,16 +393,25 @@ fn secret_add_uses_a_private_file_not_argv() {
     let r = Peek(RefCell::new(None));
     let mut content = BTreeMap::new();
     content.insert("password".to_string(), "hunter2".to_string());
-    let opts = SecretOptions { label: Some("auth".into()), ..Default::default() };
+    let opts = SecretOptions {
+        label: Some("auth".into()),
+        ..Default::default()
+    };
     let uri = HookTools::new(&r).secret_add(&content, &opts).unwrap();
     assert_eq!(uri, "secret:cv1abc");
     let (args, file, mode) = r.0.borrow().clone().unwrap();
-    assert!(!args.iter().any(|a| a.contains("hunter2")), "secret in argv: {args:?}");
+    assert!(
+        !args.iter().any(|a| a.contains("hunter2")),
+        "secret in argv: {args:?}"
+    );
     assert_eq!(&args[..2], ["--label", "auth"]);
     assert_eq!(file, r#"{"password":"hunter2"}"#);
     assert_eq!(mode, 0o600);
     let path = &args[args.iter().position(|a| a == "--file").unwrap() + 1];
-    assert!(!std::path::Path::new(path).exists(), "content file left behind");
+    assert!(
+        !std::path::Path::new(path).exists(),
+        "content file left behind"
+    );
 }
 
 #[test]
@@ -277,7 +419,9 @@ fn secret_add_refuses_invalid_keys_before_calling() {
     let r = Script::new(vec![]);
     let mut content = BTreeMap::new();
     content.insert("PW".to_string(), "x".to_string());
-    let e = HookTools::new(&r).secret_add(&content, &SecretOptions::default()).unwrap_err();
+    let e = HookTools::new(&r)
+        .secret_add(&content, &SecretOptions::default())
+        .unwrap_err();
     assert!(e.to_string().contains("secret key \"PW\" is invalid"));
     assert!(r.calls.borrow().is_empty());
 }
@@ -288,7 +432,10 @@ fn secret_add_rejects_output_that_is_not_a_uri() {
     let mut content = BTreeMap::new();
     content.insert("pass".to_string(), "x".to_string());
     assert!(matches!(
-        HookTools::new(&r).secret_add(&content, &SecretOptions::default()).unwrap_err().kind,
+        HookTools::new(&r)
+            .secret_add(&content, &SecretOptions::default())
+            .unwrap_err()
+            .kind,
         ToolErrorKind::BadOutput { .. }
     ));
 }
@@ -296,31 +443,64 @@ fn secret_add_rejects_output_that_is_not_a_uri() {
 #[test]
 fn secret_get_by_id_label_refresh_and_peek() {
     let r = Script::ok(r#"{"password":"x"}"#);
-    let c = HookTools::new(&r).secret_get(Some("secret:abc"), None, true, false).unwrap();
+    let c = HookTools::new(&r)
+        .secret_get(Some("secret:abc"), None, true, false)
+        .unwrap();
     assert_eq!(c["password"], "x");
-    assert_eq!(r.argv(), ["secret-get", "--format=json", "secret:abc", "--refresh"]);
+    assert_eq!(
+        r.argv(),
+        ["secret-get", "--format=json", "secret:abc", "--refresh"]
+    );
     let r = Script::ok(r#"{"password":"x"}"#);
-    HookTools::new(&r).secret_get(None, Some("auth"), false, true).unwrap();
-    assert_eq!(r.argv(), ["secret-get", "--format=json", "--label", "auth", "--peek"]);
+    HookTools::new(&r)
+        .secret_get(None, Some("auth"), false, true)
+        .unwrap();
+    assert_eq!(
+        r.argv(),
+        ["secret-get", "--format=json", "--label", "auth", "--peek"]
+    );
 }
 
 #[test]
 fn secret_info_ids_grant_revoke_remove() {
-    let r = Script::ok(r#"{"cv1abc":{"revision":2,"label":"auth","description":null,"expiry":null,"rotation":"never","rotates":null}}"#);
-    let info = HookTools::new(&r).secret_info_get(Some("secret:cv1abc"), None).unwrap();
+    let r = Script::ok(
+        r#"{"cv1abc":{"revision":2,"label":"auth","description":null,"expiry":null,"rotation":"never","rotates":null}}"#,
+    );
+    let info = HookTools::new(&r)
+        .secret_info_get(Some("secret:cv1abc"), None)
+        .unwrap();
     assert_eq!(info["cv1abc"].revision, 2);
     assert_eq!(info["cv1abc"].label.as_deref(), Some("auth"));
-    assert_eq!(r.argv(), ["secret-info-get", "--format=json", "secret:cv1abc"]);
+    assert_eq!(
+        r.argv(),
+        ["secret-info-get", "--format=json", "secret:cv1abc"]
+    );
     let r = Script::ok(r#"["secret:a"]"#);
     assert_eq!(HookTools::new(&r).secret_ids().unwrap(), ["secret:a"]);
     let r = Script::ok("");
-    HookTools::new(&r).secret_grant("secret:a", &rid("rpc:3"), Some("rack/0")).unwrap();
-    assert_eq!(r.argv(), ["secret-grant", "--relation", "3", "--unit", "rack/0", "secret:a"]);
+    HookTools::new(&r)
+        .secret_grant("secret:a", &rid("rpc:3"), Some("rack/0"))
+        .unwrap();
+    assert_eq!(
+        r.argv(),
+        [
+            "secret-grant",
+            "--relation",
+            "3",
+            "--unit",
+            "rack/0",
+            "secret:a"
+        ]
+    );
     let r = Script::ok("");
-    HookTools::new(&r).secret_revoke("secret:a", &rid("rpc:3"), None).unwrap();
+    HookTools::new(&r)
+        .secret_revoke("secret:a", &rid("rpc:3"), None)
+        .unwrap();
     assert_eq!(r.argv(), ["secret-revoke", "--relation", "3", "secret:a"]);
     let r = Script::ok("");
-    HookTools::new(&r).secret_remove("secret:a", Some(1)).unwrap();
+    HookTools::new(&r)
+        .secret_remove("secret:a", Some(1))
+        .unwrap();
     assert_eq!(r.argv(), ["secret-remove", "secret:a", "--revision", "1"]);
 }
 
@@ -329,7 +509,9 @@ fn secret_set_new_revision_through_file() {
     let r = Script::ok("");
     let mut content = BTreeMap::new();
     content.insert("auth-pass".to_string(), "abcdefgh".to_string());
-    HookTools::new(&r).secret_set("secret:a", &content, &SecretOptions::default()).unwrap();
+    HookTools::new(&r)
+        .secret_set("secret:a", &content, &SecretOptions::default())
+        .unwrap();
     let argv = r.argv();
     assert_eq!(&argv[..3], ["secret-set", "secret:a", "--file"]);
     assert_eq!(argv.len(), 4);
@@ -369,19 +551,40 @@ fn version_and_resource() {
 fn malformed_json_is_a_clear_error() {
     let r = Script::ok("{not json");
     let e = HookTools::new(&r).config_get().unwrap_err();
-    assert!(e.to_string().starts_with("hook tool config-get printed unexpected output"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("hook tool config-get printed unexpected output"),
+        "{e}"
+    );
 }
 
 #[test]
 fn path_runner_reports_a_missing_tool() {
-    let e = PathRunner.run("charm-lib-no-such-hook-tool", &[], None).unwrap_err();
+    let e = PathRunner
+        .run("charm-lib-no-such-hook-tool", &[], None)
+        .unwrap_err();
     assert_eq!(e.kind, ToolErrorKind::NotFound);
 }
 
 #[test]
 fn path_runner_carries_stderr_and_exit_code() {
-    let e = PathRunner.run("sh", &["-c".into(), "echo 'ERROR relation not found' >&2; exit 2".into()], None).unwrap_err();
-    assert_eq!(e.kind, ToolErrorKind::Failed { code: Some(2), stderr: "ERROR relation not found".into() });
+    let e = PathRunner
+        .run(
+            "sh",
+            &[
+                "-c".into(),
+                "echo 'ERROR relation not found' >&2; exit 2".into(),
+            ],
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.kind,
+        ToolErrorKind::Failed {
+            code: Some(2),
+            stderr: "ERROR relation not found".into()
+        }
+    );
 }
 
 #[test]

@@ -21,7 +21,10 @@ pub struct RelationId {
 impl RelationId {
     /// A relation id for `endpoint` and number `id`.
     pub fn new(endpoint: &str, id: u32) -> RelationId {
-        RelationId { endpoint: endpoint.to_string(), id }
+        RelationId {
+            endpoint: endpoint.to_string(),
+            id,
+        }
     }
 }
 
@@ -35,11 +38,15 @@ impl FromStr for RelationId {
     type Err = String;
     /// Parses `db:7`. Endpoint names may contain `-` and `:` never, so the last `:` splits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (endpoint, n) = s.rsplit_once(':').ok_or_else(|| format!("relation id {s:?} is not <endpoint>:<number>"))?;
+        let (endpoint, n) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("relation id {s:?} is not <endpoint>:<number>"))?;
         if endpoint.is_empty() {
             return Err(format!("relation id {s:?} has no endpoint"));
         }
-        let id = n.parse().map_err(|_| format!("relation id {s:?} does not end in a number"))?;
+        let id = n
+            .parse()
+            .map_err(|_| format!("relation id {s:?} does not end in a number"))?;
         Ok(RelationId::new(endpoint, id))
     }
 }
@@ -94,7 +101,10 @@ impl FromStr for Port {
             return Ok(Port::Icmp);
         }
         let (range, proto) = s.split_once('/').unwrap_or((s, "tcp"));
-        let num = |x: &str| x.parse::<u16>().map_err(|_| format!("port {s:?}: {x:?} is not a port number"));
+        let num = |x: &str| {
+            x.parse::<u16>()
+                .map_err(|_| format!("port {s:?}: {x:?} is not a port number"))
+        };
         let (lo, hi) = match range.split_once('-') {
             Some((a, b)) => (num(a)?, Some(num(b)?)),
             None => (num(range)?, None),

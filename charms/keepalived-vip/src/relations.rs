@@ -248,9 +248,12 @@ pub fn vrrp_password(ctx: &Context) -> anyhow::Result<Option<String>> {
         (Some(id), _) => id,
         (None, false) => return Ok(None),
         (None, true) => {
-            let content: BTreeMap<String, String> = [(SECRET_KEY.to_string(), charm_lib::random::alphanumeric(PASSWORD_LEN)?)]
-                .into_iter()
-                .collect();
+            let content: BTreeMap<String, String> = [(
+                SECRET_KEY.to_string(),
+                charm_lib::random::alphanumeric(PASSWORD_LEN)?,
+            )]
+            .into_iter()
+            .collect();
             let opts = SecretOptions {
                 label: Some(SECRET_LABEL.into()),
                 description: Some("VRRP auth_pass of this application's keepalived".into()),

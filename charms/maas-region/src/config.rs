@@ -76,26 +76,39 @@ pub struct Config {
 impl Config {
     /// Validates the raw options; `Err` is the Blocked message.
     pub fn from_json(raw: serde_json::Map<String, serde_json::Value>) -> Result<Config, String> {
-        let raw: Raw = serde_json::from_value(serde_json::Value::Object(raw)).map_err(|e| format!("invalid config: {e}"))?;
+        let raw: Raw = serde_json::from_value(serde_json::Value::Object(raw))
+            .map_err(|e| format!("invalid config: {e}"))?;
         let method = raw.install_method.unwrap_or_else(|| "snap".into());
-        let install_method = InstallMethod::parse(method.trim())
-            .ok_or_else(|| format!("invalid install-method {method:?}: expected \"snap\" or \"deb\""))?;
+        let install_method = InstallMethod::parse(method.trim()).ok_or_else(|| {
+            format!("invalid install-method {method:?}: expected \"snap\" or \"deb\"")
+        })?;
         let channel = raw.channel.unwrap_or_default().trim().to_string();
         if install_method == InstallMethod::Snap {
             validate_channel(&channel)?;
         }
-        let deb_source = raw.deb_source.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let deb_source = raw
+            .deb_source
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         if let Some(s) = &deb_source {
             validate_deb_source(s)?;
         }
-        let maas_url = match raw.maas_url.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
-            Some(u) => Some(validate_maas_url(&u).map_err(|why| format!("invalid maas-url {u:?}: {why}; expected http(s)://host[:port]/MAAS"))?),
+        let maas_url = match raw
+            .maas_url
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+        {
+            Some(u) => Some(validate_maas_url(&u).map_err(|why| {
+                format!("invalid maas-url {u:?}: {why}; expected http(s)://host[:port]/MAAS")
+            })?),
             None => None,
         };
         let database_name = raw.database_name.unwrap_or_default().trim().to_string();
         let name_ok = !database_name.is_empty()
             && database_name.len() <= 63
-            && database_name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && database_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !database_name.starts_with(|c: char| c.is_ascii_digit());
         if !name_ok {
             return Err(format!("invalid database-name {database_name:?}: expected lowercase letters, digits and _ (at most 63, not starting with a digit)"));
@@ -117,8 +130,14 @@ const RISKS: [&str; 4] = ["stable", "candidate", "beta", "edge"];
 
 /// `risk`, `track/risk` or `track/risk/branch`, as snapd accepts them.
 fn validate_channel(channel: &str) -> Result<(), String> {
-    let bad = || format!("invalid channel {channel:?}: expected <track>/<risk> such as \"3.6/stable\" (risk: stable, candidate, beta or edge)");
-    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    let bad = || {
+        format!("invalid channel {channel:?}: expected <track>/<risk> such as \"3.6/stable\" (risk: stable, candidate, beta or edge)")
+    };
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
     let parts: Vec<&str> = channel.split('/').collect();
     let ok = match parts.as_slice() {
         [risk] => RISKS.contains(risk),
@@ -135,18 +154,39 @@ fn validate_channel(channel: &str) -> Result<(), String> {
 
 /// `ppa:owner/name` or a one-line `deb [options] URI suite [components]`.
 fn validate_deb_source(s: &str) -> Result<(), String> {
-    let bad = || format!("invalid deb-source {s:?}: expected \"ppa:<owner>/<name>\" or a sources.list line \"deb http://... <suite> <components>\"");
+    let bad = || {
+        format!("invalid deb-source {s:?}: expected \"ppa:<owner>/<name>\" or a sources.list line \"deb http://... <suite> <components>\"")
+    };
     if s.contains('\n') {
         return Err(bad());
     }
     if let Some(ppa) = s.strip_prefix("ppa:") {
-        let ok = ppa.split('/').count() == 2 && ppa.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+')));
+        let ok = ppa.split('/').count() == 2
+            && ppa.split('/').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+            });
         return if ok { Ok(()) } else { Err(bad()) };
     }
     let words: Vec<&str> = s.split_whitespace().collect();
-    let uri_at = if words.get(1).is_some_and(|w| w.starts_with('[')) { words.iter().position(|w| w.ends_with(']')).map(|i| i + 1) } else { Some(1) };
-    match (words.first(), uri_at.and_then(|i| words.get(i).map(|u| (i, u)))) {
-        (Some(&"deb"), Some((i, uri))) if (uri.starts_with("http://") || uri.starts_with("https://") || uri.starts_with("file:/")) && words.len() > i + 1 => Ok(()),
+    let uri_at = if words.get(1).is_some_and(|w| w.starts_with('[')) {
+        words.iter().position(|w| w.ends_with(']')).map(|i| i + 1)
+    } else {
+        Some(1)
+    };
+    match (
+        words.first(),
+        uri_at.and_then(|i| words.get(i).map(|u| (i, u))),
+    ) {
+        (Some(&"deb"), Some((i, uri)))
+            if (uri.starts_with("http://")
+                || uri.starts_with("https://")
+                || uri.starts_with("file:/"))
+                && words.len() > i + 1 =>
+        {
+            Ok(())
+        }
         _ => Err(bad()),
     }
 }
@@ -162,7 +202,9 @@ pub fn validate_maas_url(url: &str) -> Result<String, String> {
         return Err("the path must be /MAAS".into());
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("an IPv6 host must be in brackets")?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("an IPv6 host must be in brackets")?;
         (h, after.strip_prefix(':'))
     } else {
         match authority.split_once(':') {
@@ -170,7 +212,10 @@ pub fn validate_maas_url(url: &str) -> Result<String, String> {
             None => (authority, None),
         }
     };
-    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
     if !host_ok {
         return Err("the host is missing or has characters a host name cannot have".into());
     }
@@ -210,7 +255,11 @@ mod tests {
     fn validation_matrix() {
         let cases: Vec<(&str, serde_json::Value, Option<&str>)> = vec![
             ("install-method", json!("deb"), None),
-            ("install-method", json!("apt"), Some("invalid install-method \"apt\"")),
+            (
+                "install-method",
+                json!("apt"),
+                Some("invalid install-method \"apt\""),
+            ),
             ("install-method", json!(""), Some("invalid install-method")),
             ("channel", json!("3.5/edge"), None),
             ("channel", json!("stable"), None),
@@ -219,24 +268,76 @@ mod tests {
             ("channel", json!("3.6/nightly"), Some("invalid channel")),
             ("channel", json!(""), Some("invalid channel")),
             ("deb-source", json!("ppa:maas/3.5"), None),
-            ("deb-source", json!("deb http://ppa.launchpad.net/maas/3.5/ubuntu jammy main"), None),
-            ("deb-source", json!("deb [arch=amd64] https://example.com/maas jammy main"), None),
+            (
+                "deb-source",
+                json!("deb http://ppa.launchpad.net/maas/3.5/ubuntu jammy main"),
+                None,
+            ),
+            (
+                "deb-source",
+                json!("deb [arch=amd64] https://example.com/maas jammy main"),
+                None,
+            ),
             ("deb-source", json!("ppa:maas"), Some("invalid deb-source")),
-            ("deb-source", json!("http://example.com"), Some("invalid deb-source")),
-            ("deb-source", json!("deb http://x jammy main\ndeb http://y jammy main"), Some("invalid deb-source")),
+            (
+                "deb-source",
+                json!("http://example.com"),
+                Some("invalid deb-source"),
+            ),
+            (
+                "deb-source",
+                json!("deb http://x jammy main\ndeb http://y jammy main"),
+                Some("invalid deb-source"),
+            ),
             ("maas-url", json!("http://10.0.0.100/MAAS"), None),
-            ("maas-url", json!("https://maas.example.com:8443/MAAS/"), None),
+            (
+                "maas-url",
+                json!("https://maas.example.com:8443/MAAS/"),
+                None,
+            ),
             ("maas-url", json!("http://[fd00::1]:5240/MAAS"), None),
-            ("maas-url", json!("ftp://10.0.0.1/MAAS"), Some("invalid maas-url \"ftp://10.0.0.1/MAAS\": the scheme must be http or https")),
-            ("maas-url", json!("http://10.0.0.1/"), Some("the path must be /MAAS")),
-            ("maas-url", json!("http://10.0.0.1"), Some("the path must be /MAAS")),
-            ("maas-url", json!("http://10.0.0.1:99999/MAAS"), Some("is not a port number")),
-            ("maas-url", json!("http:///MAAS"), Some("the host is missing")),
-            ("maas-url", json!("http://a b/MAAS"), Some("the host is missing")),
+            (
+                "maas-url",
+                json!("ftp://10.0.0.1/MAAS"),
+                Some("invalid maas-url \"ftp://10.0.0.1/MAAS\": the scheme must be http or https"),
+            ),
+            (
+                "maas-url",
+                json!("http://10.0.0.1/"),
+                Some("the path must be /MAAS"),
+            ),
+            (
+                "maas-url",
+                json!("http://10.0.0.1"),
+                Some("the path must be /MAAS"),
+            ),
+            (
+                "maas-url",
+                json!("http://10.0.0.1:99999/MAAS"),
+                Some("is not a port number"),
+            ),
+            (
+                "maas-url",
+                json!("http:///MAAS"),
+                Some("the host is missing"),
+            ),
+            (
+                "maas-url",
+                json!("http://a b/MAAS"),
+                Some("the host is missing"),
+            ),
             ("database-name", json!("maas_db"), None),
-            ("database-name", json!("Maas"), Some("invalid database-name")),
+            (
+                "database-name",
+                json!("Maas"),
+                Some("invalid database-name"),
+            ),
             ("database-name", json!(""), Some("invalid database-name")),
-            ("database-name", json!("1maas"), Some("invalid database-name")),
+            (
+                "database-name",
+                json!("1maas"),
+                Some("invalid database-name"),
+            ),
         ];
         for (k, v, want) in cases {
             let got = cfg(&[(k, v.clone())]);
@@ -245,7 +346,10 @@ mod tests {
                 Some(w) => {
                     let e = got.expect_err(&format!("{k}={v} should be refused"));
                     assert!(e.contains(w), "{k}={v}: {e:?} lacks {w:?}");
-                    assert!(e.contains(k), "{k}={v}: the message must name the option: {e}");
+                    assert!(
+                        e.contains(k),
+                        "{k}={v}: the message must name the option: {e}"
+                    );
                 }
             }
         }
@@ -253,11 +357,21 @@ mod tests {
 
     #[test]
     fn channel_is_not_checked_for_deb() {
-        assert!(cfg(&[("install-method", json!("deb")), ("channel", json!("whatever"))]).is_ok());
+        assert!(cfg(&[
+            ("install-method", json!("deb")),
+            ("channel", json!("whatever"))
+        ])
+        .is_ok());
     }
 
     #[test]
     fn maas_url_loses_its_trailing_slash() {
-        assert_eq!(cfg(&[("maas-url", json!("http://10.0.0.1/MAAS/"))]).unwrap().maas_url.as_deref(), Some("http://10.0.0.1/MAAS"));
+        assert_eq!(
+            cfg(&[("maas-url", json!("http://10.0.0.1/MAAS/"))])
+                .unwrap()
+                .maas_url
+                .as_deref(),
+            Some("http://10.0.0.1/MAAS")
+        );
     }
 }

@@ -14,7 +14,9 @@ pub const REQUEST_KEY: &str = "init-request";
 
 /// The unit number of `app/N`, for a fair order that does not depend on names.
 fn number(unit: &str) -> u64 {
-    unit.rsplit_once('/').and_then(|(_, n)| n.parse().ok()).unwrap_or(u64::MAX)
+    unit.rsplit_once('/')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// The lock value granting `unit`'s request `token`.
@@ -30,7 +32,11 @@ pub fn holds(lock: Option<&str>, unit: &str, token: &str) -> bool {
 /// The leader's decision, from the open requests (unit → token). The current grant stands
 /// while its request is still open and its unit still a member; otherwise the lowest-numbered
 /// requester gets it; nobody if none asks.
-pub fn grant(current: Option<&str>, requests: &BTreeMap<String, String>, members: &BTreeSet<String>) -> Option<String> {
+pub fn grant(
+    current: Option<&str>,
+    requests: &BTreeMap<String, String>,
+    members: &BTreeSet<String>,
+) -> Option<String> {
     if let Some((unit, token)) = current.and_then(|c| c.rsplit_once('#')) {
         if members.contains(unit) && requests.get(unit).map(String::as_str) == Some(token) {
             return current.map(str::to_string);
@@ -48,7 +54,10 @@ mod tests {
     use super::*;
 
     fn req(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(u, t)| (u.to_string(), t.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(u, t)| (u.to_string(), t.to_string()))
+            .collect()
     }
 
     fn set(units: &[&str]) -> BTreeSet<String> {
@@ -58,8 +67,14 @@ mod tests {
     #[test]
     fn holder_keeps_the_lock_until_it_stops_asking() {
         let members = set(&["r/0", "r/1", "r/2"]);
-        assert_eq!(grant(Some("r/2#1"), &req(&[("r/0", "1"), ("r/2", "1")]), &members).as_deref(), Some("r/2#1"));
-        assert_eq!(grant(Some("r/2#1"), &req(&[("r/0", "4"), ("r/1", "1")]), &members).as_deref(), Some("r/0#4"));
+        assert_eq!(
+            grant(Some("r/2#1"), &req(&[("r/0", "1"), ("r/2", "1")]), &members).as_deref(),
+            Some("r/2#1")
+        );
+        assert_eq!(
+            grant(Some("r/2#1"), &req(&[("r/0", "4"), ("r/1", "1")]), &members).as_deref(),
+            Some("r/0#4")
+        );
         assert_eq!(grant(Some("r/2#1"), &req(&[]), &members), None);
     }
 
@@ -67,18 +82,37 @@ mod tests {
     fn a_new_request_of_the_old_holder_is_not_covered_by_its_old_grant() {
         let members = set(&["r/0", "r/1"]);
         assert!(!holds(Some("r/1#1"), "r/1", "2"));
-        assert_eq!(grant(Some("r/1#1"), &req(&[("r/0", "1"), ("r/1", "2")]), &members).as_deref(), Some("r/0#1"));
+        assert_eq!(
+            grant(Some("r/1#1"), &req(&[("r/0", "1"), ("r/1", "2")]), &members).as_deref(),
+            Some("r/0#1")
+        );
         assert!(holds(Some("r/0#1"), "r/0", "1"));
     }
 
     #[test]
     fn a_departed_holder_loses_the_lock() {
-        assert_eq!(grant(Some("r/1#1"), &req(&[("r/1", "1"), ("r/3", "1")]), &set(&["r/0", "r/3"])).as_deref(), Some("r/3#1"));
+        assert_eq!(
+            grant(
+                Some("r/1#1"),
+                &req(&[("r/1", "1"), ("r/3", "1")]),
+                &set(&["r/0", "r/3"])
+            )
+            .as_deref(),
+            Some("r/3#1")
+        );
     }
 
     #[test]
     fn order_is_by_unit_number() {
-        assert_eq!(grant(None, &req(&[("r/10", "1"), ("r/9", "1")]), &set(&["r/9", "r/10"])).as_deref(), Some("r/9#1"));
+        assert_eq!(
+            grant(
+                None,
+                &req(&[("r/10", "1"), ("r/9", "1")]),
+                &set(&["r/9", "r/10"])
+            )
+            .as_deref(),
+            Some("r/9#1")
+        );
     }
 
     /// Every combination of open requests and current grants of three units: the lock never
@@ -88,16 +122,35 @@ mod tests {
         let members = set(&["r/0", "r/1", "r/2"]);
         let all = ["r/0", "r/1", "r/2"];
         for mask in 0u8..8 {
-            let requests: BTreeMap<String, String> = all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, u)| (u.to_string(), "1".to_string())).collect();
-            for current in [None, Some("r/0#1"), Some("r/1#1"), Some("r/2#1"), Some("r/2#0")] {
+            let requests: BTreeMap<String, String> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, u)| (u.to_string(), "1".to_string()))
+                .collect();
+            for current in [
+                None,
+                Some("r/0#1"),
+                Some("r/1#1"),
+                Some("r/2#1"),
+                Some("r/2#0"),
+            ] {
                 let next = grant(current, &requests, &members);
                 if let Some((u, t)) = current.and_then(|c| c.rsplit_once('#')) {
                     if requests.get(u).map(String::as_str) == Some(t) {
-                        assert_eq!(next.as_deref(), current, "the lock moved away from an open request");
+                        assert_eq!(
+                            next.as_deref(),
+                            current,
+                            "the lock moved away from an open request"
+                        );
                     }
                 }
                 if let Some((u, t)) = next.as_deref().and_then(|n| n.rsplit_once('#')) {
-                    assert_eq!(requests.get(u).map(String::as_str), Some(t), "granted to {u}, who did not ask");
+                    assert_eq!(
+                        requests.get(u).map(String::as_str),
+                        Some(t),
+                        "granted to {u}, who did not ask"
+                    );
                 }
                 assert_eq!(next.is_none(), requests.is_empty());
             }

@@ -71,7 +71,13 @@ pub struct DbSettings {
 impl DbSettings {
     /// The URI for `maas init region --database-uri`.
     pub fn uri(&self) -> String {
-        crate::render::database_uri(&self.user, &self.password, &self.host, self.port, &self.name)
+        crate::render::database_uri(
+            &self.user,
+            &self.password,
+            &self.host,
+            self.port,
+            &self.name,
+        )
     }
 
     /// Where the database is, without credentials: safe for relation data and logs.
@@ -81,7 +87,9 @@ impl DbSettings {
 
     /// Masks the password (raw and URI-encoded) in `cmd`.
     fn mask(&self, cmd: Cmd) -> Cmd {
-        cmd.sensitive(&self.password).sensitive(&crate::render::percent_encode(&self.password)).sensitive(&self.uri())
+        cmd.sensitive(&self.password)
+            .sensitive(&crate::render::percent_encode(&self.password))
+            .sensitive(&self.uri())
     }
 }
 
@@ -97,7 +105,8 @@ pub struct RegiondConf {
 impl RegiondConf {
     /// Parses MAAS's YAML; keys MAAS leaves at their default are filled as MAAS would.
     pub fn parse(text: &str) -> Result<RegiondConf, String> {
-        let v: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("regiond.conf is not YAML: {e}"))?;
+        let v: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| format!("regiond.conf is not YAML: {e}"))?;
         let get = |k: &str| -> Option<String> {
             match v.get(k)? {
                 serde_yaml::Value::String(s) => Some(s.clone()),
@@ -108,25 +117,44 @@ impl RegiondConf {
         };
         let db = get("database_host").map(|host| DbSettings {
             host,
-            port: get("database_port").and_then(|p| p.parse().ok()).unwrap_or(5432),
+            port: get("database_port")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5432),
             name: get("database_name").unwrap_or_else(|| "maasdb".into()),
             user: get("database_user").unwrap_or_else(|| "maas".into()),
             password: get("database_pass").unwrap_or_default(),
         });
-        Ok(RegiondConf { maas_url: get("maas_url").map(|u| u.trim_end_matches('/').to_string()), db })
+        Ok(RegiondConf {
+            maas_url: get("maas_url").map(|u| u.trim_end_matches('/').to_string()),
+            db,
+        })
     }
 }
 
 /// `maas init <mode> --maas-url URL --database-uri URI --force` (the URI is masked); `mode` is
 /// `region`, or `region+rack` when a rack unit shares this host.
 pub fn snap_init(mode: &str, url: &str, db: &DbSettings) -> Cmd {
-    db.mask(Cmd::new(SNAP_MAAS, ["init", mode, "--maas-url", url, "--database-uri", &db.uri(), "--force"]))
+    db.mask(Cmd::new(
+        SNAP_MAAS,
+        [
+            "init",
+            mode,
+            "--maas-url",
+            url,
+            "--database-uri",
+            &db.uri(),
+            "--force",
+        ],
+    ))
 }
 
 /// The snap mode this unit needs: `region+rack` when a rack on `rpc` runs on this very host
 /// (the rack charm then does not register separately), else `region`.
 pub fn wanted_mode(own_hostname: &str, rack_hostnames: &[String]) -> &'static str {
-    if rack_hostnames.iter().any(|h| h.eq_ignore_ascii_case(own_hostname)) {
+    if rack_hostnames
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(own_hostname))
+    {
         "region+rack"
     } else {
         "region"
@@ -171,7 +199,10 @@ pub fn deb_dbupgrade() -> Cmd {
 
 /// `maas-region edit_named_options --migrate-conflicting-options`: once per unit.
 pub fn deb_edit_named_options() -> Cmd {
-    Cmd::new(DEB_MAAS_REGION, ["edit_named_options", "--migrate-conflicting-options"])
+    Cmd::new(
+        DEB_MAAS_REGION,
+        ["edit_named_options", "--migrate-conflicting-options"],
+    )
 }
 
 /// Whether a failed `maas init` or `maas-region dbupgrade` failed because the database could
@@ -236,14 +267,23 @@ pub fn parse_status(text: &str) -> BTreeMap<String, ServiceState> {
             if name.eq_ignore_ascii_case("service") {
                 return None;
             }
-            Some((name.to_string(), ServiceState { startup: startup.into(), current: current.into(), since: w.collect::<Vec<_>>().join(" ") }))
+            Some((
+                name.to_string(),
+                ServiceState {
+                    startup: startup.into(),
+                    current: current.into(),
+                    since: w.collect::<Vec<_>>().join(" "),
+                },
+            ))
         })
         .collect()
 }
 
 /// Whether `snap services maas` lists an active service.
 pub fn snap_services_active(text: &str) -> bool {
-    text.lines().skip(1).any(|l| l.split_whitespace().nth(2) == Some("active"))
+    text.lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(2) == Some("active"))
 }
 
 #[cfg(test)]
@@ -251,14 +291,25 @@ mod tests {
     use super::*;
 
     fn db() -> DbSettings {
-        DbSettings { host: "10.0.0.5".into(), port: 5432, name: "maas".into(), user: "maas".into(), password: "s3cr3t/pw".into() }
+        DbSettings {
+            host: "10.0.0.5".into(),
+            port: 5432,
+            name: "maas".into(),
+            user: "maas".into(),
+            password: "s3cr3t/pw".into(),
+        }
     }
 
     #[test]
     fn init_masks_the_password_everywhere() {
         let c = snap_init("region", "http://10.0.0.100/MAAS", &db());
-        assert_eq!(c.argv()[..4], ["/snap/bin/maas", "init", "region", "--maas-url"]);
-        assert!(c.argv().contains(&"postgres://maas:s3cr3t%2Fpw@10.0.0.5:5432/maas".to_string()));
+        assert_eq!(
+            c.argv()[..4],
+            ["/snap/bin/maas", "init", "region", "--maas-url"]
+        );
+        assert!(c
+            .argv()
+            .contains(&"postgres://maas:s3cr3t%2Fpw@10.0.0.5:5432/maas".to_string()));
         let shown = c.to_string();
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert_eq!(shown, "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri postgres://maas:***@10.0.0.5:5432/maas --force");
@@ -270,8 +321,14 @@ mod tests {
         let c = RegiondConf::parse("database_host: 10.0.0.5\ndatabase_name: maas\ndatabase_pass: 'a: b'\ndatabase_port: 5433\ndatabase_user: maas\nmaas_url: http://10.0.0.100/MAAS\n").unwrap();
         assert_eq!(c.maas_url.as_deref(), Some("http://10.0.0.100/MAAS"));
         let d = c.db.unwrap();
-        assert_eq!((d.host.as_str(), d.port, d.password.as_str()), ("10.0.0.5", 5433, "a: b"));
-        assert_eq!(RegiondConf::parse("maas_url: http://x/MAAS\n").unwrap().db, None);
+        assert_eq!(
+            (d.host.as_str(), d.port, d.password.as_str()),
+            ("10.0.0.5", 5433, "a: b")
+        );
+        assert_eq!(
+            RegiondConf::parse("maas_url: http://x/MAAS\n").unwrap().db,
+            None
+        );
         assert!(RegiondConf::parse("a: [").is_err());
     }
 
@@ -307,14 +364,25 @@ mod tests {
     fn status_table() {
         let s = parse_status("Service          Startup  Current  Since\nbind9            enabled  active   today at 10:00 UTC\ndhcpd            disabled inactive -\n");
         assert_eq!(s.len(), 2);
-        assert_eq!(s["bind9"], ServiceState { startup: "enabled".into(), current: "active".into(), since: "today at 10:00 UTC".into() });
+        assert_eq!(
+            s["bind9"],
+            ServiceState {
+                startup: "enabled".into(),
+                current: "active".into(),
+                since: "today at 10:00 UTC".into()
+            }
+        );
         assert_eq!(s["dhcpd"].current, "inactive");
     }
 
     #[test]
     fn snap_services() {
-        assert!(snap_services_active("Service      Startup  Current  Notes\nmaas.pebble  enabled  active   -\n"));
-        assert!(!snap_services_active("Service      Startup  Current  Notes\nmaas.pebble  enabled  inactive -\n"));
+        assert!(snap_services_active(
+            "Service      Startup  Current  Notes\nmaas.pebble  enabled  active   -\n"
+        ));
+        assert!(!snap_services_active(
+            "Service      Startup  Current  Notes\nmaas.pebble  enabled  inactive -\n"
+        ));
         assert!(!snap_services_active(""));
     }
 }

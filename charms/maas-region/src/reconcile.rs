@@ -42,7 +42,10 @@ mod stored {
 }
 
 fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Shows progress right away: collect-status only speaks at the end of the hook, and an
@@ -80,7 +83,10 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     };
     let stored_before = ctx.tools().state_get()?;
     let mut stored = stored_before.clone();
-    if let Some(installed) = stored.get(stored::METHOD).filter(|m| m.as_str() != cfg.install_method.as_str()) {
+    if let Some(installed) = stored
+        .get(stored::METHOD)
+        .filter(|m| m.as_str() != cfg.install_method.as_str())
+    {
         ctx.status(Status::blocked(format!(
             "install-method cannot change from {installed} to {} on a deployed unit: set it back, or deploy a new application",
             cfg.install_method.as_str()
@@ -106,20 +112,33 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let has_peers = peer_rel.is_some();
     drop(peer_rel);
     let peers = relations::peers(&ctx.model)?;
-    let mut w = World { cfg, leader, me, address, hostname, peers, has_peers, peer_app, stored };
+    let mut w = World {
+        cfg,
+        leader,
+        me,
+        address,
+        hostname,
+        peers,
+        has_peers,
+        peer_app,
+        stored,
+    };
 
     if let Some(s) = apply_haproxy(ctx, &mut w)? {
         ctx.status(s);
     }
     relations::publish_vip_checks(&ctx.model, render::vip_check(w.cfg.haproxy))?;
-    ctx.model.set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled))?;
+    ctx.model
+        .set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled))?;
 
     let url = decide_url(ctx, &mut w)?;
     let broken = relations::broken(&ctx.event);
     let db = relations::database(&ctx.model, &w.cfg.database_name, broken.as_ref())?;
     let ready = match (&db, &url) {
         (Database::Both, _) => {
-            ctx.status(Status::blocked("relate either db or database, not both: remove one of the two relations"));
+            ctx.status(Status::blocked(
+                "relate either db or database, not both: remove one of the two relations",
+            ));
             false
         }
         (Database::Missing, _) => {
@@ -132,7 +151,9 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             false
         }
         (Database::Ready(_), None) => {
-            ctx.status(Status::waiting("waiting for the leader to publish the MAAS URL"));
+            ctx.status(Status::waiting(
+                "waiting for the leader to publish the MAAS URL",
+            ));
             false
         }
         (Database::Ready(db), Some(url)) => match w.cfg.install_method {
@@ -144,8 +165,17 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         publish_leader_data(ctx, &w, url.as_deref())?;
     }
     // state-set merges: an empty value is how a key is deleted.
-    let mut changes: BTreeMap<String, String> = stored_before.keys().filter(|k| !w.stored.contains_key(*k)).map(|k| (k.clone(), String::new())).collect();
-    changes.extend(w.stored.iter().filter(|(k, v)| stored_before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())));
+    let mut changes: BTreeMap<String, String> = stored_before
+        .keys()
+        .filter(|k| !w.stored.contains_key(*k))
+        .map(|k| (k.clone(), String::new()))
+        .collect();
+    changes.extend(
+        w.stored
+            .iter()
+            .filter(|(k, v)| stored_before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     if !changes.is_empty() {
         ctx.tools().state_set(&changes)?;
     }
@@ -158,12 +188,22 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
 }
 
 fn hostname(ctx: &Context, me: &str) -> anyhow::Result<String> {
-    let out = ctx.machine.run(&Cmd::new("hostname", Vec::<String>::new()).allow_failure())?;
+    let out = ctx
+        .machine
+        .run(&Cmd::new("hostname", Vec::<String>::new()).allow_failure())?;
     let h = out.stdout.trim();
-    Ok(if out.success() && !h.is_empty() { h.to_string() } else { me.replace('/', "-") })
+    Ok(if out.success() && !h.is_empty() {
+        h.to_string()
+    } else {
+        me.replace('/', "-")
+    })
 }
 
-fn install(ctx: &Context, cfg: &Config, stored: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+fn install(
+    ctx: &Context,
+    cfg: &Config,
+    stored: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     match cfg.install_method {
         InstallMethod::Snap => match stored.get(stored::CHANNEL) {
             None => {
@@ -183,11 +223,18 @@ fn install(ctx: &Context, cfg: &Config, stored: &mut BTreeMap<String, String>) -
                 progress(ctx, &format!("installing {}", maas::DEB_PACKAGES.join(" ")));
                 if let Some(src) = &cfg.deb_source {
                     if src.starts_with("ppa:") {
-                        ctx.machine.run(&Cmd::new("add-apt-repository", ["-y", src.as_str()]))?;
+                        ctx.machine
+                            .run(&Cmd::new("add-apt-repository", ["-y", src.as_str()]))?;
                     } else {
-                        ctx.machine.write_file(Path::new(APT_SOURCE), format!("{src}\n").as_bytes(), &FileOptions::root(0o644))?;
+                        ctx.machine.write_file(
+                            Path::new(APT_SOURCE),
+                            format!("{src}\n").as_bytes(),
+                            &FileOptions::root(0o644),
+                        )?;
                     }
-                    ctx.machine.run(&Cmd::new("apt-get", ["update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+                    ctx.machine.run(
+                        &Cmd::new("apt-get", ["update"]).env("DEBIAN_FRONTEND", "noninteractive"),
+                    )?;
                 }
                 ctx.machine.apt_install(&maas::DEB_PACKAGES)?;
                 // The packages start an unconfigured regiond; it runs only once the database is known.
@@ -223,28 +270,60 @@ fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>>
         ctx.machine.service(ServiceOp::Stop, "apache2")?;
         ctx.machine.service(ServiceOp::Disable, "apache2")?;
     }
-    let mut backends: Vec<Backend> = w.peers.iter().filter_map(|p| p.address.as_deref().map(|a| Backend::for_unit(&p.unit, a))).collect();
+    let mut backends: Vec<Backend> = w
+        .peers
+        .iter()
+        .filter_map(|p| p.address.as_deref().map(|a| Backend::for_unit(&p.unit, a)))
+        .collect();
     if let Some(a) = &w.address {
         backends.push(Backend::for_unit(&w.me, a));
     }
     if backends.is_empty() {
-        return Ok(Some(Status::waiting("waiting for a network address for haproxy")));
+        return Ok(Some(Status::waiting(
+            "waiting for a network address for haproxy",
+        )));
     }
-    let text = render::haproxy_cfg(&backends, HaproxyOptions { tls: w.cfg.tls_enabled, agent_ports: w.cfg.haproxy_agent_ports });
+    let text = render::haproxy_cfg(
+        &backends,
+        HaproxyOptions {
+            tls: w.cfg.tls_enabled,
+            agent_ports: w.cfg.haproxy_agent_ports,
+        },
+    );
     let live = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))?;
     let mut changed = false;
     if live.as_deref() != Some(text.as_str()) {
         let candidate = Path::new(HAPROXY_CANDIDATE);
-        ctx.machine.write_file(candidate, text.as_bytes(), &FileOptions::root(0o644))?;
-        let check = ctx.machine.run(&Cmd::new("haproxy", ["-c", "-f", HAPROXY_CANDIDATE]).allow_failure())?;
+        ctx.machine
+            .write_file(candidate, text.as_bytes(), &FileOptions::root(0o644))?;
+        let check = ctx
+            .machine
+            .run(&Cmd::new("haproxy", ["-c", "-f", HAPROXY_CANDIDATE]).allow_failure())?;
         ctx.machine.remove_file(candidate)?;
         if !check.success() {
-            let why = if check.stderr.trim().is_empty() { check.stdout.trim() } else { check.stderr.trim() };
-            let last = why.lines().rev().find(|l| l.contains("ALERT")).or(why.lines().last()).unwrap_or("no output");
-            log::error!("haproxy refused the rendered configuration, the running one is kept: {why}");
-            return Ok(Some(Status::blocked(format!("haproxy refused the generated configuration (kept the running one): {last}"))));
+            let why = if check.stderr.trim().is_empty() {
+                check.stdout.trim()
+            } else {
+                check.stderr.trim()
+            };
+            let last = why
+                .lines()
+                .rev()
+                .find(|l| l.contains("ALERT"))
+                .or(why.lines().last())
+                .unwrap_or("no output");
+            log::error!(
+                "haproxy refused the rendered configuration, the running one is kept: {why}"
+            );
+            return Ok(Some(Status::blocked(format!(
+                "haproxy refused the generated configuration (kept the running one): {last}"
+            ))));
         }
-        changed = ctx.machine.write_file(Path::new(HAPROXY_CFG), text.as_bytes(), &FileOptions::root(0o644))?;
+        changed = ctx.machine.write_file(
+            Path::new(HAPROXY_CFG),
+            text.as_bytes(),
+            &FileOptions::root(0o644),
+        )?;
     }
     ctx.machine.service(ServiceOp::Enable, "haproxy")?;
     if !ctx.machine.service_is_active("haproxy")? {
@@ -259,11 +338,23 @@ fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>>
 fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
     if w.leader {
         let vip = relations::vip(&ctx.model)?;
-        let mut url = render::maas_url(w.cfg.maas_url.as_deref(), vip.as_deref(), w.address.as_deref());
-        if let (Some((_, render::UrlSource::Leader)), Some(published)) = (&url, w.peer_app.get(app_keys::MAAS_URL)) {
+        let mut url = render::maas_url(
+            w.cfg.maas_url.as_deref(),
+            vip.as_deref(),
+            w.address.as_deref(),
+        );
+        if let (Some((_, render::UrlSource::Leader)), Some(published)) =
+            (&url, w.peer_app.get(app_keys::MAAS_URL))
+        {
             // Without a VIP, a new leader keeps the URL of a region that is still here: moving
             // it would reconfigure every region and rack for nothing.
-            let still_here = w.address.iter().chain(w.peers.iter().filter_map(|p| p.address.as_ref())).any(|a| render::maas_url(None, None, Some(a)).is_some_and(|(u, _)| &u == published));
+            let still_here = w
+                .address
+                .iter()
+                .chain(w.peers.iter().filter_map(|p| p.address.as_ref()))
+                .any(|a| {
+                    render::maas_url(None, None, Some(a)).is_some_and(|(u, _)| &u == published)
+                });
             if still_here {
                 url = Some((published.clone(), render::UrlSource::Leader));
             }
@@ -305,32 +396,55 @@ fn set_peer_app(ctx: &Context, w: &mut World, key: &str, value: &str) -> anyhow:
 /// Opens (with a fresh token, unless one is open) or closes this unit's lock request; returns
 /// the open token.
 fn set_my_request(ctx: &Context, w: &mut World, wanted: bool) -> anyhow::Result<Option<String>> {
-    let Some(rel) = ctx.model.relation(relations::PEERS)? else { return Ok(None) };
+    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+        return Ok(None);
+    };
     let mine = rel.my_unit_data()?;
-    let open = mine.get(lock::REQUEST_KEY).filter(|t| !t.is_empty()).cloned();
+    let open = mine
+        .get(lock::REQUEST_KEY)
+        .filter(|t| !t.is_empty())
+        .cloned();
     let token = match (wanted, open) {
         (false, _) => None,
         (true, Some(t)) => Some(t),
         (true, None) => {
-            let next = w.stored.get(stored::REQUEST_SEQ).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) + 1;
-            w.stored.insert(stored::REQUEST_SEQ.into(), next.to_string());
+            let next = w
+                .stored
+                .get(stored::REQUEST_SEQ)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            w.stored
+                .insert(stored::REQUEST_SEQ.into(), next.to_string());
             Some(next.to_string())
         }
     };
     let value = token.clone().unwrap_or_default();
-    rel.set_my_unit_data(&relations::changed(&mine, &bag(&[(lock::REQUEST_KEY, &value)])))?;
+    rel.set_my_unit_data(&relations::changed(
+        &mine,
+        &bag(&[(lock::REQUEST_KEY, &value)]),
+    ))?;
     Ok(token)
 }
 
 /// The leader's grant, given its own open request.
 fn regrant(ctx: &Context, w: &mut World, own: Option<&str>) -> anyhow::Result<()> {
-    let mut requests: BTreeMap<String, String> = w.peers.iter().filter_map(|p| p.request.clone().map(|t| (p.unit.clone(), t))).collect();
+    let mut requests: BTreeMap<String, String> = w
+        .peers
+        .iter()
+        .filter_map(|p| p.request.clone().map(|t| (p.unit.clone(), t)))
+        .collect();
     let mut members: BTreeSet<String> = w.peers.iter().map(|p| p.unit.clone()).collect();
     members.insert(w.me.clone());
     if let Some(t) = own {
         requests.insert(w.me.clone(), t.to_string());
     }
-    let holder = lock::grant(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &requests, &members).unwrap_or_default();
+    let holder = lock::grant(
+        w.peer_app.get(lock::LOCK_KEY).map(String::as_str),
+        &requests,
+        &members,
+    )
+    .unwrap_or_default();
     set_peer_app(ctx, w, lock::LOCK_KEY, &holder)
 }
 
@@ -359,13 +473,29 @@ fn may_retry_init(ctx: &Context) -> bool {
 /// database in the mode it needs (a moved database or new credentials re-run init: `maas
 /// config` cannot change the database or the mode); `maas config --maas-url` when only the URL
 /// changed.
-fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -> anyhow::Result<bool> {
+fn snap_workload(
+    ctx: &mut Context,
+    w: &mut World,
+    db: &DbSettings,
+    url: &str,
+) -> anyhow::Result<bool> {
     let conf = read_conf(ctx, InstallMethod::Snap)?;
-    let racks: Vec<String> = relations::racks(&ctx.model)?.into_iter().map(|r| r.hostname).collect();
+    let racks: Vec<String> = relations::racks(&ctx.model)?
+        .into_iter()
+        .map(|r| r.hostname)
+        .collect();
     let wanted_mode = maas::wanted_mode(&w.hostname, &racks);
     // MAAS writes snap_mode with every init; a regiond.conf without it is a region.
-    let mode = ctx.machine.read_to_string(Path::new(maas::SNAP_MODE))?.map(|m| m.trim().to_string()).unwrap_or_else(|| "region".into());
-    let initialised = mode == wanted_mode && conf.as_ref().and_then(|c| c.db.as_ref()).is_some_and(|d| same_db(d, db));
+    let mode = ctx
+        .machine
+        .read_to_string(Path::new(maas::SNAP_MODE))?
+        .map(|m| m.trim().to_string())
+        .unwrap_or_else(|| "region".into());
+    let initialised = mode == wanted_mode
+        && conf
+            .as_ref()
+            .and_then(|c| c.db.as_ref())
+            .is_some_and(|d| same_db(d, db));
     if initialised {
         set_my_request(ctx, w, false)?;
         if w.leader {
@@ -376,7 +506,9 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
             progress(ctx, &format!("setting the MAAS URL to {url}"));
             ctx.machine.run(&maas::snap_config_url(url))?;
         }
-        let services = ctx.machine.run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
+        let services = ctx
+            .machine
+            .run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
         if !maas::snap_services_active(&services.stdout) {
             ctx.machine.run(&Cmd::new("snap", ["start", "maas"]))?;
         }
@@ -392,7 +524,9 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
     if w.leader {
         regrant(ctx, w, token.as_deref())?;
     }
-    let granted = token.as_deref().is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
+    let granted = token
+        .as_deref()
+        .is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
     if !granted {
         ctx.status(match failed {
             Some(e) => Status::blocked(format!("maas init failed: {e}")),
@@ -409,14 +543,20 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
     match result {
         Ok(_) => {
             w.stored.remove(stored::INIT_ERROR);
-            log::info!("MAAS initialised ({wanted_mode}) on {} with URL {url}", db.location());
+            log::info!(
+                "MAAS initialised ({wanted_mode}) on {} with URL {url}",
+                db.location()
+            );
             Ok(true)
         }
         Err(e) if maas::is_transient_db_error(&format!("{e:#}")) => {
             // Failing the hook discards its peer-data writes, so this unit keeps its open
             // request and the leader's grant: Juju's retry (backoff 5 s, 10 s, 20 s, ...)
             // initialises under the same grant, and no other unit initialises meanwhile.
-            Err(anyhow::anyhow!("maas init could not reach the database yet; Juju retries this hook: {}", short_error(&format!("{e:#}"))))
+            Err(anyhow::anyhow!(
+                "maas init could not reach the database yet; Juju retries this hook: {}",
+                short_error(&format!("{e:#}"))
+            ))
         }
         Err(e) => {
             let msg = short_error(&e.to_string());
@@ -431,13 +571,23 @@ fn snap_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -
 /// MAAS's own message, without the (masked) command line in front of it.
 fn short_error(e: &str) -> String {
     let msg = e.split_once("): ").map(|(_, m)| m).unwrap_or(e);
-    let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(msg).trim();
+    let last = msg
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(msg)
+        .trim();
     last.chars().take(200).collect()
 }
 
 /// Deb, the seed's way: regiond.conf through `local_config_set`, migrations by the leader
 /// before any other unit starts regiond, bind's options migrated once per unit.
-fn deb_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) -> anyhow::Result<bool> {
+fn deb_workload(
+    ctx: &mut Context,
+    w: &mut World,
+    db: &DbSettings,
+    url: &str,
+) -> anyhow::Result<bool> {
     let conf = read_conf(ctx, InstallMethod::Deb)?.unwrap_or_default();
     let mut changed = false;
     if !conf.db.as_ref().is_some_and(|d| same_db(d, db)) {
@@ -453,21 +603,29 @@ fn deb_workload(ctx: &mut Context, w: &mut World, db: &DbSettings, url: &str) ->
     let location = db.location();
     if w.peer_app.get(app_keys::MIGRATIONS_DONE) != Some(&location) {
         if !w.leader {
-            ctx.status(Status::waiting("waiting for the leader to run the database migrations"));
+            ctx.status(Status::waiting(
+                "waiting for the leader to run the database migrations",
+            ));
             return Ok(false);
         }
         if !w.has_peers {
             ctx.status(Status::waiting("waiting for the peer relation"));
             return Ok(false);
         }
-        progress(ctx, "running the database migrations (maas-region dbupgrade)");
+        progress(
+            ctx,
+            "running the database migrations (maas-region dbupgrade)",
+        );
         if let Err(e) = ctx.machine.run(&maas::deb_dbupgrade()) {
             if maas::is_transient_db_error(&format!("{e:#}")) {
                 // A database that is not reachable yet: Juju retries the hook with backoff.
                 anyhow::bail!("maas-region dbupgrade could not reach the database yet; Juju retries this hook: {}", short_error(&format!("{e:#}")));
             }
             log::error!("maas-region dbupgrade failed: {e}");
-            ctx.status(Status::blocked(format!("maas-region dbupgrade failed: {}", short_error(&e.to_string()))));
+            ctx.status(Status::blocked(format!(
+                "maas-region dbupgrade failed: {}",
+                short_error(&e.to_string())
+            )));
             return Ok(false);
         }
         set_peer_app(ctx, w, app_keys::MIGRATIONS_DONE, &location)?;
@@ -489,7 +647,9 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
             if ctx.machine.read_file(maas::regiond_conf(m))?.is_none() {
                 return Ok(());
             }
-            let services = ctx.machine.run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
+            let services = ctx
+                .machine
+                .run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
             if maas::snap_services_active(&services.stdout) {
                 ctx.machine.run(&Cmd::new("snap", ["stop", "maas"]))?;
             }
@@ -507,9 +667,13 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
 /// must not keep serving or balancing.
 fn remove(ctx: &Context) -> anyhow::Result<()> {
     let stored = ctx.tools().state_get()?;
-    match stored.get(stored::METHOD).and_then(|m| InstallMethod::parse(m)) {
+    match stored
+        .get(stored::METHOD)
+        .and_then(|m| InstallMethod::parse(m))
+    {
         Some(InstallMethod::Snap) => {
-            ctx.machine.run(&Cmd::new("snap", ["stop", "--disable", "maas"]))?;
+            ctx.machine
+                .run(&Cmd::new("snap", ["stop", "--disable", "maas"]))?;
         }
         Some(InstallMethod::Deb) => ctx.machine.retire_service(maas::DEB_REGIOND)?,
         None => {}
@@ -522,7 +686,9 @@ fn remove(ctx: &Context) -> anyhow::Result<()> {
 
 /// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs).
 fn shared_secret_id(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<String>> {
-    let Some(text) = ctx.machine.read_to_string(maas::secret_file(m))? else { return Ok(None) };
+    let Some(text) = ctx.machine.read_to_string(maas::secret_file(m))? else {
+        return Ok(None);
+    };
     let secret = text.trim().to_string();
     if secret.is_empty() {
         return Ok(None);
@@ -536,7 +702,11 @@ fn shared_secret_id(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<St
             Ok(Some(id))
         }
         None => {
-            let opts = SecretOptions { label: Some(SHARED_SECRET_LABEL.into()), description: Some("MAAS shared secret (racks register with it)".into()), ..Default::default() };
+            let opts = SecretOptions {
+                label: Some(SHARED_SECRET_LABEL.into()),
+                description: Some("MAAS shared secret (racks register with it)".into()),
+                ..Default::default()
+            };
             Ok(Some(ctx.model.add_secret(&content, &opts)?))
         }
     }
@@ -554,5 +724,11 @@ fn publish_leader_data(ctx: &Context, w: &World, url: Option<&str>) -> anyhow::R
     regions.push(w.hostname.clone());
     regions.sort();
     regions.dedup();
-    relations::publish_rpc(&ctx.model, url, secret_id.as_deref(), &regions, relations::broken(&ctx.event).as_ref())
+    relations::publish_rpc(
+        &ctx.model,
+        url,
+        secret_id.as_deref(),
+        &regions,
+        relations::broken(&ctx.event).as_ref(),
+    )
 }

@@ -30,43 +30,68 @@ pub enum Database {
 }
 
 fn bag(pairs: &[(&str, &str)]) -> Databag {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 const REQUESTED_SECRETS: &str = r#"["username","password"]"#;
 
 /// Reads credentials from a `secret-user` secret (keys `username`, `password`).
 fn secret_credentials(model: &Model, id: &str) -> Result<(String, String), String> {
-    let c = model.get_secret(Some(id), None, true).map_err(|_| format!("waiting for database credentials (secret {id} is not readable yet)"))?;
+    let c = model.get_secret(Some(id), None, true).map_err(|_| {
+        format!("waiting for database credentials (secret {id} is not readable yet)")
+    })?;
     match (c.get("username"), c.get("password")) {
         (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok((u.clone(), p.clone())),
-        _ => Err(format!("waiting for database credentials (secret {id} lacks username or password)")),
+        _ => Err(format!(
+            "waiting for database credentials (secret {id} lacks username or password)"
+        )),
     }
 }
 
 fn port(raw: Option<&String>, endpoint: &str) -> Result<u16, String> {
     match raw.map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(5432),
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("waiting for valid {endpoint} relation data (port {p:?} is not a port)")),
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            format!("waiting for valid {endpoint} relation data (port {p:?} is not a port)")
+        }),
     }
 }
 
 /// Asks for the database on `db` (unit databag) and reads the answer of whichever server unit
 /// lists this unit in `allowed-units`.
 fn read_pgsql(model: &Model, database: &str) -> anyhow::Result<Database> {
-    let Some(rel) = model.relation(DB)? else { return Ok(Database::Missing) };
-    rel.set_my_unit_data(&changed(&rel.my_unit_data()?, &bag(&[("database", database), ("requested-secrets", REQUESTED_SECRETS)])))?;
+    let Some(rel) = model.relation(DB)? else {
+        return Ok(Database::Missing);
+    };
+    rel.set_my_unit_data(&changed(
+        &rel.my_unit_data()?,
+        &bag(&[
+            ("database", database),
+            ("requested-secrets", REQUESTED_SECRETS),
+        ]),
+    ))?;
     let me = model.unit_name().to_string();
     let mut reason = "waiting for database (the db relation has no data yet)".to_string();
     for unit in rel.units() {
         let d = rel.unit_data(unit)?;
-        let Some(host) = d.get("host").filter(|h| !h.is_empty()) else { continue };
-        if !d.get("allowed-units").is_some_and(|a| a.split_whitespace().any(|u| u == me)) {
+        let Some(host) = d.get("host").filter(|h| !h.is_empty()) else {
+            continue;
+        };
+        if !d
+            .get("allowed-units")
+            .is_some_and(|a| a.split_whitespace().any(|u| u == me))
+        {
             reason = format!("waiting for database access ({unit} does not allow {me} yet)");
             continue;
         }
         if d.get("database").is_some_and(|n| n != database) {
-            reason = format!("waiting for database {database:?} ({unit} offers {:?})", d["database"]);
+            reason = format!(
+                "waiting for database {database:?} ({unit} offers {:?})",
+                d["database"]
+            );
             continue;
         }
         let port = match port(d.get("port"), DB) {
@@ -83,34 +108,62 @@ fn read_pgsql(model: &Model, database: &str) -> anyhow::Result<Database> {
                     log::warn!("db relation: {unit} sent the password in clear (legacy pgsql); it will be used, but a server that supports requested-secrets is safer");
                     (u.clone(), p.clone())
                 }
-                _ => return Ok(Database::NotReady("waiting for database credentials on the db relation".into())),
+                _ => {
+                    return Ok(Database::NotReady(
+                        "waiting for database credentials on the db relation".into(),
+                    ))
+                }
             },
         };
-        return Ok(Database::Ready(DbSettings { host: host.clone(), port, name: database.to_string(), user, password }));
+        return Ok(Database::Ready(DbSettings {
+            host: host.clone(),
+            port,
+            name: database.to_string(),
+            user,
+            password,
+        }));
     }
     Ok(Database::NotReady(reason))
 }
 
 /// Asks on `database` (leader, app databag) and reads the provider's app databag.
 fn read_postgresql_client(model: &Model, database: &str) -> anyhow::Result<Database> {
-    let Some(rel) = model.relation(DATABASE)? else { return Ok(Database::Missing) };
+    let Some(rel) = model.relation(DATABASE)? else {
+        return Ok(Database::Missing);
+    };
     if model.is_leader()? {
-        rel.set_my_app_data(&changed(&rel.my_app_data()?, &bag(&[("database", database), ("requested-secrets", REQUESTED_SECRETS)])))?;
+        rel.set_my_app_data(&changed(
+            &rel.my_app_data()?,
+            &bag(&[
+                ("database", database),
+                ("requested-secrets", REQUESTED_SECRETS),
+            ]),
+        ))?;
     }
     let d = rel.remote_app_data()?;
     let Some(endpoints) = d.get("endpoints").filter(|e| !e.trim().is_empty()) else {
-        return Ok(Database::NotReady("waiting for database (the database relation has no endpoints yet)".into()));
+        return Ok(Database::NotReady(
+            "waiting for database (the database relation has no endpoints yet)".into(),
+        ));
     };
     if d.get("database").is_some_and(|n| n != database) {
-        return Ok(Database::NotReady(format!("waiting for database {database:?} (the provider offers {:?})", d["database"])));
+        return Ok(Database::NotReady(format!(
+            "waiting for database {database:?} (the provider offers {:?})",
+            d["database"]
+        )));
     }
     let first = endpoints.split(',').next().unwrap_or_default().trim();
     let (host, port_text) = match first.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => (h.trim_start_matches('[').trim_end_matches(']').to_string(), Some(p.to_string())),
+        Some((h, p)) if !h.ends_with(':') => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            Some(p.to_string()),
+        ),
         _ => (first.to_string(), None),
     };
     if host.is_empty() {
-        return Ok(Database::NotReady(format!("waiting for valid database relation data (endpoints {endpoints:?})")));
+        return Ok(Database::NotReady(format!(
+            "waiting for valid database relation data (endpoints {endpoints:?})"
+        )));
     }
     let port = match port(port_text.as_ref(), DATABASE) {
         Ok(p) => p,
@@ -123,16 +176,32 @@ fn read_postgresql_client(model: &Model, database: &str) -> anyhow::Result<Datab
         },
         None => match (d.get("username"), d.get("password")) {
             (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => (u.clone(), p.clone()),
-            _ => return Ok(Database::NotReady("waiting for database credentials on the database relation".into())),
+            _ => {
+                return Ok(Database::NotReady(
+                    "waiting for database credentials on the database relation".into(),
+                ))
+            }
         },
     };
-    Ok(Database::Ready(DbSettings { host, port, name: database.to_string(), user, password }))
+    Ok(Database::Ready(DbSettings {
+        host,
+        port,
+        name: database.to_string(),
+        user,
+        password,
+    }))
 }
 
 /// The database, from whichever of the two relations exists (Blocked-worthy when both do).
 /// `broken` is the relation whose -broken hook runs: Juju still lists it, but it is gone.
-pub fn database(model: &Model, database: &str, broken: Option<&RelationId>) -> anyhow::Result<Database> {
-    let live = |ep: &str| -> anyhow::Result<bool> { Ok(model.relations(ep)?.iter().any(|r| Some(r.id()) != broken)) };
+pub fn database(
+    model: &Model,
+    database: &str,
+    broken: Option<&RelationId>,
+) -> anyhow::Result<Database> {
+    let live = |ep: &str| -> anyhow::Result<bool> {
+        Ok(model.relations(ep)?.iter().any(|r| Some(r.id()) != broken))
+    };
     let has_db = live(DB)?;
     let has_database = live(DATABASE)?;
     match (has_db, has_database) {
@@ -146,23 +215,34 @@ pub fn database(model: &Model, database: &str, broken: Option<&RelationId>) -> a
 /// The relation whose -broken hook is running, if any.
 pub fn broken(event: &charm_lib::Event) -> Option<RelationId> {
     match &event.kind {
-        charm_lib::EventKind::Relation(r) if r.phase == charm_lib::RelationPhase::Broken => Some(r.relation.clone()),
+        charm_lib::EventKind::Relation(r) if r.phase == charm_lib::RelationPhase::Broken => {
+            Some(r.relation.clone())
+        }
         _ => None,
     }
 }
 
 /// Only the keys whose value differs from `current`: writes nothing when nothing changed.
 pub fn changed(current: &Databag, wanted: &Databag) -> Databag {
-    wanted.iter().filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str()).map(|(k, v)| (k.clone(), v.clone())).collect()
+    wanted
+        .iter()
+        .filter(|(k, v)| current.get(*k).map(String::as_str).unwrap_or("") != v.as_str())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The VIP the subordinate offers (the first of `vips`), if any. A value that is not an IP
 /// address is ignored with a warning rather than written into MAAS's URL.
 pub fn vip(model: &Model) -> anyhow::Result<Option<String>> {
-    let Some(rel) = model.relation(VIP)? else { return Ok(None) };
+    let Some(rel) = model.relation(VIP)? else {
+        return Ok(None);
+    };
     for u in rel.units() {
         let d = rel.unit_data(u)?;
-        if let Some(v) = d.get("vips").and_then(|v| v.split(',').map(str::trim).find(|v| !v.is_empty())) {
+        if let Some(v) = d
+            .get("vips")
+            .and_then(|v| v.split(',').map(str::trim).find(|v| !v.is_empty()))
+        {
             if v.parse::<std::net::IpAddr>().is_ok() {
                 return Ok(Some(v.to_string()));
             }
@@ -174,13 +254,21 @@ pub fn vip(model: &Model) -> anyhow::Result<Option<String>> {
 
 /// Whether `a` can be a backend address: an IP address or a host name.
 pub fn usable_address(a: &str) -> bool {
-    a.parse::<std::net::IpAddr>().is_ok() || (!a.is_empty() && a.len() <= 253 && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') && !a.starts_with('-'))
+    a.parse::<std::net::IpAddr>().is_ok()
+        || (!a.is_empty()
+            && a.len() <= 253
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            && !a.starts_with('-'))
 }
 
 /// Tells the subordinate what to check.
 pub fn publish_vip_checks(model: &Model, check: &str) -> anyhow::Result<()> {
     if let Some(rel) = model.relation(VIP)? {
-        rel.set_my_unit_data(&changed(&rel.my_unit_data()?, &bag(&[("check", check), ("service", "maas_region")])))?;
+        rel.set_my_unit_data(&changed(
+            &rel.my_unit_data()?,
+            &bag(&[("check", check), ("service", "maas_region")]),
+        ))?;
     }
     Ok(())
 }
@@ -200,7 +288,9 @@ pub struct Peer {
 
 /// The other regions' self-descriptions.
 pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
-    let Some(rel) = model.relation(PEERS)? else { return Ok(vec![]) };
+    let Some(rel) = model.relation(PEERS)? else {
+        return Ok(vec![]);
+    };
     let mut out = vec![];
     for u in rel.units() {
         let d = rel.unit_data(u)?;
@@ -212,7 +302,12 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
             }
             ok
         });
-        out.push(Peer { unit: u.clone(), address, hostname: get("hostname"), request: get(crate::lock::REQUEST_KEY) });
+        out.push(Peer {
+            unit: u.clone(),
+            address,
+            hostname: get("hostname"),
+            request: get(crate::lock::REQUEST_KEY),
+        });
     }
     Ok(out)
 }
@@ -233,7 +328,10 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
         for u in rel.units() {
             let d = rel.unit_data(u)?;
             if let Some(h) = d.get("hostname").filter(|h| !h.is_empty()) {
-                out.push(Rack { hostname: h.clone(), system_id: d.get("system_id").filter(|s| !s.is_empty()).cloned() });
+                out.push(Rack {
+                    hostname: h.clone(),
+                    system_id: d.get("system_id").filter(|s| !s.is_empty()).cloned(),
+                });
             }
         }
     }
@@ -241,10 +339,21 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
 }
 
 /// The leader's rpc publication: URL, secret id (granted to each relation), region hostnames.
-pub fn publish_rpc(model: &Model, maas_url: &str, secret_id: Option<&str>, regions: &[String], broken: Option<&RelationId>) -> anyhow::Result<()> {
+pub fn publish_rpc(
+    model: &Model,
+    maas_url: &str,
+    secret_id: Option<&str>,
+    regions: &[String],
+    broken: Option<&RelationId>,
+) -> anyhow::Result<()> {
     let regions = serde_json::to_string(regions)?;
-    for rel in model.relations(RPC)?.into_iter().filter(|r| Some(r.id()) != broken) {
-        let mut wanted: BTreeMap<String, String> = bag(&[("maas_url", maas_url), ("regions", &regions)]);
+    for rel in model
+        .relations(RPC)?
+        .into_iter()
+        .filter(|r| Some(r.id()) != broken)
+    {
+        let mut wanted: BTreeMap<String, String> =
+            bag(&[("maas_url", maas_url), ("regions", &regions)]);
         if let Some(id) = secret_id {
             model.grant_secret(id, rel.id(), None)?;
             wanted.insert("secret_id".into(), id.to_string());

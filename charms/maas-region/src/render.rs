@@ -14,7 +14,10 @@ pub struct Backend {
 impl Backend {
     /// A backend for a unit (`maas-region/0`) at `address`.
     pub fn for_unit(unit: &str, address: &str) -> Backend {
-        Backend { name: unit.replace('/', "-"), address: address.to_string() }
+        Backend {
+            name: unit.replace('/', "-"),
+            address: address.to_string(),
+        }
     }
 }
 
@@ -48,7 +51,11 @@ fn servers(out: &mut String, backends: &[Backend], port: u16, check: &str) {
     sorted.sort();
     sorted.dedup();
     for b in &sorted {
-        out.push_str(&format!("    server {} {}:{port} {check}\n", b.name, address_for_server(&b.address)));
+        out.push_str(&format!(
+            "    server {} {}:{port} {check}\n",
+            b.name,
+            address_for_server(&b.address)
+        ));
     }
 }
 
@@ -122,8 +129,16 @@ pub fn percent_encode(s: &str) -> String {
 
 /// `postgres://user:pass@host:port/name` as `maas init region --database-uri` takes it.
 pub fn database_uri(user: &str, password: &str, host: &str, port: u16, name: &str) -> String {
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
-    format!("postgres://{}:{}@{host}:{port}/{name}", percent_encode(user), percent_encode(password))
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    format!(
+        "postgres://{}:{}@{host}:{port}/{name}",
+        percent_encode(user),
+        percent_encode(password)
+    )
 }
 
 /// Where the URL comes from, for status messages and the README.
@@ -138,8 +153,18 @@ pub enum UrlSource {
 }
 
 /// The MAAS URL the leader decides: the option, else the VIP, else its own address on 5240.
-pub fn maas_url(configured: Option<&str>, vip: Option<&str>, own_address: Option<&str>) -> Option<(String, UrlSource)> {
-    let host = |a: &str| if a.contains(':') { format!("[{a}]") } else { a.to_string() };
+pub fn maas_url(
+    configured: Option<&str>,
+    vip: Option<&str>,
+    own_address: Option<&str>,
+) -> Option<(String, UrlSource)> {
+    let host = |a: &str| {
+        if a.contains(':') {
+            format!("[{a}]")
+        } else {
+            a.to_string()
+        }
+    };
     if let Some(u) = configured {
         return Some((u.to_string(), UrlSource::Config));
     }
@@ -193,18 +218,36 @@ mod tests {
     use std::process::Command;
 
     fn regions(n: usize) -> Vec<Backend> {
-        (0..n).map(|i| Backend::for_unit(&format!("maas-region/{i}"), &format!("10.0.0.{}", 10 + i))).collect()
+        (0..n)
+            .map(|i| Backend::for_unit(&format!("maas-region/{i}"), &format!("10.0.0.{}", 10 + i)))
+            .collect()
     }
 
     /// Runs the real `haproxy -c` on a rendered file; a warning counts as a refusal.
     fn haproxy_accepts(cfg: &str) -> Result<(), String> {
-        let dir = std::env::temp_dir().join(format!("maas-region-render-{}-{}", std::process::id(), cfg.len()));
+        let dir = std::env::temp_dir().join(format!(
+            "maas-region-render-{}-{}",
+            std::process::id(),
+            cfg.len()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("haproxy-{:x}.cfg", cfg.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))));
+        let path = dir.join(format!(
+            "haproxy-{:x}.cfg",
+            cfg.bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
+        ));
         std::fs::write(&path, cfg).unwrap();
-        let out = Command::new("haproxy").args(["-c", "-f"]).arg(&path).output().expect("haproxy is installed on the build machine");
+        let out = Command::new("haproxy")
+            .args(["-c", "-f"])
+            .arg(&path)
+            .output()
+            .expect("haproxy is installed on the build machine");
         let _ = std::fs::remove_file(&path);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         if out.status.success() && !text.contains("WARNING") {
             Ok(())
         } else {
@@ -230,12 +273,33 @@ mod tests {
     #[test]
     fn a_request_to_a_vanished_region_moves_to_another_within_a_second() {
         let cfg = haproxy_cfg(&regions(3), HaproxyOptions::default());
-        let defaults = cfg.split("\ndefaults\n").nth(1).unwrap().split("\n\n").next().unwrap();
-        assert!(defaults.lines().any(|l| l.trim() == "option redispatch 1"), "{defaults}");
-        assert!(defaults.lines().any(|l| l.trim() == "timeout connect 1s"), "{defaults}");
-        assert!(defaults.lines().any(|l| l.trim() == "retries 3"), "{defaults}");
-        for l in cfg.lines().filter(|l| l.trim_start().starts_with("server ")) {
-            assert!(l.ends_with(" check inter 2s fastinter 500ms rise 2 fall 3"), "{l}");
+        let defaults = cfg
+            .split("\ndefaults\n")
+            .nth(1)
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap();
+        assert!(
+            defaults.lines().any(|l| l.trim() == "option redispatch 1"),
+            "{defaults}"
+        );
+        assert!(
+            defaults.lines().any(|l| l.trim() == "timeout connect 1s"),
+            "{defaults}"
+        );
+        assert!(
+            defaults.lines().any(|l| l.trim() == "retries 3"),
+            "{defaults}"
+        );
+        for l in cfg
+            .lines()
+            .filter(|l| l.trim_start().starts_with("server "))
+        {
+            assert!(
+                l.ends_with(" check inter 2s fastinter 500ms rise 2 fall 3"),
+                "{l}"
+            );
         }
         // haproxy -c runs on this very file in one_two_and_three_regions_pass_haproxy_check (a
         // second check here would race it for the same temporary file name).
@@ -247,16 +311,34 @@ mod tests {
     fn only_reads_are_retried_after_a_region_died_mid_request() {
         let cfg = haproxy_cfg(&regions(2), HaproxyOptions::default());
         let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
-        assert!(backend.lines().any(|l| l.trim() == "retry-on conn-failure empty-response 503"), "{backend}");
-        assert!(backend.lines().any(|l| l.trim() == "http-request disable-l7-retry unless METH_GET"), "{backend}");
+        assert!(
+            backend
+                .lines()
+                .any(|l| l.trim() == "retry-on conn-failure empty-response 503"),
+            "{backend}"
+        );
+        assert!(
+            backend
+                .lines()
+                .any(|l| l.trim() == "http-request disable-l7-retry unless METH_GET"),
+            "{backend}"
+        );
     }
 
     #[test]
     fn one_two_and_three_regions_pass_haproxy_check() {
         for n in 1..=3 {
-            for opts in [HaproxyOptions::default(), HaproxyOptions { tls: true, agent_ports: true }] {
+            for opts in [
+                HaproxyOptions::default(),
+                HaproxyOptions {
+                    tls: true,
+                    agent_ports: true,
+                },
+            ] {
                 let cfg = haproxy_cfg(&regions(n), opts);
-                haproxy_accepts(&cfg).unwrap_or_else(|e| panic!("{n} regions, {opts:?}: haproxy -c refused:\n{e}\n{cfg}"));
+                haproxy_accepts(&cfg).unwrap_or_else(|e| {
+                    panic!("{n} regions, {opts:?}: haproxy -c refused:\n{e}\n{cfg}")
+                });
                 let http = servers_of(&cfg, "maas_http");
                 assert_eq!(http.len(), n, "{cfg}");
                 for i in 0..n {
@@ -281,22 +363,52 @@ mod tests {
     #[test]
     fn tls_and_agent_ports_add_tcp_frontends_only_when_asked() {
         let plain = haproxy_cfg(&regions(3), HaproxyOptions::default());
-        assert!(!plain.contains(":443") && !plain.contains("5443") && !plain.contains("5242") && !plain.contains("5271"));
-        let tls = haproxy_cfg(&regions(3), HaproxyOptions { tls: true, agent_ports: false });
+        assert!(
+            !plain.contains(":443")
+                && !plain.contains("5443")
+                && !plain.contains("5242")
+                && !plain.contains("5271")
+        );
+        let tls = haproxy_cfg(
+            &regions(3),
+            HaproxyOptions {
+                tls: true,
+                agent_ports: false,
+            },
+        );
         assert!(tls.contains("bind *:443"));
         assert_eq!(servers_of(&tls, "maas_https").len(), 3);
         assert!(servers_of(&tls, "maas_https")[0].contains(":5443 "));
         assert!(!tls.contains("5242"));
-        let agents = haproxy_cfg(&regions(2), HaproxyOptions { tls: false, agent_ports: true });
-        assert_eq!(servers_of(&agents, "maas_internal_api"), ["server maas-region-0 10.0.0.10:5242 check inter 2s fastinter 500ms rise 2 fall 3", "server maas-region-1 10.0.0.11:5242 check inter 2s fastinter 500ms rise 2 fall 3"]);
+        let agents = haproxy_cfg(
+            &regions(2),
+            HaproxyOptions {
+                tls: false,
+                agent_ports: true,
+            },
+        );
+        assert_eq!(
+            servers_of(&agents, "maas_internal_api"),
+            [
+                "server maas-region-0 10.0.0.10:5242 check inter 2s fastinter 500ms rise 2 fall 3",
+                "server maas-region-1 10.0.0.11:5242 check inter 2s fastinter 500ms rise 2 fall 3"
+            ]
+        );
         assert_eq!(servers_of(&agents, "maas_temporal").len(), 2);
-        assert!(agents.split("frontend maas_temporal").nth(1).unwrap().contains("mode tcp"));
+        assert!(agents
+            .split("frontend maas_temporal")
+            .nth(1)
+            .unwrap()
+            .contains("mode tcp"));
         haproxy_accepts(&agents).unwrap();
     }
 
     #[test]
     fn the_check_itself_catches_a_broken_file() {
-        assert!(haproxy_accepts("frontend x\n    bind :80\n    mode http\n    default_backend nope\n").is_err());
+        assert!(haproxy_accepts(
+            "frontend x\n    bind :80\n    mode http\n    default_backend nope\n"
+        )
+        .is_err());
     }
 
     #[test]
@@ -304,34 +416,59 @@ mod tests {
         let mut r = regions(3);
         r.reverse();
         r.push(r[0].clone());
-        assert_eq!(haproxy_cfg(&r, HaproxyOptions::default()), haproxy_cfg(&regions(3), HaproxyOptions::default()));
+        assert_eq!(
+            haproxy_cfg(&r, HaproxyOptions::default()),
+            haproxy_cfg(&regions(3), HaproxyOptions::default())
+        );
     }
 
     #[test]
     fn ipv6_backends_are_bracketed() {
-        let cfg = haproxy_cfg(&[Backend::for_unit("maas-region/0", "fd00::10")], HaproxyOptions::default());
+        let cfg = haproxy_cfg(
+            &[Backend::for_unit("maas-region/0", "fd00::10")],
+            HaproxyOptions::default(),
+        );
         assert!(cfg.contains("server maas-region-0 [fd00::10]:5240 check"));
         haproxy_accepts(&cfg).unwrap();
     }
 
     #[test]
     fn database_uri_encodes_credentials() {
-        assert_eq!(database_uri("maas", "p@ss:w/rd", "10.0.0.5", 5432, "maas"), "postgres://maas:p%40ss%3Aw%2Frd@10.0.0.5:5432/maas");
-        assert_eq!(database_uri("u", "p", "fd00::5", 5433, "db"), "postgres://u:p@[fd00::5]:5433/db");
+        assert_eq!(
+            database_uri("maas", "p@ss:w/rd", "10.0.0.5", 5432, "maas"),
+            "postgres://maas:p%40ss%3Aw%2Frd@10.0.0.5:5432/maas"
+        );
+        assert_eq!(
+            database_uri("u", "p", "fd00::5", 5433, "db"),
+            "postgres://u:p@[fd00::5]:5433/db"
+        );
     }
 
     #[test]
     fn url_prefers_config_then_vip_then_own_address() {
-        assert_eq!(maas_url(Some("http://m/MAAS"), Some("10.0.0.100"), Some("10.0.0.10")), Some(("http://m/MAAS".into(), UrlSource::Config)));
-        assert_eq!(maas_url(None, Some("10.0.0.100"), Some("10.0.0.10")), Some(("http://10.0.0.100/MAAS".into(), UrlSource::Vip)));
-        assert_eq!(maas_url(None, None, Some("10.0.0.10")), Some(("http://10.0.0.10:5240/MAAS".into(), UrlSource::Leader)));
+        assert_eq!(
+            maas_url(Some("http://m/MAAS"), Some("10.0.0.100"), Some("10.0.0.10")),
+            Some(("http://m/MAAS".into(), UrlSource::Config))
+        );
+        assert_eq!(
+            maas_url(None, Some("10.0.0.100"), Some("10.0.0.10")),
+            Some(("http://10.0.0.100/MAAS".into(), UrlSource::Vip))
+        );
+        assert_eq!(
+            maas_url(None, None, Some("10.0.0.10")),
+            Some(("http://10.0.0.10:5240/MAAS".into(), UrlSource::Leader))
+        );
         assert_eq!(maas_url(None, None, None), None);
     }
 
     #[test]
     fn ports_follow_haproxy_and_tls() {
         let p = ports(true, false);
-        assert!(p.contains(&Port::Tcp(80)) && p.contains(&Port::Tcp(5240)) && p.contains(&Port::TcpRange(5250, 5274)));
+        assert!(
+            p.contains(&Port::Tcp(80))
+                && p.contains(&Port::Tcp(5240))
+                && p.contains(&Port::TcpRange(5250, 5274))
+        );
         assert!(!p.contains(&Port::Tcp(443)) && !p.contains(&Port::Tcp(5443)));
         let p = ports(true, true);
         assert!(p.contains(&Port::Tcp(443)) && p.contains(&Port::Tcp(5443)));

@@ -11,7 +11,13 @@ use common::*;
 fn deb(st: State) -> State {
     let mut st = st.with_config("install-method", "deb");
     // The packages' postinst starts apache2 on port 80.
-    st.machine.services.insert("apache2.service".into(), Service { active: true, enabled: true });
+    st.machine.services.insert(
+        "apache2.service".into(),
+        Service {
+            active: true,
+            enabled: true,
+        },
+    );
     st
 }
 
@@ -49,29 +55,73 @@ fn leader_installs_configures_migrates_and_starts_in_order() {
             "systemctl start maas-regiond",
         ]
     );
-    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["migrations-done"], "maas@10.0.0.5:5432");
-    assert!(!out.state.machine.is_active("apache2.service") && !out.state.machine.services["apache2.service"].enabled);
-    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["migrations-done"],
+        "maas@10.0.0.5:5432"
+    );
+    assert!(
+        !out.state.machine.is_active("apache2.service")
+            && !out.state.machine.services["apache2.service"].enabled
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
     assert!(!out.mentions(DB_PASSWORD));
 }
 
 #[test]
 fn deb_source_is_added_before_the_packages() {
-    let out = harness(0).run(Trigger::Install, &deb(fresh_leader()).with_config("deb-source", "ppa:maas/3.5")).unwrap();
-    assert_eq!(out.command_lines()[..3], ["add-apt-repository -y ppa:maas/3.5", "apt-get update", "apt-get install -y --no-install-recommends maas-region-api maas-dns"]);
+    let out = harness(0)
+        .run(
+            Trigger::Install,
+            &deb(fresh_leader()).with_config("deb-source", "ppa:maas/3.5"),
+        )
+        .unwrap();
+    assert_eq!(
+        out.command_lines()[..3],
+        [
+            "add-apt-repository -y ppa:maas/3.5",
+            "apt-get update",
+            "apt-get install -y --no-install-recommends maas-region-api maas-dns"
+        ]
+    );
     let line = "deb http://ppa.launchpad.net/maas/3.5/ubuntu jammy main";
-    let out = harness(0).run(Trigger::Install, &deb(fresh_leader()).with_config("deb-source", line)).unwrap();
-    assert_eq!(out.state.machine.text("/etc/apt/sources.list.d/maas-region.list").unwrap(), format!("{line}\n"));
-    assert_eq!(out.command_lines()[..2], ["apt-get update", "apt-get install -y --no-install-recommends maas-region-api maas-dns"]);
+    let out = harness(0)
+        .run(
+            Trigger::Install,
+            &deb(fresh_leader()).with_config("deb-source", line),
+        )
+        .unwrap();
+    assert_eq!(
+        out.state
+            .machine
+            .text("/etc/apt/sources.list.d/maas-region.list")
+            .unwrap(),
+        format!("{line}\n")
+    );
+    assert_eq!(
+        out.command_lines()[..2],
+        [
+            "apt-get update",
+            "apt-get install -y --no-install-recommends maas-region-api maas-dns"
+        ]
+    );
 }
 
 fn deb_follower(migrated: Option<&str>) -> State {
     let rel = peers(&[(0, "10.0.0.10")]);
     let rel = match migrated {
-        Some(m) => rel.local_app_data(&[("maas-url", "http://10.0.0.100/MAAS"), ("migrations-done", m)]),
+        Some(m) => rel.local_app_data(&[
+            ("maas-url", "http://10.0.0.100/MAAS"),
+            ("migrations-done", m),
+        ]),
         None => rel.local_app_data(&[("maas-url", "http://10.0.0.100/MAAS")]),
     };
-    let mut st = deb(State::default().with_relation(rel).with_relation(pgsql("10.0.0.5", "maas-region/1")).with_secret(db_secret()));
+    let mut st = deb(State::default()
+        .with_relation(rel)
+        .with_relation(pgsql("10.0.0.5", "maas-region/1"))
+        .with_secret(db_secret()));
     st.network.address = "10.0.0.11".into();
     st.machine = hostname(st.machine, 1);
     st
@@ -81,21 +131,52 @@ fn deb_follower(migrated: Option<&str>) -> State {
 fn other_units_start_regiond_only_after_the_leaders_migrations() {
     let h = harness(1);
     let out = h.run(Trigger::ConfigChanged, &deb_follower(None)).unwrap();
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for the leader to run the database migrations"));
-    assert!(!out.command_lines().iter().any(|c| c.contains("dbupgrade") || c.contains("start maas-regiond") || c.contains("edit_named_options")));
-    assert!(!out.state.relation(PEERS).unwrap().local_app_data.contains_key("migrations-done"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for the leader to run the database migrations")
+    );
+    assert!(!out.command_lines().iter().any(|c| c.contains("dbupgrade")
+        || c.contains("start maas-regiond")
+        || c.contains("edit_named_options")));
+    assert!(!out
+        .state
+        .relation(PEERS)
+        .unwrap()
+        .local_app_data
+        .contains_key("migrations-done"));
 
-    let out = h.run(Trigger::ConfigChanged, &deb_follower(Some("maas@10.0.0.5:5432"))).unwrap();
-    assert!(!out.command_lines().iter().any(|c| c.contains("dbupgrade")), "only the leader migrates");
-    assert!(out.command_lines().contains(&"maas-region edit_named_options --migrate-conflicting-options".to_string()));
+    let out = h
+        .run(
+            Trigger::ConfigChanged,
+            &deb_follower(Some("maas@10.0.0.5:5432")),
+        )
+        .unwrap();
+    assert!(
+        !out.command_lines().iter().any(|c| c.contains("dbupgrade")),
+        "only the leader migrates"
+    );
+    assert!(out
+        .command_lines()
+        .contains(&"maas-region edit_named_options --migrate-conflicting-options".to_string()));
     assert!(out.state.machine.is_active("maas-regiond.service"));
-    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
 }
 
 #[test]
 fn migrations_of_another_database_do_not_count() {
-    let out = harness(1).run(Trigger::ConfigChanged, &deb_follower(Some("maas@10.0.0.9:5432"))).unwrap();
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for the leader to run the database migrations"));
+    let out = harness(1)
+        .run(
+            Trigger::ConfigChanged,
+            &deb_follower(Some("maas@10.0.0.9:5432")),
+        )
+        .unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for the leader to run the database migrations")
+    );
 }
 
 #[test]
@@ -103,7 +184,18 @@ fn deb_hooks_are_idempotent_and_named_options_move_once() {
     let h = harness(0);
     let first = h.run(Trigger::ConfigChanged, &deb(fresh_leader())).unwrap();
     let mut st = first.state.clone();
-    st.machine = st.machine.with_file(DEB_CONF, &regiond_conf("10.0.0.5", "http://10.0.0.10:5240/MAAS"), FileOptions::new("root", "maas", 0o640)).with_file(DEB_SECRET, SHARED_SECRET, FileOptions::new("root", "maas", 0o640));
+    st.machine = st
+        .machine
+        .with_file(
+            DEB_CONF,
+            &regiond_conf("10.0.0.5", "http://10.0.0.10:5240/MAAS"),
+            FileOptions::new("root", "maas", 0o640),
+        )
+        .with_file(
+            DEB_SECRET,
+            SHARED_SECRET,
+            FileOptions::new("root", "maas", 0o640),
+        );
     let second = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert!(mutating(&second).is_empty(), "{:?}", mutating(&second));
     let third = h.run(Trigger::UpdateStatus, &second.state).unwrap();
@@ -116,51 +208,105 @@ fn a_moved_database_rewrites_regiond_conf_and_restarts_regiond() {
     let h = harness(0);
     let first = h.run(Trigger::ConfigChanged, &deb(fresh_leader())).unwrap();
     let mut st = first.state.clone();
-    st.machine = st.machine.with_file(DEB_CONF, &regiond_conf("10.0.0.5", "http://10.0.0.10:5240/MAAS"), FileOptions::new("root", "maas", 0o640));
+    st.machine = st.machine.with_file(
+        DEB_CONF,
+        &regiond_conf("10.0.0.5", "http://10.0.0.10:5240/MAAS"),
+        FileOptions::new("root", "maas", 0o640),
+    );
     st.relations.retain(|r| r.id != DB);
     let st = st.with_relation(pgsql("10.0.0.6", "maas-region/0"));
     let out = h.run(Trigger::RelationChanged(DB, Some(0)), &st).unwrap();
     assert_eq!(
         mutating(&out),
-        [set_db().replace("10.0.0.5", "10.0.0.6"), "maas-region dbupgrade".into(), "systemctl restart maas-regiond".into()]
+        [
+            set_db().replace("10.0.0.5", "10.0.0.6"),
+            "maas-region dbupgrade".into(),
+            "systemctl restart maas-regiond".into()
+        ]
     );
-    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["migrations-done"], "maas@10.0.0.6:5432");
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["migrations-done"],
+        "maas@10.0.0.6:5432"
+    );
 }
 
 #[test]
 fn a_deb_database_that_goes_away_stops_regiond() {
-    let first = harness(0).run(Trigger::ConfigChanged, &deb(fresh_leader())).unwrap();
-    let out = harness(0).run(Trigger::RelationBroken(DB), &first.state).unwrap();
+    let first = harness(0)
+        .run(Trigger::ConfigChanged, &deb(fresh_leader()))
+        .unwrap();
+    let out = harness(0)
+        .run(Trigger::RelationBroken(DB), &first.state)
+        .unwrap();
     assert_eq!(mutating(&out), ["systemctl stop maas-regiond"]);
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for database"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for database")
+    );
 }
 
 #[test]
 fn failed_migrations_block_with_the_message_and_publish_nothing() {
     let mut st = deb(fresh_leader());
-    st.machine = st.machine.respond(&["maas-region", "dbupgrade"], CmdOutput::failed(1, "django.db.utils.OperationalError: could not connect to server\n"));
+    st.machine = st.machine.respond(
+        &["maas-region", "dbupgrade"],
+        CmdOutput::failed(
+            1,
+            "django.db.utils.OperationalError: could not connect to server\n",
+        ),
+    );
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed());
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(out.state.unit_status.message.contains("maas-region dbupgrade failed: django.db.utils.OperationalError: could not connect to server"), "{}", out.state.unit_status.message);
-    assert!(!out.state.relation(PEERS).unwrap().local_app_data.contains_key("migrations-done"));
+    assert!(!out
+        .state
+        .relation(PEERS)
+        .unwrap()
+        .local_app_data
+        .contains_key("migrations-done"));
     assert!(!out.state.machine.is_active("maas-regiond.service"));
 }
 
 #[test]
 fn migrations_against_an_unreachable_database_fail_the_hook_for_a_retry() {
     let mut st = deb(fresh_leader());
-    st.machine = st.machine.respond(&["maas-region", "dbupgrade"], CmdOutput::failed(1, "django.db.utils.OperationalError: could not connect to server: Connection refused\n"));
+    st.machine = st.machine.respond(
+        &["maas-region", "dbupgrade"],
+        CmdOutput::failed(
+            1,
+            "django.db.utils.OperationalError: could not connect to server: Connection refused\n",
+        ),
+    );
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(out.failed(), "a retry can help: the hook must fail");
-    assert!(out.status_history.iter().all(|s| s.kind != StatusKind::Blocked), "{:?}", out.status_history);
-    assert!(!out.state.relation(PEERS).unwrap().local_app_data.contains_key("migrations-done"));
+    assert!(
+        out.status_history
+            .iter()
+            .all(|s| s.kind != StatusKind::Blocked),
+        "{:?}",
+        out.status_history
+    );
+    assert!(!out
+        .state
+        .relation(PEERS)
+        .unwrap()
+        .local_app_data
+        .contains_key("migrations-done"));
     assert!(!out.state.machine.is_active("maas-regiond.service"));
 }
 
 #[test]
 fn without_haproxy_apache2_is_left_alone() {
-    let out = harness(0).run(Trigger::ConfigChanged, &deb(fresh_leader()).with_config("haproxy", false)).unwrap();
+    let out = harness(0)
+        .run(
+            Trigger::ConfigChanged,
+            &deb(fresh_leader()).with_config("haproxy", false),
+        )
+        .unwrap();
     assert!(out.state.machine.is_active("apache2.service"));
-    assert!(!out.command_lines().iter().any(|c| c.contains("apache2") || c.contains("haproxy")));
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|c| c.contains("apache2") || c.contains("haproxy")));
 }

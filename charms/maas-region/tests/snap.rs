@@ -13,7 +13,10 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
     let st = fresh_leader().with_relation(vip("10.0.0.100"));
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let init = format!("/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force", uri("10.0.0.5"));
+    let init = format!(
+        "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
+        uri("10.0.0.5")
+    );
     assert_eq!(
         out.command_lines(),
         [
@@ -27,39 +30,84 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
             init.as_str(),
         ]
     );
-    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
-    assert!(out.status_history.contains(&Status::maintenance("initialising MAAS (maas init region)")));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
+    assert!(out
+        .status_history
+        .contains(&Status::maintenance("initialising MAAS (maas init region)")));
     let peers = out.state.relation(PEERS).unwrap();
     assert_eq!(peers.local_app_data["maas-url"], "http://10.0.0.100/MAAS");
-    assert!(!peers.local_app_data.contains_key("init-lock"), "the lock is released after init: {:?}", peers.local_app_data);
+    assert!(
+        !peers.local_app_data.contains_key("init-lock"),
+        "the lock is released after init: {:?}",
+        peers.local_app_data
+    );
     assert!(!peers.local_unit_data.contains_key("init-request"));
     assert_eq!(peers.local_unit_data["address"], "10.0.0.10");
     assert_eq!(peers.local_unit_data["hostname"], "region-0");
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new("/etc/haproxy/haproxy.cfg.candidate")), "the candidate is removed");
-    assert!(out.state.machine.text(HAPROXY_CFG).unwrap().contains("server maas-region-0 10.0.0.10:5240 check"));
+    assert!(
+        !out.state
+            .machine
+            .files
+            .contains_key(std::path::Path::new("/etc/haproxy/haproxy.cfg.candidate")),
+        "the candidate is removed"
+    );
+    assert!(out
+        .state
+        .machine
+        .text(HAPROXY_CFG)
+        .unwrap()
+        .contains("server maas-region-0 10.0.0.10:5240 check"));
     let vip = out.state.relation(VIP).unwrap();
-    assert_eq!(vip.local_unit_data["check"], "process:haproxy,process:named");
+    assert_eq!(
+        vip.local_unit_data["check"],
+        "process:haproxy,process:named"
+    );
     assert_eq!(vip.local_unit_data["service"], "maas_region");
     let db = out.state.relation(DB).unwrap();
     assert_eq!(db.local_unit_data["database"], "maas");
-    assert_eq!(db.local_unit_data["requested-secrets"], r#"["username","password"]"#);
-    assert!(out.state.opened_ports.contains(&Port::Tcp(80)) && out.state.opened_ports.contains(&Port::Tcp(5240)));
+    assert_eq!(
+        db.local_unit_data["requested-secrets"],
+        r#"["username","password"]"#
+    );
+    assert!(
+        out.state.opened_ports.contains(&Port::Tcp(80))
+            && out.state.opened_ports.contains(&Port::Tcp(5240))
+    );
     assert!(!out.state.opened_ports.contains(&Port::Tcp(443)));
 }
 
 #[test]
 fn without_a_vip_the_url_is_the_leaders_own_address() {
-    let out = harness(0).run(Trigger::ConfigChanged, &fresh_leader()).unwrap();
-    assert!(out.command_lines().iter().any(|c| c.starts_with("/snap/bin/maas init region --maas-url http://10.0.0.10:5240/MAAS ")));
-    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.10:5240/MAAS"));
+    let out = harness(0)
+        .run(Trigger::ConfigChanged, &fresh_leader())
+        .unwrap();
+    assert!(out.command_lines().iter().any(
+        |c| c.starts_with("/snap/bin/maas init region --maas-url http://10.0.0.10:5240/MAAS ")
+    ));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.10:5240/MAAS")
+    );
 }
 
 #[test]
 fn the_maas_url_option_wins_over_the_vip() {
-    let st = fresh_leader().with_relation(vip("10.0.0.100")).with_config("maas-url", "https://maas.example.com/MAAS/");
+    let st = fresh_leader()
+        .with_relation(vip("10.0.0.100"))
+        .with_config("maas-url", "https://maas.example.com/MAAS/");
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(out.command_lines().iter().any(|c| c.starts_with("/snap/bin/maas init region --maas-url https://maas.example.com/MAAS ")));
-    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["maas-url"], "https://maas.example.com/MAAS");
+    assert!(out
+        .command_lines()
+        .iter()
+        .any(|c| c
+            .starts_with("/snap/bin/maas init region --maas-url https://maas.example.com/MAAS ")));
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["maas-url"],
+        "https://maas.example.com/MAAS"
+    );
 }
 
 /// The leader's unit after init, with what MAAS wrote.
@@ -75,13 +123,32 @@ fn hooks_are_idempotent() {
     let st = initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc());
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!once.failed(), "{:?}", once.error);
-    for trigger in [Trigger::ConfigChanged, Trigger::UpdateStatus, Trigger::RelationChanged(DB, Some(0)), Trigger::LeaderElected] {
+    for trigger in [
+        Trigger::ConfigChanged,
+        Trigger::UpdateStatus,
+        Trigger::RelationChanged(DB, Some(0)),
+        Trigger::LeaderElected,
+    ] {
         let twice = h.run(trigger.clone(), &once.state).unwrap();
-        assert_eq!(settled(&twice.state), settled(&once.state), "{trigger:?} changed something");
-        assert!(mutating(&twice).is_empty(), "{trigger:?} ran {:?}", mutating(&twice));
-        assert!(!twice.commands.iter().any(|c| c.iter().any(|a| a == "init")), "no init the second time");
+        assert_eq!(
+            settled(&twice.state),
+            settled(&once.state),
+            "{trigger:?} changed something"
+        );
+        assert!(
+            mutating(&twice).is_empty(),
+            "{trigger:?} ran {:?}",
+            mutating(&twice)
+        );
+        assert!(
+            !twice.commands.iter().any(|c| c.iter().any(|a| a == "init")),
+            "no init the second time"
+        );
     }
-    assert_eq!(once.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+    assert_eq!(
+        once.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
 }
 
 #[test]
@@ -90,9 +157,20 @@ fn a_new_vip_changes_the_url_with_maas_config_not_init() {
     st.relations.retain(|r| r.id != VIP);
     let before = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(mutating(&before).is_empty(), "{:?}", before.command_lines());
-    let out = harness(0).run(Trigger::RelationChanged(VIP, Some(0)), &before.state.with_relation(vip("10.0.0.100"))).unwrap();
-    assert_eq!(mutating(&out), ["/snap/bin/maas config --maas-url http://10.0.0.100/MAAS"]);
-    assert_eq!(out.state.relation(PEERS).unwrap().local_app_data["maas-url"], "http://10.0.0.100/MAAS");
+    let out = harness(0)
+        .run(
+            Trigger::RelationChanged(VIP, Some(0)),
+            &before.state.with_relation(vip("10.0.0.100")),
+        )
+        .unwrap();
+    assert_eq!(
+        mutating(&out),
+        ["/snap/bin/maas config --maas-url http://10.0.0.100/MAAS"]
+    );
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["maas-url"],
+        "http://10.0.0.100/MAAS"
+    );
 }
 
 #[test]
@@ -100,17 +178,29 @@ fn a_moved_database_is_followed_by_re_initialising_under_the_lock() {
     let mut st = initialised_leader("http://10.0.0.100/MAAS");
     st.relations.retain(|r| r.id != DB);
     let st = st.with_relation(pgsql("10.0.0.6", "maas-region/0"));
-    let out = harness(0).run(Trigger::RelationChanged(DB, Some(0)), &st).unwrap();
-    let want = format!("/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force", uri("10.0.0.6"));
+    let out = harness(0)
+        .run(Trigger::RelationChanged(DB, Some(0)), &st)
+        .unwrap();
+    let want = format!(
+        "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
+        uri("10.0.0.6")
+    );
     assert_eq!(mutating(&out), [want]);
 }
 
 #[test]
 fn rotated_credentials_are_followed_too() {
     let mut st = initialised_leader("http://10.0.0.100/MAAS");
-    st.secrets[0] = st.secrets[0].clone().with_revision(&[("username", "maas"), ("password", "n3w-pass")]);
-    let out = harness(0).run(Trigger::SecretChanged(DB_SECRET.into()), &st).unwrap();
-    let inits: Vec<String> = mutating(&out).into_iter().filter(|c| c.contains(" init ")).collect();
+    st.secrets[0] = st.secrets[0]
+        .clone()
+        .with_revision(&[("username", "maas"), ("password", "n3w-pass")]);
+    let out = harness(0)
+        .run(Trigger::SecretChanged(DB_SECRET.into()), &st)
+        .unwrap();
+    let inits: Vec<String> = mutating(&out)
+        .into_iter()
+        .filter(|c| c.contains(" init "))
+        .collect();
     assert_eq!(inits.len(), 1, "{:?}", out.command_lines());
     assert!(inits[0].contains("postgres://maas:n3w-pass@10.0.0.5:5432/maas"));
     assert!(!out.mentions("n3w-pass"));
@@ -122,10 +212,16 @@ fn a_database_that_goes_away_stops_regiond() {
     let out = harness(0).run(Trigger::RelationBroken(DB), &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(mutating(&out), ["snap stop maas"]);
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for database"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for database")
+    );
     // Stopped stays stopped: nothing is run again.
     let mut after = out.state.clone();
-    after.machine.responders.retain(|r| r.prefix != ["snap", "services", "maas"]);
+    after
+        .machine
+        .responders
+        .retain(|r| r.prefix != ["snap", "services", "maas"]);
     let again = harness(0).run(Trigger::UpdateStatus, &after).unwrap();
     assert!(mutating(&again).is_empty(), "{:?}", again.command_lines());
 }
@@ -133,9 +229,16 @@ fn a_database_that_goes_away_stops_regiond() {
 #[test]
 fn a_stopped_region_starts_again_when_the_database_returns() {
     let mut st = initialised_leader("http://10.0.0.100/MAAS");
-    st.machine.responders.retain(|r| r.prefix != ["snap", "services", "maas"]);
-    st.machine = st.machine.respond(&["snap", "services", "maas"], CmdOutput::ok("Service      Startup  Current  Notes\nmaas.pebble  enabled  inactive -\n"));
-    let out = harness(0).run(Trigger::RelationChanged(DB, Some(0)), &st).unwrap();
+    st.machine
+        .responders
+        .retain(|r| r.prefix != ["snap", "services", "maas"]);
+    st.machine = st.machine.respond(
+        &["snap", "services", "maas"],
+        CmdOutput::ok("Service      Startup  Current  Notes\nmaas.pebble  enabled  inactive -\n"),
+    );
+    let out = harness(0)
+        .run(Trigger::RelationChanged(DB, Some(0)), &st)
+        .unwrap();
     assert_eq!(mutating(&out), ["snap start maas"]);
 }
 
@@ -143,7 +246,10 @@ fn a_stopped_region_starts_again_when_the_database_returns() {
 fn both_database_relations_block() {
     let st = fresh_leader().with_relation(Relation::new(DATABASE, "database", "postgresql"));
     let out = harness(0).run(Trigger::RelationJoined(DB, 0), &st).unwrap();
-    assert_eq!(out.state.unit_status, Status::blocked("relate either db or database, not both: remove one of the two relations"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::blocked("relate either db or database, not both: remove one of the two relations")
+    );
     assert!(!out.command_lines().iter().any(|c| c.contains(" init ")));
 }
 
@@ -151,13 +257,19 @@ fn both_database_relations_block() {
 fn postgresql_client_relation_works_with_secret_credentials() {
     let mut st = fresh_leader();
     st.relations.retain(|r| r.id != DB);
-    let st = st.with_relation(Relation::new(DATABASE, "database", "postgresql").remote_unit(0, &[]).remote_app_data(&[
-        ("database", "maas"),
-        ("endpoints", "10.0.0.7:5433,10.0.0.8:5433"),
-        ("secret-user", DB_SECRET),
-        ("version", "16"),
-    ]));
-    let out = harness(0).run(Trigger::RelationChanged(DATABASE, None), &st).unwrap();
+    let st = st.with_relation(
+        Relation::new(DATABASE, "database", "postgresql")
+            .remote_unit(0, &[])
+            .remote_app_data(&[
+                ("database", "maas"),
+                ("endpoints", "10.0.0.7:5433,10.0.0.8:5433"),
+                ("secret-user", DB_SECRET),
+                ("version", "16"),
+            ]),
+    );
+    let out = harness(0)
+        .run(Trigger::RelationChanged(DATABASE, None), &st)
+        .unwrap();
     assert!(out.command_lines().iter().any(|c| c.ends_with("--database-uri postgres://maas:Pa55-w0rd%2Fwith%3Aodd%40chars@10.0.0.7:5433/maas --force")), "{:?}", out.command_lines());
     let app = &out.state.relation(DATABASE).unwrap().local_app_data;
     assert_eq!(app["database"], "maas");
@@ -167,16 +279,50 @@ fn postgresql_client_relation_works_with_secret_credentials() {
 #[test]
 fn database_data_that_is_not_ready_waits() {
     let cases: Vec<(Relation, &str)> = vec![
-        (Relation::new(DB, "db", "postgresql-ha"), "waiting for database (the db relation has no data yet)"),
-        (pgsql("10.0.0.5", "other/0"), "waiting for database access (postgresql-ha/0 does not allow maas-region/0 yet)"),
-        (Relation::new(DB, "db", "postgresql-ha").remote_unit(0, &[("host", "10.0.0.5"), ("port", "x"), ("allowed-units", "maas-region/0")]), "waiting for valid db relation data (port \"x\" is not a port)"),
-        (Relation::new(DB, "db", "postgresql-ha").remote_unit(0, &[("host", "10.0.0.5"), ("allowed-units", "maas-region/0"), ("secret-user", "secret:notgranted")]), "waiting for database credentials (secret secret:notgranted is not readable yet)"),
-        (Relation::new(DB, "db", "postgresql-ha").remote_unit(0, &[("host", "10.0.0.5"), ("allowed-units", "maas-region/0")]), "waiting for database credentials on the db relation"),
+        (
+            Relation::new(DB, "db", "postgresql-ha"),
+            "waiting for database (the db relation has no data yet)",
+        ),
+        (
+            pgsql("10.0.0.5", "other/0"),
+            "waiting for database access (postgresql-ha/0 does not allow maas-region/0 yet)",
+        ),
+        (
+            Relation::new(DB, "db", "postgresql-ha").remote_unit(
+                0,
+                &[
+                    ("host", "10.0.0.5"),
+                    ("port", "x"),
+                    ("allowed-units", "maas-region/0"),
+                ],
+            ),
+            "waiting for valid db relation data (port \"x\" is not a port)",
+        ),
+        (
+            Relation::new(DB, "db", "postgresql-ha").remote_unit(
+                0,
+                &[
+                    ("host", "10.0.0.5"),
+                    ("allowed-units", "maas-region/0"),
+                    ("secret-user", "secret:notgranted"),
+                ],
+            ),
+            "waiting for database credentials (secret secret:notgranted is not readable yet)",
+        ),
+        (
+            Relation::new(DB, "db", "postgresql-ha").remote_unit(
+                0,
+                &[("host", "10.0.0.5"), ("allowed-units", "maas-region/0")],
+            ),
+            "waiting for database credentials on the db relation",
+        ),
     ];
     for (rel, want) in cases {
         let mut st = fresh_leader();
         st.relations.retain(|r| r.id != DB);
-        let out = harness(0).run(Trigger::RelationChanged(DB, None), &st.with_relation(rel)).unwrap();
+        let out = harness(0)
+            .run(Trigger::RelationChanged(DB, None), &st.with_relation(rel))
+            .unwrap();
         assert!(!out.failed(), "{want}: {:?}", out.error);
         assert_eq!(out.state.unit_status, Status::waiting(want));
         assert!(!out.command_lines().iter().any(|c| c.contains(" init ")));
@@ -188,29 +334,74 @@ fn legacy_pgsql_password_is_tolerated_but_never_shown() {
     let mut st = fresh_leader();
     st.relations.retain(|r| r.id != DB);
     st.secrets.clear();
-    let rel = Relation::new(DB, "db", "postgresql-ha").remote_unit(0, &[("host", "10.0.0.5"), ("port", "5432"), ("database", "maas"), ("user", "maas"), ("password", DB_PASSWORD), ("allowed-units", "maas-region/0")]);
-    let out = harness(0).run(Trigger::RelationChanged(DB, Some(0)), &st.with_relation(rel)).unwrap();
-    assert!(out.command_lines().iter().any(|c| c.contains(&uri("10.0.0.5"))));
-    assert!(out.logs.iter().any(|(_, l)| l.contains("sent the password in clear")));
+    let rel = Relation::new(DB, "db", "postgresql-ha").remote_unit(
+        0,
+        &[
+            ("host", "10.0.0.5"),
+            ("port", "5432"),
+            ("database", "maas"),
+            ("user", "maas"),
+            ("password", DB_PASSWORD),
+            ("allowed-units", "maas-region/0"),
+        ],
+    );
+    let out = harness(0)
+        .run(
+            Trigger::RelationChanged(DB, Some(0)),
+            &st.with_relation(rel),
+        )
+        .unwrap();
+    assert!(out
+        .command_lines()
+        .iter()
+        .any(|c| c.contains(&uri("10.0.0.5"))));
+    assert!(out
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("sent the password in clear")));
     assert!(!out.mentions(DB_PASSWORD) && !out.mentions("Pa55-w0rd%2F"));
 }
 
 #[test]
 fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not_on_peer_events() {
     let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
-    st.relations.retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
+    st.relations
+        .retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
     st.machine = st.machine.respond(&["/snap/bin/maas", "init"], CmdOutput::failed(1, format!("Error: Failed to connect to the database: password authentication failed for {DB_PASSWORD}\n")));
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-    assert!(out.state.unit_status.message.starts_with("maas init failed: Error: Failed to connect to the database"), "{}", out.state.unit_status.message);
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("maas init failed: Error: Failed to connect to the database"),
+        "{}",
+        out.state.unit_status.message
+    );
     assert!(!out.mentions(DB_PASSWORD), "MAAS's message is masked");
-    assert!(!out.state.relation(PEERS).unwrap().local_app_data.contains_key("init-lock"));
-    let peer_event = harness(0).run(Trigger::RelationChanged(PEERS, Some(1)), &out.state).unwrap();
-    assert!(!peer_event.command_lines().iter().any(|c| c.contains(" init ")), "no retry storm on peer events");
+    assert!(!out
+        .state
+        .relation(PEERS)
+        .unwrap()
+        .local_app_data
+        .contains_key("init-lock"));
+    let peer_event = harness(0)
+        .run(Trigger::RelationChanged(PEERS, Some(1)), &out.state)
+        .unwrap();
+    assert!(
+        !peer_event
+            .command_lines()
+            .iter()
+            .any(|c| c.contains(" init ")),
+        "no retry storm on peer events"
+    );
     assert_eq!(peer_event.state.unit_status.kind, StatusKind::Blocked);
     let later = harness(0).run(Trigger::UpdateStatus, &out.state).unwrap();
-    assert!(later.command_lines().iter().any(|c| c.contains(" init ")), "retried at update-status");
+    assert!(
+        later.command_lines().iter().any(|c| c.contains(" init ")),
+        "retried at update-status"
+    );
 }
 
 /// A database VIP that briefly sits on a node that refuses connections (seen in a real local
@@ -221,56 +412,114 @@ fn an_unreachable_database_fails_the_hook_for_a_retry_under_the_same_grant() {
     let refused = CmdOutput::failed(1, format!("Error: Failed to connect to the database: error connecting to server: Connection refused (os error 111) [{DB_PASSWORD}]\n"));
     // The leader, granting itself.
     let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
-    st.relations.retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
+    st.relations
+        .retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
     let ok_machine = st.machine.clone();
-    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused.clone());
+    st.machine = st
+        .machine
+        .respond(&["/snap/bin/maas", "init"], refused.clone());
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(out.failed(), "a retry can help: the hook must fail");
-    assert!(out.error.as_deref().unwrap().contains("Connection refused"), "{:?}", out.error);
+    assert!(
+        out.error.as_deref().unwrap().contains("Connection refused"),
+        "{:?}",
+        out.error
+    );
     assert!(!out.mentions(DB_PASSWORD), "MAAS's message is masked");
-    assert!(out.status_history.iter().all(|s| s.kind != StatusKind::Blocked), "{:?}", out.status_history);
-    assert!(!out.state.stored.contains_key("init-error"), "no failure is remembered: the retry is Juju's");
+    assert!(
+        out.status_history
+            .iter()
+            .all(|s| s.kind != StatusKind::Blocked),
+        "{:?}",
+        out.status_history
+    );
+    assert!(
+        !out.state.stored.contains_key("init-error"),
+        "no failure is remembered: the retry is Juju's"
+    );
     // Juju retries the same hook on the state it had before; the database answers now.
     let mut retry = out.state.clone();
     retry.machine.responders = ok_machine.responders.clone();
     let out = harness(0).run(Trigger::ConfigChanged, &retry).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(out.command_lines().iter().any(|c| c.contains(" init region ")));
+    assert!(out
+        .command_lines()
+        .iter()
+        .any(|c| c.contains(" init region ")));
     let peer = out.state.relation(PEERS).unwrap();
-    assert!(!peer.local_app_data.contains_key("init-lock"), "released after the retry: {:?}", peer.local_app_data);
+    assert!(
+        !peer.local_app_data.contains_key("init-lock"),
+        "released after the retry: {:?}",
+        peer.local_app_data
+    );
     assert!(!peer.local_unit_data.contains_key("init-request"));
 
     // A non-leader holding the grant keeps its request open through the failure, so the
     // leader's grant still covers its retry, and clears it once the retry succeeded.
-    let lock = peers(&[(0, "10.0.0.10")]).local_app_data(&[("maas-url", "http://10.0.0.100/MAAS"), ("init-lock", "maas-region/1#3")]).local_unit_data(&[("init-request", "3")]);
-    let mut st = installed_snap(State::default().with_relation(lock).with_relation(pgsql("10.0.0.5", "maas-region/0 maas-region/1")).with_secret(db_secret()).with_relation(vip("10.0.0.100")));
+    let lock = peers(&[(0, "10.0.0.10")])
+        .local_app_data(&[
+            ("maas-url", "http://10.0.0.100/MAAS"),
+            ("init-lock", "maas-region/1#3"),
+        ])
+        .local_unit_data(&[("init-request", "3")]);
+    let mut st = installed_snap(
+        State::default()
+            .with_relation(lock)
+            .with_relation(pgsql("10.0.0.5", "maas-region/0 maas-region/1"))
+            .with_secret(db_secret())
+            .with_relation(vip("10.0.0.100")),
+    );
     st.network.address = "10.0.0.11".into();
     st.machine = hostname(st.machine, 1);
     let ok_machine = st.machine.clone();
     st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
-    let out = harness(1).run(Trigger::RelationChanged(PEERS, Some(0)), &st).unwrap();
+    let out = harness(1)
+        .run(Trigger::RelationChanged(PEERS, Some(0)), &st)
+        .unwrap();
     assert!(out.failed());
-    assert_eq!(out.state.relation(PEERS).unwrap().local_unit_data["init-request"], "3", "the request (and so the grant) stands");
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_unit_data["init-request"],
+        "3",
+        "the request (and so the grant) stands"
+    );
     let mut retry = out.state.clone();
     retry.machine.responders = ok_machine.responders;
-    let out = harness(1).run(Trigger::RelationChanged(PEERS, Some(0)), &retry).unwrap();
+    let out = harness(1)
+        .run(Trigger::RelationChanged(PEERS, Some(0)), &retry)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(out.command_lines().iter().any(|c| c.contains(" init region ")));
-    assert!(!out.state.relation(PEERS).unwrap().local_unit_data.contains_key("init-request"));
-    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+    assert!(out
+        .command_lines()
+        .iter()
+        .any(|c| c.contains(" init region ")));
+    assert!(!out
+        .state
+        .relation(PEERS)
+        .unwrap()
+        .local_unit_data
+        .contains_key("init-request"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
 }
 
 #[test]
 fn no_database_password_or_shared_secret_in_logs_status_or_relation_data() {
     let h = harness(0);
     let st = initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc());
-    let mut outs = vec![h.run(Trigger::ConfigChanged, &fresh_leader().with_relation(rpc())).unwrap()];
+    let mut outs = vec![h
+        .run(Trigger::ConfigChanged, &fresh_leader().with_relation(rpc()))
+        .unwrap()];
     outs.push(h.run(Trigger::ConfigChanged, &st).unwrap());
     outs.push(h.run(Trigger::RelationBroken(DB), &st).unwrap());
     for out in &outs {
         for needle in [DB_PASSWORD, "Pa55-w0rd%2F", SHARED_SECRET] {
             assert!(!out.mentions(needle), "{needle} leaked into logs or status");
-            assert!(!in_relation_data(&out.state, needle), "{needle} leaked into relation data");
+            assert!(
+                !in_relation_data(&out.state, needle),
+                "{needle} leaked into relation data"
+            );
         }
     }
 }
@@ -289,17 +538,34 @@ fn channel_change_refreshes_the_snap() {
 fn tls_opens_443_and_forwards_it() {
     let st = initialised_leader("http://10.0.0.100/MAAS").with_config("tls-enabled", true);
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(out.state.opened_ports.contains(&Port::Tcp(443)) && out.state.opened_ports.contains(&Port::Tcp(5443)));
-    assert!(out.state.machine.text(HAPROXY_CFG).unwrap().contains("bind *:443"));
+    assert!(
+        out.state.opened_ports.contains(&Port::Tcp(443))
+            && out.state.opened_ports.contains(&Port::Tcp(5443))
+    );
+    assert!(out
+        .state
+        .machine
+        .text(HAPROXY_CFG)
+        .unwrap()
+        .contains("bind *:443"));
     assert_haproxy_accepts(&out.state.machine.text(HAPROXY_CFG).unwrap());
 }
 
 #[test]
 fn haproxy_off_asks_the_vip_to_check_named_only_and_installs_nothing_for_it() {
-    let st = fresh_leader().with_relation(vip("10.0.0.100")).with_config("haproxy", false);
+    let st = fresh_leader()
+        .with_relation(vip("10.0.0.100"))
+        .with_config("haproxy", false);
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.command_lines().iter().any(|c| c.contains("haproxy")), "{:?}", out.command_lines());
-    assert_eq!(out.state.relation(VIP).unwrap().local_unit_data["check"], "process:named");
+    assert!(
+        !out.command_lines().iter().any(|c| c.contains("haproxy")),
+        "{:?}",
+        out.command_lines()
+    );
+    assert_eq!(
+        out.state.relation(VIP).unwrap().local_unit_data["check"],
+        "process:named"
+    );
     assert!(!out.state.opened_ports.contains(&Port::Tcp(80)));
 }
 
@@ -308,28 +574,65 @@ fn turning_haproxy_off_retires_it() {
     let st = initialised_leader("http://10.0.0.100/MAAS");
     let on = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(on.state.machine.is_active("haproxy.service"));
-    let off = harness(0).run(Trigger::ConfigChanged, &on.state.with_config("haproxy", false)).unwrap();
+    let off = harness(0)
+        .run(
+            Trigger::ConfigChanged,
+            &on.state.with_config("haproxy", false),
+        )
+        .unwrap();
     assert!(!off.state.machine.is_active("haproxy.service"));
-    assert!(off.command_lines().contains(&"systemctl stop haproxy".to_string()));
+    assert!(off
+        .command_lines()
+        .contains(&"systemctl stop haproxy".to_string()));
     let again = harness(0).run(Trigger::ConfigChanged, &off.state).unwrap();
-    assert!(!again.command_lines().iter().any(|c| c.contains("haproxy")), "retired once: {:?}", again.command_lines());
-    let back = harness(0).run(Trigger::ConfigChanged, &again.state.with_config("haproxy", true)).unwrap();
+    assert!(
+        !again.command_lines().iter().any(|c| c.contains("haproxy")),
+        "retired once: {:?}",
+        again.command_lines()
+    );
+    let back = harness(0)
+        .run(
+            Trigger::ConfigChanged,
+            &again.state.with_config("haproxy", true),
+        )
+        .unwrap();
     assert!(back.state.machine.is_active("haproxy.service"));
 }
 
 #[test]
 fn a_rack_on_this_host_makes_the_region_region_plus_rack() {
-    let colocated = Relation::new(RPC, "rpc", "maas-rack").remote_unit(0, &[("hostname", "region-0")]);
-    let out = harness(0).run(Trigger::ConfigChanged, &fresh_leader().with_relation(colocated.clone())).unwrap();
-    assert!(out.command_lines().iter().any(|c| c.starts_with("/snap/bin/maas init region+rack --maas-url http://10.0.0.10:5240/MAAS ")), "{:?}", out.command_lines());
+    let colocated =
+        Relation::new(RPC, "rpc", "maas-rack").remote_unit(0, &[("hostname", "region-0")]);
+    let out = harness(0)
+        .run(
+            Trigger::ConfigChanged,
+            &fresh_leader().with_relation(colocated.clone()),
+        )
+        .unwrap();
+    assert!(
+        out.command_lines().iter().any(|c| c
+            .starts_with("/snap/bin/maas init region+rack --maas-url http://10.0.0.10:5240/MAAS ")),
+        "{:?}",
+        out.command_lines()
+    );
     // An initialised region-only unit re-initialises when the rack arrives, under the lock.
     let st = initialised_leader("http://10.0.0.100/MAAS").with_relation(colocated);
-    let out = harness(0).run(Trigger::RelationJoined(RPC, 0), &st).unwrap();
-    let inits: Vec<String> = mutating(&out).into_iter().filter(|c| c.contains(" init ")).collect();
+    let out = harness(0)
+        .run(Trigger::RelationJoined(RPC, 0), &st)
+        .unwrap();
+    let inits: Vec<String> = mutating(&out)
+        .into_iter()
+        .filter(|c| c.contains(" init "))
+        .collect();
     assert_eq!(inits.len(), 1);
     assert!(inits[0].starts_with("/snap/bin/maas init region+rack "));
     // A rack elsewhere changes nothing.
-    let out = harness(0).run(Trigger::RelationJoined(RPC, 0), &initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc())).unwrap();
+    let out = harness(0)
+        .run(
+            Trigger::RelationJoined(RPC, 0),
+            &initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc()),
+        )
+        .unwrap();
     assert!(mutating(&out).is_empty(), "{:?}", out.command_lines());
 }
 

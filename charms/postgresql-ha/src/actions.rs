@@ -60,10 +60,19 @@ fn list_members(ctx: &mut Context) -> anyhow::Result<()> {
 
 /// The system passwords, from the secret the peer app databag names.
 fn system_passwords(ctx: &Context) -> anyhow::Result<(String, Passwords)> {
-    let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
-    let id = peers.my_app_data()?.get(secrets::PEER_KEY).cloned().filter(|v| !v.is_empty()).ok_or_else(|| anyhow::anyhow!("the leader has not generated the system passwords yet"))?;
+    let peers = ctx
+        .model
+        .relation(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
+    let id = peers
+        .my_app_data()?
+        .get(secrets::PEER_KEY)
+        .cloned()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("the leader has not generated the system passwords yet"))?;
     let content = ctx.model.get_secret(Some(&id), None, true)?;
-    let p = secrets::from_content(&content).ok_or_else(|| anyhow::anyhow!("the system passwords secret {id} is incomplete"))?;
+    let p = secrets::from_content(&content)
+        .ok_or_else(|| anyhow::anyhow!("the system passwords secret {id} is incomplete"))?;
     Ok((id, p))
 }
 
@@ -76,14 +85,41 @@ fn switchover(ctx: &mut Context) -> anyhow::Result<()> {
     let p: SwitchoverParams = ctx.action_params()?;
     let c = cluster(ctx)?;
     let primary = c.primary().ok_or_else(|| anyhow::anyhow!("there is no running primary to switch over from: wait for Patroni's automatic failover, or use force-promote after etcd quorum loss"))?;
-    let sync_mode = ctx.model.config_raw()?.get("synchronous-mode").and_then(|v| v.as_bool()).unwrap_or(true);
+    let sync_mode = ctx
+        .model
+        .config_raw()?
+        .get("synchronous-mode")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
     let syncs: Vec<&ClusterMember> = c.members.iter().filter(|m| m.is_sync()).collect();
-    let sync_names = || if syncs.is_empty() { "none".to_string() } else { syncs.iter().map(|m| paths::unit_of_member(&m.name)).collect::<Vec<_>>().join(", ") };
-    let target = match p.candidate.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+    let sync_names = || {
+        if syncs.is_empty() {
+            "none".to_string()
+        } else {
+            syncs
+                .iter()
+                .map(|m| paths::unit_of_member(&m.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let target = match p
+        .candidate
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
         Some(cand) => {
             let name = paths::member_name(cand);
             let m = c.member(&name).ok_or_else(|| {
-                anyhow::anyhow!("{cand} is not a member of the cluster; members: {}", c.members.iter().map(|m| paths::unit_of_member(&m.name)).collect::<Vec<_>>().join(", "))
+                anyhow::anyhow!(
+                    "{cand} is not a member of the cluster; members: {}",
+                    c.members
+                        .iter()
+                        .map(|m| paths::unit_of_member(&m.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             })?;
             if m.is_primary() {
                 anyhow::bail!("{cand} is already the primary");
@@ -98,23 +134,53 @@ fn switchover(ctx: &mut Context) -> anyhow::Result<()> {
             m
         }
         None => {
-            let pool: Vec<&ClusterMember> = if sync_mode { syncs.clone() } else { c.members.iter().filter(|m| m.state == "streaming").collect() };
+            let pool: Vec<&ClusterMember> = if sync_mode {
+                syncs.clone()
+            } else {
+                c.members
+                    .iter()
+                    .filter(|m| m.state == "streaming")
+                    .collect()
+            };
             *pool
                 .iter()
                 .min_by_key(|m| m.lag_bytes().unwrap_or(u64::MAX))
-                .ok_or_else(|| anyhow::anyhow!("there is no {}standby to switch over to", if sync_mode { "synchronous " } else { "streaming " }))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "there is no {}standby to switch over to",
+                        if sync_mode {
+                            "synchronous "
+                        } else {
+                            "streaming "
+                        }
+                    )
+                })?
         }
     };
     let (_, pw) = system_passwords(ctx)?;
-    ctx.action_log(&format!("switching over from {} to {}", paths::unit_of_member(&primary.name), paths::unit_of_member(&target.name)))?;
+    ctx.action_log(&format!(
+        "switching over from {} to {}",
+        paths::unit_of_member(&primary.name),
+        paths::unit_of_member(&target.name)
+    ))?;
     let body = json!({"leader": primary.name, "candidate": target.name});
-    match patroni::request(ctx.machine, "POST", "/switchover", Some(&body), Some(&pw.patroni))? {
+    match patroni::request(
+        ctx.machine,
+        "POST",
+        "/switchover",
+        Some(&body),
+        Some(&pw.patroni),
+    )? {
         Some(r) if r.status == 200 => ctx.action_set(&json!({
             "primary": paths::unit_of_member(&target.name),
             "previous-primary": paths::unit_of_member(&primary.name),
             "message": r.body.trim(),
         })),
-        Some(r) => anyhow::bail!("Patroni refused the switchover (HTTP {}): {}", r.status, r.body.trim()),
+        Some(r) => anyhow::bail!(
+            "Patroni refused the switchover (HTTP {}): {}",
+            r.status,
+            r.body.trim()
+        ),
         None => anyhow::bail!("Patroni on this unit did not answer the switchover request"),
     }
 }
@@ -135,13 +201,24 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
     }
     let m = ctx.machine;
     if etcd::has_leader(m)? {
-        anyhow::bail!("etcd has quorum: nothing to force. Use the switchover action to move the primary");
+        anyhow::bail!(
+            "etcd has quorum: nothing to force. Use the switchover action to move the primary"
+        );
     }
-    let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
+    let peers = ctx
+        .model
+        .relation(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
     let app = peers.my_app_data()?;
     let mut shared = Shared::read(&app);
-    let address = ctx.model.ingress_address(PEER)?.ok_or_else(|| anyhow::anyhow!("Juju gave no ingress address for {PEER}"))?;
-    let me = Member { name: paths::member_name(ctx.model.unit_name()), address };
+    let address = ctx
+        .model
+        .ingress_address(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("Juju gave no ingress address for {PEER}"))?;
+    let me = Member {
+        name: paths::member_name(ctx.model.unit_name()),
+        address,
+    };
     let (_, pw) = system_passwords(ctx)?;
 
     ctx.action_log("stopping Patroni on this unit")?;
@@ -150,7 +227,13 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
     let opts = FileOptions::new("root", "etcd", 0o640);
     let single = [me.clone()];
     for force in [true, false] {
-        let text = render::etcd_yaml(&render::EtcdInput { me: &me, initial: &single, new_cluster: true, token: &shared.token, force_new_cluster: force });
+        let text = render::etcd_yaml(&render::EtcdInput {
+            me: &me,
+            initial: &single,
+            new_cluster: true,
+            token: &shared.token,
+            force_new_cluster: force,
+        });
         m.write_file(Path::new(paths::ETCD_YML), text.as_bytes(), &opts)?;
         m.service(ServiceOp::Restart, paths::ETCD_SERVICE)?;
         if !etcd::wait_healthy(m, 60)? {
@@ -159,25 +242,53 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
     }
     let epoch: u64 = shared.epoch.parse().unwrap_or(1);
     shared.epoch = (epoch + 1).to_string();
-    shared.members = [(me.name.clone(), me.address.clone())].into_iter().collect();
+    shared.members = [(me.name.clone(), me.address.clone())]
+        .into_iter()
+        .collect();
     shared.bootstrap = me.name.clone();
     let mut changes = Databag::new();
-    changes.insert(keys::ETCD_MEMBERS.into(), serde_json::to_string(&shared.members)?);
+    changes.insert(
+        keys::ETCD_MEMBERS.into(),
+        serde_json::to_string(&shared.members)?,
+    );
     changes.insert(keys::ETCD_EPOCH.into(), shared.epoch.clone());
     changes.insert(keys::ETCD_BOOTSTRAP.into(), shared.bootstrap.clone());
     peers.set_my_app_data(&changes)?;
-    peers.set_my_unit_data(&[(keys::ETCD_STARTED.to_string(), shared.epoch.clone())].into_iter().collect())?;
+    peers.set_my_unit_data(
+        &[(keys::ETCD_STARTED.to_string(), shared.epoch.clone())]
+            .into_iter()
+            .collect(),
+    )?;
 
     ctx.action_log("starting Patroni")?;
     m.service(ServiceOp::Start, paths::PATRONI_SERVICE)?;
-    let probe = format!("until curl -s -o /dev/null {}/patroni; do sleep 0.5; done", paths::PATRONI_API);
-    m.run(&Cmd::new("timeout", ["60".to_string(), "sh".into(), "-c".into(), probe]).allow_failure())?;
+    let probe = format!(
+        "until curl -s -o /dev/null {}/patroni; do sleep 0.5; done",
+        paths::PATRONI_API
+    );
+    m.run(
+        &Cmd::new(
+            "timeout",
+            ["60".to_string(), "sh".into(), "-c".into(), probe],
+        )
+        .allow_failure(),
+    )?;
     // A survivor that was not the synchronous standby may only take the lock with synchronous
     // mode off; the next hook turns it back on from the config.
     let off = json!({"synchronous_mode": false});
     let patched = patroni::request(m, "PATCH", "/config", Some(&off), Some(&pw.patroni))?;
-    let failover = patroni::request(m, "POST", "/failover", Some(&json!({"candidate": me.name})), Some(&pw.patroni))?;
-    log::info!("force-promote: PATCH /config → {:?}; POST /failover → {:?}", patched.map(|r| r.status), failover.as_ref().map(|r| r.status));
+    let failover = patroni::request(
+        m,
+        "POST",
+        "/failover",
+        Some(&json!({"candidate": me.name})),
+        Some(&pw.patroni),
+    )?;
+    log::info!(
+        "force-promote: PATCH /config → {:?}; POST /failover → {:?}",
+        patched.map(|r| r.status),
+        failover.as_ref().map(|r| r.status)
+    );
     ctx.action_set(&json!({
         "promoted": ctx.model.unit_name(),
         "etcd-epoch": shared.epoch,
@@ -226,7 +337,12 @@ fn set_password(ctx: &mut Context) -> anyhow::Result<()> {
     if !ctx.model.is_leader()? {
         anyhow::bail!("run set-password on the leader unit: it owns the passwords secret");
     }
-    let role = secrets::role_of(&p.username).ok_or_else(|| anyhow::anyhow!("unknown user {:?}: expected superuser, replication or rewind", p.username))?;
+    let role = secrets::role_of(&p.username).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown user {:?}: expected superuser, replication or rewind",
+            p.username
+        )
+    })?;
     let new = match p.password {
         Some(pw) if pw.len() < 12 || pw.chars().any(|c| c.is_whitespace() || c.is_control()) => {
             anyhow::bail!("the new password must be at least 12 characters with no spaces or control characters")
@@ -245,9 +361,20 @@ fn set_password(ctx: &mut Context) -> anyhow::Result<()> {
     } = new;
     ctx.model.set_secret(&id, &secrets::to_content(&pw))?;
     // Every unit re-renders Patroni's configuration when the peer app databag changes.
-    let peers = ctx.model.relation(PEER)?.ok_or_else(|| anyhow::anyhow!("the peer relation does not exist"))?;
-    let rev: u64 = peers.my_app_data()?.get("system-revision").and_then(|v| v.parse().ok()).unwrap_or(0);
-    peers.set_my_app_data(&[("system-revision".to_string(), (rev + 1).to_string())].into_iter().collect())?;
+    let peers = ctx
+        .model
+        .relation(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("the peer relation does not exist"))?;
+    let rev: u64 = peers
+        .my_app_data()?
+        .get("system-revision")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    peers.set_my_app_data(
+        &[("system-revision".to_string(), (rev + 1).to_string())]
+            .into_iter()
+            .collect(),
+    )?;
     // Re-render here with the new value: this action cannot read its own secret-set back.
     reconcile::reconcile_with(ctx, Some(&pw))?;
     ctx.action_set(&json!({"username": role, "message": "password changed; every unit's Patroni reloads with it"}))

@@ -70,11 +70,20 @@ const RESERVED_ROLES: [&str; 5] = ["postgres", "replication", "rewind", "patroni
 
 fn valid_database(name: &str) -> Result<(), String> {
     if name.ends_with('*') {
-        return Err(format!("database prefix requests ({name:?}) are not supported: ask for one database name"));
+        return Err(format!(
+            "database prefix requests ({name:?}) are not supported: ask for one database name"
+        ));
     }
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !first_ok || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         return Err(format!("database {name:?} is not a valid name: expected up to 63 letters, digits, '_' or '-', starting with a letter"));
     }
     if RESERVED_DATABASES.contains(&name) {
@@ -84,9 +93,19 @@ fn valid_database(name: &str) -> Result<(), String> {
 }
 
 fn valid_word(kind: &str, w: &str) -> Result<(), String> {
-    let first_ok = w.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    if !first_ok || w.len() > 63 || !w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err(format!("{kind} {w:?} is not a valid name: expected lowercase letters, digits and '_'"));
+    let first_ok = w
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok
+        || w.len() > 63
+        || !w
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(format!(
+            "{kind} {w:?} is not a valid name: expected lowercase letters, digits and '_'"
+        ));
     }
     Ok(())
 }
@@ -94,10 +113,20 @@ fn valid_word(kind: &str, w: &str) -> Result<(), String> {
 /// `a, b:schema` → [a, b]; names validated.
 fn list(kind: &str, raw: Option<&String>) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    for item in raw.map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for item in raw
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let name = item.split(':').next().unwrap_or(item).trim().to_string();
         valid_word(kind, &name)?;
-        if kind == "role" && (RESERVED_ROLES.contains(&name.as_str()) || name.starts_with("pg_") || name.starts_with("relation_")) {
+        if kind == "role"
+            && (RESERVED_ROLES.contains(&name.as_str())
+                || name.starts_with("pg_")
+                || name.starts_with("relation_"))
+        {
             return Err(format!("role {name:?} is reserved"));
         }
         if !out.contains(&name) {
@@ -113,9 +142,16 @@ fn units(remote_units: &BTreeMap<String, Databag>) -> (Vec<ClientUnit>, Vec<Stri
     let mut ok = Vec::new();
     let mut ignored = Vec::new();
     for (name, bag) in remote_units {
-        let addr = bag.get("ingress-address").filter(|a| !a.is_empty()).or(bag.get("private-address")).map(|a| a.trim().to_string());
+        let addr = bag
+            .get("ingress-address")
+            .filter(|a| !a.is_empty())
+            .or(bag.get("private-address"))
+            .map(|a| a.trim().to_string());
         match addr.filter(|a| a.parse::<IpAddr>().is_ok()) {
-            Some(address) => ok.push(ClientUnit { name: name.clone(), address }),
+            Some(address) => ok.push(ClientUnit {
+                name: name.clone(),
+                address,
+            }),
             None => ignored.push(name.clone()),
         }
     }
@@ -125,29 +161,65 @@ fn units(remote_units: &BTreeMap<String, Databag>) -> (Vec<ClientUnit>, Vec<Stri
 /// A `db` (pgsql) request: `database` from the app databag, else any unit's, else the remote
 /// application's name; `roles`, `extensions`; `requested-secrets` anywhere means "secrets,
 /// please" (even unparsable, so that a password never goes out in clear by mistake).
-pub fn db_request(remote_app: &str, app: &Databag, remote_units: &BTreeMap<String, Databag>) -> Result<Request, String> {
+pub fn db_request(
+    remote_app: &str,
+    app: &Databag,
+    remote_units: &BTreeMap<String, Databag>,
+) -> Result<Request, String> {
     let pick = |k: &str| -> Option<String> {
-        app.get(k).filter(|v| !v.trim().is_empty()).cloned().or_else(|| remote_units.values().find_map(|b| b.get(k).filter(|v| !v.trim().is_empty()).cloned()))
+        app.get(k)
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+            .or_else(|| {
+                remote_units
+                    .values()
+                    .find_map(|b| b.get(k).filter(|v| !v.trim().is_empty()).cloned())
+            })
     };
-    let database = pick("database").map(|d| d.trim().to_string()).unwrap_or_else(|| remote_app.to_string());
+    let database = pick("database")
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| remote_app.to_string());
     valid_database(&database)?;
     let extensions = list("extension", pick("extensions").as_ref())?;
     let roles = list("role", pick("roles").as_ref())?;
     let wants_secret = pick("requested-secrets").is_some();
     let (units, ignored) = units(remote_units);
-    Ok(Request { database, extensions, roles, wants_secret, units, ignored })
+    Ok(Request {
+        database,
+        extensions,
+        roles,
+        wants_secret,
+        units,
+        ignored,
+    })
 }
 
 /// A `database` (postgresql_client) request; `Ok(None)` until the client names its database.
-pub fn database_request(app: &Databag, remote_units: &BTreeMap<String, Databag>) -> Result<Option<Request>, String> {
-    let Some(database) = app.get("database").map(|d| d.trim().to_string()).filter(|d| !d.is_empty()) else {
+pub fn database_request(
+    app: &Databag,
+    remote_units: &BTreeMap<String, Databag>,
+) -> Result<Option<Request>, String> {
+    let Some(database) = app
+        .get("database")
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+    else {
         return Ok(None);
     };
     valid_database(&database)?;
     let roles = list("role", app.get("extra-user-roles"))?;
-    let wants_secret = app.get("requested-secrets").is_some_and(|v| !v.trim().is_empty());
+    let wants_secret = app
+        .get("requested-secrets")
+        .is_some_and(|v| !v.trim().is_empty());
     let (units, ignored) = units(remote_units);
-    Ok(Some(Request { database, extensions: Vec::new(), roles, wants_secret, units, ignored }))
+    Ok(Some(Request {
+        database,
+        extensions: Vec::new(),
+        roles,
+        wants_secret,
+        units,
+        ignored,
+    }))
 }
 
 /// Where clients find the cluster.
@@ -173,7 +245,12 @@ pub struct Credentials {
 }
 
 fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
-    let mut s = format!("host={host} port={} dbname={} user={}", paths::PG_PORT, g.database, creds.username);
+    let mut s = format!(
+        "host={host} port={} dbname={} user={}",
+        paths::PG_PORT,
+        g.database,
+        creds.username
+    );
     if legacy {
         s += &format!(" password={}", creds.password);
     }
@@ -181,13 +258,34 @@ fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
 }
 
 /// Every key this charm writes on `db`; keys it no longer wants are deleted.
-const DB_KEYS: [&str; 12] = ["host", "port", "database", "user", "password", "secret-user", "master", "standbys", "allowed-units", "allowed-subnets", "state", "version"];
+const DB_KEYS: [&str; 12] = [
+    "host",
+    "port",
+    "database",
+    "user",
+    "password",
+    "secret-user",
+    "master",
+    "standbys",
+    "allowed-units",
+    "allowed-subnets",
+    "state",
+    "version",
+];
 
 /// The unit databag for a `db` relation. Without a known writable address, the address keys
 /// are left as they are (`None` values mean "do not touch").
-pub fn db_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topology) -> BTreeMap<String, Option<String>> {
+pub fn db_data(
+    g: &Grant,
+    req: &Request,
+    creds: &Credentials,
+    topo: &Topology,
+) -> BTreeMap<String, Option<String>> {
     let legacy = !req.wants_secret;
-    let mut d: BTreeMap<String, Option<String>> = DB_KEYS.iter().map(|k| (k.to_string(), Some(String::new()))).collect();
+    let mut d: BTreeMap<String, Option<String>> = DB_KEYS
+        .iter()
+        .map(|k| (k.to_string(), Some(String::new())))
+        .collect();
     let mut set = |k: &str, v: String| {
         d.insert(k.to_string(), Some(v));
     };
@@ -199,15 +297,36 @@ pub fn db_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topology) -
     } else {
         set("secret-user", g.secret.clone());
     }
-    set("allowed-units", req.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" "));
-    set("allowed-subnets", req.units.iter().map(|u| crate::render::host_cidr(&u.address)).collect::<Vec<_>>().join(","));
+    set(
+        "allowed-units",
+        req.units
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    set(
+        "allowed-subnets",
+        req.units
+            .iter()
+            .map(|u| crate::render::host_cidr(&u.address))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     set("state", topo.state.clone());
     set("version", topo.version.to_string());
     match &topo.host {
         Some(h) => {
             set("host", h.clone());
             set("master", libpq(h, g, creds, legacy));
-            set("standbys", topo.standbys.iter().map(|s| libpq(s, g, creds, legacy)).collect::<Vec<_>>().join("\n"));
+            set(
+                "standbys",
+                topo.standbys
+                    .iter()
+                    .map(|s| libpq(s, g, creds, legacy))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
         }
         None => {
             for k in ["host", "master", "standbys"] {
@@ -219,11 +338,27 @@ pub fn db_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topology) -
 }
 
 /// Every key this charm writes on `database`.
-const DATABASE_KEYS: [&str; 7] = ["database", "endpoints", "read-only-endpoints", "version", "secret-user", "username", "password"];
+const DATABASE_KEYS: [&str; 7] = [
+    "database",
+    "endpoints",
+    "read-only-endpoints",
+    "version",
+    "secret-user",
+    "username",
+    "password",
+];
 
 /// The app databag for a `database` relation (`None` values: leave as is).
-pub fn database_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topology) -> BTreeMap<String, Option<String>> {
-    let mut d: BTreeMap<String, Option<String>> = DATABASE_KEYS.iter().map(|k| (k.to_string(), Some(String::new()))).collect();
+pub fn database_data(
+    g: &Grant,
+    req: &Request,
+    creds: &Credentials,
+    topo: &Topology,
+) -> BTreeMap<String, Option<String>> {
+    let mut d: BTreeMap<String, Option<String>> = DATABASE_KEYS
+        .iter()
+        .map(|k| (k.to_string(), Some(String::new())))
+        .collect();
     d.insert("database".into(), Some(g.database.clone()));
     d.insert("version".into(), Some(topo.version.to_string()));
     if req.wants_secret {
@@ -235,8 +370,20 @@ pub fn database_data(g: &Grant, req: &Request, creds: &Credentials, topo: &Topol
     match &topo.host {
         Some(h) => {
             d.insert("endpoints".into(), Some(format!("{h}:{}", paths::PG_PORT)));
-            let ro: Vec<String> = if topo.standbys.is_empty() { vec![h.clone()] } else { topo.standbys.clone() };
-            d.insert("read-only-endpoints".into(), Some(ro.iter().map(|s| format!("{s}:{}", paths::PG_PORT)).collect::<Vec<_>>().join(",")));
+            let ro: Vec<String> = if topo.standbys.is_empty() {
+                vec![h.clone()]
+            } else {
+                topo.standbys.clone()
+            };
+            d.insert(
+                "read-only-endpoints".into(),
+                Some(
+                    ro.iter()
+                        .map(|s| format!("{s}:{}", paths::PG_PORT))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            );
         }
         None => {
             d.insert("endpoints".into(), None);
@@ -257,10 +404,26 @@ pub fn changes(current: &Databag, wanted: &BTreeMap<String, Option<String>>) -> 
 }
 
 /// The secret content of a relation's credentials (`uris` only once the host is known).
-pub fn secret_content(g: &Grant, creds: &Credentials, host: Option<&str>) -> BTreeMap<String, String> {
-    let mut c = BTreeMap::from([("username".to_string(), creds.username.clone()), ("password".to_string(), creds.password.clone())]);
+pub fn secret_content(
+    g: &Grant,
+    creds: &Credentials,
+    host: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut c = BTreeMap::from([
+        ("username".to_string(), creds.username.clone()),
+        ("password".to_string(), creds.password.clone()),
+    ]);
     if let Some(h) = host {
-        c.insert("uris".into(), format!("postgresql://{}:{}@{h}:{}/{}", creds.username, creds.password, paths::PG_PORT, g.database));
+        c.insert(
+            "uris".into(),
+            format!(
+                "postgresql://{}:{}@{h}:{}/{}",
+                creds.username,
+                creds.password,
+                paths::PG_PORT,
+                g.database
+            ),
+        );
     }
     c
 }
@@ -276,15 +439,38 @@ mod tests {
 
     #[test]
     fn db_request_defaults_and_garbage() {
-        let us = units(&[("maas-region/0", &[("ingress-address", "10.0.0.50")]), ("maas-region/1", &[("private-address", "not-an-ip")])]);
+        let us = units(&[
+            ("maas-region/0", &[("ingress-address", "10.0.0.50")]),
+            ("maas-region/1", &[("private-address", "not-an-ip")]),
+        ]);
         let r = db_request("maas-region", &Databag::new(), &us).unwrap();
         assert_eq!(r.database, "maas-region");
         assert!(!r.wants_secret);
-        assert_eq!(r.units, vec![ClientUnit { name: "maas-region/0".into(), address: "10.0.0.50".into() }]);
+        assert_eq!(
+            r.units,
+            vec![ClientUnit {
+                name: "maas-region/0".into(),
+                address: "10.0.0.50".into()
+            }]
+        );
         assert_eq!(r.ignored, vec!["maas-region/1".to_string()]);
-        let us = units(&[("c/0", &[("database", "maasdb"), ("extensions", "pg_trgm:public, btree_gin"), ("requested-secrets", "not json")])]);
+        let us = units(&[(
+            "c/0",
+            &[
+                ("database", "maasdb"),
+                ("extensions", "pg_trgm:public, btree_gin"),
+                ("requested-secrets", "not json"),
+            ],
+        )]);
         let r = db_request("c", &Databag::new(), &us).unwrap();
-        assert_eq!((r.database.as_str(), r.extensions.clone(), r.wants_secret), ("maasdb", vec!["btree_gin".to_string(), "pg_trgm".into()], true));
+        assert_eq!(
+            (r.database.as_str(), r.extensions.clone(), r.wants_secret),
+            (
+                "maasdb",
+                vec!["btree_gin".to_string(), "pg_trgm".into()],
+                true
+            )
+        );
         for (k, v, needle) in [
             ("database", "x; DROP TABLE y", "not a valid name"),
             ("database", "postgres", "reserved"),
@@ -301,16 +487,49 @@ mod tests {
 
     #[test]
     fn db_data_legacy_and_secret_clients() {
-        let g = Grant { endpoint: "db".into(), database: "maas".into(), user: "relation_5".into(), secret: "secret:abc".into(), extensions: vec![], roles: vec![], provisioned: true };
-        let creds = Credentials { username: "relation_5".into(), password: "PW123".into() };
-        let topo = Topology { host: Some("10.0.0.100".into()), standbys: vec!["10.0.0.11".into(), "10.0.0.12".into()], state: "master".into(), version: 15 };
-        let mut req = Request { database: "maas".into(), extensions: vec![], roles: vec![], wants_secret: true, units: vec![ClientUnit { name: "m/0".into(), address: "10.0.0.50".into() }], ignored: vec![] };
+        let g = Grant {
+            endpoint: "db".into(),
+            database: "maas".into(),
+            user: "relation_5".into(),
+            secret: "secret:abc".into(),
+            extensions: vec![],
+            roles: vec![],
+            provisioned: true,
+        };
+        let creds = Credentials {
+            username: "relation_5".into(),
+            password: "PW123".into(),
+        };
+        let topo = Topology {
+            host: Some("10.0.0.100".into()),
+            standbys: vec!["10.0.0.11".into(), "10.0.0.12".into()],
+            state: "master".into(),
+            version: 15,
+        };
+        let mut req = Request {
+            database: "maas".into(),
+            extensions: vec![],
+            roles: vec![],
+            wants_secret: true,
+            units: vec![ClientUnit {
+                name: "m/0".into(),
+                address: "10.0.0.50".into(),
+            }],
+            ignored: vec![],
+        };
         let d = db_data(&g, &req, &creds, &topo);
         let get = |d: &BTreeMap<String, Option<String>>, k: &str| d[k].clone().unwrap();
         assert_eq!(get(&d, "secret-user"), "secret:abc");
-        assert_eq!(get(&d, "password"), "", "no password in clear for a secrets-capable client");
+        assert_eq!(
+            get(&d, "password"),
+            "",
+            "no password in clear for a secrets-capable client"
+        );
         assert!(!d.values().flatten().any(|v| v.contains("PW123")));
-        assert_eq!(get(&d, "master"), "host=10.0.0.100 port=5432 dbname=maas user=relation_5");
+        assert_eq!(
+            get(&d, "master"),
+            "host=10.0.0.100 port=5432 dbname=maas user=relation_5"
+        );
         assert_eq!(get(&d, "standbys"), "host=10.0.0.11 port=5432 dbname=maas user=relation_5\nhost=10.0.0.12 port=5432 dbname=maas user=relation_5");
         assert_eq!(get(&d, "allowed-units"), "m/0");
         assert_eq!(get(&d, "allowed-subnets"), "10.0.0.50/32");
@@ -319,14 +538,30 @@ mod tests {
         assert_eq!(get(&d, "password"), "PW123");
         assert!(get(&d, "master").ends_with("password=PW123"));
         assert_eq!(get(&d, "secret-user"), "");
-        let d = db_data(&g, &req, &creds, &Topology { host: None, ..topo.clone() });
-        assert_eq!(d["host"], None, "unknown primary: leave the last published address");
+        let d = db_data(
+            &g,
+            &req,
+            &creds,
+            &Topology {
+                host: None,
+                ..topo.clone()
+            },
+        );
+        assert_eq!(
+            d["host"], None,
+            "unknown primary: leave the last published address"
+        );
     }
 
     #[test]
     fn changes_only_what_differs() {
         let cur = bag(&[("a", "1"), ("b", "2")]);
-        let wanted = BTreeMap::from([("a".to_string(), Some("1".to_string())), ("b".into(), Some(String::new())), ("c".into(), None), ("d".into(), Some("4".into()))]);
+        let wanted = BTreeMap::from([
+            ("a".to_string(), Some("1".to_string())),
+            ("b".into(), Some(String::new())),
+            ("c".into(), None),
+            ("d".into(), Some("4".into())),
+        ]);
         assert_eq!(changes(&cur, &wanted), bag(&[("b", ""), ("d", "4")]));
     }
 }

@@ -46,14 +46,24 @@ impl fmt::Display for ConfigError {
 }
 
 fn bad(option: &str, message: String) -> ConfigError {
-    ConfigError { option: option.to_string(), message }
+    ConfigError {
+        option: option.to_string(),
+        message,
+    }
 }
 
 impl Config {
     /// Parses and validates the raw config map (as config-get prints it).
-    pub fn from_raw(raw: &serde_json::Map<String, serde_json::Value>) -> Result<Config, ConfigError> {
-        let c: Config = serde_json::from_value(serde_json::Value::Object(raw.clone()))
-            .map_err(|e| bad(option_in(&e.to_string()).as_deref().unwrap_or("config"), e.to_string()))?;
+    pub fn from_raw(
+        raw: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Config, ConfigError> {
+        let c: Config =
+            serde_json::from_value(serde_json::Value::Object(raw.clone())).map_err(|e| {
+                bad(
+                    option_in(&e.to_string()).as_deref().unwrap_or("config"),
+                    e.to_string(),
+                )
+            })?;
         c.validate()?;
         Ok(c)
     }
@@ -65,10 +75,22 @@ impl Config {
             return Err(bad("ttl", format!("{} is out of range: expected 20..3600 seconds (Patroni 4 refuses a ttl below 20)", self.ttl)));
         }
         if !(1..=600).contains(&self.loop_wait) {
-            return Err(bad("loop-wait", format!("{} is out of range: expected 1..600 seconds", self.loop_wait)));
+            return Err(bad(
+                "loop-wait",
+                format!(
+                    "{} is out of range: expected 1..600 seconds",
+                    self.loop_wait
+                ),
+            ));
         }
         if !(3..=600).contains(&self.retry_timeout) {
-            return Err(bad("retry-timeout", format!("{} is out of range: expected 3..600 seconds", self.retry_timeout)));
+            return Err(bad(
+                "retry-timeout",
+                format!(
+                    "{} is out of range: expected 3..600 seconds",
+                    self.retry_timeout
+                ),
+            ));
         }
         if self.loop_wait + 2 * self.retry_timeout > self.ttl {
             return Err(bad(
@@ -80,21 +102,49 @@ impl Config {
             ));
         }
         if !(0..=3600).contains(&self.primary_start_timeout) {
-            return Err(bad("primary-start-timeout", format!("{} is out of range: expected 0..3600 seconds", self.primary_start_timeout)));
+            return Err(bad(
+                "primary-start-timeout",
+                format!(
+                    "{} is out of range: expected 0..3600 seconds",
+                    self.primary_start_timeout
+                ),
+            ));
         }
         if self.maximum_lag_on_failover < 0 {
-            return Err(bad("maximum-lag-on-failover", format!("{} is negative: expected a number of bytes >= 0", self.maximum_lag_on_failover)));
+            return Err(bad(
+                "maximum-lag-on-failover",
+                format!(
+                    "{} is negative: expected a number of bytes >= 0",
+                    self.maximum_lag_on_failover
+                ),
+            ));
         }
         if self.max_connections != 0 && !(20..=10000).contains(&self.max_connections) {
-            return Err(bad("max-connections", format!("{} is out of range: expected 0 (automatic) or 20..10000", self.max_connections)));
+            return Err(bad(
+                "max-connections",
+                format!(
+                    "{} is out of range: expected 0 (automatic) or 20..10000",
+                    self.max_connections
+                ),
+            ));
         }
         if !valid_patroni_version(&self.patroni_version) {
-            return Err(bad("patroni-version", format!("{:?} is not a Patroni 4.x version: expected e.g. 4.1.5", self.patroni_version)));
+            return Err(bad(
+                "patroni-version",
+                format!(
+                    "{:?} is not a Patroni 4.x version: expected e.g. 4.1.5",
+                    self.patroni_version
+                ),
+            ));
         }
         let idx = self.pip_index_url.trim();
-        let is_url = idx.starts_with("http://") || idx.starts_with("https://") || idx.starts_with("file://");
+        let is_url =
+            idx.starts_with("http://") || idx.starts_with("https://") || idx.starts_with("file://");
         if !(idx.is_empty() || is_url) || idx.contains(char::is_whitespace) {
-            return Err(bad("pip-index-url", format!("{idx:?} is not a URL: expected https://host/simple or empty")));
+            return Err(bad(
+                "pip-index-url",
+                format!("{idx:?} is not a URL: expected https://host/simple or empty"),
+            ));
         }
         Ok(())
     }
@@ -113,17 +163,32 @@ impl Config {
 /// `4`, `4.1`, `4.1.5`: Patroni 3.x split-brained here on partition heal, so only 4.x is allowed.
 fn valid_patroni_version(v: &str) -> bool {
     let parts: Vec<&str> = v.split('.').collect();
-    parts.first() == Some(&"4") && parts.len() <= 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+    parts.first() == Some(&"4")
+        && parts.len() <= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// serde names the field in its message (`invalid type ... for key `x``) only sometimes; find
 /// an option name quoted in it.
 fn option_in(msg: &str) -> Option<String> {
     let known = [
-        "ttl", "loop-wait", "retry-timeout", "primary-start-timeout", "synchronous-mode-strict", "synchronous-mode",
-        "maximum-lag-on-failover", "max-connections", "patroni-version", "pip-index-url",
+        "ttl",
+        "loop-wait",
+        "retry-timeout",
+        "primary-start-timeout",
+        "synchronous-mode-strict",
+        "synchronous-mode",
+        "maximum-lag-on-failover",
+        "max-connections",
+        "patroni-version",
+        "pip-index-url",
     ];
-    known.iter().find(|k| msg.contains(&format!("`{k}`"))).map(|k| k.to_string())
+    known
+        .iter()
+        .find(|k| msg.contains(&format!("`{k}`")))
+        .map(|k| k.to_string())
 }
 
 #[cfg(test)]
@@ -160,9 +225,18 @@ mod tests {
             (vec![("ttl", json!(5000))], "ttl"),
             (vec![("loop-wait", json!(0))], "loop-wait"),
             (vec![("retry-timeout", json!(2))], "retry-timeout"),
-            (vec![("loop-wait", json!(10)), ("retry-timeout", json!(6))], "loop-wait"),
-            (vec![("primary-start-timeout", json!(-1))], "primary-start-timeout"),
-            (vec![("maximum-lag-on-failover", json!(-5))], "maximum-lag-on-failover"),
+            (
+                vec![("loop-wait", json!(10)), ("retry-timeout", json!(6))],
+                "loop-wait",
+            ),
+            (
+                vec![("primary-start-timeout", json!(-1))],
+                "primary-start-timeout",
+            ),
+            (
+                vec![("maximum-lag-on-failover", json!(-5))],
+                "maximum-lag-on-failover",
+            ),
             (vec![("max-connections", json!(5))], "max-connections"),
             (vec![("patroni-version", json!("3.0.2"))], "patroni-version"),
             (vec![("patroni-version", json!("4.x"))], "patroni-version"),
@@ -171,10 +245,21 @@ mod tests {
         for (over, option) in cases {
             let e = Config::from_raw(&raw(&over)).unwrap_err();
             assert_eq!(e.option, option, "{over:?}: {e}");
-            assert!(e.message.contains("expected") || e.message.contains("must"), "{e}");
+            assert!(
+                e.message.contains("expected") || e.message.contains("must"),
+                "{e}"
+            );
         }
-        let ok = Config::from_raw(&raw(&[("ttl", json!(30)), ("loop-wait", json!(10)), ("retry-timeout", json!(10))])).unwrap();
-        assert_eq!(ok.ttl, 30, "ttl 30 / loop 10 / retry 10 is exactly at the limit and valid");
+        let ok = Config::from_raw(&raw(&[
+            ("ttl", json!(30)),
+            ("loop-wait", json!(10)),
+            ("retry-timeout", json!(10)),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.ttl, 30,
+            "ttl 30 / loop 10 / retry 10 is exactly at the limit and valid"
+        );
     }
 
     #[test]

@@ -49,26 +49,41 @@ pub fn peer_url(address: &str) -> String {
 /// `member list`.
 pub fn members(m: &dyn Machine) -> anyhow::Result<Vec<EtcdMember>> {
     let out = m.run(&etcdctl(["member", "list", "-w", "json"]))?;
-    let list: MemberList = serde_json::from_str(&out.stdout).map_err(|e| anyhow::anyhow!("etcdctl member list printed something unexpected: {e}"))?;
+    let list: MemberList = serde_json::from_str(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("etcdctl member list printed something unexpected: {e}"))?;
     Ok(list.members)
 }
 
 /// `member add <name> --peer-urls=<url> --learner`: a learner does not count for quorum, so
 /// the cluster stays healthy while the new member catches up.
 pub fn add_learner(m: &dyn Machine, name: &str, address: &str) -> anyhow::Result<()> {
-    m.run(&etcdctl(["member".to_string(), "add".into(), name.into(), format!("--peer-urls={}", peer_url(address)), "--learner".into()]))?;
+    m.run(&etcdctl([
+        "member".to_string(),
+        "add".into(),
+        name.into(),
+        format!("--peer-urls={}", peer_url(address)),
+        "--learner".into(),
+    ]))?;
     Ok(())
 }
 
 /// `member promote <id>`: fails while the learner is still catching up (retried later).
 pub fn promote(m: &dyn Machine, member: &EtcdMember) -> anyhow::Result<()> {
-    m.run(&etcdctl(["member".to_string(), "promote".into(), member.hex_id()]))?;
+    m.run(&etcdctl([
+        "member".to_string(),
+        "promote".into(),
+        member.hex_id(),
+    ]))?;
     Ok(())
 }
 
 /// `member remove <id>`.
 pub fn remove(m: &dyn Machine, member: &EtcdMember) -> anyhow::Result<()> {
-    m.run(&etcdctl(["member".to_string(), "remove".into(), member.hex_id()]))?;
+    m.run(&etcdctl([
+        "member".to_string(),
+        "remove".into(),
+        member.hex_id(),
+    ]))?;
     Ok(())
 }
 
@@ -94,7 +109,9 @@ pub fn has_leader(m: &dyn Machine) -> anyhow::Result<bool> {
     match serde_json::from_str::<Vec<EndpointStatus>>(&out.stdout) {
         Ok(list) => Ok(list.first().is_some_and(|s| s.status.leader != 0)),
         Err(e) => {
-            log::warn!("etcdctl endpoint status printed something unexpected ({e}); assuming no quorum");
+            log::warn!(
+                "etcdctl endpoint status printed something unexpected ({e}); assuming no quorum"
+            );
             Ok(false)
         }
     }
@@ -102,12 +119,16 @@ pub fn has_leader(m: &dyn Machine) -> anyhow::Result<bool> {
 
 /// Whether the local voting member answers with a quorum behind it.
 pub fn healthy(m: &dyn Machine) -> anyhow::Result<bool> {
-    Ok(m.run(&etcdctl(["endpoint", "health"]).allow_failure())?.success())
+    Ok(m.run(&etcdctl(["endpoint", "health"]).allow_failure())?
+        .success())
 }
 
 /// Whether the local member runs (a learner too, which `endpoint health` would refuse).
 pub fn started(m: &dyn Machine) -> anyhow::Result<bool> {
-    Ok(m.run(&etcdctl(["endpoint", "status", "-w", "json"]).allow_failure())?.success())
+    Ok(
+        m.run(&etcdctl(["endpoint", "status", "-w", "json"]).allow_failure())?
+            .success(),
+    )
 }
 
 /// Waits (bounded) for the local member to answer after a (re)start.
@@ -122,7 +143,14 @@ pub fn wait_healthy(m: &dyn Machine, seconds: u32) -> anyhow::Result<bool> {
 
 fn wait(m: &dyn Machine, what: &str, seconds: u32) -> anyhow::Result<bool> {
     let probe = format!("until ETCDCTL_API=3 etcdctl --endpoints={} endpoint {what} >/dev/null 2>&1; do sleep 0.5; done", paths::ETCD_LOCAL);
-    Ok(m.run(&Cmd::new("timeout", [seconds.to_string(), "sh".into(), "-c".into(), probe]).allow_failure())?.success())
+    Ok(m.run(
+        &Cmd::new(
+            "timeout",
+            [seconds.to_string(), "sh".into(), "-c".into(), probe],
+        )
+        .allow_failure(),
+    )?
+    .success())
 }
 
 #[cfg(test)]
@@ -132,7 +160,11 @@ mod tests {
         // What etcd 3.4.23 printed on the survivor of a two-member cluster, and on a healthy one.
         let lost = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1,"member_id":2,"revision":133,"raft_term":3},"version":"3.4.23","raftTerm":3,"errors":["etcdserver: no leader"]}}]"#;
         let ok = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","leader":1579027039111818155,"raftTerm":3}}]"#;
-        let parse = |s: &str| serde_json::from_str::<Vec<super::EndpointStatus>>(s).unwrap()[0].status.leader;
+        let parse = |s: &str| {
+            serde_json::from_str::<Vec<super::EndpointStatus>>(s).unwrap()[0]
+                .status
+                .leader
+        };
         assert_eq!(parse(lost), 0);
         assert_ne!(parse(ok), 0);
     }

@@ -15,8 +15,8 @@ pub mod etcd;
 pub mod install;
 pub mod membership;
 pub mod observer;
-pub mod patroni;
 pub mod paths;
+pub mod patroni;
 pub mod reconcile;
 pub mod render;
 pub mod secrets;
@@ -32,7 +32,11 @@ pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
             let name = name.clone();
             actions::run(ctx, &name)
         }
-        EventKind::Relation(r) if r.phase == RelationPhase::Departed && r.relation.endpoint == reconcile::PEER && r.departing_unit.as_deref() == Some(ctx.model.unit_name()) => {
+        EventKind::Relation(r)
+            if r.phase == RelationPhase::Departed
+                && r.relation.endpoint == reconcile::PEER
+                && r.departing_unit.as_deref() == Some(ctx.model.unit_name()) =>
+        {
             reconcile::leave(ctx)
         }
         EventKind::Stop => reconcile::leave(ctx),

@@ -48,8 +48,15 @@ impl Shared {
     /// Reads the shared state from the peer app databag.
     pub fn read(app: &Databag) -> Shared {
         Shared {
-            members: app.get(keys::ETCD_MEMBERS).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default(),
-            epoch: app.get(keys::ETCD_EPOCH).cloned().filter(|e| !e.is_empty()).unwrap_or_else(|| "1".into()),
+            members: app
+                .get(keys::ETCD_MEMBERS)
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or_default(),
+            epoch: app
+                .get(keys::ETCD_EPOCH)
+                .cloned()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "1".into()),
             bootstrap: app.get(keys::ETCD_BOOTSTRAP).cloned().unwrap_or_default(),
             token: app.get(keys::ETCD_TOKEN).cloned().unwrap_or_default(),
         }
@@ -57,12 +64,21 @@ impl Shared {
 
     /// The members as a sorted list.
     pub fn member_list(&self) -> Vec<Member> {
-        self.members.iter().map(|(n, a)| Member { name: n.clone(), address: a.clone() }).collect()
+        self.members
+            .iter()
+            .map(|(n, a)| Member {
+                name: n.clone(),
+                address: a.clone(),
+            })
+            .collect()
     }
 
     /// Writes the shared state into peer app databag changes.
     pub fn write(&self, changes: &mut Databag) {
-        changes.insert(keys::ETCD_MEMBERS.into(), serde_json::to_string(&self.members).expect("a string map serializes"));
+        changes.insert(
+            keys::ETCD_MEMBERS.into(),
+            serde_json::to_string(&self.members).expect("a string map serializes"),
+        );
         changes.insert(keys::ETCD_EPOCH.into(), self.epoch.clone());
         changes.insert(keys::ETCD_BOOTSTRAP.into(), self.bootstrap.clone());
         changes.insert(keys::ETCD_TOKEN.into(), self.token.clone());
@@ -84,15 +100,26 @@ pub(crate) fn forget_etcd(ctx: &Context) -> anyhow::Result<()> {
     log::warn!("this unit is not a member of the application's etcd cluster but has etcd data from an earlier one: stopping Patroni and etcd and wiping that data to rejoin");
     ctx.machine.retire_service(paths::PATRONI_SERVICE)?;
     ctx.machine.retire_service(paths::ETCD_SERVICE)?;
-    ctx.machine.run(&Cmd::new("rm", ["-rf", &format!("{}/member", paths::ETCD_DATA)]))?;
+    ctx.machine.run(&Cmd::new(
+        "rm",
+        ["-rf", &format!("{}/member", paths::ETCD_DATA)],
+    ))?;
     Ok(())
 }
 
 /// This unit's etcd member: rendered once before its first start (later membership changes
 /// reach etcd through the cluster itself, so the file stays and etcd is not restarted).
-pub(crate) fn etcd_member(ctx: &Context, me: &Member, shared: &Shared, unit_changes: &mut Databag, my_bag: &Databag) -> anyhow::Result<EtcdState> {
+pub(crate) fn etcd_member(
+    ctx: &Context,
+    me: &Member,
+    shared: &Shared,
+    unit_changes: &mut Databag,
+    my_bag: &Databag,
+) -> anyhow::Result<EtcdState> {
     let m = ctx.machine;
-    let initialised = m.file_info(Path::new(&format!("{}/member", paths::ETCD_DATA)))?.is_some();
+    let initialised = m
+        .file_info(Path::new(&format!("{}/member", paths::ETCD_DATA)))?
+        .is_some();
     if !shared.members.contains_key(&me.name) {
         if initialised {
             forget_etcd(ctx)?;
@@ -100,12 +127,16 @@ pub(crate) fn etcd_member(ctx: &Context, me: &Member, shared: &Shared, unit_chan
         unit_changes.insert(keys::ETCD_STARTED.into(), String::new());
         return Ok(EtcdState::NotMember);
     }
-    let stale_epoch = my_bag.get(keys::ETCD_STARTED).is_some_and(|e| !e.is_empty() && *e != shared.epoch);
+    let stale_epoch = my_bag
+        .get(keys::ETCD_STARTED)
+        .is_some_and(|e| !e.is_empty() && *e != shared.epoch);
     if stale_epoch && initialised && shared.bootstrap != me.name {
         forget_etcd(ctx)?;
     }
     let exists = m.file_info(Path::new(paths::ETCD_YML))?.is_some();
-    let initialised = m.file_info(Path::new(&format!("{}/member", paths::ETCD_DATA)))?.is_some();
+    let initialised = m
+        .file_info(Path::new(&format!("{}/member", paths::ETCD_DATA)))?
+        .is_some();
     let mut changed = false;
     if !exists || !initialised {
         let text = render::etcd_yaml(&render::EtcdInput {
@@ -115,7 +146,11 @@ pub(crate) fn etcd_member(ctx: &Context, me: &Member, shared: &Shared, unit_chan
             token: &shared.token,
             force_new_cluster: false,
         });
-        changed = m.write_file(Path::new(paths::ETCD_YML), text.as_bytes(), &FileOptions::new("root", "etcd", 0o640))?;
+        changed = m.write_file(
+            Path::new(paths::ETCD_YML),
+            text.as_bytes(),
+            &FileOptions::new("root", "etcd", 0o640),
+        )?;
     }
     let was_active = m.service_is_active(paths::ETCD_SERVICE)?;
     m.ensure_service(paths::ETCD_SERVICE, changed)?;
@@ -132,7 +167,11 @@ pub(crate) fn etcd_member(ctx: &Context, me: &Member, shared: &Shared, unit_chan
 
 /// The leader's part of etcd membership: promote learners that started, admit one new unit
 /// as a learner, remove members whose unit is gone. One change per hook keeps quorum safe.
-pub(crate) fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Shared) -> anyhow::Result<bool> {
+pub(crate) fn manage_members(
+    ctx: &Context,
+    peers: &Relation,
+    shared: &mut Shared,
+) -> anyhow::Result<bool> {
     let m = ctx.machine;
     let mut list = match etcd::members(m) {
         Ok(l) => l,
@@ -150,9 +189,21 @@ pub(crate) fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Share
     // Members whose unit left the application. The leaving unit usually removed itself
     // already; a failure here is looked at again in the next hook.
     for mem in &list {
-        let name = if mem.name.is_empty() { shared.members.iter().find(|(_, a)| mem.peer_urls.contains(&etcd::peer_url(a))).map(|(n, _)| n.clone()).unwrap_or_default() } else { mem.name.clone() };
+        let name = if mem.name.is_empty() {
+            shared
+                .members
+                .iter()
+                .find(|(_, a)| mem.peer_urls.contains(&etcd::peer_url(a)))
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default()
+        } else {
+            mem.name.clone()
+        };
         if name != me && !units.contains_key(&name) {
-            log::info!("removing etcd member {name} ({}): its unit left", mem.hex_id());
+            log::info!(
+                "removing etcd member {name} ({}): its unit left",
+                mem.hex_id()
+            );
             if let Err(e) = etcd::remove(m, mem) {
                 log::warn!("could not remove etcd member {name} yet: {e:#}");
                 continue;
@@ -163,11 +214,17 @@ pub(crate) fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Share
     }
     let mut promoted = false;
     for mem in list.iter().filter(|x| x.is_learner && !x.name.is_empty()) {
-        let started = units.get(&mem.name).and_then(|b| b.get(keys::ETCD_STARTED)).is_some_and(|e| *e == shared.epoch);
+        let started = units
+            .get(&mem.name)
+            .and_then(|b| b.get(keys::ETCD_STARTED))
+            .is_some_and(|e| *e == shared.epoch);
         if started {
             match etcd::promote(m, mem) {
                 Ok(()) => promoted = true,
-                Err(e) => log::info!("etcd learner {} is not ready to be promoted yet: {e:#}", mem.name),
+                Err(e) => log::info!(
+                    "etcd learner {} is not ready to be promoted yet: {e:#}",
+                    mem.name
+                ),
             }
         }
     }
@@ -178,12 +235,17 @@ pub(crate) fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Share
     let settling = list.iter().any(|x| x.is_learner || x.name.is_empty());
     if !settling {
         for (name, bag) in &units {
-            let Some(addr) = bag.get(keys::ADDRESS).filter(|a| !a.is_empty()) else { continue };
+            let Some(addr) = bag.get(keys::ADDRESS).filter(|a| !a.is_empty()) else {
+                continue;
+            };
             if shared.members.contains_key(name) {
                 continue;
             }
             // The add may have happened in a hook that then failed: the member list is the truth.
-            if !list.iter().any(|x| x.peer_urls.contains(&etcd::peer_url(addr))) {
+            if !list
+                .iter()
+                .any(|x| x.peer_urls.contains(&etcd::peer_url(addr)))
+            {
                 log::info!("adding {name} ({addr}) to etcd as a learner");
                 etcd::add_learner(m, name, addr)?;
             }
@@ -197,14 +259,21 @@ pub(crate) fn manage_members(ctx: &Context, peers: &Relation, shared: &mut Share
 
 /// Whether this unit already left the application.
 pub(crate) fn departed(ctx: &Context) -> anyhow::Result<bool> {
-    Ok(ctx.machine.read_to_string(Path::new(paths::DEPARTED))?.is_some_and(|u| u.trim() == ctx.model.unit_name()))
+    Ok(ctx
+        .machine
+        .read_to_string(Path::new(paths::DEPARTED))?
+        .is_some_and(|u| u.trim() == ctx.model.unit_name()))
 }
 
 /// This unit leaves the application: hand over the primary role, leave etcd cleanly while the
 /// cluster still has quorum, stop both services.
 pub fn leave(ctx: &Context) -> anyhow::Result<()> {
     let m = ctx.machine;
-    m.write_file(Path::new(paths::DEPARTED), format!("{}\n", ctx.model.unit_name()).as_bytes(), &FileOptions::root(0o644))?;
+    m.write_file(
+        Path::new(paths::DEPARTED),
+        format!("{}\n", ctx.model.unit_name()).as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
     m.retire_service(paths::OBSERVER_SERVICE)?;
     // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
     m.retire_service(paths::PATRONI_SERVICE)?;
@@ -215,12 +284,16 @@ pub fn leave(ctx: &Context) -> anyhow::Result<()> {
                 if let Some(mem) = list.iter().find(|x| x.name == me) {
                     if list.len() > 1 {
                         if let Err(e) = etcd::remove(m, mem) {
-                            log::warn!("could not remove this unit from etcd (the leader will): {e:#}");
+                            log::warn!(
+                                "could not remove this unit from etcd (the leader will): {e:#}"
+                            );
                         }
                     }
                 }
             }
-            Err(e) => log::warn!("could not list etcd members (the leader will remove this unit): {e:#}"),
+            Err(e) => {
+                log::warn!("could not list etcd members (the leader will remove this unit): {e:#}")
+            }
         }
     }
     m.retire_service(paths::ETCD_SERVICE)?;

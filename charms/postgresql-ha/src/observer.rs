@@ -6,8 +6,8 @@
 //! the service also polls `GET /cluster`, because units whose own role did not change must
 //! republish the new primary's address too.
 
-use crate::patroni::Cluster;
 use crate::paths;
+use crate::patroni::Cluster;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -24,7 +24,13 @@ pub fn should_dispatch(last: Option<&str>, now: Option<&str>, marked: bool) -> b
 
 /// The argv that runs the charm's update-status hook for `unit`.
 pub fn dispatch_argv(juju_exec: &str, unit: &str, charm_dir: &str) -> Vec<String> {
-    vec![juju_exec.to_string(), "-u".into(), unit.to_string(), "JUJU_DISPATCH_PATH=hooks/update-status".into(), format!("{charm_dir}/dispatch")]
+    vec![
+        juju_exec.to_string(),
+        "-u".into(),
+        unit.to_string(),
+        "JUJU_DISPATCH_PATH=hooks/update-status".into(),
+        format!("{charm_dir}/dispatch"),
+    ]
 }
 
 /// The primary's member name from the local Patroni, if it answers.
@@ -32,7 +38,8 @@ fn current_primary() -> Option<String> {
     let addr = format!("127.0.0.1:{}", paths::PATRONI_PORT).parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET /cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    s.write_all(b"GET /cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let (_, body) = buf.split_once("\r\n\r\n")?;
@@ -60,9 +67,16 @@ pub fn run(args: &[String]) -> ! {
         let now = current_primary();
         if should_dispatch(last.as_deref(), now.as_deref(), marked) {
             let argv = dispatch_argv(exec, unit, charm_dir);
-            match std::process::Command::new(&argv[0]).args(&argv[1..]).output() {
+            match std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .output()
+            {
                 Ok(o) if o.status.success() => {}
-                Ok(o) => eprintln!("{} failed: {}", argv.join(" "), String::from_utf8_lossy(&o.stderr).trim()),
+                Ok(o) => eprintln!(
+                    "{} failed: {}",
+                    argv.join(" "),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
                 Err(e) => eprintln!("{} could not start: {e}", argv[0]),
             }
         }
@@ -79,9 +93,15 @@ mod tests {
 
     #[test]
     fn dispatches_on_a_new_primary_or_a_callback_only() {
-        assert!(!should_dispatch(None, Some("pg-0"), false), "first sight is not a change");
+        assert!(
+            !should_dispatch(None, Some("pg-0"), false),
+            "first sight is not a change"
+        );
         assert!(!should_dispatch(Some("pg-0"), Some("pg-0"), false));
-        assert!(!should_dispatch(Some("pg-0"), None, false), "no primary during a failover: wait for the new one");
+        assert!(
+            !should_dispatch(Some("pg-0"), None, false),
+            "no primary during a failover: wait for the new one"
+        );
         assert!(should_dispatch(Some("pg-0"), Some("pg-1"), false));
         assert!(should_dispatch(Some("pg-0"), Some("pg-0"), true));
     }

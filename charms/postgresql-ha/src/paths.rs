@@ -62,7 +62,9 @@ pub fn member_name(unit: &str) -> String {
 /// `postgresql-ha-0` → `postgresql-ha/0`.
 pub fn unit_of_member(member: &str) -> String {
     match member.rsplit_once('-') {
-        Some((app, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => format!("{app}/{n}"),
+        Some((app, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+            format!("{app}/{n}")
+        }
         _ => member.to_string(),
     }
 }

@@ -83,21 +83,46 @@ pub struct Response {
 /// Splits curl's output: the body, then the status code on the last line (`-w '\n%{http_code}'`).
 fn parse_curl(stdout: &str) -> Option<Response> {
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout));
-    Some(Response { status: code.trim().parse().ok()?, body: body.to_string() })
+    Some(Response {
+        status: code.trim().parse().ok()?,
+        body: body.to_string(),
+    })
 }
 
 /// A request to the local Patroni; `None` when it does not answer (not running yet).
-pub fn request(m: &dyn Machine, method: &str, path: &str, body: Option<&serde_json::Value>, rest_password: Option<&str>) -> anyhow::Result<Option<Response>> {
+pub fn request(
+    m: &dyn Machine,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    rest_password: Option<&str>,
+) -> anyhow::Result<Option<Response>> {
     let url = format!("{}{path}", paths::PATRONI_API);
-    let mut args = vec![url, "-sS".into(), "-m".into(), "10".into(), "-X".into(), method.into(), "-w".into(), "\n%{http_code}".into()];
+    let mut args = vec![
+        url,
+        "-sS".into(),
+        "-m".into(),
+        "10".into(),
+        "-X".into(),
+        method.into(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+    ];
     if let Some(b) = body {
-        args.extend(["-H".into(), "Content-Type: application/json".into(), "-d".into(), b.to_string()]);
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "-d".into(),
+            b.to_string(),
+        ]);
     }
     let mut cmd = Cmd::new("curl", args).allow_failure();
     if let Some(pw) = rest_password {
         let esc = pw.replace('\\', "\\\\").replace('"', "\\\"");
         cmd.args.extend(["-K".into(), "-".into()]);
-        cmd = cmd.stdin(format!("user = \"patroni:{esc}\"\n")).sensitive(pw);
+        cmd = cmd
+            .stdin(format!("user = \"patroni:{esc}\"\n"))
+            .sensitive(pw);
     }
     let out = m.run(&cmd)?;
     if !out.success() {
@@ -108,8 +133,18 @@ pub fn request(m: &dyn Machine, method: &str, path: &str, body: Option<&serde_js
 
 /// Waits (bounded) until the local PostgreSQL runs under Patroni (`GET /health` is 200).
 pub fn wait_running(m: &dyn Machine, seconds: u32) -> anyhow::Result<bool> {
-    let probe = format!("until curl -sf -o /dev/null {}/health; do sleep 1; done", paths::PATRONI_API);
-    Ok(m.run(&Cmd::new("timeout", [seconds.to_string(), "sh".into(), "-c".into(), probe]).allow_failure())?.success())
+    let probe = format!(
+        "until curl -sf -o /dev/null {}/health; do sleep 1; done",
+        paths::PATRONI_API
+    );
+    Ok(m.run(
+        &Cmd::new(
+            "timeout",
+            [seconds.to_string(), "sh".into(), "-c".into(), probe],
+        )
+        .allow_failure(),
+    )?
+    .success())
 }
 
 /// `GET /cluster`, `None` when Patroni does not answer or answers garbage.
@@ -132,7 +167,9 @@ pub fn dynamic_config(m: &dyn Machine) -> anyhow::Result<Option<serde_json::Valu
 /// key by key, so Patroni's extra keys do not count as differences).
 pub fn config_contains(current: &serde_json::Value, wanted: &serde_json::Value) -> bool {
     match (current, wanted) {
-        (serde_json::Value::Object(c), serde_json::Value::Object(w)) => w.iter().all(|(k, wv)| c.get(k).is_some_and(|cv| config_contains(cv, wv))),
+        (serde_json::Value::Object(c), serde_json::Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| c.get(k).is_some_and(|cv| config_contains(cv, wv))),
         // Patroni keeps values as YAML 1.1 read them: `on` becomes true, "160" may be 160.
         (c, w) => c == w || text(c) == text(w),
     }
@@ -156,20 +193,41 @@ mod tests {
 
     #[test]
     fn curl_output_splits_body_and_status() {
-        assert_eq!(parse_curl("{\"a\":1}\n200"), Some(Response { status: 200, body: "{\"a\":1}".into() }));
-        assert_eq!(parse_curl("503"), Some(Response { status: 503, body: String::new() }));
+        assert_eq!(
+            parse_curl("{\"a\":1}\n200"),
+            Some(Response {
+                status: 200,
+                body: "{\"a\":1}".into()
+            })
+        );
+        assert_eq!(
+            parse_curl("503"),
+            Some(Response {
+                status: 503,
+                body: String::new()
+            })
+        );
         assert_eq!(parse_curl("garbage"), None);
     }
 
     #[test]
     fn config_comparison_ignores_extra_keys() {
         let cur = serde_json::json!({"ttl": 20, "x": 1, "postgresql": {"parameters": {"max_connections": 100, "y": "z"}}});
-        assert!(config_contains(&cur, &serde_json::json!({"ttl": 20, "postgresql": {"parameters": {"max_connections": "100"}}})));
+        assert!(config_contains(
+            &cur,
+            &serde_json::json!({"ttl": 20, "postgresql": {"parameters": {"max_connections": "100"}}})
+        ));
         assert!(!config_contains(&cur, &serde_json::json!({"ttl": 30})));
         assert!(!config_contains(&cur, &serde_json::json!({"loop_wait": 2})));
         // What Patroni 4.1.5 really answers after a bootstrap from our YAML.
         let real = serde_json::json!({"postgresql": {"parameters": {"hot_standby": true, "wal_log_hints": true}}});
-        assert!(config_contains(&real, &serde_json::json!({"postgresql": {"parameters": {"hot_standby": "on", "wal_log_hints": "on"}}})));
-        assert!(!config_contains(&real, &serde_json::json!({"postgresql": {"parameters": {"hot_standby": "off"}}})));
+        assert!(config_contains(
+            &real,
+            &serde_json::json!({"postgresql": {"parameters": {"hot_standby": "on", "wal_log_hints": "on"}}})
+        ));
+        assert!(!config_contains(
+            &real,
+            &serde_json::json!({"postgresql": {"parameters": {"hot_standby": "off"}}})
+        ));
     }
 }

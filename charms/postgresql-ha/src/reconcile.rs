@@ -18,7 +18,11 @@ use std::path::Path;
 
 /// The system passwords: the leader creates the secret once; every unit reads it by the id the
 /// peer app databag shares. `None` until it exists.
-pub fn passwords(ctx: &Context, app: &Databag, app_changes: &mut Databag) -> anyhow::Result<Option<Passwords>> {
+pub fn passwords(
+    ctx: &Context,
+    app: &Databag,
+    app_changes: &mut Databag,
+) -> anyhow::Result<Option<Passwords>> {
     if let Some(id) = app.get(secrets::PEER_KEY).filter(|v| !v.is_empty()) {
         let content = ctx.model.get_secret(Some(id), None, true)?;
         return Ok(secrets::from_content(&content));
@@ -34,7 +38,11 @@ pub fn passwords(ctx: &Context, app: &Databag, app_changes: &mut Databag) -> any
         }
         None => {
             let content = secrets::to_content(&secrets::generate_all()?);
-            let opts = SecretOptions { label: Some(secrets::LABEL.into()), description: Some("postgresql-ha system users' passwords".into()), ..Default::default() };
+            let opts = SecretOptions {
+                label: Some(secrets::LABEL.into()),
+                description: Some("postgresql-ha system users' passwords".into()),
+                ..Default::default()
+            };
             (ctx.model.add_secret(&content, &opts)?, content)
         }
     };
@@ -46,11 +54,29 @@ pub fn passwords(ctx: &Context, app: &Databag, app_changes: &mut Databag) -> any
 fn host_layout(ctx: &Context) -> anyhow::Result<()> {
     let m = ctx.machine;
     m.make_dir(Path::new(paths::CONF_DIR), &FileOptions::root(0o755))?;
-    m.make_dir(Path::new(paths::PG_HOME), &FileOptions::new("postgres", "postgres", 0o700))?;
-    m.make_dir(Path::new(paths::ETCD_DATA), &FileOptions::new("etcd", "etcd", 0o700))?;
-    m.write_file(Path::new(paths::ROLE_CHANGE_SCRIPT), render::role_change_script().as_bytes(), &FileOptions::root(0o755))?;
-    let a = m.write_file(Path::new(paths::ETCD_UNIT_FILE), render::etcd_unit().as_bytes(), &FileOptions::root(0o644))?;
-    let b = m.write_file(Path::new(paths::PATRONI_UNIT_FILE), render::patroni_unit().as_bytes(), &FileOptions::root(0o644))?;
+    m.make_dir(
+        Path::new(paths::PG_HOME),
+        &FileOptions::new("postgres", "postgres", 0o700),
+    )?;
+    m.make_dir(
+        Path::new(paths::ETCD_DATA),
+        &FileOptions::new("etcd", "etcd", 0o700),
+    )?;
+    m.write_file(
+        Path::new(paths::ROLE_CHANGE_SCRIPT),
+        render::role_change_script().as_bytes(),
+        &FileOptions::root(0o755),
+    )?;
+    let a = m.write_file(
+        Path::new(paths::ETCD_UNIT_FILE),
+        render::etcd_unit().as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    let b = m.write_file(
+        Path::new(paths::PATRONI_UNIT_FILE),
+        render::patroni_unit().as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
     // The observer needs Juju's juju-exec (or 2.9's juju-run); without it update-status is the
     // only refresh of the client relations after a failover.
     let mut juju_exec = false;
@@ -61,7 +87,11 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
     if juju_exec {
         let unit = ctx.model.unit_name();
         let charm_dir = charm_dir(unit);
-        c = m.write_file(Path::new(paths::OBSERVER_UNIT_FILE), render::observer_unit(unit, &charm_dir).as_bytes(), &FileOptions::root(0o644))?;
+        c = m.write_file(
+            Path::new(paths::OBSERVER_UNIT_FILE),
+            render::observer_unit(unit, &charm_dir).as_bytes(),
+            &FileOptions::root(0o644),
+        )?;
     }
     if a || b || c {
         m.daemon_reload()?;
@@ -76,7 +106,10 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
 
 /// The charm's directory: Juju says where in JUJU_CHARM_DIR; machines use this layout.
 fn charm_dir(unit: &str) -> String {
-    std::env::var("JUJU_CHARM_DIR").ok().filter(|d| d.starts_with('/')).unwrap_or_else(|| format!("/var/lib/juju/agents/unit-{}/charm", unit.replace('/', "-")))
+    std::env::var("JUJU_CHARM_DIR")
+        .ok()
+        .filter(|d| d.starts_with('/'))
+        .unwrap_or_else(|| format!("/var/lib/juju/agents/unit-{}/charm", unit.replace('/', "-")))
 }
 
 /// The reconcile.
@@ -88,7 +121,9 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
 /// `secret-set` only when the action that made it ends (set-password).
 pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> anyhow::Result<()> {
     if departed(ctx)? {
-        ctx.status(Status::maintenance("this unit left the cluster and is being removed"));
+        ctx.status(Status::maintenance(
+            "this unit left the cluster and is being removed",
+        ));
         return Ok(());
     }
     let config = match Config::from_raw(&ctx.model.config_raw()?) {
@@ -106,8 +141,14 @@ pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> a
         return Ok(());
     };
     let leader = ctx.model.is_leader()?;
-    let address = ctx.model.ingress_address(PEER)?.ok_or_else(|| anyhow::anyhow!("Juju gave no ingress address for {PEER}"))?;
-    let me = Member { name: paths::member_name(ctx.model.unit_name()), address };
+    let address = ctx
+        .model
+        .ingress_address(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("Juju gave no ingress address for {PEER}"))?;
+    let me = Member {
+        name: paths::member_name(ctx.model.unit_name()),
+        address,
+    };
     let app = peers.my_app_data()?;
     let my_bag = peers.my_unit_data()?;
     let mut app_changes = Databag::new();
@@ -115,12 +156,31 @@ pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> a
     let units = peers.units().len() + 1;
 
     let mut statuses = Vec::new();
-    let result = converge(ctx, &mut statuses, &config, pg_version, &peers, &me, &app, &my_bag, &mut app_changes, &mut unit_changes, units, new_passwords);
+    let result = converge(
+        ctx,
+        &mut statuses,
+        &config,
+        pg_version,
+        &peers,
+        &me,
+        &app,
+        &my_bag,
+        &mut app_changes,
+        &mut unit_changes,
+        units,
+        new_passwords,
+    );
     if leader {
-        let changes: Databag = app_changes.into_iter().filter(|(k, v)| app.get(k).map(String::as_str).unwrap_or("") != v).collect();
+        let changes: Databag = app_changes
+            .into_iter()
+            .filter(|(k, v)| app.get(k).map(String::as_str).unwrap_or("") != v)
+            .collect();
         peers.set_my_app_data(&changes)?;
     }
-    let changes: Databag = unit_changes.into_iter().filter(|(k, v)| my_bag.get(k).map(String::as_str).unwrap_or("") != v).collect();
+    let changes: Databag = unit_changes
+        .into_iter()
+        .filter(|(k, v)| my_bag.get(k).map(String::as_str).unwrap_or("") != v)
+        .collect();
     peers.set_my_unit_data(&changes)?;
     drop(peers);
     for s in statuses {
@@ -157,7 +217,9 @@ fn converge(
         None => passwords(ctx, app, app_changes)?,
     };
     let Some(passwords) = current else {
-        st.push(Status::waiting("waiting for the leader to generate the system passwords"));
+        st.push(Status::waiting(
+            "waiting for the leader to generate the system passwords",
+        ));
         return Ok(());
     };
     let mut shared = Shared::read(app);
@@ -171,7 +233,9 @@ fn converge(
     }
     match etcd_member(ctx, me, &shared, unit_changes, my_bag)? {
         EtcdState::NotMember => {
-            st.push(Status::waiting("waiting for the leader to add this unit to etcd (one unit at a time)"));
+            st.push(Status::waiting(
+                "waiting for the leader to add this unit to etcd (one unit at a time)",
+            ));
             return Ok(());
         }
         EtcdState::Starting => {
@@ -189,7 +253,10 @@ fn converge(
     // listed as leader): nothing may be decided from it.
     let quorum = shared.members.len() < 2 || etcd::has_leader(m)?;
     let mut cluster = if quorum { patroni::cluster(m)? } else { None };
-    let primary_host = cluster.as_ref().and_then(|c| c.primary()).and_then(|p| p.host.clone());
+    let primary_host = cluster
+        .as_ref()
+        .and_then(|c| c.primary())
+        .and_then(|p| p.host.clone());
 
     // Client relations: requests, grants (leader), pg_hba for every unit.
     let live = live_client_relations(ctx)?;
@@ -201,21 +268,43 @@ fn converge(
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(problem) => {
-                st.push(Status::blocked(format!("{} ({}): {problem}", rel.id(), rel.remote_app().unwrap_or("?"))));
+                st.push(Status::blocked(format!(
+                    "{} ({}): {problem}",
+                    rel.id(),
+                    rel.remote_app().unwrap_or("?")
+                )));
                 continue;
             }
         };
         if !req.ignored.is_empty() {
-            log::warn!("{}: no usable address for {}: they are not allowed in pg_hba", rel.id(), req.ignored.join(", "));
+            log::warn!(
+                "{}: no usable address for {}: they are not allowed in pg_hba",
+                rel.id(),
+                req.ignored.join(", ")
+            );
         }
         client_units += req.units.len();
         let grant = if leader {
-            provision(ctx, st, rel, &req, app, app_changes, primary_host.as_deref())?
+            provision(
+                ctx,
+                st,
+                rel,
+                &req,
+                app,
+                app_changes,
+                primary_host.as_deref(),
+            )?
         } else {
-            app.get(&clients::grant_key(rel.id().id)).and_then(|v| serde_json::from_str::<Grant>(v).ok()).filter(|g| g.provisioned)
+            app.get(&clients::grant_key(rel.id().id))
+                .and_then(|v| serde_json::from_str::<Grant>(v).ok())
+                .filter(|g| g.provisioned)
         };
         if let Some(g) = grant {
-            hba.push(HbaClient { database: g.database.clone(), user: g.user.clone(), addresses: req.units.iter().map(|u| u.address.clone()).collect() });
+            hba.push(HbaClient {
+                database: g.database.clone(),
+                user: g.user.clone(),
+                addresses: req.units.iter().map(|u| u.address.clone()).collect(),
+            });
             served.push((i, req, g));
         }
     }
@@ -228,8 +317,15 @@ fn converge(
     let max_connections = config.effective_max_connections(client_units);
     let mut peer_members = vec![me.clone()];
     for u in peers.units() {
-        if let Some(a) = peers.unit_data(u)?.get(keys::ADDRESS).filter(|a| !a.is_empty()) {
-            peer_members.push(Member { name: paths::member_name(u), address: a.clone() });
+        if let Some(a) = peers
+            .unit_data(u)?
+            .get(keys::ADDRESS)
+            .filter(|a| !a.is_empty())
+        {
+            peer_members.push(Member {
+                name: paths::member_name(u),
+                address: a.clone(),
+            });
         }
     }
     peer_members.sort();
@@ -247,7 +343,11 @@ fn converge(
     });
     let pg_owner = FileOptions::new("postgres", "postgres", 0o600);
     let changed = m.write_file(Path::new(paths::PATRONI_YML), yml.as_bytes(), &pg_owner)?;
-    m.write_file(Path::new(paths::CHARM_PGPASS), render::charm_pgpass(&passwords.superuser).as_bytes(), &pg_owner)?;
+    m.write_file(
+        Path::new(paths::CHARM_PGPASS),
+        render::charm_pgpass(&passwords.superuser).as_bytes(),
+        &pg_owner,
+    )?;
     m.service(ServiceOp::Enable, paths::PATRONI_SERVICE)?;
     if !m.service_is_active(paths::PATRONI_SERVICE)? {
         m.service(ServiceOp::Start, paths::PATRONI_SERVICE)?;
@@ -270,9 +370,18 @@ fn converge(
         if let Some(current) = patroni::dynamic_config(m)? {
             if !patroni::config_contains(&current, &wanted) {
                 log::info!("updating Patroni's dynamic configuration");
-                match patroni::request(m, "PATCH", "/config", Some(&wanted), Some(&passwords.patroni))? {
+                match patroni::request(
+                    m,
+                    "PATCH",
+                    "/config",
+                    Some(&wanted),
+                    Some(&passwords.patroni),
+                )? {
                     Some(r) if r.status == 200 => {}
-                    other => log::warn!("Patroni refused the configuration update: {:?}", other.map(|r| (r.status, r.body))),
+                    other => log::warn!(
+                        "Patroni refused the configuration update: {:?}",
+                        other.map(|r| (r.status, r.body))
+                    ),
                 }
             }
         }
@@ -287,14 +396,21 @@ fn converge(
     }
     if let Some(vip) = ctx.model.relation("vip")? {
         let wanted = BTreeMap::from([
-            ("check".to_string(), Some(format!("http://127.0.0.1:{}/primary", paths::PATRONI_PORT))),
+            (
+                "check".to_string(),
+                Some(format!("http://127.0.0.1:{}/primary", paths::PATRONI_PORT)),
+            ),
             ("service".to_string(), Some("postgresql".to_string())),
         ]);
         vip.set_my_unit_data(&clients::changes(&vip.my_unit_data()?, &wanted))?;
     }
 
     // Telling the peers about role changes gives the leader a hook to admit the next unit.
-    let role = cluster.as_ref().and_then(|c| c.member(&me.name)).map(|x| format!("{} {}", x.role, x.state)).unwrap_or_else(|| "unknown".into());
+    let role = cluster
+        .as_ref()
+        .and_then(|c| c.member(&me.name))
+        .map(|x| format!("{} {}", x.role, x.state))
+        .unwrap_or_else(|| "unknown".into());
     unit_changes.insert(keys::ROLE.into(), role);
     st.push(unit_status(cluster.as_ref(), me, quorum));
     Ok(())
@@ -303,18 +419,38 @@ fn converge(
 /// Restarts this member's PostgreSQL through Patroni when a parameter (max_connections) waits
 /// for it: replicas first, the primary once no replica is pending, because a standby needs
 /// values at least as high as its primary's.
-fn restart_if_pending(m: &dyn charm_lib::Machine, cluster: Option<&Cluster>, me: &Member, passwords: &Passwords) -> anyhow::Result<()> {
+fn restart_if_pending(
+    m: &dyn charm_lib::Machine,
+    cluster: Option<&Cluster>,
+    me: &Member,
+    passwords: &Passwords,
+) -> anyhow::Result<()> {
     let Some(c) = cluster else { return Ok(()) };
-    let Some(mine) = c.member(&me.name).filter(|x| x.pending_restart) else { return Ok(()) };
-    if mine.is_primary() && c.members.iter().any(|x| x.name != me.name && x.pending_restart) {
+    let Some(mine) = c.member(&me.name).filter(|x| x.pending_restart) else {
+        return Ok(());
+    };
+    if mine.is_primary()
+        && c.members
+            .iter()
+            .any(|x| x.name != me.name && x.pending_restart)
+    {
         log::info!("PostgreSQL needs a restart for a parameter change; waiting for the replicas to restart first");
         return Ok(());
     }
     log::info!("restarting PostgreSQL through Patroni to apply a parameter change");
-    match patroni::request(m, "POST", "/restart", Some(&serde_json::json!({"restart_pending": true})), Some(&passwords.patroni))? {
+    match patroni::request(
+        m,
+        "POST",
+        "/restart",
+        Some(&serde_json::json!({"restart_pending": true})),
+        Some(&passwords.patroni),
+    )? {
         Some(r) if r.status == 200 => Ok(()),
         other => {
-            log::warn!("Patroni did not restart PostgreSQL: {:?}", other.map(|r| (r.status, r.body)));
+            log::warn!(
+                "Patroni did not restart PostgreSQL: {:?}",
+                other.map(|r| (r.status, r.body))
+            );
             Ok(())
         }
     }
@@ -343,7 +479,11 @@ fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool) -> Status {
         }
     }
     match mine {
-        Some(mm) => Status::waiting(format!("PostgreSQL is {} ({})", mm.state, mm.role.replace('_', " "))),
+        Some(mm) => Status::waiting(format!(
+            "PostgreSQL is {} ({})",
+            mm.state,
+            mm.role.replace('_', " ")
+        )),
         None => Status::waiting("waiting for Patroni to start PostgreSQL"),
     }
 }

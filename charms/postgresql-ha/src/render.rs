@@ -106,7 +106,12 @@ pub fn pg_hba(peers: &[Member], clients: &[HbaClient]) -> Vec<String> {
     }
     for c in clients {
         for a in &c.addresses {
-            lines.push(format!("host {} {} {} scram-sha-256", quote_hba(&c.database), c.user, host_cidr(a)));
+            lines.push(format!(
+                "host {} {} {} scram-sha-256",
+                quote_hba(&c.database),
+                c.user,
+                host_cidr(a)
+            ));
         }
     }
     lines
@@ -123,7 +128,10 @@ pub fn host_cidr(addr: &str) -> String {
 
 /// pg_hba database names with characters beyond [a-z0-9_] must be double-quoted.
 fn quote_hba(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         name.to_string()
     } else {
         format!("\"{name}\"")
@@ -132,7 +140,11 @@ fn quote_hba(name: &str) -> String {
 
 /// Patroni's YAML configuration.
 pub fn patroni_yaml(i: &PatroniInput) -> String {
-    let etcd_hosts: Vec<String> = i.etcd_members.iter().map(|m| format!("{}:2379", m.address)).collect();
+    let etcd_hosts: Vec<String> = i
+        .etcd_members
+        .iter()
+        .map(|m| format!("{}:2379", m.address))
+        .collect();
     let dcs = dynamic_config(i.config, i.max_connections);
     let doc = json!({
         "scope": i.scope,
@@ -197,7 +209,11 @@ pub struct EtcdInput<'a> {
 
 /// etcd's YAML configuration (`etcd --config-file`).
 pub fn etcd_yaml(i: &EtcdInput) -> String {
-    let initial: Vec<String> = i.initial.iter().map(|m| format!("{}=http://{}:2380", m.name, m.address)).collect();
+    let initial: Vec<String> = i
+        .initial
+        .iter()
+        .map(|m| format!("{}=http://{}:2380", m.name, m.address))
+        .collect();
     let mut doc = json!({
         "name": i.me.name,
         "data-dir": paths::ETCD_DATA,
@@ -294,11 +310,21 @@ mod tests {
     }
 
     fn members(n: usize) -> Vec<Member> {
-        (0..n).map(|i| Member { name: format!("postgresql-ha-{i}"), address: format!("10.0.0.{}", 10 + i) }).collect()
+        (0..n)
+            .map(|i| Member {
+                name: format!("postgresql-ha-{i}"),
+                address: format!("10.0.0.{}", 10 + i),
+            })
+            .collect()
     }
 
     fn pw() -> Passwords {
-        Passwords { superuser: "SUPERpw".into(), replication: "REPLpw".into(), rewind: "REWINDpw".into(), patroni: "RESTpw".into() }
+        Passwords {
+            superuser: "SUPERpw".into(),
+            replication: "REPLpw".into(),
+            rewind: "REWINDpw".into(),
+            patroni: "RESTpw".into(),
+        }
     }
 
     fn parse(yaml: &str) -> serde_yaml::Value {
@@ -309,7 +335,11 @@ mod tests {
     fn patroni_for_one_two_three_units() {
         for n in 1..=3 {
             let ms = members(n);
-            let clients = [HbaClient { database: "maas-region".into(), user: "relation_5".into(), addresses: vec!["10.0.0.50".into()] }];
+            let clients = [HbaClient {
+                database: "maas-region".into(),
+                user: "relation_5".into(),
+                addresses: vec!["10.0.0.50".into()],
+            }];
             let c = cfg();
             let y = parse(&patroni_yaml(&PatroniInput {
                 scope: "postgresql-ha",
@@ -326,54 +356,141 @@ mod tests {
             assert_eq!(y["name"], "postgresql-ha-0");
             assert_eq!(y["restapi"]["listen"], "0.0.0.0:8008");
             assert_eq!(y["restapi"]["connect_address"], "10.0.0.10:8008");
-            let hosts: Vec<String> = y["etcd3"]["hosts"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
-            assert_eq!(hosts, ms.iter().map(|m| format!("{}:2379", m.address)).collect::<Vec<_>>());
+            let hosts: Vec<String> = y["etcd3"]["hosts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                hosts,
+                ms.iter()
+                    .map(|m| format!("{}:2379", m.address))
+                    .collect::<Vec<_>>()
+            );
             let dcs = &y["bootstrap"]["dcs"];
-            assert_eq!((dcs["ttl"].as_i64(), dcs["loop_wait"].as_i64(), dcs["retry_timeout"].as_i64(), dcs["primary_start_timeout"].as_i64()), (Some(20), Some(2), Some(3), Some(0)));
+            assert_eq!(
+                (
+                    dcs["ttl"].as_i64(),
+                    dcs["loop_wait"].as_i64(),
+                    dcs["retry_timeout"].as_i64(),
+                    dcs["primary_start_timeout"].as_i64()
+                ),
+                (Some(20), Some(2), Some(3), Some(0))
+            );
             assert_eq!(dcs["synchronous_mode"], true);
             assert_eq!(dcs["synchronous_node_count"].as_i64(), Some(1));
             assert_eq!(dcs["postgresql"]["use_pg_rewind"], true);
             assert_eq!(dcs["postgresql"]["use_slots"], true);
             assert_eq!(dcs["postgresql"]["parameters"]["wal_log_hints"], "on");
             assert_eq!(dcs["postgresql"]["parameters"]["hot_standby"], "on");
-            assert_eq!(dcs["postgresql"]["parameters"]["max_connections"].as_i64(), Some(160));
+            assert_eq!(
+                dcs["postgresql"]["parameters"]["max_connections"].as_i64(),
+                Some(160)
+            );
             let pg = &y["postgresql"];
-            assert_eq!(pg["listen"], "0.0.0.0:5432", "the VIP must reach PostgreSQL on the primary");
+            assert_eq!(
+                pg["listen"], "0.0.0.0:5432",
+                "the VIP must reach PostgreSQL on the primary"
+            );
             assert_eq!(pg["connect_address"], "10.0.0.10:5432");
-            assert_eq!(pg["parameters"]["unix_socket_directories"], "/run/postgresql-ha");
+            assert_eq!(
+                pg["parameters"]["unix_socket_directories"],
+                "/run/postgresql-ha"
+            );
             assert_eq!(pg["bin_dir"], "/usr/lib/postgresql/15/bin");
-            assert_eq!(pg["basebackup"][0]["checkpoint"], "fast", "a new replica must not wait minutes for a checkpoint");
+            assert_eq!(
+                pg["basebackup"][0]["checkpoint"], "fast",
+                "a new replica must not wait minutes for a checkpoint"
+            );
             assert_eq!(pg["authentication"]["superuser"]["password"], "SUPERpw");
             assert_eq!(pg["authentication"]["rewind"]["username"], "rewind");
-            let hba: Vec<String> = pg["pg_hba"].as_sequence().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+            let hba: Vec<String> = pg["pg_hba"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_string())
+                .collect();
             for m in &ms {
-                assert!(hba.contains(&format!("host replication replication {}/32 scram-sha-256", m.address)), "{hba:?}");
-                assert!(hba.contains(&format!("host postgres rewind {}/32 scram-sha-256", m.address)));
+                assert!(
+                    hba.contains(&format!(
+                        "host replication replication {}/32 scram-sha-256",
+                        m.address
+                    )),
+                    "{hba:?}"
+                );
+                assert!(hba.contains(&format!(
+                    "host postgres rewind {}/32 scram-sha-256",
+                    m.address
+                )));
             }
-            assert_eq!(hba.iter().filter(|l| l.contains("replication replication") && !l.contains("127.0.0.1")).count(), n);
-            assert!(hba.contains(&"host \"maas-region\" relation_5 10.0.0.50/32 scram-sha-256".to_string()), "{hba:?}");
-            assert!(!hba.iter().any(|l| l.contains("0.0.0.0/0")), "no open-to-all line");
+            assert_eq!(
+                hba.iter()
+                    .filter(|l| l.contains("replication replication") && !l.contains("127.0.0.1"))
+                    .count(),
+                n
+            );
+            assert!(
+                hba.contains(
+                    &"host \"maas-region\" relation_5 10.0.0.50/32 scram-sha-256".to_string()
+                ),
+                "{hba:?}"
+            );
+            assert!(
+                !hba.iter().any(|l| l.contains("0.0.0.0/0")),
+                "no open-to-all line"
+            );
         }
     }
 
     #[test]
     fn etcd_bootstrap_and_join() {
         let ms = members(3);
-        let y = parse(&etcd_yaml(&EtcdInput { me: &ms[0], initial: &ms[..1], new_cluster: true, token: "postgresql-ha-0", force_new_cluster: false }));
-        assert_eq!(y["initial-cluster"], "postgresql-ha-0=http://10.0.0.10:2380");
+        let y = parse(&etcd_yaml(&EtcdInput {
+            me: &ms[0],
+            initial: &ms[..1],
+            new_cluster: true,
+            token: "postgresql-ha-0",
+            force_new_cluster: false,
+        }));
+        assert_eq!(
+            y["initial-cluster"],
+            "postgresql-ha-0=http://10.0.0.10:2380"
+        );
         assert_eq!(y["initial-cluster-state"], "new");
         assert_eq!(y["pre-vote"], true);
-        assert_eq!(y["enable-grpc-gateway"], true, "Patroni's etcd3 client needs the gateway");
-        assert_eq!(y["listen-client-urls"], "http://10.0.0.10:2379,http://127.0.0.1:2379");
+        assert_eq!(
+            y["enable-grpc-gateway"], true,
+            "Patroni's etcd3 client needs the gateway"
+        );
+        assert_eq!(
+            y["listen-client-urls"],
+            "http://10.0.0.10:2379,http://127.0.0.1:2379"
+        );
         assert!(y.get("force-new-cluster").is_none());
         for n in 2..=3 {
-            let y = parse(&etcd_yaml(&EtcdInput { me: &ms[n - 1], initial: &ms[..n], new_cluster: false, token: "t", force_new_cluster: false }));
+            let y = parse(&etcd_yaml(&EtcdInput {
+                me: &ms[n - 1],
+                initial: &ms[..n],
+                new_cluster: false,
+                token: "t",
+                force_new_cluster: false,
+            }));
             assert_eq!(y["initial-cluster-state"], "existing");
             assert_eq!(y["initial-cluster"].as_str().unwrap().split(',').count(), n);
             assert_eq!(y["name"], format!("postgresql-ha-{}", n - 1));
-            assert_eq!(y["initial-advertise-peer-urls"], format!("http://10.0.0.{}:2380", 9 + n));
+            assert_eq!(
+                y["initial-advertise-peer-urls"],
+                format!("http://10.0.0.{}:2380", 9 + n)
+            );
         }
-        let y = parse(&etcd_yaml(&EtcdInput { me: &ms[0], initial: &ms[..1], new_cluster: true, token: "t", force_new_cluster: true }));
+        let y = parse(&etcd_yaml(&EtcdInput {
+            me: &ms[0],
+            initial: &ms[..1],
+            new_cluster: true,
+            token: "t",
+            force_new_cluster: true,
+        }));
         assert_eq!(y["force-new-cluster"], true);
     }
 
@@ -387,7 +504,10 @@ mod tests {
         assert!(patroni_unit().contains("User=postgres"));
         assert!(patroni_unit().contains("KillMode=process"));
         // The socket directory survives Patroni's automatic restart (PostgreSQL keeps running).
-        assert!(patroni_unit().contains("RuntimeDirectory=postgresql-ha\n") && patroni_unit().contains("RuntimeDirectoryPreserve=restart\n"));
+        assert!(
+            patroni_unit().contains("RuntimeDirectory=postgresql-ha\n")
+                && patroni_unit().contains("RuntimeDirectoryPreserve=restart\n")
+        );
         assert!(etcd_unit().contains("User=etcd"));
         assert!(role_change_script().contains("touch /run/postgresql-ha/role-changed"));
         assert!(observer_unit("postgresql-ha/1", "/var/lib/juju/agents/unit-postgresql-ha-1/charm")

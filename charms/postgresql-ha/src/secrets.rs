@@ -11,26 +11,42 @@ pub const PEER_KEY: &str = "system-secret";
 
 /// A random password: 32 characters of [A-Za-z0-9] from /dev/urandom.
 pub fn generate() -> anyhow::Result<String> {
-    charm_lib::random::alphanumeric(32).map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))
+    charm_lib::random::alphanumeric(32)
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))
 }
 
 /// The secret's content for `p`.
 pub fn to_content(p: &Passwords) -> BTreeMap<String, String> {
-    [("superuser", &p.superuser), ("replication", &p.replication), ("rewind", &p.rewind), ("patroni", &p.patroni)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+    [
+        ("superuser", &p.superuser),
+        ("replication", &p.replication),
+        ("rewind", &p.rewind),
+        ("patroni", &p.patroni),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect()
 }
 
 /// Passwords from the secret's content; `None` if a key is missing.
 pub fn from_content(c: &BTreeMap<String, String>) -> Option<Passwords> {
     let get = |k: &str| c.get(k).filter(|v| !v.is_empty()).cloned();
-    Some(Passwords { superuser: get("superuser")?, replication: get("replication")?, rewind: get("rewind")?, patroni: get("patroni")? })
+    Some(Passwords {
+        superuser: get("superuser")?,
+        replication: get("replication")?,
+        rewind: get("rewind")?,
+        patroni: get("patroni")?,
+    })
 }
 
 /// New random passwords for every system user.
 pub fn generate_all() -> anyhow::Result<Passwords> {
-    Ok(Passwords { superuser: generate()?, replication: generate()?, rewind: generate()?, patroni: generate()? })
+    Ok(Passwords {
+        superuser: generate()?,
+        replication: generate()?,
+        rewind: generate()?,
+        patroni: generate()?,
+    })
 }
 
 /// The PostgreSQL role of a system user named as the actions name it.

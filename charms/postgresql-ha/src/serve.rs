@@ -29,8 +29,14 @@ pub(crate) fn request_of(rel: &Relation) -> Result<Option<Request>, String> {
 }
 
 /// The client relations that are alive (a relation in its -broken hook is not).
-pub(crate) fn live_client_relations<'m, 'r>(ctx: &'m Context<'r>) -> anyhow::Result<Vec<Relation<'m, 'r>>> {
-    let broken = ctx.event.relation().filter(|r| r.phase == charm_lib::RelationPhase::Broken).map(|r| r.relation.clone());
+pub(crate) fn live_client_relations<'m, 'r>(
+    ctx: &'m Context<'r>,
+) -> anyhow::Result<Vec<Relation<'m, 'r>>> {
+    let broken = ctx
+        .event
+        .relation()
+        .filter(|r| r.phase == charm_lib::RelationPhase::Broken)
+        .map(|r| r.relation.clone());
     let mut out = Vec::new();
     for ep in CLIENT_ENDPOINTS {
         for r in ctx.model.relations(ep)? {
@@ -44,15 +50,39 @@ pub(crate) fn live_client_relations<'m, 'r>(ctx: &'m Context<'r>) -> anyhow::Res
 
 /// psql against the primary as the superuser (password from the charm's 0600 pgpass);
 /// returns the output whatever the exit code (3: the SQL failed; 2: the connection did).
-pub fn psql_output(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<(Cmd, charm_lib::CmdOutput)> {
-    let mut cmd = Cmd::new("psql", ["-h", primary, "-p", "5432", "-U", "postgres", "-d", "postgres", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-        .user("postgres")
-        // The hook's directory (the charm's) is not readable by postgres.
-        .cwd("/")
-        .env("PGPASSFILE", paths::CHARM_PGPASS)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .stdin(sql_text.as_bytes().to_vec())
-        .allow_failure();
+pub fn psql_output(
+    ctx: &Context,
+    primary: &str,
+    sql_text: &str,
+    sensitive: &[&str],
+) -> anyhow::Result<(Cmd, charm_lib::CmdOutput)> {
+    let mut cmd = Cmd::new(
+        "psql",
+        [
+            "-h",
+            primary,
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ],
+    )
+    .user("postgres")
+    // The hook's directory (the charm's) is not readable by postgres.
+    .cwd("/")
+    .env("PGPASSFILE", paths::CHARM_PGPASS)
+    .env("PGCONNECT_TIMEOUT", "5")
+    .stdin(sql_text.as_bytes().to_vec())
+    .allow_failure();
     for s in sensitive {
         cmd = cmd.sensitive(s);
     }
@@ -61,7 +91,12 @@ pub fn psql_output(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&s
 }
 
 /// Runs SQL on the primary; any failure is an error carrying psql's stderr (secrets masked).
-pub fn psql(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) -> anyhow::Result<String> {
+pub fn psql(
+    ctx: &Context,
+    primary: &str,
+    sql_text: &str,
+    sensitive: &[&str],
+) -> anyhow::Result<String> {
     let (cmd, out) = psql_output(ctx, primary, sql_text, sensitive)?;
     if !out.success() {
         return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
@@ -70,17 +105,36 @@ pub fn psql(ctx: &Context, primary: &str, sql_text: &str, sensitive: &[&str]) ->
 }
 
 /// The writable address and replicas, as clients should see them.
-pub(crate) fn topology(ctx: &Context, cluster: Option<&Cluster>, me: &Member, units: usize, version: u32) -> anyhow::Result<Topology> {
+pub(crate) fn topology(
+    ctx: &Context,
+    cluster: Option<&Cluster>,
+    me: &Member,
+    units: usize,
+    version: u32,
+) -> anyhow::Result<Topology> {
     let mut vip = None;
     if let Some(rel) = ctx.model.relation("vip")? {
         for u in rel.units() {
-            let v = rel.unit_data(u)?.get("vips").and_then(|v| v.split(',').map(str::trim).find(|s| s.parse::<std::net::IpAddr>().is_ok()).map(str::to_string));
+            let v = rel.unit_data(u)?.get("vips").and_then(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .find(|s| s.parse::<std::net::IpAddr>().is_ok())
+                    .map(str::to_string)
+            });
             vip = vip.or(v);
         }
     }
-    let primary = cluster.and_then(|c| c.primary()).and_then(|p| p.host.clone());
+    let primary = cluster
+        .and_then(|c| c.primary())
+        .and_then(|p| p.host.clone());
     let standbys: Vec<String> = cluster
-        .map(|c| c.members.iter().filter(|m| !m.is_primary() && matches!(m.state.as_str(), "running" | "streaming")).filter_map(|m| m.host.clone()).collect())
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.is_primary() && matches!(m.state.as_str(), "running" | "streaming"))
+                .filter_map(|m| m.host.clone())
+                .collect()
+        })
         .unwrap_or_default();
     let mine = cluster.and_then(|c| c.member(&me.name));
     let state = match mine {
@@ -88,11 +142,24 @@ pub(crate) fn topology(ctx: &Context, cluster: Option<&Cluster>, me: &Member, un
         Some(m) if m.is_primary() => "master",
         _ => "hot standby",
     };
-    Ok(Topology { host: vip.or(primary), standbys, state: state.into(), version })
+    Ok(Topology {
+        host: vip.or(primary),
+        standbys,
+        state: state.into(),
+        version,
+    })
 }
 
 /// The leader's client work for one relation: credentials, SQL on the primary, the grant.
-pub(crate) fn provision(ctx: &Context, st: &mut Vec<Status>, rel: &Relation, req: &Request, app: &Databag, app_changes: &mut Databag, primary: Option<&str>) -> anyhow::Result<Option<Grant>> {
+pub(crate) fn provision(
+    ctx: &Context,
+    st: &mut Vec<Status>,
+    rel: &Relation,
+    req: &Request,
+    app: &Databag,
+    app_changes: &mut Databag,
+    primary: Option<&str>,
+) -> anyhow::Result<Option<Grant>> {
     let id = rel.id().id;
     let key = clients::grant_key(id);
     let mut grant: Option<Grant> = app.get(&key).and_then(|v| serde_json::from_str(v).ok());
@@ -102,35 +169,73 @@ pub(crate) fn provision(ctx: &Context, st: &mut Vec<Status>, rel: &Relation, req
         let sid = match ctx.model.secret_by_label(&label)? {
             Some((sid, _)) => sid,
             None => {
-                let content = BTreeMap::from([("username".to_string(), user.clone()), ("password".to_string(), secrets::generate()?)]);
-                let opts = SecretOptions { label: Some(label), description: Some(format!("credentials of {}", rel.id())), ..Default::default() };
+                let content = BTreeMap::from([
+                    ("username".to_string(), user.clone()),
+                    ("password".to_string(), secrets::generate()?),
+                ]);
+                let opts = SecretOptions {
+                    label: Some(label),
+                    description: Some(format!("credentials of {}", rel.id())),
+                    ..Default::default()
+                };
                 ctx.model.add_secret(&content, &opts)?
             }
         };
-        grant = Some(Grant { endpoint: rel.id().endpoint.clone(), database: req.database.clone(), user, secret: sid, extensions: vec![], roles: vec![], provisioned: false });
+        grant = Some(Grant {
+            endpoint: rel.id().endpoint.clone(),
+            database: req.database.clone(),
+            user,
+            secret: sid,
+            extensions: vec![],
+            roles: vec![],
+            provisioned: false,
+        });
     }
     let mut g = grant.expect("set above");
-    let wanted_changed = g.database != req.database || g.extensions != req.extensions || g.roles != req.roles;
+    let wanted_changed =
+        g.database != req.database || g.extensions != req.extensions || g.roles != req.roles;
     if !g.provisioned || wanted_changed {
         let Some(primary) = primary else {
-            st.push(Status::waiting(format!("waiting for a primary to create the database of {}", rel.id())));
+            st.push(Status::waiting(format!(
+                "waiting for a primary to create the database of {}",
+                rel.id()
+            )));
             app_changes.insert(key, serde_json::to_string(&g)?);
             return Ok(None);
         };
-        let pw = ctx.model.peek_secret(Some(&g.secret), None)?.get("password").cloned().unwrap_or_default();
-        let (cmd, out) = psql_output(ctx, primary, &sql::provision(&g.user, &pw, &req.database, &req.extensions, &req.roles), &[&pw])?;
+        let pw = ctx
+            .model
+            .peek_secret(Some(&g.secret), None)?
+            .get("password")
+            .cloned()
+            .unwrap_or_default();
+        let (cmd, out) = psql_output(
+            ctx,
+            primary,
+            &sql::provision(&g.user, &pw, &req.database, &req.extensions, &req.roles),
+            &[&pw],
+        )?;
         // Exit 3: PostgreSQL refused the request itself (e.g. an extension it does not have);
         // retrying the hook cannot help, the client or the operator must change something.
         if out.code == 3 {
             let why = cmd.redact(out.stderr.trim());
-            st.push(Status::blocked(format!("{} ({}): PostgreSQL refused the request: {why}", rel.id(), rel.remote_app().unwrap_or("?"))));
+            st.push(Status::blocked(format!(
+                "{} ({}): PostgreSQL refused the request: {why}",
+                rel.id(),
+                rel.remote_app().unwrap_or("?")
+            )));
             app_changes.insert(key, serde_json::to_string(&g)?);
             return Ok(None);
         }
         if !out.success() {
             return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
         }
-        log::info!("granted {} database {:?} as role {}", rel.id(), req.database, g.user);
+        log::info!(
+            "granted {} database {:?} as role {}",
+            rel.id(),
+            req.database,
+            g.user
+        );
         g.database = req.database.clone();
         g.extensions = req.extensions.clone();
         g.roles = req.roles.clone();
@@ -144,9 +249,21 @@ pub(crate) fn provision(ctx: &Context, st: &mut Vec<Status>, rel: &Relation, req
 }
 
 /// The leader revokes the grants whose relation is gone (kept for a later hook without a primary).
-pub(crate) fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, live: &[u32], app_changes: &mut Databag, primary: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn revoke_stale(
+    ctx: &Context,
+    st: &mut Vec<Status>,
+    app: &Databag,
+    live: &[u32],
+    app_changes: &mut Databag,
+    primary: Option<&str>,
+) -> anyhow::Result<()> {
     for (k, v) in app {
-        let Some(id) = k.strip_prefix("client-").and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(id) = k
+            .strip_prefix("client-")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if live.contains(&id) || v.is_empty() {
             continue;
         }
@@ -156,7 +273,10 @@ pub(crate) fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, l
         };
         if g.provisioned {
             let Some(primary) = primary else {
-                st.push(Status::waiting(format!("waiting for a primary to revoke the access of the removed relation {}:{id}", g.endpoint)));
+                st.push(Status::waiting(format!(
+                    "waiting for a primary to revoke the access of the removed relation {}:{id}",
+                    g.endpoint
+                )));
                 continue;
             };
             psql(ctx, primary, &sql::revoke(&g.user), &[])?;
@@ -164,7 +284,12 @@ pub(crate) fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, l
         if let Err(e) = ctx.tools().secret_remove(&g.secret, None) {
             log::warn!("could not remove the secret of {}:{id}: {e}", g.endpoint);
         }
-        log::info!("revoked the access of {}:{id} (role {}; database {:?} kept)", g.endpoint, g.user, g.database);
+        log::info!(
+            "revoked the access of {}:{id} (role {}; database {:?} kept)",
+            g.endpoint,
+            g.user,
+            g.database
+        );
         app_changes.insert(k.clone(), String::new());
     }
     Ok(())
@@ -172,9 +297,22 @@ pub(crate) fn revoke_stale(ctx: &Context, st: &mut Vec<Status>, app: &Databag, l
 
 /// Publishes a served relation's data: every unit its `db` unit databag, the leader the
 /// `database` app databag and the credentials secret's `uris`.
-pub(crate) fn publish(ctx: &Context, leader: bool, rel: &Relation, req: &Request, g: &Grant, topo: &Topology) -> anyhow::Result<()> {
+pub(crate) fn publish(
+    ctx: &Context,
+    leader: bool,
+    rel: &Relation,
+    req: &Request,
+    g: &Grant,
+    topo: &Topology,
+) -> anyhow::Result<()> {
     let content = ctx.model.get_secret(Some(&g.secret), None, false)?;
-    let creds = Credentials { username: content.get("username").cloned().unwrap_or_else(|| g.user.clone()), password: content.get("password").cloned().unwrap_or_default() };
+    let creds = Credentials {
+        username: content
+            .get("username")
+            .cloned()
+            .unwrap_or_else(|| g.user.clone()),
+        password: content.get("password").cloned().unwrap_or_default(),
+    };
     if leader {
         let wanted = clients::secret_content(g, &creds, topo.host.as_deref());
         if topo.host.is_some() && wanted != content {
@@ -182,9 +320,15 @@ pub(crate) fn publish(ctx: &Context, leader: bool, rel: &Relation, req: &Request
         }
     }
     let changes = if g.endpoint == "db" {
-        clients::changes(&rel.my_unit_data()?, &clients::db_data(g, req, &creds, topo))
+        clients::changes(
+            &rel.my_unit_data()?,
+            &clients::db_data(g, req, &creds, topo),
+        )
     } else if leader {
-        clients::changes(&rel.my_app_data()?, &clients::database_data(g, req, &creds, topo))
+        clients::changes(
+            &rel.my_app_data()?,
+            &clients::database_data(g, req, &creds, topo),
+        )
     } else {
         return Ok(());
     };

@@ -12,11 +12,20 @@ pub fn literal(s: &str) -> String {
 }
 
 /// Creates (or updates) a client's role, database and extensions. Idempotent.
-pub fn provision(user: &str, password: &str, database: &str, extensions: &[String], roles: &[String]) -> String {
+pub fn provision(
+    user: &str,
+    password: &str,
+    database: &str,
+    extensions: &[String],
+    roles: &[String],
+) -> String {
     let (u, ul) = (ident(user), literal(user));
     let mut s = String::new();
     s += &format!("SELECT format('CREATE ROLE %I LOGIN', {ul}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {ul}) \\gexec\n");
-    s += &format!("ALTER ROLE {u} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION PASSWORD {};\n", literal(password));
+    s += &format!(
+        "ALTER ROLE {u} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION PASSWORD {};\n",
+        literal(password)
+    );
     for r in roles {
         let rl = literal(r);
         s += &format!("SELECT format('CREATE ROLE %I NOLOGIN', {rl}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {rl}) \\gexec\n");
@@ -25,7 +34,10 @@ pub fn provision(user: &str, password: &str, database: &str, extensions: &[Strin
     }
     let dl = literal(database);
     s += &format!("SELECT format('CREATE DATABASE %I OWNER %I', {dl}, {ul}) WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {dl}) \\gexec\n");
-    s += &format!("GRANT ALL PRIVILEGES ON DATABASE {} TO {u};\n", ident(database));
+    s += &format!(
+        "GRANT ALL PRIVILEGES ON DATABASE {} TO {u};\n",
+        ident(database)
+    );
     // A database made for an earlier relation (the client was re-related) belongs to that
     // relation's role: membership of it gives the new role the existing tables.
     s += &format!(
@@ -52,7 +64,11 @@ SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {ul};\n"
 
 /// Sets a role's password.
 pub fn set_password(role: &str, password: &str) -> String {
-    format!("ALTER ROLE {} WITH PASSWORD {};\n", ident(role), literal(password))
+    format!(
+        "ALTER ROLE {} WITH PASSWORD {};\n",
+        ident(role),
+        literal(password)
+    )
 }
 
 #[cfg(test)]
@@ -67,14 +83,27 @@ mod tests {
 
     #[test]
     fn provision_is_idempotent_sql_with_btree_gin() {
-        let s = provision("relation_5", "pw'x", "maas-region", &["pg_trgm".into(), "btree_gin".into()], &["readers".into()]);
+        let s = provision(
+            "relation_5",
+            "pw'x",
+            "maas-region",
+            &["pg_trgm".into(), "btree_gin".into()],
+            &["readers".into()],
+        );
         assert!(s.contains("WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'relation_5')"));
         assert!(s.contains("PASSWORD 'pw''x'"));
         assert!(s.contains("\\c \"maas-region\""));
-        assert_eq!(s.matches("CREATE EXTENSION IF NOT EXISTS btree_gin").count(), 1);
+        assert_eq!(
+            s.matches("CREATE EXTENSION IF NOT EXISTS btree_gin")
+                .count(),
+            1
+        );
         assert!(s.contains("CREATE EXTENSION IF NOT EXISTS \"pg_trgm\""));
         assert!(s.contains("AND NOT rolsuper AND NOT rolcanlogin"));
-        assert!(s.contains("JOIN pg_roles r ON r.oid = d.datdba"), "a re-related client inherits the earlier owner");
+        assert!(
+            s.contains("JOIN pg_roles r ON r.oid = d.datdba"),
+            "a re-related client inherits the earlier owner"
+        );
     }
 
     #[test]

@@ -8,13 +8,25 @@ use common::*;
 use serde_json::json;
 
 fn three_units(m: charm_lib::testing::MachineState) -> State {
-    let mut st = State::default().leader().with_relation(peers(&[0, 1, 2], &[1, 2])).with_secret(sys_secret());
-    st.machine = with_cluster(m, &[(0, "leader", "running", None), (1, "sync_standby", "streaming", Some(0)), (2, "replica", "streaming", Some(4096))]);
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1, 2], &[1, 2]))
+        .with_secret(sys_secret());
+    st.machine = with_cluster(
+        m,
+        &[
+            (0, "leader", "running", None),
+            (1, "sync_standby", "streaming", Some(0)),
+            (2, "replica", "streaming", Some(4096)),
+        ],
+    );
     st
 }
 
 fn act(name: &str, params: serde_json::Value, st: &State) -> charm_lib::testing::Output {
-    harness().run(Trigger::Action(name.into(), params), st).unwrap()
+    harness()
+        .run(Trigger::Action(name.into(), params), st)
+        .unwrap()
 }
 
 #[test]
@@ -30,10 +42,26 @@ fn get_primary_refuses_clearly_without_patroni_or_primary() {
     let mut st = three_units(installed_host());
     st.machine = patroni_down(installed_host());
     let out = act("get-primary", json!({}), &st);
-    assert!(out.action.failed.as_deref().unwrap().contains("Patroni on this unit does not answer"));
-    st.machine = with_cluster(installed_host(), &[(0, "replica", "running", None), (1, "replica", "streaming", None)]);
+    assert!(out
+        .action
+        .failed
+        .as_deref()
+        .unwrap()
+        .contains("Patroni on this unit does not answer"));
+    st.machine = with_cluster(
+        installed_host(),
+        &[
+            (0, "replica", "running", None),
+            (1, "replica", "streaming", None),
+        ],
+    );
     let out = act("get-primary", json!({}), &st);
-    assert!(out.action.failed.as_deref().unwrap().contains("no running primary"));
+    assert!(out
+        .action
+        .failed
+        .as_deref()
+        .unwrap()
+        .contains("no running primary"));
     assert!(!out.failed(), "an action failure does not error the unit");
 }
 
@@ -53,14 +81,25 @@ fn list_members_shows_role_state_lag_and_timeline() {
 
 #[test]
 fn switchover_to_a_synchronous_standby_asks_patroni() {
-    let st = three_units(installed_host().respond(&["curl", "http://127.0.0.1:8008/switchover"], CmdOutput::ok("Successfully switched over to \"postgresql-ha-1\"\n200")));
+    let st = three_units(installed_host().respond(
+        &["curl", "http://127.0.0.1:8008/switchover"],
+        CmdOutput::ok("Successfully switched over to \"postgresql-ha-1\"\n200"),
+    ));
     for params in [json!({"candidate": "postgresql-ha/1"}), json!({})] {
         let out = act("switchover", params.clone(), &st);
         assert_eq!(out.action.failed, None, "{params}");
         assert_eq!(out.action.results["primary"], "postgresql-ha/1");
         assert_eq!(out.action.results["previous-primary"], "postgresql-ha/0");
-        let post = out.command_lines().into_iter().find(|l| l.contains("/switchover")).unwrap();
-        assert!(post.contains("-X POST") && post.contains(r#"{"candidate":"postgresql-ha-1","leader":"postgresql-ha-0"}"#), "{post}");
+        let post = out
+            .command_lines()
+            .into_iter()
+            .find(|l| l.contains("/switchover"))
+            .unwrap();
+        assert!(
+            post.contains("-X POST")
+                && post.contains(r#"{"candidate":"postgresql-ha-1","leader":"postgresql-ha-0"}"#),
+            "{post}"
+        );
         assert!(!post.contains(REST_PW));
     }
 }
@@ -70,21 +109,47 @@ fn switchover_refuses_a_non_synchronous_or_unknown_target() {
     let st = three_units(installed_host());
     let out = act("switchover", json!({"candidate": "postgresql-ha/2"}), &st);
     let msg = out.action.failed.clone().unwrap();
-    assert!(msg.contains("postgresql-ha/2 is not a synchronous standby") && msg.contains("synchronous standbys: postgresql-ha/1"), "{msg}");
-    assert!(!out.command_lines().iter().any(|l| l.contains("/switchover")), "nothing asked of Patroni");
+    assert!(
+        msg.contains("postgresql-ha/2 is not a synchronous standby")
+            && msg.contains("synchronous standbys: postgresql-ha/1"),
+        "{msg}"
+    );
+    assert!(
+        !out.command_lines()
+            .iter()
+            .any(|l| l.contains("/switchover")),
+        "nothing asked of Patroni"
+    );
     let out = act("switchover", json!({"candidate": "postgresql-ha/7"}), &st);
-    assert!(out.action.failed.unwrap().contains("postgresql-ha/7 is not a member of the cluster"));
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .contains("postgresql-ha/7 is not a member of the cluster"));
     let out = act("switchover", json!({"candidate": "postgresql-ha/0"}), &st);
     assert!(out.action.failed.unwrap().contains("already the primary"));
     let mut lonely = st.clone();
-    lonely.machine = with_cluster(installed_host(), &[(0, "leader", "running", None), (2, "replica", "streaming", Some(1))]);
+    lonely.machine = with_cluster(
+        installed_host(),
+        &[
+            (0, "leader", "running", None),
+            (2, "replica", "streaming", Some(1)),
+        ],
+    );
     let out = act("switchover", json!({}), &lonely);
-    assert!(out.action.failed.unwrap().contains("no synchronous standby"));
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .contains("no synchronous standby"));
 }
 
 #[test]
 fn switchover_reports_patroni_refusal() {
-    let st = three_units(installed_host().respond(&["curl", "http://127.0.0.1:8008/switchover"], CmdOutput::ok("candidate name does not match with sync_standby\n412")));
+    let st = three_units(installed_host().respond(
+        &["curl", "http://127.0.0.1:8008/switchover"],
+        CmdOutput::ok("candidate name does not match with sync_standby\n412"),
+    ));
     let out = act("switchover", json!({"candidate": "postgresql-ha/1"}), &st);
     assert_eq!(out.action.failed.as_deref(), Some("Patroni refused the switchover (HTTP 412): candidate name does not match with sync_standby"));
 }
@@ -95,38 +160,101 @@ fn lose_quorum(st: &mut State) {
 
 #[test]
 fn force_promote_needs_confirmation_leadership_and_a_lost_quorum() {
-    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret());
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1], &[1]))
+        .with_secret(sys_secret());
     st.machine = patroni_down(installed_host());
-    let out = act("force-promote", json!({"i-understand-data-loss": false}), &st);
-    assert!(out.action.failed.unwrap().starts_with("refused: force-promote can lose writes"));
-    let out = act("force-promote", json!({"i-understand-data-loss": true}), &st);
-    assert!(out.action.failed.unwrap().contains("etcd has quorum: nothing to force"));
+    let out = act(
+        "force-promote",
+        json!({"i-understand-data-loss": false}),
+        &st,
+    );
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .starts_with("refused: force-promote can lose writes"));
+    let out = act(
+        "force-promote",
+        json!({"i-understand-data-loss": true}),
+        &st,
+    );
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .contains("etcd has quorum: nothing to force"));
     let mut follower = st.clone();
     follower.leader = false;
     lose_quorum(&mut follower);
-    let out = act("force-promote", json!({"i-understand-data-loss": true}), &follower);
-    assert!(out.action.failed.unwrap().contains("run force-promote on the leader unit"));
-    assert!(out.commands.iter().all(|c| c[0] != "systemctl"), "nothing touched");
+    let out = act(
+        "force-promote",
+        json!({"i-understand-data-loss": true}),
+        &follower,
+    );
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .contains("run force-promote on the leader unit"));
+    assert!(
+        out.commands.iter().all(|c| c[0] != "systemctl"),
+        "nothing touched"
+    );
 }
 
 #[test]
 fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
-    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret());
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1], &[1]))
+        .with_secret(sys_secret());
     st.machine = patroni_down(installed_host());
     lose_quorum(&mut st);
-    let out = act("force-promote", json!({"i-understand-data-loss": true}), &st);
+    let out = act(
+        "force-promote",
+        json!({"i-understand-data-loss": true}),
+        &st,
+    );
     assert_eq!(out.action.failed, None);
     assert_eq!(out.action.results["promoted"], "postgresql-ha/0");
     assert_eq!(out.action.results["etcd-epoch"], "2");
     let lines = out.command_lines();
-    let stop = lines.iter().position(|l| l == "systemctl stop postgresql-ha-patroni").unwrap();
-    let restarts: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| *l == "systemctl restart postgresql-ha-etcd").map(|(i, _)| i).collect();
-    let start = lines.iter().position(|l| l == "systemctl start postgresql-ha-patroni").unwrap();
-    assert_eq!(restarts.len(), 2, "once with force-new-cluster, once without: {lines:#?}");
+    let stop = lines
+        .iter()
+        .position(|l| l == "systemctl stop postgresql-ha-patroni")
+        .unwrap();
+    let restarts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| *l == "systemctl restart postgresql-ha-etcd")
+        .map(|(i, _)| i)
+        .collect();
+    let start = lines
+        .iter()
+        .position(|l| l == "systemctl start postgresql-ha-patroni")
+        .unwrap();
+    assert_eq!(
+        restarts.len(),
+        2,
+        "once with force-new-cluster, once without: {lines:#?}"
+    );
     assert!(stop < restarts[0] && restarts[1] < start);
-    let etcd = yaml(&out.state.machine.text("/etc/postgresql-ha/etcd.conf.yml").unwrap());
-    assert!(etcd.get("force-new-cluster").is_none(), "the force flag must not stay");
-    assert_eq!(etcd["initial-cluster"], "postgresql-ha-0=http://10.0.0.10:2380");
+    let etcd = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/etcd.conf.yml")
+            .unwrap(),
+    );
+    assert!(
+        etcd.get("force-new-cluster").is_none(),
+        "the force flag must not stay"
+    );
+    assert_eq!(
+        etcd["initial-cluster"],
+        "postgresql-ha-0=http://10.0.0.10:2380"
+    );
     let app = &out.state.relation(1).unwrap().local_app_data;
     assert_eq!(app["etcd-members"], r#"{"postgresql-ha-0":"10.0.0.10"}"#);
     assert_eq!(app["etcd-epoch"], "2");
@@ -135,30 +263,64 @@ fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
 #[test]
 fn get_password_by_user() {
     let st = three_units(installed_host());
-    for (user, role, pw) in [("superuser", "postgres", SUPER_PW), ("replication", "replication", REPL_PW), ("rewind", "rewind", REWIND_PW)] {
+    for (user, role, pw) in [
+        ("superuser", "postgres", SUPER_PW),
+        ("replication", "replication", REPL_PW),
+        ("rewind", "rewind", REWIND_PW),
+    ] {
         let out = act("get-password", json!({"username": user}), &st);
         assert_eq!(out.action.results["password"], pw);
         assert_eq!(out.action.results["username"], role);
         assert!(!out.mentions(pw), "an action result is not a log line");
     }
     let out = act("get-password", json!({}), &st);
-    assert_eq!(out.action.results["username"], "postgres", "superuser by default");
+    assert_eq!(
+        out.action.results["username"], "postgres",
+        "superuser by default"
+    );
 }
 
 #[test]
 fn set_password_changes_the_role_then_the_secret_and_tells_the_peers() {
     let st = three_units(installed_host());
-    let out = act("set-password", json!({"username": "replication", "password": "NewReplicationPw-2026"}), &st);
+    let out = act(
+        "set-password",
+        json!({"username": "replication", "password": "NewReplicationPw-2026"}),
+        &st,
+    );
     assert_eq!(out.action.failed, None, "{:?}", out.error);
-    assert!(out.command_lines().iter().any(|l| l.starts_with("psql -h 10.0.0.10")), "ALTER ROLE on the primary");
-    assert!(!out.command_lines().iter().any(|l| l.contains("NewReplicationPw-2026")));
+    assert!(
+        out.command_lines()
+            .iter()
+            .any(|l| l.starts_with("psql -h 10.0.0.10")),
+        "ALTER ROLE on the primary"
+    );
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.contains("NewReplicationPw-2026")));
     let s = out.state.secret(SYS_SECRET).unwrap();
     assert_eq!(s.latest(), 2);
     assert_eq!(s.latest_content()["replication"], "NewReplicationPw-2026");
-    assert_eq!(s.latest_content()["superuser"], SUPER_PW, "the others are kept");
-    assert_eq!(out.state.relation(1).unwrap().local_app_data["system-revision"], "1");
-    let p = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
-    assert_eq!(p["postgresql"]["authentication"]["replication"]["password"], "NewReplicationPw-2026");
+    assert_eq!(
+        s.latest_content()["superuser"],
+        SUPER_PW,
+        "the others are kept"
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_app_data["system-revision"],
+        "1"
+    );
+    let p = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/patroni.yml")
+            .unwrap(),
+    );
+    assert_eq!(
+        p["postgresql"]["authentication"]["replication"]["password"],
+        "NewReplicationPw-2026"
+    );
     assert!(!out.mentions("NewReplicationPw-2026"));
     // Generated when omitted.
     let out = act("set-password", json!({"username": "rewind"}), &st);
@@ -171,13 +333,37 @@ fn set_password_refusals() {
     let st = three_units(installed_host());
     let mut follower = st.clone();
     follower.leader = false;
-    let out = act("set-password", json!({"username": "superuser", "password": "LongEnoughPassword1"}), &follower);
-    assert!(out.action.failed.unwrap().contains("run set-password on the leader"));
-    let out = act("set-password", json!({"username": "superuser", "password": "short"}), &st);
-    assert!(out.action.failed.unwrap().contains("at least 12 characters"));
+    let out = act(
+        "set-password",
+        json!({"username": "superuser", "password": "LongEnoughPassword1"}),
+        &follower,
+    );
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .contains("run set-password on the leader"));
+    let out = act(
+        "set-password",
+        json!({"username": "superuser", "password": "short"}),
+        &st,
+    );
+    assert!(out
+        .action
+        .failed
+        .unwrap()
+        .contains("at least 12 characters"));
     let mut down = st.clone();
     down.machine = with_cluster(installed_host(), &[(1, "replica", "streaming", None)]);
-    let out = act("set-password", json!({"username": "superuser", "password": "LongEnoughPassword1"}), &down);
+    let out = act(
+        "set-password",
+        json!({"username": "superuser", "password": "LongEnoughPassword1"}),
+        &down,
+    );
     assert!(out.action.failed.unwrap().contains("no running primary"));
-    assert_eq!(out.state.secret(SYS_SECRET).unwrap().latest(), 1, "secret unchanged");
+    assert_eq!(
+        out.state.secret(SYS_SECRET).unwrap().latest(),
+        1,
+        "secret unchanged"
+    );
 }

@@ -10,70 +10,158 @@ use common::*;
 fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_services() {
     let mut st = State::default().leader().with_relation(peers(&[], &[]));
     st.relations[0].local_app_data.clear();
-    st.machine = MachineState::default().with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755));
+    st.machine = MachineState::default().with_file(
+        "/usr/lib/postgresql/15/bin/postgres",
+        "",
+        FileOptions::root(0o755),
+    );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     for p in ["postgresql", "etcd-server", "etcd-client", "python3-venv"] {
         assert!(out.state.machine.packages.contains(p), "{p} not installed");
     }
     let lines = out.command_lines();
-    assert!(lines.contains(&"/usr/bin/python3 -m venv /opt/postgresql-ha/venv".to_string()), "{lines:#?}");
-    let pip = lines.iter().find(|l| l.starts_with("/opt/postgresql-ha/venv/bin/pip install")).expect("pip ran");
-    assert!(pip.ends_with("patroni[etcd3]==4.1.5 psycopg2-binary"), "{pip}");
+    assert!(
+        lines.contains(&"/usr/bin/python3 -m venv /opt/postgresql-ha/venv".to_string()),
+        "{lines:#?}"
+    );
+    let pip = lines
+        .iter()
+        .find(|l| l.starts_with("/opt/postgresql-ha/venv/bin/pip install"))
+        .expect("pip ran");
+    assert!(
+        pip.ends_with("patroni[etcd3]==4.1.5 psycopg2-binary"),
+        "{pip}"
+    );
     assert!(!pip.contains("--no-index"), "no wheelhouse attached: PyPI");
     for svc in ["postgresql", "postgresql@15-main", "etcd"] {
-        assert!(lines.contains(&format!("systemctl disable {svc}")), "{svc} not disabled: {lines:#?}");
+        assert!(
+            lines.contains(&format!("systemctl disable {svc}")),
+            "{svc} not disabled: {lines:#?}"
+        );
     }
-    assert!(out.state.machine.text("/etc/postgresql-common/createcluster.conf").unwrap().contains("create_main_cluster = false"));
-    assert_eq!(out.state.machine.text("/opt/postgresql-ha/installed").as_deref(), Some("patroni==4.1.5\n"));
+    assert!(out
+        .state
+        .machine
+        .text("/etc/postgresql-common/createcluster.conf")
+        .unwrap()
+        .contains("create_main_cluster = false"));
+    assert_eq!(
+        out.state
+            .machine
+            .text("/opt/postgresql-ha/installed")
+            .as_deref(),
+        Some("patroni==4.1.5\n")
+    );
     // A second run does not reinstall.
     let again = harness().run(Trigger::Install, &out.state).unwrap();
-    assert!(!again.command_lines().iter().any(|l| l.contains("pip install") || l.starts_with("apt-get")), "{:#?}", again.command_lines());
+    assert!(
+        !again
+            .command_lines()
+            .iter()
+            .any(|l| l.contains("pip install") || l.starts_with("apt-get")),
+        "{:#?}",
+        again.command_lines()
+    );
 }
 
 #[test]
 fn an_existing_default_cluster_is_stopped_and_never_autostarts() {
-    let mut st = State::default().leader().with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    let mut st = State::default()
+        .leader()
+        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
     st.machine = MachineState::default()
-        .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
-        .with_file("/etc/postgresql/15/main/start.conf", "auto\n", FileOptions::new("postgres", "postgres", 0o644));
+        .with_file(
+            "/usr/lib/postgresql/15/bin/postgres",
+            "",
+            FileOptions::root(0o755),
+        )
+        .with_file(
+            "/etc/postgresql/15/main/start.conf",
+            "auto\n",
+            FileOptions::new("postgres", "postgres", 0o644),
+        );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(out.state.machine.text("/etc/postgresql/15/main/start.conf").unwrap().ends_with("\nmanual\n"));
-    assert!(out.command_lines().contains(&"pg_ctlcluster 15 main stop".to_string()));
+    assert!(out
+        .state
+        .machine
+        .text("/etc/postgresql/15/main/start.conf")
+        .unwrap()
+        .ends_with("\nmanual\n"));
+    assert!(out
+        .command_lines()
+        .contains(&"pg_ctlcluster 15 main stop".to_string()));
 }
 
 #[test]
 fn a_wheelhouse_resource_installs_patroni_offline() {
-    let mut st = State::default().leader().with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
-    st.resources.insert("wheelhouse".into(), "/var/lib/juju/resources/wheelhouse.tar.gz".into());
+    let mut st = State::default()
+        .leader()
+        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    st.resources.insert(
+        "wheelhouse".into(),
+        "/var/lib/juju/resources/wheelhouse.tar.gz".into(),
+    );
     st.machine = MachineState::default()
-        .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
-        .respond(&["find", "/opt/postgresql-ha/wheelhouse"], CmdOutput::ok("/opt/postgresql-ha/wheelhouse/wheels\n/opt/postgresql-ha/wheelhouse/wheels\n"));
+        .with_file(
+            "/usr/lib/postgresql/15/bin/postgres",
+            "",
+            FileOptions::root(0o755),
+        )
+        .respond(
+            &["find", "/opt/postgresql-ha/wheelhouse"],
+            CmdOutput::ok(
+                "/opt/postgresql-ha/wheelhouse/wheels\n/opt/postgresql-ha/wheelhouse/wheels\n",
+            ),
+        );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
-    assert!(lines.contains(&"tar -xzf /var/lib/juju/resources/wheelhouse.tar.gz -C /opt/postgresql-ha/wheelhouse".to_string()));
+    assert!(lines.contains(
+        &"tar -xzf /var/lib/juju/resources/wheelhouse.tar.gz -C /opt/postgresql-ha/wheelhouse"
+            .to_string()
+    ));
     let pip = lines.iter().find(|l| l.contains("pip install")).unwrap();
-    assert!(pip.contains("--no-index --find-links /opt/postgresql-ha/wheelhouse/wheels patroni[etcd3]==4.1.5"), "{pip}");
+    assert!(
+        pip.contains(
+            "--no-index --find-links /opt/postgresql-ha/wheelhouse/wheels patroni[etcd3]==4.1.5"
+        ),
+        "{pip}"
+    );
 }
 
 #[test]
 fn a_broken_wheelhouse_falls_back_to_the_index() {
-    let mut st = State::default().leader().with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
-    st.resources.insert("wheelhouse".into(), "/r/wheelhouse.tar.gz".into());
+    let mut st = State::default()
+        .leader()
+        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    st.resources
+        .insert("wheelhouse".into(), "/r/wheelhouse.tar.gz".into());
     st.machine = MachineState::default()
-        .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
-        .respond(&["tar"], CmdOutput::failed(2, "gzip: stdin: unexpected end of file"));
+        .with_file(
+            "/usr/lib/postgresql/15/bin/postgres",
+            "",
+            FileOptions::root(0o755),
+        )
+        .respond(
+            &["tar"],
+            CmdOutput::failed(2, "gzip: stdin: unexpected end of file"),
+        );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert!(!out.command_lines().iter().any(|l| l.contains("--no-index")));
-    assert!(out.logs.iter().any(|(_, l)| l.contains("could not be unpacked")));
+    assert!(out
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("could not be unpacked")));
 }
 
 #[test]
 fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
-    let mut st = State::default().leader().with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    let mut st = State::default()
+        .leader()
+        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
     st.machine = patroni_down(installed_host());
     let out = harness().run(Trigger::LeaderElected, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
@@ -85,21 +173,41 @@ fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
     for k in ["superuser", "replication", "rewind", "patroni"] {
         assert_eq!(content[k].len(), 32, "{k}");
     }
-    assert_eq!(peer.local_app_data["etcd-members"], r#"{"postgresql-ha-0":"10.0.0.10"}"#);
+    assert_eq!(
+        peer.local_app_data["etcd-members"],
+        r#"{"postgresql-ha-0":"10.0.0.10"}"#
+    );
     assert_eq!(peer.local_app_data["etcd-bootstrap"], "postgresql-ha-0");
     assert_eq!(peer.local_unit_data["address"], "10.0.0.10");
     assert_eq!(peer.local_unit_data["etcd-started"], "1");
-    let etcd = yaml(&out.state.machine.text("/etc/postgresql-ha/etcd.conf.yml").unwrap());
+    let etcd = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/etcd.conf.yml")
+            .unwrap(),
+    );
     assert_eq!(etcd["initial-cluster-state"], "new");
-    assert_eq!(etcd["initial-cluster"], "postgresql-ha-0=http://10.0.0.10:2380");
+    assert_eq!(
+        etcd["initial-cluster"],
+        "postgresql-ha-0=http://10.0.0.10:2380"
+    );
     assert_eq!(etcd["pre-vote"], true);
     let f = &out.state.machine.files[std::path::Path::new("/etc/postgresql-ha/patroni.yml")];
-    assert_eq!((f.options.owner.as_str(), f.options.mode), ("postgres", 0o600));
+    assert_eq!(
+        (f.options.owner.as_str(), f.options.mode),
+        ("postgres", 0o600)
+    );
     let p = yaml(&f.text());
-    assert_eq!(p["postgresql"]["authentication"]["superuser"]["password"].as_str(), Some(content["superuser"].as_str()));
+    assert_eq!(
+        p["postgresql"]["authentication"]["superuser"]["password"].as_str(),
+        Some(content["superuser"].as_str())
+    );
     assert!(out.state.machine.is_active("postgresql-ha-etcd.service"));
     assert!(out.state.machine.is_active("postgresql-ha-patroni.service"));
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for Patroni to start PostgreSQL"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for Patroni to start PostgreSQL")
+    );
     for pw in content.values() {
         assert!(!out.mentions(pw), "a password leaked into logs or status");
     }
@@ -107,7 +215,9 @@ fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
 
 #[test]
 fn a_running_primary_is_active_and_says_so() {
-    let out = harness().run(Trigger::UpdateStatus, &leader_primary()).unwrap();
+    let out = harness()
+        .run(Trigger::UpdateStatus, &leader_primary())
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status, Status::active("primary"));
     assert_eq!(out.state.app_status.kind, StatusKind::Active);
@@ -119,22 +229,63 @@ fn a_running_primary_is_active_and_says_so() {
 fn patroni_config_for_two_and_three_units_lists_every_member() {
     for n in [2u32, 3] {
         let units: Vec<u32> = (0..n).collect();
-        let mut st = State::default().leader().with_relation(peers(&units, &units[1..])).with_secret(sys_secret());
-        let roles: Vec<M> = units.iter().map(|u| if *u == 0 { (0, "leader", "running", None) } else { (*u, "sync_standby", "streaming", Some(0)) }).collect();
-        st.machine = with_etcd_members(with_cluster(installed_host(), &roles), &units.iter().map(|u| (*u, 0x10 + *u as u64, false)).collect::<Vec<_>>());
+        let mut st = State::default()
+            .leader()
+            .with_relation(peers(&units, &units[1..]))
+            .with_secret(sys_secret());
+        let roles: Vec<M> = units
+            .iter()
+            .map(|u| {
+                if *u == 0 {
+                    (0, "leader", "running", None)
+                } else {
+                    (*u, "sync_standby", "streaming", Some(0))
+                }
+            })
+            .collect();
+        st.machine = with_etcd_members(
+            with_cluster(installed_host(), &roles),
+            &units
+                .iter()
+                .map(|u| (*u, 0x10 + *u as u64, false))
+                .collect::<Vec<_>>(),
+        );
         let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
         assert!(!out.failed(), "{:?}", out.error);
-        let p = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
-        let hosts: Vec<&str> = p["etcd3"]["hosts"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        let p = yaml(
+            &out.state
+                .machine
+                .text("/etc/postgresql-ha/patroni.yml")
+                .unwrap(),
+        );
+        let hosts: Vec<&str> = p["etcd3"]["hosts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
         assert_eq!(hosts.len(), n as usize);
-        let hba: Vec<&str> = p["postgresql"]["pg_hba"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+        let hba: Vec<&str> = p["postgresql"]["pg_hba"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
         for u in &units {
-            assert!(hba.contains(&format!("host replication replication {}/32 scram-sha-256", addr(*u)).as_str()), "{hba:?}");
+            assert!(
+                hba.contains(
+                    &format!("host replication replication {}/32 scram-sha-256", addr(*u)).as_str()
+                ),
+                "{hba:?}"
+            );
         }
         assert_eq!(p["bootstrap"]["dcs"]["synchronous_mode"], true);
         let app = &out.state.app_status.message;
         if n == 2 {
-            assert!(app.contains("automatic failover needs 3 units") && app.contains("force-promote"), "{app}");
+            assert!(
+                app.contains("automatic failover needs 3 units") && app.contains("force-promote"),
+                "{app}"
+            );
         } else {
             assert!(!app.contains("needs 3"), "{app}");
         }
@@ -143,87 +294,194 @@ fn patroni_config_for_two_and_three_units_lists_every_member() {
 
 #[test]
 fn the_leader_admits_one_new_unit_at_a_time_as_an_etcd_learner_then_promotes_it() {
-    let mut st = State::default().leader().with_relation(peers(&[0], &[1, 2])).with_secret(sys_secret());
-    st.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa0, false)]);
-    let out = harness().run(Trigger::RelationChanged(1, Some(1)), &st).unwrap();
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0], &[1, 2]))
+        .with_secret(sys_secret());
+    st.machine = with_etcd_members(
+        with_cluster(installed_host(), &[(0, "leader", "running", None)]),
+        &[(0, 0xa0, false)],
+    );
+    let out = harness()
+        .run(Trigger::RelationChanged(1, Some(1)), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let adds: Vec<String> = out.command_lines().into_iter().filter(|l| l.contains("member add")).collect();
+    let adds: Vec<String> = out
+        .command_lines()
+        .into_iter()
+        .filter(|l| l.contains("member add"))
+        .collect();
     assert_eq!(adds, ["etcdctl --endpoints=http://127.0.0.1:2379 member add postgresql-ha-1 --peer-urls=http://10.0.0.11:2380 --learner --command-timeout=5s"]);
-    let members: serde_json::Value = serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["etcd-members"]).unwrap();
-    assert_eq!(members, serde_json::json!({"postgresql-ha-0": "10.0.0.10", "postgresql-ha-1": "10.0.0.11"}));
+    let members: serde_json::Value =
+        serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["etcd-members"])
+            .unwrap();
+    assert_eq!(
+        members,
+        serde_json::json!({"postgresql-ha-0": "10.0.0.10", "postgresql-ha-1": "10.0.0.11"})
+    );
 
     // The learner started: promote it, and admit nobody else in the same hook.
     let mut st2 = out.state.clone();
-    st2.relations[0].remote_units.get_mut(&1).unwrap().insert("etcd-started".into(), "1".into());
-    st2.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa0, false), (1, 0xb1, true)]);
-    let out = harness().run(Trigger::RelationChanged(1, Some(1)), &st2).unwrap();
+    st2.relations[0]
+        .remote_units
+        .get_mut(&1)
+        .unwrap()
+        .insert("etcd-started".into(), "1".into());
+    st2.machine = with_etcd_members(
+        with_cluster(installed_host(), &[(0, "leader", "running", None)]),
+        &[(0, 0xa0, false), (1, 0xb1, true)],
+    );
+    let out = harness()
+        .run(Trigger::RelationChanged(1, Some(1)), &st2)
+        .unwrap();
     let lines = out.command_lines();
-    assert!(lines.iter().any(|l| l.contains("member promote b1")), "{lines:#?}");
-    assert!(!lines.iter().any(|l| l.contains("member add")), "one member change at a time: {lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("member promote b1")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("member add")),
+        "one member change at a time: {lines:#?}"
+    );
 }
 
 #[test]
 fn an_add_that_already_happened_is_only_recorded() {
-    let mut st = State::default().leader().with_relation(peers(&[0], &[1])).with_secret(sys_secret());
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0], &[1]))
+        .with_secret(sys_secret());
     st.machine = with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false)]);
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.command_lines().iter().any(|l| l.contains("member add")));
-    assert!(out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-1"));
+    assert!(
+        out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-1")
+    );
 }
 
 #[test]
 fn a_joining_unit_waits_for_the_leader_then_joins_the_existing_cluster() {
-    let mut st = State::default().with_relation(peers(&[0], &[0])).with_secret(sys_secret());
+    let mut st = State::default()
+        .with_relation(peers(&[0], &[0]))
+        .with_secret(sys_secret());
     st.network.address = addr(1);
     st.machine = patroni_down(installed_host());
     let out = unit_harness(1).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for the leader to add this unit to etcd (one unit at a time)"));
-    assert_eq!(out.state.relation(1).unwrap().local_unit_data["address"], "10.0.0.11");
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for the leader to add this unit to etcd (one unit at a time)")
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["address"],
+        "10.0.0.11"
+    );
     assert!(!out.state.machine.is_active("postgresql-ha-etcd.service"));
     assert!(!out.state.machine.is_active("postgresql-ha-patroni.service"));
 
     let mut st = out.state.clone();
     st.relations[0] = peers(&[0, 1], &[0]);
-    let out = unit_harness(1).run(Trigger::RelationChanged(1, None), &st).unwrap();
+    let out = unit_harness(1)
+        .run(Trigger::RelationChanged(1, None), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let etcd = yaml(&out.state.machine.text("/etc/postgresql-ha/etcd.conf.yml").unwrap());
+    let etcd = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/etcd.conf.yml")
+            .unwrap(),
+    );
     assert_eq!(etcd["initial-cluster-state"], "existing");
-    assert_eq!(etcd["initial-cluster"], "postgresql-ha-0=http://10.0.0.10:2380,postgresql-ha-1=http://10.0.0.11:2380");
-    assert_eq!(out.state.relation(1).unwrap().local_unit_data["etcd-started"], "1");
+    assert_eq!(
+        etcd["initial-cluster"],
+        "postgresql-ha-0=http://10.0.0.10:2380,postgresql-ha-1=http://10.0.0.11:2380"
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["etcd-started"],
+        "1"
+    );
     assert!(out.state.machine.is_active("postgresql-ha-patroni.service"));
 }
 
 #[test]
 fn the_leader_removes_the_etcd_member_of_a_departed_unit() {
-    let mut st = State::default().leader().with_relation(peers(&[0, 1, 2], &[1, 2])).with_secret(sys_secret());
-    st.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)]);
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1, 2], &[1, 2]))
+        .with_secret(sys_secret());
+    st.machine = with_etcd_members(
+        with_cluster(installed_host(), &[(0, "leader", "running", None)]),
+        &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
+    );
     let out = harness().run(Trigger::RelationDeparted(1, 2), &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
-    assert!(lines.iter().any(|l| l.contains("member remove c2")), "{lines:#?}");
-    assert!(!lines.iter().any(|l| l.contains("member remove b1") || l.contains("member remove a0")));
-    assert!(!out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2"));
+    assert!(
+        lines.iter().any(|l| l.contains("member remove c2")),
+        "{lines:#?}"
+    );
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("member remove b1") || l.contains("member remove a0")));
+    assert!(
+        !out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2")
+    );
 }
 
 #[test]
 fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
-    let mut st = State::default().with_relation(peers(&[0, 1, 2], &[0, 2])).with_secret(sys_secret());
+    let mut st = State::default()
+        .with_relation(peers(&[0, 1, 2], &[0, 2]))
+        .with_secret(sys_secret());
     st.network.address = addr(1);
-    st.machine = with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)]);
-    st.machine.services.insert("postgresql-ha-etcd.service".into(), charm_lib::testing::Service { active: true, enabled: true });
-    st.machine.services.insert("postgresql-ha-patroni.service".into(), charm_lib::testing::Service { active: true, enabled: true });
-    let out = unit_harness(1).run(Trigger::RelationDepartedSelf(1, 0), &st).unwrap();
+    st.machine = with_etcd_members(
+        installed_host(),
+        &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
+    );
+    st.machine.services.insert(
+        "postgresql-ha-etcd.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
+    st.machine.services.insert(
+        "postgresql-ha-patroni.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
+    let out = unit_harness(1)
+        .run(Trigger::RelationDepartedSelf(1, 0), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
-    let stop_patroni = lines.iter().position(|l| l == "systemctl stop postgresql-ha-patroni").expect("patroni stopped");
-    let remove = lines.iter().position(|l| l.contains("member remove b1")).expect("left etcd");
-    let stop_etcd = lines.iter().position(|l| l == "systemctl stop postgresql-ha-etcd").expect("etcd stopped");
+    let stop_patroni = lines
+        .iter()
+        .position(|l| l == "systemctl stop postgresql-ha-patroni")
+        .expect("patroni stopped");
+    let remove = lines
+        .iter()
+        .position(|l| l.contains("member remove b1"))
+        .expect("left etcd");
+    let stop_etcd = lines
+        .iter()
+        .position(|l| l == "systemctl stop postgresql-ha-etcd")
+        .expect("etcd stopped");
     assert!(stop_patroni < remove && remove < stop_etcd, "{lines:#?}");
     // The dying unit's later hooks (client relations broken, stop) must not start anything.
-    let later = unit_harness(1).run(Trigger::ConfigChanged, &out.state).unwrap();
+    let later = unit_harness(1)
+        .run(Trigger::ConfigChanged, &out.state)
+        .unwrap();
     assert!(!later.failed(), "{:?}", later.error);
-    assert!(!later.state.machine.is_active("postgresql-ha-etcd.service") && !later.state.machine.is_active("postgresql-ha-patroni.service"));
+    assert!(
+        !later.state.machine.is_active("postgresql-ha-etcd.service")
+            && !later
+                .state
+                .machine
+                .is_active("postgresql-ha-patroni.service")
+    );
     assert!(later.commands.is_empty(), "{:#?}", later.command_lines());
     assert_eq!(later.state.unit_status.kind, StatusKind::Maintenance);
 }
@@ -231,33 +489,102 @@ fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
 #[test]
 fn bad_config_blocks_naming_the_option_and_touches_nothing() {
     let mut st = leader_primary();
-    st.machine.services.insert("postgresql-ha-patroni.service".into(), charm_lib::testing::Service { active: true, enabled: true });
-    for (k, v, needle) in [("ttl", 10, "ttl"), ("loop-wait", 15, "loop-wait"), ("max-connections", 3, "max-connections")] {
-        let out = harness().run(Trigger::ConfigChanged, &st.clone().with_config(k, v)).unwrap();
+    st.machine.services.insert(
+        "postgresql-ha-patroni.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
+    for (k, v, needle) in [
+        ("ttl", 10, "ttl"),
+        ("loop-wait", 15, "loop-wait"),
+        ("max-connections", 3, "max-connections"),
+    ] {
+        let out = harness()
+            .run(Trigger::ConfigChanged, &st.clone().with_config(k, v))
+            .unwrap();
         assert!(!out.failed());
-        assert_eq!(out.state.unit_status.kind, StatusKind::Blocked, "{k}={v}: {:?}", out.state.unit_status);
-        assert!(out.state.unit_status.message.starts_with(&format!("invalid config {needle}:")), "{}", out.state.unit_status.message);
-        assert!(out.commands.is_empty(), "nothing run: {:#?}", out.command_lines());
-        assert!(out.state.machine.text("/etc/postgresql-ha/patroni.yml").is_none(), "nothing rendered");
-        assert!(out.state.machine.is_active("postgresql-ha-patroni.service"), "running services untouched");
+        assert_eq!(
+            out.state.unit_status.kind,
+            StatusKind::Blocked,
+            "{k}={v}: {:?}",
+            out.state.unit_status
+        );
+        assert!(
+            out.state
+                .unit_status
+                .message
+                .starts_with(&format!("invalid config {needle}:")),
+            "{}",
+            out.state.unit_status.message
+        );
+        assert!(
+            out.commands.is_empty(),
+            "nothing run: {:#?}",
+            out.command_lines()
+        );
+        assert!(
+            out.state
+                .machine
+                .text("/etc/postgresql-ha/patroni.yml")
+                .is_none(),
+            "nothing rendered"
+        );
+        assert!(
+            out.state.machine.is_active("postgresql-ha-patroni.service"),
+            "running services untouched"
+        );
     }
-    let out = harness().run(Trigger::ConfigChanged, &st.clone().with_config("patroni-version", "3.0.2")).unwrap();
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &st.clone().with_config("patroni-version", "3.0.2"),
+        )
+        .unwrap();
     assert!(out.state.unit_status.message.contains("patroni-version"));
 }
 
 #[test]
 fn a_config_change_patches_patroni_dynamic_config_without_restart() {
-    let first = harness().run(Trigger::ConfigChanged, &leader_primary()).unwrap();
-    assert!(!first.command_lines().iter().any(|l| l.contains("-X PATCH")), "defaults already in the DCS");
-    let out = harness().run(Trigger::ConfigChanged, &first.state.clone().with_config("ttl", 30)).unwrap();
+    let first = harness()
+        .run(Trigger::ConfigChanged, &leader_primary())
+        .unwrap();
+    assert!(
+        !first.command_lines().iter().any(|l| l.contains("-X PATCH")),
+        "defaults already in the DCS"
+    );
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &first.state.clone().with_config("ttl", 30),
+        )
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
-    let patch = lines.iter().find(|l| l.starts_with("curl http://127.0.0.1:8008/config") && l.contains("-X PATCH")).expect("PATCH /config");
+    let patch = lines
+        .iter()
+        .find(|l| l.starts_with("curl http://127.0.0.1:8008/config") && l.contains("-X PATCH"))
+        .expect("PATCH /config");
     assert!(patch.contains("\"ttl\":30"), "{patch}");
-    assert!(!patch.contains(REST_PW), "the REST password goes on stdin, not argv");
-    assert!(lines.contains(&"systemctl reload postgresql-ha-patroni".to_string()), "{lines:#?}");
-    assert!(!lines.iter().any(|l| l.contains("restart")), "no restart: {lines:#?}");
-    let p = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
+    assert!(
+        !patch.contains(REST_PW),
+        "the REST password goes on stdin, not argv"
+    );
+    assert!(
+        lines.contains(&"systemctl reload postgresql-ha-patroni".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("restart")),
+        "no restart: {lines:#?}"
+    );
+    let p = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/patroni.yml")
+            .unwrap(),
+    );
     assert_eq!(p["bootstrap"]["dcs"]["ttl"].as_i64(), Some(30));
 }
 
@@ -265,34 +592,77 @@ fn a_config_change_patches_patroni_dynamic_config_without_restart() {
 fn hooks_are_idempotent() {
     let h = harness();
     let st = leader_primary().with_relation(
-        charm_lib::testing::Relation::new(5, "db", "maas-region").remote_unit(0, &[("ingress-address", "10.0.0.50"), ("database", "maasdb"), ("requested-secrets", r#"["username","password"]"#)]),
+        charm_lib::testing::Relation::new(5, "db", "maas-region").remote_unit(
+            0,
+            &[
+                ("ingress-address", "10.0.0.50"),
+                ("database", "maasdb"),
+                ("requested-secrets", r#"["username","password"]"#),
+            ],
+        ),
     );
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!once.failed(), "{:?}", once.error);
     let mut twice_in = once.state.clone();
-    twice_in.machine.services.insert("postgresql-ha-patroni.service".into(), charm_lib::testing::Service { active: true, enabled: true });
+    twice_in.machine.services.insert(
+        "postgresql-ha-patroni.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
     let twice = h.run(Trigger::ConfigChanged, &twice_in).unwrap();
     let mut a = twice_in.clone();
     let mut b = twice.state.clone();
     a.machine.commands.clear();
     b.machine.commands.clear();
-    assert_eq!(a.relations, b.relations, "the second run changed relation data");
+    assert_eq!(
+        a.relations, b.relations,
+        "the second run changed relation data"
+    );
     assert_eq!(a.secrets, b.secrets, "the second run changed secrets");
     assert!(a == b, "the second run changed something else");
     let lines = twice.command_lines();
-    assert!(!lines.iter().any(|l| l.starts_with("psql") || l.contains("reload") || l.contains("restart") || l.contains("member add") || l.contains("daemon-reload")), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("psql")
+            || l.contains("reload")
+            || l.contains("restart")
+            || l.contains("member add")
+            || l.contains("daemon-reload")),
+        "{lines:#?}"
+    );
 }
 
 #[test]
 fn replica_statuses_report_sync_and_lag() {
     for (role, state, lag, want) in [
-        ("sync_standby", "streaming", Some(0), Status::active("sync standby")),
-        ("replica", "streaming", Some(1234), Status::active("replica, lag 1234 bytes")),
-        ("replica", "starting", None, Status::waiting("PostgreSQL is starting (replica)")),
+        (
+            "sync_standby",
+            "streaming",
+            Some(0),
+            Status::active("sync standby"),
+        ),
+        (
+            "replica",
+            "streaming",
+            Some(1234),
+            Status::active("replica, lag 1234 bytes"),
+        ),
+        (
+            "replica",
+            "starting",
+            None,
+            Status::waiting("PostgreSQL is starting (replica)"),
+        ),
     ] {
-        let mut st = State::default().with_relation(peers(&[0, 1], &[0])).with_secret(sys_secret());
+        let mut st = State::default()
+            .with_relation(peers(&[0, 1], &[0]))
+            .with_secret(sys_secret());
         st.network.address = addr(1);
-        st.machine = with_cluster(installed_host(), &[(0, "leader", "running", None), (1, role, state, lag)]);
+        st.machine = with_cluster(
+            installed_host(),
+            &[(0, "leader", "running", None), (1, role, state, lag)],
+        );
         let out = unit_harness(1).run(Trigger::UpdateStatus, &st).unwrap();
         assert!(!out.failed(), "{:?}", out.error);
         assert_eq!(out.state.unit_status, want);
@@ -303,81 +673,209 @@ fn replica_statuses_report_sync_and_lag() {
 fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view() {
     // Patroni without its DCS still answers /cluster from its cache: the dead unit as leader.
     let db = charm_lib::testing::Relation::new(5, "db", "maas-region")
-        .remote_unit(0, &[("ingress-address", "10.0.0.50"), ("requested-secrets", "[]")])
+        .remote_unit(
+            0,
+            &[
+                ("ingress-address", "10.0.0.50"),
+                ("requested-secrets", "[]"),
+            ],
+        )
         .local_unit_data(&[("host", "10.0.0.10")]);
-    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret()).with_relation(db);
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1], &[1]))
+        .with_secret(sys_secret())
+        .with_relation(db);
     st.relations[0].local_app_data.insert(
         "client-5".into(),
         r#"{"endpoint":"db","database":"maas-region","user":"relation_5","secret":"secret:c5","extensions":[],"roles":[],"provisioned":true}"#.into(),
     );
-    st = st.with_secret(charm_lib::testing::Secret::owned("secret:c5", &[("username", "relation_5"), ("password", "C5password-0123456789")]).with_label("client-5"));
-    st.machine = quorum_lost(with_cluster(installed_host(), &[(0, "sync_standby", "streaming", Some(0)), (1, "leader", "running", None)]));
+    st = st.with_secret(
+        charm_lib::testing::Secret::owned(
+            "secret:c5",
+            &[
+                ("username", "relation_5"),
+                ("password", "C5password-0123456789"),
+            ],
+        )
+        .with_label("client-5"),
+    );
+    st.machine = quorum_lost(with_cluster(
+        installed_host(),
+        &[
+            (0, "sync_standby", "streaming", Some(0)),
+            (1, "leader", "running", None),
+        ],
+    ));
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-    assert!(out.state.unit_status.message.contains("etcd quorum lost") && out.state.unit_status.message.contains("force-promote"), "{}", out.state.unit_status.message);
-    assert_eq!(out.state.relation(5).unwrap().local_unit_data["host"], "10.0.0.10", "the stale view must not move clients to a dead primary");
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("curl http://127.0.0.1:8008/cluster")), "not even asked");
+    assert!(
+        out.state.unit_status.message.contains("etcd quorum lost")
+            && out.state.unit_status.message.contains("force-promote"),
+        "{}",
+        out.state.unit_status.message
+    );
+    assert_eq!(
+        out.state.relation(5).unwrap().local_unit_data["host"],
+        "10.0.0.10",
+        "the stale view must not move clients to a dead primary"
+    );
+    assert!(
+        !out.command_lines()
+            .iter()
+            .any(|l| l.starts_with("curl http://127.0.0.1:8008/cluster")),
+        "not even asked"
+    );
 }
 
 #[test]
 fn a_unit_of_an_older_etcd_epoch_wipes_its_etcd_data_and_waits_to_rejoin() {
-    let mut st = State::default().with_relation(peers(&[0], &[0])).with_secret(sys_secret());
-    st.relations[0].local_app_data.insert("etcd-epoch".into(), "2".into());
-    st.relations[0].local_unit_data.insert("etcd-started".into(), "1".into());
+    let mut st = State::default()
+        .with_relation(peers(&[0], &[0]))
+        .with_secret(sys_secret());
+    st.relations[0]
+        .local_app_data
+        .insert("etcd-epoch".into(), "2".into());
+    st.relations[0]
+        .local_unit_data
+        .insert("etcd-started".into(), "1".into());
     st.network.address = addr(1);
-    st.machine = installed_host().with_file("/var/lib/postgresql-ha-etcd/member", "", FileOptions::new("etcd", "etcd", 0o700));
-    st.machine.services.insert("postgresql-ha-etcd.service".into(), charm_lib::testing::Service { active: true, enabled: true });
-    st.machine.services.insert("postgresql-ha-patroni.service".into(), charm_lib::testing::Service { active: true, enabled: true });
-    let out = unit_harness(1).run(Trigger::RelationChanged(1, None), &st).unwrap();
+    st.machine = installed_host().with_file(
+        "/var/lib/postgresql-ha-etcd/member",
+        "",
+        FileOptions::new("etcd", "etcd", 0o700),
+    );
+    st.machine.services.insert(
+        "postgresql-ha-etcd.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
+    st.machine.services.insert(
+        "postgresql-ha-patroni.service".into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
+    let out = unit_harness(1)
+        .run(Trigger::RelationChanged(1, None), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
-    assert!(lines.contains(&"rm -rf /var/lib/postgresql-ha-etcd/member".to_string()), "{lines:#?}");
-    assert!(!out.state.machine.is_active("postgresql-ha-patroni.service"), "an isolated old primary must not keep serving");
+    assert!(
+        lines.contains(&"rm -rf /var/lib/postgresql-ha-etcd/member".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        !out.state.machine.is_active("postgresql-ha-patroni.service"),
+        "an isolated old primary must not keep serving"
+    );
     assert_eq!(out.state.unit_status.kind, StatusKind::Waiting);
 }
 
 #[test]
 fn system_passwords_live_only_in_0600_files_owned_by_postgres() {
-    let st = leader_primary().with_relation(charm_lib::testing::Relation::new(5, "db", "maas-region").remote_unit(0, &[("ingress-address", "10.0.0.50")]));
+    let st = leader_primary().with_relation(
+        charm_lib::testing::Relation::new(5, "db", "maas-region")
+            .remote_unit(0, &[("ingress-address", "10.0.0.50")]),
+    );
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     for pw in [SUPER_PW, REPL_PW, REWIND_PW, REST_PW] {
         assert!(!out.mentions(pw), "leaked into logs or status");
         for r in &out.state.relations {
-            let all = r.local_unit_data.values().chain(r.local_app_data.values().filter(|_| r.endpoint != "database-peers"));
-            assert!(!all.into_iter().any(|v| v.contains(pw)), "leaked into relation {}", r.endpoint);
+            let all = r.local_unit_data.values().chain(
+                r.local_app_data
+                    .values()
+                    .filter(|_| r.endpoint != "database-peers"),
+            );
+            assert!(
+                !all.into_iter().any(|v| v.contains(pw)),
+                "leaked into relation {}",
+                r.endpoint
+            );
         }
         for (path, f) in &out.state.machine.files {
             if f.text().contains(pw) {
-                assert_eq!((f.options.owner.as_str(), f.options.mode), ("postgres", 0o600), "{}", path.display());
+                assert_eq!(
+                    (f.options.owner.as_str(), f.options.mode),
+                    ("postgres", 0o600),
+                    "{}",
+                    path.display()
+                );
             }
         }
         for c in &out.commands {
-            assert!(!c.iter().any(|a| a.contains(pw)), "on a command line: {c:?}");
+            assert!(
+                !c.iter().any(|a| a.contains(pw)),
+                "on a command line: {c:?}"
+            );
         }
     }
-    let holders: Vec<_> = out.state.machine.files.iter().filter(|(_, f)| f.text().contains(SUPER_PW)).map(|(p, _)| p.display().to_string()).collect();
-    assert_eq!(holders, ["/etc/postgresql-ha/patroni.yml", "/var/lib/postgresql-ha/.pgpass-charm"]);
+    let holders: Vec<_> = out
+        .state
+        .machine
+        .files
+        .iter()
+        .filter(|(_, f)| f.text().contains(SUPER_PW))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert_eq!(
+        holders,
+        [
+            "/etc/postgresql-ha/patroni.yml",
+            "/var/lib/postgresql-ha/.pgpass-charm"
+        ]
+    );
 }
 
 #[test]
 fn a_pending_restart_restarts_replicas_first_then_the_primary() {
-    let pending = |m: charm_lib::testing::MachineState, json: &str| m.respond(&["curl", "http://127.0.0.1:8008/cluster"], CmdOutput::ok(format!("{json}\n200")));
+    let pending = |m: charm_lib::testing::MachineState, json: &str| {
+        m.respond(
+            &["curl", "http://127.0.0.1:8008/cluster"],
+            CmdOutput::ok(format!("{json}\n200")),
+        )
+    };
     let both = r#"{"members":[{"name":"postgresql-ha-0","role":"leader","state":"running","host":"10.0.0.10","pending_restart":true},{"name":"postgresql-ha-1","role":"sync_standby","state":"streaming","host":"10.0.0.11","lag":0,"pending_restart":true}]}"#;
     let primary_only = r#"{"members":[{"name":"postgresql-ha-0","role":"leader","state":"running","host":"10.0.0.10","pending_restart":true},{"name":"postgresql-ha-1","role":"sync_standby","state":"streaming","host":"10.0.0.11","lag":0}]}"#;
-    let restarts = |out: &charm_lib::testing::Output| out.command_lines().iter().filter(|l| l.starts_with("curl http://127.0.0.1:8008/restart -sS")).count();
+    let restarts = |out: &charm_lib::testing::Output| {
+        out.command_lines()
+            .iter()
+            .filter(|l| l.starts_with("curl http://127.0.0.1:8008/restart -sS"))
+            .count()
+    };
     // The primary waits while a replica is pending.
-    let mut st = State::default().leader().with_relation(peers(&[0, 1], &[1])).with_secret(sys_secret());
-    st.machine = pending(with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]), both);
-    assert_eq!(restarts(&harness().run(Trigger::UpdateStatus, &st).unwrap()), 0);
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1], &[1]))
+        .with_secret(sys_secret());
+    st.machine = pending(
+        with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]),
+        both,
+    );
+    assert_eq!(
+        restarts(&harness().run(Trigger::UpdateStatus, &st).unwrap()),
+        0
+    );
     // The replica restarts.
-    let mut rs = State::default().with_relation(peers(&[0, 1], &[0])).with_secret(sys_secret());
+    let mut rs = State::default()
+        .with_relation(peers(&[0, 1], &[0]))
+        .with_secret(sys_secret());
     rs.network.address = addr(1);
     rs.machine = pending(installed_host(), both);
-    assert_eq!(restarts(&unit_harness(1).run(Trigger::UpdateStatus, &rs).unwrap()), 1);
+    assert_eq!(
+        restarts(&unit_harness(1).run(Trigger::UpdateStatus, &rs).unwrap()),
+        1
+    );
     // Then the primary.
-    st.machine = pending(with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]), primary_only);
+    st.machine = pending(
+        with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]),
+        primary_only,
+    );
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
     assert_eq!(restarts(&out), 1, "{:#?}", out.command_lines());
 }
@@ -385,28 +883,85 @@ fn a_pending_restart_restarts_replicas_first_then_the_primary() {
 #[test]
 fn with_juju_exec_a_topology_observer_runs_as_root() {
     let mut st = leader_primary();
-    st.machine = st.machine.with_file("/usr/bin/juju-exec", "", FileOptions::root(0o755));
+    st.machine = st
+        .machine
+        .with_file("/usr/bin/juju-exec", "", FileOptions::root(0o755));
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let unit = out.state.machine.text("/etc/systemd/system/postgresql-ha-observer.service").expect("observer unit");
+    let unit = out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-observer.service")
+        .expect("observer unit");
     assert!(unit.contains("ExecStart=/var/lib/juju/agents/unit-postgresql-ha-0/charm/dispatch observe postgresql-ha/0 /var/lib/juju/agents/unit-postgresql-ha-0/charm"), "{unit}");
-    assert!(!unit.contains("User="), "root: juju-exec's socket is root-only");
-    assert!(out.state.machine.is_active("postgresql-ha-observer.service"));
-    assert!(out.state.machine.text("/etc/postgresql-ha/on-role-change").unwrap().contains("touch /run/postgresql-ha/role-changed"));
+    assert!(
+        !unit.contains("User="),
+        "root: juju-exec's socket is root-only"
+    );
+    assert!(out
+        .state
+        .machine
+        .is_active("postgresql-ha-observer.service"));
+    assert!(out
+        .state
+        .machine
+        .text("/etc/postgresql-ha/on-role-change")
+        .unwrap()
+        .contains("touch /run/postgresql-ha/role-changed"));
     // Without juju-exec there is nothing to run it with.
-    let out = harness().run(Trigger::ConfigChanged, &leader_primary()).unwrap();
-    assert!(out.state.machine.text("/etc/systemd/system/postgresql-ha-observer.service").is_none());
-    assert!(!out.state.machine.is_active("postgresql-ha-observer.service"));
+    let out = harness()
+        .run(Trigger::ConfigChanged, &leader_primary())
+        .unwrap();
+    assert!(out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-observer.service")
+        .is_none());
+    assert!(!out
+        .state
+        .machine
+        .is_active("postgresql-ha-observer.service"));
 }
 
 #[test]
 fn a_failed_member_removal_is_retried_later_without_failing_the_hook() {
-    let mut st = State::default().leader().with_relation(peers(&[0, 1, 2], &[1])).with_secret(sys_secret());
-    st.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)])
-        .respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "remove"], CmdOutput::failed(1, "etcdserver: member not found"));
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1, 2], &[1]))
+        .with_secret(sys_secret());
+    st.machine = with_etcd_members(
+        with_cluster(installed_host(), &[(0, "leader", "running", None)]),
+        &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
+    )
+    .respond(
+        &[
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+            "member",
+            "remove",
+        ],
+        CmdOutput::failed(1, "etcdserver: member not found"),
+    );
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2"), "kept until the removal succeeds");
-    assert!(out.logs.iter().any(|(_, l)| l.contains("could not remove etcd member postgresql-ha-2 yet")));
-    assert_eq!(out.state.relation(1).unwrap().local_unit_data.get("role").map(String::as_str), Some("leader running"), "{:?} {:?}", out.state.relation(1).unwrap().local_unit_data, out.state.unit_status);
+    assert!(
+        out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2"),
+        "kept until the removal succeeds"
+    );
+    assert!(out
+        .logs
+        .iter()
+        .any(|(_, l)| l.contains("could not remove etcd member postgresql-ha-2 yet")));
+    assert_eq!(
+        out.state
+            .relation(1)
+            .unwrap()
+            .local_unit_data
+            .get("role")
+            .map(String::as_str),
+        Some("leader running"),
+        "{:?} {:?}",
+        out.state.relation(1).unwrap().local_unit_data,
+        out.state.unit_status
+    );
 }

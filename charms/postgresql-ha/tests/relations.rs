@@ -19,11 +19,27 @@ const SECRETS_ASKED: (&str, &str) = ("requested-secrets", r#"["username","passwo
 
 #[test]
 fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
-    let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), ("database", "maasdb"), SECRETS_ASKED])]));
-    let out = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let st = leader_primary().with_relation(db(&[(
+        0,
+        &[
+            ("ingress-address", "10.0.0.50"),
+            ("database", "maasdb"),
+            SECRETS_ASKED,
+        ],
+    )]));
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let psql = out.command_lines().into_iter().find(|l| l.starts_with("psql")).expect("SQL ran on the primary");
-    assert!(psql.starts_with("psql -h 10.0.0.10 -p 5432 -U postgres -d postgres"), "{psql}");
+    let psql = out
+        .command_lines()
+        .into_iter()
+        .find(|l| l.starts_with("psql"))
+        .expect("SQL ran on the primary");
+    assert!(
+        psql.starts_with("psql -h 10.0.0.10 -p 5432 -U postgres -d postgres"),
+        "{psql}"
+    );
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(bag["host"], "10.0.0.10");
     assert_eq!(bag["port"], "5432");
@@ -33,35 +49,74 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
     assert_eq!(bag["allowed-subnets"], "10.0.0.50/32");
     assert_eq!(bag["state"], "standalone");
     assert_eq!(bag["version"], "15");
-    assert_eq!(bag["master"], "host=10.0.0.10 port=5432 dbname=maasdb user=relation_5");
+    assert_eq!(
+        bag["master"],
+        "host=10.0.0.10 port=5432 dbname=maasdb user=relation_5"
+    );
     assert!(!bag.contains_key("password"));
-    let secret = out.state.secret(&bag["secret-user"]).expect("credentials secret");
-    assert_eq!(secret.grants.get(&5), Some(&None), "granted to the relation");
+    let secret = out
+        .state
+        .secret(&bag["secret-user"])
+        .expect("credentials secret");
+    assert_eq!(
+        secret.grants.get(&5),
+        Some(&None),
+        "granted to the relation"
+    );
     let content = secret.latest_content();
     assert_eq!(content["username"], "relation_5");
-    assert_eq!(content["uris"], format!("postgresql://relation_5:{}@10.0.0.10:5432/maasdb", content["password"]));
+    assert_eq!(
+        content["uris"],
+        format!(
+            "postgresql://relation_5:{}@10.0.0.10:5432/maasdb",
+            content["password"]
+        )
+    );
     assert!(!out.mentions(&content["password"]));
-    let grant: serde_json::Value = serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
+    let grant: serde_json::Value =
+        serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
     assert_eq!(grant["provisioned"], true);
-    let hba = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
-    let lines: Vec<&str> = hba["postgresql"]["pg_hba"].as_sequence().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert!(lines.contains(&"host maasdb relation_5 10.0.0.50/32 scram-sha-256"), "{lines:?}");
+    let hba = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/patroni.yml")
+            .unwrap(),
+    );
+    let lines: Vec<&str> = hba["postgresql"]["pg_hba"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines.contains(&"host maasdb relation_5 10.0.0.50/32 scram-sha-256"),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn a_legacy_db_client_gets_its_password_in_the_databag_with_a_warning() {
     let st = leader_primary().with_relation(db(&[(0, &[("private-address", "10.0.0.50")])]));
-    let out = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
-    assert_eq!(bag["database"], "maas-region", "defaults to the client application's name");
+    assert_eq!(
+        bag["database"], "maas-region",
+        "defaults to the client application's name"
+    );
     let pw = &bag["password"];
     assert_eq!(pw.len(), 32);
     assert!(bag["master"].ends_with(&format!("password={pw}")));
     assert!(!bag.contains_key("secret-user"));
-    assert!(out.logs.iter().any(|(l, m)| *l == LogLevel::Warning && m.contains("did not ask for its credentials as a Juju secret")));
+    assert!(out.logs.iter().any(|(l, m)| *l == LogLevel::Warning
+        && m.contains("did not ask for its credentials as a Juju secret")));
     // The legacy protocol puts it in the databag (above); it still never reaches logs or status.
-    assert!(!out.logs.iter().any(|(_, m)| m.contains(pw.as_str())), "the password itself is never logged");
+    assert!(
+        !out.logs.iter().any(|(_, m)| m.contains(pw.as_str())),
+        "the password itself is never logged"
+    );
     assert!(!out.state.unit_status.message.contains(pw.as_str()));
 }
 
@@ -70,84 +125,210 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
     let grant = r#"{"endpoint":"db","database":"maasdb","user":"relation_5","secret":"secret:client5","extensions":[],"roles":[],"provisioned":true}"#;
     let mut peer = peers(&[0, 1, 2], &[0, 2]);
     peer.local_app_data.insert("client-5".into(), grant.into());
-    let mut st = State::default().with_relation(peer).with_secret(sys_secret()).with_secret(Secret::owned("secret:client5", &[("username", "relation_5"), ("password", "ClientPw0123456789")]).with_label("client-5"));
-    st = st.with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), SECRETS_ASKED]), (1, &[("ingress-address", "10.0.0.51")])]));
+    let mut st = State::default()
+        .with_relation(peer)
+        .with_secret(sys_secret())
+        .with_secret(
+            Secret::owned(
+                "secret:client5",
+                &[
+                    ("username", "relation_5"),
+                    ("password", "ClientPw0123456789"),
+                ],
+            )
+            .with_label("client-5"),
+        );
+    st = st.with_relation(db(&[
+        (0, &[("ingress-address", "10.0.0.50"), SECRETS_ASKED]),
+        (1, &[("ingress-address", "10.0.0.51")]),
+    ]));
     st.network.address = addr(1);
-    st.machine = with_cluster(installed_host(), &[(0, "leader", "running", None), (1, "sync_standby", "streaming", Some(0)), (2, "replica", "streaming", Some(10))]);
-    let out = unit_harness(1).run(Trigger::RelationChanged(5, Some(1)), &st).unwrap();
+    st.machine = with_cluster(
+        installed_host(),
+        &[
+            (0, "leader", "running", None),
+            (1, "sync_standby", "streaming", Some(0)),
+            (2, "replica", "streaming", Some(10)),
+        ],
+    );
+    let out = unit_harness(1)
+        .run(Trigger::RelationChanged(5, Some(1)), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")), "only the leader runs SQL");
+    assert!(
+        !out.command_lines().iter().any(|l| l.starts_with("psql")),
+        "only the leader runs SQL"
+    );
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(bag["host"], "10.0.0.10");
     assert_eq!(bag["state"], "hot standby");
     assert_eq!(bag["secret-user"], "secret:client5");
     assert_eq!(bag["allowed-units"], "maas-region/0 maas-region/1");
     assert_eq!(bag["standbys"], "host=10.0.0.11 port=5432 dbname=maasdb user=relation_5\nhost=10.0.0.12 port=5432 dbname=maasdb user=relation_5");
-    let p = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
-    let hba: Vec<&str> = p["postgresql"]["pg_hba"].as_sequence().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert!(hba.contains(&"host maasdb relation_5 10.0.0.51/32 scram-sha-256"), "replicas allow the clients too (for after a failover)");
+    let p = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/patroni.yml")
+            .unwrap(),
+    );
+    let hba: Vec<&str> = p["postgresql"]["pg_hba"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        hba.contains(&"host maasdb relation_5 10.0.0.51/32 scram-sha-256"),
+        "replicas allow the clients too (for after a failover)"
+    );
     assert_eq!(out.state.unit_status, Status::active("sync standby"));
 }
 
 #[test]
 fn max_connections_grow_with_client_units() {
-    let units: Vec<(u32, Vec<(&str, String)>)> = (0..3).map(|n| (n, vec![("ingress-address", format!("10.0.0.{}", 50 + n))])).collect();
+    let units: Vec<(u32, Vec<(&str, String)>)> = (0..3)
+        .map(|n| (n, vec![("ingress-address", format!("10.0.0.{}", 50 + n))]))
+        .collect();
     let mut rel = Relation::new(5, "db", "maas-region");
     for (n, d) in &units {
-        rel = rel.remote_unit(*n, &d.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>());
+        rel = rel.remote_unit(
+            *n,
+            &d.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(),
+        );
     }
-    let out = harness().run(Trigger::RelationChanged(5, Some(2)), &leader_primary().with_relation(rel)).unwrap();
+    let out = harness()
+        .run(
+            Trigger::RelationChanged(5, Some(2)),
+            &leader_primary().with_relation(rel),
+        )
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let p = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
-    assert_eq!(p["bootstrap"]["dcs"]["postgresql"]["parameters"]["max_connections"].as_i64(), Some(160));
-    let patch = out.command_lines().into_iter().find(|l| l.contains("-X PATCH")).expect("the DCS is told too");
+    let p = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/patroni.yml")
+            .unwrap(),
+    );
+    assert_eq!(
+        p["bootstrap"]["dcs"]["postgresql"]["parameters"]["max_connections"].as_i64(),
+        Some(160)
+    );
+    let patch = out
+        .command_lines()
+        .into_iter()
+        .find(|l| l.contains("-X PATCH"))
+        .expect("the DCS is told too");
     assert!(patch.contains("\"max_connections\":160"), "{patch}");
 }
 
 #[test]
 fn garbage_from_a_client_blocks_with_the_relation_named_and_runs_nothing() {
-    for (k, v) in [("database", "maas; DROP DATABASE postgres"), ("roles", "postgres"), ("extensions", "x'y")] {
-        let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), (k, v)])]));
-        let out = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
-        assert!(!out.failed(), "garbage must not fail the hook: {:?}", out.error);
+    for (k, v) in [
+        ("database", "maas; DROP DATABASE postgres"),
+        ("roles", "postgres"),
+        ("extensions", "x'y"),
+    ] {
+        let st =
+            leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), (k, v)])]));
+        let out = harness()
+            .run(Trigger::RelationChanged(5, Some(0)), &st)
+            .unwrap();
+        assert!(
+            !out.failed(),
+            "garbage must not fail the hook: {:?}",
+            out.error
+        );
         assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-        assert!(out.state.unit_status.message.starts_with("db:5 (maas-region): "), "{}", out.state.unit_status.message);
+        assert!(
+            out.state
+                .unit_status
+                .message
+                .starts_with("db:5 (maas-region): "),
+            "{}",
+            out.state.unit_status.message
+        );
         assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")));
         assert!(out.state.relation(5).unwrap().local_unit_data.is_empty());
     }
     // An address that is not an IP is left out of pg_hba, the rest is served.
-    let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50")]), (1, &[("ingress-address", "$(reboot)")])]));
-    let out = harness().run(Trigger::RelationChanged(5, Some(1)), &st).unwrap();
-    assert_eq!(out.state.relation(5).unwrap().local_unit_data["allowed-units"], "maas-region/0");
-    assert!(!out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap().contains("reboot"));
+    let st = leader_primary().with_relation(db(&[
+        (0, &[("ingress-address", "10.0.0.50")]),
+        (1, &[("ingress-address", "$(reboot)")]),
+    ]));
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(1)), &st)
+        .unwrap();
+    assert_eq!(
+        out.state.relation(5).unwrap().local_unit_data["allowed-units"],
+        "maas-region/0"
+    );
+    assert!(!out
+        .state
+        .machine
+        .text("/etc/postgresql-ha/patroni.yml")
+        .unwrap()
+        .contains("reboot"));
 }
 
 #[test]
 fn without_a_primary_the_leader_waits_to_create_the_database() {
     let mut st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50")])]));
     st.machine = patroni_down(installed_host());
-    let out = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for a primary to create the database of db:5"));
-    let grant: serde_json::Value = serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for a primary to create the database of db:5")
+    );
+    let grant: serde_json::Value =
+        serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
     assert_eq!(grant["provisioned"], false);
-    assert!(out.state.relation(5).unwrap().local_unit_data.is_empty(), "nothing published before the role exists");
+    assert!(
+        out.state.relation(5).unwrap().local_unit_data.is_empty(),
+        "nothing published before the role exists"
+    );
 }
 
 #[test]
 fn a_lost_connection_fails_the_hook_for_a_retry_but_a_refused_request_blocks() {
-    let mut st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), ("extensions", "postgis")])]));
+    let mut st = leader_primary().with_relation(db(&[(
+        0,
+        &[("ingress-address", "10.0.0.50"), ("extensions", "postgis")],
+    )]));
     st.machine = st.machine.respond(&["psql"], charm_lib::CmdOutput::failed(2, "psql: error: connection to server at \"10.0.0.10\", port 5432 failed: Connection refused"));
-    let out = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     let e = out.error.expect("Juju retrying can help");
     assert!(e.contains("Connection refused"), "{e}");
 
-    let mut st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), ("extensions", "postgis")])]));
-    st.machine = st.machine.respond(&["psql"], charm_lib::CmdOutput::failed(3, "psql:<stdin>:9: ERROR:  extension \"postgis\" is not available"));
-    let out = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let mut st = leader_primary().with_relation(db(&[(
+        0,
+        &[("ingress-address", "10.0.0.50"), ("extensions", "postgis")],
+    )]));
+    st.machine = st.machine.respond(
+        &["psql"],
+        charm_lib::CmdOutput::failed(
+            3,
+            "psql:<stdin>:9: ERROR:  extension \"postgis\" is not available",
+        ),
+    );
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     assert!(!out.failed(), "retrying cannot help: {:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
-    assert!(out.state.unit_status.message.starts_with("db:5 (maas-region): PostgreSQL refused the request:") && out.state.unit_status.message.contains("postgis"), "{}", out.state.unit_status.message);
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("db:5 (maas-region): PostgreSQL refused the request:")
+            && out.state.unit_status.message.contains("postgis"),
+        "{}",
+        out.state.unit_status.message
+    );
     assert!(out.state.relation(5).unwrap().local_unit_data.is_empty());
 }
 
@@ -156,29 +337,49 @@ fn the_database_interface_gets_endpoints_and_a_secret_in_the_app_databag() {
     let rel = Relation::new(7, "database", "test-app")
         .remote_app_data(&[("database", "appdb"), SECRETS_ASKED])
         .remote_unit(0, &[("ingress-address", "10.0.0.60")]);
-    let out = harness().run(Trigger::RelationChanged(7, None), &leader_primary().with_relation(rel)).unwrap();
+    let out = harness()
+        .run(
+            Trigger::RelationChanged(7, None),
+            &leader_primary().with_relation(rel),
+        )
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let bag = &out.state.relation(7).unwrap().local_app_data;
     assert_eq!(bag["database"], "appdb");
     assert_eq!(bag["endpoints"], "10.0.0.10:5432");
-    assert_eq!(bag["read-only-endpoints"], "10.0.0.10:5432", "no replica: the primary serves reads");
+    assert_eq!(
+        bag["read-only-endpoints"], "10.0.0.10:5432",
+        "no replica: the primary serves reads"
+    );
     assert_eq!(bag["version"], "15");
     assert!(!bag.contains_key("password"));
     let s = out.state.secret(&bag["secret-user"]).unwrap();
     assert_eq!(s.grants.get(&7), Some(&None));
     assert!(s.latest_content()["uris"].ends_with("@10.0.0.10:5432/appdb"));
     // Before the client names its database nothing is granted.
-    let rel = Relation::new(7, "database", "test-app").remote_unit(0, &[("ingress-address", "10.0.0.60")]);
-    let out = harness().run(Trigger::RelationJoined(7, 0), &leader_primary().with_relation(rel)).unwrap();
+    let rel = Relation::new(7, "database", "test-app")
+        .remote_unit(0, &[("ingress-address", "10.0.0.60")]);
+    let out = harness()
+        .run(
+            Trigger::RelationJoined(7, 0),
+            &leader_primary().with_relation(rel),
+        )
+        .unwrap();
     assert!(out.state.relation(7).unwrap().local_app_data.is_empty());
     assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")));
 }
 
 #[test]
 fn a_vip_replaces_the_primary_address_and_the_subordinate_is_told_what_to_check() {
-    let vip = Relation::new(9, "vip", "keepalived-vip").remote_unit(0, &[("vips", "10.0.0.100"), ("state", "held")]);
-    let st = leader_primary().with_relation(vip).with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), SECRETS_ASKED])]));
-    let out = harness().run(Trigger::RelationChanged(9, Some(0)), &st).unwrap();
+    let vip = Relation::new(9, "vip", "keepalived-vip")
+        .remote_unit(0, &[("vips", "10.0.0.100"), ("state", "held")]);
+    let st = leader_primary().with_relation(vip).with_relation(db(&[(
+        0,
+        &[("ingress-address", "10.0.0.50"), SECRETS_ASKED],
+    )]));
+    let out = harness()
+        .run(Trigger::RelationChanged(9, Some(0)), &st)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(bag["host"], "10.0.0.100");
@@ -190,48 +391,110 @@ fn a_vip_replaces_the_primary_address_and_the_subordinate_is_told_what_to_check(
 
 #[test]
 fn after_a_failover_the_published_address_follows_the_new_primary() {
-    let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), SECRETS_ASKED])]));
-    let first = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let st = leader_primary().with_relation(db(&[(
+        0,
+        &[("ingress-address", "10.0.0.50"), SECRETS_ASKED],
+    )]));
+    let first = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     let mut st2 = first.state.clone();
     st2.relations[0] = {
         let mut p = peers(&[0, 1], &[1]);
         p.local_app_data = first.state.relation(1).unwrap().local_app_data.clone();
         p
     };
-    st2.machine = with_cluster(with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false)]), &[(0, "replica", "streaming", Some(0)), (1, "leader", "running", None)]);
+    st2.machine = with_cluster(
+        with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false)]),
+        &[
+            (0, "replica", "streaming", Some(0)),
+            (1, "leader", "running", None),
+        ],
+    );
     let out = harness().run(Trigger::UpdateStatus, &st2).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(bag["host"], "10.0.0.11");
     assert_eq!(bag["state"], "hot standby");
     let s = out.state.secret(&bag["secret-user"]).unwrap();
-    assert!(s.latest_content()["uris"].contains("@10.0.0.11:5432/"), "the secret's URI follows too");
+    assert!(
+        s.latest_content()["uris"].contains("@10.0.0.11:5432/"),
+        "the secret's URI follows too"
+    );
 }
 
 #[test]
 fn removing_a_relation_revokes_its_access_and_forgets_its_secret() {
-    let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), SECRETS_ASKED])]));
-    let first = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let st = leader_primary().with_relation(db(&[(
+        0,
+        &[("ingress-address", "10.0.0.50"), SECRETS_ASKED],
+    )]));
+    let first = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     let secret_id = first.state.relation(5).unwrap().local_unit_data["secret-user"].clone();
-    let out = harness().run(Trigger::RelationBroken(5), &first.state).unwrap();
+    let out = harness()
+        .run(Trigger::RelationBroken(5), &first.state)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert_eq!(out.command_lines().iter().filter(|l| l.starts_with("psql -h 10.0.0.10")).count(), 1, "the revoke SQL ran once");
-    assert!(!out.state.relation(1).unwrap().local_app_data.contains_key("client-5"));
+    assert_eq!(
+        out.command_lines()
+            .iter()
+            .filter(|l| l.starts_with("psql -h 10.0.0.10"))
+            .count(),
+        1,
+        "the revoke SQL ran once"
+    );
+    assert!(!out
+        .state
+        .relation(1)
+        .unwrap()
+        .local_app_data
+        .contains_key("client-5"));
     assert!(out.state.secret(&secret_id).is_none());
-    let p = yaml(&out.state.machine.text("/etc/postgresql-ha/patroni.yml").unwrap());
-    assert!(!p["postgresql"]["pg_hba"].as_sequence().unwrap().iter().any(|l| l.as_str().unwrap().contains("relation_5")), "pg_hba line gone");
-    assert!(out.logs.iter().any(|(_, m)| m.contains("revoked the access of db:5")));
+    let p = yaml(
+        &out.state
+            .machine
+            .text("/etc/postgresql-ha/patroni.yml")
+            .unwrap(),
+    );
+    assert!(
+        !p["postgresql"]["pg_hba"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("relation_5")),
+        "pg_hba line gone"
+    );
+    assert!(out
+        .logs
+        .iter()
+        .any(|(_, m)| m.contains("revoked the access of db:5")));
 }
 
 #[test]
 fn the_last_client_unit_departing_changes_no_grant() {
-    let st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50"), ("database", "e2e")])]));
-    let first = harness().run(Trigger::RelationChanged(5, Some(0)), &st).unwrap();
+    let st = leader_primary().with_relation(db(&[(
+        0,
+        &[("ingress-address", "10.0.0.50"), ("database", "e2e")],
+    )]));
+    let first = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
     let grant = first.state.relation(1).unwrap().local_app_data["client-5"].clone();
     assert!(grant.contains("\"database\":\"e2e\""));
     // Seen in the local model: without the unit's data the request fell back to the app name.
-    let out = harness().run(Trigger::RelationDeparted(5, 0), &first.state).unwrap();
+    let out = harness()
+        .run(Trigger::RelationDeparted(5, 0), &first.state)
+        .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")), "{:#?}", out.command_lines());
-    assert_eq!(out.state.relation(1).unwrap().local_app_data["client-5"], grant);
+    assert!(
+        !out.command_lines().iter().any(|l| l.starts_with("psql")),
+        "{:#?}",
+        out.command_lines()
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_app_data["client-5"],
+        grant
+    );
 }

@@ -23,19 +23,31 @@ impl Sample {
     pub fn summarize(runs: &[Sample]) -> Sample {
         let mut t: Vec<f64> = runs.iter().map(|s| s.min_ms).collect();
         t.sort_by(|a, b| a.total_cmp(b));
-        Sample { min_ms: t[0], median_ms: t[t.len() / 2], peak_rss_kib: runs.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0) }
+        Sample {
+            min_ms: t[0],
+            median_ms: t[t.len() / 2],
+            peak_rss_kib: runs.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0),
+        }
     }
 }
 
 /// Runs `dispatch` in `charm_dir` with exactly `env` (plus PATH = fake tools first), as Juju's
 /// agent would, and returns its wall time and peak RSS. A failing hook is an error.
-pub fn run_hook(charm_dir: &Path, env: &BTreeMap<String, String>, tools: &Path, out: &Path) -> Result<Sample> {
+pub fn run_hook(
+    charm_dir: &Path,
+    env: &BTreeMap<String, String>,
+    tools: &Path,
+    out: &Path,
+) -> Result<Sample> {
     let start = Instant::now();
     let child = Command::new(charm_dir.join("dispatch"))
         .current_dir(charm_dir)
         .env_clear()
         .envs(env)
-        .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", tools.display()))
+        .env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", tools.display()),
+        )
         .env("BENCH_OUT", out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -48,7 +60,11 @@ pub fn run_hook(charm_dir: &Path, env: &BTreeMap<String, String>, tools: &Path, 
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let elapsed = start.elapsed();
-    anyhow::ensure!(rc == pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        rc == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
     let exit = std::process::ExitStatus::from_raw(status);
     if !exit.success() {
         let mut err = String::new();
@@ -56,8 +72,16 @@ pub fn run_hook(charm_dir: &Path, env: &BTreeMap<String, String>, tools: &Path, 
             use std::io::Read;
             let _ = e.read_to_string(&mut err);
         }
-        anyhow::bail!("{} {} failed ({exit}): {err}", charm_dir.display(), env["JUJU_DISPATCH_PATH"]);
+        anyhow::bail!(
+            "{} {} failed ({exit}): {err}",
+            charm_dir.display(),
+            env["JUJU_DISPATCH_PATH"]
+        );
     }
     let ms = elapsed.as_secs_f64() * 1000.0;
-    Ok(Sample { min_ms: ms, median_ms: ms, peak_rss_kib: usage.ru_maxrss })
+    Ok(Sample {
+        min_ms: ms,
+        median_ms: ms,
+        peak_rss_kib: usage.ru_maxrss,
+    })
 }

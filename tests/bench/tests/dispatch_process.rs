@@ -12,7 +12,8 @@ struct Tools(PathBuf);
 
 impl Tools {
     fn new(name: &str, tools: &[(&str, &str)]) -> Tools {
-        let d = std::env::temp_dir().join(format!("charm-lib-process-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("charm-lib-process-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         for (tool, body) in tools {
@@ -25,7 +26,14 @@ impl Tools {
     }
 
     fn run(&self, env: &[(&str, &str)]) -> Output {
-        let vars: BTreeMap<&str, &str> = [("JUJU_UNIT_NAME", "bench/0"), ("JUJU_MODEL_NAME", "m"), ("JUJU_VERSION", "3.6.14")].into_iter().chain(env.iter().copied()).collect();
+        let vars: BTreeMap<&str, &str> = [
+            ("JUJU_UNIT_NAME", "bench/0"),
+            ("JUJU_MODEL_NAME", "m"),
+            ("JUJU_VERSION", "3.6.14"),
+        ]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
         Command::new(CHARM)
             .env_clear()
             .envs(vars)
@@ -54,7 +62,11 @@ fn stderr(o: &Output) -> String {
 /// Exit 1 (not a panic's 101, not a signal) with `needle` in what Juju would log.
 fn assert_clean_failure(o: &Output, needle: &str) {
     assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(o));
-    assert!(stderr(o).contains(needle), "wanted {needle:?} in: {}", stderr(o));
+    assert!(
+        stderr(o).contains(needle),
+        "wanted {needle:?} in: {}",
+        stderr(o)
+    );
     assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
 }
 
@@ -63,7 +75,10 @@ const GOOD_TOOLS: &[(&str, &str)] = &[
     ("relation-ids", r#"echo '["db:1"]'"#),
     ("relation-list", r#"echo '["pg/0"]'"#),
     ("relation-get", r#"echo '{"host": "10.0.0.5"}'"#),
-    ("status-set", "echo \"$@\" >> \"$(dirname \"$0\")/status.log\""),
+    (
+        "status-set",
+        "echo \"$@\" >> \"$(dirname \"$0\")/status.log\"",
+    ),
     ("juju-log", "echo \"$@\" >> \"$(dirname \"$0\")/juju.log\""),
     ("is-leader", "echo true"),
 ];
@@ -71,10 +86,21 @@ const GOOD_TOOLS: &[(&str, &str)] = &[
 #[test]
 fn a_good_hook_exits_zero_and_sets_status() {
     let t = Tools::new("good", GOOD_TOOLS);
-    let o = t.run(&[("JUJU_DISPATCH_PATH", "hooks/config-changed"), ("JUJU_HOOK_NAME", "config-changed")]);
+    let o = t.run(&[
+        ("JUJU_DISPATCH_PATH", "hooks/config-changed"),
+        ("JUJU_HOOK_NAME", "config-changed"),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(t.out().join("status.log")).unwrap().trim(), "-- active bench on 8080");
-    assert_eq!(std::fs::read_to_string(t.out().join("out.conf")).unwrap(), "name=bench\nport=8080\n");
+    assert_eq!(
+        std::fs::read_to_string(t.out().join("status.log"))
+            .unwrap()
+            .trim(),
+        "-- active bench on 8080"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.out().join("out.conf")).unwrap(),
+        "name=bench\nport=8080\n"
+    );
 }
 
 #[test]
@@ -86,14 +112,23 @@ fn a_hook_tool_missing_from_path() {
 
 #[test]
 fn malformed_json_from_a_tool() {
-    let t = Tools::new("garbage", &[("config-get", "echo '{port: 80'"), ("juju-log", "true")]);
+    let t = Tools::new(
+        "garbage",
+        &[("config-get", "echo '{port: 80'"), ("juju-log", "true")],
+    );
     let o = t.run(&[("JUJU_DISPATCH_PATH", "hooks/config-changed")]);
     assert_clean_failure(&o, "hook tool config-get printed unexpected output");
 }
 
 #[test]
 fn a_failing_tool_carries_its_stderr() {
-    let t = Tools::new("failing", &[("config-get", "echo 'ERROR permission denied' >&2; exit 1"), ("juju-log", "true")]);
+    let t = Tools::new(
+        "failing",
+        &[
+            ("config-get", "echo 'ERROR permission denied' >&2; exit 1"),
+            ("juju-log", "true"),
+        ],
+    );
     let o = t.run(&[("JUJU_DISPATCH_PATH", "hooks/config-changed")]);
     assert_clean_failure(&o, "config-get failed (exit 1): ERROR permission denied");
 }
@@ -117,5 +152,8 @@ fn a_relation_id_of_another_endpoint() {
         ("JUJU_REMOTE_APP", "pg"),
         ("JUJU_REMOTE_UNIT", "pg/0"),
     ]);
-    assert_clean_failure(&o, "JUJU_RELATION_ID: \"peers:1\" belongs to another endpoint");
+    assert_clean_failure(
+        &o,
+        "JUJU_RELATION_ID: \"peers:1\" belongs to another endpoint",
+    );
 }

@@ -43,12 +43,23 @@ impl Ledger {
     }
 }
 
-fn finish(d: &Deployment, name: &'static str, traffic: Traffic, ledger: &mut Ledger, fault_at: Instant) -> Result<Report> {
+fn finish(
+    d: &Deployment,
+    name: &'static str,
+    traffic: Traffic,
+    ledger: &mut Ledger,
+    fault_at: Instant,
+) -> Result<Report> {
     let table = traffic.table.clone();
     let seen = traffic.stop()?;
-    ha::assert_healthy(d, Some(&table), &seen.acked, HEAL).with_context(|| format!("after drill {name}"))?;
+    ha::assert_healthy(d, Some(&table), &seen.acked, HEAL)
+        .with_context(|| format!("after drill {name}"))?;
     ledger.tables.push((table, seen.acked.clone()));
-    Ok(Report { name, healed: fault_at.elapsed(), seen: Some(seen) })
+    Ok(Report {
+        name,
+        healed: fault_at.elapsed(),
+        seen: Some(seen),
+    })
 }
 
 /// The PostgreSQL primary's postgres processes are killed (SIGKILL): a member must be writable
@@ -56,20 +67,45 @@ fn finish(d: &Deployment, name: &'static str, traffic: Traffic, ledger: &mut Led
 pub fn primary_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let traffic = Traffic::start(d, "primary_killed")?;
     let (unit, machine) = ha::primary_machine(d)?;
-    let before: Vec<u64> = serde_json::from_value(d.fault(&machine, FaultOp::Pids { comm: "postgres".into() })?)?;
-    ensure!(!before.is_empty(), "no postgres process on the primary's machine {machine}");
+    let before: Vec<u64> = serde_json::from_value(d.fault(
+        &machine,
+        FaultOp::Pids {
+            comm: "postgres".into(),
+        },
+    )?)?;
+    ensure!(
+        !before.is_empty(),
+        "no postgres process on the primary's machine {machine}"
+    );
     let t = Instant::now();
-    d.fault(&machine, FaultOp::Kill { target: "postgres".into(), signal: 9 })?;
+    d.fault(
+        &machine,
+        FaultOp::Kill {
+            target: "postgres".into(),
+            signal: 9,
+        },
+    )?;
     // The kill happened: none of the old processes is left.
-    until(Duration::from_secs(10), "the killed postgres processes gone", || {
-        let now: Vec<u64> = serde_json::from_value(d.fault(&machine, FaultOp::Pids { comm: "postgres".into() })?)?;
-        let left: Vec<&u64> = before.iter().filter(|p| now.contains(p)).collect();
-        if !left.is_empty() {
-            bail!("still running: {left:?}");
-        }
-        Ok(())
-    })?;
-    traffic.wait_recovered(10, RECOVER).with_context(|| format!("after killing the primary {unit}"))?;
+    until(
+        Duration::from_secs(10),
+        "the killed postgres processes gone",
+        || {
+            let now: Vec<u64> = serde_json::from_value(d.fault(
+                &machine,
+                FaultOp::Pids {
+                    comm: "postgres".into(),
+                },
+            )?)?;
+            let left: Vec<&u64> = before.iter().filter(|p| now.contains(p)).collect();
+            if !left.is_empty() {
+                bail!("still running: {left:?}");
+            }
+            Ok(())
+        },
+    )?;
+    traffic
+        .wait_recovered(10, RECOVER)
+        .with_context(|| format!("after killing the primary {unit}"))?;
     finish(d, "database primary killed", traffic, ledger, t)
 }
 
@@ -80,9 +116,12 @@ pub fn primary_host_down(d: &Deployment, ledger: &mut Ledger) -> Result<Report> 
     let (unit, machine) = ha::primary_machine(d)?;
     let t = Instant::now();
     d.fault(&machine, FaultOp::Stop)?;
-    traffic.wait_recovered(10, RECOVER).with_context(|| format!("after the primary {unit}'s machine {machine} went down"))?;
+    traffic
+        .wait_recovered(10, RECOVER)
+        .with_context(|| format!("after the primary {unit}'s machine {machine} went down"))?;
     d.fault(&machine, FaultOp::Start)?;
-    d.wait_active(HEAL).with_context(|| format!("after machine {machine} came back"))?;
+    d.wait_active(HEAL)
+        .with_context(|| format!("after machine {machine} came back"))?;
     traffic.wait_recovered(10, RECOVER)?;
     finish(d, "database primary's host down", traffic, ledger, t)
 }
@@ -96,11 +135,19 @@ pub fn region_holder_down(d: &Deployment, ledger: &mut Ledger) -> Result<Report>
     let holder = d.wait_vip_holder(&vip, RECOVER)?;
     let t = Instant::now();
     d.fault(&holder, FaultOp::Stop)?;
-    let new = d.wait_vip_holder(&vip, RECOVER).context("no other machine took the region VIP")?;
-    ensure!(new != holder, "the VIP is still on the stopped machine {holder}");
-    traffic.wait_recovered(10, RECOVER).with_context(|| format!("after machine {holder} went down"))?;
+    let new = d
+        .wait_vip_holder(&vip, RECOVER)
+        .context("no other machine took the region VIP")?;
+    ensure!(
+        new != holder,
+        "the VIP is still on the stopped machine {holder}"
+    );
+    traffic
+        .wait_recovered(10, RECOVER)
+        .with_context(|| format!("after machine {holder} went down"))?;
     d.fault(&holder, FaultOp::Start)?;
-    d.wait_active(HEAL).with_context(|| format!("after machine {holder} came back"))?;
+    d.wait_active(HEAL)
+        .with_context(|| format!("after machine {holder} came back"))?;
     traffic.wait_recovered(10, RECOVER)?;
     finish(d, "region VIP holder's host down", traffic, ledger, t)
 }
@@ -111,24 +158,35 @@ pub fn region_holder_down(d: &Deployment, ledger: &mut Ledger) -> Result<Report>
 pub fn region_removed(d: &Deployment, ledger: &mut Ledger) -> Result<(Report, String)> {
     let rack = RACK_MACHINES[0];
     let traffic = Traffic::start(d, "region_removed")?;
-    let (reached, _) = last_region_reached(d, rack)?.context("the rack has not reached a region yet")?;
+    let (reached, _) =
+        last_region_reached(d, rack)?.context("the rack has not reached a region yet")?;
     let unit = region_on_host(d, &reached)?;
     let machine = d.machine_of(&unit)?;
     let since = now_s();
     let t = Instant::now();
     d.lm.remove_unit(&[&unit])?;
     until(HEAL, "the region unit gone", || {
-        if d.status()?["applications"]["maas-region"]["units"].get(&unit).is_some() {
+        if d.status()?["applications"]["maas-region"]["units"]
+            .get(&unit)
+            .is_some()
+        {
             bail!("{unit} is still in the model");
         }
         Ok(())
     })?;
-    until(RECOVER, "the rack reaching a remaining region", || match last_region_reached(d, rack)? {
-        Some((host, at)) if at > since && host != reached => Ok(()),
-        other => bail!("last region reached: {other:?} (removed: {reached})"),
-    })?;
+    until(
+        RECOVER,
+        "the rack reaching a remaining region",
+        || match last_region_reached(d, rack)? {
+            Some((host, at)) if at > since && host != reached => Ok(()),
+            other => bail!("last region reached: {other:?} (removed: {reached})"),
+        },
+    )?;
     traffic.wait_recovered(10, RECOVER)?;
-    Ok((finish(d, "region removed (remove-unit)", traffic, ledger, t)?, machine))
+    Ok((
+        finish(d, "region removed (remove-unit)", traffic, ledger, t)?,
+        machine,
+    ))
 }
 
 /// A region is added with `add-unit` (on `to`) while traffic flows: it settles Active, the
@@ -138,31 +196,60 @@ pub fn region_added(d: &Deployment, ledger: &mut Ledger, to: &str) -> Result<Rep
     let t = Instant::now();
     let added = d.lm.add_unit("maas-region", 1, Some(to))?;
     let unit = added.first().cloned().context("add-unit added nothing")?;
-    d.wait_active(HEAL).with_context(|| format!("after adding {unit}"))?;
-    let ip = d.status()?["applications"]["maas-region"]["units"][&unit]["public-address"].as_str().unwrap_or_default().to_string();
+    d.wait_active(HEAL)
+        .with_context(|| format!("after adding {unit}"))?;
+    let ip = d.status()?["applications"]["maas-region"]["units"][&unit]["public-address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     until(RECOVER, "the new region listed in every haproxy", || {
         for m in d.machines_of("maas-region")? {
             let cfg = crate::read_in(d, &m, "/etc/haproxy/haproxy.cfg")?;
-            if !cfg.lines().any(|l| l.trim_start().starts_with("server ") && l.contains(&format!("{ip}:"))) {
+            if !cfg
+                .lines()
+                .any(|l| l.trim_start().starts_with("server ") && l.contains(&format!("{ip}:")))
+            {
                 bail!("machine {m}'s haproxy has no server at {ip}");
             }
         }
         Ok(())
     })?;
     until(RECOVER, "the new region answering", || {
-        let code = d.exec(RACK_MACHINES[1], &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", &format!("http://{ip}:5240/MAAS/")])?;
+        let code = d.exec(
+            RACK_MACHINES[1],
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "3",
+                &format!("http://{ip}:5240/MAAS/"),
+            ],
+        )?;
         ensure!(code.trim() == "200", "{unit} at {ip}:5240 answered {code}");
         Ok(())
     })?;
     traffic.wait_recovered(10, RECOVER)?;
-    finish(d, "region added (add-unit) under traffic", traffic, ledger, t)
+    finish(
+        d,
+        "region added (add-unit) under traffic",
+        traffic,
+        ledger,
+        t,
+    )
 }
 
 /// Every machine of the deployment is stopped (power cut), then all are started: the model
 /// settles, one primary, one holder per VIP, every earlier acknowledged write still on every
 /// member, and traffic through both VIPs works again.
 pub fn whole_deployment_restarted(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
-    let machines: Vec<String> = d.status()?["machines"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let machines: Vec<String> = d.status()?["machines"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
     let t = Instant::now();
     for m in &machines {
         d.fault(m, FaultOp::Stop)?;
@@ -170,11 +257,20 @@ pub fn whole_deployment_restarted(d: &Deployment, ledger: &mut Ledger) -> Result
     for m in &machines {
         d.fault(m, FaultOp::Start)?;
     }
-    d.wait_active(HEAL).context("after every machine came back")?;
-    ledger.check(d).context("earlier acknowledged writes after the restart")?;
+    d.wait_active(HEAL)
+        .context("after every machine came back")?;
+    ledger
+        .check(d)
+        .context("earlier acknowledged writes after the restart")?;
     let traffic = Traffic::start(d, "restarted").context("traffic after the restart")?;
     traffic.wait_recovered(10, RECOVER)?;
-    let mut r = finish(d, "whole deployment stopped and started", traffic, ledger, t)?;
+    let mut r = finish(
+        d,
+        "whole deployment stopped and started",
+        traffic,
+        ledger,
+        t,
+    )?;
     r.healed = t.elapsed();
     Ok(r)
 }
@@ -183,16 +279,41 @@ pub fn whole_deployment_restarted(d: &Deployment, ledger: &mut Ledger) -> Result
 /// rackd stand-in's poll log.
 pub fn last_region_reached(d: &Deployment, machine: &str) -> Result<Option<(String, f64)>> {
     let log = crate::read_in(d, machine, "/var/log/maas/rackd-standin.log").unwrap_or_default();
-    Ok(log.lines().rev().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["ok"] == true && v["region"].is_string()).map(|v| (v["region"].as_str().unwrap_or_default().to_string(), v["unix"].as_f64().unwrap_or(0.0))))
+    Ok(log
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["ok"] == true && v["region"].is_string())
+        .map(|v| {
+            (
+                v["region"].as_str().unwrap_or_default().to_string(),
+                v["unix"].as_f64().unwrap_or(0.0),
+            )
+        }))
 }
 
 /// The maas-region unit on the machine whose host name is `host`.
 fn region_on_host(d: &Deployment, host: &str) -> Result<String> {
     let st = d.status()?;
-    let machine = st["machines"].as_object().into_iter().flatten().find(|(_, m)| m["hostname"] == host).map(|(id, _)| id.clone()).with_context(|| format!("no machine named {host}"))?;
-    st["applications"]["maas-region"]["units"].as_object().into_iter().flatten().find(|(_, u)| u["machine"] == machine.as_str()).map(|(n, _)| n.clone()).with_context(|| format!("no region on machine {machine} ({host})"))
+    let machine = st["machines"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(_, m)| m["hostname"] == host)
+        .map(|(id, _)| id.clone())
+        .with_context(|| format!("no machine named {host}"))?;
+    st["applications"]["maas-region"]["units"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .find(|(_, u)| u["machine"] == machine.as_str())
+        .map(|(n, _)| n.clone())
+        .with_context(|| format!("no region on machine {machine} ({host})"))
 }
 
 fn now_s() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

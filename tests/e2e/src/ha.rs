@@ -65,7 +65,10 @@ pub fn region_url(d: &Deployment) -> String {
 /// The host named by the stand-in's UI page ("... on <host></p>").
 fn page_host(body: &str) -> Option<String> {
     let (_, rest) = body.rsplit_once(" on ")?;
-    let host: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
+    let host: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect();
     (!host.is_empty()).then_some(host)
 }
 
@@ -127,7 +130,11 @@ pub fn answered(records: &[Value]) -> Vec<Value> {
 pub fn failure_reasons(records: &[Value]) -> Vec<(String, usize)> {
     let mut by: std::collections::BTreeMap<String, usize> = Default::default();
     for r in records.iter().filter(|r| r["ok"] != true) {
-        let why = r["error"].as_str().map(|e| e.chars().take(80).collect()).or_else(|| r["status"].as_u64().map(|s| format!("HTTP {s}"))).unwrap_or_else(|| "unknown".into());
+        let why = r["error"]
+            .as_str()
+            .map(|e| e.chars().take(80).collect())
+            .or_else(|| r["status"].as_u64().map(|s| format!("HTTP {s}")))
+            .unwrap_or_else(|| "unknown".into());
         *by.entry(why).or_default() += 1;
     }
     let mut v: Vec<(String, usize)> = by.into_iter().collect();
@@ -139,22 +146,43 @@ impl<'d> Traffic<'d> {
     /// Starts both probes (`name` must be a SQL identifier: it names the table) and waits
     /// until both have succeeded a few times, so a drill starts from working traffic.
     pub fn start(d: &'d Deployment, name: &str) -> Result<Traffic<'d>> {
-        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             bail!("traffic name {name:?}: lowercase letters, digits and _ only (it names a table)");
         }
         let table = format!("e2e_{name}");
         let dsn = writer_dsn(d, RACK_MACHINES[0])?;
-        let writer = Probe::writer_table(d, RACK_MACHINES[0], &format!("w-{name}"), &dsn, &table, 100)?;
-        let http = Probe::http(d, RACK_MACHINES[1], &format!("h-{name}"), &region_url(d), 100)?;
-        writer.wait_successes(3, Duration::from_secs(60)).context("writes through the DB VIP before the drill")?;
-        http.wait_successes(3, Duration::from_secs(60)).context("requests through the region VIP before the drill")?;
-        Ok(Traffic { writer, http, table })
+        let writer =
+            Probe::writer_table(d, RACK_MACHINES[0], &format!("w-{name}"), &dsn, &table, 100)?;
+        let http = Probe::http(
+            d,
+            RACK_MACHINES[1],
+            &format!("h-{name}"),
+            &region_url(d),
+            100,
+        )?;
+        writer
+            .wait_successes(3, Duration::from_secs(60))
+            .context("writes through the DB VIP before the drill")?;
+        http.wait_successes(3, Duration::from_secs(60))
+            .context("requests through the region VIP before the drill")?;
+        Ok(Traffic {
+            writer,
+            http,
+            table,
+        })
     }
 
     /// Waits until both probes succeed again (`n` more each) within `timeout`.
     pub fn wait_recovered(&self, n: usize, timeout: Duration) -> Result<()> {
-        self.writer.wait_successes(n, timeout).context("writes through the DB VIP did not recover")?;
-        self.http.wait_successes(n, timeout).context("requests through the region VIP did not recover")
+        self.writer
+            .wait_successes(n, timeout)
+            .context("writes through the DB VIP did not recover")?;
+        self.http
+            .wait_successes(n, timeout)
+            .context("requests through the region VIP did not recover")
     }
 
     /// Stops both probes and sums up what they saw.
@@ -179,13 +207,35 @@ impl<'d> Traffic<'d> {
 
 /// Runs SQL as postgres on one PostgreSQL member, locally (peer authentication on its socket).
 pub fn psql(d: &Deployment, unit: &str, db: &str, sql: &str) -> Result<String> {
-    d.exec(unit, &["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t", "-h", "/run/postgresql-ha", "-d", db, "-c", sql])
+    d.exec(
+        unit,
+        &[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-h",
+            "/run/postgresql-ha",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ],
+    )
 }
 
 /// The postgresql-ha units, sorted.
 pub fn pg_units(d: &Deployment) -> Result<Vec<String>> {
     let st = d.status()?;
-    let mut units: Vec<String> = st["applications"]["postgresql-ha"]["units"].as_object().map(|u| u.keys().cloned().collect()).unwrap_or_default();
+    let mut units: Vec<String> = st["applications"]["postgresql-ha"]["units"]
+        .as_object()
+        .map(|u| u.keys().cloned().collect())
+        .unwrap_or_default();
     units.sort();
     Ok(units)
 }
@@ -195,7 +245,10 @@ pub fn pg_units(d: &Deployment) -> Result<Vec<String>> {
 pub fn primaries(d: &Deployment) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for u in pg_units(d)? {
-        if psql(d, &u, "postgres", "SELECT pg_is_in_recovery()").map(|s| s.trim() == "f").unwrap_or(false) {
+        if psql(d, &u, "postgres", "SELECT pg_is_in_recovery()")
+            .map(|s| s.trim() == "f")
+            .unwrap_or(false)
+        {
             out.push(u);
         }
     }
@@ -204,12 +257,21 @@ pub fn primaries(d: &Deployment) -> Result<Vec<String>> {
 
 /// Acknowledged integers missing from `table` on each member (members that miss none are left
 /// out). A member that cannot be queried is an error.
-pub fn missing_on_members(d: &Deployment, table: &str, acked: &[i64]) -> Result<Vec<(String, Vec<i64>)>> {
+pub fn missing_on_members(
+    d: &Deployment,
+    table: &str,
+    acked: &[i64],
+) -> Result<Vec<(String, Vec<i64>)>> {
     let mut out = Vec::new();
     for u in pg_units(d)? {
         let rows = psql(d, &u, CLIENT_DB, &format!("SELECT n FROM {table}"))?;
-        let have: std::collections::HashSet<i64> = rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        let missing: Vec<i64> = acked.iter().copied().filter(|n| !have.contains(n)).collect();
+        let have: std::collections::HashSet<i64> =
+            rows.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let missing: Vec<i64> = acked
+            .iter()
+            .copied()
+            .filter(|n| !have.contains(n))
+            .collect();
         if !missing.is_empty() {
             out.push((u, missing));
         }
@@ -221,7 +283,12 @@ pub fn missing_on_members(d: &Deployment, table: &str, acked: &[i64]) -> Result<
 /// Active, exactly one writable PostgreSQL member that every other member streams from (one
 /// synchronously), exactly one holder of each VIP, and every acknowledged write of `table` on
 /// every member (replicas may need a moment to replay).
-pub fn assert_healthy(d: &Deployment, table: Option<&str>, acked: &[i64], timeout: Duration) -> Result<()> {
+pub fn assert_healthy(
+    d: &Deployment,
+    table: Option<&str>,
+    acked: &[i64],
+    timeout: Duration,
+) -> Result<()> {
     d.wait_active(timeout)?;
     until(timeout, "exactly one PostgreSQL primary", || {
         let p = primaries(d)?;
@@ -232,16 +299,29 @@ pub fn assert_healthy(d: &Deployment, table: Option<&str>, acked: &[i64], timeou
     })?;
     // Ready for the next fault: with synchronous mode (the charm's default) Patroni promotes
     // only the synchronous standby, so a primary lost before one is chosen is not failed over.
-    until(timeout, "every other member streaming from the primary, one synchronously", || {
-        let (primary, _) = primary_machine(d)?;
-        let rows = psql(d, &primary, "postgres", "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'")?;
-        let states: Vec<&str> = rows.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        let others = pg_units(d)?.len().saturating_sub(1);
-        if states.len() < others || !states.iter().any(|s| *s == "sync" || *s == "quorum") {
-            bail!("{primary} streams to {others} members? its standbys: {states:?}");
-        }
-        Ok(())
-    })?;
+    until(
+        timeout,
+        "every other member streaming from the primary, one synchronously",
+        || {
+            let (primary, _) = primary_machine(d)?;
+            let rows = psql(
+                d,
+                &primary,
+                "postgres",
+                "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'",
+            )?;
+            let states: Vec<&str> = rows
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let others = pg_units(d)?.len().saturating_sub(1);
+            if states.len() < others || !states.iter().any(|s| *s == "sync" || *s == "quorum") {
+                bail!("{primary} streams to {others} members? its standbys: {states:?}");
+            }
+            Ok(())
+        },
+    )?;
     d.wait_vip_holder(&d.region_vip(), timeout)?;
     d.wait_vip_holder(&d.db_vip(), timeout)?;
     if let Some(table) = table {
@@ -251,7 +331,16 @@ pub fn assert_healthy(d: &Deployment, table: Option<&str>, acked: &[i64], timeou
         until(timeout, "every acknowledged write on every member", || {
             let m = missing_on_members(d, table, acked)?;
             if !m.is_empty() {
-                let summary: Vec<String> = m.iter().map(|(u, ns)| format!("{u} misses {} (first {:?})", ns.len(), &ns[..ns.len().min(5)])).collect();
+                let summary: Vec<String> = m
+                    .iter()
+                    .map(|(u, ns)| {
+                        format!(
+                            "{u} misses {} (first {:?})",
+                            ns.len(),
+                            &ns[..ns.len().min(5)]
+                        )
+                    })
+                    .collect();
                 bail!("{}", summary.join("; "));
             }
             Ok(())
@@ -273,10 +362,24 @@ pub fn diagnose(d: &Deployment) -> String {
         Err(e) => out.push_str(&format!("  status: {e:#}\n")),
     }
     for vip in [d.region_vip(), d.db_vip()] {
-        out.push_str(&format!("  {vip} held by {:?}\n", d.vip_holders(&vip).unwrap_or_default()));
+        out.push_str(&format!(
+            "  {vip} held by {:?}\n",
+            d.vip_holders(&vip).unwrap_or_default()
+        ));
     }
     for u in pg_units(d).unwrap_or_default() {
-        let patroni = d.exec(&u, &["curl", "-s", "--max-time", "2", "http://127.0.0.1:8008/patroni"]).unwrap_or_else(|e| format!("{e:#}"));
+        let patroni = d
+            .exec(
+                &u,
+                &[
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "2",
+                    "http://127.0.0.1:8008/patroni",
+                ],
+            )
+            .unwrap_or_else(|e| format!("{e:#}"));
         out.push_str(&format!("  {u} patroni: {}\n", patroni.trim()));
     }
     out
@@ -312,7 +415,14 @@ pub fn answered_by(records: &[Value]) -> Vec<Run> {
         let who = if r["ok"] == true {
             page_host(r["body"].as_str().unwrap_or("")).unwrap_or_else(|| "answered".into())
         } else {
-            format!("failed ({})", r["error"].as_str().map(String::from).or_else(|| r["status"].as_u64().map(|s| format!("HTTP {s}"))).unwrap_or_default())
+            format!(
+                "failed ({})",
+                r["error"]
+                    .as_str()
+                    .map(String::from)
+                    .or_else(|| r["status"].as_u64().map(|s| format!("HTTP {s}")))
+                    .unwrap_or_default()
+            )
         };
         let t = r["t_ms"].as_u64().unwrap_or(0);
         match out.last_mut() {
@@ -320,7 +430,12 @@ pub fn answered_by(records: &[Value]) -> Vec<Run> {
                 run.count += 1;
                 run.last_ms = t;
             }
-            _ => out.push(Run { who, count: 1, first_ms: t, last_ms: t }),
+            _ => out.push(Run {
+                who,
+                count: 1,
+                first_ms: t,
+                last_ms: t,
+            }),
         }
     }
     out
@@ -333,9 +448,16 @@ mod tests {
 
     #[test]
     fn answered_counts_any_http_status_as_an_answer() {
-        let r = vec![json!({"ok": false, "status": 503, "t_ms": 0}), json!({"ok": false, "error": "timed out", "t_ms": 100}), json!({"ok": true, "status": 200, "t_ms": 900})];
+        let r = vec![
+            json!({"ok": false, "status": 503, "t_ms": 0}),
+            json!({"ok": false, "error": "timed out", "t_ms": 100}),
+            json!({"ok": true, "status": 200, "t_ms": 900}),
+        ];
         let a = answered(&r);
-        assert_eq!(a.iter().map(|r| r["ok"] == true).collect::<Vec<_>>(), vec![true, false, true]);
+        assert_eq!(
+            a.iter().map(|r| r["ok"] == true).collect::<Vec<_>>(),
+            vec![true, false, true]
+        );
         assert_eq!(longest_outage(&a), Some((Duration::from_millis(800), 1)));
         assert_eq!(longest_outage(&r), Some((Duration::from_millis(900), 2)));
     }
@@ -348,7 +470,13 @@ mod tests {
             json!({"ok": false, "status": 503}),
             json!({"ok": false, "status": 503}),
         ];
-        assert_eq!(failure_reasons(&r), vec![("HTTP 503".to_string(), 2), ("connection refused".to_string(), 1)]);
+        assert_eq!(
+            failure_reasons(&r),
+            vec![
+                ("HTTP 503".to_string(), 2),
+                ("connection refused".to_string(), 1)
+            ]
+        );
     }
 
     #[test]
@@ -360,7 +488,10 @@ mod tests {
             json!({"ok": false, "t_ms": 40, "status": 503, "body": "x"}),
             json!({"ok": true, "t_ms": 50, "body": "<p>MAAS stand-in (not MAAS) on m1</p>"}),
         ];
-        let runs: Vec<(String, usize, u64, u64)> = answered_by(&r).into_iter().map(|r| (r.who, r.count, r.first_ms, r.last_ms)).collect();
+        let runs: Vec<(String, usize, u64, u64)> = answered_by(&r)
+            .into_iter()
+            .map(|r| (r.who, r.count, r.first_ms, r.last_ms))
+            .collect();
         assert_eq!(
             runs,
             vec![

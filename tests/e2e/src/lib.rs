@@ -38,14 +38,37 @@ pub struct Env {
 impl Env {
     /// Everything in place, or why not (the test then prints it and skips).
     pub fn get() -> std::result::Result<Env, String> {
-        if std::fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))) != Some(true) {
+        if std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .map(|l| l.split_whitespace().nth(1) == Some("0"))
+            })
+            != Some(true)
+        {
             return Err("not root: namespaced hosts need root (run `make test` as root)".into());
         }
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().map_err(|e| e.to_string())?;
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .map_err(|e| e.to_string())?;
         // Test binaries run from target/<profile>/deps, binaries (demo, bench) from target/<profile>.
-        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).ok_or("cannot find the target directory")?;
-        let bin_dir = if exe_dir.ends_with("deps") { exe_dir.parent().map(Path::to_path_buf).unwrap_or(exe_dir) } else { exe_dir };
-        let env = Env { lm: bin_dir.join("lm"), probe: bin_dir.join("e2e-probe"), build: repo.join("build"), repo };
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .ok_or("cannot find the target directory")?;
+        let bin_dir = if exe_dir.ends_with("deps") {
+            exe_dir.parent().map(Path::to_path_buf).unwrap_or(exe_dir)
+        } else {
+            exe_dir
+        };
+        let env = Env {
+            lm: bin_dir.join("lm"),
+            probe: bin_dir.join("e2e-probe"),
+            build: repo.join("build"),
+            repo,
+        };
         let need: [(&Path, &str); 4] = [
             (&env.lm, "cargo build -p local-model"),
             (&env.probe, "cargo build -p e2e"),
@@ -54,12 +77,22 @@ impl Env {
         ];
         for (path, how) in need {
             if !path.exists() {
-                return Err(format!("{} is missing: run `{how}` (make test does)", path.display()));
+                return Err(format!(
+                    "{} is missing: run `{how}` (make test does)",
+                    path.display()
+                ));
             }
         }
-        for c in ["keepalived-vip", "maas-rack", "maas-region", "postgresql-ha"] {
+        for c in [
+            "keepalived-vip",
+            "maas-rack",
+            "maas-region",
+            "postgresql-ha",
+        ] {
             if !env.build.join(format!("{c}.charm")).exists() {
-                return Err(format!("build/{c}.charm is missing: run `make charms` (make test does)"));
+                return Err(format!(
+                    "build/{c}.charm is missing: run `make charms` (make test does)"
+                ));
             }
         }
         Ok(env)
@@ -69,7 +102,14 @@ impl Env {
 /// Overlays named in `$E2E_OVERLAYS` (colon-separated paths), added after the fixtures' own:
 /// e.g. one that points an application at a charm built elsewhere, to try a fix.
 pub fn extra_overlays() -> Vec<PathBuf> {
-    std::env::var("E2E_OVERLAYS").map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect()).unwrap_or_default()
+    std::env::var("E2E_OVERLAYS")
+        .map(|v| {
+            v.split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Gets the [`Env`] or prints why the test is skipped and returns from it.
@@ -115,7 +155,12 @@ impl Deployment {
         // A crashed earlier run of the same test leaves its model behind: start clean.
         lm.cleanup_leftovers()?;
         std::fs::create_dir_all(&dir)?;
-        Ok(Deployment { lm, env: env.clone(), net, dir })
+        Ok(Deployment {
+            lm,
+            env: env.clone(),
+            net,
+            dir,
+        })
     }
 
     /// A handle on a model already running in `dir` (deployed on 10.77.<net>.0/24), e.g. to
@@ -126,7 +171,12 @@ impl Deployment {
         if !lm.running() {
             bail!("no model runs in {}", dir.display());
         }
-        Ok(Deployment { lm, env: env.clone(), net, dir: dir.to_path_buf() })
+        Ok(Deployment {
+            lm,
+            env: env.clone(),
+            net,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The region VIP of this deployment's subnet.
@@ -141,20 +191,38 @@ impl Deployment {
 
     /// Deploys `bundles/maas-ha.yaml` with an overlay that puts the VIPs on this subnet and
     /// attaches the Patroni wheelhouse, plus `extra_overlays`.
-    pub fn bundle(env: &Env, name: &str, net: u8, extra_overlays: &[PathBuf]) -> Result<Deployment> {
+    pub fn bundle(
+        env: &Env,
+        name: &str,
+        net: u8,
+        extra_overlays: &[PathBuf],
+    ) -> Result<Deployment> {
         Deployment::model(env, name, net)?.deploy_maas_ha(extra_overlays)
     }
 
     /// Like [`Deployment::bundle_with`], with the model in `dir` (e.g. `build/local-model`,
     /// where `lm` finds it without `--model-dir`) instead of `build/e2e/<name>`.
-    pub fn bundle_in(env: &Env, dir: &Path, net: u8, extra_overlays: &[PathBuf], settings: &[(&str, &str)]) -> Result<Deployment> {
+    pub fn bundle_in(
+        env: &Env,
+        dir: &Path,
+        net: u8,
+        extra_overlays: &[PathBuf],
+        settings: &[(&str, &str)],
+    ) -> Result<Deployment> {
         Deployment::model_in(env, dir, net, settings)?.deploy_maas_ha(extra_overlays)
     }
 
     /// Like [`Deployment::bundle`], with model settings for the local model's daemon (e.g.
     /// `("LM_UPDATE_STATUS_MS", "60000")`, as `juju model-config update-status-hook-interval=1m`).
-    pub fn bundle_with(env: &Env, name: &str, net: u8, extra_overlays: &[PathBuf], settings: &[(&str, &str)]) -> Result<Deployment> {
-        Deployment::model_in(env, &env.build.join("e2e").join(name), net, settings)?.deploy_maas_ha(extra_overlays)
+    pub fn bundle_with(
+        env: &Env,
+        name: &str,
+        net: u8,
+        extra_overlays: &[PathBuf],
+        settings: &[(&str, &str)],
+    ) -> Result<Deployment> {
+        Deployment::model_in(env, &env.build.join("e2e").join(name), net, settings)?
+            .deploy_maas_ha(extra_overlays)
     }
 
     fn deploy_maas_ha(self, extra_overlays: &[PathBuf]) -> Result<Deployment> {
@@ -172,7 +240,11 @@ impl Deployment {
         )?;
         let mut overlays = vec![overlay];
         overlays.extend_from_slice(extra_overlays);
-        d.lm.deploy_bundle(&env.repo.join("bundles/maas-ha.yaml"), &overlays, Substrate::Hosts)?;
+        d.lm.deploy_bundle(
+            &env.repo.join("bundles/maas-ha.yaml"),
+            &overlays,
+            Substrate::Hosts,
+        )?;
         Ok(d)
     }
 
@@ -183,10 +255,19 @@ impl Deployment {
 
     /// Like [`Deployment::yaml`], with model settings for the local model's daemon (e.g.
     /// `("LM_UPDATE_STATUS_MS", "10000")`).
-    pub fn yaml_with(env: &Env, name: &str, net: u8, bundle: &str, settings: &[(&str, &str)]) -> Result<Deployment> {
+    pub fn yaml_with(
+        env: &Env,
+        name: &str,
+        net: u8,
+        bundle: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Deployment> {
         let d = Deployment::model_in(env, &env.build.join("e2e").join(name), net, settings)?;
         let path = d.dir.join("bundle.yaml");
-        std::fs::write(&path, bundle.replace("{build}", &env.build.to_string_lossy()))?;
+        std::fs::write(
+            &path,
+            bundle.replace("{build}", &env.build.to_string_lossy()),
+        )?;
         d.lm.deploy_bundle(&path, &[], Substrate::Hosts)?;
         Ok(d)
     }
@@ -207,12 +288,20 @@ impl Deployment {
         loop {
             let units = self.units()?;
             let settled = self.lm.unsettled()?.is_empty();
-            let not_active: Vec<String> = units.iter().filter(|(_, s, _)| s != "active").map(|(n, s, m)| format!("{n} {s}: {m}")).collect();
+            let not_active: Vec<String> = units
+                .iter()
+                .filter(|(_, s, _)| s != "active")
+                .map(|(n, s, m)| format!("{n} {s}: {m}"))
+                .collect();
             if settled && !units.is_empty() && not_active.is_empty() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("not every unit active after {timeout:?}:\n  {}\nunsettled: {:?}", not_active.join("\n  "), self.lm.unsettled()?);
+                bail!(
+                    "not every unit active after {timeout:?}:\n  {}\nunsettled: {:?}",
+                    not_active.join("\n  "),
+                    self.lm.unsettled()?
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -221,13 +310,22 @@ impl Deployment {
     /// The machine id a unit runs on.
     pub fn machine_of(&self, unit: &str) -> Result<String> {
         let st = self.status()?;
-        find_unit(&st, unit).and_then(|u| u["machine"].as_str().map(String::from)).ok_or_else(|| anyhow!("unit {unit} has no machine"))
+        find_unit(&st, unit)
+            .and_then(|u| u["machine"].as_str().map(String::from))
+            .ok_or_else(|| anyhow!("unit {unit} has no machine"))
     }
 
     /// The machines that run units of `app` (principal apps only).
     pub fn machines_of(&self, app: &str) -> Result<Vec<String>> {
         let st = self.status()?;
-        let mut ms: Vec<String> = st["applications"][app]["units"].as_object().map(|u| u.values().filter_map(|u| u["machine"].as_str().map(String::from)).collect()).unwrap_or_default();
+        let mut ms: Vec<String> = st["applications"][app]["units"]
+            .as_object()
+            .map(|u| {
+                u.values()
+                    .filter_map(|u| u["machine"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
         ms.sort();
         Ok(ms)
     }
@@ -236,7 +334,11 @@ impl Deployment {
     pub fn exec(&self, machine: &str, argv: &[&str]) -> Result<String> {
         let (code, out, err) = self.lm.exec(machine, argv)?;
         if code != 0 {
-            bail!("{} on {machine} exited {code}: {}", argv.join(" "), err.trim());
+            bail!(
+                "{} on {machine} exited {code}: {}",
+                argv.join(" "),
+                err.trim()
+            );
         }
         Ok(out)
     }
@@ -252,7 +354,10 @@ impl Deployment {
                 continue;
             }
             if let Ok((0, out, _)) = self.lm.exec(id, &["ip", "-o", "-4", "addr", "show"]) {
-                if out.split_whitespace().any(|w| w.split('/').next() == Some(vip)) {
+                if out
+                    .split_whitespace()
+                    .any(|w| w.split('/').next() == Some(vip))
+                {
                     holders.push(id.clone());
                 }
             }
@@ -282,7 +387,9 @@ impl Deployment {
 
     /// Runs an action and returns its results; a failed action is an error with its message.
     pub fn action(&self, unit: &str, action: &str, params: &[&str]) -> Result<Value> {
-        let run = self.lm.run_action(unit, action, params, Duration::from_secs(120))?;
+        let run = self
+            .lm
+            .run_action(unit, action, params, Duration::from_secs(120))?;
         let v = serde_json::to_value(&run)?;
         if run.status != "completed" {
             bail!("action {action} on {unit} {}: {}", run.status, v["message"]);
@@ -311,9 +418,18 @@ pub fn units_of(st: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     let mut add = |name: &str, u: &Value| {
         let ws = &u["workload-status"];
-        out.push((name.to_string(), ws["current"].as_str().unwrap_or("").to_string(), ws["message"].as_str().unwrap_or("").to_string()));
+        out.push((
+            name.to_string(),
+            ws["current"].as_str().unwrap_or("").to_string(),
+            ws["message"].as_str().unwrap_or("").to_string(),
+        ));
     };
-    for app in st["applications"].as_object().into_iter().flatten().map(|(_, a)| a) {
+    for app in st["applications"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, a)| a)
+    {
         for (name, u) in app["units"].as_object().into_iter().flatten() {
             add(name, u);
             for (sub, s) in u["subordinates"].as_object().into_iter().flatten() {
@@ -327,22 +443,31 @@ pub fn units_of(st: &Value) -> Vec<(String, String, String)> {
 fn find_unit<'a>(st: &'a Value, unit: &str) -> Option<&'a Value> {
     let app = unit.split('/').next()?;
     st["applications"][app]["units"].get(unit).or_else(|| {
-        st["applications"].as_object()?.values().flat_map(|a| a["units"].as_object().into_iter().flatten()).find_map(|(_, u)| u["subordinates"].get(unit))
+        st["applications"]
+            .as_object()?
+            .values()
+            .flat_map(|a| a["units"].as_object().into_iter().flatten())
+            .find_map(|(_, u)| u["subordinates"].get(unit))
     })
 }
 
 /// Polls `f` until it returns `Ok` or `timeout` passes; returns how long it took.
-pub fn until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T>) -> Result<(T, Duration)> {
+pub fn until<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<(T, Duration)> {
     let start = Instant::now();
     loop {
         match f() {
             Ok(v) => return Ok((v, start.elapsed())),
-            Err(e) if start.elapsed() > timeout => return Err(e.context(format!("{what}: still failing after {timeout:?}"))),
+            Err(e) if start.elapsed() > timeout => {
+                return Err(e.context(format!("{what}: still failing after {timeout:?}")))
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }
-
 
 /// Reads a file inside a machine through the machine-side path.
 pub fn read_in(d: &Deployment, machine: &str, inside: &str) -> Result<String> {
@@ -358,12 +483,22 @@ mod tests {
     fn machine_state_is_read_where_status_puts_it() {
         let mut state = local_model::state::ModelState::new(Substrate::Bare, Default::default());
         for (id, s) in [("0", "started"), ("1", "stopped")] {
-            let m = local_model::state::Machine { id: id.into(), hostname: format!("m{id}"), ip: String::new(), cidr: String::new(), state: s.into() };
+            let m = local_model::state::Machine {
+                id: id.into(),
+                hostname: format!("m{id}"),
+                ip: String::new(),
+                cidr: String::new(),
+                state: s.into(),
+            };
             state.machines.insert(id.into(), m);
         }
         let st = local_model::status::status_json(&state);
         assert_eq!(machine_state(&st["machines"]["0"]), "started");
         assert_eq!(machine_state(&st["machines"]["1"]), "stopped");
-        assert_eq!(machine_state(&serde_json::json!({"state": "started"})), "", "not where status puts it");
+        assert_eq!(
+            machine_state(&serde_json::json!({"state": "started"})),
+            "",
+            "not where status puts it"
+        );
     }
 }

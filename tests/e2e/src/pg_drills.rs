@@ -113,17 +113,26 @@ relations:
 /// Deploys [`bundle`] in `build/e2e/<name>` on 10.77.<net>.0/24, update-status every 10 s (so a
 /// status that only update-status refreshes, like Blocked on quorum loss, shows promptly).
 pub fn deploy(env: &Env, name: &str, net: u8, vip_options: &str) -> Result<Deployment> {
-    let yaml = bundle(env, net, &env.build.join("e2e").join(format!("{name}-charms")), vip_options)?;
+    let yaml = bundle(
+        env,
+        net,
+        &env.build.join("e2e").join(format!("{name}-charms")),
+        vip_options,
+    )?;
     Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "10000")])
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A `key=value` of a libpq string (values without quotes or spaces, as both clients write them).
 fn dsn_value<'a>(dsn: &'a str, key: &str) -> Option<&'a str> {
-    dsn.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    dsn.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// The two clients were given the DB VIP (the `db` client's `master` host, the `database`
@@ -131,14 +140,40 @@ fn dsn_value<'a>(dsn: &'a str, key: &str) -> Option<&'a str> {
 pub fn clients_write_through_the_vip(d: &Deployment) -> Result<()> {
     let vip = d.db_vip();
     let db_dsn = ha::writer_dsn(d, CLIENT_MACHINE)?;
-    ensure!(dsn_value(&db_dsn, "host") == Some(vip.as_str()), "db-client was given host {:?}, not the DB VIP {vip}", dsn_value(&db_dsn, "host"));
+    ensure!(
+        dsn_value(&db_dsn, "host") == Some(vip.as_str()),
+        "db-client was given host {:?}, not the DB VIP {vip}",
+        dsn_value(&db_dsn, "host")
+    );
     let endpoints = crate::read_in(d, CLIENT_MACHINE, MODERN_ENDPOINTS)?;
-    ensure!(endpoints.trim() == format!("{vip}:5432"), "database-client was given endpoints {:?}, not {vip}:5432", endpoints.trim());
+    ensure!(
+        endpoints.trim() == format!("{vip}:5432"),
+        "database-client was given endpoints {:?}, not {vip}:5432",
+        endpoints.trim()
+    );
     let modern = crate::read_in(d, CLIENT_MACHINE, MODERN_DSN)?;
-    ensure!(dsn_value(&modern, "host") == Some(vip.as_str()), "database-client's libpq string does not use the DB VIP");
-    for (name, dsn) in [("via_db", db_dsn), ("via_database", format!("{} {WRITER_TIMEOUTS}", modern.trim()))] {
-        let p = Probe::writer_table(d, CLIENT_MACHINE, &format!("pg-{name}"), &dsn, &format!("e2e_{name}"), 100)?;
-        let r = p.wait_successes(5, RECOVER).with_context(|| format!("writes with the {name} client's credentials"));
+    ensure!(
+        dsn_value(&modern, "host") == Some(vip.as_str()),
+        "database-client's libpq string does not use the DB VIP"
+    );
+    for (name, dsn) in [
+        ("via_db", db_dsn),
+        (
+            "via_database",
+            format!("{} {WRITER_TIMEOUTS}", modern.trim()),
+        ),
+    ] {
+        let p = Probe::writer_table(
+            d,
+            CLIENT_MACHINE,
+            &format!("pg-{name}"),
+            &dsn,
+            &format!("e2e_{name}"),
+            100,
+        )?;
+        let r = p
+            .wait_successes(5, RECOVER)
+            .with_context(|| format!("writes with the {name} client's credentials"));
         p.stop()?;
         r?;
     }
@@ -147,7 +182,12 @@ pub fn clients_write_through_the_vip(d: &Deployment) -> Result<()> {
 
 /// Replication as seen from the primary: (standby name, state, sync_state) per standby.
 pub fn replication(d: &Deployment, primary: &str) -> Result<Vec<(String, String, String)>> {
-    let out = ha::psql(d, primary, "postgres", "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1")?;
+    let out = ha::psql(
+        d,
+        primary,
+        "postgres",
+        "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1",
+    )?;
     Ok(out
         .lines()
         .filter_map(|l| {
@@ -161,7 +201,12 @@ pub fn replication(d: &Deployment, primary: &str) -> Result<Vec<(String, String,
 /// exactly one writable member, the DB VIP on its machine, `replicas` standbys streaming from
 /// it (at least one synchronous), and every acknowledged write of the ledger on every member.
 /// Returns the primary unit.
-pub fn healthy(d: &Deployment, ledger: &Ledger, replicas: usize, timeout: Duration) -> Result<String> {
+pub fn healthy(
+    d: &Deployment,
+    ledger: &Ledger,
+    replicas: usize,
+    timeout: Duration,
+) -> Result<String> {
     d.wait_active(timeout)?;
     let (primary, _) = until(timeout, "exactly one writable member", || {
         let p = ha::primaries(d)?;
@@ -171,13 +216,19 @@ pub fn healthy(d: &Deployment, ledger: &Ledger, replicas: usize, timeout: Durati
     let machine = d.machine_of(&primary)?;
     until(timeout, "the DB VIP on the primary's machine only", || {
         let h = d.vip_holders(&d.db_vip())?;
-        ensure!(h == [machine.clone()], "DB VIP held by {h:?}, primary {primary} is on machine {machine}");
+        ensure!(
+            h == [machine.clone()],
+            "DB VIP held by {h:?}, primary {primary} is on machine {machine}"
+        );
         Ok(())
     })?;
     until(timeout, "standbys streaming from the primary", || {
         let r = replication(d, &primary)?;
         let streaming = r.iter().filter(|(_, s, _)| s == "streaming").count();
-        let sync = r.iter().filter(|(_, s, y)| s == "streaming" && (y == "sync" || y == "quorum")).count();
+        let sync = r
+            .iter()
+            .filter(|(_, s, y)| s == "streaming" && (y == "sync" || y == "quorum"))
+            .count();
         ensure!(streaming == replicas && sync >= 1, "pg_stat_replication on {primary}: {r:?} (want {replicas} streaming, at least one sync)");
         Ok(())
     })?;
@@ -186,17 +237,40 @@ pub fn healthy(d: &Deployment, ledger: &Ledger, replicas: usize, timeout: Durati
         until(timeout, "every acknowledged write on every member", || {
             let m = ha::missing_on_members(d, table, acked)?;
             if !m.is_empty() {
-                let s: Vec<String> = m.iter().map(|(u, ns)| format!("{u} misses {} of {table} (first {:?})", ns.len(), &ns[..ns.len().min(5)])).collect();
+                let s: Vec<String> = m
+                    .iter()
+                    .map(|(u, ns)| {
+                        format!(
+                            "{u} misses {} of {table} (first {:?})",
+                            ns.len(),
+                            &ns[..ns.len().min(5)]
+                        )
+                    })
+                    .collect();
                 bail!("{}", s.join("; "));
             }
             Ok(())
         })?;
         // The same, as count and max on each member, for the record.
         let max = acked.iter().max().copied().unwrap_or(0);
-        let list = acked.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        let list = acked
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         for u in ha::pg_units(d)? {
-            let got = ha::psql(d, &u, CLIENT_DB, &format!("SELECT count(*), max(n) FROM {table} WHERE n IN ({list})"))?;
-            ensure!(got.trim() == format!("{}|{max}", acked.len()), "{u}: count|max of the acknowledged writes of {table} is {}, want {}|{max}", got.trim(), acked.len());
+            let got = ha::psql(
+                d,
+                &u,
+                CLIENT_DB,
+                &format!("SELECT count(*), max(n) FROM {table} WHERE n IN ({list})"),
+            )?;
+            ensure!(
+                got.trim() == format!("{}|{max}", acked.len()),
+                "{u}: count|max of the acknowledged writes of {table} is {}, want {}|{max}",
+                got.trim(),
+                acked.len()
+            );
         }
     }
     Ok(primary)
@@ -213,18 +287,27 @@ impl<'d> Writes<'d> {
     pub fn start(d: &'d Deployment, name: &str) -> Result<Writes<'d>> {
         let table = format!("e2e_{name}");
         let dsn = ha::writer_dsn(d, CLIENT_MACHINE)?;
-        let probe = Probe::writer_table(d, CLIENT_MACHINE, &format!("pg-{name}"), &dsn, &table, 100)?;
-        probe.wait_successes(3, RECOVER).context("writes through the DB VIP before the fault")?;
+        let probe =
+            Probe::writer_table(d, CLIENT_MACHINE, &format!("pg-{name}"), &dsn, &table, 100)?;
+        probe
+            .wait_successes(3, RECOVER)
+            .context("writes through the DB VIP before the fault")?;
         Ok(Writes { probe, table })
     }
 
     /// Waits for `n` more acknowledged writes.
     pub fn wait(&self, n: usize, timeout: Duration) -> Result<()> {
-        self.probe.wait_successes(n, timeout).context("writes through the DB VIP did not resume")
+        self.probe
+            .wait_successes(n, timeout)
+            .context("writes through the DB VIP did not resume")
     }
 
     /// Stops the writer, records its acknowledged writes in the ledger and measures from `fault_ms`.
-    fn finish(self, ledger: &mut Ledger, fault_ms: u64) -> Result<(Option<Duration>, usize, usize, usize)> {
+    fn finish(
+        self,
+        ledger: &mut Ledger,
+        fault_ms: u64,
+    ) -> Result<(Option<Duration>, usize, usize, usize)> {
         let records = self.probe.stop()?;
         let acked = crate::probe::acknowledged(&records);
         let (recovered, failed) = recovery(&records, fault_ms);
@@ -238,28 +321,51 @@ impl<'d> Writes<'d> {
 /// succeeded after a write failed (a write started after the fault), and how many writes
 /// started after the fault failed.
 pub fn recovery(records: &[Value], fault_ms: u64) -> (Option<Duration>, usize) {
-    let after: Vec<&Value> = records.iter().filter(|r| r["t_ms"].as_u64().unwrap_or(0) >= fault_ms).collect();
+    let after: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["t_ms"].as_u64().unwrap_or(0) >= fault_ms)
+        .collect();
     let failed = after.iter().filter(|r| r["ok"] != true).count();
     let first_fail = after.iter().position(|r| r["ok"] != true);
-    let recovered = first_fail.and_then(|i| after[i..].iter().find(|r| r["ok"] == true)).map(|r| {
-        let end = r["t_ms"].as_u64().unwrap_or(0) + r["ms"].as_u64().unwrap_or(0);
-        Duration::from_millis(end.saturating_sub(fault_ms))
-    });
+    let recovered = first_fail
+        .and_then(|i| after[i..].iter().find(|r| r["ok"] == true))
+        .map(|r| {
+            let end = r["t_ms"].as_u64().unwrap_or(0) + r["ms"].as_u64().unwrap_or(0);
+            Duration::from_millis(end.saturating_sub(fault_ms))
+        });
     (recovered, failed)
 }
 
 /// Runs one drill: writer started, `fault` injected (it returns when the fault is over, e.g.
 /// after the network is restored), writes resume within [`RECOVER`] of the fault's end,
 /// [`healthy`] with `replicas` standbys; `after` may check more before the report.
-fn drill(d: &Deployment, ledger: &mut Ledger, name: &str, table: &str, target: Option<Duration>, replicas: usize, fault: impl FnOnce(&Writes) -> Result<()>) -> Result<(Report, String)> {
+fn drill(
+    d: &Deployment,
+    ledger: &mut Ledger,
+    name: &str,
+    table: &str,
+    target: Option<Duration>,
+    replicas: usize,
+    fault: impl FnOnce(&Writes) -> Result<()>,
+) -> Result<(Report, String)> {
     let w = Writes::start(d, table)?;
     let t = Instant::now();
     let fault_ms = now_ms();
     fault(&w).with_context(|| format!("drill {name}: the fault"))?;
-    w.wait(10, RECOVER).with_context(|| format!("drill {name}"))?;
+    w.wait(10, RECOVER)
+        .with_context(|| format!("drill {name}"))?;
     let (recovered, failed, writes, acked) = w.finish(ledger, fault_ms)?;
-    let primary = healthy(d, ledger, replicas, HEAL).with_context(|| format!("after drill {name}"))?;
-    let r = Report { name: name.into(), target, recovered, failed, writes, acked, healed: t.elapsed() };
+    let primary =
+        healthy(d, ledger, replicas, HEAL).with_context(|| format!("after drill {name}"))?;
+    let r = Report {
+        name: name.into(),
+        target,
+        recovered,
+        failed,
+        writes,
+        acked,
+        healed: t.elapsed(),
+    };
     eprintln!("drill {name:?}: writes back after {:?}, {failed} failed of {writes} ({acked} acknowledged, all on every member), healthy after {:.1} s; primary {primary}", r.recovered, r.healed.as_secs_f64());
     Ok((r, primary))
 }
@@ -272,12 +378,25 @@ pub fn primary(d: &Deployment) -> Result<(String, String)> {
 /// The postmaster's PID (machine side) on `machine`: the first line of postmaster.pid is the
 /// PID inside the host's PID namespace, so the postgres process whose parent is not postgres.
 fn postmaster(d: &Deployment, machine: &str) -> Result<u32> {
-    let pid_inside = crate::read_in(d, machine, &format!("{PGDATA}/postmaster.pid"))?.lines().next().unwrap_or("").trim().to_string();
-    let pids: Vec<u32> = serde_json::from_value(d.fault(machine, FaultOp::Pids { comm: "postgres".into() })?)?;
+    let pid_inside = crate::read_in(d, machine, &format!("{PGDATA}/postmaster.pid"))?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let pids: Vec<u32> = serde_json::from_value(d.fault(
+        machine,
+        FaultOp::Pids {
+            comm: "postgres".into(),
+        },
+    )?)?;
     for p in &pids {
         let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
         // NSpid: <machine pid> <pid in the host's namespace>
-        let ns = status.lines().find(|l| l.starts_with("NSpid:")).map(|l| l.split_whitespace().last().unwrap_or("").to_string());
+        let ns = status
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_string());
         if ns.as_deref() == Some(pid_inside.as_str()) {
             return Ok(*p);
         }
@@ -300,12 +419,28 @@ fn wait_new_primary(d: &Deployment, old: &str, timeout: Duration) -> Result<Stri
 pub fn settled(d: &Deployment) -> Result<String> {
     let p = healthy(d, &Ledger::default(), 2, Duration::from_secs(600))?;
     // Patroni names its synchronous standby (its /sync key) a loop after PostgreSQL has one.
-    until(RECOVER, "list-members: a primary, a sync standby, 3 members", || {
-        let members = d.action(&format!("{APP}/leader"), "list-members", &[])?;
-        let roles: Vec<String> = members["members"].as_object().map(|m| m.values().map(|v| v["role"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default();
-        ensure!(roles.iter().filter(|r| *r == "primary").count() == 1 && roles.iter().any(|r| r == "sync-standby") && roles.len() == 3, "list-members roles: {roles:?}");
-        Ok(())
-    })?;
+    until(
+        RECOVER,
+        "list-members: a primary, a sync standby, 3 members",
+        || {
+            let members = d.action(&format!("{APP}/leader"), "list-members", &[])?;
+            let roles: Vec<String> = members["members"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .map(|v| v["role"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ensure!(
+                roles.iter().filter(|r| *r == "primary").count() == 1
+                    && roles.iter().any(|r| r == "sync-standby")
+                    && roles.len() == 3,
+                "list-members roles: {roles:?}"
+            );
+            Ok(())
+        },
+    )?;
     clients_write_through_the_vip(d)?;
     Ok(p)
 }
@@ -314,16 +449,33 @@ pub fn settled(d: &Deployment) -> Result<String> {
 pub fn postmaster_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let (unit, machine) = primary(d)?;
     let pid = postmaster(d, &machine)?;
-    drill(d, ledger, "postmaster killed", "postmaster_killed", Some(Duration::from_secs(10)), 2, |_| {
-        d.fault(&machine, FaultOp::Kill { target: pid.to_string(), signal: 9 })?;
-        // Gone, or a zombie its parent has not reaped yet.
-        until(Duration::from_secs(10), "the postmaster dead", || {
-            let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            ensure!(st.is_empty() || st.contains("zombie"), "postmaster {pid} of {unit} survived SIGKILL");
-            Ok(())
-        })
-        .map(drop)
-    })
+    drill(
+        d,
+        ledger,
+        "postmaster killed",
+        "postmaster_killed",
+        Some(Duration::from_secs(10)),
+        2,
+        |_| {
+            d.fault(
+                &machine,
+                FaultOp::Kill {
+                    target: pid.to_string(),
+                    signal: 9,
+                },
+            )?;
+            // Gone, or a zombie its parent has not reaped yet.
+            until(Duration::from_secs(10), "the postmaster dead", || {
+                let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                ensure!(
+                    st.is_empty() || st.contains("zombie"),
+                    "postmaster {pid} of {unit} survived SIGKILL"
+                );
+                Ok(())
+            })
+            .map(drop)
+        },
+    )
     .map(|(r, _)| r)
 }
 
@@ -331,14 +483,36 @@ pub fn postmaster_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> 
 /// finds its PostgreSQL still running and keeps the leader key, so the primary stays.
 pub fn patroni_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let (unit, machine) = primary(d)?;
-    let pids: Vec<u32> = serde_json::from_value(d.fault(&machine, FaultOp::Pids { comm: "patroni".into() })?)?;
-    ensure!(!pids.is_empty(), "no patroni process on {unit}'s machine {machine}");
-    let (r, now) = drill(d, ledger, "Patroni killed on the primary", "patroni_killed", Some(Duration::from_secs(25)), 2, |_| {
-        for p in &pids {
-            d.fault(&machine, FaultOp::Kill { target: p.to_string(), signal: 9 })?;
-        }
-        Ok(())
-    })?;
+    let pids: Vec<u32> = serde_json::from_value(d.fault(
+        &machine,
+        FaultOp::Pids {
+            comm: "patroni".into(),
+        },
+    )?)?;
+    ensure!(
+        !pids.is_empty(),
+        "no patroni process on {unit}'s machine {machine}"
+    );
+    let (r, now) = drill(
+        d,
+        ledger,
+        "Patroni killed on the primary",
+        "patroni_killed",
+        Some(Duration::from_secs(25)),
+        2,
+        |_| {
+            for p in &pids {
+                d.fault(
+                    &machine,
+                    FaultOp::Kill {
+                        target: p.to_string(),
+                        signal: 9,
+                    },
+                )?;
+            }
+            Ok(())
+        },
+    )?;
     ensure!(now == unit, "the primary moved from {unit} to {now}: the restarted Patroni did not take its running PostgreSQL back");
     Ok(r)
 }
@@ -346,26 +520,42 @@ pub fn patroni_killed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
 /// Every postgres process of the primary SIGSTOPped for `hold`, then SIGCONTed.
 pub fn postgres_frozen(d: &Deployment, ledger: &mut Ledger, hold: Duration) -> Result<Report> {
     let (unit, machine) = primary(d)?;
-    drill(d, ledger, &format!("postgres SIGSTOP {} s then SIGCONT", hold.as_secs()), "postgres_frozen", None, 2, |_| {
-        let pids: Vec<u32> = serde_json::from_value(d.fault(&machine, FaultOp::Pids { comm: "postgres".into() })?)?;
-        ensure!(!pids.is_empty(), "no postgres process on {unit}'s machine {machine}");
-        let mut frozen = Vec::new();
-        let mut res = Ok(());
-        for p in &pids {
-            match d.fault(&machine, FaultOp::Freeze { pid: *p }) {
-                Ok(_) => frozen.push(*p),
-                Err(e) => res = Err(e),
+    drill(
+        d,
+        ledger,
+        &format!("postgres SIGSTOP {} s then SIGCONT", hold.as_secs()),
+        "postgres_frozen",
+        None,
+        2,
+        |_| {
+            let pids: Vec<u32> = serde_json::from_value(d.fault(
+                &machine,
+                FaultOp::Pids {
+                    comm: "postgres".into(),
+                },
+            )?)?;
+            ensure!(
+                !pids.is_empty(),
+                "no postgres process on {unit}'s machine {machine}"
+            );
+            let mut frozen = Vec::new();
+            let mut res = Ok(());
+            for p in &pids {
+                match d.fault(&machine, FaultOp::Freeze { pid: *p }) {
+                    Ok(_) => frozen.push(*p),
+                    Err(e) => res = Err(e),
+                }
             }
-        }
-        // The fault lasts `hold` (past the leader lease): a duration of the fault, not a wait.
-        if res.is_ok() {
-            std::thread::sleep(hold);
-        }
-        for p in &frozen {
-            let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
-        }
-        res.map(drop)
-    })
+            // The fault lasts `hold` (past the leader lease): a duration of the fault, not a wait.
+            if res.is_ok() {
+                std::thread::sleep(hold);
+            }
+            for p in &frozen {
+                let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
+            }
+            res.map(drop)
+        },
+    )
     .map(|(r, _)| r)
 }
 
@@ -375,25 +565,36 @@ pub fn network_cut(d: &Deployment, ledger: &mut Ledger, hold: Duration) -> Resul
     let (old, machine) = primary(d)?;
     let name = format!("primary's network cut {} s", hold.as_secs());
     let mut promoted = None;
-    let (r, now) = drill(d, ledger, &name, &format!("network_cut_{}", hold.as_secs()), Some(Duration::from_secs(25)), 2, |w| {
-        d.fault(&machine, FaultOp::Cut)?;
-        let end = Instant::now() + hold;
-        let res = (|| -> Result<()> {
-            if hold >= Duration::from_secs(60) {
-                promoted = Some(wait_new_primary(d, &old, RECOVER)?);
-                w.wait(10, RECOVER)?;
+    let (r, now) = drill(
+        d,
+        ledger,
+        &name,
+        &format!("network_cut_{}", hold.as_secs()),
+        Some(Duration::from_secs(25)),
+        2,
+        |w| {
+            d.fault(&machine, FaultOp::Cut)?;
+            let end = Instant::now() + hold;
+            let res = (|| -> Result<()> {
+                if hold >= Duration::from_secs(60) {
+                    promoted = Some(wait_new_primary(d, &old, RECOVER)?);
+                    w.wait(10, RECOVER)?;
+                }
+                Ok(())
+            })();
+            // The cut lasts `hold` whatever happened meanwhile; the network always comes back.
+            if let Some(left) = end.checked_duration_since(Instant::now()) {
+                std::thread::sleep(left);
             }
-            Ok(())
-        })();
-        // The cut lasts `hold` whatever happened meanwhile; the network always comes back.
-        if let Some(left) = end.checked_duration_since(Instant::now()) {
-            std::thread::sleep(left);
-        }
-        d.fault(&machine, FaultOp::Restore)?;
-        res
-    })?;
+            d.fault(&machine, FaultOp::Restore)?;
+            res
+        },
+    )?;
     if let Some(p) = promoted {
-        ensure!(now != old, "{old} is the primary again after the cut (promoted during the cut: {p})");
+        ensure!(
+            now != old,
+            "{old} is the primary again after the cut (promoted during the cut: {p})"
+        );
     }
     // The old primary streams again: healthy() counted two streaming standbys.
     Ok(r)
@@ -402,10 +603,18 @@ pub fn network_cut(d: &Deployment, ledger: &mut Ledger, hold: Duration) -> Resul
 /// `switchover` to the synchronous standby.
 pub fn switchover(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let (old, _) = primary(d)?;
-    let (r, now) = drill(d, ledger, "switchover", "switchover", Some(Duration::from_secs(5)), 2, |_| {
-        d.action(&format!("{APP}/leader"), "switchover", &[])?;
-        Ok(())
-    })?;
+    let (r, now) = drill(
+        d,
+        ledger,
+        "switchover",
+        "switchover",
+        Some(Duration::from_secs(5)),
+        2,
+        |_| {
+            d.action(&format!("{APP}/leader"), "switchover", &[])?;
+            Ok(())
+        },
+    )?;
     ensure!(now != old, "switchover left {old} the primary");
     Ok(r)
 }
@@ -413,30 +622,55 @@ pub fn switchover(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
 /// Every postgresql-ha host stopped at once, then all started (the clients' machine stays up).
 pub fn all_hosts_restarted(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let machines = d.machines_of(APP)?;
-    drill(d, ledger, "every database host stopped and started", "all_restarted", None, 2, |_| {
-        for m in &machines {
-            d.fault(m, FaultOp::Stop)?;
-        }
-        for m in &machines {
-            d.fault(m, FaultOp::Start)?;
-        }
-        Ok(())
-    })
+    drill(
+        d,
+        ledger,
+        "every database host stopped and started",
+        "all_restarted",
+        None,
+        2,
+        |_| {
+            for m in &machines {
+                d.fault(m, FaultOp::Stop)?;
+            }
+            for m in &machines {
+                d.fault(m, FaultOp::Start)?;
+            }
+            Ok(())
+        },
+    )
     .map(|(r, _)| r)
 }
 
 /// `remove-unit` of the primary: another member takes over; 2 units remain.
 pub fn primary_removed(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let (old, _) = primary(d)?;
-    let (r, now) = drill(d, ledger, "primary unit removed", "primary_removed", None, 1, |_| {
-        d.lm.remove_unit(&[&old])?;
-        until(HEAL, "the unit gone", || {
-            ensure!(d.status()?["applications"][APP]["units"].get(&old).is_none(), "{old} is still in the model");
+    let (r, now) = drill(
+        d,
+        ledger,
+        "primary unit removed",
+        "primary_removed",
+        None,
+        1,
+        |_| {
+            d.lm.remove_unit(&[&old])?;
+            until(HEAL, "the unit gone", || {
+                ensure!(
+                    d.status()?["applications"][APP]["units"]
+                        .get(&old)
+                        .is_none(),
+                    "{old} is still in the model"
+                );
+                Ok(())
+            })?;
             Ok(())
-        })?;
-        Ok(())
-    })?;
-    ensure!(now != old && ha::pg_units(d)?.len() == 2, "after removing {old}: primary {now}, units {:?}", ha::pg_units(d)?);
+        },
+    )?;
+    ensure!(
+        now != old && ha::pg_units(d)?.len() == 2,
+        "after removing {old}: primary {now}, units {:?}",
+        ha::pg_units(d)?
+    );
     Ok(r)
 }
 
@@ -446,7 +680,11 @@ pub fn two_units_force_promote(d: &Deployment, ledger: &mut Ledger) -> Result<Re
     let units = ha::pg_units(d)?;
     ensure!(units.len() == 2, "this drill needs 2 units, have {units:?}");
     let st = d.status()?;
-    let leader = units.iter().find(|u| st["applications"][APP]["units"][u.as_str()]["leader"] == true).cloned().context("no leader unit")?;
+    let leader = units
+        .iter()
+        .find(|u| st["applications"][APP]["units"][u.as_str()]["leader"] == true)
+        .cloned()
+        .context("no leader unit")?;
     // The survivor must be the leader (force-promote runs there): the primary goes elsewhere first.
     if primary(d)?.0 == leader {
         d.action(&format!("{APP}/leader"), "switchover", &[])?;
@@ -457,23 +695,51 @@ pub fn two_units_force_promote(d: &Deployment, ledger: &mut Ledger) -> Result<Re
         healthy(d, ledger, 1, HEAL)?;
     }
     let (old, machine) = primary(d)?;
-    drill(d, ledger, "2 units, primary's host down, force-promote", "force_promote", None, 1, |w| {
-        d.fault(&machine, FaultOp::Stop)?;
-        let res = (|| -> Result<()> {
-            until(Duration::from_secs(120), "the survivor Blocked on quorum loss", || {
-                let st = d.status()?;
-                let ws = &st["applications"][APP]["units"][leader.as_str()]["workload-status"];
-                ensure!(ws["current"] == "blocked" && ws["message"].as_str().unwrap_or("").contains("force-promote"), "{leader}: {ws}");
+    drill(
+        d,
+        ledger,
+        "2 units, primary's host down, force-promote",
+        "force_promote",
+        None,
+        1,
+        |w| {
+            d.fault(&machine, FaultOp::Stop)?;
+            let res = (|| -> Result<()> {
+                until(
+                    Duration::from_secs(120),
+                    "the survivor Blocked on quorum loss",
+                    || {
+                        let st = d.status()?;
+                        let ws =
+                            &st["applications"][APP]["units"][leader.as_str()]["workload-status"];
+                        ensure!(
+                            ws["current"] == "blocked"
+                                && ws["message"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .contains("force-promote"),
+                            "{leader}: {ws}"
+                        );
+                        Ok(())
+                    },
+                )?;
+                ensure!(
+                    d.action(&format!("{APP}/leader"), "force-promote", &[])
+                        .is_err(),
+                    "force-promote without the confirmation was not refused"
+                );
+                d.action(
+                    &format!("{APP}/leader"),
+                    "force-promote",
+                    &["i-understand-data-loss=true"],
+                )?;
+                w.wait(10, RECOVER).context("writes after force-promote")?;
                 Ok(())
-            })?;
-            ensure!(d.action(&format!("{APP}/leader"), "force-promote", &[]).is_err(), "force-promote without the confirmation was not refused");
-            d.action(&format!("{APP}/leader"), "force-promote", &["i-understand-data-loss=true"])?;
-            w.wait(10, RECOVER).context("writes after force-promote")?;
-            Ok(())
-        })();
-        d.fault(&machine, FaultOp::Start)?;
-        res
-    })
+            })();
+            d.fault(&machine, FaultOp::Start)?;
+            res
+        },
+    )
     .map(|(r, _)| r)
     .with_context(|| format!("old primary {old}"))
 }
@@ -488,9 +754,20 @@ pub fn steps() -> Vec<(&'static str, Step)> {
         ("switchover", Box::new(switchover)),
         ("postmaster killed", Box::new(postmaster_killed)),
         ("patroni killed", Box::new(patroni_killed)),
-        ("postgres frozen", Box::new(|d: &Deployment, l: &mut Ledger| postgres_frozen(d, l, Duration::from_secs(30)))),
-        ("network cut 30 s", Box::new(|d: &Deployment, l: &mut Ledger| network_cut(d, l, Duration::from_secs(30)))),
-        ("network cut 90 s", Box::new(|d: &Deployment, l: &mut Ledger| network_cut(d, l, Duration::from_secs(90)))),
+        (
+            "postgres frozen",
+            Box::new(|d: &Deployment, l: &mut Ledger| {
+                postgres_frozen(d, l, Duration::from_secs(30))
+            }),
+        ),
+        (
+            "network cut 30 s",
+            Box::new(|d: &Deployment, l: &mut Ledger| network_cut(d, l, Duration::from_secs(30))),
+        ),
+        (
+            "network cut 90 s",
+            Box::new(|d: &Deployment, l: &mut Ledger| network_cut(d, l, Duration::from_secs(90))),
+        ),
         ("all hosts restarted", Box::new(all_hosts_restarted)),
         ("primary removed", Box::new(primary_removed)),
         ("2 units, force-promote", Box::new(two_units_force_promote)),
@@ -503,13 +780,22 @@ mod tests {
     use serde_json::json;
 
     fn rec(v: &[(bool, u64, u64)]) -> Vec<Value> {
-        v.iter().map(|(ok, t, ms)| json!({"ok": ok, "t_ms": t, "ms": ms})).collect()
+        v.iter()
+            .map(|(ok, t, ms)| json!({"ok": ok, "t_ms": t, "ms": ms}))
+            .collect()
     }
 
     #[test]
     fn recovery_counts_from_the_fault_to_the_first_success_after_a_failure() {
         // A write that succeeded before the outage (in flight at the fault) does not count.
-        let r = rec(&[(true, 900, 5), (true, 1010, 5), (false, 1100, 3000), (false, 4200, 10), (true, 4300, 200), (true, 4600, 5)]);
+        let r = rec(&[
+            (true, 900, 5),
+            (true, 1010, 5),
+            (false, 1100, 3000),
+            (false, 4200, 10),
+            (true, 4300, 200),
+            (true, 4600, 5),
+        ]);
         assert_eq!(recovery(&r, 1000), (Some(Duration::from_millis(3500)), 2));
         // Nothing failed after the fault: nothing recovered, nothing failed.
         assert_eq!(recovery(&r[..2], 1000), (None, 0));
@@ -520,7 +806,8 @@ mod tests {
 
     #[test]
     fn dsn_values_by_key() {
-        let dsn = "host=10.77.70.201 port=5432 dbname=e2e user=relation_4 password=x connect_timeout=3";
+        let dsn =
+            "host=10.77.70.201 port=5432 dbname=e2e user=relation_4 password=x connect_timeout=3";
         assert_eq!(dsn_value(dsn, "host"), Some("10.77.70.201"));
         assert_eq!(dsn_value(dsn, "port"), Some("5432"));
         assert_eq!(dsn_value(dsn, "hostaddr"), None);

@@ -14,39 +14,97 @@ pub struct Probe<'d> {
 }
 
 impl<'d> Probe<'d> {
-    fn start(d: &'d Deployment, machine: &str, name: &str, interval_ms: u64, args: &[&str]) -> Result<Probe<'d>> {
+    fn start(
+        d: &'d Deployment,
+        machine: &str,
+        name: &str,
+        interval_ms: u64,
+        args: &[&str],
+    ) -> Result<Probe<'d>> {
         let log = format!("/var/log/e2e-{name}.jsonl");
         let stop = format!("/var/log/e2e-{name}.stop");
         let probe = d.env.probe.to_string_lossy().into_owned();
         let interval = interval_ms.to_string();
         // "$@" after the shifts: the probe's own arguments, however many.
         let mut argv = vec!["sh", "-c", "p=$0 out=$1 stop=$2 iv=$3; shift 3; rm -f \"$stop\"; \"$p\" --out \"$out\" --stop \"$stop\" --interval-ms \"$iv\" \"$@\" </dev/null >/dev/null 2>&1 &"];
-        argv.extend([probe.as_str(), log.as_str(), stop.as_str(), interval.as_str()]);
+        argv.extend([
+            probe.as_str(),
+            log.as_str(),
+            stop.as_str(),
+            interval.as_str(),
+        ]);
         argv.extend_from_slice(args);
         d.exec(machine, &argv)?;
-        Ok(Probe { d, machine: machine.to_string(), log, stop })
+        Ok(Probe {
+            d,
+            machine: machine.to_string(),
+            log,
+            stop,
+        })
     }
 
     /// Continuous writes of increasing integers through `dsn`, every `interval_ms`.
-    pub fn writer(d: &'d Deployment, machine: &str, name: &str, dsn: &str, interval_ms: u64) -> Result<Probe<'d>> {
+    pub fn writer(
+        d: &'d Deployment,
+        machine: &str,
+        name: &str,
+        dsn: &str,
+        interval_ms: u64,
+    ) -> Result<Probe<'d>> {
         Probe::start(d, machine, name, interval_ms, &["writer", "--dsn", dsn])
     }
 
     /// Continuous writes like [`Probe::writer`], into `table` (created if missing), so each
     /// drill checks its own rows. Runs up to `seconds` (the probe's own hard limit).
-    pub fn writer_table(d: &'d Deployment, machine: &str, name: &str, dsn: &str, table: &str, interval_ms: u64) -> Result<Probe<'d>> {
-        Probe::start(d, machine, name, interval_ms, &["writer", "--dsn", dsn, "--table", table, "--seconds", "1800"])
+    pub fn writer_table(
+        d: &'d Deployment,
+        machine: &str,
+        name: &str,
+        dsn: &str,
+        table: &str,
+        interval_ms: u64,
+    ) -> Result<Probe<'d>> {
+        Probe::start(
+            d,
+            machine,
+            name,
+            interval_ms,
+            &[
+                "writer",
+                "--dsn",
+                dsn,
+                "--table",
+                table,
+                "--seconds",
+                "1800",
+            ],
+        )
     }
 
     /// Continuous GETs of `url`, every `interval_ms`.
-    pub fn http(d: &'d Deployment, machine: &str, name: &str, url: &str, interval_ms: u64) -> Result<Probe<'d>> {
-        Probe::start(d, machine, name, interval_ms, &["http", "--url", url, "--seconds", "1800"])
+    pub fn http(
+        d: &'d Deployment,
+        machine: &str,
+        name: &str,
+        url: &str,
+        interval_ms: u64,
+    ) -> Result<Probe<'d>> {
+        Probe::start(
+            d,
+            machine,
+            name,
+            interval_ms,
+            &["http", "--url", url, "--seconds", "1800"],
+        )
     }
 
     /// Every attempt so far.
     pub fn records(&self) -> Result<Vec<Value>> {
         let text = read_in(self.d, &self.machine, &self.log).unwrap_or_default();
-        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
     }
 
     /// Waits until at least `n` more attempts succeeded after now.
@@ -85,7 +143,11 @@ impl<'d> Probe<'d> {
 
 /// The integers whose INSERT was acknowledged.
 pub fn acknowledged(records: &[Value]) -> Vec<i64> {
-    records.iter().filter(|r| r["ok"] == true).filter_map(|r| r["n"].as_i64()).collect()
+    records
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .filter_map(|r| r["n"].as_i64())
+        .collect()
 }
 
 /// The longest run of failed attempts: (time from the first failure to the next success, how
@@ -115,10 +177,17 @@ mod tests {
 
     #[test]
     fn outages_and_acks() {
-        let r: Vec<Value> = [(1, true, 0), (2, false, 100), (3, false, 200), (4, true, 900), (5, false, 1000), (6, true, 1100)]
-            .iter()
-            .map(|(n, ok, t)| serde_json::json!({"n": n, "ok": ok, "t_ms": t}))
-            .collect();
+        let r: Vec<Value> = [
+            (1, true, 0),
+            (2, false, 100),
+            (3, false, 200),
+            (4, true, 900),
+            (5, false, 1000),
+            (6, true, 1100),
+        ]
+        .iter()
+        .map(|(n, ok, t)| serde_json::json!({"n": n, "ok": ok, "t_ms": t}))
+        .collect();
         assert_eq!(acknowledged(&r), vec![1, 4, 6]);
         assert_eq!(longest_outage(&r), Some((Duration::from_millis(800), 2)));
         assert_eq!(longest_outage(&r[..1]), None);

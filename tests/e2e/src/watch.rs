@@ -17,7 +17,10 @@ impl Changes {
     /// The lines for what changed since the previous call: `unit  status  message`, and
     /// `unit  removed` for units that are gone.
     pub fn lines(&mut self, st: &Value) -> Vec<String> {
-        let now: BTreeMap<String, (String, String)> = units_of(st).into_iter().map(|(n, s, m)| (n, (s, m))).collect();
+        let now: BTreeMap<String, (String, String)> = units_of(st)
+            .into_iter()
+            .map(|(n, s, m)| (n, (s, m)))
+            .collect();
         let width = now.keys().map(String::len).max().unwrap_or(0);
         let mut out = Vec::new();
         for (name, (s, m)) in &now {
@@ -50,8 +53,16 @@ pub fn settle(d: &Deployment, timeout: Duration, mut print: impl FnMut(&str)) ->
             return Ok(start.elapsed());
         }
         if start.elapsed() > timeout {
-            let rest: Vec<String> = units.iter().filter(|(_, s, _)| s != "active").map(|(n, s, m)| format!("{n} {s}: {m}")).collect();
-            bail!("not every unit active after {timeout:?}:\n  {}\nunsettled: {:?}", rest.join("\n  "), d.lm.unsettled()?);
+            let rest: Vec<String> = units
+                .iter()
+                .filter(|(_, s, _)| s != "active")
+                .map(|(n, s, m)| format!("{n} {s}: {m}"))
+                .collect();
+            bail!(
+                "not every unit active after {timeout:?}:\n  {}\nunsettled: {:?}",
+                rest.join("\n  "),
+                d.lm.unsettled()?
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -61,7 +72,12 @@ pub fn settle(d: &Deployment, timeout: Duration, mut print: impl FnMut(&str)) ->
 /// local model's status (`hooks-run` of each unit, failed runs included).
 pub fn hooks_by_app(st: &Value) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for app in st["applications"].as_object().into_iter().flatten().map(|(_, a)| a) {
+    for app in st["applications"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, a)| a)
+    {
         for (name, u) in app["units"].as_object().into_iter().flatten() {
             *out.entry(app_of(name)).or_default() += u["hooks-run"].as_u64().unwrap_or(0);
             for (sub, s) in u["subordinates"].as_object().into_iter().flatten() {
@@ -87,7 +103,8 @@ mod tests {
     use serde_json::json;
 
     fn st(region0: &str, with_sub: bool) -> Value {
-        let mut u = json!({"workload-status": {"current": region0, "message": "m"}, "hooks-run": 3});
+        let mut u =
+            json!({"workload-status": {"current": region0, "message": "m"}, "hooks-run": 3});
         if with_sub {
             u["subordinates"] = json!({"region-vip/0": {"workload-status": {"current": "active", "message": "VIP"}, "hooks-run": 2}});
         }
@@ -98,13 +115,22 @@ mod tests {
     fn a_line_per_change_only() {
         let mut c = Changes::default();
         assert_eq!(c.lines(&st("waiting", true)).len(), 2);
-        assert!(c.lines(&st("waiting", true)).is_empty(), "nothing changed, nothing printed");
+        assert!(
+            c.lines(&st("waiting", true)).is_empty(),
+            "nothing changed, nothing printed"
+        );
         let l = c.lines(&st("active", true));
         assert_eq!(l.len(), 1);
-        assert!(l[0].starts_with("maas-region/0") && l[0].contains("active"), "{l:?}");
+        assert!(
+            l[0].starts_with("maas-region/0") && l[0].contains("active"),
+            "{l:?}"
+        );
         let l = c.lines(&st("active", false));
         assert_eq!(l.len(), 1);
-        assert!(l[0].starts_with("region-vip/0 ") && l[0].ends_with("removed"), "{l:?}");
+        assert!(
+            l[0].starts_with("region-vip/0 ") && l[0].ends_with("removed"),
+            "{l:?}"
+        );
     }
 
     #[test]

@@ -42,28 +42,43 @@ fn show(r: &Report) {
 #[test]
 fn bundle_survives_every_ha_drill_in_sequence() {
     let env = e2e::env_or_skip!();
-    let client = ha::client_overlay(&env, &env.build.join("e2e/bundle-drills-charms")).expect("db-client overlay");
+    let client = ha::client_overlay(&env, &env.build.join("e2e/bundle-drills-charms"))
+        .expect("db-client overlay");
     let mut overlays = vec![client];
     overlays.extend(e2e::extra_overlays());
     // update-status every minute (`juju model-config update-status-hook-interval=1m`): a
     // status that only update-status refreshes must not hold a drill for Juju's default 5 min.
-    let d = Deployment::bundle_with(&env, "bundle-drills", NET, &overlays, &[("LM_UPDATE_STATUS_MS", "60000")]).expect("deploy");
-    d.wait_active(SETTLE).expect("the bundle settles with every unit Active");
+    let d = Deployment::bundle_with(
+        &env,
+        "bundle-drills",
+        NET,
+        &overlays,
+        &[("LM_UPDATE_STATUS_MS", "60000")],
+    )
+    .expect("deploy");
+    d.wait_active(SETTLE)
+        .expect("the bundle settles with every unit Active");
     ha::assert_healthy(&d, None, &[], drills::HEAL).expect("healthy after deploy");
     let mut ledger = Ledger::default();
 
-    let r = drills::primary_killed(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "database primary killed", e));
+    let r = drills::primary_killed(&d, &mut ledger)
+        .unwrap_or_else(|e| fail(&d, "database primary killed", e));
     show(&r);
-    let r = drills::primary_host_down(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "database primary's host down", e));
+    let r = drills::primary_host_down(&d, &mut ledger)
+        .unwrap_or_else(|e| fail(&d, "database primary's host down", e));
     show(&r);
-    let r = drills::region_holder_down(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "region VIP holder's host down", e));
+    let r = drills::region_holder_down(&d, &mut ledger)
+        .unwrap_or_else(|e| fail(&d, "region VIP holder's host down", e));
     show(&r);
     // Also the drill "the rack whose region vanished re-reaches one".
-    let (r, freed) = drills::region_removed(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "region removed", e));
+    let (r, freed) =
+        drills::region_removed(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "region removed", e));
     show(&r);
     // Back where the removed one was: that machine has no region now.
-    let r = drills::region_added(&d, &mut ledger, &freed).unwrap_or_else(|e| fail(&d, "region added", e));
+    let r = drills::region_added(&d, &mut ledger, &freed)
+        .unwrap_or_else(|e| fail(&d, "region added", e));
     show(&r);
-    let r = drills::whole_deployment_restarted(&d, &mut ledger).unwrap_or_else(|e| fail(&d, "whole deployment restarted", e));
+    let r = drills::whole_deployment_restarted(&d, &mut ledger)
+        .unwrap_or_else(|e| fail(&d, "whole deployment restarted", e));
     show(&r);
 }

@@ -25,7 +25,10 @@ const RACKD_LOG: &str = "/var/log/maas/rackd-standin.log";
 const DHCPD_CONF: &str = "/var/snap/maas/common/maas/dhcpd.conf";
 
 fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn vip_url(d: &Deployment) -> String {
@@ -46,18 +49,36 @@ fn hostname_of(d: &Deployment, machine: &str) -> Result<String> {
 fn heartbeats(d: &Deployment, via: &str) -> Result<Vec<(String, f64)>> {
     let text = get_in(d, via, "http://127.0.0.1:5240/MAAS/standin/heartbeats")?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("heartbeats: {text}"))?;
-    Ok(v.as_array().into_iter().flatten().filter_map(|h| Some((h["hostname"].as_str()?.to_string(), h["ts"].as_f64()?))).collect())
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| Some((h["hostname"].as_str()?.to_string(), h["ts"].as_f64()?)))
+        .collect())
 }
 
 /// Waits until every host in `hostnames` wrote a heartbeat after `since` (seen through `via`);
 /// returns how long after `since` the last of them first did (as far as the latest 50 show).
-fn heartbeats_after(d: &Deployment, via: &str, hostnames: &[String], since: f64, timeout: Duration) -> Result<Duration> {
+fn heartbeats_after(
+    d: &Deployment,
+    via: &str,
+    hostnames: &[String],
+    since: f64,
+    timeout: Duration,
+) -> Result<Duration> {
     let (gap, _) = until(timeout, "regiond heartbeats", || {
         let beats = heartbeats(d, via)?;
         let mut slowest = 0.0f64;
         for h in hostnames {
-            let first = beats.iter().filter(|(b, ts)| b == h && *ts > since).map(|(_, ts)| *ts).fold(f64::INFINITY, f64::min);
-            ensure!(first.is_finite(), "no heartbeat since {since} from {h} (latest: {:?})", beats.first());
+            let first = beats
+                .iter()
+                .filter(|(b, ts)| b == h && *ts > since)
+                .map(|(_, ts)| *ts)
+                .fold(f64::INFINITY, f64::min);
+            ensure!(
+                first.is_finite(),
+                "no heartbeat since {since} from {h} (latest: {:?})",
+                beats.first()
+            );
             slowest = slowest.max(first - since);
         }
         Ok(slowest)
@@ -67,23 +88,44 @@ fn heartbeats_after(d: &Deployment, via: &str, hostnames: &[String], since: f64,
 
 /// The rackd stand-in's JSON-lines log of `machine`.
 fn rackd_log(d: &Deployment, machine: &str) -> Vec<Value> {
-    read_in(d, machine, RACKD_LOG).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    read_in(d, machine, RACKD_LOG)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Waits until the rackd on `machine` reached a region through the VIP URL after `since`;
 /// returns how long after `since` its first such poll was.
-fn rack_reached_region_after(d: &Deployment, machine: &str, since: f64, timeout: Duration) -> Result<Duration> {
+fn rack_reached_region_after(
+    d: &Deployment,
+    machine: &str,
+    since: f64,
+    timeout: Duration,
+) -> Result<Duration> {
     let url = vip_url(d);
     let (at, _) = until(timeout, &format!("rackd on {machine}"), || {
         let log = rackd_log(d, machine);
-        let hit = log.iter().filter(|r| r["ok"] == true && r["url"].as_str().is_some_and(|u| u.starts_with(&url))).filter_map(|r| r["unix"].as_f64()).find(|t| *t > since);
-        hit.ok_or_else(|| anyhow!("no successful poll through {url} since {since}; last: {}", log.last().cloned().unwrap_or_default()))
+        let hit = log
+            .iter()
+            .filter(|r| r["ok"] == true && r["url"].as_str().is_some_and(|u| u.starts_with(&url)))
+            .filter_map(|r| r["unix"].as_f64())
+            .find(|t| *t > since);
+        hit.ok_or_else(|| {
+            anyhow!(
+                "no successful poll through {url} since {since}; last: {}",
+                log.last().cloned().unwrap_or_default()
+            )
+        })
     })?;
     Ok(Duration::from_secs_f64(at - since))
 }
 
 fn region_units(d: &Deployment) -> Result<Vec<(String, String, String)>> {
-    Ok(d.units()?.into_iter().filter(|(n, _, _)| n.starts_with("maas-region/")).collect())
+    Ok(d.units()?
+        .into_iter()
+        .filter(|(n, _, _)| n.starts_with("maas-region/"))
+        .collect())
 }
 
 /// Runs one step, printing its name and time; the first failing step fails the test.
@@ -99,41 +141,89 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) {
 #[test]
 fn regions_and_racks_in_ha_on_one_deployment() {
     let env = e2e::env_or_skip!();
-    let extra: Vec<PathBuf> = std::env::var_os("E2E_REGION_RACK_OVERLAY").map(PathBuf::from).into_iter().collect();
+    let extra: Vec<PathBuf> = std::env::var_os("E2E_REGION_RACK_OVERLAY")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
     let started = Instant::now();
-    let d = Deployment::bundle(&env, "region-rack", NET, &extra).expect("deploy bundles/maas-ha.yaml");
-    step("the bundle settles with every unit active", || d.wait_active(Duration::from_secs(900)));
+    let d =
+        Deployment::bundle(&env, "region-rack", NET, &extra).expect("deploy bundles/maas-ha.yaml");
+    step("the bundle settles with every unit active", || {
+        d.wait_active(Duration::from_secs(900))
+    });
     eprintln!("    deployed and settled in {:.0?}", started.elapsed());
 
-    step("both regions are active with the VIP URL, both racks registered with it", || regions_and_racks_use_the_vip(&d));
-    step("the regionds reach the database through the database VIP", || regionds_use_the_db_vip(&d));
-    step("the version API answers through the region VIP from inside a host", || version_through_the_vip(&d).map(drop));
+    step(
+        "both regions are active with the VIP URL, both racks registered with it",
+        || regions_and_racks_use_the_vip(&d),
+    );
+    step(
+        "the regionds reach the database through the database VIP",
+        || regionds_use_the_db_vip(&d),
+    );
+    step(
+        "the version API answers through the region VIP from inside a host",
+        || version_through_the_vip(&d).map(drop),
+    );
     step("each rackd reaches a region through the VIP", || {
         for m in d.machines_of("maas-rack")? {
             rack_reached_region_after(&d, &m, 0.0, Duration::from_secs(60))?;
         }
         Ok(())
     });
-    step("the rack's secret is only in the file MAAS reads (0640 or stricter)", || rack_secret_stays_put(&d));
-    step("configure-dhcp makes the two racks primary and secondary", || configure_dhcp(&d));
-    step("add-unit maas-region: the third region joins and every haproxy lists three", || third_region_joins(&d));
-    step("killing one regiond: requests through the VIP keep succeeding", || kill_one_regiond(&d));
-    step("the database fails over: the regionds' heartbeats resume with no manual step", || database_failover(&d));
-    step("the region VIP holder's host goes down: requests and every rack resume", || region_vip_holder_down(&d));
+    step(
+        "the rack's secret is only in the file MAAS reads (0640 or stricter)",
+        || rack_secret_stays_put(&d),
+    );
+    step(
+        "configure-dhcp makes the two racks primary and secondary",
+        || configure_dhcp(&d),
+    );
+    step(
+        "add-unit maas-region: the third region joins and every haproxy lists three",
+        || third_region_joins(&d),
+    );
+    step(
+        "killing one regiond: requests through the VIP keep succeeding",
+        || kill_one_regiond(&d),
+    );
+    step(
+        "the database fails over: the regionds' heartbeats resume with no manual step",
+        || database_failover(&d),
+    );
+    step(
+        "the region VIP holder's host goes down: requests and every rack resume",
+        || region_vip_holder_down(&d),
+    );
     eprintln!("whole run: {:.0?}", started.elapsed());
 }
 
 fn regions_and_racks_use_the_vip(d: &Deployment) -> Result<()> {
     let url = vip_url(d);
     let units = d.units()?;
-    let regions: Vec<_> = units.iter().filter(|(n, _, _)| n.starts_with("maas-region/")).collect();
-    let racks: Vec<_> = units.iter().filter(|(n, _, _)| n.starts_with("maas-rack/")).collect();
-    ensure!(regions.len() == 2 && racks.len() == 2, "expected 2 regions and 2 racks: {units:?}");
+    let regions: Vec<_> = units
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("maas-region/"))
+        .collect();
+    let racks: Vec<_> = units
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("maas-rack/"))
+        .collect();
+    ensure!(
+        regions.len() == 2 && racks.len() == 2,
+        "expected 2 regions and 2 racks: {units:?}"
+    );
     for (n, s, m) in regions {
-        ensure!(s == "active" && *m == format!("serving {url}"), "{n}: {s} {m:?}");
+        ensure!(
+            s == "active" && *m == format!("serving {url}"),
+            "{n}: {s} {m:?}"
+        );
     }
     for (n, s, m) in racks {
-        ensure!(s == "active" && m.starts_with(&format!("registered with {url}")), "{n}: {s} {m:?}");
+        ensure!(
+            s == "active" && m.starts_with(&format!("registered with {url}")),
+            "{n}: {s} {m:?}"
+        );
     }
     Ok(())
 }
@@ -144,34 +234,81 @@ fn regionds_use_the_db_vip(d: &Deployment) -> Result<()> {
     let mut hostnames = vec![];
     for m in &machines {
         let conf = read_in(d, m, REGIOND_CONF)?;
-        ensure!(conf.lines().any(|l| l.trim() == format!("database_host: {db_vip}")), "machine {m}: regiond.conf does not name the database VIP {db_vip}:\n{}", conf.lines().filter(|l| !l.contains("pass")).collect::<Vec<_>>().join("\n"));
+        ensure!(
+            conf.lines()
+                .any(|l| l.trim() == format!("database_host: {db_vip}")),
+            "machine {m}: regiond.conf does not name the database VIP {db_vip}:\n{}",
+            conf.lines()
+                .filter(|l| !l.contains("pass"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         // The live connection: regiond holds an established TCP connection to the VIP.
-        until(Duration::from_secs(60), &format!("regiond's connection on machine {m}"), || {
-            let ss = d.exec(m, &["ss", "-Htnp", "state", "established", "dst", &format!("{db_vip}:5432")])?;
-            ensure!(ss.contains("\"regiond\""), "no regiond connection to {db_vip}:5432 on machine {m}: {ss:?}");
-            Ok(())
-        })?;
+        until(
+            Duration::from_secs(60),
+            &format!("regiond's connection on machine {m}"),
+            || {
+                let ss = d.exec(
+                    m,
+                    &[
+                        "ss",
+                        "-Htnp",
+                        "state",
+                        "established",
+                        "dst",
+                        &format!("{db_vip}:5432"),
+                    ],
+                )?;
+                ensure!(
+                    ss.contains("\"regiond\""),
+                    "no regiond connection to {db_vip}:5432 on machine {m}: {ss:?}"
+                );
+                Ok(())
+            },
+        )?;
         hostnames.push(hostname_of(d, m)?);
     }
     // Each regiond writes heartbeats through that connection.
-    heartbeats_after(d, &machines[0], &hostnames, now_unix() - 5.0, Duration::from_secs(60))?;
+    heartbeats_after(
+        d,
+        &machines[0],
+        &hostnames,
+        now_unix() - 5.0,
+        Duration::from_secs(60),
+    )?;
     Ok(())
 }
 
 /// The version document through the VIP, from a rack's host; returns the answering region.
 fn version_through_the_vip(d: &Deployment) -> Result<String> {
-    let rack = d.machines_of("maas-rack")?.into_iter().next().ok_or_else(|| anyhow!("no rack machine"))?;
+    let rack = d
+        .machines_of("maas-rack")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("no rack machine"))?;
     let text = get_in(d, &rack, &format!("{}/api/2.0/version/", vip_url(d)))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("version: {text}"))?;
-    let region = v["hostname"].as_str().ok_or_else(|| anyhow!("no hostname in {text}"))?.to_string();
-    let regions: Vec<String> = d.machines_of("maas-region")?.iter().map(|m| hostname_of(d, m)).collect::<Result<_>>()?;
-    ensure!(regions.contains(&region), "answered by {region}, not one of the regions {regions:?}");
+    let region = v["hostname"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no hostname in {text}"))?
+        .to_string();
+    let regions: Vec<String> = d
+        .machines_of("maas-region")?
+        .iter()
+        .map(|m| hostname_of(d, m))
+        .collect::<Result<_>>()?;
+    ensure!(
+        regions.contains(&region),
+        "answered by {region}, not one of the regions {regions:?}"
+    );
     Ok(region)
 }
 
 /// Every regular file under `dir` (machine side) whose content contains `needle`.
 fn files_containing(dir: &std::path::Path, needle: &[u8], out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
@@ -190,34 +327,82 @@ fn rack_secret_stays_put(d: &Deployment) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let racks = d.machines_of("maas-rack")?;
     let secret = read_in(d, &racks[0], RACK_SECRET)?.trim().to_string();
-    ensure!(secret.len() >= 16, "the shared secret file is too short to be one: {} bytes", secret.len());
+    ensure!(
+        secret.len() >= 16,
+        "the shared secret file is too short to be one: {} bytes",
+        secret.len()
+    );
     for m in &racks {
         let meta = std::fs::metadata(d.lm.host_path(m, RACK_SECRET)?)?;
-        ensure!(meta.mode() & 0o137 == 0, "machine {m}: {RACK_SECRET} has mode {:o}, looser than 0640", meta.mode() & 0o777);
+        ensure!(
+            meta.mode() & 0o137 == 0,
+            "machine {m}: {RACK_SECRET} has mode {:o}, looser than 0640",
+            meta.mode() & 0o777
+        );
     }
     // Logs of every unit and of the model, status, relation data, charm state.
     let mut hits = vec![];
     files_containing(&d.dir.join("logs"), secret.as_bytes(), &mut hits);
     let daemon_log = d.dir.join("daemon.log");
-    if std::fs::read(&daemon_log).is_ok_and(|t| t.windows(secret.len()).any(|w| w == secret.as_bytes())) {
+    if std::fs::read(&daemon_log)
+        .is_ok_and(|t| t.windows(secret.len()).any(|w| w == secret.as_bytes()))
+    {
         hits.push(daemon_log);
     }
     ensure!(hits.is_empty(), "the rack's secret is in logs: {hits:?}");
-    ensure!(!d.status()?.to_string().contains(&secret), "the rack's secret is in status");
+    ensure!(
+        !d.status()?.to_string().contains(&secret),
+        "the rack's secret is in status"
+    );
     let state: Value = serde_json::from_str(&std::fs::read_to_string(d.dir.join("state.json"))?)?;
-    ensure!(!state["relations"].to_string().contains(&secret), "the rack's secret is in relation data");
-    ensure!(!state["units"].to_string().contains(&secret), "the rack's secret is in a unit's charm state or hook log");
+    ensure!(
+        !state["relations"].to_string().contains(&secret),
+        "the rack's secret is in relation data"
+    );
+    ensure!(
+        !state["units"].to_string().contains(&secret),
+        "the rack's secret is in a unit's charm state or hook log"
+    );
     // Files the rack hosts wrote (their overlay upper layers, plus /run and /tmp inside).
     for m in &racks {
         let mut found = vec![];
         let upper = d.dir.join("lab/hosts").join(format!("m{m}")).join("upper");
-        ensure!(upper.is_dir(), "no overlay upper layer at {}", upper.display());
+        ensure!(
+            upper.is_dir(),
+            "no overlay upper layer at {}",
+            upper.display()
+        );
         files_containing(&upper, secret.as_bytes(), &mut found);
-        let inside: Vec<String> = found.iter().filter_map(|p| p.strip_prefix(&upper).ok().map(|r| format!("/{}", r.display()))).filter(|p| p != RACK_SECRET).collect();
-        ensure!(inside.is_empty(), "machine {m}: the rack's secret is also in {inside:?}");
+        let inside: Vec<String> = found
+            .iter()
+            .filter_map(|p| {
+                p.strip_prefix(&upper)
+                    .ok()
+                    .map(|r| format!("/{}", r.display()))
+            })
+            .filter(|p| p != RACK_SECRET)
+            .collect();
+        ensure!(
+            inside.is_empty(),
+            "machine {m}: the rack's secret is also in {inside:?}"
+        );
         // /run/local-model holds the machine's own root (read-only): not the host's files.
-        let (_, out, _) = d.lm.exec(m, &["grep", "-rlsF", "--exclude-dir=local-model", "--", &secret, "/run", "/tmp"])?;
-        ensure!(out.trim().is_empty(), "machine {m}: the rack's secret is also in {out}");
+        let (_, out, _) = d.lm.exec(
+            m,
+            &[
+                "grep",
+                "-rlsF",
+                "--exclude-dir=local-model",
+                "--",
+                &secret,
+                "/run",
+                "/tmp",
+            ],
+        )?;
+        ensure!(
+            out.trim().is_empty(),
+            "machine {m}: the rack's secret is also in {out}"
+        );
     }
     Ok(())
 }
@@ -225,48 +410,112 @@ fn rack_secret_stays_put(d: &Deployment) -> Result<()> {
 fn configure_dhcp(d: &Deployment) -> Result<()> {
     let racks = d.machines_of("maas-rack")?;
     let (primary, secondary) = (hostname_of(d, &racks[0])?, hostname_of(d, &racks[1])?);
-    let secondary_ip = d.exec(&racks[1], &["hostname", "-I"])?.split_whitespace().next().unwrap_or_default().to_string();
-    d.action("maas-region/0", "create-admin", &["username=admin", "password=e2e-admin-pw", "email=admin@example.com"])?;
+    let secondary_ip = d
+        .exec(&racks[1], &["hostname", "-I"])?
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    d.action(
+        "maas-region/0",
+        "create-admin",
+        &[
+            "username=admin",
+            "password=e2e-admin-pw",
+            "email=admin@example.com",
+        ],
+    )?;
     let net = format!("10.77.{}", d.net);
     let subnet = format!("subnet={net}.0/24");
     let (start, end) = (format!("start={net}.100"), format!("end={net}.150"));
-    let (p, s) = (format!("primary-rack={primary}"), format!("secondary-rack={secondary}"));
-    let out = d.action("maas-region/0", "configure-dhcp", &[&subnet, &start, &end, &p, &s])?;
+    let (p, s) = (
+        format!("primary-rack={primary}"),
+        format!("secondary-rack={secondary}"),
+    );
+    let out = d.action(
+        "maas-region/0",
+        "configure-dhcp",
+        &[&subnet, &start, &end, &p, &s],
+    )?;
     eprintln!("    configure-dhcp: {out}");
     // The region tells each rack its role at its next poll; the rackd stand-in records it and
     // writes dhcpd.conf as MAAS's rackd would.
     for (m, role) in [(&racks[0], "primary"), (&racks[1], "secondary")] {
-        until(Duration::from_secs(60), &format!("rack on machine {m} as DHCP {role}"), || {
-            let log = rackd_log(d, m);
-            let last = log.iter().rev().find(|r| r["ok"] == true).cloned().unwrap_or_default();
-            let roles = last["dhcp"].as_array().cloned().unwrap_or_default();
-            ensure!(roles.iter().any(|r| r["dhcp_on"] == true && r["role"] == role), "latest poll of machine {m} gives no DHCP {role} role: {last}");
-            Ok(())
-        })?;
+        until(
+            Duration::from_secs(60),
+            &format!("rack on machine {m} as DHCP {role}"),
+            || {
+                let log = rackd_log(d, m);
+                let last = log
+                    .iter()
+                    .rev()
+                    .find(|r| r["ok"] == true)
+                    .cloned()
+                    .unwrap_or_default();
+                let roles = last["dhcp"].as_array().cloned().unwrap_or_default();
+                ensure!(
+                    roles
+                        .iter()
+                        .any(|r| r["dhcp_on"] == true && r["role"] == role),
+                    "latest poll of machine {m} gives no DHCP {role} role: {last}"
+                );
+                Ok(())
+            },
+        )?;
     }
     // The failover pair as dhcpd.conf names it (the stand-in names the peer by host name, MAAS
     // by address: either is the other rack).
     let conf = read_in(d, &racks[0], DHCPD_CONF)?;
-    let peer_is = |conf: &str, ip: &str, name: &str| conf.contains(&format!("peer address {ip};")) || conf.contains(&format!("peer address {name};"));
-    ensure!(conf.contains("primary;") && peer_is(&conf, &secondary_ip, &secondary), "primary's dhcpd.conf has no failover peer {secondary}/{secondary_ip}:\n{conf}");
-    let primary_ip = d.exec(&racks[0], &["hostname", "-I"])?.split_whitespace().next().unwrap_or_default().to_string();
+    let peer_is = |conf: &str, ip: &str, name: &str| {
+        conf.contains(&format!("peer address {ip};"))
+            || conf.contains(&format!("peer address {name};"))
+    };
+    ensure!(
+        conf.contains("primary;") && peer_is(&conf, &secondary_ip, &secondary),
+        "primary's dhcpd.conf has no failover peer {secondary}/{secondary_ip}:\n{conf}"
+    );
+    let primary_ip = d
+        .exec(&racks[0], &["hostname", "-I"])?
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let conf2 = read_in(d, &racks[1], DHCPD_CONF)?;
-    ensure!(conf2.contains("secondary;") && peer_is(&conf2, &primary_ip, &primary), "secondary's dhcpd.conf has no failover peer {primary}/{primary_ip}:\n{conf2}");
-    ensure!(conf.contains(&format!("{net}.100")) && conf.contains(&format!("{net}.150")), "primary's dhcpd.conf lacks the dynamic range:\n{conf}");
+    ensure!(
+        conf2.contains("secondary;") && peer_is(&conf2, &primary_ip, &primary),
+        "secondary's dhcpd.conf has no failover peer {primary}/{primary_ip}:\n{conf2}"
+    );
+    ensure!(
+        conf.contains(&format!("{net}.100")) && conf.contains(&format!("{net}.150")),
+        "primary's dhcpd.conf lacks the dynamic range:\n{conf}"
+    );
     Ok(())
 }
 
 fn haproxy_servers(d: &Deployment, machine: &str) -> Result<BTreeSet<String>> {
     let cfg = read_in(d, machine, HAPROXY_CFG)?;
     // Not `default_backend maas_http` in the frontend: the backend section itself.
-    let backend = cfg.split("\nbackend maas_http\n").nth(1).ok_or_else(|| anyhow!("machine {machine}: no maas_http backend"))?;
+    let backend = cfg
+        .split("\nbackend maas_http\n")
+        .nth(1)
+        .ok_or_else(|| anyhow!("machine {machine}: no maas_http backend"))?;
     let backend = backend.split("\nbackend ").next().unwrap_or(backend);
-    Ok(backend.lines().filter_map(|l| l.trim().strip_prefix("server ")).filter_map(|l| l.split_whitespace().nth(1).map(String::from)).collect())
+    Ok(backend
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("server "))
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect())
 }
 
 fn third_region_joins(d: &Deployment) -> Result<()> {
     let racks = d.machines_of("maas-rack")?;
-    let probe = Probe::http(d, &racks[0], "add-unit", &format!("{}/api/2.0/version/", vip_url(d)), 200)?;
+    let probe = Probe::http(
+        d,
+        &racks[0],
+        "add-unit",
+        &format!("{}/api/2.0/version/", vip_url(d)),
+        200,
+    )?;
     probe.wait_successes(5, Duration::from_secs(30))?;
     let t = Instant::now();
     // On the third database host, as the bundle co-locates the first two.
@@ -284,12 +533,28 @@ fn third_region_joins(d: &Deployment) -> Result<()> {
     resumed.context("requests through the VIP did not work after add-unit")?;
     let url = vip_url(d);
     let regions = region_units(d)?;
-    ensure!(regions.len() == 3 && regions.iter().all(|(_, s, m)| s == "active" && *m == format!("serving {url}")), "{regions:?}");
+    ensure!(
+        regions.len() == 3
+            && regions
+                .iter()
+                .all(|(_, s, m)| s == "active" && *m == format!("serving {url}")),
+        "{regions:?}"
+    );
     let machines = d.machines_of("maas-region")?;
-    let want: BTreeSet<String> = machines.iter().map(|m| d.lm.exec(m, &["hostname", "-I"]).map(|(_, o, _)| format!("{}:5240", o.split_whitespace().next().unwrap_or_default()))).collect::<Result<_>>()?;
+    let want: BTreeSet<String> = machines
+        .iter()
+        .map(|m| {
+            d.lm.exec(m, &["hostname", "-I"]).map(|(_, o, _)| {
+                format!("{}:5240", o.split_whitespace().next().unwrap_or_default())
+            })
+        })
+        .collect::<Result<_>>()?;
     for m in &machines {
         let servers = haproxy_servers(d, m)?;
-        ensure!(servers == want, "machine {m}: haproxy lists {servers:?}, want {want:?}");
+        ensure!(
+            servers == want,
+            "machine {m}: haproxy lists {servers:?}, want {want:?}"
+        );
         // The running haproxy took it: its master process is there and the file is valid.
         d.exec(m, &["haproxy", "-c", "-q", "-f", HAPROXY_CFG])?;
     }
@@ -306,20 +571,42 @@ fn kill_one_regiond(d: &Deployment) -> Result<()> {
         }
     }
     let victim = victim.ok_or_else(|| anyhow!("no machine named {serving}"))?;
-    let probe = Probe::http(d, &racks[0], "kill-regiond", &format!("{}/api/2.0/version/", vip_url(d)), 200)?;
+    let probe = Probe::http(
+        d,
+        &racks[0],
+        "kill-regiond",
+        &format!("{}/api/2.0/version/", vip_url(d)),
+        200,
+    )?;
     probe.wait_successes(5, Duration::from_secs(30))?;
     let killed_at = now_unix();
-    d.fault(&victim, FaultOp::Kill { target: "regiond".into(), signal: 9 })?;
+    d.fault(
+        &victim,
+        FaultOp::Kill {
+            target: "regiond".into(),
+            signal: 9,
+        },
+    )?;
     probe.wait_successes(50, Duration::from_secs(60))?;
     let records = probe.stop()?;
-    let after: Vec<Value> = records.into_iter().filter(|r| r["t_ms"].as_f64().unwrap_or(0.0) / 1000.0 >= killed_at).collect();
+    let after: Vec<Value> = records
+        .into_iter()
+        .filter(|r| r["t_ms"].as_f64().unwrap_or(0.0) / 1000.0 >= killed_at)
+        .collect();
     let failed = after.iter().filter(|r| r["ok"] != true).count();
     let outage = longest_outage(&after);
     eprintln!("    regiond killed on machine {victim} ({serving}): {} requests after, {failed} failed, longest outage {outage:?}", after.len());
     if let Some((gap, _)) = outage {
-        ensure!(gap < Duration::from_secs(10), "requests through the VIP failed for {gap:?} after regiond died on {serving}");
+        ensure!(
+            gap < Duration::from_secs(10),
+            "requests through the VIP failed for {gap:?} after regiond died on {serving}"
+        );
     }
-    ensure!(after.len() >= 50, "too few requests after the kill: {}", after.len());
+    ensure!(
+        after.len() >= 50,
+        "too few requests after the kill: {}",
+        after.len()
+    );
     Ok(())
 }
 
@@ -327,28 +614,52 @@ fn kill_one_regiond(d: &Deployment) -> Result<()> {
 /// waits for the database VIP to follow and every regiond to write again.
 fn primary_off(d: &Deployment, host: &str) -> Result<()> {
     // Patroni names a synchronous standby again a little after a member rejoined.
-    let (out, _) = until(Duration::from_secs(120), "a switchover", || d.action("postgresql-ha/0", "switchover", &[]))?;
-    eprintln!("    switchover: {out}");
-    until(Duration::from_secs(60), "the database VIP leaves the old primary's host", || {
-        let h = d.wait_vip_holder(&d.db_vip(), Duration::from_secs(5))?;
-        ensure!(h != host, "the database VIP is still on machine {host}");
-        Ok(())
+    let (out, _) = until(Duration::from_secs(120), "a switchover", || {
+        d.action("postgresql-ha/0", "switchover", &[])
     })?;
+    eprintln!("    switchover: {out}");
+    until(
+        Duration::from_secs(60),
+        "the database VIP leaves the old primary's host",
+        || {
+            let h = d.wait_vip_holder(&d.db_vip(), Duration::from_secs(5))?;
+            ensure!(h != host, "the database VIP is still on machine {host}");
+            Ok(())
+        },
+    )?;
     let regions = d.machines_of("maas-region")?;
-    let names: Vec<String> = regions.iter().map(|m| hostname_of(d, m)).collect::<Result<_>>()?;
+    let names: Vec<String> = regions
+        .iter()
+        .map(|m| hostname_of(d, m))
+        .collect::<Result<_>>()?;
     heartbeats_after(d, &regions[0], &names, now_unix(), Duration::from_secs(60))?;
     Ok(())
 }
 
 /// Hooks run so far by each rack unit: (count, names of the latest), from the model's state.
 fn rack_hooks(d: &Deployment) -> Result<Vec<(String, u64, Vec<String>)>> {
-    let (state, _) = until(Duration::from_secs(10), "the model's state", || Ok(serde_json::from_str::<Value>(&std::fs::read_to_string(d.dir.join("state.json"))?)?))?;
+    let (state, _) = until(Duration::from_secs(10), "the model's state", || {
+        Ok(serde_json::from_str::<Value>(&std::fs::read_to_string(
+            d.dir.join("state.json"),
+        )?)?)
+    })?;
     Ok(state["units"]
         .as_object()
         .into_iter()
         .flatten()
         .filter(|(n, _)| n.starts_with("maas-rack/"))
-        .map(|(n, u)| (n.clone(), u["hooks_run"].as_u64().unwrap_or(0), u["hook_log"].as_array().into_iter().flatten().filter_map(|h| h.as_str().map(String::from)).collect()))
+        .map(|(n, u)| {
+            (
+                n.clone(),
+                u["hooks_run"].as_u64().unwrap_or(0),
+                u["hook_log"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h.as_str().map(String::from))
+                    .collect(),
+            )
+        })
         .collect())
 }
 
@@ -356,7 +667,11 @@ fn rack_hooks(d: &Deployment) -> Result<Vec<(String, u64, Vec<String>)>> {
 fn rack_hooks_since(d: &Deployment, before: &[(String, u64, Vec<String>)]) -> Result<Vec<String>> {
     let mut ran = vec![];
     for (n, count, log) in rack_hooks(d)? {
-        let was = before.iter().find(|(b, _, _)| *b == n).map(|(_, c, _)| *c).unwrap_or(0);
+        let was = before
+            .iter()
+            .find(|(b, _, _)| *b == n)
+            .map(|(_, c, _)| *c)
+            .unwrap_or(0);
         let new = (count - was.min(count)) as usize;
         ran.extend(log.iter().rev().take(new).map(|h| format!("{n}: {h}")));
     }
@@ -365,7 +680,13 @@ fn rack_hooks_since(d: &Deployment, before: &[(String, u64, Vec<String>)]) -> Re
 
 /// The time of the first successful request after `since` (seconds after it).
 fn first_success_after(records: &[Value], since: f64) -> Option<f64> {
-    records.iter().filter(|r| r["ok"] == true).filter_map(|r| r["t_ms"].as_f64()).map(|t| t / 1000.0).find(|t| *t > since).map(|t| t - since)
+    records
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .filter_map(|r| r["t_ms"].as_f64())
+        .map(|t| t / 1000.0)
+        .find(|t| *t > since)
+        .map(|t| t - since)
 }
 
 /// Pulls the plug on the host holding the region VIP: requests from a rack's host and every
@@ -377,26 +698,41 @@ fn region_vip_holder_down(d: &Deployment) -> Result<()> {
         primary_off(d, &holder)?;
     }
     let racks = d.machines_of("maas-rack")?;
-    let probe = Probe::http(d, &racks[0], "vip-down", &format!("{}/api/2.0/version/", vip_url(d)), 200)?;
+    let probe = Probe::http(
+        d,
+        &racks[0],
+        "vip-down",
+        &format!("{}/api/2.0/version/", vip_url(d)),
+        200,
+    )?;
     probe.wait_successes(5, Duration::from_secs(30))?;
     let hooks_before = rack_hooks(d)?;
     let down_at = now_unix();
     d.fault(&holder, FaultOp::Stop)?;
     let result = (|| -> Result<()> {
-        probe.wait_successes(10, Duration::from_secs(60)).context("requests through the VIP did not resume")?;
+        probe
+            .wait_successes(10, Duration::from_secs(60))
+            .context("requests through the VIP did not resume")?;
         for m in &racks {
             let after = rack_reached_region_after(d, m, down_at, Duration::from_secs(60))?;
             eprintln!("    rackd on machine {m} reached a region again {after:.1?} after the host went down");
         }
         // By itself: no rack hook (other than a periodic update-status) ran meanwhile.
         let hooks = rack_hooks_since(d, &hooks_before)?;
-        ensure!(hooks.iter().all(|h| h.ends_with(": update-status")), "rack hooks ran during the failover: {hooks:?}");
+        ensure!(
+            hooks.iter().all(|h| h.ends_with(": update-status")),
+            "rack hooks ran during the failover: {hooks:?}"
+        );
         let new_holder = d.wait_vip_holder(&d.region_vip(), Duration::from_secs(30))?;
         ensure!(new_holder != holder, "the VIP is still on the stopped host");
         Ok(())
     })();
     let records = probe.stop().unwrap_or_default();
-    let after: Vec<Value> = records.iter().filter(|r| r["t_ms"].as_f64().unwrap_or(0.0) / 1000.0 >= down_at).cloned().collect();
+    let after: Vec<Value> = records
+        .iter()
+        .filter(|r| r["t_ms"].as_f64().unwrap_or(0.0) / 1000.0 >= down_at)
+        .cloned()
+        .collect();
     eprintln!("    region VIP holder machine {holder} down: requests succeeded again {:?} s after, longest outage {:?}", first_success_after(&records, down_at), longest_outage(&after));
     d.fault(&holder, FaultOp::Start)?;
     result
@@ -404,15 +740,32 @@ fn region_vip_holder_down(d: &Deployment) -> Result<()> {
 
 fn database_failover(d: &Deployment) -> Result<()> {
     let primary = d.wait_vip_holder(&d.db_vip(), Duration::from_secs(30))?;
-    let survivors: Vec<String> = d.machines_of("maas-region")?.into_iter().filter(|m| *m != primary).collect();
-    let names: Vec<String> = survivors.iter().map(|m| hostname_of(d, m)).collect::<Result<_>>()?;
-    heartbeats_after(d, &survivors[0], &names, now_unix() - 5.0, Duration::from_secs(30))?;
+    let survivors: Vec<String> = d
+        .machines_of("maas-region")?
+        .into_iter()
+        .filter(|m| *m != primary)
+        .collect();
+    let names: Vec<String> = survivors
+        .iter()
+        .map(|m| hostname_of(d, m))
+        .collect::<Result<_>>()?;
+    heartbeats_after(
+        d,
+        &survivors[0],
+        &names,
+        now_unix() - 5.0,
+        Duration::from_secs(30),
+    )?;
     let down_at = now_unix();
     d.fault(&primary, FaultOp::Stop)?;
     let result = (|| -> Result<()> {
-        let took = heartbeats_after(d, &survivors[0], &names, down_at, Duration::from_secs(120)).context("the regionds' heartbeats did not resume after the database failover")?;
+        let took = heartbeats_after(d, &survivors[0], &names, down_at, Duration::from_secs(120))
+            .context("the regionds' heartbeats did not resume after the database failover")?;
         let new_primary = d.wait_vip_holder(&d.db_vip(), Duration::from_secs(30))?;
-        ensure!(new_primary != primary, "the database VIP is still on the stopped host");
+        ensure!(
+            new_primary != primary,
+            "the database VIP is still on the stopped host"
+        );
         eprintln!("    database primary on machine {primary} down: heartbeats of {names:?} resumed {took:.1?} after, the VIP moved to machine {new_primary}");
         Ok(())
     })();
@@ -420,18 +773,36 @@ fn database_failover(d: &Deployment) -> Result<()> {
     result?;
     // The host comes back; PostgreSQL rejoins before the next step takes another host down.
     // Patroni is asked directly: postgresql-ha's status is only refreshed by its next hook.
-    until(Duration::from_secs(300), "every PostgreSQL member running again", || {
-        for m in d.machines_of("postgresql-ha")? {
-            let v: Value = serde_json::from_str(&get_in(d, &m, "http://127.0.0.1:8008/patroni")?)?;
-            ensure!(v["state"] == "running", "machine {m}: Patroni says {}", v["state"]);
-        }
-        Ok(())
-    })?;
-    until(Duration::from_secs(300), "every region and rack active", || {
-        let units = d.units()?;
-        let not: Vec<_> = units.iter().filter(|(n, s, _)| (n.starts_with("maas-region/") || n.starts_with("maas-rack/")) && s != "active").collect();
-        ensure!(not.is_empty(), "{not:?}");
-        Ok(())
-    })?;
+    until(
+        Duration::from_secs(300),
+        "every PostgreSQL member running again",
+        || {
+            for m in d.machines_of("postgresql-ha")? {
+                let v: Value =
+                    serde_json::from_str(&get_in(d, &m, "http://127.0.0.1:8008/patroni")?)?;
+                ensure!(
+                    v["state"] == "running",
+                    "machine {m}: Patroni says {}",
+                    v["state"]
+                );
+            }
+            Ok(())
+        },
+    )?;
+    until(
+        Duration::from_secs(300),
+        "every region and rack active",
+        || {
+            let units = d.units()?;
+            let not: Vec<_> = units
+                .iter()
+                .filter(|(n, s, _)| {
+                    (n.starts_with("maas-region/") || n.starts_with("maas-rack/")) && s != "active"
+                })
+                .collect();
+            ensure!(not.is_empty(), "{not:?}");
+            Ok(())
+        },
+    )?;
     Ok(())
 }

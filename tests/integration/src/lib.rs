@@ -26,20 +26,42 @@ pub struct Juju {
 
 /// Why the tests cannot run here.
 pub fn missing() -> Option<String> {
-    if Command::new("juju").arg("version").output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("juju")
+        .arg("version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         return Some("juju is not on PATH: install juju and bootstrap an LXD controller (README: Juju + LXD integration tests)".into());
     }
-    let ctl = Command::new("juju").args(["controllers", "--format=json"]).output();
-    let current = ctl.ok().filter(|o| o.status.success()).and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok()).and_then(|v| v.get("current-controller").and_then(|c| c.as_str()).map(String::from));
+    let ctl = Command::new("juju")
+        .args(["controllers", "--format=json"])
+        .output();
+    let current = ctl
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| {
+            v.get("current-controller")
+                .and_then(|c| c.as_str())
+                .map(String::from)
+        });
     if current.is_none() {
         return Some("no Juju controller is reachable: run `juju bootstrap localhost`".into());
     }
-    if Command::new("lxc").arg("version").output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("lxc")
+        .arg("version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         return Some("lxc is not on PATH: the host-down drills stop LXD containers".into());
     }
     match std::env::var("MAAS_HA_OVERLAY") {
         Ok(p) if Path::new(&p).exists() => None,
-        _ => Some("MAAS_HA_OVERLAY is not set to an overlay with the VIPs of your LXD subnet".into()),
+        _ => {
+            Some("MAAS_HA_OVERLAY is not set to an overlay with the VIPs of your LXD subnet".into())
+        }
     }
 }
 
@@ -54,15 +76,26 @@ impl Juju {
             return Err(why);
         }
         let model = format!("maas-ha-it-{}", std::process::id());
-        let j = Juju { model, overlay: PathBuf::from(std::env::var("MAAS_HA_OVERLAY").unwrap()) };
-        j.juju(&["add-model", &j.model]).map_err(|e| format!("cannot add a model: {e}"))?;
+        let j = Juju {
+            model,
+            overlay: PathBuf::from(std::env::var("MAAS_HA_OVERLAY").unwrap()),
+        };
+        j.juju(&["add-model", &j.model])
+            .map_err(|e| format!("cannot add a model: {e}"))?;
         Ok(j)
     }
 
     fn juju(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("juju").args(args).output().context("running juju")?;
+        let out = Command::new("juju")
+            .args(args)
+            .output()
+            .context("running juju")?;
         if !out.status.success() {
-            bail!("juju {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "juju {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -76,13 +109,19 @@ impl Juju {
     /// `juju deploy ./bundles/maas-ha.yaml --overlay $MAAS_HA_OVERLAY`.
     pub fn deploy_bundle(&self) -> Result<()> {
         let bundle = repo().join("bundles/maas-ha.yaml");
-        let (b, o) = (bundle.to_string_lossy().into_owned(), self.overlay.to_string_lossy().into_owned());
-        self.juju(&self.in_model(&["deploy", &b, "--overlay", &o])).map(drop)
+        let (b, o) = (
+            bundle.to_string_lossy().into_owned(),
+            self.overlay.to_string_lossy().into_owned(),
+        );
+        self.juju(&self.in_model(&["deploy", &b, "--overlay", &o]))
+            .map(drop)
     }
 
     /// `juju status --format=json`.
     pub fn status(&self) -> Result<Value> {
-        Ok(serde_json::from_str(&self.juju(&self.in_model(&["status", "--format=json"]))?)?)
+        Ok(serde_json::from_str(
+            &self.juju(&self.in_model(&["status", "--format=json"]))?,
+        )?)
     }
 
     /// Every unit (subordinates included) with its workload status and message.
@@ -93,10 +132,18 @@ impl Juju {
         for app in st["applications"].as_object().unwrap_or(&empty).values() {
             for (name, u) in app["units"].as_object().unwrap_or(&empty) {
                 let ws = &u["workload-status"];
-                out.push((name.clone(), ws["current"].as_str().unwrap_or("").into(), ws["message"].as_str().unwrap_or("").into()));
+                out.push((
+                    name.clone(),
+                    ws["current"].as_str().unwrap_or("").into(),
+                    ws["message"].as_str().unwrap_or("").into(),
+                ));
                 for (sub, s) in u["subordinates"].as_object().unwrap_or(&empty) {
                     let ws = &s["workload-status"];
-                    out.push((sub.clone(), ws["current"].as_str().unwrap_or("").into(), ws["message"].as_str().unwrap_or("").into()));
+                    out.push((
+                        sub.clone(),
+                        ws["current"].as_str().unwrap_or("").into(),
+                        ws["message"].as_str().unwrap_or("").into(),
+                    ));
                 }
             }
         }
@@ -125,7 +172,10 @@ impl Juju {
         args.extend_from_slice(params);
         args.push("--format=json");
         let v: Value = serde_json::from_str(&self.juju(&self.in_model(&args))?)?;
-        Ok(v.as_object().and_then(|m| m.values().next()).map(|r| r["results"].clone()).unwrap_or(Value::Null))
+        Ok(v.as_object()
+            .and_then(|m| m.values().next())
+            .map(|r| r["results"].clone())
+            .unwrap_or(Value::Null))
     }
 
     /// `juju add-unit <app>`.
@@ -142,28 +192,51 @@ impl Juju {
     pub fn container_of(&self, unit: &str) -> Result<String> {
         let st = self.status()?;
         let app = unit.split('/').next().unwrap_or_default();
-        let machine = st["applications"][app]["units"][unit]["machine"].as_str().context("unit has no machine")?.to_string();
-        st["machines"][&machine]["instance-id"].as_str().map(String::from).context("machine has no instance id")
+        let machine = st["applications"][app]["units"][unit]["machine"]
+            .as_str()
+            .context("unit has no machine")?
+            .to_string();
+        st["machines"][&machine]["instance-id"]
+            .as_str()
+            .map(String::from)
+            .context("machine has no instance id")
     }
 
     /// `lxc stop --force` / `lxc start`: a host down and back.
     pub fn power(&self, container: &str, on: bool) -> Result<()> {
-        let args: &[&str] = if on { &["start", container] } else { &["stop", "--force", container] };
+        let args: &[&str] = if on {
+            &["start", container]
+        } else {
+            &["stop", "--force", container]
+        };
         let out = Command::new("lxc").args(args).output()?;
-        anyhow::ensure!(out.status.success(), "lxc {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "lxc {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     }
 }
 
 impl Drop for Juju {
     fn drop(&mut self) {
-        let _ = self.juju(&["destroy-model", &self.model, "--no-prompt", "--force", "--destroy-storage"]);
+        let _ = self.juju(&[
+            "destroy-model",
+            &self.model,
+            "--no-prompt",
+            "--force",
+            "--destroy-storage",
+        ]);
     }
 }
 
 /// GETs `url` with curl; `Ok(body)` on a 2xx answer.
 pub fn http_get(url: &str) -> Result<String> {
-    let out = Command::new("curl").args(["-sf", "--max-time", "3", url]).output()?;
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "3", url])
+        .output()?;
     anyhow::ensure!(out.status.success(), "GET {url} failed");
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -9,22 +9,40 @@ use std::time::{Duration, Instant};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let substrate = match get("--substrate").as_deref() {
         Some("bare") => Substrate::Bare,
         Some("hosts") => Substrate::Hosts,
         _ => local_model::cli::default_substrate(),
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = get("--out").map(PathBuf::from).unwrap_or_else(|| root.join("../../build/bench/local-model.txt"));
-    let lm = std::env::current_exe()?.parent().and_then(|p| p.parent()).map(|p| p.join("lm")).filter(|p| p.is_file());
-    let lm = lm.ok_or_else(|| anyhow::anyhow!("build the lm binary first: cargo build -p local-model"))?;
+    let out = get("--out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../../build/bench/local-model.txt"));
+    let lm = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("lm"))
+        .filter(|p| p.is_file());
+    let lm =
+        lm.ok_or_else(|| anyhow::anyhow!("build the lm binary first: cargo build -p local-model"))?;
     let dir = root.join("../../target/tmp/lm-bench");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("charms"))?;
     std::fs::create_dir_all(dir.join("rec"))?;
-    local_model::charm::pack_dir(&root.join("testcharms/lm-test"), &dir.join("charms/lm-test.charm"))?;
-    local_model::charm::pack_dir(&root.join("testcharms/lm-test-sub"), &dir.join("charms/lm-test-sub.charm"))?;
+    local_model::charm::pack_dir(
+        &root.join("testcharms/lm-test"),
+        &dir.join("charms/lm-test.charm"),
+    )?;
+    local_model::charm::pack_dir(
+        &root.join("testcharms/lm-test-sub"),
+        &dir.join("charms/lm-test-sub.charm"),
+    )?;
     std::fs::write(dir.join("blob.txt"), "blob\n")?;
     let rec = dir.join("rec").canonicalize()?;
     std::fs::write(
@@ -44,10 +62,20 @@ fn main() -> anyhow::Result<()> {
     let mut hooks = 0u64;
     let mut units = 0;
     for app in st["applications"].as_object().unwrap().values() {
-        for u in app["units"].as_object().cloned().unwrap_or_default().values() {
+        for u in app["units"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .values()
+        {
             units += 1;
             hooks += u["hooks-run"].as_u64().unwrap_or(0);
-            for s in u["subordinates"].as_object().cloned().unwrap_or_default().values() {
+            for s in u["subordinates"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .values()
+            {
                 units += 1;
                 hooks += s["hooks-run"].as_u64().unwrap_or(0);
             }

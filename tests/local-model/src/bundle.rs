@@ -25,10 +25,16 @@ fn to_json(v: &Value) -> serde_json::Value {
 /// Make the local paths of one bundle document absolute (charms and resources resolve
 /// relative to the file the document came from).
 fn absolutise(doc: &mut Value, dir: &Path) {
-    let Some(apps) = doc.get_mut("applications").or(None) else { return };
-    let Some(apps) = apps.as_mapping_mut() else { return };
+    let Some(apps) = doc.get_mut("applications").or(None) else {
+        return;
+    };
+    let Some(apps) = apps.as_mapping_mut() else {
+        return;
+    };
     for (_, app) in apps.iter_mut() {
-        let Some(app) = app.as_mapping_mut() else { continue };
+        let Some(app) = app.as_mapping_mut() else {
+            continue;
+        };
         if let Some(Value::String(c)) = app.get_mut("charm") {
             if c.starts_with('.') || c.starts_with('/') || c.starts_with("local:") {
                 *c = abs(dir, c).display().to_string();
@@ -51,8 +57,12 @@ fn merge(base: &mut Mapping, overlay: &Mapping) {
         match k.as_str() {
             Some("applications") | Some("services") => {
                 let key = Value::String("applications".into());
-                let apps = base.entry(key).or_insert_with(|| Value::Mapping(Mapping::new()));
-                let Some(apps) = apps.as_mapping_mut() else { continue };
+                let apps = base
+                    .entry(key)
+                    .or_insert_with(|| Value::Mapping(Mapping::new()));
+                let Some(apps) = apps.as_mapping_mut() else {
+                    continue;
+                };
                 for (name, spec) in v.as_mapping().cloned().unwrap_or_default() {
                     match spec {
                         Value::Null => {
@@ -62,11 +72,15 @@ fn merge(base: &mut Mapping, overlay: &Mapping) {
                             apps.remove(&name);
                         }
                         Value::Mapping(m) => {
-                            let e = apps.entry(name).or_insert_with(|| Value::Mapping(Mapping::new()));
+                            let e = apps
+                                .entry(name)
+                                .or_insert_with(|| Value::Mapping(Mapping::new()));
                             if let Some(em) = e.as_mapping_mut() {
                                 for (mk, mv) in m {
                                     match (em.get_mut(&mk), &mv) {
-                                        (Some(Value::Mapping(old)), Value::Mapping(new)) if mk.as_str() != Some("to") => {
+                                        (Some(Value::Mapping(old)), Value::Mapping(new))
+                                            if mk.as_str() != Some("to") =>
+                                        {
                                             for (a, b) in new {
                                                 old.insert(a.clone(), b.clone());
                                             }
@@ -83,7 +97,9 @@ fn merge(base: &mut Mapping, overlay: &Mapping) {
                 }
             }
             Some("relations") => {
-                let rels = base.entry(k.clone()).or_insert_with(|| Value::Sequence(vec![]));
+                let rels = base
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Sequence(vec![]));
                 if let (Some(r), Some(new)) = (rels.as_sequence_mut(), v.as_sequence()) {
                     r.extend(new.iter().cloned());
                 }
@@ -96,8 +112,19 @@ fn merge(base: &mut Mapping, overlay: &Mapping) {
 }
 
 fn read_docs(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new(".")).canonicalize()?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .canonicalize()?;
     let mut docs = Vec::new();
     for d in serde_yaml::Deserializer::from_str(&text) {
         let mut v = Value::deserialize(d).with_context(|| format!("parsing {}", path.display()))?;
@@ -110,18 +137,19 @@ fn read_docs(path: &Path) -> Result<Vec<Value>> {
     Ok(docs)
 }
 
-
-
 fn str_list(v: Option<&Value>) -> Result<Vec<String>> {
     Ok(match v {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => s.split(',').map(|x| x.trim().to_string()).collect(),
         Some(Value::Number(n)) => vec![n.to_string()],
-        Some(Value::Sequence(s)) => s.iter().map(|x| match x {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            o => Err(anyhow!("bad placement {o:?}")),
-        }).collect::<Result<_>>()?,
+        Some(Value::Sequence(s)) => s
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                o => Err(anyhow!("bad placement {o:?}")),
+            })
+            .collect::<Result<_>>()?,
         Some(o) => bail!("bad list {o:?}"),
     })
 }
@@ -132,42 +160,79 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
     for o in overlays {
         docs.extend(read_docs(o)?);
     }
-    let mut base = docs.first().and_then(|d| d.as_mapping().cloned()).ok_or_else(|| anyhow!("{}: empty bundle", path.display()))?;
+    let mut base = docs
+        .first()
+        .and_then(|d| d.as_mapping().cloned())
+        .ok_or_else(|| anyhow!("{}: empty bundle", path.display()))?;
     if let Some(s) = base.remove("services") {
         base.insert("applications".into(), s);
     }
     for d in &docs[1..] {
-        merge(&mut base, d.as_mapping().ok_or_else(|| anyhow!("overlay is not a map"))?);
+        merge(
+            &mut base,
+            d.as_mapping()
+                .ok_or_else(|| anyhow!("overlay is not a map"))?,
+        );
     }
-    let apps = base.get("applications").and_then(|a| a.as_mapping()).ok_or_else(|| anyhow!("bundle has no applications"))?;
+    let apps = base
+        .get("applications")
+        .and_then(|a| a.as_mapping())
+        .ok_or_else(|| anyhow!("bundle has no applications"))?;
     if apps.is_empty() {
         bail!("bundle has no applications");
     }
-    let machines: Vec<String> = base.get("machines").and_then(|m| m.as_mapping()).map(|m| m.keys().map(|k| match k {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        _ => String::new(),
-    }).collect()).unwrap_or_default();
+    let machines: Vec<String> = base
+        .get("machines")
+        .and_then(|m| m.as_mapping())
+        .map(|m| {
+            m.keys()
+                .map(|k| match k {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    _ => String::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     for m in &machines {
         if m.is_empty() || !m.chars().all(|c| c.is_ascii_digit()) {
             bail!("invalid machine id {m:?} found in machines");
         }
     }
-    let mut plan = DeployPlan { machines: machines.clone(), bundle: true, apps: vec![], relations: vec![] };
+    let mut plan = DeployPlan {
+        machines: machines.clone(),
+        bundle: true,
+        apps: vec![],
+        relations: vec![],
+    };
     for (name, spec) in apps {
-        let name = name.as_str().ok_or_else(|| anyhow!("bad application name"))?.to_string();
-        let spec = spec.as_mapping().ok_or_else(|| anyhow!("application {name:?}: not a map"))?;
-        let charm = spec.get("charm").and_then(|c| c.as_str()).ok_or_else(|| anyhow!("application {name:?}: no charm"))?;
+        let name = name
+            .as_str()
+            .ok_or_else(|| anyhow!("bad application name"))?
+            .to_string();
+        let spec = spec
+            .as_mapping()
+            .ok_or_else(|| anyhow!("application {name:?}: not a map"))?;
+        let charm = spec
+            .get("charm")
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| anyhow!("application {name:?}: no charm"))?;
         if !charm.starts_with('/') {
             bail!("application {name:?}: only local charms can be deployed here (got {charm:?})");
         }
         let charm = PathBuf::from(charm);
         if !charm.exists() {
-            bail!("charm path in application {name:?} does not exist: {}", charm.display());
+            bail!(
+                "charm path in application {name:?} does not exist: {}",
+                charm.display()
+            );
         }
         let num_units = match spec.get("num_units").or(spec.get("scale")) {
             None | Some(Value::Null) => 0,
-            Some(v) => v.as_u64().ok_or_else(|| anyhow!("application {name:?}: bad num_units"))? as u32,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| anyhow!("application {name:?}: bad num_units"))?
+                as u32,
         };
         let to = str_list(spec.get("to"))?;
         if to.len() > num_units as usize {
@@ -187,7 +252,11 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
         let options: BTreeMap<String, serde_json::Value> = spec
             .get("options")
             .and_then(|o| o.as_mapping())
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), to_json(v)))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), to_json(v))))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut resources = BTreeMap::new();
         if let Some(r) = spec.get("resources").and_then(|r| r.as_mapping()) {
@@ -197,21 +266,43 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
                     Value::String(p) => {
                         resources.insert(k, PathBuf::from(p));
                     }
-                    _ => bail!("application {name:?}: resource {k:?}: only local file paths are supported"),
+                    _ => bail!(
+                        "application {name:?}: resource {k:?}: only local file paths are supported"
+                    ),
                 }
             }
         }
-        plan.apps.push(AppPlan { name, charm, num_units, to, options, resources });
+        plan.apps.push(AppPlan {
+            name,
+            charm,
+            num_units,
+            to,
+            options,
+            resources,
+        });
     }
     for m in &machines {
-        let used = plan.apps.iter().any(|a| a.to.iter().any(|t| t.rsplit(':').next() == Some(m)));
+        let used = plan
+            .apps
+            .iter()
+            .any(|a| a.to.iter().any(|t| t.rsplit(':').next() == Some(m)));
         if !used {
             bail!("machine {m:?} is not referred to by a placement directive");
         }
     }
-    for r in base.get("relations").and_then(|r| r.as_sequence()).cloned().unwrap_or_default() {
-        let pair = r.as_sequence().ok_or_else(|| anyhow!("relation {r:?}: not a list"))?;
-        let eps: Vec<String> = pair.iter().filter_map(|x| x.as_str().map(String::from)).collect();
+    for r in base
+        .get("relations")
+        .and_then(|r| r.as_sequence())
+        .cloned()
+        .unwrap_or_default()
+    {
+        let pair = r
+            .as_sequence()
+            .ok_or_else(|| anyhow!("relation {r:?}: not a list"))?;
+        let eps: Vec<String> = pair
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect();
         if eps.len() != 2 {
             bail!("relation {r:?} has {} endpoint(s), want 2", eps.len());
         }
@@ -232,33 +323,60 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
 
 /// Whether a path names a bundle (YAML) rather than a charm.
 pub fn is_bundle(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 /// The plan for deploying one charm (`lm deploy x.charm [name] -n N --to X --config k=v
 /// --resource r=path`).
-pub fn charm_plan(path: &Path, name: Option<String>, n: u32, to: Option<String>, config: &[String], resources: &[String]) -> Result<DeployPlan> {
-    let charm = path.canonicalize().with_context(|| format!("charm {} not found", path.display()))?;
+pub fn charm_plan(
+    path: &Path,
+    name: Option<String>,
+    n: u32,
+    to: Option<String>,
+    config: &[String],
+    resources: &[String],
+) -> Result<DeployPlan> {
+    let charm = path
+        .canonicalize()
+        .with_context(|| format!("charm {} not found", path.display()))?;
     let meta = crate::charm::read_charm(&charm)?;
     let mut options = BTreeMap::new();
     for kv in config {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--config expects key=value, got {kv:?}"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--config expects key=value, got {kv:?}"))?;
         options.insert(k.to_string(), serde_json::Value::String(v.to_string()));
     }
     let mut res = BTreeMap::new();
     for kv in resources {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--resource expects name=path, got {kv:?}"))?;
-        res.insert(k.to_string(), Path::new(v).canonicalize().with_context(|| format!("resource file {v} not found"))?);
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--resource expects name=path, got {kv:?}"))?;
+        res.insert(
+            k.to_string(),
+            Path::new(v)
+                .canonicalize()
+                .with_context(|| format!("resource file {v} not found"))?,
+        );
     }
     let num_units = if meta.subordinate { 0 } else { n };
     Ok(DeployPlan {
         machines: vec![],
         bundle: false,
-        apps: vec![AppPlan { name: name.unwrap_or(meta.name), charm, num_units, to: to.into_iter().collect(), options, resources: res }],
+        apps: vec![AppPlan {
+            name: name.unwrap_or(meta.name),
+            charm,
+            num_units,
+            to: to.into_iter().collect(),
+            options,
+            resources: res,
+        }],
         relations: vec![],
     })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -275,14 +393,21 @@ mod tests {
             "applications:\n  a:\n    charm: ./a.charm\n    num_units: 2\n    to: ['0', '0']\n    options: {x: 1}\n  gone:\n    charm: ./a.charm\nmachines:\n  '0': {}\nrelations:\n- [a, b]\n---\napplications:\n  b: {charm: ./a.charm}\n",
         )
         .unwrap();
-        std::fs::write(d.join("sub/o.yaml"), "applications:\n  a:\n    options: {y: two}\n    resources: {r: ./r.bin}\n  gone: {}\n").unwrap();
+        std::fs::write(
+            d.join("sub/o.yaml"),
+            "applications:\n  a:\n    options: {y: two}\n    resources: {r: ./r.bin}\n  gone: {}\n",
+        )
+        .unwrap();
         let p = load_bundle(&d.join("b.yaml"), &[d.join("sub/o.yaml")]).unwrap();
         let names: Vec<&str> = p.apps.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, vec!["a", "b"]);
         let a = &p.apps[0];
         assert_eq!(a.options["x"], 1);
         assert_eq!(a.options["y"], "two");
-        assert_eq!(a.resources["r"], d.canonicalize().unwrap().join("sub/./r.bin"));
+        assert_eq!(
+            a.resources["r"],
+            d.canonicalize().unwrap().join("sub/./r.bin")
+        );
         assert_eq!(a.to, vec!["0", "0"]);
         assert_eq!(p.relations, vec![("a".into(), "b".into())]);
         std::fs::remove_dir_all(&d).unwrap();

@@ -118,13 +118,25 @@ struct RawConfig {
 
 /// Parse metadata.yaml, config.yaml and actions.yaml texts into a [`CharmMeta`], with the
 /// checks Juju makes before deploying (subordinates need a container-scoped `requires`).
-pub fn parse_meta(metadata: &str, config: Option<&str>, actions: Option<&str>) -> Result<CharmMeta> {
+pub fn parse_meta(
+    metadata: &str,
+    config: Option<&str>,
+    actions: Option<&str>,
+) -> Result<CharmMeta> {
     let raw: RawMeta = serde_yaml::from_str(metadata).context("invalid metadata.yaml")?;
     let mut endpoints = Vec::new();
-    for (role, map) in [(Role::Provider, &raw.provides), (Role::Requirer, &raw.requires), (Role::Peer, &raw.peers)] {
+    for (role, map) in [
+        (Role::Provider, &raw.provides),
+        (Role::Requirer, &raw.requires),
+        (Role::Peer, &raw.peers),
+    ] {
         for (name, e) in map {
             if name == "juju" || name.starts_with("juju-") && name != "juju-info" {
-                bail!("charm {:?} using a reserved relation name: {:?}", raw.name, name);
+                bail!(
+                    "charm {:?} using a reserved relation name: {:?}",
+                    raw.name,
+                    name
+                );
             }
             endpoints.push(EndpointSpec {
                 name: name.clone(),
@@ -134,11 +146,22 @@ pub fn parse_meta(metadata: &str, config: Option<&str>, actions: Option<&str>) -
             });
         }
     }
-    if raw.subordinate && !endpoints.iter().any(|e| e.role == Role::Requirer && e.container) {
-        bail!("subordinate charm {:?} lacks \"requires\" relation with container scope", raw.name);
+    if raw.subordinate
+        && !endpoints
+            .iter()
+            .any(|e| e.role == Role::Requirer && e.container)
+    {
+        bail!(
+            "subordinate charm {:?} lacks \"requires\" relation with container scope",
+            raw.name
+        );
     }
     let options = match config {
-        Some(c) if !c.trim().is_empty() => serde_yaml::from_str::<RawConfig>(c).context("invalid config.yaml")?.options,
+        Some(c) if !c.trim().is_empty() => {
+            serde_yaml::from_str::<RawConfig>(c)
+                .context("invalid config.yaml")?
+                .options
+        }
         _ => BTreeMap::new(),
     };
     for (name, o) in &options {
@@ -185,9 +208,19 @@ pub fn coerce_option(opt: &ConfigOption, v: &serde_json::Value) -> Result<serde_
         ("string" | "secret", V::Number(n)) => V::String(n.to_string()),
         ("string" | "secret", V::Bool(b)) => V::String(b.to_string()),
         ("int", V::Number(n)) if n.is_i64() => v.clone(),
-        ("int", _) if s.is_some() => V::from(s.unwrap().trim().parse::<i64>().map_err(|_| anyhow!("expected int, got {:?}", s.unwrap()))?),
+        ("int", _) if s.is_some() => V::from(
+            s.unwrap()
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| anyhow!("expected int, got {:?}", s.unwrap()))?,
+        ),
         ("float", V::Number(_)) => V::from(v.as_f64().unwrap()),
-        ("float", _) if s.is_some() => V::from(s.unwrap().trim().parse::<f64>().map_err(|_| anyhow!("expected float, got {:?}", s.unwrap()))?),
+        ("float", _) if s.is_some() => V::from(
+            s.unwrap()
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| anyhow!("expected float, got {:?}", s.unwrap()))?,
+        ),
         ("boolean", V::Bool(_)) => v.clone(),
         ("boolean", _) if s.is_some() => match s.unwrap().trim() {
             "true" | "True" | "yes" | "on" => V::Bool(true),
@@ -205,33 +238,43 @@ fn read_entry(zip: &mut zip::ZipArchive<fs::File>, name: &str) -> Result<Option<
         Err(e) => return Err(e).with_context(|| format!("reading {name}")),
     };
     let mut s = String::new();
-    f.read_to_string(&mut s).with_context(|| format!("reading {name}"))?;
+    f.read_to_string(&mut s)
+        .with_context(|| format!("reading {name}"))?;
     Ok(Some(s))
 }
 
 /// Read the metadata of a packed charm.
 pub fn read_charm(path: &Path) -> Result<CharmMeta> {
     let file = fs::File::open(path).with_context(|| format!("opening charm {}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", path.display()))?;
-    let meta = read_entry(&mut zip, "metadata.yaml")?.ok_or_else(|| anyhow!("{}: metadata.yaml missing", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip archive", path.display()))?;
+    let meta = read_entry(&mut zip, "metadata.yaml")?
+        .ok_or_else(|| anyhow!("{}: metadata.yaml missing", path.display()))?;
     let manifest = read_entry(&mut zip, "manifest.yaml")?;
     if manifest.as_deref().is_none_or(|m| !m.contains("bases")) {
-        bail!("{}: charm metadata without bases in manifest not valid", path.display());
+        bail!(
+            "{}: charm metadata without bases in manifest not valid",
+            path.display()
+        );
     }
     let config = read_entry(&mut zip, "config.yaml")?;
     let actions = read_entry(&mut zip, "actions.yaml")?;
-    parse_meta(&meta, config.as_deref(), actions.as_deref()).with_context(|| format!("charm {}", path.display()))
+    parse_meta(&meta, config.as_deref(), actions.as_deref())
+        .with_context(|| format!("charm {}", path.display()))
 }
 
 /// Unpack a charm into `dest`, keeping unix modes (dispatch must stay executable) and
 /// refusing entries that would escape `dest`.
 pub fn unpack(path: &Path, dest: &Path) -> Result<()> {
     let file = fs::File::open(path).with_context(|| format!("opening charm {}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a zip archive", path.display()))?;
     fs::create_dir_all(dest)?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
-        let rel = entry.enclosed_name().ok_or_else(|| anyhow!("charm entry {:?} escapes the charm dir", entry.name()))?;
+        let rel = entry
+            .enclosed_name()
+            .ok_or_else(|| anyhow!("charm entry {:?} escapes the charm dir", entry.name()))?;
         let out = dest.join(rel);
         let mode = entry.unix_mode();
         let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
@@ -245,8 +288,16 @@ pub fn unpack(path: &Path, dest: &Path) -> Result<()> {
         if is_link {
             let mut target = String::new();
             entry.read_to_string(&mut target)?;
-            if target.starts_with('/') || Path::new(&target).components().any(|c| c == std::path::Component::ParentDir) && !out.parent().unwrap().join(&target).starts_with(dest) {
-                bail!("charm symlink {:?} -> {target:?} escapes the charm dir", entry.name());
+            if target.starts_with('/')
+                || Path::new(&target)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+                    && !out.parent().unwrap().join(&target).starts_with(dest)
+            {
+                bail!(
+                    "charm symlink {:?} -> {target:?} escapes the charm dir",
+                    entry.name()
+                );
             }
             let _ = fs::remove_file(&out);
             std::os::unix::fs::symlink(&target, &out)?;
@@ -286,7 +337,9 @@ pub fn pack_dir(src: &Path, out: &Path) -> Result<()> {
     for p in files {
         let rel = p.strip_prefix(src).unwrap().to_string_lossy().to_string();
         let mode = fs::metadata(&p)?.permissions().mode() & 0o7777;
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).unix_permissions(mode);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
         zip.start_file(rel, opts)?;
         zip.write_all(&fs::read(&p)?)?;
     }
@@ -315,12 +368,22 @@ mod tests {
 
     #[test]
     fn subordinate_needs_container_requires() {
-        let e = parse_meta("name: s\nsubordinate: true\nrequires: {x: {interface: i}}\n", None, None).unwrap_err();
+        let e = parse_meta(
+            "name: s\nsubordinate: true\nrequires: {x: {interface: i}}\n",
+            None,
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("lacks"), "{e}");
     }
 
     #[test]
     fn bad_default_type_is_rejected() {
-        assert!(parse_meta("name: t\n", Some("options: {p: {type: int, default: abc}}"), None).is_err());
+        assert!(parse_meta(
+            "name: t\n",
+            Some("options: {p: {type: int, default: abc}}"),
+            None
+        )
+        .is_err());
     }
 }

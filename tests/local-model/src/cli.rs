@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "lm", about = "Run packed charms the way Juju does, on this machine")]
+#[command(
+    name = "lm",
+    about = "Run packed charms the way Juju does, on this machine"
+)]
 struct Cli {
     /// Model directory (default: $LM_MODEL_DIR or build/local-model).
     #[arg(long, global = true)]
@@ -62,9 +65,17 @@ enum Cmd {
         #[arg(long)]
         to: Option<String>,
     },
-    RemoveUnit { units: Vec<String> },
-    Integrate { a: String, b: String },
-    RemoveRelation { a: String, b: String },
+    RemoveUnit {
+        units: Vec<String>,
+    },
+    Integrate {
+        a: String,
+        b: String,
+    },
+    RemoveRelation {
+        a: String,
+        b: String,
+    },
     /// Upgrade an application's charm (upgrade-charm on every unit).
     Refresh {
         app: String,
@@ -127,22 +138,43 @@ enum FaultCmd {
         #[arg(short, long, default_value_t = 9)]
         signal: i32,
     },
-    Freeze { machine: String, pid: u32 },
-    Thaw { machine: String, pid: u32 },
+    Freeze {
+        machine: String,
+        pid: u32,
+    },
+    Thaw {
+        machine: String,
+        pid: u32,
+    },
     /// Cut a machine's network.
-    Cut { machine: String },
-    Restore { machine: String },
+    Cut {
+        machine: String,
+    },
+    Restore {
+        machine: String,
+    },
     /// Pull the plug of a machine.
-    Stop { machine: String },
-    Start { machine: String },
+    Stop {
+        machine: String,
+    },
+    Start {
+        machine: String,
+    },
     /// Machine-side PIDs of processes named COMM.
-    Pids { machine: String, comm: String },
+    Pids {
+        machine: String,
+        comm: String,
+    },
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -187,8 +219,20 @@ fn run(cli: Cli) -> Result<()> {
     let exe = std::env::current_exe().context("finding the lm binary")?;
     let model = LocalModel::new(&dir, &exe);
     match cli.cmd {
-        Cmd::Daemon { substrate } => crate::daemon::run(Layout::new(&dir), parse_substrate(&substrate)?),
-        Cmd::Deploy { path, name, overlay, n, to, config, resource, substrate, dry_run } => {
+        Cmd::Daemon { substrate } => {
+            crate::daemon::run(Layout::new(&dir), parse_substrate(&substrate)?)
+        }
+        Cmd::Deploy {
+            path,
+            name,
+            overlay,
+            n,
+            to,
+            config,
+            resource,
+            substrate,
+            dry_run,
+        } => {
             let substrate = match substrate {
                 Some(s) => parse_substrate(&s)?,
                 None => default_substrate(),
@@ -223,8 +267,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Config { app, settings, reset } => {
-            let v = model.request(&Request::Config { app, set: settings.clone(), reset: reset.clone() })?;
+        Cmd::Config {
+            app,
+            settings,
+            reset,
+        } => {
+            let v = model.request(&Request::Config {
+                app,
+                set: settings.clone(),
+                reset: reset.clone(),
+            })?;
             if settings.is_empty() && reset.is_empty() {
                 print!("{}", serde_yaml::to_string(&v)?);
             }
@@ -239,26 +291,42 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::RemoveUnit { units } => model.request(&Request::RemoveUnit { units }).map(|_| ()),
         Cmd::Integrate { a, b } => model.request(&Request::Integrate { a, b }).map(|_| ()),
-        Cmd::RemoveRelation { a, b } => model.request(&Request::RemoveRelation { a, b }).map(|_| ()),
+        Cmd::RemoveRelation { a, b } => {
+            model.request(&Request::RemoveRelation { a, b }).map(|_| ())
+        }
         Cmd::Refresh { app, path } => {
             let path = path.map(|p| p.canonicalize()).transpose()?;
             model.request(&Request::Refresh { app, path }).map(|_| ())
         }
-        Cmd::Run { unit, action, params, wait } => {
+        Cmd::Run {
+            unit,
+            action,
+            params,
+            wait,
+        } => {
             let p: Vec<&str> = params.iter().map(|s| s.as_str()).collect();
             let run = model.run_action(&unit, &action, &p, Duration::from_secs(wait))?;
             print_action(&run);
             if run.status != "completed" {
-                bail!("action {} on {} {}: {}", run.name, run.unit, run.status, run.message);
+                bail!(
+                    "action {} on {} {}: {}",
+                    run.name,
+                    run.unit,
+                    run.status,
+                    run.message
+                );
             }
             Ok(())
         }
-        Cmd::Resolve { unit, no_retry } => model.request(&Request::Resolve { unit, no_retry }).map(|_| ()),
+        Cmd::Resolve { unit, no_retry } => model
+            .request(&Request::Resolve { unit, no_retry })
+            .map(|_| ()),
         Cmd::Wait { timeout } => model.wait(Duration::from_secs(timeout)),
         Cmd::Destroy => model.destroy(),
         Cmd::Logs { unit, lines } => {
             let p = model.layout.unit_log(&unit);
-            let text = std::fs::read_to_string(&p).with_context(|| format!("no log for {unit} ({})", p.display()))?;
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("no log for {unit} ({})", p.display()))?;
             let all: Vec<&str> = text.lines().collect();
             let from = lines.map_or(0, |n| all.len().saturating_sub(n));
             for l in &all[from..] {
@@ -278,7 +346,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Fault { fault } => {
             let (m, f) = match fault {
-                FaultCmd::Kill { machine, target, signal } => (machine, FaultOp::Kill { target, signal }),
+                FaultCmd::Kill {
+                    machine,
+                    target,
+                    signal,
+                } => (machine, FaultOp::Kill { target, signal }),
                 FaultCmd::Freeze { machine, pid } => (machine, FaultOp::Freeze { pid }),
                 FaultCmd::Thaw { machine, pid } => (machine, FaultOp::Thaw { pid }),
                 FaultCmd::Cut { machine } => (machine, FaultOp::Cut),

@@ -22,7 +22,11 @@ pub struct LocalModel {
 impl LocalModel {
     /// A model in `dir`, started with the `lm` binary at `lm`.
     pub fn new(dir: &Path, lm: &Path) -> LocalModel {
-        LocalModel { layout: Layout::new(dir), lm: lm.to_path_buf(), env: vec![] }
+        LocalModel {
+            layout: Layout::new(dir),
+            lm: lm.to_path_buf(),
+            env: vec![],
+        }
     }
 
     /// Add an environment variable for the daemon when it is started.
@@ -33,7 +37,8 @@ impl LocalModel {
 
     /// Send one request; errors carry the daemon's message.
     pub fn request(&self, req: &Request) -> Result<Value> {
-        let resp: Response = call(&self.layout.lm_sock(), req).context("is the model deployed? (no daemon answers)")?;
+        let resp: Response = call(&self.layout.lm_sock(), req)
+            .context("is the model deployed? (no daemon answers)")?;
         if !resp.ok {
             bail!("{}", resp.error);
         }
@@ -51,7 +56,9 @@ impl LocalModel {
             if let Ok(pid) = pid.trim().parse::<u32>() {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let cmdline = String::from_utf8_lossy(&cmdline);
-                if cmdline.contains("daemon") && cmdline.contains(&*self.layout.dir.to_string_lossy()) {
+                if cmdline.contains("daemon")
+                    && cmdline.contains(&*self.layout.dir.to_string_lossy())
+                {
                     let _ = crate::machines::send_signal(pid, 9);
                     let deadline = Instant::now() + Duration::from_secs(5);
                     while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
@@ -63,7 +70,8 @@ impl LocalModel {
         #[cfg(feature = "namespaced")]
         crate::namespaced::cleanup(&self.layout.lab())?;
         if self.layout.dir.exists() {
-            std::fs::remove_dir_all(&self.layout.dir).with_context(|| format!("removing {}", self.layout.dir.display()))?;
+            std::fs::remove_dir_all(&self.layout.dir)
+                .with_context(|| format!("removing {}", self.layout.dir.display()))?;
         }
         Ok(())
     }
@@ -86,14 +94,23 @@ impl LocalModel {
             Substrate::Hosts => "hosts",
         };
         let mut cmd = std::process::Command::new(&self.lm);
-        cmd.arg("daemon").arg("--model-dir").arg(&self.layout.dir).arg("--substrate").arg(sub);
-        cmd.envs(self.env.iter().cloned()).stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.arg("daemon")
+            .arg("--model-dir")
+            .arg(&self.layout.dir)
+            .arg("--substrate")
+            .arg(sub);
+        cmd.envs(self.env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         {
             use std::os::unix::process::CommandExt;
             // its own process group: a Ctrl-C on the CLI must not kill the model
             cmd.process_group(0);
         }
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", self.lm.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.lm.display()))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.running() {
@@ -118,7 +135,12 @@ impl LocalModel {
     }
 
     /// Deploy a bundle file with overlays.
-    pub fn deploy_bundle(&self, bundle: &Path, overlays: &[PathBuf], substrate: Substrate) -> Result<Vec<String>> {
+    pub fn deploy_bundle(
+        &self,
+        bundle: &Path,
+        overlays: &[PathBuf],
+        substrate: Substrate,
+    ) -> Result<Vec<String>> {
         self.deploy_plan(crate::bundle::load_bundle(bundle, overlays)?, substrate)
     }
 
@@ -141,10 +163,16 @@ impl LocalModel {
                 return Ok(());
             }
             // units in error with no retry coming can only settle after `resolve`
-            let stuck = u.iter().all(|(_, why)| why.starts_with("error:") && !why.ends_with("retry scheduled"));
+            let stuck = u
+                .iter()
+                .all(|(_, why)| why.starts_with("error:") && !why.ends_with("retry scheduled"));
             if stuck || Instant::now() >= deadline {
                 let list: Vec<String> = u.iter().map(|(n, why)| format!("{n} ({why})")).collect();
-                let what = if stuck { "units in error (resolve them)".to_string() } else { format!("model not settled after {timeout:?}") };
+                let what = if stuck {
+                    "units in error (resolve them)".to_string()
+                } else {
+                    format!("model not settled after {timeout:?}")
+                };
                 bail!("{what}: {}", list.join(", "));
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -152,7 +180,12 @@ impl LocalModel {
     }
 
     /// Poll `cond` on the status JSON until it holds or the timeout passes.
-    pub fn wait_for(&self, timeout: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Result<Value> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status()?;
@@ -167,8 +200,18 @@ impl LocalModel {
     }
 
     /// Run an action and wait for its result.
-    pub fn run_action(&self, unit: &str, action: &str, params: &[&str], timeout: Duration) -> Result<ActionRun> {
-        let id: u32 = serde_json::from_value(self.request(&Request::Run { unit: unit.into(), action: action.into(), params: params.iter().map(|s| s.to_string()).collect() })?)?;
+    pub fn run_action(
+        &self,
+        unit: &str,
+        action: &str,
+        params: &[&str],
+        timeout: Duration,
+    ) -> Result<ActionRun> {
+        let id: u32 = serde_json::from_value(self.request(&Request::Run {
+            unit: unit.into(),
+            action: action.into(),
+            params: params.iter().map(|s| s.to_string()).collect(),
+        })?)?;
         let deadline = Instant::now() + timeout;
         loop {
             let run: ActionRun = serde_json::from_value(self.request(&Request::Action { id })?)?;
@@ -176,7 +219,10 @@ impl LocalModel {
                 return Ok(run);
             }
             if Instant::now() >= deadline {
-                bail!("action {id} ({action} on {unit}) still {} after {timeout:?}", run.status);
+                bail!(
+                    "action {id} ({action} on {unit}) still {} after {timeout:?}",
+                    run.status
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -184,54 +230,97 @@ impl LocalModel {
 
     /// Run `argv` in a machine (id or unit name); returns (exit code, stdout, stderr).
     pub fn exec(&self, machine: &str, argv: &[&str]) -> Result<(i32, String, String)> {
-        let v = self.request(&Request::Exec { machine: machine.into(), argv: argv.iter().map(|s| s.to_string()).collect() })?;
-        Ok((v["code"].as_i64().unwrap_or(-1) as i32, v["stdout"].as_str().unwrap_or("").into(), v["stderr"].as_str().unwrap_or("").into()))
+        let v = self.request(&Request::Exec {
+            machine: machine.into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        })?;
+        Ok((
+            v["code"].as_i64().unwrap_or(-1) as i32,
+            v["stdout"].as_str().unwrap_or("").into(),
+            v["stderr"].as_str().unwrap_or("").into(),
+        ))
     }
 
     /// Where a path inside a unit's (or machine's) filesystem is, seen from the test.
     pub fn host_path(&self, unit_or_machine: &str, inside: &str) -> Result<PathBuf> {
-        Ok(serde_json::from_value(self.request(&Request::HostPath { machine: unit_or_machine.into(), inside: inside.into() })?)?)
+        Ok(serde_json::from_value(self.request(
+            &Request::HostPath {
+                machine: unit_or_machine.into(),
+                inside: inside.into(),
+            },
+        )?)?)
     }
 
     /// `lm add-unit app -n N [--to X]`; returns the new units.
     pub fn add_unit(&self, app: &str, n: u32, to: Option<&str>) -> Result<Vec<String>> {
-        Ok(serde_json::from_value(self.request(&Request::AddUnit { app: app.into(), n, to: to.map(String::from) })?)?)
+        Ok(serde_json::from_value(self.request(
+            &Request::AddUnit {
+                app: app.into(),
+                n,
+                to: to.map(String::from),
+            },
+        )?)?)
     }
 
     /// `lm remove-unit u...`.
     pub fn remove_unit(&self, units: &[&str]) -> Result<()> {
-        self.request(&Request::RemoveUnit { units: units.iter().map(|s| s.to_string()).collect() }).map(drop)
+        self.request(&Request::RemoveUnit {
+            units: units.iter().map(|s| s.to_string()).collect(),
+        })
+        .map(drop)
     }
 
     /// `lm integrate a b`; returns the relation id.
     pub fn integrate(&self, a: &str, b: &str) -> Result<u32> {
-        Ok(serde_json::from_value(self.request(&Request::Integrate { a: a.into(), b: b.into() })?)?)
+        Ok(serde_json::from_value(self.request(
+            &Request::Integrate {
+                a: a.into(),
+                b: b.into(),
+            },
+        )?)?)
     }
 
     /// `lm remove-relation a b`.
     pub fn remove_relation(&self, a: &str, b: &str) -> Result<()> {
-        self.request(&Request::RemoveRelation { a: a.into(), b: b.into() }).map(drop)
+        self.request(&Request::RemoveRelation {
+            a: a.into(),
+            b: b.into(),
+        })
+        .map(drop)
     }
 
     /// `lm config app k=v...`; returns the effective config.
     pub fn config(&self, app: &str, set: &[&str]) -> Result<Value> {
-        self.request(&Request::Config { app: app.into(), set: set.iter().map(|s| s.to_string()).collect(), reset: vec![] })
+        self.request(&Request::Config {
+            app: app.into(),
+            set: set.iter().map(|s| s.to_string()).collect(),
+            reset: vec![],
+        })
     }
 
     /// `lm resolve unit`.
     pub fn resolve(&self, unit: &str) -> Result<()> {
-        self.request(&Request::Resolve { unit: unit.into(), no_retry: false }).map(drop)
+        self.request(&Request::Resolve {
+            unit: unit.into(),
+            no_retry: false,
+        })
+        .map(drop)
     }
 
     /// Inject a fault into a machine (id or unit name).
     pub fn fault(&self, machine: &str, fault: FaultOp) -> Result<Value> {
-        self.request(&Request::Fault { machine: machine.into(), fault })
+        self.request(&Request::Fault {
+            machine: machine.into(),
+            fault,
+        })
     }
 
     /// Stop the daemon and remove everything (hosts, processes, files).
     pub fn destroy(&self) -> Result<()> {
         if self.running() {
-            let pid = std::fs::read_to_string(self.layout.daemon_pid()).ok().and_then(|p| p.trim().parse::<u32>().ok());
+            let pid = std::fs::read_to_string(self.layout.daemon_pid())
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
             self.request(&Request::Destroy)?;
             if let Some(pid) = pid {
                 let deadline = Instant::now() + Duration::from_secs(30);
@@ -255,7 +344,12 @@ impl LocalModel {
 /// Whether a process exists and is not a zombie.
 fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }

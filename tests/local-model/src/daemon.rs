@@ -46,7 +46,8 @@ fn install_tools(layout: &Layout) -> Result<()> {
     for t in crate::hooktools::TOOLS {
         let link = layout.tools().join(t);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&exe, &link).with_context(|| format!("linking {}", link.display()))?;
+        std::os::unix::fs::symlink(&exe, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
     }
     Ok(())
 }
@@ -64,7 +65,15 @@ pub fn run(layout: Layout, substrate: Substrate) -> Result<()> {
     let agent = UnixListener::bind(layout.agent_sock()).context("binding agent.sock")?;
     let cli = UnixListener::bind(layout.lm_sock()).context("binding lm.sock")?;
     std::fs::write(layout.daemon_pid(), std::process::id().to_string())?;
-    let rt = Runtime { state, layout: layout.clone(), machines, contexts: Default::default(), running: Default::default(), turn: Default::default(), shutdown: false };
+    let rt = Runtime {
+        state,
+        layout: layout.clone(),
+        machines,
+        contexts: Default::default(),
+        running: Default::default(),
+        turn: Default::default(),
+        shutdown: false,
+    };
     rt.save();
     let shared: Shared = Arc::new((Mutex::new(rt), Condvar::new()));
     {
@@ -95,23 +104,56 @@ fn serve_tool(shared: Shared, conn: UnixStream) {
     let mut r = BufReader::new(read);
     let mut w = conn;
     let resp = match recv::<ToolRequest>(&mut r) {
-        Err(e) => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: {e}\n"), code: 1 },
+        Err(e) => ToolResponse {
+            stdout: String::new(),
+            stderr: format!("ERROR bad request: {e}\n"),
+            code: 1,
+        },
         Ok(req) => {
             let (lock, cv) = &*shared;
             let mut rt = lock.lock().unwrap_or_else(|e| e.into_inner());
             let rt = &mut *rt;
             match rt.contexts.get_mut(&req.context_id) {
-                None => ToolResponse { stdout: String::new(), stderr: format!("ERROR bad request: wrong context ID; got {:?}\n", req.context_id), code: 1 },
+                None => ToolResponse {
+                    stdout: String::new(),
+                    stderr: format!(
+                        "ERROR bad request: wrong context ID; got {:?}\n",
+                        req.context_id
+                    ),
+                    code: 1,
+                },
                 Some(ctx) => {
-                    let out = crate::hooktools::run_tool(&mut rt.state, ctx, &req.tool, &req.args, req.stdin.as_bytes());
+                    let out = crate::hooktools::run_tool(
+                        &mut rt.state,
+                        ctx,
+                        &req.tool,
+                        &req.args,
+                        req.stdin.as_bytes(),
+                    );
                     // every tool call goes to the unit log: what a charm asked and got is
                     // the first thing to look at when it misbehaves here
-                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&ctx.log_path) {
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&ctx.log_path)
+                    {
                         use std::io::Write;
-                        let _ = writeln!(f, "DEBUG {} tool {} {:?} -> {} {}", ctx.hook.name, req.tool, req.args, out.code, out.stderr.trim());
+                        let _ = writeln!(
+                            f,
+                            "DEBUG {} tool {} {:?} -> {} {}",
+                            ctx.hook.name,
+                            req.tool,
+                            req.args,
+                            out.code,
+                            out.stderr.trim()
+                        );
                     }
                     cv.notify_all();
-                    ToolResponse { stdout: out.stdout, stderr: out.stderr, code: out.code }
+                    ToolResponse {
+                        stdout: out.stdout,
+                        stderr: out.stderr,
+                        code: out.code,
+                    }
                 }
             }
         }
@@ -121,13 +163,22 @@ fn serve_tool(shared: Shared, conn: UnixStream) {
 
 /// Handle one CLI connection; returns true when the daemon must exit.
 fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
-    let Ok(read) = conn.try_clone() else { return false };
+    let Ok(read) = conn.try_clone() else {
+        return false;
+    };
     let mut r = BufReader::new(read);
     let mut w = conn;
     let req = match recv::<Request>(&mut r) {
         Ok(q) => q,
         Err(e) => {
-            let _ = send(&mut w, &Response { ok: false, error: format!("bad request: {e:#}"), data: Value::Null });
+            let _ = send(
+                &mut w,
+                &Response {
+                    ok: false,
+                    error: format!("bad request: {e:#}"),
+                    data: Value::Null,
+                },
+            );
             return false;
         }
     };
@@ -150,7 +201,11 @@ fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
                 error: String::new(),
                 data: json!({"code": o.status.code().unwrap_or(-1), "stdout": String::from_utf8_lossy(&o.stdout), "stderr": String::from_utf8_lossy(&o.stderr)}),
             },
-            Err(e) => Response { ok: false, error: format!("{e:#}"), data: Value::Null },
+            Err(e) => Response {
+                ok: false,
+                error: format!("{e:#}"),
+                data: Value::Null,
+            },
         };
         let _ = send(&mut w, &resp);
         return false;
@@ -163,8 +218,16 @@ fn serve_cli(shared: &Shared, conn: UnixStream) -> bool {
     }
     cv.notify_all();
     let resp = match result {
-        Ok(data) => Response { ok: true, error: String::new(), data },
-        Err(e) => Response { ok: false, error: format!("{e:#}"), data: Value::Null },
+        Ok(data) => Response {
+            ok: true,
+            error: String::new(),
+            data,
+        },
+        Err(e) => Response {
+            ok: false,
+            error: format!("{e:#}"),
+            data: Value::Null,
+        },
     };
     let _ = send(&mut w, &resp);
     destroy
@@ -213,8 +276,16 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
             ops::refresh(rt, &app, path.as_deref())?;
             Ok(Value::Null)
         }
-        Request::Run { unit, action, params } => Ok(json!(ops::run_action(rt, &unit, &action, &params)?)),
-        Request::Action { id } => Ok(json!(rt.state.actions.get(&id).ok_or_else(|| anyhow!("action {id} not found"))?)),
+        Request::Run {
+            unit,
+            action,
+            params,
+        } => Ok(json!(ops::run_action(rt, &unit, &action, &params)?)),
+        Request::Action { id } => Ok(json!(rt
+            .state
+            .actions
+            .get(&id)
+            .ok_or_else(|| anyhow!("action {id} not found"))?)),
         Request::Resolve { unit, no_retry } => {
             ops::resolve(rt, &unit, no_retry)?;
             Ok(Value::Null)
@@ -257,7 +328,12 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
             }
             if f == Fault::Start {
                 // the unit agents come back after a reboot and run start again
-                for u in rt.state.units.values_mut().filter(|u| u.machine == m && u.view.started) {
+                for u in rt
+                    .state
+                    .units
+                    .values_mut()
+                    .filter(|u| u.machine == m && u.view.started)
+                {
                     u.view.started = false;
                 }
             }

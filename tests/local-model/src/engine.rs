@@ -58,11 +58,22 @@ impl Runtime {
         let mut v = Vec::new();
         for (name, u) in &self.state.units {
             if let Some(r) = self.running.values().find(|r| &r.unit == name) {
-                let hook = self.contexts.get(&r.context_id).map(|c| c.hook.name.clone()).unwrap_or_default();
+                let hook = self
+                    .contexts
+                    .get(&r.context_id)
+                    .map(|c| c.hook.name.clone())
+                    .unwrap_or_default();
                 v.push((name.clone(), format!("executing {hook}")));
             } else if let Some(e) = &u.error {
-                let retry = if e.retry_at_ms.is_some() { ", retry scheduled" } else { "" };
-                v.push((name.clone(), format!("error: hook failed: {:?}{retry}", e.hook.name)));
+                let retry = if e.retry_at_ms.is_some() {
+                    ", retry scheduled"
+                } else {
+                    ""
+                };
+                v.push((
+                    name.clone(),
+                    format!("error: hook failed: {:?}{retry}", e.hook.name),
+                ));
             } else if let Some(h) = next_op(&self.state, name, 0) {
                 v.push((name.clone(), format!("queued {}", h.name)));
             }
@@ -81,21 +92,39 @@ pub fn scheduler(shared: Shared) {
             return;
         }
         let wake = schedule(&mut rt, &shared);
-        let wait = wake.map(|t| t.saturating_sub(now_ms()).max(5)).unwrap_or(1000).min(1000);
+        let wait = wake
+            .map(|t| t.saturating_sub(now_ms()).max(5))
+            .unwrap_or(1000)
+            .min(1000);
         // a panicked thread must not take the model down: keep going with the state as is
-        rt = cv.wait_timeout(rt, Duration::from_millis(wait)).unwrap_or_else(|e| e.into_inner()).0;
+        rt = cv
+            .wait_timeout(rt, Duration::from_millis(wait))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
 }
 
 /// Start hooks on idle machines; returns when the next timed event is due (ms epoch).
 fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
     let now = now_ms();
-    let machines: Vec<String> = rt.state.machines.values().filter(|m| m.state == "started").map(|m| m.id.clone()).collect();
+    let machines: Vec<String> = rt
+        .state
+        .machines
+        .values()
+        .filter(|m| m.state == "started")
+        .map(|m| m.id.clone())
+        .collect();
     for m in machines {
         if rt.running.contains_key(&m) {
             continue;
         }
-        let units: Vec<String> = rt.state.units.values().filter(|u| u.machine == m).map(|u| u.name.clone()).collect();
+        let units: Vec<String> = rt
+            .state
+            .units
+            .values()
+            .filter(|u| u.machine == m)
+            .map(|u| u.name.clone())
+            .collect();
         if units.is_empty() {
             continue;
         }
@@ -124,20 +153,34 @@ fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
 fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(String, String)> {
     let charm_dir = rt.machines.unit_path(&unit.machine, &unit.charm_dir());
     let h = &ctx.hook;
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let mut env: Vec<(&str, String)> = vec![
         ("CHARM_DIR", charm_dir.clone()),
         ("JUJU_CHARM_DIR", charm_dir),
         ("JUJU_CONTEXT_ID", ctx.id.clone()),
-        ("JUJU_HOOK_NAME", if h.kind == HookKind::Action { String::new() } else { h.name.clone() }),
-        ("JUJU_AGENT_SOCKET_ADDRESS", rt.layout.agent_sock().display().to_string()),
+        (
+            "JUJU_HOOK_NAME",
+            if h.kind == HookKind::Action {
+                String::new()
+            } else {
+                h.name.clone()
+            },
+        ),
+        (
+            "JUJU_AGENT_SOCKET_ADDRESS",
+            rt.layout.agent_sock().display().to_string(),
+        ),
         ("JUJU_AGENT_SOCKET_NETWORK", "unix".into()),
         ("JUJU_UNIT_NAME", unit.name.clone()),
         ("JUJU_MODEL_UUID", rt.state.uuid.clone()),
         ("JUJU_MODEL_NAME", rt.state.name.clone()),
         ("JUJU_API_ADDRESSES", "127.0.0.1:17070".into()),
         ("JUJU_MACHINE_ID", unit.machine.clone()),
-        ("JUJU_PRINCIPAL_UNIT", unit.principal.clone().unwrap_or_default()),
+        (
+            "JUJU_PRINCIPAL_UNIT",
+            unit.principal.clone().unwrap_or_default(),
+        ),
         ("JUJU_AVAILABILITY_ZONE", String::new()),
         ("JUJU_VERSION", JUJU_VERSION.into()),
         ("CLOUD_API_VERSION", String::new()),
@@ -168,7 +211,12 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
         env.push(("JUJU_ACTION_TAG", format!("action-{a}")));
     }
     if let Some(x) = &h.secret {
-        let label = rt.state.secrets.get(x).and_then(|s| s.consumers.get(&unit.name).and_then(|c| c.label.clone()).or(s.label.clone()));
+        let label = rt.state.secrets.get(x).and_then(|s| {
+            s.consumers
+                .get(&unit.name)
+                .and_then(|c| c.label.clone())
+                .or(s.label.clone())
+        });
         env.push(("JUJU_SECRET_ID", format!("secret:{x}")));
         env.push(("JUJU_SECRET_LABEL", label.unwrap_or_default()));
         if h.kind == HookKind::SecretRemove {
@@ -185,13 +233,19 @@ fn action_out(rt: &Runtime, id: u32, stream: &str) -> PathBuf {
 /// Start `h` for `unit`: mark it executing, build its context, spawn `dispatch` (or the
 /// legacy `hooks/<name>`), and hand the child to a waiter thread.
 fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
-    let Some(u) = rt.state.units.get(&unit).cloned() else { return };
+    let Some(u) = rt.state.units.get(&unit).cloned() else {
+        return;
+    };
     let m = rt.state.machines.get(&u.machine).cloned();
     let ctx = HookContext {
         id: format!("{}-{}-{}", unit, h.name, unique_u64()),
         unit: unit.clone(),
         hook: h.clone(),
-        root: if rt.state.substrate == crate::state::Substrate::Bare { rt.machines.unit_path(&u.machine, "") } else { String::new() },
+        root: if rt.state.substrate == crate::state::Substrate::Bare {
+            rt.machines.unit_path(&u.machine, "")
+        } else {
+            String::new()
+        },
         ip: m.as_ref().map(|m| m.ip.clone()).unwrap_or_default(),
         cidr: m.as_ref().map(|m| m.cidr.clone()).unwrap_or_default(),
         log_path: rt.layout.unit_log(&unit),
@@ -204,7 +258,11 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
     };
     if let Some(uu) = rt.state.units.get_mut(&unit) {
         uu.agent = "executing".into();
-        uu.agent_message = if h.kind == HookKind::Action { format!("running action {}", h.name) } else { format!("running {} hook", h.name) };
+        uu.agent_message = if h.kind == HookKind::Action {
+            format!("running action {}", h.name)
+        } else {
+            format!("running {} hook", h.name)
+        };
         if h.kind == HookKind::Install && !uu.status_ever_set {
             uu.workload = Status::new("maintenance", "installing charm");
         }
@@ -228,23 +286,45 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
     rt.contexts.insert(id.clone(), ctx);
     let spawned: Result<Child> = (|| {
         let program = program.ok_or_else(|| anyhow::anyhow!("missing"))?;
-        let mut log = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&unit))?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(rt.layout.unit_log(&unit))?;
         {
             use std::io::Write;
-            let what = if h.kind == HookKind::Action { "action" } else { "hook" };
+            let what = if h.kind == HookKind::Action {
+                "action"
+            } else {
+                "hook"
+            };
             let _ = writeln!(log, "INFO {unit} running {} {what}", h.name);
         }
         let (out, err) = match h.action {
-            Some(a) => (std::fs::File::create(action_out(rt, a, "stdout"))?, std::fs::File::create(action_out(rt, a, "stderr"))?),
+            Some(a) => (
+                std::fs::File::create(action_out(rt, a, "stdout"))?,
+                std::fs::File::create(action_out(rt, a, "stderr"))?,
+            ),
             None => (log.try_clone()?, log),
         };
         let mut cmd = rt.machines.command(&u.machine, &program, &charm_dir_unit)?;
-        cmd.env_clear().envs(env).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         cmd.spawn().with_context(|| format!("starting {program}"))
     })();
     match spawned {
         Ok(child) => {
-            rt.running.insert(u.machine.clone(), Running { unit: unit.clone(), context_id: id.clone(), pid: child.id(), started: std::time::Instant::now() });
+            rt.running.insert(
+                u.machine.clone(),
+                Running {
+                    unit: unit.clone(),
+                    context_id: id.clone(),
+                    pid: child.id(),
+                    started: std::time::Instant::now(),
+                },
+            );
             let shared2 = shared.clone();
             std::thread::spawn(move || wait_hook(shared2, child, id));
         }
@@ -254,7 +334,11 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
             finish_hook(rt, &id, code);
         }
         Err(e) => {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&unit)) {
+            if let Ok(mut f) = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(rt.layout.unit_log(&unit))
+            {
                 use std::io::Write;
                 let _ = writeln!(f, "ERROR {} hook: {e:#}", h.name);
             }
@@ -276,18 +360,35 @@ fn wait_hook(shared: Shared, mut child: Child, id: String) {
 
 /// Backoff before retry number `attempts` (1-based): base * 2^(n-1), capped.
 pub fn backoff_ms(base: u64, max: u64, attempts: u32) -> u64 {
-    base.saturating_mul(1u64 << (attempts.saturating_sub(1)).min(20)).min(max.max(base))
+    base.saturating_mul(1u64 << (attempts.saturating_sub(1)).min(20))
+        .min(max.max(base))
 }
 
 /// A hook process ended with `code`: flush or fail, record what it saw, persist.
 pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
-    let Some(ctx) = rt.contexts.remove(context_id) else { return };
+    let Some(ctx) = rt.contexts.remove(context_id) else {
+        return;
+    };
     // The hook's wall time, for `make bench` and for people reading the log.
     if let Some(r) = rt.running.values().find(|r| r.context_id == context_id) {
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(rt.layout.unit_log(&ctx.unit)) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(rt.layout.unit_log(&ctx.unit))
+        {
             use std::io::Write;
-            let what = if ctx.hook.kind == HookKind::Action { "action" } else { "hook" };
-            let _ = writeln!(f, "INFO {} ran {} {what} in {} ms (exit {code})", ctx.unit, ctx.hook.name, r.started.elapsed().as_millis());
+            let what = if ctx.hook.kind == HookKind::Action {
+                "action"
+            } else {
+                "hook"
+            };
+            let _ = writeln!(
+                f,
+                "INFO {} ran {} {what} in {} ms (exit {code})",
+                ctx.unit,
+                ctx.hook.name,
+                r.started.elapsed().as_millis()
+            );
         }
     }
     rt.running.retain(|_, r| r.context_id != context_id);
@@ -296,7 +397,11 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     let now = now_ms();
     if h.kind == HookKind::Action {
         let id = h.action.unwrap_or_default();
-        let read = |s: &str| std::fs::read(action_out(rt, id, s)).map(|b| String::from_utf8_lossy(&b).to_string()).unwrap_or_default();
+        let read = |s: &str| {
+            std::fs::read(action_out(rt, id, s))
+                .map(|b| String::from_utf8_lossy(&b).to_string())
+                .unwrap_or_default()
+        };
         let (stdout, stderr) = (read("stdout"), read("stderr"));
         if code == 0 {
             ctx.flush(&mut rt.state);
@@ -356,7 +461,10 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
         }
         crate::resolver::collect_relations(&mut rt.state);
     } else {
-        let (base, max) = (rt.state.settings.retry_base_ms, rt.state.settings.retry_max_ms);
+        let (base, max) = (
+            rt.state.settings.retry_base_ms,
+            rt.state.settings.retry_max_ms,
+        );
         if let Some(u) = rt.state.units.get_mut(&unit) {
             let attempts = u.error.as_ref().map_or(0, |e| e.attempts) + 1;
             u.hooks_run += 1;
@@ -375,7 +483,13 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
 
 /// Machines without units are removed (Juju removes a unit's machine with it).
 pub fn remove_empty_machines(rt: &mut Runtime) {
-    let empty: Vec<String> = rt.state.machines.keys().filter(|m| !rt.state.units.values().any(|u| &u.machine == *m)).cloned().collect();
+    let empty: Vec<String> = rt
+        .state
+        .machines
+        .keys()
+        .filter(|m| !rt.state.units.values().any(|u| &u.machine == *m))
+        .cloned()
+        .collect();
     for m in empty {
         if let Err(e) = rt.machines.remove(&m) {
             eprintln!("lm: removing machine {m}: {e:#}");

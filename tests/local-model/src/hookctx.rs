@@ -11,12 +11,33 @@ use std::path::PathBuf;
 #[derive(Clone, Debug)]
 pub enum SecretOp {
     Add(Secret),
-    Set { xid: String, label: Option<String>, description: Option<String>, expire: Option<String>, rotate: Option<String>, content: Option<BTreeMap<String, String>> },
-    Grant { xid: String, relation: u32, unit: Option<String> },
-    Revoke { xid: String, relation: Option<u32>, target: Option<String> },
-    Remove { xid: String, revision: Option<u64> },
+    Set {
+        xid: String,
+        label: Option<String>,
+        description: Option<String>,
+        expire: Option<String>,
+        rotate: Option<String>,
+        content: Option<BTreeMap<String, String>>,
+    },
+    Grant {
+        xid: String,
+        relation: u32,
+        unit: Option<String>,
+    },
+    Revoke {
+        xid: String,
+        relation: Option<u32>,
+        target: Option<String>,
+    },
+    Remove {
+        xid: String,
+        revision: Option<u64>,
+    },
     /// A consumer's label for a secret (secret-get --label on a consumer).
-    ConsumerLabel { xid: String, label: String },
+    ConsumerLabel {
+        xid: String,
+        label: String,
+    },
 }
 
 /// One hook or action execution.
@@ -47,7 +68,12 @@ pub struct HookContext {
 
 impl HookContext {
     /// The effective (buffered) content of a databag after this hook's own writes.
-    pub fn overlay(&self, rel: u32, owner: &str, mut base: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    pub fn overlay(
+        &self,
+        rel: u32,
+        owner: &str,
+        mut base: BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
         if let Some(w) = self.rel_writes.get(&(rel, owner.to_string())) {
             for (k, v) in w {
                 if v.is_empty() {
@@ -64,9 +90,15 @@ impl HookContext {
     pub fn flush(&self, state: &mut ModelState) {
         let app = crate::state::app_of(&self.unit).to_string();
         for ((rel_id, owner), writes) in &self.rel_writes {
-            let Some(rel) = state.relations.get_mut(rel_id) else { continue };
+            let Some(rel) = state.relations.get_mut(rel_id) else {
+                continue;
+            };
             let is_app = !owner.contains('/');
-            let bag = if is_app { rel.app_bags.entry(owner.clone()).or_default() } else { rel.unit_bags.entry(owner.clone()).or_default() };
+            let bag = if is_app {
+                rel.app_bags.entry(owner.clone()).or_default()
+            } else {
+                rel.unit_bags.entry(owner.clone()).or_default()
+            };
             let before = bag.data.clone();
             for (k, v) in writes {
                 if v.is_empty() {
@@ -80,7 +112,11 @@ impl HookContext {
                 let v = bag.version;
                 // a unit never gets relation-changed for its own writes (peer app data)
                 if is_app && rel.is_peer() {
-                    if let Some(rv) = state.units.get_mut(&self.unit).and_then(|u| u.view.relations.get_mut(rel_id)) {
+                    if let Some(rv) = state
+                        .units
+                        .get_mut(&self.unit)
+                        .and_then(|u| u.view.relations.get_mut(rel_id))
+                    {
                         rv.app_seen = v;
                     }
                 }
@@ -108,9 +144,16 @@ impl HookContext {
 }
 
 fn notify_consumers(state: &mut ModelState, xid: &str) {
-    let Some(s) = state.secrets.get(xid) else { return };
+    let Some(s) = state.secrets.get(xid) else {
+        return;
+    };
     let latest = s.latest();
-    let due: Vec<String> = s.consumers.iter().filter(|(_, c)| c.tracked < latest).map(|(u, _)| u.clone()).collect();
+    let due: Vec<String> = s
+        .consumers
+        .iter()
+        .filter(|(_, c)| c.tracked < latest)
+        .map(|(u, _)| u.clone())
+        .collect();
     for u in due {
         if let Some(unit) = state.units.get_mut(&u) {
             unit.pending_secret_changed.insert(xid.to_string());
@@ -123,8 +166,17 @@ fn apply_secret_op(state: &mut ModelState, op: &SecretOp, unit: &str, _app: &str
         SecretOp::Add(s) => {
             state.secrets.insert(s.xid.clone(), s.clone());
         }
-        SecretOp::Set { xid, label, description, expire, rotate, content } => {
-            let Some(s) = state.secrets.get_mut(xid) else { return };
+        SecretOp::Set {
+            xid,
+            label,
+            description,
+            expire,
+            rotate,
+            content,
+        } => {
+            let Some(s) = state.secrets.get_mut(xid) else {
+                return;
+            };
             if label.is_some() {
                 s.label = label.clone();
             }
@@ -145,20 +197,30 @@ fn apply_secret_op(state: &mut ModelState, op: &SecretOp, unit: &str, _app: &str
                 }
             }
         }
-        SecretOp::Grant { xid, relation, unit: target } => {
+        SecretOp::Grant {
+            xid,
+            relation,
+            unit: target,
+        } => {
             if let Some(s) = state.secrets.get_mut(xid) {
                 if !s.grants.contains(&(*relation, target.clone())) {
                     s.grants.push((*relation, target.clone()));
                 }
             }
         }
-        SecretOp::Revoke { xid, relation, target } => {
+        SecretOp::Revoke {
+            xid,
+            relation,
+            target,
+        } => {
             if let Some(s) = state.secrets.get_mut(xid) {
                 s.grants.retain(|(r, u)| {
                     let rel_match = relation.is_none_or(|x| x == *r);
                     let target_match = match target {
                         None => true,
-                        Some(t) => u.as_deref() == Some(t.as_str()) || (u.is_none() && !t.contains('/')),
+                        Some(t) => {
+                            u.as_deref() == Some(t.as_str()) || (u.is_none() && !t.contains('/'))
+                        }
                     };
                     !(rel_match && target_match)
                 });
@@ -176,7 +238,10 @@ fn apply_secret_op(state: &mut ModelState, op: &SecretOp, unit: &str, _app: &str
         },
         SecretOp::ConsumerLabel { xid, label } => {
             if let Some(s) = state.secrets.get_mut(xid) {
-                s.consumers.entry(unit.to_string()).or_insert_with(Consumer::default).label = Some(label.clone());
+                s.consumers
+                    .entry(unit.to_string())
+                    .or_insert_with(Consumer::default)
+                    .label = Some(label.clone());
             }
         }
     }

@@ -13,12 +13,41 @@ use std::io::Write;
 
 /// Every tool name the multi-call binary answers to.
 pub const TOOLS: &[&str] = &[
-    "relation-get", "relation-set", "relation-ids", "relation-list", "relation-model-get", "config-get",
-    "status-set", "status-get", "is-leader", "juju-log", "open-port", "close-port", "opened-ports",
-    "network-get", "unit-get", "action-get", "action-set", "action-log", "action-fail", "secret-add",
-    "secret-get", "secret-set", "secret-grant", "secret-revoke", "secret-ids", "secret-info-get",
-    "secret-remove", "application-version-set", "state-get", "state-set", "state-delete", "leader-get",
-    "leader-set", "goal-state", "resource-get",
+    "relation-get",
+    "relation-set",
+    "relation-ids",
+    "relation-list",
+    "relation-model-get",
+    "config-get",
+    "status-set",
+    "status-get",
+    "is-leader",
+    "juju-log",
+    "open-port",
+    "close-port",
+    "opened-ports",
+    "network-get",
+    "unit-get",
+    "action-get",
+    "action-set",
+    "action-log",
+    "action-fail",
+    "secret-add",
+    "secret-get",
+    "secret-set",
+    "secret-grant",
+    "secret-revoke",
+    "secret-ids",
+    "secret-info-get",
+    "secret-remove",
+    "application-version-set",
+    "state-get",
+    "state-set",
+    "state-delete",
+    "leader-get",
+    "leader-set",
+    "goal-state",
+    "resource-get",
 ];
 
 /// What a tool invocation produced.
@@ -55,7 +84,10 @@ pub struct Parsed {
 impl Parsed {
     /// Last value of a flag.
     pub fn get(&self, long: &str) -> Option<&str> {
-        self.flags.get(long).and_then(|v| v.last()).map(|s| s.as_str())
+        self.flags
+            .get(long)
+            .and_then(|v| v.last())
+            .map(|s| s.as_str())
     }
     /// Whether a flag was given.
     pub fn has(&self, long: &str) -> bool {
@@ -90,9 +122,12 @@ pub fn parse_args(args: &[String], spec: &[FlagSpec]) -> R<Parsed> {
             spec.iter().find(|s| s.0 == long)
         } else {
             let short = name[1..].to_string();
-            spec.iter().find(|s| short.chars().count() == 1 && s.1 == short.chars().next() || s.0 == short)
+            spec.iter()
+                .find(|s| short.chars().count() == 1 && s.1 == short.chars().next() || s.0 == short)
         };
-        let Some(f) = f else { return usage(format!("flag provided but not defined: {name}")) };
+        let Some(f) = f else {
+            return usage(format!("flag provided but not defined: {name}"));
+        };
         let value = if f.2 {
             match inline {
                 Some(v) => v,
@@ -121,17 +156,29 @@ pub fn parse_args(args: &[String], spec: &[FlagSpec]) -> R<Parsed> {
 /// Render a value in one of juju/cmd's output formats.
 pub fn format_value(v: &Value, format: &str) -> R<String> {
     match format {
-        "json" => Ok(format!("{}\n", serde_json::to_string(v).unwrap_or_default())),
-        "yaml" => Ok(if v.is_null() { String::new() } else { serde_yaml::to_string(v).unwrap_or_default() }),
+        "json" => Ok(format!(
+            "{}\n",
+            serde_json::to_string(v).unwrap_or_default()
+        )),
+        "yaml" => Ok(if v.is_null() {
+            String::new()
+        } else {
+            serde_yaml::to_string(v).unwrap_or_default()
+        }),
         "smart" | "" => Ok(match v {
             Value::Null => String::new(),
             Value::Bool(b) => format!("{}\n", if *b { "True" } else { "False" }),
             Value::String(s) => format!("{s}\n"),
             Value::Number(n) => format!("{n}\n"),
-            Value::Array(a) if a.iter().all(|x| x.is_string()) => a.iter().map(|x| format!("{}\n", x.as_str().unwrap())).collect(),
+            Value::Array(a) if a.iter().all(|x| x.is_string()) => a
+                .iter()
+                .map(|x| format!("{}\n", x.as_str().unwrap()))
+                .collect(),
             other => serde_yaml::to_string(other).unwrap_or_default(),
         }),
-        other => usage(format!("invalid value {other:?} for option --format: unknown format {other:?}")),
+        other => usage(format!(
+            "invalid value {other:?} for option --format: unknown format {other:?}"
+        )),
     }
 }
 
@@ -143,22 +190,49 @@ fn out(p: &Parsed, v: Value) -> R<String> {
 
 fn no_extra(p: &Parsed, max: usize) -> R<()> {
     if p.pos.len() > max {
-        return usage(format!("unrecognized args: [\"{}\"]", p.pos[max..].join("\" \"")));
+        return usage(format!(
+            "unrecognized args: [\"{}\"]",
+            p.pos[max..].join("\" \"")
+        ));
     }
     Ok(())
 }
 
 /// Run one tool for a hook. Never panics on bad input: every problem becomes a
 /// `ToolOutput` with `ERROR ...` on stderr and a non-zero code.
-pub fn run_tool(state: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[String], stdin: &[u8]) -> ToolOutput {
+pub fn run_tool(
+    state: &mut ModelState,
+    ctx: &mut HookContext,
+    tool: &str,
+    args: &[String],
+    stdin: &[u8],
+) -> ToolOutput {
     match dispatch(state, ctx, tool, args, stdin) {
-        Ok(stdout) => ToolOutput { stdout, stderr: String::new(), code: 0 },
-        Err(ToolError::Usage(m)) => ToolOutput { stdout: String::new(), stderr: format!("ERROR {m}\n"), code: 2 },
-        Err(ToolError::Fail(m)) => ToolOutput { stdout: String::new(), stderr: format!("ERROR {m}\n"), code: 1 },
+        Ok(stdout) => ToolOutput {
+            stdout,
+            stderr: String::new(),
+            code: 0,
+        },
+        Err(ToolError::Usage(m)) => ToolOutput {
+            stdout: String::new(),
+            stderr: format!("ERROR {m}\n"),
+            code: 2,
+        },
+        Err(ToolError::Fail(m)) => ToolOutput {
+            stdout: String::new(),
+            stderr: format!("ERROR {m}\n"),
+            code: 1,
+        },
     }
 }
 
-fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[String], stdin: &[u8]) -> R<String> {
+fn dispatch(
+    st: &mut ModelState,
+    ctx: &mut HookContext,
+    tool: &str,
+    args: &[String],
+    stdin: &[u8],
+) -> R<String> {
     let in_action = ctx.hook.kind == HookKind::Action;
     if tool.starts_with("action-") && TOOLS.contains(&tool) && !in_action {
         return fail("not running an action");
@@ -189,7 +263,9 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
             let p = parse_args(args, &[FMT])?;
             no_extra(&p, 1)?;
             match p.pos.first().map(|s| s.as_str()) {
-                Some("private-address" | "public-address") => out(&p, Value::String(ctx.ip.clone())),
+                Some("private-address" | "public-address") => {
+                    out(&p, Value::String(ctx.ip.clone()))
+                }
                 Some(k) => fail(format!("unknown setting {k:?}")),
                 None => usage("no setting specified"),
             }
@@ -210,7 +286,11 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
             let p = parse_args(args, &[])?;
             if let Some(run) = ctx.hook.action.and_then(|a| st.actions.get_mut(&a)) {
                 run.status = "failed".into();
-                run.message = if p.pos.is_empty() { "action failed without reason given, check action for errors".into() } else { p.pos.join(" ") };
+                run.message = if p.pos.is_empty() {
+                    "action failed without reason given, check action for errors".into()
+                } else {
+                    p.pos.join(" ")
+                };
             }
             Ok(String::new())
         }
@@ -221,7 +301,12 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
         "secret-ids" => {
             let p = parse_args(args, &[FMT])?;
             no_extra(&p, 0)?;
-            let mut ids: Vec<Value> = st.secrets.values().filter(|s| owns(st, ctx, s)).map(|s| json!(format!("secret:{}", s.xid))).collect();
+            let mut ids: Vec<Value> = st
+                .secrets
+                .values()
+                .filter(|s| owns(st, ctx, s))
+                .map(|s| json!(format!("secret:{}", s.xid)))
+                .collect();
             for op in &ctx.secret_ops {
                 if let SecretOp::Add(s) = op {
                     ids.push(json!(format!("secret:{}", s.xid)));
@@ -235,7 +320,10 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
             no_extra(&p, 1)?;
             let xid = owned_secret(st, ctx, p.pos.first())?;
             let revision = match p.get("revision") {
-                Some(r) => Some(r.parse::<u64>().map_err(|_| ToolError::Usage(format!("invalid revision {r:?}")))?),
+                Some(r) => Some(
+                    r.parse::<u64>()
+                        .map_err(|_| ToolError::Usage(format!("invalid revision {r:?}")))?,
+                ),
                 None => None,
             };
             ctx.secret_ops.push(SecretOp::Remove { xid, revision });
@@ -244,7 +332,10 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
         "application-version-set" => {
             let p = parse_args(args, &[])?;
             no_extra(&p, 1)?;
-            let v = p.pos.first().ok_or_else(|| ToolError::Usage("no version specified".into()))?;
+            let v = p
+                .pos
+                .first()
+                .ok_or_else(|| ToolError::Usage("no version specified".into()))?;
             if let Some(a) = st.applications.get_mut(app_of(&ctx.unit)) {
                 a.workload_version = v.clone();
             }
@@ -253,7 +344,11 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
         "state-get" => {
             let p = parse_args(args, &[FMT, ("strict", None, false)])?;
             no_extra(&p, 1)?;
-            let mut m = st.units.get(&ctx.unit).map(|u| u.charm_state.clone()).unwrap_or_default();
+            let mut m = st
+                .units
+                .get(&ctx.unit)
+                .map(|u| u.charm_state.clone())
+                .unwrap_or_default();
             for (k, v) in &ctx.state_writes {
                 match v {
                     Some(v) => m.insert(k.clone(), v.clone()),
@@ -273,21 +368,29 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
             let p = parse_args(args, &[("file", None, true)])?;
             let kv = key_values(&p, stdin)?;
             for (k, v) in kv {
-                ctx.state_writes.insert(k, if v.is_empty() { None } else { Some(v) });
+                ctx.state_writes
+                    .insert(k, if v.is_empty() { None } else { Some(v) });
             }
             Ok(String::new())
         }
         "state-delete" => {
             let p = parse_args(args, &[])?;
             no_extra(&p, 1)?;
-            let k = p.pos.first().ok_or_else(|| ToolError::Usage("no key specified".into()))?;
+            let k = p
+                .pos
+                .first()
+                .ok_or_else(|| ToolError::Usage("no key specified".into()))?;
             ctx.state_writes.insert(k.clone(), None);
             Ok(String::new())
         }
         "leader-get" => {
             let p = parse_args(args, &[FMT])?;
             no_extra(&p, 1)?;
-            let m = st.applications.get(app_of(&ctx.unit)).map(|a| a.leader_settings.clone()).unwrap_or_default();
+            let m = st
+                .applications
+                .get(app_of(&ctx.unit))
+                .map(|a| a.leader_settings.clone())
+                .unwrap_or_default();
             match p.pos.first() {
                 Some(k) if k != "-" => out(&p, m.get(k).map_or(Value::Null, |v| json!(v))),
                 _ => out(&p, json!(m)),
@@ -297,10 +400,15 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
             let p = parse_args(args, &[("file", None, true)])?;
             let kv = key_values(&p, stdin)?;
             if !st.is_leader(&ctx.unit) {
-                return fail("cannot write leadership settings: cannot write settings: not the leader");
+                return fail(
+                    "cannot write leadership settings: cannot write settings: not the leader",
+                );
             }
             let unit = ctx.unit.clone();
-            let a = st.applications.get_mut(app_of(&unit)).ok_or_else(|| ToolError::Fail("application not found".into()))?;
+            let a = st
+                .applications
+                .get_mut(app_of(&unit))
+                .ok_or_else(|| ToolError::Fail("application not found".into()))?;
             let before = a.leader_settings.clone();
             for (k, v) in kv {
                 if v.is_empty() {
@@ -322,16 +430,39 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
         "resource-get" => {
             let p = parse_args(args, &[])?;
             no_extra(&p, 1)?;
-            let name = p.pos.first().ok_or_else(|| ToolError::Usage("missing required resource name".into()))?;
-            let app = st.applications.get(app_of(&ctx.unit)).ok_or_else(|| ToolError::Fail("application not found".into()))?;
+            let name = p
+                .pos
+                .first()
+                .ok_or_else(|| ToolError::Usage("missing required resource name".into()))?;
+            let app = st
+                .applications
+                .get(app_of(&ctx.unit))
+                .ok_or_else(|| ToolError::Fail("application not found".into()))?;
             match app.resources.get(name) {
                 Some(path) => {
-                    let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-                    let unit = st.units.get(&ctx.unit).ok_or_else(|| ToolError::Fail("unit not found".into()))?;
-                    Ok(format!("{}{}/resources/{}/{}\n", ctx.root, unit.agent_dir(), name, file))
+                    let file = path
+                        .file_name()
+                        .map(|f| f.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    let unit = st
+                        .units
+                        .get(&ctx.unit)
+                        .ok_or_else(|| ToolError::Fail("unit not found".into()))?;
+                    Ok(format!(
+                        "{}{}/resources/{}/{}\n",
+                        ctx.root,
+                        unit.agent_dir(),
+                        name,
+                        file
+                    ))
                 }
-                None if app.meta.resources.contains(name) => fail(format!("could not download resource: resource#{}/{} not found", app.name, name)),
-                None => fail(format!("could not download resource: resource {name:?} not found")),
+                None if app.meta.resources.contains(name) => fail(format!(
+                    "could not download resource: resource#{}/{} not found",
+                    app.name, name
+                )),
+                None => fail(format!(
+                    "could not download resource: resource {name:?} not found"
+                )),
             }
         }
         other => fail(format!("bad request: unknown command: {other}")),
@@ -343,9 +474,16 @@ fn dispatch(st: &mut ModelState, ctx: &mut HookContext, tool: &str, args: &[Stri
 /// Parse `-r` (`<id>` or `<endpoint>:<id>`) against the relations the unit knows.
 fn resolve_relation(st: &ModelState, ctx: &HookContext, r: Option<&str>) -> R<u32> {
     let Some(r) = r else {
-        return ctx.hook.relation.ok_or_else(|| ToolError::Usage("no relation id specified".into()));
+        return ctx
+            .hook
+            .relation
+            .ok_or_else(|| ToolError::Usage("no relation id specified".into()));
     };
-    let not_found = || ToolError::Usage(format!("invalid value {r:?} for option -r: relation not found"));
+    let not_found = || {
+        ToolError::Usage(format!(
+            "invalid value {r:?} for option -r: relation not found"
+        ))
+    };
     let (ep, id) = match r.rsplit_once(':') {
         Some((e, i)) => (Some(e), i),
         None => (None, r),
@@ -353,7 +491,11 @@ fn resolve_relation(st: &ModelState, ctx: &HookContext, r: Option<&str>) -> R<u3
     let id: u32 = id.parse().map_err(|_| not_found())?;
     let unit = st.units.get(&ctx.unit).ok_or_else(not_found)?;
     let known = unit.view.relations.contains_key(&id) || ctx.hook.relation == Some(id);
-    let rel = st.relations.get(&id).filter(|_| known).ok_or_else(not_found)?;
+    let rel = st
+        .relations
+        .get(&id)
+        .filter(|_| known)
+        .ok_or_else(not_found)?;
     let local = rel.local(&unit.app).ok_or_else(not_found)?;
     if ep.is_some_and(|e| e != local.spec.name) {
         return Err(not_found());
@@ -369,7 +511,10 @@ fn relation_ids(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String
         None if !ctx.hook.endpoint.is_empty() => ctx.hook.endpoint.clone(),
         None => return usage("no endpoint name specified"),
     };
-    let unit = st.units.get(&ctx.unit).ok_or_else(|| ToolError::Fail("unit not found".into()))?;
+    let unit = st
+        .units
+        .get(&ctx.unit)
+        .ok_or_else(|| ToolError::Fail("unit not found".into()))?;
     // Juju filters the unit's relations by endpoint name: an unknown name lists nothing
     let mut ids: Vec<u32> = unit.view.relations.keys().copied().collect();
     if let Some(r) = ctx.hook.relation {
@@ -389,10 +534,17 @@ fn relation_ids(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String
 
 /// The remote units of a relation as this hook sees them.
 fn hook_members(st: &ModelState, ctx: &HookContext, rel: u32) -> Vec<String> {
-    let mut m: Vec<String> = st.units.get(&ctx.unit).and_then(|u| u.view.relations.get(&rel)).map(|rv| rv.members.keys().cloned().collect()).unwrap_or_default();
+    let mut m: Vec<String> = st
+        .units
+        .get(&ctx.unit)
+        .and_then(|u| u.view.relations.get(&rel))
+        .map(|rv| rv.members.keys().cloned().collect())
+        .unwrap_or_default();
     if ctx.hook.relation == Some(rel) {
         match ctx.hook.kind {
-            HookKind::RelationJoined if !m.contains(&ctx.hook.remote_unit) => m.push(ctx.hook.remote_unit.clone()),
+            HookKind::RelationJoined if !m.contains(&ctx.hook.remote_unit) => {
+                m.push(ctx.hook.remote_unit.clone())
+            }
             HookKind::RelationDeparted => m.retain(|u| u != &ctx.hook.remote_unit),
             _ => {}
         }
@@ -402,18 +554,27 @@ fn hook_members(st: &ModelState, ctx: &HookContext, rel: u32) -> Vec<String> {
 }
 
 fn relation_list(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
-    let p = parse_args(args, &[FMT, ("relation", Some('r'), true), ("app", None, false)])?;
+    let p = parse_args(
+        args,
+        &[FMT, ("relation", Some('r'), true), ("app", None, false)],
+    )?;
     no_extra(&p, 0)?;
     let id = resolve_relation(st, ctx, p.get("relation"))?;
     if p.has("app") {
         let rel = &st.relations[&id];
-        return out(&p, json!(rel.remote_app(app_of(&ctx.unit)).unwrap_or_default()));
+        return out(
+            &p,
+            json!(rel.remote_app(app_of(&ctx.unit)).unwrap_or_default()),
+        );
     }
     out(&p, json!(hook_members(st, ctx, id)))
 }
 
 fn relation_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<String> {
-    let p = parse_args(args, &[FMT, ("relation", Some('r'), true), ("app", None, false)])?;
+    let p = parse_args(
+        args,
+        &[FMT, ("relation", Some('r'), true), ("app", None, false)],
+    )?;
     no_extra(&p, 2)?;
     let id = resolve_relation(st, ctx, p.get("relation"))?;
     let rel = &st.relations[&id];
@@ -422,13 +583,25 @@ fn relation_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<St
     let target = match p.pos.get(1) {
         Some(t) => t.clone(),
         None if p.has("app") => rel.remote_app(&my_app).unwrap_or_default().to_string(),
-        None if !ctx.hook.remote_unit.is_empty() && ctx.hook.relation == Some(id) => ctx.hook.remote_unit.clone(),
+        None if !ctx.hook.remote_unit.is_empty() && ctx.hook.relation == Some(id) => {
+            ctx.hook.remote_unit.clone()
+        }
         None => return usage("no unit id specified"),
     };
     let is_app = p.has("app") || !target.contains('/');
-    let owner = if is_app { app_of(&target).to_string() } else { target.clone() };
+    let owner = if is_app {
+        app_of(&target).to_string()
+    } else {
+        target.clone()
+    };
     if rel.local(app_of(&owner)).is_none() {
-        return fail(format!("permission denied: {owner:?} is not part of relation {}:{}", rel.local(&my_app).map(|e| e.spec.name.as_str()).unwrap_or(""), id));
+        return fail(format!(
+            "permission denied: {owner:?} is not part of relation {}:{}",
+            rel.local(&my_app)
+                .map(|e| e.spec.name.as_str())
+                .unwrap_or(""),
+            id
+        ));
     }
     if is_app && owner == my_app && !rel.is_peer() && !st.is_leader(&ctx.unit) {
         // Juju's controller refuses it (ops words it "is not leader and cannot read its own
@@ -439,7 +612,13 @@ fn relation_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<St
     let base = match ctx.reads.get(&cache_key) {
         Some(b) => b.clone(),
         None => {
-            let b = if is_app { rel.app_bags.get(&owner) } else { rel.unit_bags.get(&owner) }.map(|b| b.data.clone()).unwrap_or_default();
+            let b = if is_app {
+                rel.app_bags.get(&owner)
+            } else {
+                rel.unit_bags.get(&owner)
+            }
+            .map(|b| b.data.clone())
+            .unwrap_or_default();
             ctx.reads.insert(cache_key, b.clone());
             b
         }
@@ -456,16 +635,22 @@ fn key_values(p: &Parsed, stdin: &[u8]) -> R<Vec<(String, String)>> {
     let mut kv = Vec::new();
     if let Some(f) = p.get("file") {
         if f != "-" {
-            return fail(format!("cannot read {f:?}: the hook tool client passes files as stdin"));
+            return fail(format!(
+                "cannot read {f:?}: the hook tool client passes files as stdin"
+            ));
         }
         let text = String::from_utf8_lossy(stdin);
-        let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| ToolError::Fail(format!("cannot parse settings: {e}")))?;
+        let v: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| ToolError::Fail(format!("cannot parse settings: {e}")))?;
         match v {
             serde_yaml::Value::Null => {}
             serde_yaml::Value::Mapping(m) => {
                 for (k, v) in m {
-                    let k = scalar_string(&k).ok_or_else(|| ToolError::Fail("settings keys must be strings".into()))?;
-                    let v = scalar_string(&v).ok_or_else(|| ToolError::Fail(format!("value of {k:?} is not a string")))?;
+                    let k = scalar_string(&k)
+                        .ok_or_else(|| ToolError::Fail("settings keys must be strings".into()))?;
+                    let v = scalar_string(&v).ok_or_else(|| {
+                        ToolError::Fail(format!("value of {k:?} is not a string"))
+                    })?;
                     kv.push((k, v));
                 }
             }
@@ -473,7 +658,9 @@ fn key_values(p: &Parsed, stdin: &[u8]) -> R<Vec<(String, String)>> {
         }
     }
     for a in &p.pos {
-        let Some((k, v)) = a.split_once('=') else { return usage(format!("expected \"key=value\", got {a:?}")) };
+        let Some((k, v)) = a.split_once('=') else {
+            return usage(format!("expected \"key=value\", got {a:?}"));
+        };
         if k.is_empty() {
             return usage(format!("expected \"key=value\", got {a:?}"));
         }
@@ -492,8 +679,21 @@ fn scalar_string(v: &serde_yaml::Value) -> Option<String> {
     }
 }
 
-fn relation_set(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: &[u8]) -> R<String> {
-    let p = parse_args(args, &[FMT, ("relation", Some('r'), true), ("app", None, false), ("file", None, true)])?;
+fn relation_set(
+    st: &ModelState,
+    ctx: &mut HookContext,
+    args: &[String],
+    stdin: &[u8],
+) -> R<String> {
+    let p = parse_args(
+        args,
+        &[
+            FMT,
+            ("relation", Some('r'), true),
+            ("app", None, false),
+            ("file", None, true),
+        ],
+    )?;
     let id = resolve_relation(st, ctx, p.get("relation"))?;
     let kv = key_values(&p, stdin)?;
     let owner = if p.has("app") {
@@ -516,8 +716,14 @@ fn relation_set(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: 
 fn config_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[FMT, ("all", Some('a'), false)])?;
     no_extra(&p, 1)?;
-    let app = st.applications.get(app_of(&ctx.unit)).ok_or_else(|| ToolError::Fail("application not found".into()))?;
-    let cfg = ctx.config.get_or_insert_with(|| app.effective_config()).clone();
+    let app = st
+        .applications
+        .get(app_of(&ctx.unit))
+        .ok_or_else(|| ToolError::Fail("application not found".into()))?;
+    let cfg = ctx
+        .config
+        .get_or_insert_with(|| app.effective_config())
+        .clone();
     if p.has("all") && !p.pos.is_empty() {
         return usage("cannot use argument --all together with key");
     }
@@ -538,10 +744,14 @@ fn config_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<Stri
 fn status_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[("application", None, false)])?;
     no_extra(&p, 2)?;
-    let Some(s) = p.pos.first() else { return usage("invalid args, require <status> [message] [data]") };
+    let Some(s) = p.pos.first() else {
+        return usage("invalid args, require <status> [message] [data]");
+    };
     let allowed = ["maintenance", "blocked", "waiting", "active"];
     if !allowed.contains(&s.as_str()) {
-        return usage(format!("invalid status {s:?}, expected one of [maintenance blocked waiting active]"));
+        return usage(format!(
+            "invalid status {s:?}, expected one of [maintenance blocked waiting active]"
+        ));
     }
     let msg = p.pos.get(1).cloned().unwrap_or_default();
     if p.has("application") {
@@ -567,7 +777,14 @@ fn status_json(s: &Status, data: bool) -> Value {
 }
 
 fn status_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
-    let p = parse_args(args, &[FMT, ("include-data", None, false), ("application", None, false)])?;
+    let p = parse_args(
+        args,
+        &[
+            FMT,
+            ("include-data", None, false),
+            ("application", None, false),
+        ],
+    )?;
     no_extra(&p, 0)?;
     let data = p.has("include-data");
     if p.has("application") {
@@ -584,7 +801,10 @@ fn status_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> 
         a["units"] = Value::Object(units);
         return out(&p, json!({ "application-status": a }));
     }
-    let u = st.units.get(&ctx.unit).ok_or_else(|| ToolError::Fail("unit not found".into()))?;
+    let u = st
+        .units
+        .get(&ctx.unit)
+        .ok_or_else(|| ToolError::Fail("unit not found".into()))?;
     out(&p, status_json(&u.workload, data))
 }
 
@@ -604,13 +824,22 @@ pub fn app_status(st: &ModelState, app: &str) -> Status {
     st.units
         .values()
         .filter(|u| u.app == app)
-        .map(|u| if u.error.is_some() { Status::new("error", &u.agent_message) } else { u.workload.clone() })
+        .map(|u| {
+            if u.error.is_some() {
+                Status::new("error", &u.agent_message)
+            } else {
+                u.workload.clone()
+            }
+        })
         .min_by_key(|s| rank(&s.status))
         .unwrap_or_else(|| Status::new("unknown", ""))
 }
 
 fn juju_log(ctx: &HookContext, args: &[String]) -> R<String> {
-    let p = parse_args(args, &[FMT, ("log-level", Some('l'), true), ("debug", None, false)])?;
+    let p = parse_args(
+        args,
+        &[FMT, ("log-level", Some('l'), true), ("debug", None, false)],
+    )?;
     if p.pos.is_empty() {
         return usage("no message specified");
     }
@@ -625,8 +854,19 @@ fn juju_log(ctx: &HookContext, args: &[String]) -> R<String> {
         Some(r) if !ctx.hook.endpoint.is_empty() => format!("{}:{}: ", ctx.hook.endpoint, r),
         _ => String::new(),
     };
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&ctx.log_path) {
-        let _ = writeln!(f, "{} {} juju-log {}{}", level, ctx.unit, prefix, p.pos.join(" "));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&ctx.log_path)
+    {
+        let _ = writeln!(
+            f,
+            "{} {} juju-log {}{}",
+            level,
+            ctx.unit,
+            prefix,
+            p.pos.join(" ")
+        );
     }
     Ok(String::new())
 }
@@ -649,7 +889,13 @@ pub fn normalize_port(spec: &str) -> Option<String> {
     match range.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (ok(a)?, ok(b)?);
-            (a <= b).then(|| if a == b { format!("{a}/{proto}") } else { format!("{a}-{b}/{proto}") })
+            (a <= b).then(|| {
+                if a == b {
+                    format!("{a}/{proto}")
+                } else {
+                    format!("{a}-{b}/{proto}")
+                }
+            })
         }
         None => Some(format!("{}/{proto}", ok(range)?)),
     }
@@ -658,9 +904,13 @@ pub fn normalize_port(spec: &str) -> Option<String> {
 fn port(ctx: &mut HookContext, args: &[String], open: bool) -> R<String> {
     let p = parse_args(args, &[FMT, ("endpoints", None, true)])?;
     no_extra(&p, 1)?;
-    let Some(spec) = p.pos.first() else { return usage("no port or range specified") };
+    let Some(spec) = p.pos.first() else {
+        return usage("no port or range specified");
+    };
     let Some(norm) = normalize_port(spec) else {
-        return usage(format!("expected <port>[/<protocol>] or <from>-<to>[/<protocol>] or icmp; got {spec:?}"));
+        return usage(format!(
+            "expected <port>[/<protocol>] or <from>-<to>[/<protocol>] or icmp; got {spec:?}"
+        ));
     };
     ctx.ports.push((open, norm));
     Ok(String::new())
@@ -669,7 +919,11 @@ fn port(ctx: &mut HookContext, args: &[String], open: bool) -> R<String> {
 fn opened_ports(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[FMT, ("endpoints", None, false)])?;
     no_extra(&p, 0)?;
-    let mut ports = st.units.get(&ctx.unit).map(|u| u.ports.clone()).unwrap_or_default();
+    let mut ports = st
+        .units
+        .get(&ctx.unit)
+        .map(|u| u.ports.clone())
+        .unwrap_or_default();
     for (open, port) in &ctx.ports {
         if *open {
             ports.insert(port.clone());
@@ -677,22 +931,44 @@ fn opened_ports(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String
             ports.remove(port);
         }
     }
-    let list: Vec<Value> = ports.into_iter().map(|x| if p.has("endpoints") { json!(format!("{x} (*)")) } else { json!(x) }).collect();
+    let list: Vec<Value> = ports
+        .into_iter()
+        .map(|x| {
+            if p.has("endpoints") {
+                json!(format!("{x} (*)"))
+            } else {
+                json!(x)
+            }
+        })
+        .collect();
     out(&p, Value::Array(list))
 }
 
 fn network_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(
         args,
-        &[FMT, ("relation", Some('r'), true), ("bind-address", None, false), ("ingress-address", None, false), ("egress-subnets", None, false), ("primary-address", None, false)],
+        &[
+            FMT,
+            ("relation", Some('r'), true),
+            ("bind-address", None, false),
+            ("ingress-address", None, false),
+            ("egress-subnets", None, false),
+            ("primary-address", None, false),
+        ],
     )?;
     no_extra(&p, 1)?;
-    let app = st.applications.get(app_of(&ctx.unit)).ok_or_else(|| ToolError::Fail("application not found".into()))?;
+    let app = st
+        .applications
+        .get(app_of(&ctx.unit))
+        .ok_or_else(|| ToolError::Fail("application not found".into()))?;
     let binding = match p.pos.first() {
         Some(b) => b.clone(),
         None if p.has("relation") => {
             let id = resolve_relation(st, ctx, p.get("relation"))?;
-            st.relations[&id].local(&app.name).map(|e| e.spec.name.clone()).unwrap_or_default()
+            st.relations[&id]
+                .local(&app.name)
+                .map(|e| e.spec.name.clone())
+                .unwrap_or_default()
         }
         None => return usage("no arguments specified"),
     };
@@ -730,8 +1006,14 @@ fn network_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String>
 }
 
 fn subnet_of(ip: &str, bits: u32) -> String {
-    let Ok(a) = ip.parse::<std::net::Ipv4Addr>() else { return String::new() };
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits.min(32)) };
+    let Ok(a) = ip.parse::<std::net::Ipv4Addr>() else {
+        return String::new();
+    };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits.min(32))
+    };
     format!("{}/{}", std::net::Ipv4Addr::from(u32::from(a) & mask), bits)
 }
 
@@ -740,7 +1022,11 @@ fn subnet_of(ip: &str, bits: u32) -> String {
 fn action_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[FMT])?;
     no_extra(&p, 1)?;
-    let run = ctx.hook.action.and_then(|a| st.actions.get(&a)).ok_or_else(|| ToolError::Fail("not running an action".into()))?;
+    let run = ctx
+        .hook
+        .action
+        .and_then(|a| st.actions.get(&a))
+        .ok_or_else(|| ToolError::Fail("not running an action".into()))?;
     let mut v = Value::Object(run.params.clone());
     if let Some(k) = p.pos.first() {
         for part in k.split('.') {
@@ -755,7 +1041,8 @@ fn valid_action_key(k: &str) -> bool {
     !k.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && k.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 fn action_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
@@ -765,7 +1052,9 @@ fn action_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<Stri
     }
     let mut pairs = Vec::new();
     for a in &p.pos {
-        let Some((k, v)) = a.split_once('=') else { return usage(format!("argument {a:?} must be of the form key...=value")) };
+        let Some((k, v)) = a.split_once('=') else {
+            return usage(format!("argument {a:?} must be of the form key...=value"));
+        };
         let parts: Vec<&str> = k.split('.').collect();
         if let Some(bad) = parts.iter().find(|x| !valid_action_key(x)) {
             return usage(format!("key {bad:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"));
@@ -773,9 +1062,16 @@ fn action_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<Stri
         if ["stdout", "stdout-encoding", "stderr", "stderr-encoding"].contains(&parts[0]) {
             return usage(format!("cannot set reserved action key {:?}", parts[0]));
         }
-        pairs.push((parts.iter().map(|s| s.to_string()).collect::<Vec<_>>(), v.to_string()));
+        pairs.push((
+            parts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            v.to_string(),
+        ));
     }
-    let run = ctx.hook.action.and_then(|a| st.actions.get_mut(&a)).ok_or_else(|| ToolError::Fail("not running an action".into()))?;
+    let run = ctx
+        .hook
+        .action
+        .and_then(|a| st.actions.get_mut(&a))
+        .ok_or_else(|| ToolError::Fail("not running an action".into()))?;
     for (path, v) in pairs {
         let mut m = &mut run.results;
         for part in &path[..path.len() - 1] {
@@ -799,7 +1095,8 @@ fn parse_secret_id(s: &str) -> String {
 }
 
 fn owns(st: &ModelState, ctx: &HookContext, s: &Secret) -> bool {
-    s.owner == format!("unit:{}", ctx.unit) || (s.owner == format!("application:{}", app_of(&ctx.unit)) && st.is_leader(&ctx.unit))
+    s.owner == format!("unit:{}", ctx.unit)
+        || (s.owner == format!("application:{}", app_of(&ctx.unit)) && st.is_leader(&ctx.unit))
 }
 
 /// A secret visible to this hook, including ones added earlier in the same hook.
@@ -818,7 +1115,8 @@ fn find_secret(st: &ModelState, ctx: &HookContext, xid: &str) -> Option<Secret> 
 fn owned_secret(st: &ModelState, ctx: &HookContext, id: Option<&String>) -> R<String> {
     let id = id.ok_or_else(|| ToolError::Usage("missing secret ID".into()))?;
     let xid = parse_secret_id(id);
-    let s = find_secret(st, ctx, &xid).ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
+    let s = find_secret(st, ctx, &xid)
+        .ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
     let app_owned_by_me = s.owner == format!("application:{}", app_of(&ctx.unit));
     if s.owner != format!("unit:{}", ctx.unit) && !(app_owned_by_me && st.is_leader(&ctx.unit)) {
         return fail(format!("secret {xid:?} not found"));
@@ -836,11 +1134,16 @@ const SECRET_FLAGS: &[FlagSpec] = &[
 ];
 
 fn secret_content(p: &Parsed, stdin: &[u8], skip: usize) -> R<BTreeMap<String, String>> {
-    let mut pp = Parsed { flags: p.flags.clone(), pos: p.pos[skip.min(p.pos.len())..].to_vec() };
+    let mut pp = Parsed {
+        flags: p.flags.clone(),
+        pos: p.pos[skip.min(p.pos.len())..].to_vec(),
+    };
     let mut out = BTreeMap::new();
     let mut plain = Vec::new();
     for a in std::mem::take(&mut pp.pos) {
-        let Some((k, v)) = a.split_once('=') else { return usage(format!("key value {a:?} not valid")) };
+        let Some((k, v)) = a.split_once('=') else {
+            return usage(format!("key value {a:?} not valid"));
+        };
         if let Some(key) = k.strip_suffix("#base64") {
             out.insert(key.to_string(), v.to_string());
         } else if k.ends_with("#file") {
@@ -855,7 +1158,12 @@ fn secret_content(p: &Parsed, stdin: &[u8], skip: usize) -> R<BTreeMap<String, S
         out.insert(k, v);
     }
     for k in out.keys() {
-        let ok = k.len() >= 3 && k.starts_with(|c: char| c.is_ascii_lowercase()) && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !k.ends_with('-') && !k.contains("--");
+        let ok = k.len() >= 3
+            && k.starts_with(|c: char| c.is_ascii_lowercase())
+            && k.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !k.ends_with('-')
+            && !k.contains("--");
         if !ok {
             return usage(format!("key {k:?} not valid"));
         }
@@ -865,7 +1173,17 @@ fn secret_content(p: &Parsed, stdin: &[u8], skip: usize) -> R<BTreeMap<String, S
 
 fn check_rotate(p: &Parsed) -> R<()> {
     if let Some(r) = p.get("rotate") {
-        if !["never", "hourly", "daily", "weekly", "monthly", "quarterly", "yearly"].contains(&r) {
+        if ![
+            "never",
+            "hourly",
+            "daily",
+            "weekly",
+            "monthly",
+            "quarterly",
+            "yearly",
+        ]
+        .contains(&r)
+        {
             return usage(format!("rotate policy {r:?} not valid"));
         }
     }
@@ -928,14 +1246,26 @@ fn granted(st: &ModelState, s: &Secret, unit: &str) -> bool {
     s.grants.iter().any(|(rel, who)| match who {
         Some(u) => u == unit,
         None => st.relations.get(rel).is_some_and(|r| {
-            let owner_app = s.owner.split_once(':').map(|(_, o)| app_of(o)).unwrap_or("");
+            let owner_app = s
+                .owner
+                .split_once(':')
+                .map(|(_, o)| app_of(o))
+                .unwrap_or("");
             r.remote_app(owner_app) == Some(app_of(unit)) && r.local(app_of(unit)).is_some()
         }),
     })
 }
 
 fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[String]) -> R<String> {
-    let p = parse_args(args, &[FMT, ("label", None, true), ("refresh", None, false), ("peek", None, false)])?;
+    let p = parse_args(
+        args,
+        &[
+            FMT,
+            ("label", None, true),
+            ("refresh", None, false),
+            ("peek", None, false),
+        ],
+    )?;
     no_extra(&p, 1)?;
     if p.has("refresh") && p.has("peek") {
         return usage("specify one of --peek or --refresh but not both");
@@ -944,36 +1274,67 @@ fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[String]) -> R<
     let xid = match (p.pos.first(), label) {
         (Some(id), _) => parse_secret_id(id),
         (None, Some(l)) => {
-            let by_owner = st.secrets.values().find(|s| owns(st, ctx, s) && s.label.as_deref() == Some(l));
-            let by_consumer = st.secrets.values().find(|s| s.consumers.get(&ctx.unit).and_then(|c| c.label.as_deref()) == Some(l));
+            let by_owner = st
+                .secrets
+                .values()
+                .find(|s| owns(st, ctx, s) && s.label.as_deref() == Some(l));
+            let by_consumer = st
+                .secrets
+                .values()
+                .find(|s| s.consumers.get(&ctx.unit).and_then(|c| c.label.as_deref()) == Some(l));
             let pending = ctx.secret_ops.iter().find_map(|o| match o {
                 SecretOp::Add(s) if s.label.as_deref() == Some(l) => Some(s.xid.clone()),
                 _ => None,
             });
-            by_owner.or(by_consumer).map(|s| s.xid.clone()).or(pending).ok_or_else(|| ToolError::Fail(format!("secret with label {l:?} not found")))?
+            by_owner
+                .or(by_consumer)
+                .map(|s| s.xid.clone())
+                .or(pending)
+                .ok_or_else(|| ToolError::Fail(format!("secret with label {l:?} not found")))?
         }
         (None, None) => return usage("require either a secret URI or label"),
     };
-    let s = find_secret(st, ctx, &xid).ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
+    let s = find_secret(st, ctx, &xid)
+        .ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
     let content = if owns(st, ctx, &s) || s.owner == format!("application:{}", app_of(&ctx.unit)) {
         // owners (and units of the owning app) read the latest revision
-        s.revisions.values().next_back().cloned().unwrap_or_default()
+        s.revisions
+            .values()
+            .next_back()
+            .cloned()
+            .unwrap_or_default()
     } else {
         if !granted(st, &s, &ctx.unit) {
             return fail("permission denied");
         }
         let latest = s.latest();
-        let real = st.secrets.get_mut(&xid).ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
-        let c = real.consumers.entry(ctx.unit.clone()).or_insert_with(|| Consumer { tracked: latest, label: None });
+        let real = st
+            .secrets
+            .get_mut(&xid)
+            .ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
+        let c = real
+            .consumers
+            .entry(ctx.unit.clone())
+            .or_insert_with(|| Consumer {
+                tracked: latest,
+                label: None,
+            });
         if p.has("refresh") {
             c.tracked = latest;
         }
         if let Some(l) = label {
             if !p.pos.is_empty() {
-                ctx.secret_ops.push(SecretOp::ConsumerLabel { xid: xid.clone(), label: l.to_string() });
+                ctx.secret_ops.push(SecretOp::ConsumerLabel {
+                    xid: xid.clone(),
+                    label: l.to_string(),
+                });
             }
         }
-        let rev = if p.has("peek") || p.has("refresh") { latest } else { c.tracked };
+        let rev = if p.has("peek") || p.has("refresh") {
+            latest
+        } else {
+            c.tracked
+        };
         s.revisions.get(&rev).cloned().unwrap_or_default()
     };
     out(&p, json!(content))
@@ -992,7 +1353,8 @@ fn secret_info_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<Str
             .ok_or_else(|| ToolError::Fail(format!("secret with label {l:?} not found")))?,
         (None, None) => return usage("require either a secret URI or label"),
     };
-    let s = find_secret(st, ctx, &xid).ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
+    let s = find_secret(st, ctx, &xid)
+        .ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
     if !owns(st, ctx, &s) {
         return fail(format!("secret {xid:?} not found"));
     }
@@ -1010,7 +1372,14 @@ fn secret_info_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<Str
 }
 
 fn secret_grant(st: &ModelState, ctx: &mut HookContext, args: &[String], grant: bool) -> R<String> {
-    let p = parse_args(args, &[("relation", Some('r'), true), ("unit", None, true), ("app", None, true)])?;
+    let p = parse_args(
+        args,
+        &[
+            ("relation", Some('r'), true),
+            ("unit", None, true),
+            ("app", None, true),
+        ],
+    )?;
     no_extra(&p, 1)?;
     let xid = owned_secret(st, ctx, p.pos.first())?;
     let rel = match p.get("relation") {
@@ -1019,10 +1388,18 @@ fn secret_grant(st: &ModelState, ctx: &mut HookContext, args: &[String], grant: 
         None => None,
     };
     if grant {
-        ctx.secret_ops.push(SecretOp::Grant { xid, relation: rel.unwrap(), unit: p.get("unit").map(String::from) });
+        ctx.secret_ops.push(SecretOp::Grant {
+            xid,
+            relation: rel.unwrap(),
+            unit: p.get("unit").map(String::from),
+        });
     } else {
         let target = p.get("unit").or(p.get("app")).map(String::from);
-        ctx.secret_ops.push(SecretOp::Revoke { xid, relation: rel, target });
+        ctx.secret_ops.push(SecretOp::Revoke {
+            xid,
+            relation: rel,
+            target,
+        });
     }
     Ok(String::new())
 }
@@ -1034,14 +1411,25 @@ fn goal_state(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> 
     no_extra(&p, 0)?;
     let app = app_of(&ctx.unit);
     let entry = |u: &crate::state::Unit| json!({"status": if u.life == crate::state::Life::Alive { "active" } else { "dying" }, "since": u.workload.since.to_string()});
-    let units: Map<String, Value> = st.units.values().filter(|u| u.app == app).map(|u| (u.name.clone(), entry(u))).collect();
+    let units: Map<String, Value> = st
+        .units
+        .values()
+        .filter(|u| u.app == app)
+        .map(|u| (u.name.clone(), entry(u)))
+        .collect();
     let mut rels = Map::new();
     for r in st.relations.values().filter(|r| !r.dying) {
         let Some(local) = r.local(app) else { continue };
         let remote = r.remote_app(app).unwrap_or_default();
-        let e = rels.entry(local.spec.name.clone()).or_insert_with(|| json!({}));
+        let e = rels
+            .entry(local.spec.name.clone())
+            .or_insert_with(|| json!({}));
         e[remote] = json!({"status": "joined", "since": ""});
-        for u in st.units.values().filter(|u| u.app == remote && u.name != ctx.unit) {
+        for u in st
+            .units
+            .values()
+            .filter(|u| u.app == remote && u.name != ctx.unit)
+        {
             e[u.name.clone()] = entry(u);
         }
     }
@@ -1059,15 +1447,25 @@ mod tests {
     #[test]
     fn parses_long_short_inline_and_interspersed_flags() {
         let spec = [FMT, ("relation", Some('r'), true), ("app", None, false)];
-        let p = parse_args(&s(&["-r", "db:1", "key", "--format=json", "--app", "unit/0"]), &spec).unwrap();
+        let p = parse_args(
+            &s(&["-r", "db:1", "key", "--format=json", "--app", "unit/0"]),
+            &spec,
+        )
+        .unwrap();
         assert_eq!(p.get("relation"), Some("db:1"));
         assert_eq!(p.get("format"), Some("json"));
         assert!(p.has("app"));
         assert_eq!(p.pos, s(&["key", "unit/0"]));
         let p = parse_args(&s(&["--format", "json", "--", "-x"]), &spec).unwrap();
         assert_eq!(p.pos, s(&["-x"]));
-        assert!(matches!(parse_args(&s(&["--nope"]), &spec), Err(ToolError::Usage(_))));
-        assert!(matches!(parse_args(&s(&["-r"]), &spec), Err(ToolError::Usage(_))));
+        assert!(matches!(
+            parse_args(&s(&["--nope"]), &spec),
+            Err(ToolError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_args(&s(&["-r"]), &spec),
+            Err(ToolError::Usage(_))
+        ));
     }
 
     #[test]
@@ -1075,7 +1473,10 @@ mod tests {
         assert_eq!(format_value(&Value::Null, "json").unwrap(), "null\n");
         assert_eq!(format_value(&json!(true), "smart").unwrap(), "True\n");
         assert_eq!(format_value(&json!(["a", "b"]), "smart").unwrap(), "a\nb\n");
-        assert_eq!(format_value(&json!({"k": "v"}), "json").unwrap(), "{\"k\":\"v\"}\n");
+        assert_eq!(
+            format_value(&json!({"k": "v"}), "json").unwrap(),
+            "{\"k\":\"v\"}\n"
+        );
         assert!(format_value(&json!(1), "xml").is_err());
     }
 
@@ -1083,7 +1484,10 @@ mod tests {
     fn normalises_ports() {
         assert_eq!(normalize_port("80").as_deref(), Some("80/tcp"));
         assert_eq!(normalize_port("53/UDP").as_deref(), Some("53/udp"));
-        assert_eq!(normalize_port("8000-8999/udp").as_deref(), Some("8000-8999/udp"));
+        assert_eq!(
+            normalize_port("8000-8999/udp").as_deref(),
+            Some("8000-8999/udp")
+        );
         assert_eq!(normalize_port("icmp").as_deref(), Some("icmp"));
         assert_eq!(normalize_port("0"), None);
         assert_eq!(normalize_port("90-80"), None);
@@ -1094,7 +1498,15 @@ mod tests {
     fn key_values_merge_file_and_args() {
         let p = parse_args(&s(&["--file", "-", "b=2", "c="]), &[("file", None, true)]).unwrap();
         let kv = key_values(&p, b"{\"a\": \"1\", \"b\": 1}").unwrap();
-        assert_eq!(kv, vec![("a".into(), "1".into()), ("b".into(), "1".into()), ("b".into(), "2".into()), ("c".into(), "".into())]);
+        assert_eq!(
+            kv,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "1".into()),
+                ("b".into(), "2".into()),
+                ("c".into(), "".into())
+            ]
+        );
         assert!(key_values(&parse_args(&s(&["novalue"]), &[]).unwrap(), b"").is_err());
     }
 

@@ -15,7 +15,12 @@ fn app(name: &str, leader: &str) -> Application {
     Application {
         name: name.into(),
         charm_path: "/nonexistent".into(),
-        meta: parse_meta(META, Some(CONFIG), Some("go: {params: {n: {type: integer, default: 1}}}")).unwrap(),
+        meta: parse_meta(
+            META,
+            Some(CONFIG),
+            Some("go: {params: {n: {type: integer, default: 1}}}"),
+        )
+        .unwrap(),
         config: BTreeMap::new(),
         leader: Some(leader.into()),
         leader_term: 1,
@@ -30,7 +35,11 @@ fn app(name: &str, leader: &str) -> Application {
 }
 
 fn unit(name: &str, rels: &[u32]) -> Unit {
-    let mut view = UniterView { installed: true, started: true, ..Default::default() };
+    let mut view = UniterView {
+        installed: true,
+        started: true,
+        ..Default::default()
+    };
     for r in rels {
         view.relations.insert(*r, RelView::default());
     }
@@ -57,7 +66,10 @@ fn unit(name: &str, rels: &[u32]) -> Unit {
 }
 
 fn ep(app: &str, name: &str, st: &ModelState) -> RelEndpoint {
-    RelEndpoint { app: app.into(), spec: st.applications[app].meta.endpoint(name).unwrap() }
+    RelEndpoint {
+        app: app.into(),
+        spec: st.applications[app].meta.endpoint(name).unwrap(),
+    }
 }
 
 /// a/0 (leader), a/1 and b/0; peer relation cluster:0 of a; web:1 between a:web and b:client.
@@ -69,15 +81,60 @@ fn model() -> ModelState {
         st.units.insert(u.into(), unit(u, &[0, 1]));
     }
     st.units.insert("b/0".into(), unit("b/0", &[1]));
-    let peer = Relation { id: 0, endpoints: vec![ep("a", "cluster", &st)], container: false, dying: false, unit_bags: BTreeMap::new(), app_bags: BTreeMap::new(), in_scope: ["a/0", "a/1"].iter().map(|s| s.to_string()).collect() };
-    let mut web = Relation { id: 1, endpoints: vec![ep("a", "web", &st), ep("b", "client", &st)], container: false, dying: false, unit_bags: BTreeMap::new(), app_bags: BTreeMap::new(), in_scope: ["a/0", "a/1", "b/0"].iter().map(|s| s.to_string()).collect() };
-    web.unit_bags.insert("b/0".into(), Bag { data: [("host".to_string(), "10.0.0.9".to_string())].into(), version: 1 });
-    web.app_bags.insert("b".into(), Bag { data: [("url".to_string(), "http://b".to_string())].into(), version: 1 });
-    web.app_bags.insert("a".into(), Bag { data: [("secret".to_string(), "x".to_string())].into(), version: 1 });
+    let peer = Relation {
+        id: 0,
+        endpoints: vec![ep("a", "cluster", &st)],
+        container: false,
+        dying: false,
+        unit_bags: BTreeMap::new(),
+        app_bags: BTreeMap::new(),
+        in_scope: ["a/0", "a/1"].iter().map(|s| s.to_string()).collect(),
+    };
+    let mut web = Relation {
+        id: 1,
+        endpoints: vec![ep("a", "web", &st), ep("b", "client", &st)],
+        container: false,
+        dying: false,
+        unit_bags: BTreeMap::new(),
+        app_bags: BTreeMap::new(),
+        in_scope: ["a/0", "a/1", "b/0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    web.unit_bags.insert(
+        "b/0".into(),
+        Bag {
+            data: [("host".to_string(), "10.0.0.9".to_string())].into(),
+            version: 1,
+        },
+    );
+    web.app_bags.insert(
+        "b".into(),
+        Bag {
+            data: [("url".to_string(), "http://b".to_string())].into(),
+            version: 1,
+        },
+    );
+    web.app_bags.insert(
+        "a".into(),
+        Bag {
+            data: [("secret".to_string(), "x".to_string())].into(),
+            version: 1,
+        },
+    );
     st.relations.insert(0, peer);
     st.relations.insert(1, web);
     for u in ["a/0", "a/1"] {
-        st.units.get_mut(u).unwrap().view.relations.get_mut(&1).unwrap().members.insert("b/0".into(), Some(1));
+        st.units
+            .get_mut(u)
+            .unwrap()
+            .view
+            .relations
+            .get_mut(&1)
+            .unwrap()
+            .members
+            .insert("b/0".into(), Some(1));
     }
     st
 }
@@ -90,8 +147,20 @@ fn ctx(unit: &str, kind: HookKind, rel: Option<u32>, remote: &str) -> HookContex
             kind,
             name: "h".into(),
             relation: rel,
-            endpoint: if rel == Some(1) { if unit.starts_with('a') { "web".into() } else { "client".into() } } else { String::new() },
-            remote_app: if remote.is_empty() { String::new() } else { app_of(remote).into() },
+            endpoint: if rel == Some(1) {
+                if unit.starts_with('a') {
+                    "web".into()
+                } else {
+                    "client".into()
+                }
+            } else {
+                String::new()
+            },
+            remote_app: if remote.is_empty() {
+                String::new()
+            } else {
+                app_of(remote).into()
+            },
             remote_unit: remote.into(),
             departing: String::new(),
             secret: None,
@@ -127,23 +196,112 @@ fn ok(o: ToolOutput) -> String {
 fn relation_get_outputs_json_and_null_for_missing_keys() {
     let mut st = model();
     let mut c = ctx("a/1", HookKind::RelationChanged, Some(1), "b/0");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["--format=json", "-", "b/0"])), "{\"host\":\"10.0.0.9\"}\n");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["--format=json"])), "{\"host\":\"10.0.0.9\"}\n");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["--format=json", "host"])), "\"10.0.0.9\"\n");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["--format=json", "nope"])), "null\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["--format=json", "-", "b/0"]
+        )),
+        "{\"host\":\"10.0.0.9\"}\n"
+    );
+    assert_eq!(
+        ok(run(&mut st, &mut c, "relation-get", &["--format=json"])),
+        "{\"host\":\"10.0.0.9\"}\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["--format=json", "host"]
+        )),
+        "\"10.0.0.9\"\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["--format=json", "nope"]
+        )),
+        "null\n"
+    );
     assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["nope"])), "");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["host"])), "10.0.0.9\n");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["--format=json", "--app", "-", "b"])), "{\"url\":\"http://b\"}\n");
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["-r", "web:1", "--format=json", "--app"])), "{\"url\":\"http://b\"}\n");
+    assert_eq!(
+        ok(run(&mut st, &mut c, "relation-get", &["host"])),
+        "10.0.0.9\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["--format=json", "--app", "-", "b"]
+        )),
+        "{\"url\":\"http://b\"}\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["-r", "web:1", "--format=json", "--app"]
+        )),
+        "{\"url\":\"http://b\"}\n"
+    );
     // other relations by id, from any hook
     let mut c2 = ctx("a/1", HookKind::UpdateStatus, None, "");
-    assert_eq!(ok(run(&mut st, &mut c2, "relation-get", &["-r", "1", "--format=json", "host", "b/0"])), "\"10.0.0.9\"\n");
-    assert_eq!(ok(run(&mut st, &mut c2, "relation-ids", &["--format=json", "web"])), "[\"web:1\"]\n");
-    assert_eq!(ok(run(&mut st, &mut c2, "relation-ids", &["--format=json", "cluster"])), "[\"cluster:0\"]\n");
-    assert_eq!(ok(run(&mut st, &mut c2, "relation-list", &["--format=json", "-r", "web:1"])), "[\"b/0\"]\n");
-    assert_eq!(ok(run(&mut st, &mut c2, "relation-list", &["--format=json", "-r", "1", "--app"])), "\"b\"\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c2,
+            "relation-get",
+            &["-r", "1", "--format=json", "host", "b/0"]
+        )),
+        "\"10.0.0.9\"\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c2,
+            "relation-ids",
+            &["--format=json", "web"]
+        )),
+        "[\"web:1\"]\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c2,
+            "relation-ids",
+            &["--format=json", "cluster"]
+        )),
+        "[\"cluster:0\"]\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c2,
+            "relation-list",
+            &["--format=json", "-r", "web:1"]
+        )),
+        "[\"b/0\"]\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c2,
+            "relation-list",
+            &["--format=json", "-r", "1", "--app"]
+        )),
+        "\"b\"\n"
+    );
     let o = run(&mut st, &mut c2, "relation-get", &["host", "b/0"]);
-    assert_eq!((o.code, o.stderr.as_str()), (2, "ERROR no relation id specified\n"));
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (2, "ERROR no relation id specified\n")
+    );
 }
 
 #[test]
@@ -152,7 +310,10 @@ fn unknown_relations_fail_like_juju() {
     let mut c = ctx("a/1", HookKind::UpdateStatus, None, "");
     for r in ["99", "db:1", "cluster:1", "x"] {
         let o = run(&mut st, &mut c, "relation-get", &["-r", r, "-", "b/0"]);
-        assert_eq!(o.stderr, format!("ERROR invalid value \"{r}\" for option -r: relation not found\n"));
+        assert_eq!(
+            o.stderr,
+            format!("ERROR invalid value \"{r}\" for option -r: relation not found\n")
+        );
         assert_ne!(o.code, 0);
     }
     // b/0 does not know the peer relation of a
@@ -165,14 +326,36 @@ fn app_databag_rules() {
     let mut st = model();
     let mut c = ctx("a/1", HookKind::RelationChanged, Some(1), "b/0");
     let o = run(&mut st, &mut c, "relation-set", &["--app", "k=v"]);
-    assert_eq!((o.code, o.stderr.as_str()), (1, "ERROR cannot write relation settings\n"));
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (1, "ERROR cannot write relation settings\n")
+    );
     let o = run(&mut st, &mut c, "relation-get", &["--app", "-", "a"]);
-    assert_eq!((o.code, o.stderr.as_str()), (1, "ERROR permission denied\n"));
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (1, "ERROR permission denied\n")
+    );
     // peers: every unit reads the app databag
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["-r", "0", "--app", "--format=json", "-", "a"])), "{}\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["-r", "0", "--app", "--format=json", "-", "a"]
+        )),
+        "{}\n"
+    );
     // the leader reads and writes its own app databag
     let mut l = ctx("a/0", HookKind::RelationChanged, Some(1), "b/0");
-    assert_eq!(ok(run(&mut st, &mut l, "relation-get", &["--app", "--format=json", "-", "a"])), "{\"secret\":\"x\"}\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut l,
+            "relation-get",
+            &["--app", "--format=json", "-", "a"]
+        )),
+        "{\"secret\":\"x\"}\n"
+    );
     ok(run(&mut st, &mut l, "relation-set", &["--app", "k=v"]));
 }
 
@@ -182,14 +365,38 @@ fn relation_set_is_buffered_until_flush() {
     let mut c = ctx("a/1", HookKind::RelationChanged, Some(1), "b/0");
     ok(run(&mut st, &mut c, "relation-set", &["a=1", "b=2"]));
     let a: Vec<String> = vec!["--file".into(), "-".into(), "c=3".into()];
-    assert_eq!(run_tool(&mut st, &mut c, "relation-set", &a, b"{\"b\": \"\", \"d\": 4}").code, 0);
+    assert_eq!(
+        run_tool(
+            &mut st,
+            &mut c,
+            "relation-set",
+            &a,
+            b"{\"b\": \"\", \"d\": 4}"
+        )
+        .code,
+        0
+    );
     // the hook sees its own writes, the model does not yet
-    assert_eq!(ok(run(&mut st, &mut c, "relation-get", &["--format=json", "-", "a/1"])), "{\"a\":\"1\",\"c\":\"3\",\"d\":\"4\"}\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "relation-get",
+            &["--format=json", "-", "a/1"]
+        )),
+        "{\"a\":\"1\",\"c\":\"3\",\"d\":\"4\"}\n"
+    );
     assert!(!st.relations[&1].unit_bags.contains_key("a/1"));
     ok(run(&mut st, &mut c, "open-port", &["8080"]));
     ok(run(&mut st, &mut c, "state-set", &["k=v"]));
-    assert_eq!(ok(run(&mut st, &mut c, "opened-ports", &["--format=json"])), "[\"8080/tcp\"]\n");
-    assert_eq!(ok(run(&mut st, &mut c, "state-get", &["--format=json"])), "{\"k\":\"v\"}\n");
+    assert_eq!(
+        ok(run(&mut st, &mut c, "opened-ports", &["--format=json"])),
+        "[\"8080/tcp\"]\n"
+    );
+    assert_eq!(
+        ok(run(&mut st, &mut c, "state-get", &["--format=json"])),
+        "{\"k\":\"v\"}\n"
+    );
     assert!(st.units["a/1"].ports.is_empty());
     c.flush(&mut st);
     let bag = &st.relations[&1].unit_bags["a/1"];
@@ -202,33 +409,114 @@ fn relation_set_is_buffered_until_flush() {
 #[test]
 fn config_status_leader_network() {
     let mut st = model();
-    st.applications.get_mut("a").unwrap().config.insert("name".into(), serde_json::json!("n"));
+    st.applications
+        .get_mut("a")
+        .unwrap()
+        .config
+        .insert("name".into(), serde_json::json!("n"));
     let mut c = ctx("a/1", HookKind::ConfigChanged, None, "");
-    assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json"])), "{\"flag\":false,\"name\":\"n\",\"port\":80}\n");
-    assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "port"])), "80\n");
-    assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "missing"])), "null\n");
+    assert_eq!(
+        ok(run(&mut st, &mut c, "config-get", &["--format=json"])),
+        "{\"flag\":false,\"name\":\"n\",\"port\":80}\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "config-get",
+            &["--format=json", "port"]
+        )),
+        "80\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "config-get",
+            &["--format=json", "missing"]
+        )),
+        "null\n"
+    );
     st.applications.get_mut("a").unwrap().config.clear();
     // a hook keeps seeing the config it first read
-    assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "name"])), "\"n\"\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "config-get",
+            &["--format=json", "name"]
+        )),
+        "\"n\"\n"
+    );
     let mut c = ctx("a/1", HookKind::ConfigChanged, None, "");
-    assert_eq!(ok(run(&mut st, &mut c, "config-get", &["--format=json", "--all"])), "{\"flag\":false,\"name\":null,\"port\":80}\n");
-    assert_eq!(ok(run(&mut st, &mut c, "is-leader", &["--format=json"])), "false\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "config-get",
+            &["--format=json", "--all"]
+        )),
+        "{\"flag\":false,\"name\":null,\"port\":80}\n"
+    );
+    assert_eq!(
+        ok(run(&mut st, &mut c, "is-leader", &["--format=json"])),
+        "false\n"
+    );
     assert_eq!(ok(run(&mut st, &mut c, "is-leader", &[])), "False\n");
     ok(run(&mut st, &mut c, "status-set", &["blocked", "need db"]));
-    assert_eq!(ok(run(&mut st, &mut c, "status-get", &["--format=json", "--include-data"])), "{\"message\":\"need db\",\"status\":\"blocked\",\"status-data\":{}}\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "status-get",
+            &["--format=json", "--include-data"]
+        )),
+        "{\"message\":\"need db\",\"status\":\"blocked\",\"status-data\":{}}\n"
+    );
     assert_eq!(run(&mut st, &mut c, "status-set", &["error"]).code, 2);
-    assert_eq!(run(&mut st, &mut c, "status-set", &["--application", "active"]).stderr, "ERROR this unit is not the leader\n");
-    assert_eq!(run(&mut st, &mut c, "leader-set", &["k=v"]).stderr, "ERROR cannot write leadership settings: cannot write settings: not the leader\n");
-    let net = ok(run(&mut st, &mut c, "network-get", &["--format=json", "web"]));
+    assert_eq!(
+        run(&mut st, &mut c, "status-set", &["--application", "active"]).stderr,
+        "ERROR this unit is not the leader\n"
+    );
+    assert_eq!(
+        run(&mut st, &mut c, "leader-set", &["k=v"]).stderr,
+        "ERROR cannot write leadership settings: cannot write settings: not the leader\n"
+    );
+    let net = ok(run(
+        &mut st,
+        &mut c,
+        "network-get",
+        &["--format=json", "web"],
+    ));
     let v: serde_json::Value = serde_json::from_str(&net).unwrap();
     assert_eq!(v["ingress-addresses"][0], "10.0.0.2");
-    assert_eq!(v["bind-addresses"][0]["addresses"][0]["cidr"], "10.0.0.0/24");
-    assert_eq!(ok(run(&mut st, &mut c, "network-get", &["web", "--ingress-address"])), "10.0.0.2\n");
-    assert_eq!(run(&mut st, &mut c, "network-get", &["nope"]).stderr, "ERROR no network config found for binding \"nope\"\n");
-    assert_eq!(ok(run(&mut st, &mut c, "unit-get", &["private-address"])), "10.0.0.2\n");
+    assert_eq!(
+        v["bind-addresses"][0]["addresses"][0]["cidr"],
+        "10.0.0.0/24"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut c,
+            "network-get",
+            &["web", "--ingress-address"]
+        )),
+        "10.0.0.2\n"
+    );
+    assert_eq!(
+        run(&mut st, &mut c, "network-get", &["nope"]).stderr,
+        "ERROR no network config found for binding \"nope\"\n"
+    );
+    assert_eq!(
+        ok(run(&mut st, &mut c, "unit-get", &["private-address"])),
+        "10.0.0.2\n"
+    );
     let mut l = ctx("a/0", HookKind::ConfigChanged, None, "");
     ok(run(&mut st, &mut l, "leader-set", &["k=v"]));
-    assert_eq!(ok(run(&mut st, &mut c, "leader-get", &["--format=json"])), "{\"k\":\"v\"}\n");
+    assert_eq!(
+        ok(run(&mut st, &mut c, "leader-get", &["--format=json"])),
+        "{\"k\":\"v\"}\n"
+    );
     assert_eq!(st.applications["a"].leader_settings_version, 2);
 }
 
@@ -237,13 +525,42 @@ fn action_tools_only_in_actions() {
     let mut st = model();
     let mut c = ctx("a/1", HookKind::ConfigChanged, None, "");
     let o = run(&mut st, &mut c, "action-get", &[]);
-    assert_eq!((o.code, o.stderr.as_str()), (1, "ERROR not running an action\n"));
-    st.actions.insert(7, ActionRun { id: 7, unit: "a/1".into(), name: "go".into(), params: serde_json::json!({"n": 1, "deep": {"x": "y"}}).as_object().unwrap().clone(), status: "running".into(), message: String::new(), results: Default::default(), log: vec![] });
+    assert_eq!(
+        (o.code, o.stderr.as_str()),
+        (1, "ERROR not running an action\n")
+    );
+    st.actions.insert(
+        7,
+        ActionRun {
+            id: 7,
+            unit: "a/1".into(),
+            name: "go".into(),
+            params: serde_json::json!({"n": 1, "deep": {"x": "y"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            status: "running".into(),
+            message: String::new(),
+            results: Default::default(),
+            log: vec![],
+        },
+    );
     let mut a = ctx("a/1", HookKind::Action, None, "");
     a.hook.action = Some(7);
-    assert_eq!(ok(run(&mut st, &mut a, "action-get", &["--format=json", "deep.x"])), "\"y\"\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut a,
+            "action-get",
+            &["--format=json", "deep.x"]
+        )),
+        "\"y\"\n"
+    );
     ok(run(&mut st, &mut a, "action-set", &["out.a=1", "b=2"]));
-    assert_eq!(serde_json::Value::Object(st.actions[&7].results.clone()), serde_json::json!({"out": {"a": "1"}, "b": "2"}));
+    assert_eq!(
+        serde_json::Value::Object(st.actions[&7].results.clone()),
+        serde_json::json!({"out": {"a": "1"}, "b": "2"})
+    );
     assert_eq!(run(&mut st, &mut a, "action-set", &["stdout=x"]).code, 2);
     assert_eq!(run(&mut st, &mut a, "action-set", &["Bad=x"]).code, 2);
     ok(run(&mut st, &mut a, "action-fail", &["nope"]));
@@ -254,40 +571,125 @@ fn action_tools_only_in_actions() {
 fn secrets_flow_from_owner_to_consumer() {
     let mut st = model();
     let mut l = ctx("a/0", HookKind::RelationChanged, Some(1), "b/0");
-    let uri = ok(run(&mut st, &mut l, "secret-add", &["--label", "creds", "password=s3cret"])).trim().to_string();
+    let uri = ok(run(
+        &mut st,
+        &mut l,
+        "secret-add",
+        &["--label", "creds", "password=s3cret"],
+    ))
+    .trim()
+    .to_string();
     assert!(uri.starts_with("secret:") && uri.len() == 27, "{uri}");
-    ok(run(&mut st, &mut l, "secret-grant", &["--relation", "web:1", &uri]));
-    assert_eq!(ok(run(&mut st, &mut l, "secret-get", &["--format=json", "--label", "creds"])), "{\"password\":\"s3cret\"}\n");
+    ok(run(
+        &mut st,
+        &mut l,
+        "secret-grant",
+        &["--relation", "web:1", &uri],
+    ));
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut l,
+            "secret-get",
+            &["--format=json", "--label", "creds"]
+        )),
+        "{\"password\":\"s3cret\"}\n"
+    );
     assert!(st.secrets.is_empty(), "buffered");
     l.flush(&mut st);
-    assert_eq!(ok(run(&mut st, &mut ctx("a/0", HookKind::UpdateStatus, None, ""), "secret-ids", &["--format=json"])), format!("[\"{uri}\"]\n"));
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut ctx("a/0", HookKind::UpdateStatus, None, ""),
+            "secret-ids",
+            &["--format=json"]
+        )),
+        format!("[\"{uri}\"]\n")
+    );
     // a non-leader of the owner app cannot add app secrets
     let mut n = ctx("a/1", HookKind::UpdateStatus, None, "");
-    assert_eq!(run(&mut st, &mut n, "secret-add", &["key=vvv"]).stderr, "ERROR this unit is not the leader\n");
+    assert_eq!(
+        run(&mut st, &mut n, "secret-add", &["key=vvv"]).stderr,
+        "ERROR this unit is not the leader\n"
+    );
     // the consumer, granted through the relation, tracks revision 1
     let mut b = ctx("b/0", HookKind::RelationChanged, Some(1), "a/0");
-    assert_eq!(ok(run(&mut st, &mut b, "secret-get", &["--format=json", &uri])), "{\"password\":\"s3cret\"}\n");
+    assert_eq!(
+        ok(run(&mut st, &mut b, "secret-get", &["--format=json", &uri])),
+        "{\"password\":\"s3cret\"}\n"
+    );
     let xid = uri.trim_start_matches("secret:").to_string();
-    assert_eq!(run(&mut st, &mut b, "secret-info-get", &[&uri]).stderr, format!("ERROR secret \"{xid}\" not found\n"));
+    assert_eq!(
+        run(&mut st, &mut b, "secret-info-get", &[&uri]).stderr,
+        format!("ERROR secret \"{xid}\" not found\n")
+    );
     // a new revision: the consumer gets secret-changed and still sees its tracked revision
     let mut l2 = ctx("a/0", HookKind::UpdateStatus, None, "");
     ok(run(&mut st, &mut l2, "secret-set", &[&uri, "password=n3w"]));
     l2.flush(&mut st);
     assert!(st.units["b/0"].pending_secret_changed.contains(&xid));
     let mut b2 = ctx("b/0", HookKind::SecretChanged, None, "");
-    assert_eq!(ok(run(&mut st, &mut b2, "secret-get", &["--format=json", &uri])), "{\"password\":\"s3cret\"}\n");
-    assert_eq!(ok(run(&mut st, &mut b2, "secret-get", &["--format=json", "--peek", &uri])), "{\"password\":\"n3w\"}\n");
-    assert_eq!(ok(run(&mut st, &mut b2, "secret-get", &["--format=json", "--refresh", &uri])), "{\"password\":\"n3w\"}\n");
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut b2,
+            "secret-get",
+            &["--format=json", &uri]
+        )),
+        "{\"password\":\"s3cret\"}\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut b2,
+            "secret-get",
+            &["--format=json", "--peek", &uri]
+        )),
+        "{\"password\":\"n3w\"}\n"
+    );
+    assert_eq!(
+        ok(run(
+            &mut st,
+            &mut b2,
+            "secret-get",
+            &["--format=json", "--refresh", &uri]
+        )),
+        "{\"password\":\"n3w\"}\n"
+    );
     assert_eq!(st.secrets[&xid].consumers["b/0"].tracked, 2);
     // revision 1 is tracked by nobody now: the owner (the leader) is told once
     st.queue_secret_removals();
     st.queue_secret_removals();
-    assert_eq!(st.units["a/0"].pending_secret_remove.iter().cloned().collect::<Vec<_>>(), vec![(xid.clone(), 1)]);
+    assert_eq!(
+        st.units["a/0"]
+            .pending_secret_remove
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![(xid.clone(), 1)]
+    );
     let mut r = ctx("a/0", HookKind::SecretRemove, None, "");
-    ok(run(&mut st, &mut r, "secret-remove", &[&uri, "--revision", "1"]));
+    ok(run(
+        &mut st,
+        &mut r,
+        "secret-remove",
+        &[&uri, "--revision", "1"],
+    ));
     r.flush(&mut st);
-    assert_eq!(st.secrets[&xid].revisions.keys().copied().collect::<Vec<_>>(), vec![2]);
-    let info = ok(run(&mut st, &mut l2, "secret-info-get", &["--format=json", &uri]));
+    assert_eq!(
+        st.secrets[&xid]
+            .revisions
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    let info = ok(run(
+        &mut st,
+        &mut l2,
+        "secret-info-get",
+        &["--format=json", &uri],
+    ));
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(v[&xid]["revision"], 2);
     assert_eq!(v[&xid]["label"], "creds");
@@ -299,33 +701,109 @@ fn app_data_change_fires_changed_with_empty_remote_unit_on_others_only() {
     let mut st = model();
     for u in ["a/0", "a/1"] {
         let other = if u == "a/0" { "a/1" } else { "a/0" };
-        st.units.get_mut(u).unwrap().view.relations.get_mut(&0).unwrap().members.insert(other.into(), Some(0));
-        st.units.get_mut(u).unwrap().view.config_hash = Some(crate::resolver::config_hash(&st, "a"));
+        st.units
+            .get_mut(u)
+            .unwrap()
+            .view
+            .relations
+            .get_mut(&0)
+            .unwrap()
+            .members
+            .insert(other.into(), Some(0));
+        st.units.get_mut(u).unwrap().view.config_hash =
+            Some(crate::resolver::config_hash(&st, "a"));
     }
-    st.units.get_mut("b/0").unwrap().view.config_hash = Some(crate::resolver::config_hash(&st, "b"));
-    st.units.get_mut("b/0").unwrap().view.relations.get_mut(&1).unwrap().members.insert("a/0".into(), Some(0));
-    st.units.get_mut("b/0").unwrap().view.relations.get_mut(&1).unwrap().members.insert("a/1".into(), Some(0));
-    st.units.get_mut("b/0").unwrap().view.relations.get_mut(&1).unwrap().app_seen = 1;
+    st.units.get_mut("b/0").unwrap().view.config_hash =
+        Some(crate::resolver::config_hash(&st, "b"));
+    st.units
+        .get_mut("b/0")
+        .unwrap()
+        .view
+        .relations
+        .get_mut(&1)
+        .unwrap()
+        .members
+        .insert("a/0".into(), Some(0));
+    st.units
+        .get_mut("b/0")
+        .unwrap()
+        .view
+        .relations
+        .get_mut(&1)
+        .unwrap()
+        .members
+        .insert("a/1".into(), Some(0));
+    st.units
+        .get_mut("b/0")
+        .unwrap()
+        .view
+        .relations
+        .get_mut(&1)
+        .unwrap()
+        .app_seen = 1;
     for u in ["a/0", "a/1", "b/0"] {
         let a = app_of(u).to_string();
         st.units.get_mut(u).unwrap().view.leader_term_seen = 1;
-        st.units.get_mut(u).unwrap().view.leader_settings_seen = st.applications[&a].leader_settings_version;
+        st.units.get_mut(u).unwrap().view.leader_settings_seen =
+            st.applications[&a].leader_settings_version;
     }
-    st.units.get_mut("a/0").unwrap().view.relations.get_mut(&1).unwrap().app_seen = 1;
-    st.units.get_mut("a/1").unwrap().view.relations.get_mut(&1).unwrap().app_seen = 1;
+    st.units
+        .get_mut("a/0")
+        .unwrap()
+        .view
+        .relations
+        .get_mut(&1)
+        .unwrap()
+        .app_seen = 1;
+    st.units
+        .get_mut("a/1")
+        .unwrap()
+        .view
+        .relations
+        .get_mut(&1)
+        .unwrap()
+        .app_seen = 1;
     for u in ["a/0", "a/1", "b/0"] {
         assert_eq!(next_op(&st, u, 0), None, "{u} settled");
     }
     // the leader writes the peer app databag and a's web app databag
     let mut c = ctx("a/0", HookKind::ConfigChanged, None, "");
-    ok(run(&mut st, &mut c, "relation-set", &["-r", "cluster:0", "--app", "k=v"]));
-    ok(run(&mut st, &mut c, "relation-set", &["-r", "web:1", "--app", "k=v"]));
+    ok(run(
+        &mut st,
+        &mut c,
+        "relation-set",
+        &["-r", "cluster:0", "--app", "k=v"],
+    ));
+    ok(run(
+        &mut st,
+        &mut c,
+        "relation-set",
+        &["-r", "web:1", "--app", "k=v"],
+    ));
     c.flush(&mut st);
-    assert_eq!(next_op(&st, "a/0", 0), None, "no relation-changed for its own writes");
+    assert_eq!(
+        next_op(&st, "a/0", 0),
+        None,
+        "no relation-changed for its own writes"
+    );
     let h = next_op(&st, "a/1", 0).unwrap();
-    assert_eq!((h.name.as_str(), h.remote_unit.as_str(), h.remote_app.as_str()), ("cluster-relation-changed", "", "a"));
+    assert_eq!(
+        (
+            h.name.as_str(),
+            h.remote_unit.as_str(),
+            h.remote_app.as_str()
+        ),
+        ("cluster-relation-changed", "", "a")
+    );
     let h = next_op(&st, "b/0", 0).unwrap();
-    assert_eq!((h.name.as_str(), h.remote_unit.as_str(), h.remote_app.as_str()), ("client-relation-changed", "", "a"));
+    assert_eq!(
+        (
+            h.name.as_str(),
+            h.remote_unit.as_str(),
+            h.remote_app.as_str()
+        ),
+        ("client-relation-changed", "", "a")
+    );
     crate::resolver::commit(&mut st, "b/0", &h, 0);
     assert_eq!(next_op(&st, "b/0", 0), None);
 }

@@ -11,12 +11,18 @@ pub struct Layout {
 impl Layout {
     /// The layout of `dir` (made absolute so hooks in any cwd can use it).
     pub fn new(dir: &Path) -> Layout {
-        let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(dir) };
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(dir)
+        };
         Layout { dir }
     }
     /// The default model dir: `$LM_MODEL_DIR`, else `build/local-model`.
     pub fn default_dir() -> PathBuf {
-        std::env::var_os("LM_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("build/local-model"))
+        std::env::var_os("LM_MODEL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("build/local-model"))
     }
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
@@ -59,6 +65,7 @@ impl Layout {
     }
     /// A unit's log file (hook output, juju-log).
     pub fn unit_log(&self, unit: &str) -> PathBuf {
-        self.logs().join(format!("unit-{}.log", unit.replace('/', "-")))
+        self.logs()
+            .join(format!("unit-{}.log", unit.replace('/', "-")))
     }
 }

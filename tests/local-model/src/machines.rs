@@ -57,9 +57,16 @@ pub trait Machines: Send {
 
 /// Send a signal with kill(1): the std library has no portable way to signal a PID.
 pub fn send_signal(pid: u32, signal: i32) -> Result<()> {
-    let out = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).output().context("running kill")?;
+    let out = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .output()
+        .context("running kill")?;
     if !out.status.success() {
-        bail!("kill -{signal} {pid}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "kill -{signal} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -74,7 +81,9 @@ impl Bare {
     /// Machines under `dir` (created if missing).
     pub fn new(dir: &Path) -> Result<Bare> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Bare { dir: dir.to_path_buf() })
+        Ok(Bare {
+            dir: dir.to_path_buf(),
+        })
     }
     fn root(&self, id: &str) -> PathBuf {
         self.dir.join(format!("machine-{id}"))
@@ -87,7 +96,11 @@ impl Machines for Bare {
         let n: u32 = id.parse().unwrap_or(0);
         // distinct loopback addresses: all of 127/8 answers on lo
         let ip = format!("127.0.{}.{}", 1 + n / 250, 2 + n % 250);
-        Ok(MachineInfo { hostname: format!("bare-{id}"), cidr: format!("{ip}/8"), ip })
+        Ok(MachineInfo {
+            hostname: format!("bare-{id}"),
+            cidr: format!("{ip}/8"),
+            ip,
+        })
     }
     fn remove(&mut self, id: &str) -> Result<()> {
         let r = self.root(id);
@@ -120,7 +133,8 @@ impl Machines for Bare {
     }
     fn destroy(&mut self) -> Result<()> {
         if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+            std::fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("removing {}", self.dir.display()))?;
         }
         Ok(())
     }

@@ -16,7 +16,9 @@ pub fn prefix_for(dir: &Path) -> String {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
     const A: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let tail: String = (0..4).map(|i| A[((h >> (i * 6)) % 36) as usize] as char).collect();
+    let tail: String = (0..4)
+        .map(|i| A[((h >> (i * 6)) % 36) as usize] as char)
+        .collect();
     format!("lm{tail}")
 }
 
@@ -66,15 +68,22 @@ impl Namespaced {
     /// Create the lab in `dir` (cleaning a crashed lab of the same prefix first).
     pub fn create(dir: &Path) -> Result<Namespaced> {
         let lab = Lab::create(config(dir)).context("creating the hosts lab")?;
-        Ok(Namespaced { lab: Some(lab), hosts: BTreeMap::new() })
+        Ok(Namespaced {
+            lab: Some(lab),
+            hosts: BTreeMap::new(),
+        })
     }
 
     fn host(&self, id: &str) -> Result<&Host> {
-        self.hosts.get(id).ok_or_else(|| anyhow!("machine {id} not found"))
+        self.hosts
+            .get(id)
+            .ok_or_else(|| anyhow!("machine {id} not found"))
     }
 
     fn lab(&mut self) -> Result<&mut Lab> {
-        self.lab.as_mut().ok_or_else(|| anyhow!("the lab was destroyed"))
+        self.lab
+            .as_mut()
+            .ok_or_else(|| anyhow!("the lab was destroyed"))
     }
 }
 
@@ -85,7 +94,11 @@ fn host_name(id: &str) -> String {
 impl Machines for Namespaced {
     fn add(&mut self, id: &str) -> Result<MachineInfo> {
         let h = self.lab()?.add_host(&host_name(id))?;
-        let info = MachineInfo { hostname: h.name().to_string(), ip: h.ip().to_string(), cidr: h.cidr() };
+        let info = MachineInfo {
+            hostname: h.name().to_string(),
+            ip: h.ip().to_string(),
+            cidr: h.cidr(),
+        };
         self.hosts.insert(id.to_string(), h);
         Ok(info)
     }
@@ -107,14 +120,26 @@ impl Machines for Namespaced {
         // then exist on the machine side too; a charm dir only exists inside the host, so
         // change directory inside it and exec the program (same process, same env).
         let mut c = self.host(id)?.command("/bin/sh");
-        c.args(["-c", "cd -- \"$1\" || exit 127; shift; exec \"$@\"", "sh", cwd, program]);
+        c.args([
+            "-c",
+            "cd -- \"$1\" || exit 127; shift; exec \"$@\"",
+            "sh",
+            cwd,
+            program,
+        ]);
         Ok(c)
     }
     fn fault(&mut self, id: &str, fault: &Fault) -> Result<()> {
         let h = self.host(id)?;
         match fault {
-            Fault::Kill { target: KillTarget::Name(n), signal } => h.kill(Target::Name(n.clone()), *signal),
-            Fault::Kill { target: KillTarget::Pid(p), signal } => h.kill(Target::Pid(*p), *signal),
+            Fault::Kill {
+                target: KillTarget::Name(n),
+                signal,
+            } => h.kill(Target::Name(n.clone()), *signal),
+            Fault::Kill {
+                target: KillTarget::Pid(p),
+                signal,
+            } => h.kill(Target::Pid(*p), *signal),
             Fault::Freeze(p) => h.freeze(*p),
             Fault::Thaw(p) => h.thaw(*p),
             Fault::Cut => h.cut_network(),

@@ -5,7 +5,10 @@
 use crate::charm::{coerce_option, read_charm, unpack, EndpointSpec, Role};
 use crate::engine::Runtime;
 use crate::protocol::{AppPlan, DeployPlan};
-use crate::state::{app_of, unit_number, ActionRun, Application, Life, Machine, RelEndpoint, Relation, Status, Unit, UniterView};
+use crate::state::{
+    app_of, unit_number, ActionRun, Application, Life, Machine, RelEndpoint, Relation, Status,
+    Unit, UniterView,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +26,8 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     if let Some(p) = to.parent() {
         std::fs::create_dir_all(p)?;
     }
-    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -32,22 +36,36 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
     let mut metas = BTreeMap::new();
     for app in &plan.apps {
         if rt.state.applications.contains_key(&app.name) {
-            bail!("cannot add application {:?}: application already exists", app.name);
+            bail!(
+                "cannot add application {:?}: application already exists",
+                app.name
+            );
         }
         let meta = read_charm(&app.charm)?;
         if meta.subordinate && (app.num_units > 0 || !app.to.is_empty()) {
-            bail!("application {:?} is subordinate: it cannot have units or placement", app.name);
+            bail!(
+                "application {:?} is subordinate: it cannot have units or placement",
+                app.name
+            );
         }
         for (k, v) in &app.options {
-            let opt = meta.options.get(k).ok_or_else(|| anyhow!("application {:?}: unknown option {k:?}", app.name))?;
-            coerce_option(opt, v).with_context(|| format!("application {:?}: option {k:?}", app.name))?;
+            let opt = meta
+                .options
+                .get(k)
+                .ok_or_else(|| anyhow!("application {:?}: unknown option {k:?}", app.name))?;
+            coerce_option(opt, v)
+                .with_context(|| format!("application {:?}: option {k:?}", app.name))?;
         }
         for (r, p) in &app.resources {
             if !meta.resources.contains(r) {
                 bail!("application {:?}: charm has no resource {r:?}", app.name);
             }
             if !p.is_file() {
-                bail!("application {:?}: resource {r:?}: file {} does not exist", app.name, p.display());
+                bail!(
+                    "application {:?}: resource {r:?}: file {} does not exist",
+                    app.name,
+                    p.display()
+                );
             }
         }
         metas.insert(app.name.clone(), meta);
@@ -58,7 +76,12 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
         copy_file(&app.charm, &copy)?;
         let mut resources = BTreeMap::new();
         for (r, p) in &app.resources {
-            let dst = rt.layout.resources().join(&app.name).join(r).join(p.file_name().unwrap_or_default());
+            let dst = rt
+                .layout
+                .resources()
+                .join(&app.name)
+                .join(r)
+                .join(p.file_name().unwrap_or_default());
             copy_file(p, &dst)?;
             resources.insert(r.clone(), dst);
         }
@@ -88,7 +111,21 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
         for p in peers {
             let id = rt.state.next_relation;
             rt.state.next_relation += 1;
-            rt.state.relations.insert(id, Relation { id, endpoints: vec![RelEndpoint { app: app.name.clone(), spec: p }], container: false, dying: false, unit_bags: BTreeMap::new(), app_bags: BTreeMap::new(), in_scope: BTreeSet::new() });
+            rt.state.relations.insert(
+                id,
+                Relation {
+                    id,
+                    endpoints: vec![RelEndpoint {
+                        app: app.name.clone(),
+                        spec: p,
+                    }],
+                    container: false,
+                    dying: false,
+                    unit_bags: BTreeMap::new(),
+                    app_bags: BTreeMap::new(),
+                    in_scope: BTreeSet::new(),
+                },
+            );
         }
     }
     // units, in an order where `to: other/N` targets exist first
@@ -99,13 +136,20 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
         let before = todo.len();
         let mut rest = Vec::new();
         for app in todo {
-            let ready = app.to.iter().all(|t| !t.contains('/') || rt.state.units.contains_key(t));
+            let ready = app
+                .to
+                .iter()
+                .all(|t| !t.contains('/') || rt.state.units.contains_key(t));
             if !ready {
                 rest.push(app);
                 continue;
             }
             for i in 0..app.num_units as usize {
-                let placement = match app.to.get(i).or(if app.to.len() == 1 && !plan.bundle { app.to.first() } else { None }) {
+                let placement = match app.to.get(i).or(if app.to.len() == 1 && !plan.bundle {
+                    app.to.first()
+                } else {
+                    None
+                }) {
                     None => Placement::NewMachine,
                     Some(t) => parse_placement(rt, t, plan.bundle, &mut machine_map)?,
                 };
@@ -113,7 +157,10 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
             }
         }
         if rest.len() == before {
-            bail!("placements refer to units that will never exist: {:?}", rest.iter().map(|a| &a.name).collect::<Vec<_>>());
+            bail!(
+                "placements refer to units that will never exist: {:?}",
+                rest.iter().map(|a| &a.name).collect::<Vec<_>>()
+            );
         }
         todo = rest;
     }
@@ -123,7 +170,12 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
     Ok(added)
 }
 
-fn parse_placement(rt: &mut Runtime, t: &str, bundle: bool, machine_map: &mut BTreeMap<String, String>) -> Result<Placement> {
+fn parse_placement(
+    rt: &mut Runtime,
+    t: &str,
+    bundle: bool,
+    machine_map: &mut BTreeMap<String, String>,
+) -> Result<Placement> {
     if t == "new" || t.contains(':') {
         // lxd:N / kvm:N: a container is a machine of its own here
         return Ok(Placement::NewMachine);
@@ -148,25 +200,55 @@ fn parse_placement(rt: &mut Runtime, t: &str, bundle: bool, machine_map: &mut BT
 /// Create a machine (a host) and record it.
 pub fn new_machine(rt: &mut Runtime) -> Result<String> {
     let id = rt.state.next_machine.to_string();
-    let info = rt.machines.add(&id).with_context(|| format!("creating machine {id}"))?;
+    let info = rt
+        .machines
+        .add(&id)
+        .with_context(|| format!("creating machine {id}"))?;
     rt.state.next_machine += 1;
-    rt.state.machines.insert(id.clone(), Machine { id: id.clone(), hostname: info.hostname, ip: info.ip, cidr: info.cidr, state: "started".into() });
+    rt.state.machines.insert(
+        id.clone(),
+        Machine {
+            id: id.clone(),
+            hostname: info.hostname,
+            ip: info.ip,
+            cidr: info.cidr,
+            state: "started".into(),
+        },
+    );
     Ok(id)
 }
 
 fn install_unit_files(rt: &Runtime, unit: &Unit) -> Result<()> {
     let app = &rt.state.applications[&unit.app];
     let charm_dir = rt.machines.host_path(&unit.machine, &unit.charm_dir());
-    unpack(&app.charm_path, &charm_dir).with_context(|| format!("unpacking the charm for {}", unit.name))?;
+    unpack(&app.charm_path, &charm_dir)
+        .with_context(|| format!("unpacking the charm for {}", unit.name))?;
     for (name, path) in &app.resources {
-        let dst = rt.machines.host_path(&unit.machine, &format!("{}/resources/{}/{}", unit.agent_dir(), name, path.file_name().unwrap_or_default().to_string_lossy()));
+        let dst = rt.machines.host_path(
+            &unit.machine,
+            &format!(
+                "{}/resources/{}/{}",
+                unit.agent_dir(),
+                name,
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        );
         copy_file(path, &dst)?;
     }
     Ok(())
 }
 
-fn make_unit(rt: &mut Runtime, app: &str, machine: String, principal: Option<String>) -> Result<String> {
-    let a = rt.state.applications.get_mut(app).ok_or_else(|| anyhow!("application {app:?} not found"))?;
+fn make_unit(
+    rt: &mut Runtime,
+    app: &str,
+    machine: String,
+    principal: Option<String>,
+) -> Result<String> {
+    let a = rt
+        .state
+        .applications
+        .get_mut(app)
+        .ok_or_else(|| anyhow!("application {app:?} not found"))?;
     let name = format!("{app}/{}", a.next_unit);
     a.next_unit += 1;
     let unit = Unit {
@@ -197,7 +279,11 @@ fn make_unit(rt: &mut Runtime, app: &str, machine: String, principal: Option<Str
 
 /// Add a unit of a principal application, and its subordinates.
 pub fn add_unit(rt: &mut Runtime, app: &str, placement: Placement) -> Result<String> {
-    let a = rt.state.applications.get(app).ok_or_else(|| anyhow!("application {app:?} not found"))?;
+    let a = rt
+        .state
+        .applications
+        .get(app)
+        .ok_or_else(|| anyhow!("application {app:?} not found"))?;
     if a.meta.subordinate {
         bail!("cannot add unit to application {app:?}: application is subordinate");
     }
@@ -209,7 +295,12 @@ pub fn add_unit(rt: &mut Runtime, app: &str, placement: Placement) -> Result<Str
             }
             m
         }
-        Placement::WithUnit(u) => rt.state.units.get(&u).map(|u| u.machine.clone()).ok_or_else(|| anyhow!("unit {u:?} not found"))?,
+        Placement::WithUnit(u) => rt
+            .state
+            .units
+            .get(&u)
+            .map(|u| u.machine.clone())
+            .ok_or_else(|| anyhow!("unit {u:?} not found"))?,
     };
     let name = make_unit(rt, app, machine, None)?;
     ensure_subordinates(rt)?;
@@ -220,16 +311,37 @@ pub fn add_unit(rt: &mut Runtime, app: &str, placement: Placement) -> Result<Str
 /// relation with.
 fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
     let mut wanted = Vec::new();
-    for r in rt.state.relations.values().filter(|r| r.container && !r.dying && r.endpoints.len() == 2) {
+    for r in rt
+        .state
+        .relations
+        .values()
+        .filter(|r| r.container && !r.dying && r.endpoints.len() == 2)
+    {
         for (i, e) in r.endpoints.iter().enumerate() {
             let other = &r.endpoints[1 - i];
-            let sub = rt.state.applications.get(&e.app).is_some_and(|a| a.meta.subordinate);
-            let other_sub = rt.state.applications.get(&other.app).is_some_and(|a| a.meta.subordinate);
+            let sub = rt
+                .state
+                .applications
+                .get(&e.app)
+                .is_some_and(|a| a.meta.subordinate);
+            let other_sub = rt
+                .state
+                .applications
+                .get(&other.app)
+                .is_some_and(|a| a.meta.subordinate);
             if !sub || other_sub {
                 continue;
             }
-            for p in rt.state.units.values().filter(|u| u.app == other.app && u.life == Life::Alive && u.principal.is_none()) {
-                let has = rt.state.units.values().any(|s| s.app == e.app && s.principal.as_deref() == Some(&p.name));
+            for p in
+                rt.state.units.values().filter(|u| {
+                    u.app == other.app && u.life == Life::Alive && u.principal.is_none()
+                })
+            {
+                let has = rt
+                    .state
+                    .units
+                    .values()
+                    .any(|s| s.app == e.app && s.principal.as_deref() == Some(&p.name));
                 if !has {
                     wanted.push((e.app.clone(), p.name.clone(), p.machine.clone()));
                 }
@@ -246,14 +358,24 @@ fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
 /// Start removing units (their subordinates go too); leadership moves if needed.
 pub fn remove_units(rt: &mut Runtime, units: &[String]) -> Result<()> {
     for u in units {
-        let unit = rt.state.units.get(u).ok_or_else(|| anyhow!("unit {u:?} not found"))?;
+        let unit = rt
+            .state
+            .units
+            .get(u)
+            .ok_or_else(|| anyhow!("unit {u:?} not found"))?;
         if unit.principal.is_some() {
             bail!("unit {u:?} is a subordinate, remove the relation or its principal instead");
         }
     }
     for u in units {
         let mut dying = vec![u.clone()];
-        dying.extend(rt.state.units.values().filter(|s| s.principal.as_deref() == Some(u)).map(|s| s.name.clone()));
+        dying.extend(
+            rt.state
+                .units
+                .values()
+                .filter(|s| s.principal.as_deref() == Some(u))
+                .map(|s| s.name.clone()),
+        );
         for d in dying {
             if let Some(x) = rt.state.units.get_mut(&d) {
                 x.life = Life::Dying;
@@ -279,10 +401,23 @@ pub fn resolve_endpoints(rt: &Runtime, a: &str, b: &str) -> Result<(RelEndpoint,
     if aa == ba {
         bail!("cannot relate application {aa:?} to itself");
     }
-    let ma = &rt.state.applications.get(aa).ok_or_else(|| anyhow!("application {aa:?} not found"))?.meta;
-    let mb = &rt.state.applications.get(ba).ok_or_else(|| anyhow!("application {ba:?} not found"))?.meta;
+    let ma = &rt
+        .state
+        .applications
+        .get(aa)
+        .ok_or_else(|| anyhow!("application {aa:?} not found"))?
+        .meta;
+    let mb = &rt
+        .state
+        .applications
+        .get(ba)
+        .ok_or_else(|| anyhow!("application {ba:?} not found"))?
+        .meta;
     let cands = |m: &crate::charm::CharmMeta, e: Option<&str>| -> Vec<EndpointSpec> {
-        m.all_endpoints().into_iter().filter(|x| x.role != Role::Peer && e.is_none_or(|e| x.name == e)).collect()
+        m.all_endpoints()
+            .into_iter()
+            .filter(|x| x.role != Role::Peer && e.is_none_or(|e| x.name == e))
+            .collect()
     };
     let (ca, cb) = (cands(ma, ae), cands(mb, be));
     if let Some(e) = ae.filter(|_| ca.is_empty()) {
@@ -294,14 +429,21 @@ pub fn resolve_endpoints(rt: &Runtime, a: &str, b: &str) -> Result<(RelEndpoint,
     let mut pairs = Vec::new();
     for x in &ca {
         for y in &cb {
-            let roles_ok = matches!((x.role, y.role), (Role::Provider, Role::Requirer) | (Role::Requirer, Role::Provider));
+            let roles_ok = matches!(
+                (x.role, y.role),
+                (Role::Provider, Role::Requirer) | (Role::Requirer, Role::Provider)
+            );
             if roles_ok && x.interface == y.interface {
                 pairs.push((x.clone(), y.clone()));
             }
         }
     }
     if pairs.len() > 1 {
-        let explicit: Vec<_> = pairs.iter().filter(|(x, y)| x.name != "juju-info" && y.name != "juju-info").cloned().collect();
+        let explicit: Vec<_> = pairs
+            .iter()
+            .filter(|(x, y)| x.name != "juju-info" && y.name != "juju-info")
+            .cloned()
+            .collect();
         if !explicit.is_empty() {
             pairs = explicit;
         }
@@ -310,11 +452,24 @@ pub fn resolve_endpoints(rt: &Runtime, a: &str, b: &str) -> Result<(RelEndpoint,
         0 => bail!("no relations found between {a:?} and {b:?}"),
         1 => {
             let (x, y) = pairs.remove(0);
-            Ok((RelEndpoint { app: aa.into(), spec: x }, RelEndpoint { app: ba.into(), spec: y }))
+            Ok((
+                RelEndpoint {
+                    app: aa.into(),
+                    spec: x,
+                },
+                RelEndpoint {
+                    app: ba.into(),
+                    spec: y,
+                },
+            ))
         }
         _ => bail!(
             "ambiguous relation: {a:?} {b:?} could refer to {}",
-            pairs.iter().map(|(x, y)| format!("\"{aa}:{} {ba}:{}\"", x.name, y.name)).collect::<Vec<_>>().join("; ")
+            pairs
+                .iter()
+                .map(|(x, y)| format!("\"{aa}:{} {ba}:{}\"", x.name, y.name))
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
     }
 }
@@ -322,14 +477,33 @@ pub fn resolve_endpoints(rt: &Runtime, a: &str, b: &str) -> Result<(RelEndpoint,
 /// `juju integrate a b`.
 pub fn integrate(rt: &mut Runtime, a: &str, b: &str) -> Result<u32> {
     let (ea, eb) = resolve_endpoints(rt, a, b)?;
-    let exists = rt.state.relations.values().any(|r| !r.dying && r.endpoints.len() == 2 && r.endpoints.contains(&ea) && r.endpoints.contains(&eb));
+    let exists = rt.state.relations.values().any(|r| {
+        !r.dying && r.endpoints.len() == 2 && r.endpoints.contains(&ea) && r.endpoints.contains(&eb)
+    });
     if exists {
-        bail!("relation {}:{} {}:{} already exists", ea.app, ea.spec.name, eb.app, eb.spec.name);
+        bail!(
+            "relation {}:{} {}:{} already exists",
+            ea.app,
+            ea.spec.name,
+            eb.app,
+            eb.spec.name
+        );
     }
     let container = ea.spec.container || eb.spec.container;
     let id = rt.state.next_relation;
     rt.state.next_relation += 1;
-    rt.state.relations.insert(id, Relation { id, endpoints: vec![ea, eb], container, dying: false, unit_bags: BTreeMap::new(), app_bags: BTreeMap::new(), in_scope: BTreeSet::new() });
+    rt.state.relations.insert(
+        id,
+        Relation {
+            id,
+            endpoints: vec![ea, eb],
+            container,
+            dying: false,
+            unit_bags: BTreeMap::new(),
+            app_bags: BTreeMap::new(),
+            in_scope: BTreeSet::new(),
+        },
+    );
     ensure_subordinates(rt)?;
     Ok(id)
 }
@@ -343,7 +517,9 @@ pub fn remove_relation(rt: &mut Runtime, a: &str, b: &str) -> Result<()> {
         rt.state
             .relations
             .values()
-            .find(|r| !r.dying && r.endpoints.len() == 2 && r.local(aa).is_some() && r.local(ba).is_some())
+            .find(|r| {
+                !r.dying && r.endpoints.len() == 2 && r.local(aa).is_some() && r.local(ba).is_some()
+            })
             .map(|r| (r.local(aa).unwrap().clone(), r.local(ba).unwrap().clone()))
             .ok_or(e)
     })?;
@@ -352,15 +528,35 @@ pub fn remove_relation(rt: &mut Runtime, a: &str, b: &str) -> Result<()> {
         .relations
         .values_mut()
         .find(|r| !r.dying && r.endpoints.contains(&ea) && r.endpoints.contains(&eb))
-        .ok_or_else(|| anyhow!("relation \"{}:{} {}:{}\" not found", ea.app, ea.spec.name, eb.app, eb.spec.name))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "relation \"{}:{} {}:{}\" not found",
+                ea.app,
+                ea.spec.name,
+                eb.app,
+                eb.spec.name
+            )
+        })?;
     rel.dying = true;
     if rel.container {
-        let (pa, sa) = if rt.state.applications[&ea.app].meta.subordinate { (eb.app.clone(), ea.app.clone()) } else { (ea.app.clone(), eb.app.clone()) };
+        let (pa, sa) = if rt.state.applications[&ea.app].meta.subordinate {
+            (eb.app.clone(), ea.app.clone())
+        } else {
+            (ea.app.clone(), eb.app.clone())
+        };
         let still = |st: &crate::state::ModelState| {
-            st.relations.values().any(|r| !r.dying && r.container && r.local(&pa).is_some() && r.local(&sa).is_some())
+            st.relations.values().any(|r| {
+                !r.dying && r.container && r.local(&pa).is_some() && r.local(&sa).is_some()
+            })
         };
         if !still(&rt.state) {
-            let subs: Vec<String> = rt.state.units.values().filter(|u| u.app == sa && u.principal.as_deref().is_some_and(|p| app_of(p) == pa)).map(|u| u.name.clone()).collect();
+            let subs: Vec<String> = rt
+                .state
+                .units
+                .values()
+                .filter(|u| u.app == sa && u.principal.as_deref().is_some_and(|p| app_of(p) == pa))
+                .map(|u| u.name.clone())
+                .collect();
             for s in subs {
                 rt.state.units.get_mut(&s).unwrap().life = Life::Dying;
             }
@@ -371,13 +567,32 @@ pub fn remove_relation(rt: &mut Runtime, a: &str, b: &str) -> Result<()> {
 }
 
 /// `juju config app [k=v ...] [--reset k]`; returns the effective config.
-pub fn config(rt: &mut Runtime, app: &str, set: &[String], reset: &[String]) -> Result<BTreeMap<String, Value>> {
-    let a = rt.state.applications.get_mut(app).ok_or_else(|| anyhow!("application {app:?} not found"))?;
+pub fn config(
+    rt: &mut Runtime,
+    app: &str,
+    set: &[String],
+    reset: &[String],
+) -> Result<BTreeMap<String, Value>> {
+    let a = rt
+        .state
+        .applications
+        .get_mut(app)
+        .ok_or_else(|| anyhow!("application {app:?} not found"))?;
     let mut changes = Vec::new();
     for kv in set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("expected key=value, got {kv:?}"))?;
-        let opt = a.meta.options.get(k).ok_or_else(|| anyhow!("unknown option {k:?}"))?;
-        changes.push((k.to_string(), coerce_option(opt, &Value::String(v.to_string())).with_context(|| format!("option {k:?}"))?));
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected key=value, got {kv:?}"))?;
+        let opt = a
+            .meta
+            .options
+            .get(k)
+            .ok_or_else(|| anyhow!("unknown option {k:?}"))?;
+        changes.push((
+            k.to_string(),
+            coerce_option(opt, &Value::String(v.to_string()))
+                .with_context(|| format!("option {k:?}"))?,
+        ));
     }
     for k in reset {
         if !a.meta.options.contains_key(k) {
@@ -396,7 +611,12 @@ pub fn config(rt: &mut Runtime, app: &str, set: &[String], reset: &[String]) -> 
 /// Resolve `app/leader` to the leader unit.
 pub fn resolve_unit(rt: &Runtime, unit: &str) -> Result<String> {
     if let Some(app) = unit.strip_suffix("/leader") {
-        return rt.state.applications.get(app).and_then(|a| a.leader.clone()).ok_or_else(|| anyhow!("application {app:?} has no leader"));
+        return rt
+            .state
+            .applications
+            .get(app)
+            .and_then(|a| a.leader.clone())
+            .ok_or_else(|| anyhow!("application {app:?} has no leader"));
     }
     if !rt.state.units.contains_key(unit) {
         bail!("unit {unit:?} not found");
@@ -408,16 +628,24 @@ pub fn resolve_unit(rt: &Runtime, unit: &str) -> Result<String> {
 pub fn run_action(rt: &mut Runtime, unit: &str, action: &str, params: &[String]) -> Result<u32> {
     let unit = resolve_unit(rt, unit)?;
     let app = &rt.state.applications[app_of(&unit)];
-    let defaults = app.meta.actions.get(action).ok_or_else(|| anyhow!("action {action:?} not defined on unit {unit:?}"))?;
+    let defaults = app
+        .meta
+        .actions
+        .get(action)
+        .ok_or_else(|| anyhow!("action {action:?} not defined on unit {unit:?}"))?;
     let mut p = defaults.clone();
     for kv in params {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("expected key=value, got {kv:?}"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("expected key=value, got {kv:?}"))?;
         let val: Value = serde_yaml::from_str(v).unwrap_or(Value::String(v.to_string()));
         // dotted keys nest, as in `juju run`
         let parts: Vec<&str> = k.split('.').collect();
         let mut m = &mut p;
         for part in &parts[..parts.len() - 1] {
-            let e = m.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
+            let e = m
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
             if !e.is_object() {
                 *e = Value::Object(Default::default());
             }
@@ -427,8 +655,25 @@ pub fn run_action(rt: &mut Runtime, unit: &str, action: &str, params: &[String])
     }
     let id = rt.state.next_action;
     rt.state.next_action += 1;
-    rt.state.actions.insert(id, ActionRun { id, unit: unit.clone(), name: action.into(), params: p, status: "pending".into(), message: String::new(), results: Default::default(), log: vec![] });
-    rt.state.units.get_mut(&unit).unwrap().pending_actions.push(id);
+    rt.state.actions.insert(
+        id,
+        ActionRun {
+            id,
+            unit: unit.clone(),
+            name: action.into(),
+            params: p,
+            status: "pending".into(),
+            message: String::new(),
+            results: Default::default(),
+            log: vec![],
+        },
+    );
+    rt.state
+        .units
+        .get_mut(&unit)
+        .unwrap()
+        .pending_actions
+        .push(id);
     Ok(id)
 }
 
@@ -436,7 +681,9 @@ pub fn run_action(rt: &mut Runtime, unit: &str, action: &str, params: &[String])
 pub fn resolve(rt: &mut Runtime, unit: &str, no_retry: bool) -> Result<()> {
     let unit = resolve_unit(rt, unit)?;
     let u = rt.state.units.get_mut(&unit).unwrap();
-    let Some(err) = u.error.as_mut() else { bail!("unit {unit:?} is not in an error state") };
+    let Some(err) = u.error.as_mut() else {
+        bail!("unit {unit:?} is not in an error state")
+    };
     if no_retry {
         let h = err.hook.clone();
         u.error = None;
@@ -453,11 +700,21 @@ pub fn resolve(rt: &mut Runtime, unit: &str, no_retry: bool) -> Result<()> {
 
 /// `juju refresh --path`: new charm content, upgrade-charm on every unit.
 pub fn refresh(rt: &mut Runtime, app: &str, path: Option<&Path>) -> Result<()> {
-    let a = rt.state.applications.get(app).ok_or_else(|| anyhow!("application {app:?} not found"))?;
-    let src = path.map(|p| p.to_path_buf()).unwrap_or_else(|| a.charm_path.clone());
+    let a = rt
+        .state
+        .applications
+        .get(app)
+        .ok_or_else(|| anyhow!("application {app:?} not found"))?;
+    let src = path
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| a.charm_path.clone());
     let meta = read_charm(&src)?;
     if meta.name != a.meta.name {
-        bail!("cannot refresh {app:?}: charm name {:?} differs from {:?}", meta.name, a.meta.name);
+        bail!(
+            "cannot refresh {app:?}: charm name {:?} differs from {:?}",
+            meta.name,
+            a.meta.name
+        );
     }
     if src != a.charm_path {
         copy_file(&src, &a.charm_path)?;
@@ -465,7 +722,13 @@ pub fn refresh(rt: &mut Runtime, app: &str, path: Option<&Path>) -> Result<()> {
     let a = rt.state.applications.get_mut(app).unwrap();
     a.meta = meta;
     a.charm_revision += 1;
-    let units: Vec<Unit> = rt.state.units.values().filter(|u| u.app == app).cloned().collect();
+    let units: Vec<Unit> = rt
+        .state
+        .units
+        .values()
+        .filter(|u| u.app == app)
+        .cloned()
+        .collect();
     for u in units {
         install_unit_files(rt, &u)?;
     }

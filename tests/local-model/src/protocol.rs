@@ -52,28 +52,67 @@ pub enum FaultOp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
-    Deploy { plan: DeployPlan },
-    AddUnit { app: String, n: u32, to: Option<String> },
-    RemoveUnit { units: Vec<String> },
-    Integrate { a: String, b: String },
-    RemoveRelation { a: String, b: String },
-    Config { app: String, set: Vec<String>, reset: Vec<String> },
-    Refresh { app: String, path: Option<PathBuf> },
-    Run { unit: String, action: String, params: Vec<String> },
-    Action { id: u32 },
-    Resolve { unit: String, no_retry: bool },
+    Deploy {
+        plan: DeployPlan,
+    },
+    AddUnit {
+        app: String,
+        n: u32,
+        to: Option<String>,
+    },
+    RemoveUnit {
+        units: Vec<String>,
+    },
+    Integrate {
+        a: String,
+        b: String,
+    },
+    RemoveRelation {
+        a: String,
+        b: String,
+    },
+    Config {
+        app: String,
+        set: Vec<String>,
+        reset: Vec<String>,
+    },
+    Refresh {
+        app: String,
+        path: Option<PathBuf>,
+    },
+    Run {
+        unit: String,
+        action: String,
+        params: Vec<String>,
+    },
+    Action {
+        id: u32,
+    },
+    Resolve {
+        unit: String,
+        no_retry: bool,
+    },
     Status,
     /// Units that are not settled (running or queued hooks, errors).
     Unsettled,
     /// `machine` is a machine id or a unit name (its machine).
-    Fault { machine: String, fault: FaultOp },
+    Fault {
+        machine: String,
+        fault: FaultOp,
+    },
     Destroy,
     Ping,
     /// Run a command in a machine (like `juju ssh <target> <cmd>`); the answer carries
     /// `code`, `stdout`, `stderr`.
-    Exec { machine: String, argv: Vec<String> },
+    Exec {
+        machine: String,
+        argv: Vec<String>,
+    },
     /// Where `inside` (a path in the machine of `unit`, or a machine id) is, seen from here.
-    HostPath { machine: String, inside: String },
+    HostPath {
+        machine: String,
+        inside: String,
+    },
 }
 
 /// daemon -> CLI.
@@ -124,7 +163,8 @@ pub fn recv<T: DeserializeOwned>(r: &mut impl BufRead) -> Result<T> {
 
 /// One request/response round trip on a socket.
 pub fn call<Q: Serialize, A: DeserializeOwned>(sock: &Path, req: &Q) -> Result<A> {
-    let mut s = UnixStream::connect(sock).with_context(|| format!("connecting to {}", sock.display()))?;
+    let mut s =
+        UnixStream::connect(sock).with_context(|| format!("connecting to {}", sock.display()))?;
     send(&mut s, req)?;
     let mut r = BufReader::new(s);
     recv(&mut r)

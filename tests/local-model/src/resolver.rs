@@ -80,12 +80,25 @@ impl HookSpec {
 
 /// A stable hash of an application's effective config (Juju's ConfigHash).
 pub fn config_hash(state: &ModelState, app: &str) -> String {
-    state.applications.get(app).map(|a| serde_json::to_string(&a.effective_config()).unwrap_or_default()).unwrap_or_default()
+    state
+        .applications
+        .get(app)
+        .map(|a| serde_json::to_string(&a.effective_config()).unwrap_or_default())
+        .unwrap_or_default()
 }
 
-fn rel_hook(state: &ModelState, unit_app: &str, rel_id: u32, kind: HookKind, suffix: &str) -> HookSpec {
+fn rel_hook(
+    state: &ModelState,
+    unit_app: &str,
+    rel_id: u32,
+    kind: HookKind,
+    suffix: &str,
+) -> HookSpec {
     let rel = &state.relations[&rel_id];
-    let ep = rel.local(unit_app).map(|e| e.spec.name.clone()).unwrap_or_default();
+    let ep = rel
+        .local(unit_app)
+        .map(|e| e.spec.name.clone())
+        .unwrap_or_default();
     let mut h = HookSpec::simple(kind, &format!("{ep}-relation-{suffix}"));
     h.relation = Some(rel_id);
     h.endpoint = ep;
@@ -116,7 +129,13 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         // "if we're dying we must ensure that all relations are broken first"
         for (id, rv) in &view.relations {
             if let Some(m) = rv.members.keys().next() {
-                let mut h = rel_hook(state, &unit.app, *id, HookKind::RelationDeparted, "departed");
+                let mut h = rel_hook(
+                    state,
+                    &unit.app,
+                    *id,
+                    HookKind::RelationDeparted,
+                    "departed",
+                );
                 h.remote_unit = m.clone();
                 h.departing = unit.name.clone();
                 return Some(h);
@@ -125,7 +144,13 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         for id in view.relations.keys() {
             // A peer relation's broken hook never fires (docs/reference/hook.md).
             if !state.relations.get(id).is_some_and(|r| r.is_peer()) {
-                return Some(rel_hook(state, &unit.app, *id, HookKind::RelationBroken, "broken"));
+                return Some(rel_hook(
+                    state,
+                    &unit.app,
+                    *id,
+                    HookKind::RelationBroken,
+                    "broken",
+                ));
             }
         }
         if view.started {
@@ -136,7 +161,13 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     // relation-created for every relation the unit is part of, before start.
     for rel in state.relations.values() {
         if !rel.dying && !view.relations.contains_key(&rel.id) && state.participates(rel, unit) {
-            return Some(rel_hook(state, &unit.app, rel.id, HookKind::RelationCreated, "created"));
+            return Some(rel_hook(
+                state,
+                &unit.app,
+                rel.id,
+                HookKind::RelationCreated,
+                "created",
+            ));
         }
     }
     // upgrade-charm -> config-changed -> (leader-settings-changed) -> start
@@ -213,12 +244,21 @@ fn pending_action(state: &ModelState, unit: &crate::state::Unit) -> Option<HookS
     Some(h)
 }
 
-fn next_relation_hook(state: &ModelState, unit_name: &str, id: u32, rv: &RelView) -> Option<HookSpec> {
+fn next_relation_hook(
+    state: &ModelState,
+    unit_name: &str,
+    id: u32,
+    rv: &RelView,
+) -> Option<HookSpec> {
     let unit = &state.units[unit_name];
     let Some(rel) = state.relations.get(&id) else {
         return Some(rel_hook_gone(unit_name, id));
     };
-    let current = if state.participates(rel, unit) { state.members(rel, unit) } else { vec![] };
+    let current = if state.participates(rel, unit) {
+        state.members(rel, unit)
+    } else {
+        vec![]
+    };
     // departed for members that left
     if let Some(m) = rv.members.keys().find(|m| !current.contains(m)) {
         let mut h = rel_hook(state, &unit.app, id, HookKind::RelationDeparted, "departed");
@@ -228,7 +268,13 @@ fn next_relation_hook(state: &ModelState, unit_name: &str, id: u32, rv: &RelView
     }
     // broken once the relation is going away and nobody is left
     if (rel.dying || !state.participates(rel, unit)) && rv.members.is_empty() {
-        return Some(rel_hook(state, &unit.app, id, HookKind::RelationBroken, "broken"));
+        return Some(rel_hook(
+            state,
+            &unit.app,
+            id,
+            HookKind::RelationBroken,
+            "broken",
+        ));
     }
     // changed right after joined, within this relation
     let changed = |m: &String, h: &mut HookSpec| {
@@ -274,7 +320,9 @@ fn rel_hook_gone(_unit: &str, id: u32) -> HookSpec {
 /// Record in the unit's view what a successful hook has seen (Juju's operation Commit).
 /// Returns `true` when the unit is gone (after `remove`).
 pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64) -> bool {
-    let Some(unit) = state.units.get_mut(unit_name) else { return true };
+    let Some(unit) = state.units.get_mut(unit_name) else {
+        return true;
+    };
     let v = &mut unit.view;
     match h.kind {
         HookKind::Install => v.installed = true,
@@ -324,12 +372,20 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         HookKind::RelationCreated => {
             let id = h.relation.unwrap_or_default();
             v.relations.insert(id, RelView::default());
-            let ip = state.machines.get(&unit.machine).map(|m| m.ip.clone()).unwrap_or_default();
+            let ip = state
+                .machines
+                .get(&unit.machine)
+                .map(|m| m.ip.clone())
+                .unwrap_or_default();
             if let Some(r) = state.relations.get_mut(&id) {
                 r.in_scope.insert(unit_name.to_string());
                 // Juju fills these into every unit's databag when it enters scope.
                 let bag = r.unit_bags.entry(unit_name.to_string()).or_default();
-                for (k, val) in [("egress-subnets", format!("{ip}/32")), ("ingress-address", ip.clone()), ("private-address", ip)] {
+                for (k, val) in [
+                    ("egress-subnets", format!("{ip}/32")),
+                    ("ingress-address", ip.clone()),
+                    ("private-address", ip),
+                ] {
                     bag.data.entry(k.to_string()).or_insert(val);
                 }
             }
@@ -383,7 +439,13 @@ pub fn collect_relations(state: &mut ModelState) {
     let gone: Vec<u32> = state
         .relations
         .values()
-        .filter(|r| r.dying && !state.units.values().any(|u| u.view.relations.contains_key(&r.id)))
+        .filter(|r| {
+            r.dying
+                && !state
+                    .units
+                    .values()
+                    .any(|u| u.view.relations.contains_key(&r.id))
+        })
         .map(|r| r.id)
         .collect();
     for id in gone {

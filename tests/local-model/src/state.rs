@@ -21,18 +21,28 @@ pub struct Status {
 impl Status {
     /// A status stamped now.
     pub fn new(status: &str, message: &str) -> Status {
-        Status { status: status.into(), message: message.into(), since: now_secs() }
+        Status {
+            status: status.into(),
+            message: message.into(),
+            since: now_secs(),
+        }
     }
 }
 
 /// Seconds since the epoch.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A Juju machine (a host of the lab, or a directory in bare mode).
@@ -221,11 +231,18 @@ impl Relation {
         if self.is_peer() {
             return Some(&self.endpoints[0].app);
         }
-        self.endpoints.iter().find(|e| e.app != app).map(|e| e.app.as_str())
+        self.endpoints
+            .iter()
+            .find(|e| e.app != app)
+            .map(|e| e.app.as_str())
     }
     /// `app:endpoint app:endpoint` for display and lookups.
     pub fn key(&self) -> String {
-        self.endpoints.iter().map(|e| format!("{}:{}", e.app, e.spec.name)).collect::<Vec<_>>().join(" ")
+        self.endpoints
+            .iter()
+            .map(|e| format!("{}:{}", e.app, e.spec.name))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -262,7 +279,11 @@ impl Secret {
     /// secret-remove so it can delete them.
     pub fn obsolete(&self) -> Vec<u64> {
         let latest = self.latest();
-        self.revisions.keys().copied().filter(|r| *r < latest && !self.consumers.values().any(|c| c.tracked == *r)).collect()
+        self.revisions
+            .keys()
+            .copied()
+            .filter(|r| *r < latest && !self.consumers.values().any(|c| c.tracked == *r))
+            .collect()
     }
 
     /// The latest revision number.
@@ -297,7 +318,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { retry_base_ms: 5_000, retry_max_ms: 300_000, update_status_ms: 300_000 }
+        Settings {
+            retry_base_ms: 5_000,
+            retry_max_ms: 300_000,
+            update_status_ms: 300_000,
+        }
     }
 }
 
@@ -351,14 +376,16 @@ impl ModelState {
 
     /// Load from a JSON file.
     pub fn load(path: &Path) -> Result<ModelState> {
-        let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let s =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&s).with_context(|| format!("parsing {}", path.display()))
     }
 
     /// Write atomically (write + rename) so a crash never leaves half a file.
     pub fn save(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
         Ok(())
     }
@@ -381,7 +408,10 @@ impl ModelState {
         let other = rel.remote_app(&unit.app).unwrap_or_default();
         match &unit.principal {
             Some(p) => app_of(p) == other,
-            None => self.units.values().any(|u| u.principal.as_deref() == Some(&unit.name) && u.app == other),
+            None => self
+                .units
+                .values()
+                .any(|u| u.principal.as_deref() == Some(&unit.name) && u.app == other),
         }
     }
 
@@ -390,7 +420,9 @@ impl ModelState {
         if rel.dying || unit.life != Life::Alive || !rel.in_scope.contains(&unit.name) {
             return vec![];
         }
-        let Some(remote_app) = rel.remote_app(&unit.app) else { return vec![] };
+        let Some(remote_app) = rel.remote_app(&unit.app) else {
+            return vec![];
+        };
         rel.in_scope
             .iter()
             .filter_map(|n| self.units.get(n))
@@ -431,7 +463,11 @@ impl ModelState {
                 return;
             }
         }
-        let mut alive: Vec<&Unit> = self.units.values().filter(|u| u.app == app && u.life == Life::Alive).collect();
+        let mut alive: Vec<&Unit> = self
+            .units
+            .values()
+            .filter(|u| u.app == app && u.life == Life::Alive)
+            .collect();
         alive.sort_by_key(|u| unit_number(&u.name));
         let new = alive.first().map(|u| u.name.clone());
         if let Some(a) = self.applications.get_mut(app) {
@@ -453,7 +489,10 @@ pub fn app_of(unit: &str) -> &str {
 
 /// The number part of a unit name.
 pub fn unit_number(unit: &str) -> u32 {
-    unit.rsplit('/').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    unit.rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A random-looking id from the clock, the pid and a counter (no RNG dependency needed:
@@ -461,8 +500,14 @@ pub fn unit_number(unit: &str) -> u32 {
 pub fn unique_u64() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    let mut x = t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = t
+        ^ ((std::process::id() as u64) << 32)
+        ^ N.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // splitmix64 finaliser so consecutive ids look unrelated
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -486,8 +531,14 @@ fn pseudo_uuid() -> String {
 pub fn secret_xid() -> String {
     const A: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
     let (a, b) = (unique_u64(), unique_u64());
-    (0..20).map(|i| {
-        let v = if i < 12 { a >> (i * 5) } else { b >> ((i - 12) * 5) };
-        A[(v & 31) as usize] as char
-    }).collect()
+    (0..20)
+        .map(|i| {
+            let v = if i < 12 {
+                a >> (i * 5)
+            } else {
+                b >> ((i - 12) * 5)
+            };
+            A[(v & 31) as usize] as char
+        })
+        .collect()
 }

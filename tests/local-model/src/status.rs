@@ -7,12 +7,18 @@ use serde_json::{json, Map, Value};
 fn unit_json(st: &ModelState, u: &Unit) -> Value {
     let machine = st.machines.get(&u.machine);
     let (wl, wm) = match &u.error {
-        Some(e) => ("error".to_string(), format!("hook failed: {:?}", e.hook.name)),
+        Some(e) => (
+            "error".to_string(),
+            format!("hook failed: {:?}", e.hook.name),
+        ),
         None => (u.workload.status.clone(), u.workload.message.clone()),
     };
     // a unit on a stopped machine is what Juju calls lost
     let (agent, agent_msg) = match machine.map(|m| m.state.as_str()) {
-        Some("stopped") => ("lost".to_string(), "agent is not communicating with the server".to_string()),
+        Some("stopped") => (
+            "lost".to_string(),
+            "agent is not communicating with the server".to_string(),
+        ),
         _ => (u.agent.clone(), u.agent_message.clone()),
     };
     let mut v = json!({
@@ -27,7 +33,12 @@ fn unit_json(st: &ModelState, u: &Unit) -> Value {
     if st.is_leader(&u.name) {
         v["leader"] = json!(true);
     }
-    let subs: Map<String, Value> = st.units.values().filter(|s| s.principal.as_deref() == Some(&u.name)).map(|s| (s.name.clone(), unit_json(st, s))).collect();
+    let subs: Map<String, Value> = st
+        .units
+        .values()
+        .filter(|s| s.principal.as_deref() == Some(&u.name))
+        .map(|s| (s.name.clone(), unit_json(st, s)))
+        .collect();
     if !subs.is_empty() {
         v["subordinates"] = Value::Object(subs);
     }
@@ -44,7 +55,12 @@ pub fn status_json(st: &ModelState) -> Value {
     let mut apps = Map::new();
     for a in st.applications.values() {
         let s = app_status(st, &a.name);
-        let units: Map<String, Value> = st.units.values().filter(|u| u.app == a.name && u.principal.is_none()).map(|u| (u.name.clone(), unit_json(st, u))).collect();
+        let units: Map<String, Value> = st
+            .units
+            .values()
+            .filter(|u| u.app == a.name && u.principal.is_none())
+            .map(|u| (u.name.clone(), unit_json(st, u)))
+            .collect();
         let mut rels: Map<String, Value> = Map::new();
         let mut sub_to = Vec::new();
         for r in st.relations.values().filter(|r| !r.dying) {
@@ -83,10 +99,21 @@ pub fn status_json(st: &ModelState) -> Value {
 
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let w: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let w: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, s)| format!("{:width$}", s, width = w[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{:width$}", s, width = w[i]))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -96,52 +123,153 @@ fn table(rows: &[Vec<String>]) -> String {
 /// The model as a `juju status`-like table.
 pub fn status_table(st: &ModelState) -> String {
     let mut out = table(&[
-        vec!["Model".into(), "Controller".into(), "Cloud/Region".into(), "Version".into()],
-        vec![st.name.clone(), "local-model".into(), format!("local/{:?}", st.substrate).to_lowercase(), crate::engine::JUJU_VERSION.into()],
+        vec![
+            "Model".into(),
+            "Controller".into(),
+            "Cloud/Region".into(),
+            "Version".into(),
+        ],
+        vec![
+            st.name.clone(),
+            "local-model".into(),
+            format!("local/{:?}", st.substrate).to_lowercase(),
+            crate::engine::JUJU_VERSION.into(),
+        ],
     ]);
     out.push('\n');
-    let mut apps = vec![vec!["App".into(), "Version".into(), "Status".into(), "Scale".into(), "Charm".into(), "Rev".into(), "Message".into()]];
+    let mut apps = vec![vec![
+        "App".into(),
+        "Version".into(),
+        "Status".into(),
+        "Scale".into(),
+        "Charm".into(),
+        "Rev".into(),
+        "Message".into(),
+    ]];
     for a in st.applications.values() {
         let s = app_status(st, &a.name);
         let scale = st.units.values().filter(|u| u.app == a.name).count();
-        apps.push(vec![a.name.clone(), a.workload_version.clone(), s.status, scale.to_string(), a.meta.name.clone(), a.charm_revision.to_string(), s.message]);
+        apps.push(vec![
+            a.name.clone(),
+            a.workload_version.clone(),
+            s.status,
+            scale.to_string(),
+            a.meta.name.clone(),
+            a.charm_revision.to_string(),
+            s.message,
+        ]);
     }
     out.push_str(&table(&apps));
     out.push('\n');
-    let mut units = vec![vec!["Unit".into(), "Workload".into(), "Agent".into(), "Machine".into(), "Public address".into(), "Ports".into(), "Message".into()]];
+    let mut units = vec![vec![
+        "Unit".into(),
+        "Workload".into(),
+        "Agent".into(),
+        "Machine".into(),
+        "Public address".into(),
+        "Ports".into(),
+        "Message".into(),
+    ]];
     let mut add = |u: &Unit, indent: &str| {
         let lead = if st.is_leader(&u.name) { "*" } else { "" };
         let (wl, msg) = match &u.error {
-            Some(e) => ("error".to_string(), format!("hook failed: {:?}", e.hook.name)),
+            Some(e) => (
+                "error".to_string(),
+                format!("hook failed: {:?}", e.hook.name),
+            ),
             None => (u.workload.status.clone(), u.workload.message.clone()),
         };
-        let ip = st.machines.get(&u.machine).map(|m| m.ip.clone()).unwrap_or_default();
-        let agent = if st.machines.get(&u.machine).is_some_and(|m| m.state == "stopped") { "lost".to_string() } else { u.agent.clone() };
-        units.push(vec![format!("{indent}{}{lead}", u.name), wl, agent, u.machine.clone(), ip, u.ports.iter().cloned().collect::<Vec<_>>().join(","), msg]);
+        let ip = st
+            .machines
+            .get(&u.machine)
+            .map(|m| m.ip.clone())
+            .unwrap_or_default();
+        let agent = if st
+            .machines
+            .get(&u.machine)
+            .is_some_and(|m| m.state == "stopped")
+        {
+            "lost".to_string()
+        } else {
+            u.agent.clone()
+        };
+        units.push(vec![
+            format!("{indent}{}{lead}", u.name),
+            wl,
+            agent,
+            u.machine.clone(),
+            ip,
+            u.ports.iter().cloned().collect::<Vec<_>>().join(","),
+            msg,
+        ]);
     };
-    let mut principals: Vec<&Unit> = st.units.values().filter(|u| u.principal.is_none()).collect();
+    let mut principals: Vec<&Unit> = st
+        .units
+        .values()
+        .filter(|u| u.principal.is_none())
+        .collect();
     principals.sort_by_key(|u| (u.app.clone(), crate::state::unit_number(&u.name)));
     for u in principals {
         add(u, "");
-        for s in st.units.values().filter(|s| s.principal.as_deref() == Some(&u.name)) {
+        for s in st
+            .units
+            .values()
+            .filter(|s| s.principal.as_deref() == Some(&u.name))
+        {
             add(s, "  ");
         }
     }
     out.push_str(&table(&units));
     out.push('\n');
-    let mut ms = vec![vec!["Machine".into(), "State".into(), "Address".into(), "Inst id".into()]];
+    let mut ms = vec![vec![
+        "Machine".into(),
+        "State".into(),
+        "Address".into(),
+        "Inst id".into(),
+    ]];
     for m in st.machines.values() {
-        ms.push(vec![m.id.clone(), m.state.clone(), m.ip.clone(), m.hostname.clone()]);
+        ms.push(vec![
+            m.id.clone(),
+            m.state.clone(),
+            m.ip.clone(),
+            m.hostname.clone(),
+        ]);
     }
     out.push_str(&table(&ms));
     if !st.relations.is_empty() {
         out.push('\n');
-        let mut rs = vec![vec!["Integration provider".into(), "Requirer".into(), "Type".into()]];
+        let mut rs = vec![vec![
+            "Integration provider".into(),
+            "Requirer".into(),
+            "Type".into(),
+        ]];
         for r in st.relations.values() {
-            let e: Vec<String> = r.endpoints.iter().map(|e| format!("{}:{}", e.app, e.spec.name)).collect();
-            let kind = if r.is_peer() { "peer" } else if r.container { "subordinate" } else { "regular" };
-            let (p, q) = if e.len() == 1 { (e[0].clone(), e[0].clone()) } else { (e[0].clone(), e[1].clone()) };
-            rs.push(vec![p, q, if r.dying { format!("{kind} (dying)") } else { kind.into() }]);
+            let e: Vec<String> = r
+                .endpoints
+                .iter()
+                .map(|e| format!("{}:{}", e.app, e.spec.name))
+                .collect();
+            let kind = if r.is_peer() {
+                "peer"
+            } else if r.container {
+                "subordinate"
+            } else {
+                "regular"
+            };
+            let (p, q) = if e.len() == 1 {
+                (e[0].clone(), e[0].clone())
+            } else {
+                (e[0].clone(), e[1].clone())
+            };
+            rs.push(vec![
+                p,
+                q,
+                if r.dying {
+                    format!("{kind} (dying)")
+                } else {
+                    kind.into()
+                },
+            ]);
         }
         out.push_str(&table(&rs));
     }

@@ -6,7 +6,13 @@ use crate::protocol::{call, ToolRequest, ToolResponse};
 use std::io::{Read, Write};
 
 /// Tools that may read settings from `--file` (a path or `-` for stdin).
-const FILE_TOOLS: &[&str] = &["relation-set", "state-set", "leader-set", "secret-add", "secret-set"];
+const FILE_TOOLS: &[&str] = &[
+    "relation-set",
+    "state-set",
+    "leader-set",
+    "secret-add",
+    "secret-set",
+];
 
 /// Rewrite `--file PATH` into `--file -` with the file's content as stdin: the daemon
 /// may not see the unit's filesystem (it lives in another mount namespace).
@@ -27,9 +33,12 @@ fn prepare(tool: &str, args: &[String]) -> Result<(Vec<String>, String), String>
             Some(f) if FILE_TOOLS.contains(&tool) => {
                 let mut content = String::new();
                 if f == "-" {
-                    std::io::stdin().read_to_string(&mut content).map_err(|e| format!("reading stdin: {e}"))?;
+                    std::io::stdin()
+                        .read_to_string(&mut content)
+                        .map_err(|e| format!("reading stdin: {e}"))?;
                 } else {
-                    content = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {f:?}: {e}"))?;
+                    content = std::fs::read_to_string(&f)
+                        .map_err(|e| format!("cannot read {f:?}: {e}"))?;
                 }
                 stdin = Some(content);
                 out.push("--file".into());
@@ -42,7 +51,8 @@ fn prepare(tool: &str, args: &[String]) -> Result<(Vec<String>, String), String>
             // `key#file=/path` content comes from the unit's filesystem too
             None if tool.starts_with("secret-") && a.contains("#file=") && !a.starts_with('-') => {
                 let (key, path) = a.split_once("#file=").unwrap();
-                let content = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+                let content = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {path:?}: {e}"))?;
                 out.push(format!("{key}={content}"));
             }
             None => out.push(a.clone()),
@@ -68,7 +78,12 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
         eprintln!("ERROR JUJU_AGENT_SOCKET_ADDRESS not set");
         return 1;
     };
-    let req = ToolRequest { context_id: ctx, tool: tool.to_string(), args, stdin };
+    let req = ToolRequest {
+        context_id: ctx,
+        tool: tool.to_string(),
+        args,
+        stdin,
+    };
     match call::<_, ToolResponse>(std::path::Path::new(&sock), &req) {
         Ok(r) => {
             let _ = std::io::stdout().write_all(r.stdout.as_bytes());
@@ -90,13 +105,19 @@ mod tests {
     fn file_paths_become_stdin() {
         let p = std::env::temp_dir().join(format!("lm-tc-{}", std::process::id()));
         std::fs::write(&p, "a: b\n").unwrap();
-        let args = vec!["-r".to_string(), "x:1".into(), format!("--file={}", p.display()), "k=v".into()];
+        let args = vec![
+            "-r".to_string(),
+            "x:1".into(),
+            format!("--file={}", p.display()),
+            "k=v".into(),
+        ];
         let (a, s) = prepare("relation-set", &args).unwrap();
         assert_eq!(a, vec!["-r", "x:1", "--file", "-", "k=v"]);
         assert_eq!(s, "a: b\n");
         std::fs::remove_file(&p).unwrap();
         assert!(prepare("relation-set", &["--file".into(), "/nonexistent/x".into()]).is_err());
-        let (a, _) = prepare("secret-add", &[format!("tls-key#file={}", p.display())]).unwrap_or_default();
+        let (a, _) =
+            prepare("secret-add", &[format!("tls-key#file={}", p.display())]).unwrap_or_default();
         assert!(a.is_empty(), "file removed above, so this must fail");
         std::fs::write(&p, "PEM").unwrap();
         let (a, _) = prepare("secret-add", &[format!("tls-key#file={}", p.display())]).unwrap();

@@ -15,7 +15,11 @@ fn lm(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         .env("LM_UPDATE_STATUS_MS", "0")
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn ok(dir: &std::path::Path, args: &[&str]) -> String {
@@ -32,18 +36,54 @@ fn cli_drives_a_model() {
     let sub = dir.join("charms/lm-test-sub.charm");
     let rec = format!("record-dir={}", dir.join("rec").display());
     let blob = format!("blob={}", dir.join("blob.txt").display());
-    let out = ok(&dir, &["deploy", charm.to_str().unwrap(), "web", "-n", "2", "--config", &rec, "--config", "greeting=hey", "--resource", &blob]);
+    let out = ok(
+        &dir,
+        &[
+            "deploy",
+            charm.to_str().unwrap(),
+            "web",
+            "-n",
+            "2",
+            "--config",
+            &rec,
+            "--config",
+            "greeting=hey",
+            "--resource",
+            &blob,
+        ],
+    );
     assert_eq!(out, "Added unit web/0\nAdded unit web/1\n");
     ok(&dir, &["deploy", sub.to_str().unwrap(), "--config", &rec]);
     ok(&dir, &["integrate", "web", "lm-test-sub"]);
-    assert_eq!(ok(&dir, &["add-unit", "web", "--to", "web/0"]), "Added unit web/2\n");
+    assert_eq!(
+        ok(&dir, &["add-unit", "web", "--to", "web/0"]),
+        "Added unit web/2\n"
+    );
     ok(&dir, &["wait", "--timeout", "60"]);
 
-    let st: serde_json::Value = serde_json::from_str(&ok(&dir, &["status", "--format=json"])).unwrap();
-    assert_eq!(unit_status(&st, "web/2")["machine"], unit_status(&st, "web/0")["machine"], "co-located");
-    assert_eq!(units_in(&st), vec!["lm-test-sub/0", "lm-test-sub/1", "lm-test-sub/2", "web/0", "web/1", "web/2"]);
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&dir, &["status", "--format=json"])).unwrap();
+    assert_eq!(
+        unit_status(&st, "web/2")["machine"],
+        unit_status(&st, "web/0")["machine"],
+        "co-located"
+    );
+    assert_eq!(
+        units_in(&st),
+        vec![
+            "lm-test-sub/0",
+            "lm-test-sub/1",
+            "lm-test-sub/2",
+            "web/0",
+            "web/1",
+            "web/2"
+        ]
+    );
     let table = ok(&dir, &["status"]);
-    assert!(table.contains("web/0*") && table.contains("  lm-test-sub/0"), "{table}");
+    assert!(
+        table.contains("web/0*") && table.contains("  lm-test-sub/0"),
+        "{table}"
+    );
 
     let cfg = ok(&dir, &["config", "web"]);
     assert!(cfg.contains("greeting: hey"), "{cfg}");
@@ -52,7 +92,10 @@ fn cli_drives_a_model() {
     assert!(err.contains("expected int"), "{err}");
 
     let run = ok(&dir, &["run", "web/leader", "hello", "who=cli"]);
-    assert!(run.contains("greeting: hey cli") && run.contains("status: completed"), "{run}");
+    assert!(
+        run.contains("greeting: hey cli") && run.contains("status: completed"),
+        "{run}"
+    );
     let (code, _, err) = lm(&dir, &["run", "web/1", "fail"]);
     assert_ne!(code, 0);
     assert!(err.contains("told to fail"), "{err}");
@@ -65,12 +108,19 @@ fn cli_drives_a_model() {
     assert!(err.contains("subordinate"), "{err}");
 
     let log = ok(&dir, &["logs", "web/0", "-n", "500"]);
-    assert!(log.contains("INFO web/0 running install hook") && log.contains("tool is-leader"), "{log}");
+    assert!(
+        log.contains("INFO web/0 running install hook") && log.contains("tool is-leader"),
+        "{log}"
+    );
     ok(&dir, &["remove-unit", "web/2"]);
     ok(&dir, &["wait", "--timeout", "60"]);
-    let st: serde_json::Value = serde_json::from_str(&ok(&dir, &["status", "--format=json"])).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(&dir, &["status", "--format=json"])).unwrap();
     assert!(!units_in(&st).contains(&"web/2".to_string()));
-    assert!(st["machines"].get("0").is_some(), "machine 0 still hosts web/0");
+    assert!(
+        st["machines"].get("0").is_some(),
+        "machine 0 still hosts web/0"
+    );
 
     ok(&dir, &["destroy"]);
     assert!(!dir.join("model").exists());

@@ -11,24 +11,56 @@ const T: Duration = Duration::from_secs(60);
 
 fn expected_env_names(relation: bool) -> Vec<&'static str> {
     let mut v = vec![
-        "APT_LISTCHANGES_FRONTEND", "CHARM_DIR", "CLOUD_API_VERSION", "DEBIAN_FRONTEND", "JUJU_AGENT_SOCKET_ADDRESS",
-        "JUJU_AGENT_SOCKET_NETWORK", "JUJU_API_ADDRESSES", "JUJU_AVAILABILITY_ZONE", "JUJU_CHARM_DIR", "JUJU_CHARM_FTP_PROXY",
-        "JUJU_CHARM_HTTPS_PROXY", "JUJU_CHARM_HTTP_PROXY", "JUJU_CHARM_NO_PROXY", "JUJU_CONTEXT_ID", "JUJU_DISPATCH_PATH",
-        "JUJU_HOOK_NAME", "JUJU_MACHINE_ID", "JUJU_MODEL_NAME", "JUJU_MODEL_UUID", "JUJU_PRINCIPAL_UNIT", "JUJU_SLA",
-        "JUJU_UNIT_NAME", "JUJU_VERSION", "LANG", "PATH", "TERM",
+        "APT_LISTCHANGES_FRONTEND",
+        "CHARM_DIR",
+        "CLOUD_API_VERSION",
+        "DEBIAN_FRONTEND",
+        "JUJU_AGENT_SOCKET_ADDRESS",
+        "JUJU_AGENT_SOCKET_NETWORK",
+        "JUJU_API_ADDRESSES",
+        "JUJU_AVAILABILITY_ZONE",
+        "JUJU_CHARM_DIR",
+        "JUJU_CHARM_FTP_PROXY",
+        "JUJU_CHARM_HTTPS_PROXY",
+        "JUJU_CHARM_HTTP_PROXY",
+        "JUJU_CHARM_NO_PROXY",
+        "JUJU_CONTEXT_ID",
+        "JUJU_DISPATCH_PATH",
+        "JUJU_HOOK_NAME",
+        "JUJU_MACHINE_ID",
+        "JUJU_MODEL_NAME",
+        "JUJU_MODEL_UUID",
+        "JUJU_PRINCIPAL_UNIT",
+        "JUJU_SLA",
+        "JUJU_UNIT_NAME",
+        "JUJU_VERSION",
+        "LANG",
+        "PATH",
+        "TERM",
     ];
     if relation {
-        v.extend(["JUJU_RELATION", "JUJU_RELATION_ID", "JUJU_REMOTE_APP", "JUJU_REMOTE_UNIT"]);
+        v.extend([
+            "JUJU_RELATION",
+            "JUJU_RELATION_ID",
+            "JUJU_REMOTE_APP",
+            "JUJU_REMOTE_UNIT",
+        ]);
     }
     v.sort();
     v
 }
 
 fn env_names(dir: &std::path::Path, unit: &str, hook: &str) -> Vec<String> {
-    let p = dir.join("rec").join(format!("env-{}-{hook}", unit.replace('/', "-")));
+    let p = dir
+        .join("rec")
+        .join(format!("env-{}-{hook}", unit.replace('/', "-")));
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     // PWD, SHLVL and _ are bash's own
-    let mut v: Vec<String> = text.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string())).filter(|k| !["PWD", "SHLVL", "_"].contains(&k.as_str())).collect();
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+        .filter(|k| !["PWD", "SHLVL", "_"].contains(&k.as_str()))
+        .collect();
     v.sort();
     v
 }
@@ -38,16 +70,25 @@ fn bundle_in_bare_mode_follows_juju_order() {
     let dir = scratch("bare");
     let bundle = write_bundle(&dir, "");
     let m = model(&dir);
-    let added = m.deploy_bundle(&bundle, &[], Substrate::Bare).expect("deploy");
+    let added = m
+        .deploy_bundle(&bundle, &[], Substrate::Bare)
+        .expect("deploy");
     assert_eq!(added, vec!["a/0", "a/1", "a/2", "b/0"]);
     m.wait(T).expect("settle after deploy");
 
     let st = m.status().unwrap();
-    assert_eq!(units_in(&st), vec!["a/0", "a/1", "a/2", "b/0", "sub/0", "sub/1", "sub/2"]);
+    assert_eq!(
+        units_in(&st),
+        vec!["a/0", "a/1", "a/2", "b/0", "sub/0", "sub/1", "sub/2"]
+    );
     assert_eq!(unit_status(&st, "a/0")["leader"], true);
     assert_eq!(st["applications"]["a"]["version"], "1.2.3");
     for u in ["a/0", "a/1", "a/2", "b/0"] {
-        assert_eq!(unit_status(&st, u)["workload-status"]["current"], "active", "{u}: {st}");
+        assert_eq!(
+            unit_status(&st, u)["workload-status"]["current"],
+            "active",
+            "{u}: {st}"
+        );
     }
 
     // --- setup order (reference §3.1) and relation order (§3.2) on every unit
@@ -59,7 +100,10 @@ fn bundle_in_bare_mode_follows_juju_order() {
         // leader-set by the new leader may fire leader-settings-changed again: collapse repeats
         h.dedup_by(|a, b| a == b && a == "leader-settings-changed");
         let start = check_setup_order(u, &h, leader);
-        let created: Vec<&String> = h[1..start].iter().filter(|x| x.ends_with("-relation-created")).collect();
+        let created: Vec<&String> = h[1..start]
+            .iter()
+            .filter(|x| x.ends_with("-relation-created"))
+            .collect();
         let want_created = match u {
             "b/0" => 2,
             _ if u.starts_with("sub") => 1,
@@ -71,112 +115,268 @@ fn bundle_in_bare_mode_follows_juju_order() {
     // the documented sequences, exactly, where timing cannot reorder them
     assert_eq!(
         names(&records(&dir, "sub/1")),
-        vec!["install", "host-relation-created", "leader-settings-changed", "config-changed", "start", "host-relation-joined", "host-relation-changed"]
+        vec![
+            "install",
+            "host-relation-created",
+            "leader-settings-changed",
+            "config-changed",
+            "start",
+            "host-relation-joined",
+            "host-relation-changed"
+        ]
     );
     assert_eq!(
         names(&records(&dir, "b/0"))[..6].to_vec(),
-        vec!["install", "cluster-relation-created", "client-relation-created", "leader-elected", "config-changed", "start"]
+        vec![
+            "install",
+            "cluster-relation-created",
+            "client-relation-created",
+            "leader-elected",
+            "config-changed",
+            "start"
+        ]
     );
     // peers: every a unit joined the two others; the subordinate only sees its principal
     for u in ["a/0", "a/1", "a/2"] {
         let recs = records(&dir, u);
-        let mut peers: Vec<String> = recs.iter().filter(|r| r.hook == "cluster-relation-joined").map(|r| r.var("JUJU_REMOTE_UNIT").to_string()).collect();
+        let mut peers: Vec<String> = recs
+            .iter()
+            .filter(|r| r.hook == "cluster-relation-joined")
+            .map(|r| r.var("JUJU_REMOTE_UNIT").to_string())
+            .collect();
         peers.sort();
-        let want: Vec<String> = ["a/0", "a/1", "a/2"].iter().filter(|x| **x != u).map(|s| s.to_string()).collect();
+        let want: Vec<String> = ["a/0", "a/1", "a/2"]
+            .iter()
+            .filter(|x| **x != u)
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(peers, want, "{u}");
         let n = u.split('/').nth(1).unwrap();
-        let subs: Vec<&str> = recs.iter().filter(|r| r.hook == "juju-info-relation-joined").map(|r| r.var("JUJU_REMOTE_UNIT")).collect();
+        let subs: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.hook == "juju-info-relation-joined")
+            .map(|r| r.var("JUJU_REMOTE_UNIT"))
+            .collect();
         assert_eq!(subs, vec![format!("sub/{n}")], "{u}: container scope");
         let s = records(&dir, &format!("sub/{n}"));
-        assert!(s.iter().all(|r| r.var("JUJU_PRINCIPAL_UNIT") == u), "sub/{n} principal");
-        assert!(s.iter().any(|r| r.notes.iter().any(|x| x.starts_with("principal-addr 127."))), "sub/{n} read its principal's address");
+        assert!(
+            s.iter().all(|r| r.var("JUJU_PRINCIPAL_UNIT") == u),
+            "sub/{n} principal"
+        );
+        assert!(
+            s.iter()
+                .any(|r| r.notes.iter().any(|x| x.starts_with("principal-addr 127."))),
+            "sub/{n} read its principal's address"
+        );
     }
 
     // --- each hook's wall time is logged once, after it ran, with its exit code (make bench
     // reads these lines); as many lines as hooks the unit ran
     let log = std::fs::read_to_string(dir.join("model/logs/unit-a-1.log")).unwrap();
-    let ran: Vec<&str> = log.lines().filter(|l| l.starts_with("INFO a/1 ran ")).collect();
-    assert_eq!(ran.len() as u64, unit_status(&st, "a/1")["hooks-run"].as_u64().unwrap(), "{log}");
-    let install = ran.iter().find(|l| l.starts_with("INFO a/1 ran install hook in ")).unwrap_or_else(|| panic!("{ran:?}"));
-    let ms: u64 = install.split(" in ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{install}"));
+    let ran: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("INFO a/1 ran "))
+        .collect();
+    assert_eq!(
+        ran.len() as u64,
+        unit_status(&st, "a/1")["hooks-run"].as_u64().unwrap(),
+        "{log}"
+    );
+    let install = ran
+        .iter()
+        .find(|l| l.starts_with("INFO a/1 ran install hook in "))
+        .unwrap_or_else(|| panic!("{ran:?}"));
+    let ms: u64 = install
+        .split(" in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{install}"));
     assert!(ms < 60_000 && install.ends_with("ms (exit 0)"), "{install}");
     let started = log.find("INFO a/1 running install hook").unwrap();
-    assert!(log.find("INFO a/1 ran install hook").unwrap() > started, "logged after the hook ran");
+    assert!(
+        log.find("INFO a/1 ran install hook").unwrap() > started,
+        "logged after the hook ran"
+    );
 
     // --- environment: exactly the documented variables, no HOME
     assert_eq!(env_names(&dir, "a/1", "install"), expected_env_names(false));
-    assert_eq!(env_names(&dir, "a/1", "web-relation-joined"), expected_env_names(true));
-    let joined = records(&dir, "a/1").into_iter().find(|r| r.hook == "web-relation-joined").unwrap();
-    assert_eq!(joined.var("JUJU_DISPATCH_PATH"), "hooks/web-relation-joined");
+    assert_eq!(
+        env_names(&dir, "a/1", "web-relation-joined"),
+        expected_env_names(true)
+    );
+    let joined = records(&dir, "a/1")
+        .into_iter()
+        .find(|r| r.hook == "web-relation-joined")
+        .unwrap();
+    assert_eq!(
+        joined.var("JUJU_DISPATCH_PATH"),
+        "hooks/web-relation-joined"
+    );
     assert!(joined.var("JUJU_RELATION_ID").starts_with("web:"));
     assert_eq!(joined.var("JUJU_REMOTE_APP"), "b");
     assert_eq!(joined.var("JUJU_REMOTE_UNIT"), "b/0");
-    let created = records(&dir, "a/1").into_iter().find(|r| r.hook == "web-relation-created").unwrap();
-    assert!(created.vars.contains_key("JUJU_REMOTE_UNIT") && created.var("JUJU_REMOTE_UNIT").is_empty());
+    let created = records(&dir, "a/1")
+        .into_iter()
+        .find(|r| r.hook == "web-relation-created")
+        .unwrap();
+    assert!(
+        created.vars.contains_key("JUJU_REMOTE_UNIT") && created.var("JUJU_REMOTE_UNIT").is_empty()
+    );
 
     // --- relation data both ways, app data from the leaders, resource attached
     let b = records(&dir, "b/0");
-    let a_seen: Vec<&String> = b.iter().filter(|r| r.hook == "client-relation-changed").flat_map(|r| r.notes.iter()).collect();
-    assert!(a_seen.iter().any(|n| n.contains("\"unit\":\"a/2\"")), "b/0 saw a/2's data: {a_seen:?}");
-    assert!(a_seen.iter().any(|n| n.starts_with("app-data {\"greeting\":\"hello\",\"leader\":\"a/0\",\"secret-id\":\"secret:")), "{a_seen:?}");
+    let a_seen: Vec<&String> = b
+        .iter()
+        .filter(|r| r.hook == "client-relation-changed")
+        .flat_map(|r| r.notes.iter())
+        .collect();
+    assert!(
+        a_seen.iter().any(|n| n.contains("\"unit\":\"a/2\"")),
+        "b/0 saw a/2's data: {a_seen:?}"
+    );
+    assert!(
+        a_seen.iter().any(|n| n.starts_with(
+            "app-data {\"greeting\":\"hello\",\"leader\":\"a/0\",\"secret-id\":\"secret:"
+        )),
+        "{a_seen:?}"
+    );
     let a2 = records(&dir, "a/2");
-    let b_seen: Vec<&String> = a2.iter().filter(|r| r.hook == "web-relation-changed").flat_map(|r| r.notes.iter()).collect();
-    assert!(b_seen.iter().any(|n| n.contains("\"unit\":\"b/0\"") && n.contains("\"ingress-address\"")), "{b_seen:?}");
-    assert!(b_seen.iter().any(|n| n.contains("\"greeting\":\"hi-from-b\"")), "{b_seen:?}");
-    assert!(a2[0].notes.iter().any(|n| n == "resource=blob-content"), "{:?}", a2[0].notes);
+    let b_seen: Vec<&String> = a2
+        .iter()
+        .filter(|r| r.hook == "web-relation-changed")
+        .flat_map(|r| r.notes.iter())
+        .collect();
+    assert!(
+        b_seen
+            .iter()
+            .any(|n| n.contains("\"unit\":\"b/0\"") && n.contains("\"ingress-address\"")),
+        "{b_seen:?}"
+    );
+    assert!(
+        b_seen
+            .iter()
+            .any(|n| n.contains("\"greeting\":\"hi-from-b\"")),
+        "{b_seen:?}"
+    );
+    assert!(
+        a2[0].notes.iter().any(|n| n == "resource=blob-content"),
+        "{:?}",
+        a2[0].notes
+    );
 
     // --- leader-only app data: a non-leader's write fails with Juju's message, and it
     // cannot read its own app databag on a non-peer relation
     let a1 = records(&dir, "a/1");
-    let web_created = a1.iter().find(|r| r.hook == "web-relation-created").unwrap();
-    assert!(web_created.notes.iter().any(|n| n == "app-write rc=1 ERROR cannot write relation settings"), "{:?}", web_created.notes);
-    assert!(web_created.notes.iter().any(|n| n.starts_with("own-app-read rc=1 ERROR")), "{:?}", web_created.notes);
+    let web_created = a1
+        .iter()
+        .find(|r| r.hook == "web-relation-created")
+        .unwrap();
+    assert!(
+        web_created
+            .notes
+            .iter()
+            .any(|n| n == "app-write rc=1 ERROR cannot write relation settings"),
+        "{:?}",
+        web_created.notes
+    );
+    assert!(
+        web_created
+            .notes
+            .iter()
+            .any(|n| n.starts_with("own-app-read rc=1 ERROR")),
+        "{:?}",
+        web_created.notes
+    );
     let st = m.status().unwrap();
     assert!(!st.to_string().contains("sneaky"));
 
     // --- actions
-    let run = m.run_action("a/leader", "hello", &["who=tester"], T).unwrap();
+    let run = m
+        .run_action("a/leader", "hello", &["who=tester"], T)
+        .unwrap();
     assert_eq!(run.status, "completed");
     assert_eq!(run.results["greeting"], "hello tester");
     assert_eq!(run.results["stdout"], "said hello\n");
     assert_eq!(run.log, vec!["greeting tester"]);
     let run = m.run_action("a/1", "fail", &[], T).unwrap();
-    assert_eq!((run.status.as_str(), run.message.as_str()), ("failed", "told to fail"));
+    assert_eq!(
+        (run.status.as_str(), run.message.as_str()),
+        ("failed", "told to fail")
+    );
     assert!(m.run_action("a/1", "nope", &[], T).is_err());
 
     // --- secrets: shared by a's leader over web, read by b/0; a new revision reaches b/0
     // as secret-changed, and the owner is told to remove the revision nobody tracks
     let b0 = records(&dir, "b/0");
-    assert!(b0.iter().flat_map(|r| r.notes.iter()).any(|n| n == "secret {\"password\":\"initial\"}"), "{:?}", b0.iter().flat_map(|r| r.notes.iter()).collect::<Vec<_>>());
+    assert!(
+        b0.iter()
+            .flat_map(|r| r.notes.iter())
+            .any(|n| n == "secret {\"password\":\"initial\"}"),
+        "{:?}",
+        b0.iter().flat_map(|r| r.notes.iter()).collect::<Vec<_>>()
+    );
     let n = b0.len();
-    let run = m.run_action("a/0", "rotate", &["password=rotated"], T).unwrap();
+    let run = m
+        .run_action("a/0", "rotate", &["password=rotated"], T)
+        .unwrap();
     assert_eq!(run.status, "completed", "{run:?}");
     m.wait(T).unwrap();
     let b0 = records(&dir, "b/0");
-    let changed: Vec<&common::Rec> = b0[n..].iter().filter(|r| r.hook == "secret-changed").collect();
+    let changed: Vec<&common::Rec> = b0[n..]
+        .iter()
+        .filter(|r| r.hook == "secret-changed")
+        .collect();
     assert_eq!(changed.len(), 1, "{:?}", names(&b0[n..]));
     assert!(changed[0].var("JUJU_SECRET_ID").starts_with("secret:"));
     assert_eq!(changed[0].var("JUJU_SECRET_LABEL"), "web-creds");
-    assert_eq!(changed[0].notes, vec!["secret-changed {\"password\":\"rotated\"}"]);
-    let removed: Vec<common::Rec> = records(&dir, "a/0").into_iter().filter(|r| r.hook == "secret-remove").collect();
+    assert_eq!(
+        changed[0].notes,
+        vec!["secret-changed {\"password\":\"rotated\"}"]
+    );
+    let removed: Vec<common::Rec> = records(&dir, "a/0")
+        .into_iter()
+        .filter(|r| r.hook == "secret-remove")
+        .collect();
     assert_eq!(removed.len(), 1);
     assert_eq!(removed[0].var("JUJU_SECRET_REVISION"), "1");
 
     // --- add-unit: the new unit sets up; its peers and b/0 see it join
-    let before: Vec<usize> = ["a/0", "a/1", "a/2", "b/0"].iter().map(|u| records(&dir, u).len()).collect();
-    m.request(&local_model::Request::AddUnit { app: "a".into(), n: 1, to: None }).unwrap();
+    let before: Vec<usize> = ["a/0", "a/1", "a/2", "b/0"]
+        .iter()
+        .map(|u| records(&dir, u).len())
+        .collect();
+    m.request(&local_model::Request::AddUnit {
+        app: "a".into(),
+        n: 1,
+        to: None,
+    })
+    .unwrap();
     m.wait(T).expect("settle after add-unit");
     let a3 = records(&dir, "a/3");
     let s = check_setup_order("a/3", &names(&a3), false);
     check_relation_order("a/3", &a3);
-    assert!(names(&a3)[s..].iter().filter(|h| *h == "cluster-relation-joined").count() == 3);
+    assert!(
+        names(&a3)[s..]
+            .iter()
+            .filter(|h| *h == "cluster-relation-joined")
+            .count()
+            == 3
+    );
     for (i, u) in ["a/0", "a/1", "a/2", "b/0"].iter().enumerate() {
         let recs = records(&dir, u);
-        let new: Vec<(String, String)> = recs[before[i]..].iter().filter(|r| r.hook.contains("relation")).map(|r| (r.hook.clone(), r.var("JUJU_REMOTE_UNIT").to_string())).collect();
+        let new: Vec<(String, String)> = recs[before[i]..]
+            .iter()
+            .filter(|r| r.hook.contains("relation"))
+            .map(|r| (r.hook.clone(), r.var("JUJU_REMOTE_UNIT").to_string()))
+            .collect();
         let ep = if *u == "b/0" { "client" } else { "cluster" };
         assert_eq!(
             new,
-            vec![(format!("{ep}-relation-joined"), "a/3".to_string()), (format!("{ep}-relation-changed"), "a/3".to_string())],
+            vec![
+                (format!("{ep}-relation-joined"), "a/3".to_string()),
+                (format!("{ep}-relation-changed"), "a/3".to_string())
+            ],
             "{u}"
         );
     }
@@ -184,72 +384,160 @@ fn bundle_in_bare_mode_follows_juju_order() {
 
     // --- remove-unit of the leader: departed on the others, teardown on the unit, a new
     // leader elected
-    let before: Vec<usize> = ["a/1", "a/2", "a/3", "b/0"].iter().map(|u| records(&dir, u).len()).collect();
-    m.request(&local_model::Request::RemoveUnit { units: vec!["a/0".into()] }).unwrap();
+    let before: Vec<usize> = ["a/1", "a/2", "a/3", "b/0"]
+        .iter()
+        .map(|u| records(&dir, u).len())
+        .collect();
+    m.request(&local_model::Request::RemoveUnit {
+        units: vec!["a/0".into()],
+    })
+    .unwrap();
     m.wait(T).expect("settle after remove-unit");
     let st = m.status().unwrap();
-    assert!(!units_in(&st).contains(&"a/0".to_string()) && !units_in(&st).contains(&"sub/0".to_string()));
-    assert!(st["machines"].get("0").is_none(), "machine 0 removed with its unit");
+    assert!(
+        !units_in(&st).contains(&"a/0".to_string())
+            && !units_in(&st).contains(&"sub/0".to_string())
+    );
+    assert!(
+        st["machines"].get("0").is_none(),
+        "machine 0 removed with its unit"
+    );
     let a0 = names(&records(&dir, "a/0"));
     let tail: Vec<&str> = a0.iter().rev().take(2).rev().map(|s| s.as_str()).collect();
     assert_eq!(tail, vec!["stop", "remove"], "{a0:?}");
     let stop_at = a0.iter().position(|h| h == "stop").unwrap();
-    assert!(a0[stop_at - 2..stop_at].contains(&"web-relation-broken".to_string()), "{a0:?}");
-    assert!(!a0.contains(&"cluster-relation-broken".to_string()), "no peer broken: {a0:?}");
+    assert!(
+        a0[stop_at - 2..stop_at].contains(&"web-relation-broken".to_string()),
+        "{a0:?}"
+    );
+    assert!(
+        !a0.contains(&"cluster-relation-broken".to_string()),
+        "no peer broken: {a0:?}"
+    );
     for (i, u) in ["a/1", "a/2", "a/3", "b/0"].iter().enumerate() {
         let recs = records(&dir, u);
-        let dep: Vec<&common::Rec> = recs[before[i]..].iter().filter(|r| r.hook.ends_with("-relation-departed")).collect();
+        let dep: Vec<&common::Rec> = recs[before[i]..]
+            .iter()
+            .filter(|r| r.hook.ends_with("-relation-departed"))
+            .collect();
         assert_eq!(dep.len(), 1, "{u}: {:?}", names(&recs[before[i]..]));
-        assert_eq!((dep[0].var("JUJU_REMOTE_UNIT"), dep[0].var("JUJU_DEPARTING_UNIT")), ("a/0", "a/0"));
+        assert_eq!(
+            (
+                dep[0].var("JUJU_REMOTE_UNIT"),
+                dep[0].var("JUJU_DEPARTING_UNIT")
+            ),
+            ("a/0", "a/0")
+        );
     }
     let a1 = names(&records(&dir, "a/1")[before[0]..]);
-    assert!(a1.contains(&"leader-elected".to_string()), "a/1 is the new leader: {a1:?}");
+    assert!(
+        a1.contains(&"leader-elected".to_string()),
+        "a/1 is the new leader: {a1:?}"
+    );
     assert_eq!(unit_status(&st, "a/1")["leader"], true);
 
     // --- a failing hook: error, no automatic retry here, resolve re-runs it
-    m.request(&local_model::Request::Config { app: "a".into(), set: vec!["fail-hook=config-changed".into()], reset: vec![] }).unwrap();
+    m.request(&local_model::Request::Config {
+        app: "a".into(),
+        set: vec!["fail-hook=config-changed".into()],
+        reset: vec![],
+    })
+    .unwrap();
     let st = m
-        .wait_for(T, "a/1 in error", |s| unit_status(s, "a/1")["workload-status"]["current"] == "error")
+        .wait_for(T, "a/1 in error", |s| {
+            unit_status(s, "a/1")["workload-status"]["current"] == "error"
+        })
         .unwrap();
-    assert_eq!(unit_status(&st, "a/1")["workload-status"]["message"], "hook failed: \"config-changed\"");
+    assert_eq!(
+        unit_status(&st, "a/1")["workload-status"]["message"],
+        "hook failed: \"config-changed\""
+    );
     let err = m.wait(Duration::from_millis(300)).unwrap_err().to_string();
-    assert!(err.contains("a/1 (error: hook failed: \"config-changed\")"), "{err}");
+    assert!(
+        err.contains("a/1 (error: hook failed: \"config-changed\")"),
+        "{err}"
+    );
     let run = m.run_action("a/1", "hello", &[], T).unwrap();
     assert_eq!(run.status, "completed", "actions run on a unit in error");
     let st = m.status().unwrap();
     assert_eq!(unit_status(&st, "a/1")["juju-status"]["current"], "error");
-    m.request(&local_model::Request::Config { app: "a".into(), set: vec!["fail-hook=".into()], reset: vec![] }).unwrap();
+    m.request(&local_model::Request::Config {
+        app: "a".into(),
+        set: vec!["fail-hook=".into()],
+        reset: vec![],
+    })
+    .unwrap();
     for u in ["a/1", "a/2", "a/3"] {
-        m.request(&local_model::Request::Resolve { unit: u.into(), no_retry: false }).unwrap();
+        m.request(&local_model::Request::Resolve {
+            unit: u.into(),
+            no_retry: false,
+        })
+        .unwrap();
     }
     m.wait(T).expect("recovered after resolve");
     let st = m.status().unwrap();
     for u in ["a/1", "a/2", "a/3"] {
-        assert_eq!(unit_status(&st, u)["workload-status"]["current"], "active", "{u}");
+        assert_eq!(
+            unit_status(&st, u)["workload-status"]["current"],
+            "active",
+            "{u}"
+        );
         let h = records(&dir, u);
-        let fails = h.iter().filter(|r| r.notes.iter().any(|n| n == "failing on purpose")).count();
+        let fails = h
+            .iter()
+            .filter(|r| r.notes.iter().any(|n| n == "failing on purpose"))
+            .count();
         assert_eq!(fails, 1, "{u}");
         assert_eq!(h.last().unwrap().hook, "config-changed");
     }
 
     // --- refresh: upgrade-charm -> config-changed -> start, no relation hooks
     let n = records(&dir, "b/0").len();
-    m.request(&local_model::Request::Refresh { app: "b".into(), path: None }).unwrap();
+    m.request(&local_model::Request::Refresh {
+        app: "b".into(),
+        path: None,
+    })
+    .unwrap();
     m.wait(T).unwrap();
-    assert_eq!(names(&records(&dir, "b/0")[n..]), vec!["upgrade-charm", "config-changed", "start"]);
+    assert_eq!(
+        names(&records(&dir, "b/0")[n..]),
+        vec!["upgrade-charm", "config-changed", "start"]
+    );
     let n = records(&dir, "a/2").len();
-    m.request(&local_model::Request::Refresh { app: "a".into(), path: None }).unwrap();
+    m.request(&local_model::Request::Refresh {
+        app: "a".into(),
+        path: None,
+    })
+    .unwrap();
     m.wait(T).unwrap();
-    assert_eq!(names(&records(&dir, "a/2")[n..]), vec!["upgrade-charm", "config-changed", "leader-settings-changed", "start"]);
+    assert_eq!(
+        names(&records(&dir, "a/2")[n..]),
+        vec![
+            "upgrade-charm",
+            "config-changed",
+            "leader-settings-changed",
+            "start"
+        ]
+    );
 
     // --- remove-relation: departed then broken on both sides, subordinates go away
-    m.request(&local_model::Request::RemoveRelation { a: "a".into(), b: "sub".into() }).unwrap();
+    m.request(&local_model::Request::RemoveRelation {
+        a: "a".into(),
+        b: "sub".into(),
+    })
+    .unwrap();
     m.wait(T).unwrap();
     let st = m.status().unwrap();
     assert!(units_in(&st).iter().all(|u| !u.starts_with("sub/")), "{st}");
     let a2 = names(&records(&dir, "a/2"));
     let n = a2.len();
-    assert_eq!(&a2[n - 2..], &["juju-info-relation-departed".to_string(), "juju-info-relation-broken".to_string()]);
+    assert_eq!(
+        &a2[n - 2..],
+        &[
+            "juju-info-relation-departed".to_string(),
+            "juju-info-relation-broken".to_string()
+        ]
+    );
 
     // --- faults that bare machines cannot do are refused with a clear error
     let e = m.fault("a/1", FaultOp::Cut).unwrap_err().to_string();
@@ -259,7 +547,10 @@ fn bundle_in_bare_mode_follows_juju_order() {
     let pid = std::fs::read_to_string(dir.join("model/daemon.pid")).unwrap();
     m.destroy().unwrap();
     assert!(!dir.join("model").exists());
-    assert!(!std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(), "daemon gone");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "daemon gone"
+    );
 }
 
 #[test]
@@ -271,7 +562,10 @@ fn hook_tools_reject_a_wrong_context_and_a_stale_model_is_cleaned() {
     std::fs::create_dir_all(dir.join("model/machines/machine-9")).unwrap();
     std::fs::write(dir.join("model/state.json"), "{garbage").unwrap();
     m.deploy_bundle(&bundle, &[], Substrate::Bare).unwrap();
-    assert!(!dir.join("model/machines/machine-9").exists(), "leftovers cleaned before deploy");
+    assert!(
+        !dir.join("model/machines/machine-9").exists(),
+        "leftovers cleaned before deploy"
+    );
     m.wait(T).unwrap();
     let tool = dir.join("model/tools/is-leader");
     let out = std::process::Command::new(&tool)
@@ -280,7 +574,10 @@ fn hook_tools_reject_a_wrong_context_and_a_stale_model_is_cleaned() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "ERROR bad request: wrong context ID; got \"a/0-install-42\"\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ERROR bad request: wrong context ID; got \"a/0-install-42\"\n"
+    );
     m.destroy().unwrap();
 }
 
@@ -295,22 +592,45 @@ fn failed_hooks_are_retried_with_backoff_and_update_status_runs_when_idle() {
         Some("r".into()),
         1,
         None,
-        &["fail-hook=install".into(), format!("record-dir={}", rec.display())],
+        &[
+            "fail-hook=install".into(),
+            format!("record-dir={}", rec.display()),
+        ],
         &["blob=".to_string() + &dir.join("blob.txt").display().to_string()],
     )
     .unwrap();
-    let m = local_model::LocalModel::new(&dir.join("model"), &lm_bin()).with_env("LM_RETRY_BASE_MS", "50").with_env("LM_RETRY_MAX_MS", "200").with_env("LM_UPDATE_STATUS_MS", "300");
+    let m = local_model::LocalModel::new(&dir.join("model"), &lm_bin())
+        .with_env("LM_RETRY_BASE_MS", "50")
+        .with_env("LM_RETRY_MAX_MS", "200")
+        .with_env("LM_UPDATE_STATUS_MS", "300");
     m.deploy_plan(plan, Substrate::Bare).unwrap();
     // install fails, and is retried on its own
     let deadline = std::time::Instant::now() + T;
-    while records(&dir, "r/0").iter().filter(|r| r.hook == "install").count() < 3 {
-        assert!(std::time::Instant::now() < deadline, "install not retried: {:?}", names(&records(&dir, "r/0")));
+    while records(&dir, "r/0")
+        .iter()
+        .filter(|r| r.hook == "install")
+        .count()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "install not retried: {:?}",
+            names(&records(&dir, "r/0"))
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let un = m.unsettled().unwrap();
-    assert!(un[0].1.contains("retry scheduled") || un[0].1.starts_with("executing"), "{un:?}");
+    assert!(
+        un[0].1.contains("retry scheduled") || un[0].1.starts_with("executing"),
+        "{un:?}"
+    );
     // fixing the cause is enough: the next retry succeeds, no resolve needed
-    m.request(&local_model::Request::Config { app: "r".into(), set: vec!["fail-hook=".into()], reset: vec![] }).unwrap();
+    m.request(&local_model::Request::Config {
+        app: "r".into(),
+        set: vec!["fail-hook=".into()],
+        reset: vec![],
+    })
+    .unwrap();
     m.wait(T).expect("recovered by retry");
     let hooks = names(&records(&dir, "r/0"));
     let first_ok = hooks.iter().position(|h| h != "install").unwrap();

@@ -22,7 +22,10 @@ mod namespaced {
 
     fn is_root() -> bool {
         std::fs::read_to_string("/proc/self/status")
-            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
             .unwrap_or(false)
     }
 
@@ -36,7 +39,15 @@ mod namespaced {
         }
         let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hosts-runtime-build");
         let mut child = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "hosts", "--bin", "host-runtime", "--target-dir"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "hosts",
+                "--bin",
+                "host-runtime",
+                "--target-dir",
+            ])
             .arg(&target)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(std::process::Stdio::null())
@@ -67,7 +78,10 @@ mod namespaced {
     /// Why the test cannot run here, or the HOSTS_RUNTIME_BIN to use.
     fn prerequisites() -> Result<Option<std::path::PathBuf>, String> {
         if !is_root() {
-            return Err("SKIPPED: namespaced end-to-end test needs root (network/mount/PID namespaces)".into());
+            return Err(
+                "SKIPPED: namespaced end-to-end test needs root (network/mount/PID namespaces)"
+                    .into(),
+            );
         }
         host_runtime().map_err(|e| format!("SKIPPED: hosts runtime unavailable: {e}"))
     }
@@ -88,11 +102,15 @@ mod namespaced {
             m = m.with_env("HOSTS_RUNTIME_BIN", &r.display().to_string());
         }
         let t0 = Instant::now();
-        m.deploy_bundle(&bundle, &[], Substrate::Hosts).expect("deploy on hosts");
+        m.deploy_bundle(&bundle, &[], Substrate::Hosts)
+            .expect("deploy on hosts");
         m.wait(T).expect("settle after deploy");
         eprintln!("deploy to settled on hosts: {:?}", t0.elapsed());
         let st = m.status().unwrap();
-        assert_eq!(units_in(&st), vec!["a/0", "a/1", "a/2", "b/0", "sub/0", "sub/1", "sub/2"]);
+        assert_eq!(
+            units_in(&st),
+            vec!["a/0", "a/1", "a/2", "b/0", "sub/0", "sub/1", "sub/2"]
+        );
 
         // the same ordering guarantees as in bare mode
         for u in ["a/0", "a/1", "a/2", "b/0", "sub/0"] {
@@ -103,70 +121,149 @@ mod namespaced {
             check_relation_order(u, &recs);
         }
         // each unit is its own machine: its own hostname and IP
-        let ip = |u: &str| unit_status(&st, u)["public-address"].as_str().unwrap().to_string();
+        let ip = |u: &str| {
+            unit_status(&st, u)["public-address"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
         assert_ne!(ip("a/0"), ip("a/1"));
         let (_, hn, _) = m.exec("a/1", &["hostname"]).unwrap();
         assert_eq!(hn.trim(), "m1");
         // the hook ran inside the host: the charm is unpacked there with dispatch 0755
         let install = records(&dir, "a/1").into_iter().next().unwrap();
-        assert_eq!(install.var("JUJU_CHARM_DIR"), "/var/lib/juju/agents/unit-a-1/charm");
-        let (code, mode, _) = m.exec("a/1", &["stat", "-c", "%a", "/var/lib/juju/agents/unit-a-1/charm/dispatch"]).unwrap();
+        assert_eq!(
+            install.var("JUJU_CHARM_DIR"),
+            "/var/lib/juju/agents/unit-a-1/charm"
+        );
+        let (code, mode, _) = m
+            .exec(
+                "a/1",
+                &[
+                    "stat",
+                    "-c",
+                    "%a",
+                    "/var/lib/juju/agents/unit-a-1/charm/dispatch",
+                ],
+            )
+            .unwrap();
         assert_eq!((code, mode.trim()), (0, "755"));
-        let (code, _, _) = m.exec("a/0", &["test", "-e", "/var/lib/juju/agents/unit-a-1"]).unwrap();
+        let (code, _, _) = m
+            .exec("a/0", &["test", "-e", "/var/lib/juju/agents/unit-a-1"])
+            .unwrap();
         assert_ne!(code, 0, "a/1's files are not on a/0's machine");
         // the subordinate shares its principal's machine
         let sub1 = &unit_status(&st, "a/1")["subordinates"]["sub/1"];
         assert_eq!(sub1["public-address"], ip("a/1"));
         // relation data flowed both ways with the hosts' addresses
         let b = records(&dir, "b/0");
-        assert!(b.iter().flat_map(|r| r.notes.iter()).any(|n| n.contains(&format!("\"addr\":\"{}\"", ip("a/1")))));
+        assert!(b
+            .iter()
+            .flat_map(|r| r.notes.iter())
+            .any(|n| n.contains(&format!("\"addr\":\"{}\"", ip("a/1")))));
         let a1 = records(&dir, "a/1");
-        assert!(a1.iter().flat_map(|r| r.notes.iter()).any(|n| n == "app-write rc=1 ERROR cannot write relation settings"));
+        assert!(a1
+            .iter()
+            .flat_map(|r| r.notes.iter())
+            .any(|n| n == "app-write rc=1 ERROR cannot write relation settings"));
 
         // a service started by the charm through systemctl, answering on the unit's IP
-        m.request(&local_model::Request::Config { app: "a".into(), set: vec!["serve-port=8080".into()], reset: vec![] }).unwrap();
+        m.request(&local_model::Request::Config {
+            app: "a".into(),
+            set: vec!["serve-port=8080".into()],
+            reset: vec![],
+        })
+        .unwrap();
         m.wait(T).expect("settle after config");
         let url = format!("http://{}:8080/", ip("a/1"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (code, out, err) = m.exec("b/0", &["curl", "-sS", "--max-time", "2", &url]).unwrap();
+            let (code, out, err) = m
+                .exec("b/0", &["curl", "-sS", "--max-time", "2", &url])
+                .unwrap();
             if code == 0 {
                 assert_eq!(out.trim(), "a/1");
                 break;
             }
-            assert!(Instant::now() < deadline, "service on {url} never answered: {err}");
+            assert!(
+                Instant::now() < deadline,
+                "service on {url} never answered: {err}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let (code, out, _) = m.exec("a/1", &["systemctl", "is-active", "lm-test-web"]).unwrap();
+        let (code, out, _) = m
+            .exec("a/1", &["systemctl", "is-active", "lm-test-web"])
+            .unwrap();
         assert_eq!((code, out.trim()), (0, "active"));
-        assert_eq!(unit_status(&m.status().unwrap(), "a/1")["open-ports"], serde_json::json!(["8080/tcp"]));
+        assert_eq!(
+            unit_status(&m.status().unwrap(), "a/1")["open-ports"],
+            serde_json::json!(["8080/tcp"])
+        );
         // it runs in a/1's own PID namespace: visible by name there, not on a/2's host
-        let pids = m.fault("a/1", FaultOp::Pids { comm: "python3".into() }).unwrap();
+        let pids = m
+            .fault(
+                "a/1",
+                FaultOp::Pids {
+                    comm: "python3".into(),
+                },
+            )
+            .unwrap();
         assert_eq!(pids.as_array().map(|a| a.len()), Some(1), "{pids}");
-        let pids2 = m.fault("a/2", FaultOp::Pids { comm: "python3".into() }).unwrap();
+        let pids2 = m
+            .fault(
+                "a/2",
+                FaultOp::Pids {
+                    comm: "python3".into(),
+                },
+            )
+            .unwrap();
         assert_eq!(pids2.as_array().map(|a| a.len()), Some(1), "{pids2}");
         assert_ne!(pids, pids2);
 
         // faults: kill the service by name; systemd (Restart=always) brings it back
-        m.fault("a/1", FaultOp::Kill { target: "python3".into(), signal: 9 }).unwrap();
+        m.fault(
+            "a/1",
+            FaultOp::Kill {
+                target: "python3".into(),
+                signal: 9,
+            },
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let now = m.fault("a/1", FaultOp::Pids { comm: "python3".into() }).unwrap();
+            let now = m
+                .fault(
+                    "a/1",
+                    FaultOp::Pids {
+                        comm: "python3".into(),
+                    },
+                )
+                .unwrap();
             if now.as_array().is_some_and(|a| a.len() == 1) && now != pids {
                 break;
             }
-            assert!(Instant::now() < deadline, "service not restarted after kill: {now}");
+            assert!(
+                Instant::now() < deadline,
+                "service not restarted after kill: {now}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
 
         // faults: cut a/2's network, b/0 cannot reach it; restore, it answers again
         let url2 = format!("http://{}:8080/", ip("a/2"));
         m.fault("a/2", FaultOp::Cut).unwrap();
-        let (code, _, _) = m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap();
+        let (code, _, _) = m
+            .exec("b/0", &["curl", "-sS", "--max-time", "1", &url2])
+            .unwrap();
         assert_ne!(code, 0, "a/2 reachable while cut");
         m.fault("a/2", FaultOp::Restore).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap().0 != 0 {
+        while m
+            .exec("b/0", &["curl", "-sS", "--max-time", "1", &url2])
+            .unwrap()
+            .0
+            != 0
+        {
             assert!(Instant::now() < deadline, "a/2 unreachable after restore");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -175,7 +272,13 @@ mod namespaced {
         // the enabled service is back
         let n = records(&dir, "a/2").len();
         m.fault("a/2", FaultOp::Stop).unwrap();
-        assert_ne!(m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap().0, 0, "a/2 answers while down");
+        assert_ne!(
+            m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2])
+                .unwrap()
+                .0,
+            0,
+            "a/2 answers while down"
+        );
         let st = m.status().unwrap();
         assert_eq!(unit_status(&st, "a/2")["juju-status"]["current"], "lost");
         assert_eq!(st["machines"]["2"]["juju-status"]["current"], "stopped");
@@ -183,7 +286,12 @@ mod namespaced {
         m.wait(T).expect("settle after reboot");
         assert_eq!(names(&records(&dir, "a/2")[n..]), vec!["start"]);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while m.exec("b/0", &["curl", "-sS", "--max-time", "1", &url2]).unwrap().0 != 0 {
+        while m
+            .exec("b/0", &["curl", "-sS", "--max-time", "1", &url2])
+            .unwrap()
+            .0
+            != 0
+        {
             assert!(Instant::now() < deadline, "service not back after reboot");
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -53,15 +53,27 @@ pub fn pgsql(host: &str, allowed: &str) -> Relation {
 }
 
 pub fn db_secret() -> Secret {
-    Secret::granted(DB_SECRET, &[("username", "maas"), ("password", DB_PASSWORD)])
+    Secret::granted(
+        DB_SECRET,
+        &[("username", "maas"), ("password", DB_PASSWORD)],
+    )
 }
 
 pub fn vip(addr: &str) -> Relation {
-    Relation::new(VIP, "vip", "keepalived-vip").remote_unit(0, &[("vips", addr), ("vip-cidrs", &format!("{addr}/24")), ("state", "held")])
+    Relation::new(VIP, "vip", "keepalived-vip").remote_unit(
+        0,
+        &[
+            ("vips", addr),
+            ("vip-cidrs", &format!("{addr}/24")),
+            ("state", "held"),
+        ],
+    )
 }
 
 pub fn rpc() -> Relation {
-    Relation::new(RPC, "rpc", "maas-rack").remote_unit(0, &[("hostname", "rack-a")]).remote_unit(1, &[("hostname", "rack-b"), ("system_id", "sys-rack-b")])
+    Relation::new(RPC, "rpc", "maas-rack")
+        .remote_unit(0, &[("hostname", "rack-a")])
+        .remote_unit(1, &[("hostname", "rack-b"), ("system_id", "sys-rack-b")])
 }
 
 /// The encoded database URI MAAS gets for host `host`.
@@ -87,10 +99,25 @@ pub fn installed_snap(st: State) -> State {
 pub fn snap_initialised(mut m: MachineState, db_host: &str, url: &str) -> MachineState {
     m.snaps.insert("maas".into(), "3.6/stable".into());
     m.packages.insert("haproxy".into());
-    m.with_file(SNAP_CONF, &regiond_conf(db_host, url), FileOptions::new("root", "root", 0o600))
-        .with_file(SNAP_SECRET, &format!("{SHARED_SECRET}\n"), FileOptions::root(0o640))
-        .with_file("/var/snap/maas/common/snap_mode", "region\n", FileOptions::root(0o644))
-        .respond(&["snap", "services", "maas"], CmdOutput::ok("Service      Startup  Current  Notes\nmaas.pebble  enabled  active   -\n"))
+    m.with_file(
+        SNAP_CONF,
+        &regiond_conf(db_host, url),
+        FileOptions::new("root", "root", 0o600),
+    )
+    .with_file(
+        SNAP_SECRET,
+        &format!("{SHARED_SECRET}\n"),
+        FileOptions::root(0o640),
+    )
+    .with_file(
+        "/var/snap/maas/common/snap_mode",
+        "region\n",
+        FileOptions::root(0o644),
+    )
+    .respond(
+        &["snap", "services", "maas"],
+        CmdOutput::ok("Service      Startup  Current  Notes\nmaas.pebble  enabled  active   -\n"),
+    )
 }
 
 pub fn hostname(m: MachineState, n: u32) -> MachineState {
@@ -99,14 +126,20 @@ pub fn hostname(m: MachineState, n: u32) -> MachineState {
 
 /// The leader of a single-unit application with a ready database, as the first hook sees it.
 pub fn fresh_leader() -> State {
-    let mut st = State::default().leader().with_relation(peers(&[])).with_relation(pgsql("10.0.0.5", "maas-region/0")).with_secret(db_secret());
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[]))
+        .with_relation(pgsql("10.0.0.5", "maas-region/0"))
+        .with_secret(db_secret());
     st.machine = hostname(st.machine, 0);
     st
 }
 
 /// Runs one update-status so that haproxy is rendered and running, as after earlier hooks.
 pub fn settle(h: &Harness, st: State) -> State {
-    let out = h.run(charm_lib::testing::Trigger::UpdateStatus, &st).unwrap();
+    let out = h
+        .run(charm_lib::testing::Trigger::UpdateStatus, &st)
+        .unwrap();
     assert!(!out.failed(), "settling failed: {:?}", out.error);
     out.state
 }
@@ -114,7 +147,10 @@ pub fn settle(h: &Harness, st: State) -> State {
 /// Whether any relation databag of the state contains `needle`.
 pub fn in_relation_data(st: &State, needle: &str) -> bool {
     st.relations.iter().any(|r| {
-        r.local_app_data.values().chain(r.local_unit_data.values()).any(|v| v.contains(needle))
+        r.local_app_data
+            .values()
+            .chain(r.local_unit_data.values())
+            .any(|v| v.contains(needle))
     })
 }
 
@@ -124,7 +160,11 @@ pub fn mutating(out: &Output) -> Vec<String> {
     out.command_lines()
         .into_iter()
         .filter(|c| {
-            !(c == "hostname" || c.starts_with("systemctl is-active") || c == "snap services maas" || c == "systemctl enable haproxy" || c == "systemctl enable maas-regiond")
+            !(c == "hostname"
+                || c.starts_with("systemctl is-active")
+                || c == "snap services maas"
+                || c == "systemctl enable haproxy"
+                || c == "systemctl enable maas-regiond")
         })
         .collect()
 }
@@ -138,10 +178,26 @@ pub fn settled(st: &State) -> State {
 
 /// Runs the real `haproxy -c` on a file the charm wrote (warnings count as refusals).
 pub fn assert_haproxy_accepts(cfg: &str) {
-    let path = std::env::temp_dir().join(format!("maas-region-it-{}-{:x}.cfg", std::process::id(), cfg.bytes().fold(7u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64))));
+    let path = std::env::temp_dir().join(format!(
+        "maas-region-it-{}-{:x}.cfg",
+        std::process::id(),
+        cfg.bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(131).wrapping_add(b as u64))
+    ));
     std::fs::write(&path, cfg).unwrap();
-    let out = std::process::Command::new("haproxy").args(["-c", "-f"]).arg(&path).output().expect("haproxy is installed on the build machine");
+    let out = std::process::Command::new("haproxy")
+        .args(["-c", "-f"])
+        .arg(&path)
+        .output()
+        .expect("haproxy is installed on the build machine");
     let _ = std::fs::remove_file(&path);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && !text.contains("WARNING"), "haproxy -c refused:\n{text}\n{cfg}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("WARNING"),
+        "haproxy -c refused:\n{text}\n{cfg}"
+    );
 }

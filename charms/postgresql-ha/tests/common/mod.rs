@@ -22,9 +22,25 @@ pub fn unit_harness(n: u32) -> Harness {
 /// A host where the package install already happened, its etcd member in a healthy cluster.
 pub fn installed_host() -> MachineState {
     MachineState::default()
-        .with_file("/usr/lib/postgresql/15/bin/postgres", "", FileOptions::root(0o755))
-        .with_file("/opt/postgresql-ha/installed", "patroni==4.1.5\n", FileOptions::root(0o644))
-        .respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "status"], CmdOutput::ok(ETCD_STATUS_OK))
+        .with_file(
+            "/usr/lib/postgresql/15/bin/postgres",
+            "",
+            FileOptions::root(0o755),
+        )
+        .with_file(
+            "/opt/postgresql-ha/installed",
+            "patroni==4.1.5\n",
+            FileOptions::root(0o644),
+        )
+        .respond(
+            &[
+                "etcdctl",
+                "--endpoints=http://127.0.0.1:2379",
+                "endpoint",
+                "status",
+            ],
+            CmdOutput::ok(ETCD_STATUS_OK),
+        )
 }
 
 pub const ETCD_STATUS_OK: &str = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","leader":161,"raftTerm":3}}]"#;
@@ -33,15 +49,40 @@ pub const ETCD_STATUS_NO_LEADER: &str = r#"[{"Endpoint":"http://127.0.0.1:2379",
 /// etcd lost its quorum: the local member has no raft leader.
 pub fn quorum_lost(mut m: MachineState) -> MachineState {
     let r = charm_lib::testing::Responder {
-        prefix: ["etcdctl", "--endpoints=http://127.0.0.1:2379", "endpoint", "status"].iter().map(|s| s.to_string()).collect(),
+        prefix: [
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+            "endpoint",
+            "status",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         output: CmdOutput::ok(ETCD_STATUS_NO_LEADER),
     };
     m.responders.insert(0, r);
-    m.respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "list"], CmdOutput::failed(1, "context deadline exceeded"))
+    m.respond(
+        &[
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+            "member",
+            "list",
+        ],
+        CmdOutput::failed(1, "context deadline exceeded"),
+    )
 }
 
 pub fn sys_secret() -> Secret {
-    Secret::owned(SYS_SECRET, &[("superuser", SUPER_PW), ("replication", REPL_PW), ("rewind", REWIND_PW), ("patroni", REST_PW)]).with_label("system-passwords")
+    Secret::owned(
+        SYS_SECRET,
+        &[
+            ("superuser", SUPER_PW),
+            ("replication", REPL_PW),
+            ("rewind", REWIND_PW),
+            ("patroni", REST_PW),
+        ],
+    )
+    .with_label("system-passwords")
 }
 
 pub fn addr(n: u32) -> String {
@@ -51,7 +92,15 @@ pub fn addr(n: u32) -> String {
 /// The peer relation of an application whose etcd has `members` (unit numbers); `remote` are
 /// the other units present, each with its address and a started etcd.
 pub fn peers(members: &[u32], remote: &[u32]) -> Relation {
-    let map: serde_json::Map<String, serde_json::Value> = members.iter().map(|n| (format!("postgresql-ha-{n}"), serde_json::Value::String(addr(*n)))).collect();
+    let map: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .map(|n| {
+            (
+                format!("postgresql-ha-{n}"),
+                serde_json::Value::String(addr(*n)),
+            )
+        })
+        .collect();
     let members_json = serde_json::Value::Object(map).to_string();
     let mut r = Relation::peer(1, "database-peers").local_app_data(&[
         ("system-secret", SYS_SECRET),
@@ -91,13 +140,22 @@ pub fn with_cluster(m: MachineState, members: &[M]) -> MachineState {
         "synchronous_mode": true, "synchronous_mode_strict": false, "synchronous_node_count": 1,
         "postgresql": {"use_pg_rewind": true, "use_slots": true, "parameters": {"wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
         "max_connections": 100, "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "256MB", "password_encryption": "scram-sha-256"}}});
-    m.respond(&["curl", "http://127.0.0.1:8008/cluster"], CmdOutput::ok(format!("{}\n200", cluster_json(members))))
-        .respond(&["curl", "http://127.0.0.1:8008/config"], CmdOutput::ok(format!("{config}\n200")))
+    m.respond(
+        &["curl", "http://127.0.0.1:8008/cluster"],
+        CmdOutput::ok(format!("{}\n200", cluster_json(members))),
+    )
+    .respond(
+        &["curl", "http://127.0.0.1:8008/config"],
+        CmdOutput::ok(format!("{config}\n200")),
+    )
 }
 
 /// Patroni does not answer (curl: connection refused).
 pub fn patroni_down(m: MachineState) -> MachineState {
-    m.respond(&["curl"], CmdOutput::failed(7, "curl: (7) Failed to connect to 127.0.0.1 port 8008"))
+    m.respond(
+        &["curl"],
+        CmdOutput::failed(7, "curl: (7) Failed to connect to 127.0.0.1 port 8008"),
+    )
 }
 
 /// Scripts `etcdctl member list`: (unit number, id, learner).
@@ -106,13 +164,27 @@ pub fn with_etcd_members(m: MachineState, members: &[(u32, u64, bool)]) -> Machi
         .iter()
         .map(|(n, id, learner)| serde_json::json!({"ID": id, "name": format!("postgresql-ha-{n}"), "peerURLs": [format!("http://{}:2380", addr(*n))], "clientURLs": [format!("http://{}:2379", addr(*n))], "isLearner": learner}))
         .collect();
-    m.respond(&["etcdctl", "--endpoints=http://127.0.0.1:2379", "member", "list"], CmdOutput::ok(serde_json::json!({"members": ms}).to_string()))
+    m.respond(
+        &[
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+            "member",
+            "list",
+        ],
+        CmdOutput::ok(serde_json::json!({"members": ms}).to_string()),
+    )
 }
 
 /// A bootstrapped single-unit leader whose Patroni runs as primary.
 pub fn leader_primary() -> State {
-    let mut st = State::default().leader().with_relation(peers(&[0], &[])).with_secret(sys_secret());
-    st.machine = with_etcd_members(with_cluster(installed_host(), &[(0, "leader", "running", None)]), &[(0, 0xa1, false)]);
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0], &[]))
+        .with_secret(sys_secret());
+    st.machine = with_etcd_members(
+        with_cluster(installed_host(), &[(0, "leader", "running", None)]),
+        &[(0, 0xa1, false)],
+    );
     st
 }
 

@@ -13,7 +13,9 @@ struct Config {
 fn handle(ctx: &mut Context) -> anyhow::Result<()> {
     let cfg: Config = ctx.model.config()?;
     let mut text = format!("name={}\nport={}\n", cfg.name, cfg.port);
-    if let (Some(rel), EventKind::Relation(r)) = (ctx.model.event_relation(&ctx.event)?, &ctx.event.kind) {
+    if let (Some(rel), EventKind::Relation(r)) =
+        (ctx.model.event_relation(&ctx.event)?, &ctx.event.kind)
+    {
         if let Some(unit) = &r.remote_unit {
             for (k, v) in rel.unit_data(unit)? {
                 text.push_str(&format!("{k}={v}\n"));
@@ -21,7 +23,11 @@ fn handle(ctx: &mut Context) -> anyhow::Result<()> {
         }
     }
     let out = std::env::var("BENCH_OUT").unwrap_or_else(|_| "/tmp/bench-charm.conf".into());
-    ctx.machine.write_file(Path::new(&out), text.as_bytes(), &charm_lib::FileOptions::new(&whoami(), &whoami(), 0o644))?;
+    ctx.machine.write_file(
+        Path::new(&out),
+        text.as_bytes(),
+        &charm_lib::FileOptions::new(&whoami(), &whoami(), 0o644),
+    )?;
     ctx.status(Status::active(format!("{} on {}", cfg.name, cfg.port)));
     Ok(())
 }

@@ -17,7 +17,11 @@ const SETTLE: Duration = Duration::from_secs(900);
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     let env = Env::get().map_err(|e| anyhow::anyhow!(e))?;
     let out = out.unwrap_or_else(|| env.build.join("bench/report.md"));
     let mut md = String::from("\n## The bundle in the local model\n\n");
@@ -42,7 +46,9 @@ fn replace_section(report: &str, md: &str) -> String {
     match report.find(title) {
         Some(start) => {
             let after = start + title.len();
-            let end = report[after..].find("\n## ").map_or(report.len(), |i| after + i);
+            let end = report[after..]
+                .find("\n## ")
+                .map_or(report.len(), |i| after + i);
             format!("{}{}{}", &report[..start], md.trim_start(), &report[end..])
         }
         None => format!("{report}{md}"),
@@ -68,12 +74,22 @@ fn run(env: &Env, md: &mut String) -> Result<()> {
     // update-status every minute, as `juju model-config update-status-hook-interval=1m`: the
     // drills' healing times would otherwise be Juju's default 5 min wherever a status is only
     // refreshed by update-status.
-    let d = Deployment::bundle_with(env, "bench-bundle", NET, &overlays, &[("LM_UPDATE_STATUS_MS", "60000")])?;
-    let settled = watch::settle(&d, SETTLE, |l| eprintln!("{l}")).context("deploying the bundle")?;
+    let d = Deployment::bundle_with(
+        env,
+        "bench-bundle",
+        NET,
+        &overlays,
+        &[("LM_UPDATE_STATUS_MS", "60000")],
+    )?;
+    let settled =
+        watch::settle(&d, SETTLE, |l| eprintln!("{l}")).context("deploying the bundle")?;
     let st = d.status()?;
     let hooks = watch::hooks_by_app(&st);
     let units = e2e::units_of(&st).len();
-    let _ = writeln!(md, "update-status every 60 s (`update-status-hook-interval=1m`).\n");
+    let _ = writeln!(
+        md,
+        "update-status every 60 s (`update-status-hook-interval=1m`).\n"
+    );
     let _ = writeln!(md, "Deploy (bundles/maas-ha.yaml + the drills' db-client on the rack machines, {units} units with subordinates) to every unit Active and nothing queued, from the packed charms:\n");
     let _ = writeln!(md, "| deploy to settled (s) | hooks run | target (< 180 s) |\n|---|---|---|\n| {} | {} | {} |\n", secs(settled), hooks.values().sum::<u64>(), met(settled < Duration::from_secs(180)));
     let _ = writeln!(md, "| application | hooks run |\n|---|---|");
@@ -100,9 +116,14 @@ fn drill_table(d: &Deployment, md: &mut String) {
         ("database primary killed", &drills::primary_killed),
         ("database primary's host down", &drills::primary_host_down),
         ("region VIP holder's host down", &drills::region_holder_down),
-        ("region removed", &|d, l| drills::region_removed(d, l).map(|(r, _)| r)),
+        ("region removed", &|d, l| {
+            drills::region_removed(d, l).map(|(r, _)| r)
+        }),
         ("region added", &|d, l| drills::region_added(d, l, "2")),
-        ("whole deployment stopped and started", &drills::whole_deployment_restarted),
+        (
+            "whole deployment stopped and started",
+            &drills::whole_deployment_restarted,
+        ),
     ];
     for (name, step) in steps {
         eprintln!("== drill: {name}");
@@ -127,10 +148,21 @@ fn drill_table(d: &Deployment, md: &mut String) {
             ),
             None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
         };
-        let outage = |f: fn(&ha::Seen) -> Option<(Duration, usize)>| r.seen.as_ref().and_then(f).map_or(Duration::ZERO, |(d, _)| d);
+        let outage = |f: fn(&ha::Seen) -> Option<(Duration, usize)>| {
+            r.seen
+                .as_ref()
+                .and_then(f)
+                .map_or(Duration::ZERO, |(d, _)| d)
+        };
         let target = match r.name {
-            "database primary killed" => format!("DB failover < 10 s: {}", met(outage(|s| s.write_outage) < Duration::from_secs(10))),
-            "database primary's host down" => format!("DB failover < 25 s: {}", met(outage(|s| s.write_outage) < Duration::from_secs(25))),
+            "database primary killed" => format!(
+                "DB failover < 10 s: {}",
+                met(outage(|s| s.write_outage) < Duration::from_secs(10))
+            ),
+            "database primary's host down" => format!(
+                "DB failover < 25 s: {}",
+                met(outage(|s| s.write_outage) < Duration::from_secs(25))
+            ),
             "region VIP holder's host down" => format!(
                 "region VIP failover seen by clients < 2 s: nothing answered for {} s: {}",
                 secs(outage(|s| s.vip_outage)),
@@ -139,13 +171,33 @@ fn drill_table(d: &Deployment, md: &mut String) {
             _ => "-".into(),
         };
         // assert_healthy checked every acknowledged write on every member, or the drill failed.
-        let _ = writeln!(md, "| {} | {} | {rf} | {ro} | {va} | {wf} | {wo} | 0 (target 0: met) | {target} |", r.name, secs(r.healed));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {rf} | {ro} | {va} | {wf} | {wo} | 0 (target 0: met) | {target} |",
+            r.name,
+            secs(r.healed)
+        );
     }
     let _ = writeln!(md, "\nWhat failed attempts saw, per drill:\n");
     for r in &rows {
         if let Some(s) = &r.seen {
-            let list = |v: &[(String, usize)]| if v.is_empty() { "none".to_string() } else { v.iter().map(|(w, n)| format!("{n}× {w}")).collect::<Vec<_>>().join("; ") };
-            let _ = writeln!(md, "- {}: requests: {}; writes: {}", r.name, list(&s.http_errors), list(&s.write_errors));
+            let list = |v: &[(String, usize)]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter()
+                        .map(|(w, n)| format!("{n}× {w}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }
+            };
+            let _ = writeln!(
+                md,
+                "- {}: requests: {}; writes: {}",
+                r.name,
+                list(&s.http_errors),
+                list(&s.write_errors)
+            );
         }
     }
     if let Some(s) = stopped {
@@ -159,7 +211,11 @@ fn busiest_hooks(d: &Deployment, md: &mut String) -> Result<()> {
     let mut by_hook: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for e in std::fs::read_dir(d.dir.join("logs"))? {
         let p = e?.path();
-        if !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("unit-maas-region-")) {
+        if !p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("unit-maas-region-"))
+        {
             continue;
         }
         for (hook, ms) in hook_times(&std::fs::read_to_string(&p)?) {
@@ -169,10 +225,20 @@ fn busiest_hooks(d: &Deployment, md: &mut String) -> Result<()> {
     let mut rows: Vec<(String, Vec<u64>)> = by_hook.into_iter().collect();
     rows.sort_by_key(|(_, v)| std::cmp::Reverse(v.iter().sum::<u64>()));
     let _ = writeln!(md, "maas-region's busiest hooks over the whole run (every unit; wall time in the local model, which includes `maas init`, snap and haproxy work):\n");
-    let _ = writeln!(md, "| hook | runs | total s | median ms | max ms |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| hook | runs | total s | median ms | max ms |\n|---|---|---|---|---|"
+    );
     for (hook, mut v) in rows.into_iter().take(8) {
         v.sort_unstable();
-        let _ = writeln!(md, "| {hook} | {} | {:.1} | {} | {} |", v.len(), v.iter().sum::<u64>() as f64 / 1000.0, v[v.len() / 2], v[v.len() - 1]);
+        let _ = writeln!(
+            md,
+            "| {hook} | {} | {:.1} | {} | {} |",
+            v.len(),
+            v.iter().sum::<u64>() as f64 / 1000.0,
+            v[v.len() / 2],
+            v[v.len() - 1]
+        );
     }
     md.push('\n');
     Ok(())
@@ -192,20 +258,35 @@ fn hook_times(log: &str) -> Vec<(String, u64)> {
 /// add-unit maas-region (on a new machine) from 2 to 5 regions: time to settled and hooks run.
 fn scale_table(d: &Deployment, md: &mut String) -> Result<()> {
     let _ = writeln!(md, "Scale: `add-unit maas-region` (a new machine each time) until every unit is Active again; target < 60 s, not growing with the number of regions (here: within 1.5× the first add-unit + 5 s).\n");
-    let _ = writeln!(md, "| regions | add-unit settled (s) | hooks run | target |\n|---|---|---|---|");
-    let regions = || -> Result<usize> { Ok(d.status()?["applications"]["maas-region"]["units"].as_object().map_or(0, |u| u.len())) };
+    let _ = writeln!(
+        md,
+        "| regions | add-unit settled (s) | hooks run | target |\n|---|---|---|---|"
+    );
+    let regions = || -> Result<usize> {
+        Ok(d.status()?["applications"]["maas-region"]["units"]
+            .as_object()
+            .map_or(0, |u| u.len()))
+    };
     let mut first = None;
     while regions()? < 5 {
         let before = watch::hooks_total(&d.status()?);
         let n = regions()?;
         eprintln!("== add-unit maas-region ({n} → {})", n + 1);
         d.lm.add_unit("maas-region", 1, None)?;
-        let took = watch::settle(d, SETTLE, |l| eprintln!("{l}")).with_context(|| format!("add-unit at {n} regions"))?;
+        let took = watch::settle(d, SETTLE, |l| eprintln!("{l}"))
+            .with_context(|| format!("add-unit at {n} regions"))?;
         let hooks = watch::hooks_total(&d.status()?) - before;
         let base = *first.get_or_insert(took);
         // "Not growing": within 1.5 times the first add-unit, plus 5 s for noise.
-        let ok = took < Duration::from_secs(60) && took.as_secs_f64() < base.as_secs_f64() * 1.5 + 5.0;
-        let _ = writeln!(md, "| {n} → {} | {} | {hooks} | {} |", n + 1, secs(took), met(ok));
+        let ok =
+            took < Duration::from_secs(60) && took.as_secs_f64() < base.as_secs_f64() * 1.5 + 5.0;
+        let _ = writeln!(
+            md,
+            "| {n} → {} | {} | {hooks} | {} |",
+            n + 1,
+            secs(took),
+            met(ok)
+        );
     }
     md.push('\n');
     Ok(())
@@ -217,7 +298,10 @@ mod tests {
     fn a_second_run_replaces_its_section_and_keeps_the_others() {
         let md = "\n## The bundle in the local model\n\nnew\n";
         let first = super::replace_section("# Benchmarks\n\nhooks\n", md);
-        assert_eq!(first, "# Benchmarks\n\nhooks\n\n## The bundle in the local model\n\nnew\n");
+        assert_eq!(
+            first,
+            "# Benchmarks\n\nhooks\n\n## The bundle in the local model\n\nnew\n"
+        );
         let with_other = first.replace("new", "old") + "\n## VIP failover\n\nvip\n";
         let second = super::replace_section(&with_other, md);
         assert_eq!(second, "# Benchmarks\n\nhooks\n\n## The bundle in the local model\n\nnew\n\n## VIP failover\n\nvip\n");
@@ -226,6 +310,12 @@ mod tests {
     #[test]
     fn hook_times_reads_the_local_models_lines() {
         let log = "INFO maas-region/0 running install hook\nINFO maas-region/0 ran install hook in 1234 ms (exit 0)\nINFO maas-region/0 ran db-relation-changed hook in 56 ms (exit 1)\nINFO maas-region/0 ran create-admin action in 9 ms (exit 0)\n";
-        assert_eq!(super::hook_times(log), vec![("install".to_string(), 1234), ("db-relation-changed".to_string(), 56)]);
+        assert_eq!(
+            super::hook_times(log),
+            vec![
+                ("install".to_string(), 1234),
+                ("db-relation-changed".to_string(), 56)
+            ]
+        );
     }
 }

@@ -15,14 +15,25 @@ const NET: u8 = 71;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(std::path::PathBuf::from);
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     let env = Env::get().map_err(|e| anyhow::anyhow!(e))?;
     let out = out.unwrap_or_else(|| env.build.join("bench/report.md"));
     // `--fast-vip`: the db-vip at VRRP v3 with 0.1 s adverts instead of the bundle's 1 s, to
     // see how much of each failover is the VIP's takeover (about 3 x advert-int after the
     // new primary's check passes twice).
     let fast = args.iter().any(|a| a == "--fast-vip");
-    let (vip_options, vip_said) = if fast { ("      vrrp-version: 3\n      advert-int: 0.1\n", "db-vip at vrrp-version 3, advert-int 0.1") } else { ("", "db-vip as in bundles/maas-ha.yaml (advert-int 1)") };
+    let (vip_options, vip_said) = if fast {
+        (
+            "      vrrp-version: 3\n      advert-int: 0.1\n",
+            "db-vip at vrrp-version 3, advert-int 0.1",
+        )
+    } else {
+        ("", "db-vip as in bundles/maas-ha.yaml (advert-int 1)")
+    };
     let mut md = format!("\n## postgresql-ha drills in the local model ({vip_said})\n\n");
     let result = run(&env, &mut md, vip_options);
     if let Err(e) = &result {
@@ -70,15 +81,29 @@ fn run(env: &Env, md: &mut String, vip_options: &str) -> Result<()> {
 fn table(rows: &[Report]) -> String {
     let mut md = String::from("| drill | fault → first write (s) | target | writes failed | acknowledged | acknowledged lost (target 0) | healthy after (s) |\n|---|---|---|---|---|---|---|\n");
     for r in rows {
-        let rec = r.recovered.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+        let rec = r
+            .recovered
+            .map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
         let target = match r.target {
             Some(t) => {
                 let ok = r.recovered.is_none_or(|d| d <= t);
-                format!("≤ {} s: {}", t.as_secs(), if ok { "met" } else { "NOT met" })
+                format!(
+                    "≤ {} s: {}",
+                    t.as_secs(),
+                    if ok { "met" } else { "NOT met" }
+                )
             }
             None => "-".into(),
         };
-        let _ = writeln!(md, "| {} | {rec} | {target} | {}/{} | {} | 0: met | {:.1} |", r.name, r.failed, r.writes, r.acked, r.healed.as_secs_f64());
+        let _ = writeln!(
+            md,
+            "| {} | {rec} | {target} | {}/{} | {} | 0: met | {:.1} |",
+            r.name,
+            r.failed,
+            r.writes,
+            r.acked,
+            r.healed.as_secs_f64()
+        );
     }
     md
 }
@@ -90,10 +115,21 @@ mod tests {
 
     #[test]
     fn the_table_compares_with_the_target() {
-        let r = |rec: Option<u64>| Report { name: "x".into(), target: Some(Duration::from_secs(10)), recovered: rec.map(Duration::from_millis), failed: 3, writes: 100, acked: 97, healed: Duration::from_secs(20) };
+        let r = |rec: Option<u64>| Report {
+            name: "x".into(),
+            target: Some(Duration::from_secs(10)),
+            recovered: rec.map(Duration::from_millis),
+            failed: 3,
+            writes: 100,
+            acked: 97,
+            healed: Duration::from_secs(20),
+        };
         let t = table(&[r(Some(2500)), r(Some(12000)), r(None)]);
         let lines: Vec<&str> = t.lines().skip(2).collect();
-        assert_eq!(lines[0], "| x | 2.5 | ≤ 10 s: met | 3/100 | 97 | 0: met | 20.0 |");
+        assert_eq!(
+            lines[0],
+            "| x | 2.5 | ≤ 10 s: met | 3/100 | 97 | 0: met | 20.0 |"
+        );
         assert!(lines[1].contains("12.0 | ≤ 10 s: NOT met"), "{}", lines[1]);
         assert!(lines[2].contains("| - | ≤ 10 s: met"), "{}", lines[2]);
     }

@@ -45,29 +45,51 @@ fn lm_cmd(env: &Env) -> String {
 
 fn run(env: &Env, dir: &std::path::Path) -> Result<()> {
     let t0 = Instant::now();
-    println!("== deploying bundles/maas-ha.yaml --overlay bundles/overlays/local-model.yaml (model {})", dir.display());
+    println!(
+        "== deploying bundles/maas-ha.yaml --overlay bundles/overlays/local-model.yaml (model {})",
+        dir.display()
+    );
     let mut overlays = vec![env.repo.join("bundles/overlays/local-model.yaml")];
     overlays.extend(e2e::extra_overlays());
     // update-status every minute (`juju model-config update-status-hook-interval=1m`): some
     // statuses are only refreshed by it, and Juju's default 5 min would stretch the demo.
-    println!("   (update-status every 60 s, as `juju model-config update-status-hook-interval=1m`)");
-    let d = Deployment::bundle_in(env, dir, NET, &overlays, &[("LM_UPDATE_STATUS_MS", "60000")])?;
+    println!(
+        "   (update-status every 60 s, as `juju model-config update-status-hook-interval=1m`)"
+    );
+    let d = Deployment::bundle_in(
+        env,
+        dir,
+        NET,
+        &overlays,
+        &[("LM_UPDATE_STATUS_MS", "60000")],
+    )?;
     // The model outlives the demo: the user looks around, then runs `lm destroy`.
     let d = std::mem::ManuallyDrop::new(d);
     println!("== settling (a line per change: unit, workload status, message)");
     let took = watch::settle(&d, SETTLE, |l| println!("{l}"))?;
     let hooks = watch::hooks_total(&d.status()?);
-    println!("== settled in {:.0} s, {hooks} hooks run; every unit is Active\n", took.as_secs_f64());
+    println!(
+        "== settled in {:.0} s, {hooks} hooks run; every unit is Active\n",
+        took.as_secs_f64()
+    );
     print_status(env, dir)?;
     println!("MAAS: {}  (the region VIP; the lab's hosts reach it, this machine has no route into the lab:", region_url(&d));
-    println!("      {} ssh maas-rack/0 -- curl -s {})\n", lm_cmd(env), region_url(&d));
+    println!(
+        "      {} ssh maas-rack/0 -- curl -s {})\n",
+        lm_cmd(env),
+        region_url(&d)
+    );
     drill(&d)?;
     println!("\ndemo passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
 
 fn print_status(env: &Env, dir: &std::path::Path) -> Result<()> {
-    let out = std::process::Command::new(&env.lm).arg("status").env("LM_MODEL_DIR", dir).output().context("lm status")?;
+    let out = std::process::Command::new(&env.lm)
+        .arg("status")
+        .env("LM_MODEL_DIR", dir)
+        .output()
+        .context("lm status")?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     println!();
     Ok(())
@@ -85,39 +107,72 @@ fn drill(d: &Deployment) -> Result<()> {
         println!("   machine {m} also runs the PostgreSQL primary ({unit}): the regions answer 503 until another member is promoted");
     }
     // A name of its own per run: `demo --drill` again must not read an earlier run's records.
-    let probe = Probe::http(d, client, &format!("demo-http-{}", now_ms()), &region_url(d), 100)?;
-    probe.wait_successes(10, Duration::from_secs(60)).context("requests through the VIP before the drill")?;
+    let probe = Probe::http(
+        d,
+        client,
+        &format!("demo-http-{}", now_ms()),
+        &region_url(d),
+        100,
+    )?;
+    probe
+        .wait_successes(10, Duration::from_secs(60))
+        .context("requests through the VIP before the drill")?;
     let down_at = now_ms();
     d.fault(&holder, FaultOp::Stop)?;
     println!("   machine {holder} stopped (power cut: processes killed, link down)");
-    let new_holder = d.wait_vip_holder(&vip, Duration::from_secs(60)).context("no other machine took the VIP")?;
-    probe.wait_successes(20, Duration::from_secs(60)).context("requests through the VIP after the host went down")?;
+    let new_holder = d
+        .wait_vip_holder(&vip, Duration::from_secs(60))
+        .context("no other machine took the VIP")?;
+    probe
+        .wait_successes(20, Duration::from_secs(60))
+        .context("requests through the VIP after the host went down")?;
     let records = probe.stop()?;
     println!("   machine {new_holder} took the VIP. What the client saw (t = time since the host went down):");
     for run in answered_by(&records) {
         let rel = |t: u64| (t as f64 - down_at as f64) / 1000.0;
-        println!("   {:>+7.1} s .. {:>+7.1} s  {:>4} requests  {}", rel(run.first_ms), rel(run.last_ms), run.count, if run.who.starts_with("failed") { run.who } else { format!("answered by {}", run.who) });
+        println!(
+            "   {:>+7.1} s .. {:>+7.1} s  {:>4} requests  {}",
+            rel(run.first_ms),
+            rel(run.last_ms),
+            run.count,
+            if run.who.starts_with("failed") {
+                run.who
+            } else {
+                format!("answered by {}", run.who)
+            }
+        );
     }
     let failed = records.iter().filter(|r| r["ok"] != true).count();
     match longest_outage(&records) {
-        Some((gap, n)) => println!("   {failed} of {} requests failed; longest gap without a 200: {:.1} s ({n} requests)", records.len(), gap.as_secs_f64()),
+        Some((gap, n)) => println!(
+            "   {failed} of {} requests failed; longest gap without a 200: {:.1} s ({n} requests)",
+            records.len(),
+            gap.as_secs_f64()
+        ),
         None => println!("   none of {} requests failed", records.len()),
     }
     let silent = longest_outage(&ha::answered(&records)).map_or(0.0, |(g, _)| g.as_secs_f64());
     println!("   the VIP itself: nothing answered for {silent:.1} s (keepalived moving it); any other failures were regions answering without their database");
     println!("== machine {holder} comes back");
     d.fault(&holder, FaultOp::Start)?;
-    watch::settle(d, Duration::from_secs(300), |l| println!("{l}")).context("after the machine came back")?;
+    watch::settle(d, Duration::from_secs(300), |l| println!("{l}"))
+        .context("after the machine came back")?;
     let holders = d.vip_holders(&vip)?;
     if holders.len() != 1 {
         bail!("{vip} held by {holders:?} after the machine came back");
     }
-    println!("   every unit Active again; {vip} stays on machine {} (no preemption)", holders[0]);
+    println!(
+        "   every unit Active again; {vip} stays on machine {} (no preemption)",
+        holders[0]
+    );
     Ok(())
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn look_around(env: &Env) {

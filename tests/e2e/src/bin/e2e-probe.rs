@@ -46,7 +46,10 @@ enum Cmd {
 }
 
 fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 fn record(out: &mut std::fs::File, v: serde_json::Value) {
@@ -66,28 +69,55 @@ fn pg_error(e: &postgres::Error) -> String {
 
 fn http_get(url: &str) -> Result<(u16, String), String> {
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
-    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let addr = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
-    let sock = addr.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("no address")?;
-    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut s =
+        TcpStream::connect_timeout(&sock, Duration::from_secs(1)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&buf);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status line")?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status line")?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok((status, body.chars().take(200).collect()))
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&a.out)?;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&a.out)?;
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let stop = |p: &Path| p.exists() || Instant::now() > deadline;
     match a.cmd {
         Cmd::Writer { dsn, table } => {
-            if table.is_empty() || !table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if table.is_empty()
+                || !table
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 anyhow::bail!("--table {table:?}: lowercase letters, digits and _ only");
             }
             let create = format!("CREATE TABLE IF NOT EXISTS {table} (n bigint PRIMARY KEY, at timestamptz DEFAULT now())");
@@ -99,17 +129,23 @@ fn main() -> anyhow::Result<()> {
                 let started = now_ms();
                 let result = (|| -> Result<(), String> {
                     if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        let mut c = postgres::Client::connect(&dsn, postgres::NoTls).map_err(|e| pg_error(&e))?;
+                        let mut c = postgres::Client::connect(&dsn, postgres::NoTls)
+                            .map_err(|e| pg_error(&e))?;
                         c.batch_execute(&create).map_err(|e| pg_error(&e))?;
                         client = Some(c);
                     }
                     let c = client.as_mut().expect("connected above");
-                    c.execute(insert.as_str(), &[&n]).map(drop).map_err(|e| pg_error(&e))
+                    c.execute(insert.as_str(), &[&n])
+                        .map(drop)
+                        .map_err(|e| pg_error(&e))
                 })();
                 if result.is_err() {
                     client = None;
                 }
-                record(&mut out, serde_json::json!({"n": n, "ok": result.is_ok(), "t_ms": started, "ms": now_ms() - started, "error": result.err()}));
+                record(
+                    &mut out,
+                    serde_json::json!({"n": n, "ok": result.is_ok(), "t_ms": started, "ms": now_ms() - started, "error": result.err()}),
+                );
                 std::thread::sleep(Duration::from_millis(a.interval_ms));
             }
         }
@@ -122,7 +158,10 @@ fn main() -> anyhow::Result<()> {
                     Ok((s, b)) => (Some(s), b, None),
                     Err(e) => (None, String::new(), Some(e)),
                 };
-                record(&mut out, serde_json::json!({"ok": ok, "t_ms": started, "ms": now_ms() - started, "status": status, "body": body, "error": error}));
+                record(
+                    &mut out,
+                    serde_json::json!({"ok": ok, "t_ms": started, "ms": now_ms() - started, "status": status, "body": body, "error": error}),
+                );
                 std::thread::sleep(Duration::from_millis(a.interval_ms));
             }
         }

@@ -34,7 +34,11 @@ pub fn write_bundle(dir: &Path, extra_options: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("testcharms");
     std::fs::create_dir_all(dir.join("charms")).unwrap();
     local_model::charm::pack_dir(&src.join("lm-test"), &dir.join("charms/lm-test.charm")).unwrap();
-    local_model::charm::pack_dir(&src.join("lm-test-sub"), &dir.join("charms/lm-test-sub.charm")).unwrap();
+    local_model::charm::pack_dir(
+        &src.join("lm-test-sub"),
+        &dir.join("charms/lm-test-sub.charm"),
+    )
+    .unwrap();
     std::fs::write(dir.join("blob.txt"), "blob-content\n").unwrap();
     let rec = dir.join("rec");
     std::fs::create_dir_all(&rec).unwrap();
@@ -66,7 +70,9 @@ relations:
 
 /// The records of one unit.
 pub fn records(dir: &Path, unit: &str) -> Vec<Rec> {
-    let p = dir.join("rec").join(format!("{}.log", unit.replace('/', "-")));
+    let p = dir
+        .join("rec")
+        .join(format!("{}.log", unit.replace('/', "-")));
     let text = std::fs::read_to_string(&p).unwrap_or_default();
     let mut out: Vec<Rec> = Vec::new();
     for line in text.lines() {
@@ -77,8 +83,16 @@ pub fn records(dir: &Path, unit: &str) -> Vec<Rec> {
             continue;
         }
         let (hook, vars) = line.split_once(" |").unwrap_or((line, ""));
-        let vars = vars.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        out.push(Rec { hook: hook.to_string(), vars, notes: vec![] });
+        let vars = vars
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        out.push(Rec {
+            hook: hook.to_string(),
+            vars,
+            notes: vec![],
+        });
     }
     out
 }
@@ -95,21 +109,43 @@ pub fn lm_bin() -> PathBuf {
 
 /// A model in `dir/model` with fast settings.
 pub fn model(dir: &Path) -> LocalModel {
-    LocalModel::new(&dir.join("model"), &lm_bin()).with_env("LM_RETRY_BASE_MS", "0").with_env("LM_UPDATE_STATUS_MS", "0")
+    LocalModel::new(&dir.join("model"), &lm_bin())
+        .with_env("LM_RETRY_BASE_MS", "0")
+        .with_env("LM_UPDATE_STATUS_MS", "0")
 }
 
 /// Check the setup order of reference §3.1 for a unit's first hooks and return the index
 /// of `start`.
 pub fn check_setup_order(unit: &str, hooks: &[String], leader: bool) -> usize {
-    assert_eq!(hooks.first().map(|s| s.as_str()), Some("install"), "{unit}: {hooks:?}");
+    assert_eq!(
+        hooks.first().map(|s| s.as_str()),
+        Some("install"),
+        "{unit}: {hooks:?}"
+    );
     let mut i = 1;
     while i < hooks.len() && hooks[i].ends_with("-relation-created") {
         i += 1;
     }
-    let lead = if leader { "leader-elected" } else { "leader-settings-changed" };
-    assert_eq!(hooks.get(i).map(|s| s.as_str()), Some(lead), "{unit}: {hooks:?}");
-    assert_eq!(hooks.get(i + 1).map(|s| s.as_str()), Some("config-changed"), "{unit}: {hooks:?}");
-    assert_eq!(hooks.get(i + 2).map(|s| s.as_str()), Some("start"), "{unit}: {hooks:?}");
+    let lead = if leader {
+        "leader-elected"
+    } else {
+        "leader-settings-changed"
+    };
+    assert_eq!(
+        hooks.get(i).map(|s| s.as_str()),
+        Some(lead),
+        "{unit}: {hooks:?}"
+    );
+    assert_eq!(
+        hooks.get(i + 1).map(|s| s.as_str()),
+        Some("config-changed"),
+        "{unit}: {hooks:?}"
+    );
+    assert_eq!(
+        hooks.get(i + 2).map(|s| s.as_str()),
+        Some("start"),
+        "{unit}: {hooks:?}"
+    );
     i + 2
 }
 
@@ -119,14 +155,43 @@ pub fn check_relation_order(unit: &str, recs: &[Rec]) {
     for (i, r) in recs.iter().enumerate() {
         let id = r.var("JUJU_RELATION_ID");
         if r.hook.ends_with("-relation-joined") {
-            let next = recs[i + 1..].iter().find(|x| x.var("JUJU_RELATION_ID") == id);
-            let next = next.unwrap_or_else(|| panic!("{unit}: joined {id} {} not followed by changed", r.var("JUJU_REMOTE_UNIT")));
-            assert!(next.hook.ends_with("-relation-changed") && next.var("JUJU_REMOTE_UNIT") == r.var("JUJU_REMOTE_UNIT"), "{unit}: after {} came {}", r.hook, next.hook);
+            let next = recs[i + 1..]
+                .iter()
+                .find(|x| x.var("JUJU_RELATION_ID") == id);
+            let next = next.unwrap_or_else(|| {
+                panic!(
+                    "{unit}: joined {id} {} not followed by changed",
+                    r.var("JUJU_REMOTE_UNIT")
+                )
+            });
+            assert!(
+                next.hook.ends_with("-relation-changed")
+                    && next.var("JUJU_REMOTE_UNIT") == r.var("JUJU_REMOTE_UNIT"),
+                "{unit}: after {} came {}",
+                r.hook,
+                next.hook
+            );
         }
-        if ["-relation-joined", "-relation-changed", "-relation-departed", "-relation-broken"].iter().any(|s| r.hook.ends_with(s)) {
-            let created = recs[..i].iter().any(|x| x.hook.ends_with("-relation-created") && x.var("JUJU_RELATION_ID") == id);
-            assert!(created, "{unit}: {} on {id} before relation-created", r.hook);
-            let broken = recs[..i].iter().any(|x| x.hook.ends_with("-relation-broken") && x.var("JUJU_RELATION_ID") == id);
+        if [
+            "-relation-joined",
+            "-relation-changed",
+            "-relation-departed",
+            "-relation-broken",
+        ]
+        .iter()
+        .any(|s| r.hook.ends_with(s))
+        {
+            let created = recs[..i]
+                .iter()
+                .any(|x| x.hook.ends_with("-relation-created") && x.var("JUJU_RELATION_ID") == id);
+            assert!(
+                created,
+                "{unit}: {} on {id} before relation-created",
+                r.hook
+            );
+            let broken = recs[..i]
+                .iter()
+                .any(|x| x.hook.ends_with("-relation-broken") && x.var("JUJU_RELATION_ID") == id);
             assert!(!broken, "{unit}: {} on {id} after relation-broken", r.hook);
         }
     }
@@ -138,7 +203,12 @@ pub fn units_in(status: &serde_json::Value) -> Vec<String> {
     for app in status["applications"].as_object().unwrap().values() {
         for (u, ud) in app["units"].as_object().cloned().unwrap_or_default() {
             v.push(u.clone());
-            for s in ud["subordinates"].as_object().cloned().unwrap_or_default().keys() {
+            for s in ud["subordinates"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .keys()
+            {
                 v.push(s.clone());
             }
         }
