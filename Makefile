@@ -91,7 +91,7 @@ test: deps unit-test check-charms check-bundle
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes
 ## the region VIP holder's host down under requests, and leaves the model up (`lm destroy` ends it).
 demo: deps charms catalog check-bundle
-	$(CARGO) build -q -p local-model -p e2e --bins
+	$(CARGO) build -q -p local-model -p e2e -p hosts --bins
 	target/debug/demo
 
 ## bench: tables of hook wall time, peak RSS and packed size vs a Python ops baseline; then (root)
@@ -107,9 +107,9 @@ bench: deps charms catalog
 	fi
 	rm -f $(BUILD)/bench/bench-ops-charm.charm && cd $(OPS_CHARM) && zip -qr ../bench-ops-charm.charm . -x .stamp '.unit-state.db'
 	target/release/bench --runs 30
-	$(CARGO) build -q -p local-model -p e2e --bins
+	$(CARGO) build -q -p local-model -p e2e -p hosts --bins
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-bundle; else echo "(the bundle part of the bench needs root: skipped)"; fi
-	@if [ "$$(id -u)" = 0 ]; then $(CARGO) build -q -p hosts --bin host-runtime && target/debug/bench-vip --runs 5; else echo "(the VIP failover part of the bench needs root: skipped)"; fi
+	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-vip --runs 5; else echo "(the VIP failover part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-pg; else echo "(the PostgreSQL drills part of the bench needs root: skipped)"; fi
 	$(CARGO) build -q -p local-model --release --bin lm
 	$(CARGO) run -q -p local-model --release --example bench
