@@ -102,9 +102,23 @@ fn drill(d: &Deployment) -> Result<()> {
     let client = RACK_MACHINES[1];
     println!("== drill: machine {holder} holds the region VIP {vip}; it goes down while machine {client} requests {} every 100 ms", region_url(d));
     // The bundle co-locates regions with database units: the same host may run the primary.
-    let db_primary = ha::primary_machine(d).ok();
-    if let Some((unit, m)) = db_primary.as_ref().filter(|(_, m)| *m == holder) {
-        println!("   machine {m} also runs the PostgreSQL primary ({unit}): the regions answer 503 until another member is promoted");
+    // A planned switchover moves it off first (it loses nothing), so the drill shows the region
+    // VIP's failover, not a database failover's 503s on top of it.
+    if let Some((unit, m)) = ha::primary_machine(d).ok().filter(|(_, m)| *m == holder) {
+        println!("   machine {m} also runs the PostgreSQL primary ({unit}): switching it over to another member first");
+        // Patroni names a synchronous standby again a little after a member rejoined.
+        e2e::until(Duration::from_secs(120), "a switchover", || {
+            d.action(&unit, "switchover", &[])
+        })?;
+        e2e::until(
+            Duration::from_secs(60),
+            "the database VIP leaving that machine",
+            || {
+                let h = d.wait_vip_holder(&d.db_vip(), Duration::from_secs(5))?;
+                anyhow::ensure!(h != holder, "the database VIP is still on machine {holder}");
+                Ok(())
+            },
+        )?;
     }
     // A name of its own per run: `demo --drill` again must not read an earlier run's records.
     let probe = Probe::http(
