@@ -81,7 +81,10 @@ catalog:
 ## unit-test: every crate's tests; the end-to-end ones (tests/e2e, as root) use the packed
 ## charms, the catalog and the wheelhouse, so those come first.
 unit-test: charms catalog
-	$(CARGO) test --workspace --all-features --no-fail-fast --exclude e2e
+	$(CARGO) test --workspace --all-features --no-fail-fast --exclude e2e --exclude hosts
+	@# One test at a time: run in parallel on an idle machine, lifecycle.rs's rewiring check
+	@# (open_reattaches_and_destroy_leaves_nothing) fails depending on test order; not yet understood.
+	$(CARGO) test -p hosts --no-fail-fast -- --test-threads=1
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
