@@ -123,6 +123,9 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
     s.push_str("    garp_master_refresh 5\n");
     if let Some(u) = v.unicast.as_ref().filter(|u| !u.peers.is_empty()) {
         let _ = writeln!(s, "    unicast_src_ip {}", u.src);
+        // Adverts from anyone but a listed peer are dropped: the only gate VRRP v3 has, as
+        // keepalived cannot authenticate it (v2's password is in clear in every advert).
+        s.push_str("    check_unicast_src\n");
         s.push_str("    unicast_peer {\n");
         for p in &u.peers {
             let _ = writeln!(s, "        {p}");
@@ -237,7 +240,7 @@ mod tests {
         assert!(text.contains("vrrp_script maas_region_0_tcp_5240 {\n    script \"/bin/bash -c '</dev/tcp/127.0.0.1/5240'\"\n    interval 2\n    timeout 3\n    weight 0\n"));
         assert!(text.contains("    state BACKUP\n    nopreempt\n    interface eth0\n    virtual_router_id 51\n    priority 248\n    advert_int 1\n    garp_master_refresh 5\n"));
         assert!(text.contains(
-            "    unicast_src_ip 10.0.0.12\n    unicast_peer {\n        10.0.0.10\n    }\n"
+            "    unicast_src_ip 10.0.0.12\n    check_unicast_src\n    unicast_peer {\n        10.0.0.10\n    }\n"
         ));
         assert!(text.contains("        auth_type PASS\n        auth_pass abcd1234\n"));
         assert!(!text.contains("virtual_ipaddress_excluded"));

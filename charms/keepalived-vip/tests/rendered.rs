@@ -148,6 +148,7 @@ vrrp_instance keepalived_vip {{
     advert_int 1
     garp_master_refresh 5
     unicast_src_ip 10.0.0.11
+    check_unicast_src
     unicast_peer {{
         10.0.0.10
         10.0.0.12

@@ -412,7 +412,12 @@ fn converge(
         .map(|x| format!("{} {}", x.role, x.state))
         .unwrap_or_else(|| "unknown".into());
     unit_changes.insert(keys::ROLE.into(), role);
-    st.push(unit_status(cluster.as_ref(), me, quorum));
+    st.push(unit_status(
+        cluster.as_ref(),
+        me,
+        quorum,
+        config.synchronous_mode,
+    ));
     Ok(())
 }
 
@@ -457,7 +462,7 @@ fn restart_if_pending(
 }
 
 /// This unit's status from Patroni's view, unless etcd lost its quorum.
-fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool) -> Status {
+fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool, sync_mode: bool) -> Status {
     if !quorum {
         return Status::blocked(
             "etcd quorum lost: if the lost units will not come back, run the force-promote action with i-understand-data-loss=true on the leader",
@@ -466,6 +471,15 @@ fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool) -> Status {
     let mine = cluster.and_then(|c| c.member(&me.name));
     if let Some(mm) = mine {
         if mm.is_primary() {
+            // In synchronous mode Patroni promotes only a synchronous standby: until one
+            // exists, losing this unit means no automatic failover, which the operator must see.
+            let others = cluster.map_or(0, |c| c.members.len().saturating_sub(1));
+            let has_sync = cluster.is_some_and(|c| c.members.iter().any(|x| x.is_sync()));
+            if sync_mode && others > 0 && !has_sync {
+                return Status::active(
+                    "primary; no synchronous standby yet, so no automatic failover",
+                );
+            }
             return Status::active("primary");
         }
         if mm.is_sync() && mm.state == "streaming" {

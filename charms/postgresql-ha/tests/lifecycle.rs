@@ -670,6 +670,39 @@ fn replica_statuses_report_sync_and_lag() {
 }
 
 #[test]
+fn a_primary_without_a_synchronous_standby_says_failover_is_not_automatic() {
+    // Arrange: a primary and a replica that is streaming but not (yet) synchronous.
+    let run = |replica_role: &str, sync_mode: bool| {
+        let mut st = State::default()
+            .leader()
+            .with_relation(peers(&[0, 1], &[1]))
+            .with_secret(sys_secret());
+        st.machine = with_etcd_members(
+            with_cluster(
+                installed_host(),
+                &[
+                    (0, "leader", "running", None),
+                    (1, replica_role, "streaming", Some(0)),
+                ],
+            ),
+            &[(0, 0xa1, false), (1, 0xa2, false)],
+        );
+        if !sync_mode {
+            st = st.with_config("synchronous-mode", false);
+        }
+        let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
+        assert!(!out.failed(), "{:?}", out.error);
+        out.state.unit_status
+    };
+    assert_eq!(
+        run("replica", true),
+        Status::active("primary; no synchronous standby yet, so no automatic failover")
+    );
+    assert_eq!(run("sync_standby", true), Status::active("primary"));
+    assert_eq!(run("replica", false), Status::active("primary"));
+}
+
+#[test]
 fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view() {
     // Patroni without its DCS still answers /cluster from its cache: the dead unit as leader.
     let db = charm_lib::testing::Relation::new(5, "db", "maas-region")

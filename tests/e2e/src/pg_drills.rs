@@ -69,12 +69,29 @@ fn pack_clients(env: &Env, dir: &Path) -> Result<(String, String)> {
     Ok((out[0].clone(), out[1].clone()))
 }
 
-/// The bundle: 3 postgresql-ha units on machines 0-2, the DB VIP at .201 of the subnet,
-/// both clients on [`CLIENT_MACHINE`]; `vip_options` are more db-vip options (YAML lines, each
-/// indented 6 spaces, e.g. `"      vrrp-version: 3\n      advert-int: 0.1\n"`), empty for the
-/// bundle's (bundles/maas-ha.yaml) settings.
-pub fn bundle(env: &Env, net: u8, clients_dir: &Path, vip_options: &str) -> Result<String> {
+/// The db-vip options of `bundles/maas-ha.yaml` as YAML lines indented for [`bundle`], so the
+/// drills run the DB VIP exactly as the bundle configures it.
+pub fn bundle_db_vip_options(env: &Env) -> Result<String> {
+    let path = env.repo.join("bundles/maas-ha.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let bundle: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let options = &bundle["applications"]["db-vip"]["options"];
+    ensure!(
+        options.is_mapping(),
+        "{}: applications.db-vip.options is not a mapping",
+        path.display()
+    );
+    Ok(serde_yaml::to_string(options)?
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect())
+}
+
+/// The bundle: 3 postgresql-ha units on machines 0-2, the DB VIP at .201 of the subnet with
+/// the db-vip options of `bundles/maas-ha.yaml`, both clients on [`CLIENT_MACHINE`].
+pub fn bundle(env: &Env, net: u8, clients_dir: &Path) -> Result<String> {
     let (db_client, database_client) = pack_clients(env, clients_dir)?;
+    let vip_options = bundle_db_vip_options(env)?;
     Ok(format!(
         "description: postgresql-ha drills
 machines:
@@ -93,7 +110,6 @@ applications:
     charm: {{build}}/keepalived-vip.charm
     options:
       vip: 10.77.{net}.201/24
-      virtual-router-id: 52
 {vip_options}  db-client:
     charm: {db_client}
     num_units: 1
@@ -112,12 +128,11 @@ relations:
 
 /// Deploys [`bundle`] in `build/e2e/<name>` on 10.77.<net>.0/24, update-status every 10 s (so a
 /// status that only update-status refreshes, like Blocked on quorum loss, shows promptly).
-pub fn deploy(env: &Env, name: &str, net: u8, vip_options: &str) -> Result<Deployment> {
+pub fn deploy(env: &Env, name: &str, net: u8) -> Result<Deployment> {
     let yaml = bundle(
         env,
         net,
         &env.build.join("e2e").join(format!("{name}-charms")),
-        vip_options,
     )?;
     Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "10000")])
 }

@@ -23,7 +23,7 @@ const NET: u8 = 70;
 #[test]
 fn postgresql_ha_survives_every_drill_in_sequence() {
     let env = e2e::env_or_skip!();
-    let d = pg::deploy(&env, "pg-drills", NET, "").expect("deploy");
+    let d = pg::deploy(&env, "pg-drills", NET).expect("deploy");
     let first = pg::settled(&d).expect(
         "3 units settle: one primary, two streaming standbys, clients write through the VIP",
     );

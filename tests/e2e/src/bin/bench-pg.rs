@@ -22,20 +22,12 @@ fn main() -> Result<()> {
         .map(std::path::PathBuf::from);
     let env = Env::get().map_err(|e| anyhow::anyhow!(e))?;
     let out = out.unwrap_or_else(|| env.build.join("bench/report.md"));
-    // `--fast-vip`: the db-vip at VRRP v3 with 0.1 s adverts instead of the bundle's 1 s, to
-    // see how much of each failover is the VIP's takeover (about 3 x advert-int after the
-    // new primary's check passes twice).
-    let fast = args.iter().any(|a| a == "--fast-vip");
-    let (vip_options, vip_said) = if fast {
-        (
-            "      vrrp-version: 3\n      advert-int: 0.1\n",
-            "db-vip at vrrp-version 3, advert-int 0.1",
-        )
-    } else {
-        ("", "db-vip as in bundles/maas-ha.yaml (advert-int 1)")
-    };
-    let mut md = format!("\n## postgresql-ha drills in the local model ({vip_said})\n\n");
-    let result = run(&env, &mut md, vip_options);
+    let vip = pg::bundle_db_vip_options(&env)?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut md = format!("\n## postgresql-ha drills in the local model (db-vip as in bundles/maas-ha.yaml: {vip})\n\n");
+    let result = run(&env, &mut md);
     if let Err(e) = &result {
         let _ = writeln!(md, "\n**The run stopped early**: {e:#}\n");
     }
@@ -50,9 +42,9 @@ fn main() -> Result<()> {
     result
 }
 
-fn run(env: &Env, md: &mut String, vip_options: &str) -> Result<()> {
+fn run(env: &Env, md: &mut String) -> Result<()> {
     let t = Instant::now();
-    let d = pg::deploy(env, "bench-pg", NET, vip_options)?;
+    let d = pg::deploy(env, "bench-pg", NET)?;
     pg::settled(&d)?;
     let _ = writeln!(md, "3 units (Patroni 4.1.5 + etcd, default config), DB VIP by keepalived-vip, deploy to settled with both clients writing: {:.0} s. Writes every 100 ms through the DB VIP from the clients' machine. Recovered: from the fault to the end of the first write that succeeded after a failed one (\"-\": no write failed). Zero acknowledged writes lost is checked on every member after every drill (the run stops otherwise).\n", t.elapsed().as_secs_f64());
     let mut ledger = Ledger::default();
