@@ -96,7 +96,54 @@ struct EndpointStatus {
 #[derive(Deserialize)]
 struct StatusBody {
     #[serde(default)]
+    header: StatusHeader,
+    #[serde(default)]
     leader: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct StatusHeader {
+    #[serde(default)]
+    member_id: u64,
+}
+
+/// Whether the local member is the raft leader (`endpoint status`; false when it does not
+/// answer).
+pub fn leads(m: &dyn Machine) -> anyhow::Result<bool> {
+    let out = m.run(&etcdctl(["endpoint", "status", "-w", "json"]).allow_failure())?;
+    if !out.success() {
+        return Ok(false);
+    }
+    let list: Vec<EndpointStatus> = serde_json::from_str(&out.stdout).map_err(|e| {
+        anyhow::anyhow!("etcdctl endpoint status printed something unexpected: {e}")
+    })?;
+    Ok(list
+        .first()
+        .is_some_and(|s| s.status.leader != 0 && s.status.leader == s.status.header.member_id))
+}
+
+/// Where raft leadership should go from the local member `me`: to the member named `prefer`
+/// (the synchronous standby, the next primary) if it votes, else to another voting member that
+/// has started (an added member has no name until it starts).
+pub fn leadership_heir<'a>(
+    members: &'a [EtcdMember],
+    me: &str,
+    prefer: Option<&str>,
+) -> Option<&'a EtcdMember> {
+    let voters = || {
+        members
+            .iter()
+            .filter(|x| !x.is_learner && !x.name.is_empty() && x.name != me)
+    };
+    voters()
+        .find(|x| Some(x.name.as_str()) == prefer)
+        .or_else(|| voters().next())
+}
+
+/// `move-leader <id>`: hands raft leadership over (only the leader can; others get an error).
+pub fn move_leader(m: &dyn Machine, to: &EtcdMember) -> anyhow::Result<()> {
+    m.run(&etcdctl(["move-leader".to_string(), to.hex_id()]))?;
+    Ok(())
 }
 
 /// Whether the local member (a learner too) sees a raft leader, i.e. the cluster has quorum.

@@ -1,13 +1,20 @@
 //! The topology observer: a small root service (the charm's own binary, `dispatch observe`)
-//! that asks Juju for an `update-status` hook as soon as the Patroni primary changes, so the
-//! client relation data follows a failover within seconds instead of at the next periodic
-//! update-status. Patroni's `on_role_change` callback runs as postgres and cannot reach the
-//! unit agent's root-only run socket, so it only drops a marker that this service picks up;
-//! the service also polls `GET /cluster`, because units whose own role did not change must
-//! republish the new primary's address too.
+//! with two jobs, both about a change of the Patroni primary happening between hooks.
+//!
+//! - It asks Juju for an `update-status` hook as soon as the primary changes, so the client
+//!   relation data follows a failover within seconds instead of at the next periodic
+//!   update-status. Patroni's `on_role_change` callback runs as postgres and cannot reach the
+//!   unit agent's root-only run socket, so it only drops a marker that this service picks up;
+//!   the service also polls `GET /cluster`, because units whose own role did not change must
+//!   republish the new primary's address too. This needs juju-exec.
+//! - On the primary, it hands etcd's raft leadership to another member. Losing the primary's
+//!   host would otherwise also lose etcd's leader, and a new etcd leader extends every lease by
+//!   its TTL: Patroni's leader key would outlive the primary by the election plus a second
+//!   lease, about 3 s more downtime measured in the network-cut drill.
 
-use crate::paths;
 use crate::patroni::Cluster;
+use crate::{etcd, paths};
+use charm_lib::Machine;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -33,8 +40,8 @@ pub fn dispatch_argv(juju_exec: &str, unit: &str, charm_dir: &str) -> Vec<String
     ]
 }
 
-/// The primary's member name from the local Patroni, if it answers.
-fn current_primary() -> Option<String> {
+/// The cluster as the local Patroni sees it, if it answers.
+fn current_cluster() -> Option<Cluster> {
     let addr = format!("127.0.0.1:{}", paths::PATRONI_PORT).parse().ok()?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
@@ -43,8 +50,30 @@ fn current_primary() -> Option<String> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let (_, body) = buf.split_once("\r\n\r\n")?;
-    let c: Cluster = serde_json::from_str(body).ok()?;
-    c.primary().map(|p| p.name.clone())
+    serde_json::from_str(body).ok()
+}
+
+/// On the primary `me`: if the local etcd member leads, hands leadership to the synchronous
+/// standby's member (the next primary) or another voter. Returns the heir it moved it to.
+pub fn keep_etcd_leadership_off(
+    m: &dyn Machine,
+    me: &str,
+    cluster: &Cluster,
+) -> anyhow::Result<Option<String>> {
+    if cluster.primary().map(|p| p.name.as_str()) != Some(me) || !etcd::leads(m)? {
+        return Ok(None);
+    }
+    let members = etcd::members(m)?;
+    let sync = cluster
+        .members
+        .iter()
+        .find(|x| x.is_sync())
+        .map(|x| x.name.as_str());
+    let Some(heir) = etcd::leadership_heir(&members, me, sync) else {
+        return Ok(None);
+    };
+    etcd::move_leader(m, heir)?;
+    Ok(Some(heir.name.clone()))
 }
 
 /// Runs forever: `args` are the unit name and the charm directory.
@@ -53,10 +82,12 @@ pub fn run(args: &[String]) -> ! {
         eprintln!("usage: dispatch observe <unit> <charm-dir>");
         std::process::exit(2);
     };
-    let Some(exec) = JUJU_EXEC.iter().find(|p| Path::new(p).exists()) else {
-        eprintln!("neither juju-exec nor juju-run is installed: the charm's update-status hook refreshes relation data instead");
-        std::process::exit(0);
-    };
+    let exec = JUJU_EXEC.iter().find(|p| Path::new(p).exists());
+    if exec.is_none() {
+        eprintln!("neither juju-exec nor juju-run is installed: the charm's update-status hook refreshes relation data after a failover");
+    }
+    let me = paths::member_name(unit);
+    let machine = charm_lib::machine::System;
     let marker = Path::new(paths::ROLE_MARKER);
     let mut last: Option<String> = None;
     loop {
@@ -64,8 +95,21 @@ pub fn run(args: &[String]) -> ! {
         if marked {
             let _ = std::fs::remove_file(marker);
         }
-        let now = current_primary();
-        if should_dispatch(last.as_deref(), now.as_deref(), marked) {
+        let cluster = current_cluster();
+        let now = cluster
+            .as_ref()
+            .and_then(|c| c.primary())
+            .map(|p| p.name.clone());
+        if let Some(c) = &cluster {
+            match keep_etcd_leadership_off(&machine, &me, c) {
+                Ok(Some(heir)) => eprintln!("moved etcd leadership to {heir}, off the primary"),
+                Ok(None) => {}
+                Err(e) => eprintln!("could not move etcd leadership off the primary: {e:#}"),
+            }
+        }
+        if let Some(exec) =
+            exec.filter(|_| should_dispatch(last.as_deref(), now.as_deref(), marked))
+        {
             let argv = dispatch_argv(exec, unit, charm_dir);
             match std::process::Command::new(&argv[0])
                 .args(&argv[1..])
@@ -83,7 +127,7 @@ pub fn run(args: &[String]) -> ! {
         if now.is_some() {
             last = now;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 
@@ -104,6 +148,135 @@ mod tests {
         );
         assert!(should_dispatch(Some("pg-0"), Some("pg-1"), false));
         assert!(should_dispatch(Some("pg-0"), Some("pg-0"), true));
+    }
+
+    /// etcd as the primary's host sees it: `leader` is the raft leader's member id; members
+    /// 1, 2, 3 are postgresql-ha-0, -1, -2.
+    fn host(leader: u64) -> charm_lib::testing::FakeMachine {
+        use charm_lib::testing::MachineState;
+        use charm_lib::CmdOutput;
+        let status = format!(
+            r#"[{{"Endpoint":"http://127.0.0.1:2379","Status":{{"header":{{"cluster_id":9,"member_id":1}},"leader":{leader},"raftTerm":2}}}}]"#
+        );
+        let members = r#"{"members":[{"ID":1,"name":"postgresql-ha-0","peerURLs":["http://10.0.0.10:2380"]},{"ID":2,"name":"postgresql-ha-1","peerURLs":["http://10.0.0.11:2380"]},{"ID":18446744073709551615,"name":"postgresql-ha-2","peerURLs":["http://10.0.0.12:2380"]}]}"#;
+        charm_lib::testing::FakeMachine::new(
+            MachineState::default()
+                .respond(
+                    &[
+                        "etcdctl",
+                        "--endpoints=http://127.0.0.1:2379",
+                        "endpoint",
+                        "status",
+                    ],
+                    CmdOutput::ok(status),
+                )
+                .respond(
+                    &[
+                        "etcdctl",
+                        "--endpoints=http://127.0.0.1:2379",
+                        "member",
+                        "list",
+                    ],
+                    CmdOutput::ok(members),
+                ),
+        )
+    }
+
+    fn cluster(primary: &str, sync: &str) -> Cluster {
+        serde_json::from_value(serde_json::json!({"members": [
+            {"name": primary, "role": "leader", "state": "running"},
+            {"name": sync, "role": "sync_standby", "state": "streaming"},
+        ]}))
+        .unwrap()
+    }
+
+    fn moves(m: &charm_lib::testing::FakeMachine) -> Vec<String> {
+        m.ran
+            .borrow()
+            .iter()
+            .filter(|c| c.args.iter().any(|a| a == "move-leader"))
+            .map(|c| c.args.join(" "))
+            .collect()
+    }
+
+    #[test]
+    fn the_primary_hands_etcd_leadership_to_the_sync_standby() {
+        // Arrange: this host (member 1) is the Patroni primary and leads etcd.
+        let m = host(1);
+        // Act.
+        let heir = keep_etcd_leadership_off(
+            &m,
+            "postgresql-ha-0",
+            &cluster("postgresql-ha-0", "postgresql-ha-2"),
+        )
+        .unwrap();
+        // Assert: to the synchronous standby, by hex id as etcdctl takes it.
+        assert_eq!(heir.as_deref(), Some("postgresql-ha-2"));
+        let moved = moves(&m);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(
+            moved[0].contains("move-leader ffffffffffffffff"),
+            "{moved:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_moves_unless_the_primary_leads_etcd() {
+        // Another member leads etcd: nothing to do (and nothing asked of etcd but its status).
+        let m = host(2);
+        assert_eq!(
+            keep_etcd_leadership_off(
+                &m,
+                "postgresql-ha-0",
+                &cluster("postgresql-ha-0", "postgresql-ha-1")
+            )
+            .unwrap(),
+            None
+        );
+        assert!(moves(&m).is_empty());
+        // A standby never moves leadership, even while it leads etcd.
+        let m = host(1);
+        assert_eq!(
+            keep_etcd_leadership_off(
+                &m,
+                "postgresql-ha-0",
+                &cluster("postgresql-ha-1", "postgresql-ha-0")
+            )
+            .unwrap(),
+            None
+        );
+        assert!(m.ran.borrow().is_empty(), "a standby asks etcd nothing");
+    }
+
+    #[test]
+    fn the_heir_is_a_started_voter_other_than_me() {
+        let member = |id, name: &str, learner| etcd::EtcdMember {
+            id,
+            name: name.into(),
+            peer_urls: vec![],
+            is_learner: learner,
+        };
+        let ms = [
+            member(1, "pg-0", false),
+            member(2, "pg-1", true),
+            member(3, "", false),
+            member(4, "pg-3", false),
+        ];
+        let name = |h: Option<&etcd::EtcdMember>| h.map(|x| x.name.clone());
+        assert_eq!(
+            name(etcd::leadership_heir(&ms, "pg-0", Some("pg-3"))),
+            Some("pg-3".into())
+        );
+        assert_eq!(
+            name(etcd::leadership_heir(&ms, "pg-0", Some("pg-1"))),
+            Some("pg-3".into()),
+            "a learner cannot lead: another voter instead"
+        );
+        assert_eq!(
+            name(etcd::leadership_heir(&ms[..3], "pg-0", None)),
+            None,
+            "no started voter but me"
+        );
     }
 
     #[test]

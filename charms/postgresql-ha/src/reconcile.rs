@@ -11,43 +11,27 @@ use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
 use crate::serve::{live_client_relations, provision, publish, request_of, revoke_stale, topology};
 use crate::{etcd, install, paths, secrets};
-use charm_lib::tools::SecretOptions;
 use charm_lib::{Context, Databag, FileOptions, MachineExt, Port, Relation, ServiceOp, Status};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The system passwords: the leader creates the secret once; every unit reads it by the id the
-/// peer app databag shares. `None` until it exists.
+/// peer app databag shares. `None` until it exists. The id joins `app_changes` (written with
+/// the rest of the peer app data) rather than being written here.
 pub fn passwords(
     ctx: &Context,
     app: &Databag,
     app_changes: &mut Databag,
 ) -> anyhow::Result<Option<Passwords>> {
-    if let Some(id) = app.get(secrets::PEER_KEY).filter(|v| !v.is_empty()) {
-        let content = ctx.model.get_secret(Some(id), None, true)?;
-        return Ok(secrets::from_content(&content));
-    }
-    if !ctx.model.is_leader()? {
+    let generate = || Ok(secrets::to_content(&secrets::generate_all()?));
+    let Some(s) = secrets::SHARED.resolve(&ctx.model, app, generate)? else {
         return Ok(None);
-    }
-    // A previous hook may have created it and then failed before sharing its id.
-    let (id, content) = match ctx.model.secret_by_label(secrets::LABEL)? {
-        Some((id, _)) => {
-            let c = ctx.model.peek_secret(Some(&id), None)?;
-            (id, c)
-        }
-        None => {
-            let content = secrets::to_content(&secrets::generate_all()?);
-            let opts = SecretOptions {
-                label: Some(secrets::LABEL.into()),
-                description: Some("postgresql-ha system users' passwords".into()),
-                ..Default::default()
-            };
-            (ctx.model.add_secret(&content, &opts)?, content)
-        }
     };
-    app_changes.insert(secrets::PEER_KEY.into(), id);
-    Ok(secrets::from_content(&content))
+    let passwords = secrets::from_content(&s.content);
+    if s.unpublished {
+        app_changes.insert(secrets::PEER_KEY.into(), s.id);
+    }
+    Ok(passwords)
 }
 
 /// Writes the host's directories, unit files and callback; reloads systemd when a unit changed.
@@ -77,30 +61,18 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
         render::patroni_unit().as_bytes(),
         &FileOptions::root(0o644),
     )?;
-    // The observer needs Juju's juju-exec (or 2.9's juju-run); without it update-status is the
-    // only refresh of the client relations after a failover.
-    let mut juju_exec = false;
-    for p in crate::observer::JUJU_EXEC {
-        juju_exec |= m.file_info(Path::new(p))?.is_some();
-    }
-    let mut c = false;
-    if juju_exec {
-        let unit = ctx.model.unit_name();
-        let charm_dir = charm_dir(unit);
-        c = m.write_file(
-            Path::new(paths::OBSERVER_UNIT_FILE),
-            render::observer_unit(unit, &charm_dir).as_bytes(),
-            &FileOptions::root(0o644),
-        )?;
-    }
+    let unit = ctx.model.unit_name();
+    let c = m.write_file(
+        Path::new(paths::OBSERVER_UNIT_FILE),
+        render::observer_unit(unit, &charm_dir(unit)).as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
     if a || b || c {
         m.daemon_reload()?;
     }
-    if juju_exec {
-        // After upgrade-charm the running observer is the old binary.
-        let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
-        m.ensure_service(paths::OBSERVER_SERVICE, c || upgraded)?;
-    }
+    // After upgrade-charm the running observer is the old binary.
+    let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
+    m.ensure_service(paths::OBSERVER_SERVICE, c || upgraded)?;
     Ok(())
 }
 

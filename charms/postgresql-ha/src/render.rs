@@ -274,10 +274,11 @@ pub fn role_change_script() -> String {
     format!("#!/bin/sh\n# Patroni callback: $1=action $2=role $3=scope. Rendered by the postgresql-ha charm.\ntouch {} 2>/dev/null\nexit 0\n", paths::ROLE_MARKER)
 }
 
-/// The topology observer service: the charm's binary in `observe` mode, as root.
+/// The topology observer service (see `observer`): the charm's binary in `observe` mode, as
+/// root (juju-exec's socket is root-only).
 pub fn observer_unit(unit: &str, charm_dir: &str) -> String {
     format!(
-        "[Unit]\nDescription=postgresql-ha: ask Juju for a hook when the Patroni primary changes\nAfter={}.service\n\n\
+        "[Unit]\nDescription=postgresql-ha: a hook when the Patroni primary changes; etcd leadership off the primary\nAfter={}.service\n\n\
 [Service]\nType=simple\nExecStart={charm_dir}/dispatch observe {unit} {charm_dir}\nRestart=always\nRestartSec=5\n\n\
 [Install]\nWantedBy=multi-user.target\n",
         paths::PATRONI_SERVICE

@@ -2,12 +2,16 @@
 //! whose id the peer app databag shares.
 
 use crate::render::Passwords;
+use charm_lib::SharedSecret;
 use std::collections::BTreeMap;
 
 /// The owner label of the system passwords secret.
 pub const LABEL: &str = "system-passwords";
 /// Peer app databag key holding the secret's id.
 pub const PEER_KEY: &str = "system-secret";
+/// The secret as every unit finds it; read with `--refresh`, as `set-password` rotates it.
+pub const SHARED: SharedSecret =
+    SharedSecret::new(LABEL, PEER_KEY, "postgresql-ha system users' passwords").refreshing();
 
 /// A random password: 32 characters of [A-Za-z0-9] from /dev/urandom.
 pub fn generate() -> anyhow::Result<String> {
