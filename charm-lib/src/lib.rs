@@ -7,7 +7,8 @@
 //!    real tools on PATH in production, an in-memory model in tests).
 //! 2. [`event`]: the event, parsed once from the JUJU_* environment.
 //! 3. [`model`]: identity, leadership, typed config, relations with typed databags
-//!    ([`databag`]) and Juju's app-databag rules, secrets, ports, addresses.
+//!    ([`databag`]) and Juju's app-databag rules, secrets, ports, addresses; on it,
+//!    [`shared_secret`]: the application secret the leader creates and every unit reads.
 //! 4. [`status`]: collect-status: handlers report, one place decides.
 //! 5. [`machine`]: the host: commands, atomic files with owner and mode, packages, services.
 //! 6. [`dispatch`]: `main` for a charm binary, and [`logger`] routing `log` to `juju-log`.
@@ -36,6 +37,7 @@ pub mod logger;
 pub mod machine;
 pub mod model;
 pub mod random;
+pub mod shared_secret;
 pub mod spec;
 pub mod status;
 pub mod tools;
@@ -51,5 +53,6 @@ pub use error::{Error, Result};
 pub use event::{Event, EventKind, RelationEvent, RelationPhase, SecretEvent, SecretPhase};
 pub use machine::{Cmd, CmdOutput, FileOptions, Machine, MachineError, MachineExt, ServiceOp};
 pub use model::{Model, Relation};
+pub use shared_secret::SharedSecret;
 pub use status::{Status, StatusKind};
 pub use tools::{Databag, Port, RelationId};

@@ -2,8 +2,7 @@
 //! password over `cluster`, and what the principal learns back over `vip`.
 
 use crate::checks::{self, Check};
-use charm_lib::tools::SecretOptions;
-use charm_lib::{Context, Databag, RelationPhase};
+use charm_lib::{Context, Databag, RelationPhase, SharedSecret};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -19,8 +18,12 @@ pub const AUTH_SECRET_ID: &str = "auth-secret-id";
 pub const ADDRESS: &str = "address";
 /// Peer unit databag key: this unit's VRRP priority.
 pub const PRIORITY: &str = "priority";
-/// The owner label of the VRRP password secret.
-const SECRET_LABEL: &str = "vrrp-auth";
+/// The VRRP password secret: its owner label and where its id is shared.
+const VRRP_SECRET: SharedSecret = SharedSecret::new(
+    "vrrp-auth",
+    AUTH_SECRET_ID,
+    "VRRP auth_pass of this application's keepalived",
+);
 /// The secret's content key.
 const SECRET_KEY: &str = "password";
 /// keepalived uses only the first 8 characters of a PASS password.
@@ -236,43 +239,32 @@ fn set_changed(
     Ok(())
 }
 
-/// The VRRP password: the leader creates it once (an application secret whose id goes to the
-/// peer app databag); every unit reads it by that id. `None` until the leader has shared it.
+/// The VRRP password: every unit must send the same one, so the leader creates it once and
+/// the peers read it by the id it shares. `None` until the leader has shared it.
 pub fn vrrp_password(ctx: &Context) -> anyhow::Result<Option<String>> {
     let Some(rel) = ctx.model.relation(PEERS)? else {
         return Ok(None);
     };
-    let app = rel.my_app_data()?;
-    let id = app.get(AUTH_SECRET_ID).filter(|s| !s.is_empty()).cloned();
-    let id = match (id, ctx.model.is_leader()?) {
-        (Some(id), _) => id,
-        (None, false) => return Ok(None),
-        (None, true) => {
-            let content: BTreeMap<String, String> = [(
-                SECRET_KEY.to_string(),
-                charm_lib::random::alphanumeric(PASSWORD_LEN)?,
-            )]
-            .into_iter()
-            .collect();
-            let opts = SecretOptions {
-                label: Some(SECRET_LABEL.into()),
-                description: Some("VRRP auth_pass of this application's keepalived".into()),
-                ..Default::default()
-            };
-            let id = ctx.model.add_secret(&content, &opts)?;
-            rel.set_my_app_data(
-                &[(AUTH_SECRET_ID.to_string(), id.clone())]
-                    .into_iter()
-                    .collect(),
-            )?;
-            log::info!("created the VRRP password secret {id}");
-            return Ok(content.get(SECRET_KEY).cloned());
-        }
+    let generate = || {
+        let password = charm_lib::random::alphanumeric(PASSWORD_LEN)?;
+        Ok([(SECRET_KEY.to_string(), password)].into())
     };
-    let content = ctx.model.get_secret(Some(&id), None, false)?;
-    match content.get(SECRET_KEY).filter(|p| p.len() >= PASSWORD_LEN) {
+    let Some(s) = VRRP_SECRET.ensure(&ctx.model, &rel, generate)? else {
+        return Ok(None);
+    };
+    if s.created {
+        log::info!("created the VRRP password secret {}", s.id);
+    }
+    match s
+        .content
+        .get(SECRET_KEY)
+        .filter(|p| p.len() >= PASSWORD_LEN)
+    {
         Some(p) => Ok(Some(p[..PASSWORD_LEN].to_string())),
-        None => anyhow::bail!("secret {id} (the VRRP password) has no usable {SECRET_KEY:?} key"),
+        None => anyhow::bail!(
+            "secret {} (the VRRP password) has no usable {SECRET_KEY:?} key",
+            s.id
+        ),
     }
 }
 

@@ -6,8 +6,9 @@ use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
 use crate::relations::{self, Database, Peer};
 use crate::render::{self, Backend, HaproxyOptions};
-use charm_lib::tools::SecretOptions;
-use charm_lib::{Cmd, Context, EventKind, FileOptions, MachineExt, ServiceOp, Status};
+use charm_lib::{
+    Cmd, Context, EventKind, FileOptions, MachineExt, ServiceOp, SharedSecret, Status,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -19,6 +20,12 @@ pub const HAPROXY_CANDIDATE: &str = "/etc/haproxy/haproxy.cfg.candidate";
 pub const APT_SOURCE: &str = "/etc/apt/sources.list.d/maas-region.list";
 /// Label of the Juju secret holding the MAAS shared secret.
 pub const SHARED_SECRET_LABEL: &str = "maas-shared-secret";
+/// The MAAS shared secret: the leader keeps it, its id goes to the peer app databag.
+const SHARED_SECRET: SharedSecret = SharedSecret::new(
+    SHARED_SECRET_LABEL,
+    app_keys::SECRET_ID,
+    "MAAS shared secret (racks register with it)",
+);
 
 /// Peer app databag keys (written by the leader).
 pub mod app_keys {
@@ -684,7 +691,8 @@ fn remove(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs).
+/// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs): MAAS
+/// generates it, so the leader mirrors the file rather than generating content.
 fn shared_secret_id(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<String>> {
     let Some(text) = ctx.machine.read_to_string(maas::secret_file(m))? else {
         return Ok(None);
@@ -694,28 +702,13 @@ fn shared_secret_id(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<St
         return Ok(None);
     }
     let content = bag(&[("secret", &secret)]);
-    match ctx.model.secret_by_label(SHARED_SECRET_LABEL)? {
-        Some((id, _)) => {
-            if ctx.model.peek_secret(Some(&id), None)? != content {
-                ctx.model.set_secret(&id, &content)?;
-            }
-            Ok(Some(id))
-        }
-        None => {
-            let opts = SecretOptions {
-                label: Some(SHARED_SECRET_LABEL.into()),
-                description: Some("MAAS shared secret (racks register with it)".into()),
-                ..Default::default()
-            };
-            Ok(Some(ctx.model.add_secret(&content, &opts)?))
-        }
-    }
+    Ok(Some(SHARED_SECRET.put(&ctx.model, &content)?))
 }
 
 fn publish_leader_data(ctx: &Context, w: &World, url: Option<&str>) -> anyhow::Result<()> {
     let secret_id = shared_secret_id(ctx, w.cfg.install_method)?;
     if let (Some(id), Some(rel)) = (&secret_id, ctx.model.relation(relations::PEERS)?) {
-        if w.peer_app.get(app_keys::SECRET_ID) != Some(id) {
+        if SHARED_SECRET.id_in(&w.peer_app) != Some(id.as_str()) {
             rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, id)]))?;
         }
     }
