@@ -260,6 +260,7 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
             .collect(),
     )?;
 
+    etcd::delete_leader_key(m, ctx.model.app_name())?;
     ctx.action_log("starting Patroni")?;
     m.service(ServiceOp::Start, paths::PATRONI_SERVICE)?;
     let probe = format!(
@@ -293,7 +294,7 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
         "promoted": ctx.model.unit_name(),
         "etcd-epoch": shared.epoch,
         "message": format!(
-            "etcd now runs as a one-member cluster on {}; Patroni promotes this unit's PostgreSQL once the lost primary's lease expires. Units that come back rejoin as replicas; add units to restore automatic failover",
+            "etcd now runs as a one-member cluster on {}, without the lost primary's lock; Patroni promotes this unit's PostgreSQL at its next loop. Units that come back rejoin as replicas; add units to restore automatic failover",
             ctx.model.unit_name()
         ),
     }))

@@ -140,6 +140,17 @@ pub fn leadership_heir<'a>(
         .or_else(|| voters().next())
 }
 
+/// Deletes Patroni's leader key of `scope`, the lock a primary holds. For force-promote only:
+/// the operator declared the primary lost, and its key would otherwise outlive it by a whole
+/// TTL, the lease being extended when the forced one-member cluster elected itself.
+pub fn delete_leader_key(m: &dyn Machine, scope: &str) -> anyhow::Result<()> {
+    m.run(&etcdctl([
+        "del".to_string(),
+        format!("{}{scope}/leader", paths::PATRONI_NAMESPACE),
+    ]))?;
+    Ok(())
+}
+
 /// `move-leader <id>`: hands raft leadership over (only the leader can; others get an error).
 pub fn move_leader(m: &dyn Machine, to: &EtcdMember) -> anyhow::Result<()> {
     m.run(&etcdctl(["move-leader".to_string(), to.hex_id()]))?;

@@ -54,6 +54,9 @@ pub const PG_PORT: u16 = 5432;
 /// Patroni's REST port.
 pub const PATRONI_PORT: u16 = 8008;
 
+/// Patroni's key prefix in etcd; its keys are `<namespace><scope>/...` (scope: the application).
+pub const PATRONI_NAMESPACE: &str = "/postgresql-ha/";
+
 /// `postgresql-ha/0` → `postgresql-ha-0` (Patroni member and etcd member names).
 pub fn member_name(unit: &str) -> String {
     unit.replace('/', "-")

@@ -336,8 +336,11 @@ fn converge(
     ctx.model.set_ports(&[Port::Tcp(paths::PG_PORT)])?;
     ctx.model.set_workload_version(&pg_version.to_string())?;
 
-    // The DCS-wide settings follow the config.
-    if leader && cluster.is_some() {
+    // The DCS-wide settings follow the config, with a running primary only: without one a
+    // failover is under way, and force-promote turns synchronous mode off so that a survivor
+    // which was not the synchronous standby may take the lock; turning it back on before then
+    // would keep the cluster without a primary.
+    if leader && cluster.as_ref().is_some_and(|c| c.primary().is_some()) {
         let wanted = render::dynamic_config(config, max_connections);
         if let Some(current) = patroni::dynamic_config(m)? {
             if !patroni::config_contains(&current, &wanted) {

@@ -148,7 +148,7 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
     let dcs = dynamic_config(i.config, i.max_connections);
     let doc = json!({
         "scope": i.scope,
-        "namespace": "/postgresql-ha/",
+        "namespace": paths::PATRONI_NAMESPACE,
         "name": i.me.name,
         "log": {"level": "INFO"},
         "restapi": {

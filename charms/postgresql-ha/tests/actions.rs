@@ -241,6 +241,14 @@ fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
         "once with force-new-cluster, once without: {lines:#?}"
     );
     assert!(stop < restarts[0] && restarts[1] < start);
+    // The lost primary's lock goes before Patroni starts, so it need not wait a whole TTL.
+    let del = lines
+        .iter()
+        .position(|l| {
+            l.contains("etcdctl") && l.contains(" del /postgresql-ha/postgresql-ha/leader")
+        })
+        .unwrap_or_else(|| panic!("no leader key deletion: {lines:#?}"));
+    assert!(restarts[1] < del && del < start, "{lines:#?}");
     let etcd = yaml(
         &out.state
             .machine

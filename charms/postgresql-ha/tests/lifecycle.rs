@@ -546,6 +546,26 @@ fn bad_config_blocks_naming_the_option_and_touches_nothing() {
 }
 
 #[test]
+fn without_a_running_primary_the_dynamic_config_is_left_alone() {
+    // Arrange: a config change while Patroni knows no primary (a failover, or force-promote
+    // waiting with synchronous mode off).
+    let mut st = leader_primary().with_config("ttl", 30);
+    st.machine = with_etcd_members(
+        with_cluster(installed_host(), &[(0, "replica", "running", None)]),
+        &[(0, 0xa1, false)],
+    );
+    // Act.
+    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+    // Assert: nothing patched now; a later hook with a primary does it.
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(
+        !out.command_lines().iter().any(|l| l.contains("-X PATCH")),
+        "{:#?}",
+        out.command_lines()
+    );
+}
+
+#[test]
 fn a_config_change_patches_patroni_dynamic_config_without_restart() {
     let first = harness()
         .run(Trigger::ConfigChanged, &leader_primary())
