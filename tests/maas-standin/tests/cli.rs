@@ -8,163 +8,70 @@ use common::*;
 fn init_refuses_what_maas_refuses() {
     let sb = Sandbox::new("init-refuse");
     // No --maas-url: MAAS would prompt; the stand-in refuses with a clear message, exit 2.
-    let o = sb.run(&["maas", "init", "rack", "--secret", "abcd"]);
+    let o = sb.run_line("maas init rack --secret abcd");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).starts_with("usage: maas init rack"),
         "{}",
         stderr(&o)
     );
-    assert!(
-        stderr(&o).contains("the following arguments are required: --maas-url"),
-        "{}",
-        stderr(&o)
-    );
-    // Unknown option: argparse's "unrecognized arguments", exit 2.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        "http://10.0.0.1/MAAS",
-        "--database-uri",
-        "postgres://u:p@h/d",
-        "--bogus",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("maas init region: error: unrecognized arguments: --bogus"),
-        "{}",
-        stderr(&o)
-    );
-    // --database-uri belongs to region modes; --secret to rack mode.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "rack",
-        "--maas-url",
-        "http://x/MAAS",
-        "--secret",
-        "ab",
-        "--database-uri",
-        "postgres://u@h/d",
-    ]);
-    assert!(
-        stderr(&o).contains("unrecognized arguments: --database-uri"),
-        "{}",
-        stderr(&o)
-    );
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "region+rack",
-        "--maas-url",
-        "http://x/MAAS",
-        "--database-uri",
-        "postgres://u@h/d",
-        "--secret",
-        "ab",
-    ]);
-    assert!(
-        stderr(&o).contains("unrecognized arguments: --secret"),
-        "{}",
-        stderr(&o)
-    );
-    // Bad mode, missing mode, region mode without a database.
-    let o = sb.run(&["maas", "init", "controller"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("invalid choice: 'controller'"),
-        "{}",
-        stderr(&o)
-    );
-    let o = sb.run(&["maas", "init"]);
-    assert!(
-        stderr(&o).contains("the following arguments are required: run_mode"),
-        "{}",
-        stderr(&o)
-    );
-    let o = sb.run(&["maas", "init", "region", "--maas-url", "http://x/MAAS"]);
-    assert!(
-        stderr(&o).contains("required: --database-uri"),
-        "{}",
-        stderr(&o)
-    );
-    // Database URI with parameters MAAS does not allow.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        "http://x/MAAS",
-        "--database-uri",
-        "postgres://u:p@h/d?sslmode=require",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("Error parsing database URI: Unsupported parameters: sslmode"),
-        "{}",
-        stderr(&o)
-    );
-    // Not a URL.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "rack",
-        "--maas-url",
-        "10.0.0.1",
-        "--secret",
-        "abcd",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("MAAS URL"), "{}", stderr(&o));
-    // Debug flags belong to region modes; there, they exclude each other.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "rack",
-        "--maas-url",
-        "http://x/MAAS",
-        "--secret",
-        "ab",
-        "--enable-debug",
-    ]);
-    assert!(
-        stderr(&o).contains("unrecognized arguments: --enable-debug"),
-        "{}",
-        stderr(&o)
-    );
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        "http://x/MAAS",
-        "--database-uri",
-        "postgres://u@h/d",
-        "--enable-debug",
-        "--disable-debug",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("not allowed with argument"),
-        "{}",
-        stderr(&o)
-    );
-    // Vault needs its companions.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        "http://x/MAAS",
-        "--database-uri",
-        "postgres://u@h/d",
-        "--vault-uri",
-        "http://v:8200",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("Missing required vault arguments: vault-approle-id, vault-wrapped-token, vault-secrets-path"), "{}", stderr(&o));
+    assert_stderr_has(&o, "the following arguments are required: --maas-url");
+    // Each: the command line, the exit code where it is checked, what stderr says.
+    let refusals: [(&str, Option<i32>, &str); 11] = [
+        // Unknown option: argparse's "unrecognized arguments", exit 2.
+        (
+            "maas init region --maas-url http://10.0.0.1/MAAS --database-uri postgres://u:p@h/d --bogus",
+            Some(2),
+            "maas init region: error: unrecognized arguments: --bogus",
+        ),
+        // --database-uri belongs to region modes; --secret to rack mode.
+        (
+            "maas init rack --maas-url http://x/MAAS --secret ab --database-uri postgres://u@h/d",
+            None,
+            "unrecognized arguments: --database-uri",
+        ),
+        (
+            "maas init region+rack --maas-url http://x/MAAS --database-uri postgres://u@h/d --secret ab",
+            None,
+            "unrecognized arguments: --secret",
+        ),
+        // Bad mode, missing mode, region mode without a database.
+        ("maas init controller", Some(2), "invalid choice: 'controller'"),
+        ("maas init", None, "the following arguments are required: run_mode"),
+        ("maas init region --maas-url http://x/MAAS", None, "required: --database-uri"),
+        // Database URI with parameters MAAS does not allow.
+        (
+            "maas init region --maas-url http://x/MAAS --database-uri postgres://u:p@h/d?sslmode=require",
+            Some(1),
+            "Error parsing database URI: Unsupported parameters: sslmode",
+        ),
+        // Not a URL.
+        ("maas init rack --maas-url 10.0.0.1 --secret abcd", Some(1), "MAAS URL"),
+        // Debug flags belong to region modes; there, they exclude each other.
+        (
+            "maas init rack --maas-url http://x/MAAS --secret ab --enable-debug",
+            None,
+            "unrecognized arguments: --enable-debug",
+        ),
+        (
+            "maas init region --maas-url http://x/MAAS --database-uri postgres://u@h/d --enable-debug --disable-debug",
+            Some(2),
+            "not allowed with argument",
+        ),
+        // Vault needs its companions.
+        (
+            "maas init region --maas-url http://x/MAAS --database-uri postgres://u@h/d --vault-uri http://v:8200",
+            Some(1),
+            "Missing required vault arguments: vault-approle-id, vault-wrapped-token, vault-secrets-path",
+        ),
+    ];
+    for (line, code, says) in refusals {
+        let o = sb.run_line(line);
+        if let Some(code) = code {
+            assert_eq!(o.status.code(), Some(code), "{line}");
+        }
+        assert!(stderr(&o).contains(says), "{line}: {}", stderr(&o));
+    }
     // Nothing was written by any of that.
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
 }
@@ -173,30 +80,18 @@ fn init_refuses_what_maas_refuses() {
 fn init_rack_writes_maas_files_and_config_round_trips() {
     let sb = Sandbox::new("init-rack");
     let secret = "0123456789abcdef0123456789abcdef";
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "rack",
-        "--maas-url",
-        "http://10.77.0.200/MAAS",
-        "--secret",
-        secret,
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let mode = std::fs::read_to_string(sb.path("/var/snap/maas/common/snap_mode")).unwrap();
+    let init = format!("maas init rack --maas-url http://10.77.0.200/MAAS --secret {secret}");
+    assert_ok(&sb.run_line(&format!("{init} --force")));
+    let mode = read(&sb.path("/var/snap/maas/common/snap_mode"));
     assert_eq!(mode.trim(), "rack");
     let secret_path = sb.path("/var/snap/maas/common/maas/secret");
-    assert_eq!(
-        std::fs::read_to_string(&secret_path).unwrap().trim(),
-        secret
-    );
+    assert_eq!(read_trimmed(&secret_path), secret);
     assert_eq!(
         mode_of(&secret_path) & 0o037,
         0,
         "secret must be 0640 or stricter"
     );
-    let rackd = std::fs::read_to_string(sb.path("/var/snap/maas/current/rackd.conf")).unwrap();
+    let rackd = read(&sb.path("/var/snap/maas/current/rackd.conf"));
     assert!(
         rackd.contains("maas_url: http://10.77.0.200/MAAS"),
         "{rackd}"
@@ -208,21 +103,11 @@ fn init_rack_writes_maas_files_and_config_round_trips() {
     );
 
     // Initialised already: without --force MAAS would ask; the stand-in refuses.
-    let o = sb.run(&[
-        "maas",
-        "init",
-        "rack",
-        "--maas-url",
-        "http://10.77.0.200/MAAS",
-        "--secret",
-        secret,
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_fails_with(&sb.run_line(&init), 1, "--force");
 
     // maas config: show, parsable, change the URL and the secret; no --database-uri, no --mode.
-    let o = sb.run(&["maas", "config", "--parsable", "--show-secret"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sb.run_line("maas config --parsable --show-secret");
+    assert_ok(&o);
     let out = stdout(&o);
     assert!(
         out.contains("mode=rack\n")
@@ -230,16 +115,10 @@ fn init_rack_writes_maas_files_and_config_round_trips() {
             && out.contains(&format!("secret={secret}")),
         "{out}"
     );
-    let o = sb.run(&[
-        "maas",
-        "config",
-        "--maas-url",
-        "http://10.77.0.201/MAAS",
-        "--secret",
-        "abcdef0123456789abcdef0123456789",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = sb.run(&["maas", "config", "--show"]);
+    assert_ok(&sb.run_line(
+        "maas config --maas-url http://10.77.0.201/MAAS --secret abcdef0123456789abcdef0123456789",
+    ));
+    let o = sb.run_line("maas config --show");
     assert!(
         stdout(&o).contains("Mode: rack")
             && stdout(&o).contains("maas_url=http://10.77.0.201/MAAS"),
@@ -247,30 +126,21 @@ fn init_rack_writes_maas_files_and_config_round_trips() {
         stdout(&o)
     );
     assert_eq!(
-        std::fs::read_to_string(&secret_path).unwrap().trim(),
+        read_trimmed(&secret_path),
         "abcdef0123456789abcdef0123456789"
     );
     assert_eq!(mode_of(&secret_path) & 0o037, 0);
-    for bad in [
-        &["--database-uri", "postgres://u@h/d"][..],
-        &["--mode", "region"][..],
-    ] {
-        let mut args = vec!["maas", "config"];
-        args.extend_from_slice(bad);
-        let o = sb.run(&args);
-        assert_eq!(o.status.code(), Some(2), "{bad:?}");
-        assert!(
-            stderr(&o).contains(&format!("unrecognized arguments: {}", bad[0])),
-            "{}",
-            stderr(&o)
-        );
+    for (flag, value) in [("--database-uri", "postgres://u@h/d"), ("--mode", "region")] {
+        let o = sb.run_line(&format!("maas config {flag} {value}"));
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}");
+        assert_stderr_has(&o, &format!("unrecognized arguments: {flag}"));
     }
-    let o = sb.run(&["maas", "config", "--secret", "zz"]);
+    let o = sb.run_line("maas config --secret zz");
     assert_eq!(o.status.code(), Some(1), "a secret must be hex");
 
     // maas status lists the pebble services.
-    let o = sb.run(&["maas", "status"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sb.run_line("maas status");
+    assert_ok(&o);
     let out = stdout(&o);
     assert!(out.starts_with("Service"), "{out}");
     for svc in ["agent", "rackd", "regiond", "bind9", "dhcpd"] {
@@ -290,19 +160,17 @@ fn init_rack_writes_maas_files_and_config_round_trips() {
 #[test]
 fn config_before_init_and_secret_only_in_rack_mode() {
     let sb = Sandbox::new("config-none");
-    let o = sb.run(&["maas", "config", "--show"]);
+    let o = sb.run_line("maas config --show");
     assert_eq!(
         (o.status.code(), stdout(&o).as_str()),
         (Some(0), "Mode: none\n")
     );
-    let o = sb.run(&["maas", "config", "--maas-url", "http://x/MAAS"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("Following flags are not supported in 'none' mode: --maas-url"),
-        "{}",
-        stderr(&o)
+    assert_fails_with(
+        &sb.run_line("maas config --maas-url http://x/MAAS"),
+        1,
+        "Following flags are not supported in 'none' mode: --maas-url",
     );
-    let o = sb.run(&["maas", "status"]);
+    let o = sb.run_line("maas status");
     assert_eq!(
         (o.status.code(), stderr(&o).as_str()),
         (Some(1), "MAAS is not configured\n")
@@ -310,37 +178,30 @@ fn config_before_init_and_secret_only_in_rack_mode() {
     // A region-mode snap refuses --secret (the region owns the secret).
     std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
     std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region\n").unwrap();
-    let o = sb.run(&["maas", "config", "--secret", "abcd"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("Following flags are not supported in 'region' mode: --secret"),
-        "{}",
-        stderr(&o)
+    assert_fails_with(
+        &sb.run_line("maas config --secret abcd"),
+        1,
+        "Following flags are not supported in 'region' mode: --secret",
     );
 }
 
 #[test]
 fn deb_rack_register_config_and_shared_secret() {
     let sb = Sandbox::new("deb-rack");
+    let rackd_conf = sb.path("/etc/maas/rackd.conf");
     let secret = "00112233445566778899aabbccddeeff";
-    let o = sb.run(&[
-        "maas-rack",
-        "register",
-        "--url",
-        "http://10.77.0.200/MAAS",
-        "--secret",
-        secret,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let conf = std::fs::read_to_string(sb.path("/etc/maas/rackd.conf")).unwrap();
+    assert_ok(&sb.run_line(&format!(
+        "maas-rack register --url http://10.77.0.200/MAAS --secret {secret}"
+    )));
+    let conf = read(&rackd_conf);
     assert!(conf.contains("maas_url: http://10.77.0.200/MAAS"), "{conf}");
-    assert_eq!(mode_of(&sb.path("/etc/maas/rackd.conf")), 0o640);
+    assert_eq!(mode_of(&rackd_conf), 0o640);
     let sp = sb.path("/var/lib/maas/secret");
-    assert_eq!(std::fs::read_to_string(&sp).unwrap().trim(), secret);
+    assert_eq!(read_trimmed(&sp), secret);
     assert_eq!(mode_of(&sp) & 0o037, 0);
     // Secret from stdin, several URLs become a list.
     let other = "ffeeddccbbaa99887766554433221100";
-    let o = sb.run_stdin(
+    assert_ok(&sb.run_stdin(
         &[
             "maas-rack",
             "register",
@@ -349,135 +210,87 @@ fn deb_rack_register_config_and_shared_secret() {
             "--url=http://b/MAAS",
         ],
         &format!("{other}\n"),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(&sp).unwrap().trim(), other);
-    let conf = std::fs::read_to_string(sb.path("/etc/maas/rackd.conf")).unwrap();
+    ));
+    assert_eq!(read_trimmed(&sp), other);
+    let conf = read(&rackd_conf);
     assert!(
         conf.contains("- http://a/MAAS") && conf.contains("- http://b/MAAS"),
         "{conf}"
     );
     // No secret at all (stdin closed and empty) is refused; so is a bad URL and no URL.
-    let o = sb.run(&["maas-rack", "register", "--url", "http://a/MAAS"]);
+    let o = sb.run_line("maas-rack register --url http://a/MAAS");
     assert_eq!(o.status.code(), Some(1));
-    let o = sb.run(&["maas-rack", "register", "--url", "nope", "--secret", secret]);
+    let o = sb.run_line(&format!("maas-rack register --url nope --secret {secret}"));
     assert_eq!(o.status.code(), Some(1));
-    let o = sb.run(&["maas-rack", "register", "--secret", secret, "--bogus"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unrecognized arguments: --bogus"));
+    assert_fails_with(
+        &sb.run_line(&format!("maas-rack register --secret {secret} --bogus")),
+        2,
+        "unrecognized arguments: --bogus",
+    );
     // The seed's older way.
-    let o = sb.run(&[
-        "maas-rack",
-        "config",
-        "--region-url",
-        "http://10.77.0.250/MAAS",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let conf = std::fs::read_to_string(sb.path("/etc/maas/rackd.conf")).unwrap();
+    assert_ok(&sb.run_line("maas-rack config --region-url http://10.77.0.250/MAAS"));
+    let conf = read(&rackd_conf);
     assert!(conf.contains("maas_url: http://10.77.0.250/MAAS"), "{conf}");
     let o = sb.run_stdin(&["maas-rack", "install-shared-secret"], secret);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&o);
     assert!(stdout(&o).contains("Secret installed to"));
-    assert_eq!(std::fs::read_to_string(&sp).unwrap().trim(), secret);
+    assert_eq!(read_trimmed(&sp), secret);
     let o = sb.run_stdin(&["maas-rack", "install-shared-secret"], "not hex!");
     assert_eq!(o.status.code(), Some(1));
-    let o = sb.run(&["maas-rack", "check-for-shared-secret"]);
-    assert!(o.status.success());
-    let o = sb.run(&["maas-rack", "frobnicate"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("invalid choice: 'frobnicate'"),
-        "{}",
-        stderr(&o)
+    assert_ok(&sb.run_line("maas-rack check-for-shared-secret"));
+    assert_fails_with(
+        &sb.run_line("maas-rack frobnicate"),
+        2,
+        "invalid choice: 'frobnicate'",
     );
 }
 
 #[test]
 fn deb_region_local_config_round_trip() {
     let sb = Sandbox::new("deb-region");
-    let o = sb.run(&[
-        "maas-region",
-        "local_config_set",
-        "--maas-url",
-        "http://10.77.0.200/MAAS",
-        "--database-host",
-        "10.77.0.201",
-        "--database-port",
-        "5433",
-        "--database-name",
-        "maasdb",
-        "--database-user",
-        "maas",
-        "--database-pass",
-        "s3cret",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&sb.run_line(
+        "maas-region local_config_set --maas-url http://10.77.0.200/MAAS \
+         --database-host 10.77.0.201 --database-port 5433 --database-name maasdb \
+         --database-user maas --database-pass s3cret",
+    ));
     let path = sb.path("/etc/maas/regiond.conf");
     assert_eq!(mode_of(&path), 0o640);
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = read(&path);
     assert!(
         text.contains("database_port: 5433") && text.contains("database_pass: s3cret"),
         "{text}"
     );
-    let o = sb.run(&[
-        "maas-region",
-        "local_config_get",
-        "--json",
-        "--database-host",
-        "--database-port",
-        "--maas-url",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sb
+        .run_line("maas-region local_config_get --json --database-host --database-port --maas-url");
+    assert_ok(&o);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         v,
         serde_json::json!({"maas_url": "http://10.77.0.200/MAAS", "database_host": "10.77.0.201", "database_port": 5433})
     );
-    let o = sb.run(&[
-        "maas-region",
-        "local_config_get",
-        "--plain",
-        "--database-name",
-    ]);
+    let o = sb.run_line("maas-region local_config_get --plain --database-name");
     assert_eq!(stdout(&o), "maasdb\n");
     // Only the named setting changes.
-    let o = sb.run(&[
-        "maas-region",
-        "local_config_set",
-        "--database-host",
-        "10.77.0.202",
-    ]);
+    let o = sb.run_line("maas-region local_config_set --database-host 10.77.0.202");
     assert!(o.status.success());
-    let o = sb.run(&[
-        "maas-region",
-        "local_config_get",
-        "--database-host",
-        "--database-pass",
-    ]);
+    let o = sb.run_line("maas-region local_config_get --database-host --database-pass");
     assert_eq!(
         stdout(&o),
         "database_host: 10.77.0.202\ndatabase_pass: s3cret\n",
         "YAML by default, as MAAS"
     );
     // Refusals.
-    let o = sb.run(&["maas-region", "local_config_set", "--database-port", "many"]);
+    let o = sb.run_line("maas-region local_config_set --database-port many");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).starts_with("CommandError: database-port:"),
         "{}",
         stderr(&o)
     );
-    let o = sb.run(&[
-        "maas-region",
-        "local_config_set",
-        "--database-uri",
-        "postgres://x",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("unrecognized arguments"),
-        "{}",
-        stderr(&o)
+    assert_fails_with(
+        &sb.run_line("maas-region local_config_set --database-uri postgres://x"),
+        2,
+        "unrecognized arguments",
     );
     let o = sb.run(&["maas-region", "local_config_set", "--maas-url", "not a url"]);
     assert_eq!(o.status.code(), Some(1));
@@ -490,20 +303,14 @@ fn edit_named_options_migrates_once() {
     std::fs::create_dir_all(opts.parent().unwrap()).unwrap();
     std::fs::write(&opts, "options {\n\tdirectory \"/var/cache/bind\";\n\tforwarders { 8.8.8.8; };\n\tdnssec-validation auto;\n};\n").unwrap();
     for _ in 0..2 {
-        let o = sb.run(&[
-            "maas-region",
-            "edit_named_options",
-            "--migrate-conflicting-options",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        assert_ok(&sb.run_line("maas-region edit_named_options --migrate-conflicting-options"));
     }
-    let text = std::fs::read_to_string(&opts).unwrap();
+    let text = read(&opts);
     assert!(
         !text.contains("forwarders") && text.matches("named.conf.options.inside.maas").count() == 1,
         "{text}"
     );
-    let inside =
-        std::fs::read_to_string(sb.path("/etc/bind/maas/named.conf.options.inside.maas")).unwrap();
+    let inside = read(&sb.path("/etc/bind/maas/named.conf.options.inside.maas"));
     assert_eq!(inside.matches("forwarders").count(), 1, "{inside}");
 }
 
@@ -519,9 +326,7 @@ fn dispatch_on_argv0_and_unknown_names() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("Shared secret not installed."));
-    let o = sb.run(&["no-such-tool"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("stand-in"));
+    assert_fails_with(&sb.run_line("no-such-tool"), 2, "stand-in");
 }
 
 #[test]
@@ -546,10 +351,8 @@ fn catalog_entries_point_at_the_binary() {
         "maas-cli",
         "maas-region-controller",
     ] {
-        let v: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.0.join(format!("{pkg}.json"))).unwrap(),
-        )
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&read(&out.0.join(format!("{pkg}.json")))).unwrap();
         assert_eq!(v["name"], pkg);
         for f in v["files"].as_array().unwrap() {
             let src = f["src"].as_str().unwrap();
@@ -559,12 +362,11 @@ fn catalog_entries_point_at_the_binary() {
             );
         }
     }
-    let snap: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.0.join("maas.json")).unwrap()).unwrap();
+    let snap: serde_json::Value = serde_json::from_str(&read(&out.0.join("maas.json"))).unwrap();
     assert_eq!(snap["kind"], "snap");
     assert_eq!(snap["enable"][0], "snap.maas.pebble.service");
     assert_eq!(snap["symlinks"][0]["dst"], "/snap/bin/maas");
-    let unit = std::fs::read_to_string(out.0.join("units/maas-regiond.service")).unwrap();
+    let unit = read(&out.0.join("units/maas-regiond.service"));
     assert!(
         unit.contains("ExecStart=/usr/lib/maas-standin/maas-standin regiond --flavor deb"),
         "{unit}"
@@ -585,21 +387,13 @@ fn postinst_prepares_packages() {
         "maas-dns",
         "maas-rack-controller",
     ] {
-        let o = sb.run(&["postinst", pkg]);
+        let o = sb.run_line(&format!("postinst {pkg}"));
         assert!(o.status.success(), "{pkg}: {}", stderr(&o));
     }
     assert_eq!(
-        std::fs::read_to_string(sb.path("/var/snap/maas/common/snap_mode"))
-            .unwrap()
-            .trim(),
+        read_trimmed(&sb.path("/var/snap/maas/common/snap_mode")),
         "none"
     );
-    assert!(std::fs::read_to_string(sb.path("/etc/maas/regiond.conf"))
-        .unwrap()
-        .contains("maas_url"));
-    assert!(
-        std::fs::read_to_string(sb.path("/etc/bind/named.conf.options"))
-            .unwrap()
-            .contains("inside.maas")
-    );
+    assert!(read(&sb.path("/etc/maas/regiond.conf")).contains("maas_url"));
+    assert!(read(&sb.path("/etc/bind/named.conf.options")).contains("inside.maas"));
 }

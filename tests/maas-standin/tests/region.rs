@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use std::process::Output;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -48,6 +49,21 @@ impl Region {
                 .filter(|v| v["hostname"] == host)
         })
     }
+    /// Waits until the version endpoint answers 503 (no usable database); its answer.
+    fn wait_503(&self, what: &str) -> (u16, String) {
+        wait_for(what, T, || self.version().filter(|(s, _)| *s == 503))
+    }
+    fn spawn_regiond(&self) -> Daemon {
+        self.sb.spawn(&["regiond", "--flavor", "snap"], &[])
+    }
+}
+
+/// `maas init MODE --maas-url URL --database-uri <pg> EXTRA` in `sb`.
+fn maas_init(sb: &Sandbox, mode: &str, url: &str, pg: &Postgres, extra: &str) -> Output {
+    sb.run_line(&format!(
+        "maas init {mode} --maas-url {url} --database-uri {} {extra}",
+        pg.uri()
+    ))
 }
 
 fn json_out(o: &std::process::Output) -> Value {
@@ -65,6 +81,11 @@ fn heartbeats(pg: &Postgres, host: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Waits until `host` has at least `at_least` heartbeat rows in `pg`.
+fn wait_heartbeats(pg: &Postgres, host: &str, at_least: i64, what: &str) {
+    wait_for(what, T, || (heartbeats(pg, host) >= at_least).then_some(()));
+}
+
 fn rack_log(sb: &Sandbox) -> Vec<Value> {
     std::fs::read_to_string(sb.path("/var/log/maas/rackd-standin.log"))
         .unwrap_or_default()
@@ -73,30 +94,30 @@ fn rack_log(sb: &Sandbox) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until the region answers for `host` again and `pg` gets `more` new heartbeats from it.
+fn wait_heartbeats_resume(r: &Region, pg: &Postgres, host: &str, more: i64, what: &str) {
+    r.wait_up(host);
+    let before = heartbeats(pg, host);
+    wait_heartbeats(pg, host, before + more, what);
+}
+
+/// Waits for a line of the rack's log that `matches`; the first such line.
+fn wait_rack_log(sb: &Sandbox, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    wait_for(what, T, || rack_log(sb).into_iter().find(|l| matches(l)))
+}
+
 #[test]
 fn region_init_heartbeats_users_and_api() {
     let pg = Postgres::start();
     let r = Region::new("region-api", "region-a");
-    let o = r.sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        &r.url(),
-        "--database-uri",
-        &pg.uri(),
-        "--force",
-        "--num-workers",
-        "2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = maas_init(&r.sb, "region", &r.url(), &pg, "--force --num-workers 2");
+    assert_ok(&o);
     assert!(stdout(&o).contains("migrations"), "{}", stdout(&o));
 
     // Files MAAS keeps, with MAAS's modes.
     let conf_path = r.sb.path("/var/snap/maas/current/regiond.conf");
     assert_eq!(mode_of(&conf_path), 0o640);
-    let conf: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
+    let conf: serde_yaml::Value = serde_yaml::from_str(&read(&conf_path)).unwrap();
     assert_eq!(conf["maas_url"].as_str(), Some(r.url().as_str()));
     assert_eq!(conf["database_host"].as_str(), Some("127.0.0.1"));
     assert_eq!(conf["database_port"].as_u64(), Some(pg.port as u64));
@@ -105,17 +126,12 @@ fn region_init_heartbeats_users_and_api() {
     assert_eq!(conf["database_pass"].as_str(), Some(pg.password.as_str()));
     assert_eq!(conf["num_workers"].as_u64(), Some(2));
     let secret_path = r.sb.path("/var/snap/maas/common/maas/secret");
-    let secret = std::fs::read_to_string(&secret_path)
-        .unwrap()
-        .trim()
-        .to_string();
+    let secret = read_trimmed(&secret_path);
     assert_eq!(secret.len(), 32);
     assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
     assert_eq!(mode_of(&secret_path) & 0o037, 0);
     assert_eq!(
-        std::fs::read_to_string(r.sb.path("/var/snap/maas/common/snap_mode"))
-            .unwrap()
-            .trim(),
+        read_trimmed(&r.sb.path("/var/snap/maas/common/snap_mode")),
         "region"
     );
     assert!(r
@@ -123,38 +139,28 @@ fn region_init_heartbeats_users_and_api() {
         .path("/var/snap/maas/current/http/regiond.nginx.conf")
         .exists());
     assert!(r.sb.path("/var/snap/maas/common/maas/maas_id").exists());
-    let uuid = std::fs::read_to_string(r.sb.path("/var/snap/maas/common/maas/maas_uuid")).unwrap();
+    let uuid = read(&r.sb.path("/var/snap/maas/common/maas/maas_uuid"));
     assert_eq!(uuid.trim().len(), 36, "{uuid}");
     // The secret is the database's: a second region initialised elsewhere gets the same one.
     let r2 = Region::new("region-api-2", "region-b");
-    let o = r2.sb.run(&[
-        "maas",
-        "init",
-        "region+rack",
-        "--maas-url",
-        &r.url(),
-        "--database-uri",
-        &pg.uri(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = maas_init(&r2.sb, "region+rack", &r.url(), &pg, "");
+    assert_ok(&o);
     assert!(
         !stdout(&o).contains("migrations"),
         "tables exist: no migration expected"
     );
     assert_eq!(
-        std::fs::read_to_string(r2.sb.path("/var/snap/maas/common/maas/secret"))
-            .unwrap()
-            .trim(),
+        read_trimmed(&r2.sb.path("/var/snap/maas/common/maas/secret")),
         secret
     );
     assert_eq!(
-        std::fs::read_to_string(r2.sb.path("/var/snap/maas/common/maas/maas_uuid")).unwrap(),
+        read(&r2.sb.path("/var/snap/maas/common/maas/maas_uuid")),
         uuid
     );
     assert!(r2.sb.path("/var/snap/maas/current/rackd.conf").exists());
 
     // regiond: all three ports, the version names the host, heartbeats appear.
-    let _regiond = r.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    let _regiond = r.spawn_regiond();
     let v = r.wait_up("region-a");
     assert_eq!(v["standin"], true);
     for port in [r.internal, r.temporal] {
@@ -164,22 +170,14 @@ fn region_init_heartbeats_users_and_api() {
     let (s, page) = get(&format!("{}/", r.url())).unwrap();
     assert_eq!(s, 200);
     assert!(page.contains("region-a"), "{page}");
-    wait_for("three heartbeat rows", T, || {
-        (heartbeats(&pg, "region-a") >= 3).then_some(())
-    });
+    wait_heartbeats(&pg, "region-a", 3, "three heartbeat rows");
 
     // createadmin and apikey through the API (loopback test endpoints).
-    let (s, b) = post_form(
-        &format!("{}/standin/createadmin", r.url()),
-        "username=admin&password=pw&email=admin%40example.com",
-    )
-    .unwrap();
+    let createadmin =
+        |form: &str| post_form(&format!("{}/standin/createadmin", r.url()), form).unwrap();
+    let (s, b) = createadmin("username=admin&password=pw&email=admin%40example.com");
     assert_eq!(s, 200, "{b}");
-    let (s, b) = post_form(
-        &format!("{}/standin/createadmin", r.url()),
-        "username=admin&password=pw&email=other%40example.com",
-    )
-    .unwrap();
+    let (s, b) = createadmin("username=admin&password=pw&email=other%40example.com");
     assert_eq!(
         (s, b.as_str()),
         (
@@ -188,11 +186,7 @@ fn region_init_heartbeats_users_and_api() {
         ),
         "MAAS words a username clash so too"
     );
-    let (s, b) = post_form(
-        &format!("{}/standin/createadmin", r.url()),
-        "username=admin2&password=pw&email=ADMIN%40example.com",
-    )
-    .unwrap();
+    let (s, b) = createadmin("username=admin2&password=pw&email=ADMIN%40example.com");
     assert_eq!(
         (s, b.as_str()),
         (
@@ -206,29 +200,11 @@ fn region_init_heartbeats_users_and_api() {
     assert_eq!(keys.len(), 1);
 
     // The same through the CLI, as the charm's actions run it.
-    let o = r.sb.run(&[
-        "maas",
-        "createadmin",
-        "--username",
-        "ops",
-        "--password",
-        "pw",
-        "--email",
-        "ops@example.com",
-        "--ssh-import",
-        "lp:ops",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = r.sb.run(&[
-        "maas",
-        "createadmin",
-        "--username",
-        "ops2",
-        "--password",
-        "pw",
-        "--email",
-        "ops@example.com",
-    ]);
+    assert_ok(&r.sb.run_line(
+        "maas createadmin --username ops --password pw --email ops@example.com --ssh-import lp:ops",
+    ));
+    let o =
+        r.sb.run_line("maas createadmin --username ops2 --password pw --email ops@example.com");
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
@@ -246,123 +222,77 @@ fn region_init_heartbeats_users_and_api() {
         "--ssh-import",
         "xx:bad id",
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("not in a correct format"),
-        "{}",
-        stderr(&o)
-    );
-    let o = r.sb.run(&[
-        "maas",
-        "createadmin",
-        "--username",
-        "ops3",
-        "--email",
-        "ops3@example.com",
-    ]);
+    assert_fails_with(&o, 1, "not in a correct format");
+    let o =
+        r.sb.run_line("maas createadmin --username ops3 --email ops3@example.com");
     assert_eq!(o.status.code(), Some(1), "no password: MAAS would prompt");
-    let o = r.sb.run(&["maas", "apikey", "--username", "admin"]);
+    let o = r.sb.run_line("maas apikey --username admin");
     assert_eq!(stdout(&o).trim(), keys[0]);
-    let o = r.sb.run(&["maas", "apikey", "--username", "nobody"]);
+    let o = r.sb.run_line("maas apikey --username nobody");
     assert_eq!(o.status.code(), Some(1));
 
     // login, then the API calls the charms make.
-    let o = r.sb.run(&[
-        "maas",
-        "login",
-        "admin",
-        &format!("{}/api/2.0/", r.url()),
-        &keys[0],
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = r.sb.run(&[
-        "maas",
-        "login",
-        "bad",
-        &r.url(),
-        "aaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbb:cccccccccccccccccccccccccccccccc",
-    ]);
+    assert_ok(&r.sb.run_line(&format!(
+        "maas login admin {}/api/2.0/ {}",
+        r.url(),
+        keys[0]
+    )));
+    let o = r.sb.run_line(&format!(
+        "maas login bad {} aaaaaaaaaaaaaaaaaa:bbbbbbbbbbbbbbbbbb:cccccccccccccccccccccccccccccccc",
+        r.url()
+    ));
     assert_eq!(o.status.code(), Some(1));
-    let o = r.sb.run(&[
-        "maas",
-        "login",
-        "local",
-        &format!("http://localhost:{}/MAAS/api/2.0/", r.api),
-        &keys[0],
-    ]);
+    let o = r.sb.run_line(&format!(
+        "maas login local http://localhost:{}/MAAS/api/2.0/ {}",
+        r.api, keys[0]
+    ));
     assert!(
         o.status.success(),
         "localhost (maybe ::1 first) must reach an IPv4 listener: {}",
         stderr(&o)
     );
-    let o = r.sb.run(&["maas", "logout", "local"]);
-    assert!(o.status.success());
-    let o = r.sb.run(&["maas", "admin", "version", "read"]);
-    let v: Value = json_out(&o);
+    assert_ok(&r.sb.run_line("maas logout local"));
+    let v = json_out(&r.sb.run_line("maas admin version read"));
     assert_eq!(v["hostname"], "region-a");
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "maas",
-        "set-config",
-        "name=prometheus_enabled",
-        "value=true",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "maas",
-        "get-config",
-        "name=prometheus_enabled",
-    ]);
+    assert_ok(
+        &r.sb
+            .run_line("maas admin maas set-config name=prometheus_enabled value=true"),
+    );
+    let prometheus_enabled = "maas admin maas get-config name=prometheus_enabled";
+    let o = r.sb.run_line(prometheus_enabled);
     assert!(stdout(&o).contains("true"), "{}", stdout(&o));
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "maas",
-        "set-config",
-        "name=no_such_setting",
-        "value=1",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("is not a valid config setting"),
-        "{}",
-        stderr(&o)
+    assert_fails_with(
+        &r.sb
+            .run_line("maas admin maas set-config name=no_such_setting value=1"),
+        2,
+        "is not a valid config setting",
     );
-    let o = r.sb.run(&["maas", "admin", "region-controllers", "read"]);
-    let v: Value = json_out(&o);
+    let v = json_out(&r.sb.run_line("maas admin region-controllers read"));
     assert_eq!(v[0]["hostname"], "region-a");
-    let o = r.sb.run(&["maas", "admin", "machines", "read"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("invalid choice: 'machines'"),
-        "{}",
-        stderr(&o)
+    assert_fails_with(
+        &r.sb.run_line("maas admin machines read"),
+        2,
+        "invalid choice: 'machines'",
     );
-    let o = r.sb.run(&["maas", "admin", "vlan", "update", "0"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("required: vid"), "{}", stderr(&o));
-    let o = r.sb.run(&["maas", "nosuchprofile", "version", "read"]);
+    assert_fails_with(
+        &r.sb.run_line("maas admin vlan update 0"),
+        2,
+        "required: vid",
+    );
+    let o = r.sb.run_line("maas nosuchprofile version read");
     assert_eq!(o.status.code(), Some(2));
 
     // A second region on the same database sees the same MAAS: same users, keys, settings.
-    let _regiond_b = r2.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    let _regiond_b = r2.spawn_regiond();
     r2.wait_up("region-b");
-    let o = r2.sb.run(&["maas", "login", "admin", &r2.url(), &keys[0]]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = r2.sb.run(&[
-        "maas",
-        "admin",
-        "maas",
-        "get-config",
-        "name=prometheus_enabled",
-    ]);
+    assert_ok(
+        &r2.sb
+            .run_line(&format!("maas login admin {} {}", r2.url(), keys[0])),
+    );
+    let o = r2.sb.run_line(prometheus_enabled);
     assert!(stdout(&o).contains("true"), "{}", stdout(&o));
     let regions = wait_for("both regions listed", T, || {
-        let o = r2.sb.run(&["maas", "admin", "region-controllers", "read"]);
-        let v = json_out(&o);
+        let v = json_out(&r2.sb.run_line("maas admin region-controllers read"));
         (v.as_array().map(|a| a.len()) == Some(2)).then_some(v)
     });
     assert_eq!(
@@ -375,37 +305,18 @@ fn region_init_heartbeats_users_and_api() {
 
     // The database goes away: the API answers 503; it comes back: heartbeats resume.
     pg.stop();
-    wait_for("503 without a database", T, || {
-        r.version().filter(|(s, _)| *s == 503)
-    });
+    r.wait_503("503 without a database");
     pg.pg_ctl_start();
-    r.wait_up("region-a");
-    let before = heartbeats(&pg, "region-a");
-    wait_for("heartbeats resume", T, || {
-        (heartbeats(&pg, "region-a") > before + 1).then_some(())
-    });
+    wait_heartbeats_resume(&r, &pg, "region-a", 2, "heartbeats resume");
 }
 
 #[test]
 fn racks_register_with_the_secret_and_follow_their_region() {
     let pg = Postgres::start();
     let r = Region::new("rack-region", "region-r");
-    let o = r.sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        &r.url(),
-        "--database-uri",
-        &pg.uri(),
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let secret = std::fs::read_to_string(r.sb.path("/var/snap/maas/common/maas/secret"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let mut regiond = r.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    assert_ok(&maas_init(&r.sb, "region", &r.url(), &pg, "--force"));
+    let secret = read_trimmed(&r.sb.path("/var/snap/maas/common/maas/secret"));
+    let mut regiond = r.spawn_regiond();
     r.wait_up("region-r");
 
     // A rack with the wrong secret is refused, and the region records it.
@@ -413,22 +324,13 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         .with("MAAS_STANDIN_HOSTNAME", "rack-1")
         .with("MAAS_STANDIN_INTERFACES", "10.77.0.5/24");
     let wrong = "ffffffffffffffffffffffffffffffff";
-    let o = rack.run(&[
-        "maas",
-        "init",
-        "rack",
-        "--maas-url",
-        &r.url(),
-        "--secret",
-        wrong,
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&rack.run_line(&format!(
+        "maas init rack --maas-url {} --secret {wrong} --force",
+        r.url()
+    )));
     let _rackd = rack.spawn(&["rackd", "--flavor", "snap"], &[]);
-    wait_for("a refused registration in the rack log", T, || {
-        rack_log(&rack)
-            .into_iter()
-            .find(|l| l["ok"] == false && l["status"] == 403 && l["refused"] == true)
+    wait_rack_log(&rack, "a refused registration in the rack log", |l| {
+        l["ok"] == false && l["status"] == 403 && l["refused"] == true
     });
     let refused = pg
         .client()
@@ -438,98 +340,58 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         )
         .unwrap();
     assert!(refused.get::<_, i64>(0) >= 1);
-    let log_text = std::fs::read_to_string(rack.path("/var/log/maas/rackd-standin.log")).unwrap();
+    let log_text = read(&rack.path("/var/log/maas/rackd-standin.log"));
     assert!(
         !log_text.contains(wrong) && !log_text.contains(&secret),
         "the secret must never be logged"
     );
 
     // With the right secret the rack registers, gets a system id, and its subnet is learnt.
-    let o = rack.run(&["maas", "config", "--secret", &secret]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let ok = wait_for("a successful registration", T, || {
-        rack_log(&rack).into_iter().find(|l| l["ok"] == true)
-    });
+    assert_ok(&rack.run_line(&format!("maas config --secret {secret}")));
+    let ok = wait_rack_log(&rack, "a successful registration", |l| l["ok"] == true);
     assert_eq!(ok["region"], "region-r");
     let sid = ok["system_id"].as_str().unwrap().to_string();
     assert_eq!(
-        std::fs::read_to_string(rack.path("/var/snap/maas/common/maas/maas_id"))
-            .unwrap()
-            .trim(),
+        read_trimmed(&rack.path("/var/snap/maas/common/maas/maas_id")),
         sid
     );
 
     // DHCP HA through the API, as maas-region's configure-dhcp action does it.
     let key = {
-        let o = r.sb.run(&[
-            "maas",
-            "createadmin",
-            "--username",
-            "admin",
-            "--password",
-            "pw",
-            "--email",
-            "a@example.com",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&r.sb.run(&["maas", "apikey", "--username", "admin"]))
+        assert_ok(
+            &r.sb
+                .run_line("maas createadmin --username admin --password pw --email a@example.com"),
+        );
+        stdout(&r.sb.run_line("maas apikey --username admin"))
             .trim()
             .to_string()
     };
     assert!(r
         .sb
-        .run(&["maas", "login", "admin", &r.url(), &key])
+        .run_line(&format!("maas login admin {} {key}", r.url()))
         .status
         .success());
-    let o = r.sb.run(&["maas", "admin", "rack-controllers", "read"]);
-    let racks: Value = json_out(&o);
+    let racks = json_out(&r.sb.run_line("maas admin rack-controllers read"));
     assert_eq!(racks[0]["hostname"], "rack-1");
     assert_eq!(racks[0]["system_id"], sid.as_str());
-    let o = r.sb.run(&["maas", "admin", "subnets", "read"]);
-    let subnets: Value = json_out(&o);
+    let subnets = json_out(&r.sb.run_line("maas admin subnets read"));
     assert_eq!(subnets[0]["cidr"], "10.77.0.0/24");
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "vlan",
-        "update",
-        "0",
-        "0",
-        "primary_rack=rack-1",
-        "dhcp_on=true",
-    ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("dynamic IP range"), "{}", stderr(&o));
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "ipranges",
-        "create",
-        "type=dynamic",
-        "start_ip=10.77.0.100",
-        "end_ip=10.77.0.150",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "ipranges",
-        "create",
-        "type=dynamic",
-        "start_ip=10.77.0.140",
-        "end_ip=10.77.0.160",
-    ]);
+    assert_fails_with(
+        &r.sb
+            .run_line("maas admin vlan update 0 0 primary_rack=rack-1 dhcp_on=true"),
+        2,
+        "dynamic IP range",
+    );
+    let create_range = |start: &str, end: &str| {
+        r.sb.run_line(&format!(
+            "maas admin ipranges create type=dynamic start_ip={start} end_ip={end}"
+        ))
+    };
+    assert_ok(&create_range("10.77.0.100", "10.77.0.150"));
+    let o = create_range("10.77.0.140", "10.77.0.160");
     assert_eq!(o.status.code(), Some(2), "overlapping range");
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "vlan",
-        "update",
-        "0",
-        "0",
-        "primary_rack=rack-1",
-        "secondary_rack=rack-1",
-    ]);
+    let o =
+        r.sb.run_line("maas admin vlan update 0 0 primary_rack=rack-1 secondary_rack=rack-1");
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -539,40 +401,18 @@ fn racks_register_with_the_secret_and_follow_their_region() {
     let rack2 = Sandbox::new("rack2")
         .with("MAAS_STANDIN_HOSTNAME", "rack-2")
         .with("MAAS_STANDIN_INTERFACES", "10.77.0.6/24");
-    let o = rack2.run(&[
-        "maas-rack",
-        "register",
-        "--url",
-        &r.url(),
-        "--secret",
-        &secret,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&rack2.run_line(&format!(
+        "maas-rack register --url {} --secret {secret}",
+        r.url()
+    )));
     let _rackd2 = rack2.spawn(&["rackd", "--flavor", "deb"], &[]);
-    let ok2 = wait_for("the second rack registers", T, || {
-        rack_log(&rack2).into_iter().find(|l| l["ok"] == true)
-    });
+    let ok2 = wait_rack_log(&rack2, "the second rack registers", |l| l["ok"] == true);
     let sid2 = ok2["system_id"].as_str().unwrap().to_string();
-    assert_eq!(
-        std::fs::read_to_string(rack2.path("/var/lib/maas/maas_id"))
-            .unwrap()
-            .trim(),
-        sid2
-    );
-    let o = r.sb.run(&[
-        "maas",
-        "admin",
-        "vlan",
-        "update",
-        "0",
-        "0",
-        "primary_rack=rack-1",
-        &format!("secondary_rack={sid2}"),
-        "dhcp_on=true",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = r.sb.run(&["maas", "admin", "vlan", "read", "0", "0"]);
-    let vlan: Value = json_out(&o);
+    assert_eq!(read_trimmed(&rack2.path("/var/lib/maas/maas_id")), sid2);
+    assert_ok(&r.sb.run_line(&format!(
+        "maas admin vlan update 0 0 primary_rack=rack-1 secondary_rack={sid2} dhcp_on=true"
+    )));
+    let vlan = json_out(&r.sb.run_line("maas admin vlan read 0 0"));
     assert_eq!(
         (
             vlan["primary_rack"].as_str(),
@@ -588,20 +428,13 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         )
     );
     // Each rack learns its role and writes the dhcpd.conf the maas-rack charm reads.
-    wait_for("the primary learns it serves DHCP", T, || {
-        rack_log(&rack)
-            .into_iter()
-            .rev()
-            .find(|l| l["dhcp"][0]["role"] == "primary" && l["dhcp_serving"] == true)
+    wait_rack_log(&rack, "the primary learns it serves DHCP", |l| {
+        l["dhcp"][0]["role"] == "primary" && l["dhcp_serving"] == true
     });
-    wait_for("the secondary learns it serves DHCP", T, || {
-        rack_log(&rack2)
-            .into_iter()
-            .rev()
-            .find(|l| l["dhcp"][0]["role"] == "secondary" && l["dhcp"][0]["peer"] == "rack-1")
+    wait_rack_log(&rack2, "the secondary learns it serves DHCP", |l| {
+        l["dhcp"][0]["role"] == "secondary" && l["dhcp"][0]["peer"] == "rack-1"
     });
-    let conf1 =
-        std::fs::read_to_string(rack.path("/var/snap/maas/common/maas/dhcpd.conf")).unwrap();
+    let conf1 = read(&rack.path("/var/snap/maas/common/maas/dhcpd.conf"));
     assert!(
         conf1.contains("shared-network vlan-5001")
             && conf1.contains("primary;")
@@ -609,12 +442,12 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         "{conf1}"
     );
     assert!(conf1.contains("range 10.77.0.100 10.77.0.150;"), "{conf1}");
-    let conf2 = std::fs::read_to_string(rack2.path("/var/lib/maas/dhcpd.conf")).unwrap();
+    let conf2 = read(&rack2.path("/var/lib/maas/dhcpd.conf"));
     assert!(
         conf2.contains("secondary;") && conf2.contains("peer address rack-1;"),
         "{conf2}"
     );
-    let o = rack.run(&["maas", "status"]);
+    let o = rack.run_line("maas status");
     let dhcpd = stdout(&o)
         .lines()
         .find(|l| l.starts_with("dhcpd "))
@@ -625,32 +458,23 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         "{}",
         stdout(&o)
     );
-    let o = r.sb.run(&["maas", "admin", "rack-controllers", "read"]);
-    let racks: Value = json_out(&o);
+    let racks = json_out(&r.sb.run_line("maas admin rack-controllers read"));
     assert_eq!(racks.as_array().map(|a| a.len()), Some(2));
     // DHCP off: the racks drop their dhcpd.conf.
-    let o =
-        r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "dhcp_on=false"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&r.sb.run_line("maas admin vlan update 0 0 dhcp_on=false"));
     wait_for("dhcpd.conf removed", T, || {
         (!rack2.path("/var/lib/maas/dhcpd.conf").exists()).then_some(())
     });
-    let o =
-        r.sb.run(&["maas", "admin", "vlan", "update", "0", "0", "dhcp_on=true"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&r.sb.run_line("maas admin vlan update 0 0 dhcp_on=true"));
 
     // The region goes away: the rack logs failures; it comes back: the rack logs success again.
     regiond.stop();
-    let lost = wait_for("the rack notices its region is gone", T, || {
-        rack_log(&rack).into_iter().find(|l| {
-            l["ok"] == false && l["status"].is_null() && l["unix"].as_f64() > ok["unix"].as_f64()
-        })
+    let lost = wait_rack_log(&rack, "the rack notices its region is gone", |l| {
+        l["ok"] == false && l["status"].is_null() && l["unix"].as_f64() > ok["unix"].as_f64()
     });
-    let _regiond2 = r.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
-    let back = wait_for("the rack reaches its region again", T, || {
-        rack_log(&rack)
-            .into_iter()
-            .find(|l| l["ok"] == true && l["unix"].as_f64() > lost["unix"].as_f64())
+    let _regiond2 = r.spawn_regiond();
+    let back = wait_rack_log(&rack, "the rack reaches its region again", |l| {
+        l["ok"] == true && l["unix"].as_f64() > lost["unix"].as_f64()
     });
     assert_eq!(
         back["system_id"],
@@ -665,50 +489,24 @@ fn regiond_follows_the_database_when_it_moves() {
     let pg1 = Postgres::start();
     let pg2 = Postgres::start();
     let r = Region::new("db-move", "region-m");
-    let o = r.sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        &r.url(),
-        "--database-uri",
-        &pg1.uri(),
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let _regiond = r.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    assert_ok(&maas_init(&r.sb, "region", &r.url(), &pg1, "--force"));
+    let _regiond = r.spawn_regiond();
     r.wait_up("region-m");
-    wait_for("heartbeats on the first database", T, || {
-        (heartbeats(&pg1, "region-m") >= 1).then_some(())
-    });
+    wait_heartbeats(&pg1, "region-m", 1, "heartbeats on the first database");
 
     // Point regiond.conf at an empty database: no tables there, so the region answers 503.
     let conf_path = r.sb.path("/var/snap/maas/current/regiond.conf");
-    let text = std::fs::read_to_string(&conf_path).unwrap().replace(
+    let text = read(&conf_path).replace(
         &format!("database_port: {}", pg1.port),
         &format!("database_port: {}", pg2.port),
     );
     std::fs::write(&conf_path, text).unwrap();
-    wait_for("503 on a database without tables", T, || {
-        r.version().filter(|(s, _)| *s == 503)
-    });
+    r.wait_503("503 on a database without tables");
     // Initialising against the new database (as the charm does when the DB relation changes)
     // creates the tables; the running region follows without a restart.
-    let o = r.sb.run(&[
-        "maas",
-        "init",
-        "region",
-        "--maas-url",
-        &r.url(),
-        "--database-uri",
-        &pg2.uri(),
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ok(&maas_init(&r.sb, "region", &r.url(), &pg2, "--force"));
     r.wait_up("region-m");
-    wait_for("heartbeats on the second database", T, || {
-        (heartbeats(&pg2, "region-m") >= 2).then_some(())
-    });
+    wait_heartbeats(&pg2, "region-m", 2, "heartbeats on the second database");
 
     // The database turns read-only (a primary demoted to standby): the region refuses it,
     // since it only accepts a writable primary, and comes back when it is writable again.
@@ -724,30 +522,30 @@ fn regiond_follows_the_database_when_it_moves() {
         }
     };
     set_read_only(true);
-    wait_for("503 on a read-only database", T, || {
-        r.version().filter(|(s, _)| *s == 503)
-    });
+    r.wait_503("503 on a read-only database");
     set_read_only(false);
-    r.wait_up("region-m");
-    let before = heartbeats(&pg2, "region-m");
-    wait_for("heartbeats resume on the writable database", T, || {
-        (heartbeats(&pg2, "region-m") > before).then_some(())
-    });
+    wait_heartbeats_resume(
+        &r,
+        &pg2,
+        "region-m",
+        1,
+        "heartbeats resume on the writable database",
+    );
 
     // A frozen database (TCP still answered by the kernel): noticed by the heartbeat deadline.
     pg2.freeze(true);
-    let stalled = wait_for("503 while the database is frozen", T, || {
-        r.version().filter(|(s, _)| *s == 503)
-    });
+    let stalled = r.wait_503("503 while the database is frozen");
     pg2.freeze(false);
     assert!(
         stalled.1.contains("Database is unavailable"),
         "{}",
         stalled.1
     );
-    r.wait_up("region-m");
-    let before = heartbeats(&pg2, "region-m");
-    wait_for("heartbeats resume after the freeze", T, || {
-        (heartbeats(&pg2, "region-m") > before).then_some(())
-    });
+    wait_heartbeats_resume(
+        &r,
+        &pg2,
+        "region-m",
+        1,
+        "heartbeats resume after the freeze",
+    );
 }

@@ -75,6 +75,12 @@ impl Sandbox {
         self.command(args).stdin(Stdio::null()).output().unwrap()
     }
 
+    /// Runs a command line split at white space (for arguments without spaces), stdin closed:
+    /// `sb.run_line("maas config --show")`.
+    pub fn run_line(&self, line: &str) -> Output {
+        self.run(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     /// Runs with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
@@ -129,6 +135,37 @@ pub fn stdout(o: &Output) -> String {
 }
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command exited 0, showing its stderr otherwise.
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "{}", stderr(o));
+}
+
+/// Asserts the command's stderr contains `needle`, showing the stderr otherwise.
+#[track_caller]
+pub fn assert_stderr_has(o: &Output, needle: &str) {
+    assert!(stderr(o).contains(needle), "{}", stderr(o));
+}
+
+/// Asserts the command exited with `code` and said `needle` on stderr.
+#[track_caller]
+pub fn assert_fails_with(o: &Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    assert_stderr_has(o, needle);
+}
+
+/// A file's text; panics naming the path.
+#[track_caller]
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A file's text without surrounding white space.
+#[track_caller]
+pub fn read_trimmed(p: &Path) -> String {
+    read(p).trim().to_string()
 }
 
 /// A child process killed on drop.
