@@ -2,7 +2,7 @@
 
 mod common;
 
-use charm_lib::testing::{State, Trigger};
+use charm_lib::testing::{Output, State, Trigger};
 use charm_lib::CmdOutput;
 use common::*;
 use serde_json::json;
@@ -23,10 +23,15 @@ fn three_units(m: charm_lib::testing::MachineState) -> State {
     st
 }
 
-fn act(name: &str, params: serde_json::Value, st: &State) -> charm_lib::testing::Output {
+fn act(name: &str, params: serde_json::Value, st: &State) -> Output {
     harness()
         .run(Trigger::Action(name.into(), params), st)
         .unwrap()
+}
+
+/// Why the action failed; panics when it succeeded.
+fn refusal(out: &Output) -> &str {
+    out.action.failed.as_deref().expect("the action failed")
 }
 
 #[test]
@@ -42,12 +47,7 @@ fn get_primary_refuses_clearly_without_patroni_or_primary() {
     let mut st = three_units(installed_host());
     st.machine = patroni_down(installed_host());
     let out = act("get-primary", json!({}), &st);
-    assert!(out
-        .action
-        .failed
-        .as_deref()
-        .unwrap()
-        .contains("Patroni on this unit does not answer"));
+    assert!(refusal(&out).contains("Patroni on this unit does not answer"));
     st.machine = with_cluster(
         installed_host(),
         &[
@@ -56,12 +56,7 @@ fn get_primary_refuses_clearly_without_patroni_or_primary() {
         ],
     );
     let out = act("get-primary", json!({}), &st);
-    assert!(out
-        .action
-        .failed
-        .as_deref()
-        .unwrap()
-        .contains("no running primary"));
+    assert!(refusal(&out).contains("no running primary"));
     assert!(!out.failed(), "an action failure does not error the unit");
 }
 
@@ -69,14 +64,19 @@ fn get_primary_refuses_clearly_without_patroni_or_primary() {
 fn list_members_shows_role_state_lag_and_timeline() {
     let out = act("list-members", json!({}), &three_units(installed_host()));
     let r = &out.action.results;
-    assert_eq!(r["count"], "3");
-    assert_eq!(r["members.postgresql-ha-0.role"], "primary");
-    assert_eq!(r["members.postgresql-ha-1.role"], "sync-standby");
-    assert_eq!(r["members.postgresql-ha-2.role"], "replica");
-    assert_eq!(r["members.postgresql-ha-2.lag-bytes"], "4096");
-    assert_eq!(r["members.postgresql-ha-2.state"], "streaming");
-    assert_eq!(r["members.postgresql-ha-1.timeline"], "3");
-    assert_eq!(r["members.postgresql-ha-1.unit"], "postgresql-ha/1");
+    assert_fields(
+        r,
+        &[
+            ("count", "3"),
+            ("members.postgresql-ha-0.role", "primary"),
+            ("members.postgresql-ha-1.role", "sync-standby"),
+            ("members.postgresql-ha-2.role", "replica"),
+            ("members.postgresql-ha-2.lag-bytes", "4096"),
+            ("members.postgresql-ha-2.state", "streaming"),
+            ("members.postgresql-ha-1.timeline", "3"),
+            ("members.postgresql-ha-1.unit", "postgresql-ha/1"),
+        ],
+    );
 }
 
 #[test]
@@ -115,19 +115,13 @@ fn switchover_refuses_a_non_synchronous_or_unknown_target() {
         "{msg}"
     );
     assert!(
-        !out.command_lines()
-            .iter()
-            .any(|l| l.contains("/switchover")),
+        !ran(&out, |l| l.contains("/switchover")),
         "nothing asked of Patroni"
     );
     let out = act("switchover", json!({"candidate": "postgresql-ha/7"}), &st);
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .contains("postgresql-ha/7 is not a member of the cluster"));
+    assert!(refusal(&out).contains("postgresql-ha/7 is not a member of the cluster"));
     let out = act("switchover", json!({"candidate": "postgresql-ha/0"}), &st);
-    assert!(out.action.failed.unwrap().contains("already the primary"));
+    assert!(refusal(&out).contains("already the primary"));
     let mut lonely = st.clone();
     lonely.machine = with_cluster(
         installed_host(),
@@ -137,11 +131,7 @@ fn switchover_refuses_a_non_synchronous_or_unknown_target() {
         ],
     );
     let out = act("switchover", json!({}), &lonely);
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .contains("no synchronous standby"));
+    assert!(refusal(&out).contains("no synchronous standby"));
 }
 
 #[test]
@@ -154,50 +144,50 @@ fn switchover_reports_patroni_refusal() {
     assert_eq!(out.action.failed.as_deref(), Some("Patroni refused the switchover (HTTP 412): candidate name does not match with sync_standby"));
 }
 
+/// force-promote, with or without the data-loss confirmation.
+fn force_promote(confirmed: bool, st: &State) -> Output {
+    act(
+        "force-promote",
+        json!({"i-understand-data-loss": confirmed}),
+        st,
+    )
+}
+
+/// set-password for `username` with an explicit new `password`.
+fn set_password(username: &str, password: &str, st: &State) -> Output {
+    act(
+        "set-password",
+        json!({"username": username, "password": password}),
+        st,
+    )
+}
+
+/// The leader of two units, its Patroni not answering.
+fn two_units_patroni_down() -> State {
+    let mut st = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1], &[1]))
+        .with_secret(sys_secret());
+    st.machine = patroni_down(installed_host());
+    st
+}
+
 fn lose_quorum(st: &mut State) {
     st.machine = quorum_lost(st.machine.clone());
 }
 
 #[test]
 fn force_promote_needs_confirmation_leadership_and_a_lost_quorum() {
-    let mut st = State::default()
-        .leader()
-        .with_relation(peers(&[0, 1], &[1]))
-        .with_secret(sys_secret());
-    st.machine = patroni_down(installed_host());
-    let out = act(
-        "force-promote",
-        json!({"i-understand-data-loss": false}),
-        &st,
-    );
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .starts_with("refused: force-promote can lose writes"));
-    let out = act(
-        "force-promote",
-        json!({"i-understand-data-loss": true}),
-        &st,
-    );
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .contains("etcd has quorum: nothing to force"));
+    let st = two_units_patroni_down();
+    let out = force_promote(false, &st);
+    assert!(refusal(&out).starts_with("refused: force-promote can lose writes"));
+    let out = force_promote(true, &st);
+    assert!(refusal(&out).contains("etcd has quorum: nothing to force"));
     let mut follower = st.clone();
     follower.leader = false;
     lose_quorum(&mut follower);
-    let out = act(
-        "force-promote",
-        json!({"i-understand-data-loss": true}),
-        &follower,
-    );
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .contains("run force-promote on the leader unit"));
+    let out = force_promote(true, &follower);
+    assert!(refusal(&out).contains("run force-promote on the leader unit"));
     assert!(
         out.commands.iter().all(|c| c[0] != "systemctl"),
         "nothing touched"
@@ -206,17 +196,9 @@ fn force_promote_needs_confirmation_leadership_and_a_lost_quorum() {
 
 #[test]
 fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
-    let mut st = State::default()
-        .leader()
-        .with_relation(peers(&[0, 1], &[1]))
-        .with_secret(sys_secret());
-    st.machine = patroni_down(installed_host());
+    let mut st = two_units_patroni_down();
     lose_quorum(&mut st);
-    let out = act(
-        "force-promote",
-        json!({"i-understand-data-loss": true}),
-        &st,
-    );
+    let out = force_promote(true, &st);
     assert_eq!(out.action.failed, None);
     assert_eq!(out.action.results["promoted"], "postgresql-ha/0");
     assert_eq!(out.action.results["etcd-epoch"], "2");
@@ -249,12 +231,7 @@ fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
         })
         .unwrap_or_else(|| panic!("no leader key deletion: {lines:#?}"));
     assert!(restarts[1] < del && del < start, "{lines:#?}");
-    let etcd = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/etcd.conf.yml")
-            .unwrap(),
-    );
+    let etcd = etcd_yml(&out.state);
     assert!(
         etcd.get("force-new-cluster").is_none(),
         "the force flag must not stay"
@@ -291,22 +268,13 @@ fn get_password_by_user() {
 #[test]
 fn set_password_changes_the_role_then_the_secret_and_tells_the_peers() {
     let st = three_units(installed_host());
-    let out = act(
-        "set-password",
-        json!({"username": "replication", "password": "NewReplicationPw-2026"}),
-        &st,
-    );
+    let out = set_password("replication", "NewReplicationPw-2026", &st);
     assert_eq!(out.action.failed, None, "{:?}", out.error);
     assert!(
-        out.command_lines()
-            .iter()
-            .any(|l| l.starts_with("psql -h 10.0.0.10")),
+        ran(&out, |l| l.starts_with("psql -h 10.0.0.10")),
         "ALTER ROLE on the primary"
     );
-    assert!(!out
-        .command_lines()
-        .iter()
-        .any(|l| l.contains("NewReplicationPw-2026")));
+    assert!(!ran(&out, |l| l.contains("NewReplicationPw-2026")));
     let s = out.state.secret(SYS_SECRET).unwrap();
     assert_eq!(s.latest(), 2);
     assert_eq!(s.latest_content()["replication"], "NewReplicationPw-2026");
@@ -319,12 +287,7 @@ fn set_password_changes_the_role_then_the_secret_and_tells_the_peers() {
         out.state.relation(1).unwrap().local_app_data["system-revision"],
         "1"
     );
-    let p = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/patroni.yml")
-            .unwrap(),
-    );
+    let p = patroni_yml(&out.state);
     assert_eq!(
         p["postgresql"]["authentication"]["replication"]["password"],
         "NewReplicationPw-2026"
@@ -341,34 +304,14 @@ fn set_password_refusals() {
     let st = three_units(installed_host());
     let mut follower = st.clone();
     follower.leader = false;
-    let out = act(
-        "set-password",
-        json!({"username": "superuser", "password": "LongEnoughPassword1"}),
-        &follower,
-    );
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .contains("run set-password on the leader"));
-    let out = act(
-        "set-password",
-        json!({"username": "superuser", "password": "short"}),
-        &st,
-    );
-    assert!(out
-        .action
-        .failed
-        .unwrap()
-        .contains("at least 12 characters"));
+    let out = set_password("superuser", "LongEnoughPassword1", &follower);
+    assert!(refusal(&out).contains("run set-password on the leader"));
+    let out = set_password("superuser", "short", &st);
+    assert!(refusal(&out).contains("at least 12 characters"));
     let mut down = st.clone();
     down.machine = with_cluster(installed_host(), &[(1, "replica", "streaming", None)]);
-    let out = act(
-        "set-password",
-        json!({"username": "superuser", "password": "LongEnoughPassword1"}),
-        &down,
-    );
-    assert!(out.action.failed.unwrap().contains("no running primary"));
+    let out = set_password("superuser", "LongEnoughPassword1", &down);
+    assert!(refusal(&out).contains("no running primary"));
     assert_eq!(
         out.state.secret(SYS_SECRET).unwrap().latest(),
         1,

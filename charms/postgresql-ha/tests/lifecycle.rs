@@ -2,19 +2,21 @@
 
 mod common;
 
-use charm_lib::testing::{MachineState, State, Trigger};
+use charm_lib::testing::{State, Trigger};
 use charm_lib::{CmdOutput, FileOptions, Status, StatusKind};
 use common::*;
 
+/// The first unit's leader before install: an empty peer relation.
+fn new_leader() -> State {
+    State::default()
+        .leader()
+        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"))
+}
+
 #[test]
 fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_services() {
-    let mut st = State::default().leader().with_relation(peers(&[], &[]));
-    st.relations[0].local_app_data.clear();
-    st.machine = MachineState::default().with_file(
-        "/usr/lib/postgresql/15/bin/postgres",
-        "",
-        FileOptions::root(0o755),
-    );
+    let mut st = new_leader();
+    st.machine = host_with_postgres();
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     for p in ["postgresql", "etcd-server", "etcd-client", "python3-venv"] {
@@ -25,10 +27,11 @@ fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_service
         lines.contains(&"/usr/bin/python3 -m venv /opt/postgresql-ha/venv".to_string()),
         "{lines:#?}"
     );
-    let pip = lines
-        .iter()
-        .find(|l| l.starts_with("/opt/postgresql-ha/venv/bin/pip install"))
-        .expect("pip ran");
+    let pip = find_command(
+        &out,
+        |l| l.starts_with("/opt/postgresql-ha/venv/bin/pip install"),
+        "pip ran",
+    );
     assert!(
         pip.ends_with("patroni[etcd3]==4.1.5 psycopg2-binary"),
         "{pip}"
@@ -56,10 +59,8 @@ fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_service
     // A second run does not reinstall.
     let again = harness().run(Trigger::Install, &out.state).unwrap();
     assert!(
-        !again
-            .command_lines()
-            .iter()
-            .any(|l| l.contains("pip install") || l.starts_with("apt-get")),
+        !ran(&again, |l| l.contains("pip install")
+            || l.starts_with("apt-get")),
         "{:#?}",
         again.command_lines()
     );
@@ -67,20 +68,12 @@ fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_service
 
 #[test]
 fn an_existing_default_cluster_is_stopped_and_never_autostarts() {
-    let mut st = State::default()
-        .leader()
-        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
-    st.machine = MachineState::default()
-        .with_file(
-            "/usr/lib/postgresql/15/bin/postgres",
-            "",
-            FileOptions::root(0o755),
-        )
-        .with_file(
-            "/etc/postgresql/15/main/start.conf",
-            "auto\n",
-            FileOptions::new("postgres", "postgres", 0o644),
-        );
+    let mut st = new_leader();
+    st.machine = host_with_postgres().with_file(
+        "/etc/postgresql/15/main/start.conf",
+        "auto\n",
+        FileOptions::new("postgres", "postgres", 0o644),
+    );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert!(out
@@ -96,25 +89,17 @@ fn an_existing_default_cluster_is_stopped_and_never_autostarts() {
 
 #[test]
 fn a_wheelhouse_resource_installs_patroni_offline() {
-    let mut st = State::default()
-        .leader()
-        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    let mut st = new_leader();
     st.resources.insert(
         "wheelhouse".into(),
         "/var/lib/juju/resources/wheelhouse.tar.gz".into(),
     );
-    st.machine = MachineState::default()
-        .with_file(
-            "/usr/lib/postgresql/15/bin/postgres",
-            "",
-            FileOptions::root(0o755),
-        )
-        .respond(
-            &["find", "/opt/postgresql-ha/wheelhouse"],
-            CmdOutput::ok(
-                "/opt/postgresql-ha/wheelhouse/wheels\n/opt/postgresql-ha/wheelhouse/wheels\n",
-            ),
-        );
+    st.machine = host_with_postgres().respond(
+        &["find", "/opt/postgresql-ha/wheelhouse"],
+        CmdOutput::ok(
+            "/opt/postgresql-ha/wheelhouse/wheels\n/opt/postgresql-ha/wheelhouse/wheels\n",
+        ),
+    );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
@@ -133,35 +118,22 @@ fn a_wheelhouse_resource_installs_patroni_offline() {
 
 #[test]
 fn a_broken_wheelhouse_falls_back_to_the_index() {
-    let mut st = State::default()
-        .leader()
-        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    let mut st = new_leader();
     st.resources
         .insert("wheelhouse".into(), "/r/wheelhouse.tar.gz".into());
-    st.machine = MachineState::default()
-        .with_file(
-            "/usr/lib/postgresql/15/bin/postgres",
-            "",
-            FileOptions::root(0o755),
-        )
-        .respond(
-            &["tar"],
-            CmdOutput::failed(2, "gzip: stdin: unexpected end of file"),
-        );
+    st.machine = host_with_postgres().respond(
+        &["tar"],
+        CmdOutput::failed(2, "gzip: stdin: unexpected end of file"),
+    );
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    assert!(!out.command_lines().iter().any(|l| l.contains("--no-index")));
-    assert!(out
-        .logs
-        .iter()
-        .any(|(_, l)| l.contains("could not be unpacked")));
+    assert!(!ran(&out, |l| l.contains("--no-index")));
+    assert!(logged(&out, "could not be unpacked"));
 }
 
 #[test]
 fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
-    let mut st = State::default()
-        .leader()
-        .with_relation(charm_lib::testing::Relation::peer(1, "database-peers"));
+    let mut st = new_leader();
     st.machine = patroni_down(installed_host());
     let out = harness().run(Trigger::LeaderElected, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
@@ -180,12 +152,7 @@ fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
     assert_eq!(peer.local_app_data["etcd-bootstrap"], "postgresql-ha-0");
     assert_eq!(peer.local_unit_data["address"], "10.0.0.10");
     assert_eq!(peer.local_unit_data["etcd-started"], "1");
-    let etcd = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/etcd.conf.yml")
-            .unwrap(),
-    );
+    let etcd = etcd_yml(&out.state);
     assert_eq!(etcd["initial-cluster-state"], "new");
     assert_eq!(
         etcd["initial-cluster"],
@@ -252,25 +219,10 @@ fn patroni_config_for_two_and_three_units_lists_every_member() {
         );
         let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
         assert!(!out.failed(), "{:?}", out.error);
-        let p = yaml(
-            &out.state
-                .machine
-                .text("/etc/postgresql-ha/patroni.yml")
-                .unwrap(),
-        );
-        let hosts: Vec<&str> = p["etcd3"]["hosts"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|h| h.as_str().unwrap())
-            .collect();
+        let p = patroni_yml(&out.state);
+        let hosts: Vec<&str> = strings(&p["etcd3"]["hosts"]);
         assert_eq!(hosts.len(), n as usize);
-        let hba: Vec<&str> = p["postgresql"]["pg_hba"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|h| h.as_str().unwrap())
-            .collect();
+        let hba: Vec<&str> = strings(&p["postgresql"]["pg_hba"]);
         for u in &units {
             assert!(
                 hba.contains(
@@ -353,7 +305,7 @@ fn an_add_that_already_happened_is_only_recorded() {
         .with_secret(sys_secret());
     st.machine = with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false)]);
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.command_lines().iter().any(|l| l.contains("member add")));
+    assert!(!ran(&out, |l| l.contains("member add")));
     assert!(
         out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-1")
     );
@@ -385,12 +337,7 @@ fn a_joining_unit_waits_for_the_leader_then_joins_the_existing_cluster() {
         .run(Trigger::RelationChanged(1, None), &st)
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let etcd = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/etcd.conf.yml")
-            .unwrap(),
-    );
+    let etcd = etcd_yml(&out.state);
     assert_eq!(etcd["initial-cluster-state"], "existing");
     assert_eq!(
         etcd["initial-cluster"],
@@ -434,23 +381,15 @@ fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
         .with_relation(peers(&[0, 1, 2], &[0, 2]))
         .with_secret(sys_secret());
     st.network.address = addr(1);
-    st.machine = with_etcd_members(
-        installed_host(),
-        &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
-    );
-    st.machine.services.insert(
-        "postgresql-ha-etcd.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
-    st.machine.services.insert(
-        "postgresql-ha-patroni.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
+    st.machine = running(
+        with_etcd_members(
+            installed_host(),
+            &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
+        ),
+        &[
+            "postgresql-ha-etcd.service",
+            "postgresql-ha-patroni.service",
+        ],
     );
     let out = unit_harness(1)
         .run(Trigger::RelationDepartedSelf(1, 0), &st)
@@ -489,13 +428,7 @@ fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
 #[test]
 fn bad_config_blocks_naming_the_option_and_touches_nothing() {
     let mut st = leader_primary();
-    st.machine.services.insert(
-        "postgresql-ha-patroni.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
+    st.machine = running(st.machine, &["postgresql-ha-patroni.service"]);
     for (k, v, needle) in [
         ("ttl", 10, "ttl"),
         ("loop-wait", 15, "loop-wait"),
@@ -559,7 +492,7 @@ fn without_a_running_primary_the_dynamic_config_is_left_alone() {
     // Assert: nothing patched now; a later hook with a primary does it.
     assert!(!out.failed(), "{:?}", out.error);
     assert!(
-        !out.command_lines().iter().any(|l| l.contains("-X PATCH")),
+        !ran(&out, |l| l.contains("-X PATCH")),
         "{:#?}",
         out.command_lines()
     );
@@ -571,7 +504,7 @@ fn a_config_change_patches_patroni_dynamic_config_without_restart() {
         .run(Trigger::ConfigChanged, &leader_primary())
         .unwrap();
     assert!(
-        !first.command_lines().iter().any(|l| l.contains("-X PATCH")),
+        !ran(&first, |l| l.contains("-X PATCH")),
         "defaults already in the DCS"
     );
     let out = harness()
@@ -582,10 +515,11 @@ fn a_config_change_patches_patroni_dynamic_config_without_restart() {
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
-    let patch = lines
-        .iter()
-        .find(|l| l.starts_with("curl http://127.0.0.1:8008/config") && l.contains("-X PATCH"))
-        .expect("PATCH /config");
+    let patch = find_command(
+        &out,
+        |l| l.starts_with("curl http://127.0.0.1:8008/config") && l.contains("-X PATCH"),
+        "PATCH /config",
+    );
     assert!(patch.contains("\"ttl\":30"), "{patch}");
     assert!(
         !patch.contains(REST_PW),
@@ -599,12 +533,7 @@ fn a_config_change_patches_patroni_dynamic_config_without_restart() {
         !lines.iter().any(|l| l.contains("restart")),
         "no restart: {lines:#?}"
     );
-    let p = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/patroni.yml")
-            .unwrap(),
-    );
+    let p = patroni_yml(&out.state);
     assert_eq!(p["bootstrap"]["dcs"]["ttl"].as_i64(), Some(30));
 }
 
@@ -624,13 +553,7 @@ fn hooks_are_idempotent() {
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!once.failed(), "{:?}", once.error);
     let mut twice_in = once.state.clone();
-    twice_in.machine.services.insert(
-        "postgresql-ha-patroni.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
+    twice_in.machine = running(twice_in.machine, &["postgresql-ha-patroni.service"]);
     let twice = h.run(Trigger::ConfigChanged, &twice_in).unwrap();
     let mut a = twice_in.clone();
     let mut b = twice.state.clone();
@@ -775,9 +698,8 @@ fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view
         "the stale view must not move clients to a dead primary"
     );
     assert!(
-        !out.command_lines()
-            .iter()
-            .any(|l| l.starts_with("curl http://127.0.0.1:8008/cluster")),
+        !ran(&out, |l| l
+            .starts_with("curl http://127.0.0.1:8008/cluster")),
         "not even asked"
     );
 }
@@ -794,24 +716,16 @@ fn a_unit_of_an_older_etcd_epoch_wipes_its_etcd_data_and_waits_to_rejoin() {
         .local_unit_data
         .insert("etcd-started".into(), "1".into());
     st.network.address = addr(1);
-    st.machine = installed_host().with_file(
-        "/var/lib/postgresql-ha-etcd/member",
-        "",
-        FileOptions::new("etcd", "etcd", 0o700),
-    );
-    st.machine.services.insert(
-        "postgresql-ha-etcd.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
-    st.machine.services.insert(
-        "postgresql-ha-patroni.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
+    st.machine = running(
+        installed_host().with_file(
+            "/var/lib/postgresql-ha-etcd/member",
+            "",
+            FileOptions::new("etcd", "etcd", 0o700),
+        ),
+        &[
+            "postgresql-ha-etcd.service",
+            "postgresql-ha-patroni.service",
+        ],
     );
     let out = unit_harness(1)
         .run(Trigger::RelationChanged(1, None), &st)
@@ -996,10 +910,10 @@ fn a_failed_member_removal_is_retried_later_without_failing_the_hook() {
         out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2"),
         "kept until the removal succeeds"
     );
-    assert!(out
-        .logs
-        .iter()
-        .any(|(_, l)| l.contains("could not remove etcd member postgresql-ha-2 yet")));
+    assert!(logged(
+        &out,
+        "could not remove etcd member postgresql-ha-2 yet"
+    ));
     assert_eq!(
         out.state
             .relation(1)

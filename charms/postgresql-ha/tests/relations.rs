@@ -2,7 +2,7 @@
 
 mod common;
 
-use charm_lib::testing::{Relation, Secret, State, Trigger};
+use charm_lib::testing::{Output, Relation, Secret, State, Trigger};
 use charm_lib::tools::LogLevel;
 use charm_lib::{Status, StatusKind};
 use common::*;
@@ -16,6 +16,19 @@ fn db(units: &[(u32, &[(&str, &str)])]) -> Relation {
 }
 
 const SECRETS_ASKED: (&str, &str) = ("requested-secrets", r#"["username","password"]"#);
+
+/// A `db` client unit at 10.0.0.50 that asks for its credentials as a Juju secret.
+fn secret_asking_client() -> Relation {
+    db(&[(0, &[("ingress-address", "10.0.0.50"), SECRETS_ASKED])])
+}
+
+/// The leader primary after the client's first relation-changed: its database provisioned.
+fn provisioned_client() -> Output {
+    let st = leader_primary().with_relation(secret_asking_client());
+    harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap()
+}
 
 #[test]
 fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
@@ -31,24 +44,25 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
         .run(Trigger::RelationChanged(5, Some(0)), &st)
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let psql = out
-        .command_lines()
-        .into_iter()
-        .find(|l| l.starts_with("psql"))
-        .expect("SQL ran on the primary");
+    let psql = find_command(&out, |l| l.starts_with("psql"), "SQL ran on the primary");
     assert!(
         psql.starts_with("psql -h 10.0.0.10 -p 5432 -U postgres -d postgres"),
         "{psql}"
     );
     let bag = &out.state.relation(5).unwrap().local_unit_data;
-    assert_eq!(bag["host"], "10.0.0.10");
-    assert_eq!(bag["port"], "5432");
-    assert_eq!(bag["database"], "maasdb");
-    assert_eq!(bag["user"], "relation_5");
-    assert_eq!(bag["allowed-units"], "maas-region/0");
-    assert_eq!(bag["allowed-subnets"], "10.0.0.50/32");
-    assert_eq!(bag["state"], "standalone");
-    assert_eq!(bag["version"], "15");
+    assert_fields(
+        bag,
+        &[
+            ("host", "10.0.0.10"),
+            ("port", "5432"),
+            ("database", "maasdb"),
+            ("user", "relation_5"),
+            ("allowed-units", "maas-region/0"),
+            ("allowed-subnets", "10.0.0.50/32"),
+            ("state", "standalone"),
+            ("version", "15"),
+        ],
+    );
     assert_eq!(
         bag["master"],
         "host=10.0.0.10 port=5432 dbname=maasdb user=relation_5"
@@ -76,18 +90,8 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
     let grant: serde_json::Value =
         serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
     assert_eq!(grant["provisioned"], true);
-    let hba = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/patroni.yml")
-            .unwrap(),
-    );
-    let lines: Vec<&str> = hba["postgresql"]["pg_hba"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let hba = patroni_yml(&out.state);
+    let lines: Vec<&str> = strings(&hba["postgresql"]["pg_hba"]);
     assert!(
         lines.contains(&"host maasdb relation_5 10.0.0.50/32 scram-sha-256"),
         "{lines:?}"
@@ -114,7 +118,7 @@ fn a_legacy_db_client_gets_its_password_in_the_databag_with_a_warning() {
         && m.contains("did not ask for its credentials as a Juju secret")));
     // The legacy protocol puts it in the databag (above); it still never reaches logs or status.
     assert!(
-        !out.logs.iter().any(|(_, m)| m.contains(pw.as_str())),
+        !logged(&out, pw.as_str()),
         "the password itself is never logged"
     );
     assert!(!out.state.unit_status.message.contains(pw.as_str()));
@@ -156,27 +160,22 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert!(
-        !out.command_lines().iter().any(|l| l.starts_with("psql")),
+        !ran(&out, |l| l.starts_with("psql")),
         "only the leader runs SQL"
     );
     let bag = &out.state.relation(5).unwrap().local_unit_data;
-    assert_eq!(bag["host"], "10.0.0.10");
-    assert_eq!(bag["state"], "hot standby");
-    assert_eq!(bag["secret-user"], "secret:client5");
-    assert_eq!(bag["allowed-units"], "maas-region/0 maas-region/1");
-    assert_eq!(bag["standbys"], "host=10.0.0.11 port=5432 dbname=maasdb user=relation_5\nhost=10.0.0.12 port=5432 dbname=maasdb user=relation_5");
-    let p = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/patroni.yml")
-            .unwrap(),
+    assert_fields(
+        bag,
+        &[
+            ("host", "10.0.0.10"),
+            ("state", "hot standby"),
+            ("secret-user", "secret:client5"),
+            ("allowed-units", "maas-region/0 maas-region/1"),
+            ("standbys", "host=10.0.0.11 port=5432 dbname=maasdb user=relation_5\nhost=10.0.0.12 port=5432 dbname=maasdb user=relation_5"),
+        ],
     );
-    let hba: Vec<&str> = p["postgresql"]["pg_hba"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let p = patroni_yml(&out.state);
+    let hba: Vec<&str> = strings(&p["postgresql"]["pg_hba"]);
     assert!(
         hba.contains(&"host maasdb relation_5 10.0.0.51/32 scram-sha-256"),
         "replicas allow the clients too (for after a failover)"
@@ -203,12 +202,7 @@ fn max_connections_grow_with_client_units() {
         )
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
-    let p = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/patroni.yml")
-            .unwrap(),
-    );
+    let p = patroni_yml(&out.state);
     assert_eq!(
         p["bootstrap"]["dcs"]["postgresql"]["parameters"]["max_connections"].as_i64(),
         Some(160)
@@ -247,7 +241,7 @@ fn garbage_from_a_client_blocks_with_the_relation_named_and_runs_nothing() {
             "{}",
             out.state.unit_status.message
         );
-        assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")));
+        assert!(!ran(&out, |l| l.starts_with("psql")));
         assert!(out.state.relation(5).unwrap().local_unit_data.is_empty());
     }
     // An address that is not an IP is left out of pg_hba, the rest is served.
@@ -366,17 +360,16 @@ fn the_database_interface_gets_endpoints_and_a_secret_in_the_app_databag() {
         )
         .unwrap();
     assert!(out.state.relation(7).unwrap().local_app_data.is_empty());
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("psql")));
+    assert!(!ran(&out, |l| l.starts_with("psql")));
 }
 
 #[test]
 fn a_vip_replaces_the_primary_address_and_the_subordinate_is_told_what_to_check() {
     let vip = Relation::new(9, "vip", "keepalived-vip")
         .remote_unit(0, &[("vips", "10.0.0.100"), ("state", "held")]);
-    let st = leader_primary().with_relation(vip).with_relation(db(&[(
-        0,
-        &[("ingress-address", "10.0.0.50"), SECRETS_ASKED],
-    )]));
+    let st = leader_primary()
+        .with_relation(vip)
+        .with_relation(secret_asking_client());
     let out = harness()
         .run(Trigger::RelationChanged(9, Some(0)), &st)
         .unwrap();
@@ -391,13 +384,7 @@ fn a_vip_replaces_the_primary_address_and_the_subordinate_is_told_what_to_check(
 
 #[test]
 fn after_a_failover_the_published_address_follows_the_new_primary() {
-    let st = leader_primary().with_relation(db(&[(
-        0,
-        &[("ingress-address", "10.0.0.50"), SECRETS_ASKED],
-    )]));
-    let first = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
+    let first = provisioned_client();
     let mut st2 = first.state.clone();
     st2.relations[0] = {
         let mut p = peers(&[0, 1], &[1]);
@@ -425,13 +412,7 @@ fn after_a_failover_the_published_address_follows_the_new_primary() {
 
 #[test]
 fn removing_a_relation_revokes_its_access_and_forgets_its_secret() {
-    let st = leader_primary().with_relation(db(&[(
-        0,
-        &[("ingress-address", "10.0.0.50"), SECRETS_ASKED],
-    )]));
-    let first = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
+    let first = provisioned_client();
     let secret_id = first.state.relation(5).unwrap().local_unit_data["secret-user"].clone();
     let out = harness()
         .run(Trigger::RelationBroken(5), &first.state)
@@ -452,12 +433,7 @@ fn removing_a_relation_revokes_its_access_and_forgets_its_secret() {
         .local_app_data
         .contains_key("client-5"));
     assert!(out.state.secret(&secret_id).is_none());
-    let p = yaml(
-        &out.state
-            .machine
-            .text("/etc/postgresql-ha/patroni.yml")
-            .unwrap(),
-    );
+    let p = patroni_yml(&out.state);
     assert!(
         !p["postgresql"]["pg_hba"]
             .as_sequence()
@@ -466,10 +442,7 @@ fn removing_a_relation_revokes_its_access_and_forgets_its_secret() {
             .any(|l| l.as_str().unwrap().contains("relation_5")),
         "pg_hba line gone"
     );
-    assert!(out
-        .logs
-        .iter()
-        .any(|(_, m)| m.contains("revoked the access of db:5")));
+    assert!(logged(&out, "revoked the access of db:5"));
 }
 
 #[test]
@@ -489,7 +462,7 @@ fn the_last_client_unit_departing_changes_no_grant() {
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert!(
-        !out.command_lines().iter().any(|l| l.starts_with("psql")),
+        !ran(&out, |l| l.starts_with("psql")),
         "{:#?}",
         out.command_lines()
     );

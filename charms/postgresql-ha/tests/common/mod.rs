@@ -2,8 +2,9 @@
 //! Patroni and etcd answers.
 #![allow(dead_code)]
 
-use charm_lib::testing::{Harness, MachineState, Relation, Secret, State};
+use charm_lib::testing::{Harness, MachineState, Output, Relation, Secret, State};
 use charm_lib::{CmdOutput, FileOptions};
+use std::collections::BTreeMap;
 
 pub const SYS_SECRET: &str = "secret:sys-passwords-fixture";
 pub const SUPER_PW: &str = "SuperSecretPw0123456789abcdef";
@@ -19,14 +20,18 @@ pub fn unit_harness(n: u32) -> Harness {
     harness().unit(n)
 }
 
+/// A host with PostgreSQL 15's binaries and nothing of the charm's yet.
+pub fn host_with_postgres() -> MachineState {
+    MachineState::default().with_file(
+        "/usr/lib/postgresql/15/bin/postgres",
+        "",
+        FileOptions::root(0o755),
+    )
+}
+
 /// A host where the package install already happened, its etcd member in a healthy cluster.
 pub fn installed_host() -> MachineState {
-    MachineState::default()
-        .with_file(
-            "/usr/lib/postgresql/15/bin/postgres",
-            "",
-            FileOptions::root(0o755),
-        )
+    host_with_postgres()
         .with_file(
             "/opt/postgresql-ha/installed",
             "patroni==4.1.5\n",
@@ -190,4 +195,65 @@ pub fn leader_primary() -> State {
 
 pub fn yaml(text: &str) -> serde_yaml::Value {
     serde_yaml::from_str(text).unwrap()
+}
+
+pub const PATRONI_YML: &str = "/etc/postgresql-ha/patroni.yml";
+pub const ETCD_YML: &str = "/etc/postgresql-ha/etcd.conf.yml";
+
+/// The rendered `patroni.yml` of `st`, parsed.
+pub fn patroni_yml(st: &State) -> serde_yaml::Value {
+    yaml(&st.machine.text(PATRONI_YML).unwrap())
+}
+
+/// The rendered `etcd.conf.yml` of `st`, parsed.
+pub fn etcd_yml(st: &State) -> serde_yaml::Value {
+    yaml(&st.machine.text(ETCD_YML).unwrap())
+}
+
+/// A YAML sequence of strings (`pg_hba`, `etcd3.hosts`) as `&str`s.
+pub fn strings(seq: &serde_yaml::Value) -> Vec<&str> {
+    seq.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect()
+}
+
+/// `m` with `units` (systemd unit names) already running and enabled.
+pub fn running(mut m: MachineState, units: &[&str]) -> MachineState {
+    for unit in units {
+        m.services.insert(
+            unit.to_string(),
+            charm_lib::testing::Service {
+                active: true,
+                enabled: true,
+            },
+        );
+    }
+    m
+}
+
+/// Asserts each `(key, value)` of `want` is in `map` (a databag or action results).
+pub fn assert_fields(map: &BTreeMap<String, String>, want: &[(&str, &str)]) {
+    for (key, value) in want {
+        assert_eq!(map.get(*key).map(String::as_str), Some(*value), "{key}");
+    }
+}
+
+/// Whether a command line the hook ran matches `pred`.
+pub fn ran(out: &Output, pred: impl Fn(&str) -> bool) -> bool {
+    out.command_lines().iter().any(|l| pred(l))
+}
+
+/// Whether the hook logged a message containing `needle`.
+pub fn logged(out: &Output, needle: &str) -> bool {
+    out.logs.iter().any(|(_, m)| m.contains(needle))
+}
+
+/// The first command line the hook ran that matches `pred`; panics with `what` when none did.
+pub fn find_command(out: &Output, pred: impl Fn(&str) -> bool, what: &str) -> String {
+    out.command_lines()
+        .into_iter()
+        .find(|l| pred(l))
+        .unwrap_or_else(|| panic!("{what}: {:#?}", out.command_lines()))
 }
