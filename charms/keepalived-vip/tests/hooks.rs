@@ -2,24 +2,108 @@
 
 mod common;
 
-use charm_lib::testing::{MachineState, Relation, Secret, Trigger};
+use charm_lib::testing::{Harness, MachineState, Output, Relation, Secret, State, Trigger};
 use charm_lib::{CmdOutput, FileOptions, Status};
 use common::*;
+use serde_json::json;
 
-fn ran(out: &charm_lib::testing::Output, prefix: &str) -> bool {
+fn ran(out: &Output, prefix: &str) -> bool {
     out.command_lines().iter().any(|c| c.starts_with(prefix))
+}
+
+fn config_changed(st: &State) -> Output {
+    harness().run(Trigger::ConfigChanged, st).unwrap()
+}
+
+/// What postgresql-ha sends over `vip` once it runs: track its primary.
+const POSTGRESQL_PRIMARY_CHECK: &[(&str, &str)] = &[
+    ("check", "http://127.0.0.1:8008/primary"),
+    ("service", "postgresql"),
+];
+
+/// The `vip` principal (relation 2) of a maas-region unit that asks to track haproxy.
+fn haproxy_principal() -> Relation {
+    Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")])
+}
+
+/// The principal unit 0 over `vip` (the second relation of `st`) now sends `data`.
+fn principal_sends(st: &mut State, data: &[(&str, &str)]) {
+    st.relations[1] = st.relations[1].clone().remote_unit(0, data);
+}
+
+/// The principal sends `data` (as [`principal_sends`]) and its relation-changed runs.
+fn principal_changed(h: &Harness, st: &mut State, data: &[(&str, &str)]) -> Output {
+    principal_sends(st, data);
+    h.run(Trigger::RelationChanged(2, Some(0)), st).unwrap()
+}
+
+/// Asserts what this unit published to its `vip` principal (relation 2).
+fn assert_published(out: &Output, vips: &str, vip_cidrs: &str, state: &str) {
+    let vip = &out.state.relation(2).unwrap().local_unit_data;
+    assert_eq!(
+        (
+            vip["vips"].as_str(),
+            vip["vip-cidrs"].as_str(),
+            vip["state"].as_str()
+        ),
+        (vips, vip_cidrs, state)
+    );
+}
+
+/// Asserts the hook failed with an error that carries `needle`.
+fn assert_hook_error_contains(out: &Output, needle: &str) {
+    assert!(
+        out.error.as_deref().unwrap().contains(needle),
+        "{:?}",
+        out.error
+    );
+}
+
+/// Asserts `keepalived -t` checked the file (a command starting with `check`) before the first
+/// `systemctl start` of the service.
+fn assert_checked_before_started(out: &Output, check: &str) {
+    let lines = out.command_lines();
+    let test_at = lines
+        .iter()
+        .position(|c| c.starts_with(check))
+        .unwrap_or_else(|| panic!("not checked: {lines:?}"));
+    let start_at = lines
+        .iter()
+        .position(|c| c == "systemctl start keepalived-keepalived-vip")
+        .unwrap_or_else(|| panic!("not started: {lines:?}"));
+    assert!(test_at < start_at, "checked before it runs: {lines:?}");
+}
+
+/// Asserts the hook `trigger` succeeded and left the unit waiting with `message`.
+fn assert_waiting(out: &Output, trigger: &Trigger, message: &str) {
+    assert!(!out.failed(), "{trigger:?}: {:?}", out.error);
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting(message),
+        "{trigger:?}"
+    );
+}
+
+/// Asserts the unit is active, standby for the base VIP 10.0.0.100/24.
+fn assert_standby(out: &Output) {
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("VIP 10.0.0.100/24 standby")
+    );
+}
+
+fn assert_status_starts_with(out: &Output, prefix: &str) {
+    assert!(
+        out.state.unit_status.message.starts_with(prefix),
+        "{}",
+        out.state.unit_status.message
+    );
 }
 
 #[test]
 fn install_installs_keepalived_and_retires_the_distribution_service() {
     let mut st = base();
-    st.machine.services.insert(
-        "keepalived.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
+    st.machine = running(st.machine, "keepalived.service");
     let out = harness().run(Trigger::Install, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert!(
@@ -36,12 +120,9 @@ fn install_installs_keepalived_and_retires_the_distribution_service() {
 
 #[test]
 fn config_changed_renders_checks_and_starts_the_service() {
-    let out = harness().run(Trigger::ConfigChanged, &base()).unwrap();
+    let out = config_changed(&base());
     assert!(!out.failed(), "{:?}", out.error);
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    assert_standby(&out);
     let conf = &out.state.machine.files[std::path::Path::new(CONF)];
     assert_eq!(
         conf.options,
@@ -50,40 +131,30 @@ fn config_changed_renders_checks_and_starts_the_service() {
     );
     assert!(conf.text().contains("auth_pass Zq7Lm2Xw"));
     let lines = out.command_lines();
-    let test_at = lines
-        .iter()
-        .position(|c| {
-            c.starts_with(
-                "/usr/sbin/keepalived -t -f /etc/keepalived/.keepalived-keepalived-vip.conf.new",
-            )
-        })
-        .expect("checked first");
-    let start_at = lines
-        .iter()
-        .position(|c| c == "systemctl start keepalived-keepalived-vip")
-        .expect("started");
-    assert!(test_at < start_at, "checked before it runs: {lines:?}");
+    assert_checked_before_started(
+        &out,
+        "/usr/sbin/keepalived -t -f /etc/keepalived/.keepalived-keepalived-vip.conf.new",
+    );
     assert!(
-        !out.state.machine.files.contains_key(std::path::Path::new(
+        !has_file(
+            &out.state.machine,
             "/etc/keepalived/.keepalived-keepalived-vip.conf.new"
-        )),
+        ),
         "the candidate is removed"
     );
-    assert!(out
-        .state
-        .machine
-        .text(UNIT_FILE)
-        .unwrap()
-        .contains("ExecStart=/usr/sbin/keepalived --dont-fork --vrrp"));
+    assert!(file_contains(
+        &out.state.machine,
+        UNIT_FILE,
+        "ExecStart=/usr/sbin/keepalived --dont-fork --vrrp"
+    ));
     assert!(out.state.machine.services[SERVICE].enabled);
     assert_eq!(out.state.machine.text(SYSCTL).unwrap(), "# Managed by the keepalived-vip charm: lets services bind a VIP this host does not hold.\nnet.ipv4.ip_nonlocal_bind = 1\n");
     assert!(lines.contains(&format!("sysctl -p {SYSCTL}")));
-    assert!(out
-        .state
-        .machine
-        .text(CLAIMS)
-        .unwrap()
-        .contains("\"keepalived-vip/0\""));
+    assert!(file_contains(
+        &out.state.machine,
+        CLAIMS,
+        "\"keepalived-vip/0\""
+    ));
     let peer = &out.state.relation(1).unwrap().local_unit_data;
     assert_eq!(
         (peer["address"].as_str(), peer["priority"].as_str()),
@@ -94,9 +165,7 @@ fn config_changed_renders_checks_and_starts_the_service() {
 #[test]
 fn running_a_hook_twice_changes_nothing_the_second_time() {
     let h = harness();
-    let st = base().with_relation(
-        Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
-    );
+    let st = base().with_relation(haproxy_principal());
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
     let twice = h.run(Trigger::ConfigChanged, &once.state).unwrap();
     // Everything a hook can change; what ran is compared below.
@@ -147,12 +216,11 @@ fn a_config_change_reloads_not_restarts() {
         out.command_lines()
     );
     assert!(!ran(&out, "systemctl restart") && !ran(&out, "systemctl stop"));
-    assert!(out
-        .state
-        .machine
-        .text(CONF)
-        .unwrap()
-        .contains("virtual_router_id 52"));
+    assert!(file_contains(
+        &out.state.machine,
+        CONF,
+        "virtual_router_id 52"
+    ));
 }
 
 #[test]
@@ -160,33 +228,15 @@ fn invalid_config_blocks_renders_nothing_and_leaves_keepalived_alone() {
     let h = harness();
     let running = h.run(Trigger::ConfigChanged, &base()).unwrap().state;
     let before = running.machine.text(CONF).unwrap();
-    for (opt, value, msg) in [
-        (
-            "virtual-router-id",
-            serde_json::json!(300),
-            "invalid virtual-router-id \"300\": expected an integer 1-255",
-        ),
-        (
-            "vip",
-            serde_json::json!("10.0.0.100"),
-            "invalid vip \"10.0.0.100\": 10.0.0.100: missing prefix length",
-        ),
-        (
-            "advert-int",
-            serde_json::json!(0.5),
-            "invalid advert-int \"0.5\": expected whole seconds 1-255 with vrrp-version 2",
-        ),
-        (
-            "check",
-            serde_json::json!("nginx"),
-            "invalid check \"nginx\"",
-        ),
-        (
-            "priority",
-            serde_json::json!(0),
-            "invalid priority \"0\": expected an integer 1-254",
-        ),
-    ] {
+    #[rustfmt::skip]
+    let cases = [
+        ("virtual-router-id", json!(300), "invalid virtual-router-id \"300\": expected an integer 1-255"),
+        ("vip", json!("10.0.0.100"), "invalid vip \"10.0.0.100\": 10.0.0.100: missing prefix length"),
+        ("advert-int", json!(0.5), "invalid advert-int \"0.5\": expected whole seconds 1-255 with vrrp-version 2"),
+        ("check", json!("nginx"), "invalid check \"nginx\""),
+        ("priority", json!(0), "invalid priority \"0\": expected an integer 1-254"),
+    ];
+    for (opt, value, msg) in cases {
         let out = h
             .run(
                 Trigger::ConfigChanged,
@@ -217,39 +267,21 @@ fn invalid_config_blocks_renders_nothing_and_leaves_keepalived_alone() {
 #[test]
 fn no_vip_asks_for_one() {
     let st = base().with_config("vip", "");
-    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+    let out = config_changed(&st);
     assert_eq!(out.state.unit_status, Status::blocked("set vip"));
-    assert!(!out
-        .state
-        .machine
-        .files
-        .contains_key(std::path::Path::new(CONF)));
+    assert!(!has_file(&out.state.machine, CONF));
 }
 
 #[test]
 fn a_vip_outside_every_local_subnet_or_a_missing_interface_blocks() {
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &base().with_config("vip", "172.16.0.100/24"),
-        )
-        .unwrap();
+    let out = config_changed(&base().with_config("vip", "172.16.0.100/24"));
     assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
-    assert!(
-        out.state
-            .unit_status
-            .message
-            .starts_with("vip 172.16.0.100/24 is not in the subnet of any interface of this host"),
-        "{}",
-        out.state.unit_status.message
+    assert_status_starts_with(
+        &out,
+        "vip 172.16.0.100/24 is not in the subnet of any interface of this host",
     );
     assert!(out.state.machine.files.is_empty());
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &base().with_config("interface", "eth9"),
-        )
-        .unwrap();
+    let out = config_changed(&base().with_config("interface", "eth9"));
     assert!(
         out.state
             .unit_status
@@ -260,32 +292,26 @@ fn a_vip_outside_every_local_subnet_or_a_missing_interface_blocks() {
     );
     // With an explicit interface, a VIP outside its subnets is placed on it (a routed VIP).
     let iface = real_iface();
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &base()
-                .with_config("vip", "172.16.0.100/24")
-                .with_config("interface", iface.as_str()),
-        )
-        .unwrap();
+    let out = config_changed(
+        &base()
+            .with_config("vip", "172.16.0.100/24")
+            .with_config("interface", iface.as_str()),
+    );
     assert_eq!(
         out.state.unit_status,
         Status::active("VIP 172.16.0.100/24 standby")
     );
-    assert!(out
-        .state
-        .machine
-        .text(CONF)
-        .unwrap()
-        .contains(&format!("172.16.0.100/24 dev {iface}")));
+    assert!(file_contains(
+        &out.state.machine,
+        CONF,
+        &format!("172.16.0.100/24 dev {iface}")
+    ));
 }
 
 #[test]
 fn held_or_standby_follows_the_interface_and_update_status_refreshes_it() {
     let h = harness();
-    let start = base().with_relation(
-        Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
-    );
+    let start = base().with_relation(haproxy_principal());
     let first = h.run(Trigger::ConfigChanged, &start).unwrap();
     assert_eq!(
         first.state.relation(3).map(|r| r.local_unit_data.len()),
@@ -303,15 +329,7 @@ fn held_or_standby_follows_the_interface_and_update_status_refreshes_it() {
         out.state.unit_status,
         Status::active("VIP 10.0.0.100/24 held")
     );
-    let vip = &out.state.relation(2).unwrap().local_unit_data;
-    assert_eq!(
-        (
-            vip["vips"].as_str(),
-            vip["vip-cidrs"].as_str(),
-            vip["state"].as_str()
-        ),
-        ("10.0.0.100", "10.0.0.100/24", "held")
-    );
+    assert_published(&out, "10.0.0.100", "10.0.0.100/24", "held");
     assert_eq!(
         out.state.relation(1).unwrap().local_unit_data["address"],
         "10.0.0.10",
@@ -359,13 +377,7 @@ fn config_checks_add_to_the_principals() {
             Relation::new(2, "vip", "maas-region")
                 .remote_unit(0, &[("check", "process:haproxy,process:named")]),
         );
-    let text = harness()
-        .run(Trigger::ConfigChanged, &st)
-        .unwrap()
-        .state
-        .machine
-        .text(CONF)
-        .unwrap();
+    let text = config_changed(&st).state.machine.text(CONF).unwrap();
     let tracked: Vec<&str> = text
         .lines()
         .skip_while(|l| !l.contains("track_script {"))
@@ -404,11 +416,7 @@ fn garbled_principal_data_blocks_without_touching_keepalived() {
             .with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[(key, value)]));
         let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
         assert!(!out.failed());
-        assert!(
-            out.state.unit_status.message.starts_with(want),
-            "{}",
-            out.state.unit_status.message
-        );
+        assert_status_starts_with(&out, want);
         assert_eq!(out.state.machine.text(CONF), running.machine.text(CONF));
         assert_eq!(
             out.state.relation(2).unwrap().local_unit_data["state"],
@@ -434,9 +442,10 @@ fn keepalived_refusing_the_file_blocks_and_keeps_the_running_one() {
         running.machine.text(CONF),
         "the running file stays"
     );
-    assert!(!out.state.machine.files.contains_key(std::path::Path::new(
+    assert!(!has_file(
+        &out.state.machine,
         "/etc/keepalived/.keepalived-keepalived-vip.conf.new"
-    )));
+    ));
     assert!(!ran(&out, "systemctl reload") && !ran(&out, "systemctl restart"));
     assert!(!out.mentions(PASSWORD));
     st.machine
@@ -466,14 +475,8 @@ fn keepalived_refusing_the_file_blocks_and_keeps_the_running_one() {
         CmdOutput::failed(1, "cannot allocate memory"),
     );
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(
-        out.error
-            .as_deref()
-            .unwrap()
-            .contains("cannot allocate memory"),
-        "an unexpected failure fails the hook (retry may help) and carries stderr: {:?}",
-        out.error
-    );
+    // An unexpected failure fails the hook (retry may help) and carries stderr.
+    assert_hook_error_contains(&out, "cannot allocate memory");
 }
 
 #[test]
@@ -489,12 +492,11 @@ fn the_leader_creates_the_password_secret_once_and_it_stays_secret() {
     assert_eq!(secret.label.as_deref(), Some("vrrp-auth"));
     let pw = secret.latest_content()["password"].clone();
     assert_eq!(pw.len(), 8);
-    assert!(out
-        .state
-        .machine
-        .text(CONF)
-        .unwrap()
-        .contains(&format!("auth_pass {pw}\n")));
+    assert!(file_contains(
+        &out.state.machine,
+        CONF,
+        &format!("auth_pass {pw}\n")
+    ));
     assert!(!out.mentions(&pw), "the password is in no log or status");
     let relation_data = out
         .state
@@ -528,11 +530,7 @@ fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
         out.state.unit_status,
         Status::waiting("waiting for the leader to share the VRRP password")
     );
-    assert!(!out
-        .state
-        .machine
-        .files
-        .contains_key(std::path::Path::new(CONF)));
+    assert!(!has_file(&out.state.machine, CONF));
     assert_eq!(
         out.state.relation(1).unwrap().local_unit_data["address"],
         "10.0.0.11",
@@ -546,10 +544,7 @@ fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
         &[("password", "Ab3dEf6h")],
     ));
     let out = h.run(Trigger::RelationChanged(1, None), &st).unwrap();
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    assert_standby(&out);
     let text = out.state.machine.text(CONF).unwrap();
     assert!(
         text.contains("auth_pass Ab3dEf6h")
@@ -575,12 +570,11 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
     st.relations[0] = peers(&[(1, "10.0.0.11"), (2, "10.0.0.12")]);
     let h = harness();
     let first = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(first
-        .state
-        .machine
-        .text(CONF)
-        .unwrap()
-        .contains("        10.0.0.11\n        10.0.0.12\n"));
+    assert!(file_contains(
+        &first.state.machine,
+        CONF,
+        "        10.0.0.11\n        10.0.0.12\n"
+    ));
     let out = h
         .run(Trigger::RelationDeparted(1, 2), &first.state)
         .unwrap();
@@ -592,25 +586,29 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
     assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"));
 }
 
+/// A host where another keepalived-vip application (db-vip, `vrid`, 10.0.0.150/24) runs.
 fn other_app_on_this_host(vrid: u8) -> MachineState {
     let claims = format!("{{\"db-vip/0\": {{\"app\": \"db-vip\", \"interface\": \"{}\", \"virtual-router-id\": {vrid}, \"vips\": [\"10.0.0.150/24\"]}}}}", real_iface());
-    host(&["10.0.0.10/24", "10.0.0.150/24"])
-        .with_file(CLAIMS, &claims, FileOptions::root(0o644))
-        .with_file(
-            "/etc/keepalived/keepalived-db-vip.conf",
-            "db conf",
-            FileOptions::root(0o600),
-        )
-        .with_file(
-            "/etc/systemd/system/keepalived-db-vip.service",
-            "db unit",
-            FileOptions::root(0o644),
-        )
-        .with_file(
-            "/etc/sysctl.d/60-keepalived-vip-db-vip.conf",
-            "db sysctl",
-            FileOptions::root(0o644),
-        )
+    running(
+        host(&["10.0.0.10/24", "10.0.0.150/24"]),
+        "keepalived-db-vip.service",
+    )
+    .with_file(CLAIMS, &claims, FileOptions::root(0o644))
+    .with_file(
+        "/etc/keepalived/keepalived-db-vip.conf",
+        "db conf",
+        FileOptions::root(0o600),
+    )
+    .with_file(
+        "/etc/systemd/system/keepalived-db-vip.service",
+        "db unit",
+        FileOptions::root(0o644),
+    )
+    .with_file(
+        "/etc/sysctl.d/60-keepalived-vip-db-vip.conf",
+        "db sysctl",
+        FileOptions::root(0o644),
+    )
 }
 
 #[test]
@@ -618,43 +616,20 @@ fn two_applications_on_one_host_coexist_and_a_clash_blocks() {
     let h = harness();
     let mut st = base();
     st.machine = other_app_on_this_host(51);
-    st.machine.services.insert(
-        "keepalived-db-vip.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
     let out = h.run(Trigger::ConfigChanged, &st).unwrap();
     assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
-    assert!(
-        out.state
-            .unit_status
-            .message
-            .starts_with("virtual-router-id 51 on"),
-        "{}",
-        out.state.unit_status.message
-    );
+    assert_status_starts_with(&out, "virtual-router-id 51 on");
     assert!(out.state.unit_status.message.contains(
         "already used on this host by db-vip (db-vip/0); choose another virtual-router-id"
     ));
-    assert!(
-        !out.state
-            .machine
-            .files
-            .contains_key(std::path::Path::new(CONF)),
-        "never a silent fight"
-    );
+    assert!(!has_file(&out.state.machine, CONF), "never a silent fight");
     let out = h
         .run(
             Trigger::ConfigChanged,
             &st.clone().with_config("virtual-router-id", 52),
         )
         .unwrap();
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    assert_standby(&out);
     let claims = out.state.machine.text(CLAIMS).unwrap();
     assert!(claims.contains("db-vip/0") && claims.contains("keepalived-vip/0"));
     assert!(
@@ -690,13 +665,6 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
     let h = harness();
     let mut st = base().with_config("virtual-router-id", 52);
     st.machine = other_app_on_this_host(51);
-    st.machine.services.insert(
-        "keepalived-db-vip.service".into(),
-        charm_lib::testing::Service {
-            active: true,
-            enabled: true,
-        },
-    );
     let running = h.run(Trigger::ConfigChanged, &st).unwrap().state;
     assert!(running.machine.is_active(SERVICE));
     for trigger in [Trigger::Stop, Trigger::Remove] {
@@ -708,10 +676,7 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
             "{trigger:?}"
         );
         for gone in [CONF, UNIT_FILE, SYSCTL] {
-            assert!(
-                !m.files.contains_key(std::path::Path::new(gone)),
-                "{trigger:?}: {gone} removed"
-            );
+            assert!(!has_file(m, gone), "{trigger:?}: {gone} removed");
         }
         assert!(
             m.is_active("keepalived-db-vip.service"),
@@ -722,10 +687,7 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
             "/etc/systemd/system/keepalived-db-vip.service",
             "/etc/sysctl.d/60-keepalived-vip-db-vip.conf",
         ] {
-            assert!(
-                m.files.contains_key(std::path::Path::new(kept)),
-                "{trigger:?}: {kept} kept"
-            );
+            assert!(has_file(m, kept), "{trigger:?}: {kept} kept");
         }
         let claims = m.text(CLAIMS).unwrap();
         assert!(claims.contains("db-vip/0") && !claims.contains("keepalived-vip/0"));
@@ -742,9 +704,7 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
 #[test]
 fn losing_the_last_principal_relation_tears_down_but_not_before() {
     let h = harness();
-    let st = base().with_relation(
-        Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
-    );
+    let st = base().with_relation(haproxy_principal());
     let running = h.run(Trigger::ConfigChanged, &st).unwrap().state;
     assert!(running.machine.is_active(SERVICE));
     let out = h.run(Trigger::RelationBroken(2), &running).unwrap();
@@ -752,17 +712,10 @@ fn losing_the_last_principal_relation_tears_down_but_not_before() {
         out.state.machine.is_active(SERVICE),
         "juju-info remains: keep serving"
     );
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    assert_standby(&out);
     let out = h.run(Trigger::RelationBroken(3), &out.state).unwrap();
     assert!(!out.state.machine.is_active(SERVICE));
-    assert!(!out
-        .state
-        .machine
-        .files
-        .contains_key(std::path::Path::new(CONF)));
+    assert!(!has_file(&out.state.machine, CONF));
     assert_eq!(
         out.state.unit_status,
         Status::maintenance("keepalived-keepalived-vip stopped: no principal relation left")
@@ -773,33 +726,19 @@ fn losing_the_last_principal_relation_tears_down_but_not_before() {
 fn the_principal_learns_the_vips_and_a_block() {
     let st = base()
         .with_config("vip", "10.0.0.100/24 10.0.0.101/24")
-        .with_relation(
-            Relation::new(2, "vip", "maas-region").remote_unit(0, &[("check", "process:haproxy")]),
-        );
+        .with_relation(haproxy_principal());
     let out = harness().run(Trigger::RelationJoined(2, 0), &st).unwrap();
     assert_eq!(
         out.state.unit_status,
         Status::active("VIPs 10.0.0.100/24, 10.0.0.101/24 standby")
     );
-    let vip = &out.state.relation(2).unwrap().local_unit_data;
-    assert_eq!(
-        (
-            vip["vips"].as_str(),
-            vip["vip-cidrs"].as_str(),
-            vip["state"].as_str()
-        ),
-        (
-            "10.0.0.100,10.0.0.101",
-            "10.0.0.100/24,10.0.0.101/24",
-            "standby"
-        )
+    assert_published(
+        &out,
+        "10.0.0.100,10.0.0.101",
+        "10.0.0.100/24,10.0.0.101/24",
+        "standby",
     );
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &out.state.clone().with_config("vip", ""),
-        )
-        .unwrap();
+    let out = config_changed(&out.state.clone().with_config("vip", ""));
     let vip = &out.state.relation(2).unwrap().local_unit_data;
     assert_eq!((vip.get("vips"), vip["state"].as_str()), (None, "blocked"));
 }
@@ -810,32 +749,17 @@ fn unicast_without_an_address_in_the_vip_family_blocks() {
         .with_config("vip", "fd00::100/64")
         .with_config("vrrp-version", 3);
     st.machine = host(&["10.0.0.10/24", "fd00::100/64"]);
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &st.clone().with_config("interface", real_iface().as_str()),
-        )
-        .unwrap();
-    assert!(
-        out.state
-            .unit_status
-            .message
-            .starts_with("no IPv6 address on"),
-        "{}",
-        out.state.unit_status.message
-    );
+    let out = config_changed(&st.clone().with_config("interface", real_iface().as_str()));
+    assert_status_starts_with(&out, "no IPv6 address on");
     assert!(out
         .state
         .unit_status
         .message
         .ends_with("to send unicast VRRP adverts from; add one or set unicast=false"));
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &st.with_config("interface", real_iface().as_str())
-                .with_config("unicast", false),
-        )
-        .unwrap();
+    let out = config_changed(
+        &st.with_config("interface", real_iface().as_str())
+            .with_config("unicast", false),
+    );
     assert_eq!(
         out.state.unit_status.kind,
         charm_lib::StatusKind::Active,
@@ -852,14 +776,7 @@ fn a_failing_ip_command_fails_the_hook_with_its_stderr() {
         CmdOutput::failed(255, "Cannot open netlink socket: Permission denied"),
     );
     let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
-    assert!(
-        out.error
-            .as_deref()
-            .unwrap()
-            .contains("Cannot open netlink socket: Permission denied"),
-        "{:?}",
-        out.error
-    );
+    assert_hook_error_contains(&out, "Cannot open netlink socket: Permission denied");
 }
 
 #[test]
@@ -883,12 +800,11 @@ fn upgrade_charm_with_a_new_unit_file_restarts_once() {
         !ran(&out, "systemctl reload keepalived-keepalived-vip"),
         "the configuration did not change"
     );
-    assert!(out
-        .state
-        .machine
-        .text(UNIT_FILE)
-        .unwrap()
-        .contains("--dont-fork --vrrp"));
+    assert!(file_contains(
+        &out.state.machine,
+        UNIT_FILE,
+        "--dont-fork --vrrp"
+    ));
     let again = h.run(Trigger::UpgradeCharm, &out.state).unwrap();
     assert!(
         !ran(&again, "systemctl restart"),
@@ -907,11 +823,7 @@ fn without_the_peer_relation_yet_it_waits_and_renders_nothing() {
         out.state.unit_status,
         Status::waiting("waiting for the peer relation")
     );
-    assert!(!out
-        .state
-        .machine
-        .files
-        .contains_key(std::path::Path::new(CONF)));
+    assert!(!has_file(&out.state.machine, CONF));
     assert!(
         out.state.secrets.len() == 1,
         "no secret created without a place to share its id"
@@ -942,17 +854,9 @@ fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
         Trigger::Start,
     ] {
         let out = h.run(trigger.clone(), &st).unwrap();
-        assert!(!out.failed(), "{trigger:?}: {:?}", out.error);
-        assert_eq!(
-            out.state.unit_status,
-            Status::waiting("waiting for postgresql-ha's health check"),
-            "{trigger:?}"
-        );
+        assert_waiting(&out, &trigger, "waiting for postgresql-ha's health check");
         assert!(
-            !out.state
-                .machine
-                .files
-                .contains_key(std::path::Path::new(CONF)),
+            !has_file(&out.state.machine, CONF),
             "{trigger:?}: nothing rendered"
         );
         assert!(
@@ -974,7 +878,7 @@ fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
     );
 
     // The principal joined but has not published its check yet.
-    st.relations[1] = st.relations[1].clone().remote_unit(0, &[]);
+    principal_sends(&mut st, &[]);
     let out = h.run(Trigger::RelationJoined(2, 0), &st).unwrap();
     assert_eq!(
         out.state.unit_status,
@@ -984,19 +888,9 @@ fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
     st = out.state;
 
     // The check arrives: rendered with it, checked, then started.
-    st.relations[1] = st.relations[1].clone().remote_unit(
-        0,
-        &[
-            ("check", "http://127.0.0.1:8008/primary"),
-            ("service", "postgresql"),
-        ],
-    );
-    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let out = principal_changed(&h, &mut st, POSTGRESQL_PRIMARY_CHECK);
     assert!(!out.failed(), "{:?}", out.error);
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    assert_standby(&out);
     let text = out.state.machine.text(CONF).unwrap();
     assert!(
         text.contains("vrrp_script keepalived_vip_0_http {")
@@ -1004,16 +898,8 @@ fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
         "{text}"
     );
     assert_keepalived_accepts(&text);
-    let lines = out.command_lines();
-    let test_at = lines
-        .iter()
-        .position(|c| c.starts_with("/usr/sbin/keepalived -t -f "))
-        .expect("checked");
-    let start_at = lines
-        .iter()
-        .position(|c| c == "systemctl start keepalived-keepalived-vip")
-        .expect("started once the check is there");
-    assert!(test_at < start_at, "{lines:?}");
+    // Started once the check is there.
+    assert_checked_before_started(&out, "/usr/sbin/keepalived -t -f ");
     assert!(out.state.machine.is_active(SERVICE));
     assert!(out
         .logs
@@ -1022,8 +908,7 @@ fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
     st = out.state;
 
     // The principal withdraws its check: waiting again, the running keepalived kept as it is.
-    st.relations[1] = st.relations[1].clone().remote_unit(0, &[]);
-    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let out = principal_changed(&h, &mut st, &[]);
     assert_eq!(
         out.state.unit_status,
         Status::waiting("waiting for postgresql-ha/0's health check")
@@ -1036,16 +921,8 @@ fn keepalived_waits_for_the_vip_principals_check_then_starts_with_it() {
 #[test]
 fn a_juju_info_principal_does_not_wait() {
     // No `vip` relation: the `check` option is all there is, as before.
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &base().with_config("check", "process:haproxy"),
-        )
-        .unwrap();
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    let out = config_changed(&base().with_config("check", "process:haproxy"));
+    assert_standby(&out);
     assert!(out.state.machine.is_active(SERVICE));
 }
 
@@ -1061,27 +938,20 @@ fn the_vrrp_instance_keeps_its_name_whatever_service_the_principal_names() {
     );
 
     // A `service` key arriving a hook later changes nothing at all.
-    st.relations[1] = st.relations[1].clone().remote_unit(
-        0,
-        &[
-            ("check", "http://127.0.0.1:8008/primary"),
-            ("service", "postgresql"),
-        ],
-    );
-    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let out = principal_changed(&h, &mut st, POSTGRESQL_PRIMARY_CHECK);
     assert_eq!(out.state.machine.text(CONF).unwrap(), first);
     assert!(!ran(&out, "systemctl reload") && !ran(&out, "systemctl restart"));
     st = out.state;
 
     // A new check and another service name: the same instance, reloaded.
-    st.relations[1] = st.relations[1].clone().remote_unit(
-        0,
+    let out = principal_changed(
+        &h,
+        &mut st,
         &[
             ("check", "http://127.0.0.1:8008/primary,tcp:5432"),
             ("service", "pg-renamed"),
         ],
     );
-    let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
     let text = out.state.machine.text(CONF).unwrap();
     assert!(
         text.contains("\nvrrp_instance keepalived_vip {\n") && !text.contains("renamed"),
@@ -1107,18 +977,9 @@ fn nothing_starts_before_the_principal_relation_is_created() {
     st.relations.retain(|r| r.endpoint != "juju-info");
     for trigger in [Trigger::Install, Trigger::ConfigChanged, Trigger::Start] {
         let out = h.run(trigger.clone(), &st).unwrap();
-        assert!(!out.failed(), "{trigger:?}: {:?}", out.error);
-        assert_eq!(
-            out.state.unit_status,
-            Status::waiting("waiting for the principal relation"),
-            "{trigger:?}"
-        );
+        assert_waiting(&out, &trigger, "waiting for the principal relation");
         assert!(
-            !out.state
-                .machine
-                .files
-                .contains_key(std::path::Path::new(CONF))
-                && !ran(&out, "systemctl start"),
+            !has_file(&out.state.machine, CONF) && !ran(&out, "systemctl start"),
             "{trigger:?}: {:?}",
             out.command_lines()
         );
@@ -1127,9 +988,6 @@ fn nothing_starts_before_the_principal_relation_is_created() {
     // A juju-info principal: the `check` option is all there is, so it starts at once.
     let st = st.with_relation(Relation::new(3, "juju-info", "ubuntu").remote_unit(0, &[]));
     let out = h.run(Trigger::RelationCreated(3), &st).unwrap();
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("VIP 10.0.0.100/24 standby")
-    );
+    assert_standby(&out);
     assert!(out.state.machine.is_active(SERVICE));
 }

@@ -72,6 +72,15 @@ impl Lab {
         self.children.len() - 1
     }
 
+    /// An HTTP server on 127.0.0.1:`port` inside the namespace (what the http check asks).
+    fn serve_http(&mut self, port: u16) -> usize {
+        let port = port.to_string();
+        self.spawn(
+            "python3",
+            &["-m", "http.server", &port, "--bind", "127.0.0.1", "-d", "/"],
+        )
+    }
+
     fn stop(&mut self, i: usize) {
         let c = &mut self.children[i];
         let _ = c.kill();
@@ -81,6 +90,16 @@ impl Lab {
     fn has(&self, addr: &str) -> bool {
         let out = self.in_ns("ip", &["-j", "addr", "show", "dev", "v0"]);
         String::from_utf8_lossy(&out.stdout).contains(&format!("\"local\":\"{addr}\""))
+    }
+
+    /// Whether the VIP comes up within 10 s.
+    fn takes_vip(&self) -> bool {
+        self.wait_for("10.231.0.100", true, Duration::from_secs(10))
+    }
+
+    /// Whether the VIP goes within 5 s.
+    fn releases_vip(&self) -> bool {
+        self.wait_for("10.231.0.100", false, Duration::from_secs(5))
     }
 
     /// Polls (every 50 ms, up to `limit`) until the VIP is there or gone as wanted.
@@ -155,18 +174,7 @@ fn process_tcp_and_http_checks_hold_and_release_the_vip() {
     );
 
     let proc_i = lab.spawn(sleeper.to_str().unwrap(), &["300"]);
-    let web = lab.spawn(
-        "python3",
-        &[
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "-d",
-            "/",
-        ],
-    );
+    let web = lab.serve_http(port);
     let pid = format!("/run/kvipt-{}.pid", std::process::id());
     let vpid = format!("/run/kvipt-{}-vrrp.pid", std::process::id());
     lab.spawn(
@@ -185,34 +193,17 @@ fn process_tcp_and_http_checks_hold_and_release_the_vip() {
         ],
     );
 
-    assert!(
-        lab.wait_for("10.231.0.100", true, Duration::from_secs(10)),
-        "every check passes: the VIP is taken"
-    );
+    assert!(lab.takes_vip(), "every check passes: the VIP is taken");
     lab.stop(web);
     assert!(
-        lab.wait_for("10.231.0.100", false, Duration::from_secs(5)),
+        lab.releases_vip(),
         "tcp and http checks fail: the VIP is released"
     );
-    let web = lab.spawn(
-        "python3",
-        &[
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "-d",
-            "/",
-        ],
-    );
-    assert!(
-        lab.wait_for("10.231.0.100", true, Duration::from_secs(10)),
-        "checks pass again: the VIP comes back"
-    );
+    let web = lab.serve_http(port);
+    assert!(lab.takes_vip(), "checks pass again: the VIP comes back");
     lab.stop(proc_i);
     assert!(
-        lab.wait_for("10.231.0.100", false, Duration::from_secs(5)),
+        lab.releases_vip(),
         "the process check fails: the VIP is released"
     );
     lab.stop(web);

@@ -66,6 +66,28 @@ pub fn host(addrs: &[&str]) -> MachineState {
     )
 }
 
+/// Whether `m` holds a file at `path`.
+pub fn has_file(m: &MachineState, path: &str) -> bool {
+    m.files.contains_key(std::path::Path::new(path))
+}
+
+/// Whether the file at `path` on `m` contains `needle`; panics when there is no such file.
+pub fn file_contains(m: &MachineState, path: &str, needle: &str) -> bool {
+    m.text(path).unwrap().contains(needle)
+}
+
+/// `m` with the systemd unit `unit` already running and enabled.
+pub fn running(mut m: MachineState, unit: &str) -> MachineState {
+    m.services.insert(
+        unit.into(),
+        charm_lib::testing::Service {
+            active: true,
+            enabled: true,
+        },
+    );
+    m
+}
+
 /// The peer relation with `peers` (unit number, address) and the shared secret id.
 pub fn peers(peers: &[(u32, &str)]) -> Relation {
     peers.iter().fold(
