@@ -103,7 +103,10 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
         let _ = writeln!(s, "    timeout {}", c.interval.max(3));
         // No init_fail: keepalived would count every check failed again on each reload, and the
         // holder would drop the VIP for `rise` intervals whenever a peer joins.
-        s.push_str("    weight 0\n    fall 1\n    rise 2\n}\n");
+        // One success makes a unit eligible again: under `nopreempt` that moves no VIP by
+        // itself, and where the VIP has no holder (the DB VIP while a new primary is promoted)
+        // a second success would cost a whole interval of outage.
+        s.push_str("    weight 0\n    fall 1\n    rise 1\n}\n");
     }
     let v6 = v.vips.first().is_some_and(|p| p.cidr.is_v6());
     let (same, other): (Vec<&Placement>, Vec<&Placement>) =

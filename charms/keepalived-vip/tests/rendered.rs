@@ -127,7 +127,7 @@ vrrp_script keepalived_vip_0_process_haproxy {{
     timeout 3
     weight 0
     fall 1
-    rise 2
+    rise 1
 }}
 
 vrrp_script keepalived_vip_1_process_named {{
@@ -136,7 +136,7 @@ vrrp_script keepalived_vip_1_process_named {{
     timeout 3
     weight 0
     fall 1
-    rise 2
+    rise 1
 }}
 
 vrrp_instance keepalived_vip {{
