@@ -82,9 +82,7 @@ catalog:
 ## charms, the catalog and the wheelhouse, so those come first.
 unit-test: charms catalog
 	$(CARGO) test --workspace --all-features --no-fail-fast --exclude e2e --exclude hosts
-	@# One test at a time: run in parallel on an idle machine, lifecycle.rs's rewiring check
-	@# (open_reattaches_and_destroy_leaves_nothing) fails depending on test order; not yet understood.
-	$(CARGO) test -p hosts --no-fail-fast -- --test-threads=1
+	$(CARGO) test -p hosts --no-fail-fast
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.

@@ -230,7 +230,7 @@ impl Host {
         if !net::netns_exists(&layout::bridge_ns(prefix)) {
             net::create_bridge(prefix)?;
         }
-        if !net::has_link(&layout::host_ns(prefix, &self.name), "eth0") {
+        if !net::host_link_wired(prefix, &self.name, self.index) {
             net::create_host_link(prefix, &self.name, self.index)?;
         }
         net::host_link_up(prefix, &self.name, &self.cidr())?;

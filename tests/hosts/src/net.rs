@@ -74,8 +74,19 @@ pub(crate) fn create_bridge(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates a host's namespace, its eth0 and the bridge-side peer, attached and up; parts
-/// that already exist are kept (a lost bridge namespace takes every veth pair with it).
+/// Whether the host's eth0 exists and its peer is a port of the current bridge namespace.
+pub(crate) fn host_link_wired(prefix: &str, host: &str, index: u32) -> bool {
+    has_link(&layout::host_ns(prefix, host), "eth0")
+        && has_link(&layout::bridge_ns(prefix), &layout::veth(prefix, index))
+}
+
+/// Creates a host's namespace, its eth0 and the bridge-side peer, attached and up; a pair
+/// that is already wired to the current bridge is kept.
+///
+/// A lost bridge namespace takes every veth pair with it, but not at once: the kernel tears a
+/// namespace down in the background, so for a while a host's eth0 still exists with its peer in
+/// the dying namespace. Such an eth0 is replaced, or it would vanish after the host was
+/// started on it and leave the host unreachable for good.
 pub(crate) fn create_host_link(prefix: &str, host: &str, index: u32) -> Result<()> {
     let ns = layout::host_ns(prefix, host);
     let br_ns = layout::bridge_ns(prefix);
@@ -85,7 +96,11 @@ pub(crate) fn create_host_link(prefix: &str, host: &str, index: u32) -> Result<(
     }
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     if has_link(&ns, "eth0") {
-        return Ok(());
+        if has_link(&br_ns, &peer) {
+            return Ok(());
+        }
+        // It may vanish on its own meanwhile: only its absence matters.
+        let _ = ip(&["-n", &ns, "link", "del", "eth0"]);
     }
     ip(&[
         "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &peer, "netns", &br_ns,
@@ -119,12 +134,14 @@ pub(crate) fn host_link_up(prefix: &str, host: &str, cidr: &str) -> Result<()> {
     Ok(())
 }
 
+/// Takes a host's eth0 down. One that vanishes meanwhile (its peer was in a bridge namespace
+/// being torn down) is as good as down.
 pub(crate) fn host_link_down(prefix: &str, host: &str) -> Result<()> {
     let ns = layout::host_ns(prefix, host);
-    if has_link(&ns, "eth0") {
-        ip(&["-n", &ns, "link", "set", "eth0", "down"])?;
+    match ip(&["-n", &ns, "link", "set", "eth0", "down"]) {
+        Err(_) if !has_link(&ns, "eth0") => Ok(()),
+        other => other.map(|_| ()),
     }
-    Ok(())
 }
 
 /// Detaches the host's port from the bridge: the host keeps carrier (as behind a broken
