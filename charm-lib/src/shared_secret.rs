@@ -88,6 +88,19 @@ impl<'a> SharedSecret<'a> {
             .filter(|id| !id.is_empty())
     }
 
+    /// The published secret's id and content, never created: for readers such as actions,
+    /// which must not do the leader's reconcile. `None`: no id is published yet.
+    pub fn published(
+        &self,
+        model: &Model,
+        app: &Databag,
+    ) -> anyhow::Result<Option<(String, Content)>> {
+        match self.id_in(app) {
+            Some(id) => Ok(Some((id.to_string(), self.read(model, id)?))),
+            None => Ok(None),
+        }
+    }
+
     /// The secret, given the peer application databag the caller has already read. The leader
     /// creates it with `generate`'s content if it does not exist; the caller publishes the id
     /// when [`Shared::unpublished`]. `None`: this unit is not the leader and the id is not
@@ -377,6 +390,37 @@ peers:
         assert_eq!((changed.state.secrets.len(), s.latest()), (1, 2));
         assert_eq!(s.latest_content()["secret"], "two");
         assert_eq!(changed.state.unit_status, Status::active(s.id.clone()));
+    }
+
+    fn handle_published(ctx: &mut Context) -> anyhow::Result<()> {
+        let peer = ctx.model.relation("cluster")?.expect("the peer relation");
+        let status = match SHARED.published(&ctx.model, &peer.my_app_data()?)? {
+            None => Status::waiting("not published"),
+            Some((id, content)) => Status::active(format!("{id} {}", content["password"])),
+        };
+        ctx.status(status);
+        Ok(())
+    }
+
+    #[test]
+    fn published_reads_by_the_id_and_never_creates_even_on_the_leader() {
+        let h = Harness::from_spec(
+            CharmSpec::parse(META, None, None).unwrap(),
+            handle_published,
+        );
+        let unpublished = peers(&[]).leader().with_secret(
+            Secret::owned("secret:old", &[("password", "kept")]).with_label("demo-auth"),
+        );
+        let published = peers(&[("auth-id", "secret:old")])
+            .with_secret(Secret::owned("secret:old", &[("password", "kept")]));
+
+        let none = h.run(Trigger::ConfigChanged, &unpublished).unwrap();
+        let read = h.run(Trigger::ConfigChanged, &published).unwrap();
+
+        assert_eq!(none.state.unit_status, Status::waiting("not published"));
+        assert_eq!(none.state.secrets, unpublished.secrets, "nothing created");
+        assert!(none.state.relation(1).unwrap().local_app_data.is_empty());
+        assert_eq!(read.state.unit_status, Status::active("secret:old kept"));
     }
 
     #[test]

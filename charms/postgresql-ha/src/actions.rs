@@ -64,13 +64,9 @@ fn system_passwords(ctx: &Context) -> anyhow::Result<(String, Passwords)> {
         .model
         .relation(PEER)?
         .ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
-    let id = peers
-        .my_app_data()?
-        .get(secrets::PEER_KEY)
-        .cloned()
-        .filter(|v| !v.is_empty())
+    let (id, content) = secrets::SHARED
+        .published(&ctx.model, &peers.my_app_data()?)?
         .ok_or_else(|| anyhow::anyhow!("the leader has not generated the system passwords yet"))?;
-    let content = ctx.model.get_secret(Some(&id), None, true)?;
     let p = secrets::from_content(&content)
         .ok_or_else(|| anyhow::anyhow!("the system passwords secret {id} is incomplete"))?;
     Ok((id, p))
