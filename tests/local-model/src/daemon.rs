@@ -43,7 +43,10 @@ fn make_machines(layout: &Layout, substrate: Substrate) -> Result<Box<dyn Machin
 fn install_tools(layout: &Layout) -> Result<()> {
     let exe = std::env::current_exe().context("finding the lm binary")?;
     std::fs::create_dir_all(layout.tools())?;
-    for t in crate::hooktools::TOOLS {
+    for t in crate::hooktools::TOOLS
+        .iter()
+        .chain(crate::juju_exec::NAMES)
+    {
         let link = layout.tools().join(t);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&exe, &link)
@@ -72,6 +75,8 @@ pub fn run(layout: Layout, substrate: Substrate) -> Result<()> {
         contexts: Default::default(),
         running: Default::default(),
         turn: Default::default(),
+        execs: Default::default(),
+        exec_runs: Default::default(),
         shutdown: false,
     };
     rt.save();
@@ -109,6 +114,8 @@ fn serve_tool(shared: Shared, conn: UnixStream) {
             stderr: format!("ERROR bad request: {e}\n"),
             code: 1,
         },
+        // no context: it waits for the machine, so it must not hold the lock
+        Ok(req) if req.tool == "juju-exec" => crate::juju_exec::serve(&shared, &req),
         Ok(req) => {
             let (lock, cv) = &*shared;
             let mut rt = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -327,6 +334,7 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
                 }
             }
             if f == Fault::Start {
+                crate::juju_exec::install_wrappers_logged(rt, &m);
                 // the unit agents come back after a reboot and run start again
                 for u in rt
                     .state
@@ -345,6 +353,9 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
                 let _ = crate::machines::send_signal(r.pid, 9);
             }
             rt.contexts.clear();
+            // dropping the callers' senders answers them with an error
+            rt.execs.clear();
+            rt.exec_runs.clear();
             let res = rt.machines.destroy();
             let _ = std::fs::remove_dir_all(&rt.layout.dir);
             res.map(|_| Value::Null)

@@ -9,7 +9,7 @@ use crate::resolver::{commit, next_op, HookKind, HookSpec};
 use crate::state::{now_ms, unique_u64, ModelState, Status};
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -39,7 +39,21 @@ pub struct Runtime {
     pub running: BTreeMap<String, Running>,
     /// round-robin position per machine, so co-located units take turns
     pub turn: BTreeMap<String, usize>,
+    /// juju-exec requests waiting for their unit's machine, oldest first
+    pub execs: VecDeque<crate::juju_exec::ExecJob>,
+    /// context id -> the running juju-exec's caller and what a failure must undo
+    pub exec_runs: HashMap<String, ExecRun>,
     pub shutdown: bool,
+}
+
+/// A juju-exec command in flight.
+pub struct ExecRun {
+    pub reply: std::sync::mpsc::Sender<crate::protocol::ToolResponse>,
+    /// status-set applies at once here (as in Juju); a failed juju-exec's is undone, since
+    /// its caller decides what the failure means: (unit workload, ever set, app status)
+    pub saved: (Status, bool, Option<Status>),
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
 }
 
 /// The runtime shared between the scheduler, hook waiters and socket handlers.
@@ -76,6 +90,8 @@ impl Runtime {
                 ));
             } else if let Some(h) = next_op(&self.state, name, 0) {
                 v.push((name.clone(), format!("queued {}", h.name)));
+            } else if self.execs.iter().any(|j| &j.unit == name) {
+                v.push((name.clone(), "queued juju-exec".into()));
             }
         }
         v
@@ -114,8 +130,31 @@ fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
         .filter(|m| m.state == "started")
         .map(|m| m.id.clone())
         .collect();
+    // a unit removed while its juju-exec waited: the caller must not wait forever
+    let (gone, keep): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut rt.execs)
+        .into_iter()
+        .partition(|j| !rt.state.units.contains_key(&j.unit));
+    rt.execs = keep;
+    for j in gone {
+        let _ = j.reply.send(crate::protocol::ToolResponse {
+            stdout: String::new(),
+            stderr: format!("ERROR unit {:?} was removed\n", j.unit),
+            code: 1,
+        });
+    }
     for m in machines {
         if rt.running.contains_key(&m) {
+            continue;
+        }
+        // a waiting juju-exec goes first: in Juju it takes the machine's hook lock as soon
+        // as the running hook releases it
+        if let Some(i) = rt
+            .execs
+            .iter()
+            .position(|j| rt.state.units.get(&j.unit).is_some_and(|u| u.machine == m))
+        {
+            let job = rt.execs.remove(i).expect("position is in range");
+            start_exec(rt, shared, job);
             continue;
         }
         let units: Vec<String> = rt
@@ -161,7 +200,7 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
         ("JUJU_CONTEXT_ID", ctx.id.clone()),
         (
             "JUJU_HOOK_NAME",
-            if h.kind == HookKind::Action {
+            if matches!(h.kind, HookKind::Action | HookKind::Exec) {
                 String::new()
             } else {
                 h.name.clone()
@@ -194,8 +233,11 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
         ("DEBIAN_FRONTEND", "noninteractive".into()),
         ("LANG", "C.UTF-8".into()),
         ("TERM", "tmux-256color".into()),
-        ("JUJU_DISPATCH_PATH", h.dispatch_path()),
     ];
+    // juju-exec: the command sets JUJU_DISPATCH_PATH itself when it runs a hook
+    if h.kind != HookKind::Exec {
+        env.push(("JUJU_DISPATCH_PATH", h.dispatch_path()));
+    }
     if let Some(r) = h.relation {
         env.push(("JUJU_RELATION", h.endpoint.clone()));
         env.push(("JUJU_RELATION_ID", format!("{}:{}", h.endpoint, r)));
@@ -230,32 +272,172 @@ fn action_out(rt: &Runtime, id: u32, stream: &str) -> PathBuf {
     rt.layout.logs().join(format!("action-{id}.{stream}"))
 }
 
-/// Start `h` for `unit`: mark it executing, build its context, spawn `dispatch` (or the
-/// legacy `hooks/<name>`), and hand the child to a waiter thread.
-fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
-    let Some(u) = rt.state.units.get(&unit).cloned() else {
-        return;
-    };
-    let m = rt.state.machines.get(&u.machine).cloned();
-    let ctx = HookContext {
-        id: format!("{}-{}-{}", unit, h.name, unique_u64()),
-        unit: unit.clone(),
+fn new_context(rt: &Runtime, u: &crate::state::Unit, h: &HookSpec, id_name: &str) -> HookContext {
+    let m = rt.state.machines.get(&u.machine);
+    HookContext {
+        id: format!("{}-{}-{}", u.name, id_name, unique_u64()),
+        unit: u.name.clone(),
         hook: h.clone(),
         root: if rt.state.substrate == crate::state::Substrate::Bare {
             rt.machines.unit_path(&u.machine, "")
         } else {
             String::new()
         },
-        ip: m.as_ref().map(|m| m.ip.clone()).unwrap_or_default(),
-        cidr: m.as_ref().map(|m| m.cidr.clone()).unwrap_or_default(),
-        log_path: rt.layout.unit_log(&unit),
+        ip: m.map(|m| m.ip.clone()).unwrap_or_default(),
+        cidr: m.map(|m| m.cidr.clone()).unwrap_or_default(),
+        log_path: rt.layout.unit_log(&u.name),
         reads: Default::default(),
         rel_writes: Default::default(),
         ports: vec![],
         state_writes: Default::default(),
         secret_ops: vec![],
         config: None,
+    }
+}
+
+fn append_unit_log(rt: &Runtime, unit: &str, line: &str) {
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(rt.layout.unit_log(unit))
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The name a juju-exec run has in logs and `lm status`.
+fn exec_name(command: &str) -> String {
+    let short: String = command.chars().take(60).collect();
+    let more = if command.chars().count() > 60 {
+        "..."
+    } else {
+        ""
     };
+    format!("juju-exec: {short}{more}")
+}
+
+/// Start a juju-exec command: `bash -c <command>` in the charm dir with a hook context
+/// and a hook's environment, holding the machine like a hook does. The agent status is
+/// left alone (Juju does not report juju-exec runs there either).
+fn start_exec(rt: &mut Runtime, shared: &Shared, job: crate::juju_exec::ExecJob) {
+    let Some(u) = rt.state.units.get(&job.unit).cloned() else {
+        return;
+    };
+    let h = HookSpec::simple(HookKind::Exec, &exec_name(&job.command));
+    let ctx = new_context(rt, &u, &h, "juju-exec");
+    let id = ctx.id.clone();
+    let env = hook_env(rt, &ctx, &u);
+    let charm_dir = rt.machines.unit_path(&u.machine, &u.charm_dir());
+    let stdout = rt
+        .layout
+        .logs()
+        .join(format!("{id}.stdout").replace('/', "-"));
+    let stderr = rt
+        .layout
+        .logs()
+        .join(format!("{id}.stderr").replace('/', "-"));
+    let app_status = rt
+        .state
+        .applications
+        .get(&u.app)
+        .and_then(|a| a.status.clone());
+    append_unit_log(rt, &u.name, &format!("INFO {} running {}", u.name, h.name));
+    let spawned: Result<Child> = (|| {
+        let mut cmd = rt.machines.command(&u.machine, "/bin/bash", &charm_dir)?;
+        cmd.args(["-c", &job.command])
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout)?)
+            .stderr(std::fs::File::create(&stderr)?);
+        cmd.spawn().context("starting /bin/bash")
+    })();
+    rt.exec_runs.insert(
+        id.clone(),
+        ExecRun {
+            reply: job.reply,
+            saved: (u.workload.clone(), u.status_ever_set, app_status),
+            stdout,
+            stderr,
+        },
+    );
+    rt.contexts.insert(id.clone(), ctx);
+    match spawned {
+        Ok(child) => {
+            rt.running.insert(
+                u.machine.clone(),
+                Running {
+                    unit: u.name.clone(),
+                    context_id: id.clone(),
+                    pid: child.id(),
+                    started: std::time::Instant::now(),
+                },
+            );
+            let shared2 = shared.clone();
+            std::thread::spawn(move || wait_hook(shared2, child, id));
+        }
+        Err(e) => {
+            append_unit_log(rt, &u.name, &format!("ERROR {}: {e:#}", h.name));
+            if let Some(r) = rt.exec_runs.get(&id) {
+                let _ = std::fs::write(&r.stderr, format!("ERROR {e:#}\n"));
+            }
+            finish_hook(rt, &id, 1);
+        }
+    }
+}
+
+/// A juju-exec command ended: keep its changes only on exit 0, and answer the caller.
+/// The unit's error state, hook counters and uniter view are not touched: a command's
+/// failure is its caller's business, and it is not a hook the resolver decided.
+fn finish_exec(rt: &mut Runtime, ctx: HookContext, code: i32) {
+    let Some(run) = rt.exec_runs.remove(&ctx.id) else {
+        return;
+    };
+    if code == 0 {
+        ctx.flush(&mut rt.state);
+        rt.state.queue_secret_removals();
+    } else {
+        let (workload, ever_set, app_status) = run.saved;
+        let leader = rt.state.is_leader(&ctx.unit);
+        if let Some(u) = rt.state.units.get_mut(&ctx.unit) {
+            u.workload = workload;
+            u.status_ever_set = ever_set;
+        }
+        // only the leader sets its application's status
+        if leader {
+            if let Some(a) = rt
+                .state
+                .applications
+                .get_mut(crate::state::app_of(&ctx.unit))
+            {
+                a.status = app_status;
+            }
+        }
+    }
+    let read = |p: &PathBuf| {
+        let s = std::fs::read(p)
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .unwrap_or_default();
+        let _ = std::fs::remove_file(p);
+        s
+    };
+    let _ = run.reply.send(crate::protocol::ToolResponse {
+        stdout: read(&run.stdout),
+        stderr: read(&run.stderr),
+        // killed by a signal: the shell's convention, not a negative code
+        code: if code < 0 { 1 } else { code },
+    });
+    rt.save();
+}
+
+/// Start `h` for `unit`: mark it executing, build its context, spawn `dispatch` (or the
+/// legacy `hooks/<name>`), and hand the child to a waiter thread.
+fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
+    let Some(u) = rt.state.units.get(&unit).cloned() else {
+        return;
+    };
+    let ctx = new_context(rt, &u, &h, &h.name);
     if let Some(uu) = rt.state.units.get_mut(&unit) {
         uu.agent = "executing".into();
         uu.agent_message = if h.kind == HookKind::Action {
@@ -377,14 +559,14 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
             .open(rt.layout.unit_log(&ctx.unit))
         {
             use std::io::Write;
-            let what = if ctx.hook.kind == HookKind::Action {
-                "action"
-            } else {
-                "hook"
+            let what = match ctx.hook.kind {
+                HookKind::Action => " action",
+                HookKind::Exec => "",
+                _ => " hook",
             };
             let _ = writeln!(
                 f,
-                "INFO {} ran {} {what} in {} ms (exit {code})",
+                "INFO {} ran {}{what} in {} ms (exit {code})",
                 ctx.unit,
                 ctx.hook.name,
                 r.started.elapsed().as_millis()
@@ -392,6 +574,10 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
         }
     }
     rt.running.retain(|_, r| r.context_id != context_id);
+    if ctx.hook.kind == HookKind::Exec {
+        finish_exec(rt, ctx, code);
+        return;
+    }
     let unit = ctx.unit.clone();
     let h = ctx.hook.clone();
     let now = now_ms();

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod engine;
 pub mod hookctx;
 pub mod hooktools;
+pub mod juju_exec;
 pub mod layout;
 pub mod machines;
 #[cfg(feature = "namespaced")]

@@ -215,6 +215,7 @@ pub fn new_machine(rt: &mut Runtime) -> Result<String> {
             state: "started".into(),
         },
     );
+    crate::juju_exec::install_wrappers_logged(rt, &id);
     Ok(id)
 }
 

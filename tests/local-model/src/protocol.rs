@@ -128,6 +128,8 @@ pub struct Response {
 /// hook tool -> daemon.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ToolRequest {
+    /// Empty for juju-exec, which runs outside any hook.
+    #[serde(default)]
     pub context_id: String,
     pub tool: String,
     pub args: Vec<String>,

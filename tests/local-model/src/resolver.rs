@@ -27,6 +27,9 @@ pub enum HookKind {
     SecretChanged,
     SecretRemove,
     Action,
+    /// A command run by `juju-exec` in the unit's hook context (not a hook: the resolver
+    /// never decides one, and it records nothing in the unit's view).
+    Exec,
 }
 
 /// One hook (or action) to run for a unit, with the state it was decided on.
@@ -51,7 +54,7 @@ pub struct HookSpec {
 }
 
 impl HookSpec {
-    fn simple(kind: HookKind, name: &str) -> HookSpec {
+    pub(crate) fn simple(kind: HookKind, name: &str) -> HookSpec {
         HookSpec {
             kind,
             name: name.into(),
@@ -430,6 +433,7 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         HookKind::Action => {
             unit.pending_actions.retain(|a| Some(*a) != h.action);
         }
+        HookKind::Exec => {}
     }
     false
 }

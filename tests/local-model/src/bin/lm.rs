@@ -7,6 +7,10 @@ fn main() {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    if local_model::juju_exec::NAMES.contains(&name.as_str()) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(local_model::juju_exec::client_main(&name, &args));
+    }
     if local_model::hooktools::TOOLS.contains(&name.as_str()) {
         let args: Vec<String> = std::env::args().skip(1).collect();
         std::process::exit(local_model::toolclient::main(&name, &args));
