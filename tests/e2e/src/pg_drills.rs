@@ -87,11 +87,33 @@ pub fn bundle_db_vip_options(env: &Env) -> Result<String> {
         .collect())
 }
 
-/// The bundle: 3 postgresql-ha units on machines 0-2, the DB VIP at .201 of the subnet with
-/// the db-vip options of `bundles/maas-ha.yaml`, both clients on [`CLIENT_MACHINE`].
-pub fn bundle(env: &Env, net: u8, clients_dir: &Path) -> Result<String> {
+/// What clients are given to reach the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The DB VIP at .201 of the subnet, with the db-vip options of `bundles/maas-ha.yaml`.
+    Vip,
+    /// No VIP: the primary's own address, which the charm republishes after a failover.
+    PrimaryAddress,
+}
+
+/// The bundle: 3 postgresql-ha units on machines 0-2, `front` before them, both clients on
+/// [`CLIENT_MACHINE`].
+pub fn bundle(env: &Env, net: u8, clients_dir: &Path, front: Front) -> Result<String> {
     let (db_client, database_client) = pack_clients(env, clients_dir)?;
-    let vip_options = bundle_db_vip_options(env)?;
+    let (vip_app, vip_relation) = match front {
+        Front::Vip => (
+            format!(
+                "  db-vip:
+    charm: {{build}}/keepalived-vip.charm
+    options:
+      vip: 10.77.{net}.201/24
+{}",
+                bundle_db_vip_options(env)?
+            ),
+            format!("  - [\"{APP}:vip\", \"db-vip:vip\"]\n"),
+        ),
+        Front::PrimaryAddress => (String::new(), String::new()),
+    };
     Ok(format!(
         "description: postgresql-ha drills
 machines:
@@ -106,11 +128,7 @@ applications:
     to: [\"0\", \"1\", \"2\"]
     resources:
       wheelhouse: {{build}}/wheelhouse.tar.gz
-  db-vip:
-    charm: {{build}}/keepalived-vip.charm
-    options:
-      vip: 10.77.{net}.201/24
-{vip_options}  db-client:
+{vip_app}  db-client:
     charm: {db_client}
     num_units: 1
     to: [\"{CLIENT_MACHINE}\"]
@@ -119,22 +137,35 @@ applications:
     num_units: 1
     to: [\"{CLIENT_MACHINE}\"]
 relations:
-  - [\"{APP}:vip\", \"db-vip:vip\"]
-  - [\"{APP}:db\", \"db-client:db\"]
+{vip_relation}  - [\"{APP}:db\", \"db-client:db\"]
   - [\"{APP}:database\", \"database-client:database\"]
 "
     ))
 }
 
-/// Deploys [`bundle`] in `build/e2e/<name>` on 10.77.<net>.0/24, update-status every 10 s (so a
-/// status that only update-status refreshes, like Blocked on quorum loss, shows promptly).
+/// Deploys [`bundle`] with the DB VIP in `build/e2e/<name>` on 10.77.<net>.0/24, update-status
+/// every 10 s (so a status that only update-status refreshes, like Blocked on quorum loss,
+/// shows promptly).
 pub fn deploy(env: &Env, name: &str, net: u8) -> Result<Deployment> {
     let yaml = bundle(
         env,
         net,
         &env.build.join("e2e").join(format!("{name}-charms")),
+        Front::Vip,
     )?;
     Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "10000")])
+}
+
+/// Deploys [`bundle`] without a VIP, and with no update-status at all: whatever refreshes the
+/// clients' address after a failover must come from the charm's own observer.
+pub fn deploy_without_vip(env: &Env, name: &str, net: u8) -> Result<Deployment> {
+    let yaml = bundle(
+        env,
+        net,
+        &env.build.join("e2e").join(format!("{name}-charms")),
+        Front::PrimaryAddress,
+    )?;
+    Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "0")])
 }
 
 fn now_ms() -> u64 {
@@ -153,24 +184,37 @@ fn dsn_value<'a>(dsn: &'a str, key: &str) -> Option<&'a str> {
 /// The two clients were given the DB VIP (the `db` client's `master` host, the `database`
 /// client's `endpoints`), and each writes through what it was given.
 pub fn clients_write_through_the_vip(d: &Deployment) -> Result<()> {
-    let vip = d.db_vip();
+    clients_given(d, &d.db_vip())?;
+    clients_write(d)
+}
+
+/// Both clients were given `host` (the `db` client's `master` host, the `database` client's
+/// `endpoints` and libpq string).
+pub fn clients_given(d: &Deployment, host: &str) -> Result<()> {
     let db_dsn = ha::writer_dsn(d, CLIENT_MACHINE)?;
     ensure!(
-        dsn_value(&db_dsn, "host") == Some(vip.as_str()),
-        "db-client was given host {:?}, not the DB VIP {vip}",
+        dsn_value(&db_dsn, "host") == Some(host),
+        "db-client was given host {:?}, not {host}",
         dsn_value(&db_dsn, "host")
     );
     let endpoints = crate::read_in(d, CLIENT_MACHINE, MODERN_ENDPOINTS)?;
     ensure!(
-        endpoints.trim() == format!("{vip}:5432"),
-        "database-client was given endpoints {:?}, not {vip}:5432",
+        endpoints.trim() == format!("{host}:5432"),
+        "database-client was given endpoints {:?}, not {host}:5432",
         endpoints.trim()
     );
     let modern = crate::read_in(d, CLIENT_MACHINE, MODERN_DSN)?;
     ensure!(
-        dsn_value(&modern, "host") == Some(vip.as_str()),
-        "database-client's libpq string does not use the DB VIP"
+        dsn_value(&modern, "host") == Some(host),
+        "database-client's libpq string does not use {host}"
     );
+    Ok(())
+}
+
+/// Each client writes through what it was given, with its own credentials.
+pub fn clients_write(d: &Deployment) -> Result<()> {
+    let db_dsn = ha::writer_dsn(d, CLIENT_MACHINE)?;
+    let modern = crate::read_in(d, CLIENT_MACHINE, MODERN_DSN)?;
     for (name, dsn) in [
         ("via_db", db_dsn),
         (
@@ -420,7 +464,7 @@ fn postmaster(d: &Deployment, machine: &str) -> Result<u32> {
 }
 
 /// Waits until a member other than `old` is writable (the failover happened).
-fn wait_new_primary(d: &Deployment, old: &str, timeout: Duration) -> Result<String> {
+pub fn wait_new_primary(d: &Deployment, old: &str, timeout: Duration) -> Result<String> {
     until(timeout, "another member promoted", || {
         let p: Vec<String> = ha::primaries(d)?.into_iter().filter(|u| u != old).collect();
         ensure!(p.len() == 1, "writable members other than {old}: {p:?}");
@@ -433,6 +477,13 @@ fn wait_new_primary(d: &Deployment, old: &str, timeout: Duration) -> Result<Stri
 /// roles `list-members` reports agree, and both clients write through the DB VIP.
 pub fn settled(d: &Deployment) -> Result<String> {
     let p = healthy(d, &Ledger::default(), 2, Duration::from_secs(600))?;
+    wait_sync_standby(d)?;
+    clients_write_through_the_vip(d)?;
+    Ok(p)
+}
+
+/// Waits until `list-members` reports a primary, a synchronous standby and 3 members.
+pub fn wait_sync_standby(d: &Deployment) -> Result<()> {
     // Patroni names its synchronous standby (its /sync key) a loop after PostgreSQL has one.
     until(
         RECOVER,
@@ -456,8 +507,7 @@ pub fn settled(d: &Deployment) -> Result<String> {
             Ok(())
         },
     )?;
-    clients_write_through_the_vip(d)?;
-    Ok(p)
+    Ok(())
 }
 
 /// kill -9 of the primary's postmaster.
