@@ -5,7 +5,7 @@
 //! The run itself is scheduled and started by the engine, like a hook.
 
 use crate::engine::{Runtime, Shared};
-use crate::protocol::{call, ToolRequest, ToolResponse};
+use crate::protocol::{ToolRequest, ToolResponse};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::mpsc;
@@ -109,18 +109,7 @@ pub fn client_main(name: &str, args: &[String]) -> i32 {
         args: vec![parsed.unit, parsed.command],
         stdin: String::new(),
     };
-    match call::<_, ToolResponse>(Path::new(&sock), &req) {
-        Ok(r) => {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(r.stdout.as_bytes());
-            let _ = std::io::stderr().write_all(r.stderr.as_bytes());
-            r.code
-        }
-        Err(e) => {
-            eprintln!("ERROR cannot reach the unit agent: {e:#}");
-            1
-        }
-    }
+    crate::toolclient::forward(Path::new(&sock), &req)
 }
 
 fn sh_quote(s: &str) -> String {

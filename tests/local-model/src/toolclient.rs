@@ -84,7 +84,13 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
         args,
         stdin,
     };
-    match call::<_, ToolResponse>(std::path::Path::new(&sock), &req) {
+    forward(std::path::Path::new(&sock), &req)
+}
+
+/// Sends `req` to the daemon at `sock` and reproduces the answer's stdout and stderr; returns
+/// its exit code.
+pub(crate) fn forward(sock: &std::path::Path, req: &ToolRequest) -> i32 {
+    match call::<_, ToolResponse>(sock, req) {
         Ok(r) => {
             let _ = std::io::stdout().write_all(r.stdout.as_bytes());
             let _ = std::io::stderr().write_all(r.stderr.as_bytes());
