@@ -71,6 +71,22 @@ pub fn apply_conf(
     }
 }
 
+/// Writes the notify script (root, 0755, like the binaries the checks run: keepalived's script
+/// security refuses anything a non-root user could change).
+pub fn ensure_notify_script(
+    m: &dyn Machine,
+    l: &Layout,
+    unit: &str,
+    charm_dir: &str,
+) -> anyhow::Result<()> {
+    m.write_file(
+        Path::new(&l.notify_script()),
+        render::notify_script(unit, charm_dir).as_bytes(),
+        &FileOptions::root(0o755),
+    )?;
+    Ok(())
+}
+
 /// Writes the systemd unit; returns whether it changed (then systemd is told).
 pub fn ensure_unit(m: &dyn Machine, l: &Layout) -> anyhow::Result<bool> {
     let changed = m.write_file(
@@ -164,7 +180,7 @@ pub fn teardown(m: &dyn Machine, l: &Layout, unit: &str) -> anyhow::Result<()> {
     if m.remove_file(Path::new(&unit_file))? {
         m.daemon_reload()?;
     }
-    for p in [l.conf(), l.conf_candidate(), l.sysctl()] {
+    for p in [l.conf(), l.conf_candidate(), l.sysctl(), l.notify_script()] {
         m.remove_file(Path::new(&p))?;
     }
     let mut all = claims::parse(m.read_to_string(Path::new(CLAIMS))?.as_deref());

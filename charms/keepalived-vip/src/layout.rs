@@ -6,6 +6,8 @@
 pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
 /// The distribution's own service, which starts on install on Ubuntu and is disabled here.
 pub const DISTRO_SERVICE: &str = "keepalived";
+/// Where Juju puts the tool that runs a command in a unit's hook context (Juju 3, then 2.9).
+pub const JUJU_EXEC: [&str; 2] = ["/usr/bin/juju-exec", "/usr/bin/juju-run"];
 /// The host-wide record of which unit uses which interface and virtual router id.
 pub const CLAIMS: &str = "/var/lib/keepalived-vip/claims.json";
 
@@ -32,6 +34,12 @@ impl Layout {
     /// Where a new configuration is checked with `keepalived -t` before it replaces `conf`.
     pub fn conf_candidate(&self) -> String {
         format!("/etc/keepalived/.keepalived-{}.conf.new", self.app)
+    }
+
+    /// The script keepalived runs on a VRRP state change (root, 0755: keepalived's script
+    /// security refuses a script a non-root user could change).
+    pub fn notify_script(&self) -> String {
+        format!("/etc/keepalived/keepalived-{}-notify.sh", self.app)
     }
 
     /// The systemd service, `keepalived-<app>`.

@@ -1,7 +1,8 @@
-//! Pure rendering: keepalived's configuration, the systemd unit and the sysctl drop-in.
+//! Pure rendering: keepalived's configuration and notify script, the systemd unit and the sysctl
+//! drop-in.
 
 use crate::checks::Check;
-use crate::layout::{Layout, KEEPALIVED};
+use crate::layout::{Layout, JUJU_EXEC, KEEPALIVED};
 use crate::net::Cidr;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -60,6 +61,8 @@ pub struct Vrrp {
     pub vips: Vec<Placement>,
     /// Health checks, all of which must pass.
     pub checks: Vec<ScriptCheck>,
+    /// The script run on every change to MASTER, BACKUP or FAULT.
+    pub notify: String,
 }
 
 /// Seconds as keepalived reads them, from centiseconds: `1`, `0.1`, `2.25`.
@@ -161,7 +164,40 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
         }
         s.push_str("    }\n");
     }
+    // Not `notify`, which also runs on STOP: stopping keepalived in the stop hook would then
+    // queue an update-status that starts it again before the unit is removed.
+    for state in ["master", "backup", "fault"] {
+        let _ = writeln!(s, "    notify_{state} \"{}\"", v.notify);
+    }
     s.push_str("}\n");
+    s
+}
+
+/// `text` as one single-quoted shell word.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The notify script: asks the unit agent for an update-status hook, so that the status
+/// (held or standby) follows a failover between hooks instead of waiting for the periodic
+/// update-status, which stays the fallback where neither juju-exec nor juju-run exists.
+pub fn notify_script(unit: &str, charm_dir: &str) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    let _ = writeln!(
+        s,
+        "# Managed by the keepalived-vip charm ({unit}): local changes are overwritten."
+    );
+    // juju-exec waits for the unit's hook lock, which the hook reloading keepalived may hold:
+    // run detached, it lets this script return at once, so keepalived never waits on a hook.
+    let _ = writeln!(s, "for exec in {}; do", JUJU_EXEC.join(" "));
+    s.push_str("    if [ -x \"$exec\" ]; then\n");
+    let _ = writeln!(
+        s,
+        "        /usr/bin/setsid \"$exec\" -u {} JUJU_DISPATCH_PATH=hooks/update-status {} </dev/null >/dev/null 2>&1 &",
+        sh_quote(unit),
+        sh_quote(&format!("{charm_dir}/dispatch"))
+    );
+    s.push_str("        exit 0\n    fi\ndone\nexit 0\n");
     s
 }
 
@@ -232,6 +268,7 @@ mod tests {
                 check: Check::Tcp(5240),
                 interval: 2,
             }],
+            notify: "/etc/keepalived/keepalived-region-vip-notify.sh".into(),
         }
     }
 
@@ -247,6 +284,23 @@ mod tests {
         ));
         assert!(text.contains("        auth_type PASS\n        auth_pass abcd1234\n"));
         assert!(!text.contains("virtual_ipaddress_excluded"));
+        assert!(text.ends_with(
+            "    notify_master \"/etc/keepalived/keepalived-region-vip-notify.sh\"\n    notify_backup \"/etc/keepalived/keepalived-region-vip-notify.sh\"\n    notify_fault \"/etc/keepalived/keepalived-region-vip-notify.sh\"\n}\n"
+        ));
+        assert!(!text.contains("notify "), "no notify on STOP");
+    }
+
+    #[test]
+    fn notify_script_asks_for_update_status_in_the_background() {
+        let s = notify_script(
+            "region-vip/2",
+            "/var/lib/juju/agents/unit-region-vip-2/charm",
+        );
+        assert!(s.starts_with("#!/bin/sh\n"));
+        assert!(s.contains("for exec in /usr/bin/juju-exec /usr/bin/juju-run; do\n"));
+        assert!(s.contains("        /usr/bin/setsid \"$exec\" -u 'region-vip/2' JUJU_DISPATCH_PATH=hooks/update-status '/var/lib/juju/agents/unit-region-vip-2/charm/dispatch' </dev/null >/dev/null 2>&1 &\n        exit 0\n"));
+        assert!(s.ends_with("done\nexit 0\n"));
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
     }
 
     #[test]

@@ -342,6 +342,52 @@ fn held_or_standby_follows_the_interface_and_update_status_refreshes_it() {
 }
 
 #[test]
+fn every_vrrp_state_change_asks_the_unit_agent_for_update_status() {
+    // Arrange
+    let h = harness();
+    let st = base().with_relation(haproxy_principal());
+    let charm_dir =
+        keepalived_vip::reconcile::charm_dir("keepalived-vip/0", |k| std::env::var(k).ok());
+
+    // Act
+    let once = h.run(Trigger::ConfigChanged, &st).unwrap();
+    let twice = h.run(Trigger::UpdateStatus, &once.state).unwrap();
+
+    // Assert
+    assert!(!once.failed(), "{:?}", once.error);
+    let conf = once.state.machine.text(CONF).unwrap();
+    for state in ["master", "backup", "fault"] {
+        assert!(
+            conf.contains(&format!("    notify_{state} \"{NOTIFY}\"\n")),
+            "{conf}"
+        );
+    }
+    let script = &once.state.machine.files[std::path::Path::new(NOTIFY)];
+    assert_eq!(
+        script.options,
+        FileOptions::root(0o755),
+        "keepalived's script security runs only what root alone can change"
+    );
+    let text = script.text();
+    assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    assert!(
+        text.contains("for exec in /usr/bin/juju-exec /usr/bin/juju-run; do\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "/usr/bin/setsid \"$exec\" -u 'keepalived-vip/0' JUJU_DISPATCH_PATH=hooks/update-status '{charm_dir}/dispatch' </dev/null >/dev/null 2>&1 &\n"
+        )),
+        "detached, so keepalived never waits for the hook lock: {text}"
+    );
+    assert_eq!(
+        twice.state.machine.files, once.state.machine.files,
+        "rendering again changes nothing"
+    );
+    assert!(!ran(&twice, "systemctl reload") && !ran(&twice, "/usr/sbin/keepalived -t"));
+}
+
+#[test]
 fn the_principal_check_over_vip_becomes_vrrp_scripts() {
     let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(
         0,
@@ -675,7 +721,7 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
             !m.is_active(SERVICE) && !m.services[SERVICE].enabled,
             "{trigger:?}"
         );
-        for gone in [CONF, UNIT_FILE, SYSCTL] {
+        for gone in [CONF, UNIT_FILE, SYSCTL, NOTIFY] {
             assert!(!has_file(m, gone), "{trigger:?}: {gone} removed");
         }
         assert!(

@@ -164,6 +164,9 @@ vrrp_instance keepalived_vip {{
         keepalived_vip_0_process_haproxy
         keepalived_vip_1_process_named
     }}
+    notify_master \"{NOTIFY}\"
+    notify_backup \"{NOTIFY}\"
+    notify_fault \"{NOTIFY}\"
 }}
 "
     );

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const CONF: &str = "/etc/keepalived/keepalived-keepalived-vip.conf";
+pub const NOTIFY: &str = "/etc/keepalived/keepalived-keepalived-vip-notify.sh";
 pub const UNIT_FILE: &str = "/etc/systemd/system/keepalived-keepalived-vip.service";
 pub const SERVICE: &str = "keepalived-keepalived-vip.service";
 pub const SYSCTL: &str = "/etc/sysctl.d/60-keepalived-vip-keepalived-vip.conf";
