@@ -49,9 +49,6 @@ pub struct Runtime {
 /// A juju-exec command in flight.
 pub struct ExecRun {
     pub reply: std::sync::mpsc::Sender<crate::protocol::ToolResponse>,
-    /// status-set applies at once here (as in Juju); a failed juju-exec's is undone, since
-    /// its caller decides what the failure means: (unit workload, ever set, app status)
-    pub saved: (Status, bool, Option<Status>),
     pub stdout: PathBuf,
     pub stderr: PathBuf,
 }
@@ -337,11 +334,6 @@ fn start_exec(rt: &mut Runtime, shared: &Shared, job: crate::juju_exec::ExecJob)
         .layout
         .logs()
         .join(format!("{id}.stderr").replace('/', "-"));
-    let app_status = rt
-        .state
-        .applications
-        .get(&u.app)
-        .and_then(|a| a.status.clone());
     append_unit_log(rt, &u.name, &format!("INFO {} running {}", u.name, h.name));
     let spawned: Result<Child> = (|| {
         let mut cmd = rt.machines.command(&u.machine, "/bin/bash", &charm_dir)?;
@@ -357,7 +349,6 @@ fn start_exec(rt: &mut Runtime, shared: &Shared, job: crate::juju_exec::ExecJob)
         id.clone(),
         ExecRun {
             reply: job.reply,
-            saved: (u.workload.clone(), u.status_ever_set, app_status),
             stdout,
             stderr,
         },
@@ -387,7 +378,8 @@ fn start_exec(rt: &mut Runtime, shared: &Shared, job: crate::juju_exec::ExecJob)
     }
 }
 
-/// A juju-exec command ended: keep its changes only on exit 0, and answer the caller.
+/// A juju-exec command ended: keep its buffered changes only on exit 0 (status-set applied at
+/// once and stays, as in Juju), and answer the caller.
 /// The unit's error state, hook counters and uniter view are not touched: a command's
 /// failure is its caller's business, and it is not a hook the resolver decided.
 fn finish_exec(rt: &mut Runtime, ctx: HookContext, code: i32) {
@@ -397,23 +389,6 @@ fn finish_exec(rt: &mut Runtime, ctx: HookContext, code: i32) {
     if code == 0 {
         ctx.flush(&mut rt.state);
         rt.state.queue_secret_removals();
-    } else {
-        let (workload, ever_set, app_status) = run.saved;
-        let leader = rt.state.is_leader(&ctx.unit);
-        if let Some(u) = rt.state.units.get_mut(&ctx.unit) {
-            u.workload = workload;
-            u.status_ever_set = ever_set;
-        }
-        // only the leader sets its application's status
-        if leader {
-            if let Some(a) = rt
-                .state
-                .applications
-                .get_mut(crate::state::app_of(&ctx.unit))
-            {
-                a.status = app_status;
-            }
-        }
     }
     let read = |p: &PathBuf| {
         let s = std::fs::read(p)

@@ -143,8 +143,8 @@ fn juju_exec_runs_a_hook_on_demand_and_returns_the_command_result() {
     assert!(var("JUJU_MODEL_UUID").is_some(), "{out}");
     assert_eq!(var("cwd").map(PathBuf::from), Some(charm_dir.clone()));
 
-    // a failing command: its code and stderr come back, the unit is not in error, and the
-    // status it set is dropped with the rest of its context
+    // a failing command: its code and stderr come back and the unit is not in error; its
+    // status-set stands, as in Juju, where status is not buffered with the hook's changes
     let o = wrapper(
         &m,
         "juju-exec",
@@ -158,10 +158,7 @@ fn juju_exec_runs_a_hook_on_demand_and_returns_the_command_result() {
     assert_eq!(text(&o.stderr), "oops\n");
     let st = m.status().unwrap();
     assert_eq!(unit_status(&st, "app/0")["juju-status"]["current"], "idle");
-    assert_eq!(
-        workload(&m),
-        ("active".into(), "from hooks/update-status".into())
-    );
+    assert_eq!(workload(&m), ("blocked".into(), "nope".into()));
     assert!(m.unsettled().unwrap().is_empty());
 
     // a unit that does not exist
