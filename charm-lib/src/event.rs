@@ -166,6 +166,9 @@ pub struct Event {
     pub principal_unit: Option<String>,
     /// The machine id, if set.
     pub machine_id: Option<String>,
+    /// The charm's directory as Juju set it (`JUJU_CHARM_DIR`, `CHARM_DIR` in older agents),
+    /// if absolute; [`Event::charm_dir`] has the machine layout's default.
+    pub juju_charm_dir: Option<String>,
 }
 
 /// Why the environment does not describe a hook or action.
@@ -253,6 +256,23 @@ impl Event {
             juju_version: get("JUJU_VERSION").map(String::from),
             principal_unit: get("JUJU_PRINCIPAL_UNIT").map(String::from),
             machine_id: get("JUJU_MACHINE_ID").map(String::from),
+            juju_charm_dir: ["JUJU_CHARM_DIR", "CHARM_DIR"]
+                .into_iter()
+                .filter_map(get)
+                .find(|d| d.starts_with('/'))
+                .map(String::from),
+        })
+    }
+
+    /// The charm's directory, where `dispatch` is: as Juju set it, else where machine agents
+    /// put it (`/var/lib/juju/agents/unit-<app>-<n>/charm`). Background processes (a
+    /// service, a notify script) need it to ask for a hook through `juju-exec`.
+    pub fn charm_dir(&self) -> String {
+        self.juju_charm_dir.clone().unwrap_or_else(|| {
+            format!(
+                "/var/lib/juju/agents/unit-{}/charm",
+                self.unit.replace('/', "-")
+            )
         })
     }
 
@@ -308,6 +328,9 @@ impl Event {
         }
         if let Some(m) = &self.machine_id {
             set("JUJU_MACHINE_ID", m);
+        }
+        if let Some(d) = &self.juju_charm_dir {
+            set("JUJU_CHARM_DIR", d);
         }
         match &self.kind {
             EventKind::Action { name, id } => {
@@ -574,6 +597,25 @@ mod tests {
                 "round trip {name}"
             );
         }
+    }
+
+    #[test]
+    fn the_charm_dir_comes_from_the_hook_environment() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut e = hook("update-status");
+            for (k, v) in pairs {
+                e.insert(k.to_string(), v.to_string());
+            }
+            Event::from_env(&e).unwrap()
+        };
+        let newer = with(&[("JUJU_CHARM_DIR", "/srv/c"), ("CHARM_DIR", "/old")]);
+        assert_eq!(newer.charm_dir(), "/srv/c");
+        assert_eq!(Event::from_env(&newer.to_env()).unwrap(), newer);
+        assert_eq!(with(&[("CHARM_DIR", "/old")]).charm_dir(), "/old");
+        assert_eq!(
+            with(&[("JUJU_CHARM_DIR", "relative")]).charm_dir(),
+            "/var/lib/juju/agents/unit-maas-region-1/charm"
+        );
     }
 
     #[test]

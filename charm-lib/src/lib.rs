@@ -11,7 +11,8 @@
 //!    [`shared_secret`]: the application secret the leader creates and every unit reads.
 //! 4. [`status`]: collect-status: handlers report, one place decides.
 //! 5. [`machine`]: the host: commands, atomic files with owner and mode, packages, services.
-//! 6. [`dispatch`]: `main` for a charm binary, and [`logger`] routing `log` to `juju-log`.
+//! 6. [`dispatch`]: `main` for a charm binary, and [`logger`] routing `log` to `juju-log`;
+//!    [`juju_exec`]: asking the unit agent for a hook from a background process.
 //! 7. `testing` (feature `testing`): State in, run(event), State out.
 //!
 //! ```no_run
@@ -33,6 +34,7 @@ pub mod databag;
 pub mod dispatch;
 pub mod error;
 pub mod event;
+pub mod juju_exec;
 pub mod logger;
 pub mod machine;
 pub mod model;

@@ -474,6 +474,7 @@ impl Harness {
             juju_version: Some("3.6.14".into()),
             principal_unit: None,
             machine_id: Some("0".into()),
+            juju_charm_dir: None,
         };
         Ok((event, params))
     }

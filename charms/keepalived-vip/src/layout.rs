@@ -6,8 +6,6 @@
 pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
 /// The distribution's own service, which starts on install on Ubuntu and is disabled here.
 pub const DISTRO_SERVICE: &str = "keepalived";
-/// Where Juju puts the tool that runs a command in a unit's hook context (Juju 3, then 2.9).
-pub const JUJU_EXEC: [&str; 2] = ["/usr/bin/juju-exec", "/usr/bin/juju-run"];
 /// The host-wide record of which unit uses which interface and virtual router id.
 pub const CLAIMS: &str = "/var/lib/keepalived-vip/claims.json";
 

@@ -119,16 +119,6 @@ fn script_checks(cfg: &Config, wishes: &[PrincipalWish]) -> Vec<ScriptCheck> {
     out
 }
 
-/// The charm's directory, from the hook environment (`env`: a variable's value): Juju sets
-/// JUJU_CHARM_DIR (CHARM_DIR in older versions); machines use the fallback layout.
-pub fn charm_dir(unit: &str, env: impl Fn(&str) -> Option<String>) -> String {
-    ["JUJU_CHARM_DIR", "CHARM_DIR"]
-        .into_iter()
-        .filter_map(env)
-        .find(|d| d.starts_with('/'))
-        .unwrap_or_else(|| format!("/var/lib/juju/agents/unit-{}/charm", unit.replace('/', "-")))
-}
-
 /// Brings the host and the relations to what the model asks for.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let app = ctx.model.app_name().to_string();
@@ -258,12 +248,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         notify: layout.notify_script(),
     };
     // Before the configuration that names it, so keepalived never runs a missing script.
-    host::ensure_notify_script(
-        ctx.machine,
-        &layout,
-        &unit,
-        &charm_dir(&unit, |k| std::env::var(k).ok()),
-    )?;
+    host::ensure_notify_script(ctx.machine, &layout, &unit, &ctx.event.charm_dir())?;
     let text = render::keepalived_conf(&vrrp);
     let conf_changed = match host::apply_conf(ctx.machine, &layout, &text, password.as_deref())? {
         Ok(changed) => changed,
@@ -304,28 +289,5 @@ mod tests {
         let b: Cidr = "fd00::100/64".parse().unwrap();
         assert_eq!(vip_label(&[a]), "VIP 10.0.0.100/24");
         assert_eq!(vip_label(&[a, b]), "VIPs 10.0.0.100/24, fd00::100/64");
-    }
-
-    #[test]
-    fn the_charm_dir_comes_from_the_hook_environment() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        assert_eq!(
-            charm_dir(
-                "vip/1",
-                env(&[("JUJU_CHARM_DIR", "/srv/c"), ("CHARM_DIR", "/old")])
-            ),
-            "/srv/c"
-        );
-        assert_eq!(charm_dir("vip/1", env(&[("CHARM_DIR", "/old")])), "/old");
-        assert_eq!(
-            charm_dir("vip/1", env(&[("JUJU_CHARM_DIR", "relative")])),
-            "/var/lib/juju/agents/unit-vip-1/charm"
-        );
     }
 }

@@ -2,8 +2,9 @@
 //! drop-in.
 
 use crate::checks::Check;
-use crate::layout::{Layout, JUJU_EXEC, KEEPALIVED};
+use crate::layout::{Layout, KEEPALIVED};
 use crate::net::Cidr;
+use charm_lib::juju_exec;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -189,13 +190,16 @@ pub fn notify_script(unit: &str, charm_dir: &str) -> String {
     );
     // juju-exec waits for the unit's hook lock, which the hook reloading keepalived may hold:
     // run detached, it lets this script return at once, so keepalived never waits on a hook.
-    let _ = writeln!(s, "for exec in {}; do", JUJU_EXEC.join(" "));
+    let _ = writeln!(s, "for exec in {}; do", juju_exec::PATHS.join(" "));
     s.push_str("    if [ -x \"$exec\" ]; then\n");
+    let args: Vec<String> = juju_exec::update_status_argv("", unit, charm_dir)[1..]
+        .iter()
+        .map(|a| sh_quote(a))
+        .collect();
     let _ = writeln!(
         s,
-        "        /usr/bin/setsid \"$exec\" -u {} JUJU_DISPATCH_PATH=hooks/update-status {} </dev/null >/dev/null 2>&1 &",
-        sh_quote(unit),
-        sh_quote(&format!("{charm_dir}/dispatch"))
+        "        /usr/bin/setsid \"$exec\" {} </dev/null >/dev/null 2>&1 &",
+        args.join(" ")
     );
     s.push_str("        exit 0\n    fi\ndone\nexit 0\n");
     s
@@ -298,7 +302,7 @@ mod tests {
         );
         assert!(s.starts_with("#!/bin/sh\n"));
         assert!(s.contains("for exec in /usr/bin/juju-exec /usr/bin/juju-run; do\n"));
-        assert!(s.contains("        /usr/bin/setsid \"$exec\" -u 'region-vip/2' JUJU_DISPATCH_PATH=hooks/update-status '/var/lib/juju/agents/unit-region-vip-2/charm/dispatch' </dev/null >/dev/null 2>&1 &\n        exit 0\n"));
+        assert!(s.contains("        /usr/bin/setsid \"$exec\" '-u' 'region-vip/2' 'JUJU_DISPATCH_PATH=hooks/update-status' '/var/lib/juju/agents/unit-region-vip-2/charm/dispatch' </dev/null >/dev/null 2>&1 &\n        exit 0\n"));
         assert!(s.ends_with("done\nexit 0\n"));
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
     }

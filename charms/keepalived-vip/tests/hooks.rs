@@ -346,8 +346,8 @@ fn every_vrrp_state_change_asks_the_unit_agent_for_update_status() {
     // Arrange
     let h = harness();
     let st = base().with_relation(haproxy_principal());
-    let charm_dir =
-        keepalived_vip::reconcile::charm_dir("keepalived-vip/0", |k| std::env::var(k).ok());
+    // The harness sets no JUJU_CHARM_DIR: the machine agents' layout.
+    let charm_dir = "/var/lib/juju/agents/unit-keepalived-vip-0/charm";
 
     // Act
     let once = h.run(Trigger::ConfigChanged, &st).unwrap();
@@ -376,7 +376,7 @@ fn every_vrrp_state_change_asks_the_unit_agent_for_update_status() {
     );
     assert!(
         text.contains(&format!(
-            "/usr/bin/setsid \"$exec\" -u 'keepalived-vip/0' JUJU_DISPATCH_PATH=hooks/update-status '{charm_dir}/dispatch' </dev/null >/dev/null 2>&1 &\n"
+            "/usr/bin/setsid \"$exec\" '-u' 'keepalived-vip/0' 'JUJU_DISPATCH_PATH=hooks/update-status' '{charm_dir}/dispatch' </dev/null >/dev/null 2>&1 &\n"
         )),
         "detached, so keepalived never waits for the hook lock: {text}"
     );

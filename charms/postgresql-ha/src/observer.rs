@@ -14,30 +14,16 @@
 
 use crate::patroni::Cluster;
 use crate::{etcd, paths};
-use charm_lib::Machine;
+use charm_lib::{juju_exec, Machine};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Where Juju puts the tool that runs a command in a unit's hook context (Juju 3, then 2.9).
-pub const JUJU_EXEC: [&str; 2] = ["/usr/bin/juju-exec", "/usr/bin/juju-run"];
-
 /// Whether to ask for a hook: the callback said so, or the primary is a different member than
 /// the last one seen (a missing primary during a failover is not a change yet).
 pub fn should_dispatch(last: Option<&str>, now: Option<&str>, marked: bool) -> bool {
     marked || matches!((last, now), (Some(a), Some(b)) if a != b)
-}
-
-/// The argv that runs the charm's update-status hook for `unit`.
-pub fn dispatch_argv(juju_exec: &str, unit: &str, charm_dir: &str) -> Vec<String> {
-    vec![
-        juju_exec.to_string(),
-        "-u".into(),
-        unit.to_string(),
-        "JUJU_DISPATCH_PATH=hooks/update-status".into(),
-        format!("{charm_dir}/dispatch"),
-    ]
 }
 
 /// The cluster as the local Patroni sees it, if it answers.
@@ -82,7 +68,7 @@ pub fn run(args: &[String]) -> ! {
         eprintln!("usage: dispatch observe <unit> <charm-dir>");
         std::process::exit(2);
     };
-    let exec = JUJU_EXEC.iter().find(|p| Path::new(p).exists());
+    let exec = juju_exec::installed();
     if exec.is_none() {
         eprintln!("neither juju-exec nor juju-run is installed: the charm's update-status hook refreshes relation data after a failover");
     }
@@ -110,7 +96,7 @@ pub fn run(args: &[String]) -> ! {
         if let Some(exec) =
             exec.filter(|_| should_dispatch(last.as_deref(), now.as_deref(), marked))
         {
-            let argv = dispatch_argv(exec, unit, charm_dir);
+            let argv = juju_exec::update_status_argv(exec, unit, charm_dir);
             match std::process::Command::new(&argv[0])
                 .args(&argv[1..])
                 .output()
@@ -276,14 +262,6 @@ mod tests {
             name(etcd::leadership_heir(&ms[..3], "pg-0", None)),
             None,
             "no started voter but me"
-        );
-    }
-
-    #[test]
-    fn the_hook_is_run_through_juju_exec() {
-        assert_eq!(
-            dispatch_argv("/usr/bin/juju-exec", "postgresql-ha/1", "/var/lib/juju/agents/unit-postgresql-ha-1/charm").join(" "),
-            "/usr/bin/juju-exec -u postgresql-ha/1 JUJU_DISPATCH_PATH=hooks/update-status /var/lib/juju/agents/unit-postgresql-ha-1/charm/dispatch"
         );
     }
 }

@@ -64,7 +64,7 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
     let unit = ctx.model.unit_name();
     let c = m.write_file(
         Path::new(paths::OBSERVER_UNIT_FILE),
-        render::observer_unit(unit, &charm_dir(unit)).as_bytes(),
+        render::observer_unit(unit, &ctx.event.charm_dir()).as_bytes(),
         &FileOptions::root(0o644),
     )?;
     if a || b || c {
@@ -74,14 +74,6 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
     let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
     m.ensure_service(paths::OBSERVER_SERVICE, c || upgraded)?;
     Ok(())
-}
-
-/// The charm's directory: Juju says where in JUJU_CHARM_DIR; machines use this layout.
-fn charm_dir(unit: &str) -> String {
-    std::env::var("JUJU_CHARM_DIR")
-        .ok()
-        .filter(|d| d.starts_with('/'))
-        .unwrap_or_else(|| format!("/var/lib/juju/agents/unit-{}/charm", unit.replace('/', "-")))
 }
 
 /// The reconcile.
