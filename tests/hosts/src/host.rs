@@ -230,9 +230,7 @@ impl Host {
         if !net::netns_exists(&layout::bridge_ns(prefix)) {
             net::create_bridge(prefix)?;
         }
-        if !net::host_link_wired(prefix, &self.name, self.index) {
-            net::create_host_link(prefix, &self.name, self.index)?;
-        }
+        net::create_host_link(prefix, &self.name, self.index)?;
         net::host_link_up(prefix, &self.name, &self.cidr())?;
         let mut c = Command::new(layout::runtime_copy(&self.lab.dir));
         c.arg("boot")

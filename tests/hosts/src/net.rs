@@ -74,12 +74,6 @@ pub(crate) fn create_bridge(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether the host's eth0 exists and its peer is a port of the current bridge namespace.
-pub(crate) fn host_link_wired(prefix: &str, host: &str, index: u32) -> bool {
-    has_link(&layout::host_ns(prefix, host), "eth0")
-        && has_link(&layout::bridge_ns(prefix), &layout::veth(prefix, index))
-}
-
 /// Creates a host's namespace, its eth0 and the bridge-side peer, attached and up; a pair
 /// that is already wired to the current bridge is kept.
 ///
