@@ -41,7 +41,7 @@ pub struct Runtime {
     pub turn: BTreeMap<String, usize>,
     /// juju-exec requests waiting for their unit's machine, oldest first
     pub execs: VecDeque<crate::juju_exec::ExecJob>,
-    /// context id -> the running juju-exec's caller and what a failure must undo
+    /// context id -> the running juju-exec's caller and where its output goes
     pub exec_runs: HashMap<String, ExecRun>,
     pub shutdown: bool,
 }
@@ -303,6 +303,15 @@ fn append_unit_log(rt: &Runtime, unit: &str, line: &str) {
     }
 }
 
+/// How the unit log names a run: `<name> hook`, `<name> action`, or a juju-exec's name.
+fn log_label(h: &HookSpec) -> String {
+    match h.kind {
+        HookKind::Action => format!("{} action", h.name),
+        HookKind::Exec => h.name.clone(),
+        _ => format!("{} hook", h.name),
+    }
+}
+
 /// The name a juju-exec run has in logs and `lm status`.
 fn exec_name(command: &str) -> String {
     let short: String = command.chars().take(60).collect();
@@ -334,7 +343,11 @@ fn start_exec(rt: &mut Runtime, shared: &Shared, job: crate::juju_exec::ExecJob)
         .layout
         .logs()
         .join(format!("{id}.stderr").replace('/', "-"));
-    append_unit_log(rt, &u.name, &format!("INFO {} running {}", u.name, h.name));
+    append_unit_log(
+        rt,
+        &u.name,
+        &format!("INFO {} running {}", u.name, log_label(&h)),
+    );
     let spawned: Result<Child> = (|| {
         let mut cmd = rt.machines.command(&u.machine, "/bin/bash", &charm_dir)?;
         cmd.args(["-c", &job.command])
@@ -449,12 +462,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
             .open(rt.layout.unit_log(&unit))?;
         {
             use std::io::Write;
-            let what = if h.kind == HookKind::Action {
-                "action"
-            } else {
-                "hook"
-            };
-            let _ = writeln!(log, "INFO {unit} running {} {what}", h.name);
+            let _ = writeln!(log, "INFO {unit} running {}", log_label(&h));
         }
         let (out, err) = match h.action {
             Some(a) => (
@@ -491,14 +499,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
             finish_hook(rt, &id, code);
         }
         Err(e) => {
-            if let Ok(mut f) = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(rt.layout.unit_log(&unit))
-            {
-                use std::io::Write;
-                let _ = writeln!(f, "ERROR {} hook: {e:#}", h.name);
-            }
+            append_unit_log(rt, &unit, &format!("ERROR {} hook: {e:#}", h.name));
             finish_hook(rt, &id, -1);
         }
     }
@@ -528,25 +529,16 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     };
     // The hook's wall time, for `make bench` and for people reading the log.
     if let Some(r) = rt.running.values().find(|r| r.context_id == context_id) {
-        if let Ok(mut f) = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(rt.layout.unit_log(&ctx.unit))
-        {
-            use std::io::Write;
-            let what = match ctx.hook.kind {
-                HookKind::Action => " action",
-                HookKind::Exec => "",
-                _ => " hook",
-            };
-            let _ = writeln!(
-                f,
-                "INFO {} ran {}{what} in {} ms (exit {code})",
+        append_unit_log(
+            rt,
+            &ctx.unit,
+            &format!(
+                "INFO {} ran {} in {} ms (exit {code})",
                 ctx.unit,
-                ctx.hook.name,
+                log_label(&ctx.hook),
                 r.started.elapsed().as_millis()
-            );
-        }
+            ),
+        );
     }
     rt.running.retain(|_, r| r.context_id != context_id);
     if ctx.hook.kind == HookKind::Exec {
