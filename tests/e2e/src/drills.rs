@@ -198,10 +198,7 @@ pub fn region_added(d: &Deployment, ledger: &mut Ledger, to: &str) -> Result<Rep
     let unit = added.first().cloned().context("add-unit added nothing")?;
     d.wait_active(HEAL)
         .with_context(|| format!("after adding {unit}"))?;
-    let ip = d.status()?["applications"]["maas-region"]["units"][&unit]["public-address"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let ip = d.address_of(&unit)?;
     until(RECOVER, "the new region listed in every haproxy", || {
         for m in d.machines_of("maas-region")? {
             let cfg = crate::read_in(d, &m, "/etc/haproxy/haproxy.cfg")?;

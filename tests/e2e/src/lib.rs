@@ -315,6 +315,14 @@ impl Deployment {
             .ok_or_else(|| anyhow!("unit {unit} has no machine"))
     }
 
+    /// A unit's address (`public-address` in status).
+    pub fn address_of(&self, unit: &str) -> Result<String> {
+        let st = self.status()?;
+        find_unit(&st, unit)
+            .and_then(|u| u["public-address"].as_str().map(String::from))
+            .ok_or_else(|| anyhow!("unit {unit} has no address"))
+    }
+
     /// The machines that run units of `app` (principal apps only).
     pub fn machines_of(&self, app: &str) -> Result<Vec<String>> {
         let st = self.status()?;

@@ -147,25 +147,31 @@ relations:
 /// every 10 s (so a status that only update-status refreshes, like Blocked on quorum loss,
 /// shows promptly).
 pub fn deploy(env: &Env, name: &str, net: u8) -> Result<Deployment> {
-    let yaml = bundle(
-        env,
-        net,
-        &env.build.join("e2e").join(format!("{name}-charms")),
-        Front::Vip,
-    )?;
-    Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "10000")])
+    deploy_front(env, name, net, Front::Vip, "10000")
 }
 
 /// Deploys [`bundle`] without a VIP, and with no update-status at all: whatever refreshes the
 /// clients' address after a failover must come from the charm's own observer.
 pub fn deploy_without_vip(env: &Env, name: &str, net: u8) -> Result<Deployment> {
-    let yaml = bundle(
+    deploy_front(env, name, net, Front::PrimaryAddress, "0")
+}
+
+fn deploy_front(
+    env: &Env,
+    name: &str,
+    net: u8,
+    front: Front,
+    update_status_ms: &str,
+) -> Result<Deployment> {
+    let charms = env.build.join("e2e").join(format!("{name}-charms"));
+    let yaml = bundle(env, net, &charms, front)?;
+    Deployment::yaml_with(
         env,
+        name,
         net,
-        &env.build.join("e2e").join(format!("{name}-charms")),
-        Front::PrimaryAddress,
-    )?;
-    Deployment::yaml_with(env, name, net, &yaml, &[("LM_UPDATE_STATUS_MS", "0")])
+        &yaml,
+        &[("LM_UPDATE_STATUS_MS", update_status_ms)],
+    )
 }
 
 fn now_ms() -> u64 {

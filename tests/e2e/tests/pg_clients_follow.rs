@@ -4,19 +4,12 @@
 //! this model: only the charm's observer, asking the unit agent for a hook through juju-exec,
 //! can republish the address (the model was settled before, so no hook was pending).
 
-use e2e::pg_drills::{self as pg, APP, RECOVER};
-use e2e::{until, Deployment};
+use e2e::pg_drills::{self as pg, RECOVER};
+use e2e::until;
 use std::time::{Duration, Instant};
 
 /// This file's subnet (the PostgreSQL drills own 10.77.70–79).
 const NET: u8 = 72;
-
-fn address(d: &Deployment, unit: &str) -> String {
-    d.status().expect("status")["applications"][APP]["units"][unit]["public-address"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
 
 #[test]
 fn clients_follow_the_primary_without_a_vip() {
@@ -26,7 +19,7 @@ fn clients_follow_the_primary_without_a_vip() {
     pg::wait_sync_standby(&d).expect("a synchronous standby to switch over to");
     let (old, old_machine) = pg::primary(&d).expect("one primary");
     until(RECOVER, "clients given the primary's address", || {
-        pg::clients_given(&d, &address(&d, &old))
+        pg::clients_given(&d, &d.address_of(&old)?)
     })
     .expect("before the switchover");
     pg::clients_write(&d).expect("clients write through the primary's address");
@@ -44,7 +37,7 @@ fn clients_follow_the_primary_without_a_vip() {
     )
     .expect("patronictl switchover");
     let new = pg::wait_new_primary(&d, &old, RECOVER).expect("a new primary");
-    let new_address = address(&d, &new);
+    let new_address = d.address_of(&new).expect("the new primary's address");
     until(RECOVER, "clients given the new primary's address", || {
         pg::clients_given(&d, &new_address)
     })
