@@ -11,8 +11,12 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # the tools the test bed needs inside its hosts.
 APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
+# pip's cache off for every pip call: a wheel cached by earlier work must not hide a build step
+# that fails on a new machine (python-etcd and ydiff are sdists that need building).
+export PIP_NO_CACHE_DIR := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps build catalog charms check-charms check-bundle test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms check-charms check-bundle check-wheelhouse test unit-test demo bench lint clean
 
 all: charms
 
@@ -41,11 +45,24 @@ $(VENV)/.stamp:
 # (/usr/bin/python3, what the charm's virtualenv uses), not whichever python3 is first on PATH.
 PATRONI := patroni[etcd3]==4.1.5
 HOST_PYTHON := /usr/bin/python3
+# $(call build_wheels,VENV,OUT): a fresh venv of the hosts' Python, the wheels into OUT.
+build_wheels = $(HOST_PYTHON) -m venv $(1) && $(1)/bin/pip wheel -q --use-pep517 -w $(2) "$(PATRONI)" psycopg2-binary
 $(BUILD)/wheelhouse.tar.gz: $(BUILD)/.apt-stamp
 	rm -rf $(BUILD)/wheelhouse $(BUILD)/wheel-venv
-	$(HOST_PYTHON) -m venv $(BUILD)/wheel-venv
-	$(BUILD)/wheel-venv/bin/pip wheel -q --disable-pip-version-check -w $(BUILD)/wheelhouse "$(PATRONI)" psycopg2-binary
+	$(call build_wheels,$(BUILD)/wheel-venv,$(BUILD)/wheelhouse)
 	tar -C $(BUILD)/wheelhouse -czf $@ .
+
+## check-wheelhouse: the wheelhouse builds from nothing, as on a new machine: a fresh directory,
+## a fresh venv, pip's cache and config off (a wheel cached by earlier work must not hide a build
+## that fails), and every wheel Patroni needs is there, sdists built.
+check-wheelhouse: $(BUILD)/.apt-stamp
+	@d=$$(mktemp -d /tmp/check-wheelhouse.XXXXXX) && trap 'rm -rf "$$d"' EXIT && \
+	export PIP_CONFIG_FILE=/dev/null PIP_NO_CACHE_DIR=1 && \
+	$(call build_wheels,$$d/venv,$$d/wheels) && \
+	for w in patroni python_etcd ydiff psycopg2_binary; do \
+		ls "$$d/wheels" | grep -qi "^$$w-.*\.whl$$" || { echo "check-wheelhouse: no $$w wheel in:" $$(ls "$$d/wheels"); exit 1; }; \
+	done && \
+	echo "check-wheelhouse: $$(ls "$$d/wheels" | wc -l) wheels built from scratch with pip's cache off"
 
 build:
 	$(CARGO) build --workspace --all-features
@@ -86,7 +103,7 @@ unit-test: charms catalog
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
-test: deps unit-test check-charms check-bundle
+test: deps unit-test check-charms check-bundle check-wheelhouse
 
 ## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes
@@ -112,7 +129,7 @@ bench: deps charms catalog
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-bundle; else echo "(the bundle part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-vip --runs 5; else echo "(the VIP failover part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-pg; else echo "(the PostgreSQL drills part of the bench needs root: skipped)"; fi
-	$(CARGO) build -q -p local-model --release --bin lm
+	$(CARGO) build -q -p local-model -p hosts --release --bins
 	$(CARGO) run -q -p local-model --release --example bench
 
 lint:
