@@ -144,11 +144,20 @@ impl Machine for FakeMachine {
         self.ran.borrow_mut().push(cmd.clone());
         let scripted = self
             .state
-            .borrow()
+            .borrow_mut()
             .responders
-            .iter()
-            .find(|r| argv.len() >= r.prefix.len() && argv[..r.prefix.len()] == r.prefix[..])
-            .map(|r| r.output.clone());
+            .iter_mut()
+            .find(|r| {
+                r.times != Some(0)
+                    && argv.len() >= r.prefix.len()
+                    && argv[..r.prefix.len()] == r.prefix[..]
+            })
+            .map(|r| {
+                if let Some(n) = &mut r.times {
+                    *n -= 1;
+                }
+                r.output.clone()
+            });
         let out = scripted.unwrap_or_else(|| self.builtin(&argv));
         if out.success() || cmd.allow_failure {
             Ok(out)
@@ -278,6 +287,23 @@ mod tests {
             .to_string()
             .contains("no such unit"));
         assert_eq!(m.ran.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_responder_with_times_answers_that_many_runs_then_the_next_one_does() {
+        let st = MachineState::default()
+            .respond(&["etcdctl", "member", "add"], CmdOutput::ok("added"))
+            .respond_times(
+                &["etcdctl", "member", "add"],
+                CmdOutput::failed(1, "unhealthy cluster"),
+                2,
+            );
+        let m = FakeMachine::new(st);
+        let add = || m.run(&Cmd::new("etcdctl", ["member", "add", "x"]));
+        assert!(add().unwrap_err().to_string().contains("unhealthy cluster"));
+        assert!(add().unwrap_err().to_string().contains("unhealthy cluster"));
+        assert_eq!(add().unwrap().stdout, "added");
+        assert_eq!(add().unwrap().stdout, "added");
     }
 
     #[test]

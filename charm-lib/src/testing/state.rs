@@ -316,6 +316,10 @@ pub struct Responder {
     pub prefix: Vec<String>,
     /// What the command prints and exits with.
     pub output: CmdOutput,
+    /// How many matching commands it answers before it is used up and the next match (or the
+    /// built-in behaviour) answers; `None`: every one. A command that fails a few times and
+    /// then succeeds is two responders, the first with `Some(n)`.
+    pub times: Option<u32>,
 }
 
 /// The unit's host, in memory.
@@ -331,7 +335,7 @@ pub struct MachineState {
     pub snaps: BTreeMap<String, String>,
     /// Every command run so far (argv, program first), oldest first.
     pub commands: Vec<Vec<String>>,
-    /// Scripted answers; the first whose prefix matches wins. Unmatched commands succeed
+    /// Scripted answers; the first whose prefix matches (and is not used up) wins. Unmatched commands succeed
     /// silently (after the built-in systemctl/apt-get/snap behaviour).
     pub responders: Vec<Responder>,
 }
@@ -342,7 +346,27 @@ impl MachineState {
         self.responders.push(Responder {
             prefix: argv_prefix.iter().map(|s| s.to_string()).collect(),
             output,
+            times: None,
         });
+        self
+    }
+
+    /// Scripts `argv_prefix` to answer `output` to its next `times` runs only, ahead of any
+    /// other answer for it (builder style): e.g. a command that fails twice, then succeeds.
+    pub fn respond_times(
+        mut self,
+        argv_prefix: &[&str],
+        output: CmdOutput,
+        times: u32,
+    ) -> MachineState {
+        self.responders.insert(
+            0,
+            Responder {
+                prefix: argv_prefix.iter().map(|s| s.to_string()).collect(),
+                output,
+                times: Some(times),
+            },
+        );
         self
     }
 

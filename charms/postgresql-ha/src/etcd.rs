@@ -54,17 +54,43 @@ pub fn members(m: &dyn Machine) -> anyhow::Result<Vec<EtcdMember>> {
     Ok(list.members)
 }
 
+/// How often [`add_learner`] asks, one second apart, while etcd answers "unhealthy cluster".
+pub const ADD_TRIES: u32 = 30;
+/// What etcd answers a member change while the member serving it has not been connected to
+/// every voting member for its health interval (5 s), e.g. right after a learner's promotion.
+pub const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
+
 /// `member add <name> --peer-urls=<url> --learner`: a learner does not count for quorum, so
-/// the cluster stays healthy while the new member catches up.
+/// the cluster stays healthy while the new member catches up. etcd refuses the change as
+/// [`UNHEALTHY`] for a few seconds after a membership change (every member must have been
+/// connected for 5 s), which a pause cures: the add is tried again a second later, up to
+/// [`ADD_TRIES`] times, so the hook waits instead of failing. Any other refusal, or one that
+/// lasts, is an error.
 pub fn add_learner(m: &dyn Machine, name: &str, address: &str) -> anyhow::Result<()> {
-    m.run(&etcdctl([
+    let add = etcdctl([
         "member".to_string(),
         "add".into(),
         name.into(),
         format!("--peer-urls={}", peer_url(address)),
         "--learner".into(),
-    ]))?;
-    Ok(())
+    ])
+    .allow_failure();
+    let mut attempt = 1;
+    loop {
+        let out = m.run(&add)?;
+        if out.success() {
+            return Ok(());
+        }
+        let unhealthy = out.stderr.contains(UNHEALTHY) || out.stdout.contains(UNHEALTHY);
+        if !unhealthy || attempt == ADD_TRIES {
+            return Err(charm_lib::MachineError::from_output(&add, &out).into());
+        }
+        if attempt == 1 {
+            log::info!("etcd refuses to add {name} until its members have been connected for 5 s (\"{UNHEALTHY}\"): trying again every second");
+        }
+        m.run(&Cmd::new("sleep", ["1"]))?;
+        attempt += 1;
+    }
 }
 
 /// `member promote <id>`: fails while the learner is still catching up (retried later).
@@ -149,6 +175,29 @@ pub fn delete_leader_key(m: &dyn Machine, scope: &str) -> anyhow::Result<()> {
         format!("{}{scope}/leader", paths::PATRONI_NAMESPACE),
     ]))?;
     Ok(())
+}
+
+/// Patroni's `/sync` key of `scope` (see [`crate::failover`]); `None` when it is absent or
+/// unreadable (no quorum, or no primary has written it yet).
+pub fn sync_key(m: &dyn Machine, scope: &str) -> anyhow::Result<Option<crate::failover::SyncKey>> {
+    let out = m.run(
+        &etcdctl([
+            "get".to_string(),
+            "--print-value-only".to_string(),
+            format!("{}{scope}/sync", paths::PATRONI_NAMESPACE),
+        ])
+        .allow_failure(),
+    )?;
+    if !out.success() || out.stdout.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str(out.stdout.trim()) {
+        Ok(k) => Ok(Some(k)),
+        Err(e) => {
+            log::warn!("Patroni's /sync key is not what Patroni writes ({e}); ignoring it");
+            Ok(None)
+        }
+    }
 }
 
 /// `move-leader <id>`: hands raft leadership over (only the leader can; others get an error).

@@ -64,6 +64,7 @@ pub fn quorum_lost(mut m: MachineState) -> MachineState {
         .map(|s| s.to_string())
         .collect(),
         output: CmdOutput::ok(ETCD_STATUS_NO_LEADER),
+        times: None,
     };
     m.responders.insert(0, r);
     m.respond(
