@@ -26,7 +26,10 @@ fn leader_with_unit_2_to_admit() -> State {
     st.machine = with_etcd_members(
         with_cluster(
             installed_host(),
-            &[(0, "leader", "running", None), (1, "replica", "streaming", Some(0))],
+            &[
+                (0, "leader", "running", None),
+                (1, "replica", "streaming", Some(0)),
+            ],
         ),
         &[(0, 0xa0, false), (1, 0xb1, false)],
     );
