@@ -30,6 +30,7 @@ fn role_name(m: &ClusterMember) -> &str {
     match m.role.as_str() {
         "leader" => "primary",
         "sync_standby" => "sync-standby",
+        "quorum_standby" => "quorum-standby",
         other => other,
     }
 }
@@ -81,12 +82,9 @@ fn switchover(ctx: &mut Context) -> anyhow::Result<()> {
     let p: SwitchoverParams = ctx.action_params()?;
     let c = cluster(ctx)?;
     let primary = c.primary().ok_or_else(|| anyhow::anyhow!("there is no running primary to switch over from: wait for Patroni's automatic failover, or use force-promote after etcd quorum loss"))?;
-    let sync_mode = ctx
-        .model
-        .config_raw()?
-        .get("synchronous-mode")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(true);
+    // An unreadable config is treated as synchronous: the safer refusal.
+    let sync_mode = crate::config::Config::from_raw(&ctx.model.config_raw()?)
+        .map_or(true, |c| c.synchronous_mode.is_synchronous());
     let syncs: Vec<&ClusterMember> = c.members.iter().filter(|m| m.is_sync()).collect();
     let sync_names = || {
         if syncs.is_empty() {

@@ -16,9 +16,12 @@ pub struct Config {
     /// Seconds to wait for a crashed primary to restart in place.
     pub primary_start_timeout: i64,
     /// Patroni synchronous_mode.
-    pub synchronous_mode: bool,
+    #[serde(deserialize_with = "sync_mode")]
+    pub synchronous_mode: SyncMode,
     /// Patroni synchronous_mode_strict.
     pub synchronous_mode_strict: bool,
+    /// Patroni synchronous_node_count: standbys that confirm each commit (fewer while fewer run).
+    pub synchronous_node_count: i64,
     /// Patroni maximum_lag_on_failover (bytes).
     pub maximum_lag_on_failover: i64,
     /// max_connections; 0 = sized from the clients.
@@ -28,6 +31,46 @@ pub struct Config {
     /// Optional pip index mirror.
     #[serde(default)]
     pub pip_index_url: String,
+}
+
+/// Patroni's `synchronous_mode`, as the `synchronous-mode` option spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Quorum commit (`ANY n (...)`): after a failover the standbys keep their votes, so the
+    /// next fault fails over too. The default.
+    Quorum,
+    /// One (or `synchronous-node-count`) named synchronous standby, the only one promotable.
+    On,
+    /// Asynchronous replication: failover may lose acknowledged writes.
+    Off,
+}
+
+impl SyncMode {
+    /// Whether a commit waits for standbys (and failover is limited to ones that have it).
+    pub fn is_synchronous(self) -> bool {
+        self != SyncMode::Off
+    }
+
+    /// The value of Patroni's `synchronous_mode`.
+    pub fn patroni_value(self) -> serde_json::Value {
+        match self {
+            SyncMode::Quorum => serde_json::json!("quorum"),
+            SyncMode::On => serde_json::json!(true),
+            SyncMode::Off => serde_json::json!(false),
+        }
+    }
+}
+
+/// serde's own message for an unknown variant names neither the option nor, for a boolean left
+/// from an older config, the value; this one names both.
+fn sync_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SyncMode, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    serde_json::from_value::<SyncMode>(v.clone()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`synchronous-mode` {v} is not a mode: expected quorum (the default), on or off"
+        ))
+    })
 }
 
 /// An invalid option: its name and what was expected.
@@ -119,6 +162,15 @@ impl Config {
                 ),
             ));
         }
+        if !(1..=10).contains(&self.synchronous_node_count) {
+            return Err(bad(
+                "synchronous-node-count",
+                format!(
+                    "{} is out of range: expected 1..10 standbys",
+                    self.synchronous_node_count
+                ),
+            ));
+        }
         if self.max_connections != 0 && !(20..=10000).contains(&self.max_connections) {
             return Err(bad(
                 "max-connections",
@@ -179,6 +231,7 @@ fn option_in(msg: &str) -> Option<String> {
         "retry-timeout",
         "primary-start-timeout",
         "synchronous-mode-strict",
+        "synchronous-node-count",
         "synchronous-mode",
         "maximum-lag-on-failover",
         "max-connections",
@@ -198,7 +251,7 @@ mod tests {
     fn raw(over: &[(&str, serde_json::Value)]) -> serde_json::Map<String, serde_json::Value> {
         let mut m: serde_json::Map<String, serde_json::Value> = serde_json::json!({
             "ttl": 20, "loop-wait": 2, "retry-timeout": 3, "primary-start-timeout": 0,
-            "synchronous-mode": true, "synchronous-mode-strict": false, "maximum-lag-on-failover": 1048576,
+            "synchronous-mode": "quorum", "synchronous-mode-strict": true, "synchronous-node-count": 2, "maximum-lag-on-failover": 1048576,
             "max-connections": 0, "patroni-version": "4.1.5", "pip-index-url": ""
         })
         .as_object()
@@ -215,6 +268,23 @@ mod tests {
         let c = Config::from_raw(&raw(&[])).unwrap();
         assert!(c.loop_wait + 2 * c.retry_timeout <= c.ttl);
         assert_eq!(c.ttl, 20);
+        assert_eq!(c.synchronous_mode, SyncMode::Quorum);
+        assert!(c.synchronous_mode_strict);
+        assert_eq!(c.synchronous_node_count, 2);
+    }
+
+    #[test]
+    fn each_mode_maps_to_patroni_s_value() {
+        use serde_json::json;
+        for (opt, patroni) in [
+            ("quorum", json!("quorum")),
+            ("on", json!(true)),
+            ("off", json!(false)),
+        ] {
+            let c = Config::from_raw(&raw(&[("synchronous-mode", json!(opt))])).unwrap();
+            assert_eq!(c.synchronous_mode.patroni_value(), patroni, "{opt}");
+            assert_eq!(c.synchronous_mode.is_synchronous(), opt != "off", "{opt}");
+        }
     }
 
     #[test]
@@ -238,6 +308,12 @@ mod tests {
                 "maximum-lag-on-failover",
             ),
             (vec![("max-connections", json!(5))], "max-connections"),
+            (vec![("synchronous-mode", json!("yes"))], "synchronous-mode"),
+            (vec![("synchronous-mode", json!(true))], "synchronous-mode"),
+            (
+                vec![("synchronous-node-count", json!(0))],
+                "synchronous-node-count",
+            ),
             (vec![("patroni-version", json!("3.0.2"))], "patroni-version"),
             (vec![("patroni-version", json!("4.x"))], "patroni-version"),
             (vec![("pip-index-url", json!("not a url"))], "pip-index-url"),

@@ -12,6 +12,7 @@ pub mod actions;
 pub mod clients;
 pub mod config;
 pub mod etcd;
+pub mod failover;
 pub mod install;
 pub mod membership;
 pub mod observer;

@@ -20,8 +20,22 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Whether to ask for a hook: the callback said so, or the primary is a different member than
-/// the last one seen (a missing primary during a failover is not a change yet).
+/// What a hook must follow: the primary, and which standbys could replace it (the statuses say
+/// whether a failover is possible). `None` while there is no primary.
+pub fn signature(cluster: &Cluster) -> Option<String> {
+    let primary = cluster.primary()?;
+    let mut syncs: Vec<&str> = cluster
+        .members
+        .iter()
+        .filter(|m| m.is_sync() && matches!(m.state.as_str(), "streaming" | "running"))
+        .map(|m| m.name.as_str())
+        .collect();
+    syncs.sort_unstable();
+    Some(format!("{} {}", primary.name, syncs.join(",")))
+}
+
+/// Whether to ask for a hook: the callback said so, or the primary or its confirming standbys
+/// changed since the last look (a missing primary during a failover is not a change yet).
 pub fn should_dispatch(last: Option<&str>, now: Option<&str>, marked: bool) -> bool {
     marked || matches!((last, now), (Some(a), Some(b)) if a != b)
 }
@@ -82,10 +96,7 @@ pub fn run(args: &[String]) -> ! {
             let _ = std::fs::remove_file(marker);
         }
         let cluster = current_cluster();
-        let now = cluster
-            .as_ref()
-            .and_then(|c| c.primary())
-            .map(|p| p.name.clone());
+        let now = cluster.as_ref().and_then(signature);
         if let Some(c) = &cluster {
             match keep_etcd_leadership_off(&machine, &me, c) {
                 Ok(Some(heir)) => eprintln!("moved etcd leadership to {heir}, off the primary"),
@@ -134,6 +145,42 @@ mod tests {
         );
         assert!(should_dispatch(Some("pg-0"), Some("pg-1"), false));
         assert!(should_dispatch(Some("pg-0"), Some("pg-0"), true));
+    }
+
+    #[test]
+    fn the_signature_follows_the_primary_and_its_running_sync_standbys() {
+        let c = |roles: [(&str, &str); 3]| {
+            Cluster {
+            members: roles
+                .iter()
+                .enumerate()
+                .map(|(i, (role, state))| {
+                    serde_json::from_value(serde_json::json!({"name": format!("pg-{i}"), "role": role, "state": state}))
+                        .unwrap()
+                })
+                .collect(),
+        }
+        };
+        let before = c([
+            ("leader", "running"),
+            ("replica", "streaming"),
+            ("replica", "stopped"),
+        ]);
+        let after = c([
+            ("leader", "running"),
+            ("quorum_standby", "streaming"),
+            ("replica", "stopped"),
+        ]);
+        assert_eq!(signature(&before).as_deref(), Some("pg-0 "));
+        assert_eq!(signature(&after).as_deref(), Some("pg-0 pg-1"));
+        assert_eq!(
+            signature(&c([
+                ("replica", "running"),
+                ("replica", "streaming"),
+                ("replica", "stopped")
+            ])),
+            None
+        );
     }
 
     /// etcd as the primary's host sees it: `leader` is the raft leader's member id; members

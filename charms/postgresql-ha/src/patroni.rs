@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub struct ClusterMember {
     /// Member name (`postgresql-ha-0`).
     pub name: String,
-    /// `leader`, `sync_standby`, `replica`, `standby_leader`.
+    /// `leader`, `sync_standby`, `quorum_standby` (quorum mode), `replica`, `standby_leader`.
     #[serde(default)]
     pub role: String,
     /// `running`, `streaming`, `starting`, `stopped`, ...
@@ -37,9 +37,10 @@ impl ClusterMember {
         self.role == "leader" && self.state == "running"
     }
 
-    /// Whether it is a synchronous standby.
+    /// Whether it is a synchronous standby: named in Patroni's `/sync` key, so it holds every
+    /// acknowledged commit (with its fellow voters, in quorum mode).
     pub fn is_sync(&self) -> bool {
-        self.role == "sync_standby"
+        self.role == "sync_standby" || self.role == "quorum_standby"
     }
 
     /// Lag in bytes, if known.

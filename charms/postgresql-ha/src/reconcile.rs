@@ -6,6 +6,7 @@ pub use crate::serve::{psql, psql_output};
 
 use crate::clients::{self, Grant, Request};
 use crate::config::Config;
+use crate::failover::{self, Readiness};
 use crate::membership::{departed, etcd_member, manage_members, EtcdState};
 use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
@@ -151,13 +152,28 @@ pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> a
         ctx.status(s);
     }
     if leader {
-        ctx.app_status(match units {
-            1 => Status::active("1 unit: no standby; add 2 units for automatic failover"),
-            2 => Status::active("2 units: automatic failover needs 3 units (etcd quorum); if a unit is lost, writes stop until it returns or force-promote runs"),
-            n => Status::active(format!("{n} units")),
-        });
+        ctx.app_status(app_status(
+            units,
+            result.as_ref().ok().and_then(Option::as_ref),
+        ));
     }
-    result
+    result.map(drop)
+}
+
+/// The application's status (set by the leader): how many units, and whether a lost primary
+/// would be replaced automatically right now.
+fn app_status(units: usize, readiness: Option<&Readiness>) -> Status {
+    match (units, readiness) {
+        (1, _) => Status::active("1 unit: no standby; add 2 units for automatic failover"),
+        (2, _) => Status::active("2 units: automatic failover needs 3 units (etcd quorum); if a unit is lost, writes stop until it returns or force-promote runs"),
+        (n, Some(Readiness::Unavailable(why))) => {
+            Status::waiting(format!("{n} units; no automatic failover: {why}"))
+        }
+        (n, Some(Readiness::NoPrimary)) => {
+            Status::waiting(format!("{n} units; no primary: a failover is under way"))
+        }
+        (n, _) => Status::active(format!("{n} units")),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -174,7 +190,7 @@ fn converge(
     unit_changes: &mut Databag,
     units: usize,
     new_passwords: Option<&Passwords>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Readiness>> {
     let leader = ctx.model.is_leader()?;
     let current = match new_passwords {
         Some(p) => Some(p.clone()),
@@ -184,7 +200,7 @@ fn converge(
         st.push(Status::waiting(
             "waiting for the leader to generate the system passwords",
         ));
-        return Ok(());
+        return Ok(None);
     };
     let mut shared = Shared::read(app);
     if leader && shared.members.is_empty() {
@@ -200,11 +216,11 @@ fn converge(
             st.push(Status::waiting(
                 "waiting for the leader to add this unit to etcd (one unit at a time)",
             ));
-            return Ok(());
+            return Ok(None);
         }
         EtcdState::Starting => {
             st.push(Status::waiting("waiting for etcd to start"));
-            return Ok(());
+            return Ok(None);
         }
         EtcdState::Running => {}
     }
@@ -333,7 +349,7 @@ fn converge(
     // which was not the synchronous standby may take the lock; turning it back on before then
     // would keep the cluster without a primary.
     if leader && cluster.as_ref().is_some_and(|c| c.primary().is_some()) {
-        let wanted = render::dynamic_config(config, max_connections);
+        let wanted = render::dynamic_config(config, max_connections, units);
         if let Some(current) = patroni::dynamic_config(m)? {
             if !patroni::config_contains(&current, &wanted) {
                 log::info!("updating Patroni's dynamic configuration");
@@ -379,13 +395,23 @@ fn converge(
         .map(|x| format!("{} {}", x.role, x.state))
         .unwrap_or_else(|| "unknown".into());
     unit_changes.insert(keys::ROLE.into(), role);
+    // Whether losing the primary now would fail over by itself: the primary's status and the
+    // application's say so while it would not.
+    let readiness = match &cluster {
+        Some(c) => Some(failover::readiness(
+            c,
+            etcd::sync_key(m, ctx.model.app_name())?.as_ref(),
+            config.synchronous_mode,
+        )),
+        None => None,
+    };
     st.push(unit_status(
         cluster.as_ref(),
         me,
         quorum,
-        config.synchronous_mode,
+        readiness.as_ref(),
     ));
-    Ok(())
+    Ok(readiness)
 }
 
 /// Restarts this member's PostgreSQL through Patroni when a parameter (max_connections) waits
@@ -429,7 +455,12 @@ fn restart_if_pending(
 }
 
 /// This unit's status from Patroni's view, unless etcd lost its quorum.
-fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool, sync_mode: bool) -> Status {
+fn unit_status(
+    cluster: Option<&Cluster>,
+    me: &Member,
+    quorum: bool,
+    readiness: Option<&Readiness>,
+) -> Status {
     if !quorum {
         return Status::blocked(
             "etcd quorum lost: if the lost units will not come back, run the force-promote action with i-understand-data-loss=true on the leader",
@@ -438,19 +469,20 @@ fn unit_status(cluster: Option<&Cluster>, me: &Member, quorum: bool, sync_mode: 
     let mine = cluster.and_then(|c| c.member(&me.name));
     if let Some(mm) = mine {
         if mm.is_primary() {
-            // In synchronous mode Patroni promotes only a synchronous standby: until one
-            // exists, losing this unit means no automatic failover, which the operator must see.
+            // Losing this unit while nobody could take over means no automatic failover, which
+            // the operator must see (a single unit has nobody by design: its app status says so).
             let others = cluster.map_or(0, |c| c.members.len().saturating_sub(1));
-            let has_sync = cluster.is_some_and(|c| c.members.iter().any(|x| x.is_sync()));
-            if sync_mode && others > 0 && !has_sync {
-                return Status::active(
-                    "primary; no synchronous standby yet, so no automatic failover",
-                );
+            if let (true, Some(Readiness::Unavailable(why))) = (others > 0, readiness) {
+                return Status::active(format!("primary; no automatic failover: {why}"));
             }
             return Status::active("primary");
         }
         if mm.is_sync() && mm.state == "streaming" {
-            return Status::active("sync standby");
+            return Status::active(if mm.role == "quorum_standby" {
+                "quorum standby"
+            } else {
+                "sync standby"
+            });
         }
         if mm.state == "streaming" || (mm.role == "replica" && mm.state == "running") {
             return Status::active(match mm.lag_bytes() {

@@ -62,17 +62,18 @@ pub struct PatroniInput<'a> {
 }
 
 /// Patroni's dynamic (DCS-wide) configuration: written at bootstrap and kept equal later with
-/// `PATCH /config`, so changes apply without restarts where PostgreSQL allows.
-pub fn dynamic_config(config: &Config, max_connections: i64) -> Value {
+/// `PATCH /config`, so changes apply without restarts where PostgreSQL allows. Strict mode only
+/// with `units` > 1: a single member has no standby, and would refuse every write.
+pub fn dynamic_config(config: &Config, max_connections: i64, units: usize) -> Value {
     json!({
         "ttl": config.ttl,
         "loop_wait": config.loop_wait,
         "retry_timeout": config.retry_timeout,
         "primary_start_timeout": config.primary_start_timeout,
         "maximum_lag_on_failover": config.maximum_lag_on_failover,
-        "synchronous_mode": config.synchronous_mode,
-        "synchronous_mode_strict": config.synchronous_mode_strict,
-        "synchronous_node_count": 1,
+        "synchronous_mode": config.synchronous_mode.patroni_value(),
+        "synchronous_mode_strict": config.synchronous_mode_strict && units > 1,
+        "synchronous_node_count": config.synchronous_node_count,
         "postgresql": {
             "use_pg_rewind": true,
             "use_slots": true,
@@ -145,7 +146,7 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
         .iter()
         .map(|m| format!("{}:2379", m.address))
         .collect();
-    let dcs = dynamic_config(i.config, i.max_connections);
+    let dcs = dynamic_config(i.config, i.max_connections, i.peers.len());
     let doc = json!({
         "scope": i.scope,
         "namespace": paths::PATRONI_NAMESPACE,
@@ -301,8 +302,9 @@ mod tests {
             loop_wait: 2,
             retry_timeout: 3,
             primary_start_timeout: 0,
-            synchronous_mode: true,
-            synchronous_mode_strict: false,
+            synchronous_mode: crate::config::SyncMode::Quorum,
+            synchronous_mode_strict: true,
+            synchronous_node_count: 2,
             maximum_lag_on_failover: 1048576,
             max_connections: 0,
             patroni_version: "4.1.5".into(),
@@ -379,8 +381,13 @@ mod tests {
                 ),
                 (Some(20), Some(2), Some(3), Some(0))
             );
-            assert_eq!(dcs["synchronous_mode"], true);
-            assert_eq!(dcs["synchronous_node_count"].as_i64(), Some(1));
+            assert_eq!(dcs["synchronous_mode"], "quorum");
+            assert_eq!(dcs["synchronous_node_count"].as_i64(), Some(2));
+            assert_eq!(
+                dcs["synchronous_mode_strict"],
+                n > 1,
+                "strict only where a standby can exist ({n} units)"
+            );
             assert_eq!(dcs["postgresql"]["use_pg_rewind"], true);
             assert_eq!(dcs["postgresql"]["use_slots"], true);
             assert_eq!(dcs["postgresql"]["parameters"]["wal_log_hints"], "on");

@@ -231,7 +231,7 @@ fn patroni_config_for_two_and_three_units_lists_every_member() {
                 "{hba:?}"
             );
         }
-        assert_eq!(p["bootstrap"]["dcs"]["synchronous_mode"], true);
+        assert_eq!(p["bootstrap"]["dcs"]["synchronous_mode"], "quorum");
         let app = &out.state.app_status.message;
         if n == 2 {
             assert!(
@@ -613,36 +613,82 @@ fn replica_statuses_report_sync_and_lag() {
 }
 
 #[test]
-fn a_primary_without_a_synchronous_standby_says_failover_is_not_automatic() {
-    // Arrange: a primary and a replica that is streaming but not (yet) synchronous.
-    let run = |replica_role: &str, sync_mode: bool| {
+fn a_primary_nobody_could_replace_says_so_on_its_status_and_the_app_s() {
+    // Arrange: 3 units, the leader primary; member 1 in the given role, member 2 down; Patroni's
+    // /sync key as given.
+    let run = |role: &str, sync: serde_json::Value, mode: &str| {
         let mut st = State::default()
             .leader()
-            .with_relation(peers(&[0, 1], &[1]))
-            .with_secret(sys_secret());
-        st.machine = with_etcd_members(
-            with_cluster(
-                installed_host(),
-                &[
-                    (0, "leader", "running", None),
-                    (1, replica_role, "streaming", Some(0)),
-                ],
+            .with_relation(peers(&[0, 1, 2], &[1, 2]))
+            .with_secret(sys_secret())
+            .with_config("synchronous-mode", mode);
+        st.machine = with_sync_key(
+            with_etcd_members(
+                with_cluster(
+                    installed_host(),
+                    &[
+                        (0, "leader", "running", None),
+                        (1, role, "streaming", Some(0)),
+                        (2, "replica", "stopped", None),
+                    ],
+                ),
+                &[(0, 0xa1, false), (1, 0xa2, false), (2, 0xa3, false)],
             ),
-            &[(0, 0xa1, false), (1, 0xa2, false)],
+            sync,
         );
-        if !sync_mode {
-            st = st.with_config("synchronous-mode", false);
-        }
+        // Act
         let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
         assert!(!out.failed(), "{:?}", out.error);
-        out.state.unit_status
+        (out.state.unit_status, out.state.app_status)
     };
-    assert_eq!(
-        run("replica", true),
-        Status::active("primary; no synchronous standby yet, so no automatic failover")
+    // Assert: right after a failover the new primary's resolver reset /sync to itself, and
+    // the streaming standby has not confirmed its position yet.
+    let (unit, app) = run(
+        "replica",
+        serde_json::json!({"leader": "postgresql-ha-0", "sync_standby": null, "quorum": 0}),
+        "quorum",
     );
-    assert_eq!(run("sync_standby", true), Status::active("primary"));
-    assert_eq!(run("replica", false), Status::active("primary"));
+    assert_eq!(
+        unit,
+        Status::active("primary; no automatic failover: no standby has confirmed the primary's commits yet (a standby is catching up)")
+    );
+    assert_eq!(
+        app,
+        Status::waiting("3 units; no automatic failover: no standby has confirmed the primary's commits yet (a standby is catching up)")
+    );
+    // A voter that runs: ready, both say nothing more.
+    let (unit, app) = run(
+        "quorum_standby",
+        serde_json::json!({"leader": "postgresql-ha-0", "sync_standby": "postgresql-ha-1,postgresql-ha-2", "quorum": 0}),
+        "quorum",
+    );
+    assert_eq!(unit, Status::active("primary"));
+    assert_eq!(app, Status::active("3 units"));
+    // ANY 1 of 2 (quorum 1) with one voter down: a candidate could not gather its vote.
+    let (unit, _) = run(
+        "quorum_standby",
+        serde_json::json!({"leader": "postgresql-ha-0", "sync_standby": "postgresql-ha-1,postgresql-ha-2", "quorum": 1}),
+        "quorum",
+    );
+    assert_eq!(
+        unit,
+        Status::active(
+            "primary; no automatic failover: 1 confirming standby(s) running, a failover needs 2"
+        )
+    );
+    // Classic synchronous mode with no synchronous standby in /sync.
+    let (unit, _) = run(
+        "replica",
+        serde_json::json!({"leader": "postgresql-ha-0", "sync_standby": null, "quorum": 0}),
+        "on",
+    );
+    assert!(
+        unit.message.contains("no synchronous standby yet"),
+        "{unit:?}"
+    );
+    // Asynchronous: any running replica may take over.
+    let (unit, _) = run("replica", serde_json::json!({}), "off");
+    assert_eq!(unit, Status::active("primary"));
 }
 
 #[test]
