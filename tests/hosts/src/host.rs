@@ -22,6 +22,8 @@ pub(crate) struct LabInfo {
     pub prefix: String,
     pub subnet: Subnet,
     pub catalog: Option<PathBuf>,
+    /// See `LabConfig::shared`.
+    pub shared: Vec<PathBuf>,
 }
 
 /// A process to signal in a host.
@@ -245,6 +247,9 @@ impl Host {
             .stdin(Stdio::null());
         if let Some(cat) = &self.lab.catalog {
             c.arg("--catalog").arg(cat);
+        }
+        for d in &self.lab.shared {
+            c.arg("--share").arg(d);
         }
         checked(&mut c)
             .with_context(|| format!("cannot boot host {} ({})", self.name, describe(&c)))?;

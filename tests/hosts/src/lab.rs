@@ -15,10 +15,10 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct LabConfig {
     /// Lab state (lab.json, each host's init record and log, its overlay layers). Anywhere
-    /// but under /run. Under /tmp hosts do not see it (they have their own /tmp); under a
-    /// directory hosts overlay (/etc, /var, /usr, /opt, /srv, /snap, /root, /home) the
-    /// overlay layers go to /tmp/hosts-layers/PREFIX instead, since overlayfs refuses
-    /// layers inside their own lower directory.
+    /// but under /run. Under /tmp hosts do not see it (they have their own /tmp) unless it is
+    /// in `shared`; under a directory hosts overlay (/etc, /var, /usr, /opt, /srv, /snap,
+    /// /root, /home) the overlay layers go to /tmp/hosts-layers/PREFIX instead, since
+    /// overlayfs refuses layers inside their own lower directory.
     pub dir: PathBuf,
     /// 1–6 characters of `[a-z0-9]`; every netns and link name of the lab starts with it.
     pub prefix: String,
@@ -28,6 +28,10 @@ pub struct LabConfig {
     /// Package catalog directory (CONTRACTS.md section 2), bind-mounted read-only in every
     /// host at /usr/lib/local-model/catalog.
     pub catalog: Option<PathBuf>,
+    /// Machine directories every host sees at the same path, read-write and live (bind
+    /// mounts made after the host's own /tmp, /run and overlays, so they win over those):
+    /// e.g. sockets and tools of a program driving the hosts, wherever it keeps them.
+    pub shared: Vec<PathBuf>,
 }
 
 /// What lab.json holds: enough for [`Lab::open`] from another process.
@@ -38,6 +42,8 @@ struct LabState {
     prefix: String,
     subnet: String,
     catalog: Option<PathBuf>,
+    #[serde(default)]
+    shared: Vec<PathBuf>,
     hosts: Vec<HostRec>,
 }
 
@@ -63,6 +69,7 @@ impl Lab {
     pub fn create(cfg: LabConfig) -> Result<Lab> {
         layout::check_prefix(&cfg.prefix)?;
         let subnet = Subnet::parse(&cfg.subnet)?;
+        let shared = shared_dirs(&cfg.shared)?;
         let dir = prepare_dir(&cfg.dir)?;
         if let Some(c) = &cfg.catalog {
             anyhow::ensure!(c.is_dir(), "catalog {} is not a directory", c.display());
@@ -82,6 +89,7 @@ impl Lab {
                 prefix: cfg.prefix,
                 subnet,
                 catalog: cfg.catalog.map(|c| c.canonicalize().unwrap_or(c)),
+                shared,
             }),
             subnet_text: cfg.subnet,
             hosts: Vec::new(),
@@ -103,6 +111,7 @@ impl Lab {
                 prefix: st.prefix,
                 subnet: Subnet::parse(&st.subnet)?,
                 catalog: st.catalog,
+                shared: st.shared,
             }),
             subnet_text: st.subnet,
             hosts: st.hosts,
@@ -208,6 +217,7 @@ impl Lab {
             prefix: self.info.prefix.clone(),
             subnet: self.subnet_text.clone(),
             catalog: self.info.catalog.clone(),
+            shared: self.info.shared.clone(),
             hosts: self.hosts.clone(),
         };
         let path = layout::lab_json(&self.info.dir);
@@ -261,9 +271,37 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
     Ok(real)
 }
 
+/// The shared directories, absolute and without symlinks, parents before what they contain
+/// (so a nested one is bound over its parent's bind, not under it).
+fn shared_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let real = d
+            .canonicalize()
+            .with_context(|| format!("shared directory {}", d.display()))?;
+        anyhow::ensure!(
+            real.is_dir(),
+            "shared directory {} is not a directory",
+            d.display()
+        );
+        let top = layout::top_of(&real);
+        // Under /usr it would hide the runtime's tools bound there; hosts see the machine's
+        // /usr through their overlay anyway.
+        anyhow::ensure!(
+            !["", "proc", "sys", "dev", "usr"].contains(&top.as_str()),
+            "shared directory {} cannot be shared with hosts (the machine's /, /proc, /sys, /dev or /usr)",
+            real.display()
+        );
+        out.push(real);
+    }
+    out.sort_by_key(|p| p.components().count());
+    out.dedup();
+    Ok(out)
+}
+
 fn check_dir(dir: &Path) -> Result<()> {
     // /run is where the machine keeps network namespaces and hosts their own runtime
-    // state. (Under /tmp hosts do not see the lab dir, which they never need; under an
+    // state. (Under /tmp hosts do not see the lab dir unless it is shared; under an
     // overlaid directory the layers go elsewhere, see `layout::layers_for`.)
     if layout::top_of(dir) == "run" {
         bail!("lab dir {} is under /run", dir.display());

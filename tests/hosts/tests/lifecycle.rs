@@ -91,6 +91,7 @@ fn create_cleans_up_a_crashed_lab_with_the_same_prefix() {
         prefix: "hlife2".into(),
         subnet: "10.77.52.0/24".into(),
         catalog: None,
+        shared: vec![],
     };
     let mut crashed = Lab::create(cfg("hlife2-old")).unwrap();
     let h = crashed.add_host("ghost").unwrap();
@@ -125,6 +126,7 @@ fn bad_configs_are_refused() {
             prefix: prefix.into(),
             subnet: subnet.into(),
             catalog: None,
+            shared: vec![],
         })
         .is_err()
     };
@@ -172,6 +174,7 @@ fn a_lab_may_live_in_tmp_or_under_an_overlaid_directory() {
             prefix: prefix.into(),
             subnet: format!("10.77.{net}.0/24"),
             catalog: None,
+            shared: vec![],
         };
         let mut lab = Lab::create(cfg).unwrap();
         let h = lab.add_host("box").unwrap();
@@ -192,4 +195,91 @@ fn a_lab_may_live_in_tmp_or_under_an_overlaid_directory() {
         assert!(!d.exists(), "{dir} left");
         assert!(!PathBuf::from(layers).exists(), "{layers} left");
     }
+}
+
+#[test]
+fn shared_directories_under_tmp_or_var_are_the_machines_own_in_every_host() {
+    if skip() {
+        return;
+    }
+    // A program driving the hosts (the local model) keeps its sockets and tools wherever it
+    // was cloned: hosts see a shared directory live, read-write, even where they have a /tmp
+    // of their own or an overlay; a directory next to it that is not shared stays apart.
+    for (prefix, base, net) in [
+        ("hlife5", "/tmp/hosts-test-hlife5", 57),
+        ("hlife6", "/var/tmp/hosts-test-hlife6", 58),
+    ] {
+        let base = PathBuf::from(base);
+        let _ = std::fs::remove_dir_all(&base);
+        let shared = base.join("shared");
+        let apart = base.join("apart");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::create_dir_all(&apart).unwrap();
+        std::fs::write(shared.join("before"), "written before boot\n").unwrap();
+        let sock = shared.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut c, _) = listener.accept().unwrap();
+            c.write_all(b"hello from the machine\n").unwrap();
+        });
+        let mut lab = Lab::create(LabConfig {
+            dir: base.join("lab"),
+            prefix: prefix.into(),
+            subnet: format!("10.77.{net}.0/24"),
+            catalog: None,
+            shared: vec![shared.clone()],
+        })
+        .unwrap();
+        let h = lab.add_host("box").unwrap();
+        let s = shared.display();
+        assert_eq!(sh(&h, &format!("cat {s}/before")), "written before boot");
+        std::fs::write(shared.join("after"), "written after boot\n").unwrap();
+        assert_eq!(sh(&h, &format!("cat {s}/after")), "written after boot");
+        sh(&h, &format!("echo from the host > {s}/back"));
+        assert_eq!(
+            std::fs::read_to_string(shared.join("back")).unwrap(),
+            "from the host\n"
+        );
+        let got = sh(
+            &h,
+            &format!("python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{}'); print(s.makefile().readline().strip())\"", sock.display()),
+        );
+        assert_eq!(got, "hello from the machine", "{prefix}");
+        server.join().unwrap();
+        // Not shared: what the host writes there stays in the host.
+        sh(
+            &h,
+            &format!("mkdir -p {a} && echo x > {a}/back", a = apart.display()),
+        );
+        assert!(
+            !apart.join("back").exists(),
+            "{prefix}: an unshared directory reached the machine"
+        );
+        lab.destroy().unwrap();
+        assert!(Lab::leftovers(prefix).is_empty());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
+
+#[test]
+fn shared_directories_must_exist_and_not_be_system_ones() {
+    if skip() {
+        return;
+    }
+    for bad in ["/tmp/hosts-test-no-such-dir", "/proc/self", "/", "/usr/bin"] {
+        let r = Lab::create(LabConfig {
+            dir: dir("hbad3"),
+            prefix: "hbad3".into(),
+            subnet: "10.77.53.0/24".into(),
+            catalog: None,
+            shared: vec![PathBuf::from(bad)],
+        });
+        let e = r.err().unwrap_or_else(|| panic!("{bad} accepted"));
+        assert!(
+            format!("{e:#}").contains("shared directory"),
+            "{bad}: {e:#}"
+        );
+    }
+    assert!(Lab::leftovers("hbad3").is_empty());
 }

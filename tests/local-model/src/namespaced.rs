@@ -31,8 +31,11 @@ pub fn cleanup(lab_dir: &Path) -> Result<()> {
     }
     let left = Lab::leftovers(&prefix_for(lab_dir));
     if !left.is_empty() {
-        // Lab::create of the same prefix removes those
-        let lab = Lab::create(config(lab_dir))?;
+        // Lab::create of the same prefix removes those (no host boots: nothing to share)
+        let lab = Lab::create(LabConfig {
+            shared: vec![],
+            ..config(lab_dir)
+        })?;
         lab.destroy()?;
     }
     Ok(())
@@ -48,6 +51,27 @@ fn catalog_dir(lab_dir: &Path) -> Option<PathBuf> {
     Some(model.parent()?.join("catalog")).filter(|p| p.is_dir())
 }
 
+/// What every host must see as the machine has it, wherever the clone and the model are
+/// (hosts have their own /tmp and overlay /var): the model dir (agent.sock, the hook-tool
+/// symlinks, resources) and the directory of the `lm` binary they point to (with the other
+/// binaries built next to it that tests run inside hosts). An `lm` installed under /usr is
+/// seen through the hosts' overlay of /usr, which hosts may not share.
+fn shared_dirs(lab_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = lab_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    if let Some(bin_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .filter(|d| !d.starts_with("/usr"))
+    {
+        v.push(bin_dir);
+    }
+    v
+}
+
 fn config(dir: &Path) -> LabConfig {
     LabConfig {
         dir: dir.to_path_buf(),
@@ -55,6 +79,7 @@ fn config(dir: &Path) -> LabConfig {
         // bundles/overlays/local-model.yaml puts its VIPs in 10.77.0.200+
         subnet: std::env::var("LM_SUBNET").unwrap_or_else(|_| "10.77.0.0/24".into()),
         catalog: catalog_dir(dir),
+        shared: shared_dirs(dir),
     }
 }
 

@@ -86,6 +86,55 @@ mod namespaced {
         host_runtime().map_err(|e| format!("SKIPPED: hosts runtime unavailable: {e}"))
     }
 
+    /// Hosts have their own /tmp and overlay /var: a model dir there (a clone under /tmp)
+    /// works all the same, its sockets and hook tools shared with every host.
+    #[test]
+    fn a_model_dir_under_tmp_works_on_hosts() {
+        let runtime = match prerequisites() {
+            Ok(r) => r,
+            Err(why) => {
+                eprintln!("{why}");
+                return;
+            }
+        };
+        let dir = scratch("tmp-model");
+        write_bundle(&dir, "");
+        let base = std::path::Path::new("/tmp/lm-test-tmp-model");
+        let _ = std::fs::remove_dir_all(base);
+        let plan = local_model::bundle::charm_plan(
+            &dir.join("charms/lm-test.charm"),
+            Some("t".into()),
+            1,
+            None,
+            &[format!("record-dir={}", dir.join("rec").display())],
+            &["blob=".to_string() + &dir.join("blob.txt").display().to_string()],
+        )
+        .unwrap();
+        let mut m = model(base).with_env("LM_SUBNET", "10.77.59.0/24");
+        assert!(m.layout.dir.starts_with("/tmp"));
+        if let Some(r) = runtime {
+            m = m.with_env("HOSTS_RUNTIME_BIN", &r.display().to_string());
+        }
+        m.deploy_plan(plan, Substrate::Hosts).expect("deploy");
+        m.wait(T).expect("settle with the model under /tmp");
+        let st = m.status().unwrap();
+        assert_eq!(
+            unit_status(&st, "t/0")["workload-status"]["current"],
+            "active",
+            "{st:#}"
+        );
+        // the hooks ran in the host and reached the agent through the shared model dir
+        let hooks = names(&records(&dir, "t/0"));
+        check_setup_order("t/0", &hooks, true);
+        let (code, out, _) = m.exec("t/0", &["hostname"]).unwrap();
+        assert_eq!((code, out.trim()), (0, "m0"));
+        let prefix = local_model::namespaced::prefix_for(&m.layout.lab());
+        m.destroy().unwrap();
+        assert_eq!(hosts::Lab::leftovers(&prefix), Vec::<String>::new());
+        assert!(!m.layout.dir.exists());
+        let _ = std::fs::remove_dir_all(base);
+    }
+
     #[test]
     fn bundle_on_namespaced_hosts() {
         let runtime = match prerequisites() {

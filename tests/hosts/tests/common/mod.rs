@@ -33,6 +33,7 @@ impl TestLab {
             prefix: prefix.to_string(),
             subnet: format!("10.77.{net}.0/24"),
             catalog,
+            shared: vec![],
         })
         .expect("create lab");
         TestLab {

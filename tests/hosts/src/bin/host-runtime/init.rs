@@ -1,7 +1,7 @@
 //! `host-runtime init`: PID 1 of a host. Builds the host's filesystem view in a private
 //! mount namespace (overlays, tmpfs, /proc and /sys of its own namespaces, the catalog,
-//! the runtime's tools shadowing the machine's), then supervises services and serves
-//! `systemctl` on a unix socket.
+//! the runtime's tools shadowing the machine's, the lab's shared directories over all that),
+//! then supervises services and serves `systemctl` on a unix socket.
 
 use crate::args::Args;
 use crate::sup::Sup;
@@ -50,10 +50,11 @@ pub fn main(argv: &[String]) -> i32 {
         .get("layers-dir")
         .map_or_else(|| host_dir.clone(), PathBuf::from);
     let catalog = a.get("catalog").map(PathBuf::from);
+    let shared: Vec<PathBuf> = a.all("share").into_iter().map(PathBuf::from).collect();
     // Nothing the init starts may hold the boot pipe open.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(ready_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    if let Err(e) = setup(&name, &layers, catalog.as_deref()) {
+    if let Err(e) = setup(&name, &layers, catalog.as_deref(), &shared) {
         eprintln!("init {name}: {e}");
         report(&format!("setup failed: {e}\n"));
         return 1;
@@ -85,7 +86,12 @@ pub fn main(argv: &[String]) -> i32 {
     0
 }
 
-fn setup(name: &str, layers: &Path, catalog: Option<&Path>) -> Result<(), String> {
+fn setup(
+    name: &str,
+    layers: &Path,
+    catalog: Option<&Path>,
+    shared: &[PathBuf],
+) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     sys::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS).map_err(|e| format!("unshare: {e}"))?;
     // Nothing mounted here may propagate back to the machine.
@@ -97,6 +103,8 @@ fn setup(name: &str, layers: &Path, catalog: Option<&Path>) -> Result<(), String
         None,
     )
     .map_err(|e| e.to_string())?;
+    // Held before anything covers them (a shared dir may be under /tmp or /var), bound last.
+    let shared = hold_shared(shared)?;
     sys::sethostname(name).map_err(|e| format!("sethostname: {e}"))?;
     let nfl = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount("proc", Path::new("/proc"), "proc", nfl, None).map_err(|e| e.to_string())?;
@@ -206,6 +214,42 @@ fn setup(name: &str, layers: &Path, catalog: Option<&Path>) -> Result<(), String
             Some(&format!("mode={mode}")),
         )
         .map_err(|e| e.to_string())?;
+    }
+    bind_shared(&shared)
+}
+
+/// A shared directory, held open (`O_PATH`) from before the host's mounts cover it.
+struct Held {
+    path: PathBuf,
+    dir: std::fs::File,
+}
+
+fn hold_shared(dirs: &[PathBuf]) -> Result<Vec<Held>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    dirs.iter()
+        .map(|d| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(d)
+                .map(|dir| Held {
+                    path: d.clone(),
+                    dir,
+                })
+                .map_err(|e| format!("shared directory {}: {e}", d.display()))
+        })
+        .collect()
+}
+
+/// Binds each shared directory at its own path, over whatever the host has there (its own
+/// /tmp, an overlay), through the descriptor held since before those mounts.
+fn bind_shared(held: &[Held]) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    for h in held {
+        std::fs::create_dir_all(&h.path).map_err(|e| format!("{}: {e}", h.path.display()))?;
+        let src = format!("/proc/self/fd/{}", h.dir.as_raw_fd());
+        sys::mount(&src, &h.path, "", libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| format!("sharing {}: {e}", h.path.display()))?;
     }
     Ok(())
 }
