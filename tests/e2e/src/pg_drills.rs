@@ -8,12 +8,15 @@
 //! synchronous), and every acknowledged write of every drill so far on every member, asked
 //! locally with psql. Bounds are generous; the timing goals are the bench's.
 
+use crate::failover_watch::{self, Windows};
 use crate::ha::{self, CLIENT_DB, WRITER_TIMEOUTS};
 use crate::probe::Probe;
 use crate::{until, Deployment, Env, FaultOp};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
+use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The application under test.
@@ -48,6 +51,8 @@ pub struct Report {
     pub acked: usize,
     /// From the fault to [`healthy`] passing.
     pub healed: Duration,
+    /// While the drill ran, a primary that nobody could have replaced automatically.
+    pub exposed: Windows,
 }
 
 /// Every acknowledged write so far, per table (each drill writes its own table).
@@ -345,6 +350,8 @@ pub fn healthy(
 pub struct Writes<'d> {
     probe: Probe<'d>,
     table: String,
+    /// The instant (ms since the epoch) the outage is measured from: the fault, or a later one.
+    from_ms: Cell<u64>,
 }
 
 impl<'d> Writes<'d> {
@@ -357,7 +364,16 @@ impl<'d> Writes<'d> {
         probe
             .wait_successes(3, RECOVER)
             .context("writes through the DB VIP before the fault")?;
-        Ok(Writes { probe, table })
+        Ok(Writes {
+            probe,
+            table,
+            from_ms: Cell::new(now_ms()),
+        })
+    }
+
+    /// Measures the outage from now (a drill whose second fault is the one with a target).
+    pub fn measure_from_now(&self) {
+        self.from_ms.set(now_ms());
     }
 
     /// Waits for `n` more acknowledged writes.
@@ -368,14 +384,10 @@ impl<'d> Writes<'d> {
     }
 
     /// Stops the writer, records its acknowledged writes in the ledger and measures from `fault_ms`.
-    fn finish(
-        self,
-        ledger: &mut Ledger,
-        fault_ms: u64,
-    ) -> Result<(Option<Duration>, usize, usize, usize)> {
+    fn finish(self, ledger: &mut Ledger) -> Result<(Option<Duration>, usize, usize, usize)> {
         let records = self.probe.stop()?;
         let acked = crate::probe::acknowledged(&records);
-        let (recovered, failed) = recovery(&records, fault_ms);
+        let (recovered, failed) = recovery(&records, self.from_ms.get());
         let n = (records.len(), acked.len());
         ledger.tables.push((self.table, acked));
         Ok((recovered, failed, n.0, n.1))
@@ -414,14 +426,26 @@ fn drill(
     fault: impl FnOnce(&Writes) -> Result<()>,
 ) -> Result<(Report, String)> {
     let w = Writes::start(d, table)?;
+    let machines = d.machines_of(APP)?;
+    let stop = AtomicBool::new(false);
     let t = Instant::now();
-    let fault_ms = now_ms();
-    fault(&w).with_context(|| format!("drill {name}: the fault"))?;
-    w.wait(10, RECOVER)
-        .with_context(|| format!("drill {name}"))?;
-    let (recovered, failed, writes, acked) = w.finish(ledger, fault_ms)?;
-    let primary =
-        healthy(d, ledger, replicas, HEAL).with_context(|| format!("after drill {name}"))?;
+    w.measure_from_now();
+    // The watch runs from the fault until the deployment is healthy again.
+    let (outcome, exposed) = std::thread::scope(|s| {
+        let watch = s.spawn(|| failover_watch::watch(d, &machines, &stop));
+        let outcome = (|| {
+            fault(&w).with_context(|| format!("drill {name}: the fault"))?;
+            w.wait(10, RECOVER)
+                .with_context(|| format!("drill {name}"))?;
+            let (recovered, failed, writes, acked) = w.finish(ledger)?;
+            let primary = healthy(d, ledger, replicas, HEAL)
+                .with_context(|| format!("after drill {name}"))?;
+            anyhow::Ok((recovered, failed, writes, acked, primary))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        (outcome, watch.join().unwrap_or_default())
+    });
+    let (recovered, failed, writes, acked, primary) = outcome?;
     let r = Report {
         name: name.into(),
         target,
@@ -430,8 +454,9 @@ fn drill(
         writes,
         acked,
         healed: t.elapsed(),
+        exposed,
     };
-    eprintln!("drill {name:?}: writes back after {:?}, {failed} failed of {writes} ({acked} acknowledged, all on every member), healthy after {:.1} s; primary {primary}", r.recovered, r.healed.as_secs_f64());
+    eprintln!("drill {name:?}: writes back after {:?}, {failed} failed of {writes} ({acked} acknowledged, all on every member), healthy after {:.1} s; primary {primary}; no automatic failover possible for {:.1} s (longest {:.1} s{})", r.recovered, r.healed.as_secs_f64(), r.exposed.total.as_secs_f64(), r.exposed.longest.as_secs_f64(), r.exposed.why.as_deref().map(|w| format!(": {w}")).unwrap_or_default());
     Ok((r, primary))
 }
 
@@ -506,7 +531,9 @@ pub fn wait_sync_standby(d: &Deployment) -> Result<()> {
                 .unwrap_or_default();
             ensure!(
                 roles.iter().filter(|r| *r == "primary").count() == 1
-                    && roles.iter().any(|r| r == "sync-standby")
+                    && roles
+                        .iter()
+                        .any(|r| r == "sync-standby" || r == "quorum-standby")
                     && roles.len() == 3,
                 "list-members roles: {roles:?}"
             );
@@ -690,6 +717,90 @@ pub fn switchover(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     Ok(r)
 }
 
+/// Two faults back to back (issue 16): the primary's postmaster killed and, as soon as the
+/// new primary acknowledges a write, that primary's host down. The outage is measured from the
+/// second fault (the host-lost target); the first member's PostgreSQL is still restarting.
+pub fn back_to_back(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
+    let (first, machine) = primary(d)?;
+    let pid = postmaster(d, &machine)?;
+    let mut second = String::new();
+    let (r, now) = drill(
+        d,
+        ledger,
+        "postmaster killed, then the new primary's host down",
+        "back_to_back",
+        Some(Duration::from_secs(25)),
+        2,
+        |w| {
+            d.fault(
+                &machine,
+                FaultOp::Kill {
+                    target: pid.to_string(),
+                    signal: 9,
+                },
+            )?;
+            let new = wait_new_primary(d, &first, RECOVER)?;
+            w.wait(1, RECOVER)
+                .context("the new primary acknowledged no write")?;
+            second = d.machine_of(&new)?;
+            w.measure_from_now();
+            d.fault(&second, FaultOp::Stop)?;
+            let res = w
+                .wait(10, RECOVER)
+                .with_context(|| format!("writes after {new}'s host went down too"));
+            d.fault(&second, FaultOp::Start)?;
+            res
+        },
+    )?;
+    ensure!(
+        d.machine_of(&now)? != second,
+        "{now} is the primary, on the machine that went down"
+    );
+    Ok(r)
+}
+
+/// The primary's host down, and as soon as the new primary acknowledges writes the old host
+/// comes back; while its Patroni rejoins (restart, pg_rewind when its timeline diverged), the
+/// new primary's host goes down too (issue 16). The outage is measured from the second fault.
+pub fn host_down_while_rejoining(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
+    let (first, m1) = primary(d)?;
+    let (r, _) = drill(
+        d,
+        ledger,
+        "primary's host down while the old primary rejoins",
+        "down_while_rejoining",
+        Some(Duration::from_secs(25)),
+        2,
+        |w| {
+            d.fault(&m1, FaultOp::Stop)?;
+            let new = wait_new_primary(d, &first, RECOVER)?;
+            w.wait(3, RECOVER)
+                .context("the new primary acknowledged no write")?;
+            let m2 = d.machine_of(&new)?;
+            d.fault(&m1, FaultOp::Start)?;
+            // The old primary is rejoining from the moment its Patroni runs until it streams.
+            until(RECOVER, "Patroni running again on the old primary", || {
+                let pids: Vec<u32> = serde_json::from_value(d.fault(
+                    &m1,
+                    FaultOp::Pids {
+                        comm: "patroni".into(),
+                    },
+                )?)?;
+                ensure!(!pids.is_empty(), "no patroni on machine {m1} yet");
+                Ok(())
+            })?;
+            w.measure_from_now();
+            d.fault(&m2, FaultOp::Stop)?;
+            let res = w.wait(10, RECOVER).with_context(|| {
+                format!("writes after {new}'s host went down while {first} rejoined")
+            });
+            d.fault(&m2, FaultOp::Start)?;
+            res
+        },
+    )?;
+    Ok(r)
+}
+
 /// Every postgresql-ha host stopped at once, then all started (the clients' machine stays up).
 pub fn all_hosts_restarted(d: &Deployment, ledger: &mut Ledger) -> Result<Report> {
     let machines = d.machines_of(APP)?;
@@ -839,6 +950,8 @@ pub fn steps() -> Vec<(&'static str, Step)> {
             "network cut 90 s",
             Box::new(|d: &Deployment, l: &mut Ledger| network_cut(d, l, Duration::from_secs(90))),
         ),
+        ("back to back", Box::new(back_to_back)),
+        ("down while rejoining", Box::new(host_down_while_rejoining)),
         ("all hosts restarted", Box::new(all_hosts_restarted)),
         ("primary removed", Box::new(primary_removed)),
         ("2 units, force-promote", Box::new(two_units_force_promote)),

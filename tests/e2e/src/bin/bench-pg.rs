@@ -71,7 +71,7 @@ fn run(env: &Env, md: &mut String) -> Result<()> {
 }
 
 fn table(rows: &[Report]) -> String {
-    let mut md = String::from("| drill | fault → first write (s) | target | writes failed | acknowledged | acknowledged lost (target 0) | healthy after (s) |\n|---|---|---|---|---|---|---|\n");
+    let mut md = String::from("| drill | fault → first write (s) | target | writes failed | acknowledged | acknowledged lost (target 0) | no automatic failover possible, total / longest (s, target 0) | healthy after (s) |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let rec = r
             .recovered
@@ -87,9 +87,18 @@ fn table(rows: &[Report]) -> String {
             }
             None => "-".into(),
         };
+        let exposed = match (&r.exposed.why, r.exposed.total.is_zero()) {
+            (_, true) => "0: met".to_string(),
+            (why, false) => format!(
+                "{:.1} / {:.1}: NOT met ({})",
+                r.exposed.total.as_secs_f64(),
+                r.exposed.longest.as_secs_f64(),
+                why.as_deref().unwrap_or("")
+            ),
+        };
         let _ = writeln!(
             md,
-            "| {} | {rec} | {target} | {}/{} | {} | 0: met | {:.1} |",
+            "| {} | {rec} | {target} | {}/{} | {} | 0: met | {exposed} | {:.1} |",
             r.name,
             r.failed,
             r.writes,
@@ -115,12 +124,13 @@ mod tests {
             writes: 100,
             acked: 97,
             healed: Duration::from_secs(20),
+            exposed: e2e::failover_watch::Windows::default(),
         };
         let t = table(&[r(Some(2500)), r(Some(12000)), r(None)]);
         let lines: Vec<&str> = t.lines().skip(2).collect();
         assert_eq!(
             lines[0],
-            "| x | 2.5 | ≤ 10 s: met | 3/100 | 97 | 0: met | 20.0 |"
+            "| x | 2.5 | ≤ 10 s: met | 3/100 | 97 | 0: met | 0: met | 20.0 |"
         );
         assert!(lines[1].contains("12.0 | ≤ 10 s: NOT met"), "{}", lines[1]);
         assert!(lines[2].contains("| - | ≤ 10 s: met"), "{}", lines[2]);
