@@ -321,7 +321,21 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Resolve { unit, no_retry } => model
             .request(&Request::Resolve { unit, no_retry })
             .map(|_| ()),
-        Cmd::Wait { timeout } => model.wait(Duration::from_secs(timeout)),
+        Cmd::Wait { timeout } => {
+            model.wait(Duration::from_secs(timeout))?;
+            // Settled; what failed on the way and was fixed by a retry is still worth a look.
+            let failed = model.failures()?.failed;
+            if !failed.is_empty() {
+                eprintln!(
+                    "settled, but {} hook run(s) in this model exited non-zero (lm logs <unit>):",
+                    failed.len()
+                );
+                for f in &failed {
+                    eprintln!("  {}", f.line());
+                }
+            }
+            Ok(())
+        }
         Cmd::Destroy => model.destroy(),
         Cmd::Logs { unit, lines } => {
             let p = model.layout.unit_log(&unit);

@@ -2,12 +2,16 @@
 //! send it requests, wait for the model to settle, run actions, inject faults, destroy.
 
 use crate::layout::Layout;
-use crate::protocol::{call, DeployPlan, FaultOp, Request, Response};
+use crate::protocol::{call, DeployPlan, Failures, FaultOp, Request, Response, UnitError};
 use crate::state::{ActionRun, Substrate};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Failed runs in a row of one hook with the same message after which waiting stops: the
+/// first failure and three retries, 35 s with Juju's backoff (5, 10, 20 s).
+pub const STUCK_AFTER_SAME: u32 = 4;
 
 /// A handle on one local model (a model directory and its daemon).
 #[derive(Clone, Debug)]
@@ -154,26 +158,73 @@ impl LocalModel {
         Ok(serde_json::from_value(self.request(&Request::Unsettled)?)?)
     }
 
-    /// Wait until every unit is idle with no hook queued; the error names stuck units.
+    /// Hook runs that exited non-zero so far (oldest first), and the units in error now.
+    pub fn failures(&self) -> Result<Failures> {
+        Ok(serde_json::from_value(self.request(&Request::Failures)?)?)
+    }
+
+    /// Why waiting longer cannot settle the model, if so: a unit's hook failed
+    /// [`STUCK_AFTER_SAME`] times in a row with the same message, the last time after
+    /// `since_ms` (ms since the epoch: when the wait began, so that a cause fixed before it is
+    /// given its retry), or every unit not settled is in error with no retry coming (only
+    /// `resolve` helps). The answer names each such unit, its hook and error, and the last
+    /// lines of its output.
+    pub fn stuck(&self, since_ms: u64) -> Result<Option<String>> {
+        let u = self.unsettled()?;
+        if !u.iter().any(|(_, why)| why.starts_with("error:")) {
+            return Ok(None);
+        }
+        let errors = self.failures()?.errors;
+        let no_retry_only = u
+            .iter()
+            .all(|(n, _)| errors.iter().any(|e| &e.unit == n && !e.retry_scheduled));
+        let stuck: Vec<&UnitError> = errors
+            .iter()
+            .filter(|e| no_retry_only || (e.same >= STUCK_AFTER_SAME && e.last_at_ms >= since_ms))
+            .collect();
+        if stuck.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for e in stuck {
+            let why = if e.retry_scheduled || e.same >= STUCK_AFTER_SAME {
+                format!(
+                    "failed {} times in a row with the same error (retrying does not help)",
+                    e.same
+                )
+            } else {
+                "failed and no retry comes (`lm resolve` it once the cause is fixed)".into()
+            };
+            out.push(format!(
+                "{}: hook {:?} {why}: {}",
+                e.unit, e.hook, e.message
+            ));
+            out.push(format!(
+                "  the last lines of its output (all of it: lm logs {}):",
+                e.unit
+            ));
+            out.extend(e.tail.iter().map(|l| format!("    {l}")));
+        }
+        Ok(Some(out.join("\n")))
+    }
+
+    /// Wait until every unit is idle with no hook queued. Fails early, naming each unit, hook
+    /// and error, when waiting cannot help (see [`LocalModel::stuck`]); on timeout the error
+    /// names the units still busy.
     pub fn wait(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let since = crate::state::now_ms();
         loop {
             let u = self.unsettled()?;
             if u.is_empty() {
                 return Ok(());
             }
-            // units in error with no retry coming can only settle after `resolve`
-            let stuck = u
-                .iter()
-                .all(|(_, why)| why.starts_with("error:") && !why.ends_with("retry scheduled"));
-            if stuck || Instant::now() >= deadline {
+            if let Some(why) = self.stuck(since)? {
+                bail!("units in error, waiting cannot settle the model:\n{why}");
+            }
+            if Instant::now() >= deadline {
                 let list: Vec<String> = u.iter().map(|(n, why)| format!("{n} ({why})")).collect();
-                let what = if stuck {
-                    "units in error (resolve them)".to_string()
-                } else {
-                    format!("model not settled after {timeout:?}")
-                };
-                bail!("{what}: {}", list.join(", "));
+                bail!("model not settled after {timeout:?}: {}", list.join(", "));
             }
             std::thread::sleep(Duration::from_millis(25));
         }

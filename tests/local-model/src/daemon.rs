@@ -304,6 +304,7 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
         Request::Exec { .. } => bail!("exec is handled outside the lock"),
         Request::Status => Ok(crate::status::status_json(&rt.state)),
         Request::Unsettled => Ok(json!(rt.unsettled())),
+        Request::Failures => Ok(json!(rt.failures())),
         Request::Fault { machine, fault } => {
             let m = machine_of(rt, &machine)?;
             let f = match fault {

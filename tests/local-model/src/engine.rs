@@ -27,6 +27,8 @@ pub struct Running {
     pub pid: u32,
     /// When the hook process started (its wall time goes to the unit's log).
     pub started: std::time::Instant,
+    /// Where its output starts in the unit's log.
+    pub log_from: u64,
 }
 
 /// Everything the daemon holds, behind one lock.
@@ -62,6 +64,36 @@ impl Runtime {
         if let Err(e) = self.state.save(&self.layout.state()) {
             eprintln!("lm: saving state: {e:#}");
         }
+    }
+
+    /// Hook runs that exited non-zero (oldest first) and the units in error now.
+    pub fn failures(&self) -> crate::protocol::Failures {
+        let mut failed: Vec<crate::state::HookFailure> = self
+            .state
+            .units
+            .values()
+            .flat_map(|u| u.failures.iter().cloned())
+            .collect();
+        failed.sort_by_key(|f| f.at_ms);
+        let errors = self
+            .state
+            .units
+            .values()
+            .filter_map(|u| {
+                let e = u.error.as_ref()?;
+                Some(crate::protocol::UnitError {
+                    unit: u.name.clone(),
+                    hook: e.hook.name.clone(),
+                    attempts: e.attempts,
+                    same: e.same,
+                    retry_scheduled: e.retry_at_ms.is_some(),
+                    last_at_ms: u.failures.last().map_or(0, |f| f.at_ms),
+                    message: e.message.clone(),
+                    tail: e.tail.clone(),
+                })
+            })
+            .collect();
+        crate::protocol::Failures { failed, errors }
     }
 
     /// Units that are not settled, with the reason (executing, queued, error).
@@ -376,6 +408,7 @@ fn start_exec(rt: &mut Runtime, shared: &Shared, job: crate::juju_exec::ExecJob)
                     context_id: id.clone(),
                     pid: child.id(),
                     started: std::time::Instant::now(),
+                    log_from: 0,
                 },
             );
             let shared2 = shared.clone();
@@ -454,7 +487,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
     };
     let id = ctx.id.clone();
     rt.contexts.insert(id.clone(), ctx);
-    let spawned: Result<Child> = (|| {
+    let spawned: Result<(Child, u64)> = (|| {
         let program = program.ok_or_else(|| anyhow::anyhow!("missing"))?;
         let mut log = OpenOptions::new()
             .create(true)
@@ -464,6 +497,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
             use std::io::Write;
             let _ = writeln!(log, "INFO {unit} running {}", log_label(&h));
         }
+        let log_from = log.metadata().map_or(0, |m| m.len());
         let (out, err) = match h.action {
             Some(a) => (
                 std::fs::File::create(action_out(rt, a, "stdout"))?,
@@ -477,10 +511,11 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        cmd.spawn().with_context(|| format!("starting {program}"))
+        let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+        Ok((child, log_from))
     })();
     match spawned {
-        Ok(child) => {
+        Ok((child, log_from)) => {
             rt.running.insert(
                 u.machine.clone(),
                 Running {
@@ -488,6 +523,7 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
                     context_id: id.clone(),
                     pid: child.id(),
                     started: std::time::Instant::now(),
+                    log_from,
                 },
             );
             let shared2 = shared.clone();
@@ -516,6 +552,26 @@ fn wait_hook(shared: Shared, mut child: Child, id: String) {
     cv.notify_all();
 }
 
+/// Lines of a failed hook's output kept for reports.
+pub const TAIL_LINES: usize = 10;
+
+/// What a hook run wrote to its unit's log from `from` on, without the hook-tool call lines
+/// (`DEBUG <hook> tool ...`): its own output and juju-log lines.
+fn hook_output(rt: &Runtime, unit: &str, from: u64) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(rt.layout.unit_log(unit)) {
+        if f.seek(SeekFrom::Start(from)).is_ok() {
+            let _ = f.read_to_end(&mut bytes);
+        }
+    }
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("DEBUG "))
+        .map(String::from)
+        .collect()
+}
+
 /// Backoff before retry number `attempts` (1-based): base * 2^(n-1), capped.
 pub fn backoff_ms(base: u64, max: u64, attempts: u32) -> u64 {
     base.saturating_mul(1u64 << (attempts.saturating_sub(1)).min(20))
@@ -526,6 +582,13 @@ pub fn backoff_ms(base: u64, max: u64, attempts: u32) -> u64 {
 pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     let Some(ctx) = rt.contexts.remove(context_id) else {
         return;
+    };
+    // What a failed hook printed, before the line below follows it.
+    let output = match rt.running.values().find(|r| r.context_id == context_id) {
+        Some(r) if code != 0 && !matches!(ctx.hook.kind, HookKind::Action | HookKind::Exec) => {
+            hook_output(rt, &ctx.unit, r.log_from)
+        }
+        _ => Vec::new(),
     };
     // The hook's wall time, for `make bench` and for people reading the log.
     if let Some(r) = rt.running.values().find(|r| r.context_id == context_id) {
@@ -620,14 +683,34 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
         );
         if let Some(u) = rt.state.units.get_mut(&unit) {
             let attempts = u.error.as_ref().map_or(0, |e| e.attempts) + 1;
+            let message = output
+                .last()
+                .cloned()
+                .unwrap_or_else(|| format!("exit {code}, nothing printed"));
+            let same = match &u.error {
+                Some(e) if e.hook.name == h.name && e.message == message => e.same + 1,
+                _ => 1,
+            };
             u.hooks_run += 1;
             u.hook_log.push(format!("{} (failed)", h.name));
             u.agent = "error".into();
             u.agent_message = format!("hook failed: {:?}", h.name);
+            u.failures.push(crate::state::HookFailure {
+                unit: unit.clone(),
+                hook: h.name.clone(),
+                code,
+                at_ms: now,
+                message: message.clone(),
+            });
+            let extra = u.failures.len().saturating_sub(crate::state::KEPT_FAILURES);
+            u.failures.drain(..extra);
             u.error = Some(crate::state::HookError {
                 hook: h,
                 attempts,
                 retry_at_ms: (base > 0).then(|| now + backoff_ms(base, max, attempts)),
+                message,
+                tail: output[output.len().saturating_sub(TAIL_LINES)..].to_vec(),
+                same,
             });
         }
     }

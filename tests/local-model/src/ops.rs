@@ -271,6 +271,7 @@ fn make_unit(
         status_ever_set: false,
         hooks_run: 0,
         hook_log: vec![],
+        failures: vec![],
     };
     install_unit_files(rt, &unit)?;
     rt.state.units.insert(name.clone(), unit);

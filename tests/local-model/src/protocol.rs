@@ -95,6 +95,8 @@ pub enum Request {
     Status,
     /// Units that are not settled (running or queued hooks, errors).
     Unsettled,
+    /// Hook runs that exited non-zero, and the units in error now: a [`Failures`].
+    Failures,
     /// `machine` is a machine id or a unit name (its machine).
     Fault {
         machine: String,
@@ -113,6 +115,31 @@ pub enum Request {
         machine: String,
         inside: String,
     },
+}
+
+/// A unit in error now: the hook, how often it failed, what it said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitError {
+    pub unit: String,
+    pub hook: String,
+    pub attempts: u32,
+    /// Runs in a row that failed with the same message.
+    pub same: u32,
+    pub retry_scheduled: bool,
+    /// When its last run ended (ms since the epoch).
+    pub last_at_ms: u64,
+    pub message: String,
+    /// The last lines of its last run's output.
+    pub tail: Vec<String>,
+}
+
+/// The answer to [`Request::Failures`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Every kept hook run that exited non-zero, oldest first.
+    pub failed: Vec<crate::state::HookFailure>,
+    /// Units in error now.
+    pub errors: Vec<UnitError>,
 }
 
 /// daemon -> CLI.

@@ -137,7 +137,41 @@ pub struct HookError {
     pub hook: crate::resolver::HookSpec,
     pub attempts: u32,
     pub retry_at_ms: Option<u64>,
+    /// What the last run said last (see [`HookFailure::message`]).
+    #[serde(default)]
+    pub message: String,
+    /// The last lines of the last run's output, hook-tool calls left out.
+    #[serde(default)]
+    pub tail: Vec<String>,
+    /// Runs in a row of this hook that failed with this message (1 for the first).
+    #[serde(default)]
+    pub same: u32,
 }
+
+/// A hook run that exited non-zero (kept per unit, for `lm wait` and the tests' reports).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookFailure {
+    pub unit: String,
+    pub hook: String,
+    pub code: i32,
+    pub at_ms: u64,
+    /// The last line the run printed that is not a hook-tool call: a charm-lib charm's
+    /// `hook <name> failed: <error>`, a script's last error.
+    pub message: String,
+}
+
+impl HookFailure {
+    /// `unit: hook "name" exited 1: message`
+    pub fn line(&self) -> String {
+        format!(
+            "{}: hook {:?} exited {}: {}",
+            self.unit, self.hook, self.code, self.message
+        )
+    }
+}
+
+/// Failed hook runs kept per unit (the oldest are dropped).
+pub const KEPT_FAILURES: usize = 50;
 
 /// A unit of an application.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -168,6 +202,9 @@ pub struct Unit {
     pub hooks_run: u64,
     /// Every hook this unit ran, in order (for tests and `lm status --format=json`).
     pub hook_log: Vec<String>,
+    /// Its last [`KEPT_FAILURES`] hook runs that exited non-zero, oldest first.
+    #[serde(default)]
+    pub failures: Vec<HookFailure>,
 }
 
 impl Unit {

@@ -454,7 +454,8 @@ fn bundle_in_bare_mode_follows_juju_order() {
     );
     let err = m.wait(Duration::from_millis(300)).unwrap_err().to_string();
     assert!(
-        err.contains("a/1 (error: hook failed: \"config-changed\")"),
+        err.contains("a/1: hook \"config-changed\" failed and no retry comes")
+            && err.contains("failing config-changed on purpose"),
         "{err}"
     );
     let run = m.run_action("a/1", "hello", &[], T).unwrap();
@@ -632,6 +633,16 @@ fn failed_hooks_are_retried_with_backoff_and_update_status_runs_when_idle() {
     })
     .unwrap();
     m.wait(T).expect("recovered by retry");
+    // what a retry fixed is still reported: every failed run, with what it said
+    let f = m.failures().unwrap();
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+    assert!(f.failed.len() >= 3, "{:?}", f.failed);
+    for x in &f.failed {
+        assert_eq!(
+            (x.unit.as_str(), x.hook.as_str(), x.code, x.message.as_str()),
+            ("r/0", "install", 1, "failing install on purpose")
+        );
+    }
     let hooks = names(&records(&dir, "r/0"));
     let first_ok = hooks.iter().position(|h| h != "install").unwrap();
     assert!(first_ok >= 3, "{hooks:?}");
@@ -642,5 +653,47 @@ fn failed_hooks_are_retried_with_backoff_and_update_status_runs_when_idle() {
         assert!(std::time::Instant::now() < deadline, "no update-status");
         std::thread::sleep(Duration::from_millis(20));
     }
+    m.destroy().unwrap();
+}
+
+#[test]
+fn wait_stops_early_naming_unit_hook_and_error_when_retries_keep_failing_alike() {
+    let dir = scratch("stuck");
+    write_bundle(&dir, "");
+    let plan = local_model::bundle::charm_plan(
+        &dir.join("charms/lm-test.charm"),
+        Some("s".into()),
+        1,
+        None,
+        &[
+            "fail-hook=install".into(),
+            format!("record-dir={}", dir.join("rec").display()),
+        ],
+        &["blob=".to_string() + &dir.join("blob.txt").display().to_string()],
+    )
+    .unwrap();
+    let m = local_model::LocalModel::new(&dir.join("model"), &lm_bin())
+        .with_env("LM_RETRY_BASE_MS", "50")
+        .with_env("LM_RETRY_MAX_MS", "200")
+        .with_env("LM_UPDATE_STATUS_MS", "0");
+    m.deploy_plan(plan, Substrate::Bare).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = m
+        .wait(Duration::from_secs(300))
+        .expect_err("every unit keeps failing its install the same way");
+    // retries come every 200 ms at most here: four failures in a row take well under a second
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    let msg = format!("{e:#}");
+    for want in [
+        "s/0: hook \"install\" failed 4 times in a row with the same error",
+        "failing install on purpose",
+        "lm logs s/0",
+    ] {
+        assert!(msg.contains(want), "{want:?} not in:\n{msg}");
+    }
+    assert!(
+        !msg.contains(" tool "),
+        "hook-tool calls are left out:\n{msg}"
+    );
     m.destroy().unwrap();
 }
