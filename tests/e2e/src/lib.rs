@@ -23,6 +23,23 @@ use std::time::{Duration, Instant};
 
 pub use local_model::protocol::FaultOp;
 
+/// What [`Deployment::wait_active`] remembers between calls: whether the model settled once
+/// already (the first deployment), and the last failed hook run it reported.
+#[derive(Debug, Default)]
+pub struct SettleLog {
+    settled_once: std::sync::atomic::AtomicBool,
+    reported_until_ms: std::sync::atomic::AtomicU64,
+}
+
+/// One line per failed hook run: `unit: hook "name" exited N: message`.
+pub fn failure_lines(failed: &[local_model::state::HookFailure]) -> String {
+    failed
+        .iter()
+        .map(|f| format!("  {}", f.line()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Paths of everything a deployment needs.
 #[derive(Debug, Clone)]
 pub struct Env {
@@ -138,6 +155,8 @@ pub struct Deployment {
     pub net: u8,
     /// The model directory.
     pub dir: PathBuf,
+    /// See [`Deployment::wait_active`].
+    pub settling: SettleLog,
 }
 
 impl Deployment {
@@ -161,6 +180,7 @@ impl Deployment {
             env: env.clone(),
             net,
             dir,
+            settling: SettleLog::default(),
         })
     }
 
@@ -172,11 +192,17 @@ impl Deployment {
         if !lm.running() {
             bail!("no model runs in {}", dir.display());
         }
+        let settling = SettleLog::default();
+        // Not a first deployment: whatever happened before is not this handle's to judge.
+        settling
+            .settled_once
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Deployment {
             lm,
             env: env.clone(),
             net,
             dir: dir.to_path_buf(),
+            settling,
         })
     }
 
@@ -284,8 +310,12 @@ impl Deployment {
     }
 
     /// Waits until the model is settled and every unit is active; the error lists the rest.
+    /// Fails early when a hook keeps failing the same way (`LocalModel::stuck`). Once
+    /// settled, prints every hook run that exited non-zero since the last call; the first
+    /// time (the first deployment) any such run is an error: a normal deployment has none.
     pub fn wait_active(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let since = local_model::state::now_ms();
         loop {
             let units = self.units()?;
             let settled = self.lm.unsettled()?.is_empty();
@@ -295,7 +325,10 @@ impl Deployment {
                 .map(|(n, s, m)| format!("{n} {s}: {m}"))
                 .collect();
             if settled && !units.is_empty() && not_active.is_empty() {
-                return Ok(());
+                return self.check_failed_hooks();
+            }
+            if let Some(why) = self.lm.stuck(since)? {
+                bail!("units in error, waiting cannot settle the model:\n{why}");
             }
             if Instant::now() > deadline {
                 bail!(
@@ -306,6 +339,31 @@ impl Deployment {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Reports the hook runs that exited non-zero since the last report; on the first
+    /// settling of a new deployment, any of them is an error.
+    fn check_failed_hooks(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let failed = self.lm.failures()?.failed;
+        let after = self.settling.reported_until_ms.load(Relaxed);
+        let new: Vec<_> = failed.into_iter().filter(|f| f.at_ms > after).collect();
+        if let Some(last) = new.last() {
+            self.settling.reported_until_ms.store(last.at_ms, Relaxed);
+            eprintln!(
+                "    {} hook run(s) exited non-zero while settling (lm logs <unit>):\n{}",
+                new.len(),
+                failure_lines(&new)
+            );
+        }
+        let first = !self.settling.settled_once.swap(true, Relaxed);
+        if first && !new.is_empty() {
+            bail!(
+                "hooks exited non-zero during the first deployment (a normal deployment has none):\n{}",
+                failure_lines(&new)
+            );
+        }
+        Ok(())
     }
 
     /// The machine id a unit runs on.

@@ -38,9 +38,11 @@ impl Changes {
 
 /// Waits until the model is settled with every unit Active, calling `print` with a line per
 /// change (prefixed with the seconds since the call). Returns how long it took; the error
-/// names the units that are not Active.
+/// names the units that are not Active, or, as soon as a hook keeps failing the same way
+/// (`LocalModel::stuck`), the unit, hook, error and the last lines of its output.
 pub fn settle(d: &Deployment, timeout: Duration, mut print: impl FnMut(&str)) -> Result<Duration> {
     let start = Instant::now();
+    let since = local_model::state::now_ms();
     let mut changes = Changes::default();
     loop {
         let st = d.status()?;
@@ -51,6 +53,9 @@ pub fn settle(d: &Deployment, timeout: Duration, mut print: impl FnMut(&str)) ->
         let all_active = !units.is_empty() && units.iter().all(|(_, s, _)| s == "active");
         if all_active && d.lm.unsettled()?.is_empty() {
             return Ok(start.elapsed());
+        }
+        if let Some(why) = d.lm.stuck(since)? {
+            bail!("units in error, waiting cannot settle the model:\n{why}");
         }
         if start.elapsed() > timeout {
             let rest: Vec<String> = units
@@ -66,6 +71,35 @@ pub fn settle(d: &Deployment, timeout: Duration, mut print: impl FnMut(&str)) ->
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The hook runs that exited non-zero after `after_ms` (ms since the epoch), oldest first.
+pub fn failed_hooks(d: &Deployment, after_ms: u64) -> Result<Vec<local_model::state::HookFailure>> {
+    Ok(d.lm
+        .failures()?
+        .failed
+        .into_iter()
+        .filter(|f| f.at_ms > after_ms)
+        .collect())
+}
+
+/// Prints what [`failed_hooks`] found: a line saying none did, or one line per run.
+pub fn report_failed_hooks(
+    d: &Deployment,
+    after_ms: u64,
+    mut print: impl FnMut(&str),
+) -> Result<()> {
+    let failed = failed_hooks(d, after_ms)?;
+    if failed.is_empty() {
+        print("   no hook exited non-zero");
+    } else {
+        print(&format!(
+            "   {} hook run(s) exited non-zero on the way (retries fixed them; `lm logs <unit>` shows why):\n{}",
+            failed.len(),
+            crate::failure_lines(&failed)
+        ));
+    }
+    Ok(())
 }
 
 /// Hooks run so far per application (subordinates under their own application), from the

@@ -69,9 +69,11 @@ fn run(env: &Env, dir: &std::path::Path) -> Result<()> {
     let took = watch::settle(&d, SETTLE, |l| println!("{l}"))?;
     let hooks = watch::hooks_total(&d.status()?);
     println!(
-        "== settled in {:.0} s, {hooks} hooks run; every unit is Active\n",
+        "== settled in {:.0} s, {hooks} hooks run; every unit is Active",
         took.as_secs_f64()
     );
+    watch::report_failed_hooks(&d, 0, |l| println!("{l}"))?;
+    println!();
     print_status(env, dir)?;
     println!("MAAS: {}  (the region VIP; the lab's hosts reach it, this machine has no route into the lab:", region_url(&d));
     println!(
@@ -132,6 +134,7 @@ fn drill(d: &Deployment) -> Result<()> {
         .wait_successes(10, Duration::from_secs(60))
         .context("requests through the VIP before the drill")?;
     let down_at = now_ms();
+    let before_fault = watch::failed_hooks(d, 0)?.last().map_or(0, |f| f.at_ms);
     d.fault(&holder, FaultOp::Stop)?;
     println!("   machine {holder} stopped (power cut: processes killed, link down)");
     let new_holder = d
@@ -171,6 +174,7 @@ fn drill(d: &Deployment) -> Result<()> {
     d.fault(&holder, FaultOp::Start)?;
     watch::settle(d, Duration::from_secs(300), |l| println!("{l}"))
         .context("after the machine came back")?;
+    watch::report_failed_hooks(d, before_fault, |l| println!("{l}"))?;
     let holders = d.vip_holders(&vip)?;
     if holders.len() != 1 {
         bail!("{vip} held by {holders:?} after the machine came back");

@@ -147,6 +147,7 @@ impl VipDrill {
             env: env.clone(),
             net,
             dir: dir.clone(),
+            settling: Default::default(),
         };
         // Outside the model directory, which starting the daemon empties.
         let inputs = env.build.join("e2e").join(format!("{name}-inputs"));
