@@ -5,6 +5,10 @@
 //! `/sync` key's leader and voters besides itself (a non-voter `quorum + 1`), and only members
 //! whose PostgreSQL runs can vote; in classic synchronous mode only a member of `/sync` may
 //! take over.
+//!
+//! Only a window in which a majority of members would survive the primary's loss counts
+//! (issue 16's promise): with a database host already down, losing the primary leaves too few
+//! members to fail over by design, and the watch says [`Sample::Other`].
 
 use crate::Deployment;
 use serde_json::Value;
@@ -23,7 +27,8 @@ pub enum Sample {
     Ready,
     /// A running primary nobody could replace; why.
     Exposed(String),
-    /// No running primary (a failover under way), or no member with etcd quorum answered.
+    /// No running primary (a failover under way), no member with etcd quorum answered, or
+    /// too few hosts up for a majority to survive the primary's loss.
     Other,
 }
 
@@ -105,9 +110,23 @@ pub fn windows(samples: &[(Instant, Sample)]) -> Windows {
     w
 }
 
+/// Whether a majority of the `n` members would be left if the primary were lost, with `up`
+/// hosts up (the primary's among them).
+pub fn majority_would_survive(up: usize, n: usize) -> bool {
+    up.saturating_sub(1) > n / 2
+}
+
 /// One look from the first of `machines` whose etcd answers with a quorum (a linearizable read
 /// fails on a member cut off, whose Patroni would still report itself leader).
 fn look(d: &Deployment, machines: &[String]) -> Sample {
+    // A stopped host cannot run a command; a cut one still can (and counts as up).
+    let up = machines
+        .iter()
+        .filter(|m| d.lm.exec(m, &["true"]).is_ok_and(|(code, _, _)| code == 0))
+        .count();
+    if !majority_would_survive(up, machines.len()) {
+        return Sample::Other;
+    }
     for m in machines {
         let sync = d.exec(
             m,
@@ -208,6 +227,15 @@ mod tests {
         assert_eq!(judge(&c, &Value::Null), Sample::Ready);
         let c = cluster(&[("a", "replica", "stopped"), ("b", "replica", "streaming")]);
         assert_eq!(judge(&c, &Value::Null), Sample::Other);
+    }
+
+    #[test]
+    fn only_a_loss_a_majority_survives_counts() {
+        assert!(majority_would_survive(3, 3));
+        assert!(!majority_would_survive(2, 3), "one host already down");
+        assert!(!majority_would_survive(2, 2));
+        assert!(majority_would_survive(4, 5));
+        assert!(!majority_would_survive(3, 5));
     }
 
     #[test]
