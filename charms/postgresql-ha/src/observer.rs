@@ -35,9 +35,12 @@ pub fn signature(cluster: &Cluster) -> Option<String> {
 }
 
 /// Whether to ask for a hook: the callback said so, or the primary or its confirming standbys
-/// changed since the last look (a missing primary during a failover is not a change yet).
+/// changed since the last look (a missing primary during a failover is not a change yet). The
+/// first primary seen counts too: the hook that started this service may have reported a state
+/// that changed before the service looked (seen: the application left `waiting` for a
+/// confirming standby that had been there for minutes).
 pub fn should_dispatch(last: Option<&str>, now: Option<&str>, marked: bool) -> bool {
-    marked || matches!((last, now), (Some(a), Some(b)) if a != b)
+    marked || matches!((last, now), (a, Some(b)) if a != Some(b))
 }
 
 /// The cluster as the local Patroni sees it, if it answers.
@@ -135,9 +138,10 @@ mod tests {
     #[test]
     fn dispatches_on_a_new_primary_or_a_callback_only() {
         assert!(
-            !should_dispatch(None, Some("pg-0"), false),
-            "first sight is not a change"
+            should_dispatch(None, Some("pg-0"), false),
+            "first sight may differ from what the last hook saw"
         );
+        assert!(!should_dispatch(None, None, false));
         assert!(!should_dispatch(Some("pg-0"), Some("pg-0"), false));
         assert!(
             !should_dispatch(Some("pg-0"), None, false),
