@@ -7,7 +7,10 @@
 //! kill -9 of the primary's postmaster; kill -9 of Patroni on the primary; the primary's
 //! postgres SIGSTOPped for 30 s then SIGCONTed; the primary's network cut for 30 s and for 90 s
 //! (the old primary rejoins as a standby, and every acknowledged write is on the final
-//! primary, so no second primary acknowledged one); every database host stopped and started;
+//! primary, so no second primary acknowledged one); two faults back to back (the primary's
+//! postmaster killed, then the new primary's host down as soon as it acknowledges a write; the
+//! primary's host down, then the new primary's host down while the old one rejoins: issue 16);
+//! every database host stopped and started;
 //! remove-unit of the primary; then, with the 2 units left, the primary's host down → the
 //! survivor Blocked → force-promote → writes resume and the host rejoins.
 //!
