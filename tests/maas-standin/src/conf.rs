@@ -277,6 +277,16 @@ pub fn write_secret(flavor: Flavor, secret: &str) -> Result<()> {
     )
 }
 
+/// Deletes the shared secret file of `flavor` (`set_rpc_secret(None)` in src/maascli/snap.py);
+/// a missing file is fine.
+pub fn remove_secret(flavor: Flavor) -> Result<()> {
+    match std::fs::remove_file(flavor.secret()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", flavor.secret().display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

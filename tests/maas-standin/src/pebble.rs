@@ -36,14 +36,16 @@ pub fn run() -> anyhow::Result<()> {
     let mut children: Vec<(&'static str, Child)> = vec![];
     let mut mode = String::new();
     loop {
+        // A missing snap_mode is "none" (`get_current_mode` in src/maascli/snap.py), and
+        // the snap's pebble plan runs no MAAS service then.
         let want = conf::read_snap_mode();
-        if want != mode {
+        let changed = want != mode;
+        if changed {
             for (_, c) in children.iter_mut() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
             children.clear();
-            eprintln!("pebble: snap mode {want}");
             mode = want;
         }
         children.retain_mut(|(name, c)| match c.try_wait() {
@@ -60,6 +62,10 @@ pub fn run() -> anyhow::Result<()> {
                     Err(e) => eprintln!("pebble: cannot start {name}: {e}"),
                 }
             }
+        }
+        if changed {
+            let running: Vec<&str> = children.iter().map(|(n, _)| *n).collect();
+            eprintln!("pebble: snap mode {mode}: running {running:?}");
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -190,13 +190,17 @@ impl Region {
         }
     }
 
-    fn sync_secret(&self, c: &mut Client) -> Result<()> {
-        let local = crate::conf::read_secret(self.flavor);
-        let candidate = local.clone().unwrap_or_else(|| util::random_hex(32));
-        let shared = db::shared_secret(c, &candidate)?;
-        if local.as_deref() != Some(shared.as_str()) {
-            crate::conf::write_secret(self.flavor, &shared)?;
-        }
+    /// regiond's start-up against its database, as `start_up` and `inner_start_up` in
+    /// src/maasserver/start_up.py (3.4 to master): the shared secret is read from the
+    /// database or created there (`security.get_shared_secret`: 16 random bytes, hex, under a
+    /// region-wide lock), the region is registered (`get_or_create_running_controller`; here
+    /// its heartbeat row), `maas_uuid` is written (`ensure_uuid_in_config`), and last the
+    /// secret goes to its file (`MAAS_SHARED_SECRET.set`, 0640, `FileBackedValue` in
+    /// src/provisioningserver/utils/env.py). Until then a freshly initialised host has no
+    /// secret file: `maas init` deletes it and `dbupgrade` does not write it.
+    fn start_up(&self, c: &mut Client) -> Result<()> {
+        let shared = db::shared_secret(c, &util::random_hex(32))?;
+        db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
         let uuid = db::maas_uuid(c)?;
         if util::read_trimmed(&self.flavor.maas_uuid()).as_deref() != Some(uuid.as_str()) {
             util::write_file(
@@ -205,6 +209,9 @@ impl Region {
                 0o644,
                 None,
             )?;
+        }
+        if crate::conf::read_secret(self.flavor).as_deref() != Some(shared.as_str()) {
+            crate::conf::write_secret(self.flavor, &shared)?;
         }
         Ok(())
     }
@@ -224,9 +231,9 @@ impl Region {
                 if db::needs_init(&mut c)? {
                     anyhow::bail!("the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)");
                 }
-                self.sync_secret(&mut c)?;
+                self.start_up(&mut c)?;
                 client = Some((gen, c));
-                eprintln!("regiond: connected to the database");
+                eprintln!("regiond: connected to the database; start-up done");
             }
             let Some((_, c)) = client.as_mut() else {
                 unreachable!("connected above")

@@ -52,9 +52,17 @@ fn pebble_runs_daemons_by_snap_mode_and_takes_them_down() {
         .with("MAAS_STANDIN_BIND", "127.0.0.1")
         .with("MAAS_STANDIN_INTERFACES", "");
     std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
-    std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region+rack\n").unwrap();
+    // No snap_mode is mode "none" (`get_current_mode`, src/maascli/snap.py): nothing runs.
     let mut pebble = sb.spawn(&["pebble"], &[]);
     let pid = pebble.child.id();
+    wait_for("pebble in mode none", T, || {
+        pebble
+            .output()
+            .contains("pebble: snap mode none: running []")
+            .then_some(())
+    });
+    assert_eq!(children_of(pid), vec![], "no daemon without snap_mode");
+    std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region+rack\n").unwrap();
     let kids = wait_for("regiond, rackd and named under pebble", T, || {
         let mut names: Vec<(u32, String)> = children_of(pid);
         names.sort_by(|a, b| a.1.cmp(&b.1));

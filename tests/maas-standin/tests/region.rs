@@ -106,6 +106,14 @@ fn wait_rack_log(sb: &Sandbox, what: &str, matches: impl Fn(&Value) -> bool) -> 
     wait_for(what, T, || rack_log(sb).into_iter().find(|l| matches(l)))
 }
 
+/// Waits for the snap's shared secret file; its content.
+fn wait_secret(sb: &Sandbox, what: &str) -> String {
+    let p = sb.path("/var/snap/maas/common/maas/secret");
+    wait_for(what, T, || std::fs::read_to_string(&p).ok())
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn region_init_heartbeats_users_and_api() {
     let pg = Postgres::start();
@@ -125,11 +133,6 @@ fn region_init_heartbeats_users_and_api() {
     assert_eq!(conf["database_user"].as_str(), Some("maas"));
     assert_eq!(conf["database_pass"].as_str(), Some(pg.password.as_str()));
     assert_eq!(conf["num_workers"].as_u64(), Some(2));
-    let secret_path = r.sb.path("/var/snap/maas/common/maas/secret");
-    let secret = read_trimmed(&secret_path);
-    assert_eq!(secret.len(), 32);
-    assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(mode_of(&secret_path) & 0o037, 0);
     assert_eq!(
         read_trimmed(&r.sb.path("/var/snap/maas/common/snap_mode")),
         "region"
@@ -138,10 +141,22 @@ fn region_init_heartbeats_users_and_api() {
         .sb
         .path("/var/snap/maas/current/http/regiond.nginx.conf")
         .exists());
+    // The shared secret, maas_id and maas_uuid are regiond's to write, at start-up.
+    let secret_path = r.sb.path("/var/snap/maas/common/maas/secret");
+    let uuid_path = r.sb.path("/var/snap/maas/common/maas/maas_uuid");
+    for p in [&secret_path, &uuid_path] {
+        assert!(!p.exists(), "{} before regiond started", p.display());
+    }
+    let _regiond = r.spawn_regiond();
+    let secret = wait_secret(&r.sb, "regiond writes the shared secret");
+    assert_eq!(secret.len(), 32);
+    assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(mode_of(&secret_path) & 0o037, 0);
     assert!(r.sb.path("/var/snap/maas/common/maas/maas_id").exists());
-    let uuid = read(&r.sb.path("/var/snap/maas/common/maas/maas_uuid"));
+    let uuid = read(&uuid_path);
     assert_eq!(uuid.trim().len(), 36, "{uuid}");
-    // The secret is the database's: a second region initialised elsewhere gets the same one.
+    // The secret is the database's: a second region initialised elsewhere gets the same one
+    // from its own regiond.
     let r2 = Region::new("region-api-2", "region-b");
     let o = maas_init(&r2.sb, "region+rack", &r.url(), &pg, "");
     assert_ok(&o);
@@ -149,8 +164,14 @@ fn region_init_heartbeats_users_and_api() {
         !stdout(&o).contains("migrations"),
         "tables exist: no migration expected"
     );
+    assert!(
+        !r2.sb.path("/var/snap/maas/common/maas/secret").exists(),
+        "init writes no secret"
+    );
+    let _regiond_b = r2.spawn_regiond();
+    r2.wait_up("region-b");
     assert_eq!(
-        read_trimmed(&r2.sb.path("/var/snap/maas/common/maas/secret")),
+        wait_secret(&r2.sb, "the second regiond writes the shared secret"),
         secret
     );
     assert_eq!(
@@ -160,7 +181,6 @@ fn region_init_heartbeats_users_and_api() {
     assert!(r2.sb.path("/var/snap/maas/current/rackd.conf").exists());
 
     // regiond: all three ports, the version names the host, heartbeats appear.
-    let _regiond = r.spawn_regiond();
     let v = r.wait_up("region-a");
     assert_eq!(v["standin"], true);
     for port in [r.internal, r.temporal] {
@@ -283,8 +303,6 @@ fn region_init_heartbeats_users_and_api() {
     assert_eq!(o.status.code(), Some(2));
 
     // A second region on the same database sees the same MAAS: same users, keys, settings.
-    let _regiond_b = r2.spawn_regiond();
-    r2.wait_up("region-b");
     assert_ok(
         &r2.sb
             .run_line(&format!("maas login admin {} {}", r2.url(), keys[0])),
@@ -315,9 +333,9 @@ fn racks_register_with_the_secret_and_follow_their_region() {
     let pg = Postgres::start();
     let r = Region::new("rack-region", "region-r");
     assert_ok(&maas_init(&r.sb, "region", &r.url(), &pg, "--force"));
-    let secret = read_trimmed(&r.sb.path("/var/snap/maas/common/maas/secret"));
     let mut regiond = r.spawn_regiond();
     r.wait_up("region-r");
+    let secret = wait_secret(&r.sb, "regiond writes the shared secret");
 
     // A rack with the wrong secret is refused, and the region records it.
     let rack = Sandbox::new("rack")
@@ -548,4 +566,111 @@ fn regiond_follows_the_database_when_it_moves() {
         1,
         "heartbeats resume after the freeze",
     );
+}
+
+/// `maas init` (src/maascli/snap.py, `cmd_init.handle`, `_finalize_init`): settings and the
+/// secret's removal come before the database, `snap_mode` only after the migrations. A failed
+/// first init leaves mode none (no regiond); a failed re-init leaves the old mode with the new
+/// settings and no secret.
+#[test]
+fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
+    let r = Region::new("init-fails", "region-f");
+    let conf_path = r.sb.path("/var/snap/maas/current/regiond.conf");
+    let secret_path = r.sb.path("/var/snap/maas/common/maas/secret");
+    let mode_path = r.sb.path("/var/snap/maas/common/snap_mode");
+    std::fs::create_dir_all(secret_path.parent().unwrap()).unwrap();
+    std::fs::write(&secret_path, "00112233445566778899aabbccddeeff\n").unwrap();
+
+    // Nobody listens on the database port: the migrations fail and init exits 1.
+    let dead = free_port();
+    let uri = format!("postgres://maas:pw@127.0.0.1:{dead}/maasdb");
+    let init_dead = format!(
+        "maas init region --maas-url {} --database-uri {uri}",
+        r.url()
+    );
+    let o = r.sb.run_line(&init_dead);
+    assert_fails_with(&o, 1, "Failed to perfom migrations");
+    assert_stderr_has(&o, "Connection refused");
+    let conf: serde_yaml::Value = serde_yaml::from_str(&read(&conf_path)).unwrap();
+    assert_eq!(conf["database_port"].as_u64(), Some(dead as u64));
+    assert_eq!(conf["maas_url"].as_str(), Some(r.url().as_str()));
+    assert!(!secret_path.exists(), "init deletes the secret first");
+    assert!(!mode_path.exists(), "no snap_mode after failed migrations");
+    assert_fails_with(&r.sb.run_line("maas status"), 1, "MAAS is not configured");
+
+    // The database is there now: the same init (no --force needed: the mode is still none)
+    // migrates and sets the mode; regiond then writes the secret.
+    let pg = Postgres::start();
+    let o = maas_init(&r.sb, "region", &r.url(), &pg, "");
+    assert_ok(&o);
+    assert!(stdout(&o).contains("Performing database migrations"));
+    assert_eq!(read_trimmed(&mode_path), "region");
+    let mut regiond = r.spawn_regiond();
+    let secret = wait_secret(&r.sb, "regiond writes the shared secret");
+    regiond.stop();
+
+    // A forced re-init against a database that is gone: new settings, no secret, and the
+    // mode it had (MAAS only writes snap_mode after success).
+    let o = r.sb.run_line(&format!("{init_dead} --force"));
+    assert_fails_with(&o, 1, "Connection refused");
+    assert!(stdout(&o).contains("Stopping services"), "{}", stdout(&o));
+    let conf: serde_yaml::Value = serde_yaml::from_str(&read(&conf_path)).unwrap();
+    assert_eq!(conf["database_port"].as_u64(), Some(dead as u64));
+    assert!(!secret_path.exists(), "re-init deletes the secret");
+    assert_eq!(read_trimmed(&mode_path), "region");
+
+    // Back on the database that has tables: no migrations, and the database's secret again.
+    let o = maas_init(&r.sb, "region", &r.url(), &pg, "--force");
+    assert_ok(&o);
+    assert!(!stdout(&o).contains("migrations"), "{}", stdout(&o));
+    let _regiond = r.spawn_regiond();
+    assert_eq!(wait_secret(&r.sb, "regiond writes it again"), secret);
+}
+
+/// Deb: `maas-region dbupgrade` migrates and writes no file
+/// (src/maasserver/management/commands/dbupgrade.py); regiond writes the secret at start-up
+/// (src/maasserver/start_up.py, `inner_start_up`).
+#[test]
+fn deb_dbupgrade_writes_no_secret_regiond_does() {
+    let pg = Postgres::start();
+    let r = Region::new("deb-secret", "region-d");
+    assert_ok(&r.sb.run(&[
+        "maas-region",
+        "local_config_set",
+        "--maas-url",
+        &r.url(),
+        "--database-host",
+        "127.0.0.1",
+        "--database-port",
+        &pg.port.to_string(),
+        "--database-name",
+        "maasdb",
+        "--database-user",
+        "maas",
+        "--database-pass",
+        &pg.password,
+    ]));
+    let o = r.sb.run_line("maas-region dbupgrade");
+    assert_ok(&o);
+    assert!(stdout(&o).contains("schema created"), "{}", stdout(&o));
+    let secret_path = r.sb.path("/var/lib/maas/secret");
+    assert!(
+        !secret_path.exists(),
+        "dbupgrade wrote {}",
+        secret_path.display()
+    );
+    let _regiond = r.sb.spawn(&["regiond", "--flavor", "deb"], &[]);
+    let secret = wait_for("regiond writes the deb's secret", T, || {
+        std::fs::read_to_string(&secret_path).ok()
+    });
+    let in_db: String = pg
+        .client()
+        .query_one(
+            "SELECT value FROM standin_config WHERE name = 'rpc_shared_secret'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(secret.trim(), in_db);
+    assert_eq!(mode_of(&secret_path) & 0o037, 0);
 }

@@ -207,6 +207,18 @@ fn num_workers(a: &Parsed) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// `maas init MODE`, in the order of MAAS's `cmd_init.handle` and `_finalize_init`
+/// (src/maascli/snap.py, 3.4 to master): the settings are checked, the services stop when the
+/// snap was initialised before (`stop_pebble`), regiond.conf is written
+/// (`MAASConfiguration().update`) and the shared secret file is deleted in region modes or
+/// written from `--secret` in rack mode (`set_rpc_secret`), all before the database is
+/// touched; then a database without tables is migrated (`db_need_init`, `migrate_db`, which
+/// runs `maas-region dbupgrade`: one connection attempt, no retry), and only when that
+/// succeeds is `snap_mode` written and the services started (`start_services`,
+/// `set_current_mode`). A failed init therefore leaves the new regiond.conf, no secret, and
+/// the previous `snap_mode` (none on a first init: no regiond runs). The shared secret,
+/// `maas_uuid` and `maas_id` of a region are written by regiond at start-up (see
+/// `regiond::Region::start_up`), not here.
 fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
     let url = a.get("--maas-url").unwrap_or_default();
     conf::validate_maas_url(url)?;
@@ -218,39 +230,30 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         );
     }
     let workers = num_workers(a)?;
-    let mut migrated = false;
-    if is_region(mode) {
-        let db = conf::parse_database_uri(a.get("--database-uri").unwrap_or_default())?;
-        let (secret, uuid, fresh) = prepare_database(&db)?;
-        migrated = fresh;
-        util::write_file(
-            &Flavor::Snap.maas_uuid(),
-            format!("{uuid}\n").as_bytes(),
-            0o644,
-            None,
-        )?;
+    let db = if is_region(mode) {
+        Some(conf::parse_database_uri(
+            a.get("--database-uri").unwrap_or_default(),
+        )?)
+    } else {
+        None
+    };
+    if current != "none" {
+        println!("Stopping services");
+        services::systemctl("stop", services::SNAP_SERVICE);
+    }
+    if let Some(db) = &db {
         let mut rc = ConfFile::load(&Flavor::Snap.regiond_conf())?;
         rc.set("maas_url", url);
-        rc.set_db(&db);
+        rc.set_db(db);
         if let Some(w) = &workers {
             rc.set("num_workers", w);
         }
         set_debug(&mut rc, a);
         set_vault(&mut rc, a);
         rc.save(&Flavor::Snap.regiond_conf())?;
-        conf::write_secret(Flavor::Snap, &secret)?;
-        if util::read_trimmed(&Flavor::Snap.maas_id()).is_none() {
-            util::write_file(
-                &Flavor::Snap.maas_id(),
-                format!("{}\n", util::system_id()).as_bytes(),
-                0o644,
-                None,
-            )?;
-        }
-        write_nginx_conf(false)?;
+        conf::remove_secret(Flavor::Snap)?;
     } else {
-        let secret = a.get("--secret").unwrap_or_default();
-        conf::write_secret(Flavor::Snap, secret)?;
+        conf::write_secret(Flavor::Snap, a.get("--secret").unwrap_or_default())?;
         let _ = std::fs::remove_file(paths::snap_nginx_conf());
     }
     if mode.contains("rack") {
@@ -258,6 +261,13 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         rk.set("maas_url", url);
         set_debug(&mut rk, a);
         rk.save(&Flavor::Snap.rackd_conf())?;
+    }
+    let migrated = match &db {
+        Some(db) => migrate_if_needed(db)?,
+        None => false,
+    };
+    if db.is_some() {
+        write_nginx_conf(false)?;
     }
     conf::write_snap_mode(mode)?;
     println!("Starting services");
@@ -296,31 +306,24 @@ fn set_debug(c: &mut ConfFile, a: &Parsed) {
     }
 }
 
-/// Connects (retrying briefly: the database address may be a VIP that is moving), migrates a
-/// database without tables, and returns the shared secret and uuid everyone must use, and
-/// whether it migrated.
-fn prepare_database(db_settings: &DbSettings) -> anyhow::Result<(String, String, bool)> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut c = loop {
-        match db::connect(db_settings, "maas-standin-init") {
-            Ok(c) => break c,
-            Err(e) if std::time::Instant::now() >= deadline => {
-                return Err(e.context("Failed to connect to the database"));
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
-        }
-    };
-    let fresh = db::needs_init(&mut c)?;
-    if fresh {
-        println!("Performing database migrations");
-        db::migrate(&mut c)?;
+/// `db_need_init` then `migrate_db` (src/maascli/snap.py): a database that cannot be asked
+/// counts as needing init, so the migrations run and fail on it, as `dbupgrade`'s
+/// `ensure_connection` does (src/maasserver/management/commands/dbupgrade.py). Whether it
+/// migrated.
+fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
+    let fresh = db::connect(db_settings, "maas-standin-init")
+        .and_then(|mut c| db::needs_init(&mut c))
+        .unwrap_or(true);
+    if !fresh {
+        return Ok(false);
     }
-    let candidate = conf::read_secret(Flavor::Snap).unwrap_or_else(|| util::random_hex(32));
-    Ok((
-        db::shared_secret(&mut c, &candidate)?,
-        db::maas_uuid(&mut c)?,
-        fresh,
-    ))
+    println!("Performing database migrations");
+    db::connect(db_settings, "maas-standin-dbupgrade")
+        .and_then(|mut c| db::migrate(&mut c))
+        .map_err(|e| {
+            anyhow::anyhow!("Failed to perfom migrations: django.db.utils.OperationalError: {e:#}")
+        })?;
+    Ok(true)
 }
 
 fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {

@@ -245,11 +245,11 @@ fn dbupgrade(args: &[String]) -> i32 {
         Err(e) => return fail(format!("Error: {e:#}")),
     };
     let r = db::connect(&c.db(), "maas-standin-dbupgrade").and_then(|mut cl| {
+        // Migrations only: `dbupgrade` writes no file (Command.handle in
+        // src/maasserver/management/commands/dbupgrade.py); the shared secret file is
+        // regiond's, at start-up (`regiond::Region::start_up`).
         let fresh = db::needs_init(&mut cl)?;
         db::migrate(&mut cl)?;
-        let candidate = conf::read_secret(Flavor::Deb).unwrap_or_else(|| util::random_hex(32));
-        let secret = db::shared_secret(&mut cl, &candidate)?;
-        conf::write_secret(Flavor::Deb, &secret)?;
         Ok(fresh)
     });
     match r {
