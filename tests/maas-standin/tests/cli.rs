@@ -172,7 +172,7 @@ fn config_before_init_and_secret_only_in_rack_mode() {
     );
     let o = sb.run_line("maas status");
     assert_eq!(
-        (o.status.code(), stderr(&o).as_str()),
+        (o.status.code(), stdout(&o).as_str()),
         (Some(1), "MAAS is not configured\n")
     );
     // A region-mode snap refuses --secret (the region owns the secret).

@@ -542,7 +542,9 @@ fn status(args: &[String]) -> i32 {
     }
     let mode = conf::read_snap_mode();
     if mode == "none" {
-        return fail("MAAS is not configured");
+        // On stdout, exit 1: `cmd_status.handle` in src/maascli/snap.py (`print_msg`).
+        println!("MAAS is not configured");
+        return 1;
     }
     let pebble_up = !pids_named("pebble").is_empty();
     // rackd writes dhcpd.conf exactly while the region has it serve DHCP.
