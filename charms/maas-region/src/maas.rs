@@ -3,6 +3,7 @@
 
 use crate::config::InstallMethod;
 use charm_lib::Cmd;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -26,7 +27,9 @@ pub fn regiond_conf(m: InstallMethod) -> &'static Path {
     })
 }
 
-/// The MAAS shared secret written by `maas init` / `dbupgrade`.
+/// The MAAS shared secret file. regiond writes it at start-up (`inner_start_up` in MAAS's
+/// src/maasserver/start_up.py), some time after `maas init` (which deletes it in region modes)
+/// or `dbupgrade` (which does not write it).
 pub fn secret_file(m: InstallMethod) -> &'static Path {
     Path::new(match m {
         InstallMethod::Snap => "/var/snap/maas/common/maas/secret",
@@ -34,8 +37,50 @@ pub fn secret_file(m: InstallMethod) -> &'static Path {
     })
 }
 
-/// The snap's mode file (`none`, `region`, `rack`, `region+rack`).
+/// The snap's mode file (`region`, `rack`, `region+rack`). MAAS writes it only once `maas
+/// init` has run its migrations (`_finalize_init` in src/maascli/snap.py); a missing file is
+/// mode `none` (`get_current_mode`), in which no regiond runs.
 pub const SNAP_MODE: &str = "/var/snap/maas/common/snap_mode";
+
+/// The snap mode `snap_mode`'s content stands for: `none` when there is no file.
+pub fn snap_mode(content: Option<&str>) -> &str {
+    content
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .unwrap_or("none")
+}
+
+/// What this charm records after a `maas init` that exited 0: the mode and the database it
+/// initialised against, the credentials only as a digest. A failed re-init leaves MAAS's
+/// files looking initialised (the new regiond.conf, the previous `snap_mode`), so only this
+/// record tells an init that finished from one that did not.
+pub fn init_record(mode: &str, db: &DbSettings) -> String {
+    let d = Sha256::new()
+        .chain_update(b"maas-region init\0")
+        .chain_update(db.uri().as_bytes())
+        .finalize();
+    let hex: String = d.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("{mode} {} {hex}", db.location())
+}
+
+/// Seconds the leader waits for regiond to write the shared secret after it started.
+pub const SECRET_WAIT_SECONDS: u32 = 30;
+
+/// Waits (bounded) for the shared secret file to have content and prints it; exit 124 when
+/// the time is up. The secret travels on stdout only, never on an argv.
+pub fn wait_for_secret(m: InstallMethod, seconds: u32) -> Cmd {
+    let f = secret_file(m).display().to_string();
+    Cmd::new(
+        "timeout",
+        [
+            seconds.to_string(),
+            "sh".into(),
+            "-c".into(),
+            format!("until test -s {f}; do sleep 0.5; done; cat {f}"),
+        ],
+    )
+    .allow_failure()
+}
 
 /// The API client program for each flavour.
 pub fn cli(m: InstallMethod) -> &'static str {
@@ -314,6 +359,27 @@ mod tests {
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert_eq!(shown, "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri postgres://maas:***@10.0.0.5:5432/maas --force");
         assert!(!deb_set_database(&db()).to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_missing_or_empty_snap_mode_is_none() {
+        assert_eq!(snap_mode(None), "none");
+        assert_eq!(snap_mode(Some("\n")), "none");
+        assert_eq!(snap_mode(Some("region+rack\n")), "region+rack");
+    }
+
+    #[test]
+    fn the_init_record_names_mode_and_database_and_hides_the_credentials() {
+        let r = init_record("region", &db());
+        assert!(r.starts_with("region maas@10.0.0.5:5432 "), "{r}");
+        assert!(!r.contains("s3cr3t"), "{r}");
+        let rotated = DbSettings {
+            password: "other".into(),
+            ..db()
+        };
+        assert_ne!(init_record("region", &rotated), r);
+        assert_ne!(init_record("region+rack", &db()), r);
+        assert_eq!(init_record("region", &db()), r);
     }
 
     #[test]

@@ -45,6 +45,8 @@ mod stored {
     pub const HAPROXY: &str = "haproxy-installed";
     pub const NAMED: &str = "named-options-migrated";
     pub const INIT_ERROR: &str = "init-error";
+    /// `maas::init_record` of the last `maas init` that exited 0.
+    pub const INIT_DONE: &str = "init-done";
     pub const REQUEST_SEQ: &str = "init-request-seq";
 }
 
@@ -169,7 +171,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         },
     };
     if w.leader {
-        publish_leader_data(ctx, &w, url.as_deref())?;
+        publish_leader_data(ctx, &w, url.as_deref(), ready)?;
     }
     // state-set merges: an empty value is how a key is deleted.
     let mut changes: BTreeMap<String, String> = stored_before
@@ -492,17 +494,18 @@ fn snap_workload(
         .map(|r| r.hostname)
         .collect();
     let wanted_mode = maas::wanted_mode(&w.hostname, &racks);
-    // MAAS writes snap_mode with every init; a regiond.conf without it is a region.
-    let mode = ctx
-        .machine
-        .read_to_string(Path::new(maas::SNAP_MODE))?
-        .map(|m| m.trim().to_string())
-        .unwrap_or_else(|| "region".into());
-    let initialised = mode == wanted_mode
+    // MAAS writes regiond.conf before it touches the database and snap_mode only after the
+    // migrations: a first init that failed leaves no snap_mode ("none": no regiond runs), a
+    // failed re-init leaves the previous mode next to the new settings. So initialised means
+    // MAAS's files say so and the init that wrote them exited 0.
+    let mode_file = ctx.machine.read_to_string(Path::new(maas::SNAP_MODE))?;
+    let record = maas::init_record(wanted_mode, db);
+    let initialised = maas::snap_mode(mode_file.as_deref()) == wanted_mode
         && conf
             .as_ref()
             .and_then(|c| c.db.as_ref())
-            .is_some_and(|d| same_db(d, db));
+            .is_some_and(|d| same_db(d, db))
+        && w.stored.get(stored::INIT_DONE) == Some(&record);
     if initialised {
         set_my_request(ctx, w, false)?;
         if w.leader {
@@ -550,6 +553,7 @@ fn snap_workload(
     match result {
         Ok(_) => {
             w.stored.remove(stored::INIT_ERROR);
+            w.stored.insert(stored::INIT_DONE.into(), record);
             log::info!(
                 "MAAS initialised ({wanted_mode}) on {} with URL {url}",
                 db.location()
@@ -568,6 +572,7 @@ fn snap_workload(
         Err(e) => {
             let msg = short_error(&e.to_string());
             log::error!("maas init failed: {e}");
+            w.stored.remove(stored::INIT_DONE);
             w.stored.insert(stored::INIT_ERROR.into(), msg.clone());
             ctx.status(Status::blocked(format!("maas init failed: {msg}")));
             Ok(false)
@@ -691,22 +696,58 @@ fn remove(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// MAAS's shared secret from its file. regiond writes the file at start-up, a little after
+/// init (or dbupgrade) and the start of the service; when this region's MAAS should be
+/// running (`running`) and the file is not there yet, waits for it (bounded), so racks get it
+/// in this hook rather than at the next update-status.
+fn read_shared_secret(
+    ctx: &Context,
+    m: InstallMethod,
+    running: bool,
+) -> anyhow::Result<Option<String>> {
+    let file = ctx
+        .machine
+        .read_to_string(maas::secret_file(m))?
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if file.is_some() || !running {
+        return Ok(file);
+    }
+    progress(ctx, "waiting for regiond to write the MAAS shared secret");
+    let out = ctx
+        .machine
+        .run(&maas::wait_for_secret(m, maas::SECRET_WAIT_SECONDS))?;
+    let secret = out.stdout.trim().to_string();
+    Ok((out.success() && !secret.is_empty()).then_some(secret))
+}
+
 /// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs): MAAS
 /// generates it, so the leader mirrors the file rather than generating content.
-fn shared_secret_id(ctx: &Context, m: InstallMethod) -> anyhow::Result<Option<String>> {
-    let Some(text) = ctx.machine.read_to_string(maas::secret_file(m))? else {
+fn shared_secret_id(
+    ctx: &Context,
+    m: InstallMethod,
+    running: bool,
+) -> anyhow::Result<Option<String>> {
+    let Some(secret) = read_shared_secret(ctx, m, running)? else {
         return Ok(None);
     };
-    let secret = text.trim().to_string();
-    if secret.is_empty() {
-        return Ok(None);
-    }
     let content = bag(&[("secret", &secret)]);
     Ok(Some(SHARED_SECRET.put(&ctx.model, &content)?))
 }
 
-fn publish_leader_data(ctx: &Context, w: &World, url: Option<&str>) -> anyhow::Result<()> {
-    let secret_id = shared_secret_id(ctx, w.cfg.install_method)?;
+fn publish_leader_data(
+    ctx: &mut Context,
+    w: &World,
+    url: Option<&str>,
+    running: bool,
+) -> anyhow::Result<()> {
+    let secret_id = shared_secret_id(ctx, w.cfg.install_method, running)?;
+    if running && secret_id.is_none() {
+        ctx.status(Status::waiting(format!(
+            "waiting for regiond to write the MAAS shared secret (not there {}s after start): racks cannot register yet",
+            maas::SECRET_WAIT_SECONDS
+        )));
+    }
     if let (Some(id), Some(rel)) = (&secret_id, ctx.model.relation(relations::PEERS)?) {
         if SHARED_SECRET.id_in(&w.peer_app) != Some(id.as_str()) {
             rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, id)]))?;

@@ -16,7 +16,7 @@ fn ready() -> State {
             .with_relation(vip("10.0.0.100"))
             .with_relation(rpc()),
     );
-    st.machine = snap_initialised(st.machine, "10.0.0.5", "http://10.0.0.100/MAAS");
+    st = snap_initialised_unit(st, "10.0.0.5", "http://10.0.0.100/MAAS");
     settle(&harness(0), st)
 }
 

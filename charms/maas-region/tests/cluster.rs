@@ -12,7 +12,7 @@ fn leader_with(others: &[(u32, &str)]) -> State {
     let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
     st.relations.retain(|r| r.id != PEERS);
     st = st.with_relation(peers(others));
-    st.machine = snap_initialised(st.machine, "10.0.0.5", "http://10.0.0.100/MAAS");
+    st = snap_initialised_unit(st, "10.0.0.5", "http://10.0.0.100/MAAS");
     st
 }
 

@@ -53,6 +53,7 @@ fn leader_installs_configures_migrates_and_starts_in_order() {
             "systemctl enable maas-regiond",
             "systemctl is-active --quiet maas-regiond",
             "systemctl start maas-regiond",
+            "timeout 30 sh -c until test -s /var/lib/maas/secret; do sleep 0.5; done; cat /var/lib/maas/secret",
         ]
     );
     assert_eq!(

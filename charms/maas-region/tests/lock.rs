@@ -115,7 +115,7 @@ fn the_leader_keeps_the_grant_while_its_holder_works_then_moves_on() {
         .unwrap()
         .insert("init-request".into(), "1".into());
     let mut st = unit_state(0, true, holder_working);
-    st.machine = snap_initialised(st.machine, "10.0.0.5", "http://10.0.0.100/MAAS");
+    st = snap_initialised_unit(st, "10.0.0.5", "http://10.0.0.100/MAAS");
     let out = harness(0)
         .run(Trigger::RelationChanged(PEERS, Some(1)), &st)
         .unwrap();
@@ -155,7 +155,7 @@ fn a_departed_holder_does_not_keep_the_lock() {
         .unwrap()
         .insert("init-request".into(), "5".into());
     let mut st = unit_state(0, true, rel);
-    st.machine = snap_initialised(st.machine, "10.0.0.5", "http://10.0.0.100/MAAS");
+    st = snap_initialised_unit(st, "10.0.0.5", "http://10.0.0.100/MAAS");
     let out = harness(0)
         .run(Trigger::RelationDeparted(PEERS, 2), &st)
         .unwrap();

@@ -4,9 +4,12 @@
 mod common;
 
 use charm_lib::machine::CmdOutput;
-use charm_lib::testing::{Relation, State, Trigger};
-use charm_lib::{Port, Status, StatusKind};
+use charm_lib::testing::{MachineState, Relation, State, Trigger};
+use charm_lib::{FileOptions, Port, Status, StatusKind};
 use common::*;
+
+/// The leader's bounded wait for the shared secret regiond writes at start-up.
+const WAIT_FOR_SECRET: &str = "timeout 30 sh -c until test -s /var/snap/maas/common/maas/secret; do sleep 0.5; done; cat /var/snap/maas/common/maas/secret";
 
 #[test]
 fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
@@ -28,6 +31,7 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
             "systemctl is-active --quiet haproxy",
             "systemctl start haproxy",
             init.as_str(),
+            WAIT_FOR_SECRET,
         ]
     );
     assert_eq!(
@@ -113,7 +117,7 @@ fn the_maas_url_option_wins_over_the_vip() {
 /// The leader's unit after init, with what MAAS wrote.
 fn initialised_leader(url: &str) -> State {
     let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
-    st.machine = snap_initialised(st.machine, "10.0.0.5", url);
+    st = snap_initialised_unit(st, "10.0.0.5", url);
     settle(&harness(0), st)
 }
 
@@ -643,4 +647,197 @@ fn removal_stops_maas_and_haproxy() {
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.command_lines()[0], "snap stop --disable maas");
     assert!(!out.state.machine.is_active("haproxy.service"));
+}
+
+/// What `maas init region` leaves behind when its migrations fail (src/maascli/snap.py:
+/// regiond.conf written and the secret deleted first, snap_mode only after success): the new
+/// settings, no secret, and `previous_mode` (none on a first init).
+fn after_failed_init(m: MachineState, db_host: &str, previous_mode: Option<&str>) -> MachineState {
+    let mut m = m.with_file(
+        SNAP_CONF,
+        &regiond_conf(db_host, "http://10.0.0.100/MAAS"),
+        FileOptions::new("root", "root", 0o600),
+    );
+    m.files.remove(std::path::Path::new(SNAP_SECRET));
+    m.files.remove(std::path::Path::new(SNAP_MODE));
+    if let Some(mode) = previous_mode {
+        m = m.with_file(SNAP_MODE, &format!("{mode}\n"), FileOptions::root(0o644));
+    }
+    m.responders
+        .retain(|r| r.prefix != ["snap", "services", "maas"]);
+    m.respond(
+        &["snap", "services", "maas"],
+        CmdOutput::ok("Service      Startup  Current  Notes\nmaas.pebble  enabled  inactive -\n"),
+    )
+}
+
+/// The database VIP is not up at the first init: init fails, the hook fails; MAAS has written
+/// regiond.conf but no snap_mode. The retry must run init again, not start a MAAS in mode
+/// none and call it Active.
+#[test]
+fn a_first_init_that_failed_is_run_again_though_regiond_conf_is_there() {
+    let refused = CmdOutput::failed(1, "Error: Failed to perfom migrations: django.db.utils.OperationalError: error connecting to server: Connection refused (os error 111)\n");
+    let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
+    let ok_responders = st.machine.responders.clone();
+    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
+    let first = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(first.failed(), "a retry can help: the hook must fail");
+
+    let mut retry = first.state.clone();
+    retry.machine.responders = ok_responders;
+    retry.machine = after_failed_init(retry.machine, "10.0.0.5", None);
+    let out = harness(0).run(Trigger::ConfigChanged, &retry).unwrap();
+
+    assert!(!out.failed(), "{:?}", out.error);
+    let init = format!(
+        "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
+        uri("10.0.0.5")
+    );
+    assert!(
+        out.command_lines().contains(&init),
+        "{:?}",
+        out.command_lines()
+    );
+    assert!(
+        !out.command_lines().contains(&"snap start maas".to_string()),
+        "a MAAS in mode none is not started"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
+    assert!(out.state.stored.contains_key("init-done"));
+}
+
+/// A re-init after the database moved fails: regiond.conf names the new database and
+/// snap_mode still says region, but regiond is stopped. That is not initialised.
+#[test]
+fn a_re_init_that_failed_is_not_taken_for_an_initialised_unit() {
+    let mut st = initialised_leader("http://10.0.0.100/MAAS");
+    st.relations.retain(|r| r.id != DB);
+    let mut st = st.with_relation(pgsql("10.0.0.6", "maas-region/0"));
+    st.machine = after_failed_init(st.machine, "10.0.0.6", Some("region"));
+
+    let out = harness(0).run(Trigger::UpdateStatus, &st).unwrap();
+
+    assert!(!out.failed(), "{:?}", out.error);
+    let want = format!(
+        "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
+        uri("10.0.0.6")
+    );
+    assert!(
+        out.command_lines().contains(&want),
+        "{:?}",
+        out.command_lines()
+    );
+    assert_eq!(
+        out.state.stored["init-done"],
+        maas_region::maas::init_record("region", &db_settings("10.0.0.6"))
+    );
+}
+
+/// An init that MAAS refuses for good forgets the earlier success: the unit is Blocked and
+/// the next try initialises again.
+#[test]
+fn a_refused_init_is_blocked_and_forgets_the_earlier_success() {
+    let mut st = initialised_leader("http://10.0.0.100/MAAS");
+    st.relations.retain(|r| r.id != DB);
+    let mut st = st.with_relation(pgsql("10.0.0.6", "maas-region/0"));
+    st.machine = after_failed_init(st.machine, "10.0.0.6", Some("region")).respond(
+        &["/snap/bin/maas", "init"],
+        CmdOutput::failed(
+            1,
+            "FATAL:  password authentication failed for user \"maas\"\n",
+        ),
+    );
+
+    let out = harness(0).run(Trigger::UpdateStatus, &st).unwrap();
+
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    assert!(!out.state.stored.contains_key("init-done"));
+}
+
+/// regiond writes the shared secret at start-up, after init: the leader waits for it in the
+/// same hook and gives it to the racks there and then.
+#[test]
+fn the_leader_waits_for_the_secret_and_gives_it_to_racks_in_the_init_hook() {
+    let st = fresh_leader()
+        .with_relation(vip("10.0.0.100"))
+        .with_relation(rpc());
+
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+
+    assert!(!out.failed(), "{:?}", out.error);
+    let lines = out.command_lines();
+    let init = lines.iter().position(|c| c.contains(" init region "));
+    let wait = lines.iter().position(|c| c == WAIT_FOR_SECRET);
+    assert!(
+        matches!((init, wait), (Some(i), Some(w)) if i < w),
+        "{lines:?}"
+    );
+    let id = out.state.relation(RPC).unwrap().local_app_data["secret_id"].clone();
+    assert_eq!(
+        out.state.secret(&id).unwrap().latest_content()["secret"],
+        SHARED_SECRET
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
+}
+
+/// Still no secret when the wait is over: Waiting with the reason, never a hook error; the
+/// URL is published all the same, the secret at a later hook.
+#[test]
+fn a_secret_still_missing_after_the_wait_is_waiting_not_an_error() {
+    let mut st = fresh_leader()
+        .with_relation(vip("10.0.0.100"))
+        .with_relation(rpc());
+    st.machine = st
+        .machine
+        .respond_times(&["timeout"], CmdOutput::failed(124, ""), 1);
+
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting(
+            "waiting for regiond to write the MAAS shared secret (not there 30s after start): racks cannot register yet"
+        )
+    );
+    let rpc_data = &out.state.relation(RPC).unwrap().local_app_data;
+    assert_eq!(rpc_data["maas_url"], "http://10.0.0.100/MAAS");
+    assert!(!rpc_data.contains_key("secret_id"), "{rpc_data:?}");
+
+    let later = harness(0).run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(later
+        .state
+        .relation(RPC)
+        .unwrap()
+        .local_app_data
+        .contains_key("secret_id"));
+    assert_eq!(later.state.unit_status.kind, StatusKind::Active);
+}
+
+/// No MAAS running, nothing to wait for: a leader without its database does not wait.
+#[test]
+fn a_leader_without_a_database_does_not_wait_for_the_secret() {
+    let mut st = fresh_leader().with_relation(rpc());
+    st.relations.retain(|r| r.id != DB);
+
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+
+    assert!(
+        !out.command_lines()
+            .iter()
+            .any(|c| c.starts_with("timeout ")),
+        "{:?}",
+        out.command_lines()
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for database")
+    );
 }

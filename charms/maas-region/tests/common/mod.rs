@@ -19,6 +19,7 @@ pub const SNAP_CONF: &str = "/var/snap/maas/current/regiond.conf";
 pub const DEB_CONF: &str = "/etc/maas/regiond.conf";
 pub const SNAP_SECRET: &str = "/var/snap/maas/common/maas/secret";
 pub const DEB_SECRET: &str = "/var/lib/maas/secret";
+pub const SNAP_MODE: &str = "/var/snap/maas/common/snap_mode";
 pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
 
 pub fn harness(unit: u32) -> Harness {
@@ -120,18 +121,47 @@ pub fn snap_initialised(mut m: MachineState, db_host: &str, url: &str) -> Machin
     )
 }
 
+/// A unit whose `maas init region` against `db_host` with `url` exited 0: MAAS's files, and
+/// the charm's record of that init.
+pub fn snap_initialised_unit(mut st: State, db_host: &str, url: &str) -> State {
+    st.machine = snap_initialised(st.machine, db_host, url);
+    st.stored.insert(
+        "init-done".into(),
+        maas_region::maas::init_record("region", &db_settings(db_host)),
+    );
+    st
+}
+
+/// The database settings the `db` relation offers for `db_host`.
+pub fn db_settings(db_host: &str) -> maas_region::maas::DbSettings {
+    maas_region::maas::DbSettings {
+        host: db_host.into(),
+        port: 5432,
+        name: "maas".into(),
+        user: "maas".into(),
+        password: DB_PASSWORD.into(),
+    }
+}
+
+/// regiond writes the shared secret at start-up, soon after init: the leader's bounded wait
+/// for the file sees it.
+pub fn secret_appears(m: MachineState) -> MachineState {
+    m.respond(&["timeout"], CmdOutput::ok(format!("{SHARED_SECRET}\n")))
+}
+
 pub fn hostname(m: MachineState, n: u32) -> MachineState {
     m.respond(&["hostname"], CmdOutput::ok(format!("region-{n}\n")))
 }
 
-/// The leader of a single-unit application with a ready database, as the first hook sees it.
+/// The leader of a single-unit application with a ready database, as the first hook sees it
+/// (its regiond will write the shared secret soon after it starts).
 pub fn fresh_leader() -> State {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[]))
         .with_relation(pgsql("10.0.0.5", "maas-region/0"))
         .with_secret(db_secret());
-    st.machine = hostname(st.machine, 0);
+    st.machine = secret_appears(hostname(st.machine, 0));
     st
 }
 
@@ -161,6 +191,7 @@ pub fn mutating(out: &Output) -> Vec<String> {
         .into_iter()
         .filter(|c| {
             !(c == "hostname"
+                || c.starts_with("timeout ")
                 || c.starts_with("systemctl is-active")
                 || c == "snap services maas"
                 || c == "systemctl enable haproxy"
