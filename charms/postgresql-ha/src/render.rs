@@ -63,7 +63,9 @@ pub struct PatroniInput<'a> {
 
 /// Patroni's dynamic (DCS-wide) configuration: written at bootstrap and kept equal later with
 /// `PATCH /config`, so changes apply without restarts where PostgreSQL allows. Strict mode only
-/// with `units` > 1: a single member has no standby, and would refuse every write.
+/// with 3 units or more, where it protects automatic failover: a single member has no standby
+/// and would refuse every write, and 2 units cannot fail over by themselves (etcd quorum), so
+/// strict mode would only stop writes while the standby is down, and after force-promote.
 pub fn dynamic_config(config: &Config, max_connections: i64, units: usize) -> Value {
     json!({
         "ttl": config.ttl,
@@ -72,7 +74,7 @@ pub fn dynamic_config(config: &Config, max_connections: i64, units: usize) -> Va
         "primary_start_timeout": config.primary_start_timeout,
         "maximum_lag_on_failover": config.maximum_lag_on_failover,
         "synchronous_mode": config.synchronous_mode.patroni_value(),
-        "synchronous_mode_strict": config.synchronous_mode_strict && units > 1,
+        "synchronous_mode_strict": config.synchronous_mode_strict && units >= 3,
         "synchronous_node_count": config.synchronous_node_count,
         "postgresql": {
             "use_pg_rewind": true,
@@ -385,7 +387,7 @@ mod tests {
             assert_eq!(dcs["synchronous_node_count"].as_i64(), Some(2));
             assert_eq!(
                 dcs["synchronous_mode_strict"],
-                n > 1,
+                n >= 3,
                 "strict only where a standby can exist ({n} units)"
             );
             assert_eq!(dcs["postgresql"]["use_pg_rewind"], true);
