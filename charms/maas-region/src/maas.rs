@@ -292,6 +292,19 @@ pub fn is_transient_db_error(message: &str) -> bool {
     !PERMANENT.iter().any(|p| m.contains(p)) && TRANSIENT.iter().any(|t| m.contains(t))
 }
 
+/// Whether a failed `maas init` may succeed if tried again within seconds: the database was not
+/// reachable yet ([`is_transient_db_error`]), or PostgreSQL had no pg_hba line for this unit
+/// yet: the database charm lists a unit in `allowed-units` when it has rendered the line, and
+/// Patroni applies it in its next loop, so the first connection can come a second too early.
+pub fn is_worth_retrying_now(message: &str) -> bool {
+    is_transient_db_error(message) || message.contains("no pg_hba.conf entry")
+}
+
+/// How often, and how far apart (seconds), a hook tries `maas init` before it gives up.
+pub const INIT_TRIES: u32 = 10;
+/// See [`INIT_TRIES`].
+pub const INIT_PAUSE_S: u32 = 3;
+
 /// One service line of `maas status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceState {

@@ -545,7 +545,7 @@ fn snap_workload(
         return Ok(false);
     }
     progress(ctx, &format!("initialising MAAS (maas init {wanted_mode})"));
-    let result = ctx.machine.run(&maas::snap_init(wanted_mode, url, db));
+    let result = init_with_retries(ctx, &maas::snap_init(wanted_mode, url, db));
     set_my_request(ctx, w, false)?;
     if w.leader {
         regrant(ctx, w, None)?;
@@ -576,6 +576,36 @@ fn snap_workload(
             w.stored.insert(stored::INIT_ERROR.into(), msg.clone());
             ctx.status(Status::blocked(format!("maas init failed: {msg}")));
             Ok(false)
+        }
+    }
+}
+
+/// Runs `init` (maas init, or dbupgrade) and tries again, a few seconds apart and for half a
+/// minute at most, while it fails in a way seconds cure (the database VIP moving, a pg_hba line
+/// not applied yet): a first deployment then settles in one hook instead of a hook error and
+/// Juju's backoff, or a Blocked status waiting for an event that may not come.
+fn init_with_retries(
+    ctx: &Context,
+    init: &Cmd,
+) -> Result<charm_lib::CmdOutput, charm_lib::MachineError> {
+    let mut attempt = 1;
+    loop {
+        match ctx.machine.run(init) {
+            Err(e)
+                if attempt < maas::INIT_TRIES && maas::is_worth_retrying_now(&format!("{e:#}")) =>
+            {
+                log::info!(
+                    "{} failed ({}); trying again in {} s ({attempt}/{})",
+                    init.program,
+                    short_error(&format!("{e:#}")),
+                    maas::INIT_PAUSE_S,
+                    maas::INIT_TRIES
+                );
+                ctx.machine
+                    .run(&Cmd::new("sleep", [maas::INIT_PAUSE_S.to_string()]))?;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }
@@ -628,7 +658,7 @@ fn deb_workload(
             ctx,
             "running the database migrations (maas-region dbupgrade)",
         );
-        if let Err(e) = ctx.machine.run(&maas::deb_dbupgrade()) {
+        if let Err(e) = init_with_retries(ctx, &maas::deb_dbupgrade()) {
             if maas::is_transient_db_error(&format!("{e:#}")) {
                 // A database that is not reachable yet: Juju retries the hook with backoff.
                 anyhow::bail!("maas-region dbupgrade could not reach the database yet; Juju retries this hook: {}", short_error(&format!("{e:#}")));

@@ -709,6 +709,41 @@ fn a_first_init_that_failed_is_run_again_though_regiond_conf_is_there() {
     assert!(out.state.stored.contains_key("init-done"));
 }
 
+/// The database charm listed this unit before PostgreSQL applied its pg_hba line (Patroni
+/// reloads in its next loop): the first connection is refused, seconds cure it. The hook tries
+/// again after a pause and initialises, with no hook error and no Blocked status on the way.
+#[test]
+fn an_init_refused_by_a_pg_hba_line_not_applied_yet_is_tried_again_in_the_same_hook() {
+    // Arrange: the first `maas init` is refused by pg_hba, the second succeeds.
+    let refused = CmdOutput::failed(1, "Error: Failed to perfom migrations: django.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: FATAL:  no pg_hba.conf entry for host \"10.0.0.10\", user \"maas\", database \"maas\", no encryption\n");
+    let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
+    st.machine = after_failed_init(st.machine, "10.0.0.5", None).respond_times(
+        &["/snap/bin/maas", "init"],
+        refused,
+        1,
+    );
+    // Act
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    // Assert: one pause between two inits, then serving.
+    assert!(!out.failed(), "{:?}", out.error);
+    let lines = out.command_lines();
+    let inits: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.starts_with("/snap/bin/maas init region"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(inits.len(), 2, "{lines:?}");
+    assert!(
+        lines[inits[0]..inits[1]].contains(&"sleep 3".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
+}
+
 /// A re-init after the database moved fails: regiond.conf names the new database and
 /// snap_mode still says region, but regiond is stopped. That is not initialised.
 #[test]
