@@ -55,7 +55,8 @@ fn catalog_dir(lab_dir: &Path) -> Option<PathBuf> {
 /// (hosts have their own /tmp and overlay /var): the model dir (agent.sock, the hook-tool
 /// symlinks, resources) and the directory of the `lm` binary they point to (with the other
 /// binaries built next to it that tests run inside hosts). An `lm` installed under /usr is
-/// seen through the hosts' overlay of /usr, which hosts may not share.
+/// seen through the hosts' overlay of /usr, which hosts may not share. `LM_SHARED_DIRS`
+/// (colon-separated) adds directories of the caller's, e.g. where a test charm records its hooks.
 fn shared_dirs(lab_dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = lab_dir
         .parent()
@@ -69,6 +70,13 @@ fn shared_dirs(lab_dir: &Path) -> Vec<PathBuf> {
     {
         v.push(bin_dir);
     }
+    let extra = std::env::var("LM_SHARED_DIRS").unwrap_or_default();
+    v.extend(
+        extra
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+    );
     v
 }
 

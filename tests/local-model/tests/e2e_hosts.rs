@@ -110,7 +110,11 @@ mod namespaced {
             &["blob=".to_string() + &dir.join("blob.txt").display().to_string()],
         )
         .unwrap();
-        let mut m = model(base).with_env("LM_SUBNET", "10.77.59.0/24");
+        // The test charm records its hooks in `dir`, which the hosts must see too (a clone
+        // under /tmp puts it in the hosts' own /tmp otherwise).
+        let mut m = model(base)
+            .with_env("LM_SUBNET", "10.77.59.0/24")
+            .with_env("LM_SHARED_DIRS", &dir.display().to_string());
         assert!(m.layout.dir.starts_with("/tmp"));
         if let Some(r) = runtime {
             m = m.with_env("HOSTS_RUNTIME_BIN", &r.display().to_string());
@@ -146,7 +150,7 @@ mod namespaced {
         };
         let dir = scratch("hosts");
         let bundle = write_bundle(&dir, "");
-        let mut m = model(&dir);
+        let mut m = model(&dir).with_env("LM_SHARED_DIRS", &dir.display().to_string());
         if let Some(r) = runtime {
             m = m.with_env("HOSTS_RUNTIME_BIN", &r.display().to_string());
         }
