@@ -98,6 +98,9 @@ catalog:
 ## unit-test: every crate's tests; the end-to-end ones (tests/e2e, as root) use the packed
 ## charms, the catalog and the wheelhouse, so those come first.
 unit-test: charms catalog
+	# host-runtime next to lm, where the local model looks for it: without it the namespaced
+	# local-model tests each build their own copy at once, and one ran before it existed.
+	$(CARGO) build -q -p hosts --bins
 	$(CARGO) test --workspace --all-features --no-fail-fast --exclude e2e --exclude hosts
 	$(CARGO) test -p hosts --no-fail-fast
 	$(CARGO) test -p e2e --no-fail-fast
