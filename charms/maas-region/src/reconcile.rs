@@ -190,10 +190,41 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     }
     if ready {
         if let Some(u) = &url {
-            ctx.status(Status::active(format!("serving {u}")));
+            ctx.status(if answers(ctx, w.cfg.haproxy)? {
+                Status::active(format!("serving {u}"))
+            } else {
+                Status::waiting(format!(
+                    "MAAS does not answer {} yet (regiond starting)",
+                    local_api(w.cfg.haproxy)
+                ))
+            });
         }
     }
     Ok(())
+}
+
+/// The API this unit serves: through its haproxy (which proves a region answers and this
+/// haproxy's checks have let it in, as the VIP's holder does) or regiond itself.
+fn local_api(haproxy: bool) -> &'static str {
+    if haproxy {
+        "http://127.0.0.1/MAAS/api/2.0/version/"
+    } else {
+        "http://127.0.0.1:5240/MAAS/api/2.0/version/"
+    }
+}
+
+/// Whether MAAS answers [`local_api`], waiting for it half a minute at most: a unit says it
+/// serves the URL only when a request to it would be answered (regiond takes seconds to start,
+/// haproxy's checks two passes to let it in; a unit Active a moment before answered 503).
+fn answers(ctx: &Context, haproxy: bool) -> anyhow::Result<bool> {
+    let probe = format!(
+        "until curl -s -o /dev/null -f --max-time 3 {}; do sleep 1; done",
+        local_api(haproxy)
+    );
+    Ok(ctx
+        .machine
+        .run(&Cmd::new("timeout", ["30", "sh", "-c", probe.as_str()]).allow_failure())?
+        .success())
 }
 
 fn hostname(ctx: &Context, me: &str) -> anyhow::Result<String> {

@@ -11,6 +11,9 @@ use common::*;
 /// The leader's bounded wait for the shared secret regiond writes at start-up.
 const WAIT_FOR_SECRET: &str = "timeout 30 sh -c until test -s /var/snap/maas/common/maas/secret; do sleep 0.5; done; cat /var/snap/maas/common/maas/secret";
 
+/// The wait for MAAS to answer through this unit's haproxy before it says it serves.
+const MAAS_ANSWERS: &str = "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/api/2.0/version/; do sleep 1; done";
+
 #[test]
 fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
     let st = fresh_leader().with_relation(vip("10.0.0.100"));
@@ -32,6 +35,7 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
             "systemctl start haproxy",
             init.as_str(),
             WAIT_FOR_SECRET,
+            MAAS_ANSWERS,
         ]
     );
     assert_eq!(
@@ -741,6 +745,35 @@ fn an_init_refused_by_a_pg_hba_line_not_applied_yet_is_tried_again_in_the_same_h
     assert_eq!(
         out.state.unit_status,
         Status::active("serving http://10.0.0.100/MAAS")
+    );
+}
+
+/// Initialised and started, but nothing answers through this unit's haproxy yet (regiond still
+/// starting, haproxy's checks not passed): the unit waits instead of saying it serves the URL.
+#[test]
+fn a_unit_whose_maas_does_not_answer_yet_is_waiting_not_serving() {
+    // Arrange: the probe through the local haproxy times out.
+    let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
+    st.machine = after_failed_init(st.machine, "10.0.0.5", None).respond_times(
+        &[
+            "timeout",
+            "30",
+            "sh",
+            "-c",
+            MAAS_ANSWERS.trim_start_matches("timeout 30 sh -c "),
+        ],
+        CmdOutput::failed(124, ""),
+        1,
+    );
+    // Act
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    // Assert
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting(
+            "MAAS does not answer http://127.0.0.1/MAAS/api/2.0/version/ yet (regiond starting)"
+        )
     );
 }
 
