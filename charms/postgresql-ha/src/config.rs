@@ -207,7 +207,11 @@ impl Config {
             self.max_connections
         } else {
             // MAAS regions hold about 40 connections each; 50 leaves room for admin sessions.
-            (10 + 50 * client_units as i64).max(100)
+            // A change restarts PostgreSQL on every member, the primary too (a blip of the
+            // database and 503s from every region), so the size grows in steps of 100 from 500:
+            // the bundle's deployment and the next few add-units change nothing.
+            let need = 10 + 50 * client_units as i64;
+            (((need + 99) / 100) * 100).max(500)
         }
     }
 }
@@ -341,8 +345,11 @@ mod tests {
     #[test]
     fn max_connections_follow_clients_unless_set() {
         let c = Config::from_raw(&raw(&[])).unwrap();
-        assert_eq!(c.effective_max_connections(0), 100);
-        assert_eq!(c.effective_max_connections(3), 160);
+        assert_eq!(c.effective_max_connections(0), 500);
+        assert_eq!(c.effective_max_connections(3), 500);
+        assert_eq!(c.effective_max_connections(9), 500);
+        assert_eq!(c.effective_max_connections(10), 600);
+        assert_eq!(c.effective_max_connections(12), 700);
         let c = Config::from_raw(&raw(&[("max-connections", serde_json::json!(500))])).unwrap();
         assert_eq!(c.effective_max_connections(3), 500);
     }

@@ -185,7 +185,8 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
 
 #[test]
 fn max_connections_grow_with_client_units() {
-    let units: Vec<(u32, Vec<(&str, String)>)> = (0..3)
+    // 12 client units need 10 + 600 connections: 700 (steps of 100, at least 500).
+    let units: Vec<(u32, Vec<(&str, String)>)> = (0..12)
         .map(|n| (n, vec![("ingress-address", format!("10.0.0.{}", 50 + n))]))
         .collect();
     let mut rel = Relation::new(5, "db", "maas-region");
@@ -205,14 +206,14 @@ fn max_connections_grow_with_client_units() {
     let p = patroni_yml(&out.state);
     assert_eq!(
         p["bootstrap"]["dcs"]["postgresql"]["parameters"]["max_connections"].as_i64(),
-        Some(160)
+        Some(700)
     );
     let patch = out
         .command_lines()
         .into_iter()
         .find(|l| l.contains("-X PATCH"))
         .expect("the DCS is told too");
-    assert!(patch.contains("\"max_connections\":160"), "{patch}");
+    assert!(patch.contains("\"max_connections\":700"), "{patch}");
 }
 
 #[test]
