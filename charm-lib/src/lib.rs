@@ -42,6 +42,7 @@ pub mod random;
 pub mod shared_secret;
 pub mod spec;
 pub mod status;
+pub mod tls;
 pub mod tools;
 
 #[cfg(feature = "testing")]

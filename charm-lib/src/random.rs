@@ -22,6 +22,13 @@ pub fn alphanumeric(len: usize) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// `len` random bytes from `/dev/urandom`.
+pub fn bytes(len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
