@@ -24,6 +24,34 @@ pub enum Check {
     Tcp(u16),
     /// The URL answers with a 2xx status.
     Http(String),
+    /// The https URL answers with a 2xx status to a client that verifies it against a CA and
+    /// presents a certificate (a principal's API that requires one, e.g. Patroni's).
+    HttpTls(String, ClientTls),
+}
+
+/// Files on this machine (the principal's) a URL check presents and verifies with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClientTls {
+    /// The CA the server's certificate must chain to.
+    pub ca: String,
+    /// The client certificate.
+    pub cert: String,
+    /// Its key.
+    pub key: String,
+}
+
+/// A file path keepalived's script line can carry as it is: absolute, letters, digits and
+/// `/ . _ -`, no `..`.
+pub fn parse_path(what: &str, p: &str) -> Result<String, String> {
+    let ok = p.starts_with('/')
+        && !p.contains("..")
+        && p.len() <= 256
+        && p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if ok {
+        Ok(p.to_string())
+    } else {
+        Err(format!("{what} {p:?}: expected an absolute path of letters, digits and / . _ -"))
+    }
 }
 
 impl Check {
@@ -39,6 +67,10 @@ impl Check {
             Check::Http(url) => format!(
                 "/bin/sh -c 'case $({CURL} -s -o /dev/null --max-time 2 -w %{{http_code}} \\\"$1\\\") in 2??) exit 0;; esac; exit 1' http-check {url}"
             ),
+            Check::HttpTls(url, t) => format!(
+                "/bin/sh -c 'case $({CURL} -s -o /dev/null --max-time 2 --cacert {} --cert {} --key {} -w %{{http_code}} \\\"$1\\\") in 2??) exit 0;; esac; exit 1' http-check {url}",
+                t.ca, t.cert, t.key
+            ),
         }
     }
 
@@ -47,7 +79,7 @@ impl Check {
         let raw = match self {
             Check::Process(n) => format!("process_{n}"),
             Check::Tcp(p) => format!("tcp_{p}"),
-            Check::Http(_) => "http".to_string(),
+            Check::Http(_) | Check::HttpTls(..) => "http".to_string(),
         };
         raw.chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -60,7 +92,7 @@ impl fmt::Display for Check {
         match self {
             Check::Process(n) => write!(f, "process:{n}"),
             Check::Tcp(p) => write!(f, "tcp:{p}"),
-            Check::Http(u) => f.write_str(u),
+            Check::Http(u) | Check::HttpTls(u, _) => f.write_str(u),
         }
     }
 }

@@ -118,8 +118,17 @@ pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Principals> {
 /// did send is validated first, so a bad value blocks at once rather than after the check.
 fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
     let check_text = bag.get("check").map(|s| s.trim()).unwrap_or("");
-    let checks = checks::parse_checks(check_text)
+    let mut checks = checks::parse_checks(check_text)
         .map_err(|why| format!("principal {unit} sent an invalid check: {why}"))?;
+    if let Some(tls) = client_tls(bag).map_err(|why| format!("principal {unit} sent {why}"))? {
+        checks = checks
+            .into_iter()
+            .map(|c| match c {
+                checks::Check::Http(u) if u.starts_with("https://") => checks::Check::HttpTls(u, tls.clone()),
+                other => other,
+            })
+            .collect();
+    }
     let interval = match bag.get("check-interval").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match s.parse::<f64>() {
@@ -141,6 +150,20 @@ fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
         interval,
         service,
     }))
+}
+
+/// `check-tls-ca`, `check-tls-cert`, `check-tls-key`: all three or none.
+fn client_tls(bag: &Databag) -> Result<Option<checks::ClientTls>, String> {
+    let get = |k: &str| bag.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    match (get("check-tls-ca"), get("check-tls-cert"), get("check-tls-key")) {
+        (None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(checks::ClientTls {
+            ca: checks::parse_path("check-tls-ca", ca)?,
+            cert: checks::parse_path("check-tls-cert", cert)?,
+            key: checks::parse_path("check-tls-key", key)?,
+        })),
+        _ => Err("only some of check-tls-ca, check-tls-cert, check-tls-key: expected all three or none".into()),
+    }
 }
 
 /// A name keepalived accepts for a block: letters, digits and `_`, not starting with a digit.

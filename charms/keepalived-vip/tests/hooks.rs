@@ -416,6 +416,46 @@ fn the_principal_check_over_vip_becomes_vrrp_scripts() {
 }
 
 #[test]
+fn an_https_check_presents_the_principals_client_certificate() {
+    let tls = [
+        ("check", "https://127.0.0.1:8008/primary"),
+        ("check-tls-ca", "/etc/postgresql-ha/tls/ca.pem"),
+        ("check-tls-cert", "/etc/postgresql-ha/tls/unit.pem"),
+        ("check-tls-key", "/etc/postgresql-ha/tls/unit.key"),
+    ];
+    let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(0, &tls));
+    let out = harness().run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let text = out.state.machine.text(CONF).unwrap();
+    assert!(
+        text.contains("--cacert /etc/postgresql-ha/tls/ca.pem --cert /etc/postgresql-ha/tls/unit.pem --key /etc/postgresql-ha/tls/unit.key")
+            && text.contains("http-check https://127.0.0.1:8008/primary\""),
+        "{text}"
+    );
+    assert_keepalived_accepts(&text);
+
+    // Part of the set, or a path the script line cannot carry: the principal is told.
+    for bad in [
+        vec![("check", "https://127.0.0.1:8008/primary"), ("check-tls-ca", "/ca.pem")],
+        vec![
+            ("check", "https://127.0.0.1:8008/primary"),
+            ("check-tls-ca", "/ca.pem"),
+            ("check-tls-cert", "/c.pem; rm -rf /"),
+            ("check-tls-key", "/k.pem"),
+        ],
+    ] {
+        let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(0, &bad));
+        let out = harness().run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+        assert!(
+            out.state.unit_status.message.contains("check-tls")
+                && format!("{:?}", out.state.unit_status).contains("Blocked"),
+            "{:?}",
+            out.state.unit_status
+        );
+        assert!(out.state.machine.text(CONF).is_none(), "nothing rendered from bad input");
+    }
+}
+
+#[test]
 fn config_checks_add_to_the_principals() {
     let st = base()
         .with_config("check", "tcp:80,process:haproxy")
