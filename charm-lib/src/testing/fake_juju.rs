@@ -53,7 +53,8 @@ fn json(v: impl serde::Serialize) -> R<Vec<u8>> {
 }
 
 /// Splits argv into flags (with their values) and positional arguments, given which flags
-/// take a value; `--` ends flags; `--flag=value` is accepted.
+/// take a value; `--` ends flags; `--flag=value` is accepted, for a boolean flag too
+/// (`--app=false` leaves it unset).
 fn parse(
     args: &[String],
     valued: &[&str],
@@ -82,7 +83,19 @@ fn parse(
                 };
                 flags.insert(name, v);
             } else if boolean.contains(&name.as_str()) {
-                flags.insert(name, String::new());
+                // `--application=False` is how ops calls status-set: gnuflag reads the value
+                // with Go's strconv.ParseBool (gnuflag.rs)
+                let on = super::gnuflag::bool_flag(&name, inline.as_deref()).map_err(|e| {
+                    ToolErrorKind::Failed {
+                        code: Some(2),
+                        stderr: format!("ERROR {e}"),
+                    }
+                })?;
+                if on {
+                    flags.insert(name, String::new());
+                } else {
+                    flags.remove(&name);
+                }
             } else {
                 return Err(ToolErrorKind::Failed {
                     code: Some(2),

@@ -31,6 +31,7 @@
 
 mod fake_juju;
 mod fake_machine;
+mod gnuflag;
 mod harness;
 mod state;
 

@@ -717,3 +717,68 @@ fn mentions_searches_relation_data_and_charm_state() {
     assert!(out.mentions("hunter2"));
     assert!(!out.mentions("not-there"));
 }
+
+/// A FakeJuju for one hook of `demo/0`, to call tools with the exact argv other libraries use.
+fn raw_juju<'s>(spec: &'s CharmSpec, event: &'s crate::Event, state: State) -> FakeJuju<'s> {
+    FakeJuju::new(spec, event, state, Default::default())
+}
+
+fn demo_event(kind: EventKind) -> crate::Event {
+    crate::Event {
+        kind,
+        unit: "demo/0".into(),
+        app: "demo".into(),
+        model_name: None,
+        juju_version: None,
+        principal_unit: None,
+        machine_id: None,
+        juju_charm_dir: None,
+    }
+}
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn boolean_flags_take_the_values_go_accepts_as_ops_passes_them() {
+    use crate::tools::{ToolErrorKind, ToolRunner};
+    let spec = CharmSpec::parse(META, None, None).unwrap();
+    let event = demo_event(EventKind::UpdateStatus);
+    let juju = raw_juju(&spec, &event, State::default().leader());
+
+    // ops' hookcmds.status_set always passes `--application={app}` with Python's bool
+    juju.run(
+        "status-set",
+        &argv(&["--application=False", "blocked", "--", "unit"]),
+        None,
+    )
+    .unwrap();
+    juju.run(
+        "status-set",
+        &argv(&["--application=True", "waiting", "--", "app"]),
+        None,
+    )
+    .unwrap();
+    // the last one given wins, as gnuflag sets the value each time
+    juju.run(
+        "status-set",
+        &argv(&["--application", "--application=0", "active", "unit again"]),
+        None,
+    )
+    .unwrap();
+    let st = juju.state.borrow().clone();
+    assert_eq!(st.app_status, Status::waiting("app"));
+    assert_eq!(st.unit_status, Status::active("unit again"));
+
+    let err = juju
+        .run("status-set", &argv(&["--application=yes", "active"]), None)
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ToolErrorKind::Failed {
+            code: Some(2),
+            stderr: r#"ERROR invalid value "yes" for flag --application: strconv.ParseBool: parsing "yes": invalid syntax"#.into()
+        }
+    );
+}

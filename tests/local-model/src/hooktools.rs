@@ -11,6 +11,11 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
+// Boolean flags as Juju's gnuflag reads them (Go's strconv.ParseBool): the same source file
+// charm-lib's FakeJuju uses, so the two Juju stand-ins agree on it.
+#[path = "../../../charm-lib/src/testing/gnuflag.rs"]
+mod gnuflag;
+
 /// Every tool name the multi-call binary answers to.
 pub const TOOLS: &[&str] = &[
     "relation-get",
@@ -138,13 +143,16 @@ pub fn parse_args(args: &[String], spec: &[FlagSpec]) -> R<Parsed> {
                 None => return usage(format!("flag needs an argument: {name}")),
             }
         } else {
-            if let Some(v) = inline {
-                if !["true", "false"].contains(&v.as_str()) {
-                    return usage(format!("invalid boolean value {v:?} for {name}"));
-                }
-                if v == "false" {
+            // juju/gnuflag parseGnuFlagArg: `--flag=<v>` sets a boolean to
+            // strconv.ParseBool(v) (ops passes `status-set --application=False`); the last
+            // occurrence wins
+            match gnuflag::bool_flag(&name, inline.as_deref()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    p.flags.remove(f.0);
                     continue;
                 }
+                Err(e) => return usage(e),
             }
             String::new()
         };

@@ -808,3 +808,65 @@ fn app_data_change_fires_changed_with_empty_remote_unit_on_others_only() {
     crate::resolver::commit(&mut st, "b/0", &h, 0);
     assert_eq!(next_op(&st, "b/0", 0), None);
 }
+
+// juju/gnuflag parseGnuFlagArg + boolValue.Set (strconv.ParseBool): how ops calls status-set
+#[test]
+fn boolean_flags_take_the_values_go_accepts_as_ops_passes_them() {
+    let mut st = model();
+    // a non-leader: `--application=False` is its own status, not the application's
+    let mut c = ctx("a/1", HookKind::UpdateStatus, None, "");
+    ok(run(
+        &mut st,
+        &mut c,
+        "status-set",
+        &["--application=False", "blocked", "--", "from ops"],
+    ));
+    let shown = |s: &Status| (s.status.clone(), s.message.clone());
+    assert_eq!(
+        shown(&st.units["a/1"].workload),
+        ("blocked".into(), "from ops".into())
+    );
+    assert_eq!(
+        run(
+            &mut st,
+            &mut c,
+            "status-set",
+            &["--application=1", "active"]
+        )
+        .stderr,
+        "ERROR this unit is not the leader\n"
+    );
+    // the leader: every spelling Go accepts, the last occurrence winning
+    let mut l = ctx("a/0", HookKind::UpdateStatus, None, "");
+    ok(run(
+        &mut st,
+        &mut l,
+        "status-set",
+        &["--application=True", "waiting", "app"],
+    ));
+    ok(run(
+        &mut st,
+        &mut l,
+        "status-set",
+        &["--application", "--application=f", "maintenance", "unit"],
+    ));
+    assert_eq!(
+        st.applications["a"].status.as_ref().map(shown),
+        Some(("waiting".into(), "app".into()))
+    );
+    assert_eq!(
+        shown(&st.units["a/0"].workload),
+        ("maintenance".into(), "unit".into())
+    );
+    let o = run(
+        &mut st,
+        &mut l,
+        "status-set",
+        &["--application=yes", "active"],
+    );
+    assert_eq!(o.code, 2);
+    assert_eq!(
+        o.stderr,
+        "ERROR invalid value \"yes\" for flag --application: strconv.ParseBool: parsing \"yes\": invalid syntax\n"
+    );
+}
