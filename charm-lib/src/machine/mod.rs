@@ -2,6 +2,7 @@
 //! services are commands built on them ([`MachineExt`]), so a test backend that records
 //! commands and holds files in memory sees everything a charm does to its host.
 
+mod safe_fs;
 mod system;
 
 pub use system::System;
@@ -261,11 +262,18 @@ pub trait Machine {
     /// Runs a command. A non-zero exit is a [`MachineError::Command`] unless
     /// `cmd.allow_failure` is set.
     fn run(&self, cmd: &Cmd) -> Result<CmdOutput, MachineError>;
-    /// The content of a file, `None` if it does not exist.
+    /// The content of a file, `None` if it does not exist. Something other than a regular
+    /// file (a fifo, a device) is an error.
+    ///
+    /// Every file primitive reaches its path safely for root (see `System`): a symbolic link is
+    /// followed only if nobody but root could have made it, so a service account that owns a
+    /// directory on the way (postgres, maas) cannot steer root elsewhere.
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, MachineError>;
     /// Writes a file atomically (a reader sees the old or the new content, never half) with
     /// owner, group and mode; creates missing parent directories (root, 0755). Returns whether
-    /// anything changed, so callers reload services only when needed.
+    /// anything changed, so callers reload services only when needed. The file is always a new
+    /// one renamed over the target; a target that is not a regular file (a symbolic link, a
+    /// fifo) is refused.
     fn write_file(
         &self,
         path: &Path,
@@ -275,7 +283,7 @@ pub trait Machine {
     /// Removes a file; returns whether it existed.
     fn remove_file(&self, path: &Path) -> Result<bool, MachineError>;
     /// Creates a directory (and parents) and sets its owner and mode; returns whether anything
-    /// changed.
+    /// changed. An existing symbolic link there is refused, not followed.
     fn make_dir(&self, path: &Path, opts: &FileOptions) -> Result<bool, MachineError>;
     /// Owner, group, mode and kind of a path, `None` if it does not exist.
     fn file_info(&self, path: &Path) -> Result<Option<FileInfo>, MachineError>;

@@ -1,9 +1,13 @@
-//! The production [`Machine`]: real commands and the real filesystem.
+//! The production [`Machine`]: real commands and the real filesystem. Charms run as root and
+//! write into directories service accounts own, so every file primitive goes through
+//! `safe_fs` (directory handles, no link a non-root user could have made is followed, new
+//! files only, owner and mode set on the descriptor).
 
-use super::{Cmd, CmdOutput, FileInfo, FileOptions, Machine, MachineError};
+use super::{safe_fs, Cmd, CmdOutput, FileInfo, FileOptions, Machine, MachineError};
+use rustix::fs::FileType;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -20,8 +24,9 @@ fn file_err(path: &Path, what: &str, e: impl std::fmt::Display) -> MachineError 
 
 /// Looks a name up in `/etc/passwd` or `/etc/group` (field 3 is the id in both).
 fn lookup_id(db: &str, name: &str) -> Option<u32> {
-    if let Ok(n) = name.parse() {
-        return Some(n);
+    if let Ok(n) = name.parse::<u32>() {
+        // -1 means "leave as is" to chown.
+        return (n != u32::MAX).then_some(n);
     }
     let text = fs::read_to_string(db).ok()?;
     text.lines().find_map(|l| {
@@ -107,11 +112,16 @@ impl Machine for System {
     }
 
     fn read_file(&self, path: &Path) -> Result<Option<Vec<u8>>, MachineError> {
-        match fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(file_err(path, "cannot read", e)),
+        let found = safe_fs::lookup(path).map_err(|e| file_err(path, "cannot read", e))?;
+        let Some((dir, name, st)) = found else {
+            return Ok(None);
+        };
+        if safe_fs::file_type(&st) == FileType::Directory {
+            return Err(file_err(path, "cannot read", "is a directory"));
         }
+        dir.read(&name)
+            .map(Some)
+            .map_err(|e| file_err(path, "cannot read", e))
     }
 
     fn write_file(
@@ -121,64 +131,74 @@ impl Machine for System {
         opts: &FileOptions,
     ) -> Result<bool, MachineError> {
         let (uid, gid) = ids(path, opts)?;
-        if let Ok(meta) = fs::metadata(path) {
+        let (dir, name) = safe_fs::parent(path, true)
+            .map_err(|e| file_err(path, "cannot write", e))?
+            .expect("missing directories are created");
+        let existing = dir
+            .entry(&name)
+            .map_err(|e| file_err(path, "cannot write", e))?;
+        if let Some(st) = existing {
+            if safe_fs::file_type(&st) != FileType::RegularFile {
+                return Err(file_err(
+                    path,
+                    "cannot write",
+                    format!(
+                        "it is {}, not a regular file: not replaced",
+                        safe_fs::kind(&st)
+                    ),
+                ));
+            }
             let same_meta =
-                meta.uid() == uid && meta.gid() == gid && meta.mode() & 0o7777 == opts.mode;
-            if same_meta && fs::read(path).map(|old| old == content).unwrap_or(false) {
+                st.st_uid == uid && st.st_gid == gid && st.st_mode & 0o7777 == opts.mode;
+            if same_meta && dir.read(&name).is_ok_and(|old| old == content) {
                 return Ok(false);
             }
         }
-        let dir = path
-            .parent()
-            .ok_or_else(|| file_err(path, "cannot write", "no parent directory"))?;
-        fs::create_dir_all(dir).map_err(|e| file_err(dir, "cannot create directory", e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.charm-tmp-{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            // Created with no permissions for others, so a secret is never briefly world-readable.
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(content)?;
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-            f.set_permissions(fs::Permissions::from_mode(opts.mode))?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            file_err(path, "cannot write", e)
-        })?;
+        dir.replace(&name, content, uid, gid, opts.mode)
+            .map_err(|e| file_err(path, "cannot write", e))?;
         Ok(true)
     }
 
     fn remove_file(&self, path: &Path) -> Result<bool, MachineError> {
-        match fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(file_err(path, "cannot remove", e)),
-        }
+        let found = safe_fs::parent(path, false).map_err(|e| file_err(path, "cannot remove", e))?;
+        let Some((dir, name)) = found else {
+            return Ok(false);
+        };
+        dir.unlink(&name)
+            .map_err(|e| file_err(path, "cannot remove", e))
     }
 
     fn make_dir(&self, path: &Path, opts: &FileOptions) -> Result<bool, MachineError> {
         let (uid, gid) = ids(path, opts)?;
-        let existed = path.is_dir();
-        fs::create_dir_all(path).map_err(|e| file_err(path, "cannot create directory", e))?;
-        let meta = fs::metadata(path).map_err(|e| file_err(path, "cannot stat", e))?;
-        let mut changed = !existed;
-        if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        let err = |e| file_err(path, "cannot create directory", e);
+        let (parent, name) = safe_fs::parent(path, true)
+            .map_err(err)?
+            .expect("missing directories are created");
+        let created = match parent.entry(&name).map_err(err)? {
+            None => parent.mkdir(&name).map_err(err)?,
+            Some(st) if safe_fs::file_type(&st) == FileType::Directory => false,
+            Some(st) => {
+                return Err(file_err(
+                    path,
+                    "cannot create directory",
+                    format!(
+                        "it is {}, not a directory: not replaced",
+                        safe_fs::kind(&st)
+                    ),
+                ))
+            }
+        };
+        // Opened without following a link: the owner and mode are set on what was checked.
+        let (d, st) = parent.open_subdir(&name).map_err(err)?;
+        let mut changed = created;
+        if st.st_uid != uid || st.st_gid != gid {
+            std::os::unix::fs::fchown(&d, Some(uid), Some(gid))
                 .map_err(|e| file_err(path, "cannot chown", e))?;
             changed = true;
         }
-        if meta.mode() & 0o7777 != opts.mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(opts.mode))
+        // After fchown, which clears set-id bits; a new directory is 0700 until here.
+        if created || st.st_mode & 0o7777 != opts.mode {
+            d.set_permissions(fs::Permissions::from_mode(opts.mode))
                 .map_err(|e| file_err(path, "cannot chmod", e))?;
             changed = true;
         }
@@ -186,18 +206,15 @@ impl Machine for System {
     }
 
     fn file_info(&self, path: &Path) -> Result<Option<FileInfo>, MachineError> {
-        match fs::metadata(path) {
-            Ok(m) => Ok(Some(FileInfo {
-                options: FileOptions {
-                    owner: lookup_name("/etc/passwd", m.uid()),
-                    group: lookup_name("/etc/group", m.gid()),
-                    mode: m.mode() & 0o7777,
-                },
-                is_dir: m.is_dir(),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(file_err(path, "cannot stat", e)),
-        }
+        let found = safe_fs::lookup(path).map_err(|e| file_err(path, "cannot stat", e))?;
+        Ok(found.map(|(_, _, st)| FileInfo {
+            options: FileOptions {
+                owner: lookup_name("/etc/passwd", st.st_uid),
+                group: lookup_name("/etc/group", st.st_gid),
+                mode: st.st_mode & 0o7777,
+            },
+            is_dir: safe_fs::file_type(&st) == FileType::Directory,
+        }))
     }
 }
 
@@ -216,15 +233,7 @@ mod tests {
     fn write_is_atomic_idempotent_and_sets_mode() {
         let d = scratch("write");
         let p = d.join("sub/conf");
-        let me = lookup_name(
-            "/etc/passwd",
-            fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0),
-        );
-        let grp = lookup_name(
-            "/etc/group",
-            fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0),
-        );
-        let opts = FileOptions::new(&me, &grp, 0o640);
+        let opts = mine(0o640);
         assert!(System.write_file(&p, b"a=1\n", &opts).unwrap());
         assert!(
             !System.write_file(&p, b"a=1\n", &opts).unwrap(),
@@ -235,13 +244,214 @@ mod tests {
         assert_eq!(info.options.mode, 0o640);
         assert_eq!(System.read_file(&p).unwrap().unwrap(), b"a=2\n");
         assert!(
-            System
-                .write_file(&p, b"a=2\n", &FileOptions::new(&me, &grp, 0o600))
-                .unwrap(),
+            System.write_file(&p, b"a=2\n", &mine(0o600)).unwrap(),
             "mode change is a change"
         );
         let leftovers: Vec<_> = fs::read_dir(d.join("sub")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Owner and group of this process, as names, and FileOptions for them.
+    fn mine(mode: u32) -> FileOptions {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        FileOptions::new(
+            &lookup_name("/etc/passwd", uid),
+            &lookup_name("/etc/group", gid),
+            mode,
+        )
+    }
+
+    /// A directory a service account can write, as `/var/lib/postgresql-ha` is postgres's:
+    /// given to `nobody` when the tests run as root, else writable by everyone.
+    fn service_dir(d: &Path) {
+        fs::create_dir_all(d).unwrap();
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        } else {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+        }
+    }
+
+    /// A link the service account planted (its own, when the tests run as root).
+    fn plant_link(target: &Path, at: &Path) {
+        std::os::unix::fs::symlink(target, at).unwrap();
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::lchown(at, Some(65534), Some(65534)).unwrap();
+        }
+    }
+
+    /// `scratch/outside/victim` ("original", 0644) and a service directory `scratch/svc`.
+    fn victim_and_service_dir(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let d = scratch(name);
+        let outside = d.join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("victim");
+        fs::write(&victim, "original").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+        let svc = d.join("svc");
+        service_dir(&svc);
+        (victim, svc)
+    }
+
+    fn is_link(p: &Path) -> bool {
+        fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_link_or_fifo_planted_at_the_target_is_refused() {
+        // Arrange: the service account replaced its config file by a link to a file outside.
+        let (victim, svc) = victim_and_service_dir("target-link");
+        let conf = svc.join("conf");
+        plant_link(&victim, &conf);
+        // Act + Assert: nothing is written, read, chowned or chmodded through it.
+        let e = System.write_file(&conf, b"new", &mine(0o600)).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "original");
+        assert_eq!(mode_of(&victim), 0o644);
+        assert!(
+            is_link(&conf),
+            "the planted link is left for a person to look at"
+        );
+        let e = System.read_file(&conf).unwrap_err();
+        assert!(e.to_string().contains("not followed"), "{e}");
+        assert!(System.file_info(&conf).is_err());
+        let dir_link = svc.join("datadir");
+        plant_link(victim.parent().unwrap(), &dir_link);
+        let e = System
+            .make_dir(&dir_link, &FileOptions::new("root", "root", 0o777))
+            .unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(mode_of(victim.parent().unwrap()), 0o755);
+        // Removing the link removes the link only.
+        assert!(System.remove_file(&conf).unwrap());
+        assert!(!is_link(&conf));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "original");
+
+        // A fifo: refused at once, and reading it does not wait for a writer.
+        let fifo = svc.join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )
+        .unwrap();
+        let e = System.write_file(&fifo, b"new", &mine(0o600)).unwrap_err();
+        assert!(e.to_string().contains("a fifo, not a regular file"), "{e}");
+        let e = System.read_file(&fifo).unwrap_err();
+        assert!(e.to_string().contains("a fifo"), "{e}");
+        fs::remove_dir_all(svc.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_link_at_the_old_temporary_name_or_a_hard_link_changes_nothing_outside() {
+        // Arrange: the name the old write_file used for its temporary file (predictable: the
+        // pid), planted as a link to a file outside; and the target a hard link to another.
+        let (victim, svc) = victim_and_service_dir("tmp-link");
+        let conf = svc.join("conf");
+        let old_tmp = svc.join(format!(".conf.charm-tmp-{}", std::process::id()));
+        plant_link(&victim, &old_tmp);
+        let other = victim.with_file_name("other");
+        fs::write(&other, "other").unwrap();
+        let hard = svc.join("hard");
+        fs::hard_link(&other, &hard).unwrap();
+        // Act.
+        assert!(System.write_file(&conf, b"new", &mine(0o600)).unwrap());
+        assert!(System.write_file(&hard, b"new", &mine(0o600)).unwrap());
+        // Assert: new files in the service directory; nothing outside changed.
+        assert_eq!(fs::read_to_string(&conf).unwrap(), "new");
+        assert_eq!(mode_of(&conf), 0o600);
+        assert!(!is_link(&conf));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "original");
+        assert_eq!(mode_of(&victim), 0o644);
+        assert!(is_link(&old_tmp), "the planted name was not used");
+        assert_eq!(fs::read_to_string(&hard).unwrap(), "new");
+        assert_eq!(fs::read_to_string(&other).unwrap(), "other");
+        assert_eq!(mode_of(&other), 0o644);
+        let names: Vec<String> = fs::read_dir(&svc)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
+        fs::remove_dir_all(svc.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_linked_directory_in_a_service_directory_is_not_followed() {
+        // Arrange: the service account made `sub` a link to a directory outside.
+        let (victim, svc) = victim_and_service_dir("parent-link");
+        let outside = victim.parent().unwrap();
+        let sub = svc.join("sub");
+        plant_link(outside, &sub);
+        // Act + Assert: no write, directory, removal, read or stat goes through it.
+        let refused = |e: MachineError| {
+            assert!(e.to_string().contains("not followed"), "{e}");
+        };
+        refused(
+            System
+                .write_file(&sub.join("conf"), b"new", &mine(0o600))
+                .unwrap_err(),
+        );
+        refused(
+            System
+                .write_file(&sub.join("victim"), b"new", &mine(0o600))
+                .unwrap_err(),
+        );
+        refused(
+            System
+                .make_dir(&sub.join("d/e"), &FileOptions::root(0o755))
+                .unwrap_err(),
+        );
+        refused(System.remove_file(&sub.join("victim")).unwrap_err());
+        refused(System.read_file(&sub.join("victim")).unwrap_err());
+        refused(System.file_info(&sub.join("victim")).unwrap_err());
+        assert!(!outside.join("conf").exists());
+        assert!(!outside.join("d").exists());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "original");
+        assert_eq!(mode_of(&victim), 0o644);
+        fs::remove_dir_all(svc.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn links_only_root_could_have_made_are_followed() {
+        // Arrange: a directory only this process's user (root on a unit) can write, with a link
+        // in it, as /var/run or /var/snap/maas/current.
+        let d = scratch("trusted-link");
+        let real = d.join("real");
+        fs::create_dir_all(&real).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink("real", d.join("current")).unwrap();
+        std::os::unix::fs::symlink(real.join("conf"), d.join("conf-link")).unwrap();
+        // Act.
+        let via = d.join("current/conf");
+        assert!(System.write_file(&via, b"a=1\n", &mine(0o640)).unwrap());
+        // Assert: through the link, into the real directory; read and stat follow it too, but
+        // a link is never replaced as a target.
+        assert_eq!(fs::read_to_string(real.join("conf")).unwrap(), "a=1\n");
+        assert_eq!(
+            System.read_file(&d.join("conf-link")).unwrap().unwrap(),
+            b"a=1\n"
+        );
+        assert_eq!(System.file_info(&via).unwrap().unwrap().options.mode, 0o640);
+        assert!(System
+            .write_file(&d.join("conf-link"), b"x", &mine(0o640))
+            .is_err());
+        assert!(System
+            .make_dir(&d.join("current/sub"), &mine(0o750))
+            .unwrap());
+        assert_eq!(mode_of(&real.join("sub")), 0o750);
+        assert!(!System
+            .make_dir(&d.join("current/sub"), &mine(0o750))
+            .unwrap());
         fs::remove_dir_all(&d).unwrap();
     }
 
