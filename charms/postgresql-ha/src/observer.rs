@@ -79,6 +79,44 @@ pub fn keep_etcd_leadership_off(
     Ok(Some(heir.name.clone()))
 }
 
+/// Whether Patroni's callback dropped the marker; it is consumed. Its directory belongs to
+/// postgres (the Patroni service's runtime directory), so this root service accepts only what
+/// the callback makes there: a regular file, seen with lstat (a link is never followed) and
+/// never opened or read. Anything else at that name (a link, a fifo, a directory) is not a
+/// marker: the answer is an error saying so, after removing it when it is not a directory
+/// (unlink removes a link itself, never its target).
+pub fn take_marker(path: &Path) -> Result<bool, String> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(format!(
+                "{}: {e}; not taken as a role change",
+                path.display()
+            ))
+        }
+    };
+    let t = meta.file_type();
+    if t.is_file() {
+        let _ = std::fs::remove_file(path);
+        return Ok(true);
+    }
+    let what = if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    if !t.is_dir() {
+        let _ = std::fs::remove_file(path);
+    }
+    Err(format!(
+        "{} is {what}, not the marker Patroni's callback makes: ignored",
+        path.display()
+    ))
+}
+
 /// Runs forever: `args` are the unit name and the charm directory.
 pub fn run(args: &[String]) -> ! {
     let (Some(unit), Some(charm_dir)) = (args.first(), args.get(1)) else {
@@ -93,11 +131,18 @@ pub fn run(args: &[String]) -> ! {
     let machine = charm_lib::machine::System;
     let marker = Path::new(paths::ROLE_MARKER);
     let mut last: Option<String> = None;
+    let mut last_odd: Option<String> = None;
     loop {
-        let marked = marker.exists();
-        if marked {
-            let _ = std::fs::remove_file(marker);
-        }
+        let marked = match take_marker(marker) {
+            Ok(m) => m,
+            Err(odd) => {
+                if last_odd.as_ref() != Some(&odd) {
+                    eprintln!("{odd}");
+                }
+                last_odd = Some(odd);
+                false
+            }
+        };
         let cluster = current_cluster();
         let now = cluster.as_ref().and_then(signature);
         if let Some(c) = &cluster {
@@ -134,6 +179,55 @@ pub fn run(args: &[String]) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scratch directory standing for /run/postgresql-ha, and a file outside it.
+    fn marker_dir(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let d = std::env::temp_dir().join(format!("pgha-marker-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("run")).unwrap();
+        let outside = d.join("precious");
+        std::fs::write(&outside, "keep me").unwrap();
+        (d.join("run/role-changed"), outside)
+    }
+
+    #[test]
+    fn the_marker_is_a_regular_file_taken_once() {
+        let (marker, outside) = marker_dir("file");
+        assert_eq!(take_marker(&marker), Ok(false), "no marker yet");
+        // What the callback does: `touch`.
+        std::fs::write(&marker, "").unwrap();
+        assert_eq!(take_marker(&marker), Ok(true));
+        assert!(!marker.exists(), "consumed");
+        assert_eq!(take_marker(&marker), Ok(false), "one callback, one hook");
+        let _ = std::fs::remove_dir_all(outside.parent().unwrap());
+    }
+
+    #[test]
+    fn a_link_fifo_or_directory_at_the_marker_is_no_marker_and_nothing_is_followed() {
+        // Arrange: postgres planted a link to a file it must not touch.
+        let (marker, outside) = marker_dir("odd");
+        std::os::unix::fs::symlink(&outside, &marker).unwrap();
+        // Act + Assert: no role change; the link is gone, what it pointed at is intact.
+        let e = take_marker(&marker).unwrap_err();
+        assert!(e.contains("a symbolic link"), "{e}");
+        assert!(std::fs::symlink_metadata(&marker).is_err(), "link removed");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+        // A fifo: never opened, so this cannot wait for a writer.
+        let status = std::process::Command::new("mkfifo")
+            .arg(&marker)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(take_marker(&marker)
+            .unwrap_err()
+            .contains("not a regular file"));
+        assert!(std::fs::symlink_metadata(&marker).is_err(), "fifo removed");
+        // A directory: left alone, still no marker.
+        std::fs::create_dir(&marker).unwrap();
+        assert!(take_marker(&marker).unwrap_err().contains("a directory"));
+        assert!(marker.is_dir());
+        let _ = std::fs::remove_dir_all(outside.parent().unwrap());
+    }
 
     #[test]
     fn dispatches_on_a_new_primary_or_a_callback_only() {

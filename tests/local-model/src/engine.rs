@@ -288,6 +288,9 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
                 .and_then(|c| c.label.clone())
                 .or(s.label.clone())
         });
+        // the uniter's secret watchers give URIs parsed from the bare id stored with the
+        // consumer (state/secrets.go consumedSecretsWatcher: ParseURI(id).String()), so no
+        // model UUID: secret:<id>, unlike what secret-add prints
         env.push(("JUJU_SECRET_ID", format!("secret:{x}")));
         env.push(("JUJU_SECRET_LABEL", label.unwrap_or_default()));
         if h.kind == HookKind::SecretRemove {

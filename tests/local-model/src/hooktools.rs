@@ -309,15 +309,17 @@ fn dispatch(
         "secret-ids" => {
             let p = parse_args(args, &[FMT])?;
             no_extra(&p, 0)?;
+            // jujuc/secret-ids.go prints the keys of HookContext.SecretMetadata, which are
+            // the bare ids (URI.ID), pending creates included
             let mut ids: Vec<Value> = st
                 .secrets
                 .values()
                 .filter(|s| owns(st, ctx, s))
-                .map(|s| json!(format!("secret:{}", s.xid)))
+                .map(|s| json!(s.xid))
                 .collect();
             for op in &ctx.secret_ops {
                 if let SecretOp::Add(s) = op {
-                    ids.push(json!(format!("secret:{}", s.xid)));
+                    ids.push(json!(s.xid));
                 }
             }
             out(&p, Value::Array(ids))
@@ -1096,6 +1098,9 @@ fn action_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<Stri
 
 // ---------- secrets ----------
 
+/// The bare id of a secret as every tool takes it: `<id>`, `secret:<id>` or
+/// `secret://<model-uuid>/<id>` (core/secrets/secret.go ParseURI: no scheme is the secret
+/// scheme, the host is the source model's UUID, the path or opaque part is the id).
 fn parse_secret_id(s: &str) -> String {
     let s = s.strip_prefix("secret:").unwrap_or(s);
     let s = s.strip_prefix("//").unwrap_or(s);
@@ -1230,7 +1235,10 @@ fn secret_add(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: &[
         consumers: BTreeMap::new(),
         obsolete_notified: Default::default(),
     }));
-    Ok(format!("secret:{xid}\n"))
+    // jujuc/secret-add.go prints the URI HookContext.CreateSecret got from the controller's
+    // CreateSecretURIs (apiserver secretsmanager: NewURI().WithSource(modelUUID)), whose
+    // String() (core/secrets/secret.go) is secret://<model-uuid>/<id>
+    Ok(format!("secret://{}/{xid}\n", st.uuid))
 }
 
 fn secret_set(st: &ModelState, ctx: &mut HookContext, args: &[String], stdin: &[u8]) -> R<String> {

@@ -580,7 +580,11 @@ fn secrets_flow_from_owner_to_consumer() {
     ))
     .trim()
     .to_string();
-    assert!(uri.starts_with("secret:") && uri.len() == 27, "{uri}");
+    let xid = uri
+        .strip_prefix(&format!("secret://{}/", st.uuid))
+        .unwrap_or_else(|| panic!("{uri} is not secret://<model-uuid>/<id>"))
+        .to_string();
+    assert_eq!(xid.len(), 20, "{uri}");
     ok(run(
         &mut st,
         &mut l,
@@ -605,7 +609,7 @@ fn secrets_flow_from_owner_to_consumer() {
             "secret-ids",
             &["--format=json"]
         )),
-        format!("[\"{uri}\"]\n")
+        format!("[\"{xid}\"]\n")
     );
     // a non-leader of the owner app cannot add app secrets
     let mut n = ctx("a/1", HookKind::UpdateStatus, None, "");
@@ -619,7 +623,6 @@ fn secrets_flow_from_owner_to_consumer() {
         ok(run(&mut st, &mut b, "secret-get", &["--format=json", &uri])),
         "{\"password\":\"s3cret\"}\n"
     );
-    let xid = uri.trim_start_matches("secret:").to_string();
     assert_eq!(
         run(&mut st, &mut b, "secret-info-get", &[&uri]).stderr,
         format!("ERROR secret \"{xid}\" not found\n")
@@ -869,4 +872,54 @@ fn boolean_flags_take_the_values_go_accepts_as_ops_passes_them() {
         o.stderr,
         "ERROR invalid value \"yes\" for flag --application: strconv.ParseBool: parsing \"yes\": invalid syntax\n"
     );
+}
+
+// core/secrets/secret.go ParseURI: every secret tool takes `<id>`, `secret:<id>` and
+// `secret://<model-uuid>/<id>` for the same secret
+#[test]
+fn secret_tools_take_the_bare_id_and_both_uri_forms() {
+    let mut st = model();
+    let mut l = ctx("a/0", HookKind::UpdateStatus, None, "");
+    let uri = ok(run(&mut st, &mut l, "secret-add", &["password=one"]))
+        .trim()
+        .to_string();
+    l.flush(&mut st);
+    let xid = uri.rsplit('/').next().unwrap().to_string();
+    let forms = [xid.clone(), format!("secret:{xid}"), uri.clone()];
+    let mut current = "one".to_string();
+    for (n, id) in forms.iter().enumerate() {
+        let mut c = ctx("a/0", HookKind::UpdateStatus, None, "");
+        assert_eq!(
+            ok(run(&mut st, &mut c, "secret-get", &["--format=json", id])),
+            format!("{{\"password\":\"{current}\"}}\n"),
+            "{id}"
+        );
+        current = format!("v{n}");
+        let info = ok(run(
+            &mut st,
+            &mut c,
+            "secret-info-get",
+            &["--format=json", id],
+        ));
+        assert!(info.contains(&format!("\"{xid}\"")), "{id}: {info}");
+        ok(run(
+            &mut st,
+            &mut c,
+            "secret-set",
+            &[id, &format!("password=v{n}")],
+        ));
+        ok(run(&mut st, &mut c, "secret-grant", &["-r", "web:1", id]));
+        ok(run(&mut st, &mut c, "secret-revoke", &["-r", "web:1", id]));
+        c.flush(&mut st);
+        assert_eq!(st.secrets[&xid].latest(), n as u64 + 2, "{id}");
+    }
+    let mut c = ctx("a/0", HookKind::UpdateStatus, None, "");
+    ok(run(
+        &mut st,
+        &mut c,
+        "secret-remove",
+        &[&format!("secret:{xid}")],
+    ));
+    c.flush(&mut st);
+    assert!(!st.secrets.contains_key(&xid));
 }
