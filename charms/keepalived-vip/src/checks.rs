@@ -46,11 +46,14 @@ pub fn parse_path(what: &str, p: &str) -> Result<String, String> {
     let ok = p.starts_with('/')
         && !p.contains("..")
         && p.len() <= 256
-        && p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
     if ok {
         Ok(p.to_string())
     } else {
-        Err(format!("{what} {p:?}: expected an absolute path of letters, digits and / . _ -"))
+        Err(format!(
+            "{what} {p:?}: expected an absolute path of letters, digits and / . _ -"
+        ))
     }
 }
 

@@ -124,7 +124,9 @@ fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
         checks = checks
             .into_iter()
             .map(|c| match c {
-                checks::Check::Http(u) if u.starts_with("https://") => checks::Check::HttpTls(u, tls.clone()),
+                checks::Check::Http(u) if u.starts_with("https://") => {
+                    checks::Check::HttpTls(u, tls.clone())
+                }
                 other => other,
             })
             .collect();
@@ -155,14 +157,21 @@ fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
 /// `check-tls-ca`, `check-tls-cert`, `check-tls-key`: all three or none.
 fn client_tls(bag: &Databag) -> Result<Option<checks::ClientTls>, String> {
     let get = |k: &str| bag.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
-    match (get("check-tls-ca"), get("check-tls-cert"), get("check-tls-key")) {
+    match (
+        get("check-tls-ca"),
+        get("check-tls-cert"),
+        get("check-tls-key"),
+    ) {
         (None, None, None) => Ok(None),
         (Some(ca), Some(cert), Some(key)) => Ok(Some(checks::ClientTls {
             ca: checks::parse_path("check-tls-ca", ca)?,
             cert: checks::parse_path("check-tls-cert", cert)?,
             key: checks::parse_path("check-tls-key", key)?,
         })),
-        _ => Err("only some of check-tls-ca, check-tls-cert, check-tls-key: expected all three or none".into()),
+        _ => Err(
+            "only some of check-tls-ca, check-tls-cert, check-tls-key: expected all three or none"
+                .into(),
+        ),
     }
 }
 

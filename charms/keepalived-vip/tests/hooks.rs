@@ -424,7 +424,9 @@ fn an_https_check_presents_the_principals_client_certificate() {
         ("check-tls-key", "/etc/postgresql-ha/tls/unit.key"),
     ];
     let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(0, &tls));
-    let out = harness().run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+    let out = harness()
+        .run(Trigger::RelationChanged(2, Some(0)), &st)
+        .unwrap();
     let text = out.state.machine.text(CONF).unwrap();
     assert!(
         text.contains("--cacert /etc/postgresql-ha/tls/ca.pem --cert /etc/postgresql-ha/tls/unit.pem --key /etc/postgresql-ha/tls/unit.key")
@@ -435,7 +437,10 @@ fn an_https_check_presents_the_principals_client_certificate() {
 
     // Part of the set, or a path the script line cannot carry: the principal is told.
     for bad in [
-        vec![("check", "https://127.0.0.1:8008/primary"), ("check-tls-ca", "/ca.pem")],
+        vec![
+            ("check", "https://127.0.0.1:8008/primary"),
+            ("check-tls-ca", "/ca.pem"),
+        ],
         vec![
             ("check", "https://127.0.0.1:8008/primary"),
             ("check-tls-ca", "/ca.pem"),
@@ -443,15 +448,21 @@ fn an_https_check_presents_the_principals_client_certificate() {
             ("check-tls-key", "/k.pem"),
         ],
     ] {
-        let st = base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(0, &bad));
-        let out = harness().run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
+        let st =
+            base().with_relation(Relation::new(2, "vip", "postgresql-ha").remote_unit(0, &bad));
+        let out = harness()
+            .run(Trigger::RelationChanged(2, Some(0)), &st)
+            .unwrap();
         assert!(
             out.state.unit_status.message.contains("check-tls")
                 && format!("{:?}", out.state.unit_status).contains("Blocked"),
             "{:?}",
             out.state.unit_status
         );
-        assert!(out.state.machine.text(CONF).is_none(), "nothing rendered from bad input");
+        assert!(
+            out.state.machine.text(CONF).is_none(),
+            "nothing rendered from bad input"
+        );
     }
 }
 

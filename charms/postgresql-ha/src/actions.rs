@@ -258,7 +258,8 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
     ctx.action_log("starting Patroni")?;
     m.service(ServiceOp::Start, paths::PATRONI_SERVICE)?;
     let probe = format!(
-        "until curl -s -o /dev/null {}/patroni; do sleep 0.5; done",
+        "until curl -s -o /dev/null {} {}/patroni; do sleep 0.5; done",
+        paths::curl_tls_args().join(" "),
         paths::PATRONI_API
     );
     m.run(

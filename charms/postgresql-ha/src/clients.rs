@@ -233,6 +233,8 @@ pub struct Topology {
     pub state: String,
     /// PostgreSQL major.
     pub version: u32,
+    /// The CA that signs every member's certificate (PEM): clients verify the server with it.
+    pub ca: String,
 }
 
 /// Credentials of a relation, from its secret.
@@ -254,11 +256,13 @@ fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
     if legacy {
         s += &format!(" password={}", creds.password);
     }
-    s
+    // Every remote pg_hba line is hostssl: a client that tries without TLS is refused.
+    s + " sslmode=require"
 }
 
 /// Every key this charm writes on `db`; keys it no longer wants are deleted.
-const DB_KEYS: [&str; 12] = [
+const DB_KEYS: [&str; 13] = [
+    "tls-ca",
     "host",
     "port",
     "database",
@@ -315,6 +319,7 @@ pub fn db_data(
     );
     set("state", topo.state.clone());
     set("version", topo.version.to_string());
+    set("tls-ca", topo.ca.clone());
     match &topo.host {
         Some(h) => {
             set("host", h.clone());
@@ -338,7 +343,9 @@ pub fn db_data(
 }
 
 /// Every key this charm writes on `database`.
-const DATABASE_KEYS: [&str; 7] = [
+const DATABASE_KEYS: [&str; 9] = [
+    "tls",
+    "tls-ca",
     "database",
     "endpoints",
     "read-only-endpoints",
@@ -361,6 +368,9 @@ pub fn database_data(
         .collect();
     d.insert("database".into(), Some(g.database.clone()));
     d.insert("version".into(), Some(topo.version.to_string()));
+    // data_interfaces' names: TLS is on (every remote connection needs it), and the CA.
+    d.insert("tls".into(), Some("True".into()));
+    d.insert("tls-ca".into(), Some(topo.ca.clone()));
     if req.wants_secret {
         d.insert("secret-user".into(), Some(g.secret.clone()));
     } else {
@@ -501,6 +511,7 @@ mod tests {
             password: "PW123".into(),
         };
         let topo = Topology {
+            ca: "CA PEM".into(),
             host: Some("10.0.0.100".into()),
             standbys: vec!["10.0.0.11".into(), "10.0.0.12".into()],
             state: "master".into(),
@@ -528,15 +539,16 @@ mod tests {
         assert!(!d.values().flatten().any(|v| v.contains("PW123")));
         assert_eq!(
             get(&d, "master"),
-            "host=10.0.0.100 port=5432 dbname=maas user=relation_5"
+            "host=10.0.0.100 port=5432 dbname=maas user=relation_5 sslmode=require"
         );
-        assert_eq!(get(&d, "standbys"), "host=10.0.0.11 port=5432 dbname=maas user=relation_5\nhost=10.0.0.12 port=5432 dbname=maas user=relation_5");
+        assert_eq!(get(&d, "standbys"), "host=10.0.0.11 port=5432 dbname=maas user=relation_5 sslmode=require\nhost=10.0.0.12 port=5432 dbname=maas user=relation_5 sslmode=require");
+        assert_eq!(get(&d, "tls-ca"), "CA PEM", "legacy clients get the CA too");
         assert_eq!(get(&d, "allowed-units"), "m/0");
         assert_eq!(get(&d, "allowed-subnets"), "10.0.0.50/32");
         req.wants_secret = false;
         let d = db_data(&g, &req, &creds, &topo);
         assert_eq!(get(&d, "password"), "PW123");
-        assert!(get(&d, "master").ends_with("password=PW123"));
+        assert!(get(&d, "master").ends_with("password=PW123 sslmode=require"));
         assert_eq!(get(&d, "secret-user"), "");
         let d = db_data(
             &g,

@@ -36,6 +36,7 @@ struct MemberList {
 
 fn etcdctl<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Cmd {
     let mut c = Cmd::new("etcdctl", [format!("--endpoints={}", paths::ETCD_LOCAL)]);
+    c.args.extend(paths::etcdctl_tls_args());
     c.args.extend(args.into_iter().map(Into::into));
     c.args.push("--command-timeout=5s".into());
     c.env("ETCDCTL_API", "3")
@@ -43,7 +44,7 @@ fn etcdctl<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Cmd {
 
 /// The peer URL of a unit's member.
 pub fn peer_url(address: &str) -> String {
-    format!("http://{address}:2380")
+    format!("https://{address}:2380")
 }
 
 /// `member list`.
@@ -249,7 +250,11 @@ pub fn wait_healthy(m: &dyn Machine, seconds: u32) -> anyhow::Result<bool> {
 }
 
 fn wait(m: &dyn Machine, what: &str, seconds: u32) -> anyhow::Result<bool> {
-    let probe = format!("until ETCDCTL_API=3 etcdctl --endpoints={} endpoint {what} >/dev/null 2>&1; do sleep 0.5; done", paths::ETCD_LOCAL);
+    let probe = format!(
+        "until ETCDCTL_API=3 etcdctl --endpoints={} {} endpoint {what} >/dev/null 2>&1; do sleep 0.5; done",
+        paths::ETCD_LOCAL,
+        paths::etcdctl_tls_args().join(" ")
+    );
     Ok(m.run(
         &Cmd::new(
             "timeout",

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod actions;
+pub mod certs;
 pub mod clients;
 pub mod config;
 pub mod etcd;

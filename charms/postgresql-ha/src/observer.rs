@@ -295,7 +295,10 @@ mod tests {
                 .respond(
                     &[
                         "etcdctl",
-                        "--endpoints=http://127.0.0.1:2379",
+                        "--endpoints=https://127.0.0.1:2379",
+                        "--cacert=/etc/postgresql-ha/tls/ca.pem",
+                        "--cert=/etc/postgresql-ha/tls/unit.pem",
+                        "--key=/etc/postgresql-ha/tls/unit.key",
                         "endpoint",
                         "status",
                     ],
@@ -304,7 +307,10 @@ mod tests {
                 .respond(
                     &[
                         "etcdctl",
-                        "--endpoints=http://127.0.0.1:2379",
+                        "--endpoints=https://127.0.0.1:2379",
+                        "--cacert=/etc/postgresql-ha/tls/ca.pem",
+                        "--cert=/etc/postgresql-ha/tls/unit.pem",
+                        "--key=/etc/postgresql-ha/tls/unit.key",
                         "member",
                         "list",
                     ],

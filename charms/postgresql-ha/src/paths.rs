@@ -45,10 +45,44 @@ pub const PATRONI_UNIT_FILE: &str = "/etc/systemd/system/postgresql-ha-patroni.s
 pub const ETCD_SERVICE: &str = "postgresql-ha-etcd";
 /// The charm's Patroni service.
 pub const PATRONI_SERVICE: &str = "postgresql-ha-patroni";
-/// Patroni's REST API (local).
-pub const PATRONI_API: &str = "http://127.0.0.1:8008";
-/// The local etcd client URL.
-pub const ETCD_LOCAL: &str = "http://127.0.0.1:2379";
+/// Patroni's REST API (local; TLS, a client certificate required).
+pub const PATRONI_API: &str = "https://127.0.0.1:8008";
+/// The local etcd client URL (TLS, a client certificate required).
+pub const ETCD_LOCAL: &str = "https://127.0.0.1:2379";
+/// Certificates: the application's CA and this unit's (root-owned directory: no service
+/// account can plant a file in it).
+pub const TLS_DIR: &str = "/etc/postgresql-ha/tls";
+/// The application's CA certificate (public).
+pub const CA_CERT: &str = "/etc/postgresql-ha/tls/ca.pem";
+/// This unit's certificate: etcd server/peer/client, Patroni REST API server/client,
+/// PostgreSQL server.
+pub const UNIT_CERT: &str = "/etc/postgresql-ha/tls/unit.pem";
+/// Its key for Patroni and PostgreSQL (root:postgres 0640, which PostgreSQL accepts).
+pub const UNIT_KEY: &str = "/etc/postgresql-ha/tls/unit.key";
+/// The same key for etcd (root:etcd 0640).
+pub const ETCD_KEY: &str = "/etc/postgresql-ha/tls/etcd.key";
+
+/// etcdctl's TLS flags: verify etcd against the CA, present this unit's certificate.
+pub fn etcdctl_tls_args() -> [String; 3] {
+    [
+        format!("--cacert={CA_CERT}"),
+        format!("--cert={UNIT_CERT}"),
+        format!("--key={UNIT_KEY}"),
+    ]
+}
+
+/// curl's TLS flags for Patroni's REST API: verify it against the CA, present this unit's
+/// certificate.
+pub fn curl_tls_args() -> [String; 6] {
+    [
+        "--cacert".into(),
+        CA_CERT.into(),
+        "--cert".into(),
+        UNIT_CERT.into(),
+        "--key".into(),
+        UNIT_KEY.into(),
+    ]
+}
 /// PostgreSQL's port.
 pub const PG_PORT: u16 = 5432;
 /// Patroni's REST port.

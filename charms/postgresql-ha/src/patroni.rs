@@ -109,6 +109,7 @@ pub fn request(
         "-w".into(),
         "\n%{http_code}".into(),
     ];
+    args.extend(paths::curl_tls_args());
     if let Some(b) = body {
         args.extend([
             "-H".into(),
@@ -135,7 +136,8 @@ pub fn request(
 /// Waits (bounded) until the local PostgreSQL runs under Patroni (`GET /health` is 200).
 pub fn wait_running(m: &dyn Machine, seconds: u32) -> anyhow::Result<bool> {
     let probe = format!(
-        "until curl -sf -o /dev/null {}/health; do sleep 1; done",
+        "until curl -sf -o /dev/null {} {}/health; do sleep 1; done",
+        paths::curl_tls_args().join(" "),
         paths::PATRONI_API
     );
     Ok(m.run(

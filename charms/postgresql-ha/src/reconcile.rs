@@ -11,7 +11,7 @@ use crate::membership::{departed, etcd_member, manage_members, EtcdState};
 use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
 use crate::serve::{live_client_relations, provision, publish, request_of, revoke_stale, topology};
-use crate::{etcd, install, paths, secrets};
+use crate::{certs, etcd, install, paths, secrets};
 use charm_lib::{Context, Databag, FileOptions, MachineExt, Port, Relation, ServiceOp, Status};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -202,6 +202,13 @@ fn converge(
         ));
         return Ok(None);
     };
+    let Some(ca) = certs::ca(ctx, app, app_changes)? else {
+        st.push(Status::waiting(
+            "waiting for the leader to create the certificate authority",
+        ));
+        return Ok(None);
+    };
+    let tls_changed = certs::ensure(ctx.machine, &ca, me, &certs::wanted_sans(me, &vips(ctx)?))?;
     let mut shared = Shared::read(app);
     if leader && shared.members.is_empty() {
         // First leader: bootstrap a one-member etcd; others join one at a time.
@@ -334,9 +341,13 @@ fn converge(
         // A bounded wait lets this hook report the role and publish the address; a replica
         // still cloning a large database is picked up by a later hook.
         patroni::wait_running(m, 60)?;
-    } else if changed {
-        // Patroni re-reads its file on SIGHUP and applies pg_hba and parameters itself.
+    } else if changed || tls_changed {
+        // Patroni re-reads its file on SIGHUP and applies pg_hba and parameters itself; it
+        // also serves a renewed certificate then (api.py `reload_config`).
         m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
+        if tls_changed {
+            certs::reload_postgres(m)?;
+        }
     }
     if quorum && cluster.as_ref().and_then(|c| c.member(&me.name)).is_none() {
         cluster = patroni::cluster(m)?;
@@ -373,7 +384,7 @@ fn converge(
     restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
 
     // Relation data.
-    let topo = topology(ctx, cluster.as_ref(), me, units, pg_version)?;
+    let topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &ca.cert_pem)?;
     for (i, req, g) in &served {
         publish(ctx, leader, &live[*i], req, g, &topo)?;
     }
@@ -381,7 +392,17 @@ fn converge(
         let wanted = BTreeMap::from([
             (
                 "check".to_string(),
-                Some(format!("http://127.0.0.1:{}/primary", paths::PATRONI_PORT)),
+                Some(format!("https://127.0.0.1:{}/primary", paths::PATRONI_PORT)),
+            ),
+            // The REST API wants a client certificate: the check presents this unit's.
+            ("check-tls-ca".to_string(), Some(paths::CA_CERT.to_string())),
+            (
+                "check-tls-cert".to_string(),
+                Some(paths::UNIT_CERT.to_string()),
+            ),
+            (
+                "check-tls-key".to_string(),
+                Some(paths::UNIT_KEY.to_string()),
             ),
             ("service".to_string(), Some("postgresql".to_string())),
         ]);
@@ -412,6 +433,25 @@ fn converge(
         readiness.as_ref(),
     ));
     Ok(readiness)
+}
+
+/// The database VIPs the keepalived-vip subordinate manages here (its unit databag `vips`):
+/// clients reach the primary by them, so the certificate names them.
+fn vips(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    if let Some(r) = ctx.model.relation("vip")? {
+        for u in r.units() {
+            if let Some(v) = r.unit_data(u)?.get("vips") {
+                out.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(String::from),
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Restarts this member's PostgreSQL through Patroni when a parameter (max_connections) waits

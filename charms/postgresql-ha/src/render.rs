@@ -94,8 +94,10 @@ pub fn dynamic_config(config: &Config, max_connections: i64, units: usize) -> Va
 }
 
 /// pg_hba lines: the postgres user locally by peer, replication/rewind/superuser from the
-/// members, each client's role to its own database from exactly its units' addresses.
+/// members, each client's role to its own database from exactly its units' addresses; TLS
+/// required from every other host.
 pub fn pg_hba(peers: &[Member], clients: &[HbaClient]) -> Vec<String> {
+    // Loopback never leaves the host; every line for another host requires TLS (`hostssl`).
     let mut lines = vec![
         "local all postgres peer".to_string(),
         "host all postgres 127.0.0.1/32 scram-sha-256".to_string(),
@@ -103,14 +105,16 @@ pub fn pg_hba(peers: &[Member], clients: &[HbaClient]) -> Vec<String> {
     ];
     for m in peers {
         let cidr = host_cidr(&m.address);
-        lines.push(format!("host replication replication {cidr} scram-sha-256"));
-        lines.push(format!("host all postgres {cidr} scram-sha-256"));
-        lines.push(format!("host postgres rewind {cidr} scram-sha-256"));
+        lines.push(format!(
+            "hostssl replication replication {cidr} scram-sha-256"
+        ));
+        lines.push(format!("hostssl all postgres {cidr} scram-sha-256"));
+        lines.push(format!("hostssl postgres rewind {cidr} scram-sha-256"));
     }
     for c in clients {
         for a in &c.addresses {
             lines.push(format!(
-                "host {} {} {} scram-sha-256",
+                "hostssl {} {} {} scram-sha-256",
                 quote_hba(&c.database),
                 c.user,
                 host_cidr(a)
@@ -154,12 +158,26 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
         "namespace": paths::PATRONI_NAMESPACE,
         "name": i.me.name,
         "log": {"level": "INFO"},
+        // TLS with a client certificate from the application's CA for every request; the
+        // unsafe endpoints also need the password. Members reach each other (the leader race
+        // asks the others' state) with `ctl`'s certificate, verified against the CA.
         "restapi": {
             "listen": format!("0.0.0.0:{}", paths::PATRONI_PORT),
             "connect_address": format!("{}:{}", i.me.address, paths::PATRONI_PORT),
             "authentication": {"username": "patroni", "password": i.passwords.patroni},
+            "certfile": paths::UNIT_CERT,
+            "keyfile": paths::UNIT_KEY,
+            "cafile": paths::CA_CERT,
+            "verify_client": "required",
         },
-        "etcd3": {"hosts": etcd_hosts, "protocol": "http"},
+        "ctl": {"certfile": paths::UNIT_CERT, "keyfile": paths::UNIT_KEY, "cacert": paths::CA_CERT},
+        "etcd3": {
+            "hosts": etcd_hosts,
+            "protocol": "https",
+            "cacert": paths::CA_CERT,
+            "cert": paths::UNIT_CERT,
+            "key": paths::UNIT_KEY,
+        },
         "bootstrap": {
             "dcs": dcs,
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
@@ -175,12 +193,32 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
             "pgpass": paths::PATRONI_PGPASS,
             "use_unix_socket": true,
             "use_unix_socket_repl": false,
-            "parameters": {"unix_socket_directories": paths::SOCKET_DIR},
+            // Local parameters win over the DCS: these paths are this host's.
+            "parameters": {
+                "unix_socket_directories": paths::SOCKET_DIR,
+                "ssl": "on",
+                "ssl_cert_file": paths::UNIT_CERT,
+                "ssl_key_file": paths::UNIT_KEY,
+                "ssl_ca_file": paths::CA_CERT,
+                "ssl_min_protocol_version": "TLSv1.2",
+            },
             "pg_hba": pg_hba(i.peers, i.clients),
+            // Replication and pg_rewind reach the primary by its address, which its
+            // certificate names: verify-full.
             "authentication": {
                 "superuser": {"username": "postgres", "password": i.passwords.superuser},
-                "replication": {"username": "replication", "password": i.passwords.replication},
-                "rewind": {"username": "rewind", "password": i.passwords.rewind},
+                "replication": {
+                    "username": "replication",
+                    "password": i.passwords.replication,
+                    "sslmode": "verify-full",
+                    "sslrootcert": paths::CA_CERT,
+                },
+                "rewind": {
+                    "username": "rewind",
+                    "password": i.passwords.rewind,
+                    "sslmode": "verify-full",
+                    "sslrootcert": paths::CA_CERT,
+                },
             },
             "callbacks": {"on_role_change": paths::ROLE_CHANGE_SCRIPT},
             // pg_basebackup waits for a spread checkpoint (minutes) unless told otherwise:
@@ -215,15 +253,25 @@ pub fn etcd_yaml(i: &EtcdInput) -> String {
     let initial: Vec<String> = i
         .initial
         .iter()
-        .map(|m| format!("{}=http://{}:2380", m.name, m.address))
+        .map(|m| format!("{}=https://{}:2380", m.name, m.address))
         .collect();
+    // Clients and peers alike present a certificate from the application's CA; etcd reads
+    // the files at each handshake, so a renewed certificate needs no restart.
+    let security = json!({
+        "cert-file": paths::UNIT_CERT,
+        "key-file": paths::ETCD_KEY,
+        "trusted-ca-file": paths::CA_CERT,
+        "client-cert-auth": true,
+    });
     let mut doc = json!({
         "name": i.me.name,
         "data-dir": paths::ETCD_DATA,
-        "listen-peer-urls": format!("http://{}:2380", i.me.address),
-        "listen-client-urls": format!("http://{}:2379,{}", i.me.address, paths::ETCD_LOCAL),
-        "initial-advertise-peer-urls": format!("http://{}:2380", i.me.address),
-        "advertise-client-urls": format!("http://{}:2379", i.me.address),
+        "listen-peer-urls": format!("https://{}:2380", i.me.address),
+        "listen-client-urls": format!("https://{}:2379,{}", i.me.address, paths::ETCD_LOCAL),
+        "initial-advertise-peer-urls": format!("https://{}:2380", i.me.address),
+        "advertise-client-urls": format!("https://{}:2379", i.me.address),
+        "client-transport-security": security.clone(),
+        "peer-transport-security": security,
         "initial-cluster": initial.join(","),
         "initial-cluster-state": if i.new_cluster { "new" } else { "existing" },
         "initial-cluster-token": i.token,
@@ -424,13 +472,13 @@ mod tests {
             for m in &ms {
                 assert!(
                     hba.contains(&format!(
-                        "host replication replication {}/32 scram-sha-256",
+                        "hostssl replication replication {}/32 scram-sha-256",
                         m.address
                     )),
                     "{hba:?}"
                 );
                 assert!(hba.contains(&format!(
-                    "host postgres rewind {}/32 scram-sha-256",
+                    "hostssl postgres rewind {}/32 scram-sha-256",
                     m.address
                 )));
             }
@@ -442,7 +490,7 @@ mod tests {
             );
             assert!(
                 hba.contains(
-                    &"host \"maas-region\" relation_5 10.0.0.50/32 scram-sha-256".to_string()
+                    &"hostssl \"maas-region\" relation_5 10.0.0.50/32 scram-sha-256".to_string()
                 ),
                 "{hba:?}"
             );
@@ -450,6 +498,39 @@ mod tests {
                 !hba.iter().any(|l| l.contains("0.0.0.0/0")),
                 "no open-to-all line"
             );
+            assert!(
+                hba.iter()
+                    .filter(|l| l.starts_with("host ") || l.starts_with("hostssl "))
+                    .all(|l| l.starts_with("hostssl ") || l.contains(" 127.0.0.1/32 ")),
+                "every line for another host requires TLS: {hba:?}"
+            );
+            // TLS everywhere, verified against the application's CA.
+            assert_eq!(pg["parameters"]["ssl"], "on");
+            assert_eq!(pg["parameters"]["ssl_key_file"], paths::UNIT_KEY);
+            for user in ["replication", "rewind"] {
+                assert_eq!(pg["authentication"][user]["sslmode"], "verify-full");
+                assert_eq!(pg["authentication"][user]["sslrootcert"], paths::CA_CERT);
+            }
+            let api = &y["restapi"];
+            assert_eq!(
+                (
+                    api["certfile"].as_str(),
+                    api["cafile"].as_str(),
+                    api["verify_client"].as_str()
+                ),
+                (
+                    Some(paths::UNIT_CERT),
+                    Some(paths::CA_CERT),
+                    Some("required")
+                )
+            );
+            assert_eq!(
+                y["ctl"]["certfile"],
+                paths::UNIT_CERT,
+                "members call each other with a certificate"
+            );
+            assert_eq!(y["etcd3"]["protocol"], "https");
+            assert_eq!(y["etcd3"]["cert"], paths::UNIT_CERT);
         }
     }
 
@@ -465,7 +546,7 @@ mod tests {
         }));
         assert_eq!(
             y["initial-cluster"],
-            "postgresql-ha-0=http://10.0.0.10:2380"
+            "postgresql-ha-0=https://10.0.0.10:2380"
         );
         assert_eq!(y["initial-cluster-state"], "new");
         assert_eq!(y["pre-vote"], true);
@@ -475,9 +556,18 @@ mod tests {
         );
         assert_eq!(
             y["listen-client-urls"],
-            "http://10.0.0.10:2379,http://127.0.0.1:2379"
+            "https://10.0.0.10:2379,https://127.0.0.1:2379"
         );
         assert!(y.get("force-new-cluster").is_none());
+        for side in ["client-transport-security", "peer-transport-security"] {
+            assert_eq!(y[side]["client-cert-auth"], true, "{side}");
+            assert_eq!(y[side]["trusted-ca-file"], paths::CA_CERT, "{side}");
+            assert_eq!(
+                y[side]["key-file"],
+                paths::ETCD_KEY,
+                "{side}: etcd's own copy of the key"
+            );
+        }
         for n in 2..=3 {
             let y = parse(&etcd_yaml(&EtcdInput {
                 me: &ms[n - 1],
@@ -491,7 +581,7 @@ mod tests {
             assert_eq!(y["name"], format!("postgresql-ha-{}", n - 1));
             assert_eq!(
                 y["initial-advertise-peer-urls"],
-                format!("http://10.0.0.{}:2380", 9 + n)
+                format!("https://10.0.0.{}:2380", 9 + n)
             );
         }
         let y = parse(&etcd_yaml(&EtcdInput {

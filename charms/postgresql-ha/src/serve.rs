@@ -81,6 +81,9 @@ pub fn psql_output(
     .cwd("/")
     .env("PGPASSFILE", paths::CHARM_PGPASS)
     .env("PGCONNECT_TIMEOUT", "5")
+    // The primary is reached by its address, which its certificate names.
+    .env("PGSSLMODE", "verify-full")
+    .env("PGSSLROOTCERT", paths::CA_CERT)
     .stdin(sql_text.as_bytes().to_vec())
     .allow_failure();
     for s in sensitive {
@@ -111,6 +114,7 @@ pub(crate) fn topology(
     me: &Member,
     units: usize,
     version: u32,
+    ca: &str,
 ) -> anyhow::Result<Topology> {
     let mut vip = None;
     if let Some(rel) = ctx.model.relation("vip")? {
@@ -147,6 +151,7 @@ pub(crate) fn topology(
         standbys,
         state: state.into(),
         version,
+        ca: ca.to_string(),
     })
 }
 

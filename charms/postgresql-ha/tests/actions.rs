@@ -11,7 +11,8 @@ fn three_units(m: charm_lib::testing::MachineState) -> State {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0, 1, 2], &[1, 2]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_cluster(
         m,
         &[
@@ -82,7 +83,7 @@ fn list_members_shows_role_state_lag_and_timeline() {
 #[test]
 fn switchover_to_a_synchronous_standby_asks_patroni() {
     let st = three_units(installed_host().respond(
-        &["curl", "http://127.0.0.1:8008/switchover"],
+        &["curl", "https://127.0.0.1:8008/switchover"],
         CmdOutput::ok("Successfully switched over to \"postgresql-ha-1\"\n200"),
     ));
     for params in [json!({"candidate": "postgresql-ha/1"}), json!({})] {
@@ -137,7 +138,7 @@ fn switchover_refuses_a_non_synchronous_or_unknown_target() {
 #[test]
 fn switchover_reports_patroni_refusal() {
     let st = three_units(installed_host().respond(
-        &["curl", "http://127.0.0.1:8008/switchover"],
+        &["curl", "https://127.0.0.1:8008/switchover"],
         CmdOutput::ok("candidate name does not match with sync_standby\n412"),
     ));
     let out = act("switchover", json!({"candidate": "postgresql-ha/1"}), &st);
@@ -167,7 +168,8 @@ fn two_units_patroni_down() -> State {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0, 1], &[1]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = patroni_down(installed_host());
     st
 }
@@ -238,7 +240,7 @@ fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
     );
     assert_eq!(
         etcd["initial-cluster"],
-        "postgresql-ha-0=http://10.0.0.10:2380"
+        "postgresql-ha-0=https://10.0.0.10:2380"
     );
     let app = &out.state.relation(1).unwrap().local_app_data;
     assert_eq!(app["etcd-members"], r#"{"postgresql-ha-0":"10.0.0.10"}"#);

@@ -156,7 +156,7 @@ fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
     assert_eq!(etcd["initial-cluster-state"], "new");
     assert_eq!(
         etcd["initial-cluster"],
-        "postgresql-ha-0=http://10.0.0.10:2380"
+        "postgresql-ha-0=https://10.0.0.10:2380"
     );
     assert_eq!(etcd["pre-vote"], true);
     let f = &out.state.machine.files[std::path::Path::new("/etc/postgresql-ha/patroni.yml")];
@@ -181,6 +181,96 @@ fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
 }
 
 #[test]
+fn the_first_leader_creates_the_ca_and_every_unit_its_own_certificate() {
+    let mut st = new_leader();
+    st.machine = patroni_down(installed_host());
+    let out = harness().run(Trigger::LeaderElected, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let id = out.state.relation(1).unwrap().local_app_data["tls-ca-secret"].clone();
+    let ca = out
+        .state
+        .secret(&id)
+        .expect("CA secret created")
+        .latest_content()
+        .clone();
+    assert_eq!(
+        out.state.secret(&id).unwrap().label.as_deref(),
+        Some("tls-ca")
+    );
+    let files = &out.state.machine.files;
+    let file = |p: &str| {
+        files
+            .get(std::path::Path::new(p))
+            .unwrap_or_else(|| panic!("{p} missing"))
+    };
+    assert_eq!(file("/etc/postgresql-ha/tls/ca.pem").text(), ca["ca-cert"]);
+    let cert = file("/etc/postgresql-ha/tls/unit.pem").text();
+    let seen = charm_lib::tls::inspect(&cert, &ca["ca-cert"]).unwrap();
+    assert!(seen.signed_by_ca);
+    assert_eq!(
+        seen.sans.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["10.0.0.10", "127.0.0.1", "localhost"]
+    );
+    // The key: readable by the service that needs it, writable by none of them.
+    for (path, group) in [
+        ("/etc/postgresql-ha/tls/unit.key", "postgres"),
+        ("/etc/postgresql-ha/tls/etcd.key", "etcd"),
+    ] {
+        let f = file(path);
+        assert_eq!(
+            (
+                f.options.owner.as_str(),
+                f.options.group.as_str(),
+                f.options.mode
+            ),
+            ("root", group, 0o640),
+            "{path}"
+        );
+        assert!(f.text().contains("PRIVATE KEY"));
+    }
+    assert!(
+        !out.logs.iter().any(|(_, m)| m.contains("PRIVATE KEY")),
+        "no key in the logs"
+    );
+    assert!(!out
+        .state
+        .relation(1)
+        .unwrap()
+        .local_app_data
+        .values()
+        .any(|v| v.contains("PRIVATE")));
+
+    // A VIP arrives: the certificate is issued again to name it; then nothing changes.
+    let mut st2 = out.state.clone();
+    st2 = st2.with_relation(
+        charm_lib::testing::Relation::new(9, "vip", "keepalived-vip")
+            .remote_unit(0, &[("vips", "10.0.0.200"), ("state", "held")]),
+    );
+    let again = harness()
+        .run(Trigger::RelationChanged(9, Some(0)), &st2)
+        .unwrap();
+    let cert2 = again
+        .state
+        .machine
+        .text("/etc/postgresql-ha/tls/unit.pem")
+        .unwrap();
+    assert!(charm_lib::tls::inspect(&cert2, &ca["ca-cert"])
+        .unwrap()
+        .sans
+        .contains("10.0.0.200"));
+    let third = harness().run(Trigger::UpdateStatus, &again.state).unwrap();
+    assert_eq!(
+        third
+            .state
+            .machine
+            .text("/etc/postgresql-ha/tls/unit.pem")
+            .unwrap(),
+        cert2,
+        "a certificate that serves is kept"
+    );
+}
+
+#[test]
 fn a_running_primary_is_active_and_says_so() {
     let out = harness()
         .run(Trigger::UpdateStatus, &leader_primary())
@@ -199,7 +289,8 @@ fn patroni_config_for_two_and_three_units_lists_every_member() {
         let mut st = State::default()
             .leader()
             .with_relation(peers(&units, &units[1..]))
-            .with_secret(sys_secret());
+            .with_secret(sys_secret())
+            .with_secret(ca_secret());
         let roles: Vec<M> = units
             .iter()
             .map(|u| {
@@ -226,7 +317,11 @@ fn patroni_config_for_two_and_three_units_lists_every_member() {
         for u in &units {
             assert!(
                 hba.contains(
-                    &format!("host replication replication {}/32 scram-sha-256", addr(*u)).as_str()
+                    &format!(
+                        "hostssl replication replication {}/32 scram-sha-256",
+                        addr(*u)
+                    )
+                    .as_str()
                 ),
                 "{hba:?}"
             );
@@ -249,7 +344,8 @@ fn the_leader_admits_one_new_unit_at_a_time_as_an_etcd_learner_then_promotes_it(
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0], &[1, 2]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_etcd_members(
         with_cluster(installed_host(), &[(0, "leader", "running", None)]),
         &[(0, 0xa0, false)],
@@ -263,7 +359,7 @@ fn the_leader_admits_one_new_unit_at_a_time_as_an_etcd_learner_then_promotes_it(
         .into_iter()
         .filter(|l| l.contains("member add"))
         .collect();
-    assert_eq!(adds, ["etcdctl --endpoints=http://127.0.0.1:2379 member add postgresql-ha-1 --peer-urls=http://10.0.0.11:2380 --learner --command-timeout=5s"]);
+    assert_eq!(adds, ["etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/postgresql-ha/tls/ca.pem --cert=/etc/postgresql-ha/tls/unit.pem --key=/etc/postgresql-ha/tls/unit.key member add postgresql-ha-1 --peer-urls=https://10.0.0.11:2380 --learner --command-timeout=5s"]);
     let members: serde_json::Value =
         serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["etcd-members"])
             .unwrap();
@@ -302,7 +398,8 @@ fn an_add_that_already_happened_is_only_recorded() {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0], &[1]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false)]);
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!ran(&out, |l| l.contains("member add")));
@@ -315,7 +412,8 @@ fn an_add_that_already_happened_is_only_recorded() {
 fn a_joining_unit_waits_for_the_leader_then_joins_the_existing_cluster() {
     let mut st = State::default()
         .with_relation(peers(&[0], &[0]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.network.address = addr(1);
     st.machine = patroni_down(installed_host());
     let out = unit_harness(1).run(Trigger::ConfigChanged, &st).unwrap();
@@ -341,7 +439,7 @@ fn a_joining_unit_waits_for_the_leader_then_joins_the_existing_cluster() {
     assert_eq!(etcd["initial-cluster-state"], "existing");
     assert_eq!(
         etcd["initial-cluster"],
-        "postgresql-ha-0=http://10.0.0.10:2380,postgresql-ha-1=http://10.0.0.11:2380"
+        "postgresql-ha-0=https://10.0.0.10:2380,postgresql-ha-1=https://10.0.0.11:2380"
     );
     assert_eq!(
         out.state.relation(1).unwrap().local_unit_data["etcd-started"],
@@ -355,7 +453,8 @@ fn the_leader_removes_the_etcd_member_of_a_departed_unit() {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0, 1, 2], &[1, 2]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_etcd_members(
         with_cluster(installed_host(), &[(0, "leader", "running", None)]),
         &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
@@ -379,7 +478,8 @@ fn the_leader_removes_the_etcd_member_of_a_departed_unit() {
 fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
     let mut st = State::default()
         .with_relation(peers(&[0, 1, 2], &[0, 2]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.network.address = addr(1);
     st.machine = running(
         with_etcd_members(
@@ -517,7 +617,7 @@ fn a_config_change_patches_patroni_dynamic_config_without_restart() {
     let lines = out.command_lines();
     let patch = find_command(
         &out,
-        |l| l.starts_with("curl http://127.0.0.1:8008/config") && l.contains("-X PATCH"),
+        |l| l.starts_with("curl https://127.0.0.1:8008/config") && l.contains("-X PATCH"),
         "PATCH /config",
     );
     assert!(patch.contains("\"ttl\":30"), "{patch}");
@@ -600,7 +700,8 @@ fn replica_statuses_report_sync_and_lag() {
     ] {
         let mut st = State::default()
             .with_relation(peers(&[0, 1], &[0]))
-            .with_secret(sys_secret());
+            .with_secret(sys_secret())
+            .with_secret(ca_secret());
         st.network.address = addr(1);
         st.machine = with_cluster(
             installed_host(),
@@ -621,6 +722,7 @@ fn a_primary_nobody_could_replace_says_so_on_its_status_and_the_app_s() {
             .leader()
             .with_relation(peers(&[0, 1, 2], &[1, 2]))
             .with_secret(sys_secret())
+            .with_secret(ca_secret())
             .with_config("synchronous-mode", mode);
         st.machine = with_sync_key(
             with_etcd_members(
@@ -707,6 +809,7 @@ fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view
         .leader()
         .with_relation(peers(&[0, 1], &[1]))
         .with_secret(sys_secret())
+        .with_secret(ca_secret())
         .with_relation(db);
     st.relations[0].local_app_data.insert(
         "client-5".into(),
@@ -745,7 +848,7 @@ fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view
     );
     assert!(
         !ran(&out, |l| l
-            .starts_with("curl http://127.0.0.1:8008/cluster")),
+            .starts_with("curl https://127.0.0.1:8008/cluster")),
         "not even asked"
     );
 }
@@ -754,7 +857,8 @@ fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view
 fn a_unit_of_an_older_etcd_epoch_wipes_its_etcd_data_and_waits_to_rejoin() {
     let mut st = State::default()
         .with_relation(peers(&[0], &[0]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.relations[0]
         .local_app_data
         .insert("etcd-epoch".into(), "2".into());
@@ -849,7 +953,7 @@ fn system_passwords_live_only_in_0600_files_owned_by_postgres() {
 fn a_pending_restart_restarts_replicas_first_then_the_primary() {
     let pending = |m: charm_lib::testing::MachineState, json: &str| {
         m.respond(
-            &["curl", "http://127.0.0.1:8008/cluster"],
+            &["curl", "https://127.0.0.1:8008/cluster"],
             CmdOutput::ok(format!("{json}\n200")),
         )
     };
@@ -858,14 +962,15 @@ fn a_pending_restart_restarts_replicas_first_then_the_primary() {
     let restarts = |out: &charm_lib::testing::Output| {
         out.command_lines()
             .iter()
-            .filter(|l| l.starts_with("curl http://127.0.0.1:8008/restart -sS"))
+            .filter(|l| l.starts_with("curl https://127.0.0.1:8008/restart -sS"))
             .count()
     };
     // The primary waits while a replica is pending.
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0, 1], &[1]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = pending(
         with_etcd_members(installed_host(), &[(0, 1, false), (1, 2, false)]),
         both,
@@ -877,7 +982,8 @@ fn a_pending_restart_restarts_replicas_first_then_the_primary() {
     // The replica restarts.
     let mut rs = State::default()
         .with_relation(peers(&[0, 1], &[0]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     rs.network.address = addr(1);
     rs.machine = pending(installed_host(), both);
     assert_eq!(
@@ -936,7 +1042,8 @@ fn a_failed_member_removal_is_retried_later_without_failing_the_hook() {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0, 1, 2], &[1]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_etcd_members(
         with_cluster(installed_host(), &[(0, "leader", "running", None)]),
         &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
@@ -944,7 +1051,10 @@ fn a_failed_member_removal_is_retried_later_without_failing_the_hook() {
     .respond(
         &[
             "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/postgresql-ha/tls/ca.pem",
+            "--cert=/etc/postgresql-ha/tls/unit.pem",
+            "--key=/etc/postgresql-ha/tls/unit.key",
             "member",
             "remove",
         ],

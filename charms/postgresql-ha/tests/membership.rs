@@ -7,9 +7,12 @@ use charm_lib::testing::{State, Trigger};
 use charm_lib::CmdOutput;
 use common::*;
 
-const ADD: [&str; 4] = [
+const ADD: [&str; 7] = [
     "etcdctl",
-    "--endpoints=http://127.0.0.1:2379",
+    "--endpoints=https://127.0.0.1:2379",
+    "--cacert=/etc/postgresql-ha/tls/ca.pem",
+    "--cert=/etc/postgresql-ha/tls/unit.pem",
+    "--key=/etc/postgresql-ha/tls/unit.key",
     "member",
     "add",
 ];
@@ -22,7 +25,8 @@ fn leader_with_unit_2_to_admit() -> State {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0, 1], &[1, 2]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_etcd_members(
         with_cluster(
             installed_host(),
@@ -66,7 +70,7 @@ fn etcd_refusing_a_new_member_for_a_few_seconds_makes_the_leader_wait_not_fail()
         .map(String::as_str)
         .filter(|l| l.contains("member add") || l.starts_with("sleep"))
         .collect();
-    let add = "etcdctl --endpoints=http://127.0.0.1:2379 member add postgresql-ha-2 --peer-urls=http://10.0.0.12:2380 --learner --command-timeout=5s";
+    let add = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/postgresql-ha/tls/ca.pem --cert=/etc/postgresql-ha/tls/unit.pem --key=/etc/postgresql-ha/tls/unit.key member add postgresql-ha-2 --peer-urls=https://10.0.0.12:2380 --learner --command-timeout=5s";
     assert_eq!(tries, [add, "sleep 1", add, "sleep 1", add]);
     assert_eq!(
         members(&out.state),

@@ -65,7 +65,11 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
     );
     assert_eq!(
         bag["master"],
-        "host=10.0.0.10 port=5432 dbname=maasdb user=relation_5"
+        "host=10.0.0.10 port=5432 dbname=maasdb user=relation_5 sslmode=require"
+    );
+    assert!(
+        bag["tls-ca"].starts_with("-----BEGIN CERTIFICATE-----"),
+        "the CA reaches legacy clients"
     );
     assert!(!bag.contains_key("password"));
     let secret = out
@@ -93,7 +97,7 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
     let hba = patroni_yml(&out.state);
     let lines: Vec<&str> = strings(&hba["postgresql"]["pg_hba"]);
     assert!(
-        lines.contains(&"host maasdb relation_5 10.0.0.50/32 scram-sha-256"),
+        lines.contains(&"hostssl maasdb relation_5 10.0.0.50/32 scram-sha-256"),
         "{lines:?}"
     );
 }
@@ -112,7 +116,7 @@ fn a_legacy_db_client_gets_its_password_in_the_databag_with_a_warning() {
     );
     let pw = &bag["password"];
     assert_eq!(pw.len(), 32);
-    assert!(bag["master"].ends_with(&format!("password={pw}")));
+    assert!(bag["master"].ends_with(&format!("password={pw} sslmode=require")));
     assert!(!bag.contains_key("secret-user"));
     assert!(out.logs.iter().any(|(l, m)| *l == LogLevel::Warning
         && m.contains("did not ask for its credentials as a Juju secret")));
@@ -132,6 +136,7 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
     let mut st = State::default()
         .with_relation(peer)
         .with_secret(sys_secret())
+        .with_secret(ca_secret())
         .with_secret(
             Secret::owned(
                 "secret:client5",
@@ -171,13 +176,13 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
             ("state", "hot standby"),
             ("secret-user", "secret:client5"),
             ("allowed-units", "maas-region/0 maas-region/1"),
-            ("standbys", "host=10.0.0.11 port=5432 dbname=maasdb user=relation_5\nhost=10.0.0.12 port=5432 dbname=maasdb user=relation_5"),
+            ("standbys", "host=10.0.0.11 port=5432 dbname=maasdb user=relation_5 sslmode=require\nhost=10.0.0.12 port=5432 dbname=maasdb user=relation_5 sslmode=require"),
         ],
     );
     let p = patroni_yml(&out.state);
     let hba: Vec<&str> = strings(&p["postgresql"]["pg_hba"]);
     assert!(
-        hba.contains(&"host maasdb relation_5 10.0.0.51/32 scram-sha-256"),
+        hba.contains(&"hostssl maasdb relation_5 10.0.0.51/32 scram-sha-256"),
         "replicas allow the clients too (for after a failover)"
     );
     assert_eq!(out.state.unit_status, Status::active("sync standby"));
@@ -347,6 +352,12 @@ fn the_database_interface_gets_endpoints_and_a_secret_in_the_app_databag() {
         "no replica: the primary serves reads"
     );
     assert_eq!(bag["version"], "15");
+    assert_eq!(bag["tls"], "True");
+    assert_eq!(
+        bag["tls-ca"].as_str(),
+        common::ca_secret().latest_content()["ca-cert"].as_str(),
+        "clients verify the server with the application's CA"
+    );
     assert!(!bag.contains_key("password"));
     let s = out.state.secret(&bag["secret-user"]).unwrap();
     assert_eq!(s.grants.get(&7), Some(&None));
@@ -379,7 +390,7 @@ fn a_vip_replaces_the_primary_address_and_the_subordinate_is_told_what_to_check(
     assert_eq!(bag["host"], "10.0.0.100");
     assert!(bag["master"].starts_with("host=10.0.0.100 "));
     let v = &out.state.relation(9).unwrap().local_unit_data;
-    assert_eq!(v["check"], "http://127.0.0.1:8008/primary");
+    assert_eq!(v["check"], "https://127.0.0.1:8008/primary");
     assert_eq!(v["service"], "postgresql");
 }
 

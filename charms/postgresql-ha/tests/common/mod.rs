@@ -7,6 +7,7 @@ use charm_lib::{CmdOutput, FileOptions};
 use std::collections::BTreeMap;
 
 pub const SYS_SECRET: &str = "secret:sys-passwords-fixture";
+pub const CA_SECRET: &str = "secret:tls-ca-fixture";
 pub const SUPER_PW: &str = "SuperSecretPw0123456789abcdef";
 pub const REPL_PW: &str = "ReplSecretPw0123456789abcdef";
 pub const REWIND_PW: &str = "RewindSecretPw0123456789abcd";
@@ -40,7 +41,10 @@ pub fn installed_host() -> MachineState {
         .respond(
             &[
                 "etcdctl",
-                "--endpoints=http://127.0.0.1:2379",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/postgresql-ha/tls/ca.pem",
+                "--cert=/etc/postgresql-ha/tls/unit.pem",
+                "--key=/etc/postgresql-ha/tls/unit.key",
                 "endpoint",
                 "status",
             ],
@@ -48,15 +52,18 @@ pub fn installed_host() -> MachineState {
         )
 }
 
-pub const ETCD_STATUS_OK: &str = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","leader":161,"raftTerm":3}}]"#;
-pub const ETCD_STATUS_NO_LEADER: &str = r#"[{"Endpoint":"http://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","raftTerm":3,"errors":["etcdserver: no leader"]}}]"#;
+pub const ETCD_STATUS_OK: &str = r#"[{"Endpoint":"https://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","leader":161,"raftTerm":3}}]"#;
+pub const ETCD_STATUS_NO_LEADER: &str = r#"[{"Endpoint":"https://127.0.0.1:2379","Status":{"header":{"cluster_id":1},"version":"3.4.23","raftTerm":3,"errors":["etcdserver: no leader"]}}]"#;
 
 /// etcd lost its quorum: the local member has no raft leader.
 pub fn quorum_lost(mut m: MachineState) -> MachineState {
     let r = charm_lib::testing::Responder {
         prefix: [
             "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/postgresql-ha/tls/ca.pem",
+            "--cert=/etc/postgresql-ha/tls/unit.pem",
+            "--key=/etc/postgresql-ha/tls/unit.key",
             "endpoint",
             "status",
         ]
@@ -70,7 +77,10 @@ pub fn quorum_lost(mut m: MachineState) -> MachineState {
     m.respond(
         &[
             "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/postgresql-ha/tls/ca.pem",
+            "--cert=/etc/postgresql-ha/tls/unit.pem",
+            "--key=/etc/postgresql-ha/tls/unit.key",
             "member",
             "list",
         ],
@@ -89,6 +99,21 @@ pub fn sys_secret() -> Secret {
         ],
     )
     .with_label("system-passwords")
+}
+
+/// The application's CA, as the leader created it (one real CA per test process).
+pub fn ca_secret() -> Secret {
+    static CA: std::sync::OnceLock<charm_lib::tls::KeyedCert> = std::sync::OnceLock::new();
+    let ca = CA
+        .get_or_init(|| charm_lib::tls::new_ca("postgresql-ha CA", charm_lib::tls::now()).unwrap());
+    Secret::owned(
+        CA_SECRET,
+        &[
+            ("ca-cert", ca.cert_pem.as_str()),
+            ("ca-key", ca.key_pem.as_str()),
+        ],
+    )
+    .with_label("tls-ca")
 }
 
 pub fn addr(n: u32) -> String {
@@ -110,6 +135,7 @@ pub fn peers(members: &[u32], remote: &[u32]) -> Relation {
     let members_json = serde_json::Value::Object(map).to_string();
     let mut r = Relation::peer(1, "database-peers").local_app_data(&[
         ("system-secret", SYS_SECRET),
+        ("tls-ca-secret", CA_SECRET),
         ("etcd-members", &members_json),
         ("etcd-epoch", "1"),
         ("etcd-bootstrap", "postgresql-ha-0"),
@@ -147,11 +173,11 @@ pub fn with_cluster(m: MachineState, members: &[M]) -> MachineState {
         "postgresql": {"use_pg_rewind": true, "use_slots": true, "parameters": {"wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
         "max_connections": 500, "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "256MB", "password_encryption": "scram-sha-256"}}});
     m.respond(
-        &["curl", "http://127.0.0.1:8008/cluster"],
+        &["curl", "https://127.0.0.1:8008/cluster"],
         CmdOutput::ok(format!("{}\n200", cluster_json(members))),
     )
     .respond(
-        &["curl", "http://127.0.0.1:8008/config"],
+        &["curl", "https://127.0.0.1:8008/config"],
         CmdOutput::ok(format!("{config}\n200")),
     )
 }
@@ -161,7 +187,10 @@ pub fn with_sync_key(m: MachineState, key: serde_json::Value) -> MachineState {
     m.respond(
         &[
             "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/postgresql-ha/tls/ca.pem",
+            "--cert=/etc/postgresql-ha/tls/unit.pem",
+            "--key=/etc/postgresql-ha/tls/unit.key",
             "get",
             "--print-value-only",
             "/postgresql-ha/postgresql-ha/sync",
@@ -182,12 +211,15 @@ pub fn patroni_down(m: MachineState) -> MachineState {
 pub fn with_etcd_members(m: MachineState, members: &[(u32, u64, bool)]) -> MachineState {
     let ms: Vec<serde_json::Value> = members
         .iter()
-        .map(|(n, id, learner)| serde_json::json!({"ID": id, "name": format!("postgresql-ha-{n}"), "peerURLs": [format!("http://{}:2380", addr(*n))], "clientURLs": [format!("http://{}:2379", addr(*n))], "isLearner": learner}))
+        .map(|(n, id, learner)| serde_json::json!({"ID": id, "name": format!("postgresql-ha-{n}"), "peerURLs": [format!("https://{}:2380", addr(*n))], "clientURLs": [format!("https://{}:2379", addr(*n))], "isLearner": learner}))
         .collect();
     m.respond(
         &[
             "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/postgresql-ha/tls/ca.pem",
+            "--cert=/etc/postgresql-ha/tls/unit.pem",
+            "--key=/etc/postgresql-ha/tls/unit.key",
             "member",
             "list",
         ],
@@ -200,7 +232,8 @@ pub fn leader_primary() -> State {
     let mut st = State::default()
         .leader()
         .with_relation(peers(&[0], &[]))
-        .with_secret(sys_secret());
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
     st.machine = with_etcd_members(
         with_cluster(installed_host(), &[(0, "leader", "running", None)]),
         &[(0, 0xa1, false)],
