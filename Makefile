@@ -9,7 +9,7 @@ CARGO ?= cargo
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # Debian packages the tests and the local model use: the real daemons the charms drive, and
 # the tools the test bed needs inside its hosts.
-APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps
+APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 # pip's cache off for every pip call: a wheel cached by earlier work must not hide a build step
 # that fails on a new machine (python-etcd and ydiff are sdists that need building).

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Patroni's `/sync` key for the scope `postgresql-ha` (the charm's namespace).
 const SYNC_KEY: &str = "/postgresql-ha/postgresql-ha/sync";
+use crate::ha::PATRONI_TLS;
 /// How often to look.
 const EVERY: Duration = Duration::from_millis(500);
 
@@ -134,7 +135,10 @@ fn look(d: &Deployment, machines: &[String]) -> Sample {
                 "env",
                 "ETCDCTL_API=3",
                 "etcdctl",
-                "--endpoints=http://127.0.0.1:2379",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/postgresql-ha/tls/ca.pem",
+                "--cert=/etc/postgresql-ha/tls/unit.pem",
+                "--key=/etc/postgresql-ha/tls/unit.key",
                 "--command-timeout=1s",
                 "get",
                 "--print-value-only",
@@ -144,7 +148,7 @@ fn look(d: &Deployment, machines: &[String]) -> Sample {
         let Ok(sync) = sync else { continue };
         let Ok(cluster) = d.exec(
             m,
-            &["curl", "-sf", "-m", "1", "http://127.0.0.1:8008/cluster"],
+            &[&["curl", "-sf", "-m", "1"], PATRONI_TLS, &["https://127.0.0.1:8008/cluster"]].concat(),
         ) else {
             continue;
         };

@@ -205,6 +205,17 @@ impl<'d> Traffic<'d> {
     }
 }
 
+/// curl's flags for a member's Patroni REST API, from inside that member's host: verify it
+/// against the application's CA and present the unit's certificate (it requires one).
+pub const PATRONI_TLS: &[&str] = &[
+    "--cacert",
+    "/etc/postgresql-ha/tls/ca.pem",
+    "--cert",
+    "/etc/postgresql-ha/tls/unit.pem",
+    "--key",
+    "/etc/postgresql-ha/tls/unit.key",
+];
+
 /// Runs SQL as postgres on one PostgreSQL member, locally (peer authentication on its socket).
 pub fn psql(d: &Deployment, unit: &str, db: &str, sql: &str) -> Result<String> {
     d.exec(
@@ -372,12 +383,11 @@ pub fn diagnose(d: &Deployment) -> String {
             .exec(
                 &u,
                 &[
-                    "curl",
-                    "-s",
-                    "--max-time",
-                    "2",
-                    "http://127.0.0.1:8008/patroni",
-                ],
+                    &["curl", "-s", "--max-time", "2"],
+                    PATRONI_TLS,
+                    &["https://127.0.0.1:8008/patroni"],
+                ]
+                .concat(),
             )
             .unwrap_or_else(|e| format!("{e:#}"));
         out.push_str(&format!("  {u} patroni: {}\n", patroni.trim()));

@@ -789,8 +789,15 @@ fn database_failover(d: &Deployment) -> Result<()> {
         "every PostgreSQL member running again",
         || {
             for m in d.machines_of("postgresql-ha")? {
-                let v: Value =
-                    serde_json::from_str(&get_in(d, &m, "http://127.0.0.1:8008/patroni")?)?;
+                let v: Value = serde_json::from_str(&d.exec(
+                    &m,
+                    &[
+                        &["curl", "-sS", "-f", "--max-time", "5"],
+                        e2e::ha::PATRONI_TLS,
+                        &["https://127.0.0.1:8008/patroni"],
+                    ]
+                    .concat(),
+                )?)?;
                 ensure!(
                     v["state"] == "running",
                     "machine {m}: Patroni says {}",

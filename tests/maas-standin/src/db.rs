@@ -11,7 +11,7 @@ use crate::conf::DbSettings;
 use crate::util;
 use anyhow::{Context, Result};
 use postgres::config::TargetSessionAttrs;
-use postgres::{Client, NoTls};
+use postgres::Client;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -57,7 +57,12 @@ pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(2))
         .target_session_attrs(TargetSessionAttrs::ReadWrite);
-    let mut client = cfg.connect(NoTls).with_context(|| {
+    // MAAS connects through psycopg (libpq) with no sslmode of its own: libpq's default,
+    // `prefer`, takes TLS when the server offers it and does not verify the certificate
+    // (libpq's DefaultSSLMode; canonical/maas src/maasserver/djangosettings/settings.py
+    // `_get_default_db_config` sets keepalives and application_name in OPTIONS, no sslmode).
+    cfg.ssl_mode(postgres::config::SslMode::Prefer);
+    let mut client = cfg.connect(tls_without_verification()?).with_context(|| {
         format!(
             "connecting to PostgreSQL {}@{}:{}/{}",
             s.user, s.host, s.port, s.name
@@ -66,6 +71,13 @@ pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
     // A query stuck behind a lock must not hang a region forever.
     client.batch_execute("SET statement_timeout = '5s'")?;
     Ok(client)
+}
+
+/// TLS as libpq's `prefer` does it: encrypted, the server's certificate not checked.
+fn tls_without_verification() -> Result<postgres_openssl::MakeTlsConnector> {
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())?;
+    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    Ok(postgres_openssl::MakeTlsConnector::new(b.build()))
 }
 
 const SCHEMA: &str = r#"

@@ -103,6 +103,15 @@ fn http_get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body.chars().take(200).collect()))
 }
 
+/// TLS as a client of the DB VIP uses it (the DSN's sslmode decides; its default, prefer,
+/// takes TLS, which every remote pg_hba line of postgresql-ha requires).
+fn tls() -> Result<postgres_openssl::MakeTlsConnector, String> {
+    let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+        .map_err(|e| e.to_string())?;
+    b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    Ok(postgres_openssl::MakeTlsConnector::new(b.build()))
+}
+
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let mut out = std::fs::OpenOptions::new()
@@ -129,7 +138,7 @@ fn main() -> anyhow::Result<()> {
                 let started = now_ms();
                 let result = (|| -> Result<(), String> {
                     if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        let mut c = postgres::Client::connect(&dsn, postgres::NoTls)
+                        let mut c = postgres::Client::connect(&dsn, tls()?)
                             .map_err(|e| pg_error(&e))?;
                         c.batch_execute(&create).map_err(|e| pg_error(&e))?;
                         client = Some(c);
