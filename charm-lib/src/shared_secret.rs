@@ -38,7 +38,8 @@ pub struct SharedSecret<'a> {
 /// The secret as this unit sees it in this hook.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Shared {
-    /// `secret:<xid>`.
+    /// Its id, as Juju printed it or as the peer databag carries it (`secret://<model>/<id>`
+    /// or `secret:<id>`: compare with [`crate::tools::same_secret`]).
     pub id: String,
     /// Its content.
     pub content: Content,
@@ -163,6 +164,11 @@ impl<'a> SharedSecret<'a> {
     /// differs), for content that comes from elsewhere (a file the workload wrote) rather than
     /// from the charm. Returns its id, for the caller to publish under [`SharedSecret::key`].
     pub fn put(&self, model: &Model, content: &Content) -> anyhow::Result<String> {
+        Ok(self.put_created(model, content)?.0)
+    }
+
+    /// [`SharedSecret::put`], and whether it created the secret.
+    fn put_created(&self, model: &Model, content: &Content) -> anyhow::Result<(String, bool)> {
         match model.secret_by_label(self.label)? {
             Some((id, _)) => {
                 let current = model
@@ -171,10 +177,36 @@ impl<'a> SharedSecret<'a> {
                 if &current != content {
                     model.set_secret(&id, content)?;
                 }
-                Ok(id)
+                Ok((id, false))
             }
-            None => Ok(model.add_secret(content, &self.options())?),
+            None => Ok((model.add_secret(content, &self.options())?, true)),
         }
+    }
+
+    /// Leader only: [`SharedSecret::put`], and whether `app` (the peer application databag)
+    /// must get the id. When `app` already names the same secret, its id is kept as written:
+    /// `secret-add` prints `secret://<model-uuid>/<id>` and a later lookup by label gives
+    /// `secret:<id>`, and a databag that changed form from hook to hook would wake every peer
+    /// (and every unit the id is passed on to) for nothing.
+    pub fn put_published(
+        &self,
+        model: &Model,
+        app: &Databag,
+        content: &Content,
+    ) -> anyhow::Result<Shared> {
+        let (id, created) = self.put_created(model, content)?;
+        let (id, unpublished) = match self.id_in(app) {
+            Some(published) if crate::tools::same_secret(published, &id) => {
+                (published.to_string(), false)
+            }
+            _ => (id, true),
+        };
+        Ok(Shared {
+            id,
+            content: content.clone(),
+            created,
+            unpublished,
+        })
     }
 
     fn read(&self, model: &Model, id: &str) -> anyhow::Result<Content> {
@@ -273,7 +305,7 @@ peers:
         assert_eq!(again.error, None);
         assert_eq!(again.state.secrets, first.state.secrets);
         assert_eq!(again.state.relations, first.state.relations);
-        let id = &first.state.secrets[0].id;
+        let id = &first.state.relation(1).unwrap().local_app_data["auth-id"];
         assert_eq!(
             again.state.unit_status,
             Status::active(format!("{id} password created=false"))
@@ -390,6 +422,62 @@ peers:
         assert_eq!((changed.state.secrets.len(), s.latest()), (1, 2));
         assert_eq!(s.latest_content()["secret"], "two");
         assert_eq!(changed.state.unit_status, Status::active(s.id.clone()));
+    }
+
+    // put_published: the leader mirrors content and publishes its id once, in one form.
+    fn handle_put_published(ctx: &mut Context) -> anyhow::Result<()> {
+        let peer = ctx.model.relation("cluster")?.expect("the peer relation");
+        let app = peer.my_app_data()?;
+        let content: Content = [("secret".to_string(), "from-the-workload".to_string())].into();
+        let s = SHARED.put_published(&ctx.model, &app, &content)?;
+        if s.unpublished {
+            peer.set_my_app_data(&[(SHARED.key.to_string(), s.id.clone())].into())?;
+        }
+        ctx.status(Status::active(format!("{} created={}", s.id, s.created)));
+        Ok(())
+    }
+
+    #[test]
+    fn put_published_keeps_the_id_in_the_form_juju_first_printed() {
+        let h = Harness::from_spec(
+            CharmSpec::parse(META, None, None).unwrap(),
+            handle_put_published,
+        );
+
+        let first = h.run(Trigger::LeaderElected, &peers(&[]).leader()).unwrap();
+        let again = h.run(Trigger::ConfigChanged, &first.state).unwrap();
+
+        assert_eq!(
+            (first.error.as_deref(), again.error.as_deref()),
+            (None, None)
+        );
+        // secret-add printed secret://<model-uuid>/<id>; the label lookup of the second run
+        // gives secret:<id>, the same secret, so the databag keeps the first form
+        let published = &first.state.relation(1).unwrap().local_app_data["auth-id"];
+        assert!(
+            published.starts_with(&format!("secret://{}/", crate::testing::MODEL_UUID)),
+            "{published}"
+        );
+        assert_eq!(again.state.relations, first.state.relations);
+        assert_eq!(again.state.secrets, first.state.secrets);
+        assert_eq!(
+            first.state.unit_status,
+            Status::active(format!("{published} created=true"))
+        );
+        assert_eq!(
+            again.state.unit_status,
+            Status::active(format!("{published} created=false"))
+        );
+        // an id in the databag that names another secret is replaced
+        let mut stale = first.state.clone();
+        stale.relations[0]
+            .local_app_data
+            .insert("auth-id".into(), "secret:gone".into());
+        let fixed = h.run(Trigger::ConfigChanged, &stale).unwrap();
+        assert_eq!(
+            fixed.state.relation(1).unwrap().local_app_data["auth-id"],
+            first.state.secrets[0].id
+        );
     }
 
     fn handle_published(ctx: &mut Context) -> anyhow::Result<()> {

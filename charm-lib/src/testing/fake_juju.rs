@@ -12,6 +12,9 @@ use crate::tools::{Databag, LogLevel, Port, ToolError, ToolErrorKind, ToolRunner
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// The model's UUID in every FakeJuju: the source part of the secret URIs `secret-add` prints.
+pub const MODEL_UUID: &str = "6ac6d2f3-0b4e-4c43-8b3a-2a6e7c1f0d9e";
+
 /// What an action produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActionOutput {
@@ -593,11 +596,11 @@ impl<'s> FakeJuju<'s> {
 
     fn find_secret(&self, id: Option<&String>, label: Option<&String>) -> R<usize> {
         let st = self.state.borrow();
+        // core/secrets ParseURI: `<id>`, `secret:<id>` and `secret://<uuid>/<id>` alike
         let by_id = id.map(|id| {
-            let xid = id.strip_prefix("secret:").unwrap_or(id);
             st.secrets
                 .iter()
-                .position(|s| s.id.strip_prefix("secret:").unwrap_or(&s.id) == xid)
+                .position(|s| crate::tools::same_secret(&s.id, id))
         });
         let found = match (by_id, label) {
             (Some(found), _) => found,
@@ -643,13 +646,13 @@ impl<'s> FakeJuju<'s> {
                 let content = secret_content(flags.get("--file"), &pos)?;
                 let mut n = self.next_secret.borrow_mut();
                 *n += 1;
-                let id = format!(
-                    "secret:{}{}{:04}",
+                let xid = format!(
+                    "{}{}{:04}",
                     self.app().replace('-', ""),
                     self.unit_number(),
                     *n
                 );
-                let mut s = Secret::owned(&id, &[]);
+                let mut s = Secret::owned(&format!("secret:{xid}"), &[]);
                 s.revisions = vec![content];
                 s.holder = if owner_unit {
                     SecretHolder::Unit
@@ -659,7 +662,9 @@ impl<'s> FakeJuju<'s> {
                 s.label = flags.get("--label").cloned();
                 s.description = flags.get("--description").cloned();
                 self.state.borrow_mut().secrets.push(s);
-                Ok(format!("{id}\n").into_bytes())
+                // jujuc secret-add.go prints the URI the controller made with the model as
+                // its source (core/secrets URI.String): secret://<model-uuid>/<id>
+                Ok(format!("secret://{MODEL_UUID}/{xid}\n").into_bytes())
             }
             "secret-get" => {
                 let i = self.find_secret(pos.first(), flags.get("--label"))?;
@@ -752,7 +757,8 @@ impl<'s> FakeJuju<'s> {
                     .secrets
                     .iter()
                     .filter(|s| s.holder != SecretHolder::Consumer)
-                    .map(|s| s.id.clone())
+                    // jujuc secret-ids.go: the keys of SecretMetadata, bare ids
+                    .map(|s| crate::tools::secret_xid(&s.id).to_string())
                     .collect();
                 json(ids)
             }
@@ -763,7 +769,7 @@ impl<'s> FakeJuju<'s> {
                 if s.holder == SecretHolder::Consumer {
                     return fail("ERROR permission denied");
                 }
-                let xid = s.id.strip_prefix("secret:").unwrap_or(&s.id).to_string();
+                let xid = crate::tools::secret_xid(&s.id).to_string();
                 json(
                     serde_json::json!({ xid: {"revision": s.latest(), "label": s.label, "description": s.description, "expiry": null, "rotation": null, "rotates": null} }),
                 )

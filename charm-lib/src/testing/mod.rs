@@ -35,7 +35,7 @@ mod gnuflag;
 mod harness;
 mod state;
 
-pub use fake_juju::{ActionOutput, FakeJuju};
+pub use fake_juju::{ActionOutput, FakeJuju, MODEL_UUID};
 pub use fake_machine::FakeMachine;
 pub use harness::{Handler, Harness, Inconsistent, Output, Trigger};
 pub use state::{

@@ -65,11 +65,12 @@ impl State {
         self.relations.iter().find(|r| r.endpoint == endpoint)
     }
 
-    /// The secret with this id or owner label.
+    /// The secret with this id (in any of Juju's forms: `secret://<uuid>/<id>`, `secret:<id>`,
+    /// `<id>`) or owner label.
     pub fn secret(&self, id_or_label: &str) -> Option<&Secret> {
-        self.secrets
-            .iter()
-            .find(|s| s.id == id_or_label || s.label.as_deref() == Some(id_or_label))
+        self.secrets.iter().find(|s| {
+            crate::tools::same_secret(&s.id, id_or_label) || s.label.as_deref() == Some(id_or_label)
+        })
     }
 
     /// Sets a config value (builder style).

@@ -782,3 +782,46 @@ fn boolean_flags_take_the_values_go_accepts_as_ops_passes_them() {
         }
     );
 }
+
+#[test]
+fn secret_add_prints_the_model_uri_and_every_tool_takes_each_form() {
+    use crate::tools::ToolRunner;
+    let spec = CharmSpec::parse(META, None, None).unwrap();
+    let event = demo_event(EventKind::UpdateStatus);
+    let juju = raw_juju(&spec, &event, State::default().leader());
+    let out = juju
+        .run("secret-add", &argv(&["--label", "k", "key=one"]), None)
+        .unwrap();
+    let uri = String::from_utf8(out).unwrap().trim().to_string();
+    let xid = uri
+        .strip_prefix(&format!("secret://{MODEL_UUID}/"))
+        .unwrap_or_else(|| panic!("{uri}"))
+        .to_string();
+    let ids = juju
+        .run("secret-ids", &argv(&["--format=json"]), None)
+        .unwrap();
+    assert_eq!(String::from_utf8(ids).unwrap(), format!("[\"{xid}\"]"));
+    for (n, id) in [xid.clone(), format!("secret:{xid}"), uri.clone()]
+        .iter()
+        .enumerate()
+    {
+        juju.run("secret-set", &argv(&[id, &format!("key=v{n}")]), None)
+            .unwrap();
+        let got = juju
+            .run("secret-get", &argv(&["--format=json", id]), None)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            format!("{{\"key\":\"v{n}\"}}"),
+            "{id}"
+        );
+        juju.run("secret-info-get", &argv(&["--format=json", id]), None)
+            .unwrap();
+    }
+    let st = juju.state.borrow().clone();
+    assert_eq!(st.secret(&uri).map(|s| s.latest()), Some(4));
+    assert_eq!(
+        st.secret(&xid).map(|s| s.id.clone()),
+        Some(format!("secret:{xid}"))
+    );
+}

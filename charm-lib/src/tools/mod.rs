@@ -47,6 +47,21 @@ impl LogLevel {
     }
 }
 
+/// The bare id of a secret, whichever form Juju printed: `secret://<model-uuid>/<id>` (what
+/// `secret-add` prints), `secret:<id>` (`JUJU_SECRET_ID`, and ids built from `secret-info-get`)
+/// or `<id>` (`secret-ids`). Juju's core/secrets ParseURI reads all three as the same secret;
+/// compare ids with [`same_secret`], never as strings.
+pub fn secret_xid(id: &str) -> &str {
+    let id = id.trim();
+    let rest = id.strip_prefix("secret:").unwrap_or(id);
+    rest.rsplit('/').next().unwrap_or(rest)
+}
+
+/// Whether two secret ids name the same secret (their bare ids are equal).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    secret_xid(a) == secret_xid(b)
+}
+
 /// Typed hook-tool calls over a [`ToolRunner`].
 #[derive(Clone, Copy)]
 pub struct HookTools<'r> {
@@ -302,7 +317,8 @@ impl<'r> HookTools<'r> {
 
     // ---- secrets ----------------------------------------------------------------------------
 
-    /// `secret-add [options] --file <yaml>`: returns the new secret's URI. The content goes
+    /// `secret-add [options] --file <yaml>`: returns the new secret's URI as Juju printed it
+    /// (`secret://<model-uuid>/<id>` from Juju 3; see [`secret_xid`]). The content goes
     /// through a private file, never argv, so it cannot be read from the process list.
     pub fn secret_add(
         &self,

@@ -592,3 +592,27 @@ fn path_runner_feeds_stdin() {
     let out = PathRunner.run("cat", &[], Some(b"hello")).unwrap();
     assert_eq!(out, b"hello");
 }
+
+// core/secrets/secret.go: ParseURI reads `<id>`, `secret:<id>` and
+// `secret://<source-uuid>/<id>` as the same secret; URI.String prints the last when the URI
+// has a source (what secret-add prints), `secret:<id>` otherwise.
+#[test]
+fn secret_ids_compare_by_their_bare_id_in_every_form() {
+    let uuid = "6ac6d2f3-0b4e-4c43-8b3a-2a6e7c1f0d9e";
+    let forms = [
+        "cv1abc".to_string(),
+        "secret:cv1abc".to_string(),
+        format!("secret://{uuid}/cv1abc"),
+        format!(" secret://{uuid}/cv1abc\n"),
+    ];
+    for a in &forms {
+        assert_eq!(secret_xid(a), "cv1abc", "{a:?}");
+        for b in &forms {
+            assert!(same_secret(a, b), "{a:?} {b:?}");
+        }
+    }
+    assert!(!same_secret(
+        "secret:cv1abc",
+        &format!("secret://{uuid}/cv1abd")
+    ));
+}

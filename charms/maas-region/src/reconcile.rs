@@ -783,17 +783,22 @@ fn read_shared_secret(
 }
 
 /// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs): MAAS
-/// generates it, so the leader mirrors the file rather than generating content.
-fn shared_secret_id(
+/// generates it, so the leader mirrors the file rather than generating content. Its id is in
+/// the form the peer databag already has when that names the same secret.
+fn shared_secret(
     ctx: &Context,
-    m: InstallMethod,
+    w: &World,
     running: bool,
-) -> anyhow::Result<Option<String>> {
-    let Some(secret) = read_shared_secret(ctx, m, running)? else {
+) -> anyhow::Result<Option<charm_lib::shared_secret::Shared>> {
+    let Some(secret) = read_shared_secret(ctx, w.cfg.install_method, running)? else {
         return Ok(None);
     };
     let content = bag(&[("secret", &secret)]);
-    Ok(Some(SHARED_SECRET.put(&ctx.model, &content)?))
+    Ok(Some(SHARED_SECRET.put_published(
+        &ctx.model,
+        &w.peer_app,
+        &content,
+    )?))
 }
 
 fn publish_leader_data(
@@ -802,16 +807,17 @@ fn publish_leader_data(
     url: Option<&str>,
     running: bool,
 ) -> anyhow::Result<()> {
-    let secret_id = shared_secret_id(ctx, w.cfg.install_method, running)?;
+    let shared = shared_secret(ctx, w, running)?;
+    let secret_id = shared.as_ref().map(|s| s.id.clone());
     if running && secret_id.is_none() {
         ctx.status(Status::waiting(format!(
             "waiting for regiond to write the MAAS shared secret (not there {}s after start): racks cannot register yet",
             maas::SECRET_WAIT_SECONDS
         )));
     }
-    if let (Some(id), Some(rel)) = (&secret_id, ctx.model.relation(relations::PEERS)?) {
-        if SHARED_SECRET.id_in(&w.peer_app) != Some(id.as_str()) {
-            rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, id)]))?;
+    if let Some(s) = shared.filter(|s| s.unpublished) {
+        if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+            rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, &s.id)]))?;
         }
     }
     let Some(url) = url else { return Ok(()) };

@@ -155,8 +155,15 @@ fn a_changed_shared_secret_becomes_a_new_revision_of_the_same_secret() {
         .machine
         .with_file(SNAP_SECRET, "0123456789abcdef\n", FileOptions::root(0o640));
     let out = h.run(Trigger::UpdateStatus, &st).unwrap();
+    // the id keeps the form secret-add printed (secret://<model-uuid>/<id>), though the
+    // label lookup of this hook gives secret:<id>: neither databag changes
+    assert!(id.starts_with("secret://"), "{id}");
     assert_eq!(
         out.state.relation(RPC).unwrap().local_app_data["secret_id"],
+        id
+    );
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["secret-id"],
         id
     );
     let s = out.state.secret(&id).unwrap();
