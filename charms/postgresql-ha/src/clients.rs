@@ -21,7 +21,7 @@ pub struct ClientUnit {
 pub struct Request {
     /// Database wanted.
     pub database: String,
-    /// Extensions wanted (btree_gin is always there).
+    /// Extensions asked for (btree_gin comes without asking while `allowed-extensions` has it).
     pub extensions: Vec<String>,
     /// Group roles wanted.
     pub roles: Vec<String>,
@@ -44,7 +44,7 @@ pub struct Grant {
     pub user: String,
     /// Juju secret id with `username`, `password`, `uris`.
     pub secret: String,
-    /// Extensions created.
+    /// Extensions asked for and created (allowed by `allowed-extensions`).
     #[serde(default)]
     pub extensions: Vec<String>,
     /// Roles granted.
@@ -110,6 +110,24 @@ fn valid_word(kind: &str, w: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An extension name as `CREATE EXTENSION` takes it quoted: lowercase letters, digits, `_`
+/// and `-` (`uuid-ossp`), starting with a letter or `_`, at most 63 bytes.
+pub fn valid_extension(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A request's extensions under the operator's `allowed-extensions`: those to create and those
+/// refused, each sorted.
+pub fn split_extensions(requested: &[String], allowed: &[String]) -> (Vec<String>, Vec<String>) {
+    requested.iter().cloned().partition(|e| allowed.contains(e))
+}
+
 /// `a, b:schema` → [a, b]; names validated.
 fn list(kind: &str, raw: Option<&String>) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -121,7 +139,13 @@ fn list(kind: &str, raw: Option<&String>) -> Result<Vec<String>, String> {
         .filter(|s| !s.is_empty())
     {
         let name = item.split(':').next().unwrap_or(item).trim().to_string();
-        valid_word(kind, &name)?;
+        if kind == "extension" {
+            if !valid_extension(&name) {
+                return Err(format!("extension {name:?} is not a valid name: expected lowercase letters, digits, '_' and '-'"));
+            }
+        } else {
+            valid_word(kind, &name)?;
+        }
         if kind == "role"
             && (RESERVED_ROLES.contains(&name.as_str())
                 || name.starts_with("pg_")
@@ -493,6 +517,30 @@ mod tests {
             let e = db_request("c", &Databag::new(), &us).unwrap_err();
             assert!(e.contains(needle), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn extensions_outside_the_allowlist_are_refused_the_rest_created() {
+        let us = units(&[("c/0", &[("extensions", "uuid-ossp, plpython3u,pg_trgm")])]);
+        let r = db_request("c", &Databag::new(), &us).unwrap();
+        assert_eq!(r.extensions, vec!["pg_trgm", "plpython3u", "uuid-ossp"]);
+        let allowed = vec![
+            "btree_gin".to_string(),
+            "pg_trgm".into(),
+            "uuid-ossp".into(),
+        ];
+        assert_eq!(
+            split_extensions(&r.extensions, &allowed),
+            (
+                vec!["pg_trgm".to_string(), "uuid-ossp".into()],
+                vec!["plpython3u".to_string()]
+            )
+        );
+        assert_eq!(
+            split_extensions(&r.extensions, &[]),
+            (vec![], r.extensions.clone()),
+            "an empty allowlist refuses everything"
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Config {
     /// Optional pip index mirror.
     #[serde(default)]
     pub pip_index_url: String,
+    /// Extensions a client relation may have the superuser create: comma-separated names.
+    pub allowed_extensions: String,
 }
 
 /// Patroni's `synchronous_mode`, as the `synchronous-mode` option spells it.
@@ -198,7 +200,29 @@ impl Config {
                 format!("{idx:?} is not a URL: expected https://host/simple or empty"),
             ));
         }
+        for name in self.allowed_extensions() {
+            if !crate::clients::valid_extension(&name) {
+                return Err(bad(
+                    "allowed-extensions",
+                    format!("{name:?} is not an extension name: expected a comma-separated list of extension names (lowercase letters, digits, '_' and '-'), e.g. btree_gin,pg_trgm, or empty for none"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The extensions client relations may have created, as the operator listed them.
+    pub fn allowed_extensions(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .allowed_extensions
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// max_connections for `client_units` related client units.
@@ -241,6 +265,7 @@ fn option_in(msg: &str) -> Option<String> {
         "max-connections",
         "patroni-version",
         "pip-index-url",
+        "allowed-extensions",
     ];
     known
         .iter()
@@ -256,7 +281,8 @@ mod tests {
         let mut m: serde_json::Map<String, serde_json::Value> = serde_json::json!({
             "ttl": 20, "loop-wait": 2, "retry-timeout": 3, "primary-start-timeout": 0,
             "synchronous-mode": "quorum", "synchronous-mode-strict": true, "synchronous-node-count": 2, "maximum-lag-on-failover": 1048576,
-            "max-connections": 0, "patroni-version": "4.1.5", "pip-index-url": ""
+            "max-connections": 0, "patroni-version": "4.1.5", "pip-index-url": "",
+            "allowed-extensions": "btree_gin,pg_trgm"
         })
         .as_object()
         .unwrap()
@@ -321,6 +347,14 @@ mod tests {
             (vec![("patroni-version", json!("3.0.2"))], "patroni-version"),
             (vec![("patroni-version", json!("4.x"))], "patroni-version"),
             (vec![("pip-index-url", json!("not a url"))], "pip-index-url"),
+            (
+                vec![("allowed-extensions", json!("pg_trgm;plpython3u"))],
+                "allowed-extensions",
+            ),
+            (
+                vec![("allowed-extensions", json!("btree_gin, Pg Trgm"))],
+                "allowed-extensions",
+            ),
         ];
         for (over, option) in cases {
             let e = Config::from_raw(&raw(&over)).unwrap_err();
@@ -340,6 +374,50 @@ mod tests {
             ok.ttl, 30,
             "ttl 30 / loop 10 / retry 10 is exactly at the limit and valid"
         );
+    }
+
+    #[test]
+    fn allowed_extensions_are_a_trimmed_list_and_may_be_empty() {
+        use serde_json::json;
+        let c = Config::from_raw(&raw(&[(
+            "allowed-extensions",
+            json!(" pg_trgm, uuid-ossp,,btree_gin ,pg_trgm"),
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.allowed_extensions(),
+            vec!["btree_gin", "pg_trgm", "uuid-ossp"]
+        );
+        let c = Config::from_raw(&raw(&[("allowed-extensions", json!(""))])).unwrap();
+        assert!(c.allowed_extensions().is_empty(), "empty: none at all");
+    }
+
+    #[test]
+    fn the_default_allowlist_is_trusted_contrib_only() {
+        // config.yaml's default, as Juju gives it.
+        let spec: serde_yaml::Value = serde_yaml::from_str(include_str!("../config.yaml")).unwrap();
+        let default = spec["options"]["allowed-extensions"]["default"]
+            .as_str()
+            .unwrap();
+        let c =
+            Config::from_raw(&raw(&[("allowed-extensions", serde_json::json!(default))])).unwrap();
+        let allowed = c.allowed_extensions();
+        for needed in ["btree_gin", "pg_trgm"] {
+            assert!(allowed.iter().any(|e| e == needed), "{needed}: {allowed:?}");
+        }
+        // Untrusted languages and extensions that reach files, the network or the server's
+        // internals stay out unless the operator adds them.
+        for risky in [
+            "plpython3u",
+            "plperlu",
+            "adminpack",
+            "file_fdw",
+            "dblink",
+            "postgres_fdw",
+            "pageinspect",
+        ] {
+            assert!(!allowed.iter().any(|e| e == risky), "{risky}: {allowed:?}");
+        }
     }
 
     #[test]

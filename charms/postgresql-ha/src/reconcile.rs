@@ -277,6 +277,7 @@ fn converge(
                 st,
                 rel,
                 &req,
+                &config.allowed_extensions(),
                 app,
                 app_changes,
                 primary_host.as_deref(),

@@ -359,6 +359,7 @@ mod tests {
             max_connections: 0,
             patroni_version: "4.1.5".into(),
             pip_index_url: String::new(),
+            allowed_extensions: String::new(),
         }
     }
 

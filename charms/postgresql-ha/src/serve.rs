@@ -93,7 +93,8 @@ pub fn psql_output(
     Ok((cmd, out))
 }
 
-/// Runs SQL on the primary; any failure is an error carrying psql's stderr (secrets masked).
+/// Runs SQL on the primary; any failure is an error carrying psql's errors (not its notices;
+/// secrets masked).
 pub fn psql(
     ctx: &Context,
     primary: &str,
@@ -102,9 +103,21 @@ pub fn psql(
 ) -> anyhow::Result<String> {
     let (cmd, out) = psql_output(ctx, primary, sql_text, sensitive)?;
     if !out.success() {
-        return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
+        return Err(psql_failure(&cmd, &out).into());
     }
     Ok(out.stdout)
+}
+
+/// The error of a failed psql: its ERROR lines rather than the NOTICE lines before them.
+fn psql_failure(cmd: &Cmd, out: &charm_lib::CmdOutput) -> charm_lib::MachineError {
+    let errors = sql::psql_errors(&out.stderr);
+    charm_lib::MachineError::from_output(
+        cmd,
+        &charm_lib::CmdOutput {
+            stderr: errors,
+            ..out.clone()
+        },
+    )
 }
 
 /// The writable address and replicas, as clients should see them.
@@ -156,16 +169,36 @@ pub(crate) fn topology(
 }
 
 /// The leader's client work for one relation: credentials, SQL on the primary, the grant.
+/// Extensions outside `allowed` (the `allowed-extensions` option) are not created: the unit is
+/// blocked naming them, and the rest of the relation is served.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn provision(
     ctx: &Context,
     st: &mut Vec<Status>,
     rel: &Relation,
     req: &Request,
+    allowed: &[String],
     app: &Databag,
     app_changes: &mut Databag,
     primary: Option<&str>,
 ) -> anyhow::Result<Option<Grant>> {
     let id = rel.id().id;
+    let (extensions, refused) = clients::split_extensions(&req.extensions, allowed);
+    if !refused.is_empty() {
+        let (s, them) = if refused.len() == 1 {
+            ("", "it")
+        } else {
+            ("s", "them")
+        };
+        let msg = format!(
+            "{} ({}): extension{s} {} refused: not in the allowed-extensions config option (add {them} there to have {them} created)",
+            rel.id(),
+            rel.remote_app().unwrap_or("?"),
+            refused.join(", ")
+        );
+        log::warn!("{msg}");
+        st.push(Status::blocked(msg));
+    }
     let key = clients::grant_key(id);
     let mut grant: Option<Grant> = app.get(&key).and_then(|v| serde_json::from_str(v).ok());
     if grant.is_none() {
@@ -198,7 +231,7 @@ pub(crate) fn provision(
     }
     let mut g = grant.expect("set above");
     let wanted_changed =
-        g.database != req.database || g.extensions != req.extensions || g.roles != req.roles;
+        g.database != req.database || g.extensions != extensions || g.roles != req.roles;
     if !g.provisioned || wanted_changed {
         let Some(primary) = primary else {
             st.push(Status::waiting(format!(
@@ -214,16 +247,21 @@ pub(crate) fn provision(
             .get("password")
             .cloned()
             .unwrap_or_default();
+        // btree_gin in every client database (MAAS needs it) while the operator allows it.
+        let mut create = extensions.clone();
+        if allowed.iter().any(|e| e == "btree_gin") && !create.iter().any(|e| e == "btree_gin") {
+            create.insert(0, "btree_gin".to_string());
+        }
         let (cmd, out) = psql_output(
             ctx,
             primary,
-            &sql::provision(&g.user, &pw, &req.database, &req.extensions, &req.roles),
+            &sql::provision(&g.user, &pw, &req.database, &create, &req.roles),
             &[&pw],
         )?;
         // Exit 3: PostgreSQL refused the request itself (e.g. an extension it does not have);
         // retrying the hook cannot help, the client or the operator must change something.
         if out.code == 3 {
-            let why = cmd.redact(out.stderr.trim());
+            let why = cmd.redact(&sql::psql_errors(&out.stderr));
             st.push(Status::blocked(format!(
                 "{} ({}): PostgreSQL refused the request: {why}",
                 rel.id(),
@@ -233,7 +271,7 @@ pub(crate) fn provision(
             return Ok(None);
         }
         if !out.success() {
-            return Err(charm_lib::MachineError::from_output(&cmd, &out).into());
+            return Err(psql_failure(&cmd, &out).into());
         }
         log::info!(
             "granted {} database {:?} as role {}",
@@ -242,7 +280,7 @@ pub(crate) fn provision(
             g.user
         );
         g.database = req.database.clone();
-        g.extensions = req.extensions.clone();
+        g.extensions = extensions;
         g.roles = req.roles.clone();
         g.provisioned = true;
     }

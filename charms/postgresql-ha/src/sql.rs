@@ -11,7 +11,8 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Creates (or updates) a client's role, database and extensions. Idempotent.
+/// Creates (or updates) a client's role, database and `extensions` (the caller decides which:
+/// only those `allowed-extensions` lists). Idempotent.
 pub fn provision(
     user: &str,
     password: &str,
@@ -45,12 +46,61 @@ pub fn provision(
 WHERE d.datname = {dl} AND r.rolname <> {ul} AND NOT r.rolsuper AND r.rolname LIKE 'relation\\_%' \\gexec\n"
     );
     s += &format!("\\c {}\n", ident(database));
-    s += "CREATE EXTENSION IF NOT EXISTS btree_gin;\n";
-    for e in extensions.iter().filter(|e| e.as_str() != "btree_gin") {
+    for e in extensions {
         s += &format!("CREATE EXTENSION IF NOT EXISTS {};\n", ident(e));
     }
     s += &format!("GRANT ALL ON SCHEMA public TO {u};\n");
     s
+}
+
+/// What to show of psql's stderr when it failed: its errors, without the notices and warnings
+/// the script also produced (`NOTICE:  extension "btree_gin" already exists, skipping`), which
+/// say nothing about the failure. A message's DETAIL, HINT, CONTEXT and LINE lines stay with
+/// it. Everything when nothing is left (a message this does not recognise is kept).
+pub fn psql_errors(stderr: &str) -> String {
+    const QUIET: [&str; 5] = ["NOTICE:", "WARNING:", "INFO:", "LOG:", "DEBUG"];
+    const FOLLOWS: [&str; 7] = [
+        "DETAIL:",
+        "HINT:",
+        "CONTEXT:",
+        "QUERY:",
+        "STATEMENT:",
+        "LOCATION:",
+        "LINE ",
+    ];
+    // `psql:<stdin>:12: NOTICE:  ...` → `NOTICE:  ...`.
+    fn body(line: &str) -> &str {
+        let Some(rest) = line.strip_prefix("psql:") else {
+            return line;
+        };
+        let mut parts = rest.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(n), Some(msg)) if n.chars().all(|c| c.is_ascii_digit()) => {
+                msg.trim_start()
+            }
+            _ => line,
+        }
+    }
+    let mut kept = Vec::new();
+    let mut keeping = true;
+    for line in stderr.lines() {
+        let b = body(line);
+        let continues = b.is_empty()
+            || line.starts_with(char::is_whitespace)
+            || FOLLOWS.iter().any(|f| b.starts_with(f));
+        if !continues {
+            keeping = !QUIET.iter().any(|q| b.starts_with(q));
+        }
+        if keeping {
+            kept.push(line);
+        }
+    }
+    let text = kept.join("\n").trim().to_string();
+    if text.is_empty() {
+        stderr.trim().to_string()
+    } else {
+        text
+    }
 }
 
 /// Takes a client's access away: no more logins, its sessions ended. Its database is kept.
@@ -82,28 +132,49 @@ mod tests {
     }
 
     #[test]
-    fn provision_is_idempotent_sql_with_btree_gin() {
+    fn provision_is_idempotent_sql_with_the_extensions_given() {
         let s = provision(
             "relation_5",
             "pw'x",
             "maas-region",
-            &["pg_trgm".into(), "btree_gin".into()],
+            &["btree_gin".into(), "pg_trgm".into()],
             &["readers".into()],
         );
         assert!(s.contains("WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'relation_5')"));
         assert!(s.contains("PASSWORD 'pw''x'"));
         assert!(s.contains("\\c \"maas-region\""));
         assert_eq!(
-            s.matches("CREATE EXTENSION IF NOT EXISTS btree_gin")
+            s.matches("CREATE EXTENSION IF NOT EXISTS \"btree_gin\"")
                 .count(),
             1
         );
         assert!(s.contains("CREATE EXTENSION IF NOT EXISTS \"pg_trgm\""));
+        assert_eq!(s.matches("CREATE EXTENSION").count(), 2, "only those given");
         assert!(s.contains("AND NOT rolsuper AND NOT rolcanlogin"));
         assert!(
             s.contains("JOIN pg_roles r ON r.oid = d.datdba"),
             "a re-related client inherits the earlier owner"
         );
+    }
+
+    #[test]
+    fn psql_errors_leave_the_notices_out() {
+        let stderr = "psql:<stdin>:12: NOTICE:  extension \"btree_gin\" already exists, skipping\n\
+psql:<stdin>:13: WARNING:  something minor\n\
+DETAIL:  about the warning\n\
+psql:<stdin>:14: ERROR:  could not open extension control file \"/usr/share/postgresql/15/extension/postgis.control\": No such file or directory\n\
+HINT:  The extension must first be installed on the system where PostgreSQL is running.\n";
+        assert_eq!(
+            psql_errors(stderr),
+            "psql:<stdin>:14: ERROR:  could not open extension control file \"/usr/share/postgresql/15/extension/postgis.control\": No such file or directory\n\
+HINT:  The extension must first be installed on the system where PostgreSQL is running."
+        );
+        // A connection failure is not a server message: kept whole.
+        let conn = "psql: error: connection to server at \"10.0.0.10\", port 5432 failed: Connection refused";
+        assert_eq!(psql_errors(conn), conn);
+        // Only notices: shown rather than nothing.
+        let only = "psql:<stdin>:3: NOTICE:  role exists";
+        assert_eq!(psql_errors(only), only);
     }
 
     #[test]

@@ -304,15 +304,20 @@ fn a_lost_connection_fails_the_hook_for_a_retry_but_a_refused_request_blocks() {
     let e = out.error.expect("Juju retrying can help");
     assert!(e.contains("Connection refused"), "{e}");
 
-    let mut st = leader_primary().with_relation(db(&[(
-        0,
-        &[("ingress-address", "10.0.0.50"), ("extensions", "postgis")],
-    )]));
+    // The operator allowed postgis, but the host does not have it: PostgreSQL refuses.
+    let mut st = leader_primary()
+        .with_config("allowed-extensions", "btree_gin,postgis")
+        .with_relation(db(&[(
+            0,
+            &[("ingress-address", "10.0.0.50"), ("extensions", "postgis")],
+        )]));
     st.machine = st.machine.respond(
         &["psql"],
         charm_lib::CmdOutput::failed(
             3,
-            "psql:<stdin>:9: ERROR:  extension \"postgis\" is not available",
+            "psql:<stdin>:8: NOTICE:  extension \"btree_gin\" already exists, skipping\n\
+psql:<stdin>:9: ERROR:  extension \"postgis\" is not available\n\
+DETAIL:  Could not open extension control file \"/usr/share/postgresql/15/extension/postgis.control\": No such file or directory.\n",
         ),
     );
     let out = harness()
@@ -320,16 +325,199 @@ fn a_lost_connection_fails_the_hook_for_a_retry_but_a_refused_request_blocks() {
         .unwrap();
     assert!(!out.failed(), "retrying cannot help: {:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    let msg = &out.state.unit_status.message;
+    assert!(
+        msg.starts_with("db:5 (maas-region): PostgreSQL refused the request:")
+            && msg.contains("ERROR:  extension \"postgis\" is not available")
+            && msg.contains("postgis.control"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("NOTICE"),
+        "psql's error, not its notices: {msg}"
+    );
+    assert!(out.state.relation(5).unwrap().local_unit_data.is_empty());
+
+    // Any other SQL failure fails the hook with the error too, not the notices.
+    let mut st = leader_primary().with_relation(secret_asking_client());
+    st.machine = st.machine.respond(
+        &["psql"],
+        charm_lib::CmdOutput::failed(
+            1,
+            "psql:<stdin>:8: NOTICE:  extension \"btree_gin\" already exists, skipping\n\
+psql:<stdin>:10: ERROR:  out of shared memory\n",
+        ),
+    );
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
+    let e = out
+        .error
+        .expect("a failure that is not a refusal is retried");
+    assert!(e.contains("ERROR:  out of shared memory"), "{e}");
+    assert!(!e.contains("NOTICE"), "{e}");
+}
+
+/// The SQL the hook fed psql on the primary.
+fn provision_sql(out: &Output) -> String {
+    let cmd = out
+        .runs
+        .iter()
+        .find(|c| c.program == "psql")
+        .unwrap_or_else(|| panic!("no psql: {:#?}", out.command_lines()));
+    String::from_utf8(cmd.stdin.clone().unwrap_or_default()).unwrap()
+}
+
+#[test]
+fn an_extension_outside_the_allowlist_blocks_naming_it_and_the_rest_is_served() {
+    // Arrange: a client asks for a trusted extension and two the default list leaves out.
+    let st = leader_primary().with_relation(db(&[(
+        0,
+        &[
+            ("ingress-address", "10.0.0.50"),
+            ("extensions", "pg_trgm,plpython3u,adminpack"),
+            SECRETS_ASKED,
+        ],
+    )]));
+    // Act.
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
+    // Assert: blocked, naming what was refused and the option that would allow it.
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    assert_eq!(
+        out.state.unit_status.message,
+        "db:5 (maas-region): extensions adminpack, plpython3u refused: not in the allowed-extensions config option (add them there to have them created)"
+    );
+    // The superuser created only what is allowed (and btree_gin, listed by default).
+    let sql = provision_sql(&out);
+    assert!(
+        sql.contains("CREATE EXTENSION IF NOT EXISTS \"pg_trgm\""),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("CREATE EXTENSION IF NOT EXISTS \"btree_gin\""),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("plpython3u") && !sql.contains("adminpack"),
+        "{sql}"
+    );
+    // The rest is served: database, role, credentials, pg_hba.
+    let bag = &out.state.relation(5).unwrap().local_unit_data;
+    assert_fields(bag, &[("database", "maas-region"), ("user", "relation_5")]);
+    assert!(out.state.secret(&bag["secret-user"]).is_some());
+    let grant: serde_json::Value =
+        serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
+    assert_eq!(grant["provisioned"], true);
+    assert_eq!(grant["extensions"], serde_json::json!(["pg_trgm"]));
+    let hba = patroni_yml(&out.state);
+    let lines = strings(&hba["postgresql"]["pg_hba"]);
+    assert!(
+        lines.contains(&"hostssl \"maas-region\" relation_5 10.0.0.50/32 scram-sha-256"),
+        "{lines:?}"
+    );
+
+    // The next hook changes nothing in the database and still says why.
+    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(!ran(&again, |l| l.starts_with("psql")));
+    assert_eq!(again.state.unit_status, out.state.unit_status);
+}
+
+#[test]
+fn allowing_a_refused_extension_creates_it_and_clears_the_block() {
+    // Arrange: served, with plpython3u refused.
+    let st = leader_primary().with_relation(db(&[(
+        0,
+        &[
+            ("ingress-address", "10.0.0.50"),
+            ("extensions", "pg_trgm,plpython3u"),
+            SECRETS_ASKED,
+        ],
+    )]));
+    let first = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
+    assert_eq!(first.state.unit_status.kind, StatusKind::Blocked);
+    // Act: the operator allows it.
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &first
+                .state
+                .clone()
+                .with_config("allowed-extensions", "btree_gin,pg_trgm,plpython3u"),
+        )
+        .unwrap();
+    // Assert.
+    assert!(!out.failed(), "{:?}", out.error);
+    let sql = provision_sql(&out);
+    assert!(
+        sql.contains("CREATE EXTENSION IF NOT EXISTS \"plpython3u\""),
+        "{sql}"
+    );
+    assert_ne!(
+        out.state.unit_status.kind,
+        StatusKind::Blocked,
+        "{:?}",
+        out.state.unit_status
+    );
+    let grant: serde_json::Value =
+        serde_json::from_str(&out.state.relation(1).unwrap().local_app_data["client-5"]).unwrap();
+    assert_eq!(
+        grant["extensions"],
+        serde_json::json!(["pg_trgm", "plpython3u"])
+    );
+}
+
+#[test]
+fn an_empty_allowlist_creates_no_extension_not_even_btree_gin() {
+    let st = leader_primary()
+        .with_config("allowed-extensions", "")
+        .with_relation(secret_asking_client());
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let sql = provision_sql(&out);
+    assert!(!sql.contains("CREATE EXTENSION"), "{sql}");
+    assert_ne!(
+        out.state.unit_status.kind,
+        StatusKind::Blocked,
+        "{:?}",
+        out.state.unit_status
+    );
+    assert!(out
+        .state
+        .relation(5)
+        .unwrap()
+        .local_unit_data
+        .contains_key("secret-user"));
+}
+
+#[test]
+fn a_malformed_allowlist_blocks_naming_the_option() {
+    let st = leader_primary()
+        .with_config("allowed-extensions", "pg_trgm;plpython3u")
+        .with_relation(secret_asking_client());
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(
         out.state
             .unit_status
             .message
-            .starts_with("db:5 (maas-region): PostgreSQL refused the request:")
-            && out.state.unit_status.message.contains("postgis"),
+            .starts_with("invalid config allowed-extensions: \"pg_trgm;plpython3u\" is not an extension name: expected a comma-separated list"),
         "{}",
         out.state.unit_status.message
     );
-    assert!(out.state.relation(5).unwrap().local_unit_data.is_empty());
+    assert!(
+        !ran(&out, |l| l.starts_with("psql")),
+        "nothing done with a bad config"
+    );
 }
 
 #[test]
