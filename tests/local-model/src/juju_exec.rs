@@ -29,65 +29,162 @@ pub struct ExecArgs {
     pub command: String,
 }
 
-/// Parse argv as Juju's juju-exec does for the options supported here; Err carries the
-/// message and the exit code (0 for --help).
-pub fn parse_args(args: &[String]) -> Result<ExecArgs, (String, i32)> {
+/// Flags real juju-exec has that the local model does not implement.
+const UNSUPPORTED: &[&str] = &[
+    "no-context",
+    "r",
+    "relation",
+    "remote-unit",
+    "remote-app",
+    "operator",
+    "force-remote-unit",
+];
+
+/// Parse argv as Juju's juju-exec does (cmd/jujud/run/run.go, RunCommand.SetFlags and Init,
+/// through juju/cmd Main); Err carries what it prints and the exit code (0 for --help, 2 for
+/// every flag or Init error, as juju/cmd handleCommandError). `name` is the name it was called
+/// by, `context_id` the caller's `JUJU_CONTEXT_ID`.
+pub fn parse_args(
+    name: &str,
+    args: &[String],
+    context_id: Option<&str>,
+) -> Result<ExecArgs, (String, i32)> {
+    let err = |m: String| (format!("ERROR {m}"), 2);
     let mut unit: Option<String> = None;
+    let mut pos: Vec<String> = Vec::new();
+    // juju/cmd parses with AllowInterspersedFlags (CommandBase's default: true): a flag after
+    // the unit or a command word is still juju-exec's flag; `--` ends them
     let mut i = 0;
-    // options stop at the first positional argument: the command's own flags follow it
     while i < args.len() {
         let a = args[i].as_str();
+        i += 1;
         if a == "--" {
-            i += 1;
+            pos.extend(args[i..].iter().cloned());
             break;
         }
-        if !a.starts_with('-') || a == "-" {
-            break;
+        if a.len() < 2 || !a.starts_with('-') {
+            pos.push(a.to_string());
+            continue;
         }
-        if a == "-u" || a == "--unit" {
-            let v = args
-                .get(i + 1)
-                .ok_or_else(|| (format!("ERROR option needs an argument: {a}\n{USAGE}"), 2))?;
-            unit = Some(v.clone());
-            i += 2;
-        } else if let Some(v) = a.strip_prefix("--unit=").or_else(|| a.strip_prefix("-u=")) {
-            unit = Some(v.to_string());
-            i += 1;
-        } else if a == "-h" || a == "--help" {
-            return Err((USAGE.to_string(), 0));
-        } else if a == "--no-context" {
-            return Err((
-                format!("ERROR --no-context is not supported by the local model: commands run in a unit's hook context\n{USAGE}"),
-                2,
-            ));
+        // gnuflag parseOneGnu: `--name[=value]`, or single-letter flags, a value flag taking
+        // the rest of the argument (`-ufoo/0`) or the next one
+        let (flag, inline) = match a.strip_prefix("--") {
+            Some(long) => match long.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (long.to_string(), None),
+            },
+            None => {
+                let mut cs = a[1..].chars();
+                let first = cs.next().unwrap_or_default().to_string();
+                let rest: String = cs.collect();
+                (first, (!rest.is_empty()).then_some(rest))
+            }
+        };
+        let dashed = if flag.chars().count() > 1 {
+            format!("--{flag}")
         } else {
-            return Err((
-                format!("ERROR option provided but not defined: {a}\n{USAGE}"),
-                2,
-            ));
+            format!("-{flag}")
+        };
+        match flag.as_str() {
+            "h" | "help" => return Err((USAGE.to_string(), 0)),
+            "u" => {
+                let v = match inline {
+                    Some(v) => v,
+                    None if i < args.len() => {
+                        i += 1;
+                        args[i - 1].clone()
+                    }
+                    None => return Err(err(format!("flag needs an argument: {dashed}"))),
+                };
+                unit = Some(v);
+            }
+            f if UNSUPPORTED.contains(&f) => {
+                return Err((
+                    format!("ERROR {dashed} is not supported by the local model: commands run in a unit's hook context\n{USAGE}"),
+                    2,
+                ))
+            }
+            _ => return Err(err(format!("flag provided but not defined: {dashed}"))),
         }
     }
-    let mut rest = args[i..].iter();
+    // RunCommand.Init: "make sure we aren't in an existing hook context"
+    if let Some(id) = context_id.filter(|c| !c.is_empty()) {
+        return Err(err(format!(
+            "{name} cannot be called from within a hook, have context {id:?}"
+        )));
+    }
+    let mut rest = pos.into_iter();
     let unit = match unit {
-        Some(u) => u,
-        None => rest
-            .next()
-            .cloned()
-            .ok_or_else(|| (format!("ERROR missing unit-name\n{USAGE}"), 2))?,
+        Some(u) if u.is_empty() => {
+            return Err(err(
+                "-u \"\" (the only unit of this machine) is not supported by the local model: name the unit".into(),
+            ))
+        }
+        Some(u) => unit_name(&u).ok_or_else(|| err(format!("{u:?} is not a valid unit tag")))?,
+        None => {
+            let u = rest.next().ok_or_else(|| err("missing unit-name".into()))?;
+            unit_name(&u).ok_or_else(|| err(format!("{u:?} is not a valid unit tag")))?
+        }
     };
-    if unit.is_empty() {
-        return Err((format!("ERROR missing unit-name\n{USAGE}"), 2));
-    }
-    let command = rest.cloned().collect::<Vec<_>>().join(" ");
-    if command.trim().is_empty() {
-        return Err((format!("ERROR missing commands\n{USAGE}"), 2));
-    }
+    let words: Vec<String> = rest.collect();
+    let command = match words.len() {
+        0 => return Err(err("missing commands".into())),
+        // Init: a single argument is passed as it is ("juju-exec -u app/0 'sudo whatever'")
+        1 => words[0].clone(),
+        _ => command_string(&words),
+    };
     Ok(ExecArgs { unit, command })
+}
+
+/// A unit name (`app/0`) or unit tag (`unit-app-0`) as a unit name; `None` for anything else
+/// (names.IsValidUnit, names.ParseUnitTag).
+fn unit_name(s: &str) -> Option<String> {
+    let valid_app = |a: &str| {
+        a.starts_with(|c: char| c.is_ascii_lowercase())
+            && !a.ends_with('-')
+            && !a.contains("--")
+            && a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let valid_num = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit());
+    if let Some((a, n)) = s.split_once('/') {
+        return (valid_app(a) && valid_num(n)).then(|| s.to_string());
+    }
+    let (a, n) = s.strip_prefix("unit-")?.rsplit_once('-')?;
+    (valid_app(a) && valid_num(n)).then(|| format!("{a}/{n}"))
+}
+
+/// juju/utils CommandString: the arguments joined with spaces for a shell, each
+/// double-quoted only when it holds whitespace, `"`, `$` or `\` (those three escaped with a
+/// backslash). So `$HOME` given as its own argument is not expanded, as in Juju.
+pub fn command_string(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let mut quote = false;
+            let mut out = String::new();
+            for c in a.chars() {
+                if c.is_whitespace() {
+                    quote = true;
+                } else if matches!(c, '"' | '$' | '\\') {
+                    quote = true;
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            if quote {
+                format!("\"{out}\"")
+            } else {
+                out
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The client: `juju-exec` invoked through the machine's wrapper; returns the exit code.
 pub fn client_main(name: &str, args: &[String]) -> i32 {
-    let parsed = match parse_args(args) {
+    let context = std::env::var("JUJU_CONTEXT_ID").ok();
+    let parsed = match parse_args(name, args, context.as_deref()) {
         Ok(p) => p,
         Err((msg, code)) => {
             if code == 0 {
@@ -202,9 +299,15 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<ExecArgs, (String, i32)> {
-        parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        parse_args(
+            "juju-exec",
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            None,
+        )
     }
 
+    // cmd/jujud/run/run.go RunCommand.SetFlags/Init, through juju/cmd Main (interspersed
+    // flags, exit 2 on a flag or Init error) and juju/gnuflag
     #[test]
     fn argv_as_juju_exec() {
         let want = ExecArgs {
@@ -222,18 +325,98 @@ mod tests {
         let ExecArgs { unit, command } = p(&[&["postgresql-ha/1"][..], &cmd].concat()).unwrap();
         assert_eq!(unit, "postgresql-ha/1");
         assert_eq!(command, cmd.join(" "));
-        let a = p(&["--unit=a/0", "ls", "-l"]).unwrap();
-        assert_eq!((a.unit.as_str(), a.command.as_str()), ("a/0", "ls -l"));
-        let a = p(&["--unit", "a/0", "--", "-x"]).unwrap();
-        assert_eq!(a.command, "-x");
-        assert_eq!(p(&["--no-context", "a/0", "ls"]).unwrap_err().1, 2);
+        // a unit tag names the unit too; -u takes its value attached or after it
+        assert_eq!(
+            p(&["unit-postgresql-ha-1", "ls"]).unwrap().unit,
+            "postgresql-ha/1"
+        );
+        assert_eq!(p(&["-ua/0", "ls"]).unwrap().unit, "a/0");
+        assert_eq!(p(&["--u=a/0", "ls"]).unwrap().unit, "a/0");
+        // flags are read wherever they are, up to `--`
+        assert_eq!(p(&["a/0", "ls", "-u", "b/1"]).unwrap().unit, "b/1");
+        let (msg, code) = p(&["-u", "a/0", "ls", "-l"]).unwrap_err();
+        assert_eq!(
+            (msg.as_str(), code),
+            ("ERROR flag provided but not defined: -l", 2)
+        );
+        let a = p(&["-u", "a/0", "--", "ls", "-l"]).unwrap();
+        assert_eq!(a.command, "ls -l");
+        let (msg, code) = p(&["--unit=a/0", "ls"]).unwrap_err();
+        assert_eq!(
+            (msg.as_str(), code),
+            ("ERROR flag provided but not defined: --unit", 2)
+        );
         let (msg, code) = p(&["--bogus", "a/0", "ls"]).unwrap_err();
-        assert_eq!(code, 2);
-        assert!(msg.contains("--bogus") && msg.contains("usage:"), "{msg}");
-        assert_eq!(p(&["a/0"]).unwrap_err().1, 2);
-        assert_eq!(p(&["-u"]).unwrap_err().1, 2);
-        assert_eq!(p(&[]).unwrap_err().1, 2);
+        assert_eq!(
+            (msg.as_str(), code),
+            ("ERROR flag provided but not defined: --bogus", 2)
+        );
+        assert_eq!(p(&["--no-context", "a/0", "ls"]).unwrap_err().1, 2);
+        assert_eq!(
+            p(&["a/0"]).unwrap_err(),
+            ("ERROR missing commands".into(), 2)
+        );
+        assert_eq!(p(&[]).unwrap_err(), ("ERROR missing unit-name".into(), 2));
+        assert_eq!(
+            p(&["-u"]).unwrap_err(),
+            ("ERROR flag needs an argument: -u".into(), 2)
+        );
+        assert_eq!(
+            p(&["hostname", "-f"]).unwrap_err().0,
+            "ERROR flag provided but not defined: -f"
+        );
+        // not a unit: Juju would look for the machine's only unit; the local model does not
+        assert_eq!(
+            p(&["hostname"]).unwrap_err().0,
+            "ERROR \"hostname\" is not a valid unit tag"
+        );
+        assert_eq!(
+            p(&["not a unit", "ls"]).unwrap_err().0,
+            "ERROR \"not a unit\" is not a valid unit tag"
+        );
         assert_eq!(p(&["--help"]).unwrap_err().1, 0);
+    }
+
+    // RunCommand.Init: "juju-exec cannot be called from within a hook, have context %q"
+    #[test]
+    fn refuses_inside_a_hook_context() {
+        let args: Vec<String> = ["-u", "a/0", "true"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            parse_args("juju-exec", &args, Some("a/0-update-status-123")),
+            Err((
+                "ERROR juju-exec cannot be called from within a hook, have context \"a/0-update-status-123\"".into(),
+                2
+            ))
+        );
+        assert_eq!(
+            parse_args("juju-run", &args, Some("x")).unwrap_err().0,
+            "ERROR juju-run cannot be called from within a hook, have context \"x\""
+        );
+        // an empty JUJU_CONTEXT_ID is no context
+        assert!(parse_args("juju-exec", &args, Some("")).is_ok());
+        // flag errors come first, as juju/cmd parses flags before Init
+        assert_eq!(
+            parse_args("juju-exec", &["--bogus".to_string()], Some("x"))
+                .unwrap_err()
+                .0,
+            "ERROR flag provided but not defined: --bogus"
+        );
+    }
+
+    // juju/utils CommandString, used by RunCommand.Init for more than one argument
+    #[test]
+    fn several_arguments_are_quoted_as_juju_quotes_them() {
+        let c = |a: &[&str]| p(&[&["a/0"][..], a].concat()).unwrap().command;
+        assert_eq!(
+            c(&["echo", "a b", "$HOME", "say \"hi\"", "back\\slash", "x;y"]),
+            r#"echo "a b" "\$HOME" "say \"hi\"" "back\\slash" x;y"#
+        );
+        assert_eq!(c(&["tab\there"]), "tab\there", "one argument goes as it is");
+        assert_eq!(c(&["echo", "tab\there"]), "echo \"tab\there\"");
+        assert_eq!(c(&["echo $HOME; ls"]), "echo $HOME; ls");
     }
 
     #[test]

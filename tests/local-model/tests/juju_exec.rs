@@ -57,11 +57,17 @@ fn deploy(dir: &Path) -> LocalModel {
 /// Run a machine's `/usr/bin/<name>` wrapper from a process with nothing of Juju in its
 /// environment (a systemd service's).
 fn wrapper(m: &LocalModel, name: &str, args: &[&str]) -> Output {
+    wrapper_env(m, name, args, &[])
+}
+
+/// The same with some variables set, as a hook's children would have them.
+fn wrapper_env(m: &LocalModel, name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let path: PathBuf = m.host_path("app/0", &format!("/usr/bin/{name}")).unwrap();
     std::process::Command::new(&path)
         .args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        .envs(env.iter().copied())
         .current_dir("/")
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -121,7 +127,7 @@ fn juju_exec_runs_a_hook_on_demand_and_returns_the_command_result() {
     );
 
     // the hook environment, minus what only a hook the agent dispatches gets; cwd = charm dir
-    let o = wrapper(&m, "juju-run", &["app/0", "env;", "echo", "cwd=$PWD"]);
+    let o = wrapper(&m, "juju-run", &["app/0", "env; echo cwd=$PWD"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     let var = |k: &str| {
@@ -170,7 +176,39 @@ fn juju_exec_runs_a_hook_on_demand_and_returns_the_command_result() {
     assert_eq!(o.status.code(), Some(2));
     let o = wrapper(&m, "juju-exec", &["--bogus", "app/0", "true"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("usage"), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stderr),
+        "ERROR flag provided but not defined: --bogus\n"
+    );
+
+    // several arguments are quoted as Juju quotes them (juju/utils CommandString): `$HOME`
+    // and the double space reach the command as written
+    let o = wrapper(&m, "juju-exec", &["-u", "app/0", "echo", "a  b", "$HOME"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "a  b $HOME\n");
+
+    // inside a hook context (what a hook's children inherit), refused before anything runs
+    let seen_before = std::fs::read_to_string(charm_dir.join("seen")).unwrap();
+    let o = wrapper_env(
+        &m,
+        "juju-exec",
+        &[
+            "-u",
+            "app/0",
+            "JUJU_DISPATCH_PATH=hooks/update-status",
+            "./dispatch",
+        ],
+        &[("JUJU_CONTEXT_ID", "app/0-config-changed-42")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "ERROR juju-exec cannot be called from within a hook, have context \"app/0-config-changed-42\"\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(charm_dir.join("seen")).unwrap(),
+        seen_before
+    );
     m.destroy().unwrap();
 }
 
