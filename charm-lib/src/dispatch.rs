@@ -126,6 +126,7 @@ where
     F: FnOnce(&mut Context<'a>) -> anyhow::Result<()>,
 {
     let tools = HookTools::new(runner);
+    let event = with_remote_app(event, &tools);
     let model = Model::new(tools, &event);
     let mut ctx = Context {
         event,
@@ -152,6 +153,43 @@ where
     Ok(())
 }
 
+/// A relation event whose remote application Juju did not name (Juju 3.4 can leave
+/// `JUJU_REMOTE_APP` empty in relation-changed and -broken, and no remote unit named it either):
+/// asks `relation-list --app`, as ops does (`_ModelBackend.relation_remote_app_name` when
+/// `model.Relation` has no app from the environment or its units). If even that cannot tell,
+/// the name stays empty and a warning says so: a retry would not make Juju know it.
+fn with_remote_app(mut event: Event, tools: &HookTools<'_>) -> Event {
+    if let EventKind::Relation(r) = &mut event.kind {
+        if r.remote_app.is_empty() {
+            match tools.relation_list_app(&r.relation) {
+                Ok(Some(app)) if !app.is_empty() => r.remote_app = app,
+                Ok(_) => log::warn!(
+                    "{}: Juju names no remote application (JUJU_REMOTE_APP and relation-list --app are empty)",
+                    r.relation
+                ),
+                Err(e) => log::warn!(
+                    "{}: JUJU_REMOTE_APP is empty and relation-list --app failed: {e}",
+                    r.relation
+                ),
+            }
+        }
+    }
+    event
+}
+
+/// Hooks Juju may still dispatch that no charm-lib charm handles, answered with exit 0 before
+/// anything else, no hook tool called: `meter-status-changed` (Juju before 3.6.11 runs it from
+/// its meter-status worker in a restricted context where every tool fails, without
+/// JUJU_VERSION: worker/meterstatus context.go limitedContext.HookVars) and `collect-metrics`
+/// (metrics, which no charm here declares).
+pub fn ignored_hook(env: &BTreeMap<String, String>) -> Option<&'static str> {
+    match env.get("JUJU_DISPATCH_PATH").map(|p| p.as_str()) {
+        Some("hooks/meter-status-changed") => Some("meter-status-changed"),
+        Some("hooks/collect-metrics") => Some("collect-metrics"),
+        _ => None,
+    }
+}
+
 fn settable(kind: StatusKind) -> bool {
     !matches!(kind, StatusKind::Error | StatusKind::Unknown)
 }
@@ -164,7 +202,24 @@ pub fn main<F>(handler: F) -> !
 where
     F: FnOnce(&mut Context<'_>) -> anyhow::Result<()>,
 {
-    let code = match Event::from_process_env() {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    std::process::exit(exit_code(&env, &PathRunner, &System, handler))
+}
+
+/// [`main`]'s work over the given environment and backends: the process's exit code.
+pub fn exit_code<F>(
+    env: &BTreeMap<String, String>,
+    runner: &'static dyn ToolRunner,
+    machine: &dyn Machine,
+    handler: F,
+) -> i32
+where
+    F: FnOnce(&mut Context<'_>) -> anyhow::Result<()>,
+{
+    if ignored_hook(env).is_some() {
+        return 0;
+    }
+    match Event::from_env(env) {
         Err(e) => {
             eprintln!("charm: this process was not started as a Juju hook or action: {e}");
             1
@@ -172,16 +227,13 @@ where
         Ok(event) => {
             let name = event.name();
             let kind_is_action = matches!(event.kind, EventKind::Action { .. });
-            let sink = Box::new(|level, message: &str| {
+            let sink = Box::new(move |level, message: &str| {
                 // Logging must never fail a hook; stderr still reaches Juju's unit log.
-                if HookTools::new(&PathRunner)
-                    .juju_log(level, message)
-                    .is_err()
-                {
+                if HookTools::new(runner).juju_log(level, message).is_err() {
                     eprintln!("{}: {message}", level.as_str());
                 }
             });
-            logger::with_sink(sink, || match run(event, &PathRunner, &System, handler) {
+            logger::with_sink(sink, || match run(event, runner, machine, handler) {
                 Ok(()) => 0,
                 Err(e) => {
                     let what = if kind_is_action { "action" } else { "hook" };
@@ -191,8 +243,7 @@ where
                 }
             })
         }
-    };
-    std::process::exit(code)
+    }
 }
 
 #[cfg(test)]

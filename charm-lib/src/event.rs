@@ -75,7 +75,10 @@ pub struct RelationEvent {
     pub phase: RelationPhase,
     /// The relation, e.g. `db:7`.
     pub relation: RelationId,
-    /// The application at the other end.
+    /// The application at the other end: `JUJU_REMOTE_APP`; where Juju left that empty (3.4
+    /// does in some relation hooks), the remote unit's application, else what
+    /// `relation-list --app` says ([`crate::dispatch::run`] asks); empty only if that is empty
+    /// too.
     pub remote_app: String,
     /// The remote unit this hook is about; `None` for created, broken, and app-data changes.
     pub remote_unit: Option<String>,
@@ -519,17 +522,35 @@ fn relation_kind<'e>(
             format!("{raw_id:?} belongs to another endpoint than JUJU_RELATION {endpoint:?}"),
         ));
     }
-    let remote_app = get("JUJU_REMOTE_APP")
-        .ok_or_else(|| err("JUJU_REMOTE_APP", format!("not set for {name}")))?;
     let remote_unit = get("JUJU_REMOTE_UNIT").map(String::from);
-    if let Some(u) = &remote_unit {
-        if u.split_once('/').map(|(a, _)| a) != Some(remote_app) {
-            return Err(err(
-                "JUJU_REMOTE_UNIT",
-                format!("{u:?} is not a unit of JUJU_REMOTE_APP {remote_app:?}"),
-            ));
+    // Juju 3.4 can leave JUJU_REMOTE_APP empty (relation-changed, -broken): then, as ops
+    // (_main._get_event_args), the remote unit's application, else empty here and
+    // `relation-list --app` once the tools are at hand (dispatch::run)
+    let remote_app = match get("JUJU_REMOTE_APP") {
+        Some(app) => {
+            if let Some(u) = &remote_unit {
+                if u.split_once('/').map(|(a, _)| a) != Some(app) {
+                    return Err(err(
+                        "JUJU_REMOTE_UNIT",
+                        format!("{u:?} is not a unit of JUJU_REMOTE_APP {app:?}"),
+                    ));
+                }
+            }
+            app
         }
-    }
+        None => match &remote_unit {
+            Some(u) => match u.split_once('/') {
+                Some((a, n)) if !a.is_empty() && n.parse::<u32>().is_ok() => a,
+                _ => {
+                    return Err(err(
+                        "JUJU_REMOTE_UNIT",
+                        format!("{u:?} is not <app>/<number>"),
+                    ))
+                }
+            },
+            None => "",
+        },
+    };
     if matches!(phase, RelationPhase::Joined | RelationPhase::Departed) && remote_unit.is_none() {
         return Err(err("JUJU_REMOTE_UNIT", format!("not set for {name}")));
     }
@@ -660,6 +681,29 @@ mod tests {
             Event::from_env(&e).unwrap().relation().unwrap().remote_unit,
             None
         );
+    }
+
+    // Juju 3.4 can leave JUJU_REMOTE_APP empty; ops (_main._get_event_args) then takes the
+    // remote unit's application, and the remote app stays to be asked for otherwise
+    #[test]
+    fn an_empty_remote_app_comes_from_the_remote_unit_or_stays_to_be_asked() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut e = hook("db-relation-changed");
+            e.extend(
+                [("JUJU_RELATION", "db"), ("JUJU_RELATION_ID", "db:1")]
+                    .iter()
+                    .chain(pairs)
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+            Event::from_env(&e)
+        };
+        let ev = with(&[("JUJU_REMOTE_APP", ""), ("JUJU_REMOTE_UNIT", "pg/2")]).unwrap();
+        assert_eq!(ev.relation().unwrap().remote_app, "pg");
+        let ev = with(&[("JUJU_REMOTE_UNIT", "")]).unwrap();
+        assert_eq!(ev.relation().unwrap().remote_app, "");
+        assert_eq!(ev.relation().unwrap().remote_unit, None);
+        let er = with(&[("JUJU_REMOTE_APP", ""), ("JUJU_REMOTE_UNIT", "pg")]).unwrap_err();
+        assert_eq!(er.var, "JUJU_REMOTE_UNIT");
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl<'r> Model<'r> {
         Ok(Some(Relation {
             model: self,
             id: r.relation.clone(),
-            remote_app: Some(r.remote_app.clone()),
+            // empty only when Juju named it nowhere (see RelationEvent::remote_app)
+            remote_app: Some(r.remote_app.clone()).filter(|a| !a.is_empty()),
             units,
             is_peer,
         }))

@@ -135,6 +135,7 @@ pub struct Harness {
     spec: CharmSpec,
     handler: Handler,
     unit: String,
+    env: Vec<(String, String)>,
 }
 
 impl Harness {
@@ -153,7 +154,16 @@ impl Harness {
             spec,
             handler,
             unit,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `key` to `value` in every event's environment, over what the trigger gives: how
+    /// a test plays a Juju version that sets a variable differently (Juju 3.4 can leave
+    /// `JUJU_REMOTE_APP` empty in relation hooks).
+    pub fn juju_env(mut self, key: &str, value: &str) -> Harness {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Runs as unit number `n` instead of 0.
@@ -172,7 +182,9 @@ impl Harness {
         self.check_state(state)?;
         let (event, params) = self.event_for(&trigger, state)?;
         // Go through the environment and back, as a real dispatch would.
-        let event = Event::from_env(&event.to_env())
+        let mut env = event.to_env();
+        env.extend(self.env.iter().cloned());
+        let event = Event::from_env(&env)
             .map_err(|e| Inconsistent(format!("event does not survive the environment: {e}")))?;
         let juju = FakeJuju::new(&self.spec, &event, state.clone(), params);
         let machine = FakeMachine::new(state.machine.clone());

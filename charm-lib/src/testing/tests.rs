@@ -825,3 +825,100 @@ fn secret_add_prints_the_model_uri_and_every_tool_takes_each_form() {
         Some(format!("secret:{xid}"))
     );
 }
+
+// Juju 3.4 can leave JUJU_REMOTE_APP empty in relation hooks: charm-lib asks
+// `relation-list --app`, as ops does (model.Relation via relation_remote_app_name)
+#[test]
+fn an_empty_juju_remote_app_is_asked_of_relation_list() {
+    fn show(ctx: &mut Context) -> anyhow::Result<()> {
+        let r = ctx.event.relation().expect("a relation hook");
+        let rel = ctx
+            .model
+            .event_relation(&ctx.event)?
+            .expect("a relation hook");
+        ctx.status(Status::active(format!(
+            "{} {:?} {:?}",
+            r.remote_app,
+            r.remote_unit,
+            rel.remote_app()
+        )));
+        Ok(())
+    }
+    let h = Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), show)
+        .juju_env("JUJU_REMOTE_APP", "");
+    let st = State::default().with_relation(Relation::new(3, "db", "region").remote_unit(0, &[]));
+    for t in [
+        Trigger::RelationChanged(3, None),
+        Trigger::RelationBroken(3),
+        Trigger::RelationChanged(3, Some(0)),
+    ] {
+        let out = h.run(t.clone(), &st).unwrap();
+        assert_eq!(out.error, None, "{t:?}");
+        let unit = if t == Trigger::RelationChanged(3, Some(0)) {
+            r#"Some("region/0")"#
+        } else {
+            "None"
+        };
+        assert_eq!(
+            out.state.unit_status.message,
+            format!(r#"region {unit} Some("region")"#),
+            "{t:?}"
+        );
+    }
+}
+
+/// A runner for the hooks that must call no tool at all.
+struct NoTools;
+
+impl crate::tools::ToolRunner for NoTools {
+    fn run(
+        &self,
+        tool: &str,
+        args: &[String],
+        _: Option<&[u8]>,
+    ) -> Result<Vec<u8>, crate::tools::ToolError> {
+        panic!("{tool} {args:?} called")
+    }
+}
+
+// Juju before 3.6.11 runs meter-status-changed from its meter-status worker, in a context
+// where every tool fails and without JUJU_VERSION (worker/meterstatus context.go
+// limitedContext.HookVars; runner.go adds JUJU_DISPATCH_PATH); collect-metrics concerns no
+// charm here
+#[test]
+fn meter_status_changed_and_collect_metrics_exit_0_without_a_tool() {
+    fn never(_: &mut Context) -> anyhow::Result<()> {
+        panic!("the handler runs")
+    }
+    for hook in ["meter-status-changed", "collect-metrics"] {
+        let env: std::collections::BTreeMap<String, String> = [
+            ("JUJU_DISPATCH_PATH", format!("hooks/{hook}")),
+            ("JUJU_UNIT_NAME", "demo/0".to_string()),
+            ("JUJU_CONTEXT_ID", "demo/0-meter-status-1".to_string()),
+            ("JUJU_METER_STATUS", "GREEN".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let machine = FakeMachine::new(MachineState::default());
+        assert_eq!(
+            crate::dispatch::exit_code(&env, &NoTools, &machine, never),
+            0,
+            "{hook}"
+        );
+        assert!(machine.ran.borrow().is_empty(), "{hook}");
+    }
+    // any other unknown hook is still a refused environment (exit 1, no tool either)
+    let env = [
+        ("JUJU_DISPATCH_PATH", "hooks/nope"),
+        ("JUJU_UNIT_NAME", "demo/0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let machine = FakeMachine::new(MachineState::default());
+    assert_eq!(
+        crate::dispatch::exit_code(&env, &NoTools, &machine, never),
+        1
+    );
+}
