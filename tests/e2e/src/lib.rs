@@ -9,6 +9,7 @@
 //! generous bounds only.
 
 pub mod drills;
+pub mod exposure;
 pub mod failover_watch;
 pub mod ha;
 pub mod pg_drills;

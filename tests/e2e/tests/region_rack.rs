@@ -162,6 +162,10 @@ fn regions_and_racks_in_ha_on_one_deployment() {
         || regionds_use_the_db_vip(&d),
     );
     step(
+        "from a rack host, every open port of the database and region hosts wants TLS and a credential or is a documented MAAS port",
+        || network_is_closed(&d),
+    );
+    step(
         "the version API answers through the region VIP from inside a host",
         || version_through_the_vip(&d).map(drop),
     );
@@ -276,6 +280,37 @@ fn regionds_use_the_db_vip(d: &Deployment) -> Result<()> {
         now_unix() - 5.0,
         Duration::from_secs(60),
     )?;
+    Ok(())
+}
+
+/// Issue 19's outsider: a rack host (no database member) looks at the database and region
+/// hosts; the regions' own database credentials work only over TLS.
+fn network_is_closed(d: &Deployment) -> Result<()> {
+    let rack = d.machines_of("maas-rack")?.into_iter().next().context("no rack machine")?;
+    let mut report = e2e::exposure::database_hosts_are_closed(d, &rack)?;
+    for m in d.machines_of("maas-region")? {
+        let open = e2e::exposure::open_ports(d, &m)?;
+        let odd: Vec<&u16> = open.iter().filter(|p| !e2e::exposure::documented_region_port(**p)).collect();
+        ensure!(odd.is_empty(), "region machine {m} listens on undocumented ports {odd:?} (all: {open:?})");
+        report.push(format!("region machine {m}: open {open:?}, each a documented MAAS port"));
+        let conf = read_in(d, &m, REGIOND_CONF)?;
+        let get = |k: &str| {
+            conf.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")).map(|v| v.trim().trim_matches('\'').to_string()))
+                .with_context(|| format!("regiond.conf on {m} has no {k}"))
+        };
+        report.extend(e2e::exposure::client_needs_tls(
+            d,
+            &m,
+            &get("database_host")?,
+            &get("database_user")?,
+            &get("database_pass")?,
+            &get("database_name")?,
+        )?);
+    }
+    for line in report {
+        eprintln!("    {line}");
+    }
     Ok(())
 }
 
