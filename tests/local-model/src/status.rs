@@ -243,27 +243,28 @@ pub fn status_table(st: &ModelState) -> String {
             "Requirer".into(),
             "Type".into(),
         ]];
+        // cmd/juju/status formatter.go formatRelation: each side by its role (a peer
+        // endpoint is both), whichever order `integrate` was given; output_tabular.go
+        // printRelations sorts by provider, then requirer
+        let mut rows: Vec<Vec<String>> = Vec::new();
         for r in st.relations.values() {
-            let e: Vec<String> = r
-                .endpoints
-                .iter()
-                .map(|e| format!("{}:{}", e.app, e.spec.name))
-                .collect();
-            let kind = if r.is_peer() {
-                "peer"
-            } else if r.container {
+            let side = |role: crate::charm::Role| {
+                r.endpoints
+                    .iter()
+                    .find(|e| e.spec.role == role || e.spec.role == crate::charm::Role::Peer)
+                    .map(|e| format!("{}:{}", e.app, e.spec.name))
+                    .unwrap_or_default()
+            };
+            let kind = if r.container {
                 "subordinate"
+            } else if r.is_peer() {
+                "peer"
             } else {
                 "regular"
             };
-            let (p, q) = if e.len() == 1 {
-                (e[0].clone(), e[0].clone())
-            } else {
-                (e[0].clone(), e[1].clone())
-            };
-            rs.push(vec![
-                p,
-                q,
+            rows.push(vec![
+                side(crate::charm::Role::Provider),
+                side(crate::charm::Role::Requirer),
                 if r.dying {
                     format!("{kind} (dying)")
                 } else {
@@ -271,7 +272,66 @@ pub fn status_table(st: &ModelState) -> String {
                 },
             ]);
         }
+        rows.sort();
+        rs.extend(rows);
         out.push_str(&table(&rs));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ModelState, RelEndpoint, Relation, Settings, Substrate};
+
+    #[test]
+    fn relations_list_the_provider_then_the_requirer_whatever_the_order_given() {
+        let meta = |m: &str| crate::charm::parse_meta(m, None, None).unwrap();
+        let db = meta("name: db\nprovides: {database: {interface: pg}}\n");
+        let app = meta("name: app\nrequires: {db: {interface: pg}}\n");
+        let mut st = ModelState::new(Substrate::Bare, Settings::default());
+        // as `lm integrate app db` records it: the requirer first
+        st.relations.insert(
+            0,
+            Relation {
+                id: 0,
+                endpoints: vec![
+                    RelEndpoint {
+                        app: "app".into(),
+                        spec: app.endpoint("db").unwrap(),
+                    },
+                    RelEndpoint {
+                        app: "db".into(),
+                        spec: db.endpoint("database").unwrap(),
+                    },
+                ],
+                container: false,
+                dying: false,
+                unit_bags: Default::default(),
+                app_bags: Default::default(),
+                in_scope: Default::default(),
+            },
+        );
+        // and one given provider first, whose provider sorts first
+        let mut second = st.relations[&0].clone();
+        second.id = 1;
+        second.endpoints.reverse();
+        second.endpoints[0].app = "alpha".into();
+        st.relations.insert(1, second);
+        let out = status_table(&st);
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("Integration provider"))
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ["alpha:database", "app:db", "regular"],
+                ["db:database", "app:db", "regular"]
+            ],
+            "{out}"
+        );
+    }
 }
