@@ -343,10 +343,20 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("no log for {unit} ({})", p.display()))?;
             let all: Vec<&str> = text.lines().collect();
             let from = lines.map_or(0, |n| all.len().saturating_sub(n));
+            // `lm logs app/0 | head`: a reader that has gone is the end, not an error
+            // (println! would panic on the broken pipe)
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for l in &all[from..] {
-                println!("{l}");
+                match writeln!(out, "{l}") {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    r => r?,
+                }
             }
-            Ok(())
+            match out.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => Ok(r?),
+            }
         }
         Cmd::Ssh { target, command } => {
             let argv: Vec<&str> = command.iter().map(|s| s.as_str()).collect();

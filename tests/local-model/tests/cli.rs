@@ -128,3 +128,37 @@ fn cli_drives_a_model() {
     assert_ne!(code, 0);
     assert!(err.contains("no daemon answers"), "{err}");
 }
+
+/// `lm logs app/0 | head`: the reader goes away before the log is written out; lm stops
+/// quietly with exit 0 instead of panicking on the broken pipe.
+#[test]
+fn logs_into_a_pipe_closed_early_end_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = scratch("cli-logs-pipe");
+    let logs = dir.join("model/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // far more than a pipe holds, so lm is still writing when the reader leaves
+    let line = "INFO app/0 juju-log a line of the unit's log\n";
+    std::fs::write(logs.join("unit-app-0.log"), line.repeat(40_000)).unwrap();
+    let mut child = Command::new(lm_bin())
+        .args(["logs", "app/0"])
+        .env("LM_MODEL_DIR", dir.join("model"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = vec![0u8; line.len()];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(String::from_utf8_lossy(&first), line);
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(0), "")
+    );
+}
