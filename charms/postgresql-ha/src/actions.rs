@@ -3,7 +3,7 @@
 use crate::patroni::{self, Cluster, ClusterMember};
 use crate::reconcile::{self, keys, Shared, PEER};
 use crate::render::{self, Member, Passwords};
-use crate::{etcd, paths, secrets, sql};
+use crate::{certs, etcd, paths, secrets, sql};
 use charm_lib::{Cmd, Context, Databag, FileOptions, MachineExt, ServiceOp};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,6 +18,7 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "force-promote" => force_promote(ctx),
         "get-password" => get_password(ctx),
         "set-password" => set_password(ctx),
+        "rotate-certificates" => rotate_certificates(ctx),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }
@@ -374,4 +375,37 @@ fn set_password(ctx: &mut Context) -> anyhow::Result<()> {
     // Re-render here with the new value: this action cannot read its own secret-set back.
     reconcile::reconcile_with(ctx, Some(&pw))?;
     ctx.action_set(&json!({"username": role, "message": "password changed; every unit's Patroni reloads with it"}))
+}
+
+/// A new key and certificate for this unit, from the application's CA, picked up without a
+/// restart: etcd reads its files at each handshake, Patroni's REST API on SIGHUP, PostgreSQL
+/// on reload. No failover, no dropped session.
+fn rotate_certificates(ctx: &mut Context) -> anyhow::Result<()> {
+    let peers = ctx.model.relation(PEER)?.ok_or_else(|| {
+        anyhow::anyhow!("the peer relation is not there yet: wait for the unit to be active")
+    })?;
+    let Some(ca) = certs::published_ca(ctx, &peers.my_app_data()?)? else {
+        anyhow::bail!("the leader has not created the certificate authority yet: wait for the units to be active");
+    };
+    drop(peers);
+    let address = ctx
+        .model
+        .ingress_address(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("Juju gave no ingress address for {PEER}"))?;
+    let me = Member {
+        name: paths::member_name(ctx.model.unit_name()),
+        address,
+    };
+    let sans = certs::wanted_sans(&me, &reconcile::vips(ctx)?);
+    let pem = certs::issue(ctx.machine, &ca, &me, &sans)?;
+    let m = ctx.machine;
+    if m.service_is_active(paths::PATRONI_SERVICE)? {
+        m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
+        certs::reload_postgres(m)?;
+    }
+    let seen = charm_lib::tls::inspect(&pem, &ca.cert_pem)?;
+    ctx.action_set(&json!({
+        "names": seen.sans.iter().cloned().collect::<Vec<_>>().join(","),
+        "not-after": seen.not_after.to_string(),
+    }))
 }

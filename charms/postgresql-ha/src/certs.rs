@@ -57,15 +57,29 @@ pub fn ca(
     if s.unpublished {
         app_changes.insert(CA.key.into(), s.id.clone());
     }
-    match (s.content.get(CA_CERT_FIELD), s.content.get(CA_KEY_FIELD)) {
-        (Some(c), Some(k)) => Ok(Some(KeyedCert {
+    from_content(&s.id, &s.content).map(Some)
+}
+
+/// The CA a non-leader or an action reads: `None` until the leader published it.
+pub fn published_ca(ctx: &Context, app: &Databag) -> anyhow::Result<Option<KeyedCert>> {
+    match CA.published(&ctx.model, app)? {
+        Some((id, content)) => from_content(&id, &content).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn from_content(
+    id: &str,
+    content: &charm_lib::shared_secret::Content,
+) -> anyhow::Result<KeyedCert> {
+    match (content.get(CA_CERT_FIELD), content.get(CA_KEY_FIELD)) {
+        (Some(c), Some(k)) => Ok(KeyedCert {
             cert_pem: c.clone(),
             key_pem: k.clone(),
-        })),
+        }),
         _ => anyhow::bail!(
-            "the {:?} secret {} lacks {CA_CERT_FIELD:?} or {CA_KEY_FIELD:?}",
-            CA.label,
-            s.id
+            "the {:?} secret {id} lacks {CA_CERT_FIELD:?} or {CA_KEY_FIELD:?}",
+            CA.label
         ),
     }
 }
@@ -89,27 +103,38 @@ pub fn ensure(
         .map(|b| String::from_utf8_lossy(&b).into_owned());
     if let Some(why) = tls::reissue_reason(current.as_deref(), &ca.cert_pem, sans, tls::now()) {
         log::info!("issuing this unit's certificate: {why}");
-        let leaf = tls::issue(ca, &me.name, sans, tls::now())?;
-        // Keys first: a reader between the writes sees a key without its certificate for a
-        // moment rather than a certificate whose key it cannot find.
-        m.write_file(
-            Path::new(paths::UNIT_KEY),
-            leaf.key_pem.as_bytes(),
-            &FileOptions::new("root", "postgres", 0o640),
-        )?;
-        m.write_file(
-            Path::new(paths::ETCD_KEY),
-            leaf.key_pem.as_bytes(),
-            &FileOptions::new("root", "etcd", 0o640),
-        )?;
-        m.write_file(
-            Path::new(paths::UNIT_CERT),
-            leaf.cert_pem.as_bytes(),
-            &FileOptions::root(0o644),
-        )?;
+        issue(m, ca, me, sans)?;
         changed = true;
     }
     Ok(changed)
+}
+
+/// Issues this unit a new key and certificate and writes them; returns the certificate.
+pub fn issue(
+    m: &dyn Machine,
+    ca: &KeyedCert,
+    me: &Member,
+    sans: &BTreeSet<String>,
+) -> anyhow::Result<String> {
+    let leaf = tls::issue(ca, &me.name, sans, tls::now())?;
+    // Keys first: a reader between the writes sees a key without its certificate for a
+    // moment rather than a certificate whose key it cannot find.
+    m.write_file(
+        Path::new(paths::UNIT_KEY),
+        leaf.key_pem.as_bytes(),
+        &FileOptions::new("root", "postgres", 0o640),
+    )?;
+    m.write_file(
+        Path::new(paths::ETCD_KEY),
+        leaf.key_pem.as_bytes(),
+        &FileOptions::new("root", "etcd", 0o640),
+    )?;
+    m.write_file(
+        Path::new(paths::UNIT_CERT),
+        leaf.cert_pem.as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    Ok(leaf.cert_pem)
 }
 
 /// PostgreSQL reads its certificate at start and at reload; Patroni reloads it only when a

@@ -438,7 +438,7 @@ fn converge(
 
 /// The database VIPs the keepalived-vip subordinate manages here (its unit databag `vips`):
 /// clients reach the primary by them, so the certificate names them.
-fn vips(ctx: &Context) -> anyhow::Result<Vec<String>> {
+pub(crate) fn vips(ctx: &Context) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     if let Some(r) = ctx.model.relation("vip")? {
         for u in r.units() {

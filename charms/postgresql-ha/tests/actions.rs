@@ -320,3 +320,54 @@ fn set_password_refusals() {
         "secret unchanged"
     );
 }
+
+#[test]
+fn rotate_certificates_issues_a_new_key_and_reloads_without_a_restart() {
+    let mut st = three_units(running(installed_host(), &["postgresql-ha-patroni"]));
+    // The certificate the reconcile issued.
+    st = harness().run(Trigger::UpdateStatus, &st).unwrap().state;
+    let before = st.machine.text("/etc/postgresql-ha/tls/unit.pem").unwrap();
+    let key_before = st.machine.text("/etc/postgresql-ha/tls/unit.key").unwrap();
+    let out = act("rotate-certificates", json!({}), &st);
+    assert_eq!(out.action.failed, None);
+    let after = out
+        .state
+        .machine
+        .text("/etc/postgresql-ha/tls/unit.pem")
+        .unwrap();
+    assert_ne!(after, before);
+    assert_ne!(
+        out.state
+            .machine
+            .text("/etc/postgresql-ha/tls/unit.key")
+            .unwrap(),
+        key_before,
+        "a new key"
+    );
+    assert_eq!(
+        out.state
+            .machine
+            .text("/etc/postgresql-ha/tls/etcd.key")
+            .unwrap(),
+        out.state
+            .machine
+            .text("/etc/postgresql-ha/tls/unit.key")
+            .unwrap()
+    );
+    assert_eq!(out.action.results["names"], "10.0.0.10,127.0.0.1,localhost");
+    let lines = out.command_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "systemctl reload postgresql-ha-patroni"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("pg_reload_conf()")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("restart")),
+        "no restart: {lines:?}"
+    );
+}
