@@ -923,3 +923,103 @@ fn secret_tools_take_the_bare_id_and_both_uri_forms() {
     c.flush(&mut st);
     assert!(!st.secrets.contains_key(&xid));
 }
+
+/// Runs the resolver to quiescence, every decided hook succeeding; the hooks each unit ran.
+fn settle(st: &mut ModelState) -> BTreeMap<String, Vec<String>> {
+    use crate::resolver::{commit, next_op};
+    let mut ran: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for _ in 0..1000 {
+        let mut any = false;
+        let units: Vec<String> = st.units.keys().cloned().collect();
+        for u in units {
+            if let Some(h) = next_op(st, &u, 0) {
+                commit(st, &u, &h, 0);
+                ran.entry(u).or_default().push(h.name.clone());
+                any = true;
+            }
+        }
+        if !any {
+            return ran;
+        }
+    }
+    panic!("the model never settles");
+}
+
+/// The test model with a third unit of a (a/2), settled.
+fn settled_model() -> ModelState {
+    let mut st = model();
+    st.units.insert("a/2".into(), unit("a/2", &[0, 1]));
+    for id in [0, 1] {
+        st.relations
+            .get_mut(&id)
+            .unwrap()
+            .in_scope
+            .insert("a/2".into());
+    }
+    settle(&mut st);
+    st
+}
+
+// worker/uniter/operation/runhook.go Commit: upgrade-charm queues config-changed, and
+// config-changed queues start only when the unit has not started; the upgrade restarts the
+// resolver loop (uniter.go, resolver.ErrRestart) with a LocalState whose
+// LeaderSettingsVersion is 0, so non-leaders then run leader-settings-changed
+// (leadership/resolver.go)
+#[test]
+fn upgrade_charm_is_followed_by_config_changed_and_start_does_not_run_again() {
+    let mut st = settled_model();
+    st.applications.get_mut("a").unwrap().charm_revision += 1;
+
+    let ran = settle(&mut st);
+
+    assert_eq!(ran["a/0"], ["upgrade-charm", "config-changed"]);
+    for u in ["a/1", "a/2"] {
+        assert_eq!(
+            ran[u],
+            ["upgrade-charm", "config-changed", "leader-settings-changed"],
+            "{u}"
+        );
+    }
+    assert!(!ran.contains_key("b/0"), "{ran:?}");
+    assert!(st.units.values().all(|u| u.view.started));
+}
+
+// leadership/resolver.go: leader-settings-changed when LocalState.LeaderSettingsVersion differs
+// from the remote one, which only the leader-settings watcher bumps (remotestate watcher.go
+// leaderSettingsChanged; leadershipChanged only records who leads)
+#[test]
+fn leader_settings_changed_runs_on_non_leaders_only_when_leader_data_changes() {
+    use crate::resolver::{commit, HookSpec};
+    let mut st = settled_model();
+    // the leader goes: a/1 leads; a/2 hears of the departure, not of the new leader
+    commit(
+        &mut st,
+        "a/0",
+        &HookSpec::simple(HookKind::Remove, "remove"),
+        0,
+    );
+    assert_eq!(st.applications["a"].leader.as_deref(), Some("a/1"));
+    let ran = settle(&mut st);
+    assert!(ran["a/1"].iter().any(|h| h == "leader-elected"), "{ran:?}");
+    assert!(
+        !ran.values()
+            .flatten()
+            .any(|h| h == "leader-settings-changed"),
+        "{ran:?}"
+    );
+
+    // the new leader changes the leader data: the non-leader hears of it, once
+    let mut l = ctx("a/1", HookKind::UpdateStatus, None, "");
+    ok(run(&mut st, &mut l, "leader-set", &["k=v"]));
+    let ran = settle(&mut st);
+    assert_eq!(
+        ran,
+        BTreeMap::from([(
+            "a/2".to_string(),
+            vec!["leader-settings-changed".to_string()]
+        )])
+    );
+    // the same data again changes nothing
+    ok(run(&mut st, &mut l, "leader-set", &["k=v"]));
+    assert!(settle(&mut st).is_empty());
+}

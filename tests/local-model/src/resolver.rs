@@ -173,7 +173,10 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
             ));
         }
     }
-    // upgrade-charm -> config-changed -> (leader-settings-changed) -> start
+    // upgrade-charm -> config-changed (operation/runhook.go Commit queues it), then
+    // leader-settings-changed on non-leaders (the upgrade restarts the resolver loop with a
+    // new LocalState and remote-state watcher: uniter.go loop on resolver.ErrRestart), and
+    // start only on a unit that had not started (runhook.go Commit after config-changed)
     if view.upgrading && view.config_hash.is_none() {
         let mut h = HookSpec::simple(HookKind::ConfigChanged, "config-changed");
         h.config_hash = config_hash(state, &unit.app);
@@ -181,7 +184,7 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     }
     // After the first config-changed, start comes next (runHook.Commit), before anything else;
     // also after a reboot (the machine was stopped and started).
-    if view.config_hash.is_some() && !view.started && !view.upgrading {
+    if view.config_hash.is_some() && !view.started {
         return Some(HookSpec::simple(HookKind::Start, "start"));
     }
     let leader = app.leader.as_deref() == Some(unit_name);
@@ -336,17 +339,21 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         HookKind::LeaderSettingsChanged => v.leader_settings_seen = h.snapshot,
         HookKind::UpgradeCharm => {
             v.charm_revision_seen = h.snapshot;
-            // upgrade-charm is followed by config-changed, leader-settings-changed on
-            // non-leaders, then start (docs/reference/hook.md)
+            // operation/runhook.go Commit: upgrade-charm queues config-changed; a started
+            // unit stays started (no start hook). The upgrade restarted the uniter's resolver
+            // loop (uniter.go, resolver.ErrRestart): its new LocalState has
+            // LeaderSettingsVersion 0, so a non-leader runs leader-settings-changed
+            // (leadership/resolver.go)
             v.config_hash = None;
-            v.started = false;
             v.upgrading = true;
             v.leader_settings_seen = 0;
         }
-        HookKind::ConfigChanged => v.config_hash = Some(h.config_hash.clone()),
+        HookKind::ConfigChanged => {
+            v.config_hash = Some(h.config_hash.clone());
+            v.upgrading = false;
+        }
         HookKind::Start => {
             v.started = true;
-            v.upgrading = false;
             v.last_update_status_ms = now_ms;
             if !unit.status_ever_set && unit.workload.status == "maintenance" {
                 unit.workload = crate::state::Status::new("unknown", "");

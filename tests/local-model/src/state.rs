@@ -69,7 +69,8 @@ pub struct Application {
     /// Bumped on each leader change; a leader whose view is older runs leader-elected.
     pub leader_term: u64,
     pub leader_settings: BTreeMap<String, String>,
-    /// Bumped on leader-set and leader change; non-leaders run leader-settings-changed.
+    /// Bumped when leader-set changes the leader data; non-leaders run
+    /// leader-settings-changed.
     pub leader_settings_version: u64,
     pub status: Option<Status>,
     pub workload_version: String,
@@ -509,9 +510,12 @@ impl ModelState {
         let new = alive.first().map(|u| u.name.clone());
         if let Some(a) = self.applications.get_mut(app) {
             if new.is_some() && new != current {
+                // a new leader runs leader-elected; the others run leader-settings-changed
+                // only when the leader data changes, not because leadership moved (Juju 3:
+                // remotestate's leadershipChanged leaves LeaderSettingsVersion alone, only
+                // the leader-settings watcher bumps it; leadership/resolver.go compares it)
                 a.leader = new;
                 a.leader_term += 1;
-                a.leader_settings_version += 1;
             } else if new.is_none() {
                 a.leader = None;
             }

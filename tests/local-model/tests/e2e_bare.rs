@@ -492,7 +492,8 @@ fn bundle_in_bare_mode_follows_juju_order() {
         assert_eq!(h.last().unwrap().hook, "config-changed");
     }
 
-    // --- refresh: upgrade-charm -> config-changed -> start, no relation hooks
+    // --- refresh: upgrade-charm -> config-changed (+ leader-settings-changed on non-leaders),
+    // no start on a started unit, no relation hooks
     let n = records(&dir, "b/0").len();
     m.request(&local_model::Request::Refresh {
         app: "b".into(),
@@ -502,7 +503,7 @@ fn bundle_in_bare_mode_follows_juju_order() {
     m.wait(T).unwrap();
     assert_eq!(
         names(&records(&dir, "b/0")[n..]),
-        vec!["upgrade-charm", "config-changed", "start"]
+        vec!["upgrade-charm", "config-changed"]
     );
     let n = records(&dir, "a/2").len();
     m.request(&local_model::Request::Refresh {
@@ -513,12 +514,7 @@ fn bundle_in_bare_mode_follows_juju_order() {
     m.wait(T).unwrap();
     assert_eq!(
         names(&records(&dir, "a/2")[n..]),
-        vec![
-            "upgrade-charm",
-            "config-changed",
-            "leader-settings-changed",
-            "start"
-        ]
+        vec!["upgrade-charm", "config-changed", "leader-settings-changed"]
     );
 
     // --- remove-relation: departed then broken on both sides, subordinates go away
