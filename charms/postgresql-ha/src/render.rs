@@ -201,6 +201,16 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
                 "ssl_key_file": paths::UNIT_KEY,
                 "ssl_ca_file": paths::CA_CERT,
                 "ssl_min_protocol_version": "TLSv1.2",
+                // Pinned here, where they win over the DCS (Patroni config.py
+                // `_build_effective_configuration`: local takes precedence): settings that
+                // would make a DCS writer run commands or load code as postgres.
+                "archive_mode": "off",
+                "archive_command": "",
+                "ssl_passphrase_command": "",
+                "shared_preload_libraries": "",
+                "local_preload_libraries": "",
+                "session_preload_libraries": "",
+                "dynamic_library_path": "$libdir",
             },
             "pg_hba": pg_hba(i.peers, i.clients),
             // Replication and pg_rewind reach the primary by its address, which its
@@ -507,6 +517,9 @@ mod tests {
             );
             // TLS everywhere, verified against the application's CA.
             assert_eq!(pg["parameters"]["ssl"], "on");
+            for pinned in ["archive_command", "shared_preload_libraries", "ssl_passphrase_command"] {
+                assert_eq!(pg["parameters"][pinned], "", "{pinned} pinned locally");
+            }
             assert_eq!(pg["parameters"]["ssl_key_file"], paths::UNIT_KEY);
             for user in ["replication", "rewind"] {
                 assert_eq!(pg["authentication"][user]["sslmode"], "verify-full");
