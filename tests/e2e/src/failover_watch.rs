@@ -148,7 +148,12 @@ fn look(d: &Deployment, machines: &[String]) -> Sample {
         let Ok(sync) = sync else { continue };
         let Ok(cluster) = d.exec(
             m,
-            &[&["curl", "-sf", "-m", "1"], PATRONI_TLS, &["https://127.0.0.1:8008/cluster"]].concat(),
+            &[
+                &["curl", "-sf", "-m", "1"],
+                PATRONI_TLS,
+                &["https://127.0.0.1:8008/cluster"],
+            ]
+            .concat(),
         ) else {
             continue;
         };

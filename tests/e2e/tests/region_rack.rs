@@ -286,17 +286,35 @@ fn regionds_use_the_db_vip(d: &Deployment) -> Result<()> {
 /// Issue 19's outsider: a rack host (no database member) looks at the database and region
 /// hosts; the regions' own database credentials work only over TLS.
 fn network_is_closed(d: &Deployment) -> Result<()> {
-    let rack = d.machines_of("maas-rack")?.into_iter().next().context("no rack machine")?;
+    let rack = d
+        .machines_of("maas-rack")?
+        .into_iter()
+        .next()
+        .context("no rack machine")?;
     let mut report = e2e::exposure::database_hosts_are_closed(d, &rack)?;
+    let db = d.machines_of("postgresql-ha")?;
     for m in d.machines_of("maas-region")? {
         let open = e2e::exposure::open_ports(d, &m)?;
-        let odd: Vec<&u16> = open.iter().filter(|p| !e2e::exposure::documented_region_port(**p)).collect();
-        ensure!(odd.is_empty(), "region machine {m} listens on undocumented ports {odd:?} (all: {open:?})");
-        report.push(format!("region machine {m}: open {open:?}, each a documented MAAS port"));
+        // A database member's own ports were looked at above.
+        let odd: Vec<&u16> = open
+            .iter()
+            .filter(|p| !e2e::exposure::documented_region_port(**p))
+            .filter(|p| !(db.contains(&m) && e2e::exposure::DB_PORTS.contains(p)))
+            .collect();
+        ensure!(
+            odd.is_empty(),
+            "region machine {m} listens on undocumented ports {odd:?} (all: {open:?})"
+        );
+        report.push(format!(
+            "region machine {m}: open {open:?}, each a documented MAAS or database port"
+        ));
         let conf = read_in(d, &m, REGIOND_CONF)?;
         let get = |k: &str| {
             conf.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}:")).map(|v| v.trim().trim_matches('\'').to_string()))
+                .find_map(|l| {
+                    l.strip_prefix(&format!("{k}:"))
+                        .map(|v| v.trim().trim_matches('\'').to_string())
+                })
                 .with_context(|| format!("regiond.conf on {m} has no {k}"))
         };
         report.extend(e2e::exposure::client_needs_tls(
@@ -824,15 +842,17 @@ fn database_failover(d: &Deployment) -> Result<()> {
         "every PostgreSQL member running again",
         || {
             for m in d.machines_of("postgresql-ha")? {
-                let v: Value = serde_json::from_str(&d.exec(
-                    &m,
-                    &[
-                        &["curl", "-sS", "-f", "--max-time", "5"],
-                        e2e::ha::PATRONI_TLS,
-                        &["https://127.0.0.1:8008/patroni"],
-                    ]
-                    .concat(),
-                )?)?;
+                let v: Value = serde_json::from_str(
+                    &d.exec(
+                        &m,
+                        &[
+                            &["curl", "-sS", "-f", "--max-time", "5"],
+                            e2e::ha::PATRONI_TLS,
+                            &["https://127.0.0.1:8008/patroni"],
+                        ]
+                        .concat(),
+                    )?,
+                )?;
                 ensure!(
                     v["state"] == "running",
                     "machine {m}: Patroni says {}",

@@ -138,8 +138,8 @@ fn main() -> anyhow::Result<()> {
                 let started = now_ms();
                 let result = (|| -> Result<(), String> {
                     if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        let mut c = postgres::Client::connect(&dsn, tls()?)
-                            .map_err(|e| pg_error(&e))?;
+                        let mut c =
+                            postgres::Client::connect(&dsn, tls()?).map_err(|e| pg_error(&e))?;
                         c.batch_execute(&create).map_err(|e| pg_error(&e))?;
                         client = Some(c);
                     }
