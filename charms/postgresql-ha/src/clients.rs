@@ -23,7 +23,8 @@ pub struct Request {
     pub database: String,
     /// Extensions asked for (btree_gin comes without asking while `allowed-extensions` has it).
     pub extensions: Vec<String>,
-    /// Group roles wanted.
+    /// Group roles wanted (`db`: `roles`, validated), or everything `extra-user-roles` names
+    /// (`database`: attributes and roles, unvalidated: [`split_roles`] judges them).
     pub roles: Vec<String>,
     /// Whether the client reads credentials from a Juju secret (`requested-secrets`).
     pub wants_secret: bool,
@@ -47,9 +48,12 @@ pub struct Grant {
     /// Extensions asked for and created (allowed by `allowed-extensions`).
     #[serde(default)]
     pub extensions: Vec<String>,
-    /// Roles granted.
+    /// Roles granted (membership).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Role attributes granted (`superuser`, `createdb`, `createrole`; `database` only).
+    #[serde(default)]
+    pub attributes: Vec<String>,
     /// Whether the SQL ran on the primary.
     #[serde(default)]
     pub provisioned: bool,
@@ -126,6 +130,121 @@ pub fn valid_extension(name: &str) -> bool {
 /// refused, each sorted.
 pub fn split_extensions(requested: &[String], allowed: &[String]) -> (Vec<String>, Vec<String>) {
     requested.iter().cloned().partition(|e| allowed.contains(e))
+}
+
+/// The role attributes `extra-user-roles` may name; any other name is a role to be a member of
+/// (data_interfaces' DatabaseRequires documents `extra_user_roles` so, and Charmed PostgreSQL
+/// grants them so: `list_valid_privileges_and_roles` in its postgresql charm library).
+pub const ROLE_ATTRIBUTES: [&str; 3] = ["createdb", "createrole", "superuser"];
+
+/// PostgreSQL's predefined roles that run programs or read and write files on the server as its
+/// OS user: never granted to a client, whatever the config says.
+pub const SERVER_ACCESS_ROLES: [&str; 3] = [
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+];
+
+/// Whether an `extra-user-roles` name may ever be granted; if not, why (after the name: `"x"
+/// is never granted (...)`).
+pub fn grantable_role(name: &str) -> Result<(), String> {
+    if ROLE_ATTRIBUTES.contains(&name) {
+        return Ok(());
+    }
+    if valid_word("role", name).is_err() {
+        return Err("is not a valid role name".into());
+    }
+    if SERVER_ACCESS_ROLES.contains(&name) {
+        return Err("is never granted (it runs programs or reads and writes files on the server as its OS user)".into());
+    }
+    if RESERVED_ROLES.contains(&name) {
+        return Err("is never granted (the charm's own)".into());
+    }
+    if name.starts_with("relation_") {
+        return Err("is never granted (another relation's role)".into());
+    }
+    Ok(())
+}
+
+/// A comma-separated list of role names as data_interfaces sends `extra-user-roles` (any case:
+/// Charmed PostgreSQL lowercases them, as PostgreSQL folds unquoted names): trimmed, lowercased,
+/// without empty items, sorted, each once.
+pub fn role_list(raw: &str) -> Vec<String> {
+    let mut out: Vec<String> = raw
+        .split(',')
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Why an extra user role is not granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleRefusal {
+    /// Not in the `allowed-extra-user-roles` option.
+    NotAllowed,
+    /// Never granted, whatever the config says: why, as [`grantable_role`] says it.
+    Never(String),
+}
+
+/// A `database` request's `extra-user-roles` under the operator's allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleSplit {
+    /// Role attributes to set, sorted.
+    pub attributes: Vec<String>,
+    /// Roles to grant membership of, sorted.
+    pub roles: Vec<String>,
+    /// What is not granted, and why, in the request's order (sorted).
+    pub refused: Vec<(String, RoleRefusal)>,
+}
+
+/// Splits `requested` (from [`role_list`]) into what `allowed` lets the charm grant and the rest.
+pub fn split_roles(requested: &[String], allowed: &[String]) -> RoleSplit {
+    let mut s = RoleSplit::default();
+    for r in requested {
+        if let Err(why) = grantable_role(r) {
+            s.refused.push((r.clone(), RoleRefusal::Never(why)));
+        } else if !allowed.contains(r) {
+            s.refused.push((r.clone(), RoleRefusal::NotAllowed));
+        } else if ROLE_ATTRIBUTES.contains(&r.as_str()) {
+            s.attributes.push(r.clone());
+        } else {
+            s.roles.push(r.clone());
+        }
+    }
+    s
+}
+
+/// The Blocked message for a relation's refused extra user roles (`None` if none was refused):
+/// every name, and the option that would allow those it can.
+pub fn refused_roles_message(relation: &str, refused: &[(String, RoleRefusal)]) -> Option<String> {
+    if refused.is_empty() {
+        return None;
+    }
+    let not_allowed: Vec<&str> = refused
+        .iter()
+        .filter(|(_, why)| *why == RoleRefusal::NotAllowed)
+        .map(|(r, _)| r.as_str())
+        .collect();
+    let mut parts = Vec::new();
+    if !not_allowed.is_empty() {
+        let them = if not_allowed.len() == 1 { "it" } else { "them" };
+        parts.push(format!(
+            "{} not in the allowed-extra-user-roles config option (add {them} there to have {them} granted)",
+            not_allowed.join(", ")
+        ));
+    }
+    for (r, why) in refused {
+        if let RoleRefusal::Never(why) = why {
+            parts.push(format!("{r} {why}"));
+        }
+    }
+    Some(format!(
+        "{relation}: extra-user-roles refused: {}",
+        parts.join("; ")
+    ))
 }
 
 /// `a, b:schema` → [a, b]; names validated.
@@ -231,7 +350,11 @@ pub fn database_request(
         return Ok(None);
     };
     valid_database(&database)?;
-    let roles = list("role", app.get("extra-user-roles"))?;
+    let roles = role_list(
+        app.get("extra-user-roles")
+            .map(String::as_str)
+            .unwrap_or(""),
+    );
     let wants_secret = app
         .get("requested-secrets")
         .is_some_and(|v| !v.trim().is_empty());
@@ -552,6 +675,7 @@ mod tests {
             secret: "secret:abc".into(),
             extensions: vec![],
             roles: vec![],
+            attributes: vec![],
             provisioned: true,
         };
         let creds = Credentials {

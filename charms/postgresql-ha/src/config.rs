@@ -33,6 +33,8 @@ pub struct Config {
     pub pip_index_url: String,
     /// Extensions a client relation may have the superuser create: comma-separated names.
     pub allowed_extensions: String,
+    /// What a `database` relation's `extra-user-roles` may be granted: comma-separated names.
+    pub allowed_extra_user_roles: String,
 }
 
 /// Patroni's `synchronous_mode`, as the `synchronous-mode` option spells it.
@@ -208,7 +210,20 @@ impl Config {
                 ));
             }
         }
+        for name in self.allowed_extra_user_roles() {
+            if let Err(why) = crate::clients::grantable_role(&name) {
+                return Err(bad(
+                    "allowed-extra-user-roles",
+                    format!("{name:?} {why}: expected a comma-separated list of role attributes (superuser, createdb, createrole) and role names, e.g. createdb,pg_read_all_data, or empty for none"),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// What `database` relations' `extra-user-roles` may be granted, as the operator listed it.
+    pub fn allowed_extra_user_roles(&self) -> Vec<String> {
+        crate::clients::role_list(&self.allowed_extra_user_roles)
     }
 
     /// The extensions client relations may have created, as the operator listed them.
@@ -266,6 +281,7 @@ fn option_in(msg: &str) -> Option<String> {
         "patroni-version",
         "pip-index-url",
         "allowed-extensions",
+        "allowed-extra-user-roles",
     ];
     known
         .iter()
@@ -282,7 +298,7 @@ mod tests {
             "ttl": 20, "loop-wait": 2, "retry-timeout": 3, "primary-start-timeout": 0,
             "synchronous-mode": "quorum", "synchronous-mode-strict": true, "synchronous-node-count": 2, "maximum-lag-on-failover": 1048576,
             "max-connections": 0, "patroni-version": "4.1.5", "pip-index-url": "",
-            "allowed-extensions": "btree_gin,pg_trgm"
+            "allowed-extensions": "btree_gin,pg_trgm", "allowed-extra-user-roles": "createdb"
         })
         .as_object()
         .unwrap()
@@ -355,6 +371,25 @@ mod tests {
                 vec![("allowed-extensions", json!("btree_gin, Pg Trgm"))],
                 "allowed-extensions",
             ),
+            (
+                vec![(
+                    "allowed-extra-user-roles",
+                    json!("createdb,pg_execute_server_program"),
+                )],
+                "allowed-extra-user-roles",
+            ),
+            (
+                vec![("allowed-extra-user-roles", json!("replication"))],
+                "allowed-extra-user-roles",
+            ),
+            (
+                vec![("allowed-extra-user-roles", json!("relation_3"))],
+                "allowed-extra-user-roles",
+            ),
+            (
+                vec![("allowed-extra-user-roles", json!("my-role"))],
+                "allowed-extra-user-roles",
+            ),
         ];
         for (over, option) in cases {
             let e = Config::from_raw(&raw(&over)).unwrap_err();
@@ -418,6 +453,31 @@ mod tests {
         ] {
             assert!(!allowed.iter().any(|e| e == risky), "{risky}: {allowed:?}");
         }
+    }
+
+    #[test]
+    fn the_default_extra_user_roles_are_createdb_only() {
+        // config.yaml's default, as Juju gives it.
+        let spec: serde_yaml::Value = serde_yaml::from_str(include_str!("../config.yaml")).unwrap();
+        let default = spec["options"]["allowed-extra-user-roles"]["default"]
+            .as_str()
+            .unwrap();
+        let c = Config::from_raw(&raw(&[(
+            "allowed-extra-user-roles",
+            serde_json::json!(default),
+        )]))
+        .unwrap();
+        assert_eq!(c.allowed_extra_user_roles(), vec!["createdb"]);
+        let c = Config::from_raw(&raw(&[(
+            "allowed-extra-user-roles",
+            serde_json::json!(" CreateDB, pg_read_all_data,,createdb"),
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.allowed_extra_user_roles(),
+            vec!["createdb", "pg_read_all_data"],
+            "trimmed and lowercased as the client's list is"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use crate::failover::{self, Readiness};
 use crate::membership::{departed, etcd_member, manage_members, EtcdState};
 use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
-use crate::serve::{live_client_relations, provision, publish, request_of, revoke_stale, topology};
+use crate::serve::{
+    live_client_relations, provision, publish, request_of, revoke_stale, topology, Allowed,
+};
 use crate::{certs, etcd, install, paths, secrets};
 use charm_lib::{Context, Databag, FileOptions, MachineExt, Port, Relation, ServiceOp, Status};
 use std::collections::BTreeMap;
@@ -277,7 +279,10 @@ fn converge(
                 st,
                 rel,
                 &req,
-                &config.allowed_extensions(),
+                Allowed {
+                    extensions: &config.allowed_extensions(),
+                    roles: &config.allowed_extra_user_roles(),
+                },
                 app,
                 app_changes,
                 primary_host.as_deref(),

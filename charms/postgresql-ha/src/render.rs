@@ -370,6 +370,7 @@ mod tests {
             patroni_version: "4.1.5".into(),
             pip_index_url: String::new(),
             allowed_extensions: String::new(),
+            allowed_extra_user_roles: String::new(),
         }
     }
 
@@ -517,7 +518,11 @@ mod tests {
             );
             // TLS everywhere, verified against the application's CA.
             assert_eq!(pg["parameters"]["ssl"], "on");
-            for pinned in ["archive_command", "shared_preload_libraries", "ssl_passphrase_command"] {
+            for pinned in [
+                "archive_command",
+                "shared_preload_libraries",
+                "ssl_passphrase_command",
+            ] {
                 assert_eq!(pg["parameters"][pinned], "", "{pinned} pinned locally");
             }
             assert_eq!(pg["parameters"]["ssl_key_file"], paths::UNIT_KEY);

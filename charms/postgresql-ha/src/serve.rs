@@ -168,22 +168,32 @@ pub(crate) fn topology(
     })
 }
 
+/// What the operator lets client relations have: the `allowed-extensions` and
+/// `allowed-extra-user-roles` options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Allowed<'a> {
+    /// Extensions the superuser may create for a client.
+    pub extensions: &'a [String],
+    /// What a `database` relation's `extra-user-roles` may be granted.
+    pub roles: &'a [String],
+}
+
 /// The leader's client work for one relation: credentials, SQL on the primary, the grant.
-/// Extensions outside `allowed` (the `allowed-extensions` option) are not created: the unit is
-/// blocked naming them, and the rest of the relation is served.
+/// Extensions and extra user roles outside what `allowed` lists are not created nor granted:
+/// the unit is blocked naming them, and the rest of the relation is served.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn provision(
     ctx: &Context,
     st: &mut Vec<Status>,
     rel: &Relation,
     req: &Request,
-    allowed: &[String],
+    allowed: Allowed,
     app: &Databag,
     app_changes: &mut Databag,
     primary: Option<&str>,
 ) -> anyhow::Result<Option<Grant>> {
     let id = rel.id().id;
-    let (extensions, refused) = clients::split_extensions(&req.extensions, allowed);
+    let (extensions, refused) = clients::split_extensions(&req.extensions, allowed.extensions);
     if !refused.is_empty() {
         let (s, them) = if refused.len() == 1 {
             ("", "it")
@@ -199,6 +209,19 @@ pub(crate) fn provision(
         log::warn!("{msg}");
         st.push(Status::blocked(msg));
     }
+    // `database`: extra-user-roles as data_interfaces means them, within the allowlist;
+    // `db`: the pgsql interface's `roles`, group roles (validated when read).
+    let (attributes, roles) = if rel.id().endpoint == "database" {
+        let split = clients::split_roles(&req.roles, allowed.roles);
+        let who = format!("{} ({})", rel.id(), rel.remote_app().unwrap_or("?"));
+        if let Some(msg) = clients::refused_roles_message(&who, &split.refused) {
+            log::warn!("{msg}");
+            st.push(Status::blocked(msg));
+        }
+        (split.attributes, split.roles)
+    } else {
+        (Vec::new(), req.roles.clone())
+    };
     let key = clients::grant_key(id);
     let mut grant: Option<Grant> = app.get(&key).and_then(|v| serde_json::from_str(v).ok());
     if grant.is_none() {
@@ -226,12 +249,15 @@ pub(crate) fn provision(
             secret: sid,
             extensions: vec![],
             roles: vec![],
+            attributes: vec![],
             provisioned: false,
         });
     }
     let mut g = grant.expect("set above");
-    let wanted_changed =
-        g.database != req.database || g.extensions != extensions || g.roles != req.roles;
+    let wanted_changed = g.database != req.database
+        || g.extensions != extensions
+        || g.roles != roles
+        || g.attributes != attributes;
     if !g.provisioned || wanted_changed {
         let Some(primary) = primary else {
             st.push(Status::waiting(format!(
@@ -249,13 +275,27 @@ pub(crate) fn provision(
             .unwrap_or_default();
         // btree_gin in every client database (MAAS needs it) while the operator allows it.
         let mut create = extensions.clone();
-        if allowed.iter().any(|e| e == "btree_gin") && !create.iter().any(|e| e == "btree_gin") {
+        if allowed.extensions.iter().any(|e| e == "btree_gin")
+            && !create.iter().any(|e| e == "btree_gin")
+        {
             create.insert(0, "btree_gin".to_string());
         }
+        let revoke: Vec<String> = g
+            .roles
+            .iter()
+            .filter(|r| !roles.contains(r))
+            .cloned()
+            .collect();
+        let access = sql::Access {
+            extensions: &create,
+            attributes: &attributes,
+            roles: &roles,
+            revoke: &revoke,
+        };
         let (cmd, out) = psql_output(
             ctx,
             primary,
-            &sql::provision(&g.user, &pw, &req.database, &create, &req.roles),
+            &sql::provision(&g.user, &pw, &req.database, &access),
             &[&pw],
         )?;
         // Exit 3: PostgreSQL refused the request itself (e.g. an extension it does not have);
@@ -281,7 +321,8 @@ pub(crate) fn provision(
         );
         g.database = req.database.clone();
         g.extensions = extensions;
-        g.roles = req.roles.clone();
+        g.roles = roles;
+        g.attributes = attributes;
         g.provisioned = true;
     }
     if req.wants_secret {

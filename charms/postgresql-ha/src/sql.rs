@@ -11,23 +11,39 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Creates (or updates) a client's role, database and `extensions` (the caller decides which:
-/// only those `allowed-extensions` lists). Idempotent.
-pub fn provision(
-    user: &str,
-    password: &str,
-    database: &str,
-    extensions: &[String],
-    roles: &[String],
-) -> String {
+/// What one client relation is given: the caller decides (only what `allowed-extensions` and
+/// `allowed-extra-user-roles` list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access<'a> {
+    /// Extensions to create in the database.
+    pub extensions: &'a [String],
+    /// Role attributes (`superuser`, `createdb`, `createrole`); every other one is taken away.
+    pub attributes: &'a [String],
+    /// Roles to make the client's role a member of (created NOLOGIN when missing).
+    pub roles: &'a [String],
+    /// Roles granted before and no longer: membership revoked.
+    pub revoke: &'a [String],
+}
+
+/// Creates (or updates) a client's role, database and access. Idempotent.
+pub fn provision(user: &str, password: &str, database: &str, access: &Access) -> String {
     let (u, ul) = (ident(user), literal(user));
+    let has = |a: &str| access.attributes.iter().any(|x| x == a);
+    let attr = |a: &str, on: &'static str, off: &'static str| if has(a) { on } else { off };
     let mut s = String::new();
     s += &format!("SELECT format('CREATE ROLE %I LOGIN', {ul}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {ul}) \\gexec\n");
     s += &format!(
-        "ALTER ROLE {u} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION PASSWORD {};\n",
+        "ALTER ROLE {u} WITH LOGIN {} {} {} NOREPLICATION PASSWORD {};\n",
+        attr("superuser", "SUPERUSER", "NOSUPERUSER"),
+        attr("createdb", "CREATEDB", "NOCREATEDB"),
+        attr("createrole", "CREATEROLE", "NOCREATEROLE"),
         literal(password)
     );
-    for r in roles {
+    for r in access.revoke {
+        let rl = literal(r);
+        s += &format!("SELECT format('REVOKE %I FROM %I', rolname, {ul}) FROM pg_roles WHERE rolname = {rl} \\gexec\n");
+    }
+    for r in access.roles {
         let rl = literal(r);
         s += &format!("SELECT format('CREATE ROLE %I NOLOGIN', {rl}) WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {rl}) \\gexec\n");
         // Never hand a client membership of a role that can log in or is a superuser.
@@ -46,7 +62,7 @@ pub fn provision(
 WHERE d.datname = {dl} AND r.rolname <> {ul} AND NOT r.rolsuper AND r.rolname LIKE 'relation\\_%' \\gexec\n"
     );
     s += &format!("\\c {}\n", ident(database));
-    for e in extensions {
+    for e in access.extensions {
         s += &format!("CREATE EXTENSION IF NOT EXISTS {};\n", ident(e));
     }
     s += &format!("GRANT ALL ON SCHEMA public TO {u};\n");
@@ -137,8 +153,11 @@ mod tests {
             "relation_5",
             "pw'x",
             "maas-region",
-            &["btree_gin".into(), "pg_trgm".into()],
-            &["readers".into()],
+            &Access {
+                extensions: &["btree_gin".into(), "pg_trgm".into()],
+                roles: &["readers".into()],
+                ..Access::default()
+            },
         );
         assert!(s.contains("WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'relation_5')"));
         assert!(s.contains("PASSWORD 'pw''x'"));
@@ -155,6 +174,40 @@ mod tests {
             s.contains("JOIN pg_roles r ON r.oid = d.datdba"),
             "a re-related client inherits the earlier owner"
         );
+    }
+
+    #[test]
+    fn attributes_not_given_are_taken_away_and_old_roles_revoked() {
+        // Arrange: createdb and a role granted, an earlier role no longer.
+        let access = Access {
+            attributes: &["createdb".into()],
+            roles: &["pg_read_all_data".into()],
+            revoke: &["readers".into()],
+            ..Access::default()
+        };
+        // Act.
+        let s = provision("relation_7", "pw", "app", &access);
+        // Assert.
+        assert!(
+            s.contains("ALTER ROLE \"relation_7\" WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'pw';"),
+            "{s}"
+        );
+        assert!(s.contains("SELECT format('GRANT %I TO %I', rolname, 'relation_7') FROM pg_roles WHERE rolname = 'pg_read_all_data' AND NOT rolsuper AND NOT rolcanlogin \\gexec"), "{s}");
+        assert!(s.contains("SELECT format('REVOKE %I FROM %I', rolname, 'relation_7') FROM pg_roles WHERE rolname = 'readers' \\gexec"), "{s}");
+        let all = provision(
+            "relation_7",
+            "pw",
+            "app",
+            &Access {
+                attributes: &["createrole".into(), "superuser".into()],
+                ..Access::default()
+            },
+        );
+        assert!(
+            all.contains("WITH LOGIN SUPERUSER NOCREATEDB CREATEROLE NOREPLICATION"),
+            "{all}"
+        );
+        assert!(!all.contains("REVOKE"), "nothing to revoke: {all}");
     }
 
     #[test]

@@ -671,3 +671,251 @@ fn the_last_client_unit_departing_changes_no_grant() {
         grant
     );
 }
+
+/// A `database` client (data_interfaces' DatabaseRequires) asking for `extra-user-roles`.
+fn database_client_asking(extra_user_roles: &str) -> Relation {
+    Relation::new(7, "database", "app")
+        .remote_app_data(&[
+            ("database", "appdb"),
+            ("extra-user-roles", extra_user_roles),
+            (
+                "requested-secrets",
+                r#"["username", "password", "tls", "tls-ca", "uris", "read-only-uris"]"#,
+            ),
+        ])
+        .remote_unit(0, &[("ingress-address", "10.0.0.60")])
+}
+
+/// The grant the leader recorded for relation 7.
+fn grant_7(st: &State) -> serde_json::Value {
+    serde_json::from_str(&st.relation(1).unwrap().local_app_data["client-7"]).unwrap()
+}
+
+#[test]
+fn extra_user_roles_are_attributes_or_existing_roles_as_data_interfaces_means_them() {
+    // Arrange: the operator allows createdb and a predefined role; the client writes them in
+    // capitals with spaces, as a charm may.
+    let st = leader_primary()
+        .with_config("allowed-extra-user-roles", "createdb,pg_read_all_data")
+        .with_relation(database_client_asking("CREATEDB, pg_read_all_data"));
+    // Act.
+    let out = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    // Assert: createdb is an attribute of the client's role, pg_read_all_data a membership.
+    assert!(!out.failed(), "{:?}", out.error);
+    let sql = provision_sql(&out);
+    assert!(
+        sql.contains(
+            "ALTER ROLE \"relation_7\" WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION"
+        ),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("SELECT format('GRANT %I TO %I', rolname, 'relation_7') FROM pg_roles WHERE rolname = 'pg_read_all_data'"),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("'createdb'"),
+        "no role named createdb is created or granted: {sql}"
+    );
+    assert_ne!(
+        out.state.unit_status.kind,
+        StatusKind::Blocked,
+        "{:?}",
+        out.state.unit_status
+    );
+    let g = grant_7(&out.state);
+    assert_eq!(g["attributes"], serde_json::json!(["createdb"]));
+    assert_eq!(g["roles"], serde_json::json!(["pg_read_all_data"]));
+    assert_eq!(
+        out.state.relation(7).unwrap().local_app_data["endpoints"],
+        "10.0.0.10:5432"
+    );
+}
+
+#[test]
+fn refused_extra_user_roles_block_naming_them_and_the_option_and_the_rest_is_served() {
+    // Arrange: the default allowlist (createdb); the client also asks for superuser and a role
+    // that runs programs on the server.
+    let st = leader_primary().with_relation(database_client_asking(
+        "createdb,superuser,pg_execute_server_program",
+    ));
+    // Act.
+    let out = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    // Assert: blocked, naming both and what would allow the one that can be allowed.
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(
+        out.state.unit_status,
+        Status::blocked(
+            "database:7 (app): extra-user-roles refused: superuser not in the allowed-extra-user-roles config option (add it there to have it granted); pg_execute_server_program is never granted (it runs programs or reads and writes files on the server as its OS user)"
+        )
+    );
+    let sql = provision_sql(&out);
+    assert!(
+        sql.contains("WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE"),
+        "{sql}"
+    );
+    assert!(!sql.contains("pg_execute_server_program"), "{sql}");
+    // The rest is served: database, credentials, endpoints, pg_hba.
+    let bag = &out.state.relation(7).unwrap().local_app_data;
+    assert_eq!(bag["database"], "appdb");
+    assert_eq!(bag["endpoints"], "10.0.0.10:5432");
+    assert!(out.state.secret(&bag["secret-user"]).is_some());
+    assert_eq!(
+        grant_7(&out.state)["attributes"],
+        serde_json::json!(["createdb"])
+    );
+    let hba = patroni_yml(&out.state);
+    assert!(
+        strings(&hba["postgresql"]["pg_hba"])
+            .contains(&"hostssl appdb relation_7 10.0.0.60/32 scram-sha-256"),
+        "{hba:?}"
+    );
+    // The next hook changes nothing in the database and still says why.
+    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(!ran(&again, |l| l.starts_with("psql")));
+    assert_eq!(again.state.unit_status, out.state.unit_status);
+}
+
+#[test]
+fn allowing_superuser_grants_it_and_the_never_granted_role_stays_refused() {
+    // Arrange: served with superuser and pg_write_server_files refused.
+    let st =
+        leader_primary().with_relation(database_client_asking("superuser,pg_write_server_files"));
+    let first = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    assert!(first.state.unit_status.message.contains("superuser not in"));
+    // Act: the operator allows superuser.
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &first
+                .state
+                .clone()
+                .with_config("allowed-extra-user-roles", "createdb,superuser"),
+        )
+        .unwrap();
+    // Assert.
+    assert!(!out.failed(), "{:?}", out.error);
+    let sql = provision_sql(&out);
+    assert!(
+        sql.contains("WITH LOGIN SUPERUSER NOCREATEDB NOCREATEROLE"),
+        "{sql}"
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::blocked(
+            "database:7 (app): extra-user-roles refused: pg_write_server_files is never granted (it runs programs or reads and writes files on the server as its OS user)"
+        )
+    );
+    assert_eq!(
+        grant_7(&out.state)["attributes"],
+        serde_json::json!(["superuser"])
+    );
+}
+
+#[test]
+fn what_is_no_longer_allowed_is_taken_away() {
+    // Arrange: createdb and pg_read_all_data granted.
+    let st = leader_primary()
+        .with_config("allowed-extra-user-roles", "createdb,pg_read_all_data")
+        .with_relation(database_client_asking("createdb,pg_read_all_data"));
+    let first = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    assert_eq!(
+        grant_7(&first.state)["roles"],
+        serde_json::json!(["pg_read_all_data"])
+    );
+    // Act: the operator allows only createdb now.
+    let out = harness()
+        .run(
+            Trigger::ConfigChanged,
+            &first
+                .state
+                .clone()
+                .with_config("allowed-extra-user-roles", "createdb"),
+        )
+        .unwrap();
+    // Assert: the membership is revoked, the attribute kept, and the refusal said.
+    assert!(!out.failed(), "{:?}", out.error);
+    let sql = provision_sql(&out);
+    assert!(
+        sql.contains("SELECT format('REVOKE %I FROM %I', rolname, 'relation_7') FROM pg_roles WHERE rolname = 'pg_read_all_data'"),
+        "{sql}"
+    );
+    assert!(sql.contains("CREATEDB"), "{sql}");
+    assert!(
+        out.state.unit_status.message.ends_with(
+            "extra-user-roles refused: pg_read_all_data not in the allowed-extra-user-roles config option (add it there to have it granted)"
+        ),
+        "{:?}",
+        out.state.unit_status
+    );
+    let g = grant_7(&out.state);
+    assert_eq!(g["roles"], serde_json::json!([]));
+    assert_eq!(g["attributes"], serde_json::json!(["createdb"]));
+}
+
+#[test]
+fn a_grant_from_before_extra_user_roles_were_attributes_is_redone() {
+    // Arrange: an older charm granted `createdb` as a group role it created.
+    let old = r#"{"endpoint":"database","database":"appdb","user":"relation_7","secret":"secret:client7","extensions":[],"roles":["createdb"],"provisioned":true}"#;
+    let mut st = leader_primary()
+        .with_relation(database_client_asking("createdb"))
+        .with_secret(
+            Secret::owned(
+                "secret:client7",
+                &[
+                    ("username", "relation_7"),
+                    ("password", "ClientPw0123456789"),
+                ],
+            )
+            .with_label("client-7"),
+        );
+    st.relations[0]
+        .local_app_data
+        .insert("client-7".into(), old.into());
+    // Act.
+    let out = harness().run(Trigger::UpgradeCharm, &st).unwrap();
+    // Assert: the attribute set, the group role's membership revoked.
+    assert!(!out.failed(), "{:?}", out.error);
+    let sql = provision_sql(&out);
+    assert!(sql.contains("NOSUPERUSER CREATEDB NOCREATEROLE"), "{sql}");
+    assert!(
+        sql.contains("SELECT format('REVOKE %I FROM %I', rolname, 'relation_7') FROM pg_roles WHERE rolname = 'createdb'"),
+        "{sql}"
+    );
+    let g = grant_7(&out.state);
+    assert_eq!(
+        (g["roles"].clone(), g["attributes"].clone()),
+        (serde_json::json!([]), serde_json::json!(["createdb"]))
+    );
+}
+
+#[test]
+fn a_server_access_role_in_the_allowlist_is_a_config_error_naming_the_option() {
+    let st = leader_primary()
+        .with_config("allowed-extra-user-roles", "createdb,pg_read_server_files")
+        .with_relation(database_client_asking("pg_read_server_files"));
+    let out = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    assert!(
+        out.state.unit_status.message.starts_with(
+            "invalid config allowed-extra-user-roles: \"pg_read_server_files\" is never granted (it runs programs"
+        ),
+        "{}",
+        out.state.unit_status.message
+    );
+    assert!(
+        !ran(&out, |l| l.starts_with("psql")),
+        "nothing done with a bad config"
+    );
+}
