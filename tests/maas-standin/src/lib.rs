@@ -38,4 +38,5 @@ pub mod pebble;
 pub mod rackd;
 pub mod regiond;
 pub mod services;
+pub mod snapinfo;
 pub mod util;

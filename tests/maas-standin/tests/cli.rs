@@ -138,23 +138,18 @@ fn init_rack_writes_maas_files_and_config_round_trips() {
     let o = sb.run_line("maas config --secret zz");
     assert_eq!(o.status.code(), Some(1), "a secret must be hex");
 
-    // maas status lists the pebble services.
+    // maas status asks pebble (no `snap` here to say otherwise, so the newest MAAS); with no
+    // pebble running it fails as MAAS 3.5+ does (`cmd_status.handle`, src/maascli/snap.py).
+    // The tables are tested in daemons.rs, with the supervisor running.
     let o = sb.run_line("maas status");
-    assert_ok(&o);
-    let out = stdout(&o);
-    assert!(out.starts_with("Service"), "{out}");
-    for svc in ["agent", "rackd", "regiond", "bind9", "dhcpd"] {
-        assert!(
-            out.lines()
-                .any(|l| l.split_whitespace().next() == Some(svc)),
-            "{svc} missing in {out}"
-        );
-    }
-    let regiond = out.lines().find(|l| l.starts_with("regiond")).unwrap();
-    assert!(
-        regiond.contains("disabled"),
-        "rack mode has no regiond: {regiond}"
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (
+            Some(1),
+            "Pebble exited with error code 1 and the following output:\n"
+        )
     );
+    assert_stderr_has(&o, "error: cannot communicate with server");
 }
 
 #[test]

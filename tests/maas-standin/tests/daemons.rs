@@ -91,6 +91,132 @@ fn pebble_runs_daemons_by_snap_mode_and_takes_them_down() {
     }
 }
 
+/// A `snap` on PATH that says the maas snap tracks whatever `<sandbox>/track` holds, as the
+/// hosts' snap does (`snap list`, tests/CONTRACTS.md §2).
+fn fake_snap(sb: &Sandbox) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = sb.dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let track = sb.dir.0.join("track");
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = list ] || exit 1\nprintf 'Name  Version  Rev  Tracking  Publisher  Notes\\nmaas  1.0  1  %s  local-model  -\\n' \"$(cat {})\"\n",
+        track.display()
+    );
+    std::fs::write(bin.join("snap"), script).unwrap();
+    std::fs::set_permissions(bin.join("snap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn maas_status_prints_pebbles_table_from_3_5_and_supervisorctls_before() {
+    let sb = Sandbox::new("status").with("MAAS_STANDIN_INTERFACES", "");
+    let path = fake_snap(&sb);
+    let sb = sb.with("PATH", &path);
+    let track = |t: &str| std::fs::write(sb.dir.0.join("track"), t).unwrap();
+    assert_ok(&sb.run_line(
+        "maas init rack --maas-url http://127.0.0.1:9/MAAS --secret 0123456789abcdef --force",
+    ));
+
+    // The supervisor is down: each CLI's failure, as MAAS passes it on (`cmd_status.handle`).
+    track("3.6/stable");
+    let o = sb.run_line("maas status");
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (
+            Some(1),
+            "Pebble exited with error code 1 and the following output:\n"
+        )
+    );
+    track("3.4/stable");
+    let o = sb.run_line("maas status");
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (
+            Some(4),
+            "unix:///var/snap/maas/current/supervisord/sock no such file\n"
+        )
+    );
+
+    let pebble = sb.spawn(&["pebble"], &[]);
+    let pid = pebble.child.id();
+    wait_for("rackd under the snap's supervisor", T, || {
+        children_of(pid)
+            .iter()
+            .any(|(_, n)| n == "rackd")
+            .then_some(())
+    });
+
+    // 3.5+: pebble's table (Go tabwriter: widest cell + 2, `-` when never started).
+    for t in ["3.5/stable", "3.6/stable", "latest/edge"] {
+        track(t);
+        let o = sb.run_line("maas status");
+        assert_ok(&o);
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0], "Service          Startup   Current   Since",
+            "{t}"
+        );
+        let row = |svc: &str| {
+            *lines
+                .iter()
+                .find(|l| l.split_whitespace().next() == Some(svc))
+                .unwrap_or_else(|| panic!("{svc} missing in {out}"))
+        };
+        assert!(
+            row("rackd").starts_with("rackd            enabled   active    today at "),
+            "{out}"
+        );
+        assert_eq!(
+            row("regiond"),
+            "regiond          disabled  inactive  -",
+            "{out}"
+        );
+        assert_eq!(
+            row("dhcpd6"),
+            "dhcpd6           disabled  inactive  -",
+            "{out}"
+        );
+    }
+
+    // 3.4 and older: supervisorctl's lines in lexical order, name padded to 33 and state to
+    // 10; exit 3 because dhcpd6 is not started (supervisorctl `do_status`).
+    for t in ["3.4/stable", "3.3/edge", "2.9/stable"] {
+        track(t);
+        let o = sb.run_line("maas status");
+        assert_eq!(o.status.code(), Some(3), "{t}: {}", stdout(&o));
+        let out = stdout(&o);
+        let names: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            names,
+            ["bind9", "dhcpd", "dhcpd6", "http", "ntp", "proxy", "rackd", "syslog"],
+            "rack mode has no regiond: {out}"
+        );
+        let rackd = out.lines().find(|l| l.starts_with("rackd")).unwrap();
+        assert!(
+            rackd.starts_with(&format!("{:<33}RUNNING   pid ", "rackd")),
+            "{rackd}"
+        );
+        assert!(rackd.contains(", uptime 0:0"), "{rackd}");
+        let bind9 = out.lines().find(|l| l.starts_with("bind9")).unwrap();
+        assert!(
+            bind9.starts_with(&format!("{:<33}RUNNING   pid ", "bind9")),
+            "autostarted in every mode: {bind9}"
+        );
+        assert!(
+            out.contains(&format!("{:<33}STOPPED   Not started\n", "dhcpd6")),
+            "{out}"
+        );
+    }
+}
+
 #[test]
 fn named_runs_under_its_own_name() {
     let sb = Sandbox::new("named-proc");

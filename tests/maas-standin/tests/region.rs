@@ -346,7 +346,8 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         "maas init rack --maas-url {} --secret {wrong} --force",
         r.url()
     )));
-    let _rackd = rack.spawn(&["rackd", "--flavor", "snap"], &[]);
+    // rackd under the snap's supervisor, so `maas status` has a supervisor to ask.
+    let _rackd = rack.spawn(&["pebble"], &[]);
     wait_rack_log(&rack, "a refused registration in the rack log", |l| {
         l["ok"] == false && l["status"] == 403 && l["refused"] == true
     });

@@ -8,6 +8,7 @@ use crate::conf::{self, ConfFile, DbSettings};
 use crate::db;
 use crate::paths::{self, Flavor};
 use crate::services;
+use crate::snapinfo;
 use crate::util;
 
 const MODES: &[&str] = &["region+rack", "region", "rack"];
@@ -501,22 +502,42 @@ fn show(mode: &str, rc: &ConfFile, rk: &ConfFile, a: &Parsed) {
     }
 }
 
-/// Process ids whose `comm` is `name`.
+/// Process ids whose `comm` is `name`, among the stand-in's processes of this file tree: those
+/// with the same `MAAS_STANDIN_ROOT` as this process (none in a host), so a sandboxed test does
+/// not see the daemons of hosts that run at the same time.
 pub fn pids_named(name: &str) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return vec![];
     };
-    rd.filter_map(|e| {
-        let e = e.ok()?;
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (comm.trim() == name).then_some(pid)
-    })
-    .collect()
+    let root_of = |environ: &[u8]| {
+        environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(format!("{}=", paths::ROOT_ENV).as_bytes()))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mine = std::env::var(paths::ROOT_ENV)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let mut pids: Vec<u32> = rd
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let environ = std::fs::read(e.path().join("environ")).ok()?;
+            (root_of(&environ) == mine).then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
-/// The services `maas status` lists and the stand-in process that stands for each, if any.
-const STATUS_SERVICES: &[(&str, Option<&str>, &str)] = &[
+/// The services pebble's plan has (MAAS 3.5+: `snap/local/tree/usr/share/maas/pebble/layers/`),
+/// the stand-in process that stands for each, if any, and when the plan enables it.
+const PEBBLE_SERVICES: &[(&str, Option<&str>, &str)] = &[
     ("agent", Some("rackd"), "rack"),
     ("apiserver", Some("regiond"), "region"),
     ("bind9", Some("named"), "region"),
@@ -530,6 +551,23 @@ const STATUS_SERVICES: &[(&str, Option<&str>, &str)] = &[
     ("syslog", None, "any"),
     ("temporal", Some("regiond"), "region"),
     ("temporal-worker", Some("regiond"), "region"),
+];
+
+/// The programs of MAAS 3.4's supervisord.conf (`snap/local/tree/usr/share/maas/
+/// supervisord.conf.template`, rendered by `render_supervisord` in `src/maascli/snap.py`):
+/// name, the stand-in process, the modes that have it (`region`: regiond; `rack`: rackd and
+/// the dhcpd programs; `any`: every mode), and when it runs (`auto`: autostart; `dhcp`: rackd
+/// starts it while it serves DHCP; `regiond`: regiond's service monitor starts it; `never`).
+const SUPERVISOR_PROGRAMS: &[(&str, Option<&str>, &str, &str)] = &[
+    ("bind9", Some("named"), "any", "auto"),
+    ("dhcpd", Some("rackd"), "rack", "dhcp"),
+    ("dhcpd6", None, "rack", "never"),
+    ("http", None, "any", "auto"),
+    ("ntp", None, "any", "auto"),
+    ("proxy", None, "any", "regiond"),
+    ("rackd", Some("rackd"), "rack", "auto"),
+    ("regiond", Some("regiond"), "region", "auto"),
+    ("syslog", None, "any", "regiond"),
 ];
 
 fn status(args: &[String]) -> i32 {
@@ -546,22 +584,53 @@ fn status(args: &[String]) -> i32 {
         println!("MAAS is not configured");
         return 1;
     }
-    let pebble_up = !pids_named("pebble").is_empty();
+    let (text, code) = match snapinfo::supervisor() {
+        snapinfo::Supervisor::Pebble => pebble_services(&mode),
+        snapinfo::Supervisor::Supervisord => supervisorctl_status(&mode),
+    };
+    print!("{text}");
+    code
+}
+
+/// The stand-in process standing for the snap's supervisor (pebble or supervisord) runs.
+fn supervisor_up() -> bool {
+    !pids_named("pebble").is_empty()
+}
+
+/// What MAAS 3.5+ prints for `maas status`: `run-pebble services`, a table pebble's CLI writes
+/// (`internals/cli/cmd_services.go`: `Service Startup Current Since`, Go's tabwriter with
+/// minimum width 5 and padding 2, `-` for a service that never started). When pebble's
+/// daemon is down the CLI fails (`error: cannot communicate with server: …` on its stderr,
+/// exit 1) and MAAS prints `Pebble exited with error code 1 and the following output:` and
+/// exits with that code (`cmd_status.handle`).
+fn pebble_services(mode: &str) -> (String, i32) {
+    if !supervisor_up() {
+        eprintln!("error: cannot communicate with server: Get \"http://localhost/v1/services?names=\": dial unix /var/snap/maas/common/pebble/.pebble.socket: connect: no such file or directory");
+        return (
+            "Pebble exited with error code 1 and the following output:\n".into(),
+            1,
+        );
+    }
     // rackd writes dhcpd.conf exactly while the region has it serve DHCP.
     let dhcp_serving = Flavor::Snap.dhcpd_conf().exists();
-    println!("{:<17}{:<9}{:<9}Since", "Service", "Startup", "Current");
     let since = format!("today at {} UTC", &util::now_rfc3339()[11..16]);
-    for (svc, proc_name, needs) in STATUS_SERVICES {
+    let mut rows = vec![[
+        "Service".to_string(),
+        "Startup".into(),
+        "Current".into(),
+        "Since".into(),
+    ]];
+    for (svc, proc_name, needs) in PEBBLE_SERVICES {
         let enabled = match *needs {
             "rack" => mode.contains("rack"),
-            "region" => is_region(&mode),
+            "region" => is_region(mode),
             "dhcp" => mode.contains("rack") && dhcp_serving,
             "any" => true,
             _ => false,
         };
         let running = match proc_name {
             Some(n) => !pids_named(n).is_empty(),
-            None => pebble_up,
+            None => true,
         };
         let (startup, current) = match (enabled, running) {
             (true, true) => ("enabled", "active"),
@@ -573,9 +642,127 @@ fn status(args: &[String]) -> i32 {
         } else {
             "-"
         };
-        println!("{svc:<17}{startup:<9}{current:<9}{when}");
+        rows.push([svc.to_string(), startup.into(), current.into(), when.into()]);
     }
-    0
+    (tabwriter(&rows, 5, 2), 0)
+}
+
+/// Go's text/tabwriter with `' '` padding, as pebble uses it: each column as wide as its
+/// widest cell plus `padding`, at least `min_width`; the last column is not padded.
+fn tabwriter<const N: usize>(rows: &[[String; N]], min_width: usize, padding: usize) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max((c.chars().count() + padding).max(min_width));
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < N {
+                out.push_str(&format!("{c:<w$}", w = widths[i]));
+            } else {
+                out.push_str(c);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Seconds since process `pid` started (from /proc), if it can be told.
+fn uptime_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime, clock ticks after boot), counted after the `(comm)` field.
+    let after = stat.rsplit_once(')')?.1;
+    let start: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some((up as u64).saturating_sub(start / hz))
+}
+
+/// Python's `str(timedelta)` for whole seconds, as supervisor shows an uptime
+/// (`_interpretProcessInfo` in supervisor/rpcinterface.py): `0:01:02`, `1 day, 2:03:04`.
+fn timedelta(secs: u64) -> String {
+    let (days, rest) = (secs / 86400, secs % 86400);
+    let hms = format!("{}:{:02}:{:02}", rest / 3600, rest / 60 % 60, rest % 60);
+    match days {
+        0 => hms,
+        1 => format!("1 day, {hms}"),
+        d => format!("{d} days, {hms}"),
+    }
+}
+
+/// What MAAS 3.4 and older print for `maas status`: `run-supervisorctl status`, printed as it
+/// is (`cmd_status.handle` in 3.4's src/maascli/snap.py). supervisorctl (`do_status`,
+/// `_show_statuses` in supervisor/supervisorctl.py) writes one line per program in lexical
+/// order, the name padded to the longest name plus 3 (at least 33), the state padded to 10,
+/// then `pid N, uptime H:MM:SS` or `Not started`; it exits 3 when a listed program is stopped
+/// (3.4's dhcpd6 always is, so `maas status` exits 3 on a healthy rack too, and MAAS passes that
+/// on). With supervisord down it prints `unix://…/sock no such file` and exits 4.
+fn supervisorctl_status(mode: &str) -> (String, i32) {
+    if !supervisor_up() {
+        return (
+            "unix:///var/snap/maas/current/supervisord/sock no such file\n".into(),
+            4,
+        );
+    }
+    let dhcp_serving = Flavor::Snap.dhcpd_conf().exists();
+    let regiond_runs = !pids_named("regiond").is_empty();
+    let programs: Vec<_> = SUPERVISOR_PROGRAMS
+        .iter()
+        .filter(|(_, _, modes, _)| match *modes {
+            "region" => is_region(mode),
+            "rack" => mode.contains("rack"),
+            _ => true,
+        })
+        .collect();
+    let width = programs
+        .iter()
+        .map(|p| p.0.len())
+        .max()
+        .unwrap_or(0)
+        .max(30)
+        + 3;
+    let mut out = String::new();
+    let mut code = 0;
+    for (name, proc_name, _, start) in programs {
+        // The stand-in runs `named` for regions only; a 3.4 rack's bind9 runs under
+        // supervisord all the same, so it is shown with the supervisor's pid.
+        let proc_name = match *name {
+            "bind9" if !is_region(mode) => &None,
+            _ => proc_name,
+        };
+        let pid = match (*start, proc_name) {
+            ("never", _) => None,
+            ("dhcp", Some(n)) if dhcp_serving => pids_named(n).first().copied(),
+            ("dhcp", _) => None,
+            ("regiond", _) if !regiond_runs => None,
+            (_, Some(n)) => pids_named(n).first().copied(),
+            (_, None) => pids_named("pebble").first().copied(),
+        };
+        let (state, desc) = match pid {
+            Some(pid) => (
+                "RUNNING",
+                format!(
+                    "pid {pid}, uptime {}",
+                    timedelta(uptime_of(pid).unwrap_or(0))
+                ),
+            ),
+            None => {
+                code = 3;
+                ("STOPPED", "Not started".to_string())
+            }
+        };
+        out.push_str(&format!("{name:<width$}{state:<10}{desc}\n"));
+    }
+    (out, code)
 }
 
 fn migrate(args: &[String]) -> i32 {

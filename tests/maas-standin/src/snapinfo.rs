@@ -1,0 +1,89 @@
+//! Which MAAS the `maas` snap is. A real snap knows it from its own files; the stand-in is one
+//! binary for every channel, so it asks the host's snapd which channel it was installed or
+//! refreshed from (`snap list maas`, the Tracking column: tests/CONTRACTS.md §2).
+
+use std::process::{Command, Stdio};
+
+/// How the snap supervises its services, which decides what `maas status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervisor {
+    /// MAAS 3.4 and older: supervisord, `maas status` runs `run-supervisorctl status`
+    /// (canonical/maas 3.4 `src/maascli/snap.py` `cmd_status.handle`,
+    /// `snap/local/tree/bin/run-supervisorctl`).
+    Supervisord,
+    /// MAAS 3.5 and newer: pebble, `maas status` runs `run-pebble services`
+    /// (canonical/maas 3.5 and 3.6 `src/maascli/snap.py` `cmd_status.handle`).
+    Pebble,
+}
+
+/// The Tracking column of `snap list maas`, if snapd can be asked.
+pub fn tracking() -> Option<String> {
+    let out = Command::new("snap")
+        .args(["list", "maas"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    tracking_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The `maas` row's Tracking value in `snap list` output.
+pub fn tracking_of(snap_list: &str) -> Option<String> {
+    let mut lines = snap_list.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let col = header.iter().position(|h| *h == "Tracking")?;
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&"maas"))
+        .and_then(|w| w.get(col).map(|s| s.to_string()))
+}
+
+/// The supervisor of a snap tracking `channel`: supervisord up to track 3.4 (2.x included),
+/// pebble from 3.5 on. A track that is not a version (`latest`) or cannot be told is the
+/// newest MAAS, so pebble.
+pub fn supervisor_of(channel: Option<&str>) -> Supervisor {
+    let track = channel.and_then(|c| c.split('/').next()).unwrap_or("");
+    let mut parts = track.split('.').map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) if (major, minor) <= (3, 4) => Supervisor::Supervisord,
+        (Some(Ok(major)), None) if major < 3 => Supervisor::Supervisord,
+        _ => Supervisor::Pebble,
+    }
+}
+
+/// The supervisor of the installed snap.
+pub fn supervisor() -> Supervisor {
+    supervisor_of(tracking().as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_up_to_3_4_are_supervisord_the_rest_pebble() {
+        for (ch, want) in [
+            (Some("3.4/stable"), Supervisor::Supervisord),
+            (Some("3.3/edge"), Supervisor::Supervisord),
+            (Some("2.9/stable"), Supervisor::Supervisord),
+            (Some("3.5/stable"), Supervisor::Pebble),
+            (Some("3.6/candidate/fix"), Supervisor::Pebble),
+            (Some("3.10/stable"), Supervisor::Pebble),
+            (Some("latest/edge"), Supervisor::Pebble),
+            (None, Supervisor::Pebble),
+        ] {
+            assert_eq!(supervisor_of(ch), want, "{ch:?}");
+        }
+    }
+
+    #[test]
+    fn tracking_column_of_snap_list() {
+        let out = "Name  Version  Rev  Tracking    Publisher    Notes\nmaas  3.4.6    1    3.4/stable  local-model  -\n";
+        assert_eq!(tracking_of(out).as_deref(), Some("3.4/stable"));
+        assert_eq!(tracking_of("Name Version\n"), None);
+        assert_eq!(tracking_of(""), None);
+    }
+}
