@@ -380,6 +380,8 @@ pub struct Topology {
     pub state: String,
     /// PostgreSQL major.
     pub version: u32,
+    /// The server's full version (`15.14`) for `database` clients, empty when not asked.
+    pub full_version: String,
     /// The CA that signs every member's certificate (PEM): clients verify the server with it.
     pub ca: String,
 }
@@ -514,7 +516,13 @@ pub fn database_data(
         .map(|k| (k.to_string(), Some(String::new())))
         .collect();
     d.insert("database".into(), Some(g.database.clone()));
-    d.insert("version".into(), Some(topo.version.to_string()));
+    // data_interfaces' `version` is the server's full version, as Charmed PostgreSQL sends it.
+    let version = if topo.full_version.is_empty() {
+        topo.version.to_string()
+    } else {
+        topo.full_version.clone()
+    };
+    d.insert("version".into(), Some(version));
     // data_interfaces' names: TLS is on (every remote connection needs it), and the CA.
     d.insert("tls".into(), Some("True".into()));
     d.insert("tls-ca".into(), Some(topo.ca.clone()));
@@ -688,6 +696,7 @@ mod tests {
             standbys: vec!["10.0.0.11".into(), "10.0.0.12".into()],
             state: "master".into(),
             version: 15,
+            full_version: String::new(),
         };
         let mut req = Request {
             database: "maas".into(),

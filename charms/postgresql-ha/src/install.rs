@@ -19,6 +19,54 @@ pub fn pg_version(ctx: &Context) -> anyhow::Result<Option<u32>> {
     Ok(None)
 }
 
+/// The server's full version (`15.14`), as `postgres -V` prints it (`postgres (PostgreSQL) 15.14
+/// (Debian 15.14-0+deb12u1)`), which is what Charmed PostgreSQL gives `database` clients (the
+/// second word of `SELECT version()`); the major alone if the binary says something else.
+pub fn full_version(ctx: &Context, major: u32) -> anyhow::Result<String> {
+    let bin = format!("/usr/lib/postgresql/{major}/bin/postgres");
+    let cmd = Cmd::new(&bin, ["-V"]).allow_failure();
+    let out = ctx.machine.run(&cmd)?;
+    Ok(parse_full_version(&out.stdout, major))
+}
+
+/// See [`full_version`].
+pub fn parse_full_version(text: &str, major: u32) -> String {
+    let mut words = text.split_whitespace();
+    let found = words
+        .by_ref()
+        .find(|w| *w == "(PostgreSQL)")
+        .and_then(|_| words.next())
+        .filter(|v| {
+            (v.starts_with(&format!("{major}.")) || *v == major.to_string())
+                && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+        });
+    found.map_or_else(|| major.to_string(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_full_version;
+
+    #[test]
+    fn the_full_version_is_postgres_own_word_for_it() {
+        assert_eq!(
+            parse_full_version("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n", 15),
+            "15.14"
+        );
+        assert_eq!(
+            parse_full_version("postgres (PostgreSQL) 16.6\n", 16),
+            "16.6"
+        );
+        // Another major's binary, or nothing usable: the major we know.
+        assert_eq!(parse_full_version("postgres (PostgreSQL) 14.2\n", 15), "15");
+        assert_eq!(parse_full_version("", 15), "15");
+        assert_eq!(
+            parse_full_version("postgres (PostgreSQL) 15.x;rm\n", 15),
+            "15"
+        );
+    }
+}
+
 fn stamp(config: &Config) -> String {
     format!("patroni=={}\n", config.patroni_version)
 }

@@ -390,7 +390,10 @@ fn converge(
     restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
 
     // Relation data.
-    let topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &ca.cert_pem)?;
+    let mut topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &ca.cert_pem)?;
+    if leader && served.iter().any(|(_, _, g)| g.endpoint == "database") {
+        topo.full_version = install::full_version(ctx, pg_version)?;
+    }
     for (i, req, g) in &served {
         publish(ctx, leader, &live[*i], req, g, &topo)?;
     }

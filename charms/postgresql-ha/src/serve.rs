@@ -164,6 +164,7 @@ pub(crate) fn topology(
         standbys,
         state: state.into(),
         version,
+        full_version: String::new(),
         ca: ca.to_string(),
     })
 }

@@ -525,11 +525,13 @@ fn the_database_interface_gets_endpoints_and_a_secret_in_the_app_databag() {
     let rel = Relation::new(7, "database", "test-app")
         .remote_app_data(&[("database", "appdb"), SECRETS_ASKED])
         .remote_unit(0, &[("ingress-address", "10.0.0.60")]);
+    let mut st = leader_primary().with_relation(rel);
+    st.machine = st.machine.respond(
+        &["/usr/lib/postgresql/15/bin/postgres", "-V"],
+        charm_lib::CmdOutput::ok("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n"),
+    );
     let out = harness()
-        .run(
-            Trigger::RelationChanged(7, None),
-            &leader_primary().with_relation(rel),
-        )
+        .run(Trigger::RelationChanged(7, None), &st)
         .unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     let bag = &out.state.relation(7).unwrap().local_app_data;
@@ -539,7 +541,10 @@ fn the_database_interface_gets_endpoints_and_a_secret_in_the_app_databag() {
         bag["read-only-endpoints"], "10.0.0.10:5432",
         "no replica: the primary serves reads"
     );
-    assert_eq!(bag["version"], "15");
+    assert_eq!(
+        bag["version"], "15.14",
+        "the server's full version, as Charmed PostgreSQL gives it"
+    );
     assert_eq!(bag["tls"], "True");
     assert_eq!(
         bag["tls-ca"].as_str(),
