@@ -43,30 +43,6 @@ pub fn parse_full_version(text: &str, major: u32) -> String {
     found.map_or_else(|| major.to_string(), str::to_string)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_full_version;
-
-    #[test]
-    fn the_full_version_is_postgres_own_word_for_it() {
-        assert_eq!(
-            parse_full_version("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n", 15),
-            "15.14"
-        );
-        assert_eq!(
-            parse_full_version("postgres (PostgreSQL) 16.6\n", 16),
-            "16.6"
-        );
-        // Another major's binary, or nothing usable: the major we know.
-        assert_eq!(parse_full_version("postgres (PostgreSQL) 14.2\n", 15), "15");
-        assert_eq!(parse_full_version("", 15), "15");
-        assert_eq!(
-            parse_full_version("postgres (PostgreSQL) 15.x;rm\n", 15),
-            "15"
-        );
-    }
-}
-
 fn stamp(config: &Config) -> String {
     format!("patroni=={}\n", config.patroni_version)
 }
@@ -194,4 +170,28 @@ fn wheelhouse(ctx: &Context) -> anyhow::Result<Option<String>> {
         .map(str::to_string)
         .unwrap_or_else(|| paths::WHEELHOUSE_DIR.to_string());
     Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_full_version;
+
+    #[test]
+    fn the_full_version_is_postgres_own_word_for_it() {
+        assert_eq!(
+            parse_full_version("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n", 15),
+            "15.14"
+        );
+        assert_eq!(
+            parse_full_version("postgres (PostgreSQL) 16.6\n", 16),
+            "16.6"
+        );
+        // Another major's binary, or nothing usable: the major we know.
+        assert_eq!(parse_full_version("postgres (PostgreSQL) 14.2\n", 15), "15");
+        assert_eq!(parse_full_version("", 15), "15");
+        assert_eq!(
+            parse_full_version("postgres (PostgreSQL) 15.x;rm\n", 15),
+            "15"
+        );
+    }
 }
