@@ -105,11 +105,11 @@ fn create_admin(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         .allow_failure();
     let out = ctx.machine.run(&cmd)?;
     if !out.success() {
-        let msg = cmd.redact(if out.stderr.trim().is_empty() {
-            out.stdout.trim()
+        let msg = cmd.redact(&maas::reason(if out.stderr.trim().is_empty() {
+            &out.stdout
         } else {
-            out.stderr.trim()
-        });
+            &out.stderr
+        }));
         // Django's answers for a duplicate username; a duplicate e-mail is another user, an error.
         let lower = msg.to_ascii_lowercase();
         if lower.contains("username is already taken")
@@ -177,54 +177,57 @@ fn get_maas_secret(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
 }
 
 fn get_maas_status(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
-    let services: serde_json::Map<String, Value> = match cfg.install_method {
+    let mut services = serde_json::Map::new();
+    let mut down: Vec<String> = Vec::new();
+    match cfg.install_method {
         InstallMethod::Snap => {
             require_initialised(ctx, InstallMethod::Snap)?;
-            let out = ctx.machine.run(&Cmd::new(maas::SNAP_MAAS, ["status"]))?;
-            maas::parse_status(&out.stdout)
-                .into_iter()
-                .map(|(k, s)| {
-                    (
-                        k.to_ascii_lowercase(),
-                        json!({"startup": s.startup, "current": s.current, "since": s.since}),
-                    )
-                })
-                .collect()
+            // MAAS 3.4 passes on supervisorctl's exit status, 3 whenever a program is
+            // stopped (dhcpd6 always is): the table decides, not the exit status.
+            let cmd = Cmd::new(maas::SNAP_MAAS, ["status"]).allow_failure();
+            let out = ctx.machine.run(&cmd)?;
+            let table = maas::parse_status(&out.stdout);
+            if table.is_empty() && !out.success() {
+                anyhow::bail!(
+                    "maas status failed (exit {}): {}",
+                    out.code,
+                    maas::reason(&format!("{}\n{}", out.stdout, out.stderr))
+                );
+            }
+            for (name, s) in table {
+                let name = name.to_ascii_lowercase();
+                if s.is_down() {
+                    down.push(name.clone());
+                }
+                let mut v = json!({"current": s.current, "since": s.since});
+                if let Some(startup) = s.startup {
+                    v["startup"] = json!(startup);
+                }
+                services.insert(name, v);
+            }
         }
         InstallMethod::Deb => {
             let mut units = vec![maas::DEB_REGIOND, "bind9"];
             if cfg.haproxy {
                 units.push("haproxy");
             }
-            let mut m = serde_json::Map::new();
             for u in units {
                 let active = ctx.machine.service_is_active(u)?;
-                m.insert(
+                if !active {
+                    down.push(u.to_string());
+                }
+                services.insert(
                     u.to_string(),
                     json!({"current": if active { "active" } else { "inactive" }}),
                 );
             }
-            m
         }
-    };
+    }
     anyhow::ensure!(!services.is_empty(), "maas status listed no services");
-    let down: Vec<&String> = services
-        .iter()
-        .filter(|(_, v)| {
-            v["current"] != "active" && v.get("startup").is_none_or(|s| s == "enabled")
-        })
-        .map(|(k, _)| k)
-        .collect();
     let summary = if down.is_empty() {
         "all enabled services are active".to_string()
     } else {
-        format!(
-            "not active: {}",
-            down.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("not active: {}", down.join(", "))
     };
     ctx.action_set(&json!({"services": services, "summary": summary}))
 }

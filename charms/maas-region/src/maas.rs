@@ -308,33 +308,139 @@ pub const INIT_PAUSE_S: u32 = 3;
 /// One service line of `maas status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceState {
-    /// `enabled` / `disabled`.
-    pub startup: String,
-    /// `active` / `inactive` / ...
+    /// `enabled` / `disabled` (pebble); `None` from supervisorctl, which has no such column.
+    pub startup: Option<String>,
+    /// `active` / `inactive` / `backoff` / `error` (pebble's words; supervisorctl's states are
+    /// translated: RUNNING active, STOPPED and EXITED inactive, FATAL error, the others
+    /// lowercased).
     pub current: String,
-    /// Free text (`today at 10:00 UTC`, `-`).
+    /// Pebble: when it entered that state (`today at 10:00 UTC`, `-`). supervisorctl: its
+    /// description (`pid 12, uptime 0:01:02`, `Not started`).
     pub since: String,
 }
 
-/// Parses `maas status`: a header line, then `name startup current since...` per service.
+impl ServiceState {
+    /// Whether the service should run but does not: enabled (pebble) or started once
+    /// (supervisord, where `Not started` marks the programs that do not autostart), and not
+    /// active.
+    pub fn is_down(&self) -> bool {
+        let wanted = match &self.startup {
+            Some(s) => s == "enabled",
+            None => self.since != "Not started",
+        };
+        wanted && self.current != "active"
+    }
+}
+
+/// supervisord's process states (supervisor/states.py `ProcessStates`).
+const SUPERVISOR_STATES: [&str; 8] = [
+    "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN",
+];
+
+/// Parses `maas status` in either form MAAS prints it (`cmd_status.handle` in MAAS's
+/// src/maascli/snap.py): from 3.5 pebble's table (`Service Startup Current Since`, one service
+/// per line), up to 3.4 supervisorctl's lines (`name STATE description`). Anything else (MAAS
+/// not configured, the supervisor down) is no service.
 pub fn parse_status(text: &str) -> BTreeMap<String, ServiceState> {
+    let pebble = text.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.starts_with(&["Service", "Startup", "Current"])
+    });
     text.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            let (name, startup, current) = (w.next()?, w.next()?, w.next()?);
-            if name.eq_ignore_ascii_case("service") {
+            let (name, second, third) = (w.next()?, w.next()?, w.next());
+            if pebble {
+                if name == "Service" {
+                    return None;
+                }
+                return Some((
+                    name.to_string(),
+                    ServiceState {
+                        startup: Some(second.into()),
+                        current: third?.into(),
+                        since: w.collect::<Vec<_>>().join(" "),
+                    },
+                ));
+            }
+            if !SUPERVISOR_STATES.contains(&second) {
                 return None;
             }
+            let current = match second {
+                "RUNNING" => "active".to_string(),
+                "STOPPED" | "EXITED" => "inactive".into(),
+                "FATAL" => "error".into(),
+                other => other.to_ascii_lowercase(),
+            };
+            let since = third.into_iter().chain(w).collect::<Vec<_>>().join(" ");
             Some((
                 name.to_string(),
                 ServiceState {
-                    startup: startup.into(),
-                    current: current.into(),
-                    since: w.collect::<Vec<_>>().join(" "),
+                    startup: None,
+                    current,
+                    since,
                 },
             ))
         })
         .collect()
+}
+
+/// MAAS's reason in what a failed MAAS command printed: MAAS's commands are Python, and what
+/// ends a failure is the exception. With a traceback (`Traceback (most recent call last):`),
+/// the exception line of the last one (Python prints a chained exception's cause first), which
+/// a `maas` snap command follows with argparse's `usage:` and `maas: error: Command '[…]'
+/// returned non-zero exit status 1.` when a subprocess failed (`main` in MAAS's
+/// src/maascli/__init__.py, `migrate_db` in src/maascli/snap.py); otherwise the last
+/// non-empty line. A leading exception class (`django.db.utils.OperationalError: `,
+/// `CommandError: `, Django's `AlreadyExistingUser: `) and argparse's `PROG: error: ` are
+/// left out: what remains is the message. At most 300 characters.
+pub fn reason(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    let after_traceback = lines
+        .iter()
+        .rposition(|l| l.trim_end() == "Traceback (most recent call last):")
+        .map(|i| &lines[i + 1..]);
+    let line = match after_traceback {
+        // The frames are indented; the exception line is the first that is not.
+        Some(rest) => rest
+            .iter()
+            .find(|l| !l.is_empty() && !l.starts_with(char::is_whitespace))
+            .copied(),
+        None => lines.iter().rev().find(|l| !l.trim().is_empty()).copied(),
+    }
+    .unwrap_or("")
+    .trim();
+    let message = strip_exception_class(line);
+    let message = match message.split_once(": error: ") {
+        Some((prog, m)) if !prog.is_empty() && !prog.contains(':') => m,
+        _ => message,
+    };
+    let message = if message.is_empty() { line } else { message };
+    message.chars().take(300).collect()
+}
+
+/// `pkg.module.SomeError: message` → `message`; a line that does not start with a Python class
+/// name (dotted identifiers, the last one capitalised and not all capitals, so PostgreSQL's
+/// `FATAL:` stays) is left as it is.
+fn strip_exception_class(line: &str) -> &str {
+    let Some((head, msg)) = line.split_once(": ") else {
+        return line;
+    };
+    let ident = |w: &str| {
+        w.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let last = head.rsplit('.').next().unwrap_or("");
+    let class_like = head.split('.').all(ident)
+        && last.starts_with(|c: char| c.is_ascii_uppercase())
+        && last.chars().any(|c| c.is_ascii_lowercase());
+    if class_like {
+        msg.trim()
+    } else {
+        line
+    }
 }
 
 /// Whether `snap services maas` lists an active service.
@@ -446,12 +552,88 @@ mod tests {
         assert_eq!(
             s["bind9"],
             ServiceState {
-                startup: "enabled".into(),
+                startup: Some("enabled".into()),
                 current: "active".into(),
                 since: "today at 10:00 UTC".into()
             }
         );
         assert_eq!(s["dhcpd"].current, "inactive");
+        assert!(!s["dhcpd"].is_down(), "disabled is not down");
+        assert!(parse_status("MAAS is not configured\n").is_empty());
+        assert!(
+            parse_status("Pebble exited with error code 1 and the following output:\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn supervisorctl_status_of_maas_3_4() {
+        // As supervisorctl prints it (name padded to 33, state to 10), MAAS 3.4 region+rack.
+        let text = "bind9                            RUNNING   pid 2101, uptime 0:12:03\n\
+dhcpd                            STOPPED   Not started\n\
+dhcpd6                           STOPPED   Not started\n\
+http                             RUNNING   pid 2102, uptime 0:12:03\n\
+ntp                              RUNNING   pid 2103, uptime 0:12:03\n\
+proxy                            STOPPED   Not started\n\
+rackd                            RUNNING   pid 2104, uptime 1 day, 0:12:03\n\
+regiond                          FATAL     Exited too quickly (process log may have details)\n\
+syslog                           STOPPED   Jan 05 10:02 AM\n";
+        let s = parse_status(text);
+        assert_eq!(s.len(), 9);
+        assert_eq!(
+            s["rackd"],
+            ServiceState {
+                startup: None,
+                current: "active".into(),
+                since: "pid 2104, uptime 1 day, 0:12:03".into()
+            }
+        );
+        assert_eq!(s["regiond"].current, "error");
+        assert!(s["regiond"].is_down());
+        assert!(!s["dhcpd6"].is_down(), "never started: not meant to run");
+        assert!(s["syslog"].is_down(), "stopped after it ran");
+        assert!(!s["rackd"].is_down());
+        assert!(
+            parse_status("unix:///var/snap/maas/x1/supervisord/sock no such file\n").is_empty()
+        );
+    }
+
+    #[test]
+    fn reason_is_the_exception_of_the_last_traceback() {
+        // `maas init region` (not on a terminal) whose migrations cannot reach the database:
+        // dbupgrade's chained traceback, then maascli's argparse error for the subprocess.
+        let out = "Traceback (most recent call last):\n  File \"/snap/maas/x1/usr/lib/python3/dist-packages/django/db/backends/base/base.py\", line 289, in ensure_connection\n    self.connect()\npsycopg2.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n\n\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n  File \"/snap/maas/x1/bin/maas-region\", line 8, in <module>\n    sys.exit(run())\n  File \"/snap/maas/x1/lib/python3/dist-packages/maasserver/management/commands/dbupgrade.py\", line 98, in handle\n    conn.ensure_connection()\ndjango.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n\nusage: maas [-h] COMMAND ...\nmaas: error: Command '['/snap/maas/x1/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n";
+        assert_eq!(
+            reason(out),
+            "connection to server at \"10.0.0.5\", port 5432 failed: Connection refused"
+        );
+        assert_eq!(
+            reason("CommandError: A user with the email a@b.c already exists.\n"),
+            "A user with the email a@b.c already exists."
+        );
+        assert_eq!(
+            reason("AlreadyExistingUser: A user with the email a@b.c already exists."),
+            "A user with the email a@b.c already exists."
+        );
+        assert_eq!(
+            reason(
+                "usage: maas init [-h] ...\nmaas init: error: unrecognized arguments: --bogus\n"
+            ),
+            "unrecognized arguments: --bogus"
+        );
+        assert_eq!(
+            reason("usage: maas [-h] COMMAND ...\nmaas: error: The given username must be set\n"),
+            "The given username must be set"
+        );
+        assert_eq!(
+            reason("FATAL:  password authentication failed for user \"maas\""),
+            "FATAL:  password authentication failed for user \"maas\""
+        );
+        assert_eq!(reason("  plain words \n\n"), "plain words");
+        assert_eq!(reason(""), "");
+        let r =
+            reason("Traceback (most recent call last):\n  File \"x\", line 1\nKeyboardInterrupt\n");
+        assert_eq!(r, "KeyboardInterrupt");
+        assert!(!reason(out).contains("Traceback"));
     }
 
     #[test]

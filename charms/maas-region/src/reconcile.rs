@@ -641,16 +641,10 @@ fn init_with_retries(
     }
 }
 
-/// MAAS's own message, without the (masked) command line in front of it.
+/// MAAS's own reason ([`maas::reason`]), without the (masked) command line in front of it.
 fn short_error(e: &str) -> String {
     let msg = e.split_once("): ").map(|(_, m)| m).unwrap_or(e);
-    let last = msg
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(msg)
-        .trim();
-    last.chars().take(200).collect()
+    maas::reason(msg)
 }
 
 /// Deb, the seed's way: regiond.conf through `local_config_set`, migrations by the leader

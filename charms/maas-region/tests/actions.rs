@@ -160,7 +160,10 @@ fn create_admin_refusals() {
     let mut st = no_user(ready());
     st.machine = st.machine.respond(
         &["/snap/bin/maas", "createadmin"],
-        CmdOutput::failed(1, "Error: Password s3cret-pw is too common\n"),
+        CmdOutput::failed(
+            1,
+            "Traceback (most recent call last):\n  File \"/usr/lib/python3/dist-packages/maasserver/management/commands/createadmin.py\", line 170, in handle\n    User.objects.db_manager(DEFAULT_DB_ALIAS).create_superuser(\nValueError: Password s3cret-pw is too common\n",
+        ),
     );
     let out = run(
         &st,
@@ -169,7 +172,8 @@ fn create_admin_refusals() {
     );
     assert_eq!(
         out.action.failed.as_deref(),
-        Some("MAAS refused to create bob: Error: Password *** is too common")
+        Some("MAAS refused to create bob: Password *** is too common"),
+        "MAAS's reason, not its traceback"
     );
     assert!(!out.mentions("s3cret-pw"));
 }
@@ -244,6 +248,49 @@ fn get_maas_status_parses_the_service_table() {
         .failed
         .unwrap()
         .starts_with("MAAS is not initialised"));
+}
+
+#[test]
+fn get_maas_status_reads_maas_3_4s_supervisorctl_lines_whatever_the_exit_status() {
+    // MAAS 3.4 prints supervisorctl's status and passes on its exit status, 3 because
+    // programs that do not autostart are stopped (src/maascli/snap.py `cmd_status.handle`).
+    let mut st = ready().with_config("channel", "3.4/stable");
+    st.machine = st.machine.respond(
+        &["/snap/bin/maas", "status"],
+        CmdOutput {
+            code: 3,
+            stdout: "bind9                            RUNNING   pid 2101, uptime 0:12:03\nhttp                             RUNNING   pid 2102, uptime 0:12:03\nproxy                            STOPPED   Not started\nregiond                          BACKOFF   Exited too quickly (process log may have details)\n".into(),
+            stderr: String::new(),
+        },
+    );
+    let out = run(&st, "get-maas-status", json!({}));
+    assert_eq!(out.action.failed, None);
+    assert_eq!(out.action.results["services.bind9.current"], "active");
+    assert_eq!(
+        out.action.results["services.bind9.since"],
+        "pid 2101, uptime 0:12:03"
+    );
+    assert_eq!(out.action.results["services.regiond.current"], "backoff");
+    assert_eq!(
+        out.action.results["summary"], "not active: regiond",
+        "proxy was never started: not down"
+    );
+
+    // The supervisor down: MAAS's output is the reason.
+    let mut st = ready();
+    st.machine = st.machine.respond(
+        &["/snap/bin/maas", "status"],
+        CmdOutput {
+            code: 1,
+            stdout: "Pebble exited with error code 1 and the following output:\n".into(),
+            stderr: "error: cannot communicate with server: dial unix /var/snap/maas/common/pebble/.pebble.socket: connect: no such file or directory\n".into(),
+        },
+    );
+    let out = run(&st, "get-maas-status", json!({}));
+    assert_eq!(
+        out.action.failed.as_deref(),
+        Some("maas status failed (exit 1): error: cannot communicate with server: dial unix /var/snap/maas/common/pebble/.pebble.socket: connect: no such file or directory")
+    );
 }
 
 #[test]

@@ -375,7 +375,24 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
     let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
     st.relations
         .retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
-    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], CmdOutput::failed(1, format!("Error: Failed to connect to the database: password authentication failed for {DB_PASSWORD}\n")));
+    // As `maas init` fails off a terminal (src/maascli/snap.py `migrate_db` runs dbupgrade, whose
+    // traceback goes to stderr; maascli's `main` turns the CalledProcessError into argparse's
+    // error, exit 2).
+    st.machine = st.machine.respond(
+        &["/snap/bin/maas", "init"],
+        CmdOutput::failed(
+            2,
+            concat!(
+                "Traceback (most recent call last):\n",
+                "  File \"/snap/maas/x1/lib/python3/dist-packages/maasserver/management/commands/dbupgrade.py\", line 98, in handle\n",
+                "    conn.ensure_connection()\n",
+                "django.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: FATAL:  password authentication failed for user \"maas\"\n",
+                "\n",
+                "usage: maas [-h] COMMAND ...\n",
+                "maas: error: Command '['/snap/maas/x1/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n",
+            ),
+        ),
+    );
     let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
     assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
@@ -383,8 +400,8 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
         out.state
             .unit_status
             .message
-            .starts_with("maas init failed: Error: Failed to connect to the database"),
-        "{}",
+            == "maas init failed: connection to server at \"10.0.0.5\", port 5432 failed: FATAL:  password authentication failed for user \"maas\"",
+        "MAAS's reason, not its traceback nor argparse's last line: {}",
         out.state.unit_status.message
     );
     assert!(!out.mentions(DB_PASSWORD), "MAAS's message is masked");
