@@ -170,15 +170,44 @@ pub fn start_cmds(flavor: Flavor) -> Vec<Cmd> {
     }
 }
 
-/// `maas status` (snap): service name → current state (`active`, `inactive`, ...).
+/// `maas status` (snap): service name → current state in pebble's words (`active`,
+/// `inactive`, `backoff`, `error`). MAAS prints pebble's table from 3.5 (`Service Startup
+/// Current Since`) and supervisorctl's lines up to 3.4 (`name STATE description`), per
+/// `cmd_status.handle` in MAAS's src/maascli/snap.py; supervisord's states are translated
+/// (RUNNING active, STOPPED and EXITED inactive, FATAL error, the others lowercased). Anything
+/// else (MAAS not configured, the supervisor down) lists no service.
 pub fn parse_maas_status(text: &str) -> BTreeMap<String, String> {
+    const SUPERVISOR_STATES: [&str; 8] = [
+        "STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL", "UNKNOWN",
+    ];
+    let pebble = text.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.starts_with(&["Service", "Startup", "Current"])
+    });
+    if pebble {
+        return text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("Service"))
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (svc, _startup, current) = (w.next()?, w.next()?, w.next()?);
+                Some((svc.to_string(), current.to_string()))
+            })
+            .collect();
+    }
     text.lines()
-        .skip_while(|l| !l.trim_start().starts_with("Service"))
-        .skip(1)
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            let (svc, _startup, current) = (w.next()?, w.next()?, w.next()?);
-            Some((svc.to_string(), current.to_string()))
+            let (svc, state) = (w.next()?, w.next()?);
+            let current = match state {
+                "RUNNING" => "active".to_string(),
+                "STOPPED" | "EXITED" => "inactive".into(),
+                "FATAL" => "error".into(),
+                s if SUPERVISOR_STATES.contains(&s) => s.to_ascii_lowercase(),
+                _ => return None,
+            };
+            Some((svc.to_string(), current))
         })
         .collect()
 }
@@ -329,6 +358,24 @@ mod tests {
         assert_eq!(s["dhcpd6"], "inactive");
         assert_eq!(s["rackd"], "inactive");
         assert!(parse_maas_status("MAAS is not configured").is_empty());
+        assert!(
+            parse_maas_status("Pebble exited with error code 1 and the following output:\n")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn maas_3_4_status_is_supervisorctls() {
+        let text = "bind9                            RUNNING   pid 2101, uptime 0:12:03\ndhcpd                            RUNNING   pid 2180, uptime 0:02:10\ndhcpd6                           STOPPED   Not started\nhttp                             RUNNING   pid 2102, uptime 0:12:03\nntp                              RUNNING   pid 2103, uptime 0:12:03\nproxy                            STOPPED   Not started\nrackd                            BACKOFF   Exited too quickly (process log may have details)\nsyslog                           STOPPED   Not started\n";
+        let s = parse_maas_status(text);
+        assert_eq!(s.len(), 8);
+        assert_eq!(s["dhcpd"], "active");
+        assert_eq!(s["dhcpd6"], "inactive");
+        assert_eq!(s["rackd"], "backoff");
+        assert!(
+            parse_maas_status("unix:///var/snap/maas/x1/supervisord/sock no such file\n")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -138,14 +138,17 @@ impl Observed {
 pub fn observe(m: &dyn Machine, flavor: Flavor) -> Result<Observed> {
     let (rackd, dhcpd) = match flavor {
         Flavor::Snap => {
+            // The table decides, not the exit status: MAAS 3.4 passes on supervisorctl's 3
+            // whenever a program is stopped, which on a rack is always (dhcpd6).
             let out = m.run(&Cmd::new(maas::SNAP_CLI, ["status"]).allow_failure())?;
-            let table = if out.success() {
-                maas::parse_maas_status(&out.stdout)
+            let table = maas::parse_maas_status(&out.stdout);
+            if table.is_empty() && !out.success() && snap_service_active(m)? == Some(false) {
+                // No table because the snap's supervisor is not running: nothing of MAAS runs.
+                (Some(false), Some(false))
             } else {
-                Default::default()
-            };
-            let state = |svc: &str| table.get(svc).map(|s| s == "active");
-            (state("rackd"), state("dhcpd"))
+                let state = |svc: &str| table.get(svc).map(|s| s == "active");
+                (state("rackd"), state("dhcpd"))
+            }
         }
         Flavor::Deb => (
             Some(m.service_is_active(maas::DEB_RACKD)?),
@@ -169,6 +172,20 @@ pub fn observe(m: &dyn Machine, flavor: Flavor) -> Result<Observed> {
         vlans,
         system_id,
     })
+}
+
+/// Whether the snap's service (its supervisor: pebble, or supervisord up to MAAS 3.4) runs, as
+/// `snap services maas` lists it; `None` when it lists none.
+fn snap_service_active(m: &dyn Machine) -> Result<Option<bool>> {
+    let out = m.run(&Cmd::new("snap", ["services", maas::SNAP]).allow_failure())?;
+    let rows: Vec<Option<&str>> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("maas."))
+        .map(|l| l.split_whitespace().nth(2))
+        .collect();
+    Ok((out.success() && !rows.is_empty()).then(|| rows.contains(&Some("active"))))
 }
 
 /// Starts rackd (after a reboot with it disabled, or a crash the supervisor gave up on).

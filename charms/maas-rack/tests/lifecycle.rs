@@ -148,6 +148,38 @@ fn a_stopped_rackd_is_started_again() {
         .iter()
         .any(|(_, l)| l.contains("rackd is not running; starting it")));
 
+    // The snap's supervisor itself is down: `maas status` has no table to print (MAAS 3.5+:
+    // `Pebble exited with error code 1 …`, exit 1); `snap services` tells that nothing runs.
+    let mut st = registered(ready());
+    st.machine = st
+        .machine
+        .respond(
+            &["/snap/bin/maas", "status"],
+            CmdOutput {
+                code: 1,
+                stdout: "Pebble exited with error code 1 and the following output:\n".into(),
+                stderr:
+                    "error: cannot communicate with server: connect: no such file or directory\n"
+                        .into(),
+            },
+        )
+        .respond(
+            &["snap", "services", "maas"],
+            CmdOutput::ok(
+                "Service      Startup   Current   Notes\nmaas.pebble  disabled  inactive  -\n",
+            ),
+        );
+    let out = ok(&harness(), Trigger::UpdateStatus, &st);
+    assert_eq!(
+        out.command_lines(),
+        [
+            "hostname",
+            "/snap/bin/maas status",
+            "snap services maas",
+            "snap start --enable maas"
+        ]
+    );
+
     let mut st = registered(ready_deb());
     st.machine
         .services
