@@ -395,7 +395,15 @@ fn converge(
         topo.full_version = install::full_version(ctx, pg_version)?;
     }
     for (i, req, g) in &served {
-        publish(ctx, leader, &live[*i], req, g, &topo)?;
+        publish(
+            ctx,
+            leader,
+            &live[*i],
+            req,
+            g,
+            &topo,
+            primary_host.as_deref(),
+        )?;
     }
     if let Some(vip) = ctx.model.relation("vip")? {
         let wanted = BTreeMap::from([

@@ -380,8 +380,32 @@ pub(crate) fn revoke_stale(
     Ok(())
 }
 
+/// How long the leader waits for the primary's pg_hba.conf before a relation's first data.
+const HBA_WAIT_SECONDS: u32 = 30;
+
+/// Before a relation's first data goes out, the leader waits (bounded) until the primary's
+/// pg_hba.conf lets the relation's role in from each of its units: each unit's Patroni writes
+/// it when that unit's hook has written patroni.yml, and a client told of its database before
+/// then has its first connection refused (`no pg_hba.conf entry`), which data_interfaces'
+/// `database_created` comes only once for. If it is still not there, the data goes out anyway.
+fn wait_for_hba(ctx: &Context, primary: &str, rel: &Relation, req: &Request, g: &Grant) {
+    let addresses: Vec<String> = req.units.iter().map(|u| u.address.clone()).collect();
+    if addresses.is_empty() {
+        return;
+    }
+    let sql_text = sql::wait_for_hba(&g.user, &addresses, HBA_WAIT_SECONDS);
+    match psql(ctx, primary, &sql_text, &[]) {
+        Ok(_) => log::info!("the primary's pg_hba.conf lets {} in", rel.id()),
+        Err(e) => log::warn!(
+            "publishing {} before the primary's pg_hba.conf lets it in: {e}",
+            rel.id()
+        ),
+    }
+}
+
 /// Publishes a served relation's data: every unit its `db` unit databag, the leader the
-/// `database` app databag and the credentials secret's `uris`.
+/// `database` app databag and the credentials secret's `uris`. `primary`: the primary's
+/// address, for the leader's wait before a relation's first data.
 pub(crate) fn publish(
     ctx: &Context,
     leader: bool,
@@ -389,6 +413,7 @@ pub(crate) fn publish(
     req: &Request,
     g: &Grant,
     topo: &Topology,
+    primary: Option<&str>,
 ) -> anyhow::Result<()> {
     let content = ctx.model.get_secret(Some(&g.secret), None, false)?;
     let creds = Credentials {
@@ -417,6 +442,12 @@ pub(crate) fn publish(
     } else {
         return Ok(());
     };
+    let first = |k: &str| changes.get(k).is_some_and(|v| !v.is_empty());
+    if let (true, Some(primary)) = (leader, primary) {
+        if first("user") || first("secret-user") || first("username") {
+            wait_for_hba(ctx, primary, rel, req, g);
+        }
+    }
     if changes.get("password").is_some_and(|p| !p.is_empty()) {
         log::warn!("{} ({}) did not ask for its credentials as a Juju secret: sending its password in the relation data", rel.id(), rel.remote_app().unwrap_or("?"));
     }

@@ -69,6 +69,32 @@ WHERE d.datname = {dl} AND r.rolname <> {ul} AND NOT r.rolsuper AND r.rolname LI
     s
 }
 
+/// Waits, at most `seconds`, until the server's pg_hba.conf lets `user` in from every one of
+/// `addresses` (validated IPs); fails (exit 3) if it still does not then. `pg_hba_file_rules`
+/// reads the file as it is now, and Patroni reloads PostgreSQL right after writing it.
+pub fn wait_for_hba(user: &str, addresses: &[String], seconds: u32) -> String {
+    let ul = literal(user);
+    let list = addresses
+        .iter()
+        .map(|a| literal(a))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "DO $wait$\n\
+DECLARE deadline timestamptz := clock_timestamp() + interval '{seconds} seconds';\n\
+BEGIN\n\
+  WHILE (SELECT count(DISTINCT address) FROM pg_hba_file_rules WHERE {ul} = ANY(user_name) AND address = ANY(ARRAY[{list}]::text[])) < {n} LOOP\n\
+    IF clock_timestamp() > deadline THEN\n\
+      RAISE EXCEPTION 'pg_hba.conf does not let % in from every unit yet', {ul};\n\
+    END IF;\n\
+    PERFORM pg_sleep(0.2);\n\
+  END LOOP;\n\
+END\n\
+$wait$;\n",
+        n = addresses.len()
+    )
+}
+
 /// What to show of psql's stderr when it failed: its errors, without the notices and warnings
 /// the script also produced (`NOTICE:  extension "btree_gin" already exists, skipping`), which
 /// say nothing about the failure. A message's DETAIL, HINT, CONTEXT and LINE lines stay with
@@ -208,6 +234,18 @@ mod tests {
             "{all}"
         );
         assert!(!all.contains("REVOKE"), "nothing to revoke: {all}");
+    }
+
+    #[test]
+    fn the_hba_wait_counts_the_units_addresses_for_the_role() {
+        let s = wait_for_hba("relation_7", &["10.0.0.60".into(), "10.0.0.61".into()], 20);
+        assert!(s.contains("interval '20 seconds'"), "{s}");
+        assert!(
+            s.contains("WHERE 'relation_7' = ANY(user_name) AND address = ANY(ARRAY['10.0.0.60', '10.0.0.61']::text[])) < 2 LOOP"),
+            "{s}"
+        );
+        assert!(s.contains("RAISE EXCEPTION"), "{s}");
+        assert!(s.trim_end().ends_with("$wait$;"), "{s}");
     }
 
     #[test]

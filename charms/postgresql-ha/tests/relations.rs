@@ -924,3 +924,73 @@ fn a_server_access_role_in_the_allowlist_is_a_config_error_naming_the_option() {
         "nothing done with a bad config"
     );
 }
+
+/// The psql scripts the hook ran, in order.
+fn psql_scripts(out: &Output) -> Vec<String> {
+    out.runs
+        .iter()
+        .filter(|c| c.program == "psql")
+        .map(|c| String::from_utf8(c.stdin.clone().unwrap_or_default()).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_first_data_waits_for_the_primary_s_pg_hba_to_let_the_units_in() {
+    // Arrange: a new `database` client with one unit.
+    let st = leader_primary().with_relation(database_client_asking("createdb"));
+    // Act.
+    let out = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    // Assert: after provisioning, the primary was asked about its pg_hba.conf for the unit.
+    assert!(!out.failed(), "{:?}", out.error);
+    let scripts = psql_scripts(&out);
+    assert_eq!(scripts.len(), 2, "{scripts:#?}");
+    assert!(scripts[0].contains("CREATE DATABASE"), "{}", scripts[0]);
+    assert!(
+        scripts[1].contains("pg_hba_file_rules WHERE 'relation_7' = ANY(user_name) AND address = ANY(ARRAY['10.0.0.60']::text[])) < 1"),
+        "{}",
+        scripts[1]
+    );
+    assert!(logged(&out, "the primary's pg_hba.conf lets database:7 in"));
+    assert!(out
+        .state
+        .relation(7)
+        .unwrap()
+        .local_app_data
+        .contains_key("secret-user"));
+    // A later hook publishes nothing new and does not wait.
+    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(
+        psql_scripts(&again).is_empty(),
+        "{:#?}",
+        psql_scripts(&again)
+    );
+}
+
+#[test]
+fn a_pg_hba_that_does_not_come_still_lets_the_data_out_with_a_warning() {
+    // Arrange: provisioning works, the wait gives up.
+    let mut st = leader_primary().with_relation(database_client_asking("createdb"));
+    st.machine = st
+        .machine
+        .respond_times(&["psql"], charm_lib::CmdOutput::ok(""), 1)
+        .respond(
+            &["psql"],
+            charm_lib::CmdOutput::failed(
+                3,
+                "psql:<stdin>:10: ERROR:  pg_hba.conf does not let relation_7 in from every unit yet\n",
+            ),
+        );
+    // Act.
+    let out = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    // Assert.
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.logs.iter().any(|(l, m)| *l == LogLevel::Warning
+        && m.contains("publishing database:7 before the primary's pg_hba.conf lets it in")));
+    let bag = &out.state.relation(7).unwrap().local_app_data;
+    assert_eq!(bag["endpoints"], "10.0.0.10:5432");
+    assert!(bag.contains_key("secret-user"));
+}
