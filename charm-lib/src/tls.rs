@@ -90,17 +90,7 @@ pub fn issue(
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.distinguished_name.push(DnType::CommonName, common_name);
-    p.subject_alt_names = sans
-        .iter()
-        .map(|s| match s.parse::<IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => s
-                .clone()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|e| anyhow!("{s:?} is neither an address nor a DNS name: {e}")),
-        })
-        .collect::<anyhow::Result<_>>()?;
+    p.subject_alt_names = san_types(sans)?;
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -122,6 +112,93 @@ pub fn issue(
     })
 }
 
+fn san_types(sans: &BTreeSet<String>) -> anyhow::Result<Vec<SanType>> {
+    sans.iter()
+        .map(|s| match s.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => s
+                .clone()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e| anyhow!("{s:?} is neither an address nor a DNS name: {e}")),
+        })
+        .collect()
+}
+
+/// A new private key (PEM), for a certificate someone else issues.
+pub fn new_key() -> anyhow::Result<String> {
+    Ok(KeyPair::generate()
+        .context("generating a key")?
+        .serialize_pem())
+}
+
+/// A certificate signing request (PEM) for `key_pem`, naming `common_name` and `sans`: what a
+/// tls-certificates requirer sends its provider.
+pub fn request(
+    key_pem: &str,
+    common_name: &str,
+    sans: &BTreeSet<String>,
+) -> anyhow::Result<String> {
+    let key = KeyPair::from_pem(key_pem).context("the key is not a PEM private key")?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    p.subject_alt_names = san_types(sans)?;
+    let csr = p
+        .serialize_request(&key)
+        .context("signing the certificate request")?;
+    csr.pem()
+        .map_err(|e| anyhow!("encoding the certificate request: {e}"))
+}
+
+/// Whether the request `csr_pem` was made with `key_pem` and names exactly `sans`: if not, a
+/// new request is due.
+pub fn request_serves(csr_pem: &str, key_pem: &str, sans: &BTreeSet<String>) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::FromDer;
+    let Ok(key) = KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, csr)) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+    else {
+        return false;
+    };
+    if csr
+        .certification_request_info
+        .subject_pki
+        .subject_public_key
+        .data
+        .as_ref()
+        != key.public_key_raw()
+    {
+        return false;
+    }
+    let mut named = BTreeSet::new();
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            named.extend(san.general_names.iter().filter_map(general_name_text));
+        }
+    }
+    named == *sans
+}
+
+fn general_name_text(name: &x509_parser::extensions::GeneralName) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    match name {
+        GeneralName::DNSName(d) => Some(d.to_string()),
+        GeneralName::IPAddress(b) => match b.len() {
+            4 => Some(IpAddr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+            16 => Some(IpAddr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// What a certificate on disk says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
@@ -141,7 +218,6 @@ fn parse_pem(pem_text: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Reads `cert_pem` and checks its signature against `ca_cert_pem`.
 pub fn inspect(cert_pem: &str, ca_cert_pem: &str) -> anyhow::Result<Inspected> {
-    use x509_parser::extensions::GeneralName;
     let der = parse_pem(cert_pem)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
@@ -150,24 +226,7 @@ pub fn inspect(cert_pem: &str, ca_cert_pem: &str) -> anyhow::Result<Inspected> {
         .map_err(|e| anyhow!("the CA is not an X.509 certificate: {e}"))?;
     let mut sans = BTreeSet::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
-        for name in &ext.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => {
-                    sans.insert(d.to_string());
-                }
-                GeneralName::IPAddress(b) => {
-                    let ip: Option<IpAddr> = match b.len() {
-                        4 => Some(IpAddr::from(<[u8; 4]>::try_from(*b).expect("4 bytes"))),
-                        16 => Some(IpAddr::from(<[u8; 16]>::try_from(*b).expect("16 bytes"))),
-                        _ => None,
-                    };
-                    if let Some(ip) = ip {
-                        sans.insert(ip.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
+        sans.extend(ext.value.general_names.iter().filter_map(general_name_text));
     }
     let signed_by_ca =
         cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok();
@@ -286,6 +345,27 @@ mod tests {
         assert!(reissue_reason(Some("garbage"), &ca.cert_pem, &want, now)
             .unwrap()
             .contains("unreadable"));
+    }
+
+    #[test]
+    fn a_request_names_its_key_and_addresses() {
+        let key = new_key().unwrap();
+        let want = sans(&["10.0.0.1", "db-1"]);
+        let csr = request(&key, "db-1", &want).unwrap();
+        assert!(
+            csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+            "{csr}"
+        );
+        assert!(request_serves(&csr, &key, &want));
+        assert!(
+            !request_serves(&csr, &key, &sans(&["10.0.0.1"])),
+            "another set of names"
+        );
+        assert!(
+            !request_serves(&csr, &new_key().unwrap(), &want),
+            "another key"
+        );
+        assert!(!request_serves("garbage", &key, &want));
     }
 
     /// OpenSSL, which PostgreSQL, etcd's peers' curl and Python use, accepts the chain.
