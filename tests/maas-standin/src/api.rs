@@ -50,6 +50,9 @@ fn error_response(e: &anyhow::Error) -> Response {
     if let Some(i) = e.downcast_ref::<db::Invalid>() {
         return Response::text(400, i.0.clone());
     }
+    if let Some(r) = e.downcast_ref::<db::Raised>() {
+        return Response::text(400, r.message.clone());
+    }
     if let Some(n) = e.downcast_ref::<db::NotFound>() {
         return Response::text(404, n.0.clone());
     }

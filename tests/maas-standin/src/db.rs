@@ -40,6 +40,97 @@ fn invalid<T>(msg: impl Into<String>) -> Result<T> {
     Err(Invalid(msg.into()).into())
 }
 
+/// An exception a MAAS management command raises: its Python class (`CommandError` or a
+/// subclass of it, which Django prints as `<Class>: <message>`; anything else, such as
+/// `ValueError`, escapes the command) and its message. Through the API it is a 400.
+#[derive(Debug)]
+pub struct Raised {
+    /// The class, as Python names it in a traceback (`ValueError`, `AlreadyExistingUser`).
+    pub class: &'static str,
+    /// `str(exception)`.
+    pub message: String,
+    /// Whether it is Django's `CommandError` or a subclass of it.
+    pub command_error: bool,
+}
+impl std::fmt::Display for Raised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+impl std::error::Error for Raised {}
+
+fn command_error<T>(class: &'static str, msg: impl Into<String>) -> Result<T> {
+    Err(Raised {
+        class,
+        message: msg.into(),
+        command_error: true,
+    }
+    .into())
+}
+
+/// The `django.db.utils` exception (class and message) a failure of a statement on an open
+/// connection raises: psycopg's class by SQLSTATE class (`25` invalid transaction state, such
+/// as a read-only standby: `InternalError`; `42` `ProgrammingError`; `23` `IntegrityError`;
+/// the rest `OperationalError`), the server's message.
+pub fn django_exception(e: &anyhow::Error) -> (&'static str, String) {
+    let Some(db) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<postgres::Error>())
+        .and_then(|pe| pe.as_db_error())
+    else {
+        return ("django.db.utils.OperationalError", format!("{e:#}"));
+    };
+    let class = match &db.code().code()[..2] {
+        "25" => "django.db.utils.InternalError",
+        "42" => "django.db.utils.ProgrammingError",
+        "23" => "django.db.utils.IntegrityError",
+        _ => "django.db.utils.OperationalError",
+    };
+    (class, db.message().to_string())
+}
+
+/// What psycopg's `OperationalError` says (libpq's words) when `connect` to `s` failed with
+/// `e`: `connection to server at "<host>", port <port> failed: <reason>`, the reason being
+/// the server's `FATAL:  …` or the socket's (`Connection refused` with libpq's hint on the
+/// next line, `timeout expired`), or `could not translate host name …` for a name that does
+/// not resolve. Other errors are given as they are.
+pub fn operational_error(s: &DbSettings, e: &anyhow::Error) -> String {
+    let Some(pe) = e.chain().find_map(|c| c.downcast_ref::<postgres::Error>()) else {
+        return format!("{e:#}");
+    };
+    let at = format!(
+        "connection to server at \"{}\", port {} failed",
+        s.host, s.port
+    );
+    if let Some(db) = pe.as_db_error() {
+        return format!("{at}: {}:  {}", db.severity(), db.message());
+    }
+    let mut source = std::error::Error::source(pe);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let text = io.to_string();
+            if let Some(why) = text.split("failed to lookup address information: ").nth(1) {
+                return format!(
+                    "could not translate host name \"{}\" to address: {why}",
+                    s.host
+                );
+            }
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => format!(
+                    "{at}: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?"
+                ),
+                std::io::ErrorKind::TimedOut => format!("{at}: timeout expired"),
+                _ => {
+                    let why = text.split(" (os error").next().unwrap_or(&text);
+                    format!("{at}: {why}")
+                }
+            };
+        }
+        source = err.source();
+    }
+    format!("{at}: {pe}")
+}
+
 /// Opens a connection that only a writable primary accepts, with timeouts short enough that
 /// a dead or frozen database host is noticed within seconds (failover must be visible).
 pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
@@ -92,7 +183,7 @@ CREATE TABLE IF NOT EXISTS standin_heartbeat (
     ts timestamptz NOT NULL DEFAULT now());
 CREATE INDEX IF NOT EXISTS standin_heartbeat_ts ON standin_heartbeat (ts);
 CREATE TABLE IF NOT EXISTS standin_user (
-    username text PRIMARY KEY, email text NOT NULL UNIQUE, password_hash text NOT NULL,
+    username text PRIMARY KEY, email text UNIQUE, password_hash text NOT NULL,
     is_superuser boolean NOT NULL DEFAULT false, ssh_import text,
     created timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS standin_apikey (
@@ -206,7 +297,10 @@ fn hash_password(username: &str, password: &str) -> String {
     )
 }
 
-/// `createadmin`: a superuser with one API key. Refuses duplicates with MAAS's messages.
+/// `createadmin`: a superuser with one API key, as `Command.handle` in MAAS's
+/// src/maasserver/management/commands/createadmin.py creates it: an empty `--email` is taken
+/// (no address); a taken username or email is `AlreadyExistingUser`; a bad `--ssh-import` is
+/// `SSHKeysError` (and nothing is created: MAAS checks it inside the same transaction).
 pub fn create_admin(
     c: &mut Client,
     username: &str,
@@ -214,37 +308,33 @@ pub fn create_admin(
     email: &str,
     ssh_import: Option<&str>,
 ) -> Result<()> {
+    // Django's UserManager._create_user refuses an empty username with a ValueError.
     if username.is_empty() {
-        return invalid("You must input a username or provide it with --username.");
-    }
-    if email.is_empty() {
-        return invalid("You must input an email or provide it with --email");
-    }
-    if let Some(id) = ssh_import.filter(|s| !s.is_empty()) {
-        let word = |s: &str| {
-            s.chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        };
-        let ok = match id.split_once(':') {
-            Some((proto, user)) if id.starts_with("lp") || id.starts_with("gh") => {
-                (proto == "lp" || proto == "gh") && word(user)
-            }
-            None if !(id.starts_with("lp") || id.starts_with("gh")) => word(id),
-            _ => false,
-        };
-        if !ok {
-            return invalid("The protocol or user-id entered is not in a correct format. Your SSH keys will not be imported.");
+        return Err(Raised {
+            class: "ValueError",
+            message: "The given username must be set".into(),
+            command_error: false,
         }
+        .into());
+    }
+    let given = email;
+    let email = normalize_email(email);
+    if let Some(id) = ssh_import.filter(|s| !s.is_empty()) {
+        validate_ssh_import(id)?;
     }
     let mut tx = c.transaction()?;
     tx.batch_execute("LOCK TABLE standin_user IN SHARE ROW EXCLUSIVE MODE")?;
-    // MAAS reports any uniqueness clash (username or email) with this one message.
+    // MAAS makes auth_user's email unique (and nullable); createadmin reports any
+    // IntegrityError, username or email, with this one message, naming the email as given.
     let clash = tx.query_opt(
-        "SELECT 1 FROM standin_user WHERE username = $1 OR lower(email) = lower($2)",
+        "SELECT 1 FROM standin_user WHERE username = $1 OR email = $2",
         &[&username, &email],
     )?;
     if clash.is_some() {
-        return invalid(format!("A user with the email {email} already exists."));
+        return command_error(
+            "AlreadyExistingUser",
+            format!("A user with the email {given} already exists."),
+        );
     }
     tx.execute(
         "INSERT INTO standin_user (username, email, password_hash, is_superuser, ssh_import) VALUES ($1, $2, $3, true, $4)",
@@ -258,6 +348,44 @@ pub fn create_admin(
     Ok(())
 }
 
+/// MAAS's `normalize_email` (src/maasserver/models/__init__.py): an empty address is no
+/// address (NULL, so any number of users may have none); otherwise Django's
+/// `UserManager.normalize_email`, which lowercases the domain part only.
+pub fn normalize_email(email: &str) -> Option<String> {
+    if email.is_empty() {
+        return None;
+    }
+    Some(match email.trim().rsplit_once('@') {
+        Some((name, domain)) => format!("{name}@{}", domain.to_lowercase()),
+        None => email.to_string(),
+    })
+}
+
+/// `validate_ssh_import` in MAAS's createadmin.py: `lp:<id>`/`gh:<id>`, or a bare id
+/// (Launchpad then), ids of word characters and `-`.
+fn validate_ssh_import(id: &str) -> Result<()> {
+    let word = |s: &str| {
+        s.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    };
+    if id.starts_with("lp") || id.starts_with("gh") {
+        let ok =
+            matches!(id.split_once(':'), Some((p, user)) if (p == "lp" || p == "gh") && word(user));
+        if !ok {
+            return command_error(
+                "SSHKeysError",
+                "The protocol or user-id entered is not in a correct format. Your SSH keys will not be imported.",
+            );
+        }
+    } else if !word(id) {
+        return command_error(
+            "SSHKeysError",
+            "The input entered is not in a correct format. Your SSH keys will not be imported.",
+        );
+    }
+    Ok(())
+}
+
 fn require_user(c: &mut Client, username: &str) -> Result<()> {
     if c.query_opt(
         "SELECT 1 FROM standin_user WHERE username = $1",
@@ -265,7 +393,8 @@ fn require_user(c: &mut Client, username: &str) -> Result<()> {
     )?
     .is_none()
     {
-        return invalid(format!("User {username} does not exist."));
+        // apikey.py `Command.handle`: `raise CommandError("User does not exist.")`.
+        return command_error("CommandError", "User does not exist.");
     }
     Ok(())
 }
@@ -329,7 +458,7 @@ pub fn users(c: &mut Client) -> Result<Value> {
     )?;
     Ok(Value::Array(rows.iter().map(|r| {
         let u: String = r.get(0);
-        json!({"username": u, "email": r.get::<_, String>(1), "is_superuser": r.get::<_, bool>(2),
+        json!({"username": u, "email": r.get::<_, Option<String>>(1), "is_superuser": r.get::<_, bool>(2),
                "is_local": true, "resource_uri": format!("/MAAS/api/2.0/users/{u}/")})
     }).collect()))
 }
@@ -780,67 +909,128 @@ pub fn iprange_create(c: &mut Client, params: &[(String, String)]) -> Result<Val
     Ok(iprange_json(&r))
 }
 
-/// Global settings `set-config` accepts (a subset of MAAS's; others are refused as MAAS does).
-pub const CONFIG_NAMES: &[&str] = &[
-    "active_discovery_interval",
-    "boot_images_auto_import",
-    "commissioning_distro_series",
-    "completed_intro",
-    "curtin_verbose",
-    "default_distro_series",
-    "default_dns_ttl",
-    "default_min_hwe_kernel",
-    "default_osystem",
-    "default_storage_layout",
-    "disk_erase_with_quick_erase",
-    "disk_erase_with_secure_erase",
-    "dns_trusted_acl",
-    "dnssec_validation",
-    "enable_analytics",
-    "enable_disk_erasing_on_release",
-    "enable_http_proxy",
-    "enable_third_party_drivers",
-    "http_proxy",
-    "kernel_opts",
-    "maas_auto_ipmi_user",
-    "maas_name",
-    "maas_proxy_port",
-    "main_archive",
-    "network_discovery",
-    "ntp_external_only",
-    "ntp_servers",
-    "ports_archive",
-    "prefer_v4_proxy",
-    "prometheus_enabled",
-    "prometheus_push_gateway",
-    "prometheus_push_interval",
-    "promtail_enabled",
-    "promtail_port",
-    "theme",
-    "upstream_dns",
-    "use_peer_proxy",
-    "windows_kms_host",
+/// How MAAS's settings form cleans a value (`CONFIG_ITEMS` in src/maasserver/forms/settings.py:
+/// the Django form field of each setting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `forms.BooleanField` (required=False): `false` and `0`, in any case, and the empty
+    /// string are false, anything else true.
+    Bool,
+    /// `forms.IntegerField` (required=False): a whole number, empty is null, else `Enter a
+    /// whole number.`
+    Int,
+    /// Any other field (CharField, ChoiceField, URL, host and address lists): the string, its
+    /// surrounding white space stripped. The stand-in does not check choices or formats.
+    Text,
+}
+
+/// The global settings `set-config`/`get-config` know (a subset of MAAS's; others are refused
+/// as MAAS refuses them): name, kind, and the value an unset setting reads as, as JSON
+/// (`get_default_config` in src/maasserver/models/config.py, 3.6; `main_archive` and
+/// `ports_archive` come from the package repositories, `migrated_config_values` in
+/// src/maasserver/api/maas.py; `maas_name` defaults to the host name).
+pub const CONFIG_ITEMS: &[(&str, Kind, &str)] = &[
+    ("active_discovery_interval", Kind::Text, "10800"),
+    ("boot_images_auto_import", Kind::Bool, "true"),
+    ("commissioning_distro_series", Kind::Text, "\"noble\""),
+    ("completed_intro", Kind::Bool, "false"),
+    ("curtin_verbose", Kind::Bool, "true"),
+    ("default_distro_series", Kind::Text, "\"noble\""),
+    ("default_dns_ttl", Kind::Int, "30"),
+    ("default_min_hwe_kernel", Kind::Text, "\"\""),
+    ("default_osystem", Kind::Text, "\"ubuntu\""),
+    ("default_storage_layout", Kind::Text, "\"flat\""),
+    ("disk_erase_with_quick_erase", Kind::Bool, "false"),
+    ("disk_erase_with_secure_erase", Kind::Bool, "true"),
+    ("dns_trusted_acl", Kind::Text, "null"),
+    ("dnssec_validation", Kind::Text, "\"auto\""),
+    ("enable_analytics", Kind::Bool, "true"),
+    ("enable_disk_erasing_on_release", Kind::Bool, "false"),
+    ("enable_http_proxy", Kind::Bool, "true"),
+    ("enable_third_party_drivers", Kind::Bool, "true"),
+    ("http_proxy", Kind::Text, "null"),
+    ("kernel_opts", Kind::Text, "null"),
+    ("maas_auto_ipmi_user", Kind::Text, "\"maas\""),
+    ("maas_name", Kind::Text, ""),
+    ("maas_proxy_port", Kind::Int, "8000"),
+    (
+        "main_archive",
+        Kind::Text,
+        "\"http://archive.ubuntu.com/ubuntu\"",
+    ),
+    ("network_discovery", Kind::Text, "\"enabled\""),
+    ("ntp_external_only", Kind::Bool, "false"),
+    ("ntp_servers", Kind::Text, "\"ntp.ubuntu.com\""),
+    (
+        "ports_archive",
+        Kind::Text,
+        "\"http://ports.ubuntu.com/ubuntu-ports\"",
+    ),
+    ("prefer_v4_proxy", Kind::Bool, "false"),
+    ("prometheus_enabled", Kind::Bool, "false"),
+    ("prometheus_push_gateway", Kind::Text, "null"),
+    ("prometheus_push_interval", Kind::Int, "60"),
+    ("promtail_enabled", Kind::Bool, "false"),
+    ("promtail_port", Kind::Int, "5238"),
+    ("theme", Kind::Text, "\"\""),
+    ("upstream_dns", Kind::Text, "null"),
+    ("use_peer_proxy", Kind::Bool, "false"),
+    ("windows_kms_host", Kind::Text, "null"),
 ];
 
-/// `maas set-config name= value=`.
-pub fn set_config(c: &mut Client, name: &str, value: &str) -> Result<()> {
-    if !CONFIG_NAMES.contains(&name) {
+fn config_item(name: &str) -> Result<(Kind, Value)> {
+    let Some((_, kind, default)) = CONFIG_ITEMS.iter().find(|(n, _, _)| *n == name) else {
         return invalid(format!("{{\"name\": [\"\\\"{name}\\\" is not a valid config setting (see help for details).\"]}}"));
-    }
+    };
+    let default = if default.is_empty() {
+        Value::String(util::hostname())
+    } else {
+        serde_json::from_str(default).unwrap_or(Value::Null)
+    };
+    Ok((*kind, default))
+}
+
+/// The value MAAS's form cleans `value` to for a setting of `kind` (Django's
+/// `BooleanField.to_python`, `IntegerField.to_python`, `CharField` stripping), or the form's
+/// error for `name`, as the API answers it (400, `{"<name>": ["…"]}`).
+pub fn clean_config_value(name: &str, kind: Kind, value: &str) -> Result<Value> {
+    Ok(match kind {
+        Kind::Bool => Value::Bool(!matches!(value.to_lowercase().as_str(), "false" | "0" | "")),
+        Kind::Int => match value.trim() {
+            "" => Value::Null,
+            v => match v.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => return invalid(format!("{{\"{name}\": [\"Enter a whole number.\"]}}")),
+            },
+        },
+        Kind::Text => Value::String(value.trim().to_string()),
+    })
+}
+
+/// `maas set-config name= value=`: the cleaned, typed value is stored (MAAS's Config rows hold
+/// JSON), as `MaasHandler.set_config` saves it through the setting's form.
+pub fn set_config(c: &mut Client, name: &str, value: &str) -> Result<()> {
+    let (kind, _) = config_item(name)?;
+    let typed = clean_config_value(name, kind, value)?;
     c.execute(
         "INSERT INTO standin_config (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2",
-        &[&name, &value],
+        &[&name, &typed.to_string()],
     )?;
     Ok(())
 }
 
-/// `maas get-config name=`; unset settings read as null.
+/// `maas get-config name=`: the stored value with its type (`MaasHandler.get_config` answers
+/// `json.dumps(value)`), or the default of a setting never set (`Config.objects.get_config`).
 pub fn get_config(c: &mut Client, name: &str) -> Result<Value> {
-    if !CONFIG_NAMES.contains(&name) {
-        return invalid(format!("{{\"name\": [\"\\\"{name}\\\" is not a valid config setting (see help for details).\"]}}"));
-    }
+    let (_, default) = config_item(name)?;
     let r = c.query_opt("SELECT value FROM standin_config WHERE name = $1", &[&name])?;
-    Ok(r.map(|r| Value::String(r.get(0))).unwrap_or(Value::Null))
+    Ok(match r {
+        Some(row) => {
+            let text: String = row.get(0);
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        }
+        None => default,
+    })
 }
 
 /// The shared secret in the database, if a region has stored one.
@@ -868,6 +1058,46 @@ pub fn recent_heartbeats(c: &mut Client, limit: i64) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_values_are_cleaned_as_maas_forms_clean_them() {
+        let clean = |k, v| clean_config_value("x", k, v).unwrap();
+        for (v, want) in [
+            ("True", true),
+            ("true", true),
+            ("1", true),
+            ("yes", true),
+            ("False", false),
+            ("FALSE", false),
+            ("0", false),
+            ("", false),
+        ] {
+            assert_eq!(clean(Kind::Bool, v), json!(want), "{v:?}");
+        }
+        assert_eq!(clean(Kind::Int, " 42 "), json!(42));
+        assert_eq!(clean(Kind::Int, ""), Value::Null);
+        let e = clean_config_value("promtail_port", Kind::Int, "x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "{\"promtail_port\": [\"Enter a whole number.\"]}"
+        );
+        assert_eq!(clean(Kind::Text, " maas-1 "), json!("maas-1"));
+        assert_eq!(
+            config_item("prometheus_enabled").unwrap(),
+            (Kind::Bool, json!(false))
+        );
+        assert!(config_item("no_such_setting").is_err());
+    }
+
+    #[test]
+    fn emails_are_normalised_as_maas_does() {
+        assert_eq!(normalize_email(""), None);
+        assert_eq!(
+            normalize_email("Ops@EXAMPLE.com").as_deref(),
+            Some("Ops@example.com")
+        );
+        assert_eq!(normalize_email("local").as_deref(), Some("local"));
+    }
 
     #[test]
     fn networks() {

@@ -206,14 +206,18 @@ fn region_init_heartbeats_users_and_api() {
         ),
         "MAAS words a username clash so too"
     );
-    let (s, b) = createadmin("username=admin2&password=pw&email=ADMIN%40example.com");
+    // auth_user's email is unique as Django normalises it (the domain lowercased only:
+    // `normalize_email`, src/maasserver/models/__init__.py); the message names it as given.
+    let (s, b) = createadmin("username=admin2&password=pw&email=admin%40EXAMPLE.com");
     assert_eq!(
         (s, b.as_str()),
         (
             400,
-            "A user with the email ADMIN@example.com already exists."
+            "A user with the email admin@EXAMPLE.com already exists."
         )
     );
+    let (s, b) = createadmin("username=admin2&password=pw&email=ADMIN%40example.com");
+    assert_eq!(s, 200, "another local part is another address: {b}");
     let (s, b) = get(&format!("{}/standin/apikey?username=admin", r.url())).unwrap();
     assert_eq!(s, 200);
     let keys: Vec<String> = serde_json::from_str(&b).unwrap();
@@ -225,10 +229,45 @@ fn region_init_heartbeats_users_and_api() {
     ));
     let o =
         r.sb.run_line("maas createadmin --username ops2 --password pw --email ops@example.com");
+    // Django prints a CommandError subclass by its own name (BaseCommand.run_from_argv):
+    // createadmin.py raises AlreadyExistingUser.
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "CommandError: A user with the email ops@example.com already exists.\n"
+        "AlreadyExistingUser: A user with the email ops@example.com already exists.\n"
+    );
+    // MAAS prompts only for an option that is absent: `--email ""` is an admin without an
+    // address (stored as none, so several may have none), `--username ""` fails in Django's
+    // create_superuser, which the snap's maas reports through argparse (exit 2) and the deb's
+    // maas-region as a traceback (exit 1).
+    for user in ["noemail1", "noemail2"] {
+        assert_ok(&r.sb.run(&[
+            "maas",
+            "createadmin",
+            "--username",
+            user,
+            "--password",
+            "pw",
+            "--email",
+            "",
+        ]));
+    }
+    let o = r.sb.run(&[
+        "maas",
+        "createadmin",
+        "--username",
+        "",
+        "--password",
+        "pw",
+        "--email",
+        "",
+    ]);
+    assert_eq!(
+        (o.status.code(), stderr(&o).as_str()),
+        (
+            Some(2),
+            "usage: maas [-h] COMMAND ...\nmaas: error: The given username must be set\n"
+        )
     );
     let o = r.sb.run(&[
         "maas",
@@ -242,14 +281,21 @@ fn region_init_heartbeats_users_and_api() {
         "--ssh-import",
         "xx:bad id",
     ]);
-    assert_fails_with(&o, 1, "not in a correct format");
+    assert_fails_with(
+        &o,
+        1,
+        "SSHKeysError: The input entered is not in a correct format.",
+    );
     let o =
         r.sb.run_line("maas createadmin --username ops3 --email ops3@example.com");
     assert_eq!(o.status.code(), Some(1), "no password: MAAS would prompt");
     let o = r.sb.run_line("maas apikey --username admin");
     assert_eq!(stdout(&o).trim(), keys[0]);
     let o = r.sb.run_line("maas apikey --username nobody");
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        (o.status.code(), stderr(&o).as_str()),
+        (Some(1), "CommandError: User does not exist.\n")
+    );
 
     // login, then the API calls the charms make.
     assert_ok(&r.sb.run_line(&format!(
@@ -278,9 +324,45 @@ fn region_init_heartbeats_users_and_api() {
         &r.sb
             .run_line("maas admin maas set-config name=prometheus_enabled value=true"),
     );
-    let prometheus_enabled = "maas admin maas get-config name=prometheus_enabled";
-    let o = r.sb.run_line(prometheus_enabled);
-    assert!(stdout(&o).contains("true"), "{}", stdout(&o));
+    // Settings keep MAAS's types: the form cleans `value` (a BooleanField: "True" is true),
+    // and get_config answers json.dumps of the stored value (src/maasserver/api/maas.py).
+    let get = |name: &str| {
+        json_out(
+            &r.sb
+                .run_line(&format!("maas admin maas get-config name={name}")),
+        )
+    };
+    assert_eq!(get("prometheus_enabled"), Value::Bool(true));
+    assert_ok(
+        &r.sb
+            .run_line("maas admin maas set-config name=prometheus_enabled value=False"),
+    );
+    assert_eq!(get("prometheus_enabled"), Value::Bool(false));
+    assert_ok(
+        &r.sb
+            .run_line("maas admin maas set-config name=promtail_port value=5239"),
+    );
+    assert_eq!(get("promtail_port"), serde_json::json!(5239));
+    assert_eq!(
+        get("promtail_enabled"),
+        Value::Bool(false),
+        "an unset setting reads as its default"
+    );
+    assert_eq!(get("prometheus_push_interval"), serde_json::json!(60));
+    assert_fails_with(
+        &r.sb
+            .run_line("maas admin maas set-config name=promtail_port value=x"),
+        2,
+        "Enter a whole number.",
+    );
+    let users = json_out(&r.sb.run_line("maas admin users read"));
+    let noemail = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "noemail1")
+        .unwrap();
+    assert_eq!(noemail["email"], Value::Null);
     assert_fails_with(
         &r.sb
             .run_line("maas admin maas set-config name=no_such_setting value=1"),
@@ -307,8 +389,10 @@ fn region_init_heartbeats_users_and_api() {
         &r2.sb
             .run_line(&format!("maas login admin {} {}", r2.url(), keys[0])),
     );
-    let o = r2.sb.run_line(prometheus_enabled);
-    assert!(stdout(&o).contains("true"), "{}", stdout(&o));
+    let o = r2
+        .sb
+        .run_line("maas admin maas get-config name=promtail_port");
+    assert_eq!(json_out(&o), serde_json::json!(5239));
     let regions = wait_for("both regions listed", T, || {
         let v = json_out(&r2.sb.run_line("maas admin region-controllers read"));
         (v.as_array().map(|a| a.len()) == Some(2)).then_some(v)
@@ -589,9 +673,25 @@ fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
         "maas init region --maas-url {} --database-uri {uri}",
         r.url()
     );
+    // Off a terminal (as a charm runs it) MAAS's `migrate_db` runs dbupgrade with check_call:
+    // its traceback reaches stderr, then maascli's `main` reports the CalledProcessError
+    // through argparse, exit 2 (src/maascli/snap.py, src/maascli/__init__.py).
     let o = r.sb.run_line(&init_dead);
-    assert_fails_with(&o, 1, "Failed to perfom migrations");
-    assert_stderr_has(&o, "Connection refused");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("Traceback (most recent call last):\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("\ndjango.db.utils.OperationalError: connection to server at \"127.0.0.1\", port {dead} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n")),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("usage: maas [-h] COMMAND ...\nmaas: error: Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n"),
+        "{err}"
+    );
+    assert!(stdout(&o).contains("Performing database migrations"));
     let conf: serde_yaml::Value = serde_yaml::from_str(&read(&conf_path)).unwrap();
     assert_eq!(conf["database_port"].as_u64(), Some(dead as u64));
     assert_eq!(conf["maas_url"].as_str(), Some(r.url().as_str()));
@@ -617,7 +717,7 @@ fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
     // A forced re-init against a database that is gone: new settings, no secret, and the
     // mode it had (MAAS only writes snap_mode after success).
     let o = r.sb.run_line(&format!("{init_dead} --force"));
-    assert_fails_with(&o, 1, "Connection refused");
+    assert_fails_with(&o, 2, "Connection refused");
     assert!(stdout(&o).contains("Stopping services"), "{}", stdout(&o));
     let conf: serde_yaml::Value = serde_yaml::from_str(&read(&conf_path)).unwrap();
     assert_eq!(conf["database_port"].as_u64(), Some(dead as u64));
@@ -637,8 +737,28 @@ fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
 /// (src/maasserver/start_up.py, `inner_start_up`).
 #[test]
 fn deb_dbupgrade_writes_no_secret_regiond_does() {
-    let pg = Postgres::start();
     let r = Region::new("deb-secret", "region-d");
+    // No database yet: the exception escapes dbupgrade (one `ensure_connection`, no retry)
+    // and Python prints its traceback, exit 1.
+    let dead = free_port();
+    assert_ok(&r.sb.run(&[
+        "maas-region",
+        "local_config_set",
+        "--database-host",
+        "127.0.0.1",
+        "--database-port",
+        &dead.to_string(),
+    ]));
+    let o = r.sb.run_line("maas-region dbupgrade");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("Traceback (most recent call last):\n")
+            && err.ends_with(&format!("django.db.utils.OperationalError: connection to server at \"127.0.0.1\", port {dead} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n")),
+        "{err}"
+    );
+
+    let pg = Postgres::start();
     assert_ok(&r.sb.run(&[
         "maas-region",
         "local_config_set",
@@ -678,4 +798,33 @@ fn deb_dbupgrade_writes_no_secret_regiond_does() {
         .get(0);
     assert_eq!(secret.trim(), in_db);
     assert_eq!(mode_of(&secret_path) & 0o037, 0);
+
+    // The deb's createadmin: an exception that is not a CommandError is a traceback, exit 1.
+    let o = r.sb.run(&[
+        "maas-region",
+        "createadmin",
+        "--username",
+        "",
+        "--password",
+        "pw",
+        "--email",
+        "",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("Traceback (most recent call last):\n")
+            && err.ends_with("\nValueError: The given username must be set\n"),
+        "{err}"
+    );
+    assert_ok(&r.sb.run(&[
+        "maas-region",
+        "createadmin",
+        "--username",
+        "admin",
+        "--password",
+        "pw",
+        "--email",
+        "",
+    ]));
 }

@@ -1,13 +1,60 @@
 //! `createadmin` and `apikey`, shared by `maas` and `maas-region`: both talk to the database
 //! directly, as MAAS's management commands do, so they work even while regiond is restarting.
+//! Their failures look as MAAS's do (see [`python`]).
 
-use super::{fail, parse};
+use super::{fail, parse, python};
 use crate::argparse::{Opt, Parser};
 use crate::conf::ConfFile;
 use crate::db;
 use std::path::Path;
 
-fn open(conf_path: &Path) -> Result<postgres::Client, i32> {
+/// The command line a failure is reported for: the snap's `maas` (maascli) or the deb's
+/// `maas-region` (Django's own command line).
+#[derive(Clone, Copy)]
+struct Cmd<'a> {
+    prog: &'a str,
+    maascli: bool,
+    frame: python::Frame<'a>,
+}
+
+impl<'a> Cmd<'a> {
+    fn new(prog: &'a str, frame: python::Frame<'a>) -> Cmd<'a> {
+        Cmd {
+            prog,
+            maascli: prog.starts_with("maas "),
+            frame,
+        }
+    }
+
+    /// An exception escaping the command, as MAAS shows it ([`python::uncaught`]).
+    fn uncaught(&self, exception: &str, message: &str) -> i32 {
+        let script = if self.maascli {
+            "/snap/maas/current/bin/maas"
+        } else {
+            "/usr/sbin/maas-region"
+        };
+        let frames = [
+            python::Frame(script, 8, "<module>", "sys.exit(run())"),
+            python::Frame(self.frame.0, self.frame.1, self.frame.2, self.frame.3),
+        ];
+        python::uncaught(self.maascli, &frames, exception, message)
+    }
+
+    /// A refusal from the database layer: Django's `<Class>: <message>` for a `CommandError`,
+    /// an escaping exception otherwise.
+    fn report(&self, e: anyhow::Error) -> i32 {
+        if let Some(r) = e.downcast_ref::<db::Raised>() {
+            return if r.command_error {
+                python::command_error(r.class, &r.message)
+            } else {
+                self.uncaught(r.class, &r.message)
+            };
+        }
+        fail(format!("{}: database error: {e:#}", self.prog))
+    }
+}
+
+fn open(cmd: Cmd, conf_path: &Path) -> Result<postgres::Client, i32> {
     if !conf_path.exists() {
         return Err(fail(format!(
             "MAAS is not initialised as a region: {} is missing.",
@@ -15,26 +62,32 @@ fn open(conf_path: &Path) -> Result<postgres::Client, i32> {
         )));
     }
     let conf = ConfFile::load(conf_path).map_err(|e| fail(format!("{e:#}")))?;
-    let mut c = db::connect(&conf.db(), "maas-standin-cli")
-        .map_err(|e| fail(format!("Unable to connect to the database: {e:#}")))?;
+    let settings = conf.db();
+    // Django connects on the command's first query; a database it cannot reach raises
+    // OperationalError out of the command (psycopg's message, libpq's words).
+    let mut c = db::connect(&settings, "maas-standin-cli").map_err(|e| {
+        cmd.uncaught(
+            "django.db.utils.OperationalError",
+            &db::operational_error(&settings, &e),
+        )
+    })?;
     match db::needs_init(&mut c) {
         Ok(false) => Ok(c),
-        Ok(true) => Err(fail(
-            "The MAAS database has not been initialised (run the migrations first).",
+        // No migrations yet: there is no auth_user table to ask.
+        Ok(true) => Err(cmd.uncaught(
+            "django.db.utils.ProgrammingError",
+            "relation \"auth_user\" does not exist",
         )),
-        Err(e) => Err(fail(format!("Database error: {e:#}"))),
+        Err(e) => Err(cmd.report(e)),
     }
 }
 
-/// Django prints a management command's refusal as `CommandError: <message>`.
-fn report_db_error(e: anyhow::Error) -> i32 {
-    match e.downcast_ref::<db::Invalid>() {
-        Some(i) => fail(format!("CommandError: {}", i.0)),
-        None => fail(format!("Database error: {e:#}")),
-    }
-}
-
-/// `createadmin --username --password --email [--ssh-import]`.
+/// `createadmin --username --password --email [--ssh-import]` (createadmin.py
+/// `Command.handle`). MAAS prompts for an option that is absent (`None`), and its prompt reads
+/// stdin until it gets a line, so off a terminal it never returns; the stand-in refuses
+/// instead, with the message MAAS gives for an empty answer. An option given empty is taken as
+/// it is: `--email ""` creates a user without an address, `--username ""` fails in Django
+/// (`ValueError: The given username must be set`).
 pub fn createadmin(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
     let p = Parser::new(prog).opts(&[
         Opt::value("--username", "Username for the new account."),
@@ -53,17 +106,34 @@ pub fn createadmin(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    // MAAS prompts for what is missing; the stand-in never prompts.
+    let cmd = Cmd::new(
+        prog,
+        python::Frame(
+            "/usr/lib/python3/dist-packages/maasserver/management/commands/createadmin.py",
+            164,
+            "handle",
+            "User.objects.db_manager(DEFAULT_DB_ALIAS).create_superuser(",
+        ),
+    );
     if a.get("--username").is_none() {
-        return fail("CommandError: You must input a username or provide it with --username.");
+        return python::command_error(
+            "EmptyUsername",
+            "You must input a username or provide it with --username.",
+        );
     }
     if a.get("--password").is_none() {
-        return fail("CommandError: --password is required: MAAS would prompt for it, and the stand-in never prompts.");
+        return python::command_error(
+            "CommandError",
+            "--password is required: MAAS would prompt for it, and the stand-in never prompts.",
+        );
     }
     if a.get("--email").is_none() {
-        return fail("CommandError: You must input an email or provide it with --email");
+        return python::command_error(
+            "EmptyEmail",
+            "You must input an email or provide it with --email",
+        );
     }
-    let mut c = match open(conf_path) {
+    let mut c = match open(cmd, conf_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -76,7 +146,7 @@ pub fn createadmin(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
     );
     match r {
         Ok(()) => 0,
-        Err(e) => report_db_error(e),
+        Err(e) => cmd.report(e),
     }
 }
 
@@ -95,9 +165,21 @@ pub fn apikey(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
         Err(code) => return code,
     };
     let Some(user) = a.get("--username") else {
-        return fail("CommandError: You must provide a username with --username.");
+        return python::command_error(
+            "CommandError",
+            "You must provide a username with --username.",
+        );
     };
-    let mut c = match open(conf_path) {
+    let cmd = Cmd::new(
+        prog,
+        python::Frame(
+            "/usr/lib/python3/dist-packages/maasserver/management/commands/apikey.py",
+            115,
+            "handle",
+            "user = get_one(User.objects.filter(username=username))",
+        ),
+    );
+    let mut c = match open(cmd, conf_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -119,6 +201,6 @@ pub fn apikey(prog: &str, conf_path: &Path, args: &[String]) -> i32 {
             }
             0
         }
-        Err(e) => report_db_error(e),
+        Err(e) => cmd.report(e),
     }
 }

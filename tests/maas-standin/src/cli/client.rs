@@ -322,7 +322,13 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
                 Ok(v) if v.is_object() || v.is_array() => {
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or(r.body));
                 }
-                _ => println!("Success.\nMachine-readable output follows:\n{}", r.body),
+                // `print_response_content` (src/maascli/utils.py): the body as it came; the
+                // `Success.` banner and a final newline only on a terminal.
+                // SAFETY: isatty has no preconditions.
+                _ if unsafe { libc::isatty(1) } == 1 => {
+                    println!("Success.\nMachine-readable output follows:\n{}", r.body)
+                }
+                _ => print!("{}", r.body),
             }
             0
         }

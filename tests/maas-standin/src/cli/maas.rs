@@ -2,7 +2,7 @@
 //! `createadmin`, `apikey`, and the API client commands (`login`, `logout`, `list`,
 //! `<profile> <resource> <op>`).
 
-use super::{fail, parse, report, require_root};
+use super::{fail, parse, python, report, require_root};
 use crate::argparse::{Exit, Opt, Parsed, Parser};
 use crate::conf::{self, ConfFile, DbSettings};
 use crate::db;
@@ -194,7 +194,10 @@ fn init(args: &[String]) -> i32 {
     }
     match do_init(&mode, &a) {
         Ok(()) => 0,
-        Err(e) => fail(format!("Error: {e:#}")),
+        Err(e) => match e.downcast_ref::<Reported>() {
+            Some(Reported(code)) => *code,
+            None => fail(format!("Error: {e:#}")),
+        },
     }
 }
 
@@ -307,10 +310,66 @@ fn set_debug(c: &mut ConfFile, a: &Parsed) {
     }
 }
 
+/// A failure already printed the way MAAS prints it; the command exits with this code.
+#[derive(Debug)]
+struct Reported(i32);
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+impl std::error::Error for Reported {}
+
+/// `maas-region dbupgrade`'s traceback when the migrations fail (`Command.handle` in
+/// src/maasserver/management/commands/dbupgrade.py: `conn.ensure_connection()`, one attempt,
+/// then Django's `migrate`), ending in the exception psycopg raised through Django.
+pub fn dbupgrade_traceback(
+    snap: bool,
+    s: &DbSettings,
+    e: &anyhow::Error,
+    connecting: bool,
+) -> String {
+    let file = format!(
+        "{}/maasserver/management/commands/dbupgrade.py",
+        python::site_packages(snap)
+    );
+    let script = if snap {
+        "/snap/maas/current/bin/maas-region"
+    } else {
+        "/usr/sbin/maas-region"
+    };
+    let (class, message, frame) = if connecting {
+        (
+            "django.db.utils.OperationalError",
+            db::operational_error(s, e),
+            python::Frame(&file, 235, "handle", "conn.ensure_connection()"),
+        )
+    } else {
+        let (class, message) = db::django_exception(e);
+        (
+            class,
+            message,
+            python::Frame(&file, 253, "handle", "call_command("),
+        )
+    };
+    python::traceback(
+        &[
+            python::Frame(script, 8, "<module>", "sys.exit(run())"),
+            frame,
+        ],
+        class,
+        &message,
+    )
+}
+
 /// `db_need_init` then `migrate_db` (src/maascli/snap.py): a database that cannot be asked
 /// counts as needing init, so the migrations run and fail on it, as `dbupgrade`'s
 /// `ensure_connection` does (src/maasserver/management/commands/dbupgrade.py). Whether it
-/// migrated.
+/// migrated. A failure is printed as MAAS prints it: `migrate_db` runs `maas-region
+/// dbupgrade`; off a terminal (a charm's hook) with `subprocess.check_call`, so dbupgrade's
+/// traceback reaches stderr and the `CalledProcessError` escapes to maascli's `main`, which
+/// reports it through argparse (exit 2); on a terminal it captures the output and prints
+/// `Failed to perfom migrations:` and it on stdout (exit 1).
 fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
     let fresh = db::connect(db_settings, "maas-standin-init")
         .and_then(|mut c| db::needs_init(&mut c))
@@ -319,12 +378,25 @@ fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
         return Ok(false);
     }
     println!("Performing database migrations");
-    db::connect(db_settings, "maas-standin-dbupgrade")
-        .and_then(|mut c| db::migrate(&mut c))
-        .map_err(|e| {
-            anyhow::anyhow!("Failed to perfom migrations: django.db.utils.OperationalError: {e:#}")
-        })?;
-    Ok(true)
+    let r = match db::connect(db_settings, "maas-standin-dbupgrade") {
+        Err(e) => Err((e, true)),
+        Ok(mut c) => db::migrate(&mut c).map_err(|e| (e, false)),
+    };
+    let Err((e, connecting)) = r else {
+        return Ok(true);
+    };
+    let tb = dbupgrade_traceback(true, db_settings, &e, connecting);
+    // SAFETY: isatty has no preconditions.
+    let code = if unsafe { libc::isatty(1) } == 1 {
+        println!("Failed to perfom migrations:\n{tb}\n");
+        1
+    } else {
+        eprint!("{tb}");
+        python::maascli_error(
+            "Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.",
+        )
+    };
+    Err(Reported(code).into())
 }
 
 fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod maas;
+pub mod python;
 pub mod rack;
 pub mod region;
 

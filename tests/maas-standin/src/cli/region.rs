@@ -244,14 +244,16 @@ fn dbupgrade(args: &[String]) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(format!("Error: {e:#}")),
     };
-    let r = db::connect(&c.db(), "maas-standin-dbupgrade").and_then(|mut cl| {
+    let settings = c.db();
+    let r = match db::connect(&settings, "maas-standin-dbupgrade") {
+        Err(e) => Err((e, true)),
         // Migrations only: `dbupgrade` writes no file (Command.handle in
         // src/maasserver/management/commands/dbupgrade.py); the shared secret file is
         // regiond's, at start-up (`regiond::Region::start_up`).
-        let fresh = db::needs_init(&mut cl)?;
-        db::migrate(&mut cl)?;
-        Ok(fresh)
-    });
+        Ok(mut cl) => db::needs_init(&mut cl)
+            .and_then(|fresh| db::migrate(&mut cl).map(|()| fresh))
+            .map_err(|e| (e, false)),
+    };
     match r {
         Ok(true) => {
             println!("Operations to perform: apply all migrations\nRunning migrations: stand-in schema created.");
@@ -261,7 +263,14 @@ fn dbupgrade(args: &[String]) -> i32 {
             println!("Operations to perform: apply all migrations\nRunning migrations:\n  No migrations to apply.");
             0
         }
-        Err(e) => fail(format!("django.db.utils.OperationalError: {e:#}")),
+        // An exception escapes the management command: Python's traceback, exit 1.
+        Err((e, connecting)) => {
+            eprint!(
+                "{}",
+                super::maas::dbupgrade_traceback(false, &settings, &e, connecting)
+            );
+            1
+        }
     }
 }
 

@@ -1,0 +1,81 @@
+//! How MAAS's Python commands fail, so callers see what MAAS shows them: Django's
+//! `<Class>: <message>` for a management command's `CommandError`, a traceback for any other
+//! exception, and, in the snap's `maas`, argparse's error line for whatever escaped the command.
+//! The frames name MAAS's real files and functions; the paths and line numbers around them are
+//! only there to give the traceback its shape (nothing reads them).
+
+/// One frame of a traceback: file, line, function, the source line shown under it.
+#[derive(Clone, Copy)]
+pub struct Frame<'a>(pub &'a str, pub u32, pub &'a str, pub &'a str);
+
+/// Python's report of an uncaught exception (`sys.excepthook`): `Traceback (most recent call
+/// last):`, the frames outermost first, then `<exception class>: <message>`.
+pub fn traceback(frames: &[Frame], exception: &str, message: &str) -> String {
+    let mut out = String::from("Traceback (most recent call last):\n");
+    for Frame(file, line, func, source) in frames {
+        out.push_str(&format!(
+            "  File \"{file}\", line {line}, in {func}\n    {source}\n"
+        ));
+    }
+    out.push_str(&format!("{exception}: {message}\n"));
+    out
+}
+
+/// Where MAAS's Python packages live, by packaging (illustrative).
+pub fn site_packages(snap: bool) -> &'static str {
+    if snap {
+        "/snap/maas/current/lib/python3/dist-packages"
+    } else {
+        "/usr/lib/python3/dist-packages"
+    }
+}
+
+/// A Django management command that raised `CommandError` (or a subclass): Django's
+/// `BaseCommand.run_from_argv` writes `<Class>: <message>` on stderr and exits 1.
+pub fn command_error(class: &str, message: &str) -> i32 {
+    eprintln!("{class}: {message}");
+    1
+}
+
+/// The snap's `maas` after an exception escaped a command: `main` in MAAS's
+/// src/maascli/__init__.py catches every `Exception` and calls `parser.error(str(error))`,
+/// which prints the top parser's usage and `maas: error: <message>` on stderr and exits 2.
+pub fn maascli_error(message: &str) -> i32 {
+    eprintln!("usage: maas [-h] COMMAND ...\nmaas: error: {message}");
+    2
+}
+
+/// A management command that raised something other than `CommandError`: the deb's
+/// `maas-region` (src/maasserver/region_script.py `run` → Django's
+/// `execute_from_command_line`) lets Python print the traceback, exit 1; the snap's `maas`
+/// reports it through argparse ([`maascli_error`]).
+pub fn uncaught(snap: bool, frames: &[Frame], exception: &str, message: &str) -> i32 {
+    if snap {
+        return maascli_error(message);
+    }
+    eprint!("{}", traceback(frames, exception, message));
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceback_has_pythons_shape() {
+        let t = traceback(
+            &[Frame(
+                "/x/dbupgrade.py",
+                235,
+                "handle",
+                "conn.ensure_connection()",
+            )],
+            "django.db.utils.OperationalError",
+            "connection to server at \"10.0.0.5\", port 5432 failed: Connection refused",
+        );
+        assert_eq!(
+            t,
+            "Traceback (most recent call last):\n  File \"/x/dbupgrade.py\", line 235, in handle\n    conn.ensure_connection()\ndjango.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: Connection refused\n"
+        );
+    }
+}
