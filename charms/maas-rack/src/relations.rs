@@ -94,17 +94,24 @@ fn valid_hostname(h: &str) -> bool {
         })
 }
 
-/// Checks that `url` is a URL a rack can register with: `http(s)://host[:port]/MAAS[/...]`.
-/// The error is the reason, for a Blocked status.
+/// Checks that `url` is a URL a rack can register with: `http://host[:port]/MAAS[/...]`. The
+/// error is the reason, for a Blocked status.
+///
+/// Enrolment is http. rackd fetches `<maas_url>/rpc/` with Twisted's `Agent` and no CA of the
+/// region's (`ClusterClientService._build_rpc_info_urls`/`_fetch_rpc_info` in MAAS's
+/// src/provisioningserver/rpc/clusterservice.py; `maas init rack` takes no certificate), and a
+/// region with TLS on keeps `/MAAS/rpc/`, metadata and images on plain http for exactly that
+/// (the second `server` of src/maasserver/templates/http/regiond.nginx.conf.template). So an
+/// https URL is refused, naming maas-region's `maas-url` option that produced it.
 pub fn validate_maas_url(url: &str) -> Result<(), String> {
     let bad = |why: &str| {
-        Err(format!("maas-region sent an invalid MAAS URL {url:?} ({why}); expected http(s)://<host>[:port]/MAAS"))
+        Err(format!("maas-region sent an invalid MAAS URL {url:?} ({why}); expected http://<host>[:port]/MAAS"))
     };
-    let Some(rest) = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-    else {
-        return bad("not http or https");
+    if url.starts_with("https://") {
+        return Err(format!("maas-region sent an https MAAS URL {url:?}: racks enrol over http (MAAS keeps /MAAS/rpc/ on http when TLS is on); set maas-region's maas-url to http://<host>[:port]/MAAS"));
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return bad("not http");
     };
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("contains spaces");
@@ -213,14 +220,14 @@ mod tests {
     fn maas_urls() {
         for ok in [
             "http://10.77.0.200/MAAS",
-            "https://maas.example:5443/MAAS/",
+            "http://maas.example:5240/MAAS/",
             "http://[fd00::1]:5240/MAAS",
             "http://region-a:5240/MAAS/api/2.0/",
         ] {
             assert_eq!(validate_maas_url(ok), Ok(()), "{ok}");
         }
         for (bad, why) in [
-            ("ftp://10.0.0.1/MAAS", "not http or https"),
+            ("ftp://10.0.0.1/MAAS", "not http"),
             ("http://10.0.0.1/", "path must be /MAAS"),
             ("http://10.0.0.1/MAASX", "path must be /MAAS"),
             ("http:///MAAS", "no valid host"),
@@ -231,9 +238,13 @@ mod tests {
         ] {
             let e = validate_maas_url(bad).unwrap_err();
             assert!(
-                e.contains(why) && e.ends_with("expected http(s)://<host>[:port]/MAAS"),
+                e.contains(why) && e.ends_with("expected http://<host>[:port]/MAAS"),
                 "{bad}: {e}"
             );
         }
+        assert_eq!(
+            validate_maas_url("https://maas.example:5443/MAAS/"),
+            Err("maas-region sent an https MAAS URL \"https://maas.example:5443/MAAS/\": racks enrol over http (MAAS keeps /MAAS/rpc/ on http when TLS is on); set maas-region's maas-url to http://<host>[:port]/MAAS".to_string())
+        );
     }
 }

@@ -69,7 +69,21 @@ fn a_bad_url_blocks_and_registers_nothing() {
     let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
     assert_eq!(
         out.state.unit_status,
-        Status::blocked("maas-region sent an invalid MAAS URL \"10.77.0.200:5240\" (not http or https); expected http(s)://<host>[:port]/MAAS")
+        Status::blocked("maas-region sent an invalid MAAS URL \"10.77.0.200:5240\" (not http); expected http://<host>[:port]/MAAS")
+    );
+    assert_nothing_done(&out);
+}
+
+#[test]
+fn an_https_url_blocks_naming_the_option_and_registers_nothing() {
+    let mut st = ready();
+    st.relations[0]
+        .remote_app_data
+        .insert("maas_url".into(), "https://10.77.0.200:5443/MAAS".into());
+    let out = ok(&harness(), Trigger::RelationChanged(RPC, None), &st);
+    assert_eq!(
+        out.state.unit_status,
+        Status::blocked("maas-region sent an https MAAS URL \"https://10.77.0.200:5443/MAAS\": racks enrol over http (MAAS keeps /MAAS/rpc/ on http when TLS is on); set maas-region's maas-url to http://<host>[:port]/MAAS")
     );
     assert_nothing_done(&out);
 }
