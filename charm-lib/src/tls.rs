@@ -11,9 +11,10 @@
 //! and small enough that issuing one costs nothing in a hook.
 
 use anyhow::{anyhow, Context as _};
+pub use rcgen::SanType;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, SerialNumber,
 };
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -199,6 +200,27 @@ fn general_name_text(name: &x509_parser::extensions::GeneralName) -> Option<Stri
     }
 }
 
+/// Signs `csr_pem` with `ca`, keeping the names it asks for (a tls-certificates provider's
+/// job; `names` restricts them, e.g. a provider that refuses IP addresses).
+pub fn sign_request(
+    ca: &KeyedCert,
+    csr_pem: &str,
+    names: impl Fn(&SanType) -> bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<String> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem).context("the CA key is not a PEM private key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
+        .map_err(|e| anyhow!("the CA certificate does not parse: {e}"))?;
+    let mut req = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| anyhow!("not a certificate signing request: {e}"))?;
+    req.params.subject_alt_names.retain(|n| names(n));
+    req.params.not_before = now - BACKDATE;
+    req.params.not_after = now + Duration::days(LEAF_DAYS);
+    req.params.serial_number = Some(random_serial()?);
+    req.params.use_authority_key_identifier_extension = true;
+    Ok(req.signed_by(&issuer).context("signing the request")?.pem())
+}
+
 /// What a certificate on disk says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
@@ -366,6 +388,17 @@ mod tests {
             "another key"
         );
         assert!(!request_serves("garbage", &key, &want));
+        let ca = new_ca("site CA", now()).unwrap();
+        let cert = sign_request(&ca, &csr, |_| true, now()).unwrap();
+        let seen = inspect(&cert, &ca.cert_pem).unwrap();
+        assert!(seen.signed_by_ca);
+        assert_eq!(seen.sans, want);
+        let no_ips =
+            sign_request(&ca, &csr, |n| !matches!(n, SanType::IpAddress(_)), now()).unwrap();
+        assert_eq!(
+            inspect(&no_ips, &ca.cert_pem).unwrap().sans,
+            sans(&["db-1"])
+        );
     }
 
     /// OpenSSL, which PostgreSQL, etcd's peers' curl and Python use, accepts the chain.

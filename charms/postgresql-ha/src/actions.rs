@@ -398,6 +398,12 @@ fn rotate_certificates(ctx: &mut Context) -> anyhow::Result<()> {
     };
     let sans = certs::wanted_sans(&me, &reconcile::vips(ctx)?);
     let pem = certs::issue(ctx.machine, &ca, &me, &sans)?;
+    // PostgreSQL's own files follow (the unit's certificate unless the site's serves).
+    let site = match crate::site_cert::reconcile(ctx, &me, &sans)? {
+        crate::site_cert::Site::Ready(c) => Some(c),
+        _ => None,
+    };
+    certs::ensure(ctx.machine, &ca, &me, &sans, site.as_ref())?;
     let m = ctx.machine;
     if m.service_is_active(paths::PATRONI_SERVICE)? {
         m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;

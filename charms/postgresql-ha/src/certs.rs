@@ -9,6 +9,7 @@
 
 use crate::paths;
 use crate::render::Member;
+use crate::site_cert::SiteCert;
 use charm_lib::tls::{self, KeyedCert};
 use charm_lib::{Cmd, Context, Databag, FileOptions, Machine, SharedSecret};
 use std::collections::BTreeSet;
@@ -85,28 +86,57 @@ fn from_content(
 }
 
 /// Writes the CA certificate and (when the one on disk does not serve) a new certificate and
-/// key for this unit. Returns whether a file changed: the services then pick it up.
+/// key for this unit; then what PostgreSQL presents (the site's certificate when there is one)
+/// and what connections to it trust. Returns whether a file changed (the services then pick it
+/// up) and the trusted CAs (PEM), which clients receive.
 pub fn ensure(
     m: &dyn Machine,
     ca: &KeyedCert,
     me: &Member,
     sans: &BTreeSet<String>,
-) -> anyhow::Result<bool> {
+    site: Option<&SiteCert>,
+) -> anyhow::Result<(bool, String)> {
     m.make_dir(Path::new(paths::TLS_DIR), &FileOptions::root(0o755))?;
     let mut changed = m.write_file(
         Path::new(paths::CA_CERT),
         ca.cert_pem.as_bytes(),
         &FileOptions::root(0o644),
     )?;
-    let current = m
-        .read_file(Path::new(paths::UNIT_CERT))?
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
-    if let Some(why) = tls::reissue_reason(current.as_deref(), &ca.cert_pem, sans, tls::now()) {
-        log::info!("issuing this unit's certificate: {why}");
-        issue(m, ca, me, sans)?;
-        changed = true;
+    let current = read(m, paths::UNIT_CERT)?;
+    let unit_cert = match tls::reissue_reason(current.as_deref(), &ca.cert_pem, sans, tls::now()) {
+        Some(why) => {
+            log::info!("issuing this unit's certificate: {why}");
+            changed = true;
+            issue(m, ca, me, sans)?
+        }
+        None => current.unwrap_or_default(),
+    };
+    let (pg_cert, pg_key) = match site {
+        Some(s) => (s.cert_pem.clone(), s.key_pem.clone()),
+        None => (unit_cert, read(m, paths::UNIT_KEY)?.unwrap_or_default()),
+    };
+    let pg_key_opts = FileOptions::new("root", "postgres", 0o640);
+    changed |= m.write_file(Path::new(paths::PG_KEY), pg_key.as_bytes(), &pg_key_opts)?;
+    changed |= m.write_file(
+        Path::new(paths::PG_CERT),
+        pg_cert.as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    let mut trusted = ca.cert_pem.trim().to_string() + "\n";
+    if let Some(s) = site {
+        trusted += &s.ca_pem;
     }
-    Ok(changed)
+    changed |= m.write_file(
+        Path::new(paths::TRUSTED),
+        trusted.as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    Ok((changed, trusted))
+}
+
+fn read(m: &dyn Machine, path: &str) -> anyhow::Result<Option<String>> {
+    Ok(m.read_file(Path::new(path))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// Issues this unit a new key and certificate and writes them; returns the certificate.

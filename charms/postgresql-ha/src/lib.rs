@@ -23,6 +23,7 @@ pub mod reconcile;
 pub mod render;
 pub mod secrets;
 pub mod serve;
+pub mod site_cert;
 pub mod sql;
 
 use charm_lib::{Context, EventKind, RelationPhase};

@@ -61,6 +61,18 @@ pub const UNIT_CERT: &str = "/etc/postgresql-ha/tls/unit.pem";
 pub const UNIT_KEY: &str = "/etc/postgresql-ha/tls/unit.key";
 /// The same key for etcd (root:etcd 0640).
 pub const ETCD_KEY: &str = "/etc/postgresql-ha/tls/etcd.key";
+/// The certificate PostgreSQL presents: the site's (`certificates` relation) when it has
+/// one, else a copy of the unit's.
+pub const PG_CERT: &str = "/etc/postgresql-ha/tls/postgresql.pem";
+/// Its key (root:postgres 0640).
+pub const PG_KEY: &str = "/etc/postgresql-ha/tls/postgresql.key";
+/// What a connection to PostgreSQL trusts: the application's CA and, with a `certificates`
+/// relation, the site's.
+pub const TRUSTED: &str = "/etc/postgresql-ha/tls/trusted.pem";
+/// The key of this unit's request to the site's CA (root:postgres 0640).
+pub const SITE_KEY: &str = "/etc/postgresql-ha/tls/site.key";
+/// The request itself (public).
+pub const SITE_CSR: &str = "/etc/postgresql-ha/tls/site.csr";
 
 /// etcdctl's TLS flags: verify etcd against the CA, present this unit's certificate.
 pub fn etcdctl_tls_args() -> [String; 3] {

@@ -13,6 +13,7 @@ use crate::render::{self, HbaClient, Member, Passwords};
 use crate::serve::{
     live_client_relations, provision, publish, request_of, revoke_stale, topology, Allowed,
 };
+use crate::site_cert::{self, Site};
 use crate::{certs, etcd, install, paths, secrets};
 use charm_lib::{Context, Databag, FileOptions, MachineExt, Port, Relation, ServiceOp, Status};
 use std::collections::BTreeMap;
@@ -210,7 +211,17 @@ fn converge(
         ));
         return Ok(None);
     };
-    let tls_changed = certs::ensure(ctx.machine, &ca, me, &certs::wanted_sans(me, &vips(ctx)?))?;
+    let sans = certs::wanted_sans(me, &vips(ctx)?);
+    let site = match site_cert::reconcile(ctx, me, &sans)? {
+        Site::Ready(c) => Some(c),
+        Site::Waiting(why) => {
+            // PostgreSQL keeps serving the application CA's certificate meanwhile.
+            st.push(Status::waiting(format!("{}: {why}", site_cert::ENDPOINT)));
+            None
+        }
+        Site::NotRelated => None,
+    };
+    let (tls_changed, trusted) = certs::ensure(ctx.machine, &ca, me, &sans, site.as_ref())?;
     let mut shared = Shared::read(app);
     if leader && shared.members.is_empty() {
         // First leader: bootstrap a one-member etcd; others join one at a time.
@@ -390,7 +401,7 @@ fn converge(
     restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
 
     // Relation data.
-    let mut topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &ca.cert_pem)?;
+    let mut topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &trusted)?;
     if leader && served.iter().any(|(_, _, g)| g.endpoint == "database") {
         topo.full_version = install::full_version(ctx, pg_version)?;
     }

@@ -197,8 +197,8 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
             "parameters": {
                 "unix_socket_directories": paths::SOCKET_DIR,
                 "ssl": "on",
-                "ssl_cert_file": paths::UNIT_CERT,
-                "ssl_key_file": paths::UNIT_KEY,
+                "ssl_cert_file": paths::PG_CERT,
+                "ssl_key_file": paths::PG_KEY,
                 "ssl_ca_file": paths::CA_CERT,
                 "ssl_min_protocol_version": "TLSv1.2",
                 // Pinned here, where they win over the DCS (Patroni config.py
@@ -221,13 +221,13 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
                     "username": "replication",
                     "password": i.passwords.replication,
                     "sslmode": "verify-full",
-                    "sslrootcert": paths::CA_CERT,
+                    "sslrootcert": paths::TRUSTED,
                 },
                 "rewind": {
                     "username": "rewind",
                     "password": i.passwords.rewind,
                     "sslmode": "verify-full",
-                    "sslrootcert": paths::CA_CERT,
+                    "sslrootcert": paths::TRUSTED,
                 },
             },
             "callbacks": {"on_role_change": paths::ROLE_CHANGE_SCRIPT},
@@ -525,10 +525,10 @@ mod tests {
             ] {
                 assert_eq!(pg["parameters"][pinned], "", "{pinned} pinned locally");
             }
-            assert_eq!(pg["parameters"]["ssl_key_file"], paths::UNIT_KEY);
+            assert_eq!(pg["parameters"]["ssl_key_file"], paths::PG_KEY);
             for user in ["replication", "rewind"] {
                 assert_eq!(pg["authentication"][user]["sslmode"], "verify-full");
-                assert_eq!(pg["authentication"][user]["sslrootcert"], paths::CA_CERT);
+                assert_eq!(pg["authentication"][user]["sslrootcert"], paths::TRUSTED);
             }
             let api = &y["restapi"];
             assert_eq!(

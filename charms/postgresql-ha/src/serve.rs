@@ -83,7 +83,7 @@ pub fn psql_output(
     .env("PGCONNECT_TIMEOUT", "5")
     // The primary is reached by its address, which its certificate names.
     .env("PGSSLMODE", "verify-full")
-    .env("PGSSLROOTCERT", paths::CA_CERT)
+    .env("PGSSLROOTCERT", paths::TRUSTED)
     .stdin(sql_text.as_bytes().to_vec())
     .allow_failure();
     for s in sensitive {
