@@ -15,12 +15,32 @@ pub const NEEDS_RELATION: &str = "needs an rpc relation to maas-region";
 /// The unit's status while the region has not sent its URL and secret yet.
 pub const WAITING_FOR_REGION: &str = "waiting for the region URL and secret";
 
-/// The ports a rack serves machines on: DHCP, TFTP, NTP and rackd's HTTP (boot images).
-pub const RACK_PORTS: [Port; 4] = [
+/// The ports a rack controller serves. MAAS documents 5240, 5241-5247 (TCP and UDP) and 5248
+/// (rack HTTP) for every controller (docs/reference/configuration-guides/
+/// configuration-tables.md "Controller port settings", docs/how-to-guides/
+/// enhance-maas-security.md "Manage network ports"); rackd's own HTTP service listens on 5249
+/// (src/provisioningserver/plugin.py `_makeHTTPService`, behind rackd's nginx on 5248:
+/// src/provisioningserver/templates/http/rackd.nginx.conf.template). The services a rack runs
+/// for machines (src/provisioningserver/service_monitor.py): DHCP 67/udp (`DHCPv4Service`),
+/// TFTP 69/udp (src/provisioningserver/rackdservices/tftp.py), DNS 53 (`DNSServiceOnRack`,
+/// bind9), NTP 123/udp and chrony's command port 323/udp (`NTPServiceOnRack`), and the proxy
+/// machines are sent to, 8000/tcp (`ProxyServiceOnRack`; `get_apt_proxy` in
+/// src/maasserver/compose_preseed.py points machines at their rack's `maas_proxy_port`, 8000,
+/// while `use_rack_proxy` is on, its default). Ranges never overlap: maas-region opens the same
+/// ranges when it runs the rack itself (region+rack).
+pub const RACK_PORTS: [Port; 12] = [
+    Port::Tcp(53),
+    Port::Udp(53),
     Port::Udp(67),
     Port::Udp(69),
     Port::Udp(123),
+    Port::Udp(323),
+    Port::Tcp(5240),
+    Port::TcpRange(5241, 5247),
+    Port::UdpRange(5241, 5247),
     Port::Tcp(5248),
+    Port::Tcp(5249),
+    Port::Tcp(8000),
 ];
 
 /// Reconciles, keeping the charm-state record of what was done in step with the host.
@@ -99,6 +119,9 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
             record.clear_registration();
         }
         rel.write_my_unit(&publish)?;
+        // The region unit on this host opens the rack's ports when its MAAS runs the rack
+        // (region+rack); two units of one machine must not open the same ports.
+        ctx.model.set_ports(&[])?;
         ctx.status(co_located_status(&hostname, local));
         return Ok(());
     }
@@ -336,6 +359,38 @@ mod tests {
             active_message(url, &vlans),
             "registered with http://10.77.0.200/MAAS; serving DHCP on vlan-5001, vlan-5002"
         );
+    }
+
+    #[test]
+    fn rack_ports_are_what_a_rack_controller_serves_without_overlaps() {
+        let covers = |port: u16, tcp: bool| {
+            RACK_PORTS.iter().any(|p| match *p {
+                Port::Tcp(x) => tcp && x == port,
+                Port::Udp(x) => !tcp && x == port,
+                Port::TcpRange(a, b) => tcp && (a..=b).contains(&port),
+                Port::UdpRange(a, b) => !tcp && (a..=b).contains(&port),
+                Port::Icmp => false,
+            })
+        };
+        for udp in [53, 67, 69, 123, 323, 5241, 5247] {
+            assert!(covers(udp, false), "{udp}/udp");
+        }
+        for tcp in [53, 8000].into_iter().chain(5240..=5249) {
+            assert!(covers(tcp, true), "{tcp}/tcp");
+        }
+        for (i, a) in RACK_PORTS.iter().enumerate() {
+            for b in &RACK_PORTS[i + 1..] {
+                let span = |p: &Port| match *p {
+                    Port::Tcp(x) => (true, x, x),
+                    Port::Udp(x) => (false, x, x),
+                    Port::TcpRange(x, y) => (true, x, y),
+                    Port::UdpRange(x, y) => (false, x, y),
+                    Port::Icmp => (false, 0, 0),
+                };
+                let ((ta, a0, a1), (tb, b0, b1)) = (span(a), span(b));
+                assert!(ta != tb || a1 < b0 || b1 < a0, "{a} overlaps {b}");
+            }
+        }
     }
 
     #[test]

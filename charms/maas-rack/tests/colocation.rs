@@ -165,3 +165,23 @@ fn a_region_taking_over_the_host_is_never_stopped_by_the_rack() {
         gone.command_lines()
     );
 }
+
+#[test]
+fn a_registered_rack_that_finds_a_region_rack_on_its_host_closes_its_ports() {
+    // The region unit there opens the rack's ports with its own (region+rack); this unit must
+    // not hold the same ports on the same machine.
+    let mut st = registered(ready());
+    assert!(!st.opened_ports.is_empty());
+    st.machine = st.machine.with_file(
+        "/var/snap/maas/common/snap_mode",
+        "region+rack\n",
+        FileOptions::root(0o644),
+    );
+    let out = ok(&harness(), Trigger::UpdateStatus, &st);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Active);
+    assert!(
+        out.state.opened_ports.is_empty(),
+        "{:?}",
+        out.state.opened_ports
+    );
+}

@@ -137,8 +137,17 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         ctx.status(s);
     }
     relations::publish_vip_checks(&ctx.model, render::vip_check(w.cfg.haproxy))?;
+    // A rack unit on this very host makes this unit's MAAS region+rack (snap): it then serves
+    // what a rack serves, and opens those ports (the rack unit here opens none).
+    let runs_rack = w.cfg.install_method == InstallMethod::Snap && {
+        let racks: Vec<String> = relations::racks(&ctx.model)?
+            .into_iter()
+            .map(|r| r.hostname)
+            .collect();
+        maas::wanted_mode(&w.hostname, &racks) == "region+rack"
+    };
     ctx.model
-        .set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled))?;
+        .set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled, runs_rack))?;
 
     let url = decide_url(ctx, &mut w)?;
     let broken = relations::broken(&ctx.event);

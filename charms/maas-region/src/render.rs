@@ -174,8 +174,23 @@ pub fn maas_url(
     own_address.map(|a| (format!("http://{}:5240/MAAS", host(a)), UrlSource::Leader))
 }
 
-/// The ports a region needs (MAAS's list for region mode) plus haproxy's.
-pub fn ports(haproxy: bool, tls: bool) -> Vec<Port> {
+/// What a rack controller serves beyond a region's ports, opened when this unit's MAAS runs
+/// the rack too (`region+rack`): DHCP 67/udp (src/provisioningserver/service_monitor.py
+/// `DHCPv4Service`), TFTP 69/udp (src/provisioningserver/rackdservices/tftp.py), rack HTTP
+/// 5248/tcp (MAAS's docs, "Controller port settings"; rackd.nginx.conf.template) and rackd's
+/// HTTP service 5249/tcp (src/provisioningserver/plugin.py `_makeHTTPService`). The rest of
+/// maas-rack's list (53, 123, 323, 5240-5247, 8000) is in the region's already, as the same
+/// ranges, so nothing overlaps.
+pub const RACK_EXTRA_PORTS: [Port; 4] = [
+    Port::Udp(67),
+    Port::Udp(69),
+    Port::Tcp(5248),
+    Port::Tcp(5249),
+];
+
+/// The ports a region needs (MAAS's list for region mode) plus haproxy's, and a rack's when the
+/// unit's MAAS runs one (`rack`: snap mode region+rack).
+pub fn ports(haproxy: bool, tls: bool, rack: bool) -> Vec<Port> {
     let mut p = vec![
         Port::Tcp(53),
         Port::Udp(53),
@@ -190,6 +205,9 @@ pub fn ports(haproxy: bool, tls: bool) -> Vec<Port> {
         Port::TcpRange(5280, 5284),
         Port::Tcp(8000),
     ];
+    if rack {
+        p.extend(RACK_EXTRA_PORTS);
+    }
     if tls {
         p.push(Port::Tcp(5443));
     }
@@ -463,16 +481,44 @@ mod tests {
 
     #[test]
     fn ports_follow_haproxy_and_tls() {
-        let p = ports(true, false);
+        let p = ports(true, false, false);
         assert!(
             p.contains(&Port::Tcp(80))
                 && p.contains(&Port::Tcp(5240))
                 && p.contains(&Port::TcpRange(5250, 5274))
         );
         assert!(!p.contains(&Port::Tcp(443)) && !p.contains(&Port::Tcp(5443)));
-        let p = ports(true, true);
+        assert!(!p.contains(&Port::Udp(67)), "no rack, no DHCP");
+        let p = ports(true, true, false);
         assert!(p.contains(&Port::Tcp(443)) && p.contains(&Port::Tcp(5443)));
-        assert!(!ports(false, true).contains(&Port::Tcp(80)));
+        assert!(!ports(false, true, false).contains(&Port::Tcp(80)));
+        // region+rack: a rack's ports too, and no two ranges overlap (Juju refuses that).
+        let p = ports(true, false, true);
+        for want in [
+            Port::Udp(67),
+            Port::Udp(69),
+            Port::Tcp(5248),
+            Port::Tcp(5249),
+            Port::Udp(53),
+            Port::Udp(123),
+            Port::Udp(323),
+            Port::Tcp(8000),
+        ] {
+            assert!(p.contains(&want), "{want}");
+        }
+        let span = |p: &Port| match *p {
+            Port::Tcp(x) => (true, x, x),
+            Port::Udp(x) => (false, x, x),
+            Port::TcpRange(x, y) => (true, x, y),
+            Port::UdpRange(x, y) => (false, x, y),
+            Port::Icmp => (false, 0, 0),
+        };
+        for (i, a) in p.iter().enumerate() {
+            for b in &p[i + 1..] {
+                let ((ta, a0, a1), (tb, b0, b1)) = (span(a), span(b));
+                assert!(ta != tb || a1 < b0 || b1 < a0, "{a} overlaps {b}");
+            }
+        }
         assert_eq!(vip_check(true), "process:haproxy,process:named");
         assert_eq!(vip_check(false), "process:named");
     }

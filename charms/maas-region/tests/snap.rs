@@ -651,7 +651,17 @@ fn a_rack_on_this_host_makes_the_region_region_plus_rack() {
         .collect();
     assert_eq!(inits.len(), 1);
     assert!(inits[0].starts_with("/snap/bin/maas init region+rack "));
-    // A rack elsewhere changes nothing.
+    // Its MAAS now serves what a rack serves: DHCP, TFTP, rack HTTP (the rack unit on this
+    // host opens none, so no two units of the machine hold the same ports).
+    for p in [
+        Port::Udp(67),
+        Port::Udp(69),
+        Port::Tcp(5248),
+        Port::Tcp(5249),
+    ] {
+        assert!(out.state.opened_ports.contains(&p), "{p}");
+    }
+    // A rack elsewhere changes nothing, and opens no rack port here.
     let out = harness(0)
         .run(
             Trigger::RelationJoined(RPC, 0),
@@ -659,6 +669,7 @@ fn a_rack_on_this_host_makes_the_region_region_plus_rack() {
         )
         .unwrap();
     assert!(mutating(&out).is_empty(), "{:?}", out.command_lines());
+    assert!(!out.state.opened_ports.contains(&Port::Udp(67)));
 }
 
 #[test]
