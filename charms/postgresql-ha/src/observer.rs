@@ -15,8 +15,6 @@
 use crate::patroni::Cluster;
 use crate::{etcd, paths};
 use charm_lib::{juju_exec, Machine};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,17 +41,10 @@ pub fn should_dispatch(last: Option<&str>, now: Option<&str>, marked: bool) -> b
     marked || matches!((last, now), (a, Some(b)) if a != Some(b))
 }
 
-/// The cluster as the local Patroni sees it, if it answers.
-fn current_cluster() -> Option<Cluster> {
-    let addr = format!("127.0.0.1:{}", paths::PATRONI_PORT).parse().ok()?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET /cluster HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (_, body) = buf.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+/// The cluster as the local Patroni sees it, if it answers (its REST API wants TLS and this
+/// unit's client certificate, as every caller's).
+fn current_cluster(m: &dyn Machine) -> Option<Cluster> {
+    crate::patroni::cluster(m).ok().flatten()
 }
 
 /// On the primary `me`: if the local etcd member leads, hands leadership to the synchronous
@@ -143,7 +134,7 @@ pub fn run(args: &[String]) -> ! {
                 false
             }
         };
-        let cluster = current_cluster();
+        let cluster = current_cluster(&machine);
         let now = cluster.as_ref().and_then(signature);
         if let Some(c) = &cluster {
             match keep_etcd_leadership_off(&machine, &me, c) {
