@@ -16,7 +16,7 @@ CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 export PIP_NO_CACHE_DIR := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps build catalog charms check-charms check-bundle check-wheelhouse test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse test unit-test demo bench lint clean
 
 all: charms
 
@@ -64,6 +64,22 @@ check-wheelhouse: $(BUILD)/.apt-stamp
 	done && \
 	echo "check-wheelhouse: $$(ls "$$d/wheels" | wc -l) wheels built from scratch with pip's cache off"
 
+## testcharms: the end-to-end tests' Python charms, packed as charmcraft packs them: the charm's
+## lib/ (charm libraries, unchanged) and its PyPI packages installed into venv/ from wheels built
+## with the hosts' Python (the hosts have no internet), pip's cache off.
+REQUIRER_OPS := tests/e2e/testcharms/database-requirer-ops
+TESTCHARMS := $(BUILD)/testcharms/database-requirer-ops.charm
+testcharms: $(TESTCHARMS)
+
+$(BUILD)/testcharms/database-requirer-ops.charm: $(BUILD)/.apt-stamp $(shell find $(REQUIRER_OPS) -type f)
+	@d=$(BUILD)/testcharms/database-requirer-ops.d && rm -rf "$$d" $@ && mkdir -p "$$d/charm" && \
+	$(HOST_PYTHON) -m venv "$$d/wheel-venv" && \
+	"$$d/wheel-venv/bin/pip" wheel -q --use-pep517 -w "$$d/wheels" -r $(REQUIRER_OPS)/requirements.txt && \
+	"$$d/wheel-venv/bin/pip" install -q --no-index --find-links "$$d/wheels" --target "$$d/charm/venv" -r $(REQUIRER_OPS)/requirements.txt && \
+	cp -r $(REQUIRER_OPS)/. "$$d/charm/" && rm "$$d/charm/requirements.txt" && \
+	(cd "$$d/charm" && zip -qr ../../database-requirer-ops.charm . -x '*/__pycache__/*') && \
+	echo "packed $@ ($$(ls "$$d/wheels" | wc -l) wheels into venv/)"
+
 build:
 	$(CARGO) build --workspace --all-features
 
@@ -97,7 +113,7 @@ catalog:
 
 ## unit-test: every crate's tests; the end-to-end ones (tests/e2e, as root) use the packed
 ## charms, the catalog and the wheelhouse, so those come first.
-unit-test: charms catalog
+unit-test: charms catalog testcharms
 	# host-runtime next to lm, where the local model looks for it: without it the namespaced
 	# local-model tests each build their own copy at once, and one ran before it existed.
 	$(CARGO) build -q -p hosts --bins

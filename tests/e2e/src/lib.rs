@@ -300,6 +300,24 @@ impl Deployment {
         Ok(d)
     }
 
+    /// Like [`Deployment::yaml`], with overlays after the bundle (e.g. [`extra_overlays`]).
+    pub fn yaml_overlaid(
+        env: &Env,
+        name: &str,
+        net: u8,
+        bundle: &str,
+        overlays: &[PathBuf],
+    ) -> Result<Deployment> {
+        let d = Deployment::model_in(env, &env.build.join("e2e").join(name), net, &[])?;
+        let path = d.dir.join("bundle.yaml");
+        std::fs::write(
+            &path,
+            bundle.replace("{build}", &env.build.to_string_lossy()),
+        )?;
+        d.lm.deploy_bundle(&path, overlays, Substrate::Hosts)?;
+        Ok(d)
+    }
+
     /// `lm status --format=json`.
     pub fn status(&self) -> Result<Value> {
         self.lm.status()
