@@ -389,7 +389,14 @@ const HBA_WAIT_SECONDS: u32 = 30;
 /// then has its first connection refused (`no pg_hba.conf entry`), which data_interfaces'
 /// `database_created` comes only once for. If it is still not there, the data goes out anyway.
 fn wait_for_hba(ctx: &Context, primary: &str, rel: &Relation, req: &Request, g: &Grant) {
-    let addresses: Vec<String> = req.units.iter().map(|u| u.address.clone()).collect();
+    // Units sharing a machine share an address (and a pg_hba line).
+    let addresses: Vec<String> = req
+        .units
+        .iter()
+        .map(|u| u.address.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if addresses.is_empty() {
         return;
     }

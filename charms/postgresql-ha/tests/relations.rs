@@ -936,13 +936,15 @@ fn psql_scripts(out: &Output) -> Vec<String> {
 
 #[test]
 fn the_first_data_waits_for_the_primary_s_pg_hba_to_let_the_units_in() {
-    // Arrange: a new `database` client with one unit.
-    let st = leader_primary().with_relation(database_client_asking("createdb"));
+    // Arrange: a new `database` client with two units on one machine (one address).
+    let st = leader_primary().with_relation(
+        database_client_asking("createdb").remote_unit(1, &[("ingress-address", "10.0.0.60")]),
+    );
     // Act.
     let out = harness()
         .run(Trigger::RelationChanged(7, None), &st)
         .unwrap();
-    // Assert: after provisioning, the primary was asked about its pg_hba.conf for the unit.
+    // Assert: after provisioning, the primary was asked about its pg_hba.conf for the address.
     assert!(!out.failed(), "{:?}", out.error);
     let scripts = psql_scripts(&out);
     assert_eq!(scripts.len(), 2, "{scripts:#?}");
