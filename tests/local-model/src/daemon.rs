@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Settings from the environment (`LM_RETRY_BASE_MS`, `LM_RETRY_MAX_MS`,
-/// `LM_UPDATE_STATUS_MS`), Juju's defaults otherwise.
+/// `LM_UPDATE_STATUS_MS`, `LM_LEADER_LEASE_MS`), Juju's defaults otherwise.
 pub fn settings_from_env() -> Settings {
     let mut s = Settings::default();
     let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
@@ -25,6 +25,9 @@ pub fn settings_from_env() -> Settings {
     }
     if let Some(v) = get("LM_UPDATE_STATUS_MS") {
         s.update_status_ms = v;
+    }
+    if let Some(v) = get("LM_LEADER_LEASE_MS") {
+        s.leader_lease_ms = v;
     }
     s
 }
@@ -332,6 +335,12 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
                     Fault::Cut if mm.state == "started" => mm.state = "cut".into(),
                     Fault::Restore if mm.state == "cut" => mm.state = "started".into(),
                     _ => {}
+                }
+                // its agents stop renewing leadership leases from now on
+                if mm.state == "started" {
+                    mm.down_since_ms = None;
+                } else if mm.down_since_ms.is_none() {
+                    mm.down_since_ms = Some(crate::state::now_ms());
                 }
             }
             if f == Fault::Start {

@@ -152,6 +152,7 @@ pub fn scheduler(shared: Shared) {
 /// Start hooks on idle machines; returns when the next timed event is due (ms epoch).
 fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
     let now = now_ms();
+    let lease_ends = rt.state.move_lost_leadership(now);
     let machines: Vec<String> = rt
         .state
         .machines
@@ -208,6 +209,9 @@ fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
     }
     let mut next: Option<u64> = None;
     let mut consider = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
+    if let Some(t) = lease_ends {
+        consider(t);
+    }
     for u in rt.state.units.values() {
         if let Some(t) = u.error.as_ref().and_then(|e| e.retry_at_ms) {
             consider(t);

@@ -213,6 +213,7 @@ pub fn new_machine(rt: &mut Runtime) -> Result<String> {
             ip: info.ip,
             cidr: info.cidr,
             state: "started".into(),
+            down_since_ms: None,
         },
     );
     crate::juju_exec::install_wrappers_logged(rt, &id);

@@ -52,8 +52,12 @@ pub struct Machine {
     pub hostname: String,
     pub ip: String,
     pub cidr: String,
-    /// "started" or "stopped" (after `lm fault stop`).
+    /// "started", "stopped" (after `lm fault stop`) or "cut" (`lm fault cut`).
     pub state: String,
+    /// Since when its unit agents cannot reach the controller (stopped or cut): their
+    /// leadership leases are not renewed from then on.
+    #[serde(default)]
+    pub down_since_ms: Option<u64>,
 }
 
 /// An application: a charm deployed under a name.
@@ -352,6 +356,17 @@ pub struct Settings {
     pub retry_max_ms: u64,
     /// update-status interval; 0 = never.
     pub update_status_ms: u64,
+    /// How long after its machine went down (stopped or cut) a leader's lease runs out and
+    /// another unit becomes leader; 0 = never. Juju renews a 60 s lease every 30 s (juju/juju
+    /// internal/worker/leadership/tracker.go `Tracker.refresh`: lease 2 × the 30 s
+    /// LeadershipGuarantee, renewed `duration` before it ends), so a lost leader's lease ends
+    /// 30-60 s after the loss; the default takes the longest.
+    #[serde(default = "default_leader_lease_ms")]
+    pub leader_lease_ms: u64,
+}
+
+fn default_leader_lease_ms() -> u64 {
+    60_000
 }
 
 impl Default for Settings {
@@ -360,6 +375,7 @@ impl Default for Settings {
             retry_base_ms: 5_000,
             retry_max_ms: 300_000,
             update_status_ms: 300_000,
+            leader_lease_ms: default_leader_lease_ms(),
         }
     }
 }
@@ -492,8 +508,49 @@ impl ModelState {
         }
     }
 
-    /// Elect a new leader for `app` if its leader is gone (lowest-numbered alive unit).
-    /// A dying leader keeps leadership until it is removed, as its lease outlives it in Juju.
+    /// Whether `unit`'s agent can reach the controller (its machine is started).
+    fn agent_up(&self, unit: &Unit) -> bool {
+        self.machines.get(&unit.machine).is_none_or(|m| m.state == "started")
+    }
+
+    /// Moves leadership away from leaders whose machine has been down for the lease
+    /// ([`Settings::leader_lease_ms`]), and elects one where an application has none. Returns
+    /// when a lease still running out will end (ms epoch), for the scheduler to wake then.
+    /// In Juju the old leader's tracker stops renewing when its agent cannot reach the
+    /// controller; a minion's tracker, blocked in BlockUntilLeadershipReleased, claims the
+    /// lease once it expires and its unit runs leader-elected.
+    pub fn move_lost_leadership(&mut self, now: u64) -> Option<u64> {
+        let lease = self.settings.leader_lease_ms;
+        let mut next: Option<u64> = None;
+        let apps: Vec<String> = self.applications.keys().cloned().collect();
+        for app in apps {
+            let leader = self.applications.get(&app).and_then(|a| a.leader.clone());
+            let down_since = leader
+                .as_ref()
+                .and_then(|l| self.units.get(l))
+                .and_then(|u| self.machines.get(&u.machine))
+                .and_then(|m| m.down_since_ms);
+            if leader.is_none() {
+                self.ensure_leader(&app);
+                continue;
+            }
+            match lease_outcome(down_since, lease, now) {
+                Lease::Held => {}
+                Lease::EndsAt(t) => next = Some(next.map_or(t, |n| n.min(t))),
+                Lease::Ended => {
+                    if let Some(a) = self.applications.get_mut(&app) {
+                        a.leader = None;
+                    }
+                    self.ensure_leader(&app);
+                }
+            }
+        }
+        next
+    }
+
+    /// Elect a new leader for `app` if its leader is gone (lowest-numbered alive unit whose
+    /// agent is up: only a running agent can claim the lease). A dying leader keeps
+    /// leadership until it is removed, as its lease outlives it in Juju.
     pub fn ensure_leader(&mut self, app: &str) {
         let current = self.applications.get(app).and_then(|a| a.leader.clone());
         if let Some(l) = &current {
@@ -504,7 +561,7 @@ impl ModelState {
         let mut alive: Vec<&Unit> = self
             .units
             .values()
-            .filter(|u| u.app == app && u.life == Life::Alive)
+            .filter(|u| u.app == app && u.life == Life::Alive && self.agent_up(u))
             .collect();
         alive.sort_by_key(|u| unit_number(&u.name));
         let new = alive.first().map(|u| u.name.clone());
@@ -520,6 +577,27 @@ impl ModelState {
                 a.leader = None;
             }
         }
+    }
+}
+
+/// A leader's lease, seen from the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Renewed: its agent is up (or leases never end in this model).
+    Held,
+    /// Not renewed since its machine went down; it ends then (ms epoch).
+    EndsAt(u64),
+    /// Ended: another unit may claim it.
+    Ended,
+}
+
+/// The lease of a leader whose machine went down at `down_since` (None: it is up), with a
+/// lease of `lease_ms` (0: leases never end).
+pub fn lease_outcome(down_since: Option<u64>, lease_ms: u64, now: u64) -> Lease {
+    match down_since {
+        Some(t) if lease_ms > 0 && now >= t + lease_ms => Lease::Ended,
+        Some(t) if lease_ms > 0 => Lease::EndsAt(t + lease_ms),
+        _ => Lease::Held,
     }
 }
 
@@ -582,4 +660,18 @@ pub fn secret_xid() -> String {
             A[(v & 31) as usize] as char
         })
         .collect()
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[test]
+    fn a_down_leaders_lease_ends_after_the_lease_time_and_only_then() {
+        assert_eq!(lease_outcome(None, 60_000, 1_000_000), Lease::Held, "an agent that is up renews");
+        assert_eq!(lease_outcome(Some(1_000), 60_000, 30_000), Lease::EndsAt(61_000));
+        assert_eq!(lease_outcome(Some(1_000), 60_000, 61_000), Lease::Ended);
+        assert_eq!(lease_outcome(Some(1_000), 0, 10_000_000), Lease::Held, "0: never moves");
+        assert_eq!(Settings::default().leader_lease_ms, 60_000, "Juju's longest: a 60 s lease");
+    }
 }
