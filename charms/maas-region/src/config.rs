@@ -46,8 +46,6 @@ struct Raw {
     database_name: Option<String>,
     #[serde(default)]
     haproxy: Option<bool>,
-    #[serde(rename = "haproxy-agent-ports", default)]
-    haproxy_agent_ports: Option<bool>,
     #[serde(rename = "tls-enabled", default)]
     tls_enabled: Option<bool>,
 }
@@ -67,8 +65,6 @@ pub struct Config {
     pub database_name: String,
     /// Whether haproxy runs on the unit.
     pub haproxy: bool,
-    /// Whether haproxy also forwards 5242 and 5271.
-    pub haproxy_agent_ports: bool,
     /// Whether MAAS serves HTTPS on 5443 (haproxy forwards 443).
     pub tls_enabled: bool,
 }
@@ -120,7 +116,6 @@ impl Config {
             maas_url,
             database_name,
             haproxy: raw.haproxy.unwrap_or(true),
-            haproxy_agent_ports: raw.haproxy_agent_ports.unwrap_or(false),
             tls_enabled: raw.tls_enabled.unwrap_or(false),
         })
     }
@@ -247,7 +242,7 @@ mod tests {
     fn defaults_are_valid() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.install_method, InstallMethod::Snap);
-        assert!(c.haproxy && !c.tls_enabled && !c.haproxy_agent_ports);
+        assert!(c.haproxy && !c.tls_enabled);
         assert_eq!(c.maas_url, None);
     }
 

@@ -206,6 +206,26 @@ pub fn wanted_mode(own_hostname: &str, rack_hostnames: &[String]) -> &'static st
     }
 }
 
+/// The TCP ports a MAAS rack agent dials on the host of the rack's `maas_url` (here the region
+/// VIP), by the snap track the regions run (racks run the same MAAS). The agent config's
+/// `controllers` are the hostnames of rackd's `maas_url`s (`RackAgent._getConfiguration` in
+/// src/provisioningserver/rackdservices/external.py), and the agent dials the first one:
+/// 3.5 Temporal on 5271 (src/maasagent/cmd/maas-agent/main.go `TemporalPort`); 3.6 and 3.7
+/// also the internal API, `https://<controller>:5242/MAAS/a/v3internal`
+/// (`defaultTemporalPort`, `defaultMAASInternalAPIPort`); master 5271 again
+/// (src/maasagent/internal/daemon/services.go). 3.4 and older have no Temporal: none. A track
+/// that is not a version (`latest`) gets 5271, which every agent since 3.5 needs.
+pub fn agent_ports(channel: &str) -> &'static [u16] {
+    let track = channel.split('/').next().unwrap_or("");
+    let mut v = track.split('.').map(|p| p.parse::<u32>());
+    match (v.next(), v.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) if (major, minor) < (3, 5) => &[],
+        (Some(Ok(major)), None) if major < 3 => &[],
+        (Some(Ok(3)), Some(Ok(6 | 7))) => &[5271, 5242],
+        _ => &[5271],
+    }
+}
+
 /// `maas config --maas-url URL` (restarts the snap's services when the URL changes).
 pub fn snap_config_url(url: &str) -> Cmd {
     Cmd::new(SNAP_MAAS, ["config", "--maas-url", url])
@@ -634,6 +654,17 @@ syslog                           STOPPED   Jan 05 10:02 AM\n";
             reason("Traceback (most recent call last):\n  File \"x\", line 1\nKeyboardInterrupt\n");
         assert_eq!(r, "KeyboardInterrupt");
         assert!(!reason(out).contains("Traceback"));
+    }
+
+    #[test]
+    fn agent_ports_follow_the_maas_version() {
+        assert_eq!(agent_ports("3.4/stable"), &[] as &[u16]);
+        assert_eq!(agent_ports("2.9/stable"), &[] as &[u16]);
+        assert_eq!(agent_ports("3.5/stable"), &[5271]);
+        assert_eq!(agent_ports("3.6/stable"), &[5271, 5242]);
+        assert_eq!(agent_ports("3.7/edge/fix"), &[5271, 5242]);
+        assert_eq!(agent_ports("latest/edge"), &[5271]);
+        assert_eq!(agent_ports("stable"), &[5271]);
     }
 
     #[test]

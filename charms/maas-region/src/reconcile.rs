@@ -136,7 +136,12 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if let Some(s) = apply_haproxy(ctx, &mut w)? {
         ctx.status(s);
     }
-    relations::publish_vip_checks(&ctx.model, render::vip_check(w.cfg.haproxy))?;
+    let agent_ports = match w.cfg.install_method {
+        InstallMethod::Snap => maas::agent_ports(&w.cfg.channel),
+        // The version of a deb install is not in the config; its agent ports go unchecked.
+        InstallMethod::Deb => &[],
+    };
+    relations::publish_vip_checks(&ctx.model, &render::vip_check(w.cfg.haproxy, agent_ports))?;
     // A rack unit on this very host makes this unit's MAAS region+rack (snap): it then serves
     // what a rack serves, and opens those ports (the rack unit here opens none).
     let runs_rack = w.cfg.install_method == InstallMethod::Snap && {
@@ -336,7 +341,6 @@ fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>>
         &backends,
         HaproxyOptions {
             tls: w.cfg.tls_enabled,
-            agent_ports: w.cfg.haproxy_agent_ports,
         },
     );
     let live = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))?;

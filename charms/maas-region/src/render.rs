@@ -26,8 +26,6 @@ impl Backend {
 pub struct HaproxyOptions {
     /// 443 → 5443 (TCP passthrough) when MAAS serves TLS.
     pub tls: bool,
-    /// 5242 and 5271 (TCP) to every region.
-    pub agent_ports: bool,
 }
 
 /// Health checks of every region: every 2 s, every 500 ms once one failed (so a dead region
@@ -104,10 +102,6 @@ defaults\n\
 backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response 503\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
     );
     servers(&mut out, backends, 5240, SERVER_CHECK);
-    if opts.agent_ports {
-        tcp_service(&mut out, "maas_internal_api", 5242, 5242, backends);
-        tcp_service(&mut out, "maas_temporal", 5271, 5271, backends);
-    }
     if opts.tls {
         tcp_service(&mut out, "maas_https", 443, 5443, backends);
     }
@@ -221,13 +215,21 @@ pub fn ports(haproxy: bool, tls: bool, rack: bool) -> Vec<Port> {
     p
 }
 
-/// What the VIP subordinate must check: haproxy (when it runs) and named.
-pub fn vip_check(haproxy: bool) -> &'static str {
+/// What the VIP subordinate must check on the holder: haproxy (when it runs) and named, and
+/// the ports a MAAS 3.5+ rack agent reaches on the `maas_url` host, which is the VIP
+/// ([`crate::maas::agent_ports`]): the holder's own listeners serve them, bound to every
+/// address (Temporal's frontend, `bindOnIP: "0.0.0.0"` on 5271 in MAAS's
+/// src/maasserver/templates/temporal/production.yaml.template; nginx's stream server on 5242,
+/// src/maasserver/templates/http/regiond.nginx.stream.conf.template), so haproxy cannot front
+/// them and the VIP must sit where they answer.
+pub fn vip_check(haproxy: bool, agent_ports: &[u16]) -> String {
+    let mut checks: Vec<String> = Vec::new();
     if haproxy {
-        "process:haproxy,process:named"
-    } else {
-        "process:named"
+        checks.push("process:haproxy".into());
     }
+    checks.push("process:named".into());
+    checks.extend(agent_ports.iter().map(|p| format!("tcp:{p}")));
+    checks.join(",")
 }
 
 #[cfg(test)]
@@ -346,13 +348,7 @@ mod tests {
     #[test]
     fn one_two_and_three_regions_pass_haproxy_check() {
         for n in 1..=3 {
-            for opts in [
-                HaproxyOptions::default(),
-                HaproxyOptions {
-                    tls: true,
-                    agent_ports: true,
-                },
-            ] {
+            for opts in [HaproxyOptions::default(), HaproxyOptions { tls: true }] {
                 let cfg = haproxy_cfg(&regions(n), opts);
                 haproxy_accepts(&cfg).unwrap_or_else(|e| {
                     panic!("{n} regions, {opts:?}: haproxy -c refused:\n{e}\n{cfg}")
@@ -379,46 +375,18 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_agent_ports_add_tcp_frontends_only_when_asked() {
+    fn tls_adds_a_tcp_frontend_only_when_asked_and_agent_ports_are_never_forwarded() {
         let plain = haproxy_cfg(&regions(3), HaproxyOptions::default());
-        assert!(
-            !plain.contains(":443")
-                && !plain.contains("5443")
-                && !plain.contains("5242")
-                && !plain.contains("5271")
-        );
-        let tls = haproxy_cfg(
-            &regions(3),
-            HaproxyOptions {
-                tls: true,
-                agent_ports: false,
-            },
-        );
+        assert!(!plain.contains(":443") && !plain.contains("5443"));
+        let tls = haproxy_cfg(&regions(3), HaproxyOptions { tls: true });
         assert!(tls.contains("bind *:443"));
         assert_eq!(servers_of(&tls, "maas_https").len(), 3);
         assert!(servers_of(&tls, "maas_https")[0].contains(":5443 "));
-        assert!(!tls.contains("5242"));
-        let agents = haproxy_cfg(
-            &regions(2),
-            HaproxyOptions {
-                tls: false,
-                agent_ports: true,
-            },
-        );
-        assert_eq!(
-            servers_of(&agents, "maas_internal_api"),
-            [
-                "server maas-region-0 10.0.0.10:5242 check inter 2s fastinter 500ms rise 2 fall 3",
-                "server maas-region-1 10.0.0.11:5242 check inter 2s fastinter 500ms rise 2 fall 3"
-            ]
-        );
-        assert_eq!(servers_of(&agents, "maas_temporal").len(), 2);
-        assert!(agents
-            .split("frontend maas_temporal")
-            .nth(1)
-            .unwrap()
-            .contains("mode tcp"));
-        haproxy_accepts(&agents).unwrap();
+        // MAAS's own listeners hold 5242 and 5271 on every address of a region host: haproxy
+        // could not bind them (see vip_check).
+        for cfg in [&plain, &tls] {
+            assert!(!cfg.contains("5242") && !cfg.contains("5271"), "{cfg}");
+        }
     }
 
     #[test]
@@ -519,7 +487,11 @@ mod tests {
                 assert!(ta != tb || a1 < b0 || b1 < a0, "{a} overlaps {b}");
             }
         }
-        assert_eq!(vip_check(true), "process:haproxy,process:named");
-        assert_eq!(vip_check(false), "process:named");
+        assert_eq!(vip_check(true, &[]), "process:haproxy,process:named");
+        assert_eq!(vip_check(false, &[]), "process:named");
+        assert_eq!(
+            vip_check(true, &[5271, 5242]),
+            "process:haproxy,process:named,tcp:5271,tcp:5242"
+        );
     }
 }

@@ -306,28 +306,36 @@ fn install_method_cannot_change_under_a_deployed_unit() {
 }
 
 #[test]
-fn agent_ports_are_forwarded_only_when_asked() {
-    let out = harness(0)
-        .run(
-            Trigger::ConfigChanged,
-            &leader_with(&[(1, "10.0.0.11")]).with_config("haproxy-agent-ports", true),
-        )
-        .unwrap();
+fn the_vip_checks_the_ports_rack_agents_reach_through_it_and_haproxy_never_fronts_them() {
+    // MAAS 3.6 agents dial the maas_url host (the VIP) on 5271 and 5242, served by the holder's
+    // own listeners on every address; the option that put haproxy there is gone.
+    let st = leader_with(&[(1, "10.0.0.11")]);
+    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
     let cfg = out.state.machine.text(HAPROXY_CFG).unwrap();
-    assert!(
-        cfg.contains("server maas-region-1 10.0.0.11:5242 check")
-            && cfg.contains("server maas-region-1 10.0.0.11:5271 check")
+    assert!(!cfg.contains("5242") && !cfg.contains("5271"), "{cfg}");
+    let vip = &out.state.relation(VIP).unwrap().local_unit_data;
+    assert_eq!(
+        vip["check"],
+        "process:haproxy,process:named,tcp:5271,tcp:5242"
     );
-    assert_haproxy_accepts(&cfg);
-    let plain = harness(0)
-        .run(Trigger::ConfigChanged, &leader_with(&[(1, "10.0.0.11")]))
-        .unwrap();
-    assert!(!plain
-        .state
-        .machine
-        .text(HAPROXY_CFG)
-        .unwrap()
-        .contains("5242"));
+    // 3.4 has no agent ports; 3.5 dials Temporal only.
+    for (channel, check) in [
+        ("3.4/stable", "process:haproxy,process:named"),
+        ("3.5/stable", "process:haproxy,process:named,tcp:5271"),
+    ] {
+        let out = harness(0)
+            .run(
+                Trigger::ConfigChanged,
+                &st.clone().with_config("channel", channel),
+            )
+            .unwrap();
+        assert_eq!(
+            out.state.relation(VIP).unwrap().local_unit_data["check"],
+            check,
+            "{channel}"
+        );
+    }
 }
 
 #[test]

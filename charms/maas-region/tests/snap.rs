@@ -69,9 +69,10 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
         .unwrap()
         .contains("server maas-region-0 10.0.0.10:5240 check"));
     let vip = out.state.relation(VIP).unwrap();
+    // 3.6 (the default channel): the agent ports too (see cluster.rs).
     assert_eq!(
         vip.local_unit_data["check"],
-        "process:haproxy,process:named"
+        "process:haproxy,process:named,tcp:5271,tcp:5242"
     );
     assert_eq!(vip.local_unit_data["service"], "maas_region");
     let db = out.state.relation(DB).unwrap();
@@ -577,7 +578,7 @@ fn tls_opens_443_and_forwards_it() {
 }
 
 #[test]
-fn haproxy_off_asks_the_vip_to_check_named_only_and_installs_nothing_for_it() {
+fn haproxy_off_asks_the_vip_to_check_named_and_the_agent_ports_and_installs_nothing_for_it() {
     let st = fresh_leader()
         .with_relation(vip("10.0.0.100"))
         .with_config("haproxy", false);
@@ -589,7 +590,7 @@ fn haproxy_off_asks_the_vip_to_check_named_only_and_installs_nothing_for_it() {
     );
     assert_eq!(
         out.state.relation(VIP).unwrap().local_unit_data["check"],
-        "process:named"
+        "process:named,tcp:5271,tcp:5242"
     );
     assert!(!out.state.opened_ports.contains(&Port::Tcp(80)));
 }
