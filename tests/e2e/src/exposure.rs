@@ -74,9 +74,8 @@ pub fn database_hosts_are_closed(d: &Deployment, outsider: &str) -> Result<Vec<S
         let open = open_ports(d, m)?;
         let unexpected: Vec<&u16> = open
             .iter()
-            .filter(|p| {
-                !DB_PORTS.contains(p) && !(regions.contains(m) && documented_region_port(**p))
-            })
+            .filter(|p| !DB_PORTS.contains(p))
+            .filter(|p| !(regions.contains(m) && documented_region_port(**p)))
             .collect();
         ensure!(
             unexpected.is_empty(),

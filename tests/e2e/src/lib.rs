@@ -575,6 +575,7 @@ mod tests {
                 ip: String::new(),
                 cidr: String::new(),
                 state: s.into(),
+                down_since_ms: None,
             };
             state.machines.insert(id.into(), m);
         }
