@@ -67,18 +67,22 @@ check-wheelhouse: $(BUILD)/.apt-stamp
 ## testcharms: the end-to-end tests' Python charms, packed as charmcraft packs them: the charm's
 ## lib/ (charm libraries, unchanged) and its PyPI packages installed into venv/ from wheels built
 ## with the hosts' Python (the hosts have no internet), pip's cache off.
-REQUIRER_OPS := tests/e2e/testcharms/database-requirer-ops
-TESTCHARMS := $(BUILD)/testcharms/database-requirer-ops.charm
+TESTCHARM_NAMES := database-requirer-ops site-ca-ops
+TESTCHARMS := $(TESTCHARM_NAMES:%=$(BUILD)/testcharms/%.charm)
 testcharms: $(TESTCHARMS)
 
-$(BUILD)/testcharms/database-requirer-ops.charm: $(BUILD)/.apt-stamp $(shell find $(REQUIRER_OPS) -type f)
-	@d=$(BUILD)/testcharms/database-requirer-ops.d && rm -rf "$$d" $@ && mkdir -p "$$d/charm" && \
-	$(HOST_PYTHON) -m venv "$$d/wheel-venv" && \
-	"$$d/wheel-venv/bin/pip" wheel -q --use-pep517 -w "$$d/wheels" -r $(REQUIRER_OPS)/requirements.txt && \
-	"$$d/wheel-venv/bin/pip" install -q --no-index --find-links "$$d/wheels" --target "$$d/charm/venv" -r $(REQUIRER_OPS)/requirements.txt && \
-	cp -r $(REQUIRER_OPS)/. "$$d/charm/" && rm "$$d/charm/requirements.txt" && \
-	(cd "$$d/charm" && zip -qr ../../database-requirer-ops.charm . -x '*/__pycache__/*') && \
-	echo "packed $@ ($$(ls "$$d/wheels" | wc -l) wheels into venv/)"
+# $(1): the test charm's name (its directory under tests/e2e/testcharms).
+define TESTCHARM_RULE
+$(BUILD)/testcharms/$(1).charm: $(BUILD)/.apt-stamp $(shell find tests/e2e/testcharms/$(1) -type f)
+	@d=$(BUILD)/testcharms/$(1).d && rm -rf "$$$$d" $$@ && mkdir -p "$$$$d/charm" && \
+	$(HOST_PYTHON) -m venv "$$$$d/wheel-venv" && \
+	"$$$$d/wheel-venv/bin/pip" wheel -q --use-pep517 -w "$$$$d/wheels" -r tests/e2e/testcharms/$(1)/requirements.txt && \
+	"$$$$d/wheel-venv/bin/pip" install -q --no-index --find-links "$$$$d/wheels" --target "$$$$d/charm/venv" -r tests/e2e/testcharms/$(1)/requirements.txt && \
+	cp -r tests/e2e/testcharms/$(1)/. "$$$$d/charm/" && rm "$$$$d/charm/requirements.txt" && \
+	(cd "$$$$d/charm" && zip -qr ../../$(1).charm . -x '*/__pycache__/*') && \
+	echo "packed $$@ ($$$$(ls "$$$$d/wheels" | wc -l) wheels into venv/)"
+endef
+$(foreach c,$(TESTCHARM_NAMES),$(eval $(call TESTCHARM_RULE,$(c))))
 
 build:
 	$(CARGO) build --workspace --all-features
