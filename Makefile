@@ -16,13 +16,13 @@ CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 export PIP_NO_CACHE_DIR := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent test unit-test demo bench lint clean
 
 all: charms
 
 ## deps: Debian packages, cargo, a Python venv with charmcraft and ops, and the Patroni
 ## wheelhouse the local model attaches to postgresql-ha (its hosts have no internet), when missing.
-deps: $(BUILD)/.apt-stamp $(VENV)/.stamp $(BUILD)/wheelhouse.tar.gz
+deps: $(BUILD)/.apt-stamp $(VENV)/.stamp $(VENV)/.cos-stamp $(BUILD)/wheelhouse.tar.gz
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs) and retry"; exit 1; }
 
 $(BUILD)/.apt-stamp:
@@ -39,6 +39,22 @@ $(VENV)/.stamp:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check charmcraft ops
 	@touch $@
+
+# cosl and Canonical's cos_agent charm library, to check charm-lib's cos_agent writer against
+# (check-cos-agent). No PyPI package ships the library alone: opensearch-charms-single-kernel
+# 2.0.3 carries it unchanged in lib/ (LIBPATCH 25, whose provider side LIBPATCH 26 keeps), so
+# it comes without its own dependencies; the library needs only cosl, pydantic and ops.
+COSL := cosl==1.11.3
+COS_AGENT_CARRIER := opensearch-charms-single-kernel==2.0.3
+$(VENV)/.cos-stamp: $(VENV)/.stamp
+	$(VENV)/bin/pip install -q "$(COSL)" pydantic
+	$(VENV)/bin/pip install -q --no-deps "$(COS_AGENT_CARRIER)"
+	@touch $@
+
+## check-cos-agent: what charm-lib writes on cos-agent is what Canonical's library writes for the
+## same files and inputs, and its requirer (the collector's side) reads it back.
+check-cos-agent: $(VENV)/.cos-stamp
+	COS_AGENT_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test -q -p charm-lib --test cos_agent_library -- --ignored
 
 # Wheels (sdists built into wheels, so installing needs no build tools) for the hosts' Python,
 # as an air-gapped site would attach them. Built with the hosts' own interpreter
@@ -126,7 +142,7 @@ unit-test: charms catalog testcharms
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
-test: deps unit-test check-charms check-bundle check-wheelhouse
+test: deps unit-test check-cos-agent check-charms check-bundle check-wheelhouse
 
 ## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes

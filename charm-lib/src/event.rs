@@ -163,6 +163,9 @@ pub struct Event {
     pub app: String,
     /// The model's name, if Juju set it.
     pub model_name: Option<String>,
+    /// The model's UUID (`JUJU_MODEL_UUID`), if Juju set it: the topology labels of metrics
+    /// and alert rules carry it ([`crate::cos_agent`]).
+    pub model_uuid: Option<String>,
     /// The Juju agent version, if set.
     pub juju_version: Option<String>,
     /// For a subordinate, its principal unit.
@@ -256,6 +259,7 @@ impl Event {
             unit: unit.to_string(),
             app: app.to_string(),
             model_name: get("JUJU_MODEL_NAME").map(String::from),
+            model_uuid: get("JUJU_MODEL_UUID").map(String::from),
             juju_version: get("JUJU_VERSION").map(String::from),
             principal_unit: get("JUJU_PRINCIPAL_UNIT").map(String::from),
             machine_id: get("JUJU_MACHINE_ID").map(String::from),
@@ -322,6 +326,9 @@ impl Event {
             "JUJU_MODEL_NAME",
             self.model_name.as_deref().unwrap_or("test-model"),
         );
+        if let Some(u) = &self.model_uuid {
+            set("JUJU_MODEL_UUID", u);
+        }
         set(
             "JUJU_VERSION",
             self.juju_version.as_deref().unwrap_or("3.6.14"),

@@ -30,6 +30,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cos_agent;
 pub mod databag;
 pub mod dispatch;
 pub mod error;

@@ -483,6 +483,7 @@ impl Harness {
             unit: self.unit.clone(),
             app,
             model_name: Some("test-model".into()),
+            model_uuid: Some(super::MODEL_UUID.into()),
             juju_version: Some("3.6.14".into()),
             principal_unit: None,
             machine_id: Some("0".into()),

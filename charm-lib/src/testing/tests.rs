@@ -729,6 +729,7 @@ fn demo_event(kind: EventKind) -> crate::Event {
         unit: "demo/0".into(),
         app: "demo".into(),
         model_name: None,
+        model_uuid: None,
         juju_version: None,
         principal_unit: None,
         machine_id: None,
