@@ -9,14 +9,14 @@ CARGO ?= cargo
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # Debian packages the tests and the local model use: the real daemons the charms drive, and
 # the tools the test bed needs inside its hosts.
-APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config
+APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config prometheus
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 # pip's cache off for every pip call: a wheel cached by earlier work must not hide a build step
 # that fails on a new machine (python-etcd and ydiff are sdists that need building).
 export PIP_NO_CACHE_DIR := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent check-rules test unit-test demo bench lint clean
 
 all: charms
 
@@ -25,7 +25,9 @@ all: charms
 deps: $(BUILD)/.apt-stamp $(VENV)/.stamp $(VENV)/.cos-stamp $(BUILD)/wheelhouse.tar.gz
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs) and retry"; exit 1; }
 
-$(BUILD)/.apt-stamp:
+# Re-checked when this file changes (a package added to the list is installed on machines that
+# had the stamp already).
+$(BUILD)/.apt-stamp: Makefile
 	@mkdir -p $(BUILD)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -50,6 +52,21 @@ $(VENV)/.cos-stamp: $(VENV)/.stamp
 	$(VENV)/bin/pip install -q "$(COSL)" pydantic
 	$(VENV)/bin/pip install -q --no-deps "$(COS_AGENT_CARRIER)"
 	@touch $@
+
+## check-rules: every charm's Prometheus alert rules are valid, each alert has a promtool unit
+## test (an alertname in the charm's tests/alert_rules/*_test.yaml), and the tests pass
+## (promtool from Debian's prometheus package).
+RULE_FILES := $(wildcard charms/*/src/prometheus_alert_rules/*.rules)
+RULE_TESTS := $(wildcard charms/*/tests/alert_rules/*_test.yaml)
+check-rules: $(BUILD)/.apt-stamp
+	promtool check rules $(RULE_FILES)
+	@for f in $(RULE_FILES); do \
+		charm=$${f%%/src/*}; \
+		for a in $$(sed -n 's/^ *- alert: *//p' "$$f"); do \
+			grep -qs "alertname: $$a\b" $$charm/tests/alert_rules/*_test.yaml || { echo "check-rules: $$a ($$f) has no promtool test in $$charm/tests/alert_rules"; exit 1; }; \
+		done; \
+	done
+	promtool test rules $(RULE_TESTS)
 
 ## check-cos-agent: what charm-lib writes on cos-agent is what Canonical's library writes for the
 ## same files and inputs, and its requirer (the collector's side) reads it back.
@@ -142,7 +159,7 @@ unit-test: charms catalog testcharms
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
-test: deps unit-test check-cos-agent check-charms check-bundle check-wheelhouse
+test: deps check-rules unit-test check-cos-agent check-charms check-bundle check-wheelhouse
 
 ## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes
