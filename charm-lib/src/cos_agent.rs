@@ -516,6 +516,150 @@ pub fn lzma_base64(raw: &[u8]) -> Result<String> {
     Ok(base64(&xz))
 }
 
+/// `LZMABase64.decompress`: what the collector does with a dashboard (for tests and checks).
+pub fn lzma_base64_decode(text: &str) -> Result<String> {
+    use std::io::Read;
+    let xz = unbase64(text).ok_or_else(|| invalid("not base64".into()))?;
+    let mut out = String::new();
+    lzma_rust2::XzReader::new(xz.as_slice(), false)
+        .read_to_string(&mut out)
+        .map_err(|e| invalid(format!("xz: {e}")))?;
+    Ok(out)
+}
+
+fn unbase64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The metric names a PromQL expression selects (not functions, aggregations, keywords, label
+/// names or values, durations): what a dashboard or rule needs a scrape job to expose.
+pub fn promql_metric_names(expr: &str) -> Vec<String> {
+    const KEYWORDS: [&str; 12] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+    ];
+    let b = expr.as_bytes();
+    let mut names: Vec<String> = Vec::new();
+    let mut i = 0;
+    let mut depth_brace = 0;
+    let mut depth_bracket = 0;
+    // after by/without/on/ignoring/group_*: the next (...) holds label names
+    let mut label_list_next = false;
+    let mut label_list_depth: Option<usize> = None;
+    let mut paren_depth = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                let q = c;
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                continue;
+            }
+            b'{' => depth_brace += 1,
+            b'}' => depth_brace -= 1,
+            b'[' => depth_bracket += 1,
+            b']' => depth_bracket -= 1,
+            b'(' => {
+                paren_depth += 1;
+                if label_list_next {
+                    label_list_depth = Some(paren_depth);
+                    label_list_next = false;
+                }
+            }
+            b')' => {
+                if label_list_depth == Some(paren_depth) {
+                    label_list_depth = None;
+                }
+                paren_depth = paren_depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            let prev_digit = start > 0 && (b[start - 1].is_ascii_digit() || b[start - 1] == b'.');
+            let mut j = i;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            let rest = &expr[j..];
+            let is_call = rest.starts_with('(')
+                || ["by", "without"]
+                    .iter()
+                    .any(|k| rest.starts_with(k) && rest[k.len()..].trim_start().starts_with('('));
+            let lower = word.to_ascii_lowercase();
+            if [
+                "by",
+                "without",
+                "on",
+                "ignoring",
+                "group_left",
+                "group_right",
+            ]
+            .contains(&lower.as_str())
+            {
+                label_list_next = true;
+            } else if depth_brace == 0
+                && depth_bracket == 0
+                && label_list_depth.is_none()
+                && !is_call
+                && !prev_digit
+                && !KEYWORDS.contains(&lower.as_str())
+                && lower != "nan"
+                && !names.iter().any(|n| n == word)
+            {
+                names.push(word.to_string());
+            }
+            continue;
+        }
+        if !c.is_ascii_whitespace() && c != b'(' {
+            label_list_next = false;
+        }
+        i += 1;
+    }
+    names
+}
+
 fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -668,6 +812,38 @@ mod tests {
             dashboard_uid("postgresql-ha", "src/grafana_dashboards/a.json"),
             "1e15519e5f8e334275df2ea263749116de4d5fa9"
         );
+    }
+
+    #[test]
+    fn promql_names_are_the_metrics_only() {
+        let e = r#"sum by (job, server) (rate(haproxy_server_status{state="DOWN", x=~"a|b"}[5m])) / on(job) group_left(instance) max(up offset 5m) > 1e6 and on() count(time() - timestamp(patroni_version) < 90) > 0 or vector(0) unless nothing:recorded"#;
+        assert_eq!(
+            promql_metric_names(e),
+            [
+                "haproxy_server_status",
+                "up",
+                "patroni_version",
+                "nothing:recorded"
+            ]
+        );
+        assert_eq!(
+            promql_metric_names("histogram_quantile(0.9, sum by (le) (rate(x_bucket[1m])))"),
+            ["x_bucket"]
+        );
+    }
+
+    #[test]
+    fn compressed_dashboards_decompress() {
+        let text = "{\"title\": \"\\u00fc\"}".repeat(50);
+        let packed = lzma_base64(text.as_bytes()).unwrap();
+        assert!(
+            packed.len() < text.len(),
+            "compressed: {} of {}",
+            packed.len(),
+            text.len()
+        );
+        assert_eq!(lzma_base64_decode(&packed).unwrap(), text);
+        assert_eq!(unbase64("Zm9vYg==").unwrap(), b"foob");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //!
 //! Every event but an action ends in [`reconcile::reconcile`]; actions go to [`actions`].
 //! Modules: [`config`] (validation), [`render`] (pure rendering), [`maas`] (MAAS's files and
-//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`reconcile`].
+//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`cos`] (cos-agent),
+//! [`reconcile`].
 #![warn(missing_docs)]
 
 pub mod actions;
 pub mod config;
+pub mod cos;
 pub mod lock;
 pub mod maas;
 pub mod reconcile;

@@ -142,6 +142,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         InstallMethod::Deb => &[],
     };
     relations::publish_vip_checks(&ctx.model, &render::vip_check(w.cfg.haproxy, agent_ports))?;
+    crate::cos::publish(ctx, &w.cfg)?;
     // A rack unit on this very host makes this unit's MAAS region+rack (snap): it then serves
     // what a rack serves, and opens those ports (the rack unit here opens none).
     let runs_rack = w.cfg.install_method == InstallMethod::Snap && {

@@ -105,8 +105,16 @@ backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n
     if opts.tls {
         tcp_service(&mut out, "maas_https", 443, 5443, backends);
     }
+    // haproxy's built-in Prometheus exporter, for the collector on this machine only (cos-agent
+    // scrapes it: crate::cos).
+    out.push_str(&format!(
+        "\nfrontend prometheus\n    bind 127.0.0.1:{HAPROXY_METRICS_PORT}\n    mode http\n    no log\n    http-request use-service prometheus-exporter if {{ path /metrics }}\n"
+    ));
     out
 }
+
+/// Where haproxy's Prometheus exporter listens, on 127.0.0.1 (the port haproxy's docs use).
+pub const HAPROXY_METRICS_PORT: u16 = 8405;
 
 /// RFC 3986 percent-encoding of a URI userinfo part, so any password survives the URI.
 pub fn percent_encode(s: &str) -> String {
@@ -360,6 +368,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_prometheus_exporter_listens_on_loopback_only() {
+        let cfg = haproxy_cfg(
+            &[Backend::for_unit("maas-region/0", "10.0.0.10")],
+            HaproxyOptions::default(),
+        );
+        let fe = cfg
+            .split("\nfrontend prometheus\n")
+            .nth(1)
+            .expect("a prometheus frontend");
+        assert!(fe.starts_with("    bind 127.0.0.1:8405\n"), "{fe}");
+        assert!(
+            fe.contains("http-request use-service prometheus-exporter if { path /metrics }"),
+            "{fe}"
+        );
     }
 
     #[test]
