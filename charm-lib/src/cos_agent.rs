@@ -551,6 +551,53 @@ fn unbase64(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Every `expr` of a dashboard's panels' targets (rows' nested panels too).
+pub fn dashboard_exprs(json: &str) -> Result<Vec<String>> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::Array(targets)) = o.get("targets") {
+                    out.extend(
+                        targets
+                            .iter()
+                            .filter_map(|t| t["expr"].as_str().map(String::from)),
+                    );
+                }
+                if let Some(Value::Array(panels)) = o.get("panels") {
+                    panels.iter().for_each(|p| walk(p, out));
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|p| walk(p, out)),
+            _ => {}
+        }
+    }
+    let dash: Value = serde_json::from_str(json).map_err(|e| invalid(format!("dashboard: {e}")))?;
+    let mut out = Vec::new();
+    walk(&dash, &mut out);
+    Ok(out)
+}
+
+/// Every rule's `expr` in a rule file (either format).
+pub fn rule_exprs(text: &str) -> Result<Vec<String>> {
+    let doc: Value = serde_yaml::from_str(text).map_err(|e| invalid(format!("rules: {e}")))?;
+    let rules: Vec<&Value> = match doc.get("groups") {
+        Some(Value::Array(groups)) => groups
+            .iter()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect(),
+        _ => vec![&doc],
+    };
+    rules
+        .into_iter()
+        .map(|r| {
+            r["expr"]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| invalid("a rule without expr".into()))
+        })
+        .collect()
+}
+
 /// The metric names a PromQL expression selects (not functions, aggregations, keywords, label
 /// names or values, durations): what a dashboard or rule needs a scrape job to expose.
 pub fn promql_metric_names(expr: &str) -> Vec<String> {
@@ -830,6 +877,16 @@ mod tests {
             promql_metric_names("histogram_quantile(0.9, sum by (le) (rate(x_bucket[1m])))"),
             ["x_bucket"]
         );
+    }
+
+    #[test]
+    fn exprs_of_dashboards_and_rules() {
+        let dash = r#"{"panels": [{"targets": [{"expr": "a"}, {"refId": "B"}]}, {"type": "row", "panels": [{"targets": [{"expr": "b"}]}]}]}"#;
+        assert_eq!(dashboard_exprs(dash).unwrap(), ["a", "b"]);
+        let rules = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: x > 1\n  - record: r\n    expr: sum(y)\n";
+        assert_eq!(rule_exprs(rules).unwrap(), ["x > 1", "sum(y)"]);
+        assert_eq!(rule_exprs("alert: S\nexpr: z\n").unwrap(), ["z"]);
+        assert!(rule_exprs("groups:\n- name: g\n  rules:\n  - alert: A\n").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod actions;
 pub mod config;
+pub mod cos;
 pub mod maas;
 pub mod reconcile;
 pub mod registration;

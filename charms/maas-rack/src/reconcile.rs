@@ -52,7 +52,8 @@ pub fn reconcile(ctx: &mut Context) -> Result<()> {
     // Saved even when a later step failed: the host changes already happened. (Juju discards
     // charm state of a failed hook; the retry then redoes idempotent steps.)
     record.save(&before, &tools)?;
-    result
+    result?;
+    crate::cos::publish(ctx)
 }
 
 fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {

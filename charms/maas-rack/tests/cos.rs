@@ -1,0 +1,87 @@
+//! cos-agent: what the collector subordinate receives (Arrange state → Act one hook → Assert
+//! databag), and that the dashboard and rules sent query only what the job exposes.
+mod common;
+
+use charm_lib::cos_agent::{
+    dashboard_exprs, dashboard_uid, lzma_base64_decode, promql_metric_names, rule_exprs,
+};
+use charm_lib::testing::{Relation, Trigger, MODEL_UUID};
+use common::*;
+use serde_json::Value;
+
+const COS: u32 = 9;
+
+#[test]
+fn the_collector_gets_the_rackd_job_the_rules_and_the_dashboard() {
+    let st = ready().with_relation(
+        Relation::new(COS, "cos-agent", "opentelemetry-collector").remote_unit(0, &[]),
+    );
+    let out = ok(&harness(), Trigger::RelationJoined(COS, 0), &st);
+    let rel = out.state.relation(COS).unwrap();
+    let data: Value = serde_json::from_str(&rel.local_unit_data["config"]).unwrap();
+
+    let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0]["job_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("maas-rack_rackd_"));
+    assert_eq!(jobs[0]["static_configs"][0]["targets"][0], "localhost:5249");
+    assert_eq!(jobs[0]["metrics_path"], "/metrics");
+
+    let groups = data["metrics_alert_rules"]["groups"].as_array().unwrap();
+    let alerts: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "MaasRackDown",
+            "MaasRackGone",
+            "HostDown",
+            "HostMetricsMissing"
+        ]
+    );
+    assert_eq!(
+        groups[0]["rules"][0]["labels"]["juju_model_uuid"],
+        MODEL_UUID
+    );
+    assert_eq!(groups[0]["rules"][0]["labels"]["juju_charm"], "maas-rack");
+
+    let dash: Value =
+        serde_json::from_str(&lzma_base64_decode(data["dashboards"][0].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(dash["title"], "MAAS rack controllers");
+    assert_eq!(
+        dash["uid"],
+        dashboard_uid("maas-rack", "src/grafana_dashboards/maas-rack.json")
+    );
+}
+
+#[test]
+fn without_the_relation_nothing_is_written() {
+    let out = ok(&harness(), Trigger::ConfigChanged, &ready());
+    assert!(out.state.relation(COS).is_none());
+}
+
+#[test]
+fn the_dashboard_and_rules_query_only_metrics_the_job_exposes() {
+    let exposed = maas_rack::cos::exposed();
+    let mut exprs = Vec::new();
+    for d in maas_rack::cos::DASHBOARDS {
+        exprs.extend(dashboard_exprs(d.json).unwrap());
+    }
+    for r in maas_rack::cos::RULES {
+        exprs.extend(rule_exprs(r.text).unwrap());
+    }
+    assert!(exprs.len() >= 5, "{exprs:?}");
+    for e in &exprs {
+        let names = promql_metric_names(e);
+        assert!(!names.is_empty(), "{e}");
+        for m in names {
+            assert!(exposed.contains(&m.as_str()), "{m} in {e:?} is not exposed");
+        }
+    }
+}
