@@ -4,7 +4,8 @@
 //! failover, pg_rewind; clients over `db` (pgsql) and `database` (postgresql_client); one
 //! writable address through the `vip` subordinate.
 //!
-//! Every hook ends in [`reconcile::reconcile`]; actions are in [`actions`].
+//! Every hook ends in [`reconcile::reconcile`], then [`cos::publish`]; actions are in
+//! [`actions`].
 
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod actions;
 pub mod certs;
 pub mod clients;
 pub mod config;
+pub mod cos;
 pub mod etcd;
 pub mod failover;
 pub mod install;
@@ -44,6 +46,9 @@ pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
         }
         EventKind::Stop => reconcile::leave(ctx),
         EventKind::Remove => Ok(()),
-        _ => reconcile::reconcile(ctx),
+        _ => {
+            reconcile::reconcile(ctx)?;
+            cos::publish(ctx)
+        }
     }
 }

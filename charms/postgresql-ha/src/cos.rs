@@ -1,0 +1,124 @@
+//! Observability over `cos-agent` (Canonical's cos_agent interface, written by
+//! [`charm_lib::cos_agent`]): scrape jobs for this unit's Patroni and etcd, the alert rules in
+//! `src/prometheus_alert_rules` and the dashboard in `src/grafana_dashboards`.
+//!
+//! Patroni's REST API (8008) and etcd's client port (2379) serve `/metrics` over TLS and want a
+//! client certificate from the application's CA (`verify_client: required`,
+//! `client-cert-auth`): the jobs scrape 127.0.0.1 (named in every unit's certificate) with the
+//! unit's own certificate and key, verifying the server with the application's CA, so the
+//! collector (a subordinate on this machine, running as root) needs read access to
+//! /etc/postgresql-ha/tls. Every series carries `patroni_synchronous_mode` (the
+//! `synchronous-mode` option), which the "no synchronous standby" rule needs.
+//!
+//! PostgreSQL's own statistics (connections, through prometheus-postgres-exporter) are not
+//! scraped yet: `src/prometheus_alert_rules/postgresql_exporter.rules` is tested but not sent.
+
+use crate::config::{Config, SyncMode};
+use crate::paths;
+use charm_lib::cos_agent::{
+    Dashboard, Provider, RuleFile, ScrapeJob, StaticConfig, TlsConfig, Topology, ENDPOINT,
+};
+use charm_lib::Context;
+
+/// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).
+pub const CHARM: &str = "postgresql-ha";
+
+/// The alert rules sent.
+pub const RULES: &[RuleFile<'static>] = &[RuleFile {
+    path: "patroni.rules",
+    text: include_str!("prometheus_alert_rules/patroni.rules"),
+}];
+
+/// The dashboards sent.
+pub const DASHBOARDS: &[Dashboard<'static>] = &[Dashboard {
+    path: "src/grafana_dashboards/postgresql-ha.json",
+    json: include_str!("grafana_dashboards/postgresql-ha.json"),
+}];
+
+/// Series Prometheus adds to every target.
+pub const SYNTHETIC: &[&str] = &[
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// The label every series gets with the `synchronous-mode` option's value.
+pub const SYNC_MODE_LABEL: &str = "patroni_synchronous_mode";
+
+fn sync_mode_name(m: SyncMode) -> &'static str {
+    match m {
+        SyncMode::On => "on",
+        SyncMode::Quorum => "quorum",
+        SyncMode::Off => "off",
+    }
+}
+
+fn tls_job(name: &str, port: u16, sync: SyncMode) -> ScrapeJob {
+    ScrapeJob {
+        job_name: Some(name.into()),
+        metrics_path: "/metrics".into(),
+        scheme: Some("https".into()),
+        static_configs: vec![StaticConfig {
+            targets: vec![format!("127.0.0.1:{port}")],
+            labels: [(
+                SYNC_MODE_LABEL.to_string(),
+                sync_mode_name(sync).to_string(),
+            )]
+            .into(),
+        }],
+        tls_config: Some(TlsConfig {
+            ca_file: Some(paths::CA_CERT.into()),
+            cert_file: Some(paths::UNIT_CERT.into()),
+            key_file: Some(paths::UNIT_KEY.into()),
+            ..TlsConfig::default()
+        }),
+        scrape_interval: None,
+    }
+}
+
+/// The scrape jobs for `cfg`.
+pub fn jobs(cfg: &Config) -> Vec<ScrapeJob> {
+    vec![
+        tls_job("patroni", paths::PATRONI_PORT, cfg.synchronous_mode),
+        tls_job("etcd", 2379, cfg.synchronous_mode),
+    ]
+}
+
+/// The metric names the jobs expose (`src/metrics/*.names`), and the synthetic ones.
+pub fn exposed() -> Vec<&'static str> {
+    let mut all = SYNTHETIC.to_vec();
+    for list in [
+        include_str!("metrics/patroni.names"),
+        include_str!("metrics/etcd.names"),
+    ] {
+        all.extend(
+            list.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#')),
+        );
+    }
+    all
+}
+
+/// Writes this unit's data on every `cos-agent` relation (nothing to do without one, or while
+/// the config is invalid: reconcile reports that).
+pub fn publish(ctx: &Context) -> anyhow::Result<()> {
+    if ctx.model.relations(ENDPOINT)?.is_empty() {
+        return Ok(());
+    }
+    let Ok(cfg) = Config::from_raw(&ctx.model.config_raw()?) else {
+        return Ok(());
+    };
+    Provider {
+        topology: Some(Topology::of(&ctx.event, CHARM)),
+        metrics_rules: RULES,
+        dashboards: DASHBOARDS,
+        scrape_jobs: jobs(&cfg),
+        ..Provider::default()
+    }
+    .build()?
+    .publish(&ctx.model, ENDPOINT)?;
+    Ok(())
+}

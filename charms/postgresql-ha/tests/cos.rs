@@ -1,0 +1,133 @@
+//! cos-agent: what the collector subordinate receives (Arrange state → Act one hook → Assert
+//! databag), and that the dashboard and rules sent query only what the jobs expose.
+mod common;
+
+use charm_lib::cos_agent::{
+    dashboard_exprs, dashboard_uid, lzma_base64_decode, promql_metric_names, rule_exprs,
+};
+use charm_lib::testing::{Relation, Trigger, MODEL_UUID};
+use common::*;
+use serde_json::Value;
+
+const COS: u32 = 9;
+
+fn collector() -> Relation {
+    Relation::new(COS, "cos-agent", "opentelemetry-collector").remote_unit(0, &[])
+}
+
+fn sent(out: &charm_lib::testing::Output) -> Value {
+    assert!(!out.failed(), "{:?}", out.error);
+    let rel = out.state.relation(COS).expect("the cos-agent relation");
+    serde_json::from_str(&rel.local_unit_data["config"]).expect("config is JSON")
+}
+
+#[test]
+fn the_collector_gets_patroni_and_etcd_over_tls_the_rules_and_the_dashboard() {
+    let st = leader_primary().with_relation(collector());
+    let out = harness().run(Trigger::RelationJoined(COS, 0), &st).unwrap();
+    let data = sent(&out);
+
+    let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let (etcd, patroni) = (&jobs[0], &jobs[1]);
+    assert!(etcd["job_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgresql-ha_etcd_"));
+    assert!(patroni["job_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgresql-ha_patroni_"));
+    assert_eq!(patroni["static_configs"][0]["targets"][0], "127.0.0.1:8008");
+    assert_eq!(etcd["static_configs"][0]["targets"][0], "127.0.0.1:2379");
+    for j in [etcd, patroni] {
+        assert_eq!(j["scheme"], "https");
+        assert_eq!(j["tls_config"]["ca_file"], "/etc/postgresql-ha/tls/ca.pem");
+        assert_eq!(
+            j["tls_config"]["cert_file"],
+            "/etc/postgresql-ha/tls/unit.pem"
+        );
+        assert_eq!(
+            j["tls_config"]["key_file"],
+            "/etc/postgresql-ha/tls/unit.key"
+        );
+        assert!(j["tls_config"].get("insecure_skip_verify").is_none());
+        // the default synchronous-mode
+        assert_eq!(
+            j["static_configs"][0]["labels"]["patroni_synchronous_mode"],
+            "quorum"
+        );
+    }
+
+    let groups = data["metrics_alert_rules"]["groups"].as_array().unwrap();
+    let alerts: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for a in [
+        "PostgresqlNoPrimary",
+        "PostgresqlNoSynchronousStandby",
+        "PostgresqlReplicationLag",
+        "EtcdQuorumAtRisk",
+        "EtcdNoLeader",
+        "HostDown",
+    ] {
+        assert!(alerts.contains(&a), "{a} missing from {alerts:?}");
+    }
+    assert!(
+        !alerts.contains(&"PostgresqlConnectionsNearMax"),
+        "not sent before the exporter runs"
+    );
+    assert_eq!(
+        groups[0]["rules"][0]["labels"]["juju_model_uuid"],
+        MODEL_UUID
+    );
+
+    let dash: Value =
+        serde_json::from_str(&lzma_base64_decode(data["dashboards"][0].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(dash["title"], "PostgreSQL HA (Patroni and etcd)");
+    assert_eq!(
+        dash["uid"],
+        dashboard_uid("postgresql-ha", "src/grafana_dashboards/postgresql-ha.json")
+    );
+}
+
+#[test]
+fn the_synchronous_mode_label_follows_the_option() {
+    let st = leader_primary()
+        .with_config("synchronous-mode", "on")
+        .with_relation(collector());
+    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+    let data = sent(&out);
+    for j in data["metrics_scrape_jobs"].as_array().unwrap() {
+        assert_eq!(
+            j["static_configs"][0]["labels"]["patroni_synchronous_mode"],
+            "on"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_and_rules_query_only_metrics_the_jobs_expose() {
+    let exposed = postgresql_ha::cos::exposed();
+    assert!(
+        exposed.contains(&"patroni_sync_standby") && exposed.contains(&"etcd_server_has_leader")
+    );
+    let mut exprs = Vec::new();
+    for d in postgresql_ha::cos::DASHBOARDS {
+        exprs.extend(dashboard_exprs(d.json).unwrap());
+    }
+    for r in postgresql_ha::cos::RULES {
+        exprs.extend(rule_exprs(r.text).unwrap());
+    }
+    assert!(exprs.len() >= 15, "{exprs:?}");
+    for e in &exprs {
+        let names = promql_metric_names(e);
+        assert!(!names.is_empty(), "{e}");
+        for m in names {
+            assert!(exposed.contains(&m.as_str()), "{m} in {e:?} is not exposed");
+        }
+    }
+}
