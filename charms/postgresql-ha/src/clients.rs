@@ -14,6 +14,9 @@ pub struct ClientUnit {
     pub name: String,
     /// Its address (validated).
     pub address: String,
+    /// Where its connections come from, as CIDRs: its `egress-subnets` (Juju's, normalised to
+    /// their network address), else its address as a single host.
+    pub subnets: Vec<String>,
 }
 
 /// What a client relation asks for.
@@ -28,6 +31,12 @@ pub struct Request {
     pub roles: Vec<String>,
     /// Whether the client reads credentials from a Juju secret (`requested-secrets`).
     pub wants_secret: bool,
+    /// Whether the client asked for `tls` or `tls-ca` in a secret (`database` only;
+    /// data_interfaces groups them in the `secret-tls` secret).
+    pub wants_tls_secret: bool,
+    /// `roles` and `extensions` exactly as a `db` client sent them, to echo back once granted:
+    /// the pgsql interface's client waits until the server's values equal its own.
+    pub asked: Databag,
     /// Units with a usable address.
     pub units: Vec<ClientUnit>,
     /// Units whose address was missing or not an IP (left out of pg_hba).
@@ -281,6 +290,50 @@ fn list(kind: &str, raw: Option<&String>) -> Result<Vec<String>, String> {
 }
 
 /// The units' usable addresses: `ingress-address`, else `private-address`, which Juju sets.
+/// A CIDR (`10.0.0.0/24`, `fd00::/64`, or a bare address as a single host) with its host bits
+/// cleared, as pg_hba.conf and `pg_hba_file_rules` show it; `None` if it is not one.
+pub fn normalise_cidr(s: &str) -> Option<String> {
+    let s = s.trim();
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => {
+            let p: u32 = prefix.map_or(Some(32), |p| p.parse().ok())?;
+            if p > 32 {
+                return None;
+            }
+            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            let net = std::net::Ipv4Addr::from(u32::from(a) & mask);
+            Some(format!("{net}/{p}"))
+        }
+        IpAddr::V6(a) => {
+            let p: u32 = prefix.map_or(Some(128), |p| p.parse().ok())?;
+            if p > 128 {
+                return None;
+            }
+            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+            let net = std::net::Ipv6Addr::from(u128::from(a) & mask);
+            Some(format!("{net}/{p}"))
+        }
+    }
+}
+
+/// A unit's `egress-subnets` (comma-separated CIDRs, as Juju sets them), normalised; `None`
+/// when absent, empty, or any entry is not a CIDR (then its address is used).
+fn egress_subnets(bag: &Databag) -> Option<Vec<String>> {
+    let raw = bag.get("egress-subnets")?;
+    let mut out: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let c = normalise_cidr(item)?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 fn units(remote_units: &BTreeMap<String, Databag>) -> (Vec<ClientUnit>, Vec<String>) {
     let mut ok = Vec::new();
     let mut ignored = Vec::new();
@@ -293,6 +346,8 @@ fn units(remote_units: &BTreeMap<String, Databag>) -> (Vec<ClientUnit>, Vec<Stri
         match addr.filter(|a| a.parse::<IpAddr>().is_ok()) {
             Some(address) => ok.push(ClientUnit {
                 name: name.clone(),
+                subnets: egress_subnets(bag)
+                    .unwrap_or_else(|| vec![crate::render::host_cidr(&address)]),
                 address,
             }),
             None => ignored.push(name.clone()),
@@ -327,11 +382,17 @@ pub fn db_request(
     let roles = list("role", pick("roles").as_ref())?;
     let wants_secret = pick("requested-secrets").is_some();
     let (units, ignored) = units(remote_units);
+    let asked = ["roles", "extensions"]
+        .iter()
+        .filter_map(|k| pick(k).map(|v| (k.to_string(), v)))
+        .collect();
     Ok(Request {
         database,
         extensions,
         roles,
         wants_secret,
+        wants_tls_secret: false,
+        asked,
         units,
         ignored,
     })
@@ -358,12 +419,20 @@ pub fn database_request(
     let wants_secret = app
         .get("requested-secrets")
         .is_some_and(|v| !v.trim().is_empty());
+    // data_interfaces' SECRET_LABEL_MAP puts `tls` and `tls-ca` in the `tls` group
+    // (`secret-tls`). A list that is not JSON asks for nothing in particular.
+    let wants_tls_secret = app
+        .get("requested-secrets")
+        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+        .is_some_and(|fields| fields.iter().any(|f| f == "tls" || f == "tls-ca"));
     let (units, ignored) = units(remote_units);
     Ok(Some(Request {
         database,
         extensions: Vec::new(),
         roles,
         wants_secret,
+        wants_tls_secret,
+        asked: Databag::new(),
         units,
         ignored,
     }))
@@ -410,8 +479,10 @@ fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
 }
 
 /// Every key this charm writes on `db`; keys it no longer wants are deleted.
-const DB_KEYS: [&str; 13] = [
+const DB_KEYS: [&str; 15] = [
     "tls-ca",
+    "roles",
+    "extensions",
     "host",
     "port",
     "database",
@@ -458,14 +529,24 @@ pub fn db_data(
             .collect::<Vec<_>>()
             .join(" "),
     );
-    set(
-        "allowed-subnets",
-        req.units
-            .iter()
-            .map(|u| crate::render::host_cidr(&u.address))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    let mut subnets: Vec<&str> = Vec::new();
+    for s in req.units.iter().flat_map(|u| &u.subnets) {
+        if !subnets.contains(&s.as_str()) {
+            subnets.push(s);
+        }
+    }
+    set("allowed-subnets", subnets.join(","));
+    // Echoed exactly as asked once granted (the pgsql client compares the strings).
+    if let Some(r) = req.asked.get("roles") {
+        if req.roles.iter().all(|x| g.roles.contains(x)) {
+            set("roles", r.clone());
+        }
+    }
+    if let Some(e) = req.asked.get("extensions") {
+        if req.extensions.iter().all(|x| g.extensions.contains(x)) {
+            set("extensions", e.clone());
+        }
+    }
     set("state", topo.state.clone());
     set("version", topo.version.to_string());
     set("tls-ca", topo.ca.clone());
@@ -492,9 +573,10 @@ pub fn db_data(
 }
 
 /// Every key this charm writes on `database`.
-const DATABASE_KEYS: [&str; 9] = [
+const DATABASE_KEYS: [&str; 10] = [
     "tls",
     "tls-ca",
+    "secret-tls",
     "database",
     "endpoints",
     "read-only-endpoints",
@@ -504,12 +586,14 @@ const DATABASE_KEYS: [&str; 9] = [
     "password",
 ];
 
-/// The app databag for a `database` relation (`None` values: leave as is).
+/// The app databag for a `database` relation (`None` values: leave as is). `tls_secret`: the
+/// relation's `secret-tls` secret, for a client that asked for `tls`/`tls-ca` in one.
 pub fn database_data(
     g: &Grant,
     req: &Request,
     creds: &Credentials,
     topo: &Topology,
+    tls_secret: Option<&str>,
 ) -> BTreeMap<String, Option<String>> {
     let mut d: BTreeMap<String, Option<String>> = DATABASE_KEYS
         .iter()
@@ -524,8 +608,15 @@ pub fn database_data(
     };
     d.insert("version".into(), Some(version));
     // data_interfaces' names: TLS is on (every remote connection needs it), and the CA.
-    d.insert("tls".into(), Some("True".into()));
-    d.insert("tls-ca".into(), Some(topo.ca.clone()));
+    match tls_secret.filter(|_| req.wants_tls_secret) {
+        Some(id) => {
+            d.insert("secret-tls".into(), Some(id.to_string()));
+        }
+        None => {
+            d.insert("tls".into(), Some("True".into()));
+            d.insert("tls-ca".into(), Some(topo.ca.clone()));
+        }
+    }
     if req.wants_secret {
         d.insert("secret-user".into(), Some(g.secret.clone()));
     } else {
@@ -568,29 +659,51 @@ pub fn changes(current: &Databag, wanted: &BTreeMap<String, Option<String>>) -> 
         .collect()
 }
 
-/// The secret content of a relation's credentials (`uris` only once the host is known).
-pub fn secret_content(
-    g: &Grant,
-    creds: &Credentials,
-    host: Option<&str>,
-) -> BTreeMap<String, String> {
+/// The secret content of a relation's credentials (data_interfaces' `user` group): `uris` and
+/// `read-only-uris` (the replicas, else the primary) only once the host is known.
+pub fn secret_content(g: &Grant, creds: &Credentials, topo: &Topology) -> BTreeMap<String, String> {
     let mut c = BTreeMap::from([
         ("username".to_string(), creds.username.clone()),
         ("password".to_string(), creds.password.clone()),
     ]);
-    if let Some(h) = host {
-        c.insert(
-            "uris".into(),
+    if let Some(h) = &topo.host {
+        let uri = |hosts: &[String]| {
             format!(
-                "postgresql://{}:{}@{h}:{}/{}",
+                "postgresql://{}:{}@{}/{}",
                 creds.username,
                 creds.password,
-                paths::PG_PORT,
+                hosts
+                    .iter()
+                    .map(|h| format!("{h}:{}", paths::PG_PORT))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 g.database
-            ),
-        );
+            )
+        };
+        c.insert("uris".into(), uri(std::slice::from_ref(h)));
+        let ro = if topo.standbys.is_empty() {
+            std::slice::from_ref(h)
+        } else {
+            &topo.standbys[..]
+        };
+        c.insert("read-only-uris".into(), uri(ro));
     }
     c
+}
+
+/// The content of a relation's `secret-tls` secret (data_interfaces' `tls` group): TLS is on,
+/// and the CA that signs the members' certificates when there is one.
+pub fn tls_secret_content(topo: &Topology) -> BTreeMap<String, String> {
+    let mut c = BTreeMap::from([("tls".to_string(), "True".to_string())]);
+    if !topo.ca.is_empty() {
+        c.insert("tls-ca".into(), topo.ca.clone());
+    }
+    c
+}
+
+/// The label of relation `id`'s `secret-tls` secret.
+pub fn tls_secret_label(id: u32) -> String {
+    format!("client-{id}-tls")
 }
 
 #[cfg(test)]
@@ -615,7 +728,8 @@ mod tests {
             r.units,
             vec![ClientUnit {
                 name: "maas-region/0".into(),
-                address: "10.0.0.50".into()
+                address: "10.0.0.50".into(),
+                subnets: vec!["10.0.0.50/32".into()],
             }]
         );
         assert_eq!(r.ignored, vec!["maas-region/1".to_string()]);
@@ -703,9 +817,12 @@ mod tests {
             extensions: vec![],
             roles: vec![],
             wants_secret: true,
+            wants_tls_secret: false,
+            asked: Databag::new(),
             units: vec![ClientUnit {
                 name: "m/0".into(),
                 address: "10.0.0.50".into(),
+                subnets: vec!["10.0.0.50/32".into()],
             }],
             ignored: vec![],
         };
@@ -744,6 +861,199 @@ mod tests {
             d["host"], None,
             "unknown primary: leave the last published address"
         );
+    }
+
+    fn grant(endpoint: &str) -> Grant {
+        Grant {
+            endpoint: endpoint.into(),
+            database: "maas".into(),
+            user: "relation_5".into(),
+            secret: "secret:abc".into(),
+            extensions: vec![],
+            roles: vec![],
+            attributes: vec![],
+            provisioned: true,
+        }
+    }
+
+    fn creds() -> Credentials {
+        Credentials {
+            username: "relation_5".into(),
+            password: "PW123".into(),
+        }
+    }
+
+    fn topo() -> Topology {
+        Topology {
+            ca: "CA PEM".into(),
+            host: Some("10.0.0.100".into()),
+            standbys: vec!["10.0.0.11".into(), "10.0.0.12".into()],
+            state: "master".into(),
+            version: 16,
+            full_version: "16.4".into(),
+        }
+    }
+
+    #[test]
+    fn cidrs_are_normalised_and_garbage_refused() {
+        for (raw, want) in [
+            ("10.0.0.50/32", Some("10.0.0.50/32")),
+            ("10.0.0.50", Some("10.0.0.50/32")),
+            (" 10.1.2.3/24 ", Some("10.1.2.0/24")),
+            ("0.0.0.0/0", Some("0.0.0.0/0")),
+            ("fd00::1/64", Some("fd00::/64")),
+            ("fd00::1", Some("fd00::1/128")),
+            ("10.0.0.1/33", None),
+            ("10.0.0.1/x", None),
+            ("example.com/24", None),
+            ("", None),
+        ] {
+            assert_eq!(normalise_cidr(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn db_echoes_what_was_asked_and_allows_the_egress_subnets() {
+        // A pgsql client (interface-pgsql's requires side) is ready when the server's
+        // `database`, `roles` and `extensions` equal what it asked for and `allowed-subnets`
+        // holds every one of its `egress-subnets`.
+        let us = units(&[
+            (
+                "legacy/0",
+                &[
+                    ("ingress-address", "10.0.0.50"),
+                    ("egress-subnets", "192.168.9.7/32,10.20.0.0/16"),
+                    ("database", "legacydb"),
+                    ("roles", "reader, writer"),
+                    ("extensions", "pg_trgm,btree_gin"),
+                ],
+            ),
+            (
+                "legacy/1",
+                &[
+                    ("ingress-address", "10.0.0.51"),
+                    ("egress-subnets", "not a subnet"),
+                ],
+            ),
+            ("legacy/2", &[("ingress-address", "10.0.0.52")]),
+        ]);
+        let req = db_request("legacy", &Databag::new(), &us).unwrap();
+        assert_eq!(
+            req.units
+                .iter()
+                .map(|u| u.subnets.clone())
+                .collect::<Vec<_>>(),
+            vec![
+                vec!["192.168.9.7/32".to_string(), "10.20.0.0/16".into()],
+                vec!["10.0.0.51/32".into()],
+                vec!["10.0.0.52/32".into()],
+            ],
+            "egress-subnets, else the ingress address"
+        );
+        let mut g = grant("db");
+        g.database = "legacydb".into();
+        g.roles = vec!["reader".into(), "writer".into()];
+        g.extensions = vec!["btree_gin".into(), "pg_trgm".into()];
+        let d = db_data(&g, &req, &creds(), &topo());
+        let get = |k: &str| d[k].clone().unwrap();
+        assert_eq!(get("database"), "legacydb");
+        assert_eq!(get("roles"), "reader, writer", "echoed exactly as sent");
+        assert_eq!(get("extensions"), "pg_trgm,btree_gin");
+        assert_eq!(
+            get("allowed-subnets"),
+            "192.168.9.7/32,10.20.0.0/16,10.0.0.51/32,10.0.0.52/32"
+        );
+        // An extension not created (outside the allowlist) is not echoed: the client keeps
+        // waiting while the server is Blocked naming it.
+        g.extensions = vec!["btree_gin".into()];
+        let d = db_data(&g, &req, &creds(), &topo());
+        assert_eq!(d["extensions"].clone().unwrap(), "");
+        // Nothing asked, nothing echoed (and stale echoes are deleted).
+        let us = units(&[("c/0", &[("ingress-address", "10.0.0.50")])]);
+        let req = db_request("c", &Databag::new(), &us).unwrap();
+        let d = db_data(&grant("db"), &req, &creds(), &topo());
+        assert_eq!(d["roles"].clone().unwrap(), "");
+        assert_eq!(d["extensions"].clone().unwrap(), "");
+    }
+
+    #[test]
+    fn database_clients_asking_for_tls_in_a_secret_get_secret_tls_and_no_ca_in_clear() {
+        let all = r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#;
+        let us = units(&[("app/0", &[("ingress-address", "10.0.0.60")])]);
+        let req = database_request(
+            &bag(&[("database", "maas"), ("requested-secrets", all)]),
+            &us,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(req.wants_secret && req.wants_tls_secret);
+        let d = database_data(
+            &grant("database"),
+            &req,
+            &creds(),
+            &topo(),
+            Some("secret:tls1"),
+        );
+        let get = |k: &str| d[k].clone().unwrap();
+        assert_eq!(get("secret-tls"), "secret:tls1");
+        assert_eq!(get("secret-user"), "secret:abc");
+        for k in ["tls", "tls-ca", "username", "password"] {
+            assert_eq!(get(k), "", "{k} is in a secret, not in clear");
+        }
+        assert!(!d
+            .values()
+            .flatten()
+            .any(|v| v.contains("PW123") || v.contains("CA PEM")));
+        assert_eq!(
+            tls_secret_content(&topo()),
+            BTreeMap::from([
+                ("tls".to_string(), "True".to_string()),
+                ("tls-ca".into(), "CA PEM".into())
+            ])
+        );
+        // Only username/password in a secret: TLS settings stay in the databag.
+        let req = database_request(
+            &bag(&[
+                ("database", "maas"),
+                ("requested-secrets", r#"["username","password"]"#),
+            ]),
+            &us,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!req.wants_tls_secret);
+        let d = database_data(
+            &grant("database"),
+            &req,
+            &creds(),
+            &topo(),
+            Some("secret:tls1"),
+        );
+        assert_eq!(d["secret-tls"].clone().unwrap(), "");
+        assert_eq!(d["tls-ca"].clone().unwrap(), "CA PEM");
+        assert_eq!(d["tls"].clone().unwrap(), "True");
+    }
+
+    #[test]
+    fn the_user_secret_has_uris_and_read_only_uris() {
+        let c = secret_content(&grant("database"), &creds(), &topo());
+        assert_eq!(
+            c["uris"],
+            "postgresql://relation_5:PW123@10.0.0.100:5432/maas"
+        );
+        assert_eq!(
+            c["read-only-uris"],
+            "postgresql://relation_5:PW123@10.0.0.11:5432,10.0.0.12:5432/maas"
+        );
+        let c = secret_content(
+            &grant("database"),
+            &creds(),
+            &Topology {
+                host: None,
+                ..topo()
+            },
+        );
+        assert!(!c.contains_key("uris") && !c.contains_key("read-only-uris"));
     }
 
     #[test]

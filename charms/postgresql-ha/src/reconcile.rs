@@ -307,7 +307,13 @@ fn converge(
             hba.push(HbaClient {
                 database: g.database.clone(),
                 user: g.user.clone(),
-                addresses: req.units.iter().map(|u| u.address.clone()).collect(),
+                addresses: req
+                    .units
+                    .iter()
+                    .flat_map(|u| u.subnets.iter().cloned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
             });
             served.push((i, req, g));
         }

@@ -125,8 +125,11 @@ pub fn pg_hba(peers: &[Member], clients: &[HbaClient]) -> Vec<String> {
 }
 
 /// `10.0.0.1` → `10.0.0.1/32`; IPv6 → `/128`.
+/// A CIDR (`10.0.0.0/24`, from a client's `egress-subnets`) stays as it is.
 pub fn host_cidr(addr: &str) -> String {
-    if addr.contains(':') {
+    if addr.contains('/') {
+        addr.to_string()
+    } else if addr.contains(':') {
         format!("{addr}/128")
     } else {
         format!("{addr}/32")

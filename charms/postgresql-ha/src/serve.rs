@@ -369,6 +369,14 @@ pub(crate) fn revoke_stale(
         if let Err(e) = ctx.tools().secret_remove(&g.secret, None) {
             log::warn!("could not remove the secret of {}:{id}: {e}", g.endpoint);
         }
+        if let Some((tls, _)) = ctx.model.secret_by_label(&clients::tls_secret_label(id))? {
+            if let Err(e) = ctx.tools().secret_remove(&tls, None) {
+                log::warn!(
+                    "could not remove the TLS secret of {}:{id}: {e}",
+                    g.endpoint
+                );
+            }
+        }
         log::info!(
             "revoked the access of {}:{id} (role {}; database {:?} kept)",
             g.endpoint,
@@ -389,11 +397,13 @@ const HBA_WAIT_SECONDS: u32 = 30;
 /// then has its first connection refused (`no pg_hba.conf entry`), which data_interfaces'
 /// `database_created` comes only once for. If it is still not there, the data goes out anyway.
 fn wait_for_hba(ctx: &Context, primary: &str, rel: &Relation, req: &Request, g: &Grant) {
-    // Units sharing a machine share an address (and a pg_hba line).
+    // Units sharing a machine share an address (and a pg_hba line); `pg_hba_file_rules` shows
+    // a CIDR's network address alone.
     let addresses: Vec<String> = req
         .units
         .iter()
-        .map(|u| u.address.clone())
+        .flat_map(|u| &u.subnets)
+        .map(|c| c.split('/').next().unwrap_or(c).to_string())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -407,6 +417,35 @@ fn wait_for_hba(ctx: &Context, primary: &str, rel: &Relation, req: &Request, g: 
             "publishing {} before the primary's pg_hba.conf lets it in: {e}",
             rel.id()
         ),
+    }
+}
+
+/// The leader's `secret-tls` secret of a `database` relation (data_interfaces' `tls` group:
+/// `tls`, `tls-ca`), created or brought up to date, and granted to the relation.
+fn tls_secret(ctx: &Context, rel: &Relation, topo: &Topology) -> anyhow::Result<String> {
+    let label = clients::tls_secret_label(rel.id().id);
+    let wanted = clients::tls_secret_content(topo);
+    let id = match ctx.model.secret_by_label(&label)? {
+        Some((id, _)) => {
+            if ctx.model.peek_secret(Some(&id), None)? != wanted {
+                ctx.model.set_secret(&id, &wanted)?;
+            }
+            id
+        }
+        None => {
+            let opts = SecretOptions {
+                label: Some(label),
+                description: Some(format!("TLS settings of {}", rel.id())),
+                ..Default::default()
+            };
+            ctx.model.add_secret(&wanted, &opts)?
+        }
+    };
+    ctx.model.grant_secret(&id, rel.id(), None)?;
+    // The same secret in whichever form it was first published: no needless databag change.
+    match rel.my_app_data()?.get("secret-tls") {
+        Some(published) if charm_lib::tools::same_secret(published, &id) => Ok(published.clone()),
+        _ => Ok(id),
     }
 }
 
@@ -431,7 +470,7 @@ pub(crate) fn publish(
         password: content.get("password").cloned().unwrap_or_default(),
     };
     if leader {
-        let wanted = clients::secret_content(g, &creds, topo.host.as_deref());
+        let wanted = clients::secret_content(g, &creds, topo);
         if topo.host.is_some() && wanted != content {
             ctx.model.set_secret(&g.secret, &wanted)?;
         }
@@ -442,9 +481,14 @@ pub(crate) fn publish(
             &clients::db_data(g, req, &creds, topo),
         )
     } else if leader {
+        let tls_secret = if req.wants_tls_secret {
+            Some(tls_secret(ctx, rel, topo)?)
+        } else {
+            None
+        };
         clients::changes(
             &rel.my_app_data()?,
-            &clients::database_data(g, req, &creds, topo),
+            &clients::database_data(g, req, &creds, topo, tls_secret.as_deref()),
         )
     } else {
         return Ok(());

@@ -996,3 +996,103 @@ fn a_pg_hba_that_does_not_come_still_lets_the_data_out_with_a_warning() {
     assert_eq!(bag["endpoints"], "10.0.0.10:5432");
     assert!(bag.contains_key("secret-user"));
 }
+
+#[test]
+fn a_database_client_asking_for_every_secret_field_gets_tls_in_secret_tls_and_nothing_in_clear() {
+    let st = leader_primary().with_relation(database_client_asking(""));
+    let out = harness()
+        .run(Trigger::RelationChanged(7, None), &st)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let bag = &out.state.relation(7).unwrap().local_app_data;
+    for k in ["tls", "tls-ca", "username", "password", "uris"] {
+        assert!(!bag.contains_key(k), "{k} in clear: {bag:?}");
+    }
+    // data_interfaces' groups: `secret-user` (username, password, uris, read-only-uris) and
+    // `secret-tls` (tls, tls-ca), each granted to the relation.
+    let user = out.state.secret(&bag["secret-user"]).unwrap();
+    assert_eq!(user.grants.get(&7), Some(&None));
+    let c = user.latest_content();
+    assert!(c["uris"].ends_with("@10.0.0.10:5432/appdb"), "{c:?}");
+    assert!(
+        c["read-only-uris"].ends_with("@10.0.0.10:5432/appdb"),
+        "{c:?}"
+    );
+    let tls = out.state.secret(&bag["secret-tls"]).unwrap();
+    assert_eq!(tls.grants.get(&7), Some(&None));
+    assert_eq!(tls.label.as_deref(), Some("client-7-tls"));
+    assert_eq!(tls.latest_content()["tls"], "True");
+    assert_eq!(
+        tls.latest_content()["tls-ca"].as_str(),
+        common::ca_secret().latest_content()["ca-cert"].as_str(),
+        "clients verify the server with the application's CA"
+    );
+    // The next hook adopts the same secret by its label, unchanged.
+    let again = harness()
+        .run(Trigger::RelationChanged(7, None), &out.state)
+        .unwrap();
+    assert!(!again.failed(), "{:?}", again.error);
+    let bag2 = &again.state.relation(7).unwrap().local_app_data;
+    assert_eq!(bag2["secret-tls"], bag["secret-tls"]);
+    assert_eq!(
+        again.state.secret("client-7-tls").unwrap().revisions.len(),
+        1,
+        "no new revision when nothing changed"
+    );
+    // The relation gone, both secrets go with it.
+    let gone = harness()
+        .run(Trigger::RelationBroken(7), &again.state)
+        .unwrap();
+    assert!(!gone.failed(), "{:?}", gone.error);
+    assert!(gone.state.secret(&bag["secret-user"]).is_none());
+    assert!(gone.state.secret("client-7-tls").is_none());
+}
+
+#[test]
+fn a_legacy_db_client_is_allowed_from_its_egress_subnets_and_sees_its_request_echoed() {
+    let st = leader_primary()
+        .with_config("allowed-extensions", "btree_gin,pg_trgm")
+        .with_relation(db(&[
+            (
+                0,
+                &[
+                    ("ingress-address", "10.0.0.50"),
+                    ("egress-subnets", "192.168.9.0/24"),
+                    ("database", "legacydb"),
+                    ("roles", "reader"),
+                    ("extensions", "pg_trgm"),
+                ],
+            ),
+            (1, &[("ingress-address", "10.0.0.51")]),
+        ]));
+    let out = harness()
+        .run(Trigger::RelationChanged(5, Some(0)), &st)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let bag = &out.state.relation(5).unwrap().local_unit_data;
+    assert_fields(
+        bag,
+        &[
+            ("database", "legacydb"),
+            ("roles", "reader"),
+            ("extensions", "pg_trgm"),
+            ("allowed-units", "maas-region/0 maas-region/1"),
+            ("allowed-subnets", "192.168.9.0/24,10.0.0.51/32"),
+        ],
+    );
+    let p = patroni_yml(&out.state);
+    let hba: Vec<&str> = p["postgresql"]["pg_hba"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .filter(|l| l.contains("relation_5"))
+        .collect();
+    assert_eq!(
+        hba,
+        vec![
+            "hostssl legacydb relation_5 10.0.0.51/32 scram-sha-256",
+            "hostssl legacydb relation_5 192.168.9.0/24 scram-sha-256",
+        ]
+    );
+}
