@@ -36,7 +36,12 @@ fn bag(pairs: &[(&str, &str)]) -> Databag {
         .collect()
 }
 
-const REQUESTED_SECRETS: &str = r#"["username","password"]"#;
+/// Every field data_interfaces (charms.data_platform_libs v0) can put in a secret: its
+/// `SECRET_LABEL_MAP` groups `username`, `password`, `uris` and `read-only-uris` in `secret-user`,
+/// `tls` and `tls-ca` in `secret-tls`. Asking for all of them keeps the password (and the URIs
+/// that carry it) out of the databag. Only `secret-user` is read: MAAS connects with libpq's
+/// default sslmode (TLS, the server's certificate not verified), so the CA is not used yet.
+const REQUESTED_SECRETS: &str = r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#;
 
 /// Reads credentials from a `secret-user` secret (keys `username`, `password`).
 fn secret_credentials(model: &Model, id: &str) -> Result<(String, String), String> {
@@ -175,7 +180,10 @@ fn read_postgresql_client(model: &Model, database: &str) -> anyhow::Result<Datab
             Err(e) => return Ok(Database::NotReady(e)),
         },
         None => match (d.get("username"), d.get("password")) {
-            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => (u.clone(), p.clone()),
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+                log::warn!("database relation: the provider sent the password in clear although it was asked for a secret; it will be used");
+                (u.clone(), p.clone())
+            }
             _ => {
                 return Ok(Database::NotReady(
                     "waiting for database credentials on the database relation".into(),

@@ -79,7 +79,7 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
     assert_eq!(db.local_unit_data["database"], "maas");
     assert_eq!(
         db.local_unit_data["requested-secrets"],
-        r#"["username","password"]"#
+        r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#
     );
     assert!(
         out.state.opened_ports.contains(&Port::Tcp(80))
@@ -282,7 +282,79 @@ fn postgresql_client_relation_works_with_secret_credentials() {
     assert!(out.command_lines().iter().any(|c| c.ends_with("--database-uri postgres://maas:Pa55-w0rd%2Fwith%3Aodd%40chars@10.0.0.7:5433/maas --force")), "{:?}", out.command_lines());
     let app = &out.state.relation(DATABASE).unwrap().local_app_data;
     assert_eq!(app["database"], "maas");
-    assert_eq!(app["requested-secrets"], r#"["username","password"]"#);
+    // Every field data_interfaces can put in a secret, so nothing secret comes in clear.
+    assert_eq!(
+        app["requested-secrets"],
+        r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#
+    );
+}
+
+#[test]
+fn postgresql_client_relation_with_tls_in_its_own_secret_works() {
+    let mut st = fresh_leader();
+    st.relations.retain(|r| r.id != DB);
+    let st = st.with_relation(
+        Relation::new(DATABASE, "database", "postgresql")
+            .remote_unit(0, &[])
+            .remote_app_data(&[
+                ("database", "maas"),
+                ("endpoints", "10.0.0.7:5432"),
+                ("read-only-endpoints", "10.0.0.8:5432"),
+                ("secret-user", DB_SECRET),
+                ("secret-tls", "secret:tlsnotgranted"),
+                ("version", "16.4"),
+            ]),
+    );
+    let out = harness(0)
+        .run(Trigger::RelationChanged(DATABASE, None), &st)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.command_lines().iter().any(
+        |c| c.contains("--database-uri postgres://maas:") && c.contains("@10.0.0.7:5432/maas")
+    ));
+}
+
+#[test]
+fn postgresql_client_data_that_is_not_ready_waits() {
+    for (data, want) in [
+        (
+            vec![("database", "maas")],
+            "waiting for database (the database relation has no endpoints yet)",
+        ),
+        (
+            vec![("endpoints", "10.0.0.7:5432"), ("database", "other")],
+            "waiting for database \"maas\" (the provider offers \"other\")",
+        ),
+        (
+            vec![("endpoints", "10.0.0.7:x")],
+            "waiting for valid database relation data (port \"x\" is not a port)",
+        ),
+        (
+            vec![
+                ("endpoints", "10.0.0.7:5432"),
+                ("secret-user", "secret:notgranted"),
+            ],
+            "waiting for database credentials (secret secret:notgranted is not readable yet)",
+        ),
+        (
+            vec![("endpoints", "10.0.0.7:5432")],
+            "waiting for database credentials on the database relation",
+        ),
+    ] {
+        let mut st = fresh_leader();
+        st.relations.retain(|r| r.id != DB);
+        let st = st.with_relation(
+            Relation::new(DATABASE, "database", "postgresql")
+                .remote_unit(0, &[])
+                .remote_app_data(&data),
+        );
+        let out = harness(0)
+            .run(Trigger::RelationChanged(DATABASE, None), &st)
+            .unwrap();
+        assert!(!out.failed(), "{want}: {:?}", out.error);
+        assert_eq!(out.state.unit_status, Status::waiting(want));
+        assert!(!out.command_lines().iter().any(|c| c.contains(" init ")));
+    }
 }
 
 #[test]
