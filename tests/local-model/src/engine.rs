@@ -153,6 +153,8 @@ pub fn scheduler(shared: Shared) {
 fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
     let now = now_ms();
     let lease_ends = rt.state.move_lost_leadership(now);
+    // implicit juju-info sides enter and leave scope with no hook (resolver.rs)
+    crate::resolver::sync_implicit_scopes(&mut rt.state);
     let machines: Vec<String> = rt
         .state
         .machines

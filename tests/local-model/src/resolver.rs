@@ -4,7 +4,8 @@
 //! Computing the next hook from state (instead of pushing events into queues) is how Juju
 //! does it too, and it makes the ordering rules hold whatever sequence of CLI calls happens.
 
-use crate::state::{Life, ModelState, RelView};
+use crate::charm::Role;
+use crate::state::{Life, ModelState, RelView, Relation};
 use serde::{Deserialize, Serialize};
 
 /// The kinds of hook the runtime runs.
@@ -109,6 +110,70 @@ fn rel_hook(
     h
 }
 
+/// Whether `app`'s own side of `rel` is implicit: the `juju-info` provider Juju gives every
+/// charm (charm Relation.IsImplicit: name and interface `juju-info`, role provider).
+/// Such a side runs no hook at all (worker/uniter/relation/resolver.go: relationsResolver
+/// NextOp and createdRelationsResolver nextHookForRelation skip it when
+/// stateTracker.IsImplicit), though its unit enters and leaves the relation's scope.
+pub fn is_implicit(rel: &Relation, app: &str) -> bool {
+    rel.local(app).is_some_and(|e| {
+        e.spec.name == "juju-info"
+            && e.spec.interface == "juju-info"
+            && e.spec.role == Role::Provider
+    })
+}
+
+/// Scopes of the implicit sides, which no hook moves: an installed, alive unit enters the
+/// scope of each alive implicit relation it takes part in (with its address keys in its
+/// databag), and leaves it, with no hook, when the relation or the unit dies or it no longer
+/// takes part (a dying relation is collected only once no unit has it in view, so an implicit
+/// view never outlives its relation). Juju: worker/uniter/relation/statetracker.go SynchronizeScopes (called from
+/// the created-relations resolver once installed) joins every relation, implicit ones too
+/// (Relationer.Join enters scope); Relationer.SetDying on an implicit relationer leaves scope
+/// at once (die), and relationStateTracker.setDying forgets it.
+pub fn sync_implicit_scopes(state: &mut ModelState) {
+    let mut enter = Vec::new();
+    let mut leave = Vec::new();
+    for u in state.units.values() {
+        if !u.view.installed {
+            continue;
+        }
+        for rel in state.relations.values() {
+            if !is_implicit(rel, &u.app) {
+                continue;
+            }
+            let want = !rel.dying && u.life == Life::Alive && state.participates(rel, u);
+            let has = u.view.relations.contains_key(&rel.id);
+            if want && !has {
+                enter.push((u.name.clone(), rel.id));
+            } else if !want && has {
+                leave.push((u.name.clone(), rel.id));
+            }
+        }
+    }
+    for (unit, id) in enter {
+        let app = crate::state::app_of(&unit).to_string();
+        let h = rel_hook(state, &app, id, HookKind::RelationCreated, "created");
+        commit(state, &unit, &h, 0);
+    }
+    for (unit, id) in leave {
+        if let Some(u) = state.units.get_mut(&unit) {
+            u.view.relations.remove(&id);
+        }
+        if let Some(r) = state.relations.get_mut(&id) {
+            r.in_scope.remove(&unit);
+        }
+    }
+}
+
+/// Whether relation `id` is implicit on `app`'s side (a relation gone from the model is not).
+fn implicit_id(state: &ModelState, id: u32, app: &str) -> bool {
+    state
+        .relations
+        .get(&id)
+        .is_some_and(|r| is_implicit(r, app))
+}
+
 /// The next hook `unit` must run, if any. `now_ms` decides retries and update-status.
 pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookSpec> {
     let unit = state.units.get(unit_name)?;
@@ -131,6 +196,9 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     if unit.life == Life::Dying {
         // "if we're dying we must ensure that all relations are broken first"
         for (id, rv) in &view.relations {
+            if implicit_id(state, *id, &unit.app) {
+                continue;
+            }
             if let Some(m) = rv.members.keys().next() {
                 let mut h = rel_hook(
                     state,
@@ -146,7 +214,9 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         }
         for id in view.relations.keys() {
             // A peer relation's broken hook never fires (docs/reference/hook.md).
-            if !state.relations.get(id).is_some_and(|r| r.is_peer()) {
+            if !state.relations.get(id).is_some_and(|r| r.is_peer())
+                && !implicit_id(state, *id, &unit.app)
+            {
                 return Some(rel_hook(
                     state,
                     &unit.app,
@@ -163,7 +233,11 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     }
     // relation-created for every relation the unit is part of, before start.
     for rel in state.relations.values() {
-        if !rel.dying && !view.relations.contains_key(&rel.id) && state.participates(rel, unit) {
+        if !rel.dying
+            && !view.relations.contains_key(&rel.id)
+            && state.participates(rel, unit)
+            && !is_implicit(rel, &unit.app)
+        {
             return Some(rel_hook(
                 state,
                 &unit.app,
@@ -217,6 +291,9 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         return Some(h);
     }
     for (id, rv) in &view.relations {
+        if implicit_id(state, *id, &unit.app) {
+            continue;
+        }
         if let Some(h) = next_relation_hook(state, unit_name, *id, rv) {
             return Some(h);
         }
@@ -463,3 +540,7 @@ pub fn collect_relations(state: &mut ModelState) {
         state.relations.remove(&id);
     }
 }
+
+#[cfg(test)]
+#[path = "resolver_tests.rs"]
+mod tests;

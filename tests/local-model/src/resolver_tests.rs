@@ -1,0 +1,181 @@
+//! The resolver alone, on small models: which hooks each unit runs, in which order, when every
+//! hook succeeds at once (no daemon, no processes, no clock).
+
+use crate::charm::parse_meta;
+use crate::resolver::{commit, next_op, sync_implicit_scopes};
+use crate::state::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn app(name: &str, meta: &str, leader: Option<&str>) -> Application {
+    Application {
+        name: name.into(),
+        charm_path: "/nonexistent".into(),
+        meta: parse_meta(meta, None, None).unwrap(),
+        config: BTreeMap::new(),
+        leader: leader.map(str::to_string),
+        leader_term: 1,
+        leader_settings: BTreeMap::new(),
+        leader_settings_version: 1,
+        status: None,
+        workload_version: String::new(),
+        next_unit: 0,
+        resources: BTreeMap::new(),
+        charm_revision: 0,
+    }
+}
+
+fn unit(name: &str, principal: Option<&str>) -> Unit {
+    Unit {
+        name: name.into(),
+        app: app_of(name).into(),
+        machine: "0".into(),
+        principal: principal.map(str::to_string),
+        life: Life::Alive,
+        workload: Status::new("waiting", ""),
+        agent: "idle".into(),
+        agent_message: String::new(),
+        ports: BTreeSet::new(),
+        charm_state: BTreeMap::new(),
+        view: UniterView::default(),
+        error: None,
+        pending_actions: vec![],
+        pending_secret_changed: BTreeSet::new(),
+        pending_secret_remove: BTreeSet::new(),
+        status_ever_set: false,
+        hooks_run: 0,
+        hook_log: vec![],
+        failures: vec![],
+    }
+}
+
+fn relation(st: &ModelState, id: u32, eps: &[(&str, &str)], container: bool) -> Relation {
+    Relation {
+        id,
+        endpoints: eps
+            .iter()
+            .map(|(a, e)| RelEndpoint {
+                app: a.to_string(),
+                spec: st.applications[*a].meta.endpoint(e).unwrap(),
+            })
+            .collect(),
+        container,
+        dying: false,
+        unit_bags: BTreeMap::new(),
+        app_bags: BTreeMap::new(),
+        in_scope: BTreeSet::new(),
+    }
+}
+
+fn model() -> ModelState {
+    let settings = Settings {
+        update_status_ms: 0,
+        ..Settings::default()
+    };
+    ModelState::new(Substrate::Bare, settings)
+}
+
+/// Run every hook the resolver asks for, each succeeding, until none is left; the hooks as
+/// `unit hook-name remote-unit remote-app`, in the order they ran.
+fn drive(st: &mut ModelState) -> Vec<String> {
+    let mut ran = Vec::new();
+    for _ in 0..500 {
+        sync_implicit_scopes(st);
+        let units: Vec<String> = st.units.keys().cloned().collect();
+        let Some((u, h)) = units
+            .iter()
+            .find_map(|u| next_op(st, u, 0).map(|h| (u.clone(), h)))
+        else {
+            return ran;
+        };
+        ran.push(
+            format!("{u} {} {} {}", h.name, h.remote_unit, h.remote_app)
+                .trim_end()
+                .to_string(),
+        );
+        commit(st, &u, &h, 0);
+        crate::resolver::collect_relations(st);
+    }
+    panic!("no end: {ran:?}");
+}
+
+fn of<'a>(ran: &'a [String], unit: &str) -> Vec<&'a str> {
+    ran.iter()
+        .filter_map(|l| l.strip_prefix(&format!("{unit} ")))
+        .collect()
+}
+
+const PRINCIPAL: &str = "name: p\n";
+const SUB: &str =
+    "name: s\nsubordinate: true\nrequires: {host: {interface: juju-info, scope: container}}\n";
+
+#[test]
+fn the_implicit_juju_info_side_runs_no_hook_but_is_in_scope() {
+    let mut st = model();
+    st.applications
+        .insert("p".into(), app("p", PRINCIPAL, Some("p/0")));
+    st.applications
+        .insert("s".into(), app("s", SUB, Some("s/0")));
+    st.units.insert("p/0".into(), unit("p/0", None));
+    st.units.insert("s/0".into(), unit("s/0", Some("p/0")));
+    let rel = relation(&st, 0, &[("p", "juju-info"), ("s", "host")], true);
+    st.relations.insert(0, rel);
+
+    let ran = drive(&mut st);
+    let p = of(&ran, "p/0");
+    assert_eq!(
+        p,
+        vec!["install", "leader-elected", "config-changed", "start"],
+        "{ran:?}"
+    );
+    let s = of(&ran, "s/0");
+    assert_eq!(s[1], "host-relation-created  p", "{ran:?}");
+    assert!(s.contains(&"host-relation-joined p/0 p"), "{ran:?}");
+    assert!(s.contains(&"host-relation-changed p/0 p"), "{ran:?}");
+    // the principal is in scope with its address keys, which the subordinate reads
+    assert!(st.relations[&0].in_scope.contains("p/0"));
+    assert!(st.relations[&0].unit_bags["p/0"]
+        .data
+        .contains_key("private-address"));
+
+    // the relation goes: the subordinate departs and breaks, the principal leaves silently
+    st.relations.get_mut(&0).unwrap().dying = true;
+    let ran = drive(&mut st);
+    assert!(of(&ran, "p/0").is_empty(), "{ran:?}");
+    assert_eq!(
+        of(&ran, "s/0"),
+        vec!["host-relation-departed p/0 p", "host-relation-broken  p"],
+        "{ran:?}"
+    );
+    assert!(!st.units["p/0"].view.relations.contains_key(&0));
+    assert!(
+        st.relations.is_empty(),
+        "collected once nobody has it in view"
+    );
+}
+
+#[test]
+fn over_a_global_juju_info_relation_only_the_requirer_runs_hooks() {
+    // only the provider side named juju-info is implicit (charm Relation.IsImplicit)
+    let mut st = model();
+    st.applications
+        .insert("p".into(), app("p", PRINCIPAL, Some("p/0")));
+    st.applications.insert(
+        "q".into(),
+        app(
+            "q",
+            "name: q\nrequires: {info: {interface: juju-info}}\n",
+            Some("q/0"),
+        ),
+    );
+    st.units.insert("p/0".into(), unit("p/0", None));
+    st.units.insert("q/0".into(), unit("q/0", None));
+    let rel = relation(&st, 0, &[("p", "juju-info"), ("q", "info")], false);
+    st.relations.insert(0, rel);
+    let ran = drive(&mut st);
+    assert!(
+        !of(&ran, "p/0").iter().any(|h| h.contains("relation")),
+        "{ran:?}"
+    );
+    let q = of(&ran, "q/0");
+    assert!(q.contains(&"info-relation-joined p/0 p"), "{ran:?}");
+}
