@@ -342,7 +342,20 @@ fn next_relation_hook(
     } else {
         vec![]
     };
-    // departed for members that left
+    // The order of worker/uniter/relation/resolver.go relationsResolver nextHookForRelation:
+    // the relation-changed owed right after a relation-joined (State.ChangedPending), departed
+    // for members that left, broken, the remote application's databag, joined, then the
+    // remote units' databags.
+    let changed = |m: &String, h: &mut HookSpec| {
+        h.remote_unit = m.clone();
+        h.snapshot = rel.unit_bags.get(m).map_or(0, |b| b.version);
+        h.snapshot_app = rel.app_bags.get(&h.remote_app).map_or(0, |b| b.version);
+    };
+    if let Some((m, _)) = rv.members.iter().find(|(_, seen)| seen.is_none()) {
+        let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
+        changed(m, &mut h);
+        return Some(h);
+    }
     if let Some(m) = rv.members.keys().find(|m| !current.contains(m)) {
         let mut h = rel_hook(state, &unit.app, id, HookKind::RelationDeparted, "departed");
         h.remote_unit = m.clone();
@@ -359,15 +372,15 @@ fn next_relation_hook(
             "broken",
         ));
     }
-    // changed right after joined, within this relation
-    let changed = |m: &String, h: &mut HookSpec| {
-        h.remote_unit = m.clone();
-        h.snapshot = rel.unit_bags.get(m).map_or(0, |b| b.version);
-        h.snapshot_app = rel.app_bags.get(&h.remote_app).map_or(0, |b| b.version);
-    };
-    if let Some((m, _)) = rv.members.iter().find(|(_, seen)| seen.is_none()) {
+    // The remote application's databag: relation-changed with JUJU_REMOTE_UNIT empty and
+    // JUJU_REMOTE_APP set, whether or not any of its units has joined yet ("trigger all app
+    // hooks first"); on a peer relation, never on the leader (`if !isPeer || !leader`).
+    let remote_app = rel.remote_app(&unit.app).unwrap_or_default();
+    let app_v = rel.app_bags.get(remote_app).map_or(0, |b| b.version);
+    let peer_leader = rel.is_peer() && state.is_leader(unit_name);
+    if !peer_leader && rv.app_seen != app_v {
         let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
-        changed(m, &mut h);
+        h.snapshot_app = app_v;
         return Some(h);
     }
     if let Some(m) = current.iter().find(|m| !rv.members.contains_key(*m)) {
@@ -377,18 +390,11 @@ fn next_relation_hook(
     }
     for (m, seen) in &rv.members {
         let v = rel.unit_bags.get(m).map_or(0, |b| b.version);
-        if seen.is_none_or(|s| s < v) {
+        if seen.is_none_or(|s| s != v) {
             let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
             changed(m, &mut h);
             return Some(h);
         }
-    }
-    let remote_app = rel.remote_app(&unit.app).unwrap_or_default();
-    let app_v = rel.app_bags.get(remote_app).map_or(0, |b| b.version);
-    if !rv.members.is_empty() && rv.app_seen < app_v {
-        let mut h = rel_hook(state, &unit.app, id, HookKind::RelationChanged, "changed");
-        h.snapshot_app = app_v;
-        return Some(h);
     }
     None
 }
@@ -489,7 +495,12 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
                         *seen = Some(h.snapshot);
                     }
                 }
-                rv.app_seen = rv.app_seen.max(h.snapshot_app);
+                // only an app hook (no remote unit) records the app databag as seen
+                // (relation/state.go State.UpdateStateForHook: ApplicationMembers for a hook
+                // with no RemoteUnit, Members otherwise)
+                if h.remote_unit.is_empty() {
+                    rv.app_seen = h.snapshot_app;
+                }
             }
         }
         HookKind::RelationDeparted => {

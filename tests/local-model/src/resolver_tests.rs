@@ -179,3 +179,80 @@ fn over_a_global_juju_info_relation_only_the_requirer_runs_hooks() {
     let q = of(&ran, "q/0");
     assert!(q.contains(&"info-relation-joined p/0 p"), "{ran:?}");
 }
+
+const WEB: &str = "name: a\nprovides: {web: {interface: w}}\npeers: {cluster: {interface: c}}\n";
+const CLIENT: &str = "name: b\nrequires: {client: {interface: w}}\n";
+
+#[test]
+fn the_remote_apps_databag_runs_changed_without_a_remote_unit_even_before_any_join() {
+    let mut st = model();
+    st.applications
+        .insert("a".into(), app("a", WEB, Some("a/0")));
+    st.applications
+        .insert("b".into(), app("b", CLIENT, Some("b/0")));
+    st.units.insert("a/0".into(), unit("a/0", None));
+    let rel = relation(&st, 1, &[("a", "web"), ("b", "client")], false);
+    st.relations.insert(1, rel);
+    let peer = relation(&st, 0, &[("a", "cluster")], false);
+    st.relations.insert(0, peer);
+    // no unit of b is in scope yet: a/0 must still hear of b's application databag
+    st.relations.get_mut(&1).unwrap().app_bags.insert(
+        "b".into(),
+        Bag {
+            data: [("url".to_string(), "http://b".to_string())].into(),
+            version: 1,
+        },
+    );
+    let ran = drive(&mut st);
+    let a = of(&ran, "a/0");
+    let i = a
+        .iter()
+        .position(|h| *h == "web-relation-changed  b")
+        .unwrap_or_else(|| panic!("no app relation-changed (empty JUJU_REMOTE_UNIT): {ran:?}"));
+    assert!(
+        !a.iter().any(|h| h.starts_with("web-relation-joined")),
+        "{ran:?}"
+    );
+    assert!(a[..i].contains(&"start"), "after start: {ran:?}");
+
+    // b/0 arrives: joined then changed for it; the app databag is not announced again
+    st.units.insert("b/0".into(), unit("b/0", None));
+    let ran = drive(&mut st);
+    let a = of(&ran, "a/0");
+    assert_eq!(
+        a,
+        vec!["web-relation-joined b/0 b", "web-relation-changed b/0 b"],
+        "{ran:?}"
+    );
+
+    // b's app databag changes again: app hook first, before a unit change that came with it
+    {
+        let r = st.relations.get_mut(&1).unwrap();
+        r.app_bags.get_mut("b").unwrap().version = 2;
+        r.unit_bags.get_mut("b/0").unwrap().version += 1;
+    }
+    let ran = drive(&mut st);
+    assert_eq!(
+        of(&ran, "a/0"),
+        vec!["web-relation-changed  b", "web-relation-changed b/0 b"],
+        "{ran:?}"
+    );
+
+    // a's peer app databag: non-leaders hear of it, the leader does not (`!isPeer || !leader`)
+    st.units.insert("a/1".into(), unit("a/1", None));
+    drive(&mut st);
+    st.relations.get_mut(&0).unwrap().app_bags.insert(
+        "a".into(),
+        Bag {
+            data: [("k".to_string(), "v".to_string())].into(),
+            version: 1,
+        },
+    );
+    let ran = drive(&mut st);
+    assert_eq!(
+        of(&ran, "a/1"),
+        vec!["cluster-relation-changed  a"],
+        "{ran:?}"
+    );
+    assert!(of(&ran, "a/0").is_empty(), "{ran:?}");
+}
