@@ -136,6 +136,27 @@ pub fn ensure_running(
     Ok(())
 }
 
+/// The VIP-state exporter: its unit file (reloaded and the service restarted when it changed),
+/// running and enabled.
+pub fn ensure_metrics(m: &dyn Machine, l: &Layout, unit_text: &str) -> anyhow::Result<()> {
+    let changed = m.write_file(
+        Path::new(&l.metrics_unit_file()),
+        unit_text.as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    if changed {
+        m.daemon_reload()?;
+    }
+    let svc = l.metrics_service();
+    if !m.service_is_active(&svc)? {
+        m.service(ServiceOp::Enable, &svc)?;
+        m.service(ServiceOp::Start, &svc)?;
+    } else if changed {
+        m.service(ServiceOp::Restart, &svc)?;
+    }
+    Ok(())
+}
+
 /// The claims on this host, without those whose application's configuration is gone (a unit
 /// removed without its hooks running).
 pub fn read_claims(m: &dyn Machine) -> anyhow::Result<Claims> {
@@ -177,7 +198,12 @@ pub fn teardown(m: &dyn Machine, l: &Layout, unit: &str) -> anyhow::Result<()> {
         m.retire_service(&svc)?;
         log::info!("stopped {svc}");
     }
-    if m.remove_file(Path::new(&unit_file))? {
+    let metrics = l.metrics_service();
+    if m.file_info(Path::new(&l.metrics_unit_file()))?.is_some() || m.service_is_active(&metrics)? {
+        m.retire_service(&metrics)?;
+    }
+    let removed_metrics = m.remove_file(Path::new(&l.metrics_unit_file()))?;
+    if m.remove_file(Path::new(&unit_file))? || removed_metrics {
         m.daemon_reload()?;
     }
     for p in [l.conf(), l.conf_candidate(), l.sysctl(), l.notify_script()] {

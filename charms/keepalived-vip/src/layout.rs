@@ -60,6 +60,19 @@ impl Layout {
         format!("/run/keepalived-{}-vrrp.pid", self.app)
     }
 
+    /// The VIP-state exporter's service, `keepalived-vip-metrics-<app>` (see `metrics`).
+    pub fn metrics_service(&self) -> String {
+        format!("keepalived-vip-metrics-{}", self.app)
+    }
+
+    /// Its unit file.
+    pub fn metrics_unit_file(&self) -> String {
+        format!(
+            "/etc/systemd/system/keepalived-vip-metrics-{}.service",
+            self.app
+        )
+    }
+
     /// The sysctl drop-in letting services bind the VIP before this host holds it.
     pub fn sysctl(&self) -> String {
         format!("/etc/sysctl.d/60-keepalived-vip-{}.conf", self.app)

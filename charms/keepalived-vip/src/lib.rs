@@ -12,8 +12,10 @@
 pub mod checks;
 pub mod claims;
 pub mod config;
+pub mod cos;
 pub mod host;
 pub mod layout;
+pub mod metrics;
 pub mod net;
 pub mod reconcile;
 pub mod relations;

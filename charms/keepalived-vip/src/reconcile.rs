@@ -268,6 +268,14 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let unit_changed = host::ensure_unit(ctx.machine, &layout)?;
     host::ensure_sysctl(ctx.machine, &layout, cfg.vips.iter().any(Cidr::is_v6))?;
     host::ensure_running(ctx.machine, &layout, conf_changed, unit_changed)?;
+    let vips: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
+    let metrics_port = crate::metrics::port(cfg.vrid);
+    host::ensure_metrics(
+        ctx.machine,
+        &layout,
+        &crate::metrics::unit(&layout, &ctx.event.charm_dir(), metrics_port, &vips),
+    )?;
+    crate::cos::publish(ctx, metrics_port)?;
     claims.insert(unit, mine);
     host::write_claims(ctx.machine, &claims)?;
 

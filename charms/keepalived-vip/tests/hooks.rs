@@ -7,6 +7,9 @@ use charm_lib::{CmdOutput, FileOptions, Status};
 use common::*;
 use serde_json::json;
 
+const METRICS: &str = "keepalived-vip-metrics-keepalived-vip.service";
+const METRICS_UNIT: &str = "/etc/systemd/system/keepalived-vip-metrics-keepalived-vip.service";
+
 fn ran(out: &Output, prefix: &str) -> bool {
     out.command_lines().iter().any(|c| c.starts_with(prefix))
 }
@@ -194,9 +197,10 @@ fn running_a_hook_twice_changes_nothing_the_second_time() {
         twice.command_lines(),
         [
             "ip -j addr show",
-            "systemctl is-active --quiet keepalived-keepalived-vip"
+            "systemctl is-active --quiet keepalived-keepalived-vip",
+            "systemctl is-active --quiet keepalived-vip-metrics-keepalived-vip"
         ],
-        "no write, check, reload or restart"
+        "no write, check, reload or restart: only looks"
     );
 }
 
@@ -215,11 +219,24 @@ fn a_config_change_reloads_not_restarts() {
         "{:?}",
         out.command_lines()
     );
-    assert!(!ran(&out, "systemctl restart") && !ran(&out, "systemctl stop"));
+    assert!(
+        !ran(&out, "systemctl restart keepalived-keepalived-vip")
+            && !ran(&out, "systemctl stop keepalived-keepalived-vip")
+    );
     assert!(file_contains(
         &out.state.machine,
         CONF,
         "virtual_router_id 52"
+    ));
+    // The exporter's port follows the router id (9700 + id): it restarts, keepalived does not.
+    assert!(ran(
+        &out,
+        "systemctl restart keepalived-vip-metrics-keepalived-vip"
+    ));
+    assert!(file_contains(
+        &out.state.machine,
+        "/etc/systemd/system/keepalived-vip-metrics-keepalived-vip.service",
+        "dispatch metrics keepalived-vip 9752 "
     ));
 }
 
@@ -772,9 +789,10 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
             !m.is_active(SERVICE) && !m.services[SERVICE].enabled,
             "{trigger:?}"
         );
-        for gone in [CONF, UNIT_FILE, SYSCTL, NOTIFY] {
+        for gone in [CONF, UNIT_FILE, SYSCTL, NOTIFY, METRICS_UNIT] {
             assert!(!has_file(m, gone), "{trigger:?}: {gone} removed");
         }
+        assert!(!m.is_active(METRICS), "{trigger:?}: the exporter stopped");
         assert!(
             m.is_active("keepalived-db-vip.service"),
             "the other VIP is untouched"
@@ -1087,4 +1105,66 @@ fn nothing_starts_before_the_principal_relation_is_created() {
     let out = h.run(Trigger::RelationCreated(3), &st).unwrap();
     assert_standby(&out);
     assert!(out.state.machine.is_active(SERVICE));
+}
+
+#[test]
+fn the_vip_state_exporter_runs_and_the_collector_gets_its_job_rules_and_dashboard() {
+    use charm_lib::cos_agent::{
+        dashboard_exprs, lzma_base64_decode, promql_metric_names, rule_exprs,
+    };
+    // Arrange: a running unit (router id 51) related to a collector.
+    let st = base().with_config("virtual-router-id", 51).with_relation(
+        Relation::new(9, "cos-agent", "opentelemetry-collector").remote_unit(0, &[]),
+    );
+    // Act
+    let out = harness().run(Trigger::RelationJoined(9, 0), &st).unwrap();
+    // Assert: the exporter serves this application's VIP on 9751, and the collector is told so.
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(out.state.machine.is_active(METRICS));
+    assert!(file_contains(
+        &out.state.machine,
+        METRICS_UNIT,
+        "dispatch metrics keepalived-vip 9751 10.0.0.100\n"
+    ));
+    let data: serde_json::Value =
+        serde_json::from_str(&out.state.relation(9).unwrap().local_unit_data["config"]).unwrap();
+    let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
+    assert_eq!(
+        jobs[0]["static_configs"][0]["targets"][0], "localhost:9751",
+        "{jobs:?}"
+    );
+    let alerts: Vec<&str> = data["metrics_alert_rules"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert!(
+        alerts.contains(&"VipHeldByNoUnit") && alerts.contains(&"VipSplitBrain"),
+        "{alerts:?}"
+    );
+    let dash: serde_json::Value =
+        serde_json::from_str(&lzma_base64_decode(data["dashboards"][0].as_str().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(dash["title"], "Virtual IPs (keepalived-vip)");
+
+    // Everything the dashboard and the rules query is exposed by the job.
+    let exposed = keepalived_vip::cos::exposed();
+    let mut exprs = Vec::new();
+    for d in keepalived_vip::cos::DASHBOARDS {
+        exprs.extend(dashboard_exprs(d.json).unwrap());
+    }
+    for r in keepalived_vip::cos::RULES {
+        exprs.extend(rule_exprs(r.text).unwrap());
+    }
+    assert!(exprs.len() >= 4, "{exprs:?}");
+    for e in &exprs {
+        for name in promql_metric_names(e) {
+            assert!(
+                exposed.contains(&name.as_str()),
+                "{name} (in {e}) is not exposed"
+            );
+        }
+    }
 }

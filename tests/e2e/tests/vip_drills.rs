@@ -79,6 +79,7 @@ fn one_holder_and_its_unit_says_so(drill: &VipDrill, poller: &Poller) -> String 
                 held[0], &sub_on_holder,
                 "the unit on the holding machine says held"
             );
+            exporters_agree(drill, &holder);
             return holder;
         }
         assert!(
@@ -86,6 +87,29 @@ fn one_holder_and_its_unit_says_so(drill: &VipDrill, poller: &Poller) -> String 
             "statuses never showed one holder: {msgs:?}"
         );
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every unit's VIP-state exporter (127.0.0.1:9700 + router id 51) says 1 on the holder, 0
+/// elsewhere: what the observability alerts read.
+fn exporters_agree(drill: &VipDrill, holder: &str) {
+    for m in drill.d.machines_of(vip::PRINCIPAL).unwrap() {
+        let text = drill
+            .d
+            .exec(
+                &m,
+                &["curl", "-sSf", "-m", "2", "http://127.0.0.1:9751/metrics"],
+            )
+            .unwrap_or_else(|e| panic!("machine {m}: the exporter does not answer: {e:#}"));
+        let want = format!(
+            "keepalived_vip_held{{vip=\"{}\"}} {}",
+            drill.vip,
+            u8::from(m == holder)
+        );
+        assert!(
+            text.contains(&want),
+            "machine {m} (holder {holder}): {text}"
+        );
     }
 }
 
