@@ -273,6 +273,32 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         h.snapshot = app.leader_settings_version;
         return Some(h);
     }
+    // Then, as worker/uniter/resolver.go uniterResolver NextOp orders its resolvers once no
+    // hook is queued (operation Kind Continue): created relations, leadership (above),
+    // secrets, actions, and only then nextOp's upgrade-charm, config-changed, relations and
+    // update-status. So secret hooks and queued actions come before config-changed and
+    // relation hooks, and an action queued during install runs right after it (and the
+    // relation-created and leader hooks), before config-changed and start.
+    //
+    // Secrets (worker/uniter/secrets/resolver.go secretsResolver NextOp): secret-changed for
+    // a consumed secret whose revision moved, then secret-remove for obsolete revisions.
+    if let Some(xid) = unit.pending_secret_changed.iter().next() {
+        let mut h = HookSpec::simple(HookKind::SecretChanged, "secret-changed");
+        h.secret = Some(xid.clone());
+        return Some(h);
+    }
+    if let Some((xid, rev)) = unit.pending_secret_remove.iter().next() {
+        let mut h = HookSpec::simple(HookKind::SecretRemove, "secret-remove");
+        h.secret = Some(xid.clone());
+        h.snapshot = *rev;
+        return Some(h);
+    }
+    // Actions (worker/uniter/actions/resolver.go actionsResolver NextOp, operation Kind
+    // Continue): before upgrade-charm too (its OutdatedRemoteCharm hold applies to CAAS
+    // sidecar units only, not to machines).
+    if let Some(h) = pending_action(state, unit) {
+        return Some(h);
+    }
     if view.charm_revision_seen < app.charm_revision {
         let mut h = HookSpec::simple(HookKind::UpgradeCharm, "upgrade-charm");
         h.snapshot = app.charm_revision;
@@ -287,9 +313,6 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
     if !view.started {
         return Some(HookSpec::simple(HookKind::Start, "start"));
     }
-    if let Some(h) = pending_action(state, unit) {
-        return Some(h);
-    }
     for (id, rv) in &view.relations {
         if implicit_id(state, *id, &unit.app) {
             continue;
@@ -297,17 +320,6 @@ pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookS
         if let Some(h) = next_relation_hook(state, unit_name, *id, rv) {
             return Some(h);
         }
-    }
-    if let Some((xid, rev)) = unit.pending_secret_remove.iter().next() {
-        let mut h = HookSpec::simple(HookKind::SecretRemove, "secret-remove");
-        h.secret = Some(xid.clone());
-        h.snapshot = *rev;
-        return Some(h);
-    }
-    if let Some(xid) = unit.pending_secret_changed.iter().next() {
-        let mut h = HookSpec::simple(HookKind::SecretChanged, "secret-changed");
-        h.secret = Some(xid.clone());
-        return Some(h);
     }
     let interval = state.settings.update_status_ms;
     if interval > 0 && now_ms >= view.last_update_status_ms + interval {

@@ -256,3 +256,80 @@ fn the_remote_apps_databag_runs_changed_without_a_remote_unit_even_before_any_jo
     );
     assert!(of(&ran, "a/0").is_empty(), "{ran:?}");
 }
+
+fn queue_action(st: &mut ModelState, unit: &str, id: u32, name: &str) {
+    st.actions.insert(
+        id,
+        ActionRun {
+            id,
+            unit: unit.into(),
+            name: name.into(),
+            params: Default::default(),
+            status: "pending".into(),
+            message: String::new(),
+            results: Default::default(),
+            log: vec![],
+        },
+    );
+    st.units.get_mut(unit).unwrap().pending_actions.push(id);
+}
+
+#[test]
+fn secret_hooks_and_queued_actions_come_before_config_changed_and_relation_hooks() {
+    // queued while the unit installs: after install, relation-created and leader-elected come
+    // the secret hook and the action, then config-changed and start
+    let mut st = model();
+    st.applications.insert("a".into(), app("a", WEB, Some("a/0")));
+    st.units.insert("a/0".into(), unit("a/0", None));
+    let peer = relation(&st, 0, &[("a", "cluster")], false);
+    st.relations.insert(0, peer);
+    queue_action(&mut st, "a/0", 1, "go");
+    st.units
+        .get_mut("a/0")
+        .unwrap()
+        .pending_secret_changed
+        .insert("s1".into());
+    let ran = drive(&mut st);
+    assert_eq!(
+        of(&ran, "a/0"),
+        vec![
+            "install",
+            "cluster-relation-created  a",
+            "leader-elected",
+            "secret-changed",
+            "go",
+            "config-changed",
+            "start"
+        ],
+        "{ran:?}"
+    );
+
+    // on a started unit, all at once: secret-changed, secret-remove, the action, then
+    // upgrade-charm, config-changed and the relation hooks
+    st.units.insert("a/1".into(), unit("a/1", None));
+    drive(&mut st);
+    let u = st.units.get_mut("a/0").unwrap();
+    u.pending_secret_changed.insert("s2".into());
+    u.pending_secret_remove.insert(("s3".into(), 1));
+    queue_action(&mut st, "a/0", 2, "go");
+    st.applications.get_mut("a").unwrap().charm_revision += 1;
+    st.applications
+        .get_mut("a")
+        .unwrap()
+        .config
+        .insert("x".into(), serde_json::json!(1));
+    st.relations.get_mut(&0).unwrap().unit_bags.get_mut("a/1").unwrap().version += 1;
+    let ran = drive(&mut st);
+    assert_eq!(
+        of(&ran, "a/0"),
+        vec![
+            "secret-changed",
+            "secret-remove",
+            "go",
+            "upgrade-charm",
+            "config-changed",
+            "cluster-relation-changed a/1 a"
+        ],
+        "{ran:?}"
+    );
+}
