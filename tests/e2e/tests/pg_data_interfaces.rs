@@ -203,7 +203,16 @@ fn data_interfaces_database_requires_gets_a_working_database_within_the_allowed_
         .filter_map(Value::as_str)
         .collect();
     assert!(keys.contains(&"secret-user"), "{keys:?}");
-    for clear in ["username", "password", "uris"] {
+    // The library asks for tls and tls-ca in a secret too: they came in `secret-tls`.
+    assert!(keys.contains(&"secret-tls"), "{keys:?}");
+    for clear in [
+        "username",
+        "password",
+        "uris",
+        "read-only-uris",
+        "tls",
+        "tls-ca",
+    ] {
         assert!(
             !keys.contains(&clear),
             "{clear} in clear in the databag: {keys:?}"
