@@ -153,8 +153,12 @@ pub fn scheduler(shared: Shared) {
 fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
     let now = now_ms();
     let lease_ends = rt.state.move_lost_leadership(now);
-    // implicit juju-info sides enter and leave scope with no hook (resolver.rs)
+    // implicit juju-info sides enter and leave scope with no hook (resolver.rs); a principal
+    // that entered a container relation's scope gets its subordinate (ops.rs)
     crate::resolver::sync_implicit_scopes(&mut rt.state);
+    if let Err(e) = crate::ops::ensure_subordinates(rt) {
+        eprintln!("lm: adding subordinates: {e:#}");
+    }
     let machines: Vec<String> = rt
         .state
         .machines
@@ -685,6 +689,11 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
             remove_empty_machines(rt);
         }
         crate::resolver::collect_relations(&mut rt.state);
+        // a principal's relation-created put it in scope: its subordinate appears now
+        crate::resolver::sync_implicit_scopes(&mut rt.state);
+        if let Err(e) = crate::ops::ensure_subordinates(rt) {
+            eprintln!("lm: adding subordinates: {e:#}");
+        }
     } else {
         let (base, max) = (
             rt.state.settings.retry_base_ms,

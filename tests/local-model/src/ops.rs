@@ -310,9 +310,13 @@ pub fn add_unit(rt: &mut Runtime, app: &str, placement: Placement) -> Result<Str
     Ok(name)
 }
 
-/// Every alive principal unit gets one unit of each subordinate app it has a container
-/// relation with.
-fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
+/// Every alive principal unit in the scope of a container relation with a subordinate app
+/// gets one unit of it. Juju creates the subordinate when the principal enters the scope
+/// (state/relationunit.go RelationUnit.EnterScope, subordinateOps: addUnitOps for the
+/// related application when the principal has none), which its uniter does after install
+/// (SynchronizeScopes), not when the relation is added. The engine calls this after each
+/// hook and after implicit scopes move.
+pub(crate) fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
     let mut wanted = Vec::new();
     for r in rt
         .state
@@ -335,11 +339,12 @@ fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
             if !sub || other_sub {
                 continue;
             }
-            for p in
-                rt.state.units.values().filter(|u| {
-                    u.app == other.app && u.life == Life::Alive && u.principal.is_none()
-                })
-            {
+            for p in rt.state.units.values().filter(|u| {
+                u.app == other.app
+                    && u.life == Life::Alive
+                    && u.principal.is_none()
+                    && r.in_scope.contains(&u.name)
+            }) {
                 let has = rt
                     .state
                     .units

@@ -450,8 +450,8 @@ impl ModelState {
         self.applications.get(app).and_then(|a| a.leader.as_deref()) == Some(unit)
     }
 
-    /// Whether `unit` takes part in relation `rel` (container relations only involve a
-    /// principal and its own subordinates).
+    /// Whether `unit` takes part in relation `rel` (a container relation involves each
+    /// principal unit and, of the subordinates, only those of that principal's application).
     pub fn participates(&self, rel: &Relation, unit: &Unit) -> bool {
         if rel.local(&unit.app).is_none() {
             return false;
@@ -462,10 +462,9 @@ impl ModelState {
         let other = rel.remote_app(&unit.app).unwrap_or_default();
         match &unit.principal {
             Some(p) => app_of(p) == other,
-            None => self
-                .units
-                .values()
-                .any(|u| u.principal.as_deref() == Some(&unit.name) && u.app == other),
+            // every principal unit of the application takes part: entering the scope is what
+            // creates its subordinate (state/relationunit.go RelationUnit.subordinateOps)
+            None => true,
         }
     }
 

@@ -151,7 +151,6 @@ fn bundle_in_bare_mode_follows_juju_order() {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(peers, want, "{u}");
-        let n = u.split('/').nth(1).unwrap();
         // no hook on the implicit side of a juju-info relation (worker/uniter/relation/
         // resolver.go skips implicit relations), yet the principal is in scope for its sub
         assert!(
@@ -159,21 +158,25 @@ fn bundle_in_bare_mode_follows_juju_order() {
             "{u}: {:?}",
             names(&recs)
         );
-        let s = records(&dir, &format!("sub/{n}"));
+        // its subordinate: numbered in the order the principals entered the scope
+        let subs = unit_status(&st, u)["subordinates"].as_object().unwrap();
+        assert_eq!(subs.len(), 1, "{u}: {st}");
+        let sub = subs.keys().next().unwrap().clone();
+        let s = records(&dir, &sub);
         let principals: Vec<&str> = s
             .iter()
             .filter(|r| r.hook == "host-relation-joined")
             .map(|r| r.var("JUJU_REMOTE_UNIT"))
             .collect();
-        assert_eq!(principals, vec![u], "sub/{n}: container scope");
+        assert_eq!(principals, vec![u], "{sub}: container scope");
         assert!(
             s.iter().all(|r| r.var("JUJU_PRINCIPAL_UNIT") == u),
-            "sub/{n} principal"
+            "{sub} principal"
         );
         assert!(
             s.iter()
                 .any(|r| r.notes.iter().any(|x| x.starts_with("principal-addr 127."))),
-            "sub/{n} read its principal's address"
+            "{sub} read its principal's address"
         );
     }
 
@@ -395,6 +398,11 @@ fn bundle_in_bare_mode_follows_juju_order() {
         .iter()
         .map(|u| records(&dir, u).len())
         .collect();
+    let st = m.status().unwrap();
+    let sub_of_a0 = unit_status(&st, "a/0")["subordinates"]
+        .as_object()
+        .and_then(|s| s.keys().next().cloned())
+        .unwrap_or_else(|| panic!("a/0 has a subordinate: {st}"));
     m.request(&local_model::Request::RemoveUnit {
         units: vec!["a/0".into()],
     })
@@ -402,8 +410,8 @@ fn bundle_in_bare_mode_follows_juju_order() {
     m.wait(T).expect("settle after remove-unit");
     let st = m.status().unwrap();
     assert!(
-        !units_in(&st).contains(&"a/0".to_string())
-            && !units_in(&st).contains(&"sub/0".to_string())
+        !units_in(&st).contains(&"a/0".to_string()) && !units_in(&st).contains(&sub_of_a0),
+        "{st}"
     );
     assert!(
         st["machines"].get("0").is_none(),
@@ -692,5 +700,66 @@ fn wait_stops_early_naming_unit_hook_and_error_when_retries_keep_failing_alike()
         !msg.contains(" tool "),
         "hook-tool calls are left out:\n{msg}"
     );
+    m.destroy().unwrap();
+}
+
+/// A subordinate unit appears when its principal enters the relation's scope, which the
+/// principal's agent does after install (state/relationunit.go RelationUnit.subordinateOps,
+/// worker/uniter/relation SynchronizeScopes), not when the relation is added: while the
+/// principal's install is in error there is no subordinate unit.
+#[test]
+fn a_subordinate_appears_once_its_principal_is_installed_not_with_the_relation() {
+    let dir = scratch("subscope");
+    write_bundle(&dir, "");
+    let rec = dir.join("rec");
+    let blob = "blob=".to_string() + &dir.join("blob.txt").display().to_string();
+    let plan = |charm: &str, name: &str, config: &[String], res: &[String]| {
+        local_model::bundle::charm_plan(
+            &dir.join("charms").join(charm),
+            Some(name.into()),
+            1,
+            None,
+            config,
+            res,
+        )
+        .unwrap()
+    };
+    let m = model(&dir); // LM_RETRY_BASE_MS=0: a failed hook waits for resolve
+    let record = format!("record-dir={}", rec.display());
+    m.deploy_plan(
+        plan(
+            "lm-test.charm",
+            "p",
+            &["fail-hook=install".into(), record.clone()],
+            &[blob],
+        ),
+        Substrate::Bare,
+    )
+    .unwrap();
+    m.deploy_plan(
+        plan("lm-test-sub.charm", "s", &[record], &[]),
+        Substrate::Bare,
+    )
+    .unwrap();
+    m.integrate("p", "s").unwrap();
+    let st = m
+        .wait_for(T, "p/0 in error on install", |st| {
+            unit_status(st, "p/0")["juju-status"]["current"] == "error"
+        })
+        .unwrap();
+    assert_eq!(
+        units_in(&st),
+        vec!["p/0"],
+        "no subordinate before install: {st}"
+    );
+
+    m.config("p", &["fail-hook="]).unwrap();
+    m.resolve("p/0").unwrap();
+    m.wait(T).unwrap();
+    let st = m.status().unwrap();
+    assert_eq!(units_in(&st), vec!["p/0", "s/0"], "{st}");
+    let s = names(&records(&dir, "s/0"));
+    assert_eq!(s[0], "install", "{s:?}");
+    assert!(s.contains(&"host-relation-joined".to_string()), "{s:?}");
     m.destroy().unwrap();
 }
