@@ -7,7 +7,7 @@
 //!
 //! One source for both of our Juju stand-ins: charm-lib's `FakeJuju` uses this module, and the
 //! local model's hook tools compile this same file in (`#[path]` in
-//! tests/local-model/src/hooktools.rs), so the two cannot disagree. Keep it self-contained:
+//! tests/local-model/src/hooktools/mod.rs), so the two cannot disagree. Keep it self-contained:
 //! no `crate::` paths.
 
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and `0 f F FALSE false False`; anything
