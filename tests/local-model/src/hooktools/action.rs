@@ -34,9 +34,6 @@ pub(super) fn valid_action_key(k: &str) -> bool {
 
 pub(super) fn action_set(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[])?;
-    if p.pos.is_empty() {
-        return usage("no key=value pairs specified");
-    }
     let mut pairs = Vec::new();
     for a in &p.pos {
         let Some((k, v)) = a.split_once('=') else {
@@ -46,8 +43,9 @@ pub(super) fn action_set(st: &mut ModelState, ctx: &HookContext, args: &[String]
         if let Some(bad) = parts.iter().find(|x| !valid_action_key(x)) {
             return usage(format!("key {bad:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"));
         }
-        if ["stdout", "stdout-encoding", "stderr", "stderr-encoding"].contains(&parts[0]) {
-            return usage(format!("cannot set reserved action key {:?}", parts[0]));
+        let reserved = ["stdout", "stdout-encoding", "stderr", "stderr-encoding"];
+        if let Some(r) = parts.iter().find(|x| reserved.contains(x)) {
+            return usage(format!("cannot set reserved action key {r:?}"));
         }
         pairs.push((
             parts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -86,12 +84,12 @@ pub(super) fn action_log(st: &mut ModelState, ctx: &HookContext, args: &[String]
 
 pub(super) fn action_fail(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[])?;
+    no_extra(&p, 1)?;
     if let Some(run) = ctx.hook.action.and_then(|a| st.actions.get_mut(&a)) {
         run.status = "failed".into();
-        run.message = if p.pos.is_empty() {
-            "action failed without reason given, check action for errors".into()
-        } else {
-            p.pos.join(" ")
+        run.message = match p.pos.first() {
+            None => "action failed without reason given, check action for errors".into(),
+            Some(m) => m.clone(),
         };
     }
     Ok(String::new())

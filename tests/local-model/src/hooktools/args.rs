@@ -132,8 +132,24 @@ pub(super) fn no_extra(p: &Parsed, max: usize) -> R<()> {
     Ok(())
 }
 
-/// `k=v` arguments plus an optional `--file` YAML map (`-` = stdin); CLI pairs win.
+/// `k=v` arguments plus an optional `--file` YAML map (`-` = stdin); CLI pairs win. A key
+/// given twice as an argument is refused, as juju/utils keyvalues.Parse does for the *-set
+/// tools.
 pub(super) fn key_values(p: &Parsed, stdin: &[u8]) -> R<Vec<(String, String)>> {
+    let kv = key_values_repeatable(p, stdin)?;
+    let file = kv.len() - p.pos.len();
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, _) in &kv[file..] {
+        if !seen.insert(k.as_str()) {
+            return usage(format!("key {k:?} specified more than once"));
+        }
+    }
+    Ok(kv)
+}
+
+/// [`key_values`] where an argument may repeat a key and the last wins (secret content:
+/// core/secrets CreateSecretData).
+pub(super) fn key_values_repeatable(p: &Parsed, stdin: &[u8]) -> R<Vec<(String, String)>> {
     let mut kv = Vec::new();
     if let Some(f) = p.get("file") {
         if f != "-" {

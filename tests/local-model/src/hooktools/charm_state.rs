@@ -21,10 +21,12 @@ pub(super) fn state_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> 
             None => m.remove(k),
         };
     }
-    match p.pos.first() {
+    // state-get.go Init: no key, or "-", is every key
+    match p.pos.first().filter(|k| k.as_str() != "-") {
         Some(k) => match m.get(k) {
             Some(v) => out(&p, json!(v)),
-            None if p.has("strict") => fail(format!("key {k:?} not found")),
+            // context.go GetCharmStateValue: errors.NotFoundf("%q", key)
+            None if p.has("strict") => fail(format!("{k:?} not found")),
             None => out(&p, Value::Null),
         },
         None => out(&p, json!(m)),

@@ -17,8 +17,8 @@ pub(super) fn config_get(st: &ModelState, ctx: &mut HookContext, args: &[String]
         .config
         .get_or_insert_with(|| app.effective_config())
         .clone();
-    if p.has("all") && !p.pos.is_empty() {
-        return usage("cannot use argument --all together with key");
+    if let Some(k) = p.pos.first().filter(|_| p.has("all")) {
+        return usage(format!("cannot use argument --all together with key {k:?}"));
     }
     match p.pos.first() {
         Some(k) => out(&p, cfg.get(k).cloned().unwrap_or(Value::Null)),

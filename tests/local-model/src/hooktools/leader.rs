@@ -1,7 +1,7 @@
 //! is-leader, leader-get and leader-set.
 
 use super::args::{key_values, no_extra, out, parse_args, FMT};
-use super::{fail, ToolError, R};
+use super::{fail, usage, ToolError, R};
 use crate::hookctx::HookContext;
 use crate::state::{app_of, ModelState};
 use serde_json::{json, Value};
@@ -20,6 +20,9 @@ pub(super) fn leader_get(st: &ModelState, ctx: &HookContext, args: &[String]) ->
         .get(app_of(&ctx.unit))
         .map(|a| a.leader_settings.clone())
         .unwrap_or_default();
+    if let Some(k) = p.pos.first().filter(|k| k.contains('=')) {
+        return usage(format!("invalid key {k:?}"));
+    }
     match p.pos.first() {
         Some(k) if k != "-" => out(&p, m.get(k).map_or(Value::Null, |v| json!(v))),
         _ => out(&p, json!(m)),

@@ -176,3 +176,5 @@ fn dispatch(
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod rules_tests;

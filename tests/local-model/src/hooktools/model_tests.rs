@@ -309,7 +309,7 @@ fn relation_get_outputs_json_and_null_for_missing_keys() {
 fn unknown_relations_fail_like_juju() {
     let mut st = model();
     let mut c = ctx("a/1", HookKind::UpdateStatus, None, "");
-    for r in ["99", "db:1", "cluster:1", "x"] {
+    for r in ["99", "db:1", "cluster:1"] {
         let o = run(&mut st, &mut c, "relation-get", &["-r", r, "-", "b/0"]);
         assert_eq!(
             o.stderr,
@@ -317,6 +317,12 @@ fn unknown_relations_fail_like_juju() {
         );
         assert_ne!(o.code, 0);
     }
+    // not a number at all: jujuc (*relationIdValue).Set's strconv.Atoi
+    let o = run(&mut st, &mut c, "relation-get", &["-r", "x", "-", "b/0"]);
+    assert_eq!(
+        o.stderr,
+        "ERROR invalid value \"x\" for option -r: invalid relation id\n"
+    );
     // b/0 does not know the peer relation of a
     let mut cb = ctx("b/0", HookKind::UpdateStatus, None, "");
     assert_ne!(run(&mut st, &mut cb, "relation-list", &["-r", "0"]).code, 0);

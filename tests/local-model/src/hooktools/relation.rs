@@ -25,7 +25,11 @@ pub(super) fn resolve_relation(st: &ModelState, ctx: &HookContext, r: Option<&st
         Some((e, i)) => (Some(e), i),
         None => (None, r),
     };
-    let id: u32 = id.parse().map_err(|_| not_found())?;
+    let id: u32 = id.parse().map_err(|_| {
+        ToolError::Usage(format!(
+            "invalid value {r:?} for option -r: invalid relation id"
+        ))
+    })?;
     let unit = st.units.get(&ctx.unit).ok_or_else(not_found)?;
     let known = unit.view.relations.contains_key(&id) || ctx.hook.relation == Some(id);
     let rel = st
@@ -46,7 +50,7 @@ pub(super) fn relation_ids(st: &ModelState, ctx: &HookContext, args: &[String]) 
     let ep = match p.pos.first() {
         Some(e) => e.clone(),
         None if !ctx.hook.endpoint.is_empty() => ctx.hook.endpoint.clone(),
-        None => return usage("no endpoint name specified"),
+        None => return usage("no relation name specified"),
     };
     let unit = st
         .units
@@ -123,7 +127,10 @@ pub(super) fn relation_get(st: &ModelState, ctx: &mut HookContext, args: &[Strin
         None if !ctx.hook.remote_unit.is_empty() && ctx.hook.relation == Some(id) => {
             ctx.hook.remote_unit.clone()
         }
-        None => return usage("no unit id specified"),
+        None if !ctx.hook.remote_app.is_empty() && ctx.hook.relation == Some(id) => {
+            ctx.hook.remote_app.clone()
+        }
+        None => return usage("no unit or application specified"),
     };
     let is_app = p.has("app") || !target.contains('/');
     let owner = if is_app {

@@ -2,7 +2,7 @@
 //! secret-revoke and secret-remove: who owns a secret, who was granted it, which revision a
 //! consumer tracks. Changes are buffered in the hook context until the hook succeeds.
 
-use super::args::{key_values, no_extra, out, parse_args, FlagSpec, Parsed, FMT};
+use super::args::{key_values_repeatable, no_extra, out, parse_args, FlagSpec, Parsed, FMT};
 use super::relation::resolve_relation;
 use super::{fail, usage, ToolError, R};
 use crate::hookctx::{HookContext, SecretOp};
@@ -38,7 +38,7 @@ pub(super) fn find_secret(st: &ModelState, ctx: &HookContext, xid: &str) -> Opti
 }
 
 pub(super) fn owned_secret(st: &ModelState, ctx: &HookContext, id: Option<&String>) -> R<String> {
-    let id = id.ok_or_else(|| ToolError::Usage("missing secret ID".into()))?;
+    let id = id.ok_or_else(|| ToolError::Usage("missing secret URI".into()))?;
     let xid = parse_secret_id(id);
     let s = find_secret(st, ctx, &xid)
         .ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
@@ -79,7 +79,7 @@ pub(super) fn secret_content(p: &Parsed, stdin: &[u8], skip: usize) -> R<BTreeMa
         }
     }
     pp.pos = plain;
-    for (k, v) in key_values(&pp, stdin)? {
+    for (k, v) in key_values_repeatable(&pp, stdin)? {
         out.insert(k, v);
     }
     for k in out.keys() {
@@ -204,7 +204,7 @@ pub(super) fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[Str
             ("peek", None, false),
         ],
     )?;
-    no_extra(&p, 1)?;
+    no_extra(&p, 2)?;
     if p.has("refresh") && p.has("peek") {
         return usage("specify one of --peek or --refresh but not both");
     }
@@ -275,7 +275,14 @@ pub(super) fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[Str
         };
         s.revisions.get(&rev).cloned().unwrap_or_default()
     };
-    out(&p, json!(content))
+    // secret-get.go Run: a key after the id prints that value alone
+    match p.pos.get(1) {
+        Some(k) => match content.get(k) {
+            Some(v) => out(&p, json!(v)),
+            None => fail(format!("secret key {k:?} not found")),
+        },
+        None => out(&p, json!(content)),
+    }
 }
 
 pub(super) fn secret_info_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
@@ -327,9 +334,23 @@ pub(super) fn secret_grant(
     let xid = owned_secret(st, ctx, p.pos.first())?;
     let rel = match p.get("relation") {
         Some(r) => Some(resolve_relation(st, ctx, Some(r))?),
-        None if grant => return usage("missing relation"),
+        // secret-grant.go Init: the relation is -r or the hook's (NewRelationIdValue)
+        None if grant => Some(resolve_relation(st, ctx, None)?),
         None => None,
     };
+    if let (true, Some(u), Some(id)) = (grant, p.get("unit"), rel) {
+        let remote = st.relations[&id]
+            .remote_app(app_of(&ctx.unit))
+            .unwrap_or_default();
+        if !u.contains('/') {
+            return usage(format!("unit {u:?} not valid"));
+        }
+        if app_of(u) != remote {
+            return usage(format!(
+                "cannot specify unit {u:?} in relation to application {remote:?}"
+            ));
+        }
+    }
     if grant {
         ctx.secret_ops.push(SecretOp::Grant {
             xid,
