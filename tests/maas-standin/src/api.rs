@@ -5,7 +5,7 @@
 //! | method, path under `/MAAS/` | what |
 //! |---|---|
 //! | GET `api/2.0/version/` | anonymous; names the host (`hostname`) |
-//! | GET `` (i.e. `/MAAS/`), `r/...` | the UI entry page (200), for load-balancer checks |
+//! | GET `r/...` | the UI entry page (200); nginx answers `/` and `/MAAS/` itself (301 to `/MAAS/r/`) |
 //! | GET `api/2.0/users/?op=whoami`, GET `api/2.0/users/` | the caller; users |
 //! | GET `api/2.0/regioncontrollers/`, `api/2.0/rackcontrollers/` | controllers |
 //! | GET `api/2.0/subnets/` | subnets learnt from racks |

@@ -76,6 +76,31 @@ pub fn units() -> Vec<(&'static str, String)> {
                 &format!("{INSTALLED_BINARY} dhcpd --flavor deb"),
             ),
         ),
+        // MAAS's own nginx, Temporal and apiserver (debian/maas-common.maas-http.service,
+        // debian/maas-region-api.maas-temporal.service and .maas-apiserver.service): nginx and
+        // Temporal have no `Restart=` (regiond's service monitor starts them again), the
+        // apiserver restarts by itself.
+        (
+            "maas-http.service",
+            unit_no_restart(
+                "MAAS HTTP server and reverse proxy server (stand-in: Debian's nginx)",
+                &format!("{INSTALLED_BINARY} maas-http --flavor deb"),
+            ),
+        ),
+        (
+            "maas-temporal.service",
+            unit_no_restart(
+                "MAAS Temporal (stand-in)",
+                &format!("{INSTALLED_BINARY} temporal --flavor deb"),
+            ),
+        ),
+        (
+            "maas-apiserver.service",
+            unit(
+                "MAAS Region API (stand-in)",
+                &format!("{INSTALLED_BINARY} apiserver --flavor deb"),
+            ),
+        ),
         (
             "apache2.service",
             unit(
@@ -133,10 +158,11 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         }),
         "maas-region-api" => json!({
             "name": "maas-region-api", "kind": "deb",
-            "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service")],
+            "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"),
+                      unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-temporal.service"), unit_file(units_dir, "maas-apiserver.service")],
             "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas")],
             "dirs": deb_dirs, "users": ["maas"],
-            "enable": ["maas-regiond.service", "apache2.service"],
+            "enable": ["maas-apiserver.service", "maas-regiond.service", "apache2.service"],
             "postinst": postinst,
         }),
         "maas-dns" => json!({
@@ -160,12 +186,13 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         // a local PostgreSQL: the tests always bring their own database.
         "maas-region-controller" => json!({
             "name": "maas-region-controller", "kind": "deb",
-            "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"), unit_file(units_dir, "bind9.service")],
+            "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"), unit_file(units_dir, "bind9.service"),
+                      unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-temporal.service"), unit_file(units_dir, "maas-apiserver.service")],
             "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas"), json!({"dst": "/usr/sbin/named", "target": INSTALLED_BINARY})],
             "dirs": [deb_dirs[0].clone(), deb_dirs[1].clone(), deb_dirs[2].clone(),
                      dir("/etc/bind", "0755", "root", "bind"), dir("/etc/bind/maas", "0755", "root", "bind")],
             "users": ["maas", "bind"],
-            "enable": ["maas-regiond.service", "apache2.service", "bind9.service"],
+            "enable": ["maas-apiserver.service", "maas-regiond.service", "apache2.service", "bind9.service"],
             "postinst": postinst,
         }),
         _ => return None,

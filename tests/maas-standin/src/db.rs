@@ -1055,6 +1055,31 @@ pub fn recent_heartbeats(c: &mut Client, limit: i64) -> Result<Value> {
     ))
 }
 
+/// The TLS settings every region renders into nginx: the `tls` secret and the `tls_port`
+/// config, both set by `maas config-tls` (`_update_tls_config` in
+/// src/maasserver/management/commands/config_tls.py) and read back by
+/// `RegionHTTPService._getConfiguration` (src/maasserver/regiondservices/http.py: TLS is on when
+/// there is a certificate and a port).
+pub fn tls_config(c: &mut Client) -> Result<Option<crate::nginx::Tls>> {
+    let r = c.query_opt(
+        "SELECT value FROM standin_config WHERE name = 'standin_tls'",
+        &[],
+    )?;
+    Ok(r.and_then(|r| serde_json::from_str(&r.get::<_, String>(0)).ok()))
+}
+
+/// Stores (or, with `None`, deletes) the TLS settings.
+pub fn set_tls_config(c: &mut Client, tls: Option<&crate::nginx::Tls>) -> Result<()> {
+    match tls {
+        Some(t) => c.execute(
+            "INSERT INTO standin_config (name, value) VALUES ('standin_tls', $1) ON CONFLICT (name) DO UPDATE SET value = $1",
+            &[&serde_json::to_string(t)?],
+        )?,
+        None => c.execute("DELETE FROM standin_config WHERE name = 'standin_tls'", &[])?,
+    };
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

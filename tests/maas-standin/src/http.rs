@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +93,7 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -99,6 +101,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Unknown",
     }
@@ -118,6 +121,41 @@ pub fn serve(listener: TcpListener, handler: Handler) {
                 let _ = handle(stream, &h);
             });
     }
+}
+
+/// Accepts connections on a Unix socket forever (regiond's worker sockets behind nginx). The
+/// client is whom nginx names in `X-Real-IP` (regiond.nginx.conf.template sets it), else local.
+pub fn serve_unix(listener: UnixListener, handler: Handler) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        let h = handler.clone();
+        let _ = std::thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let _ = handle_unix(stream, &h);
+            });
+    }
+}
+
+fn handle_unix(stream: UnixStream, handler: &Handler) -> Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let resp = match read_request(&mut reader, local) {
+        Ok(Some(mut req)) => {
+            if let Some(ip) = req
+                .header("x-real-ip")
+                .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+            {
+                req.peer = SocketAddr::new(ip, 0);
+            }
+            handler(req)
+        }
+        Ok(None) => return Ok(()),
+        Err(e) => Response::text(400, format!("{e}\n")),
+    };
+    write_response(stream, &resp)
 }
 
 fn handle(stream: TcpStream, handler: &Handler) -> Result<()> {
@@ -180,7 +218,7 @@ fn read_request(reader: &mut impl BufRead, peer: SocketAddr) -> Result<Option<Re
     }))
 }
 
-fn write_response(mut stream: TcpStream, r: &Response) -> Result<()> {
+fn write_response(mut stream: impl Write, r: &Response) -> Result<()> {
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nServer: maas-standin\r\n\r\n",
         r.status,

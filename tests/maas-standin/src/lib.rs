@@ -13,8 +13,9 @@
 //!
 //! Test-only knobs (never set them in a deployment):
 //! - `MAAS_STANDIN_ROOT`: prefix for every absolute path the stand-in reads or writes.
-//! - `MAAS_STANDIN_PORTS`: `api,internal,temporal[,tls]` ports for regiond (default `5240,5242,5271,5443`).
-//! - `MAAS_STANDIN_BIND`: address regiond binds (default `0.0.0.0`).
+//! - `MAAS_STANDIN_PORTS`: `api,internal,temporal` ports of a region host (nginx's HTTP and
+//!   stream servers, Temporal; default `5240,5242,5271`).
+//! - `MAAS_STANDIN_BIND`: the one address nginx and Temporal listen on (default: all).
 //! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
 //! - `MAAS_STANDIN_INTERFACES`: the addresses rackd reports (default: from `ip -4 addr`).
 //! - `MAAS_STANDIN_APACHE_PORT`: the apache2 stand-in's port (default 80).
@@ -25,6 +26,7 @@
 
 pub mod apache2;
 pub mod api;
+pub mod apiserver;
 pub mod argparse;
 pub mod catalog;
 pub mod cli;
@@ -33,10 +35,12 @@ pub mod db;
 pub mod dhcpd;
 pub mod http;
 pub mod named;
+pub mod nginx;
 pub mod paths;
 pub mod pebble;
 pub mod rackd;
 pub mod regiond;
 pub mod services;
 pub mod snapinfo;
+pub mod temporal;
 pub mod util;

@@ -42,6 +42,18 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
             Ok(f) => daemon(maas_standin::dhcpd::run(f)),
             Err(code) => code,
         },
+        "maas-http" => match flavor(args, Flavor::Deb) {
+            Ok(f) => daemon(maas_standin::nginx::run(f)),
+            Err(code) => code,
+        },
+        "temporal" => match flavor(args, Flavor::Deb) {
+            Ok(f) => daemon(maas_standin::temporal::run(f)),
+            Err(code) => code,
+        },
+        "apiserver" => match flavor(args, Flavor::Deb) {
+            Ok(f) => daemon(maas_standin::apiserver::run(f)),
+            Err(code) => code,
+        },
         // bind9.service passes named's own options; they mean nothing here.
         "named" => daemon(named::run()),
         "apache2" => daemon(apache2::run()),
@@ -51,7 +63,7 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
         other => {
             eprintln!(
                 "maas-standin (a test stand-in for MAAS): unknown command {other:?}\n\
-                 usage: maas-standin {{maas|maas-region|maas-rack|regiond|rackd|dhcpd|named|apache2|pebble|catalog|postinst}} ARGS..."
+                 usage: maas-standin {{maas|maas-region|maas-rack|regiond|rackd|dhcpd|maas-http|temporal|apiserver|named|apache2|pebble|catalog|postinst}} ARGS..."
             );
             2
         }

@@ -74,6 +74,49 @@ impl Flavor {
         }
     }
 
+    /// MAAS's data directory (`MAAS_DATA`; `get_maas_data_path` in
+    /// src/provisioningserver/path.py), where the region's sockets live on the deb; the snap's
+    /// run-regiond and run-apiserver put them in `$SNAP_DATA` instead.
+    fn socket_dir(self) -> &'static str {
+        match self {
+            Flavor::Snap => "/var/snap/maas/current",
+            Flavor::Deb => "/var/lib/maas",
+        }
+    }
+
+    /// regiond's HTTP configuration directory (`MAAS_HTTP_CONFIG_DIR`; `get_http_config_dir`
+    /// in src/provisioningserver/rackdservices/http.py): nginx.conf, regiond.nginx.conf,
+    /// regiond.nginx.stream.conf, certs/.
+    pub fn http_dir(self) -> PathBuf {
+        p(&format!("{}/http", self.socket_dir()))
+    }
+
+    /// The base path of regiond's worker sockets (`REGIOND_SOCKET_PATH` in
+    /// src/maasserver/regiondservices/http.py); worker N listens on `<base>.N`.
+    pub fn worker_socket_base(self) -> PathBuf {
+        p(&format!("{}/maas-regiond-webapp.sock", self.socket_dir()))
+    }
+
+    /// The apiserver's socket for the v3 API (`MAAS_APISERVER_HTTP_SOCKET_PATH`).
+    pub fn apiserver_socket(self) -> PathBuf {
+        p(&format!("{}/apiserver-http.sock", self.socket_dir()))
+    }
+
+    /// The apiserver's socket for the internal API nginx streams 5242 to
+    /// (`MAAS_INTERNALAPISERVER_HTTP_SOCKET_PATH`).
+    pub fn internal_apiserver_socket(self) -> PathBuf {
+        p(&format!(
+            "{}/internalapiserver-http.sock",
+            self.socket_dir()
+        ))
+    }
+
+    /// Temporal's configuration directory (`MAAS_TEMPORAL_CONFIG_DIR`, rendered by
+    /// `RegionTemporalService._configure` in src/maasserver/regiondservices/temporal.py).
+    pub fn temporal_dir(self) -> PathBuf {
+        p(&format!("{}/temporal", self.socket_dir()))
+    }
+
     /// The MAAS installation uuid.
     pub fn maas_uuid(self) -> PathBuf {
         match self {
@@ -88,9 +131,16 @@ pub fn snap_mode() -> PathBuf {
     p("/var/snap/maas/common/snap_mode")
 }
 
-/// Exists once a region mode has been initialised (the charm checks it; `listen 5443` = TLS).
+/// The snap's regiond.nginx.conf, rendered by regiond at start-up.
 pub fn snap_nginx_conf() -> PathBuf {
-    p("/var/snap/maas/current/http/regiond.nginx.conf")
+    Flavor::Snap.http_dir().join("regiond.nginx.conf")
+}
+
+/// The services regiond's service monitor asked the stand-in pebble to start (stands for
+/// `pebble start NAME` through pebble's socket: one name a line; pebble forgets them when it
+/// restarts or its plan changes with the snap mode).
+pub fn pebble_started() -> PathBuf {
+    p("/var/snap/maas/common/pebble/standin-started")
 }
 
 /// Log directory shared by both flavours (tests read the rackd log here).

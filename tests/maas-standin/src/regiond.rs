@@ -1,4 +1,4 @@
-//! The regiond stand-in: HTTP on 5240, 5242 and 5271; a live PostgreSQL connection with a
+//! The regiond stand-in: HTTP on its worker sockets behind nginx (5240); a live PostgreSQL connection with a
 //! heartbeat row about twice a second; reconnection when the database moves (settings change
 //! in `regiond.conf`) or fails over (only a writable primary is accepted).
 
@@ -6,10 +6,11 @@ use crate::conf::{ConfFile, DbSettings};
 use crate::db;
 use crate::http;
 use crate::paths::Flavor;
+use crate::services;
 use crate::util;
 use anyhow::{Context, Result};
 use postgres::Client;
-use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,13 +25,10 @@ pub const DB_DEADLINE: Duration = Duration::from_secs(3);
 /// Idle API connections kept for reuse.
 const API_POOL: usize = 4;
 
-/// Ports regiond listens on: the API, the internal API and Temporal (test override:
-/// `MAAS_STANDIN_PORTS=api,internal,temporal[,tls]`).
+/// The ports of a region host: the API (nginx), the internal API (nginx's stream server) and
+/// Temporal (test override: `MAAS_STANDIN_PORTS=api,internal,temporal`). regiond itself
+/// listens on none of them: only on its worker sockets behind nginx.
 pub fn ports() -> Vec<u16> {
-    all_ports().into_iter().take(3).collect()
-}
-
-fn all_ports() -> Vec<u16> {
     std::env::var("MAAS_STANDIN_PORTS")
         .ok()
         .map(|s| {
@@ -39,19 +37,15 @@ fn all_ports() -> Vec<u16> {
                 .collect::<Vec<u16>>()
         })
         .filter(|v| v.len() >= 3)
-        .unwrap_or_else(|| vec![5240, 5242, 5271, 5443])
+        .unwrap_or_else(|| vec![5240, 5242, 5271])
+        .into_iter()
+        .take(3)
+        .collect()
 }
 
-/// The HTTPS port when `maas config-tls enable` turned TLS on (snap). The stand-in speaks
-/// plain HTTP there: it has no TLS; the port exists so load balancers in TCP mode see it open.
-pub fn tls_port(flavor: Flavor) -> Option<u16> {
-    let conf = std::fs::read_to_string(crate::paths::snap_nginx_conf()).ok()?;
-    let on = flavor == Flavor::Snap
-        && conf
-            .lines()
-            .any(|l| l.trim_start().starts_with("listen 5443"));
-    on.then(|| all_ports().get(3).copied().unwrap_or(5443))
-}
+/// How often regiond's service monitor makes sure the services it owns run
+/// (`ServiceMonitorService.check_interval`, src/maasserver/regiondservices/service_monitor_service.py).
+pub const SERVICE_MONITOR: Duration = Duration::from_secs(30);
 
 /// A running region's shared state.
 pub struct Region {
@@ -66,6 +60,7 @@ pub struct Region {
     api_pool: Mutex<Vec<(u64, Client)>>,
     last_ok: Mutex<Option<Instant>>,
     last_error: Mutex<String>,
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Region {
@@ -89,6 +84,7 @@ impl Region {
             api_pool: Mutex::new(Vec::new()),
             last_ok: Mutex::new(None),
             last_error: Mutex::new("not connected yet".into()),
+            started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -232,6 +228,7 @@ impl Region {
                     anyhow::bail!("the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)");
                 }
                 self.start_up(&mut c)?;
+                self.started.store(true, Ordering::SeqCst);
                 client = Some((gen, c));
                 eprintln!("regiond: connected to the database; start-up done");
             }
@@ -292,51 +289,112 @@ impl Region {
     }
 }
 
-fn bind_with_retry(addr: &str, port: u16) -> Result<TcpListener> {
-    // A restarted service may start while its predecessor still holds the port.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match TcpListener::bind((addr, port)) {
-            Ok(l) => return Ok(l),
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(200));
+/// The services regiond's service monitor keeps running (src/maasserver/service_monitor.py:
+/// `HTTPService` `reverse_proxy` → snap `http` / deb `maas-http`; `TemporalService` → snap
+/// `temporal` / deb `maas-temporal`; both `AlwaysOnService`, started by regiond, not at boot).
+fn ensure_services(flavor: Flavor, f: crate::snapinfo::Features) {
+    let mut names = vec!["http"];
+    if f.apiserver_and_temporal {
+        names.push("temporal");
+    }
+    match flavor {
+        Flavor::Snap => {
+            if let Err(e) = crate::pebble::request_start(&names) {
+                eprintln!("regiond: service monitor: {e:#}");
             }
-            Err(e) => return Err(e).with_context(|| format!("binding {addr}:{port}")),
+        }
+        Flavor::Deb => {
+            for n in names {
+                services::systemctl("start", &format!("maas-{n}.service"));
+            }
         }
     }
 }
 
-/// Runs regiond: never returns unless a port cannot be bound.
+/// Runs regiond: never returns unless a worker socket cannot be bound.
+///
+/// As MAAS's regiond (src/maasserver/eventloop.py `MAASServices.startService`): `start_up`
+/// against the database first (retried until it succeeds), then the services: the web workers
+/// on their Unix sockets (`num_workers`, `<REGIOND_SOCKET_PATH>.<N>`), `RegionHTTPService`
+/// (renders nginx's configuration and reloads it; again whenever the TLS settings change,
+/// which MAAS learns through the `sys_reverse_proxy` notify and the stand-in by reading them
+/// every second), `RegionTemporalService` (renders Temporal's configuration) and the service
+/// monitor (starts nginx and Temporal, every 30 s). Until then nothing of this host answers on
+/// 5240; once nginx runs it outlives regiond, and while regiond is down it answers 502.
 pub fn run(flavor: Flavor) -> Result<()> {
     util::set_comm("regiond");
     let region = Arc::new(Region::new(flavor)?);
-    let bind = std::env::var("MAAS_STANDIN_BIND").unwrap_or_else(|_| "0.0.0.0".into());
-    let mut listeners = vec![];
-    let mut serving = ports();
-    serving.extend(tls_port(flavor));
-    for port in &serving {
-        listeners.push(bind_with_retry(&bind, *port)?);
-    }
+    let features = crate::snapinfo::features(flavor);
     eprintln!(
-        "regiond: {} ({}) serving on {bind}:{serving:?}",
+        "regiond: {} ({}) starting up",
         region.hostname, region.system_id
     );
     let hb = region.clone();
     std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || hb.heartbeat_loop())?;
+    while !region.started.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let workers: usize = ConfFile::load(&flavor.regiond_conf())
+        .map(|c| c.get_or_default("num_workers"))
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(4)
+        .max(1);
     let handler: http::Handler = {
         let r = region.clone();
         Arc::new(move |req| crate::api::handle(&r, req))
     };
-    let mut threads = vec![];
-    for l in listeners {
+    let base = flavor.worker_socket_base();
+    if let Some(d) = base.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    for w in 1..=workers {
+        let path = std::path::PathBuf::from(format!("{}.{w}", base.display()));
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
         let h = handler.clone();
-        threads.push(std::thread::spawn(move || http::serve(l, h)));
+        std::thread::spawn(move || http::serve_unix(l, h));
     }
-    for t in threads {
-        let _ = t.join();
+    eprintln!(
+        "regiond: start-up done; {workers} workers on {}.N",
+        base.display()
+    );
+    let mut rendered: Option<Option<crate::nginx::Tls>> = None;
+    let mut monitored: Option<Instant> = None;
+    loop {
+        if let Ok(tls) = region.with_db(db::tls_config) {
+            if rendered.as_ref() != Some(&tls) {
+                match crate::nginx::render(flavor, tls.as_ref(), workers, features) {
+                    Ok(_) => {
+                        crate::nginx::reload(flavor);
+                        eprintln!(
+                            "regiond: nginx configured ({})",
+                            match &tls {
+                                Some(t) => format!("TLS on {}", t.port),
+                                None => "no TLS".into(),
+                            }
+                        );
+                        rendered = Some(tls);
+                    }
+                    Err(e) => eprintln!("regiond: rendering nginx's configuration: {e:#}"),
+                }
+            }
+        }
+        if rendered.is_some() && monitored.is_none_or(|t| t.elapsed() >= SERVICE_MONITOR) {
+            if monitored.is_none() && features.apiserver_and_temporal {
+                let url = region.maas_url();
+                let host = http::parse_url(&url)
+                    .map(|u| u.host)
+                    .unwrap_or_else(|_| region.hostname.clone());
+                if let Err(e) = crate::temporal::render(flavor, &host) {
+                    eprintln!("regiond: rendering Temporal's configuration: {e:#}");
+                }
+            }
+            ensure_services(flavor, features);
+            monitored = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
-    Ok(())
 }

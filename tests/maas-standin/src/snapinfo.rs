@@ -54,6 +54,42 @@ pub fn supervisor_of(channel: Option<&str>) -> Supervisor {
     }
 }
 
+/// What a MAAS release runs besides regiond, by the track of its channel (`None`: not known,
+/// the newest MAAS, as the deb stand-in is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// 3.5 and newer: the apiserver (v3 API behind nginx's `/MAAS/a/`) and Temporal on 5271
+    /// (3.5's snap/local/tree/bin/run-apiserver, run-temporal, pebble region layer; 3.4 has
+    /// neither).
+    pub apiserver_and_temporal: bool,
+    /// 3.6 and newer: nginx's stream server on 5242 in front of the internal API
+    /// (src/maasserver/templates/http/regiond.nginx.stream.conf.template first appears in 3.6).
+    pub internal_api: bool,
+}
+
+/// The features of a snap tracking `channel`.
+pub fn features_of(channel: Option<&str>) -> Features {
+    let track = channel.and_then(|c| c.split('/').next()).unwrap_or("");
+    let mut parts = track.split('.').map(|p| p.parse::<u32>());
+    let v = match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        (Some(Ok(major)), None) => (major, 0),
+        _ => (u32::MAX, 0),
+    };
+    Features {
+        apiserver_and_temporal: v >= (3, 5),
+        internal_api: v >= (3, 6),
+    }
+}
+
+/// The features of the installed MAAS: the snap's channel, the newest for the debs.
+pub fn features(flavor: crate::paths::Flavor) -> Features {
+    match flavor {
+        crate::paths::Flavor::Snap => features_of(tracking().as_deref()),
+        crate::paths::Flavor::Deb => features_of(None),
+    }
+}
+
 /// The supervisor of the installed snap.
 pub fn supervisor() -> Supervisor {
     supervisor_of(tracking().as_deref())
@@ -76,6 +112,24 @@ mod tests {
             (None, Supervisor::Pebble),
         ] {
             assert_eq!(supervisor_of(ch), want, "{ch:?}");
+        }
+    }
+
+    #[test]
+    fn apiserver_and_temporal_from_3_5_internal_api_from_3_6() {
+        for (ch, at, ia) in [
+            (Some("3.4/stable"), false, false),
+            (Some("3.5/stable"), true, false),
+            (Some("3.6/stable"), true, true),
+            (Some("latest/edge"), true, true),
+            (None, true, true),
+        ] {
+            let f = features_of(ch);
+            assert_eq!(
+                (f.apiserver_and_temporal, f.internal_api),
+                (at, ia),
+                "{ch:?}"
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 //! Process-level behaviour the charms and the local model rely on: the snap's pebble runs
-//! regiond, rackd and a process named `named` by snap mode and takes them down with it; the
-//! deb apache2 forwards port 80 to regiond; CLIs insist on root.
+//! regiond, the apiserver, rackd and a process named `named` by snap mode and takes them down
+//! with it; the deb apache2 forwards port 80 to 5240; CLIs insist on root.
 
 mod common;
 use common::*;
@@ -63,16 +63,29 @@ fn pebble_runs_daemons_by_snap_mode_and_takes_them_down() {
     });
     assert_eq!(children_of(pid), vec![], "no daemon without snap_mode");
     std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region+rack\n").unwrap();
-    let kids = wait_for("regiond, rackd and named under pebble", T, || {
-        let mut names: Vec<(u32, String)> = children_of(pid);
-        names.sort_by(|a, b| a.1.cmp(&b.1));
-        let n: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
-        (n == ["named", "rackd", "regiond"]).then_some(names)
-    });
-    // No database configured: regiond is up but answers 503, as MAAS without its database.
-    wait_for("regiond answering 503", T, || {
-        get(&format!("http://127.0.0.1:{api}/MAAS/api/2.0/version/")).filter(|(s, _)| *s == 503)
-    });
+    // MAAS 3.5+'s region layer starts regiond and the apiserver itself; nginx and Temporal wait
+    // for regiond's service monitor, which runs only after regiond's start-up against its
+    // database (src/maasserver/eventloop.py `MAASServices.startService`).
+    let kids = wait_for(
+        "regiond, apiserver, rackd and named under pebble",
+        T,
+        || {
+            let mut names: Vec<(u32, String)> = children_of(pid);
+            names.sort_by(|a, b| a.1.cmp(&b.1));
+            let n: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+            (n == ["maas-apiserver", "named", "rackd", "regiond"]).then_some(names)
+        },
+    );
+    // No database configured: regiond never finishes its start-up, so no nginx runs and
+    // nothing answers on 5240.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        get(&format!("http://127.0.0.1:{api}/MAAS/api/2.0/version/")).is_none(),
+        "nothing may answer on 5240 before regiond's start-up"
+    );
+    assert!(!sb
+        .path("/var/snap/maas/common/pebble/standin-started")
+        .exists());
     // A mode change is followed without restarting pebble.
     std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "rack\n").unwrap();
     wait_for("only rackd in rack mode", T, || {
@@ -239,24 +252,28 @@ fn named_runs_under_its_own_name() {
 }
 
 #[test]
-fn apache2_forwards_to_regiond() {
+fn apache2_forwards_port_80_to_5240() {
     let (api, internal, temporal, apache) = (free_port(), free_port(), free_port(), free_port());
     let sb = Sandbox::new("apache")
         .with(
             "MAAS_STANDIN_PORTS",
             &format!("{api},{internal},{temporal}"),
         )
-        .with("MAAS_STANDIN_BIND", "127.0.0.1")
         .with("MAAS_STANDIN_APACHE_PORT", &apache.to_string());
-    let _regiond = sb.spawn(&["regiond", "--flavor", "deb"], &[]);
+    // Whatever holds 5240 (nginx in MAAS) gets apache2's connections.
+    let l = std::net::TcpListener::bind(("127.0.0.1", api)).unwrap();
+    let h: maas_standin::http::Handler = std::sync::Arc::new(|r: maas_standin::http::Request| {
+        maas_standin::http::Response::text(200, format!("5240 got {}", r.path))
+    });
+    std::thread::spawn(move || maas_standin::http::serve(l, h));
     let _apache = sb.spawn(&["apache2"], &[]);
-    let (status, body) = wait_for("regiond through apache2", T, || {
+    let (status, body) = wait_for("5240 through apache2", T, || {
         get(&format!("http://127.0.0.1:{apache}/MAAS/api/2.0/version/"))
     });
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("Database is unavailable"), "{body}");
-    // regiond created a system id for this deb region.
-    assert!(sb.path("/var/lib/maas/maas_id").exists());
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "5240 got /MAAS/api/2.0/version/")
+    );
 }
 
 #[test]
@@ -288,49 +305,4 @@ fn clis_insist_on_root() {
         stderr(&o)
     );
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
-}
-
-#[test]
-fn config_tls_opens_the_https_port() {
-    let (api, internal, temporal, tls) = (free_port(), free_port(), free_port(), free_port());
-    let sb = Sandbox::new("tls")
-        .with(
-            "MAAS_STANDIN_PORTS",
-            &format!("{api},{internal},{temporal},{tls}"),
-        )
-        .with("MAAS_STANDIN_BIND", "127.0.0.1");
-    std::fs::create_dir_all(sb.path("/var/snap/maas/common")).unwrap();
-    std::fs::write(sb.path("/var/snap/maas/common/snap_mode"), "region\n").unwrap();
-    let key = sb.dir.0.join("key.pem");
-    std::fs::write(&key, "k").unwrap();
-    let o = sb.run(&[
-        "maas",
-        "config-tls",
-        "enable",
-        "--yes",
-        &key.display().to_string(),
-        &key.display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let nginx =
-        std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
-    assert!(nginx.contains("listen 5443"), "{nginx}");
-    let _regiond = sb.spawn(&["regiond", "--flavor", "snap"], &[]);
-    wait_for("regiond on the TLS port", T, || {
-        get(&format!("http://127.0.0.1:{tls}/MAAS/api/2.0/version/"))
-    });
-    let o = sb.run(&["maas", "config-tls", "disable"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let nginx =
-        std::fs::read_to_string(sb.path("/var/snap/maas/current/http/regiond.nginx.conf")).unwrap();
-    assert!(!nginx.contains("5443"), "{nginx}");
-    let o = sb.run(&[
-        "maas",
-        "config-tls",
-        "enable",
-        "--yes",
-        "/nonexistent",
-        "/nonexistent",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
 }

@@ -53,8 +53,9 @@ impl Region {
     fn wait_503(&self, what: &str) -> (u16, String) {
         wait_for(what, T, || self.version().filter(|(s, _)| *s == 503))
     }
-    fn spawn_regiond(&self) -> Daemon {
-        self.sb.spawn(&["regiond", "--flavor", "snap"], &[])
+    /// regiond and the services it has started (nginx, Temporal) beside the apiserver.
+    fn spawn_regiond(&self) -> RegionProcs {
+        RegionProcs::spawn(&self.sb, "snap")
     }
 }
 
@@ -137,7 +138,9 @@ fn region_init_heartbeats_users_and_api() {
         read_trimmed(&r.sb.path("/var/snap/maas/common/snap_mode")),
         "region"
     );
-    assert!(r
+    // nginx's configuration is regiond's to render, after its start-up
+    // (RegionHTTPService._configure, src/maasserver/regiondservices/http.py).
+    assert!(!r
         .sb
         .path("/var/snap/maas/current/http/regiond.nginx.conf")
         .exists());
@@ -183,11 +186,21 @@ fn region_init_heartbeats_users_and_api() {
     // regiond: all three ports, the version names the host, heartbeats appear.
     let v = r.wait_up("region-a");
     assert_eq!(v["standin"], true);
-    for port in [r.internal, r.temporal] {
-        let (s, _) = get(&format!("http://127.0.0.1:{port}/MAAS/api/2.0/version/")).unwrap();
-        assert_eq!(s, 200);
-    }
-    let (s, page) = get(&format!("{}/", r.url())).unwrap();
+    // 5242: nginx's stream server in front of the apiserver's internal socket (plain HTTP in the
+    // stand-in, mTLS in MAAS); 5271: Temporal's frontend (a TCP listener in the stand-in).
+    let (s, b) = get(&format!(
+        "http://127.0.0.1:{}/MAAS/a/v3internal/",
+        r.internal
+    ))
+    .unwrap();
+    assert_eq!(s, 404, "{b}");
+    assert!(b.contains("\"kind\""), "{b}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", r.temporal)).is_ok());
+    // `/MAAS/` is nginx's redirect to the UI (`location ~ ^/MAAS/?$`); the stand-in's region
+    // page is under it.
+    let (s, _) = get(&format!("{}/", r.url())).unwrap();
+    assert_eq!(s, 301);
+    let (s, page) = get(&format!("{}/r/", r.url())).unwrap();
     assert_eq!(s, 200);
     assert!(page.contains("region-a"), "{page}");
     wait_heartbeats(&pg, "region-a", 3, "three heartbeat rows");

@@ -258,7 +258,6 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         conf::remove_secret(Flavor::Snap)?;
     } else {
         conf::write_secret(Flavor::Snap, a.get("--secret").unwrap_or_default())?;
-        let _ = std::fs::remove_file(paths::snap_nginx_conf());
     }
     if mode.contains("rack") {
         let mut rk = ConfFile::load(&Flavor::Snap.rackd_conf())?;
@@ -270,9 +269,6 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         Some(db) => migrate_if_needed(db)?,
         None => false,
     };
-    if db.is_some() {
-        write_nginx_conf(false)?;
-    }
     conf::write_snap_mode(mode)?;
     println!("Starting services");
     services::systemctl("restart", services::SNAP_SERVICE);
@@ -397,15 +393,6 @@ fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
         )
     };
     Err(Reported(code).into())
-}
-
-fn write_nginx_conf(tls: bool) -> anyhow::Result<()> {
-    let mut text = String::from("# MAAS stand-in: regiond's nginx configuration (no nginx runs)\nserver {\n    listen 5240;\n");
-    if tls {
-        text.push_str("    listen 5443 ssl;\n");
-    }
-    text.push_str("    location /MAAS/ { proxy_pass http://127.0.0.1:5240; }\n}\n");
-    util::write_file(&paths::snap_nginx_conf(), text.as_bytes(), 0o644, None)
 }
 
 fn config(args: &[String]) -> i32 {
@@ -611,7 +598,7 @@ pub fn pids_named(name: &str) -> Vec<u32> {
 /// the stand-in process that stands for each, if any, and when the plan enables it.
 const PEBBLE_SERVICES: &[(&str, Option<&str>, &str)] = &[
     ("agent", Some("rackd"), "rack"),
-    ("apiserver", Some("regiond"), "region"),
+    ("apiserver", Some("maas-apiserver"), "region"),
     ("bind9", Some("named"), "region"),
     ("dhcpd", Some("rackd"), "dhcp"),
     ("dhcpd6", None, "never"),
@@ -621,7 +608,7 @@ const PEBBLE_SERVICES: &[(&str, Option<&str>, &str)] = &[
     ("rackd", Some("rackd"), "rack"),
     ("regiond", Some("regiond"), "region"),
     ("syslog", None, "any"),
-    ("temporal", Some("regiond"), "region"),
+    ("temporal", Some("temporal-server"), "region"),
     ("temporal-worker", Some("regiond"), "region"),
 ];
 
@@ -856,18 +843,61 @@ fn migrate(args: &[String]) -> i32 {
     }
 }
 
+/// `Certificate.from_pem` (src/provisioningserver/certificates.py): the key must be
+/// unencrypted, the PEM readable, and the key the certificate's; its `CertificateError`
+/// messages. The certificate and CA chain are stored as given (PEM).
+fn check_certificate(key: &str, cert: &str) -> Result<(), String> {
+    if key.contains("ENCRYPTED") {
+        return Err("Private key can't have a passphrase".into());
+    }
+    let pkey = openssl::pkey::PKey::private_key_from_pem(key.as_bytes())
+        .map_err(|_| "Invalid PEM material".to_string())?;
+    let x509 = openssl::x509::X509::from_pem(cert.as_bytes())
+        .map_err(|_| "Invalid PEM material".to_string())?;
+    let public = x509
+        .public_key()
+        .map_err(|_| "Invalid PEM material".to_string())?;
+    if !public.public_eq(&pkey) {
+        return Err("Private and public keys don't match".into());
+    }
+    Ok(())
+}
+
+/// The region this host runs, for the region commands of `maas`: the snap in a region mode,
+/// else the debs' region when /etc/maas/regiond.conf names a database.
+fn region_flavor() -> Option<Flavor> {
+    if is_region(&conf::read_snap_mode()) {
+        return Some(Flavor::Snap);
+    }
+    ConfFile::load(&Flavor::Deb.regiond_conf())
+        .ok()
+        .filter(|c| c.get("database_host").is_some() || c.get("database_name").is_some())
+        .map(|_| Flavor::Deb)
+}
+
+/// `maas config-tls enable KEY CERT [--cacert F] [-p PORT] [--yes]` / `maas config-tls disable`,
+/// as src/maasserver/management/commands/config_tls.py `Command.handle`: the files are
+/// argparse `FileType`s (an unreadable one is argparse's error, exit 2); without `--yes` it
+/// asks `prompt_yes_no` (src/maascli/init.py), and only `y` proceeds (off a terminal MAAS's
+/// `read_input` loops on EOF; the stand-in takes the empty answer: nothing changes, exit 0);
+/// the key and certificate go through `Certificate.from_pem`, and its `CertificateError` (not
+/// a `CommandError`) is reported by maascli's `main` (`maas: error: …`, exit 2). Then
+/// `_update_tls_config` stores the `tls` secret and `tls_port` in the database and notifies
+/// `sys_reverse_proxy`: every region re-renders nginx with the same certificate and reloads it
+/// (the stand-in's regiond reads the settings every second). `disable` deletes both. Nothing
+/// is restarted by the command itself.
 fn config_tls(args: &[String]) -> i32 {
     let Some(action) = args.first() else {
         return report(
             Parser::new("maas config-tls").error("the following arguments are required: command"),
         );
     };
-    let a = match action.as_str() {
+    let p = match action.as_str() {
         "enable" => Parser::new("maas config-tls enable")
             .opts(&[
-                Opt::value("--cacert", "CA certificate"),
-                Opt::value("--port", "HTTPS port"),
-                Opt::flag("--yes", "Skip interactive confirmation"),
+                Opt::value("--cacert", "path to CA certificates chain in PEM format"),
+                Opt::value("--port", "HTTPS port (default: 5443)"),
+                Opt::flag("--yes", "Skip interactive confirmation (default: False)"),
             ])
             .pos("key", None)
             .pos("cert", None),
@@ -880,29 +910,108 @@ fn config_tls(args: &[String]) -> i32 {
             ))
         }
     };
-    let parsed = match parse(&a, &args[1..]) {
+    // argparse's `-p` is `--port`.
+    let rest: Vec<String> = args[1..]
+        .iter()
+        .map(|a| {
+            if a == "-p" {
+                "--port".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    let parsed = match parse(&p, &rest) {
         Ok(p) => p,
         Err(code) => return code,
     };
     if let Err(code) = require_root("config-tls") {
         return code;
     }
-    if !is_region(&conf::read_snap_mode()) {
+    let Some(flavor) = region_flavor() else {
         return fail("MAAS is not initialised as a region.");
-    }
-    let enable = action == "enable";
-    if enable {
-        for f in &parsed.positionals {
-            if !std::path::Path::new(f).exists() {
-                return fail(format!("Error: cannot read {f}"));
+    };
+    let tls = if action == "enable" {
+        let port: u16 = match parsed.get("--port").map(|v| v.parse::<u16>()) {
+            None => 5443,
+            Some(Ok(v)) => v,
+            Some(Err(_)) => {
+                return report(p.error(&format!(
+                    "argument -p/--port: invalid int value: '{}'",
+                    parsed.get("--port").unwrap_or_default()
+                )))
+            }
+        };
+        let mut files = vec![];
+        let mut names: Vec<(&str, String)> = vec![
+            ("key", parsed.positionals[0].clone()),
+            ("cert", parsed.positionals[1].clone()),
+        ];
+        if let Some(ca) = parsed.get("--cacert") {
+            names.push(("--cacert", ca.to_string()));
+        }
+        for (arg, f) in &names {
+            match std::fs::read_to_string(f) {
+                Ok(t) => files.push(t),
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    let what = match e.kind() {
+                        std::io::ErrorKind::NotFound => "No such file or directory",
+                        std::io::ErrorKind::PermissionDenied => "Permission denied",
+                        _ => "Is a directory",
+                    };
+                    return report(p.error(&format!(
+                        "argument {arg}: can't open '{f}': [Errno {errno}] {what}: '{f}'"
+                    )));
+                }
             }
         }
-    }
-    match write_nginx_conf(enable) {
-        Ok(()) => {
-            services::systemctl("restart", services::SNAP_SERVICE);
-            0
+        if !parsed.flag("--yes") {
+            println!("Once TLS is enabled, the MAAS UI and API won't be accessible over HTTP anymore, proceed? (y/n): ");
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            if answer.trim().to_lowercase() != "y" {
+                return 0;
+            }
         }
-        Err(e) => fail(format!("Error: {e:#}")),
+        if let Err(msg) = check_certificate(&files[0], &files[1]) {
+            return python::uncaught(
+                flavor == Flavor::Snap,
+                &[python::Frame(
+                    &format!(
+                        "{}/provisioningserver/certificates.py",
+                        python::site_packages(flavor == Flavor::Snap)
+                    ),
+                    302,
+                    "from_pem",
+                    "raise CertificateError(\"Private and public keys don't match\")",
+                )],
+                "provisioningserver.certificates.CertificateError",
+                &msg,
+            );
+        }
+        Some(crate::nginx::Tls {
+            key: files[0].clone(),
+            cert: files[1].clone(),
+            cacert: files.get(2).cloned().unwrap_or_default(),
+            port,
+        })
+    } else {
+        None
+    };
+    let conf = match ConfFile::load(&flavor.regiond_conf()) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("Error: {e:#}")),
+    };
+    let r = db::connect(&conf.db(), "maas-standin-config-tls")
+        .and_then(|mut c| db::set_tls_config(&mut c, tls.as_ref()));
+    match r {
+        Ok(()) => 0,
+        Err(e) => python::uncaught(
+            flavor == Flavor::Snap,
+            &[],
+            "django.db.utils.OperationalError",
+            &db::operational_error(&conf.db(), &e),
+        ),
     }
 }

@@ -174,7 +174,25 @@ pub struct Daemon {
     pub log: PathBuf,
 }
 impl Daemon {
+    /// SIGTERM, then SIGKILL after 3 s: nginx's master takes its workers down on SIGTERM, where
+    /// a SIGKILL would leave them holding its ports.
     pub fn stop(&mut self) {
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    /// SIGKILL, as a drill kills a daemon.
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -447,4 +465,53 @@ pub fn mode_of(p: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// A region host's MAAS processes without the snap's pebble or systemd: regiond and the
+/// apiserver, then, once regiond has rendered their configuration (after its start-up against
+/// the database), nginx (`maas-http`) and Temporal, as regiond's service monitor has its
+/// supervisor start them. Stopped together on drop (nginx last).
+pub struct RegionProcs {
+    pub regiond: Daemon,
+    pub apiserver: Daemon,
+    pub nginx: Daemon,
+    pub temporal: Daemon,
+}
+
+impl RegionProcs {
+    pub fn spawn(sb: &Sandbox, flavor: &str) -> RegionProcs {
+        let base = if flavor == "snap" {
+            "/var/snap/maas/current"
+        } else {
+            "/var/lib/maas"
+        };
+        let regiond = sb.spawn(&["regiond", "--flavor", flavor], &[]);
+        let apiserver = sb.spawn(&["apiserver", "--flavor", flavor], &[]);
+        let conf = sb.path(&format!("{base}/http/regiond.nginx.conf"));
+        let temporal_conf = sb.path(&format!("{base}/temporal/production.yaml"));
+        wait_for(
+            "regiond renders nginx's and Temporal's configuration",
+            Duration::from_secs(20),
+            || (conf.exists() && temporal_conf.exists()).then_some(()),
+        );
+        let nginx = sb.spawn(&["maas-http", "--flavor", flavor], &[]);
+        let temporal = sb.spawn(&["temporal", "--flavor", flavor], &[]);
+        RegionProcs {
+            regiond,
+            apiserver,
+            nginx,
+            temporal,
+        }
+    }
+    pub fn stop(&mut self) {
+        self.regiond.stop();
+        self.apiserver.stop();
+        self.temporal.stop();
+        self.nginx.stop();
+    }
+}
+impl Drop for RegionProcs {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -1,0 +1,276 @@
+//! MAAS's reverse proxy: Debian's nginx, as MAAS runs it since 3.2 (the snap ships its own
+//! build; the deb depends on Ubuntu's). nginx owns port 5240 (and the TLS port while
+//! `maas config-tls enable` is on) and proxies to regiond's worker sockets and, from 3.5, to the
+//! apiserver's; from 3.6 its stream server owns 5242 and passes it to the internal API socket.
+//!
+//! Where MAAS does it (canonical/maas 3.6, facts only):
+//! - `RegionHTTPService._configure` (src/maasserver/regiondservices/http.py) renders
+//!   src/maasserver/templates/http/regiond.nginx.conf.template (`http_port` 5240, `tls_port` from
+//!   the `tls_port` config, the certificate from the `tls` secret written to
+//!   `certs/regiond-proxy.pem` 0644 and `certs/regiond-proxy-key.pem` 0600) and
+//!   regiond.nginx.stream.conf.template (`http_port` 5242) into `MAAS_HTTP_CONFIG_DIR`, then
+//!   `_reload_service` reloads `reverse_proxy` (service_monitor.py `HTTPService`: snap service
+//!   `http`, deb unit `maas-http`). It runs when regiond's services start, after `start_up`
+//!   (eventloop.py `MAASServices.startService`), and again on every `sys_reverse_proxy` notify
+//!   (`_consume_event`), which `maas config-tls` sends.
+//! - The snap's pebble service `http` runs snap/local/tree/bin/run-nginx: copy
+//!   usr/share/maas/nginx/nginx.conf to `$SNAP_DATA/http/` and exec nginx on it (`daemon off`).
+//!   The deb's maas-http.service runs `/usr/sbin/nginx -c /var/lib/maas/http/nginx.conf`
+//!   (debian/maas-common.maas-http.service, debian/extras/nginx.conf). Both are separate
+//!   processes from regiond: a dead regiond leaves nginx listening, and nginx answers
+//!   `502 Bad Gateway` for what it proxies to regiond's sockets.
+//!
+//! The stand-in keeps MAAS's listeners and routing rules; it leaves out the static assets
+//! (`/MAAS/r/`, docs, machine-resources, boot-resources: no files to serve) and access logs.
+
+use crate::paths::Flavor;
+use crate::snapinfo::Features;
+use crate::util;
+use anyhow::{Context, Result};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+/// Debian's nginx (package `nginx`; the stream module from `libnginx-mod-stream`).
+pub const NGINX: &str = "/usr/sbin/nginx";
+/// The stream module MAAS's nginx.conf loads (`load_module`).
+pub const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/// The TLS settings `maas config-tls enable` stores in the database: the `tls` secret (key,
+/// certificate, CA chain) and the `tls_port` config (`_update_tls_config` in
+/// src/maasserver/management/commands/config_tls.py). Every region renders the same.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tls {
+    /// Private key, PEM.
+    pub key: String,
+    /// Certificate, PEM.
+    pub cert: String,
+    /// CA certificates, PEM (may be empty).
+    pub cacert: String,
+    /// The HTTPS port (`-p`, default 5443).
+    pub port: u16,
+}
+
+/// The HTTP port nginx serves (5240; test override: the first of `MAAS_STANDIN_PORTS`).
+pub fn http_port() -> u16 {
+    crate::regiond::ports()[0]
+}
+
+/// The port of nginx's stream server for the internal API (5242).
+pub fn internal_port() -> u16 {
+    crate::regiond::ports()[1]
+}
+
+/// `listen` lines for `port` (with `extra` such as ` ssl http2`): MAAS's `[::]:P` and `P`, or
+/// only `MAAS_STANDIN_BIND:P` when a test pins the address. Without IPv6 in the kernel nginx
+/// could not bind `[::]`, so that line is left out there.
+fn listen(port: u16, extra: &str) -> String {
+    match std::env::var("MAAS_STANDIN_BIND") {
+        Ok(addr) if !addr.is_empty() => format!("    listen {addr}:{port}{extra};\n"),
+        _ => {
+            let mut s = String::new();
+            if std::path::Path::new("/proc/net/if_inet6").exists() {
+                s.push_str(&format!("    listen [::]:{port}{extra};\n"));
+            }
+            s.push_str(&format!("    listen {port}{extra};\n"));
+            s
+        }
+    }
+}
+
+/// nginx's pid file (the snap's nginx.conf: `$SNAP_DATA/http/nginx.pid`; the deb's is
+/// `/run/maas-http.pid`, kept beside the configuration here so tests can relocate it).
+pub fn pid_file(flavor: Flavor) -> PathBuf {
+    flavor.http_dir().join("nginx.pid")
+}
+
+/// The main nginx.conf: the snap's usr/share/maas/nginx/nginx.conf and the deb's
+/// debian/extras/nginx.conf, with the stand-in's paths; `user root` (the deb's `nobody maas`
+/// needs regiond's sockets group-writable by maas; the stand-in's daemons run as root).
+pub fn main_conf(flavor: Flavor, f: Features) -> String {
+    let http = flavor.http_dir();
+    let h = http.display();
+    let mut s = String::from("# MAAS stand-in: MAAS's nginx.conf (snap usr/share/maas/nginx/nginx.conf, deb debian/extras/nginx.conf)\n");
+    if f.internal_api {
+        s.push_str(&format!("load_module {STREAM_MODULE};\n\n"));
+    }
+    s.push_str(&format!(
+        "daemon off;\nuser root;\n\npid {};\nworker_processes auto;\n\nerror_log stderr;\n\nevents {{\n    worker_connections 768;\n}}\n\n",
+        pid_file(flavor).display()
+    ));
+    s.push_str("http {\n    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n    keepalive_timeout 65;\n    types_hash_max_size 2048;\n    client_max_body_size 10M;\n\n");
+    if std::path::Path::new("/etc/nginx/mime.types").exists() {
+        s.push_str("    include /etc/nginx/mime.types;\n");
+    }
+    s.push_str("    default_type application/octet-stream;\n\n    access_log off;\n\n");
+    for t in ["client_body", "fastcgi", "proxy", "scgi", "uwsgi"] {
+        let dir = if t == "client_body" { "body" } else { t };
+        s.push_str(&format!("    {t}_temp_path {h}/{dir};\n"));
+    }
+    s.push_str(&format!(
+        "\n    gzip on;\n\n    include {h}/*.nginx.conf;\n}}\n"
+    ));
+    if f.internal_api {
+        s.push_str(&format!(
+            "\n# Passthrough the connection to the internalapiserver that is protected by mtls.\nstream {{\n  include {h}/*.nginx.stream.conf;\n}}\n"
+        ));
+    }
+    s
+}
+
+/// regiond.nginx.conf as `RegionHTTPService._configure` renders regiond.nginx.conf.template
+/// for `workers` worker sockets.
+pub fn region_conf(flavor: Flavor, tls: Option<&Tls>, workers: usize, f: Features) -> String {
+    let base = flavor.worker_socket_base();
+    let mut s = String::from("# -*- mode: nginx -*-\n# MAAS stand-in: src/maasserver/templates/http/regiond.nginx.conf.template, rendered as\n# RegionHTTPService._configure does (static assets left out)\n\nupstream regiond-webapp {\n");
+    for w in 1..=workers.max(1) {
+        s.push_str(&format!("    server unix:{}.{w};\n", base.display()));
+    }
+    s.push_str("}\n\n");
+    if f.apiserver_and_temporal {
+        s.push_str(&format!(
+            "upstream apiserver {{\n    server unix:{};\n}}\n\n",
+            flavor.apiserver_socket().display()
+        ));
+    }
+    s.push_str(
+        "proxy_http_version 1.1;\nproxy_buffering off;\nproxy_read_timeout 900s; # to match the Twisted one\n\
+         proxy_set_header Host $host;\nproxy_set_header X-Real-IP $remote_addr;\n\
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+         proxy_set_header X-Forwarded-Proto $scheme;\nproxy_set_header X-Forwarded-Host $http_host;\n\nserver {\n",
+    );
+    let http = http_port();
+    match tls {
+        Some(t) => {
+            let certs = flavor.http_dir().join("certs");
+            s.push_str(&listen(t.port, " ssl http2"));
+            s.push_str(&format!(
+                "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                certs.join("regiond-proxy.pem").display(),
+                certs.join("regiond-proxy-key.pem").display()
+            ));
+            s.push_str("    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_ciphers \"AES256+EECDH AES256+EDH !aNULL\";\n    ssl_prefer_server_ciphers on;\n    ssl_session_cache shared:SSL:10m;\n\n    add_header Strict-Transport-Security 'max-age=15552000; includeSubdomains' always;\n");
+        }
+        None => s.push_str(&listen(http, "")),
+    }
+    s.push_str(
+        "\n    absolute_redirect off;\n\n    location = / {\n        return 301 /MAAS/r/;\n    }\n\n\
+         \x20   location ~ ^/MAAS/?$ {\n        return 301 /MAAS/r/;\n    }\n\n\
+         \x20   location /MAAS {\n        proxy_pass http://regiond-webapp;\n    }\n\n\
+         \x20   location /MAAS/ws {\n        proxy_pass http://regiond-webapp;\n        proxy_set_header Connection \"Upgrade\";\n        proxy_set_header Upgrade $http_upgrade;\n    }\n",
+    );
+    if f.apiserver_and_temporal {
+        s.push_str(
+            "\n    location = /MAAS/a/v2/machines {\n        return 404;\n    }\n\n\
+             \x20   location /MAAS/a/ {\n        proxy_pass http://apiserver;\n    }\n",
+        );
+    }
+    s.push_str("}\n");
+    if let Some(t) = tls {
+        s.push_str("\n# when TLS is enabled, HTTP access still need to be allowed for some resources\nserver {\n");
+        s.push_str(&listen(http, ""));
+        for loc in [
+            "location /MAAS/rpc/",
+            "location /MAAS/metadata/",
+            "location /MAAS/api/2.0/machines",
+            "location = /MAAS/maas-run-scripts",
+            "location /MAAS/images-stream",
+        ] {
+            s.push_str(&format!(
+                "\n    {loc} {{\n        proxy_pass http://regiond-webapp;\n    }}\n"
+            ));
+        }
+        s.push_str(&format!(
+            "\n    location /MAAS {{\n        return 301 https://$host:{}$request_uri;\n    }}\n}}\n",
+            t.port
+        ));
+    }
+    s
+}
+
+/// regiond.nginx.stream.conf (3.6+): 5242 passed through to the internal API's socket.
+pub fn stream_conf(flavor: Flavor) -> String {
+    format!(
+        "# -*- mode: nginx -*-\n# MAAS stand-in: src/maasserver/templates/http/regiond.nginx.stream.conf.template\n\nserver {{\n{}    proxy_pass unix:{};\n}}\n",
+        listen(internal_port(), ""),
+        flavor.internal_apiserver_socket().display()
+    )
+}
+
+/// Renders what `RegionHTTPService._configure` writes; whether any file changed.
+pub fn render(flavor: Flavor, tls: Option<&Tls>, workers: usize, f: Features) -> Result<bool> {
+    let dir = flavor.http_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files: Vec<(PathBuf, String, u32)> = vec![];
+    if let Some(t) = tls {
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(&certs)?;
+        // `fullchain_pem`: the certificate, then the CA chain.
+        let mut chain = t.cert.trim_end().to_string();
+        chain.push('\n');
+        if !t.cacert.trim().is_empty() {
+            chain.push_str(t.cacert.trim_end());
+            chain.push('\n');
+        }
+        files.push((certs.join("regiond-proxy.pem"), chain, 0o644));
+        files.push((certs.join("regiond-proxy-key.pem"), t.key.clone(), 0o600));
+    }
+    files.push((
+        dir.join("regiond.nginx.conf"),
+        region_conf(flavor, tls, workers, f),
+        0o644,
+    ));
+    let stream = dir.join("regiond.nginx.stream.conf");
+    if f.internal_api {
+        files.push((stream, stream_conf(flavor), 0o644));
+    } else {
+        let _ = std::fs::remove_file(stream);
+    }
+    let mut changed = false;
+    for (path, text, mode) in files {
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            util::write_file(&path, text.as_bytes(), mode, None)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// The running nginx master, from its pid file.
+pub fn running_pid(flavor: Flavor) -> Option<i32> {
+    let pid: i32 = util::read_trimmed(&pid_file(flavor))?.parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+}
+
+/// `nginx -s reload`: SIGHUP to the master (nginx re-reads its configuration and replaces its
+/// workers; listeners that stay are kept open). Whether an nginx was there to reload.
+pub fn reload(flavor: Flavor) -> bool {
+    match running_pid(flavor) {
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        Some(pid) => unsafe { libc::kill(pid, libc::SIGHUP) == 0 },
+        None => false,
+    }
+}
+
+/// The `http` service (snap: run-nginx under pebble; deb: maas-http.service): writes the main
+/// nginx.conf and its temporary directories, then execs nginx in the foreground, so the
+/// supervisor watches nginx itself. Returns only on failure.
+pub fn run(flavor: Flavor) -> Result<()> {
+    let f = crate::snapinfo::features(flavor);
+    let dir = flavor.http_dir();
+    for sub in ["body", "fastcgi", "proxy", "scgi", "uwsgi"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let conf = dir.join("nginx.conf");
+    util::write_file(&conf, main_conf(flavor, f).as_bytes(), 0o644, None)?;
+    if !std::path::Path::new(NGINX).exists() {
+        anyhow::bail!(
+            "{NGINX} is missing: MAAS's http service is Debian's nginx (make deps installs it)"
+        );
+    }
+    let err = std::process::Command::new(NGINX)
+        .args(["-e", "stderr", "-c"])
+        .arg(&conf)
+        .exec();
+    Err(err).context("exec nginx")
+}
