@@ -302,6 +302,23 @@ pub fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (what actions report); empty when out of
+/// range.
+pub fn format_utc(epoch_seconds: i64) -> String {
+    match OffsetDateTime::from_unix_timestamp(epoch_seconds) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,9 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "get-password" => get_password(ctx),
         "set-password" => set_password(ctx),
         "rotate-certificates" => rotate_certificates(ctx),
+        "create-backup" => crate::backup_actions::create_backup(ctx),
+        "list-backups" => crate::backup_actions::list_backups(ctx),
+        "restore" => crate::backup_actions::restore(ctx),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }
@@ -373,7 +376,13 @@ fn set_password(ctx: &mut Context) -> anyhow::Result<()> {
             .collect(),
     )?;
     // Re-render here with the new value: this action cannot read its own secret-set back.
-    reconcile::reconcile_with(ctx, Some(&pw))?;
+    reconcile::reconcile_with(
+        ctx,
+        &reconcile::Overrides {
+            passwords: Some(&pw),
+            ..Default::default()
+        },
+    )?;
     ctx.action_set(&json!({"username": role, "message": "password changed; every unit's Patroni reloads with it"}))
 }
 

@@ -35,6 +35,14 @@ pub struct Config {
     pub allowed_extensions: String,
     /// What a `database` relation's `extra-user-roles` may be granted: comma-separated names.
     pub allowed_extra_user_roles: String,
+    /// Full backups pgBackRest keeps (with the differential and incremental ones and the WAL
+    /// they need); older ones expire after each backup.
+    #[serde(default = "default_retention_full")]
+    pub backup_retention_full: i64,
+}
+
+fn default_retention_full() -> i64 {
+    4
 }
 
 /// Patroni's `synchronous_mode`, as the `synchronous-mode` option spells it.
@@ -202,6 +210,15 @@ impl Config {
                 format!("{idx:?} is not a URL: expected https://host/simple or empty"),
             ));
         }
+        if !(1..=9_999_999).contains(&self.backup_retention_full) {
+            return Err(bad(
+                "backup-retention-full",
+                format!(
+                    "{} is out of range: expected 1..9999999 full backups",
+                    self.backup_retention_full
+                ),
+            ));
+        }
         for name in self.allowed_extensions() {
             if !crate::clients::valid_extension(&name) {
                 return Err(bad(
@@ -282,6 +299,7 @@ fn option_in(msg: &str) -> Option<String> {
         "pip-index-url",
         "allowed-extensions",
         "allowed-extra-user-roles",
+        "backup-retention-full",
     ];
     known
         .iter()

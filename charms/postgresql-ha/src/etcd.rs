@@ -178,6 +178,18 @@ pub fn delete_leader_key(m: &dyn Machine, scope: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes every key Patroni keeps for `scope` (what `patronictl remove` does): a restore
+/// bootstraps a new cluster from a backup, which Patroni does only where no cluster is
+/// initialised.
+pub fn remove_cluster(m: &dyn Machine, scope: &str) -> anyhow::Result<()> {
+    m.run(&etcdctl([
+        "del".to_string(),
+        "--prefix".to_string(),
+        format!("{}{scope}/", paths::PATRONI_NAMESPACE),
+    ]))?;
+    Ok(())
+}
+
 /// Patroni's `/sync` key of `scope` (see [`crate::failover`]); `None` when it is absent or
 /// unreadable (no quorum, or no primary has written it yet).
 pub fn sync_key(m: &dyn Machine, scope: &str) -> anyhow::Result<Option<crate::failover::SyncKey>> {

@@ -44,7 +44,9 @@ pub fn parse_full_version(text: &str, major: u32) -> String {
 }
 
 fn stamp(config: &Config) -> String {
-    format!("patroni=={}\n", config.patroni_version)
+    // The package list's version: a charm that installs more (pgbackrest) installs it on
+    // units upgraded from one that did not.
+    format!("patroni=={}\npackages=2\n", config.patroni_version)
 }
 
 /// Whether the install for this config is done.
@@ -75,6 +77,7 @@ pub fn ensure(ctx: &Context, config: &Config) -> anyhow::Result<u32> {
             "postgresql-contrib",
             "etcd-server",
             "etcd-client",
+            "pgbackrest",
             "python3-venv",
             "curl",
         ])?;

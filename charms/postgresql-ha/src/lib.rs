@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 pub mod actions;
+pub mod backup;
+pub mod backup_actions;
 pub mod certs;
 pub mod clients;
 pub mod config;

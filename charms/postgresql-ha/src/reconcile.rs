@@ -82,12 +82,21 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
 
 /// The reconcile.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
-    reconcile_with(ctx, None)
+    reconcile_with(ctx, &Overrides::default())
 }
 
-/// The reconcile, with system passwords that a hook tool would not show yet: Juju applies a
-/// `secret-set` only when the action that made it ends (set-password).
-pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> anyhow::Result<()> {
+/// What an action knows before the hook tools show it: Juju applies a `secret-set` and
+/// `relation-set` only when the action that made them ends.
+#[derive(Debug, Default)]
+pub struct Overrides<'a> {
+    /// New system passwords (set-password).
+    pub passwords: Option<&'a Passwords>,
+    /// A restore starting (`Some(Some(..))`) or finished (`Some(None)`) (the restore action).
+    pub restore: Option<Option<crate::backup::Restore>>,
+}
+
+/// The reconcile, with what an action changed in this hook.
+pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Result<()> {
     if departed(ctx)? {
         ctx.status(Status::maintenance(
             "this unit left the cluster and is being removed",
@@ -136,7 +145,7 @@ pub fn reconcile_with(ctx: &mut Context, new_passwords: Option<&Passwords>) -> a
         &mut app_changes,
         &mut unit_changes,
         units,
-        new_passwords,
+        overrides,
     );
     if leader {
         let changes: Databag = app_changes
@@ -192,10 +201,10 @@ fn converge(
     app_changes: &mut Databag,
     unit_changes: &mut Databag,
     units: usize,
-    new_passwords: Option<&Passwords>,
+    overrides: &Overrides,
 ) -> anyhow::Result<Option<Readiness>> {
     let leader = ctx.model.is_leader()?;
-    let current = match new_passwords {
+    let current = match overrides.passwords {
         Some(p) => Some(p.clone()),
         None => passwords(ctx, app, app_changes)?,
     };
@@ -323,6 +332,43 @@ fn converge(
         revoke_stale(ctx, st, app, &ids, app_changes, primary_host.as_deref())?;
     }
 
+    // Backups: pgBackRest's repository, and whether WAL is archived.
+    let am_primary = cluster
+        .as_ref()
+        .and_then(|c| c.primary())
+        .is_some_and(|p| p.name == me.name);
+    let mut archiving = crate::backup::step(
+        ctx,
+        st,
+        config.backup_retention_full,
+        peers,
+        app,
+        my_bag,
+        am_primary,
+        unit_changes,
+    )?;
+    if let Some(r) = &overrides.restore {
+        archiving.restore = r.clone();
+        let value = r
+            .as_ref()
+            .map(|r| serde_json::to_string(r).expect("a Restore serializes"));
+        app_changes.insert(crate::backup::RESTORE_KEY.into(), value.unwrap_or_default());
+    } else if leader && archiving.restore.is_some() && am_primary {
+        // Patroni bootstrapped from the backup and PostgreSQL was promoted: done.
+        log::info!("the restore is complete: PostgreSQL runs as the primary");
+        app_changes.insert(crate::backup::RESTORE_KEY.into(), String::new());
+        archiving.restore = None;
+    }
+    if let Some(r) = &archiving.restore {
+        st.push(Status::maintenance(match (&r.set, &r.time) {
+            (_, Some(t)) => {
+                format!("restoring the database to {t} from the s3-parameters repository")
+            }
+            (Some(id), None) => format!("restoring backup {id} from the s3-parameters repository"),
+            (None, None) => "restoring from the s3-parameters repository".to_string(),
+        }));
+    }
+
     // Patroni.
     let max_connections = config.effective_max_connections(client_units);
     let mut peer_members = vec![me.clone()];
@@ -350,6 +396,7 @@ fn converge(
         config,
         max_connections,
         clients: &hba,
+        archiving: &archiving,
     });
     let pg_owner = FileOptions::new("postgres", "postgres", 0o600);
     let changed = m.write_file(Path::new(paths::PATRONI_YML), yml.as_bytes(), &pg_owner)?;

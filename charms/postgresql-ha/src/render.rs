@@ -59,6 +59,8 @@ pub struct PatroniInput<'a> {
     pub max_connections: i64,
     /// Client access, per relation.
     pub clients: &'a [HbaClient],
+    /// WAL archiving and a restore under way (see [`crate::backup`]).
+    pub archiving: &'a crate::backup::Archiving,
 }
 
 /// Patroni's dynamic (DCS-wide) configuration: written at bootstrap and kept equal later with
@@ -181,10 +183,7 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
             "cert": paths::UNIT_CERT,
             "key": paths::UNIT_KEY,
         },
-        "bootstrap": {
-            "dcs": dcs,
-            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
-        },
+        "bootstrap": bootstrap(dcs, i.scope, i.archiving),
         "postgresql": {
             // Every address: clients come through the DB VIP, which only the primary's host
             // holds (a list of addresses takes one port at its end, `ADDR,127.0.0.1:5432`;
@@ -207,8 +206,11 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
                 // Pinned here, where they win over the DCS (Patroni config.py
                 // `_build_effective_configuration`: local takes precedence): settings that
                 // would make a DCS writer run commands or load code as postgres.
-                "archive_mode": "off",
-                "archive_command": "",
+                // On even without a repository, so relating one needs no restart; without
+                // one the command archives nothing (see `backup::archive_command`).
+                "archive_mode": "on",
+                "archive_command": crate::backup::archive_command(i.archiving.stanza.as_deref()),
+                "archive_timeout": if i.archiving.stanza.is_some() { 60 } else { 0 },
                 "ssl_passphrase_command": "",
                 "shared_preload_libraries": "",
                 "local_preload_libraries": "",
@@ -244,6 +246,21 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
     });
     let body = serde_yaml::to_string(&doc).expect("a JSON value always serializes to YAML");
     format!("# Rendered by the postgresql-ha charm; edits are overwritten.\n{body}")
+}
+
+/// Patroni's bootstrap section: initdb, or pgBackRest while a restore runs.
+fn bootstrap(dcs: Value, scope: &str, archiving: &crate::backup::Archiving) -> Value {
+    let mut b = json!({
+        "dcs": dcs,
+        "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+    });
+    if let Some(r) = &archiving.restore {
+        let custom = crate::backup::restore_bootstrap(&crate::backup::stanza(scope), r);
+        if let (Some(b), Some(c)) = (b.as_object_mut(), custom.as_object()) {
+            b.extend(c.clone());
+        }
+    }
+    b
 }
 
 /// Everything etcd's configuration is derived from.
@@ -374,6 +391,7 @@ mod tests {
             pip_index_url: String::new(),
             allowed_extensions: String::new(),
             allowed_extra_user_roles: String::new(),
+            backup_retention_full: 4,
         }
     }
 
@@ -419,6 +437,7 @@ mod tests {
                 config: &c,
                 max_connections: 160,
                 clients: &clients,
+                archiving: &crate::backup::Archiving::default(),
             }));
             assert_eq!(y["scope"], "postgresql-ha");
             assert_eq!(y["name"], "postgresql-ha-0");
@@ -521,11 +540,12 @@ mod tests {
             );
             // TLS everywhere, verified against the application's CA.
             assert_eq!(pg["parameters"]["ssl"], "on");
-            for pinned in [
-                "archive_command",
-                "shared_preload_libraries",
-                "ssl_passphrase_command",
-            ] {
+            assert_eq!(
+                pg["parameters"]["archive_command"], "/bin/true",
+                "nothing archived without a repository"
+            );
+            assert_eq!(pg["parameters"]["archive_mode"], "on");
+            for pinned in ["shared_preload_libraries", "ssl_passphrase_command"] {
                 assert_eq!(pg["parameters"][pinned], "", "{pinned} pinned locally");
             }
             assert_eq!(pg["parameters"]["ssl_key_file"], paths::PG_KEY);
@@ -554,6 +574,44 @@ mod tests {
             assert_eq!(y["etcd3"]["protocol"], "https");
             assert_eq!(y["etcd3"]["cert"], paths::UNIT_CERT);
         }
+    }
+
+    #[test]
+    fn archiving_and_restore_are_local_settings() {
+        let ms = members(1);
+        let c = cfg();
+        let archiving = crate::backup::Archiving {
+            stanza: Some("postgresql-ha".into()),
+            restore: Some(crate::backup::Restore {
+                set: None,
+                time: Some("2026-12-07 07:30:00+00".into()),
+            }),
+        };
+        let y = parse(&patroni_yaml(&PatroniInput {
+            scope: "postgresql-ha",
+            me: &ms[0],
+            etcd_members: &ms,
+            peers: &ms,
+            pg_version: 15,
+            passwords: &pw(),
+            config: &c,
+            max_connections: 500,
+            clients: &[],
+            archiving: &archiving,
+        }));
+        let p = &y["postgresql"]["parameters"];
+        assert_eq!(p["archive_command"], "pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha archive-push %p");
+        assert_eq!(p["archive_timeout"], 60);
+        let b = &y["bootstrap"];
+        assert_eq!(b["method"], "pgbackrest");
+        assert!(b["pgbackrest"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("--type=time"));
+        assert!(
+            b["dcs"]["synchronous_mode"].is_string(),
+            "the DCS settings stay"
+        );
     }
 
     #[test]

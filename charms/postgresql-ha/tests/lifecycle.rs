@@ -54,7 +54,7 @@ fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_service
             .machine
             .text("/opt/postgresql-ha/installed")
             .as_deref(),
-        Some("patroni==4.1.5\n")
+        Some("patroni==4.1.5\npackages=2\n")
     );
     // A second run does not reinstall.
     let again = harness().run(Trigger::Install, &out.state).unwrap();

@@ -35,7 +35,7 @@ pub fn installed_host() -> MachineState {
     host_with_postgres()
         .with_file(
             "/opt/postgresql-ha/installed",
-            "patroni==4.1.5\n",
+            "patroni==4.1.5\npackages=2\n",
             FileOptions::root(0o644),
         )
         .respond(

@@ -1,0 +1,689 @@
+//! Backups with pgBackRest (Debian's package): the repository an `s3-parameters` relation names
+//! (the `s3` interface s3-integrator provides), WAL archiving from the primary, the stanza, and
+//! what the backup actions and the restore bootstrap run.
+//!
+//! The `s3` interface (canonical/data-platform-libs `lib/charms/data_platform_libs/v0/s3.py`,
+//! `S3Provider.update_connection_info`; the keys are s3-integrator's `src/constants.py`
+//! `S3_OPTIONS`): the provider's application databag holds `access-key`, `secret-key`, `bucket`,
+//! `endpoint`, `region`, `path`, `s3-uri-style`, `storage-class`, `s3-api-version` as strings,
+//! and `tls-ca-chain` and `attributes` as JSON lists. The interface has no secrets: the keys
+//! travel in the databag as the provider writes them (its limitation, not ours to fix here).
+//! pgBackRest gets them in a root:postgres 0640 file, never on its command line.
+
+use crate::paths;
+use charm_lib::{Cmd, Context, Databag, FileOptions, Relation, Status};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The endpoint.
+pub const ENDPOINT: &str = "s3-parameters";
+/// pgBackRest's configuration (root:postgres 0640: it holds the S3 secret key).
+pub const CONF: &str = "/etc/postgresql-ha/pgbackrest.conf";
+/// The S3 endpoint's CA chain from the relation (public).
+pub const S3_CA: &str = "/etc/postgresql-ha/tls/s3-ca.pem";
+/// pgBackRest's lock and spool directory (postgres 0700).
+pub const STATE_DIR: &str = "/var/lib/postgresql-ha/pgbackrest";
+/// The stanza this unit created or checked, with the repository it is in (see
+/// [`Repository::fingerprint`]): archiving to a repository starts only once its stanza is known
+/// to match this cluster.
+pub const STANZA_MARKER: &str = "/var/lib/postgresql-ha/pgbackrest/stanza-ok";
+/// The peer unit databag key a unit sets to the fingerprint of the repository whose stanza it
+/// checked against this cluster.
+pub const STANZA_KEY: &str = "backup-stanza";
+/// The peer application databag key the leader sets while a restore runs (JSON [`Restore`]).
+pub const RESTORE_KEY: &str = "restoring";
+
+/// Where backups go: an S3 bucket (and prefix) reached over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// Host name of the endpoint (pgBackRest checks it against the certificate's names).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// Bucket.
+    pub bucket: String,
+    /// Prefix in the bucket, `/`-rooted.
+    pub path: String,
+    /// Region (pgBackRest signs requests for it).
+    pub region: String,
+    /// `path` or `host` style URIs.
+    pub uri_style: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+    /// The endpoint's CA chain (PEM), when the provider gave one.
+    pub ca_chain: Vec<String>,
+}
+
+impl Repository {
+    /// Names the repository without its credentials: a new key for the same bucket keeps the
+    /// stanza; another endpoint, bucket or path does not.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "s3://{}:{}/{}{}",
+            self.host, self.port, self.bucket, self.path
+        )
+    }
+}
+
+/// What the relation gives, or why it is not usable yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryState {
+    /// No `s3-parameters` relation: no backups, WAL is not archived.
+    NotRelated,
+    /// Related, but the provider has not written (all of) its data yet.
+    Waiting(String),
+    /// The provider's data cannot be used (the key and the reason).
+    Invalid(String),
+    /// Ready.
+    Ready(Repository),
+}
+
+/// Reads the provider's application databag.
+pub fn parse(data: &Databag) -> RepositoryState {
+    let get = |k: &str| data.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let missing: Vec<&str> = ["access-key", "secret-key", "bucket"]
+        .into_iter()
+        .filter(|k| get(k).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return RepositoryState::Waiting(format!(
+            "waiting for the S3 provider's {}",
+            missing.join(", ")
+        ));
+    }
+    // s3-integrator leaves the endpoint empty for AWS.
+    let endpoint = get("endpoint").unwrap_or("https://s3.amazonaws.com");
+    let (host, port) = match parse_endpoint(endpoint) {
+        Ok(hp) => hp,
+        Err(why) => return RepositoryState::Invalid(format!("endpoint {endpoint:?}: {why}")),
+    };
+    let uri_style = match get("s3-uri-style").unwrap_or("host") {
+        s @ ("host" | "path") => s.to_string(),
+        other => {
+            return RepositoryState::Invalid(format!(
+                "s3-uri-style {other:?}: expected host or path"
+            ))
+        }
+    };
+    let ca_chain = match get("tls-ca-chain") {
+        None => Vec::new(),
+        Some(raw) => match serde_json::from_str::<Vec<String>>(raw) {
+            Ok(v) => v,
+            Err(_) => {
+                return RepositoryState::Invalid(
+                    "tls-ca-chain: expected a JSON list of PEM certificates".into(),
+                )
+            }
+        },
+    };
+    let path = match get("path").unwrap_or("") {
+        "" | "/" => String::new(),
+        p => format!("/{}", p.trim_matches('/')),
+    };
+    RepositoryState::Ready(Repository {
+        host,
+        port,
+        bucket: get("bucket").unwrap_or_default().to_string(),
+        path,
+        region: get("region").unwrap_or("us-east-1").to_string(),
+        uri_style,
+        access_key: get("access-key").unwrap_or_default().to_string(),
+        secret_key: get("secret-key").unwrap_or_default().to_string(),
+        ca_chain,
+    })
+}
+
+/// `https://host[:port][/]` → (host, port). pgBackRest speaks to S3 over TLS only.
+fn parse_endpoint(endpoint: &str) -> Result<(String, u16), String> {
+    let rest = endpoint
+        .strip_prefix("https://")
+        .ok_or("pgBackRest reaches S3 over https only: expected https://HOST[:PORT]")?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') {
+        return Err(
+            "expected https://HOST[:PORT] without a path (the path option sets the prefix)".into(),
+        );
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("port {p:?} is not a number"))?;
+            Ok((h.to_string(), port))
+        }
+        _ => Ok((authority.to_string(), 443)),
+    }
+}
+
+/// The stanza: one per application (Patroni's scope).
+pub fn stanza(scope: &str) -> String {
+    scope.to_string()
+}
+
+/// pgBackRest's configuration for this unit.
+pub fn render_conf(repo: &Repository, stanza: &str, retention_full: u32) -> String {
+    let mut s =
+        String::from("# Rendered by the postgresql-ha charm; edits are overwritten.\n[global]\n");
+    let mut kv = |k: &str, v: &str| {
+        let _ = writeln!(s, "{k}={v}");
+    };
+    kv("repo1-type", "s3");
+    kv(
+        "repo1-path",
+        if repo.path.is_empty() {
+            "/"
+        } else {
+            &repo.path
+        },
+    );
+    kv("repo1-s3-bucket", &repo.bucket);
+    kv("repo1-s3-endpoint", &repo.host);
+    kv("repo1-storage-port", &repo.port.to_string());
+    kv("repo1-s3-region", &repo.region);
+    kv("repo1-s3-uri-style", &repo.uri_style);
+    kv("repo1-s3-key", &repo.access_key);
+    kv("repo1-s3-key-secret", &repo.secret_key);
+    if !repo.ca_chain.is_empty() {
+        kv("repo1-storage-ca-file", S3_CA);
+    }
+    kv("repo1-retention-full", &retention_full.to_string());
+    // A backup starts at once rather than after a spread checkpoint.
+    kv("start-fast", "y");
+    kv("lock-path", STATE_DIR);
+    kv("spool-path", STATE_DIR);
+    // Output goes to the charm (actions) and PostgreSQL's log (archive-push); no log files
+    // to rotate.
+    kv("log-level-file", "off");
+    kv("log-level-console", "warn");
+    let _ = write!(
+        s,
+        "\n[{stanza}]\npg1-path={}\npg1-socket-path={}\npg1-port={}\n",
+        paths::PGDATA,
+        paths::SOCKET_DIR,
+        paths::PG_PORT
+    );
+    s
+}
+
+/// The archive_command: pinned in the local patroni.yml (a DCS writer cannot change it).
+/// Without a checked stanza WAL is not archived (`/bin/true`, as Charmed PostgreSQL does):
+/// a failing command would keep every WAL segment until the disk is full.
+pub fn archive_command(stanza: Option<&str>) -> String {
+    match stanza {
+        Some(s) => format!("pgbackrest --config={CONF} --stanza={s} archive-push %p"),
+        None => "/bin/true".into(),
+    }
+}
+
+/// The backup types `create-backup` takes, as pgBackRest names them.
+pub fn backup_type(param: &str) -> Result<&'static str, String> {
+    match param {
+        "full" => Ok("full"),
+        "differential" | "diff" => Ok("diff"),
+        "incremental" | "incr" => Ok("incr"),
+        other => Err(format!(
+            "type {other:?}: expected full, differential or incremental"
+        )),
+    }
+}
+
+/// A restore under way: what the leader's Patroni bootstraps from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Restore {
+    /// pgBackRest's backup label (`--set`), when restoring a named backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
+    /// Recover to this time (`--type=time --target`), PostgreSQL timestamp syntax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// Patroni's custom bootstrap for a restore (Patroni docs "Custom bootstrap"; the shape
+/// Charmed PostgreSQL's `templates/patroni.yml.j2` uses): Patroni runs pgBackRest into the empty
+/// data directory, keeps the recovery settings pgBackRest wrote, starts PostgreSQL, and takes
+/// the cluster once recovery ends and PostgreSQL is promoted.
+pub fn restore_bootstrap(stanza: &str, r: &Restore) -> serde_json::Value {
+    let mut cmd = format!(
+        "pgbackrest --config={CONF} --stanza={stanza} --pg1-path={} --delta",
+        paths::PGDATA
+    );
+    if let Some(set) = &r.set {
+        let _ = write!(cmd, " --set={set}");
+    }
+    match &r.time {
+        Some(t) => {
+            let _ = write!(cmd, " --type=time --target=\"{t}\" --target-action=promote");
+        }
+        None => cmd.push_str(" --type=immediate --target-action=promote"),
+    }
+    cmd.push_str(" restore");
+    serde_json::json!({
+        "method": "pgbackrest",
+        "pgbackrest": {"command": cmd, "no_params": true, "keep_existing_recovery_conf": true},
+    })
+}
+
+/// Accepts `YYYY-MM-DD HH:MM:SS[.ffffff][+TZ]` (or `T` between date and time), the form
+/// pgBackRest's `--target` passes to `recovery_target_time`. Refuses anything with a quote.
+pub fn valid_time(t: &str) -> bool {
+    let t = t.trim();
+    let b = t.as_bytes();
+    b.len() >= 19
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b' ' || b[10] == b'T')
+        && b[13] == b':'
+        && b[16] == b':'
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " -:.+T".contains(c))
+}
+
+/// One backup as `list-backups` shows it (from `pgbackrest info --output=json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackupInfo {
+    /// pgBackRest's label (what `restore backup-id=` takes).
+    pub id: String,
+    /// full, diff or incr.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Start and stop, UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub started: String,
+    /// Stop time.
+    pub stopped: String,
+    /// Database size, bytes.
+    pub size: u64,
+    /// Size in the repository, bytes.
+    #[serde(rename = "repository-size")]
+    pub repo_size: u64,
+    /// PostgreSQL's timeline and WAL the backup needs.
+    #[serde(rename = "wal-start")]
+    pub wal_start: String,
+    /// Last WAL.
+    #[serde(rename = "wal-stop")]
+    pub wal_stop: String,
+    /// Whether pgBackRest found an error (a page checksum) in it.
+    pub error: bool,
+}
+
+/// Parses `pgbackrest info --output=json` for one stanza: its backups, oldest first, and the
+/// repository's status message when it is not ok.
+pub fn parse_info(json: &str, stanza: &str) -> Result<(Vec<BackupInfo>, Option<String>), String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("pgbackrest info printed no JSON: {e}"))?;
+    let Some(st) = v
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == stanza))
+    else {
+        return Ok((
+            Vec::new(),
+            Some(format!("no stanza {stanza} in the repository")),
+        ));
+    };
+    let status = match st["status"]["code"].as_i64() {
+        Some(0) => None,
+        _ => Some(
+            st["status"]["message"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
+        ),
+    };
+    let mut out = Vec::new();
+    for b in st["backup"].as_array().into_iter().flatten() {
+        let ts = |k: &str| {
+            b["timestamp"][k]
+                .as_i64()
+                .map(charm_lib::tls::format_utc)
+                .unwrap_or_default()
+        };
+        out.push(BackupInfo {
+            id: b["label"].as_str().unwrap_or_default().to_string(),
+            kind: b["type"].as_str().unwrap_or_default().to_string(),
+            started: ts("start"),
+            stopped: ts("stop"),
+            size: b["info"]["size"].as_u64().unwrap_or(0),
+            repo_size: b["info"]["repository"]["size"].as_u64().unwrap_or(0),
+            wal_start: b["archive"]["start"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            wal_stop: b["archive"]["stop"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            error: b["error"].as_bool().unwrap_or(false),
+        });
+    }
+    Ok((out, status))
+}
+
+/// What the backup step decided for this unit's Patroni configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Archiving {
+    /// Archive WAL into this stanza; `None`: WAL is not archived.
+    pub stanza: Option<String>,
+    /// The restore the leader's Patroni bootstraps from, while one runs.
+    pub restore: Option<Restore>,
+}
+
+/// The repository, as the `s3-parameters` relation gives it now.
+pub fn repository(ctx: &Context) -> anyhow::Result<RepositoryState> {
+    Ok(match ctx.model.relation(ENDPOINT)? {
+        None => RepositoryState::NotRelated,
+        Some(r) => parse(&r.remote_app_data()?),
+    })
+}
+
+/// pgBackRest run as postgres with the charm's configuration.
+pub fn pgbackrest<I, S>(stanza: &str, args: I) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut cmd = Cmd::new(
+        "pgbackrest",
+        [format!("--config={CONF}"), format!("--stanza={stanza}")],
+    )
+    .user("postgres");
+    cmd.args.extend(args.into_iter().map(Into::into));
+    cmd
+}
+
+/// The last lines pgBackRest printed on failure (its ERROR and HINT lines), for a status or
+/// an action's message.
+pub fn failure(out: &charm_lib::CmdOutput) -> String {
+    let text = if out.stderr.trim().is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let from = lines
+        .iter()
+        .position(|l| l.starts_with("ERROR"))
+        .unwrap_or(lines.len().saturating_sub(3));
+    lines[from..].join(" ")
+}
+
+/// The backup step of the reconcile: asks the provider for a bucket (leader), writes
+/// pgBackRest's configuration from the relation, creates (or checks) the stanza on the primary,
+/// and decides whether WAL is archived. `am_primary` is Patroni's view before this hook.
+#[allow(clippy::too_many_arguments)]
+pub fn step(
+    ctx: &Context,
+    st: &mut Vec<Status>,
+    retention_full: i64,
+    peers: &Relation,
+    app: &Databag,
+    my_bag: &Databag,
+    am_primary: bool,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Archiving> {
+    let m = ctx.machine;
+    let stanza = stanza(ctx.model.app_name());
+    let restore = match app.get(RESTORE_KEY).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(raw) => match serde_json::from_str::<Restore>(raw) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                st.push(Status::blocked(format!(
+                    "the peer application data {RESTORE_KEY} is not a restore ({e}): run the restore action again"
+                )));
+                None
+            }
+        },
+    };
+    if let Some(rel) = ctx.model.relation(ENDPOINT)? {
+        // The s3 library's requirer names a bucket on joining (`S3Requirer._on_relation_joined`,
+        // `relation-<id>` by default); its provider answers only once one is there
+        // (`S3Provider._on_relation_changed`: "bucket" in diff.added). s3-integrator prefers
+        // its own configured bucket.
+        if ctx.model.is_leader()?
+            && rel
+                .my_app_data()?
+                .get("bucket")
+                .is_none_or(|b| b.is_empty())
+        {
+            rel.set_my_app_data(&Databag::from([(
+                "bucket".to_string(),
+                format!("relation-{}", rel.id().id),
+            )]))?;
+        }
+    }
+    let repo = match repository(ctx)? {
+        RepositoryState::Ready(r) => r,
+        other => {
+            // No stale credentials left on disk once the relation is gone or changing.
+            m.remove_file(Path::new(CONF))?;
+            m.remove_file(Path::new(S3_CA))?;
+            unit_changes.insert(STANZA_KEY.into(), String::new());
+            match other {
+                RepositoryState::Waiting(why) => {
+                    st.push(Status::waiting(format!("{ENDPOINT}: {why}")))
+                }
+                RepositoryState::Invalid(why) => {
+                    st.push(Status::blocked(format!("{ENDPOINT}: {why}")))
+                }
+                _ => {}
+            }
+            return Ok(Archiving {
+                stanza: None,
+                restore,
+            });
+        }
+    };
+    if repo.ca_chain.is_empty() {
+        m.remove_file(Path::new(S3_CA))?;
+    } else {
+        m.write_file(
+            Path::new(S3_CA),
+            repo.ca_chain.join("\n").as_bytes(),
+            &FileOptions::root(0o644),
+        )?;
+    }
+    m.make_dir(
+        Path::new(STATE_DIR),
+        &FileOptions::new("postgres", "postgres", 0o700),
+    )?;
+    let retention = u32::try_from(retention_full).unwrap_or(u32::MAX);
+    m.write_file(
+        Path::new(CONF),
+        render_conf(&repo, &stanza, retention).as_bytes(),
+        &FileOptions::new("root", "postgres", 0o640),
+    )?;
+    let fp = repo.fingerprint();
+    let mine = my_bag.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str());
+    let mut checked = mine
+        || peers
+            .units()
+            .iter()
+            .filter_map(|u| peers.unit_data(u).ok())
+            .any(|b| b.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str()));
+    if am_primary && !mine && restore.is_none() {
+        // Idempotent: creates the stanza, or checks that the one there is this cluster's.
+        let out = m.run(&pgbackrest(&stanza, ["stanza-create"]).allow_failure())?;
+        if out.success() {
+            log::info!("pgBackRest stanza {stanza} is ready in {fp}");
+            unit_changes.insert(STANZA_KEY.into(), fp.clone());
+            checked = true;
+        } else {
+            st.push(Status::blocked(format!(
+                "{ENDPOINT}: WAL is not archived: pgBackRest stanza-create failed: {}",
+                failure(&out)
+            )));
+            checked = false;
+        }
+    } else if mine {
+        unit_changes.insert(STANZA_KEY.into(), fp);
+    }
+    Ok(Archiving {
+        stanza: checked.then_some(stanza),
+        restore,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag(pairs: &[(&str, &str)]) -> Databag {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn full() -> Databag {
+        bag(&[
+            ("access-key", "AK"),
+            ("secret-key", "SK"),
+            ("bucket", "backups"),
+            ("endpoint", "https://s3.example.com:9443/"),
+            ("path", "maas/db/"),
+            ("region", "eu-west-1"),
+            ("s3-uri-style", "path"),
+            (
+                "tls-ca-chain",
+                "[\"-----BEGIN CERTIFICATE-----\\nX\\n-----END CERTIFICATE-----\"]",
+            ),
+        ])
+    }
+
+    #[test]
+    fn provider_data_as_s3_integrator_writes_it() {
+        let RepositoryState::Ready(r) = parse(&full()) else {
+            panic!("{:?}", parse(&full()))
+        };
+        assert_eq!(r.host, "s3.example.com");
+        assert_eq!(r.port, 9443);
+        assert_eq!(r.path, "/maas/db");
+        assert_eq!(r.region, "eu-west-1");
+        assert_eq!(r.uri_style, "path");
+        assert_eq!(r.ca_chain.len(), 1);
+        assert_eq!(r.fingerprint(), "s3://s3.example.com:9443/backups/maas/db");
+    }
+
+    #[test]
+    fn defaults_are_aws_and_host_style() {
+        let RepositoryState::Ready(r) = parse(&bag(&[
+            ("access-key", "a"),
+            ("secret-key", "s"),
+            ("bucket", "b"),
+        ])) else {
+            panic!()
+        };
+        assert_eq!((r.host.as_str(), r.port), ("s3.amazonaws.com", 443));
+        assert_eq!(
+            (r.region.as_str(), r.uri_style.as_str(), r.path.as_str()),
+            ("us-east-1", "host", "")
+        );
+    }
+
+    #[test]
+    fn missing_and_garbled_data_is_named() {
+        let mut b = full();
+        b.remove("secret-key");
+        b.remove("bucket");
+        assert_eq!(
+            parse(&b),
+            RepositoryState::Waiting("waiting for the S3 provider's secret-key, bucket".into())
+        );
+        let mut b = full();
+        b.insert("tls-ca-chain".into(), "not json".into());
+        assert!(matches!(parse(&b), RepositoryState::Invalid(m) if m.starts_with("tls-ca-chain")));
+        let mut b = full();
+        b.insert("endpoint".into(), "http://s3.example.com".into());
+        assert!(matches!(parse(&b), RepositoryState::Invalid(m) if m.contains("https only")));
+        let mut b = full();
+        b.insert("s3-uri-style".into(), "virtual".into());
+        assert!(matches!(parse(&b), RepositoryState::Invalid(m) if m.starts_with("s3-uri-style")));
+        let mut b = full();
+        b.insert("endpoint".into(), "https://h:notaport".into());
+        assert!(matches!(parse(&b), RepositoryState::Invalid(m) if m.contains("port")));
+    }
+
+    #[test]
+    fn conf_keeps_the_secret_in_the_file_and_names_this_cluster() {
+        let RepositoryState::Ready(r) = parse(&full()) else {
+            panic!()
+        };
+        let c = render_conf(&r, "postgresql-ha", 4);
+        for line in [
+            "repo1-s3-key-secret=SK",
+            "repo1-s3-endpoint=s3.example.com",
+            "repo1-storage-port=9443",
+            "repo1-path=/maas/db",
+            "repo1-storage-ca-file=/etc/postgresql-ha/tls/s3-ca.pem",
+            "repo1-retention-full=4",
+            "[postgresql-ha]",
+            "pg1-path=/var/lib/postgresql-ha/data",
+        ] {
+            assert!(c.lines().any(|l| l == line), "{line} missing in\n{c}");
+        }
+        assert!(!archive_command(Some("postgresql-ha")).contains("SK"));
+        assert_eq!(archive_command(None), "/bin/true");
+    }
+
+    #[test]
+    fn restore_bootstrap_targets_a_set_or_a_time() {
+        let b = restore_bootstrap(
+            "pg",
+            &Restore {
+                set: Some("20261207-070755F".into()),
+                time: None,
+            },
+        );
+        let cmd = b["pgbackrest"]["command"].as_str().unwrap();
+        assert!(
+            cmd.contains("--set=20261207-070755F --type=immediate --target-action=promote restore"),
+            "{cmd}"
+        );
+        assert_eq!(b["method"], "pgbackrest");
+        assert_eq!(b["pgbackrest"]["keep_existing_recovery_conf"], true);
+        let b = restore_bootstrap(
+            "pg",
+            &Restore {
+                set: None,
+                time: Some("2026-12-07 07:30:00+00".into()),
+            },
+        );
+        let cmd = b["pgbackrest"]["command"].as_str().unwrap();
+        assert!(
+            cmd.contains("--type=time --target=\"2026-12-07 07:30:00+00\" --target-action=promote"),
+            "{cmd}"
+        );
+    }
+
+    #[test]
+    fn times_and_types() {
+        assert!(valid_time("2026-12-07 07:30:00"));
+        assert!(valid_time("2026-12-07T07:30:00.123+00"));
+        assert!(!valid_time("2026-12-07 07:30:00'; rm -rf /"));
+        assert!(!valid_time("yesterday"));
+        assert_eq!(backup_type("differential"), Ok("diff"));
+        assert!(backup_type("snapshot")
+            .unwrap_err()
+            .contains("expected full"));
+    }
+
+    #[test]
+    fn info_lists_backups_oldest_first() {
+        let json = r#"[{"archive":[],"backup":[{"archive":{"start":"000000010000000000000002","stop":"000000010000000000000003"},"error":false,"info":{"repository":{"size":3043456},"size":22992527},"label":"20261207-070755F","timestamp":{"start":1796627275,"stop":1796627281},"type":"full"}],"name":"postgresql-ha","status":{"code":0,"message":"ok"}}]"#;
+        let (b, status) = parse_info(json, "postgresql-ha").unwrap();
+        assert_eq!(status, None);
+        assert_eq!(b[0].id, "20261207-070755F");
+        assert_eq!(b[0].started, "2026-12-07T07:07:55Z");
+        assert_eq!(b[0].size, 22992527);
+        let (b, status) =
+            parse_info(r#"[{"name":"other","status":{"code":0}}]"#, "postgresql-ha").unwrap();
+        assert!(b.is_empty() && status.unwrap().contains("no stanza"));
+        assert!(parse_info("garbage", "x").is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! The backup actions: create-backup, list-backups, restore (pgBackRest; see [`crate::backup`]).
+
+use crate::backup::{self, Repository, RepositoryState, Restore};
+use crate::reconcile::{self, Overrides, PEER};
+use crate::{etcd, paths, patroni};
+use charm_lib::{Cmd, Context, MachineExt, ServiceOp};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the restore action waits for PostgreSQL to come back as the primary; a longer
+/// recovery goes on after the action returns, and the unit's status tells when it is done.
+const RESTORE_WAIT: Duration = Duration::from_secs(600);
+
+fn ready_repository(ctx: &Context) -> anyhow::Result<Repository> {
+    match backup::repository(ctx)? {
+        RepositoryState::Ready(r) => {
+            if ctx.machine.file_info(Path::new(backup::CONF))?.is_none() {
+                anyhow::bail!("pgBackRest is not configured on this unit yet: wait for the unit to settle after relating {}", backup::ENDPOINT);
+            }
+            Ok(r)
+        }
+        RepositoryState::NotRelated => anyhow::bail!(
+            "no backup repository: relate {} to an S3 provider (e.g. `juju integrate postgresql-ha:{} s3-integrator`)",
+            backup::ENDPOINT,
+            backup::ENDPOINT
+        ),
+        RepositoryState::Waiting(why) | RepositoryState::Invalid(why) => {
+            anyhow::bail!("the backup repository is not usable: {}: {why}", backup::ENDPOINT)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateParams {
+    #[serde(rename = "type", default = "full")]
+    kind: String,
+}
+
+fn full() -> String {
+    "full".into()
+}
+
+/// A backup taken here, on the primary (pgBackRest reads the data directory locally).
+pub fn create_backup(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: CreateParams = ctx.action_params()?;
+    let kind = backup::backup_type(&p.kind).map_err(anyhow::Error::msg)?;
+    let repo = ready_repository(ctx)?;
+    let c = patroni::cluster(ctx.machine)?.ok_or_else(|| {
+        anyhow::anyhow!("Patroni on this unit does not answer: check `juju status`")
+    })?;
+    let me = paths::member_name(ctx.model.unit_name());
+    let primary = c.primary().ok_or_else(|| {
+        anyhow::anyhow!("there is no running primary: wait for the failover to finish")
+    })?;
+    if primary.name != me {
+        anyhow::bail!(
+            "run create-backup on the primary, {} (this unit is a {}): pgBackRest backs up the primary's data directory",
+            paths::unit_of_member(&primary.name),
+            c.member(&me).map_or("member", |m| m.role.as_str())
+        );
+    }
+    let stanza = backup::stanza(ctx.model.app_name());
+    ctx.action_log(&format!(
+        "{kind} backup of stanza {stanza} into {}",
+        repo.fingerprint()
+    ))?;
+    let started = Instant::now();
+    let out = ctx.machine.run(
+        &backup::pgbackrest(&stanza, [format!("--type={kind}"), "backup".into()]).allow_failure(),
+    )?;
+    if !out.success() {
+        anyhow::bail!("pgBackRest backup failed: {}", backup::failure(&out));
+    }
+    let (list, _) = info(ctx, &stanza)?;
+    let newest = list
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("pgBackRest reported success but lists no backup"))?;
+    ctx.action_set(&json!({
+        "backup-id": newest.id,
+        "type": newest.kind,
+        "size": newest.size.to_string(),
+        "repository-size": newest.repo_size.to_string(),
+        "seconds": format!("{:.1}", started.elapsed().as_secs_f64()),
+        "repository": repo.fingerprint(),
+    }))
+}
+
+fn info(ctx: &Context, stanza: &str) -> anyhow::Result<(Vec<backup::BackupInfo>, Option<String>)> {
+    let out = ctx.machine.run(
+        &Cmd::new(
+            "pgbackrest",
+            [
+                format!("--config={}", backup::CONF),
+                format!("--stanza={stanza}"),
+                "--output=json".into(),
+                "info".into(),
+            ],
+        )
+        .user("postgres")
+        .allow_failure(),
+    )?;
+    if !out.success() {
+        anyhow::bail!("pgBackRest info failed: {}", backup::failure(&out));
+    }
+    backup::parse_info(&out.stdout, stanza).map_err(anyhow::Error::msg)
+}
+
+/// The backups in the repository, oldest first.
+pub fn list_backups(ctx: &mut Context) -> anyhow::Result<()> {
+    let repo = ready_repository(ctx)?;
+    let stanza = backup::stanza(ctx.model.app_name());
+    let (list, status) = info(ctx, &stanza)?;
+    let mut backups = serde_json::Map::new();
+    for (i, b) in list.iter().enumerate() {
+        backups.insert(format!("{i:04}"), serde_json::to_value(b)?);
+    }
+    ctx.action_set(&json!({
+        "repository": repo.fingerprint(),
+        "stanza": stanza,
+        "count": list.len().to_string(),
+        "status": status.unwrap_or_else(|| "ok".into()),
+        "backups": backups,
+    }))
+}
+
+#[derive(Deserialize)]
+struct RestoreParams {
+    #[serde(rename = "backup-id", default)]
+    backup_id: Option<String>,
+    #[serde(rename = "restore-to-time", default)]
+    time: Option<String>,
+}
+
+/// Replaces this one-unit cluster's database with a backup, or with its state at a time:
+/// Patroni bootstraps a new cluster from pgBackRest (see [`backup::restore_bootstrap`]).
+/// The data directory it replaces is kept beside it.
+pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: RestoreParams = ctx.action_params()?;
+    let set = p
+        .backup_id
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let time = p
+        .time
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if set.is_none() && time.is_none() {
+        anyhow::bail!("give backup-id (from list-backups) or restore-to-time (e.g. \"2026-12-07 07:30:00+00\"), or both");
+    }
+    if let Some(t) = &time {
+        if !backup::valid_time(t) {
+            anyhow::bail!("restore-to-time {t:?}: expected YYYY-MM-DD HH:MM:SS[.ffffff][+TZ], e.g. \"2026-12-07 07:30:00+00\"");
+        }
+    }
+    if !ctx.model.is_leader()? {
+        anyhow::bail!(
+            "run restore on the leader unit (`juju run postgresql-ha/leader restore ...`)"
+        );
+    }
+    let others = ctx.model.relation(PEER)?.map_or(0, |r| r.units().len());
+    if others > 0 {
+        anyhow::bail!(
+            "restore replaces the whole cluster: scale postgresql-ha to one unit first ({others} other unit(s) now), restore, then add units (they copy the restored database)"
+        );
+    }
+    ready_repository(ctx)?;
+    let stanza = backup::stanza(ctx.model.app_name());
+    let (list, _) = info(ctx, &stanza)?;
+    if let Some(id) = &set {
+        if !list.iter().any(|b| &b.id == id) {
+            anyhow::bail!(
+                "no backup {id} in the repository; backups: {}",
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.iter()
+                        .map(|b| b.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
+    } else if list.is_empty() {
+        anyhow::bail!("the repository has no backup to restore from");
+    }
+    let m = ctx.machine;
+    let r = Restore { set, time };
+    ctx.action_log("stopping Patroni and PostgreSQL")?;
+    m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+    let kept = if m.file_info(Path::new(paths::PGDATA))?.is_some() {
+        let aside = format!(
+            "{}.before-restore-{}",
+            paths::PGDATA,
+            charm_lib::tls::format_utc(charm_lib::tls::now().unix_timestamp()).replace(':', "")
+        );
+        m.run(&Cmd::new("mv", ["-T", paths::PGDATA, aside.as_str()]))?;
+        aside
+    } else {
+        String::new()
+    };
+    // Patroni bootstraps only a cluster that is not initialised in the DCS.
+    etcd::remove_cluster(m, ctx.model.app_name())?;
+    ctx.action_log("starting Patroni with pgBackRest as its bootstrap")?;
+    reconcile::reconcile_with(
+        ctx,
+        &Overrides {
+            restore: Some(Some(r.clone())),
+            ..Default::default()
+        },
+    )?;
+    let me = paths::member_name(ctx.model.unit_name());
+    let deadline = Instant::now() + RESTORE_WAIT;
+    let restored = loop {
+        let primary = patroni::cluster(ctx.machine)?.and_then(|c| {
+            c.primary()
+                .filter(|p| p.name == me && p.state == "running")
+                .map(|p| p.timeline)
+        });
+        if let Some(tl) = primary {
+            break Some(tl);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let Some(timeline) = restored else {
+        return ctx.action_set(&json!({
+            "status": "restore still running: the unit's status says when PostgreSQL serves again",
+            "previous-data": kept,
+        }));
+    };
+    reconcile::reconcile_with(
+        ctx,
+        &Overrides {
+            restore: Some(None),
+            ..Default::default()
+        },
+    )?;
+    ctx.action_set(&json!({
+        "status": "restored",
+        "backup-id": r.set.unwrap_or_default(),
+        "restore-to-time": r.time.unwrap_or_default(),
+        "timeline": timeline.unwrap_or_default().to_string(),
+        "previous-data": kept,
+    }))
+}

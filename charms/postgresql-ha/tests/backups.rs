@@ -1,0 +1,305 @@
+//! Backups: the `s3-parameters` relation (s3-integrator's data), pgBackRest's configuration, the
+//! stanza on the primary, WAL archiving, and the backup actions' refusals.
+
+mod common;
+
+use charm_lib::testing::{Relation, State, Trigger};
+use charm_lib::CmdOutput;
+use common::*;
+use serde_json::json;
+
+const CONF: &str = "/etc/postgresql-ha/pgbackrest.conf";
+const S3_ID: u32 = 20;
+const SECRET_KEY: &str = "S3SecretKeyFixture0123456789";
+
+/// What s3-integrator writes (data-platform-libs `s3.py` `S3Provider.update_connection_info`:
+/// strings, and JSON lists for tls-ca-chain).
+fn s3_data() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("access-key", "AKFIXTURE"),
+        ("secret-key", SECRET_KEY),
+        ("bucket", "maas-backups"),
+        ("endpoint", "https://s3.example.com:9443"),
+        ("path", "/site1"),
+        ("region", "eu-west-1"),
+        ("s3-uri-style", "path"),
+        (
+            "tls-ca-chain",
+            "[\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\"]",
+        ),
+    ]
+}
+
+fn with_s3(st: State, data: &[(&str, &str)]) -> State {
+    st.with_relation(
+        Relation::new(S3_ID, "s3-parameters", "s3-integrator")
+            .remote_unit(0, &[])
+            .remote_app_data(data),
+    )
+}
+
+const STANZA_CREATE: [&str; 4] = [
+    "pgbackrest",
+    "--config=/etc/postgresql-ha/pgbackrest.conf",
+    "--stanza=postgresql-ha",
+    "stanza-create",
+];
+
+#[test]
+fn the_primary_archives_wal_once_its_stanza_is_in_the_bucket() {
+    // Arrange: a running primary (the leader), related to s3-integrator that has answered.
+    let st = with_s3(leader_primary(), &s3_data());
+    // Act
+    let out = harness()
+        .run(Trigger::RelationChanged(S3_ID, None), &st)
+        .unwrap();
+    // Assert
+    assert!(!out.failed(), "{:?}", out.error);
+    let conf = out
+        .state
+        .machine
+        .files
+        .get(std::path::Path::new(CONF))
+        .expect("pgbackrest.conf written");
+    assert_eq!(
+        (
+            conf.options.owner.as_str(),
+            conf.options.group.as_str(),
+            conf.options.mode
+        ),
+        ("root", "postgres", 0o640),
+        "only root and postgres read the S3 secret key"
+    );
+    for line in [
+        "repo1-s3-key-secret=".to_string() + SECRET_KEY,
+        "repo1-s3-endpoint=s3.example.com".into(),
+        "repo1-path=/site1".into(),
+        "[postgresql-ha]".into(),
+    ] {
+        assert!(conf.text().lines().any(|l| l == line), "{line}");
+    }
+    assert!(out
+        .state
+        .machine
+        .text("/etc/postgresql-ha/tls/s3-ca.pem")
+        .unwrap()
+        .contains("MIIB"));
+    let create = out
+        .runs
+        .iter()
+        .find(|c| c.argv().starts_with(&STANZA_CREATE.map(String::from)))
+        .expect("stanza-create ran on the primary");
+    assert_eq!(create.user.as_deref(), Some("postgres"));
+    let pg = &patroni_yml(&out.state)["postgresql"]["parameters"];
+    assert_eq!(pg["archive_mode"], "on");
+    assert_eq!(pg["archive_command"], "pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha archive-push %p");
+    let peer = out.state.relation(1).unwrap();
+    assert_eq!(
+        peer.local_unit_data
+            .get("backup-stanza")
+            .map(String::as_str),
+        Some("s3://s3.example.com:9443/maas-backups/site1")
+    );
+    // The requirer names a bucket, as the s3 library's S3Requirer does on joining.
+    assert_eq!(
+        out.state
+            .relation(S3_ID)
+            .unwrap()
+            .local_app_data
+            .get("bucket")
+            .map(String::as_str),
+        Some("relation-20")
+    );
+    assert!(
+        !out.mentions(SECRET_KEY),
+        "the S3 secret key is in no log, status or databag of ours"
+    );
+    assert!(
+        !out.command_lines().iter().any(|l| l.contains(SECRET_KEY)),
+        "nor on a command line"
+    );
+
+    // Running the hook again changes nothing and does not create the stanza again.
+    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(!again.failed(), "{:?}", again.error);
+    assert!(!again
+        .commands
+        .iter()
+        .any(|c| c.starts_with(&STANZA_CREATE.map(String::from))));
+    assert_eq!(again.state.machine.text(CONF), out.state.machine.text(CONF));
+}
+
+#[test]
+fn another_clusters_repository_blocks_and_archives_nothing() {
+    // Arrange: the bucket holds another cluster's stanza: pgBackRest refuses.
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.machine = st.machine.respond(
+        &STANZA_CREATE,
+        CmdOutput::failed(28, "ERROR: [028]: backup and archive info files exist but do not match the database\n       HINT: is this the correct stanza?"),
+    );
+    // Act
+    let out = harness()
+        .run(Trigger::RelationChanged(S3_ID, None), &st)
+        .unwrap();
+    // Assert: the reason on the unit, no failing archive_command to fill the disk with WAL.
+    assert!(!out.failed(), "{:?}", out.error);
+    let status = &out.state.unit_status;
+    assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
+    assert!(
+        status.message.contains("do not match the database"),
+        "{status:?}"
+    );
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
+        "/bin/true"
+    );
+}
+
+#[test]
+fn garbled_provider_data_is_named_and_nothing_is_written() {
+    let mut data = s3_data();
+    data.retain(|(k, _)| *k != "tls-ca-chain");
+    data.push(("tls-ca-chain", "not json"));
+    let out = harness()
+        .run(
+            Trigger::RelationChanged(S3_ID, None),
+            &with_s3(leader_primary(), &data),
+        )
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let status = &out.state.unit_status;
+    assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
+    assert!(
+        status.message.starts_with("s3-parameters: tls-ca-chain"),
+        "{status:?}"
+    );
+    assert!(out.state.machine.text(CONF).is_none());
+}
+
+#[test]
+fn the_relation_gone_removes_the_credentials_and_stops_archiving() {
+    let related = harness()
+        .run(
+            Trigger::RelationChanged(S3_ID, None),
+            &with_s3(leader_primary(), &s3_data()),
+        )
+        .unwrap();
+    let mut st = related.state.clone();
+    st.relations.retain(|r| r.id != S3_ID);
+    let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(
+        out.state.machine.text(CONF).is_none(),
+        "no stale S3 key on disk"
+    );
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
+        "/bin/true"
+    );
+    assert_eq!(
+        out.state
+            .relation(1)
+            .unwrap()
+            .local_unit_data
+            .get("backup-stanza")
+            .map(String::as_str),
+        None
+    );
+}
+
+#[test]
+fn backup_actions_refuse_with_the_way_forward() {
+    // No repository.
+    let out = harness()
+        .run(
+            Trigger::Action("create-backup".into(), json!({})),
+            &leader_primary(),
+        )
+        .unwrap();
+    assert!(
+        out.action
+            .failed
+            .as_deref()
+            .unwrap()
+            .contains("relate s3-parameters"),
+        "{:?}",
+        out.action.failed
+    );
+    // A replica is told which unit is the primary.
+    let related = harness()
+        .run(
+            Trigger::RelationChanged(S3_ID, None),
+            &with_s3(leader_primary(), &s3_data()),
+        )
+        .unwrap();
+    let mut st = related.state.clone();
+    let files = st.machine.files.clone();
+    st.machine = with_etcd_members(
+        with_cluster(
+            installed_host(),
+            &[
+                (0, "replica", "streaming", Some(0)),
+                (1, "leader", "running", None),
+            ],
+        ),
+        &[(0, 0xa1, false)],
+    );
+    st.machine.files = files;
+    let out = harness()
+        .run(
+            Trigger::Action("create-backup".into(), json!({"type": "full"})),
+            &st,
+        )
+        .unwrap();
+    assert!(
+        out.action
+            .failed
+            .as_deref()
+            .unwrap()
+            .contains("run create-backup on the primary, postgresql-ha/1"),
+        "{:?}",
+        out.action.failed
+    );
+    // Restore needs one unit, and a backup id or a time in PostgreSQL's syntax.
+    let out = harness()
+        .run(Trigger::Action("restore".into(), json!({})), &related.state)
+        .unwrap();
+    assert!(out
+        .action
+        .failed
+        .as_deref()
+        .unwrap()
+        .contains("give backup-id"));
+    let out = harness()
+        .run(
+            Trigger::Action(
+                "restore".into(),
+                json!({"restore-to-time": "now'; drop table x"}),
+            ),
+            &related.state,
+        )
+        .unwrap();
+    assert!(out
+        .action
+        .failed
+        .as_deref()
+        .unwrap()
+        .contains("expected YYYY-MM-DD"));
+    let mut three = related.state.clone();
+    *three.relations.iter_mut().find(|r| r.id == 1).unwrap() = peers(&[0, 1, 2], &[1, 2]);
+    let out = harness()
+        .run(
+            Trigger::Action("restore".into(), json!({"backup-id": "20261207-070755F"})),
+            &three,
+        )
+        .unwrap();
+    assert!(
+        out.action
+            .failed
+            .as_deref()
+            .unwrap()
+            .contains("scale postgresql-ha to one unit first"),
+        "{:?}",
+        out.action.failed
+    );
+}
