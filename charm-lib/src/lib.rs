@@ -46,7 +46,8 @@ pub mod status;
 pub mod tls;
 pub mod tools;
 
-#[cfg(feature = "testing")]
+// Compiled for charm-lib's own unit tests too, so `cargo test -p charm-lib` runs FakeJuju's.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(feature = "pack")]

@@ -12,6 +12,9 @@ use crate::tools::{Databag, LogLevel, Port, ToolError, ToolErrorKind, ToolRunner
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// Action result keys Juju keeps for itself (action-set.go reservedKeys).
+const RESERVED_RESULT_KEYS: &[&str] = &["stdout", "stdout-encoding", "stderr", "stderr-encoding"];
+
 /// The model's UUID in every FakeJuju: the source part of the secret URIs `secret-add` prints.
 pub const MODEL_UUID: &str = "6ac6d2f3-0b4e-4c43-8b3a-2a6e7c1f0d9e";
 
@@ -49,6 +52,40 @@ fn fail<T>(msg: impl Into<String>) -> R<T> {
         code: Some(1),
         stderr: msg.into(),
     })
+}
+
+/// A usage error, as juju/cmd's Main reports an error from flags or from the command's Init:
+/// exit 2.
+fn usage<T>(msg: impl Into<String>) -> R<T> {
+    Err(ToolErrorKind::Failed {
+        code: Some(2),
+        stderr: msg.into(),
+    })
+}
+
+/// juju/cmd's CheckEmpty: arguments left over are refused, quoted as Go's `%q` of a slice.
+fn check_empty(extra: &[String]) -> R<()> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let quoted: Vec<String> = extra.iter().map(|a| format!("{a:?}")).collect();
+    usage(format!("ERROR unrecognized args: [{}]", quoted.join(" ")))
+}
+
+/// juju/utils keyvalues.Parse(args, true), as relation-set, state-set and leader-set read their
+/// arguments: each `key=value` (empty value allowed), no key twice.
+fn key_values(pos: &[String]) -> R<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for kv in pos {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => (k, v),
+            _ => return usage(format!("ERROR expected \"key=value\", got {kv:?}")),
+        };
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return usage(format!("ERROR key {k:?} specified more than once"));
+        }
+    }
+    Ok(out)
 }
 
 fn json(v: impl serde::Serialize) -> R<Vec<u8>> {
@@ -136,8 +173,13 @@ impl<'s> FakeJuju<'s> {
         &self.event.app
     }
 
-    fn in_action(&self) -> bool {
-        self.event.is_action()
+    /// context.go: the action tools' Run outside an action.
+    fn running_action(&self) -> R<()> {
+        if self.event.is_action() {
+            Ok(())
+        } else {
+            fail("ERROR not running an action")
+        }
     }
 
     fn unit_number(&self) -> u32 {
@@ -159,9 +201,10 @@ impl<'s> FakeJuju<'s> {
     /// no `-r` means the hook's own relation.
     fn relation_id(&self, flag: Option<&String>) -> R<u32> {
         match flag {
+            // jujuc NewRelationIdValue: the hook's relation, else Init's "no relation id specified"
             None => match &self.event.kind {
                 EventKind::Relation(r) => Ok(r.relation.id),
-                _ => fail("ERROR no relation id specified"),
+                _ => usage("ERROR no relation id specified"),
             },
             Some(raw) => {
                 let (endpoint, n) = match raw.rsplit_once(':') {
@@ -177,7 +220,8 @@ impl<'s> FakeJuju<'s> {
                 let st = self.state.borrow();
                 match st.relation(id) {
                     Some(r) if endpoint.is_none_or(|e| e == r.endpoint) => Ok(id),
-                    _ => fail(format!(
+                    // a flag's value gnuflag refuses: usage, exit 2
+                    _ => usage(format!(
                         "ERROR invalid value {raw:?} for option -r: relation not found"
                     )),
                 }
@@ -206,12 +250,12 @@ impl<'s> FakeJuju<'s> {
                     Some(e) => e.clone(),
                     None => match &self.event.kind {
                         EventKind::Relation(r) => r.relation.endpoint.clone(),
-                        _ => return fail("ERROR no endpoint specified"),
+                        _ => return usage("ERROR no relation name specified"),
                     },
                 };
-                if self.spec.metadata.endpoint(&endpoint).is_none() {
-                    return fail(format!("ERROR unknown endpoint {endpoint:?}"));
-                }
+                check_empty(pos.get(1..).unwrap_or_default())?;
+                // relation-ids.go Run filters the unit's relations by name: an endpoint it
+                // does not have lists nothing
                 let st = self.state.borrow();
                 json(
                     st.relations
@@ -222,8 +266,9 @@ impl<'s> FakeJuju<'s> {
                 )
             }
             "relation-list" => {
-                let (flags, _) = parse(args, &["--format", "-r", "--relation"], &["--app"])?;
+                let (flags, pos) = parse(args, &["--format", "-r", "--relation"], &["--app"])?;
                 let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
+                check_empty(&pos)?;
                 let st = self.state.borrow();
                 let r = st.relation(id).expect("checked");
                 let remote = self.remote_app_of(r);
@@ -246,6 +291,13 @@ impl<'s> FakeJuju<'s> {
             "relation-set" => self.relation_set(args, stdin),
             "config-get" => {
                 let (flags, pos) = parse(args, &["--format"], &["--all", "-a"])?;
+                let every = flags.contains_key("--all") || flags.contains_key("-a");
+                if let Some(k) = pos.first().filter(|_| every) {
+                    return usage(format!(
+                        "ERROR cannot use argument --all together with key {k:?}"
+                    ));
+                }
+                check_empty(pos.get(1..).unwrap_or_default())?;
                 let all = self.spec.effective_config(&self.state.borrow().config);
                 match pos.first() {
                     Some(k) => json(all.get(k).cloned().unwrap_or(serde_json::Value::Null)),
@@ -259,10 +311,17 @@ impl<'s> FakeJuju<'s> {
                     None => json(all),
                 }
             }
-            "is-leader" => json(self.state.borrow().leader),
+            "is-leader" => {
+                let (_, pos) = parse(args, &["--format"], &[])?;
+                check_empty(&pos)?;
+                json(self.state.borrow().leader)
+            }
             "status-set" => {
                 let (flags, pos) = parse(args, &[], &["--application"])?;
-                let kind = pos.first().and_then(|s| StatusKind::parse(s)).filter(|k| {
+                let Some(given) = pos.first() else {
+                    return usage("ERROR invalid args, require <status> [message]");
+                };
+                let kind = StatusKind::parse(given).filter(|k| {
                     matches!(
                         k,
                         StatusKind::Active
@@ -272,8 +331,9 @@ impl<'s> FakeJuju<'s> {
                     )
                 });
                 let Some(kind) = kind else {
-                    return fail(format!("ERROR invalid status {:?}, expected one of [maintenance blocked waiting active]", pos.first()));
+                    return usage(format!("ERROR invalid status {given:?}, expected one of [maintenance blocked waiting active]"));
                 };
+                check_empty(pos.get(2..).unwrap_or_default())?;
                 let status = Status {
                     kind,
                     message: pos.get(1).cloned().unwrap_or_default(),
@@ -281,9 +341,8 @@ impl<'s> FakeJuju<'s> {
                 let mut st = self.state.borrow_mut();
                 if flags.contains_key("--application") {
                     if !st.leader {
-                        return fail(
-                            "ERROR setting application status: this unit is not the leader",
-                        );
+                        // context.go SetApplicationStatus: ErrIsNotLeader
+                        return fail("ERROR this unit is not the leader");
                     }
                     st.app_status = status;
                 } else {
@@ -312,6 +371,9 @@ impl<'s> FakeJuju<'s> {
             }
             "juju-log" => {
                 let (flags, pos) = parse(args, &["--log-level", "-l", "--format"], &["--debug"])?;
+                if pos.is_empty() {
+                    return usage("ERROR no message specified");
+                }
                 let level = match flags
                     .get("--log-level")
                     .or(flags.get("-l"))
@@ -329,22 +391,28 @@ impl<'s> FakeJuju<'s> {
             }
             "application-version-set" => {
                 let (_, pos) = parse(args, &[], &[])?;
-                self.state.borrow_mut().workload_version = pos.join(" ");
+                let Some(version) = pos.first() else {
+                    return usage("ERROR no version specified");
+                };
+                check_empty(&pos[1..])?;
+                self.state.borrow_mut().workload_version = version.clone();
                 Ok(Vec::new())
             }
             "open-port" | "close-port" => {
-                let (_, pos) = parse(args, &["--endpoints"], &[])?;
-                let p: Port = pos
-                    .first()
-                    .ok_or(ToolErrorKind::Failed {
-                        code: Some(2),
-                        stderr: "ERROR no port specified".into(),
-                    })?
-                    .parse()
-                    .map_err(|e: String| ToolErrorKind::Failed {
-                        code: Some(2),
-                        stderr: format!("ERROR {e}"),
-                    })?;
+                let (_, pos) = parse(args, &["--endpoints", "--format"], &[])?;
+                let Some(given) = pos.first() else {
+                    return usage("ERROR no port or range specified");
+                };
+                // ports.go Init: network.ParsePortRange(strings.ToLower(args[0]))
+                let p: Port =
+                    given
+                        .to_lowercase()
+                        .parse()
+                        .map_err(|e: String| ToolErrorKind::Failed {
+                            code: Some(2),
+                            stderr: format!("ERROR {e}"),
+                        })?;
+                check_empty(&pos[1..])?;
                 let mut st = self.state.borrow_mut();
                 if tool == "open-port" {
                     st.opened_ports.insert(p);
@@ -354,7 +422,8 @@ impl<'s> FakeJuju<'s> {
                 Ok(Vec::new())
             }
             "opened-ports" => {
-                parse(args, &["--format"], &["--endpoints"])?;
+                let (_, pos) = parse(args, &["--format"], &["--endpoints"])?;
+                check_empty(&pos)?;
                 json(
                     self.state
                         .borrow()
@@ -405,11 +474,12 @@ impl<'s> FakeJuju<'s> {
                     other => fail(format!("ERROR unknown setting {other:?}")),
                 }
             }
-            "action-get" | "action-set" | "action-log" | "action-fail" if !self.in_action() => {
-                Err(ToolErrorKind::NotFound)
-            }
+            // Every hook has the action tools; outside an action their Init passes and Run
+            // fails (context.go ActionParams, UpdateActionResults, SetActionMessage, ...)
             "action-get" => {
                 let (_, pos) = parse(args, &["--format"], &[])?;
+                check_empty(pos.get(1..).unwrap_or_default())?;
+                self.running_action()?;
                 match pos.first() {
                     None => json(&self.action_params),
                     Some(path) => json(
@@ -424,47 +494,67 @@ impl<'s> FakeJuju<'s> {
             }
             "action-set" => {
                 let (_, pos) = parse(args, &[], &[])?;
-                for kv in pos {
-                    let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed {
-                        code: Some(2),
-                        stderr: format!("ERROR argument {kv:?} must be of the form key=value"),
-                    })?;
-                    if !k.split('.').all(crate::dispatch::valid_result_key) {
-                        return fail(format!("ERROR key {k:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"));
+                // action-set.go Init: key...=value, every part of the key by the action-name
+                // rule and none of them reserved
+                let mut pairs = Vec::new();
+                for kv in &pos {
+                    let Some((k, v)) = kv.split_once('=') else {
+                        return usage(format!(
+                            "ERROR argument {kv:?} must be of the form key...=value"
+                        ));
+                    };
+                    for part in k.split('.') {
+                        if RESERVED_RESULT_KEYS.contains(&part) {
+                            return usage(format!("ERROR cannot set reserved action key {part:?}"));
+                        }
+                        if !crate::dispatch::valid_result_key(part) {
+                            return usage(format!("ERROR key {part:?} must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods"));
+                        }
                     }
-                    self.action
-                        .borrow_mut()
-                        .results
-                        .insert(k.to_string(), v.to_string());
+                    pairs.push((k.to_string(), v.to_string()));
                 }
+                self.running_action()?;
+                self.action.borrow_mut().results.extend(pairs);
                 Ok(Vec::new())
             }
             "action-log" => {
                 let (_, pos) = parse(args, &[], &[])?;
+                if pos.is_empty() {
+                    return usage("ERROR no message specified");
+                }
+                self.running_action()?;
                 self.action.borrow_mut().logs.push(pos.join(" "));
                 Ok(Vec::new())
             }
             "action-fail" => {
                 let (_, pos) = parse(args, &[], &[])?;
-                self.action.borrow_mut().failed = Some(pos.join(" "));
+                // action-fail.go Init: one message, or Juju's default
+                check_empty(pos.get(1..).unwrap_or_default())?;
+                self.running_action()?;
+                self.action.borrow_mut().failed = Some(pos.first().cloned().unwrap_or_else(|| {
+                    "action failed without reason given, check action for errors".into()
+                }));
                 Ok(Vec::new())
             }
             "state-get" => {
-                let (_, pos) = parse(args, &["--format"], &[])?;
+                let (flags, pos) = parse(args, &["--format"], &["--strict"])?;
+                check_empty(pos.get(1..).unwrap_or_default())?;
                 let st = self.state.borrow();
-                match pos.first() {
+                // state-get.go: no key or "-" is every key; a missing key is null unless
+                // --strict (context.go GetCharmStateValue: NotFoundf("%q", key))
+                match pos.first().filter(|k| *k != "-") {
+                    Some(k) if flags.contains_key("--strict") && !st.stored.contains_key(k) => {
+                        fail(format!("ERROR {k:?} not found"))
+                    }
                     Some(k) => json(st.stored.get(k)),
                     None => json(&st.stored),
                 }
             }
             "state-set" => {
                 let (flags, pos) = parse(args, &["--file"], &[])?;
+                let args = key_values(&pos)?;
                 let mut values = read_map(flags.get("--file"), stdin)?;
-                for kv in pos {
-                    if let Some((k, v)) = kv.split_once('=') {
-                        values.insert(k.into(), v.into());
-                    }
-                }
+                values.extend(args);
                 let mut st = self.state.borrow_mut();
                 for (k, v) in values {
                     if v.is_empty() {
@@ -477,8 +567,9 @@ impl<'s> FakeJuju<'s> {
             }
             "state-delete" => {
                 let (_, pos) = parse(args, &[], &[])?;
-                for k in pos {
-                    self.state.borrow_mut().stored.remove(&k);
+                check_empty(pos.get(1..).unwrap_or_default())?;
+                if let Some(k) = pos.first() {
+                    self.state.borrow_mut().stored.remove(k);
                 }
                 Ok(Vec::new())
             }
@@ -503,19 +594,25 @@ impl<'s> FakeJuju<'s> {
     fn relation_get(&self, args: &[String]) -> R<Vec<u8>> {
         let (flags, pos) = parse(args, &["--format", "-r", "--relation"], &["--app"])?;
         let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
-        let app_flag = flags.contains_key("--app");
+        let mut app_flag = flags.contains_key("--app");
         let key = pos.first().filter(|k| *k != "-").cloned();
+        // relation-get.go determineUnitOrAppName: the unit or app given, else the hook's
+        // remote unit, else the hook's remote app (as --app)
         let owner = match pos.get(1) {
             Some(o) => o.clone(),
             None => match &self.event.kind {
                 EventKind::Relation(r) if r.relation.id == id && app_flag => r.remote_app.clone(),
                 EventKind::Relation(r) if r.relation.id == id => match &r.remote_unit {
                     Some(u) => u.clone(),
-                    None => return fail("ERROR no unit id specified"),
+                    None => {
+                        app_flag = true;
+                        r.remote_app.clone()
+                    }
                 },
-                _ => return fail("ERROR no unit or application specified"),
+                _ => return usage("ERROR no unit or application specified"),
             },
         };
+        check_empty(pos.get(2..).unwrap_or_default())?;
         let st = self.state.borrow();
         let r = st.relation(id).expect("checked");
         let remote = self.remote_app_of(r);
@@ -561,14 +658,10 @@ impl<'s> FakeJuju<'s> {
             &["--app"],
         )?;
         let id = self.relation_id(flags.get("-r").or(flags.get("--relation")))?;
+        let args = key_values(&pos)?;
+        // relation-set.go handleSettingsFile: the arguments override the file
         let mut changes = read_map(flags.get("--file"), stdin)?;
-        for kv in pos {
-            let (k, v) = kv.split_once('=').ok_or(ToolErrorKind::Failed {
-                code: Some(2),
-                stderr: format!("ERROR expected \"key=value\", got {kv:?}"),
-            })?;
-            changes.insert(k.into(), v.into());
-        }
+        changes.extend(args);
         let mut st = self.state.borrow_mut();
         let leader = st.leader;
         if flags.contains_key("--app") && !leader {
@@ -639,11 +732,20 @@ impl<'s> FakeJuju<'s> {
         let (flags, pos) = parse(args, &valued, &["--refresh", "--peek"])?;
         match tool {
             "secret-add" => {
-                let owner_unit = flags.get("--owner").map(|s| s.as_str()) == Some("unit");
-                if !owner_unit && !self.state.borrow().leader {
-                    return fail("ERROR secret owner cannot be the application unless the unit is the leader");
+                // secret-add.go Init, then (*secretUpsertCommand).Init
+                if pos.is_empty() && !flags.contains_key("--file") {
+                    return usage("ERROR missing secret value or filename");
                 }
+                let owner_unit = match flags.get("--owner").map(|s| s.as_str()) {
+                    None | Some("application") => false,
+                    Some("unit") => true,
+                    Some(o) => return usage(format!("ERROR secret owner {o:?} not valid")),
+                };
                 let content = secret_content(flags.get("--file"), &pos)?;
+                // context.go CreateSecret: an application's secret needs the leader
+                if !owner_unit && !self.state.borrow().leader {
+                    return fail("ERROR this unit is not the leader");
+                }
                 let mut n = self.next_secret.borrow_mut();
                 *n += 1;
                 let xid = format!(
@@ -667,6 +769,14 @@ impl<'s> FakeJuju<'s> {
                 Ok(format!("secret://{MODEL_UUID}/{xid}\n").into_bytes())
             }
             "secret-get" => {
+                // secret-get.go Init
+                if pos.is_empty() && !flags.contains_key("--label") {
+                    return usage("ERROR require either a secret URI or label");
+                }
+                if flags.contains_key("--peek") && flags.contains_key("--refresh") {
+                    return usage("ERROR specify one of --peek or --refresh but not both");
+                }
+                check_empty(pos.get(2..).unwrap_or_default())?;
                 let i = self.find_secret(pos.first(), flags.get("--label"))?;
                 let mut st = self.state.borrow_mut();
                 let s = &mut st.secrets[i];
@@ -685,9 +795,19 @@ impl<'s> FakeJuju<'s> {
                     }
                     s.revisions[(s.tracked - 1) as usize].clone()
                 };
-                json(content)
+                // secret-get.go Run: a key after the id prints that value alone
+                match pos.get(1) {
+                    Some(k) => match content.get(k) {
+                        Some(v) => json(v),
+                        None => fail(format!("ERROR secret key {k:?} not found")),
+                    },
+                    None => json(content),
+                }
             }
             "secret-set" => {
+                if pos.is_empty() {
+                    return usage("ERROR missing secret URI");
+                }
                 let i = self.find_secret(pos.first(), None)?;
                 if !self.owns(&self.state.borrow().secrets[i]) {
                     return fail("ERROR permission denied");
@@ -704,18 +824,37 @@ impl<'s> FakeJuju<'s> {
                 Ok(Vec::new())
             }
             "secret-grant" | "secret-revoke" => {
+                if pos.is_empty() {
+                    return usage("ERROR missing secret URI");
+                }
+                let rel = flags.get("--relation").or(flags.get("-r"));
+                // secret-grant.go Init: -r or the hook's relation; --unit of its remote app
+                let rid = match rel {
+                    Some(r) => Some(self.relation_id(Some(r))?),
+                    None if tool == "secret-grant" => Some(self.relation_id(None)?),
+                    None => None,
+                };
+                if let (true, Some(u), Some(id)) =
+                    (tool == "secret-grant", flags.get("--unit"), rid)
+                {
+                    let remote = {
+                        let st = self.state.borrow();
+                        self.remote_app_of(st.relation(id).expect("checked"))
+                    };
+                    if !u.contains('/') {
+                        return usage(format!("ERROR unit {u:?} not valid"));
+                    }
+                    if u.rsplit_once('/').map(|(a, _)| a) != Some(remote.as_str()) {
+                        return usage(format!(
+                            "ERROR cannot specify unit {u:?} in relation to application {remote:?}"
+                        ));
+                    }
+                }
+                check_empty(&pos[1..])?;
                 let i = self.find_secret(pos.first(), None)?;
                 if !self.owns(&self.state.borrow().secrets[i]) {
                     return fail("ERROR permission denied");
                 }
-                let rel = flags.get("--relation").or(flags.get("-r"));
-                if tool == "secret-grant" && rel.is_none() {
-                    return fail("ERROR missing relation or application");
-                }
-                let rid = match rel {
-                    Some(r) => Some(self.relation_id(Some(r))?),
-                    None => None,
-                };
                 let mut st = self.state.borrow_mut();
                 let s = &mut st.secrets[i];
                 match (tool, rid) {
@@ -730,6 +869,10 @@ impl<'s> FakeJuju<'s> {
                 Ok(Vec::new())
             }
             "secret-remove" => {
+                if pos.is_empty() {
+                    return usage("ERROR missing secret URI");
+                }
+                check_empty(&pos[1..])?;
                 let i = self.find_secret(pos.first(), None)?;
                 if !self.owns(&self.state.borrow().secrets[i]) {
                     return fail("ERROR permission denied");
@@ -810,15 +953,25 @@ fn read_map(file: Option<&String>, stdin: Option<&[u8]>) -> R<BTreeMap<String, S
         .collect()
 }
 
+/// A secret's content as secret-add and secret-set read it (core/secrets CreateSecretData,
+/// then the `--file` map over it; encodeBase64 checks every key).
 fn secret_content(file: Option<&String>, pos: &[String]) -> R<BTreeMap<String, String>> {
-    let mut content = read_map(file, None)?;
+    let mut content = BTreeMap::new();
     for kv in pos {
-        if let Some((k, v)) = kv.split_once('=') {
-            content.insert(k.into(), v.into());
-        }
+        // base64 padding is not the separator
+        let idx = kv.trim_end_matches('=').find('=');
+        let Some(idx) = idx.filter(|i| *i >= 1) else {
+            return usage(format!("ERROR key value {kv:?} not valid"));
+        };
+        let k = &kv[..idx];
+        content.insert(
+            k.strip_suffix("#base64").unwrap_or(k).to_string(),
+            kv[idx + 1..].to_string(),
+        );
     }
+    content.extend(read_map(file, None)?);
     if let Some(bad) = content.keys().find(|k| !crate::tools::valid_secret_key(k)) {
-        return fail(format!("ERROR invalid key {bad:?}"));
+        return usage(format!("ERROR key {bad:?} not valid"));
     }
     Ok(content)
 }

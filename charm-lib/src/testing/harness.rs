@@ -339,7 +339,7 @@ impl Harness {
             .unwrap_or(0)
     }
 
-    fn event_for(
+    pub(super) fn event_for(
         &self,
         t: &Trigger,
         state: &State,

@@ -44,4 +44,6 @@ pub use state::{
 };
 
 #[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
 mod tests;
