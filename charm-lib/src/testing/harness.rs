@@ -85,6 +85,14 @@ impl Output {
         self.error.is_some()
     }
 
+    /// The hook's juju-log lines, one per line, with their level: what Juju's debug-log shows.
+    pub fn log_text(&self) -> String {
+        self.logs
+            .iter()
+            .map(|(level, line)| format!("{level:?} {line}\n"))
+            .collect()
+    }
+
     /// Commands run during this event, each joined with spaces (for readable assertions).
     pub fn command_lines(&self) -> Vec<String> {
         self.commands.iter().map(|c| c.join(" ")).collect()
@@ -175,6 +183,25 @@ impl Harness {
     /// The charm's declarations.
     pub fn spec(&self) -> &CharmSpec {
         &self.spec
+    }
+
+    /// Runs one event that must succeed: fails the test, showing the hook's error and its
+    /// log, if the hook failed (Juju would put the unit in error) or if Juju could not
+    /// produce these inputs.
+    #[track_caller]
+    pub fn run_ok(&self, trigger: Trigger, state: &State) -> Output {
+        let out = match self.run(trigger.clone(), state) {
+            Ok(out) => out,
+            Err(e) => panic!("{trigger:?} on {}: {e:?}", self.unit),
+        };
+        if let Some(error) = &out.error {
+            panic!(
+                "{trigger:?} failed on {}: {error}\n--- its log ---\n{}",
+                self.unit,
+                out.log_text()
+            );
+        }
+        out
     }
 
     /// Runs one event. Returns [`Inconsistent`] for inputs Juju could not produce.

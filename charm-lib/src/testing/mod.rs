@@ -25,6 +25,9 @@
 //! assert_eq!(out.state.unit_status, Status::blocked("set vip"));
 //! let out = h.run(Trigger::ConfigChanged, &State::default().with_config("vip", "10.0.0.100/24")).unwrap();
 //! assert_eq!(out.state.unit_status, Status::active("VIP 10.0.0.100/24"));
+//! // A hook that must succeed: a failure fails the test with the hook's error and its log.
+//! let out = h.run_ok(Trigger::ConfigChanged, &State::default());
+//! assert!(out.logs.is_empty());
 //! // Juju could never send a config option the charm does not declare:
 //! assert!(h.run(Trigger::ConfigChanged, &State::default().with_config("nope", 1)).is_err());
 //! ```

@@ -164,8 +164,7 @@ fn peers() -> Relation {
 
 #[test]
 fn install_writes_config_starts_service_opens_port() {
-    let out = harness().run(Trigger::Install, &State::default()).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &State::default());
     let f = &out.state.machine.files[Path::new("/etc/demo/demo.conf")];
     assert_eq!((f.text().as_str(), f.options.mode), ("port=8080\n", 0o640));
     assert!(out.state.machine.is_active("demo.service"));
@@ -245,8 +244,7 @@ fn leader_creates_secret_and_writes_app_data() {
 #[test]
 fn non_leader_leaves_app_data_alone() {
     let st = State::default().with_relation(peers().local_app_data(&[("port", "1")]));
-    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(out.state.relation(1).unwrap().local_app_data["port"], "1");
 }
 
@@ -921,4 +919,17 @@ fn meter_status_changed_and_collect_metrics_exit_0_without_a_tool() {
         crate::dispatch::exit_code(&env, &NoTools, &machine, never),
         1
     );
+}
+
+#[test]
+#[should_panic(
+    expected = "Install failed on demo/0: no disk\n--- its log ---\nWarning about to fail"
+)]
+fn run_ok_fails_the_test_with_the_hooks_error_and_log() {
+    fn fails(ctx: &mut Context) -> anyhow::Result<()> {
+        ctx.tools().juju_log(LogLevel::Warning, "about to fail")?;
+        anyhow::bail!("no disk")
+    }
+    Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), fails)
+        .run_ok(Trigger::Install, &State::default());
 }

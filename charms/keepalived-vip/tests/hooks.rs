@@ -107,8 +107,7 @@ fn assert_status_starts_with(out: &Output, prefix: &str) {
 fn install_installs_keepalived_and_retires_the_distribution_service() {
     let mut st = base();
     st.machine = running(st.machine, "keepalived.service");
-    let out = harness().run(Trigger::Install, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &st);
     assert!(
         out.state.machine.packages.contains("keepalived")
             && out.state.machine.packages.contains("curl")
@@ -254,13 +253,10 @@ fn invalid_config_blocks_renders_nothing_and_leaves_keepalived_alone() {
         ("priority", json!(0), "invalid priority \"0\": expected an integer 1-254"),
     ];
     for (opt, value, msg) in cases {
-        let out = h
-            .run(
-                Trigger::ConfigChanged,
-                &running.clone().with_config(opt, value),
-            )
-            .unwrap();
-        assert!(!out.failed());
+        let out = h.run_ok(
+            Trigger::ConfigChanged,
+            &running.clone().with_config(opt, value),
+        );
         assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
         assert!(
             out.state.unit_status.message.starts_with(msg),
@@ -528,8 +524,7 @@ fn garbled_principal_data_blocks_without_touching_keepalived() {
         let st = running
             .clone()
             .with_relation(Relation::new(2, "vip", "maas-region").remote_unit(0, &[(key, value)]));
-        let out = h.run(Trigger::RelationChanged(2, Some(0)), &st).unwrap();
-        assert!(!out.failed());
+        let out = h.run_ok(Trigger::RelationChanged(2, Some(0)), &st);
         assert_status_starts_with(&out, want);
         assert_eq!(out.state.machine.text(CONF), running.machine.text(CONF));
         assert_eq!(
@@ -548,8 +543,7 @@ fn keepalived_refusing_the_file_blocks_and_keeps_the_running_one() {
         &["/usr/sbin/keepalived", "-t"],
         CmdOutput::failed(5, "(keepalived_vip) Zq7Lm2Xw is not valid\n"),
     );
-    let out = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed());
+    let out = h.run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(out.state.unit_status, Status::blocked("keepalived rejected the rendered configuration (configuration error, exit 5): (keepalived_vip) *** is not valid"));
     assert_eq!(
         out.state.machine.text(CONF),
@@ -599,8 +593,7 @@ fn the_leader_creates_the_password_secret_once_and_it_stays_secret() {
     st.relations[0] = Relation::peer(1, "cluster");
     st.secrets.clear();
     let h = harness();
-    let out = h.run(Trigger::LeaderElected, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = h.run_ok(Trigger::LeaderElected, &st);
     let id = out.state.relation(1).unwrap().local_app_data["auth-secret-id"].clone();
     let secret = out.state.secret(&id).expect("an application secret");
     assert_eq!(secret.label.as_deref(), Some("vrrp-auth"));
@@ -782,8 +775,7 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
     let running = h.run(Trigger::ConfigChanged, &st).unwrap().state;
     assert!(running.machine.is_active(SERVICE));
     for trigger in [Trigger::Stop, Trigger::Remove] {
-        let out = h.run(trigger.clone(), &running).unwrap();
-        assert!(!out.failed(), "{:?}", out.error);
+        let out = h.run_ok(trigger.clone(), &running);
         let m = &out.state.machine;
         assert!(
             !m.is_active(SERVICE) && !m.services[SERVICE].enabled,
@@ -807,8 +799,7 @@ fn stop_and_remove_take_away_only_this_applications_keepalived() {
         let claims = m.text(CLAIMS).unwrap();
         assert!(claims.contains("db-vip/0") && !claims.contains("keepalived-vip/0"));
         assert!(!out.command_lines().iter().any(|c| c.contains("db-vip")));
-        let again = h.run(trigger.clone(), &out.state).unwrap();
-        assert!(!again.failed());
+        let again = h.run_ok(trigger.clone(), &out.state);
         assert_eq!(
             again.state.machine.files, out.state.machine.files,
             "teardown is idempotent"
@@ -903,8 +894,7 @@ fn upgrade_charm_with_a_new_unit_file_restarts_once() {
         .get_mut(std::path::Path::new(UNIT_FILE))
         .unwrap()
         .content = b"[Service]\nExecStart=/usr/sbin/keepalived --old-flags\n".to_vec();
-    let out = h.run(Trigger::UpgradeCharm, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = h.run_ok(Trigger::UpgradeCharm, &st);
     let lines = out.command_lines();
     assert!(
         lines.contains(&"systemctl daemon-reload".to_string())
@@ -932,8 +922,7 @@ fn upgrade_charm_with_a_new_unit_file_restarts_once() {
 fn without_the_peer_relation_yet_it_waits_and_renders_nothing() {
     let mut st = base().leader();
     st.relations.remove(0);
-    let out = harness().run(Trigger::Install, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &st);
     assert_eq!(
         out.state.unit_status,
         Status::waiting("waiting for the peer relation")
@@ -1117,9 +1106,8 @@ fn the_vip_state_exporter_runs_and_the_collector_gets_its_job_rules_and_dashboar
         Relation::new(9, "cos-agent", "opentelemetry-collector").remote_unit(0, &[]),
     );
     // Act
-    let out = harness().run(Trigger::RelationJoined(9, 0), &st).unwrap();
+    let out = harness().run_ok(Trigger::RelationJoined(9, 0), &st);
     // Assert: the exporter serves this application's VIP on 9751, and the collector is told so.
-    assert!(!out.failed(), "{:?}", out.error);
     assert!(out.state.machine.is_active(METRICS));
     assert!(file_contains(
         &out.state.machine,

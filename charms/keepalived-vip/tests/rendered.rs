@@ -40,8 +40,7 @@ fn render(
     };
     st.machine = host(&[&format!("{}/24", ADDRS[me as usize])]);
     st.network.address = ADDRS[me as usize].into();
-    let out = harness().unit(me).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().unit(me).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(
         out.state.unit_status.message, "VIP 10.0.0.100/24 standby",
         "{:?}",

@@ -84,10 +84,7 @@ fn a_configuration_haproxy_refuses_is_never_installed() {
             "[ALERT] (1) : config : parsing [x:3] : unknown keyword 'bogus'\n",
         ),
     );
-    let out = h
-        .run(Trigger::RelationChanged(PEERS, Some(1)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = h.run_ok(Trigger::RelationChanged(PEERS, Some(1)), &st);
     assert_eq!(
         out.state.machine.text(HAPROXY_CFG).unwrap(),
         live,
@@ -115,10 +112,7 @@ fn a_configuration_haproxy_refuses_is_never_installed() {
 #[test]
 fn rpc_databag_carries_url_secret_id_and_region_hostnames_never_the_secret() {
     let st = leader_with(&[(1, "10.0.0.11")]).with_relation(rpc());
-    let out = harness(0)
-        .run(Trigger::RelationJoined(RPC, 0), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::RelationJoined(RPC, 0), &st);
     let app = &out.state.relation(RPC).unwrap().local_app_data;
     assert_eq!(app["maas_url"], "http://10.0.0.100/MAAS");
     assert_eq!(app["regions"], r#"["region-0","region-1"]"#);
@@ -188,8 +182,7 @@ fn non_leaders_use_the_url_the_leader_published_and_never_write_app_data() {
         .with_relation(rpc());
     st.network.address = "10.0.0.11".into();
     st.machine = hostname(st.machine, 1);
-    let out = harness(1).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(1).run_ok(Trigger::ConfigChanged, &st);
     assert!(out
         .command_lines()
         .iter()
@@ -310,8 +303,7 @@ fn the_vip_checks_the_ports_rack_agents_reach_through_it_and_haproxy_never_front
     // MAAS 3.6 agents dial the maas_url host (the VIP) on 5271 and 5242, served by the holder's
     // own listeners on every address; the option that put haproxy there is gone.
     let st = leader_with(&[(1, "10.0.0.11")]);
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     let cfg = out.state.machine.text(HAPROXY_CFG).unwrap();
     assert!(!cfg.contains("5242") && !cfg.contains("5271"), "{cfg}");
     let vip = &out.state.relation(VIP).unwrap().local_unit_data;
@@ -362,8 +354,7 @@ fn garbled_peer_and_vip_data_is_left_out_not_a_panic() {
             charm_lib::testing::Relation::new(VIP, "vip", "keepalived-vip")
                 .remote_unit(0, &[("vips", "not-an-ip")]),
         );
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     let cfg = out.state.machine.text(HAPROXY_CFG).unwrap();
     assert_eq!(servers(&cfg).len(), 2, "{cfg}");
     assert!(!cfg.contains("bad address"));

@@ -31,10 +31,7 @@ fn alerts(data: &Value) -> Vec<String> {
 #[test]
 fn the_collector_gets_regiond_and_haproxy_jobs_the_rules_and_the_dashboard() {
     let st = fresh_leader().with_relation(collector());
-    let out = harness(0)
-        .run(Trigger::RelationJoined(COS, 0), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
     let data = sent(&out.state);
 
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
@@ -107,8 +104,7 @@ fn without_haproxy_only_regiond_is_scraped() {
     let st = fresh_leader()
         .with_config("haproxy", false)
         .with_relation(collector());
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     let data = sent(&out.state);
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
@@ -120,10 +116,7 @@ fn without_haproxy_only_regiond_is_scraped() {
 
 #[test]
 fn without_the_relation_nothing_is_built_or_written() {
-    let out = harness(0)
-        .run(Trigger::ConfigChanged, &fresh_leader())
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &fresh_leader());
     assert!(out.state.relation(COS).is_none());
     assert!(!in_relation_data(&out.state, "metrics_scrape_jobs"));
 }

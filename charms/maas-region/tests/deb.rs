@@ -28,8 +28,7 @@ fn set_db() -> String {
 #[test]
 fn leader_installs_configures_migrates_and_starts_in_order() {
     let st = deb(fresh_leader().with_relation(vip("10.0.0.100")));
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     let set_db = set_db();
     assert_eq!(
         out.command_lines(),
@@ -262,8 +261,7 @@ fn failed_migrations_block_with_the_message_and_publish_nothing() {
             ),
         ),
     );
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed());
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert_eq!(
         out.state.unit_status.message,

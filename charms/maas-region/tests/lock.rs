@@ -35,10 +35,7 @@ fn a_unit_without_the_grant_waits_and_asks() {
         ("maas-url", "http://10.0.0.100/MAAS"),
         ("init-lock", "maas-region/0#1"),
     ]);
-    let out = harness(1)
-        .run(Trigger::ConfigChanged, &unit_state(1, false, peers))
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(1).run_ok(Trigger::ConfigChanged, &unit_state(1, false, peers));
     assert!(!ran_init(&out));
     assert_eq!(
         out.state.unit_status,

@@ -17,8 +17,7 @@ const MAAS_ANSWERS: &str = "timeout 30 sh -c until curl -s -o /dev/null -f --max
 #[test]
 fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
     let st = fresh_leader().with_relation(vip("10.0.0.100"));
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     let init = format!(
         "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
         uri("10.0.0.5")
@@ -130,8 +129,7 @@ fn initialised_leader(url: &str) -> State {
 fn hooks_are_idempotent() {
     let h = harness(0);
     let st = initialised_leader("http://10.0.0.100/MAAS").with_relation(rpc());
-    let once = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!once.failed(), "{:?}", once.error);
+    let once = h.run_ok(Trigger::ConfigChanged, &st);
     for trigger in [
         Trigger::ConfigChanged,
         Trigger::UpdateStatus,
@@ -218,8 +216,7 @@ fn rotated_credentials_are_followed_too() {
 #[test]
 fn a_database_that_goes_away_stops_regiond() {
     let st = initialised_leader("http://10.0.0.100/MAAS");
-    let out = harness(0).run(Trigger::RelationBroken(DB), &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::RelationBroken(DB), &st);
     assert_eq!(mutating(&out), ["snap stop maas"]);
     assert_eq!(
         out.state.unit_status,
@@ -305,10 +302,7 @@ fn postgresql_client_relation_with_tls_in_its_own_secret_works() {
                 ("version", "16.4"),
             ]),
     );
-    let out = harness(0)
-        .run(Trigger::RelationChanged(DATABASE, None), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::RelationChanged(DATABASE, None), &st);
     assert!(out.command_lines().iter().any(
         |c| c.contains("--database-uri postgres://maas:") && c.contains("@10.0.0.7:5432/maas")
     ));
@@ -466,8 +460,7 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
             ),
         ),
     );
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(
         out.state
@@ -538,8 +531,7 @@ fn an_unreachable_database_fails_the_hook_for_a_retry_under_the_same_grant() {
     // Juju retries the same hook on the state it had before; the database answers now.
     let mut retry = out.state.clone();
     retry.machine.responders = ok_machine.responders.clone();
-    let out = harness(0).run(Trigger::ConfigChanged, &retry).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &retry);
     assert!(out
         .command_lines()
         .iter()
@@ -582,10 +574,7 @@ fn an_unreachable_database_fails_the_hook_for_a_retry_under_the_same_grant() {
     );
     let mut retry = out.state.clone();
     retry.machine.responders = ok_machine.responders;
-    let out = harness(1)
-        .run(Trigger::RelationChanged(PEERS, Some(0)), &retry)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(1).run_ok(Trigger::RelationChanged(PEERS, Some(0)), &retry);
     assert!(out
         .command_lines()
         .iter()
@@ -748,8 +737,7 @@ fn a_rack_on_this_host_makes_the_region_region_plus_rack() {
 #[test]
 fn removal_stops_maas_and_haproxy() {
     let st = initialised_leader("http://10.0.0.100/MAAS");
-    let out = harness(0).run(Trigger::Remove, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness(0).run_ok(Trigger::Remove, &st);
     assert_eq!(out.command_lines()[0], "snap stop --disable maas");
     assert!(!out.state.machine.is_active("haproxy.service"));
 }
@@ -791,9 +779,8 @@ fn a_first_init_that_failed_is_run_again_though_regiond_conf_is_there() {
     let mut retry = first.state.clone();
     retry.machine.responders = ok_responders;
     retry.machine = after_failed_init(retry.machine, "10.0.0.5", None);
-    let out = harness(0).run(Trigger::ConfigChanged, &retry).unwrap();
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &retry);
 
-    assert!(!out.failed(), "{:?}", out.error);
     let init = format!(
         "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
         uri("10.0.0.5")
@@ -828,9 +815,8 @@ fn an_init_refused_by_a_pg_hba_line_not_applied_yet_is_tried_again_in_the_same_h
         1,
     );
     // Act
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     // Assert: one pause between two inits, then serving.
-    assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
     let inits: Vec<usize> = lines
         .iter()
@@ -867,9 +853,8 @@ fn a_unit_whose_maas_does_not_answer_yet_is_waiting_not_serving() {
         1,
     );
     // Act
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     // Assert
-    assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(
         out.state.unit_status,
         Status::waiting(
@@ -887,9 +872,8 @@ fn a_re_init_that_failed_is_not_taken_for_an_initialised_unit() {
     let mut st = st.with_relation(pgsql("10.0.0.6", "maas-region/0"));
     st.machine = after_failed_init(st.machine, "10.0.0.6", Some("region"));
 
-    let out = harness(0).run(Trigger::UpdateStatus, &st).unwrap();
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &st);
 
-    assert!(!out.failed(), "{:?}", out.error);
     let want = format!(
         "/snap/bin/maas init region --maas-url http://10.0.0.100/MAAS --database-uri {} --force",
         uri("10.0.0.6")
@@ -920,9 +904,8 @@ fn a_refused_init_is_blocked_and_forgets_the_earlier_success() {
         ),
     );
 
-    let out = harness(0).run(Trigger::UpdateStatus, &st).unwrap();
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &st);
 
-    assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(!out.state.stored.contains_key("init-done"));
 }
@@ -935,9 +918,8 @@ fn the_leader_waits_for_the_secret_and_gives_it_to_racks_in_the_init_hook() {
         .with_relation(vip("10.0.0.100"))
         .with_relation(rpc());
 
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
 
-    assert!(!out.failed(), "{:?}", out.error);
     let lines = out.command_lines();
     let init = lines.iter().position(|c| c.contains(" init region "));
     let wait = lines.iter().position(|c| c == WAIT_FOR_SECRET);
@@ -967,9 +949,8 @@ fn a_secret_still_missing_after_the_wait_is_waiting_not_an_error() {
         .machine
         .respond_times(&["timeout"], CmdOutput::failed(124, ""), 1);
 
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
 
-    assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(
         out.state.unit_status,
         Status::waiting(
