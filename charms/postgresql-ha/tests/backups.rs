@@ -50,11 +50,8 @@ fn the_primary_archives_wal_once_its_stanza_is_in_the_bucket() {
     // Arrange: a running primary (the leader), related to s3-integrator that has answered.
     let st = with_s3(leader_primary(), &s3_data());
     // Act
-    let out = harness()
-        .run(Trigger::RelationChanged(S3_ID, None), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
     // Assert
-    assert!(!out.failed(), "{:?}", out.error);
     let conf = out
         .state
         .machine
@@ -120,8 +117,7 @@ fn the_primary_archives_wal_once_its_stanza_is_in_the_bucket() {
     );
 
     // Running the hook again changes nothing and does not create the stanza again.
-    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
-    assert!(!again.failed(), "{:?}", again.error);
+    let again = harness().run_ok(Trigger::UpdateStatus, &out.state);
     assert!(!again
         .commands
         .iter()
@@ -138,11 +134,8 @@ fn another_clusters_repository_blocks_and_archives_nothing() {
         CmdOutput::failed(28, "ERROR: [028]: backup and archive info files exist but do not match the database\n       HINT: is this the correct stanza?"),
     );
     // Act
-    let out = harness()
-        .run(Trigger::RelationChanged(S3_ID, None), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
     // Assert: the reason on the unit, no failing archive_command to fill the disk with WAL.
-    assert!(!out.failed(), "{:?}", out.error);
     let status = &out.state.unit_status;
     assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
     assert!(
@@ -160,13 +153,10 @@ fn garbled_provider_data_is_named_and_nothing_is_written() {
     let mut data = s3_data();
     data.retain(|(k, _)| *k != "tls-ca-chain");
     data.push(("tls-ca-chain", "not json"));
-    let out = harness()
-        .run(
-            Trigger::RelationChanged(S3_ID, None),
-            &with_s3(leader_primary(), &data),
-        )
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(
+        Trigger::RelationChanged(S3_ID, None),
+        &with_s3(leader_primary(), &data),
+    );
     let status = &out.state.unit_status;
     assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
     assert!(
@@ -186,8 +176,7 @@ fn the_relation_gone_removes_the_credentials_and_stops_archiving() {
         .unwrap();
     let mut st = related.state.clone();
     st.relations.retain(|r| r.id != S3_ID);
-    let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
     assert!(
         out.state.machine.text(CONF).is_none(),
         "no stale S3 key on disk"

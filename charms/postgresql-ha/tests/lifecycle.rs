@@ -17,8 +17,7 @@ fn new_leader() -> State {
 fn install_gets_packages_patroni_in_a_venv_and_silences_the_distribution_services() {
     let mut st = new_leader();
     st.machine = host_with_postgres();
-    let out = harness().run(Trigger::Install, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &st);
     for p in ["postgresql", "etcd-server", "etcd-client", "python3-venv"] {
         assert!(out.state.machine.packages.contains(p), "{p} not installed");
     }
@@ -74,8 +73,7 @@ fn an_existing_default_cluster_is_stopped_and_never_autostarts() {
         "auto\n",
         FileOptions::new("postgres", "postgres", 0o644),
     );
-    let out = harness().run(Trigger::Install, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &st);
     assert!(out
         .state
         .machine
@@ -100,8 +98,7 @@ fn a_wheelhouse_resource_installs_patroni_offline() {
             "/opt/postgresql-ha/wheelhouse/wheels\n/opt/postgresql-ha/wheelhouse/wheels\n",
         ),
     );
-    let out = harness().run(Trigger::Install, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &st);
     let lines = out.command_lines();
     assert!(lines.contains(
         &"tar -xzf /var/lib/juju/resources/wheelhouse.tar.gz -C /opt/postgresql-ha/wheelhouse"
@@ -125,8 +122,7 @@ fn a_broken_wheelhouse_falls_back_to_the_index() {
         &["tar"],
         CmdOutput::failed(2, "gzip: stdin: unexpected end of file"),
     );
-    let out = harness().run(Trigger::Install, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::Install, &st);
     assert!(!ran(&out, |l| l.contains("--no-index")));
     assert!(logged(&out, "could not be unpacked"));
 }
@@ -135,8 +131,7 @@ fn a_broken_wheelhouse_falls_back_to_the_index() {
 fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
     let mut st = new_leader();
     st.machine = patroni_down(installed_host());
-    let out = harness().run(Trigger::LeaderElected, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::LeaderElected, &st);
     let peer = out.state.relation(1).unwrap();
     let id = peer.local_app_data["system-secret"].clone();
     let secret = out.state.secret(&id).expect("secret created");
@@ -184,8 +179,7 @@ fn the_first_leader_generates_passwords_and_bootstraps_a_one_member_etcd() {
 fn the_first_leader_creates_the_ca_and_every_unit_its_own_certificate() {
     let mut st = new_leader();
     st.machine = patroni_down(installed_host());
-    let out = harness().run(Trigger::LeaderElected, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::LeaderElected, &st);
     let id = out.state.relation(1).unwrap().local_app_data["tls-ca-secret"].clone();
     let ca = out
         .state
@@ -272,10 +266,7 @@ fn the_first_leader_creates_the_ca_and_every_unit_its_own_certificate() {
 
 #[test]
 fn a_running_primary_is_active_and_says_so() {
-    let out = harness()
-        .run(Trigger::UpdateStatus, &leader_primary())
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::UpdateStatus, &leader_primary());
     assert_eq!(out.state.unit_status, Status::active("primary"));
     assert_eq!(out.state.app_status.kind, StatusKind::Active);
     assert!(out.state.app_status.message.contains("1 unit"));
@@ -308,8 +299,7 @@ fn patroni_config_for_two_and_three_units_lists_every_member() {
                 .map(|u| (*u, 0x10 + *u as u64, false))
                 .collect::<Vec<_>>(),
         );
-        let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
-        assert!(!out.failed(), "{:?}", out.error);
+        let out = harness().run_ok(Trigger::ConfigChanged, &st);
         let p = patroni_yml(&out.state);
         let hosts: Vec<&str> = strings(&p["etcd3"]["hosts"]);
         assert_eq!(hosts.len(), n as usize);
@@ -350,10 +340,7 @@ fn the_leader_admits_one_new_unit_at_a_time_as_an_etcd_learner_then_promotes_it(
         with_cluster(installed_host(), &[(0, "leader", "running", None)]),
         &[(0, 0xa0, false)],
     );
-    let out = harness()
-        .run(Trigger::RelationChanged(1, Some(1)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(1, Some(1)), &st);
     let adds: Vec<String> = out
         .command_lines()
         .into_iter()
@@ -416,8 +403,7 @@ fn a_joining_unit_waits_for_the_leader_then_joins_the_existing_cluster() {
         .with_secret(ca_secret());
     st.network.address = addr(1);
     st.machine = patroni_down(installed_host());
-    let out = unit_harness(1).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = unit_harness(1).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(
         out.state.unit_status,
         Status::waiting("waiting for the leader to add this unit to etcd (one unit at a time)")
@@ -431,10 +417,7 @@ fn a_joining_unit_waits_for_the_leader_then_joins_the_existing_cluster() {
 
     let mut st = out.state.clone();
     st.relations[0] = peers(&[0, 1], &[0]);
-    let out = unit_harness(1)
-        .run(Trigger::RelationChanged(1, None), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = unit_harness(1).run_ok(Trigger::RelationChanged(1, None), &st);
     let etcd = etcd_yml(&out.state);
     assert_eq!(etcd["initial-cluster-state"], "existing");
     assert_eq!(
@@ -459,8 +442,7 @@ fn the_leader_removes_the_etcd_member_of_a_departed_unit() {
         with_cluster(installed_host(), &[(0, "leader", "running", None)]),
         &[(0, 0xa0, false), (1, 0xb1, false), (2, 0xc2, false)],
     );
-    let out = harness().run(Trigger::RelationDeparted(1, 2), &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationDeparted(1, 2), &st);
     let lines = out.command_lines();
     assert!(
         lines.iter().any(|l| l.contains("member remove c2")),
@@ -491,10 +473,7 @@ fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
             "postgresql-ha-patroni.service",
         ],
     );
-    let out = unit_harness(1)
-        .run(Trigger::RelationDepartedSelf(1, 0), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = unit_harness(1).run_ok(Trigger::RelationDepartedSelf(1, 0), &st);
     let lines = out.command_lines();
     let stop_patroni = lines
         .iter()
@@ -510,10 +489,7 @@ fn a_departing_unit_hands_over_leaves_etcd_and_stops() {
         .expect("etcd stopped");
     assert!(stop_patroni < remove && remove < stop_etcd, "{lines:#?}");
     // The dying unit's later hooks (client relations broken, stop) must not start anything.
-    let later = unit_harness(1)
-        .run(Trigger::ConfigChanged, &out.state)
-        .unwrap();
-    assert!(!later.failed(), "{:?}", later.error);
+    let later = unit_harness(1).run_ok(Trigger::ConfigChanged, &out.state);
     assert!(
         !later.state.machine.is_active("postgresql-ha-etcd.service")
             && !later
@@ -534,10 +510,7 @@ fn bad_config_blocks_naming_the_option_and_touches_nothing() {
         ("loop-wait", 15, "loop-wait"),
         ("max-connections", 3, "max-connections"),
     ] {
-        let out = harness()
-            .run(Trigger::ConfigChanged, &st.clone().with_config(k, v))
-            .unwrap();
-        assert!(!out.failed());
+        let out = harness().run_ok(Trigger::ConfigChanged, &st.clone().with_config(k, v));
         assert_eq!(
             out.state.unit_status.kind,
             StatusKind::Blocked,
@@ -588,9 +561,8 @@ fn without_a_running_primary_the_dynamic_config_is_left_alone() {
         &[(0, 0xa1, false)],
     );
     // Act.
-    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
     // Assert: nothing patched now; a later hook with a primary does it.
-    assert!(!out.failed(), "{:?}", out.error);
     assert!(
         !ran(&out, |l| l.contains("-X PATCH")),
         "{:#?}",
@@ -607,13 +579,10 @@ fn a_config_change_patches_patroni_dynamic_config_without_restart() {
         !ran(&first, |l| l.contains("-X PATCH")),
         "defaults already in the DCS"
     );
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &first.state.clone().with_config("ttl", 30),
-        )
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(
+        Trigger::ConfigChanged,
+        &first.state.clone().with_config("ttl", 30),
+    );
     let lines = out.command_lines();
     let patch = find_command(
         &out,
@@ -650,8 +619,7 @@ fn hooks_are_idempotent() {
             ],
         ),
     );
-    let once = h.run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!once.failed(), "{:?}", once.error);
+    let once = h.run_ok(Trigger::ConfigChanged, &st);
     let mut twice_in = once.state.clone();
     twice_in.machine = running(twice_in.machine, &["postgresql-ha-patroni.service"]);
     let twice = h.run(Trigger::ConfigChanged, &twice_in).unwrap();
@@ -707,8 +675,7 @@ fn replica_statuses_report_sync_and_lag() {
             installed_host(),
             &[(0, "leader", "running", None), (1, role, state, lag)],
         );
-        let out = unit_harness(1).run(Trigger::UpdateStatus, &st).unwrap();
-        assert!(!out.failed(), "{:?}", out.error);
+        let out = unit_harness(1).run_ok(Trigger::UpdateStatus, &st);
         assert_eq!(out.state.unit_status, want);
     }
 }
@@ -739,8 +706,7 @@ fn a_primary_nobody_could_replace_says_so_on_its_status_and_the_app_s() {
             sync,
         );
         // Act
-        let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
-        assert!(!out.failed(), "{:?}", out.error);
+        let out = harness().run_ok(Trigger::UpdateStatus, &st);
         (out.state.unit_status, out.state.app_status)
     };
     // Assert: right after a failover the new primary's resolver reset /sync to itself, and
@@ -832,8 +798,7 @@ fn lost_etcd_quorum_blocks_with_the_action_to_run_and_ignores_patroni_stale_view
             (1, "leader", "running", None),
         ],
     ));
-    let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(
         out.state.unit_status.message.contains("etcd quorum lost")
@@ -877,10 +842,7 @@ fn a_unit_of_an_older_etcd_epoch_wipes_its_etcd_data_and_waits_to_rejoin() {
             "postgresql-ha-patroni.service",
         ],
     );
-    let out = unit_harness(1)
-        .run(Trigger::RelationChanged(1, None), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = unit_harness(1).run_ok(Trigger::RelationChanged(1, None), &st);
     let lines = out.command_lines();
     assert!(
         lines.contains(&"rm -rf /var/lib/postgresql-ha-etcd/member".to_string()),
@@ -899,8 +861,7 @@ fn system_passwords_live_only_in_0600_files_owned_by_postgres() {
         charm_lib::testing::Relation::new(5, "db", "maas-region")
             .remote_unit(0, &[("ingress-address", "10.0.0.50")]),
     );
-    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
     for pw in [SUPER_PW, REPL_PW, REWIND_PW, REST_PW] {
         assert!(!out.mentions(pw), "leaked into logs or status");
         for r in &out.state.relations {
@@ -1005,8 +966,7 @@ fn a_topology_observer_runs_as_root() {
     st.machine = st
         .machine
         .with_file("/usr/bin/juju-exec", "", FileOptions::root(0o755));
-    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
     let unit = out
         .state
         .machine
@@ -1060,8 +1020,7 @@ fn a_failed_member_removal_is_retried_later_without_failing_the_hook() {
         ],
         CmdOutput::failed(1, "etcdserver: member not found"),
     );
-    let out = harness().run(Trigger::UpdateStatus, &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
     assert!(
         out.state.relation(1).unwrap().local_app_data["etcd-members"].contains("postgresql-ha-2"),
         "kept until the removal succeeds"

@@ -40,10 +40,7 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
             SECRETS_ASKED,
         ],
     )]));
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     let psql = find_command(&out, |l| l.starts_with("psql"), "SQL ran on the primary");
     assert!(
         psql.starts_with("psql -h 10.0.0.10 -p 5432 -U postgres -d postgres"),
@@ -105,10 +102,7 @@ fn db_client_asking_for_secrets_gets_a_granted_secret_and_no_password() {
 #[test]
 fn a_legacy_db_client_gets_its_password_in_the_databag_with_a_warning() {
     let st = leader_primary().with_relation(db(&[(0, &[("private-address", "10.0.0.50")])]));
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(
         bag["database"], "maas-region",
@@ -160,10 +154,7 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
             (2, "replica", "streaming", Some(10)),
         ],
     );
-    let out = unit_harness(1)
-        .run(Trigger::RelationChanged(5, Some(1)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = unit_harness(1).run_ok(Trigger::RelationChanged(5, Some(1)), &st);
     assert!(
         !ran(&out, |l| l.starts_with("psql")),
         "only the leader runs SQL"
@@ -201,13 +192,10 @@ fn max_connections_grow_with_client_units() {
             &d.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(),
         );
     }
-    let out = harness()
-        .run(
-            Trigger::RelationChanged(5, Some(2)),
-            &leader_primary().with_relation(rel),
-        )
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(
+        Trigger::RelationChanged(5, Some(2)),
+        &leader_primary().with_relation(rel),
+    );
     let p = patroni_yml(&out.state);
     assert_eq!(
         p["bootstrap"]["dcs"]["postgresql"]["parameters"]["max_connections"].as_i64(),
@@ -274,10 +262,7 @@ fn garbage_from_a_client_blocks_with_the_relation_named_and_runs_nothing() {
 fn without_a_primary_the_leader_waits_to_create_the_database() {
     let mut st = leader_primary().with_relation(db(&[(0, &[("ingress-address", "10.0.0.50")])]));
     st.machine = patroni_down(installed_host());
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     assert_eq!(
         out.state.unit_status,
         Status::waiting("waiting for a primary to create the database of db:5")
@@ -380,11 +365,8 @@ fn an_extension_outside_the_allowlist_blocks_naming_it_and_the_rest_is_served() 
         ],
     )]));
     // Act.
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     // Assert: blocked, naming what was refused and the option that would allow it.
-    assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert_eq!(
         out.state.unit_status.message,
@@ -441,17 +423,14 @@ fn allowing_a_refused_extension_creates_it_and_clears_the_block() {
         .unwrap();
     assert_eq!(first.state.unit_status.kind, StatusKind::Blocked);
     // Act: the operator allows it.
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &first
-                .state
-                .clone()
-                .with_config("allowed-extensions", "btree_gin,pg_trgm,plpython3u"),
-        )
-        .unwrap();
+    let out = harness().run_ok(
+        Trigger::ConfigChanged,
+        &first
+            .state
+            .clone()
+            .with_config("allowed-extensions", "btree_gin,pg_trgm,plpython3u"),
+    );
     // Assert.
-    assert!(!out.failed(), "{:?}", out.error);
     let sql = provision_sql(&out);
     assert!(
         sql.contains("CREATE EXTENSION IF NOT EXISTS \"plpython3u\""),
@@ -476,10 +455,7 @@ fn an_empty_allowlist_creates_no_extension_not_even_btree_gin() {
     let st = leader_primary()
         .with_config("allowed-extensions", "")
         .with_relation(secret_asking_client());
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     let sql = provision_sql(&out);
     assert!(!sql.contains("CREATE EXTENSION"), "{sql}");
     assert_ne!(
@@ -501,10 +477,7 @@ fn a_malformed_allowlist_blocks_naming_the_option() {
     let st = leader_primary()
         .with_config("allowed-extensions", "pg_trgm;plpython3u")
         .with_relation(secret_asking_client());
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(
         out.state
@@ -530,10 +503,7 @@ fn the_database_interface_gets_endpoints_and_a_secret_in_the_app_databag() {
         &["/usr/lib/postgresql/15/bin/postgres", "-V"],
         charm_lib::CmdOutput::ok("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)\n"),
     );
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     let bag = &out.state.relation(7).unwrap().local_app_data;
     assert_eq!(bag["database"], "appdb");
     assert_eq!(bag["endpoints"], "10.0.0.10:5432");
@@ -575,10 +545,7 @@ fn a_vip_replaces_the_primary_address_and_the_subordinate_is_told_what_to_check(
     let st = leader_primary()
         .with_relation(vip)
         .with_relation(secret_asking_client());
-    let out = harness()
-        .run(Trigger::RelationChanged(9, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(9, Some(0)), &st);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(bag["host"], "10.0.0.100");
     assert!(bag["master"].starts_with("host=10.0.0.100 "));
@@ -603,8 +570,7 @@ fn after_a_failover_the_published_address_follows_the_new_primary() {
             (1, "leader", "running", None),
         ],
     );
-    let out = harness().run(Trigger::UpdateStatus, &st2).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::UpdateStatus, &st2);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_eq!(bag["host"], "10.0.0.11");
     assert_eq!(bag["state"], "hot standby");
@@ -619,10 +585,7 @@ fn after_a_failover_the_published_address_follows_the_new_primary() {
 fn removing_a_relation_revokes_its_access_and_forgets_its_secret() {
     let first = provisioned_client();
     let secret_id = first.state.relation(5).unwrap().local_unit_data["secret-user"].clone();
-    let out = harness()
-        .run(Trigger::RelationBroken(5), &first.state)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationBroken(5), &first.state);
     assert_eq!(
         out.command_lines()
             .iter()
@@ -662,10 +625,7 @@ fn the_last_client_unit_departing_changes_no_grant() {
     let grant = first.state.relation(1).unwrap().local_app_data["client-5"].clone();
     assert!(grant.contains("\"database\":\"e2e\""));
     // Seen in the local model: without the unit's data the request fell back to the app name.
-    let out = harness()
-        .run(Trigger::RelationDeparted(5, 0), &first.state)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationDeparted(5, 0), &first.state);
     assert!(
         !ran(&out, |l| l.starts_with("psql")),
         "{:#?}",
@@ -704,11 +664,8 @@ fn extra_user_roles_are_attributes_or_existing_roles_as_data_interfaces_means_th
         .with_config("allowed-extra-user-roles", "createdb,pg_read_all_data")
         .with_relation(database_client_asking("CREATEDB, pg_read_all_data"));
     // Act.
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     // Assert: createdb is an attribute of the client's role, pg_read_all_data a membership.
-    assert!(!out.failed(), "{:?}", out.error);
     let sql = provision_sql(&out);
     assert!(
         sql.contains(
@@ -747,11 +704,8 @@ fn refused_extra_user_roles_block_naming_them_and_the_option_and_the_rest_is_ser
         "createdb,superuser,pg_execute_server_program",
     ));
     // Act.
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     // Assert: blocked, naming both and what would allow the one that can be allowed.
-    assert!(!out.failed(), "{:?}", out.error);
     assert_eq!(
         out.state.unit_status,
         Status::blocked(
@@ -795,17 +749,14 @@ fn allowing_superuser_grants_it_and_the_never_granted_role_stays_refused() {
         .unwrap();
     assert!(first.state.unit_status.message.contains("superuser not in"));
     // Act: the operator allows superuser.
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &first
-                .state
-                .clone()
-                .with_config("allowed-extra-user-roles", "createdb,superuser"),
-        )
-        .unwrap();
+    let out = harness().run_ok(
+        Trigger::ConfigChanged,
+        &first
+            .state
+            .clone()
+            .with_config("allowed-extra-user-roles", "createdb,superuser"),
+    );
     // Assert.
-    assert!(!out.failed(), "{:?}", out.error);
     let sql = provision_sql(&out);
     assert!(
         sql.contains("WITH LOGIN SUPERUSER NOCREATEDB NOCREATEROLE"),
@@ -837,17 +788,14 @@ fn what_is_no_longer_allowed_is_taken_away() {
         serde_json::json!(["pg_read_all_data"])
     );
     // Act: the operator allows only createdb now.
-    let out = harness()
-        .run(
-            Trigger::ConfigChanged,
-            &first
-                .state
-                .clone()
-                .with_config("allowed-extra-user-roles", "createdb"),
-        )
-        .unwrap();
+    let out = harness().run_ok(
+        Trigger::ConfigChanged,
+        &first
+            .state
+            .clone()
+            .with_config("allowed-extra-user-roles", "createdb"),
+    );
     // Assert: the membership is revoked, the attribute kept, and the refusal said.
-    assert!(!out.failed(), "{:?}", out.error);
     let sql = provision_sql(&out);
     assert!(
         sql.contains("SELECT format('REVOKE %I FROM %I', rolname, 'relation_7') FROM pg_roles WHERE rolname = 'pg_read_all_data'"),
@@ -886,9 +834,8 @@ fn a_grant_from_before_extra_user_roles_were_attributes_is_redone() {
         .local_app_data
         .insert("client-7".into(), old.into());
     // Act.
-    let out = harness().run(Trigger::UpgradeCharm, &st).unwrap();
+    let out = harness().run_ok(Trigger::UpgradeCharm, &st);
     // Assert: the attribute set, the group role's membership revoked.
-    assert!(!out.failed(), "{:?}", out.error);
     let sql = provision_sql(&out);
     assert!(sql.contains("NOSUPERUSER CREATEDB NOCREATEROLE"), "{sql}");
     assert!(
@@ -907,10 +854,7 @@ fn a_server_access_role_in_the_allowlist_is_a_config_error_naming_the_option() {
     let st = leader_primary()
         .with_config("allowed-extra-user-roles", "createdb,pg_read_server_files")
         .with_relation(database_client_asking("pg_read_server_files"));
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
     assert!(
         out.state.unit_status.message.starts_with(
@@ -941,11 +885,8 @@ fn the_first_data_waits_for_the_primary_s_pg_hba_to_let_the_units_in() {
         database_client_asking("createdb").remote_unit(1, &[("ingress-address", "10.0.0.60")]),
     );
     // Act.
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     // Assert: after provisioning, the primary was asked about its pg_hba.conf for the address.
-    assert!(!out.failed(), "{:?}", out.error);
     let scripts = psql_scripts(&out);
     assert_eq!(scripts.len(), 2, "{scripts:#?}");
     assert!(scripts[0].contains("CREATE DATABASE"), "{}", scripts[0]);
@@ -985,11 +926,8 @@ fn a_pg_hba_that_does_not_come_still_lets_the_data_out_with_a_warning() {
             ),
         );
     // Act.
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     // Assert.
-    assert!(!out.failed(), "{:?}", out.error);
     assert!(out.logs.iter().any(|(l, m)| *l == LogLevel::Warning
         && m.contains("publishing database:7 before the primary's pg_hba.conf lets it in")));
     let bag = &out.state.relation(7).unwrap().local_app_data;
@@ -1000,10 +938,7 @@ fn a_pg_hba_that_does_not_come_still_lets_the_data_out_with_a_warning() {
 #[test]
 fn a_database_client_asking_for_every_secret_field_gets_tls_in_secret_tls_and_nothing_in_clear() {
     let st = leader_primary().with_relation(database_client_asking(""));
-    let out = harness()
-        .run(Trigger::RelationChanged(7, None), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
     let bag = &out.state.relation(7).unwrap().local_app_data;
     for k in ["tls", "tls-ca", "username", "password", "uris"] {
         assert!(!bag.contains_key(k), "{k} in clear: {bag:?}");
@@ -1028,10 +963,7 @@ fn a_database_client_asking_for_every_secret_field_gets_tls_in_secret_tls_and_no
         "clients verify the server with the application's CA"
     );
     // The next hook adopts the same secret by its label, unchanged.
-    let again = harness()
-        .run(Trigger::RelationChanged(7, None), &out.state)
-        .unwrap();
-    assert!(!again.failed(), "{:?}", again.error);
+    let again = harness().run_ok(Trigger::RelationChanged(7, None), &out.state);
     let bag2 = &again.state.relation(7).unwrap().local_app_data;
     assert_eq!(bag2["secret-tls"], bag["secret-tls"]);
     assert_eq!(
@@ -1040,10 +972,7 @@ fn a_database_client_asking_for_every_secret_field_gets_tls_in_secret_tls_and_no
         "no new revision when nothing changed"
     );
     // The relation gone, both secrets go with it.
-    let gone = harness()
-        .run(Trigger::RelationBroken(7), &again.state)
-        .unwrap();
-    assert!(!gone.failed(), "{:?}", gone.error);
+    let gone = harness().run_ok(Trigger::RelationBroken(7), &again.state);
     assert!(gone.state.secret(&bag["secret-user"]).is_none());
     assert!(gone.state.secret("client-7-tls").is_none());
 }
@@ -1065,10 +994,7 @@ fn a_legacy_db_client_is_allowed_from_its_egress_subnets_and_sees_its_request_ec
             ),
             (1, &[("ingress-address", "10.0.0.51")]),
         ]));
-    let out = harness()
-        .run(Trigger::RelationChanged(5, Some(0)), &st)
-        .unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
     let bag = &out.state.relation(5).unwrap().local_unit_data;
     assert_fields(
         bag,

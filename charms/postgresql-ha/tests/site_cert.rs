@@ -52,10 +52,9 @@ fn the_site_certificate_serves_postgresql_once_the_provider_signs() {
     // Arrange: a running primary, related to a provider that has not answered.
     let st = with_provider(&leader_primary(), None);
     // Act
-    let asked = h.run(Trigger::RelationJoined(12, 0), &st).unwrap();
+    let asked = h.run_ok(Trigger::RelationJoined(12, 0), &st);
     // Assert: a request naming the unit's addresses, a key that never left the unit, and
     // PostgreSQL still on the application CA's certificate meanwhile.
-    assert!(!asked.failed(), "{:?}", asked.error);
     let csr = request_of(&asked.state);
     let key = asked
         .state
@@ -96,8 +95,7 @@ fn the_site_certificate_serves_postgresql_once_the_provider_signs() {
         &mut st,
         [("certificates".to_string(), answer(&site, &csr, true))],
     );
-    let served = h.run(Trigger::RelationChanged(12, Some(0)), &st).unwrap();
-    assert!(!served.failed(), "{:?}", served.error);
+    let served = h.run_ok(Trigger::RelationChanged(12, Some(0)), &st);
     let pg = served.state.machine.text(PG_CERT).unwrap();
     assert!(
         tls::inspect(&pg, &site.cert_pem).unwrap().signed_by_ca,
@@ -162,8 +160,7 @@ fn a_site_certificate_without_the_units_addresses_is_not_used() {
         &mut st,
         [("certificates".to_string(), answer(&site, &csr, false))],
     );
-    let out = h.run(Trigger::RelationChanged(12, Some(0)), &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = h.run_ok(Trigger::RelationChanged(12, Some(0)), &st);
     assert!(
         out.state
             .unit_status
@@ -184,8 +181,7 @@ fn a_site_certificate_without_the_units_addresses_is_not_used() {
         &mut st,
         [("certificates".to_string(), "{not json".to_string())],
     );
-    let out = h.run(Trigger::RelationChanged(12, Some(0)), &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
+    let out = h.run_ok(Trigger::RelationChanged(12, Some(0)), &st);
     assert!(
         out.state.unit_status.message.contains("cannot read"),
         "{:?}",
