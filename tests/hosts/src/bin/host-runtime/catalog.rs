@@ -311,7 +311,50 @@ pub fn debian_units(name: &str) -> Vec<String> {
     v
 }
 
-/// Accepts a machine-installed Debian package: enables and starts its services.
+/// What a package's postinst does with one of its services on a first install, read from the
+/// snippets debhelper's dh_installsystemd writes into it (debhelper `autoscripts/`):
+/// `postinst-systemd-enable` runs `deb-systemd-helper enable 'U'` on a new install, while the
+/// `--no-enable` variant (`postinst-systemd-dont-enable`) enables only when
+/// `deb-systemd-helper debian-installed 'U'` (an earlier install) says so; and
+/// `postinst-systemd-start` / `-restart` run `deb-systemd-invoke start|$_dh_action 'U'`, absent
+/// with `--no-start`. E.g. haproxy's service is enabled and started; pgbackrest's (its TLS
+/// server, which needs configuring first) is neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnInstall {
+    /// Enabled on a first install.
+    pub enable: bool,
+    /// Started on a first install.
+    pub start: bool,
+}
+
+/// Reads [`OnInstall`] for `unit` from a postinst script's text.
+pub fn on_install(postinst: &str, unit: &str) -> OnInstall {
+    let quoted = format!("'{unit}'");
+    let has = |needle: &str| {
+        postinst
+            .lines()
+            .any(|l| l.contains(needle) && l.contains(&quoted))
+    };
+    OnInstall {
+        enable: has("deb-systemd-helper enable") && !has("deb-systemd-helper debian-installed"),
+        start: has("deb-systemd-invoke"),
+    }
+}
+
+fn postinst(name: &str) -> String {
+    let info = Path::new("/var/lib/dpkg/info");
+    [
+        format!("{name}.postinst"),
+        format!("{name}:amd64.postinst"),
+        format!("{name}:arm64.postinst"),
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(info.join(f)).ok())
+    .unwrap_or_default()
+}
+
+/// Accepts a machine-installed Debian package: enables and starts its services as its
+/// postinst would on a first install ([`on_install`]).
 pub fn install_debian(name: &str) -> Result<Record, String> {
     let mut rec = Record {
         name: name.to_string(),
@@ -320,12 +363,37 @@ pub fn install_debian(name: &str) -> Result<Record, String> {
         version: debian_version(name),
         ..Default::default()
     };
+    let script = postinst(name);
     for u in debian_units(name) {
-        systemctl(&["enable", &u])?;
-        systemctl(&["start", &u])?;
-        rec.units.push(u);
+        let what = on_install(&script, &u);
+        if what.enable {
+            systemctl(&["enable", &u])?;
+        }
+        if what.start {
+            systemctl(&["start", &u])?;
+        }
+        if what.enable || what.start {
+            rec.units.push(u);
+        }
     }
     Ok(rec)
+}
+
+#[cfg(test)]
+mod postinst_tests {
+    use super::*;
+
+    #[test]
+    fn services_follow_the_dh_installsystemd_snippets() {
+        // As Debian 12's haproxy and pgbackrest postinsts have them.
+        let haproxy = "\t# was-enabled defaults to true, so new installations run enable.\n\tif deb-systemd-helper --quiet was-enabled 'haproxy.service'; then\n\t\tdeb-systemd-helper enable 'haproxy.service' >/dev/null || true\n\tfi\n\t\tdeb-systemd-invoke start 'haproxy.service' >/dev/null || true\n";
+        assert_eq!(on_install(haproxy, "haproxy.service"), OnInstall { enable: true, start: true });
+        let pgbackrest = "\tif deb-systemd-helper debian-installed 'pgbackrest.service'; then\n\t\tdeb-systemd-helper unmask 'pgbackrest.service' >/dev/null || true\n\t\tif deb-systemd-helper --quiet was-enabled 'pgbackrest.service'; then\n\t\t\tdeb-systemd-helper enable 'pgbackrest.service' >/dev/null || true\n\t\tfi\n\tfi\n";
+        assert_eq!(on_install(pgbackrest, "pgbackrest.service"), OnInstall { enable: false, start: false });
+        let keepalived = "deb-systemd-helper enable 'keepalived.service'\n\t\tdeb-systemd-invoke $_dh_action 'keepalived.service' >/dev/null || true\n";
+        assert_eq!(on_install(keepalived, "keepalived.service"), OnInstall { enable: true, start: true });
+        assert_eq!(on_install(keepalived, "other.service"), OnInstall { enable: false, start: false });
+    }
 }
 
 /// Removes a package: stops and disables its services, deletes its files and links.
