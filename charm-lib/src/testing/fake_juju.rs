@@ -906,16 +906,37 @@ impl<'s> FakeJuju<'s> {
                 json(ids)
             }
             "secret-info-get" => {
+                // secret-info-get.go Init: an id or a label, not both
+                match (pos.first(), flags.get("--label")) {
+                    (None, None) => return usage("ERROR require either a secret URI or label"),
+                    (Some(_), Some(_)) => {
+                        return usage("ERROR specify either a secret URI or label but not both")
+                    }
+                    _ => {}
+                }
+                check_empty(&pos[pos.len().min(1)..])?;
                 let i = self.find_secret(pos.first(), flags.get("--label"))?;
                 let st = self.state.borrow();
                 let s = &st.secrets[i];
-                if s.holder == SecretHolder::Consumer {
-                    return fail("ERROR permission denied");
-                }
                 let xid = crate::tools::secret_xid(&s.id).to_string();
-                json(
-                    serde_json::json!({ xid: {"revision": s.latest(), "label": s.label, "description": s.description, "expiry": null, "rotation": null, "rotates": null} }),
-                )
+                // Run: only the unit's own secrets have metadata (SecretMetadata)
+                let owner = match s.holder {
+                    SecretHolder::App => "application",
+                    SecretHolder::Unit => "unit",
+                    SecretHolder::Consumer => {
+                        return fail(format!("ERROR secret {xid:?} not found"))
+                    }
+                };
+                // metadataDisplay: revision, label and owner always; the rest omitempty
+                let mut info = serde_json::json!({
+                    "revision": s.latest(),
+                    "label": s.label.clone().unwrap_or_default(),
+                    "owner": owner,
+                });
+                if let Some(d) = s.description.as_ref().filter(|d| !d.is_empty()) {
+                    info["description"] = d.clone().into();
+                }
+                json(serde_json::json!({ xid: info }))
             }
             _ => Err(ToolErrorKind::NotFound),
         }

@@ -76,23 +76,30 @@ pub(super) fn action_log(st: &mut ModelState, ctx: &HookContext, args: &[String]
     if p.pos.is_empty() {
         return usage("no message specified");
     }
-    if let Some(run) = ctx.hook.action.and_then(|a| st.actions.get_mut(&a)) {
-        run.log.push(p.pos.join(" "));
-    }
+    running(st, ctx)?.log.push(p.pos.join(" "));
     Ok(String::new())
 }
 
 pub(super) fn action_fail(st: &mut ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[])?;
     no_extra(&p, 1)?;
-    if let Some(run) = ctx.hook.action.and_then(|a| st.actions.get_mut(&a)) {
-        run.status = "failed".into();
-        run.message = match p.pos.first() {
-            None => "action failed without reason given, check action for errors".into(),
-            Some(m) => m.clone(),
-        };
-    }
+    let run = running(st, ctx)?;
+    run.status = "failed".into();
+    run.message = match p.pos.first() {
+        None => "action failed without reason given, check action for errors".into(),
+        Some(m) => m.clone(),
+    };
     Ok(String::new())
+}
+
+/// The running action; outside one, the action tools' Run fails as Juju's does (every tool
+/// is served in every hook, runner.go startJujucServer; runner/context ActionParams and
+/// friends: "not running an action"), after their arguments passed Init.
+fn running<'s>(st: &'s mut ModelState, ctx: &HookContext) -> R<&'s mut crate::state::ActionRun> {
+    ctx.hook
+        .action
+        .and_then(|a| st.actions.get_mut(&a))
+        .ok_or_else(|| ToolError::Fail("not running an action".into()))
 }
 
 #[cfg(test)]

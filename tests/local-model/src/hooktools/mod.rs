@@ -20,7 +20,6 @@ mod secret;
 mod status;
 
 use crate::hookctx::HookContext;
-use crate::resolver::HookKind;
 use crate::state::ModelState;
 
 pub use args::{format_value, parse_args, FlagSpec, Parsed};
@@ -130,10 +129,6 @@ fn dispatch(
     args: &[String],
     stdin: &[u8],
 ) -> R<String> {
-    let in_action = ctx.hook.kind == HookKind::Action;
-    if tool.starts_with("action-") && TOOLS.contains(&tool) && !in_action {
-        return fail("not running an action");
-    }
     match tool {
         "relation-ids" => relation::relation_ids(st, ctx, args),
         "relation-list" => relation::relation_list(st, ctx, args),

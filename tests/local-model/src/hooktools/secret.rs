@@ -288,14 +288,16 @@ pub(super) fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[Str
 pub(super) fn secret_info_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
     let p = parse_args(args, &[FMT, ("label", None, true)])?;
     no_extra(&p, 1)?;
+    // secret-info-get.go Init: an id or a label, not both; Run: NotFoundf("secret %q")
     let xid = match (p.pos.first(), p.get("label")) {
-        (Some(id), _) => parse_secret_id(id),
+        (Some(_), Some(_)) => return usage("specify either a secret URI or label but not both"),
+        (Some(id), None) => parse_secret_id(id),
         (None, Some(l)) => st
             .secrets
             .values()
             .find(|s| owns(st, ctx, s) && s.label.as_deref() == Some(l))
             .map(|s| s.xid.clone())
-            .ok_or_else(|| ToolError::Fail(format!("secret with label {l:?} not found")))?,
+            .ok_or_else(|| ToolError::Fail(format!("secret {l:?} not found")))?,
         (None, None) => return usage("require either a secret URI or label"),
     };
     let s = find_secret(st, ctx, &xid)
