@@ -208,7 +208,7 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
         .relation(PEER)?
         .ok_or_else(|| anyhow::anyhow!("the peer relation does not exist yet"))?;
     let app = peers.my_app_data()?;
-    let mut shared = Shared::read(&app);
+    let mut shared = Shared::read(&app)?;
     let address = ctx
         .model
         .ingress_address(PEER)?

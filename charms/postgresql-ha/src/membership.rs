@@ -4,7 +4,9 @@
 
 use crate::render::{self, Member};
 use crate::{etcd, paths};
+use charm_lib::databag::{from_databag, to_databag, DatabagError};
 use charm_lib::{Cmd, Context, Databag, FileOptions, MachineExt, Relation};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -44,22 +46,31 @@ pub struct Shared {
     pub token: String,
 }
 
+/// The peer app databag's etcd keys as they travel (see [`keys`]); `etcd-members` is JSON.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SharedBag {
+    #[serde(rename = "etcd-members", default)]
+    members: BTreeMap<String, String>,
+    #[serde(rename = "etcd-epoch", default)]
+    epoch: Option<String>,
+    #[serde(rename = "etcd-bootstrap", default)]
+    bootstrap: String,
+    #[serde(rename = "etcd-token", default)]
+    token: String,
+}
+
 impl Shared {
-    /// Reads the shared state from the peer app databag.
-    pub fn read(app: &Databag) -> Shared {
-        Shared {
-            members: app
-                .get(keys::ETCD_MEMBERS)
-                .and_then(|v| serde_json::from_str(v).ok())
-                .unwrap_or_default(),
-            epoch: app
-                .get(keys::ETCD_EPOCH)
-                .cloned()
-                .filter(|e| !e.is_empty())
-                .unwrap_or_else(|| "1".into()),
-            bootstrap: app.get(keys::ETCD_BOOTSTRAP).cloned().unwrap_or_default(),
-            token: app.get(keys::ETCD_TOKEN).cloned().unwrap_or_default(),
-        }
+    /// Reads the shared state from the peer app databag. A value that does not parse is an
+    /// error naming its key, never an empty member list: that would bootstrap a new etcd
+    /// cluster beside the running one.
+    pub fn read(app: &Databag) -> Result<Shared, DatabagError> {
+        let bag: SharedBag = from_databag(app)?;
+        Ok(Shared {
+            members: bag.members,
+            epoch: bag.epoch.unwrap_or_else(|| "1".into()),
+            bootstrap: bag.bootstrap,
+            token: bag.token,
+        })
     }
 
     /// The members as a sorted list.
@@ -75,13 +86,13 @@ impl Shared {
 
     /// Writes the shared state into peer app databag changes.
     pub fn write(&self, changes: &mut Databag) {
-        changes.insert(
-            keys::ETCD_MEMBERS.into(),
-            serde_json::to_string(&self.members).expect("a string map serializes"),
-        );
-        changes.insert(keys::ETCD_EPOCH.into(), self.epoch.clone());
-        changes.insert(keys::ETCD_BOOTSTRAP.into(), self.bootstrap.clone());
-        changes.insert(keys::ETCD_TOKEN.into(), self.token.clone());
+        let bag = SharedBag {
+            members: self.members.clone(),
+            epoch: Some(self.epoch.clone()),
+            bootstrap: self.bootstrap.clone(),
+            token: self.token.clone(),
+        };
+        changes.extend(to_databag(&bag).expect("string fields and a string map encode"));
     }
 }
 

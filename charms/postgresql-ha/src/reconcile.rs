@@ -231,7 +231,16 @@ fn converge(
         Site::NotRelated => None,
     };
     let (tls_changed, trusted) = certs::ensure(ctx.machine, &ca, me, &sans, site.as_ref())?;
-    let mut shared = Shared::read(app);
+    let mut shared = match Shared::read(app) {
+        Ok(s) => s,
+        Err(e) => {
+            // Never an empty member list in its place: that would bootstrap a second etcd.
+            st.push(Status::blocked(format!(
+                "unusable peer app data ({PEER}), etcd membership left as it is: {e}"
+            )));
+            return Ok(None);
+        }
+    };
     if leader && shared.members.is_empty() {
         // First leader: bootstrap a one-member etcd; others join one at a time.
         shared.members.insert(me.name.clone(), me.address.clone());

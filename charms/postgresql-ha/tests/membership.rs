@@ -121,3 +121,39 @@ fn any_other_refusal_of_a_new_member_fails_at_once() {
     assert!(!lines.iter().any(|l| l.starts_with("sleep")), "{lines:#?}");
     assert!(format!("{:?}", out.error).contains("Peer URLs already exists"));
 }
+
+#[test]
+fn a_garbled_member_list_blocks_naming_the_key_and_never_bootstraps_a_new_etcd() {
+    // Arrange: the leader of a running application whose peer app databag lost its JSON.
+    let mut peer = peers(&[0, 1], &[1]);
+    peer.local_app_data
+        .insert("etcd-members".into(), r#"{"postgresql-ha-0":"10.0"#.into());
+    let mut st = State::default()
+        .leader()
+        .with_relation(peer)
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
+    st.machine = patroni_down(installed_host());
+
+    // Act
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
+
+    // Assert: the databag is left as it was, no etcd configuration is written or started,
+    // and the status names the key.
+    let before = &st.relation(1).unwrap().local_app_data;
+    assert_eq!(&out.state.relation(1).unwrap().local_app_data, before);
+    assert!(
+        !out.state
+            .machine
+            .files
+            .contains_key(std::path::Path::new("/etc/postgresql-ha/etcd.conf.yml")),
+        "no etcd configuration may be rendered from an empty member list"
+    );
+    assert!(!ran(&out, |l| l.contains("etcd") && l.contains("start")));
+    assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
+    assert!(
+        out.state.unit_status.message.contains("\"etcd-members\""),
+        "{:?}",
+        out.state.unit_status
+    );
+}
