@@ -9,30 +9,14 @@ use crate::net::{self, Cidr, Interface};
 use crate::relations::{self, PrincipalWish, Principals};
 use crate::render::{self, Placement, ScriptCheck, Unicast, Vrrp};
 use charm_lib::{Cmd, Context, Status};
+// What the principal is told about this unit.
+use contracts::vip::VipState;
 use std::net::IpAddr;
-
-/// What the principal is told about this unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Served {
-    Held,
-    Standby,
-    Blocked,
-}
-
-impl Served {
-    fn as_str(self) -> &'static str {
-        match self {
-            Served::Held => "held",
-            Served::Standby => "standby",
-            Served::Blocked => "blocked",
-        }
-    }
-}
 
 /// Blocked: nothing is rendered and the running keepalived keeps what it has.
 fn block(ctx: &mut Context, vips: &[Cidr], why: impl Into<String>) -> anyhow::Result<()> {
     ctx.status(Status::blocked(why));
-    relations::publish_principal(ctx, vips, Served::Blocked.as_str())
+    relations::publish_principal(ctx, vips, VipState::Blocked)
 }
 
 /// "VIP 10.0.0.100/24" or "VIPs 10.0.0.100/24, fd00::100/64".
@@ -184,11 +168,11 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         return block(ctx, &cfg.vips, format!("no {family} address on {iface_name} to send unicast VRRP adverts from; add one or set unicast=false"));
     }
     let held = net::is_local(&ifaces, cfg.vips[0].addr);
-    let served = if held { Served::Held } else { Served::Standby };
+    let served = if held { VipState::Held } else { VipState::Standby };
 
     if ctx.model.relation(relations::PEERS)?.is_none() {
         ctx.status(Status::waiting("waiting for the peer relation"));
-        return relations::publish_principal(ctx, &cfg.vips, served.as_str());
+        return relations::publish_principal(ctx, &cfg.vips, served);
     }
     // The leader creates the password even when v3 does not use it, so that switching to v2
     // later needs no extra round.
@@ -198,13 +182,13 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         // (a PostgreSQL replica), and clients would reach the wrong one until the check came.
         // A keepalived already running keeps what it has, as for a block.
         ctx.status(Status::waiting(why));
-        return relations::publish_principal(ctx, &cfg.vips, served.as_str());
+        return relations::publish_principal(ctx, &cfg.vips, served);
     }
     if cfg.version == 2 && password.is_none() {
         ctx.status(Status::waiting(
             "waiting for the leader to share the VRRP password",
         ));
-        return relations::publish_principal(ctx, &cfg.vips, served.as_str());
+        return relations::publish_principal(ctx, &cfg.vips, served);
     }
 
     let mine = Claim {
@@ -282,9 +266,9 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     ctx.status(Status::active(format!(
         "{} {}",
         vip_label(&cfg.vips),
-        served.as_str()
+        served
     )));
-    relations::publish_principal(ctx, &cfg.vips, served.as_str())
+    relations::publish_principal(ctx, &cfg.vips, served)
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! password over `cluster`, and what the principal learns back over `vip`.
 
 use crate::checks::{self, Check};
+use charm_lib::databag::{from_databag, to_databag};
 use charm_lib::{Context, Databag, RelationPhase, SharedSecret};
+use contracts::vip::{keys, PrincipalData, SubordinateData, VipState};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -114,13 +116,16 @@ pub fn principal_wishes(ctx: &Context) -> anyhow::Result<Principals> {
     })
 }
 
-/// One principal unit's databag as a wish: `Ok(None)` while it has no `check` yet. What it
-/// did send is validated first, so a bad value blocks at once rather than after the check.
+/// One principal unit's databag ([`PrincipalData`]) as a wish: `Ok(None)` while it has no
+/// `check` yet. What it did send is validated first, so a bad value blocks at once rather than
+/// after the check.
 fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
-    let check_text = bag.get("check").map(|s| s.trim()).unwrap_or("");
+    let data: PrincipalData =
+        from_databag(bag).map_err(|e| format!("principal {unit} sent invalid vip data: {e}"))?;
+    let check_text = text(&data.check).unwrap_or("");
     let mut checks = checks::parse_checks(check_text)
         .map_err(|why| format!("principal {unit} sent an invalid check: {why}"))?;
-    if let Some(tls) = client_tls(bag).map_err(|why| format!("principal {unit} sent {why}"))? {
+    if let Some(tls) = client_tls(&data).map_err(|why| format!("principal {unit} sent {why}"))? {
         checks = checks
             .into_iter()
             .map(|c| match c {
@@ -131,7 +136,7 @@ fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
             })
             .collect();
     }
-    let interval = match bag.get("check-interval").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    let interval = match text(&data.check_interval) {
         None => None,
         Some(s) => match s.parse::<f64>() {
             // keepalived runs scripts in whole seconds: round up, never below 1.
@@ -142,9 +147,10 @@ fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
     if checks.is_empty() {
         return Ok(None);
     }
-    let service = bag
-        .get("service")
-        .map(|s| sanitize(s))
+    let service = data
+        .service
+        .as_deref()
+        .map(sanitize)
         .filter(|s| !s.is_empty());
     Ok(Some(PrincipalWish {
         unit: unit.to_string(),
@@ -154,19 +160,23 @@ fn wish_of(unit: &str, bag: &Databag) -> Result<Option<PrincipalWish>, String> {
     }))
 }
 
+/// A value as the principal meant it: trimmed, blank counts as missing.
+fn text(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// `check-tls-ca`, `check-tls-cert`, `check-tls-key`: all three or none.
-fn client_tls(bag: &Databag) -> Result<Option<checks::ClientTls>, String> {
-    let get = |k: &str| bag.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+fn client_tls(data: &PrincipalData) -> Result<Option<checks::ClientTls>, String> {
     match (
-        get("check-tls-ca"),
-        get("check-tls-cert"),
-        get("check-tls-key"),
+        text(&data.check_tls_ca),
+        text(&data.check_tls_cert),
+        text(&data.check_tls_key),
     ) {
         (None, None, None) => Ok(None),
         (Some(ca), Some(cert), Some(key)) => Ok(Some(checks::ClientTls {
-            ca: checks::parse_path("check-tls-ca", ca)?,
-            cert: checks::parse_path("check-tls-cert", cert)?,
-            key: checks::parse_path("check-tls-key", key)?,
+            ca: checks::parse_path(keys::CHECK_TLS_CA, ca)?,
+            cert: checks::parse_path(keys::CHECK_TLS_CERT, cert)?,
+            key: checks::parse_path(keys::CHECK_TLS_KEY, key)?,
         })),
         _ => Err(
             "only some of check-tls-ca, check-tls-cert, check-tls-key: expected all three or none"
@@ -223,29 +233,18 @@ pub fn publish_peer(ctx: &Context, address: Option<IpAddr>, priority: u8) -> any
     set_changed(&rel.my_unit_data()?, &want, |c| rel.set_my_unit_data(c))
 }
 
-/// Writes to the principals what they should know (only what changed).
+/// Writes to the principals what they should know ([`SubordinateData`], only what changed).
 pub fn publish_principal(
     ctx: &Context,
     vips: &[crate::net::Cidr],
-    state: &str,
+    state: VipState,
 ) -> anyhow::Result<()> {
     let broken = broken_id(ctx);
-    let mut want = Databag::new();
-    want.insert(
-        "vips".into(),
-        vips.iter()
-            .map(|c| c.addr.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    want.insert(
-        "vip-cidrs".into(),
-        vips.iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    want.insert("state".into(), state.into());
+    let want = to_databag(&SubordinateData {
+        vips: vips.iter().map(|c| c.addr.to_string()).collect(),
+        vip_cidrs: vips.iter().map(|c| c.to_string()).collect(),
+        state: Some(state),
+    })?;
     for rel in ctx.model.relations(VIP)? {
         if Some(rel.id().id) == broken {
             continue;

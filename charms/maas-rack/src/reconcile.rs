@@ -216,7 +216,7 @@ fn read_shared_secret(ctx: &Context, secret_id: &str) -> Result<Result<String, S
         Err(e) => return Err(e.into()),
     };
     let Some(secret) = content
-        .get("secret")
+        .get(contracts::maas_rpc::SECRET_KEY)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
     else {

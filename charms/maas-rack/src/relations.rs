@@ -1,8 +1,11 @@
-//! The `rpc` relation (interface `maas-rpc`, charms/INTERFACES.md): what the region offers in
-//! its application databag, and what this rack publishes in its unit databag.
+//! The `rpc` relation (interface `maas-rpc`; keys and databags: `contracts::maas_rpc`): what
+//! the region offers in its application databag, and what this rack publishes in its unit
+//! databag.
 
+use charm_lib::databag::from_databag;
 use charm_lib::Databag;
-use serde::Serialize;
+pub use contracts::maas_rpc::RackData;
+use contracts::maas_rpc::{keys, RegionData};
 
 /// The endpoint name in metadata.yaml.
 pub const ENDPOINT: &str = "rpc";
@@ -20,21 +23,35 @@ pub struct RegionOffer {
 }
 
 impl RegionOffer {
-    /// Reads the region's app databag. A `regions` value that is not a JSON list of hostnames
-    /// is an error message for a Blocked status (the region charm wrote something wrong).
+    /// Reads the region's app databag ([`RegionData`]). A `regions` value that is not a JSON
+    /// list of hostnames is an error message for a Blocked status (the region charm wrote
+    /// something wrong). Blank values count as missing.
     pub fn from_databag(bag: &Databag) -> Result<RegionOffer, String> {
-        let get = |k: &str| {
-            bag.get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
+        let trimmed: Databag = bag
+            .iter()
+            .map(|(k, v)| (k.clone(), v.trim().to_string()))
+            .collect();
+        let bad = || {
+            let text = trimmed.get(keys::REGIONS).map(String::as_str).unwrap_or("");
+            format!(
+                "maas-region sent invalid rpc data: regions must be a JSON list of hostnames, got {:?}",
+                truncate(text, 60)
+            )
         };
-        let regions = match get("regions") {
-            None => Vec::new(),
-            Some(text) => parse_regions(&text)?,
-        };
+        // `regions` is the only key that can fail to parse: the others are text.
+        let data: RegionData = from_databag(&trimmed).map_err(|_| bad())?;
+        let regions = data
+            .regions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| {
+                let h = h.trim();
+                valid_hostname(h).then(|| h.to_string()).ok_or_else(bad)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(RegionOffer {
-            maas_url: get("maas_url"),
-            secret_id: get("secret_id"),
+            maas_url: data.maas_url,
+            secret_id: data.secret_id,
             regions,
         })
     }
@@ -48,22 +65,6 @@ impl RegionOffer {
             .find(|r| short_name(r) == me)
             .map(String::as_str)
     }
-}
-
-fn parse_regions(text: &str) -> Result<Vec<String>, String> {
-    let bad = || {
-        format!(
-            "maas-region sent invalid rpc data: regions must be a JSON list of hostnames, got {:?}",
-            truncate(text, 60)
-        )
-    };
-    let v: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
-    v.into_iter()
-        .map(|h| match h {
-            serde_json::Value::String(s) if valid_hostname(s.trim()) => Ok(s.trim().to_string()),
-            _ => Err(bad()),
-        })
-        .collect()
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -164,17 +165,6 @@ fn valid_port(p: &str) -> bool {
     !p.is_empty()
         && p.chars().all(|c| c.is_ascii_digit())
         && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
-}
-
-/// This rack's unit databag. `None` fields delete their key, so stale values do not linger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RackData {
-    /// The rack's hostname, for the region's `configure-dhcp` to name it.
-    pub hostname: String,
-    /// Its MAAS system id, once MAAS has assigned one.
-    pub system_id: Option<String>,
-    /// The VLANs it serves DHCP for (written as JSON), when known.
-    pub dhcp: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -801,7 +801,7 @@ fn shared_secret(
     let Some(secret) = read_shared_secret(ctx, w.cfg.install_method, running)? else {
         return Ok(None);
     };
-    let content = bag(&[("secret", &secret)]);
+    let content = bag(&[(contracts::maas_rpc::SECRET_KEY, &secret)]);
     Ok(Some(SHARED_SECRET.put_published(
         &ctx.model,
         &w.peer_app,

@@ -1,9 +1,12 @@
-//! The relations as this charm reads and writes them (keys: charms/INTERFACES.md): the two
-//! database protocols, the VIP subordinate, the peers, and the racks.
+//! The relations as this charm reads and writes them (keys: charms/INTERFACES.md; those of
+//! `vip` and `rpc` and their databags: the `contracts` crate): the two database protocols, the
+//! VIP subordinate, the peers, and the racks.
 
 use crate::maas::DbSettings;
+use charm_lib::databag::to_databag;
 use charm_lib::{Databag, Model, RelationId};
-use std::collections::BTreeMap;
+use contracts::maas_rpc::{keys as rpc_keys, RegionData};
+use contracts::vip::{keys as vip_keys, PrincipalData};
 
 /// Database endpoints.
 pub const DB: &str = "db";
@@ -247,8 +250,9 @@ pub fn vip(model: &Model) -> anyhow::Result<Option<String>> {
     };
     for u in rel.units() {
         let d = rel.unit_data(u)?;
+        // Only `vips` is read: a `state` the region never looks at cannot fail this.
         if let Some(v) = d
-            .get("vips")
+            .get(vip_keys::VIPS)
             .and_then(|v| v.split(',').map(str::trim).find(|v| !v.is_empty()))
         {
             if v.parse::<std::net::IpAddr>().is_ok() {
@@ -270,13 +274,16 @@ pub fn usable_address(a: &str) -> bool {
             && !a.starts_with('-'))
 }
 
-/// Tells the subordinate what to check.
+/// Tells the subordinate what to check ([`PrincipalData`]; the keys this region never sets
+/// go out empty, which writes nothing).
 pub fn publish_vip_checks(model: &Model, check: &str) -> anyhow::Result<()> {
     if let Some(rel) = model.relation(VIP)? {
-        rel.set_my_unit_data(&changed(
-            &rel.my_unit_data()?,
-            &bag(&[("check", check), ("service", "maas_region")]),
-        ))?;
+        let wanted = to_databag(&PrincipalData {
+            check: Some(check.to_string()),
+            service: Some("maas_region".into()),
+            ..PrincipalData::default()
+        })?;
+        rel.set_my_unit_data(&changed(&rel.my_unit_data()?, &wanted))?;
     }
     Ok(())
 }
@@ -320,7 +327,7 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
     Ok(out)
 }
 
-/// A rack as it describes itself on `rpc`.
+/// A rack as it describes itself on `rpc` (`contracts::maas_rpc::RackData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rack {
     /// Hostname.
@@ -334,11 +341,15 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
     let mut out = vec![];
     for rel in model.relations(RPC)? {
         for u in rel.units() {
+            // Only the two keys the region reads: a `dhcp` it never looks at cannot fail this.
             let d = rel.unit_data(u)?;
-            if let Some(h) = d.get("hostname").filter(|h| !h.is_empty()) {
+            if let Some(h) = d.get(rpc_keys::HOSTNAME).filter(|h| !h.is_empty()) {
                 out.push(Rack {
                     hostname: h.clone(),
-                    system_id: d.get("system_id").filter(|s| !s.is_empty()).cloned(),
+                    system_id: d
+                        .get(rpc_keys::SYSTEM_ID)
+                        .filter(|s| !s.is_empty())
+                        .cloned(),
                 });
             }
         }
@@ -346,7 +357,8 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
     Ok(out)
 }
 
-/// The leader's rpc publication: URL, secret id (granted to each relation), region hostnames.
+/// The leader's rpc publication ([`RegionData`]): URL, secret id (granted to each relation),
+/// region hostnames.
 pub fn publish_rpc(
     model: &Model,
     maas_url: &str,
@@ -354,18 +366,19 @@ pub fn publish_rpc(
     regions: &[String],
     broken: Option<&RelationId>,
 ) -> anyhow::Result<()> {
-    let regions = serde_json::to_string(regions)?;
     for rel in model
         .relations(RPC)?
         .into_iter()
         .filter(|r| Some(r.id()) != broken)
     {
-        let mut wanted: BTreeMap<String, String> =
-            bag(&[("maas_url", maas_url), ("regions", &regions)]);
         if let Some(id) = secret_id {
             model.grant_secret(id, rel.id(), None)?;
-            wanted.insert("secret_id".into(), id.to_string());
         }
+        let wanted = to_databag(&RegionData {
+            maas_url: Some(maas_url.to_string()),
+            secret_id: secret_id.map(str::to_string),
+            regions: Some(regions.to_vec()),
+        })?;
         rel.set_my_app_data(&changed(&rel.my_app_data()?, &wanted))?;
     }
     Ok(())
