@@ -76,11 +76,14 @@ enum Cmd {
         a: String,
         b: String,
     },
-    /// Upgrade an application's charm (upgrade-charm on every unit).
+    /// Upgrade an application's charm (upgrade-charm on every unit not in error).
     Refresh {
         app: String,
         #[arg(long)]
         path: Option<PathBuf>,
+        /// Units in hook error take the new charm at once and stay in error.
+        #[arg(long)]
+        force_units: bool,
     },
     /// Run an action and print its results.
     Run {
@@ -294,9 +297,19 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::RemoveRelation { a, b } => {
             model.request(&Request::RemoveRelation { a, b }).map(|_| ())
         }
-        Cmd::Refresh { app, path } => {
+        Cmd::Refresh {
+            app,
+            path,
+            force_units,
+        } => {
             let path = path.map(|p| p.canonicalize()).transpose()?;
-            model.request(&Request::Refresh { app, path }).map(|_| ())
+            model
+                .request(&Request::Refresh {
+                    app,
+                    path,
+                    force_units,
+                })
+                .map(|_| ())
         }
         Cmd::Run {
             unit,

@@ -282,8 +282,12 @@ fn handle(rt: &mut Runtime, req: Request) -> Result<Value> {
             Ok(Value::Null)
         }
         Request::Config { app, set, reset } => Ok(json!(ops::config(rt, &app, &set, &reset)?)),
-        Request::Refresh { app, path } => {
-            ops::refresh(rt, &app, path.as_deref())?;
+        Request::Refresh {
+            app,
+            path,
+            force_units,
+        } => {
+            ops::refresh(rt, &app, path.as_deref(), force_units)?;
             Ok(Value::Null)
         }
         Request::Run {

@@ -178,6 +178,22 @@ fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
             code: 1,
         });
     }
+    // a forced refresh reaches units in hook error between two runs of their failed hook
+    // (resolver.rs forced_upgrade); it takes no machine lock (operation/deploy.go:
+    // DoesNotRequireMachineLock), only the unit's own hook must not be running
+    let forced: Vec<String> = rt
+        .state
+        .units
+        .keys()
+        .filter(|u| crate::resolver::forced_upgrade(&rt.state, u))
+        .filter(|u| !rt.running.values().any(|r| &r.unit == *u))
+        .cloned()
+        .collect();
+    for u in forced {
+        if let Err(e) = deploy_charm(rt, &u, true) {
+            append_unit_log(rt, &u, &format!("ERROR upgrading the charm: {e:#}"));
+        }
+    }
     for m in machines {
         if rt.running.contains_key(&m) {
             continue;
@@ -465,9 +481,45 @@ fn finish_exec(rt: &mut Runtime, ctx: HookContext, code: i32) {
     rt.save();
 }
 
+/// The upgrade operation: unpack the application's current charm (and resources) into the
+/// unit's charm dir and record it (operation/deploy.go Prepare/Execute: the deployer stages
+/// and deploys the charm before upgrade-charm is queued; resolver.rs commit_deploy).
+fn deploy_charm(rt: &mut Runtime, unit: &str, forced: bool) -> Result<()> {
+    let Some(u) = rt.state.units.get(unit).cloned() else {
+        return Ok(());
+    };
+    let rev = rt.state.applications[&u.app].charm_revision;
+    crate::ops::install_unit_files(rt, &u)?;
+    crate::resolver::commit_deploy(&mut rt.state, unit, forced);
+    let how = match (&u.error, forced) {
+        (Some(e), true) => format!(" (forced; {:?} stays in error)", e.hook.name),
+        _ => String::new(),
+    };
+    append_unit_log(
+        rt,
+        unit,
+        &format!("INFO {unit} upgraded its charm to revision {rev}{how}"),
+    );
+    rt.save();
+    Ok(())
+}
+
 /// Start `h` for `unit`: mark it executing, build its context, spawn `dispatch` (or the
 /// legacy `hooks/<name>`), and hand the child to a waiter thread.
 fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
+    // upgrade-charm runs the new charm: the upgrade operation deploys it first (once: a
+    // retry of a failed upgrade-charm finds it deployed)
+    if h.kind == HookKind::UpgradeCharm
+        && rt
+            .state
+            .units
+            .get(&unit)
+            .is_some_and(|u| u.view.charm_deployed < h.snapshot)
+    {
+        if let Err(e) = deploy_charm(rt, &unit, false) {
+            append_unit_log(rt, &unit, &format!("ERROR upgrading the charm: {e:#}"));
+        }
+    }
     let Some(u) = rt.state.units.get(&unit).cloned() else {
         return;
     };

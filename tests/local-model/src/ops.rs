@@ -106,6 +106,7 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
                 next_unit: 0,
                 resources,
                 charm_revision: 0,
+                force_units: false,
             },
         );
         for p in peers {
@@ -220,7 +221,7 @@ pub fn new_machine(rt: &mut Runtime) -> Result<String> {
     Ok(id)
 }
 
-fn install_unit_files(rt: &Runtime, unit: &Unit) -> Result<()> {
+pub(crate) fn install_unit_files(rt: &Runtime, unit: &Unit) -> Result<()> {
     let app = &rt.state.applications[&unit.app];
     let charm_dir = rt.machines.host_path(&unit.machine, &unit.charm_dir());
     unpack(&app.charm_path, &charm_dir)
@@ -253,6 +254,13 @@ fn make_unit(
         .ok_or_else(|| anyhow!("application {app:?} not found"))?;
     let name = format!("{app}/{}", a.next_unit);
     a.next_unit += 1;
+    // a new unit installs the application's current charm (operation/deploy.go, kind
+    // Install: the charm URL is the unit's from then on), so it has no upgrade-charm to run
+    let view = UniterView {
+        charm_revision_seen: a.charm_revision,
+        charm_deployed: a.charm_revision,
+        ..UniterView::default()
+    };
     let unit = Unit {
         name: name.clone(),
         app: app.to_string(),
@@ -264,7 +272,7 @@ fn make_unit(
         agent_message: String::new(),
         ports: BTreeSet::new(),
         charm_state: BTreeMap::new(),
-        view: UniterView::default(),
+        view,
         error: None,
         pending_actions: vec![],
         pending_secret_changed: BTreeSet::new(),
@@ -706,8 +714,13 @@ pub fn resolve(rt: &mut Runtime, unit: &str, no_retry: bool) -> Result<()> {
     Ok(())
 }
 
-/// `juju refresh --path`: new charm content, upgrade-charm on every unit.
-pub fn refresh(rt: &mut Runtime, app: &str, path: Option<&Path>) -> Result<()> {
+/// `juju refresh --path [--force-units]`: the application's charm changes; each unit's
+/// charm dir keeps its old charm until its uniter runs the upgrade operation (engine.rs
+/// deploy_charm), which it does only when not in hook error (worker/uniter/resolver.go
+/// uniterResolver nextOp: charmModified -> newUpgradeOperation), or at once with
+/// `force_units` (nextOpHookError: ForceCharmUpgrade && charmModified). So a unit in error
+/// retries its failed hook with the old charm's code unless the refresh was forced.
+pub fn refresh(rt: &mut Runtime, app: &str, path: Option<&Path>, force_units: bool) -> Result<()> {
     let a = rt
         .state
         .applications
@@ -730,16 +743,9 @@ pub fn refresh(rt: &mut Runtime, app: &str, path: Option<&Path>) -> Result<()> {
     let a = rt.state.applications.get_mut(app).unwrap();
     a.meta = meta;
     a.charm_revision += 1;
-    let units: Vec<Unit> = rt
-        .state
-        .units
-        .values()
-        .filter(|u| u.app == app)
-        .cloned()
-        .collect();
-    for u in units {
-        install_unit_files(rt, &u)?;
-    }
+    // state/application.go SetCharm records ForceUnits with the new charm URL: the flag
+    // belongs to this refresh, a later one without it clears it
+    a.force_units = force_units;
     Ok(())
 }
 

@@ -79,6 +79,9 @@ pub enum Request {
     Refresh {
         app: String,
         path: Option<PathBuf>,
+        /// `juju refresh --force-units`: units in hook error take the new charm at once.
+        #[serde(default)]
+        force_units: bool,
     },
     Run {
         unit: String,

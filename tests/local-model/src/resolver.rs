@@ -174,6 +174,48 @@ fn implicit_id(state: &ModelState, id: u32, app: &str) -> bool {
         .is_some_and(|r| is_implicit(r, app))
 }
 
+/// Whether `unit_name`, in hook error, must take its application's new charm now: only
+/// when the refresh was forced (worker/uniter/resolver.go nextOpHookError:
+/// `ForceCharmUpgrade && charmModified` -> newUpgradeOperation; without force a unit in
+/// error only retries or is resolved, with the charm it has). This upgrade runs no hook:
+/// operation/deploy.go Commit keeps the interrupted hook pending (interruptedHook) instead of
+/// queueing upgrade-charm, so the unit stays in error and its next retry runs the new code.
+pub fn forced_upgrade(state: &ModelState, unit_name: &str) -> bool {
+    let Some(unit) = state.units.get(unit_name) else {
+        return false;
+    };
+    let Some(app) = state.applications.get(&unit.app) else {
+        return false;
+    };
+    unit.error.is_some() && app.force_units && unit.view.charm_deployed < app.charm_revision
+}
+
+/// Record that `unit_name`'s charm dir now holds its application's current charm (the
+/// upgrade operation's commit, resolver/opfactory.go wrapUpgradeOp: LocalState.CharmURL and
+/// CharmModifiedVersion set, Restart). Before upgrade-charm, or instead of it when forced on
+/// a unit in error: then the unit also counts as upgraded (charmModified is false from now
+/// on, so no upgrade-charm follows its resolution) and the restarted resolver loop's new
+/// LocalState has LeaderSettingsVersion 0 (a non-leader runs leader-settings-changed once
+/// it is out of error, leadership/resolver.go).
+pub fn commit_deploy(state: &mut ModelState, unit_name: &str, forced: bool) {
+    let Some(rev) = state
+        .units
+        .get(unit_name)
+        .and_then(|u| state.applications.get(&u.app))
+        .map(|a| a.charm_revision)
+    else {
+        return;
+    };
+    let Some(unit) = state.units.get_mut(unit_name) else {
+        return;
+    };
+    unit.view.charm_deployed = rev;
+    if forced {
+        unit.view.charm_revision_seen = rev;
+        unit.view.leader_settings_seen = 0;
+    }
+}
+
 /// The next hook `unit` must run, if any. `now_ms` decides retries and update-status.
 pub fn next_op(state: &ModelState, unit_name: &str, now_ms: u64) -> Option<HookSpec> {
     let unit = state.units.get(unit_name)?;

@@ -21,6 +21,7 @@ fn app(name: &str, meta: &str, leader: Option<&str>) -> Application {
         next_unit: 0,
         resources: BTreeMap::new(),
         charm_revision: 0,
+        force_units: false,
     }
 }
 
@@ -279,7 +280,8 @@ fn secret_hooks_and_queued_actions_come_before_config_changed_and_relation_hooks
     // queued while the unit installs: after install, relation-created and leader-elected come
     // the secret hook and the action, then config-changed and start
     let mut st = model();
-    st.applications.insert("a".into(), app("a", WEB, Some("a/0")));
+    st.applications
+        .insert("a".into(), app("a", WEB, Some("a/0")));
     st.units.insert("a/0".into(), unit("a/0", None));
     let peer = relation(&st, 0, &[("a", "cluster")], false);
     st.relations.insert(0, peer);
@@ -318,7 +320,13 @@ fn secret_hooks_and_queued_actions_come_before_config_changed_and_relation_hooks
         .unwrap()
         .config
         .insert("x".into(), serde_json::json!(1));
-    st.relations.get_mut(&0).unwrap().unit_bags.get_mut("a/1").unwrap().version += 1;
+    st.relations
+        .get_mut(&0)
+        .unwrap()
+        .unit_bags
+        .get_mut("a/1")
+        .unwrap()
+        .version += 1;
     let ran = drive(&mut st);
     assert_eq!(
         of(&ran, "a/0"),
@@ -332,4 +340,82 @@ fn secret_hooks_and_queued_actions_come_before_config_changed_and_relation_hooks
         ],
         "{ran:?}"
     );
+}
+
+/// A refresh reaches a unit in hook error only when forced (worker/uniter/resolver.go
+/// nextOpHookError: `ForceCharmUpgrade && charmModified`); without force the failed hook is
+/// all it runs, and the upgrade (upgrade-charm, config-changed) comes once it is out of
+/// error (nextOp: charmModified). A forced upgrade runs no hook and keeps the failed hook
+/// pending (operation/deploy.go Commit, interruptedHook): no upgrade-charm afterwards.
+#[test]
+fn a_unit_in_hook_error_upgrades_after_it_or_at_once_when_forced() {
+    use crate::resolver::{commit_deploy, forced_upgrade};
+    let setup = |force: bool| {
+        let mut st = model();
+        st.applications
+            .insert("p".into(), app("p", PRINCIPAL, Some("p/0")));
+        st.units.insert("p/0".into(), unit("p/0", None));
+        drive(&mut st);
+        // a config change, whose config-changed fails and waits for resolve
+        st.applications
+            .get_mut("p")
+            .unwrap()
+            .config
+            .insert("x".into(), serde_json::json!(1));
+        let h = next_op(&st, "p/0", 0).unwrap();
+        assert_eq!(h.name, "config-changed");
+        st.units.get_mut("p/0").unwrap().error = Some(HookError {
+            hook: h,
+            attempts: 1,
+            retry_at_ms: None,
+            message: String::new(),
+            tail: vec![],
+            same: 1,
+        });
+        let a = st.applications.get_mut("p").unwrap();
+        a.charm_revision += 1;
+        a.force_units = force;
+        st
+    };
+    // not forced: nothing to do until resolved, then the retry, then the upgrade
+    let mut st = setup(false);
+    assert!(!forced_upgrade(&st, "p/0"));
+    assert_eq!(next_op(&st, "p/0", 0), None);
+    st.units
+        .get_mut("p/0")
+        .unwrap()
+        .error
+        .as_mut()
+        .unwrap()
+        .retry_at_ms = Some(0);
+    let h = next_op(&st, "p/0", 0).unwrap();
+    assert_eq!(h.name, "config-changed");
+    st.units.get_mut("p/0").unwrap().error = None;
+    commit(&mut st, "p/0", &h, 0);
+    assert_eq!(
+        of(&drive(&mut st), "p/0"),
+        vec!["upgrade-charm", "config-changed"]
+    );
+
+    // forced: the new charm at once, still in error on config-changed; once that passes,
+    // nothing is left (no upgrade-charm)
+    let mut st = setup(true);
+    assert!(forced_upgrade(&st, "p/0"));
+    commit_deploy(&mut st, "p/0", true);
+    assert!(!forced_upgrade(&st, "p/0"));
+    let u = &st.units["p/0"];
+    assert_eq!(u.error.as_ref().unwrap().hook.name, "config-changed");
+    assert_eq!(u.view.charm_deployed, 1);
+    st.units
+        .get_mut("p/0")
+        .unwrap()
+        .error
+        .as_mut()
+        .unwrap()
+        .retry_at_ms = Some(0);
+    let h = next_op(&st, "p/0", 0).unwrap();
+    assert_eq!(h.name, "config-changed");
+    st.units.get_mut("p/0").unwrap().error = None;
+    commit(&mut st, "p/0", &h, 0);
+    assert_eq!(of(&drive(&mut st), "p/0"), Vec::<&str>::new());
 }

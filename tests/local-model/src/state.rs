@@ -84,6 +84,11 @@ pub struct Application {
     /// Bumped by `lm refresh`; units run upgrade-charm when their view is older.
     #[serde(default)]
     pub charm_revision: u64,
+    /// The last refresh was `--force-units`: a unit in hook error takes the new charm at
+    /// once (remotestate/watcher.go applicationChanged: ForceCharmUpgrade, the application's
+    /// CharmURL force flag; resolver.go nextOpHookError).
+    #[serde(default)]
+    pub force_units: bool,
 }
 
 impl Application {
@@ -132,6 +137,11 @@ pub struct UniterView {
     /// Between upgrade-charm and the start that follows it.
     #[serde(default)]
     pub upgrading: bool,
+    /// The application's charm revision unpacked in the unit's charm dir: what its hooks,
+    /// retries and actions run (Juju's LocalState.CharmURL and CharmModifiedVersion, set
+    /// when the upgrade operation deploys the charm: resolver/opfactory.go wrapUpgradeOp).
+    #[serde(default)]
+    pub charm_deployed: u64,
     pub relations: BTreeMap<u32, RelView>,
     pub last_update_status_ms: u64,
 }
@@ -509,7 +519,9 @@ impl ModelState {
 
     /// Whether `unit`'s agent can reach the controller (its machine is started).
     fn agent_up(&self, unit: &Unit) -> bool {
-        self.machines.get(&unit.machine).is_none_or(|m| m.state == "started")
+        self.machines
+            .get(&unit.machine)
+            .is_none_or(|m| m.state == "started")
     }
 
     /// Moves leadership away from leaders whose machine has been down for the lease
@@ -667,10 +679,25 @@ mod lease_tests {
 
     #[test]
     fn a_down_leaders_lease_ends_after_the_lease_time_and_only_then() {
-        assert_eq!(lease_outcome(None, 60_000, 1_000_000), Lease::Held, "an agent that is up renews");
-        assert_eq!(lease_outcome(Some(1_000), 60_000, 30_000), Lease::EndsAt(61_000));
+        assert_eq!(
+            lease_outcome(None, 60_000, 1_000_000),
+            Lease::Held,
+            "an agent that is up renews"
+        );
+        assert_eq!(
+            lease_outcome(Some(1_000), 60_000, 30_000),
+            Lease::EndsAt(61_000)
+        );
         assert_eq!(lease_outcome(Some(1_000), 60_000, 61_000), Lease::Ended);
-        assert_eq!(lease_outcome(Some(1_000), 0, 10_000_000), Lease::Held, "0: never moves");
-        assert_eq!(Settings::default().leader_lease_ms, 60_000, "Juju's longest: a 60 s lease");
+        assert_eq!(
+            lease_outcome(Some(1_000), 0, 10_000_000),
+            Lease::Held,
+            "0: never moves"
+        );
+        assert_eq!(
+            Settings::default().leader_lease_ms,
+            60_000,
+            "Juju's longest: a 60 s lease"
+        );
     }
 }

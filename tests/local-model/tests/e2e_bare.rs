@@ -513,6 +513,7 @@ fn bundle_in_bare_mode_follows_juju_order() {
     m.request(&local_model::Request::Refresh {
         app: "b".into(),
         path: None,
+        force_units: false,
     })
     .unwrap();
     m.wait(T).unwrap();
@@ -524,6 +525,7 @@ fn bundle_in_bare_mode_follows_juju_order() {
     m.request(&local_model::Request::Refresh {
         app: "a".into(),
         path: None,
+        force_units: false,
     })
     .unwrap();
     m.wait(T).unwrap();
@@ -761,5 +763,153 @@ fn a_subordinate_appears_once_its_principal_is_installed_not_with_the_relation()
     let s = names(&records(&dir, "s/0"));
     assert_eq!(s[0], "install", "{s:?}");
     assert!(s.contains(&"host-relation-joined".to_string()), "{s:?}");
+    m.destroy().unwrap();
+}
+
+/// `refresh` changes the application's charm, not yet the charm of a unit in hook error: its
+/// retries run the old charm's code, and it upgrades (upgrade-charm, then config-changed) only
+/// once out of error (worker/uniter/resolver.go: nextOpHookError retries or resolves,
+/// nextOp's charmModified runs the upgrade operation). With `--force-units` a unit in error
+/// takes the new charm at once and stays in error on the same hook; it never runs
+/// upgrade-charm (nextOpHookError: ForceCharmUpgrade; operation/deploy.go Commit keeps the
+/// interrupted hook instead of queueing upgrade-charm). A unit added later installs the new
+/// charm and has nothing to upgrade.
+#[test]
+fn refresh_leaves_a_unit_in_error_on_its_old_charm_unless_forced() {
+    use local_model::Request;
+    let dir = scratch("refresh");
+    write_bundle(&dir, "");
+    // v2: the same charm, but every hook notes "charm=v2" in its record
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testcharms/lm-test");
+    let v2dir = dir.join("lm-test-v2");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&v2dir)
+        .status()
+        .unwrap()
+        .success());
+    let d = std::fs::read_to_string(v2dir.join("dispatch")).unwrap();
+    let hook = "note() { echo \"  $*\" >> \"$REC\"; }\n";
+    assert!(d.contains(hook));
+    std::fs::write(
+        v2dir.join("dispatch"),
+        d.replace(hook, &format!("{hook}note charm=v2\n")),
+    )
+    .unwrap();
+    let v2 = dir.join("charms/lm-test-v2.charm");
+    local_model::charm::pack_dir(&v2dir, &v2).unwrap();
+    let is_v2 = |r: &Rec| r.notes.iter().any(|n| n == "charm=v2");
+
+    let rec = dir.join("rec");
+    let plan = local_model::bundle::charm_plan(
+        &dir.join("charms/lm-test.charm"),
+        Some("r".into()),
+        2,
+        None,
+        &[
+            "fail-hook=install".into(),
+            format!("record-dir={}", rec.display()),
+        ],
+        &["blob=".to_string() + &dir.join("blob.txt").display().to_string()],
+    )
+    .unwrap();
+    let m = model(&dir); // LM_RETRY_BASE_MS=0: a failed hook waits for resolve
+    m.deploy_plan(plan, Substrate::Bare).unwrap();
+    let in_error = |st: &serde_json::Value, u: &str| {
+        unit_status(st, u)["juju-status"]["current"] == "error"
+            && unit_status(st, u)["juju-status"]["message"] == "hook failed: \"install\""
+    };
+    let installs = |u: &str| {
+        records(&dir, u)
+            .into_iter()
+            .filter(|r| r.hook == "install")
+            .collect::<Vec<_>>()
+    };
+    m.wait_for(T, "r/0 and r/1 in error on install", |st| {
+        in_error(st, "r/0") && in_error(st, "r/1")
+    })
+    .unwrap();
+
+    // refreshed, not forced: r/0's retry still runs the old charm
+    m.request(&Request::Refresh {
+        app: "r".into(),
+        path: Some(v2.clone()),
+        force_units: false,
+    })
+    .unwrap();
+    m.resolve("r/0").unwrap();
+    m.wait_for(T, "r/0's install retried and failed again", |st| {
+        installs("r/0").len() == 2 && in_error(st, "r/0")
+    })
+    .unwrap();
+    assert!(
+        installs("r/0").iter().all(|r| !is_v2(r)),
+        "old code retried"
+    );
+    // out of error, it upgrades: upgrade-charm then config-changed (and start: it had not
+    // started), all on the new charm; the install that succeeded ran the old one
+    m.config("r", &["fail-hook="]).unwrap();
+    m.resolve("r/0").unwrap();
+    m.wait_for(T, "r/0 started", |_| {
+        names(&records(&dir, "r/0")).contains(&"start".to_string())
+    })
+    .unwrap();
+    let r0 = records(&dir, "r/0");
+    let after: Vec<&Rec> = r0
+        .iter()
+        .skip_while(|r| r.hook != "upgrade-charm")
+        .collect();
+    assert_eq!(
+        after.iter().map(|r| r.hook.as_str()).collect::<Vec<_>>(),
+        vec!["upgrade-charm", "config-changed", "start"],
+        "{:?}",
+        names(&r0)
+    );
+    assert!(after.iter().all(|r| is_v2(r)), "{:?}", names(&r0));
+    assert!(r0
+        .iter()
+        .take_while(|r| r.hook != "upgrade-charm")
+        .all(|r| !is_v2(r)));
+
+    // forced: r/1 (still in error on install, old charm) takes the new charm at once and
+    // stays in error; its retry runs the new code; no upgrade-charm ever
+    m.request(&Request::Refresh {
+        app: "r".into(),
+        path: None,
+        force_units: true,
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let st = m.status().unwrap();
+    assert!(in_error(&st, "r/1"), "{st}");
+    assert_eq!(installs("r/1").len(), 1);
+    m.resolve("r/1").unwrap();
+    m.wait(T).unwrap();
+    let r1 = records(&dir, "r/1");
+    assert!(is_v2(&installs("r/1")[1]), "{:?}", names(&r1));
+    assert!(
+        !names(&r1).contains(&"upgrade-charm".to_string()),
+        "{:?}",
+        names(&r1)
+    );
+    check_setup_order("r/1", &names(&r1)[1..], false);
+    // the started r/0 (the leader) took the forced refresh like any refresh: upgrade-charm,
+    // config-changed, and no start again
+    let r0 = names(&records(&dir, "r/0"));
+    let last = r0.iter().rposition(|h| h == "upgrade-charm").unwrap();
+    assert_eq!(
+        r0[last..last + 2].to_vec(),
+        vec!["upgrade-charm", "config-changed"],
+        "{r0:?}"
+    );
+    assert!(!r0[last..].contains(&"start".to_string()), "{r0:?}");
+
+    // a unit added after the refresh installs the new charm: nothing to upgrade
+    m.add_unit("r", 1, None).unwrap();
+    m.wait(T).unwrap();
+    let r2 = records(&dir, "r/2");
+    assert!(r2.iter().all(is_v2), "{:?}", names(&r2));
+    assert!(!names(&r2).contains(&"upgrade-charm".to_string()));
     m.destroy().unwrap();
 }

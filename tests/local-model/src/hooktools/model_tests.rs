@@ -31,6 +31,7 @@ fn app(name: &str, leader: &str) -> Application {
         next_unit: 0,
         resources: BTreeMap::new(),
         charm_revision: 0,
+        force_units: false,
     }
 }
 

@@ -34,6 +34,7 @@ fn application(name: &str, meta: crate::charm::CharmMeta) -> Application {
         next_unit: 1,
         resources: BTreeMap::new(),
         charm_revision: 0,
+        force_units: false,
     }
 }
 
