@@ -24,6 +24,8 @@ pub enum Error {
     Config(String),
     /// The relation asked for is not one of this unit's.
     UnknownRelation(String),
+    /// Charm state (`state-get`) does not have the expected shape (names the key).
+    State(DatabagError),
 }
 
 impl fmt::Display for Error {
@@ -38,6 +40,7 @@ impl fmt::Display for Error {
             } => write!(f, "relation {relation}: databag of {owner}: {problem}"),
             Error::Config(m) => write!(f, "config: {m}"),
             Error::UnknownRelation(m) => f.write_str(m),
+            Error::State(problem) => write!(f, "charm state: {problem}"),
         }
     }
 }

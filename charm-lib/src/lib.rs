@@ -7,7 +7,8 @@
 //!    real tools on PATH in production, an in-memory model in tests).
 //! 2. [`event`]: the event, parsed once from the JUJU_* environment.
 //! 3. [`model`]: identity, leadership, typed config, relations with typed databags
-//!    ([`databag`]) and Juju's app-databag rules, secrets, ports, addresses; on it,
+//!    ([`databag`]) and Juju's app-databag rules, typed charm state ([`charm_state`]),
+//!    secrets, ports, addresses; on it,
 //!    [`shared_secret`]: the application secret the leader creates and every unit reads.
 //! 4. [`status`]: collect-status: handlers report, one place decides.
 //! 5. [`machine`]: the host: commands, atomic files with owner and mode, packages, services.
@@ -30,6 +31,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod charm_state;
 pub mod cos_agent;
 pub mod databag;
 pub mod dispatch;

@@ -84,6 +84,17 @@ impl<'r> Model<'r> {
         Ok(self.tools.config_get()?)
     }
 
+    /// This unit's charm state as `T` ([`crate::charm_state`]); a value that does not fit is
+    /// [`Error::State`], naming the key.
+    pub fn state<T: DeserializeOwned>(&self) -> Result<T> {
+        crate::charm_state::load(&self.tools)
+    }
+
+    /// Writes the charm state's differences from `before` to `after`.
+    pub fn save_state<T: Serialize>(&self, before: &T, after: &T) -> Result<()> {
+        crate::charm_state::save(&self.tools, before, after)
+    }
+
     /// The relations on `endpoint`. In a `-relation-broken` hook the relation being broken is
     /// left out (Juju still lists it, but it is going away: a holistic reconcile must not serve
     /// it); [`Model::event_relation`] still gives it.

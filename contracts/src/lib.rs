@@ -86,7 +86,16 @@ mod tests {
             from_databag::<L>(&bag(&[("l", " a , ,b")])).unwrap().l.0,
             ["a", "b"]
         );
-        assert_eq!(to_databag(&L { l: CommaList::default() }).unwrap()["l"], "");
-        assert_eq!(from_databag::<L>(&bag(&[])).unwrap().l, CommaList::default());
+        assert_eq!(
+            to_databag(&L {
+                l: CommaList::default()
+            })
+            .unwrap()["l"],
+            ""
+        );
+        assert_eq!(
+            from_databag::<L>(&bag(&[])).unwrap().l,
+            CommaList::default()
+        );
     }
 }

@@ -170,7 +170,10 @@ mod tests {
             ])
         );
         assert_eq!(from_databag::<SubordinateData>(&b).unwrap(), d);
-        for (s, text) in [(VipState::Standby, "standby"), (VipState::Blocked, "blocked")] {
+        for (s, text) in [
+            (VipState::Standby, "standby"),
+            (VipState::Blocked, "blocked"),
+        ] {
             let b = to_databag(&SubordinateData {
                 state: Some(s),
                 ..SubordinateData::default()

@@ -168,7 +168,11 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         return block(ctx, &cfg.vips, format!("no {family} address on {iface_name} to send unicast VRRP adverts from; add one or set unicast=false"));
     }
     let held = net::is_local(&ifaces, cfg.vips[0].addr);
-    let served = if held { VipState::Held } else { VipState::Standby };
+    let served = if held {
+        VipState::Held
+    } else {
+        VipState::Standby
+    };
 
     if ctx.model.relation(relations::PEERS)?.is_none() {
         ctx.status(Status::waiting("waiting for the peer relation"));

@@ -3,74 +3,40 @@
 //! only as a SHA-256 digest, enough to notice a rotation.
 
 use anyhow::Result;
+use charm_lib::charm_state;
 use charm_lib::tools::HookTools;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
-const INSTALLED: &str = "installed";
-const CHANNEL: &str = "snap-channel";
-const DEB_SOURCE: &str = "deb-source";
-const URL: &str = "registered-url";
-const SECRET: &str = "registered-secret-sha256";
-
-/// The unit's memory of its own actions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The unit's memory of its own actions; each field is one charm-state key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// `snap` or `deb`, once MAAS was installed by this charm.
+    /// `installed`: `snap` or `deb`, once MAAS was installed by this charm.
+    #[serde(default)]
     pub installed: Option<String>,
-    /// The snap channel installed or last refreshed to.
+    /// `snap-channel`: the snap channel installed or last refreshed to.
+    #[serde(rename = "snap-channel", default)]
     pub channel: Option<String>,
-    /// The deb-source last applied.
+    /// `deb-source`: the deb-source last applied.
+    #[serde(rename = "deb-source", default)]
     pub deb_source: Option<String>,
-    /// The region URL the rack was registered with.
+    /// `registered-url`: the region URL the rack was registered with.
+    #[serde(rename = "registered-url", default)]
     pub url: Option<String>,
-    /// The digest of the secret it was registered with.
+    /// `registered-secret-sha256`: the digest of the secret it was registered with.
+    #[serde(rename = "registered-secret-sha256", default)]
     pub secret_digest: Option<String>,
 }
 
 impl Record {
     /// Reads the record from charm state.
     pub fn load(tools: &HookTools) -> Result<Record> {
-        let mut m = tools.state_get()?;
-        let mut take = |k: &str| m.remove(k).filter(|v| !v.is_empty());
-        Ok(Record {
-            installed: take(INSTALLED),
-            channel: take(CHANNEL),
-            deb_source: take(DEB_SOURCE),
-            url: take(URL),
-            secret_digest: take(SECRET),
-        })
+        Ok(charm_state::load(tools)?)
     }
 
     /// Writes the differences from `before` to charm state.
     pub fn save(&self, before: &Record, tools: &HookTools) -> Result<()> {
-        let pairs = |r: &Record| -> BTreeMap<&'static str, Option<String>> {
-            [
-                (INSTALLED, r.installed.clone()),
-                (CHANNEL, r.channel.clone()),
-                (DEB_SOURCE, r.deb_source.clone()),
-                (URL, r.url.clone()),
-                (SECRET, r.secret_digest.clone()),
-            ]
-            .into_iter()
-            .collect()
-        };
-        let (old, new) = (pairs(before), pairs(self));
-        let mut set = BTreeMap::new();
-        for (k, v) in &new {
-            if old[k] != *v {
-                match v {
-                    Some(v) => {
-                        set.insert(k.to_string(), v.clone());
-                    }
-                    None => tools.state_delete(k)?,
-                }
-            }
-        }
-        if !set.is_empty() {
-            tools.state_set(&set)?;
-        }
-        Ok(())
+        Ok(charm_state::save(tools, before, self)?)
     }
 
     /// Whether the rack is registered with exactly this URL and secret.
@@ -122,6 +88,30 @@ mod tests {
             "MAAS trims the secret; so does the digest"
         );
         assert_ne!(d, digest("deadbeee"));
+    }
+
+    #[test]
+    fn the_record_keeps_its_charm_state_keys() {
+        let r = Record {
+            installed: Some("snap".into()),
+            channel: Some("3.5/stable".into()),
+            deb_source: Some("ppa:maas/3.5".into()),
+            url: Some("http://a/MAAS".into()),
+            secret_digest: Some("ab".into()),
+        };
+        let b = charm_lib::databag::to_databag(&r).unwrap();
+        let keys: Vec<&str> = b.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "deb-source",
+                "installed",
+                "registered-secret-sha256",
+                "registered-url",
+                "snap-channel"
+            ]
+        );
+        assert_eq!(charm_lib::databag::from_databag::<Record>(&b).unwrap(), r);
     }
 
     #[test]

@@ -6,9 +6,11 @@ use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
 use crate::relations::{self, Database, Peer};
 use crate::render::{self, Backend, HaproxyOptions};
+use charm_lib::charm_state::Yes;
 use charm_lib::{
     Cmd, Context, EventKind, FileOptions, MachineExt, ServiceOp, SharedSecret, Status,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -37,17 +39,47 @@ pub mod app_keys {
     pub const MIGRATIONS_DONE: &str = "migrations-done";
 }
 
-/// Charm state (`state-set`) keys of this unit.
-mod stored {
-    pub const METHOD: &str = "installed-method";
-    pub const CHANNEL: &str = "snap-channel";
-    pub const DEB: &str = "deb-installed";
-    pub const HAPROXY: &str = "haproxy-installed";
-    pub const NAMED: &str = "named-options-migrated";
-    pub const INIT_ERROR: &str = "init-error";
-    /// `maas::init_record` of the last `maas init` that exited 0.
-    pub const INIT_DONE: &str = "init-done";
-    pub const REQUEST_SEQ: &str = "init-request-seq";
+/// What this unit did to its host, in charm state (`state-get`/`state-set`): one field per
+/// key, read and written by [`charm_lib::charm_state`]; a value that does not fit blocks the
+/// unit naming its key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Stored {
+    /// `installed-method`: `snap` or `deb`, once installed.
+    #[serde(rename = "installed-method", default)]
+    method: Option<String>,
+    /// `snap-channel`: the channel installed or last refreshed to.
+    #[serde(rename = "snap-channel", default)]
+    channel: Option<String>,
+    /// `deb-installed`: the MAAS packages are installed.
+    #[serde(rename = "deb-installed", default)]
+    deb: Yes,
+    /// `haproxy-installed`: this charm installed haproxy.
+    #[serde(rename = "haproxy-installed", default)]
+    haproxy: Yes,
+    /// `named-options-migrated`: bind's conflicting options were migrated (deb).
+    #[serde(rename = "named-options-migrated", default)]
+    named: Yes,
+    /// `init-error`: why the last `maas init` failed.
+    #[serde(rename = "init-error", default)]
+    init_error: Option<String>,
+    /// `init-done`: `maas::init_record` of the last `maas init` that exited 0.
+    #[serde(rename = "init-done", default)]
+    init_done: Option<String>,
+    /// `init-request-seq`: the last init-lock request token this unit opened.
+    #[serde(rename = "init-request-seq", default)]
+    request_seq: Option<u64>,
+}
+
+/// The charm state, or the Blocked status that names the key that does not fit.
+fn load_stored(ctx: &Context) -> anyhow::Result<Result<Stored, Status>> {
+    match ctx.model.state::<Stored>() {
+        Ok(s) => Ok(Ok(s)),
+        Err(e @ charm_lib::Error::State(_)) => Ok(Err(Status::blocked(format!(
+            "unusable {e}: fix or delete that key (juju exec --unit {} -- state-delete <key>)",
+            ctx.model.unit_name()
+        )))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -75,7 +107,7 @@ struct World {
     peers: Vec<Peer>,
     has_peers: bool,
     peer_app: BTreeMap<String, String>,
-    stored: BTreeMap<String, String>,
+    stored: Stored,
 }
 
 /// The hook's entry point for every event but actions.
@@ -90,10 +122,17 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let stored_before = ctx.tools().state_get()?;
+    let stored_before = match load_stored(ctx)? {
+        Ok(s) => s,
+        Err(status) => {
+            ctx.status(status);
+            return Ok(());
+        }
+    };
     let mut stored = stored_before.clone();
     if let Some(installed) = stored
-        .get(stored::METHOD)
+        .method
+        .as_ref()
         .filter(|m| m.as_str() != cfg.install_method.as_str())
     {
         ctx.status(Status::blocked(format!(
@@ -188,21 +227,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if w.leader {
         publish_leader_data(ctx, &w, url.as_deref(), ready)?;
     }
-    // state-set merges: an empty value is how a key is deleted.
-    let mut changes: BTreeMap<String, String> = stored_before
-        .keys()
-        .filter(|k| !w.stored.contains_key(*k))
-        .map(|k| (k.clone(), String::new()))
-        .collect();
-    changes.extend(
-        w.stored
-            .iter()
-            .filter(|(k, v)| stored_before.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    if !changes.is_empty() {
-        ctx.tools().state_set(&changes)?;
-    }
+    ctx.model.save_state(&stored_before, &w.stored)?;
     if ready {
         if let Some(u) = &url {
             ctx.status(if answers(ctx, w.cfg.haproxy)? {
@@ -254,27 +279,23 @@ fn hostname(ctx: &Context, me: &str) -> anyhow::Result<String> {
     })
 }
 
-fn install(
-    ctx: &Context,
-    cfg: &Config,
-    stored: &mut BTreeMap<String, String>,
-) -> anyhow::Result<()> {
+fn install(ctx: &Context, cfg: &Config, stored: &mut Stored) -> anyhow::Result<()> {
     match cfg.install_method {
-        InstallMethod::Snap => match stored.get(stored::CHANNEL) {
+        InstallMethod::Snap => match &stored.channel {
             None => {
                 progress(ctx, &format!("installing the maas snap ({})", cfg.channel));
                 ctx.machine.snap_install("maas", &cfg.channel)?;
-                stored.insert(stored::CHANNEL.into(), cfg.channel.clone());
+                stored.channel = Some(cfg.channel.clone());
             }
             Some(c) if *c != cfg.channel => {
                 progress(ctx, &format!("refreshing the maas snap to {}", cfg.channel));
                 ctx.machine.snap_refresh("maas", &cfg.channel)?;
-                stored.insert(stored::CHANNEL.into(), cfg.channel.clone());
+                stored.channel = Some(cfg.channel.clone());
             }
             Some(_) => {}
         },
         InstallMethod::Deb => {
-            if stored.get(stored::DEB).map(String::as_str) != Some("yes") {
+            if !stored.deb.0 {
                 progress(ctx, &format!("installing {}", maas::DEB_PACKAGES.join(" ")));
                 if let Some(src) = &cfg.deb_source {
                     if src.starts_with("ppa:") {
@@ -294,16 +315,16 @@ fn install(
                 ctx.machine.apt_install(&maas::DEB_PACKAGES)?;
                 // The packages start an unconfigured regiond; it runs only once the database is known.
                 ctx.machine.service(ServiceOp::Stop, maas::DEB_REGIOND)?;
-                stored.insert(stored::DEB.into(), "yes".into());
+                stored.deb = Yes(true);
             }
         }
     }
-    if cfg.haproxy && stored.get(stored::HAPROXY).map(String::as_str) != Some("yes") {
+    if cfg.haproxy && !stored.haproxy.0 {
         progress(ctx, "installing haproxy");
         ctx.machine.apt_install(&["haproxy"])?;
-        stored.insert(stored::HAPROXY.into(), "yes".into());
+        stored.haproxy = Yes(true);
     }
-    stored.insert(stored::METHOD.into(), cfg.install_method.as_str().into());
+    stored.method = Some(cfg.install_method.as_str().into());
     Ok(())
 }
 
@@ -311,7 +332,7 @@ fn install(
 /// reloads. A refused file leaves the running haproxy untouched and blocks the unit.
 fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>> {
     if !w.cfg.haproxy {
-        if w.stored.remove(stored::HAPROXY).is_some() {
+        if std::mem::take(&mut w.stored.haproxy).0 {
             ctx.machine.retire_service("haproxy")?;
             if w.cfg.install_method == InstallMethod::Deb {
                 // Port 80 goes back to the package's own redirect.
@@ -462,14 +483,8 @@ fn set_my_request(ctx: &Context, w: &mut World, wanted: bool) -> anyhow::Result<
         (false, _) => None,
         (true, Some(t)) => Some(t),
         (true, None) => {
-            let next = w
-                .stored
-                .get(stored::REQUEST_SEQ)
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-                + 1;
-            w.stored
-                .insert(stored::REQUEST_SEQ.into(), next.to_string());
+            let next = w.stored.request_seq.unwrap_or(0) + 1;
+            w.stored.request_seq = Some(next);
             Some(next.to_string())
         }
     };
@@ -550,13 +565,13 @@ fn snap_workload(
             .as_ref()
             .and_then(|c| c.db.as_ref())
             .is_some_and(|d| same_db(d, db))
-        && w.stored.get(stored::INIT_DONE) == Some(&record);
+        && w.stored.init_done.as_ref() == Some(&record);
     if initialised {
         set_my_request(ctx, w, false)?;
         if w.leader {
             regrant(ctx, w, None)?;
         }
-        w.stored.remove(stored::INIT_ERROR);
+        w.stored.init_error = None;
         if conf.as_ref().and_then(|c| c.maas_url.as_deref()) != Some(url) {
             progress(ctx, &format!("setting the MAAS URL to {url}"));
             ctx.machine.run(&maas::snap_config_url(url))?;
@@ -573,7 +588,7 @@ fn snap_workload(
         ctx.status(Status::waiting("waiting for the peer relation (init lock)"));
         return Ok(false);
     }
-    let failed = w.stored.get(stored::INIT_ERROR).cloned();
+    let failed = w.stored.init_error.clone();
     let asks = failed.is_none() || may_retry_init(ctx);
     let token = set_my_request(ctx, w, asks)?;
     if w.leader {
@@ -597,8 +612,8 @@ fn snap_workload(
     }
     match result {
         Ok(_) => {
-            w.stored.remove(stored::INIT_ERROR);
-            w.stored.insert(stored::INIT_DONE.into(), record);
+            w.stored.init_error = None;
+            w.stored.init_done = Some(record);
             log::info!(
                 "MAAS initialised ({wanted_mode}) on {} with URL {url}",
                 db.location()
@@ -617,8 +632,8 @@ fn snap_workload(
         Err(e) => {
             let msg = short_error(&e.to_string());
             log::error!("maas init failed: {e}");
-            w.stored.remove(stored::INIT_DONE);
-            w.stored.insert(stored::INIT_ERROR.into(), msg.clone());
+            w.stored.init_done = None;
+            w.stored.init_error = Some(msg.clone());
             ctx.status(Status::blocked(format!("maas init failed: {msg}")));
             Ok(false)
         }
@@ -711,11 +726,11 @@ fn deb_workload(
         }
         set_peer_app(ctx, w, app_keys::MIGRATIONS_DONE, &location)?;
     }
-    if w.stored.get(stored::NAMED).map(String::as_str) != Some("yes") {
+    if !w.stored.named.0 {
         progress(ctx, "migrating bind's conflicting options");
         ctx.machine.run(&maas::deb_edit_named_options())?;
         ctx.machine.service(ServiceOp::Restart, "bind9")?;
-        w.stored.insert(stored::NAMED.into(), "yes".into());
+        w.stored.named = Yes(true);
     }
     ctx.machine.ensure_service(maas::DEB_REGIOND, changed)?;
     Ok(true)
@@ -746,12 +761,17 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
 
 /// The unit is going away (the machine may stay, e.g. a manual machine): a region that left
 /// must not keep serving or balancing.
-fn remove(ctx: &Context) -> anyhow::Result<()> {
-    let stored = ctx.tools().state_get()?;
-    match stored
-        .get(stored::METHOD)
-        .and_then(|m| InstallMethod::parse(m))
-    {
+fn remove(ctx: &mut Context) -> anyhow::Result<()> {
+    let stored = match load_stored(ctx)? {
+        Ok(s) => s,
+        Err(status) => {
+            // What was installed is unknown: nothing is stopped blindly.
+            log::error!("{}", status.message);
+            ctx.status(status);
+            return Ok(());
+        }
+    };
+    match stored.method.as_deref().and_then(InstallMethod::parse) {
         Some(InstallMethod::Snap) => {
             ctx.machine
                 .run(&Cmd::new("snap", ["stop", "--disable", "maas"]))?;
@@ -759,7 +779,7 @@ fn remove(ctx: &Context) -> anyhow::Result<()> {
         Some(InstallMethod::Deb) => ctx.machine.retire_service(maas::DEB_REGIOND)?,
         None => {}
     }
-    if stored.get(stored::HAPROXY).map(String::as_str) == Some("yes") {
+    if stored.haproxy.0 {
         ctx.machine.retire_service("haproxy")?;
     }
     Ok(())

@@ -319,3 +319,32 @@ fn without_haproxy_apache2_is_left_alone() {
         .iter()
         .any(|c| c.contains("apache2") || c.contains("haproxy")));
 }
+
+#[test]
+fn a_garbled_flag_in_charm_state_blocks_naming_the_key_and_installs_nothing() {
+    // Arrange: a unit whose charm state says "deb-installed" is neither "yes" nor absent
+    // (it used to read as not installed, silently).
+    let mut st = deb(fresh_leader());
+    st.stored.insert("installed-method".into(), "deb".into());
+    st.stored.insert("deb-installed".into(), "maybe".into());
+
+    // Act
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+
+    // Assert: nothing is installed or stored, and the status names the key.
+    assert!(
+        !out.command_lines().iter().any(|l| l.starts_with("apt-get")),
+        "{:#?}",
+        out.command_lines()
+    );
+    assert_eq!(out.state.stored, st.stored);
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("unusable charm state: key \"deb-installed\": \"maybe\""),
+        "{:?}",
+        out.state.unit_status
+    );
+}
