@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod maas_rpc;
+pub mod pgsql;
 pub mod vip;
 
 pub use charm_lib::databag::{from_databag, to_databag, DatabagError};

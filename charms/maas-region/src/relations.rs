@@ -6,6 +6,7 @@ use crate::maas::DbSettings;
 use charm_lib::databag::to_databag;
 use charm_lib::{Databag, Model, RelationId};
 use contracts::maas_rpc::{keys as rpc_keys, RegionData};
+use contracts::pgsql::{ClientRequest, ServerData};
 use contracts::vip::{keys as vip_keys, PrincipalData};
 
 /// Database endpoints.
@@ -44,7 +45,19 @@ fn bag(pairs: &[(&str, &str)]) -> Databag {
 /// `tls` and `tls-ca` in `secret-tls`. Asking for all of them keeps the password (and the URIs
 /// that carry it) out of the databag. Only `secret-user` is read: MAAS connects with libpq's
 /// default sslmode (TLS, the server's certificate not verified), so the CA is not used yet.
-const REQUESTED_SECRETS: &str = r#"["username","password","tls","tls-ca","uris","read-only-uris"]"#;
+const REQUESTED_SECRETS: [&str; 6] = [
+    "username",
+    "password",
+    "tls",
+    "tls-ca",
+    "uris",
+    "read-only-uris",
+];
+
+/// [`REQUESTED_SECRETS`] as a databag value: a JSON list.
+fn requested_secrets() -> String {
+    serde_json::to_string(&REQUESTED_SECRETS).expect("a list of strings encodes")
+}
 
 /// Reads credentials from a `secret-user` secret (keys `username`, `password`).
 fn secret_credentials(model: &Model, id: &str) -> Result<(String, String), String> {
@@ -68,51 +81,45 @@ fn port(raw: Option<&String>, endpoint: &str) -> Result<u16, String> {
     }
 }
 
-/// Asks for the database on `db` (unit databag) and reads the answer of whichever server unit
-/// lists this unit in `allowed-units`.
+/// Asks for the database on `db` (unit databag, [`ClientRequest`]) and reads the answer
+/// ([`ServerData`]) of whichever server unit lists this unit in `allowed-units`.
 fn read_pgsql(model: &Model, database: &str) -> anyhow::Result<Database> {
     let Some(rel) = model.relation(DB)? else {
         return Ok(Database::Missing);
     };
-    rel.set_my_unit_data(&changed(
-        &rel.my_unit_data()?,
-        &bag(&[
-            ("database", database),
-            ("requested-secrets", REQUESTED_SECRETS),
-        ]),
-    ))?;
+    let request = to_databag(&ClientRequest {
+        database: Some(database.to_string()),
+        requested_secrets: Some(REQUESTED_SECRETS.map(String::from).to_vec()),
+        ..ClientRequest::default()
+    })?;
+    rel.set_my_unit_data(&changed(&rel.my_unit_data()?, &request))?;
     let me = model.unit_name().to_string();
     let mut reason = "waiting for database (the db relation has no data yet)".to_string();
     for unit in rel.units() {
-        let d = rel.unit_data(unit)?;
-        let Some(host) = d.get("host").filter(|h| !h.is_empty()) else {
+        // Every value is text: this cannot fail; what does not fit is judged below.
+        let d: ServerData = rel.read_unit(unit)?;
+        let Some(host) = d.host.as_ref() else {
             continue;
         };
-        if !d
-            .get("allowed-units")
-            .is_some_and(|a| a.split_whitespace().any(|u| u == me))
-        {
+        if !d.allows(&me) {
             reason = format!("waiting for database access ({unit} does not allow {me} yet)");
             continue;
         }
-        if d.get("database").is_some_and(|n| n != database) {
-            reason = format!(
-                "waiting for database {database:?} ({unit} offers {:?})",
-                d["database"]
-            );
+        if let Some(offered) = d.database.as_ref().filter(|n| *n != database) {
+            reason = format!("waiting for database {database:?} ({unit} offers {offered:?})");
             continue;
         }
-        let port = match port(d.get("port"), DB) {
+        let port = match port(d.port.as_ref(), DB) {
             Ok(p) => p,
             Err(e) => return Ok(Database::NotReady(e)),
         };
-        let (user, password) = match d.get("secret-user").filter(|s| !s.is_empty()) {
+        let (user, password) = match d.secret_user.as_ref() {
             Some(id) => match secret_credentials(model, id) {
                 Ok(c) => c,
                 Err(e) => return Ok(Database::NotReady(e)),
             },
-            None => match (d.get("user"), d.get("password")) {
-                (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {
+            None => match (&d.user, &d.password) {
+                (Some(u), Some(p)) => {
                     log::warn!("db relation: {unit} sent the password in clear (legacy pgsql); it will be used, but a server that supports requested-secrets is safer");
                     (u.clone(), p.clone())
                 }
@@ -144,7 +151,7 @@ fn read_postgresql_client(model: &Model, database: &str) -> anyhow::Result<Datab
             &rel.my_app_data()?,
             &bag(&[
                 ("database", database),
-                ("requested-secrets", REQUESTED_SECRETS),
+                ("requested-secrets", &requested_secrets()),
             ]),
         ))?;
     }
