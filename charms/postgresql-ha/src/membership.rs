@@ -65,6 +65,12 @@ impl Shared {
     /// cluster beside the running one.
     pub fn read(app: &Databag) -> Result<Shared, DatabagError> {
         let bag: SharedBag = from_databag(app)?;
+        if let Some(e) = bag.epoch.as_ref().filter(|e| e.parse::<u64>().is_err()) {
+            return Err(DatabagError(format!(
+                "key {:?}: {e:?} is not a whole number",
+                keys::ETCD_EPOCH
+            )));
+        }
         Ok(Shared {
             members: bag.members,
             epoch: bag.epoch.unwrap_or_else(|| "1".into()),
@@ -309,4 +315,54 @@ pub fn leave(ctx: &Context) -> anyhow::Result<()> {
     }
     m.retire_service(paths::ETCD_SERVICE)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag(pairs: &[(&str, &str)]) -> Databag {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn shared_state_round_trips_in_todays_wire_format() {
+        let b = bag(&[
+            (
+                keys::ETCD_MEMBERS,
+                r#"{"pg-0":"10.0.0.10","pg-1":"10.0.0.11"}"#,
+            ),
+            (keys::ETCD_EPOCH, "2"),
+            (keys::ETCD_BOOTSTRAP, "pg-0"),
+            (keys::ETCD_TOKEN, "pg-abcdefgh"),
+        ]);
+        let s = Shared::read(&b).unwrap();
+        assert_eq!(s.members.len(), 2);
+        assert_eq!(s.epoch, "2");
+        let mut out = Databag::new();
+        s.write(&mut out);
+        assert_eq!(out, b);
+    }
+
+    #[test]
+    fn nothing_yet_is_an_empty_cluster_of_epoch_1() {
+        let s = Shared::read(&Databag::new()).unwrap();
+        assert!(s.members.is_empty());
+        assert_eq!(s.epoch, "1");
+    }
+
+    #[test]
+    fn garbled_values_name_their_key() {
+        for (k, v) in [
+            (keys::ETCD_MEMBERS, "{\"pg-0\":"),
+            (keys::ETCD_MEMBERS, "[\"pg-0\"]"),
+            (keys::ETCD_EPOCH, "two"),
+        ] {
+            let e = Shared::read(&bag(&[(k, v)])).unwrap_err();
+            assert!(e.0.contains(&format!("key {k:?}")), "{k}={v}: {e}");
+        }
+    }
 }
