@@ -10,7 +10,8 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # Debian packages the tests and the local model use: the real daemons the charms drive, and
 # the tools the test bed needs inside its hosts. nginx and its stream module: the MAAS stand-in
 # runs Debian's nginx on 5240/5443 and 5242 as MAAS does (tests/maas-standin/src/nginx.rs).
-APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config prometheus nginx libnginx-mod-stream
+# pgbackrest: postgresql-ha installs it in its hosts for backups (Debian 12: 2.45).
+APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config prometheus nginx libnginx-mod-stream pgbackrest
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 # pip's cache off for every pip call: a wheel cached by earlier work must not hide a build step
 # that fails on a new machine (python-etcd and ydiff are sdists that need building).
@@ -101,7 +102,7 @@ check-wheelhouse: $(BUILD)/.apt-stamp
 ## testcharms: the end-to-end tests' Python charms, packed as charmcraft packs them: the charm's
 ## lib/ (charm libraries, unchanged) and its PyPI packages installed into venv/ from wheels built
 ## with the hosts' Python (the hosts have no internet), pip's cache off.
-TESTCHARM_NAMES := database-requirer-ops site-ca-ops
+TESTCHARM_NAMES := database-requirer-ops site-ca-ops s3-provider-ops
 TESTCHARMS := $(TESTCHARM_NAMES:%=$(BUILD)/testcharms/%.charm)
 testcharms: $(TESTCHARMS)
 

@@ -35,6 +35,12 @@ impl<'a> Context<'a> {
         self.statuses.app(status);
     }
 
+    /// Forgets the statuses reported so far: an action that changes the world and reconciles
+    /// again reports what the second reconcile found, not the worse of the two.
+    pub fn clear_statuses(&mut self) {
+        self.statuses = StatusCollector::default();
+    }
+
     /// The hook tools.
     pub fn tools(&self) -> HookTools<'a> {
         self.model.tools()

@@ -281,6 +281,67 @@ pub fn valid_time(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || " -:.+T".contains(c))
 }
 
+/// Seconds since the epoch of a time [`valid_time`] accepts (a zone as `Z`, `+HH`, `+HHMM` or
+/// `+HH:MM`; none is UTC), the fraction dropped; `None` when it does not parse.
+pub fn epoch_of(t: &str) -> Option<i64> {
+    let t = t.trim();
+    if !valid_time(t) {
+        return None;
+    }
+    let num = |a: usize, b: usize| t.get(a..b)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, s) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &t[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let rest = rest.trim();
+    let offset = match rest {
+        "" | "Z" | "UTC" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
+            let (oh, om) = match digits.len() {
+                2 => (digits.parse::<i64>().ok()?, 0),
+                4 => (
+                    digits[..2].parse::<i64>().ok()?,
+                    digits[2..].parse::<i64>().ok()?,
+                ),
+                _ => return None,
+            };
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + s - offset)
+}
+
+/// The backup a restore to `target` (epoch seconds) starts from, as pgBackRest chooses it:
+/// the newest that stopped before the target's second.
+pub fn backup_before(list: &[BackupInfo], target: i64) -> Option<&BackupInfo> {
+    list.iter()
+        .filter(|b| !b.error)
+        .filter(|b| epoch_of(&b.stopped.replace('T', " ")).is_some_and(|stop| stop < target))
+        .last()
+}
+
 /// One backup as `list-backups` shows it (from `pgbackrest info --output=json`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BackupInfo {
@@ -659,6 +720,44 @@ mod tests {
             cmd.contains("--type=time --target=\"2026-12-07 07:30:00+00\" --target-action=promote"),
             "{cmd}"
         );
+    }
+
+    #[test]
+    fn times_parse_to_epoch_seconds() {
+        assert_eq!(epoch_of("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(epoch_of("2026-12-07 07:07:55+00"), Some(1796627275));
+        assert_eq!(epoch_of("2026-12-07T07:07:55.879702Z"), Some(1796627275));
+        assert_eq!(epoch_of("2026-12-07 08:07:55+01:00"), Some(1796627275));
+        assert_eq!(epoch_of("2026-12-07 02:07:55-0500"), Some(1796627275));
+        assert_eq!(epoch_of("2026-13-07 07:07:55"), None);
+        assert_eq!(epoch_of("2026-12-07 07:07:55+7"), None);
+        let b = |id: &str, stop: &str| BackupInfo {
+            id: id.into(),
+            kind: "full".into(),
+            started: String::new(),
+            stopped: stop.into(),
+            size: 0,
+            repo_size: 0,
+            wal_start: String::new(),
+            wal_stop: String::new(),
+            error: false,
+        };
+        let list = [
+            b("A", "2026-12-07T07:00:00Z"),
+            b("B", "2026-12-07T07:07:55Z"),
+        ];
+        // The target inside B's last second is not after B: pgBackRest would not take B.
+        assert_eq!(
+            backup_before(&list, epoch_of("2026-12-07 07:07:55.9+00").unwrap())
+                .map(|b| b.id.as_str()),
+            Some("A")
+        );
+        assert_eq!(
+            backup_before(&list, epoch_of("2026-12-07 07:07:56+00").unwrap())
+                .map(|b| b.id.as_str()),
+            Some("B")
+        );
+        assert!(backup_before(&list, epoch_of("2026-12-07 06:00:00+00").unwrap()).is_none());
     }
 
     #[test]

@@ -185,6 +185,18 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
     } else if list.is_empty() {
         anyhow::bail!("the repository has no backup to restore from");
     }
+    // Refused here rather than by pgBackRest inside Patroni's bootstrap, after the data
+    // directory was moved aside and the cluster stopped.
+    if let (None, Some(t)) = (&set, &time) {
+        let target = backup::epoch_of(t)
+            .ok_or_else(|| anyhow::anyhow!("restore-to-time {t:?} is not a date and time"))?;
+        if backup::backup_before(&list, target).is_none() {
+            anyhow::bail!(
+                "no backup ended before {t}: the oldest ended at {}; a restore to a time starts from a backup that ended before it",
+                list.first().map_or("?", |b| b.stopped.as_str())
+            );
+        }
+    }
     let m = ctx.machine;
     let r = Restore { set, time };
     ctx.action_log("stopping Patroni and PostgreSQL")?;
@@ -227,6 +239,13 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(2));
     };
     let Some(timeline) = restored else {
+        // Later hooks keep Patroni's bootstrap from pgBackRest until PostgreSQL is promoted.
+        if let Some(peers) = ctx.model.relation(PEER)? {
+            peers.set_my_app_data(&charm_lib::Databag::from([(
+                backup::RESTORE_KEY.to_string(),
+                serde_json::to_string(&r)?,
+            )]))?;
+        }
         return ctx.action_set(&json!({
             "status": "restore still running: the unit's status says when PostgreSQL serves again",
             "previous-data": kept,

@@ -97,6 +97,8 @@ pub struct Overrides<'a> {
 
 /// The reconcile, with what an action changed in this hook.
 pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Result<()> {
+    // One reconcile's statuses stand alone (an action may reconcile twice).
+    ctx.clear_statuses();
     if departed(ctx)? {
         ctx.status(Status::maintenance(
             "this unit left the cluster and is being removed",
@@ -357,11 +359,12 @@ fn converge(
         unit_changes,
     )?;
     if let Some(r) = &overrides.restore {
+        // The restore action renders with its restore, and records one in the peer data
+        // only if it outlasts the action (see `backup_actions::restore`).
         archiving.restore = r.clone();
-        let value = r
-            .as_ref()
-            .map(|r| serde_json::to_string(r).expect("a Restore serializes"));
-        app_changes.insert(crate::backup::RESTORE_KEY.into(), value.unwrap_or_default());
+        if r.is_none() {
+            app_changes.insert(crate::backup::RESTORE_KEY.into(), String::new());
+        }
     } else if leader && archiving.restore.is_some() && am_primary {
         // Patroni bootstrapped from the backup and PostgreSQL was promoted: done.
         log::info!("the restore is complete: PostgreSQL runs as the primary");
