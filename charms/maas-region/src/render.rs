@@ -74,8 +74,9 @@ fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends:
 /// a second, before the client gives up (rackd polls with a 2 s timeout) and before the health
 /// checks have taken the region out. A GET (or HEAD) whose region died while answering it
 /// (`empty-response`), or answered 503 (a regiond just restarted, its database connection not
-/// up yet), is retried on another region too; other methods are not, since MAAS may have
-/// applied them.
+/// up yet) or 502 (MAAS's nginx owns 5240 since MAAS 3.2 and answers 502 while regiond behind
+/// it is down: `regiond.nginx.conf.template`), is retried on another region too; other methods
+/// are not, since MAAS may have applied them.
 pub fn haproxy_cfg(backends: &[Backend], opts: HaproxyOptions) -> String {
     let mut out = String::from(
         "# Rendered by the maas-region charm: changes here are overwritten.\n\
@@ -99,7 +100,7 @@ defaults\n\
     out.push_str(&format!("    timeout server {SERVER_TIMEOUT}\n"));
     out.push_str(
         "\nfrontend maas_http\n    bind *:80\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
-backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response 503\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
+backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response 502 503\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
     );
     servers(&mut out, backends, 5240, SERVER_CHECK);
     if opts.tls {
@@ -342,7 +343,7 @@ mod tests {
         assert!(
             backend
                 .lines()
-                .any(|l| l.trim() == "retry-on conn-failure empty-response 503"),
+                .any(|l| l.trim() == "retry-on conn-failure empty-response 502 503"),
             "{backend}"
         );
         assert!(
