@@ -319,9 +319,20 @@ fn converge(
                 primary_host.as_deref(),
             )?
         } else {
-            app.get(&clients::grant_key(rel.id().id))
-                .and_then(|v| serde_json::from_str::<Grant>(v).ok())
-                .filter(|g| g.provisioned)
+            let key = clients::grant_key(rel.id().id);
+            match app.get(&key).map(|v| serde_json::from_str::<Grant>(v)) {
+                None => None,
+                Some(Ok(g)) => Some(g).filter(|g| g.provisioned),
+                Some(Err(e)) => {
+                    // Not a silent default: this unit would leave the client out of pg_hba.
+                    st.push(Status::waiting(format!(
+                        "{} ({}): peer application data {key} is unreadable ({e}): waiting for the leader to write it again",
+                        rel.id(),
+                        rel.remote_app().unwrap_or("?")
+                    )));
+                    None
+                }
+            }
         };
         if let Some(g) = grant {
             hba.push(HbaClient {
@@ -482,24 +493,21 @@ fn converge(
         )?;
     }
     if let Some(vip) = ctx.model.relation("vip")? {
-        let wanted = BTreeMap::from([
-            (
-                "check".to_string(),
-                Some(format!("https://127.0.0.1:{}/primary", paths::PATRONI_PORT)),
-            ),
-            // The REST API wants a client certificate: the check presents this unit's.
-            ("check-tls-ca".to_string(), Some(paths::CA_CERT.to_string())),
-            (
-                "check-tls-cert".to_string(),
-                Some(paths::UNIT_CERT.to_string()),
-            ),
-            (
-                "check-tls-key".to_string(),
-                Some(paths::UNIT_KEY.to_string()),
-            ),
-            ("service".to_string(), Some("postgresql".to_string())),
-        ]);
-        vip.set_my_unit_data(&clients::changes(&vip.my_unit_data()?, &wanted))?;
+        // The REST API wants a client certificate: the check presents this unit's.
+        let wanted = charm_lib::databag::to_databag(&contracts::vip::PrincipalData {
+            check: Some(format!("https://127.0.0.1:{}/primary", paths::PATRONI_PORT)),
+            check_tls_ca: Some(paths::CA_CERT.to_string()),
+            check_tls_cert: Some(paths::UNIT_CERT.to_string()),
+            check_tls_key: Some(paths::UNIT_KEY.to_string()),
+            service: Some("postgresql".to_string()),
+            ..Default::default()
+        })?;
+        let current = vip.my_unit_data()?;
+        let changed: Databag = wanted
+            .into_iter()
+            .filter(|(k, v)| !v.is_empty() && current.get(k) != Some(v))
+            .collect();
+        vip.set_my_unit_data(&changed)?;
     }
 
     // Telling the peers about role changes gives the leader a hook to admit the next unit.
@@ -534,7 +542,7 @@ pub(crate) fn vips(ctx: &Context) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     if let Some(r) = ctx.model.relation("vip")? {
         for u in r.units() {
-            if let Some(v) = r.unit_data(u)?.get("vips") {
+            if let Some(v) = r.unit_data(u)?.get(contracts::vip::keys::VIPS) {
                 out.extend(
                     v.split(',')
                         .map(str::trim)

@@ -180,6 +180,47 @@ fn every_unit_publishes_the_same_db_data_and_replicas_report_hot_standby() {
 }
 
 #[test]
+fn a_garbled_grant_in_the_peer_data_is_named_not_dropped_silently() {
+    // Arrange: a replica whose leader-written grant for db:5 is not JSON.
+    let mut peer = peers(&[0, 1, 2], &[0, 2]);
+    peer.local_app_data
+        .insert("client-5".into(), "{not json".into());
+    let mut st = State::default()
+        .with_relation(peer)
+        .with_secret(sys_secret())
+        .with_secret(ca_secret())
+        .with_relation(db(&[(0, &[("ingress-address", "10.0.0.50")])]));
+    st.network.address = addr(1);
+    st.machine = with_cluster(
+        installed_host(),
+        &[
+            (0, "leader", "running", None),
+            (1, "sync_standby", "streaming", Some(0)),
+            (2, "replica", "streaming", Some(10)),
+        ],
+    );
+    // Act
+    let out = unit_harness(1).run_ok(Trigger::RelationChanged(5, Some(0)), &st);
+    // Assert: the status names the key; the client is not served by a guess.
+    assert_eq!(
+        out.state.unit_status.kind,
+        StatusKind::Waiting,
+        "{:?}",
+        out.state.unit_status
+    );
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .contains("peer application data client-5 is unreadable"),
+        "{:?}",
+        out.state.unit_status
+    );
+    let hba = patroni_yml(&out.state)["postgresql"]["pg_hba"].clone();
+    assert!(!strings(&hba).iter().any(|l| l.contains("10.0.0.50")));
+}
+
+#[test]
 fn max_connections_grow_with_client_units() {
     // 12 client units need 10 + 600 connections: 700 (steps of 100, at least 500).
     let units: Vec<(u32, Vec<(&str, String)>)> = (0..12)
