@@ -336,10 +336,9 @@ pub fn epoch_of(t: &str) -> Option<i64> {
 /// The backup a restore to `target` (epoch seconds) starts from, as pgBackRest chooses it:
 /// the newest that stopped before the target's second.
 pub fn backup_before(list: &[BackupInfo], target: i64) -> Option<&BackupInfo> {
-    list.iter()
-        .filter(|b| !b.error)
-        .filter(|b| epoch_of(&b.stopped.replace('T', " ")).is_some_and(|stop| stop < target))
-        .last()
+    list.iter().rfind(|b| {
+        !b.error && epoch_of(&b.stopped.replace('T', " ")).is_some_and(|stop| stop < target)
+    })
 }
 
 /// One backup as `list-backups` shows it (from `pgbackrest info --output=json`).

@@ -79,7 +79,14 @@ pub fn user_for(id: u32) -> String {
 }
 
 const RESERVED_DATABASES: [&str; 3] = ["postgres", "template0", "template1"];
-const RESERVED_ROLES: [&str; 5] = ["postgres", "replication", "rewind", "patroni", "public"];
+const RESERVED_ROLES: [&str; 6] = [
+    "postgres",
+    "replication",
+    "rewind",
+    "patroni",
+    "public",
+    crate::paths::MONITORING_ROLE,
+];
 
 fn valid_database(name: &str) -> Result<(), String> {
     if name.ends_with('*') {

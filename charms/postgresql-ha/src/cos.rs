@@ -10,8 +10,9 @@
 //! /etc/postgresql-ha/tls. Every series carries `patroni_synchronous_mode` (the
 //! `synchronous-mode` option), which the "no synchronous standby" rule needs.
 //!
-//! PostgreSQL's own statistics (connections, through prometheus-postgres-exporter) are not
-//! scraped yet: `src/prometheus_alert_rules/postgresql_exporter.rules` is tested but not sent.
+//! PostgreSQL's own statistics come from Debian's prometheus-postgres-exporter on
+//! 127.0.0.1:9187 (plain http on loopback: the collector is on this machine), which reads them
+//! as the `monitoring` role (pg_monitor, peer authentication from the OS user prometheus only).
 
 use crate::config::{Config, SyncMode};
 use crate::paths;
@@ -24,10 +25,16 @@ use charm_lib::Context;
 pub const CHARM: &str = "postgresql-ha";
 
 /// The alert rules sent.
-pub const RULES: &[RuleFile<'static>] = &[RuleFile {
-    path: "patroni.rules",
-    text: include_str!("prometheus_alert_rules/patroni.rules"),
-}];
+pub const RULES: &[RuleFile<'static>] = &[
+    RuleFile {
+        path: "patroni.rules",
+        text: include_str!("prometheus_alert_rules/patroni.rules"),
+    },
+    RuleFile {
+        path: "postgresql_exporter.rules",
+        text: include_str!("prometheus_alert_rules/postgresql_exporter.rules"),
+    },
+];
 
 /// The dashboards sent.
 pub const DASHBOARDS: &[Dashboard<'static>] = &[Dashboard {
@@ -83,6 +90,21 @@ pub fn jobs(cfg: &Config) -> Vec<ScrapeJob> {
     vec![
         tls_job("patroni", paths::PATRONI_PORT, cfg.synchronous_mode),
         tls_job("etcd", 2379, cfg.synchronous_mode),
+        ScrapeJob {
+            job_name: Some("postgresql".into()),
+            metrics_path: "/metrics".into(),
+            scheme: None,
+            static_configs: vec![StaticConfig {
+                targets: vec![format!("127.0.0.1:{}", paths::EXPORTER_PORT)],
+                labels: [(
+                    SYNC_MODE_LABEL.to_string(),
+                    sync_mode_name(cfg.synchronous_mode).to_string(),
+                )]
+                .into(),
+            }],
+            tls_config: None,
+            scrape_interval: None,
+        },
     ]
 }
 
@@ -92,6 +114,7 @@ pub fn exposed() -> Vec<&'static str> {
     for list in [
         include_str!("metrics/patroni.names"),
         include_str!("metrics/etcd.names"),
+        include_str!("metrics/postgres_exporter.names"),
     ] {
         all.extend(
             list.lines()

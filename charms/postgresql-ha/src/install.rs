@@ -78,6 +78,7 @@ pub fn ensure(ctx: &Context, config: &Config) -> anyhow::Result<u32> {
             "etcd-server",
             "etcd-client",
             "pgbackrest",
+            "prometheus-postgres-exporter",
             "python3-venv",
             "curl",
         ])?;

@@ -95,6 +95,16 @@ pub fn curl_tls_args() -> [String; 6] {
         UNIT_KEY.into(),
     ]
 }
+/// prometheus-postgres-exporter's settings (Debian's package reads them as its environment).
+pub const EXPORTER_DEFAULTS: &str = "/etc/default/prometheus-postgres-exporter";
+/// prometheus-postgres-exporter's service (Debian's unit; runs as `prometheus`).
+pub const EXPORTER_SERVICE: &str = "prometheus-postgres-exporter";
+/// Its port, on loopback only (the collector runs on this machine).
+pub const EXPORTER_PORT: u16 = 9187;
+/// The exporter's PostgreSQL role: `pg_monitor` only, no password, reachable only over the
+/// local socket from the OS user `prometheus` (pg_ident map `monitoring`).
+pub const MONITORING_ROLE: &str = "monitoring";
+
 /// PostgreSQL's port.
 pub const PG_PORT: u16 = 5432;
 /// Patroni's REST port.

@@ -16,7 +16,6 @@ use crate::serve::{
 use crate::site_cert::{self, Site};
 use crate::{certs, etcd, install, paths, secrets};
 use charm_lib::{Context, Databag, FileOptions, MachineExt, Port, Relation, ServiceOp, Status};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The system passwords: the leader creates the secret once; every unit reads it by the id the
@@ -475,6 +474,7 @@ fn converge(
     }
 
     restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
+    exporter(ctx, leader, app, app_changes, primary_host.as_deref())?;
 
     // Relation data.
     let mut topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &trusted)?;
@@ -534,6 +534,47 @@ fn converge(
         readiness.as_ref(),
     ));
     Ok(readiness)
+}
+
+/// The peer app databag key the leader sets once the monitoring role exists.
+const MONITORING_KEY: &str = "monitoring-role";
+
+/// prometheus-postgres-exporter (Debian's) on loopback, reading PostgreSQL as the
+/// least-privilege monitoring role, which the leader creates once on the primary.
+fn exporter(
+    ctx: &Context,
+    leader: bool,
+    app: &Databag,
+    app_changes: &mut Databag,
+    primary_host: Option<&str>,
+) -> anyhow::Result<()> {
+    let m = ctx.machine;
+    let changed = m.write_file(
+        Path::new(paths::EXPORTER_DEFAULTS),
+        render::exporter_defaults().as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    m.service(ServiceOp::Enable, paths::EXPORTER_SERVICE)?;
+    if changed || !m.service_is_active(paths::EXPORTER_SERVICE)? {
+        m.service(ServiceOp::Restart, paths::EXPORTER_SERVICE)?;
+    }
+    if leader && app.get(MONITORING_KEY).map(String::as_str) != Some("1") {
+        if let Some(host) = primary_host {
+            match psql(
+                ctx,
+                host,
+                &crate::sql::monitoring_role(paths::MONITORING_ROLE),
+                &[],
+            ) {
+                Ok(_) => {
+                    app_changes.insert(MONITORING_KEY.into(), "1".into());
+                }
+                // The next hook tries again; metrics are not worth a failed hook.
+                Err(e) => log::warn!("the monitoring role could not be created yet: {e}"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The database VIPs the keepalived-vip subordinate manages here (its unit databag `vips`):

@@ -154,6 +154,17 @@ SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {ul};\n"
     )
 }
 
+/// The exporter's least-privilege role: LOGIN (peer authentication over the socket only: no
+/// password is ever set) and `pg_monitor`, which reads statistics and settings and nothing
+/// else. Idempotent.
+pub fn monitoring_role(role: &str) -> String {
+    format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {lit}) THEN CREATE ROLE {id} LOGIN; END IF; END $$;\nALTER ROLE {id} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD NULL;\nGRANT pg_monitor TO {id};\n",
+        lit = literal(role),
+        id = ident(role)
+    )
+}
+
 /// Sets a role's password.
 pub fn set_password(role: &str, password: &str) -> String {
     format!(

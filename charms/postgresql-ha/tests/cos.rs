@@ -22,14 +22,28 @@ fn sent(out: &charm_lib::testing::Output) -> Value {
 }
 
 #[test]
-fn the_collector_gets_patroni_and_etcd_over_tls_the_rules_and_the_dashboard() {
+fn the_collector_gets_patroni_and_etcd_over_tls_postgresql_on_loopback_the_rules_and_the_dashboard()
+{
     let st = leader_primary().with_relation(collector());
     let out = harness().run(Trigger::RelationJoined(COS, 0), &st).unwrap();
     let data = sent(&out);
 
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
     let (etcd, patroni) = (&jobs[0], &jobs[1]);
+    let pg = &jobs[2];
+    assert!(
+        pg["job_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgresql-ha_postgresql_"),
+        "{pg}"
+    );
+    assert_eq!(pg["static_configs"][0]["targets"][0], "127.0.0.1:9187");
+    assert!(
+        pg.get("tls_config").is_none_or(|t| t.is_null()),
+        "loopback http: {pg}"
+    );
     assert!(etcd["job_name"]
         .as_str()
         .unwrap()
@@ -72,13 +86,10 @@ fn the_collector_gets_patroni_and_etcd_over_tls_the_rules_and_the_dashboard() {
         "EtcdQuorumAtRisk",
         "EtcdNoLeader",
         "HostDown",
+        "PostgresqlConnectionsNearMax",
     ] {
         assert!(alerts.contains(&a), "{a} missing from {alerts:?}");
     }
-    assert!(
-        !alerts.contains(&"PostgresqlConnectionsNearMax"),
-        "not sent before the exporter runs"
-    );
     assert_eq!(
         groups[0]["rules"][0]["labels"]["juju_model_uuid"],
         MODEL_UUID
@@ -130,4 +141,73 @@ fn the_dashboard_and_rules_query_only_metrics_the_jobs_expose() {
             assert!(exposed.contains(&m.as_str()), "{m} in {e:?} is not exposed");
         }
     }
+}
+
+#[test]
+fn the_exporter_reads_postgresql_as_the_monitoring_role_on_loopback() {
+    // Arrange: a running primary whose leader has not created the monitoring role yet.
+    let mut st = leader_primary();
+    st.relations
+        .iter_mut()
+        .find(|r| r.id == 1)
+        .unwrap()
+        .local_app_data
+        .remove("monitoring-role");
+    // Act
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
+    // Assert: the role (pg_monitor, no password), the exporter's settings, the key recorded.
+    let role_sql = find_command(
+        &out,
+        |l| l.starts_with("psql"),
+        "the monitoring role is created",
+    );
+    let stdin = out
+        .runs
+        .iter()
+        .find(|c| c.argv().join(" ") == role_sql)
+        .and_then(|c| c.stdin.clone())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    assert!(
+        stdin.contains("GRANT pg_monitor TO \"monitoring\"") && stdin.contains("PASSWORD NULL"),
+        "{stdin}"
+    );
+    let defaults = out
+        .state
+        .machine
+        .text("/etc/default/prometheus-postgres-exporter")
+        .unwrap();
+    assert!(
+        defaults.contains("user=monitoring") && defaults.contains("host=/run/postgresql-ha"),
+        "{defaults}"
+    );
+    assert!(
+        defaults.contains("--web.listen-address=127.0.0.1:9187"),
+        "{defaults}"
+    );
+    assert!(
+        !defaults.contains("password"),
+        "peer authentication: no password"
+    );
+    let hba = strings(&patroni_yml(&out.state)["postgresql"]["pg_hba"]).join("\n");
+    assert!(
+        hba.contains("local postgres monitoring peer map=monitoring"),
+        "{hba}"
+    );
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["pg_ident"][0],
+        "monitoring prometheus monitoring"
+    );
+    assert_eq!(
+        out.state
+            .relation(1)
+            .unwrap()
+            .local_app_data
+            .get("monitoring-role")
+            .map(String::as_str),
+        Some("1")
+    );
+    // Once recorded, no more SQL for it.
+    let again = harness().run_ok(Trigger::UpdateStatus, &out.state);
+    assert!(!ran(&again, |l| l.starts_with("psql")));
 }

@@ -123,6 +123,41 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
     .expect("deploy");
     settled(&d).expect("settled with a backup repository");
 
+    // The exporter reads PostgreSQL as the monitoring role (peer authentication, pg_monitor)
+    // and serves on loopback only.
+    let m = d.machine_of(PG).unwrap();
+    until(
+        Duration::from_secs(60),
+        "the exporter reports PostgreSQL up",
+        || {
+            let metrics = d.exec(&m, &["curl", "-sf", "http://127.0.0.1:9187/metrics"])?;
+            ensure!(metrics.lines().any(|l| l == "pg_up 1"), "pg_up is not 1");
+            ensure!(
+                metrics.contains("pg_settings_max_connections"),
+                "no pg_settings_max_connections"
+            );
+            Ok(())
+        },
+    )
+    .unwrap();
+    let addr = d.address_of(PG).unwrap();
+    let outside =
+        d.lm.exec(
+            &m,
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://{addr}:9187/metrics"),
+            ],
+        )
+        .unwrap();
+    assert_ne!(
+        outside.0, 0,
+        "the exporter answers on {addr}, not only on loopback"
+    );
+
     // The stanza exists and WAL is archived through pgBackRest.
     let listed = action(&d, PG, "list-backups", &[]).expect("list-backups");
     assert_eq!(listed["count"], "0", "{listed}");

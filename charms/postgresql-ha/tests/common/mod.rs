@@ -140,6 +140,7 @@ pub fn peers(members: &[u32], remote: &[u32]) -> Relation {
         ("etcd-epoch", "1"),
         ("etcd-bootstrap", "postgresql-ha-0"),
         ("etcd-token", "postgresql-ha-abcdefgh"),
+        ("monitoring-role", "1"),
     ]);
     for n in remote {
         let started = if members.contains(n) { "1" } else { "" };

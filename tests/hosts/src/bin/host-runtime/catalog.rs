@@ -379,6 +379,20 @@ pub fn install_debian(name: &str) -> Result<Record, String> {
     Ok(rec)
 }
 
+
+/// Removes a package: stops and disables its services, deletes its files and links.
+pub fn uninstall(r: &Record) -> Result<(), String> {
+    for u in &r.units {
+        systemctl(&["stop", u])?;
+        let _ = systemctl(&["disable", u]);
+    }
+    for f in r.files.iter().chain(r.symlinks.iter()) {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_file(record_path(&r.name));
+    Ok(())
+}
+
 #[cfg(test)]
 mod postinst_tests {
     use super::*;
@@ -394,17 +408,4 @@ mod postinst_tests {
         assert_eq!(on_install(keepalived, "keepalived.service"), OnInstall { enable: true, start: true });
         assert_eq!(on_install(keepalived, "other.service"), OnInstall { enable: false, start: false });
     }
-}
-
-/// Removes a package: stops and disables its services, deletes its files and links.
-pub fn uninstall(r: &Record) -> Result<(), String> {
-    for u in &r.units {
-        systemctl(&["stop", u])?;
-        let _ = systemctl(&["disable", u]);
-    }
-    for f in r.files.iter().chain(r.symlinks.iter()) {
-        let _ = std::fs::remove_file(f);
-    }
-    let _ = std::fs::remove_file(record_path(&r.name));
-    Ok(())
 }
