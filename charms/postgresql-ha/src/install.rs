@@ -82,6 +82,15 @@ pub fn ensure(ctx: &Context, config: &Config) -> anyhow::Result<u32> {
             "python3-venv",
             "curl",
         ])?;
+        // The package starts its exporter on every address with no settings; on loopback
+        // at once, before any other hook.
+        if m.write_file(
+            Path::new(paths::EXPORTER_DEFAULTS),
+            crate::render::exporter_defaults().as_bytes(),
+            &FileOptions::root(0o644),
+        )? {
+            m.service(charm_lib::ServiceOp::Restart, paths::EXPORTER_SERVICE)?;
+        }
         let v = pg_version(ctx)?.ok_or_else(|| anyhow::anyhow!("the postgresql package is installed but no /usr/lib/postgresql/<major>/bin/postgres exists"))?;
         for svc in [
             "postgresql".to_string(),
