@@ -22,6 +22,7 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "create-backup" => crate::backup_actions::create_backup(ctx),
         "list-backups" => crate::backup_actions::list_backups(ctx),
         "restore" => crate::backup_actions::restore(ctx),
+        "pre-upgrade-check" => pre_upgrade_check(ctx),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }
@@ -422,5 +423,65 @@ fn rotate_certificates(ctx: &mut Context) -> anyhow::Result<()> {
     ctx.action_set(&json!({
         "names": seen.sans.iter().cloned().collect::<Vec<_>>().join(","),
         "not-after": seen.not_after.to_string(),
+    }))
+}
+
+/// Whether taking one member down now (a package upgrade, a Patroni restart, a refresh) keeps
+/// the database writable: every member running, etcd with its leader, and automatic failover
+/// available (the primary's loss would be replaced without losing a commit). Refuses with every
+/// reason found.
+fn pre_upgrade_check(ctx: &mut Context) -> anyhow::Result<()> {
+    let c = cluster(ctx)?;
+    let m = ctx.machine;
+    let mut problems = Vec::new();
+    if !etcd::has_leader(m)? {
+        problems.push("etcd has no leader (quorum lost)".to_string());
+    }
+    let expected = ctx.model.relation(PEER)?.map_or(1, |r| r.units().len() + 1);
+    if c.members.len() < expected {
+        problems.push(format!(
+            "Patroni lists {} members for {expected} units",
+            c.members.len()
+        ));
+    }
+    for x in &c.members {
+        let ok = x.is_primary() && x.state == "running" || x.state == "streaming";
+        if !ok {
+            problems.push(format!(
+                "{} is {} ({})",
+                paths::unit_of_member(&x.name),
+                x.state,
+                role_name(x)
+            ));
+        }
+    }
+    let mode = crate::config::Config::from_raw(&ctx.model.config_raw()?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .synchronous_mode;
+    match crate::failover::readiness(&c, etcd::sync_key(m, ctx.model.app_name())?.as_ref(), mode) {
+        crate::failover::Readiness::Ready => {}
+        crate::failover::Readiness::Unavailable(why) => {
+            problems.push(format!("no automatic failover: {why}"))
+        }
+        crate::failover::Readiness::NoPrimary => {
+            problems.push("there is no running primary".into())
+        }
+    }
+    if expected < 3 {
+        problems.push(format!(
+            "{expected} unit(s): taking one down stops writes (automatic failover needs 3 units)"
+        ));
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("not safe to upgrade now: {}", problems.join("; "));
+    }
+    let primary = c
+        .primary()
+        .map(|p| paths::unit_of_member(&p.name))
+        .unwrap_or_default();
+    ctx.action_set(&json!({
+        "result": "ok",
+        "primary": primary,
+        "message": format!("{} members running, automatic failover available: upgrade one unit at a time, replicas first, then switch over and upgrade {primary}", c.members.len()),
     }))
 }

@@ -371,3 +371,43 @@ fn rotate_certificates_issues_a_new_key_and_reloads_without_a_restart() {
         "no restart: {lines:?}"
     );
 }
+
+#[test]
+fn pre_upgrade_check_passes_only_when_losing_a_member_keeps_writes() {
+    // Arrange: three running members, the quorum /sync key naming both standbys.
+    let mut st = three_units(with_sync_key(
+        installed_host(),
+        json!({"leader": "postgresql-ha-0", "sync_standby": "postgresql-ha-1,postgresql-ha-2", "quorum": 1}),
+    ));
+    st.machine = with_etcd_members(
+        st.machine,
+        &[(0, 0xa1, false), (1, 0xa2, false), (2, 0xa3, false)],
+    );
+    // Act / Assert: ok, naming the primary.
+    let out = act("pre-upgrade-check", json!({}), &st);
+    assert_eq!(out.action.failed, None);
+    assert_eq!(out.action.results["result"], "ok");
+    assert_eq!(out.action.results["primary"], "postgresql-ha/0");
+
+    // A member not streaming: refused, naming it.
+    let mut fresh = State::default()
+        .leader()
+        .with_relation(peers(&[0, 1, 2], &[1, 2]))
+        .with_secret(sys_secret())
+        .with_secret(ca_secret());
+    fresh.machine = with_cluster(
+        with_sync_key(
+            installed_host(),
+            json!({"leader": "postgresql-ha-0", "sync_standby": "postgresql-ha-1,postgresql-ha-2", "quorum": 1}),
+        ),
+        &[
+            (0, "leader", "running", None),
+            (1, "sync_standby", "streaming", Some(0)),
+            (2, "replica", "stopped", None),
+        ],
+    );
+    let out = act("pre-upgrade-check", json!({}), &fresh);
+    let why = refusal(&out);
+    assert!(why.starts_with("not safe to upgrade now"), "{why}");
+    assert!(why.contains("postgresql-ha/2 is stopped"), "{why}");
+}
