@@ -576,6 +576,7 @@ mod tests {
                 cidr: String::new(),
                 state: s.into(),
                 down_since_ms: None,
+                base: String::new(),
             };
             state.machines.insert(id.into(), m);
         }

@@ -199,6 +199,14 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
             bail!("invalid machine id {m:?} found in machines");
         }
     }
+    // the bundle's default base: `default-base`, else `series` (bundlechanges: an application
+    // without its own base or series gets the bundle's; an overlay's applications too, as the
+    // overlay is merged into the bundle before the changes are computed)
+    let default_base = base
+        .get("default-base")
+        .or(base.get("series"))
+        .and_then(|v| v.as_str())
+        .map(String::from);
     let mut plan = DeployPlan {
         machines: machines.clone(),
         bundle: true,
@@ -272,6 +280,12 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
                 }
             }
         }
+        let app_base = spec
+            .get("base")
+            .or(spec.get("series"))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+            .or(default_base.clone());
         plan.apps.push(AppPlan {
             name,
             charm,
@@ -279,6 +293,7 @@ pub fn load_bundle(path: &Path, overlays: &[PathBuf]) -> Result<DeployPlan> {
             to,
             options,
             resources,
+            base: app_base,
         });
     }
     for m in &machines {
@@ -373,6 +388,7 @@ pub fn charm_plan(
             to: to.into_iter().collect(),
             options,
             resources: res,
+            base: None,
         }],
         relations: vec![],
     })
@@ -410,6 +426,47 @@ mod tests {
         );
         assert_eq!(a.to, vec!["0", "0"]);
         assert_eq!(p.relations, vec![("a".into(), "b".into())]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// An application's base: its own `base` or `series`, else the bundle's `default-base`
+    /// or `series`, overlay applications included (bundlechanges, after the overlays merge).
+    #[test]
+    fn applications_get_their_base_or_the_bundles_default() {
+        let d = std::env::temp_dir().join(format!("lm-bundle-base-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a.charm"), b"x").unwrap();
+        std::fs::write(
+            d.join("b.yaml"),
+            "default-base: ubuntu@22.04\napplications:\n  a: {charm: ./a.charm}\n  b: {charm: ./a.charm, base: ubuntu@24.04}\n  c: {charm: ./a.charm, series: noble}\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("o.yaml"), "applications:\n  o: {charm: ./a.charm}\n").unwrap();
+        std::fs::write(
+            d.join("s.yaml"),
+            "series: jammy\napplications:\n  a: {charm: ./a.charm}\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("n.yaml"), "applications:\n  a: {charm: ./a.charm}\n").unwrap();
+        let p = load_bundle(&d.join("b.yaml"), &[d.join("o.yaml")]).unwrap();
+        let bases: Vec<(&str, Option<&str>)> = p
+            .apps
+            .iter()
+            .map(|a| (a.name.as_str(), a.base.as_deref()))
+            .collect();
+        assert_eq!(
+            bases,
+            vec![
+                ("a", Some("ubuntu@22.04")),
+                ("b", Some("ubuntu@24.04")),
+                ("c", Some("noble")),
+                ("o", Some("ubuntu@22.04"))
+            ]
+        );
+        let s = load_bundle(&d.join("s.yaml"), &[]).unwrap();
+        assert_eq!(s.apps[0].base.as_deref(), Some("jammy"));
+        let n = load_bundle(&d.join("n.yaml"), &[]).unwrap();
+        assert_eq!(n.apps[0].base, None);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -55,6 +55,10 @@ pub struct CharmMeta {
     pub actions: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// declared resource names
     pub resources: Vec<String>,
+    /// The bases manifest.yaml declares, as Juju displays them (`ubuntu@22.04`), in order
+    /// (core/charm ComputedBases: the manifest's name and channel).
+    #[serde(default)]
+    pub bases: Vec<String>,
 }
 
 impl CharmMeta {
@@ -195,6 +199,7 @@ pub fn parse_meta(
         options,
         actions: acts,
         resources: raw.resources.keys().cloned().collect(),
+        bases: vec![],
     })
 }
 
@@ -259,8 +264,88 @@ pub fn read_charm(path: &Path) -> Result<CharmMeta> {
     }
     let config = read_entry(&mut zip, "config.yaml")?;
     let actions = read_entry(&mut zip, "actions.yaml")?;
-    parse_meta(&meta, config.as_deref(), actions.as_deref())
-        .with_context(|| format!("charm {}", path.display()))
+    let mut m = parse_meta(&meta, config.as_deref(), actions.as_deref())
+        .with_context(|| format!("charm {}", path.display()))?;
+    m.bases = manifest_bases(manifest.as_deref().unwrap_or_default())
+        .with_context(|| format!("charm {}: manifest.yaml", path.display()))?;
+    Ok(m)
+}
+
+/// The bases of a manifest.yaml, `<name>@<channel>` in the manifest's order, each once.
+pub fn manifest_bases(manifest: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Base {
+        name: String,
+        channel: String,
+    }
+    #[derive(Deserialize)]
+    struct Manifest {
+        #[serde(default)]
+        bases: Vec<Base>,
+    }
+    let m: Manifest = serde_yaml::from_str(manifest)?;
+    let mut out: Vec<String> = Vec::new();
+    for b in m.bases {
+        // a channel's risk (22.04/stable) is not displayed (core/base Channel.DisplayString)
+        let track = b.channel.split('/').next().unwrap_or_default();
+        let base = format!("{}@{track}", b.name);
+        if !out.contains(&base) {
+            out.push(base);
+        }
+    }
+    if out.is_empty() {
+        bail!("no bases");
+    }
+    Ok(out)
+}
+
+/// A base as a bundle or `--base` gives it (`ubuntu@22.04`, `ubuntu@22.04/stable`) or an
+/// Ubuntu series name (`jammy`), as Juju displays it (`ubuntu@22.04`): core/base
+/// ParseBaseFromString and GetBaseFromSeries (the Ubuntu series Juju 3 knows).
+pub fn parse_base(s: &str) -> Result<String> {
+    if let Some((os, ch)) = s.split_once('@') {
+        let track = ch.split('/').next().unwrap_or_default();
+        if os.is_empty() || track.is_empty() {
+            bail!("base {s:?} not valid");
+        }
+        return Ok(format!("{os}@{track}"));
+    }
+    let v = match s {
+        "bionic" => "18.04",
+        "focal" => "20.04",
+        "jammy" => "22.04",
+        "noble" => "24.04",
+        _ => bail!("series {s:?} not valid"),
+    };
+    Ok(format!("ubuntu@{v}"))
+}
+
+/// The base an application of this charm is deployed on: the requested one (`--base`, or a
+/// bundle's application base/series or default-base/series), which the charm's manifest must
+/// declare (core/charm charmpath.go charmBase: NewUnsupportedBaseError), else the latest
+/// Ubuntu LTS if the charm declares it, else its first base (core/charm baseselector.go
+/// BaseSelector.CharmBase).
+pub fn select_base(meta: &CharmMeta, requested: Option<&str>) -> Result<String> {
+    const LATEST_LTS: &str = "ubuntu@24.04";
+    match requested {
+        Some(r) => {
+            let b = parse_base(r)?;
+            if meta.bases.contains(&b) {
+                Ok(b)
+            } else {
+                bail!(
+                    "base {b:?} not supported by charm, the charm supported bases are: {}",
+                    meta.bases.join(", ")
+                )
+            }
+        }
+        None if meta.bases.iter().any(|b| b == LATEST_LTS) => Ok(LATEST_LTS.into()),
+        None => meta
+            .bases
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow!("base not specified and charm does not define any")),
+    }
 }
 
 /// Unpack a charm into `dest`, keeping unix modes (dispatch must stay executable) and
@@ -385,5 +470,41 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    /// Juju's base choice for a local charm (core/charm charmpath.go charmBase,
+    /// baseselector.go CharmBase): a requested base must be one of the manifest's; without
+    /// one, the latest LTS if declared, else the manifest's first.
+    #[test]
+    fn a_base_is_chosen_from_the_manifest_as_juju_does() {
+        let manifest = "bases:\n- name: ubuntu\n  channel: '22.04'\n  architectures: [amd64]\n- name: ubuntu\n  channel: 24.04/stable\n  architectures: [amd64, arm64]\n";
+        let both = CharmMeta {
+            bases: manifest_bases(manifest).unwrap(),
+            ..CharmMeta::default()
+        };
+        assert_eq!(both.bases, vec!["ubuntu@22.04", "ubuntu@24.04"]);
+        assert_eq!(select_base(&both, None).unwrap(), "ubuntu@24.04");
+        assert_eq!(select_base(&both, Some("jammy")).unwrap(), "ubuntu@22.04");
+        assert_eq!(
+            select_base(&both, Some("ubuntu@22.04/stable")).unwrap(),
+            "ubuntu@22.04"
+        );
+        let noble = CharmMeta {
+            bases: vec!["ubuntu@24.04".into()],
+            ..CharmMeta::default()
+        };
+        assert_eq!(
+            select_base(&noble, Some("ubuntu@22.04"))
+                .unwrap_err()
+                .to_string(),
+            "base \"ubuntu@22.04\" not supported by charm, the charm supported bases are: ubuntu@24.04"
+        );
+        let jammy = CharmMeta {
+            bases: vec!["ubuntu@22.04".into(), "ubuntu@20.04".into()],
+            ..CharmMeta::default()
+        };
+        assert_eq!(select_base(&jammy, None).unwrap(), "ubuntu@22.04");
+        assert!(select_base(&jammy, Some("trusty")).is_err());
+        assert!(manifest_bases("bases: []\n").is_err());
     }
 }

@@ -39,6 +39,10 @@ enum Cmd {
         config: Vec<String>,
         #[arg(long)]
         resource: Vec<String>,
+        /// The base to deploy on (`ubuntu@22.04`; single charm only): the charm's manifest
+        /// must declare it. Default: ubuntu@24.04 if declared, else the manifest's first.
+        #[arg(long)]
+        base: Option<String>,
         /// bare | hosts (default: hosts when built with it and root, else bare; or $LM_SUBSTRATE)
         #[arg(long)]
         substrate: Option<String>,
@@ -233,6 +237,7 @@ fn run(cli: Cli) -> Result<()> {
             to,
             config,
             resource,
+            base,
             substrate,
             dry_run,
         } => {
@@ -241,12 +246,19 @@ fn run(cli: Cli) -> Result<()> {
                 None => default_substrate(),
             };
             let plan = if crate::bundle::is_bundle(&path) {
-                if name.is_some() || !config.is_empty() || !resource.is_empty() || to.is_some() {
-                    bail!("a bundle takes its names, options, resources and placements from the bundle file");
+                if name.is_some()
+                    || !config.is_empty()
+                    || !resource.is_empty()
+                    || to.is_some()
+                    || base.is_some()
+                {
+                    bail!("a bundle takes its names, options, resources, placements and bases from the bundle file");
                 }
                 crate::bundle::load_bundle(&path, &overlay)?
             } else {
-                crate::bundle::charm_plan(&path, name, n, to, &config, &resource)?
+                let mut plan = crate::bundle::charm_plan(&path, name, n, to, &config, &resource)?;
+                plan.apps[0].base = base;
+                plan
             };
             if dry_run {
                 println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -34,6 +34,7 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
 /// Deploy a plan (one charm or a bundle). Validates everything before changing anything.
 pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
     let mut metas = BTreeMap::new();
+    let mut bases = BTreeMap::new();
     for app in &plan.apps {
         if rt.state.applications.contains_key(&app.name) {
             bail!(
@@ -42,6 +43,39 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
             );
         }
         let meta = read_charm(&app.charm)?;
+        // the charm's manifest must support the base asked for: a bundle's local charm is read
+        // at its path with the application's or the bundle's base (bundlehandler.go
+        // addLocalCharm: "cannot deploy local charm at %q"), a charm deployed alone with
+        // --base (deployer.go maybeReadLocalCharm returns the error as it is)
+        let base = crate::charm::select_base(&meta, app.base.as_deref()).map_err(|e| {
+            if plan.bundle {
+                anyhow!(
+                    "cannot deploy local charm at {:?}: {e}",
+                    app.charm.display().to_string()
+                )
+            } else {
+                e
+            }
+        })?;
+        // placed on a machine the model has, or with a unit it has: that machine's base must
+        // be this one (add_unit), checked before anything is created
+        for t in app.to.iter().filter(|_| !plan.bundle) {
+            let m = match t.split_once('/') {
+                Some(_) => rt.state.units.get(t).map(|u| u.machine.clone()),
+                None => Some(t.clone()),
+            };
+            if let Some(m) = m.and_then(|m| rt.state.machines.get(&m)) {
+                if !m.base.is_empty() && m.base != base {
+                    bail!(
+                        "cannot assign unit \"{}/0\" to machine {}: base does not match: unit has {base:?}, machine has {:?}",
+                        app.name,
+                        m.id,
+                        m.base
+                    );
+                }
+            }
+        }
+        bases.insert(app.name.clone(), base);
         if meta.subordinate && (app.num_units > 0 || !app.to.is_empty()) {
             bail!(
                 "application {:?} is subordinate: it cannot have units or placement",
@@ -107,6 +141,7 @@ pub fn deploy(rt: &mut Runtime, plan: &DeployPlan) -> Result<Vec<String>> {
                 resources,
                 charm_revision: 0,
                 force_units: false,
+                base: bases.remove(&app.name).unwrap_or_default(),
             },
         );
         for p in peers {
@@ -215,6 +250,7 @@ pub fn new_machine(rt: &mut Runtime) -> Result<String> {
             cidr: info.cidr,
             state: "started".into(),
             down_since_ms: None,
+            base: String::new(),
         },
     );
     crate::juju_exec::install_wrappers_logged(rt, &id);
@@ -313,6 +349,24 @@ pub fn add_unit(rt: &mut Runtime, app: &str, placement: Placement) -> Result<Str
             .map(|u| u.machine.clone())
             .ok_or_else(|| anyhow!("unit {u:?} not found"))?,
     };
+    // a machine hosts units of one base: the first unit's (a new machine is provisioned
+    // with its application's base); another base is refused as state/unit.go
+    // validateUnitMachineAssignment does, under assignToMachine's annotation
+    let a = &rt.state.applications[app];
+    let (base, unit_name) = (a.base.clone(), format!("{app}/{}", a.next_unit));
+    let m = rt
+        .state
+        .machines
+        .get_mut(&machine)
+        .ok_or_else(|| anyhow!("machine {machine} not found"))?;
+    if m.base.is_empty() {
+        m.base = base;
+    } else if !base.is_empty() && m.base != base {
+        bail!(
+            "cannot assign unit {unit_name:?} to machine {machine}: base does not match: unit has {base:?}, machine has {:?}",
+            m.base
+        );
+    }
     let name = make_unit(rt, app, machine, None)?;
     ensure_subordinates(rt)?;
     Ok(name)
@@ -506,6 +560,24 @@ pub fn integrate(rt: &mut Runtime, a: &str, b: &str) -> Result<u32> {
         );
     }
     let container = ea.spec.container || eb.spec.container;
+    // a subordinate's units share its principals' machines: the two charms' manifests must
+    // have a base in common (state/state.go AddRelation, compatibleSupportedBases)
+    if container {
+        let bases = |app: &str| rt.state.applications[app].meta.bases.clone();
+        let (ba, bb) = (bases(&ea.app), bases(&eb.app));
+        if !ba.is_empty() && !bb.is_empty() && !ba.iter().any(|b| bb.contains(b)) {
+            // the relation key: the endpoints, requirer first (state relationKey)
+            let mut eps = [&ea, &eb];
+            eps.sort_by_key(|e| e.spec.role != Role::Requirer);
+            bail!(
+                "cannot add relation \"{}:{} {}:{}\": principal and subordinate applications' bases must match",
+                eps[0].app,
+                eps[0].spec.name,
+                eps[1].app,
+                eps[1].spec.name
+            );
+        }
+    }
     let id = rt.state.next_relation;
     rt.state.next_relation += 1;
     rt.state.relations.insert(

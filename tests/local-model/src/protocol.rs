@@ -22,6 +22,10 @@ pub struct AppPlan {
     pub options: BTreeMap<String, serde_json::Value>,
     /// resource name -> absolute file path
     pub resources: BTreeMap<String, PathBuf>,
+    /// The base asked for (`ubuntu@22.04`, or a series): `--base`, or a bundle's application
+    /// `base`/`series`, else its `default-base`/`series`. None: the charm's preferred base.
+    #[serde(default)]
+    pub base: Option<String>,
 }
 
 /// A deployment: a charm or a bundle with its overlays applied.

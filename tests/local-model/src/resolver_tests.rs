@@ -22,6 +22,7 @@ fn app(name: &str, meta: &str, leader: Option<&str>) -> Application {
         resources: BTreeMap::new(),
         charm_revision: 0,
         force_units: false,
+        base: String::new(),
     }
 }
 

@@ -58,6 +58,10 @@ pub struct Machine {
     /// leadership leases are not renewed from then on.
     #[serde(default)]
     pub down_since_ms: Option<u64>,
+    /// Its base (`ubuntu@22.04`): that of the first unit placed on it (Juju provisions a
+    /// machine for a unit with the unit's application base); empty until then.
+    #[serde(default)]
+    pub base: String,
 }
 
 /// An application: a charm deployed under a name.
@@ -84,6 +88,9 @@ pub struct Application {
     /// Bumped by `lm refresh`; units run upgrade-charm when their view is older.
     #[serde(default)]
     pub charm_revision: u64,
+    /// The base it is deployed on (`ubuntu@22.04`), chosen at deploy (charm.rs select_base).
+    #[serde(default)]
+    pub base: String,
     /// The last refresh was `--force-units`: a unit in hook error takes the new charm at
     /// once (remotestate/watcher.go applicationChanged: ForceCharmUpgrade, the application's
     /// CharmURL force flag; resolver.go nextOpHookError).

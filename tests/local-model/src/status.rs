@@ -45,12 +45,26 @@ fn unit_json(st: &ModelState, u: &Unit) -> Value {
     v
 }
 
+/// A base as `juju status --format=json` shows a machine's and an application's:
+/// `{"name": "ubuntu", "channel": "22.04"}` (cmd/juju/status/formatter.go formatMachine and
+/// formatApplication: formattedBase, the channel's DisplayString).
+fn base_json(base: &str) -> Option<Value> {
+    let (name, channel) = base.split_once('@')?;
+    Some(json!({"name": name, "channel": channel}))
+}
+
 /// The model as JSON.
 pub fn status_json(st: &ModelState) -> Value {
     let machines: Map<String, Value> = st
         .machines
         .values()
-        .map(|m| (m.id.clone(), json!({"hostname": m.hostname, "dns-name": m.ip, "ip-addresses": [m.ip], "juju-status": {"current": m.state}})))
+        .map(|m| {
+            let mut v = json!({"hostname": m.hostname, "dns-name": m.ip, "ip-addresses": [m.ip], "juju-status": {"current": m.state}});
+            if let Some(b) = base_json(&m.base) {
+                v["base"] = b;
+            }
+            (m.id.clone(), v)
+        })
         .collect();
     let mut apps = Map::new();
     for a in st.applications.values() {
@@ -80,6 +94,9 @@ pub fn status_json(st: &ModelState) -> Value {
             "application-status": {"current": s.status, "message": s.message, "since": s.since},
             "relations": rels,
         });
+        if let Some(b) = base_json(&a.base) {
+            v["base"] = b;
+        }
         if a.meta.subordinate {
             v["subordinate-to"] = Value::Array(sub_to);
         } else {

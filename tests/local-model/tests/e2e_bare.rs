@@ -913,3 +913,145 @@ fn refresh_leaves_a_unit_in_error_on_its_old_charm_unless_forced() {
     assert!(!names(&r2).contains(&"upgrade-charm".to_string()));
     m.destroy().unwrap();
 }
+
+/// Pack a copy of the test charm `name` whose manifest declares `bases` (channels).
+fn charm_with_bases(
+    dir: &std::path::Path,
+    name: &str,
+    out: &str,
+    bases: &[&str],
+) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testcharms")
+        .join(name);
+    let copy = dir.join(format!("{out}.d"));
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    let mut manifest = String::from("bases:\n");
+    for b in bases {
+        manifest.push_str(&format!(
+            "- name: ubuntu\n  channel: '{b}'\n  architectures:\n  - amd64\n"
+        ));
+    }
+    std::fs::write(copy.join("manifest.yaml"), manifest).unwrap();
+    let charm = dir.join("charms").join(format!("{out}.charm"));
+    local_model::charm::pack_dir(&copy, &charm).unwrap();
+    charm
+}
+
+/// Bases at deploy, as Juju checks them: a local charm is deployed only on a base its
+/// manifest declares (core/charm charmpath.go charmBase: `base "…" not supported by charm,
+/// the charm supported bases are: …`; in a bundle under bundlehandler.go addLocalCharm's
+/// `cannot deploy local charm at "<path>"`), the bundle's default-base applying to every
+/// application without its own, overlays' too; a machine holds units of one base (state/unit.go
+/// validateUnitMachineAssignment); a subordinate's charm must share a base with its
+/// principal's (state/state.go AddRelation). Status shows the bases as `juju status` does.
+#[test]
+fn a_charm_deploys_only_on_a_base_its_manifest_declares() {
+    let dir = scratch("bases");
+    write_bundle(&dir, "");
+    let noble = dir.join("charms/lm-test.charm"); // the test charm declares ubuntu@24.04 only
+    let both = charm_with_bases(&dir, "lm-test", "lm-test-both", &["22.04", "24.04"]);
+    let jammy_sub = charm_with_bases(&dir, "lm-test-sub", "lm-test-sub-jammy", &["22.04"]);
+    let blob = "blob=".to_string() + &dir.join("blob.txt").display().to_string();
+    let plan = |charm: &std::path::Path, name: &str, to: Option<&str>, base: Option<&str>| {
+        let mut p = local_model::bundle::charm_plan(
+            charm,
+            Some(name.into()),
+            if name.starts_with("sub") { 0 } else { 1 },
+            to.map(String::from),
+            &[],
+            std::slice::from_ref(&blob),
+        )
+        .unwrap();
+        p.apps[0].base = base.map(String::from);
+        if name.starts_with("sub") {
+            p.apps[0].resources.clear();
+        }
+        p
+    };
+    let m = model(&dir);
+
+    // a bundle whose default-base the charm does not declare: refused, nothing deployed
+    let bundle = dir.join("jammy-bundle.yaml");
+    std::fs::write(
+        &bundle,
+        format!(
+            "default-base: ubuntu@22.04\napplications:\n  j:\n    charm: {}\n    num_units: 1\n",
+            noble.display()
+        ),
+    )
+    .unwrap();
+    let e = m
+        .deploy_bundle(&bundle, &[], Substrate::Bare)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "cannot deploy local charm at {:?}: base \"ubuntu@22.04\" not supported by charm, the charm supported bases are: ubuntu@24.04",
+            noble.display().to_string()
+        )),
+        "{e}"
+    );
+    // the same for --base, without the bundle's words
+    let e = m
+        .deploy_plan(
+            plan(&noble, "n", None, Some("ubuntu@22.04")),
+            Substrate::Bare,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("base \"ubuntu@22.04\" not supported by charm, the charm supported bases are: ubuntu@24.04")
+            && !e.contains("cannot deploy local charm"),
+        "{e}"
+    );
+    assert!(units_in(&m.status().unwrap()).is_empty());
+
+    // declared: deployed on it; the machine takes its first unit's base
+    m.deploy_plan(plan(&both, "j", None, Some("jammy")), Substrate::Bare)
+        .unwrap();
+    let st = m.status().unwrap();
+    let jammy = serde_json::json!({"name": "ubuntu", "channel": "22.04"});
+    assert_eq!(st["applications"]["j"]["base"], jammy, "{st}");
+    let machine = unit_status(&st, "j/0")["machine"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(st["machines"][&machine]["base"], jammy, "{st}");
+    // no base asked for: ubuntu@24.04, which that machine is not
+    let e = m
+        .deploy_plan(plan(&noble, "n", Some(&machine), None), Substrate::Bare)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("cannot assign unit \"n/0\" to machine {machine}: base does not match: unit has \"ubuntu@24.04\", machine has \"ubuntu@22.04\"")),
+        "{e}"
+    );
+    m.deploy_plan(plan(&noble, "n", None, None), Substrate::Bare)
+        .unwrap();
+    let st = m.status().unwrap();
+    assert_eq!(
+        st["applications"]["n"]["base"],
+        serde_json::json!({"name": "ubuntu", "channel": "24.04"})
+    );
+    // a subordinate whose charm shares no base with the principal's cannot be related
+    m.deploy_plan(plan(&jammy_sub, "sub", None, None), Substrate::Bare)
+        .unwrap();
+    let e = m.integrate("n", "sub").unwrap_err().to_string();
+    assert!(
+        e.contains("cannot add relation \"sub:host n:juju-info\": principal and subordinate applications' bases must match"),
+        "{e}"
+    );
+    m.integrate("j", "sub").unwrap();
+    m.wait(T).unwrap();
+    let mut units = units_in(&m.status().unwrap());
+    units.sort();
+    assert_eq!(units, vec!["j/0", "n/0", "sub/0"]);
+    m.destroy().unwrap();
+}

@@ -32,6 +32,7 @@ fn app(name: &str, leader: &str) -> Application {
         resources: BTreeMap::new(),
         charm_revision: 0,
         force_units: false,
+        base: String::new(),
     }
 }
 

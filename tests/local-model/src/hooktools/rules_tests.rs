@@ -35,6 +35,7 @@ fn application(name: &str, meta: crate::charm::CharmMeta) -> Application {
         resources: BTreeMap::new(),
         charm_revision: 0,
         force_units: false,
+        base: String::new(),
     }
 }
 
