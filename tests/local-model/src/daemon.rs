@@ -13,7 +13,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Settings from the environment (`LM_RETRY_BASE_MS`, `LM_RETRY_MAX_MS`,
-/// `LM_UPDATE_STATUS_MS`, `LM_LEADER_LEASE_MS`), Juju's defaults otherwise.
+/// `LM_UPDATE_STATUS_MS`, `LM_LEADER_LEASE_MS`, `LM_JUJU_VERSION`), Juju's defaults otherwise.
 pub fn settings_from_env() -> Settings {
     let mut s = Settings::default();
     let get = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
@@ -28,6 +28,11 @@ pub fn settings_from_env() -> Settings {
     }
     if let Some(v) = get("LM_LEADER_LEASE_MS") {
         s.leader_lease_ms = v;
+    }
+    if let Ok(v) = std::env::var("LM_JUJU_VERSION") {
+        if !v.is_empty() {
+            s.juju_version = v;
+        }
     }
     s
 }

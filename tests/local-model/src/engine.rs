@@ -16,7 +16,8 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// The Juju version hooks are told they run under.
+/// The Juju version hooks are told they run under unless `LM_JUJU_VERSION` says otherwise
+/// (Settings::juju_version).
 pub const JUJU_VERSION: &str = "3.6.14";
 
 /// A hook process in flight on a machine.
@@ -117,7 +118,9 @@ impl Runtime {
                     name.clone(),
                     format!("error: hook failed: {:?}{retry}", e.hook.name),
                 ));
-            } else if let Some(h) = next_op(&self.state, name, 0) {
+            } else if let Some(h) = crate::resolver::meter_status_due(&self.state, name)
+                .or_else(|| next_op(&self.state, name, 0))
+            {
                 v.push((name.clone(), format!("queued {}", h.name)));
             } else if self.execs.iter().any(|j| &j.unit == name) {
                 v.push((name.clone(), "queued juju-exec".into()));
@@ -222,7 +225,10 @@ fn schedule(rt: &mut Runtime, shared: &Shared) -> Option<u64> {
         let start = *rt.turn.get(&m).unwrap_or(&0);
         for i in 0..units.len() {
             let unit = &units[(start + i) % units.len()];
-            if let Some(h) = next_op(&rt.state, unit, now) {
+            // the meter status worker takes the machine lock like the uniter does
+            let due = crate::resolver::meter_status_due(&rt.state, unit)
+                .or_else(|| next_op(&rt.state, unit, now));
+            if let Some(h) = due {
                 rt.turn.insert(m.clone(), (start + i + 1) % units.len());
                 start_hook(rt, shared, unit.clone(), h);
                 break;
@@ -249,6 +255,34 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
     let h = &ctx.hook;
     let path = std::env::var("PATH")
         .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    if h.kind == HookKind::MeterStatusChanged {
+        // internal/worker/meterstatus/context.go limitedContext.HookVars: the charm dir, the
+        // context id, the agent socket and the unit's name, which is its tag there
+        // (runner.go RunHook: unitName: unitTag.String()); runner.go RunHook adds the meter
+        // status; runner/runner.go the dispatch path; context.OSDependentEnvVars the rest.
+        // No JUJU_VERSION, model, machine or hook name.
+        let (code, info) = crate::resolver::METER_STATUS;
+        let env: Vec<(&str, String)> = vec![
+            ("CHARM_DIR", charm_dir.clone()),
+            ("JUJU_CHARM_DIR", charm_dir),
+            ("JUJU_CONTEXT_ID", ctx.id.clone()),
+            (
+                "JUJU_AGENT_SOCKET_ADDRESS",
+                rt.layout.agent_sock().display().to_string(),
+            ),
+            ("JUJU_AGENT_SOCKET_NETWORK", "unix".into()),
+            ("JUJU_UNIT_NAME", unit.tag()),
+            ("JUJU_METER_STATUS", code.into()),
+            ("JUJU_METER_INFO", info.into()),
+            ("JUJU_DISPATCH_PATH", h.dispatch_path()),
+            ("PATH", format!("{}:{}", rt.layout.tools().display(), path)),
+            ("APT_LISTCHANGES_FRONTEND", "none".into()),
+            ("DEBIAN_FRONTEND", "noninteractive".into()),
+            ("LANG", "C.UTF-8".into()),
+            ("TERM", "tmux-256color".into()),
+        ];
+        return env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    }
     let mut env: Vec<(&str, String)> = vec![
         ("CHARM_DIR", charm_dir.clone()),
         ("JUJU_CHARM_DIR", charm_dir),
@@ -276,7 +310,7 @@ fn hook_env(rt: &Runtime, ctx: &HookContext, unit: &crate::state::Unit) -> Vec<(
             unit.principal.clone().unwrap_or_default(),
         ),
         ("JUJU_AVAILABILITY_ZONE", String::new()),
-        ("JUJU_VERSION", JUJU_VERSION.into()),
+        ("JUJU_VERSION", rt.state.settings.juju_version.clone()),
         ("CLOUD_API_VERSION", String::new()),
         ("JUJU_CHARM_HTTP_PROXY", String::new()),
         ("JUJU_CHARM_HTTPS_PROXY", String::new()),
@@ -524,7 +558,13 @@ fn start_hook(rt: &mut Runtime, shared: &Shared, unit: String, h: HookSpec) {
         return;
     };
     let ctx = new_context(rt, &u, &h, &h.name);
-    if let Some(uu) = rt.state.units.get_mut(&unit) {
+    // the meter status worker reports nothing in the unit's agent status
+    if let Some(uu) = rt
+        .state
+        .units
+        .get_mut(&unit)
+        .filter(|_| h.kind != HookKind::MeterStatusChanged)
+    {
         uu.agent = "executing".into();
         uu.agent_message = if h.kind == HookKind::Action {
             format!("running action {}", h.name)
@@ -676,6 +716,31 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     let unit = ctx.unit.clone();
     let h = ctx.hook.clone();
     let now = now_ms();
+    if h.kind == HookKind::MeterStatusChanged {
+        // meterstatus/connected.go Handle stores the status it ran the hook for whatever the
+        // hook did; a failure is only logged (runner.go RunHook): no error state, no retry,
+        // nothing flushed (limitedContext.Flush). Kept in the failures for the tests' reports.
+        let (code_s, info) = crate::resolver::METER_STATUS;
+        if let Some(u) = rt.state.units.get_mut(&unit) {
+            u.meter_status_seen = format!("{code_s} {info}");
+            if code != 0 {
+                u.failures.push(crate::state::HookFailure {
+                    unit: unit.clone(),
+                    hook: h.name.clone(),
+                    code,
+                    at_ms: now,
+                    message: output
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| format!("exit {code}, nothing printed")),
+                });
+                let extra = u.failures.len().saturating_sub(crate::state::KEPT_FAILURES);
+                u.failures.drain(..extra);
+            }
+        }
+        rt.save();
+        return;
+    }
     if h.kind == HookKind::Action {
         let id = h.action.unwrap_or_default();
         let read = |s: &str| {

@@ -316,6 +316,7 @@ fn make_unit(
         status_ever_set: false,
         hooks_run: 0,
         hook_log: vec![],
+        meter_status_seen: String::new(),
         failures: vec![],
     };
     install_unit_files(rt, &unit)?;

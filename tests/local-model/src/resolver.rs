@@ -31,6 +31,8 @@ pub enum HookKind {
     /// A command run by `juju-exec` in the unit's hook context (not a hook: the resolver
     /// never decides one, and it records nothing in the unit's view).
     Exec,
+    /// Run by the unit's meter status worker, not its uniter (meter_status_due).
+    MeterStatusChanged,
 }
 
 /// One hook (or action) to run for a unit, with the state it was decided on.
@@ -172,6 +174,42 @@ fn implicit_id(state: &ModelState, id: u32, app: &str) -> bool {
         .relations
         .get(&id)
         .is_some_and(|r| is_implicit(r, app))
+}
+
+/// The meter status every unit has: Juju's unit meter status is "NOT SET" unless metrics
+/// set it, which the API gives agents as AMBER, "not set" (apiserver/common/meterstatus
+/// MeterStatusWrapper).
+pub const METER_STATUS: (&str, &str) = ("AMBER", "not set");
+
+/// Whether Juju `version` (`3.6.10`, `3.6.11-beta1`...) still runs meter-status-changed: Juju
+/// removed the metrics hooks in 3.6.11 (canonical/operator #2126: "removed in 3.6.11").
+pub fn runs_meter_status_changed(version: &str) -> bool {
+    let nums: Vec<u64> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    let v = |i: usize| nums.get(i).copied().unwrap_or(0);
+    (v(0), v(1), v(2)) < (3, 6, 11)
+}
+
+/// meter-status-changed, when `unit_name`'s meter status worker owes it: on Juju before
+/// 3.6.11, once the unit's charm is there (the worker's manifold waits for the charm dir;
+/// here: after install), when the meter status differs from the one the worker stored after
+/// its last run (internal/worker/meterstatus/connected.go Handle: a blank state at first, so
+/// once per unit; the state is stored whether the hook failed or not). It is not the uniter's
+/// hook: it runs whatever the unit's error state, under the machine lock
+/// (meterstatus/runner.go RunHook), with a restricted context (hooktools: every tool but
+/// juju-log fails) and no JUJU_VERSION (engine.rs hook_env).
+pub fn meter_status_due(state: &ModelState, unit_name: &str) -> Option<HookSpec> {
+    let unit = state.units.get(unit_name)?;
+    let (code, info) = METER_STATUS;
+    let status = format!("{code} {info}");
+    (runs_meter_status_changed(&state.settings.juju_version)
+        && unit.view.installed
+        && unit.life == Life::Alive
+        && unit.meter_status_seen != status)
+        .then(|| HookSpec::simple(HookKind::MeterStatusChanged, "meter-status-changed"))
 }
 
 /// Whether `unit_name`, in hook error, must take its application's new charm now: only
@@ -582,7 +620,8 @@ pub fn commit(state: &mut ModelState, unit_name: &str, h: &HookSpec, now_ms: u64
         HookKind::Action => {
             unit.pending_actions.retain(|a| Some(*a) != h.action);
         }
-        HookKind::Exec => {}
+        // not the uniter's: the engine records it (finish_hook)
+        HookKind::Exec | HookKind::MeterStatusChanged => {}
     }
     false
 }

@@ -46,6 +46,7 @@ fn unit(name: &str, principal: Option<&str>) -> Unit {
         status_ever_set: false,
         hooks_run: 0,
         hook_log: vec![],
+        meter_status_seen: String::new(),
         failures: vec![],
     }
 }
@@ -419,4 +420,40 @@ fn a_unit_in_hook_error_upgrades_after_it_or_at_once_when_forced() {
     st.units.get_mut("p/0").unwrap().error = None;
     commit(&mut st, "p/0", &h, 0);
     assert_eq!(of(&drive(&mut st), "p/0"), Vec::<&str>::new());
+}
+
+/// meter-status-changed is Juju's before 3.6.11 only (canonical/operator #2126), owed once a
+/// unit is installed, until its meter status worker stored the status it ran for.
+#[test]
+fn meter_status_changed_is_owed_once_before_juju_3_6_11() {
+    use crate::resolver::{meter_status_due, runs_meter_status_changed};
+    for (v, runs) in [
+        ("3.6.10", true),
+        ("3.5.7", true),
+        ("2.9.51", true),
+        ("3.6.11", false),
+        ("3.6.11-beta1", false),
+        ("3.6.14", false),
+        ("4.0.0", false),
+    ] {
+        assert_eq!(runs_meter_status_changed(v), runs, "{v}");
+    }
+    let mut st = model();
+    st.settings.juju_version = "3.6.10".into();
+    st.applications
+        .insert("p".into(), app("p", PRINCIPAL, Some("p/0")));
+    let mut u = unit("p/0", None);
+    u.view.installed = false;
+    st.units.insert("p/0".into(), u);
+    assert_eq!(meter_status_due(&st, "p/0"), None, "not before install");
+    st.units.get_mut("p/0").unwrap().view.installed = true;
+    assert_eq!(
+        meter_status_due(&st, "p/0").map(|h| h.name),
+        Some("meter-status-changed".into())
+    );
+    st.units.get_mut("p/0").unwrap().meter_status_seen = "AMBER not set".into();
+    assert_eq!(meter_status_due(&st, "p/0"), None, "once");
+    st.units.get_mut("p/0").unwrap().meter_status_seen.clear();
+    st.settings.juju_version = "3.6.14".into();
+    assert_eq!(meter_status_due(&st, "p/0"), None, "never from 3.6.11");
 }

@@ -224,6 +224,10 @@ pub struct Unit {
     pub hooks_run: u64,
     /// Every hook this unit ran, in order (for tests and `lm status --format=json`).
     pub hook_log: Vec<String>,
+    /// The meter status its meter status worker last ran meter-status-changed for (Juju
+    /// keeps it in the agent dir's meter-status.yaml); empty before the first run.
+    #[serde(default)]
+    pub meter_status_seen: String,
     /// Its last [`KEPT_FAILURES`] hook runs that exited non-zero, oldest first.
     #[serde(default)]
     pub failures: Vec<HookFailure>,
@@ -380,10 +384,19 @@ pub struct Settings {
     /// 30-60 s after the loss; the default takes the longest.
     #[serde(default = "default_leader_lease_ms")]
     pub leader_lease_ms: u64,
+    /// The Juju agent version the units run (JUJU_VERSION in hooks, the model's version in
+    /// status). Before 3.6.11 each unit's meter status worker also runs meter-status-changed
+    /// (resolver.rs meter_status_due).
+    #[serde(default = "default_juju_version")]
+    pub juju_version: String,
 }
 
 fn default_leader_lease_ms() -> u64 {
     60_000
+}
+
+fn default_juju_version() -> String {
+    crate::engine::JUJU_VERSION.into()
 }
 
 impl Default for Settings {
@@ -393,6 +406,7 @@ impl Default for Settings {
             retry_max_ms: 300_000,
             update_status_ms: 300_000,
             leader_lease_ms: default_leader_lease_ms(),
+            juju_version: default_juju_version(),
         }
     }
 }

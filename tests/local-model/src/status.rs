@@ -106,7 +106,7 @@ pub fn status_json(st: &ModelState) -> Value {
         apps.insert(a.name.clone(), v);
     }
     json!({
-        "model": {"name": st.name, "uuid": st.uuid, "type": "iaas", "version": crate::engine::JUJU_VERSION,
+        "model": {"name": st.name, "uuid": st.uuid, "type": "iaas", "version": st.settings.juju_version,
                   "substrate": st.substrate},
         "machines": machines,
         "applications": apps,
@@ -150,7 +150,7 @@ pub fn status_table(st: &ModelState) -> String {
             st.name.clone(),
             "local-model".into(),
             format!("local/{:?}", st.substrate).to_lowercase(),
-            crate::engine::JUJU_VERSION.into(),
+            st.settings.juju_version.clone(),
         ],
     ]);
     out.push('\n');

@@ -1055,3 +1055,113 @@ fn a_charm_deploys_only_on_a_base_its_manifest_declares() {
     assert_eq!(units, vec!["j/0", "n/0", "sub/0"]);
     m.destroy().unwrap();
 }
+
+/// meter-status-changed on Juju before 3.6.11 (LM_JUJU_VERSION): each unit's meter status
+/// worker runs it once, after install, with a limited environment (no JUJU_VERSION, the unit's
+/// tag as JUJU_UNIT_NAME, JUJU_METER_STATUS=AMBER "not set": internal/worker/meterstatus
+/// context.go and runner.go, apiserver MeterStatusWrapper) and a restricted context (every
+/// tool but juju-log fails); its failure leaves the unit out of error and is not retried
+/// (connected.go Handle stores the status either way). From 3.6.11 on, never.
+#[test]
+fn meter_status_changed_runs_once_before_juju_3_6_11_in_a_restricted_context() {
+    let dir = scratch("meter");
+    let charm_dir = dir.join("meter-charm");
+    std::fs::create_dir_all(&charm_dir).unwrap();
+    std::fs::write(
+        charm_dir.join("metadata.yaml"),
+        "name: meter\nsummary: s\ndescription: d\n",
+    )
+    .unwrap();
+    std::fs::write(
+        charm_dir.join("manifest.yaml"),
+        "bases:\n- name: ubuntu\n  channel: '24.04'\n  architectures: [amd64]\n",
+    )
+    .unwrap();
+    let dispatch = charm_dir.join("dispatch");
+    std::fs::write(
+        &dispatch,
+        "#!/bin/bash\nOUT=\"$(dirname \"$JUJU_CHARM_DIR\")/out\"; mkdir -p \"$OUT\"\nH=\"${JUJU_DISPATCH_PATH#hooks/}\"\nenv | sort > \"$OUT/env-$H\"\necho \"$H\" >> \"$OUT/hooks\"\nis-leader > /dev/null 2>\"$OUT/is-leader-$H\"; echo $? >> \"$OUT/is-leader-$H\"\njuju-log hello; echo \"juju-log $?\" >> \"$OUT/hooks\"\n[ \"$H\" = meter-status-changed ] && exit 1\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(dir.join("charms")).unwrap();
+    let charm = dir.join("charms/meter.charm");
+    local_model::charm::pack_dir(&charm_dir, &charm).unwrap();
+    let plan = |name: &str| {
+        local_model::bundle::charm_plan(&charm, Some(name.into()), 1, None, &[], &[]).unwrap()
+    };
+    let m = model(&dir).with_env("LM_JUJU_VERSION", "3.6.10");
+    m.deploy_plan(plan("old"), Substrate::Bare).unwrap();
+    m.wait(T).unwrap();
+    let out = m
+        .host_path("old/0", "/var/lib/juju/agents/unit-old-0/out")
+        .unwrap();
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
+    let hooks: Vec<String> = read("hooks")
+        .lines()
+        .filter(|l| !l.starts_with("juju-log"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        &hooks[..2],
+        &["install".to_string(), "meter-status-changed".to_string()],
+        "{hooks:?}"
+    );
+    assert_eq!(
+        hooks
+            .iter()
+            .filter(|h| *h == "meter-status-changed")
+            .count(),
+        1,
+        "once: {hooks:?}"
+    );
+    let env = read("env-meter-status-changed");
+    for want in [
+        "JUJU_UNIT_NAME=unit-old-0",
+        "JUJU_METER_STATUS=AMBER",
+        "JUJU_METER_INFO=not set",
+        "JUJU_DISPATCH_PATH=hooks/meter-status-changed",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
+    }
+    for absent in [
+        "JUJU_VERSION=",
+        "JUJU_MODEL_NAME=",
+        "JUJU_HOOK_NAME=",
+        "JUJU_MACHINE_ID=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(absent)),
+            "{absent} in\n{env}"
+        );
+    }
+    assert!(read("env-start").contains("JUJU_VERSION=3.6.10\n"));
+    assert_eq!(
+        read("is-leader-meter-status-changed"),
+        "ERROR not implemented for restricted context not implemented\n1\n"
+    );
+    assert!(read("hooks").contains("meter-status-changed\njuju-log 0\n"));
+    // its failure is reported, but the unit is not in error and nothing retries it
+    let f = m.failures().unwrap();
+    assert!(f.errors.is_empty(), "{:?}", f.errors);
+    assert_eq!(f.failed.len(), 1, "{:?}", f.failed);
+    assert_eq!(f.failed[0].hook, "meter-status-changed");
+    let st = m.status().unwrap();
+    assert_eq!(st["model"]["version"], "3.6.10");
+    assert_eq!(unit_status(&st, "old/0")["juju-status"]["current"], "idle");
+    m.destroy().unwrap();
+
+    // from 3.6.11: no meter-status-changed
+    let dir = scratch("meter-new");
+    let m = model(&dir).with_env("LM_JUJU_VERSION", "3.6.11");
+    m.deploy_plan(plan("new"), Substrate::Bare).unwrap();
+    m.wait(T).unwrap();
+    let out = m
+        .host_path("new/0", "/var/lib/juju/agents/unit-new-0/out")
+        .unwrap();
+    let hooks = std::fs::read_to_string(out.join("hooks")).unwrap();
+    assert!(!hooks.contains("meter-status-changed"), "{hooks}");
+    assert!(m.failures().unwrap().failed.is_empty());
+    m.destroy().unwrap();
+}

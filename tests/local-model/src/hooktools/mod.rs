@@ -129,6 +129,13 @@ fn dispatch(
     args: &[String],
     stdin: &[u8],
 ) -> R<String> {
+    // meter-status-changed runs in the meter status worker's limitedContext, which embeds
+    // jujuc.RestrictedContext (internal/worker/meterstatus/context.go): every tool fails with
+    // ErrRestrictedContext, errors.NotImplementedf("not implemented for restricted context"),
+    // but juju-log (its logger is the context's own)
+    if ctx.hook.kind == crate::resolver::HookKind::MeterStatusChanged && tool != "juju-log" {
+        return fail("not implemented for restricted context not implemented".to_string());
+    }
     match tool {
         "relation-ids" => relation::relation_ids(st, ctx, args),
         "relation-list" => relation::relation_list(st, ctx, args),

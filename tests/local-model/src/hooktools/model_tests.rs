@@ -64,6 +64,7 @@ fn unit(name: &str, rels: &[u32]) -> Unit {
         status_ever_set: true,
         hooks_run: 0,
         hook_log: vec![],
+        meter_status_seen: String::new(),
         failures: vec![],
     }
 }

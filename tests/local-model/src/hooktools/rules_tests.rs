@@ -63,6 +63,7 @@ fn unit(name: &str) -> Unit {
         status_ever_set: true,
         hooks_run: 0,
         hook_log: vec![],
+        meter_status_seen: String::new(),
         failures: vec![],
     }
 }
