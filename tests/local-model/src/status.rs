@@ -33,6 +33,14 @@ fn unit_json(st: &ModelState, u: &Unit) -> Value {
     if st.is_leader(&u.name) {
         v["leader"] = json!(true);
     }
+    // a unit whose charm dir still holds an older charm than its application's (a unit in
+    // error after a refresh): `upgrading-from` names that charm (cmd/juju/status
+    // formatted.go unitStatus.Charm, set when the unit's charm URL is not the application's)
+    if let Some(a) = st.applications.get(&u.app) {
+        if u.view.charm_deployed < a.charm_revision {
+            v["upgrading-from"] = json!(format!("local:{}-{}", a.meta.name, u.view.charm_deployed));
+        }
+    }
     let subs: Map<String, Value> = st
         .units
         .values()

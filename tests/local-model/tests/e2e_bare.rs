@@ -839,10 +839,17 @@ fn refresh_leaves_a_unit_in_error_on_its_old_charm_unless_forced() {
     })
     .unwrap();
     m.resolve("r/0").unwrap();
-    m.wait_for(T, "r/0's install retried and failed again", |st| {
-        installs("r/0").len() == 2 && in_error(st, "r/0")
-    })
-    .unwrap();
+    let st = m
+        .wait_for(T, "r/0's install retried and failed again", |st| {
+            installs("r/0").len() == 2 && in_error(st, "r/0")
+        })
+        .unwrap();
+    // status says which charm a unit still runs
+    assert_eq!(
+        unit_status(&st, "r/0")["upgrading-from"],
+        "local:lm-test-0",
+        "{st}"
+    );
     assert!(
         installs("r/0").iter().all(|r| !is_v2(r)),
         "old code retried"
@@ -851,8 +858,11 @@ fn refresh_leaves_a_unit_in_error_on_its_old_charm_unless_forced() {
     // started), all on the new charm; the install that succeeded ran the old one
     m.config("r", &["fail-hook="]).unwrap();
     m.resolve("r/0").unwrap();
-    m.wait_for(T, "r/0 started", |_| {
-        names(&records(&dir, "r/0")).contains(&"start".to_string())
+    m.wait_for(T, "r/0 started", |st| {
+        // every hook it recorded has ended (a record's first line is written as it begins)
+        let recs = records(&dir, "r/0");
+        names(&recs).contains(&"start".to_string())
+            && recs.len() as u64 <= unit_status(st, "r/0")["hooks-run"].as_u64().unwrap_or(0)
     })
     .unwrap();
     let r0 = records(&dir, "r/0");
@@ -883,6 +893,10 @@ fn refresh_leaves_a_unit_in_error_on_its_old_charm_unless_forced() {
     std::thread::sleep(Duration::from_millis(300));
     let st = m.status().unwrap();
     assert!(in_error(&st, "r/1"), "{st}");
+    assert!(
+        unit_status(&st, "r/1").get("upgrading-from").is_none(),
+        "{st}"
+    );
     assert_eq!(installs("r/1").len(), 1);
     m.resolve("r/1").unwrap();
     m.wait(T).unwrap();
