@@ -102,6 +102,11 @@ pub fn pg_hba(peers: &[Member], clients: &[HbaClient]) -> Vec<String> {
     // Loopback never leaves the host; every line for another host requires TLS (`hostssl`).
     let mut lines = vec![
         "local all postgres peer".to_string(),
+        // The exporter's role, from the OS user `prometheus` only (pg_ident map below).
+        format!(
+            "local postgres {} peer map=monitoring",
+            paths::MONITORING_ROLE
+        ),
         "host all postgres 127.0.0.1/32 scram-sha-256".to_string(),
         "host replication replication 127.0.0.1/32 scram-sha-256".to_string(),
     ];
@@ -218,6 +223,7 @@ pub fn patroni_yaml(i: &PatroniInput) -> String {
                 "dynamic_library_path": "$libdir",
             },
             "pg_hba": pg_hba(i.peers, i.clients),
+            "pg_ident": [format!("monitoring prometheus {}", paths::MONITORING_ROLE)],
             // Replication and pg_rewind reach the primary by its address, which its
             // certificate names: verify-full.
             "authentication": {
@@ -261,6 +267,18 @@ fn bootstrap(dcs: Value, scope: &str, archiving: &crate::backup::Archiving) -> V
         }
     }
     b
+}
+
+/// prometheus-postgres-exporter's settings: PostgreSQL over the local socket as the monitoring
+/// role (peer authentication: no password anywhere), metrics on loopback only.
+pub fn exporter_defaults() -> String {
+    format!(
+        "# Rendered by the postgresql-ha charm; edits are overwritten.\nDATA_SOURCE_NAME='host={} port={} user={} dbname=postgres sslmode=disable'\nARGS='--web.listen-address=127.0.0.1:{}'\n",
+        paths::SOCKET_DIR,
+        paths::PG_PORT,
+        paths::MONITORING_ROLE,
+        paths::EXPORTER_PORT
+    )
 }
 
 /// Everything etcd's configuration is derived from.
