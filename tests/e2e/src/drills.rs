@@ -223,7 +223,7 @@ pub fn region_added(d: &Deployment, ledger: &mut Ledger, to: &str) -> Result<Rep
                 "%{http_code}",
                 "--max-time",
                 "3",
-                &format!("http://{ip}:5240/MAAS/"),
+                &format!("http://{ip}:5240/MAAS/r/"),
             ],
         )?;
         ensure!(code.trim() == "200", "{unit} at {ip}:5240 answered {code}");

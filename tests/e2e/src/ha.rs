@@ -56,10 +56,11 @@ pub fn writer_dsn(d: &Deployment, machine: &str) -> Result<String> {
     Ok(format!("{dsn} {WRITER_TIMEOUTS}"))
 }
 
-/// The region URL clients use: the region VIP, through haproxy. MAAS's UI entry page, which
-/// a region serves only with a working database; the stand-in's names the region's host.
+/// The region URL clients use: the region VIP, through haproxy. MAAS's UI page, `/MAAS/r/`,
+/// where MAAS's nginx sends `/MAAS/` (a 301 since MAAS 3.2, `regiond.nginx.conf.template`); the
+/// stand-in's regiond serves it only with a working database, and names the region's host.
 pub fn region_url(d: &Deployment) -> String {
-    format!("http://{}/MAAS/", d.region_vip())
+    format!("http://{}/MAAS/r/", d.region_vip())
 }
 
 /// The host named by the stand-in's UI page ("... on <host></p>").

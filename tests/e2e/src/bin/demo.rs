@@ -199,7 +199,7 @@ fn look_around(env: &Env) {
         "\nLook around (the model stays up; {lm} finds it in build/local-model):
   {lm} status                         # units, machines, relations (--format=json for more)
   {lm} logs maas-region/0             # a unit's hooks, juju-log lines and hook-tool calls
-  {lm} ssh maas-rack/0 -- curl -s http://10.77.0.200/MAAS/
+  {lm} ssh maas-rack/0 -- curl -s http://10.77.0.200/MAAS/r/
   {lm} ssh postgresql-ha/0 -- runuser -u postgres -- psql -h /run/postgresql-ha -c 'select 1'
   {lm} run postgresql-ha/leader get-primary
   {lm} fault stop 0 / {lm} fault start 0   # a host down and back
