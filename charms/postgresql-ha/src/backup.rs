@@ -427,6 +427,9 @@ pub struct Archiving {
     pub stanza: Option<String>,
     /// The restore the leader's Patroni bootstraps from, while one runs.
     pub restore: Option<Restore>,
+    /// A ready repository (its fingerprint) whose stanza this unit has not checked: the
+    /// primary does so once Patroni runs.
+    pub unchecked: Option<String>,
 }
 
 /// The repository, as the `s3-parameters` relation gives it now.
@@ -472,10 +475,10 @@ pub fn failure(out: &charm_lib::CmdOutput) -> String {
     lines[from..].join(" ")
 }
 
-/// The backup step of the reconcile: asks the provider for a bucket (leader), writes
-/// pgBackRest's configuration from the relation, creates (or checks) the stanza on the primary,
-/// and decides whether WAL is archived. `am_primary` is Patroni's view before this hook.
-#[allow(clippy::too_many_arguments)]
+/// The backup step of the reconcile, before Patroni's configuration is rendered: asks the
+/// provider for a bucket (leader), writes pgBackRest's configuration from the relation, and
+/// decides whether WAL is archived (a unit has checked the stanza of this repository). The
+/// primary creates or checks the stanza afterwards, once Patroni runs ([`create_stanza`]).
 pub fn step(
     ctx: &Context,
     st: &mut Vec<Status>,
@@ -483,7 +486,6 @@ pub fn step(
     peers: &Relation,
     app: &Databag,
     my_bag: &Databag,
-    am_primary: bool,
     unit_changes: &mut Databag,
 ) -> anyhow::Result<Archiving> {
     let m = ctx.machine;
@@ -536,6 +538,7 @@ pub fn step(
             return Ok(Archiving {
                 stanza: None,
                 restore,
+                unchecked: None,
             });
         }
     };
@@ -560,33 +563,48 @@ pub fn step(
     )?;
     let fp = repo.fingerprint();
     let mine = my_bag.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str());
-    let mut checked = mine
+    let checked = mine
         || peers
             .units()
             .iter()
             .filter_map(|u| peers.unit_data(u).ok())
             .any(|b| b.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str()));
-    if am_primary && !mine && restore.is_none() {
-        // Idempotent: creates the stanza, or checks that the one there is this cluster's.
-        let out = m.run(&pgbackrest(&stanza, ["stanza-create"]).allow_failure())?;
-        if out.success() {
-            log::info!("pgBackRest stanza {stanza} is ready in {fp}");
-            unit_changes.insert(STANZA_KEY.into(), fp.clone());
-            checked = true;
-        } else {
-            st.push(Status::blocked(format!(
-                "{ENDPOINT}: WAL is not archived: pgBackRest stanza-create failed: {}",
-                failure(&out)
-            )));
-            checked = false;
-        }
-    } else if mine {
+    let unchecked = if mine {
         unit_changes.insert(STANZA_KEY.into(), fp);
-    }
+        None
+    } else {
+        Some(fp)
+    };
     Ok(Archiving {
         stanza: checked.then_some(stanza),
         restore,
+        unchecked,
     })
+}
+
+/// On the primary: creates the stanza in the repository `fingerprint` names, or checks that the
+/// one there is this cluster's (pgBackRest's stanza-create is idempotent), and records it in this
+/// unit's peer data. `false`, with the unit blocked on pgBackRest's message, when it refuses.
+pub fn create_stanza(
+    ctx: &Context,
+    st: &mut Vec<Status>,
+    fingerprint: &str,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<bool> {
+    let stanza = stanza(ctx.model.app_name());
+    let out = ctx
+        .machine
+        .run(&pgbackrest(&stanza, ["stanza-create"]).allow_failure())?;
+    if out.success() {
+        log::info!("pgBackRest stanza {stanza} is ready in {fingerprint}");
+        unit_changes.insert(STANZA_KEY.into(), fingerprint.to_string());
+        return Ok(true);
+    }
+    st.push(Status::blocked(format!(
+        "{ENDPOINT}: WAL is not archived: pgBackRest stanza-create failed: {}",
+        failure(&out)
+    )));
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -365,7 +365,6 @@ fn converge(
         peers,
         app,
         my_bag,
-        am_primary,
         unit_changes,
     )?;
     if let Some(r) = &overrides.restore {
@@ -408,18 +407,21 @@ fn converge(
     }
     peer_members.sort();
     let etcd_members = shared.member_list();
-    let yml = render::patroni_yaml(&render::PatroniInput {
-        scope: ctx.model.app_name(),
-        me,
-        etcd_members: &etcd_members,
-        peers: &peer_members,
-        pg_version,
-        passwords: &passwords,
-        config,
-        max_connections,
-        clients: &hba,
-        archiving: &archiving,
-    });
+    let render_yml = |archiving: &crate::backup::Archiving| {
+        render::patroni_yaml(&render::PatroniInput {
+            scope: ctx.model.app_name(),
+            me,
+            etcd_members: &etcd_members,
+            peers: &peer_members,
+            pg_version,
+            passwords: &passwords,
+            config,
+            max_connections,
+            clients: &hba,
+            archiving,
+        })
+    };
+    let yml = render_yml(&archiving);
     let pg_owner = FileOptions::new("postgres", "postgres", 0o600);
     let changed = m.write_file(Path::new(paths::PATRONI_YML), yml.as_bytes(), &pg_owner)?;
     m.write_file(
@@ -443,6 +445,28 @@ fn converge(
     }
     if quorum && cluster.as_ref().and_then(|c| c.member(&me.name)).is_none() {
         cluster = patroni::cluster(m)?;
+    }
+    // The stanza, by the primary, once Patroni runs (it may have just made this unit the
+    // primary); archiving starts in this hook when it is there.
+    let primary_now = cluster
+        .as_ref()
+        .and_then(|c| c.primary())
+        .is_some_and(|p| p.name == me.name);
+    if let (true, None, Some(fp)) = (primary_now, &archiving.restore, archiving.unchecked.clone()) {
+        if crate::backup::create_stanza(ctx, st, &fp, unit_changes)? {
+            if archiving.stanza.is_none() {
+                archiving.stanza = Some(crate::backup::stanza(ctx.model.app_name()));
+                if m.write_file(
+                    Path::new(paths::PATRONI_YML),
+                    render_yml(&archiving).as_bytes(),
+                    &pg_owner,
+                )? {
+                    m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
+                }
+            }
+        } else {
+            archiving.stanza = None;
+        }
     }
     ctx.model.set_ports(&[Port::Tcp(paths::PG_PORT)])?;
     ctx.model.set_workload_version(&pg_version.to_string())?;

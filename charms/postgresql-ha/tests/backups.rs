@@ -292,3 +292,23 @@ fn backup_actions_refuse_with_the_way_forward() {
         out.action.failed
     );
 }
+
+#[test]
+fn a_unit_that_becomes_the_primary_in_this_hook_creates_the_stanza_in_it() {
+    // Arrange: Patroni does not answer at the start of the hook (not started yet); once
+    // started it reports this unit as the primary.
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.machine = st.machine.respond_times(
+        &["curl"],
+        CmdOutput::failed(7, "curl: (7) Failed to connect to 127.0.0.1 port 8008"),
+        1,
+    );
+    // Act
+    let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
+    // Assert: the stanza in this hook, and Patroni's configuration archiving through it.
+    assert!(out.commands.iter().any(|c| c.starts_with(&STANZA_CREATE.map(String::from))));
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
+        "pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha archive-push %p"
+    );
+}

@@ -167,6 +167,21 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
     )
     .unwrap();
     sql(&d, "INSERT INTO drill (i) SELECT generate_series(1, 100)").unwrap();
+    // The primary created the stanza as soon as it ran, and PostgreSQL archives through
+    // pgBackRest (Patroni applies the reload within a loop).
+    until(
+        Duration::from_secs(30),
+        "archive_command is pgBackRest's",
+        || {
+            let cmd = sql(&d, "SHOW archive_command")?;
+            ensure!(
+                cmd.contains("pgbackrest") && cmd.contains("archive-push"),
+                "archive_command is {cmd:?}"
+            );
+            Ok(())
+        },
+    )
+    .unwrap();
     archive_current_wal(&d).expect("archiving works before any backup");
 
     let t0 = Instant::now();
