@@ -604,6 +604,7 @@ mod tests {
                 set: None,
                 time: Some("2026-12-07 07:30:00+00".into()),
             }),
+            unchecked: None,
         };
         let y = parse(&patroni_yaml(&PatroniInput {
             scope: "postgresql-ha",
