@@ -32,6 +32,58 @@ pub const STANZA_MARKER: &str = "/var/lib/postgresql-ha/pgbackrest/stanza-ok";
 pub const STANZA_KEY: &str = "backup-stanza";
 /// The peer application databag key the leader sets while a restore runs (JSON [`Restore`]).
 pub const RESTORE_KEY: &str = "restoring";
+/// The peer application databag key the leader sets when Patroni could not bootstrap from the
+/// backup (pgBackRest's error): Patroni stays stopped on every unit until another restore,
+/// since with an empty data directory and no restore it would initdb an empty cluster.
+pub const RESTORE_FAILED_KEY: &str = "restore-failed";
+
+/// Patroni's log line before it runs a custom bootstrap (ha.py / bootstrap.py), and the lines
+/// it logs when that failed.
+const BOOTSTRAP_STARTED: &str = "Running custom bootstrap script";
+const BOOTSTRAP_FAILED: [&str; 2] = [
+    "Failed to bootstrap cluster",
+    "removing initialize key after failed attempt to bootstrap",
+];
+
+/// The last "Running custom bootstrap script" line of Patroni's log, and, when the attempt it
+/// starts failed, why (pgBackRest's ERROR line when there is one).
+pub fn bootstrap_outcome(log: &str) -> (Option<String>, Option<String>) {
+    let lines: Vec<&str> = log.lines().collect();
+    let Some(start) = lines.iter().rposition(|l| l.contains(BOOTSTRAP_STARTED)) else {
+        return (None, None);
+    };
+    let after = &lines[start + 1..];
+    if !after
+        .iter()
+        .any(|l| BOOTSTRAP_FAILED.iter().any(|f| l.contains(f)))
+    {
+        return (Some(lines[start].to_string()), None);
+    }
+    let why = after
+        .iter()
+        .find_map(|l| l.find("ERROR: [").map(|i| l[i..].trim().to_string()))
+        .unwrap_or_else(|| {
+            "Patroni could not bootstrap from the backup (see journalctl -u postgresql-ha-patroni)"
+                .into()
+        });
+    (Some(lines[start].to_string()), Some(why))
+}
+
+/// Patroni's recent log (`journalctl -u`), empty when it cannot be read.
+pub fn patroni_log(m: &dyn charm_lib::Machine) -> anyhow::Result<String> {
+    let out = m.run(
+        &Cmd::new(
+            "journalctl",
+            ["-u", paths::PATRONI_SERVICE, "-n", "400", "--no-pager"],
+        )
+        .allow_failure(),
+    )?;
+    Ok(if out.success() {
+        out.stdout
+    } else {
+        String::new()
+    })
+}
 
 /// Where backups go: an S3 bucket (and prefix) reached over TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -737,6 +789,17 @@ mod tests {
             cmd.contains("--type=time --target=\"2026-12-07 07:30:00+00\" --target-action=promote"),
             "{cmd}"
         );
+    }
+
+    #[test]
+    fn a_failed_bootstrap_is_read_off_patronis_log() {
+        let ok = "x INFO: Running custom bootstrap script: pgbackrest restore\nx INFO: bootstrap in progress\n";
+        assert_eq!(bootstrap_outcome(ok).1, None);
+        let failed = "x INFO: Running custom bootstrap script: pgbackrest a\nERROR: [075]: old\nx INFO: removing initialize key after failed attempt to bootstrap the cluster\nx INFO: Running custom bootstrap script: pgbackrest b\nERROR: [073]: unable to find archive\nx INFO: removing initialize key after failed attempt to bootstrap the cluster\n";
+        let (line, why) = bootstrap_outcome(failed);
+        assert!(line.unwrap().ends_with("pgbackrest b"));
+        assert_eq!(why.as_deref(), Some("ERROR: [073]: unable to find archive"));
+        assert_eq!(bootstrap_outcome("nothing here"), (None, None));
     }
 
     #[test]

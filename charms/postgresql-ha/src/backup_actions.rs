@@ -214,6 +214,8 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
     };
     // Patroni bootstraps only a cluster that is not initialised in the DCS.
     etcd::remove_cluster(m, ctx.model.app_name())?;
+    // An attempt of this restore is told from an earlier one by its log line.
+    let before = backup::bootstrap_outcome(&backup::patroni_log(m)?).0;
     ctx.action_log("starting Patroni with pgBackRest as its bootstrap")?;
     reconcile::reconcile_with(
         ctx,
@@ -232,6 +234,23 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
         });
         if let Some(tl) = primary {
             break Some(tl);
+        }
+        if let (line, Some(why)) = backup::bootstrap_outcome(&backup::patroni_log(ctx.machine)?) {
+            if line != before {
+                // Patroni would try again and again; in an emptied data directory without the
+                // restore it would initdb an empty cluster. Stopped, and recorded for every hook.
+                ctx.machine
+                    .service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+                if let Some(peers) = ctx.model.relation(PEER)? {
+                    peers.set_my_app_data(&charm_lib::Databag::from([(
+                        backup::RESTORE_FAILED_KEY.to_string(),
+                        why.clone(),
+                    )]))?;
+                }
+                anyhow::bail!(
+                    "restore failed: {why}; PostgreSQL stays stopped, the previous data is in {kept}: run restore again with another backup-id or restore-to-time"
+                );
+            }
         }
         if Instant::now() >= deadline {
             break None;

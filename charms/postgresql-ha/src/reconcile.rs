@@ -374,6 +374,34 @@ fn converge(
         if r.is_none() {
             app_changes.insert(crate::backup::RESTORE_KEY.into(), String::new());
         }
+        // A new restore replaces a failed one.
+        app_changes.insert(crate::backup::RESTORE_FAILED_KEY.into(), String::new());
+    } else if let Some(why) = app
+        .get(crate::backup::RESTORE_FAILED_KEY)
+        .filter(|v| !v.is_empty())
+    {
+        // Patroni would initdb an empty cluster in the emptied data directory: it stays
+        // stopped until another restore.
+        if m.service_is_active(paths::PATRONI_SERVICE)? {
+            m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+        }
+        st.push(Status::blocked(format!(
+            "restore failed: {why}; PostgreSQL stays stopped (the previous data is in {}.before-restore-*): run the restore action again with another backup-id or restore-to-time",
+            paths::PGDATA
+        )));
+        return Ok(None);
+    } else if leader && archiving.restore.is_some() && !am_primary {
+        if let (_, Some(why)) = crate::backup::bootstrap_outcome(&crate::backup::patroni_log(m)?) {
+            log::error!("the restore failed: {why}");
+            m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+            app_changes.insert(crate::backup::RESTORE_KEY.into(), String::new());
+            app_changes.insert(crate::backup::RESTORE_FAILED_KEY.into(), why.clone());
+            st.push(Status::blocked(format!(
+                "restore failed: {why}; PostgreSQL stays stopped (the previous data is in {}.before-restore-*): run the restore action again with another backup-id or restore-to-time",
+                paths::PGDATA
+            )));
+            return Ok(None);
+        }
     } else if leader && archiving.restore.is_some() && am_primary {
         // Patroni bootstrapped from the backup and PostgreSQL was promoted: done.
         log::info!("the restore is complete: PostgreSQL runs as the primary");

@@ -306,9 +306,74 @@ fn a_unit_that_becomes_the_primary_in_this_hook_creates_the_stanza_in_it() {
     // Act
     let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
     // Assert: the stanza in this hook, and Patroni's configuration archiving through it.
-    assert!(out.commands.iter().any(|c| c.starts_with(&STANZA_CREATE.map(String::from))));
+    assert!(out
+        .commands
+        .iter()
+        .any(|c| c.starts_with(&STANZA_CREATE.map(String::from))));
     assert_eq!(
         patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
         "pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha archive-push %p"
     );
+}
+
+const FAILED_BOOTSTRAP: &str = "2026-12-07 07:24:27,322 INFO: Running custom bootstrap script: pgbackrest --stanza=postgresql-ha restore\nERROR: [073]: unable to find archive for 000000010000000000000005\n2026-12-07 07:24:27,414 INFO: removing initialize key after failed attempt to bootstrap the cluster\n";
+
+#[test]
+fn a_restore_whose_bootstrap_failed_stops_patroni_and_says_why() {
+    // Arrange: the leader restoring; Patroni runs but its bootstrap from pgBackRest failed.
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.relations
+        .iter_mut()
+        .find(|r| r.id == 1)
+        .unwrap()
+        .local_app_data
+        .insert(
+            "restoring".into(),
+            r#"{"time":"2026-12-07 07:30:00+00"}"#.into(),
+        );
+    st.machine = running(
+        st.machine
+            .respond(
+                &["journalctl", "-u", "postgresql-ha-patroni"],
+                CmdOutput::ok(FAILED_BOOTSTRAP),
+            )
+            // Patroni's API does not answer while it bootstraps (ahead of the cluster answer).
+            .respond_times(
+                &["curl"],
+                CmdOutput::failed(7, "curl: (7) Failed to connect to 127.0.0.1 port 8008"),
+                1000,
+            ),
+        &["postgresql-ha-patroni"],
+    );
+    // Act
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
+    // Assert: stopped (no endless retries, no initdb later), the reason on the unit, recorded.
+    assert!(
+        ran(&out, |l| l
+            .starts_with("systemctl stop postgresql-ha-patroni")),
+        "{:#?}",
+        out.command_lines()
+    );
+    assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Blocked);
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .starts_with("restore failed: ERROR: [073]: unable to find archive"),
+        "{:?}",
+        out.state.unit_status
+    );
+    let app = &out.state.relation(1).unwrap().local_app_data;
+    assert!(app.get("restore-failed").unwrap().contains("[073]"));
+    assert_eq!(app.get("restoring"), None);
+
+    // Later hooks keep PostgreSQL stopped: an emptied data directory must not be initdb'd.
+    let later = harness().run_ok(Trigger::UpdateStatus, &out.state);
+    assert!(
+        !ran(&later, |l| l
+            .starts_with("systemctl start postgresql-ha-patroni")),
+        "{:#?}",
+        later.command_lines()
+    );
+    assert_eq!(later.state.unit_status.kind, charm_lib::StatusKind::Blocked);
 }
