@@ -746,14 +746,27 @@ impl<'s> FakeJuju<'s> {
                 if !owner_unit && !self.state.borrow().leader {
                     return fail("ERROR this unit is not the leader");
                 }
+                // Juju's ids are xids, unique in the model: a counter that starts again in
+                // every hook must step over the ids earlier hooks handed out.
                 let mut n = self.next_secret.borrow_mut();
-                *n += 1;
-                let xid = format!(
-                    "{}{}{:04}",
-                    self.app().replace('-', ""),
-                    self.unit_number(),
-                    *n
-                );
+                let xid = loop {
+                    *n += 1;
+                    let xid = format!(
+                        "{}{}{:04}",
+                        self.app().replace('-', ""),
+                        self.unit_number(),
+                        *n
+                    );
+                    let taken = self
+                        .state
+                        .borrow()
+                        .secrets
+                        .iter()
+                        .any(|s| s.id == format!("secret:{xid}"));
+                    if !taken {
+                        break xid;
+                    }
+                };
                 let mut s = Secret::owned(&format!("secret:{xid}"), &[]);
                 s.revisions = vec![content];
                 s.holder = if owner_unit {

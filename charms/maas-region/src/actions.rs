@@ -14,6 +14,9 @@ use std::net::Ipv4Addr;
 pub const PROFILE: &str = "juju-maas-region";
 /// API URL the actions use: this unit's own region, so the VIP's health does not matter.
 pub const LOCAL_API: &str = "http://localhost:5240/MAAS/api/2.0/";
+/// The same with TLS on, where MAAS's nginx answers the API on 5240 with a 301 to https
+/// (`regiond.nginx.conf.template`): the certificate names `localhost`.
+pub const LOCAL_API_TLS: &str = "https://localhost:5443/MAAS/api/2.0/";
 
 /// Runs the action named in the event.
 pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
@@ -157,7 +160,17 @@ fn get_api_endpoint(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
             "the MAAS URL is not decided yet: the leader publishes it once it has an address"
         )
     })?;
-    ctx.action_set(&json!({"api-url": format!("{url}/api/2.0/"), "maas-url": url}))
+    let mut result = json!({"api-url": format!("{url}/api/2.0/"), "maas-url": url});
+    if cfg.tls_enabled {
+        // Users go to https; racks and the URL MAAS itself is configured with stay on http.
+        let https = crate::render::https_url(&url, cfg.haproxy);
+        result["https-api-url"] = json!(format!("{https}/api/2.0/"));
+        result["https-url"] = json!(https);
+        if let Some(ca) = ctx.machine.read_to_string(crate::certs::ca_file(cfg.install_method))? {
+            result["ca-certificate"] = json!(ca);
+        }
+    }
+    ctx.action_set(&result)
 }
 
 fn get_maas_secret(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
@@ -322,8 +335,16 @@ fn configure_dhcp(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     let key = api_key(ctx, m, &admin)?.ok_or_else(|| anyhow::anyhow!("MAAS has no API key for {admin:?}: create the administrator first (create-admin) or pass admin-username"))?;
     let cli = maas::cli(m);
     // The key goes on stdin (`-`), not on a command line other processes can read.
+    let ca = crate::certs::ca_file(m).to_string_lossy().into_owned();
+    let login: Vec<&str> = if cfg.tls_enabled {
+        // `--cacerts` (canonical/maas src/maascli/cli.py `cmd_login`): the application's CA,
+        // which the leader published and this unit wrote down.
+        vec!["login", PROFILE, LOCAL_API_TLS, "-", "--cacerts", &ca]
+    } else {
+        vec!["login", PROFILE, LOCAL_API, "-"]
+    };
     ctx.machine.run(
-        &Cmd::new(cli, ["login", PROFILE, LOCAL_API, "-"])
+        &Cmd::new(cli, login)
             .stdin(format!("{key}\n"))
             .sensitive(&key),
     )?;

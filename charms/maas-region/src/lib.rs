@@ -2,11 +2,12 @@
 //!
 //! Every event but an action ends in [`reconcile::reconcile`]; actions go to [`actions`].
 //! Modules: [`config`] (validation), [`render`] (pure rendering), [`maas`] (MAAS's files and
-//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`cos`] (cos-agent),
+//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS certificate), [`cos`] (cos-agent),
 //! [`reconcile`].
 #![warn(missing_docs)]
 
 pub mod actions;
+pub mod certs;
 pub mod config;
 pub mod cos;
 pub mod lock;

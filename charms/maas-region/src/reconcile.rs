@@ -1,6 +1,7 @@
 //! One holistic pass for every hook: derive the wanted host state and relation data from the
 //! whole model, apply the difference, report one status.
 
+use crate::certs;
 use crate::config::{Config, InstallMethod};
 use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
@@ -227,29 +228,89 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if w.leader {
         publish_leader_data(ctx, &w, url.as_deref(), ready)?;
     }
+    let tls_as_configured = apply_tls(ctx, &mut w, url.as_deref(), ready)?;
     ctx.model.save_state(&stored_before, &w.stored)?;
     if ready {
         if let Some(u) = &url {
-            ctx.status(if answers(ctx, w.cfg.haproxy)? {
-                Status::active(format!("serving {u}"))
-            } else {
+            ctx.status(if !answers(ctx, w.cfg.haproxy)? {
                 Status::waiting(format!(
                     "MAAS does not answer {} yet (regiond starting)",
                     local_api(w.cfg.haproxy)
                 ))
+            } else if !tls_as_configured {
+                Status::waiting(if w.cfg.tls_enabled {
+                    "waiting for the leader to enable MAAS TLS (maas config-tls enable)"
+                } else {
+                    "waiting for the leader to disable MAAS TLS (maas config-tls disable)"
+                })
+            } else if w.cfg.tls_enabled {
+                Status::active(format!(
+                    "serving {u}; users: {}",
+                    render::https_url(u, w.cfg.haproxy)
+                ))
+            } else {
+                Status::active(format!("serving {u}"))
             });
         }
     }
     Ok(())
 }
 
+/// TLS: the leader keeps MAAS's certificate and has MAAS serve it ([`certs::leader_step`]);
+/// every unit keeps the CA file its own CLI trusts. Whether MAAS's TLS is as configured.
+fn apply_tls(
+    ctx: &mut Context,
+    w: &mut World,
+    url: Option<&str>,
+    running: bool,
+) -> anyhow::Result<bool> {
+    if w.leader && w.has_peers {
+        let mut addresses: Vec<String> =
+            w.peers.iter().filter_map(|p| p.address.clone()).collect();
+        addresses.extend(w.address.clone());
+        let mut hostnames: Vec<String> =
+            w.peers.iter().filter_map(|p| p.hostname.clone()).collect();
+        hostnames.push(w.hostname.clone());
+        let vip = relations::vip(&ctx.model)?;
+        let sans = certs::wanted_sans(&addresses, &hostnames, vip.as_deref(), url);
+        let out = certs::leader_step(
+            ctx,
+            &w.peer_app,
+            w.cfg.install_method,
+            w.cfg.tls_enabled,
+            running,
+            &sans,
+        )?;
+        for (k, v) in &out.app_changes {
+            set_peer_app(ctx, w, k, v)?;
+        }
+        if let Some(s) = out.status {
+            ctx.status(s);
+        }
+    }
+    let ca = w
+        .cfg
+        .tls_enabled
+        .then(|| w.peer_app.get(certs::app_keys::CA_CERT))
+        .flatten()
+        .filter(|c| !c.is_empty());
+    certs::ensure_ca_file(ctx.machine, w.cfg.install_method, ca.map(String::as_str))?;
+    let applied = w
+        .peer_app
+        .get(certs::app_keys::APPLIED)
+        .is_some_and(|v| !v.is_empty());
+    Ok(applied == w.cfg.tls_enabled)
+}
+
 /// The API this unit serves: through its haproxy (which proves a region answers and this
 /// haproxy's checks have let it in, as the VIP's holder does) or regiond itself.
+/// The path ([`render::HEALTH_PATH`]) is the one haproxy checks: regiond answers it from its
+/// database, and on http whether or not TLS is on.
 fn local_api(haproxy: bool) -> &'static str {
     if haproxy {
-        "http://127.0.0.1/MAAS/api/2.0/version/"
+        "http://127.0.0.1/MAAS/rpc/"
     } else {
-        "http://127.0.0.1:5240/MAAS/api/2.0/version/"
+        "http://127.0.0.1:5240/MAAS/rpc/"
     }
 }
 

@@ -57,11 +57,37 @@ fn servers(out: &mut String, backends: &[Backend], port: u16, check: &str) {
     }
 }
 
-fn tcp_service(out: &mut String, name: &str, listen: u16, target: u16, backends: &[Backend]) {
+/// The URL users reach MAAS's HTTPS on, given the (http) MAAS URL: haproxy's 443 on the
+/// same host, or MAAS's own TLS port on a region without haproxy.
+pub fn https_url(maas_url: &str, haproxy: bool) -> String {
+    let rest = maas_url.split_once("://").map_or(maas_url, |(_, r)| r);
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    if haproxy {
+        format!("https://{host}/{path}")
+    } else {
+        format!("https://{host}:5443/{path}")
+    }
+}
+
+/// The health check of a region, on 5240 whether or not TLS is on: `GET /MAAS/rpc/` is
+/// answered by regiond itself from its database (canonical/maas `src/maasserver/views/rpc.py`
+/// `info`) and stays on http with TLS on (`regiond.nginx.conf.template`, the http server
+/// that keeps rpc, metadata, enlistment and images), where every other `/MAAS` path answers
+/// 301 to https. nginx holds 5240 and 5443 while regiond is down, so a TCP check would not
+/// see a dead region.
+pub const HEALTH_PATH: &str = "/MAAS/rpc/";
+
+/// 443 → every region's 5443, TLS passed through (MAAS's nginx terminates it with the one
+/// certificate every region serves), checked with the same HTTP check on 5240 as port 80.
+fn tls_service(out: &mut String, backends: &[Backend]) {
     out.push_str(&format!(
-        "\nfrontend {name}\n    bind *:{listen}\n    mode tcp\n    option tcplog\n    default_backend {name}\n\nbackend {name}\n    mode tcp\n    balance source\n    hash-type consistent\n    option tcp-check\n"
+        "\nfrontend maas_https\n    bind *:443\n    mode tcp\n    option tcplog\n    default_backend maas_https\n\nbackend maas_https\n    mode tcp\n    balance source\n    hash-type consistent\n    option httpchk GET {HEALTH_PATH}\n    http-check expect status 200\n"
     ));
-    servers(out, backends, target, SERVER_CHECK);
+    servers(out, backends, 5443, &format!("{SERVER_CHECK} port 5240"));
 }
 
 /// haproxy.cfg for the regions in `backends` (this unit included). Port 80 goes to every
@@ -100,11 +126,21 @@ defaults\n\
     out.push_str(&format!("    timeout server {SERVER_TIMEOUT}\n"));
     out.push_str(
         "\nfrontend maas_http\n    bind *:80\n    mode http\n    option httplog\n    option http-server-close\n    option forwardfor\n    default_backend maas_http\n\n\
-backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response 502 503\n    http-request disable-l7-retry unless METH_GET\n    option httpchk GET /MAAS/api/2.0/version/\n    http-check expect status 200\n",
+backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n    retry-on conn-failure empty-response 502 503\n    http-request disable-l7-retry unless METH_GET\n",
     );
+    out.push_str(&format!(
+        "    option httpchk GET {HEALTH_PATH}\n    http-check expect status 200\n"
+    ));
+    if opts.tls {
+        // MAAS's nginx sends http users to `https://$host:5443`: through the VIP that is the
+        // holder's own 5443, past haproxy; 443 here is the balanced door to the same place.
+        out.push_str(
+            "    http-response replace-header Location ^https://([^/]+):5443(.*)$ https://\\1\\2\n",
+        );
+    }
     servers(&mut out, backends, 5240, SERVER_CHECK);
     if opts.tls {
-        tcp_service(&mut out, "maas_https", 443, 5443, backends);
+        tls_service(&mut out, backends);
     }
     // haproxy's built-in Prometheus exporter, for the collector on this machine only (cos-agent
     // scrapes it: crate::cos).
@@ -394,7 +430,7 @@ mod tests {
         assert!(cfg.contains("bind *:80"));
         let backend = cfg.split("\nbackend maas_http\n").nth(1).unwrap();
         assert!(backend.contains("mode http\n    balance source\n    hash-type consistent\n"));
-        assert!(backend.contains("option httpchk GET /MAAS/api/2.0/version/"));
+        assert!(backend.contains("option httpchk GET /MAAS/rpc/"));
         let secs: u32 = SERVER_TIMEOUT.trim_end_matches('s').parse().unwrap();
         assert!(secs >= 90);
         assert!(cfg.contains(&format!("timeout server {SERVER_TIMEOUT}")));
@@ -413,6 +449,43 @@ mod tests {
         for cfg in [&plain, &tls] {
             assert!(!cfg.contains("5242") && !cfg.contains("5271"), "{cfg}");
         }
+    }
+
+    #[test]
+    fn the_https_url_keeps_host_and_path_and_picks_the_door() {
+        assert_eq!(https_url("http://10.0.0.100/MAAS", true), "https://10.0.0.100/MAAS");
+        assert_eq!(https_url("http://10.0.0.5:5240/MAAS", false), "https://10.0.0.5:5443/MAAS");
+        assert_eq!(https_url("http://[fd00::1]:5240/MAAS", true), "https://[fd00::1]/MAAS");
+        assert_eq!(https_url("http://[fd00::1]/MAAS", false), "https://[fd00::1]:5443/MAAS");
+    }
+
+    #[test]
+    fn with_tls_both_doors_check_regiond_on_the_path_that_stays_http() {
+        let tls = haproxy_cfg(&regions(2), HaproxyOptions { tls: true });
+        let https = tls.split("\nbackend maas_https\n").nth(1).unwrap();
+        assert!(https.contains("option httpchk GET /MAAS/rpc/"), "{https}");
+        for s in servers_of(&tls, "maas_https") {
+            assert!(s.contains(":5443 ") && s.ends_with(" port 5240"), "{s}");
+        }
+        let http = tls.split("\nbackend maas_http\n").nth(1).unwrap();
+        assert!(http.contains("http-response replace-header Location"), "{http}");
+        let plain = haproxy_cfg(&regions(2), HaproxyOptions::default());
+        assert!(!plain.contains("replace-header"), "{plain}");
+    }
+
+    /// The rule as haproxy reads it (the e2e sees it applied: region_rack's TLS step).
+    #[test]
+    fn the_redirect_to_5443_is_rewritten_to_the_balanced_443() {
+        let Some(rewrite) = haproxy_cfg(&regions(1), HaproxyOptions { tls: true })
+            .lines()
+            .find(|l| l.contains("replace-header Location"))
+            .map(str::to_string)
+        else {
+            panic!("no rewrite");
+        };
+        let words: Vec<&str> = rewrite.split_whitespace().collect();
+        assert_eq!(words[words.len() - 2], "^https://([^/]+):5443(.*)$");
+        assert_eq!(words[words.len() - 1], "https://\\1\\2");
     }
 
     #[test]

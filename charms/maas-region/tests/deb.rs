@@ -53,7 +53,7 @@ fn leader_installs_configures_migrates_and_starts_in_order() {
             "systemctl is-active --quiet maas-regiond",
             "systemctl start maas-regiond",
             "timeout 30 sh -c until test -s /var/lib/maas/secret; do sleep 0.5; done; cat /var/lib/maas/secret",
-            "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/api/2.0/version/; do sleep 1; done",
+            "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/rpc/; do sleep 1; done",
         ]
     );
     assert_eq!(
