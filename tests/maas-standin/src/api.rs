@@ -12,6 +12,7 @@
 //! | GET/PUT `api/2.0/fabrics/{f}/vlans/{vid}/` | VLAN, DHCP primary/secondary |
 //! | GET/POST `api/2.0/ipranges/` | IP ranges |
 //! | GET `api/2.0/maas/?op=get_config&name=`, POST `api/2.0/maas/` `op=set_config` | settings |
+//! | GET `rpc/` | the regions' RPC endpoints (`eventloops`), anonymous (views/rpc.py `info`) |
 //! | POST `rpc/standin-register/` | rack registration (JSON: hostname, proof, interfaces) |
 //! | GET `standin/health` | 200 when the database works, else 503 |
 //! | POST `standin/createadmin`, GET `standin/apikey?username=`, GET `standin/rack-events`, GET `standin/heartbeats` | loopback only, for tests |
@@ -88,6 +89,8 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
             body: format!("<!doctype html><title>MAAS stand-in</title><p>MAAS stand-in (not MAAS) on {}</p>\n", region.hostname).into_bytes(),
         }),
         ("GET", ["standin", "health"]) => ok(json!({"hostname": region.hostname, "database": "ok"})),
+        // Public, as MAAS's AccessMiddleware lists `rpc-info` (src/maasserver/middleware.py).
+        ("GET", ["rpc"]) => ok(region.with_db(db::rpc_eventloops)?),
         ("POST", ["rpc", "standin-register"]) => rack_register(region, req),
         (_, ["standin", ..]) => loopback_only(region, req, &segs[1..]),
         (_, ["api", "2.0", rest @ ..]) => {
@@ -101,12 +104,15 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
     }
 }
 
+/// The MAAS version this stand-in reports.
+pub const VERSION: &str = "3.6.0";
+
 /// The version document; `hostname` tells tests which region answered.
 pub fn version(region: &Region) -> Value {
     json!({
         "capabilities": ["networks-management", "static-ipaddresses", "ipv6-deployment-ubuntu",
                          "devices-management", "storage-deployment-ubuntu", "network-deployment-ubuntu"],
-        "version": "3.6.0",
+        "version": VERSION,
         "subversion": "maas-standin",
         "hostname": region.hostname,
         "system_id": region.system_id,

@@ -208,6 +208,10 @@ CREATE TABLE IF NOT EXISTS standin_iprange (
     id serial PRIMARY KEY, type text NOT NULL, start_ip text NOT NULL, end_ip text NOT NULL,
     subnet_id integer NOT NULL REFERENCES standin_subnet ON DELETE CASCADE,
     comment text NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS standin_rpc_endpoint (
+    region_system_id text NOT NULL, hostname text NOT NULL, pid integer NOT NULL,
+    address text NOT NULL, port integer NOT NULL, updated timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (region_system_id, pid, address, port));
 INSERT INTO standin_vlan (fabric_id, vid) VALUES (0, 0) ON CONFLICT DO NOTHING;
 "#;
 
@@ -641,6 +645,70 @@ pub fn rack_seen(
     }
     let dhcp = dhcp_roles(c, &system_id)?;
     Ok(RackRegistration { system_id, dhcp })
+}
+
+/// How long another region's RPC endpoints stay listed without being refreshed
+/// (`IPCMasterService.REMOVE_INTERVAL`, src/maasserver/ipc.py).
+pub const RPC_ENDPOINT_REMOVE_SECS: i64 = 90;
+
+/// Replaces this region's RPC endpoints with `processes` (worker pid, RPC port) on each of
+/// `addresses`, and drops other regions' endpoints not refreshed for
+/// [`RPC_ENDPOINT_REMOVE_SECS`], as `IPCMasterService._update` does (src/maasserver/ipc.py:
+/// `_updateEndpoints` per worker, `previous_process_ids` deleted, other controllers' processes
+/// older than `REMOVE_INTERVAL` deleted).
+pub fn set_rpc_endpoints(
+    c: &mut Client,
+    region_system_id: &str,
+    hostname: &str,
+    processes: &[(i32, u16)],
+    addresses: &[String],
+) -> Result<()> {
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "DELETE FROM standin_rpc_endpoint WHERE region_system_id = $1",
+        &[&region_system_id],
+    )?;
+    for (pid, port) in processes {
+        let port = i32::from(*port);
+        for a in addresses {
+            tx.execute(
+                "INSERT INTO standin_rpc_endpoint (region_system_id, hostname, pid, address, port)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&region_system_id, &hostname, pid, a, &port],
+            )?;
+        }
+    }
+    tx.execute(
+        &format!(
+            "DELETE FROM standin_rpc_endpoint WHERE region_system_id <> $1
+             AND updated < now() - interval '{RPC_ENDPOINT_REMOVE_SECS} seconds'"
+        ),
+        &[&region_system_id],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The `/MAAS/rpc/` document (src/maasserver/views/rpc.py `info`, `get_endpoints`): every
+/// region process's endpoints as `{"eventloops": {"<hostname>:pid=<pid>": [[address, port],
+/// ...]}}`, leaving out an address another region also lists (`_unique_to_region`).
+pub fn rpc_eventloops(c: &mut Client) -> Result<Value> {
+    let rows = c.query(
+        "SELECT e.hostname, e.pid, e.address, e.port FROM standin_rpc_endpoint e
+         WHERE NOT EXISTS (SELECT 1 FROM standin_rpc_endpoint o
+                           WHERE o.address = e.address AND o.region_system_id <> e.region_system_id)
+         ORDER BY e.hostname, e.pid, e.address, e.port",
+        &[],
+    )?;
+    let mut loops = serde_json::Map::new();
+    for r in &rows {
+        let name = format!("{}:pid={}", r.get::<_, String>(0), r.get::<_, i32>(1));
+        let entry = loops.entry(name).or_insert_with(|| json!([]));
+        if let Value::Array(a) = entry {
+            a.push(json!([r.get::<_, String>(2), r.get::<_, i32>(3)]));
+        }
+    }
+    Ok(json!({ "eventloops": loops }))
 }
 
 /// Records a rack's registration attempt, but only when its outcome changes, so a rack

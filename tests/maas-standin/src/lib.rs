@@ -15,6 +15,7 @@
 //! - `MAAS_STANDIN_ROOT`: prefix for every absolute path the stand-in reads or writes.
 //! - `MAAS_STANDIN_PORTS`: `api,internal,temporal` ports of a region host (nginx's HTTP and
 //!   stream servers, Temporal; default `5240,5242,5271`).
+//! - `MAAS_STANDIN_RPC_PORTS`: the ports regiond's workers try for RPC (default 5250-5259).
 //! - `MAAS_STANDIN_BIND`: the one address nginx and Temporal listen on (default: all).
 //! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
 //! - `MAAS_STANDIN_INTERFACES`: the addresses rackd reports (default: from `ip -4 addr`).
@@ -40,6 +41,7 @@ pub mod paths;
 pub mod pebble;
 pub mod rackd;
 pub mod regiond;
+pub mod rpc;
 pub mod services;
 pub mod snapinfo;
 pub mod temporal;

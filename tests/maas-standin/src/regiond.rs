@@ -47,6 +47,10 @@ pub fn ports() -> Vec<u16> {
 /// (`ServiceMonitorService.check_interval`, src/maasserver/regiondservices/service_monitor_service.py).
 pub const SERVICE_MONITOR: Duration = Duration::from_secs(30);
 
+/// How often a region refreshes its RPC endpoints in the database (`IPCMasterService.UPDATE_INTERVAL`,
+/// src/maasserver/ipc.py).
+pub const RPC_ENDPOINTS_UPDATE: Duration = Duration::from_secs(60);
+
 /// A running region's shared state.
 pub struct Region {
     /// Snap or deb: which files it reads.
@@ -361,9 +365,52 @@ pub fn run(flavor: Flavor) -> Result<()> {
         "regiond: start-up done; {workers} workers on {}.N",
         base.display()
     );
+    // Each worker's RegionService binds the first free port of 5250-5259 and publishes it
+    // (regionservice.py `RegionService.startService`). The stand-in's workers are threads, so
+    // a worker's `pid` is its thread id: unique on the host, as a worker process's pid is.
+    let mut rpc_processes: Vec<(i32, u16)> = vec![];
+    for _ in 1..=workers {
+        match crate::rpc::bind_first() {
+            Ok((l, port)) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let r = region.clone();
+                std::thread::spawn(move || {
+                    // SAFETY: gettid has no preconditions.
+                    let _ = tx.send(unsafe { libc::gettid() });
+                    crate::rpc::serve(r, l)
+                });
+                if let Ok(tid) = rx.recv() {
+                    rpc_processes.push((tid, port));
+                }
+            }
+            Err(e) => eprintln!("regiond: {e:#}"),
+        }
+    }
+    let rpc_addresses = crate::rpc::advertised_addresses();
+    eprintln!(
+        "regiond: RPC on ports {:?} of {:?}",
+        rpc_processes.iter().map(|p| p.1).collect::<Vec<_>>(),
+        rpc_addresses
+    );
     let mut rendered: Option<Option<crate::nginx::Tls>> = None;
     let mut monitored: Option<Instant> = None;
+    let mut advertised: Option<Instant> = None;
     loop {
+        if advertised.is_none_or(|t| t.elapsed() >= RPC_ENDPOINTS_UPDATE) {
+            let r = region.with_db(|c| {
+                db::set_rpc_endpoints(
+                    c,
+                    &region.system_id,
+                    &region.hostname,
+                    &rpc_processes,
+                    &rpc_addresses,
+                )
+            });
+            match r {
+                Ok(()) => advertised = Some(Instant::now()),
+                Err(e) => eprintln!("regiond: recording RPC endpoints: {e:#}"),
+            }
+        }
         if let Ok(tls) = region.with_db(db::tls_config) {
             if rendered.as_ref() != Some(&tls) {
                 match crate::nginx::render(flavor, tls.as_ref(), workers, features) {

@@ -515,3 +515,15 @@ impl Drop for RegionProcs {
         self.stop();
     }
 }
+
+/// `n` ports nobody listens on, comma-separated, for `MAAS_STANDIN_RPC_PORTS` (the stand-in's
+/// 5250-5259: parallel tests on one host cannot all have those).
+pub fn free_ports(n: usize) -> String {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}

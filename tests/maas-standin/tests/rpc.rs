@@ -1,0 +1,161 @@
+//! Region–rack RPC as MAAS has it: every regiond worker listens on one port of 5250-5259 and
+//! the region lists every region's workers at `GET /MAAS/rpc/`; a rack fetches that through its
+//! `maas_url` and holds a connection to each worker of every region.
+//!
+//! Sources (canonical/maas): src/maasserver/views/rpc.py (`info`, `get_endpoints`),
+//! src/maasserver/rpc/regionservice.py (`RegionService`: `range(5250, 5260)`, `_bindFirst`),
+//! src/maasserver/ipc.py (`_getListenAddresses`, `_update`), src/maasserver/middleware.py
+//! (`rpc-info` is public), src/maasserver/templates/http/regiond.nginx.conf.template (with TLS
+//! on, `/MAAS/rpc/` stays on http), src/provisioningserver/rpc/clusterservice.py
+//! (`ClusterClientService`).
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::net::TcpStream;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+struct Host {
+    sb: Sandbox,
+    addr: &'static str,
+    api: u16,
+    rpc: Vec<u16>,
+}
+
+impl Host {
+    /// A region host on `addr` whose workers may take the ports in `rpc` (MAAS: 5250-5259).
+    fn new(tag: &str, name: &str, addr: &'static str, rpc_ports: usize) -> Host {
+        let (api, internal, temporal) = (free_port(), free_port(), free_port());
+        let rpc = free_ports(rpc_ports);
+        let sb = Sandbox::new(tag)
+            .with(
+                "MAAS_STANDIN_PORTS",
+                &format!("{api},{internal},{temporal}"),
+            )
+            .with("MAAS_STANDIN_RPC_PORTS", &rpc)
+            .with("MAAS_STANDIN_BIND", addr)
+            .with("MAAS_STANDIN_HOSTNAME", name);
+        Host {
+            sb,
+            addr,
+            api,
+            rpc: rpc.split(',').map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+    fn url(&self) -> String {
+        format!("http://{}:{}/MAAS", self.addr, self.api)
+    }
+    fn init(&self, pg: &Postgres, workers: usize) {
+        assert_ok(&self.sb.run_line(&format!(
+            "maas init region --maas-url {} --database-uri {} --num-workers {workers} --force",
+            self.url(),
+            pg.uri()
+        )));
+    }
+    /// `GET /MAAS/rpc/` once it lists `n` event-loops.
+    fn wait_eventloops(&self, n: usize, what: &str) -> serde_json::Map<String, Value> {
+        wait_for(what, T, || {
+            let (s, b) = get(&format!("{}/rpc/", self.url()))?;
+            let v: Value = serde_json::from_str(&b).ok()?;
+            let loops = v["eventloops"].as_object()?.clone();
+            (s == 200 && loops.len() == n).then_some(loops)
+        })
+    }
+}
+
+/// The `eventloops` of MAAS's `info` view: per region worker `<hostname>:pid=<pid>`, a list of
+/// `[address, port]` pairs; the ports are the first free ones of the worker range, each one a
+/// listener; every region lists every region's workers; with TLS on it stays on http.
+#[test]
+fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
+    let pg = Postgres::start();
+    let a = Host::new("rpc-a", "region-ra", "127.0.0.1", 3);
+    let b = Host::new("rpc-b", "region-rb", "127.0.0.2", 3);
+    a.init(&pg, 2);
+    b.init(&pg, 1);
+    let _pa = RegionProcs::spawn(&a.sb, "snap");
+    let _pb = RegionProcs::spawn(&b.sb, "snap");
+    for h in [&a, &b] {
+        let loops = h.wait_eventloops(3, "two workers of region-ra and one of region-rb");
+        let mut per_region: Vec<(String, Vec<(String, u16)>)> = loops
+            .iter()
+            .map(|(name, eps)| {
+                let (host, pid) = name.split_once(":pid=").expect("<hostname>:pid=<pid>");
+                assert!(pid.parse::<u32>().is_ok(), "{name}");
+                let eps = eps
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let pair = e.as_array().expect("[address, port]");
+                        assert_eq!(pair.len(), 2, "{e}");
+                        (
+                            pair[0].as_str().unwrap().to_string(),
+                            pair[1].as_u64().unwrap() as u16,
+                        )
+                    })
+                    .collect();
+                (host.to_string(), eps)
+            })
+            .collect();
+        per_region.sort();
+        let ra: Vec<_> = per_region.iter().filter(|(h, _)| h == "region-ra").collect();
+        let rb: Vec<_> = per_region.iter().filter(|(h, _)| h == "region-rb").collect();
+        assert_eq!((ra.len(), rb.len()), (2, 1), "{per_region:?}");
+        let mut a_ports: Vec<u16> = ra
+            .iter()
+            .flat_map(|(_, eps)| eps.iter().map(|(addr, p)| {
+                assert_eq!(addr, "127.0.0.1");
+                *p
+            }))
+            .collect();
+        a_ports.sort();
+        let mut want = a.rpc[..2].to_vec();
+        want.sort();
+        assert_eq!(a_ports, want, "the first two free ports of the range");
+        assert_eq!(rb[0].1, vec![("127.0.0.2".to_string(), b.rpc[0])]);
+    }
+    for (addr, port) in [("127.0.0.1", a.rpc[0]), ("127.0.0.1", a.rpc[1]), ("127.0.0.2", b.rpc[0])] {
+        assert!(TcpStream::connect((addr, port)).is_ok(), "{addr}:{port} listens");
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", a.rpc[2])).is_err(),
+        "two workers bind two ports"
+    );
+
+    // TLS on: /MAAS/rpc/ is still answered on http (racks fetch it there).
+    let dir = TempDir::new("rpc-tls");
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "maas").unwrap();
+    let name = name.build();
+    let mut x = openssl::x509::X509Builder::new().unwrap();
+    x.set_subject_name(&name).unwrap();
+    x.set_issuer_name(&name).unwrap();
+    x.set_pubkey(&key).unwrap();
+    x.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
+    x.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap()).unwrap();
+    x.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+    let (kf, cf) = (dir.0.join("key.pem"), dir.0.join("cert.pem"));
+    std::fs::write(&kf, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&cf, x.build().to_pem().unwrap()).unwrap();
+    let port = free_port();
+    assert_ok(&a.sb.run(&[
+        "maas",
+        "config-tls",
+        "enable",
+        kf.to_str().unwrap(),
+        cf.to_str().unwrap(),
+        "-p",
+        &port.to_string(),
+        "--yes",
+    ]));
+    wait_for("5240 redirects the API to https", T, || {
+        let (s, _) = get(&format!("{}/api/2.0/version/", a.url()))?;
+        (s == 301).then_some(())
+    });
+    let loops = a.wait_eventloops(3, "/MAAS/rpc/ on http with TLS on");
+    assert!(loops.keys().any(|k| k.starts_with("region-rb:pid=")));
+}
