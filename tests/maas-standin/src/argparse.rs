@@ -335,6 +335,17 @@ impl Parser {
     }
 }
 
+/// What `argparse.FileType` says of a file it cannot open (the message after `error: `).
+pub fn cannot_open(arg: &str, file: &str, e: &std::io::Error) -> String {
+    let errno = e.raw_os_error().unwrap_or(0);
+    let what = match e.kind() {
+        std::io::ErrorKind::NotFound => "No such file or directory",
+        std::io::ErrorKind::PermissionDenied => "Permission denied",
+        _ => "Is a directory",
+    };
+    format!("argument {arg}: can't open '{file}': [Errno {errno}] {what}: '{file}'")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

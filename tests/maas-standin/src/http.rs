@@ -1,5 +1,7 @@
 //! Just enough HTTP/1.1 for the stand-in: a threaded server (one request per connection) and a
-//! blocking client. Only plain HTTP; TLS is out of scope for the stand-in.
+//! blocking client. The server is plain HTTP (MAAS's nginx terminates TLS, as in MAAS); the
+//! client speaks https too, verifying the server against a CA file as the MAAS CLI does with
+//! `--cacerts` (canonical/maas `src/maascli/cli.py` `cmd_login`, `src/maascli/api.py`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -237,17 +239,23 @@ fn write_response(mut stream: impl Write, r: &Response) -> Result<()> {
 pub struct Url {
     /// Host (name or address).
     pub host: String,
-    /// Port (80 if absent).
+    /// Port (80, or 443 for https, if absent).
     pub port: u16,
     /// Path, starting with `/`.
     pub path: String,
+    /// `https://`.
+    pub tls: bool,
 }
 
-/// Parses an `http://` URL.
+/// Parses an `http://` or `https://` URL.
 pub fn parse_url(url: &str) -> Result<Url> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("only http:// URLs are supported by the MAAS stand-in: {url}"))?;
+    let (rest, tls) = if let Some(r) = url.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (r, true)
+    } else {
+        bail!("only http:// and https:// URLs are supported by the MAAS stand-in: {url}");
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -257,7 +265,7 @@ pub fn parse_url(url: &str) -> Result<Url> {
             h.trim_matches(|c| c == '[' || c == ']').to_string(),
             p.parse().context("bad port in URL")?,
         ),
-        _ => (hostport.to_string(), 80),
+        _ => (hostport.to_string(), if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
         bail!("no host in URL {url}");
@@ -266,6 +274,7 @@ pub fn parse_url(url: &str) -> Result<Url> {
         host,
         port,
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -278,13 +287,50 @@ pub struct ClientResponse {
     pub body: String,
 }
 
-/// Sends one request and reads the whole response.
+/// Sends one request and reads the whole response (https: verified against the system's CAs).
 pub fn request(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
     body: Option<(&str, Vec<u8>)>,
     timeout: Duration,
+) -> Result<ClientResponse> {
+    request_verified(method, url, headers, body, timeout, None)
+}
+
+/// The TLS side of an https request: the server's certificate must chain to `cacerts` (or the
+/// system's CAs) and name the URL's host, as Python's default context checks it.
+fn tls_stream(
+    tcp: TcpStream,
+    host: &str,
+    cacerts: Option<&std::path::Path>,
+) -> Result<openssl::ssl::SslStream<TcpStream>> {
+    use openssl::ssl::{SslConnector, SslMethod};
+    let mut b = SslConnector::builder(SslMethod::tls_client())?;
+    match cacerts {
+        Some(f) => b
+            .set_ca_file(f)
+            .with_context(|| format!("reading the CA file {}", f.display()))?,
+        None => b.set_default_verify_paths()?,
+    }
+    let connector = b.build();
+    let mut cfg = connector.configure()?;
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        // SNI carries names only; the address is still checked against the certificate.
+        cfg.set_use_server_name_indication(false);
+    }
+    cfg.connect(host, tcp)
+        .map_err(|e| anyhow!("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {e}"))
+}
+
+/// [`request`], with https verified against `cacerts` when given.
+pub fn request_verified(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<(&str, Vec<u8>)>,
+    timeout: Duration,
+    cacerts: Option<&std::path::Path>,
 ) -> Result<ClientResponse> {
     let u = parse_url(url)?;
     let addrs: Vec<_> = (u.host.as_str(), u.port)
@@ -305,9 +351,14 @@ pub fn request(
             }
         }
     }
-    let mut s = stream.ok_or(last_err)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+    let tcp = stream.ok_or(last_err)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let mut s: Box<dyn ReadWrite> = if u.tls {
+        Box::new(tls_stream(tcp, &u.host, cacerts)?)
+    } else {
+        Box::new(tcp)
+    };
     let mut req = format!(
         "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nUser-Agent: maas-standin\r\n",
         u.path, u.host, u.port
@@ -334,8 +385,12 @@ pub fn request(
     s.write_all(req.as_bytes())?;
     s.write_all(&body_bytes)?;
     let mut raw = vec![];
-    s.read_to_end(&mut raw)
-        .with_context(|| format!("reading the response from {url}"))?;
+    if let Err(e) = s.read_to_end(&mut raw) {
+        // nginx may close a TLS connection without close_notify once the body is sent.
+        if raw.is_empty() || !u.tls {
+            return Err(anyhow::Error::new(e).context(format!("reading the response from {url}")));
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -359,6 +414,10 @@ pub fn request(
     Ok(ClientResponse { status, body })
 }
 
+/// A plain or TLS connection.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,11 +429,14 @@ mod tests {
             Url {
                 host: "10.0.0.1".into(),
                 port: 5240,
-                path: "/MAAS/api/2.0/".into()
+                path: "/MAAS/api/2.0/".into(),
+                tls: false,
             }
         );
         assert_eq!(parse_url("http://vip/MAAS").unwrap().port, 80);
-        assert!(parse_url("https://x/").is_err());
+        let u = parse_url("https://x/MAAS").unwrap();
+        assert_eq!((u.port, u.tls), (443, true));
+        assert!(parse_url("ftp://x/").is_err());
     }
 
     #[test]

@@ -119,6 +119,11 @@ fn https_get(host: &str, port: u16, path: &str) -> Option<(Vec<u8>, u16, String)
 
 /// A self-signed key and certificate (PEM).
 fn self_signed(cn: &str) -> (String, String) {
+    self_signed_for(cn, &[])
+}
+
+/// A self-signed certificate naming `ips` as IP subject alternative names.
+fn self_signed_for(cn: &str, ips: &[&str]) -> (String, String) {
     use openssl::{
         asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, rsa::Rsa,
         x509::X509NameBuilder, x509::X509,
@@ -138,6 +143,14 @@ fn self_signed(cn: &str) -> (String, String) {
         .unwrap();
     b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
         .unwrap();
+    if !ips.is_empty() {
+        let mut san = openssl::x509::extension::SubjectAlternativeName::new();
+        for ip in ips {
+            san.ip(ip);
+        }
+        let ext = san.build(&b.x509v3_context(None, None)).unwrap();
+        b.append_extension(ext).unwrap();
+    }
     b.sign(&key, MessageDigest::sha256()).unwrap();
     (
         String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
@@ -333,7 +346,7 @@ fn config_tls_serves_one_certificate_on_every_region() {
     assert!(https_get("127.0.0.1", port, "/").is_none());
 
     let dir = &a.sb.dir.0;
-    let (key, cert) = self_signed("maas.example");
+    let (key, cert) = self_signed_for("maas.example", &["127.0.0.1", "127.0.0.2"]);
     let (other_key, _) = self_signed("other");
     let (_, ca) = self_signed("a CA");
     for (n, t) in [
@@ -446,6 +459,29 @@ fn config_tls_serves_one_certificate_on_every_region() {
             assert!(s != 301 && loc.is_empty(), "{p}: {s} {loc}");
         }
     }
+    // The CLI on https: the server must chain to `--cacerts` and name the host
+    // (src/maascli/cli.py cmd_login); the profile keeps verifying with that CA.
+    assert_ok(&a.sb.run(&[
+        "maas", "createadmin", "--username", "admin", "--password", "pw", "--email", "",
+    ]));
+    let key = stdout(&a.sb.run(&["maas", "apikey", "--username", "admin"]))
+        .trim()
+        .to_string();
+    let https_api = format!("https://127.0.0.1:{port}/MAAS/api/2.0/");
+    let o = a.sb.run(&["maas", "login", "tls", &https_api, &key]);
+    assert!(!o.status.success(), "no CA given: the self-signed certificate is refused");
+    assert!(stderr(&o).contains("CERTIFICATE_VERIFY_FAILED"), "{}", stderr(&o));
+    let o = a.sb.run(&["maas", "login", "tls", &https_api, &key, "--cacerts", "/nonexistent"]);
+    assert_fails_with(
+        &o,
+        2,
+        "error: argument --cacerts: can't open '/nonexistent': [Errno 2] No such file or directory: '/nonexistent'",
+    );
+    assert_ok(&a.sb.run(&["maas", "login", "tls", &https_api, &key, "--cacerts", &f("cert")]));
+    let o = a.sb.run(&["maas", "tls", "users", "whoami"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("admin"), "{}", stdout(&o));
+
     // Racks still register over http (the stand-in's rackd posts under /MAAS/rpc/).
     let (s, _) = http_get(a.addr, a.api, "/MAAS/rpc/standin-register/").unwrap();
     assert_ne!(s, 301);

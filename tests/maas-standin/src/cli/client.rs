@@ -17,6 +17,9 @@ pub struct Profile {
     pub url: String,
     /// `consumer:token:secret`.
     pub key: String,
+    /// The CA file `login --cacerts` copied (MAAS keeps it as `~/.maascli.certs/<profile>.pem`
+    /// and verifies every later call of the profile with it).
+    pub cacerts: Option<PathBuf>,
 }
 
 fn store_path() -> PathBuf {
@@ -50,7 +53,16 @@ pub fn load_profile(name: &str) -> Option<Profile> {
     Some(Profile {
         url: v["url"].as_str()?.to_string(),
         key: v["credentials"].as_str()?.to_string(),
+        cacerts: v["cacerts"].as_str().map(PathBuf::from),
     })
+}
+
+/// Where `login --cacerts` keeps a profile's CA (`src/maascli/cli.py`: `CERTS_DIR` is
+/// `~/.maascli.certs`, the file `<profile>.pem`).
+fn certs_path(profile: &str) -> PathBuf {
+    store_path()
+        .with_file_name(".maascli.certs")
+        .join(format!("{profile}.pem"))
 }
 
 /// `.../MAAS` or `.../MAAS/api/2.0` → `.../MAAS/api/2.0/`, as the real CLI completes it.
@@ -80,6 +92,7 @@ fn send(
     url: &str,
     key: &str,
     form: &[(String, String)],
+    cacerts: Option<&std::path::Path>,
 ) -> anyhow::Result<http::ClientResponse> {
     let mut headers = vec![];
     if let Some(h) = oauth_header(key) {
@@ -96,23 +109,30 @@ fn send(
         } else {
             format!("{url}?{encoded}")
         };
-        http::request("GET", &full, &headers, None, Duration::from_secs(30))
+        http::request_verified("GET", &full, &headers, None, Duration::from_secs(30), cacerts)
     } else {
-        http::request(
+        http::request_verified(
             method,
             url,
             &headers,
             Some(("application/x-www-form-urlencoded", encoded.into_bytes())),
             Duration::from_secs(30),
+            cacerts,
         )
     }
 }
 
-/// `maas login <profile> <url> [<credentials> | -]`.
+/// `maas login <profile> <url> [<credentials> | -] [--cacerts FILE] [--insecure]`, as
+/// canonical/maas `src/maascli/cli.py` `cmd_login`: the CA file must be PEM (`Invalid PEM
+/// material`), is copied for the profile, and verifies this and every later call.
 pub fn login(args: &[String]) -> i32 {
     let p = Parser::new("maas login")
         .pos("profile-name", None)
         .pos("url", None)
+        .opts(&[
+            crate::argparse::Opt::value("--cacerts", "Certificate CA file in PEM format"),
+            crate::argparse::Opt::flag("--insecure", "Disable SSL certificate check"),
+        ])
         .rest();
     let a = match parse(&p, args) {
         Ok(a) => a,
@@ -125,6 +145,34 @@ pub fn login(args: &[String]) -> i32 {
         )));
     }
     let (name, url) = (&a.positionals[0], api_url(&a.positionals[1]));
+    if a.flag("--insecure") && a.has("--cacerts") {
+        eprintln!("You cannot use both cacerts and insecure arguments.");
+        return 1;
+    }
+    if a.flag("--insecure") {
+        return fail("Error: --insecure is not supported by the MAAS stand-in (it always verifies).");
+    }
+    let cacerts = match a.get("--cacerts") {
+        None => None,
+        Some(f) => {
+            // argparse.FileType: an unreadable file is argparse's error (exit 2).
+            let pem = match std::fs::read_to_string(f) {
+                Ok(t) => t,
+                Err(e) => return report(p.error(&crate::argparse::cannot_open("--cacerts", f, &e))),
+            };
+            if openssl::x509::X509::from_pem(pem.as_bytes()).is_err() {
+                return fail("CommandError: Invalid PEM material");
+            }
+            let dest = certs_path(name);
+            if let Err(e) = std::fs::create_dir_all(dest.parent().unwrap())
+                .map_err(anyhow::Error::from)
+                .and_then(|_| util::write_file(&dest, pem.as_bytes(), 0o600, None))
+            {
+                return fail(format!("Error: {e:#}"));
+            }
+            Some(dest)
+        }
+    };
     let key = match a.positionals.get(2).map(String::as_str) {
         Some("-") => {
             let mut s = String::new();
@@ -142,6 +190,7 @@ pub fn login(args: &[String]) -> i32 {
         &format!("{url}users/"),
         &key,
         &[("op".into(), "whoami".into())],
+        cacerts.as_deref(),
     ) {
         Ok(r) if r.status == 200 => {}
         Ok(r) if r.status == 401 || r.status == 403 => {
@@ -161,7 +210,11 @@ pub fn login(args: &[String]) -> i32 {
         }
     }
     let mut store = load_store();
-    store.insert(name.clone(), json!({"url": url, "credentials": key}));
+    let mut entry = json!({"url": url, "credentials": key});
+    if let Some(c) = &cacerts {
+        entry["cacerts"] = json!(c.to_string_lossy());
+    }
+    store.insert(name.clone(), entry);
     if let Err(e) = save_store(&store) {
         return fail(format!("Error: {e:#}"));
     }
@@ -316,7 +369,7 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
         form.insert(0, ("op".into(), fixed_op.into()));
     }
     let url = format!("{}{rel}", profile.url);
-    match send(method, &url, &profile.key, &form) {
+    match send(method, &url, &profile.key, &form, profile.cacerts.as_deref()) {
         Ok(r) if (200..300).contains(&r.status) => {
             match serde_json::from_str::<Value>(&r.body) {
                 Ok(v) if v.is_object() || v.is_array() => {

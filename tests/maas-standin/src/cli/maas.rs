@@ -953,17 +953,7 @@ fn config_tls(args: &[String]) -> i32 {
         for (arg, f) in &names {
             match std::fs::read_to_string(f) {
                 Ok(t) => files.push(t),
-                Err(e) => {
-                    let errno = e.raw_os_error().unwrap_or(0);
-                    let what = match e.kind() {
-                        std::io::ErrorKind::NotFound => "No such file or directory",
-                        std::io::ErrorKind::PermissionDenied => "Permission denied",
-                        _ => "Is a directory",
-                    };
-                    return report(p.error(&format!(
-                        "argument {arg}: can't open '{f}': [Errno {errno}] {what}: '{f}'"
-                    )));
-                }
+                Err(e) => return report(p.error(&crate::argparse::cannot_open(arg, f, &e))),
             }
         }
         if !parsed.flag("--yes") {
