@@ -428,50 +428,47 @@ fn rotate_certificates(ctx: &mut Context) -> anyhow::Result<()> {
 
 /// Whether taking one member down now (a package upgrade, a Patroni restart, a refresh) keeps
 /// the database writable: every member running, etcd with its leader, and automatic failover
-/// available (the primary's loss would be replaced without losing a commit). Refuses with every
-/// reason found.
+/// available (the primary's loss would be replaced without losing a commit): what the rolling
+/// upgrade waits for before each unit's turn ([`crate::upgrade::problems`]). Refuses with every
+/// reason found; says where a roll stands.
 fn pre_upgrade_check(ctx: &mut Context) -> anyhow::Result<()> {
     let c = cluster(ctx)?;
     let m = ctx.machine;
-    let mut problems = Vec::new();
-    if !etcd::has_leader(m)? {
-        problems.push("etcd has no leader (quorum lost)".to_string());
-    }
-    let expected = ctx.model.relation(PEER)?.map_or(1, |r| r.units().len() + 1);
-    if c.members.len() < expected {
-        problems.push(format!(
-            "Patroni lists {} members for {expected} units",
-            c.members.len()
-        ));
-    }
-    for x in &c.members {
-        let ok = x.is_primary() && x.state == "running" || x.state == "streaming";
-        if !ok {
-            problems.push(format!(
-                "{} is {} ({})",
-                paths::unit_of_member(&x.name),
-                x.state,
-                role_name(x)
-            ));
-        }
-    }
+    let peers = ctx.model.relation(PEER)?;
+    let expected = peers.as_ref().map_or(1, |r| r.units().len() + 1);
     let mode = crate::config::Config::from_raw(&ctx.model.config_raw()?)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .synchronous_mode;
-    match crate::failover::readiness(&c, etcd::sync_key(m, ctx.model.app_name())?.as_ref(), mode) {
-        crate::failover::Readiness::Ready => {}
-        crate::failover::Readiness::Unavailable(why) => {
-            problems.push(format!("no automatic failover: {why}"))
-        }
-        crate::failover::Readiness::NoPrimary => {
-            problems.push("there is no running primary".into())
-        }
-    }
+    let mut problems = crate::upgrade::problems(m, ctx.model.app_name(), &c, expected, mode)?;
     if expected < 3 {
         problems.push(format!(
             "{expected} unit(s): taking one down stops writes (automatic failover needs 3 units)"
         ));
     }
+    // Where a roll stands: each unit's own report in the peer data (this unit's too, from
+    // its last hook).
+    let mut waiting = Vec::new();
+    let mut turn = String::new();
+    if let Some(p) = &peers {
+        let mut bags = vec![(ctx.model.unit_name().to_string(), p.my_unit_data()?)];
+        for u in p.units() {
+            bags.push((u.to_string(), p.unit_data(u)?));
+        }
+        for (u, bag) in bags {
+            if let Some(what) = bag
+                .get(crate::upgrade::keys::PENDING)
+                .filter(|w| !w.is_empty())
+            {
+                waiting.push(format!("{u} ({what})"));
+            }
+        }
+        turn = p
+            .my_app_data()?
+            .get(crate::upgrade::keys::TURN)
+            .cloned()
+            .unwrap_or_default();
+    }
+    drop(peers);
     if !problems.is_empty() {
         anyhow::bail!("not safe to upgrade now: {}", problems.join("; "));
     }
@@ -479,9 +476,14 @@ fn pre_upgrade_check(ctx: &mut Context) -> anyhow::Result<()> {
         .primary()
         .map(|p| paths::unit_of_member(&p.name))
         .unwrap_or_default();
-    ctx.action_set(&json!({
+    let mut out = json!({
         "result": "ok",
         "primary": primary,
-        "message": format!("{} members running, automatic failover available: upgrade one unit at a time, replicas first, then switch over and upgrade {primary}", c.members.len()),
-    }))
+        "message": format!("{} members running, automatic failover available: a new patroni-version or PostgreSQL package rolls one unit at a time, replicas first, then a switchover and {primary}", c.members.len()),
+    });
+    if !waiting.is_empty() {
+        out["upgrading"] = json!(waiting.join(", "));
+        out["turn"] = json!(turn);
+    }
+    ctx.action_set(&out)
 }

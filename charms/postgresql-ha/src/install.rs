@@ -43,29 +43,75 @@ pub fn parse_full_version(text: &str, major: u32) -> String {
     found.map_or_else(|| major.to_string(), str::to_string)
 }
 
-fn stamp(config: &Config) -> String {
-    // The package list's version: a charm that installs more (pgbackrest) installs it on
-    // units upgraded from one that did not.
-    format!("patroni=={}\npackages=2\n", config.patroni_version)
+/// The package list's version: a charm that installs more (pgbackrest) installs it on units
+/// upgraded from one that did not.
+const PACKAGES: &str = "packages=2";
+
+/// What the install stamp records: the Patroni version in the virtualenv (`None` before the
+/// first pip install) and whether the package list is this charm's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// `patroni==<version>`.
+    pub patroni: Option<String>,
+    /// The `packages=` line is [`PACKAGES`].
+    pub packages: bool,
 }
 
-/// Whether the install for this config is done.
-pub fn installed(ctx: &Context, config: &Config) -> anyhow::Result<bool> {
+impl Stamp {
+    /// Reads the stamp's text (`patroni==4.1.5\npackages=2\n`; charms before the package list
+    /// had a version wrote the first line only).
+    pub fn parse(text: &str) -> Stamp {
+        let mut s = Stamp::default();
+        for line in text.lines().map(str::trim) {
+            if let Some(v) = line.strip_prefix("patroni==").filter(|v| !v.is_empty()) {
+                s.patroni = Some(v.to_string());
+            } else if line == PACKAGES {
+                s.packages = true;
+            }
+        }
+        s
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "patroni=={}\n{}\n",
+            self.patroni.as_deref().unwrap_or(""),
+            if self.packages {
+                PACKAGES
+            } else {
+                "packages=0"
+            }
+        )
+    }
+}
+
+/// The install stamp on this host.
+pub fn stamp(ctx: &Context) -> anyhow::Result<Stamp> {
     Ok(ctx
         .machine
         .read_to_string(Path::new(paths::INSTALL_STAMP))?
-        .as_deref()
-        == Some(stamp(config).as_str()))
+        .map(|t| Stamp::parse(&t))
+        .unwrap_or_default())
 }
 
-/// Installs what is missing and returns the PostgreSQL major version.
+fn write_stamp(ctx: &Context, s: &Stamp) -> anyhow::Result<()> {
+    ctx.machine.write_file(
+        Path::new(paths::INSTALL_STAMP),
+        s.text().as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    Ok(())
+}
+
+/// Installs what is missing and returns the PostgreSQL major version. A new `patroni-version`
+/// goes into the virtualenv here only while Patroni does not run on this unit: a running
+/// Patroni's would be replaced under it, so the rolling upgrade ([`crate::upgrade`]) installs
+/// it in this unit's turn and restarts Patroni right after.
 pub fn ensure(ctx: &Context, config: &Config) -> anyhow::Result<u32> {
     let m = ctx.machine;
-    if !installed(ctx, config)? {
-        log::info!(
-            "installing PostgreSQL, etcd and Patroni {}",
-            config.patroni_version
-        );
+    let mut st = stamp(ctx)?;
+    if !st.packages {
+        log::info!("installing PostgreSQL, etcd, pgBackRest and the exporter");
         // Before the package: no default cluster to fight the charm's over port 5432.
         m.write_file(
             Path::new(paths::CREATECLUSTER_CONF),
@@ -109,36 +155,46 @@ pub fn ensure(ctx: &Context, config: &Config) -> anyhow::Result<u32> {
                     .allow_failure(),
             )?;
         }
-        if m.file_info(Path::new(&format!("{}/bin/python3", paths::VENV)))?
-            .is_none()
-        {
-            m.run(&Cmd::new("/usr/bin/python3", ["-m", "venv", paths::VENV]))?;
-        }
-        let mut pip = Cmd::new(
-            &format!("{}/bin/pip", paths::VENV),
-            ["install", "--disable-pip-version-check", "-q"],
-        );
-        match wheelhouse(ctx)? {
-            Some(dir) => pip
-                .args
-                .extend(["--no-index".into(), "--find-links".into(), dir]),
-            None if !config.pip_index_url.trim().is_empty() => pip
-                .args
-                .extend(["--index-url".into(), config.pip_index_url.trim().into()]),
-            None => {}
-        }
-        pip.args.extend([
-            format!("patroni[etcd3]=={}", config.patroni_version),
-            "psycopg2-binary".into(),
-        ]);
-        m.run(&pip)?;
-        m.write_file(
-            Path::new(paths::INSTALL_STAMP),
-            stamp(config).as_bytes(),
-            &FileOptions::root(0o644),
-        )?;
+        st.packages = true;
+        write_stamp(ctx, &st)?;
+    }
+    let differs = st.patroni.as_deref() != Some(config.patroni_version.as_str());
+    if differs && (st.patroni.is_none() || !m.service_is_active(paths::PATRONI_SERVICE)?) {
+        install_patroni(ctx, config)?;
     }
     pg_version(ctx)?.ok_or_else(|| anyhow::anyhow!("no PostgreSQL under /usr/lib/postgresql"))
+}
+
+/// pip-installs `patroni-version` into the virtualenv (made if missing) and records it.
+pub fn install_patroni(ctx: &Context, config: &Config) -> anyhow::Result<()> {
+    let m = ctx.machine;
+    log::info!("installing Patroni {}", config.patroni_version);
+    if m.file_info(Path::new(&format!("{}/bin/python3", paths::VENV)))?
+        .is_none()
+    {
+        m.run(&Cmd::new("/usr/bin/python3", ["-m", "venv", paths::VENV]))?;
+    }
+    let mut pip = Cmd::new(
+        &format!("{}/bin/pip", paths::VENV),
+        ["install", "--disable-pip-version-check", "-q"],
+    );
+    match wheelhouse(ctx)? {
+        Some(dir) => pip
+            .args
+            .extend(["--no-index".into(), "--find-links".into(), dir]),
+        None if !config.pip_index_url.trim().is_empty() => pip
+            .args
+            .extend(["--index-url".into(), config.pip_index_url.trim().into()]),
+        None => {}
+    }
+    pip.args.extend([
+        format!("patroni[etcd3]=={}", config.patroni_version),
+        "psycopg2-binary".into(),
+    ]);
+    m.run(&pip)?;
+    let mut st = stamp(ctx)?;
+    st.patroni = Some(config.patroni_version.clone());
+    write_stamp(ctx, &st)
 }
 
 /// The unpacked wheelhouse resource, if one is attached and usable.

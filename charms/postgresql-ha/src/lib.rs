@@ -29,6 +29,7 @@ pub mod secrets;
 pub mod serve;
 pub mod site_cert;
 pub mod sql;
+pub mod upgrade;
 
 use charm_lib::{Context, EventKind, RelationPhase};
 

@@ -73,10 +73,49 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
     if a || b || c {
         m.daemon_reload()?;
     }
-    // After upgrade-charm the running observer is the old binary.
-    let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
-    m.ensure_service(paths::OBSERVER_SERVICE, c || upgraded)?;
+    // The observer is the charm's binary: it restarts when a refresh brought a different one,
+    // and only then (a refresh restarts no service whose files did not change).
+    let binary_changed = observer_binary_changed(ctx)?;
+    m.ensure_service(paths::OBSERVER_SERVICE, c || binary_changed)?;
     Ok(())
+}
+
+/// Whether the charm binary differs from the one the observer was started with, as its
+/// SHA-256 recorded in [`paths::OBSERVER_BINARY_SUM`]; records the current one. Read only
+/// after upgrade-charm (nothing else replaces the charm directory) or when nothing is recorded.
+fn observer_binary_changed(ctx: &Context) -> anyhow::Result<bool> {
+    let m = ctx.machine;
+    let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
+    let recorded = m.read_to_string(Path::new(paths::OBSERVER_BINARY_SUM))?;
+    if !upgraded && recorded.is_some() {
+        return Ok(false);
+    }
+    let binary = std::path::PathBuf::from(ctx.event.charm_dir()).join("dispatch");
+    let out = m.run(
+        &charm_lib::Cmd::new("sha256sum", [binary.to_string_lossy().as_ref()]).allow_failure(),
+    )?;
+    let sum = out
+        .stdout
+        .split_whitespace()
+        .next()
+        .filter(|s| out.success() && s.len() == 64)
+        .map(str::to_string);
+    let Some(sum) = sum else {
+        log::warn!(
+            "could not hash {} ({}): the observer restarts after a refresh",
+            binary.display(),
+            out.stderr.trim()
+        );
+        return Ok(upgraded);
+    };
+    m.write_file(
+        Path::new(paths::OBSERVER_BINARY_SUM),
+        format!("{sum}\n").as_bytes(),
+        &FileOptions::root(0o644),
+    )?;
+    // Nothing recorded before a refresh: a charm from before the record, so its binary is
+    // another one.
+    Ok(upgraded && recorded.as_deref().map(str::trim) != Some(sum.as_str()))
 }
 
 /// The reconcile.
@@ -134,6 +173,7 @@ pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Resul
     let units = peers.units().len() + 1;
 
     let mut statuses = Vec::new();
+    let mut roll = None;
     let result = converge(
         ctx,
         &mut statuses,
@@ -147,6 +187,7 @@ pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Resul
         &mut unit_changes,
         units,
         overrides,
+        &mut roll,
     );
     if leader {
         let changes: Databag = app_changes
@@ -168,14 +209,18 @@ pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Resul
         ctx.app_status(app_status(
             units,
             result.as_ref().ok().and_then(Option::as_ref),
+            roll.as_deref(),
         ));
     }
     result.map(drop)
 }
 
-/// The application's status (set by the leader): how many units, and whether a lost primary
-/// would be replaced automatically right now.
-fn app_status(units: usize, readiness: Option<&Readiness>) -> Status {
+/// The application's status (set by the leader): how many units, whether a lost primary
+/// would be replaced automatically right now, and where a rolling upgrade stands.
+fn app_status(units: usize, readiness: Option<&Readiness>, roll: Option<&str>) -> Status {
+    if let Some(note) = roll {
+        return Status::maintenance(format!("{units} units; {note}"));
+    }
     match (units, readiness) {
         (1, _) => Status::active("1 unit: no standby; add 2 units for automatic failover"),
         (2, _) => Status::active("2 units: automatic failover needs 3 units (etcd quorum); if a unit is lost, writes stop until it returns or force-promote runs"),
@@ -203,6 +248,7 @@ fn converge(
     unit_changes: &mut Databag,
     units: usize,
     overrides: &Overrides,
+    roll: &mut Option<String>,
 ) -> anyhow::Result<Option<Readiness>> {
     let leader = ctx.model.is_leader()?;
     let current = match overrides.passwords {
@@ -526,6 +572,25 @@ fn converge(
     }
 
     restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
+    if quorum {
+        *roll = crate::upgrade::step(
+            ctx,
+            st,
+            &crate::upgrade::Roll {
+                config,
+                pg_version,
+                me,
+                passwords: &passwords,
+                peers,
+                app,
+                leader,
+                units,
+            },
+            &mut cluster,
+            app_changes,
+            unit_changes,
+        )?;
+    }
     exporter(ctx, leader, app, app_changes, primary_host.as_deref())?;
 
     // Relation data.
