@@ -78,14 +78,21 @@ check-cos-agent: $(VENV)/.cos-stamp
 # Wheels (sdists built into wheels, so installing needs no build tools) for the hosts' Python,
 # as an air-gapped site would attach them. Built with the hosts' own interpreter
 # (/usr/bin/python3, what the charm's virtualenv uses), not whichever python3 is first on PATH.
-PATRONI := patroni[etcd3]==4.1.5
+# PATRONI_VERSION is postgresql-ha's default patroni-version; PATRONI_PREVIOUS is an older
+# Patroni 4 release the upgrade drill (tests/e2e/tests/pg_upgrade.rs) deploys first and rolls
+# from. pip resolves one version of a package per run: two runs into the same directory.
+PATRONI_VERSION := 4.1.5
+PATRONI_PREVIOUS := 4.1.4
+PATRONI := patroni[etcd3]==$(PATRONI_VERSION)
 HOST_PYTHON := /usr/bin/python3
 # $(call build_wheels,VENV,OUT): a fresh venv of the hosts' Python, the wheels into OUT.
-build_wheels = $(HOST_PYTHON) -m venv $(1) && $(1)/bin/pip wheel -q --use-pep517 -w $(2) "$(PATRONI)" psycopg2-binary
+build_wheels = $(HOST_PYTHON) -m venv $(1) && $(1)/bin/pip wheel -q --use-pep517 -w $(2) "$(PATRONI)" psycopg2-binary && \
+	$(1)/bin/pip wheel -q --use-pep517 -w $(2) "patroni[etcd3]==$(PATRONI_PREVIOUS)"
+# Renamed into place: a drill running meanwhile never reads half a tarball.
 $(BUILD)/wheelhouse.tar.gz: $(BUILD)/.apt-stamp
 	rm -rf $(BUILD)/wheelhouse $(BUILD)/wheel-venv
 	$(call build_wheels,$(BUILD)/wheel-venv,$(BUILD)/wheelhouse)
-	tar -C $(BUILD)/wheelhouse -czf $@ .
+	tar -C $(BUILD)/wheelhouse -czf $@.tmp . && mv $@.tmp $@
 
 ## check-wheelhouse: the wheelhouse builds from nothing, as on a new machine: a fresh directory,
 ## a fresh venv, pip's cache and config off (a wheel cached by earlier work must not hide a build
@@ -94,7 +101,7 @@ check-wheelhouse: $(BUILD)/.apt-stamp
 	@d=$$(mktemp -d /tmp/check-wheelhouse.XXXXXX) && trap 'rm -rf "$$d"' EXIT && \
 	export PIP_CONFIG_FILE=/dev/null PIP_NO_CACHE_DIR=1 && \
 	$(call build_wheels,$$d/venv,$$d/wheels) && \
-	for w in patroni python_etcd ydiff psycopg2_binary; do \
+	for w in patroni-$(PATRONI_VERSION) patroni-$(PATRONI_PREVIOUS) python_etcd ydiff psycopg2_binary; do \
 		ls "$$d/wheels" | grep -qi "^$$w-.*\.whl$$" || { echo "check-wheelhouse: no $$w wheel in:" $$(ls "$$d/wheels"); exit 1; }; \
 	done && \
 	echo "check-wheelhouse: $$(ls "$$d/wheels" | wc -l) wheels built from scratch with pip's cache off"
