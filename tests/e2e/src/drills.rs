@@ -152,14 +152,15 @@ pub fn region_holder_down(d: &Deployment, ledger: &mut Ledger) -> Result<Report>
     finish(d, "region VIP holder's host down", traffic, ledger, t)
 }
 
-/// The region the first rack last reached (its rackd log names it) is removed with
-/// `remove-unit`; the rack reaches a remaining region again within [`RECOVER`]. Returns the
-/// report and the machine the removed region was on.
+/// A region the first rack holds RPC connections to (its rackd log names it) is removed with
+/// `remove-unit`; within [`RECOVER`] the rack holds connections only to remaining regions, and
+/// to at least one. Returns the report and the machine the removed region was on.
 pub fn region_removed(d: &Deployment, ledger: &mut Ledger) -> Result<(Report, String)> {
     let rack = RACK_MACHINES[0];
     let traffic = Traffic::start(d, "region_removed")?;
-    let (reached, _) =
-        last_region_reached(d, rack)?.context("the rack has not reached a region yet")?;
+    let reached = regions_connected(d, rack)?
+        .and_then(|(r, _)| r.into_iter().next())
+        .context("the rack holds no connection to a region yet")?;
     let unit = region_on_host(d, &reached)?;
     let machine = d.machine_of(&unit)?;
     let since = now_s();
@@ -176,10 +177,12 @@ pub fn region_removed(d: &Deployment, ledger: &mut Ledger) -> Result<(Report, St
     })?;
     until(
         RECOVER,
-        "the rack reaching a remaining region",
-        || match last_region_reached(d, rack)? {
-            Some((host, at)) if at > since && host != reached => Ok(()),
-            other => bail!("last region reached: {other:?} (removed: {reached})"),
+        "the rack connected to remaining regions only",
+        || match regions_connected(d, rack)? {
+            Some((hosts, at)) if at > since && !hosts.is_empty() && !hosts.contains(&reached) => {
+                Ok(())
+            }
+            other => bail!("regions connected: {other:?} (removed: {reached})"),
         },
     )?;
     traffic.wait_recovered(10, RECOVER)?;
@@ -272,18 +275,25 @@ pub fn whole_deployment_restarted(d: &Deployment, ledger: &mut Ledger) -> Result
     Ok(r)
 }
 
-/// The region host the rack on `machine` last reached, and when (unix seconds), from the
-/// rackd stand-in's poll log.
-pub fn last_region_reached(d: &Deployment, machine: &str) -> Result<Option<(String, f64)>> {
+/// The region hosts the rack on `machine` holds RPC connections to, and when (unix seconds),
+/// from the latest `connections` record of the rackd stand-in's log (rackd, as MAAS's
+/// ClusterClientService, connects to every region's workers and logs its connections after
+/// each update).
+pub fn regions_connected(d: &Deployment, machine: &str) -> Result<Option<(Vec<String>, f64)>> {
     let log = crate::read_in(d, machine, "/var/log/maas/rackd-standin.log").unwrap_or_default();
     Ok(log
         .lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["ok"] == true && v["region"].is_string())
+        .find(|v| v["event"] == "connections")
         .map(|v| {
             (
-                v["region"].as_str().unwrap_or_default().to_string(),
+                v["regions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect(),
                 v["unix"].as_f64().unwrap_or(0.0),
             )
         }))

@@ -95,8 +95,9 @@ fn rackd_log(d: &Deployment, machine: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until the rackd on `machine` reached a region through the VIP URL after `since`;
-/// returns how long after `since` its first such poll was.
+/// Waits until the rackd on `machine`, after `since`, learnt the regions' RPC endpoints through
+/// the VIP URL (its `maas_url`) and holds at least one connection; returns how long after
+/// `since` its first such update was.
 fn rack_reached_region_after(
     d: &Deployment,
     machine: &str,
@@ -108,12 +109,16 @@ fn rack_reached_region_after(
         let log = rackd_log(d, machine);
         let hit = log
             .iter()
-            .filter(|r| r["ok"] == true && r["url"].as_str().is_some_and(|u| u.starts_with(&url)))
+            .filter(|r| {
+                r["event"] == "connections"
+                    && r["ok"] == true
+                    && r["url"].as_str().is_some_and(|u| u.starts_with(&url))
+            })
             .filter_map(|r| r["unix"].as_f64())
             .find(|t| *t > since);
         hit.ok_or_else(|| {
             anyhow!(
-                "no successful poll through {url} since {since}; last: {}",
+                "no update through {url} with a connection since {since}; last: {}",
                 log.last().cloned().unwrap_or_default()
             )
         })
@@ -502,8 +507,8 @@ fn configure_dhcp(d: &Deployment) -> Result<()> {
         &[&subnet, &start, &end, &p, &s],
     )?;
     eprintln!("    configure-dhcp: {out}");
-    // The region tells each rack its role at its next poll; the rackd stand-in records it and
-    // writes dhcpd.conf as MAAS's rackd would.
+    // The regions push each rack its role down its RPC connections; the rackd stand-in records
+    // it and writes dhcpd.conf as MAAS's rackd would.
     for (m, role) in [(&racks[0], "primary"), (&racks[1], "secondary")] {
         until(
             Duration::from_secs(60),
@@ -513,7 +518,7 @@ fn configure_dhcp(d: &Deployment) -> Result<()> {
                 let last = log
                     .iter()
                     .rev()
-                    .find(|r| r["ok"] == true)
+                    .find(|r| r["event"] == "dhcp")
                     .cloned()
                     .unwrap_or_default();
                 let roles = last["dhcp"].as_array().cloned().unwrap_or_default();
@@ -521,7 +526,7 @@ fn configure_dhcp(d: &Deployment) -> Result<()> {
                     roles
                         .iter()
                         .any(|r| r["dhcp_on"] == true && r["role"] == role),
-                    "latest poll of machine {m} gives no DHCP {role} role: {last}"
+                    "the latest DHCP configuration pushed to machine {m} gives no DHCP {role} role: {last}"
                 );
                 Ok(())
             },
@@ -779,7 +784,18 @@ fn region_vip_holder_down(d: &Deployment) -> Result<()> {
             .context("requests through the VIP did not resume")?;
         for m in &racks {
             let after = rack_reached_region_after(d, m, down_at, Duration::from_secs(60))?;
-            eprintln!("    rackd on machine {m} reached a region again {after:.1?} after the host went down");
+            eprintln!("    rackd on machine {m} learnt the endpoints through the VIP again {after:.1?} after the host went down");
+            // Meanwhile it kept its RPC connections to the surviving regions (MAAS's rackd
+            // holds one to every region's workers and drops only the lost ones).
+            let log = rackd_log(d, m);
+            let since: Vec<&Value> = log
+                .iter()
+                .filter(|r| r["event"] == "connections" && r["unix"].as_f64().unwrap_or(0.0) > down_at)
+                .collect();
+            ensure!(!since.is_empty(), "rackd on machine {m} logged no update since the host went down");
+            if let Some(bare) = since.iter().find(|r| r["ok"] != true) {
+                anyhow::bail!("rackd on machine {m} held no region connection at one point: {bare}");
+            }
         }
         // By itself: no rack hook (other than a periodic update-status) ran meanwhile.
         let hooks = rack_hooks_since(d, &hooks_before)?;

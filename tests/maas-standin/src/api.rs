@@ -1,5 +1,5 @@
 //! regiond's HTTP API: the MAAS 2.0 API calls the charms make (OAuth PLAINTEXT like the
-//! `maas` CLI), the rack registration endpoint the rackd stand-in uses, and a few loopback-only
+//! `maas` CLI), `/MAAS/rpc/` (where racks learn the regions' RPC endpoints), and a few loopback-only
 //! endpoints for tests.
 //!
 //! | method, path under `/MAAS/` | what |
@@ -13,7 +13,6 @@
 //! | GET/POST `api/2.0/ipranges/` | IP ranges |
 //! | GET `api/2.0/maas/?op=get_config&name=`, POST `api/2.0/maas/` `op=set_config` | settings |
 //! | GET `rpc/` | the regions' RPC endpoints (`eventloops`), anonymous (views/rpc.py `info`) |
-//! | POST `rpc/standin-register/` | rack registration (JSON: hostname, proof, interfaces) |
 //! | GET `standin/health` | 200 when the database works, else 503 |
 //! | POST `standin/createadmin`, GET `standin/apikey?username=`, GET `standin/rack-events`, GET `standin/heartbeats` | loopback only, for tests |
 //!
@@ -91,7 +90,6 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
         ("GET", ["standin", "health"]) => ok(json!({"hostname": region.hostname, "database": "ok"})),
         // Public, as MAAS's AccessMiddleware lists `rpc-info` (src/maasserver/middleware.py).
         ("GET", ["rpc"]) => ok(region.with_db(db::rpc_eventloops)?),
-        ("POST", ["rpc", "standin-register"]) => rack_register(region, req),
         (_, ["standin", ..]) => loopback_only(region, req, &segs[1..]),
         (_, ["api", "2.0", rest @ ..]) => {
             let user = match authenticate(region, req)? {
@@ -202,38 +200,6 @@ fn api(region: &Region, req: &Request, user: &str, rest: &[&str]) -> anyhow::Res
             ),
         )),
     }
-}
-
-fn rack_register(region: &Region, req: &Request) -> anyhow::Result<Response> {
-    let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
-        return Ok(Response::text(400, "expected a JSON body\n"));
-    };
-    let hostname = body["hostname"].as_str().unwrap_or("").to_string();
-    let proof = body["proof"].as_str().unwrap_or("").to_string();
-    if hostname.is_empty() {
-        return Ok(Response::text(400, "hostname is required\n"));
-    }
-    let interfaces: Vec<String> = body["interfaces"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    region.with_db(|c| {
-        let secret = db::read_shared_secret(c)?.unwrap_or_default();
-        if secret.is_empty() || util::rack_proof(&secret, &hostname) != proof {
-            db::rack_event(c, &hostname, false, "invalid shared secret", &region.hostname)?;
-            return Ok(Response::json(403, &json!({"error": "Rack controller refused: the shared secret does not match", "region": region.hostname})));
-        }
-        let reg = db::rack_seen(c, &hostname, &region.hostname, &interfaces)?;
-        db::rack_event(c, &hostname, true, "registered", &region.hostname)?;
-        Ok(Response::json(200, &json!({
-            "system_id": reg.system_id, "region": region.hostname,
-            "region_system_id": region.system_id, "dhcp": reg.dhcp,
-        })))
-    })
 }
 
 fn loopback_only(region: &Region, req: &Request, segs: &[&str]) -> anyhow::Result<Response> {

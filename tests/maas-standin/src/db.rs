@@ -712,7 +712,7 @@ pub fn rpc_eventloops(c: &mut Client) -> Result<Value> {
 }
 
 /// Records a rack's registration attempt, but only when its outcome changes, so a rack
-/// polling twice a second leaves a readable history rather than a flood.
+/// reconnecting every second leaves a readable history rather than a flood.
 pub fn rack_event(
     c: &mut Client,
     hostname: &str,

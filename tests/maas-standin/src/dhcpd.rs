@@ -69,7 +69,7 @@ pub fn render(roles: &Value) -> Option<String> {
 }
 
 /// Brings the files and (deb) the dhcpd unit in line with `roles`. Returns whether DHCP is
-/// served. Only changes are acted on, so a rack polling twice a second does not churn.
+/// served. Only changes are acted on, so every region pushing the same configuration does not churn.
 pub fn apply(flavor: Flavor, roles: &Value) -> bool {
     let path = flavor.dhcpd_conf();
     let current = std::fs::read_to_string(&path).ok();

@@ -4,8 +4,8 @@
 //! so this crate imitates MAAS at the interfaces the charms use: the `maas` snap CLI, the deb
 //! CLIs (`maas-region`, `maas-rack`), the files MAAS keeps (`regiond.conf`, `rackd.conf`, the
 //! shared secret, `maas_id`, `snap_mode`), and daemons that behave like regiond, rackd and named
-//! where tests can see it (HTTP ports, a live PostgreSQL connection with heartbeats, rack polling
-//! with a JSON-lines log, a process named `named`).
+//! where tests can see it (HTTP ports, a live PostgreSQL connection with heartbeats, region–rack
+//! RPC connections with a JSON-lines log on the rack, a process named `named`).
 //!
 //! Everything is one multi-call binary (`maas-standin`), dispatched on `argv[0]` or on its first
 //! argument. No charm may reference this crate: charms run the real command names, and the

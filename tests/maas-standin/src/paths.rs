@@ -148,7 +148,7 @@ pub fn log_dir() -> PathBuf {
     p("/var/log/maas")
 }
 
-/// The rackd stand-in's JSON-lines poll log.
+/// The rackd stand-in's JSON-lines log.
 pub fn rackd_log() -> PathBuf {
     log_dir().join("rackd-standin.log")
 }

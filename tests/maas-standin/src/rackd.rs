@@ -1,17 +1,66 @@
-//! The rackd stand-in: every 500 ms it registers with the region through the configured
-//! `maas_url` (proving it holds the shared secret), and appends the outcome to a JSON-lines log
-//! (`/var/log/maas/rackd-standin.log`) so tests can see when a rack lost and regained its region.
+//! The rackd stand-in, as MAAS's `ClusterClientService` (src/provisioningserver/rpc/
+//! clusterservice.py, canonical/maas 3.4 to master; facts only):
+//!
+//! - On a timer it fetches `<maas_url>/rpc/` for every `maas_url` of rackd.conf at once (5 s
+//!   timeout each; `_build_rpc_info_urls`, `_parallel_fetch_rpc_info`, `_fetch_rpc_info`) and
+//!   keeps the answer with the most event-loops. A 502 or 503 means "not advertising yet"
+//!   (`{"eventloops": None}`); a refused connection or any other failure is logged and changes
+//!   nothing: the connections it holds stay. When rackd.conf's URLs give nothing, the URLs of
+//!   the saved state (`rpc.state`: `http://<address>:5240/MAAS` per connected region address,
+//!   `_update_saved_rpc_info_state`) are tried.
+//! - It connects to every advertised event-loop it holds no connection to, trying its
+//!   addresses in turn (`_update_connections`, `_calculate_work`, `_make_connections`: all
+//!   event-loops at once, each TCP connect up to 30 s, `TCP6ClientEndpoint`'s default), drops
+//!   connections to event-loops no longer advertised, authenticates the region and registers
+//!   (`ClusterClient.performHandshake`).
+//! - The timer runs every second for the first 30 s and while it has no connection or the
+//!   region advertises none, every 5 s while some event-loops lack a connection, every 30 s
+//!   when it is fully connected (`_calculate_interval`); a lost connection brings it back to
+//!   one second at once (`remove_connection`).
+//! - Every 30 s each connection is pinged; one that does not answer in 10 s is dropped
+//!   (`ClusterClientCheckerService`).
+//! - MAAS 3.5+ also runs maas-agent, which dials the first `maas_url`'s host on 5271
+//!   (Temporal) and, from 3.6, on 5242 (the internal API) (`RackAgent._getConfiguration` in
+//!   src/provisioningserver/rackdservices/external.py; src/maasagent/cmd/maas-agent/main.go
+//!   `Controllers[0]`). The stand-in runs it as a thread of rackd that holds both connections.
+//!
+//! What tests read: `/var/log/maas/rackd-standin.log`, JSON lines with `ts`, `unix`,
+//! `hostname`, `event` and `ok`:
+//! `rpc-info` (`url`, `status`, `error`, `eventloops`), `connected` (`eventloop`, `region`,
+//! `address`, `port`, `system_id`, `url`), `connect-failed` (`eventloop`, `address`, `port`,
+//! `error`, `refused` when the region refused the secret), `disconnected` (`eventloop`,
+//! `region`, `error`), `connections` after every update (`ok` = at least one, `regions`,
+//! `connections`, `url` = the maas_url that answered this time or null), `dhcp` when what the
+//! regions pushed changes (`region`, `dhcp`, `dhcp_serving`), `agent` when one of the agent's
+//! connections changes (`temporal`, `internal`).
 
 use crate::conf::{self, ConfFile};
 use crate::http;
 use crate::paths::{self, Flavor};
+use crate::rpc;
 use crate::util;
 use serde_json::{json, Value};
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the rack polls its region.
-pub const POLL: Duration = Duration::from_millis(500);
+/// `ClusterClientService.INTERVAL_LOW`, `_MID`, `_HIGH`.
+pub const INTERVAL_LOW: Duration = Duration::from_secs(1);
+/// See [`INTERVAL_LOW`].
+pub const INTERVAL_MID: Duration = Duration::from_secs(5);
+/// See [`INTERVAL_LOW`].
+pub const INTERVAL_HIGH: Duration = Duration::from_secs(30);
+/// How long the fetch of `/MAAS/rpc/` may take (`_fetch_rpc_info`: `callLater(5, d.cancel)`).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A TCP connect to an event-loop (`TCP6ClientEndpoint`'s default timeout).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `ClusterClientCheckerService`: ping interval and timeout.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// See [`PING_INTERVAL`].
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The host's IPv4 addresses with prefix length (not loopback), as `ip` reports them
 /// (test override: `MAAS_STANDIN_INTERFACES=10.77.0.5/24,...`).
@@ -41,86 +90,139 @@ pub fn interfaces() -> Vec<String> {
         .collect()
 }
 
-/// The registration URL for a `maas_url`.
-pub fn register_url(maas_url: &str) -> String {
-    format!("{}/rpc/standin-register/", maas_url.trim_end_matches('/'))
+/// `_calculate_interval`: how long until the next update.
+pub fn calculate_interval(
+    running: Duration,
+    eventloops: Option<usize>,
+    connections: usize,
+) -> Duration {
+    if running < INTERVAL_HIGH {
+        return INTERVAL_LOW;
+    }
+    match eventloops {
+        None | Some(0) => INTERVAL_LOW,
+        Some(_) if connections == 0 => INTERVAL_LOW,
+        Some(n) if connections < n => INTERVAL_MID,
+        Some(_) => INTERVAL_HIGH,
+    }
 }
 
-/// One poll: tries every configured URL in turn and returns the log record.
-pub fn poll_once(flavor: Flavor, hostname: &str, ifaces: &[String]) -> Value {
-    let conf = ConfFile::load(&flavor.rackd_conf()).unwrap_or_default();
-    let urls = conf.maas_urls();
-    let base = json!({"ts": util::now_rfc3339(), "unix": util::now_unix(), "hostname": hostname});
-    let fail = |url: Option<&str>, status: Option<u16>, err: String| {
-        let mut v = base.clone();
-        v["ok"] = json!(false);
-        v["url"] = json!(url);
-        v["status"] = json!(status);
-        v["error"] = json!(err);
-        v
-    };
-    if urls.is_empty() {
-        return fail(None, None, "rackd.conf has no maas_url".into());
+/// `<maas_url>/rpc/` (`_build_rpc_info_urls`: the URL's path with `/rpc/` appended).
+pub fn rpc_info_url(maas_url: &str) -> String {
+    format!("{}/rpc/", maas_url.trim_end_matches('/'))
+}
+
+/// Event-loop name → its `[address, port]` endpoints, as `/MAAS/rpc/` lists them.
+pub type EventLoops = BTreeMap<String, Vec<(String, u16)>>;
+
+/// What the fetches gave: the event-loops (if any) and the `maas_url` that gave them; or the
+/// first failure (HTTP status, reason).
+type FetchResult = Result<(Option<EventLoops>, Option<String>), (Option<u16>, String)>;
+
+/// One fetch's outcome.
+#[derive(Debug)]
+enum Fetched {
+    /// The event-loops (name → addresses), or `None` when the region answered 502/503.
+    Answer(Option<EventLoops>),
+    /// Connection refused, timeout, a body that is not the document...
+    Failed(Option<u16>, String),
+}
+
+fn fetch(maas_url: &str) -> Fetched {
+    match http::request("GET", &rpc_info_url(maas_url), &[], None, FETCH_TIMEOUT) {
+        Ok(r) if r.status == 502 || r.status == 503 => Fetched::Answer(None),
+        Ok(r) => {
+            let parsed = serde_json::from_str::<Value>(&r.body).ok().and_then(|v| {
+                if v["eventloops"].is_null() {
+                    return Some(None);
+                }
+                let m = v["eventloops"].as_object()?;
+                let mut out = BTreeMap::new();
+                for (name, eps) in m {
+                    let eps = eps
+                        .as_array()?
+                        .iter()
+                        .filter_map(|e| Some((e[0].as_str()?.to_string(), e[1].as_u64()? as u16)))
+                        .collect();
+                    out.insert(name.clone(), eps);
+                }
+                Some(Some(out))
+            });
+            match parsed {
+                Some(loops) => Fetched::Answer(loops),
+                None => Fetched::Failed(
+                    Some(r.status),
+                    format!("not an RPC info document (HTTP {})", r.status),
+                ),
+            }
+        }
+        Err(e) => Fetched::Failed(None, format!("{e:#}")),
     }
-    let Some(secret) = conf::read_secret(flavor) else {
-        return fail(
-            urls.first().map(String::as_str),
-            None,
-            "no shared secret installed".into(),
-        );
-    };
-    let body = json!({"hostname": hostname, "proof": util::rack_proof(&secret, hostname), "interfaces": ifaces});
-    let mut last = fail(None, None, "no URL tried".into());
-    for url in &urls {
-        let r = http::request(
-            "POST",
-            &register_url(url),
-            &[],
-            Some(("application/json", body.to_string().into_bytes())),
-            Duration::from_secs(2),
-        );
-        match r {
-            Ok(resp) if resp.status == 200 => {
-                let v: Value = serde_json::from_str(&resp.body).unwrap_or(Value::Null);
-                let sid = v["system_id"].as_str().unwrap_or("").to_string();
-                if !sid.is_empty()
-                    && util::read_trimmed(&flavor.maas_id()).as_deref() != Some(sid.as_str())
-                {
-                    let _ = util::write_file(
-                        &flavor.maas_id(),
-                        format!("{sid}\n").as_bytes(),
-                        0o644,
-                        None,
-                    );
-                }
-                let serving = crate::dhcpd::apply(flavor, &v["dhcp"]);
-                let mut rec = base.clone();
-                rec["ok"] = json!(true);
-                rec["url"] = json!(url);
-                rec["status"] = json!(200);
-                rec["region"] = v["region"].clone();
-                rec["system_id"] = json!(sid);
-                rec["dhcp"] = v["dhcp"].clone();
-                rec["dhcp_serving"] = json!(serving);
-                return rec;
-            }
-            Ok(resp) => {
-                let reason = serde_json::from_str::<Value>(&resp.body)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| resp.body.trim().to_string());
-                last = fail(Some(url), Some(resp.status), reason);
-                if resp.status == 403 {
-                    last["refused"] = json!(true);
+}
+
+/// `_parallel_fetch_rpc_info`: every URL at once; the answer with the most event-loops wins;
+/// with none, the first error; with only empty answers, `None`.
+fn fetch_all(urls: &[String]) -> FetchResult {
+    let results: Vec<(String, Fetched)> = std::thread::scope(|s| {
+        let hs: Vec<_> = urls
+            .iter()
+            .map(|u| s.spawn(move || (u.clone(), fetch(u))))
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut best: Option<(usize, EventLoops, String)> = None;
+    let mut first_err = None;
+    for (url, f) in results {
+        match f {
+            Fetched::Answer(Some(loops)) if !loops.is_empty() => {
+                if best.as_ref().is_none_or(|b| loops.len() > b.0) {
+                    best = Some((loops.len(), loops, url));
                 }
             }
-            Err(e) => last = fail(Some(url), None, format!("{e:#}")),
+            Fetched::Answer(_) => {}
+            Fetched::Failed(status, e) => {
+                if first_err.is_none() {
+                    first_err = Some((status, e));
+                }
+            }
         }
     }
-    last
+    match (best, first_err) {
+        (Some((_, loops, url)), _) => Ok((Some(loops), Some(url))),
+        (None, Some(e)) => Err(e),
+        (None, None) => Ok((None, None)),
+    }
 }
 
-fn append(rec: &Value) {
+/// One held connection to a region event-loop.
+struct Conn {
+    id: u64,
+    address: (String, u16),
+    region: String,
+    writer: Mutex<TcpStream>,
+    last_pong: Mutex<Instant>,
+}
+
+/// The rack's client service.
+pub struct Service {
+    flavor: Flavor,
+    hostname: String,
+    conns: Mutex<BTreeMap<String, Arc<Conn>>>,
+    next_id: AtomicU64,
+    /// Set when a connection is lost: the timer goes back to one second at once.
+    reset: AtomicBool,
+    dhcp_logged: Mutex<Option<(Value, bool)>>,
+    rpc_state: Mutex<Option<BTreeSet<String>>>,
+    started: Instant,
+}
+
+/// Appends one record to the rack's log.
+fn log(event: &str, ok: bool, fields: Value) {
+    let mut rec = json!({"ts": util::now_rfc3339(), "unix": util::now_unix(),
+        "hostname": util::hostname(), "event": event, "ok": ok});
+    if let (Some(r), Value::Object(f)) = (rec.as_object_mut(), fields) {
+        r.extend(f);
+    }
     let path = paths::rackd_log();
     if let Some(d) = path.parent() {
         let _ = std::fs::create_dir_all(d);
@@ -134,33 +236,500 @@ fn append(rec: &Value) {
     }
 }
 
+/// The saved state file (`get_maas_data_path("rpc.state")`: `$MAAS_DATA`, the directory of
+/// `maas_id`).
+pub fn rpc_state_path(flavor: Flavor) -> std::path::PathBuf {
+    flavor
+        .maas_id()
+        .parent()
+        .map(|d| d.join("rpc.state"))
+        .unwrap_or_else(|| paths::p("/var/lib/maas/rpc.state"))
+}
+
+/// Reads one JSON line, within `timeout`.
+fn read_reply(reader: &mut BufReader<TcpStream>, timeout: Duration) -> anyhow::Result<Value> {
+    reader.get_ref().set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        anyhow::bail!("connection closed by the region");
+    }
+    Ok(serde_json::from_str(line.trim())?)
+}
+
+impl Service {
+    fn new(flavor: Flavor) -> Service {
+        Service {
+            flavor,
+            hostname: util::hostname(),
+            conns: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            reset: AtomicBool::new(false),
+            dhcp_logged: Mutex::new(None),
+            rpc_state: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    fn connections(&self) -> BTreeMap<String, Arc<Conn>> {
+        self.conns.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// `_update_saved_rpc_info_state`: one `http://<address>:5240/MAAS` line per connected
+    /// region address, rewritten only when that set changes.
+    fn save_rpc_state(&self) {
+        let addrs: BTreeSet<String> = self
+            .connections()
+            .values()
+            .map(|c| c.address.0.clone())
+            .collect();
+        let Ok(mut cur) = self.rpc_state.lock() else {
+            return;
+        };
+        if cur.as_ref() == Some(&addrs) {
+            return;
+        }
+        let port = crate::nginx::http_port();
+        let text: String = addrs
+            .iter()
+            .map(|a| {
+                let host = if a.contains(':') {
+                    format!("[{a}]")
+                } else {
+                    a.clone()
+                };
+                format!("http://{host}:{port}/MAAS\n")
+            })
+            .collect();
+        if util::write_file(&rpc_state_path(self.flavor), text.as_bytes(), 0o644, None).is_ok() {
+            *cur = Some(addrs);
+        }
+    }
+
+    fn saved_urls(&self) -> Vec<String> {
+        std::fs::read_to_string(rpc_state_path(self.flavor))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `_doUpdate`: fetch the event-loops, then connect and drop. Returns how many event-loops
+    /// the region advertised (`None`: none known).
+    fn update(self: &Arc<Self>) -> Option<usize> {
+        let conf = ConfFile::load(&self.flavor.rackd_conf()).unwrap_or_default();
+        let urls = conf.maas_urls();
+        let mut answered: Option<String> = None;
+        let outcome = if urls.is_empty() {
+            Err((None, "rackd.conf has no maas_url".to_string()))
+        } else {
+            let first = fetch_all(&urls);
+            match first {
+                Ok((Some(l), u)) => Ok((Some(l), u)),
+                other => {
+                    // `_get_rpc_info`: the saved state's URLs when rackd.conf's gave nothing;
+                    // rackd.conf's error stands if they give nothing either.
+                    let saved = self.saved_urls();
+                    match (saved.is_empty(), other) {
+                        (false, other) => match fetch_all(&saved) {
+                            Ok((Some(l), u)) => Ok((Some(l), u)),
+                            _ => other,
+                        },
+                        (true, other) => other,
+                    }
+                }
+            }
+        };
+        let eventloops = match outcome {
+            Ok((Some(loops), url)) => {
+                log(
+                    "rpc-info",
+                    true,
+                    json!({"url": url, "status": 200, "eventloops": loops.len()}),
+                );
+                answered = url;
+                Some(loops)
+            }
+            Ok((None, _)) => {
+                log(
+                    "rpc-info",
+                    false,
+                    json!({"url": urls.first(), "error": format!(
+                        "Region is not advertising RPC endpoints. (While requesting RPC info at {})",
+                        urls.iter().map(|u| rpc_info_url(u)).collect::<Vec<_>>().join(", "))}),
+                );
+                None
+            }
+            Err((status, e)) => {
+                log(
+                    "rpc-info",
+                    false,
+                    json!({"url": urls.first(), "status": status, "error": format!(
+                        "Region not available: {e} (While requesting RPC info at {}).",
+                        urls.iter().map(|u| rpc_info_url(u)).collect::<Vec<_>>().join(", "))}),
+                );
+                None
+            }
+        };
+        let n = eventloops.as_ref().map(|l| l.len());
+        if let Some(loops) = eventloops {
+            self.update_connections(&loops, answered.as_deref().unwrap_or(""));
+        }
+        let conns = self.connections();
+        let regions: BTreeSet<&str> = conns.values().map(|c| c.region.as_str()).collect();
+        log(
+            "connections",
+            !conns.is_empty(),
+            json!({"url": answered, "regions": regions,
+                   "connections": conns.iter().map(|(e, c)| json!({"eventloop": e, "address": c.address.0, "port": c.address.1})).collect::<Vec<_>>()}),
+        );
+        n
+    }
+
+    /// `_calculate_work` and `_make_connections`.
+    fn update_connections(self: &Arc<Self>, loops: &EventLoops, url: &str) {
+        let held = self.connections();
+        let mut connect = vec![];
+        for (name, addrs) in loops {
+            match held.get(name) {
+                Some(c) if addrs.contains(&c.address) => {}
+                Some(c) => {
+                    self.drop_conn(name, c, "its address is no longer advertised");
+                    connect.push((name.clone(), addrs.clone()));
+                }
+                None => connect.push((name.clone(), addrs.clone())),
+            }
+        }
+        for (name, c) in &held {
+            if !loops.contains_key(name) {
+                self.drop_conn(name, c, "the event-loop is no longer advertised");
+            }
+        }
+        std::thread::scope(|s| {
+            for (name, addrs) in &connect {
+                let me = self.clone();
+                s.spawn(move || {
+                    for addr in addrs {
+                        match me.connect(name, addr, url) {
+                            Ok(()) => break,
+                            Err((refused, e)) => log(
+                                "connect-failed",
+                                false,
+                                json!({"eventloop": name, "address": addr.0, "port": addr.1,
+                                       "error": format!("{e:#}"), "refused": refused}),
+                            ),
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    fn drop_conn(&self, name: &str, c: &Conn, why: &str) {
+        eprintln!("rackd: dropping connection to event-loop {name}: {why}");
+        if let Ok(w) = c.writer.lock() {
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Connects to one event-loop address, authenticates the region and registers; on
+    /// success the connection is held and served by its own thread. `Err((refused, why))`.
+    fn connect(
+        self: &Arc<Self>,
+        name: &str,
+        addr: &(String, u16),
+        url: &str,
+    ) -> Result<(), (bool, anyhow::Error)> {
+        let fail = |e: anyhow::Error| (false, e);
+        let sa: SocketAddr = (addr.0.as_str(), addr.1)
+            .to_socket_addrs()
+            .map_err(|e| fail(e.into()))?
+            .next()
+            .ok_or_else(|| fail(anyhow::anyhow!("no address for {}", addr.0)))?;
+        let stream =
+            TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT).map_err(|e| fail(e.into()))?;
+        let _ = stream.set_nodelay(true);
+        let writer = stream.try_clone().map_err(|e| fail(e.into()))?;
+        let mut reader = BufReader::new(stream);
+        let Some(secret) = conf::read_secret(self.flavor) else {
+            return Err((false, anyhow::anyhow!("no shared secret installed")));
+        };
+        let w = Mutex::new(writer);
+        let message = util::random_hex(32);
+        rpc::send(&w, &json!({"cmd": "Authenticate", "message": message}))
+            .map_err(|e| fail(e.into()))?;
+        let auth = read_reply(&mut reader, PING_TIMEOUT).map_err(fail)?;
+        let salt = auth["salt"].as_str().unwrap_or("");
+        if auth["digest"].as_str() != Some(rpc::digest(&secret, &message, salt).as_str()) {
+            return Err((
+                true,
+                anyhow::anyhow!("Event-loop '{name}' FAILED authentication; dropping connection."),
+            ));
+        }
+        let system_id = util::read_trimmed(&self.flavor.maas_id()).unwrap_or_default();
+        rpc::send(
+            &w,
+            &json!({"cmd": "RegisterRackController", "system_id": system_id,
+                    "hostname": self.hostname, "interfaces": interfaces(), "url": url,
+                    "proof": util::rack_proof(&secret, &self.hostname)}),
+        )
+        .map_err(|e| fail(e.into()))?;
+        let reg = read_reply(&mut reader, PING_TIMEOUT).map_err(fail)?;
+        if let Some(err) = reg["error"].as_str() {
+            return Err((
+                true,
+                anyhow::anyhow!(
+                    "Rack controller REJECTED by the region (via {name}): {err}: {}",
+                    reg["reason"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+        let sid = reg["system_id"].as_str().unwrap_or("").to_string();
+        if !sid.is_empty() && system_id != sid {
+            let _ = util::write_file(
+                &self.flavor.maas_id(),
+                format!("{sid}\n").as_bytes(),
+                0o644,
+                None,
+            );
+        }
+        let region = reg["region"].as_str().unwrap_or("").to_string();
+        let conn = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            address: addr.clone(),
+            region: region.clone(),
+            writer: w,
+            last_pong: Mutex::new(Instant::now()),
+        });
+        if let Ok(mut m) = self.conns.lock() {
+            m.insert(name.to_string(), conn.clone());
+        }
+        log(
+            "connected",
+            true,
+            json!({"eventloop": name, "region": region, "address": addr.0, "port": addr.1,
+                   "system_id": sid, "url": url}),
+        );
+        eprintln!(
+            "rackd: Rack controller '{sid}' registered (via {name}) with MAAS version {}.",
+            reg["version"].as_str().unwrap_or("")
+        );
+        self.save_rpc_state();
+        let me = self.clone();
+        let name = name.to_string();
+        std::thread::spawn(move || me.serve(name, conn, reader));
+        Ok(())
+    }
+
+    /// Reads what the region sends on one connection until it closes: pongs and pushed
+    /// DHCP configuration. Then forgets the connection (`remove_connection`).
+    fn serve(self: Arc<Self>, name: String, conn: Arc<Conn>, mut reader: BufReader<TcpStream>) {
+        let _ = reader.get_ref().set_read_timeout(None);
+        let mut line = String::new();
+        let why = loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break "connection closed by the region".to_string(),
+                Err(e) => break e.to_string(),
+                Ok(_) => {}
+            }
+            let Ok(msg) = serde_json::from_str::<Value>(line.trim()) else {
+                continue;
+            };
+            if msg["pong"] == true {
+                if let Ok(mut t) = conn.last_pong.lock() {
+                    *t = Instant::now();
+                }
+            } else if msg["cmd"] == "ConfigureDHCP" {
+                self.configure_dhcp(&msg);
+            }
+        };
+        let removed = self
+            .conns
+            .lock()
+            .map(|mut m| {
+                if m.get(&name).is_some_and(|c| c.id == conn.id) {
+                    m.remove(&name);
+                    true
+                } else {
+                    false
+                }
+            })
+            .unwrap_or(false);
+        if removed {
+            log(
+                "disconnected",
+                false,
+                json!({"eventloop": name, "region": conn.region, "address": conn.address.0,
+                       "port": conn.address.1, "error": why}),
+            );
+            self.save_rpc_state();
+            self.reset.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn configure_dhcp(&self, msg: &Value) {
+        let serving = crate::dhcpd::apply(self.flavor, &msg["dhcp"]);
+        let now = (msg["dhcp"].clone(), serving);
+        let Ok(mut last) = self.dhcp_logged.lock() else {
+            return;
+        };
+        if last.as_ref() != Some(&now) {
+            log(
+                "dhcp",
+                true,
+                json!({"region": msg["region"], "dhcp": msg["dhcp"], "dhcp_serving": serving}),
+            );
+            *last = Some(now);
+        }
+    }
+
+    /// `ClusterClientCheckerService`: ping every connection; drop the ones silent for
+    /// [`PING_TIMEOUT`].
+    fn checker(self: Arc<Self>) {
+        loop {
+            std::thread::sleep(PING_INTERVAL);
+            let sent = Instant::now();
+            let conns = self.connections();
+            for c in conns.values() {
+                let _ = rpc::send(&c.writer, &json!({"cmd": "Ping"}));
+            }
+            std::thread::sleep(PING_TIMEOUT);
+            for (name, c) in &conns {
+                let answered = c.last_pong.lock().map(|t| *t >= sent).unwrap_or(false);
+                if !answered {
+                    eprintln!("rackd: Failure on ping dropping connection to event-loop: {name}");
+                    self.drop_conn(name, c, "no answer to ping");
+                }
+            }
+        }
+    }
+}
+
+/// maas-agent's connections (3.5+): the first `maas_url`'s host on Temporal's port and, from
+/// 3.6, on the internal API's; reconnected every 5 s while down; changes logged.
+fn agent(flavor: Flavor, f: crate::snapinfo::Features) {
+    let mut held: BTreeMap<&'static str, (String, Option<TcpStream>)> = BTreeMap::new();
+    let mut logged: Option<Value> = None;
+    loop {
+        let conf = ConfFile::load(&flavor.rackd_conf()).unwrap_or_default();
+        let host = conf
+            .maas_urls()
+            .first()
+            .and_then(|u| http::parse_url(u).ok())
+            .map(|u| u.host);
+        let ports = crate::regiond::ports();
+        let mut want: Vec<(&'static str, u16)> = vec![("temporal", ports[2])];
+        if f.internal_api {
+            want.push(("internal", ports[1]));
+        }
+        let mut state = json!({});
+        for (what, port) in want {
+            let Some(h) = host.as_deref() else { continue };
+            let target = if h.contains(':') {
+                format!("[{h}]:{port}")
+            } else {
+                format!("{h}:{port}")
+            };
+            let alive = match held.get(what) {
+                Some((t, Some(s))) if *t == target => {
+                    let _ = s.set_nonblocking(true);
+                    let mut b = [0u8; 1];
+                    let r = s.peek(&mut b);
+                    let _ = s.set_nonblocking(false);
+                    !matches!(r, Ok(0))
+                        && !matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock)
+                }
+                _ => false,
+            };
+            if !alive {
+                let s = target
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .and_then(|a| TcpStream::connect_timeout(&a, FETCH_TIMEOUT).ok());
+                held.insert(what, (target.clone(), s));
+            }
+            let up = held.get(what).is_some_and(|(_, s)| s.is_some());
+            state[what] = json!({"target": target, "connected": up});
+        }
+        if logged.as_ref() != Some(&state) {
+            let ok = state
+                .as_object()
+                .is_some_and(|m| !m.is_empty() && m.values().all(|v| v["connected"] == true));
+            let mut fields = state.clone();
+            fields["maas_agent"] = json!(true);
+            log("agent", ok, fields);
+            logged = Some(state);
+        }
+        std::thread::sleep(INTERVAL_MID);
+    }
+}
+
 /// Runs rackd forever.
 pub fn run(flavor: Flavor) -> anyhow::Result<()> {
     util::set_comm("rackd");
-    let hostname = util::hostname();
-    let mut ifaces = interfaces();
-    let mut ifaces_at = Instant::now();
-    let mut was_ok: Option<bool> = None;
+    let svc = Arc::new(Service::new(flavor));
+    let f = crate::snapinfo::features(flavor);
+    if f.apiserver_and_temporal {
+        std::thread::spawn(move || agent(flavor, f));
+    }
+    {
+        let s = svc.clone();
+        std::thread::spawn(move || s.checker());
+    }
+    let mut was_connected: Option<bool> = None;
     loop {
-        let started = Instant::now();
-        if ifaces_at.elapsed() > Duration::from_secs(10) {
-            ifaces = interfaces();
-            ifaces_at = Instant::now();
-        }
-        let rec = poll_once(flavor, &hostname, &ifaces);
-        let ok = rec["ok"].as_bool().unwrap_or(false);
-        if was_ok != Some(ok) {
+        let n = svc.update();
+        let conns = svc.connections().len();
+        if was_connected != Some(conns > 0) {
             eprintln!(
                 "rackd: {}",
-                if ok {
-                    "connected to region".to_string()
+                if conns > 0 {
+                    format!("connected to {conns} event-loop(s)")
                 } else {
-                    format!("region unreachable: {}", rec["error"])
+                    "no connection to a region".into()
                 }
             );
-            was_ok = Some(ok);
+            was_connected = Some(conns > 0);
         }
-        append(&rec);
-        std::thread::sleep(POLL.saturating_sub(started.elapsed()));
+        let interval = calculate_interval(svc.started.elapsed(), n, conns);
+        let until = Instant::now() + interval;
+        while Instant::now() < until && !svc.reset.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_follows_cluster_client_service() {
+        let long = Duration::from_secs(60);
+        assert_eq!(
+            calculate_interval(Duration::from_secs(5), Some(4), 4),
+            INTERVAL_LOW,
+            "just started"
+        );
+        assert_eq!(calculate_interval(long, None, 3), INTERVAL_LOW);
+        assert_eq!(calculate_interval(long, Some(0), 0), INTERVAL_LOW);
+        assert_eq!(calculate_interval(long, Some(4), 0), INTERVAL_LOW);
+        assert_eq!(calculate_interval(long, Some(4), 2), INTERVAL_MID);
+        assert_eq!(calculate_interval(long, Some(4), 4), INTERVAL_HIGH);
+    }
+
+    #[test]
+    fn rpc_info_url_appends_rpc_to_the_path() {
+        assert_eq!(
+            rpc_info_url("http://10.0.0.1:5240/MAAS"),
+            "http://10.0.0.1:5240/MAAS/rpc/"
+        );
+        assert_eq!(
+            rpc_info_url("http://10.0.0.1:5240/MAAS/"),
+            "http://10.0.0.1:5240/MAAS/rpc/"
+        );
     }
 }

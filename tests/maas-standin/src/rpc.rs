@@ -54,7 +54,9 @@ pub fn digest(secret: &str, message: &str, salt: &str) -> String {
 /// Binds the first free port of [`ports`] (`RegionService._bindFirst`): on `MAAS_STANDIN_BIND`
 /// when a test pins the address, else on every address (`::`, or `0.0.0.0` without IPv6).
 pub fn bind_first() -> anyhow::Result<(TcpListener, u16)> {
-    let bind = std::env::var("MAAS_STANDIN_BIND").ok().filter(|s| !s.is_empty());
+    let bind = std::env::var("MAAS_STANDIN_BIND")
+        .ok()
+        .filter(|s| !s.is_empty());
     let mut last = None;
     for port in ports() {
         let r = match &bind {
@@ -133,8 +135,12 @@ fn connection(region: Arc<Region>, stream: TcpStream) -> anyhow::Result<()> {
     let closed = Arc::new(AtomicBool::new(false));
     let registered: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let pusher = {
-        let (region, writer, closed, registered) =
-            (region.clone(), writer.clone(), closed.clone(), registered.clone());
+        let (region, writer, closed, registered) = (
+            region.clone(),
+            writer.clone(),
+            closed.clone(),
+            registered.clone(),
+        );
         std::thread::spawn(move || {
             let mut pushed: Option<Value> = None;
             while !closed.load(Ordering::SeqCst) {
@@ -165,9 +171,7 @@ fn connection(region: Arc<Region>, stream: TcpStream) -> anyhow::Result<()> {
             let req: Value = serde_json::from_str(line.trim())?;
             let reply = match req["cmd"].as_str().unwrap_or("") {
                 "Authenticate" => {
-                    let secret = region
-                        .with_db(db::read_shared_secret)?
-                        .unwrap_or_default();
+                    let secret = region.with_db(db::read_shared_secret)?.unwrap_or_default();
                     let salt = util::random_hex(32);
                     let message = req["message"].as_str().unwrap_or("");
                     json!({"salt": salt, "digest": digest(&secret, message, &salt)})
@@ -205,7 +209,13 @@ fn register(
         let secret = db::read_shared_secret(c)?.unwrap_or_default();
         if hostname.is_empty() || secret.is_empty() || util::rack_proof(&secret, &hostname) != proof
         {
-            db::rack_event(c, &hostname, false, "invalid shared secret", &region.hostname)?;
+            db::rack_event(
+                c,
+                &hostname,
+                false,
+                "invalid shared secret",
+                &region.hostname,
+            )?;
             return Ok(json!({"error": "CannotRegisterRackController",
                 "reason": "the shared secret does not match", "region": region.hostname}));
         }

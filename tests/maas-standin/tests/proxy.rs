@@ -35,6 +35,7 @@ impl Host {
                 &format!("{api},{internal},{temporal}"),
             )
             .with("MAAS_STANDIN_BIND", addr)
+            .with("MAAS_STANDIN_RPC_PORTS", &free_ports(4))
             .with("MAAS_STANDIN_HOSTNAME", name);
         Host {
             sb,
@@ -462,29 +463,59 @@ fn config_tls_serves_one_certificate_on_every_region() {
     // The CLI on https: the server must chain to `--cacerts` and name the host
     // (src/maascli/cli.py cmd_login); the profile keeps verifying with that CA.
     assert_ok(&a.sb.run(&[
-        "maas", "createadmin", "--username", "admin", "--password", "pw", "--email", "",
+        "maas",
+        "createadmin",
+        "--username",
+        "admin",
+        "--password",
+        "pw",
+        "--email",
+        "",
     ]));
     let key = stdout(&a.sb.run(&["maas", "apikey", "--username", "admin"]))
         .trim()
         .to_string();
     let https_api = format!("https://127.0.0.1:{port}/MAAS/api/2.0/");
     let o = a.sb.run(&["maas", "login", "tls", &https_api, &key]);
-    assert!(!o.status.success(), "no CA given: the self-signed certificate is refused");
-    assert!(stderr(&o).contains("CERTIFICATE_VERIFY_FAILED"), "{}", stderr(&o));
-    let o = a.sb.run(&["maas", "login", "tls", &https_api, &key, "--cacerts", "/nonexistent"]);
+    assert!(
+        !o.status.success(),
+        "no CA given: the self-signed certificate is refused"
+    );
+    assert!(
+        stderr(&o).contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        stderr(&o)
+    );
+    let o = a.sb.run(&[
+        "maas",
+        "login",
+        "tls",
+        &https_api,
+        &key,
+        "--cacerts",
+        "/nonexistent",
+    ]);
     assert_fails_with(
         &o,
         2,
         "error: argument --cacerts: can't open '/nonexistent': [Errno 2] No such file or directory: '/nonexistent'",
     );
-    assert_ok(&a.sb.run(&["maas", "login", "tls", &https_api, &key, "--cacerts", &f("cert")]));
+    assert_ok(&a.sb.run(&[
+        "maas",
+        "login",
+        "tls",
+        &https_api,
+        &key,
+        "--cacerts",
+        &f("cert"),
+    ]));
     let o = a.sb.run(&["maas", "tls", "users", "whoami"]);
     assert_ok(&o);
     assert!(stdout(&o).contains("admin"), "{}", stdout(&o));
 
-    // Racks still register over http (the stand-in's rackd posts under /MAAS/rpc/).
-    let (s, _) = http_get(a.addr, a.api, "/MAAS/rpc/standin-register/").unwrap();
-    assert_ne!(s, 301);
+    // Racks still learn the RPC endpoints over http.
+    let (s, _) = http_get(a.addr, a.api, "/MAAS/rpc/").unwrap();
+    assert_eq!(s, 200);
 
     assert_ok(&b.sb.run(&["maas", "config-tls", "disable"]));
     for h in [&a, &b] {

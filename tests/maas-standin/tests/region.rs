@@ -26,6 +26,7 @@ impl Region {
                 &format!("{api},{internal},{temporal}"),
             )
             .with("MAAS_STANDIN_BIND", "127.0.0.1")
+            .with("MAAS_STANDIN_RPC_PORTS", &free_ports(4))
             .with("MAAS_STANDIN_HOSTNAME", host);
         Region {
             sb,
@@ -445,17 +446,22 @@ fn racks_register_with_the_secret_and_follow_their_region() {
     )));
     // rackd under the snap's supervisor, so `maas status` has a supervisor to ask.
     let _rackd = rack.spawn(&["pebble"], &[]);
-    wait_rack_log(&rack, "a refused registration in the rack log", |l| {
-        l["ok"] == false && l["status"] == 403 && l["refused"] == true
+    // The rack authenticates the region with its secret first (ClusterClient.authenticateRegion):
+    // with the wrong one the region's digest does not match and the rack drops the connection.
+    let refused = wait_rack_log(&rack, "a refused connection in the rack log", |l| {
+        l["event"] == "connect-failed" && l["refused"] == true
     });
-    let refused = pg
-        .client()
-        .query_one(
-            "SELECT count(*) FROM standin_rack_event WHERE hostname = 'rack-1' AND NOT accepted",
-            &[],
-        )
-        .unwrap();
-    assert!(refused.get::<_, i64>(0) >= 1);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("FAILED authentication"),
+        "{refused}"
+    );
+    assert!(
+        !rack_log(&rack).iter().any(|l| l["event"] == "connected"),
+        "no connection is held with the wrong secret"
+    );
     let log_text = read(&rack.path("/var/log/maas/rackd-standin.log"));
     assert!(
         !log_text.contains(wrong) && !log_text.contains(&secret),
@@ -464,7 +470,9 @@ fn racks_register_with_the_secret_and_follow_their_region() {
 
     // With the right secret the rack registers, gets a system id, and its subnet is learnt.
     assert_ok(&rack.run_line(&format!("maas config --secret {secret}")));
-    let ok = wait_rack_log(&rack, "a successful registration", |l| l["ok"] == true);
+    let ok = wait_rack_log(&rack, "a successful registration", |l| {
+        l["event"] == "connected"
+    });
     assert_eq!(ok["region"], "region-r");
     let sid = ok["system_id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -522,7 +530,9 @@ fn racks_register_with_the_secret_and_follow_their_region() {
         r.url()
     )));
     let _rackd2 = rack2.spawn(&["rackd", "--flavor", "deb"], &[]);
-    let ok2 = wait_rack_log(&rack2, "the second rack registers", |l| l["ok"] == true);
+    let ok2 = wait_rack_log(&rack2, "the second rack registers", |l| {
+        l["event"] == "connected"
+    });
     let sid2 = ok2["system_id"].as_str().unwrap().to_string();
     assert_eq!(read_trimmed(&rack2.path("/var/lib/maas/maas_id")), sid2);
     assert_ok(&r.sb.run_line(&format!(
@@ -585,12 +595,18 @@ fn racks_register_with_the_secret_and_follow_their_region() {
 
     // The region goes away: the rack logs failures; it comes back: the rack logs success again.
     regiond.stop();
-    let lost = wait_rack_log(&rack, "the rack notices its region is gone", |l| {
-        l["ok"] == false && l["status"].is_null() && l["unix"].as_f64() > ok["unix"].as_f64()
+    let lost = wait_rack_log(&rack, "the rack loses its connections", |l| {
+        l["event"] == "connections" && l["ok"] == false && l["unix"].as_f64() > ok["unix"].as_f64()
+    });
+    wait_rack_log(&rack, "the rack cannot fetch /MAAS/rpc/", |l| {
+        l["event"] == "rpc-info"
+            && l["ok"] == false
+            && l["status"].is_null()
+            && l["unix"].as_f64() > ok["unix"].as_f64()
     });
     let _regiond2 = r.spawn_regiond();
     let back = wait_rack_log(&rack, "the rack reaches its region again", |l| {
-        l["ok"] == true && l["unix"].as_f64() > lost["unix"].as_f64()
+        l["event"] == "connected" && l["unix"].as_f64() > lost["unix"].as_f64()
     });
     assert_eq!(
         back["system_id"],

@@ -101,15 +101,23 @@ fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
             })
             .collect();
         per_region.sort();
-        let ra: Vec<_> = per_region.iter().filter(|(h, _)| h == "region-ra").collect();
-        let rb: Vec<_> = per_region.iter().filter(|(h, _)| h == "region-rb").collect();
+        let ra: Vec<_> = per_region
+            .iter()
+            .filter(|(h, _)| h == "region-ra")
+            .collect();
+        let rb: Vec<_> = per_region
+            .iter()
+            .filter(|(h, _)| h == "region-rb")
+            .collect();
         assert_eq!((ra.len(), rb.len()), (2, 1), "{per_region:?}");
         let mut a_ports: Vec<u16> = ra
             .iter()
-            .flat_map(|(_, eps)| eps.iter().map(|(addr, p)| {
-                assert_eq!(addr, "127.0.0.1");
-                *p
-            }))
+            .flat_map(|(_, eps)| {
+                eps.iter().map(|(addr, p)| {
+                    assert_eq!(addr, "127.0.0.1");
+                    *p
+                })
+            })
             .collect();
         a_ports.sort();
         let mut want = a.rpc[..2].to_vec();
@@ -117,8 +125,15 @@ fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
         assert_eq!(a_ports, want, "the first two free ports of the range");
         assert_eq!(rb[0].1, vec![("127.0.0.2".to_string(), b.rpc[0])]);
     }
-    for (addr, port) in [("127.0.0.1", a.rpc[0]), ("127.0.0.1", a.rpc[1]), ("127.0.0.2", b.rpc[0])] {
-        assert!(TcpStream::connect((addr, port)).is_ok(), "{addr}:{port} listens");
+    for (addr, port) in [
+        ("127.0.0.1", a.rpc[0]),
+        ("127.0.0.1", a.rpc[1]),
+        ("127.0.0.2", b.rpc[0]),
+    ] {
+        assert!(
+            TcpStream::connect((addr, port)).is_ok(),
+            "{addr}:{port} listens"
+        );
     }
     assert!(
         TcpStream::connect(("127.0.0.1", a.rpc[2])).is_err(),
@@ -135,9 +150,12 @@ fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
     x.set_subject_name(&name).unwrap();
     x.set_issuer_name(&name).unwrap();
     x.set_pubkey(&key).unwrap();
-    x.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-    x.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap()).unwrap();
-    x.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+    x.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    x.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    x.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
     let (kf, cf) = (dir.0.join("key.pem"), dir.0.join("cert.pem"));
     std::fs::write(&kf, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
     std::fs::write(&cf, x.build().to_pem().unwrap()).unwrap();
@@ -158,4 +176,176 @@ fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
     });
     let loops = a.wait_eventloops(3, "/MAAS/rpc/ on http with TLS on");
     assert!(loops.keys().any(|k| k.starts_with("region-rb:pid=")));
+}
+
+fn rack_log(sb: &Sandbox) -> Vec<Value> {
+    std::fs::read_to_string(sb.path("/var/log/maas/rackd-standin.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The first record after `since` (unix seconds) that `matches`, waiting up to `timeout`.
+fn wait_record(
+    sb: &Sandbox,
+    what: &str,
+    since: f64,
+    timeout: Duration,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(what, timeout, || {
+        rack_log(sb)
+            .into_iter()
+            .find(|l| l["unix"].as_f64().unwrap_or(0.0) > since && matches(l))
+    })
+}
+
+fn regions_of(rec: &Value) -> Vec<String> {
+    rec["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A rack whose `maas_url` is one region learns both regions' workers there and holds a
+/// connection to each; when that region goes away (regiond, nginx, Temporal: the whole host),
+/// it cannot fetch `/MAAS/rpc/` any more but keeps its connections to the other region, and
+/// its maas-agent loses Temporal and the internal API; when the region comes back it connects
+/// to its new workers again.
+#[test]
+fn a_rack_holds_connections_to_every_region_and_keeps_them_when_its_url_goes() {
+    let pg = Postgres::start();
+    let a = Host::new("hold-a", "region-ha", "127.0.0.1", 3);
+    let b = Host::new("hold-b", "region-hb", "127.0.0.2", 3);
+    a.init(&pg, 2);
+    b.init(&pg, 2);
+    let mut pa = RegionProcs::spawn(&a.sb, "snap");
+    let _pb = RegionProcs::spawn(&b.sb, "snap");
+    a.wait_eventloops(4, "both regions' workers");
+    let secret = wait_for("the shared secret", T, || {
+        std::fs::read_to_string(a.sb.path("/var/snap/maas/common/maas/secret")).ok()
+    });
+    let ports =
+        a.sb.env
+            .iter()
+            .find(|(k, _)| k == "MAAS_STANDIN_PORTS")
+            .unwrap()
+            .1
+            .clone();
+    let rack = Sandbox::new("hold-rack")
+        .with("MAAS_STANDIN_HOSTNAME", "rack-h")
+        .with("MAAS_STANDIN_INTERFACES", "10.77.0.9/24")
+        // The agent dials the maas_url host on Temporal's and the internal API's ports.
+        .with("MAAS_STANDIN_PORTS", &ports);
+    assert_ok(&rack.run_line(&format!(
+        "maas init rack --maas-url {} --secret {} --force",
+        a.url(),
+        secret.trim()
+    )));
+    let _rackd = rack.spawn(&["rackd", "--flavor", "snap"], &[]);
+
+    let both = wait_record(&rack, "connections to both regions", 0.0, T, |l| {
+        l["event"] == "connections" && l["connections"].as_array().map(|c| c.len()) == Some(4)
+    });
+    assert_eq!(regions_of(&both), ["region-ha", "region-hb"]);
+    assert_eq!(both["url"], a.url().as_str(), "learnt through maas_url");
+    let log = rack_log(&rack);
+    let connected: Vec<&Value> = log.iter().filter(|l| l["event"] == "connected").collect();
+    for (region, addr, rpc) in [
+        ("region-ha", "127.0.0.1", &a.rpc),
+        ("region-hb", "127.0.0.2", &b.rpc),
+    ] {
+        let mut ports: Vec<u64> = connected
+            .iter()
+            .filter(|l| l["region"] == region)
+            .map(|l| {
+                assert_eq!(l["address"], addr, "{l}");
+                l["port"].as_u64().unwrap()
+            })
+            .collect();
+        ports.sort();
+        let mut want: Vec<u64> = rpc[..2].iter().map(|p| *p as u64).collect();
+        want.sort();
+        assert_eq!(ports, want, "one connection per worker of {region}");
+    }
+    let sid = read_trimmed(&rack.path("/var/snap/maas/common/maas/maas_id"));
+    assert!(!sid.is_empty(), "registration gave the rack its system id");
+    let state = read(&rack.path("/var/snap/maas/common/maas/rpc.state"));
+    assert!(
+        state.contains("http://127.0.0.1:") && state.contains("http://127.0.0.2:"),
+        "the saved state lists every connected region: {state}"
+    );
+    wait_record(
+        &rack,
+        "maas-agent on Temporal and the internal API",
+        0.0,
+        T,
+        |l| {
+            l["event"] == "agent"
+                && l["ok"] == true
+                && l["temporal"]["target"]
+                    == format!("127.0.0.1:{}", ports.split(',').nth(2).unwrap())
+                && l["internal"]["target"]
+                    == format!("127.0.0.1:{}", ports.split(',').nth(1).unwrap())
+        },
+    );
+
+    // The region behind maas_url goes away.
+    let down = maas_standin::util::now_unix();
+    pa.stop();
+    let lost = wait_record(
+        &rack,
+        "the rack drops region-ha's connections",
+        down,
+        T,
+        |l| l["event"] == "connections" && regions_of(l) == ["region-hb"],
+    );
+    assert_eq!(lost["ok"], true, "{lost}");
+    wait_record(&rack, "the fetch through maas_url fails", down, T, |l| {
+        l["event"] == "rpc-info" && l["ok"] == false
+    });
+    wait_record(&rack, "maas-agent loses Temporal", down, T, |l| {
+        l["event"] == "agent" && l["temporal"]["connected"] == false
+    });
+    // It keeps serving through region-hb: several updates later its connections there are
+    // the same ones, none of them was dropped.
+    let later = maas_standin::util::now_unix();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = rack_log(&rack);
+    let after: Vec<&Value> = log
+        .iter()
+        .filter(|l| l["unix"].as_f64().unwrap() > later && l["event"] == "connections")
+        .collect();
+    assert!(
+        after.len() >= 2,
+        "the rack keeps updating every second: {after:?}"
+    );
+    for l in &after {
+        assert_eq!(regions_of(l), ["region-hb"], "{l}");
+        assert_eq!(l["connections"].as_array().unwrap().len(), 2, "{l}");
+    }
+    assert!(
+        !log.iter()
+            .any(|l| l["event"] == "disconnected" && l["region"] == "region-hb"),
+        "no connection to region-hb was lost"
+    );
+
+    // It comes back: the rack connects to its (new) workers again.
+    let back = maas_standin::util::now_unix();
+    let _pa2 = RegionProcs::spawn(&a.sb, "snap");
+    let again = wait_record(&rack, "connections to both regions again", back, T, |l| {
+        l["event"] == "connections" && regions_of(l) == ["region-ha", "region-hb"]
+    });
+    assert_eq!(again["connections"].as_array().unwrap().len(), 4, "{again}");
+    assert_eq!(
+        read_trimmed(&rack.path("/var/snap/maas/common/maas/maas_id")),
+        sid,
+        "a rack keeps its system id"
+    );
+    wait_record(&rack, "maas-agent back on Temporal", back, T, |l| {
+        l["event"] == "agent" && l["ok"] == true
+    });
 }
