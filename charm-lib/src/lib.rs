@@ -43,6 +43,7 @@ pub mod machine;
 pub mod model;
 pub mod random;
 pub mod shared_secret;
+pub mod snap_channel;
 pub mod spec;
 pub mod status;
 pub mod tls;

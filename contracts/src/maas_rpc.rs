@@ -25,6 +25,12 @@ pub mod keys {
     pub const SYSTEM_ID: &str = "system_id";
     /// Rack unit databag: JSON list of the VLANs it serves DHCP for, once known.
     pub const DHCP: &str = "dhcp";
+    /// Rack unit databag: the snap channel its MAAS runs (absent for a deb install).
+    pub const MAAS_CHANNEL: &str = "maas_channel";
+    /// Rack unit databag: the channel it waits to refresh to, while it waits.
+    pub const UPGRADE_REQUEST: &str = "upgrade_request";
+    /// Region app databag: `<rack unit>#<channel>`, the one rack that may refresh now.
+    pub const RACK_UPGRADE_LOCK: &str = "rack_upgrade_lock";
 }
 
 /// The region application's databag (written by the region leader).
@@ -41,6 +47,11 @@ pub struct RegionData {
     /// `regions` (JSON): the region units' hostnames; a rack on one of them runs region+rack.
     #[serde(default)]
     pub regions: Option<Vec<String>>,
+    /// `rack_upgrade_lock`: the rack request (`<unit>#<channel>`) the region leader lets
+    /// refresh now, so that racks upgrade one at a time (and before the regions: MAAS's
+    /// `docs/how-to-guides/upgrade-maas.md`, "Upgrade rack nodes first, then region nodes").
+    #[serde(default)]
+    pub rack_upgrade_lock: Option<String>,
 }
 
 /// A rack unit's databag. `None` fields delete their key, so stale values do not linger.
@@ -55,6 +66,12 @@ pub struct RackData {
     /// `dhcp` (JSON): the VLANs it serves DHCP for, when known.
     #[serde(default)]
     pub dhcp: Option<Vec<String>>,
+    /// `maas_channel`: the snap channel its MAAS runs, once installed.
+    #[serde(default)]
+    pub maas_channel: Option<String>,
+    /// `upgrade_request`: the channel it waits for the region leader's leave to refresh to.
+    #[serde(default)]
+    pub upgrade_request: Option<String>,
 }
 
 #[cfg(test)]
@@ -68,6 +85,7 @@ mod tests {
             maas_url: Some("http://10.77.0.200/MAAS".into()),
             secret_id: Some("secret:abc".into()),
             regions: Some(vec!["region-a".into(), "region-b".into()]),
+            rack_upgrade_lock: Some("maas-rack/1#3.6/stable".into()),
         };
         let b = to_databag(&d).unwrap();
         assert_eq!(
@@ -76,6 +94,7 @@ mod tests {
                 (keys::MAAS_URL, "http://10.77.0.200/MAAS"),
                 (keys::SECRET_ID, "secret:abc"),
                 (keys::REGIONS, r#"["region-a","region-b"]"#),
+                (keys::RACK_UPGRADE_LOCK, "maas-rack/1#3.6/stable"),
             ])
         );
         assert_eq!(from_databag::<RegionData>(&b).unwrap(), d);
@@ -87,6 +106,7 @@ mod tests {
             maas_url: Some("http://r/MAAS".into()),
             secret_id: None,
             regions: Some(vec![]),
+            rack_upgrade_lock: None,
         };
         let b = to_databag(&d).unwrap();
         assert!(!b.contains_key(keys::SECRET_ID), "{b:?}");
@@ -117,6 +137,8 @@ mod tests {
             hostname: "rack-1".into(),
             system_id: Some("abc123".into()),
             dhcp: Some(vec!["fabric-0.untagged".into()]),
+            maas_channel: Some("3.5/stable".into()),
+            upgrade_request: Some("3.6/stable".into()),
         };
         let b = to_databag(&d).unwrap();
         assert_eq!(
@@ -125,6 +147,8 @@ mod tests {
                 (keys::HOSTNAME, "rack-1"),
                 (keys::SYSTEM_ID, "abc123"),
                 (keys::DHCP, r#"["fabric-0.untagged"]"#),
+                (keys::MAAS_CHANNEL, "3.5/stable"),
+                (keys::UPGRADE_REQUEST, "3.6/stable"),
             ])
         );
         assert_eq!(from_databag::<RackData>(&b).unwrap(), d);

@@ -348,6 +348,13 @@ pub trait MachineExt: Machine {
         .map(drop)
     }
 
+    /// `snap refresh --hold <name>`: snapd refreshes it only when asked by name from now on
+    /// (a hold without a duration lasts until `--unhold`).
+    fn snap_hold(&self, name: &str) -> Result<(), MachineError> {
+        self.run(&Cmd::new("snap", ["refresh", "--hold", name]))
+            .map(drop)
+    }
+
     /// `systemctl <op> <unit>`.
     fn service(&self, op: ServiceOp, unit: &str) -> Result<(), MachineError> {
         self.run(&Cmd::new("systemctl", [op.as_str(), unit]))

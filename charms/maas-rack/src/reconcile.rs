@@ -7,7 +7,9 @@ use crate::registration::Record;
 use crate::relations::{self, RackData, RegionOffer};
 use crate::workload::{self, Observed};
 use anyhow::Result;
+use charm_lib::snap_channel::SnapChannel;
 use charm_lib::tools::ToolErrorKind;
+use charm_lib::MachineExt;
 use charm_lib::{Context, Error, EventKind, Port, RelationPhase, Status};
 
 /// The unit's status without a region to register with.
@@ -97,8 +99,8 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     let hostname = workload::hostname(ctx.machine)?;
     let mut publish = RackData {
         hostname: hostname.clone(),
-        system_id: None,
-        dhcp: None,
+        maas_channel: record.channel.clone(),
+        ..RackData::default()
     };
     let offer = match RegionOffer::from_databag(&rel.remote_app_data()?) {
         Ok(o) => o,
@@ -153,7 +155,8 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
         }
     };
 
-    ensure_installed(ctx, &cfg.method, record)?;
+    let upgrade = ensure_installed(ctx, &cfg.method, record, &offer, &mut publish)?;
+    publish.maas_channel = record.channel.clone();
     let fresh = !record.registered_with(&url, &secret);
     if fresh {
         maintenance(ctx, &format!("registering with {url}"))?;
@@ -178,6 +181,10 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     rel.write_my_unit(&publish)?;
     ctx.model.set_ports(&RACK_PORTS)?;
     ctx.status(Status::active(active_message(&url, &seen)));
+    // A refresh that waits (or is refused) does not stop the rack serving what it runs.
+    if let Some(s) = upgrade {
+        ctx.status(s);
+    }
     Ok(())
 }
 
@@ -232,25 +239,34 @@ fn read_shared_secret(ctx: &Context, secret_id: &str) -> Result<Result<String, S
 
 /// Installs MAAS the first time a region is there to register with, and follows later
 /// `channel`/`deb-source` changes. Installing waits for the region because only then can the
-/// unit know it does not share its host with a region, whose snap it must not touch.
-fn ensure_installed(ctx: &Context, method: &InstallMethod, record: &mut Record) -> Result<()> {
+/// unit know it does not share its host with a region, whose snap it must not touch. The snap
+/// is held (snapd would otherwise refresh every rack at once, on its own schedule); a new
+/// `channel` is refreshed to when the region leader lets this rack (one at a time), never to an
+/// older track. The status of a refresh that waits or is refused, if any.
+fn ensure_installed(
+    ctx: &Context,
+    method: &InstallMethod,
+    record: &mut Record,
+    offer: &RegionOffer,
+    publish: &mut RackData,
+) -> Result<Option<Status>> {
+    let mut upgrade = None;
     match (method, record.installed.is_some()) {
         (InstallMethod::Snap { channel }, false) => {
             maintenance(ctx, &format!("installing the maas snap ({channel})"))?;
             workload::install(ctx.machine, method)?;
             record.channel = Some(channel.clone());
         }
+        (InstallMethod::Snap { channel }, true)
+            if record.channel.as_deref() != Some(channel.as_str()) =>
+        {
+            let installed = record.channel.clone().unwrap_or_default();
+            upgrade = refresh_when_let(ctx, &installed, channel, record, offer, publish)?;
+        }
         (InstallMethod::Deb { source }, false) => {
             maintenance(ctx, &format!("installing {}", crate::maas::DEB_PACKAGE))?;
             workload::install(ctx.machine, method)?;
             record.deb_source = source.as_ref().map(|s| s.as_str().to_string());
-        }
-        (InstallMethod::Snap { channel }, true)
-            if record.channel.as_deref() != Some(channel.as_str()) =>
-        {
-            maintenance(ctx, &format!("refreshing the maas snap to {channel}"))?;
-            ctx.machine.run(&crate::maas::refresh_cmd(channel))?;
-            record.channel = Some(channel.clone());
         }
         (InstallMethod::Deb { source }, true)
             if record.deb_source.as_deref() != source.as_ref().map(|s| s.as_str()) =>
@@ -269,7 +285,44 @@ fn ensure_installed(ctx: &Context, method: &InstallMethod, record: &mut Record) 
         _ => {}
     }
     record.installed = Some(Flavor::of(method).name().to_string());
-    Ok(())
+    if matches!(method, InstallMethod::Snap { .. }) && !record.held.0 {
+        ctx.machine.snap_hold(crate::maas::SNAP)?;
+        record.held = charm_lib::charm_state::Yes(true);
+    }
+    Ok(upgrade)
+}
+
+/// A new channel: refused when its track is older (MAAS's schema only migrates forward);
+/// otherwise asked for in the unit databag and refreshed once the region leader's
+/// `rack_upgrade_lock` names this unit and channel.
+fn refresh_when_let(
+    ctx: &Context,
+    installed: &str,
+    wanted: &str,
+    record: &mut Record,
+    offer: &RegionOffer,
+    publish: &mut RackData,
+) -> Result<Option<Status>> {
+    if let (Some(from), Some(to)) = (SnapChannel::parse(installed), SnapChannel::parse(wanted)) {
+        if to.is_downgrade_from(&from) {
+            return Ok(Some(Status::blocked(format!(
+                "config channel: {wanted} is older than the {installed} MAAS runs here, and MAAS cannot go back (its database schema only migrates forward): set channel to {installed} or newer"
+            ))));
+        }
+    }
+    let me = ctx.model.unit_name();
+    if offer.rack_upgrade_lock.as_deref() != Some(format!("{me}#{wanted}").as_str()) {
+        publish.upgrade_request = Some(wanted.to_string());
+        return Ok(Some(Status::waiting(format!(
+            "serving MAAS {installed}; waiting for maas-region to let this rack refresh to {wanted} (racks refresh one at a time, before the regions)"
+        ))));
+    }
+    maintenance(ctx, &format!("refreshing the maas snap to {wanted}"))?;
+    ctx.machine.run(&crate::maas::refresh_cmd(wanted))?;
+    log::info!("MAAS refreshed from {installed} to {wanted}");
+    record.channel = Some(wanted.to_string());
+    publish.upgrade_request = None;
+    Ok(None)
 }
 
 /// Ends a pass that cannot (re)register: a rack registered before keeps running on what it

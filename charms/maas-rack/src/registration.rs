@@ -17,6 +17,9 @@ pub struct Record {
     /// `snap-channel`: the snap channel installed or last refreshed to.
     #[serde(rename = "snap-channel", default)]
     pub channel: Option<String>,
+    /// `snap-held`: snapd's own refreshes of the snap are held (`snap refresh --hold`).
+    #[serde(rename = "snap-held", default)]
+    pub held: charm_lib::charm_state::Yes,
     /// `deb-source`: the deb-source last applied.
     #[serde(rename = "deb-source", default)]
     pub deb_source: Option<String>,
@@ -98,6 +101,7 @@ mod tests {
             deb_source: Some("ppa:maas/3.5".into()),
             url: Some("http://a/MAAS".into()),
             secret_digest: Some("ab".into()),
+            held: charm_lib::charm_state::Yes(true),
         };
         let b = charm_lib::databag::to_databag(&r).unwrap();
         let keys: Vec<&str> = b.keys().map(String::as_str).collect();
@@ -108,7 +112,8 @@ mod tests {
                 "installed",
                 "registered-secret-sha256",
                 "registered-url",
-                "snap-channel"
+                "snap-channel",
+                "snap-held"
             ]
         );
         assert_eq!(charm_lib::databag::from_databag::<Record>(&b).unwrap(), r);

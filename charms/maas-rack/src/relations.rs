@@ -20,6 +20,8 @@ pub struct RegionOffer {
     pub secret_id: Option<String>,
     /// `regions`: the region units' hostnames (empty when not set yet).
     pub regions: Vec<String>,
+    /// `rack_upgrade_lock`: the rack request (`<unit>#<channel>`) that may refresh now.
+    pub rack_upgrade_lock: Option<String>,
 }
 
 impl RegionOffer {
@@ -53,6 +55,7 @@ impl RegionOffer {
             maas_url: data.maas_url,
             secret_id: data.secret_id,
             regions,
+            rack_upgrade_lock: data.rack_upgrade_lock.filter(|l| !l.is_empty()),
         })
     }
 

@@ -462,12 +462,18 @@ mod tests {
     fn racks_by_hostname_become_system_ids() {
         let racks = vec![
             relations::Rack {
+                unit: "maas-rack/0".into(),
                 hostname: "rack-a".into(),
                 system_id: Some("abc123".into()),
+                maas_channel: None,
+                upgrade_request: None,
             },
             relations::Rack {
+                unit: "maas-rack/1".into(),
                 hostname: "rack-b".into(),
                 system_id: None,
+                maas_channel: None,
+                upgrade_request: None,
             },
         ];
         assert_eq!(resolve_rack(&racks, "rack-a"), "abc123");

@@ -8,6 +8,7 @@ use crate::maas::{self, DbSettings, RegiondConf};
 use crate::relations::{self, Database, Peer};
 use crate::render::{self, Backend, HaproxyOptions};
 use charm_lib::charm_state::Yes;
+use charm_lib::snap_channel::SnapChannel;
 use charm_lib::{
     Cmd, Context, EventKind, FileOptions, MachineExt, ServiceOp, SharedSecret, Status,
 };
@@ -51,6 +52,9 @@ struct Stored {
     /// `snap-channel`: the channel installed or last refreshed to.
     #[serde(rename = "snap-channel", default)]
     channel: Option<String>,
+    /// `snap-held`: snapd's own refreshes of the snap are held (`snap refresh --hold`).
+    #[serde(rename = "snap-held", default)]
+    held: Yes,
     /// `deb-installed`: the MAAS packages are installed.
     #[serde(rename = "deb-installed", default)]
     deb: Yes,
@@ -348,7 +352,9 @@ fn install(ctx: &Context, cfg: &Config, stored: &mut Stored) -> anyhow::Result<(
                 ctx.machine.snap_install("maas", &cfg.channel)?;
                 stored.channel = Some(cfg.channel.clone());
             }
-            Some(c) if *c != cfg.channel => {
+            // A MAAS that ran is refreshed one region at a time under the init lock
+            // (`refresh_under_lock`); one never initialised has nothing to keep serving.
+            Some(c) if *c != cfg.channel && stored.init_done.is_none() => {
                 progress(ctx, &format!("refreshing the maas snap to {}", cfg.channel));
                 ctx.machine.snap_refresh("maas", &cfg.channel)?;
                 stored.channel = Some(cfg.channel.clone());
@@ -379,6 +385,12 @@ fn install(ctx: &Context, cfg: &Config, stored: &mut Stored) -> anyhow::Result<(
                 stored.deb = Yes(true);
             }
         }
+    }
+    if cfg.install_method == InstallMethod::Snap && !stored.held.0 {
+        // snapd would otherwise refresh every region at once, on its own schedule, each
+        // running the new MAAS's migrations as it comes up.
+        ctx.machine.snap_hold("maas")?;
+        stored.held = Yes(true);
     }
     if cfg.haproxy && !stored.haproxy.0 {
         progress(ctx, "installing haproxy");
@@ -628,9 +640,9 @@ fn snap_workload(
             .is_some_and(|d| same_db(d, db))
         && w.stored.init_done.as_ref() == Some(&record);
     if initialised {
-        set_my_request(ctx, w, false)?;
-        if w.leader {
-            regrant(ctx, w, None)?;
+        let refresh = refresh_under_lock(ctx, w)?;
+        if let Some(s) = refresh {
+            ctx.status(s);
         }
         w.stored.init_error = None;
         if conf.as_ref().and_then(|c| c.maas_url.as_deref()) != Some(url) {
@@ -699,6 +711,86 @@ fn snap_workload(
             Ok(false)
         }
     }
+}
+
+/// What a channel change asks of this initialised region: nothing, a refusal or a wait
+/// (a status), or a refresh to the channel.
+fn refresh_plan(ctx: &Context, w: &World) -> anyhow::Result<Result<Option<String>, Status>> {
+    let wanted = w.cfg.channel.clone();
+    let Some(installed) = w.stored.channel.clone().filter(|c| *c != wanted) else {
+        return Ok(Ok(None));
+    };
+    let (from, to) = (SnapChannel::parse(&installed), SnapChannel::parse(&wanted));
+    if let (Some(from), Some(to)) = (&from, &to) {
+        if to.is_downgrade_from(from) {
+            return Ok(Err(Status::blocked(format!(
+                "config channel: {wanted} is older than the {installed} MAAS runs here, and MAAS cannot go back (its database schema only migrates forward): set channel to {installed} or newer"
+            ))));
+        }
+    }
+    // MAAS's upgrade guide (docs/how-to-guides/upgrade-maas.md): "Upgrade rack nodes first,
+    // then region nodes". A rack whose MAAS runs an older track than the wanted one goes first.
+    let behind: Vec<String> = relations::racks(&ctx.model)?
+        .into_iter()
+        .filter(|r| {
+            let rack = r.maas_channel.as_deref().and_then(SnapChannel::parse);
+            matches!((rack, &to), (Some(rack), Some(to)) if rack.track_cmp(to) == Some(std::cmp::Ordering::Less))
+        })
+        .map(|r| format!("{} ({})", r.unit, r.maas_channel.unwrap_or_default()))
+        .collect();
+    if !behind.is_empty() {
+        return Ok(Err(Status::waiting(format!(
+            "serving MAAS {installed}; {wanted} waits for the racks to refresh first (MAAS upgrades racks, then regions): {}",
+            behind.join(", ")
+        ))));
+    }
+    Ok(Ok(Some(wanted)))
+}
+
+/// A new `channel` on an initialised region: refreshed one region at a time under the init
+/// lock (two regions never restart at once, and each new MAAS runs its migrations alone), after
+/// the racks; the lock is released once this region answers again. Returns the status of a
+/// refresh that waits or is refused; with nothing to refresh, this unit's lock request is closed.
+fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option<Status>> {
+    let wanted = match refresh_plan(ctx, w)? {
+        Ok(Some(wanted)) if w.has_peers => wanted,
+        other => {
+            set_my_request(ctx, w, false)?;
+            if w.leader {
+                regrant(ctx, w, None)?;
+            }
+            return Ok(match other {
+                Err(s) => Some(s),
+                _ => None,
+            });
+        }
+    };
+    let installed = w.stored.channel.clone().unwrap_or_default();
+    let token = set_my_request(ctx, w, true)?;
+    if w.leader {
+        regrant(ctx, w, token.as_deref())?;
+    }
+    let granted = token
+        .as_deref()
+        .is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
+    if !granted {
+        return Ok(Some(Status::waiting(format!(
+            "serving MAAS {installed}; waiting for the init lock to refresh to {wanted} (one region at a time)"
+        ))));
+    }
+    progress(ctx, &format!("refreshing the maas snap from {installed} to {wanted}"));
+    ctx.machine.snap_refresh("maas", &wanted)?;
+    w.stored.channel = Some(wanted.clone());
+    log::info!("MAAS refreshed from {installed} to {wanted}");
+    // The next region may go once this one serves again (regiond answers from its database).
+    if !answers(ctx, false)? {
+        log::warn!("MAAS {wanted} does not answer {} 30 s after the refresh; releasing the lock all the same", local_api(false));
+    }
+    set_my_request(ctx, w, false)?;
+    if w.leader {
+        regrant(ctx, w, None)?;
+    }
+    Ok(None)
 }
 
 /// Runs `init` (maas init, or dbupgrade) and tries again, a few seconds apart and for half a

@@ -337,10 +337,16 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
 /// A rack as it describes itself on `rpc` (`contracts::maas_rpc::RackData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rack {
+    /// The unit (`maas-rack/N`).
+    pub unit: String,
     /// Hostname.
     pub hostname: String,
     /// MAAS system id, once known.
     pub system_id: Option<String>,
+    /// The snap channel its MAAS runs (absent: a deb install, or not installed yet).
+    pub maas_channel: Option<String>,
+    /// The channel it waits to refresh to.
+    pub upgrade_request: Option<String>,
 }
 
 /// Every rack on every rpc relation.
@@ -348,15 +354,17 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
     let mut out = vec![];
     for rel in model.relations(RPC)? {
         for u in rel.units() {
-            // Only the two keys the region reads: a `dhcp` it never looks at cannot fail this.
+            // Only the keys the region reads, as text: a `dhcp` it never looks at cannot fail
+            // this.
             let d = rel.unit_data(u)?;
-            if let Some(h) = d.get(rpc_keys::HOSTNAME).filter(|h| !h.is_empty()) {
+            let text = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
+            if let Some(h) = text(rpc_keys::HOSTNAME) {
                 out.push(Rack {
-                    hostname: h.clone(),
-                    system_id: d
-                        .get(rpc_keys::SYSTEM_ID)
-                        .filter(|s| !s.is_empty())
-                        .cloned(),
+                    unit: u.to_string(),
+                    hostname: h,
+                    system_id: text(rpc_keys::SYSTEM_ID),
+                    maas_channel: text(rpc_keys::MAAS_CHANNEL),
+                    upgrade_request: text(rpc_keys::UPGRADE_REQUEST),
                 });
             }
         }
@@ -365,7 +373,8 @@ pub fn racks(model: &Model) -> anyhow::Result<Vec<Rack>> {
 }
 
 /// The leader's rpc publication ([`RegionData`]): URL, secret id (granted to each relation),
-/// region hostnames.
+/// region hostnames, and which rack may refresh MAAS now (one at a time: the open requests
+/// are granted as the init lock grants regions, [`crate::lock::grant`]).
 pub fn publish_rpc(
     model: &Model,
     maas_url: &str,
@@ -373,6 +382,12 @@ pub fn publish_rpc(
     regions: &[String],
     broken: Option<&RelationId>,
 ) -> anyhow::Result<()> {
+    let racks = racks(model)?;
+    let requests: std::collections::BTreeMap<String, String> = racks
+        .iter()
+        .filter_map(|r| r.upgrade_request.clone().map(|c| (r.unit.clone(), c)))
+        .collect();
+    let members = racks.iter().map(|r| r.unit.clone()).collect();
     for rel in model
         .relations(RPC)?
         .into_iter()
@@ -381,12 +396,19 @@ pub fn publish_rpc(
         if let Some(id) = secret_id {
             model.grant_secret(id, rel.id(), None)?;
         }
+        let current = rel.my_app_data()?;
+        let lock = crate::lock::grant(
+            current.get(rpc_keys::RACK_UPGRADE_LOCK).map(String::as_str),
+            &requests,
+            &members,
+        );
         let wanted = to_databag(&RegionData {
             maas_url: Some(maas_url.to_string()),
             secret_id: secret_id.map(str::to_string),
             regions: Some(regions.to_vec()),
+            rack_upgrade_lock: lock,
         })?;
-        rel.set_my_app_data(&changed(&rel.my_app_data()?, &wanted))?;
+        rel.set_my_app_data(&changed(&current, &wanted))?;
     }
     Ok(())
 }

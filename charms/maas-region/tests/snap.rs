@@ -26,6 +26,7 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
         out.command_lines(),
         [
             "snap install maas --channel=3.6/stable",
+            "snap refresh --hold maas",
             "apt-get install -y --no-install-recommends haproxy",
             "hostname",
             "haproxy -c -f /etc/haproxy/haproxy.cfg.candidate",

@@ -92,7 +92,9 @@ pub fn installed_snap(st: State) -> State {
     let mut st = st;
     st.stored.insert("installed-method".into(), "snap".into());
     st.stored.insert("snap-channel".into(), "3.6/stable".into());
+    st.stored.insert("snap-held".into(), "yes".into());
     st.stored.insert("haproxy-installed".into(), "yes".into());
+    st.machine.snaps.insert("maas".into(), "3.6/stable".into());
     st
 }
 
