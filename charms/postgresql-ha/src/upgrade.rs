@@ -172,8 +172,14 @@ pub fn decide(
     {
         return Decision::Turn(next.unit.clone());
     }
-    // Only the primary is left.
+    // Only the primary is left; it goes once every other unit has said what it runs.
     let primary = waiting[0];
+    if let Some(silent) = units.iter().find(|u| !u.reported) {
+        return Decision::Hold(format!(
+            "{} (the primary) goes last, and {} has not reported its versions yet",
+            primary.unit, silent.unit
+        ));
+    }
     match switchover_target(cluster, units) {
         Some(_) => Decision::Turn(primary.unit.clone()),
         None => Decision::Hold(format!(
@@ -367,15 +373,32 @@ fn unit_states(
         pending: mine.clone(),
     }];
     for u in r.peers.units() {
-        let bag = r.peers.unit_data(u)?;
-        let reported = bag.get(keys::PATRONI).is_some_and(|p| !p.is_empty());
-        v.push(UnitState {
-            unit: u.to_string(),
-            reported,
-            pending: bag.get(keys::PENDING).filter(|p| !p.is_empty()).cloned(),
-        });
+        v.push(peer_state(
+            u,
+            &r.peers.unit_data(u)?,
+            &r.config.patroni_version,
+        ));
     }
     Ok(v)
+}
+
+/// A peer's state from its databag. Its report may predate the config this hook sees (its
+/// config-changed has not run yet), so the Patroni it runs is compared with the wanted one
+/// here too: a stale "nothing pending" must not make the primary's turn come first.
+pub fn peer_state(unit: &str, bag: &Databag, wanted_patroni: &str) -> UnitState {
+    let runs = bag.get(keys::PATRONI).filter(|p| !p.is_empty());
+    let reported_pending = bag.get(keys::PENDING).filter(|p| !p.is_empty()).cloned();
+    let pending = match runs {
+        Some(v) if v != wanted_patroni => {
+            reported_pending.or_else(|| Some(format!("Patroni {v} -> {wanted_patroni}")))
+        }
+        _ => reported_pending,
+    };
+    UnitState {
+        unit: unit.to_string(),
+        reported: runs.is_some(),
+        pending,
+    }
 }
 
 fn waiting_units(

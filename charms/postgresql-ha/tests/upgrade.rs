@@ -239,6 +239,21 @@ fn the_leader_gives_the_turn_to_the_asynchronous_replica_first_and_then_the_sync
 }
 
 #[test]
+fn reports_from_before_the_config_change_do_not_make_the_primary_go_first() {
+    // Arrange: the leader (primary) runs its config-changed first; the replicas' reports are
+    // from before it (4.1.5, nothing pending).
+    let mut st = unit(0, "", &[(1, "4.1.5", ""), (2, "4.1.5", "")]);
+    st.machine = host("4.1.5", None, ON_4_1_5);
+    // Act.
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
+    // Assert: a replica's turn; the primary neither switches over nor restarts.
+    let app = &out.state.relation_on("database-peers").unwrap().local_app_data;
+    assert_fields(app, &[("upgrade-turn", "postgresql-ha/2")]);
+    assert!(!ran(&out, |l| l.contains("/switchover")));
+    assert!(!restarts_patroni(&out), "{:#?}", out.command_lines());
+}
+
+#[test]
 fn the_turn_waits_while_a_member_is_down() {
     // Arrange: 2 reports done but 1 is not streaming.
     let pending = "Patroni 4.1.5 -> 4.1.6";
