@@ -331,8 +331,8 @@ fn configure_dhcp(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         .admin_username
         .clone()
         .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| "admin".into());
-    let key = api_key(ctx, m, &admin)?.ok_or_else(|| anyhow::anyhow!("MAAS has no API key for {admin:?}: create the administrator first (create-admin) or pass admin-username"))?;
+        .unwrap_or_else(|| crate::internal_admin::USERNAME.into());
+    let key = api_key(ctx, m, &admin)?.ok_or_else(|| anyhow::anyhow!("MAAS has no API key for {admin:?}: the leader creates {} once MAAS runs (wait for it), or pass admin-username of an administrator made with create-admin", crate::internal_admin::USERNAME))?;
     let cli = maas::cli(m);
     // The key goes on stdin (`-`), not on a command line other processes can read.
     let ca = crate::certs::ca_file(m).to_string_lossy().into_owned();

@@ -2,7 +2,7 @@
 //!
 //! Every event but an action ends in [`reconcile::reconcile`]; actions go to [`actions`].
 //! Modules: [`config`] (validation), [`render`] (pure rendering), [`maas`] (MAAS's files and
-//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS certificate), [`cos`] (cos-agent),
+//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS certificate), [`internal_admin`] (the charm's own MAAS admin), [`cos`] (cos-agent),
 //! [`reconcile`].
 #![warn(missing_docs)]
 
@@ -10,6 +10,7 @@ pub mod actions;
 pub mod certs;
 pub mod config;
 pub mod cos;
+pub mod internal_admin;
 pub mod lock;
 pub mod maas;
 pub mod reconcile;

@@ -1001,6 +1001,15 @@ fn publish_leader_data(
             rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, &s.id)]))?;
         }
     }
+    if running && w.has_peers {
+        if let Some((key, id)) =
+            crate::internal_admin::ensure(ctx, &w.peer_app, w.cfg.install_method)?
+        {
+            if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+                rel.set_my_app_data(&bag(&[(&key, &id)]))?;
+            }
+        }
+    }
     let Some(url) = url else { return Ok(()) };
     let mut regions: Vec<String> = w.peers.iter().filter_map(|p| p.hostname.clone()).collect();
     regions.push(w.hostname.clone());

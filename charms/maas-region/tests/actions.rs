@@ -349,7 +349,7 @@ fn configure_dhcp_creates_the_range_and_turns_dhcp_on_with_both_racks() {
     assert_eq!(
         out.command_lines(),
         [
-            "/snap/bin/maas apikey --username admin".to_string(),
+            "/snap/bin/maas apikey --username maas-admin-internal".to_string(),
             "/snap/bin/maas login juju-maas-region http://localhost:5240/MAAS/api/2.0/ -".to_string(),
             "/snap/bin/maas juju-maas-region subnets read".into(),
             "/snap/bin/maas juju-maas-region ipranges read".into(),
@@ -450,7 +450,7 @@ fn configure_dhcp_refusals() {
         .action
         .failed
         .unwrap()
-        .starts_with("MAAS has no API key for \"admin\""));
+        .starts_with("MAAS has no API key for \"maas-admin-internal\""));
     let mut st = maas_api(ready(), "[]");
     st.machine
         .responders

@@ -35,6 +35,8 @@ fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
             "systemctl start haproxy",
             init.as_str(),
             WAIT_FOR_SECRET,
+            // The charm's own administrator: MAAS already has it here (apikey answers).
+            "/snap/bin/maas apikey --username maas-admin-internal",
             MAAS_ANSWERS,
         ]
     );
@@ -991,4 +993,51 @@ fn a_leader_without_a_database_does_not_wait_for_the_secret() {
         out.state.unit_status,
         Status::waiting("waiting for database")
     );
+}
+
+/// The charm's own administrator (as the official charm's `maas-admin-internal`): created once
+/// MAAS runs, its password only in a Juju secret and masked in the command log.
+#[test]
+fn the_leader_creates_the_internal_admin_once() {
+    // Arrange: MAAS runs and knows no such user.
+    let mut st = initialised_leader("http://10.0.0.100/MAAS");
+    for r in st.relations.iter_mut().filter(|r| r.id == PEERS) {
+        r.local_app_data.remove("admin-secret-id");
+    }
+    st.machine = st.machine.respond_times(
+        &["/snap/bin/maas", "apikey", "--username", "maas-admin-internal"],
+        CmdOutput::failed(1, "CommandError: User does not exist.\n"),
+        1,
+    );
+    // Act
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &st);
+    // Assert
+    let secret = out
+        .state
+        .secrets
+        .iter()
+        .find(|s| s.label.as_deref() == Some("maas-admin"))
+        .expect("the maas-admin secret");
+    let content = secret.revisions.last().unwrap();
+    assert_eq!(content["username"], "maas-admin-internal");
+    let password = &content["password"];
+    assert_eq!(password.len(), 24);
+    let create = out
+        .commands
+        .iter()
+        .find(|c| c.iter().any(|a| a == "createadmin"))
+        .expect("createadmin");
+    assert_eq!(
+        create[..6],
+        ["/snap/bin/maas", "createadmin", "--username", "maas-admin-internal", "--password", password.as_str()]
+    );
+    assert_eq!(create[6..], ["--email", ""]);
+    assert!(!out.log_text().contains(password.as_str()), "never in a log");
+    let run = out.runs.iter().find(|c| c.args.iter().any(|a| a == "createadmin")).unwrap();
+    assert!(!run.to_string().contains(password.as_str()), "masked where the command is shown");
+    let app = &out.state.relation(PEERS).unwrap().local_app_data;
+    assert!(charm_lib::tools::same_secret(&app["admin-secret-id"], &secret.id));
+    // Once.
+    let again = harness(0).run_ok(Trigger::UpdateStatus, &out.state);
+    assert!(!again.commands.iter().any(|c| c.iter().any(|a| a == "createadmin" || a == "apikey")));
 }
