@@ -213,3 +213,180 @@ fn snap_installs_from_the_catalog_with_channels() {
     );
     t.destroy();
 }
+
+/// A snap offered on two channels with a post-refresh hook and a daemon.
+fn versioned_catalog(prefix: &str, revision_of_1: &str) -> PathBuf {
+    let dir = PathBuf::from("/tmp/hosts-catalogs").join(prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("snap.lmmaas.daemon.service"),
+        // More refreshes in ten seconds than systemd's default start limit (5) allows.
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    // The hook records each run with the version snapd reports, and fails while
+    // /var/lib/lmmaas/fail exists.
+    let hook = "mkdir -p /var/lib/lmmaas; [ ! -e /var/lib/lmmaas/fail ] || { echo migration failed >&2; exit 1; }; snap list lmmaas | awk 'NR==2 {print $2}' >> /var/lib/lmmaas/post-refresh";
+    let snap = serde_json::json!({
+        "name": "lmmaas", "kind": "snap",
+        "files": [{"src": dir.join("snap.lmmaas.daemon.service").display().to_string(),
+                   "dst": "/etc/systemd/system/snap.lmmaas.daemon.service", "mode": "0644"}],
+        "enable": ["snap.lmmaas.daemon.service"],
+        "channels": {
+            "1.0/stable": {"version": "1.0.1", "revision": revision_of_1},
+            "2.0/stable": {"version": "2.0.3", "revision": "20"}
+        },
+        "hooks": {"post-refresh": [["/bin/sh", "-c", hook]]}
+    });
+    std::fs::write(dir.join("lmmaas.json"), snap.to_string()).unwrap();
+    dir
+}
+
+fn out(h: &hosts::Host, script: &str) -> (i32, String, String) {
+    let o = h.command("sh").args(["-c", script]).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        String::from_utf8_lossy(&o.stderr).trim().to_string(),
+    )
+}
+
+/// `snap refresh` as snapd does it for a snap with channels and a post-refresh hook: a channel
+/// the store lacks is refused; a refresh stops the services, links the new revision, runs
+/// the hook, starts the services; a failing hook undoes it; an older channel is allowed (a
+/// downgrade is a refresh); `--hold` holds general and auto refreshes but not a refresh that
+/// names the snap; `--unhold` lifts it; the auto-refresh knob refreshes what is not held.
+#[test]
+fn snap_refresh_runs_post_refresh_hooks_and_respects_holds() {
+    if skip() {
+        return;
+    }
+    let cat = versioned_catalog("hpkg3", "10");
+    let mut t = TestLab::new("hpkg3", 56, Some(cat.clone()));
+    let a = t.add("refresher");
+    let (c, _, e) = out(&a, "snap install lmmaas --channel=9.9/stable");
+    assert_eq!(c, 1);
+    assert!(
+        e.starts_with("error: snap \"lmmaas\" is not available on 9.9/stable but is available to install on the following tracks:")
+            && e.contains("1.0/stable") && e.contains("2.0/stable"),
+        "{e}"
+    );
+    sh(&a, "snap install lmmaas --channel=1.0/stable");
+    let list = sh(&a, "snap list lmmaas");
+    assert!(
+        list.contains("1.0.1") && list.contains(" 10 ") && list.contains("1.0/stable"),
+        "{list}"
+    );
+    assert_eq!(
+        code(&a, "test -e /var/lib/lmmaas/post-refresh"),
+        1,
+        "no post-refresh hook on install"
+    );
+
+    // Up: the service restarts around the hook, which sees the new revision.
+    let pid = || sh(&a, "systemctl show -p MainPID --value snap.lmmaas.daemon");
+    let before = pid();
+    let (c, o, _) = out(&a, "snap refresh lmmaas --channel 2.0/stable");
+    assert_eq!(c, 0);
+    assert_eq!(o, "lmmaas (2.0/stable) 2.0.3 from Local Model refreshed");
+    assert_ne!(pid(), before, "the services were stopped and started");
+    assert_eq!(sh(&a, "cat /var/lib/lmmaas/post-refresh"), "2.0.3");
+    let (c, _, e) = out(&a, "snap refresh lmmaas");
+    assert_eq!(
+        (c, e.as_str()),
+        (0, "snap \"lmmaas\" has no updates available")
+    );
+    assert_eq!(sh(&a, "wc -l < /var/lib/lmmaas/post-refresh"), "1");
+
+    // A failing hook undoes the refresh.
+    sh(&a, "touch /var/lib/lmmaas/fail");
+    let (c, _, e) = out(&a, "snap refresh lmmaas --channel 1.0/stable");
+    assert_eq!(c, 1);
+    assert!(
+        e.contains("Run post-refresh hook of \"lmmaas\" snap if present")
+            && e.contains("migration failed"),
+        "{e}"
+    );
+    let list = sh(&a, "snap list lmmaas");
+    assert!(
+        list.contains("2.0.3") && list.contains("2.0/stable"),
+        "still the old revision: {list}"
+    );
+    assert_eq!(sh(&a, "systemctl is-active snap.lmmaas.daemon"), "active");
+    sh(&a, "rm /var/lib/lmmaas/fail");
+
+    // Down: snapd allows an older channel; the hook runs as on any refresh.
+    sh(&a, "snap refresh lmmaas --channel 1.0/stable");
+    assert!(sh(&a, "snap list lmmaas").contains("1.0.1"));
+    assert_eq!(sh(&a, "tail -n1 /var/lib/lmmaas/post-refresh"), "1.0.1");
+
+    // Held: a new revision on the tracked channel is left alone by general and auto refreshes.
+    let (c, o, _) = out(&a, "snap refresh --hold lmmaas");
+    assert_eq!(
+        (c, o.as_str()),
+        (0, "General refreshes of \"lmmaas\" held indefinitely")
+    );
+    versioned_catalog("hpkg3", "11");
+    let (c, _, e) = out(&a, "snap refresh");
+    assert_eq!((c, e.as_str()), (0, "All snaps up to date."));
+    sh(&a, "snap lm-auto-refresh");
+    assert!(sh(&a, "snap list lmmaas").contains(" 10 "), "held");
+    // ...but not by a refresh that names it.
+    sh(&a, "snap refresh lmmaas");
+    assert!(sh(&a, "snap list lmmaas").contains(" 11 "));
+    versioned_catalog("hpkg3", "12");
+    let (c, o, _) = out(&a, "snap refresh --unhold lmmaas");
+    assert_eq!(
+        (c, o.as_str()),
+        (0, "Removed general refresh hold of \"lmmaas\"")
+    );
+    sh(&a, "snap lm-auto-refresh");
+    assert!(
+        sh(&a, "snap list lmmaas").contains(" 12 "),
+        "auto-refreshed once unheld"
+    );
+
+    // Durations as Go's time.ParseDuration reads them.
+    let (c, o, _) = out(&a, "snap refresh --hold=72h lmmaas");
+    assert_eq!(c, 0);
+    assert!(
+        o.starts_with("General refreshes of \"lmmaas\" held until 20") && o.ends_with('Z'),
+        "{o}"
+    );
+    let (c, _, e) = out(&a, "snap refresh --hold=500ms lmmaas");
+    assert_eq!(
+        (c, e.as_str()),
+        (
+            1,
+            "error: cannot hold refreshes for less than a second: 500ms"
+        )
+    );
+    let (c, _, e) = out(&a, "snap refresh --hold=soon lmmaas");
+    assert_eq!(c, 1);
+    assert!(
+        e.starts_with(
+            "error: hold value must be a number of hours, minutes or seconds, or \"forever\": "
+        ),
+        "{e}"
+    );
+    let (c, o, _) = out(&a, "snap refresh --hold");
+    assert_eq!(
+        (c, o.as_str()),
+        (0, "Auto-refresh of all snaps held indefinitely")
+    );
+    sh(&a, "snap refresh --unhold lmmaas");
+    versioned_catalog("hpkg3", "13");
+    sh(&a, "snap lm-auto-refresh");
+    assert!(
+        sh(&a, "snap list lmmaas").contains(" 12 "),
+        "every snap's auto-refresh held"
+    );
+    let (_, o, _) = out(&a, "snap refresh --unhold");
+    assert_eq!(o, "Removed auto-refresh hold on all snaps");
+    sh(&a, "snap lm-auto-refresh");
+    assert!(sh(&a, "snap list lmmaas").contains(" 13 "));
+
+    sh(&a, "snap remove lmmaas");
+    t.destroy();
+    let _ = std::fs::remove_dir_all(&cat);
+}

@@ -102,15 +102,15 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
     }
 }
 
-/// The MAAS version this stand-in reports.
-pub const VERSION: &str = "3.6.0";
+/// The MAAS version of the debs (the snap's is its channel's, `snapinfo::version`).
+pub const VERSION: &str = "3.6.3";
 
 /// The version document; `hostname` tells tests which region answered.
 pub fn version(region: &Region) -> Value {
     json!({
         "capabilities": ["networks-management", "static-ipaddresses", "ipv6-deployment-ubuntu",
                          "devices-management", "storage-deployment-ubuntu", "network-deployment-ubuntu"],
-        "version": VERSION,
+        "version": region.version,
         "subversion": "maas-standin",
         "hostname": region.hostname,
         "system_id": region.system_id,

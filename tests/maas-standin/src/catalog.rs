@@ -119,6 +119,26 @@ fn link(dst: &str) -> Value {
     json!({"dst": dst, "target": INSTALLED_BINARY})
 }
 
+/// The channels the catalog's `maas` snap is offered on, with a version each (the MAAS it
+/// behaves as) and a revision (the stand-in's own numbers, increasing with the version).
+pub const SNAP_CHANNELS: &[(&str, &str, &str)] = &[
+    ("3.4/stable", "3.4.6", "34600"),
+    ("3.5/stable", "3.5.8", "35800"),
+    ("3.6/stable", "3.6.3", "36300"),
+    ("3.7/stable", "3.7.1", "37100"),
+];
+
+fn snap_channels() -> Value {
+    let mut m = serde_json::Map::new();
+    for (ch, version, revision) in SNAP_CHANNELS {
+        m.insert(
+            ch.to_string(),
+            json!({"version": version, "revision": revision}),
+        );
+    }
+    Value::Object(m)
+}
+
 fn dir(path: &str, mode: &str, owner: &str, group: &str) -> Value {
     json!({"path": path, "mode": mode, "owner": owner, "group": group})
 }
@@ -151,6 +171,12 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
             "users": ["maas"],
             "enable": ["snap.maas.pebble.service"],
             "postinst": postinst,
+            // What the store offers: one stand-in binary for every channel, which tells the
+            // MAAS it is by the version snapd reports (`snapinfo::version`, `tracking`).
+            "channels": snap_channels(),
+            // snap/hooks/post-refresh is a link to snap/hooks/install, whose last line is
+            // `"$SNAP/usr/bin/maas" migrate --configure` (migrations in region modes only).
+            "hooks": {"post-refresh": [[INSTALLED_BINARY, "maas", "migrate", "--configure"]]},
         }),
         "maas-cli" => json!({
             "name": "maas-cli", "kind": "deb", "files": [bin],

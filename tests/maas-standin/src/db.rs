@@ -208,6 +208,8 @@ CREATE TABLE IF NOT EXISTS standin_iprange (
     id serial PRIMARY KEY, type text NOT NULL, start_ip text NOT NULL, end_ip text NOT NULL,
     subnet_id integer NOT NULL REFERENCES standin_subnet ON DELETE CASCADE,
     comment text NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS standin_migration (
+    name text PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS standin_rpc_endpoint (
     region_system_id text NOT NULL, hostname text NOT NULL, pid integer NOT NULL,
     address text NOT NULL, port integer NOT NULL, updated timestamptz NOT NULL DEFAULT now(),
@@ -219,6 +221,57 @@ INSERT INTO standin_vlan (fabric_id, vid) VALUES (0, 0) ON CONFLICT DO NOTHING;
 pub fn needs_init(c: &mut Client) -> Result<bool> {
     let row = c.query_one("SELECT to_regclass('public.standin_schema') IS NULL", &[])?;
     Ok(row.get(0))
+}
+
+/// The MAAS releases whose schema changes the stand-in records, oldest first: a MAAS of
+/// version X.Y has the migrations of every release up to X.Y (Django's `maasserver`
+/// migrations ship with the code that needs them).
+pub const RELEASES: &[(u32, u32)] = &[(3, 4), (3, 5), (3, 6), (3, 7)];
+
+/// The migrations MAAS `version` ships (`maasserver.3_6`, ...).
+pub fn migrations_of(version: &str) -> Vec<String> {
+    let mut parts = version
+        .split(['.', '-', '+', '~'])
+        .map(|p| p.parse::<u32>());
+    let v = match (parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => (a, b),
+        _ => (u32::MAX, 0),
+    };
+    RELEASES
+        .iter()
+        .filter(|r| **r <= v)
+        .map(|(a, b)| format!("maasserver.{a}_{b}"))
+        .collect()
+}
+
+/// Django's `migrate` as MAAS's dbupgrade runs it for MAAS `version`: the tables, then every
+/// migration of that version not applied yet; the migrations it applied. One already applied
+/// by a newer MAAS is left alone and is no error: Django only applies what it has on disk and
+/// does not undo what it does not know (a refresh to an older MAAS keeps the newer schema).
+pub fn migrate_version(c: &mut Client, version: &str) -> Result<Vec<String>> {
+    migrate(c)?;
+    let mut applied = vec![];
+    for m in migrations_of(version) {
+        if c.execute(
+            "INSERT INTO standin_migration (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&m],
+        )? == 1
+        {
+            applied.push(m);
+        }
+    }
+    Ok(applied)
+}
+
+/// The migrations applied to the database, oldest first.
+pub fn applied_migrations(c: &mut Client) -> Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT name FROM standin_migration ORDER BY applied, name",
+        &[],
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }
 
 /// Creates the tables. Safe to run from several regions at once: one waits for the other.

@@ -59,6 +59,8 @@ pub struct Region {
     pub hostname: String,
     /// Its system id (`maas_id`).
     pub system_id: String,
+    /// The MAAS version it is (the snap's revision or the debs').
+    pub version: String,
     settings: Mutex<(DbSettings, String)>,
     generation: AtomicU64,
     api_pool: Mutex<Vec<(u64, Client)>>,
@@ -83,6 +85,7 @@ impl Region {
             flavor,
             hostname: util::hostname(),
             system_id,
+            version: crate::snapinfo::version(flavor),
             settings: Mutex::new((conf.db(), conf.get_or_default("maas_url"))),
             generation: AtomicU64::new(0),
             api_pool: Mutex::new(Vec::new()),

@@ -227,7 +227,7 @@ fn register(
         Ok(json!({
             "system_id": reg.system_id, "region": region.hostname,
             "region_system_id": region.system_id, "uuid": db::maas_uuid(c)?,
-            "version": crate::api::VERSION,
+            "version": region.version,
         }))
     })
 }

@@ -18,27 +18,47 @@ pub enum Supervisor {
 
 /// The Tracking column of `snap list maas`, if snapd can be asked.
 pub fn tracking() -> Option<String> {
+    tracking_of(&snap_list()?)
+}
+
+/// The `maas` row's Tracking value in `snap list` output.
+pub fn tracking_of(snap_list: &str) -> Option<String> {
+    column_of(snap_list, "Tracking")
+}
+
+/// The `maas` row's value in column `name` of `snap list` output.
+fn column_of(snap_list: &str, name: &str) -> Option<String> {
+    let mut lines = snap_list.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let col = header.iter().position(|h| *h == name)?;
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|w| w.first() == Some(&"maas"))
+        .and_then(|w| w.get(col).map(|s| s.to_string()))
+}
+
+fn snap_list() -> Option<String> {
     let out = Command::new("snap")
         .args(["list", "maas"])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    tracking_of(&String::from_utf8_lossy(&out.stdout))
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The `maas` row's Tracking value in `snap list` output.
-pub fn tracking_of(snap_list: &str) -> Option<String> {
-    let mut lines = snap_list.lines();
-    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
-    let col = header.iter().position(|h| *h == "Tracking")?;
-    lines
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.first() == Some(&"maas"))
-        .and_then(|w| w.get(col).map(|s| s.to_string()))
+/// The MAAS version running here: the snap's Version column of `snap list` (the revision
+/// snapd has linked, which a real snap knows from its own files), else the debs' (the
+/// stand-in's newest, [`crate::api::VERSION`]).
+pub fn version(flavor: crate::paths::Flavor) -> String {
+    match flavor {
+        crate::paths::Flavor::Snap => snap_list()
+            .and_then(|l| column_of(&l, "Version"))
+            .unwrap_or_else(|| crate::api::VERSION.to_string()),
+        crate::paths::Flavor::Deb => crate::api::VERSION.to_string(),
+    }
 }
 
 /// The supervisor of a snap tracking `channel`: supervisord up to track 3.4 (2.x included),
@@ -139,5 +159,6 @@ mod tests {
         assert_eq!(tracking_of(out).as_deref(), Some("3.4/stable"));
         assert_eq!(tracking_of("Name Version\n"), None);
         assert_eq!(tracking_of(""), None);
+        assert_eq!(column_of(out, "Version").as_deref(), Some("3.4.6"));
     }
 }

@@ -806,7 +806,20 @@ fn deb_dbupgrade_writes_no_secret_regiond_does() {
     ]));
     let o = r.sb.run_line("maas-region dbupgrade");
     assert_ok(&o);
-    assert!(stdout(&o).contains("schema created"), "{}", stdout(&o));
+    // The debs are MAAS 3.6: the migrations of every release up to it, then none left.
+    assert!(
+        stdout(&o).contains("  Applying maasserver.3_5... OK\n  Applying maasserver.3_6... OK\n")
+            && !stdout(&o).contains("3_7"),
+        "{}",
+        stdout(&o)
+    );
+    let again = r.sb.run_line("maas-region dbupgrade");
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("No migrations to apply."),
+        "{}",
+        stdout(&again)
+    );
     let secret_path = r.sb.path("/var/lib/maas/secret");
     assert!(
         !secret_path.exists(),
@@ -856,4 +869,119 @@ fn deb_dbupgrade_writes_no_secret_regiond_does() {
         "--email",
         "",
     ]));
+}
+
+/// A `snap` on PATH that reports the maas snap at the version in `<sandbox>/version` (as the
+/// hosts' snap reports the catalog channel's version, tests/CONTRACTS.md §2).
+fn snap_reporting_version(sb: &Sandbox, version: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = sb.dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(sb.dir.0.join("version"), version).unwrap();
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = list ] || exit 1\nv=$(cat {})\nprintf 'Name  Version  Rev  Tracking  Publisher  Notes\\nmaas  %s  1  %s/stable  local-model  -\\n' \"$v\" \"${{v%.*}}\"\n",
+        sb.dir.0.join("version").display()
+    );
+    std::fs::write(bin.join("snap"), script).unwrap();
+    std::fs::set_permissions(bin.join("snap"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn migrations(pg: &Postgres) -> Vec<String> {
+    pg.client()
+        .query("SELECT name FROM standin_migration ORDER BY name", &[])
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+/// The snap's post-refresh hook is its install hook, `maas migrate --configure`
+/// (snap/hooks/install, src/maascli/snap.py `cmd_migrate`): nothing in `none` and `rack` mode,
+/// the migrations of the refreshed-to MAAS in region modes. A refresh to an older MAAS runs it
+/// too and it succeeds: Django applies only the migrations it has and undoes none, so the
+/// newer schema stays (dbupgrade.py `Command.handle` has no version check). regiond reports
+/// the version snapd has linked.
+#[test]
+fn post_refresh_migrations_run_in_region_modes_and_keep_a_newer_schema() {
+    let pg = Postgres::start();
+    let r0 = Region::new("post-refresh", "region-pr");
+    let path = snap_reporting_version(&r0.sb, "3.5.8");
+    let r = Region {
+        sb: r0.sb.with("PATH", &path),
+        ..r0
+    };
+    let set_version = |v: &str| std::fs::write(r.sb.dir.0.join("version"), v).unwrap();
+
+    let o = r.sb.run_line("maas migrate --configure");
+    assert_eq!(o.status.code(), Some(0), "mode none: the hook does nothing");
+    let o = r.sb.run_line("maas migrate");
+    assert_eq!(
+        (o.status.code(), stdout(&o).trim()),
+        (Some(1), "MAAS is not configured")
+    );
+    std::fs::create_dir_all(r.sb.path("/var/snap/maas/common")).unwrap();
+    std::fs::write(r.sb.path("/var/snap/maas/common/snap_mode"), "rack\n").unwrap();
+    assert_eq!(
+        r.sb.run_line("maas migrate --configure").status.code(),
+        Some(0)
+    );
+    let o = r.sb.run_line("maas migrate");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o).trim(),
+        "Mode 'rack' is not connected to a database. No migrations to perform."
+    );
+    assert!(migrations(&pg).is_empty(), "no database was touched");
+
+    assert_ok(&maas_init(&r.sb, "region", &r.url(), &pg, "--force"));
+    assert_eq!(migrations(&pg), ["maasserver.3_4", "maasserver.3_5"]);
+    let mut procs = r.spawn_regiond();
+    assert_eq!(r.wait_up("region-pr")["version"], "3.5.8");
+    procs.stop();
+
+    // Refreshed to 3.6: the hook applies 3.6's migration.
+    set_version("3.6.3");
+    let o = r.sb.run_line("maas migrate --configure");
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("  Applying maasserver.3_6... OK"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        migrations(&pg),
+        ["maasserver.3_4", "maasserver.3_5", "maasserver.3_6"]
+    );
+    let mut procs = r.spawn_regiond();
+    assert_eq!(r.wait_up("region-pr")["version"], "3.6.3");
+    procs.stop();
+
+    // Refreshed back to 3.5: the hook succeeds and leaves 3.6's migration applied.
+    set_version("3.5.8");
+    let o = r.sb.run_line("maas migrate --configure");
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("No migrations to apply."),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        migrations(&pg),
+        ["maasserver.3_4", "maasserver.3_5", "maasserver.3_6"]
+    );
+
+    // A database that cannot be reached fails the hook (and so the refresh) as migrate_db
+    // does: dbupgrade's traceback, then argparse's error for the CalledProcessError.
+    pg.stop();
+    let o = r.sb.run_line("maas migrate --configure");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("django.db.utils.OperationalError")
+            && stderr(&o).contains("'dbupgrade']' returned non-zero exit status 1."),
+        "{}",
+        stderr(&o)
+    );
 }

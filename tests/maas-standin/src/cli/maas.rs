@@ -376,7 +376,9 @@ fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
     println!("Performing database migrations");
     let r = match db::connect(db_settings, "maas-standin-dbupgrade") {
         Err(e) => Err((e, true)),
-        Ok(mut c) => db::migrate(&mut c).map_err(|e| (e, false)),
+        Ok(mut c) => db::migrate_version(&mut c, &crate::snapinfo::version(Flavor::Snap))
+            .map(drop)
+            .map_err(|e| (e, false)),
     };
     let Err((e, connecting)) = r else {
         return Ok(true);
@@ -824,22 +826,56 @@ fn supervisorctl_status(mode: &str) -> (String, i32) {
     (out, code)
 }
 
+/// `maas migrate [--configure]` (src/maascli/snap.py `cmd_migrate.handle`): root only; with
+/// the hidden `--configure` (the snap's install and post-refresh hook: snap/hooks/install, to
+/// which post-refresh is a link, runs `maas migrate --configure`) it migrates in `region` and
+/// `region+rack` modes and does nothing, exit 0, in `rack` and `none`; without it, `none` is
+/// `MAAS is not configured` and `rack` `Mode 'rack' is not connected to a database. No
+/// migrations to perform.` (exit 1). Migrating is `migrate_db()`: `maas-region dbupgrade` under
+/// `check_call`, so a failure is dbupgrade's traceback on stderr, then argparse's error for
+/// the `CalledProcessError` (exit 2).
 fn migrate(args: &[String]) -> i32 {
-    let p = Parser::new("maas migrate");
-    if let Err(code) = parse(&p, args) {
-        return code;
-    }
+    let p = Parser::new("maas migrate").opts(&[Opt::flag("--configure", "").hidden()]);
+    let a = match parse(&p, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     if let Err(code) = require_root("migrate") {
         return code;
     }
-    let conf = match ConfFile::load(&Flavor::Snap.regiond_conf()) {
-        Ok(c) if !c.map.is_empty() => c,
-        _ => return fail("MAAS is not initialised as a region."),
+    let mode = conf::read_snap_mode();
+    let region = mode == "region" || mode == "region+rack";
+    if a.flag("--configure") && !region {
+        return 0;
+    }
+    if mode == "none" {
+        println!("MAAS is not configured");
+        return 1;
+    }
+    if mode == "rack" {
+        println!("Mode 'rack' is not connected to a database. No migrations to perform.");
+        return 1;
+    }
+    let settings = match ConfFile::load(&Flavor::Snap.regiond_conf()) {
+        Ok(c) => c.db(),
+        Err(e) => return fail(format!("Error: {e:#}")),
     };
-    let r = db::connect(&conf.db(), "maas-standin-migrate").and_then(|mut c| db::migrate(&mut c));
+    let version = crate::snapinfo::version(Flavor::Snap);
+    let r = match db::connect(&settings, "maas-standin-dbupgrade") {
+        Err(e) => Err((e, true)),
+        Ok(mut c) => db::migrate_version(&mut c, &version).map_err(|e| (e, false)),
+    };
     match r {
-        Ok(()) => 0,
-        Err(e) => fail(format!("Error: {e:#}")),
+        Ok(applied) => {
+            print!("{}", super::region::migrate_output(&applied));
+            0
+        }
+        Err((e, connecting)) => {
+            eprint!("{}", dbupgrade_traceback(true, &settings, &e, connecting));
+            python::maascli_error(
+                "Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.",
+            )
+        }
     }
 }
 

@@ -229,6 +229,20 @@ fn local_config_reset(args: &[String]) -> i32 {
     }
 }
 
+/// What Django's `migrate` prints: the migrations it applied, or that there were none.
+pub fn migrate_output(applied: &[String]) -> String {
+    let mut s = String::from(
+        "Operations to perform:\n  Apply all migrations: maasserver\nRunning migrations:\n",
+    );
+    if applied.is_empty() {
+        s.push_str("  No migrations to apply.\n");
+    }
+    for m in applied {
+        s.push_str(&format!("  Applying {m}... OK\n"));
+    }
+    s
+}
+
 fn dbupgrade(args: &[String]) -> i32 {
     let p = Parser::new("maas-region dbupgrade").opts(&[
         Opt::flag("--always-south", "(ignored)"),
@@ -250,17 +264,11 @@ fn dbupgrade(args: &[String]) -> i32 {
         // Migrations only: `dbupgrade` writes no file (Command.handle in
         // src/maasserver/management/commands/dbupgrade.py); the shared secret file is
         // regiond's, at start-up (`regiond::Region::start_up`).
-        Ok(mut cl) => db::needs_init(&mut cl)
-            .and_then(|fresh| db::migrate(&mut cl).map(|()| fresh))
-            .map_err(|e| (e, false)),
+        Ok(mut cl) => db::migrate_version(&mut cl, crate::api::VERSION).map_err(|e| (e, false)),
     };
     match r {
-        Ok(true) => {
-            println!("Operations to perform: apply all migrations\nRunning migrations: stand-in schema created.");
-            0
-        }
-        Ok(false) => {
-            println!("Operations to perform: apply all migrations\nRunning migrations:\n  No migrations to apply.");
+        Ok(applied) => {
+            print!("{}", migrate_output(&applied));
             0
         }
         // An exception escapes the management command: Python's traceback, exit 1.

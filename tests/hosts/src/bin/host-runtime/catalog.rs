@@ -23,6 +23,19 @@ pub struct Entry {
     pub users: Vec<String>,
     pub enable: Vec<String>,
     pub postinst: Vec<Vec<String>>,
+    /// Snaps: what the store offers per channel (`3.6/stable` → version and revision);
+    /// empty means every channel gets `version`.
+    pub channels: std::collections::BTreeMap<String, ChannelEntry>,
+    /// Snaps: the commands of each hook (`post-refresh`), run as snapd runs the snap's hook.
+    pub hooks: std::collections::BTreeMap<String, Vec<Vec<String>>>,
+}
+
+/// One channel of a snap in the catalog.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct ChannelEntry {
+    pub version: String,
+    pub revision: String,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +75,10 @@ pub struct Record {
     pub units: Vec<String>,
     /// `snap set` values.
     pub config: std::collections::BTreeMap<String, String>,
+    /// Snaps: the installed revision (`snap list`'s Rev).
+    pub revision: String,
+    /// Snaps: `snap refresh --hold`: `forever` or an RFC 3339 time.
+    pub hold: Option<String>,
 }
 
 /// The catalog entry for `name`: None if there is none, Err if it is unreadable.
@@ -139,7 +156,7 @@ pub fn systemctl(args: &[&str]) -> Result<String, String> {
     Ok(r.err)
 }
 
-fn run(argv: &[String]) -> Result<(), String> {
+pub fn run(argv: &[String]) -> Result<(), String> {
     let (p, a) = argv.split_first().ok_or("empty postinst command")?;
     let out = Command::new(p)
         .args(a)
@@ -185,6 +202,38 @@ fn machine_path(src: &str) -> PathBuf {
     }
 }
 
+/// Copies an entry's files and makes its symlinks (a snap's new revision on refresh, as on
+/// install); the paths it wrote.
+pub fn lay_files(e: &Entry) -> Result<(Vec<String>, Vec<String>), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut rec = Record::default();
+    for f in &e.files {
+        let dst = Path::new(&f.dst);
+        if let Some(p) = dst.parent() {
+            std::fs::create_dir_all(p).map_err(|x| format!("{}: {x}", p.display()))?;
+        }
+        let tmp = dst.with_extension("lm-tmp");
+        std::fs::copy(machine_path(&f.src), &tmp)
+            .map_err(|x| format!("copy {} to {}: {x}", f.src, f.dst))?;
+        if let Some(m) = mode(&f.mode) {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
+                .map_err(|x| x.to_string())?;
+        }
+        std::fs::rename(&tmp, dst).map_err(|x| format!("{}: {x}", f.dst))?;
+        rec.files.push(f.dst.clone());
+    }
+    for l in &e.symlinks {
+        let dst = Path::new(&l.dst);
+        if let Some(p) = dst.parent() {
+            std::fs::create_dir_all(p).map_err(|x| format!("{}: {x}", p.display()))?;
+        }
+        let _ = std::fs::remove_file(dst);
+        std::os::unix::fs::symlink(&l.target, dst).map_err(|x| format!("{}: {x}", l.dst))?;
+        rec.symlinks.push(l.dst.clone());
+    }
+    Ok((rec.files, rec.symlinks))
+}
+
 /// Installs a catalog entry: users, dirs, files, symlinks, daemon-reload, enable and
 /// start, postinst (the contract's order). Returns the record to save.
 pub fn install_entry(e: &Entry, kind: &str, channel: Option<String>) -> Result<Record, String> {
@@ -219,30 +268,9 @@ pub fn install_entry(e: &Entry, kind: &str, channel: Option<String>) -> Result<R
         channel,
         ..Default::default()
     };
-    for f in &e.files {
-        let dst = Path::new(&f.dst);
-        if let Some(p) = dst.parent() {
-            std::fs::create_dir_all(p).map_err(|x| format!("{}: {x}", p.display()))?;
-        }
-        let tmp = dst.with_extension("lm-tmp");
-        std::fs::copy(machine_path(&f.src), &tmp)
-            .map_err(|x| format!("copy {} to {}: {x}", f.src, f.dst))?;
-        if let Some(m) = mode(&f.mode) {
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
-                .map_err(|x| x.to_string())?;
-        }
-        std::fs::rename(&tmp, dst).map_err(|x| format!("{}: {x}", f.dst))?;
-        rec.files.push(f.dst.clone());
-    }
-    for l in &e.symlinks {
-        let dst = Path::new(&l.dst);
-        if let Some(p) = dst.parent() {
-            std::fs::create_dir_all(p).map_err(|x| format!("{}: {x}", p.display()))?;
-        }
-        let _ = std::fs::remove_file(dst);
-        std::os::unix::fs::symlink(&l.target, dst).map_err(|x| format!("{}: {x}", l.dst))?;
-        rec.symlinks.push(l.dst.clone());
-    }
+    let (files, links) = lay_files(e)?;
+    rec.files = files;
+    rec.symlinks = links;
     systemctl(&["daemon-reload"])?;
     for u in &e.enable {
         systemctl(&["enable", u])?;

@@ -11,6 +11,9 @@ struct Cli {
     channel: Option<String>,
     enable: bool,
     disable: bool,
+    /// `--hold[=<duration>]`: go-flags' optional value, `forever` when bare.
+    hold: Option<String>,
+    unhold: bool,
 }
 
 fn parse(argv: &[String]) -> Cli {
@@ -19,6 +22,8 @@ fn parse(argv: &[String]) -> Cli {
         channel: None,
         enable: false,
         disable: false,
+        hold: None,
+        unhold: false,
     };
     let mut it = argv.iter();
     while let Some(a) = it.next() {
@@ -32,6 +37,9 @@ fn parse(argv: &[String]) -> Cli {
             }
             "--enable" => c.enable = true,
             "--disable" => c.disable = true,
+            "--hold" => c.hold = Some("forever".into()),
+            s if s.starts_with("--hold=") => c.hold = Some(s["--hold=".len()..].to_string()),
+            "--unhold" => c.unhold = true,
             s if s.starts_with('-') => {}
             _ => c.names.push(a.clone()),
         }
@@ -61,6 +69,9 @@ pub fn main(argv: &[String]) -> i32 {
     let r = match cmd.as_str() {
         "install" => install(&cli),
         "refresh" => refresh(&cli),
+        // The local model's stand-in for snapd's refresh timer (a test knob, not a snap
+        // command): what an auto-refresh would do now.
+        "lm-auto-refresh" => auto_refresh(),
         "remove" => remove(&cli),
         "list" => list(&cli),
         "services" => services(&cli),
@@ -103,7 +114,10 @@ fn install(c: &Cli) -> Result<(), String> {
             None => return Err(format!("error: snap \"{n}\" not found")),
         };
         let ch = full_channel(c.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
-        let rec = catalog::install_entry(&e, "snap", Some(ch.clone())).map_err(|e| format!("error: cannot perform the following tasks:\n- Run install hook of \"{n}\" snap ({e})"))?;
+        let offered = offered(&e, &ch)?;
+        let mut rec = catalog::install_entry(&e, "snap", Some(ch.clone())).map_err(|e| format!("error: cannot perform the following tasks:\n- Run install hook of \"{n}\" snap ({e})"))?;
+        rec.version = offered.version;
+        rec.revision = offered.revision;
         catalog::save(&rec)?;
         let tag = if ch == DEFAULT_CHANNEL {
             String::new()
@@ -115,34 +129,332 @@ fn install(c: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-fn refresh(c: &Cli) -> Result<(), String> {
+/// What the store offers `entry` on `channel`: its channel map's version and revision, or,
+/// for an entry without one, its version on every channel. A channel the map lacks is refused
+/// as snapd refuses a track the store does not have (snapd cmd/snap `errorToCmdMessage`,
+/// `snapChannelNotAvailable`'s "architecture:risk" case; its table is only the channels here).
+fn offered(entry: &catalog::Entry, channel: &str) -> Result<catalog::ChannelEntry, String> {
+    if entry.channels.is_empty() {
+        return Ok(catalog::ChannelEntry {
+            version: entry.version.clone().unwrap_or_else(|| "1.0".into()),
+            revision: "1".into(),
+        });
+    }
+    entry.channels.get(channel).cloned().ok_or_else(|| {
+        let list: Vec<String> = entry
+            .channels
+            .iter()
+            .map(|(c, o)| format!("  {c:<16} {}", o.version))
+            .collect();
+        format!(
+            "error: snap \"{n}\" is not available on {channel} but is available to install on the following tracks:\n{}\n\nPlease be mindful that different tracks may include different features.\nGet more information with 'snap info {n}'.",
+            list.join("\n"),
+            n = entry.name,
+        )
+    })
+}
+
+/// Whether a `--hold` (`forever` or an RFC 3339 time) is still in force.
+fn held(hold: Option<&str>) -> bool {
+    match hold {
+        None => false,
+        Some("forever") => true,
+        Some(t) => rfc3339_to_unix(t).is_some_and(|until| until > now_unix()),
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` ↔ seconds since the epoch (UTC only: what this snap writes).
+fn unix_to_rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86400);
+    let secs = t.rem_euclid(86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn rfc3339_to_unix(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':').map(|x| x.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146097 + doe - 719468) * 86400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Go's `time.ParseDuration` for what a hold takes (`72h`, `30m`, `1h30m`, `90s`): seconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut rest = s.chars().peekable();
+    if s.is_empty() {
+        return Err(format!("time: invalid duration \"{s}\""));
+    }
+    while let Some(ch) = rest.next() {
+        if ch.is_ascii_digit() || ch == '.' {
+            num.push(ch);
+            continue;
+        }
+        let mut unit = ch.to_string();
+        while let Some(&c2) = rest.peek() {
+            if c2.is_ascii_digit() || c2 == '.' {
+                break;
+            }
+            unit.push(c2);
+            rest.next();
+        }
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("time: invalid duration \"{s}\""))?;
+        let mult = match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000001,
+            "ns" => 0.000000001,
+            _ => return Err(format!("time: unknown unit \"{unit}\" in duration \"{s}\"")),
+        };
+        total += n * mult;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("time: missing unit in duration \"{s}\""));
+    }
+    Ok(total as i64)
+}
+
+/// Where a hold of every snap's auto-refresh is kept (`snap refresh --hold` with no name).
+const AUTO_REFRESH_HOLD: &str = "/var/lib/local-model/snap-auto-refresh-hold";
+
+/// `snap refresh --hold[=<duration>] [<snap>...]` (snapd cmd/snap/cmd_snap_op.go
+/// `holdRefreshes`): a named snap's general refreshes and auto-refreshes are held, not a
+/// refresh that names it; without a name, auto-refreshes of every snap.
+fn hold(c: &Cli, value: &str) -> Result<(), String> {
+    let time = if value == "forever" {
+        "forever".to_string()
+    } else {
+        let secs = parse_duration(value).map_err(|e| {
+            format!("error: hold value must be a number of hours, minutes or seconds, or \"forever\": {e}")
+        })?;
+        if secs < 1 {
+            return Err(format!(
+                "error: cannot hold refreshes for less than a second: {value}"
+            ));
+        }
+        unix_to_rfc3339(now_unix() + secs)
+    };
+    let shown = if time == "forever" {
+        "indefinitely".to_string()
+    } else {
+        format!("until {time}")
+    };
     if c.names.is_empty() {
-        println!("All snaps up to date.");
+        std::fs::write(AUTO_REFRESH_HOLD, &time).map_err(|e| format!("error: {e}"))?;
+        println!("Auto-refresh of all snaps held {shown}");
         return Ok(());
     }
     for n in &c.names {
-        let Some(mut r) = installed(n) else {
+        let mut r = installed(n).ok_or(format!("error: snap \"{n}\" is not installed"))?;
+        r.hold = Some(time.clone());
+        catalog::save(&r)?;
+    }
+    println!("General refreshes of {} held {shown}", quoted(&c.names));
+    Ok(())
+}
+
+/// `snap refresh --unhold [<snap>...]` (`unholdRefreshes`).
+fn unhold(c: &Cli) -> Result<(), String> {
+    if c.names.is_empty() {
+        let _ = std::fs::remove_file(AUTO_REFRESH_HOLD);
+        println!("Removed auto-refresh hold on all snaps");
+        return Ok(());
+    }
+    for n in &c.names {
+        let mut r = installed(n).ok_or(format!("error: snap \"{n}\" is not installed"))?;
+        r.hold = None;
+        catalog::save(&r)?;
+    }
+    println!("Removed general refresh hold of {}", quoted(&c.names));
+    Ok(())
+}
+
+/// strutil.Quoted: `"a", "b"`.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The catalog's offer for an installed snap on `channel`, if it differs from what is
+/// installed (another channel, or another revision on the same one).
+fn update_for(
+    r: &Record,
+    channel: &str,
+) -> Result<Option<(catalog::Entry, catalog::ChannelEntry)>, String> {
+    let e = match catalog::lookup_kind(&r.name, "snap") {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return Err(format!("error: {e}")),
+        None => return Err(format!("error: snap \"{}\" not found", r.name)),
+    };
+    let o = offered(&e, channel)?;
+    let same =
+        r.channel.as_deref() == Some(channel) && o.revision == r.revision && o.version == r.version;
+    Ok((!same).then_some((e, o)))
+}
+
+fn refresh(c: &Cli) -> Result<(), String> {
+    if let Some(h) = &c.hold {
+        if c.unhold {
+            return Err("error: cannot use --hold with other flags".into());
+        }
+        return hold(c, h);
+    }
+    if c.unhold {
+        return unhold(c);
+    }
+    if c.names.len() > 1 && c.channel.is_some() {
+        return Err("error: a single snap name is needed to specify mode or channel flags".into());
+    }
+    if c.names.is_empty() {
+        // A general refresh: every snap with an update that is not held
+        // (cmd_snap_op.go `refreshMany`; a snap's hold covers general refreshes).
+        let mut done = false;
+        for r in catalog::records().into_iter().filter(|r| r.kind == "snap") {
+            if held(r.hold.as_deref()) {
+                continue;
+            }
+            let ch = r.channel.clone().unwrap_or_else(|| DEFAULT_CHANNEL.into());
+            if let Some((e, o)) = update_for(&r, &ch)? {
+                do_refresh(r, &e, &ch, o)?;
+                done = true;
+            }
+        }
+        if !done {
+            eprintln!("All snaps up to date.");
+        }
+        return Ok(());
+    }
+    for n in &c.names {
+        let Some(r) = installed(n) else {
             return Err(format!("error: snap \"{n}\" is not installed"));
         };
-        match &c.channel {
-            Some(ch) if r.channel.as_deref() != Some(full_channel(ch).as_str()) => {
-                let ch = full_channel(ch);
-                r.channel = Some(ch.clone());
-                catalog::save(&r)?;
-                // snapd stops a snap's running services to switch revisions, then starts
-                // them again.
-                for u in snap_units(n) {
-                    if crate::systemctl::call(&["is-active".into(), u.clone()]).code == 0 {
-                        catalog::systemctl(&["restart", &u]).map_err(|e| format!("error: {e}"))?;
-                    }
-                }
-                println!("{n} ({ch}) {} from Local Model refreshed", r.version);
-            }
-            Some(ch) => println!(
-                "snap \"{n}\" has no updates available ({})",
-                full_channel(ch)
-            ),
-            None => println!("snap \"{n}\" has no updates available"),
+        // A refresh that names the snap is not held back by its hold.
+        let ch = c
+            .channel
+            .as_deref()
+            .map(full_channel)
+            .or_else(|| r.channel.clone())
+            .unwrap_or_else(|| DEFAULT_CHANNEL.into());
+        match update_for(&r, &ch)? {
+            Some((e, o)) => do_refresh(r, &e, &ch, o)?,
+            None => eprintln!("snap \"{n}\" has no updates available"),
+        }
+    }
+    Ok(())
+}
+
+/// One refresh as snapd's `doInstall` orders it for an installed snap
+/// (overlord/snapstate/snapstate.go): the running services stop, the new revision is linked
+/// (files laid again, `current` moves; the data under /var/snap/NAME stays), the snap's
+/// `post-refresh` hook runs, then the services start. A failing hook undoes the refresh: the
+/// old revision is linked back and its services started, and the error names the hook.
+fn do_refresh(
+    mut r: Record,
+    e: &catalog::Entry,
+    ch: &str,
+    o: catalog::ChannelEntry,
+) -> Result<(), String> {
+    let n = r.name.clone();
+    let running: Vec<String> = snap_units(&n)
+        .into_iter()
+        .filter(|u| crate::systemctl::call(&["is-active".into(), u.clone()]).code == 0)
+        .collect();
+    for u in &running {
+        catalog::systemctl(&["stop", u]).map_err(|e| format!("error: {e}"))?;
+    }
+    let old = r.clone();
+    catalog::lay_files(e).map_err(|x| format!("error: {x}"))?;
+    // link-snap writes the new revision's service wrappers and reloads systemd.
+    catalog::systemctl(&["daemon-reload"]).map_err(|x| format!("error: {x}"))?;
+    r.channel = Some(ch.to_string());
+    r.version = o.version.clone();
+    r.revision = o.revision.clone();
+    catalog::save(&r)?;
+    let hook = e
+        .hooks
+        .get("post-refresh")
+        .map(|cmds| cmds.iter().try_for_each(|argv| catalog::run(argv)))
+        .unwrap_or(Ok(()));
+    if let Err(err) = hook {
+        catalog::save(&old)?;
+        for u in &running {
+            let _ = catalog::systemctl(&["start", u]);
+        }
+        return Err(format!(
+            "error: cannot perform the following tasks:\n- Run post-refresh hook of \"{n}\" snap if present (run hook \"post-refresh\": {err})"
+        ));
+    }
+    for u in &running {
+        catalog::systemctl(&["start", u]).map_err(|e| format!("error: {e}"))?;
+    }
+    let tag = if ch == DEFAULT_CHANNEL {
+        String::new()
+    } else {
+        format!(" ({ch})")
+    };
+    println!("{n}{tag} {} from Local Model refreshed", r.version);
+    Ok(())
+}
+
+/// What snapd's refresh timer would do now: refresh every snap whose tracked channel the
+/// catalog offers another revision of, unless its refreshes are held or every snap's
+/// auto-refresh is (`holdRefreshes`: a named hold is at level "general", which covers
+/// auto-refreshes too; with no name, level "auto-refresh" for every snap).
+fn auto_refresh() -> Result<(), String> {
+    let all_held = std::fs::read_to_string(AUTO_REFRESH_HOLD)
+        .ok()
+        .is_some_and(|t| held(Some(t.trim())));
+    if all_held {
+        println!("auto-refresh: held");
+        return Ok(());
+    }
+    for r in catalog::records().into_iter().filter(|r| r.kind == "snap") {
+        if held(r.hold.as_deref()) {
+            println!("auto-refresh: {} held", r.name);
+            continue;
+        }
+        let ch = r.channel.clone().unwrap_or_else(|| DEFAULT_CHANNEL.into());
+        if let Some((e, o)) = update_for(&r, &ch)? {
+            do_refresh(r, &e, &ch, o)?;
         }
     }
     Ok(())
@@ -174,14 +486,19 @@ fn list(c: &Cli) -> Result<(), String> {
         return Err("error: no matching snaps installed".into());
     }
     println!(
-        "{:<20} {:<12} {:<5} {:<16} {:<12} Notes",
+        "{:<20} {:<12} {:<6} {:<16} {:<12} Notes",
         "Name", "Version", "Rev", "Tracking", "Publisher"
     );
     for r in recs {
         let ch = r.channel.clone().unwrap_or_else(|| DEFAULT_CHANNEL.into());
+        let rev = if r.revision.is_empty() {
+            "1"
+        } else {
+            r.revision.as_str()
+        };
         println!(
-            "{:<20} {:<12} {:<5} {:<16} {:<12} -",
-            r.name, r.version, "1", ch, "local-model"
+            "{:<20} {:<12} {:<6} {:<16} {:<12} -",
+            r.name, r.version, rev, ch, "local-model"
         );
     }
     Ok(())
