@@ -454,11 +454,11 @@ fn pre_upgrade_check(ctx: &mut Context) -> anyhow::Result<()> {
         for u in p.units() {
             bags.push((u.to_string(), p.unit_data(u)?));
         }
+        let wanted = crate::config::Config::from_raw(&ctx.model.config_raw()?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .patroni_version;
         for (u, bag) in bags {
-            if let Some(what) = bag
-                .get(crate::upgrade::keys::PENDING)
-                .filter(|w| !w.is_empty())
-            {
+            if let Some(what) = crate::upgrade::peer_state(&u, &bag, &wanted).pending {
                 waiting.push(format!("{u} ({what})"));
             }
         }

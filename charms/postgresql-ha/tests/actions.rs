@@ -410,4 +410,28 @@ fn pre_upgrade_check_passes_only_when_losing_a_member_keeps_writes() {
     let why = refusal(&out);
     assert!(why.starts_with("not safe to upgrade now"), "{why}");
     assert!(why.contains("postgresql-ha/2 is stopped"), "{why}");
+
+    // During a roll: ok, and it names the units still to go (a report from before the
+    // config change counts as pending) and whose turn it is.
+    let mut rolling = st.clone().with_config("patroni-version", "4.1.6");
+    let rel = rolling
+        .relations
+        .iter_mut()
+        .find(|r| r.endpoint == "database-peers")
+        .unwrap();
+    rel.local_app_data
+        .insert("upgrade-turn".into(), "postgresql-ha/2".into());
+    for (n, version) in [(1, "4.1.6"), (2, "4.1.5")] {
+        rel.remote_units
+            .get_mut(&n)
+            .unwrap()
+            .insert("patroni-version".into(), version.into());
+    }
+    let out = act("pre-upgrade-check", json!({}), &rolling);
+    assert_eq!(out.action.failed, None);
+    assert_eq!(
+        out.action.results["upgrading"],
+        "postgresql-ha/2 (Patroni 4.1.5 -> 4.1.6)"
+    );
+    assert_eq!(out.action.results["turn"], "postgresql-ha/2");
 }
