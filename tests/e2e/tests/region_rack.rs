@@ -783,7 +783,10 @@ fn region_vip_holder_down(d: &Deployment) -> Result<()> {
             .wait_successes(10, Duration::from_secs(60))
             .context("requests through the VIP did not resume")?;
         for m in &racks {
-            let after = rack_reached_region_after(d, m, down_at, Duration::from_secs(60))?;
+            // MAAS's rackd asks again only on its timer (30 s once fully connected) and waits
+            // for its connects to the lost host's event-loops (30 s TCP timeout) before the
+            // next update: up to about 70 s, so a generous bound.
+            let after = rack_reached_region_after(d, m, down_at, Duration::from_secs(120))?;
             eprintln!("    rackd on machine {m} learnt the endpoints through the VIP again {after:.1?} after the host went down");
             // Meanwhile it kept its RPC connections to the surviving regions (MAAS's rackd
             // holds one to every region's workers and drops only the lost ones).
