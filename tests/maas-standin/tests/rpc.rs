@@ -27,7 +27,11 @@ struct Host {
 impl Host {
     /// A region host on `addr` whose workers may take the ports in `rpc` (MAAS: 5250-5259).
     fn new(tag: &str, name: &str, addr: &'static str, rpc_ports: usize) -> Host {
-        let (api, internal, temporal) = (free_port(), free_port(), free_port());
+        Host::on_port(tag, name, addr, rpc_ports, free_port())
+    }
+    /// A region host whose nginx serves `api` (as every MAAS region serves 5240).
+    fn on_port(tag: &str, name: &str, addr: &'static str, rpc_ports: usize, api: u16) -> Host {
+        let (internal, temporal) = (free_port(), free_port());
         let rpc = free_ports(rpc_ports);
         let sb = Sandbox::new(tag)
             .with(
@@ -212,14 +216,17 @@ fn regions_of(rec: &Value) -> Vec<String> {
 
 /// A rack whose `maas_url` is one region learns both regions' workers there and holds a
 /// connection to each; when that region goes away (regiond, nginx, Temporal: the whole host),
-/// it cannot fetch `/MAAS/rpc/` any more but keeps its connections to the other region, and
-/// its maas-agent loses Temporal and the internal API; when the region comes back it connects
-/// to its new workers again.
+/// it keeps its connections to the other region and learns the endpoints from the other
+/// region through its saved state, and its maas-agent loses Temporal and the internal API;
+/// when the region comes back it connects to its new workers again.
 #[test]
 fn a_rack_holds_connections_to_every_region_and_keeps_them_when_its_url_goes() {
     let pg = Postgres::start();
-    let a = Host::new("hold-a", "region-ha", "127.0.0.1", 3);
-    let b = Host::new("hold-b", "region-hb", "127.0.0.2", 3);
+    // Both regions on one HTTP port, as every region has 5240: the rack's saved state names
+    // each connected region at that port.
+    let api = free_port();
+    let a = Host::on_port("hold-a", "region-ha", "127.0.0.1", 3, api);
+    let b = Host::on_port("hold-b", "region-hb", "127.0.0.2", 3, api);
     a.init(&pg, 2);
     b.init(&pg, 2);
     let mut pa = RegionProcs::spawn(&a.sb, "snap");
@@ -274,9 +281,10 @@ fn a_rack_holds_connections_to_every_region_and_keeps_them_when_its_url_goes() {
     let sid = read_trimmed(&rack.path("/var/snap/maas/common/maas/maas_id"));
     assert!(!sid.is_empty(), "registration gave the rack its system id");
     let state = read(&rack.path("/var/snap/maas/common/maas/rpc.state"));
-    assert!(
-        state.contains("http://127.0.0.1:") && state.contains("http://127.0.0.2:"),
-        "the saved state lists every connected region: {state}"
+    assert_eq!(
+        state,
+        format!("http://127.0.0.1:{api}/MAAS\nhttp://127.0.0.2:{api}/MAAS\n"),
+        "the saved state lists every connected region's address"
     );
     wait_record(
         &rack,
@@ -304,9 +312,18 @@ fn a_rack_holds_connections_to_every_region_and_keeps_them_when_its_url_goes() {
         |l| l["event"] == "connections" && regions_of(l) == ["region-hb"],
     );
     assert_eq!(lost["ok"], true, "{lost}");
-    wait_record(&rack, "the fetch through maas_url fails", down, T, |l| {
-        l["event"] == "rpc-info" && l["ok"] == false
-    });
+    // maas_url does not answer; the saved state's URL of region-hb does (`_get_rpc_info`).
+    let via_saved = wait_record(
+        &rack,
+        "the endpoints learnt through the saved state",
+        down,
+        T,
+        |l| l["event"] == "rpc-info" && l["ok"] == true,
+    );
+    assert_eq!(
+        via_saved["url"],
+        format!("http://127.0.0.2:{api}/MAAS").as_str()
+    );
     wait_record(&rack, "maas-agent loses Temporal", down, T, |l| {
         l["event"] == "agent" && l["temporal"]["connected"] == false
     });
