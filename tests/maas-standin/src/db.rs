@@ -742,6 +742,16 @@ pub fn set_rpc_endpoints(
     Ok(())
 }
 
+/// Withdraws this region's RPC endpoints, as a region that stops deletes its processes
+/// (`IPCMasterService.stopService`, src/maasserver/ipc.py: `delete_all_processes`).
+pub fn delete_rpc_endpoints(c: &mut Client, region_system_id: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM standin_rpc_endpoint WHERE region_system_id = $1",
+        &[&region_system_id],
+    )?;
+    Ok(())
+}
+
 /// The `/MAAS/rpc/` document (src/maasserver/views/rpc.py `info`, `get_endpoints`): every
 /// region process's endpoints as `{"eventloops": {"<hostname>:pid=<pid>": [[address, port],
 /// ...]}}`, leaving out an address another region also lists (`_unique_to_region`).

@@ -318,6 +318,40 @@ fn ensure_services(flavor: Flavor, f: crate::snapinfo::Features) {
     }
 }
 
+static TERMINATING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_terminate(_: libc::c_int) {
+    TERMINATING.store(true, Ordering::SeqCst);
+}
+
+/// A stopping regiond deletes its processes and so its RPC endpoints before it exits
+/// (`IPCMasterService.stopService`), so racks stop being sent to it; a killed one leaves them
+/// until another region drops them ([`db::RPC_ENDPOINT_REMOVE_SECS`]). The database gets two
+/// seconds: a stop must not hang on a database that is gone.
+fn exit_cleanly_on_sigterm(region: Arc<Region>) {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_terminate as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_terminate as *const () as libc::sighandler_t);
+    }
+    std::thread::spawn(move || loop {
+        if TERMINATING.load(Ordering::SeqCst) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let r = region.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(r.with_db(|c| db::delete_rpc_endpoints(c, &r.system_id)));
+            });
+            match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(Ok(())) => eprintln!("regiond: stopping; RPC endpoints withdrawn"),
+                Ok(Err(e)) => eprintln!("regiond: stopping; RPC endpoints left: {e:#}"),
+                Err(_) => eprintln!("regiond: stopping; the database did not answer in time"),
+            }
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    });
+}
+
 /// Runs regiond: never returns unless a worker socket cannot be bound.
 ///
 /// As MAAS's regiond (src/maasserver/eventloop.py `MAASServices.startService`): `start_up`
@@ -331,6 +365,7 @@ fn ensure_services(flavor: Flavor, f: crate::snapinfo::Features) {
 pub fn run(flavor: Flavor) -> Result<()> {
     util::set_comm("regiond");
     let region = Arc::new(Region::new(flavor)?);
+    exit_cleanly_on_sigterm(region.clone());
     let features = crate::snapinfo::features(flavor);
     eprintln!(
         "regiond: {} ({}) starting up",

@@ -80,7 +80,7 @@ fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
     a.init(&pg, 2);
     b.init(&pg, 1);
     let _pa = RegionProcs::spawn(&a.sb, "snap");
-    let _pb = RegionProcs::spawn(&b.sb, "snap");
+    let mut pb = RegionProcs::spawn(&b.sb, "snap");
     for h in [&a, &b] {
         let loops = h.wait_eventloops(3, "two workers of region-ra and one of region-rb");
         let mut per_region: Vec<(String, Vec<(String, u16)>)> = loops
@@ -180,6 +180,20 @@ fn regions_list_every_regions_rpc_endpoints_at_maas_rpc() {
     });
     let loops = a.wait_eventloops(3, "/MAAS/rpc/ on http with TLS on");
     assert!(loops.keys().any(|k| k.starts_with("region-rb:pid=")));
+
+    // A regiond that stops withdraws its endpoints (IPCMasterService.stopService)...
+    pb.regiond.stop();
+    let loops = a.wait_eventloops(2, "region-rb's workers withdrawn when it stops");
+    assert!(
+        loops.keys().all(|k| k.starts_with("region-ra:pid=")),
+        "{loops:?}"
+    );
+    // ...a killed one cannot: its endpoints stay until another region drops them (90 s).
+    pb.regiond = b.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    a.wait_eventloops(3, "region-rb back");
+    pb.regiond.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    a.wait_eventloops(3, "a killed region-rb still listed");
 }
 
 fn rack_log(sb: &Sandbox) -> Vec<Value> {
