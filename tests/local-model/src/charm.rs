@@ -390,7 +390,22 @@ pub fn unpack(path: &Path, dest: &Path) -> Result<()> {
         }
         let mut buf = Vec::new();
         entry.read_to_end(&mut buf)?;
-        fs::write(&out, &buf).with_context(|| format!("writing {}", out.display()))?;
+        // A file already there is removed and a new one created, as Juju's charm deployer
+        // expands an upgrade (juju/utils zip/zip.go extractor.writeFile: os.RemoveAll, then
+        // O_CREATE|O_EXCL; internal/charm CharmArchive.ExpandTo from worker/uniter/charm
+        // manifest_deployer.go Deploy): a process running the old binary (a charm's own
+        // service) keeps its inode, and writing in place would fail with ETXTBSY.
+        match fs::symlink_metadata(&out) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&out)?,
+            Ok(_) => fs::remove_file(&out)?,
+            Err(_) => {}
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&out)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &buf))
+            .with_context(|| format!("writing {}", out.display()))?;
         if let Some(m) = mode {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&out, fs::Permissions::from_mode(m & 0o7777))?;
@@ -435,6 +450,27 @@ pub fn pack_dir(src: &Path, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An upgrade replaces each file with a new one (Juju's extractor.writeFile), so a process
+    /// still running the old binary keeps it: a hard link to the old file keeps the old
+    /// content, and a running executable does not make the upgrade fail.
+    #[test]
+    fn unpacking_over_a_charm_replaces_files_instead_of_rewriting_them() {
+        let tmp = std::env::temp_dir().join(format!("lm-unpack-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let (src, dest) = (tmp.join("src"), tmp.join("dest"));
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&dest).unwrap();
+        fs::write(src.join("dispatch"), "new").unwrap();
+        let charm = tmp.join("c.charm");
+        pack_dir(&src, &charm).unwrap();
+        fs::write(dest.join("dispatch"), "old").unwrap();
+        fs::hard_link(dest.join("dispatch"), tmp.join("running")).unwrap();
+        unpack(&charm, &dest).unwrap();
+        assert_eq!(fs::read_to_string(dest.join("dispatch")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(tmp.join("running")).unwrap(), "old");
+        fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn parses_endpoints_config_and_actions() {
