@@ -8,8 +8,11 @@
 //! The drill: every job of every unit is up and every rule loads and evaluates; nothing is
 //! pending or firing in the healthy model; one replica's etcd frozen → its etcd target down,
 //! EtcdQuorumAtRisk pending, then firing once its `for:` (1m) has passed, with the charm's
-//! labels; etcd thawed → the alert clears. Intervals are 5 s (scrape and evaluation) where the
-//! defaults are 1m, so that the drill takes minutes; the rules' `for:` are the charm's.
+//! labels; etcd thawed → the alert clears. Then the primary's Patroni frozen → PostgresqlNoPrimary
+//! pending from when its samples go stale until a replica is promoted, then gone (it fires only
+//! if that gap outlasts its `for: 15s`; with ttl 20 s it has not: pending ~12 s after the
+//! freeze, cleared at ~27 s). Intervals are 5 s (scrape and evaluation) where the defaults are
+//! 1m, so that the drill takes minutes (about 150 s); the rules' `for:` are the charm's.
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{ha, until, Deployment, Env, FaultOp};
@@ -344,15 +347,86 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         all_up(&d, &units)
     })
     .expect("healed");
-    eprintln!(
-        "    etcd thawed: cleared after {:?}; whole test {:?}",
-        thawed.elapsed(),
-        start.elapsed()
-    );
+    eprintln!("    etcd thawed: cleared after {:?}", thawed.elapsed());
+    patroni_frozen_on_the_primary(&d, &units).expect("no primary while Patroni is frozen");
+    eprintln!("    whole test {:?}", start.elapsed());
+
     let failed = d.lm.failures().expect("failures").failed;
     assert!(
         failed.is_empty(),
         "hooks exited non-zero:\n{}",
         e2e::failure_lines(&failed)
     );
+}
+
+/// Patroni frozen (SIGSTOP) on the primary: its REST API stops answering, so its samples go
+/// stale and no member reports itself primary until the leader key expires (ttl 20 s) and a
+/// replica is promoted. PostgresqlNoPrimary must be pending in that gap (firing once it lasts
+/// its `for: 15s`) and gone once the new primary reports; Patroni thawed, the old primary
+/// rejoins and every target is up again.
+fn patroni_frozen_on_the_primary(d: &Deployment, units: &[String]) -> Result<()> {
+    let (old, machine) = ha::primary_machine(d)?;
+    let pids: Vec<u32> = serde_json::from_value(d.fault(
+        &machine,
+        FaultOp::Pids {
+            comm: "patroni".into(),
+        },
+    )?)?;
+    ensure!(!pids.is_empty(), "no patroni process on machine {machine}");
+    for p in &pids {
+        d.fault(&machine, FaultOp::Freeze { pid: *p })?;
+    }
+    let frozen = Instant::now();
+    let result = (|| -> Result<(Duration, bool, Duration, String)> {
+        let (_, pending_after) = until(
+            Duration::from_secs(40),
+            "PostgresqlNoPrimary pending",
+            || match state_of(d, "PostgresqlNoPrimary")? {
+                Some((s, _)) if s == "pending" || s == "firing" => Ok(()),
+                other => bail!("PostgresqlNoPrimary: {other:?}"),
+            },
+        )?;
+        // Watch it until it clears: whether it reached firing depends on how long the gap
+        // outlasted the rule's `for:`.
+        let mut fired = false;
+        until(
+            Duration::from_secs(90),
+            "PostgresqlNoPrimary cleared",
+            || match state_of(d, "PostgresqlNoPrimary")? {
+                None => Ok(()),
+                Some((s, l)) => {
+                    if s == "firing" {
+                        ensure!(
+                            l["severity"] == "critical" && l["juju_application"] == "postgresql-ha",
+                            "labels {l}"
+                        );
+                        fired = true;
+                    }
+                    bail!("PostgresqlNoPrimary {s}")
+                }
+            },
+        )?;
+        let new = e2e::pg_drills::wait_new_primary(d, &old, Duration::from_secs(30))?;
+        Ok((pending_after, fired, frozen.elapsed(), new))
+    })();
+    for p in &pids {
+        let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
+    }
+    let (pending_after, fired, cleared_after, new) = result?;
+    eprintln!(
+        "    Patroni of {old} frozen: PostgresqlNoPrimary pending after {pending_after:?}, {}, cleared after {cleared_after:?} ({new} promoted); frozen for {:?}",
+        if fired { "firing" } else { "never firing (the gap was shorter than for: 15s)" },
+        frozen.elapsed()
+    );
+    until(
+        Duration::from_secs(120),
+        "every target up after the thaw",
+        || {
+            all_up(d, units)?;
+            let a = state_of(d, "PostgresqlNoPrimary")?;
+            ensure!(a.is_none(), "PostgresqlNoPrimary {a:?}");
+            Ok(())
+        },
+    )?;
+    Ok(())
 }
