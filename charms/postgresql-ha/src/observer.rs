@@ -123,6 +123,7 @@ pub fn run(args: &[String]) -> ! {
     let marker = Path::new(paths::ROLE_MARKER);
     let mut last: Option<String> = None;
     let mut last_odd: Option<String> = None;
+    let mut hook = BackgroundHook::default();
     loop {
         let marked = match take_marker(marker) {
             Ok(m) => m,
@@ -143,22 +144,11 @@ pub fn run(args: &[String]) -> ! {
                 Err(e) => eprintln!("could not move etcd leadership off the primary: {e:#}"),
             }
         }
-        if let Some(exec) =
-            exec.filter(|_| should_dispatch(last.as_deref(), now.as_deref(), marked))
-        {
-            let argv = juju_exec::update_status_argv(exec, unit, charm_dir);
-            match std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .output()
-            {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => eprintln!(
-                    "{} failed: {}",
-                    argv.join(" "),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-                Err(e) => eprintln!("{} could not start: {e}", argv[0]),
-            }
+        if exec.is_some() && should_dispatch(last.as_deref(), now.as_deref(), marked) {
+            hook.want();
+        }
+        if let Some(exec) = exec {
+            hook.poll(|| juju_exec::update_status_argv(exec, unit, charm_dir));
         }
         if now.is_some() {
             last = now;
@@ -167,9 +157,99 @@ pub fn run(args: &[String]) -> ! {
     }
 }
 
+/// The update-status hook the observer asks for, run in the background: `juju-exec` returns
+/// only when the hook has run, which takes seconds (the machine's hook lock, the hook itself)
+/// right when a failover happened, and the loop must go on meanwhile, above all to move etcd
+/// leadership off a new primary at once (a new etcd leader extends every lease by a whole TTL,
+/// so an etcd leader lost with the primary delays the next failover by that much). One run at
+/// a time; a change seen while one runs asks for one more after it.
+#[derive(Default)]
+struct BackgroundHook {
+    running: Option<(Vec<String>, std::process::Child)>,
+    wanted: bool,
+}
+
+impl BackgroundHook {
+    fn want(&mut self) {
+        self.wanted = true;
+    }
+
+    /// Reaps a finished run (reporting a failure) and starts the next one if wanted.
+    fn poll(&mut self, argv: impl FnOnce() -> Vec<String>) {
+        if let Some((argv, child)) = &mut self.running {
+            match child.try_wait() {
+                Ok(None) => return,
+                Ok(Some(st)) if st.success() => {}
+                Ok(Some(st)) => {
+                    let mut err = String::new();
+                    if let Some(e) = child.stderr.as_mut() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    eprintln!("{} failed ({st}): {}", argv.join(" "), err.trim());
+                }
+                Err(e) => eprintln!("{}: {e}", argv.join(" ")),
+            }
+            self.running = None;
+        }
+        if !std::mem::take(&mut self.wanted) {
+            return;
+        }
+        let argv = argv();
+        match std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => self.running = Some((argv, child)),
+            Err(e) => eprintln!("{} could not start: {e}", argv[0]),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The loop never waits for the hook: a run in progress is left alone, a change seen
+    /// meanwhile gets exactly one more run after it, and nothing runs unasked.
+    #[test]
+    fn the_hook_runs_in_the_background_once_per_wish() {
+        let dir = std::env::temp_dir().join(format!("observer-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let count = dir.join("runs");
+        let _ = std::fs::remove_file(&count);
+        let argv = || {
+            vec![
+                "sh".to_string(),
+                "-c".into(),
+                format!("echo run >> {}; sleep 0.3", count.display()),
+            ]
+        };
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let mut hook = BackgroundHook::default();
+        hook.poll(argv);
+        assert!(hook.running.is_none(), "nothing unasked");
+        hook.want();
+        let t = std::time::Instant::now();
+        hook.poll(argv);
+        assert!(t.elapsed() < Duration::from_millis(200), "poll does not wait for the hook");
+        hook.want();
+        hook.want();
+        hook.poll(argv);
+        while hook.running.is_some() || hook.wanted {
+            std::thread::sleep(Duration::from_millis(20));
+            hook.poll(argv);
+        }
+        assert_eq!(runs(), 2, "one run, and one more for the wishes made while it ran");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A scratch directory standing for /run/postgresql-ha, and a file outside it.
     fn marker_dir(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
