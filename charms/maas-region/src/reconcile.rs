@@ -247,6 +247,12 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
                 } else {
                     "waiting for the leader to disable MAAS TLS (maas config-tls disable)"
                 })
+            } else if w.cfg.tls_enabled && !answers_tls(ctx, w.cfg.install_method)? {
+                // MAAS has the certificate; this region's nginx takes it a moment later.
+                Status::waiting(format!(
+                    "MAAS does not answer {} yet (nginx taking the certificate)",
+                    local_tls_api()
+                ))
             } else if w.cfg.tls_enabled {
                 Status::active(format!(
                     "serving {u}; users: {}",
@@ -325,6 +331,25 @@ fn answers(ctx: &Context, haproxy: bool) -> anyhow::Result<bool> {
     let probe = format!(
         "until curl -s -o /dev/null -f --max-time 3 {}; do sleep 1; done",
         local_api(haproxy)
+    );
+    Ok(ctx
+        .machine
+        .run(&Cmd::new("timeout", ["30", "sh", "-c", probe.as_str()]).allow_failure())?
+        .success())
+}
+
+/// This region's own TLS port, verified against the application's CA (the certificate names
+/// 127.0.0.1): what a user sent here over https reaches.
+fn local_tls_api() -> String {
+    format!("https://127.0.0.1:{}{}", certs::TLS_PORT, render::HEALTH_PATH)
+}
+
+/// Whether [`local_tls_api`] answers, waiting half a minute at most (as [`answers`]).
+fn answers_tls(ctx: &Context, m: InstallMethod) -> anyhow::Result<bool> {
+    let probe = format!(
+        "until curl -s -o /dev/null -f --max-time 3 --cacert {} {}; do sleep 1; done",
+        certs::ca_file(m).display(),
+        local_tls_api()
     );
     Ok(ctx
         .machine

@@ -179,3 +179,27 @@ fn a_non_leader_trusts_the_published_ca_and_waits_until_maas_serves_it() {
         Status::waiting("waiting for the leader to enable MAAS TLS (maas config-tls enable)")
     );
 }
+
+#[test]
+fn a_region_whose_nginx_has_not_taken_the_certificate_yet_waits() {
+    // Arrange: the TLS probe of this region's own 5443 times out.
+    let mut st = tls_leader();
+    st.machine = st.machine.respond_times(
+        &[
+            "timeout",
+            "30",
+            "sh",
+            "-c",
+            &format!("until curl -s -o /dev/null -f --max-time 3 --cacert {CA_FILE} https://127.0.0.1:5443/MAAS/rpc/; do sleep 1; done"),
+        ],
+        charm_lib::CmdOutput::failed(124, ""),
+        1,
+    );
+    // Act
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    // Assert
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("MAAS does not answer https://127.0.0.1:5443/MAAS/rpc/ yet (nginx taking the certificate)")
+    );
+}
