@@ -9,10 +9,12 @@
 //! pending or firing in the healthy model; one replica's etcd frozen → its etcd target down,
 //! EtcdQuorumAtRisk pending, then firing once its `for:` (1m) has passed, with the charm's
 //! labels; etcd thawed → the alert clears. Then the primary's Patroni frozen → PostgresqlNoPrimary
-//! pending from when its samples go stale until a replica is promoted, then gone (it fires only
-//! if that gap outlasts its `for: 15s`; with ttl 20 s it has not: pending ~12 s after the
-//! freeze, cleared at ~27 s). Intervals are 5 s (scrape and evaluation) where the defaults are
-//! 1m, so that the drill takes minutes (about 150 s); the rules' `for:` are the charm's.
+//! pending from when its samples go stale until a replica is promoted, then gone; it fires only
+//! if that gap outlasts its `for: 15s`, which with Patroni's ttl 20 s is a matter of seconds
+//! (pending 10–12 s after the freeze, cleared at 27–31 s: firing in one run of two), so the
+//! drill requires pending and reports whether it fired. Intervals are 5 s (scrape and
+//! evaluation) where the defaults are 1m, so that the drill takes minutes (150–170 s); the
+//! rules' `for:` are the charm's.
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{ha, until, Deployment, Env, FaultOp};
@@ -415,7 +417,7 @@ fn patroni_frozen_on_the_primary(d: &Deployment, units: &[String]) -> Result<()>
     let (pending_after, fired, cleared_after, new) = result?;
     eprintln!(
         "    Patroni of {old} frozen: PostgresqlNoPrimary pending after {pending_after:?}, {}, cleared after {cleared_after:?} ({new} promoted); frozen for {:?}",
-        if fired { "firing" } else { "never firing (the gap was shorter than for: 15s)" },
+        if fired { "firing" } else { "never firing (the gap was shorter than its for: 15s)" },
         frozen.elapsed()
     );
     until(
