@@ -399,6 +399,9 @@ pub(crate) fn ensure_subordinates(rt: &mut Runtime) -> Result<()> {
                 .applications
                 .get(&other.app)
                 .is_some_and(|a| a.meta.subordinate);
+            // Only a principal entering the scope creates a unit (subordinateOps returns no
+            // ops unless RelationUnit.isPrincipal): a relation between two subordinates adds
+            // none, its units meet where both already are.
             if !sub || other_sub {
                 continue;
             }
@@ -627,7 +630,10 @@ pub fn remove_relation(rt: &mut Runtime, a: &str, b: &str) -> Result<()> {
             )
         })?;
     rel.dying = true;
-    if rel.container {
+    let sub = |app: &str| rt.state.applications[app].meta.subordinate;
+    // Between two subordinates no unit goes with the relation: none was created for it (see
+    // ensure_subordinates).
+    if rel.container && !(sub(&ea.app) && sub(&eb.app)) {
         let (pa, sa) = if rt.state.applications[&ea.app].meta.subordinate {
             (eb.app.clone(), ea.app.clone())
         } else {

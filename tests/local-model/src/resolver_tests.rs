@@ -457,3 +457,93 @@ fn meter_status_changed_is_owed_once_before_juju_3_6_11() {
     st.settings.juju_version = "3.6.14".into();
     assert_eq!(meter_status_due(&st, "p/0"), None, "never from 3.6.11");
 }
+
+#[test]
+fn two_subordinates_in_container_scope_meet_only_on_the_same_principal_unit() {
+    // a (provider) and b (requirer) are both subordinates, each on p's two units; b also sits
+    // on q/0, where a has no unit. Juju: the subordinates' uniters hear of the relation
+    // (subRelationsWatcher.shouldSendCheck: the other end is a subordinate), each enters the
+    // scope of its own principal unit (Relation.unit: r#<id>#<principal>), and meets the
+    // other subordinate's unit of that principal only.
+    const A: &str = "name: a\nsubordinate: true\nrequires: {host: {interface: juju-info, scope: container}}\nprovides: {cos: {interface: cos_agent, scope: container}}\n";
+    const B: &str = "name: b\nsubordinate: true\nrequires: {host: {interface: juju-info, scope: container}, cos: {interface: cos_agent, scope: container}}\n";
+    let mut st = model();
+    st.applications
+        .insert("p".into(), app("p", PRINCIPAL, Some("p/0")));
+    st.applications
+        .insert("q".into(), app("q", "name: q\n", Some("q/0")));
+    st.applications.insert("a".into(), app("a", A, Some("a/0")));
+    st.applications.insert("b".into(), app("b", B, Some("b/0")));
+    for (u, p) in [
+        ("p/0", None),
+        ("p/1", None),
+        ("q/0", None),
+        ("a/0", Some("p/0")),
+        ("a/1", Some("p/1")),
+        ("b/0", Some("p/0")),
+        ("b/1", Some("p/1")),
+        ("b/2", Some("q/0")),
+    ] {
+        st.units.insert(u.into(), unit(u, p));
+    }
+    let rels = [
+        relation(&st, 0, &[("p", "juju-info"), ("a", "host")], true),
+        relation(&st, 1, &[("p", "juju-info"), ("b", "host")], true),
+        relation(&st, 2, &[("q", "juju-info"), ("b", "host")], true),
+        relation(&st, 3, &[("a", "cos"), ("b", "cos")], true),
+    ];
+    for r in rels {
+        st.relations.insert(r.id, r);
+    }
+
+    let ran = drive(&mut st);
+    let cos = |u: &str| -> Vec<&str> {
+        of(&ran, u)
+            .into_iter()
+            .filter(|h| h.starts_with("cos-"))
+            .collect()
+    };
+    assert_eq!(
+        cos("a/0"),
+        vec![
+            "cos-relation-created  b",
+            "cos-relation-joined b/0 b",
+            "cos-relation-changed b/0 b"
+        ],
+        "{ran:?}"
+    );
+    assert_eq!(
+        cos("b/1"),
+        vec![
+            "cos-relation-created  a",
+            "cos-relation-joined a/1 a",
+            "cos-relation-changed a/1 a"
+        ],
+        "{ran:?}"
+    );
+    // b/2's principal has no unit of a: it is in the relation, alone in its scope
+    assert_eq!(cos("b/2"), vec!["cos-relation-created  a"], "{ran:?}");
+    // principals take no part in a relation between their subordinates
+    for p in ["p/0", "p/1", "q/0"] {
+        assert!(
+            !st.units[p].view.relations.contains_key(&3),
+            "{p}: {ran:?}"
+        );
+    }
+    let rel = &st.relations[&3];
+    assert_eq!(st.members(rel, &st.units["a/1"]), vec!["b/1".to_string()]);
+    assert!(st.members(rel, &st.units["b/2"]).is_empty());
+
+    // the relation goes: each subordinate departs its one counterpart and breaks; the
+    // subordinates stay, as their principal relations do
+    st.relations.get_mut(&3).unwrap().dying = true;
+    let ran = drive(&mut st);
+    assert_eq!(
+        of(&ran, "a/0"),
+        vec!["cos-relation-departed b/0 b", "cos-relation-broken  b"],
+        "{ran:?}"
+    );
+    assert_eq!(of(&ran, "b/2"), vec!["cos-relation-broken  a"], "{ran:?}");
+    assert!(st.units.values().all(|u| u.life == Life::Alive));
+    assert!(!st.relations.contains_key(&3));
+}

@@ -482,7 +482,8 @@ impl ModelState {
     }
 
     /// Whether `unit` takes part in relation `rel` (a container relation involves each
-    /// principal unit and, of the subordinates, only those of that principal's application).
+    /// principal unit and, of the subordinates, those of that principal's application, or
+    /// every unit when the other side is a subordinate application too).
     pub fn participates(&self, rel: &Relation, unit: &Unit) -> bool {
         if rel.local(&unit.app).is_none() {
             return false;
@@ -492,7 +493,20 @@ impl ModelState {
         }
         let other = rel.remote_app(&unit.app).unwrap_or_default();
         match &unit.principal {
-            Some(p) => app_of(p) == other,
+            // A subordinate's uniter hears of a container relation whose other end is its
+            // principal's application or any subordinate application
+            // (apiserver/facades/agent/uniter/subordinaterelationwatcher.go
+            // subRelationsWatcher.shouldSendCheck), and such a relation unit is valid
+            // (state/relationunit.go RelationUnit.Valid: "the other end of the relation is also
+            // a subordinate charm or its principal unit is also a member of the relation").
+            // Whom it then meets is `members`: the same principal's scope only.
+            Some(p) => {
+                app_of(p) == other
+                    || self
+                        .applications
+                        .get(other)
+                        .is_some_and(|a| a.meta.subordinate)
+            }
             // every principal unit of the application takes part: entering the scope is what
             // creates its subordinate (state/relationunit.go RelationUnit.subordinateOps)
             None => true,
@@ -511,6 +525,10 @@ impl ModelState {
             .iter()
             .filter_map(|n| self.units.get(n))
             .filter(|u| u.name != unit.name && u.app == remote_app && u.life == Life::Alive)
+            // A container relation's scope is per principal unit: the relation's key and the
+            // unit's principal, or its own name for a principal (state/relation.go
+            // Relation.unit), so two subordinates meet only on the same principal unit, never
+            // on another principal sharing the machine.
             .filter(|u| !rel.container || u.container() == unit.container())
             .map(|u| u.name.clone())
             .collect()
