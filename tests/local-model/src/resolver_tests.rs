@@ -525,10 +525,7 @@ fn two_subordinates_in_container_scope_meet_only_on_the_same_principal_unit() {
     assert_eq!(cos("b/2"), vec!["cos-relation-created  a"], "{ran:?}");
     // principals take no part in a relation between their subordinates
     for p in ["p/0", "p/1", "q/0"] {
-        assert!(
-            !st.units[p].view.relations.contains_key(&3),
-            "{p}: {ran:?}"
-        );
+        assert!(!st.units[p].view.relations.contains_key(&3), "{p}: {ran:?}");
     }
     let rel = &st.relations[&3];
     assert_eq!(st.members(rel, &st.units["a/1"]), vec!["b/1".to_string()]);
