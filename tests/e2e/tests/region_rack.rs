@@ -204,6 +204,14 @@ fn regions_and_racks_in_ha_on_one_deployment() {
         "the region VIP holder's host goes down: requests and every rack resume",
         || region_vip_holder_down(&d),
     );
+    step(
+        "MAAS 3.6 → 3.7: racks first, then regions, one at a time, under requests through the VIP",
+        || maas_upgrade(&d),
+    );
+    step(
+        "tls-enabled: one certificate on every region, users on 443, racks and machines on http",
+        || tls_on(&d),
+    );
     eprintln!("whole run: {:.0?}", started.elapsed());
 }
 
@@ -476,6 +484,20 @@ fn rack_secret_stays_put(d: &Deployment) -> Result<()> {
     Ok(())
 }
 
+/// configure-dhcp's parameters: this lab's subnet, a range in it, rack 0 primary and rack 1
+/// secondary.
+fn dhcp_params(d: &Deployment) -> Result<Vec<String>> {
+    let racks = d.machines_of("maas-rack")?;
+    let net = format!("10.77.{}", d.net);
+    Ok(vec![
+        format!("subnet={net}.0/24"),
+        format!("start={net}.100"),
+        format!("end={net}.150"),
+        format!("primary-rack={}", hostname_of(d, &racks[0])?),
+        format!("secondary-rack={}", hostname_of(d, &racks[1])?),
+    ])
+}
+
 fn configure_dhcp(d: &Deployment) -> Result<()> {
     let racks = d.machines_of("maas-rack")?;
     let (primary, secondary) = (hostname_of(d, &racks[0])?, hostname_of(d, &racks[1])?);
@@ -495,17 +517,9 @@ fn configure_dhcp(d: &Deployment) -> Result<()> {
         ],
     )?;
     let net = format!("10.77.{}", d.net);
-    let subnet = format!("subnet={net}.0/24");
-    let (start, end) = (format!("start={net}.100"), format!("end={net}.150"));
-    let (p, s) = (
-        format!("primary-rack={primary}"),
-        format!("secondary-rack={secondary}"),
-    );
-    let out = d.action(
-        "maas-region/0",
-        "configure-dhcp",
-        &[&subnet, &start, &end, &p, &s],
-    )?;
+    let params = dhcp_params(d)?;
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    let out = d.action("maas-region/0", "configure-dhcp", &params)?;
     eprintln!("    configure-dhcp: {out}");
     // The regions push each rack its role down its RPC connections; the rackd stand-in records
     // it and writes dhcpd.conf as MAAS's rackd would.
@@ -896,5 +910,171 @@ fn database_failover(d: &Deployment) -> Result<()> {
             Ok(())
         },
     )?;
+    Ok(())
+}
+
+/// The version of the `maas` snap on `machine` (`snap list`'s Version column).
+fn maas_version_on(d: &Deployment, machine: &str) -> Result<String> {
+    let out = d.exec(machine, &["snap", "list", "maas"])?;
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("snap list maas on machine {machine}: {out}"))
+}
+
+/// MAAS's upgrade order (docs/how-to-guides/upgrade-maas.md: racks first, then regions): the
+/// regions wait while a rack runs the older track; the racks refresh one at a time when the
+/// region leader lets them; then the regions, one at a time under the init lock; requests
+/// through the VIP go on; going back a track is refused.
+fn maas_upgrade(d: &Deployment) -> Result<()> {
+    d.wait_active(Duration::from_secs(300))?;
+    let racks = d.machines_of("maas-rack")?;
+    let probe = Probe::http(
+        d,
+        &racks[0],
+        "maas-upgrade",
+        &format!("{}/api/2.0/version/", vip_url(d)),
+        200,
+    )?;
+    probe.wait_successes(5, Duration::from_secs(30))?;
+    let t = Instant::now();
+    // Regions first on purpose: they must wait for the racks.
+    d.lm.config("maas-region", &["channel=3.7/stable"])?;
+    until(Duration::from_secs(120), "regions waiting for the racks", || {
+        let regions = region_units(d)?;
+        ensure!(
+            regions.iter().all(|(_, s, m)| s == "waiting" && m.contains("waits for the racks to refresh first")),
+            "{regions:?}"
+        );
+        Ok(())
+    })?;
+    for m in d.machines_of("maas-region")? {
+        let v = maas_version_on(d, &m)?;
+        ensure!(v.starts_with("3.6."), "region machine {m} refreshed before the racks: {v}");
+    }
+    d.lm.config("maas-rack", &["channel=3.7/stable"])?;
+    until(Duration::from_secs(600), "every unit on MAAS 3.7", || {
+        for m in d.machines_of("maas-rack")?.iter().chain(d.machines_of("maas-region")?.iter()) {
+            let v = maas_version_on(d, m)?;
+            ensure!(v.starts_with("3.7."), "machine {m} runs {v}");
+        }
+        Ok(())
+    })?;
+    d.wait_active(Duration::from_secs(300))?;
+    eprintln!("    MAAS upgraded on every unit in {:.0?}", t.elapsed());
+    let resumed = probe.wait_successes(5, Duration::from_secs(60));
+    let records = probe.stop()?;
+    let failed = records.iter().filter(|r| r["ok"] != true).count();
+    eprintln!(
+        "    requests through the VIP during the upgrade: {} made, {failed} failed, longest outage {:?}",
+        records.len(),
+        longest_outage(&records)
+    );
+    resumed.context("requests through the VIP did not work after the upgrade")?;
+    let v = get_in(d, &racks[0], &format!("{}/api/2.0/version/", vip_url(d)))?;
+    ensure!(v.contains("\"3.7."), "the VIP answers {v}");
+    // Back a track: refused, and MAAS keeps running 3.7.
+    d.lm.config("maas-region", &["channel=3.6/stable"])?;
+    until(Duration::from_secs(120), "the downgrade refused", || {
+        let regions = region_units(d)?;
+        ensure!(
+            regions.iter().all(|(_, s, m)| s == "blocked" && m.contains("MAAS cannot go back")),
+            "{regions:?}"
+        );
+        Ok(())
+    })?;
+    d.lm.config("maas-region", &["channel=3.7/stable"])?;
+    d.wait_active(Duration::from_secs(300))
+}
+
+/// `tls-enabled`: the leader hands MAAS one certificate from the application's CA; users reach
+/// MAAS over https through the VIP's 443 (and http's 301 sends them there, not past haproxy to
+/// a region's 5443); what racks and deploying machines use stays on http through the VIP
+/// (`regiond.nginx.conf.template`); configure-dhcp logs in over https with the CA.
+fn tls_on(d: &Deployment) -> Result<()> {
+    let vip = d.region_vip();
+    let url = vip_url(d);
+    let https = format!("https://{vip}/MAAS");
+    // The previous step's host is back: its units settle first.
+    d.wait_active(Duration::from_secs(300))?;
+    let t = Instant::now();
+    d.lm.config("maas-region", &["tls-enabled=true"])?;
+    until(Duration::from_secs(300), "every region serving TLS", || {
+        let regions = region_units(d)?;
+        ensure!(
+            regions.iter().all(|(_, s, m)| s == "active"
+                && *m == format!("serving {url}; users: {https}")),
+            "{regions:?}"
+        );
+        Ok(())
+    })?;
+    eprintln!("    TLS on in {:.0?}", t.elapsed());
+    let ep = d.action("maas-region/0", "get-api-endpoint", &[])?;
+    ensure!(ep["https-url"] == https.as_str(), "get-api-endpoint: {ep}");
+    let ca = ep["ca-certificate"]
+        .as_str()
+        .filter(|c| c.contains("BEGIN CERTIFICATE"))
+        .ok_or_else(|| anyhow!("get-api-endpoint gives no CA: {ep}"))?;
+    let racks = d.machines_of("maas-rack")?;
+    let rack = &racks[0];
+    d.exec(
+        rack,
+        &["sh", "-c", &format!("cat > /tmp/maas-ca.pem <<'EOF'\n{ca}EOF\n")],
+    )?;
+    let curl_tls = |target: &str| -> Result<String> {
+        d.exec(
+            rack,
+            &["curl", "-sS", "-f", "--max-time", "5", "--cacert", "/tmp/maas-ca.pem", target],
+        )
+    };
+    // Through the VIP's 443, verified against the application's CA (the certificate names the
+    // VIP); and each region's own 5443 serves a certificate that names it, the same one.
+    let v = curl_tls(&format!("{https}/api/2.0/version/"))?;
+    ensure!(v.contains("version"), "{v}");
+    let mut fingerprints = BTreeSet::new();
+    for m in d.machines_of("maas-region")? {
+        let addr = d.exec(&m, &["hostname", "-I"])?;
+        let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+        curl_tls(&format!("https://{addr}:5443/MAAS/api/2.0/version/"))
+            .with_context(|| format!("region on machine {m} ({addr}) over TLS"))?;
+        let fp = d.exec(
+            rack,
+            &[
+                "sh",
+                "-c",
+                &format!("openssl s_client -connect {addr}:5443 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"),
+            ],
+        )?;
+        fingerprints.insert(fp.trim().to_string());
+    }
+    ensure!(fingerprints.len() == 1, "regions serve different certificates: {fingerprints:?}");
+    // http through the VIP: the API is a 301 to https on the VIP's 443 (haproxy rewrote
+    // nginx's :5443).
+    let answer = |path: &str| -> Result<String> {
+        d.exec(
+            rack,
+            &["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{http_code} %{redirect_url}", &format!("http://{vip}{path}")],
+        )
+    };
+    let r = answer("/MAAS/api/2.0/version/")?;
+    ensure!(r == format!("301 {https}/api/2.0/version/"), "http API through the VIP: {r}");
+    // What racks and deploying machines use stays on http.
+    let r = answer("/MAAS/rpc/")?;
+    ensure!(r.starts_with("200 "), "/MAAS/rpc/ through the VIP: {r}");
+    let r = answer("/MAAS/metadata/")?;
+    ensure!(!r.starts_with("301 "), "/MAAS/metadata/ through the VIP: {r}");
+    let since = now_unix();
+    for m in &racks {
+        rack_reached_region_after(d, m, since, Duration::from_secs(60))?;
+    }
+    // configure-dhcp again, now logging in over https with the CA: nothing left to create.
+    let params = dhcp_params(d)?;
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    let out = d.action("maas-region/0", "configure-dhcp", &params)?;
+    ensure!(
+        out["range-created"] == false || out["range-created"] == "false",
+        "configure-dhcp over https: {out}"
+    );
     Ok(())
 }
