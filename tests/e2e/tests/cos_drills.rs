@@ -15,6 +15,14 @@
 //! drill requires pending and reports whether it fired. Intervals are 5 s (scrape and
 //! evaluation) where the defaults are 1m, so that the drill takes minutes (150–170 s); the
 //! rules' `for:` are the charm's.
+//!
+//! keepalived-vip is there too, as the bundle deploys it (db-vip on the postgresql-ha units,
+//! bundles/maas-ha.yaml's options), related to the collector subordinate to subordinate as
+//! Juju relates them: its `vip` job is up on every unit, the series say which unit holds the
+//! VIP, and its rules load with the others. Last, the holder's keepalived stopped (SIGTERM,
+//! `systemctl stop`): only the primary passes db-vip's check, so no other unit may take the
+//! VIP and VipHeldByNoUnit goes pending, then firing after its `for: 30s`; keepalived started
+//! again, the primary takes the VIP back and the alert clears.
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e::{ha, until, Deployment, Env, FaultOp};
@@ -29,11 +37,17 @@ const PROM_MACHINE: &str = "3";
 const SETTLE: Duration = Duration::from_secs(600);
 /// The jobs postgresql-ha's cos.rs sends, per unit.
 const JOBS: [&str; 3] = ["etcd", "patroni", "postgresql"];
+/// The job keepalived-vip's cos.rs sends, per unit.
+const VIP_JOB: &str = "vip";
+/// The DB VIP: .201 of the drill's subnet, as the other PostgreSQL drills have it.
+const VIP: &str = "10.77.80.201";
+/// keepalived-vip's applications run `keepalived-<app>`.
+const VIP_SERVICE: &str = "keepalived-db-vip";
 
 /// The job a `job` label names: the cos_agent provider names each `<app>_<job>_<hash>`.
-fn job_of(label: &str) -> String {
+fn job_of(app: &str, label: &str) -> String {
     label
-        .strip_prefix("postgresql-ha_")
+        .strip_prefix(&format!("{app}_"))
         .and_then(|r| r.rsplit_once('_'))
         .map(|(j, _)| j.to_string())
         .unwrap_or_else(|| label.to_string())
@@ -53,7 +67,12 @@ fn test_charms(env: &Env) -> std::result::Result<(PathBuf, PathBuf), String> {
     Ok((c, p))
 }
 
-fn bundle(env: &Env, collector: &std::path::Path, prometheus: &std::path::Path) -> String {
+fn bundle(
+    env: &Env,
+    collector: &std::path::Path,
+    prometheus: &std::path::Path,
+    db_vip_options: &str,
+) -> String {
     format!(
         "description: postgresql-ha observed through cos-agent by a real Prometheus
 machines:
@@ -68,7 +87,11 @@ applications:
     to: [\"0\", \"1\", \"2\"]
     resources:
       wheelhouse: {wheelhouse}
-  collector:
+  db-vip:
+    charm: {{build}}/keepalived-vip.charm
+    options:
+      vip: {VIP}/24
+{db_vip_options}  collector:
     charm: {collector}
     options:
       scrape-interval: 5s
@@ -80,6 +103,8 @@ applications:
       evaluation-interval: 5s
 relations:
   - [\"postgresql-ha:cos-agent\", \"collector:cos-agent\"]
+  - [\"postgresql-ha:vip\", \"db-vip:vip\"]
+  - [\"db-vip:cos-agent\", \"collector:cos-agent\"]
   - [\"collector:send-remote-write\", \"prometheus:receive-remote-write\"]
 ",
         wheelhouse = env.build.join("wheelhouse.tar.gz").display(),
@@ -137,22 +162,25 @@ fn alerts(d: &Deployment) -> Result<Vec<(String, String, Value)>> {
         .collect())
 }
 
-/// The alert names in the charm's rule files and the generic ones the library adds (what
+/// The alert names in both charms' rule files and the generic ones the library adds (what
 /// Prometheus must have loaded).
 fn charm_alerts(env: &Env) -> Result<BTreeSet<String>> {
-    let dir = env
-        .repo
-        .join("charms/postgresql-ha/src/prometheus_alert_rules");
     let mut names = BTreeSet::new();
-    for f in std::fs::read_dir(&dir)? {
-        let text = std::fs::read_to_string(f?.path())?;
-        for l in text.lines() {
-            if let Some(n) = l.trim().strip_prefix("- alert:") {
-                names.insert(n.trim().to_string());
+    for charm in ["postgresql-ha", "keepalived-vip"] {
+        let dir = env
+            .repo
+            .join(format!("charms/{charm}/src/prometheus_alert_rules"));
+        let before = names.len();
+        for f in std::fs::read_dir(&dir)? {
+            let text = std::fs::read_to_string(f?.path())?;
+            for l in text.lines() {
+                if let Some(n) = l.trim().strip_prefix("- alert:") {
+                    names.insert(n.trim().to_string());
+                }
             }
         }
+        ensure!(names.len() > before, "no alert rules in {}", dir.display());
     }
-    ensure!(!names.is_empty(), "no alert rules in {}", dir.display());
     // The cos_agent provider adds cosl's generic application rules to every charm's own
     // (cosl rules.py _GenericAlertGroups.application_rules: HostDown `up < 1`,
     // HostMetricsMissing `absent(up)`, both for 5m); charm-lib's writer does too.
@@ -187,7 +215,10 @@ fn targets(d: &Deployment) -> Result<Vec<(String, String, f64)>> {
         .map(|(m, v)| {
             (
                 m["juju_unit"].as_str().unwrap_or("").to_string(),
-                job_of(m["job"].as_str().unwrap_or("")),
+                job_of(
+                    m["juju_application"].as_str().unwrap_or(""),
+                    m["job"].as_str().unwrap_or(""),
+                ),
                 v,
             )
         })
@@ -196,7 +227,8 @@ fn targets(d: &Deployment) -> Result<Vec<(String, String, f64)>> {
     Ok(out)
 }
 
-fn all_up(d: &Deployment, units: &[String]) -> Result<()> {
+/// Every job of every postgresql-ha and db-vip unit up, and nothing else scraped.
+fn all_up(d: &Deployment, units: &[String], vip_units: &[(String, String)]) -> Result<()> {
     let t = targets(d)?;
     let mut want = Vec::new();
     for u in units {
@@ -204,8 +236,42 @@ fn all_up(d: &Deployment, units: &[String]) -> Result<()> {
             want.push((u.clone(), j.to_string(), 1.0));
         }
     }
+    for (u, _) in vip_units {
+        want.push((u.clone(), VIP_JOB.to_string(), 1.0));
+    }
+    want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     ensure!(t == want, "targets {t:?}, want every job up: {want:?}");
     Ok(())
+}
+
+/// db-vip's units with their principals' machines.
+fn vip_units(d: &Deployment) -> Result<Vec<(String, String)>> {
+    let st = d.status()?;
+    let mut out = Vec::new();
+    for (_, p) in st["applications"]["postgresql-ha"]["units"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let machine = p["machine"].as_str().unwrap_or("").to_string();
+        for (s, _) in p["subordinates"].as_object().into_iter().flatten() {
+            if s.starts_with("db-vip/") {
+                out.push((s.clone(), machine.clone()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `keepalived_vip_held` of the DB VIP as Prometheus has it: unit -> value.
+fn held(d: &Deployment) -> Result<Vec<(String, f64)>> {
+    let mut out: Vec<(String, f64)> = query(d, &format!("keepalived_vip_held{{vip=\"{VIP}\"}}"))?
+        .into_iter()
+        .map(|(m, v)| (m["juju_unit"].as_str().unwrap_or("").to_string(), v))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// The etcd processes of `machine` (machine-side PIDs).
@@ -238,26 +304,58 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         }
     };
     let start = Instant::now();
+    let vip_options = e2e::pg_drills::bundle_db_vip_options(&env).expect("db-vip's options");
     let d = Deployment::yaml_overlaid(
         &env,
         "cos-drills",
         NET,
-        &bundle(&env, &collector, &prometheus),
+        &bundle(&env, &collector, &prometheus, &vip_options),
         &e2e::extra_overlays(),
     )
     .expect("deploy");
     d.wait_active(SETTLE).expect("every unit active");
     let units = ha::pg_units(&d).expect("units");
     assert_eq!(units.len(), 3, "{units:?}");
+    let vips = vip_units(&d).expect("db-vip units");
+    assert_eq!(
+        vips.len(),
+        3,
+        "a db-vip unit on each postgresql-ha unit: {vips:?}"
+    );
     eprintln!("    settled in {:?}", start.elapsed());
 
     // Every job of every unit reaches Prometheus through the collector, labelled with the
-    // unit's topology by COSAgentRequirer.
+    // unit's topology by COSAgentRequirer: db-vip's through the collector's relation to it,
+    // subordinate to subordinate, on the same principal.
     let (_, took) = until(Duration::from_secs(90), "every target up", || {
-        all_up(&d, &units)
+        all_up(&d, &units, &vips)
     })
     .expect("targets");
-    eprintln!("    {} targets up after {took:?}", units.len() * JOBS.len());
+    eprintln!(
+        "    {} targets up after {took:?}",
+        units.len() * JOBS.len() + vips.len()
+    );
+    // The series say who holds the VIP: 1 from the holder's unit, 0 from the others.
+    let holder = d
+        .wait_vip_holder(VIP, Duration::from_secs(60))
+        .expect("one VIP holder");
+    until(
+        Duration::from_secs(30),
+        "keepalived_vip_held names the holder",
+        || {
+            let h = held(&d)?;
+            let want: Vec<(String, f64)> = vips
+                .iter()
+                .map(|(u, m)| (u.clone(), if *m == holder { 1.0 } else { 0.0 }))
+                .collect();
+            ensure!(
+                h == want,
+                "keepalived_vip_held {h:?}, machine {holder} holds {VIP}: want {want:?}"
+            );
+            Ok(())
+        },
+    )
+    .expect("held");
     let want = charm_alerts(&env).expect("the charm's rules");
     until(
         Duration::from_secs(60),
@@ -346,11 +444,13 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
     until(Duration::from_secs(90), "EtcdQuorumAtRisk cleared", || {
         let a = state_of(&d, "EtcdQuorumAtRisk")?;
         ensure!(a.is_none(), "EtcdQuorumAtRisk still {a:?}");
-        all_up(&d, &units)
+        all_up(&d, &units, &vips)
     })
     .expect("healed");
     eprintln!("    etcd thawed: cleared after {:?}", thawed.elapsed());
-    patroni_frozen_on_the_primary(&d, &units).expect("no primary while Patroni is frozen");
+    patroni_frozen_on_the_primary(&d, &units, &vips).expect("no primary while Patroni is frozen");
+    vip_holder_keepalived_stopped(&d, &vips)
+        .expect("no VIP holder while its keepalived is stopped");
     eprintln!("    whole test {:?}", start.elapsed());
 
     let failed = d.lm.failures().expect("failures").failed;
@@ -366,7 +466,11 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
 /// replica is promoted. PostgresqlNoPrimary must be pending in that gap (firing once it lasts
 /// its `for: 15s`) and gone once the new primary reports; Patroni thawed, the old primary
 /// rejoins and every target is up again.
-fn patroni_frozen_on_the_primary(d: &Deployment, units: &[String]) -> Result<()> {
+fn patroni_frozen_on_the_primary(
+    d: &Deployment,
+    units: &[String],
+    vips: &[(String, String)],
+) -> Result<()> {
     let (old, machine) = ha::primary_machine(d)?;
     let pids: Vec<u32> = serde_json::from_value(d.fault(
         &machine,
@@ -424,11 +528,142 @@ fn patroni_frozen_on_the_primary(d: &Deployment, units: &[String]) -> Result<()>
         Duration::from_secs(120),
         "every target up after the thaw",
         || {
-            all_up(d, units)?;
+            all_up(d, units, vips)?;
             let a = state_of(d, "PostgresqlNoPrimary")?;
             ensure!(a.is_none(), "PostgresqlNoPrimary {a:?}");
             Ok(())
         },
     )?;
+    Ok(())
+}
+
+/// The VIP holder's keepalived stopped as `systemctl stop` stops it (SIGTERM: keepalived drops
+/// the VIP on the way out, and systemd does not restart a clean stop). Only the primary passes
+/// db-vip's check, so no other unit takes the VIP: VipHeldByNoUnit must be pending once the
+/// holder's sample says 0, firing after its `for: 30s`, and gone once keepalived runs again
+/// and the primary holds the VIP.
+///
+/// The charm itself starts a stopped keepalived at its unit's next hook (update-status every
+/// 5 minutes): should that come within the rule's `for:`, the VIP is back before the alert
+/// can fire, which is the system working, not the rule failing. The fault is then repeated
+/// once.
+fn vip_holder_keepalived_stopped(d: &Deployment, vips: &[(String, String)]) -> Result<()> {
+    // A healthy start: the Patroni drill's gap may have left VipHeldByNoUnit pending.
+    until(
+        Duration::from_secs(60),
+        "no alert before the VIP drill",
+        || {
+            let a = alerts(d)?;
+            ensure!(a.is_empty(), "alerts: {a:?}");
+            Ok(())
+        },
+    )?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match keepalived_stopped_once(d, vips) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == 1 && e.downcast_ref::<RestartedByHook>().is_some() => {
+                eprintln!("    {e:#}: once more");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The VIP came back before the alert could fire (the charm's next hook started keepalived).
+#[derive(Debug)]
+struct RestartedByHook(String);
+
+impl std::fmt::Display for RestartedByHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for RestartedByHook {}
+
+fn keepalived_stopped_once(d: &Deployment, vips: &[(String, String)]) -> Result<()> {
+    let holder = d.wait_vip_holder(VIP, Duration::from_secs(60))?;
+    let unit = vips
+        .iter()
+        .find(|(_, m)| *m == holder)
+        .map(|(u, _)| u.clone())
+        .ok_or_else(|| anyhow::anyhow!("no db-vip unit on machine {holder}: {vips:?}"))?;
+    d.exec(&holder, &["systemctl", "stop", VIP_SERVICE])?;
+    let stopped = Instant::now();
+    let result = (|| -> Result<(Duration, Duration, Value)> {
+        until(
+            Duration::from_secs(10),
+            "the VIP gone from every machine",
+            || {
+                let h = d.vip_holders(VIP)?;
+                ensure!(h.is_empty(), "{VIP} held by {h:?}");
+                Ok(())
+            },
+        )?;
+        let (_, pending_after) =
+            until(
+                Duration::from_secs(40),
+                "VipHeldByNoUnit pending",
+                || match state_of(d, "VipHeldByNoUnit")? {
+                    Some((s, _)) if s == "pending" || s == "firing" => Ok(()),
+                    other => bail!("VipHeldByNoUnit: {other:?}"),
+                },
+            )?;
+        let pending_at = Instant::now();
+        // Until it fires nobody may hold the VIP: if somebody does, a hook of the unit
+        // started keepalived and the fault is over (given up at once, not polled on).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let labels = loop {
+            let h = d.vip_holders(VIP)?;
+            if !h.is_empty() {
+                return Err(anyhow::Error::new(RestartedByHook(format!(
+                    "{VIP} held by {h:?} again {:?} after the stop, before VipHeldByNoUnit fired (a hook of {unit} started {VIP_SERVICE})",
+                    stopped.elapsed()
+                ))));
+            }
+            match state_of(d, "VipHeldByNoUnit")? {
+                Some((s, l)) if s == "firing" => break l,
+                other if Instant::now() > deadline => {
+                    bail!("VipHeldByNoUnit not firing 60 s after pending: {other:?}")
+                }
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        };
+        // `for: 30s`: Prometheus holds it pending at least that long (less one evaluation,
+        // as pending was seen up to one poll late).
+        ensure!(
+            pending_at.elapsed() + Duration::from_secs(5) >= Duration::from_secs(30),
+            "firing {:?} after pending: sooner than the rule's for: 30s",
+            pending_at.elapsed()
+        );
+        Ok((pending_after, stopped.elapsed(), labels))
+    })();
+    // Started again whatever happened, so that nothing after this finds the VIP missing.
+    let restart = d.exec(&holder, &["systemctl", "start", VIP_SERVICE]);
+    let (pending_after, firing_after, labels) = result?;
+    restart?;
+    ensure!(
+        labels["severity"] == "critical"
+            && labels["juju_application"] == "db-vip"
+            && labels["vip"] == VIP,
+        "labels {labels}"
+    );
+    let started = Instant::now();
+    until(Duration::from_secs(60), "VipHeldByNoUnit cleared", || {
+        let a = state_of(d, "VipHeldByNoUnit")?;
+        ensure!(a.is_none(), "VipHeldByNoUnit still {a:?}");
+        let h = d.vip_holders(VIP)?;
+        ensure!(
+            h == [holder.clone()],
+            "{VIP} held by {h:?}, want machine {holder}"
+        );
+        Ok(())
+    })?;
+    eprintln!(
+        "    {VIP_SERVICE} of {unit} (the holder, machine {holder}) stopped: VipHeldByNoUnit pending after {pending_after:?}, firing after {firing_after:?}; started again: cleared after {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
