@@ -8,7 +8,7 @@ use crate::layout::Layout;
 use crate::net::{self, Cidr, Interface};
 use crate::relations::{self, PrincipalWish, Principals};
 use crate::render::{self, Placement, ScriptCheck, Unicast, Vrrp};
-use charm_lib::{Cmd, Context, Status};
+use charm_lib::{Cmd, Context, MachineExt, Status};
 // What the principal is told about this unit.
 use contracts::vip::VipState;
 use std::net::IpAddr;
@@ -205,10 +205,11 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         return block(ctx, &cfg.vips, why);
     }
 
-    let peers: Vec<IpAddr> = relations::peer_addresses(ctx)?
-        .into_values()
-        .filter(|a| a.is_ipv6() == v6 && Some(*a) != src)
+    let peer_units: std::collections::BTreeMap<String, IpAddr> = relations::peer_addresses(ctx)?
+        .into_iter()
+        .filter(|(_, a)| a.is_ipv6() == v6 && Some(*a) != src)
         .collect();
+    let peers: Vec<IpAddr> = peer_units.values().copied().collect();
     let vrrp = Vrrp {
         unit: unit.clone(),
         // Named after the application only: a name taken from relation data would change
@@ -255,6 +256,31 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     }
     let unit_changed = host::ensure_unit(ctx.machine, &layout)?;
     host::ensure_sysctl(ctx.machine, &layout, cfg.vips.iter().any(Cidr::is_v6))?;
+    let advertised_to: Vec<IpAddr> = vrrp
+        .unicast
+        .as_ref()
+        .map(|u| u.peers.clone())
+        .unwrap_or_default();
+    // Published before a possible wait: two units joining together each wait for the other
+    // to list it, and the list each would start with is what the other waits for.
+    relations::publish_unicast_peers(ctx, &advertised_to)?;
+    let me = vrrp.unicast.as_ref().map(|u| u.src);
+    if let Some(me) = me.filter(|_| !peer_units.is_empty()) {
+        // Only a keepalived that is not running yet waits: one that runs already hears its
+        // peers, and stopping it would move the VIP.
+        let silent = if ctx.machine.service_is_active(&layout.service())? {
+            Vec::new()
+        } else {
+            relations::peers_not_listing(ctx, &peer_units, me)?
+        };
+        if !silent.is_empty() {
+            ctx.status(Status::waiting(format!(
+                "waiting for {} to list this unit ({me}) as a VRRP peer",
+                silent.join(", ")
+            )));
+            return relations::publish_principal(ctx, &cfg.vips, served);
+        }
+    }
     host::ensure_running(ctx.machine, &layout, conf_changed, unit_changed)?;
     let vips: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
     let metrics_port = crate::metrics::port(cfg.vrid);
