@@ -73,6 +73,13 @@ struct Stored {
     /// `init-request-seq`: the last init-lock request token this unit opened.
     #[serde(rename = "init-request-seq", default)]
     request_seq: Option<u64>,
+    /// `vip-address`: the VIP the subordinate last offered, for [`leave`] to see it gone
+    /// after the `vip` relation has departed.
+    #[serde(rename = "vip-address", default)]
+    vip: Option<String>,
+    /// `leaving`: this unit is being removed and has drained its haproxy ([`leave`]).
+    #[serde(rename = "leaving", default)]
+    leaving: Yes,
 }
 
 /// The charm state, or the Blocked status that names the key that does not fit.
@@ -119,6 +126,9 @@ struct World {
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if matches!(ctx.event.kind, EventKind::Remove) {
         return remove(ctx);
+    }
+    if is_leaving(ctx)? {
+        return leave_hook(ctx);
     }
     let cfg = match Config::from_json(ctx.model.config_raw()?) {
         Ok(c) => c,
@@ -186,6 +196,9 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         InstallMethod::Deb => &[],
     };
     relations::publish_vip_checks(&ctx.model, &render::vip_check(w.cfg.haproxy, agent_ports))?;
+    if let Some(v) = relations::vip(&ctx.model)? {
+        w.stored.vip = Some(v);
+    }
     crate::cos::publish(ctx, &w.cfg)?;
     // A rack unit on this very host makes this unit's MAAS region+rack (snap): it then serves
     // what a rack serves, and opens those ports (the rack unit here opens none).
@@ -461,11 +474,19 @@ fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>>
         &backends,
         HaproxyOptions {
             tls: w.cfg.tls_enabled,
+            draining: false,
         },
     );
+    write_haproxy(ctx, &text)
+}
+
+/// Has haproxy check `text`, and only then replaces the live file and reloads (starts a
+/// haproxy that is not running). A refused file leaves the running haproxy untouched: the
+/// Blocked status says why.
+fn write_haproxy(ctx: &Context, text: &str) -> anyhow::Result<Option<Status>> {
     let live = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))?;
     let mut changed = false;
-    if live.as_deref() != Some(text.as_str()) {
+    if live.as_deref() != Some(text) {
         let candidate = Path::new(HAPROXY_CANDIDATE);
         ctx.machine
             .write_file(candidate, text.as_bytes(), &FileOptions::root(0o644))?;
@@ -937,10 +958,116 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether this unit is being removed: Juju runs a dying unit's relation-departed hooks
+/// with itself as JUJU_DEPARTING_UNIT, then its -broken hooks, then stop and remove (the
+/// uniter's modeAbideDyingLoop / relations NextHook: every relation broken before stop), and
+/// a leaving unit stays leaving (the charm state says so in the -broken hooks after).
+fn is_leaving(ctx: &Context) -> anyhow::Result<bool> {
+    if matches!(ctx.event.kind, EventKind::Stop) {
+        return Ok(true);
+    }
+    let me = ctx.model.unit_name();
+    if ctx
+        .event
+        .relation()
+        .and_then(|r| r.departing_unit.as_deref())
+        .is_some_and(|d| d == me)
+    {
+        return Ok(true);
+    }
+    Ok(matches!(load_stored(ctx)?, Ok(s) if s.leaving.0))
+}
+
+/// A hook of a unit being removed: drain ([`leave`]) and change nothing else, so MAAS goes on
+/// answering the other regions' haproxy until the remove hook; those drop this region as
+/// it departs from them.
+fn leave_hook(ctx: &mut Context) -> anyhow::Result<()> {
+    let before = match load_stored(ctx)? {
+        Ok(s) => s,
+        Err(status) => {
+            ctx.status(status);
+            return Ok(());
+        }
+    };
+    let mut stored = before.clone();
+    if let Some(s) = leave(ctx, &mut stored)? {
+        ctx.status(s);
+    } else {
+        ctx.status(Status::maintenance(
+            "leaving: drained from haproxy, the VIP handed over",
+        ));
+    }
+    ctx.model.save_state(&before, &stored)?;
+    Ok(())
+}
+
+/// How long a leaving region waits for its VIP to move: keepalived runs the failing check
+/// within its interval (1 s unless the principal says otherwise) and a backup takes over on
+/// the priority-0 advert at once.
+const VIP_HANDOVER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drains this region once: its haproxy goes on serving port 80 over the other regions it
+/// balanced (never itself), without the listener the VIP's check connects to; then waits
+/// (bounded) until the VIP has left this host. From then on clients reach another region's
+/// haproxy, and stopping MAAS and haproxy here drops no request. A second call changes
+/// nothing.
+fn leave(ctx: &Context, stored: &mut Stored) -> anyhow::Result<Option<Status>> {
+    if stored.leaving.0 {
+        return Ok(None);
+    }
+    if let Some(v) = relations::vip(&ctx.model)? {
+        stored.vip = Some(v);
+    }
+    if stored.haproxy.0 {
+        if let Some(live) = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))? {
+            let me = Backend::for_unit(ctx.model.unit_name(), "").name;
+            let all = render::haproxy_backends(&live);
+            let others: Vec<Backend> = all.iter().filter(|b| b.name != me).cloned().collect();
+            let text = render::haproxy_cfg(
+                // The last region has nowhere else to send anyone.
+                if others.is_empty() { &all } else { &others },
+                HaproxyOptions {
+                    tls: live.contains("\nfrontend maas_https\n"),
+                    draining: true,
+                },
+            );
+            if let Some(s) = write_haproxy(ctx, &text)? {
+                return Ok(Some(s));
+            }
+            log::info!(
+                "leaving: haproxy drained to {} region(s), the VIP's check now fails here",
+                others.len()
+            );
+        }
+    }
+    if let Some(vip) = stored.vip.clone() {
+        let started = std::time::Instant::now();
+        while holds(ctx, &vip)? {
+            if started.elapsed() > VIP_HANDOVER {
+                log::warn!(
+                    "leaving: the VIP {vip} is still on this host after {VIP_HANDOVER:?}; going on"
+                );
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    stored.leaving = Yes(true);
+    Ok(None)
+}
+
+/// Whether `ip` is one of this host's addresses (`ip -o addr show`).
+fn holds(ctx: &Context, ip: &str) -> anyhow::Result<bool> {
+    let out = ctx.machine.run(&Cmd::new("ip", ["-o", "addr", "show"]))?;
+    let family = if ip.contains(':') { "inet6" } else { "inet" };
+    let needle = format!(" {family} {ip}/");
+    Ok(out.stdout.lines().any(|l| l.contains(&needle)))
+}
+
 /// The unit is going away (the machine may stay, e.g. a manual machine): a region that left
-/// must not keep serving or balancing.
+/// must not keep serving or balancing. Drained first if no earlier hook did ([`leave`]).
 fn remove(ctx: &mut Context) -> anyhow::Result<()> {
-    let stored = match load_stored(ctx)? {
+    let mut stored = match load_stored(ctx)? {
         Ok(s) => s,
         Err(status) => {
             // What was installed is unknown: nothing is stopped blindly.
@@ -949,6 +1076,10 @@ fn remove(ctx: &mut Context) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    if let Some(s) = leave(ctx, &mut stored)? {
+        // A refused drain configuration: stopping anyway is still better than serving on.
+        log::warn!("leaving: {}", s.message);
+    }
     match stored.method.as_deref().and_then(InstallMethod::parse) {
         Some(InstallMethod::Snap) => {
             ctx.machine

@@ -26,6 +26,45 @@ impl Backend {
 pub struct HaproxyOptions {
     /// 443 → 5443 (TCP passthrough) when MAAS serves TLS.
     pub tls: bool,
+    /// The unit is leaving: no [`VIP_READY_PORT`] listener, so the VIP's check fails here
+    /// while haproxy goes on serving.
+    pub draining: bool,
+}
+
+/// haproxy's own listener on 127.0.0.1 that the VIP's check connects to ([`vip_check`]).
+/// A leaving region renders haproxy without it: keepalived's check fails, the instance goes
+/// to FAULT and sends a priority-0 advert, and a backup takes the VIP at once, while this
+/// haproxy still answers whoever reaches it meanwhile. Stopping haproxy instead would move
+/// the VIP only after a failed check, with every request in between refused.
+pub const VIP_READY_PORT: u16 = 8406;
+
+/// The regions a rendered haproxy.cfg balances port 80 over (its 5240 servers): what a
+/// leaving unit keeps, since its own view of the peers empties as it departs from each.
+pub fn haproxy_backends(cfg: &str) -> Vec<Backend> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in cfg.lines() {
+        if !l.starts_with(' ') {
+            inside = l.trim() == "backend maas_http";
+            continue;
+        }
+        let mut words = l.split_whitespace();
+        if !inside || words.next() != Some("server") {
+            continue;
+        }
+        let (Some(name), Some(target)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some(addr) = target.strip_suffix(":5240") else {
+            continue;
+        };
+        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+        out.push(Backend {
+            name: name.to_string(),
+            address: addr.to_string(),
+        });
+    }
+    out
 }
 
 /// Health checks of every region: every 2 s, every 500 ms once one failed (so a dead region
@@ -141,6 +180,11 @@ backend maas_http\n    mode http\n    balance source\n    hash-type consistent\n
     servers(&mut out, backends, 5240, SERVER_CHECK);
     if opts.tls {
         tls_service(&mut out, backends);
+    }
+    if !opts.draining {
+        out.push_str(&format!(
+            "\nfrontend vip_ready\n    bind 127.0.0.1:{VIP_READY_PORT}\n    mode http\n    no log\n    http-request return status 200\n"
+        ));
     }
     // haproxy's built-in Prometheus exporter, for the collector on this machine only (cos-agent
     // scrapes it: crate::cos).
@@ -270,7 +314,9 @@ pub fn ports(haproxy: bool, tls: bool, rack: bool) -> Vec<Port> {
 pub fn vip_check(haproxy: bool, agent_ports: &[u16]) -> String {
     let mut checks: Vec<String> = Vec::new();
     if haproxy {
-        checks.push("process:haproxy".into());
+        // haproxy's own listener rather than its process: a leaving region closes it while
+        // haproxy goes on serving ([`VIP_READY_PORT`]).
+        checks.push(format!("tcp:{VIP_READY_PORT}"));
     }
     checks.push("process:named".into());
     checks.extend(agent_ports.iter().map(|p| format!("tcp:{p}")));
@@ -333,6 +379,42 @@ mod tests {
         out
     }
 
+    /// A leaving region keeps serving port 80 (and 443) over the regions it had, without the
+    /// listener the VIP's check connects to; the servers read back are the ones rendered.
+    #[test]
+    fn a_draining_haproxy_serves_without_the_vip_ready_listener() {
+        for tls in [false, true] {
+            let serving = haproxy_cfg(
+                &regions(3),
+                HaproxyOptions {
+                    tls,
+                    draining: false,
+                },
+            );
+            let draining = haproxy_cfg(
+                &regions(2),
+                HaproxyOptions {
+                    tls,
+                    draining: true,
+                },
+            );
+            assert!(serving.contains("\nfrontend vip_ready\n    bind 127.0.0.1:8406\n"));
+            assert!(!draining.contains("vip_ready") && !draining.contains("8406"));
+            assert!(draining.contains("frontend maas_http\n    bind *:80\n"));
+            assert_eq!(draining.contains("bind *:443"), tls);
+            haproxy_accepts(&serving).unwrap();
+            haproxy_accepts(&draining).unwrap();
+            assert_eq!(haproxy_backends(&serving), regions(3));
+            assert_eq!(haproxy_backends(&draining), regions(2));
+        }
+        let v6 = vec![Backend::for_unit("maas-region/4", "fd00::14")];
+        assert_eq!(
+            haproxy_backends(&haproxy_cfg(&v6, HaproxyOptions::default())),
+            v6
+        );
+        assert!(haproxy_backends("garbage\n").is_empty());
+    }
+
     /// A region whose host vanished must not hold a client's requests until the health checks
     /// notice: connect attempts give up within a second and every retry may go elsewhere.
     #[test]
@@ -393,7 +475,13 @@ mod tests {
     #[test]
     fn one_two_and_three_regions_pass_haproxy_check() {
         for n in 1..=3 {
-            for opts in [HaproxyOptions::default(), HaproxyOptions { tls: true }] {
+            for opts in [
+                HaproxyOptions::default(),
+                HaproxyOptions {
+                    tls: true,
+                    ..Default::default()
+                },
+            ] {
                 let cfg = haproxy_cfg(&regions(n), opts);
                 haproxy_accepts(&cfg).unwrap_or_else(|e| {
                     panic!("{n} regions, {opts:?}: haproxy -c refused:\n{e}\n{cfg}")
@@ -440,7 +528,13 @@ mod tests {
     fn tls_adds_a_tcp_frontend_only_when_asked_and_agent_ports_are_never_forwarded() {
         let plain = haproxy_cfg(&regions(3), HaproxyOptions::default());
         assert!(!plain.contains(":443") && !plain.contains("5443"));
-        let tls = haproxy_cfg(&regions(3), HaproxyOptions { tls: true });
+        let tls = haproxy_cfg(
+            &regions(3),
+            HaproxyOptions {
+                tls: true,
+                ..Default::default()
+            },
+        );
         assert!(tls.contains("bind *:443"));
         assert_eq!(servers_of(&tls, "maas_https").len(), 3);
         assert!(servers_of(&tls, "maas_https")[0].contains(":5443 "));
@@ -453,22 +547,43 @@ mod tests {
 
     #[test]
     fn the_https_url_keeps_host_and_path_and_picks_the_door() {
-        assert_eq!(https_url("http://10.0.0.100/MAAS", true), "https://10.0.0.100/MAAS");
-        assert_eq!(https_url("http://10.0.0.5:5240/MAAS", false), "https://10.0.0.5:5443/MAAS");
-        assert_eq!(https_url("http://[fd00::1]:5240/MAAS", true), "https://[fd00::1]/MAAS");
-        assert_eq!(https_url("http://[fd00::1]/MAAS", false), "https://[fd00::1]:5443/MAAS");
+        assert_eq!(
+            https_url("http://10.0.0.100/MAAS", true),
+            "https://10.0.0.100/MAAS"
+        );
+        assert_eq!(
+            https_url("http://10.0.0.5:5240/MAAS", false),
+            "https://10.0.0.5:5443/MAAS"
+        );
+        assert_eq!(
+            https_url("http://[fd00::1]:5240/MAAS", true),
+            "https://[fd00::1]/MAAS"
+        );
+        assert_eq!(
+            https_url("http://[fd00::1]/MAAS", false),
+            "https://[fd00::1]:5443/MAAS"
+        );
     }
 
     #[test]
     fn with_tls_both_doors_check_regiond_on_the_path_that_stays_http() {
-        let tls = haproxy_cfg(&regions(2), HaproxyOptions { tls: true });
+        let tls = haproxy_cfg(
+            &regions(2),
+            HaproxyOptions {
+                tls: true,
+                ..Default::default()
+            },
+        );
         let https = tls.split("\nbackend maas_https\n").nth(1).unwrap();
         assert!(https.contains("option httpchk GET /MAAS/rpc/"), "{https}");
         for s in servers_of(&tls, "maas_https") {
             assert!(s.contains(":5443 ") && s.ends_with(" port 5240"), "{s}");
         }
         let http = tls.split("\nbackend maas_http\n").nth(1).unwrap();
-        assert!(http.contains("http-response replace-header Location"), "{http}");
+        assert!(
+            http.contains("http-response replace-header Location"),
+            "{http}"
+        );
         let plain = haproxy_cfg(&regions(2), HaproxyOptions::default());
         assert!(!plain.contains("replace-header"), "{plain}");
     }
@@ -476,11 +591,16 @@ mod tests {
     /// The rule as haproxy reads it (the e2e sees it applied: region_rack's TLS step).
     #[test]
     fn the_redirect_to_5443_is_rewritten_to_the_balanced_443() {
-        let Some(rewrite) = haproxy_cfg(&regions(1), HaproxyOptions { tls: true })
-            .lines()
-            .find(|l| l.contains("replace-header Location"))
-            .map(str::to_string)
-        else {
+        let Some(rewrite) = haproxy_cfg(
+            &regions(1),
+            HaproxyOptions {
+                tls: true,
+                ..Default::default()
+            },
+        )
+        .lines()
+        .find(|l| l.contains("replace-header Location"))
+        .map(str::to_string) else {
             panic!("no rewrite");
         };
         let words: Vec<&str> = rewrite.split_whitespace().collect();
@@ -586,11 +706,11 @@ mod tests {
                 assert!(ta != tb || a1 < b0 || b1 < a0, "{a} overlaps {b}");
             }
         }
-        assert_eq!(vip_check(true, &[]), "process:haproxy,process:named");
+        assert_eq!(vip_check(true, &[]), "tcp:8406,process:named");
         assert_eq!(vip_check(false, &[]), "process:named");
         assert_eq!(
             vip_check(true, &[5271, 5242]),
-            "process:haproxy,process:named,tcp:5271,tcp:5242"
+            "tcp:8406,process:named,tcp:5271,tcp:5242"
         );
     }
 }

@@ -309,12 +309,12 @@ fn the_vip_checks_the_ports_rack_agents_reach_through_it_and_haproxy_never_front
     let vip = &out.state.relation(VIP).unwrap().local_unit_data;
     assert_eq!(
         vip["check"],
-        "process:haproxy,process:named,tcp:5271,tcp:5242"
+        "tcp:8406,process:named,tcp:5271,tcp:5242"
     );
     // 3.4 has no agent ports; 3.5 dials Temporal only.
     for (channel, check) in [
-        ("3.4/stable", "process:haproxy,process:named"),
-        ("3.5/stable", "process:haproxy,process:named,tcp:5271"),
+        ("3.4/stable", "tcp:8406,process:named"),
+        ("3.5/stable", "tcp:8406,process:named,tcp:5271"),
     ] {
         let out = harness(0)
             .run(
