@@ -324,3 +324,38 @@ fn now_s() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// One line per failed request through the region VIP (unix ms, how long it took, the status
+/// or error), each with the host that answered the last success before it and the first after:
+/// which region or haproxy a planned operation dropped requests on.
+pub fn failed_requests(records: &[serde_json::Value]) -> Vec<String> {
+    let host = |r: &serde_json::Value| {
+        r["body"]
+            .as_str()
+            .and_then(|b| b.rsplit_once(" on "))
+            .map(|(_, h)| {
+                h.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        if r["ok"] == true {
+            continue;
+        }
+        let before = records[..i].iter().rev().find(|r| r["ok"] == true).map(host);
+        let after = records[i + 1..].iter().find(|r| r["ok"] == true).map(host);
+        out.push(format!(
+            "failed request at {} ({} ms): status {} error {} (answered before by {}, after by {})",
+            r["t_ms"],
+            r["ms"],
+            r["status"],
+            r["error"],
+            before.unwrap_or_default(),
+            after.unwrap_or_default()
+        ));
+    }
+    out
+}

@@ -37,6 +37,11 @@ fn show(r: &Report) {
         ),
         None => eprintln!("drill {:?}: healthy {:.1} s after the fault", r.name, r.healed.as_secs_f64()),
     }
+    if let Some(s) = &r.seen {
+        for line in drills::failed_requests(&s.http_records) {
+            eprintln!("  {line}");
+        }
+    }
 }
 
 #[test]
