@@ -1179,3 +1179,107 @@ fn meter_status_changed_runs_once_before_juju_3_6_11_in_a_restricted_context() {
     assert!(m.failures().unwrap().failed.is_empty());
     m.destroy().unwrap();
 }
+
+/// A container relation between two subordinate applications, through the daemon: no unit is
+/// added for it, each subordinate unit joins the other application's unit of its own principal
+/// unit only (juju/juju: subordinaterelationwatcher.go shouldSendCheck, state/relation.go
+/// Relation.unit's per-principal scope), and removing it breaks it on both sides while every
+/// unit stays.
+#[test]
+fn two_subordinates_relate_on_each_principal_unit() {
+    let dir = scratch("subsub");
+    write_bundle(&dir, "");
+    let rec = dir.join("rec");
+    let record = format!("record-dir={}", rec.display());
+    let blob = "blob=".to_string() + &dir.join("blob.txt").display().to_string();
+    let plan = |charm: &str, name: &str, n: u32, config: &[String], res: &[String]| {
+        local_model::bundle::charm_plan(
+            &dir.join("charms").join(charm),
+            Some(name.into()),
+            n,
+            None,
+            config,
+            res,
+        )
+        .unwrap()
+    };
+    let m = model(&dir);
+    m.deploy_plan(
+        plan("lm-test.charm", "p", 2, &[record.clone()], &[blob]),
+        Substrate::Bare,
+    )
+    .unwrap();
+    for s in ["s", "t"] {
+        m.deploy_plan(
+            plan("lm-test-sub.charm", s, 0, &[record.clone()], &[]),
+            Substrate::Bare,
+        )
+        .unwrap();
+    }
+    m.integrate("p", "s").unwrap();
+    m.integrate("p", "t").unwrap();
+    m.wait(T).unwrap();
+    m.integrate("s:beside", "t:near").unwrap();
+    m.wait(T).unwrap();
+    let st = m.status().unwrap();
+    let mut units = units_in(&st);
+    units.sort();
+    assert_eq!(
+        units,
+        vec!["p/0", "p/1", "s/0", "s/1", "t/0", "t/1"],
+        "{st}"
+    );
+    // each subordinate unit's principal, from status
+    let mut principal = std::collections::BTreeMap::new();
+    for (p, ud) in st["applications"]["p"]["units"].as_object().unwrap() {
+        for s in ud["subordinates"].as_object().unwrap().keys() {
+            principal.insert(s.clone(), p.clone());
+        }
+    }
+    for (unit, endpoint) in [
+        ("s/0", "beside"),
+        ("s/1", "beside"),
+        ("t/0", "near"),
+        ("t/1", "near"),
+    ] {
+        let recs = records(&dir, unit);
+        let joined: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.hook == format!("{endpoint}-relation-joined"))
+            .map(|r| r.vars["JUJU_REMOTE_UNIT"].as_str())
+            .collect();
+        assert_eq!(joined.len(), 1, "{unit}: {:?}", names(&recs));
+        assert_eq!(
+            principal[joined[0]], principal[unit],
+            "{unit} joined {} of another principal",
+            joined[0]
+        );
+    }
+    let s = &st["applications"]["s"];
+    assert!(
+        s["subordinate-to"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("t")),
+        "juju status lists every container-related application: {s}"
+    );
+
+    m.remove_relation("s:beside", "t:near").unwrap();
+    m.wait(T).unwrap();
+    for (unit, endpoint) in [("s/0", "beside"), ("t/1", "near")] {
+        let n = names(&records(&dir, unit));
+        let tail: Vec<&str> = n.iter().rev().take(2).rev().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            vec![
+                format!("{endpoint}-relation-departed").as_str(),
+                format!("{endpoint}-relation-broken").as_str()
+            ],
+            "{unit}: {n:?}"
+        );
+    }
+    let mut units = units_in(&m.status().unwrap());
+    units.sort();
+    assert_eq!(units.len(), 6, "no unit goes with the relation: {units:?}");
+    m.destroy().unwrap();
+}
