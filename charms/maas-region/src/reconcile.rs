@@ -959,9 +959,10 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
 }
 
 /// Whether this unit is being removed: Juju runs a dying unit's relation-departed hooks
-/// with itself as JUJU_DEPARTING_UNIT, then its -broken hooks, then stop and remove (the
-/// uniter's modeAbideDyingLoop / relations NextHook: every relation broken before stop), and
-/// a leaving unit stays leaving (the charm state says so in the -broken hooks after).
+/// with itself as JUJU_DEPARTING_UNIT (worker/uniter/relation/resolver.go: the departee is
+/// the local unit once it or its application is not alive), then its -broken hooks, then stop
+/// and remove (every relation broken before stop), and a leaving unit stays leaving (the
+/// charm state says so in the -broken hooks after).
 fn is_leaving(ctx: &Context) -> anyhow::Result<bool> {
     if matches!(ctx.event.kind, EventKind::Stop) {
         return Ok(true);
