@@ -13,8 +13,8 @@
 //! if that gap outlasts its `for: 15s`, which with Patroni's ttl 20 s is a matter of seconds
 //! (pending 10–12 s after the freeze, cleared at 27–31 s: firing in one run of two), so the
 //! drill requires pending and reports whether it fired. Intervals are 5 s (scrape and
-//! evaluation) where the defaults are 1m, so that the drill takes minutes (150–170 s); the
-//! rules' `for:` are the charm's.
+//! evaluation) where the defaults are 1m, so that the drill takes minutes (about 220 s with
+//! the VIP drill); the rules' `for:` are the charm's.
 //!
 //! keepalived-vip is there too, as the bundle deploys it (db-vip on the postgresql-ha units,
 //! bundles/maas-ha.yaml's options), related to the collector subordinate to subordinate as
