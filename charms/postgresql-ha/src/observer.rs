@@ -124,7 +124,9 @@ pub fn run(args: &[String]) -> ! {
     let mut last: Option<String> = None;
     let mut last_odd: Option<String> = None;
     let mut hook = BackgroundHook::default();
+    let mut pace = Pace::default();
     loop {
+        std::thread::sleep(TICK);
         let marked = match take_marker(marker) {
             Ok(m) => m,
             Err(odd) => {
@@ -135,6 +137,12 @@ pub fn run(args: &[String]) -> ! {
                 false
             }
         };
+        if !pace.look_now(marked) {
+            if let Some(exec) = exec {
+                hook.poll(|| juju_exec::update_status_argv(exec, unit, charm_dir));
+            }
+            continue;
+        }
         let cluster = current_cluster(&machine);
         let now = cluster.as_ref().and_then(signature);
         if let Some(c) = &cluster {
@@ -153,7 +161,35 @@ pub fn run(args: &[String]) -> ! {
         if now.is_some() {
             last = now;
         }
-        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The loop's tick: Patroni's callback marker is looked for this often.
+const TICK: Duration = Duration::from_millis(250);
+/// Patroni's view is asked every this many ticks (once a second) ...
+const LOOK_EVERY: u32 = 4;
+/// ... and at every tick for this many ticks after a role change (5 s): Patroni calls back as
+/// it promotes, and the new primary must hand etcd leadership on before anything else can
+/// happen to its host (see [`BackgroundHook`]).
+const FAST_TICKS: u32 = 20;
+
+/// When the loop asks Patroni: every [`LOOK_EVERY`] ticks, and every tick for a while after a
+/// role change.
+#[derive(Default)]
+struct Pace {
+    tick: u32,
+    fast_left: u32,
+}
+
+impl Pace {
+    fn look_now(&mut self, marked: bool) -> bool {
+        self.tick = self.tick.wrapping_add(1);
+        if marked {
+            self.fast_left = FAST_TICKS;
+        }
+        let fast = self.fast_left > 0;
+        self.fast_left = self.fast_left.saturating_sub(1);
+        fast || self.tick % LOOK_EVERY == 0
     }
 }
 
@@ -212,6 +248,18 @@ impl BackgroundHook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patroni_is_asked_every_second_and_every_tick_after_a_role_change() {
+        let mut pace = Pace::default();
+        let looks: Vec<bool> = (0..8).map(|_| pace.look_now(false)).collect();
+        assert_eq!(looks, [false, false, false, true, false, false, false, true]);
+        assert!(pace.look_now(true), "at once on the callback's marker");
+        let fast = (0..FAST_TICKS - 1).filter(|_| pace.look_now(false)).count();
+        assert_eq!(fast as u32, FAST_TICKS - 1, "then every tick for a while");
+        let slow = (0..2 * LOOK_EVERY).filter(|_| pace.look_now(false)).count();
+        assert_eq!(slow as u32, 2, "then once a second again");
+    }
 
     /// The loop never waits for the hook: a run in progress is left alone, a change seen
     /// meanwhile gets exactly one more run after it, and nothing runs unasked.
