@@ -1,11 +1,12 @@
 //! postgresql-ha's upgrades under writes through the DB VIP (issue 22), as root: 3 units
-//! deployed on Patroni 4.1.4 (the wheelhouse's older release), then `patroni-version` set to
-//! 4.1.5. The roll must take one member down at a time (sampled from the test side off
+//! deployed on Patroni 4.1.4 (the wheelhouse's older release); `pre-upgrade-check` says ok;
+//! then `patroni-version` set to 4.1.5. The roll must take one member down at a time (sampled from the test side off
 //! Patroni's `/cluster`), the replicas before the primary; every unit ends Active running the
 //! new Patroni (asked of Patroni itself, `GET /patroni`, and of the virtualenv, `patroni
 //! --version`), every acknowledged write is on every member, and the longest write outage is
 //! printed. Then `lm refresh` of the charm (upgrade-charm with the same .charm): no service on
 //! any unit restarts (their main PIDs and the postmaster's are unchanged) and no write fails.
+//! Last, `patroni-version` back to 4.1.4 rolls the same way (the README's way back).
 //!
 //! Subnet 10.77.77.0/24. `E2E_KEEP=1` keeps the model in build/e2e/pg-upgrade.
 
@@ -52,7 +53,10 @@ fn deploy(env: &e2e::Env) -> Result<Deployment> {
     let own = charm_copy(env);
     std::fs::copy(env.build.join("postgresql-ha.charm"), &own)?;
     let original = "{build}/postgresql-ha.charm";
-    ensure!(yaml.contains(original), "pg::bundle changed shape: no {original}");
+    ensure!(
+        yaml.contains(original),
+        "pg::bundle changed shape: no {original}"
+    );
     let yaml = yaml.replace(original, &own.to_string_lossy());
     Deployment::yaml_with(
         env,
@@ -65,7 +69,10 @@ fn deploy(env: &e2e::Env) -> Result<Deployment> {
 
 /// The copy of the packed charm this drill deploys and refreshes with.
 fn charm_copy(env: &e2e::Env) -> std::path::PathBuf {
-    env.build.join("e2e").join("pg-upgrade-charms").join("postgresql-ha.charm")
+    env.build
+        .join("e2e")
+        .join("pg-upgrade-charms")
+        .join("postgresql-ha.charm")
 }
 
 /// What `unit`'s Patroni runs (`GET /patroni`'s `patroni.version`), asked locally.
@@ -131,7 +138,10 @@ fn pids(d: &Deployment) -> Result<BTreeMap<String, String>> {
             ensure!(pid != "0" && !pid.is_empty(), "{u}: {s} does not run");
             out.insert(format!("{u} {s}"), pid);
         }
-        let pm = d.exec(&u, &["head", "-n1", "/var/lib/postgresql-ha/data/postmaster.pid"])?;
+        let pm = d.exec(
+            &u,
+            &["head", "-n1", "/var/lib/postgresql-ha/data/postmaster.pid"],
+        )?;
         out.insert(format!("{u} postmaster"), pm.trim().to_string());
     }
     Ok(out)
@@ -165,69 +175,13 @@ fn patroni_rolls_one_unit_at_a_time_and_a_refresh_restarts_nothing() {
         .wait_successes(3, pg::RECOVER)
         .expect("writes before the roll");
 
-    // The roll, watched from the test side.
-    let machines = d.machines_of(APP).expect("machines");
-    let names: Vec<String> = ha::pg_units(&d)
-        .expect("units")
-        .iter()
-        .map(|u| u.replace('/', "-"))
-        .collect();
-    let stop = AtomicBool::new(false);
-    let seen: Mutex<(usize, Vec<Vec<String>>)> = Mutex::new((0, Vec::new()));
-    let started = Instant::now();
-    let outcome = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(down) = down_members(&d, &machines, &names) {
-                    let mut g = seen.lock().unwrap();
-                    g.0 = g.0.max(down.len());
-                    if !down.is_empty() && g.1.last() != Some(&down) {
-                        eprintln!(
-                            "{:>6.1} s: down: {}",
-                            started.elapsed().as_secs_f64(),
-                            down.join(", ")
-                        );
-                        g.1.push(down);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        });
-        let r = (|| {
-            d.lm.config(APP, &[&format!("patroni-version={TO}")])?;
-            until(Duration::from_secs(900), "every unit on the new Patroni", || {
-                all_on(&d, TO)
-            })?;
-            d.wait_active(HEAL)
-        })();
-        stop.store(true, Ordering::Relaxed);
-        r
-    });
-    outcome.unwrap_or_else(|e| panic!("the roll: {e:#}\n{}", ha::diagnose(&d)));
-    let rolled = started.elapsed();
-    let (most_down, downs) = seen.into_inner().unwrap();
-    assert!(
-        most_down <= 1,
-        "{most_down} members down at once; sequence: {downs:?}"
-    );
-    let order: Vec<String> = downs.iter().flatten().fold(Vec::new(), |mut v, m| {
-        if v.last() != Some(m) {
-            v.push(m.clone());
-        }
-        v
-    });
-    let first_member = first.replace('/', "-");
-    assert_eq!(
-        order.last(),
-        Some(&first_member),
-        "the primary ({first}) must go down last: {order:?}"
-    );
-    assert_eq!(
-        order.iter().filter(|m| **m == first_member).count(),
-        1,
-        "the primary went down once: {order:?}"
-    );
+    // pre-upgrade-check agrees that a roll now loses nothing.
+    let check = d
+        .action(&format!("{APP}/leader"), "pre-upgrade-check", &[])
+        .expect("pre-upgrade-check");
+    assert_eq!(check["result"], "ok", "{check}");
 
+    let (rolled, order) = roll(&d, TO, &first).unwrap_or_else(|e| panic!("the roll: {e:#}"));
     // Every acknowledged write of the roll on every member.
     writes
         .wait_successes(10, pg::RECOVER)
@@ -292,12 +246,155 @@ fn patroni_rolls_one_unit_at_a_time_and_a_refresh_restarts_nothing() {
     ledger
         .tables
         .push(("e2e_upgrade".into(), probe::acknowledged(&records)));
-    pg::healthy(&d, &ledger, 2, HEAL).expect("healthy after the refresh");
+    let primary = pg::healthy(&d, &ledger, 2, HEAL).expect("healthy after the refresh");
     eprintln!(
         "refresh: no service restarted ({} PIDs unchanged), {} writes during it, none failed",
         before.len(),
         records.len() - refresh_from
     );
+
+    // Back to the first version, the same way (the README's way back).
+    let writes = Probe::writer_table(
+        &d,
+        CLIENT_MACHINE,
+        "pg-downgrade",
+        &dsn,
+        "e2e_downgrade",
+        100,
+    )
+    .expect("writer");
+    writes
+        .wait_successes(3, pg::RECOVER)
+        .expect("writes before the roll back");
+    let (back, order) = roll(&d, FROM, &primary).unwrap_or_else(|e| panic!("the roll back: {e:#}"));
+    writes
+        .wait_successes(10, pg::RECOVER)
+        .expect("writes after the roll back");
+    let records = writes.stop().expect("probe records");
+    ledger
+        .tables
+        .push(("e2e_downgrade".into(), probe::acknowledged(&records)));
+    pg::healthy(&d, &ledger, 2, HEAL).expect("healthy after the roll back");
+    eprintln!(
+        "roll back {TO} -> {FROM}: {:.1} s, order {}; {} writes failed of {}, longest write outage {}",
+        back.as_secs_f64(),
+        order.join(" -> "),
+        records.iter().filter(|r| r["ok"] != true).count(),
+        records.len(),
+        probe::longest_outage(&records)
+            .map_or("none".into(), |(t, n)| format!("{:.1} s ({n} writes)", t.as_secs_f64())),
+    );
+}
+
+/// Sets `patroni-version` to `version` and waits for every unit to run it and be Active,
+/// sampling `/cluster` meanwhile: never more than one member down, `primary` (the primary
+/// before the roll) down last and once. Returns how long it took and the order members went
+/// down in.
+fn roll(d: &Deployment, version: &str, primary: &str) -> Result<(Duration, Vec<String>)> {
+    let machines = d.machines_of(APP)?;
+    let names: Vec<String> = ha::pg_units(d)?
+        .iter()
+        .map(|u| u.replace('/', "-"))
+        .collect();
+    let stop = AtomicBool::new(false);
+    let seen: Mutex<(usize, Vec<Vec<String>>)> = Mutex::new((0, Vec::new()));
+    let said: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let started = Instant::now();
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(down) = down_members(d, &machines, &names) {
+                    let mut g = seen.lock().unwrap();
+                    g.0 = g.0.max(down.len());
+                    if !down.is_empty() && g.1.last() != Some(&down) {
+                        eprintln!(
+                            "{:>6.1} s: down: {}",
+                            started.elapsed().as_secs_f64(),
+                            down.join(", ")
+                        );
+                        g.1.push(down);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        // What the statuses say meanwhile (each distinct message once).
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(st) = d.status() {
+                    let app = &st["applications"][APP];
+                    let mut now = vec![format!(
+                        "application: {}",
+                        app["application-status"]["message"].as_str().unwrap_or("")
+                    )];
+                    for (u, v) in app["units"].as_object().into_iter().flatten() {
+                        now.push(format!(
+                            "{u}: {}",
+                            v["workload-status"]["message"].as_str().unwrap_or("")
+                        ));
+                    }
+                    let mut g = said.lock().unwrap();
+                    for m in now.into_iter().filter(|m| m.contains("upgrade")) {
+                        if !g.contains(&m) {
+                            eprintln!("{:>6.1} s: {m}", started.elapsed().as_secs_f64());
+                            g.push(m);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let r = (|| {
+            d.lm.config(APP, &[&format!("patroni-version={version}")])?;
+            until(
+                Duration::from_secs(900),
+                "every unit on the wanted Patroni",
+                || all_on(d, version),
+            )?;
+            d.wait_active(HEAL)
+        })();
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    outcome.with_context(|| ha::diagnose(d))?;
+    let took = started.elapsed();
+    let (most_down, downs) = seen.into_inner().unwrap();
+    ensure!(
+        most_down <= 1,
+        "{most_down} members down at once; sequence: {downs:?}"
+    );
+    let order: Vec<String> = downs.iter().flatten().fold(Vec::new(), |mut v, m| {
+        if v.last() != Some(m) {
+            v.push(m.clone());
+        }
+        v
+    });
+    // The roll said where it stood: the application, and the units waiting for their turn.
+    let said = said.into_inner().unwrap();
+    ensure!(
+        said.iter()
+            .any(|m| m.starts_with("application: ") && m.contains("rolling upgrade")),
+        "no application status told of the roll: {said:#?}"
+    );
+    ensure!(
+        said.iter()
+            .any(|m| !m.starts_with("application: ") && m.contains(&format!("-> {version})"))),
+        "no unit status told of the roll: {said:#?}"
+    );
+    let member = primary.replace('/', "-");
+    ensure!(
+        order.last() == Some(&member),
+        "the primary ({primary}) must go down last: {order:?}"
+    );
+    ensure!(
+        order.iter().filter(|m| **m == member).count() == 1,
+        "the primary went down once: {order:?}"
+    );
+    ensure!(
+        order.len() == names.len(),
+        "every member restarted once: {order:?}"
+    );
+    Ok((took, order))
 }
 
 /// Hooks each postgresql-ha unit has run so far.
