@@ -545,12 +545,6 @@ impl ContentFile {
                 "secret key {bad:?} is invalid: use at least 3 lowercase letters, digits or single dashes, starting with a letter"
             ))));
         }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!(".charm-secret-{}-{nanos}.json", std::process::id()));
         let spawn_err = |e: std::io::Error| {
             ToolError::new(
                 tool,
@@ -558,6 +552,14 @@ impl ContentFile {
                 ToolErrorKind::Spawn(format!("cannot write secret content file: {e}")),
             )
         };
+        // A name nobody can guess, created exclusively (O_EXCL never follows a link someone
+        // planted in the shared temporary directory, and nobody can make the name first to
+        // make the call fail).
+        let path = std::env::temp_dir().join(format!(
+            ".charm-secret-{}-{}.json",
+            std::process::id(),
+            crate::random::alphanumeric(20).map_err(spawn_err)?
+        ));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
