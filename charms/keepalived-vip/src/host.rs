@@ -118,11 +118,12 @@ pub fn ensure_sysctl(m: &dyn Machine, l: &Layout, v6: bool) -> anyhow::Result<()
 pub fn ensure_running(
     m: &dyn Machine,
     l: &Layout,
+    running: bool,
     conf_changed: bool,
     unit_changed: bool,
 ) -> anyhow::Result<()> {
     let svc = l.service();
-    if !m.service_is_active(&svc)? {
+    if !running {
         m.service(ServiceOp::Enable, &svc)?;
         m.service(ServiceOp::Start, &svc)?;
         log::info!("started {svc}");

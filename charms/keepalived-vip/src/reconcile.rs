@@ -264,24 +264,34 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     // Published before a possible wait: two units joining together each wait for the other
     // to list it, and the list each would start with is what the other waits for.
     relations::publish_unicast_peers(ctx, &advertised_to)?;
-    let me = vrrp.unicast.as_ref().map(|u| u.src);
-    if let Some(me) = me.filter(|_| !peer_units.is_empty()) {
-        // Only a keepalived that is not running yet waits: one that runs already hears its
-        // peers, and stopping it would move the VIP.
-        let silent = if ctx.machine.service_is_active(&layout.service())? {
-            Vec::new()
-        } else {
-            relations::peers_not_listing(ctx, &peer_units, me)?
-        };
-        if !silent.is_empty() {
-            ctx.status(Status::waiting(format!(
-                "waiting for {} to list this unit ({me}) as a VRRP peer",
-                silent.join(", ")
-            )));
-            return relations::publish_principal(ctx, &cfg.vips, served);
+    let running = ctx.machine.service_is_active(&layout.service())?;
+    // Only a keepalived that is not running yet waits: one that runs already hears its peers,
+    // and stopping it would move the VIP.
+    if let Some(me) = vrrp.unicast.as_ref().map(|u| u.src) {
+        if !running {
+            let why = if peer_units.is_empty() {
+                // Alone, keepalived would multicast and hear no unicast holder. The leader
+                // alone is the first unit; a unit that is not the leader has at least the
+                // leader as a peer, whose address Juju has not shown it yet (its principal's
+                // check can arrive before the peer relation's joined hooks).
+                (!ctx.model.is_leader()?)
+                    .then(|| "waiting for the peers' addresses before starting VRRP".to_string())
+            } else {
+                let silent = relations::peers_not_listing(ctx, &peer_units, me)?;
+                (!silent.is_empty()).then(|| {
+                    format!(
+                        "waiting for {} to list this unit ({me}) as a VRRP peer",
+                        silent.join(", ")
+                    )
+                })
+            };
+            if let Some(why) = why {
+                ctx.status(Status::waiting(why));
+                return relations::publish_principal(ctx, &cfg.vips, served);
+            }
         }
     }
-    host::ensure_running(ctx.machine, &layout, conf_changed, unit_changed)?;
+    host::ensure_running(ctx.machine, &layout, running, conf_changed, unit_changed)?;
     let vips: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
     let metrics_port = crate::metrics::port(cfg.vrid);
     host::ensure_metrics(

@@ -631,6 +631,7 @@ fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
         0,
         &[("address", "10.0.0.10"), ("unicast-peers", "10.0.0.11")],
     );
+    st.leader = false;
     st.secrets.clear();
     st.network.address = "10.0.0.11".into();
     st.machine = host(&["10.0.0.11/24"]);
@@ -663,7 +664,10 @@ fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
     );
     // VRRP v3 has no authentication in keepalived: nothing to wait for.
     let mut v3 = st.clone().with_config("vrrp-version", 3);
-    v3.relations[0] = Relation::peer(1, "cluster");
+    v3.relations[0] = Relation::peer(1, "cluster").remote_unit(
+        0,
+        &[("address", "10.0.0.10"), ("unicast-peers", "10.0.0.11")],
+    );
     v3.secrets.clear();
     assert_eq!(
         h.run(Trigger::ConfigChanged, &v3)
@@ -698,8 +702,25 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
 
 #[test]
 fn a_joining_unit_starts_keepalived_only_once_every_peer_advertises_to_it() {
+    // A unit that is not the leader and sees no peer yet (its principal's check came before
+    // the peer relation's joined hooks) does not start alone.
+    let mut alone = base();
+    alone.leader = false;
+    alone.network.address = "10.0.0.12".into();
+    alone.machine = host(&["10.0.0.12/24"]);
+    let out = harness()
+        .unit(2)
+        .run(Trigger::ConfigChanged, &alone)
+        .unwrap();
+    assert_waiting(
+        &out,
+        &Trigger::ConfigChanged,
+        "waiting for the peers' addresses before starting VRRP",
+    );
+    assert!(!ran(&out, "systemctl start"), "{:?}", out.command_lines());
     // Unit 2 joins a pair; unit 0 already sends its adverts to it, unit 1 not yet.
     let mut st = base();
+    st.leader = false;
     st.relations[0] = Relation::peer(1, "cluster")
         .local_app_data(&[("auth-secret-id", SECRET_ID)])
         .remote_unit(
@@ -756,6 +777,49 @@ fn a_joining_unit_starts_keepalived_only_once_every_peer_advertises_to_it() {
     let out = h.run(Trigger::RelationChanged(1, Some(1)), &st).unwrap();
     assert_standby(&out);
     assert!(!ran(&out, "systemctl stop"));
+}
+
+#[test]
+fn a_leaving_unit_stops_keepalived_at_its_first_departed_hook_and_never_restarts_it() {
+    let mut st = base();
+    st.relations[0] = peers(&[(1, "10.0.0.11"), (2, "10.0.0.12")]);
+    let h = harness();
+    let serving = h.run(Trigger::ConfigChanged, &st).unwrap();
+    assert!(serving.state.machine.is_active(SERVICE));
+    // Juju's first hook of a dying unit: -departed with itself departing. The peers still
+    // list it, so the priority-0 advert of the stop reaches them; a reload without the
+    // departing peers first would send it to nobody.
+    let out = h
+        .run(Trigger::RelationDepartedSelf(1, 2), &serving.state)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    assert!(!ran(&out, "systemctl reload"), "{:?}", out.command_lines());
+    assert!(ran(&out, "systemctl stop keepalived-keepalived-vip"));
+    assert!(!out.state.machine.is_active(SERVICE));
+    assert!(!has_file(&out.state.machine, CONF));
+    assert_eq!(
+        out.state.unit_status,
+        Status::maintenance("keepalived-keepalived-vip stopped: this unit is leaving")
+    );
+    // The hooks after it (another departed, update-status, a config change) start nothing.
+    let mut st = out.state.clone();
+    for t in [
+        Trigger::RelationDepartedSelf(1, 1),
+        Trigger::UpdateStatus,
+        Trigger::ConfigChanged,
+    ] {
+        let out = h.run(t.clone(), &st).unwrap();
+        assert!(!out.failed(), "{t:?}: {:?}", out.error);
+        assert!(!ran(&out, "systemctl start"), "{t:?}");
+        assert!(!has_file(&out.state.machine, CONF), "{t:?}");
+        st = out.state;
+    }
+    // A peer departing from a unit that stays is an ordinary reconcile.
+    let out = h
+        .run(Trigger::RelationDeparted(1, 2), &serving.state)
+        .unwrap();
+    assert!(out.state.machine.is_active(SERVICE));
+    assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"));
 }
 
 /// A host where another keepalived-vip application (db-vip, `vrid`, 10.0.0.150/24) runs.

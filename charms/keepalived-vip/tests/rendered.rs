@@ -40,6 +40,8 @@ fn render(
     };
     st.machine = host(&[&format!("{}/24", ADDRS[me as usize])]);
     st.network.address = ADDRS[me as usize].into();
+    // Unit 0 leads: alone, only the leader starts VRRP.
+    st.leader = me == 0;
     let out = harness().unit(me).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(
         out.state.unit_status.message, "VIP 10.0.0.100/24 standby",

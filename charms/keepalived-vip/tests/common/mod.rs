@@ -110,9 +110,11 @@ pub fn peers(peers: &[(u32, &str)]) -> Relation {
     )
 }
 
-/// A unit whose leader already shared the VRRP password, on a host at 10.0.0.10/24.
+/// The leader, alone until a test adds peers, which already shared the VRRP password, on a
+/// host at 10.0.0.10/24. (A unit that is not the leader and sees no peer waits for them.)
 pub fn base() -> State {
     let mut st = State::default()
+        .leader()
         .with_config("vip", "10.0.0.100/24")
         .with_relation(peers(&[]))
         .with_relation(Relation::new(3, "juju-info", "ubuntu").remote_unit(0, &[]))
