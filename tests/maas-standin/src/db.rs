@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use postgres::config::TargetSessionAttrs;
 use postgres::Client;
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -740,6 +741,62 @@ pub fn set_rpc_endpoints(
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// regiond's `/metrics_endpoints` on 5239 (src/maasserver/prometheus/service.py
+/// `PrometheusDiscoveryResource`): every controller's addresses with 5239 if it is a region
+/// (region and rack included) or 5249, grouped by (zone, is region, is rack), labelled
+/// `__meta_prometheus_job: maas`, `maas_az`, `maas_region`, `maas_rack` (Python's
+/// `str(bool)`). The stand-in has one zone, `default` (MAAS's default zone), and knows a
+/// region's addresses from its RPC endpoints and a rack's from its registration.
+pub fn metrics_endpoints(c: &mut Client) -> Result<Value> {
+    let mut groups: BTreeMap<(bool, bool), BTreeSet<String>> = BTreeMap::new();
+    let rows = c.query(
+        "SELECT r.hostname, k.interfaces, (SELECT string_agg(DISTINCT e.address, ',')
+                 FROM standin_rpc_endpoint e WHERE e.region_system_id = r.system_id)
+         FROM standin_region r LEFT JOIN standin_rack k USING (hostname)
+         UNION ALL
+         SELECT k.hostname, k.interfaces, NULL FROM standin_rack k
+         WHERE NOT EXISTS (SELECT 1 FROM standin_region r WHERE r.hostname = k.hostname)",
+        &[],
+    )?;
+    let regions: BTreeSet<String> = c
+        .query("SELECT hostname FROM standin_region", &[])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for r in &rows {
+        let host: String = r.get(0);
+        let rack_ifaces: Option<String> = r.get(1);
+        let rpc: Option<String> = r.get(2);
+        let is_region = regions.contains(&host);
+        let is_rack = rack_ifaces.is_some();
+        let port = if is_region { 5239 } else { 5249 };
+        let mut ips: BTreeSet<String> = BTreeSet::new();
+        for a in rpc.iter().flat_map(|s| s.split(',')) {
+            ips.insert(a.to_string());
+        }
+        for i in rack_ifaces.iter().flat_map(|s| s.split(',')) {
+            if let Some(ip) = i.split('/').next().filter(|s| !s.is_empty()) {
+                ips.insert(ip.to_string());
+            }
+        }
+        let targets = groups.entry((is_region, is_rack)).or_default();
+        for ip in ips {
+            targets.insert(format!("{ip}:{port}"));
+        }
+    }
+    let py = |b: bool| if b { "True" } else { "False" };
+    Ok(Value::Array(
+        groups
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|((region, rack), targets)| {
+                json!({"targets": targets, "labels": {"__meta_prometheus_job": "maas",
+                    "maas_az": "default", "maas_region": py(region), "maas_rack": py(rack)}})
+            })
+            .collect(),
+    ))
 }
 
 /// Withdraws this region's RPC endpoints, as a region that stops deletes its processes

@@ -15,8 +15,11 @@
 //! - `MAAS_STANDIN_ROOT`: prefix for every absolute path the stand-in reads or writes.
 //! - `MAAS_STANDIN_PORTS`: `api,internal,temporal` ports of a region host (nginx's HTTP and
 //!   stream servers, Temporal; default `5240,5242,5271`).
+//! - `MAAS_STANDIN_METRICS_PORTS`: `region,rack`: the Prometheus exporters' ports (default
+//!   `5239,5249`).
 //! - `MAAS_STANDIN_RPC_PORTS`: the ports regiond's workers try for RPC (default 5250-5259).
-//! - `MAAS_STANDIN_BIND`: the one address nginx and Temporal listen on (default: all).
+//! - `MAAS_STANDIN_BIND`: the one address nginx, Temporal, the RPC workers and the exporters
+//!   listen on (default: all).
 //! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
 //! - `MAAS_STANDIN_INTERFACES`: the addresses rackd reports (default: from `ip -4 addr`).
 //! - `MAAS_STANDIN_APACHE_PORT`: the apache2 stand-in's port (default 80).
@@ -35,6 +38,7 @@ pub mod conf;
 pub mod db;
 pub mod dhcpd;
 pub mod http;
+pub mod metrics;
 pub mod named;
 pub mod nginx;
 pub mod paths;

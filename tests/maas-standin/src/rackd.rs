@@ -201,6 +201,8 @@ struct Conn {
     region: String,
     writer: Mutex<TcpStream>,
     last_pong: Mutex<Instant>,
+    /// When the outstanding Ping was sent: its answer's latency is recorded.
+    ping_sent: Mutex<Option<Instant>>,
 }
 
 /// The rack's client service.
@@ -494,6 +496,10 @@ impl Service {
                 None,
             );
         }
+        if let Some(uuid) = reg["uuid"].as_str() {
+            // `registerRackWithRegion`: `set_global_labels(maas_uuid=...)`.
+            crate::metrics::global().set_maas_uuid(uuid);
+        }
         let region = reg["region"].as_str().unwrap_or("").to_string();
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
@@ -501,6 +507,7 @@ impl Service {
             region: region.clone(),
             writer: w,
             last_pong: Mutex::new(Instant::now()),
+            ping_sent: Mutex::new(None),
         });
         if let Ok(mut m) = self.conns.lock() {
             m.insert(name.to_string(), conn.clone());
@@ -540,6 +547,15 @@ impl Service {
             if msg["pong"] == true {
                 if let Ok(mut t) = conn.last_pong.lock() {
                     *t = Instant::now();
+                }
+                // `Common.__call__` records a call's latency when it succeeds (a callback, no
+                // errback), labelled with the command's name.
+                if let Some(sent) = conn.ping_sent.lock().ok().and_then(|mut s| s.take()) {
+                    crate::metrics::global().observe(
+                        "maas_rack_region_rpc_call_latency",
+                        &[("call", "Ping")],
+                        sent.elapsed().as_secs_f64(),
+                    );
                 }
             } else if msg["cmd"] == "ConfigureDHCP" {
                 self.configure_dhcp(&msg);
@@ -593,6 +609,9 @@ impl Service {
             let sent = Instant::now();
             let conns = self.connections();
             for c in conns.values() {
+                if let Ok(mut s) = c.ping_sent.lock() {
+                    *s = Some(Instant::now());
+                }
                 let _ = rpc::send(&c.writer, &json!({"cmd": "Ping"}));
             }
             std::thread::sleep(PING_TIMEOUT);
@@ -671,6 +690,9 @@ fn agent(flavor: Flavor, f: crate::snapinfo::Features) {
 pub fn run(flavor: Flavor) -> anyhow::Result<()> {
     util::set_comm("rackd");
     let svc = Arc::new(Service::new(flavor));
+    // rackd's HTTP site (5249: `/metrics`, also `/boot` and `/log`, which the stand-in lacks)
+    // starts with rackd, before any region is reached.
+    crate::metrics::serve("rackd", crate::metrics::ports().1, None);
     let f = crate::snapinfo::features(flavor);
     if f.apiserver_and_temporal {
         std::thread::spawn(move || agent(flavor, f));

@@ -318,6 +318,38 @@ fn ensure_services(flavor: Flavor, f: crate::snapinfo::Features) {
     }
 }
 
+/// One request through the worker's Django stack, timed and measured as
+/// `PrometheusRequestMetricsMiddleware` does (src/maasserver/prometheus/middleware.py): the
+/// `op` of the form or else the query, the status, the body's length. MAAS names the path by
+/// its URL pattern where one resolves; the stand-in's paths carry no ids it would collapse,
+/// except the VLAN ones, which it keeps as they came.
+fn observed(region: &Region, req: http::Request) -> http::Response {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    // Django's `QueryDict.get` takes a key's last value; the form's `op` wins over the query's.
+    let op = req
+        .params()
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "op")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let started = Instant::now();
+    let resp = crate::api::handle(region, req);
+    let latency = started.elapsed().as_secs_f64();
+    let status = resp.status.to_string();
+    let labels = [
+        ("method", method.as_str()),
+        ("path", path.as_str()),
+        ("status", status.as_str()),
+        ("op", op.as_str()),
+    ];
+    let m = crate::metrics::global();
+    m.observe("maas_http_request_latency", &labels, latency);
+    m.observe("maas_http_response_size", &labels, resp.body.len() as f64);
+    resp
+}
+
 static TERMINATING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_terminate(_: libc::c_int) {
@@ -386,8 +418,19 @@ pub fn run(flavor: Flavor) -> Result<()> {
         .max(1);
     let handler: http::Handler = {
         let r = region.clone();
-        Arc::new(move |req| crate::api::handle(&r, req))
+        Arc::new(move |req| observed(&r, req))
     };
+    // The master process's prometheus-exporter service starts once `prepare` (start-up against
+    // the database) is done, with the installation's UUID as `maas_id` (`_set_globals`).
+    match region.with_db(db::maas_uuid) {
+        Ok(uuid) => crate::metrics::global().set_maas_uuid(&uuid),
+        Err(e) => eprintln!("regiond: reading maas_uuid: {e:#}"),
+    }
+    let endpoints: crate::metrics::Endpoints = {
+        let r = region.clone();
+        Arc::new(move || r.with_db(db::metrics_endpoints))
+    };
+    crate::metrics::serve("regiond", crate::metrics::ports().0, Some(endpoints));
     let base = flavor.worker_socket_base();
     if let Some(d) = base.parent() {
         std::fs::create_dir_all(d)?;

@@ -1,0 +1,588 @@
+//! MAAS's Prometheus exporters: regiond's `/metrics` and `/metrics_endpoints` on 5239 and
+//! rackd's `/metrics` on 5249 (canonical/maas, 3.4 to master; facts only, no code):
+//!
+//! - The metrics are `METRICS_DEFINITIONS` of src/provisioningserver/prometheus/metrics.py,
+//!   every one with two more labels, `host` (the address of the interface of the default
+//!   route, `get_machine_default_gateway_ip`, read once at start) and `maas_id` (the MAAS
+//!   installation's UUID, `GLOBAL_LABELS["maas_uuid"]`, read at each observation: `None`
+//!   until regiond's `MAASServices._set_globals` or the rack's registration sets it,
+//!   clusterservice.py `ClusterClient.registerRackWithRegion`).
+//! - MAAS runs prometheus_client in multiprocess mode (`prometheus_multiproc_dir`: the snap's
+//!   run-pebble-daemon / run-supervisord, the debs' maas-regiond.service and maas-rackd.service),
+//!   and `PrometheusMetrics.generate_latest` (src/provisioningserver/prometheus/utils.py)
+//!   answers from a fresh registry with only a `MultiProcessCollector`. So a metric appears
+//!   only once something observed it (every one is labelled; a child is created by its first
+//!   observation), its HELP is the collector's `Multiprocess metric`, not the definition's
+//!   description (prometheus_client multiprocess.py `MP_METRIC_HELP`), labels come sorted with
+//!   `le` last, a histogram child shows all its buckets, `_count` and `_sum`, and there are no
+//!   `_created` series and no process or platform collectors. Before any observation the
+//!   answer is 200 with an empty body.
+//! - `PrometheusMetricsResource.render_GET` (resource.py): `Content-Type: text/plain`; 404 with
+//!   an empty body when there is no registry (`generate_latest` returns None; not a case here).
+//! - `create_prometheus_exporter_service` (src/maasserver/prometheus/service.py): a Twisted
+//!   site on `TCP6ServerEndpoint(reactor, 5239)` (all addresses) with `metrics` (a leaf, so
+//!   `/metrics/anything` is the same) and `metrics_endpoints`, run by the master regiond
+//!   process only (`"prometheus-exporter": {"only_on_master": True}` in
+//!   src/maasserver/eventloop.py), started after `RegionEventLoop.prepare`. rackd's `metrics`
+//!   is a child of its HTTP site on `::` 5249 (src/provisioningserver/plugin.py
+//!   `_makeHTTPService`, rackdservices/http.py `HTTPResource`), started with rackd.
+//!
+//! What the stand-in observes, because it really does it: regiond's HTTP requests
+//! (`maas_http_request_latency`, `maas_http_response_size`, as
+//! src/maasserver/prometheus/middleware.py `PrometheusRequestMetricsMiddleware`) and the rack's
+//! `Ping` to each region (`maas_rack_region_rpc_call_latency{call="Ping"}`, recorded by
+//! `Common.__call__` in src/provisioningserver/rpc/common.py through
+//! `ClusterClientCheckerService._ping`). It does not count its SQL statements, so
+//! `maas_http_request_query_*` never appear; nothing else it does has a metric.
+
+use crate::http::{self, Request, Response};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// `REGION_PROMETHEUS_PORT` (src/maasserver/prometheus/service.py).
+pub const REGION_PORT: u16 = 5239;
+/// `RACK_PROMETHEUS_PORT` (same file; rackd binds 5249 in plugin.py `_makeHTTPService`).
+pub const RACK_PORT: u16 = 5249;
+
+/// prometheus_client's `Histogram.DEFAULT_BUCKETS` (+Inf is added to every histogram).
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+const SIZE_BUCKETS: &[f64] = &[
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+const QUERY_COUNT_BUCKETS: &[f64] = &[10.0, 25.0, 50.0, 100.0, 200.0, 500.0];
+
+/// The two label names `PROMETHEUS_METRICS` adds to every definition (`extra_labels`).
+pub const EXTRA_LABELS: &[&str] = &["host", "maas_id"];
+
+/// A metric's type, as prometheus_client names the class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `Counter`: `# TYPE x counter`, sample `x_total`.
+    Counter,
+    /// `Histogram`: `x_bucket{le=...}`, `x_count`, `x_sum`.
+    Histogram,
+}
+
+impl Kind {
+    /// The `# TYPE` word.
+    pub fn type_word(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One `MetricDefinition`.
+#[derive(Debug)]
+pub struct Def {
+    /// Counter or histogram.
+    pub kind: Kind,
+    /// The metric's name.
+    pub name: &'static str,
+    /// The definition's description (which the multiprocess endpoint does not serve).
+    pub description: &'static str,
+    /// The definition's own label names (the extra two follow).
+    pub labels: &'static [&'static str],
+    /// Upper bounds of a histogram's buckets, without +Inf.
+    pub buckets: &'static [f64],
+}
+
+const HTTP: &[&str] = &["method", "path", "status", "op"];
+const CALL: &[&str] = &["call"];
+
+const fn h(name: &'static str, description: &'static str, labels: &'static [&'static str]) -> Def {
+    Def {
+        kind: Kind::Histogram,
+        name,
+        description,
+        labels,
+        buckets: DEFAULT_BUCKETS,
+    }
+}
+
+const fn c(name: &'static str, description: &'static str, labels: &'static [&'static str]) -> Def {
+    Def {
+        kind: Kind::Counter,
+        name,
+        description,
+        labels,
+        buckets: &[],
+    }
+}
+
+/// `METRICS_DEFINITIONS` (src/provisioningserver/prometheus/metrics.py), in its order. Both
+/// regiond and rackd register all of them; each shows what its process observed.
+pub const DEFINITIONS: &[Def] = &[
+    h(
+        "maas_rack_region_rpc_call_latency",
+        "Latency of Rack-Region RPC call",
+        CALL,
+    ),
+    h(
+        "maas_tftp_file_transfer_latency",
+        "Latency of TFTP file downloads",
+        &["filename"],
+    ),
+    h("maas_http_request_latency", "HTTP request latency", HTTP),
+    Def {
+        buckets: SIZE_BUCKETS,
+        ..h("maas_http_response_size", "HTTP response size", HTTP)
+    },
+    Def {
+        buckets: QUERY_COUNT_BUCKETS,
+        ..h(
+            "maas_http_request_query_count",
+            "HTTP request query count",
+            HTTP,
+        )
+    },
+    h(
+        "maas_http_request_query_latency",
+        "HTTP request query latency",
+        HTTP,
+    ),
+    h(
+        "maas_region_rack_rpc_call_latency",
+        "Latency of Region-Rack RPC call",
+        CALL,
+    ),
+    h(
+        "maas_websocket_call_latency",
+        "Latency of a Websocket handler call",
+        CALL,
+    ),
+    Def {
+        buckets: QUERY_COUNT_BUCKETS,
+        ..h(
+            "maas_websocket_call_query_count",
+            "Websocket call query count",
+            CALL,
+        )
+    },
+    h(
+        "maas_websocket_call_query_latency",
+        "HTTP request query latency",
+        CALL,
+    ),
+    c(
+        "maas_virsh_fetch_description_failure",
+        "dumpxml failures from virsh",
+        &[],
+    ),
+    c(
+        "maas_virsh_fetch_mac_failure",
+        "domiflist failures from virsh",
+        &[],
+    ),
+    c(
+        "maas_virsh_storage_pool_creation_failure",
+        "domiflist failures from virsh",
+        &[],
+    ),
+    c(
+        "maas_lxd_disk_creation_failure",
+        "failures of LXD disk creation",
+        &[],
+    ),
+    c(
+        "maas_lxd_fetch_machine_failure",
+        "failures for fetching LXD machines",
+        &[],
+    ),
+    c(
+        "maas_rpc_pool_exhaustion_count",
+        "counts the number of occurances of the RPC connection pool allocate its maxmimum number of connections",
+        &[],
+    ),
+    c(
+        "maas_dns_full_zonefile_write_count",
+        "counts the number of times MAAS writes to a zonefile rather than push a dynamic update per DNS zone",
+        &["zone"],
+    ),
+    c(
+        "maas_dns_dynamic_update_count",
+        "counts the number of times MAAS pushes a dynamic update per DNS zone rather than writing a zonefile",
+        &["zone"],
+    ),
+    h(
+        "maas_dns_update_latency",
+        "the time it takes MAAS to update BIND",
+        &["update_type"],
+    ),
+];
+
+/// The HELP text the multiprocess collector gives every metric (prometheus_client
+/// multiprocess.py `MP_METRIC_HELP`).
+pub const MULTIPROCESS_HELP: &str = "Multiprocess metric";
+
+/// The definition named `name`.
+pub fn def(name: &str) -> Option<&'static Def> {
+    DEFINITIONS.iter().find(|d| d.name == name)
+}
+
+#[derive(Clone, Debug)]
+enum Value {
+    Counter(f64),
+    /// Per-bucket (not cumulative) counts, the last one +Inf, and the sum.
+    Histogram(Vec<f64>, f64),
+}
+
+/// Label pairs, sorted by name (the multiprocess collector sorts them).
+type LabelSet = Vec<(String, String)>;
+
+/// One process's metrics (prometheus_client's global registry).
+pub struct Registry {
+    host: String,
+    maas_id: Mutex<Option<String>>,
+    values: Mutex<BTreeMap<(&'static str, LabelSet), Value>>,
+}
+
+impl Registry {
+    /// An empty registry whose `host` label is `host` (`None` renders as Python's `None`).
+    pub fn new(host: Option<String>) -> Registry {
+        Registry {
+            host: host.unwrap_or_else(|| "None".into()),
+            maas_id: Mutex::new(None),
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// `set_global_labels(maas_uuid=...)`: later observations carry it.
+    pub fn set_maas_uuid(&self, uuid: &str) {
+        if let Ok(mut m) = self.maas_id.lock() {
+            *m = Some(uuid.to_string());
+        }
+    }
+
+    fn label_set(&self, d: &Def, labels: &[(&str, &str)]) -> Option<LabelSet> {
+        if labels.len() != d.labels.len()
+            || d.labels.iter().any(|n| !labels.iter().any(|(k, _)| k == n))
+        {
+            // prometheus_client raises ValueError("Incorrect label names"); MAAS never does this.
+            eprintln!(
+                "metrics: {} takes labels {:?}, got {labels:?}",
+                d.name, d.labels
+            );
+            return None;
+        }
+        let maas_id = self
+            .maas_id
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or_else(|| "None".into());
+        let mut set: LabelSet = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        set.push(("host".into(), self.host.clone()));
+        set.push(("maas_id".into(), maas_id));
+        set.sort();
+        Some(set)
+    }
+
+    /// `update(name, "observe", value, labels)` on a histogram: the first bucket whose bound
+    /// is at least `value` counts it (prometheus_client `Histogram.observe`).
+    pub fn observe(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let Some(d) = def(name).filter(|d| d.kind == Kind::Histogram) else {
+            eprintln!("metrics: no histogram {name}");
+            return;
+        };
+        let Some(set) = self.label_set(d, labels) else {
+            return;
+        };
+        let Ok(mut values) = self.values.lock() else {
+            return;
+        };
+        let v = values
+            .entry((d.name, set))
+            .or_insert_with(|| Value::Histogram(vec![0.0; d.buckets.len() + 1], 0.0));
+        if let Value::Histogram(counts, sum) = v {
+            let i = d
+                .buckets
+                .iter()
+                .position(|b| value <= *b)
+                .unwrap_or(d.buckets.len());
+            counts[i] += 1.0;
+            *sum += value;
+        }
+    }
+
+    /// `update(name, "inc", 1, labels)` on a counter.
+    pub fn inc(&self, name: &str, labels: &[(&str, &str)]) {
+        let Some(d) = def(name).filter(|d| d.kind == Kind::Counter) else {
+            eprintln!("metrics: no counter {name}");
+            return;
+        };
+        let Some(set) = self.label_set(d, labels) else {
+            return;
+        };
+        if let Ok(mut values) = self.values.lock() {
+            if let Value::Counter(n) = values.entry((d.name, set)).or_insert(Value::Counter(0.0)) {
+                *n += 1.0;
+            }
+        }
+    }
+
+    /// The text exposition format (0.0.4), as `generate_latest` over a `MultiProcessCollector`.
+    pub fn render(&self) -> String {
+        let Ok(values) = self.values.lock() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for d in DEFINITIONS {
+            let children: Vec<_> = values.iter().filter(|((n, _), _)| *n == d.name).collect();
+            if children.is_empty() {
+                continue;
+            }
+            out.push_str(&format!(
+                "# HELP {} {MULTIPROCESS_HELP}\n# TYPE {} {}\n",
+                d.name,
+                d.name,
+                d.kind.type_word()
+            ));
+            for ((_, labels), v) in children {
+                match v {
+                    Value::Counter(n) => {
+                        out.push_str(&sample(&format!("{}_total", d.name), labels, None, *n))
+                    }
+                    Value::Histogram(counts, sum) => {
+                        let mut acc = 0.0;
+                        for (i, n) in counts.iter().enumerate() {
+                            acc += n;
+                            let le = d
+                                .buckets
+                                .get(i)
+                                .map(|b| go_float(*b))
+                                .unwrap_or_else(|| "+Inf".into());
+                            out.push_str(&sample(
+                                &format!("{}_bucket", d.name),
+                                labels,
+                                Some(&le),
+                                acc,
+                            ));
+                        }
+                        out.push_str(&sample(&format!("{}_count", d.name), labels, None, acc));
+                        out.push_str(&sample(&format!("{}_sum", d.name), labels, None, *sum));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// prometheus_client's `floatToGoString`: `1.0`, `0.005`, `+Inf`.
+pub fn go_float(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    let s = format!("{v:?}");
+    if s.contains('e') {
+        // Python's repr switches to exponents at 1e16; Rust's Debug does too, spelled `1e16`.
+        return s.replace("e", "e+").replace("e+-", "e-");
+    }
+    s
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('"', "\\\"")
+}
+
+fn sample(name: &str, labels: &LabelSet, le: Option<&str>, value: f64) -> String {
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    format!("{name}{{{}}} {}\n", parts.join(","), go_float(value))
+}
+
+/// The process's registry (prometheus_client's `REGISTRY`, `PROMETHEUS_METRICS`).
+pub fn global() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| Registry::new(default_gateway_ip()))
+}
+
+/// `get_machine_default_gateway_ip` (src/provisioningserver/utils/ipaddr.py): the first
+/// address of the default route's interface, IPv4 first, then IPv6; None without a default
+/// route.
+pub fn default_gateway_ip() -> Option<String> {
+    let v4 = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| {
+            t.lines().skip(1).find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 2 && f[1] == "00000000").then(|| f[0].to_string())
+            })
+        });
+    if let Some(ip) = v4.and_then(|i| first_address(&i, "-4")) {
+        return Some(ip);
+    }
+    let v6 = std::fs::read_to_string("/proc/net/ipv6_route")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 10 && f[0].chars().all(|c| c == '0') && f[1] == "00" && f[9] != "lo")
+                    .then(|| f[9].to_string())
+            })
+        });
+    v6.and_then(|i| first_address(&i, "-6"))
+}
+
+fn first_address(iface: &str, family: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args([family, "-o", "addr", "show", "dev", iface])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        it.find(|w| *w == "inet" || *w == "inet6")?;
+        it.next()?.split('/').next().map(str::to_string)
+    })
+}
+
+/// The exporter's ports: regiond's and rackd's (test override:
+/// `MAAS_STANDIN_METRICS_PORTS=region,rack`; parallel tests on one host cannot all have 5239).
+pub fn ports() -> (u16, u16) {
+    std::env::var("MAAS_STANDIN_METRICS_PORTS")
+        .ok()
+        .and_then(|s| {
+            let (a, b) = s.split_once(',')?;
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .unwrap_or((REGION_PORT, RACK_PORT))
+}
+
+/// What a `/metrics_endpoints` request gets answered with (regiond reads the database).
+pub type Endpoints = Arc<dyn Fn() -> anyhow::Result<serde_json::Value> + Send + Sync>;
+
+/// Answers one request to the exporter. `endpoints` is regiond's `metrics_endpoints` child;
+/// rackd has none.
+pub fn handle(registry: &Registry, endpoints: Option<&Endpoints>, req: &Request) -> Response {
+    let metrics = req.path == "/metrics" || req.path.starts_with("/metrics/");
+    let discovery = endpoints.filter(|_| req.path == "/metrics_endpoints");
+    if !metrics && discovery.is_none() {
+        // Twisted's `NoResource`.
+        return Response {
+            status: 404,
+            content_type: "text/html".into(),
+            body: b"<html>\n  <head><title>404 - No Such Resource</title></head>\n  <body>\n    <h1>No Such Resource</h1>\n    <p>No such child resource.</p>\n  </body>\n</html>\n".to_vec(),
+        };
+    }
+    if req.method != "GET" && req.method != "HEAD" {
+        // Twisted's `UnsupportedMethod`: the resources render GET only (HEAD falls back to it).
+        return Response::text(405, "Method Not Allowed\n");
+    }
+    if let Some(f) = discovery {
+        return match f() {
+            Ok(v) => Response::json(200, &v),
+            Err(e) => Response::text(500, format!("{e:#}\n")),
+        };
+    }
+    Response {
+        status: 200,
+        content_type: "text/plain".into(),
+        body: registry.render().into_bytes(),
+    }
+}
+
+/// Listens on every address (`::`, dual-stack; `0.0.0.0` without IPv6), or on the one
+/// address a test pins with `MAAS_STANDIN_BIND`, and serves the exporter on its own threads.
+/// A port already taken is logged and the daemon goes on without its exporter.
+pub fn serve(what: &str, port: u16, endpoints: Option<Endpoints>) {
+    let bind = std::env::var("MAAS_STANDIN_BIND")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let l = match &bind {
+        Some(a) => TcpListener::bind((a.as_str(), port)),
+        None if std::path::Path::new("/proc/net/if_inet6").exists() => {
+            TcpListener::bind(("::", port))
+        }
+        None => TcpListener::bind(("0.0.0.0", port)),
+    };
+    match l {
+        Ok(l) => {
+            eprintln!("{what}: Prometheus exporter on port {port}");
+            let handler: http::Handler =
+                Arc::new(move |req| handle(global(), endpoints.as_ref(), &req));
+            std::thread::spawn(move || http::serve(l, handler));
+        }
+        Err(e) => eprintln!("{what}: Prometheus exporter cannot listen on {port}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_floats_are_pythons() {
+        assert_eq!(go_float(1.0), "1.0");
+        assert_eq!(go_float(0.005), "0.005");
+        assert_eq!(go_float(10000.0), "10000.0");
+        assert_eq!(go_float(f64::INFINITY), "+Inf");
+        assert_eq!(go_float(3.0), "3.0");
+    }
+
+    #[test]
+    fn nothing_observed_is_an_empty_answer() {
+        assert_eq!(Registry::new(None).render(), "");
+    }
+
+    #[test]
+    fn a_histogram_child_has_every_bucket_cumulated_then_count_and_sum() {
+        let r = Registry::new(Some("10.0.0.5".into()));
+        r.set_maas_uuid("u-1");
+        let l = [
+            ("method", "GET"),
+            ("path", "/MAAS/x"),
+            ("status", "200"),
+            ("op", ""),
+        ];
+        r.observe("maas_http_response_size", &l, 7.0);
+        r.observe("maas_http_response_size", &l, 5.0);
+        r.observe("maas_http_response_size", &l, 20000.0);
+        let text = r.render();
+        let labels =
+            r#"host="10.0.0.5",maas_id="u-1",method="GET",op="",path="/MAAS/x",status="200""#;
+        assert!(text.starts_with("# HELP maas_http_response_size Multiprocess metric\n# TYPE maas_http_response_size histogram\n"), "{text}");
+        for (le, n) in [
+            ("5.0", "1.0"),
+            ("10.0", "2.0"),
+            ("10000.0", "2.0"),
+            ("+Inf", "3.0"),
+        ] {
+            let line = format!("maas_http_response_size_bucket{{{labels},le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} not in {text}");
+        }
+        assert!(text.contains(&format!("maas_http_response_size_count{{{labels}}} 3.0\n")));
+        assert!(text.contains(&format!(
+            "maas_http_response_size_sum{{{labels}}} 20012.0\n"
+        )));
+    }
+
+    #[test]
+    fn wrong_labels_are_not_recorded_and_maas_id_is_none_until_set() {
+        let r = Registry::new(None);
+        r.observe("maas_rack_region_rpc_call_latency", &[("nope", "x")], 0.1);
+        r.inc("maas_dns_dynamic_update_count", &[("zone", "maas")]);
+        let text = r.render();
+        assert!(!text.contains("rpc_call"), "{text}");
+        assert!(text.contains(
+            "# TYPE maas_dns_dynamic_update_count counter\nmaas_dns_dynamic_update_count_total{host=\"None\",maas_id=\"None\",zone=\"maas\"} 1.0\n"
+        ), "{text}");
+    }
+}
