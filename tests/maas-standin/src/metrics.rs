@@ -27,6 +27,12 @@
 //!   is a child of its HTTP site on `::` 5249 (src/provisioningserver/plugin.py
 //!   `_makeHTTPService`, rackdservices/http.py `HTTPResource`), started with rackd.
 //!
+//! - Up to 3.5 `PROMETHEUS_METRICS` also had `update_handlers` that set the host's memory
+//!   (`maas_node_mem_<field>` gauges, labelled with the writer's `pid` as multiprocess gauges
+//!   are) and CPU time (`maas_node_cpu_time` counter) from /proc before every answer
+//!   (src/provisioningserver/prometheus/collectors.py, removed in 3.6), with a third global
+//!   label, `service_type`; so those releases never answer an empty body.
+//!
 //! What the stand-in observes, because it really does it: regiond's HTTP requests
 //! (`maas_http_request_latency`, `maas_http_response_size`, as
 //! src/maasserver/prometheus/middleware.py `PrometheusRequestMetricsMiddleware`) and the rack's
@@ -238,24 +244,121 @@ type LabelSet = Vec<(String, String)>;
 pub struct Registry {
     host: String,
     maas_id: Mutex<Option<String>>,
+    /// `GLOBAL_LABELS["service_type"]` (3.4, 3.5: `region` or `rack`, set with the UUID).
+    service_type: Mutex<Option<String>>,
+    node: Option<crate::snapinfo::NodeMetrics>,
     values: Mutex<BTreeMap<(&'static str, LabelSet), Value>>,
 }
+
+/// 3.5's `MEMINFO_FIELDS` (src/provisioningserver/prometheus/collectors.py): each is a gauge
+/// `maas_node_mem_<field>` labelled `service_type`, in kB as /proc/meminfo has it.
+pub const MEMINFO_FIELDS: &[&str] = &[
+    "AnonPages", "Buffers", "Cached", "CommitLimit", "Committed_AS", "Dirty", "HugePages_Free",
+    "HugePages_Rsvd", "HugePages_Surp", "HugePages_Total", "Mapped", "MemAvailable", "MemFree",
+    "MemTotal", "PageTables", "Shmem", "Slab", "SReclaimable", "SUnreclaim", "SwapCached",
+    "SwapFree", "SwapTotal", "VmallocChunk", "VmallocTotal", "VmallocUsed", "Writeback",
+    "WritebackTmp",
+];
+
+/// collectors.py `CPU_TIME_FIELDS`: the `cpu` row of /proc/stat, in order.
+pub const CPU_TIME_FIELDS: &[&str] = &[
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice",
+];
+
+/// collectors.py `USER_HZ`: CPU ticks per second.
+const USER_HZ: f64 = 100.0;
 
 impl Registry {
     /// An empty registry whose `host` label is `host` (`None` renders as Python's `None`).
     pub fn new(host: Option<String>) -> Registry {
+        Registry::with_node_metrics(host, None)
+    }
+
+    /// A registry of a MAAS whose endpoints also report the host's memory and CPU (3.4, 3.5).
+    pub fn with_node_metrics(
+        host: Option<String>,
+        node: Option<crate::snapinfo::NodeMetrics>,
+    ) -> Registry {
         Registry {
             host: host.unwrap_or_else(|| "None".into()),
             maas_id: Mutex::new(None),
+            service_type: Mutex::new(None),
+            node,
             values: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// `set_global_labels(maas_uuid=...)`: later observations carry it.
-    pub fn set_maas_uuid(&self, uuid: &str) {
+    /// `set_global_labels(maas_uuid=..., service_type=...)` (3.4 and 3.5 set both, later
+    /// releases the UUID only): later observations carry them.
+    pub fn set_maas_uuid(&self, uuid: &str, service_type: &str) {
         if let Ok(mut m) = self.maas_id.lock() {
             *m = Some(uuid.to_string());
         }
+        if let Ok(mut t) = self.service_type.lock() {
+            *t = Some(service_type.to_string());
+        }
+    }
+
+    /// The node metrics' text, read from /proc now (`update_memory_metrics`,
+    /// `update_cpu_metrics`, run before every answer). The memory fields are gauges, which the
+    /// multiprocess collector labels with the writing process's `pid` (mode `all`); the CPU
+    /// times are a counter `set` to ticks / USER_HZ.
+    fn node_text(&self, node: crate::snapinfo::NodeMetrics) -> String {
+        let lock = |m: &Mutex<Option<String>>| {
+            m.lock()
+                .ok()
+                .and_then(|v| v.clone())
+                .unwrap_or_else(|| "None".into())
+        };
+        let (maas_id, service_type) = (lock(&self.maas_id), lock(&self.service_type));
+        let pid = std::process::id().to_string();
+        let base = |extra: &[(&str, &str)]| -> LabelSet {
+            let mut l: LabelSet = vec![
+                ("host".into(), self.host.clone()),
+                ("maas_id".into(), maas_id.clone()),
+                ("service_type".into(), service_type.clone()),
+            ];
+            l.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            l.sort();
+            l
+        };
+        let mut out = String::new();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        for line in meminfo.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(key), Some(value)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let key = key.trim_end_matches(':');
+            let listed = MEMINFO_FIELDS.contains(&key)
+                && !(node == crate::snapinfo::NodeMetrics::V3_4
+                    && (key == "VmallocChunk" || key == "VmallocTotal"));
+            let Ok(v) = value.parse::<f64>() else { continue };
+            if listed {
+                let name = format!("maas_node_mem_{key}");
+                out.push_str(&format!(
+                    "# HELP {name} {MULTIPROCESS_HELP}\n# TYPE {name} gauge\n"
+                ));
+                out.push_str(&sample(&name, &base(&[("pid", &pid)]), None, v));
+            }
+        }
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        if let Some(cpu) = stat.lines().next() {
+            out.push_str(&format!(
+                "# HELP maas_node_cpu_time {MULTIPROCESS_HELP}\n# TYPE maas_node_cpu_time counter\n"
+            ));
+            for (state, ticks) in CPU_TIME_FIELDS.iter().zip(cpu.split_whitespace().skip(1)) {
+                if let Ok(t) = ticks.parse::<f64>() {
+                    out.push_str(&sample(
+                        "maas_node_cpu_time_total",
+                        &base(&[("state", state)]),
+                        None,
+                        t / USER_HZ,
+                    ));
+                }
+            }
+        }
+        out
     }
 
     fn label_set(&self, d: &Def, labels: &[(&str, &str)]) -> Option<LabelSet> {
@@ -333,7 +436,7 @@ impl Registry {
         let Ok(values) = self.values.lock() else {
             return String::new();
         };
-        let mut out = String::new();
+        let mut out = self.node.map(|n| self.node_text(n)).unwrap_or_default();
         for d in DEFINITIONS {
             let children: Vec<_> = values.iter().filter(|((n, _), _)| *n == d.name).collect();
             if children.is_empty() {
@@ -412,7 +515,19 @@ fn sample(name: &str, labels: &LabelSet, le: Option<&str>, value: f64) -> String
 /// The process's registry (prometheus_client's `REGISTRY`, `PROMETHEUS_METRICS`).
 pub fn global() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(|| Registry::new(default_gateway_ip()))
+    R.get_or_init(|| {
+        let flavor = FLAVOR.get().copied().unwrap_or(crate::paths::Flavor::Deb);
+        let f = crate::snapinfo::features(flavor);
+        Registry::with_node_metrics(default_gateway_ip(), f.node_metrics)
+    })
+}
+
+static FLAVOR: OnceLock<crate::paths::Flavor> = OnceLock::new();
+
+/// Which MAAS this process is (its release decides whether node metrics are reported); call
+/// before the first observation.
+pub fn configure(flavor: crate::paths::Flavor) {
+    let _ = FLAVOR.set(flavor);
 }
 
 /// `get_machine_default_gateway_ip` (src/provisioningserver/utils/ipaddr.py): the first
@@ -545,7 +660,7 @@ mod tests {
     #[test]
     fn a_histogram_child_has_every_bucket_cumulated_then_count_and_sum() {
         let r = Registry::new(Some("10.0.0.5".into()));
-        r.set_maas_uuid("u-1");
+        r.set_maas_uuid("u-1", "region");
         let l = [
             ("method", "GET"),
             ("path", "/MAAS/x"),
@@ -572,6 +687,37 @@ mod tests {
         assert!(text.contains(&format!(
             "maas_http_response_size_sum{{{labels}}} 20012.0\n"
         )));
+    }
+
+    #[test]
+    fn node_metrics_of_3_4_and_3_5_come_from_proc_with_the_writers_pid() {
+        use crate::snapinfo::NodeMetrics;
+        let r = Registry::with_node_metrics(Some("h".into()), Some(NodeMetrics::V3_5));
+        let text = r.render();
+        let pid = std::process::id();
+        assert!(text.contains("# HELP maas_node_mem_MemTotal Multiprocess metric\n# TYPE maas_node_mem_MemTotal gauge\n"), "{text}");
+        let mem_total: f64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        assert!(text.contains(&format!(
+            "maas_node_mem_MemTotal{{host=\"h\",maas_id=\"None\",pid=\"{pid}\",service_type=\"None\"}} {}\n",
+            go_float(mem_total)
+        )), "{text}");
+        assert!(text.contains("# TYPE maas_node_cpu_time counter\n"), "{text}");
+        assert!(text.contains("maas_node_cpu_time_total{host=\"h\",maas_id=\"None\",service_type=\"None\",state=\"user\"} "), "{text}");
+        assert!(text.contains("maas_node_mem_VmallocTotal{"), "{text}");
+        // 3.4's list joins two names by a missing comma: neither is reported.
+        r.set_maas_uuid("u", "rack");
+        let old = Registry::with_node_metrics(Some("h".into()), Some(NodeMetrics::V3_4));
+        old.set_maas_uuid("u", "rack");
+        let text = old.render();
+        assert!(!text.contains("maas_node_mem_VmallocTotal") && !text.contains("maas_node_mem_VmallocChunk"), "{text}");
+        assert!(text.contains(&format!("maas_node_mem_MemFree{{host=\"h\",maas_id=\"u\",pid=\"{pid}\",service_type=\"rack\"}} ")), "{text}");
+        // 3.6 and later report none of it.
+        assert_eq!(Registry::new(None).render(), "");
     }
 
     #[test]

@@ -498,7 +498,7 @@ impl Service {
         }
         if let Some(uuid) = reg["uuid"].as_str() {
             // `registerRackWithRegion`: `set_global_labels(maas_uuid=...)`.
-            crate::metrics::global().set_maas_uuid(uuid);
+            crate::metrics::global().set_maas_uuid(uuid, "rack");
         }
         let region = reg["region"].as_str().unwrap_or("").to_string();
         let conn = Arc::new(Conn {
@@ -689,6 +689,7 @@ fn agent(flavor: Flavor, f: crate::snapinfo::Features) {
 /// Runs rackd forever.
 pub fn run(flavor: Flavor) -> anyhow::Result<()> {
     util::set_comm("rackd");
+    crate::metrics::configure(flavor);
     let svc = Arc::new(Service::new(flavor));
     // rackd's HTTP site (5249: `/metrics`, also `/boot` and `/log`, which the stand-in lacks)
     // starts with rackd, before any region is reached.

@@ -396,6 +396,7 @@ fn exit_cleanly_on_sigterm(region: Arc<Region>) {
 /// 5240; once nginx runs it outlives regiond, and while regiond is down it answers 502.
 pub fn run(flavor: Flavor) -> Result<()> {
     util::set_comm("regiond");
+    crate::metrics::configure(flavor);
     let region = Arc::new(Region::new(flavor)?);
     exit_cleanly_on_sigterm(region.clone());
     let features = crate::snapinfo::features(flavor);
@@ -423,7 +424,7 @@ pub fn run(flavor: Flavor) -> Result<()> {
     // The master process's prometheus-exporter service starts once `prepare` (start-up against
     // the database) is done, with the installation's UUID as `maas_id` (`_set_globals`).
     match region.with_db(db::maas_uuid) {
-        Ok(uuid) => crate::metrics::global().set_maas_uuid(&uuid),
+        Ok(uuid) => crate::metrics::global().set_maas_uuid(&uuid, "region"),
         Err(e) => eprintln!("regiond: reading maas_uuid: {e:#}"),
     }
     let endpoints: crate::metrics::Endpoints = {

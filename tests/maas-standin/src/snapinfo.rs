@@ -85,6 +85,21 @@ pub struct Features {
     /// 3.6 and newer: nginx's stream server on 5242 in front of the internal API
     /// (src/maasserver/templates/http/regiond.nginx.stream.conf.template first appears in 3.6).
     pub internal_api: bool,
+    /// Up to 3.5: every Prometheus endpoint also reports the host's memory and CPU time
+    /// (src/provisioningserver/prometheus/collectors.py `node_metrics_definitions`, run as
+    /// `update_handlers` of `PROMETHEUS_METRICS`; gone in 3.6, canonical/maas a97ac0f2a
+    /// "refactor: remove prometheus node metrics").
+    pub node_metrics: Option<NodeMetrics>,
+}
+
+/// Which release's list of memory fields the node metrics carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeMetrics {
+    /// 3.4's (and every earlier release's) `MEMINFO_FIELDS` lacks a comma: `"VmallocChunk" "VmallocTotal"` is one field that
+    /// /proc/meminfo never has (fixed in 3.5 by 9f5d94477).
+    V3_4,
+    /// 3.5's list, every field separate.
+    V3_5,
 }
 
 /// The features of a snap tracking `channel`.
@@ -99,6 +114,11 @@ pub fn features_of(channel: Option<&str>) -> Features {
     Features {
         apiserver_and_temporal: v >= (3, 5),
         internal_api: v >= (3, 6),
+        node_metrics: match v {
+            (3, 5) => Some(NodeMetrics::V3_5),
+            v if v < (3, 5) => Some(NodeMetrics::V3_4),
+            _ => None,
+        },
     }
 }
 
@@ -150,6 +170,19 @@ mod tests {
                 (at, ia),
                 "{ch:?}"
             );
+        }
+    }
+
+    #[test]
+    fn node_metrics_up_to_3_5() {
+        for (ch, want) in [
+            (Some("3.3/stable"), Some(NodeMetrics::V3_4)),
+            (Some("3.4/stable"), Some(NodeMetrics::V3_4)),
+            (Some("3.5/stable"), Some(NodeMetrics::V3_5)),
+            (Some("3.6/stable"), None),
+            (None, None),
+        ] {
+            assert_eq!(features_of(ch).node_metrics, want, "{ch:?}");
         }
     }
 
