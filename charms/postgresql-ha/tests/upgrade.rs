@@ -247,7 +247,11 @@ fn reports_from_before_the_config_change_do_not_make_the_primary_go_first() {
     // Act.
     let out = harness().run_ok(Trigger::ConfigChanged, &st);
     // Assert: a replica's turn; the primary neither switches over nor restarts.
-    let app = &out.state.relation_on("database-peers").unwrap().local_app_data;
+    let app = &out
+        .state
+        .relation_on("database-peers")
+        .unwrap()
+        .local_app_data;
     assert_fields(app, &[("upgrade-turn", "postgresql-ha/2")]);
     assert!(!ran(&out, |l| l.contains("/switchover")));
     assert!(!restarts_patroni(&out), "{:#?}", out.command_lines());
@@ -521,4 +525,59 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
         })
         .collect();
     assert_eq!(restarts, ["systemctl restart postgresql-ha-observer"]);
+}
+
+#[test]
+fn a_leader_that_is_a_replica_takes_its_turn_and_hands_on_the_next_in_the_same_hook() {
+    // Arrange: the leader (0) is an asynchronous replica, 1 the primary, 2 a quorum standby;
+    // all on 4.1.5, the config wants 4.1.6; Patroni answers 4.1.6 once restarted.
+    let pending = "Patroni 4.1.5 -> 4.1.6";
+    let mut st = unit(0, "", &[(1, "4.1.5", pending), (2, "4.1.5", pending)]);
+    st.machine = host("4.1.5", Some("4.1.6"), ON_4_1_5)
+        .respond_times(
+            &["curl", "https://127.0.0.1:8008/cluster"],
+            CmdOutput::ok(format!(
+                "{}\n200",
+                cluster_json(&[
+                    (0, "replica", "streaming", Some(0)),
+                    (1, "leader", "running", None),
+                    (2, "quorum_standby", "streaming", Some(0)),
+                ])
+            )),
+            1000,
+        )
+        .respond_times(
+            &[
+                "etcdctl",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/postgresql-ha/tls/ca.pem",
+                "--cert=/etc/postgresql-ha/tls/unit.pem",
+                "--key=/etc/postgresql-ha/tls/unit.key",
+                "get",
+            ],
+            CmdOutput::ok(
+                serde_json::json!({"leader": "postgresql-ha-1", "sync_standby": "postgresql-ha-2", "quorum": 0})
+                    .to_string()
+                    + "\n",
+            ),
+            1000,
+        );
+    // Act.
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
+    // Assert: it restarted itself on 4.1.6 and gave the turn to 2 (the primary, 1, last).
+    assert!(ran(&out, |l| l == "systemctl stop postgresql-ha-patroni"));
+    assert!(ran(&out, |l| l.starts_with(PIP)
+        && l.contains("patroni[etcd3]==4.1.6")));
+    let app = &out
+        .state
+        .relation_on("database-peers")
+        .unwrap()
+        .local_app_data;
+    assert_fields(app, &[("upgrade-turn", "postgresql-ha/2")]);
+    let mine = &out
+        .state
+        .relation_on("database-peers")
+        .unwrap()
+        .local_unit_data;
+    assert_fields(mine, &[("patroni-version", "4.1.6")]);
 }
