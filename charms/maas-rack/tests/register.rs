@@ -234,7 +234,8 @@ fn a_rotated_secret_registers_again_in_secret_changed() {
 /// The region app databag with the rack upgrade lock set to `lock`.
 fn with_lock(mut st: State, lock: &str) -> State {
     for r in st.relations.iter_mut().filter(|r| r.id == RPC) {
-        r.remote_app_data.insert("rack_upgrade_lock".into(), lock.into());
+        r.remote_app_data
+            .insert("rack_upgrade_lock".into(), lock.into());
     }
     st
 }
@@ -246,38 +247,82 @@ fn a_new_channel_is_asked_for_and_refreshed_only_when_the_region_lets_this_rack(
     // Act: no lock yet.
     let out = ok(&harness(), Trigger::ConfigChanged, &st);
     // Assert: it asks, keeps serving 3.6, and says so.
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("snap refresh")), "{:?}", out.command_lines());
+    assert!(
+        !out.command_lines()
+            .iter()
+            .any(|l| l.starts_with("snap refresh")),
+        "{:?}",
+        out.command_lines()
+    );
     let mine = &out.state.relation(RPC).unwrap().local_unit_data;
     assert_eq!(mine["upgrade_request"], "3.7/stable");
     assert_eq!(mine["maas_channel"], "3.6/stable");
     assert_eq!(out.state.unit_status, Status::waiting("serving MAAS 3.6/stable; waiting for maas-region to let this rack refresh to 3.7/stable (racks refresh one at a time, before the regions)"));
     // Another rack holds the lock: still waiting.
-    let other = ok(&harness(), Trigger::RelationChanged(RPC, None), &with_lock(out.state.clone(), "maas-rack/1#3.7/stable"));
-    assert!(!other.command_lines().iter().any(|l| l.starts_with("snap refresh")));
+    let other = ok(
+        &harness(),
+        Trigger::RelationChanged(RPC, None),
+        &with_lock(out.state.clone(), "maas-rack/1#3.7/stable"),
+    );
+    assert!(!other
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("snap refresh")));
     // Act: the region leader names this unit and channel.
-    let granted = ok(&harness(), Trigger::RelationChanged(RPC, None), &with_lock(out.state, "maas-rack/0#3.7/stable"));
+    let granted = ok(
+        &harness(),
+        Trigger::RelationChanged(RPC, None),
+        &with_lock(out.state, "maas-rack/0#3.7/stable"),
+    );
     // Assert: refreshed (the snap stays held), the request withdrawn, the new channel published.
     assert_eq!(
         granted.command_lines(),
-        ["hostname", "snap refresh maas --channel=3.7/stable", "/snap/bin/maas status"]
+        [
+            "hostname",
+            "snap refresh maas --channel=3.7/stable",
+            "/snap/bin/maas status"
+        ]
     );
     assert_eq!(granted.state.machine.snaps["maas"], "3.7/stable");
     let mine = &granted.state.relation(RPC).unwrap().local_unit_data;
-    assert_eq!(mine.get("upgrade_request").map(String::as_str).unwrap_or(""), "");
+    assert_eq!(
+        mine.get("upgrade_request")
+            .map(String::as_str)
+            .unwrap_or(""),
+        ""
+    );
     assert_eq!(mine["maas_channel"], "3.7/stable");
-    assert_eq!(granted.state.unit_status, Status::active(format!("registered with {URL}")));
+    assert_eq!(
+        granted.state.unit_status,
+        Status::active(format!("registered with {URL}"))
+    );
     let again = ok(&harness(), Trigger::ConfigChanged, &granted.state);
-    assert!(!again.command_lines().iter().any(|l| l.starts_with("snap refresh")));
+    assert!(!again
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("snap refresh")));
 }
 
 #[test]
 fn an_older_track_is_refused_and_the_rack_keeps_serving() {
     let st = registered(ready()).with_config("channel", "3.5/stable");
-    let out = ok(&harness(), Trigger::ConfigChanged, &with_lock(st, "maas-rack/0#3.5/stable"));
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("snap refresh")));
+    let out = ok(
+        &harness(),
+        Trigger::ConfigChanged,
+        &with_lock(st, "maas-rack/0#3.5/stable"),
+    );
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("snap refresh")));
     assert_eq!(out.state.unit_status, Status::blocked("config channel: 3.5/stable is older than the 3.6/stable MAAS runs here, and MAAS cannot go back (its database schema only migrates forward): set channel to 3.6/stable or newer"));
     let mine = &out.state.relation(RPC).unwrap().local_unit_data;
-    assert_eq!(mine.get("upgrade_request").map(String::as_str).unwrap_or(""), "");
+    assert_eq!(
+        mine.get("upgrade_request")
+            .map(String::as_str)
+            .unwrap_or(""),
+        ""
+    );
 }
 
 #[test]

@@ -166,7 +166,10 @@ fn get_api_endpoint(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         let https = crate::render::https_url(&url, cfg.haproxy);
         result["https-api-url"] = json!(format!("{https}/api/2.0/"));
         result["https-url"] = json!(https);
-        if let Some(ca) = ctx.machine.read_to_string(crate::certs::ca_file(cfg.install_method))? {
+        if let Some(ca) = ctx
+            .machine
+            .read_to_string(crate::certs::ca_file(cfg.install_method))?
+        {
             result["ca-certificate"] = json!(ca);
         }
     }

@@ -127,16 +127,20 @@ pub fn leader_step(
             ctx.machine
                 .run(&Cmd::new(crate::maas::cli(m), ["config-tls", "disable"]))?;
             log::info!("MAAS TLS disabled (maas config-tls disable)");
-            out.app_changes.insert(app_keys::APPLIED.into(), String::new());
+            out.app_changes
+                .insert(app_keys::APPLIED.into(), String::new());
         }
         return Ok(out);
     }
     let name = format!("{} CA", ctx.model.app_name());
     let generate = || {
         let ca = tls::new_ca(&name, tls::now())?;
-        Ok([(CA_CERT.to_string(), ca.cert_pem), (CA_KEY.to_string(), ca.key_pem)]
-            .into_iter()
-            .collect())
+        Ok([
+            (CA_CERT.to_string(), ca.cert_pem),
+            (CA_KEY.to_string(), ca.key_pem),
+        ]
+        .into_iter()
+        .collect())
     };
     let Some(shared) = TLS.resolve(&ctx.model, app, generate)? else {
         return Ok(out);
@@ -153,9 +157,19 @@ pub fn leader_step(
         cert_pem: ca_cert.clone(),
         key_pem: ca_key.clone(),
     };
-    let reason = tls::reissue_reason(content.get(CERT).map(String::as_str), &ca.cert_pem, sans, tls::now());
+    let reason = tls::reissue_reason(
+        content.get(CERT).map(String::as_str),
+        &ca.cert_pem,
+        sans,
+        tls::now(),
+    );
     if let Some(why) = reason {
-        let leaf = tls::issue(&ca, &format!("{} MAAS", ctx.model.app_name()), sans, tls::now())?;
+        let leaf = tls::issue(
+            &ca,
+            &format!("{} MAAS", ctx.model.app_name()),
+            sans,
+            tls::now(),
+        )?;
         log::info!("issuing the MAAS region certificate: {why}");
         content.insert(CERT.into(), leaf.cert_pem);
         content.insert(KEY.into(), leaf.key_pem);
@@ -165,7 +179,8 @@ pub fn leader_step(
         out.app_changes.insert(TLS.key.into(), shared.id.clone());
     }
     if app.get(app_keys::CA_CERT) != Some(&ca.cert_pem) {
-        out.app_changes.insert(app_keys::CA_CERT.into(), ca.cert_pem.clone());
+        out.app_changes
+            .insert(app_keys::CA_CERT.into(), ca.cert_pem.clone());
     }
     let cert = &content[CERT];
     let wanted = digest(cert);
@@ -189,7 +204,11 @@ fn config_tls_enable(
 ) -> anyhow::Result<()> {
     let dir = handover_dir(m);
     ctx.machine.make_dir(&dir, &FileOptions::root(0o700))?;
-    let (key, cert, ca) = (dir.join("key.pem"), dir.join("cert.pem"), dir.join("ca.pem"));
+    let (key, cert, ca) = (
+        dir.join("key.pem"),
+        dir.join("cert.pem"),
+        dir.join("ca.pem"),
+    );
     ctx.machine
         .write_file(&key, key_pem.as_bytes(), &FileOptions::root(0o600))?;
     ctx.machine
@@ -248,7 +267,15 @@ mod tests {
             Some("10.0.0.100"),
             Some("https://maas.example.com:8443/MAAS"),
         );
-        for s in ["10.0.0.2", "10.0.0.3", "region-a", "10.0.0.100", "maas.example.com", "127.0.0.1", "localhost"] {
+        for s in [
+            "10.0.0.2",
+            "10.0.0.3",
+            "region-a",
+            "10.0.0.100",
+            "maas.example.com",
+            "127.0.0.1",
+            "localhost",
+        ] {
             assert!(sans.contains(s), "{s} missing from {sans:?}");
         }
         assert_eq!(sans.len(), 7);
@@ -256,9 +283,18 @@ mod tests {
 
     #[test]
     fn url_hosts_are_read_as_urls_are_written() {
-        assert_eq!(url_host("http://10.0.0.1/MAAS").as_deref(), Some("10.0.0.1"));
-        assert_eq!(url_host("http://10.0.0.1:5240/MAAS").as_deref(), Some("10.0.0.1"));
-        assert_eq!(url_host("http://[fd00::1]:5240/MAAS").as_deref(), Some("fd00::1"));
+        assert_eq!(
+            url_host("http://10.0.0.1/MAAS").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            url_host("http://10.0.0.1:5240/MAAS").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            url_host("http://[fd00::1]:5240/MAAS").as_deref(),
+            Some("fd00::1")
+        );
         assert_eq!(url_host("nonsense"), None);
     }
 

@@ -288,8 +288,7 @@ fn apply_tls(
     running: bool,
 ) -> anyhow::Result<bool> {
     if w.leader && w.has_peers {
-        let mut addresses: Vec<String> =
-            w.peers.iter().filter_map(|p| p.address.clone()).collect();
+        let mut addresses: Vec<String> = w.peers.iter().filter_map(|p| p.address.clone()).collect();
         addresses.extend(w.address.clone());
         let mut hostnames: Vec<String> =
             w.peers.iter().filter_map(|p| p.hostname.clone()).collect();
@@ -354,7 +353,11 @@ fn answers(ctx: &Context, haproxy: bool) -> anyhow::Result<bool> {
 /// This region's own TLS port, verified against the application's CA (the certificate names
 /// 127.0.0.1): what a user sent here over https reaches.
 fn local_tls_api() -> String {
-    format!("https://127.0.0.1:{}{}", certs::TLS_PORT, render::HEALTH_PATH)
+    format!(
+        "https://127.0.0.1:{}{}",
+        certs::TLS_PORT,
+        render::HEALTH_PATH
+    )
 }
 
 /// Whether [`local_tls_api`] answers, waiting half a minute at most (as [`answers`]).
@@ -824,7 +827,10 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
             "serving MAAS {installed}; waiting for the init lock to refresh to {wanted} (one region at a time)"
         ))));
     }
-    progress(ctx, &format!("refreshing the maas snap from {installed} to {wanted}"));
+    progress(
+        ctx,
+        &format!("refreshing the maas snap from {installed} to {wanted}"),
+    );
     ctx.machine.snap_refresh("maas", &wanted)?;
     w.stored.channel = Some(wanted.clone());
     log::info!("MAAS refreshed from {installed} to {wanted}");

@@ -864,9 +864,7 @@ fn a_unit_whose_maas_does_not_answer_yet_is_waiting_not_serving() {
     // Assert
     assert_eq!(
         out.state.unit_status,
-        Status::waiting(
-            "MAAS does not answer http://127.0.0.1/MAAS/rpc/ yet (regiond starting)"
-        )
+        Status::waiting("MAAS does not answer http://127.0.0.1/MAAS/rpc/ yet (regiond starting)")
     );
 }
 
@@ -1009,7 +1007,12 @@ fn the_leader_creates_the_internal_admin_once() {
         r.local_app_data.remove("admin-secret-id");
     }
     st.machine = st.machine.respond_times(
-        &["/snap/bin/maas", "apikey", "--username", "maas-admin-internal"],
+        &[
+            "/snap/bin/maas",
+            "apikey",
+            "--username",
+            "maas-admin-internal",
+        ],
         CmdOutput::failed(1, "CommandError: User does not exist.\n"),
         1,
     );
@@ -1033,15 +1036,38 @@ fn the_leader_creates_the_internal_admin_once() {
         .expect("createadmin");
     assert_eq!(
         create[..6],
-        ["/snap/bin/maas", "createadmin", "--username", "maas-admin-internal", "--password", password.as_str()]
+        [
+            "/snap/bin/maas",
+            "createadmin",
+            "--username",
+            "maas-admin-internal",
+            "--password",
+            password.as_str()
+        ]
     );
     assert_eq!(create[6..], ["--email", ""]);
-    assert!(!out.log_text().contains(password.as_str()), "never in a log");
-    let run = out.runs.iter().find(|c| c.args.iter().any(|a| a == "createadmin")).unwrap();
-    assert!(!run.to_string().contains(password.as_str()), "masked where the command is shown");
+    assert!(
+        !out.log_text().contains(password.as_str()),
+        "never in a log"
+    );
+    let run = out
+        .runs
+        .iter()
+        .find(|c| c.args.iter().any(|a| a == "createadmin"))
+        .unwrap();
+    assert!(
+        !run.to_string().contains(password.as_str()),
+        "masked where the command is shown"
+    );
     let app = &out.state.relation(PEERS).unwrap().local_app_data;
-    assert!(charm_lib::tools::same_secret(&app["admin-secret-id"], &secret.id));
+    assert!(charm_lib::tools::same_secret(
+        &app["admin-secret-id"],
+        &secret.id
+    ));
     // Once.
     let again = harness(0).run_ok(Trigger::UpdateStatus, &out.state);
-    assert!(!again.commands.iter().any(|c| c.iter().any(|a| a == "createadmin" || a == "apikey")));
+    assert!(!again
+        .commands
+        .iter()
+        .any(|c| c.iter().any(|a| a == "createadmin" || a == "apikey")));
 }

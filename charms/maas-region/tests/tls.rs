@@ -52,8 +52,16 @@ fn the_leader_issues_one_certificate_and_has_maas_serve_it() {
     let out = harness(0).run_ok(Trigger::ConfigChanged, &tls_leader());
     // Assert: MAAS got the certificate, once, and the key did not stay on disk.
     let lines = out.command_lines();
-    assert_eq!(lines.iter().filter(|l| **l == enable_line()).count(), 1, "{lines:?}");
-    assert_eq!(file(&out.state, KEY), None, "the key is removed after config-tls");
+    assert_eq!(
+        lines.iter().filter(|l| **l == enable_line()).count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        file(&out.state, KEY),
+        None,
+        "the key is removed after config-tls"
+    );
     let (cert, ca) = kept_certificate(&out.state);
     assert_eq!(file(&out.state, CERT).as_deref(), Some(cert.as_str()));
     let seen = charm_lib::tls::inspect(&cert, &ca).unwrap();
@@ -71,7 +79,10 @@ fn the_leader_issues_one_certificate_and_has_maas_serve_it() {
     assert_eq!(file(&out.state, CA_FILE).as_deref(), Some(ca.as_str()));
     // haproxy: 443 passed through to every region's 5443, checked on 5240.
     let cfg = file(&out.state, HAPROXY_CFG).unwrap();
-    assert!(cfg.contains("bind *:443") && cfg.contains(":5443 "), "{cfg}");
+    assert!(
+        cfg.contains("bind *:443") && cfg.contains(":5443 "),
+        "{cfg}"
+    );
     assert_haproxy_accepts(&cfg);
     assert!(out.state.opened_ports.contains(&Port::Tcp(443)));
     assert_eq!(
@@ -84,9 +95,17 @@ fn the_leader_issues_one_certificate_and_has_maas_serve_it() {
 fn a_second_hook_changes_nothing() {
     let h = harness(0);
     let once = h.run_ok(Trigger::ConfigChanged, &tls_leader());
-    for trigger in [Trigger::UpdateStatus, Trigger::ConfigChanged, Trigger::LeaderElected] {
+    for trigger in [
+        Trigger::UpdateStatus,
+        Trigger::ConfigChanged,
+        Trigger::LeaderElected,
+    ] {
         let twice = h.run_ok(trigger.clone(), &once.state);
-        assert!(mutating(&twice).is_empty(), "{trigger:?} ran {:?}", mutating(&twice));
+        assert!(
+            mutating(&twice).is_empty(),
+            "{trigger:?} ran {:?}",
+            mutating(&twice)
+        );
         assert_eq!(settled(&twice.state), settled(&once.state), "{trigger:?}");
     }
 }
@@ -108,9 +127,15 @@ fn a_new_region_gets_a_certificate_naming_it_too() {
     let (after, ca) = kept_certificate(&out.state);
     assert_ne!(before, after);
     let sans = charm_lib::tls::inspect(&after, &ca).unwrap().sans;
-    assert!(sans.contains("10.0.0.11") && sans.contains("region-1"), "{sans:?}");
+    assert!(
+        sans.contains("10.0.0.11") && sans.contains("region-1"),
+        "{sans:?}"
+    );
     assert!(out.command_lines().contains(&enable_line()));
-    assert_eq!(peer_app(&out.state)["tls-applied"], maas_region::certs::digest(&after));
+    assert_eq!(
+        peer_app(&out.state)["tls-applied"],
+        maas_region::certs::digest(&after)
+    );
 }
 
 #[test]
@@ -124,10 +149,15 @@ fn turning_tls_off_disables_it_in_maas_and_forgets_the_ca_file() {
     assert!(off
         .command_lines()
         .contains(&"/snap/bin/maas config-tls disable".to_string()));
-    assert!(peer_app(&off.state).get("tls-applied").is_none_or(|v| v.is_empty()));
+    assert!(peer_app(&off.state)
+        .get("tls-applied")
+        .is_none_or(|v| v.is_empty()));
     assert_eq!(file(&off.state, CA_FILE), None);
     assert!(!off.state.opened_ports.contains(&Port::Tcp(443)));
-    assert_eq!(off.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+    assert_eq!(
+        off.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
 }
 
 #[test]
@@ -141,12 +171,17 @@ fn nothing_is_handed_to_maas_before_it_runs() {
     let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     // Assert
     assert!(!out.command_lines().iter().any(|l| l.contains("config-tls")));
-    assert_eq!(out.state.unit_status, Status::waiting("waiting for database"));
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("waiting for database")
+    );
 }
 
 #[test]
 fn a_non_leader_trusts_the_published_ca_and_waits_until_maas_serves_it() {
-    let leader = harness(0).run_ok(Trigger::ConfigChanged, &tls_leader()).state;
+    let leader = harness(0)
+        .run_ok(Trigger::ConfigChanged, &tls_leader())
+        .state;
     let app = peer_app(&leader).clone();
     // Arrange: unit 1, initialised, sees the leader's peer data.
     let mut st = installed_snap(fresh_leader());
@@ -163,7 +198,10 @@ fn a_non_leader_trusts_the_published_ca_and_waits_until_maas_serves_it() {
     let out = harness(1).run_ok(Trigger::ConfigChanged, &st);
     // Assert
     assert!(!out.command_lines().iter().any(|l| l.contains("config-tls")));
-    assert_eq!(file(&out.state, CA_FILE).as_deref(), Some(app["tls-ca"].as_str()));
+    assert_eq!(
+        file(&out.state, CA_FILE).as_deref(),
+        Some(app["tls-ca"].as_str())
+    );
     assert_eq!(
         out.state.unit_status,
         Status::active("serving http://10.0.0.100/MAAS; users: https://10.0.0.100/MAAS")

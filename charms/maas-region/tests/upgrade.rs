@@ -35,14 +35,31 @@ fn the_leader_refreshes_under_its_own_grant_once_the_racks_run_the_new_track() {
     let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     // Assert: refreshed once, the lock taken and given back, the unit serving.
     assert!(refreshed(&out), "{:?}", out.command_lines());
-    assert!(out
-        .status_history
-        .contains(&Status::maintenance("refreshing the maas snap from 3.6/stable to 3.7/stable")));
+    assert!(out.status_history.contains(&Status::maintenance(
+        "refreshing the maas snap from 3.6/stable to 3.7/stable"
+    )));
     assert_eq!(out.state.stored["snap-channel"], "3.7/stable");
     let peers = out.state.relation(PEERS).unwrap();
-    assert_eq!(peers.local_app_data.get("init-lock").map(String::as_str).unwrap_or(""), "");
-    assert_eq!(peers.local_unit_data.get("init-request").map(String::as_str).unwrap_or(""), "");
-    assert_eq!(out.state.unit_status, Status::active("serving http://10.0.0.100/MAAS"));
+    assert_eq!(
+        peers
+            .local_app_data
+            .get("init-lock")
+            .map(String::as_str)
+            .unwrap_or(""),
+        ""
+    );
+    assert_eq!(
+        peers
+            .local_unit_data
+            .get("init-request")
+            .map(String::as_str)
+            .unwrap_or(""),
+        ""
+    );
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.100/MAAS")
+    );
     // Once is enough.
     let again = harness(0).run_ok(Trigger::UpdateStatus, &out.state);
     assert!(!refreshed(&again));
@@ -63,7 +80,10 @@ fn a_rack_on_the_old_track_goes_first() {
 fn an_older_track_is_refused_and_the_region_keeps_serving() {
     let st = leader_wanting("3.5/stable", racks_on("3.6/stable", "3.6/stable"));
     let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
-    assert!(!out.command_lines().iter().any(|l| l.starts_with("snap refresh maas")));
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|l| l.starts_with("snap refresh maas")));
     assert_eq!(
         out.state.unit_status,
         Status::blocked("config channel: 3.5/stable is older than the 3.6/stable MAAS runs here, and MAAS cannot go back (its database schema only migrates forward): set channel to 3.6/stable or newer")
@@ -94,7 +114,11 @@ fn a_region_without_the_grant_keeps_serving_and_waits() {
     // Assert: it asked, and did not refresh.
     assert!(!refreshed(&out));
     let mine = &out.state.relation(PEERS).unwrap().local_unit_data;
-    assert!(!mine.get("init-request").map(String::as_str).unwrap_or("").is_empty());
+    assert!(!mine
+        .get("init-request")
+        .map(String::as_str)
+        .unwrap_or("")
+        .is_empty());
     assert_eq!(
         out.state.unit_status,
         Status::waiting("serving MAAS 3.6/stable; waiting for the init lock to refresh to 3.7/stable (one region at a time)")
@@ -105,14 +129,31 @@ fn a_region_without_the_grant_keeps_serving_and_waits() {
 fn the_leader_lets_one_rack_refresh_at_a_time() {
     // Arrange: both racks ask for 3.7.
     let racks = Relation::new(RPC, "rpc", "maas-rack")
-        .remote_unit(0, &[("hostname", "rack-a"), ("maas_channel", "3.6/stable"), ("upgrade_request", "3.7/stable")])
-        .remote_unit(1, &[("hostname", "rack-b"), ("maas_channel", "3.6/stable"), ("upgrade_request", "3.7/stable")]);
+        .remote_unit(
+            0,
+            &[
+                ("hostname", "rack-a"),
+                ("maas_channel", "3.6/stable"),
+                ("upgrade_request", "3.7/stable"),
+            ],
+        )
+        .remote_unit(
+            1,
+            &[
+                ("hostname", "rack-b"),
+                ("maas_channel", "3.6/stable"),
+                ("upgrade_request", "3.7/stable"),
+            ],
+        );
     let st = leader_wanting("3.6/stable", racks);
     // Act
     let out = harness(0).run_ok(Trigger::RelationChanged(RPC, Some(1)), &st);
     // Assert: the lowest-numbered rack first.
     let rpc = out.state.relation(RPC).unwrap();
-    assert_eq!(rpc.local_app_data["rack_upgrade_lock"], "maas-rack/0#3.7/stable");
+    assert_eq!(
+        rpc.local_app_data["rack_upgrade_lock"],
+        "maas-rack/0#3.7/stable"
+    );
     // Rack 0 refreshed and withdrew its request: rack 1 gets the lock.
     let mut st = out.state.clone();
     for r in st.relations.iter_mut().filter(|r| r.id == RPC) {
@@ -122,6 +163,8 @@ fn the_leader_lets_one_rack_refresh_at_a_time() {
     }
     let out = harness(0).run_ok(Trigger::RelationChanged(RPC, Some(0)), &st);
     let rpc = out.state.relation(RPC).unwrap();
-    assert_eq!(rpc.local_app_data["rack_upgrade_lock"], "maas-rack/1#3.7/stable");
+    assert_eq!(
+        rpc.local_app_data["rack_upgrade_lock"],
+        "maas-rack/1#3.7/stable"
+    );
 }
-

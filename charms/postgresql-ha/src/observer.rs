@@ -189,7 +189,7 @@ impl Pace {
         }
         let fast = self.fast_left > 0;
         self.fast_left = self.fast_left.saturating_sub(1);
-        fast || self.tick % LOOK_EVERY == 0
+        fast || self.tick.is_multiple_of(LOOK_EVERY)
     }
 }
 
@@ -253,7 +253,10 @@ mod tests {
     fn patroni_is_asked_every_second_and_every_tick_after_a_role_change() {
         let mut pace = Pace::default();
         let looks: Vec<bool> = (0..8).map(|_| pace.look_now(false)).collect();
-        assert_eq!(looks, [false, false, false, true, false, false, false, true]);
+        assert_eq!(
+            looks,
+            [false, false, false, true, false, false, false, true]
+        );
         assert!(pace.look_now(true), "at once on the callback's marker");
         let fast = (0..FAST_TICKS - 1).filter(|_| pace.look_now(false)).count();
         assert_eq!(fast as u32, FAST_TICKS - 1, "then every tick for a while");
@@ -287,7 +290,10 @@ mod tests {
         hook.want();
         let t = std::time::Instant::now();
         hook.poll(argv);
-        assert!(t.elapsed() < Duration::from_millis(200), "poll does not wait for the hook");
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "poll does not wait for the hook"
+        );
         hook.want();
         hook.want();
         hook.poll(argv);
@@ -295,7 +301,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             hook.poll(argv);
         }
-        assert_eq!(runs(), 2, "one run, and one more for the wishes made while it ran");
+        assert_eq!(
+            runs(),
+            2,
+            "one run, and one more for the wishes made while it ran"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
