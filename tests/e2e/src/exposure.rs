@@ -14,9 +14,16 @@ pub const DB_PORTS: [u16; 4] = [2379, 2380, 5432, 8008];
 
 /// The ports MAAS documents a region controller serving (MAAS "Network ports used by MAAS":
 /// 5240 HTTP, 5241-5247 internal services, 5248 rack HTTP, 5250-5270 RPC, 5271-5274 and
-/// 5280-5281 Temporal, 5443 HTTPS; 53 DNS; 8000 the HTTP proxy), and haproxy's 80 in front.
+/// 5280-5281 Temporal, 5443 HTTPS; 53 DNS; 8000 the HTTP proxy), and haproxy's 80 in front;
+/// and the Prometheus exporters MAAS documents Prometheus scraping on every controller's
+/// address: regiond 5239, rackd 5249 (docs/how-to-guides/monitor-maas.md "Configure
+/// Prometheus"; src/maasserver/prometheus/service.py, read-only and without a credential in
+/// MAAS itself).
 pub fn documented_region_port(port: u16) -> bool {
-    matches!(port, 53 | 80 | 443 | 8000 | 5240..=5248 | 5250..=5274 | 5280..=5281 | 5443)
+    matches!(
+        port,
+        53 | 80 | 443 | 8000 | 5239 | 5240..=5249 | 5250..=5274 | 5280..=5281 | 5443
+    )
 }
 
 /// TCP ports `machine` listens on for other hosts (not loopback-only).
