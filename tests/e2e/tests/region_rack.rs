@@ -209,6 +209,10 @@ fn regions_and_racks_in_ha_on_one_deployment() {
         || maas_upgrade(&d),
     );
     step(
+        "juju refresh of maas-region, maas-rack and region-vip under requests: nothing restarts",
+        || refresh_restarts_nothing(&d, &env),
+    );
+    step(
         "tls-enabled: one certificate on every region, users on 443, racks and machines on http",
         || tls_on(&d),
     );
@@ -807,11 +811,18 @@ fn region_vip_holder_down(d: &Deployment) -> Result<()> {
             let log = rackd_log(d, m);
             let since: Vec<&Value> = log
                 .iter()
-                .filter(|r| r["event"] == "connections" && r["unix"].as_f64().unwrap_or(0.0) > down_at)
+                .filter(|r| {
+                    r["event"] == "connections" && r["unix"].as_f64().unwrap_or(0.0) > down_at
+                })
                 .collect();
-            ensure!(!since.is_empty(), "rackd on machine {m} logged no update since the host went down");
+            ensure!(
+                !since.is_empty(),
+                "rackd on machine {m} logged no update since the host went down"
+            );
             if let Some(bare) = since.iter().find(|r| r["ok"] != true) {
-                anyhow::bail!("rackd on machine {m} held no region connection at one point: {bare}");
+                anyhow::bail!(
+                    "rackd on machine {m} held no region connection at one point: {bare}"
+                );
             }
         }
         // By itself: no rack hook (other than a periodic update-status) ran meanwhile.
@@ -923,39 +934,58 @@ fn maas_version_on(d: &Deployment, machine: &str) -> Result<String> {
         .ok_or_else(|| anyhow!("snap list maas on machine {machine}: {out}"))
 }
 
-/// MAAS's upgrade order (docs/how-to-guides/upgrade-maas.md: racks first, then regions): the
-/// regions wait while a rack runs the older track; the racks refresh one at a time when the
-/// region leader lets them; then the regions, one at a time under the init lock; requests
-/// through the VIP go on; going back a track is refused.
-fn maas_upgrade(d: &Deployment) -> Result<()> {
+/// Once the model has settled: the rack machines, and requests through the VIP from the first
+/// of them, already answered.
+fn settled_with_requests<'d>(d: &'d Deployment, name: &str) -> Result<(Vec<String>, Probe<'d>)> {
     d.wait_active(Duration::from_secs(300))?;
     let racks = d.machines_of("maas-rack")?;
     let probe = Probe::http(
         d,
         &racks[0],
-        "maas-upgrade",
+        name,
         &format!("{}/api/2.0/version/", vip_url(d)),
         200,
     )?;
     probe.wait_successes(5, Duration::from_secs(30))?;
+    Ok((racks, probe))
+}
+
+/// MAAS's upgrade order (docs/how-to-guides/upgrade-maas.md: racks first, then regions): the
+/// regions wait while a rack runs the older track; the racks refresh one at a time when the
+/// region leader lets them; then the regions, one at a time under the init lock; requests
+/// through the VIP go on; going back a track is refused.
+fn maas_upgrade(d: &Deployment) -> Result<()> {
+    let (racks, probe) = settled_with_requests(d, "maas-upgrade")?;
     let t = Instant::now();
     // Regions first on purpose: they must wait for the racks.
     d.lm.config("maas-region", &["channel=3.7/stable"])?;
-    until(Duration::from_secs(120), "regions waiting for the racks", || {
-        let regions = region_units(d)?;
-        ensure!(
-            regions.iter().all(|(_, s, m)| s == "waiting" && m.contains("waits for the racks to refresh first")),
-            "{regions:?}"
-        );
-        Ok(())
-    })?;
+    until(
+        Duration::from_secs(120),
+        "regions waiting for the racks",
+        || {
+            let regions = region_units(d)?;
+            ensure!(
+                regions.iter().all(|(_, s, m)| s == "waiting"
+                    && m.contains("waits for the racks to refresh first")),
+                "{regions:?}"
+            );
+            Ok(())
+        },
+    )?;
     for m in d.machines_of("maas-region")? {
         let v = maas_version_on(d, &m)?;
-        ensure!(v.starts_with("3.6."), "region machine {m} refreshed before the racks: {v}");
+        ensure!(
+            v.starts_with("3.6."),
+            "region machine {m} refreshed before the racks: {v}"
+        );
     }
     d.lm.config("maas-rack", &["channel=3.7/stable"])?;
     until(Duration::from_secs(600), "every unit on MAAS 3.7", || {
-        for m in d.machines_of("maas-rack")?.iter().chain(d.machines_of("maas-region")?.iter()) {
+        for m in d
+            .machines_of("maas-rack")?
+            .iter()
+            .chain(d.machines_of("maas-region")?.iter())
+        {
             let v = maas_version_on(d, m)?;
             ensure!(v.starts_with("3.7."), "machine {m} runs {v}");
         }
@@ -979,13 +1009,128 @@ fn maas_upgrade(d: &Deployment) -> Result<()> {
     until(Duration::from_secs(120), "the downgrade refused", || {
         let regions = region_units(d)?;
         ensure!(
-            regions.iter().all(|(_, s, m)| s == "blocked" && m.contains("MAAS cannot go back")),
+            regions
+                .iter()
+                .all(|(_, s, m)| s == "blocked" && m.contains("MAAS cannot go back")),
             "{regions:?}"
         );
         Ok(())
     })?;
     d.lm.config("maas-region", &["channel=3.7/stable"])?;
     d.wait_active(Duration::from_secs(300))
+}
+
+/// The services our charms run on the region and rack machines, by machine: systemd's MainPID
+/// of each (a restart changes it).
+fn service_pids(d: &Deployment) -> Result<BTreeSet<(String, String, String)>> {
+    let mut out = BTreeSet::new();
+    let regions = d.machines_of("maas-region")?;
+    for m in regions.iter().chain(d.machines_of("maas-rack")?.iter()) {
+        let mut services = vec!["snap.maas.pebble"];
+        if regions.contains(m) {
+            services.extend(["haproxy", "keepalived-region-vip"]);
+        }
+        for s in services {
+            let pid = d.exec(m, &["systemctl", "show", "-p", "MainPID", "--value", s])?;
+            let pid = pid.trim().to_string();
+            ensure!(
+                pid != "0" && !pid.is_empty(),
+                "machine {m}: {s} does not run"
+            );
+            out.insert((m.clone(), s.to_string(), pid));
+        }
+    }
+    Ok(out)
+}
+
+/// Every unit's status entry by name, subordinates (nested under their principal) included.
+fn unit_entries(st: &Value) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for app in st["applications"]
+        .as_object()
+        .into_iter()
+        .flat_map(|a| a.values())
+    {
+        for (name, u) in app["units"].as_object().into_iter().flatten() {
+            out.insert(name.clone(), u.clone());
+            for (sub, su) in u["subordinates"].as_object().into_iter().flatten() {
+                out.insert(sub.clone(), su.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 22: `juju refresh` of our charms (upgrade-charm with a new .charm, here the same one)
+/// changes nothing that does not need to change: no service restarts, no request fails.
+fn refresh_restarts_nothing(d: &Deployment, env: &e2e::Env) -> Result<()> {
+    let (_, probe) = settled_with_requests(d, "refresh")?;
+    let before = service_pids(d)?;
+    let hooks_before = d.status()?;
+    let copies = env.build.join("e2e").join("region-rack-charms");
+    std::fs::create_dir_all(&copies)?;
+    for (app, charm) in [
+        ("maas-region", "maas-region.charm"),
+        ("maas-rack", "maas-rack.charm"),
+        ("region-vip", "keepalived-vip.charm"),
+    ] {
+        let copy = copies.join(charm);
+        std::fs::copy(env.build.join(charm), &copy)?;
+        d.lm.request(&local_model::protocol::Request::Refresh {
+            app: app.into(),
+            path: Some(copy),
+            force_units: false,
+        })?;
+    }
+    until(
+        Duration::from_secs(300),
+        "every unit ran upgrade-charm",
+        || {
+            let now = unit_entries(&d.status()?);
+            let was = unit_entries(&hooks_before);
+            let mut seen = 0;
+            for (u, e) in &now {
+                if !["maas-region/", "maas-rack/", "region-vip/"]
+                    .iter()
+                    .any(|p| u.starts_with(p))
+                {
+                    continue;
+                }
+                seen += 1;
+                let before = was
+                    .get(u)
+                    .and_then(|b| b["hooks-run"].as_u64())
+                    .unwrap_or(0);
+                ensure!(
+                    e.get("upgrading-from").is_none()
+                        && e["hooks-run"].as_u64().unwrap_or(0) > before,
+                    "{u}: {e}"
+                );
+            }
+            ensure!(
+                seen >= 7,
+                "only {seen} units of the three applications in status"
+            );
+            Ok(())
+        },
+    )?;
+    d.wait_active(Duration::from_secs(300))?;
+    let after = service_pids(d)?;
+    let restarted: Vec<_> = before.difference(&after).collect();
+    ensure!(restarted.is_empty(), "the refresh restarted {restarted:?}");
+    probe.wait_successes(5, Duration::from_secs(30))?;
+    let records = probe.stop()?;
+    let failed = records.iter().filter(|r| r["ok"] != true).count();
+    eprintln!(
+        "    refresh of three charms: {} services kept their PIDs; {} requests, {failed} failed",
+        before.len(),
+        records.len()
+    );
+    ensure!(
+        failed == 0,
+        "{failed} requests through the VIP failed during the refresh"
+    );
+    Ok(())
 }
 
 /// `tls-enabled`: the leader hands MAAS one certificate from the application's CA; users reach
@@ -1003,8 +1148,9 @@ fn tls_on(d: &Deployment) -> Result<()> {
     until(Duration::from_secs(300), "every region serving TLS", || {
         let regions = region_units(d)?;
         ensure!(
-            regions.iter().all(|(_, s, m)| s == "active"
-                && *m == format!("serving {url}; users: {https}")),
+            regions
+                .iter()
+                .all(|(_, s, m)| s == "active" && *m == format!("serving {url}; users: {https}")),
             "{regions:?}"
         );
         Ok(())
@@ -1020,12 +1166,25 @@ fn tls_on(d: &Deployment) -> Result<()> {
     let rack = &racks[0];
     d.exec(
         rack,
-        &["sh", "-c", &format!("cat > /tmp/maas-ca.pem <<'EOF'\n{ca}EOF\n")],
+        &[
+            "sh",
+            "-c",
+            &format!("cat > /tmp/maas-ca.pem <<'EOF'\n{ca}EOF\n"),
+        ],
     )?;
     let curl_tls = |target: &str| -> Result<String> {
         d.exec(
             rack,
-            &["curl", "-sS", "-f", "--max-time", "5", "--cacert", "/tmp/maas-ca.pem", target],
+            &[
+                "curl",
+                "-sS",
+                "-f",
+                "--max-time",
+                "5",
+                "--cacert",
+                "/tmp/maas-ca.pem",
+                target,
+            ],
         )
     };
     // Through the VIP's 443, verified against the application's CA (the certificate names the
@@ -1035,7 +1194,11 @@ fn tls_on(d: &Deployment) -> Result<()> {
     let mut fingerprints = BTreeSet::new();
     for m in d.machines_of("maas-region")? {
         let addr = d.exec(&m, &["hostname", "-I"])?;
-        let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+        let addr = addr
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         curl_tls(&format!("https://{addr}:5443/MAAS/api/2.0/version/"))
             .with_context(|| format!("region on machine {m} ({addr}) over TLS"))?;
         let fp = d.exec(
@@ -1048,22 +1211,41 @@ fn tls_on(d: &Deployment) -> Result<()> {
         )?;
         fingerprints.insert(fp.trim().to_string());
     }
-    ensure!(fingerprints.len() == 1, "regions serve different certificates: {fingerprints:?}");
+    ensure!(
+        fingerprints.len() == 1,
+        "regions serve different certificates: {fingerprints:?}"
+    );
     // http through the VIP: the API is a 301 to https on the VIP's 443 (haproxy rewrote
     // nginx's :5443).
     let answer = |path: &str| -> Result<String> {
         d.exec(
             rack,
-            &["curl", "-s", "-o", "/dev/null", "--max-time", "5", "-w", "%{http_code} %{redirect_url}", &format!("http://{vip}{path}")],
+            &[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                &format!("http://{vip}{path}"),
+            ],
         )
     };
     let r = answer("/MAAS/api/2.0/version/")?;
-    ensure!(r == format!("301 {https}/api/2.0/version/"), "http API through the VIP: {r}");
+    ensure!(
+        r == format!("301 {https}/api/2.0/version/"),
+        "http API through the VIP: {r}"
+    );
     // What racks and deploying machines use stays on http.
     let r = answer("/MAAS/rpc/")?;
     ensure!(r.starts_with("200 "), "/MAAS/rpc/ through the VIP: {r}");
     let r = answer("/MAAS/metadata/")?;
-    ensure!(!r.starts_with("301 "), "/MAAS/metadata/ through the VIP: {r}");
+    ensure!(
+        !r.starts_with("301 "),
+        "/MAAS/metadata/ through the VIP: {r}"
+    );
     let since = now_unix();
     for m in &racks {
         rack_reached_region_after(d, m, since, Duration::from_secs(60))?;
