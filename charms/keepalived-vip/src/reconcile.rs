@@ -269,22 +269,18 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     // and stopping it would move the VIP.
     if let Some(me) = vrrp.unicast.as_ref().map(|u| u.src) {
         if !running {
-            let why = if peer_units.is_empty() {
-                // Alone, keepalived would multicast and hear no unicast holder. The leader
-                // alone is the first unit; a unit that is not the leader has at least the
-                // leader as a peer, whose address Juju has not shown it yet (its principal's
-                // check can arrive before the peer relation's joined hooks).
-                (!ctx.model.is_leader()?)
-                    .then(|| "waiting for the peers' addresses before starting VRRP".to_string())
-            } else {
-                let silent = relations::peers_not_listing(ctx, &peer_units, me)?;
-                (!silent.is_empty()).then(|| {
-                    format!(
-                        "waiting for {} to list this unit ({me}) as a VRRP peer",
-                        silent.join(", ")
-                    )
-                })
-            };
+            // Alone (no peer address yet) it starts: the leader of a new application is
+            // alone. A unit joining an existing one whose principal's check comes before the
+            // peer relation's joined hooks starts alone too; waiting for peers there delayed
+            // the DB VIP at first deployments past MAAS's first init, twice in bundle_drills
+            // (goal-state would tell the two apart; charm-lib has no goal-state yet).
+            let silent = relations::peers_not_listing(ctx, &peer_units, me)?;
+            let why = (!silent.is_empty()).then(|| {
+                format!(
+                    "waiting for {} to list this unit ({me}) as a VRRP peer",
+                    silent.join(", ")
+                )
+            });
             if let Some(why) = why {
                 ctx.status(Status::waiting(why));
                 return relations::publish_principal(ctx, &cfg.vips, served);

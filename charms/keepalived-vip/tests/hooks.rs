@@ -702,22 +702,6 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
 
 #[test]
 fn a_joining_unit_starts_keepalived_only_once_every_peer_advertises_to_it() {
-    // A unit that is not the leader and sees no peer yet (its principal's check came before
-    // the peer relation's joined hooks) does not start alone.
-    let mut alone = base();
-    alone.leader = false;
-    alone.network.address = "10.0.0.12".into();
-    alone.machine = host(&["10.0.0.12/24"]);
-    let out = harness()
-        .unit(2)
-        .run(Trigger::ConfigChanged, &alone)
-        .unwrap();
-    assert_waiting(
-        &out,
-        &Trigger::ConfigChanged,
-        "waiting for the peers' addresses before starting VRRP",
-    );
-    assert!(!ran(&out, "systemctl start"), "{:?}", out.command_lines());
     // Unit 2 joins a pair; unit 0 already sends its adverts to it, unit 1 not yet.
     let mut st = base();
     st.leader = false;
