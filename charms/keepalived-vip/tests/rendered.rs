@@ -40,7 +40,7 @@ fn render(
     };
     st.machine = host(&[&format!("{}/24", ADDRS[me as usize])]);
     st.network.address = ADDRS[me as usize].into();
-    // Unit 0 leads: alone, only the leader starts VRRP.
+    // Unit 0 leads, as the first unit of an application does.
     st.leader = me == 0;
     let out = harness().unit(me).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(

@@ -111,7 +111,7 @@ pub fn peers(peers: &[(u32, &str)]) -> Relation {
 }
 
 /// The leader, alone until a test adds peers, which already shared the VRRP password, on a
-/// host at 10.0.0.10/24. (A unit that is not the leader and sees no peer waits for them.)
+/// host at 10.0.0.10/24.
 pub fn base() -> State {
     let mut st = State::default()
         .leader()
