@@ -90,6 +90,13 @@ pub fn dynamic_config(config: &Config, max_connections: i64, units: usize) -> Va
                 "max_replication_slots": 10,
                 "wal_keep_size": "256MB",
                 "password_encryption": "scram-sha-256",
+                // A standby whose stream broke (the primary it followed is gone, or the new
+                // primary renamed the last segment of the old timeline to .partial) tries again
+                // after this long; PostgreSQL's 5 s default went straight into the outage after
+                // a second failover in strict synchronous mode, where commits wait for that
+                // standby (issue 16: pg_drills' back-to-back drill, Patroni's log: 'requested
+                // WAL segment … has already been removed', streaming again 5.0 s later).
+                "wal_retrieve_retry_interval": "1s",
             },
         },
     })
@@ -493,6 +500,10 @@ mod tests {
             assert_eq!(dcs["postgresql"]["use_pg_rewind"], true);
             assert_eq!(dcs["postgresql"]["use_slots"], true);
             assert_eq!(dcs["postgresql"]["parameters"]["wal_log_hints"], "on");
+            assert_eq!(
+                dcs["postgresql"]["parameters"]["wal_retrieve_retry_interval"],
+                "1s"
+            );
             assert_eq!(dcs["postgresql"]["parameters"]["hot_standby"], "on");
             assert_eq!(
                 dcs["postgresql"]["parameters"]["max_connections"].as_i64(),

@@ -172,7 +172,7 @@ pub fn with_cluster(m: MachineState, members: &[M]) -> MachineState {
     let config = serde_json::json!({"ttl": 20, "loop_wait": 2, "retry_timeout": 3, "primary_start_timeout": 0, "maximum_lag_on_failover": 1048576,
         "synchronous_mode": "quorum", "synchronous_mode_strict": false, "synchronous_node_count": 2,
         "postgresql": {"use_pg_rewind": true, "use_slots": true, "parameters": {"wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
-        "max_connections": 500, "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "256MB", "password_encryption": "scram-sha-256"}}});
+        "max_connections": 500, "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "256MB", "password_encryption": "scram-sha-256", "wal_retrieve_retry_interval": "1s"}}});
     m.respond(
         &["curl", "https://127.0.0.1:8008/cluster"],
         CmdOutput::ok(format!("{}\n200", cluster_json(members))),
