@@ -205,11 +205,10 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         return block(ctx, &cfg.vips, why);
     }
 
-    let peer_units: std::collections::BTreeMap<String, IpAddr> = relations::peer_addresses(ctx)?
-        .into_iter()
-        .filter(|(_, a)| a.is_ipv6() == v6 && Some(*a) != src)
+    let peers: Vec<IpAddr> = relations::peer_addresses(ctx)?
+        .into_values()
+        .filter(|a| a.is_ipv6() == v6 && Some(*a) != src)
         .collect();
-    let peers: Vec<IpAddr> = peer_units.values().copied().collect();
     let vrrp = Vrrp {
         unit: unit.clone(),
         // Named after the application only: a name taken from relation data would change
@@ -256,37 +255,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     }
     let unit_changed = host::ensure_unit(ctx.machine, &layout)?;
     host::ensure_sysctl(ctx.machine, &layout, cfg.vips.iter().any(Cidr::is_v6))?;
-    let advertised_to: Vec<IpAddr> = vrrp
-        .unicast
-        .as_ref()
-        .map(|u| u.peers.clone())
-        .unwrap_or_default();
-    // Published before a possible wait: two units joining together each wait for the other
-    // to list it, and the list each would start with is what the other waits for.
-    relations::publish_unicast_peers(ctx, &advertised_to)?;
     let running = ctx.machine.service_is_active(&layout.service())?;
-    // Only a keepalived that is not running yet waits: one that runs already hears its peers,
-    // and stopping it would move the VIP.
-    if let Some(me) = vrrp.unicast.as_ref().map(|u| u.src) {
-        if !running {
-            // Alone (no peer address yet) it starts: the leader of a new application is
-            // alone. A unit joining an existing one whose principal's check comes before the
-            // peer relation's joined hooks starts alone too; waiting for peers there delayed
-            // the DB VIP at first deployments past MAAS's first init, twice in bundle_drills
-            // (goal-state would tell the two apart; charm-lib has no goal-state yet).
-            let silent = relations::peers_not_listing(ctx, &peer_units, me)?;
-            let why = (!silent.is_empty()).then(|| {
-                format!(
-                    "waiting for {} to list this unit ({me}) as a VRRP peer",
-                    silent.join(", ")
-                )
-            });
-            if let Some(why) = why {
-                ctx.status(Status::waiting(why));
-                return relations::publish_principal(ctx, &cfg.vips, served);
-            }
-        }
-    }
     host::ensure_running(ctx.machine, &layout, running, conf_changed, unit_changed)?;
     let vips: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
     let metrics_port = crate::metrics::port(cfg.vrid);

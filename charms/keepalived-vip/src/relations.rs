@@ -20,10 +20,6 @@ pub const AUTH_SECRET_ID: &str = "auth-secret-id";
 pub const ADDRESS: &str = "address";
 /// Peer unit databag key: this unit's VRRP priority.
 pub const PRIORITY: &str = "priority";
-/// Peer unit databag key: the addresses this unit's keepalived sends its unicast adverts to
-/// (comma-separated), written in the hook that gave keepalived that list. A joining unit
-/// starts only once every peer lists it: see [`peers_not_listing`].
-pub const UNICAST_PEERS: &str = "unicast-peers";
 /// The VRRP password secret: its owner label and where its id is shared.
 const VRRP_SECRET: SharedSecret = SharedSecret::new(
     "vrrp-auth",
@@ -221,51 +217,6 @@ pub fn peer_addresses(ctx: &Context) -> anyhow::Result<BTreeMap<String, IpAddr>>
         }
     }
     Ok(out)
-}
-
-/// The peers (of those in `peers`, by unit) whose published [`UNICAST_PEERS`] does not
-/// include `me`. With unicast, a holder sends adverts only to the addresses it lists: a unit
-/// it does not list yet hears nothing, counts the holder as dead after 3 advert intervals and
-/// takes the VIP too, and its gratuitous ARP sends clients to it until the holder's next
-/// refresh. So a unit whose keepalived is not running yet starts it only once this is empty.
-pub fn peers_not_listing(
-    ctx: &Context,
-    peers: &BTreeMap<String, IpAddr>,
-    me: IpAddr,
-) -> anyhow::Result<Vec<String>> {
-    let Some(rel) = ctx.model.relation(PEERS)? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for unit in peers.keys() {
-        let bag = rel.unit_data(unit)?;
-        let listed = bag.get(UNICAST_PEERS).is_some_and(|l| {
-            l.split(',')
-                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-                .any(|a| a == me)
-        });
-        if !listed {
-            out.push(unit.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// Writes the addresses this unit's keepalived advertises to ([`UNICAST_PEERS`]; empty for
-/// multicast), only if they changed.
-pub fn publish_unicast_peers(ctx: &Context, peers: &[IpAddr]) -> anyhow::Result<()> {
-    let Some(rel) = ctx.model.relation(PEERS)? else {
-        return Ok(());
-    };
-    let mut sorted = peers.to_vec();
-    sorted.sort();
-    let list = sorted
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let want: Databag = [(UNICAST_PEERS.to_string(), list)].into();
-    set_changed(&rel.my_unit_data()?, &want, |c| rel.set_my_unit_data(c))
 }
 
 /// Writes this unit's address and priority to the peer relation (only what changed).

@@ -627,10 +627,7 @@ fn the_leader_creates_the_password_secret_once_and_it_stays_secret() {
 #[test]
 fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
     let mut st = base();
-    st.relations[0] = Relation::peer(1, "cluster").remote_unit(
-        0,
-        &[("address", "10.0.0.10"), ("unicast-peers", "10.0.0.11")],
-    );
+    st.relations[0] = Relation::peer(1, "cluster").remote_unit(0, &[("address", "10.0.0.10")]);
     st.leader = false;
     st.secrets.clear();
     st.network.address = "10.0.0.11".into();
@@ -664,10 +661,7 @@ fn a_non_leader_waits_for_the_password_then_reads_it_by_id() {
     );
     // VRRP v3 has no authentication in keepalived: nothing to wait for.
     let mut v3 = st.clone().with_config("vrrp-version", 3);
-    v3.relations[0] = Relation::peer(1, "cluster").remote_unit(
-        0,
-        &[("address", "10.0.0.10"), ("unicast-peers", "10.0.0.11")],
-    );
+    v3.relations[0] = Relation::peer(1, "cluster").remote_unit(0, &[("address", "10.0.0.10")]);
     v3.secrets.clear();
     assert_eq!(
         h.run(Trigger::ConfigChanged, &v3)
@@ -698,69 +692,6 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
         "{text}"
     );
     assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"));
-}
-
-#[test]
-fn a_joining_unit_starts_keepalived_only_once_every_peer_advertises_to_it() {
-    // Unit 2 joins a pair; unit 0 already sends its adverts to it, unit 1 not yet.
-    let mut st = base();
-    st.leader = false;
-    st.relations[0] = Relation::peer(1, "cluster")
-        .local_app_data(&[("auth-secret-id", SECRET_ID)])
-        .remote_unit(
-            0,
-            &[
-                ("address", "10.0.0.10"),
-                ("unicast-peers", "10.0.0.11,10.0.0.12"),
-            ],
-        )
-        .remote_unit(
-            1,
-            &[("address", "10.0.0.11"), ("unicast-peers", "10.0.0.10")],
-        );
-    st.network.address = "10.0.0.12".into();
-    st.machine = host(&["10.0.0.12/24"]);
-    let h = harness().unit(2);
-    let out = h.run(Trigger::RelationJoined(1, 1), &st).unwrap();
-    assert_waiting(
-        &out,
-        &Trigger::RelationJoined(1, 1),
-        "waiting for keepalived-vip/1 to list this unit (10.0.0.12) as a VRRP peer",
-    );
-    assert!(!ran(&out, "systemctl start"), "{:?}", out.command_lines());
-    // What it will advertise to is written and published meanwhile: a peer joining at the
-    // same time waits for exactly this.
-    assert!(file_contains(
-        &out.state.machine,
-        CONF,
-        "unicast_peer {\n        10.0.0.10\n        10.0.0.11\n    }"
-    ));
-    assert_eq!(
-        out.state.relation(1).unwrap().local_unit_data["unicast-peers"],
-        "10.0.0.10,10.0.0.11"
-    );
-    // Unit 1 reloaded with the newcomer in its list: now it starts.
-    let mut st = out.state.clone();
-    st.relations[0] = st.relations[0].clone().remote_unit(
-        1,
-        &[
-            ("address", "10.0.0.11"),
-            ("unicast-peers", "10.0.0.10,10.0.0.12"),
-        ],
-    );
-    let out = h.run(Trigger::RelationChanged(1, Some(1)), &st).unwrap();
-    assert!(!out.failed(), "{:?}", out.error);
-    assert!(ran(&out, "systemctl start keepalived-keepalived-vip"));
-    assert_standby(&out);
-    // A keepalived that runs never waits (stopping it could move the VIP): a peer that
-    // forgets this unit changes nothing here.
-    let mut st = out.state.clone();
-    st.relations[0] = st.relations[0]
-        .clone()
-        .remote_unit(1, &[("address", "10.0.0.11"), ("unicast-peers", "")]);
-    let out = h.run(Trigger::RelationChanged(1, Some(1)), &st).unwrap();
-    assert_standby(&out);
-    assert!(!ran(&out, "systemctl stop"));
 }
 
 #[test]

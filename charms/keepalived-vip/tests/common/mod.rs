@@ -14,8 +14,6 @@ pub const SYSCTL: &str = "/etc/sysctl.d/60-keepalived-vip-keepalived-vip.conf";
 pub const CLAIMS: &str = "/var/lib/keepalived-vip/claims.json";
 pub const PASSWORD: &str = "Zq7Lm2Xw";
 pub const SECRET_ID: &str = "secret:vrrpauth0001";
-/// Every address a unit has in these tests.
-pub const EVERY_UNIT_ADDRESS: &str = "10.0.0.10,10.0.0.11,10.0.0.12,fd00::10";
 
 pub fn harness() -> Harness {
     Harness::new(env!("CARGO_MANIFEST_DIR"), keepalived_vip::handle)
@@ -91,22 +89,11 @@ pub fn running(mut m: MachineState, unit: &str) -> MachineState {
     m
 }
 
-/// The peer relation with `peers` (unit number, address) and the shared secret id; each peer
-/// already advertises to every address the tests give a unit (so none of them waits to be
-/// listed: tests/hooks.rs has the test that does).
+/// The peer relation with `peers` (unit number, address) and the shared secret id.
 pub fn peers(peers: &[(u32, &str)]) -> Relation {
     peers.iter().fold(
         Relation::peer(1, "cluster").local_app_data(&[("auth-secret-id", SECRET_ID)]),
-        |r, (n, a)| {
-            r.remote_unit(
-                *n,
-                &[
-                    ("address", a),
-                    ("priority", "1"),
-                    ("unicast-peers", EVERY_UNIT_ADDRESS),
-                ],
-            )
-        },
+        |r, (n, a)| r.remote_unit(*n, &[("address", a), ("priority", "1")]),
     )
 }
 
