@@ -273,23 +273,28 @@ fn a_rack_holds_connections_to_every_region_and_keeps_them_when_its_url_goes() {
     });
     assert_eq!(regions_of(&both), ["region-ha", "region-hb"]);
     assert_eq!(both["url"], a.url().as_str(), "learnt through maas_url");
-    let log = rack_log(&rack);
-    let connected: Vec<&Value> = log.iter().filter(|l| l["event"] == "connected").collect();
     for (region, addr, rpc) in [
         ("region-ha", "127.0.0.1", &a.rpc),
         ("region-hb", "127.0.0.2", &b.rpc),
     ] {
-        let mut ports: Vec<u64> = connected
-            .iter()
-            .filter(|l| l["region"] == region)
-            .map(|l| {
-                assert_eq!(l["address"], addr, "{l}");
-                l["port"].as_u64().unwrap()
-            })
-            .collect();
-        ports.sort();
         let mut want: Vec<u64> = rpc[..2].iter().map(|p| *p as u64).collect();
         want.sort();
+        // Each `connected` line is written by the connection's own thread: the summary line
+        // above may come first (seen under load in CI).
+        let ports = wait_for(&format!("a connection to each worker of {region}"), T, || {
+            let log = rack_log(&rack);
+            let mut ports: Vec<u64> = log
+                .iter()
+                .filter(|l| l["event"] == "connected" && l["region"] == region)
+                .map(|l| {
+                    assert_eq!(l["address"], addr, "{l}");
+                    l["port"].as_u64().unwrap()
+                })
+                .collect();
+            ports.sort();
+            ports.dedup();
+            (ports == want).then_some(ports)
+        });
         assert_eq!(ports, want, "one connection per worker of {region}");
     }
     let sid = read_trimmed(&rack.path("/var/snap/maas/common/maas/maas_id"));
