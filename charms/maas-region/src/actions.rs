@@ -5,6 +5,7 @@ use crate::config::{Config, InstallMethod};
 use crate::maas;
 use crate::reconcile::app_keys;
 use crate::relations;
+use charm_lib::snap_channel::SnapChannel;
 use charm_lib::{Cmd, Context, MachineExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,6 +30,7 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "get-maas-secret" => get_maas_secret(ctx, &cfg),
         "get-maas-status" => get_maas_status(ctx, &cfg),
         "configure-dhcp" => configure_dhcp(ctx, &cfg),
+        "pre-upgrade-check" => pre_upgrade_check(ctx, &cfg),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }
@@ -435,6 +437,403 @@ fn dhcp_calls(
         "secondary-rack": secondary.unwrap_or_default(),
         "dhcp-on": vlan.get("dhcp_on").and_then(Value::as_bool).unwrap_or(true),
     }))
+}
+
+#[derive(Deserialize, Default)]
+struct PreUpgrade {
+    channel: Option<String>,
+}
+
+/// `host` as it goes into a URL (an IPv6 address in brackets).
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// Whether `url` answers 2xx within a few seconds (once: the check reports the moment).
+fn answers_now(ctx: &Context, url: &str) -> anyhow::Result<bool> {
+    Ok(ctx
+        .machine
+        .run(
+            &Cmd::new(
+                "curl",
+                [url, "-s", "-f", "-o", "/dev/null", "--max-time", "5"],
+            )
+            .allow_failure(),
+        )?
+        .success())
+}
+
+/// The MAAS version a region's own API reports (`VersionHandler.read` in MAAS's
+/// `src/maasserver/api/version.py`: anonymous, `version` from `get_maas_version()`), so each
+/// region speaks for the software it actually runs. With TLS on, the API is on 5443 under the
+/// application's CA (the certificate names every region's address).
+fn region_version(ctx: &Context, cfg: &Config, host: &str) -> anyhow::Result<Option<String>> {
+    let ca = crate::certs::ca_file(cfg.install_method)
+        .to_string_lossy()
+        .into_owned();
+    let url = if cfg.tls_enabled {
+        format!(
+            "https://{}:{}/MAAS/api/2.0/version/",
+            url_host(host),
+            crate::certs::TLS_PORT
+        )
+    } else {
+        format!("http://{}:5240/MAAS/api/2.0/version/", url_host(host))
+    };
+    let mut argv = vec![url.as_str(), "-s", "-f", "--max-time", "5"];
+    if cfg.tls_enabled {
+        argv.extend(["--cacert", ca.as_str()]);
+    }
+    let out = ctx.machine.run(&Cmd::new("curl", argv).allow_failure())?;
+    if !out.success() {
+        return Ok(None);
+    }
+    Ok(serde_json::from_str::<Value>(out.stdout.trim())
+        .ok()
+        .and_then(|v| v["version"].as_str().map(str::to_string))
+        .filter(|v| !v.is_empty()))
+}
+
+/// What this unit has installed: (channel snapd tracks, version), from `snap list maas`
+/// (Name Version Rev Tracking ...) or, for debs, dpkg's version of maas-region-api.
+fn installed(ctx: &Context, m: InstallMethod) -> anyhow::Result<(Option<String>, Option<String>)> {
+    match m {
+        InstallMethod::Snap => {
+            let out = ctx
+                .machine
+                .run(&Cmd::new("snap", ["list", "maas"]).allow_failure())?;
+            let row: Vec<String> = out
+                .stdout
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some("maas"))
+                .map(|l| l.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            Ok((row.get(3).cloned(), row.get(1).cloned()))
+        }
+        InstallMethod::Deb => {
+            let out = ctx.machine.run(
+                &Cmd::new("dpkg-query", ["-W", "-f=${Version}", maas::DEB_PACKAGES[0]])
+                    .allow_failure(),
+            )?;
+            let v = out.stdout.trim();
+            Ok((
+                None,
+                (out.success() && !v.is_empty()).then(|| v.to_string()),
+            ))
+        }
+    }
+}
+
+/// A unit name as an action result key (`maas-region/1` → `maas-region-1`).
+fn result_key(unit: &str) -> String {
+    unit.replace('/', "-")
+}
+
+/// Whether a MAAS refresh (a new `channel`) may start now. Refuses, listing every reason, unless
+/// every region answers and none is initialising or refreshing, every rack is registered and
+/// none is refreshing, and the database has a standby; reports each region's version, the racks'
+/// channels and the channel it would refresh to. Whether the standby is *synchronous* is not
+/// something either database relation says: the result says so instead of guessing.
+fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
+    let p: PreUpgrade = ctx.action_params()?;
+    let m = cfg.install_method;
+    let me = ctx.model.unit_name().to_string();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut out = json!({});
+
+    // This unit: what it runs and what it would refresh to.
+    let (installed_channel, installed_version) = installed(ctx, m)?;
+    out["installed-version"] = json!(installed_version
+        .clone()
+        .unwrap_or_else(|| "unknown".into()));
+    let target = match m {
+        InstallMethod::Snap => {
+            let known = installed_channel.is_some();
+            if !known {
+                reasons.push(format!("the maas snap is not installed on {me}"));
+            }
+            let installed = installed_channel
+                .clone()
+                .unwrap_or_else(|| "unknown".into());
+            out["installed-channel"] = json!(installed);
+            let wanted = p
+                .channel
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .unwrap_or(&cfg.channel)
+                .to_string();
+            match (SnapChannel::parse(&installed), SnapChannel::parse(&wanted)) {
+                (_, None) => reasons.push(format!(
+                    "channel {wanted:?} is not a snap channel (<track>/<risk>, e.g. 3.7/stable)"
+                )),
+                (Some(from), Some(to)) if to.is_downgrade_from(&from) => reasons.push(format!(
+                    "channel {wanted} is older than the {installed} MAAS runs here, and MAAS cannot go back (its database schema only migrates forward)"
+                )),
+                _ => {}
+            }
+            // A configured channel this unit does not run yet is a refresh already under way
+            // (or waiting for the racks or the init lock).
+            if known && SnapChannel::parse(&cfg.channel) != SnapChannel::parse(&installed) {
+                reasons.push(format!(
+                    "channel is set to {} but {me} runs {installed}: a refresh is under way or waiting (see juju status)",
+                    cfg.channel
+                ));
+            }
+            wanted
+        }
+        InstallMethod::Deb => {
+            "none: install-method=deb is upgraded with apt by the operator (see README, Upgrade)"
+                .to_string()
+        }
+    };
+    out["refresh-to"] = json!(target);
+
+    // Regions: this one, then every peer the relation knows.
+    let status = ctx.tools().status_get()?;
+    if status.status != "active" {
+        reasons.push(format!("{me} is {}: {}", status.status, status.message));
+    }
+    let initialised = ctx
+        .machine
+        .read_to_string(maas::regiond_conf(m))?
+        .and_then(|t| maas::RegiondConf::parse(&t).ok())
+        .is_some_and(|c| c.db.is_some());
+    if !initialised {
+        reasons.push(format!(
+            "MAAS is not initialised on {me} (no database configured)"
+        ));
+    }
+    let peer_rel = ctx.model.relation(relations::PEERS)?;
+    let (peer_app, my_request) = match &peer_rel {
+        Some(r) => (
+            r.my_app_data()?,
+            r.my_unit_data()?
+                .get(crate::lock::REQUEST_KEY)
+                .filter(|t| !t.is_empty())
+                .cloned(),
+        ),
+        None => (Default::default(), None),
+    };
+    drop(peer_rel);
+    let peers = relations::peers(&ctx.model)?;
+    let mut regions = serde_json::Map::new();
+    let mut versions = std::collections::BTreeSet::new();
+    let mut look = |ctx: &Context,
+                    unit: &str,
+                    host: Option<&str>,
+                    reasons: &mut Vec<String>|
+     -> anyhow::Result<Value> {
+        let Some(host) = host else {
+            reasons.push(format!(
+                "{unit} has not published its address on the peer relation"
+            ));
+            return Ok(json!({"answers": false}));
+        };
+        let health = format!(
+            "http://{}:5240{}",
+            url_host(host),
+            crate::render::HEALTH_PATH
+        );
+        let ok = answers_now(ctx, &health)?;
+        if !ok {
+            reasons.push(format!("{unit}'s regiond does not answer {health}"));
+        }
+        let version = region_version(ctx, cfg, host)?;
+        if let Some(v) = &version {
+            versions.insert(v.clone());
+        }
+        Ok(
+            json!({"address": host, "answers": ok, "version": version.unwrap_or_else(|| "unknown".into())}),
+        )
+    };
+    regions.insert(
+        result_key(&me),
+        look(ctx, &me, Some("127.0.0.1"), &mut reasons)?,
+    );
+    for peer in &peers {
+        regions.insert(
+            result_key(&peer.unit),
+            look(ctx, &peer.unit, peer.address.as_deref(), &mut reasons)?,
+        );
+    }
+    if peers.is_empty() {
+        reasons.push(format!("{me} is the only region: its refresh stops the MAAS API until it serves again (add a unit first: juju add-unit maas-region)"));
+    }
+    out["regions"] = Value::Object(regions);
+    out["versions"] = json!(versions.into_iter().collect::<Vec<_>>().join(", "));
+
+    // Refreshes in progress: the init lock (also the one-region-at-a-time refresh) and every
+    // open request for it.
+    let holder = peer_app
+        .get(crate::lock::LOCK_KEY)
+        .and_then(|l| l.rsplit_once('#'))
+        .map(|(u, _)| u.to_string());
+    if let Some(h) = &holder {
+        reasons.push(format!(
+            "{h} holds the init lock: a region is initialising or refreshing MAAS"
+        ));
+    }
+    let requests = my_request.map(|_| me.clone()).into_iter().chain(
+        peers
+            .iter()
+            .filter(|p| p.request.is_some())
+            .map(|p| p.unit.clone()),
+    );
+    for u in requests.filter(|u| Some(u) != holder.as_ref()) {
+        reasons.push(format!(
+            "{u} waits for the init lock to initialise or refresh MAAS"
+        ));
+    }
+
+    // Racks: registered, and none refreshing. The rack lock only ever names an open request
+    // (`lock::grant`), so the racks' own requests say it all, and every unit can read them
+    // (a non-leader cannot read its own application databag on rpc).
+    let mut racks = serde_json::Map::new();
+    let mut behind = Vec::new();
+    let to = SnapChannel::parse(&target);
+    for rel in ctx.model.relations(relations::RPC)? {
+        for u in rel.units() {
+            let d = rel.unit_data(u)?;
+            let text = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
+            let Some(hostname) = text(contracts::maas_rpc::keys::HOSTNAME) else {
+                reasons.push(format!(
+                    "{u} has not described itself on rpc yet (no hostname)"
+                ));
+                continue;
+            };
+            let system_id = text(contracts::maas_rpc::keys::SYSTEM_ID);
+            let channel = text(contracts::maas_rpc::keys::MAAS_CHANNEL);
+            let request = text(contracts::maas_rpc::keys::UPGRADE_REQUEST);
+            if system_id.is_none() {
+                reasons.push(format!(
+                    "{u} ({hostname}) is not registered with MAAS yet (no system_id on rpc)"
+                ));
+            }
+            if let Some(r) = &request {
+                reasons.push(format!(
+                    "{u} ({hostname}) is refreshing MAAS to {r} or waiting for its turn"
+                ));
+            }
+            let rack = channel.as_deref().and_then(SnapChannel::parse);
+            if let (Some(rack), Some(to)) = (&rack, &to) {
+                if rack.track_cmp(to) == Some(std::cmp::Ordering::Less) {
+                    behind.push(format!("{u} ({})", channel.clone().unwrap_or_default()));
+                }
+            }
+            racks.insert(
+                result_key(u),
+                json!({"hostname": hostname, "registered": system_id.is_some(), "channel": channel.unwrap_or_else(|| "unknown".into()), "refreshing": request.is_some()}),
+            );
+        }
+    }
+    out["racks"] = Value::Object(racks);
+    if !behind.is_empty() {
+        // Not a refusal: the regions wait for these themselves (MAAS's upgrade guide,
+        // docs/how-to-guides/upgrade-maas.md: racks first, then regions).
+        out["racks-first"] = json!(format!(
+            "set maas-rack's channel first: {}",
+            behind.join(", ")
+        ));
+    }
+
+    // The database: usable, with a standby the relation names.
+    let (primary, standbys) = database_view(ctx, cfg, &mut reasons)?;
+    out["database"] = json!({
+        "primary": primary.unwrap_or_else(|| "unknown".into()),
+        "standbys": standbys.join(", "),
+        "synchronous-standby": "unknown: neither the database nor the db relation says which standby is synchronous; run postgresql-ha's pre-upgrade-check (it checks Patroni's synchronous standby)",
+    });
+
+    if reasons.is_empty() {
+        out["result"] = json!("ok");
+        out["message"] = json!(format!("every region answers and none is refreshing, every rack is registered: MAAS may refresh to {target} (racks first, then one region at a time)"));
+        return ctx.action_set(&out);
+    }
+    out["result"] = json!("refused");
+    let listed: serde_json::Map<String, Value> = reasons
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("{:02}", i + 1), json!(r)))
+        .collect();
+    out["reasons"] = Value::Object(listed);
+    ctx.action_set(&out)?;
+    ctx.action_fail(&format!(
+        "not safe to upgrade MAAS now: {}",
+        reasons.join("; ")
+    ))
+}
+
+/// The database's primary and the standbys the relation names, with a reason when it is not
+/// usable or names no standby (then a refresh's migrations run on the only copy).
+fn database_view(
+    ctx: &Context,
+    cfg: &Config,
+    reasons: &mut Vec<String>,
+) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let db = match relations::database(&ctx.model, &cfg.database_name, None)? {
+        relations::Database::Ready(db) => db,
+        relations::Database::Missing => {
+            reasons.push("no database relation (db or database)".into());
+            return Ok((None, vec![]));
+        }
+        relations::Database::Both => {
+            reasons.push("both db and database are related: remove one".into());
+            return Ok((None, vec![]));
+        }
+        relations::Database::NotReady(why) => {
+            reasons.push(format!("the database is not ready: {why}"));
+            return Ok((None, vec![]));
+        }
+    };
+    let mut standbys = Vec::new();
+    // database (data_interfaces): `read-only-endpoints`, host:port; a provider with no replica
+    // may name its primary there.
+    if let Some(rel) = ctx.model.relation(relations::DATABASE)? {
+        let d = rel.remote_app_data()?;
+        for e in d
+            .get("read-only-endpoints")
+            .map(String::as_str)
+            .unwrap_or("")
+            .split(',')
+        {
+            let e = e.trim();
+            let host = e
+                .rsplit_once(':')
+                .map_or(e, |(h, _)| h)
+                .trim_matches(['[', ']']);
+            if !e.is_empty() && host != db.host {
+                standbys.push(e.to_string());
+            }
+        }
+    }
+    // db (legacy pgsql): `standbys`, one libpq string a line.
+    if let Some(rel) = ctx.model.relation(relations::DB)? {
+        for u in rel.units() {
+            let d = rel.unit_data(u)?;
+            for l in d
+                .get(contracts::pgsql::keys::STANDBYS)
+                .map(String::as_str)
+                .unwrap_or("")
+                .lines()
+            {
+                if !l.trim().is_empty() && !standbys.contains(&l.trim().to_string()) {
+                    standbys.push(l.trim().to_string());
+                }
+            }
+        }
+    }
+    if standbys.is_empty() {
+        reasons.push(format!(
+            "the database relation names no standby of the primary {}: a refresh's schema migrations would run on the only copy",
+            db.host
+        ));
+    }
+    Ok((Some(format!("{}:{}", db.host, db.port)), standbys))
 }
 
 #[cfg(test)]
