@@ -534,7 +534,7 @@ pub fn failure(out: &charm_lib::CmdOutput) -> String {
 pub fn step(
     ctx: &Context,
     st: &mut Vec<Status>,
-    retention_full: i64,
+    config: &crate::config::Config,
     peers: &Relation,
     app: &Databag,
     my_bag: &Databag,
@@ -578,6 +578,14 @@ pub fn step(
             m.remove_file(Path::new(CONF))?;
             m.remove_file(Path::new(S3_CA))?;
             unit_changes.insert(STANZA_KEY.into(), String::new());
+            crate::backup_schedule::apply(ctx, None)?;
+            if matches!(other, RepositoryState::NotRelated) && config.backup_schedule().is_some() {
+                st.push(Status::blocked(format!(
+                    "{} is set but there is no backup repository: relate {ENDPOINT} to an S3 provider, or empty {}",
+                    crate::backup_schedule::OPTION,
+                    crate::backup_schedule::OPTION
+                )));
+            }
             match other {
                 RepositoryState::Waiting(why) => {
                     st.push(Status::waiting(format!("{ENDPOINT}: {why}")))
@@ -607,12 +615,13 @@ pub fn step(
         Path::new(STATE_DIR),
         &FileOptions::new("postgres", "postgres", 0o700),
     )?;
-    let retention = u32::try_from(retention_full).unwrap_or(u32::MAX);
+    let retention = u32::try_from(config.backup_retention_full).unwrap_or(u32::MAX);
     m.write_file(
         Path::new(CONF),
         render_conf(&repo, &stanza, retention).as_bytes(),
         &FileOptions::new("root", "postgres", 0o640),
     )?;
+    crate::backup_schedule::apply(ctx, config.backup_schedule().as_ref())?;
     let fp = repo.fingerprint();
     let mine = my_bag.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str());
     let checked = mine

@@ -39,6 +39,10 @@ pub struct Config {
     /// they need); older ones expire after each backup.
     #[serde(default = "default_retention_full")]
     pub backup_retention_full: i64,
+    /// When the timer takes a full backup: a cron schedule in UTC (see [`crate::backup_schedule`]),
+    /// empty for none.
+    #[serde(default)]
+    pub backup_schedule: String,
 }
 
 fn default_retention_full() -> i64 {
@@ -219,6 +223,12 @@ impl Config {
                 ),
             ));
         }
+        if let Err(why) = crate::backup_schedule::parse(&self.backup_schedule) {
+            return Err(bad(
+                crate::backup_schedule::OPTION,
+                format!("{why}: {}", crate::backup_schedule::EXPECTED),
+            ));
+        }
         for name in self.allowed_extensions() {
             if !crate::clients::valid_extension(&name) {
                 return Err(bad(
@@ -241,6 +251,13 @@ impl Config {
     /// What `database` relations' `extra-user-roles` may be granted, as the operator listed it.
     pub fn allowed_extra_user_roles(&self) -> Vec<String> {
         crate::clients::role_list(&self.allowed_extra_user_roles)
+    }
+
+    /// The parsed `backup-schedule` (validated already: `None` when empty).
+    pub fn backup_schedule(&self) -> Option<crate::backup_schedule::Schedule> {
+        crate::backup_schedule::parse(&self.backup_schedule)
+            .ok()
+            .flatten()
     }
 
     /// The extensions client relations may have created, as the operator listed them.
@@ -300,6 +317,7 @@ fn option_in(msg: &str) -> Option<String> {
         "allowed-extensions",
         "allowed-extra-user-roles",
         "backup-retention-full",
+        "backup-schedule",
     ];
     known
         .iter()
@@ -407,6 +425,11 @@ mod tests {
             (
                 vec![("allowed-extra-user-roles", json!("my-role"))],
                 "allowed-extra-user-roles",
+            ),
+            (vec![("backup-schedule", json!("daily"))], "backup-schedule"),
+            (
+                vec![("backup-schedule", json!("0 2 1 * mon"))],
+                "backup-schedule",
             ),
         ];
         for (over, option) in cases {

@@ -404,15 +404,7 @@ fn converge(
         .as_ref()
         .and_then(|c| c.primary())
         .is_some_and(|p| p.name == me.name);
-    let mut archiving = crate::backup::step(
-        ctx,
-        st,
-        config.backup_retention_full,
-        peers,
-        app,
-        my_bag,
-        unit_changes,
-    )?;
+    let mut archiving = crate::backup::step(ctx, st, config, peers, app, my_bag, unit_changes)?;
     if let Some(r) = &overrides.restore {
         // The restore action renders with its restore, and records one in the peer data
         // only if it outlasts the action (see `backup_actions::restore`).

@@ -417,6 +417,7 @@ mod tests {
             allowed_extensions: String::new(),
             allowed_extra_user_roles: String::new(),
             backup_retention_full: 4,
+            backup_schedule: String::new(),
         }
     }
 

@@ -377,3 +377,97 @@ fn a_restore_whose_bootstrap_failed_stops_patroni_and_says_why() {
     );
     assert_eq!(later.state.unit_status.kind, charm_lib::StatusKind::Blocked);
 }
+
+const TIMER: &str = "postgresql-ha-backup.timer";
+
+#[test]
+fn a_backup_schedule_becomes_a_timer_on_every_unit_that_backs_up_on_the_primary() {
+    // Arrange: a schedule every six hours, a repository to back up into.
+    let st = with_s3(leader_primary(), &s3_data()).with_config("backup-schedule", "30 */6 * * *");
+    // Act
+    let out = harness().run_ok(Trigger::ConfigChanged, &st);
+    // Assert: the calendar event fires when cron would, the service runs the root-owned script
+    // as postgres, and the timer runs.
+    let timer = out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-backup.timer")
+        .expect("timer written");
+    assert!(
+        timer.contains("\nOnCalendar=*-*-* 00,06,12,18:30:00 UTC\n"),
+        "{timer}"
+    );
+    let service = out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-backup.service")
+        .unwrap();
+    assert!(
+        service.contains("\nUser=postgres\n")
+            && service.contains("\nExecStart=/etc/postgresql-ha/scheduled-backup\n")
+    );
+    let script = out
+        .state
+        .machine
+        .files
+        .get(std::path::Path::new("/etc/postgresql-ha/scheduled-backup"))
+        .unwrap();
+    assert_eq!(
+        (script.options.owner.as_str(), script.options.mode),
+        ("root", 0o755)
+    );
+    let svc = out.state.machine.services.get(TIMER).expect("timer known");
+    assert!(svc.enabled && svc.active, "{svc:?}");
+    assert_eq!(out.state.unit_status.kind, charm_lib::StatusKind::Active);
+
+    // The schedule emptied: the timer is stopped and its files go.
+    let st = out.state.clone().with_config("backup-schedule", "");
+    let off = harness().run_ok(Trigger::ConfigChanged, &st);
+    assert!(ran(&off, |l| l
+        == "systemctl disable --now postgresql-ha-backup.timer"));
+    for f in [
+        "/etc/systemd/system/postgresql-ha-backup.timer",
+        "/etc/systemd/system/postgresql-ha-backup.service",
+        "/etc/postgresql-ha/scheduled-backup",
+    ] {
+        assert!(off.state.machine.text(f).is_none(), "{f} left behind");
+    }
+}
+
+#[test]
+fn a_bad_schedule_or_one_without_a_repository_blocks_naming_the_option() {
+    let out = harness().run_ok(
+        Trigger::ConfigChanged,
+        &with_s3(leader_primary(), &s3_data()).with_config("backup-schedule", "daily at 2"),
+    );
+    let status = &out.state.unit_status;
+    assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
+    assert!(
+        status.message.contains("backup-schedule")
+            && status.message.contains("expected a cron schedule"),
+        "{status:?}"
+    );
+    assert!(out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-backup.timer")
+        .is_none());
+
+    let out = harness().run_ok(
+        Trigger::ConfigChanged,
+        &leader_primary().with_config("backup-schedule", "@daily"),
+    );
+    let status = &out.state.unit_status;
+    assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
+    assert!(
+        status
+            .message
+            .starts_with("backup-schedule is set but there is no backup repository"),
+        "{status:?}"
+    );
+    assert!(out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-backup.timer")
+        .is_none());
+}
