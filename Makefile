@@ -178,7 +178,8 @@ demo: deps charms catalog check-bundle
 	target/debug/demo
 
 ## bench: tables of hook wall time, peak RSS and packed size vs a Python ops baseline; then (root)
-## the bundle in the local model: deploy to settled, drills, busiest hooks, add-unit 2 -> 5 regions.
+## the bundle in the local model: deploy to settled, drills, busiest hooks, add-unit 2 -> 5 regions;
+## the MAAS channel upgrade and Patroni's rolling upgrade under traffic through both VIPs.
 OPS_CHARM := $(BUILD)/bench/ops-charm
 bench: deps charms catalog
 	$(CARGO) build -q -p bench --profile charm --bin bench-charm
@@ -194,6 +195,7 @@ bench: deps charms catalog
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-bundle; else echo "(the bundle part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-vip --runs 5; else echo "(the VIP failover part of the bench needs root: skipped)"; fi
 	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-pg; else echo "(the PostgreSQL drills part of the bench needs root: skipped)"; fi
+	@if [ "$$(id -u)" = 0 ]; then target/debug/bench-upgrade; else echo "(the upgrades-under-traffic part of the bench needs root: skipped)"; fi
 	$(CARGO) build -q -p local-model -p hosts --release --bins
 	$(CARGO) run -q -p local-model --release --example bench
 

@@ -7,7 +7,7 @@
 //! Needs root and `make charms catalog deps` (skipped otherwise). `E2E_KEEP=1` keeps the model;
 //! `E2E_REGION_RACK_OVERLAY=<file>` adds an overlay (e.g. to try a charm built elsewhere).
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use e2e::probe::{longest_outage, Probe};
 use e2e::{read_in, until, Deployment, FaultOp};
 use serde_json::Value;
@@ -203,6 +203,10 @@ fn regions_and_racks_in_ha_on_one_deployment() {
     step(
         "the region VIP holder's host goes down: requests and every rack resume",
         || region_vip_holder_down(&d),
+    );
+    step(
+        "pre-upgrade-check passes on the settled deployment and names the versions and the target",
+        || pre_upgrade_check_passes(&d),
     );
     step(
         "MAAS 3.6 → 3.7: racks first, then regions, one at a time, under requests through the VIP",
@@ -950,6 +954,43 @@ fn settled_with_requests<'d>(d: &'d Deployment, name: &str) -> Result<(Vec<Strin
     Ok((racks, probe))
 }
 
+/// Issue 22: on the settled deployment (three regions, two racks, the database with its
+/// standbys), pre-upgrade-check passes, reports every region's MAAS version as its own API
+/// gives it, and names 3.7/stable as the target with the racks to refresh first.
+fn pre_upgrade_check_passes(d: &Deployment) -> Result<()> {
+    d.wait_active(Duration::from_secs(300))?;
+    let r = d.action(
+        "maas-region/0",
+        "pre-upgrade-check",
+        &["channel=3.7/stable"],
+    )?;
+    eprintln!("    pre-upgrade-check: {r}");
+    ensure!(r["result"] == "ok", "{r}");
+    ensure!(r["refresh-to"] == "3.7/stable", "{r}");
+    let regions = r["regions"]
+        .as_object()
+        .context("no regions in the results")?;
+    ensure!(regions.len() == region_units(d)?.len(), "{r}");
+    for (u, v) in regions {
+        ensure!(
+            v["answers"] == "true" && v["version"].as_str().is_some_and(|v| v.starts_with("3.6.")),
+            "{u}: {v}"
+        );
+    }
+    let racks = r["racks"].as_object().context("no racks in the results")?;
+    ensure!(
+        racks.len() == 2 && racks.values().all(|v| v["registered"] == "true"),
+        "{r}"
+    );
+    ensure!(
+        r["racks-first"]
+            .as_str()
+            .is_some_and(|s| s.contains("maas-rack/0")),
+        "{r}"
+    );
+    Ok(())
+}
+
 /// MAAS's upgrade order (docs/how-to-guides/upgrade-maas.md: racks first, then regions): the
 /// regions wait while a rack runs the older track; the racks refresh one at a time when the
 /// region leader lets them; then the regions, one at a time under the init lock; requests
@@ -978,6 +1019,16 @@ fn maas_upgrade(d: &Deployment) -> Result<()> {
             v.starts_with("3.6."),
             "region machine {m} refreshed before the racks: {v}"
         );
+    }
+    // A refresh configured and not done: pre-upgrade-check refuses and says why.
+    match d.action("maas-region/0", "pre-upgrade-check", &["channel=3.7/stable"]) {
+        Ok(r) => bail!("pre-upgrade-check passed while the regions wait to refresh: {r}"),
+        Err(e) => ensure!(
+            format!("{e:#}").contains(
+                "channel is set to 3.7/stable but maas-region/0 runs 3.6/stable: a refresh is under way or waiting"
+            ),
+            "pre-upgrade-check refused for another reason: {e:#}"
+        ),
     }
     d.lm.config("maas-rack", &["channel=3.7/stable"])?;
     until(Duration::from_secs(600), "every unit on MAAS 3.7", || {
