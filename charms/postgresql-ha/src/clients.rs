@@ -579,8 +579,8 @@ pub fn db_data(
     d
 }
 
-/// Every key this charm writes on `database`.
-const DATABASE_KEYS: [&str; 10] = [
+/// Every key this charm writes on `database` in protocol v0.
+pub(crate) const DATABASE_KEYS: [&str; 10] = [
     "tls",
     "tls-ca",
     "secret-tls",

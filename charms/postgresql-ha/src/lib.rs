@@ -17,6 +17,7 @@ pub mod certs;
 pub mod clients;
 pub mod config;
 pub mod cos;
+pub mod data_interfaces_v1;
 pub mod etcd;
 pub mod failover;
 pub mod install;

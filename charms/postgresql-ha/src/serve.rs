@@ -2,6 +2,7 @@
 //! primary (grant, revoke), and the addresses clients are given.
 
 use crate::clients::{self, Credentials, Grant, Request, Topology};
+use crate::data_interfaces_v1 as v1;
 use crate::membership::CLIENT_ENDPOINTS;
 use crate::patroni::Cluster;
 use crate::render::Member;
@@ -24,6 +25,7 @@ pub(crate) fn request_of(rel: &Relation) -> Result<Option<Request>, String> {
     }
     match rel.id().endpoint.as_str() {
         "db" => clients::db_request(rel.remote_app().unwrap_or_default(), &app, &units).map(Some),
+        _ if v1::speaks_v1(&app)? => Ok(v1::database_request(&app, &units)?.map(|(req, _)| req)),
         _ => clients::database_request(&app, &units),
     }
 }
@@ -369,12 +371,14 @@ pub(crate) fn revoke_stale(
         if let Err(e) = ctx.tools().secret_remove(&g.secret, None) {
             log::warn!("could not remove the secret of {}:{id}: {e}", g.endpoint);
         }
-        if let Some((tls, _)) = ctx.model.secret_by_label(&clients::tls_secret_label(id))? {
-            if let Err(e) = ctx.tools().secret_remove(&tls, None) {
-                log::warn!(
-                    "could not remove the TLS secret of {}:{id}: {e}",
-                    g.endpoint
-                );
+        for label in [clients::tls_secret_label(id), v1::tls_secret_label(id)] {
+            if let Some((tls, _)) = ctx.model.secret_by_label(&label)? {
+                if let Err(e) = ctx.tools().secret_remove(&tls, None) {
+                    log::warn!(
+                        "could not remove the TLS secret of {}:{id}: {e}",
+                        g.endpoint
+                    );
+                }
             }
         }
         log::info!(
@@ -421,10 +425,15 @@ fn wait_for_hba(ctx: &Context, primary: &str, rel: &Relation, req: &Request, g: 
 }
 
 /// The leader's `secret-tls` secret of a `database` relation (data_interfaces' `tls` group:
-/// `tls`, `tls-ca`), created or brought up to date, and granted to the relation.
-fn tls_secret(ctx: &Context, rel: &Relation, topo: &Topology) -> anyhow::Result<String> {
-    let label = clients::tls_secret_label(rel.id().id);
-    let wanted = clients::tls_secret_content(topo);
+/// `tls`, `tls-ca`), created or brought up to date, and granted to the relation; `published`:
+/// the id the relation already carries.
+fn tls_secret(
+    ctx: &Context,
+    rel: &Relation,
+    label: String,
+    wanted: BTreeMap<String, String>,
+    published: Option<String>,
+) -> anyhow::Result<String> {
     let id = match ctx.model.secret_by_label(&label)? {
         Some((id, _)) => {
             if ctx.model.peek_secret(Some(&id), None)? != wanted {
@@ -443,8 +452,8 @@ fn tls_secret(ctx: &Context, rel: &Relation, topo: &Topology) -> anyhow::Result<
     };
     ctx.model.grant_secret(&id, rel.id(), None)?;
     // The same secret in whichever form it was first published: no needless databag change.
-    match rel.my_app_data()?.get("secret-tls") {
-        Some(published) if charm_lib::tools::same_secret(published, &id) => Ok(published.clone()),
+    match published {
+        Some(published) if charm_lib::tools::same_secret(&published, &id) => Ok(published),
         _ => Ok(id),
     }
 }
@@ -480,9 +489,40 @@ pub(crate) fn publish(
             &rel.my_unit_data()?,
             &clients::db_data(g, req, &creds, topo),
         )
+    } else if leader && v1::speaks_v1(&rel.remote_app_data()?).map_err(anyhow::Error::msg)? {
+        let Some(request) = v1::requests(&rel.remote_app_data()?).map_err(anyhow::Error::msg)?
+        else {
+            return Ok(());
+        };
+        let mine = rel.my_app_data()?;
+        let tls = tls_secret(
+            ctx,
+            rel,
+            v1::tls_secret_label(rel.id().id),
+            v1::tls_secret_content(topo),
+            v1::published_secret(&mine, "secret-tls"),
+        )?;
+        let user = v1::published_secret(&mine, "secret-user")
+            .filter(|p| charm_lib::tools::same_secret(p, &g.secret))
+            .unwrap_or_else(|| g.secret.clone());
+        let changes = clients::changes(&mine, &v1::database_data(&request, &user, &tls, topo));
+        // The answer's first appearance is what the requirer's `resource_created` waits for.
+        if changes.contains_key("requests") && !mine.contains_key("requests") {
+            if let Some(primary) = primary {
+                wait_for_hba(ctx, primary, rel, req, g);
+            }
+        }
+        rel.set_my_app_data(&changes)?;
+        return Ok(());
     } else if leader {
         let tls_secret = if req.wants_tls_secret {
-            Some(tls_secret(ctx, rel, topo)?)
+            Some(tls_secret(
+                ctx,
+                rel,
+                clients::tls_secret_label(rel.id().id),
+                clients::tls_secret_content(topo),
+                rel.my_app_data()?.get("secret-tls").cloned(),
+            )?)
         } else {
             None
         };
