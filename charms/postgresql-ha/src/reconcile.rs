@@ -11,7 +11,8 @@ use crate::membership::{departed, etcd_member, manage_members, EtcdState};
 use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
 use crate::serve::{
-    live_client_relations, provision, publish, request_of, revoke_stale, topology, Allowed,
+    live_client_relations, my_vip, provision, publish, request_of, revoke_stale, topology,
+    vip_gate, Allowed, VipGate, VIP_STATE_KEY,
 };
 use crate::site_cert::{self, Site};
 use crate::{certs, etcd, install, paths, secrets};
@@ -586,11 +587,26 @@ fn converge(
     exporter(ctx, leader, app, app_changes, primary_host.as_deref())?;
 
     // Relation data.
-    let mut topo = topology(ctx, cluster.as_ref(), me, units, pg_version, &trusted)?;
+    let my_vip = my_vip(ctx)?;
+    share_vip_state(my_vip.as_ref(), unit_changes);
+    let gate = vip_gate(my_vip.as_ref(), peers)?;
+    let mut topo = topology(cluster.as_ref(), &gate, me, units, pg_version, &trusted)?;
     if leader && served.iter().any(|(_, _, g)| g.endpoint == "database") {
         topo.full_version = install::full_version(ctx, pg_version)?;
     }
-    for (i, req, g) in &served {
+    // Until the VIP is held nothing new goes out, credentials included: data_interfaces'
+    // `database_created` comes once, on the credentials, and a client reads the endpoints
+    // with them (Charmed PostgreSQL defers the whole request until its endpoint exists).
+    // What is already published stays: a VIP between holders is not a reason to churn clients.
+    let withheld = match &gate {
+        VipGate::NotHeld(why) if !served.is_empty() => Some(why),
+        _ => None,
+    };
+    if let Some(why) = withheld {
+        log::info!("client relation data not published: {why}");
+        st.push(Status::waiting(why.clone()));
+    }
+    for (i, req, g) in served.iter().filter(|_| withheld.is_none()) {
         publish(
             ctx,
             leader,
@@ -643,6 +659,16 @@ fn converge(
         readiness.as_ref(),
     ));
     Ok(readiness)
+}
+
+/// This unit's db-vip state into its peer unit databag, for the unit that publishes to
+/// clients (the key is removed without a vip relation or before the subordinate reports).
+fn share_vip_state(mine: Option<&crate::serve::MyVip>, unit_changes: &mut Databag) {
+    let state = mine
+        .and_then(|m| m.state)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    unit_changes.insert(VIP_STATE_KEY.into(), state);
 }
 
 /// The peer app databag key the leader sets once the monitoring role exists.

@@ -9,6 +9,7 @@ use crate::render::Member;
 use crate::{paths, secrets, sql};
 use charm_lib::tools::SecretOptions;
 use charm_lib::{Cmd, Context, Databag, Relation, Status};
+use contracts::vip::{SubordinateData, VipState};
 use std::collections::BTreeMap;
 
 /// Reads the request of a client relation.
@@ -122,27 +123,101 @@ fn psql_failure(cmd: &Cmd, out: &charm_lib::CmdOutput) -> charm_lib::MachineErro
     )
 }
 
+/// Peer unit databag: this unit's db-vip subordinate's `state` (`held`, `standby`, `blocked`).
+/// The vip relation is container-scoped, so each unit sees only its own host's subordinate,
+/// and the VIP follows the primary, which need not be the leader that publishes `database`.
+pub(crate) const VIP_STATE_KEY: &str = "vip-state";
+
+/// Whether clients may be given the database VIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VipGate {
+    /// No vip relation: clients get the primary's address, as Charmed PostgreSQL gives them.
+    NoVip,
+    /// A unit's subordinate reports the VIP held: clients get it.
+    Held(String),
+    /// Related over vip, and no unit reports the VIP held: nothing is published yet (the
+    /// Waiting message). A client given the VIP now would fail its first connection (MAAS's
+    /// init), and one given the primary's address would keep it after a failover.
+    NotHeld(String),
+}
+
+/// This unit's db-vip subordinate as it reports itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MyVip {
+    /// The subordinate application, for messages.
+    pub app: String,
+    /// Its first VIP (`None` until it reports one).
+    pub vip: Option<String>,
+    /// Its `state` (`None` until it reports one).
+    pub state: Option<VipState>,
+}
+
+/// This unit's db-vip subordinate (`None` without a vip relation).
+pub(crate) fn my_vip(ctx: &Context) -> anyhow::Result<Option<MyVip>> {
+    let Some(rel) = ctx.model.relation("vip")? else {
+        return Ok(None);
+    };
+    let mut mine = MyVip {
+        app: rel.remote_app().unwrap_or("vip").to_string(),
+        vip: None,
+        state: None,
+    };
+    for u in rel.units() {
+        let d: SubordinateData = charm_lib::databag::from_databag(&rel.unit_data(u)?)
+            .map_err(|e| anyhow::anyhow!("{} ({u}): {e}", rel.id()))?;
+        mine.vip = mine.vip.or_else(|| {
+            d.vips
+                .items()
+                .iter()
+                .find(|s| s.parse::<std::net::IpAddr>().is_ok())
+                .cloned()
+        });
+        mine.state = mine.state.or(d.state);
+    }
+    Ok(Some(mine))
+}
+
+/// Whether the VIP may go to clients: held by this unit's host (`mine`) or by a peer's, as
+/// each unit shares it in the peer relation ([`VIP_STATE_KEY`]).
+pub(crate) fn vip_gate(mine: Option<&MyVip>, peers: &Relation) -> anyhow::Result<VipGate> {
+    let Some(mine) = mine else {
+        return Ok(VipGate::NoVip);
+    };
+    let Some(vip) = &mine.vip else {
+        return Ok(VipGate::NotHeld(format!(
+            "waiting for {} (vip relation) to report the database VIP (its `vip` option) before giving clients their endpoint",
+            mine.app
+        )));
+    };
+    let mut held = mine.state == Some(VipState::Held);
+    for u in peers.units() {
+        held = held
+            || peers.unit_data(u)?.get(VIP_STATE_KEY).map(String::as_str)
+                == Some(VipState::Held.as_str());
+    }
+    Ok(if held {
+        VipGate::Held(vip.clone())
+    } else {
+        VipGate::NotHeld(format!(
+            "waiting for {} to hold the database VIP {vip} on a unit before giving it to clients",
+            mine.app
+        ))
+    })
+}
+
 /// The writable address and replicas, as clients should see them.
 pub(crate) fn topology(
-    ctx: &Context,
     cluster: Option<&Cluster>,
+    gate: &VipGate,
     me: &Member,
     units: usize,
     version: u32,
     ca: &str,
 ) -> anyhow::Result<Topology> {
-    let mut vip = None;
-    if let Some(rel) = ctx.model.relation("vip")? {
-        for u in rel.units() {
-            let v = rel.unit_data(u)?.get("vips").and_then(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .find(|s| s.parse::<std::net::IpAddr>().is_ok())
-                    .map(str::to_string)
-            });
-            vip = vip.or(v);
-        }
-    }
+    let vip = match gate {
+        VipGate::Held(v) => Some(v.clone()),
+        VipGate::NoVip | VipGate::NotHeld(_) => None,
+    };
     let primary = cluster
         .and_then(|c| c.primary())
         .and_then(|p| p.host.clone());
@@ -162,7 +237,10 @@ pub(crate) fn topology(
         _ => "hot standby",
     };
     Ok(Topology {
-        host: vip.or(primary),
+        host: match gate {
+            VipGate::NotHeld(_) => None,
+            _ => vip.or(primary),
+        },
         standbys,
         state: state.into(),
         version,

@@ -1063,3 +1063,170 @@ fn a_legacy_db_client_is_allowed_from_its_egress_subnets_and_sees_its_request_ec
         ]
     );
 }
+
+/// The db-vip subordinate on this unit's host, reporting `state` for the VIP 10.0.0.100.
+fn db_vip(state: &str) -> Relation {
+    Relation::new(9, "vip", "db-vip").remote_unit(0, &[("vips", "10.0.0.100"), ("state", state)])
+}
+
+/// A data_interfaces client asking for database `appdb` with its credentials in a secret.
+fn database_client() -> Relation {
+    Relation::new(7, "database", "test-app")
+        .remote_app_data(&[("database", "appdb"), SECRETS_ASKED])
+        .remote_unit(0, &[("ingress-address", "10.0.0.60")])
+}
+
+#[test]
+fn a_database_client_gets_nothing_while_no_unit_holds_the_db_vip() {
+    let st = leader_primary()
+        .with_relation(db_vip("standby"))
+        .with_relation(database_client());
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
+    assert!(
+        ran(&out, |l| l.starts_with("psql -h 10.0.0.10")),
+        "the database is created meanwhile"
+    );
+    let bag = &out.state.relation(7).unwrap().local_app_data;
+    for k in ["endpoints", "secret-user", "username", "database"] {
+        assert!(
+            !bag.contains_key(k),
+            "{k} published before the VIP is held: {bag:?}"
+        );
+    }
+    assert_eq!(out.state.unit_status.kind, StatusKind::Waiting);
+    assert!(
+        out.state.unit_status.message.contains("10.0.0.100"),
+        "{:?}",
+        out.state.unit_status
+    );
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["vip-state"],
+        "standby",
+        "the peers learn this host's VIP state"
+    );
+}
+
+#[test]
+fn a_db_client_gets_no_host_while_no_unit_holds_the_db_vip() {
+    let st = leader_primary()
+        .with_relation(db_vip("standby"))
+        .with_relation(secret_asking_client());
+    let out = harness().run_ok(Trigger::RelationChanged(5, Some(0)), &st);
+    let bag = &out.state.relation(5).unwrap().local_unit_data;
+    for k in ["host", "master", "secret-user"] {
+        assert!(
+            !bag.contains_key(k),
+            "{k} published before the VIP is held: {bag:?}"
+        );
+    }
+}
+
+#[test]
+fn once_the_db_vip_is_held_here_the_database_client_gets_it_with_its_credentials() {
+    let before = leader_primary()
+        .with_relation(db_vip("standby"))
+        .with_relation(database_client());
+    let mut st = harness()
+        .run_ok(Trigger::RelationChanged(7, None), &before)
+        .state;
+    st.relations
+        .iter_mut()
+        .find(|r| r.id == 9)
+        .unwrap()
+        .remote_units
+        .insert(
+            0,
+            charm_lib::testing::bag(&[("vips", "10.0.0.100"), ("state", "held")]),
+        );
+    let out = harness().run_ok(Trigger::RelationChanged(9, Some(0)), &st);
+    let bag = &out.state.relation(7).unwrap().local_app_data;
+    assert_eq!(bag["endpoints"], "10.0.0.100:5432");
+    assert_eq!(bag["database"], "appdb");
+    let s = out
+        .state
+        .secret(&bag["secret-user"])
+        .expect("credentials secret");
+    assert!(s.latest_content()["uris"].ends_with("@10.0.0.100:5432/appdb"));
+    assert_eq!(out.state.unit_status.kind, StatusKind::Active);
+    assert_eq!(
+        out.state.relation(1).unwrap().local_unit_data["vip-state"],
+        "held"
+    );
+}
+
+#[test]
+fn a_peer_holding_the_db_vip_lets_this_unit_give_it_to_clients() {
+    // This unit (the leader) is a replica: the VIP is on the primary's host, unit 1's.
+    let mut st = leader_primary()
+        .with_relation(db_vip("standby"))
+        .with_relation(secret_asking_client());
+    let mut p = peers(&[0, 1], &[1]);
+    p.remote_units
+        .get_mut(&1)
+        .unwrap()
+        .insert("vip-state".into(), "held".into());
+    st.relations[0] = p;
+    st.machine = with_cluster(
+        with_etcd_members(installed_host(), &[(0, 0xa0, false), (1, 0xb1, false)]),
+        &[
+            (0, "replica", "streaming", Some(0)),
+            (1, "leader", "running", None),
+        ],
+    );
+    let out = harness().run_ok(Trigger::RelationChanged(1, Some(1)), &st);
+    let bag = &out.state.relation(5).unwrap().local_unit_data;
+    assert_eq!(bag["host"], "10.0.0.100");
+    assert!(
+        bag["master"].starts_with("host=10.0.0.100 "),
+        "{}",
+        bag["master"]
+    );
+}
+
+#[test]
+fn published_endpoints_stay_while_the_db_vip_moves_between_holders() {
+    let st = leader_primary()
+        .with_relation(db_vip("held"))
+        .with_relation(database_client());
+    let mut st = harness()
+        .run_ok(Trigger::RelationChanged(7, None), &st)
+        .state;
+    assert_eq!(
+        st.relation(7).unwrap().local_app_data["endpoints"],
+        "10.0.0.100:5432"
+    );
+    st.relations
+        .iter_mut()
+        .find(|r| r.id == 9)
+        .unwrap()
+        .remote_units
+        .insert(
+            0,
+            charm_lib::testing::bag(&[("vips", "10.0.0.100"), ("state", "standby")]),
+        );
+    let out = harness().run_ok(Trigger::RelationChanged(9, Some(0)), &st);
+    let bag = &out.state.relation(7).unwrap().local_app_data;
+    assert_eq!(bag["endpoints"], "10.0.0.100:5432", "not withdrawn");
+    assert!(bag.contains_key("secret-user"));
+    assert_eq!(out.state.unit_status.kind, StatusKind::Waiting);
+}
+
+#[test]
+fn a_vip_relation_whose_subordinate_has_not_reported_yet_publishes_nothing() {
+    let st = leader_primary()
+        .with_relation(Relation::new(9, "vip", "db-vip"))
+        .with_relation(database_client());
+    let out = harness().run_ok(Trigger::RelationChanged(7, None), &st);
+    assert!(!out
+        .state
+        .relation(7)
+        .unwrap()
+        .local_app_data
+        .contains_key("endpoints"));
+    assert_eq!(out.state.unit_status.kind, StatusKind::Waiting);
+    assert!(
+        out.state.unit_status.message.contains("`vip` option"),
+        "{:?}",
+        out.state.unit_status
+    );
+}
