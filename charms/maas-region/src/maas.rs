@@ -274,8 +274,8 @@ pub fn deb_edit_named_options() -> Cmd {
 /// not be reached *yet*: refused or timed-out connections, a server starting up or shutting
 /// down or ending the session (Patroni restarting or demoting it), a replica answering
 /// read-only while a failover settles. A retry fixes these (the
-/// database VIP moves to the primary within seconds), so the hook fails and Juju retries it
-/// with backoff. Everything else (a URI MAAS refuses, credentials it rejects, a missing
+/// database VIP moves to the primary within seconds), so the unit waits and a later hook tries
+/// again. Everything else (a URI MAAS refuses, credentials it rejects, a missing
 /// database) needs someone to act and blocks the unit.
 pub fn is_transient_db_error(message: &str) -> bool {
     let m = message.to_ascii_lowercase();

@@ -67,6 +67,10 @@ struct Stored {
     /// `init-error`: why the last `maas init` failed.
     #[serde(rename = "init-error", default)]
     init_error: Option<String>,
+    /// `init-unreachable`: the last `maas init` could not reach the database (MAAS's reason);
+    /// retried as a failed init is, and reported Waiting rather than Blocked.
+    #[serde(rename = "init-unreachable", default)]
+    init_unreachable: Option<String>,
     /// `init-done`: `maas::init_record` of the last `maas init` that exited 0.
     #[serde(rename = "init-done", default)]
     init_done: Option<String>,
@@ -694,6 +698,7 @@ fn snap_workload(
             ctx.status(s);
         }
         w.stored.init_error = None;
+        w.stored.init_unreachable = None;
         if conf.as_ref().and_then(|c| c.maas_url.as_deref()) != Some(url) {
             progress(ctx, &format!("setting the MAAS URL to {url}"));
             ctx.machine.run(&maas::snap_config_url(url))?;
@@ -711,7 +716,8 @@ fn snap_workload(
         return Ok(false);
     }
     let failed = w.stored.init_error.clone();
-    let asks = failed.is_none() || may_retry_init(ctx);
+    let unreachable = w.stored.init_unreachable.clone();
+    let asks = (failed.is_none() && unreachable.is_none()) || may_retry_init(ctx);
     let token = set_my_request(ctx, w, asks)?;
     if w.leader {
         regrant(ctx, w, token.as_deref())?;
@@ -720,9 +726,10 @@ fn snap_workload(
         .as_deref()
         .is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
     if !granted {
-        ctx.status(match failed {
-            Some(e) => Status::blocked(format!("maas init failed: {e}")),
-            None => Status::waiting("waiting for init lock"),
+        ctx.status(match (failed, unreachable) {
+            (Some(e), _) => Status::blocked(format!("maas init failed: {e}")),
+            (None, Some(e)) => unreachable_status(&e),
+            (None, None) => Status::waiting("waiting for init lock"),
         });
         return Ok(false);
     }
@@ -735,6 +742,7 @@ fn snap_workload(
     match result {
         Ok(_) => {
             w.stored.init_error = None;
+            w.stored.init_unreachable = None;
             w.stored.init_done = Some(record);
             log::info!(
                 "MAAS initialised ({wanted_mode}) on {} with URL {url}",
@@ -743,23 +751,38 @@ fn snap_workload(
             Ok(true)
         }
         Err(e) if maas::is_transient_db_error(&format!("{e:#}")) => {
-            // Failing the hook discards its peer-data writes, so this unit keeps its open
-            // request and the leader's grant: Juju's retry (backoff 5 s, 10 s, 20 s, ...)
-            // initialises under the same grant, and no other unit initialises meanwhile.
-            Err(anyhow::anyhow!(
-                "maas init could not reach the database yet; Juju retries this hook: {}",
-                short_error(&format!("{e:#}"))
-            ))
+            // Not a hook error (a normal deployment shows none): postgresql-ha gives out the
+            // VIP only once it is held, so this is the database tier failing for longer than
+            // the half minute of retries. A failover ending it changes the relation's data
+            // (`standbys`, `state`, `read-only-endpoints`), a hook here; anything else waits for
+            // update-status, as a hook error's backoff reaches 5 min too. Init left no snap_mode
+            // behind: no regiond runs, and `initialised` stays false until an init exits 0.
+            let msg = short_error(&format!("{e:#}"));
+            log::warn!("maas init could not reach the database: {msg}");
+            w.stored.init_done = None;
+            w.stored.init_error = None;
+            w.stored.init_unreachable = Some(msg.clone());
+            ctx.status(unreachable_status(&msg));
+            Ok(false)
         }
         Err(e) => {
             let msg = short_error(&e.to_string());
             log::error!("maas init failed: {e}");
             w.stored.init_done = None;
+            w.stored.init_unreachable = None;
             w.stored.init_error = Some(msg.clone());
             ctx.status(Status::blocked(format!("maas init failed: {msg}")));
             Ok(false)
         }
     }
+}
+
+/// The status of a region whose `maas init` could not reach the database: Waiting, with
+/// MAAS's reason and what retries it.
+fn unreachable_status(reason: &str) -> Status {
+    Status::waiting(format!(
+        "maas init could not reach the database ({reason}); retried at the next database change or update-status"
+    ))
 }
 
 /// What a channel change asks of this initialised region: nothing, a refusal or a wait
@@ -919,8 +942,13 @@ fn deb_workload(
         );
         if let Err(e) = init_with_retries(ctx, &maas::deb_dbupgrade()) {
             if maas::is_transient_db_error(&format!("{e:#}")) {
-                // A database that is not reachable yet: Juju retries the hook with backoff.
-                anyhow::bail!("maas-region dbupgrade could not reach the database yet; Juju retries this hook: {}", short_error(&format!("{e:#}")));
+                // As for a snap's init: Waiting, and the leader's next hook runs it again.
+                let msg = short_error(&format!("{e:#}"));
+                log::warn!("maas-region dbupgrade could not reach the database: {msg}");
+                ctx.status(Status::waiting(format!(
+                    "maas-region dbupgrade could not reach the database ({msg}); retried at the next hook"
+                )));
+                return Ok(false);
             }
             log::error!("maas-region dbupgrade failed: {e}");
             ctx.status(Status::blocked(format!(

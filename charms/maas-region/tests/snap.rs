@@ -4,7 +4,7 @@
 mod common;
 
 use charm_lib::machine::CmdOutput;
-use charm_lib::testing::{MachineState, Relation, State, Trigger};
+use charm_lib::testing::{MachineState, Output, Relation, State, Trigger};
 use charm_lib::{FileOptions, Port, Status, StatusKind};
 use common::*;
 
@@ -498,100 +498,90 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
     );
 }
 
-/// A database VIP that briefly sits on a node that refuses connections (seen in a real local
-/// model run): the hook fails so Juju retries it with backoff, the unit is never Blocked, and the
-/// retry initialises under the same grant, then releases it.
-#[test]
-fn an_unreachable_database_fails_the_hook_for_a_retry_under_the_same_grant() {
+/// The database cannot be reached for longer than the hook's half minute of retries (its VIP
+/// down at the first init): the unit waits with MAAS's reason instead of failing the hook (a
+/// normal deployment shows no hook error), releases the lock, and is not Active.
+fn unreachable_at_first_init() -> (State, Output) {
     let refused = CmdOutput::failed(1, format!("Error: Failed to connect to the database: error connecting to server: Connection refused (os error 111) [{DB_PASSWORD}]\n"));
-    // The leader, granting itself.
     let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
     st.relations
         .retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
-    let ok_machine = st.machine.clone();
-    st.machine = st
-        .machine
-        .respond(&["/snap/bin/maas", "init"], refused.clone());
-    let out = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(out.failed(), "a retry can help: the hook must fail");
-    assert!(
-        out.error.as_deref().unwrap().contains("Connection refused"),
-        "{:?}",
-        out.error
+    let ok = st.clone();
+    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    (ok, out)
+}
+
+#[test]
+fn an_unreachable_database_at_init_leaves_the_unit_waiting_with_maas_reason() {
+    let (_, out) = unreachable_at_first_init();
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("maas init could not reach the database (Failed to connect to the database: error connecting to server: Connection refused (os error 111) [***]); retried at the next database change or update-status")
     );
     assert!(!out.mentions(DB_PASSWORD), "MAAS's message is masked");
     assert!(
         out.status_history
             .iter()
-            .all(|s| s.kind != StatusKind::Blocked),
+            .all(|s| !matches!(s.kind, StatusKind::Blocked | StatusKind::Active)),
         "{:?}",
         out.status_history
     );
-    assert!(
-        !out.state.stored.contains_key("init-error"),
-        "no failure is remembered: the retry is Juju's"
-    );
-    // Juju retries the same hook on the state it had before; the database answers now.
-    let mut retry = out.state.clone();
-    retry.machine.responders = ok_machine.responders.clone();
-    let out = harness(0).run_ok(Trigger::ConfigChanged, &retry);
-    assert!(out
-        .command_lines()
-        .iter()
-        .any(|c| c.contains(" init region ")));
     let peer = out.state.relation(PEERS).unwrap();
     assert!(
         !peer.local_app_data.contains_key("init-lock"),
-        "released after the retry: {:?}",
+        "the lock is released for the other regions: {:?}",
         peer.local_app_data
     );
     assert!(!peer.local_unit_data.contains_key("init-request"));
+    assert!(out.state.stored.contains_key("init-unreachable"));
+    assert!(!out.state.stored.contains_key("init-done"));
+}
 
-    // A non-leader holding the grant keeps its request open through the failure, so the
-    // leader's grant still covers its retry, and clears it once the retry succeeded.
-    let lock = peers(&[(0, "10.0.0.10")])
-        .local_app_data(&[
-            ("maas-url", "http://10.0.0.100/MAAS"),
-            ("init-lock", "maas-region/1#3"),
-        ])
-        .local_unit_data(&[("init-request", "3")]);
-    let mut st = installed_snap(
-        State::default()
-            .with_relation(lock)
-            .with_relation(pgsql("10.0.0.5", "maas-region/0 maas-region/1"))
-            .with_secret(db_secret())
-            .with_relation(vip("10.0.0.100")),
+#[test]
+fn a_region_waiting_for_its_database_does_not_retry_init_on_peer_events() {
+    let (_, out) = unreachable_at_first_init();
+    let peer_event = harness(0).run_ok(Trigger::RelationChanged(PEERS, Some(1)), &out.state);
+    assert!(
+        !peer_event
+            .command_lines()
+            .iter()
+            .any(|c| c.contains(" init ")),
+        "no retry storm on peer events"
     );
-    st.network.address = "10.0.0.11".into();
-    st.machine = hostname(st.machine, 1);
-    let ok_machine = st.machine.clone();
-    st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
-    let out = harness(1)
-        .run(Trigger::RelationChanged(PEERS, Some(0)), &st)
-        .unwrap();
-    assert!(out.failed());
-    assert_eq!(
-        out.state.relation(PEERS).unwrap().local_unit_data["init-request"],
-        "3",
-        "the request (and so the grant) stands"
+    assert_eq!(peer_event.state.unit_status.kind, StatusKind::Waiting);
+    assert!(
+        peer_event
+            .state
+            .unit_status
+            .message
+            .contains("could not reach the database"),
+        "{:?}",
+        peer_event.state.unit_status
     );
+}
+
+#[test]
+fn a_region_waiting_for_its_database_initialises_at_the_next_update_status() {
+    let (ok, out) = unreachable_at_first_init();
     let mut retry = out.state.clone();
-    retry.machine.responders = ok_machine.responders;
-    let out = harness(1).run_ok(Trigger::RelationChanged(PEERS, Some(0)), &retry);
+    retry.machine.responders = ok.machine.responders.clone();
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &retry);
     assert!(out
         .command_lines()
         .iter()
         .any(|c| c.contains(" init region ")));
+    assert_eq!(
+        out.state.unit_status,
+        Status::active("serving http://10.0.0.10:5240/MAAS")
+    );
+    assert!(!out.state.stored.contains_key("init-unreachable"));
     assert!(!out
         .state
         .relation(PEERS)
         .unwrap()
-        .local_unit_data
-        .contains_key("init-request"));
-    assert_eq!(
-        out.state.unit_status,
-        Status::active("serving http://10.0.0.100/MAAS")
-    );
+        .local_app_data
+        .contains_key("init-lock"));
 }
 
 #[test]
@@ -771,7 +761,7 @@ fn after_failed_init(m: MachineState, db_host: &str, previous_mode: Option<&str>
     )
 }
 
-/// The database VIP is not up at the first init: init fails, the hook fails; MAAS has written
+/// The database VIP is not up at the first init: init fails, the unit waits; MAAS has written
 /// regiond.conf but no snap_mode. The retry must run init again, not start a MAAS in mode
 /// none and call it Active.
 #[test]
@@ -780,8 +770,8 @@ fn a_first_init_that_failed_is_run_again_though_regiond_conf_is_there() {
     let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
     let ok_responders = st.machine.responders.clone();
     st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
-    let first = harness(0).run(Trigger::ConfigChanged, &st).unwrap();
-    assert!(first.failed(), "a retry can help: the hook must fail");
+    let first = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    assert_eq!(first.state.unit_status.kind, StatusKind::Waiting);
 
     let mut retry = first.state.clone();
     retry.machine.responders = ok_responders;
