@@ -475,6 +475,10 @@ fn status_text(i: &Info, host: &str, lines: usize) -> String {
     s
 }
 
+fn epoch_or_na(t: Option<i64>) -> String {
+    t.map_or("n/a".into(), |t| format!("@{t}"))
+}
+
 fn properties(i: &Info, host: &str) -> Vec<(String, String)> {
     let (code, status) = match i.main_status {
         Some(st) if libc::WIFEXITED(st) => ("exited", libc::WEXITSTATUS(st)),
@@ -507,6 +511,9 @@ fn properties(i: &Info, host: &str) -> Vec<(String, String)> {
             "CanReload",
             if i.can_reload { "yes" } else { "no" }.to_string(),
         ),
+        // Timers (systemd prints dates; seconds since the epoch here, `n/a` when unset).
+        ("NextElapseUSecRealtime", epoch_or_na(i.next_elapse)),
+        ("LastTriggerUSec", epoch_or_na(i.last_trigger)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

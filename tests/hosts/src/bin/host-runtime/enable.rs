@@ -6,7 +6,13 @@ use std::path::{Path, PathBuf};
 
 const ETC: &str = "/etc/systemd/system";
 /// Targets whose wants a boot of a host starts.
-const BOOT_TARGETS: &[&str] = &["multi-user.target", "default.target", "graphical.target"];
+/// timers.target: basic.target wants it (systemd.special(7)), so enabled timers start at boot.
+const BOOT_TARGETS: &[&str] = &[
+    "multi-user.target",
+    "default.target",
+    "graphical.target",
+    "timers.target",
+];
 
 fn link_dirs() -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(ETC) else {
@@ -178,7 +184,7 @@ pub fn unit_files() -> Vec<String> {
     v
 }
 
-/// Services a boot starts: those wanted by the boot targets in /etc/systemd/system.
+/// Services and timers a boot starts: those wanted by the boot targets in /etc/systemd/system.
 pub fn boot_units() -> Vec<String> {
     let mut v = Vec::new();
     for t in BOOT_TARGETS {
@@ -187,7 +193,10 @@ pub fn boot_units() -> Vec<String> {
         };
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if n.ends_with(".service") && !v.contains(&n) && e.path().exists() {
+            if (n.ends_with(".service") || n.ends_with(".timer"))
+                && !v.contains(&n)
+                && e.path().exists()
+            {
                 v.push(n);
             }
         }

@@ -6,6 +6,7 @@
 mod apt;
 mod args;
 mod boot;
+mod calendar;
 mod catalog;
 mod conditions;
 mod ctl;

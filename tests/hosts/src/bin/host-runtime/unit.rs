@@ -131,6 +131,15 @@ pub struct Service {
     pub umask: u32,
 }
 
+/// A `.timer` unit's `[Timer]` section (systemd.timer(5)): realtime timers only.
+#[derive(Clone, Debug)]
+pub struct Timer {
+    /// OnCalendar= (several elapse at the earliest of them).
+    pub on_calendar: Vec<crate::calendar::Calendar>,
+    /// Unit=: the unit to activate, by default the timer's name with `.service`.
+    pub unit: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Install {
     pub wanted_by: Vec<String>,
@@ -152,6 +161,8 @@ pub struct Unit {
     pub start_limit_burst: u32,
     pub start_limit_interval: Duration,
     pub svc: Service,
+    /// A `.timer` unit's settings.
+    pub timer: Option<Timer>,
     pub install: Install,
     /// Has an `[Install]` section with something to enable.
     pub installable: bool,
@@ -279,11 +290,19 @@ pub(crate) fn interpret(
         start_limit_burst: 5,
         start_limit_interval: Duration::from_secs(10),
         svc: s.clone(),
+        timer: None,
         install: Install::default(),
         installable: false,
         fingerprint: String::new(),
     };
     let mut explicit_type = false;
+    let mut timer = crate::unit::Timer {
+        on_calendar: vec![],
+        unit: name
+            .strip_suffix(".timer")
+            .map(|n| format!("{n}.service"))
+            .unwrap_or_default(),
+    };
     for (sec, k, v) in entries {
         let lists = |l: &mut Vec<ExecLine>| {
             if v.is_empty() {
@@ -468,6 +487,25 @@ pub(crate) fn interpret(
                 .alias
                 .extend(v.split_whitespace().map(String::from)),
             ("Install", "DefaultInstance") => u.install.default_instance = Some(v.clone()),
+            // systemd.timer(5). An empty value resets the list. A value systemd would ignore
+            // with a warning (load-fragment.c config_parse_timer) is refused here, so that a
+            // unit file the local model reads differently is noticed.
+            ("Timer", "OnCalendar") => {
+                if v.is_empty() {
+                    timer.on_calendar.clear()
+                } else {
+                    timer.on_calendar.push(
+                        crate::calendar::Calendar::parse(v)
+                            .map_err(|e| format!("OnCalendar={v}: {e}"))?,
+                    )
+                }
+            }
+            ("Timer", "Unit") => timer.unit = v.clone(),
+            // Elapsing at once is within the accuracy window and the random delay.
+            ("Timer", "AccuracySec") | ("Timer", "RandomizedDelaySec") => {}
+            ("Timer", k) => {
+                return Err(format!("[Timer] {k}= is not supported by the local model"))
+            }
             _ => {}
         }
     }
@@ -481,10 +519,18 @@ pub(crate) fn interpret(
     {
         return Err("Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.".into());
     }
-    if s.kind != Kind::Oneshot && s.exec_start.is_empty() {
+    if name.ends_with(".timer") {
+        // timer.c timer_verify.
+        if timer.on_calendar.is_empty() {
+            return Err("Timer unit lacks value setting. Refusing.".into());
+        }
+        u.timer = Some(timer);
+    }
+    let service = name.ends_with(".service");
+    if service && s.kind != Kind::Oneshot && s.exec_start.is_empty() {
         return Err("Service has no ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.".into());
     }
-    if s.kind != Kind::Oneshot && s.exec_start.len() > 1 {
+    if service && s.kind != Kind::Oneshot && s.exec_start.len() > 1 {
         return Err("Service has more than one ExecStart= setting, which is only allowed for Type=oneshot services. Refusing.".into());
     }
     u.installable = !(u.install.wanted_by.is_empty()
@@ -536,6 +582,40 @@ mod tests {
         );
         assert!(Preserve::Restart.keeps(true) && !Preserve::Restart.keeps(false));
         assert!(Preserve::Yes.keeps(false));
+    }
+
+    #[test]
+    fn timers_activate_their_service_and_need_a_calendar() {
+        let u = load_text(
+            "nightly.timer",
+            "[Timer]\nOnCalendar=daily\nOnCalendar=*:0/30\nAccuracySec=1s\n[Install]\nWantedBy=timers.target\n",
+            "h",
+        )
+        .unwrap();
+        let t = u.timer.unwrap();
+        assert_eq!(
+            (t.unit.as_str(), t.on_calendar.len()),
+            ("nightly.service", 2)
+        );
+        assert!(u.installable);
+        let other = load_text(
+            "x.timer",
+            "[Timer]\nOnCalendar=hourly\nUnit=y.service\n",
+            "h",
+        )
+        .unwrap();
+        assert_eq!(other.timer.unwrap().unit, "y.service");
+        let e = load_text("x.timer", "[Timer]\nUnit=y.service\n", "h").unwrap_err();
+        assert!(e.contains("lacks value setting"), "{e}");
+        let e = load_text(
+            "x.timer",
+            "[Timer]\nOnCalendar=daily\nPersistent=true\n",
+            "h",
+        )
+        .unwrap_err();
+        assert!(e.contains("Persistent= is not supported"), "{e}");
+        let e = load_text("x.timer", "[Timer]\nOnCalendar=*-*~01\n", "h").unwrap_err();
+        assert!(e.contains("OnCalendar=*-*~01"), "{e}");
     }
 
     #[test]

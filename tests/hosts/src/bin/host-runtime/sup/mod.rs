@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod start;
 mod stop;
+mod timer;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum State {
@@ -62,6 +63,9 @@ pub struct Svc {
     pub status_text: String,
     ready: bool,
     env: Vec<(String, String)>,
+    /// A timer's next and last elapse (seconds since the epoch).
+    pub next_elapse: Option<i64>,
+    pub last_trigger: Option<i64>,
 }
 
 impl Svc {
@@ -81,6 +85,8 @@ impl Svc {
             status_text: String::new(),
             ready: false,
             env: Vec::new(),
+            next_elapse: None,
+            last_trigger: None,
         }
     }
     /// Records a start; true if it exceeds StartLimitBurst within StartLimitIntervalSec.
@@ -151,6 +157,8 @@ pub struct Info {
     pub restart: String,
     pub can_reload: bool,
     pub need_reload: bool,
+    pub next_elapse: Option<i64>,
+    pub last_trigger: Option<i64>,
 }
 
 fn job_failed(name: &str) -> String {
@@ -456,6 +464,8 @@ impl Sup {
                 .unwrap_or_default(),
             can_reload: u.is_some_and(|u| !u.svc.exec_reload.is_empty()),
             need_reload,
+            next_elapse: s.and_then(|s| s.next_elapse),
+            last_trigger: s.and_then(|s| s.last_trigger),
         }
     }
 

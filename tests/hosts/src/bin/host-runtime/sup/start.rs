@@ -13,6 +13,9 @@ impl Sup {
     /// start half of a restart, during which systemd keeps the unit loaded).
     pub fn start_with(self: &Arc<Self>, name: &str, wait: bool, keep: bool) -> Result<(), String> {
         let name = unit::canonical(name);
+        if name.ends_with(".timer") {
+            return self.start_timer(&name);
+        }
         if !name.ends_with(".service") {
             return Ok(());
         }

@@ -217,6 +217,9 @@ impl Sup {
     /// Stops a unit; with `wait`, returns once its processes are gone.
     pub fn stop(self: &Arc<Self>, name: &str, wait: bool) -> Result<(), String> {
         let name = unit::canonical(name);
+        if name.ends_with(".timer") {
+            return self.stop_timer(&name);
+        }
         let (gen, u, main, env, was_active) = {
             let mut inn = self.lock();
             let Some(svc) = inn.svcs.get_mut(&name) else {
