@@ -109,7 +109,7 @@ check-wheelhouse: $(BUILD)/.apt-stamp
 ## testcharms: the end-to-end tests' Python charms, packed as charmcraft packs them: the charm's
 ## lib/ (charm libraries, unchanged) and its PyPI packages installed into venv/ from wheels built
 ## with the hosts' Python (the hosts have no internet), pip's cache off.
-TESTCHARM_NAMES := database-requirer-ops site-ca-ops s3-provider-ops cos-collector-ops prometheus-ops
+TESTCHARM_NAMES := database-requirer-ops database-requirer-v1-ops site-ca-ops s3-provider-ops cos-collector-ops prometheus-ops
 TESTCHARMS := $(TESTCHARM_NAMES:%=$(BUILD)/testcharms/%.charm)
 testcharms: $(TESTCHARMS)
 
