@@ -225,16 +225,25 @@ fn log(event: &str, ok: bool, fields: Value) {
     if let (Some(r), Value::Object(f)) = (rec.as_object_mut(), fields) {
         r.extend(f);
     }
-    let path = paths::rackd_log();
+    append_record(&paths::rackd_log(), &rec);
+}
+
+/// Appends `rec` as one JSON line: one write(2) per record, under one lock. `writeln!` on a
+/// File issues a write per formatting piece, and the connection threads' pieces interleaved
+/// into broken lines (a record went missing for the rpc test on CI).
+fn append_record(path: &std::path::Path, rec: &Value) {
+    static WRITER: Mutex<()> = Mutex::new(());
     if let Some(d) = path.parent() {
         let _ = std::fs::create_dir_all(d);
     }
+    let line = format!("{rec}\n");
+    let _one_at_a_time = WRITER.lock().unwrap_or_else(|e| e.into_inner());
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
     {
-        let _ = writeln!(f, "{rec}");
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
@@ -728,6 +737,36 @@ pub fn run(flavor: Flavor) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_by_many_threads_stay_whole_lines() {
+        let dir = std::env::temp_dir().join(format!("rackd-log-{}", std::process::id()));
+        let path = dir.join("rackd-standin.log");
+        let _ = std::fs::remove_file(&path);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for i in 0..200 {
+                        let rec = json!({"event": "connected", "thread": t, "i": i,
+                            "pad": "x".repeat(64 * (i % 5))});
+                        append_record(&path, &rec);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut seen = BTreeSet::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            seen.insert((v["thread"].as_u64().unwrap(), v["i"].as_u64().unwrap()));
+        }
+        assert_eq!(seen.len(), 8 * 200, "every record is one whole line");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn interval_follows_cluster_client_service() {
