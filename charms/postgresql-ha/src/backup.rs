@@ -579,6 +579,7 @@ pub fn step(
             m.remove_file(Path::new(S3_CA))?;
             unit_changes.insert(STANZA_KEY.into(), String::new());
             crate::backup_schedule::apply(ctx, None)?;
+            crate::backup_metrics::apply(ctx, None)?;
             if matches!(other, RepositoryState::NotRelated) && config.backup_schedule().is_some() {
                 st.push(Status::blocked(format!(
                     "{} is set but there is no backup repository: relate {ENDPOINT} to an S3 provider, or empty {}",
@@ -621,7 +622,9 @@ pub fn step(
         render_conf(&repo, &stanza, retention).as_bytes(),
         &FileOptions::new("root", "postgres", 0o640),
     )?;
-    crate::backup_schedule::apply(ctx, config.backup_schedule().as_ref())?;
+    let schedule = config.backup_schedule();
+    crate::backup_schedule::apply(ctx, schedule.as_ref())?;
+    crate::backup_metrics::apply(ctx, Some(schedule.and_then(|s| s.max_interval())))?;
     let fp = repo.fingerprint();
     let mine = my_bag.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str());
     let checked = mine

@@ -13,6 +13,9 @@
 //! PostgreSQL's own statistics come from Debian's prometheus-postgres-exporter on
 //! 127.0.0.1:9187 (plain http on loopback: the collector is on this machine), which reads them
 //! as the `monitoring` role (pg_monitor, peer authentication from the OS user prometheus only).
+//!
+//! With a backup repository, the age of the last good backup comes from the charm's own
+//! exporter on 127.0.0.1:9854 (see `backup_metrics`), plain http on loopback too.
 
 use crate::config::{Config, SyncMode};
 use crate::paths;
@@ -33,6 +36,10 @@ pub const RULES: &[RuleFile<'static>] = &[
     RuleFile {
         path: "postgresql_exporter.rules",
         text: include_str!("prometheus_alert_rules/postgresql_exporter.rules"),
+    },
+    RuleFile {
+        path: "pgbackrest.rules",
+        text: include_str!("prometheus_alert_rules/pgbackrest.rules"),
     },
 ];
 
@@ -85,9 +92,10 @@ fn tls_job(name: &str, port: u16, sync: SyncMode) -> ScrapeJob {
     }
 }
 
-/// The scrape jobs for `cfg`.
-pub fn jobs(cfg: &Config) -> Vec<ScrapeJob> {
-    vec![
+/// The scrape jobs for `cfg`; `backups`: the unit has a backup repository, so the backup
+/// exporter runs (a job for a target that is not there would fire HostDown).
+pub fn jobs(cfg: &Config, backups: bool) -> Vec<ScrapeJob> {
+    let mut jobs = vec![
         tls_job("patroni", paths::PATRONI_PORT, cfg.synchronous_mode),
         tls_job("etcd", 2379, cfg.synchronous_mode),
         ScrapeJob {
@@ -105,7 +113,25 @@ pub fn jobs(cfg: &Config) -> Vec<ScrapeJob> {
             tls_config: None,
             scrape_interval: None,
         },
-    ]
+    ];
+    if backups {
+        jobs.push(ScrapeJob {
+            job_name: Some("pgbackrest".into()),
+            metrics_path: "/metrics".into(),
+            scheme: None,
+            static_configs: vec![StaticConfig {
+                targets: vec![crate::backup_metrics::target()],
+                labels: [(
+                    SYNC_MODE_LABEL.to_string(),
+                    sync_mode_name(cfg.synchronous_mode).to_string(),
+                )]
+                .into(),
+            }],
+            tls_config: None,
+            scrape_interval: None,
+        });
+    }
+    jobs
 }
 
 /// The metric names the jobs expose (`src/metrics/*.names`), and the synthetic ones.
@@ -115,6 +141,7 @@ pub fn exposed() -> Vec<&'static str> {
         include_str!("metrics/patroni.names"),
         include_str!("metrics/etcd.names"),
         include_str!("metrics/postgres_exporter.names"),
+        include_str!("metrics/pgbackrest.names"),
     ] {
         all.extend(
             list.lines()
@@ -138,7 +165,13 @@ pub fn publish(ctx: &Context) -> anyhow::Result<()> {
         topology: Some(Topology::of(&ctx.event, CHARM)),
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
-        scrape_jobs: jobs(&cfg),
+        scrape_jobs: jobs(
+            &cfg,
+            matches!(
+                crate::backup::repository(ctx)?,
+                crate::backup::RepositoryState::Ready(_)
+            ),
+        ),
         ..Provider::default()
     }
     .build()?

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod backup;
 pub mod backup_actions;
+pub mod backup_metrics;
 pub mod backup_schedule;
 pub mod certs;
 pub mod clients;

@@ -185,6 +185,24 @@ fn the_relation_gone_removes_the_credentials_and_stops_archiving() {
         patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
         "/bin/true"
     );
+    // The backup exporter went with it (its scrape job too: a missing target fires HostDown).
+    assert!(related
+        .state
+        .machine
+        .services
+        .get("postgresql-ha-backup-metrics.service")
+        .is_some_and(|s| s.active));
+    assert!(out
+        .state
+        .machine
+        .services
+        .get("postgresql-ha-backup-metrics.service")
+        .is_none_or(|s| !s.active && !s.enabled));
+    assert!(out
+        .state
+        .machine
+        .text("/etc/systemd/system/postgresql-ha-backup-metrics.service")
+        .is_none());
     assert_eq!(
         out.state
             .relation(1)

@@ -211,3 +211,45 @@ fn the_exporter_reads_postgresql_as_the_monitoring_role_on_loopback() {
     let again = harness().run_ok(Trigger::UpdateStatus, &out.state);
     assert!(!ran(&again, |l| l.starts_with("psql")));
 }
+
+#[test]
+fn with_a_backup_repository_the_backup_age_is_scraped_and_alerted_on() {
+    // Arrange: the collector, and an S3 provider that has answered.
+    let st = leader_primary().with_relation(collector()).with_relation(
+        Relation::new(20, "s3-parameters", "s3-integrator")
+            .remote_unit(0, &[])
+            .remote_app_data(&[
+                ("access-key", "AK"),
+                ("secret-key", "SK"),
+                ("bucket", "b"),
+                ("endpoint", "https://s3.example.com"),
+            ]),
+    );
+    // Act
+    let out = harness().run(Trigger::RelationJoined(COS, 0), &st).unwrap();
+    // Assert: a fourth job, on the exporter's loopback port, and the backup rules.
+    let data = sent(&out);
+    let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
+    let backup = jobs
+        .iter()
+        .find(|j| j["job_name"].as_str().unwrap().contains("_pgbackrest_"))
+        .unwrap_or_else(|| panic!("no pgbackrest job in {jobs:?}"));
+    assert_eq!(backup["static_configs"][0]["targets"][0], "127.0.0.1:9854");
+    assert_eq!(jobs.len(), 4);
+    let alerts: Vec<&str> = data["metrics_alert_rules"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert!(alerts.contains(&"PostgresqlBackupTooOld"), "{alerts:?}");
+    // The exporter runs on the unit.
+    let svc = out
+        .state
+        .machine
+        .services
+        .get("postgresql-ha-backup-metrics.service")
+        .expect("backup exporter service");
+    assert!(svc.enabled && svc.active);
+}
