@@ -18,7 +18,7 @@ CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 export PIP_NO_CACHE_DIR := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent check-rules test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent check-data-interfaces check-rules test unit-test demo bench lint clean
 
 all: charms
 
@@ -74,6 +74,19 @@ check-rules: $(BUILD)/.apt-stamp
 ## same files and inputs, and its requirer (the collector's side) reads it back.
 check-cos-agent: $(VENV)/.cos-stamp
 	COS_AGENT_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test -q -p charm-lib --test cos_agent_library -- --ignored
+
+## check-data-interfaces: postgresql-ha's data_interfaces v1 answer is what Canonical's v1
+## requirer (PyPI dpcharmlibs-interfaces) takes: its request through the charm's hook and back.
+## Its own venv, with the pins of the v1 test charm (the shared venv's ops and pydantic follow
+## charmcraft).
+DPV1_VENV := $(BUILD)/dpv1-venv
+DPV1_REQUIREMENTS := tests/e2e/testcharms/database-requirer-v1-ops/requirements.txt
+$(DPV1_VENV)/.stamp: $(DPV1_REQUIREMENTS)
+	rm -rf $(DPV1_VENV) && $(HOST_PYTHON) -m venv $(DPV1_VENV)
+	$(DPV1_VENV)/bin/pip install -q -r $(DPV1_REQUIREMENTS)
+	@touch $@
+check-data-interfaces: $(DPV1_VENV)/.stamp
+	DATA_INTERFACES_PYTHON=$(abspath $(DPV1_VENV))/bin/python $(CARGO) test -q -p postgresql-ha --test data_interfaces_v1_library -- --ignored
 
 # Wheels (sdists built into wheels, so installing needs no build tools) for the hosts' Python,
 # as an air-gapped site would attach them. Built with the hosts' own interpreter
@@ -168,7 +181,7 @@ unit-test: charms catalog testcharms
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
-test: deps check-rules unit-test check-cos-agent check-charms check-bundle check-wheelhouse
+test: deps check-rules unit-test check-cos-agent check-data-interfaces check-charms check-bundle check-wheelhouse
 
 ## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes
