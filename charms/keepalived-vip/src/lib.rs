@@ -27,10 +27,14 @@ use serde::{Deserialize, Serialize};
 
 /// What this unit keeps in charm state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Stored {
+pub(crate) struct Stored {
     /// `leaving`: the unit is being removed and has stopped its keepalived.
     #[serde(default)]
-    leaving: Yes,
+    pub(crate) leaving: Yes,
+    /// `unicast-peers`: the last non-empty list of peer addresses this unit advertised to
+    /// (see `reconcile::unicast_peers`).
+    #[serde(default, rename = "unicast-peers")]
+    pub(crate) unicast_peers: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Whether this unit is being removed: Juju runs a dying unit's relation-departed hooks with
@@ -49,8 +53,11 @@ fn leaving(ctx: &Context) -> anyhow::Result<bool> {
     });
     if departing_me {
         let before: Stored = ctx.model.state()?;
-        ctx.model
-            .save_state(&before, &Stored { leaving: Yes(true) })?;
+        let after = Stored {
+            leaving: Yes(true),
+            ..before.clone()
+        };
+        ctx.model.save_state(&before, &after)?;
         return Ok(true);
     }
     Ok(ctx.model.state::<Stored>()?.leaving.0)

@@ -103,6 +103,46 @@ fn script_checks(cfg: &Config, wishes: &[PrincipalWish]) -> Vec<ScriptCheck> {
     out
 }
 
+/// The addresses to send unicast adverts to: the live peers, or, when the last one has left,
+/// the last peers this unit had.
+///
+/// keepalived keeps an instance's state over a reload only if it is the same instance: same
+/// virtual router id, family, interface and, for unicast, the same source address; switching
+/// between unicast and multicast makes it another instance (keepalived 2.2.7, vrrp.c
+/// `vrrp_exist`, used by `clear_diff_vrrp`). The old one is deleted (the holder sends a
+/// priority-0 advert and removes the VIP) and the new one starts in BACKUP and takes the VIP
+/// only after a master-down interval. keepalived has no unicast without peers (vrrp.c
+/// `vrrp_complete_instance`: multicast, or FAULT with `unicast_fault_no_peer`), so a unit whose
+/// last peer left would reload into multicast and drop the VIP it holds for 3 advert
+/// intervals: bundle_drills saw that when one of two regions was removed, and again when the
+/// region was added back (the lone unit's multicast instance replaced by a unicast one),
+/// 3.3 s of failed requests each (issue 17). Keeping the departed peer's address keeps the
+/// instance; the adverts sent to it go nowhere, and a peer that joins later replaces it.
+fn unicast_peers(
+    ctx: &Context,
+    live: Vec<IpAddr>,
+    v6: bool,
+    src: Option<IpAddr>,
+) -> anyhow::Result<Vec<IpAddr>> {
+    let before: crate::Stored = ctx.model.state()?;
+    if live.is_empty() {
+        return Ok(before
+            .unicast_peers
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.is_ipv6() == v6 && Some(*a) != src)
+            .collect());
+    }
+    if before.unicast_peers.as_ref() != Some(&live) {
+        let after = crate::Stored {
+            unicast_peers: Some(live.clone()),
+            ..before.clone()
+        };
+        ctx.model.save_state(&before, &after)?;
+    }
+    Ok(live)
+}
+
 /// Brings the host and the relations to what the model asks for.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let app = ctx.model.app_name().to_string();
@@ -205,10 +245,11 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         return block(ctx, &cfg.vips, why);
     }
 
-    let peers: Vec<IpAddr> = relations::peer_addresses(ctx)?
+    let live: Vec<IpAddr> = relations::peer_addresses(ctx)?
         .into_values()
         .filter(|a| a.is_ipv6() == v6 && Some(*a) != src)
         .collect();
+    let peers = unicast_peers(ctx, live, v6, src)?;
     let vrrp = Vrrp {
         unit: unit.clone(),
         // Named after the application only: a name taken from relation data would change

@@ -694,6 +694,58 @@ fn a_peer_leaving_is_dropped_from_unicast_peers() {
     assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"));
 }
 
+/// keepalived treats a switch between unicast and multicast as a new instance: the holder
+/// drops the VIP and takes it again only after a master-down interval (issue 17). The last
+/// peer leaving must therefore not turn a unicast configuration into a multicast one.
+#[test]
+fn the_last_peer_leaving_keeps_unicast_to_it_until_another_peer_joins() {
+    let mut st = base();
+    st.relations[0] = peers(&[(1, "10.0.0.11")]);
+    let h = harness();
+    let first = h.run(Trigger::ConfigChanged, &st).unwrap();
+    let unicast_to = |text: &str, peer: &str| {
+        text.contains("    unicast_src_ip 10.0.0.10\n")
+            && text.contains(&format!("    unicast_peer {{\n        {peer}\n    }}\n"))
+    };
+    assert!(unicast_to(
+        &first.state.machine.text(CONF).unwrap(),
+        "10.0.0.11"
+    ));
+    let out = h
+        .run(Trigger::RelationDeparted(1, 1), &first.state)
+        .unwrap();
+    assert!(!out.failed(), "{:?}", out.error);
+    let text = out.state.machine.text(CONF).unwrap();
+    assert!(unicast_to(&text, "10.0.0.11"), "{text}");
+    assert!(
+        !ran(&out, "systemctl reload") && !ran(&out, "systemctl restart"),
+        "nothing changed for keepalived: {:?}",
+        out.command_lines()
+    );
+    // Still so at the next hooks, which see no peer either.
+    let again = h.run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(unicast_to(
+        &again.state.machine.text(CONF).unwrap(),
+        "10.0.0.11"
+    ));
+    // A peer joining at another address replaces the departed one.
+    let mut joined = again.state.clone();
+    joined.relations[0] = joined.relations[0]
+        .clone()
+        .remote_unit(2, &[("address", "10.0.0.12"), ("priority", "1")]);
+    let out = h.run(Trigger::RelationJoined(1, 2), &joined).unwrap();
+    let text = out.state.machine.text(CONF).unwrap();
+    assert!(
+        unicast_to(&text, "10.0.0.12") && !text.contains("10.0.0.11"),
+        "{text}"
+    );
+    assert!(ran(&out, "systemctl reload keepalived-keepalived-vip"));
+    // A unit that never had a peer still advertises by multicast (keepalived has no unicast
+    // without peers).
+    let lone = h.run(Trigger::ConfigChanged, &base()).unwrap();
+    assert!(!lone.state.machine.text(CONF).unwrap().contains("unicast"));
+}
+
 #[test]
 fn a_leaving_unit_stops_keepalived_at_its_first_departed_hook_and_never_restarts_it() {
     let mut st = base();
