@@ -42,6 +42,9 @@ pub struct FakeJuju<'s> {
     pub action: RefCell<ActionOutput>,
     /// Every status set during the hook, in order.
     pub status_history: RefCell<Vec<Status>>,
+    /// The unit status as the hook's first `status-get` read it: Juju reads it from the
+    /// controller once per hook (context.go `UnitStatus`, kept in `ctx.status`).
+    status_read: RefCell<Option<Status>>,
     next_secret: RefCell<u32>,
 }
 
@@ -165,6 +168,7 @@ impl<'s> FakeJuju<'s> {
             logs: RefCell::new(Vec::new()),
             action: RefCell::new(ActionOutput::default()),
             status_history: RefCell::new(Vec::new()),
+            status_read: RefCell::new(None),
             next_secret: RefCell::new(0),
         }
     }
@@ -352,9 +356,18 @@ impl<'s> FakeJuju<'s> {
                 Ok(Vec::new())
             }
             "status-get" => {
-                let (flags, _) = parse(args, &["--format"], &["--application", "--include-data"])?;
+                let (flags, pos) = parse(args, &["--format"], &["--application", "--include-data"])?;
+                check_empty(&pos)?;
+                // status-get.go toDetails: message and status-data only with --include-data
+                let data = flags.contains_key("--include-data");
+                let one = |s: &Status| {
+                    if data {
+                        serde_json::json!({"status": s.kind.as_str(), "message": s.message, "status-data": {}})
+                    } else {
+                        serde_json::json!({"status": s.kind.as_str()})
+                    }
+                };
                 let st = self.state.borrow();
-                let one = |s: &Status| serde_json::json!({"status": s.kind.as_str(), "message": s.message, "status-data": {}});
                 if flags.contains_key("--application") {
                     if !st.leader {
                         return fail(
@@ -366,7 +379,12 @@ impl<'s> FakeJuju<'s> {
                         serde_json::json!({ self.event.unit.clone(): one(&st.unit_status) });
                     json(serde_json::json!({"application-status": app}))
                 } else {
-                    json(one(&st.unit_status))
+                    let read = self
+                        .status_read
+                        .borrow_mut()
+                        .get_or_insert_with(|| st.unit_status.clone())
+                        .clone();
+                    json(one(&read))
                 }
             }
             "juju-log" => {
@@ -447,7 +465,11 @@ impl<'s> FakeJuju<'s> {
                 if let Some(r) = flags.get("-r").or(flags.get("--relation")) {
                     self.relation_id(Some(r))?;
                 }
-                let binding = pos.first().cloned().unwrap_or_default();
+                // network-get.go Init
+                let Some(binding) = pos.first().cloned() else {
+                    return usage("ERROR no arguments specified");
+                };
+                check_empty(&pos[1..])?;
                 let known = self.spec.metadata.endpoint(&binding).is_some()
                     || self.spec.metadata.extra_bindings.contains_key(&binding);
                 if !known {
@@ -467,11 +489,14 @@ impl<'s> FakeJuju<'s> {
             }
             "unit-get" => {
                 let (_, pos) = parse(args, &["--format"], &[])?;
+                // unit-get.go Init
                 match pos.first().map(|s| s.as_str()) {
                     Some("private-address" | "public-address") => {
+                        check_empty(&pos[1..])?;
                         json(&self.state.borrow().network.address)
                     }
-                    other => fail(format!("ERROR unknown setting {other:?}")),
+                    Some(other) => usage(format!("ERROR unknown setting {other:?}")),
+                    None => usage("ERROR no setting specified"),
                 }
             }
             // Every hook has the action tools; outside an action their Init passes and Run
@@ -575,7 +600,11 @@ impl<'s> FakeJuju<'s> {
             }
             "resource-get" => {
                 let (_, pos) = parse(args, &[], &[])?;
-                let name = pos.first().cloned().unwrap_or_default();
+                // resource-get.go Init
+                let Some(name) = pos.first().cloned() else {
+                    return usage("ERROR missing required resource name");
+                };
+                check_empty(&pos[1..])?;
                 if !self.spec.metadata.resources.contains_key(&name) {
                     return fail(format!("ERROR resource {name:?} not found in metadata"));
                 }
@@ -861,6 +890,16 @@ impl<'s> FakeJuju<'s> {
                         return usage(format!(
                             "ERROR cannot specify unit {u:?} in relation to application {remote:?}"
                         ));
+                    }
+                }
+                if tool == "secret-revoke" {
+                    // secret-revoke.go Init: a valid grantee, before anything is looked up
+                    let app = flags.get("--app").or(flags.get("--application"));
+                    if let Some(u) = flags.get("--unit").filter(|u| !u.contains('/')) {
+                        return usage(format!("ERROR unit {u:?} not valid"));
+                    }
+                    if rid.is_none() && app.is_none() && !flags.contains_key("--unit") {
+                        return usage("ERROR missing relation or application or unit");
                     }
                 }
                 check_empty(&pos[1..])?;

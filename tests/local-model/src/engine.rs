@@ -383,6 +383,7 @@ fn new_context(rt: &Runtime, u: &crate::state::Unit, h: &HookSpec, id_name: &str
         ports: vec![],
         state_writes: Default::default(),
         secret_ops: vec![],
+        status_read: None,
         config: None,
     }
 }

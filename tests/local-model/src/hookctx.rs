@@ -62,6 +62,10 @@ pub struct HookContext {
     /// key -> Some(value) set / None deleted.
     pub state_writes: BTreeMap<String, Option<String>>,
     pub secret_ops: Vec<SecretOp>,
+    /// The unit status as this hook's first status-get read it: Juju reads it from the
+    /// controller once per hook and keeps it (context.go `(*HookContext).UnitStatus`,
+    /// `ctx.status`); a status-set later in the hook does not change what status-get prints.
+    pub status_read: Option<crate::state::Status>,
     /// Config as first read by this hook (reads are snapshot-consistent within a hook).
     pub config: Option<BTreeMap<String, serde_json::Value>>,
 }

@@ -182,6 +182,7 @@ fn ctx(unit: &str, kind: HookKind, rel: Option<u32>, remote: &str) -> HookContex
         ports: vec![],
         state_writes: BTreeMap::new(),
         secret_ops: vec![],
+        status_read: None,
         config: None,
     }
 }

@@ -85,7 +85,8 @@ pub(super) fn unit_get(ctx: &HookContext, args: &[String]) -> R<String> {
     no_extra(&p, 1)?;
     match p.pos.first().map(|s| s.as_str()) {
         Some("private-address" | "public-address") => out(&p, Value::String(ctx.ip.clone())),
-        Some(k) => fail(format!("unknown setting {k:?}")),
+        // unit-get.go Init: an unknown setting is a usage error
+        Some(k) => usage(format!("unknown setting {k:?}")),
         None => usage("no setting specified"),
     }
 }

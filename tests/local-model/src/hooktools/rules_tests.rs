@@ -239,6 +239,7 @@ fn world(given: &Given) -> (ModelState, HookContext) {
         ports: vec![],
         state_writes: BTreeMap::new(),
         secret_ops: vec![],
+        status_read: None,
         config: None,
     };
     (st, ctx)

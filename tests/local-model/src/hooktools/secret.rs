@@ -330,9 +330,20 @@ pub(super) fn secret_grant(
             ("relation", Some('r'), true),
             ("unit", None, true),
             ("app", None, true),
+            ("application", None, true),
         ],
     )?;
     no_extra(&p, 1)?;
+    if !grant {
+        // secret-revoke.go Init: the grantee is checked before the secret is looked up
+        if let Some(u) = p.get("unit").filter(|u| !u.contains('/')) {
+            return usage(format!("unit {u:?} not valid"));
+        }
+        let app = p.get("app").or(p.get("application"));
+        if p.get("relation").is_none() && app.is_none() && p.get("unit").is_none() {
+            return usage("missing relation or application or unit");
+        }
+    }
     let xid = owned_secret(st, ctx, p.pos.first())?;
     let rel = match p.get("relation") {
         Some(r) => Some(resolve_relation(st, ctx, Some(r))?),
@@ -360,7 +371,11 @@ pub(super) fn secret_grant(
             unit: p.get("unit").map(String::from),
         });
     } else {
-        let target = p.get("unit").or(p.get("app")).map(String::from);
+        let target = p
+            .get("unit")
+            .or(p.get("app"))
+            .or(p.get("application"))
+            .map(String::from);
         ctx.secret_ops.push(SecretOp::Revoke {
             xid,
             relation: rel,

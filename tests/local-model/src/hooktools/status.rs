@@ -42,7 +42,7 @@ pub(super) fn status_json(s: &Status, data: bool) -> Value {
     }
 }
 
-pub(super) fn status_get(st: &ModelState, ctx: &HookContext, args: &[String]) -> R<String> {
+pub(super) fn status_get(st: &ModelState, ctx: &mut HookContext, args: &[String]) -> R<String> {
     let p = parse_args(
         args,
         &[
@@ -67,11 +67,15 @@ pub(super) fn status_get(st: &ModelState, ctx: &HookContext, args: &[String]) ->
         a["units"] = Value::Object(units);
         return out(&p, json!({ "application-status": a }));
     }
-    let u = st
-        .units
-        .get(&ctx.unit)
-        .ok_or_else(|| ToolError::Fail("unit not found".into()))?;
-    out(&p, status_json(&u.workload, data))
+    if ctx.status_read.is_none() {
+        let u = st
+            .units
+            .get(&ctx.unit)
+            .ok_or_else(|| ToolError::Fail("unit not found".into()))?;
+        ctx.status_read = Some(u.workload.clone());
+    }
+    let read = ctx.status_read.as_ref().expect("read above");
+    out(&p, status_json(read, data))
 }
 
 /// The application status: what the leader set, else the most severe unit status.
