@@ -92,6 +92,24 @@ pub fn bundle_db_vip_options(env: &Env) -> Result<String> {
         .collect())
 }
 
+/// `E2E_PG_OPTIONS` (`loop-wait=1,retry-timeout=3`): postgresql-ha options for an experiment
+/// (a timing setting measured in the drills before it becomes a default). Empty: the defaults.
+fn options_from_env() -> Result<String> {
+    let raw = std::env::var("E2E_PG_OPTIONS").unwrap_or_default();
+    let mut out = String::new();
+    for kv in raw.split(',').map(str::trim).filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("E2E_PG_OPTIONS: {kv:?} is not option=value"))?;
+        out.push_str(&format!("      {}: {}\n", k.trim(), v.trim()));
+    }
+    Ok(if out.is_empty() {
+        out
+    } else {
+        format!("    options:\n{out}")
+    })
+}
+
 /// What clients are given to reach the primary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Front {
@@ -119,6 +137,7 @@ pub fn bundle(env: &Env, net: u8, clients_dir: &Path, front: Front) -> Result<St
         ),
         Front::PrimaryAddress => (String::new(), String::new()),
     };
+    let options = options_from_env()?;
     Ok(format!(
         "description: postgresql-ha drills
 machines:
@@ -133,7 +152,7 @@ applications:
     to: [\"0\", \"1\", \"2\"]
     resources:
       wheelhouse: {{build}}/wheelhouse.tar.gz
-{vip_app}  db-client:
+{options}{vip_app}  db-client:
     charm: {db_client}
     num_units: 1
     to: [\"{CLIENT_MACHINE}\"]

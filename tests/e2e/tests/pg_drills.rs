@@ -17,7 +17,8 @@
 //! One deployment on 10.77.70.0/24 (`bench-pg` uses .71); a failing step stops the rest, as
 //! each starts from the state the previous one left. See `e2e::pg_drills`. `E2E_KEEP=1` keeps
 //! the model in build/e2e/pg-drills; `E2E_PG_DRILLS` (comma-separated parts of drill names)
-//! runs only those.
+//! runs only those; `E2E_PG_OPTIONS` (`loop-wait=1,...`) deploys postgresql-ha with those
+//! options, to measure a setting before it becomes a default.
 
 use e2e::pg_drills::{self as pg, Ledger};
 
