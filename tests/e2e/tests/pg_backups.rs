@@ -5,7 +5,9 @@
 //! The drill: rows before a full backup → backup → more rows → a time T → more rows → WAL
 //! switched and archived → `restore restore-to-time=T`: exactly the rows committed before T are
 //! there, writes work, two added units copy the restored database and stream from it, and a new
-//! backup on the new timeline succeeds. No hook of any unit may exit non-zero.
+//! backup on the new timeline succeeds. Then every unit's backup exporter reports the age of
+//! the newest backups, and a `backup-schedule` of every minute has the primary's timer take a
+//! full backup while the standbys' timers do nothing. No hook of any unit may exit non-zero.
 
 use anyhow::{ensure, Context, Result};
 use e2e::{ha, until, Deployment, Env};
@@ -96,6 +98,14 @@ fn archive_current_wal(d: &Deployment) -> Result<String> {
         },
     )?;
     Ok(segment)
+}
+
+/// The value of the sample whose name and labels are exactly `series` in a Prometheus
+/// exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn action(d: &Deployment, unit: &str, name: &str, params: &[&str]) -> Result<serde_json::Value> {
@@ -297,12 +307,108 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
         again["backup-id"].as_str().unwrap().ends_with('I'),
         "{again}"
     );
+
+    // Every unit's backup exporter reports the incremental just taken (its info is cached up
+    // to 30 s) and how many good backups there are.
+    for unit in ha::pg_units(&d).unwrap() {
+        let m = d.machine_of(&unit).unwrap();
+        until(Duration::from_secs(90), "the backup age on every unit", || {
+            let text = d.exec(&m, &["curl", "-sf", "http://127.0.0.1:9854/metrics"])?;
+            let incr = metric(&text, "pgbackrest_backup_since_last_completion_seconds{backup_type=\"incr\",stanza=\"postgresql-ha\"}")
+                .with_context(|| format!("{unit}: no incremental age in\n{text}"))?;
+            ensure!(incr < 600.0, "{unit}: the newest incremental is {incr} s old");
+            let full = metric(&text, "pgbackrest_backup_since_last_completion_seconds{backup_type=\"full\",stanza=\"postgresql-ha\"}")
+                .context("no full age")?;
+            ensure!(full >= incr, "{unit}: the full backup ({full} s) is older than the incremental ({incr} s)");
+            ensure!(
+                metric(&text, "pgbackrest_backups{stanza=\"postgresql-ha\"}") == Some(2.0),
+                "{unit}: not 2 backups in\n{text}"
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    // A schedule every minute: the timer on every unit fires, the primary takes a full backup,
+    // the standbys say they are standbys, and the exporter reports the schedule's gap.
+    d.lm.config("postgresql-ha", &["backup-schedule=* * * * *"])
+        .expect("set backup-schedule");
+    settled(&d).expect("settled with a schedule");
+    let scheduled = until(Duration::from_secs(180), "a scheduled full backup", || {
+        let listed = action(&d, &primary, "list-backups", &[])?;
+        let ids: Vec<String> = listed["backups"]
+            .as_object()
+            .map(|o| {
+                o.values()
+                    .filter_map(|b| b["id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new = ids.iter().find(|i| i.ends_with('F') && **i != id).cloned();
+        new.ok_or_else(|| anyhow::anyhow!("backups so far: {ids:?}"))
+    })
+    .unwrap()
+    .0;
+    let primary_m = d.machine_of(&primary).unwrap();
+    let log = d
+        .exec(
+            &primary_m,
+            &["journalctl", "-u", "postgresql-ha-backup", "--no-pager"],
+        )
+        .unwrap_or_default();
+    assert!(
+        !log.contains("this unit is a standby"),
+        "the primary's scheduled run did not back up:\n{log}"
+    );
+    for unit in ha::pg_units(&d)
+        .unwrap()
+        .into_iter()
+        .filter(|u| *u != primary)
+    {
+        let m = d.machine_of(&unit).unwrap();
+        until(Duration::from_secs(90), "a standby's scheduled run", || {
+            let log = d.exec(
+                &m,
+                &["journalctl", "-u", "postgresql-ha-backup", "--no-pager"],
+            )?;
+            ensure!(log.contains("this unit is a standby"), "{unit}: {log}");
+            Ok(())
+        })
+        .unwrap();
+        let text = d
+            .exec(&m, &["curl", "-sf", "http://127.0.0.1:9854/metrics"])
+            .unwrap();
+        assert_eq!(
+            metric(
+                &text,
+                "pgbackrest_backup_schedule_max_interval_seconds{stanza=\"postgresql-ha\"}"
+            ),
+            Some(60.0),
+            "{text}"
+        );
+    }
+    // The schedule emptied: no timer left.
+    d.lm.config("postgresql-ha", &["backup-schedule="])
+        .expect("empty backup-schedule");
+    settled(&d).expect("settled without a schedule");
+    for unit in ha::pg_units(&d).unwrap() {
+        let m = d.machine_of(&unit).unwrap();
+        let (code, out, _) =
+            d.lm.exec(
+                &m,
+                &["systemctl", "is-active", "postgresql-ha-backup.timer"],
+            )
+            .unwrap();
+        assert_ne!(code, 0, "{unit}: the timer is {out}");
+    }
+
     let failed = d.lm.failures().unwrap().failed;
     assert!(
         failed.is_empty(),
         "hooks exited non-zero:\n{}",
         e2e::failure_lines(&failed)
     );
+    eprintln!("pg_backups: scheduled backup {scheduled}");
     eprintln!(
         "pg_backups: full backup {backup_secs:.1} s ({} bytes), restore to a time {restore_secs:.1} s",
         backup["size"].as_str().unwrap_or("?")
