@@ -447,7 +447,7 @@ mod tests {
         // Assert
         let answers: Vec<Value> = serde_json::from_str(d["requests"].as_ref().unwrap()).unwrap();
         assert_eq!(answers[0]["read-only-endpoints"], "10.0.0.9:5432");
-        assert_eq!(serde_json::from_str::<bool>(&tls["tls"]).unwrap(), true);
+        assert!(serde_json::from_str::<bool>(&tls["tls"]).unwrap());
         assert_eq!(tls["tls-ca"], "CA PEM");
     }
 
