@@ -22,6 +22,7 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "create-backup" => crate::backup_actions::create_backup(ctx),
         "list-backups" => crate::backup_actions::list_backups(ctx),
         "restore" => crate::backup_actions::restore(ctx),
+        "set-backup-passphrase" => crate::backup_actions::set_backup_passphrase(ctx),
         "pre-upgrade-check" => pre_upgrade_check(ctx),
         other => anyhow::bail!("unknown action {other:?}"),
     }

@@ -37,6 +37,42 @@ pub const RESTORE_KEY: &str = "restoring";
 /// since with an empty data directory and no restore it would initdb an empty cluster.
 pub const RESTORE_FAILED_KEY: &str = "restore-failed";
 
+/// The passphrase pgBackRest encrypts a repository with: an application secret the leader
+/// generates once, shared by id in the peer application databag (never the value), and written
+/// only into pgBackRest's root:postgres 0640 configuration. Read with `--refresh`: the
+/// set-backup-passphrase action replaces it (a new deployment reading an older one's
+/// repository).
+pub const PASSPHRASE: charm_lib::SharedSecret = charm_lib::SharedSecret::new(
+    "backup-passphrase",
+    "backup-passphrase-secret",
+    "postgresql-ha: the passphrase pgBackRest encrypts the backup repository with",
+)
+.refreshing();
+/// The key of the passphrase in the secret.
+pub const PASSPHRASE_KEY: &str = "passphrase";
+/// The peer application databag key recording whether the current repository is encrypted:
+/// `<fingerprint> aes-256-cbc` or `<fingerprint> none`, decided by the leader once per
+/// repository. pgBackRest fixes a repository's cipher when its stanza is created: a repository
+/// whose stanza an earlier revision of the charm created unencrypted stays unencrypted.
+pub const ENCRYPTION_KEY: &str = "backup-encryption";
+/// pgBackRest's cipher (`repo1-cipher-type`), the only one it has.
+pub const CIPHER: &str = "aes-256-cbc";
+
+/// The recorded encryption of the repository `fingerprint` in the peer application data.
+pub fn encryption_of<'a>(app: &'a Databag, fingerprint: &str) -> Option<&'a str> {
+    app.get(ENCRYPTION_KEY)?
+        .split_once(' ')
+        .filter(|(f, _)| *f == fingerprint)
+        .map(|(_, c)| c)
+}
+
+/// A new passphrase: 64 characters of [A-Za-z0-9] from /dev/urandom (381 bits).
+pub fn generate_passphrase() -> anyhow::Result<charm_lib::shared_secret::Content> {
+    let p = charm_lib::random::alphanumeric(64)
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))?;
+    Ok([(PASSPHRASE_KEY.to_string(), p)].into())
+}
+
 /// Patroni's log line before it runs a custom bootstrap (ha.py / bootstrap.py), and the lines
 /// it logs when that failed.
 const BOOTSTRAP_STARTED: &str = "Running custom bootstrap script";
@@ -214,8 +250,13 @@ pub fn stanza(scope: &str) -> String {
     scope.to_string()
 }
 
-/// pgBackRest's configuration for this unit.
-pub fn render_conf(repo: &Repository, stanza: &str, retention_full: u32) -> String {
+/// pgBackRest's configuration for this unit; `passphrase`: the repository is encrypted with it.
+pub fn render_conf(
+    repo: &Repository,
+    stanza: &str,
+    retention_full: u32,
+    passphrase: Option<&str>,
+) -> String {
     let mut s =
         String::from("# Rendered by the postgresql-ha charm; edits are overwritten.\n[global]\n");
     let mut kv = |k: &str, v: &str| {
@@ -241,6 +282,10 @@ pub fn render_conf(repo: &Repository, stanza: &str, retention_full: u32) -> Stri
         kv("repo1-storage-ca-file", S3_CA);
     }
     kv("repo1-retention-full", &retention_full.to_string());
+    if let Some(p) = passphrase {
+        kv("repo1-cipher-type", CIPHER);
+        kv("repo1-cipher-pass", p);
+    }
     // A backup starts at once rather than after a spread checkpoint.
     kv("start-fast", "y");
     kv("lock-path", STATE_DIR);
@@ -571,15 +616,19 @@ pub fn step(
             )]))?;
         }
     }
+    // No stale credentials left on disk once the relation is gone or changing.
+    let unconfigure = |unit_changes: &mut Databag| -> anyhow::Result<()> {
+        m.remove_file(Path::new(CONF))?;
+        m.remove_file(Path::new(S3_CA))?;
+        unit_changes.insert(STANZA_KEY.into(), String::new());
+        crate::backup_schedule::apply(ctx, None)?;
+        crate::backup_metrics::apply(ctx, None)?;
+        Ok(())
+    };
     let repo = match repository(ctx)? {
         RepositoryState::Ready(r) => r,
         other => {
-            // No stale credentials left on disk once the relation is gone or changing.
-            m.remove_file(Path::new(CONF))?;
-            m.remove_file(Path::new(S3_CA))?;
-            unit_changes.insert(STANZA_KEY.into(), String::new());
-            crate::backup_schedule::apply(ctx, None)?;
-            crate::backup_metrics::apply(ctx, None)?;
+            unconfigure(unit_changes)?;
             if matches!(other, RepositoryState::NotRelated) && config.backup_schedule().is_some() {
                 st.push(Status::blocked(format!(
                     "{} is set but there is no backup repository: relate {ENDPOINT} to an S3 provider, or empty {}",
@@ -603,6 +652,22 @@ pub fn step(
             });
         }
     };
+    let fp = repo.fingerprint();
+    let mine = my_bag.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str());
+    let checked = mine
+        || peers
+            .units()
+            .iter()
+            .filter_map(|u| peers.unit_data(u).ok())
+            .any(|b| b.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str()));
+    let Some(passphrase) = passphrase(ctx, st, peers, app, &fp, checked)? else {
+        unconfigure(unit_changes)?;
+        return Ok(Archiving {
+            stanza: None,
+            restore,
+            unchecked: None,
+        });
+    };
     if repo.ca_chain.is_empty() {
         m.remove_file(Path::new(S3_CA))?;
     } else {
@@ -619,20 +684,12 @@ pub fn step(
     let retention = u32::try_from(config.backup_retention_full).unwrap_or(u32::MAX);
     m.write_file(
         Path::new(CONF),
-        render_conf(&repo, &stanza, retention).as_bytes(),
+        render_conf(&repo, &stanza, retention, passphrase.as_deref()).as_bytes(),
         &FileOptions::new("root", "postgres", 0o640),
     )?;
     let schedule = config.backup_schedule();
     crate::backup_schedule::apply(ctx, schedule.as_ref())?;
     crate::backup_metrics::apply(ctx, Some(schedule.and_then(|s| s.max_interval())))?;
-    let fp = repo.fingerprint();
-    let mine = my_bag.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str());
-    let checked = mine
-        || peers
-            .units()
-            .iter()
-            .filter_map(|u| peers.unit_data(u).ok())
-            .any(|b| b.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str()));
     let unchecked = if mine {
         unit_changes.insert(STANZA_KEY.into(), fp);
         None
@@ -644,6 +701,61 @@ pub fn step(
         restore,
         unchecked,
     })
+}
+
+/// Whether the repository `fingerprint` is encrypted, and with what: `Some(Some(passphrase))`,
+/// `Some(None)` for an unencrypted one, `None` (with a waiting status) while this unit cannot
+/// know yet. A repository the charm has not recorded is encrypted, unless a unit already
+/// checked its stanza: an earlier revision created that stanza unencrypted, and pgBackRest keeps
+/// a stanza's cipher for good. Only the leader records the decision and creates the passphrase.
+fn passphrase(
+    ctx: &Context,
+    st: &mut Vec<Status>,
+    peers: &Relation,
+    app: &Databag,
+    fingerprint: &str,
+    checked: bool,
+) -> anyhow::Result<Option<Option<String>>> {
+    let leader = ctx.model.is_leader()?;
+    let encryption = match encryption_of(app, fingerprint) {
+        Some(c) => c.to_string(),
+        None => {
+            let c = if checked { "none" } else { CIPHER };
+            if leader {
+                peers.set_my_app_data(&Databag::from([(
+                    ENCRYPTION_KEY.to_string(),
+                    format!("{fingerprint} {c}"),
+                )]))?;
+            } else if !checked {
+                st.push(Status::waiting(format!(
+                    "{ENDPOINT}: waiting for the leader to set up the repository's encryption"
+                )));
+                return Ok(None);
+            }
+            c.to_string()
+        }
+    };
+    match encryption.as_str() {
+        "none" => Ok(Some(None)),
+        CIPHER => {
+            let shared = PASSPHRASE.ensure(&ctx.model, peers, generate_passphrase)?;
+            match shared.and_then(|s| s.content.get(PASSPHRASE_KEY).cloned()) {
+                Some(p) if !p.is_empty() => Ok(Some(Some(p))),
+                _ => {
+                    st.push(Status::waiting(format!(
+                        "{ENDPOINT}: waiting for the leader's backup passphrase"
+                    )));
+                    Ok(None)
+                }
+            }
+        }
+        other => {
+            st.push(Status::blocked(format!(
+                "the peer application data {ENCRYPTION_KEY} names the cipher {other:?}: expected {CIPHER} or none (run set-backup-passphrase on the leader)"
+            )));
+            Ok(None)
+        }
+    }
 }
 
 /// On the primary: creates the stanza in the repository `fingerprint` names, or checks that the
@@ -756,7 +868,7 @@ mod tests {
         let RepositoryState::Ready(r) = parse(&full()) else {
             panic!()
         };
-        let c = render_conf(&r, "postgresql-ha", 4);
+        let c = render_conf(&r, "postgresql-ha", 4, Some("P4ssphrase"));
         for line in [
             "repo1-s3-key-secret=SK",
             "repo1-s3-endpoint=s3.example.com",
@@ -764,12 +876,16 @@ mod tests {
             "repo1-path=/maas/db",
             "repo1-storage-ca-file=/etc/postgresql-ha/tls/s3-ca.pem",
             "repo1-retention-full=4",
+            "repo1-cipher-type=aes-256-cbc",
+            "repo1-cipher-pass=P4ssphrase",
             "[postgresql-ha]",
             "pg1-path=/var/lib/postgresql-ha/data",
         ] {
             assert!(c.lines().any(|l| l == line), "{line} missing in\n{c}");
         }
         assert!(!archive_command(Some("postgresql-ha")).contains("SK"));
+        let plain = render_conf(&r, "postgresql-ha", 4, None);
+        assert!(!plain.contains("cipher"), "{plain}");
         assert_eq!(archive_command(None), "/bin/true");
     }
 

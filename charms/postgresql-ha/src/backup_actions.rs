@@ -285,3 +285,66 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
         "previous-data": kept,
     }))
 }
+
+#[derive(Deserialize)]
+struct PassphraseParams {
+    passphrase: String,
+}
+
+/// Gives this deployment the passphrase of a repository another deployment encrypted (empty:
+/// the repository is not encrypted), so that it can restore from it. Refused once this
+/// cluster's stanza is in the repository: its own backups would become unreadable. The
+/// passphrase goes into the application secret and pgBackRest's configuration only; it is
+/// never logged or echoed.
+pub fn set_backup_passphrase(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: PassphraseParams = ctx.action_params()?;
+    let pass = p.passphrase;
+    if !pass.is_empty()
+        && (pass.len() < 16 || pass.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        anyhow::bail!("passphrase: expected at least 16 characters without spaces (the other deployment's, from `juju show-secret backup-passphrase --reveal` there), or empty for an unencrypted repository");
+    }
+    if !ctx.model.is_leader()? {
+        anyhow::bail!(
+            "run set-backup-passphrase on the leader unit: it owns the passphrase secret"
+        );
+    }
+    let repo = ready_repository(ctx)?;
+    let fp = repo.fingerprint();
+    let peers = ctx
+        .model
+        .relation(PEER)?
+        .ok_or_else(|| anyhow::anyhow!("the peer relation is not there yet"))?;
+    let ours = std::iter::once(peers.my_unit_data()?)
+        .chain(peers.units().iter().filter_map(|u| peers.unit_data(u).ok()))
+        .any(|b| b.get(backup::STANZA_KEY).map(String::as_str) == Some(fp.as_str()));
+    if ours {
+        anyhow::bail!(
+            "this cluster's stanza is in {fp} and archives into it: a new passphrase would make its backups unreadable. Use set-backup-passphrase before relating a new deployment's {} to another deployment's repository",
+            backup::ENDPOINT
+        );
+    }
+    let mut changes = charm_lib::Databag::new();
+    let encryption = if pass.is_empty() {
+        "none"
+    } else {
+        let content = [(backup::PASSPHRASE_KEY.to_string(), pass)].into();
+        let shared =
+            backup::PASSPHRASE.put_published(&ctx.model, &peers.my_app_data()?, &content)?;
+        if shared.unpublished {
+            changes.insert(backup::PASSPHRASE.key.to_string(), shared.id);
+        }
+        backup::CIPHER
+    };
+    changes.insert(
+        backup::ENCRYPTION_KEY.to_string(),
+        format!("{fp} {encryption}"),
+    );
+    peers.set_my_app_data(&changes)?;
+    // This unit's pgBackRest configuration follows at once (the restore action comes next).
+    reconcile::reconcile_with(ctx, &Overrides::default())?;
+    ctx.action_set(&json!({
+        "repository": fp,
+        "encrypted": if encryption == "none" { "no" } else { "yes" },
+    }))
+}

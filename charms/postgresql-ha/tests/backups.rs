@@ -489,3 +489,186 @@ fn a_bad_schedule_or_one_without_a_repository_blocks_naming_the_option() {
         .text("/etc/systemd/system/postgresql-ha-backup.timer")
         .is_none());
 }
+
+const FP: &str = "s3://s3.example.com:9443/maas-backups/site1";
+
+#[test]
+fn a_new_repository_is_encrypted_with_a_passphrase_only_the_secret_and_the_file_hold() {
+    // Arrange: a repository no unit has a stanza in.
+    let st = with_s3(leader_primary(), &s3_data());
+    // Act
+    let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
+    // Assert: the leader recorded the decision and created the passphrase secret, shared by id.
+    let peer = out.state.relation(1).unwrap();
+    assert_eq!(
+        peer.local_app_data
+            .get("backup-encryption")
+            .map(String::as_str),
+        Some(format!("{FP} aes-256-cbc").as_str())
+    );
+    let secret = out
+        .state
+        .secret("backup-passphrase")
+        .expect("the passphrase secret");
+    let pass = secret.revisions.last().unwrap()["passphrase"].clone();
+    assert_eq!(pass.len(), 64);
+    let xid = secret.id.trim_start_matches("secret:");
+    assert!(
+        peer.local_app_data
+            .get("backup-passphrase-secret")
+            .is_some_and(|id| id.ends_with(&format!("/{xid}")) || id.ends_with(&format!(":{xid}"))),
+        "the secret's id is shared: {:?}",
+        peer.local_app_data
+    );
+    let conf = out.state.machine.text(CONF).unwrap();
+    assert!(conf.lines().any(|l| l == "repo1-cipher-type=aes-256-cbc"));
+    assert!(conf
+        .lines()
+        .any(|l| l == format!("repo1-cipher-pass={pass}")));
+    assert!(
+        !out.mentions(&pass),
+        "the passphrase is in no log, status or databag"
+    );
+    assert!(!out.command_lines().iter().any(|l| l.contains(&pass)));
+
+    // A second unit reads the same passphrase through the shared id.
+    let mut st2 = out.state.clone();
+    st2.leader = false;
+    let again = harness().run_ok(Trigger::UpdateStatus, &st2);
+    assert!(again
+        .state
+        .machine
+        .text(CONF)
+        .unwrap()
+        .contains(&format!("repo1-cipher-pass={pass}\n")));
+}
+
+#[test]
+fn a_stanza_an_earlier_revision_created_unencrypted_stays_unencrypted() {
+    // Arrange: this unit checked the repository's stanza before the charm encrypted (no
+    // decision recorded); pgBackRest keeps a stanza's cipher for good.
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.relations
+        .iter_mut()
+        .find(|r| r.id == 1)
+        .unwrap()
+        .local_unit_data
+        .insert("backup-stanza".into(), FP.into());
+    // Act
+    let out = harness().run_ok(Trigger::UpgradeCharm, &st);
+    // Assert
+    assert_eq!(
+        out.state
+            .relation(1)
+            .unwrap()
+            .local_app_data
+            .get("backup-encryption")
+            .map(String::as_str),
+        Some(format!("{FP} none").as_str())
+    );
+    assert!(!out.state.machine.text(CONF).unwrap().contains("cipher"));
+    assert!(out.state.secret("backup-passphrase").is_none());
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
+        "pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha archive-push %p",
+        "archiving goes on without a pause"
+    );
+}
+
+#[test]
+fn a_non_leader_waits_for_the_leaders_decision_on_a_new_repository() {
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.leader = false;
+    let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
+    let status = &out.state.unit_status;
+    assert_eq!(status.kind, charm_lib::StatusKind::Waiting, "{status:?}");
+    assert!(status.message.contains("encryption"), "{status:?}");
+    assert!(out.state.machine.text(CONF).is_none());
+}
+
+#[test]
+fn another_deployments_passphrase_is_taken_before_its_repository_is_ours() {
+    // Arrange: a fresh deployment related to a repository another deployment encrypted; the
+    // primary's stanza-create failed there (pgBackRest cannot read the other cluster's files),
+    // so no stanza of this cluster is recorded.
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.machine = st.machine.respond(
+        &STANZA_CREATE,
+        CmdOutput::failed(
+            28,
+            "ERROR: [028]: backup and archive info files exist but do not match the database",
+        ),
+    );
+    let related = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
+    let theirs = "TheOtherDeploymentsPassphrase0123456789";
+    // Act
+    let out = harness()
+        .run(
+            Trigger::Action(
+                "set-backup-passphrase".into(),
+                json!({"passphrase": theirs}),
+            ),
+            &related.state,
+        )
+        .unwrap();
+    // Assert: the secret holds it, pgBackRest's configuration uses it, nothing echoes it.
+    assert_eq!(out.action.failed, None);
+    let secret = out.state.secret("backup-passphrase").unwrap();
+    assert_eq!(secret.revisions.last().unwrap()["passphrase"], theirs);
+    assert!(out
+        .state
+        .machine
+        .text(CONF)
+        .unwrap()
+        .contains(&format!("\nrepo1-cipher-pass={theirs}\n")));
+    assert!(!out.mentions(theirs));
+    assert!(!format!("{:?}", out.action.results).contains(theirs));
+    assert!(!out.command_lines().iter().any(|l| l.contains(theirs)));
+
+    // An unencrypted repository: empty.
+    let plain = harness()
+        .run(
+            Trigger::Action("set-backup-passphrase".into(), json!({"passphrase": ""})),
+            &related.state,
+        )
+        .unwrap();
+    assert_eq!(plain.action.failed, None);
+    assert!(!plain.state.machine.text(CONF).unwrap().contains("cipher"));
+
+    // Once this cluster archives into the repository, refused.
+    let ours = harness().run_ok(
+        Trigger::RelationChanged(S3_ID, None),
+        &with_s3(leader_primary(), &s3_data()),
+    );
+    let refused = harness()
+        .run(
+            Trigger::Action(
+                "set-backup-passphrase".into(),
+                json!({"passphrase": theirs}),
+            ),
+            &ours.state,
+        )
+        .unwrap();
+    assert!(
+        refused
+            .action
+            .failed
+            .as_deref()
+            .is_some_and(|f| f.contains("would make its backups unreadable")),
+        "{:?}",
+        refused.action.failed
+    );
+    // Too short a passphrase is refused naming the parameter.
+    let short = harness()
+        .run(
+            Trigger::Action("set-backup-passphrase".into(), json!({"passphrase": "abc"})),
+            &related.state,
+        )
+        .unwrap();
+    assert!(short
+        .action
+        .failed
+        .as_deref()
+        .unwrap()
+        .starts_with("passphrase:"));
+}
