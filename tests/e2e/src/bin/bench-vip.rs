@@ -3,7 +3,9 @@
 //! 10.77.41.0/24), injects each fault into the VIP's holder `--runs` times (default 5) at
 //! advert-int 1 (VRRP v2) and 0.1 (VRRP v3), and prints a Markdown table of the times from the
 //! fault to another host holding the VIP, which it also appends to the report (`--out`, default
-//! `build/bench/report.md`).
+//! `build/bench/report.md`). Then, per setting, the hosts are made busy (`--busy-runs`, default
+//! 2): busy loops on every host, with one reload of every keepalived in the middle, counting
+//! the VRRP takeovers no fault asked for, and the holder's host stopped while they run.
 //!
 //! Needs root, `target/debug/lm` and `host-runtime` beside this binary, and
 //! `build/keepalived-vip.charm`.
@@ -20,6 +22,10 @@ use vip::{Advert, Fault, Poller, VipDrill};
 
 /// The bench's subnet (the drills test uses 40).
 const NET: u8 = 41;
+
+/// keepalived-vip's default (v2, 1 s), the bundle's db-vip (v3, 0.1 s) and region-vip (v3,
+/// 0.25 s).
+const SETTINGS: [Advert; 3] = [Advert::ONE, Advert::TENTH, Advert::QUARTER];
 
 /// What the bench needs, without the inputs of the other end-to-end tests it does not use.
 fn env() -> Result<Env> {
@@ -115,12 +121,94 @@ fn limit(fault: Fault, a: Advert) -> Duration {
     }
 }
 
-fn run(env: &Env, runs: usize, md: &mut String) -> Result<()> {
+/// The busy hosts: this many busy loops on every drill host (the machine has 2 cores, so each
+/// host alone could fill it), for this long, at each of these nice values: 0, the priority of a
+/// host's ordinary work (MAAS, PostgreSQL), and -20, the most any work can have short of
+/// realtime, as much as keepalived-vip gives keepalived's VRRP process (`vrrp_priority -20`).
+const HOGS: usize = 6;
+const HOG_NICE: [i32; 2] = [0, -20];
+const BUSY: Duration = Duration::from_secs(20);
+
+/// Starts the busy loops on every host of the drill; `timeout` inside the host ends each one
+/// after `secs`, so none outlives the bench even when it stops early.
+fn start_hogs(drill: &VipDrill, secs: u64, nice: i32) -> Result<()> {
+    let script = format!(
+        "for i in $(seq {HOGS}); do setsid timeout {secs} nice -n {nice} sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & done"
+    );
+    for m in &drill.machines {
+        let (code, _, err) = drill.d.lm.exec(m, &["sh", "-c", &script])?;
+        if code != 0 {
+            bail!("starting busy loops on machine {m}: {err}");
+        }
+    }
+    Ok(())
+}
+
+/// How many times keepalived entered MASTER on the drill hosts so far, from their logs.
+fn masters(drill: &VipDrill) -> Result<usize> {
+    let mut n = 0;
+    for m in &drill.machines {
+        let log = e2e::read_in(
+            &drill.d,
+            m,
+            &format!("/var/log/local-model/keepalived-{}.service.log", vip::APP),
+        )?;
+        n += log.matches("Entering MASTER STATE").count();
+    }
+    Ok(n)
+}
+
+/// How often the set of holders changed over the poller's rounds since `mark`.
+fn holder_changes(poller: &Poller, mark: usize) -> usize {
+    poller
+        .since(mark)
+        .windows(2)
+        .filter(|w| w[0].1 != w[1].1)
+        .count()
+}
+
+/// What the busy hosts did at one setting.
+struct Busy {
+    /// VRRP takeovers (MASTER entered) while no fault was injected.
+    takeovers: usize,
+    /// Changes of the holders seen by the poller meanwhile.
+    changes: usize,
+}
+
+/// [`BUSY`] of busy loops on every host with no fault; halfway, every keepalived is reloaded
+/// (`systemctl reload`, as the charm does when a peer comes or goes).
+fn busy_window(drill: &VipDrill, poller: &Poller, nice: i32) -> Result<Busy> {
+    drill.wait_vrrp_settled(Duration::from_secs(60))?;
+    let (before, mark) = (masters(drill)?, poller.mark());
+    let t0 = Instant::now();
+    start_hogs(drill, BUSY.as_secs(), nice)?;
+    // The window is the load's length: nothing is waited for here.
+    std::thread::sleep(BUSY / 2);
+    for m in &drill.machines {
+        drill.d.exec(
+            m,
+            &["systemctl", "reload", &format!("keepalived-{}", vip::APP)],
+        )?;
+    }
+    if let Some(rest) = BUSY.checked_sub(t0.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let busy = Busy {
+        takeovers: masters(drill)? - before,
+        changes: holder_changes(poller, mark),
+    };
+    // Back to one master before the next measurement.
+    drill.wait_vrrp_settled(Duration::from_secs(60))?;
+    Ok(busy)
+}
+
+fn run(env: &Env, runs: usize, busy_runs: usize, md: &mut String) -> Result<()> {
     let started = Instant::now();
     let drill = VipDrill::deploy(env, "bench-vip", NET).context("deploying the drill model")?;
     let poller = Poller::start(&drill);
     let mut rows = Vec::new();
-    for a in [Advert::ONE, Advert::TENTH] {
+    let mut busy_rows = Vec::new();
+    for a in SETTINGS {
         drill.set_advert(a)?;
         let mut times: Vec<(Fault, Duration)> = Vec::new();
         for i in 0..runs {
@@ -139,6 +227,53 @@ fn run(env: &Env, runs: usize, md: &mut String) -> Result<()> {
                 );
                 times.push((fault, f.took));
             }
+        }
+        let (mut takeovers, mut down) = (vec![Vec::new(); HOG_NICE.len()], Vec::new());
+        for i in 0..busy_runs {
+            for (k, nice) in HOG_NICE.into_iter().enumerate() {
+                let b = busy_window(&drill, &poller, nice)?;
+                eprintln!(
+                    "busy run {}/{busy_runs} at advert-int {} s, busy loops at nice {nice}: {} takeovers and {} holder changes with no fault",
+                    i + 1,
+                    a.secs,
+                    b.takeovers,
+                    b.changes,
+                );
+                takeovers[k].push(format!("{} ({})", b.takeovers, b.changes));
+            }
+            // The holder's host stopped while every host is busy at the highest nice.
+            start_hogs(&drill, BUSY.as_secs(), HOG_NICE[HOG_NICE.len() - 1])?;
+            let f = drill.failover(
+                Fault::HostDown,
+                &poller,
+                limit(Fault::HostDown, a) + Duration::from_secs(10),
+            )?;
+            eprintln!(
+                "busy run {}/{busy_runs} at advert-int {} s: host down under load: {} ms",
+                i + 1,
+                a.secs,
+                ms(f.took)
+            );
+            down.push(f.took);
+        }
+        if busy_runs > 0 {
+            down.sort();
+            let max = *down.last().expect("busy_runs >= 1");
+            let mut row = vec![format!("{} (v{})", a.secs, a.version)];
+            row.extend(takeovers.iter().map(|t| t.join(", ")));
+            row.extend([
+                format!("{} / {} / {}", ms(down[0]), ms(median(&down)), ms(max)),
+                format!(
+                    "{} ({})",
+                    ms(Duration::from_secs(1)),
+                    if max <= Duration::from_secs(1) {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
+                ),
+            ]);
+            busy_rows.push(row);
         }
         for fault in Fault::ALL {
             let mut t: Vec<Duration> = times
@@ -189,6 +324,28 @@ fn run(env: &Env, runs: usize, md: &mut String) -> Result<()> {
         ms(worst),
         started.elapsed().as_secs_f64()
     );
+    if !busy_rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nBusy hosts: {HOGS} busy loops on every host for {} s, every keepalived reloaded \
+             halfway (as the charm does when a peer comes or goes). A takeover with no fault is \
+             a VRRP transition to MASTER nothing asked for, per run, with the changes of holders \
+             the poller saw in brackets (a VIP lost and taken back is two). Then the holder's \
+             host stopped with the busy loops at nice {} (target: 1 s).\n",
+            BUSY.as_secs(),
+            HOG_NICE[HOG_NICE.len() - 1]
+        );
+        md.push_str(&table(
+            &[
+                "advert-int s",
+                "takeovers, loops at nice 0",
+                "takeovers, loops at nice -20",
+                "host down under load min / median / max ms",
+                "limit ms",
+            ],
+            &busy_rows,
+        ));
+    }
     Ok(())
 }
 
@@ -208,18 +365,25 @@ fn main() -> Result<()> {
             .context("--runs takes a positive integer")?,
         None => 5,
     };
+    let busy_runs: usize = match value("--busy-runs") {
+        Some(r) => r
+            .parse()
+            .ok()
+            .context("--busy-runs takes an integer (0: none)")?,
+        None => 2,
+    };
     let env = env()?;
     let out = value("--out")
         .map(PathBuf::from)
         .unwrap_or_else(|| env.build.join("bench/report.md"));
     let mut md = String::from(
         "\n## VIP failover (keepalived-vip in the local model)\n\n\
-         3 principal units with keepalived-vip (unicast, `nopreempt`, check `process:python3` every 1 s). \
+         3 principal units with keepalived-vip (unicast, `nopreempt`, check `process:python3` every 1 s, keepalived's VRRP process at nice -20). \
          Faults on the VIP's holder: its host stopped (every process killed, link down), its \
          principal's service stopped (the check fails), its keepalived sent SIGTERM (as \
          `systemctl stop`: a priority-0 advert).\n\n",
     );
-    let result = run(&env, runs, &mut md);
+    let result = run(&env, runs, busy_runs, &mut md);
     if let Err(e) = &result {
         let _ = writeln!(md, "\n**The run stopped early**: {e:#}");
     }

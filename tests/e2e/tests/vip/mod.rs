@@ -48,6 +48,13 @@ impl Advert {
         secs: 0.1,
     };
 
+    /// The bundle's region-vip: VRRP v3, four adverts a second (a holder that vanishes is
+    /// replaced within 1 s, and one delayed for 0.5 s is not).
+    pub const QUARTER: Advert = Advert {
+        version: 3,
+        secs: 0.25,
+    };
+
     /// The bound for a holder that vanishes: 3 × advert-int + 1 s.
     pub fn host_down_limit(self) -> Duration {
         Duration::from_secs_f64(3.0 * self.secs + 1.0)
@@ -641,6 +648,12 @@ impl Poller {
     /// How many rounds were recorded so far (for [`Poller::wait_for`]).
     pub fn mark(&self) -> usize {
         self.samples.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The rounds recorded since `mark`.
+    pub fn since(&self, mark: usize) -> Vec<Sample> {
+        let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        s[mark.min(s.len())..].to_vec()
     }
 
     /// Waits for the first round after `mark` whose holders satisfy `cond`; returns it.
