@@ -3,8 +3,8 @@
 //! list, the answers as a JSON list, every credential in a Juju secret. Pure functions over
 //! databags; the wire format is written down in charms/INTERFACES.md.
 //!
-//! Sources (dpcharmlibs-interfaces 1.2.2, the same code as canonical/data-platform-libs'
-//! `lib/charms/data_platform_libs/v1/data_interfaces.py`):
+//! Sources (dpcharmlibs-interfaces 1.2.2; canonical/data-platform-libs'
+//! `lib/charms/data_platform_libs/v1/data_interfaces.py`, LIBPATCH 3, has the same functions):
 //! - the requirer writes `version: v1` and `requests` in its app databag in
 //!   `ResourceRequirerEventHandler._on_relation_created_event` (handlers.py), each request a
 //!   `RequirerCommonModel` (models.py) dumped by `write_model` (repository_interfaces.py);
