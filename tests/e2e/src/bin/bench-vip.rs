@@ -1,7 +1,7 @@
 //! The VIP part of `make bench`: keepalived-vip's failover times in the local model. Deploys
 //! the drill model of `tests/vip_drills.rs` (3 lm-test units + keepalived-vip, on
 //! 10.77.41.0/24), injects each fault into the VIP's holder `--runs` times (default 5) at
-//! advert-int 1 (VRRP v2) and 0.1 (VRRP v3), and prints a Markdown table of the times from the
+//! advert-int 1 (VRRP v2), 0.1 and 0.25 (VRRP v3), and prints a Markdown table of the times from the
 //! fault to another host holding the VIP, which it also appends to the report (`--out`, default
 //! `build/bench/report.md`). Then, per setting, the hosts are made busy (`--busy-runs`, default
 //! 2): busy loops on every host, with one reload of every keepalived in the middle, counting
