@@ -692,7 +692,8 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
 
     // Racks: registered, and none refreshing. The rack lock only ever names an open request
     // (`lock::grant`), so the racks' own requests say it all, and every unit can read them
-    // (a non-leader cannot read its own application databag on rpc).
+    // (a non-leader cannot read its own application databag on rpc: juju/juju's
+    // UniterAPI.ReadLocalApplicationSettings answers the leader only, peer relations aside).
     let mut racks = serde_json::Map::new();
     let mut behind = Vec::new();
     let to = SnapChannel::parse(&target);
