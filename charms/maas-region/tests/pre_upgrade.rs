@@ -340,3 +340,32 @@ fn every_reason_is_listed() {
     let failed = out.action.failed.unwrap();
     assert!(r.iter().all(|x| failed.contains(x.as_str())));
 }
+
+#[test]
+fn a_deb_install_reports_dpkgs_version_and_leaves_the_upgrade_to_apt() {
+    // Arrange: the same deployment installed from debs (regiond.conf where the debs keep it).
+    let mut st = healthy().with_config("install-method", "deb");
+    st.machine = st
+        .machine
+        .with_file(
+            DEB_CONF,
+            &regiond_conf("10.0.0.5", "http://10.0.0.100/MAAS"),
+            charm_lib::FileOptions::new("root", "maas", 0o640),
+        )
+        .respond(
+            &["dpkg-query", "-W", "-f=${Version}", "maas-region-api"],
+            CmdOutput::ok("1:3.6.3-16380-g.1234abcd-0ubuntu1~24.04.1"),
+        );
+    // Act
+    let out = check(&st, json!({}));
+    // Assert
+    assert_eq!(out.action.failed, None, "{:?}", out.action.results);
+    let r = &out.action.results;
+    assert_eq!(
+        r["installed-version"],
+        "1:3.6.3-16380-g.1234abcd-0ubuntu1~24.04.1"
+    );
+    assert!(!r.contains_key("installed-channel"));
+    assert!(r["refresh-to"].starts_with("none: install-method=deb"));
+    assert!(!out.command_lines().iter().any(|c| c.starts_with("snap ")));
+}
