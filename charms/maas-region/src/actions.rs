@@ -467,10 +467,11 @@ fn answers_now(ctx: &Context, url: &str) -> anyhow::Result<bool> {
         .success())
 }
 
-/// The MAAS version a region's own API reports (`VersionHandler.read` in MAAS's
-/// `src/maasserver/api/version.py`: anonymous, `version` from `get_maas_version()`), so each
-/// region speaks for the software it actually runs. With TLS on, the API is on 5443 under the
-/// application's CA (the certificate names every region's address).
+/// The MAAS version the API reports (`VersionHandler.read` in MAAS's
+/// `src/maasserver/api/version.py`: anonymous, `version` from `get_maas_version()` in
+/// `src/maasserver/models/controllerinfo.py`, the version most controllers of the deployment
+/// run, from the database: not the answering region's own). With TLS on, the API is on 5443
+/// under the application's CA (the certificate names every region's address).
 fn region_version(ctx: &Context, cfg: &Config, host: &str) -> anyhow::Result<Option<String>> {
     let ca = crate::certs::ca_file(cfg.install_method)
         .to_string_lossy()
@@ -622,11 +623,10 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     drop(peer_rel);
     let peers = relations::peers(&ctx.model)?;
     let mut regions = serde_json::Map::new();
-    let mut versions = std::collections::BTreeSet::new();
-    let mut look = |ctx: &Context,
-                    unit: &str,
-                    host: Option<&str>,
-                    reasons: &mut Vec<String>|
+    let look = |ctx: &Context,
+                unit: &str,
+                host: Option<&str>,
+                reasons: &mut Vec<String>|
      -> anyhow::Result<Value> {
         let Some(host) = host else {
             reasons.push(format!(
@@ -643,13 +643,7 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         if !ok {
             reasons.push(format!("{unit}'s regiond does not answer {health}"));
         }
-        let version = region_version(ctx, cfg, host)?;
-        if let Some(v) = &version {
-            versions.insert(v.clone());
-        }
-        Ok(
-            json!({"address": host, "answers": ok, "version": version.unwrap_or_else(|| "unknown".into())}),
-        )
+        Ok(json!({"address": host, "answers": ok}))
     };
     regions.insert(
         result_key(&me),
@@ -665,7 +659,10 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         reasons.push(format!("{me} is the only region: its refresh stops the MAAS API until it serves again (add a unit first: juju add-unit maas-region)"));
     }
     out["regions"] = Value::Object(regions);
-    out["versions"] = json!(versions.into_iter().collect::<Vec<_>>().join(", "));
+    // Other regions' installed versions are not published anywhere this unit can read; MAAS's
+    // own answer is the deployment's version.
+    out["maas-version"] =
+        json!(region_version(ctx, cfg, "127.0.0.1")?.unwrap_or_else(|| "unknown".into()));
 
     // Refreshes in progress: the init lock (also the one-region-at-a-time refresh) and every
     // open request for it.

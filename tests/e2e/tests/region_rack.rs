@@ -955,8 +955,9 @@ fn settled_with_requests<'d>(d: &'d Deployment, name: &str) -> Result<(Vec<Strin
 }
 
 /// Issue 22: on the settled deployment (three regions, two racks, the database with its
-/// standbys), pre-upgrade-check passes, reports every region's MAAS version as its own API
-/// gives it, and names 3.7/stable as the target with the racks to refresh first.
+/// standbys), pre-upgrade-check passes, finds every region answering, reports MAAS 3.6 (this
+/// unit's snap and MAAS's API), and names 3.7/stable as the target with the racks to refresh
+/// first.
 fn pre_upgrade_check_passes(d: &Deployment) -> Result<()> {
     d.wait_active(Duration::from_secs(300))?;
     let r = d.action(
@@ -972,9 +973,12 @@ fn pre_upgrade_check_passes(d: &Deployment) -> Result<()> {
         .context("no regions in the results")?;
     ensure!(regions.len() == region_units(d)?.len(), "{r}");
     for (u, v) in regions {
+        ensure!(v["answers"] == "true", "{u}: {v}");
+    }
+    for k in ["installed-version", "maas-version"] {
         ensure!(
-            v["answers"] == "true" && v["version"].as_str().is_some_and(|v| v.starts_with("3.6.")),
-            "{u}: {v}"
+            r[k].as_str().is_some_and(|v| v.starts_with("3.6.")),
+            "{k}: {r}"
         );
     }
     let racks = r["racks"].as_object().context("no racks in the results")?;
