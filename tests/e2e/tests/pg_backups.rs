@@ -5,7 +5,7 @@
 //! The drill: rows before a full backup → backup → more rows → a time T → more rows → WAL
 //! switched and archived → `restore restore-to-time=T`: exactly the rows committed before T are
 //! there, writes work, two added units copy the restored database and stream from it, and a new
-//! backup on the new timeline succeeds. Then every unit's backup exporter reports the age of
+//! backup on the new timeline succeeds. The repository is encrypted. Then every unit's backup exporter reports the age of
 //! the newest backups, and a `backup-schedule` of every minute has the primary's timer take a
 //! full backup while the standbys' timers do nothing. No hook of any unit may exit non-zero.
 
@@ -193,6 +193,23 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
     )
     .unwrap();
     archive_current_wal(&d).expect("archiving works before any backup");
+
+    // The repository is encrypted: pgBackRest reads its info file back with the passphrase,
+    // and without it the stored bytes are OpenSSL's salted ciphertext, not the INI text.
+    let get = |cipher: &str| {
+        d.exec(
+            &m,
+            &[
+                "sh",
+                "-c",
+                &format!("pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha {cipher} repo-get backup/postgresql-ha/backup.info | head -c 10"),
+            ],
+        )
+    };
+    let clear = get("").expect("repo-get with the passphrase");
+    assert!(clear.starts_with("[backrest]"), "{clear:?}");
+    let raw = get("--repo1-cipher-type=none").expect("repo-get without the passphrase");
+    assert!(raw.starts_with("Salted__"), "stored in clear: {raw:?}");
 
     let t0 = Instant::now();
     let backup = action(&d, PG, "create-backup", &["type=full"]).expect("create-backup");
