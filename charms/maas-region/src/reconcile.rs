@@ -256,7 +256,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             ctx.status(if !answers(ctx, w.cfg.haproxy)? {
                 Status::waiting(format!(
                     "MAAS does not answer {} yet (regiond starting)",
-                    local_api(w.cfg.haproxy)
+                    probed(w.cfg.haproxy)
                 ))
             } else if !tls_as_configured {
                 Status::waiting(if w.cfg.tls_enabled {
@@ -340,14 +340,29 @@ fn local_api(haproxy: bool) -> &'static str {
     }
 }
 
-/// Whether MAAS answers [`local_api`], waiting for it half a minute at most: a unit says it
-/// serves the URL only when a request to it would be answered (regiond takes seconds to start,
-/// haproxy's checks two passes to let it in; a unit Active a moment before answered 503).
+/// What [`answers`] asks, for the Waiting message: this region's own MAAS, and its haproxy.
+fn probed(haproxy: bool) -> String {
+    if haproxy {
+        format!("{} and {}", local_api(false), local_api(true))
+    } else {
+        local_api(false).to_string()
+    }
+}
+
+/// Whether this region's MAAS answers [`local_api`] and, with haproxy, this unit's haproxy
+/// does too, waiting for both half a minute at most: a unit says it serves the URL only when
+/// its own MAAS would answer (regiond takes seconds to start, haproxy's checks two passes to
+/// let it in; a unit Active a moment before answered 503). haproxy alone is not enough: it
+/// balances over every region, and another region's answer made a region that had just
+/// initialised, its nginx not listening yet, Active (the region/rack e2e drill saw it).
 fn answers(ctx: &Context, haproxy: bool) -> anyhow::Result<bool> {
-    let probe = format!(
-        "until curl -s -o /dev/null -f --max-time 3 {}; do sleep 1; done",
-        local_api(haproxy)
-    );
+    let curl = |url: &str| format!("curl -s -o /dev/null -f --max-time 3 {url}");
+    let check = if haproxy {
+        format!("{} && {}", curl(local_api(false)), curl(local_api(true)))
+    } else {
+        curl(local_api(false))
+    };
+    let probe = format!("until {check}; do sleep 1; done");
     Ok(ctx
         .machine
         .run(&Cmd::new("timeout", ["30", "sh", "-c", probe.as_str()]).allow_failure())?

@@ -55,7 +55,7 @@ fn leader_installs_configures_migrates_and_starts_in_order() {
             "timeout 30 sh -c until test -s /var/lib/maas/secret; do sleep 0.5; done; cat /var/lib/maas/secret",
             // The charm's own administrator: MAAS already has it here (apikey answers).
             "maas-region apikey --username maas-admin-internal",
-            "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/rpc/; do sleep 1; done",
+            "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1:5240/MAAS/rpc/ && curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/rpc/; do sleep 1; done",
         ]
     );
     assert_eq!(

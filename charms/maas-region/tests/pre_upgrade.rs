@@ -191,7 +191,7 @@ fn a_region_without_an_address_refuses() {
 fn this_unit_not_active_refuses() {
     let mut st = healthy();
     st.unit_status =
-        Status::waiting("MAAS does not answer http://127.0.0.1/MAAS/rpc/ yet (regiond starting)");
+        Status::waiting("MAAS does not answer http://127.0.0.1:5240/MAAS/rpc/ and http://127.0.0.1/MAAS/rpc/ yet (regiond starting)");
     let out = check(&st, json!({}));
     refused_for(&out, "maas-region/0 is waiting: MAAS does not answer");
 }

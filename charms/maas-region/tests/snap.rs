@@ -11,8 +11,8 @@ use common::*;
 /// The leader's bounded wait for the shared secret regiond writes at start-up.
 const WAIT_FOR_SECRET: &str = "timeout 30 sh -c until test -s /var/snap/maas/common/maas/secret; do sleep 0.5; done; cat /var/snap/maas/common/maas/secret";
 
-/// The wait for MAAS to answer through this unit's haproxy before it says it serves.
-const MAAS_ANSWERS: &str = "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/rpc/; do sleep 1; done";
+/// The wait for this region's MAAS, and this unit's haproxy, to answer before it says it serves.
+const MAAS_ANSWERS: &str = "timeout 30 sh -c until curl -s -o /dev/null -f --max-time 3 http://127.0.0.1:5240/MAAS/rpc/ && curl -s -o /dev/null -f --max-time 3 http://127.0.0.1/MAAS/rpc/; do sleep 1; done";
 
 #[test]
 fn first_hook_on_the_leader_installs_renders_and_initialises_in_order() {
@@ -854,7 +854,7 @@ fn a_unit_whose_maas_does_not_answer_yet_is_waiting_not_serving() {
     // Assert
     assert_eq!(
         out.state.unit_status,
-        Status::waiting("MAAS does not answer http://127.0.0.1/MAAS/rpc/ yet (regiond starting)")
+        Status::waiting("MAAS does not answer http://127.0.0.1:5240/MAAS/rpc/ and http://127.0.0.1/MAAS/rpc/ yet (regiond starting)")
     );
 }
 
