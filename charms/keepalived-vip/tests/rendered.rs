@@ -119,6 +119,7 @@ global_defs {{
     router_id keepalived-vip-1
     script_user root
     enable_script_security
+    vrrp_priority -20
     vrrp_version 2
 }}
 
