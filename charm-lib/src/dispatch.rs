@@ -41,6 +41,18 @@ impl<'a> Context<'a> {
         self.statuses = StatusCollector::default();
     }
 
+    /// The charm's config, validated; `None` after reporting Blocked with the message of the
+    /// option that does not fit (nothing should be rendered or restarted from a bad config).
+    pub fn load_config<C: crate::config::CharmConfig>(&mut self) -> crate::Result<Option<C>> {
+        match C::from_options(&self.model.config_raw()?) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                self.status(Status::blocked(e.to_string()));
+                Ok(None)
+            }
+        }
+    }
+
     /// The hook tools.
     pub fn tools(&self) -> HookTools<'a> {
         self.model.tools()

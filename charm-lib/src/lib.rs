@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod charm_state;
+pub mod config;
 pub mod cos_agent;
 pub mod databag;
 pub mod dispatch;
@@ -56,6 +57,7 @@ pub mod testing;
 #[cfg(feature = "pack")]
 pub mod pack;
 
+pub use config::CharmConfig;
 pub use dispatch::{main, Context};
 pub use error::{Error, Result};
 pub use event::{Event, EventKind, RelationEvent, RelationPhase, SecretEvent, SecretPhase};

@@ -933,3 +933,43 @@ fn run_ok_fails_the_test_with_the_hooks_error_and_log() {
     Harness::from_spec(CharmSpec::parse(META, None, None).unwrap(), fails)
         .run_ok(Trigger::Install, &State::default());
 }
+
+/// A config type through `CharmConfig`: the port must be above 1024.
+struct Checked {
+    port: u16,
+}
+
+impl crate::CharmConfig for Checked {
+    type Error = String;
+    fn from_options(o: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
+        match o.get("port").and_then(|v| v.as_u64()) {
+            Some(p) if (1025..=65535).contains(&p) => Ok(Checked { port: p as u16 }),
+            other => Err(format!(
+                "invalid port: {other:?}: expected an integer from 1025 to 65535"
+            )),
+        }
+    }
+}
+
+fn loads_checked(ctx: &mut Context) -> anyhow::Result<()> {
+    let Some(cfg) = ctx.load_config::<Checked>()? else {
+        return Ok(());
+    };
+    ctx.status(Status::active(format!("port {}", cfg.port)));
+    Ok(())
+}
+
+#[test]
+fn load_config_blocks_with_the_options_message_and_runs_nothing_else() {
+    let h = Harness::from_spec(
+        CharmSpec::parse(META, Some(CONFIG), Some(ACTIONS)).unwrap(),
+        loads_checked,
+    );
+    let out = h.run_ok(Trigger::ConfigChanged, &State::default().with_config("port", 80));
+    assert_eq!(
+        out.state.unit_status,
+        Status::blocked("invalid port: Some(80): expected an integer from 1025 to 65535")
+    );
+    let out = h.run_ok(Trigger::ConfigChanged, &State::default());
+    assert_eq!(out.state.unit_status, Status::active("port 8080"));
+}

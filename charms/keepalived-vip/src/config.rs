@@ -179,6 +179,13 @@ pub fn parse_vips(text: &str) -> Result<Vec<Cidr>, ConfigError> {
     Ok(out)
 }
 
+impl charm_lib::CharmConfig for Config {
+    type Error = ConfigError;
+    fn from_options(options: &Map<String, Value>) -> Result<Self, ConfigError> {
+        validate(options)
+    }
+}
+
 /// Validates the whole configuration; the first problem found is returned.
 pub fn validate(raw: &Map<String, Value>) -> Result<Config, ConfigError> {
     let vips = parse_vips(string(raw, "vip")?)?;

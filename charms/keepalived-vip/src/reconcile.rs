@@ -149,9 +149,8 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let unit = ctx.model.unit_name().to_string();
     let layout = Layout::new(&app);
 
-    let cfg = match config::validate(&ctx.model.config_raw()?) {
-        Ok(c) => c,
-        Err(e) => return block(ctx, &[], e.to_string()),
+    let Some(cfg) = ctx.load_config::<Config>()? else {
+        return relations::publish_principal(ctx, &[], VipState::Blocked);
     };
     // What is still to come from the principal is waited for further down: the peer address
     // is published meanwhile, but nothing is rendered or started.

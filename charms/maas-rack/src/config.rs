@@ -46,6 +46,13 @@ pub struct Config {
 /// Snap risk levels, the only mandatory part of a channel.
 const RISKS: [&str; 4] = ["stable", "candidate", "beta", "edge"];
 
+impl charm_lib::CharmConfig for Config {
+    type Error = String;
+    fn from_options(options: &Map<String, Value>) -> Result<Self, String> {
+        parse(options)
+    }
+}
+
 /// Validates the raw config map (defaults already applied by Juju).
 pub fn parse(raw: &Map<String, Value>) -> Result<Config, String> {
     let text = |key: &str| -> Result<String, String> {

@@ -59,12 +59,8 @@ pub fn reconcile(ctx: &mut Context) -> Result<()> {
 }
 
 fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
-    let cfg = match config::parse(&ctx.model.config_raw()?) {
-        Ok(c) => c,
-        Err(message) => {
-            ctx.status(Status::blocked(message));
-            return Ok(());
-        }
+    let Some(cfg) = ctx.load_config::<config::Config>()? else {
+        return Ok(());
     };
     let flavor = Flavor::of(&cfg.method);
     if let Some(installed) = record.installed.as_deref().filter(|i| *i != flavor.name()) {

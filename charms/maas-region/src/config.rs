@@ -222,6 +222,15 @@ pub fn validate_maas_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+impl charm_lib::CharmConfig for Config {
+    type Error = String;
+    fn from_options(
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, String> {
+        Config::from_json(options.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,12 +134,8 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     if is_leaving(ctx)? {
         return leave_hook(ctx);
     }
-    let cfg = match Config::from_json(ctx.model.config_raw()?) {
-        Ok(c) => c,
-        Err(msg) => {
-            ctx.status(Status::blocked(msg));
-            return Ok(());
-        }
+    let Some(cfg) = ctx.load_config::<Config>()? else {
+        return Ok(());
     };
     let stored_before = match load_stored(ctx)? {
         Ok(s) => s,

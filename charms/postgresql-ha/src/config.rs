@@ -325,6 +325,15 @@ fn option_in(msg: &str) -> Option<String> {
         .map(|k| k.to_string())
 }
 
+impl charm_lib::CharmConfig for Config {
+    type Error = ConfigError;
+    fn from_options(
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ConfigError> {
+        Config::from_raw(options)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,13 +144,9 @@ pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Resul
         ));
         return Ok(());
     }
-    let config = match Config::from_raw(&ctx.model.config_raw()?) {
-        Ok(c) => c,
-        Err(e) => {
-            // Nothing rendered, running services untouched.
-            ctx.status(Status::blocked(e.to_string()));
-            return Ok(());
-        }
+    // A bad option blocks with nothing rendered and running services untouched.
+    let Some(config) = ctx.load_config::<Config>()? else {
+        return Ok(());
     };
     let pg_version = install::ensure(ctx, &config)?;
     host_layout(ctx)?;
