@@ -3,7 +3,8 @@
 //! 10.77.41.0/24), injects each fault into the VIP's holder `--runs` times (default 5) at
 //! advert-int 1 (VRRP v2), 0.1 and 0.25 (VRRP v3), and prints a Markdown table of the times from the
 //! fault to another host holding the VIP, which it also appends to the report (`--out`, default
-//! `build/bench/report.md`). Then, per setting, the hosts are made busy (`--busy-runs`, default
+//! `build/bench/report.md`). Per setting, the holder's keepalived is also frozen for 0.4 s
+//! five times, counting takeovers; and the hosts are made busy (`--busy-runs`, default
 //! 2): busy loops on every host, with one reload of every keepalived in the middle, counting
 //! the VRRP takeovers no fault asked for, and the holder's host stopped while they run.
 //!
@@ -14,7 +15,7 @@
 mod vip;
 
 use anyhow::{bail, Context, Result};
-use e2e::Env;
+use e2e::{Env, FaultOp};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -202,12 +203,55 @@ fn busy_window(drill: &VipDrill, poller: &Poller, nice: i32) -> Result<Busy> {
     Ok(busy)
 }
 
+/// How long the holder's keepalived is frozen, and how many times, per setting: a host held up
+/// for 0.4 s (a busy host, a VM paused) should not lose the VIP, since every region passes
+/// region-vip's check and the holder would take it back at once (a flap).
+const FREEZE: Duration = Duration::from_millis(400);
+const FREEZES: usize = 5;
+
+/// Freezes every keepalived process of the holder (SIGSTOP) for [`FREEZE`], [`FREEZES`] times;
+/// returns how many times another unit took over meanwhile.
+fn freezes(drill: &VipDrill) -> Result<usize> {
+    drill.wait_vrrp_settled(Duration::from_secs(60))?;
+    let before = masters(drill)?;
+    for _ in 0..FREEZES {
+        let holder = drill.one_holder(Duration::from_secs(30))?;
+        let pids: Vec<u32> = serde_json::from_value(drill.d.fault(
+            &holder,
+            FaultOp::Pids {
+                comm: "keepalived".into(),
+            },
+        )?)?;
+        let mut frozen = Vec::new();
+        let mut res = Ok(());
+        for p in &pids {
+            match drill.d.fault(&holder, FaultOp::Freeze { pid: *p }) {
+                Ok(_) => frozen.push(*p),
+                Err(e) => res = Err(e),
+            }
+        }
+        // The length of the fault, not a wait for a result.
+        if res.is_ok() {
+            std::thread::sleep(FREEZE);
+        }
+        for p in &frozen {
+            let _ = drill.d.fault(&holder, FaultOp::Thaw { pid: *p });
+        }
+        res?;
+        // A takeover shows within a master-down interval of the thaw; settle before the next.
+        std::thread::sleep(Duration::from_secs(1));
+        drill.wait_vrrp_settled(Duration::from_secs(60))?;
+    }
+    Ok(masters(drill)? - before)
+}
+
 fn run(env: &Env, runs: usize, busy_runs: usize, md: &mut String) -> Result<()> {
     let started = Instant::now();
     let drill = VipDrill::deploy(env, "bench-vip", NET).context("deploying the drill model")?;
     let poller = Poller::start(&drill);
     let mut rows = Vec::new();
     let mut busy_rows = Vec::new();
+    let mut freeze_rows = Vec::new();
     for a in SETTINGS {
         drill.set_advert(a)?;
         let mut times: Vec<(Fault, Duration)> = Vec::new();
@@ -228,6 +272,16 @@ fn run(env: &Env, runs: usize, busy_runs: usize, md: &mut String) -> Result<()> 
                 times.push((fault, f.took));
             }
         }
+        let frozen = freezes(&drill)?;
+        eprintln!(
+            "advert-int {} s: holder frozen {} ms {FREEZES} times: {frozen} takeovers",
+            a.secs,
+            FREEZE.as_millis()
+        );
+        freeze_rows.push(vec![
+            format!("{} (v{})", a.secs, a.version),
+            format!("{frozen} of {FREEZES}"),
+        ]);
         let (mut takeovers, mut down) = (vec![Vec::new(); HOG_NICE.len()], Vec::new());
         for i in 0..busy_runs {
             for (k, nice) in HOG_NICE.into_iter().enumerate() {
@@ -324,6 +378,14 @@ fn run(env: &Env, runs: usize, busy_runs: usize, md: &mut String) -> Result<()> 
         ms(worst),
         started.elapsed().as_secs_f64()
     );
+    let _ = writeln!(
+        md,
+        "\nThe holder's keepalived frozen (SIGSTOP, then SIGCONT) for {} ms, {FREEZES} times: \
+         takeovers by another unit (each one a flap where every unit passes the check, as for \
+         region-vip).\n",
+        FREEZE.as_millis()
+    );
+    md.push_str(&table(&["advert-int s", "takeovers"], &freeze_rows));
     if !busy_rows.is_empty() {
         let _ = writeln!(
             md,
