@@ -842,10 +842,7 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
             if w.leader {
                 regrant(ctx, w, None)?;
             }
-            return Ok(match other {
-                Err(s) => Some(s),
-                _ => None,
-            });
+            return Ok(other.err());
         }
     };
     let installed = w.stored.channel.clone().unwrap_or_default();
