@@ -292,8 +292,9 @@ pub fn leave(ctx: &Context) -> anyhow::Result<()> {
         &FileOptions::root(0o644),
     )?;
     m.retire_service(paths::OBSERVER_SERVICE)?;
-    // A departed unit takes no more scheduled backups.
+    // A departed unit takes no more scheduled backups and reports none.
     m.retire_service(crate::backup_schedule::TIMER)?;
+    m.retire_service(crate::backup_metrics::SERVICE)?;
     // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
     m.retire_service(paths::PATRONI_SERVICE)?;
     if m.service_is_active(paths::ETCD_SERVICE)? {

@@ -348,8 +348,13 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
 
     // A schedule every minute: the timer on every unit fires, the primary takes a full backup,
     // the standbys say they are standbys, and the exporter reports the schedule's gap.
-    d.lm.config("postgresql-ha", &["backup-schedule=* * * * *"])
-        .expect("set backup-schedule");
+    // Retention applies to scheduled backups too: with one full backup kept, the scheduled one
+    // expires the earlier full and the incremental that depends on it.
+    d.lm.config(
+        "postgresql-ha",
+        &["backup-schedule=* * * * *", "backup-retention-full=1"],
+    )
+    .expect("set backup-schedule");
     settled(&d).expect("settled with a schedule");
     let scheduled = until(Duration::from_secs(180), "a scheduled full backup", || {
         let listed = action(&d, &primary, "list-backups", &[])?;
@@ -362,7 +367,12 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
             })
             .unwrap_or_default();
         let new = ids.iter().find(|i| i.ends_with('F') && **i != id).cloned();
-        new.ok_or_else(|| anyhow::anyhow!("backups so far: {ids:?}"))
+        let new = new.ok_or_else(|| anyhow::anyhow!("backups so far: {ids:?}"))?;
+        ensure!(
+            ids.len() == 1,
+            "older backups not expired with backup-retention-full=1: {ids:?}"
+        );
+        Ok(new)
     })
     .unwrap()
     .0;
