@@ -7,8 +7,9 @@
 //! The requirer asks in v1 (`version: v1`, a `requests` list); it must be answered in v1 (the
 //! library's `resource_created` fires), with its credentials and TLS settings only in secrets,
 //! and the endpoint it is given must be the DB VIP: it connects there with TLS verified against
-//! the `tls-ca` it received, writes, and its `uris` work. The charms run exactly as Juju would
-//! run them: no hook of any unit may exit non-zero.
+//! the `tls-ca` it received, writes, and its `uris` work. Beside it, on the same endpoint, a v0
+//! client (`database-requirer-ops`, data_interfaces v0's DatabaseRequires) is still answered in
+//! v0. The charms run exactly as Juju would run them: no hook of any unit may exit non-zero.
 
 use anyhow::{Context, Result};
 use e2e::{ha, read_in, until, Deployment, Env};
@@ -23,20 +24,22 @@ const PG: &str = "postgresql-ha/0";
 const CLIENT_MACHINE: &str = "1";
 const SETTLE: Duration = Duration::from_secs(600);
 
-/// The packed requirer (`make testcharms`), or why the test cannot run.
-fn requirer_charm(env: &Env) -> std::result::Result<PathBuf, String> {
-    let p = env.build.join("testcharms/database-requirer-v1-ops.charm");
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} is missing: run `make testcharms` (make test does)",
-            p.display()
-        ))
+/// The packed requirers, v1 and v0 (`make testcharms`), or why the test cannot run.
+fn requirer_charms(env: &Env) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let v1 = env.build.join("testcharms/database-requirer-v1-ops.charm");
+    let v0 = env.build.join("testcharms/database-requirer-ops.charm");
+    for p in [&v1, &v0] {
+        if !p.exists() {
+            return Err(format!(
+                "{} is missing: run `make testcharms` (make test does)",
+                p.display()
+            ));
+        }
     }
+    Ok((v1, v0))
 }
 
-fn bundle(env: &Env, requirer: &Path, db_vip_options: &str) -> String {
+fn bundle(env: &Env, requirer: &Path, requirer_v0: &Path, db_vip_options: &str) -> String {
     format!(
         "description: postgresql-ha behind its DB VIP against data_interfaces v1 (dpcharmlibs-interfaces)
 machines:
@@ -60,12 +63,21 @@ applications:
     options:
       database: v1_db
       extra-user-roles: createdb
+  requirer-v0:
+    charm: {charm_v0}
+    num_units: 1
+    to: [\"{CLIENT_MACHINE}\"]
+    options:
+      database: v0_db
+      extra-user-roles: createdb
 relations:
   - [\"postgresql-ha:vip\", \"db-vip:vip\"]
   - [\"postgresql-ha:database\", \"requirer:database\"]
+  - [\"postgresql-ha:database\", \"requirer-v0:database\"]
 ",
         wheelhouse = env.build.join("wheelhouse.tar.gz").display(),
         charm = requirer.display(),
+        charm_v0 = requirer_v0.display(),
     )
 }
 
@@ -88,7 +100,7 @@ fn strings(v: &Value) -> Vec<&str> {
 #[test]
 fn a_dpcharmlibs_interfaces_requirer_gets_a_database_it_reaches_through_the_db_vip() {
     let env = e2e::env_or_skip!();
-    let charm = match requirer_charm(&env) {
+    let (charm, charm_v0) = match requirer_charms(&env) {
         Ok(c) => c,
         Err(why) => {
             eprintln!("SKIPPED (local-model end-to-end): {why}");
@@ -100,7 +112,7 @@ fn a_dpcharmlibs_interfaces_requirer_gets_a_database_it_reaches_through_the_db_v
         &env,
         "pg-data-interfaces-v1",
         NET,
-        &bundle(&env, &charm, &vip_options),
+        &bundle(&env, &charm, &charm_v0, &vip_options),
         &e2e::extra_overlays(),
     )
     .expect("deploy");
@@ -205,4 +217,33 @@ fn a_dpcharmlibs_interfaces_requirer_gets_a_database_it_reaches_through_the_db_v
         .context("the written table on the server")
         .unwrap();
     assert!(rows.trim().parse::<i64>().is_ok_and(|n| n >= 1), "{rows}");
+
+    // The v0 client on the same endpoint is answered in v0, through the VIP too.
+    let (r0, _) = until(
+        SETTLE,
+        "the v0 requirer to connect through the DB VIP",
+        || {
+            let text = read_in(
+                &d,
+                CLIENT_MACHINE,
+                "/var/lib/database-requirer-ops/requirer-v0/result.json",
+            )?;
+            let r: Value = serde_json::from_str(&text)?;
+            let endpoints = r["got"]["endpoints"].as_str().unwrap_or_default();
+            anyhow::ensure!(
+                endpoints == format!("{VIP}:5432"),
+                "given {endpoints:?}: {r:#}"
+            );
+            Ok(r)
+        },
+    )
+    .expect("the v0 requirer connected through the DB VIP");
+    assert!(r0["error"].is_null(), "{r0:#}");
+    let keys0 = strings(&r0["provider-keys"]);
+    for k in ["database", "endpoints", "secret-user", "version"] {
+        assert!(keys0.contains(&k), "v0's {k} missing: {keys0:?}");
+    }
+    assert!(!keys0.contains(&"requests"), "{keys0:?}");
+    assert_eq!(r0["got"]["database"], "v0_db");
+    assert_eq!(r0["checks"]["current-database"], "v0_db");
 }
