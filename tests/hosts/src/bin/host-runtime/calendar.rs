@@ -302,6 +302,90 @@ mod tests {
         assert_eq!(next("daily UTC", T), midnight + 86_400);
     }
 
+    /// Seconds since the epoch of `YYYY-MM-DD HH:MM:SS` (UTC).
+    fn epoch(date: &str, time: &str) -> i64 {
+        let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+        let t: Vec<i64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+        let (y, m) = if d[1] <= 2 {
+            (d[0] - 1, d[1] + 9)
+        } else {
+            (d[0], d[1] - 3)
+        };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * m + 2) / 5 + d[2] - 1;
+        (era * 146_097 + doe - 719_468) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]
+    }
+
+    /// The elapses real systemd computes (`systemd-analyze calendar --iterations --base-time`,
+    /// systemd 250 and later), when it is on this machine.
+    fn systemd_elapses(spec: &str, base: i64, n: usize) -> Option<Vec<i64>> {
+        let out = std::process::Command::new("systemd-analyze")
+            .args([
+                "calendar",
+                &format!("--iterations={n}"),
+                &format!("--base-time=@{base}"),
+                spec,
+            ])
+            .env("TZ", "UTC")
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "systemd-analyze calendar {spec:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("Next elapse:") || l.contains("Iter. #"))
+                .map(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    // ... : Mon 2026-12-07 13:30:00 UTC
+                    let n = w.len();
+                    epoch(w[n - 3], w[n - 2])
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn elapses_match_real_systemds() {
+        let specs = [
+            "*-*-* 00,06,12,18:30:00 UTC",
+            "Sun,Mon,Tue *-*-* 03:00:00 UTC",
+            "*-01,02,03-01,15 01:15:00 UTC",
+            "*-*-* *:*:00 UTC",
+            "*-*-* *:05,25,45:00 UTC",
+            "Sat..Sun 02:00",
+            "*:0/15",
+            "*-*-* 8..18/2:00",
+            "weekly",
+            "monthly",
+            "quarterly",
+            "*-02-29 12:00",
+            "Fri *-*-13 00:00:00 UTC",
+        ];
+        if systemd_elapses("daily", T, 1).is_none() {
+            eprintln!("SKIPPED: needs systemd-analyze with --base-time (systemd 250 or later)");
+            return;
+        }
+        for spec in specs {
+            let want = systemd_elapses(spec, T, 5).unwrap();
+            assert_eq!(want.len(), 5, "{spec}");
+            let c = Calendar::parse(spec).unwrap();
+            let mut got = Vec::new();
+            let mut after = T;
+            for _ in 0..5 {
+                after = c.next_after(after).unwrap();
+                got.push(after);
+            }
+            assert_eq!(got, want, "{spec}");
+        }
+    }
+
     #[test]
     fn what_the_local_model_does_not_do_is_refused() {
         for (bad, why) in [
