@@ -362,6 +362,86 @@ mod tests {
         assert_eq!(parse("  "), Ok(None));
     }
 
+    /// The next `n` minutes after `base` that crontab(5) runs the schedule at, day by day
+    /// (with `*` in the day of month or the day of week, as `parse` requires).
+    fn cron_runs(s: &Schedule, base: i64, n: usize) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut day = base.div_euclid(86_400);
+        while out.len() < n {
+            let (_, m, d) = civil(day);
+            let wd = ((day + 4).rem_euclid(7)) as u32;
+            if s.days.contains(&d) && s.months.contains(&m) && s.weekdays.contains(&wd) {
+                for h in &s.hours {
+                    for mi in &s.minutes {
+                        let t = day * 86_400 + i64::from(h * 3600 + mi * 60);
+                        if t > base && out.len() < n {
+                            out.push(t);
+                        }
+                    }
+                }
+            }
+            day += 1;
+        }
+        out
+    }
+
+    /// What real systemd makes of the calendar event the charm writes: its next `n` elapses
+    /// after `base` (`systemd-analyze calendar`, systemd 250 and later), when it is here.
+    fn systemd_elapses(spec: &str, base: i64, n: usize) -> Option<Vec<i64>> {
+        let out = std::process::Command::new("systemd-analyze")
+            .args([
+                "calendar",
+                &format!("--iterations={n}"),
+                &format!("--base-time=@{base}"),
+                spec,
+            ])
+            .env("TZ", "UTC")
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("Next elapse:") || l.contains("Iter. #"))
+                .filter_map(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    let n = w.len();
+                    crate::backup::epoch_of(&format!("{} {}", w[n - 3], w[n - 2]))
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn systemd_runs_the_calendar_event_when_cron_would_run_the_line() {
+        // 2026-12-07 13:20:00 UTC, a Monday.
+        let base = 1_796_649_600;
+        if systemd_elapses("daily", base, 1).is_none() {
+            eprintln!("SKIPPED: needs systemd-analyze with --base-time (systemd 250 or later)");
+            return;
+        }
+        for line in [
+            "0 2 * * *",
+            "30 */6 * * *",
+            "*/20 * * * *",
+            "0 3 * * sun",
+            "0 3 * * 7,1-2",
+            "15 1 1,15 jan-mar *",
+            "0 0 29 2 *",
+            "0 22 * * 1-5",
+            "@weekly",
+            "@monthly",
+        ] {
+            let s = parse(line).unwrap().unwrap();
+            let cal = s.on_calendar();
+            let systemd = systemd_elapses(&cal, base, 6)
+                .unwrap_or_else(|| panic!("systemd refuses {cal:?} (from {line:?})"));
+            assert_eq!(systemd, cron_runs(&s, base, 6), "{line} -> {cal}");
+        }
+    }
+
     #[test]
     fn what_cron_and_systemd_disagree_on_or_cannot_run_is_refused() {
         for (bad, why) in [
