@@ -407,7 +407,6 @@ pub fn install_debian(name: &str) -> Result<Record, String> {
     Ok(rec)
 }
 
-
 /// Removes a package: stops and disables its services, deletes its files and links.
 pub fn uninstall(r: &Record) -> Result<(), String> {
     for u in &r.units {
@@ -429,11 +428,35 @@ mod postinst_tests {
     fn services_follow_the_dh_installsystemd_snippets() {
         // As Debian 12's haproxy and pgbackrest postinsts have them.
         let haproxy = "\t# was-enabled defaults to true, so new installations run enable.\n\tif deb-systemd-helper --quiet was-enabled 'haproxy.service'; then\n\t\tdeb-systemd-helper enable 'haproxy.service' >/dev/null || true\n\tfi\n\t\tdeb-systemd-invoke start 'haproxy.service' >/dev/null || true\n";
-        assert_eq!(on_install(haproxy, "haproxy.service"), OnInstall { enable: true, start: true });
+        assert_eq!(
+            on_install(haproxy, "haproxy.service"),
+            OnInstall {
+                enable: true,
+                start: true
+            }
+        );
         let pgbackrest = "\tif deb-systemd-helper debian-installed 'pgbackrest.service'; then\n\t\tdeb-systemd-helper unmask 'pgbackrest.service' >/dev/null || true\n\t\tif deb-systemd-helper --quiet was-enabled 'pgbackrest.service'; then\n\t\t\tdeb-systemd-helper enable 'pgbackrest.service' >/dev/null || true\n\t\tfi\n\tfi\n";
-        assert_eq!(on_install(pgbackrest, "pgbackrest.service"), OnInstall { enable: false, start: false });
+        assert_eq!(
+            on_install(pgbackrest, "pgbackrest.service"),
+            OnInstall {
+                enable: false,
+                start: false
+            }
+        );
         let keepalived = "deb-systemd-helper enable 'keepalived.service'\n\t\tdeb-systemd-invoke $_dh_action 'keepalived.service' >/dev/null || true\n";
-        assert_eq!(on_install(keepalived, "keepalived.service"), OnInstall { enable: true, start: true });
-        assert_eq!(on_install(keepalived, "other.service"), OnInstall { enable: false, start: false });
+        assert_eq!(
+            on_install(keepalived, "keepalived.service"),
+            OnInstall {
+                enable: true,
+                start: true
+            }
+        );
+        assert_eq!(
+            on_install(keepalived, "other.service"),
+            OnInstall {
+                enable: false,
+                start: false
+            }
+        );
     }
 }
