@@ -965,7 +965,10 @@ fn load_config_blocks_with_the_options_message_and_runs_nothing_else() {
         CharmSpec::parse(META, Some(CONFIG), Some(ACTIONS)).unwrap(),
         loads_checked,
     );
-    let out = h.run_ok(Trigger::ConfigChanged, &State::default().with_config("port", 80));
+    let out = h.run_ok(
+        Trigger::ConfigChanged,
+        &State::default().with_config("port", 80),
+    );
     assert_eq!(
         out.state.unit_status,
         Status::blocked("invalid port: Some(80): expected an integer from 1025 to 65535")

@@ -224,9 +224,7 @@ pub fn validate_maas_url(url: &str) -> Result<String, String> {
 
 impl charm_lib::CharmConfig for Config {
     type Error = String;
-    fn from_options(
-        options: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Self, String> {
+    fn from_options(options: &serde_json::Map<String, serde_json::Value>) -> Result<Self, String> {
         Config::from_json(options.clone())
     }
 }

@@ -80,7 +80,10 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
     let m = req.method.as_str();
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match (m, segs.as_slice()) {
-        ("GET", ["api", "2.0", "version"]) => ok(version(region)),
+        ("GET", ["api", "2.0", "version"]) => {
+            let deployment = region.with_db(db::deployment_version)?;
+            ok(version(region, deployment))
+        }
         // The UI's entry page, for load balancers that check it.
         ("GET", [""] | ["r", ..]) => Ok(Response {
             status: 200,
@@ -105,12 +108,14 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
 /// The MAAS version of the debs (the snap's is its channel's, `snapinfo::version`).
 pub const VERSION: &str = "3.6.3";
 
-/// The version document; `hostname` tells tests which region answered.
-pub fn version(region: &Region) -> Value {
+/// The version document. `version` is the deployment's, not the answering region's
+/// (`api/version.py` `read`: `str(get_maas_version())`, so "None" before any controller
+/// reported one); `hostname` tells tests which region answered.
+pub fn version(region: &Region, deployment: Option<String>) -> Value {
     json!({
         "capabilities": ["networks-management", "static-ipaddresses", "ipv6-deployment-ubuntu",
                          "devices-management", "storage-deployment-ubuntu", "network-deployment-ubuntu"],
-        "version": region.version,
+        "version": deployment.unwrap_or_else(|| "None".to_string()),
         "subversion": "maas-standin",
         "hostname": region.hostname,
         "system_id": region.system_id,

@@ -194,6 +194,10 @@ CREATE TABLE IF NOT EXISTS standin_rack (
     hostname text PRIMARY KEY, system_id text NOT NULL UNIQUE, region text NOT NULL DEFAULT '',
     interfaces text NOT NULL DEFAULT '', first_registered timestamptz NOT NULL DEFAULT now(),
     last_seen timestamptz NOT NULL DEFAULT now());
+-- Each controller's MAAS version, as MAAS's ControllerInfo.version
+-- (src/maasserver/models/controllerinfo.py): what /api/2.0/version/ counts.
+ALTER TABLE standin_region ADD COLUMN IF NOT EXISTS version text NOT NULL DEFAULT '';
+ALTER TABLE standin_rack ADD COLUMN IF NOT EXISTS version text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS standin_rack_event (
     id bigserial PRIMARY KEY, hostname text NOT NULL, accepted boolean NOT NULL,
     reason text NOT NULL DEFAULT '', region text NOT NULL DEFAULT '',
@@ -323,19 +327,105 @@ fn first_value(c: &mut Client, name: &str, candidate: &str) -> Result<String> {
     )
 }
 
-/// Records that this region is alive: one heartbeat row, and its controller row.
-pub fn heartbeat(c: &mut Client, hostname: &str, system_id: &str, maas_url: &str) -> Result<()> {
+/// Records that this region is alive: one heartbeat row, and its controller row with the
+/// version it runs (MAAS: `start_up.py` `set_versions_info` at start-up, kept current by
+/// `regiondservices/version_update_check.py`).
+pub fn heartbeat(
+    c: &mut Client,
+    hostname: &str,
+    system_id: &str,
+    maas_url: &str,
+    version: &str,
+) -> Result<()> {
     let pid = std::process::id() as i32;
     c.execute(
         "INSERT INTO standin_heartbeat (hostname, system_id) VALUES ($1, $2)",
         &[&hostname, &system_id],
     )?;
     c.execute(
-        "INSERT INTO standin_region (hostname, system_id, maas_url, pid) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (hostname) DO UPDATE SET system_id = $2, maas_url = $3, pid = $4, last_seen = now()",
-        &[&hostname, &system_id, &maas_url, &pid],
+        "INSERT INTO standin_region (hostname, system_id, maas_url, pid, version) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (hostname) DO UPDATE SET system_id = $2, maas_url = $3, pid = $4, version = $5, last_seen = now()",
+        &[&hostname, &system_id, &maas_url, &pid, &version],
     )?;
     Ok(())
+}
+
+/// The deployment's MAAS version, as `GET /api/2.0/version/` gives it (`api/version.py` →
+/// `controllerinfo.py` `get_maas_version`): the short version (up to the qualifier) that the
+/// most controllers run, the highest on a tie; a node counts once. `None` before any
+/// controller reported one.
+pub fn deployment_version(c: &mut Client) -> Result<Option<String>> {
+    let rows = c.query(
+        "SELECT hostname, version FROM standin_region WHERE version <> ''
+         UNION SELECT hostname, version FROM standin_rack WHERE version <> ''
+           AND hostname NOT IN (SELECT hostname FROM standin_region WHERE version <> '')",
+        &[],
+    )?;
+    Ok(most_common_version(
+        rows.iter().map(|r| r.get::<_, String>(1)),
+    ))
+}
+
+/// MAAS's `MAASVersion.main_version` of each, counted; the most common, the highest on a tie
+/// (`provisioningserver/utils/version.py`: numbers, then qualifier rc > beta > alpha, a
+/// release above all three).
+pub fn most_common_version(versions: impl Iterator<Item = String>) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<(u32, u32, u32, i32, u32), (usize, String)> =
+        Default::default();
+    for v in versions {
+        let Some((key, short)) = main_version(&v) else {
+            continue;
+        };
+        counts.entry(key).or_insert((0, short)).0 += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|(ka, (na, _)), (kb, (nb, _))| na.cmp(nb).then(ka.cmp(kb)))
+        .map(|(_, (_, short))| short)
+}
+
+/// `major.minor.point[~qualifierN]` and its order, from a MAAS version string such as
+/// `3.6.0-16321-g.9f0d1a2` or `3.7.0~beta2-...`.
+fn main_version(v: &str) -> Option<((u32, u32, u32, i32, u32), String)> {
+    let mut parts = v.splitn(3, '.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    let rest = parts.next()?;
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let point: u32 = digits.parse().ok()?;
+    let after = rest[digits.len()..].trim_start_matches('~');
+    let qtype: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase())
+        .collect();
+    let qnum: String = after[qtype.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let (order, short_q) = match (qtype.as_str(), qnum.parse::<u32>()) {
+        ("rc" | "beta" | "alpha", Ok(n)) => (
+            match qtype.as_str() {
+                "rc" => -1,
+                "beta" => -2,
+                _ => -3,
+            },
+            Some((qtype.clone(), n)),
+        ),
+        _ => (0, None),
+    };
+    let mut short = format!("{major}.{minor}.{point}");
+    let qn = short_q.as_ref().map_or(0, |(_, n)| *n);
+    if let Some((t, n)) = &short_q {
+        short.push_str(&format!(
+            "~{t}{}",
+            if *n == 0 {
+                String::new()
+            } else {
+                n.to_string()
+            }
+        ));
+    }
+    Some(((major, minor, point, order, qn), short))
 }
 
 /// Drops heartbeats older than an hour so a long run does not grow the table without bound.
@@ -663,6 +753,7 @@ pub fn rack_seen(
     hostname: &str,
     region: &str,
     interfaces: &[String],
+    version: Option<&str>,
 ) -> Result<RackRegistration> {
     let ifaces = interfaces.join(",");
     let existing = c.query_opt(
@@ -691,6 +782,13 @@ pub fn rack_seen(
             .get(0)
         }
     };
+    // rackcontrollers.py register: "Update the version" when the rack sent one
+    if let Some(v) = version {
+        c.execute(
+            "UPDATE standin_rack SET version = $2 WHERE hostname = $1",
+            &[&hostname, &v],
+        )?;
+    }
     for cidr in interfaces.iter().filter_map(|i| network_of(i)) {
         c.execute(
             "INSERT INTO standin_subnet (cidr) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -1322,5 +1420,40 @@ mod tests {
         assert_eq!(network_of("bogus"), None);
         assert!(in_cidr("10.77.0.250".parse().unwrap(), "10.77.0.0/24"));
         assert!(!in_cidr("10.77.1.1".parse().unwrap(), "10.77.0.0/24"));
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::most_common_version;
+
+    fn of(vs: &[&str]) -> Option<String> {
+        most_common_version(vs.iter().map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn the_version_most_controllers_run_up_to_the_qualifier() {
+        // get_maas_version: counted by main_version, so builds of one release count together
+        assert_eq!(
+            of(&["3.6.0-16321-g.abc", "3.6.0-16400-g.def", "3.7.0-100-g.0a1"]).as_deref(),
+            Some("3.6.0")
+        );
+        assert_eq!(of(&["3.6.3", "3.7.1", "3.7.1"]).as_deref(), Some("3.7.1"));
+    }
+
+    #[test]
+    fn a_tie_goes_to_the_highest_and_a_release_is_above_its_candidates() {
+        assert_eq!(of(&["3.6.0", "3.7.0"]).as_deref(), Some("3.7.0"));
+        assert_eq!(
+            of(&["3.7.0~beta2-1-g.a", "3.7.0~rc1-2-g.b"]).as_deref(),
+            Some("3.7.0~rc1")
+        );
+        assert_eq!(of(&["3.7.0~rc1", "3.7.0"]).as_deref(), Some("3.7.0"));
+    }
+
+    #[test]
+    fn no_version_reported_is_none() {
+        assert_eq!(of(&[]), None);
+        assert_eq!(of(&["not-a-version"]), None);
     }
 }

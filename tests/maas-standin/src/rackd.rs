@@ -483,6 +483,7 @@ impl Service {
             &w,
             &json!({"cmd": "RegisterRackController", "system_id": system_id,
                     "hostname": self.hostname, "interfaces": interfaces(), "url": url,
+                    "version": crate::snapinfo::version(self.flavor),
                     "proof": util::rack_proof(&secret, &self.hostname)}),
         )
         .map_err(|e| fail(e.into()))?;

@@ -203,7 +203,13 @@ impl Region {
     /// secret file: `maas init` deletes it and `dbupgrade` does not write it.
     fn start_up(&self, c: &mut Client) -> Result<()> {
         let shared = db::shared_secret(c, &util::random_hex(32))?;
-        db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
+        db::heartbeat(
+            c,
+            &self.hostname,
+            &self.system_id,
+            &self.maas_url(),
+            &self.version,
+        )?;
         let uuid = db::maas_uuid(c)?;
         if util::read_trimmed(&self.flavor.maas_uuid()).as_deref() != Some(uuid.as_str()) {
             util::write_file(
@@ -242,7 +248,13 @@ impl Region {
             let Some((_, c)) = client.as_mut() else {
                 unreachable!("connected above")
             };
-            db::heartbeat(c, &self.hostname, &self.system_id, &self.maas_url())?;
+            db::heartbeat(
+                c,
+                &self.hostname,
+                &self.system_id,
+                &self.maas_url(),
+                &self.version,
+            )?;
             if prune {
                 db::prune_heartbeats(c)?;
             }
@@ -363,8 +375,14 @@ extern "C" fn on_terminate(_: libc::c_int) {
 fn exit_cleanly_on_sigterm(region: Arc<Region>) {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        libc::signal(libc::SIGTERM, on_terminate as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_terminate as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGTERM,
+            on_terminate as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGINT,
+            on_terminate as *const () as libc::sighandler_t,
+        );
     }
     std::thread::spawn(move || loop {
         if TERMINATING.load(Ordering::SeqCst) {

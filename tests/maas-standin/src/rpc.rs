@@ -219,7 +219,9 @@ fn register(
             return Ok(json!({"error": "CannotRegisterRackController",
                 "reason": "the shared secret does not match", "region": region.hostname}));
         }
-        let reg = db::rack_seen(c, &hostname, &region.hostname, &interfaces)?;
+        // region.py RegisterRackController: `version` is optional
+        let version = req["version"].as_str();
+        let reg = db::rack_seen(c, &hostname, &region.hostname, &interfaces, version)?;
         db::rack_event(c, &hostname, true, "registered", &region.hostname)?;
         if let Ok(mut g) = registered.lock() {
             *g = Some(reg.system_id.clone());
