@@ -356,7 +356,8 @@ impl<'s> FakeJuju<'s> {
                 Ok(Vec::new())
             }
             "status-get" => {
-                let (flags, pos) = parse(args, &["--format"], &["--application", "--include-data"])?;
+                let (flags, pos) =
+                    parse(args, &["--format"], &["--application", "--include-data"])?;
                 check_empty(&pos)?;
                 // status-get.go toDetails: message and status-data only with --include-data
                 let data = flags.contains_key("--include-data");
