@@ -253,16 +253,47 @@ pub struct Registry {
 /// 3.5's `MEMINFO_FIELDS` (src/provisioningserver/prometheus/collectors.py): each is a gauge
 /// `maas_node_mem_<field>` labelled `service_type`, in kB as /proc/meminfo has it.
 pub const MEMINFO_FIELDS: &[&str] = &[
-    "AnonPages", "Buffers", "Cached", "CommitLimit", "Committed_AS", "Dirty", "HugePages_Free",
-    "HugePages_Rsvd", "HugePages_Surp", "HugePages_Total", "Mapped", "MemAvailable", "MemFree",
-    "MemTotal", "PageTables", "Shmem", "Slab", "SReclaimable", "SUnreclaim", "SwapCached",
-    "SwapFree", "SwapTotal", "VmallocChunk", "VmallocTotal", "VmallocUsed", "Writeback",
+    "AnonPages",
+    "Buffers",
+    "Cached",
+    "CommitLimit",
+    "Committed_AS",
+    "Dirty",
+    "HugePages_Free",
+    "HugePages_Rsvd",
+    "HugePages_Surp",
+    "HugePages_Total",
+    "Mapped",
+    "MemAvailable",
+    "MemFree",
+    "MemTotal",
+    "PageTables",
+    "Shmem",
+    "Slab",
+    "SReclaimable",
+    "SUnreclaim",
+    "SwapCached",
+    "SwapFree",
+    "SwapTotal",
+    "VmallocChunk",
+    "VmallocTotal",
+    "VmallocUsed",
+    "Writeback",
     "WritebackTmp",
 ];
 
 /// collectors.py `CPU_TIME_FIELDS`: the `cpu` row of /proc/stat, in order.
 pub const CPU_TIME_FIELDS: &[&str] = &[
-    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice",
+    "user",
+    "nice",
+    "system",
+    "idle",
+    "iowait",
+    "irq",
+    "softirq",
+    "steal",
+    "guest",
+    "guest_nice",
 ];
 
 /// collectors.py `USER_HZ`: CPU ticks per second.
@@ -333,7 +364,9 @@ impl Registry {
             let listed = MEMINFO_FIELDS.contains(&key)
                 && !(node == crate::snapinfo::NodeMetrics::V3_4
                     && (key == "VmallocChunk" || key == "VmallocTotal"));
-            let Ok(v) = value.parse::<f64>() else { continue };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
             if listed {
                 let name = format!("maas_node_mem_{key}");
                 out.push_str(&format!(
@@ -706,7 +739,10 @@ mod tests {
             "maas_node_mem_MemTotal{{host=\"h\",maas_id=\"None\",pid=\"{pid}\",service_type=\"None\"}} {}\n",
             go_float(mem_total)
         )), "{text}");
-        assert!(text.contains("# TYPE maas_node_cpu_time counter\n"), "{text}");
+        assert!(
+            text.contains("# TYPE maas_node_cpu_time counter\n"),
+            "{text}"
+        );
         assert!(text.contains("maas_node_cpu_time_total{host=\"h\",maas_id=\"None\",service_type=\"None\",state=\"user\"} "), "{text}");
         assert!(text.contains("maas_node_mem_VmallocTotal{"), "{text}");
         // 3.4's list joins two names by a missing comma: neither is reported.
@@ -714,7 +750,11 @@ mod tests {
         let old = Registry::with_node_metrics(Some("h".into()), Some(NodeMetrics::V3_4));
         old.set_maas_uuid("u", "rack");
         let text = old.render();
-        assert!(!text.contains("maas_node_mem_VmallocTotal") && !text.contains("maas_node_mem_VmallocChunk"), "{text}");
+        assert!(
+            !text.contains("maas_node_mem_VmallocTotal")
+                && !text.contains("maas_node_mem_VmallocChunk"),
+            "{text}"
+        );
         assert!(text.contains(&format!("maas_node_mem_MemFree{{host=\"h\",maas_id=\"u\",pid=\"{pid}\",service_type=\"rack\"}} ")), "{text}");
         // 3.6 and later report none of it.
         assert_eq!(Registry::new(None).render(), "");

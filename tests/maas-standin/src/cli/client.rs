@@ -109,7 +109,14 @@ fn send(
         } else {
             format!("{url}?{encoded}")
         };
-        http::request_verified("GET", &full, &headers, None, Duration::from_secs(30), cacerts)
+        http::request_verified(
+            "GET",
+            &full,
+            &headers,
+            None,
+            Duration::from_secs(30),
+            cacerts,
+        )
     } else {
         http::request_verified(
             method,
@@ -150,7 +157,9 @@ pub fn login(args: &[String]) -> i32 {
         return 1;
     }
     if a.flag("--insecure") {
-        return fail("Error: --insecure is not supported by the MAAS stand-in (it always verifies).");
+        return fail(
+            "Error: --insecure is not supported by the MAAS stand-in (it always verifies).",
+        );
     }
     let cacerts = match a.get("--cacerts") {
         None => None,
@@ -158,7 +167,9 @@ pub fn login(args: &[String]) -> i32 {
             // argparse.FileType: an unreadable file is argparse's error (exit 2).
             let pem = match std::fs::read_to_string(f) {
                 Ok(t) => t,
-                Err(e) => return report(p.error(&crate::argparse::cannot_open("--cacerts", f, &e))),
+                Err(e) => {
+                    return report(p.error(&crate::argparse::cannot_open("--cacerts", f, &e)))
+                }
             };
             if openssl::x509::X509::from_pem(pem.as_bytes()).is_err() {
                 return fail("CommandError: Invalid PEM material");
@@ -369,7 +380,13 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
         form.insert(0, ("op".into(), fixed_op.into()));
     }
     let url = format!("{}{rel}", profile.url);
-    match send(method, &url, &profile.key, &form, profile.cacerts.as_deref()) {
+    match send(
+        method,
+        &url,
+        &profile.key,
+        &form,
+        profile.cacerts.as_deref(),
+    ) {
         Ok(r) if (200..300).contains(&r.status) => {
             match serde_json::from_str::<Value>(&r.body) {
                 Ok(v) if v.is_object() || v.is_array() => {
