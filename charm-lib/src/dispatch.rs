@@ -53,6 +53,25 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// A line for the unit file of a service that runs the charm's own binary
+    /// (`<charm dir>/dispatch`): `# charm binary <fingerprint>`. A refresh that brings another
+    /// binary changes the unit file, so the caller's "unit file changed → restart" restarts the
+    /// service onto the new code; a refresh with the same binary restarts nothing. Without it
+    /// the service would run the old binary (its inode survives the charm directory's
+    /// replacement) until the host reboots. Empty when the binary cannot be read.
+    pub fn charm_binary_line(&self) -> Result<String, crate::MachineError> {
+        use blake2::digest::{consts::U16, Digest};
+        let path = std::path::Path::new(&self.event.charm_dir()).join("dispatch");
+        Ok(match self.machine.read_file(&path)? {
+            Some(bytes) => {
+                let sum = blake2::Blake2b::<U16>::digest(&bytes);
+                let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+                format!("# charm binary {hex}\n")
+            }
+            None => String::new(),
+        })
+    }
+
     /// The hook tools.
     pub fn tools(&self) -> HookTools<'a> {
         self.model.tools()

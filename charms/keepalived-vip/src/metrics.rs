@@ -34,11 +34,12 @@ pub fn exposition(held: &[(IpAddr, bool)]) -> String {
     out
 }
 
-/// The systemd unit of the exporter.
-pub fn unit(l: &Layout, charm_dir: &str, port: u16, vips: &[IpAddr]) -> String {
+/// The systemd unit of the exporter; `binary_line` is `Context::charm_binary_line` (the
+/// exporter is the charm's binary: a refresh that changes it restarts the exporter).
+pub fn unit(l: &Layout, charm_dir: &str, binary_line: &str, port: u16, vips: &[IpAddr]) -> String {
     let vips: Vec<String> = vips.iter().map(ToString::to_string).collect();
     format!(
-        "[Unit]\nDescription=keepalived-vip {app}: VIP state for Prometheus on 127.0.0.1:{port}\nAfter=network-online.target\n\n\
+        "{binary_line}[Unit]\nDescription=keepalived-vip {app}: VIP state for Prometheus on 127.0.0.1:{port}\nAfter=network-online.target\n\n\
 [Service]\nType=simple\nExecStart={charm_dir}/dispatch metrics {app} {port} {vips}\nRestart=always\nRestartSec=2\n\n\
 [Install]\nWantedBy=multi-user.target\n",
         app = l.app,
@@ -132,9 +133,11 @@ mod tests {
         let u = unit(
             &Layout::new("db-vip"),
             "/var/lib/juju/agents/unit-db-vip-0/charm",
+            "# charm binary 00ff\n",
             9751,
             &["10.0.0.201".parse().unwrap()],
         );
         assert!(u.contains("ExecStart=/var/lib/juju/agents/unit-db-vip-0/charm/dispatch metrics db-vip 9751 10.0.0.201\n"), "{u}");
+        assert!(u.starts_with("# charm binary 00ff\n[Unit]\n"), "{u}");
     }
 }

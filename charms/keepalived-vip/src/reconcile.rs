@@ -302,7 +302,13 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     host::ensure_metrics(
         ctx.machine,
         &layout,
-        &crate::metrics::unit(&layout, &ctx.event.charm_dir(), metrics_port, &vips),
+        &crate::metrics::unit(
+            &layout,
+            &ctx.event.charm_dir(),
+            &ctx.charm_binary_line()?,
+            metrics_port,
+            &vips,
+        ),
     )?;
     crate::cos::publish(ctx, metrics_port)?;
     claims.insert(unit, mine);

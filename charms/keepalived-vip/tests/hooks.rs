@@ -1252,3 +1252,37 @@ fn the_vip_state_exporter_runs_and_the_collector_gets_its_job_rules_and_dashboar
         }
     }
 }
+
+/// The exporter is the charm's own binary: a refresh that brings another one restarts it (else
+/// it would serve the old code until the host reboots); a refresh with the same binary, none.
+#[test]
+fn a_refresh_with_another_charm_binary_restarts_the_exporter_and_only_then() {
+    const DISPATCH: &str = "/var/lib/juju/agents/unit-keepalived-vip-0/charm/dispatch";
+    const METRICS: &str = "keepalived-vip-metrics-keepalived-vip";
+    let h = harness();
+    let mut st = base();
+    st.machine = st
+        .machine
+        .with_file(DISPATCH, "binary one", FileOptions::root(0o755));
+    let first = h.run_ok(Trigger::ConfigChanged, &st);
+    let same = h.run_ok(Trigger::UpgradeCharm, &first.state);
+    assert!(
+        !ran(&same, &format!("systemctl restart {METRICS}")),
+        "{:?}",
+        same.command_lines()
+    );
+    let mut st = same.state.clone();
+    st.machine = st
+        .machine
+        .with_file(DISPATCH, "binary two", FileOptions::root(0o755));
+    let refreshed = h.run_ok(Trigger::UpgradeCharm, &st);
+    assert!(
+        ran(&refreshed, &format!("systemctl restart {METRICS}")),
+        "{:?}",
+        refreshed.command_lines()
+    );
+    assert!(
+        !ran(&refreshed, "systemctl restart keepalived-keepalived-vip"),
+        "keepalived itself is not the charm's binary"
+    );
+}
