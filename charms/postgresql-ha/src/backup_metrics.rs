@@ -82,10 +82,11 @@ pub fn exposition(
 }
 
 /// The service: root, as the charm's binary is not the postgres account's to run; pgBackRest
-/// itself runs as postgres.
-pub fn unit(charm_dir: &str, stanza: &str, max_interval: Option<i64>) -> String {
+/// itself runs as postgres. `binary_line` (`Context::charm_binary_line`) makes a refresh that
+/// brings another charm binary restart it.
+pub fn unit(charm_dir: &str, binary_line: &str, stanza: &str, max_interval: Option<i64>) -> String {
     format!(
-        "[Unit]\nDescription=postgresql-ha: the age of the last good backup for Prometheus on 127.0.0.1:{PORT}\nAfter=network-online.target\n\n\
+        "{binary_line}[Unit]\nDescription=postgresql-ha: the age of the last good backup for Prometheus on 127.0.0.1:{PORT}\nAfter=network-online.target\n\n\
 [Service]\nType=simple\nExecStart={charm_dir}/dispatch backup-metrics {stanza} {PORT} {}\nRestart=always\nRestartSec=5\n\n\
 [Install]\nWantedBy=multi-user.target\n",
         max_interval.unwrap_or(0)
@@ -107,7 +108,13 @@ pub fn apply(ctx: &Context, repository: Option<Option<i64>>) -> anyhow::Result<(
     let stanza = backup::stanza(ctx.model.app_name());
     let changed = m.write_file(
         Path::new(UNIT_FILE),
-        unit(&ctx.event.charm_dir(), &stanza, max_interval).as_bytes(),
+        unit(
+            &ctx.event.charm_dir(),
+            &ctx.charm_binary_line()?,
+            &stanza,
+            max_interval,
+        )
+        .as_bytes(),
         &FileOptions::root(0o644),
     )?;
     if changed {
@@ -252,12 +259,18 @@ mod tests {
 
     #[test]
     fn the_unit_runs_the_charm_binary_for_the_stanza() {
-        let u = unit("/var/lib/juju/agents/unit-pg-0/charm", "pg", Some(3600));
+        let u = unit(
+            "/var/lib/juju/agents/unit-pg-0/charm",
+            "# charm binary 0a\n",
+            "pg",
+            Some(3600),
+        );
+        assert!(u.starts_with("# charm binary 0a\n[Unit]\n"), "{u}");
         assert!(
             u.contains("ExecStart=/var/lib/juju/agents/unit-pg-0/charm/dispatch backup-metrics pg 9854 3600\n"),
             "{u}"
         );
-        assert!(unit("/c", "pg", None).contains("backup-metrics pg 9854 0\n"));
+        assert!(unit("/c", "", "pg", None).contains("backup-metrics pg 9854 0\n"));
         assert_eq!(target(), "127.0.0.1:9854");
     }
 }
