@@ -16,7 +16,7 @@ struct Cli {
     unhold: bool,
 }
 
-fn parse(argv: &[String]) -> Cli {
+fn parse(argv: &[String]) -> Result<Cli, String> {
     let mut c = Cli {
         names: vec![],
         channel: None,
@@ -28,9 +28,14 @@ fn parse(argv: &[String]) -> Cli {
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--channel" => c.channel = it.next().cloned(),
+            "--channel" => {
+                c.channel = it
+                    .next()
+                    .map(|v| option_value("--channel", v))
+                    .transpose()?
+            }
             s if s.starts_with("--channel=") => {
-                c.channel = Some(s["--channel=".len()..].to_string())
+                c.channel = Some(option_value("--channel", &s["--channel=".len()..])?)
             }
             "--stable" | "--candidate" | "--beta" | "--edge" => {
                 c.channel = Some(format!("latest/{}", &a[2..]))
@@ -38,13 +43,82 @@ fn parse(argv: &[String]) -> Cli {
             "--enable" => c.enable = true,
             "--disable" => c.disable = true,
             "--hold" => c.hold = Some("forever".into()),
-            s if s.starts_with("--hold=") => c.hold = Some(s["--hold=".len()..].to_string()),
+            s if s.starts_with("--hold=") => {
+                c.hold = Some(option_value("--hold", &s["--hold=".len()..])?)
+            }
             "--unhold" => c.unhold = true,
             s if s.starts_with('-') => {}
             _ => c.names.push(a.clone()),
         }
     }
-    c
+    Ok(c)
+}
+
+/// An option's value as go-flags hands it to snap: one that starts with `"` is a Go string
+/// literal and is unquoted (go-flags parser.go `parseOption`, `unquoteIfPossible` →
+/// `strconv.Unquote`, for every option without an `unquote:"false"` tag, which none of
+/// snapd's cmd/snap options has), so `--channel="3.8/edge"` reaching snap through an exec
+/// without a shell is channel 3.8/edge. Positional arguments (snap names, `snap set`'s
+/// `key=value`) are not unquoted (`addArgs` converts them as they are). A literal go-flags
+/// cannot unquote is refused with its `marshalError` message.
+fn option_value(flag: &str, v: &str) -> Result<String, String> {
+    if !v.starts_with('"') {
+        return Ok(v.to_string());
+    }
+    go_unquote(v).ok_or_else(|| {
+        format!("error: invalid argument for flag `{flag}' (expected string): invalid syntax")
+    })
+}
+
+/// Go's `strconv.Unquote` for a double-quoted literal: the escapes of the Go spec's
+/// interpreted string literals; a bare `"` or a newline inside, or a bad escape, is an error.
+fn go_unquote(s: &str) -> Option<String> {
+    let body = s.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out: Vec<u8> = Vec::new();
+    let mut it = body.chars();
+    let hex = |it: &mut std::str::Chars, n: usize| -> Option<u32> {
+        let digits: String = it.by_ref().take(n).collect();
+        (digits.len() == n)
+            .then(|| u32::from_str_radix(&digits, 16).ok())
+            .flatten()
+    };
+    while let Some(ch) = it.next() {
+        match ch {
+            '"' | '\n' => return None,
+            '\\' => {
+                let e = it.next()?;
+                match e {
+                    'a' => out.push(7),
+                    'b' => out.push(8),
+                    'f' => out.push(12),
+                    'n' => out.push(b'\n'),
+                    'r' => out.push(b'\r'),
+                    't' => out.push(b'\t'),
+                    'v' => out.push(11),
+                    '\\' => out.push(b'\\'),
+                    '"' => out.push(b'"'),
+                    // A byte, as Go puts it in the string (not a code point).
+                    'x' => out.push(u8::try_from(hex(&mut it, 2)?).ok()?),
+                    '0'..='7' => {
+                        let rest: String = it.by_ref().take(2).collect();
+                        let v = u32::from_str_radix(&format!("{e}{rest}"), 8).ok()?;
+                        if rest.len() != 2 || v > 255 {
+                            return None;
+                        }
+                        out.push(v as u8);
+                    }
+                    'u' | 'U' => {
+                        let c = char::from_u32(hex(&mut it, if e == 'u' { 4 } else { 8 })?)?;
+                        out.extend_from_slice(c.to_string().as_bytes());
+                    }
+                    _ => return None,
+                }
+            }
+            c => out.extend_from_slice(c.to_string().as_bytes()),
+        }
+    }
+    // Go strings may hold any bytes; an argv option value here is text.
+    String::from_utf8(out).ok()
 }
 
 /// "3.5" → "3.5/stable"; "latest/edge" stays.
@@ -65,7 +139,13 @@ pub fn main(argv: &[String]) -> i32 {
         eprintln!("error: the local model's snap needs a command");
         return 1;
     };
-    let cli = parse(rest);
+    let cli = match parse(rest) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
     let r = match cmd.as_str() {
         "install" => install(&cli),
         "refresh" => refresh(&cli),
@@ -628,4 +708,52 @@ fn get(argv: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn option_values_are_unquoted_as_go_flags_does() {
+        let c = parse(&argv(&["maas", "--channel=\"3.8/edge\""])).unwrap();
+        assert_eq!(c.channel.as_deref(), Some("3.8/edge"));
+        let c = parse(&argv(&["--channel", "\"3.6/stable\"", "maas"])).unwrap();
+        assert_eq!(c.channel.as_deref(), Some("3.6/stable"));
+        assert_eq!(c.names, ["maas"]);
+        let c = parse(&argv(&["--hold=\"72h\"", "maas"])).unwrap();
+        assert_eq!(c.hold.as_deref(), Some("72h"));
+        // Only a value that starts with a quote is a literal.
+        let c = parse(&argv(&["--channel=3.8/\"edge\""])).unwrap();
+        assert_eq!(c.channel.as_deref(), Some("3.8/\"edge\""));
+        // Positional arguments stay as given.
+        let c = parse(&argv(&["\"maas\""])).unwrap();
+        assert_eq!(c.names, ["\"maas\""]);
+    }
+
+    #[test]
+    fn a_literal_go_cannot_unquote_is_refused() {
+        for bad in ["\"3.8/edge", "\"a\"b\"", "\"\\q\"", "\"\\x4\""] {
+            let e = parse(&argv(&[&format!("--channel={bad}")])).err();
+            assert_eq!(
+                e.as_deref(),
+                Some("error: invalid argument for flag `--channel' (expected string): invalid syntax"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn go_escapes() {
+        assert_eq!(
+            go_unquote(r#""a\tb\x41\101\u00e9\\\"""#).as_deref(),
+            Some("a\tbAAé\\\"")
+        );
+        assert_eq!(go_unquote("\"\"").as_deref(), Some(""));
+        assert_eq!(go_unquote("\"").as_deref(), None);
+    }
 }
