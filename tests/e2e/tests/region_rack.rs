@@ -151,8 +151,28 @@ fn regions_and_racks_in_ha_on_one_deployment() {
         .into_iter()
         .collect();
     let started = Instant::now();
-    let d =
-        Deployment::bundle(&env, "region-rack", NET, &extra).expect("deploy bundles/maas-ha.yaml");
+    // The database VIP is down for the regions' first init: db-vip's own check fails on every
+    // unit (nothing listens on 127.0.0.1:9), so keepalived holds the VIP nowhere.
+    let vip_down = env.build.join("e2e/region-rack-db-vip-down.yaml");
+    std::fs::create_dir_all(env.build.join("e2e")).expect("build/e2e");
+    std::fs::write(
+        &vip_down,
+        format!("applications:\n  db-vip:\n    options:\n      check: {DB_VIP_DOWN_CHECK}\n"),
+    )
+    .expect("write the db-vip overlay");
+    let mut overlays = vec![vip_down];
+    overlays.extend(extra);
+    let d = Deployment::bundle(&env, "region-rack", NET, &overlays)
+        .expect("deploy bundles/maas-ha.yaml");
+    step(
+        "the database VIP down at the first init: the regions wait, none Active, nothing initialised",
+        || db_vip_down_at_first_init(&d),
+    );
+    step(
+        "the database VIP back: the regions initialise; none Active before its MAAS serves",
+        || db_vip_back(&d),
+    );
+    // The first settling of this deployment: any hook error since `lm deploy` fails it.
     step("the bundle settles with every unit active", || {
         d.wait_active(Duration::from_secs(900))
     });
@@ -221,6 +241,97 @@ fn regions_and_racks_in_ha_on_one_deployment() {
         || tls_on(&d),
     );
     eprintln!("whole run: {:.0?}", started.elapsed());
+}
+
+/// db-vip's extra check while the drill keeps the database VIP down.
+const DB_VIP_DOWN_CHECK: &str = "tcp:9";
+
+/// The model settles with the database VIP held nowhere: postgresql-ha gives the regions no
+/// endpoint (its units say why), so no region runs `maas init` (no snap_mode) and none is Active.
+fn db_vip_down_at_first_init(d: &Deployment) -> Result<()> {
+    let (_, took) = until(
+        Duration::from_secs(900),
+        "settled with the regions waiting for their database endpoint",
+        || {
+            let regions = region_units(d)?;
+            if let Some((n, _, m)) = regions.iter().find(|(_, s, _)| s == "active") {
+                // Not retried: a region Active without its database is the failure itself.
+                panic!("{n} is active while the database VIP is down: {m}");
+            }
+            ensure!(regions.len() >= 2, "regions: {regions:?}");
+            ensure!(d.lm.unsettled()?.is_empty(), "not settled");
+            ensure!(
+                regions
+                    .iter()
+                    .all(|(_, s, m)| s == "waiting" && m.contains("database")),
+                "regions: {regions:?}"
+            );
+            Ok(())
+        },
+    )?;
+    eprintln!("    settled with the DB VIP down in {took:.0?}");
+    ensure!(
+        d.vip_holders(&d.db_vip())?.is_empty(),
+        "someone holds the DB VIP"
+    );
+    let pg: Vec<(String, String, String)> = d
+        .units()?
+        .into_iter()
+        .filter(|(n, _, _)| n.starts_with("postgresql-ha/"))
+        .collect();
+    ensure!(
+        pg.iter()
+            .any(|(_, s, m)| s == "waiting" && m.contains("to hold the database VIP")),
+        "postgresql-ha says why it gives the regions nothing: {pg:?}"
+    );
+    // The snap's install writes "none"; init writes the mode only after its migrations.
+    for m in d.machines_of("maas-region")? {
+        let mode = read_in(d, &m, "/var/snap/maas/common/snap_mode").unwrap_or_default();
+        ensure!(
+            matches!(mode.trim(), "" | "none"),
+            "machine {m}: MAAS initialised ({mode:?}) without a database"
+        );
+    }
+    Ok(())
+}
+
+/// db-vip's check back to passing: the VIP is held, postgresql-ha publishes it, each region
+/// initialises. Until every region is Active, each one that says Active has its MAAS answer.
+fn db_vip_back(d: &Deployment) -> Result<()> {
+    d.lm.config("db-vip", &["check="])?;
+    let holder = d.wait_vip_holder(&d.db_vip(), Duration::from_secs(120))?;
+    eprintln!("    the DB VIP is on machine {holder}");
+    let mut seen_serving = BTreeSet::new();
+    let (_, took) = until(Duration::from_secs(900), "every region active", || {
+        for (unit, status, _) in region_units(d)? {
+            if status != "active" || seen_serving.contains(&unit) {
+                continue;
+            }
+            let m = d.machine_of(&unit)?;
+            if let Err(e) = get_in(d, &m, "http://127.0.0.1:5240/MAAS/rpc/") {
+                let show = |argv: &[&str]| {
+                    d.exec(&m, argv)
+                        .unwrap_or_else(|e| format!("{}: {e:#}", argv.join(" ")))
+                };
+                panic!(
+                    "{unit} is active but its MAAS does not answer: {e:#}\nsnap_mode: {}\n{}\nthrough its haproxy: {}\nstatus: {:?}",
+                    show(&["cat", "/var/snap/maas/common/snap_mode"]),
+                    show(&["sh", "-c", "snap services maas; pgrep -a nginx; pgrep -a regiond"]),
+                    show(&["curl", "-sS", "-f", "--max-time", "5", "http://127.0.0.1/MAAS/rpc/"]),
+                    region_units(d)
+                );
+            }
+            seen_serving.insert(unit);
+        }
+        let regions = region_units(d)?;
+        ensure!(
+            regions.iter().all(|(_, s, _)| s == "active"),
+            "regions: {regions:?}"
+        );
+        Ok(())
+    })?;
+    eprintln!("    every region initialised and serving {took:.0?} after the VIP came back");
+    Ok(())
 }
 
 fn regions_and_racks_use_the_vip(d: &Deployment) -> Result<()> {
