@@ -67,6 +67,12 @@ pub fn main(argv: &[String]) -> i32 {
         }
     };
     let sup = Sup::new(name.clone());
+    // What reads snapd's API instead of running `snap` (charms on Canonical's snap library)
+    // finds it answering from boot, as snapd.socket is on an Ubuntu machine.
+    if let Err(e) = crate::snapd::start(sup.clone()) {
+        report(&format!("cannot listen on {}: {e}\n", crate::snapd::SOCKET));
+        return 1;
+    }
     {
         let s = sup.clone();
         std::thread::spawn(move || s.reaper());

@@ -18,6 +18,7 @@ mod journalctl;
 mod launch;
 mod members;
 mod snap;
+mod snapd;
 mod specifiers;
 mod sup;
 mod sys;

@@ -585,7 +585,7 @@ fn list(c: &Cli) -> Result<(), String> {
 }
 
 /// Units of a snap: `snap.NAME.APP.service` files in the unit directories.
-fn snap_units(name: &str) -> Vec<String> {
+pub(crate) fn snap_units(name: &str) -> Vec<String> {
     let pre = format!("snap.{name}.");
     let mut v = Vec::new();
     for d in DIRS {
