@@ -18,7 +18,7 @@ CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 export PIP_NO_CACHE_DIR := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent check-data-interfaces check-rules test unit-test demo bench lint clean
+.PHONY: all deps build catalog charms testcharms check-charms check-bundle check-wheelhouse check-cos-agent check-data-interfaces check-snap-library check-rules test unit-test demo bench lint clean
 
 all: charms
 
@@ -87,6 +87,19 @@ $(DPV1_VENV)/.stamp: $(DPV1_REQUIREMENTS)
 	@touch $@
 check-data-interfaces: $(DPV1_VENV)/.stamp
 	DATA_INTERFACES_PYTHON=$(abspath $(DPV1_VENV))/bin/python $(CARGO) test -q -p postgresql-ha --test data_interfaces_v1_library -- --ignored
+
+## check-snap-library: Canonical's snap library (PyPI's charmlibs-snap, the SnapCache API of
+## operator_libs_linux.v2.snap) in a host, against its snapd API socket and `snap` (root). Its own
+## venv of the hosts' Python, pinned; hosts see the machine's build/ (only /tmp is theirs
+## alone), so the test runs this venv's interpreter inside the host.
+SNAPLIB_VENV := $(BUILD)/snaplib-venv
+SNAPLIB_REQUIREMENTS := tests/hosts/tests/snap_library/requirements.txt
+$(SNAPLIB_VENV)/.stamp: $(SNAPLIB_REQUIREMENTS)
+	rm -rf $(SNAPLIB_VENV) && $(HOST_PYTHON) -m venv $(SNAPLIB_VENV)
+	$(SNAPLIB_VENV)/bin/pip install -q -r $(SNAPLIB_REQUIREMENTS)
+	@touch $@
+check-snap-library: $(SNAPLIB_VENV)/.stamp
+	SNAP_LIBRARY_PYTHON=$(abspath $(SNAPLIB_VENV))/bin/python $(CARGO) test -q -p hosts --test snap_library
 
 # Wheels (sdists built into wheels, so installing needs no build tools) for the hosts' Python,
 # as an air-gapped site would attach them. Built with the hosts' own interpreter
@@ -181,7 +194,7 @@ unit-test: charms catalog testcharms
 	$(CARGO) test -p e2e --no-fail-fast
 
 ## test: everything CI runs.
-test: deps check-rules unit-test check-cos-agent check-data-interfaces check-charms check-bundle check-wheelhouse
+test: deps check-rules unit-test check-cos-agent check-data-interfaces check-snap-library check-charms check-bundle check-wheelhouse
 
 ## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes

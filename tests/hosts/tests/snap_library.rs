@@ -1,0 +1,149 @@
+//! Canonical's snap library (PyPI's charmlibs-snap 1.x: `SnapCache`, `Snap.ensure`, `snap.add`,
+//! the API of charms.operator_libs_linux.v2.snap), unchanged, run inside a host against its
+//! snapd API socket and `snap`: what it reads is what `snap install` did, and what it installs
+//! (through the CLI, with the channel in literal quotes) is what `snap list` shows.
+//!
+//! It needs a Python with the library: build/snaplib-venv, which `make check-snap-library`
+//! (part of `make test`) builds from tests/snap_library/requirements.txt; `SNAP_LIBRARY_PYTHON`
+//! names another (not under /tmp, which hosts have their own of). Without one the test is
+//! skipped, saying so.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snap_library/snaps.py");
+
+fn python() -> PathBuf {
+    std::env::var_os("SNAP_LIBRARY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/snaplib-venv/bin/python")
+        })
+}
+
+/// Two snaps with a daemon each; one offered on several channels.
+fn catalog(prefix: &str) -> PathBuf {
+    let dir = PathBuf::from("/tmp/hosts-catalogs").join(prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, channels) in [
+        (
+            "lmlib",
+            json!({"latest/stable": {"version": "3.6.1", "revision": "41"},
+                   "3.8/edge": {"version": "3.8.0~beta1", "revision": "57"}}),
+        ),
+        (
+            "lmother",
+            json!({"latest/stable": {"version": "1.0", "revision": "3"},
+                   "2.0/stable": {"version": "2.0.2", "revision": "9"}}),
+        ),
+    ] {
+        let unit = format!("snap.{name}.daemon.service");
+        std::fs::write(
+            dir.join(&unit),
+            "[Service]\nExecStart=/bin/sleep 1000\n[Install]\nWantedBy=multi-user.target\n",
+        )
+        .unwrap();
+        let snap = json!({
+            "name": name, "kind": "snap",
+            "files": [{"src": dir.join(&unit).display().to_string(),
+                       "dst": format!("/etc/systemd/system/{unit}"), "mode": "0644"}],
+            "enable": [unit],
+            "channels": channels,
+        });
+        std::fs::write(dir.join(format!("{name}.json")), snap.to_string()).unwrap();
+    }
+    dir
+}
+
+/// Runs the library's script in the host; its JSON answer (Null when it prints nothing).
+fn library(h: &hosts::Host, py: &Path, args: &[&str]) -> Value {
+    let o = h
+        .command(&py.to_string_lossy())
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "snaps.py {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+#[test]
+fn canonicals_snap_library_reads_what_snap_installed() {
+    if skip() {
+        return;
+    }
+    let py = python();
+    if !py.exists() {
+        eprintln!(
+            "SKIPPED: no Python with Canonical's snap library at {} (make check-snap-library builds it)",
+            py.display()
+        );
+        return;
+    }
+    let mut t = TestLab::new("hslib", 66, Some(catalog("hslib")));
+    let a = t.add("snaplib1");
+
+    sh(&a, "snap install lmlib --channel=3.8/edge");
+    let daemon = json!({"daemon": "simple", "daemon_scope": "system", "enabled": true,
+                        "active": true, "activators": []});
+    assert_eq!(
+        library(&a, &py, &["read", "lmlib", "lmother", "nosuchsnap"]),
+        json!({
+            "lmlib": {"present": true, "state": "latest", "channel": "3.8/edge",
+                      "revision": "57", "version": "3.8.0~beta1", "confinement": "strict",
+                      "services": {"daemon": daemon}},
+            // Not installed: looked up in the store (find), available on its default channel.
+            "lmother": {"present": false, "state": "available", "channel": "latest/stable",
+                        "revision": "3", "version": "1.0", "confinement": "strict"},
+            "nosuchsnap": {"error": "SnapNotFoundError"},
+        })
+    );
+
+    // The library installs and refreshes through `snap`, with `--channel="<channel>"` as one
+    // argument and no shell: the channel must arrive unquoted.
+    library(&a, &py, &["add", "lmother", "2.0/stable"]);
+    assert!(
+        sh(&a, "snap list lmother").contains("2.0/stable"),
+        "{}",
+        sh(&a, "snap list lmother")
+    );
+    library(&a, &py, &["ensure", "lmlib", "latest/stable"]);
+    let read = library(&a, &py, &["read", "lmlib", "lmother"]);
+    assert_eq!(
+        (
+            &read["lmlib"]["channel"],
+            &read["lmlib"]["revision"],
+            &read["lmlib"]["version"]
+        ),
+        (&json!("latest/stable"), &json!("41"), &json!("3.6.1"))
+    );
+    assert_eq!(
+        (
+            &read["lmother"]["present"],
+            &read["lmother"]["channel"],
+            &read["lmother"]["revision"]
+        ),
+        (&json!(true), &json!("2.0/stable"), &json!("9"))
+    );
+
+    // A service the CLI stopped is inactive to the library.
+    sh(&a, "snap stop lmother");
+    let read = library(&a, &py, &["read", "lmother"]);
+    assert_eq!(
+        read["lmother"]["services"]["daemon"]["active"],
+        json!(false)
+    );
+    t.destroy();
+}
