@@ -1,7 +1,8 @@
 //! Canonical's snap library (PyPI's charmlibs-snap 1.x: `SnapCache`, `Snap.ensure`, `snap.add`,
 //! the API of charms.operator_libs_linux.v2.snap), unchanged, run inside a host against its
 //! snapd API socket and `snap`: what it reads is what `snap install` did, and what it installs
-//! (through the CLI, with the channel in literal quotes) is what `snap list` shows.
+//! (through the CLI, with the channel in literal quotes) is what `snap list` shows; the
+//! configuration it sets (through the API) and gets (through `snap get -d`) round-trips.
 //!
 //! It needs a Python with the library: build/snaplib-venv, which `make check-snap-library`
 //! (part of `make test`) builds from tests/snap_library/requirements.txt; `SNAP_LIBRARY_PYTHON`
@@ -137,6 +138,33 @@ fn canonicals_snap_library_reads_what_snap_installed() {
         ),
         (&json!(true), &json!("2.0/stable"), &json!("9"))
     );
+
+    // Configuration: set goes through the API (untyped: every value a string), get through
+    // `snap get` (typed: `-d`, a JSON document).
+    library(
+        &a,
+        &py,
+        &["set", "lmlib", r#"{"mode": "region", "port": 5240}"#],
+    );
+    assert_eq!(sh(&a, "snap get lmlib port"), "5240");
+    assert_eq!(
+        library(&a, &py, &["get", "lmlib", "port", "typed"]),
+        json!("5240")
+    );
+    library(
+        &a,
+        &py,
+        &["set", "lmlib", r#"{"port": 5241, "debug": true}"#, "typed"],
+    );
+    assert_eq!(
+        library(&a, &py, &["get", "lmlib", "port", "typed"]),
+        json!(5241)
+    );
+    assert_eq!(
+        library(&a, &py, &["get", "lmlib", "debug", "typed"]),
+        json!(true)
+    );
+    assert_eq!(library(&a, &py, &["get", "lmlib", "mode"]), json!("region"));
 
     // A service the CLI stopped is inactive to the library.
     sh(&a, "snap stop lmother");

@@ -34,10 +34,22 @@ fn catalog(prefix: &str) -> PathBuf {
 
 /// One HTTP/1.1 exchange on an open connection: status code and JSON body.
 fn exchange(c: &mut BufReader<UnixStream>, method: &str, path: &str, close: bool) -> (u16, Value) {
+    send(c, method, path, close, "")
+}
+
+/// One exchange with a JSON request body.
+fn send(
+    c: &mut BufReader<UnixStream>,
+    method: &str,
+    path: &str,
+    close: bool,
+    body: &str,
+) -> (u16, Value) {
     let conn = if close { "Connection: close\r\n" } else { "" };
     write!(
         c.get_mut(),
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n{conn}Content-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n{conn}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut status = String::new();
@@ -57,6 +69,11 @@ fn exchange(c: &mut BufReader<UnixStream>, method: &str, path: &str, close: bool
     let mut body = vec![0; len];
     c.read_exact(&mut body).unwrap();
     (code, serde_json::from_slice(&body).unwrap())
+}
+
+fn put(h: &hosts::Host, path: &str, body: &str) -> (u16, Value) {
+    let s = UnixStream::connect(h.path("/run/snapd.socket")).expect("snapd socket");
+    send(&mut BufReader::new(s), "PUT", path, true, body)
 }
 
 fn get(h: &hosts::Host, method: &str, path: &str) -> (u16, Value) {
@@ -184,6 +201,59 @@ fn snapd_socket_answers_for_the_snaps_snap_installed() {
     let mut c = BufReader::new(s);
     assert_eq!(exchange(&mut c, "GET", "/v2/snaps/lmapi", false).0, 200);
     assert_eq!(exchange(&mut c, "GET", "/v2/snaps/nosuch", true).0, 404);
+
+    // Configuration through the API is a change, done when answered; `snap get` sees it,
+    // typed (a number prints as JSON, a string as itself), and null unsets.
+    sh(&a, "snap set lmapi keep=1 drop=x");
+    let (code, v) = put(
+        &a,
+        "/v2/snaps/lmapi/conf",
+        r#"{"mode": "region", "port": 5240, "drop": null}"#,
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(
+        (&v["type"], &v["status"], &v["result"]),
+        (&json!("async"), &json!("Accepted"), &Value::Null)
+    );
+    let id = v["change"].as_str().unwrap().to_string();
+    let (code, c) = get(&a, "GET", &format!("/v2/changes/{id}"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        (
+            &c["result"]["id"],
+            &c["result"]["kind"],
+            &c["result"]["summary"],
+            &c["result"]["status"],
+            &c["result"]["ready"]
+        ),
+        (
+            &json!(id),
+            &json!("configure-snap"),
+            &json!("Change configuration of \"lmapi\" snap"),
+            &json!("Done"),
+            &json!(true)
+        )
+    );
+    assert_eq!(sh(&a, "snap get lmapi mode"), "region");
+    assert_eq!(sh(&a, "snap get -t lmapi mode"), "\"region\"");
+    assert_eq!(sh(&a, "snap get lmapi port"), "5240");
+    assert_eq!(
+        serde_json::from_str::<Value>(&sh(&a, "snap get -d lmapi")).unwrap(),
+        json!({"keep": 1, "mode": "region", "port": 5240})
+    );
+    assert_eq!(
+        put(&a, "/v2/snaps/nosuch/conf", "{}").1["result"],
+        json!({"message": "snap \"nosuch\" is not installed", "kind": "snap-not-found", "value": "nosuch"})
+    );
+    assert_eq!(put(&a, "/v2/snaps/lmapi/conf", "[1]").0, 400);
+    assert_eq!(
+        get(&a, "GET", "/v2/changes/999"),
+        (
+            404,
+            json!({"type": "error", "status-code": 404, "status": "Not Found",
+                     "result": {"message": "cannot find change with id \"999\""}})
+        )
+    );
 
     sh(&a, "snap remove lmapi");
     assert_eq!(get(&a, "GET", "/v2/snaps").1["result"], json!([]));

@@ -3,6 +3,8 @@
     snaps.py read NAME...           what a fresh SnapCache says of each name
     snaps.py add NAME CHANNEL       snap.add(NAME, channel=CHANNEL)
     snaps.py ensure NAME CHANNEL    SnapCache()[NAME].ensure(SnapState.Latest, channel=CHANNEL)
+    snaps.py set NAME JSON [typed]  SnapCache()[NAME].set(JSON's object, typed=...)
+    snaps.py get NAME KEY [typed]   SnapCache()[NAME].get(KEY, typed=...), printed as JSON
 
 Only the library's public API, unchanged, as a charm calls it.
 """
@@ -44,6 +46,10 @@ def main(argv):
         snap.add(args[0], channel=args[1])
     elif cmd == "ensure":
         snap.SnapCache()[args[0]].ensure(snap.SnapState.Latest, channel=args[1])
+    elif cmd == "set":
+        snap.SnapCache()[args[0]].set(json.loads(args[1]), typed=args[2:] == ["typed"])
+    elif cmd == "get":
+        print(json.dumps(snap.SnapCache()[args[0]].get(args[1], typed=args[2:] == ["typed"])))
     else:
         sys.exit(f"unknown command {cmd}")
 

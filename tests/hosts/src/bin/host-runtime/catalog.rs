@@ -73,8 +73,9 @@ pub struct Record {
     pub files: Vec<String>,
     pub symlinks: Vec<String>,
     pub units: Vec<String>,
-    /// `snap set` values.
-    pub config: std::collections::BTreeMap<String, String>,
+    /// A snap's configuration, typed as snapd keeps it (`snap set` values that parse as JSON
+    /// are JSON; records from before hold strings, which read the same).
+    pub config: std::collections::BTreeMap<String, serde_json::Value>,
     /// Snaps: the installed revision (`snap list`'s Rev).
     pub revision: String,
     /// Snaps: `snap refresh --hold`: `forever` or an RFC 3339 time.

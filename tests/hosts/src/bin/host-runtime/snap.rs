@@ -56,9 +56,9 @@ fn parse(argv: &[String]) -> Result<Cli, String> {
 
 /// An option's value as go-flags hands it to snap: one that starts with `"` is a Go string
 /// literal and is unquoted (go-flags parser.go `parseOption`, `unquoteIfPossible` →
-/// `strconv.Unquote`, for every option without an `unquote:"false"` tag, which none of
-/// snapd's cmd/snap options has), so `--channel="3.8/edge"` reaching snap through an exec
-/// without a shell is channel 3.8/edge. Positional arguments (snap names, `snap set`'s
+/// `strconv.Unquote`, for every option without an `unquote:"false"` tag; in snapd's cmd/snap
+/// only `snap get --default` has one, not `--channel` nor `--hold`), so `--channel="3.8/edge"`
+/// reaching snap through an exec without a shell is channel 3.8/edge. Positional arguments (snap names, `snap set`'s
 /// `key=value`) are not unquoted (`addArgs` converts them as they are). A literal go-flags
 /// cannot unquote is refused with its `marshalError` message.
 fn option_value(flag: &str, v: &str) -> Result<String, String> {
@@ -175,7 +175,7 @@ pub fn main(argv: &[String]) -> i32 {
     }
 }
 
-fn installed(name: &str) -> Option<Record> {
+pub(crate) fn installed(name: &str) -> Option<Record> {
     catalog::record(name).filter(|r| r.kind == "snap")
 }
 
@@ -243,7 +243,7 @@ fn held(hold: Option<&str>) -> bool {
     }
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -251,7 +251,7 @@ fn now_unix() -> i64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` ↔ seconds since the epoch (UTC only: what this snap writes).
-fn unix_to_rfc3339(t: i64) -> String {
+pub(crate) fn unix_to_rfc3339(t: i64) -> String {
     let days = t.div_euclid(86400);
     let secs = t.rem_euclid(86400);
     // Howard Hinnant's civil_from_days.
@@ -666,46 +666,159 @@ fn control(cmd: &str, c: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-fn set(argv: &[String]) -> Result<(), String> {
-    let (name, kvs) = argv
-        .split_first()
-        .ok_or("error: the required argument `<snap>` was not provided")?;
-    let mut r = installed(name).ok_or(format!("error: snap \"{name}\" is not installed"))?;
-    for kv in kvs.iter().filter(|a| !a.starts_with('-')) {
-        match kv.split_once('=') {
-            Some((k, v)) => {
-                r.config.insert(k.to_string(), v.to_string());
+/// A configuration change: a value to set, or None to unset (snapd's null).
+pub(crate) type Patch = Vec<(String, Option<serde_json::Value>)>;
+
+/// `key=value` and `key!` as snapd's client reads them (client/clientutil/config.go
+/// `ParseConfigValues`): a value that parses as JSON is that JSON, else the string as given
+/// (`-s`: always the string; `-t`: JSON or an error). Keys are flat here: a dotted key is not
+/// nested into a document as snapd does.
+fn parse_config_values(kvs: &[&String], string: bool, typed: bool) -> Result<Patch, String> {
+    let mut patch = Patch::new();
+    for kv in kvs {
+        let Some((k, v)) = kv.split_once('=') else {
+            if let Some(k) = kv.strip_suffix('!') {
+                if k.is_empty() {
+                    return Err(
+                        "error: configuration keys cannot be empty (use key! to unset a key)"
+                            .into(),
+                    );
+                }
+                patch.push((k.to_string(), None));
+                continue;
             }
-            None => {
-                r.config.remove(kv.trim_end_matches('!'));
+            return Err(format!(
+                "error: invalid configuration: {kv:?} (want key=value)"
+            ));
+        };
+        if k.is_empty() {
+            return Err("error: configuration keys cannot be empty".into());
+        }
+        let value = if string {
+            serde_json::Value::String(v.to_string())
+        } else {
+            match serde_json::from_str(v) {
+                Ok(j) => j,
+                Err(e) if typed => return Err(format!("error: failed to parse JSON: {e}")),
+                Err(_) => serde_json::Value::String(v.to_string()),
+            }
+        };
+        patch.push((k.to_string(), Some(value)));
+    }
+    Ok(patch)
+}
+
+/// Applies a patch as snapd's configstate does: a null value removes the key.
+pub(crate) fn apply_patch(
+    conf: &mut std::collections::BTreeMap<String, serde_json::Value>,
+    patch: Patch,
+) {
+    for (k, v) in patch {
+        match v {
+            Some(serde_json::Value::Null) | None => {
+                conf.remove(&k);
+            }
+            Some(v) => {
+                conf.insert(k, v);
             }
         }
     }
+}
+
+/// `snap set [-s|-t] <snap> key=value... key!...` (cmd/snap/cmd_set.go).
+fn set(argv: &[String]) -> Result<(), String> {
+    let string = argv.iter().any(|a| a == "-s" || a == "--string");
+    let typed = argv.iter().any(|a| a == "-t" || a == "--typed");
+    if string && typed {
+        return Err("error: cannot use -t and -s together".into());
+    }
+    let args: Vec<&String> = argv.iter().filter(|a| !a.starts_with('-')).collect();
+    let (name, kvs) = args
+        .split_first()
+        .ok_or("error: the required argument `<snap>` was not provided")?;
+    let mut r = installed(name).ok_or(format!("error: snap \"{name}\" is not installed"))?;
+    let patch = parse_config_values(kvs, string, typed)?;
+    apply_patch(&mut r.config, patch);
     catalog::save(&r)
 }
 
+/// Go's `json.MarshalIndent(v, "", "\t")`, which `snap get` prints documents with.
+fn json_tabs(v: &serde_json::Value) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut out,
+        serde_json::ser::PrettyFormatter::with_indent(b"\t"),
+    );
+    let _ = v.serialize(&mut ser);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `snap get [-d|-t|-l] <snap> [<key>...]` (cmd/snap/cmd_get.go `Execute`, `outputDefault`):
+/// `-d` prints the document (`{key: value}`, or all of it) as JSON; otherwise one key with a
+/// string value prints the string, another value prints as JSON (`-t`: strings too), and
+/// several keys or none print a list on a terminal, else JSON after snapd's warning.
 fn get(argv: &[String]) -> Result<(), String> {
+    let has = |f: &str| argv.iter().any(|a| a == f);
+    let (document, typed, list) = (has("-d"), has("-t"), has("-l"));
+    if document && typed {
+        return Err("error: cannot use -d and -t together".into());
+    }
+    if document && list {
+        return Err("error: cannot use -d and -l together".into());
+    }
     let args: Vec<&String> = argv.iter().filter(|a| !a.starts_with('-')).collect();
     let (name, keys) = args
         .split_first()
         .ok_or("error: the required argument `<snap>` was not provided")?;
     let r = installed(name).ok_or(format!("error: snap \"{name}\" is not installed"))?;
+    let mut conf = serde_json::Map::new();
     if keys.is_empty() {
-        println!("Key  Value");
-        for (k, v) in &r.config {
-            println!("{k}  {v}");
-        }
-        return Ok(());
+        conf.extend(r.config.clone());
     }
     for k in keys {
-        match r.config.get(k.as_str()) {
-            Some(v) => println!("{v}"),
-            None => {
-                return Err(format!(
-                    "error: snap \"{name}\" has no \"{k}\" configuration option"
-                ))
+        let v = r.config.get(k.as_str()).ok_or(format!(
+            "error: snap \"{name}\" has no \"{k}\" configuration option"
+        ))?;
+        conf.insert(k.to_string(), v.clone());
+    }
+    let print_list = |conf: &serde_json::Map<String, serde_json::Value>| {
+        println!("Key  Value");
+        for (k, v) in conf {
+            match v {
+                serde_json::Value::String(s) => println!("{k}  {s}"),
+                serde_json::Value::Object(_) => println!("{k}  {{...}}"),
+                other => println!("{k}  {other}"),
             }
         }
+    };
+    if document {
+        println!("{}", json_tabs(&serde_json::Value::Object(conf)));
+        return Ok(());
+    }
+    if list {
+        print_list(&conf);
+        return Ok(());
+    }
+    if keys.is_empty() && conf.is_empty() {
+        return Err(format!("error: snap \"{name}\" has no configuration"));
+    }
+    if keys.len() == 1 {
+        match &conf[keys[0].as_str()] {
+            serde_json::Value::String(s) if !typed => println!("{s}"),
+            serde_json::Value::Object(_) => {}
+            v => println!("{}", json_tabs(v)),
+        }
+        if !conf[keys[0].as_str()].is_object() {
+            return Ok(());
+        }
+    }
+    // SAFETY: isatty has no preconditions.
+    if unsafe { libc::isatty(1) } == 1 {
+        print_list(&conf);
+    } else {
+        eprintln!("WARNING: The output of 'snap get' will become a list with columns - use -d or -l to force the output format.");
+        println!("{}", json_tabs(&serde_json::Value::Object(conf)));
     }
     Ok(())
 }
@@ -745,6 +858,62 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn config_values_parse_as_snapds_client_does() {
+        let a: Vec<String> = argv(&["n=5", "s=region", "j={\"a\":[1]}", "q=\"5\"", "gone!"]);
+        let refs: Vec<&String> = a.iter().collect();
+        let p = parse_config_values(&refs, false, false).unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("n".to_string(), Some(serde_json::json!(5))),
+                ("s".to_string(), Some(serde_json::json!("region"))),
+                ("j".to_string(), Some(serde_json::json!({"a": [1]}))),
+                ("q".to_string(), Some(serde_json::json!("5"))),
+                ("gone".to_string(), None),
+            ]
+        );
+        // -s keeps the text; -t wants JSON.
+        let p = parse_config_values(&refs[..1], true, false).unwrap();
+        assert_eq!(p[0].1, Some(serde_json::json!("5")));
+        let bad = argv(&["s=region"]);
+        let e = parse_config_values(&[&bad[0]], false, true).unwrap_err();
+        assert!(e.starts_with("error: failed to parse JSON: "), "{e}");
+        let bad = argv(&["novalue"]);
+        assert_eq!(
+            parse_config_values(&[&bad[0]], false, false).unwrap_err(),
+            "error: invalid configuration: \"novalue\" (want key=value)"
+        );
+    }
+
+    #[test]
+    fn a_null_or_unset_removes_a_key() {
+        let mut c = std::collections::BTreeMap::new();
+        apply_patch(
+            &mut c,
+            vec![
+                ("a".into(), Some(serde_json::json!(1))),
+                ("b".into(), Some(serde_json::json!("x"))),
+            ],
+        );
+        apply_patch(
+            &mut c,
+            vec![
+                ("a".into(), Some(serde_json::Value::Null)),
+                ("b".into(), None),
+            ],
+        );
+        assert!(c.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn documents_print_as_go_marshal_indent_with_tabs() {
+        assert_eq!(
+            json_tabs(&serde_json::json!({"a": {"b": 1}, "c": "x"})),
+            "{\n\t\"a\": {\n\t\t\"b\": 1\n\t},\n\t\"c\": \"x\"\n}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! snapd's REST API on `/run/snapd.socket`, served by the host's init over the records the
 //! `snap` stand-in keeps, for what reads snapd's API instead of running `snap` (Canonical's
 //! snap library: `SnapCache` lists `GET /v2/snaps`, looks up a snap it lacks with
-//! `GET /v2/find?name=`, and reads a snap's services from `GET /v2/apps`). Read-only: a
-//! request that would change a snap is refused; the library changes snaps through the CLI.
+//! `GET /v2/find?name=`, reads a snap's services from `GET /v2/apps`, and sets configuration
+//! with `PUT /v2/snaps/<name>/conf`, waiting on `GET /v2/changes/<id>`). It installs, refreshes
+//! and removes through the CLI, so those writes are refused here.
 //!
 //! Sources (github.com/canonical/snapd): the envelope is daemon/response.go `respJSON`
 //! (`type`, `status-code`, `status` = Go's `http.StatusText`, `result`, `sources` on find
@@ -74,7 +75,7 @@ fn connection(sup: &Arc<Sup>, c: UnixStream) {
         if rd.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, v) = answer(sup, &method, &target);
+        let (status, v) = answer(sup, &method, &target, &body);
         let text = v.to_string();
         let mut w = &c;
         let head = format!(
@@ -96,6 +97,7 @@ fn connection(sup: &Arc<Sup>, c: UnixStream) {
 fn status_text(code: u16) -> &'static str {
     match code {
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -172,11 +174,24 @@ fn comma_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn answer(sup: &Arc<Sup>, method: &str, target: &str) -> (u16, Value) {
+fn answer(sup: &Arc<Sup>, method: &str, target: &str, body: &[u8]) -> (u16, Value) {
     let (path, q) = target.split_once('?').unwrap_or((target, ""));
+    if let Some(name) = path
+        .strip_prefix("/v2/snaps/")
+        .and_then(|p| p.strip_suffix("/conf"))
+    {
+        if method == "PUT" {
+            return set_conf(name, body);
+        }
+    }
+    if let Some(id) = path.strip_prefix("/v2/changes/") {
+        if method == "GET" {
+            return change(id);
+        }
+    }
     if method != "GET" {
-        // gorilla/mux answers a route without that method's handler with 405; every write
-        // is the CLI's here.
+        // gorilla/mux answers a route without that method's handler with 405; install,
+        // refresh and remove are the CLI's here.
         return error(
             405,
             &format!("method {method} not supported by the local model's snapd"),
@@ -232,6 +247,74 @@ fn answer(sup: &Arc<Sup>, method: &str, target: &str) -> (u16, Value) {
             _ => error(404, "not found", "", None),
         },
     }
+}
+
+/// Changes made through the API, by id ("1", "2", ...): each is done when it is answered.
+static CHANGES: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
+
+/// An async answer for a change that is already done (`AsyncResponse(nil, id)`).
+fn done(kind: &str, summary: String) -> (u16, Value) {
+    let now = crate::snap::unix_to_rfc3339(crate::snap::now_unix());
+    let mut changes = CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    let id = (changes.len() + 1).to_string();
+    // client/change.go `Change`: tasks and err are omitempty; the times are set once ready.
+    changes.push(json!({
+        "id": id, "kind": kind, "summary": summary, "status": "Done", "ready": true,
+        "spawn-time": now, "ready-time": now,
+    }));
+    (
+        202,
+        json!({"type": "async", "status-code": 202, "status": "Accepted", "result": null, "change": id}),
+    )
+}
+
+/// daemon/api_general.go `getChange`: the change, or 404 "cannot find change with id".
+fn change(id: &str) -> (u16, Value) {
+    let changes = CHANGES.lock().unwrap_or_else(|e| e.into_inner());
+    match id
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| changes.get(n.wrapping_sub(1)))
+    {
+        Some(c) => sync(c.clone()),
+        None => error(404, &format!("cannot find change with id {id:?}"), "", None),
+    }
+}
+
+/// daemon/api_snap_conf.go `setSnapConf`: the body is a JSON object of values (null unsets),
+/// applied as a `configure-snap` change; a snap that is not installed is `SnapNotFound` with
+/// snap.NotInstalledError's message. The snap has no configure hook to run here.
+fn set_conf(name: &str, body: &[u8]) -> (u16, Value) {
+    let values: serde_json::Map<String, Value> = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                400,
+                &format!("cannot decode request body into patch values: {e}"),
+                "",
+                None,
+            )
+        }
+    };
+    let Some(mut r) = crate::snap::installed(name) else {
+        return error(
+            404,
+            &format!("snap {name:?} is not installed"),
+            "snap-not-found",
+            Some(name),
+        );
+    };
+    crate::snap::apply_patch(
+        &mut r.config,
+        values.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+    );
+    if let Err(e) = catalog::save(&r) {
+        return error(500, &e, "", None);
+    }
+    done(
+        "configure-snap",
+        format!("Change configuration of {name:?} snap"),
+    )
 }
 
 fn revision(r: &Record) -> String {
