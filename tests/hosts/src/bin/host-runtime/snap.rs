@@ -47,6 +47,18 @@ fn parse(argv: &[String]) -> Result<Cli, String> {
                 c.hold = Some(option_value("--hold", &s["--hold=".len()..])?)
             }
             "--unhold" => c.unhold = true,
+            // Installing a given revision or joining a cohort (Canonical's snap library passes
+            // both when a charm asks) is not modelled: refused, so a charm never gets another
+            // revision than it asked for without knowing.
+            s if ["--revision", "--cohort"]
+                .iter()
+                .any(|f| s == *f || s.starts_with(&format!("{f}="))) =>
+            {
+                let flag = s.split('=').next().unwrap_or(s);
+                return Err(format!(
+                    "error: {flag} is not supported by the local model's snap"
+                ));
+            }
             s if s.starts_with('-') => {}
             _ => c.names.push(a.clone()),
         }
@@ -846,6 +858,18 @@ mod tests {
         // Positional arguments stay as given.
         let c = parse(&argv(&["\"maas\""])).unwrap();
         assert_eq!(c.names, ["\"maas\""]);
+    }
+
+    #[test]
+    fn revisions_and_cohorts_are_refused_not_ignored() {
+        for a in ["--revision=\"57\"", "--cohort=\"+\"", "--revision"] {
+            let e = parse(&argv(&["maas", a, "57"])).err().unwrap();
+            assert!(
+                e.ends_with("is not supported by the local model's snap"),
+                "{a}: {e}"
+            );
+        }
+        assert!(parse(&argv(&["maas", "--classic"])).is_ok());
     }
 
     #[test]
