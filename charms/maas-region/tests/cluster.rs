@@ -307,10 +307,7 @@ fn the_vip_checks_the_ports_rack_agents_reach_through_it_and_haproxy_never_front
     let cfg = out.state.machine.text(HAPROXY_CFG).unwrap();
     assert!(!cfg.contains("5242") && !cfg.contains("5271"), "{cfg}");
     let vip = &out.state.relation(VIP).unwrap().local_unit_data;
-    assert_eq!(
-        vip["check"],
-        "tcp:8406,process:named,tcp:5271,tcp:5242"
-    );
+    assert_eq!(vip["check"], "tcp:8406,process:named,tcp:5271,tcp:5242");
     // 3.4 has no agent ports; 3.5 dials Temporal only.
     for (channel, check) in [
         ("3.4/stable", "tcp:8406,process:named"),

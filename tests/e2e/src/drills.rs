@@ -345,7 +345,11 @@ pub fn failed_requests(records: &[serde_json::Value]) -> Vec<String> {
         if r["ok"] == true {
             continue;
         }
-        let before = records[..i].iter().rev().find(|r| r["ok"] == true).map(host);
+        let before = records[..i]
+            .iter()
+            .rev()
+            .find(|r| r["ok"] == true)
+            .map(host);
         let after = records[i + 1..].iter().find(|r| r["ok"] == true).map(host);
         out.push(format!(
             "failed request at {} ({} ms): status {} error {} (answered before by {}, after by {})",
