@@ -142,7 +142,12 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
     assert_eq!(sh(&a, "systemctl show -p CanReload --value haproxy"), "yes");
     // Debian's `service` goes through systemctl when /run/systemd/system exists.
     sh(&a, "service haproxy reload");
-    assert_eq!(sh(&a, "systemctl is-active haproxy"), "active");
+    // haproxy (Type=notify) tells systemd RELOADING=1 and then READY=1 on its own after
+    // ExecReload returned, so right after the reload it may show "reloading" (systemd's
+    // service_notify_message does the same): it must come back to "active".
+    wait_for(20, "haproxy active after its reload", || {
+        (sh(&a, "systemctl is-active haproxy || true") == "active").then_some(())
+    });
     assert_eq!(sh(&a, "systemctl show -p MainPID --value haproxy"), master);
     sh(&a, "systemctl stop haproxy");
     assert!(
