@@ -11,6 +11,7 @@
 //! pgBackRest gets them in a root:postgres 0640 file, never on its command line.
 
 use crate::paths;
+use crate::report::{Report, Reported};
 use charm_lib::{Cmd, Context, Databag, FileOptions, Relation, Status};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -572,33 +573,38 @@ pub fn failure(out: &charm_lib::CmdOutput) -> String {
     lines[from..].join(" ")
 }
 
+/// The restore the peer app data says is under way; a value that is not one blocks the unit
+/// naming the key (and is no restore).
+pub fn requested_restore(app: &Databag) -> Reported<Option<Restore>> {
+    match app.get(RESTORE_KEY).filter(|v| !v.is_empty()) {
+        None => Report::default().with(None),
+        Some(raw) => match serde_json::from_str::<Restore>(raw) {
+            Ok(r) => Report::default().with(Some(r)),
+            Err(e) => Report::of(Status::blocked(format!(
+                "the peer application data {RESTORE_KEY} is not a restore ({e}): run the restore action again"
+            )))
+            .with(None),
+        },
+    }
+}
+
 /// The backup step of the reconcile, before Patroni's configuration is rendered: asks the
 /// provider for a bucket (leader), writes pgBackRest's configuration from the relation, and
 /// decides whether WAL is archived (a unit has checked the stanza of this repository). The
 /// primary creates or checks the stanza afterwards, once Patroni runs ([`create_stanza`]).
+/// `restore` is the one under way ([`requested_restore`]).
 pub fn step(
     ctx: &Context,
-    st: &mut Vec<Status>,
     config: &crate::config::Config,
     peers: &Relation,
     app: &Databag,
     my_bag: &Databag,
     unit_changes: &mut Databag,
-) -> anyhow::Result<Archiving> {
+    restore: Option<Restore>,
+) -> anyhow::Result<Reported<Archiving>> {
     let m = ctx.machine;
     let stanza = stanza(ctx.model.app_name());
-    let restore = match app.get(RESTORE_KEY).filter(|v| !v.is_empty()) {
-        None => None,
-        Some(raw) => match serde_json::from_str::<Restore>(raw) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                st.push(Status::blocked(format!(
-                    "the peer application data {RESTORE_KEY} is not a restore ({e}): run the restore action again"
-                )));
-                None
-            }
-        },
-    };
+    let mut report = Report::default();
     if let Some(rel) = ctx.model.relation(ENDPOINT)? {
         // The s3 library's requirer names a bucket on joining (`S3Requirer._on_relation_joined`,
         // `relation-<id>` by default); its provider answers only once one is there
@@ -630,7 +636,7 @@ pub fn step(
         other => {
             unconfigure(unit_changes)?;
             if matches!(other, RepositoryState::NotRelated) && config.backup_schedule().is_some() {
-                st.push(Status::blocked(format!(
+                report.add(Status::blocked(format!(
                     "{} is set but there is no backup repository: relate {ENDPOINT} to an S3 provider, or empty {}",
                     crate::backup_schedule::OPTION,
                     crate::backup_schedule::OPTION
@@ -638,18 +644,18 @@ pub fn step(
             }
             match other {
                 RepositoryState::Waiting(why) => {
-                    st.push(Status::waiting(format!("{ENDPOINT}: {why}")))
+                    report.add(Status::waiting(format!("{ENDPOINT}: {why}")))
                 }
                 RepositoryState::Invalid(why) => {
-                    st.push(Status::blocked(format!("{ENDPOINT}: {why}")))
+                    report.add(Status::blocked(format!("{ENDPOINT}: {why}")))
                 }
                 _ => {}
             }
-            return Ok(Archiving {
+            return Ok(report.with(Archiving {
                 stanza: None,
                 restore,
                 unchecked: None,
-            });
+            }));
         }
     };
     let fp = repo.fingerprint();
@@ -660,13 +666,13 @@ pub fn step(
             .iter()
             .filter_map(|u| peers.unit_data(u).ok())
             .any(|b| b.get(STANZA_KEY).map(String::as_str) == Some(fp.as_str()));
-    let Some(passphrase) = passphrase(ctx, st, peers, app, &fp, checked)? else {
+    let Some(passphrase) = report.take(passphrase(ctx, peers, app, &fp, checked)?) else {
         unconfigure(unit_changes)?;
-        return Ok(Archiving {
+        return Ok(report.with(Archiving {
             stanza: None,
             restore,
             unchecked: None,
-        });
+        }));
     };
     if repo.ca_chain.is_empty() {
         m.remove_file(Path::new(S3_CA))?;
@@ -696,11 +702,11 @@ pub fn step(
     } else {
         Some(fp)
     };
-    Ok(Archiving {
+    Ok(report.with(Archiving {
         stanza: checked.then_some(stanza),
         restore,
         unchecked,
-    })
+    }))
 }
 
 /// Whether the repository `fingerprint` is encrypted, and with what: `Some(Some(passphrase))`,
@@ -710,12 +716,11 @@ pub fn step(
 /// a stanza's cipher for good. Only the leader records the decision and creates the passphrase.
 fn passphrase(
     ctx: &Context,
-    st: &mut Vec<Status>,
     peers: &Relation,
     app: &Databag,
     fingerprint: &str,
     checked: bool,
-) -> anyhow::Result<Option<Option<String>>> {
+) -> anyhow::Result<Reported<Option<Option<String>>>> {
     let leader = ctx.model.is_leader()?;
     let encryption = match encryption_of(app, fingerprint) {
         Some(c) => c.to_string(),
@@ -727,34 +732,30 @@ fn passphrase(
                     format!("{fingerprint} {c}"),
                 )]))?;
             } else if !checked {
-                st.push(Status::waiting(format!(
+                return Ok(Report::of(Status::waiting(format!(
                     "{ENDPOINT}: waiting for the leader to set up the repository's encryption"
-                )));
-                return Ok(None);
+                )))
+                .with(None));
             }
             c.to_string()
         }
     };
     match encryption.as_str() {
-        "none" => Ok(Some(None)),
+        "none" => Ok(Report::default().with(Some(None))),
         CIPHER => {
             let shared = PASSPHRASE.ensure(&ctx.model, peers, generate_passphrase)?;
             match shared.and_then(|s| s.content.get(PASSPHRASE_KEY).cloned()) {
-                Some(p) if !p.is_empty() => Ok(Some(Some(p))),
-                _ => {
-                    st.push(Status::waiting(format!(
-                        "{ENDPOINT}: waiting for the leader's backup passphrase"
-                    )));
-                    Ok(None)
-                }
+                Some(p) if !p.is_empty() => Ok(Report::default().with(Some(Some(p)))),
+                _ => Ok(Report::of(Status::waiting(format!(
+                    "{ENDPOINT}: waiting for the leader's backup passphrase"
+                )))
+                .with(None)),
             }
         }
-        other => {
-            st.push(Status::blocked(format!(
-                "the peer application data {ENCRYPTION_KEY} names the cipher {other:?}: expected {CIPHER} or none (run set-backup-passphrase on the leader)"
-            )));
-            Ok(None)
-        }
+        other => Ok(Report::of(Status::blocked(format!(
+            "the peer application data {ENCRYPTION_KEY} names the cipher {other:?}: expected {CIPHER} or none (run set-backup-passphrase on the leader)"
+        )))
+        .with(None)),
     }
 }
 
@@ -763,10 +764,9 @@ fn passphrase(
 /// unit's peer data. `false`, with the unit blocked on pgBackRest's message, when it refuses.
 pub fn create_stanza(
     ctx: &Context,
-    st: &mut Vec<Status>,
     fingerprint: &str,
     unit_changes: &mut Databag,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Reported<bool>> {
     let stanza = stanza(ctx.model.app_name());
     let out = ctx
         .machine
@@ -774,13 +774,13 @@ pub fn create_stanza(
     if out.success() {
         log::info!("pgBackRest stanza {stanza} is ready in {fingerprint}");
         unit_changes.insert(STANZA_KEY.into(), fingerprint.to_string());
-        return Ok(true);
+        return Ok(Report::default().with(true));
     }
-    st.push(Status::blocked(format!(
+    Ok(Report::of(Status::blocked(format!(
         "{ENDPOINT}: WAL is not archived: pgBackRest stanza-create failed: {}",
         failure(&out)
-    )));
-    Ok(false)
+    )))
+    .with(false))
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod paths;
 pub mod patroni;
 pub mod reconcile;
 pub mod render;
+pub mod report;
 pub mod secrets;
 pub mod serve;
 pub mod site_cert;

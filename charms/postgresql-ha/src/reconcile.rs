@@ -10,6 +10,7 @@ use crate::failover::{self, Readiness};
 use crate::membership::{departed, etcd_member, manage_members, EtcdState};
 use crate::patroni::{self, Cluster};
 use crate::render::{self, HbaClient, Member, Passwords};
+use crate::report::{Report, Reported};
 use crate::serve::{
     live_client_relations, my_vip, provision, publish, request_of, revoke_stale, topology,
     vip_gate, Allowed, VipGate, VIP_STATE_KEY,
@@ -165,51 +166,48 @@ pub fn reconcile_with(ctx: &mut Context, overrides: &Overrides) -> anyhow::Resul
     };
     let app = peers.my_app_data()?;
     let my_bag = peers.my_unit_data()?;
-    let mut app_changes = Databag::new();
-    let mut unit_changes = Databag::from([(keys::ADDRESS.to_string(), me.address.clone())]);
     let units = peers.units().len() + 1;
-
-    let mut statuses = Vec::new();
-    let mut roll = None;
-    let result = converge(
-        ctx,
-        &mut statuses,
-        &config,
+    let inputs = Inputs {
+        config,
         pg_version,
-        &peers,
-        &me,
-        &app,
-        &my_bag,
-        &mut app_changes,
-        &mut unit_changes,
+        peers,
+        me,
+        app,
+        my_bag,
         units,
+        leader,
         overrides,
-        &mut roll,
-    );
+    };
+
+    let mut out = Out {
+        unit: Databag::from([(keys::ADDRESS.to_string(), inputs.me.address.clone())]),
+        ..Out::default()
+    };
+    let result = converge(ctx, &inputs, &mut out);
     if leader {
-        let changes: Databag = app_changes
+        let changes: Databag = out
+            .app
             .into_iter()
-            .filter(|(k, v)| app.get(k).map(String::as_str).unwrap_or("") != v)
+            .filter(|(k, v)| inputs.app.get(k).map(String::as_str).unwrap_or("") != v)
             .collect();
-        peers.set_my_app_data(&changes)?;
+        inputs.peers.set_my_app_data(&changes)?;
     }
-    let changes: Databag = unit_changes
+    let changes: Databag = out
+        .unit
         .into_iter()
-        .filter(|(k, v)| my_bag.get(k).map(String::as_str).unwrap_or("") != v)
+        .filter(|(k, v)| inputs.my_bag.get(k).map(String::as_str).unwrap_or("") != v)
         .collect();
-    peers.set_my_unit_data(&changes)?;
-    drop(peers);
-    for s in statuses {
+    inputs.peers.set_my_unit_data(&changes)?;
+    // The peer relation borrows the Context, which takes the statuses.
+    drop(inputs);
+    for s in out.report.into_statuses() {
         ctx.status(s);
     }
     if leader {
-        ctx.app_status(app_status(
-            units,
-            result.as_ref().ok().and_then(Option::as_ref),
-            roll.as_deref(),
-        ));
+        let readiness = result.as_ref().ok().and(out.readiness.as_ref());
+        ctx.app_status(app_status(units, readiness, out.roll.as_deref()));
     }
-    result.map(drop)
+    result
 }
 
 /// The application's status (set by the leader): how many units, whether a lost primary
@@ -231,106 +229,255 @@ fn app_status(units: usize, readiness: Option<&Readiness>, roll: Option<&str>) -
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn converge(
-    ctx: &Context,
-    st: &mut Vec<Status>,
-    config: &Config,
+/// What Juju said as the hook began, read once; the steps read it from here.
+struct Inputs<'a, 'm, 'r> {
+    config: Config,
+    /// The PostgreSQL major installed.
     pg_version: u32,
-    peers: &Relation,
-    me: &Member,
-    app: &Databag,
-    my_bag: &Databag,
-    app_changes: &mut Databag,
-    unit_changes: &mut Databag,
+    peers: Relation<'m, 'r>,
+    me: Member,
+    /// The peer app databag as the hook began (the leader's changes go to [`Out::app`]).
+    app: Databag,
+    /// This unit's peer databag as the hook began.
+    my_bag: Databag,
+    /// Units in the application, this one included.
     units: usize,
-    overrides: &Overrides,
-    roll: &mut Option<String>,
-) -> anyhow::Result<Option<Readiness>> {
-    let leader = ctx.model.is_leader()?;
-    let current = match overrides.passwords {
+    leader: bool,
+    overrides: &'a Overrides<'a>,
+}
+
+/// What the reconcile hands back whatever its result: the peer data it changed (written as
+/// differences), the statuses its steps found, and what the application status says.
+#[derive(Default)]
+struct Out {
+    /// Changes to the peer app databag (written by the leader only).
+    app: Databag,
+    /// Changes to this unit's peer databag.
+    unit: Databag,
+    report: Report,
+    /// Where a rolling upgrade stands (leader, while one is under way).
+    roll: Option<String>,
+    /// Whether a lost primary would be replaced now; set once the reconcile got that far.
+    readiness: Option<Readiness>,
+}
+
+/// What the first steps secured and every later step reads.
+struct Ready {
+    passwords: Passwords,
+    /// This unit's certificate changed: Patroni and PostgreSQL reload it.
+    tls_changed: bool,
+    /// The CA certificates a client is told to trust.
+    trusted: String,
+    shared: Shared,
+    /// Without etcd quorum Patroni's /cluster answers from a stale cache (a dead primary still
+    /// listed as leader): nothing may be decided from it.
+    quorum: bool,
+    /// The primary's address as the hook began: clients' SQL runs there.
+    primary_host: Option<String>,
+}
+
+/// The system passwords and this unit's certificates.
+struct Credentials {
+    passwords: Passwords,
+    tls_changed: bool,
+    trusted: String,
+}
+
+/// What the client relations ask of this unit.
+struct Clients<'m, 'r> {
+    /// The client relations not being broken.
+    live: Vec<Relation<'m, 'r>>,
+    /// Those served: index into `live`, the request, its grant.
+    served: Vec<(usize, Request, Grant)>,
+    /// pg_hba entries of the served ones.
+    hba: Vec<HbaClient>,
+    /// PostgreSQL's max_connections for as many client units.
+    max_connections: i64,
+}
+
+/// The steps in order; one that cannot go on yet (waiting or blocked) ends the reconcile.
+fn converge(ctx: &Context, i: &Inputs, out: &mut Out) -> anyhow::Result<()> {
+    let Some(creds) = out.report.take(credentials(ctx, i, &mut out.app)?) else {
+        return Ok(());
+    };
+    let Some(shared) = out
+        .report
+        .take(etcd_membership(ctx, i, &mut out.app, &mut out.unit)?)
+    else {
+        return Ok(());
+    };
+    let quorum = shared.members.len() < 2 || etcd::has_leader(ctx.machine)?;
+    let mut cluster = if quorum {
+        patroni::cluster(ctx.machine)?
+    } else {
+        None
+    };
+    let r = Ready {
+        passwords: creds.passwords,
+        tls_changed: creds.tls_changed,
+        trusted: creds.trusted,
+        shared,
+        quorum,
+        primary_host: cluster
+            .as_ref()
+            .and_then(|c| c.primary())
+            .and_then(|p| p.host.clone()),
+    };
+    let clients = out.report.take(client_requests(ctx, i, &r, &mut out.app)?);
+    let Some(mut archiving) = out.report.take(backups(
+        ctx,
+        i,
+        cluster.as_ref(),
+        &mut out.app,
+        &mut out.unit,
+    )?) else {
+        return Ok(());
+    };
+    out.report.merge(patroni_service(
+        ctx,
+        i,
+        &r,
+        &clients,
+        &mut archiving,
+        &mut cluster,
+        &mut out.unit,
+    )?);
+    ctx.model.set_ports(&[Port::Tcp(paths::PG_PORT)])?;
+    ctx.model.set_workload_version(&i.pg_version.to_string())?;
+    dynamic_config(ctx, i, &r, cluster.as_ref(), clients.max_connections)?;
+    restart_if_pending(ctx.machine, cluster.as_ref(), &i.me, &r.passwords)?;
+    if r.quorum {
+        out.roll = out.report.take(upgrade_turn(
+            ctx,
+            i,
+            &r,
+            &mut cluster,
+            &mut out.app,
+            &mut out.unit,
+        )?);
+    }
+    exporter(ctx, i, &r, &mut out.app)?;
+    out.report.merge(relation_data(
+        ctx,
+        i,
+        &r,
+        &clients,
+        cluster.as_ref(),
+        &mut out.unit,
+    )?);
+    out.readiness = out
+        .report
+        .take(unit_role(ctx, i, &r, cluster.as_ref(), &mut out.unit)?);
+    Ok(())
+}
+
+/// The system passwords (the leader creates them), the application CA, and this unit's
+/// certificates (from the site's CA when tls-certificates is related and ready).
+fn credentials(
+    ctx: &Context,
+    i: &Inputs,
+    app_changes: &mut Databag,
+) -> anyhow::Result<Reported<Option<Credentials>>> {
+    let current = match i.overrides.passwords {
         Some(p) => Some(p.clone()),
-        None => passwords(ctx, app, app_changes)?,
+        None => passwords(ctx, &i.app, app_changes)?,
     };
     let Some(passwords) = current else {
-        st.push(Status::waiting(
+        return Ok(Report::of(Status::waiting(
             "waiting for the leader to generate the system passwords",
-        ));
-        return Ok(None);
+        ))
+        .with(None));
     };
-    let Some(ca) = certs::ca(ctx, app, app_changes)? else {
-        st.push(Status::waiting(
+    let Some(ca) = certs::ca(ctx, &i.app, app_changes)? else {
+        return Ok(Report::of(Status::waiting(
             "waiting for the leader to create the certificate authority",
-        ));
-        return Ok(None);
+        ))
+        .with(None));
     };
-    let sans = certs::wanted_sans(me, &vips(ctx)?);
-    let site = match site_cert::reconcile(ctx, me, &sans)? {
+    let mut report = Report::default();
+    let sans = certs::wanted_sans(&i.me, &vips(ctx)?);
+    let site = match site_cert::reconcile(ctx, &i.me, &sans)? {
         Site::Ready(c) => Some(c),
         Site::Waiting(why) => {
             // PostgreSQL keeps serving the application CA's certificate meanwhile.
-            st.push(Status::waiting(format!("{}: {why}", site_cert::ENDPOINT)));
+            report.add(Status::waiting(format!("{}: {why}", site_cert::ENDPOINT)));
             None
         }
         Site::NotRelated => None,
     };
-    let (tls_changed, trusted) = certs::ensure(ctx.machine, &ca, me, &sans, site.as_ref())?;
-    let mut shared = match Shared::read(app) {
+    let (tls_changed, trusted) = certs::ensure(ctx.machine, &ca, &i.me, &sans, site.as_ref())?;
+    Ok(report.with(Some(Credentials {
+        passwords,
+        tls_changed,
+        trusted,
+    })))
+}
+
+/// This unit's etcd member: the first leader bootstraps a one-member etcd, the others join
+/// one at a time, and the leader keeps the members in step with the units. `None` until
+/// this unit's member runs.
+fn etcd_membership(
+    ctx: &Context,
+    i: &Inputs,
+    app_changes: &mut Databag,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Reported<Option<Shared>>> {
+    let mut shared = match Shared::read(&i.app) {
         Ok(s) => s,
         Err(e) => {
             // Never an empty member list in its place: that would bootstrap a second etcd.
-            st.push(Status::blocked(format!(
+            return Ok(Report::of(Status::blocked(format!(
                 "unusable peer app data ({PEER}), etcd membership left as it is: {e}"
-            )));
-            return Ok(None);
+            )))
+            .with(None));
         }
     };
-    if leader && shared.members.is_empty() {
-        // First leader: bootstrap a one-member etcd; others join one at a time.
-        shared.members.insert(me.name.clone(), me.address.clone());
-        shared.bootstrap = me.name.clone();
+    if i.leader && shared.members.is_empty() {
+        shared
+            .members
+            .insert(i.me.name.clone(), i.me.address.clone());
+        shared.bootstrap = i.me.name.clone();
         shared.token = format!("{}-{}", ctx.model.app_name(), &secrets::generate()?[..8]);
         shared.epoch = "1".into();
         shared.write(app_changes);
     }
-    match etcd_member(ctx, me, &shared, unit_changes, my_bag)? {
+    match etcd_member(ctx, &i.me, &shared, unit_changes, &i.my_bag)? {
         EtcdState::NotMember => {
-            st.push(Status::waiting(
+            return Ok(Report::of(Status::waiting(
                 "waiting for the leader to add this unit to etcd (one unit at a time)",
-            ));
-            return Ok(None);
+            ))
+            .with(None));
         }
         EtcdState::Starting => {
-            st.push(Status::waiting("waiting for etcd to start"));
-            return Ok(None);
+            return Ok(Report::of(Status::waiting("waiting for etcd to start")).with(None));
         }
         EtcdState::Running => {}
     }
-    if leader && manage_members(ctx, peers, &mut shared)? {
+    if i.leader && manage_members(ctx, &i.peers, &mut shared)? {
         shared.write(app_changes);
     }
+    Ok(Report::default().with(Some(shared)))
+}
 
-    let m = ctx.machine;
-    // Without etcd quorum Patroni's /cluster answers from a stale cache (a dead primary still
-    // listed as leader): nothing may be decided from it.
-    let quorum = shared.members.len() < 2 || etcd::has_leader(m)?;
-    let mut cluster = if quorum { patroni::cluster(m)? } else { None };
-    let primary_host = cluster
-        .as_ref()
-        .and_then(|c| c.primary())
-        .and_then(|p| p.host.clone());
-
-    // Client relations: requests, grants (leader), pg_hba for every unit.
+/// The client relations' requests; the leader provisions them on the primary and revokes
+/// the grants of relations that are gone; every unit admits the granted ones in pg_hba.
+fn client_requests<'m, 'r>(
+    ctx: &'m Context<'r>,
+    i: &Inputs,
+    r: &Ready,
+    app_changes: &mut Databag,
+) -> anyhow::Result<Reported<Clients<'m, 'r>>> {
+    let mut report = Report::default();
     let live = live_client_relations(ctx)?;
     let mut hba = Vec::new();
     let mut client_units = 0;
     let mut served: Vec<(usize, Request, Grant)> = Vec::new();
-    for (i, rel) in live.iter().enumerate() {
+    for (n, rel) in live.iter().enumerate() {
         let req = match request_of(rel) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(problem) => {
-                st.push(Status::blocked(format!(
+                report.add(Status::blocked(format!(
                     "{} ({}): {problem}",
                     rel.id(),
                     rel.remote_app().unwrap_or("?")
@@ -346,28 +493,27 @@ fn converge(
             );
         }
         client_units += req.units.len();
-        let grant = if leader {
-            provision(
+        let grant = if i.leader {
+            report.take(provision(
                 ctx,
-                st,
                 rel,
                 &req,
                 Allowed {
-                    extensions: &config.allowed_extensions(),
-                    roles: &config.allowed_extra_user_roles(),
+                    extensions: &i.config.allowed_extensions(),
+                    roles: &i.config.allowed_extra_user_roles(),
                 },
-                app,
+                &i.app,
                 app_changes,
-                primary_host.as_deref(),
-            )?
+                r.primary_host.as_deref(),
+            )?)
         } else {
             let key = clients::grant_key(rel.id().id);
-            match app.get(&key).map(|v| serde_json::from_str::<Grant>(v)) {
+            match i.app.get(&key).map(|v| serde_json::from_str::<Grant>(v)) {
                 None => None,
                 Some(Ok(g)) => Some(g).filter(|g| g.provisioned),
                 Some(Err(e)) => {
                     // Not a silent default: this unit would leave the client out of pg_hba.
-                    st.push(Status::waiting(format!(
+                    report.add(Status::waiting(format!(
                         "{} ({}): peer application data {key} is unreadable ({e}): waiting for the leader to write it again",
                         rel.id(),
                         rel.remote_app().unwrap_or("?")
@@ -388,21 +534,58 @@ fn converge(
                     .into_iter()
                     .collect(),
             });
-            served.push((i, req, g));
+            served.push((n, req, g));
         }
     }
-    if leader {
+    if i.leader {
         let ids: Vec<u32> = live.iter().map(|r| r.id().id).collect();
-        revoke_stale(ctx, st, app, &ids, app_changes, primary_host.as_deref())?;
+        report.merge(revoke_stale(
+            ctx,
+            &i.app,
+            &ids,
+            app_changes,
+            r.primary_host.as_deref(),
+        )?);
     }
+    Ok(report.with(Clients {
+        live,
+        served,
+        hba,
+        max_connections: i.config.effective_max_connections(client_units),
+    }))
+}
 
-    // Backups: pgBackRest's repository, and whether WAL is archived.
+/// pgBackRest's repository, whether WAL is archived, and a restore under way: it starts
+/// (action), completes (the leader sees this unit promoted), or fails, which stops Patroni
+/// until another restore and ends the reconcile (`None`).
+fn backups(
+    ctx: &Context,
+    i: &Inputs,
+    cluster: Option<&Cluster>,
+    app_changes: &mut Databag,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Reported<Option<crate::backup::Archiving>>> {
+    let m = ctx.machine;
     let am_primary = cluster
-        .as_ref()
         .and_then(|c| c.primary())
-        .is_some_and(|p| p.name == me.name);
-    let mut archiving = crate::backup::step(ctx, st, config, peers, app, my_bag, unit_changes)?;
-    if let Some(r) = &overrides.restore {
+        .is_some_and(|p| p.name == i.me.name);
+    let (restore, mut report) = crate::backup::requested_restore(&i.app);
+    let mut archiving = report.take(crate::backup::step(
+        ctx,
+        &i.config,
+        &i.peers,
+        &i.app,
+        &i.my_bag,
+        unit_changes,
+        restore,
+    )?);
+    let failed = |why: &str| {
+        Status::blocked(format!(
+            "restore failed: {why}; PostgreSQL stays stopped (the previous data is in {}.before-restore-*): run the restore action again with another backup-id or restore-to-time",
+            paths::PGDATA
+        ))
+    };
+    if let Some(r) = &i.overrides.restore {
         // The restore action renders with its restore, and records one in the peer data
         // only if it outlasts the action (see `backup_actions::restore`).
         archiving.restore = r.clone();
@@ -411,7 +594,8 @@ fn converge(
         }
         // A new restore replaces a failed one.
         app_changes.insert(crate::backup::RESTORE_FAILED_KEY.into(), String::new());
-    } else if let Some(why) = app
+    } else if let Some(why) = i
+        .app
         .get(crate::backup::RESTORE_FAILED_KEY)
         .filter(|v| !v.is_empty())
     {
@@ -420,31 +604,25 @@ fn converge(
         if m.service_is_active(paths::PATRONI_SERVICE)? {
             m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
         }
-        st.push(Status::blocked(format!(
-            "restore failed: {why}; PostgreSQL stays stopped (the previous data is in {}.before-restore-*): run the restore action again with another backup-id or restore-to-time",
-            paths::PGDATA
-        )));
-        return Ok(None);
-    } else if leader && archiving.restore.is_some() && !am_primary {
+        report.add(failed(why));
+        return Ok(report.with(None));
+    } else if i.leader && archiving.restore.is_some() && !am_primary {
         if let (_, Some(why)) = crate::backup::bootstrap_outcome(&crate::backup::patroni_log(m)?) {
             log::error!("the restore failed: {why}");
             m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
             app_changes.insert(crate::backup::RESTORE_KEY.into(), String::new());
             app_changes.insert(crate::backup::RESTORE_FAILED_KEY.into(), why.clone());
-            st.push(Status::blocked(format!(
-                "restore failed: {why}; PostgreSQL stays stopped (the previous data is in {}.before-restore-*): run the restore action again with another backup-id or restore-to-time",
-                paths::PGDATA
-            )));
-            return Ok(None);
+            report.add(failed(&why));
+            return Ok(report.with(None));
         }
-    } else if leader && archiving.restore.is_some() && am_primary {
+    } else if i.leader && archiving.restore.is_some() && am_primary {
         // Patroni bootstrapped from the backup and PostgreSQL was promoted: done.
         log::info!("the restore is complete: PostgreSQL runs as the primary");
         app_changes.insert(crate::backup::RESTORE_KEY.into(), String::new());
         archiving.restore = None;
     }
     if let Some(r) = &archiving.restore {
-        st.push(Status::maintenance(match (&r.set, &r.time) {
+        report.add(Status::maintenance(match (&r.set, &r.time) {
             (_, Some(t)) => {
                 format!("restoring the database to {t} from the s3-parameters repository")
             }
@@ -452,12 +630,26 @@ fn converge(
             (None, None) => "restoring from the s3-parameters repository".to_string(),
         }));
     }
+    Ok(report.with(Some(archiving)))
+}
 
-    // Patroni.
-    let max_connections = config.effective_max_connections(client_units);
-    let mut peer_members = vec![me.clone()];
-    for u in peers.units() {
-        if let Some(a) = peers
+/// Patroni's configuration and service: started, or reloaded when its file or this unit's
+/// certificate changed; then, on the primary, the backup stanza, and archiving from this hook
+/// on when the stanza is there. `cluster` is read again once this member is in it.
+fn patroni_service(
+    ctx: &Context,
+    i: &Inputs,
+    r: &Ready,
+    clients: &Clients,
+    archiving: &mut crate::backup::Archiving,
+    cluster: &mut Option<Cluster>,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Report> {
+    let m = ctx.machine;
+    let mut peer_members = vec![i.me.clone()];
+    for u in i.peers.units() {
+        if let Some(a) = i
+            .peers
             .unit_data(u)?
             .get(keys::ADDRESS)
             .filter(|a| !a.is_empty())
@@ -469,27 +661,27 @@ fn converge(
         }
     }
     peer_members.sort();
-    let etcd_members = shared.member_list();
+    let etcd_members = r.shared.member_list();
     let render_yml = |archiving: &crate::backup::Archiving| {
         render::patroni_yaml(&render::PatroniInput {
             scope: ctx.model.app_name(),
-            me,
+            me: &i.me,
             etcd_members: &etcd_members,
             peers: &peer_members,
-            pg_version,
-            passwords: &passwords,
-            config,
-            max_connections,
-            clients: &hba,
+            pg_version: i.pg_version,
+            passwords: &r.passwords,
+            config: &i.config,
+            max_connections: clients.max_connections,
+            clients: &clients.hba,
             archiving,
         })
     };
-    let yml = render_yml(&archiving);
+    let yml = render_yml(archiving);
     let pg_owner = FileOptions::new("postgres", "postgres", 0o600);
     let changed = m.write_file(Path::new(paths::PATRONI_YML), yml.as_bytes(), &pg_owner)?;
     m.write_file(
         Path::new(paths::CHARM_PGPASS),
-        render::charm_pgpass(&passwords.superuser).as_bytes(),
+        render::charm_pgpass(&r.passwords.superuser).as_bytes(),
         &pg_owner,
     )?;
     m.service(ServiceOp::Enable, paths::PATRONI_SERVICE)?;
@@ -498,30 +690,36 @@ fn converge(
         // A bounded wait lets this hook report the role and publish the address; a replica
         // still cloning a large database is picked up by a later hook.
         patroni::wait_running(m, 60)?;
-    } else if changed || tls_changed {
+    } else if changed || r.tls_changed {
         // Patroni re-reads its file on SIGHUP and applies pg_hba and parameters itself; it
         // also serves a renewed certificate then (api.py `reload_config`).
         m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
-        if tls_changed {
+        if r.tls_changed {
             certs::reload_postgres(m)?;
         }
     }
-    if quorum && cluster.as_ref().and_then(|c| c.member(&me.name)).is_none() {
-        cluster = patroni::cluster(m)?;
+    if r.quorum
+        && cluster
+            .as_ref()
+            .and_then(|c| c.member(&i.me.name))
+            .is_none()
+    {
+        *cluster = patroni::cluster(m)?;
     }
     // The stanza, by the primary, once Patroni runs (it may have just made this unit the
     // primary); archiving starts in this hook when it is there.
     let primary_now = cluster
         .as_ref()
         .and_then(|c| c.primary())
-        .is_some_and(|p| p.name == me.name);
+        .is_some_and(|p| p.name == i.me.name);
+    let mut report = Report::default();
     if let (true, None, Some(fp)) = (primary_now, &archiving.restore, archiving.unchecked.clone()) {
-        if crate::backup::create_stanza(ctx, st, &fp, unit_changes)? {
+        if report.take(crate::backup::create_stanza(ctx, &fp, unit_changes)?) {
             if archiving.stanza.is_none() {
                 archiving.stanza = Some(crate::backup::stanza(ctx.model.app_name()));
                 if m.write_file(
                     Path::new(paths::PATRONI_YML),
-                    render_yml(&archiving).as_bytes(),
+                    render_yml(archiving).as_bytes(),
                     &pg_owner,
                 )? {
                     m.service(ServiceOp::Reload, paths::PATRONI_SERVICE)?;
@@ -531,86 +729,119 @@ fn converge(
             archiving.stanza = None;
         }
     }
-    ctx.model.set_ports(&[Port::Tcp(paths::PG_PORT)])?;
-    ctx.model.set_workload_version(&pg_version.to_string())?;
+    Ok(report)
+}
 
-    // The DCS-wide settings follow the config, with a running primary only: without one a
-    // failover is under way, and force-promote turns synchronous mode off so that a survivor
-    // which was not the synchronous standby may take the lock; turning it back on before then
-    // would keep the cluster without a primary.
-    if leader && cluster.as_ref().is_some_and(|c| c.primary().is_some()) {
-        let wanted = render::dynamic_config(config, max_connections, units);
-        if let Some(current) = patroni::dynamic_config(m)? {
-            if !patroni::config_contains(&current, &wanted) {
-                log::info!("updating Patroni's dynamic configuration");
-                match patroni::request(
-                    m,
-                    "PATCH",
-                    "/config",
-                    Some(&wanted),
-                    Some(&passwords.patroni),
-                )? {
-                    Some(r) if r.status == 200 => {}
-                    other => log::warn!(
-                        "Patroni refused the configuration update: {:?}",
-                        other.map(|r| (r.status, r.body))
-                    ),
-                }
+/// The DCS-wide settings follow the config (leader), with a running primary only: without
+/// one a failover is under way, and force-promote turns synchronous mode off so that a
+/// survivor which was not the synchronous standby may take the lock; turning it back on
+/// before then would keep the cluster without a primary.
+fn dynamic_config(
+    ctx: &Context,
+    i: &Inputs,
+    r: &Ready,
+    cluster: Option<&Cluster>,
+    max_connections: i64,
+) -> anyhow::Result<()> {
+    let primary_runs = cluster.is_some_and(|c| c.primary().is_some());
+    if !(i.leader && primary_runs) {
+        return Ok(());
+    }
+    let m = ctx.machine;
+    let wanted = render::dynamic_config(&i.config, max_connections, i.units);
+    if let Some(current) = patroni::dynamic_config(m)? {
+        if !patroni::config_contains(&current, &wanted) {
+            log::info!("updating Patroni's dynamic configuration");
+            match patroni::request(
+                m,
+                "PATCH",
+                "/config",
+                Some(&wanted),
+                Some(&r.passwords.patroni),
+            )? {
+                Some(resp) if resp.status == 200 => {}
+                other => log::warn!(
+                    "Patroni refused the configuration update: {:?}",
+                    other.map(|resp| (resp.status, resp.body))
+                ),
             }
         }
     }
+    Ok(())
+}
 
-    restart_if_pending(m, cluster.as_ref(), me, &passwords)?;
-    if quorum {
-        *roll = crate::upgrade::step(
-            ctx,
-            st,
-            &crate::upgrade::Roll {
-                config,
-                pg_version,
-                me,
-                passwords: &passwords,
-                peers,
-                app,
-                leader,
-                units,
-            },
-            &mut cluster,
-            app_changes,
-            unit_changes,
-        )?;
-    }
-    exporter(ctx, leader, app, app_changes, primary_host.as_deref())?;
+/// The rolling upgrade's part of this hook ([`crate::upgrade::step`]); the application
+/// status' note while a roll is under way.
+fn upgrade_turn(
+    ctx: &Context,
+    i: &Inputs,
+    r: &Ready,
+    cluster: &mut Option<Cluster>,
+    app_changes: &mut Databag,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Reported<Option<String>>> {
+    crate::upgrade::step(
+        ctx,
+        &crate::upgrade::Roll {
+            config: &i.config,
+            pg_version: i.pg_version,
+            me: &i.me,
+            passwords: &r.passwords,
+            peers: &i.peers,
+            app: &i.app,
+            leader: i.leader,
+            units: i.units,
+        },
+        cluster,
+        app_changes,
+        unit_changes,
+    )
+}
 
-    // Relation data.
+/// What the relations are told: this unit's VIP state to its peers; the clients' data (once
+/// the VIP is held); the vip subordinate's health check.
+fn relation_data(
+    ctx: &Context,
+    i: &Inputs,
+    r: &Ready,
+    clients: &Clients,
+    cluster: Option<&Cluster>,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
     let my_vip = my_vip(ctx)?;
     share_vip_state(my_vip.as_ref(), unit_changes);
-    let gate = vip_gate(my_vip.as_ref(), peers)?;
-    let mut topo = topology(cluster.as_ref(), &gate, me, units, pg_version, &trusted)?;
-    if leader && served.iter().any(|(_, _, g)| g.endpoint == "database") {
-        topo.full_version = install::full_version(ctx, pg_version)?;
+    let gate = vip_gate(my_vip.as_ref(), &i.peers)?;
+    let mut topo = topology(cluster, &gate, &i.me, i.units, i.pg_version, &r.trusted)?;
+    if i.leader
+        && clients
+            .served
+            .iter()
+            .any(|(_, _, g)| g.endpoint == "database")
+    {
+        topo.full_version = install::full_version(ctx, i.pg_version)?;
     }
     // Until the VIP is held nothing new goes out, credentials included: data_interfaces'
     // `database_created` comes once, on the credentials, and a client reads the endpoints
     // with them (Charmed PostgreSQL defers the whole request until its endpoint exists).
     // What is already published stays: a VIP between holders is not a reason to churn clients.
     let withheld = match &gate {
-        VipGate::NotHeld(why) if !served.is_empty() => Some(why),
+        VipGate::NotHeld(why) if !clients.served.is_empty() => Some(why),
         _ => None,
     };
     if let Some(why) = withheld {
         log::info!("client relation data not published: {why}");
-        st.push(Status::waiting(why.clone()));
+        report.add(Status::waiting(why.clone()));
     }
-    for (i, req, g) in served.iter().filter(|_| withheld.is_none()) {
+    for (n, req, g) in clients.served.iter().filter(|_| withheld.is_none()) {
         publish(
             ctx,
-            leader,
-            &live[*i],
+            i.leader,
+            &clients.live[*n],
             req,
             g,
             &topo,
-            primary_host.as_deref(),
+            r.primary_host.as_deref(),
         )?;
     }
     if let Some(vip) = ctx.model.relation("vip")? {
@@ -630,31 +861,34 @@ fn converge(
             .collect();
         vip.set_my_unit_data(&changed)?;
     }
+    Ok(report)
+}
 
-    // Telling the peers about role changes gives the leader a hook to admit the next unit.
+/// This unit's role, told to its peers (a role change gives the leader a hook to admit the
+/// next unit), and its status; whether losing the primary now would fail over by itself,
+/// which the primary's status and the application's say while it would not.
+fn unit_role(
+    ctx: &Context,
+    i: &Inputs,
+    r: &Ready,
+    cluster: Option<&Cluster>,
+    unit_changes: &mut Databag,
+) -> anyhow::Result<Reported<Option<Readiness>>> {
     let role = cluster
-        .as_ref()
-        .and_then(|c| c.member(&me.name))
+        .and_then(|c| c.member(&i.me.name))
         .map(|x| format!("{} {}", x.role, x.state))
         .unwrap_or_else(|| "unknown".into());
     unit_changes.insert(keys::ROLE.into(), role);
-    // Whether losing the primary now would fail over by itself: the primary's status and the
-    // application's say so while it would not.
-    let readiness = match &cluster {
+    let readiness = match cluster {
         Some(c) => Some(failover::readiness(
             c,
-            etcd::sync_key(m, ctx.model.app_name())?.as_ref(),
-            config.synchronous_mode,
+            etcd::sync_key(ctx.machine, ctx.model.app_name())?.as_ref(),
+            i.config.synchronous_mode,
         )),
         None => None,
     };
-    st.push(unit_status(
-        cluster.as_ref(),
-        me,
-        quorum,
-        readiness.as_ref(),
-    ));
-    Ok(readiness)
+    let status = unit_status(cluster, &i.me, r.quorum, readiness.as_ref());
+    Ok(Report::of(status).with(readiness))
 }
 
 /// This unit's db-vip state into its peer unit databag, for the unit that publishes to
@@ -672,13 +906,7 @@ const MONITORING_KEY: &str = "monitoring-role";
 
 /// prometheus-postgres-exporter (Debian's) on loopback, reading PostgreSQL as the
 /// least-privilege monitoring role, which the leader creates once on the primary.
-fn exporter(
-    ctx: &Context,
-    leader: bool,
-    app: &Databag,
-    app_changes: &mut Databag,
-    primary_host: Option<&str>,
-) -> anyhow::Result<()> {
+fn exporter(ctx: &Context, i: &Inputs, r: &Ready, app_changes: &mut Databag) -> anyhow::Result<()> {
     let m = ctx.machine;
     let changed = m.write_file(
         Path::new(paths::EXPORTER_DEFAULTS),
@@ -689,8 +917,8 @@ fn exporter(
     if changed || !m.service_is_active(paths::EXPORTER_SERVICE)? {
         m.service(ServiceOp::Restart, paths::EXPORTER_SERVICE)?;
     }
-    if leader && app.get(MONITORING_KEY).map(String::as_str) != Some("1") {
-        if let Some(host) = primary_host {
+    if i.leader && i.app.get(MONITORING_KEY).map(String::as_str) != Some("1") {
+        if let Some(host) = r.primary_host.as_deref() {
             match psql(
                 ctx,
                 host,

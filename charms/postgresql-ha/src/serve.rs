@@ -6,6 +6,7 @@ use crate::data_interfaces_v1 as v1;
 use crate::membership::CLIENT_ENDPOINTS;
 use crate::patroni::Cluster;
 use crate::render::Member;
+use crate::report::{Report, Reported};
 use crate::{paths, secrets, sql};
 use charm_lib::tools::SecretOptions;
 use charm_lib::{Cmd, Context, Databag, Relation, Status};
@@ -262,18 +263,17 @@ pub(crate) struct Allowed<'a> {
 /// The leader's client work for one relation: credentials, SQL on the primary, the grant.
 /// Extensions and extra user roles outside what `allowed` lists are not created nor granted:
 /// the unit is blocked naming them, and the rest of the relation is served.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn provision(
     ctx: &Context,
-    st: &mut Vec<Status>,
     rel: &Relation,
     req: &Request,
     allowed: Allowed,
     app: &Databag,
     app_changes: &mut Databag,
     primary: Option<&str>,
-) -> anyhow::Result<Option<Grant>> {
+) -> anyhow::Result<Reported<Option<Grant>>> {
     let id = rel.id().id;
+    let mut report = Report::default();
     let (extensions, refused) = clients::split_extensions(&req.extensions, allowed.extensions);
     if !refused.is_empty() {
         let (s, them) = if refused.len() == 1 {
@@ -288,7 +288,7 @@ pub(crate) fn provision(
             refused.join(", ")
         );
         log::warn!("{msg}");
-        st.push(Status::blocked(msg));
+        report.add(Status::blocked(msg));
     }
     // `database`: extra-user-roles as data_interfaces means them, within the allowlist;
     // `db`: the pgsql interface's `roles`, group roles (validated when read).
@@ -297,7 +297,7 @@ pub(crate) fn provision(
         let who = format!("{} ({})", rel.id(), rel.remote_app().unwrap_or("?"));
         if let Some(msg) = clients::refused_roles_message(&who, &split.refused) {
             log::warn!("{msg}");
-            st.push(Status::blocked(msg));
+            report.add(Status::blocked(msg));
         }
         (split.attributes, split.roles)
     } else {
@@ -341,12 +341,12 @@ pub(crate) fn provision(
         || g.attributes != attributes;
     if !g.provisioned || wanted_changed {
         let Some(primary) = primary else {
-            st.push(Status::waiting(format!(
+            report.add(Status::waiting(format!(
                 "waiting for a primary to create the database of {}",
                 rel.id()
             )));
             app_changes.insert(key, serde_json::to_string(&g)?);
-            return Ok(None);
+            return Ok(report.with(None));
         };
         let pw = ctx
             .model
@@ -383,13 +383,13 @@ pub(crate) fn provision(
         // retrying the hook cannot help, the client or the operator must change something.
         if out.code == 3 {
             let why = cmd.redact(&sql::psql_errors(&out.stderr));
-            st.push(Status::blocked(format!(
+            report.add(Status::blocked(format!(
                 "{} ({}): PostgreSQL refused the request: {why}",
                 rel.id(),
                 rel.remote_app().unwrap_or("?")
             )));
             app_changes.insert(key, serde_json::to_string(&g)?);
-            return Ok(None);
+            return Ok(report.with(None));
         }
         if !out.success() {
             return Err(psql_failure(&cmd, &out).into());
@@ -410,18 +410,18 @@ pub(crate) fn provision(
         ctx.model.grant_secret(&g.secret, rel.id(), None)?;
     }
     app_changes.insert(key, serde_json::to_string(&g)?);
-    Ok(Some(g))
+    Ok(report.with(Some(g)))
 }
 
 /// The leader revokes the grants whose relation is gone (kept for a later hook without a primary).
 pub(crate) fn revoke_stale(
     ctx: &Context,
-    st: &mut Vec<Status>,
     app: &Databag,
     live: &[u32],
     app_changes: &mut Databag,
     primary: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
+    let mut report = Report::default();
     for (k, v) in app {
         let Some(id) = k
             .strip_prefix("client-")
@@ -438,7 +438,7 @@ pub(crate) fn revoke_stale(
         };
         if g.provisioned {
             let Some(primary) = primary else {
-                st.push(Status::waiting(format!(
+                report.add(Status::waiting(format!(
                     "waiting for a primary to revoke the access of the removed relation {}:{id}",
                     g.endpoint
                 )));
@@ -467,7 +467,7 @@ pub(crate) fn revoke_stale(
         );
         app_changes.insert(k.clone(), String::new());
     }
-    Ok(())
+    Ok(report)
 }
 
 /// How long the leader waits for the primary's pg_hba.conf before a relation's first data.

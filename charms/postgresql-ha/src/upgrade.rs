@@ -22,6 +22,7 @@
 use crate::config::Config;
 use crate::patroni::{self, Cluster};
 use crate::render::{Member, Passwords};
+use crate::report::{Report, Reported};
 use crate::{etcd, failover, install, paths};
 use charm_lib::{Cmd, Context, Databag, Machine, MachineExt, ServiceOp, Status};
 use serde::Deserialize;
@@ -274,17 +275,17 @@ pub struct Roll<'a, 'm, 'r> {
 /// application status' note (leader, while a roll is under way).
 pub fn step(
     ctx: &Context,
-    st: &mut Vec<Status>,
     r: &Roll<'_, '_, '_>,
     cluster: &mut Option<Cluster>,
     app_changes: &mut Databag,
     unit_changes: &mut Databag,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Reported<Option<String>>> {
     let m = ctx.machine;
+    let mut found = Report::default();
     let binary = install::full_version(ctx, r.pg_version)?;
     let Some(now) = running(m)? else {
         // Patroni does not answer: nothing to compare, and nothing reported.
-        return Ok(None);
+        return Ok(found.with(None));
     };
     let mut mine = pending(&now, &r.config.patroni_version, &binary);
     report(&now, mine.as_deref(), unit_changes);
@@ -301,7 +302,7 @@ pub fn step(
         None => current,
     };
     if let (Some(what), true) = (&mine, turn == me) {
-        if let Some(after) = take_turn(ctx, st, r, cluster, what)? {
+        if let Some(after) = found.take(take_turn(ctx, r, cluster, what)?) {
             mine = pending(&after, &r.config.patroni_version, &binary);
             report(&after, mine.as_deref(), unit_changes);
             *cluster = patroni::cluster(m)?;
@@ -327,7 +328,7 @@ pub fn step(
             Some(_) => String::new(),
             None => current.to_string(),
         };
-        st.push(Status::waiting(if turn_now == me {
+        found.add(Status::waiting(if turn_now == me {
             format!("upgrade ({what}): this unit's turn")
         } else if turn_now.is_empty() {
             match &decision {
@@ -338,7 +339,7 @@ pub fn step(
             format!("upgrade ({what}): waiting for {turn_now} to finish (one unit at a time, the primary last)")
         }));
     }
-    Ok(match &decision {
+    let note = match &decision {
         Some(Decision::Turn(u)) => Some(format!(
             "rolling upgrade: {} of {} units to go, {u} now",
             waiting_units(ctx, r, &mine)?,
@@ -350,7 +351,8 @@ pub fn step(
             r.units
         )),
         _ => None,
-    })
+    };
+    Ok(found.with(note))
 }
 
 fn report(now: &Running, pending: Option<&str>, unit_changes: &mut Databag) {
@@ -449,11 +451,10 @@ fn lead(
 /// says why; a later hook tries again).
 fn take_turn(
     ctx: &Context,
-    st: &mut Vec<Status>,
     r: &Roll<'_, '_, '_>,
     cluster: &Option<Cluster>,
     what: &str,
-) -> anyhow::Result<Option<Running>> {
+) -> anyhow::Result<Reported<Option<Running>>> {
     let m = ctx.machine;
     let me = &r.me.name;
     if cluster
@@ -464,10 +465,10 @@ fn take_turn(
         let c = cluster.as_ref().expect("checked above");
         let units = unit_states(ctx, r, &Some(what.to_string()))?;
         let Some(target) = switchover_target(c, &units) else {
-            st.push(Status::waiting(format!(
+            return Ok(Report::of(Status::waiting(format!(
                 "upgrade ({what}): no upgraded synchronous standby to switch over to yet"
-            )));
-            return Ok(None);
+            )))
+            .with(None));
         };
         log::info!("rolling upgrade: switching over from {me} to {target} before restarting");
         let body = serde_json::json!({"leader": me, "candidate": target});
@@ -484,11 +485,11 @@ fn take_turn(
                     format!("HTTP {}: {}", resp.status, resp.body.trim())
                 });
                 log::warn!("rolling upgrade: Patroni refused the switchover to {target} ({why})");
-                st.push(Status::waiting(format!(
+                return Ok(Report::of(Status::waiting(format!(
                     "upgrade ({what}): Patroni refused the switchover to {} ({why}); retrying in a later hook",
                     paths::unit_of_member(&target)
-                )));
-                return Ok(None);
+                )))
+                .with(None));
             }
         }
         // Patroni demotes this member and starts it as a replica of the new primary; the
@@ -541,7 +542,7 @@ fn take_turn(
         }
         m.run(&Cmd::new("sleep", ["1"]))?;
     }
-    running(m)
+    Ok(Report::default().with(running(m)?))
 }
 
 #[cfg(test)]
