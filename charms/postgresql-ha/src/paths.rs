@@ -28,9 +28,9 @@ pub const ETCD_DATA: &str = "/var/lib/postgresql-ha-etcd";
 pub const ROLE_MARKER: &str = "/run/postgresql-ha/role-changed";
 /// The topology observer's unit file.
 pub const OBSERVER_UNIT_FILE: &str = "/etc/systemd/system/postgresql-ha-observer.service";
-/// The SHA-256 of the charm binary the observer was started with (a refresh restarts it only
-/// when the binary changed).
-pub const OBSERVER_BINARY_SUM: &str = "/etc/postgresql-ha/observer.sha256";
+/// Where earlier revisions recorded the SHA-256 of the observer's binary; removed (the
+/// observer's unit file carries the binary's fingerprint now).
+pub const OLD_OBSERVER_BINARY_SUM: &str = "/etc/postgresql-ha/observer.sha256";
 /// The topology observer's service.
 pub const OBSERVER_SERVICE: &str = "postgresql-ha-observer";
 /// PostgreSQL's unix socket directory (systemd RuntimeDirectory of the Patroni service).

@@ -67,57 +67,20 @@ fn host_layout(ctx: &Context) -> anyhow::Result<()> {
         &FileOptions::root(0o644),
     )?;
     let unit = ctx.model.unit_name();
+    // The observer is the charm's binary: its unit file carries the binary's fingerprint, so a
+    // refresh that brings another binary restarts it, and only then.
     let c = m.write_file(
         Path::new(paths::OBSERVER_UNIT_FILE),
-        render::observer_unit(unit, &ctx.event.charm_dir()).as_bytes(),
+        render::observer_unit(unit, &ctx.event.charm_dir(), &ctx.charm_binary_line()?).as_bytes(),
         &FileOptions::root(0o644),
     )?;
     if a || b || c {
         m.daemon_reload()?;
     }
-    // The observer is the charm's binary: it restarts when a refresh brought a different one,
-    // and only then (a refresh restarts no service whose files did not change).
-    let binary_changed = observer_binary_changed(ctx)?;
-    m.ensure_service(paths::OBSERVER_SERVICE, c || binary_changed)?;
+    m.ensure_service(paths::OBSERVER_SERVICE, c)?;
+    // Where revisions before the fingerprint recorded the observer's binary.
+    m.remove_file(Path::new(paths::OLD_OBSERVER_BINARY_SUM))?;
     Ok(())
-}
-
-/// Whether the charm binary differs from the one the observer was started with, as its
-/// SHA-256 recorded in [`paths::OBSERVER_BINARY_SUM`]; records the current one. Read only
-/// after upgrade-charm (nothing else replaces the charm directory) or when nothing is recorded.
-fn observer_binary_changed(ctx: &Context) -> anyhow::Result<bool> {
-    let m = ctx.machine;
-    let upgraded = matches!(ctx.event.kind, charm_lib::EventKind::UpgradeCharm);
-    let recorded = m.read_to_string(Path::new(paths::OBSERVER_BINARY_SUM))?;
-    if !upgraded && recorded.is_some() {
-        return Ok(false);
-    }
-    let binary = std::path::PathBuf::from(ctx.event.charm_dir()).join("dispatch");
-    let out = m.run(
-        &charm_lib::Cmd::new("sha256sum", [binary.to_string_lossy().as_ref()]).allow_failure(),
-    )?;
-    let sum = out
-        .stdout
-        .split_whitespace()
-        .next()
-        .filter(|s| out.success() && s.len() == 64)
-        .map(str::to_string);
-    let Some(sum) = sum else {
-        log::warn!(
-            "could not hash {} ({}): the observer restarts after a refresh",
-            binary.display(),
-            out.stderr.trim()
-        );
-        return Ok(upgraded);
-    };
-    m.write_file(
-        Path::new(paths::OBSERVER_BINARY_SUM),
-        format!("{sum}\n").as_bytes(),
-        &FileOptions::root(0o644),
-    )?;
-    // Nothing recorded before a refresh: a charm from before the record, so its binary is
-    // another one.
-    Ok(upgraded && recorded.as_deref().map(str::trim) != Some(sum.as_str()))
 }
 
 /// The reconcile.

@@ -381,10 +381,10 @@ pub fn role_change_script() -> String {
 }
 
 /// The topology observer service (see `observer`): the charm's binary in `observe` mode, as
-/// root (juju-exec's socket is root-only).
-pub fn observer_unit(unit: &str, charm_dir: &str) -> String {
+/// root (juju-exec's socket is root-only); `binary_line` is `Context::charm_binary_line`.
+pub fn observer_unit(unit: &str, charm_dir: &str, binary_line: &str) -> String {
     format!(
-        "[Unit]\nDescription=postgresql-ha: a hook when the Patroni primary changes; etcd leadership off the primary\nAfter={}.service\n\n\
+        "{binary_line}[Unit]\nDescription=postgresql-ha: a hook when the Patroni primary changes; etcd leadership off the primary\nAfter={}.service\n\n\
 [Service]\nType=simple\nExecStart={charm_dir}/dispatch observe {unit} {charm_dir}\nRestart=always\nRestartSec=5\n\n\
 [Install]\nWantedBy=multi-user.target\n",
         paths::PATRONI_SERVICE
@@ -721,7 +721,7 @@ mod tests {
         );
         assert!(etcd_unit().contains("User=etcd"));
         assert!(role_change_script().contains("touch /run/postgresql-ha/role-changed"));
-        assert!(observer_unit("postgresql-ha/1", "/var/lib/juju/agents/unit-postgresql-ha-1/charm")
+        assert!(observer_unit("postgresql-ha/1", "/var/lib/juju/agents/unit-postgresql-ha-1/charm", "")
             .contains("ExecStart=/var/lib/juju/agents/unit-postgresql-ha-1/charm/dispatch observe postgresql-ha/1 /var/lib/juju/agents/unit-postgresql-ha-1/charm\n"));
     }
 }

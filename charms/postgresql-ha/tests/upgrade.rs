@@ -453,23 +453,19 @@ fn a_config_change_while_patroni_is_stopped_installs_at_once() {
     );
 }
 
-/// The charm binary's SHA-256 as sha256sum prints it.
-fn binary_sum(m: MachineState, sum: &str) -> MachineState {
-    m.respond(
-        &[
-            "sha256sum",
-            "/var/lib/juju/agents/unit-postgresql-ha-0/charm/dispatch",
-        ],
-        CmdOutput::ok(format!(
-            "{sum}  /var/lib/juju/agents/unit-postgresql-ha-0/charm/dispatch\n"
-        )),
+/// The charm binary at its place in the charm directory.
+fn binary(m: MachineState, content: &str) -> MachineState {
+    m.with_file(
+        "/var/lib/juju/agents/unit-postgresql-ha-0/charm/dispatch",
+        content,
+        FileOptions::root(0o755),
     )
 }
 
 #[test]
 fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
-    // Arrange: a settled primary (every service running, the observer's binary recorded).
-    let a = "a".repeat(64);
+    // Arrange: a settled primary (every service running, the observer's unit file naming its
+    // binary).
     let mut st = leader_primary().with_relation(Relation::new(5, "db", "maas-region").remote_unit(
         0,
         &[
@@ -478,7 +474,7 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
             ("requested-secrets", r#"["username","password"]"#),
         ],
     ));
-    st.machine = binary_sum(st.machine, &a);
+    st.machine = binary(st.machine, "binary a");
     let settled = harness().run_ok(Trigger::ConfigChanged, &st);
     let mut before = settled.state.clone();
     before.machine = running(
@@ -508,11 +504,7 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
     assert!(!lines.iter().any(|l| l.contains("/restart")), "{lines:#?}");
     // A different binary restarts the observer, and nothing else.
     let mut other = before.clone();
-    other
-        .machine
-        .responders
-        .retain(|r| r.prefix[0] != "sha256sum");
-    other.machine = binary_sum(other.machine, &"b".repeat(64));
+    other.machine = binary(other.machine, "binary b");
     let out = harness().run_ok(Trigger::UpgradeCharm, &other);
     let restarts: Vec<String> = out
         .command_lines()
