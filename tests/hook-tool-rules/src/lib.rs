@@ -328,16 +328,19 @@ mod tests {
         "application-version-set",
         "close-port",
         "config-get",
+        "goal-state",
         "is-leader",
         "juju-log",
         "leader-get",
         "leader-set",
+        "network-get",
         "open-port",
         "opened-ports",
         "relation-get",
         "relation-ids",
         "relation-list",
         "relation-set",
+        "resource-get",
         "secret-add",
         "secret-get",
         "secret-grant",
@@ -351,6 +354,7 @@ mod tests {
         "state-set",
         "status-get",
         "status-set",
+        "unit-get",
     ];
 
     #[test]
