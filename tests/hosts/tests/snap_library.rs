@@ -60,10 +60,21 @@ fn catalog(prefix: &str) -> PathBuf {
 }
 
 /// Runs the library's script in the host; its JSON answer (Null when it prints nothing).
+/// `p` (a path on the machine) as a host reaches it: through the machine's root, read-only at
+/// `/run/local-model/machine` in every host (tests/hosts/README.md), because a checkout under
+/// `/tmp` is not the host's own `/tmp` (CI clones there). The directory is resolved, the file
+/// name kept: a venv's `python` is a link that must not be followed, or it is no venv.
+fn seen_from_host(p: &Path) -> PathBuf {
+    let dir = std::fs::canonicalize(p.parent().unwrap()).unwrap();
+    Path::new("/run/local-model/machine")
+        .join(dir.strip_prefix("/").unwrap())
+        .join(p.file_name().unwrap())
+}
+
 fn library(h: &hosts::Host, py: &Path, args: &[&str]) -> Value {
     let o = h
-        .command(&py.to_string_lossy())
-        .arg(SCRIPT)
+        .command(&seen_from_host(py).to_string_lossy())
+        .arg(seen_from_host(Path::new(SCRIPT)))
         .args(args)
         .output()
         .unwrap();
