@@ -8,8 +8,8 @@
 //!
 //! Each scrape reads the interfaces afresh (`ip -j addr`); nothing is cached.
 
-use crate::layout::Layout;
 use crate::net;
+use crate::paths::Paths;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener};
 use std::process::Command;
@@ -36,7 +36,7 @@ pub fn exposition(held: &[(IpAddr, bool)]) -> String {
 
 /// The systemd unit of the exporter; `binary_line` is `Context::charm_binary_line` (the
 /// exporter is the charm's binary: a refresh that changes it restarts the exporter).
-pub fn unit(l: &Layout, charm_dir: &str, binary_line: &str, port: u16, vips: &[IpAddr]) -> String {
+pub fn unit(l: &Paths, charm_dir: &str, binary_line: &str, port: u16, vips: &[IpAddr]) -> String {
     let vips: Vec<String> = vips.iter().map(ToString::to_string).collect();
     format!(
         "{binary_line}[Unit]\nDescription=keepalived-vip {app}: VIP state for Prometheus on 127.0.0.1:{port}\nAfter=network-online.target\n\n\
@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn the_unit_runs_the_charm_binary_with_the_vips() {
         let u = unit(
-            &Layout::new("db-vip"),
+            &Paths::new("db-vip"),
             "/var/lib/juju/agents/unit-db-vip-0/charm",
             "# charm binary 00ff\n",
             9751,

@@ -3,11 +3,11 @@
 
 use crate::claims::{self, Claim};
 use crate::config::{self, Config};
-use crate::host;
-use crate::layout::Layout;
 use crate::net::{self, Cidr, Interface};
+use crate::paths::Paths;
 use crate::relations::{self, PrincipalWish, Principals};
 use crate::render::{self, Placement, ScriptCheck, Unicast, Vrrp};
+use crate::workload;
 use charm_lib::{Cmd, Context, MachineExt, Status};
 // What the principal is told about this unit.
 use contracts::vip::VipState;
@@ -124,7 +124,7 @@ fn unicast_peers(
     v6: bool,
     src: Option<IpAddr>,
 ) -> anyhow::Result<Vec<IpAddr>> {
-    let before: crate::Stored = ctx.model.state()?;
+    let before: crate::state::Stored = ctx.model.state()?;
     if live.is_empty() {
         return Ok(before
             .unicast_peers
@@ -134,7 +134,7 @@ fn unicast_peers(
             .collect());
     }
     if before.unicast_peers.as_ref() != Some(&live) {
-        let after = crate::Stored {
+        let after = crate::state::Stored {
             unicast_peers: Some(live.clone()),
             ..before.clone()
         };
@@ -147,7 +147,7 @@ fn unicast_peers(
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let app = ctx.model.app_name().to_string();
     let unit = ctx.model.unit_name().to_string();
-    let layout = Layout::new(&app);
+    let paths = Paths::new(&app);
 
     let Some(cfg) = ctx.load_config::<Config>()? else {
         return relations::publish_principal(ctx, &[], VipState::Blocked);
@@ -173,7 +173,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     };
 
     let ifaces = interfaces(ctx)?;
-    let mut claims = host::read_claims(ctx.machine)?;
+    let mut claims = workload::read_claims(ctx.machine)?;
     // Any application's VIP held here is not an address of this host to place or send from.
     let mut vip_addrs: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
     for c in claims.values() {
@@ -273,12 +273,13 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         },
         vips: placements,
         checks: script_checks(&cfg, &wishes),
-        notify: layout.notify_script(),
+        notify: paths.notify_script(),
     };
     // Before the configuration that names it, so keepalived never runs a missing script.
-    host::ensure_notify_script(ctx.machine, &layout, &unit, &ctx.event.charm_dir())?;
+    workload::ensure_notify_script(ctx.machine, &paths, &unit, &ctx.event.charm_dir())?;
     let text = render::keepalived_conf(&vrrp);
-    let conf_changed = match host::apply_conf(ctx.machine, &layout, &text, password.as_deref())? {
+    let conf_changed = match workload::apply_conf(ctx.machine, &paths, &text, password.as_deref())?
+    {
         Ok(changed) => changed,
         Err(why) => return block(ctx, &cfg.vips, why),
     };
@@ -293,17 +294,17 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             );
         }
     }
-    let unit_changed = host::ensure_unit(ctx.machine, &layout)?;
-    host::ensure_sysctl(ctx.machine, &layout, cfg.vips.iter().any(Cidr::is_v6))?;
-    let running = ctx.machine.service_is_active(&layout.service())?;
-    host::ensure_running(ctx.machine, &layout, running, conf_changed, unit_changed)?;
+    let unit_changed = workload::ensure_unit(ctx.machine, &paths)?;
+    workload::ensure_sysctl(ctx.machine, &paths, cfg.vips.iter().any(Cidr::is_v6))?;
+    let running = ctx.machine.service_is_active(&paths.service())?;
+    workload::ensure_running(ctx.machine, &paths, running, conf_changed, unit_changed)?;
     let vips: Vec<IpAddr> = cfg.vips.iter().map(|c| c.addr).collect();
     let metrics_port = crate::metrics::port(cfg.vrid);
-    host::ensure_metrics(
+    workload::ensure_metrics(
         ctx.machine,
-        &layout,
+        &paths,
         &crate::metrics::unit(
-            &layout,
+            &paths,
             &ctx.event.charm_dir(),
             &ctx.charm_binary_line()?,
             metrics_port,
@@ -312,7 +313,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     )?;
     crate::cos::publish(ctx, metrics_port)?;
     claims.insert(unit, mine);
-    host::write_claims(ctx.machine, &claims)?;
+    workload::write_claims(ctx.machine, &claims)?;
 
     ctx.status(Status::active(format!(
         "{} {}",

@@ -2,8 +2,8 @@
 //! drop-in.
 
 use crate::checks::Check;
-use crate::layout::{Layout, KEEPALIVED};
 use crate::net::Cidr;
+use crate::paths::{Paths, KEEPALIVED};
 use charm_lib::juju_exec;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -216,7 +216,7 @@ pub fn notify_script(unit: &str, charm_dir: &str) -> String {
 /// The systemd unit running this application's keepalived: VRRP only, in the foreground,
 /// with its own configuration and pid files; reload is SIGHUP (keepalived re-reads its
 /// configuration without dropping the VIP).
-pub fn systemd_unit(l: &Layout) -> String {
+pub fn systemd_unit(l: &Paths) -> String {
     format!(
         "# Managed by the keepalived-vip charm: local changes are overwritten.\n\
 [Unit]\n\
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn unit_file_names_everything_after_the_app() {
-        let u = systemd_unit(&Layout::new("region-vip"));
+        let u = systemd_unit(&Paths::new("region-vip"));
         assert!(u.contains("--use-file=/etc/keepalived/keepalived-region-vip.conf"));
         assert!(u.contains(
             "--pid=/run/keepalived-region-vip.pid --vrrp_pid=/run/keepalived-region-vip-vrrp.pid"

@@ -11,15 +11,15 @@ pub const CLAIMS: &str = "/var/lib/keepalived-vip/claims.json";
 
 /// The paths and service name of one application on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
+pub struct Paths {
     /// The Juju application name.
     pub app: String,
 }
 
-impl Layout {
-    /// The layout of `app`.
-    pub fn new(app: &str) -> Layout {
-        Layout {
+impl Paths {
+    /// The paths of `app`.
+    pub fn new(app: &str) -> Paths {
+        Paths {
             app: app.to_string(),
         }
     }

@@ -2,7 +2,7 @@
 //! sysctl drop-in, the claims file, and taking it all away again.
 
 use crate::claims::{self, Claims};
-use crate::layout::{Layout, CLAIMS, DISTRO_SERVICE, KEEPALIVED};
+use crate::paths::{Paths, CLAIMS, DISTRO_SERVICE, KEEPALIVED};
 use crate::render;
 use charm_lib::{Cmd, FileOptions, Machine, MachineError, MachineExt, ServiceOp};
 use std::path::Path;
@@ -21,7 +21,7 @@ pub fn install(m: &dyn Machine) -> anyhow::Result<()> {
 /// refused it (the running configuration is then untouched).
 pub fn apply_conf(
     m: &dyn Machine,
-    l: &Layout,
+    l: &Paths,
     text: &str,
     password: Option<&str>,
 ) -> anyhow::Result<Result<bool, String>> {
@@ -75,7 +75,7 @@ pub fn apply_conf(
 /// security refuses anything a non-root user could change).
 pub fn ensure_notify_script(
     m: &dyn Machine,
-    l: &Layout,
+    l: &Paths,
     unit: &str,
     charm_dir: &str,
 ) -> anyhow::Result<()> {
@@ -88,7 +88,7 @@ pub fn ensure_notify_script(
 }
 
 /// Writes the systemd unit; returns whether it changed (then systemd is told).
-pub fn ensure_unit(m: &dyn Machine, l: &Layout) -> anyhow::Result<bool> {
+pub fn ensure_unit(m: &dyn Machine, l: &Paths) -> anyhow::Result<bool> {
     let changed = m.write_file(
         Path::new(&l.unit_file()),
         render::systemd_unit(l).as_bytes(),
@@ -101,7 +101,7 @@ pub fn ensure_unit(m: &dyn Machine, l: &Layout) -> anyhow::Result<bool> {
 }
 
 /// Writes and applies the sysctl drop-in when it changed.
-pub fn ensure_sysctl(m: &dyn Machine, l: &Layout, v6: bool) -> anyhow::Result<()> {
+pub fn ensure_sysctl(m: &dyn Machine, l: &Paths, v6: bool) -> anyhow::Result<()> {
     let path = l.sysctl();
     if m.write_file(
         Path::new(&path),
@@ -117,7 +117,7 @@ pub fn ensure_sysctl(m: &dyn Machine, l: &Layout, v6: bool) -> anyhow::Result<()
 /// reloads it (SIGHUP: the VIP stays put) for a new configuration.
 pub fn ensure_running(
     m: &dyn Machine,
-    l: &Layout,
+    l: &Paths,
     running: bool,
     conf_changed: bool,
     unit_changed: bool,
@@ -139,7 +139,7 @@ pub fn ensure_running(
 
 /// The VIP-state exporter: its unit file (reloaded and the service restarted when it changed),
 /// running and enabled.
-pub fn ensure_metrics(m: &dyn Machine, l: &Layout, unit_text: &str) -> anyhow::Result<()> {
+pub fn ensure_metrics(m: &dyn Machine, l: &Paths, unit_text: &str) -> anyhow::Result<()> {
     let changed = m.write_file(
         Path::new(&l.metrics_unit_file()),
         unit_text.as_bytes(),
@@ -164,7 +164,7 @@ pub fn read_claims(m: &dyn Machine) -> anyhow::Result<Claims> {
     let mut all = claims::parse(m.read_to_string(Path::new(CLAIMS))?.as_deref());
     let mut stale = Vec::new();
     for (unit, c) in &all {
-        if m.file_info(Path::new(&Layout::new(&c.app).conf()))?
+        if m.file_info(Path::new(&Paths::new(&c.app).conf()))?
             .is_none()
         {
             stale.push(unit.clone());
@@ -186,33 +186,6 @@ pub fn write_claims(m: &dyn Machine, all: &Claims) -> anyhow::Result<()> {
             claims::render(all).as_bytes(),
             &FileOptions::root(0o644),
         )?;
-    }
-    Ok(())
-}
-
-/// Stops and removes this application's keepalived, its files and its claim. Another
-/// application's keepalived on this host is not touched.
-pub fn teardown(m: &dyn Machine, l: &Layout, unit: &str) -> anyhow::Result<()> {
-    let svc = l.service();
-    let unit_file = l.unit_file();
-    if m.file_info(Path::new(&unit_file))?.is_some() || m.service_is_active(&svc)? {
-        m.retire_service(&svc)?;
-        log::info!("stopped {svc}");
-    }
-    let metrics = l.metrics_service();
-    if m.file_info(Path::new(&l.metrics_unit_file()))?.is_some() || m.service_is_active(&metrics)? {
-        m.retire_service(&metrics)?;
-    }
-    let removed_metrics = m.remove_file(Path::new(&l.metrics_unit_file()))?;
-    if m.remove_file(Path::new(&unit_file))? || removed_metrics {
-        m.daemon_reload()?;
-    }
-    for p in [l.conf(), l.conf_candidate(), l.sysctl(), l.notify_script()] {
-        m.remove_file(Path::new(&p))?;
-    }
-    let mut all = claims::parse(m.read_to_string(Path::new(CLAIMS))?.as_deref());
-    if all.remove(unit).is_some() {
-        write_claims(m, &all)?;
     }
     Ok(())
 }
