@@ -5,7 +5,7 @@
 //! writable address through the `vip` subordinate.
 //!
 //! Every hook ends in [`reconcile::reconcile`], then [`cos::publish`]; actions are in
-//! [`actions`].
+//! [`actions`]; a unit's leaving is [`teardown`].
 
 #![warn(missing_docs)]
 
@@ -33,29 +33,25 @@ pub mod secrets;
 pub mod serve;
 pub mod site_cert;
 pub mod sql;
+pub mod teardown;
 pub mod upgrade;
 
-use charm_lib::{Context, EventKind, RelationPhase};
+use charm_lib::{Context, EventKind};
 
-/// The charm's handler.
+/// The charm's handler: actions by name; a unit's leaving through [`teardown`]; every other
+/// hook one reconcile, then the cos-agent data.
 pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
-    match &ctx.event.kind {
-        EventKind::Action { name, .. } => {
-            let name = name.clone();
-            actions::run(ctx, &name)
-        }
-        EventKind::Relation(r)
-            if r.phase == RelationPhase::Departed
-                && r.relation.endpoint == reconcile::PEER
-                && r.departing_unit.as_deref() == Some(ctx.model.unit_name()) =>
-        {
-            reconcile::leave(ctx)
-        }
-        EventKind::Stop => reconcile::leave(ctx),
-        EventKind::Remove => Ok(()),
-        _ => {
-            reconcile::reconcile(ctx)?;
-            cos::publish(ctx)
-        }
+    if let EventKind::Action { name, .. } = &ctx.event.kind {
+        let name = name.clone();
+        return actions::run(ctx, &name);
     }
+    if teardown::is_leaving(ctx) {
+        return teardown::leave(ctx);
+    }
+    if ctx.event.kind == EventKind::Remove {
+        // `stop` already took everything away.
+        return Ok(());
+    }
+    reconcile::reconcile(ctx)?;
+    cos::publish(ctx)
 }

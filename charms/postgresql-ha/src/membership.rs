@@ -1,6 +1,6 @@
 //! etcd membership that follows the units: the leader bootstraps, admits one unit at a time
 //! as a learner and promotes it once it runs, removes members whose unit left; a leaving unit
-//! removes itself while the cluster still has quorum.
+//! removes itself while the cluster still has quorum (`teardown.rs`).
 
 use crate::render::{self, Member};
 use crate::{etcd, paths};
@@ -280,44 +280,6 @@ pub(crate) fn departed(ctx: &Context) -> anyhow::Result<bool> {
         .machine
         .read_to_string(Path::new(paths::DEPARTED))?
         .is_some_and(|u| u.trim() == ctx.model.unit_name()))
-}
-
-/// This unit leaves the application: hand over the primary role, leave etcd cleanly while the
-/// cluster still has quorum, stop both services.
-pub fn leave(ctx: &Context) -> anyhow::Result<()> {
-    let m = ctx.machine;
-    m.write_file(
-        Path::new(paths::DEPARTED),
-        format!("{}\n", ctx.model.unit_name()).as_bytes(),
-        &FileOptions::root(0o644),
-    )?;
-    m.retire_service(paths::OBSERVER_SERVICE)?;
-    // A departed unit takes no more scheduled backups and reports none.
-    m.retire_service(crate::backup_schedule::TIMER)?;
-    m.retire_service(crate::backup_metrics::SERVICE)?;
-    // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
-    m.retire_service(paths::PATRONI_SERVICE)?;
-    if m.service_is_active(paths::ETCD_SERVICE)? {
-        let me = paths::member_name(ctx.model.unit_name());
-        match etcd::members(m) {
-            Ok(list) => {
-                if let Some(mem) = list.iter().find(|x| x.name == me) {
-                    if list.len() > 1 {
-                        if let Err(e) = etcd::remove(m, mem) {
-                            log::warn!(
-                                "could not remove this unit from etcd (the leader will): {e:#}"
-                            );
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                log::warn!("could not list etcd members (the leader will remove this unit): {e:#}")
-            }
-        }
-    }
-    m.retire_service(paths::ETCD_SERVICE)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One reconcile for every hook: derive the wanted host state and relation data from the whole
 //! model and apply the difference.
 
-pub use crate::membership::{keys, leave, Shared, CLIENT_ENDPOINTS, PEER};
+pub use crate::membership::{keys, Shared, CLIENT_ENDPOINTS, PEER};
 pub use crate::serve::{psql, psql_output};
 
 use crate::clients::{self, Grant, Request};
