@@ -905,14 +905,10 @@ pub(crate) fn vips(ctx: &Context) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     if let Some(r) = ctx.model.relation("vip")? {
         for u in r.units() {
-            if let Some(v) = r.unit_data(u)?.get(contracts::vip::keys::VIPS) {
-                out.extend(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|a| !a.is_empty())
-                        .map(String::from),
-                );
-            }
+            let d: contracts::vip::SubordinateData =
+                charm_lib::databag::from_databag(&r.unit_data(u)?)
+                    .map_err(|e| anyhow::anyhow!("{} ({u}): {e}", r.id()))?;
+            out.extend(d.vips.items().iter().cloned());
         }
     }
     Ok(out)
