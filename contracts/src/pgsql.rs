@@ -53,6 +53,26 @@ pub mod keys {
     pub const VERSION: &str = "version";
     /// Server: the CA (PEM) that signs the server's certificate.
     pub const TLS_CA: &str = "tls-ca";
+
+    /// Every key a server writes ([`super::ServerData`]'s fields): a server deletes the ones
+    /// it no longer wants.
+    pub const SERVER: [&str; 15] = [
+        TLS_CA,
+        ROLES,
+        EXTENSIONS,
+        HOST,
+        PORT,
+        DATABASE,
+        USER,
+        PASSWORD,
+        SECRET_USER,
+        MASTER,
+        STANDBYS,
+        ALLOWED_UNITS,
+        ALLOWED_SUBNETS,
+        STATE,
+        VERSION,
+    ];
 }
 
 /// What a client asks for. `None` deletes the key.
@@ -166,6 +186,19 @@ mod tests {
         assert_eq!(b[keys::ROLES], "", "not asked: no value");
         assert_eq!(b[keys::EXTENSIONS], "");
         assert_eq!(from_databag::<ClientRequest>(&b).unwrap(), r);
+    }
+
+    #[test]
+    fn the_server_key_list_is_every_field_of_server_data() {
+        // A default ServerData writes every field (as "", which deletes it).
+        let written: std::collections::BTreeSet<String> = to_databag(&ServerData::default())
+            .unwrap()
+            .into_keys()
+            .collect();
+        let listed: std::collections::BTreeSet<String> =
+            keys::SERVER.iter().map(|k| k.to_string()).collect();
+        assert_eq!(listed, written);
+        assert_eq!(listed.len(), keys::SERVER.len(), "no key listed twice");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::paths;
 use charm_lib::Databag;
+use contracts::pgsql::keys;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -381,15 +382,15 @@ pub fn db_request(
                     .find_map(|b| b.get(k).filter(|v| !v.trim().is_empty()).cloned())
             })
     };
-    let database = pick("database")
+    let database = pick(keys::DATABASE)
         .map(|d| d.trim().to_string())
         .unwrap_or_else(|| remote_app.to_string());
     valid_database(&database)?;
-    let extensions = list("extension", pick("extensions").as_ref())?;
-    let roles = list("role", pick("roles").as_ref())?;
-    let wants_secret = pick("requested-secrets").is_some();
+    let extensions = list("extension", pick(keys::EXTENSIONS).as_ref())?;
+    let roles = list("role", pick(keys::ROLES).as_ref())?;
+    let wants_secret = pick(keys::REQUESTED_SECRETS).is_some();
     let (units, ignored) = units(remote_units);
-    let asked = ["roles", "extensions"]
+    let asked = [keys::ROLES, keys::EXTENSIONS]
         .iter()
         .filter_map(|k| pick(k).map(|v| (k.to_string(), v)))
         .collect();
@@ -485,25 +486,6 @@ fn libpq(host: &str, g: &Grant, creds: &Credentials, legacy: bool) -> String {
     s + " sslmode=require"
 }
 
-/// Every key this charm writes on `db`; keys it no longer wants are deleted.
-const DB_KEYS: [&str; 15] = [
-    "tls-ca",
-    "roles",
-    "extensions",
-    "host",
-    "port",
-    "database",
-    "user",
-    "password",
-    "secret-user",
-    "master",
-    "standbys",
-    "allowed-units",
-    "allowed-subnets",
-    "state",
-    "version",
-];
-
 /// The unit databag for a `db` relation. Without a known writable address, the address keys
 /// are left as they are (`None` values mean "do not touch").
 pub fn db_data(
@@ -513,23 +495,24 @@ pub fn db_data(
     topo: &Topology,
 ) -> BTreeMap<String, Option<String>> {
     let legacy = !req.wants_secret;
-    let mut d: BTreeMap<String, Option<String>> = DB_KEYS
+    // Every key a pgsql server writes; keys it no longer wants are deleted.
+    let mut d: BTreeMap<String, Option<String>> = keys::SERVER
         .iter()
         .map(|k| (k.to_string(), Some(String::new())))
         .collect();
     let mut set = |k: &str, v: String| {
         d.insert(k.to_string(), Some(v));
     };
-    set("port", paths::PG_PORT.to_string());
-    set("database", g.database.clone());
-    set("user", creds.username.clone());
+    set(keys::PORT, paths::PG_PORT.to_string());
+    set(keys::DATABASE, g.database.clone());
+    set(keys::USER, creds.username.clone());
     if legacy {
-        set("password", creds.password.clone());
+        set(keys::PASSWORD, creds.password.clone());
     } else {
-        set("secret-user", g.secret.clone());
+        set(keys::SECRET_USER, g.secret.clone());
     }
     set(
-        "allowed-units",
+        keys::ALLOWED_UNITS,
         req.units
             .iter()
             .map(|u| u.name.as_str())
@@ -542,27 +525,27 @@ pub fn db_data(
             subnets.push(s);
         }
     }
-    set("allowed-subnets", subnets.join(","));
+    set(keys::ALLOWED_SUBNETS, subnets.join(","));
     // Echoed exactly as asked once granted (the pgsql client compares the strings).
-    if let Some(r) = req.asked.get("roles") {
+    if let Some(r) = req.asked.get(keys::ROLES) {
         if req.roles.iter().all(|x| g.roles.contains(x)) {
-            set("roles", r.clone());
+            set(keys::ROLES, r.clone());
         }
     }
-    if let Some(e) = req.asked.get("extensions") {
+    if let Some(e) = req.asked.get(keys::EXTENSIONS) {
         if req.extensions.iter().all(|x| g.extensions.contains(x)) {
-            set("extensions", e.clone());
+            set(keys::EXTENSIONS, e.clone());
         }
     }
-    set("state", topo.state.clone());
-    set("version", topo.version.to_string());
-    set("tls-ca", topo.ca.clone());
+    set(keys::STATE, topo.state.clone());
+    set(keys::VERSION, topo.version.to_string());
+    set(keys::TLS_CA, topo.ca.clone());
     match &topo.host {
         Some(h) => {
-            set("host", h.clone());
-            set("master", libpq(h, g, creds, legacy));
+            set(keys::HOST, h.clone());
+            set(keys::MASTER, libpq(h, g, creds, legacy));
             set(
-                "standbys",
+                keys::STANDBYS,
                 topo.standbys
                     .iter()
                     .map(|s| libpq(s, g, creds, legacy))
@@ -571,7 +554,7 @@ pub fn db_data(
             );
         }
         None => {
-            for k in ["host", "master", "standbys"] {
+            for k in [keys::HOST, keys::MASTER, keys::STANDBYS] {
                 d.insert(k.to_string(), None);
             }
         }
