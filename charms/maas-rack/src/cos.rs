@@ -5,8 +5,16 @@
 //! rackd serves `/metrics` on 5249 (plain HTTP; MAAS's "Controller port settings"); the job
 //! targets `localhost`, as the collector is a subordinate on this machine. A rack on a region's
 //! host is run by the region's MAAS (region+rack), whose rackd answers there too.
+//!
+//! Logs: the cos_agent library carries snap slots only (`log_slots`, `snap:slot`). The maas
+//! snap shares `$SNAP_COMMON/log` (/var/snap/maas/common/log: rackd.log, maas.log ...) through
+//! its content slot `maas-logs` (canonical/maas snap/snapcraft.yaml `slots:`, since 3.3), so a
+//! snap install sends [`SNAP_LOG_SLOT`]. The deb logs to /var/log/maas/*.log, which the
+//! collectors read without being told (grafana-agent's machine charm
+//! `_additional_log_configs`: `/var/log/**/*log`); the library has no field for a path.
 
 use charm_lib::cos_agent::{Dashboard, Provider, RuleFile, ScrapeJob, Topology, ENDPOINT};
+use crate::maas::Flavor;
 use charm_lib::Context;
 
 /// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).
@@ -25,6 +33,18 @@ pub const DASHBOARDS: &[Dashboard<'static>] = &[Dashboard {
     path: "src/grafana_dashboards/maas-rack.json",
     json: include_str!("grafana_dashboards/maas-rack.json"),
 }];
+
+/// The maas snap's content slot sharing its logs.
+pub const SNAP_LOG_SLOT: &str = "maas:maas-logs";
+
+/// The snap slots whose logs the collector should read, for MAAS installed as `installed`
+/// (nothing yet: no slot to connect to).
+pub fn log_slots(installed: Option<Flavor>) -> Vec<String> {
+    match installed {
+        Some(Flavor::Snap) => vec![SNAP_LOG_SLOT.to_string()],
+        Some(Flavor::Deb) | None => Vec::new(),
+    }
+}
 
 /// Series Prometheus adds to every target.
 pub const SYNTHETIC: &[&str] = &[
@@ -55,8 +75,9 @@ pub fn exposed() -> Vec<&'static str> {
     all
 }
 
-/// Writes this unit's data on every `cos-agent` relation (nothing to do without one).
-pub fn publish(ctx: &Context) -> anyhow::Result<()> {
+/// Writes this unit's data on every `cos-agent` relation (nothing to do without one); MAAS is
+/// installed here as `installed`.
+pub fn publish(ctx: &Context, installed: Option<Flavor>) -> anyhow::Result<()> {
     if ctx.model.relations(ENDPOINT)?.is_empty() {
         return Ok(());
     }
@@ -65,6 +86,7 @@ pub fn publish(ctx: &Context) -> anyhow::Result<()> {
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
         scrape_jobs: jobs(),
+        log_slots: log_slots(installed),
         ..Provider::default()
     }
     .build()?

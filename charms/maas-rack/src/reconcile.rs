@@ -55,7 +55,8 @@ pub fn reconcile(ctx: &mut Context) -> Result<()> {
     // charm state of a failed hook; the retry then redoes idempotent steps.)
     record.save(&before, &tools)?;
     result?;
-    crate::cos::publish(ctx)
+    let installed = record.installed.as_deref().and_then(Flavor::parse);
+    crate::cos::publish(ctx, installed)
 }
 
 fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {

@@ -61,6 +61,30 @@ fn the_collector_gets_the_rackd_job_the_rules_and_the_dashboard() {
 }
 
 #[test]
+fn a_snap_install_names_the_maas_snaps_log_slot_a_deb_install_none() {
+    // The snap shares $SNAP_COMMON/log through its content slot `maas-logs` (canonical/maas
+    // snap/snapcraft.yaml); the deb's /var/log/maas is read by the collector unasked.
+    let rel = || Relation::new(COS, "cos-agent", "opentelemetry-collector").remote_unit(0, &[]);
+    let slots = |st: &charm_lib::testing::State| -> Value {
+        let data: Value =
+            serde_json::from_str(&st.relation(COS).unwrap().local_unit_data["config"]).unwrap();
+        data["log_slots"].clone()
+    };
+    let out = ok(
+        &harness(),
+        Trigger::RelationJoined(COS, 0),
+        &ready().with_relation(rel()),
+    );
+    assert_eq!(slots(&out.state), serde_json::json!(["maas:maas-logs"]));
+    let out = ok(
+        &harness(),
+        Trigger::RelationJoined(COS, 0),
+        &ready_deb().with_relation(rel()),
+    );
+    assert_eq!(slots(&out.state), serde_json::json!([]));
+}
+
+#[test]
 fn without_the_relation_nothing_is_written() {
     let out = ok(&harness(), Trigger::ConfigChanged, &ready());
     assert!(out.state.relation(COS).is_none());

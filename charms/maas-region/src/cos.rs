@@ -5,8 +5,17 @@
 //! Jobs target `localhost`: the collector is a subordinate on this machine. regiond serves
 //! `/metrics` on 5239 (plain HTTP, whatever MAAS's TLS); haproxy's exporter listens on
 //! 127.0.0.1:8405 ([`crate::render::HAPROXY_METRICS_PORT`]) when `haproxy` is on.
+//!
+//! Logs: the cos_agent library carries snap slots only (`log_slots`, `snap:slot`; the collector
+//! connects its `logs` plug to each and reads what the slot shares). The maas snap shares
+//! `$SNAP_COMMON/log` (/var/snap/maas/common/log: regiond.log, maas.log, nginx ...) through its
+//! content slot `maas-logs` (canonical/maas snap/snapcraft.yaml `slots:`, since 3.3), so a snap
+//! install sends [`SNAP_LOG_SLOT`]. The debs log to /var/log/maas/*.log, which the collectors
+//! read without being told (grafana-agent's machine charm `_additional_log_configs`: job
+//! `varlog`, `/var/log/**/*log`): there is nothing to declare, and the library has no field
+//! for a path.
 
-use crate::config::Config;
+use crate::config::{Config, InstallMethod};
 use crate::render::HAPROXY_METRICS_PORT;
 use charm_lib::cos_agent::{Dashboard, Provider, RuleFile, ScrapeJob, Topology, ENDPOINT};
 use charm_lib::Context;
@@ -27,6 +36,17 @@ pub const DASHBOARDS: &[Dashboard<'static>] = &[Dashboard {
     path: "src/grafana_dashboards/maas-region.json",
     json: include_str!("grafana_dashboards/maas-region.json"),
 }];
+
+/// The maas snap's content slot sharing its logs.
+pub const SNAP_LOG_SLOT: &str = "maas:maas-logs";
+
+/// The snap slots whose logs the collector should read.
+pub fn log_slots(cfg: &Config) -> Vec<String> {
+    match cfg.install_method {
+        InstallMethod::Snap => vec![SNAP_LOG_SLOT.to_string()],
+        InstallMethod::Deb => Vec::new(),
+    }
+}
 
 /// Series Prometheus adds to every target.
 pub const SYNTHETIC: &[&str] = &[
@@ -75,6 +95,7 @@ pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
         scrape_jobs: jobs(cfg),
+        log_slots: log_slots(cfg),
         ..Provider::default()
     }
     .build()?

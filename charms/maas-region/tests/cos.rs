@@ -115,6 +115,25 @@ fn without_haproxy_only_regiond_is_scraped() {
 }
 
 #[test]
+fn a_snap_install_names_the_maas_snaps_log_slot_a_deb_install_none() {
+    // The snap shares $SNAP_COMMON/log through its content slot `maas-logs` (canonical/maas
+    // snap/snapcraft.yaml); the debs' /var/log/maas is read by the collector unasked.
+    let out = harness(0).run_ok(
+        Trigger::RelationJoined(COS, 0),
+        &fresh_leader().with_relation(collector()),
+    );
+    assert_eq!(
+        sent(&out.state)["log_slots"],
+        serde_json::json!(["maas:maas-logs"])
+    );
+    let deb = fresh_leader()
+        .with_config("install-method", "deb")
+        .with_relation(collector());
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &deb);
+    assert_eq!(sent(&out.state)["log_slots"], serde_json::json!([]));
+}
+
+#[test]
 fn without_the_relation_nothing_is_built_or_written() {
     let out = harness(0).run_ok(Trigger::ConfigChanged, &fresh_leader());
     assert!(out.state.relation(COS).is_none());
