@@ -4,6 +4,14 @@
 //! `init-request` to a fresh token in its own peer databag and releases by clearing it when done
 //! (or failed). The lock names the unit *and* the token it granted, so a grant left over from an
 //! earlier request is never mistaken for a grant of a new one.
+//!
+//! A refresh under the lock drains first: the holder publishes the lock value it holds in its
+//! own peer databag (`refresh-drain`); every other region leaves it out of its haproxy and
+//! lists that value in its own `refresh-drained`; the holder stops MAAS only once every region
+//! still in the relation lists it (or [`DRAIN_ACK_WAIT`] has passed: a region whose agent is
+//! gone serves no one through its haproxy), and clears its flag once its new MAAS answers.
+//! The value names the request, so an acknowledgement of an earlier refresh never counts for
+//! a later one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +19,46 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const LOCK_KEY: &str = "init-lock";
 /// Peer unit databag key: the token of the unit's open request (absent: no request).
 pub const REQUEST_KEY: &str = "init-request";
+
+/// Peer unit databag key: the lock value (`<unit>#<token>`) of the refresh this unit is about
+/// to run; absent when it is not draining for one.
+pub const DRAIN_KEY: &str = "refresh-drain";
+/// Peer unit databag key: the drain values (comma-separated, sorted) this unit's haproxy has
+/// applied: the regions it no longer sends requests to.
+pub const DRAINED_KEY: &str = "refresh-drained";
+/// How long a holder waits for every region's acknowledgement before it refreshes all the
+/// same: a region whose unit agent is down never answers, and the upgrade must not hang on it
+/// (its haproxy then still balances over the holder and retries GETs on another region).
+pub const DRAIN_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The drain values of a `refresh-drained` value.
+pub fn parse_drained(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `refresh-drained` value for these drain values (sorted, so the databag changes only
+/// when the set does).
+pub fn format_drained(values: &BTreeSet<String>) -> String {
+    values.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+/// The regions that have not acknowledged the drain `value` yet: each peer's
+/// `refresh-drained` (unit → values). Only regions still in the relation count: one that
+/// departed balances nothing any more.
+pub fn unacknowledged(value: &str, acks: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut out: Vec<String> = acks
+        .iter()
+        .filter(|(_, v)| !v.iter().any(|x| x == value))
+        .map(|(u, _)| u.clone())
+        .collect();
+    out.sort_by_key(|u| (number(u), u.clone()));
+    out
+}
 
 /// The unit number of `app/N`, for a fair order that does not depend on names.
 fn number(unit: &str) -> u64 {
@@ -62,6 +110,26 @@ mod tests {
 
     fn set(units: &[&str]) -> BTreeSet<String> {
         units.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn drain_acknowledgements_name_the_request() {
+        let acks: BTreeMap<String, Vec<String>> = [
+            ("r/10", vec!["r/0#2".to_string()]),
+            ("r/2", parse_drained(Some("r/0#1, r/3#1"))),
+            ("r/1", parse_drained(None)),
+        ]
+        .into_iter()
+        .map(|(u, v)| (u.to_string(), v))
+        .collect();
+        // An acknowledgement of r/0's earlier request (#1) does not count for #2.
+        assert_eq!(unacknowledged("r/0#2", &acks), ["r/1", "r/2"]);
+        assert_eq!(unacknowledged("r/0#1", &acks), ["r/1", "r/10"]);
+        assert!(unacknowledged("r/0#1", &BTreeMap::new()).is_empty());
+        let set: BTreeSet<String> = ["r/3#1", "r/0#1"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(format_drained(&set), "r/0#1,r/3#1");
+        assert_eq!(parse_drained(Some(&format_drained(&set))).len(), 2);
+        assert_eq!(format_drained(&BTreeSet::new()), "");
     }
 
     #[test]

@@ -84,6 +84,10 @@ struct Stored {
     /// `leaving`: this unit is being removed and has drained its haproxy ([`leave`]).
     #[serde(rename = "leaving", default)]
     leaving: Yes,
+    /// `refresh-drain-since`: when (Unix seconds) this unit asked every haproxy to leave it
+    /// out before a refresh ([`lock::DRAIN_KEY`]), for [`lock::DRAIN_ACK_WAIT`].
+    #[serde(rename = "refresh-drain-since", default)]
+    drain_since: Option<u64>,
 }
 
 /// The charm state, or the Blocked status that names the key that does not fit.
@@ -123,6 +127,8 @@ struct World {
     peers: Vec<Peer>,
     has_peers: bool,
     peer_app: BTreeMap<String, String>,
+    /// The drain this unit asked for before its refresh ([`lock::DRAIN_KEY`]).
+    my_drain: Option<String>,
     stored: Stored,
 }
 
@@ -164,12 +170,15 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let hostname = hostname(ctx, &me)?;
     let peer_rel = ctx.model.relation(relations::PEERS)?;
     let mut peer_app = BTreeMap::new();
+    let mut my_drain = None;
     if let Some(rel) = &peer_rel {
         let mut mine = bag(&[("hostname", &hostname)]);
         if let Some(a) = &address {
             mine.insert("address".into(), a.clone());
         }
-        rel.set_my_unit_data(&relations::changed(&rel.my_unit_data()?, &mine))?;
+        let own = rel.my_unit_data()?;
+        my_drain = own.get(lock::DRAIN_KEY).filter(|v| !v.is_empty()).cloned();
+        rel.set_my_unit_data(&relations::changed(&own, &mine))?;
         peer_app = rel.my_app_data()?;
     }
     let has_peers = peer_rel.is_some();
@@ -184,6 +193,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         peers,
         has_peers,
         peer_app,
+        my_drain,
         stored,
     };
 
@@ -488,14 +498,115 @@ fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>>
             "waiting for a network address for haproxy",
         )));
     }
+    let (serving, drained) = drain_view(w, &backends);
+    // A region about to refresh hands the VIP over as a leaving one does: its check listener
+    // closes, so keepalived moves the VIP before MAAS stops here rather than after a failed
+    // agent-port check, and this haproxy meanwhile answers over the others.
+    let me = Backend::for_unit(&w.me, "").name;
+    let handing_over = w.my_drain.is_some() && !serving.iter().any(|b| b.name == me);
     let text = render::haproxy_cfg(
-        &backends,
+        &serving,
         HaproxyOptions {
             tls: w.cfg.tls_enabled,
-            draining: false,
+            draining: handing_over,
         },
     );
-    write_haproxy(ctx, &text)
+    if let Some(s) = write_haproxy(ctx, &text)? {
+        return Ok(Some(s));
+    }
+    let gone: Vec<String> = backends
+        .iter()
+        .filter(|b| !serving.contains(b))
+        .map(|b| b.name.clone())
+        .collect();
+    if !gone.is_empty() && !haproxy_dropped(ctx, &gone)? {
+        log::warn!(
+            "haproxy still lists {} {}s after its reload; acknowledging the drain all the same",
+            gone.join(", "),
+            HAPROXY_RELOAD_WAIT_S
+        );
+    }
+    acknowledge_drains(ctx, &drained)?;
+    Ok(None)
+}
+
+/// The regions this haproxy balances over, and the drain requests that leaves out: every
+/// region that holds the lock to refresh ([`lock::DRAIN_KEY`]), this one included, unless
+/// nobody would be left to serve.
+fn drain_view(w: &World, backends: &[Backend]) -> (Vec<Backend>, BTreeSet<String>) {
+    let mut out = BTreeMap::new();
+    for p in &w.peers {
+        if let Some(d) = &p.drain {
+            out.insert(Backend::for_unit(&p.unit, "").name, d.clone());
+        }
+    }
+    if let Some(d) = &w.my_drain {
+        out.insert(Backend::for_unit(&w.me, "").name, d.clone());
+    }
+    let serving: Vec<Backend> = backends
+        .iter()
+        .filter(|b| !out.contains_key(&b.name))
+        .cloned()
+        .collect();
+    if serving.is_empty() {
+        return (backends.to_vec(), BTreeSet::new());
+    }
+    let drained = out
+        .into_iter()
+        .filter(|(name, _)| backends.iter().any(|b| &b.name == name))
+        .map(|(_, d)| d)
+        .collect();
+    (serving, drained)
+}
+
+/// How long a region waits for its reloaded haproxy to stop listing drained servers.
+const HAPROXY_RELOAD_WAIT_S: u32 = 10;
+
+/// Whether the running haproxy no longer has any of `servers` (waiting
+/// [`HAPROXY_RELOAD_WAIT_S`] at most): `systemctl reload` returns once the reload is asked for,
+/// and the previous process goes on taking new connections until the new one is ready. The
+/// new process's exporter ([`render::HAPROXY_METRICS_PORT`], one series per server, labelled
+/// `server`) answering without them is the new configuration serving.
+fn haproxy_dropped(ctx: &Context, servers: &[String]) -> anyhow::Result<bool> {
+    let mut absent = String::new();
+    for s in servers {
+        absent.push_str(&format!(
+            " && ! printf '%s' \"$m\" | grep -qF 'server=\"{s}\"'"
+        ));
+    }
+    let probe = format!(
+        "until m=$(curl -sf --max-time 2 http://127.0.0.1:{}/metrics){absent}; do sleep 0.2; done",
+        render::HAPROXY_METRICS_PORT
+    );
+    Ok(ctx
+        .machine
+        .run(
+            &Cmd::new(
+                "timeout",
+                [
+                    HAPROXY_RELOAD_WAIT_S.to_string(),
+                    "sh".into(),
+                    "-c".into(),
+                    probe,
+                ],
+            )
+            .allow_failure(),
+        )?
+        .success())
+}
+
+/// Publishes which drain requests this unit's haproxy has applied ([`lock::DRAINED_KEY`]):
+/// what a refreshing region waits for before it stops MAAS.
+fn acknowledge_drains(ctx: &Context, drained: &BTreeSet<String>) -> anyhow::Result<()> {
+    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+        return Ok(());
+    };
+    let mine = rel.my_unit_data()?;
+    rel.set_my_unit_data(&relations::changed(
+        &mine,
+        &bag(&[(lock::DRAINED_KEY, &lock::format_drained(drained))]),
+    ))?;
+    Ok(())
 }
 
 /// Has haproxy check `text`, and only then replaces the live file and reloads (starts a
@@ -832,17 +943,22 @@ fn refresh_plan(ctx: &Context, w: &World) -> anyhow::Result<Result<Option<String
 
 /// A new `channel` on an initialised region: refreshed one region at a time under the init
 /// lock (two regions never restart at once, and each new MAAS runs its migrations alone), after
-/// the racks; the lock is released once this region answers again. Returns the status of a
-/// refresh that waits or is refused; with nothing to refresh, this unit's lock request is closed.
+/// the racks. With haproxy, the holder first has every region's haproxy leave it out and hands
+/// the VIP over ([`lock::DRAIN_KEY`]), and refreshes once every region has acknowledged; once
+/// its new MAAS answers it returns to every haproxy and releases the lock. Returns the status of
+/// a refresh that waits or is refused; with nothing to refresh, this unit's lock request is
+/// closed and any drain it asked for ended.
 fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option<Status>> {
     let wanted = match refresh_plan(ctx, w)? {
         Ok(Some(wanted)) if w.has_peers => wanted,
         other => {
+            // A channel set back mid-drain returns this region to every haproxy.
+            let ended = end_drain(ctx, w)?;
             set_my_request(ctx, w, false)?;
             if w.leader {
                 regrant(ctx, w, None)?;
             }
-            return Ok(other.err());
+            return Ok(other.err().or(ended));
         }
     };
     let installed = w.stored.channel.clone().unwrap_or_default();
@@ -852,11 +968,59 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
     }
     let granted = token
         .as_deref()
-        .is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
-    if !granted {
+        .filter(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
+    let Some(token) = granted.map(str::to_string) else {
+        if let Some(s) = end_drain(ctx, w)? {
+            return Ok(Some(s));
+        }
         return Ok(Some(Status::waiting(format!(
             "serving MAAS {installed}; waiting for the init lock to refresh to {wanted} (one region at a time)"
         ))));
+    };
+    if w.cfg.haproxy {
+        let value = lock::lock_value(&w.me, &token);
+        if w.my_drain.as_deref() != Some(value.as_str()) {
+            let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+                return Ok(None);
+            };
+            rel.set_my_unit_data(&bag(&[(lock::DRAIN_KEY, &value)]))?;
+            drop(rel);
+            w.my_drain = Some(value.clone());
+            w.stored.drain_since = Some(unix_now());
+            progress(
+                ctx,
+                &format!("draining this region from every haproxy before refreshing to {wanted}"),
+            );
+            if let Some(s) = apply_haproxy(ctx, w)? {
+                return Ok(Some(s));
+            }
+            // The last region keeps itself, and the VIP with it (`drain_view`).
+            let others = w.peers.iter().any(|p| p.address.is_some());
+            if let Some(vip) = w.stored.vip.clone().filter(|_| others) {
+                wait_vip_gone(ctx, &vip, "refreshing")?;
+            }
+        }
+        let acks: BTreeMap<String, Vec<String>> = w
+            .peers
+            .iter()
+            .map(|p| (p.unit.clone(), p.drained.clone()))
+            .collect();
+        let missing = lock::unacknowledged(&value, &acks);
+        if !missing.is_empty() {
+            let since = w.stored.drain_since.unwrap_or_else(unix_now);
+            let waited = unix_now().saturating_sub(since);
+            if waited < lock::DRAIN_ACK_WAIT.as_secs() {
+                return Ok(Some(Status::waiting(format!(
+                    "serving MAAS {installed} through the other regions; the refresh to {wanted} waits for {} to leave this region out of their haproxy (at most {} s more)",
+                    missing.join(", "),
+                    lock::DRAIN_ACK_WAIT.as_secs() - waited
+                ))));
+            }
+            log::warn!(
+                "{} did not acknowledge the drain in {waited} s; refreshing all the same (their haproxy retries GETs on another region)",
+                missing.join(", ")
+            );
+        }
     }
     progress(
         ctx,
@@ -865,15 +1029,37 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
     ctx.machine.snap_refresh("maas", &wanted)?;
     w.stored.channel = Some(wanted.clone());
     log::info!("MAAS refreshed from {installed} to {wanted}");
-    // The next region may go once this one serves again (regiond answers from its database).
+    // The next region may go, and this one return to every haproxy, once it serves again
+    // (regiond answers from its database; the others' health checks still let it in only
+    // after two passes).
     if !answers(ctx, false)? {
         log::warn!("MAAS {wanted} does not answer {} 30 s after the refresh; releasing the lock all the same", local_api(false));
     }
+    let ended = end_drain(ctx, w)?;
     set_my_request(ctx, w, false)?;
     if w.leader {
         regrant(ctx, w, None)?;
     }
-    Ok(None)
+    Ok(ended)
+}
+
+/// Ends this unit's drain request, if it made one: back into its own haproxy (with the VIP's
+/// check listener) and, through the peer data, every other region's.
+fn end_drain(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option<Status>> {
+    w.stored.drain_since = None;
+    if w.my_drain.take().is_none() {
+        return Ok(None);
+    }
+    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+        rel.set_my_unit_data(&bag(&[(lock::DRAIN_KEY, "")]))?;
+    }
+    apply_haproxy(ctx, w)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `init` (maas init, or dbupgrade) and tries again, a few seconds apart and for half a
@@ -1084,19 +1270,26 @@ fn leave(ctx: &Context, stored: &mut Stored) -> anyhow::Result<Option<Status>> {
         }
     }
     if let Some(vip) = stored.vip.clone() {
-        let started = std::time::Instant::now();
-        while holds(ctx, &vip)? {
-            if started.elapsed() > VIP_HANDOVER {
-                log::warn!(
-                    "leaving: the VIP {vip} is still on this host after {VIP_HANDOVER:?}; going on"
-                );
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        wait_vip_gone(ctx, &vip, "leaving")?;
     }
     stored.leaving = Yes(true);
     Ok(None)
+}
+
+/// Waits ([`VIP_HANDOVER`] at most) until `vip` has left this host, once its check listener
+/// is closed; `why` heads the warning when it has not.
+fn wait_vip_gone(ctx: &Context, vip: &str, why: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    while holds(ctx, vip)? {
+        if started.elapsed() > VIP_HANDOVER {
+            log::warn!(
+                "{why}: the VIP {vip} is still on this host after {VIP_HANDOVER:?}; going on"
+            );
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 /// Whether `ip` is one of this host's addresses (`ip -o addr show`).

@@ -306,6 +306,11 @@ pub struct Peer {
     pub hostname: Option<String>,
     /// The token of its open init-lock request, if any.
     pub request: Option<String>,
+    /// It holds the lock to refresh and asks every haproxy to leave it out
+    /// (`crate::lock::DRAIN_KEY`, the lock value it holds).
+    pub drain: Option<String>,
+    /// The drain requests its own haproxy has applied (`crate::lock::DRAINED_KEY`).
+    pub drained: Vec<String>,
 }
 
 /// The other regions' self-descriptions.
@@ -329,6 +334,10 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
             address,
             hostname: get("hostname"),
             request: get(crate::lock::REQUEST_KEY),
+            drain: get(crate::lock::DRAIN_KEY),
+            drained: crate::lock::parse_drained(
+                d.get(crate::lock::DRAINED_KEY).map(String::as_str),
+            ),
         });
     }
     Ok(out)
