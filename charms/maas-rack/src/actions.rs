@@ -1,7 +1,7 @@
 //! Actions: read-only views of the rack for the operator.
 
 use crate::maas::Flavor;
-use crate::registration::Record;
+use crate::state::Record;
 use crate::workload;
 use anyhow::Result;
 use charm_lib::Context;

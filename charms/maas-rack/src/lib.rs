@@ -14,8 +14,9 @@ pub mod config;
 pub mod cos;
 pub mod maas;
 pub mod reconcile;
-pub mod registration;
 pub mod relations;
+pub mod state;
+pub mod teardown;
 pub mod workload;
 
 /// The charm's handler: one holistic pass for every hook; actions apart.

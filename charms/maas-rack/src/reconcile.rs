@@ -3,14 +3,15 @@
 
 use crate::config::{self, InstallMethod};
 use crate::maas::{Flavor, LocalMaas};
-use crate::registration::Record;
 use crate::relations::{self, RackData, RegionOffer};
+use crate::state::Record;
+use crate::teardown::rpc_relation;
 use crate::workload::{self, Observed};
 use anyhow::Result;
 use charm_lib::snap_channel::SnapChannel;
 use charm_lib::tools::ToolErrorKind;
 use charm_lib::MachineExt;
-use charm_lib::{Context, Error, EventKind, Port, RelationPhase, Status};
+use charm_lib::{Context, Error, EventKind, Port, Status};
 
 /// The unit's status without a region to register with.
 pub const NEEDS_RELATION: &str = "needs an rpc relation to maas-region";
@@ -73,23 +74,7 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
     }
 
     let Some(rel) = rpc_relation(ctx)? else {
-        if record.is_registered() {
-            // A region that took this host over owns the snap and its services: never stop them.
-            if !workload::local_maas(ctx.machine)?.has_region() {
-                let registered_as = record
-                    .installed
-                    .as_deref()
-                    .and_then(Flavor::parse)
-                    .unwrap_or(flavor);
-                log::info!(
-                    "no rpc relation: stopping the rack controller and removing its shared secret"
-                );
-                workload::deregister(ctx.machine, registered_as)?;
-            }
-            record.clear_registration();
-        }
-        ctx.model.set_ports(&[])?;
-        ctx.status(Status::blocked(NEEDS_RELATION));
+        crate::teardown::without_region(ctx, record, flavor)?;
         return Ok(());
     };
 
@@ -183,23 +168,6 @@ fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {
         ctx.status(s);
     }
     Ok(())
-}
-
-/// The rpc relation this unit is in, unless it is going away: in its own `-broken` hook, and
-/// in `stop`/`remove` (the unit is being removed, so the rack must stop).
-fn rpc_relation<'m, 'r>(ctx: &'m Context<'r>) -> Result<Option<charm_lib::Relation<'m, 'r>>> {
-    if matches!(ctx.event.kind, EventKind::Stop | EventKind::Remove) {
-        return Ok(None);
-    }
-    let broken = match &ctx.event.kind {
-        EventKind::Relation(r) if r.phase == RelationPhase::Broken => Some(r.relation.clone()),
-        _ => None,
-    };
-    Ok(ctx
-        .model
-        .relations(relations::ENDPOINT)?
-        .into_iter()
-        .find(|r| Some(r.id()) != broken.as_ref()))
 }
 
 /// The shared secret's value, or the reason it cannot be used (for a Blocked status). A new
