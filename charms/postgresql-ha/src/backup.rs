@@ -336,6 +336,20 @@ pub struct Restore {
     /// Recover to this time (`--type=time --target`), PostgreSQL timestamp syntax.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// The stanza restored from when it is not this application's own (another deployment's):
+    /// only the bootstrap reads it; archiving goes on into this application's stanza.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stanza: Option<String>,
+}
+
+/// Whether `s` can name a stanza here: an application name's characters. It goes into
+/// Patroni's bootstrap command line.
+pub fn valid_stanza(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.starts_with(['-', '.'])
 }
 
 /// Patroni's custom bootstrap for a restore (Patroni docs "Custom bootstrap"; the shape
@@ -343,8 +357,11 @@ pub struct Restore {
 /// data directory, keeps the recovery settings pgBackRest wrote, starts PostgreSQL, and takes
 /// the cluster once recovery ends and PostgreSQL is promoted.
 pub fn restore_bootstrap(stanza: &str, r: &Restore) -> serde_json::Value {
+    // pgBackRest writes this stanza into restore_command, so recovery reads the WAL of the
+    // cluster the backup came from.
+    let from = r.stanza.as_deref().unwrap_or(stanza);
     let mut cmd = format!(
-        "pgbackrest --config={CONF} --stanza={stanza} --pg1-path={} --delta",
+        "pgbackrest --config={CONF} --stanza={from} --pg1-path={} --delta",
         paths::PGDATA
     );
     if let Some(set) = &r.set {
@@ -482,9 +499,15 @@ pub fn parse_info(json: &str, stanza: &str) -> Result<(Vec<BackupInfo>, Option<S
     };
     let status = match st["status"]["code"].as_i64() {
         Some(0) => None,
+        // The stanza's status says only "other" when the repository's says why (its first
+        // line: the rest can be the undecryptable bytes).
         _ => Some(
-            st["status"]["message"]
+            st["repo"][0]["status"]["message"]
                 .as_str()
+                .or(st["status"]["message"].as_str())
+                .unwrap_or("unknown")
+                .lines()
+                .next()
                 .unwrap_or("unknown")
                 .to_string(),
         ),
@@ -516,6 +539,93 @@ pub fn parse_info(json: &str, stanza: &str) -> Result<(Vec<BackupInfo>, Option<S
         });
     }
     Ok((out, status))
+}
+
+/// Whether a stanza's status (from [`parse_info`]) says its info files could not be read with
+/// this deployment's passphrase: pgBackRest 2.45 reads a file encrypted with another passphrase,
+/// or an encrypted one as clear text, as garbage (`[FormatError] unable to load info file`), or
+/// fails to decrypt it (`[CryptoError]`).
+pub fn undecryptable(status: &str) -> bool {
+    status.contains("[FormatError]") || status.contains("[CryptoError]")
+}
+
+/// Why a stanza's backups cannot be read, for an action's message.
+pub fn unreadable_message(stanza: &str, fingerprint: &str, status: &str) -> String {
+    if undecryptable(status) {
+        format!(
+            "cannot read the backups of stanza {stanza} in {fingerprint}: they are encrypted with another passphrase than this deployment's (pgBackRest: {status}): run set-backup-passphrase on the leader with the passphrase of the deployment that took them (`juju show-secret backup-passphrase --reveal` there)"
+        )
+    } else {
+        format!("cannot read the backups of stanza {stanza} in {fingerprint}: {status}")
+    }
+}
+
+/// The stanzas `pgbackrest info --output=json` lists (without `--stanza`: every stanza in the
+/// repository), each with the PostgreSQL system identifiers its history holds (none when
+/// this deployment cannot read it).
+pub fn stanzas(json: &str) -> Result<Vec<(String, Vec<u64>)>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("pgbackrest info printed no JSON: {e}"))?;
+    let list = v
+        .as_array()
+        .ok_or("pgbackrest info printed no list of stanzas")?;
+    Ok(list
+        .iter()
+        .filter_map(|s| {
+            let name = s["name"].as_str()?.to_string();
+            let ids = s["db"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["system-id"].as_u64())
+                .collect();
+            Some((name, ids))
+        })
+        .collect())
+}
+
+/// A stanza, other than `own`, that is not this cluster's (another system identifier, or one
+/// this deployment cannot read), when `own` is not in the repository yet: a fresh deployment
+/// related to another deployment's repository. It must not start its own stanza beside
+/// theirs before restoring from it (Charmed PostgreSQL's `can_use_s3_repository` refuses a
+/// repository with another stanza or system identifier the same way). `None` once `own` is
+/// there, or when every other stanza is this cluster's: it was restored from one.
+pub fn foreign_stanza(
+    list: &[(String, Vec<u64>)],
+    own: &str,
+    system_id: Option<u64>,
+) -> Option<String> {
+    if list.iter().any(|(n, _)| n == own) {
+        return None;
+    }
+    list.iter()
+        .find(|(_, ids)| !system_id.is_some_and(|me| ids.contains(&me)))
+        .map(|(n, _)| n.clone())
+}
+
+/// This cluster's system identifier: the first field of PostgreSQL's `ControlFileData`
+/// (src/include/catalog/pg_control.h, `uint64 system_identifier`), in `global/pg_control`,
+/// written in the machine's byte order. `None` without a data directory.
+pub fn system_id(m: &dyn charm_lib::Machine) -> anyhow::Result<Option<u64>> {
+    let path = Path::new(paths::PGDATA).join("global/pg_control");
+    Ok(m.read_file(&path)?.and_then(|b| {
+        b.get(..8)
+            .map(|h| u64::from_ne_bytes(h.try_into().unwrap_or([0; 8])))
+    }))
+}
+
+/// `pgbackrest info` of every stanza in the repository, as JSON.
+pub fn info_all() -> Cmd {
+    Cmd::new(
+        "pgbackrest",
+        [
+            format!("--config={CONF}"),
+            "--output=json".into(),
+            "info".into(),
+        ],
+    )
+    .user("postgres")
+    .allow_failure()
 }
 
 /// What the backup step decided for this unit's Patroni configuration.
@@ -768,6 +878,20 @@ pub fn create_stanza(
     unit_changes: &mut Databag,
 ) -> anyhow::Result<Reported<bool>> {
     let stanza = stanza(ctx.model.app_name());
+    // Unreadable output leaves the decision to stanza-create, which refuses a stanza of
+    // another cluster under this name by itself.
+    let listed = ctx.machine.run(&info_all())?;
+    let list = if listed.success() {
+        stanzas(&listed.stdout).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if let Some(other) = foreign_stanza(&list, &stanza, system_id(ctx.machine)?) {
+        return Ok(Report::of(Status::blocked(format!(
+            "{ENDPOINT}: WAL is not archived: {fingerprint} holds another deployment's backups (stanza {other}), not this one's: restore from them (set-backup-passphrase with that deployment's passphrase, then restore), or relate this application to a repository path of its own"
+        )))
+        .with(false));
+    }
     let out = ctx
         .machine
         .run(&pgbackrest(&stanza, ["stanza-create"]).allow_failure())?;
@@ -896,6 +1020,7 @@ mod tests {
             &Restore {
                 set: Some("20261207-070755F".into()),
                 time: None,
+                stanza: None,
             },
         );
         let cmd = b["pgbackrest"]["command"].as_str().unwrap();
@@ -910,6 +1035,7 @@ mod tests {
             &Restore {
                 set: None,
                 time: Some("2026-12-07 07:30:00+00".into()),
+                stanza: Some("other-pg".into()),
             },
         );
         let cmd = b["pgbackrest"]["command"].as_str().unwrap();
@@ -917,6 +1043,75 @@ mod tests {
             cmd.contains("--type=time --target=\"2026-12-07 07:30:00+00\" --target-action=promote"),
             "{cmd}"
         );
+        // Another deployment's stanza is read in the bootstrap only.
+        assert!(cmd.contains(" --stanza=other-pg "), "{cmd}");
+        assert!(!cmd.contains("--stanza=pg "), "{cmd}");
+    }
+
+    /// `pgbackrest info --output=json` of a repository holding stanza `x` (system id 77),
+    /// readable, and `y`, encrypted with another passphrase (pgBackRest 2.45's output).
+    const TWO_STANZAS: &str = r#"[{"archive":[],"backup":[{"label":"20261207-164545F","type":"full","error":false,"timestamp":{"start":1796661945,"stop":1796661947},"info":{"size":1,"repository":{"size":1}},"archive":{"start":"a","stop":"b"}}],"db":[{"id":1,"repo-key":1,"system-id":7716604284283152322,"version":"15"}],"name":"x","repo":[{"key":1,"status":{"code":0,"message":"ok"}}],"status":{"code":0,"message":"ok"}},
+    {"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"y","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/r/backup/y/backup.info' or '/r/backup/y/backup.info.copy':\nFormatError: key/value found outside of section at line 1: qU\u0001\nHINT: has a stanza-create been performed?"}}],"status":{"code":99,"message":"other"}}]"#;
+
+    #[test]
+    fn a_stanza_encrypted_with_another_passphrase_says_so_without_its_bytes() {
+        let (list, status) = parse_info(TWO_STANZAS, "y").unwrap();
+        assert!(list.is_empty());
+        let status = status.unwrap();
+        assert_eq!(
+            status,
+            "[FormatError] unable to load info file '/r/backup/y/backup.info' or '/r/backup/y/backup.info.copy':"
+        );
+        let why = unreadable_message("y", "s3://h:443/b/p", &status);
+        assert!(why.contains("run set-backup-passphrase"), "{why}");
+        assert!(!why.contains("qU"), "{why}");
+        let missing = unreadable_message("z", "s3://h:443/b/p", "missing stanza path");
+        assert!(!missing.contains("set-backup-passphrase"), "{missing}");
+        assert_eq!(parse_info(TWO_STANZAS, "x").unwrap().1, None);
+    }
+
+    #[test]
+    fn only_a_cluster_restored_from_the_other_stanzas_starts_its_own_beside_them() {
+        let list = stanzas(TWO_STANZAS).unwrap();
+        assert_eq!(
+            list,
+            vec![
+                ("x".to_string(), vec![7716604284283152322]),
+                ("y".to_string(), vec![])
+            ]
+        );
+        // Its own stanza there: nothing foreign stops it.
+        assert_eq!(foreign_stanza(&list, "x", Some(1)), None);
+        // A fresh cluster: another system id, or a stanza it cannot read.
+        assert_eq!(
+            foreign_stanza(&list, "fresh", Some(1)).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            foreign_stanza(&list[..1], "fresh", None).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            foreign_stanza(&list, "fresh", Some(7716604284283152322)).as_deref(),
+            Some("y")
+        );
+        // Restored from x: x is this cluster's.
+        assert_eq!(
+            foreign_stanza(&list[..1], "fresh", Some(7716604284283152322)),
+            None
+        );
+        assert_eq!(foreign_stanza(&[], "fresh", None), None);
+        assert!(stanzas("not json").is_err());
+    }
+
+    #[test]
+    fn stanza_names_are_an_applications_characters() {
+        assert!(valid_stanza("postgresql-ha"));
+        assert!(valid_stanza("model.pg_2"));
+        assert!(!valid_stanza(""));
+        assert!(!valid_stanza("-x"));
+        assert!(!valid_stanza("x y"));
+        assert!(!valid_stanza("x;rm"));
     }
 
     #[test]

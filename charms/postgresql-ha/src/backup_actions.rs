@@ -107,10 +107,29 @@ fn info(ctx: &Context, stanza: &str) -> anyhow::Result<(Vec<backup::BackupInfo>,
     backup::parse_info(&out.stdout, stanza).map_err(anyhow::Error::msg)
 }
 
+#[derive(Deserialize)]
+struct ListParams {
+    #[serde(default)]
+    stanza: Option<String>,
+}
+
+/// The `stanza` parameter, checked; `None` when not given.
+fn stanza_param(p: Option<String>) -> anyhow::Result<Option<String>> {
+    match p.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if backup::valid_stanza(&s) => Ok(Some(s)),
+        Some(s) => anyhow::bail!(
+            "stanza {s:?}: expected a stanza name (another deployment's application name: letters, digits, '-', '_', '.')"
+        ),
+    }
+}
+
 /// The backups in the repository, oldest first.
 pub fn list_backups(ctx: &mut Context) -> anyhow::Result<()> {
+    let p: ListParams = ctx.action_params()?;
+    let asked = stanza_param(p.stanza)?;
     let repo = ready_repository(ctx)?;
-    let stanza = backup::stanza(ctx.model.app_name());
+    let stanza = asked.unwrap_or_else(|| backup::stanza(ctx.model.app_name()));
     let (list, status) = info(ctx, &stanza)?;
     let mut backups = serde_json::Map::new();
     for (i, b) in list.iter().enumerate() {
@@ -131,6 +150,33 @@ struct RestoreParams {
     backup_id: Option<String>,
     #[serde(rename = "restore-to-time", default)]
     time: Option<String>,
+    #[serde(default)]
+    stanza: Option<String>,
+}
+
+/// The stanza a restore reads when none is named: this application's own when the repository
+/// has it; in a fresh deployment (its own not there yet) the only other one.
+fn default_source(ctx: &Context, own: &str, fingerprint: &str) -> anyhow::Result<String> {
+    let out = ctx.machine.run(&backup::info_all())?;
+    if !out.success() {
+        anyhow::bail!("pgBackRest info failed: {}", backup::failure(&out));
+    }
+    let names: Vec<String> = backup::stanzas(&out.stdout)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    if names.iter().any(|n| n == own) {
+        return Ok(own.to_string());
+    }
+    match names.as_slice() {
+        [] => anyhow::bail!("the repository {fingerprint} holds no stanza: no backup to restore from"),
+        [only] => Ok(only.clone()),
+        several => anyhow::bail!(
+            "the repository {fingerprint} holds the stanzas {} and not this application's ({own}): name the one to restore from with stanza=",
+            several.join(", ")
+        ),
+    }
 }
 
 /// Replaces this one-unit cluster's database with a backup, or with its state at a time:
@@ -149,6 +195,7 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
     if set.is_none() && time.is_none() {
         anyhow::bail!("give backup-id (from list-backups) or restore-to-time (e.g. \"2026-12-07 07:30:00+00\"), or both");
     }
+    let asked = stanza_param(p.stanza)?;
     if let Some(t) = &time {
         if !backup::valid_time(t) {
             anyhow::bail!("restore-to-time {t:?}: expected YYYY-MM-DD HH:MM:SS[.ffffff][+TZ], e.g. \"2026-12-07 07:30:00+00\"");
@@ -165,9 +212,17 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
             "restore replaces the whole cluster: scale postgresql-ha to one unit first ({others} other unit(s) now), restore, then add units (they copy the restored database)"
         );
     }
-    ready_repository(ctx)?;
-    let stanza = backup::stanza(ctx.model.app_name());
-    let (list, _) = info(ctx, &stanza)?;
+    let fp = ready_repository(ctx)?.fingerprint();
+    let own = backup::stanza(ctx.model.app_name());
+    let from = match asked {
+        Some(s) => s,
+        None => default_source(ctx, &own, &fp)?,
+    };
+    let (list, status) = info(ctx, &from)?;
+    // Another deployment's passphrase missing (or wrong) shows here, before anything stops.
+    if let (true, Some(status)) = (list.is_empty(), &status) {
+        anyhow::bail!("{}", backup::unreadable_message(&from, &fp, status));
+    }
     if let Some(id) = &set {
         if !list.iter().any(|b| &b.id == id) {
             anyhow::bail!(
@@ -198,7 +253,12 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
         }
     }
     let m = ctx.machine;
-    let r = Restore { set, time };
+    let r = Restore {
+        set,
+        time,
+        stanza: (from != own).then(|| from.clone()),
+    };
+    ctx.action_log(&format!("restoring from stanza {from} in {fp}"))?;
     ctx.action_log("stopping Patroni and PostgreSQL")?;
     m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
     let kept = if m.file_info(Path::new(paths::PGDATA))?.is_some() {
@@ -282,6 +342,7 @@ pub fn restore(ctx: &mut Context) -> anyhow::Result<()> {
         "backup-id": r.set.unwrap_or_default(),
         "restore-to-time": r.time.unwrap_or_default(),
         "timeline": timeline.unwrap_or_default().to_string(),
+        "stanza": from,
         "previous-data": kept,
     }))
 }

@@ -615,6 +615,7 @@ mod tests {
             restore: Some(crate::backup::Restore {
                 set: None,
                 time: Some("2026-12-07 07:30:00+00".into()),
+                stanza: None,
             }),
             unchecked: None,
         };

@@ -672,3 +672,204 @@ fn another_deployments_passphrase_is_taken_before_its_repository_is_ours() {
         .unwrap()
         .starts_with("passphrase:"));
 }
+
+const INFO_ALL: [&str; 4] = [
+    "pgbackrest",
+    "--config=/etc/postgresql-ha/pgbackrest.conf",
+    "--output=json",
+    "info",
+];
+/// The system id of the other deployment's cluster, in its stanza and (once restored from
+/// it) in this cluster's pg_control.
+const THEIR_SYSTEM_ID: u64 = 7716604284283152322;
+
+/// `pgbackrest info --output=json` (pgBackRest 2.45) of a repository holding only the stanza
+/// `maas-db` of another deployment, read with its passphrase (`readable`) or with another
+/// (`[FormatError]` on its info file, the stanza's status `other`).
+fn their_repository(readable: bool) -> String {
+    if readable {
+        format!(
+            r#"[{{"archive":[],"backup":[{{"label":"20261207-164545F","type":"full","error":false,"timestamp":{{"start":1796661945,"stop":1796661947}},"info":{{"size":22992374,"repository":{{"size":3069136}}}},"archive":{{"start":"000000010000000000000002","stop":"000000010000000000000002"}}}}],"cipher":"aes-256-cbc","db":[{{"id":1,"repo-key":1,"system-id":{THEIR_SYSTEM_ID},"version":"15"}}],"name":"maas-db","repo":[{{"cipher":"aes-256-cbc","key":1,"status":{{"code":0,"message":"ok"}}}}],"status":{{"code":0,"message":"ok"}}}}]"#
+        )
+    } else {
+        r#"[{"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"maas-db","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/site1/backup/maas-db/backup.info' or '/site1/backup/maas-db/backup.info.copy':\nFormatError: key/value found outside of section at line 1: qU\u0001\u0002\nHINT: has a stanza-create been performed?"}}],"status":{"code":99,"message":"other"}}]"#.to_string()
+    }
+}
+
+/// This cluster's `global/pg_control`, whose first 8 bytes are its system identifier.
+fn with_system_id(mut st: State, id: u64) -> State {
+    let mut control = id.to_ne_bytes().to_vec();
+    control.resize(8192, 0);
+    st.machine.files.insert(
+        "/var/lib/postgresql-ha/data/global/pg_control".into(),
+        charm_lib::testing::VFile {
+            content: control,
+            options: charm_lib::FileOptions::new("postgres", "postgres", 0o600),
+            is_dir: false,
+        },
+    );
+    st
+}
+
+#[test]
+fn a_fresh_deployment_starts_no_stanza_beside_another_deployments_backups() {
+    // Arrange: a fresh cluster (its own system id) related to a repository that holds another
+    // deployment's stanza and not this one's.
+    let mut st = with_system_id(with_s3(leader_primary(), &s3_data()), 42);
+    st.machine = st
+        .machine
+        .respond(&INFO_ALL, CmdOutput::ok(their_repository(false)));
+    // Act
+    let out = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
+    // Assert: blocked with the way forward; nothing written into their repository, and
+    // nothing archived.
+    let status = &out.state.unit_status;
+    assert_eq!(status.kind, charm_lib::StatusKind::Blocked, "{status:?}");
+    for part in ["stanza maas-db", "set-backup-passphrase", "restore"] {
+        assert!(status.message.contains(part), "{part}: {status:?}");
+    }
+    assert!(!out
+        .commands
+        .iter()
+        .any(|c| c.starts_with(&STANZA_CREATE.map(String::from))));
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
+        "/bin/true"
+    );
+    assert_eq!(
+        out.state
+            .relation(1)
+            .unwrap()
+            .local_unit_data
+            .get("backup-stanza"),
+        None
+    );
+}
+
+#[test]
+fn a_cluster_restored_from_another_deployments_stanza_archives_into_its_own() {
+    // Arrange: the cluster now has the other deployment's system id (restored from maas-db),
+    // whose stanza it reads with that deployment's passphrase.
+    let mut st = with_system_id(with_s3(leader_primary(), &s3_data()), THEIR_SYSTEM_ID);
+    st.machine = st
+        .machine
+        .respond(&INFO_ALL, CmdOutput::ok(their_repository(true)));
+    // Act
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
+    // Assert: its own stanza, postgresql-ha, beside theirs; WAL goes there, not to maas-db.
+    assert!(out
+        .commands
+        .iter()
+        .any(|c| c.starts_with(&STANZA_CREATE.map(String::from))));
+    assert_eq!(
+        patroni_yml(&out.state)["postgresql"]["parameters"]["archive_command"],
+        "pgbackrest --config=/etc/postgresql-ha/pgbackrest.conf --stanza=postgresql-ha archive-push %p"
+    );
+    assert_ne!(
+        out.state.unit_status.kind,
+        charm_lib::StatusKind::Blocked,
+        "{:?}",
+        out.state.unit_status
+    );
+}
+
+#[test]
+fn a_restore_from_backups_this_deployment_cannot_decrypt_is_refused_before_anything_stops() {
+    // Arrange: a fresh deployment whose passphrase is not the one maas-db was encrypted with.
+    let mut st = with_s3(leader_primary(), &s3_data());
+    st.machine = st
+        .machine
+        .respond(&INFO_ALL, CmdOutput::ok(their_repository(false)));
+    let mut related = harness().run_ok(Trigger::RelationChanged(S3_ID, None), &st);
+    // Each case below says what the repository answers.
+    related
+        .state
+        .machine
+        .responders
+        .retain(|r| r.prefix != INFO_ALL.map(String::from));
+    let mut st = related.state.clone();
+    st.machine = st
+        .machine
+        .respond(
+            &[
+                "pgbackrest",
+                "--config=/etc/postgresql-ha/pgbackrest.conf",
+                "--stanza=maas-db",
+            ],
+            CmdOutput::ok(their_repository(false)),
+        )
+        .respond(&INFO_ALL, CmdOutput::ok(their_repository(false)));
+    // Act
+    let out = harness()
+        .run(
+            Trigger::Action(
+                "restore".into(),
+                json!({"restore-to-time": "2026-12-07 17:00:00+00"}),
+            ),
+            &st,
+        )
+        .unwrap();
+    // Assert: the stanza it would read is named (the only one there), and the way forward.
+    let why = out.action.failed.as_deref().expect("refused");
+    assert!(why.contains("stanza maas-db"), "{why}");
+    assert!(why.contains("run set-backup-passphrase"), "{why}");
+    assert!(!why.contains("qU"), "{why}");
+    assert!(
+        !ran(&out, |l| l
+            .starts_with("systemctl stop postgresql-ha-patroni")),
+        "{:#?}",
+        out.command_lines()
+    );
+
+    // With their passphrase the same restore reads maas-db and reports it.
+    let mut st = related.state.clone();
+    st.machine = st
+        .machine
+        .respond(
+            &[
+                "pgbackrest",
+                "--config=/etc/postgresql-ha/pgbackrest.conf",
+                "--stanza=maas-db",
+            ],
+            CmdOutput::ok(their_repository(true)),
+        )
+        .respond(&INFO_ALL, CmdOutput::ok(their_repository(true)));
+    let out = harness()
+        .run(
+            Trigger::Action(
+                "restore".into(),
+                json!({"restore-to-time": "2026-12-07 17:00:00+00"}),
+            ),
+            &st,
+        )
+        .unwrap();
+    assert_eq!(out.action.failed, None, "{:#?}", out.command_lines());
+    assert_eq!(
+        out.action.results["stanza"], "maas-db",
+        "{:?}",
+        out.action.results
+    );
+    assert_eq!(out.action.results["status"], "restored");
+
+    // Several other stanzas and none named: refused, naming them.
+    let two = format!(
+        "[{},{}]",
+        their_repository(true).trim_matches(['[', ']']),
+        their_repository(true)
+            .trim_matches(['[', ']'])
+            .replace("maas-db", "other-db")
+    );
+    let mut st = related.state.clone();
+    st.machine = st.machine.respond(&INFO_ALL, CmdOutput::ok(two));
+    let out = harness()
+        .run(
+            Trigger::Action("restore".into(), json!({"backup-id": "20261207-164545F"})),
+            &st,
+        )
+        .unwrap();
+    let why = out.action.failed.as_deref().expect("refused");
+    assert!(
+        why.contains("maas-db, other-db") && why.contains("stanza="),
+        "{why}"
+    );
+}
