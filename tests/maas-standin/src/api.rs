@@ -13,6 +13,7 @@
 //! | GET/POST `api/2.0/ipranges/` | IP ranges |
 //! | GET `api/2.0/maas/?op=get_config&name=`, POST `api/2.0/maas/` `op=set_config` | settings |
 //! | GET `rpc/` | the regions' RPC endpoints (`eventloops`), anonymous (views/rpc.py `info`) |
+//! | GET `metrics` | the cluster statistics when `prometheus_enabled` is on, anonymous (metrics.rs `stats_response`) |
 //! | GET `standin/health` | 200 when the database works, else 503 |
 //! | POST `standin/createadmin`, GET `standin/apikey?username=`, GET `standin/rack-events`, GET `standin/heartbeats` | loopback only, for tests |
 //!
@@ -93,6 +94,9 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
         ("GET", ["standin", "health"]) => ok(json!({"hostname": region.hostname, "database": "ok"})),
         // Public, as MAAS's AccessMiddleware lists `rpc-info` (src/maasserver/middleware.py).
         ("GET", ["rpc"]) => ok(region.with_db(db::rpc_eventloops)?),
+        // Public too (middleware.py lists `reverse("metrics")`), and exactly `metrics`
+        // (urls.py `path("metrics", prometheus_stats_handler)`).
+        ("GET", ["metrics"]) if path == "metrics" => region.with_db(crate::metrics::stats_response),
         (_, ["standin", ..]) => loopback_only(region, req, &segs[1..]),
         (_, ["api", "2.0", rest @ ..]) => {
             let user = match authenticate(region, req)? {

@@ -672,6 +672,236 @@ pub fn serve(what: &str, port: u16, endpoints: Option<Endpoints>) {
     }
 }
 
+/// MAAS's cluster statistics, `GET /MAAS/metrics` on the region's HTTP port (canonical/maas
+/// src/maasserver/prometheus/stats.py `prometheus_stats_handler`, routed as `metrics` in
+/// src/maasserver/urls.py and public: `reverse("metrics")` is in middleware.py's public paths).
+///
+/// - 404 with an empty body unless the `prometheus_enabled` setting is on (the handler reads it
+///   at every request; MAAS's default is off).
+/// - Otherwise a registry of its own (not multiprocess): `STATS_DEFINITIONS`, every one a gauge
+///   with `maas_id` (the installation's uuid) after its own labels, in the order the definitions
+///   register and with each definition's own HELP. prometheus_client prints labels in the
+///   order of the label names (not sorted) and a metric nobody set (every one has a label) as
+///   its HELP and TYPE lines only. `update_prometheus_stats` sets, from the database at each
+///   request: machines by status (`get_machine_state_stats`: the 11 statuses), nodes by type
+///   (`get_maas_stats`: regionracks, regions, racks, then machines, devices), the network
+///   counts (`get_subnets_stats`), the machines' combined resources (`get_machine_stats`:
+///   NotNullSum, 0 without machines), `site_manager_connection`, the racks' services, the
+///   average deployment time (NaN without a deployed machine), arches, the subnets' IP use and
+///   custom images.
+///
+/// What the stand-in has of that: controllers (its region and rack tables), VLANs, fabrics and
+/// subnets its racks reported; no machines, devices, spaces, services (MAAS's service
+/// monitor), images or Site Manager: those are the zeros and NaN MAAS itself reports without
+/// them. Not served: `maas_net_subnet_ip_*` (the stand-in keeps no IP addresses to count), so
+/// they show as MAAS shows a metric never set.
+pub const STATS_DEFINITIONS: &[(&str, &str, &[&str])] = &[
+    ("maas_machines", "Number of machines by status", &["status"]),
+    (
+        "maas_nodes",
+        "Number of nodes per type (e.g. racks, machines, etc)",
+        &["type"],
+    ),
+    ("maas_net_spaces", "Number of network spaces", &[]),
+    ("maas_net_fabrics", "Number of network fabrics", &[]),
+    ("maas_net_vlans", "Number of network VLANs", &[]),
+    ("maas_net_subnets_v4", "Number of IPv4 subnets", &[]),
+    ("maas_net_subnets_v6", "Number of IPv6 subnets", &[]),
+    (
+        "maas_net_subnet_ip_count",
+        "Number of IPs in a subnet by status",
+        &["cidr", "status"],
+    ),
+    (
+        "maas_net_subnet_ip_dynamic",
+        "Number of used IPs in a subnet",
+        &["cidr", "status"],
+    ),
+    (
+        "maas_net_subnet_ip_reserved",
+        "Number of used IPs in a subnet",
+        &["cidr", "status"],
+    ),
+    (
+        "maas_net_subnet_ip_static",
+        "Number of used IPs in a subnet",
+        &["cidr"],
+    ),
+    (
+        "maas_service_availability",
+        "Availability of the services running in a rack",
+        &["system_id", "service"],
+    ),
+    (
+        "maas_machines_total_mem",
+        "Amount of combined memory for all machines",
+        &[],
+    ),
+    (
+        "maas_machines_total_cpu",
+        "Amount of combined CPU counts for all machines",
+        &[],
+    ),
+    (
+        "maas_machines_total_storage",
+        "Amount of combined storage for all machines",
+        &[],
+    ),
+    (
+        "maas_machines_avg_deployment_time",
+        "Average time in seconds of the last successful deployment of all machines",
+        &[],
+    ),
+    (
+        "maas_machine_arches",
+        "Number of machines per architecture",
+        &["arches"],
+    ),
+    (
+        "maas_custom_static_images_uploaded",
+        "Number of custom static OS images uploaded to MAAS",
+        &["base_image", "file_type"],
+    ),
+    (
+        "maas_custom_static_images_deployed",
+        "Number of custom static OS images deployed",
+        &[],
+    ),
+    (
+        "site_manager_connection",
+        "Whether this MAAS is connected to a Site Manager",
+        &[],
+    ),
+];
+
+/// `get_machine_state_stats`'s statuses, in its order.
+pub const MACHINE_STATUSES: &[&str] = &[
+    "new",
+    "ready",
+    "allocated",
+    "deployed",
+    "commissioning",
+    "testing",
+    "deploying",
+    "failed_deployment",
+    "failed_commissioning",
+    "failed_testing",
+    "broken",
+];
+
+/// What `update_prometheus_stats` reads, as far as the stand-in has it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterStats {
+    /// Hosts that run a region and a rack.
+    pub regionracks: i64,
+    /// Hosts that run a region only.
+    pub regions: i64,
+    /// Hosts that run a rack only.
+    pub racks: i64,
+    /// Fabrics.
+    pub fabrics: i64,
+    /// VLANs.
+    pub vlans: i64,
+    /// IPv4 subnets.
+    pub subnets_v4: i64,
+    /// IPv6 subnets.
+    pub subnets_v6: i64,
+}
+
+/// The stand-in's counts from its tables (one statement, so one snapshot).
+pub fn cluster_stats(c: &mut postgres::Client) -> anyhow::Result<ClusterStats> {
+    let r = c.query_one(
+        "SELECT
+           (SELECT count(*) FROM standin_region r JOIN standin_rack k USING (hostname)),
+           (SELECT count(*) FROM standin_region r WHERE NOT EXISTS
+              (SELECT 1 FROM standin_rack k WHERE k.hostname = r.hostname)),
+           (SELECT count(*) FROM standin_rack k WHERE NOT EXISTS
+              (SELECT 1 FROM standin_region r WHERE r.hostname = k.hostname)),
+           (SELECT count(DISTINCT fabric_id) FROM
+              (SELECT fabric_id FROM standin_vlan UNION SELECT fabric_id FROM standin_subnet) f),
+           (SELECT count(*) FROM standin_vlan),
+           (SELECT count(*) FROM standin_subnet WHERE cidr NOT LIKE '%:%'),
+           (SELECT count(*) FROM standin_subnet WHERE cidr LIKE '%:%')",
+        &[],
+    )?;
+    Ok(ClusterStats {
+        regionracks: r.get(0),
+        regions: r.get(1),
+        racks: r.get(2),
+        fabrics: r.get(3),
+        vlans: r.get(4),
+        subnets_v4: r.get(5),
+        subnets_v6: r.get(6),
+    })
+}
+
+/// The text `generate_latest` gives for `s` on the installation `maas_id`.
+pub fn render_stats(maas_id: &str, s: &ClusterStats) -> String {
+    let mut samples: BTreeMap<&str, Vec<(Vec<(&str, String)>, f64)>> = BTreeMap::new();
+    let mut set = |name: &'static str, labels: Vec<(&'static str, String)>, v: f64| {
+        samples.entry(name).or_default().push((labels, v));
+    };
+    for st in MACHINE_STATUSES {
+        set("maas_machines", vec![("status", st.to_string())], 0.0);
+    }
+    for (t, n) in [
+        ("regionracks", s.regionracks),
+        ("regions", s.regions),
+        ("racks", s.racks),
+        ("machines", 0),
+        ("devices", 0),
+    ] {
+        set("maas_nodes", vec![("type", t.to_string())], n as f64);
+    }
+    for (name, n) in [
+        ("maas_net_spaces", 0),
+        ("maas_net_fabrics", s.fabrics),
+        ("maas_net_vlans", s.vlans),
+        ("maas_net_subnets_v4", s.subnets_v4),
+        ("maas_net_subnets_v6", s.subnets_v6),
+        ("maas_machines_total_cpu", 0),
+        ("maas_machines_total_mem", 0),
+        ("maas_machines_total_storage", 0),
+        ("site_manager_connection", 0),
+        ("maas_custom_static_images_deployed", 0),
+    ] {
+        set(name, vec![], n as f64);
+    }
+    set("maas_machines_avg_deployment_time", vec![], f64::NAN);
+    let mut out = String::new();
+    for (name, help, _) in STATS_DEFINITIONS {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, v) in samples.get(name).into_iter().flatten() {
+            let mut parts: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            parts.push(format!("maas_id=\"{}\"", escape_label(maas_id)));
+            out.push_str(&format!("{name}{{{}}} {}\n", parts.join(","), go_float(*v)));
+        }
+    }
+    out
+}
+
+/// `prometheus_stats_handler`: 404 (empty) unless `prometheus_enabled`, else the statistics.
+pub fn stats_response(c: &mut postgres::Client) -> anyhow::Result<Response> {
+    let enabled = crate::db::get_config(c, "prometheus_enabled")?;
+    if enabled != serde_json::Value::Bool(true) {
+        // Django's HttpResponseNotFound().
+        return Ok(Response {
+            status: 404,
+            content_type: "text/html; charset=utf-8".into(),
+            body: Vec::new(),
+        });
+    }
+    let uuid = crate::db::maas_uuid(c)?;
+    Ok(Response {
+        status: 200,
+        content_type: "text/plain".into(),
+        body: render_stats(&uuid, &cluster_stats(c)?).into_bytes(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,5 +1000,50 @@ mod tests {
         assert!(text.contains(
             "# TYPE maas_dns_dynamic_update_count counter\nmaas_dns_dynamic_update_count_total{host=\"None\",maas_id=\"None\",zone=\"maas\"} 1.0\n"
         ), "{text}");
+    }
+
+    #[test]
+    fn cluster_stats_are_every_definition_with_its_help_and_maas_id_last() {
+        let s = ClusterStats {
+            regionracks: 1,
+            regions: 2,
+            racks: 3,
+            fabrics: 1,
+            vlans: 2,
+            subnets_v4: 1,
+            subnets_v6: 0,
+        };
+        let text = render_stats("u-1", &s);
+        let mut pos = 0;
+        for (name, help, _) in STATS_DEFINITIONS {
+            let head = format!("# HELP {name} {help}\n# TYPE {name} gauge\n");
+            let at = text[pos..]
+                .find(&head)
+                .unwrap_or_else(|| panic!("{head} not after {pos} in {text}"));
+            pos += at + head.len();
+        }
+        for line in [
+            "maas_machines{status=\"new\",maas_id=\"u-1\"} 0.0\n",
+            "maas_machines{status=\"broken\",maas_id=\"u-1\"} 0.0\n",
+            "maas_nodes{type=\"regionracks\",maas_id=\"u-1\"} 1.0\n",
+            "maas_nodes{type=\"regions\",maas_id=\"u-1\"} 2.0\n",
+            "maas_nodes{type=\"racks\",maas_id=\"u-1\"} 3.0\n",
+            "maas_net_vlans{maas_id=\"u-1\"} 2.0\n",
+            "maas_net_subnets_v4{maas_id=\"u-1\"} 1.0\n",
+            "maas_machines_avg_deployment_time{maas_id=\"u-1\"} NaN\n",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        // A metric never set: its HELP and TYPE, no sample.
+        assert!(
+            text.contains(
+                "# TYPE maas_net_subnet_ip_static gauge\n# HELP maas_service_availability"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("maas_machines{").count(),
+            MACHINE_STATUSES.len()
+        );
     }
 }

@@ -397,4 +397,58 @@ fn regiond_and_rackd_serve_maas_metrics_on_5239_and_5249() {
     );
     assert_eq!(labels["call"], "Ping");
     assert_eq!(labels["maas_id"], uuid, "set when the rack registered");
+
+    // The cluster statistics on the region's HTTP port (src/maasserver/prometheus/stats.py
+    // `prometheus_stats_handler`): 404 while `prometheus_enabled` is off (MAAS's default),
+    // public and counted from the database once an administrator turns it on.
+    let stats = format!("{maas}/metrics");
+    assert_eq!(get(&stats), Some((404, String::new())));
+    assert_ok(
+        &sb.run_line("maas createadmin --username ops --password pw --email ops@example.com"),
+    );
+    let key = stdout(&sb.run_line("maas apikey --username ops"))
+        .trim()
+        .to_string();
+    assert_ok(&sb.run_line(&format!("maas login ops {maas}/api/2.0/ {key}")));
+    assert_ok(&sb.run_line("maas ops maas set-config name=prometheus_enabled value=true"));
+    let text = get_ok(&stats);
+    let e = parse(&text);
+    for (name, help, _) in maas_standin::metrics::STATS_DEFINITIONS {
+        assert_eq!(
+            e.types.get(*name).map(String::as_str),
+            Some("gauge"),
+            "{name}: {text}"
+        );
+        assert_eq!(e.help.get(*name).map(String::as_str), Some(*help), "{name}");
+    }
+    let nodes: BTreeMap<String, f64> = e
+        .samples
+        .iter()
+        .filter(|(n, _, _)| n == "maas_nodes")
+        .map(|(_, l, v)| {
+            assert_eq!(l["maas_id"], uuid, "{l:?}");
+            (l["type"].clone(), *v)
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        BTreeMap::from([
+            ("devices".into(), 0.0),
+            ("machines".into(), 0.0),
+            ("racks".into(), 1.0),
+            ("regionracks".into(), 0.0),
+            ("regions".into(), 1.0),
+        ]),
+        "region-m and rack-m: {text}"
+    );
+    let machines = e
+        .samples
+        .iter()
+        .filter(|(n, _, _)| n == "maas_machines")
+        .count();
+    assert_eq!(
+        machines, 11,
+        "every status of get_machine_state_stats: {text}"
+    );
+    assert_eq!(get(&format!("{maas}/metrics/")).map(|r| r.0), Some(404));
 }
