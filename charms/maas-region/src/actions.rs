@@ -31,6 +31,7 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "get-maas-status" => get_maas_status(ctx, &cfg),
         "configure-dhcp" => configure_dhcp(ctx, &cfg),
         "pre-upgrade-check" => pre_upgrade_check(ctx, &cfg),
+        "resume-refresh" => resume_refresh(ctx, &cfg),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }
@@ -832,6 +833,70 @@ fn database_view(
         ));
     }
     Ok((Some(format!("{}:{}", db.host, db.port)), standbys))
+}
+
+/// `resume-refresh` (on the leader, which alone writes the application's data): lets a refresh
+/// paused by `pause-after-unit-refresh` go on, after as many regions as run the new channel now
+/// ([`crate::lock::RESUMED_KEY`]). The other regions see it in their next peer hook; the leader
+/// itself at its next hook (update-status at the latest).
+fn resume_refresh(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cfg.install_method == InstallMethod::Snap,
+        "install-method=deb is upgraded with apt by the operator: there is no refresh to resume"
+    );
+    anyhow::ensure!(
+        ctx.model.is_leader()?,
+        "run resume-refresh on the leader (juju run maas-region/leader resume-refresh): only it writes the application's data"
+    );
+    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+        anyhow::bail!("no peer relation yet: there is no refresh to resume");
+    };
+    let wanted = cfg.channel.clone();
+    let mine = rel.my_unit_data()?;
+    let mut channels: Vec<(String, Option<String>)> = vec![(
+        ctx.model.unit_name().to_string(),
+        mine.get(crate::lock::CHANNEL_KEY).cloned(),
+    )];
+    drop(rel);
+    channels.extend(
+        relations::peers(&ctx.model)?
+            .into_iter()
+            .map(|p| (p.unit, p.channel)),
+    );
+    let refreshed = channels
+        .iter()
+        .filter(|(_, c)| c.as_deref() == Some(wanted.as_str()))
+        .count();
+    anyhow::ensure!(
+        refreshed > 0,
+        "no region runs {wanted} yet: nothing to resume (the first region refreshes without waiting)"
+    );
+    let behind: Vec<String> = channels
+        .iter()
+        .filter(|(_, c)| c.as_deref() != Some(wanted.as_str()))
+        .map(|(u, c)| format!("{u} ({})", c.as_deref().unwrap_or("unknown")))
+        .collect();
+    anyhow::ensure!(
+        !behind.is_empty(),
+        "every region already runs {wanted}: there is no refresh to resume"
+    );
+    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+        anyhow::bail!("no peer relation yet: there is no refresh to resume");
+    };
+    rel.set_my_app_data(&std::collections::BTreeMap::from([(
+        crate::lock::RESUMED_KEY.to_string(),
+        crate::lock::resumed_value(&wanted, refreshed),
+    )]))?;
+    ctx.action_set(&json!({
+        "channel": wanted,
+        "refreshed": refreshed.to_string(),
+        "to-refresh": behind.join(", "),
+        "pause-after-unit-refresh": cfg.pause_after_unit_refresh.as_str(),
+        "message": match cfg.pause_after_unit_refresh {
+            crate::config::Pause::All => format!("the next region refreshes to {wanted}; the refresh pauses again after it"),
+            _ => format!("every remaining region refreshes to {wanted}, one at a time"),
+        },
+    }))
 }
 
 #[cfg(test)]

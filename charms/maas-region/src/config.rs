@@ -31,6 +31,39 @@ impl InstallMethod {
     }
 }
 
+/// Where a refresh of the regions to a new `channel` waits for the operator's `resume-refresh`
+/// (Charmed PostgreSQL's `pause-after-unit-refresh`, with the same values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    /// Never: the regions refresh one after the other.
+    None,
+    /// Once, after the first region refreshed.
+    First,
+    /// After every region.
+    All,
+}
+
+impl Pause {
+    /// The config value naming it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pause::None => "none",
+            Pause::First => "first",
+            Pause::All => "all",
+        }
+    }
+
+    /// Parses a config value.
+    pub fn parse(s: &str) -> Option<Pause> {
+        match s {
+            "none" => Some(Pause::None),
+            "first" => Some(Pause::First),
+            "all" => Some(Pause::All),
+            _ => None,
+        }
+    }
+}
+
 /// The options as Juju hands them over (defaults from config.yaml already applied).
 #[derive(Debug, Clone, Deserialize)]
 struct Raw {
@@ -48,6 +81,8 @@ struct Raw {
     haproxy: Option<bool>,
     #[serde(rename = "tls-enabled", default)]
     tls_enabled: Option<bool>,
+    #[serde(rename = "pause-after-unit-refresh", default)]
+    pause_after_unit_refresh: Option<String>,
 }
 
 /// A valid configuration.
@@ -67,6 +102,8 @@ pub struct Config {
     pub haproxy: bool,
     /// Whether MAAS serves HTTPS on 5443 (haproxy forwards 443).
     pub tls_enabled: bool,
+    /// Where a refresh to a new channel waits for `resume-refresh`.
+    pub pause_after_unit_refresh: Pause,
 }
 
 impl Config {
@@ -109,7 +146,16 @@ impl Config {
         if !name_ok {
             return Err(format!("invalid database-name {database_name:?}: expected lowercase letters, digits and _ (at most 63, not starting with a digit)"));
         }
+        let pause = raw
+            .pause_after_unit_refresh
+            .unwrap_or_else(|| "none".into());
+        let pause_after_unit_refresh = Pause::parse(pause.trim()).ok_or_else(|| {
+            format!(
+                "invalid pause-after-unit-refresh {pause:?}: expected \"none\", \"first\" or \"all\""
+            )
+        })?;
         Ok(Config {
+            pause_after_unit_refresh,
             install_method,
             channel,
             deb_source,
@@ -251,6 +297,7 @@ mod tests {
         assert_eq!(c.install_method, InstallMethod::Snap);
         assert!(c.haproxy && !c.tls_enabled);
         assert_eq!(c.maas_url, None);
+        assert_eq!(c.pause_after_unit_refresh, Pause::None);
     }
 
     #[test]
@@ -263,6 +310,13 @@ mod tests {
                 Some("invalid install-method \"apt\""),
             ),
             ("install-method", json!(""), Some("invalid install-method")),
+            ("pause-after-unit-refresh", json!("first"), None),
+            ("pause-after-unit-refresh", json!("all"), None),
+            (
+                "pause-after-unit-refresh",
+                json!("yes"),
+                Some("invalid pause-after-unit-refresh \"yes\": expected \"none\", \"first\" or \"all\""),
+            ),
             ("channel", json!("3.5/edge"), None),
             ("channel", json!("stable"), None),
             ("channel", json!("latest/beta/fix-1"), None),

@@ -13,6 +13,7 @@
 //! The value names the request, so an acknowledgement of an earlier refresh never counts for
 //! a later one.
 
+use crate::config::Pause;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Peer app databag key: `<unit>#<token>` of the request that may initialise now.
@@ -30,6 +31,38 @@ pub const DRAINED_KEY: &str = "refresh-drained";
 /// same: a region whose unit agent is down never answers, and the upgrade must not hang on it
 /// (its haproxy then still balances over the holder and retries GETs on another region).
 pub const DRAIN_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Peer unit databag key: the snap channel this region's MAAS runs (snap installs), how the
+/// others count the regions already refreshed for `pause-after-unit-refresh`.
+pub const CHANNEL_KEY: &str = "maas-channel";
+/// Peer app databag key (the leader's `resume-refresh`): `<channel>#<n>`, the operator let the
+/// refresh to `channel` go on after `n` regions had refreshed.
+pub const RESUMED_KEY: &str = "refresh-resumed";
+
+/// The `refresh-resumed` value for `channel` after `n` regions.
+pub fn resumed_value(channel: &str, n: usize) -> String {
+    format!("{channel}#{n}")
+}
+
+/// After how many refreshed regions the operator resumed the refresh to `wanted`, if they did.
+pub fn resumed_after(value: Option<&str>, wanted: &str) -> Option<usize> {
+    let (channel, n) = value?.rsplit_once('#')?;
+    (channel == wanted).then(|| n.parse().ok()).flatten()
+}
+
+/// Whether a region must wait for `resume-refresh` before it asks for its turn, with
+/// `refreshed` regions already on the new channel: never before the first; with `first`, until
+/// any resume of this channel; with `all`, until a resume given after as many regions.
+pub fn paused(pause: Pause, refreshed: usize, resumed: Option<usize>) -> bool {
+    if refreshed == 0 {
+        return false;
+    }
+    match pause {
+        Pause::None => false,
+        Pause::First => resumed.is_none(),
+        Pause::All => resumed.is_none_or(|n| n < refreshed),
+    }
+}
 
 /// The drain values of a `refresh-drained` value.
 pub fn parse_drained(v: Option<&str>) -> Vec<String> {
@@ -110,6 +143,34 @@ mod tests {
 
     fn set(units: &[&str]) -> BTreeSet<String> {
         units.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pause_after_unit_refresh_waits_where_asked() {
+        let r = |v: &str| resumed_after(Some(v), "3.7/stable");
+        assert_eq!(r(&resumed_value("3.7/stable", 2)), Some(2));
+        assert_eq!(
+            r(&resumed_value("3.6/stable", 2)),
+            None,
+            "another refresh's resume"
+        );
+        assert_eq!(resumed_after(None, "3.7/stable"), None);
+        for pause in [Pause::None, Pause::First, Pause::All] {
+            assert!(!paused(pause, 0, None), "the first region never waits");
+        }
+        assert!(!paused(Pause::None, 2, None));
+        assert!(paused(Pause::First, 1, None));
+        assert!(!paused(Pause::First, 1, Some(1)));
+        assert!(
+            !paused(Pause::First, 2, Some(1)),
+            "one resume lets every other go"
+        );
+        assert!(paused(Pause::All, 1, None));
+        assert!(!paused(Pause::All, 1, Some(1)));
+        assert!(
+            paused(Pause::All, 2, Some(1)),
+            "each region needs its own resume"
+        );
     }
 
     #[test]

@@ -176,6 +176,9 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         if let Some(a) = &address {
             mine.insert("address".into(), a.clone());
         }
+        if let (InstallMethod::Snap, Some(c)) = (cfg.install_method, &stored.channel) {
+            mine.insert(lock::CHANNEL_KEY.into(), c.clone());
+        }
         let own = rel.my_unit_data()?;
         my_drain = own.get(lock::DRAIN_KEY).filter(|v| !v.is_empty()).cloned();
         rel.set_my_unit_data(&relations::changed(&own, &mine))?;
@@ -962,6 +965,30 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
         }
     };
     let installed = w.stored.channel.clone().unwrap_or_default();
+    // A region that has started (its drain published) finishes: `all` set mid-refresh halts
+    // the refresh after it.
+    if w.my_drain.is_none() {
+        let refreshed = w
+            .peers
+            .iter()
+            .filter(|p| p.channel.as_deref() == Some(wanted.as_str()))
+            .count();
+        let resumed = lock::resumed_after(
+            w.peer_app.get(lock::RESUMED_KEY).map(String::as_str),
+            &wanted,
+        );
+        let pause = w.cfg.pause_after_unit_refresh;
+        if lock::paused(pause, refreshed, resumed) {
+            set_my_request(ctx, w, false)?;
+            if w.leader {
+                regrant(ctx, w, None)?;
+            }
+            return Ok(Some(Status::blocked(format!(
+                "serving MAAS {installed}; the refresh to {wanted} is paused after {refreshed} region(s) (pause-after-unit-refresh={}): check them, then run the resume-refresh action on the leader",
+                pause.as_str()
+            ))));
+        }
+    }
     let token = set_my_request(ctx, w, true)?;
     if w.leader {
         regrant(ctx, w, token.as_deref())?;
@@ -1028,6 +1055,10 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
     );
     ctx.machine.snap_refresh("maas", &wanted)?;
     w.stored.channel = Some(wanted.clone());
+    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+        // In the same write as the lock's release: the next region sees both at once.
+        rel.set_my_unit_data(&bag(&[(lock::CHANNEL_KEY, &wanted)]))?;
+    }
     log::info!("MAAS refreshed from {installed} to {wanted}");
     // The next region may go, and this one return to every haproxy, once it serves again
     // (regiond answers from its database; the others' health checks still let it in only

@@ -311,6 +311,8 @@ pub struct Peer {
     pub drain: Option<String>,
     /// The drain requests its own haproxy has applied (`crate::lock::DRAINED_KEY`).
     pub drained: Vec<String>,
+    /// The snap channel its MAAS runs (`crate::lock::CHANNEL_KEY`).
+    pub channel: Option<String>,
 }
 
 /// The other regions' self-descriptions.
@@ -335,6 +337,7 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
             hostname: get("hostname"),
             request: get(crate::lock::REQUEST_KEY),
             drain: get(crate::lock::DRAIN_KEY),
+            channel: get(crate::lock::CHANNEL_KEY),
             drained: crate::lock::parse_drained(
                 d.get(crate::lock::DRAINED_KEY).map(String::as_str),
             ),

@@ -1,7 +1,8 @@
 //! Issue 22: a region refreshing to a new channel is drained from every region's haproxy first
 //! (the holder publishes `refresh-drain`, each region leaves it out and acknowledges in
 //! `refresh-drained`), hands the VIP over, refreshes once every region acknowledged, and
-//! returns to every haproxy once its new MAAS answers.
+//! returns to every haproxy once its new MAAS answers. With `pause-after-unit-refresh`, a
+//! region waits for the leader's `resume-refresh` before it asks for its turn.
 
 mod common;
 
@@ -208,6 +209,7 @@ fn once_every_region_acknowledged_the_holder_refreshes_then_returns_to_haproxy()
         ""
     );
     assert_eq!(out.state.stored["snap-channel"], "3.7/stable");
+    assert_eq!(my_peer_data(&out.state, "maas-channel"), "3.7/stable");
     assert_eq!(
         out.state.unit_status,
         Status::active("serving http://10.0.0.100/MAAS")
@@ -311,4 +313,144 @@ fn the_holder_waits_for_the_vip_to_move_before_going_on() {
     let reload = ran(&out, "systemctl reload haproxy");
     assert_eq!(looks.len(), 3, "{:?}", out.command_lines());
     assert!(looks[0] > reload[0]);
+}
+
+fn app_data<'a>(st: &'a State, key: &str) -> &'a str {
+    st.relation(PEERS)
+        .unwrap()
+        .local_app_data
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or("")
+}
+
+#[test]
+fn with_pause_first_the_second_region_waits_for_resume_refresh() {
+    // Arrange: region 1 already runs 3.7.
+    let st = peer_says(
+        leader_of_three_wanting_3_7(),
+        1,
+        "maas-channel",
+        "3.7/stable",
+    )
+    .with_config("pause-after-unit-refresh", "first");
+    // Act
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    // Assert: no turn asked for, no drain, MAAS untouched.
+    assert!(!refreshed(&out));
+    assert_eq!(my_peer_data(&out.state, "init-request"), "");
+    assert_eq!(my_peer_data(&out.state, "refresh-drain"), "");
+    assert_eq!(app_data(&out.state, "init-lock"), "");
+    assert_eq!(
+        out.state.unit_status,
+        Status::blocked("serving MAAS 3.6/stable; the refresh to 3.7/stable is paused after 1 region(s) (pause-after-unit-refresh=first): check them, then run the resume-refresh action on the leader")
+    );
+
+    // Act: the operator resumes (on this unit, the leader), then its next hook.
+    let resumed = harness(0).run_ok(
+        Trigger::Action("resume-refresh".into(), serde_json::json!({})),
+        &out.state,
+    );
+    assert_eq!(resumed.action.failed, None);
+    assert_eq!(app_data(&resumed.state, "refresh-resumed"), "3.7/stable#1");
+    assert_eq!(resumed.action.results["refreshed"], "1");
+    assert_eq!(
+        resumed.action.results["to-refresh"],
+        "maas-region/0 (3.6/stable), maas-region/2 (unknown)"
+    );
+    let next = harness(0).run_ok(Trigger::UpdateStatus, &resumed.state);
+    // Assert: its turn, starting with the drain.
+    assert_eq!(my_peer_data(&next.state, "refresh-drain"), DRAIN0);
+    // The same resume lets region 2 go too once region 0 runs 3.7 (`first`).
+    let later = peer_says(next.state, 2, "maas-channel", "3.7/stable");
+    let later = harness(0).run_ok(Trigger::UpdateStatus, &later);
+    assert!(
+        !later.state.unit_status.message.contains("paused"),
+        "{:?}",
+        later.state.unit_status
+    );
+}
+
+#[test]
+fn with_pause_all_every_region_needs_its_own_resume() {
+    // Arrange: regions 1 and 2 run 3.7; the operator resumed after the first only.
+    let mut st = peer_says(
+        leader_of_three_wanting_3_7(),
+        1,
+        "maas-channel",
+        "3.7/stable",
+    );
+    st = peer_says(st, 2, "maas-channel", "3.7/stable")
+        .with_config("pause-after-unit-refresh", "all");
+    st.relations
+        .iter_mut()
+        .find(|r| r.id == PEERS)
+        .unwrap()
+        .local_app_data
+        .insert("refresh-resumed".into(), "3.7/stable#1".into());
+    // Act
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    // Assert
+    assert!(!refreshed(&out));
+    assert!(
+        out.state
+            .unit_status
+            .message
+            .contains("paused after 2 region(s) (pause-after-unit-refresh=all)"),
+        "{:?}",
+        out.state.unit_status
+    );
+    // A resume given after the two lets it go.
+    let resumed = harness(0).run_ok(
+        Trigger::Action("resume-refresh".into(), serde_json::json!({})),
+        &out.state,
+    );
+    assert_eq!(app_data(&resumed.state, "refresh-resumed"), "3.7/stable#2");
+    let next = harness(0).run_ok(Trigger::UpdateStatus, &resumed.state);
+    assert!(refreshed(&next) || my_peer_data(&next.state, "refresh-drain") == DRAIN0);
+}
+
+#[test]
+fn without_pause_the_regions_go_on_after_the_first() {
+    let st = peer_says(
+        leader_of_three_wanting_3_7(),
+        1,
+        "maas-channel",
+        "3.7/stable",
+    );
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    assert_eq!(my_peer_data(&out.state, "refresh-drain"), DRAIN0);
+}
+
+#[test]
+fn resume_refresh_refuses_where_there_is_nothing_to_resume() {
+    let h = harness(0);
+    let run = |st: &State| {
+        h.run_ok(
+            Trigger::Action("resume-refresh".into(), serde_json::json!({})),
+            st,
+        )
+        .action
+        .failed
+        .unwrap_or_default()
+    };
+    // No region runs the new channel yet.
+    let st = leader_of_three_wanting_3_7();
+    assert!(
+        run(&st).contains("no region runs 3.7/stable yet"),
+        "{}",
+        run(&st)
+    );
+    // Not the leader.
+    let mut not_leader = peer_says(st.clone(), 1, "maas-channel", "3.7/stable");
+    not_leader.leader = false;
+    assert!(run(&not_leader).contains("run resume-refresh on the leader"));
+    // Every region already runs it.
+    let done = peer_says(st, 1, "maas-channel", "3.6/stable").with_config("channel", "3.6/stable");
+    let done = peer_says(done, 2, "maas-channel", "3.6/stable");
+    assert!(
+        run(&done).contains("every region already runs 3.6/stable"),
+        "{}",
+        run(&done)
+    );
 }
