@@ -15,10 +15,39 @@ pub const REGION_DEFAULTS: &[(&str, &str)] = &[
     ("database_name", "maasdb"),
     ("database_user", "maas"),
     ("database_pass", ""),
+    ("database_conn_max_age", "300"),
+    ("database_keepalive", "true"),
+    ("database_keepalive_idle", "15"),
+    ("database_keepalive_interval", "15"),
+    ("database_keepalive_count", "2"),
     ("num_workers", "4"),
     ("debug", "false"),
     ("debug_queries", "false"),
 ];
+
+/// The settings MAAS stores as integers (`Int` validators in `RegionConfiguration`).
+const INTEGER_KEYS: &[&str] = &[
+    "database_port",
+    "num_workers",
+    "database_conn_max_age",
+    "database_keepalive_idle",
+    "database_keepalive_interval",
+    "database_keepalive_count",
+];
+
+/// The settings MAAS stores as booleans (`StringBool`, `OneWayStringBool`).
+const BOOLEAN_KEYS: &[&str] = &["debug", "debug_queries", "database_keepalive"];
+
+/// formencode's `StringBool` (what MAAS's `OneWayStringBool` is): `true`, `t`, `yes`, `y`,
+/// `on`, `1` and `false`, `f`, `no`, `n`, `off`, `0` in any case, empty is false; anything else
+/// is refused.
+pub fn string_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "on" | "1" => Some(true),
+        "" | "false" | "f" | "no" | "n" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
 
 /// A YAML configuration file as a key → value map that keeps keys it does not know.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -76,13 +105,13 @@ impl ConfFile {
 
     /// Sets a setting; values that look like integers or booleans are stored as such, as MAAS does.
     pub fn set(&mut self, key: &str, value: &str) {
-        let v = if key == "database_port" || key == "num_workers" {
+        let v = if INTEGER_KEYS.contains(&key) {
             value
                 .parse::<i64>()
                 .map(Value::from)
                 .unwrap_or_else(|_| Value::from(value))
-        } else if key == "debug" || key == "debug_queries" {
-            Value::Bool(value == "true" || value == "True" || value == "1")
+        } else if BOOLEAN_KEYS.contains(&key) {
+            Value::Bool(string_bool(value).unwrap_or(false))
         } else {
             Value::from(value)
         };
@@ -109,7 +138,34 @@ impl ConfFile {
             name: self.get_or_default("database_name"),
             user: self.get_or_default("database_user"),
             pass: self.get_or_default("database_pass"),
+            keepalive: self.keepalive(),
         }
+    }
+
+    /// The TCP keepalive of every database connection, as MAAS reads it: `database_keepalive`
+    /// (`OneWayStringBool(if_missing=True)`), `database_keepalive_idle` and
+    /// `database_keepalive_interval` (`Int(if_missing=15)`), `database_keepalive_count`
+    /// (`Int(if_missing=2)`) of `RegionConfiguration` (src/maasserver/config.py, 3.4 to master),
+    /// which `_get_default_db_config` (src/maasserver/djangosettings/settings.py) hands to
+    /// psycopg as libpq's `keepalives`, `keepalives_idle`, `keepalives_interval`,
+    /// `keepalives_count`. A value MAAS's validator would refuse is refused here too (regiond
+    /// then does not start), rather than silently replaced by a default.
+    pub fn keepalive(&self) -> std::result::Result<Keepalive, String> {
+        let int = |key: &str| -> std::result::Result<u32, String> {
+            let v = self.get_or_default(key);
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{key}: Please enter an integer value (got {v:?})"))
+        };
+        let on = self.get_or_default("database_keepalive");
+        Ok(Keepalive {
+            enabled: string_bool(&on).ok_or_else(|| {
+                format!("database_keepalive: Value should be 'true' or 'false' (got {on:?})")
+            })?,
+            idle_s: int("database_keepalive_idle")?,
+            interval_s: int("database_keepalive_interval")?,
+            count: int("database_keepalive_count")?,
+        })
     }
 
     /// Stores database settings.
@@ -123,7 +179,7 @@ impl ConfFile {
 }
 
 /// How to reach the MAAS database.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbSettings {
     /// Host name, address, comma-separated list of them, or a socket directory.
     pub host: String,
@@ -135,6 +191,46 @@ pub struct DbSettings {
     pub user: String,
     /// Password.
     pub pass: String,
+    /// TCP keepalive, or why regiond.conf's keepalive settings are refused.
+    pub keepalive: std::result::Result<Keepalive, String>,
+}
+
+/// libpq's TCP keepalive settings, as MAAS passes them (see [`ConfFile::keepalive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// `keepalives`.
+    pub enabled: bool,
+    /// `keepalives_idle`: seconds of silence before the first probe (0: the system's).
+    pub idle_s: u32,
+    /// `keepalives_interval`: seconds between unanswered probes (0: the system's).
+    pub interval_s: u32,
+    /// `keepalives_count`: unanswered probes before the connection is dropped (0: the system's).
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    /// MAAS's defaults (`RegionConfiguration`'s `if_missing`).
+    fn default() -> Keepalive {
+        Keepalive {
+            enabled: true,
+            idle_s: 15,
+            interval_s: 15,
+            count: 2,
+        }
+    }
+}
+
+impl Default for DbSettings {
+    fn default() -> DbSettings {
+        DbSettings {
+            host: String::new(),
+            port: 0,
+            name: String::new(),
+            user: String::new(),
+            pass: String::new(),
+            keepalive: Ok(Keepalive::default()),
+        }
+    }
 }
 
 /// Parses `--database-uri` the way `maas init` does: `postgres://user:pass@host:port/dbname`,
@@ -301,7 +397,8 @@ mod tests {
                 port: 6432,
                 name: "maas_region_db".into(),
                 user: "maas".into(),
-                pass: "p@ss".into()
+                pass: "p@ss".into(),
+                keepalive: Ok(Keepalive::default()),
             }
         );
         let s = parse_database_uri("postgres://maas@/").unwrap();
@@ -363,5 +460,58 @@ mod tests {
             0o640
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn conf(yaml: &str) -> ConfFile {
+        ConfFile {
+            map: serde_yaml::from_str(yaml).unwrap(),
+        }
+    }
+
+    #[test]
+    fn keepalive_is_maas_default_without_keys_and_the_keys_when_set() {
+        let none = conf("maas_url: http://v/MAAS\ndatabase_host: 10.0.0.5\n");
+        assert_eq!(
+            none.keepalive(),
+            Ok(Keepalive {
+                enabled: true,
+                idle_s: 15,
+                interval_s: 15,
+                count: 2
+            })
+        );
+        assert_eq!(none.db().keepalive, none.keepalive());
+        let set = conf("database_keepalive_idle: 3\ndatabase_keepalive_interval: 1\ndatabase_keepalive_count: 4\ndatabase_keepalive: 'off'\n");
+        assert_eq!(
+            set.keepalive(),
+            Ok(Keepalive {
+                enabled: false,
+                idle_s: 3,
+                interval_s: 1,
+                count: 4
+            })
+        );
+        // As the CLI stores them: integers and a boolean, read back the same.
+        let mut c = ConfFile::default();
+        c.set("database_keepalive_idle", "5");
+        c.set("database_keepalive", "yes");
+        assert_eq!(c.map.get("database_keepalive_idle"), Some(&Value::from(5)));
+        assert_eq!(c.map.get("database_keepalive"), Some(&Value::Bool(true)));
+        assert_eq!(c.keepalive().map(|k| (k.enabled, k.idle_s)), Ok((true, 5)));
+    }
+
+    #[test]
+    fn a_keepalive_maas_would_refuse_is_refused_naming_the_key() {
+        let e = conf("database_keepalive_count: many\n")
+            .keepalive()
+            .unwrap_err();
+        assert!(
+            e.starts_with("database_keepalive_count: Please enter an integer value"),
+            "{e}"
+        );
+        let e = conf("database_keepalive: perhaps\n")
+            .keepalive()
+            .unwrap_err();
+        assert!(e.starts_with("database_keepalive: "), "{e}");
     }
 }

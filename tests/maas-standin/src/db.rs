@@ -132,9 +132,20 @@ pub fn operational_error(s: &DbSettings, e: &anyhow::Error) -> String {
     format!("{at}: {pe}")
 }
 
-/// Opens a connection that only a writable primary accepts, with timeouts short enough that
-/// a dead or frozen database host is noticed within seconds (failover must be visible).
+/// Opens a connection as regiond's psycopg does: libpq with the TCP keepalive of
+/// regiond.conf ([`crate::conf::ConfFile::keepalive`]; `_get_default_db_config` in
+/// src/maasserver/djangosettings/settings.py puts `keepalives`, `keepalives_idle`,
+/// `keepalives_interval`, `keepalives_count` and `application_name` in OPTIONS) and nothing
+/// else: MAAS sets no `connect_timeout`, no `tcp_user_timeout` and no `statement_timeout`, so
+/// neither does this. A connect to an address nobody answers waits for the kernel's SYN
+/// retries; a dead peer of an idle connection is noticed by the keepalive probes alone, and one
+/// with a query in flight by TCP's retransmissions. Only a writable primary is accepted (the
+/// stand-in's own choice; MAAS names one host and takes what answers there).
 pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
+    let ka = s
+        .keepalive
+        .clone()
+        .map_err(|e| anyhow::anyhow!("regiond.conf: {e}"))?;
     let mut cfg = postgres::Config::new();
     for h in s.host.split(',').map(str::trim).filter(|h| !h.is_empty()) {
         cfg.host(h);
@@ -144,24 +155,28 @@ pub fn connect(s: &DbSettings, application: &str) -> Result<Client> {
         .password(&s.pass)
         .dbname(&s.name)
         .application_name(application)
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_user_timeout(Duration::from_secs(3))
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(2))
+        .keepalives(ka.enabled)
         .target_session_attrs(TargetSessionAttrs::ReadWrite);
+    // libpq: zero means the system's default, so such a setting is left to the kernel.
+    if ka.idle_s > 0 {
+        cfg.keepalives_idle(Duration::from_secs(ka.idle_s.into()));
+    }
+    if ka.interval_s > 0 {
+        cfg.keepalives_interval(Duration::from_secs(ka.interval_s.into()));
+    }
+    if ka.count > 0 {
+        cfg.keepalives_retries(ka.count);
+    }
     // MAAS connects through psycopg (libpq) with no sslmode of its own: libpq's default,
     // `prefer`, takes TLS when the server offers it and does not verify the certificate
-    // (libpq's DefaultSSLMode; canonical/maas src/maasserver/djangosettings/settings.py
-    // `_get_default_db_config` sets keepalives and application_name in OPTIONS, no sslmode).
+    // (libpq's DefaultSSLMode; `_get_default_db_config` sets no sslmode).
     cfg.ssl_mode(postgres::config::SslMode::Prefer);
-    let mut client = cfg.connect(tls_without_verification()?).with_context(|| {
+    let client = cfg.connect(tls_without_verification()?).with_context(|| {
         format!(
             "connecting to PostgreSQL {}@{}:{}/{}",
             s.user, s.host, s.port, s.name
         )
     })?;
-    // A query stuck behind a lock must not hang a region forever.
-    client.batch_execute("SET statement_timeout = '5s'")?;
     Ok(client)
 }
 

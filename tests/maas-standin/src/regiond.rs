@@ -1,6 +1,7 @@
-//! The regiond stand-in: HTTP on its worker sockets behind nginx (5240); a live PostgreSQL connection with a
-//! heartbeat row about twice a second; reconnection when the database moves (settings change
-//! in `regiond.conf`) or fails over (only a writable primary is accepted).
+//! The regiond stand-in: HTTP on its worker sockets behind nginx (5240); a heartbeat row about
+//! twice a second; the PostgreSQL listener's connection, held and re-made as MAAS's
+//! `PostgresListenerService` does; reconnection when the database moves (settings change in
+//! `regiond.conf`) or fails over (only a writable primary is accepted).
 
 use crate::conf::{ConfFile, DbSettings};
 use crate::db;
@@ -19,9 +20,14 @@ use std::time::{Duration, Instant};
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A heartbeat older than this means the database is not working for this region.
 pub const DB_STALE: Duration = Duration::from_secs(3);
-/// How long one heartbeat may take before its connection is given up as stuck: a frozen
-/// database host still ACKs TCP, so neither keepalives nor TCP timeouts would notice.
-pub const DB_DEADLINE: Duration = Duration::from_secs(3);
+/// How long the listener waits before it connects again, after a lost connection
+/// (`PostgresListenerService.connectionLost`: `reactor.callLater(3, self.tryConnection)`) and
+/// after a failed attempt (`tryConnection`'s `eb_connect`: `deferLater(reactor, 3, connect)`),
+/// src/maasserver/listener.py, 3.4 to master.
+pub const LISTENER_RECONNECT: Duration = Duration::from_secs(3);
+/// How often the held listener connection is looked at for a settings change (a poll of the
+/// socket, so it costs the database nothing and keeps the connection idle for its keepalive).
+const LISTENER_POLL: Duration = Duration::from_millis(500);
 /// Idle API connections kept for reuse.
 const API_POOL: usize = 4;
 
@@ -67,6 +73,8 @@ pub struct Region {
     last_ok: Mutex<Option<Instant>>,
     last_error: Mutex<String>,
     started: std::sync::atomic::AtomicBool,
+    listening: std::sync::atomic::AtomicBool,
+    listener_error: Mutex<String>,
 }
 
 impl Region {
@@ -92,23 +100,33 @@ impl Region {
             last_ok: Mutex::new(None),
             last_error: Mutex::new("not connected yet".into()),
             started: std::sync::atomic::AtomicBool::new(false),
+            listening: std::sync::atomic::AtomicBool::new(false),
+            listener_error: Mutex::new("not connected yet".into()),
         })
     }
 
-    /// Whether the database answered a heartbeat recently.
+    /// Whether this region works against its database: its listener holds its connection and
+    /// a heartbeat went through recently. The listener is part of it because a real regiond
+    /// learns what other regions change (DNS, the reverse proxy's TLS, RBAC: `sys_*` channels,
+    /// src/maasserver/region_controller.py) only through it; the stand-in's 503 makes its
+    /// outage visible, where MAAS would go on serving stale state.
     pub fn db_ok(&self) -> bool {
-        self.last_ok
-            .lock()
-            .map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE))
-            .unwrap_or(false)
+        self.listening.load(Ordering::SeqCst)
+            && self
+                .last_ok
+                .lock()
+                .map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE))
+                .unwrap_or(false)
     }
 
     /// Why the database is not working, for 503 bodies.
     pub fn db_error(&self) -> String {
-        self.last_error
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default()
+        let lock = if self.listening.load(Ordering::SeqCst) {
+            &self.last_error
+        } else {
+            &self.listener_error
+        };
+        lock.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     /// The URL this region was configured with.
@@ -225,84 +243,106 @@ impl Region {
         Ok(())
     }
 
-    /// One heartbeat on `client` (connecting first if there is none). Gives the connection
-    /// back when it is still good.
-    fn beat(
-        &self,
-        client: Option<(u64, Client)>,
-        gen: u64,
-        prune: bool,
-    ) -> (Result<()>, Option<(u64, Client)>) {
-        let mut client = client;
-        let result = (|| -> Result<()> {
-            if client.is_none() {
-                let mut c = db::connect(&self.db_settings(), "maas-standin-regiond")?;
-                if db::needs_init(&mut c)? {
-                    anyhow::bail!("the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)");
-                }
-                self.start_up(&mut c)?;
-                self.started.store(true, Ordering::SeqCst);
-                client = Some((gen, c));
-                eprintln!("regiond: connected to the database; start-up done");
+    /// Connects the listener (and, the first time, runs the start-up against the database).
+    fn listen(&self) -> Result<Client> {
+        let mut c = db::connect(&self.db_settings(), "maas-standin-regiond")?;
+        if !self.started.load(Ordering::SeqCst) {
+            if db::needs_init(&mut c)? {
+                anyhow::bail!(
+                    "the database has no MAAS tables (run `maas init` or `maas-region dbupgrade`)"
+                );
             }
-            let Some((_, c)) = client.as_mut() else {
-                unreachable!("connected above")
-            };
-            db::heartbeat(
-                c,
-                &self.hostname,
-                &self.system_id,
-                &self.maas_url(),
-                &self.version,
-            )?;
-            if prune {
-                db::prune_heartbeats(c)?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            client = None;
+            self.start_up(&mut c)?;
+            self.started.store(true, Ordering::SeqCst);
+            eprintln!("regiond: connected to the database; start-up done");
         }
-        (result, client)
+        // MAAS listens on its `sys_*` channels and one per model action; the stand-in sends no
+        // notifications, the connection is held for its life alone.
+        c.batch_execute("LISTEN sys_standin")?;
+        Ok(c)
     }
 
-    /// The heartbeat loop: never returns. Each beat runs on its own thread under a deadline;
-    /// a beat that misses it is abandoned with its connection, and the next one reconnects.
+    fn set_listener(&self, listening: bool, err: &str) {
+        self.listening.store(listening, Ordering::SeqCst);
+        if let Ok(mut e) = self.listener_error.lock() {
+            *e = err.to_string();
+        }
+    }
+
+    /// The listener, as `PostgresListenerService` (src/maasserver/listener.py): a connection
+    /// held idle for notifications, so a dead database host is noticed only through the TCP
+    /// keepalive of regiond.conf (or an error on the socket); after a loss or a failed
+    /// attempt it connects again [`LISTENER_RECONNECT`] later. Never returns.
+    pub fn listener_loop(self: Arc<Self>) {
+        loop {
+            let gen = self.generation.load(Ordering::SeqCst);
+            let mut client = match self.listen() {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = format!("Unable to connect to database: {e:#}");
+                    eprintln!("regiond: listener: {msg}");
+                    self.set_listener(false, &msg);
+                    std::thread::sleep(LISTENER_RECONNECT);
+                    continue;
+                }
+            };
+            eprintln!("regiond: listener: Listening for database notifications.");
+            self.set_listener(true, "");
+            let lost = loop {
+                let polled = postgres::fallible_iterator::FallibleIterator::next(
+                    &mut client.notifications().timeout_iter(LISTENER_POLL),
+                );
+                match polled {
+                    Ok(Some(_)) => {}
+                    Ok(None) if client.is_closed() => break "Connection closed.".to_string(),
+                    Ok(None) if self.generation.load(Ordering::SeqCst) != gen => {
+                        break "the database settings changed".to_string()
+                    }
+                    Ok(None) => {}
+                    Err(e) => break format!("Connection lost: {e:#}"),
+                }
+            };
+            drop(client);
+            eprintln!("regiond: listener: {lost}");
+            self.set_listener(
+                false,
+                &format!("the listener's database connection: {lost}"),
+            );
+            std::thread::sleep(LISTENER_RECONNECT);
+        }
+    }
+
+    /// The heartbeat loop: never returns. Each beat goes through the request connections
+    /// ([`Region::with_db`]) with no deadline of its own, as MAAS's periodic database work
+    /// does: a beat stuck on a dead connection lasts until TCP gives up on it.
     pub fn heartbeat_loop(self: Arc<Self>) {
-        let mut client: Option<(u64, Client)> = None;
         let mut ticks: u64 = 0;
         loop {
             let started = Instant::now();
             if self.reload() {
                 eprintln!("regiond: database settings changed; reconnecting");
             }
-            let gen = self.generation.load(Ordering::SeqCst);
-            if client.as_ref().is_some_and(|(g, _)| *g != gen) {
-                client = None;
-            }
-            let (tx, rx) = std::sync::mpsc::channel();
-            let me = self.clone();
-            let taken = client.take();
-            let prune = ticks.checked_rem(120) == Some(0);
-            let spawned = std::thread::Builder::new()
-                .name("heartbeat-beat".into())
-                .spawn(move || {
-                    let _ = tx.send(me.beat(taken, gen, prune));
+            if self.started.load(Ordering::SeqCst) {
+                let prune = ticks.checked_rem(120) == Some(0);
+                let r = self.with_db(|c| {
+                    db::heartbeat(
+                        c,
+                        &self.hostname,
+                        &self.system_id,
+                        &self.maas_url(),
+                        &self.version,
+                    )?;
+                    if prune {
+                        db::prune_heartbeats(c)?;
+                    }
+                    Ok(())
                 });
-            match spawned
-                .map_err(anyhow::Error::from)
-                .and_then(|_| rx.recv_timeout(DB_DEADLINE).map_err(anyhow::Error::from))
-            {
-                Ok((Ok(()), c)) => {
-                    client = c;
-                    self.set_status(true, "");
+                match r {
+                    Ok(()) => self.set_status(true, ""),
+                    Err(e) => self.set_status(false, &format!("{e:#}")),
                 }
-                Ok((Err(e), _)) => self.set_status(false, &format!("{e:#}")),
-                Err(_) => {
-                    self.set_status(false, "the database did not answer in time; reconnecting")
-                }
+                ticks += 1;
             }
-            ticks += 1;
             std::thread::sleep(HEARTBEAT.saturating_sub(started.elapsed()));
         }
     }
@@ -426,6 +466,10 @@ pub fn run(flavor: Flavor) -> Result<()> {
     std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || hb.heartbeat_loop())?;
+    let listener = region.clone();
+    std::thread::Builder::new()
+        .name("listener".into())
+        .spawn(move || listener.listener_loop())?;
     while !region.started.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -985,3 +985,161 @@ fn post_refresh_migrations_run_in_region_modes_and_keep_a_newer_schema() {
         stderr(&o)
     );
 }
+
+/// The TCP keepalive of every socket `pid` holds to `port` on loopback, as the kernel has it
+/// (`getsockopt` on a copy of the descriptor, `pidfd_getfd`): on, idle, interval, count.
+fn keepalives_to(pid: u32, port: u16) -> Vec<(bool, u32, u32, u32)> {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    // Columns: sl local rem st ... uid timeout inode; rem is HEXADDR:HEXPORT.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let rem_port = u16::from_str_radix(f.get(2)?.split(':').nth(1)?, 16).ok()?;
+            // 01: ESTABLISHED.
+            (rem_port == port && f.get(3)? == &"01").then(|| f.get(9).map(|s| s.to_string()))?
+        })
+        .collect();
+    let get = |fd: libc::c_int, level: libc::c_int, opt: libc::c_int| -> u32 {
+        let mut v: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: v and len are valid for writes of their sizes during the call.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                level,
+                opt,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "getsockopt: {}", std::io::Error::last_os_error());
+        v as u32
+    };
+    // SAFETY: plain system calls on integers; the descriptors they return are closed below.
+    let pidfd =
+        unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) } as libc::c_int;
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut found = vec![];
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) else {
+            continue;
+        };
+        if !inodes.iter().any(|i| i == inode) {
+            continue;
+        }
+        let Ok(n) = e.file_name().to_string_lossy().parse::<libc::c_int>() else {
+            continue;
+        };
+        // SAFETY: as above.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, n, 0) } as libc::c_int;
+        if fd < 0 {
+            continue; // closed meanwhile
+        }
+        found.push((
+            get(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE) != 0,
+            get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+            get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+            get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+        ));
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: pidfd is ours.
+    unsafe { libc::close(pidfd) };
+    found
+}
+
+/// regiond's database connections carry the TCP keepalive regiond.conf gives, with MAAS's
+/// defaults (15 s idle, 15 s between probes, 2 probes) when it gives none
+/// (src/maasserver/config.py `RegionConfiguration`, djangosettings/settings.py
+/// `_get_default_db_config`); a value MAAS's validator refuses keeps regiond from the database;
+/// the listener tries again 3 s after losing its connection and after each failed attempt
+/// (src/maasserver/listener.py `connectionLost`, `tryConnection`).
+#[test]
+fn regiond_keeps_alive_as_regiond_conf_says_and_its_listener_retries_every_3_s() {
+    let pg = Postgres::start();
+    let r = Region::new("keepalive", "region-k");
+    assert_ok(&maas_init(&r.sb, "region", &r.url(), &pg, "--force"));
+    let conf_path = r.sb.path("/var/snap/maas/current/regiond.conf");
+    let conf = read(&conf_path);
+    assert!(
+        !conf.contains("keepalive"),
+        "init writes no keepalive key: {conf}"
+    );
+
+    let mut procs = r.spawn_regiond();
+    r.wait_up("region-k");
+    let pid = procs.regiond.child.id();
+    // The listener and the request connections (a heartbeat is one) at least.
+    let seen = wait_for("regiond's connections to the database", T, || {
+        Some(keepalives_to(pid, pg.port)).filter(|k| k.len() >= 2)
+    });
+    assert!(seen.iter().all(|k| *k == (true, 15, 15, 2)), "{seen:?}");
+    procs.stop();
+
+    // As an operator (or a charm) sets them: the keys in regiond.conf.
+    std::fs::write(
+        &conf_path,
+        format!("{conf}database_keepalive_idle: 3\ndatabase_keepalive_interval: 1\ndatabase_keepalive_count: 4\n"),
+    )
+    .unwrap();
+    let mut procs = r.spawn_regiond();
+    r.wait_up("region-k");
+    let pid = procs.regiond.child.id();
+    let seen = wait_for("regiond's connections with the new keepalive", T, || {
+        Some(keepalives_to(pid, pg.port)).filter(|k| k.len() >= 2)
+    });
+    assert!(seen.iter().all(|k| *k == (true, 3, 1, 4)), "{seen:?}");
+
+    // The database goes: the listener reports the loss, then one attempt every 3 s.
+    pg.stop();
+    r.wait_503("503 once the listener lost its connection");
+    let attempts = |out: &str| {
+        out.matches("listener: Unable to connect to database")
+            .count()
+    };
+    let (first, n) = wait_for("a first failed reconnection", T, || {
+        let n = attempts(&procs.regiond.output());
+        (n >= 1).then(|| (std::time::Instant::now(), n))
+    });
+    wait_for("three more failed reconnections", T, || {
+        (attempts(&procs.regiond.output()) >= n + 3).then_some(())
+    });
+    // Three waits of 3 s; the 1.5 s allowed off is this test's own polling.
+    let took = first.elapsed();
+    assert!(
+        took >= Duration::from_millis(7500),
+        "three retries took {took:?}, MAAS waits 3 s before each"
+    );
+    let out = procs.regiond.output();
+    assert!(
+        out.contains("listener: Connection lost") || out.contains("listener: Connection closed"),
+        "{out}"
+    );
+    pg.pg_ctl_start();
+    wait_heartbeats_resume(&r, &pg, "region-k", 1, "heartbeats resume");
+    procs.stop();
+
+    // A keepalive value MAAS's Int validator refuses: regiond does not reach the database.
+    std::fs::write(&conf_path, format!("{conf}database_keepalive_idle: soon\n")).unwrap();
+    let regiond = r.sb.spawn(&["regiond", "--flavor", "snap"], &[]);
+    wait_for("regiond names the refused key", T, || {
+        regiond
+            .output()
+            .contains("database_keepalive_idle: Please enter an integer value")
+            .then_some(())
+    });
+}

@@ -265,8 +265,10 @@ fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
         set_debug(&mut rk, a);
         rk.save(&Flavor::Snap.rackd_conf())?;
     }
+    // dbupgrade is a process of its own that reads the regiond.conf just written
+    // (`migrate_db` in src/maascli/snap.py), so keepalive keys already there apply to it too.
     let migrated = match &db {
-        Some(db) => migrate_if_needed(db)?,
+        Some(_) => migrate_if_needed(&ConfFile::load(&Flavor::Snap.regiond_conf())?.db())?,
         None => false,
     };
     conf::write_snap_mode(mode)?;

@@ -56,6 +56,11 @@ fn option_name(key: &str) -> &'static str {
         "database_pass" => "--database-pass",
         "num_workers" => "--num-workers",
         "debug" => "--debug",
+        "database_conn_max_age" => "--database-conn-max-age",
+        "database_keepalive" => "--database-keepalive",
+        "database_keepalive_idle" => "--database-keepalive-idle",
+        "database_keepalive_interval" => "--database-keepalive-interval",
+        "database_keepalive_count" => "--database-keepalive-count",
         _ => "--debug-queries",
     }
 }
@@ -108,6 +113,19 @@ fn local_config_set(args: &[String]) -> i32 {
                 (!matches!(v.to_ascii_lowercase().as_str(), "true" | "false"))
                     .then(|| format!("{v:?} is not true or false"))
             }
+            // formencode's Int and StringBool, as RegionConfiguration declares them
+            // (src/maasserver/config.py); conn_max_age also has min=0.
+            "database_conn_max_age"
+            | "database_keepalive_idle"
+            | "database_keepalive_interval"
+            | "database_keepalive_count" => v
+                .trim()
+                .parse::<u32>()
+                .is_err()
+                .then(|| "Please enter an integer value".to_string()),
+            "database_keepalive" => conf::string_bool(v)
+                .is_none()
+                .then(|| "Value should be 'true' or 'false'".to_string()),
             _ => None,
         };
         if let Some(msg) = bad {
@@ -115,6 +133,8 @@ fn local_config_set(args: &[String]) -> i32 {
         }
         let stored = if *key == "debug" || *key == "debug_queries" {
             v.to_ascii_lowercase()
+        } else if *key == "database_keepalive" {
+            conf::string_bool(v).unwrap_or(true).to_string()
         } else {
             v.to_string()
         };
@@ -154,11 +174,18 @@ fn local_config_get(args: &[String]) -> i32 {
             None => {
                 let d = c.get_or_default(k);
                 match k {
-                    "database_port" | "num_workers" => d
+                    "database_port"
+                    | "num_workers"
+                    | "database_conn_max_age"
+                    | "database_keepalive_idle"
+                    | "database_keepalive_interval"
+                    | "database_keepalive_count" => d
                         .parse::<i64>()
                         .map(serde_json::Value::from)
                         .unwrap_or(d.into()),
-                    "debug" | "debug_queries" => serde_json::Value::Bool(d == "true"),
+                    "debug" | "debug_queries" | "database_keepalive" => {
+                        serde_json::Value::Bool(d == "true")
+                    }
                     _ => d.into(),
                 }
             }
