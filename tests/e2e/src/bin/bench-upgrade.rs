@@ -7,6 +7,7 @@
 //! total time, failed requests and writes, the longest outage of each, and (checked, the run
 //! stops otherwise) that every acknowledged write is on every member afterwards. Prints
 //! Markdown and replaces its section of the report (`--out`, default build/bench/report.md).
+//! `--only maas` or `--only patroni` runs one of the two upgrades (the other's row is left out).
 
 use anyhow::{ensure, Context, Result};
 use e2e::drills::HEAL;
@@ -32,10 +33,21 @@ fn main() -> Result<()> {
         .position(|a| a == "--out")
         .and_then(|i| args.get(i + 1))
         .map(std::path::PathBuf::from);
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if let Some(o) = &only {
+        anyhow::ensure!(
+            o == "maas" || o == "patroni",
+            "--only {o:?}: expected maas or patroni"
+        );
+    }
     let env = Env::get().map_err(|e| anyhow::anyhow!(e))?;
     let out = out.unwrap_or_else(|| env.build.join("bench/report.md"));
     let mut md = format!("\n{TITLE}\n\n");
-    let result = run(&env, &mut md);
+    let result = run(&env, &mut md, only.as_deref());
     if let Err(e) = &result {
         let _ = writeln!(md, "\n**The run stopped early**: {e:#}\n");
     }
@@ -76,7 +88,7 @@ struct Row {
     seen: ha::Seen,
 }
 
-fn run(env: &Env, md: &mut String) -> Result<()> {
+fn run(env: &Env, md: &mut String, only: Option<&str>) -> Result<()> {
     let dir = env.build.join("e2e/bench-upgrade-charms");
     let client = ha::client_overlay(env, &dir)?;
     let older = dir.join("patroni-previous-overlay.yaml");
@@ -99,16 +111,21 @@ fn run(env: &Env, md: &mut String) -> Result<()> {
 
     let mut rows = Vec::new();
     let mut stopped = None;
-    for (name, step) in [
+    for (key, name, step) in [
         (
+            "maas",
             format!("MAAS {MAAS_FROM}/stable → {MAAS_TO} (racks, then regions)"),
             maas_upgrade as fn(&Deployment) -> Result<()>,
         ),
         (
+            "patroni",
             format!("Patroni {PATRONI_FROM} → {PATRONI_TO} (rolling, primary last)"),
             patroni_roll,
         ),
     ] {
+        if only.is_some_and(|o| o != key) {
+            continue;
+        }
         eprintln!("== upgrade: {name}");
         match measure(&d, &name, step) {
             Ok(r) => rows.push(r),
