@@ -257,6 +257,40 @@ pub fn deb_set_url(url: &str) -> Cmd {
     Cmd::new(DEB_MAAS_REGION, ["local_config_set", "--maas-url", url])
 }
 
+/// The TCP keepalive every regiond connection to PostgreSQL gets, in regiond.conf's keys
+/// (MAAS's `RegionConfiguration`, src/maasserver/config.py; handed to libpq by
+/// `_get_default_db_config`, src/maasserver/djangosettings/settings.py). MAAS's defaults (15 s
+/// idle, 15 s between probes, 2 probes) leave a region's idle connections, its notification
+/// listener among them, on a vanished database host for up to 45 s, and up to 15 s after the
+/// database VIP moved: until then the region misses what other regions change, and every
+/// pooled connection costs a failed request. 3 s idle, 1 s between probes and 3 probes notice
+/// a silent peer within 6 s, and a moved VIP at the next probe (the new holder answers it with
+/// a reset). A probe is answered by the database host's kernel, not by PostgreSQL, so a busy
+/// database is never mistaken for a dead one, and three probes ride out two lost packets.
+/// Connections with a query in flight are TCP retransmission's business, which MAAS has no
+/// option for.
+pub const DB_KEEPALIVE: [(&str, u32); 3] = [
+    ("database_keepalive_idle", 3),
+    ("database_keepalive_interval", 1),
+    ("database_keepalive_count", 3),
+];
+
+/// `maas-region local_config_set --database-keepalive-idle … --database-keepalive-interval …
+/// --database-keepalive-count …` ([`DB_KEEPALIVE`]): the deb's way to set them (the management
+/// command offers every `RegionConfiguration` option, src/maasserver/management/commands/
+/// _config.py). The snap's `maas config` has no such option (src/maascli/snap.py
+/// `cmd_config`); there the charm writes regiond.conf itself
+/// ([`crate::render::regiond_conf_with_keepalive`]), which `maas init` keeps
+/// (`MAASConfiguration.update` merges into the file, src/maascli/configfile.py).
+pub fn deb_set_keepalive() -> Cmd {
+    let mut args = vec!["local_config_set".to_string()];
+    for (key, value) in DB_KEEPALIVE {
+        args.push(format!("--{}", key.replace('_', "-")));
+        args.push(value.to_string());
+    }
+    Cmd::new(DEB_MAAS_REGION, args)
+}
+
 /// `maas-region dbupgrade`: the migrations, run by the leader only.
 pub fn deb_dbupgrade() -> Cmd {
     Cmd::new(DEB_MAAS_REGION, ["dbupgrade"])

@@ -828,6 +828,10 @@ fn snap_workload(
             progress(ctx, &format!("setting the MAAS URL to {url}"));
             ctx.machine.run(&maas::snap_config_url(url))?;
         }
+        // The snap's services read regiond.conf when they start.
+        if apply_keepalive(ctx, InstallMethod::Snap)? {
+            ctx.machine.run(&Cmd::new("snap", ["restart", "maas"]))?;
+        }
         let services = ctx
             .machine
             .run(&Cmd::new("snap", ["services", "maas"]).allow_failure())?;
@@ -858,6 +862,8 @@ fn snap_workload(
         });
         return Ok(false);
     }
+    // Init keeps the keys already in regiond.conf and starts the services after it.
+    apply_keepalive(ctx, InstallMethod::Snap)?;
     progress(ctx, &format!("initialising MAAS (maas init {wanted_mode})"));
     let result = init_with_retries(ctx, &maas::snap_init(wanted_mode, url, db));
     set_my_request(ctx, w, false)?;
@@ -1149,6 +1155,7 @@ fn deb_workload(
         ctx.machine.run(&maas::deb_set_url(url))?;
         changed = true;
     }
+    changed |= apply_keepalive(ctx, InstallMethod::Deb)?;
     let location = db.location();
     if w.peer_app.get(app_keys::MIGRATIONS_DONE) != Some(&location) {
         if !w.leader {
@@ -1191,6 +1198,34 @@ fn deb_workload(
         w.stored.named = Yes(true);
     }
     ctx.machine.ensure_service(maas::DEB_REGIOND, changed)?;
+    Ok(true)
+}
+
+/// Gives regiond.conf the database keepalive of [`maas::DB_KEEPALIVE`] the way each flavour
+/// supports (snap: the file, keeping its owner and mode; deb: `local_config_set`). Whether it
+/// changed anything: regiond reads it only when it starts.
+fn apply_keepalive(ctx: &Context, m: InstallMethod) -> anyhow::Result<bool> {
+    let path = maas::regiond_conf(m);
+    let Some(text) =
+        render::regiond_conf_with_keepalive(ctx.machine.read_to_string(path)?.as_deref())
+            .map_err(anyhow::Error::msg)?
+    else {
+        return Ok(false);
+    };
+    progress(ctx, "setting the database keepalive in regiond.conf");
+    match m {
+        InstallMethod::Snap => {
+            let opts = ctx
+                .machine
+                .file_info(path)?
+                .map(|i| i.options)
+                .unwrap_or_else(|| FileOptions::root(0o600));
+            ctx.machine.write_file(path, text.as_bytes(), &opts)?;
+        }
+        InstallMethod::Deb => {
+            ctx.machine.run(&maas::deb_set_keepalive())?;
+        }
+    }
     Ok(true)
 }
 

@@ -224,6 +224,40 @@ pub fn database_uri(user: &str, password: &str, host: &str, port: u16, name: &st
     )
 }
 
+/// regiond.conf (`existing`, `None` when there is none yet) with the database keepalive of
+/// [`crate::maas::DB_KEEPALIVE`], every other key kept as it was; `None` when it already has
+/// them, so a second write never happens (and never restarts regiond). A file that is not a
+/// YAML mapping is an error naming it: MAAS could not read it either.
+pub fn regiond_conf_with_keepalive(existing: Option<&str>) -> Result<Option<String>, String> {
+    let mut map = match existing.map(serde_yaml::from_str::<serde_yaml::Value>) {
+        None => serde_yaml::Mapping::new(),
+        Some(Ok(serde_yaml::Value::Mapping(m))) => m,
+        Some(Ok(serde_yaml::Value::Null)) => serde_yaml::Mapping::new(),
+        Some(Ok(_)) => return Err("regiond.conf is not a YAML mapping".into()),
+        Some(Err(e)) => return Err(format!("regiond.conf is not YAML: {e}")),
+    };
+    let mut changed = false;
+    for (key, value) in crate::maas::DB_KEEPALIVE {
+        let wanted = serde_yaml::Value::from(u64::from(value));
+        // MAAS's Int validator takes "3" as 3: a value already right is left alone.
+        let same = match map.get(key) {
+            Some(serde_yaml::Value::Number(n)) => n.as_u64() == Some(value.into()),
+            Some(serde_yaml::Value::String(s)) => s.trim().parse::<u32>().ok() == Some(value),
+            _ => false,
+        };
+        if !same {
+            map.insert(key.into(), wanted);
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    serde_yaml::to_string(&map)
+        .map(Some)
+        .map_err(|e| format!("rendering regiond.conf: {e}"))
+}
+
 /// Where the URL comes from, for status messages and the README.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlSource {
@@ -712,5 +746,33 @@ mod tests {
             vip_check(true, &[5271, 5242]),
             "tcp:8406,process:named,tcp:5271,tcp:5242"
         );
+    }
+
+    #[test]
+    fn keepalive_keys_join_regiond_conf_once_and_keep_everything_else() {
+        let maas = "database_host: 10.0.0.5\ndatabase_pass: 'p: w'\nmaas_url: http://v/MAAS\n";
+        let once = regiond_conf_with_keepalive(Some(maas)).unwrap().unwrap();
+        let v: serde_yaml::Value = serde_yaml::from_str(&once).unwrap();
+        assert_eq!(v["database_pass"], "p: w");
+        assert_eq!(v["maas_url"], "http://v/MAAS");
+        assert_eq!(v["database_keepalive_idle"], 3);
+        assert_eq!(v["database_keepalive_interval"], 1);
+        assert_eq!(v["database_keepalive_count"], 3);
+        assert_eq!(regiond_conf_with_keepalive(Some(&once)), Ok(None));
+        // Before `maas init`: a file with only these keys, which init then keeps.
+        let fresh = regiond_conf_with_keepalive(None).unwrap().unwrap();
+        assert_eq!(regiond_conf_with_keepalive(Some(&fresh)), Ok(None));
+        // Another value (an operator's, MAAS's default) is replaced; a string MAAS reads as the
+        // same number is not.
+        let other = once.replace("database_keepalive_idle: 3", "database_keepalive_idle: 15");
+        assert!(regiond_conf_with_keepalive(Some(&other)).unwrap().is_some());
+        let quoted = once.replace(
+            "database_keepalive_count: 3",
+            "database_keepalive_count: '3'",
+        );
+        assert_eq!(regiond_conf_with_keepalive(Some(&quoted)), Ok(None));
+        assert!(regiond_conf_with_keepalive(Some("- a\n"))
+            .unwrap_err()
+            .contains("regiond.conf"));
     }
 }

@@ -46,6 +46,7 @@ fn leader_installs_configures_migrates_and_starts_in_order() {
             "systemctl start haproxy",
             set_db.as_str(),
             "maas-region local_config_set --maas-url http://10.0.0.100/MAAS",
+            "maas-region local_config_set --database-keepalive-idle 3 --database-keepalive-interval 1 --database-keepalive-count 3",
             "maas-region dbupgrade",
             "maas-region edit_named_options --migrate-conflicting-options",
             "systemctl restart bind9",
@@ -352,4 +353,34 @@ fn a_garbled_flag_in_charm_state_blocks_naming_the_key_and_installs_nothing() {
         "{:?}",
         out.state.unit_status
     );
+}
+
+#[test]
+fn a_deb_region_without_the_keepalive_gets_it_with_one_restart_and_then_nothing() {
+    let h = harness(0);
+    let first = h.run(Trigger::ConfigChanged, &deb(fresh_leader())).unwrap();
+    let mut st = first.state.clone();
+    // As an earlier revision of the charm left it: MAAS's defaults (no keys).
+    st.machine = st.machine.with_file(
+        DEB_CONF,
+        &regiond_conf_without_keepalive("10.0.0.5", "http://10.0.0.10:5240/MAAS"),
+        FileOptions::new("root", "maas", 0o640),
+    );
+    let out = h.run(Trigger::UpdateStatus, &st).unwrap();
+    assert_eq!(
+        mutating(&out),
+        [
+            "maas-region local_config_set --database-keepalive-idle 3 --database-keepalive-interval 1 --database-keepalive-count 3",
+            "systemctl restart maas-regiond"
+        ]
+    );
+    // What local_config_set wrote: the next hook has nothing to do.
+    let mut st = out.state.clone();
+    st.machine = st.machine.with_file(
+        DEB_CONF,
+        &regiond_conf("10.0.0.5", "http://10.0.0.10:5240/MAAS"),
+        FileOptions::new("root", "maas", 0o640),
+    );
+    let again = h.run(Trigger::UpdateStatus, &st).unwrap();
+    assert!(mutating(&again).is_empty(), "{:?}", mutating(&again));
 }

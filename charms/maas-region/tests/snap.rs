@@ -1061,3 +1061,57 @@ fn the_leader_creates_the_internal_admin_once() {
         .iter()
         .any(|c| c.iter().any(|a| a == "createadmin" || a == "apikey")));
 }
+
+#[test]
+fn the_first_init_finds_the_database_keepalive_in_regiond_conf() {
+    let st = fresh_leader().with_relation(vip("10.0.0.100"));
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    // Written before `maas init`, which keeps keys it does not set and starts the services.
+    let conf = out.state.machine.text(SNAP_CONF).unwrap();
+    assert_eq!(conf, KEEPALIVE_KEYS);
+    assert!(out.status_history.contains(&Status::maintenance(
+        "setting the database keepalive in regiond.conf"
+    )));
+    assert!(!out
+        .command_lines()
+        .iter()
+        .any(|c| c.contains("snap restart")));
+}
+
+#[test]
+fn a_region_without_the_keepalive_gets_it_and_one_restart_then_nothing() {
+    // Initialised by an earlier revision of the charm: regiond.conf has MAAS's defaults.
+    let mut st = initialised_leader("http://10.0.0.100/MAAS");
+    st.machine = st.machine.with_file(
+        SNAP_CONF,
+        &regiond_conf_without_keepalive("10.0.0.5", "http://10.0.0.100/MAAS"),
+        FileOptions::new("root", "root", 0o640),
+    );
+    let h = harness(0);
+    let out = h.run_ok(Trigger::UpdateStatus, &st);
+    assert_eq!(mutating(&out), ["snap restart maas"]);
+    let conf = out.state.machine.text(SNAP_CONF).unwrap();
+    let v: serde_yaml::Value = serde_yaml::from_str(&conf).unwrap();
+    assert_eq!(v["database_pass"], DB_PASSWORD, "MAAS's keys are kept");
+    assert_eq!(v["maas_url"], "http://10.0.0.100/MAAS");
+    assert_eq!(
+        (
+            &v["database_keepalive_idle"],
+            &v["database_keepalive_interval"],
+            &v["database_keepalive_count"]
+        ),
+        (
+            &serde_yaml::Value::from(3),
+            &serde_yaml::Value::from(1),
+            &serde_yaml::Value::from(3)
+        )
+    );
+    assert_eq!(
+        out.state.machine.files[std::path::Path::new(SNAP_CONF)].options,
+        FileOptions::new("root", "root", 0o640),
+        "owner and mode as MAAS left them"
+    );
+    let again = h.run_ok(Trigger::UpdateStatus, &out.state);
+    assert!(mutating(&again).is_empty(), "{:?}", mutating(&again));
+    assert_eq!(again.state.machine.text(SNAP_CONF).unwrap(), conf);
+}

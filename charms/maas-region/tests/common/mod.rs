@@ -82,8 +82,21 @@ pub fn uri(host: &str) -> String {
     format!("postgres://maas:Pa55-w0rd%2Fwith%3Aodd%40chars@{host}:5432/maas")
 }
 
-/// regiond.conf as MAAS writes it.
+/// regiond.conf as MAAS writes it, with the database keepalive the charm put there before
+/// (`maas init` and `local_config_set` keep the keys they do not set).
 pub fn regiond_conf(db_host: &str, url: &str) -> String {
+    format!(
+        "{}{KEEPALIVE_KEYS}",
+        regiond_conf_without_keepalive(db_host, url)
+    )
+}
+
+/// The keepalive keys the charm writes into regiond.conf.
+pub const KEEPALIVE_KEYS: &str =
+    "database_keepalive_idle: 3\ndatabase_keepalive_interval: 1\ndatabase_keepalive_count: 3\n";
+
+/// regiond.conf as MAAS writes it on its own (a unit from before the charm set the keepalive).
+pub fn regiond_conf_without_keepalive(db_host: &str, url: &str) -> String {
     format!("database_host: {db_host}\ndatabase_name: maas\ndatabase_pass: '{DB_PASSWORD}'\ndatabase_port: 5432\ndatabase_user: maas\nmaas_url: {url}\n")
 }
 
