@@ -13,8 +13,8 @@
 //! collectors read without being told (grafana-agent's machine charm
 //! `_additional_log_configs`: `/var/log/**/*log`); the library has no field for a path.
 
-use charm_lib::cos_agent::{Dashboard, Provider, RuleFile, ScrapeJob, Topology, ENDPOINT};
 use crate::maas::Flavor;
+use charm_lib::cos_agent::{Dashboard, Provider, RuleFile, ScrapeJob, Topology, ENDPOINT};
 use charm_lib::Context;
 
 /// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).

@@ -6,6 +6,21 @@
 //! `/metrics` on 5239 (plain HTTP, whatever MAAS's TLS); haproxy's exporter listens on
 //! 127.0.0.1:8405 ([`crate::render::HAPROXY_METRICS_PORT`]) when `haproxy` is on.
 //!
+//! MAAS's cluster statistics (machines by status, controllers, networks: canonical/maas
+//! src/maasserver/prometheus/stats.py) are regiond's `/MAAS/metrics` behind MAAS's nginx, 404
+//! until MAAS's `prometheus_enabled` setting is on. The leader turns it on once a collector is
+//! related ([`enable_cluster_stats`]; the official charm's `enable_prometheus_metrics` turns it
+//! on by default, but the page is public, so ours waits to be observed) and records it in the
+//! peer databag; only then does any unit send the `cluster`
+//! job, so no unit sends a target known to answer 404. Every region answers it from the same
+//! database: each sends the job anyway, so that the statistics outlive any one region (a
+//! dashboard takes one series per `maas_id`). With TLS applied, MAAS's nginx keeps
+//! `/MAAS/metrics` off http (5240 answers it with a 301 to https: the
+//! regiond.nginx.conf.template's http server when `tls_enabled`), so the job goes to
+//! https://localhost:5443 and verifies the application's CA from the file every unit keeps
+//! ([`crate::certs::ca_file`]; the certificate names `localhost`), where the official charm
+//! skips verification.
+//!
 //! Logs: the cos_agent library carries snap slots only (`log_slots`, `snap:slot`; the collector
 //! connects its `logs` plug to each and reads what the slot shares). The maas snap shares
 //! `$SNAP_COMMON/log` (/var/snap/maas/common/log: regiond.log, maas.log, nginx ...) through its
@@ -15,15 +30,83 @@
 //! `varlog`, `/var/log/**/*log`): there is nothing to declare, and the library has no field
 //! for a path.
 
+use crate::certs;
 use crate::config::{Config, InstallMethod};
 use crate::render::HAPROXY_METRICS_PORT;
-use charm_lib::cos_agent::{Dashboard, Provider, RuleFile, ScrapeJob, Topology, ENDPOINT};
-use charm_lib::Context;
+use charm_lib::cos_agent::{
+    Dashboard, Provider, RuleFile, ScrapeJob, StaticConfig, TlsConfig, Topology, ENDPOINT,
+};
+use charm_lib::{Cmd, Context, Databag};
 
 /// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).
 pub const CHARM: &str = "maas-region";
 /// regiond's Prometheus endpoint.
 pub const REGIOND_METRICS_PORT: u16 = 5239;
+/// MAAS's HTTP port (nginx), where `/MAAS/metrics` is served without TLS.
+pub const MAAS_HTTP_PORT: u16 = 5240;
+/// The cluster statistics' path (canonical/maas src/maasserver/urls.py `path("metrics", ...)`).
+pub const CLUSTER_METRICS_PATH: &str = "/MAAS/metrics";
+/// Peer application databag key: `true` once the leader turned `prometheus_enabled` on.
+pub const STATS_ENABLED: &str = "prometheus-enabled";
+/// The CLI profile [`enable_cluster_stats`] logs in with (and out of, when done).
+pub const PROFILE: &str = "juju-maas-region-cos";
+
+/// How the `cluster` job reaches `/MAAS/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cluster {
+    /// Over http on 5240.
+    Http,
+    /// Over https on 5443, verified with the CA in `ca_file`.
+    Https {
+        /// The application's CA, on this machine.
+        ca_file: String,
+    },
+}
+
+impl Cluster {
+    /// The job this unit sends, from the peer application databag: none before the leader
+    /// turned the statistics on, https once MAAS serves TLS (`tls-applied`) with it wanted.
+    pub fn of(cfg: &Config, peer_app: &Databag) -> Option<Cluster> {
+        if peer_app.get(STATS_ENABLED).map(String::as_str) != Some("true") {
+            return None;
+        }
+        let applied = peer_app
+            .get(certs::app_keys::APPLIED)
+            .is_some_and(|v| !v.is_empty());
+        Some(if cfg.tls_enabled && applied {
+            Cluster::Https {
+                ca_file: certs::ca_file(cfg.install_method)
+                    .to_string_lossy()
+                    .into_owned(),
+            }
+        } else {
+            Cluster::Http
+        })
+    }
+
+    fn job(&self) -> ScrapeJob {
+        match self {
+            Cluster::Http => ScrapeJob {
+                job_name: Some("cluster".into()),
+                ..ScrapeJob::localhost(CLUSTER_METRICS_PATH, MAAS_HTTP_PORT)
+            },
+            Cluster::Https { ca_file } => ScrapeJob {
+                job_name: Some("cluster".into()),
+                metrics_path: CLUSTER_METRICS_PATH.into(),
+                scheme: Some("https".into()),
+                static_configs: vec![StaticConfig {
+                    targets: vec![format!("localhost:{}", certs::TLS_PORT)],
+                    labels: Default::default(),
+                }],
+                tls_config: Some(TlsConfig {
+                    ca_file: Some(ca_file.clone()),
+                    ..TlsConfig::default()
+                }),
+                scrape_interval: None,
+            },
+        }
+    }
+}
 
 /// The alert rules sent.
 pub const RULES: &[RuleFile<'static>] = &[RuleFile {
@@ -57,12 +140,13 @@ pub const SYNTHETIC: &[&str] = &[
     "scrape_series_added",
 ];
 
-/// The scrape jobs for `cfg`.
-pub fn jobs(cfg: &Config) -> Vec<ScrapeJob> {
+/// The scrape jobs for `cfg`, with the cluster statistics' when `cluster` says how.
+pub fn jobs(cfg: &Config, cluster: Option<&Cluster>) -> Vec<ScrapeJob> {
     let mut jobs = vec![ScrapeJob {
         job_name: Some("regiond".into()),
         ..ScrapeJob::localhost("/metrics", REGIOND_METRICS_PORT)
     }];
+    jobs.extend(cluster.map(Cluster::job));
     if cfg.haproxy {
         jobs.push(ScrapeJob {
             job_name: Some("haproxy".into()),
@@ -77,6 +161,7 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
     let list = match job {
         "regiond" => include_str!("metrics/regiond.names"),
         "haproxy" => include_str!("metrics/haproxy.names"),
+        "cluster" => include_str!("metrics/cluster.names"),
         _ => "",
     };
     list.lines()
@@ -90,15 +175,129 @@ pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
     if ctx.model.relations(ENDPOINT)?.is_empty() {
         return Ok(());
     }
+    let peer_app = match ctx.model.relation(crate::relations::PEERS)? {
+        Some(rel) => rel.my_app_data()?,
+        None => Databag::new(),
+    };
+    let cluster = Cluster::of(cfg, &peer_app);
     Provider {
         topology: Some(Topology::of(&ctx.event, CHARM)),
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
-        scrape_jobs: jobs(cfg),
+        scrape_jobs: jobs(cfg, cluster.as_ref()),
         log_slots: log_slots(cfg),
         ..Provider::default()
     }
     .build()?
     .publish(&ctx.model, ENDPOINT)?;
     Ok(())
+}
+
+/// Leader, once a collector is related: turns MAAS's `prometheus_enabled` on once, through
+/// the API as the charm's own
+/// administrator (canonical/maas-charms helper.py `set_prometheus_metrics`: `maas <profile>
+/// maas set-config name=prometheus_enabled value=true`), and returns the peer databag write
+/// that records it. `None` while there is nothing to do or nothing can be done yet (the
+/// administrator is made first; a refusal is logged with MAAS's answer and tried again at the
+/// next hook: the statistics wait, nothing else does). Once recorded it is not set again, so
+/// an operator who turns it off keeps it off.
+pub fn enable_cluster_stats(
+    ctx: &Context,
+    peer_app: &Databag,
+    cfg: &Config,
+) -> anyhow::Result<Option<(String, String)>> {
+    // Only for a collector: MAAS serves the statistics to anyone who reaches its port
+    // (stats.py's handler is public), so nobody's machine counts go out unasked.
+    if peer_app.get(STATS_ENABLED).map(String::as_str) == Some("true")
+        || crate::internal_admin::ADMIN.id_in(peer_app).is_none()
+        || ctx.model.relations(ENDPOINT)?.is_empty()
+    {
+        return Ok(None);
+    }
+    let m = cfg.install_method;
+    let key = ctx.machine.run(
+        &Cmd::new(
+            crate::maas::admin(m),
+            ["apikey", "--username", crate::internal_admin::USERNAME],
+        )
+        .allow_failure(),
+    )?;
+    let key = key
+        .success()
+        .then(|| {
+            key.stdout
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .flatten();
+    let Some(key) = key else {
+        log::warn!(
+            "prometheus_enabled: MAAS has no API key for {} yet",
+            crate::internal_admin::USERNAME
+        );
+        return Ok(None);
+    };
+    let cli = crate::maas::cli(m);
+    let ca = certs::ca_file(m).to_string_lossy().into_owned();
+    let tls = cfg.tls_enabled
+        && peer_app
+            .get(certs::app_keys::APPLIED)
+            .is_some_and(|v| !v.is_empty());
+    // The key goes on stdin (`-`), not on a command line other processes can read.
+    let login: Vec<&str> = if tls {
+        vec![
+            "login",
+            PROFILE,
+            crate::actions::LOCAL_API_TLS,
+            "-",
+            "--cacerts",
+            &ca,
+        ]
+    } else {
+        vec!["login", PROFILE, crate::actions::LOCAL_API, "-"]
+    };
+    let result = ctx
+        .machine
+        .run(
+            &Cmd::new(cli, login)
+                .stdin(format!("{key}\n"))
+                .sensitive(&key)
+                .allow_failure(),
+        )
+        .and_then(|out| {
+            if !out.success() {
+                return Ok(out);
+            }
+            ctx.machine.run(
+                &Cmd::new(
+                    cli,
+                    [
+                        PROFILE,
+                        "maas",
+                        "set-config",
+                        "name=prometheus_enabled",
+                        "value=true",
+                    ],
+                )
+                .allow_failure(),
+            )
+        });
+    // The profile holds the key: never left behind.
+    if let Err(e) = ctx
+        .machine
+        .run(&Cmd::new(cli, ["logout", PROFILE]).allow_failure())
+    {
+        log::warn!("maas logout {PROFILE}: {e}");
+    }
+    let out = result?;
+    if !out.success() {
+        log::warn!(
+            "prometheus_enabled: MAAS refused (the cluster statistics wait for the next hook): {}",
+            out.stderr.trim()
+        );
+        return Ok(None);
+    }
+    Ok(Some((STATS_ENABLED.to_string(), "true".to_string())))
 }

@@ -1460,12 +1460,23 @@ fn publish_leader_data(
         }
     }
     if running && w.has_peers {
+        let mut peer_app = w.peer_app.clone();
         if let Some((key, id)) =
             crate::internal_admin::ensure(ctx, &w.peer_app, w.cfg.install_method)?
         {
             if let Some(rel) = ctx.model.relation(relations::PEERS)? {
                 rel.set_my_app_data(&bag(&[(&key, &id)]))?;
             }
+            // The administrator made in this hook turns the statistics on in this hook too.
+            peer_app.insert(key, id);
+        }
+        if let Some((key, value)) = crate::cos::enable_cluster_stats(ctx, &peer_app, &w.cfg)? {
+            if let Some(rel) = ctx.model.relation(relations::PEERS)? {
+                rel.set_my_app_data(&bag(&[(&key, &value)]))?;
+            }
+            // The other units hear of it in peer relation-changed; the leader does not, so it
+            // sends its own cluster job now.
+            crate::cos::publish(ctx, &w.cfg)?;
         }
     }
     let Some(url) = url else { return Ok(()) };

@@ -3,6 +3,7 @@
 mod common;
 
 use charm_lib::cos_agent::{dashboard_uid, lzma_base64_decode, promql_metric_names};
+use charm_lib::machine::CmdOutput;
 use charm_lib::testing::{Relation, Trigger, MODEL_UUID};
 use common::*;
 use serde_json::Value;
@@ -145,6 +146,7 @@ fn exposed() -> Vec<&'static str> {
     let mut all: Vec<&str> = maas_region::cos::SYNTHETIC.to_vec();
     all.extend(maas_region::cos::exposed("regiond"));
     all.extend(maas_region::cos::exposed("haproxy"));
+    all.extend(maas_region::cos::exposed("cluster"));
     all
 }
 
@@ -154,6 +156,10 @@ fn the_dashboard_queries_only_metrics_the_jobs_expose() {
     assert!(
         exposed.contains(&"haproxy_server_status"),
         "the haproxy list is read"
+    );
+    assert!(
+        exposed.contains(&"maas_machines"),
+        "the cluster statistics' list is read"
     );
     for d in maas_region::cos::DASHBOARDS {
         let dash: Value = serde_json::from_str(d.json).unwrap();
@@ -195,4 +201,194 @@ fn the_rules_sent_query_only_metrics_the_jobs_expose() {
             }
         }
     }
+}
+
+const CA_FILE: &str = "/var/snap/maas/common/juju-maas-region-ca.pem";
+const KEY: &str = "ck:tk:ts";
+
+/// A leader whose MAAS runs (initialised, settled) and whose own administrator exists.
+fn running_leader() -> charm_lib::testing::State {
+    let st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
+    let st = snap_initialised_unit(st, "10.0.0.5", "http://10.0.0.100/MAAS");
+    let st = settle(&harness(0), st);
+    let app = &st.relation(PEERS).map(|r| r.local_app_data.clone());
+    assert!(
+        app.as_ref()
+            .is_some_and(|a| a.contains_key("admin-secret-id")),
+        "the fixture's administrator: {app:?}"
+    );
+    st
+}
+
+fn with_peer_app(
+    mut st: charm_lib::testing::State,
+    kv: &[(&str, &str)],
+) -> charm_lib::testing::State {
+    for r in st.relations.iter_mut().filter(|r| r.endpoint == "cluster") {
+        for (k, v) in kv {
+            r.local_app_data.insert(k.to_string(), v.to_string());
+        }
+    }
+    st
+}
+
+fn job<'a>(data: &'a Value, name: &str) -> Option<&'a Value> {
+    data["metrics_scrape_jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| {
+            j["job_name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("maas-region_{name}_"))
+        })
+}
+
+#[test]
+fn the_cluster_statistics_are_scraped_once_maas_serves_them() {
+    // Not before the leader turned MAAS's prometheus_enabled on: /MAAS/metrics is a 404.
+    let st = fresh_leader().with_relation(collector());
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+    assert!(job(&sent(&out.state), "cluster").is_none());
+
+    // Then over http on MAAS's port.
+    let st =
+        with_peer_app(fresh_leader(), &[("prometheus-enabled", "true")]).with_relation(collector());
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+    let data = sent(&out.state);
+    let j = job(&data, "cluster").expect("the cluster job");
+    assert_eq!(j["metrics_path"], "/MAAS/metrics");
+    assert_eq!(j["static_configs"][0]["targets"][0], "localhost:5240");
+    assert!(
+        j.get("scheme").is_none() && j.get("tls_config").is_none(),
+        "{j}"
+    );
+    assert_eq!(data["metrics_scrape_jobs"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_ca() {
+    let st = with_peer_app(
+        fresh_leader().with_config("tls-enabled", true),
+        &[("prometheus-enabled", "true"), ("tls-applied", "abc123")],
+    )
+    .with_relation(collector());
+    let out = harness(0)
+        .run(Trigger::RelationJoined(COS, 0), &st)
+        .unwrap();
+    let data = sent(&out.state);
+    let j = job(&data, "cluster").expect("the cluster job");
+    assert_eq!(j["scheme"], "https");
+    assert_eq!(j["static_configs"][0]["targets"][0], "localhost:5443");
+    assert_eq!(j["tls_config"], serde_json::json!({"ca_file": CA_FILE}));
+
+    // TLS wanted but not applied yet: MAAS still serves http.
+    let st = with_peer_app(
+        fresh_leader().with_config("tls-enabled", true),
+        &[("prometheus-enabled", "true")],
+    )
+    .with_relation(collector());
+    let out = harness(0)
+        .run(Trigger::RelationJoined(COS, 0), &st)
+        .unwrap();
+    let data = sent(&out.state);
+    assert_eq!(
+        job(&data, "cluster").unwrap()["static_configs"][0]["targets"][0],
+        "localhost:5240"
+    );
+}
+
+#[test]
+fn the_leader_turns_prometheus_enabled_on_once_a_collector_is_related_and_once_only() {
+    let mut st = running_leader();
+    st.machine = st.machine.respond(
+        &[
+            "/snap/bin/maas",
+            "apikey",
+            "--username",
+            "maas-admin-internal",
+        ],
+        CmdOutput::ok(format!("{KEY}\n")),
+    );
+    // Without a collector nothing is turned on: the page would be public for nobody.
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &st);
+    assert!(
+        !out.command_lines().iter().any(|c| c.contains("set-config")),
+        "{:?}",
+        out.command_lines()
+    );
+
+    let st = st.with_relation(collector());
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+    let lines = out.command_lines();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {lines:?}"))
+    };
+    let (login, set, logout) = (
+        at("maas login juju-maas-region-cos http://localhost:5240/MAAS/api/2.0/ -"),
+        at("maas juju-maas-region-cos maas set-config name=prometheus_enabled value=true"),
+        at("maas logout juju-maas-region-cos"),
+    );
+    assert!(login < set && set < logout, "{lines:?}");
+    assert!(
+        !lines.iter().any(|c| c.contains(KEY)),
+        "the key is on stdin only"
+    );
+    assert!(!out.log_text().contains(KEY), "never in a log");
+    let app = &out.state.relation(PEERS).unwrap().local_app_data;
+    assert_eq!(app["prometheus-enabled"], "true");
+    // The leader sends its cluster job in the same hook (no peer relation-changed tells it).
+    assert!(job(&sent(&out.state), "cluster").is_some());
+
+    let again = harness(0).run_ok(Trigger::UpdateStatus, &out.state);
+    assert!(
+        !again
+            .command_lines()
+            .iter()
+            .any(|c| c.contains("set-config") || c.contains("login")),
+        "{:?}",
+        again.command_lines()
+    );
+}
+
+#[test]
+fn a_refused_set_config_is_tried_again_at_the_next_hook_and_logs_out() {
+    let mut st = running_leader().with_relation(collector());
+    st.machine = st
+        .machine
+        .respond(
+            &[
+                "/snap/bin/maas",
+                "apikey",
+                "--username",
+                "maas-admin-internal",
+            ],
+            CmdOutput::ok(format!("{KEY}\n")),
+        )
+        .respond(
+            &[
+                "/snap/bin/maas",
+                "juju-maas-region-cos",
+                "maas",
+                "set-config",
+            ],
+            CmdOutput::failed(2, "503 Service Unavailable\n"),
+        );
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &st);
+    let app = &out.state.relation(PEERS).unwrap().local_app_data;
+    assert!(!app.contains_key("prometheus-enabled"), "{app:?}");
+    assert!(job(&sent(&out.state), "cluster").is_none());
+    assert!(
+        out.log_text().contains("503 Service Unavailable"),
+        "{}",
+        out.log_text()
+    );
+    assert!(out
+        .command_lines()
+        .iter()
+        .any(|c| c.ends_with("maas logout juju-maas-region-cos")));
 }
