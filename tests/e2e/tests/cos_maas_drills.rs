@@ -1,0 +1,551 @@
+//! MAAS's observability drills (issue 21): maas-region's and maas-rack's cos-agent data read by
+//! Canonical's own requirer (`cos-collector-ops`, a subordinate on each region and rack) and
+//! acted on by a real Prometheus (`prometheus-ops`, Debian's), as cos_drills.rs does for
+//! postgresql-ha. A file of its own: MAAS needs its own deployment (regions, a rack, a
+//! database), and cos_drills' PostgreSQL faults would take the regions' database away too.
+//!
+//! The drill: every job of every region and rack unit is up (with MAAS's cluster statistics,
+//! which the leader turns on for the collector: maas_nodes counts the two regions and the
+//! rack) and every rule of both charms loads and evaluates; nothing is pending or firing in the
+//! healthy model. Then one region's regiond
+//! stopped (SIGSTOP on every regiond process: the process is there and holds its ports, but
+//! answers nothing, so pebble does not restart it and the charm's next hook does not either,
+//! which keeps the fault as long as the drill needs) → both haproxies' checks of it fail →
+//! MaasRegionDown pending, then firing once its `for: 1m` has passed, naming that region;
+//! MaasRegionsAllDown never (the other region serves). regiond resumed → cleared. Then the
+//! rack's rackd stopped the same way → its rackd target down → MaasRackDown pending, firing
+//! after its `for: 2m`, with the rack's unit; MaasRackGone never (its collector still reports).
+//! rackd resumed → cleared. The rules' `for:` are the charms' own (the drill waits them out:
+//! a test that shortened them would prove rules nobody runs); intervals are 5 s.
+
+use anyhow::{ensure, Context, Result};
+use e2e::{until, Deployment, Env, FaultOp};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// This file's subnet (10.77.80–89: observability drills).
+const NET: u8 = 81;
+const PROM_MACHINE: &str = "3";
+const RACK_MACHINE: &str = "2";
+const SETTLE: Duration = Duration::from_secs(900);
+/// The jobs maas-region's cos.rs sends per unit (haproxy is on by default; `cluster`, MAAS's
+/// /MAAS/metrics, once the leader turned MAAS's prometheus_enabled on for the collector).
+const REGION_JOBS: [&str; 3] = ["cluster", "haproxy", "regiond"];
+/// The job maas-rack's cos.rs sends per unit.
+const RACK_JOBS: [&str; 1] = ["rackd"];
+
+/// The job a `job` label names: the cos_agent provider names each `<app>_<job>_<hash>`.
+fn job_of(app: &str, label: &str) -> String {
+    label
+        .strip_prefix(&format!("{app}_"))
+        .and_then(|r| r.rsplit_once('_'))
+        .map(|(j, _)| j.to_string())
+        .unwrap_or_else(|| label.to_string())
+}
+
+fn test_charms(env: &Env) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let c = env.build.join("testcharms/cos-collector-ops.charm");
+    let p = env.build.join("testcharms/prometheus-ops.charm");
+    for x in [&c, &p] {
+        if !x.exists() {
+            return Err(format!(
+                "{} is missing: run `make testcharms` (make test does)",
+                x.display()
+            ));
+        }
+    }
+    Ok((c, p))
+}
+
+/// Two regions (one with the database, as the bundle co-locates them), a rack on a machine of
+/// its own, the collector on each, Prometheus on a machine of its own.
+fn bundle(env: &Env, collector: &Path, prometheus: &Path) -> String {
+    format!(
+        "description: MAAS regions and a rack observed through cos-agent by a real Prometheus
+machines:
+  \"0\": {{}}
+  \"1\": {{}}
+  \"{RACK_MACHINE}\": {{}}
+  \"{PROM_MACHINE}\": {{}}
+applications:
+  postgresql-ha:
+    charm: {{build}}/postgresql-ha.charm
+    num_units: 1
+    to: [\"0\"]
+    resources:
+      wheelhouse: {wheelhouse}
+  maas-region:
+    charm: {{build}}/maas-region.charm
+    num_units: 2
+    to: [\"0\", \"1\"]
+  maas-rack:
+    charm: {{build}}/maas-rack.charm
+    num_units: 1
+    to: [\"{RACK_MACHINE}\"]
+  collector:
+    charm: {collector}
+    options:
+      scrape-interval: 5s
+  prometheus:
+    charm: {prometheus}
+    num_units: 1
+    to: [\"{PROM_MACHINE}\"]
+    options:
+      evaluation-interval: 5s
+relations:
+  - [\"maas-region:database\", \"postgresql-ha:database\"]
+  - [\"maas-rack:rpc\", \"maas-region:rpc\"]
+  - [\"maas-region:cos-agent\", \"collector:cos-agent\"]
+  - [\"maas-rack:cos-agent\", \"collector:cos-agent\"]
+  - [\"collector:send-remote-write\", \"prometheus:receive-remote-write\"]
+",
+        wheelhouse = env.build.join("wheelhouse.tar.gz").display(),
+        collector = collector.display(),
+        prometheus = prometheus.display(),
+    )
+}
+
+/// GET /api/v1/<path> on the Prometheus server with URL-encoded `params`; its `data`.
+fn api(d: &Deployment, path: &str, params: &[(&str, &str)]) -> Result<Value> {
+    let mut argv = vec!["curl", "-sS", "--max-time", "5", "-G"];
+    let encoded: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for p in &encoded {
+        argv.extend(["--data-urlencode", p.as_str()]);
+    }
+    let url = format!("http://127.0.0.1:9090/api/v1/{path}");
+    argv.push(&url);
+    let out = d.exec(PROM_MACHINE, &argv)?;
+    let v: Value = serde_json::from_str(&out).with_context(|| format!("{path}: {out}"))?;
+    ensure!(v["status"] == "success", "{path}: {v}");
+    Ok(v["data"].clone())
+}
+
+/// An instant query's series as (labels, value).
+fn query(d: &Deployment, q: &str) -> Result<Vec<(Value, f64)>> {
+    let data = api(d, "query", &[("query", q)])?;
+    Ok(data["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let v = s["value"][1]
+                .as_str()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(f64::NAN);
+            (s["metric"].clone(), v)
+        })
+        .collect())
+}
+
+/// The alerts Prometheus has now: (alertname, state, labels).
+fn alerts(d: &Deployment) -> Result<Vec<(String, String, Value)>> {
+    let data = api(d, "alerts", &[])?;
+    Ok(data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                a["state"].as_str().unwrap_or("").to_string(),
+                a["labels"].clone(),
+            )
+        })
+        .collect())
+}
+
+/// Every alert of that name now: (state, labels).
+fn states_of(d: &Deployment, name: &str) -> Result<Vec<(String, Value)>> {
+    Ok(alerts(d)?
+        .into_iter()
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, s, l)| (s, l))
+        .collect())
+}
+
+/// The alert names of both MAAS charms' rule files and the generic ones the library adds.
+fn charm_alerts(env: &Env) -> Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for charm in ["maas-region", "maas-rack"] {
+        let dir = env
+            .repo
+            .join(format!("charms/{charm}/src/prometheus_alert_rules"));
+        let before = names.len();
+        for f in std::fs::read_dir(&dir)? {
+            let text = std::fs::read_to_string(f?.path())?;
+            for l in text.lines() {
+                if let Some(n) = l.trim().strip_prefix("- alert:") {
+                    names.insert(n.trim().to_string());
+                }
+            }
+        }
+        ensure!(names.len() > before, "no alert rules in {}", dir.display());
+    }
+    // cosl's generic application rules, which the cos_agent provider adds to every charm's
+    // (cosl rules.py _GenericAlertGroups.application_rules); charm-lib's writer does too.
+    names.extend(["HostDown".to_string(), "HostMetricsMissing".to_string()]);
+    Ok(names)
+}
+
+/// Every rule loaded and evaluated without error, and no other.
+fn rules_loaded(d: &Deployment, want: &BTreeSet<String>) -> Result<()> {
+    let data = api(d, "rules", &[("type", "alert")])?;
+    let mut seen = BTreeSet::new();
+    for g in data["groups"].as_array().into_iter().flatten() {
+        for r in g["rules"].as_array().into_iter().flatten() {
+            let name = r["name"].as_str().unwrap_or("").to_string();
+            ensure!(
+                r["health"] == "ok",
+                "rule {name} is {}: {}",
+                r["health"],
+                r["lastError"]
+            );
+            seen.insert(name);
+        }
+    }
+    ensure!(&seen == want, "rules loaded {seen:?}, the charms' {want:?}");
+    Ok(())
+}
+
+/// `up` of every target: (unit, job, value), sorted.
+fn targets(d: &Deployment) -> Result<Vec<(String, String, f64)>> {
+    let mut out: Vec<(String, String, f64)> = query(d, "up")?
+        .into_iter()
+        .map(|(m, v)| {
+            (
+                m["juju_unit"].as_str().unwrap_or("").to_string(),
+                job_of(
+                    m["juju_application"].as_str().unwrap_or(""),
+                    m["job"].as_str().unwrap_or(""),
+                ),
+                v,
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    Ok(out)
+}
+
+/// Every job of every region and rack unit with `up` as given (1 unless `down` names it),
+/// and nothing else scraped.
+fn targets_are(
+    d: &Deployment,
+    regions: &[String],
+    racks: &[String],
+    down: &[(&str, &str)],
+) -> Result<()> {
+    let t = targets(d)?;
+    let mut want = Vec::new();
+    for (units, jobs) in [(regions, &REGION_JOBS[..]), (racks, &RACK_JOBS[..])] {
+        for u in units {
+            for j in jobs {
+                let v = if down.contains(&(u.as_str(), *j)) {
+                    0.0
+                } else {
+                    1.0
+                };
+                want.push((u.clone(), j.to_string(), v));
+            }
+        }
+    }
+    want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    ensure!(t == want, "targets {t:?}, want {want:?}");
+    Ok(())
+}
+
+fn units_of(d: &Deployment, app: &str) -> Result<Vec<String>> {
+    let mut u: Vec<String> = d
+        .units()?
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .filter(|n| n.starts_with(&format!("{app}/")))
+        .collect();
+    u.sort();
+    Ok(u)
+}
+
+/// The processes named `comm` on `machine` (machine-side PIDs).
+fn pids(d: &Deployment, machine: &str, comm: &str) -> Result<Vec<u32>> {
+    let pids: Vec<u32> =
+        serde_json::from_value(d.fault(machine, FaultOp::Pids { comm: comm.into() })?)?;
+    ensure!(!pids.is_empty(), "no {comm} process on machine {machine}");
+    Ok(pids)
+}
+
+/// Nothing pending or firing.
+fn no_alerts(d: &Deployment, what: &str) -> Result<()> {
+    until(Duration::from_secs(120), what, || {
+        let a = alerts(d)?;
+        ensure!(a.is_empty(), "alerts: {a:?}");
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Waits for `name` to be pending (or already firing) on the alert whose labels `matches`;
+/// then for it to fire, at least `for_` after it was first seen pending (less one evaluation
+/// and one poll). Meanwhile none of `never` may appear. Returns (pending after, firing after,
+/// the firing alert's labels), both measured from `since`.
+fn pending_then_firing(
+    d: &Deployment,
+    name: &str,
+    matches: &dyn Fn(&Value) -> bool,
+    for_: Duration,
+    never: &[&str],
+    since: Instant,
+) -> Result<(Duration, Duration, Value)> {
+    let check_never = || -> Result<()> {
+        for n in never {
+            let s = states_of(d, n)?;
+            ensure!(s.is_empty(), "{n} is {s:?} during a fault it must not see");
+        }
+        Ok(())
+    };
+    until(Duration::from_secs(60), &format!("{name} pending"), || {
+        check_never()?;
+        let s = states_of(d, name)?;
+        ensure!(
+            s.iter()
+                .any(|(st, l)| (st == "pending" || st == "firing") && matches(l)),
+            "{name}: {s:?}"
+        );
+        Ok(())
+    })?;
+    let pending_at = Instant::now();
+    let pending_after = since.elapsed();
+    let (labels, _) = until(
+        for_ + Duration::from_secs(60),
+        &format!("{name} firing"),
+        || {
+            check_never()?;
+            let s = states_of(d, name)?;
+            s.into_iter()
+                .find(|(st, l)| st == "firing" && matches(l))
+                .map(|(_, l)| l)
+                .ok_or_else(|| anyhow::anyhow!("{name} not firing yet"))
+        },
+    )?;
+    ensure!(
+        pending_at.elapsed() + Duration::from_secs(10) >= for_,
+        "{name} firing {:?} after pending: sooner than the rule's for: {for_:?}",
+        pending_at.elapsed()
+    );
+    Ok((pending_after, since.elapsed(), labels))
+}
+
+#[test]
+fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
+    let env = e2e::env_or_skip!();
+    let (collector, prometheus) = match test_charms(&env) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED (local-model end-to-end): {why}");
+            return;
+        }
+    };
+    let start = Instant::now();
+    let d = Deployment::yaml_overlaid(
+        &env,
+        "cos-maas-drills",
+        NET,
+        &bundle(&env, &collector, &prometheus),
+        &e2e::extra_overlays(),
+    )
+    .expect("deploy");
+    d.wait_active(SETTLE).expect("every unit active");
+    let regions = units_of(&d, "maas-region").expect("regions");
+    let racks = units_of(&d, "maas-rack").expect("racks");
+    assert_eq!(regions.len(), 2, "{regions:?}");
+    assert_eq!(racks.len(), 1, "{racks:?}");
+    eprintln!("    settled in {:?}", start.elapsed());
+
+    let (_, took) = until(Duration::from_secs(120), "every target up", || {
+        targets_are(&d, &regions, &racks, &[])
+    })
+    .expect("targets");
+    eprintln!("    every MAAS target up after {took:?}");
+    let want = charm_alerts(&env).expect("the charms' rules");
+    until(
+        Duration::from_secs(60),
+        "every rule loaded and evaluated",
+        || rules_loaded(&d, &want),
+    )
+    .expect("rules");
+    // Both haproxies see both regions up before the fault (what MaasRegionDown reads).
+    until(
+        Duration::from_secs(60),
+        "every haproxy sees every region up",
+        || {
+            let s = query(
+                &d,
+                "haproxy_server_status{proxy=\"maas_http\", state=\"UP\"} == 1",
+            )?;
+            ensure!(s.len() == 4, "2 haproxies x 2 regions UP: {s:?}");
+            Ok(())
+        },
+    )
+    .expect("haproxy");
+    // MAAS's own statistics through every region's cluster job: the controllers MAAS's
+    // database holds (two regions, one rack), the same from both regions.
+    let nodes = query(&d, "maas_nodes").expect("maas_nodes");
+    let mut seen: Vec<(String, String, f64)> = nodes
+        .iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(m, v)| {
+            (
+                m["juju_unit"].as_str().unwrap_or("").to_string(),
+                m["type"].as_str().unwrap_or("").to_string(),
+                *v,
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let want: Vec<(String, String, f64)> = regions
+        .iter()
+        .flat_map(|u| {
+            [
+                (u.clone(), "racks".to_string(), 1.0),
+                (u.clone(), "regions".to_string(), 2.0),
+            ]
+        })
+        .collect();
+    assert_eq!(seen, want, "maas_nodes (non-zero) per region: {nodes:?}");
+    let statuses = query(&d, "count by (juju_unit) (maas_machines)").expect("maas_machines");
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(_, v)| *v == 11.0),
+        "the 11 machine statuses of get_machine_state_stats from each region: {statuses:?}"
+    );
+    no_alerts(&d, "no alert in the healthy model").expect("healthy");
+
+    region_stopped(&d, &regions, &racks).expect("MaasRegionDown while a regiond is stopped");
+    rack_stopped(&d, &regions, &racks).expect("MaasRackDown while the rackd is stopped");
+    eprintln!("    whole test {:?}", start.elapsed());
+
+    let failed = d.lm.failures().expect("failures").failed;
+    assert!(
+        failed.is_empty(),
+        "hooks exited non-zero:\n{}",
+        e2e::failure_lines(&failed)
+    );
+}
+
+/// One region's regiond stopped (SIGSTOP): haproxy's checks of it (GET /MAAS/rpc/ through
+/// nginx) time out on both regions, so MaasRegionDown fires for it after `for: 1m`; its own
+/// 5239 stops answering too. Resumed, everything clears.
+fn region_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Result<()> {
+    let victim = regions[1].clone();
+    let machine = d.machine_of(&victim)?;
+    // haproxy names each server after its unit (render.rs `Backend::for_unit`).
+    let server = victim.replace('/', "-");
+    let procs = pids(d, &machine, "regiond")?;
+    for p in &procs {
+        d.fault(&machine, FaultOp::Freeze { pid: *p })?;
+    }
+    let stopped = Instant::now();
+    let result = (|| -> Result<()> {
+        until(
+            Duration::from_secs(60),
+            "the stopped regiond's target down",
+            || {
+                // Its cluster statistics too: nginx passes /MAAS/metrics to the stopped regiond.
+                targets_are(
+                    d,
+                    regions,
+                    racks,
+                    &[(victim.as_str(), "regiond"), (victim.as_str(), "cluster")],
+                )
+            },
+        )?;
+        let is_victim = |l: &Value| l["server"].as_str() == Some(server.as_str());
+        let (pending, firing, labels) = pending_then_firing(
+            d,
+            "MaasRegionDown",
+            &is_victim,
+            Duration::from_secs(60),
+            &["MaasRegionsAllDown"],
+            stopped,
+        )?;
+        ensure!(
+            labels["severity"] == "critical" && labels["juju_application"] == "maas-region",
+            "labels {labels}"
+        );
+        // Only the stopped region is down as the haproxies see it.
+        let down = states_of(d, "MaasRegionDown")?;
+        ensure!(
+            down.iter().all(|(_, l)| is_victim(l)),
+            "MaasRegionDown for another region: {down:?}"
+        );
+        eprintln!(
+            "    regiond of {victim} stopped: MaasRegionDown pending after {pending:?}, firing after {firing:?}; alerts: {:?}",
+            alerts(d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
+        );
+        Ok(())
+    })();
+    for p in &procs {
+        let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
+    }
+    result?;
+    let resumed = Instant::now();
+    until(Duration::from_secs(120), "MaasRegionDown cleared", || {
+        let a = alerts(d)?;
+        ensure!(a.is_empty(), "alerts after the resume: {a:?}");
+        targets_are(d, regions, racks, &[])
+    })?;
+    eprintln!("    regiond resumed: cleared after {:?}", resumed.elapsed());
+    Ok(())
+}
+
+/// The rack's rackd stopped (SIGSTOP): its /metrics on 5249 times out, `up` is 0 while its
+/// machine's collector keeps reporting, so MaasRackDown fires after `for: 2m` and MaasRackGone
+/// does not. Resumed, it clears.
+fn rack_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Result<()> {
+    let rack = racks[0].clone();
+    let machine = d.machine_of(&rack)?;
+    ensure!(machine == RACK_MACHINE, "{rack} on machine {machine}");
+    let procs = pids(d, &machine, "rackd")?;
+    for p in &procs {
+        d.fault(&machine, FaultOp::Freeze { pid: *p })?;
+    }
+    let stopped = Instant::now();
+    let result = (|| -> Result<()> {
+        until(
+            Duration::from_secs(60),
+            "the stopped rackd's target down",
+            || targets_are(d, regions, racks, &[(rack.as_str(), "rackd")]),
+        )?;
+        let is_rack = |l: &Value| l["juju_unit"].as_str() == Some(rack.as_str());
+        let (pending, firing, labels) = pending_then_firing(
+            d,
+            "MaasRackDown",
+            &is_rack,
+            Duration::from_secs(120),
+            &["MaasRackGone", "MaasRegionDown"],
+            stopped,
+        )?;
+        ensure!(
+            labels["severity"] == "critical" && labels["juju_application"] == "maas-rack",
+            "labels {labels}"
+        );
+        eprintln!(
+            "    rackd of {rack} stopped: MaasRackDown pending after {pending:?}, firing after {firing:?}; alerts: {:?}",
+            alerts(d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
+        );
+        Ok(())
+    })();
+    for p in &procs {
+        let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
+    }
+    result?;
+    let resumed = Instant::now();
+    until(Duration::from_secs(120), "MaasRackDown cleared", || {
+        let a = alerts(d)?;
+        ensure!(a.is_empty(), "alerts after the resume: {a:?}");
+        targets_are(d, regions, racks, &[])
+    })
+    .context("after rackd resumed")?;
+    eprintln!("    rackd resumed: cleared after {:?}", resumed.elapsed());
+    Ok(())
+}
