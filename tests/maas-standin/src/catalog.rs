@@ -7,7 +7,7 @@
 
 use crate::argparse::{Opt, Parser};
 use crate::cli::{fail, parse};
-use crate::conf::{self, ConfFile};
+use crate::conf::ConfFile;
 use crate::paths::{self, Flavor};
 use crate::util;
 use anyhow::{Context, Result};
@@ -298,9 +298,9 @@ pub fn postinst(args: &[String]) -> i32 {
     };
     let r = (|| -> Result<()> {
         let pkg = a.positionals[0].as_str();
-        if pkg == "maas" && !paths::snap_mode().exists() {
-            conf::write_snap_mode("none")?;
-        }
+        // The snap's install hook (snap/hooks/install, 3.4 to master) makes directories and
+        // runs `maas migrate --configure`, a no-op without a mode: it writes no `snap_mode`.
+        // Only `maas init` does, and a missing one is mode none (`get_current_mode`).
         if pkg == "maas-region-api" || pkg == "maas-region-controller" {
             let path = Flavor::Deb.regiond_conf();
             if !path.exists() {
