@@ -236,16 +236,24 @@ fn the_library_agrees_on_every_charms_rules_and_dashboards() {
             charm_name: charm.into(),
         };
         let jobs = vec![ScrapeJob::localhost("/metrics", 9100)];
+        // The MAAS charms name the maas snap's log slot (canonical/maas snap/snapcraft.yaml
+        // `maas-logs`) on snap installs; the library passes slots through as given.
+        let slots: &[&str] = if charm.starts_with("maas-") {
+            &["maas:maas-logs"]
+        } else {
+            &[]
+        };
         let data = Provider {
             topology: Some(topology.clone()),
             metrics_rules: &rule_files,
             dashboards: &dash,
             scrape_jobs: jobs.clone(),
+            log_slots: slots.iter().map(|s| s.to_string()).collect(),
             ..Provider::default()
         }
         .build()
         .unwrap_or_else(|e| panic!("{charm}: {e}"));
-        let stdout = run_check(&dir, &data.to_databag()["config"], &topology, &jobs, &[]);
+        let stdout = run_check(&dir, &data.to_databag()["config"], &topology, &jobs, slots);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(stdout.contains("agrees"), "{charm}: {stdout}");
         checked += 1;
