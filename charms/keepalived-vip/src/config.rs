@@ -29,6 +29,8 @@ pub struct Config {
     pub checks: Vec<Check>,
     /// Seconds between check runs.
     pub check_interval: u32,
+    /// Failed runs of a check in a row before the unit gives up the VIP.
+    pub check_fall: u32,
 }
 
 /// Why the configuration cannot be used; its text is the Blocked status message.
@@ -286,6 +288,14 @@ pub fn validate(raw: &Map<String, Value>) -> Result<Config, ConfigError> {
         3600,
         "expected whole seconds 1-3600",
     )? as u32;
+    let check_fall = int_in(
+        raw,
+        "check-fall",
+        1,
+        1,
+        10,
+        "expected a whole number of failed runs 1-10",
+    )? as u32;
 
     Ok(Config {
         vips,
@@ -298,6 +308,7 @@ pub fn validate(raw: &Map<String, Value>) -> Result<Config, ConfigError> {
         unicast,
         checks,
         check_interval,
+        check_fall,
     })
 }
 
@@ -338,9 +349,16 @@ mod tests {
                 c.version,
                 c.preempt,
                 c.unicast,
-                c.check_interval
+                c.check_interval,
+                c.check_fall
             ),
-            (51, None, 100, 2, false, true, 1)
+            (51, None, 100, 2, false, true, 1, 1)
+        );
+        assert_eq!(
+            validate(&raw(&[("check-fall", json!(2))]))
+                .unwrap()
+                .check_fall,
+            2
         );
         assert_eq!(c.vips[0].to_string(), "10.0.0.100/24");
         assert!(c.interface.is_none() && c.checks.is_empty());
@@ -418,6 +436,8 @@ mod tests {
             ("check-interval", json!(0), "invalid check-interval \"0\": expected whole seconds 1-3600"),
             ("check-interval", json!(3601), "expected whole seconds 1-3600"),
             ("check-interval", json!("2"), "expected whole seconds 1-3600"),
+            ("check-fall", json!(0), "invalid check-fall \"0\": expected a whole number of failed runs 1-10"),
+            ("check-fall", json!(11), "expected a whole number of failed runs 1-10"),
         ];
         for (opt, v, want) in cases {
             let e = err(&[(opt, v.clone())]);

@@ -97,6 +97,7 @@ fn script_checks(cfg: &Config, wishes: &[PrincipalWish]) -> Vec<ScriptCheck> {
             out.push(ScriptCheck {
                 check: c.clone(),
                 interval,
+                fall: cfg.check_fall,
             });
         }
     }

@@ -24,6 +24,8 @@ pub struct ScriptCheck {
     pub check: Check,
     /// Seconds between runs.
     pub interval: u32,
+    /// Failed runs in a row (a timeout is one) that put the instance in FAULT.
+    pub fall: u32,
 }
 
 /// Unicast adverts: from this host's address to the peers' addresses.
@@ -115,10 +117,16 @@ pub fn keepalived_conf(v: &Vrrp) -> String {
         let _ = writeln!(s, "    timeout {}", c.interval.max(3));
         // No init_fail: keepalived would count every check failed again on each reload, and the
         // holder would drop the VIP for `rise` intervals whenever a peer joins.
+        // `fall` is the option's: 1 moves the VIP at the first failure; more ride out a slow
+        // run on a busy host, each costing one interval before a real failure moves it.
         // One success makes a unit eligible again: under `nopreempt` that moves no VIP by
         // itself, and where the VIP has no holder (the DB VIP while a new primary is promoted)
         // a second success would cost a whole interval of outage.
-        s.push_str("    weight 0\n    fall 1\n    rise 1\n}\n");
+        let _ = writeln!(
+            s,
+            "    weight 0\n    fall {}\n    rise 1\n}}",
+            c.fall.max(1)
+        );
     }
     let v6 = v.vips.first().is_some_and(|p| p.cidr.is_v6());
     let (same, other): (Vec<&Placement>, Vec<&Placement>) =
@@ -279,9 +287,18 @@ mod tests {
             checks: vec![ScriptCheck {
                 check: Check::Tcp(5240),
                 interval: 2,
+                fall: 1,
             }],
             notify: "/etc/keepalived/keepalived-region-vip-notify.sh".into(),
         }
+    }
+
+    #[test]
+    fn a_check_gives_up_the_vip_after_check_fall_failed_runs() {
+        assert!(keepalived_conf(&vrrp()).contains("    weight 0\n    fall 1\n    rise 1\n}\n"));
+        let mut v = vrrp();
+        v.checks[0].fall = 2;
+        assert!(keepalived_conf(&v).contains("    weight 0\n    fall 2\n    rise 1\n}\n"));
     }
 
     #[test]

@@ -159,7 +159,11 @@ fn process_tcp_and_http_checks_hold_and_release_the_vip() {
             Check::Http(format!("http://127.0.0.1:{port}/")),
         ]
         .into_iter()
-        .map(|check| ScriptCheck { check, interval: 1 })
+        .map(|check| ScriptCheck {
+            check,
+            interval: 1,
+            fall: 1,
+        })
         .collect(),
         // The charm's notify script asks a unit agent, which this machine has none of.
         notify: "/bin/true".into(),

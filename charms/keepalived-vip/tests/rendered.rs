@@ -185,7 +185,8 @@ fn preempt_and_dual_stack_pass_keepalived_t() {
         .with_config("preempt", true)
         .with_config("priority", 120)
         .with_config("check", "tcp:5432,http://127.0.0.1:8008/primary")
-        .with_config("check-interval", 2);
+        .with_config("check-interval", 2)
+        .with_config("check-fall", 2);
     st.relations[0] = peers(&[(1, "10.0.0.11"), (2, "fd00::12")]);
     st.machine = host(&["10.0.0.10/24", "fd00::10/64"]);
     let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
@@ -203,6 +204,7 @@ fn preempt_and_dual_stack_pass_keepalived_t() {
         "only same-family peers: {text}"
     );
     assert!(text.contains("interval 2\n"));
+    assert!(text.contains("    weight 0\n    fall 2\n    rise 1\n"), "{text}");
     assert!(out
         .state
         .machine
