@@ -10,7 +10,7 @@ fn each_host_has_its_own_hostname_and_sees_only_its_own_processes() {
     if skip() {
         return;
     }
-    let mut t = TestLab::new("hiso1", 41, None);
+    let mut t = TestLab::new("hiso1", 19, None);
     let a = t.add("alpha");
     let b = t.add("beta");
     assert_eq!(sh(&a, "hostname"), "alpha");
@@ -70,7 +70,7 @@ fn writes_to_etc_stay_in_their_host() {
     if skip() {
         return;
     }
-    let mut t = TestLab::new("hiso2", 42, None);
+    let mut t = TestLab::new("hiso2", 50, None);
     let a = t.add("alpha");
     let b = t.add("beta");
     let marker = "/etc/hosts-test-marker-hiso2";

@@ -65,7 +65,7 @@ fn apt_get_installs_catalog_and_debian_packages_and_rejects_missing_ones() {
         return;
     }
     let cat = catalog("hpkg1", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let mut t = TestLab::new("hpkg1", 31, Some(cat.clone()));
+    let mut t = TestLab::new("hpkg1", 17, Some(cat.clone()));
     let a = t.add("pkg1");
     let b = t.add("pkg2");
     assert_eq!(
@@ -174,7 +174,7 @@ fn snap_installs_from_the_catalog_with_channels() {
     }
     // This catalog lives in the machine's /tmp, which hosts replace with their own.
     let cat = catalog("hpkg2", std::path::Path::new("/tmp"));
-    let mut t = TestLab::new("hpkg2", 32, Some(cat));
+    let mut t = TestLab::new("hpkg2", 18, Some(cat));
     let a = t.add("snappy");
     sh(&a, "snap install lmsnap --channel=3.5/edge");
     assert!(sh(&a, "snap list").contains("3.5/edge"));

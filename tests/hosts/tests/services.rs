@@ -41,7 +41,7 @@ fn unit_service_runs_in_host_answers_on_its_ip_and_restarts_after_kill() {
     if skip() {
         return;
     }
-    let mut t = TestLab::new("hsvc1", 21, None);
+    let mut t = TestLab::new("hsvc1", 13, None);
     let a = t.add("web1");
     let b = t.add("client");
     write(&a, "/etc/default/web", &format!("BIND={}\n", a.ip()));
@@ -100,7 +100,7 @@ fn notify_oneshot_templates_and_failures() {
     if skip() {
         return;
     }
-    let mut t = TestLab::new("hsvc2", 22, None);
+    let mut t = TestLab::new("hsvc2", 14, None);
     let a = t.add("box");
     // Type=notify: active only once READY=1 arrives on NOTIFY_SOCKET.
     write(&a, "/usr/local/bin/notifier", "#!/usr/bin/python3\nimport os, socket, time\ntime.sleep(0.3)\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving', os.environ['NOTIFY_SOCKET'])\ntime.sleep(1000)\n");
@@ -204,7 +204,7 @@ fn enabled_services_come_back_after_stop_and_start() {
     if skip() {
         return;
     }
-    let mut t = TestLab::new("hsvc3", 23, None);
+    let mut t = TestLab::new("hsvc3", 15, None);
     let a = t.add("web2");
     let b = t.add("client");
     write(
@@ -251,7 +251,7 @@ fn unit_file_changes_need_daemon_reload_and_boot_honours_after() {
     if skip() {
         return;
     }
-    let mut t = TestLab::new("hsvc4", 24, None);
+    let mut t = TestLab::new("hsvc4", 16, None);
     let a = t.add("box");
     // Each run of the service appends a line: the last line says which definition ran.
     let unit = |msg: &str| {

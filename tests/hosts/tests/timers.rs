@@ -34,7 +34,7 @@ fn a_timer_starts_its_service_at_each_calendar_elapse_and_comes_back_after_a_boo
     if skip() {
         return;
     }
-    let mut t = TestLab::new("htmr1", 57, None);
+    let mut t = TestLab::new("htmr1", 55, None);
     let a = t.add("cron");
     write(&a, "/etc/systemd/system/stamp.service", SERVICE);
     write(&a, "/etc/systemd/system/stamp.timer", TIMER);
