@@ -206,7 +206,7 @@ fn install(c: &Cli) -> Result<(), String> {
             None => return Err(format!("error: snap \"{n}\" not found")),
         };
         let ch = full_channel(c.channel.as_deref().unwrap_or(DEFAULT_CHANNEL));
-        let offered = offered(&e, &ch)?;
+        let offered = offered(&e, &ch, "install")?;
         let mut rec = catalog::install_entry(&e, "snap", Some(ch.clone())).map_err(|e| format!("error: cannot perform the following tasks:\n- Run install hook of \"{n}\" snap ({e})"))?;
         rec.version = offered.version;
         rec.revision = offered.revision;
@@ -223,9 +223,12 @@ fn install(c: &Cli) -> Result<(), String> {
 
 /// What the store offers `entry` on `channel`: its channel map's version and revision, or,
 /// for an entry without one, its version on every channel. A channel the map lacks is refused
-/// as snapd refuses a track the store does not have (snapd cmd/snap `errorToCmdMessage`,
-/// `snapChannelNotAvailable`'s "architecture:risk" case; its table is only the channels here).
-fn offered(entry: &catalog::Entry, channel: &str) -> Result<catalog::ChannelEntry, String> {
+/// with snapd's message ([`not_available`]); `action` is the command (`install`, `refresh`).
+fn offered(
+    entry: &catalog::Entry,
+    channel: &str,
+    action: &str,
+) -> Result<catalog::ChannelEntry, String> {
     if entry.channels.is_empty() {
         return Ok(catalog::ChannelEntry {
             version: entry.version.clone().unwrap_or_else(|| "1.0".into()),
@@ -233,17 +236,96 @@ fn offered(entry: &catalog::Entry, channel: &str) -> Result<catalog::ChannelEntr
         });
     }
     entry.channels.get(channel).cloned().ok_or_else(|| {
-        let list: Vec<String> = entry
-            .channels
-            .iter()
-            .map(|(c, o)| format!("  {c:<16} {}", o.version))
-            .collect();
+        let offered: Vec<&str> = entry.channels.keys().map(String::as_str).collect();
         format!(
-            "error: snap \"{n}\" is not available on {channel} but is available to install on the following tracks:\n{}\n\nPlease be mindful that different tracks may include different features.\nGet more information with 'snap info {n}'.",
-            list.join("\n"),
-            n = entry.name,
+            "error: {}",
+            not_available(&entry.name, channel, action, &offered)
         )
     })
+}
+
+/// snapd's answer to a channel the store does not have for a snap (canonical/snapd
+/// cmd/snap/error.go, `errorToCmdMessage`'s snap-channel-not-available case): the channels of
+/// the same track ("architecture:track"), else the same risk on other tracks
+/// ("architecture:risk"), each as an `installTable` of the command that would work, else a
+/// generic hint. `channel` and `offered` are full `track/risk` channels.
+fn not_available(name: &str, channel: &str, action: &str, offered: &[&str]) -> String {
+    let split = |c: &str| -> (String, String) {
+        match c.split_once('/') {
+            Some((t, r)) => (t.to_string(), r.to_string()),
+            None => ("latest".into(), c.to_string()),
+        }
+    };
+    // snap.Channel's String(): the latest track is left out.
+    let short = |t: &str, r: &str| {
+        if t == "latest" {
+            r.to_string()
+        } else {
+            format!("{t}/{r}")
+        }
+    };
+    // `channelOption`.
+    let option = |t: &str, r: &str| {
+        if t == "latest" {
+            format!("--{r}")
+        } else if r == "stable" {
+            format!("--channel={t}")
+        } else {
+            format!("--channel={t}/{r}")
+        }
+    };
+    // `installTable`: tabwriter (minwidth len("candidate")+2, padding 2), each line indented
+    // by two spaces, rows joined by newlines with none after the last.
+    let table = |hits: &[(String, String)], full: bool| {
+        let rows: Vec<(String, String)> = hits
+            .iter()
+            .map(|(t, r)| {
+                let ch = if full {
+                    format!("{t}/{r}")
+                } else {
+                    short(t, r)
+                };
+                (ch, format!("snap {action} {} {name}", option(t, r)))
+            })
+            .collect();
+        let width = rows
+            .iter()
+            .map(|(c, _)| c.chars().count() + 2)
+            .max()
+            .unwrap_or(0)
+            .max("candidate".len() + 2);
+        rows.iter()
+            .map(|(c, cmd)| format!("  {c:<width$}{cmd}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (track, risk) = split(channel);
+    let all: Vec<(String, String)> = offered.iter().map(|c| split(c)).collect();
+    let same_track: Vec<_> = all.iter().filter(|(t, _)| *t == track).cloned().collect();
+    let same_risk: Vec<_> = all.iter().filter(|(_, r)| *r == risk).cloned().collect();
+    let pre_release = "Please be mindful pre-release channels may include features not completely tested or implemented.";
+    let track_warn = "Please be mindful that different tracks may include different features.";
+    let more_info = format!("Get more information with 'snap info {name}'.");
+    if !same_track.is_empty() {
+        let mut msg = format!(
+            "snap \"{name}\" is not available on {} but is available to install on the following channels:\n{}\n",
+            short(&track, &risk),
+            table(&same_track, false)
+        );
+        if risk == "stable" {
+            msg += &format!("\n{pre_release}");
+        }
+        return msg + &format!("\n{more_info}");
+    }
+    if !same_risk.is_empty() {
+        return format!(
+            "snap \"{name}\" is not available on {track}/{risk} but is available to install on the following tracks:\n{}\n\n{track_warn}\n{more_info}",
+            table(&same_risk, true)
+        );
+    }
+    format!(
+        "snap \"{name}\" is not available on {track}/{risk} but other tracks exist.\n\n\n{track_warn}\n{more_info}"
+    )
 }
 
 /// Whether a `--hold` (`forever` or an RFC 3339 time) is still in force.
@@ -417,7 +499,7 @@ fn update_for(
         Some(Err(e)) => return Err(format!("error: {e}")),
         None => return Err(format!("error: snap \"{}\" not found", r.name)),
     };
-    let o = offered(&e, channel)?;
+    let o = offered(&e, channel, "refresh")?;
     let same =
         r.channel.as_deref() == Some(channel) && o.revision == r.revision && o.version == r.version;
     Ok((!same).then_some((e, o)))
@@ -841,6 +923,34 @@ mod tests {
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_track_the_store_lacks_lists_the_same_risk_on_other_tracks_as_snapd() {
+        let offered = ["3.6/stable", "3.7/edge", "3.7/stable"];
+        assert_eq!(
+            not_available("maas", "9.9/stable", "install", &offered),
+            "snap \"maas\" is not available on 9.9/stable but is available to install on the following tracks:\n  3.6/stable  snap install --channel=3.6 maas\n  3.7/stable  snap install --channel=3.7 maas\n\nPlease be mindful that different tracks may include different features.\nGet more information with 'snap info maas'."
+        );
+    }
+
+    #[test]
+    fn a_risk_the_track_lacks_lists_the_tracks_channels_as_snapd() {
+        let offered = ["3.6/stable", "3.7/edge", "3.7/stable", "latest/edge"];
+        assert_eq!(
+            not_available("maas", "3.7/candidate", "refresh", &offered),
+            "snap \"maas\" is not available on 3.7/candidate but is available to install on the following channels:\n  3.7/edge    snap refresh --channel=3.7/edge maas\n  3.7/stable  snap refresh --channel=3.7 maas\n\nGet more information with 'snap info maas'."
+        );
+        // The latest track is left out of names, and its option is the risk alone; asking
+        // for stable adds the pre-release warning.
+        assert_eq!(
+            not_available("maas", "latest/stable", "install", &offered),
+            "snap \"maas\" is not available on stable but is available to install on the following channels:\n  edge       snap install --edge maas\n\nPlease be mindful pre-release channels may include features not completely tested or implemented.\nGet more information with 'snap info maas'."
+        );
+        assert_eq!(
+            not_available("maas", "9.9/candidate", "install", &offered),
+            "snap \"maas\" is not available on 9.9/candidate but other tracks exist.\n\n\nPlease be mindful that different tracks may include different features.\nGet more information with 'snap info maas'."
+        );
     }
 
     #[test]
