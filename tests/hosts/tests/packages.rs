@@ -395,3 +395,62 @@ fn snap_refresh_runs_post_refresh_hooks_and_respects_holds() {
     t.destroy();
     let _ = std::fs::remove_dir_all(&cat);
 }
+
+/// A snap whose one app writes the file named by its first argument into /tmp.
+fn private_tmp_catalog(prefix: &str) -> PathBuf {
+    let dir = PathBuf::from("/tmp/hosts-catalogs").join(prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let snap = serde_json::json!({
+        "name": "lmtmp", "kind": "snap", "version": "1.0",
+        "symlinks": [{"dst": "/snap/bin/lmtmp", "target": "/usr/bin/snap"}],
+        "apps": {"lmtmp": ["/bin/sh", "-c", "echo ran > /tmp/\"$0\" && ls /tmp"]}
+    });
+    std::fs::write(dir.join("lmtmp.json"), snap.to_string()).unwrap();
+    dir
+}
+
+/// A snap's app runs with the snap's private /tmp (snap-confine's
+/// /tmp/snap-private-tmp/snap.<snap>/tmp), whether through `snap run` or its /snap/bin link;
+/// the host's /tmp does not see what it writes there, and a private tmp root with other
+/// permissions than snap-confine's 0700 root is refused.
+#[test]
+fn snap_apps_run_with_the_snaps_private_tmp() {
+    if skip() {
+        return;
+    }
+    let cat = private_tmp_catalog("hpkg4");
+    let mut t = TestLab::new("hpkg4", 60, Some(cat));
+    let a = t.add("confined");
+    sh(&a, "snap install lmtmp");
+    sh(&a, "echo host > /tmp/host-only");
+    let listed = sh(&a, "snap run lmtmp by-run");
+    assert!(
+        !listed.contains("host-only"),
+        "the app saw the host's /tmp: {listed}"
+    );
+    sh(&a, "/snap/bin/lmtmp by-link");
+    let private = "/tmp/snap-private-tmp/snap.lmtmp/tmp";
+    for f in ["by-run", "by-link"] {
+        assert_eq!(sh(&a, &format!("cat {private}/{f}")), "ran");
+        let (c, _, _) = out(&a, &format!("test -e /tmp/{f}"));
+        assert_eq!(c, 1, "/tmp/{f} is in the host's /tmp");
+    }
+    assert_eq!(
+        sh(
+            &a,
+            "stat -c '%a %U' /tmp/snap-private-tmp /tmp/snap-private-tmp/snap.lmtmp"
+        ),
+        "700 root\n700 root"
+    );
+    assert_eq!(sh(&a, &format!("stat -c '%a %U' {private}")), "1777 root");
+    let (c, _, e) = out(&a, "snap run lmtmp.nope");
+    assert_eq!(c, 1);
+    assert_eq!(e, "error: cannot find app \"nope\" in \"lmtmp\"");
+    sh(&a, "chmod 0755 /tmp/snap-private-tmp");
+    let (c, _, e) = out(&a, "snap run lmtmp refused");
+    assert_eq!(c, 1);
+    assert!(
+        e.contains("/tmp/snap-private-tmp has unexpected ownership / permissions"),
+        "{e}"
+    );
+}

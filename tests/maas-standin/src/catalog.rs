@@ -43,9 +43,11 @@ pub fn units() -> Vec<(&'static str, String)> {
     vec![
         (
             "snap.maas.pebble.service",
+            // snapd's unit starts the app through `snap run` (snap/info.go
+            // `launcherCommand`), which gives it the snap's private /tmp.
             unit(
                 "Service for snap application maas.pebble (stand-in)",
-                &format!("{INSTALLED_BINARY} pebble"),
+                "/usr/bin/snap run maas.pebble",
             ),
         ),
         (
@@ -164,7 +166,12 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         "maas" => json!({
             "name": "maas", "kind": "snap",
             "files": [bin, unit_file(units_dir, "snap.maas.pebble.service")],
-            "symlinks": [link("/snap/bin/maas")],
+            // snapd links a snap's commands to /usr/bin/snap, which runs the app by the
+            // name it was called by (canonical/snapd cmd/snapd/cli/main.go `main`).
+            "symlinks": [{"dst": "/snap/bin/maas", "target": "/usr/bin/snap"}],
+            // snap.yaml's apps (snap/snapcraft.yaml: `maas` the CLI, `pebble` the
+            // supervisor of every daemon): what `snap run maas[.app]` starts.
+            "apps": {"maas": [INSTALLED_BINARY, "maas"], "pebble": [INSTALLED_BINARY, "pebble"]},
             "dirs": [dir("/var/snap/maas/common", "0755", "root", "root"), dir("/var/snap/maas/common/maas", "0755", "root", "root"),
                      dir("/var/snap/maas/current", "0755", "root", "root"), dir("/var/snap/maas/current/http", "0755", "root", "root"),
                      dir("/var/log/maas", "0755", "root", "root")],

@@ -28,6 +28,8 @@ pub struct Entry {
     pub channels: std::collections::BTreeMap<String, ChannelEntry>,
     /// Snaps: the commands of each hook (`post-refresh`), run as snapd runs the snap's hook.
     pub hooks: std::collections::BTreeMap<String, Vec<Vec<String>>>,
+    /// Snaps: each app's command (snap.yaml `apps.<app>.command`), what `snap run` starts.
+    pub apps: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One channel of a snap in the catalog.

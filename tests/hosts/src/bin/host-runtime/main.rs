@@ -41,6 +41,15 @@ fn dispatch(prog: &str, rest: &[String]) -> i32 {
         "snap" => snap::main(rest),
         "dpkg-query" => dpkg_query::main(rest),
         "journalctl" => journalctl::main(rest),
+        app if app != "host-runtime" && snap::is_app_command(app) => {
+            match snap::run_app(app, rest) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+            }
+        }
         _ => match rest.split_first() {
             Some((sub, more)) => match sub.as_str() {
                 "boot" => boot::main(more),

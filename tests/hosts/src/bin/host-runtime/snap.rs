@@ -3,6 +3,7 @@
 
 use crate::catalog::{self, Record};
 use crate::unit::DIRS;
+use std::path::Path;
 
 const DEFAULT_CHANNEL: &str = "latest/stable";
 
@@ -151,6 +152,15 @@ pub fn main(argv: &[String]) -> i32 {
         eprintln!("error: the local model's snap needs a command");
         return 1;
     };
+    if cmd == "run" {
+        // The app's own arguments are not snap's options.
+        return match rest.split_first() {
+            Some((app, args)) => report(run_app(app, args)),
+            None => report(Err(
+                "error: the required argument `<snap-app>` was not provided".into(),
+            )),
+        };
+    }
     let cli = match parse(rest) {
         Ok(c) => c,
         Err(e) => {
@@ -185,6 +195,148 @@ pub fn main(argv: &[String]) -> i32 {
             1
         }
     }
+}
+
+fn report(r: Result<(), String>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// Where snapd links a snap's commands (`dirs.SnapBinariesDir`).
+const SNAP_BIN: &str = "/snap/bin";
+/// snap-confine's parent of every snap's private /tmp (cmd/snap-confine/mount-support.c
+/// `SNAP_PRIVATE_TMP_ROOT_DIR`; data/systemd-tmpfiles/snapd.conf `D! ... 0700 root root`).
+const PRIVATE_TMP_ROOT: &str = "/tmp/snap-private-tmp";
+
+/// Whether `prog` is a snap's command: snapd links `/snap/bin/<app>` to /usr/bin/snap, which
+/// runs the app when called by that name (cmd/snapd/cli/main.go `main`: `snapApp :=
+/// filepath.Base(os.Args[0])`, `osutil.IsSymlink(filepath.Join(dirs.SnapBinariesDir, snapApp))`).
+pub fn is_app_command(prog: &str) -> bool {
+    !prog.is_empty()
+        && !prog.contains('/')
+        && std::fs::symlink_metadata(Path::new(SNAP_BIN).join(prog))
+            .is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// `snap run <snap>[.<app>] ARGS` (also `/snap/bin/<app> ARGS`): the app's command from the
+/// snap's metadata, in a mount namespace of its own where /tmp is the snap's private
+/// /tmp/snap-private-tmp/snap.<snap>/tmp, as snap-confine sets it up
+/// (cmd/snap-confine/mount-support.c `setup_private_tmp`). Services run this way too: snapd's
+/// unit files start `/usr/bin/snap run <snap>.<app>` (snap/info.go `launcherCommand`).
+/// snapd keeps one preserved namespace per snap (/run/snapd/ns/<snap>.mnt); each run here
+/// gets its own, which shows the same /tmp.
+pub fn run_app(spec: &str, args: &[String]) -> Result<(), String> {
+    let (snap, app) = spec.split_once('.').unwrap_or((spec, spec));
+    if installed(snap).is_none() {
+        return Err(format!(
+            "error: cannot find current revision for snap {snap}: readlink /snap/{snap}/current: no such file or directory"
+        ));
+    }
+    let entry = match catalog::lookup_kind(snap, "snap") {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return Err(format!("error: {e}")),
+        None => return Err(format!("error: snap \"{snap}\" not found")),
+    };
+    let Some((program, fixed)) = entry.apps.get(app).and_then(|c| c.split_first()) else {
+        return Err(format!("error: cannot find app \"{app}\" in \"{snap}\""));
+    };
+    private_tmp(snap)?;
+    use std::os::unix::process::CommandExt;
+    let e = std::process::Command::new(program)
+        .args(fixed)
+        .args(args)
+        .exec();
+    Err(format!("error: cannot run {program}: {e}"))
+}
+
+/// Enters a new mount namespace whose /tmp is the snap's private one (created 0700/01777
+/// root, checked as snap-confine checks it), without the change reaching the host's.
+fn private_tmp(snap: &str) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what}: {e}");
+    let ensure = |path: &Path, mode: u32| -> Result<(), String> {
+        match std::fs::DirBuilder::new().mode(mode).create(path) {
+            Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| fail(&format!("chmod {}", path.display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(fail(&format!("create {}", path.display()), e)),
+        }
+    };
+    let check = |path: &Path, mode: u32| -> Result<(), String> {
+        let m = std::fs::symlink_metadata(path)
+            .map_err(|e| fail(&format!("stat {}", path.display()), e))?;
+        if !m.file_type().is_dir() || m.uid() != 0 || m.gid() != 0 || m.mode() & 0o7777 != mode {
+            return Err(format!(
+                "{} has unexpected ownership / permissions",
+                path.display()
+            ));
+        }
+        Ok(())
+    };
+    let root = Path::new(PRIVATE_TMP_ROOT);
+    ensure(root, 0o700)?;
+    check(root, 0o700)?;
+    let base = root.join(format!("snap.{snap}"));
+    ensure(&base, 0o700)?;
+    check(&base, 0o700)?;
+    let tmp = base.join("tmp");
+    ensure(&tmp, 0o1777)?;
+    check(&tmp, 0o1777)?;
+    let cstr = |s: &str| std::ffi::CString::new(s).expect("no NUL in a path");
+    let (slash, tmp_target, none) = (cstr("/"), cstr("/tmp"), cstr("none"));
+    let source = cstr(&tmp.to_string_lossy());
+    // SAFETY: plain syscalls on NUL-terminated strings that outlive them.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(fail(
+                "unshare the mount namespace",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // Mounts made from here on stay in this namespace.
+        if libc::mount(
+            none.as_ptr(),
+            slash.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail(
+                "make / a slave mount",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        if libc::mount(
+            source.as_ptr(),
+            tmp_target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail(
+                "bind the private /tmp",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        if libc::mount(
+            none.as_ptr(),
+            tmp_target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(fail("make /tmp private", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn installed(name: &str) -> Option<Record> {
