@@ -1040,13 +1040,14 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
             .collect();
         let missing = lock::unacknowledged(&value, &acks);
         if !missing.is_empty() {
-            let since = w.stored.drain_since.unwrap_or_else(unix_now);
-            let waited = unix_now().saturating_sub(since);
+            let now = unix_now();
+            let since = *w.stored.drain_since.get_or_insert(now);
+            let waited = now.saturating_sub(since);
             if waited < lock::DRAIN_ACK_WAIT.as_secs() {
                 return Ok(Some(Status::waiting(format!(
-                    "serving MAAS {installed} through the other regions; the refresh to {wanted} waits for {} to leave this region out of their haproxy (at most {} s more)",
+                    "serving MAAS {installed} through the other regions; the refresh to {wanted} waits for {} to leave this region out of their haproxy (or {} s after the drain began)",
                     missing.join(", "),
-                    lock::DRAIN_ACK_WAIT.as_secs() - waited
+                    lock::DRAIN_ACK_WAIT.as_secs()
                 ))));
             }
             log::warn!(

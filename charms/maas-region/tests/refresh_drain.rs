@@ -130,7 +130,7 @@ fn the_holder_publishes_its_drain_leaves_its_own_haproxy_and_waits_for_every_reg
     );
     assert_eq!(
         out.state.unit_status,
-        Status::waiting("serving MAAS 3.6/stable through the other regions; the refresh to 3.7/stable waits for maas-region/1, maas-region/2 to leave this region out of their haproxy (at most 300 s more)")
+        Status::waiting("serving MAAS 3.6/stable through the other regions; the refresh to 3.7/stable waits for maas-region/1, maas-region/2 to leave this region out of their haproxy (or 300 s after the drain began)")
     );
 }
 
