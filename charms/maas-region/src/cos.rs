@@ -194,10 +194,9 @@ pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// Leader, once a collector is related: turns MAAS's `prometheus_enabled` on once, through
-/// the API as the charm's own
-/// administrator (canonical/maas-charms helper.py `set_prometheus_metrics`: `maas <profile>
-/// maas set-config name=prometheus_enabled value=true`), and returns the peer databag write
-/// that records it. `None` while there is nothing to do or nothing can be done yet (the
+/// the API as the charm's own administrator (canonical/maas-charms helper.py
+/// `set_prometheus_metrics`: `maas <profile> maas set-config name=prometheus_enabled
+/// value=true`), and returns the peer databag write that records it. `None` while there is nothing to do or nothing can be done yet (the
 /// administrator is made first; a refusal is logged with MAAS's answer and tried again at the
 /// next hook: the statistics wait, nothing else does). Once recorded it is not set again, so
 /// an operator who turns it off keeps it off.
