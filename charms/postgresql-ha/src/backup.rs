@@ -483,11 +483,22 @@ pub struct BackupInfo {
     pub error: bool,
 }
 
+/// `pgbackrest info --output=json`, parsed. pgBackRest 2.45 puts the bytes of an info file it
+/// could not decrypt into the error message as they are: control characters JSON does not
+/// allow in a string (and bytes that are not UTF-8, which reading the output already
+/// replaced). Its JSON is one line, so every control character stands for one of those bytes.
+fn info_json(out: &str) -> Result<serde_json::Value, String> {
+    let clean: String = out
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    serde_json::from_str(&clean).map_err(|e| format!("pgbackrest info printed no JSON: {e}"))
+}
+
 /// Parses `pgbackrest info --output=json` for one stanza: its backups, oldest first, and the
 /// repository's status message when it is not ok.
 pub fn parse_info(json: &str, stanza: &str) -> Result<(Vec<BackupInfo>, Option<String>), String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("pgbackrest info printed no JSON: {e}"))?;
+    let v = info_json(json)?;
     let Some(st) = v
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == stanza))
@@ -564,8 +575,7 @@ pub fn unreadable_message(stanza: &str, fingerprint: &str, status: &str) -> Stri
 /// repository), each with the PostgreSQL system identifiers its history holds (none when
 /// this deployment cannot read it).
 pub fn stanzas(json: &str) -> Result<Vec<(String, Vec<u64>)>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("pgbackrest info printed no JSON: {e}"))?;
+    let v = info_json(json)?;
     let list = v
         .as_array()
         .ok_or("pgbackrest info printed no list of stanzas")?;
@@ -1051,11 +1061,16 @@ mod tests {
     /// `pgbackrest info --output=json` of a repository holding stanza `x` (system id 77),
     /// readable, and `y`, encrypted with another passphrase (pgBackRest 2.45's output).
     const TWO_STANZAS: &str = r#"[{"archive":[],"backup":[{"label":"20261207-164545F","type":"full","error":false,"timestamp":{"start":1796661945,"stop":1796661947},"info":{"size":1,"repository":{"size":1}},"archive":{"start":"a","stop":"b"}}],"db":[{"id":1,"repo-key":1,"system-id":7716604284283152322,"version":"15"}],"name":"x","repo":[{"key":1,"status":{"code":0,"message":"ok"}}],"status":{"code":0,"message":"ok"}},
-    {"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"y","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/r/backup/y/backup.info' or '/r/backup/y/backup.info.copy':\nFormatError: key/value found outside of section at line 1: qU\u0001\nHINT: has a stanza-create been performed?"}}],"status":{"code":99,"message":"other"}}]"#;
+    {"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"y","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/r/backup/y/backup.info' or '/r/backup/y/backup.info.copy':\nFormatError: key/value found outside of section at line 1: QU_GARBAGE\nHINT: has a stanza-create been performed?"}}],"status":{"code":99,"message":"other"}}]"#;
+
+    /// [`TWO_STANZAS`] as pgBackRest prints it: the undecryptable bytes raw in the message.
+    fn two_stanzas() -> String {
+        TWO_STANZAS.replace("QU_GARBAGE", "qU\u{1}\u{fffd}\u{c}")
+    }
 
     #[test]
     fn a_stanza_encrypted_with_another_passphrase_says_so_without_its_bytes() {
-        let (list, status) = parse_info(TWO_STANZAS, "y").unwrap();
+        let (list, status) = parse_info(&two_stanzas(), "y").unwrap();
         assert!(list.is_empty());
         let status = status.unwrap();
         assert_eq!(
@@ -1067,12 +1082,12 @@ mod tests {
         assert!(!why.contains("qU"), "{why}");
         let missing = unreadable_message("z", "s3://h:443/b/p", "missing stanza path");
         assert!(!missing.contains("set-backup-passphrase"), "{missing}");
-        assert_eq!(parse_info(TWO_STANZAS, "x").unwrap().1, None);
+        assert_eq!(parse_info(&two_stanzas(), "x").unwrap().1, None);
     }
 
     #[test]
     fn only_a_cluster_restored_from_the_other_stanzas_starts_its_own_beside_them() {
-        let list = stanzas(TWO_STANZAS).unwrap();
+        let list = stanzas(&two_stanzas()).unwrap();
         assert_eq!(
             list,
             vec![
@@ -1102,6 +1117,8 @@ mod tests {
         );
         assert_eq!(foreign_stanza(&[], "fresh", None), None);
         assert!(stanzas("not json").is_err());
+        // The raw bytes are why the output is not JSON as it stands.
+        assert!(serde_json::from_str::<serde_json::Value>(&two_stanzas()).is_err());
     }
 
     #[test]

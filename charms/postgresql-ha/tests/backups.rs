@@ -692,7 +692,9 @@ fn their_repository(readable: bool) -> String {
             r#"[{{"archive":[],"backup":[{{"label":"20261207-164545F","type":"full","error":false,"timestamp":{{"start":1796661945,"stop":1796661947}},"info":{{"size":22992374,"repository":{{"size":3069136}}}},"archive":{{"start":"000000010000000000000002","stop":"000000010000000000000002"}}}}],"cipher":"aes-256-cbc","db":[{{"id":1,"repo-key":1,"system-id":{THEIR_SYSTEM_ID},"version":"15"}}],"name":"maas-db","repo":[{{"cipher":"aes-256-cbc","key":1,"status":{{"code":0,"message":"ok"}}}}],"status":{{"code":0,"message":"ok"}}}}]"#
         )
     } else {
-        r#"[{"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"maas-db","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/site1/backup/maas-db/backup.info' or '/site1/backup/maas-db/backup.info.copy':\nFormatError: key/value found outside of section at line 1: qU\u0001\u0002\nHINT: has a stanza-create been performed?"}}],"status":{"code":99,"message":"other"}}]"#.to_string()
+        r#"[{"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"maas-db","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/site1/backup/maas-db/backup.info' or '/site1/backup/maas-db/backup.info.copy':\nFormatError: key/value found outside of section at line 1: QU_GARBAGE\nHINT: has a stanza-create been performed?"}}],"status":{"code":99,"message":"other"}}]"#
+            // pgBackRest prints the bytes it could not decrypt as they are.
+            .replace("QU_GARBAGE", "qU\u{1}\u{fffd}\u{2}")
     }
 }
 
