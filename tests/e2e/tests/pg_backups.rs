@@ -8,9 +8,16 @@
 //! backup on the new timeline succeeds. The repository is encrypted. Then every unit's backup exporter reports the age of
 //! the newest backups, and a `backup-schedule` of every minute has the primary's timer take a
 //! full backup while the standbys' timers do nothing. No hook of any unit may exit non-zero.
+//!
+//! Before the restore in place, the same time is restored into a fresh deployment (a new
+//! application, `pg-restored`, related to the same repository): it starts no stanza beside the
+//! first deployment's, refuses to restore without that deployment's passphrase or with a
+//! wrong one, restores with it, and then archives and backs up into a stanza of its own while
+//! the first deployment's stanza keeps exactly its backups.
 
 use anyhow::{ensure, Context, Result};
 use e2e::{ha, until, Deployment, Env};
+use local_model::{AppPlan, DeployPlan, Substrate};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,6 +26,9 @@ const NET: u8 = 76;
 const PG: &str = "postgresql-ha/0";
 const S3_MACHINE: &str = "1";
 const SETTLE: Duration = Duration::from_secs(600);
+/// The fresh deployment the first one's backup is restored into.
+const FRESH: &str = "pg-restored";
+const FRESH_UNIT: &str = "pg-restored/0";
 
 fn provider_charm(env: &Env) -> std::result::Result<PathBuf, String> {
     let p = env.build.join("testcharms/s3-provider-ops.charm");
@@ -62,6 +72,12 @@ fn sql(d: &Deployment, text: &str) -> Result<String> {
     Ok(ha::psql(d, &m, "postgres", text)?.trim().to_string())
 }
 
+/// SQL on the fresh deployment's one unit.
+fn fresh_sql(d: &Deployment, text: &str) -> Result<String> {
+    let m = d.machine_of(FRESH_UNIT)?;
+    Ok(ha::psql(d, &m, "postgres", text)?.trim().to_string())
+}
+
 /// Every unit active, no hook failed.
 fn settled(d: &Deployment) -> Result<()> {
     d.lm.wait(SETTLE)?;
@@ -83,12 +99,16 @@ fn settled(d: &Deployment) -> Result<()> {
 
 /// Waits until PostgreSQL has archived the WAL segment it just switched away from.
 fn archive_current_wal(d: &Deployment) -> Result<String> {
-    let segment = sql(d, "SELECT pg_walfile_name(pg_switch_wal())")?;
+    archive_wal_with(&|text| sql(d, text))
+}
+
+fn archive_wal_with(sql: &dyn Fn(&str) -> Result<String>) -> Result<String> {
+    let segment = sql("SELECT pg_walfile_name(pg_switch_wal())")?;
     until(
         Duration::from_secs(120),
         "the switched WAL segment archived",
         || {
-            let last = sql(d, "SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver")?;
+            let last = sql("SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver")?;
             let done = last.split(' ').next().unwrap_or("");
             ensure!(
                 done >= segment.as_str() && !done.is_empty(),
@@ -259,6 +279,9 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
     let listed = action(&d, PG, "list-backups", &[]).expect("list-backups");
     assert_eq!(listed["count"], "1", "{listed}");
     assert_eq!(listed["backups"]["0000"]["id"], id.as_str());
+
+    let fresh_secs = restore_into_a_fresh_deployment(&env, &d, &target, &id)
+        .expect("the restore into a fresh deployment");
 
     // A time before every backup is refused before anything is stopped.
     let refused = d.action(PG, "restore", &["restore-to-time=2000-01-01 00:00:00+00"]);
@@ -436,8 +459,160 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
         e2e::failure_lines(&failed)
     );
     eprintln!("pg_backups: scheduled backup {scheduled}");
+    eprintln!("pg_backups: restore to a time into a fresh deployment {fresh_secs:.1} s");
     eprintln!(
         "pg_backups: full backup {backup_secs:.1} s ({} bytes), restore to a time {restore_secs:.1} s",
         backup["size"].as_str().unwrap_or("?")
     );
+}
+
+/// A fresh postgresql-ha application related to the first one's repository: blocked beside the
+/// other deployment's stanza, refusing to restore without its passphrase or with a wrong one,
+/// then restored to `target` with it, writable, archiving and backing up into its own stanza;
+/// the first deployment's stanza keeps exactly its backup `first_backup`. Returns how long the
+/// restore took.
+fn restore_into_a_fresh_deployment(
+    env: &Env,
+    d: &Deployment,
+    target: &str,
+    first_backup: &str,
+) -> Result<f64> {
+    let plan = DeployPlan {
+        apps: vec![AppPlan {
+            name: FRESH.into(),
+            charm: env.build.join("postgresql-ha.charm"),
+            num_units: 1,
+            resources: [(
+                "wheelhouse".to_string(),
+                env.build.join("wheelhouse.tar.gz"),
+            )]
+            .into(),
+            ..Default::default()
+        }],
+        relations: vec![(format!("{FRESH}:s3-parameters"), "s3:s3-credentials".into())],
+        ..Default::default()
+    };
+    d.lm.deploy_plan(plan, Substrate::Hosts)?;
+    d.lm.wait(SETTLE)?;
+    // It does not start a stanza of its own in a repository that holds another deployment's.
+    until(
+        Duration::from_secs(180),
+        "the fresh deployment blocked beside postgresql-ha's stanza",
+        || {
+            d.lm.wait(SETTLE)?;
+            let units = d.units()?;
+            let (_, s, msg) = units
+                .iter()
+                .find(|(u, _, _)| u == FRESH_UNIT)
+                .context("no pg-restored/0")?;
+            ensure!(
+                s == "blocked"
+                    && msg.contains("another deployment's backups (stanza postgresql-ha)"),
+                "{FRESH_UNIT} is {s}: {msg}"
+            );
+            Ok(())
+        },
+    )?;
+    let time = format!("restore-to-time={target}");
+    // Its own passphrase does not read the other deployment's backups, nor does a wrong one:
+    // refused before anything stops.
+    let refused = d
+        .action(FRESH_UNIT, "restore", &[&time])
+        .err()
+        .context("a restore without the first deployment's passphrase was not refused")?;
+    let why = format!("{refused:#}");
+    ensure!(
+        why.contains("stanza postgresql-ha") && why.contains("run set-backup-passphrase"),
+        "without the passphrase: {why}"
+    );
+    action(
+        d,
+        FRESH_UNIT,
+        "set-backup-passphrase",
+        &["passphrase=NotTheFirstDeploymentsPassphrase0123"],
+    )?;
+    let refused = d
+        .action(FRESH_UNIT, "restore", &[&time])
+        .err()
+        .context("a restore with a wrong passphrase was not refused")?;
+    let why = format!("{refused:#}");
+    ensure!(
+        why.contains("run set-backup-passphrase"),
+        "with a wrong passphrase: {why}"
+    );
+    ensure!(
+        fresh_sql(d, "SELECT to_regclass('drill') IS NULL")? == "t",
+        "the fresh cluster was touched by a refused restore"
+    );
+    // The first deployment's passphrase, as its operator keeps it (here read off its unit).
+    let first = d.machine_of(PG)?;
+    let passphrase = d
+        .exec(
+            &first,
+            &[
+                "sed",
+                "-n",
+                "s/^repo1-cipher-pass=//p",
+                "/etc/postgresql-ha/pgbackrest.conf",
+            ],
+        )?
+        .trim()
+        .to_string();
+    ensure!(passphrase.len() >= 16, "no passphrase on {PG}");
+    action(
+        d,
+        FRESH_UNIT,
+        "set-backup-passphrase",
+        &[&format!("passphrase={passphrase}")],
+    )?;
+    let listed = action(d, FRESH_UNIT, "list-backups", &["stanza=postgresql-ha"])?;
+    ensure!(
+        listed["count"] == "1" && listed["backups"]["0000"]["id"] == first_backup,
+        "the fresh deployment does not see the first one's backup: {listed}"
+    );
+    let t0 = Instant::now();
+    let restored = action(d, FRESH_UNIT, "restore", &[&time])?;
+    let secs = t0.elapsed().as_secs_f64();
+    ensure!(
+        restored["status"] == "restored" && restored["stanza"] == "postgresql-ha",
+        "{restored}"
+    );
+    settled(d)?;
+    let rows = fresh_sql(d, "SELECT count(*) || ' ' || max(i) FROM drill")?;
+    ensure!(
+        rows == "200 200",
+        "not exactly the rows committed before {target}: {rows}"
+    );
+    fresh_sql(d, "INSERT INTO drill (i) VALUES (2000)")?;
+    // It archives into its own stanza, never into the one it came from.
+    until(
+        Duration::from_secs(60),
+        "the fresh deployment archives into its own stanza",
+        || {
+            let cmd = fresh_sql(d, "SHOW archive_command")?;
+            ensure!(
+                cmd.contains("--stanza=pg-restored ") && cmd.contains("archive-push"),
+                "archive_command is {cmd:?}"
+            );
+            Ok(())
+        },
+    )?;
+    archive_wal_with(&|text| fresh_sql(d, text))?;
+    let own = action(d, FRESH_UNIT, "create-backup", &["type=full"])?;
+    let own_id = own["backup-id"].as_str().unwrap_or_default().to_string();
+    let listed = action(d, FRESH_UNIT, "list-backups", &[])?;
+    ensure!(
+        listed["stanza"] == "pg-restored"
+            && listed["count"] == "1"
+            && listed["backups"]["0000"]["id"] == own_id.as_str(),
+        "the fresh deployment's own stanza: {listed}"
+    );
+    let theirs = action(d, PG, "list-backups", &[])?;
+    ensure!(
+        theirs["count"] == "1"
+            && theirs["backups"]["0000"]["id"] == first_backup
+            && theirs["status"] == "ok",
+        "the first deployment's stanza changed: {theirs}"
+    );
+    Ok(secs)
 }
