@@ -14,7 +14,7 @@
 //! | GET `api/2.0/maas/?op=get_config&name=`, POST `api/2.0/maas/` `op=set_config` | settings |
 //! | GET `rpc/` | the regions' RPC endpoints (`eventloops`), anonymous (views/rpc.py `info`) |
 //! | GET `metrics` | the cluster statistics when `prometheus_enabled` is on, anonymous (metrics.rs `stats_response`) |
-//! | GET `standin/health` | 200 when the database works, else 503 |
+//! | GET `standin/health` | 200 when the database works (`listener`: whether the listener holds its connection), else 503 |
 //! | POST `standin/createadmin`, GET `standin/apikey?username=`, GET `standin/rack-events`, GET `standin/heartbeats` | loopback only, for tests |
 //!
 //! Anything under `/MAAS/` answers 503 while the region has no working database.
@@ -91,7 +91,7 @@ fn route(region: &Region, req: &Request, path: &str) -> anyhow::Result<Response>
             content_type: "text/html; charset=utf-8".into(),
             body: format!("<!doctype html><title>MAAS stand-in</title><p>MAAS stand-in (not MAAS) on {}</p>\n", region.hostname).into_bytes(),
         }),
-        ("GET", ["standin", "health"]) => ok(json!({"hostname": region.hostname, "database": "ok"})),
+        ("GET", ["standin", "health"]) => ok(json!({"hostname": region.hostname, "database": "ok", "listener": region.listening()})),
         // Public, as MAAS's AccessMiddleware lists `rpc-info` (src/maasserver/middleware.py).
         ("GET", ["rpc"]) => ok(region.with_db(db::rpc_eventloops)?),
         // Public too (middleware.py lists `reverse("metrics")`), and exactly `metrics`

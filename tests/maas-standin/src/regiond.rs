@@ -20,6 +20,15 @@ use std::time::{Duration, Instant};
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// A heartbeat older than this means the database is not working for this region.
 pub const DB_STALE: Duration = Duration::from_secs(3);
+/// How long one heartbeat may take before it is left to finish on its own and the next one
+/// goes on another connection. A real regiond serves requests from a pool of threads, each with
+/// its own connection: one stuck on a vanished host (a query in flight waits for TCP's
+/// retransmissions, which MAAS puts no limit on) does not stop the others. The stand-in's one
+/// health signal would otherwise wait for that one query.
+pub const DB_DEADLINE: Duration = Duration::from_secs(3);
+/// Heartbeats left waiting at most; while that many are, none is started (a regiond's thread
+/// pool is finite too).
+const BEATS_WAITING: usize = 8;
 /// How long the listener waits before it connects again, after a lost connection
 /// (`PostgresListenerService.connectionLost`: `reactor.callLater(3, self.tryConnection)`) and
 /// after a failed attempt (`tryConnection`'s `eb_connect`: `deferLater(reactor, 3, connect)`),
@@ -74,7 +83,6 @@ pub struct Region {
     last_error: Mutex<String>,
     started: std::sync::atomic::AtomicBool,
     listening: std::sync::atomic::AtomicBool,
-    listener_error: Mutex<String>,
 }
 
 impl Region {
@@ -101,32 +109,30 @@ impl Region {
             last_error: Mutex::new("not connected yet".into()),
             started: std::sync::atomic::AtomicBool::new(false),
             listening: std::sync::atomic::AtomicBool::new(false),
-            listener_error: Mutex::new("not connected yet".into()),
         })
     }
 
-    /// Whether this region works against its database: its listener holds its connection and
-    /// a heartbeat went through recently. The listener is part of it because a real regiond
-    /// learns what other regions change (DNS, the reverse proxy's TLS, RBAC: `sys_*` channels,
-    /// src/maasserver/region_controller.py) only through it; the stand-in's 503 makes its
-    /// outage visible, where MAAS would go on serving stale state.
+    /// Whether a heartbeat went through recently: the stand-in's one sign that requests reach
+    /// the database. The listener is not part of it: a real regiond whose listener is
+    /// reconnecting goes on answering requests on their own connections.
     pub fn db_ok(&self) -> bool {
+        self.last_ok
+            .lock()
+            .map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE))
+            .unwrap_or(false)
+    }
+
+    /// Whether the listener holds its connection (`PostgresListenerService.connected`).
+    pub fn listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
-            && self
-                .last_ok
-                .lock()
-                .map(|t| t.is_some_and(|t| t.elapsed() < DB_STALE))
-                .unwrap_or(false)
     }
 
     /// Why the database is not working, for 503 bodies.
     pub fn db_error(&self) -> String {
-        let lock = if self.listening.load(Ordering::SeqCst) {
-            &self.last_error
-        } else {
-            &self.listener_error
-        };
-        lock.lock().map(|e| e.clone()).unwrap_or_default()
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
     }
 
     /// The URL this region was configured with.
@@ -262,13 +268,6 @@ impl Region {
         Ok(c)
     }
 
-    fn set_listener(&self, listening: bool, err: &str) {
-        self.listening.store(listening, Ordering::SeqCst);
-        if let Ok(mut e) = self.listener_error.lock() {
-            *e = err.to_string();
-        }
-    }
-
     /// The listener, as `PostgresListenerService` (src/maasserver/listener.py): a connection
     /// held idle for notifications, so a dead database host is noticed only through the TCP
     /// keepalive of regiond.conf (or an error on the socket); after a loss or a failed
@@ -281,13 +280,13 @@ impl Region {
                 Err(e) => {
                     let msg = format!("Unable to connect to database: {e:#}");
                     eprintln!("regiond: listener: {msg}");
-                    self.set_listener(false, &msg);
+                    self.listening.store(false, Ordering::SeqCst);
                     std::thread::sleep(LISTENER_RECONNECT);
                     continue;
                 }
             };
             eprintln!("regiond: listener: Listening for database notifications.");
-            self.set_listener(true, "");
+            self.listening.store(true, Ordering::SeqCst);
             let lost = loop {
                 let polled = postgres::fallible_iterator::FallibleIterator::next(
                     &mut client.notifications().timeout_iter(LISTENER_POLL),
@@ -304,42 +303,64 @@ impl Region {
             };
             drop(client);
             eprintln!("regiond: listener: {lost}");
-            self.set_listener(
-                false,
-                &format!("the listener's database connection: {lost}"),
-            );
+            self.listening.store(false, Ordering::SeqCst);
             std::thread::sleep(LISTENER_RECONNECT);
         }
     }
 
-    /// The heartbeat loop: never returns. Each beat goes through the request connections
-    /// ([`Region::with_db`]) with no deadline of its own, as MAAS's periodic database work
-    /// does: a beat stuck on a dead connection lasts until TCP gives up on it.
+    /// One heartbeat through the request connections ([`Region::with_db`]).
+    fn beat(&self, prune: bool) -> Result<()> {
+        self.with_db(|c| {
+            db::heartbeat(
+                c,
+                &self.hostname,
+                &self.system_id,
+                &self.maas_url(),
+                &self.version,
+            )?;
+            if prune {
+                db::prune_heartbeats(c)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The heartbeat loop: never returns. Each beat runs on its own thread, as a request on one
+    /// of regiond's threads; one that misses [`DB_DEADLINE`] counts as failed and is left to
+    /// end when TCP gives up on its connection, which is not put back in the pool.
     pub fn heartbeat_loop(self: Arc<Self>) {
         let mut ticks: u64 = 0;
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         loop {
             let started = Instant::now();
             if self.reload() {
                 eprintln!("regiond: database settings changed; reconnecting");
             }
-            if self.started.load(Ordering::SeqCst) {
+            if waiting.load(Ordering::SeqCst) >= BEATS_WAITING {
+                self.set_status(false, "the database did not answer in time");
+            } else if self.started.load(Ordering::SeqCst) {
                 let prune = ticks.checked_rem(120) == Some(0);
-                let r = self.with_db(|c| {
-                    db::heartbeat(
-                        c,
-                        &self.hostname,
-                        &self.system_id,
-                        &self.maas_url(),
-                        &self.version,
-                    )?;
-                    if prune {
-                        db::prune_heartbeats(c)?;
-                    }
-                    Ok(())
-                });
-                match r {
-                    Ok(()) => self.set_status(true, ""),
-                    Err(e) => self.set_status(false, &format!("{e:#}")),
+                let (tx, rx) = std::sync::mpsc::channel();
+                let me = self.clone();
+                let w = waiting.clone();
+                w.fetch_add(1, Ordering::SeqCst);
+                let spawned = std::thread::Builder::new()
+                    .name("heartbeat-beat".into())
+                    .spawn(move || {
+                        let r = me.beat(prune);
+                        w.fetch_sub(1, Ordering::SeqCst);
+                        let _ = tx.send(r);
+                    });
+                if spawned.is_err() {
+                    waiting.fetch_sub(1, Ordering::SeqCst);
+                }
+                match spawned
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| rx.recv_timeout(DB_DEADLINE).map_err(anyhow::Error::from))
+                {
+                    Ok(Ok(())) => self.set_status(true, ""),
+                    Ok(Err(e)) => self.set_status(false, &format!("{e:#}")),
+                    Err(_) => self.set_status(false, "the database did not answer in time"),
                 }
                 ticks += 1;
             }
