@@ -385,8 +385,7 @@ pub fn deployment_version(c: &mut Client) -> Result<Option<String>> {
 /// (`provisioningserver/utils/version.py`: numbers, then qualifier rc > beta > alpha, a
 /// release above all three).
 pub fn most_common_version(versions: impl Iterator<Item = String>) -> Option<String> {
-    let mut counts: std::collections::BTreeMap<(u32, u32, u32, i32, u32), (usize, String)> =
-        Default::default();
+    let mut counts: std::collections::BTreeMap<VersionOrder, (usize, String)> = Default::default();
     for v in versions {
         let Some((key, short)) = main_version(&v) else {
             continue;
@@ -399,9 +398,12 @@ pub fn most_common_version(versions: impl Iterator<Item = String>) -> Option<Str
         .map(|(_, (_, short))| short)
 }
 
+/// How `main_version`s compare: major, minor, point, qualifier rank, qualifier number.
+type VersionOrder = (u32, u32, u32, i32, u32);
+
 /// `major.minor.point[~qualifierN]` and its order, from a MAAS version string such as
 /// `3.6.0-16321-g.9f0d1a2` or `3.7.0~beta2-...`.
-fn main_version(v: &str) -> Option<((u32, u32, u32, i32, u32), String)> {
+fn main_version(v: &str) -> Option<(VersionOrder, String)> {
     let mut parts = v.splitn(3, '.');
     let major: u32 = parts.next()?.parse().ok()?;
     let minor: u32 = parts.next()?.parse().ok()?;

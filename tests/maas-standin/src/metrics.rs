@@ -835,9 +835,12 @@ pub fn cluster_stats(c: &mut postgres::Client) -> anyhow::Result<ClusterStats> {
     })
 }
 
+/// One gauge child: its own labels and value.
+type StatSample = (Vec<(&'static str, String)>, f64);
+
 /// The text `generate_latest` gives for `s` on the installation `maas_id`.
 pub fn render_stats(maas_id: &str, s: &ClusterStats) -> String {
-    let mut samples: BTreeMap<&str, Vec<(Vec<(&str, String)>, f64)>> = BTreeMap::new();
+    let mut samples: BTreeMap<&str, Vec<StatSample>> = BTreeMap::new();
     let mut set = |name: &'static str, labels: Vec<(&'static str, String)>, v: f64| {
         samples.entry(name).or_default().push((labels, v));
     };
