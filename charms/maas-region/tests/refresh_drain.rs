@@ -454,3 +454,16 @@ fn resume_refresh_refuses_where_there_is_nothing_to_resume() {
         run(&done)
     );
 }
+
+#[test]
+fn a_drain_without_a_recorded_start_begins_counting_rather_than_waiting_forever() {
+    // Arrange: the drain is published, its start lost (an older charm state).
+    let mut st = holder_draining();
+    st.stored.remove("refresh-drain-since");
+    // Act
+    let out = harness(0).run_ok(Trigger::UpdateStatus, &st);
+    // Assert: still waiting, and from now on the bound applies.
+    assert!(!refreshed(&out));
+    let since: u64 = out.state.stored["refresh-drain-since"].parse().unwrap();
+    assert!(since > 1_700_000_000, "{since}");
+}
