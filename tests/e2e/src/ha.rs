@@ -17,7 +17,8 @@ use std::time::Duration;
 pub const RACK_MACHINES: [&str; 2] = ["3", "4"];
 
 /// Where db-client keeps its libpq string.
-const DSN_FILE: &str = "/var/lib/db-client/dsn";
+/// Where the db-client test charm keeps the libpq string postgresql-ha gave it.
+pub const DSN_FILE: &str = "/var/lib/db-client/dsn";
 
 /// The database db-client asks for.
 pub const CLIENT_DB: &str = "e2e";

@@ -2,8 +2,10 @@
 //! deployment on 10.77.30.0/24, the drills in sequence, each under continuous writes through
 //! the DB VIP and requests through the region VIP from the rack machines, each ending with
 //! nothing acknowledged lost, one primary, one holder per VIP and every unit Active (see
-//! `e2e::drills`). One deployment for all keeps CI time down; a failing drill stops the rest,
-//! since each starts from the state the previous one left.
+//! `e2e::drills`). Leadership moves as in Juju once a leader's machine has been down for the
+//! lease ([`LEASE`]); the last drill keeps the leaders' machines down past it and has the new
+//! leaders do what only a leader does. One deployment for all keeps CI time down; a failing
+//! drill stops the rest, since each starts from the state the previous one left.
 //!
 //! `E2E_OVERLAYS=path.yaml` adds overlays (e.g. a charm built elsewhere); `E2E_KEEP=1` keeps
 //! the model in build/e2e/bundle-drills for a look around.
@@ -16,6 +18,11 @@ use std::time::Duration;
 const NET: u8 = 30;
 /// A cold deployment of the whole bundle on a busy 2-core machine.
 const SETTLE: Duration = Duration::from_secs(900);
+/// The leadership lease: a lost leader's lease runs out 30–60 s after its machine went down
+/// in Juju (internal/worker/leadership/tracker.go: a 60 s lease renewed every 30 s); the
+/// drills take the shortest, so leadership moves in any drill that keeps a machine down
+/// that long, and the takeover drill does not wait longer than it must.
+const LEASE: Duration = Duration::from_secs(30);
 
 /// Fails the test with the drill's error and the state of the deployment.
 fn fail(d: &Deployment, drill: &str, e: anyhow::Error) -> ! {
@@ -47,8 +54,8 @@ fn show(r: &Report) {
 #[test]
 fn bundle_survives_every_ha_drill_in_sequence() {
     let env = e2e::env_or_skip!();
-    let client = ha::client_overlay(&env, &env.build.join("e2e/bundle-drills-charms"))
-        .expect("db-client overlay");
+    let charms = env.build.join("e2e/bundle-drills-charms");
+    let client = ha::client_overlay(&env, &charms).expect("db-client overlay");
     let mut overlays = vec![client];
     overlays.extend(e2e::extra_overlays());
     // update-status every minute (`juju model-config update-status-hook-interval=1m`): a
@@ -58,7 +65,10 @@ fn bundle_survives_every_ha_drill_in_sequence() {
         "bundle-drills",
         NET,
         &overlays,
-        &[("LM_UPDATE_STATUS_MS", "60000")],
+        &[
+            ("LM_UPDATE_STATUS_MS", "60000"),
+            ("LM_LEADER_LEASE_MS", &LEASE.as_millis().to_string()),
+        ],
     )
     .expect("deploy");
     d.wait_active(SETTLE)
@@ -85,5 +95,9 @@ fn bundle_survives_every_ha_drill_in_sequence() {
     show(&r);
     let r = drills::whole_deployment_restarted(&d, &mut ledger)
         .unwrap_or_else(|e| fail(&d, "whole deployment restarted", e));
+    show(&r);
+    // Last: it leaves a third region and another client behind.
+    let r = drills::leaders_host_down(&d, &mut ledger, &charms.join("db-client.charm"), LEASE)
+        .unwrap_or_else(|e| fail(&d, "leaders' hosts down past the lease", e));
     show(&r);
 }
