@@ -88,6 +88,10 @@ struct Stored {
     /// out before a refresh ([`lock::DRAIN_KEY`]), for [`lock::DRAIN_ACK_WAIT`].
     #[serde(rename = "refresh-drain-since", default)]
     drain_since: Option<u64>,
+    /// `vip-last-since`: when (Unix seconds) this region, holding the VIP, first let the other
+    /// regions refresh before it ([`VIP_LAST_WAIT`]).
+    #[serde(rename = "vip-last-since", default)]
+    vip_last_since: Option<u64>,
 }
 
 /// The charm state, or the Blocked status that names the key that does not fit.
@@ -994,6 +998,9 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
                 pause.as_str()
             ))));
         }
+        if let Some(s) = vip_holder_last(ctx, w, &installed, &wanted)? {
+            return Ok(Some(s));
+        }
     }
     let token = set_my_request(ctx, w, true)?;
     if w.leader {
@@ -1081,10 +1088,58 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
     Ok(ended)
 }
 
+/// How long the VIP's holder lets the other regions refresh first: one that never does (its
+/// agent gone) must not hold the upgrade back.
+const VIP_LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The region holding the VIP refreshes after the others: its refresh moves the VIP (its
+/// agent ports close, and the drain hands it over first), and a move resets the connections
+/// in flight through it. Going last, it moves once per upgrade; in unit order it moved once
+/// per region that happened to hold it (keepalived does not take it back: nopreempt). A
+/// Waiting status while other regions have yet to refresh, [`VIP_LAST_WAIT`] at most.
+fn vip_holder_last(
+    ctx: &Context,
+    w: &mut World,
+    installed: &str,
+    wanted: &str,
+) -> anyhow::Result<Option<Status>> {
+    let Some(vip) = w.stored.vip.clone().filter(|_| w.cfg.haproxy) else {
+        return Ok(None);
+    };
+    let first: Vec<String> = w
+        .peers
+        .iter()
+        .filter(|p| p.address.is_some() && p.channel.as_deref() != Some(wanted))
+        .map(|p| p.unit.clone())
+        .collect();
+    if first.is_empty() || !holds(ctx, &vip)? {
+        return Ok(None);
+    }
+    let now = unix_now();
+    let since = *w.stored.vip_last_since.get_or_insert(now);
+    if now.saturating_sub(since) >= VIP_LAST_WAIT.as_secs() {
+        log::warn!(
+            "{} did not refresh within {VIP_LAST_WAIT:?}; refreshing this region, which holds the VIP, all the same",
+            first.join(", ")
+        );
+        return Ok(None);
+    }
+    set_my_request(ctx, w, false)?;
+    if w.leader {
+        regrant(ctx, w, None)?;
+    }
+    Ok(Some(Status::waiting(format!(
+        "serving MAAS {installed} and holding the VIP {vip}: refreshes to {wanted} after {} (the VIP then moves once; or {} s after this wait began)",
+        first.join(", "),
+        VIP_LAST_WAIT.as_secs()
+    ))))
+}
+
 /// Ends this unit's drain request, if it made one: back into its own haproxy (with the VIP's
 /// check listener) and, through the peer data, every other region's.
 fn end_drain(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option<Status>> {
     w.stored.drain_since = None;
+    w.stored.vip_last_since = None;
     if w.my_drain.take().is_none() {
         return Ok(None);
     }

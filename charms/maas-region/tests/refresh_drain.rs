@@ -242,9 +242,13 @@ fn the_regions_take_the_holder_back_once_its_drain_is_cleared() {
     );
     assert!(!ran(&out, "systemctl reload haproxy").is_empty());
     assert_eq!(my_peer_data(&out.state, "refresh-drained"), "");
-    // And again: nothing.
+    // And again: nothing (it looks whether it holds the VIP, and changes nothing).
     let again = harness(1).run_ok(Trigger::UpdateStatus, &settled(&out.state));
-    assert!(mutating(&again).is_empty(), "{:?}", again.command_lines());
+    let changes: Vec<String> = mutating(&again)
+        .into_iter()
+        .filter(|c| c != "ip -o addr show")
+        .collect();
+    assert!(changes.is_empty(), "{:?}", again.command_lines());
 }
 
 #[test]
@@ -291,8 +295,15 @@ fn a_channel_set_back_mid_drain_returns_the_region_to_haproxy() {
 
 #[test]
 fn the_holder_waits_for_the_vip_to_move_before_going_on() {
-    // Arrange: this host (10.0.0.10) holds the VIP for two more looks after the drain.
-    let mut st = leader_of_three_wanting_3_7();
+    // Arrange: this host (10.0.0.10) holds the VIP for two more looks after the drain; the
+    // other regions already refreshed (the region holding the VIP goes last).
+    let mut st = peer_says(
+        leader_of_three_wanting_3_7(),
+        1,
+        "maas-channel",
+        "3.7/stable",
+    );
+    st = peer_says(st, 2, "maas-channel", "3.7/stable");
     let addrs = |vip: bool| {
         let mut s = String::from(
             "2: eth0    inet 10.0.0.10/24 brd 10.0.0.255 scope global eth0\\    valid_lft forever preferred_lft forever\n",
@@ -313,6 +324,7 @@ fn the_holder_waits_for_the_vip_to_move_before_going_on() {
     let reload = ran(&out, "systemctl reload haproxy");
     assert_eq!(looks.len(), 3, "{:?}", out.command_lines());
     assert!(looks[0] > reload[0]);
+    assert_eq!(my_peer_data(&out.state, "refresh-drain"), DRAIN0);
 }
 
 fn app_data<'a>(st: &'a State, key: &str) -> &'a str {
@@ -466,4 +478,65 @@ fn a_drain_without_a_recorded_start_begins_counting_rather_than_waiting_forever(
     assert!(!refreshed(&out));
     let since: u64 = out.state.stored["refresh-drain-since"].parse().unwrap();
     assert!(since > 1_700_000_000, "{since}");
+}
+
+/// Region 0's host (10.0.0.10) holds the VIP 10.0.0.100 for the next `looks` looks
+/// (`ip -o addr show`), and not after them.
+fn holding_the_vip(mut st: State, looks: u32) -> State {
+    let addrs = |vip: bool| {
+        let mut s = String::from(
+            "2: eth0    inet 10.0.0.10/24 brd 10.0.0.255 scope global eth0\\    valid_lft forever preferred_lft forever\n",
+        );
+        if vip {
+            s.push_str("2: eth0    inet 10.0.0.100/24 scope global secondary eth0\\    valid_lft forever preferred_lft forever\n");
+        }
+        CmdOutput::ok(s)
+    };
+    st.machine = st
+        .machine
+        .respond(&["ip", "-o", "addr", "show"], addrs(false))
+        .respond_times(&["ip", "-o", "addr", "show"], addrs(true), looks);
+    st
+}
+
+#[test]
+fn the_region_holding_the_vip_refreshes_after_the_others() {
+    // Arrange: region 0 holds the VIP; region 1 already runs 3.7, region 2 does not.
+    let st = holding_the_vip(
+        peer_says(
+            leader_of_three_wanting_3_7(),
+            1,
+            "maas-channel",
+            "3.7/stable",
+        ),
+        1,
+    );
+    // Act
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    // Assert: no turn asked for, no drain; it lets region 2 go first.
+    assert!(!refreshed(&out));
+    assert_eq!(my_peer_data(&out.state, "init-request"), "");
+    assert_eq!(my_peer_data(&out.state, "refresh-drain"), "");
+    assert_eq!(
+        out.state.unit_status,
+        Status::waiting("serving MAAS 3.6/stable and holding the VIP 10.0.0.100: refreshes to 3.7/stable after maas-region/2 (the VIP then moves once; or 300 s after this wait began)")
+    );
+    // Once region 2 runs 3.7 too, its turn.
+    let next = peer_says(settled(&out.state), 2, "maas-channel", "3.7/stable");
+    let next = harness(0).run_ok(
+        Trigger::RelationChanged(PEERS, Some(2)),
+        &holding_the_vip(next, 1),
+    );
+    assert_eq!(my_peer_data(&next.state, "refresh-drain"), DRAIN0);
+}
+
+#[test]
+fn the_region_holding_the_vip_waits_for_the_others_only_for_a_while() {
+    // Arrange: region 2 never refreshes; the wait began long ago.
+    let mut st = holding_the_vip(leader_of_three_wanting_3_7(), 2);
+    st.stored.insert("vip-last-since".into(), "1000".into());
+    // Act
+    let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
+    // Assert
+    assert_eq!(my_peer_data(&out.state, "refresh-drain"), DRAIN0);
 }
