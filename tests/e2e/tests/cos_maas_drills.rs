@@ -7,15 +7,15 @@
 //! The drill: every job of every region and rack unit is up (with MAAS's cluster statistics,
 //! which the leader turns on for the collector: maas_nodes counts the two regions and the
 //! rack) and every rule of both charms loads and evaluates; nothing is pending or firing in the
-//! healthy model. Then one region's regiond
-//! stopped (SIGSTOP on every regiond process: the process is there and holds its ports, but
-//! answers nothing, so pebble does not restart it and the charm's next hook does not either,
-//! which keeps the fault as long as the drill needs) → both haproxies' checks of it fail →
+//! healthy model. Then, at once (the two `for:` windows run side by side, which keeps the
+//! drill's CI time to the longer one), one region's regiond and the rack's rackd stopped
+//! (SIGSTOP on every such process: the process is there and holds its ports, but answers
+//! nothing, so pebble does not restart it and the charm's next hook does not either, which
+//! keeps the fault as long as the drill needs) → both haproxies' checks of the region fail →
 //! MaasRegionDown pending, then firing once its `for: 1m` has passed, naming that region;
-//! MaasRegionsAllDown never (the other region serves). regiond resumed → cleared. Then the
-//! rack's rackd stopped the same way → its rackd target down → MaasRackDown pending, firing
-//! after its `for: 2m`, with the rack's unit; MaasRackGone never (its collector still reports).
-//! rackd resumed → cleared. The rules' `for:` are the charms' own (the drill waits them out:
+//! the rack's rackd target down → MaasRackDown pending, firing after its `for: 2m`, with the
+//! rack's unit; MaasRegionsAllDown and MaasRackGone never (the other region serves, the
+//! rack's collector still reports). Both resumed → cleared. The rules' `for:` are the charms' own (the drill waits them out:
 //! a test that shortened them would prove rules nobody runs); intervals are 5 s.
 
 use anyhow::{ensure, Context, Result};
@@ -284,55 +284,80 @@ fn no_alerts(d: &Deployment, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits for `name` to be pending (or already firing) on the alert whose labels `matches`;
-/// then for it to fire, at least `for_` after it was first seen pending (less one evaluation
-/// and one poll). Meanwhile none of `never` may appear. Returns (pending after, firing after,
-/// the firing alert's labels), both measured from `since`.
+/// One alert a fault must raise: `name` on the alert whose labels `matches`, firing no
+/// sooner than its rule's `for_` after it was first seen pending.
+struct Expected<'a> {
+    name: &'static str,
+    matches: &'a dyn Fn(&Value) -> bool,
+    for_: Duration,
+}
+
+/// When each expected alert was first seen pending (or firing) and then firing, and the
+/// firing alert's labels, all measured from `since`.
+struct Seen {
+    pending: Duration,
+    firing: Duration,
+    labels: Value,
+}
+
+/// Watches every expected alert at once (their `for:` windows run side by side) until each
+/// fires, at least its `for_` after it was first seen pending (less one evaluation and one
+/// poll); meanwhile none of `never` may appear.
 fn pending_then_firing(
     d: &Deployment,
-    name: &str,
-    matches: &dyn Fn(&Value) -> bool,
-    for_: Duration,
+    expected: &[Expected],
     never: &[&str],
     since: Instant,
-) -> Result<(Duration, Duration, Value)> {
-    let check_never = || -> Result<()> {
-        for n in never {
-            let s = states_of(d, n)?;
-            ensure!(s.is_empty(), "{n} is {s:?} during a fault it must not see");
-        }
-        Ok(())
-    };
-    until(Duration::from_secs(60), &format!("{name} pending"), || {
-        check_never()?;
-        let s = states_of(d, name)?;
-        ensure!(
-            s.iter()
-                .any(|(st, l)| (st == "pending" || st == "firing") && matches(l)),
-            "{name}: {s:?}"
-        );
-        Ok(())
-    })?;
-    let pending_at = Instant::now();
-    let pending_after = since.elapsed();
-    let (labels, _) = until(
-        for_ + Duration::from_secs(60),
-        &format!("{name} firing"),
+) -> Result<Vec<Seen>> {
+    let longest = expected.iter().map(|e| e.for_).max().unwrap_or_default();
+    let mut pending: Vec<Option<Instant>> = vec![None; expected.len()];
+    let mut seen: Vec<Option<Seen>> = expected.iter().map(|_| None).collect();
+    until(
+        longest + Duration::from_secs(120),
+        "every expected alert firing",
         || {
-            check_never()?;
-            let s = states_of(d, name)?;
-            s.into_iter()
-                .find(|(st, l)| st == "firing" && matches(l))
-                .map(|(_, l)| l)
-                .ok_or_else(|| anyhow::anyhow!("{name} not firing yet"))
+            for n in never {
+                let s = states_of(d, n)?;
+                ensure!(s.is_empty(), "{n} is {s:?} during a fault it must not see");
+            }
+            for (i, e) in expected.iter().enumerate() {
+                if seen[i].is_some() {
+                    continue;
+                }
+                let s = states_of(d, e.name)?;
+                let mine: Vec<&(String, Value)> =
+                    s.iter().filter(|(_, l)| (e.matches)(l)).collect();
+                if pending[i].is_none() && !mine.is_empty() {
+                    pending[i] = Some(Instant::now());
+                }
+                if let (Some(at), Some((_, l))) =
+                    (pending[i], mine.iter().find(|(st, _)| st == "firing"))
+                {
+                    ensure!(
+                        at.elapsed() + Duration::from_secs(10) >= e.for_,
+                        "{} firing {:?} after pending: sooner than the rule's for: {:?}",
+                        e.name,
+                        at.elapsed(),
+                        e.for_
+                    );
+                    seen[i] = Some(Seen {
+                        pending: at.duration_since(since),
+                        firing: since.elapsed(),
+                        labels: l.clone(),
+                    });
+                }
+            }
+            let left: Vec<&str> = expected
+                .iter()
+                .zip(&seen)
+                .filter(|(_, s)| s.is_none())
+                .map(|(e, _)| e.name)
+                .collect();
+            ensure!(left.is_empty(), "not firing yet: {left:?}");
+            Ok(())
         },
     )?;
-    ensure!(
-        pending_at.elapsed() + Duration::from_secs(10) >= for_,
-        "{name} firing {:?} after pending: sooner than the rule's for: {for_:?}",
-        pending_at.elapsed()
-    );
-    Ok((pending_after, since.elapsed(), labels))
+    Ok(seen.into_iter().flatten().collect())
 }
 
 #[test]
@@ -420,8 +445,8 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     );
     no_alerts(&d, "no alert in the healthy model").expect("healthy");
 
-    region_stopped(&d, &regions, &racks).expect("MaasRegionDown while a regiond is stopped");
-    rack_stopped(&d, &regions, &racks).expect("MaasRackDown while the rackd is stopped");
+    region_and_rack_stopped(&d, &regions, &racks)
+        .expect("MaasRegionDown and MaasRackDown while a regiond and the rackd are stopped");
     eprintln!("    whole test {:?}", start.elapsed());
 
     let failed = d.lm.failures().expect("failures").failed;
@@ -435,42 +460,78 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
 /// One region's regiond stopped (SIGSTOP): haproxy's checks of it (GET /MAAS/rpc/ through
 /// nginx) time out on both regions, so MaasRegionDown fires for it after `for: 1m`; its own
 /// 5239 stops answering too. Resumed, everything clears.
-fn region_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Result<()> {
+/// One region's regiond and the rack's rackd stopped together (SIGSTOP), so the two rules'
+/// `for:` windows run side by side. The region: both haproxies' checks of it fail, its regiond
+/// and cluster targets go down, MaasRegionDown fires after `for: 1m` naming that server, and
+/// MaasRegionsAllDown never (the other region serves). The rack: its /metrics on 5249 times
+/// out, `up` is 0 while its machine's collector keeps reporting, so MaasRackDown fires after
+/// `for: 2m` with the rack's unit, and MaasRackGone never. Resumed, everything clears.
+fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Result<()> {
     let victim = regions[1].clone();
-    let machine = d.machine_of(&victim)?;
+    let region_machine = d.machine_of(&victim)?;
     // haproxy names each server after its unit (render.rs `Backend::for_unit`).
     let server = victim.replace('/', "-");
-    let procs = pids(d, &machine, "regiond")?;
-    for p in &procs {
-        d.fault(&machine, FaultOp::Freeze { pid: *p })?;
+    let rack = racks[0].clone();
+    let rack_machine = d.machine_of(&rack)?;
+    ensure!(
+        rack_machine == RACK_MACHINE,
+        "{rack} on machine {rack_machine}"
+    );
+    let mut frozen: Vec<(String, u32)> = Vec::new();
+    for (machine, comm) in [(&region_machine, "regiond"), (&rack_machine, "rackd")] {
+        for p in pids(d, machine, comm)? {
+            frozen.push((machine.clone(), p));
+        }
+    }
+    for (m, p) in &frozen {
+        d.fault(m, FaultOp::Freeze { pid: *p })?;
     }
     let stopped = Instant::now();
     let result = (|| -> Result<()> {
-        until(
-            Duration::from_secs(60),
-            "the stopped regiond's target down",
-            || {
-                // Its cluster statistics too: nginx passes /MAAS/metrics to the stopped regiond.
-                targets_are(
-                    d,
-                    regions,
-                    racks,
-                    &[(victim.as_str(), "regiond"), (victim.as_str(), "cluster")],
-                )
-            },
-        )?;
+        until(Duration::from_secs(60), "the stopped targets down", || {
+            // Its cluster statistics too: nginx passes /MAAS/metrics to the stopped regiond.
+            targets_are(
+                d,
+                regions,
+                racks,
+                &[
+                    (victim.as_str(), "regiond"),
+                    (victim.as_str(), "cluster"),
+                    (rack.as_str(), "rackd"),
+                ],
+            )
+        })?;
         let is_victim = |l: &Value| l["server"].as_str() == Some(server.as_str());
-        let (pending, firing, labels) = pending_then_firing(
+        let is_rack = |l: &Value| l["juju_unit"].as_str() == Some(rack.as_str());
+        let seen = pending_then_firing(
             d,
-            "MaasRegionDown",
-            &is_victim,
-            Duration::from_secs(60),
-            &["MaasRegionsAllDown"],
+            &[
+                Expected {
+                    name: "MaasRegionDown",
+                    matches: &is_victim,
+                    for_: Duration::from_secs(60),
+                },
+                Expected {
+                    name: "MaasRackDown",
+                    matches: &is_rack,
+                    for_: Duration::from_secs(120),
+                },
+            ],
+            &["MaasRegionsAllDown", "MaasRackGone"],
             stopped,
         )?;
+        let (region, rack_seen) = (&seen[0], &seen[1]);
         ensure!(
-            labels["severity"] == "critical" && labels["juju_application"] == "maas-region",
-            "labels {labels}"
+            region.labels["severity"] == "critical"
+                && region.labels["juju_application"] == "maas-region",
+            "MaasRegionDown labels {}",
+            region.labels
+        );
+        ensure!(
+            rack_seen.labels["severity"] == "critical"
+                && rack_seen.labels["juju_application"] == "maas-rack",
+            "MaasRackDown labels {}",
+            rack_seen.labels
         );
         // Only the stopped region is down as the haproxies see it.
         let down = states_of(d, "MaasRegionDown")?;
@@ -479,73 +540,29 @@ fn region_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Resul
             "MaasRegionDown for another region: {down:?}"
         );
         eprintln!(
-            "    regiond of {victim} stopped: MaasRegionDown pending after {pending:?}, firing after {firing:?}; alerts: {:?}",
+            "    regiond of {victim} and rackd of {rack} stopped: MaasRegionDown pending after {:?}, firing after {:?}; MaasRackDown pending after {:?}, firing after {:?}; alerts: {:?}",
+            region.pending,
+            region.firing,
+            rack_seen.pending,
+            rack_seen.firing,
             alerts(d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
         );
         Ok(())
     })();
-    for p in &procs {
-        let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
+    for (m, p) in &frozen {
+        let _ = d.fault(m, FaultOp::Thaw { pid: *p });
     }
     result?;
     let resumed = Instant::now();
-    until(Duration::from_secs(120), "MaasRegionDown cleared", || {
-        let a = alerts(d)?;
-        ensure!(a.is_empty(), "alerts after the resume: {a:?}");
-        targets_are(d, regions, racks, &[])
-    })?;
-    eprintln!("    regiond resumed: cleared after {:?}", resumed.elapsed());
-    Ok(())
-}
-
-/// The rack's rackd stopped (SIGSTOP): its /metrics on 5249 times out, `up` is 0 while its
-/// machine's collector keeps reporting, so MaasRackDown fires after `for: 2m` and MaasRackGone
-/// does not. Resumed, it clears.
-fn rack_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Result<()> {
-    let rack = racks[0].clone();
-    let machine = d.machine_of(&rack)?;
-    ensure!(machine == RACK_MACHINE, "{rack} on machine {machine}");
-    let procs = pids(d, &machine, "rackd")?;
-    for p in &procs {
-        d.fault(&machine, FaultOp::Freeze { pid: *p })?;
-    }
-    let stopped = Instant::now();
-    let result = (|| -> Result<()> {
-        until(
-            Duration::from_secs(60),
-            "the stopped rackd's target down",
-            || targets_are(d, regions, racks, &[(rack.as_str(), "rackd")]),
-        )?;
-        let is_rack = |l: &Value| l["juju_unit"].as_str() == Some(rack.as_str());
-        let (pending, firing, labels) = pending_then_firing(
-            d,
-            "MaasRackDown",
-            &is_rack,
-            Duration::from_secs(120),
-            &["MaasRackGone", "MaasRegionDown"],
-            stopped,
-        )?;
-        ensure!(
-            labels["severity"] == "critical" && labels["juju_application"] == "maas-rack",
-            "labels {labels}"
-        );
-        eprintln!(
-            "    rackd of {rack} stopped: MaasRackDown pending after {pending:?}, firing after {firing:?}; alerts: {:?}",
-            alerts(d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
-        );
-        Ok(())
-    })();
-    for p in &procs {
-        let _ = d.fault(&machine, FaultOp::Thaw { pid: *p });
-    }
-    result?;
-    let resumed = Instant::now();
-    until(Duration::from_secs(120), "MaasRackDown cleared", || {
+    until(Duration::from_secs(120), "every alert cleared", || {
         let a = alerts(d)?;
         ensure!(a.is_empty(), "alerts after the resume: {a:?}");
         targets_are(d, regions, racks, &[])
     })
-    .context("after rackd resumed")?;
-    eprintln!("    rackd resumed: cleared after {:?}", resumed.elapsed());
+    .context("after regiond and rackd resumed")?;
+    eprintln!(
+        "    regiond and rackd resumed: cleared after {:?}",
+        resumed.elapsed()
+    );
     Ok(())
 }
