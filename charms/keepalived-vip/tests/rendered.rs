@@ -204,7 +204,10 @@ fn preempt_and_dual_stack_pass_keepalived_t() {
         "only same-family peers: {text}"
     );
     assert!(text.contains("interval 2\n"));
-    assert!(text.contains("    weight 0\n    fall 2\n    rise 1\n"), "{text}");
+    assert!(
+        text.contains("    weight 0\n    fall 2\n    rise 1\n"),
+        "{text}"
+    );
     assert!(out
         .state
         .machine
