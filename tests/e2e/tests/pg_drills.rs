@@ -5,7 +5,7 @@
 //! the clients' machine and each ending with every acknowledged write on every member (asked
 //! locally with psql), exactly one primary holding the VIP and every unit Active: switchover;
 //! kill -9 of the primary's postmaster; kill -9 of Patroni on the primary; the primary's
-//! postgres SIGSTOPped for 30 s then SIGCONTed; the primary's network cut for 30 s and for 90 s
+//! postgres SIGSTOPped for 30 s then SIGCONTed; the primary's network cut for 30 s and for 60 s
 //! (the old primary rejoins as a standby, and every acknowledged write is on the final
 //! primary, so no second primary acknowledged one); two faults back to back (the primary's
 //! postmaster killed, then the new primary's host down as soon as it acknowledges a write; the
