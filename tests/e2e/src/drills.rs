@@ -393,7 +393,8 @@ fn workload_status(d: &Deployment, unit: &str) -> Result<String> {
 /// client (`client_charm`, deployed as `db-client-takeover`) gets credentials from
 /// postgresql-ha's new leader and writes with them; a region added with `add-unit` is granted
 /// the init lock by maas-region's new leader and serves. The machine comes back and
-/// everything settles, nothing acknowledged lost.
+/// everything settles, nothing acknowledged lost; the added region is removed again, so the
+/// drills after this one find the bundle's two regions.
 pub fn leaders_host_down(
     d: &Deployment,
     ledger: &mut Ledger,
@@ -411,22 +412,42 @@ pub fn leaders_host_down(
     }
     let traffic = Traffic::start(d, "leaders_host_down")?;
     let t = Instant::now();
+    let mut added = Vec::new();
     for (machine, leaders) in &phases {
-        leaders_lost(d, machine, leaders, client_charm, lease)?;
+        added.extend(leaders_lost(d, machine, leaders, client_charm, lease)?);
         traffic.wait_recovered(10, RECOVER)?;
+    }
+    if !added.is_empty() {
+        let units: Vec<&str> = added.iter().map(String::as_str).collect();
+        d.lm.remove_unit(&units)?;
+        until(HEAL, "the added region removed again", || {
+            let st = d.status()?;
+            let left: Vec<&String> = added
+                .iter()
+                .filter(|u| {
+                    st["applications"]["maas-region"]["units"]
+                        .get(u.as_str())
+                        .is_some()
+                })
+                .collect();
+            ensure!(left.is_empty(), "still in the model: {left:?}");
+            Ok(())
+        })?;
+        d.wait_active(HEAL).context("after the added region left")?;
     }
     finish(d, "leaders' hosts down past the lease", traffic, ledger, t)
 }
 
 /// One machine holding `leaders` ((application, leader unit)) goes down past the lease; the
-/// new leaders take over (see [`leaders_host_down`]); the machine comes back.
+/// new leaders take over (see [`leaders_host_down`]); the machine comes back. Returns the
+/// regions added.
 fn leaders_lost(
     d: &Deployment,
     machine: &str,
     leaders: &[(&'static str, String)],
     client_charm: &std::path::Path,
     lease: Duration,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     d.fault(machine, FaultOp::Stop)?;
     until(lease + RECOVER, "new leaders elected", || {
         for (app, old) in leaders {
@@ -438,16 +459,18 @@ fn leaders_lost(
         }
         Ok(())
     })?;
+    let mut added = Vec::new();
     for (app, _) in leaders {
         match *app {
             "postgresql-ha" => client_served(d, machine, client_charm)?,
-            "maas-region" => region_added_by_new_leader(d, machine)?,
+            "maas-region" => added.push(region_added_by_new_leader(d, machine)?),
             other => bail!("no takeover check for {other}"),
         }
     }
     d.fault(machine, FaultOp::Start)?;
     d.wait_active(HEAL)
-        .with_context(|| format!("after machine {machine} came back"))
+        .with_context(|| format!("after machine {machine} came back"))?;
+    Ok(added)
 }
 
 /// A running database machine other than `down` with no unit of `app` on it.
@@ -512,8 +535,8 @@ fn client_served(d: &Deployment, down: &str, client_charm: &std::path::Path) -> 
 }
 
 /// A region added now initialises under the init lock maas-region's (new) leader grants, and
-/// serves.
-fn region_added_by_new_leader(d: &Deployment, down: &str) -> Result<()> {
+/// serves. Returns the unit.
+fn region_added_by_new_leader(d: &Deployment, down: &str) -> Result<String> {
     let spare = spare_db_machine(d, down, "maas-region")?;
     let region =
         d.lm.add_unit("maas-region", 1, Some(&spare))?
@@ -529,5 +552,5 @@ fn region_added_by_new_leader(d: &Deployment, down: &str) -> Result<()> {
             Ok(())
         },
     )?;
-    Ok(())
+    Ok(region)
 }
