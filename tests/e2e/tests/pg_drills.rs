@@ -10,9 +10,10 @@
 //! primary, so no second primary acknowledged one); two faults back to back (the primary's
 //! postmaster killed, then the new primary's host down as soon as it acknowledges a write; the
 //! primary's host down, then the new primary's host down while the old one rejoins: issue 16);
-//! every database host stopped and started;
-//! remove-unit of the primary; then, with the 2 units left, the primary's host down → the
-//! survivor Blocked → force-promote → writes resume and the host rejoins.
+//! every database host stopped and started; remove-unit of the primary; then, with the 2 units
+//! left, the primary's host down → the survivor Blocked → force-promote → writes resume and
+//! the host rejoins. The postmaster killed and every host restarted run by default in
+//! bundle_drills.rs only ([`IN_BUNDLE_DRILLS`]).
 //!
 //! One deployment on 10.77.70.0/24 (`bench-pg` uses .71); a failing step stops the rest, as
 //! each starts from the state the previous one left. See `e2e::pg_drills`. `E2E_KEEP=1` keeps
@@ -24,6 +25,11 @@ use e2e::pg_drills::{self as pg, Ledger};
 
 /// This file's subnet (the PostgreSQL drills own 10.77.70–79).
 const NET: u8 = 70;
+
+/// Drills bundle_drills.rs runs on the same charm under MAAS's traffic too (its "database
+/// primary killed" and "whole deployment stopped and started"): left out here by default, to
+/// keep CI under 45 minutes; `E2E_PG_DRILLS` still runs them (`bench-pg` runs every step).
+const IN_BUNDLE_DRILLS: [&str; 2] = ["postmaster killed", "all hosts restarted"];
 
 #[test]
 fn postgresql_ha_survives_every_drill_in_sequence() {
@@ -37,7 +43,13 @@ fn postgresql_ha_survives_every_drill_in_sequence() {
     // E2E_PG_DRILLS="primary removed,force-promote" runs only the drills named (to debug one;
     // the last needs the 2 units "primary removed" leaves).
     let only = std::env::var("E2E_PG_DRILLS").unwrap_or_default();
-    let wanted = |name: &str| only.is_empty() || only.split(',').any(|w| name.contains(w.trim()));
+    let wanted = |name: &str| {
+        if only.is_empty() {
+            !IN_BUNDLE_DRILLS.contains(&name)
+        } else {
+            only.split(',').any(|w| name.contains(w.trim()))
+        }
+    };
     for (name, step) in pg::steps().into_iter().filter(|(n, _)| wanted(n)) {
         eprintln!("== drill: {name}");
         step(&d, &mut l).unwrap_or_else(|e| panic!("{name}: {e:#}"));
