@@ -16,6 +16,7 @@ pub mod maas;
 pub mod reconcile;
 pub mod relations;
 pub mod render;
+pub mod state;
 
 use charm_lib::{Context, EventKind};
 

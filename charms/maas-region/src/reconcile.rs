@@ -7,12 +7,12 @@ use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
 use crate::relations::{self, Database, Peer};
 use crate::render::{self, Backend, HaproxyOptions};
+use crate::state::{self, Stored};
 use charm_lib::charm_state::Yes;
 use charm_lib::snap_channel::SnapChannel;
 use charm_lib::{
     Cmd, Context, EventKind, FileOptions, MachineExt, ServiceOp, SharedSecret, Status,
 };
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -39,71 +39,6 @@ pub mod app_keys {
     pub const SECRET_ID: &str = "secret-id";
     /// Deb: the database (name@host:port) the leader migrated.
     pub const MIGRATIONS_DONE: &str = "migrations-done";
-}
-
-/// What this unit did to its host, in charm state (`state-get`/`state-set`): one field per
-/// key, read and written by [`charm_lib::charm_state`]; a value that does not fit blocks the
-/// unit naming its key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Stored {
-    /// `installed-method`: `snap` or `deb`, once installed.
-    #[serde(rename = "installed-method", default)]
-    method: Option<String>,
-    /// `snap-channel`: the channel installed or last refreshed to.
-    #[serde(rename = "snap-channel", default)]
-    channel: Option<String>,
-    /// `snap-held`: snapd's own refreshes of the snap are held (`snap refresh --hold`).
-    #[serde(rename = "snap-held", default)]
-    held: Yes,
-    /// `deb-installed`: the MAAS packages are installed.
-    #[serde(rename = "deb-installed", default)]
-    deb: Yes,
-    /// `haproxy-installed`: this charm installed haproxy.
-    #[serde(rename = "haproxy-installed", default)]
-    haproxy: Yes,
-    /// `named-options-migrated`: bind's conflicting options were migrated (deb).
-    #[serde(rename = "named-options-migrated", default)]
-    named: Yes,
-    /// `init-error`: why the last `maas init` failed.
-    #[serde(rename = "init-error", default)]
-    init_error: Option<String>,
-    /// `init-unreachable`: the last `maas init` could not reach the database (MAAS's reason);
-    /// retried as a failed init is, and reported Waiting rather than Blocked.
-    #[serde(rename = "init-unreachable", default)]
-    init_unreachable: Option<String>,
-    /// `init-done`: `maas::init_record` of the last `maas init` that exited 0.
-    #[serde(rename = "init-done", default)]
-    init_done: Option<String>,
-    /// `init-request-seq`: the last init-lock request token this unit opened.
-    #[serde(rename = "init-request-seq", default)]
-    request_seq: Option<u64>,
-    /// `vip-address`: the VIP the subordinate last offered, for [`leave`] to see it gone
-    /// after the `vip` relation has departed.
-    #[serde(rename = "vip-address", default)]
-    vip: Option<String>,
-    /// `leaving`: this unit is being removed and has drained its haproxy ([`leave`]).
-    #[serde(rename = "leaving", default)]
-    leaving: Yes,
-    /// `refresh-drain-since`: when (Unix seconds) this unit asked every haproxy to leave it
-    /// out before a refresh ([`lock::DRAIN_KEY`]), for [`lock::DRAIN_ACK_WAIT`].
-    #[serde(rename = "refresh-drain-since", default)]
-    drain_since: Option<u64>,
-    /// `vip-last-since`: when (Unix seconds) this region, holding the VIP, first let the other
-    /// regions refresh before it ([`VIP_LAST_WAIT`]).
-    #[serde(rename = "vip-last-since", default)]
-    vip_last_since: Option<u64>,
-}
-
-/// The charm state, or the Blocked status that names the key that does not fit.
-fn load_stored(ctx: &Context) -> anyhow::Result<Result<Stored, Status>> {
-    match ctx.model.state::<Stored>() {
-        Ok(s) => Ok(Ok(s)),
-        Err(e @ charm_lib::Error::State(_)) => Ok(Err(Status::blocked(format!(
-            "unusable {e}: fix or delete that key (juju exec --unit {} -- state-delete <key>)",
-            ctx.model.unit_name()
-        )))),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -147,7 +82,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let Some(cfg) = ctx.load_config::<Config>()? else {
         return Ok(());
     };
-    let stored_before = match load_stored(ctx)? {
+    let stored_before = match state::load(ctx)? {
         Ok(s) => s,
         Err(status) => {
             ctx.status(status);
@@ -155,13 +90,10 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         }
     };
     let mut stored = stored_before.clone();
-    if let Some(installed) = stored
-        .method
-        .as_ref()
-        .filter(|m| m.as_str() != cfg.install_method.as_str())
-    {
+    if let Some(installed) = stored.method.filter(|m| *m != cfg.install_method) {
         ctx.status(Status::blocked(format!(
-            "install-method cannot change from {installed} to {} on a deployed unit: set it back, or deploy a new application",
+            "install-method cannot change from {} to {} on a deployed unit: set it back, or deploy a new application",
+            installed.as_str(),
             cfg.install_method.as_str()
         )));
         return Ok(());
@@ -470,7 +402,7 @@ fn install(ctx: &Context, cfg: &Config, stored: &mut Stored) -> anyhow::Result<(
         ctx.machine.apt_install(&["haproxy"])?;
         stored.haproxy = Yes(true);
     }
-    stored.method = Some(cfg.install_method.as_str().into());
+    stored.method = Some(cfg.install_method);
     Ok(())
 }
 
@@ -1326,14 +1258,14 @@ fn is_leaving(ctx: &Context) -> anyhow::Result<bool> {
     {
         return Ok(true);
     }
-    Ok(matches!(load_stored(ctx)?, Ok(s) if s.leaving.0))
+    Ok(matches!(state::load(ctx)?, Ok(s) if s.leaving.0))
 }
 
 /// A hook of a unit being removed: drain ([`leave`]) and change nothing else, so MAAS goes on
 /// answering the other regions' haproxy until the remove hook; those drop this region as
 /// it departs from them.
 fn leave_hook(ctx: &mut Context) -> anyhow::Result<()> {
-    let before = match load_stored(ctx)? {
+    let before = match state::load(ctx)? {
         Ok(s) => s,
         Err(status) => {
             ctx.status(status);
@@ -1425,7 +1357,7 @@ fn holds(ctx: &Context, ip: &str) -> anyhow::Result<bool> {
 /// The unit is going away (the machine may stay, e.g. a manual machine): a region that left
 /// must not keep serving or balancing. Drained first if no earlier hook did ([`leave`]).
 fn remove(ctx: &mut Context) -> anyhow::Result<()> {
-    let mut stored = match load_stored(ctx)? {
+    let mut stored = match state::load(ctx)? {
         Ok(s) => s,
         Err(status) => {
             // What was installed is unknown: nothing is stopped blindly.
@@ -1438,7 +1370,7 @@ fn remove(ctx: &mut Context) -> anyhow::Result<()> {
         // A refused drain configuration: stopping anyway is still better than serving on.
         log::warn!("leaving: {}", s.message);
     }
-    match stored.method.as_deref().and_then(InstallMethod::parse) {
+    match stored.method {
         Some(InstallMethod::Snap) => {
             ctx.machine
                 .run(&Cmd::new("snap", ["stop", "--disable", "maas"]))?;
