@@ -31,6 +31,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cert_metrics;
 pub mod charm_state;
 pub mod config;
 pub mod cos_agent;
