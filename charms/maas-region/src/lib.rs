@@ -10,6 +10,7 @@ pub mod actions;
 pub mod certs;
 pub mod config;
 pub mod cos;
+pub mod haproxy;
 pub mod internal_admin;
 pub mod lock;
 pub mod maas;

@@ -3,6 +3,7 @@
 
 use crate::certs;
 use crate::config::{Config, InstallMethod};
+use crate::haproxy;
 use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
 use crate::relations::{self, Database, Peer};
@@ -16,10 +17,6 @@ use charm_lib::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Live haproxy configuration.
-pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
-/// Where a new haproxy configuration is checked before it replaces the live one.
-pub const HAPROXY_CANDIDATE: &str = "/etc/haproxy/haproxy.cfg.candidate";
 /// The APT source file for `deb-source` lines.
 pub const APT_SOURCE: &str = "/etc/apt/sources.list.d/maas-region.list";
 /// Label of the Juju secret holding the MAAS shared secret.
@@ -41,7 +38,7 @@ pub mod app_keys {
     pub const MIGRATIONS_DONE: &str = "migrations-done";
 }
 
-fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -56,19 +53,29 @@ fn progress(ctx: &Context, message: &str) {
     }
 }
 
-/// Everything the workload step needs from the model.
-struct World {
-    cfg: Config,
-    leader: bool,
-    me: String,
-    address: Option<String>,
-    hostname: String,
-    peers: Vec<Peer>,
-    has_peers: bool,
-    peer_app: BTreeMap<String, String>,
+/// What Juju and the machine say at the top of the hook, read once; the steps only read it.
+pub(crate) struct Inputs {
+    pub cfg: Config,
+    pub leader: bool,
+    /// This unit's name.
+    pub me: String,
+    /// This unit's ingress address on the peer relation.
+    pub address: Option<String>,
+    pub hostname: String,
+    /// The other regions, from the peer relation.
+    pub peers: Vec<Peer>,
+    /// Whether the peer relation exists yet.
+    pub has_peers: bool,
+}
+
+/// What this hook has written since it read [`Inputs`], kept so later steps see it: the peer
+/// app databag as the leader has left it, this unit's drain request as published, and the
+/// charm state, saved once at the end of the hook.
+pub(crate) struct Cache {
+    pub peer_app: BTreeMap<String, String>,
     /// The drain this unit asked for before its refresh ([`lock::DRAIN_KEY`]).
-    my_drain: Option<String>,
-    stored: Stored,
+    pub my_drain: Option<String>,
+    pub stored: Stored,
 }
 
 /// The hook's entry point for every event but actions.
@@ -123,7 +130,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let has_peers = peer_rel.is_some();
     drop(peer_rel);
     let peers = relations::peers(&ctx.model)?;
-    let mut w = World {
+    let i = Inputs {
         cfg,
         leader,
         me,
@@ -131,39 +138,41 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         hostname,
         peers,
         has_peers,
+    };
+    let mut c = Cache {
         peer_app,
         my_drain,
         stored,
     };
 
-    if let Some(s) = apply_haproxy(ctx, &mut w)? {
+    if let Some(s) = haproxy::apply(ctx, &i, &mut c)? {
         ctx.status(s);
     }
-    let agent_ports = match w.cfg.install_method {
-        InstallMethod::Snap => maas::agent_ports(&w.cfg.channel),
+    let agent_ports = match i.cfg.install_method {
+        InstallMethod::Snap => maas::agent_ports(&i.cfg.channel),
         // The version of a deb install is not in the config; its agent ports go unchecked.
         InstallMethod::Deb => &[],
     };
-    relations::publish_vip_checks(&ctx.model, &render::vip_check(w.cfg.haproxy, agent_ports))?;
+    relations::publish_vip_checks(&ctx.model, &render::vip_check(i.cfg.haproxy, agent_ports))?;
     if let Some(v) = relations::vip(&ctx.model)? {
-        w.stored.vip = Some(v);
+        c.stored.vip = Some(v);
     }
-    crate::cos::publish(ctx, &w.cfg)?;
+    crate::cos::publish(ctx, &i.cfg)?;
     // A rack unit on this very host makes this unit's MAAS region+rack (snap): it then serves
     // what a rack serves, and opens those ports (the rack unit here opens none).
-    let runs_rack = w.cfg.install_method == InstallMethod::Snap && {
+    let runs_rack = i.cfg.install_method == InstallMethod::Snap && {
         let racks: Vec<String> = relations::racks(&ctx.model)?
             .into_iter()
             .map(|r| r.hostname)
             .collect();
-        maas::wanted_mode(&w.hostname, &racks) == "region+rack"
+        maas::wanted_mode(&i.hostname, &racks) == "region+rack"
     };
     ctx.model
-        .set_ports(&render::ports(w.cfg.haproxy, w.cfg.tls_enabled, runs_rack))?;
+        .set_ports(&render::ports(i.cfg.haproxy, i.cfg.tls_enabled, runs_rack))?;
 
-    let url = decide_url(ctx, &mut w)?;
+    let url = decide_url(ctx, &i, &mut c)?;
     let broken = relations::broken(&ctx.event);
-    let db = relations::database(&ctx.model, &w.cfg.database_name, broken.as_ref())?;
+    let db = relations::database(&ctx.model, &i.cfg.database_name, broken.as_ref())?;
     let ready = match (&db, &url) {
         (Database::Both, _) => {
             ctx.status(Status::blocked(
@@ -172,7 +181,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             false
         }
         (Database::Missing, _) => {
-            stop_regiond(ctx, w.cfg.install_method)?;
+            stop_regiond(ctx, i.cfg.install_method)?;
             ctx.status(Status::waiting("waiting for database"));
             false
         }
@@ -186,39 +195,39 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
             ));
             false
         }
-        (Database::Ready(db), Some(url)) => match w.cfg.install_method {
-            InstallMethod::Snap => snap_workload(ctx, &mut w, db, url)?,
-            InstallMethod::Deb => deb_workload(ctx, &mut w, db, url)?,
+        (Database::Ready(db), Some(url)) => match i.cfg.install_method {
+            InstallMethod::Snap => snap_workload(ctx, &i, &mut c, db, url)?,
+            InstallMethod::Deb => deb_workload(ctx, &i, &mut c, db, url)?,
         },
     };
-    if w.leader {
-        publish_leader_data(ctx, &w, url.as_deref(), ready)?;
+    if i.leader {
+        publish_leader_data(ctx, &i, &c, url.as_deref(), ready)?;
     }
-    let tls_as_configured = apply_tls(ctx, &mut w, url.as_deref(), ready)?;
-    ctx.model.save_state(&stored_before, &w.stored)?;
+    let tls_as_configured = apply_tls(ctx, &i, &mut c, url.as_deref(), ready)?;
+    ctx.model.save_state(&stored_before, &c.stored)?;
     if ready {
         if let Some(u) = &url {
-            ctx.status(if !answers(ctx, w.cfg.haproxy)? {
+            ctx.status(if !answers(ctx, i.cfg.haproxy)? {
                 Status::waiting(format!(
                     "MAAS does not answer {} yet (regiond starting)",
-                    probed(w.cfg.haproxy)
+                    probed(i.cfg.haproxy)
                 ))
             } else if !tls_as_configured {
-                Status::waiting(if w.cfg.tls_enabled {
+                Status::waiting(if i.cfg.tls_enabled {
                     "waiting for the leader to enable MAAS TLS (maas config-tls enable)"
                 } else {
                     "waiting for the leader to disable MAAS TLS (maas config-tls disable)"
                 })
-            } else if w.cfg.tls_enabled && !answers_tls(ctx, w.cfg.install_method)? {
+            } else if i.cfg.tls_enabled && !answers_tls(ctx, i.cfg.install_method)? {
                 // MAAS has the certificate; this region's nginx takes it a moment later.
                 Status::waiting(format!(
                     "MAAS does not answer {} yet (nginx taking the certificate)",
                     local_tls_api()
                 ))
-            } else if w.cfg.tls_enabled {
+            } else if i.cfg.tls_enabled {
                 Status::active(format!(
                     "serving {u}; users: {}",
-                    render::https_url(u, w.cfg.haproxy)
+                    render::https_url(u, i.cfg.haproxy)
                 ))
             } else {
                 Status::active(format!("serving {u}"))
@@ -232,45 +241,46 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
 /// every unit keeps the CA file its own CLI trusts. Whether MAAS's TLS is as configured.
 fn apply_tls(
     ctx: &mut Context,
-    w: &mut World,
+    i: &Inputs,
+    c: &mut Cache,
     url: Option<&str>,
     running: bool,
 ) -> anyhow::Result<bool> {
-    if w.leader && w.has_peers {
-        let mut addresses: Vec<String> = w.peers.iter().filter_map(|p| p.address.clone()).collect();
-        addresses.extend(w.address.clone());
+    if i.leader && i.has_peers {
+        let mut addresses: Vec<String> = i.peers.iter().filter_map(|p| p.address.clone()).collect();
+        addresses.extend(i.address.clone());
         let mut hostnames: Vec<String> =
-            w.peers.iter().filter_map(|p| p.hostname.clone()).collect();
-        hostnames.push(w.hostname.clone());
+            i.peers.iter().filter_map(|p| p.hostname.clone()).collect();
+        hostnames.push(i.hostname.clone());
         let vip = relations::vip(&ctx.model)?;
         let sans = certs::wanted_sans(&addresses, &hostnames, vip.as_deref(), url);
         let out = certs::leader_step(
             ctx,
-            &w.peer_app,
-            w.cfg.install_method,
-            w.cfg.tls_enabled,
+            &c.peer_app,
+            i.cfg.install_method,
+            i.cfg.tls_enabled,
             running,
             &sans,
         )?;
         for (k, v) in &out.app_changes {
-            set_peer_app(ctx, w, k, v)?;
+            set_peer_app(ctx, c, k, v)?;
         }
         if let Some(s) = out.status {
             ctx.status(s);
         }
     }
-    let ca = w
+    let ca = i
         .cfg
         .tls_enabled
-        .then(|| w.peer_app.get(certs::app_keys::CA_CERT))
+        .then(|| c.peer_app.get(certs::app_keys::CA_CERT))
         .flatten()
         .filter(|c| !c.is_empty());
-    certs::ensure_ca_file(ctx.machine, w.cfg.install_method, ca.map(String::as_str))?;
-    let applied = w
+    certs::ensure_ca_file(ctx.machine, i.cfg.install_method, ca.map(String::as_str))?;
+    let applied = c
         .peer_app
         .get(certs::app_keys::APPLIED)
         .is_some_and(|v| !v.is_empty());
-    Ok(applied == w.cfg.tls_enabled)
+    Ok(applied == i.cfg.tls_enabled)
 }
 
 /// The API this unit serves: through its haproxy (which proves a region answers and this
@@ -406,214 +416,24 @@ fn install(ctx: &Context, cfg: &Config, stored: &mut Stored) -> anyhow::Result<(
     Ok(())
 }
 
-/// Renders haproxy.cfg, has haproxy check it, and only then replaces the live file and
-/// reloads. A refused file leaves the running haproxy untouched and blocks the unit.
-fn apply_haproxy(ctx: &Context, w: &mut World) -> anyhow::Result<Option<Status>> {
-    if !w.cfg.haproxy {
-        if std::mem::take(&mut w.stored.haproxy).0 {
-            ctx.machine.retire_service("haproxy")?;
-            if w.cfg.install_method == InstallMethod::Deb {
-                // Port 80 goes back to the package's own redirect.
-                ctx.machine.ensure_service("apache2", false)?;
-            }
-        }
-        return Ok(None);
-    }
-    if w.cfg.install_method == InstallMethod::Deb && ctx.machine.service_is_active("apache2")? {
-        // The seed's step: apache2 (the package's port 80 redirect) must leave port 80 to haproxy.
-        ctx.machine.service(ServiceOp::Stop, "apache2")?;
-        ctx.machine.service(ServiceOp::Disable, "apache2")?;
-    }
-    let mut backends: Vec<Backend> = w
-        .peers
-        .iter()
-        .filter_map(|p| p.address.as_deref().map(|a| Backend::for_unit(&p.unit, a)))
-        .collect();
-    if let Some(a) = &w.address {
-        backends.push(Backend::for_unit(&w.me, a));
-    }
-    if backends.is_empty() {
-        return Ok(Some(Status::waiting(
-            "waiting for a network address for haproxy",
-        )));
-    }
-    let (serving, drained) = drain_view(w, &backends);
-    // A region about to refresh hands the VIP over as a leaving one does: its check listener
-    // closes, so keepalived moves the VIP before MAAS stops here rather than after a failed
-    // agent-port check, and this haproxy meanwhile answers over the others.
-    let me = Backend::for_unit(&w.me, "").name;
-    let handing_over = w.my_drain.is_some() && !serving.iter().any(|b| b.name == me);
-    let text = render::haproxy_cfg(
-        &serving,
-        HaproxyOptions {
-            tls: w.cfg.tls_enabled,
-            draining: handing_over,
-        },
-    );
-    if let Some(s) = write_haproxy(ctx, &text)? {
-        return Ok(Some(s));
-    }
-    let gone: Vec<String> = backends
-        .iter()
-        .filter(|b| !serving.contains(b))
-        .map(|b| b.name.clone())
-        .collect();
-    if !gone.is_empty() && !haproxy_dropped(ctx, &gone)? {
-        log::warn!(
-            "haproxy still lists {} {}s after its reload; acknowledging the drain all the same",
-            gone.join(", "),
-            HAPROXY_RELOAD_WAIT_S
-        );
-    }
-    acknowledge_drains(ctx, &drained)?;
-    Ok(None)
-}
-
-/// The regions this haproxy balances over, and the drain requests that leaves out: every
-/// region that holds the lock to refresh ([`lock::DRAIN_KEY`]), this one included, unless
-/// nobody would be left to serve.
-fn drain_view(w: &World, backends: &[Backend]) -> (Vec<Backend>, BTreeSet<String>) {
-    let mut out = BTreeMap::new();
-    for p in &w.peers {
-        if let Some(d) = &p.drain {
-            out.insert(Backend::for_unit(&p.unit, "").name, d.clone());
-        }
-    }
-    if let Some(d) = &w.my_drain {
-        out.insert(Backend::for_unit(&w.me, "").name, d.clone());
-    }
-    let serving: Vec<Backend> = backends
-        .iter()
-        .filter(|b| !out.contains_key(&b.name))
-        .cloned()
-        .collect();
-    if serving.is_empty() {
-        return (backends.to_vec(), BTreeSet::new());
-    }
-    let drained = out
-        .into_iter()
-        .filter(|(name, _)| backends.iter().any(|b| &b.name == name))
-        .map(|(_, d)| d)
-        .collect();
-    (serving, drained)
-}
-
-/// How long a region waits for its reloaded haproxy to stop listing drained servers.
-const HAPROXY_RELOAD_WAIT_S: u32 = 10;
-
-/// Whether the running haproxy no longer has any of `servers` (waiting
-/// [`HAPROXY_RELOAD_WAIT_S`] at most): `systemctl reload` returns once the reload is asked for,
-/// and the previous process goes on taking new connections until the new one is ready. The
-/// new process's exporter ([`render::HAPROXY_METRICS_PORT`], one series per server, labelled
-/// `server`) answering without them is the new configuration serving.
-fn haproxy_dropped(ctx: &Context, servers: &[String]) -> anyhow::Result<bool> {
-    let mut absent = String::new();
-    for s in servers {
-        absent.push_str(&format!(
-            " && ! printf '%s' \"$m\" | grep -qF 'server=\"{s}\"'"
-        ));
-    }
-    let probe = format!(
-        "until m=$(curl -sf --max-time 2 http://127.0.0.1:{}/metrics){absent}; do sleep 0.2; done",
-        render::HAPROXY_METRICS_PORT
-    );
-    Ok(ctx
-        .machine
-        .run(
-            &Cmd::new(
-                "timeout",
-                [
-                    HAPROXY_RELOAD_WAIT_S.to_string(),
-                    "sh".into(),
-                    "-c".into(),
-                    probe,
-                ],
-            )
-            .allow_failure(),
-        )?
-        .success())
-}
-
-/// Publishes which drain requests this unit's haproxy has applied ([`lock::DRAINED_KEY`]):
-/// what a refreshing region waits for before it stops MAAS.
-fn acknowledge_drains(ctx: &Context, drained: &BTreeSet<String>) -> anyhow::Result<()> {
-    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
-        return Ok(());
-    };
-    let mine = rel.my_unit_data()?;
-    rel.set_my_unit_data(&relations::changed(
-        &mine,
-        &bag(&[(lock::DRAINED_KEY, &lock::format_drained(drained))]),
-    ))?;
-    Ok(())
-}
-
-/// Has haproxy check `text`, and only then replaces the live file and reloads (starts a
-/// haproxy that is not running). A refused file leaves the running haproxy untouched: the
-/// Blocked status says why.
-fn write_haproxy(ctx: &Context, text: &str) -> anyhow::Result<Option<Status>> {
-    let live = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))?;
-    let mut changed = false;
-    if live.as_deref() != Some(text) {
-        let candidate = Path::new(HAPROXY_CANDIDATE);
-        ctx.machine
-            .write_file(candidate, text.as_bytes(), &FileOptions::root(0o644))?;
-        let check = ctx
-            .machine
-            .run(&Cmd::new("haproxy", ["-c", "-f", HAPROXY_CANDIDATE]).allow_failure())?;
-        ctx.machine.remove_file(candidate)?;
-        if !check.success() {
-            let why = if check.stderr.trim().is_empty() {
-                check.stdout.trim()
-            } else {
-                check.stderr.trim()
-            };
-            let last = why
-                .lines()
-                .rev()
-                .find(|l| l.contains("ALERT"))
-                .or(why.lines().last())
-                .unwrap_or("no output");
-            log::error!(
-                "haproxy refused the rendered configuration, the running one is kept: {why}"
-            );
-            return Ok(Some(Status::blocked(format!(
-                "haproxy refused the generated configuration (kept the running one): {last}"
-            ))));
-        }
-        changed = ctx.machine.write_file(
-            Path::new(HAPROXY_CFG),
-            text.as_bytes(),
-            &FileOptions::root(0o644),
-        )?;
-    }
-    ctx.machine.service(ServiceOp::Enable, "haproxy")?;
-    if !ctx.machine.service_is_active("haproxy")? {
-        ctx.machine.service(ServiceOp::Start, "haproxy")?;
-    } else if changed {
-        ctx.machine.service(ServiceOp::Reload, "haproxy")?;
-    }
-    Ok(None)
-}
-
 /// The leader decides the URL and publishes it; everyone else uses what it published.
-fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
-    if w.leader {
+fn decide_url(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option<String>> {
+    if i.leader {
         let vip = relations::vip(&ctx.model)?;
         let mut url = render::maas_url(
-            w.cfg.maas_url.as_deref(),
+            i.cfg.maas_url.as_deref(),
             vip.as_deref(),
-            w.address.as_deref(),
+            i.address.as_deref(),
         );
         if let (Some((_, render::UrlSource::Leader)), Some(published)) =
-            (&url, w.peer_app.get(app_keys::MAAS_URL))
+            (&url, c.peer_app.get(app_keys::MAAS_URL))
         {
             // Without a VIP, a new leader keeps the URL of a region that is still here: moving
             // it would reconfigure every region and rack for nothing.
-            let still_here = w
+            let still_here = i
                 .address
                 .iter()
-                .chain(w.peers.iter().filter_map(|p| p.address.as_ref()))
+                .chain(i.peers.iter().filter_map(|p| p.address.as_ref()))
                 .any(|a| {
                     render::maas_url(None, None, Some(a)).is_some_and(|(u, _)| &u == published)
                 });
@@ -622,15 +442,15 @@ fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
             }
         }
         let url = url.map(|(u, _)| u);
-        if let (Some(u), true) = (&url, w.has_peers) {
-            set_peer_app(ctx, w, app_keys::MAAS_URL, u)?;
+        if let (Some(u), true) = (&url, i.has_peers) {
+            set_peer_app(ctx, c, app_keys::MAAS_URL, u)?;
         }
         return Ok(url);
     }
-    if let Some(u) = &w.cfg.maas_url {
+    if let Some(u) = &i.cfg.maas_url {
         return Ok(Some(u.clone()));
     }
-    match w.peer_app.get(app_keys::MAAS_URL).filter(|u| !u.is_empty()) {
+    match c.peer_app.get(app_keys::MAAS_URL).filter(|u| !u.is_empty()) {
         Some(u) if crate::config::validate_maas_url(u).is_ok() => Ok(Some(u.clone())),
         Some(u) => {
             log::warn!("the leader published an invalid MAAS URL {u:?}; waiting for a valid one");
@@ -640,16 +460,16 @@ fn decide_url(ctx: &Context, w: &mut World) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn set_peer_app(ctx: &Context, w: &mut World, key: &str, value: &str) -> anyhow::Result<()> {
-    if w.peer_app.get(key).map(String::as_str).unwrap_or("") == value {
+fn set_peer_app(ctx: &Context, c: &mut Cache, key: &str, value: &str) -> anyhow::Result<()> {
+    if c.peer_app.get(key).map(String::as_str).unwrap_or("") == value {
         return Ok(());
     }
     if let Some(rel) = ctx.model.relation(relations::PEERS)? {
         rel.set_my_app_data(&bag(&[(key, value)]))?;
         if value.is_empty() {
-            w.peer_app.remove(key);
+            c.peer_app.remove(key);
         } else {
-            w.peer_app.insert(key.into(), value.into());
+            c.peer_app.insert(key.into(), value.into());
         }
     }
     Ok(())
@@ -657,7 +477,7 @@ fn set_peer_app(ctx: &Context, w: &mut World, key: &str, value: &str) -> anyhow:
 
 /// Opens (with a fresh token, unless one is open) or closes this unit's lock request; returns
 /// the open token.
-fn set_my_request(ctx: &Context, w: &mut World, wanted: bool) -> anyhow::Result<Option<String>> {
+fn set_my_request(ctx: &Context, c: &mut Cache, wanted: bool) -> anyhow::Result<Option<String>> {
     let Some(rel) = ctx.model.relation(relations::PEERS)? else {
         return Ok(None);
     };
@@ -670,8 +490,8 @@ fn set_my_request(ctx: &Context, w: &mut World, wanted: bool) -> anyhow::Result<
         (false, _) => None,
         (true, Some(t)) => Some(t),
         (true, None) => {
-            let next = w.stored.request_seq.unwrap_or(0) + 1;
-            w.stored.request_seq = Some(next);
+            let next = c.stored.request_seq.unwrap_or(0) + 1;
+            c.stored.request_seq = Some(next);
             Some(next.to_string())
         }
     };
@@ -684,24 +504,24 @@ fn set_my_request(ctx: &Context, w: &mut World, wanted: bool) -> anyhow::Result<
 }
 
 /// The leader's grant, given its own open request.
-fn regrant(ctx: &Context, w: &mut World, own: Option<&str>) -> anyhow::Result<()> {
-    let mut requests: BTreeMap<String, String> = w
+fn regrant(ctx: &Context, i: &Inputs, c: &mut Cache, own: Option<&str>) -> anyhow::Result<()> {
+    let mut requests: BTreeMap<String, String> = i
         .peers
         .iter()
         .filter_map(|p| p.request.clone().map(|t| (p.unit.clone(), t)))
         .collect();
-    let mut members: BTreeSet<String> = w.peers.iter().map(|p| p.unit.clone()).collect();
-    members.insert(w.me.clone());
+    let mut members: BTreeSet<String> = i.peers.iter().map(|p| p.unit.clone()).collect();
+    members.insert(i.me.clone());
     if let Some(t) = own {
-        requests.insert(w.me.clone(), t.to_string());
+        requests.insert(i.me.clone(), t.to_string());
     }
     let holder = lock::grant(
-        w.peer_app.get(lock::LOCK_KEY).map(String::as_str),
+        c.peer_app.get(lock::LOCK_KEY).map(String::as_str),
         &requests,
         &members,
     )
     .unwrap_or_default();
-    set_peer_app(ctx, w, lock::LOCK_KEY, &holder)
+    set_peer_app(ctx, c, lock::LOCK_KEY, &holder)
 }
 
 fn same_db(a: &DbSettings, b: &DbSettings) -> bool {
@@ -731,7 +551,8 @@ fn may_retry_init(ctx: &Context) -> bool {
 /// changed.
 fn snap_workload(
     ctx: &mut Context,
-    w: &mut World,
+    i: &Inputs,
+    c: &mut Cache,
     db: &DbSettings,
     url: &str,
 ) -> anyhow::Result<bool> {
@@ -740,7 +561,7 @@ fn snap_workload(
         .into_iter()
         .map(|r| r.hostname)
         .collect();
-    let wanted_mode = maas::wanted_mode(&w.hostname, &racks);
+    let wanted_mode = maas::wanted_mode(&i.hostname, &racks);
     // MAAS writes regiond.conf before it touches the database and snap_mode only after the
     // migrations: a first init that failed leaves no snap_mode ("none": no regiond runs), a
     // failed re-init leaves the previous mode next to the new settings. So initialised means
@@ -752,14 +573,14 @@ fn snap_workload(
             .as_ref()
             .and_then(|c| c.db.as_ref())
             .is_some_and(|d| same_db(d, db))
-        && w.stored.init_done.as_ref() == Some(&record);
+        && c.stored.init_done.as_ref() == Some(&record);
     if initialised {
-        let refresh = refresh_under_lock(ctx, w)?;
+        let refresh = refresh_under_lock(ctx, i, c)?;
         if let Some(s) = refresh {
             ctx.status(s);
         }
-        w.stored.init_error = None;
-        w.stored.init_unreachable = None;
+        c.stored.init_error = None;
+        c.stored.init_unreachable = None;
         if conf.as_ref().and_then(|c| c.maas_url.as_deref()) != Some(url) {
             progress(ctx, &format!("setting the MAAS URL to {url}"));
             ctx.machine.run(&maas::snap_config_url(url))?;
@@ -776,20 +597,20 @@ fn snap_workload(
         }
         return Ok(true);
     }
-    if !w.has_peers {
+    if !i.has_peers {
         ctx.status(Status::waiting("waiting for the peer relation (init lock)"));
         return Ok(false);
     }
-    let failed = w.stored.init_error.clone();
-    let unreachable = w.stored.init_unreachable.clone();
+    let failed = c.stored.init_error.clone();
+    let unreachable = c.stored.init_unreachable.clone();
     let asks = (failed.is_none() && unreachable.is_none()) || may_retry_init(ctx);
-    let token = set_my_request(ctx, w, asks)?;
-    if w.leader {
-        regrant(ctx, w, token.as_deref())?;
+    let token = set_my_request(ctx, c, asks)?;
+    if i.leader {
+        regrant(ctx, i, c, token.as_deref())?;
     }
     let granted = token
         .as_deref()
-        .is_some_and(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
+        .is_some_and(|t| lock::holds(c.peer_app.get(lock::LOCK_KEY).map(String::as_str), &i.me, t));
     if !granted {
         ctx.status(match (failed, unreachable) {
             (Some(e), _) => Status::blocked(format!("maas init failed: {e}")),
@@ -802,15 +623,15 @@ fn snap_workload(
     apply_keepalive(ctx, InstallMethod::Snap)?;
     progress(ctx, &format!("initialising MAAS (maas init {wanted_mode})"));
     let result = init_with_retries(ctx, &maas::snap_init(wanted_mode, url, db));
-    set_my_request(ctx, w, false)?;
-    if w.leader {
-        regrant(ctx, w, None)?;
+    set_my_request(ctx, c, false)?;
+    if i.leader {
+        regrant(ctx, i, c, None)?;
     }
     match result {
         Ok(_) => {
-            w.stored.init_error = None;
-            w.stored.init_unreachable = None;
-            w.stored.init_done = Some(record);
+            c.stored.init_error = None;
+            c.stored.init_unreachable = None;
+            c.stored.init_done = Some(record);
             log::info!(
                 "MAAS initialised ({wanted_mode}) on {} with URL {url}",
                 db.location()
@@ -826,18 +647,18 @@ fn snap_workload(
             // behind: no regiond runs, and `initialised` stays false until an init exits 0.
             let msg = short_error(&format!("{e:#}"));
             log::warn!("maas init could not reach the database: {msg}");
-            w.stored.init_done = None;
-            w.stored.init_error = None;
-            w.stored.init_unreachable = Some(msg.clone());
+            c.stored.init_done = None;
+            c.stored.init_error = None;
+            c.stored.init_unreachable = Some(msg.clone());
             ctx.status(unreachable_status(&msg));
             Ok(false)
         }
         Err(e) => {
             let msg = short_error(&e.to_string());
             log::error!("maas init failed: {e}");
-            w.stored.init_done = None;
-            w.stored.init_unreachable = None;
-            w.stored.init_error = Some(msg.clone());
+            c.stored.init_done = None;
+            c.stored.init_unreachable = None;
+            c.stored.init_error = Some(msg.clone());
             ctx.status(Status::blocked(format!("maas init failed: {msg}")));
             Ok(false)
         }
@@ -854,9 +675,13 @@ fn unreachable_status(reason: &str) -> Status {
 
 /// What a channel change asks of this initialised region: nothing, a refusal or a wait
 /// (a status), or a refresh to the channel.
-fn refresh_plan(ctx: &Context, w: &World) -> anyhow::Result<Result<Option<String>, Status>> {
-    let wanted = w.cfg.channel.clone();
-    let Some(installed) = w.stored.channel.clone().filter(|c| *c != wanted) else {
+fn refresh_plan(
+    ctx: &Context,
+    i: &Inputs,
+    c: &Cache,
+) -> anyhow::Result<Result<Option<String>, Status>> {
+    let wanted = i.cfg.channel.clone();
+    let Some(installed) = c.stored.channel.clone().filter(|c| *c != wanted) else {
         return Ok(Ok(None));
     };
     let (from, to) = (SnapChannel::parse(&installed), SnapChannel::parse(&wanted));
@@ -893,86 +718,90 @@ fn refresh_plan(ctx: &Context, w: &World) -> anyhow::Result<Result<Option<String
 /// its new MAAS answers it returns to every haproxy and releases the lock. Returns the status of
 /// a refresh that waits or is refused; with nothing to refresh, this unit's lock request is
 /// closed and any drain it asked for ended.
-fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option<Status>> {
-    let wanted = match refresh_plan(ctx, w)? {
-        Ok(Some(wanted)) if w.has_peers => wanted,
+fn refresh_under_lock(
+    ctx: &mut Context,
+    i: &Inputs,
+    c: &mut Cache,
+) -> anyhow::Result<Option<Status>> {
+    let wanted = match refresh_plan(ctx, i, c)? {
+        Ok(Some(wanted)) if i.has_peers => wanted,
         other => {
             // A channel set back mid-drain returns this region to every haproxy.
-            let ended = end_drain(ctx, w)?;
-            set_my_request(ctx, w, false)?;
-            if w.leader {
-                regrant(ctx, w, None)?;
+            let ended = end_drain(ctx, i, c)?;
+            set_my_request(ctx, c, false)?;
+            if i.leader {
+                regrant(ctx, i, c, None)?;
             }
             return Ok(other.err().or(ended));
         }
     };
-    let installed = w.stored.channel.clone().unwrap_or_default();
+    let installed = c.stored.channel.clone().unwrap_or_default();
     // A region that has started (its drain published) finishes: `all` set mid-refresh halts
     // the refresh after it.
-    if w.my_drain.is_none() {
-        let refreshed = w
+    if c.my_drain.is_none() {
+        let refreshed = i
             .peers
             .iter()
             .filter(|p| p.channel.as_deref() == Some(wanted.as_str()))
             .count();
         let resumed = lock::resumed_after(
-            w.peer_app.get(lock::RESUMED_KEY).map(String::as_str),
+            c.peer_app.get(lock::RESUMED_KEY).map(String::as_str),
             &wanted,
         );
-        let pause = w.cfg.pause_after_unit_refresh;
+        let pause = i.cfg.pause_after_unit_refresh;
         if lock::paused(pause, refreshed, resumed) {
-            set_my_request(ctx, w, false)?;
-            if w.leader {
-                regrant(ctx, w, None)?;
+            set_my_request(ctx, c, false)?;
+            if i.leader {
+                regrant(ctx, i, c, None)?;
             }
             return Ok(Some(Status::blocked(format!(
                 "serving MAAS {installed}; the refresh to {wanted} is paused after {refreshed} region(s) (pause-after-unit-refresh={}): check them, then run the resume-refresh action on the leader",
                 pause.as_str()
             ))));
         }
-        if let Some(s) = vip_holder_last(ctx, w, &installed, &wanted)? {
+        if let Some(s) = vip_holder_last(ctx, i, c, &installed, &wanted)? {
             return Ok(Some(s));
         }
     }
-    let token = set_my_request(ctx, w, true)?;
-    if w.leader {
-        regrant(ctx, w, token.as_deref())?;
+    let token = set_my_request(ctx, c, true)?;
+    if i.leader {
+        regrant(ctx, i, c, token.as_deref())?;
     }
     let granted = token
         .as_deref()
-        .filter(|t| lock::holds(w.peer_app.get(lock::LOCK_KEY).map(String::as_str), &w.me, t));
+        .filter(|t| lock::holds(c.peer_app.get(lock::LOCK_KEY).map(String::as_str), &i.me, t));
     let Some(token) = granted.map(str::to_string) else {
-        if let Some(s) = end_drain(ctx, w)? {
+        if let Some(s) = end_drain(ctx, i, c)? {
             return Ok(Some(s));
         }
         return Ok(Some(Status::waiting(format!(
             "serving MAAS {installed}; waiting for the init lock to refresh to {wanted} (one region at a time)"
         ))));
     };
-    if w.cfg.haproxy {
-        let value = lock::lock_value(&w.me, &token);
-        if w.my_drain.as_deref() != Some(value.as_str()) {
+    if i.cfg.haproxy {
+        let value = lock::lock_value(&i.me, &token);
+        if c.my_drain.as_deref() != Some(value.as_str()) {
             let Some(rel) = ctx.model.relation(relations::PEERS)? else {
                 return Ok(None);
             };
             rel.set_my_unit_data(&bag(&[(lock::DRAIN_KEY, &value)]))?;
             drop(rel);
-            w.my_drain = Some(value.clone());
-            w.stored.drain_since = Some(unix_now());
+            c.my_drain = Some(value.clone());
+            c.stored.drain_since = Some(unix_now());
             progress(
                 ctx,
                 &format!("draining this region from every haproxy before refreshing to {wanted}"),
             );
-            if let Some(s) = apply_haproxy(ctx, w)? {
+            if let Some(s) = haproxy::apply(ctx, i, c)? {
                 return Ok(Some(s));
             }
             // The last region keeps itself, and the VIP with it (`drain_view`).
-            let others = w.peers.iter().any(|p| p.address.is_some());
-            if let Some(vip) = w.stored.vip.clone().filter(|_| others) {
+            let others = i.peers.iter().any(|p| p.address.is_some());
+            if let Some(vip) = c.stored.vip.clone().filter(|_| others) {
                 wait_vip_gone(ctx, &vip, "refreshing")?;
             }
         }
-        let acks: BTreeMap<String, Vec<String>> = w
+        let acks: BTreeMap<String, Vec<String>> = i
             .peers
             .iter()
             .map(|p| (p.unit.clone(), p.drained.clone()))
@@ -980,7 +809,7 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
         let missing = lock::unacknowledged(&value, &acks);
         if !missing.is_empty() {
             let now = unix_now();
-            let since = *w.stored.drain_since.get_or_insert(now);
+            let since = *c.stored.drain_since.get_or_insert(now);
             let waited = now.saturating_sub(since);
             if waited < lock::DRAIN_ACK_WAIT.as_secs() {
                 return Ok(Some(Status::waiting(format!(
@@ -1000,7 +829,7 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
         &format!("refreshing the maas snap from {installed} to {wanted}"),
     );
     ctx.machine.snap_refresh("maas", &wanted)?;
-    w.stored.channel = Some(wanted.clone());
+    c.stored.channel = Some(wanted.clone());
     if let Some(rel) = ctx.model.relation(relations::PEERS)? {
         // In the same write as the lock's release: the next region sees both at once.
         rel.set_my_unit_data(&bag(&[(lock::CHANNEL_KEY, &wanted)]))?;
@@ -1012,10 +841,10 @@ fn refresh_under_lock(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option
     if !answers(ctx, false)? {
         log::warn!("MAAS {wanted} does not answer {} 30 s after the refresh; releasing the lock all the same", local_api(false));
     }
-    let ended = end_drain(ctx, w)?;
-    set_my_request(ctx, w, false)?;
-    if w.leader {
-        regrant(ctx, w, None)?;
+    let ended = end_drain(ctx, i, c)?;
+    set_my_request(ctx, c, false)?;
+    if i.leader {
+        regrant(ctx, i, c, None)?;
     }
     Ok(ended)
 }
@@ -1031,14 +860,15 @@ const VIP_LAST_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Waiting status while other regions have yet to refresh, [`VIP_LAST_WAIT`] at most.
 fn vip_holder_last(
     ctx: &Context,
-    w: &mut World,
+    i: &Inputs,
+    c: &mut Cache,
     installed: &str,
     wanted: &str,
 ) -> anyhow::Result<Option<Status>> {
-    let Some(vip) = w.stored.vip.clone().filter(|_| w.cfg.haproxy) else {
+    let Some(vip) = c.stored.vip.clone().filter(|_| i.cfg.haproxy) else {
         return Ok(None);
     };
-    let first: Vec<String> = w
+    let first: Vec<String> = i
         .peers
         .iter()
         .filter(|p| p.address.is_some() && p.channel.as_deref() != Some(wanted))
@@ -1048,7 +878,7 @@ fn vip_holder_last(
         return Ok(None);
     }
     let now = unix_now();
-    let since = *w.stored.vip_last_since.get_or_insert(now);
+    let since = *c.stored.vip_last_since.get_or_insert(now);
     if now.saturating_sub(since) >= VIP_LAST_WAIT.as_secs() {
         log::warn!(
             "{} did not refresh within {VIP_LAST_WAIT:?}; refreshing this region, which holds the VIP, all the same",
@@ -1056,9 +886,9 @@ fn vip_holder_last(
         );
         return Ok(None);
     }
-    set_my_request(ctx, w, false)?;
-    if w.leader {
-        regrant(ctx, w, None)?;
+    set_my_request(ctx, c, false)?;
+    if i.leader {
+        regrant(ctx, i, c, None)?;
     }
     Ok(Some(Status::waiting(format!(
         "serving MAAS {installed} and holding the VIP {vip}: refreshes to {wanted} after {} (the VIP then moves once; or {} s after this wait began)",
@@ -1069,16 +899,16 @@ fn vip_holder_last(
 
 /// Ends this unit's drain request, if it made one: back into its own haproxy (with the VIP's
 /// check listener) and, through the peer data, every other region's.
-fn end_drain(ctx: &mut Context, w: &mut World) -> anyhow::Result<Option<Status>> {
-    w.stored.drain_since = None;
-    w.stored.vip_last_since = None;
-    if w.my_drain.take().is_none() {
+fn end_drain(ctx: &mut Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option<Status>> {
+    c.stored.drain_since = None;
+    c.stored.vip_last_since = None;
+    if c.my_drain.take().is_none() {
         return Ok(None);
     }
     if let Some(rel) = ctx.model.relation(relations::PEERS)? {
         rel.set_my_unit_data(&bag(&[(lock::DRAIN_KEY, "")]))?;
     }
-    apply_haproxy(ctx, w)
+    haproxy::apply(ctx, i, c)
 }
 
 fn unix_now() -> u64 {
@@ -1127,7 +957,8 @@ fn short_error(e: &str) -> String {
 /// before any other unit starts regiond, bind's options migrated once per unit.
 fn deb_workload(
     ctx: &mut Context,
-    w: &mut World,
+    i: &Inputs,
+    c: &mut Cache,
     db: &DbSettings,
     url: &str,
 ) -> anyhow::Result<bool> {
@@ -1145,14 +976,14 @@ fn deb_workload(
     }
     changed |= apply_keepalive(ctx, InstallMethod::Deb)?;
     let location = db.location();
-    if w.peer_app.get(app_keys::MIGRATIONS_DONE) != Some(&location) {
-        if !w.leader {
+    if c.peer_app.get(app_keys::MIGRATIONS_DONE) != Some(&location) {
+        if !i.leader {
             ctx.status(Status::waiting(
                 "waiting for the leader to run the database migrations",
             ));
             return Ok(false);
         }
-        if !w.has_peers {
+        if !i.has_peers {
             ctx.status(Status::waiting("waiting for the peer relation"));
             return Ok(false);
         }
@@ -1177,13 +1008,13 @@ fn deb_workload(
             )));
             return Ok(false);
         }
-        set_peer_app(ctx, w, app_keys::MIGRATIONS_DONE, &location)?;
+        set_peer_app(ctx, c, app_keys::MIGRATIONS_DONE, &location)?;
     }
-    if !w.stored.named.0 {
+    if !c.stored.named.0 {
         progress(ctx, "migrating bind's conflicting options");
         ctx.machine.run(&maas::deb_edit_named_options())?;
         ctx.machine.service(ServiceOp::Restart, "bind9")?;
-        w.stored.named = Yes(true);
+        c.stored.named = Yes(true);
     }
     ctx.machine.ensure_service(maas::DEB_REGIOND, changed)?;
     Ok(true)
@@ -1302,7 +1133,7 @@ fn leave(ctx: &Context, stored: &mut Stored) -> anyhow::Result<Option<Status>> {
         stored.vip = Some(v);
     }
     if stored.haproxy.0 {
-        if let Some(live) = ctx.machine.read_to_string(Path::new(HAPROXY_CFG))? {
+        if let Some(live) = ctx.machine.read_to_string(Path::new(haproxy::CFG))? {
             let me = Backend::for_unit(ctx.model.unit_name(), "").name;
             let all = render::haproxy_backends(&live);
             let others: Vec<Backend> = all.iter().filter(|b| b.name != me).cloned().collect();
@@ -1314,7 +1145,7 @@ fn leave(ctx: &Context, stored: &mut Stored) -> anyhow::Result<Option<Status>> {
                     draining: true,
                 },
             );
-            if let Some(s) = write_haproxy(ctx, &text)? {
+            if let Some(s) = haproxy::write_checked(ctx, &text)? {
                 return Ok(Some(s));
             }
             log::info!(
@@ -1414,27 +1245,29 @@ fn read_shared_secret(
 /// the form the peer databag already has when that names the same secret.
 fn shared_secret(
     ctx: &Context,
-    w: &World,
+    i: &Inputs,
+    c: &Cache,
     running: bool,
 ) -> anyhow::Result<Option<charm_lib::shared_secret::Shared>> {
-    let Some(secret) = read_shared_secret(ctx, w.cfg.install_method, running)? else {
+    let Some(secret) = read_shared_secret(ctx, i.cfg.install_method, running)? else {
         return Ok(None);
     };
     let content = bag(&[(contracts::maas_rpc::SECRET_KEY, &secret)]);
     Ok(Some(SHARED_SECRET.put_published(
         &ctx.model,
-        &w.peer_app,
+        &c.peer_app,
         &content,
     )?))
 }
 
 fn publish_leader_data(
     ctx: &mut Context,
-    w: &World,
+    i: &Inputs,
+    c: &Cache,
     url: Option<&str>,
     running: bool,
 ) -> anyhow::Result<()> {
-    let shared = shared_secret(ctx, w, running)?;
+    let shared = shared_secret(ctx, i, c, running)?;
     let secret_id = shared.as_ref().map(|s| s.id.clone());
     if running && secret_id.is_none() {
         ctx.status(Status::waiting(format!(
@@ -1447,10 +1280,10 @@ fn publish_leader_data(
             rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, &s.id)]))?;
         }
     }
-    if running && w.has_peers {
-        let mut peer_app = w.peer_app.clone();
+    if running && i.has_peers {
+        let mut peer_app = c.peer_app.clone();
         if let Some((key, id)) =
-            crate::internal_admin::ensure(ctx, &w.peer_app, w.cfg.install_method)?
+            crate::internal_admin::ensure(ctx, &c.peer_app, i.cfg.install_method)?
         {
             if let Some(rel) = ctx.model.relation(relations::PEERS)? {
                 rel.set_my_app_data(&bag(&[(&key, &id)]))?;
@@ -1458,18 +1291,18 @@ fn publish_leader_data(
             // The administrator made in this hook turns the statistics on in this hook too.
             peer_app.insert(key, id);
         }
-        if let Some((key, value)) = crate::cos::enable_cluster_stats(ctx, &peer_app, &w.cfg)? {
+        if let Some((key, value)) = crate::cos::enable_cluster_stats(ctx, &peer_app, &i.cfg)? {
             if let Some(rel) = ctx.model.relation(relations::PEERS)? {
                 rel.set_my_app_data(&bag(&[(&key, &value)]))?;
             }
             // The other units hear of it in peer relation-changed; the leader does not, so it
             // sends its own cluster job now.
-            crate::cos::publish(ctx, &w.cfg)?;
+            crate::cos::publish(ctx, &i.cfg)?;
         }
     }
     let Some(url) = url else { return Ok(()) };
-    let mut regions: Vec<String> = w.peers.iter().filter_map(|p| p.hostname.clone()).collect();
-    regions.push(w.hostname.clone());
+    let mut regions: Vec<String> = i.peers.iter().filter_map(|p| p.hostname.clone()).collect();
+    regions.push(i.hostname.clone());
     regions.sort();
     regions.dedup();
     relations::publish_rpc(

@@ -81,9 +81,8 @@ impl Serialize for InstallMethod {
 impl<'de> Deserialize<'de> for InstallMethod {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        InstallMethod::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!("{text:?} is not \"snap\" or \"deb\""))
-        })
+        InstallMethod::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not \"snap\" or \"deb\"")))
     }
 }
 
