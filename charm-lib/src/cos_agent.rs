@@ -146,12 +146,25 @@ pub struct StaticConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A scrape's `tls_config` (paths on the unit's machine, where the collector runs).
+/// A scrape's `tls_config`, as Prometheus's (prometheus/common config/http_config.go
+/// `TLSConfig`): both collector charms put `COSAgentRequirer.metrics_jobs` into a Prometheus
+/// scrape configuration unchanged (opentelemetry-collector-operator src/charm.py
+/// `_reconcile`, the `prometheus/cos-agent/<unit>` receiver; grafana-agent-operator
+/// src/grafana_agent.py `_generate_config`, `metrics.configs[0].scrape_configs`).
+///
+/// The CA goes inline (`ca`, PEM text), not as `ca_file`: the opentelemetry-collector snap is
+/// strictly confined (canonical/opentelemetry-collector-snap snap/snapcraft.yaml: only its own
+/// `/var/snap/opentelemetry-collector`, `/etc/otelcol/config.d` and `home`), so a path under
+/// the principal's directories is unreadable there (snapd interfaces/apparmor/template.go
+/// grants no other `/etc` or `/var/snap` files) and the scrape fails; an inline CA needs no
+/// file. There is no `ca_file` beside it: `TLSConfig.Validate` refuses `ca` with `ca_file`.
+/// A CA certificate is public, so it may sit in relation data; a private key may not, which
+/// is why the client certificate stays file-based (`cert_file`, `key_file`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TlsConfig {
-    /// CA certificate to verify the target with.
+    /// CA certificate (PEM) to verify the target with.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
+    pub ca: Option<String>,
     /// Client certificate, for a target that asks for one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<String>,

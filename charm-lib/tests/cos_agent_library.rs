@@ -73,7 +73,8 @@ fn canonicals_library_reads_what_we_write_and_writes_the_same() {
                 labels: [("role".to_string(), "ä".to_string())].into(),
             }],
             tls_config: Some(TlsConfig {
-                ca_file: Some("/etc/ca.pem".into()),
+                // inline PEM: newlines and dashes through the JSON and the job-name hash
+                ca: Some("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n".into()),
                 cert_file: Some("/etc/c.pem".into()),
                 key_file: Some("/etc/k.pem".into()),
                 ..TlsConfig::default()

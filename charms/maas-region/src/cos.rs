@@ -17,9 +17,10 @@
 //! dashboard takes one series per `maas_id`). With TLS applied, MAAS's nginx keeps
 //! `/MAAS/metrics` off http (5240 answers it with a 301 to https: the
 //! regiond.nginx.conf.template's http server when `tls_enabled`), so the job goes to
-//! https://localhost:5443 and verifies the application's CA from the file every unit keeps
-//! ([`crate::certs::ca_file`]; the certificate names `localhost`), where the official charm
-//! skips verification.
+//! https://localhost:5443 and verifies the application's CA (the certificate names
+//! `localhost`), where the official charm skips verification. The CA goes inline, from the
+//! peer application databag every unit writes its CA file from: a strictly confined collector
+//! cannot read that file (see [`charm_lib::cos_agent::TlsConfig`]).
 //!
 //! Logs: the cos_agent library carries snap slots only (`log_slots`, `snap:slot`; the collector
 //! connects its `logs` plug to each and reads what the slot shares). The maas snap shares
@@ -56,16 +57,18 @@ pub const PROFILE: &str = "juju-maas-region-cos";
 pub enum Cluster {
     /// Over http on 5240.
     Http,
-    /// Over https on 5443, verified with the CA in `ca_file`.
+    /// Over https on 5443, verified with `ca`.
     Https {
-        /// The application's CA, on this machine.
-        ca_file: String,
+        /// The application's CA certificate (PEM).
+        ca: String,
     },
 }
 
 impl Cluster {
     /// The job this unit sends, from the peer application databag: none before the leader
-    /// turned the statistics on, https once MAAS serves TLS (`tls-applied`) with it wanted.
+    /// turned the statistics on, https once MAAS serves TLS (`tls-applied`) with it wanted,
+    /// and none while that CA is not there to verify with (MAAS's http port would only
+    /// redirect to https).
     pub fn of(cfg: &Config, peer_app: &Databag) -> Option<Cluster> {
         if peer_app.get(STATS_ENABLED).map(String::as_str) != Some("true") {
             return None;
@@ -73,15 +76,13 @@ impl Cluster {
         let applied = peer_app
             .get(certs::app_keys::APPLIED)
             .is_some_and(|v| !v.is_empty());
-        Some(if cfg.tls_enabled && applied {
-            Cluster::Https {
-                ca_file: certs::ca_file(cfg.install_method)
-                    .to_string_lossy()
-                    .into_owned(),
-            }
-        } else {
-            Cluster::Http
-        })
+        if !(cfg.tls_enabled && applied) {
+            return Some(Cluster::Http);
+        }
+        let ca = peer_app
+            .get(certs::app_keys::CA_CERT)
+            .filter(|c| !c.trim().is_empty())?;
+        Some(Cluster::Https { ca: ca.clone() })
     }
 
     fn job(&self) -> ScrapeJob {
@@ -90,7 +91,7 @@ impl Cluster {
                 job_name: Some("cluster".into()),
                 ..ScrapeJob::localhost(CLUSTER_METRICS_PATH, MAAS_HTTP_PORT)
             },
-            Cluster::Https { ca_file } => ScrapeJob {
+            Cluster::Https { ca } => ScrapeJob {
                 job_name: Some("cluster".into()),
                 metrics_path: CLUSTER_METRICS_PATH.into(),
                 scheme: Some("https".into()),
@@ -99,7 +100,7 @@ impl Cluster {
                     labels: Default::default(),
                 }],
                 tls_config: Some(TlsConfig {
-                    ca_file: Some(ca_file.clone()),
+                    ca: Some(ca.clone()),
                     ..TlsConfig::default()
                 }),
                 scrape_interval: None,

@@ -269,19 +269,29 @@ fn the_cluster_statistics_are_scraped_once_maas_serves_them() {
 
 #[test]
 fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_ca() {
-    let st = with_peer_app(
-        fresh_leader().with_config("tls-enabled", true),
-        &[("prometheus-enabled", "true"), ("tls-applied", "abc123")],
-    )
-    .with_relation(collector());
-    let out = harness(0)
-        .run(Trigger::RelationJoined(COS, 0), &st)
-        .unwrap();
+    // Arrange: the leader has MAAS serve its certificate (tls-applied, tls-ca), then a
+    // collector comes with the statistics on
+    let st = harness(0)
+        .run_ok(
+            Trigger::ConfigChanged,
+            &running_leader().with_config("tls-enabled", true),
+        )
+        .state;
+    let st = with_peer_app(st, &[("prometheus-enabled", "true")]).with_relation(collector());
+
+    // Act
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+
+    // Assert
     let data = sent(&out.state);
     let j = job(&data, "cluster").expect("the cluster job");
     assert_eq!(j["scheme"], "https");
     assert_eq!(j["static_configs"][0]["targets"][0], "localhost:5443");
-    assert_eq!(j["tls_config"], serde_json::json!({"ca_file": CA_FILE}));
+    // The CA inline, the one this unit's CLI trusts from its CA file; nothing else in
+    // tls_config (Prometheus refuses `ca` beside `ca_file`).
+    let ca = out.state.machine.text(CA_FILE).expect("the unit's CA file");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert_eq!(j["tls_config"], serde_json::json!({ "ca": ca }));
 
     // TLS wanted but not applied yet: MAAS still serves http.
     let st = with_peer_app(
@@ -391,4 +401,34 @@ fn a_refused_set_config_is_tried_again_at_the_next_hook_and_logs_out() {
         .command_lines()
         .iter()
         .any(|c| c.ends_with("maas logout juju-maas-region-cos")));
+}
+
+#[test]
+fn with_tls_applied_but_no_ca_to_verify_with_no_cluster_job_is_sent() {
+    // Arrange: statistics on, TLS applied, the CA missing from the peer application databag
+    let spec: serde_json::Value = serde_yaml::from_str(include_str!("../config.yaml")).unwrap();
+    let mut raw: serde_json::Map<String, Value> = spec["options"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, o)| Some((k.clone(), o.get("default")?.clone())))
+        .collect();
+    raw.insert("tls-enabled".into(), true.into());
+    let cfg = maas_region::config::Config::from_json(raw).expect("config.yaml's defaults");
+    let mut peer_app: charm_lib::Databag = [
+        ("prometheus-enabled".to_string(), "true".to_string()),
+        ("tls-applied".to_string(), "abc123".to_string()),
+    ]
+    .into();
+
+    // Act, Assert: nothing (http would only be redirected to https)
+    assert_eq!(maas_region::cos::Cluster::of(&cfg, &peer_app), None);
+
+    // and with the CA there, https verified with that very PEM
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    peer_app.insert("tls-ca".into(), pem.into());
+    assert_eq!(
+        maas_region::cos::Cluster::of(&cfg, &peer_app),
+        Some(maas_region::cos::Cluster::Https { ca: pem.into() })
+    );
 }

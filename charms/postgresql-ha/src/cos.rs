@@ -5,10 +5,13 @@
 //! Patroni's REST API (8008) and etcd's client port (2379) serve `/metrics` over TLS and want a
 //! client certificate from the application's CA (`verify_client: required`,
 //! `client-cert-auth`): the jobs scrape 127.0.0.1 (named in every unit's certificate) with the
-//! unit's own certificate and key, verifying the server with the application's CA, so the
-//! collector (a subordinate on this machine, running as root) needs read access to
-//! /etc/postgresql-ha/tls. Every series carries `patroni_synchronous_mode` (the
-//! `synchronous-mode` option), which the "no synchronous standby" rule needs.
+//! unit's own certificate and key, verifying the server with the application's CA. The CA is
+//! sent inline, read from the file every unit keeps (see [`charm_lib::cos_agent::TlsConfig`]
+//! for why not its path); the key stays a path under /etc/postgresql-ha/tls, which a collector
+//! running unconfined as root reads (grafana-agent's default classic snap) and the strictly
+//! confined opentelemetry-collector snap does not. Every series carries
+//! `patroni_synchronous_mode` (the `synchronous-mode` option), which the "no synchronous
+//! standby" rule needs.
 //!
 //! PostgreSQL's own statistics come from Debian's prometheus-postgres-exporter on
 //! 127.0.0.1:9187 (plain http on loopback: the collector is on this machine), which reads them
@@ -22,7 +25,7 @@ use crate::paths;
 use charm_lib::cos_agent::{
     Dashboard, Provider, RuleFile, ScrapeJob, StaticConfig, TlsConfig, Topology, ENDPOINT,
 };
-use charm_lib::Context;
+use charm_lib::{Context, MachineExt};
 
 /// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).
 pub const CHARM: &str = "postgresql-ha";
@@ -69,7 +72,7 @@ fn sync_mode_name(m: SyncMode) -> &'static str {
     }
 }
 
-fn tls_job(name: &str, port: u16, sync: SyncMode) -> ScrapeJob {
+fn tls_job(name: &str, port: u16, sync: SyncMode, ca_pem: &str) -> ScrapeJob {
     ScrapeJob {
         job_name: Some(name.into()),
         metrics_path: "/metrics".into(),
@@ -83,7 +86,7 @@ fn tls_job(name: &str, port: u16, sync: SyncMode) -> ScrapeJob {
             .into(),
         }],
         tls_config: Some(TlsConfig {
-            ca_file: Some(paths::CA_CERT.into()),
+            ca: Some(ca_pem.into()),
             cert_file: Some(paths::UNIT_CERT.into()),
             key_file: Some(paths::UNIT_KEY.into()),
             ..TlsConfig::default()
@@ -92,28 +95,34 @@ fn tls_job(name: &str, port: u16, sync: SyncMode) -> ScrapeJob {
     }
 }
 
-/// The scrape jobs for `cfg`; `backups`: the unit has a backup repository, so the backup
-/// exporter runs (a job for a target that is not there would fire HostDown).
-pub fn jobs(cfg: &Config, backups: bool) -> Vec<ScrapeJob> {
-    let mut jobs = vec![
-        tls_job("patroni", paths::PATRONI_PORT, cfg.synchronous_mode),
-        tls_job("etcd", 2379, cfg.synchronous_mode),
-        ScrapeJob {
-            job_name: Some("postgresql".into()),
-            metrics_path: "/metrics".into(),
-            scheme: None,
-            static_configs: vec![StaticConfig {
-                targets: vec![format!("127.0.0.1:{}", paths::EXPORTER_PORT)],
-                labels: [(
-                    SYNC_MODE_LABEL.to_string(),
-                    sync_mode_name(cfg.synchronous_mode).to_string(),
-                )]
-                .into(),
-            }],
-            tls_config: None,
-            scrape_interval: None,
-        },
-    ];
+/// The scrape jobs for `cfg`; `ca_pem`: the application's CA, once this unit has it (Patroni
+/// and etcd serve TLS only with it, so without it there is nothing to scrape there);
+/// `backups`: the unit has a backup repository, so the backup exporter runs (a job for a
+/// target that is not there would fire HostDown).
+pub fn jobs(cfg: &Config, ca_pem: Option<&str>, backups: bool) -> Vec<ScrapeJob> {
+    let mut jobs: Vec<ScrapeJob> = ca_pem
+        .map(|ca| {
+            vec![
+                tls_job("patroni", paths::PATRONI_PORT, cfg.synchronous_mode, ca),
+                tls_job("etcd", 2379, cfg.synchronous_mode, ca),
+            ]
+        })
+        .unwrap_or_default();
+    jobs.push(ScrapeJob {
+        job_name: Some("postgresql".into()),
+        metrics_path: "/metrics".into(),
+        scheme: None,
+        static_configs: vec![StaticConfig {
+            targets: vec![format!("127.0.0.1:{}", paths::EXPORTER_PORT)],
+            labels: [(
+                SYNC_MODE_LABEL.to_string(),
+                sync_mode_name(cfg.synchronous_mode).to_string(),
+            )]
+            .into(),
+        }],
+        tls_config: None,
+        scrape_interval: None,
+    });
     if backups {
         jobs.push(ScrapeJob {
             job_name: Some("pgbackrest".into()),
@@ -161,12 +170,18 @@ pub fn publish(ctx: &Context) -> anyhow::Result<()> {
     let Ok(cfg) = Config::from_raw(&ctx.model.config_raw()?) else {
         return Ok(());
     };
+    // The file reconcile wrote in this hook, so the CA sent is the one Patroni and etcd use.
+    let ca_pem = ctx
+        .machine
+        .read_to_string(std::path::Path::new(paths::CA_CERT))?
+        .filter(|pem| !pem.trim().is_empty());
     Provider {
         topology: Some(Topology::of(&ctx.event, CHARM)),
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
         scrape_jobs: jobs(
             &cfg,
+            ca_pem.as_deref(),
             matches!(
                 crate::backup::repository(ctx)?,
                 crate::backup::RepositoryState::Ready(_)

@@ -28,6 +28,16 @@ fn the_collector_gets_patroni_and_etcd_over_tls_postgresql_on_loopback_the_rules
     let out = harness().run(Trigger::RelationJoined(COS, 0), &st).unwrap();
     let data = sent(&out);
 
+    let ca_pem = out
+        .state
+        .machine
+        .text("/etc/postgresql-ha/tls/ca.pem")
+        .expect("reconcile wrote the application's CA");
+    assert!(
+        ca_pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{ca_pem}"
+    );
+
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 3, "{jobs:?}");
     let (etcd, patroni) = (&jobs[0], &jobs[1]);
@@ -56,7 +66,10 @@ fn the_collector_gets_patroni_and_etcd_over_tls_postgresql_on_loopback_the_rules
     assert_eq!(etcd["static_configs"][0]["targets"][0], "127.0.0.1:2379");
     for j in [etcd, patroni] {
         assert_eq!(j["scheme"], "https");
-        assert_eq!(j["tls_config"]["ca_file"], "/etc/postgresql-ha/tls/ca.pem");
+        // the CA inline, as the one file Patroni and etcd verify clients with holds it; no
+        // path beside it (Prometheus refuses `ca` with `ca_file`)
+        assert_eq!(j["tls_config"]["ca"].as_str(), Some(ca_pem.as_str()));
+        assert!(j["tls_config"].get("ca_file").is_none(), "{j}");
         assert_eq!(
             j["tls_config"]["cert_file"],
             "/etc/postgresql-ha/tls/unit.pem"
@@ -252,4 +265,25 @@ fn with_a_backup_repository_the_backup_age_is_scraped_and_alerted_on() {
         .get("postgresql-ha-backup-metrics.service")
         .expect("backup exporter service");
     assert!(svc.enabled && svc.active);
+}
+
+#[test]
+fn without_the_applications_ca_on_the_unit_only_the_loopback_exporter_is_scraped() {
+    // Arrange: a valid config, and no CA file yet (Patroni and etcd serve nothing without it)
+    let spec: serde_json::Value = serde_yaml::from_str(include_str!("../config.yaml")).unwrap();
+    let defaults = spec["options"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, o)| Some((k.clone(), o.get("default")?.clone())))
+        .collect();
+    let cfg = postgresql_ha::config::Config::from_raw(&defaults).expect("config.yaml's defaults");
+
+    // Act
+    let jobs = postgresql_ha::cos::jobs(&cfg, None, false);
+
+    // Assert
+    let names: Vec<_> = jobs.iter().map(|j| j.job_name.clone().unwrap()).collect();
+    assert_eq!(names, ["postgresql"]);
+    assert!(jobs.iter().all(|j| j.tls_config.is_none()));
 }
