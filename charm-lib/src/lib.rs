@@ -34,6 +34,7 @@
 pub mod cert_metrics;
 pub mod charm_state;
 pub mod config;
+pub mod cron;
 pub mod cos_agent;
 pub mod databag;
 pub mod dispatch;

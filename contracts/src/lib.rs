@@ -15,6 +15,7 @@
 
 pub mod maas_rpc;
 pub mod pgsql;
+pub mod s3;
 pub mod vip;
 
 pub use charm_lib::databag::{from_databag, to_databag, DatabagError};
