@@ -118,6 +118,24 @@ pub(crate) fn apply(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<
     Ok(None)
 }
 
+/// The configuration of a leaving region's haproxy, from the live one: every region it
+/// balanced but itself (`unit`), and no listener for the VIP's check; with how many regions
+/// it goes on serving over.
+pub(crate) fn leaving(live: &str, unit: &str) -> (String, usize) {
+    let me = Backend::for_unit(unit, "").name;
+    let all = render::haproxy_backends(live);
+    let others: Vec<Backend> = all.iter().filter(|b| b.name != me).cloned().collect();
+    let text = render::haproxy_cfg(
+        // The last region has nowhere else to send anyone.
+        if others.is_empty() { &all } else { &others },
+        HaproxyOptions {
+            tls: live.contains("\nfrontend maas_https\n"),
+            draining: true,
+        },
+    );
+    (text, others.len())
+}
+
 /// The regions this haproxy balances over, and the drain requests that leaves out: every
 /// region that holds the lock to refresh ([`lock::DRAIN_KEY`]), this one included, unless
 /// nobody would be left to serve.

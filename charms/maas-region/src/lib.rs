@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod relations;
 pub mod render;
 pub mod state;
+pub mod teardown;
 
 use charm_lib::{Context, EventKind};
 
@@ -26,6 +27,9 @@ pub fn handle(ctx: &mut Context) -> anyhow::Result<()> {
     if let EventKind::Action { name, .. } = &ctx.event.kind {
         let name = name.clone();
         return actions::run(ctx, &name);
+    }
+    if let Some(why) = teardown::reason(ctx)? {
+        return teardown::run(ctx, why);
     }
     reconcile::reconcile(ctx)
 }

@@ -7,8 +7,9 @@ use crate::haproxy;
 use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
 use crate::relations::{self, Database, Peer};
-use crate::render::{self, Backend, HaproxyOptions};
+use crate::render;
 use crate::state::{self, Stored};
+use crate::teardown;
 use charm_lib::charm_state::Yes;
 use charm_lib::snap_channel::SnapChannel;
 use charm_lib::{
@@ -80,12 +81,6 @@ pub(crate) struct Cache {
 
 /// The hook's entry point for every event but actions.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
-    if matches!(ctx.event.kind, EventKind::Remove) {
-        return remove(ctx);
-    }
-    if is_leaving(ctx)? {
-        return leave_hook(ctx);
-    }
     let Some(cfg) = ctx.load_config::<Config>()? else {
         return Ok(());
     };
@@ -798,7 +793,7 @@ fn refresh_under_lock(
             // The last region keeps itself, and the VIP with it (`drain_view`).
             let others = i.peers.iter().any(|p| p.address.is_some());
             if let Some(vip) = c.stored.vip.clone().filter(|_| others) {
-                wait_vip_gone(ctx, &vip, "refreshing")?;
+                teardown::wait_vip_gone(ctx, &vip, "refreshing")?;
             }
         }
         let acks: BTreeMap<String, Vec<String>> = i
@@ -874,7 +869,7 @@ fn vip_holder_last(
         .filter(|p| p.address.is_some() && p.channel.as_deref() != Some(wanted))
         .map(|p| p.unit.clone())
         .collect();
-    if first.is_empty() || !holds(ctx, &vip)? {
+    if first.is_empty() || !teardown::holds(ctx, &vip)? {
         return Ok(None);
     }
     let now = unix_now();
@@ -1067,150 +1062,6 @@ fn stop_regiond(ctx: &Context, m: InstallMethod) -> anyhow::Result<()> {
                 ctx.machine.service(ServiceOp::Stop, maas::DEB_REGIOND)?;
             }
         }
-    }
-    Ok(())
-}
-
-/// Whether this unit is being removed: Juju runs a dying unit's relation-departed hooks
-/// with itself as JUJU_DEPARTING_UNIT (worker/uniter/relation/resolver.go: the departee is
-/// the local unit once it or its application is not alive), then its -broken hooks, then stop
-/// and remove (every relation broken before stop), and a leaving unit stays leaving (the
-/// charm state says so in the -broken hooks after).
-fn is_leaving(ctx: &Context) -> anyhow::Result<bool> {
-    if matches!(ctx.event.kind, EventKind::Stop) {
-        return Ok(true);
-    }
-    let me = ctx.model.unit_name();
-    if ctx
-        .event
-        .relation()
-        .and_then(|r| r.departing_unit.as_deref())
-        .is_some_and(|d| d == me)
-    {
-        return Ok(true);
-    }
-    Ok(matches!(state::load(ctx)?, Ok(s) if s.leaving.0))
-}
-
-/// A hook of a unit being removed: drain ([`leave`]) and change nothing else, so MAAS goes on
-/// answering the other regions' haproxy until the remove hook; those drop this region as
-/// it departs from them.
-fn leave_hook(ctx: &mut Context) -> anyhow::Result<()> {
-    let before = match state::load(ctx)? {
-        Ok(s) => s,
-        Err(status) => {
-            ctx.status(status);
-            return Ok(());
-        }
-    };
-    let mut stored = before.clone();
-    if let Some(s) = leave(ctx, &mut stored)? {
-        ctx.status(s);
-    } else {
-        ctx.status(Status::maintenance(
-            "leaving: drained from haproxy, the VIP handed over",
-        ));
-    }
-    ctx.model.save_state(&before, &stored)?;
-    Ok(())
-}
-
-/// How long a leaving region waits for its VIP to move: keepalived runs the failing check
-/// within its interval (1 s unless the principal says otherwise) and a backup takes over on
-/// the priority-0 advert at once.
-const VIP_HANDOVER: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Drains this region once: its haproxy goes on serving port 80 over the other regions it
-/// balanced (never itself), without the listener the VIP's check connects to; then waits
-/// (bounded) until the VIP has left this host. From then on clients reach another region's
-/// haproxy, and stopping MAAS and haproxy here drops no request. A second call changes
-/// nothing.
-fn leave(ctx: &Context, stored: &mut Stored) -> anyhow::Result<Option<Status>> {
-    if stored.leaving.0 {
-        return Ok(None);
-    }
-    if let Some(v) = relations::vip(&ctx.model)? {
-        stored.vip = Some(v);
-    }
-    if stored.haproxy.0 {
-        if let Some(live) = ctx.machine.read_to_string(Path::new(haproxy::CFG))? {
-            let me = Backend::for_unit(ctx.model.unit_name(), "").name;
-            let all = render::haproxy_backends(&live);
-            let others: Vec<Backend> = all.iter().filter(|b| b.name != me).cloned().collect();
-            let text = render::haproxy_cfg(
-                // The last region has nowhere else to send anyone.
-                if others.is_empty() { &all } else { &others },
-                HaproxyOptions {
-                    tls: live.contains("\nfrontend maas_https\n"),
-                    draining: true,
-                },
-            );
-            if let Some(s) = haproxy::write_checked(ctx, &text)? {
-                return Ok(Some(s));
-            }
-            log::info!(
-                "leaving: haproxy drained to {} region(s), the VIP's check now fails here",
-                others.len()
-            );
-        }
-    }
-    if let Some(vip) = stored.vip.clone() {
-        wait_vip_gone(ctx, &vip, "leaving")?;
-    }
-    stored.leaving = Yes(true);
-    Ok(None)
-}
-
-/// Waits ([`VIP_HANDOVER`] at most) until `vip` has left this host, once its check listener
-/// is closed; `why` heads the warning when it has not.
-fn wait_vip_gone(ctx: &Context, vip: &str, why: &str) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    while holds(ctx, vip)? {
-        if started.elapsed() > VIP_HANDOVER {
-            log::warn!(
-                "{why}: the VIP {vip} is still on this host after {VIP_HANDOVER:?}; going on"
-            );
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-/// Whether `ip` is one of this host's addresses (`ip -o addr show`).
-fn holds(ctx: &Context, ip: &str) -> anyhow::Result<bool> {
-    let out = ctx.machine.run(&Cmd::new("ip", ["-o", "addr", "show"]))?;
-    let family = if ip.contains(':') { "inet6" } else { "inet" };
-    let needle = format!(" {family} {ip}/");
-    Ok(out.stdout.lines().any(|l| l.contains(&needle)))
-}
-
-/// The unit is going away (the machine may stay, e.g. a manual machine): a region that left
-/// must not keep serving or balancing. Drained first if no earlier hook did ([`leave`]).
-fn remove(ctx: &mut Context) -> anyhow::Result<()> {
-    let mut stored = match state::load(ctx)? {
-        Ok(s) => s,
-        Err(status) => {
-            // What was installed is unknown: nothing is stopped blindly.
-            log::error!("{}", status.message);
-            ctx.status(status);
-            return Ok(());
-        }
-    };
-    if let Some(s) = leave(ctx, &mut stored)? {
-        // A refused drain configuration: stopping anyway is still better than serving on.
-        log::warn!("leaving: {}", s.message);
-    }
-    match stored.method {
-        Some(InstallMethod::Snap) => {
-            ctx.machine
-                .run(&Cmd::new("snap", ["stop", "--disable", "maas"]))?;
-        }
-        Some(InstallMethod::Deb) => ctx.machine.retire_service(maas::DEB_REGIOND)?,
-        None => {}
-    }
-    if stored.haproxy.0 {
-        ctx.machine.retire_service("haproxy")?;
     }
     Ok(())
 }
