@@ -162,6 +162,15 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         dir("/var/lib/maas", "0755", "maas", "maas"),
         dir("/var/log/maas", "0755", "maas", "maas"),
     ];
+    // What a region keeps on disk beside its database (maas-region's backups read them): the
+    // operator's preseeds (debian/maas-region-api.install: package-files/etc/maas/preseeds)
+    // and the boot resources' image storage since 3.5 (debian/maas-region-api.dirs, chowned
+    // to maas by its postinst; `get_bootresource_store_path` in
+    // src/maasserver/utils/bootresource.py).
+    let deb_region_dirs = [
+        dir("/etc/maas/preseeds", "0755", "root", "root"),
+        dir("/var/lib/maas/image-storage", "0755", "maas", "maas"),
+    ];
     let v = match package {
         "maas" => json!({
             "name": "maas", "kind": "snap",
@@ -174,7 +183,12 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
             "apps": {"maas": [INSTALLED_BINARY, "maas"], "pebble": [INSTALLED_BINARY, "pebble"]},
             "dirs": [dir("/var/snap/maas/common", "0755", "root", "root"), dir("/var/snap/maas/common/maas", "0755", "root", "root"),
                      dir("/var/snap/maas/current", "0755", "root", "root"), dir("/var/snap/maas/current/http", "0755", "root", "root"),
-                     dir("/var/log/maas", "0755", "root", "root")],
+                     dir("/var/log/maas", "0755", "root", "root"),
+                     // snap/hooks/install: `$SNAP_DATA/preseeds` (PRESEED_TEMPLATE_LOCATIONS of
+                     // src/maasserver/djangosettings/snap.py) and `$SNAP_COMMON/maas/image-storage`
+                     // (MAAS_DATA is $SNAP_COMMON/maas: snap/local/tree/bin/run-regiond).
+                     dir("/var/snap/maas/current/preseeds", "0755", "root", "root"),
+                     dir("/var/snap/maas/common/maas/image-storage", "0755", "root", "root")],
             "users": ["maas"],
             "enable": ["snap.maas.pebble.service"],
             "postinst": postinst,
@@ -194,7 +208,7 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
             "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"),
                       unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-temporal.service"), unit_file(units_dir, "maas-apiserver.service")],
             "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas")],
-            "dirs": deb_dirs, "users": ["maas"],
+            "dirs": deb_dirs.iter().chain(&deb_region_dirs).collect::<Vec<_>>(), "users": ["maas"],
             "enable": ["maas-apiserver.service", "maas-regiond.service", "apache2.service"],
             "postinst": postinst,
         }),
@@ -223,6 +237,7 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
                       unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-temporal.service"), unit_file(units_dir, "maas-apiserver.service")],
             "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas"), json!({"dst": "/usr/sbin/named", "target": INSTALLED_BINARY})],
             "dirs": [deb_dirs[0].clone(), deb_dirs[1].clone(), deb_dirs[2].clone(),
+                     deb_region_dirs[0].clone(), deb_region_dirs[1].clone(),
                      dir("/etc/bind", "0755", "root", "bind"), dir("/etc/bind/maas", "0755", "root", "bind")],
             "users": ["maas", "bind"],
             "enable": ["maas-apiserver.service", "maas-regiond.service", "apache2.service", "bind9.service"],

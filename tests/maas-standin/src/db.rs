@@ -344,7 +344,12 @@ fn first_value(c: &mut Client, name: &str, candidate: &str) -> Result<String> {
 
 /// Records that this region is alive: one heartbeat row, and its controller row with the
 /// version it runs (MAAS: `start_up.py` `set_versions_info` at start-up, kept current by
-/// `regiondservices/version_update_check.py`).
+/// `regiondservices/version_update_check.py`). The controller is the one its `maas_id` names
+/// when the database has it, whatever host it now runs on (src/maasserver/models/node.py
+/// `RegionControllerManager.get_or_create_running_controller`: `Node.objects.get(system_id=
+/// maas_id)` before any look-up by host name): a region restored onto a new host with its
+/// `maas_id` is the same controller, not a second one. The stand-in keys its rows by host
+/// name, so that row moves to this host.
 pub fn heartbeat(
     c: &mut Client,
     hostname: &str,
@@ -353,6 +358,11 @@ pub fn heartbeat(
     version: &str,
 ) -> Result<()> {
     let pid = std::process::id() as i32;
+    c.execute(
+        "UPDATE standin_region SET hostname = $1 WHERE system_id = $2 AND hostname <> $1
+           AND NOT EXISTS (SELECT 1 FROM standin_region WHERE hostname = $1)",
+        &[&hostname, &system_id],
+    )?;
     c.execute(
         "INSERT INTO standin_heartbeat (hostname, system_id) VALUES ($1, $2)",
         &[&hostname, &system_id],

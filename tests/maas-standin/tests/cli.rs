@@ -361,6 +361,36 @@ fn catalog_entries_point_at_the_binary() {
     assert_eq!(snap["kind"], "snap");
     assert_eq!(snap["enable"][0], "snap.maas.pebble.service");
     assert_eq!(snap["symlinks"][0]["dst"], "/snap/bin/maas");
+    // Where a region keeps what its database does not hold (maas-region's backups read them).
+    let dirs = |v: &serde_json::Value| -> Vec<String> {
+        v["dirs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for d in [
+        "/var/snap/maas/current/preseeds",
+        "/var/snap/maas/common/maas/image-storage",
+    ] {
+        assert!(
+            dirs(&snap).iter().any(|p| p == d),
+            "{d} in {:?}",
+            dirs(&snap)
+        );
+    }
+    for pkg in ["maas-region-api", "maas-region-controller"] {
+        let v: serde_json::Value =
+            serde_json::from_str(&read(&out.0.join(format!("{pkg}.json")))).unwrap();
+        for d in ["/etc/maas/preseeds", "/var/lib/maas/image-storage"] {
+            assert!(
+                dirs(&v).iter().any(|p| p == d),
+                "{pkg}: {d} in {:?}",
+                dirs(&v)
+            );
+        }
+    }
     let unit = read(&out.0.join("units/maas-regiond.service"));
     assert!(
         unit.contains("ExecStart=/usr/lib/maas-standin/maas-standin regiond --flavor deb"),

@@ -1143,3 +1143,54 @@ fn regiond_keeps_alive_as_regiond_conf_says_and_its_listener_retries_every_3_s()
             .then_some(())
     });
 }
+
+#[test]
+fn a_region_restored_onto_another_host_with_its_maas_id_is_the_same_controller() {
+    let pg = Postgres::start();
+    let first = Region::new("region-restore-a", "region-old");
+    assert_ok(&maas_init(
+        &first.sb,
+        "region",
+        &first.url(),
+        &pg,
+        "--force",
+    ));
+    let regiond = first.spawn_regiond();
+    first.wait_up("region-old");
+    let secret = wait_secret(&first.sb, "the first regiond writes the shared secret");
+    let id = read_trimmed(&first.sb.path("/var/snap/maas/common/maas/maas_id"));
+    drop(regiond);
+
+    // A fresh host given the first one's maas_id before its init (what maas-region's restore
+    // action does) against the same database.
+    let second = Region::new("region-restore-b", "region-new");
+    let id_path = second.sb.path("/var/snap/maas/common/maas/maas_id");
+    std::fs::create_dir_all(id_path.parent().unwrap()).unwrap();
+    std::fs::write(&id_path, format!("{id}\n")).unwrap();
+    assert_ok(&maas_init(
+        &second.sb,
+        "region",
+        &second.url(),
+        &pg,
+        "--force",
+    ));
+    assert_eq!(read_trimmed(&id_path), id, "maas init keeps maas_id");
+    let _regiond = second.spawn_regiond();
+    let v = second.wait_up("region-new");
+    assert_eq!(v["system_id"], id.as_str());
+    assert_eq!(
+        wait_secret(&second.sb, "the second regiond writes the shared secret"),
+        secret
+    );
+    let rows: Vec<String> = pg
+        .client()
+        .query(
+            "SELECT hostname || ' ' || system_id FROM standin_region ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, vec![format!("region-new {id}")]);
+}
