@@ -19,6 +19,9 @@
 //!
 //! With a backup repository, the age of the last good backup comes from the charm's own
 //! exporter on 127.0.0.1:9854 (see `backup_metrics`), plain http on loopback too.
+//!
+//! The dates of the unit's certificates come from charm-lib's certificate exporter on
+//! 127.0.0.1:9793 (x509-certificate-exporter's metrics; `certificates.rules`).
 
 use crate::config::{Config, SyncMode};
 use crate::paths;
@@ -43,6 +46,10 @@ pub const RULES: &[RuleFile<'static>] = &[
     RuleFile {
         path: "pgbackrest.rules",
         text: include_str!("prometheus_alert_rules/pgbackrest.rules"),
+    },
+    RuleFile {
+        path: "certificates.rules",
+        text: include_str!("prometheus_alert_rules/certificates.rules"),
     },
 ];
 
@@ -158,6 +165,7 @@ pub fn exposed() -> Vec<&'static str> {
                 .filter(|l| !l.is_empty() && !l.starts_with('#')),
         );
     }
+    all.extend(charm_lib::cert_metrics::NAMES);
     all
 }
 
@@ -175,7 +183,7 @@ pub fn publish(ctx: &Context) -> anyhow::Result<()> {
         .machine
         .read_to_string(std::path::Path::new(paths::CA_CERT))?
         .filter(|pem| !pem.trim().is_empty());
-    Provider {
+    let mut provider = Provider {
         topology: Some(Topology::of(&ctx.event, CHARM)),
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
@@ -188,8 +196,21 @@ pub fn publish(ctx: &Context) -> anyhow::Result<()> {
             ),
         ),
         ..Provider::default()
+    };
+    // Only once reconcile runs the exporter: a job without its target fires HostDown.
+    let unit = charm_lib::cert_metrics::unit_path(&paths::CERT_METRICS);
+    if ctx
+        .machine
+        .file_info(std::path::Path::new(&unit))?
+        .is_some()
+    {
+        let mut job = charm_lib::cert_metrics::scrape_job(&paths::CERT_METRICS);
+        job.static_configs[0].labels.insert(
+            SYNC_MODE_LABEL.to_string(),
+            sync_mode_name(cfg.synchronous_mode).to_string(),
+        );
+        provider.scrape_jobs.push(job);
     }
-    .build()?
-    .publish(&ctx.model, ENDPOINT)?;
+    provider.build()?.publish(&ctx.model, ENDPOINT)?;
     Ok(())
 }

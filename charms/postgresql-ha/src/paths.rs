@@ -108,6 +108,13 @@ pub const EXPORTER_PORT: u16 = 9187;
 /// local socket from the OS user `prometheus` (pg_ident map `monitoring`).
 pub const MONITORING_ROLE: &str = "monitoring";
 
+/// The certificate exporter (charm-lib `cert_metrics`): x509-certificate-exporter's port,
+/// loopback only; maas-region, which may share the machine, takes the next.
+pub const CERT_METRICS: charm_lib::cert_metrics::Service = charm_lib::cert_metrics::Service {
+    name: "postgresql-ha-cert-metrics",
+    port: 9793,
+};
+
 /// PostgreSQL's port.
 pub const PG_PORT: u16 = 5432;
 /// Patroni's REST port.

@@ -369,6 +369,13 @@ fn credentials(
         Site::NotRelated => None,
     };
     let (tls_changed, trusted) = certs::ensure(ctx.machine, &ca, &i.me, &sans, site.as_ref())?;
+    // What each file holds: postgresql.pem and trusted.pem are copies of the unit certificate
+    // and the CA until the site's CA signs one, so only then are they named (no alert twice).
+    let mut cert_files = vec![paths::CA_CERT, paths::UNIT_CERT];
+    if site.is_some() {
+        cert_files.extend([paths::PG_CERT, paths::TRUSTED]);
+    }
+    charm_lib::cert_metrics::apply(ctx, &paths::CERT_METRICS, &cert_files)?;
     Ok(report.with(Some(Credentials {
         passwords,
         tls_changed,

@@ -32,6 +32,7 @@ pub fn leave(ctx: &Context) -> anyhow::Result<()> {
     // A departed unit takes no more scheduled backups and reports none.
     m.retire_service(crate::backup_schedule::TIMER)?;
     m.retire_service(crate::backup_metrics::SERVICE)?;
+    charm_lib::cert_metrics::retire(m, &paths::CERT_METRICS)?;
     // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
     m.retire_service(paths::PATRONI_SERVICE)?;
     if m.service_is_active(paths::ETCD_SERVICE)? {

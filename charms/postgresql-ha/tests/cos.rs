@@ -39,9 +39,18 @@ fn the_collector_gets_patroni_and_etcd_over_tls_postgresql_on_loopback_the_rules
     );
 
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 3, "{jobs:?}");
-    let (etcd, patroni) = (&jobs[0], &jobs[1]);
-    let pg = &jobs[2];
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    let (certs, etcd, patroni) = (&jobs[0], &jobs[1], &jobs[2]);
+    let pg = &jobs[3];
+    assert!(certs["job_name"]
+        .as_str()
+        .unwrap()
+        .starts_with("postgresql-ha_certificates_"));
+    assert_eq!(certs["static_configs"][0]["targets"][0], "127.0.0.1:9793");
+    assert!(
+        certs.get("tls_config").is_none_or(|t| t.is_null()),
+        "loopback http: {certs}"
+    );
     assert!(
         pg["job_name"]
             .as_str()
@@ -100,6 +109,7 @@ fn the_collector_gets_patroni_and_etcd_over_tls_postgresql_on_loopback_the_rules
         "EtcdNoLeader",
         "HostDown",
         "PostgresqlConnectionsNearMax",
+        "CertificateNearExpiry",
     ] {
         assert!(alerts.contains(&a), "{a} missing from {alerts:?}");
     }
@@ -248,7 +258,7 @@ fn with_a_backup_repository_the_backup_age_is_scraped_and_alerted_on() {
         .find(|j| j["job_name"].as_str().unwrap().contains("_pgbackrest_"))
         .unwrap_or_else(|| panic!("no pgbackrest job in {jobs:?}"));
     assert_eq!(backup["static_configs"][0]["targets"][0], "127.0.0.1:9854");
-    assert_eq!(jobs.len(), 4);
+    assert_eq!(jobs.len(), 5);
     let alerts: Vec<&str> = data["metrics_alert_rules"]["groups"]
         .as_array()
         .unwrap()
@@ -286,4 +296,54 @@ fn without_the_applications_ca_on_the_unit_only_the_loopback_exporter_is_scraped
     let names: Vec<_> = jobs.iter().map(|j| j.job_name.clone().unwrap()).collect();
     assert_eq!(names, ["postgresql"]);
     assert!(jobs.iter().all(|j| j.tls_config.is_none()));
+}
+
+#[test]
+fn the_certificate_exporter_serves_the_units_certificates_until_the_unit_leaves() {
+    // Arrange: a running primary with a collector, no exporter yet.
+    let st = leader_primary().with_relation(collector());
+    let unit = "/etc/systemd/system/postgresql-ha-cert-metrics.service";
+    assert!(st.machine.text(unit).is_none());
+
+    // Act: one hook.
+    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+
+    // Assert: the charm's binary serves the CA and the unit certificate (postgresql.pem and
+    // trusted.pem are copies of them without a site CA), and the job scrapes it.
+    assert!(!out.failed(), "{:?}", out.error);
+    let text = out.state.machine.text(unit).expect("the exporter's unit");
+    assert!(
+        text.contains("/charm/dispatch cert-metrics 9793 /etc/postgresql-ha/tls/ca.pem /etc/postgresql-ha/tls/unit.pem\n"),
+        "{text}"
+    );
+    let svc = &out.state.machine.services["postgresql-ha-cert-metrics.service"];
+    assert!(svc.enabled && svc.active);
+    let jobs = sent(&out)["metrics_scrape_jobs"].clone();
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["static_configs"][0]["targets"][0] == "127.0.0.1:9793"),
+        "{jobs}"
+    );
+
+    // A second hook neither rewrites nor restarts it.
+    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(
+        !again
+            .command_lines()
+            .iter()
+            .any(|l| l.contains("start postgresql-ha-cert-metrics") || l.contains("daemon-reload")),
+        "{:#?}",
+        again.command_lines()
+    );
+
+    // The unit stopping takes the exporter and its unit away.
+    let stop = harness().run(Trigger::Stop, &out.state).unwrap();
+    assert!(!stop.failed(), "{:?}", stop.error);
+    assert!(stop.state.machine.text(unit).is_none());
+    assert!(!stop
+        .state
+        .machine
+        .is_active("postgresql-ha-cert-metrics.service"));
 }
