@@ -15,10 +15,12 @@ pub mod internal_admin;
 pub mod lock;
 pub mod maas;
 pub mod reconcile;
+pub mod refresh;
 pub mod relations;
 pub mod render;
 pub mod state;
 pub mod teardown;
+pub mod workload;
 
 use charm_lib::{Context, EventKind};
 

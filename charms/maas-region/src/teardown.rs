@@ -8,6 +8,7 @@ use crate::haproxy;
 use crate::maas;
 use crate::relations;
 use crate::state::{self, Stored};
+use crate::workload;
 use charm_lib::charm_state::Yes;
 use charm_lib::{Cmd, Context, EventKind, MachineExt, Status};
 use std::path::Path;
@@ -81,11 +82,6 @@ fn leave_hook(ctx: &mut Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long a leaving region waits for its VIP to move: keepalived runs the failing check
-/// within its interval (1 s unless the principal says otherwise) and a backup takes over on
-/// the priority-0 advert at once.
-const VIP_HANDOVER: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Drains this region once: its haproxy goes on serving port 80 over the other regions it
 /// balanced (never itself), without the listener the VIP's check connects to; then waits
 /// (bounded) until the VIP has left this host. From then on clients reach another region's
@@ -111,34 +107,10 @@ fn leave(ctx: &Context, stored: &mut Stored) -> anyhow::Result<Option<Status>> {
         }
     }
     if let Some(vip) = stored.vip.clone() {
-        wait_vip_gone(ctx, &vip, "leaving")?;
+        workload::wait_vip_gone(ctx, &vip, "leaving")?;
     }
     stored.leaving = Yes(true);
     Ok(None)
-}
-
-/// Waits ([`VIP_HANDOVER`] at most) until `vip` has left this host, once its check listener
-/// is closed; `why` heads the warning when it has not.
-pub(crate) fn wait_vip_gone(ctx: &Context, vip: &str, why: &str) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    while holds(ctx, vip)? {
-        if started.elapsed() > VIP_HANDOVER {
-            log::warn!(
-                "{why}: the VIP {vip} is still on this host after {VIP_HANDOVER:?}; going on"
-            );
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-/// Whether `ip` is one of this host's addresses (`ip -o addr show`).
-pub(crate) fn holds(ctx: &Context, ip: &str) -> anyhow::Result<bool> {
-    let out = ctx.machine.run(&Cmd::new("ip", ["-o", "addr", "show"]))?;
-    let family = if ip.contains(':') { "inet6" } else { "inet" };
-    let needle = format!(" {family} {ip}/");
-    Ok(out.stdout.lines().any(|l| l.contains(&needle)))
 }
 
 /// The unit is going away (the machine may stay, e.g. a manual machine): a region that left
