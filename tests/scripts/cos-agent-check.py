@@ -13,6 +13,10 @@ inputs charm-lib was given.
    xz encoders may differ).
 2. COSAgentRequirer, as the collector runs it, reads our databag: the scrape jobs, snap log
    endpoints, alert rules and dashboards it hands on must be the ones we meant.
+3. The e2e test collector (tests/e2e/testcharms/cos-collector-ops, `prometheus_jobs`) turns
+   those jobs into what Debian's Prometheus runs: promtool accepts them, every inline CA is in
+   the file its job names; and its stand-in rules hold (`ca` with `ca_file` refused, a job
+   naming the principal's files left out under `strict` confinement, kept under `classic`).
 
 Prints what differs and exits 1, or prints a summary and exits 0.
 """
@@ -158,6 +162,69 @@ check(
     == [json.loads(LZMABase64.decompress(d)) for d in ours["dashboards"]],
 )
 c.cleanup()
+
+
+# 3. The test collector's handling of those jobs.
+def collector_module():
+    path = Path(__file__).resolve().parents[1] / "e2e/testcharms/cos-collector-ops/src/charm.py"
+    spec = importlib.util.spec_from_file_location("cos_collector_ops", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+
+import yaml  # noqa: E402
+
+collector = collector_module()
+with tempfile.TemporaryDirectory() as tmp:
+    cert_dir = Path(tmp) / "certs"
+    named = [dict(j, job_name=j.get("job_name") or f"job-{i}") for i, j in enumerate(want_jobs)]
+    jobs, files, left = collector.prometheus_jobs(named, cert_dir, strict=False)
+    check(f"classic confinement leaves nothing out: {left}", left == [] and len(jobs) == len(named))
+    for theirs_job, job in zip(named, jobs):
+        tls = job.get("tls_config") or {}
+        ca = (theirs_job.get("tls_config") or {}).get("ca")
+        check(f"{job['job_name']}: no inline ca left for Prometheus 2.42: {tls}", "ca" not in tls)
+        if ca:
+            check(
+                f"{job['job_name']}: its ca_file holds the job's CA: {tls}",
+                files.get(Path(tls.get("ca_file", ""))) == ca,
+            )
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        print("promtool is missing (Debian's prometheus package): the configuration was not checked")
+    else:
+        conf = Path(tmp) / "agent.yml"
+        conf.write_text(yaml.safe_dump({"scrape_configs": jobs}))
+        p = subprocess.run(
+            [promtool, "check", "config", "--syntax-only", str(conf)], capture_output=True, text=True
+        )
+        check(f"promtool refuses the collector's jobs: {p.stdout}{p.stderr}", p.returncode == 0)
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    base = {"job_name": "j", "static_configs": [{"targets": ["localhost:1"]}], "scheme": "https"}
+    try:
+        collector.prometheus_jobs(
+            [dict(base, tls_config={"ca": pem, "ca_file": "/x.pem"})], cert_dir, strict=False
+        )
+        check("ca with ca_file is refused", False)
+    except RuntimeError as e:
+        check(f"ca with ca_file: {e}", "at most one of ca and ca_file" in str(e))
+    principal_files = dict(base, tls_config={"ca": pem, "cert_file": "/etc/p/c.pem", "key_file": "/etc/p/k.pem"})
+    kept, _, left = collector.prometheus_jobs([principal_files], cert_dir, strict=True)
+    check(f"strict: a job naming the principal's key is left out: {kept} {left}", kept == [] and len(left) == 1)
+    check(f"strict: the reason names the file: {left}", left and "key_file=/etc/p/k.pem" in left[0])
+    kept, _, left = collector.prometheus_jobs([principal_files], cert_dir, strict=False)
+    check(f"classic: the same job is kept: {kept} {left}", len(kept) == 1 and left == [])
+    kept, files, left = collector.prometheus_jobs([dict(base, tls_config={"ca": pem})], cert_dir, strict=True)
+    check(
+        f"strict: an inline ca alone is kept, through a file of the collector's: {kept} {left}",
+        left == [] and list(files.values()) == [pem] and kept[0]["tls_config"] == {"ca_file": str(next(iter(files)))},
+    )
 
 if failures:
     print("\n".join(failures))

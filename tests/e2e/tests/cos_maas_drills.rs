@@ -60,7 +60,10 @@ fn test_charms(env: &Env) -> std::result::Result<(PathBuf, PathBuf), String> {
 }
 
 /// Two regions (one with the database, as the bundle co-locates them), a rack on a machine of
-/// its own, the collector on each, Prometheus on a machine of its own.
+/// its own, the collector on each, Prometheus on a machine of its own. MAAS serves TLS, so the
+/// cluster statistics go over https verified with the CA the job carries inline, and the
+/// collector is as confined as the opentelemetry-collector snap (`confinement: strict`): a job
+/// that named a file of the principal's would be left out, and "every target up" would fail.
 fn bundle(env: &Env, collector: &Path, prometheus: &Path) -> String {
     format!(
         "description: MAAS regions and a rack observed through cos-agent by a real Prometheus
@@ -80,6 +83,8 @@ applications:
     charm: {{build}}/maas-region.charm
     num_units: 2
     to: [\"0\", \"1\"]
+    options:
+      tls-enabled: true
   maas-rack:
     charm: {{build}}/maas-rack.charm
     num_units: 1
@@ -88,6 +93,7 @@ applications:
     charm: {collector}
     options:
       scrape-interval: 5s
+      confinement: strict
   prometheus:
     charm: {prometheus}
     num_units: 1
@@ -391,6 +397,13 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     })
     .expect("targets");
     eprintln!("    every MAAS target up after {took:?}");
+    // The cluster jobs among them reach MAAS's TLS port: verified with the CA sent inline.
+    let https = query(&d, "up{instance=\"localhost:5443\"} == 1").expect("up");
+    assert_eq!(
+        https.len(),
+        regions.len(),
+        "cluster jobs up over https: {https:?}"
+    );
     let want = charm_alerts(&env).expect("the charms' rules");
     until(
         Duration::from_secs(60),
