@@ -6,7 +6,7 @@ use crate::config::{Config, InstallMethod};
 use crate::haproxy;
 use crate::lock;
 use crate::maas;
-use crate::relations::{self, Database, Peer};
+use crate::relations::{self, Database, Peer, Rack};
 use crate::render;
 use crate::state::{self, Stored};
 use crate::workload;
@@ -52,6 +52,13 @@ pub(crate) struct Inputs {
     pub peers: Vec<Peer>,
     /// Whether the peer relation exists yet.
     pub has_peers: bool,
+    /// The VIP the subordinate offers, if any.
+    pub vip: Option<String>,
+    /// The racks on `rpc`: a snap region's mode and refresh follow them (none read for deb,
+    /// which uses neither).
+    pub racks: Vec<Rack>,
+    /// The database, from whichever of `db` and `database` is related.
+    pub db: Database,
 }
 
 /// What this hook has written since it read [`Inputs`], kept so later steps see it: the peer
@@ -64,29 +71,63 @@ pub(crate) struct Cache {
     pub stored: Stored,
 }
 
-/// The hook's entry point for every event but actions.
+/// The hook's entry point for every event but actions and leaving: install, read the inputs,
+/// then one step per concern, each deriving what it wants from them and applying it.
 pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let Some(cfg) = ctx.load_config::<Config>()? else {
         return Ok(());
     };
-    let stored_before = match state::load(ctx)? {
+    let Some(before) = usable_state(ctx, &cfg)? else {
+        return Ok(());
+    };
+    let mut stored = before.clone();
+    workload::install(ctx, &cfg, &mut stored)?;
+    let (i, mut c) = read_inputs(ctx, cfg, stored)?;
+
+    if let Some(s) = haproxy::apply(ctx, &i, &mut c)? {
+        ctx.status(s);
+    }
+    publish_vip_checks(ctx, &i)?;
+    crate::cos::publish(ctx, &i.cfg)?;
+    open_ports(ctx, &i)?;
+    let url = decide_url(ctx, &i, &mut c)?;
+    let ready = run_maas(ctx, &i, &mut c, url.as_deref())?;
+    if i.leader {
+        publish_leader_data(ctx, &i, &c, url.as_deref(), ready)?;
+    }
+    let tls_as_configured = apply_tls(ctx, &i, &mut c, url.as_deref(), ready)?;
+    ctx.model.save_state(&before, &c.stored)?;
+    if let (true, Some(url)) = (ready, &url) {
+        let status = serving(ctx, &i, url, tls_as_configured)?;
+        ctx.status(status);
+    }
+    Ok(())
+}
+
+/// The charm state, unless it blocks the unit: a key that does not fit, or an install method
+/// other than the one installed.
+fn usable_state(ctx: &mut Context, cfg: &Config) -> anyhow::Result<Option<Stored>> {
+    let stored = match state::load(ctx)? {
         Ok(s) => s,
         Err(status) => {
             ctx.status(status);
-            return Ok(());
+            return Ok(None);
         }
     };
-    let mut stored = stored_before.clone();
     if let Some(installed) = stored.method.filter(|m| *m != cfg.install_method) {
         ctx.status(Status::blocked(format!(
             "install-method cannot change from {} to {} on a deployed unit: set it back, or deploy a new application",
             installed.as_str(),
             cfg.install_method.as_str()
         )));
-        return Ok(());
+        return Ok(None);
     }
-    workload::install(ctx, &cfg, &mut stored)?;
+    Ok(Some(stored))
+}
 
+/// Reads the hook's [`Inputs`], and first tells the other regions this unit's hostname,
+/// address and channel (so they hear of it in this hook, whatever comes after).
+fn read_inputs(ctx: &Context, cfg: Config, mut stored: Stored) -> anyhow::Result<(Inputs, Cache)> {
     let me = ctx.model.unit_name().to_string();
     let leader = ctx.model.is_leader()?;
     let address = ctx.model.ingress_address(relations::PEERS)?;
@@ -110,6 +151,17 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let has_peers = peer_rel.is_some();
     drop(peer_rel);
     let peers = relations::peers(&ctx.model)?;
+    let vip = relations::vip(&ctx.model)?;
+    if vip.is_some() {
+        // Kept for the teardown, which runs after the vip relation has gone.
+        stored.vip.clone_from(&vip);
+    }
+    let racks = match cfg.install_method {
+        InstallMethod::Snap => relations::racks(&ctx.model)?,
+        InstallMethod::Deb => Vec::new(),
+    };
+    let broken = relations::broken(&ctx.event);
+    let db = relations::database(&ctx.model, &cfg.database_name, broken.as_ref())?;
     let i = Inputs {
         cfg,
         leader,
@@ -118,103 +170,114 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         hostname,
         peers,
         has_peers,
+        vip,
+        racks,
+        db,
     };
-    let mut c = Cache {
+    let c = Cache {
         peer_app,
         my_drain,
         stored,
     };
+    Ok((i, c))
+}
 
-    if let Some(s) = haproxy::apply(ctx, &i, &mut c)? {
-        ctx.status(s);
-    }
+/// What the VIP's subordinate checks on this unit: haproxy's check listener, and the agent
+/// ports of the MAAS it runs.
+fn publish_vip_checks(ctx: &Context, i: &Inputs) -> anyhow::Result<()> {
     let agent_ports = match i.cfg.install_method {
         InstallMethod::Snap => maas::agent_ports(&i.cfg.channel),
         // The version of a deb install is not in the config; its agent ports go unchecked.
         InstallMethod::Deb => &[],
     };
-    relations::publish_vip_checks(&ctx.model, &render::vip_check(i.cfg.haproxy, agent_ports))?;
-    if let Some(v) = relations::vip(&ctx.model)? {
-        c.stored.vip = Some(v);
-    }
-    crate::cos::publish(ctx, &i.cfg)?;
-    // A rack unit on this very host makes this unit's MAAS region+rack (snap): it then serves
-    // what a rack serves, and opens those ports (the rack unit here opens none).
-    let runs_rack = i.cfg.install_method == InstallMethod::Snap && {
-        let racks: Vec<String> = relations::racks(&ctx.model)?
-            .into_iter()
-            .map(|r| r.hostname)
-            .collect();
-        maas::wanted_mode(&i.hostname, &racks) == "region+rack"
-    };
+    relations::publish_vip_checks(&ctx.model, &render::vip_check(i.cfg.haproxy, agent_ports))
+}
+
+/// Opens what this unit serves. A rack unit on this very host makes this unit's MAAS
+/// region+rack (snap): it then serves what a rack serves, and opens those ports (the rack unit
+/// here opens none).
+fn open_ports(ctx: &Context, i: &Inputs) -> anyhow::Result<()> {
+    let runs_rack = i.cfg.install_method == InstallMethod::Snap
+        && maas::wanted_mode(&i.hostname, &rack_hostnames(i)) == "region+rack";
     ctx.model
         .set_ports(&render::ports(i.cfg.haproxy, i.cfg.tls_enabled, runs_rack))?;
+    Ok(())
+}
 
-    let url = decide_url(ctx, &i, &mut c)?;
-    let broken = relations::broken(&ctx.event);
-    let db = relations::database(&ctx.model, &i.cfg.database_name, broken.as_ref())?;
-    let ready = match (&db, &url) {
+/// The hostnames of the racks on `rpc`.
+pub(crate) fn rack_hostnames(i: &Inputs) -> Vec<String> {
+    i.racks.iter().map(|r| r.hostname.clone()).collect()
+}
+
+/// MAAS itself, once the database and the URL are known; whether it runs.
+fn run_maas(
+    ctx: &mut Context,
+    i: &Inputs,
+    c: &mut Cache,
+    url: Option<&str>,
+) -> anyhow::Result<bool> {
+    match (&i.db, url) {
         (Database::Both, _) => {
             ctx.status(Status::blocked(
                 "relate either db or database, not both: remove one of the two relations",
             ));
-            false
+            Ok(false)
         }
         (Database::Missing, _) => {
             workload::stop_regiond(ctx, i.cfg.install_method)?;
             ctx.status(Status::waiting("waiting for database"));
-            false
+            Ok(false)
         }
         (Database::NotReady(why), _) => {
             ctx.status(Status::waiting(why.clone()));
-            false
+            Ok(false)
         }
         (Database::Ready(_), None) => {
             ctx.status(Status::waiting(
                 "waiting for the leader to publish the MAAS URL",
             ));
-            false
+            Ok(false)
         }
         (Database::Ready(db), Some(url)) => match i.cfg.install_method {
-            InstallMethod::Snap => workload::snap(ctx, &i, &mut c, db, url)?,
-            InstallMethod::Deb => workload::deb(ctx, &i, &mut c, db, url)?,
+            InstallMethod::Snap => workload::snap(ctx, i, c, db, url),
+            InstallMethod::Deb => workload::deb(ctx, i, c, db, url),
         },
-    };
-    if i.leader {
-        publish_leader_data(ctx, &i, &c, url.as_deref(), ready)?;
     }
-    let tls_as_configured = apply_tls(ctx, &i, &mut c, url.as_deref(), ready)?;
-    ctx.model.save_state(&stored_before, &c.stored)?;
-    if ready {
-        if let Some(u) = &url {
-            ctx.status(if !workload::answers(ctx, i.cfg.haproxy)? {
-                Status::waiting(format!(
-                    "MAAS does not answer {} yet (regiond starting)",
-                    workload::probed(i.cfg.haproxy)
-                ))
-            } else if !tls_as_configured {
-                Status::waiting(if i.cfg.tls_enabled {
-                    "waiting for the leader to enable MAAS TLS (maas config-tls enable)"
-                } else {
-                    "waiting for the leader to disable MAAS TLS (maas config-tls disable)"
-                })
-            } else if i.cfg.tls_enabled && !workload::answers_tls(ctx, i.cfg.install_method)? {
-                // MAAS has the certificate; this region's nginx takes it a moment later.
-                Status::waiting(format!(
-                    "MAAS does not answer {} yet (nginx taking the certificate)",
-                    workload::local_tls_api()
-                ))
-            } else if i.cfg.tls_enabled {
-                Status::active(format!(
-                    "serving {u}; users: {}",
-                    render::https_url(u, i.cfg.haproxy)
-                ))
-            } else {
-                Status::active(format!("serving {u}"))
-            });
-        }
-    }
-    Ok(())
+}
+
+/// The status of a region whose MAAS runs: Active once it answers as configured (its own
+/// regiond and haproxy, then TLS as the leader applied it, then its nginx on the certificate).
+fn serving(
+    ctx: &Context,
+    i: &Inputs,
+    url: &str,
+    tls_as_configured: bool,
+) -> anyhow::Result<Status> {
+    Ok(if !workload::answers(ctx, i.cfg.haproxy)? {
+        Status::waiting(format!(
+            "MAAS does not answer {} yet (regiond starting)",
+            workload::probed(i.cfg.haproxy)
+        ))
+    } else if !tls_as_configured {
+        Status::waiting(if i.cfg.tls_enabled {
+            "waiting for the leader to enable MAAS TLS (maas config-tls enable)"
+        } else {
+            "waiting for the leader to disable MAAS TLS (maas config-tls disable)"
+        })
+    } else if i.cfg.tls_enabled && !workload::answers_tls(ctx, i.cfg.install_method)? {
+        // MAAS has the certificate; this region's nginx takes it a moment later.
+        Status::waiting(format!(
+            "MAAS does not answer {} yet (nginx taking the certificate)",
+            workload::local_tls_api()
+        ))
+    } else if i.cfg.tls_enabled {
+        Status::active(format!(
+            "serving {url}; users: {}",
+            render::https_url(url, i.cfg.haproxy)
+        ))
+    } else {
+        Status::active(format!("serving {url}"))
+    })
 }
 
 /// TLS: the leader keeps MAAS's certificate and has MAAS serve it ([`certs::leader_step`]);
@@ -232,8 +295,7 @@ fn apply_tls(
         let mut hostnames: Vec<String> =
             i.peers.iter().filter_map(|p| p.hostname.clone()).collect();
         hostnames.push(i.hostname.clone());
-        let vip = relations::vip(&ctx.model)?;
-        let sans = certs::wanted_sans(&addresses, &hostnames, vip.as_deref(), url);
+        let sans = certs::wanted_sans(&addresses, &hostnames, i.vip.as_deref(), url);
         let out = certs::leader_step(
             ctx,
             &c.peer_app,
@@ -266,10 +328,9 @@ fn apply_tls(
 /// The leader decides the URL and publishes it; everyone else uses what it published.
 fn decide_url(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option<String>> {
     if i.leader {
-        let vip = relations::vip(&ctx.model)?;
         let mut url = render::maas_url(
             i.cfg.maas_url.as_deref(),
-            vip.as_deref(),
+            i.vip.as_deref(),
             i.address.as_deref(),
         );
         if let (Some((_, render::UrlSource::Leader)), Some(published)) =

@@ -13,11 +13,7 @@ use std::collections::BTreeMap;
 
 /// What a channel change asks of this initialised region: nothing, a refusal or a wait
 /// (a status), or a refresh to the channel.
-fn refresh_plan(
-    ctx: &Context,
-    i: &Inputs,
-    c: &Cache,
-) -> anyhow::Result<Result<Option<String>, Status>> {
+fn refresh_plan(i: &Inputs, c: &Cache) -> anyhow::Result<Result<Option<String>, Status>> {
     let wanted = i.cfg.channel.clone();
     let Some(installed) = c.stored.channel.clone().filter(|c| *c != wanted) else {
         return Ok(Ok(None));
@@ -32,13 +28,14 @@ fn refresh_plan(
     }
     // MAAS's upgrade guide (docs/how-to-guides/upgrade-maas.md): "Upgrade rack nodes first,
     // then region nodes". A rack whose MAAS runs an older track than the wanted one goes first.
-    let behind: Vec<String> = relations::racks(&ctx.model)?
-        .into_iter()
+    let behind: Vec<String> = i
+        .racks
+        .iter()
         .filter(|r| {
             let rack = r.maas_channel.as_deref().and_then(SnapChannel::parse);
             matches!((rack, &to), (Some(rack), Some(to)) if rack.track_cmp(to) == Some(std::cmp::Ordering::Less))
         })
-        .map(|r| format!("{} ({})", r.unit, r.maas_channel.unwrap_or_default()))
+        .map(|r| format!("{} ({})", r.unit, r.maas_channel.as_deref().unwrap_or_default()))
         .collect();
     if !behind.is_empty() {
         return Ok(Err(Status::waiting(format!(
@@ -61,7 +58,7 @@ pub(crate) fn under_lock(
     i: &Inputs,
     c: &mut Cache,
 ) -> anyhow::Result<Option<Status>> {
-    let wanted = match refresh_plan(ctx, i, c)? {
+    let wanted = match refresh_plan(i, c)? {
         Ok(Some(wanted)) if i.has_peers => wanted,
         other => {
             // A channel set back mid-drain returns this region to every haproxy.

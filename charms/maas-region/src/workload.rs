@@ -6,7 +6,7 @@ use crate::certs;
 use crate::config::{Config, InstallMethod};
 use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
-use crate::reconcile::{app_keys, request_lock, set_peer_app, Cache, Inputs};
+use crate::reconcile::{app_keys, rack_hostnames, request_lock, set_peer_app, Cache, Inputs};
 use crate::refresh;
 use crate::relations;
 use crate::render;
@@ -191,11 +191,7 @@ pub(crate) fn snap(
     url: &str,
 ) -> anyhow::Result<bool> {
     let conf = read_conf(ctx, InstallMethod::Snap)?;
-    let racks: Vec<String> = relations::racks(&ctx.model)?
-        .into_iter()
-        .map(|r| r.hostname)
-        .collect();
-    let wanted_mode = maas::wanted_mode(&i.hostname, &racks);
+    let wanted_mode = maas::wanted_mode(&i.hostname, &rack_hostnames(i));
     // MAAS writes regiond.conf before it touches the database and snap_mode only after the
     // migrations: a first init that failed leaves no snap_mode ("none": no regiond runs), a
     // failed re-init leaves the previous mode next to the new settings. So initialised means
