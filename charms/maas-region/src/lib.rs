@@ -1,9 +1,12 @@
 //! # maas-region: MAAS region controllers that scale out behind haproxy and a VIP
 //!
-//! Every event but an action ends in [`reconcile::reconcile`]; actions go to [`actions`].
-//! Modules: [`config`] (validation), [`render`] (pure rendering), [`maas`] (MAAS's files and
-//! commands), [`relations`] (relation data), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS certificate), [`internal_admin`] (the charm's own MAAS admin), [`cos`] (cos-agent),
-//! [`reconcile`].
+//! [`handle`] reads as the other charms do: actions ([`actions`]), then the leaving
+//! ([`teardown`]: drained, then stopped in `remove`), then one [`reconcile::reconcile`] pass.
+//! Modules: [`config`] (validation), [`state`] (charm state), [`relations`] (relation data),
+//! [`render`] (pure rendering), [`maas`] (MAAS's files and commands), [`workload`] (host work:
+//! install, init, regiond, probes), [`haproxy`] (derived, checked, applied), [`refresh`] (a new
+//! channel, one region at a time), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS
+//! certificate), [`internal_admin`] (the charm's own MAAS admin), [`cos`] (cos-agent).
 #![warn(missing_docs)]
 
 pub mod actions;

@@ -110,7 +110,7 @@ pub(crate) fn install(ctx: &Context, cfg: &Config, stored: &mut Stored) -> anyho
                 stored.channel = Some(cfg.channel.clone());
             }
             // A MAAS that ran is refreshed one region at a time under the init lock
-            // (`refresh_under_lock`); one never initialised has nothing to keep serving.
+            // (`refresh::under_lock`); one never initialised has nothing to keep serving.
             Some(c) if *c != cfg.channel && stored.init_done.is_none() => {
                 progress(ctx, &format!("refreshing the maas snap to {}", cfg.channel));
                 ctx.machine.snap_refresh("maas", &cfg.channel)?;
