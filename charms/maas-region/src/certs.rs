@@ -65,6 +65,44 @@ fn handover_dir(m: InstallMethod) -> PathBuf {
     }
 }
 
+/// The certificate exporter (charm-lib `cert_metrics`): the port after postgresql-ha's 9793,
+/// as the bundle places regions with the database units; loopback only.
+pub const CERT_METRICS: charm_lib::cert_metrics::Service = charm_lib::cert_metrics::Service {
+    name: "maas-region-cert-metrics",
+    port: 9794,
+};
+
+/// The certificate this region's nginx serves, as regiond writes it from MAAS's database: the
+/// certificate and its CA chain in `certs/regiond-proxy.pem` under MAAS's HTTP configuration
+/// directory (canonical/maas src/maasserver/regiondservices/http.py
+/// `RegionHTTPService._create_cert_files`; the directory is `$SNAP_DATA/http` in the snap,
+/// snap/local/tree/usr/bin/run-regiond, and /var/lib/maas/http for the debs,
+/// src/provisioningserver/rackdservices/http.py `get_http_config_dir`). Read there rather
+/// than from the secret: it is what clients get, on every region, leader or not.
+pub fn served_cert(m: InstallMethod) -> &'static str {
+    match m {
+        InstallMethod::Snap => "/var/snap/maas/current/http/certs/regiond-proxy.pem",
+        InstallMethod::Deb => "/var/lib/maas/http/certs/regiond-proxy.pem",
+    }
+}
+
+/// Every unit: the certificate exporter over [`served_cert`] while MAAS serves TLS as wanted
+/// (`tls-applied`), retired otherwise.
+pub fn apply_exporter(
+    ctx: &Context,
+    m: InstallMethod,
+    enabled: bool,
+    app: &Databag,
+) -> anyhow::Result<()> {
+    let applied = app.get(app_keys::APPLIED).is_some_and(|v| !v.is_empty());
+    let files: &[&str] = if enabled && applied {
+        &[served_cert(m)]
+    } else {
+        &[]
+    };
+    charm_lib::cert_metrics::apply(ctx, &CERT_METRICS, files)
+}
+
 /// Short, stable name of a certificate: what the peer databag records as applied.
 pub fn digest(cert_pem: &str) -> String {
     let d = Sha256::digest(cert_pem.trim().as_bytes());

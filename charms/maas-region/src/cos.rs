@@ -110,10 +110,16 @@ impl Cluster {
 }
 
 /// The alert rules sent.
-pub const RULES: &[RuleFile<'static>] = &[RuleFile {
-    path: "maas_region.rules",
-    text: include_str!("prometheus_alert_rules/maas_region.rules"),
-}];
+pub const RULES: &[RuleFile<'static>] = &[
+    RuleFile {
+        path: "maas_region.rules",
+        text: include_str!("prometheus_alert_rules/maas_region.rules"),
+    },
+    RuleFile {
+        path: "certificates.rules",
+        text: include_str!("prometheus_alert_rules/certificates.rules"),
+    },
+];
 
 /// The dashboards sent.
 pub const DASHBOARDS: &[Dashboard<'static>] = &[Dashboard {
@@ -163,6 +169,7 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
         "regiond" => include_str!("metrics/regiond.names"),
         "haproxy" => include_str!("metrics/haproxy.names"),
         "cluster" => include_str!("metrics/cluster.names"),
+        "certificates" => return charm_lib::cert_metrics::NAMES.to_vec(),
         _ => "",
     };
     list.lines()
@@ -171,21 +178,35 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// Writes this unit's data on every `cos-agent` relation (nothing to do without one).
+/// Runs the certificate exporter while MAAS serves TLS ([`certs::apply_exporter`]), then
+/// writes this unit's data on every `cos-agent` relation (nothing to do without one). The
+/// exporter is decided here, where the jobs are, so that every call (the leader calls again
+/// once it has applied TLS) sends its job exactly while it runs.
 pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
-    if ctx.model.relations(ENDPOINT)?.is_empty() {
-        return Ok(());
-    }
     let peer_app = match ctx.model.relation(crate::relations::PEERS)? {
         Some(rel) => rel.my_app_data()?,
         None => Databag::new(),
     };
+    certs::apply_exporter(ctx, cfg.install_method, cfg.tls_enabled, &peer_app)?;
+    if ctx.model.relations(ENDPOINT)?.is_empty() {
+        return Ok(());
+    }
     let cluster = Cluster::of(cfg, &peer_app);
+    let mut scrape_jobs = jobs(cfg, cluster.as_ref());
+    // Only while its exporter runs: a job without its target fires HostDown.
+    let unit = charm_lib::cert_metrics::unit_path(&certs::CERT_METRICS);
+    if ctx
+        .machine
+        .file_info(std::path::Path::new(&unit))?
+        .is_some()
+    {
+        scrape_jobs.push(charm_lib::cert_metrics::scrape_job(&certs::CERT_METRICS));
+    }
     Provider {
         topology: Some(Topology::of(&ctx.event, CHARM)),
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
-        scrape_jobs: jobs(cfg, cluster.as_ref()),
+        scrape_jobs,
         log_slots: log_slots(cfg),
         ..Provider::default()
     }

@@ -310,6 +310,11 @@ fn apply_tls(
         if let Some(s) = out.status {
             ctx.status(s);
         }
+        // The other units hear of it in peer relation-changed; the leader does not, so it
+        // runs the certificate exporter and sends the jobs for MAAS's TLS now.
+        if out.app_changes.contains_key(certs::app_keys::APPLIED) {
+            crate::cos::publish(ctx, &i.cfg)?;
+        }
     }
     let ca = i
         .cfg

@@ -140,5 +140,6 @@ fn remove(ctx: &mut Context) -> anyhow::Result<()> {
     if stored.haproxy.0 {
         ctx.machine.retire_service("haproxy")?;
     }
+    charm_lib::cert_metrics::retire(ctx.machine, &crate::certs::CERT_METRICS)?;
     Ok(())
 }

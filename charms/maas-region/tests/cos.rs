@@ -70,14 +70,18 @@ fn the_collector_gets_regiond_and_haproxy_jobs_the_rules_and_the_dashboard() {
     ] {
         assert!(names.contains(&a.to_string()), "{a} missing from {names:?}");
     }
-    let group = &data["metrics_alert_rules"]["groups"][0];
-    assert_eq!(
-        group["name"],
-        format!(
-            "test_model_{}_maas_region_maas_region_rules",
-            &MODEL_UUID[..8]
-        )
-    );
+    let group = data["metrics_alert_rules"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| {
+            g["name"]
+                == format!(
+                    "test_model_{}_maas_region_maas_region_rules",
+                    &MODEL_UUID[..8]
+                )
+        })
+        .expect("the maas_region group, renamed as the library does");
     let labels = &group["rules"][0]["labels"];
     assert_eq!(labels["juju_model_uuid"], MODEL_UUID);
     assert_eq!(labels["juju_application"], "maas-region");
@@ -147,6 +151,7 @@ fn exposed() -> Vec<&'static str> {
     all.extend(maas_region::cos::exposed("regiond"));
     all.extend(maas_region::cos::exposed("haproxy"));
     all.extend(maas_region::cos::exposed("cluster"));
+    all.extend(maas_region::cos::exposed("certificates"));
     all
 }
 
@@ -293,12 +298,14 @@ fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
     assert_eq!(j["tls_config"], serde_json::json!({ "ca": ca }));
 
-    // TLS wanted but not applied yet: MAAS still serves http.
-    let st = with_peer_app(
+    // TLS wanted but not applied yet (on a region that is not the leader, before the
+    // leader's config-tls): MAAS still serves http.
+    let mut st = with_peer_app(
         fresh_leader().with_config("tls-enabled", true),
         &[("prometheus-enabled", "true")],
     )
     .with_relation(collector());
+    st.leader = false;
     let out = harness(0)
         .run(Trigger::RelationJoined(COS, 0), &st)
         .unwrap();
@@ -306,6 +313,23 @@ fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_
     assert_eq!(
         job(&data, "cluster").unwrap()["static_configs"][0]["targets"][0],
         "localhost:5240"
+    );
+
+    // The leader that applies it in a hook sends the https job in that hook: no other region
+    // tells it (peer relation-changed goes to the others).
+    st.leader = true;
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+    let applied = out
+        .state
+        .relations
+        .iter()
+        .find(|r| r.endpoint == "cluster")
+        .and_then(|r| r.local_app_data.get("tls-applied").cloned());
+    assert!(applied.as_ref().is_some_and(|a| !a.is_empty()), "{applied:?}");
+    let data = sent(&out.state);
+    assert_eq!(
+        job(&data, "cluster").unwrap()["static_configs"][0]["targets"][0],
+        "localhost:5443"
     );
 }
 
@@ -431,4 +455,60 @@ fn with_tls_applied_but_no_ca_to_verify_with_no_cluster_job_is_sent() {
         maas_region::cos::Cluster::of(&cfg, &peer_app),
         Some(maas_region::cos::Cluster::Https { ca: pem.into() })
     );
+}
+
+#[test]
+fn while_maas_serves_tls_the_certificate_exporter_reads_what_nginx_serves_until_the_unit_goes() {
+    let unit = "/etc/systemd/system/maas-region-cert-metrics.service";
+    let served = "/var/snap/maas/current/http/certs/regiond-proxy.pem";
+    // Arrange: no exporter without TLS.
+    let st = running_leader().with_relation(collector());
+    assert!(st.machine.text(unit).is_none());
+    assert!(job(&sent_or_empty(&st), "certificates").is_none());
+
+    // Act: the leader has MAAS serve its certificate, in one hook.
+    let on = harness(0).run_ok(Trigger::ConfigChanged, &st.with_config("tls-enabled", true));
+
+    // Assert: the exporter runs over the file regiond renders, and its job is sent.
+    let text = on.state.machine.text(unit).expect("the exporter's unit");
+    assert!(
+        text.contains(&format!("/charm/dispatch cert-metrics 9794 {served}\n")),
+        "{text}"
+    );
+    assert!(on
+        .state
+        .machine
+        .is_active("maas-region-cert-metrics.service"));
+    let data = sent(&on.state);
+    let j = job(&data, "certificates").expect("the certificates job");
+    assert_eq!(j["static_configs"][0]["targets"][0], "127.0.0.1:9794");
+    assert!(j.get("tls_config").is_none(), "{j}");
+    assert!(alerts(&data).contains(&"CertificateNearExpiry".to_string()));
+
+    // TLS off again: the exporter and its job go.
+    let off = harness(0).run_ok(
+        Trigger::ConfigChanged,
+        &on.state.clone().with_config("tls-enabled", false),
+    );
+    assert!(off.state.machine.text(unit).is_none());
+    assert!(!off
+        .state
+        .machine
+        .is_active("maas-region-cert-metrics.service"));
+    assert!(job(&sent(&off.state), "certificates").is_none());
+
+    // The unit removed with TLS on: teardown takes it away too.
+    let gone = harness(0).run_ok(Trigger::Remove, &on.state);
+    assert!(gone.state.machine.text(unit).is_none());
+    assert!(!gone
+        .state
+        .machine
+        .is_active("maas-region-cert-metrics.service"));
+}
+
+fn sent_or_empty(st: &charm_lib::testing::State) -> Value {
+    st.relation(COS)
+        .and_then(|r| r.local_unit_data.get("config"))
+        .map(|c| serde_json::from_str(c).unwrap())
+        .unwrap_or_else(|| serde_json::json!({"metrics_scrape_jobs": []}))
 }

@@ -207,7 +207,8 @@ pub fn mutating(out: &Output) -> Vec<String> {
                 || c.starts_with("systemctl is-active")
                 || c == "snap services maas"
                 || c == "systemctl enable haproxy"
-                || c == "systemctl enable maas-regiond")
+                || c == "systemctl enable maas-regiond"
+                || c == "systemctl enable maas-region-cert-metrics")
         })
         .collect()
 }
