@@ -32,6 +32,9 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "configure-dhcp" => configure_dhcp(ctx, &cfg),
         "pre-upgrade-check" => pre_upgrade_check(ctx, &cfg),
         "resume-refresh" => resume_refresh(ctx, &cfg),
+        "create-backup" => crate::backup_actions::create_backup(ctx, &cfg),
+        "list-backups" => crate::backup_actions::list_backups(ctx, &cfg),
+        "restore" => crate::backup_actions::restore(ctx, &cfg),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }

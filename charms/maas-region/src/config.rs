@@ -83,6 +83,8 @@ struct Raw {
     tls_enabled: Option<bool>,
     #[serde(rename = "pause-after-unit-refresh", default)]
     pause_after_unit_refresh: Option<String>,
+    #[serde(rename = "backup-schedule", default)]
+    backup_schedule: Option<String>,
 }
 
 /// A valid configuration.
@@ -104,6 +106,8 @@ pub struct Config {
     pub tls_enabled: bool,
     /// Where a refresh to a new channel waits for `resume-refresh`.
     pub pause_after_unit_refresh: Pause,
+    /// When the leader backs up the region's files (`backup-schedule`), if ever.
+    pub backup_schedule: Option<charm_lib::cron::Schedule>,
 }
 
 impl Config {
@@ -154,7 +158,15 @@ impl Config {
                 "invalid pause-after-unit-refresh {pause:?}: expected \"none\", \"first\" or \"all\""
             )
         })?;
+        let schedule = raw.backup_schedule.unwrap_or_default();
+        let backup_schedule = charm_lib::cron::parse(&schedule).map_err(|why| {
+            format!(
+                "invalid backup-schedule: {why}; {}",
+                charm_lib::cron::EXPECTED
+            )
+        })?;
         Ok(Config {
+            backup_schedule,
             pause_after_unit_refresh,
             install_method,
             channel,

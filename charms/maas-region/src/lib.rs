@@ -6,10 +6,14 @@
 //! [`render`] (pure rendering), [`maas`] (MAAS's files and commands), [`workload`] (host work:
 //! install, init, regiond, probes), [`haproxy`] (derived, checked, applied), [`refresh`] (a new
 //! channel, one region at a time), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS
-//! certificate), [`internal_admin`] (the charm's own MAAS admin), [`cos`] (cos-agent).
+//! certificate), [`internal_admin`] (the charm's own MAAS admin), [`cos`] (cos-agent),
+//! [`backup`], [`backup_actions`], [`backup_schedule`] (backups).
 #![warn(missing_docs)]
 
 pub mod actions;
+pub mod backup;
+pub mod backup_actions;
+pub mod backup_schedule;
 pub mod certs;
 pub mod config;
 pub mod cos;

@@ -96,6 +96,9 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         publish_leader_data(ctx, &i, &c, url.as_deref(), ready)?;
     }
     let tls_as_configured = apply_tls(ctx, &i, &mut c, url.as_deref(), ready)?;
+    if let Some(s) = crate::backup::reconcile(ctx, &i.cfg)? {
+        ctx.status(s);
+    }
     ctx.model.save_state(&before, &c.stored)?;
     if let (true, Some(url)) = (ready, &url) {
         let status = serving(ctx, &i, url, tls_as_configured)?;
