@@ -4,7 +4,7 @@ use crate::patroni::{self, Cluster, ClusterMember};
 use crate::reconcile::{self, keys, Shared, PEER};
 use crate::render::{self, Member, Passwords};
 use crate::{certs, etcd, paths, secrets, sql};
-use charm_lib::{Cmd, Context, Databag, FileOptions, MachineExt, ServiceOp};
+use charm_lib::{Cmd, Context, Databag, FileOptions, Machine, MachineExt, ServiceOp};
 use serde::Deserialize;
 use serde_json::json;
 use std::path::Path;
@@ -191,6 +191,29 @@ struct ForceParams {
     confirmed: bool,
 }
 
+/// Stops Patroni when etcd has no quorum. Its graceful stop (SIGTERM) first finishes the HA
+/// cycle under way and then updates its member key, each retrying etcd for `retry_timeout`
+/// (`ha.py` `shutdown`, `touch_member`): 10 s measured, and up to the unit's TimeoutStopSec (60
+/// s) before systemd kills it, all of it time with no primary. Nothing it would write can land
+/// without a quorum, so the unit's processes are killed, PostgreSQL's with Patroni's: left
+/// running, it would lose its socket directory (the unit's RuntimeDirectory, removed on a stop)
+/// and the next Patroni could not reach it; killed, it recovers from its WAL when Patroni starts
+/// it (a replica's crash recovery: its last restartpoint and the WAL after it). The stop right
+/// after keeps Restart= from bringing Patroni back (systemd forbids the restart of a unit
+/// stopped by hand in any state, `service_stop`).
+fn stop_patroni_without_dcs(m: &dyn Machine) -> anyhow::Result<()> {
+    m.run(
+        &Cmd::new(
+            "systemctl",
+            ["kill", "--signal=SIGKILL", paths::PATRONI_SERVICE],
+        )
+        // Nothing to kill when Patroni is not running: the stop below is then all there is.
+        .allow_failure(),
+    )?;
+    m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+    Ok(())
+}
+
 fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
     let p: ForceParams = ctx.action_params()?;
     if !p.confirmed {
@@ -222,7 +245,7 @@ fn force_promote(ctx: &mut Context) -> anyhow::Result<()> {
     let (_, pw) = system_passwords(ctx)?;
 
     ctx.action_log("stopping Patroni on this unit")?;
-    m.service(ServiceOp::Stop, paths::PATRONI_SERVICE)?;
+    stop_patroni_without_dcs(m)?;
     ctx.action_log("restarting etcd as a one-member cluster from this unit's data")?;
     let opts = FileOptions::new("root", "etcd", 0o640);
     let single = [me.clone()];

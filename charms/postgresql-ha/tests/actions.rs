@@ -205,10 +205,16 @@ fn force_promote_rebuilds_etcd_around_this_unit_and_bumps_the_epoch() {
     assert_eq!(out.action.results["promoted"], "postgresql-ha/0");
     assert_eq!(out.action.results["etcd-epoch"], "2");
     let lines = out.command_lines();
+    // Killed, not stopped gracefully: without a quorum its stop retries etcd (10-60 s).
+    let kill = lines
+        .iter()
+        .position(|l| l == "systemctl kill --signal=SIGKILL postgresql-ha-patroni")
+        .unwrap_or_else(|| panic!("Patroni not killed: {lines:#?}"));
     let stop = lines
         .iter()
         .position(|l| l == "systemctl stop postgresql-ha-patroni")
         .unwrap();
+    assert!(kill < stop, "{lines:#?}");
     let restarts: Vec<usize> = lines
         .iter()
         .enumerate()

@@ -339,3 +339,59 @@ fn unit_file_changes_need_daemon_reload_and_boot_honours_after() {
     );
     t.destroy();
 }
+
+/// `systemctl kill --kill-whom=main -s KILL` then `systemctl stop`, while the unit is still
+/// going down by itself (ExecStopPost= running): the manual stop wins over Restart=always, as
+/// in systemd (`service_stop` sets `forbid_restart` in every state), and KillMode=process leaves
+/// the main process's child running. postgresql-ha's force-promote kills, then stops, Patroni.
+#[test]
+fn a_stop_during_a_crash_forbids_the_automatic_restart() {
+    if skip() {
+        return;
+    }
+    let mut t = TestLab::new("hsvc5", 67, None);
+    let a = t.add("crash");
+    write(
+        &a,
+        "/etc/systemd/system/parent.service",
+        "[Service]\nExecStart=/bin/sh -c 'sleep 1001 & exec sleep 1000'\nKillMode=process\nExecStopPost=/bin/sleep 1\nRestart=always\nRestartSec=500ms\n",
+    );
+    sh(&a, "systemctl start parent");
+    wait_for(5, "the child to start", || {
+        (code(&a, "pgrep -fx 'sleep 1001'") == 0).then_some(())
+    });
+    let before = main_pid(&a, "parent");
+    assert_ne!(before, 0);
+    sh(
+        &a,
+        "systemctl kill --kill-whom=main --signal=SIGKILL parent",
+    );
+    // The stop lands while the unit is going down by itself (its ExecStopPost= runs 1 s).
+    wait_for(5, "the unit to notice its main process died", || {
+        (sh(&a, "systemctl is-active parent || true") == "deactivating").then_some(())
+    });
+    sh(&a, "systemctl stop parent");
+    // Past ExecStopPost= and RestartSec=: a restart would have come by now.
+    wait_for(5, "the stop to finish", || {
+        let st = sh(&a, "systemctl is-active parent || true");
+        (st == "inactive" || st == "failed").then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let st = sh(&a, "systemctl is-active parent || true");
+    assert!(
+        st == "inactive" || st == "failed",
+        "restarted after a manual stop: {st}"
+    );
+    assert_eq!(main_pid(&a, "parent"), 0);
+    assert_eq!(
+        code(&a, "pgrep -fx 'sleep 1000'"),
+        1,
+        "the killed main came back"
+    );
+    assert_eq!(
+        code(&a, "pgrep -fx 'sleep 1001'"),
+        0,
+        "KillMode=process killed the child"
+    );
+    t.destroy();
+}

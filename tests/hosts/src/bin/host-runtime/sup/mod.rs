@@ -66,6 +66,10 @@ pub struct Svc {
     /// A timer's next and last elapse (seconds since the epoch).
     pub next_elapse: Option<i64>,
     pub last_trigger: Option<i64>,
+    /// A manual stop came while the service was already going down by itself: no automatic
+    /// restart follows (systemd's `service_stop` sets `forbid_restart` in every state, so a
+    /// stop never loses to Restart=).
+    pub forbid_restart: bool,
 }
 
 impl Svc {
@@ -87,6 +91,7 @@ impl Svc {
             env: Vec::new(),
             next_elapse: None,
             last_trigger: None,
+            forbid_restart: false,
         }
     }
     /// Records a start; true if it exceeds StartLimitBurst within StartLimitIntervalSec.

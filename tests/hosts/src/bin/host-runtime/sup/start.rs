@@ -70,6 +70,7 @@ impl Sup {
                 ));
             }
             svc.gen += 1;
+            svc.forbid_restart = false;
             svc.unit = Some(u.clone());
             svc.set(State::Activating, "start");
             svc.result = "success";

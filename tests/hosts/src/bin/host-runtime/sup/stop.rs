@@ -175,7 +175,7 @@ impl Sup {
             let Some(svc) = inn.svcs.get_mut(name) else {
                 return;
             };
-            if svc.gen != gen {
+            if svc.gen != gen || std::mem::take(&mut svc.forbid_restart) {
                 return;
             }
             svc.set(State::Activating, "auto-restart");
@@ -232,6 +232,7 @@ impl Sup {
                 State::Inactive | State::Failed => return Ok(()),
                 State::Deactivating => {
                     let g = svc.gen;
+                    svc.forbid_restart = true;
                     drop(inn);
                     if wait {
                         let mut inn = self.lock();
