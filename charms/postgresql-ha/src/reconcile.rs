@@ -803,7 +803,20 @@ fn relation_data(
         log::info!("client relation data not published: {why}");
         report.add(Status::waiting(why.clone()));
     }
-    for (n, req, g) in clients.served.iter().filter(|_| withheld.is_none()) {
+    // Without Patroni's view (etcd quorum lost, Patroni down) the replicas are unknown, not
+    // gone: publishing then would rewrite every client's read-only endpoints (and its secret,
+    // a new revision each way) for the length of the outage.
+    let unknown = cluster.is_none() && !clients.served.is_empty();
+    if unknown {
+        log::info!(
+            "client relation data left as published: Patroni's view of the cluster is unavailable"
+        );
+    }
+    for (n, req, g) in clients
+        .served
+        .iter()
+        .filter(|_| withheld.is_none() && !unknown)
+    {
         publish(
             ctx,
             i.leader,

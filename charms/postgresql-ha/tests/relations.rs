@@ -1230,3 +1230,38 @@ fn a_vip_relation_whose_subordinate_has_not_reported_yet_publishes_nothing() {
         out.state.unit_status
     );
 }
+
+#[test]
+fn without_patroni_s_view_the_published_client_data_stays_as_it_is() {
+    // Arrange: two members serving a `database` client through the held DB VIP; then the other
+    // member is lost with etcd's quorum (its replica is unknown, not gone).
+    let mut two = leader_primary()
+        .with_relation(database_client_asking(""))
+        .with_relation(db_vip("held"));
+    two.relations.retain(|r| r.id != 1);
+    two = two.with_relation(peers(&[0, 1], &[1]));
+    two.machine = with_etcd_members(
+        with_cluster(
+            installed_host(),
+            &[
+                (0, "leader", "running", None),
+                (1, "sync_standby", "streaming", Some(0)),
+            ],
+        ),
+        &[(0, 0xa1, false), (1, 0xa2, false)],
+    );
+    let served = harness()
+        .run_ok(Trigger::RelationChanged(7, None), &two)
+        .state;
+    let bag = served.relation(7).unwrap().local_app_data.clone();
+    let secret = bag["secret-user"].clone();
+    let revisions = served.secret(&secret).unwrap().latest();
+    let mut st = served.clone();
+    st.machine = quorum_lost(st.machine);
+    // Act.
+    let out = harness().run_ok(Trigger::UpdateStatus, &st);
+    // Assert: no new secret revision, no databag change.
+    assert_eq!(out.state.secret(&secret).unwrap().latest(), revisions);
+    assert_eq!(out.state.relation(7).unwrap().local_app_data, bag);
+    assert!(logged(&out, "client relation data left as published"));
+}
