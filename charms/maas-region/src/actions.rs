@@ -649,10 +649,13 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         }
         Ok(json!({"address": host, "answers": ok}))
     };
-    regions.insert(
-        result_key(&me),
-        look(ctx, &me, Some("127.0.0.1"), &mut reasons)?,
-    );
+    // This region is asked on loopback (its own haproxy and firewall are not in the way), and
+    // reported with the address its peers and racks know it by.
+    let mut mine = look(ctx, &me, Some("127.0.0.1"), &mut reasons)?;
+    if let Some(a) = ctx.model.ingress_address(relations::PEERS)? {
+        mine["address"] = json!(a);
+    }
+    regions.insert(result_key(&me), mine);
     for peer in &peers {
         regions.insert(
             result_key(&peer.unit),

@@ -132,6 +132,8 @@ fn a_healthy_deployment_passes_and_reports_the_version_and_the_target() {
         assert_eq!(r[&format!("regions.{u}.answers")], "true");
     }
     assert_eq!(r["regions.maas-region-2.address"], "10.0.0.12");
+    // This unit by its address, not the loopback it was asked on.
+    assert_eq!(r["regions.maas-region-0.address"], "10.0.0.10");
     assert_eq!(r["racks.maas-rack-0.registered"], "true");
     assert_eq!(r["racks.maas-rack-1.channel"], "3.6/stable");
     assert_eq!(
