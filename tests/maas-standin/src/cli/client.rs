@@ -2,7 +2,7 @@
 //! calls signed with OAuth PLAINTEXT like the real CLI. Profiles are kept in
 //! `$HOME/.maascli.standin.json` (the real CLI uses a SQLite file, `~/.maascli.db`).
 
-use super::{fail, parse, report};
+use super::{fail, parse, python, report};
 use crate::argparse::Parser;
 use crate::http;
 use crate::util;
@@ -171,8 +171,10 @@ pub fn login(args: &[String]) -> i32 {
                     return report(p.error(&crate::argparse::cannot_open("--cacerts", f, &e)))
                 }
             };
+            // maascli's `CommandError` is `SystemExit` (src/maascli/command.py): Python
+            // prints the bare message and exits 1.
             if openssl::x509::X509::from_pem(pem.as_bytes()).is_err() {
-                return fail("CommandError: Invalid PEM material");
+                return fail("Invalid PEM material");
             }
             let dest = certs_path(name);
             if let Err(e) = std::fs::create_dir_all(dest.parent().unwrap())
@@ -193,8 +195,13 @@ pub fn login(args: &[String]) -> i32 {
         Some(k) => k.trim().to_string(),
         None => return fail("Error: credentials are required: MAAS would prompt for them, and the stand-in never prompts."),
     };
-    if !key.is_empty() && oauth_header(&key).is_none() {
-        return fail("Malformed API key: expected consumer_key:token_key:token_secret.");
+    // `convert_string_to_tuple` (src/apiclient/creds.py) raises ValueError, which maascli's
+    // `main` hands to argparse: the key itself is in the message, as MAAS prints it.
+    if !key.is_empty() && key.split(':').count() != 3 {
+        return python::maascli_error(&format!(
+            "Malformed credentials string.  Expected 3 colon-separated items, got {}.",
+            python::repr(&key)
+        ));
     }
     match send(
         "GET",
@@ -204,21 +211,18 @@ pub fn login(args: &[String]) -> i32 {
         cacerts.as_deref(),
     ) {
         Ok(r) if r.status == 200 => {}
-        Ok(r) if r.status == 401 || r.status == 403 => {
+        // `check_valid_apikey` (src/maascli/auth.py): 401 is a rejected key, any other status
+        // but 200 `UnexpectedResponse`; `cmd_login` raises either as SystemExit (exit 1).
+        Ok(r) if r.status == 401 => {
             return fail("The MAAS server rejected your API key.");
         }
         Ok(r) => {
             return fail(format!(
-                "The MAAS server gave an unexpected response: {}\n{}",
-                r.status,
-                r.body.trim()
+                "The MAAS server gave an unexpected response: {}",
+                r.status
             ))
         }
-        Err(e) => {
-            return fail(format!(
-                "ConnectionError: Connection to the MAAS server failed: {e:#}"
-            ))
-        }
+        Err(e) => return unreachable(&e),
     }
     let mut store = load_store();
     let mut entry = json!({"url": url, "credentials": key});
@@ -406,8 +410,42 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
             eprintln!("{}", r.body.trim_end());
             2
         }
-        Err(e) => fail(format!(
-            "ConnectionError: Connection to the MAAS server failed: {e:#}"
-        )),
+        Err(e) => unreachable(&e),
     }
+}
+
+/// What MAAS's CLI prints when a request never got an answer. `http_request`
+/// (src/maascli/api.py) turns only an `ssl.SSLError` into its `CommandError` (SystemExit:
+/// the message, exit 1); everything else httplib2 raises reaches maascli's `main`
+/// (src/maascli/__init__.py), which hands `str(error)` to argparse (exit 2): a name that does
+/// not resolve is httplib2's `ServerNotFoundError` (`Http._conn_request`), a refused or
+/// timed-out connection the socket's `OSError`, `[Errno N] <strerror>`.
+fn unreachable(e: &anyhow::Error) -> i32 {
+    let text = format!("{e:#}");
+    if let Some(i) = text.find("[SSL: ") {
+        return fail(format!(
+            "Certificate verification failed, use --insecure/-k to disable the certificate check.\n{}",
+            &text[i..]
+        ));
+    }
+    if let Some(host) = e
+        .chain()
+        .find_map(|c| c.to_string().strip_prefix("resolving ").map(str::to_string))
+    {
+        return python::maascli_error(&format!("Unable to find the server at {host}"));
+    }
+    let io = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>());
+    let message = match io {
+        Some(io) => {
+            // connect_timeout gives up where the kernel would go on retrying the SYN until
+            // ETIMEDOUT (httplib2 sets no timeout): the same end, sooner.
+            let errno = io.raw_os_error().unwrap_or(match io.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => libc::ETIMEDOUT,
+                _ => libc::EIO,
+            });
+            python::os_error(errno)
+        }
+        None => text,
+    };
+    python::maascli_error(&message)
 }

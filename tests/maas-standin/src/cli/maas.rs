@@ -428,9 +428,21 @@ fn config(args: &[String]) -> i32 {
     if let Err(code) = require_root("config") {
         return code;
     }
+    // `type=int` (ARGUMENTS in src/maascli/snap.py): argparse's refusal, exit 2.
+    if let Some(n) = a.get("--num-workers").filter(|n| n.trim().parse::<i64>().is_err()) {
+        return report(p.error(&format!(
+            "argument --num-workers: invalid int value: {}",
+            python::repr(n)
+        )));
+    }
     match do_config(&a) {
         Ok(()) => 0,
-        Err(e) => fail(format!("Error: {e:#}")),
+        Err(e) => match e.downcast_ref::<Reported>() {
+            Some(Reported(code)) => *code,
+            // Whatever else `cmd_config.handle` raises reaches maascli's `main`
+            // (src/maascli/__init__.py), which reports it through argparse.
+            None => python::maascli_error(&format!("{e:#}")),
+        },
     }
 }
 
@@ -462,10 +474,12 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
         unsupported.push("--secret");
     }
     if !unsupported.is_empty() {
-        anyhow::bail!(
+        // `cmd_config._validate_flags` (src/maascli/snap.py): `print_msg` (stdout), exit 1.
+        println!(
             "Following flags are not supported in '{mode}' mode: {}",
             unsupported.join(", ")
         );
+        return Err(Reported(1).into());
     }
     let rc_path = Flavor::Snap.regiond_conf();
     let rk_path = Flavor::Snap.rackd_conf();
@@ -474,13 +488,20 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
     let (rc0, rk0) = (rc.clone(), rk.clone());
     let mut secret_changed = false;
     if let Some(s) = a.get("--secret") {
+        // `set_rpc_secret` (src/maascli/snap.py) writes it as given, an empty one deletes
+        // the file; nothing checks that it is hex (rackd fails on it later).
         if conf::read_secret(Flavor::Snap).as_deref() != Some(s.trim()) {
-            conf::write_secret(Flavor::Snap, s)?;
+            if s.is_empty() {
+                conf::remove_secret(Flavor::Snap)?;
+            } else {
+                crate::util::write_file(&Flavor::Snap.secret(), s.as_bytes(), 0o640, Some("maas"))?;
+            }
             secret_changed = true;
         }
     }
+    // `maas config` writes the URL as given (no `type` in ARGUMENTS, no check in
+    // `cmd_config.handle`); it is regiond's and rackd's configuration that refuses a bad one.
     if let Some(url) = a.get("--maas-url") {
-        conf::validate_maas_url(url)?;
         if is_region(&mode) {
             rc.set("maas_url", url);
         }
@@ -488,11 +509,10 @@ fn do_config(a: &Parsed) -> anyhow::Result<()> {
             rk.set("maas_url", url);
         }
     }
-    if let Some(w) = num_workers(a)? {
-        if !is_region(&mode) {
-            anyhow::bail!("--num-workers can only be set in region modes.");
-        }
-        rc.set("num_workers", &w);
+    // An optional flag, checked against no mode: `MAASConfiguration.update` writes it to
+    // regiond.conf whatever the snap runs (src/maascli/configfile.py).
+    if let Some(w) = a.get("--num-workers") {
+        rc.set("num_workers", w.trim());
     }
     if is_region(&mode) {
         set_debug(&mut rc, a);

@@ -25,7 +25,9 @@ pub fn report(e: Exit) -> i32 {
     e.code
 }
 
-/// Prints `msg` on stderr and returns 1.
+/// Prints `msg` on stderr and returns 1: Python's `SystemExit(msg)`, which is how MAAS's CLIs
+/// refuse in their own words (maascli's `CommandError` is `SystemExit`, src/maascli/command.py).
+/// A failure MAAS reports otherwise (argparse, a traceback) goes through [`python`].
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
     eprintln!("{msg}");
     1

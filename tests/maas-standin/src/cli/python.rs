@@ -57,6 +57,41 @@ pub fn uncaught(snap: bool, frames: &[Frame], exception: &str, message: &str) ->
     1
 }
 
+/// Python's `repr` of a `str`: single quotes unless the text has a single quote and no double
+/// one, backslash escapes for the quote, backslash and control characters.
+pub fn repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::from(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// `str()` of the `OSError` Python raises for `errno`: `[Errno N] <strerror>`.
+pub fn os_error(errno: i32) -> String {
+    // SAFETY: strerror returns a pointer to a NUL-terminated string that stays valid until the
+    // next call on this thread; it is copied at once.
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
+        .to_string_lossy()
+        .into_owned();
+    format!("[Errno {errno}] {text}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +112,19 @@ mod tests {
             t,
             "Traceback (most recent call last):\n  File \"/x/dbupgrade.py\", line 235, in handle\n    conn.ensure_connection()\ndjango.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: Connection refused\n"
         );
+    }
+
+    #[test]
+    fn repr_quotes_as_python_does() {
+        assert_eq!(repr("ab:cd"), "'ab:cd'");
+        assert_eq!(repr("it's"), "\"it's\"");
+        assert_eq!(repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(repr("x\ty\\"), "'x\\ty\\\\'");
+    }
+
+    #[test]
+    fn os_errors_read_as_pythons() {
+        assert_eq!(os_error(libc::ECONNREFUSED), "[Errno 111] Connection refused");
+        assert_eq!(os_error(libc::ETIMEDOUT), "[Errno 110] Connection timed out");
     }
 }

@@ -5,9 +5,9 @@ use super::{fail, parse, report, require_root};
 use crate::argparse::{Opt, Parser};
 use crate::conf::{self, ConfFile};
 use crate::paths::Flavor;
-use crate::services;
 use serde_yaml::Value;
-use std::io::{IsTerminal, Read};
+use super::python::{self, Frame};
+use std::io::{BufRead, IsTerminal};
 
 const COMMANDS: &[&str] = &[
     "register",
@@ -34,16 +34,6 @@ pub fn main(args: &[String]) -> i32 {
         }
         other => report(top.invalid_choice("COMMAND", other, COMMANDS)),
     }
-}
-
-fn read_stdin_secret() -> Option<String> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        return None;
-    }
-    let mut s = String::new();
-    stdin.lock().read_to_string(&mut s).ok()?;
-    Some(s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 fn set_urls(c: &mut ConfFile, urls: &[String]) {
@@ -92,48 +82,141 @@ fn register(args: &[String]) -> i32 {
         return code;
     }
     if urls.is_empty() {
-        return fail("MAAS region controller URL must be given when supplying the shared secret via stdin with a non-interactive shell.");
+        // `run` in src/provisioningserver/register_command.py: printed (stdout), exit 1.
+        println!("MAAS region controller URL must be given when supplying the shared secret via stdin with a non-interactive shell.");
+        return 1;
     }
-    for u in &urls {
-        if let Err(e) = conf::validate_maas_url(u) {
-            return fail(format!("Error: {e}"));
-        }
-    }
-    let from_stdin = a.get("--secret").is_none();
-    let secret =
-        match a
-            .get("--secret")
-            .map(str::to_string)
-            .or_else(read_stdin_secret)
-        {
-            Some(s) => s,
-            None => return fail(
-                "Secret not given: pass --secret or pipe it on stdin (the stand-in never prompts).",
-            ),
-        };
-    if !services::systemctl("stop", "maas-rackd.service") {
-        return fail("Unable to stop maas-rackd service.");
+    if let Err(e) = call_and_check("stop") {
+        eprintln!("Unable to stop maas-rackd service.\nFailed with error: {e}.");
+        return 1;
     }
     let _ = std::fs::remove_file(Flavor::Deb.maas_id());
-    let r = (|| -> anyhow::Result<()> {
-        conf::write_secret(Flavor::Deb, &secret)?;
+    if urls.iter().any(|u| conf::validate_maas_url(u).is_err()) {
+        eprint!("{}", invalid_url_traceback("register_command.py", "run", "config.maas_url = args.url"));
+        return 1;
+    }
+    if let Err(e) = (|| -> anyhow::Result<()> {
         let mut c = ConfFile::load(&Flavor::Deb.rackd_conf())?;
         set_urls(&mut c, &urls);
-        c.save(&Flavor::Deb.rackd_conf())?;
-        Ok(())
-    })();
-    if let Err(e) = r {
+        c.save(&Flavor::Deb.rackd_conf())
+    })() {
         return fail(format!("Error: {e:#}"));
     }
-    if from_stdin {
-        println!("Secret installed to {}.", Flavor::Deb.secret().display());
+    match a.get("--secret") {
+        Some(s) => {
+            if let Err(e) = set_secret(s) {
+                return fail(format!("Error: {e:#}"));
+            }
+        }
+        // `InstallSharedSecretScript.run` ends in `SystemExit(0)` once the secret is written,
+        // and that leaves `register` too: rackd stays stopped (whoever registers starts it).
+        None => return install_secret_from_stdin(),
     }
-    if !(services::systemctl("enable", "maas-rackd.service")
-        && services::systemctl("start", "maas-rackd.service"))
-    {
-        return fail("Unable to enable and start the maas-rackd service.");
+    if let Err(e) = call_and_check("enable").and_then(|_| call_and_check("start")) {
+        eprintln!("Unable to enable and start the maas-rackd service.\nFailed with error: {e}.");
+        return 1;
     }
     0
+}
+
+/// `call_and_check(["systemctl", verb, "maas-rackd"])` (src/provisioningserver/utils/shell.py):
+/// on failure, the command's stderr, stripped (`ExternalProcessError.output_as_unicode`).
+fn call_and_check(verb: &str) -> Result<(), String> {
+    if std::env::var("MAAS_STANDIN_NO_SERVICES").as_deref() == Ok("1") {
+        return Ok(());
+    }
+    match std::process::Command::new("systemctl")
+        .args([verb, "maas-rackd"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        // Python's Popen raises FileNotFoundError, which nothing in `run` catches; the stand-in
+        // folds it into the same report.
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A URL `ExtendedURL` refuses (src/provisioningserver/utils/config.py, through
+/// `ClusterConfiguration.maas_url`'s `ForEach`): `ConfigurationOption.__set__` lets formencode's
+/// `Invalid` escape, and neither `ActionScript.__call__` (src/provisioningserver/utils/
+/// script.py) nor anything above catches it: Python's traceback, exit 1. `ForEach` joins its
+/// items' messages under `Errors:`; with `add_http` every refused URL is `badURL`.
+fn invalid_url_traceback(file: &str, func: &str, line: &str) -> String {
+    let pkg = python::site_packages(false);
+    let f = |p: &str| format!("{pkg}/{p}");
+    let (main, script, cmd, config) = (
+        f("provisioningserver/__main__.py"),
+        f("provisioningserver/utils/script.py"),
+        f(&format!("provisioningserver/{file}")),
+        f("provisioningserver/config.py"),
+    );
+    let (api, foreach) = (f("formencode/api.py"), f("formencode/foreach.py"));
+    python::traceback(
+        &[
+            Frame("/usr/sbin/maas-rack", 8, "<module>", "sys.exit(main())"),
+            Frame(&main, 47, "<module>", "main()"),
+            Frame(&script, 118, "__call__", "self.execute(argv)"),
+            Frame(&script, 111, "execute", "args.handler.run(args)"),
+            Frame(&cmd, 95, func, line),
+            Frame(&config, 739, "__set__", "obj.store[self.name] = self.validator.to_python(value)"),
+            Frame(&api, 492, "to_python", "value = tp(value, state)"),
+            Frame(&foreach, 110, "_convert_to_python", "return self._attempt_convert(value, state, validate_python)"),
+            Frame(&foreach, 104, "_attempt_convert", "raise Invalid('Errors:\\n%s' % '\\n'.join("),
+        ],
+        "formencode.api.Invalid",
+        "Errors:\nThat is not a valid URL",
+    )
+}
+
+/// `MAAS_SHARED_SECRET.set` (src/provisioningserver/utils/env.py `FileBackedValue.set`): the
+/// value stripped; an empty one removes the file.
+fn set_secret(secret: &str) -> anyhow::Result<()> {
+    let s = secret.trim();
+    if s.is_empty() {
+        match std::fs::remove_file(Flavor::Deb.secret()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    } else {
+        // Written as given: only `install-shared-secret`'s path checks that it is hex.
+        crate::util::write_file(&Flavor::Deb.secret(), s.as_bytes(), 0o640, Some("maas"))
+    }
+}
+
+/// `InstallSharedSecretScript.run` (src/provisioningserver/security.py): off a terminal the
+/// first line of stdin; not hex is `binascii.Error`'s message (stderr, exit 1); otherwise
+/// written (even empty, which removes the file), `Secret installed to …` on stdout, exit 0.
+/// On a terminal MAAS prompts; the stand-in never does, which is MAAS's answer to EOF: an
+/// empty line, exit 1.
+fn install_secret_from_stdin() -> i32 {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        println!();
+        return 1;
+    }
+    let mut line = String::new();
+    let _ = stdin.lock().read_line(&mut line);
+    let hex = line.trim();
+    let bad = if hex.chars().any(|c| !c.is_ascii_hexdigit()) {
+        Some("Non-hexadecimal digit found")
+    } else if hex.len() % 2 != 0 {
+        Some("Odd-length string")
+    } else {
+        None
+    };
+    if let Some(why) = bad {
+        eprintln!("Secret could not be decoded: {why}");
+        return 1;
+    }
+    match set_secret(hex) {
+        Ok(()) => {
+            println!("Secret installed to {}.", Flavor::Deb.secret().display());
+            0
+        }
+        Err(e) => fail(format!("Error: {e:#}")),
+    }
 }
 
 /// `config [--region-url URL] [--debug true|false] [--show]`: edits rackd.conf only; the
@@ -162,8 +245,16 @@ fn config(args: &[String]) -> i32 {
     };
     let before = c.clone();
     if let Some(u) = a.get("--region-url") {
-        if let Err(e) = conf::validate_maas_url(u) {
-            return fail(format!("Error: {e}"));
+        if conf::validate_maas_url(u).is_err() {
+            eprint!(
+                "{}",
+                invalid_url_traceback(
+                    "cluster_config_command.py",
+                    "update_maas_cluster_conf",
+                    "config.maas_url = urls"
+                )
+            );
+            return 1;
         }
         set_urls(&mut c, &[u.to_string()]);
     }
@@ -192,16 +283,7 @@ fn install_shared_secret(args: &[String]) -> i32 {
     if let Err(code) = require_root("install-shared-secret") {
         return code;
     }
-    let Some(secret) = read_stdin_secret() else {
-        return fail("Secret not installed: no secret was given on stdin.");
-    };
-    match conf::write_secret(Flavor::Deb, &secret) {
-        Ok(()) => {
-            println!("Secret installed to {}.", Flavor::Deb.secret().display());
-            0
-        }
-        Err(e) => fail(format!("Secret could not be installed: {e:#}")),
-    }
+    install_secret_from_stdin()
 }
 
 fn check_for_shared_secret(args: &[String]) -> i32 {
