@@ -106,6 +106,19 @@ fn the_site_certificate_serves_postgresql_once_the_provider_signs() {
         2,
         "the certificate, then the site CA from the chain"
     );
+    // The certificate exporter reads them too once they are the site's (before, copies of the
+    // unit's certificate and CA, which it reads already).
+    let exporter = "/etc/systemd/system/postgresql-ha-cert-metrics.service";
+    let before = asked.state.machine.text(exporter).unwrap();
+    assert!(
+        !before.contains(PG_CERT) && !before.contains(TRUSTED),
+        "{before}"
+    );
+    let after = served.state.machine.text(exporter).unwrap();
+    assert!(
+        after.contains(&format!(" {UNIT_CERT} {PG_CERT} {TRUSTED}\n")),
+        "{after}"
+    );
     assert_eq!(
         served
             .state
