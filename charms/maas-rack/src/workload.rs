@@ -69,7 +69,11 @@ pub fn register(m: &dyn Machine, flavor: Flavor, url: &str, secret: &str) -> Res
     let cmd = maas::register_cmd(flavor, url, secret);
     m.run(&cmd)
         .with_context(|| format!("registering with {url} failed"))?;
-    // A rack stopped by an earlier relation-broken was disabled; registration must bring it back.
+    // A rack stopped by an earlier relation-broken was disabled; registration must bring it
+    // back. The deb's `maas-rack register` never starts it when the secret comes on stdin:
+    // it stops rackd first, and the secret's installer ends the command with `SystemExit(0)`
+    // before `systemctl enable/start` (src/provisioningserver/register_command.py `run`,
+    // security.py `InstallSharedSecretScript.run`).
     for c in maas::start_cmds(flavor) {
         m.run(&c)?;
     }

@@ -366,3 +366,33 @@ fn a_failed_registration_fails_the_hook_with_stderr_and_the_secret_masked() {
         "the retry registers"
     );
 }
+
+#[test]
+fn a_failed_deb_registration_fails_the_hook_with_maas_words() {
+    // What `maas-rack register` prints when systemctl refuses (src/provisioningserver/
+    // register_command.py `run`); the stand-in's tests/failures.rs holds it to the same.
+    let mut st = ready_deb();
+    st.machine = st.machine.respond(
+        &["maas-rack", "register"],
+        CmdOutput::failed(
+            1,
+            "Unable to stop maas-rackd service.\nFailed with error: Failed to stop maas-rackd.service: Access denied.\n",
+        ),
+    );
+    let out = harness()
+        .run(Trigger::RelationChanged(RPC, None), &st)
+        .unwrap();
+    let err = out
+        .error
+        .clone()
+        .expect("the hook fails so Juju retries it");
+    assert!(
+        err.contains("Unable to stop maas-rackd service.\nFailed with error: Failed to stop maas-rackd.service: Access denied."),
+        "{err}"
+    );
+    assert!(
+        !out.command_lines().iter().any(|l| l.contains("enable --now")),
+        "rackd is not started on a registration that failed"
+    );
+    assert_secret_kept(&out, SECRET);
+}

@@ -352,11 +352,19 @@ fn configure_dhcp(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     } else {
         vec!["login", PROFILE, LOCAL_API, "-"]
     };
-    ctx.machine.run(
-        &Cmd::new(cli, login)
-            .stdin(format!("{key}\n"))
-            .sensitive(&key),
-    )?;
+    let login_cmd = Cmd::new(cli, login)
+        .stdin(format!("{key}\n"))
+        .sensitive(&key)
+        .allow_failure();
+    let out = ctx.machine.run(&login_cmd)?;
+    if !out.success() {
+        // MAAS's CLI ends a refusal with its reason: its own words, argparse's `maas: error:`
+        // line for what escaped (an unreachable server), or a traceback's exception.
+        anyhow::bail!(
+            "maas login to the local region failed: {}",
+            login_cmd.redact(&maas::reason(&format!("{}\n{}", out.stdout, out.stderr)))
+        );
+    }
     let result = dhcp_calls(ctx, cli, &p, start, end, secondary);
     // The profile holds the key: do not leave it behind, whatever happened.
     if let Err(e) = ctx

@@ -279,14 +279,13 @@ pub fn enable_cluster_stats(
     } else {
         vec!["login", PROFILE, crate::actions::LOCAL_API, "-"]
     };
+    let login_cmd = Cmd::new(cli, login)
+        .stdin(format!("{key}\n"))
+        .sensitive(&key)
+        .allow_failure();
     let result = ctx
         .machine
-        .run(
-            &Cmd::new(cli, login)
-                .stdin(format!("{key}\n"))
-                .sensitive(&key)
-                .allow_failure(),
-        )
+        .run(&login_cmd)
         .and_then(|out| {
             if !out.success() {
                 return Ok(out);
@@ -316,7 +315,7 @@ pub fn enable_cluster_stats(
     if !out.success() {
         log::warn!(
             "prometheus_enabled: MAAS refused (the cluster statistics wait for the next hook): {}",
-            out.stderr.trim()
+            login_cmd.redact(&crate::maas::reason(&format!("{}\n{}", out.stdout, out.stderr)))
         );
         return Ok(None);
     }

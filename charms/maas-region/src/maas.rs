@@ -454,16 +454,41 @@ pub fn reason(output: &str) -> String {
         .iter()
         .rposition(|l| l.trim_end() == "Traceback (most recent call last):")
         .map(|i| &lines[i + 1..]);
-    let line = match after_traceback {
+    let (line, more) = match after_traceback {
         // The frames are indented; the exception line is the first that is not.
-        Some(rest) => rest
+        Some(rest) => match rest
             .iter()
-            .find(|l| !l.is_empty() && !l.starts_with(char::is_whitespace))
-            .copied(),
-        None => lines.iter().rev().find(|l| !l.trim().is_empty()).copied(),
-    }
-    .unwrap_or("")
-    .trim();
+            .position(|l| !l.is_empty() && !l.starts_with(char::is_whitespace))
+        {
+            Some(i) => (rest[i], &rest[i + 1..]),
+            None => ("", &[][..]),
+        },
+        None => (
+            lines
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .copied()
+                .unwrap_or(""),
+            &[][..],
+        ),
+    };
+    let line = line.trim();
+    // An exception whose message goes on below its first line after a colon: formencode's
+    // `ForEach` (`Errors:` then one line per refused item, src/provisioningserver/config.py's
+    // `maas_url`) says nothing on the first line alone.
+    let joined;
+    let line = if line.ends_with(':') {
+        let rest: Vec<&str> = more
+            .iter()
+            .map(|l| l.trim())
+            .take_while(|l| !l.is_empty() && !l.starts_with("usage:"))
+            .collect();
+        joined = std::iter::once(line).chain(rest).collect::<Vec<_>>().join(" ");
+        joined.as_str()
+    } else {
+        line
+    };
     let message = strip_exception_class(line);
     let message = match message.split_once(": error: ") {
         Some((prog, m)) if !prog.is_empty() && !prog.contains(':') => m,
@@ -688,6 +713,17 @@ syslog                           STOPPED   Jan 05 10:02 AM\n";
             reason("Traceback (most recent call last):\n  File \"x\", line 1\nKeyboardInterrupt\n");
         assert_eq!(r, "KeyboardInterrupt");
         assert!(!reason(out).contains("Traceback"));
+    }
+
+    #[test]
+    fn reason_of_a_multi_line_exception_is_all_of_it() {
+        // `maas-rack register --url` with a URL ExtendedURL refuses (formencode's ForEach).
+        let out = "Traceback (most recent call last):\n  File \"/usr/lib/python3/dist-packages/provisioningserver/config.py\", line 739, in __set__\n    obj.store[self.name] = self.validator.to_python(value)\nformencode.api.Invalid: Errors:\nThat is not a valid URL\n";
+        assert_eq!(reason(out), "Errors: That is not a valid URL");
+        assert_eq!(
+            reason(&format!("{out}usage: maas [-h] COMMAND ...\nmaas: error: x\n")),
+            "Errors: That is not a valid URL"
+        );
     }
 
     #[test]

@@ -383,6 +383,51 @@ fn configure_dhcp_creates_the_range_and_turns_dhcp_on_with_both_racks() {
 }
 
 #[test]
+fn configure_dhcp_says_why_maas_refused_the_login() {
+    // What MAAS's CLI prints (src/maascli/cli.py `cmd_login`, auth.py `check_valid_apikey`,
+    // __init__.py `main`; the stand-in's tests/failures.rs holds it to the same).
+    let cases = [
+        (
+            1,
+            "The MAAS server rejected your API key.\n".to_string(),
+            "The MAAS server rejected your API key.".to_string(),
+        ),
+        (
+            2,
+            "usage: maas [-h] COMMAND ...\nmaas: error: [Errno 111] Connection refused\n".into(),
+            "[Errno 111] Connection refused".into(),
+        ),
+        (
+            2,
+            format!("usage: maas [-h] COMMAND ...\nmaas: error: Malformed credentials string.  Expected 3 colon-separated items, got '{KEY}x:y'.\n"),
+            "Malformed credentials string.  Expected 3 colon-separated items, got '***x:y'.".into(),
+        ),
+    ];
+    for (code, stderr, why) in cases {
+        let mut st = maas_api(ready(), "[]");
+        st.machine = st.machine.respond(
+            &["/snap/bin/maas", "login"],
+            CmdOutput::failed(code, stderr.clone()),
+        );
+        let out = run(
+            &st,
+            "configure-dhcp",
+            json!({"subnet": "10.20.0.0/24", "start": "10.20.0.100", "end": "10.20.0.199", "primary-rack": "rack-b"}),
+        );
+        assert_eq!(
+            out.action.failed.as_deref(),
+            Some(format!("maas login to the local region failed: {why}").as_str()),
+            "{stderr}"
+        );
+        assert!(!out.mentions(KEY));
+        assert!(
+            !out.command_lines().iter().any(|c| c.contains("subnets read")),
+            "nothing asked of MAAS without a login"
+        );
+    }
+}
+
+#[test]
 fn configure_dhcp_reuses_an_existing_range() {
     let st = maas_api(
         ready(),
