@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 const NET: u8 = 80;
 const PROM_MACHINE: &str = "3";
 const SETTLE: Duration = Duration::from_secs(600);
-/// The jobs postgresql-ha's cos.rs sends, per unit.
-const JOBS: [&str; 3] = ["etcd", "patroni", "postgresql"];
+/// The jobs postgresql-ha's cos.rs sends, per unit (`certificates`: charm-lib's certificate
+/// exporter).
+const JOBS: [&str; 4] = ["certificates", "etcd", "patroni", "postgresql"];
 /// The job keepalived-vip's cos.rs sends, per unit.
 const VIP_JOB: &str = "vip";
 /// The DB VIP: .201 of the drill's subnet, as the other PostgreSQL drills have it.
