@@ -10,8 +10,9 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 # Debian packages the tests and the local model use: the real daemons the charms drive, and
 # the tools the test bed needs inside its hosts. nginx and its stream module: the MAAS stand-in
 # runs Debian's nginx on 5240/5443 and 5242 as MAAS does (tests/maas-standin/src/nginx.rs).
-# pgbackrest and prometheus-postgres-exporter: postgresql-ha installs them in its hosts.
-APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config prometheus nginx libnginx-mod-stream pgbackrest prometheus-postgres-exporter
+# pgbackrest and prometheus-postgres-exporter: postgresql-ha installs them in its hosts; s3cmd:
+# maas-region does, for its backups.
+APT_PACKAGES := postgresql etcd-server etcd-client keepalived haproxy python3-venv psmisc iproute2 curl zip unzip util-linux procps libssl-dev pkg-config prometheus nginx libnginx-mod-stream pgbackrest prometheus-postgres-exporter s3cmd
 CHARM_FILES := $(CHARMS:%=$(BUILD)/%.charm)
 # pip's cache off for every pip call: a wheel cached by earlier work must not hide a build step
 # that fails on a new machine (python-etcd and ydiff are sdists that need building).

@@ -48,11 +48,14 @@ class S3ProviderCharm(ops.CharmBase):
     def _server(self, address: str):
         STATE.mkdir(parents=True, exist_ok=True)
         if not CERT.exists():
-            # CN only: pgBackRest matches its endpoint against the common name when there is no
-            # subjectAltName, and never against an IP address entry.
+            # The address twice in subjectAltName: pgBackRest 2.45 matches its endpoint by text
+            # against the DNS entries (the common name without them), never an IP entry
+            # (tls/client.c tlsClientHostVerify), while Python's ssl (s3cmd, maas-region's
+            # backups) matches an IP address against IP entries only.
             subprocess.run(
                 ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-                 "-keyout", str(KEY), "-out", str(CERT), "-subj", f"/CN={address}"],
+                 "-keyout", str(KEY), "-out", str(CERT), "-subj", f"/CN={address}",
+                 "-addext", f"subjectAltName=IP:{address},DNS:{address}"],
                 check=True, capture_output=True,
             )
             KEY.chmod(0o600)
