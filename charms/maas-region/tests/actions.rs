@@ -500,7 +500,16 @@ fn configure_dhcp_refusals() {
     st.machine
         .responders
         .retain(|r| r.prefix.get(3).map(String::as_str) != Some("update"));
-    st.machine = st.machine.respond(&["/snap/bin/maas", "juju-maas-region", "vlan", "update"], CmdOutput::failed(2, "{\"dhcp_on\": [\"dhcp can only be turned on when a primary rack controller is set.\"]}"));
+    // MAAS's CLI writes an API error's body to stdout and exits 2 with nothing on stderr
+    // (src/maascli/api.py `Action.__call__`, utils.py `print_response_content`).
+    st.machine = st.machine.respond(
+        &["/snap/bin/maas", "juju-maas-region", "vlan", "update"],
+        CmdOutput {
+            code: 2,
+            stdout: "{\"dhcp_on\": [\"dhcp can only be turned on when a primary rack controller is set.\"]}".into(),
+            stderr: String::new(),
+        },
+    );
     let out = run(
         &st,
         "configure-dhcp",

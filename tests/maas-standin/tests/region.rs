@@ -363,11 +363,14 @@ fn region_init_heartbeats_users_and_api() {
         "an unset setting reads as its default"
     );
     assert_eq!(get("prometheus_push_interval"), serde_json::json!(60));
-    assert_fails_with(
-        &r.sb
-            .run_line("maas admin maas set-config name=promtail_port value=x"),
-        2,
-        "Enter a whole number.",
+    // An API error's body goes to stdout, nothing to stderr, exit 2 (`Action.__call__` and
+    // `print_response_content`, src/maascli/api.py and utils.py).
+    let o = r
+        .sb
+        .run_line("maas admin maas set-config name=promtail_port value=x");
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()),
+        (Some(2), "{\"promtail_port\": [\"Enter a whole number.\"]}", "")
     );
     let users = json_out(&r.sb.run_line("maas admin users read"));
     let noemail = users
@@ -377,10 +380,9 @@ fn region_init_heartbeats_users_and_api() {
         .find(|u| u["username"] == "noemail1")
         .unwrap();
     assert_eq!(noemail["email"], Value::Null);
-    assert_fails_with(
+    assert_api_error(
         &r.sb
             .run_line("maas admin maas set-config name=no_such_setting value=1"),
-        2,
         "is not a valid config setting",
     );
     let v = json_out(&r.sb.run_line("maas admin region-controllers read"));
@@ -500,10 +502,9 @@ fn racks_register_with_the_secret_and_follow_their_region() {
     assert_eq!(racks[0]["system_id"], sid.as_str());
     let subnets = json_out(&r.sb.run_line("maas admin subnets read"));
     assert_eq!(subnets[0]["cidr"], "10.77.0.0/24");
-    assert_fails_with(
+    assert_api_error(
         &r.sb
             .run_line("maas admin vlan update 0 0 primary_rack=rack-1 dhcp_on=true"),
-        2,
         "dynamic IP range",
     );
     let create_range = |start: &str, end: &str| {
@@ -1193,4 +1194,16 @@ fn a_region_restored_onto_another_host_with_its_maas_id_is_the_same_controller()
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rows, vec![format!("region-new {id}")]);
+}
+
+/// An API error as MAAS's CLI reports it: the body on stdout, nothing on stderr, exit 2
+/// (src/maascli/api.py `Action.__call__`, utils.py `print_response_content`).
+fn assert_api_error(o: &std::process::Output, needle: &str) {
+    assert_eq!(
+        (o.status.code(), stderr(o).as_str()),
+        (Some(2), ""),
+        "{}",
+        stdout(o)
+    );
+    assert!(stdout(o).contains(needle), "{}", stdout(o));
 }

@@ -406,8 +406,19 @@ pub fn call(profile_name: &str, profile: &Profile, args: &[String]) -> i32 {
             }
             0
         }
+        // `Action.__call__` (src/maascli/api.py): `print_response_content` writes the body to
+        // stdout whatever the status (on a terminal a newline after it, or, with no body,
+        // `Request failed with code N: <reason>`), then `CommandError(2)`: exit 2, nothing
+        // on stderr.
         Ok(r) => {
-            eprintln!("{}", r.body.trim_end());
+            print!("{}", r.body);
+            // SAFETY: isatty has no preconditions.
+            if unsafe { libc::isatty(1) } == 1 {
+                if r.body.is_empty() {
+                    print!("Request failed with code {}", r.status);
+                }
+                println!();
+            }
             2
         }
         Err(e) => unreachable(&e),
