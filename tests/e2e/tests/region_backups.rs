@@ -1,0 +1,260 @@
+//! maas-region's backups (issue 23): a region related through `s3-parameters` to
+//! `s3-provider-ops` (moto behind Debian's nginx TLS), with Debian's s3cmd.
+//!
+//! The drill: the region serves; a preseed and a boot-resource file are planted where MAAS keeps
+//! them → create-backup → list-backups shows it → the region leaves its database (the first
+//! deployment lost; the database stands for postgresql-ha restored to the backup's
+//! restore-to-time, which pg_backups.rs proves) → a fresh maas-region application, related to
+//! s3-parameters only, restores the backup onto its unit → related to the database, it serves
+//! as the same controller: its maas_id is the backup's, MAAS's tables hold that one region on
+//! the new host (no second controller), its shared secret is the database's (the first
+//! region's), the planted files are there. No hook of any unit may exit non-zero.
+//!
+//! A small deployment of its own (one PostgreSQL, one region, the S3 server) rather than a
+//! region beside pg_backups.rs's drill, whose restores replace the database under it.
+
+use anyhow::{ensure, Context, Result};
+use e2e::{ha, until, Deployment, Env};
+use local_model::{AppPlan, DeployPlan, Substrate};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// This file's subnet (10.77.20–29: region/rack drills).
+const NET: u8 = 23;
+const REGION: &str = "maas-region/0";
+const FRESH: &str = "region-restored";
+const FRESH_UNIT: &str = "region-restored/0";
+const SETTLE: Duration = Duration::from_secs(600);
+const PRESEED: &str = "/var/snap/maas/current/preseeds/curtin_userdata_drill";
+const IMAGE: &str = "/var/snap/maas/common/maas/image-storage/0123abcd";
+const MAAS_ID: &str = "/var/snap/maas/common/maas/maas_id";
+const SECRET: &str = "/var/snap/maas/common/maas/secret";
+
+fn provider_charm(env: &Env) -> std::result::Result<PathBuf, String> {
+    let p = env.build.join("testcharms/s3-provider-ops.charm");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} is missing: run `make testcharms` (make test does)",
+            p.display()
+        ))
+    }
+}
+
+fn bundle(env: &Env, provider: &std::path::Path) -> String {
+    format!(
+        "description: a MAAS region backing up its files into S3 through s3-parameters
+machines:
+  \"0\": {{}}
+  \"1\": {{}}
+applications:
+  postgresql-ha:
+    charm: {{build}}/postgresql-ha.charm
+    num_units: 1
+    to: [\"0\"]
+    resources:
+      wheelhouse: {wheelhouse}
+  maas-region:
+    charm: {{build}}/maas-region.charm
+    num_units: 1
+    to: [\"0\"]
+  s3:
+    charm: {charm}
+    num_units: 1
+    to: [\"1\"]
+relations:
+  - [\"maas-region:database\", \"postgresql-ha:database\"]
+  - [\"maas-region:s3-parameters\", \"s3:s3-credentials\"]
+",
+        wheelhouse = env.build.join("wheelhouse.tar.gz").display(),
+        charm = provider.display(),
+    )
+}
+
+/// A result of an action, whether the local model gives dotted keys nested or flat.
+fn result<'a>(v: &'a Value, dotted: &str) -> &'a Value {
+    if !v[dotted].is_null() {
+        return &v[dotted];
+    }
+    dotted.split('.').fold(v, |v, k| &v[k])
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn read(d: &Deployment, unit: &str, path: &str) -> Result<String> {
+    let m = d.machine_of(unit)?;
+    Ok(d.exec(&m, &["cat", path])?.trim().to_string())
+}
+
+/// The unit's status and message.
+fn status_of(d: &Deployment, unit: &str) -> Result<(String, String)> {
+    d.units()?
+        .into_iter()
+        .find(|(u, _, _)| u == unit)
+        .map(|(_, s, m)| (s, m))
+        .context(format!("no unit {unit}"))
+}
+
+#[test]
+fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
+    let env = e2e::env_or_skip!();
+    let charm = match provider_charm(&env) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED (local-model end-to-end): {why}");
+            return;
+        }
+    };
+    let start = Instant::now();
+    let d = Deployment::yaml_overlaid(
+        &env,
+        "region-backups",
+        NET,
+        &bundle(&env, &charm),
+        &e2e::extra_overlays(),
+    )
+    .expect("deploy");
+    d.wait_active(SETTLE).expect("every unit active");
+    eprintln!(
+        "region_backups: deployed in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    // What the operator and MAAS put on the region's disk.
+    let m = d.machine_of(REGION).unwrap();
+    d.exec(
+        &m,
+        &[
+            "sh",
+            "-c",
+            &format!("echo 'drill preseed' > {PRESEED} && echo 'boot resource bytes' > {IMAGE}"),
+        ],
+    )
+    .unwrap();
+    let maas_id = read(&d, REGION, MAAS_ID).unwrap();
+    let secret = read(&d, REGION, SECRET).unwrap();
+    assert!(
+        !maas_id.is_empty() && !secret.is_empty(),
+        "maas_id and secret written"
+    );
+
+    let t = Instant::now();
+    let made = d
+        .action(REGION, "create-backup", &[])
+        .expect("create-backup");
+    let backup_secs = t.elapsed().as_secs_f64();
+    let id = text(result(&made, "backup-id"));
+    assert_eq!(
+        text(result(&made, "files")),
+        "maas_id,image-storage,preseeds",
+        "{made}"
+    );
+    assert_eq!(
+        text(result(&made, "regions.maas-region-0")),
+        maas_id,
+        "{made}"
+    );
+    let pair_time = text(result(&made, "restore-to-time"));
+    assert!(
+        pair_time.ends_with("+00") && pair_time.len() == 22,
+        "{pair_time}"
+    );
+    let listed = d.action(REGION, "list-backups", &[]).expect("list-backups");
+    assert_eq!(text(result(&listed, "count")), "1", "{listed}");
+    assert_eq!(
+        text(result(&listed, "backups.0000.backup-id")),
+        id,
+        "{listed}"
+    );
+
+    // The first deployment lost: its region leaves the database (regiond stops).
+    d.lm.remove_relation("maas-region:database", "postgresql-ha:database")
+        .unwrap();
+    d.lm.wait(SETTLE).unwrap();
+
+    // A fresh region application, related to the bucket only.
+    let plan = DeployPlan {
+        apps: vec![AppPlan {
+            name: FRESH.into(),
+            charm: env.build.join("maas-region.charm"),
+            num_units: 1,
+            ..Default::default()
+        }],
+        relations: vec![(format!("{FRESH}:s3-parameters"), "s3:s3-credentials".into())],
+        ..Default::default()
+    };
+    d.lm.deploy_plan(plan, Substrate::Hosts).unwrap();
+    until(
+        SETTLE,
+        "the fresh region installed, waiting for its database",
+        || {
+            d.lm.wait(SETTLE)?;
+            let (s, msg) = status_of(&d, FRESH_UNIT)?;
+            ensure!(s == "waiting" && msg.contains("database"), "{s}: {msg}");
+            Ok(())
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let restored = d
+        .action(FRESH_UNIT, "restore", &[&format!("backup-id={id}")])
+        .expect("restore");
+    let restore_secs = t.elapsed().as_secs_f64();
+    assert_eq!(text(result(&restored, "maas-id")), maas_id, "{restored}");
+    assert_eq!(read(&d, FRESH_UNIT, MAAS_ID).unwrap(), maas_id);
+    assert_eq!(read(&d, FRESH_UNIT, PRESEED).unwrap(), "drill preseed");
+    assert_eq!(read(&d, FRESH_UNIT, IMAGE).unwrap(), "boot resource bytes");
+
+    d.lm.integrate(&format!("{FRESH}:database"), "postgresql-ha:database")
+        .unwrap();
+    until(SETTLE, "the restored region active", || {
+        d.lm.wait(SETTLE)?;
+        let (s, msg) = status_of(&d, FRESH_UNIT)?;
+        ensure!(s == "active", "{s}: {msg}");
+        Ok(())
+    })
+    .unwrap();
+    let fm = d.machine_of(FRESH_UNIT).unwrap();
+    let version: Value = serde_json::from_str(
+        &d.exec(
+            &fm,
+            &["curl", "-sf", "http://127.0.0.1:5240/MAAS/api/2.0/version/"],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(version["system_id"], maas_id.as_str(), "{version}");
+    assert_eq!(
+        read(&d, FRESH_UNIT, SECRET).unwrap(),
+        secret,
+        "the database's shared secret"
+    );
+    assert_eq!(read(&d, FRESH_UNIT, MAAS_ID).unwrap(), maas_id);
+    // One controller, the backup's, now on the fresh host.
+    let pg = d.machine_of("postgresql-ha/0").unwrap();
+    let rows = ha::psql(
+        &d,
+        &pg,
+        "maas",
+        "SELECT string_agg(system_id, ',') FROM standin_region",
+    )
+    .unwrap();
+    assert_eq!(rows.trim(), maas_id, "region controllers in the database");
+    let failed = d.lm.failures().unwrap().failed;
+    assert!(
+        failed.is_empty(),
+        "hooks exited non-zero:\n{}",
+        e2e::failure_lines(&failed)
+    );
+    eprintln!(
+        "region_backups: backup {backup_secs:.1} s, restore {restore_secs:.1} s, whole drill {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
