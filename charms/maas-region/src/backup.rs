@@ -652,6 +652,15 @@ pub fn reconcile(ctx: &Context, cfg: &crate::config::Config) -> anyhow::Result<O
     Ok(None)
 }
 
+/// The unit is removed: no timer runs a charm that is gone, no key is left on the machine.
+pub fn retire(ctx: &Context) -> anyhow::Result<()> {
+    crate::backup_schedule::apply(ctx, None)?;
+    for f in [S3CMD_CONF, S3_CA, JOB] {
+        ctx.machine.remove_file(Path::new(f))?;
+    }
+    Ok(())
+}
+
 /// The job the hooks last wrote.
 pub fn read_job(m: &dyn Machine) -> anyhow::Result<Job> {
     let text = m

@@ -141,5 +141,6 @@ fn remove(ctx: &mut Context) -> anyhow::Result<()> {
         ctx.machine.retire_service("haproxy")?;
     }
     charm_lib::cert_metrics::retire(ctx.machine, &crate::certs::CERT_METRICS)?;
+    crate::backup::retire(ctx)?;
     Ok(())
 }

@@ -213,6 +213,16 @@ fn a_schedule_runs_a_timer_on_the_leader_only_and_needs_a_bucket() {
         .is_none());
     assert!(!out.state.machine.is_active("maas-region-backup.timer"));
 
+    // The unit removed: no timer left to run a charm that is gone, no key left behind.
+    let gone = harness(0).run_ok(
+        Trigger::Remove,
+        &hook(&st.clone().with_relation(s3(&[]))).state,
+    );
+    for f in ["/etc/systemd/system/maas-region-backup.timer", CONF, JOB] {
+        assert!(gone.state.machine.text(f).is_none(), "{f} left");
+    }
+    assert!(!gone.state.machine.is_active("maas-region-backup.timer"));
+
     let bad = hook(&serving().with_config("backup-schedule", "0 2 1 * mon"));
     assert_eq!(bad.state.unit_status.kind, StatusKind::Blocked);
     assert!(
