@@ -157,7 +157,10 @@ pub struct StaticConfig {
 /// `/var/snap/opentelemetry-collector`, `/etc/otelcol/config.d` and `home`), so a path under
 /// the principal's directories is unreadable there (snapd interfaces/apparmor/template.go
 /// grants no other `/etc` or `/var/snap` files) and the scrape fails; an inline CA needs no
-/// file. There is no `ca_file` beside it: `TLSConfig.Validate` refuses `ca` with `ca_file`.
+/// file. Both collectors read `ca` (inline TLS came with prometheus/common #472, in
+/// grafana-agent since #3524 (v0.33) and in Prometheus since 2.45; the otel snap's otelcol 0.130
+/// and grafana-agent 0.44.6 are newer; Debian 12's Prometheus 2.42 is not). There is no
+/// `ca_file` beside it: `TLSConfig.Validate` refuses `ca` with `ca_file`.
 /// A CA certificate is public, so it may sit in relation data; a private key may not, which
 /// is why the client certificate stays file-based (`cert_file`, `key_file`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
