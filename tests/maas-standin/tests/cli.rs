@@ -196,7 +196,7 @@ fn deb_rack_register_config_and_shared_secret() {
         "maas-rack register --url http://10.77.0.200/MAAS --secret {secret}"
     )));
     let conf = read(&rackd_conf);
-    assert!(conf.contains("maas_url: http://10.77.0.200/MAAS"), "{conf}");
+    assert!(conf.contains("maas_url:\n- http://10.77.0.200/MAAS\n"), "{conf}");
     assert_eq!(mode_of(&rackd_conf), 0o640);
     let sp = sb.path("/var/lib/maas/secret");
     assert_eq!(read_trimmed(&sp), secret);
@@ -230,7 +230,7 @@ fn deb_rack_register_config_and_shared_secret() {
     // The seed's older way.
     assert_ok(&sb.run_line("maas-rack config --region-url http://10.77.0.250/MAAS"));
     let conf = read(&rackd_conf);
-    assert!(conf.contains("maas_url: http://10.77.0.250/MAAS"), "{conf}");
+    assert!(conf.contains("maas_url:\n- http://10.77.0.250/MAAS\n"), "{conf}");
     let o = sb.run_stdin(&["maas-rack", "install-shared-secret"], secret);
     assert_ok(&o);
     assert!(stdout(&o).contains("Secret installed to"));

@@ -37,12 +37,10 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn set_urls(c: &mut ConfFile, urls: &[String]) {
-    // One URL is written as a string, several as a list, as MAAS does.
-    let v = if urls.len() == 1 {
-        Value::from(urls[0].as_str())
-    } else {
-        Value::Sequence(urls.iter().map(|u| Value::from(u.as_str())).collect())
-    };
+    // Always a list, even of one: `--url`/`--region-url` are `action="append"`, and
+    // `ClusterConfiguration.maas_url` is `ForEach(..., convert_to_list=True)`, whose list
+    // `ConfigurationFile.save` dumps as YAML (src/provisioningserver/config.py).
+    let v = Value::Sequence(urls.iter().map(|u| Value::from(u.as_str())).collect());
     c.map.insert(Value::from("maas_url"), v);
 }
 
