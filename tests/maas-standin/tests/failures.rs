@@ -332,3 +332,29 @@ fn install_shared_secret_checks_hex_as_maas() {
         )
     );
 }
+
+// src/maascli/snap.py `cmd_init.handle`: `get_database_settings`'s `DatabaseSettingsError`
+// becomes `CommandError(str(error))`, and maascli's `CommandError` is `SystemExit`: the bare
+// message, exit 1, before anything is written.
+#[test]
+fn init_with_a_database_uri_maas_refuses_prints_the_bare_message() {
+    let sb = Sandbox::new("init-uri");
+    let o = sb.run(&[
+        "maas",
+        "init",
+        "region",
+        "--maas-url",
+        "http://10.0.0.1/MAAS",
+        "--database-uri",
+        "postgres://u:p@h/d?sslmode=require",
+    ]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()),
+        (
+            Some(1),
+            "",
+            "Error parsing database URI: Unsupported parameters: sslmode\n"
+        )
+    );
+    assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
+}

@@ -196,7 +196,9 @@ fn init(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => match e.downcast_ref::<Reported>() {
             Some(Reported(code)) => *code,
-            None => fail(format!("Error: {e:#}")),
+            // `cmd_init.handle` refuses with `CommandError` (SystemExit): the bare message,
+            // exit 1 (`Error parsing database URI: …` from `get_database_settings`).
+            None => fail(format!("{e:#}")),
         },
     }
 }
