@@ -31,8 +31,9 @@ const PROM_MACHINE: &str = "3";
 const RACK_MACHINE: &str = "2";
 const SETTLE: Duration = Duration::from_secs(900);
 /// The jobs maas-region's cos.rs sends per unit (haproxy is on by default; `cluster`, MAAS's
-/// /MAAS/metrics, once the leader turned MAAS's prometheus_enabled on for the collector).
-const REGION_JOBS: [&str; 3] = ["cluster", "haproxy", "regiond"];
+/// /MAAS/metrics, once the leader turned MAAS's prometheus_enabled on for the collector;
+/// `certificates`, charm-lib's certificate exporter, as MAAS's TLS is on here).
+const REGION_JOBS: [&str; 4] = ["certificates", "cluster", "haproxy", "regiond"];
 /// The job maas-rack's cos.rs sends per unit.
 const RACK_JOBS: [&str; 1] = ["rackd"];
 
