@@ -13,7 +13,8 @@
 //! every database host stopped and started; remove-unit of the primary; then, with the 2 units
 //! left, the primary's host down → the survivor Blocked → force-promote → writes resume and
 //! the host rejoins. The postmaster killed and every host restarted run by default in
-//! bundle_drills.rs only ([`IN_BUNDLE_DRILLS`]).
+//! bundle_drills.rs only ([`IN_BUNDLE_DRILLS`]), the 30 s cut only when asked for
+//! ([`COVERED_BY_LONGER`]).
 //!
 //! One deployment on 10.77.70.0/24 (`bench-pg` uses .71); a failing step stops the rest, as
 //! each starts from the state the previous one left. See `e2e::pg_drills`. `E2E_KEEP=1` keeps
@@ -31,6 +32,11 @@ const NET: u8 = 70;
 /// keep CI under 45 minutes; `E2E_PG_DRILLS` still runs them (`bench-pg` runs every step).
 const IN_BUNDLE_DRILLS: [&str; 2] = ["postmaster killed", "all hosts restarted"];
 
+/// Drills a longer one of the same fault covers by default: the 60 s network cut sees the same
+/// promotion during the cut (about 22 s in) and the same rejoin of the old primary after it.
+/// Left out by default for CI time, as [`IN_BUNDLE_DRILLS`].
+const COVERED_BY_LONGER: [&str; 1] = ["network cut 30 s"];
+
 #[test]
 fn postgresql_ha_survives_every_drill_in_sequence() {
     let env = e2e::env_or_skip!();
@@ -45,7 +51,7 @@ fn postgresql_ha_survives_every_drill_in_sequence() {
     let only = std::env::var("E2E_PG_DRILLS").unwrap_or_default();
     let wanted = |name: &str| {
         if only.is_empty() {
-            !IN_BUNDLE_DRILLS.contains(&name)
+            !IN_BUNDLE_DRILLS.contains(&name) && !COVERED_BY_LONGER.contains(&name)
         } else {
             only.split(',').any(|w| name.contains(w.trim()))
         }
