@@ -216,7 +216,10 @@ fn rules_loaded(d: &Deployment, want: &BTreeSet<String>) -> Result<()> {
 
 /// `up` of every target: (unit, job, value), sorted.
 fn targets(d: &Deployment) -> Result<Vec<(String, String, f64)>> {
-    let mut out: Vec<(String, String, f64)> = query(d, "up")?
+    // Only targets scraped in the last 20 s (four intervals): a job the collector no longer
+    // runs (the cluster job's http form once TLS is on; a job's name hashes its content) keeps
+    // its last `up` in the server for the 5-minute lookback.
+    let mut out: Vec<(String, String, f64)> = query(d, "up and (time() - timestamp(up) < 20)")?
         .into_iter()
         .map(|(m, v)| {
             (
