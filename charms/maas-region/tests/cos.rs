@@ -325,7 +325,10 @@ fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_
         .iter()
         .find(|r| r.endpoint == "cluster")
         .and_then(|r| r.local_app_data.get("tls-applied").cloned());
-    assert!(applied.as_ref().is_some_and(|a| !a.is_empty()), "{applied:?}");
+    assert!(
+        applied.as_ref().is_some_and(|a| !a.is_empty()),
+        "{applied:?}"
+    );
     let data = sent(&out.state);
     assert_eq!(
         job(&data, "cluster").unwrap()["static_configs"][0]["targets"][0],
