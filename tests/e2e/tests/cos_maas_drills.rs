@@ -144,6 +144,27 @@ fn query(d: &Deployment, q: &str) -> Result<Vec<(Value, f64)>> {
         .collect())
 }
 
+/// Every unit's certificate exporter reads its files: at least `min` certificates, each with
+/// more than 300 days left (the charms issue for a year, their CA for ten), and no read error
+/// (an exporter up over a wrong path would say x509_read_errors 1 and nothing else).
+fn certificates_read(d: &Deployment, units: &[String], min: usize) -> Result<()> {
+    for u in units {
+        let all = query(d, &format!("x509_cert_not_after{{juju_unit=\"{u}\"}}"))?;
+        ensure!(all.len() >= min, "{u}: certificates {all:?}");
+        let fresh = query(
+            d,
+            &format!("x509_cert_not_after{{juju_unit=\"{u}\"}} - time() > 300 * 86400"),
+        )?;
+        ensure!(fresh.len() == all.len(), "{u}: {all:?}, fresh {fresh:?}");
+        let errors = query(d, &format!("x509_read_errors{{juju_unit=\"{u}\"}}"))?;
+        ensure!(
+            errors.len() == 1 && errors[0].1 == 0.0,
+            "{u}: read errors {errors:?}"
+        );
+    }
+    Ok(())
+}
+
 /// The alerts Prometheus has now: (alertname, state, labels).
 fn alerts(d: &Deployment) -> Result<Vec<(String, String, Value)>> {
     let data = api(d, "alerts", &[])?;
@@ -419,6 +440,13 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     })
     .expect("targets");
     eprintln!("    every MAAS target up after {took:?}");
+    // The chain each region's nginx serves: MAAS's certificate and the application's CA.
+    until(
+        Duration::from_secs(60),
+        "every region's certificates read",
+        || certificates_read(&d, &regions, 2),
+    )
+    .expect("certificates");
     let want = charm_alerts(&env).expect("the charms' rules");
     until(
         Duration::from_secs(60),
