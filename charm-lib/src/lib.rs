@@ -34,8 +34,8 @@
 pub mod cert_metrics;
 pub mod charm_state;
 pub mod config;
-pub mod cron;
 pub mod cos_agent;
+pub mod cron;
 pub mod databag;
 pub mod dispatch;
 pub mod error;

@@ -391,7 +391,9 @@ fn a_failed_deb_registration_fails_the_hook_with_maas_words() {
         "{err}"
     );
     assert!(
-        !out.command_lines().iter().any(|l| l.contains("enable --now")),
+        !out.command_lines()
+            .iter()
+            .any(|l| l.contains("enable --now")),
         "rackd is not started on a registration that failed"
     );
     assert_secret_kept(&out, SECRET);

@@ -283,27 +283,24 @@ pub fn enable_cluster_stats(
         .stdin(format!("{key}\n"))
         .sensitive(&key)
         .allow_failure();
-    let result = ctx
-        .machine
-        .run(&login_cmd)
-        .and_then(|out| {
-            if !out.success() {
-                return Ok(out);
-            }
-            ctx.machine.run(
-                &Cmd::new(
-                    cli,
-                    [
-                        PROFILE,
-                        "maas",
-                        "set-config",
-                        "name=prometheus_enabled",
-                        "value=true",
-                    ],
-                )
-                .allow_failure(),
+    let result = ctx.machine.run(&login_cmd).and_then(|out| {
+        if !out.success() {
+            return Ok(out);
+        }
+        ctx.machine.run(
+            &Cmd::new(
+                cli,
+                [
+                    PROFILE,
+                    "maas",
+                    "set-config",
+                    "name=prometheus_enabled",
+                    "value=true",
+                ],
             )
-        });
+            .allow_failure(),
+        )
+    });
     // The profile holds the key: never left behind.
     if let Err(e) = ctx
         .machine
@@ -315,7 +312,10 @@ pub fn enable_cluster_stats(
     if !out.success() {
         log::warn!(
             "prometheus_enabled: MAAS refused (the cluster statistics wait for the next hook): {}",
-            login_cmd.redact(&crate::maas::reason(&format!("{}\n{}", out.stdout, out.stderr)))
+            login_cmd.redact(&crate::maas::reason(&format!(
+                "{}\n{}",
+                out.stdout, out.stderr
+            )))
         );
         return Ok(None);
     }

@@ -484,7 +484,10 @@ pub fn reason(output: &str) -> String {
             .map(|l| l.trim())
             .take_while(|l| !l.is_empty() && !l.starts_with("usage:"))
             .collect();
-        joined = std::iter::once(line).chain(rest).collect::<Vec<_>>().join(" ");
+        joined = std::iter::once(line)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(" ");
         joined.as_str()
     } else {
         line
@@ -721,7 +724,9 @@ syslog                           STOPPED   Jan 05 10:02 AM\n";
         let out = "Traceback (most recent call last):\n  File \"/usr/lib/python3/dist-packages/provisioningserver/config.py\", line 739, in __set__\n    obj.store[self.name] = self.validator.to_python(value)\nformencode.api.Invalid: Errors:\nThat is not a valid URL\n";
         assert_eq!(reason(out), "Errors: That is not a valid URL");
         assert_eq!(
-            reason(&format!("{out}usage: maas [-h] COMMAND ...\nmaas: error: x\n")),
+            reason(&format!(
+                "{out}usage: maas [-h] COMMAND ...\nmaas: error: x\n"
+            )),
             "Errors: That is not a valid URL"
         );
     }

@@ -421,7 +421,9 @@ fn configure_dhcp_says_why_maas_refused_the_login() {
         );
         assert!(!out.mentions(KEY));
         assert!(
-            !out.command_lines().iter().any(|c| c.contains("subnets read")),
+            !out.command_lines()
+                .iter()
+                .any(|c| c.contains("subnets read")),
             "nothing asked of MAAS without a login"
         );
     }

@@ -196,7 +196,10 @@ fn deb_rack_register_config_and_shared_secret() {
         "maas-rack register --url http://10.77.0.200/MAAS --secret {secret}"
     )));
     let conf = read(&rackd_conf);
-    assert!(conf.contains("maas_url:\n- http://10.77.0.200/MAAS\n"), "{conf}");
+    assert!(
+        conf.contains("maas_url:\n- http://10.77.0.200/MAAS\n"),
+        "{conf}"
+    );
     assert_eq!(mode_of(&rackd_conf), 0o640);
     let sp = sb.path("/var/lib/maas/secret");
     assert_eq!(read_trimmed(&sp), secret);
@@ -220,7 +223,14 @@ fn deb_rack_register_config_and_shared_secret() {
         "{conf}"
     );
     // A URL MAAS refuses (tests/failures.rs has what it prints).
-    let o = sb.run(&["maas-rack", "register", "--url", "http://a b/MAAS", "--secret", secret]);
+    let o = sb.run(&[
+        "maas-rack",
+        "register",
+        "--url",
+        "http://a b/MAAS",
+        "--secret",
+        secret,
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert_fails_with(
         &sb.run_line(&format!("maas-rack register --secret {secret} --bogus")),
@@ -230,7 +240,10 @@ fn deb_rack_register_config_and_shared_secret() {
     // The seed's older way.
     assert_ok(&sb.run_line("maas-rack config --region-url http://10.77.0.250/MAAS"));
     let conf = read(&rackd_conf);
-    assert!(conf.contains("maas_url:\n- http://10.77.0.250/MAAS\n"), "{conf}");
+    assert!(
+        conf.contains("maas_url:\n- http://10.77.0.250/MAAS\n"),
+        "{conf}"
+    );
     let o = sb.run_stdin(&["maas-rack", "install-shared-secret"], secret);
     assert_ok(&o);
     assert!(stdout(&o).contains("Secret installed to"));

@@ -65,7 +65,12 @@ fn login_answered_otherwise_names_the_status_only() {
 #[test]
 fn login_with_a_malformed_key_is_argparses_error_with_the_key() {
     let sb = Sandbox::new("login-malformed");
-    let o = login(&sb, &format!("http://127.0.0.1:{}/MAAS", free_port()), "abc", &[]);
+    let o = login(
+        &sb,
+        &format!("http://127.0.0.1:{}/MAAS", free_port()),
+        "abc",
+        &[],
+    );
     assert_eq!(
         (o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()),
         (
@@ -81,7 +86,12 @@ fn login_with_a_malformed_key_is_argparses_error_with_the_key() {
 #[test]
 fn login_to_a_closed_port_is_the_oserror_through_argparse() {
     let sb = Sandbox::new("login-refused");
-    let o = login(&sb, &format!("http://127.0.0.1:{}/MAAS", free_port()), KEY, &[]);
+    let o = login(
+        &sb,
+        &format!("http://127.0.0.1:{}/MAAS", free_port()),
+        KEY,
+        &[],
+    );
     assert_eq!(
         (o.status.code(), stderr(&o).as_str()),
         (
@@ -195,11 +205,24 @@ fn register_without_url_off_a_terminal_prints_on_stdout() {
 #[test]
 fn register_with_a_url_maas_refuses_is_formencodes_traceback() {
     let sb = Sandbox::new("register-badurl");
-    let o = sb.run(&["maas-rack", "register", "--url", "http://bad host/MAAS", "--secret", "00ff"]);
+    let o = sb.run(&[
+        "maas-rack",
+        "register",
+        "--url",
+        "http://bad host/MAAS",
+        "--secret",
+        "00ff",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("Traceback (most recent call last):\n"), "{err}");
-    assert!(err.contains("register_command.py\", line 95, in run\n    config.maas_url = args.url\n"), "{err}");
+    assert!(
+        err.starts_with("Traceback (most recent call last):\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("register_command.py\", line 95, in run\n    config.maas_url = args.url\n"),
+        "{err}"
+    );
     assert!(
         err.ends_with("formencode.api.Invalid: Errors:\nThat is not a valid URL\n"),
         "{err}"
@@ -233,23 +256,37 @@ fn register_with_the_secret_on_stdin_installs_it_and_starts_nothing() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     let o = run("00112233445566778899aabbccddeeff\n");
     let secret_path = sb.path("/var/lib/maas/secret");
     assert_eq!(
         (o.status.code(), stdout(&o)),
-        (Some(0), format!("Secret installed to {}.\n", secret_path.display())),
+        (
+            Some(0),
+            format!("Secret installed to {}.\n", secret_path.display())
+        ),
         "{}",
         stderr(&o)
     );
-    assert_eq!(read_trimmed(&secret_path), "00112233445566778899aabbccddeeff");
+    assert_eq!(
+        read_trimmed(&secret_path),
+        "00112233445566778899aabbccddeeff"
+    );
     assert_eq!(read(&calls), "stop maas-rackd\n");
     let o = run("not hex\n");
     assert_eq!(
         (o.status.code(), stderr(&o).as_str()),
-        (Some(1), "Secret could not be decoded: Non-hexadecimal digit found\n")
+        (
+            Some(1),
+            "Secret could not be decoded: Non-hexadecimal digit found\n"
+        )
     );
     let o = run("abc\n");
     assert_eq!(
@@ -321,14 +358,21 @@ fn install_shared_secret_checks_hex_as_maas() {
     let o = sb.run_stdin(&["maas-rack", "install-shared-secret"], "zz\n");
     assert_eq!(
         (o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()),
-        (Some(1), "", "Secret could not be decoded: Non-hexadecimal digit found\n")
+        (
+            Some(1),
+            "",
+            "Secret could not be decoded: Non-hexadecimal digit found\n"
+        )
     );
     let o = sb.run_stdin(&["maas-rack", "install-shared-secret"], "00ff\n");
     assert_eq!(
         (o.status.code(), stdout(&o)),
         (
             Some(0),
-            format!("Secret installed to {}.\n", sb.path("/var/lib/maas/secret").display())
+            format!(
+                "Secret installed to {}.\n",
+                sb.path("/var/lib/maas/secret").display()
+            )
         )
     );
 }

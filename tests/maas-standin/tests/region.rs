@@ -365,12 +365,15 @@ fn region_init_heartbeats_users_and_api() {
     assert_eq!(get("prometheus_push_interval"), serde_json::json!(60));
     // An API error's body goes to stdout, nothing to stderr, exit 2 (`Action.__call__` and
     // `print_response_content`, src/maascli/api.py and utils.py).
-    let o = r
-        .sb
-        .run_line("maas admin maas set-config name=promtail_port value=x");
+    let o =
+        r.sb.run_line("maas admin maas set-config name=promtail_port value=x");
     assert_eq!(
         (o.status.code(), stdout(&o).as_str(), stderr(&o).as_str()),
-        (Some(2), "{\"promtail_port\": [\"Enter a whole number.\"]}", "")
+        (
+            Some(2),
+            "{\"promtail_port\": [\"Enter a whole number.\"]}",
+            ""
+        )
     );
     let users = json_out(&r.sb.run_line("maas admin users read"));
     let noemail = users

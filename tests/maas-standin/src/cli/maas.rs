@@ -431,7 +431,10 @@ fn config(args: &[String]) -> i32 {
         return code;
     }
     // `type=int` (ARGUMENTS in src/maascli/snap.py): argparse's refusal, exit 2.
-    if let Some(n) = a.get("--num-workers").filter(|n| n.trim().parse::<i64>().is_err()) {
+    if let Some(n) = a
+        .get("--num-workers")
+        .filter(|n| n.trim().parse::<i64>().is_err())
+    {
         return report(p.error(&format!(
             "argument --num-workers: invalid int value: {}",
             python::repr(n)

@@ -60,7 +60,11 @@ pub fn uncaught(snap: bool, frames: &[Frame], exception: &str, message: &str) ->
 /// Python's `repr` of a `str`: single quotes unless the text has a single quote and no double
 /// one, backslash escapes for the quote, backslash and control characters.
 pub fn repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::from(quote);
     for c in s.chars() {
         match c {
@@ -124,7 +128,13 @@ mod tests {
 
     #[test]
     fn os_errors_read_as_pythons() {
-        assert_eq!(os_error(libc::ECONNREFUSED), "[Errno 111] Connection refused");
-        assert_eq!(os_error(libc::ETIMEDOUT), "[Errno 110] Connection timed out");
+        assert_eq!(
+            os_error(libc::ECONNREFUSED),
+            "[Errno 111] Connection refused"
+        );
+        assert_eq!(
+            os_error(libc::ETIMEDOUT),
+            "[Errno 110] Connection timed out"
+        );
     }
 }

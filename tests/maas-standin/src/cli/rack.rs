@@ -1,12 +1,12 @@
 //! The deb `maas-rack` command: `register`, `config`, `install-shared-secret`,
 //! `check-for-shared-secret`.
 
+use super::python::{self, Frame};
 use super::{fail, parse, report, require_root};
 use crate::argparse::{Opt, Parser};
 use crate::conf::{self, ConfFile};
 use crate::paths::Flavor;
 use serde_yaml::Value;
-use super::python::{self, Frame};
 use std::io::{BufRead, IsTerminal};
 
 const COMMANDS: &[&str] = &[
@@ -90,7 +90,10 @@ fn register(args: &[String]) -> i32 {
     }
     let _ = std::fs::remove_file(Flavor::Deb.maas_id());
     if urls.iter().any(|u| conf::validate_maas_url(u).is_err()) {
-        eprint!("{}", invalid_url_traceback("register_command.py", "run", "config.maas_url = args.url"));
+        eprint!(
+            "{}",
+            invalid_url_traceback("register_command.py", "run", "config.maas_url = args.url")
+        );
         return 1;
     }
     if let Err(e) = (|| -> anyhow::Result<()> {
@@ -158,10 +161,25 @@ fn invalid_url_traceback(file: &str, func: &str, line: &str) -> String {
             Frame(&script, 118, "__call__", "self.execute(argv)"),
             Frame(&script, 111, "execute", "args.handler.run(args)"),
             Frame(&cmd, 95, func, line),
-            Frame(&config, 739, "__set__", "obj.store[self.name] = self.validator.to_python(value)"),
+            Frame(
+                &config,
+                739,
+                "__set__",
+                "obj.store[self.name] = self.validator.to_python(value)",
+            ),
             Frame(&api, 492, "to_python", "value = tp(value, state)"),
-            Frame(&foreach, 110, "_convert_to_python", "return self._attempt_convert(value, state, validate_python)"),
-            Frame(&foreach, 104, "_attempt_convert", "raise Invalid('Errors:\\n%s' % '\\n'.join("),
+            Frame(
+                &foreach,
+                110,
+                "_convert_to_python",
+                "return self._attempt_convert(value, state, validate_python)",
+            ),
+            Frame(
+                &foreach,
+                104,
+                "_attempt_convert",
+                "raise Invalid('Errors:\\n%s' % '\\n'.join(",
+            ),
         ],
         "formencode.api.Invalid",
         "Errors:\nThat is not a valid URL",
