@@ -217,7 +217,7 @@ fn install_secret_from_stdin() -> i32 {
     let hex = line.trim();
     let bad = if hex.chars().any(|c| !c.is_ascii_hexdigit()) {
         Some("Non-hexadecimal digit found")
-    } else if hex.len() % 2 != 0 {
+    } else if !hex.len().is_multiple_of(2) {
         Some("Odd-length string")
     } else {
         None
