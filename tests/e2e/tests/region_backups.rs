@@ -8,7 +8,8 @@
 //! s3-parameters only, restores the backup onto its unit → related to the database, it serves
 //! as the same controller: its maas_id is the backup's, MAAS's tables hold that one region on
 //! the new host (no second controller), its shared secret is the database's (the first
-//! region's), the planted files are there. No hook of any unit may exit non-zero.
+//! region's), the planted files are there; with `backup-schedule` set, the timer's service
+//! takes a second backup, of the restored region. No hook of any unit may exit non-zero.
 //!
 //! A small deployment of its own (one PostgreSQL, one region, the S3 server) rather than a
 //! region beside pg_backups.rs's drill, whose restores replace the database under it.
@@ -247,6 +248,35 @@ fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
     )
     .unwrap();
     assert_eq!(rows.trim(), maas_id, "region controllers in the database");
+    // backup-schedule: the leader's timer runs `dispatch region-backup`, the same backup as
+    // the action, from what the hooks wrote. Its service is started here rather than waited
+    // for (the calendar is systemd's, checked in charm-lib's cron tests).
+    d.lm.config(FRESH, &["backup-schedule=0 3 * * *"]).unwrap();
+    d.lm.wait(SETTLE).unwrap();
+    let timer = d
+        .exec(&fm, &["systemctl", "is-active", "maas-region-backup.timer"])
+        .unwrap();
+    assert_eq!(timer.trim(), "active");
+    d.exec(&fm, &["systemctl", "start", "maas-region-backup.service"])
+        .unwrap();
+    until(
+        Duration::from_secs(60),
+        "the scheduled backup listed",
+        || {
+            let listed = d.action(FRESH_UNIT, "list-backups", &[])?;
+            ensure!(text(result(&listed, "count")) == "2", "{listed}");
+            ensure!(
+                text(result(&listed, "backups.0001.unit")) == FRESH_UNIT,
+                "{listed}"
+            );
+            ensure!(
+                text(result(&listed, "backups.0001.regions.region-restored-0")) == maas_id,
+                "{listed}"
+            );
+            Ok(())
+        },
+    )
+    .unwrap();
     let failed = d.lm.failures().unwrap().failed;
     assert!(
         failed.is_empty(),
