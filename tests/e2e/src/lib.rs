@@ -14,6 +14,7 @@ pub mod failover_watch;
 pub mod ha;
 pub mod pg_drills;
 pub mod probe;
+pub mod prometheus;
 pub mod watch;
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -24,7 +24,8 @@
 //! VIP and VipHeldByNoUnit goes pending, then firing after its `for: 30s`; keepalived started
 //! again, the primary takes the VIP back and the alert clears.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
+use e2e::prometheus::Prometheus;
 use e2e::{ha, until, Deployment, Env, FaultOp};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -34,6 +35,10 @@ use std::time::{Duration, Instant};
 /// This file's subnet (10.77.80–89: observability drills).
 const NET: u8 = 80;
 const PROM_MACHINE: &str = "3";
+/// The Prometheus server the drill reads.
+const PROM: Prometheus = Prometheus {
+    machine: PROM_MACHINE,
+};
 const SETTLE: Duration = Duration::from_secs(600);
 /// The jobs postgresql-ha's cos.rs sends, per unit (`certificates`: charm-lib's certificate
 /// exporter).
@@ -114,76 +119,6 @@ relations:
     )
 }
 
-/// GET /api/v1/<path> on the Prometheus server with URL-encoded `params`; its `data`.
-fn api(d: &Deployment, path: &str, params: &[(&str, &str)]) -> Result<Value> {
-    let mut argv = vec!["curl", "-sS", "--max-time", "5", "-G"];
-    let encoded: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    for p in &encoded {
-        argv.extend(["--data-urlencode", p.as_str()]);
-    }
-    let url = format!("http://127.0.0.1:9090/api/v1/{path}");
-    argv.push(&url);
-    let out = d.exec(PROM_MACHINE, &argv)?;
-    let v: Value = serde_json::from_str(&out).with_context(|| format!("{path}: {out}"))?;
-    ensure!(v["status"] == "success", "{path}: {v}");
-    Ok(v["data"].clone())
-}
-
-/// An instant query's series as (labels, value).
-fn query(d: &Deployment, q: &str) -> Result<Vec<(Value, f64)>> {
-    let data = api(d, "query", &[("query", q)])?;
-    Ok(data["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let v = s["value"][1]
-                .as_str()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(f64::NAN);
-            (s["metric"].clone(), v)
-        })
-        .collect())
-}
-
-/// Every unit's certificate exporter reads its files: at least `min` certificates, each with
-/// more than 300 days left (the charms issue for a year, their CA for ten), and no read error
-/// (an exporter up over a wrong path would say x509_read_errors 1 and nothing else).
-fn certificates_read(d: &Deployment, units: &[String], min: usize) -> Result<()> {
-    for u in units {
-        let all = query(d, &format!("x509_cert_not_after{{juju_unit=\"{u}\"}}"))?;
-        ensure!(all.len() >= min, "{u}: certificates {all:?}");
-        let fresh = query(
-            d,
-            &format!("x509_cert_not_after{{juju_unit=\"{u}\"}} - time() > 300 * 86400"),
-        )?;
-        ensure!(fresh.len() == all.len(), "{u}: {all:?}, fresh {fresh:?}");
-        let errors = query(d, &format!("x509_read_errors{{juju_unit=\"{u}\"}}"))?;
-        ensure!(
-            errors.len() == 1 && errors[0].1 == 0.0,
-            "{u}: read errors {errors:?}"
-        );
-    }
-    Ok(())
-}
-
-/// The alerts Prometheus has now: (alertname, state, labels).
-fn alerts(d: &Deployment) -> Result<Vec<(String, String, Value)>> {
-    let data = api(d, "alerts", &[])?;
-    Ok(data["alerts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            (
-                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
-                a["state"].as_str().unwrap_or("").to_string(),
-                a["labels"].clone(),
-            )
-        })
-        .collect())
-}
-
 /// The alert names in both charms' rule files and the generic ones the library adds (what
 /// Prometheus must have loaded).
 fn charm_alerts(env: &Env) -> Result<BTreeSet<String>> {
@@ -212,7 +147,7 @@ fn charm_alerts(env: &Env) -> Result<BTreeSet<String>> {
 
 /// Every rule of the charm loaded and evaluated without error.
 fn rules_loaded(d: &Deployment, want: &BTreeSet<String>) -> Result<()> {
-    let data = api(d, "rules", &[("type", "alert")])?;
+    let data = PROM.api(d, "rules", &[("type", "alert")])?;
     let mut seen = BTreeSet::new();
     for g in data["groups"].as_array().into_iter().flatten() {
         for r in g["rules"].as_array().into_iter().flatten() {
@@ -232,7 +167,8 @@ fn rules_loaded(d: &Deployment, want: &BTreeSet<String>) -> Result<()> {
 
 /// `up` for every job of every unit: (unit, job) -> value.
 fn targets(d: &Deployment) -> Result<Vec<(String, String, f64)>> {
-    let mut out: Vec<(String, String, f64)> = query(d, "up")?
+    let mut out: Vec<(String, String, f64)> = PROM
+        .query(d, "up")?
         .into_iter()
         .map(|(m, v)| {
             (
@@ -288,7 +224,8 @@ fn vip_units(d: &Deployment) -> Result<Vec<(String, String)>> {
 
 /// `keepalived_vip_held` of the DB VIP as Prometheus has it: unit -> value.
 fn held(d: &Deployment) -> Result<Vec<(String, f64)>> {
-    let mut out: Vec<(String, f64)> = query(d, &format!("keepalived_vip_held{{vip=\"{VIP}\"}}"))?
+    let mut out: Vec<(String, f64)> = PROM
+        .query(d, &format!("keepalived_vip_held{{vip=\"{VIP}\"}}"))?
         .into_iter()
         .map(|(m, v)| (m["juju_unit"].as_str().unwrap_or("").to_string(), v))
         .collect();
@@ -309,7 +246,8 @@ fn etcd_pids(d: &Deployment, machine: &str) -> Result<Vec<u32>> {
 }
 
 fn state_of(d: &Deployment, name: &str) -> Result<Option<(String, Value)>> {
-    Ok(alerts(d)?
+    Ok(PROM
+        .alerts(d)?
         .into_iter()
         .find(|(n, _, _)| n == name)
         .map(|(_, s, l)| (s, l)))
@@ -361,7 +299,7 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
     until(
         Duration::from_secs(60),
         "every unit's certificates read",
-        || certificates_read(&d, &units, 2),
+        || PROM.certificates_read(&d, &units, 2),
     )
     .expect("certificates");
     // The series say who holds the VIP: 1 from the holder's unit, 0 from the others.
@@ -399,7 +337,7 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         Duration::from_secs(60),
         "no alert in the healthy model",
         || {
-            let a = alerts(&d)?;
+            let a = PROM.alerts(&d)?;
             ensure!(a.is_empty(), "alerts in a healthy model: {a:?}");
             Ok(())
         },
@@ -461,7 +399,7 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         );
         eprintln!(
             "    etcd of {replica} frozen: pending after {pending_after:?}, firing after {firing_after:?}; alerts: {:?}",
-            alerts(&d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
+            PROM.alerts(&d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
         );
         Ok(())
     })();
@@ -582,7 +520,7 @@ fn vip_holder_keepalived_stopped(d: &Deployment, vips: &[(String, String)]) -> R
         Duration::from_secs(60),
         "no alert before the VIP drill",
         || {
-            let a = alerts(d)?;
+            let a = PROM.alerts(d)?;
             ensure!(a.is_empty(), "alerts: {a:?}");
             Ok(())
         },

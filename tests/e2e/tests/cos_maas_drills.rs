@@ -19,6 +19,7 @@
 //! a test that shortened them would prove rules nobody runs); intervals are 5 s.
 
 use anyhow::{ensure, Context, Result};
+use e2e::prometheus::Prometheus;
 use e2e::{until, Deployment, Env, FaultOp};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -28,6 +29,10 @@ use std::time::{Duration, Instant};
 /// This file's subnet (10.77.80–89: observability drills).
 const NET: u8 = 81;
 const PROM_MACHINE: &str = "3";
+/// The Prometheus server the drill reads.
+const PROM: Prometheus = Prometheus {
+    machine: PROM_MACHINE,
+};
 const RACK_MACHINE: &str = "2";
 const SETTLE: Duration = Duration::from_secs(900);
 /// The jobs maas-region's cos.rs sends per unit (haproxy is on by default; `cluster`, MAAS's
@@ -112,79 +117,10 @@ relations:
     )
 }
 
-/// GET /api/v1/<path> on the Prometheus server with URL-encoded `params`; its `data`.
-fn api(d: &Deployment, path: &str, params: &[(&str, &str)]) -> Result<Value> {
-    let mut argv = vec!["curl", "-sS", "--max-time", "5", "-G"];
-    let encoded: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    for p in &encoded {
-        argv.extend(["--data-urlencode", p.as_str()]);
-    }
-    let url = format!("http://127.0.0.1:9090/api/v1/{path}");
-    argv.push(&url);
-    let out = d.exec(PROM_MACHINE, &argv)?;
-    let v: Value = serde_json::from_str(&out).with_context(|| format!("{path}: {out}"))?;
-    ensure!(v["status"] == "success", "{path}: {v}");
-    Ok(v["data"].clone())
-}
-
-/// An instant query's series as (labels, value).
-fn query(d: &Deployment, q: &str) -> Result<Vec<(Value, f64)>> {
-    let data = api(d, "query", &[("query", q)])?;
-    Ok(data["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let v = s["value"][1]
-                .as_str()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(f64::NAN);
-            (s["metric"].clone(), v)
-        })
-        .collect())
-}
-
-/// Every unit's certificate exporter reads its files: at least `min` certificates, each with
-/// more than 300 days left (the charms issue for a year, their CA for ten), and no read error
-/// (an exporter up over a wrong path would say x509_read_errors 1 and nothing else).
-fn certificates_read(d: &Deployment, units: &[String], min: usize) -> Result<()> {
-    for u in units {
-        let all = query(d, &format!("x509_cert_not_after{{juju_unit=\"{u}\"}}"))?;
-        ensure!(all.len() >= min, "{u}: certificates {all:?}");
-        let fresh = query(
-            d,
-            &format!("x509_cert_not_after{{juju_unit=\"{u}\"}} - time() > 300 * 86400"),
-        )?;
-        ensure!(fresh.len() == all.len(), "{u}: {all:?}, fresh {fresh:?}");
-        let errors = query(d, &format!("x509_read_errors{{juju_unit=\"{u}\"}}"))?;
-        ensure!(
-            errors.len() == 1 && errors[0].1 == 0.0,
-            "{u}: read errors {errors:?}"
-        );
-    }
-    Ok(())
-}
-
-/// The alerts Prometheus has now: (alertname, state, labels).
-fn alerts(d: &Deployment) -> Result<Vec<(String, String, Value)>> {
-    let data = api(d, "alerts", &[])?;
-    Ok(data["alerts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            (
-                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
-                a["state"].as_str().unwrap_or("").to_string(),
-                a["labels"].clone(),
-            )
-        })
-        .collect())
-}
-
 /// Every alert of that name now: (state, labels).
 fn states_of(d: &Deployment, name: &str) -> Result<Vec<(String, Value)>> {
-    Ok(alerts(d)?
+    Ok(PROM
+        .alerts(d)?
         .into_iter()
         .filter(|(n, _, _)| n == name)
         .map(|(_, s, l)| (s, l))
@@ -217,7 +153,7 @@ fn charm_alerts(env: &Env) -> Result<BTreeSet<String>> {
 
 /// Every rule loaded and evaluated without error, and no other.
 fn rules_loaded(d: &Deployment, want: &BTreeSet<String>) -> Result<()> {
-    let data = api(d, "rules", &[("type", "alert")])?;
+    let data = PROM.api(d, "rules", &[("type", "alert")])?;
     let mut seen = BTreeSet::new();
     for g in data["groups"].as_array().into_iter().flatten() {
         for r in g["rules"].as_array().into_iter().flatten() {
@@ -240,7 +176,8 @@ fn targets(d: &Deployment) -> Result<Vec<(String, String, f64)>> {
     // Only targets scraped in the last 20 s (four intervals): a job the collector no longer
     // runs (the cluster job's http form once TLS is on; a job's name hashes its content) keeps
     // its last `up` in the server for the 5-minute lookback.
-    let mut out: Vec<(String, String, f64)> = query(d, "up and (time() - timestamp(up) < 20)")?
+    let mut out: Vec<(String, String, f64)> = PROM
+        .query(d, "up and (time() - timestamp(up) < 20)")?
         .into_iter()
         .map(|(m, v)| {
             (
@@ -306,7 +243,7 @@ fn pids(d: &Deployment, machine: &str, comm: &str) -> Result<Vec<u32>> {
 /// Nothing pending or firing.
 fn no_alerts(d: &Deployment, what: &str) -> Result<()> {
     until(Duration::from_secs(120), what, || {
-        let a = alerts(d)?;
+        let a = PROM.alerts(d)?;
         ensure!(a.is_empty(), "alerts: {a:?}");
         Ok(())
     })?;
@@ -427,7 +364,7 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
         Duration::from_secs(300),
         "every cluster job up over https",
         || {
-            let https = query(&d, "up{instance=\"localhost:5443\"} == 1")?;
+            let https = PROM.query(&d, "up{instance=\"localhost:5443\"} == 1")?;
             ensure!(https.len() == regions.len(), "{https:?}");
             Ok(())
         },
@@ -444,7 +381,7 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     until(
         Duration::from_secs(60),
         "every region's certificates read",
-        || certificates_read(&d, &regions, 2),
+        || PROM.certificates_read(&d, &regions, 2),
     )
     .expect("certificates");
     let want = charm_alerts(&env).expect("the charms' rules");
@@ -459,7 +396,7 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
         Duration::from_secs(60),
         "every haproxy sees every region up",
         || {
-            let s = query(
+            let s = PROM.query(
                 &d,
                 "haproxy_server_status{proxy=\"maas_http\", state=\"UP\"} == 1",
             )?;
@@ -470,7 +407,7 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     .expect("haproxy");
     // MAAS's own statistics through every region's cluster job: the controllers MAAS's
     // database holds (two regions, one rack), the same from both regions.
-    let nodes = query(&d, "maas_nodes").expect("maas_nodes");
+    let nodes = PROM.query(&d, "maas_nodes").expect("maas_nodes");
     let mut seen: Vec<(String, String, f64)> = nodes
         .iter()
         .filter(|(_, v)| *v > 0.0)
@@ -493,7 +430,9 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
         })
         .collect();
     assert_eq!(seen, want, "maas_nodes (non-zero) per region: {nodes:?}");
-    let statuses = query(&d, "count by (juju_unit) (maas_machines)").expect("maas_machines");
+    let statuses = PROM
+        .query(&d, "count by (juju_unit) (maas_machines)")
+        .expect("maas_machines");
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert!(
         statuses.iter().all(|(_, v)| *v == 11.0),
@@ -601,7 +540,7 @@ fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String])
             region.firing,
             rack_seen.pending,
             rack_seen.firing,
-            alerts(d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
+            PROM.alerts(d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
         );
         Ok(())
     })();
@@ -611,7 +550,7 @@ fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String])
     result?;
     let resumed = Instant::now();
     until(Duration::from_secs(120), "every alert cleared", || {
-        let a = alerts(d)?;
+        let a = PROM.alerts(d)?;
         ensure!(a.is_empty(), "alerts after the resume: {a:?}");
         targets_are(d, regions, racks, &[])
     })
