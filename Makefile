@@ -199,8 +199,9 @@ test: deps check-rules unit-test check-cos-agent check-data-interfaces check-sna
 
 ## demo: builds and packs the charms, deploys the bundle with the local-model overlay into the
 ## local model (build/local-model, as root), shows it settle, prints the status and the URL, takes
-## the region VIP holder's host down under requests, and leaves the model up (`lm destroy` ends it).
-demo: deps charms catalog check-bundle
+## the region VIP holder's host down under requests, with a real Prometheus (the test charms) printing
+## the alerts that fire meanwhile, and leaves the model up (`lm destroy` ends it).
+demo: deps charms catalog testcharms check-bundle
 	$(CARGO) build -q -p local-model -p e2e -p hosts --bins
 	target/debug/demo
 

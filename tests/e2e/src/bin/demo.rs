@@ -2,19 +2,31 @@
 //! model (`build/local-model`, so `lm` finds it without options), shows each status change
 //! while it settles, prints the status table and the URL, then takes the region VIP holder's
 //! host down while a client on a rack machine keeps requesting the UI through the VIP, and
-//! shows what that client saw. The model is kept for a look around (`lm destroy` ends it).
-//! `demo --drill` runs the drill again on the model a demo left running.
+//! shows what that client saw. With the test charms built (`make testcharms`), a real
+//! Prometheus watches it: the MAAS charms' cos-agent data through the `cos-collector-ops`
+//! subordinate, into `prometheus-ops` (Debian's Prometheus) on a machine of its own; the demo
+//! prints where it is, and the alerts that go pending and fire while the host is down. The
+//! model is kept for a look around (`lm destroy` ends it). `demo --drill` runs the drill again
+//! on the model a demo left running.
 
 use anyhow::{bail, Context, Result};
 use e2e::ha::{self, answered_by, region_url, RACK_MACHINES};
 use e2e::probe::{longest_outage, Probe};
+use e2e::prometheus::{Alert, Prometheus};
 use e2e::{watch, Deployment, Env, FaultOp};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The local model's default subnet, which bundles/overlays/local-model.yaml's VIPs are on.
 const NET: u8 = 0;
 /// Generous: a cold first deployment on a busy 2-core machine.
 const SETTLE: Duration = Duration::from_secs(600);
+/// The machine Prometheus gets (the bundle's are 0-4).
+const PROM_MACHINE: &str = "5";
+/// How long the drill keeps the host down for the alerts (MaasRegionDown's `for:` is 1m, and
+/// the haproxy series are scraped and evaluated every 5 s here).
+const ALERT_WAIT: Duration = Duration::from_secs(180);
 
 fn main() {
     let env = match Env::get() {
@@ -50,6 +62,9 @@ fn run(env: &Env, dir: &std::path::Path) -> Result<()> {
         dir.display()
     );
     let mut overlays = vec![env.repo.join("bundles/overlays/local-model.yaml")];
+    if let Some(o) = cos_overlay(env)? {
+        overlays.push(o);
+    }
     overlays.extend(e2e::extra_overlays());
     // update-status every minute (`juju model-config update-status-hook-interval=1m`): some
     // statuses are only refreshed by it, and Juju's default 5 min would stretch the demo.
@@ -81,6 +96,9 @@ fn run(env: &Env, dir: &std::path::Path) -> Result<()> {
         lm_cmd(env),
         region_url(&d)
     );
+    if has_prometheus(&d)? {
+        print_prometheus(env, &d)?;
+    }
     drill(&d)?;
     println!("\ndemo passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
@@ -145,6 +163,7 @@ fn drill(d: &Deployment) -> Result<()> {
         .context("requests through the VIP after the host went down")?;
     let records = probe.stop()?;
     println!("   machine {new_holder} took the VIP. What the client saw (t = time since the host went down):");
+    let print_alerts = has_prometheus(d)?;
     for run in answered_by(&records) {
         let rel = |t: u64| (t as f64 - down_at as f64) / 1000.0;
         println!(
@@ -170,10 +189,16 @@ fn drill(d: &Deployment) -> Result<()> {
     }
     let silent = longest_outage(&ha::answered(&records)).map_or(0.0, |(g, _)| g.as_secs_f64());
     println!("   the VIP itself: nothing answered for {silent:.1} s (keepalived moving it); any other failures were regions answering without their database");
+    if print_alerts {
+        watch_alerts_while_down(d, down_at)?;
+    }
     println!("== machine {holder} comes back");
     d.fault(&holder, FaultOp::Start)?;
     watch::settle(d, Duration::from_secs(300), |l| println!("{l}"))
         .context("after the machine came back")?;
+    if print_alerts {
+        watch_alerts_clear(d)?;
+    }
     watch::report_failed_hooks(d, before_fault, |l| println!("{l}"))?;
     let holders = d.vip_holders(&vip)?;
     if holders.len() != 1 {
@@ -183,6 +208,138 @@ fn drill(d: &Deployment) -> Result<()> {
         "   every unit Active again; {vip} stays on machine {} (no preemption)",
         holders[0]
     );
+    Ok(())
+}
+
+/// The overlay that adds the collector and Prometheus, when the test charms are built.
+fn cos_overlay(env: &Env) -> Result<Option<PathBuf>> {
+    let collector = env.build.join("testcharms/cos-collector-ops.charm");
+    let prometheus = env.build.join("testcharms/prometheus-ops.charm");
+    if !collector.exists() || !prometheus.exists() {
+        println!("   (no Prometheus: the test charms are not built; `make testcharms` adds one)");
+        return Ok(None);
+    }
+    // The overlay's machines replace the bundle's (reference §4.5), so all are listed. The
+    // collector goes on the MAAS charms only: a subordinate on postgresql-ha too would put two
+    // collector units on each region's machine (the bundle co-locates them), one port each.
+    let text = format!(
+        "machines:
+  \"0\": {{}}
+  \"1\": {{}}
+  \"2\": {{}}
+  \"3\": {{}}
+  \"4\": {{}}
+  \"{PROM_MACHINE}\": {{}}
+applications:
+  collector:
+    charm: {collector}
+    options:
+      scrape-interval: 5s
+  prometheus:
+    charm: {prometheus}
+    num_units: 1
+    to: [\"{PROM_MACHINE}\"]
+    options:
+      evaluation-interval: 5s
+relations:
+  - [\"maas-region:cos-agent\", \"collector:cos-agent\"]
+  - [\"maas-rack:cos-agent\", \"collector:cos-agent\"]
+  - [\"region-vip:cos-agent\", \"collector:cos-agent\"]
+  - [\"collector:send-remote-write\", \"prometheus:receive-remote-write\"]
+",
+        collector = collector.display(),
+        prometheus = prometheus.display(),
+    );
+    let path = env.build.join("demo-cos-overlay.yaml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!("   (with a real Prometheus on machine {PROM_MACHINE}, fed by cos-collector-ops on the MAAS units)");
+    Ok(Some(path))
+}
+
+fn has_prometheus(d: &Deployment) -> Result<bool> {
+    Ok(d.status()?["applications"]["prometheus"].is_object())
+}
+
+const PROM: Prometheus = Prometheus {
+    machine: PROM_MACHINE,
+};
+
+/// Where Prometheus is, and that it sees every target and loaded the charms' rules.
+fn print_prometheus(env: &Env, d: &Deployment) -> Result<()> {
+    let address = d.address_of("prometheus/0")?;
+    let (up, took) = e2e::until(Duration::from_secs(120), "every target up", || {
+        let t = PROM.query(d, "up")?;
+        anyhow::ensure!(!t.is_empty() && t.iter().all(|(_, v)| *v == 1.0), "{t:?}");
+        Ok(t.len())
+    })?;
+    let groups = PROM.api(d, "rules", &[])?;
+    let rules: usize = groups["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    println!("Prometheus: http://{address}:9090 (machine {PROM_MACHINE}): {up} targets up after {:.0} s, {rules} alert rules from the charms' cos-agent data", took.as_secs_f64());
+    println!(
+        "      {} ssh {PROM_MACHINE} -- curl -s localhost:9090/api/v1/alerts\n",
+        lm_cmd(env)
+    );
+    Ok(())
+}
+
+/// Each alert's state as (name, state) per its labels, for printing changes.
+fn alert_states(d: &Deployment) -> Result<BTreeMap<String, String>> {
+    let describe = |(name, state, labels): &Alert| {
+        let on = ["server", "juju_unit", "instance"]
+            .iter()
+            .find_map(|k| labels[*k].as_str())
+            .unwrap_or("");
+        (format!("{name} {on}").trim().to_string(), state.clone())
+    };
+    Ok(PROM.alerts(d)?.iter().map(describe).collect())
+}
+
+/// Keeps the host down until an alert fires (or [`ALERT_WAIT`]), printing each change.
+fn watch_alerts_while_down(d: &Deployment, down_at: u64) -> Result<()> {
+    println!(
+        "   Prometheus's alerts while the machine stays down (each fires after its rule's for:):"
+    );
+    let mut seen = BTreeMap::new();
+    let started = Instant::now();
+    loop {
+        let now = alert_states(d)?;
+        for (alert, state) in &now {
+            if seen.get(alert) != Some(state) {
+                let t = (now_ms() as f64 - down_at as f64) / 1000.0;
+                println!("   {t:>+7.1} s  {state:<8} {alert}");
+            }
+        }
+        seen = now;
+        if seen.values().any(|s| s == "firing") {
+            return Ok(());
+        }
+        if started.elapsed() > ALERT_WAIT {
+            println!("   nothing fired within {} s", ALERT_WAIT.as_secs());
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// After the machine is back: how long until Prometheus has no alert left.
+fn watch_alerts_clear(d: &Deployment) -> Result<()> {
+    let started = Instant::now();
+    match e2e::until(Duration::from_secs(120), "every alert cleared", || {
+        let a = alert_states(d)?;
+        anyhow::ensure!(a.is_empty(), "{a:?}");
+        Ok(())
+    }) {
+        Ok(_) => println!(
+            "   Prometheus: every alert cleared {:.0} s after the machine settled",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => println!("   Prometheus still has alerts: {e:#}"),
+    }
     Ok(())
 }
 
@@ -204,6 +361,7 @@ fn look_around(env: &Env) {
   {lm} run postgresql-ha/leader get-primary
   {lm} fault stop 0 / {lm} fault start 0   # a host down and back
   {lm} add-unit maas-region --to 2    # scale out
+  {lm} ssh {PROM_MACHINE} -- curl -s localhost:9090/api/v1/alerts   # Prometheus (with the test charms)
 When done:
   {lm} destroy                        # daemon, hosts, files: nothing left"
     );
