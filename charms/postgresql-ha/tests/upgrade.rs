@@ -502,7 +502,8 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
         "{lines:#?}"
     );
     assert!(!lines.iter().any(|l| l.contains("/restart")), "{lines:#?}");
-    // A different binary restarts the observer, and nothing else.
+    // A different binary restarts what runs it (the observer and the certificate exporter,
+    // `dispatch observe` and `dispatch cert-metrics`), and nothing else.
     let mut other = before.clone();
     other.machine = binary(other.machine, "binary b");
     let out = harness().run_ok(Trigger::UpgradeCharm, &other);
@@ -516,7 +517,13 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
                     .any(|verb| l.split_whitespace().nth(1) == Some(*verb))
         })
         .collect();
-    assert_eq!(restarts, ["systemctl restart postgresql-ha-observer"]);
+    assert_eq!(
+        restarts,
+        [
+            "systemctl restart postgresql-ha-observer",
+            "systemctl restart postgresql-ha-cert-metrics"
+        ]
+    );
 }
 
 #[test]
