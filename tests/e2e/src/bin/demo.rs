@@ -267,9 +267,24 @@ const PROM: Prometheus = Prometheus {
 /// Where Prometheus is, and that it sees every target and loaded the charms' rules.
 fn print_prometheus(env: &Env, d: &Deployment) -> Result<()> {
     let address = d.address_of("prometheus/0")?;
-    let (up, took) = e2e::until(Duration::from_secs(120), "every target up", || {
+    // The collectors start scraping one after another: the count is the one unchanged for
+    // three scrape intervals (5 s each), every target up.
+    let mut since = (0, Instant::now());
+    let (up, took) = e2e::until(Duration::from_secs(180), "every target up", || {
         let t = PROM.query(d, "up")?;
-        anyhow::ensure!(!t.is_empty() && t.iter().all(|(_, v)| *v == 1.0), "{t:?}");
+        if t.len() != since.0 {
+            since = (t.len(), Instant::now());
+        }
+        anyhow::ensure!(
+            !t.is_empty() && t.iter().all(|(_, v)| *v == 1.0),
+            "targets not all up: {t:?}"
+        );
+        anyhow::ensure!(
+            since.1.elapsed() >= Duration::from_secs(15),
+            "{} targets for {:?} only",
+            t.len(),
+            since.1.elapsed()
+        );
         Ok(t.len())
     })?;
     let groups = PROM.api(d, "rules", &[])?;
@@ -290,11 +305,16 @@ fn print_prometheus(env: &Env, d: &Deployment) -> Result<()> {
 /// Each alert's state as (name, state) per its labels, for printing changes.
 fn alert_states(d: &Deployment) -> Result<BTreeMap<String, String>> {
     let describe = |(name, state, labels): &Alert| {
-        let on = ["server", "juju_unit", "instance"]
-            .iter()
-            .find_map(|k| labels[*k].as_str())
-            .unwrap_or("");
-        (format!("{name} {on}").trim().to_string(), state.clone())
+        let what = match (labels["proxy"].as_str(), labels["server"].as_str()) {
+            (Some(p), Some(s)) => format!(" {p}/{s}"),
+            (None, Some(s)) => format!(" {s}"),
+            _ => String::new(),
+        };
+        let on = labels["juju_unit"]
+            .as_str()
+            .map(|u| format!(" on {u}"))
+            .unwrap_or_default();
+        (format!("{name}{what}{on}"), state.clone())
     };
     Ok(PROM.alerts(d)?.iter().map(describe).collect())
 }
