@@ -316,27 +316,148 @@ pub fn parse_database_uri(uri: &str) -> Result<DbSettings> {
     Ok(s)
 }
 
-/// Checks a MAAS URL: http or https, a host, nothing else odd.
-pub fn validate_maas_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| anyhow!("MAAS URL must be an http:// or https:// URL: {url:?}"))?;
-    let host = rest.split('/').next().unwrap_or("");
-    let bare = host
-        .rsplit_once(':')
-        .map(|(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() {
-                h
-            } else {
-                host
-            }
-        })
-        .unwrap_or(host);
-    if bare.is_empty() || bare.contains(char::is_whitespace) || url.contains(char::is_whitespace) {
-        bail!("MAAS URL has no valid host: {url:?}");
+/// What `ExtendedURL(require_tld=False).to_python(value)` returns: the URL MAAS stores, `None`
+/// for an empty value (formencode's `FancyValidator.to_python`: an empty value is not
+/// validated), or formencode's message. MAAS validates a URL only where it *sets* one through
+/// `ConfigurationOption.__set__` (src/provisioningserver/config.py): `maas-region
+/// local_config_set --maas-url` (`RegionConfiguration.maas_url`, src/maasserver/config.py) and
+/// the deb `maas-rack register --url` / `config --region-url` (`ClusterConfiguration.maas_url`,
+/// `ForEach` of it). Snap `maas init` and `maas config` write `--maas-url` with
+/// `MAASConfiguration.update` (src/maascli/configfile.py), which checks nothing, and reading
+/// (`__get__`, `from_python` with formencode's `accept_python`) checks nothing either.
+///
+/// The rules, from `ExtendedURL.url_re` (src/provisioningserver/utils/config.py, the same on
+/// 3.4, 3.6 and master) and formencode's `URL._convert_to_python` (validators.py): the value
+/// stripped; `http://` put in front when it does not start with `letters:` (`add_http`, so
+/// `10.0.0.1` becomes `http://10.0.0.1`, but `localhost:5240/MAAS` has a "scheme" and is
+/// refused); the scheme lower-cased; then, case-insensitively, `http` or `https`, `://`, an
+/// optional `[%:\w]*@`, a host (dotted labels of `[a-z0-9][a-z0-9-]{0,62}`, the last 1-63
+/// characters starting and ending alphanumeric, which takes IPv4 addresses too; or one of the
+/// bracketed IPv6 forms), an optional `:` and 1-5 digits (no range check: `:0` and `:99999`
+/// pass), an optional path of `/` and URL characters, and nothing else. Every refusal is
+/// `badURL` (with `add_http`, `noScheme` cannot happen; `require_tld=False` drops `noTLD`).
+/// Not imitated: formencode's IDNA step (`allow_idna`) turns a non-ASCII host into punycode
+/// and accepts it; here it is refused (no charm sends one).
+pub fn extended_url(value: &str) -> std::result::Result<Option<String>, &'static str> {
+    const BAD_URL: &str = "That is not a valid URL";
+    if value.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    let mut v = value.trim().to_string();
+    let scheme_len = |v: &str| {
+        let letters = v.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        (letters > 0 && v[letters..].starts_with(':')).then_some(letters + 1)
+    };
+    let n = match scheme_len(&v) {
+        Some(n) => n,
+        None => {
+            v = format!("http://{v}");
+            5
+        }
+    };
+    let v = format!("{}{}", v[..n].to_ascii_lowercase(), &v[n..]);
+    let rest = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"))
+        .ok_or(BAD_URL)?;
+    // The regex backtracks over the optional authenticator: with it or without it.
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let with_auth = rest
+        .split_once('@')
+        .filter(|(auth, _)| auth.chars().all(|c| c == '%' || c == ':' || word(c)))
+        .map(|(_, after)| after);
+    if host_port_path(rest) || with_auth.is_some_and(host_port_path) {
+        Ok(Some(v))
+    } else {
+        Err(BAD_URL)
+    }
+}
+
+/// The part of `ExtendedURL.url_re` after the authenticator: host, optional port, optional path.
+fn host_port_path(s: &str) -> bool {
+    let (host_ok, after) = if let Some(inner) = s.strip_prefix('[') {
+        match inner.split_once(']') {
+            Some((addr, after)) => (url_re_ipv6(addr), after),
+            None => (false, ""),
+        }
+    } else {
+        let end = s.find([':', '/']).unwrap_or(s.len());
+        (url_re_domain(&s[..end]), &s[end..])
+    };
+    if !host_ok {
+        return false;
+    }
+    let after = match after.strip_prefix(':') {
+        Some(p) => {
+            let digits = p.chars().take_while(char::is_ascii_digit).count();
+            if !(1..=5).contains(&digits) {
+                return false;
+            }
+            &p[digits..]
+        }
+        None => after,
+    };
+    match after.strip_prefix('/') {
+        None => after.is_empty(),
+        Some(path) => path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:/?#[]@!%$&'()*+,;=".contains(c)),
+    }
+}
+
+/// `(?P<domain>[a-z0-9][a-z0-9\-]{,62}\.)*(?P<tld>[a-zA-Z0-9]{1,63}|[a-zA-Z0-9][a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])`,
+/// case-insensitive (an IPv4 address is one of these too).
+fn url_re_domain(host: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let labels: Vec<&str> = host.split('.').collect();
+    let (tld, subdomains) = labels.split_last().expect("split yields one item at least");
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.starts_with(alnum)
+            && l.chars().all(|c| alnum(c) || c == '-')
+    };
+    subdomains.iter().all(|l| label_ok(l)) && label_ok(tld) && tld.ends_with(alnum)
+}
+
+/// The bracketed forms of `ExtendedURL.url_re`: `::ffff:` and a dotted quad of digits, eight
+/// groups, groups `::` groups (1-6 on each side), `::` and one group, one group and `::`.
+fn url_re_ipv6(addr: &str) -> bool {
+    let group = |g: &str| (1..=4).contains(&g.len()) && g.chars().all(|c| c.is_ascii_hexdigit());
+    let groups = |s: &str, range: std::ops::RangeInclusive<usize>| {
+        let parts: Vec<&str> = s.split(':').collect();
+        range.contains(&parts.len()) && parts.iter().all(|g| group(g))
+    };
+    if let Some(quad) = addr
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("::ffff:"))
+        .map(|_| &addr[7..])
+    {
+        let parts: Vec<&str> = quad.split('.').collect();
+        if parts.len() == 4
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        {
+            return true;
+        }
+    }
+    if groups(addr, 8..=8) {
+        return true;
+    }
+    if let Some(g) = addr.strip_prefix("::") {
+        if group(g) {
+            return true;
+        }
+    }
+    if let Some(g) = addr.strip_suffix("::") {
+        if group(g) {
+            return true;
+        }
+    }
+    match addr.split_once("::") {
+        Some((a, b)) => groups(a, 1..=6) && groups(b, 1..=6),
+        None => false,
+    }
 }
 
 /// The snap's mode, `none` when not initialised.
@@ -426,13 +547,77 @@ mod tests {
         assert!(parse_database_uri("maas-test-db:///").is_err());
     }
 
+    /// ExtendedURL's cases: formencode's doctests (validators.py `URL`), ExtendedURL's own
+    /// (src/provisioningserver/utils/tests/test_config.py `TestExtendedURL`, 3.6), and what
+    /// follows from `url_re` for the URLs charms build.
     #[test]
-    fn maas_urls() {
-        assert!(validate_maas_url("http://10.0.0.200/MAAS").is_ok());
-        assert!(validate_maas_url("https://maas.example:5443/MAAS").is_ok());
-        assert!(validate_maas_url("ftp://x/MAAS").is_err());
-        assert!(validate_maas_url("http:///MAAS").is_err());
-        assert!(validate_maas_url("10.0.0.1").is_err());
+    fn extended_url_is_maas_validator() {
+        for (given, stored) in [
+            ("http://10.0.0.200/MAAS", "http://10.0.0.200/MAAS"),
+            (
+                "https://maas.example:5443/MAAS/",
+                "https://maas.example:5443/MAAS/",
+            ),
+            ("http://localhost:5240/MAAS", "http://localhost:5240/MAAS"),
+            ("http://a/", "http://a/"),
+            (
+                "http://region-a:5240/MAAS/api/2.0/",
+                "http://region-a:5240/MAAS/api/2.0/",
+            ),
+            ("http://[fd00::1]:5240/MAAS", "http://[fd00::1]:5240/MAAS"),
+            ("http://[::1]/MAAS", "http://[::1]/MAAS"),
+            ("http://[fe80::]/MAAS", "http://[fe80::]/MAAS"),
+            (
+                "http://[1:2:3:4:5:6:7:8]/MAAS",
+                "http://[1:2:3:4:5:6:7:8]/MAAS",
+            ),
+            (
+                "http://[::ffff:10.0.0.1]/MAAS",
+                "http://[::ffff:10.0.0.1]/MAAS",
+            ),
+            ("http://u:p@10.0.0.1/MAAS", "http://u:p@10.0.0.1/MAAS"),
+            ("http://10.0.0.1/MAAS?x=1#y", "http://10.0.0.1/MAAS?x=1#y"),
+            // No range check on the port, any path.
+            ("http://10.0.0.1:99999/", "http://10.0.0.1:99999/"),
+            ("http://10.0.0.1:0", "http://10.0.0.1:0"),
+            // add_http, strip, the scheme lower-cased.
+            ("10.0.0.1", "http://10.0.0.1"),
+            ("maas.example/MAAS", "http://maas.example/MAAS"),
+            ("  HTTP://Maas.Example/MAAS\n", "http://Maas.Example/MAAS"),
+            // A label of digits is a host name to the regex.
+            ("http://999.1.1.1/MAAS", "http://999.1.1.1/MAAS"),
+        ] {
+            assert_eq!(
+                extended_url(given),
+                Ok(Some(stored.to_string())),
+                "{given:?}"
+            );
+        }
+        assert_eq!(extended_url(""), Ok(None));
+        for bad in [
+            "ftp://x/MAAS",
+            "http:///MAAS",
+            "localhost:5240/MAAS",
+            "http://test..com",
+            "http://foo.com/something\nelse",
+            "http://-bad/MAAS",
+            "http://host-/MAAS",
+            "http://maas.example./MAAS",
+            "http://bad host/MAAS",
+            "http://under_score/MAAS",
+            "http://fd00::1/MAAS",
+            "http://[fd00:1::]/MAAS",
+            "http://[::]/MAAS",
+            "http://[fd00::1/MAAS",
+            "http://10.0.0.1:/MAAS",
+            "http://10.0.0.1:123456/MAAS",
+            "http://10.0.0.1/MA AS",
+            "http://10.0.0.1/\"q\"",
+            "http://u@p@10.0.0.1/MAAS",
+            " ",
+        ] {
+            assert_eq!(extended_url(bad), Err("That is not a valid URL"), "{bad:?}");
+        }
     }
 
     #[test]

@@ -402,3 +402,118 @@ fn init_with_a_database_uri_maas_refuses_prints_the_bare_message() {
     );
     assert!(!sb.path("/var/snap/maas/common/snap_mode").exists());
 }
+
+// src/maascli/snap.py `cmd_init.handle` gives `--maas-url` (no argparse `type`) to
+// `MAASConfiguration().update` (src/maascli/configfile.py), which writes it as given: real
+// `maas init` refuses no URL. A rack init needs no database, so it succeeds with one that
+// `ExtendedURL` would refuse, and with one it would have completed with `http://`.
+#[test]
+fn init_writes_any_maas_url_as_given() {
+    for url in ["maas.example:5240/MAAS", "not a url", "10.0.0.1"] {
+        let sb = Sandbox::new("init-anyurl");
+        let o = sb.run(&[
+            "maas",
+            "init",
+            "rack",
+            "--maas-url",
+            url,
+            "--secret",
+            "00ff",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{url}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{url}");
+        let conf: serde_yaml::Value =
+            serde_yaml::from_str(&read(&sb.path("/var/snap/maas/current/rackd.conf"))).unwrap();
+        assert_eq!(conf["maas_url"].as_str(), Some(url));
+        assert_eq!(
+            read(&sb.path("/var/snap/maas/common/snap_mode")).trim(),
+            "rack"
+        );
+    }
+}
+
+// `ForEach(ExtendedURL(require_tld=False))` (src/provisioningserver/config.py
+// `ClusterConfiguration.maas_url`, src/provisioningserver/utils/config.py `ExtendedURL`;
+// formencode `URL._convert_to_python`, `ForEach._attempt_convert`): `add_http` completes a URL
+// without a scheme and the completed one is stored; every refused URL is one `That is not a
+// valid URL` line under `Errors:`.
+#[test]
+fn register_stores_what_extended_url_returns_and_lists_each_refusal() {
+    let sb = Sandbox::new("register-urls");
+    let o = sb.run(&[
+        "maas-rack",
+        "register",
+        "--url",
+        "10.0.0.1:5240/MAAS",
+        "--url",
+        "HTTPS://[fd00::1]/MAAS",
+        "--secret",
+        "00ff",
+    ]);
+    // `10.0.0.1:` is no scheme to `^[a-zA-Z]+:` (digits), so `http://` is added;
+    // `localhost:` below is one, so nothing is added and the URL is refused.
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let conf: serde_yaml::Value =
+        serde_yaml::from_str(&read(&sb.path("/etc/maas/rackd.conf"))).unwrap();
+    assert_eq!(
+        conf["maas_url"],
+        serde_yaml::from_str::<serde_yaml::Value>(
+            "[http://10.0.0.1:5240/MAAS, 'https://[fd00::1]/MAAS']"
+        )
+        .unwrap()
+    );
+
+    let sb = Sandbox::new("register-urls2");
+    let o = sb.run(&[
+        "maas-rack",
+        "register",
+        "--url",
+        "localhost:5240/MAAS",
+        "--url",
+        "http://10.0.0.1/MAAS",
+        "--url",
+        "http://[fd00:1::]/MAAS",
+        "--secret",
+        "00ff",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.ends_with(
+            "formencode.api.Invalid: Errors:\nThat is not a valid URL\nThat is not a valid URL\n"
+        ),
+        "{err}"
+    );
+    assert!(!sb.path("/etc/maas/rackd.conf").exists());
+}
+
+// `SetCommand.handle` (src/maasserver/management/commands/_config.py): `RegionConfiguration.
+// maas_url` is `ExtendedURL(require_tld=False)`; its `Invalid` becomes `CommandError("maas-url:
+// That is not a valid URL.")`; an accepted URL is stored as `to_python` returned it.
+#[test]
+fn local_config_set_maas_url_is_extended_url() {
+    let sb = Sandbox::new("lcs-url");
+    let o = sb.run(&[
+        "maas-region",
+        "local_config_set",
+        "--maas-url",
+        "localhost:5240/MAAS",
+    ]);
+    assert_eq!(
+        (o.status.code(), stderr(&o).as_str()),
+        (
+            Some(1),
+            "CommandError: maas-url: That is not a valid URL.\n"
+        )
+    );
+    let o = sb.run(&[
+        "maas-region",
+        "local_config_set",
+        "--maas-url",
+        "maas.example/MAAS",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let conf: serde_yaml::Value =
+        serde_yaml::from_str(&read(&sb.path("/etc/maas/regiond.conf"))).unwrap();
+    assert_eq!(conf["maas_url"].as_str(), Some("http://maas.example/MAAS"));
+}

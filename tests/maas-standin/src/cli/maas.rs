@@ -226,8 +226,15 @@ fn num_workers(a: &Parsed) -> anyhow::Result<Option<String>> {
 /// `maas_uuid` and `maas_id` of a region are written by regiond at start-up (see
 /// `regiond::Region::start_up`), not here.
 fn do_init(mode: &str, a: &Parsed) -> anyhow::Result<()> {
+    // MAAS checks nothing of the URL here: `cmd_init.handle` (src/maascli/snap.py, 3.4 to
+    // master) hands it to `MAASConfiguration().update` (src/maascli/configfile.py), which writes
+    // it into regiond.conf and rackd.conf as given; `--maas-url` has no argparse `type`. Only an
+    // empty one is special: `required_prompt` asks for it (off a terminal `read_input` loops on
+    // EOF for ever), which the stand-in refuses instead, in its own words.
     let url = a.get("--maas-url").unwrap_or_default();
-    conf::validate_maas_url(url)?;
+    if url.is_empty() {
+        anyhow::bail!("--maas-url is empty: MAAS would prompt for the MAAS URL (off a terminal, for ever); the stand-in never prompts");
+    }
     let current = conf::read_snap_mode();
     if current != "none" && !a.flag("--force") {
         anyhow::bail!(

@@ -36,11 +36,15 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-fn set_urls(c: &mut ConfFile, urls: &[String]) {
+fn set_urls(c: &mut ConfFile, urls: &[Option<String>]) {
     // Always a list, even of one: `--url`/`--region-url` are `action="append"`, and
     // `ClusterConfiguration.maas_url` is `ForEach(..., convert_to_list=True)`, whose list
     // `ConfigurationFile.save` dumps as YAML (src/provisioningserver/config.py).
-    let v = Value::Sequence(urls.iter().map(|u| Value::from(u.as_str())).collect());
+    let v = Value::Sequence(
+        urls.iter()
+            .map(|u| u.as_deref().map_or(Value::Null, Value::from))
+            .collect(),
+    );
     c.map.insert(Value::from("maas_url"), v);
 }
 
@@ -89,13 +93,21 @@ fn register(args: &[String]) -> i32 {
         return 1;
     }
     let _ = std::fs::remove_file(Flavor::Deb.maas_id());
-    if urls.iter().any(|u| conf::validate_maas_url(u).is_err()) {
-        eprint!(
-            "{}",
-            invalid_url_traceback("register_command.py", "run", "config.maas_url = args.url")
-        );
-        return 1;
-    }
+    let urls = match for_each_extended_url(&urls) {
+        Ok(urls) => urls,
+        Err(errors) => {
+            eprint!(
+                "{}",
+                invalid_url_traceback(
+                    "register_command.py",
+                    "run",
+                    "config.maas_url = args.url",
+                    &errors
+                )
+            );
+            return 1;
+        }
+    };
     if let Err(e) = (|| -> anyhow::Result<()> {
         let mut c = ConfFile::load(&Flavor::Deb.rackd_conf())?;
         set_urls(&mut c, &urls);
@@ -144,7 +156,7 @@ fn call_and_check(verb: &str) -> Result<(), String> {
 /// `Invalid` escape, and neither `ActionScript.__call__` (src/provisioningserver/utils/
 /// script.py) nor anything above catches it: Python's traceback, exit 1. `ForEach` joins its
 /// items' messages under `Errors:`; with `add_http` every refused URL is `badURL`.
-fn invalid_url_traceback(file: &str, func: &str, line: &str) -> String {
+fn invalid_url_traceback(file: &str, func: &str, line: &str, errors: &str) -> String {
     let pkg = python::site_packages(false);
     let f = |p: &str| format!("{pkg}/{p}");
     let (main, script, cmd, config) = (
@@ -182,8 +194,26 @@ fn invalid_url_traceback(file: &str, func: &str, line: &str) -> String {
             ),
         ],
         "formencode.api.Invalid",
-        "Errors:\nThat is not a valid URL",
+        &format!("Errors:\n{errors}"),
     )
+}
+
+/// `ClusterConfiguration.maas_url`'s validator, `ForEach(ExtendedURL(require_tld=False),
+/// convert_to_list=True)` (src/provisioningserver/config.py), as `to_python` runs it: every
+/// URL through [`conf::extended_url`] (what is stored is what it returns: `http://` added, the
+/// scheme lower-cased; an empty item passes as YAML null, as formencode's `None`), or the
+/// messages of the refused ones, one a line (formencode's `ForEach._attempt_convert`).
+fn for_each_extended_url(urls: &[String]) -> Result<Vec<Option<String>>, String> {
+    let checked: Vec<_> = urls.iter().map(|u| conf::extended_url(u)).collect();
+    let errors: Vec<&str> = checked
+        .iter()
+        .filter_map(|r| r.as_ref().err().copied())
+        .collect();
+    if errors.is_empty() {
+        Ok(checked.into_iter().map(|r| r.ok().flatten()).collect())
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 /// `MAAS_SHARED_SECRET.set` (src/provisioningserver/utils/env.py `FileBackedValue.set`): the
@@ -261,18 +291,21 @@ fn config(args: &[String]) -> i32 {
     };
     let before = c.clone();
     if let Some(u) = a.get("--region-url") {
-        if conf::validate_maas_url(u).is_err() {
-            eprint!(
-                "{}",
-                invalid_url_traceback(
-                    "cluster_config_command.py",
-                    "update_maas_cluster_conf",
-                    "config.maas_url = urls"
-                )
-            );
-            return 1;
+        match for_each_extended_url(&[u.to_string()]) {
+            Ok(urls) => set_urls(&mut c, &urls),
+            Err(errors) => {
+                eprint!(
+                    "{}",
+                    invalid_url_traceback(
+                        "cluster_config_command.py",
+                        "update_maas_cluster_conf",
+                        "config.maas_url = urls",
+                        &errors
+                    )
+                );
+                return 1;
+            }
         }
-        set_urls(&mut c, &[u.to_string()]);
     }
     if let Some(d) = a.get("--debug") {
         match d.to_ascii_lowercase().as_str() {

@@ -98,7 +98,10 @@ fn local_config_set(args: &[String]) -> i32 {
             continue;
         };
         let bad = match *key {
-            "maas_url" => conf::validate_maas_url(v).err().map(|e| e.to_string()),
+            // `RegionConfiguration.maas_url` is `ExtendedURL(require_tld=False)`; `SetCommand.handle`
+            // (src/maasserver/management/commands/_config.py) turns its `Invalid` into
+            // `CommandError("maas-url: That is not a valid URL.")`.
+            "maas_url" => conf::extended_url(v).err().map(str::to_string),
             "database_port" => v
                 .parse::<u16>()
                 .err()
@@ -135,6 +138,9 @@ fn local_config_set(args: &[String]) -> i32 {
             v.to_ascii_lowercase()
         } else if *key == "database_keepalive" {
             conf::string_bool(v).unwrap_or(true).to_string()
+        } else if *key == "maas_url" {
+            // What `to_python` returned (`http://` added, the scheme lower-cased).
+            conf::extended_url(v).ok().flatten().unwrap_or_default()
         } else {
             v.to_string()
         };
