@@ -161,6 +161,12 @@ pub fn validate_maas_url(url: &str) -> Result<(), String> {
     if !(path == "/MAAS" || path.starts_with("/MAAS/")) {
         return bad("path must be /MAAS");
     }
+    // MAAS's own validator (`ExtendedURL`, through `ClusterConfiguration.maas_url`): a deb's
+    // `maas-rack register --url` refuses what it refuses with a traceback, and a snap's `maas
+    // init rack` writes it unchecked for rackd to fail on. Refused here first, by its rules.
+    if let Err(why) = contracts::maas_rpc::maas_accepts_url(url) {
+        return bad(&format!("MAAS does not accept it: {why}"));
+    }
     Ok(())
 }
 
@@ -228,6 +234,15 @@ mod tests {
             ("http://u:p@10.0.0.1/MAAS", "credentials"),
             ("http://10.0.0.1/MAAS?x=1", "query"),
             ("http://bad host/MAAS", "contains spaces"),
+            // Past the charm's own checks, refused by MAAS's `ExtendedURL`.
+            (
+                "http://region-/MAAS",
+                "MAAS does not accept it: \"region-\" is not a host name",
+            ),
+            (
+                "http://[fd00:1::]:5240/MAAS",
+                "MAAS does not accept it: [fd00:1::] is not an IPv6 address",
+            ),
         ] {
             let e = validate_maas_url(bad).unwrap_err();
             assert!(

@@ -277,6 +277,12 @@ pub fn validate_maas_url(url: &str) -> Result<String, String> {
             return Err(format!("port {p:?} is not a port number"));
         }
     }
+    // What MAAS's own validator refuses (`ExtendedURL`: a label starting or ending with '-', an
+    // empty label, an IPv6 address outside its forms...): the snap's `maas init` would write
+    // it unchecked, a deb's `local_config_set` refuses it, and racks refuse it when they
+    // register; so it is refused here, before MAAS is run with it.
+    contracts::maas_rpc::maas_accepts_url(url)
+        .map_err(|why| format!("MAAS does not accept it: {why}"))?;
     Ok(url.trim_end_matches('/').to_string())
 }
 
@@ -394,6 +400,23 @@ mod tests {
                 json!("http://a b/MAAS"),
                 Some("the host is missing"),
             ),
+            // Passed the charm's own host check but not MAAS's `ExtendedURL`.
+            (
+                "maas-url",
+                json!("http://-maas.example/MAAS"),
+                Some("MAAS does not accept it: \"-maas.example\" is not a host name MAAS accepts"),
+            ),
+            (
+                "maas-url",
+                json!("http://maas..example/MAAS"),
+                Some("MAAS does not accept it"),
+            ),
+            (
+                "maas-url",
+                json!("http://[fd00:1::]:5240/MAAS"),
+                Some("MAAS does not accept it: [fd00:1::] is not an IPv6 address"),
+            ),
+            ("maas-url", json!("http://[fd00:1::5]:5240/MAAS"), None),
             ("database-name", json!("maas_db"), None),
             (
                 "database-name",
