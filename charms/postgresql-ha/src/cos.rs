@@ -2,16 +2,25 @@
 //! [`charm_lib::cos_agent`]): scrape jobs for this unit's Patroni and etcd, the alert rules in
 //! `src/prometheus_alert_rules` and the dashboard in `src/grafana_dashboards`.
 //!
-//! Patroni's REST API (8008) and etcd's client port (2379) serve `/metrics` over TLS and want a
-//! client certificate from the application's CA (`verify_client: required`,
-//! `client-cert-auth`): the jobs scrape 127.0.0.1 (named in every unit's certificate) with the
-//! unit's own certificate and key, verifying the server with the application's CA. The CA is
-//! sent inline, read from the file every unit keeps (see [`charm_lib::cos_agent::TlsConfig`]
-//! for why not its path); the key stays a path under /etc/postgresql-ha/tls, which a collector
-//! running unconfined as root reads (grafana-agent's default classic snap) and the strictly
-//! confined opentelemetry-collector snap does not. Every series carries
-//! `patroni_synchronous_mode` (the `synchronous-mode` option), which the "no synchronous
-//! standby" rule needs.
+//! Patroni's REST API (8008) and etcd's client port (2379) want a client certificate from the
+//! application's CA (`verify_client: required`, `client-cert-auth`), and a collector may not be
+//! able to read one: the opentelemetry-collector snap is strictly confined (it reads neither
+//! /etc/postgresql-ha/tls nor any principal's file) and a key cannot be sent inline. So both
+//! jobs are plain http on loopback (the collector runs on this machine) with no `tls_config`:
+//! - `patroni` scrapes the charm's relay on 127.0.0.1:9956 (see [`crate::patroni_metrics`]),
+//!   which fetches Patroni's /metrics with the unit's certificate. Patroni down, the relay
+//!   answers 503 and Prometheus counts a failed scrape: `up{job="patroni"}` is 0, as when it
+//!   scraped Patroni itself, and cosl's HostDown says so after 5 minutes.
+//! - `etcd` scrapes etcd's own metrics listener, `listen-metrics-urls:
+//!   http://127.0.0.1:2381` ([`paths::ETCD_METRICS`]: /metrics and /health only, read-only).
+//!   A member started by an earlier revision serves it only from its next start (the charm
+//!   does not restart etcd for it, see `membership`); until then its job stays the former one
+//!   on 2379, with the CA inline and the unit's key by path, which only an unconfined
+//!   collector (grafana-agent's classic snap) reads.
+//!
+//! Both are sent once the application's CA is on the unit (Patroni and etcd run only with
+//! it; the relay starts in the same step). Every series carries `patroni_synchronous_mode`
+//! (the `synchronous-mode` option), which the "no synchronous standby" rule needs.
 //!
 //! PostgreSQL's own statistics come from Debian's prometheus-postgres-exporter on
 //! 127.0.0.1:9187 (plain http on loopback: the collector is on this machine), which reads them
@@ -79,73 +88,79 @@ fn sync_mode_name(m: SyncMode) -> &'static str {
     }
 }
 
-fn tls_job(name: &str, port: u16, sync: SyncMode, ca_pem: &str) -> ScrapeJob {
+fn loopback_job(name: &str, target: String, sync: SyncMode) -> ScrapeJob {
     ScrapeJob {
         job_name: Some(name.into()),
         metrics_path: "/metrics".into(),
-        scheme: Some("https".into()),
+        scheme: None,
         static_configs: vec![StaticConfig {
-            targets: vec![format!("127.0.0.1:{port}")],
+            targets: vec![target],
             labels: [(
                 SYNC_MODE_LABEL.to_string(),
                 sync_mode_name(sync).to_string(),
             )]
             .into(),
         }],
-        tls_config: Some(TlsConfig {
-            ca: Some(ca_pem.into()),
-            cert_file: Some(paths::UNIT_CERT.into()),
-            key_file: Some(paths::UNIT_KEY.into()),
-            ..TlsConfig::default()
-        }),
+        tls_config: None,
         scrape_interval: None,
     }
 }
 
-/// The scrape jobs for `cfg`; `ca_pem`: the application's CA, once this unit has it (Patroni
-/// and etcd serve TLS only with it, so without it there is nothing to scrape there);
-/// `backups`: the unit has a backup repository, so the backup exporter runs (a job for a
-/// target that is not there would fire HostDown).
-pub fn jobs(cfg: &Config, ca_pem: Option<&str>, backups: bool) -> Vec<ScrapeJob> {
-    let mut jobs: Vec<ScrapeJob> = ca_pem
-        .map(|ca| {
-            vec![
-                tls_job("patroni", paths::PATRONI_PORT, cfg.synchronous_mode, ca),
-                tls_job("etcd", 2379, cfg.synchronous_mode, ca),
-            ]
-        })
-        .unwrap_or_default();
-    jobs.push(ScrapeJob {
-        job_name: Some("postgresql".into()),
-        metrics_path: "/metrics".into(),
-        scheme: None,
-        static_configs: vec![StaticConfig {
-            targets: vec![format!("127.0.0.1:{}", paths::EXPORTER_PORT)],
-            labels: [(
-                SYNC_MODE_LABEL.to_string(),
-                sync_mode_name(cfg.synchronous_mode).to_string(),
-            )]
-            .into(),
-        }],
-        tls_config: None,
-        scrape_interval: None,
-    });
-    if backups {
-        jobs.push(ScrapeJob {
-            job_name: Some("pgbackrest".into()),
-            metrics_path: "/metrics".into(),
-            scheme: None,
-            static_configs: vec![StaticConfig {
-                targets: vec![crate::backup_metrics::target()],
-                labels: [(
-                    SYNC_MODE_LABEL.to_string(),
-                    sync_mode_name(cfg.synchronous_mode).to_string(),
-                )]
-                .into(),
-            }],
-            tls_config: None,
-            scrape_interval: None,
+/// Where this unit's etcd serves its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdMetrics<'a> {
+    /// Its loopback http listener ([`paths::ETCD_METRICS`]).
+    Listener,
+    /// Only its client port, over TLS with a client certificate (`ca_pem`: the application's
+    /// CA): a member started before the charm added the listener, until its next start.
+    ClientPort {
+        /// The application's CA.
+        ca_pem: &'a str,
+    },
+}
+
+/// The scrape jobs for `cfg`; `etcd`: once this unit has the application's CA (Patroni,
+/// the relay and etcd run only with it, so without it there is nothing to scrape there),
+/// where etcd serves its metrics; `backups`: the unit has a backup repository, so the backup
+/// exporter runs (a job for a target that is not there would fire HostDown).
+pub fn jobs(cfg: &Config, etcd: Option<EtcdMetrics>, backups: bool) -> Vec<ScrapeJob> {
+    let sync = cfg.synchronous_mode;
+    let mut jobs = Vec::new();
+    if let Some(etcd) = etcd {
+        jobs.push(loopback_job(
+            "patroni",
+            crate::patroni_metrics::target(),
+            sync,
+        ));
+        jobs.push(match etcd {
+            EtcdMetrics::Listener => loopback_job(
+                "etcd",
+                format!("127.0.0.1:{}", paths::ETCD_METRICS_PORT),
+                sync,
+            ),
+            EtcdMetrics::ClientPort { ca_pem } => ScrapeJob {
+                scheme: Some("https".into()),
+                tls_config: Some(TlsConfig {
+                    ca: Some(ca_pem.into()),
+                    cert_file: Some(paths::UNIT_CERT.into()),
+                    key_file: Some(paths::UNIT_KEY.into()),
+                    ..TlsConfig::default()
+                }),
+                ..loopback_job("etcd", "127.0.0.1:2379".into(), sync)
+            },
         });
+    }
+    jobs.push(loopback_job(
+        "postgresql",
+        format!("127.0.0.1:{}", paths::EXPORTER_PORT),
+        sync,
+    ));
+    if backups {
+        jobs.push(loopback_job(
+            "pgbackrest",
+            crate::backup_metrics::target(),
+            sync,
+        ));
     }
     jobs
 }
@@ -178,18 +193,31 @@ pub fn publish(ctx: &Context) -> anyhow::Result<()> {
     let Ok(cfg) = Config::from_raw(&ctx.model.config_raw()?) else {
         return Ok(());
     };
-    // The file reconcile wrote in this hook, so the CA sent is the one Patroni and etcd use.
+    // The file reconcile wrote in this hook: the CA sent (to a member still on the client
+    // port) is the one etcd uses.
     let ca_pem = ctx
         .machine
         .read_to_string(std::path::Path::new(paths::CA_CERT))?
         .filter(|pem| !pem.trim().is_empty());
+    let etcd = match &ca_pem {
+        None => None,
+        Some(_)
+            if ctx
+                .machine
+                .file_info(std::path::Path::new(paths::ETCD_METRICS_PENDING))?
+                .is_none() =>
+        {
+            Some(EtcdMetrics::Listener)
+        }
+        Some(ca_pem) => Some(EtcdMetrics::ClientPort { ca_pem }),
+    };
     let mut provider = Provider {
         topology: Some(Topology::of(&ctx.event, CHARM)),
         metrics_rules: RULES,
         dashboards: DASHBOARDS,
         scrape_jobs: jobs(
             &cfg,
-            ca_pem.as_deref(),
+            etcd,
             matches!(
                 crate::backup::repository(ctx)?,
                 crate::backup::RepositoryState::Ready(_)

@@ -251,6 +251,32 @@ pub fn started(m: &dyn Machine) -> anyhow::Result<bool> {
     )
 }
 
+/// Whether etcd's metrics listener answers (any HTTP status: `/health` is 503 without a
+/// leader, and that still is the listener).
+pub fn metrics_listening(m: &dyn Machine) -> anyhow::Result<bool> {
+    let out = m.run(
+        &Cmd::new(
+            "curl",
+            [
+                "-s",
+                "-o",
+                "/dev/null",
+                "-m",
+                "2",
+                "-w",
+                "%{http_code}",
+                &format!("{}/health", paths::ETCD_METRICS),
+            ],
+        )
+        .allow_failure(),
+    )?;
+    Ok(out
+        .stdout
+        .trim()
+        .parse::<u16>()
+        .is_ok_and(|code| (100..600).contains(&code)))
+}
+
 /// Waits (bounded) for the local member to answer after a (re)start.
 pub fn wait_started(m: &dyn Machine, seconds: u32) -> anyhow::Result<bool> {
     wait(m, "status", seconds)

@@ -26,6 +26,7 @@ pub mod membership;
 pub mod observer;
 pub mod paths;
 pub mod patroni;
+pub mod patroni_metrics;
 pub mod reconcile;
 pub mod render;
 pub mod report;

@@ -168,6 +168,8 @@ pub(crate) fn etcd_member(
             text.as_bytes(),
             &FileOptions::new("root", "etcd", 0o640),
         )?;
+    } else {
+        add_metrics_listener(m)?;
     }
     let was_active = m.service_is_active(paths::ETCD_SERVICE)?;
     m.ensure_service(paths::ETCD_SERVICE, changed)?;
@@ -176,10 +178,54 @@ pub(crate) fn etcd_member(
     }
     if etcd::started(m)? {
         unit_changes.insert(keys::ETCD_STARTED.into(), shared.epoch.clone());
+        if m.file_info(Path::new(paths::ETCD_METRICS_PENDING))?
+            .is_some()
+            && etcd::metrics_listening(m)?
+        {
+            log::info!(
+                "etcd serves its metrics on {} now: the etcd scrape job moves there",
+                paths::ETCD_METRICS
+            );
+            m.remove_file(Path::new(paths::ETCD_METRICS_PENDING))?;
+        }
         Ok(EtcdState::Running)
     } else {
         Ok(EtcdState::Starting)
     }
+}
+
+/// A member rendered by an earlier revision has no metrics listener: the key joins its file
+/// (nothing else in it changes) for etcd's next start. etcd is not restarted for it: a
+/// refresh runs this on every unit at once, and members restarting together can lose
+/// quorum. Until the listener answers, [`paths::ETCD_METRICS_PENDING`] keeps the etcd scrape
+/// job on the client port.
+fn add_metrics_listener(m: &dyn charm_lib::Machine) -> anyhow::Result<()> {
+    let Some(text) = m.read_to_string(Path::new(paths::ETCD_YML))? else {
+        return Ok(());
+    };
+    if text.lines().any(|l| l.starts_with("listen-metrics-urls:")) {
+        return Ok(());
+    }
+    log::info!(
+        "adding etcd's metrics listener ({}) to its configuration: served from etcd's next start",
+        paths::ETCD_METRICS
+    );
+    m.write_file(
+        Path::new(paths::ETCD_METRICS_PENDING),
+        b"etcd started without its metrics listener\n",
+        &FileOptions::root(0o644),
+    )?;
+    let mut text = text;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!("listen-metrics-urls: {}\n", paths::ETCD_METRICS));
+    m.write_file(
+        Path::new(paths::ETCD_YML),
+        text.as_bytes(),
+        &FileOptions::new("root", "etcd", 0o640),
+    )?;
+    Ok(())
 }
 
 /// The leader's part of etcd membership: promote learners that started, admit one new unit

@@ -52,6 +52,18 @@ pub const PATRONI_SERVICE: &str = "postgresql-ha-patroni";
 pub const PATRONI_API: &str = "https://127.0.0.1:8008";
 /// The local etcd client URL (TLS, a client certificate required).
 pub const ETCD_LOCAL: &str = "https://127.0.0.1:2379";
+/// etcd's metrics listener (`listen-metrics-urls`): plain http on loopback only, serving
+/// nothing but `/metrics` and `/health`, both read-only (etcd 3.4 embed/etcd.go
+/// `serveMetrics`, etcdhttp `HandleMetricsHealth`), so a collector needs no client key.
+/// 2381 as kubeadm's etcd has it; nothing else on a unit's machine listens there.
+pub const ETCD_METRICS: &str = "http://127.0.0.1:2381";
+/// Its port.
+pub const ETCD_METRICS_PORT: u16 = 2381;
+/// Written when the charm added the metrics listener to the configuration of a member that
+/// was already running without it (a unit from an earlier revision): etcd serves it from its
+/// next start, and until then the etcd job stays the one on the client port. Removed once
+/// the listener answers.
+pub const ETCD_METRICS_PENDING: &str = "/etc/postgresql-ha/etcd-metrics-pending";
 /// Certificates: the application's CA and this unit's (root-owned directory: no service
 /// account can plant a file in it).
 pub const TLS_DIR: &str = "/etc/postgresql-ha/tls";

@@ -82,7 +82,7 @@ pub struct Response {
 }
 
 /// Splits curl's output: the body, then the status code on the last line (`-w '\n%{http_code}'`).
-fn parse_curl(stdout: &str) -> Option<Response> {
+pub(crate) fn parse_curl(stdout: &str) -> Option<Response> {
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout));
     Some(Response {
         status: code.trim().parse().ok()?,

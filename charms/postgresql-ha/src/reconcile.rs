@@ -376,6 +376,9 @@ fn credentials(
         cert_files.extend([paths::PG_CERT, paths::TRUSTED]);
     }
     charm_lib::cert_metrics::apply(ctx, &paths::CERT_METRICS, &cert_files)?;
+    // Patroni's metrics relay presents the certificate just made; it runs from here on, as
+    // the cos-agent jobs for Patroni and etcd are sent once the CA is on the unit.
+    crate::patroni_metrics::apply(ctx)?;
     Ok(report.with(Some(Credentials {
         passwords,
         tls_changed,

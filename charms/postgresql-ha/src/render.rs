@@ -325,6 +325,8 @@ pub fn etcd_yaml(i: &EtcdInput) -> String {
         "listen-client-urls": format!("https://{}:2379,{}", i.me.address, paths::ETCD_LOCAL),
         "initial-advertise-peer-urls": format!("https://{}:2380", i.me.address),
         "advertise-client-urls": format!("https://{}:2379", i.me.address),
+        // The collector scrapes here without a key (it may not be able to read one).
+        "listen-metrics-urls": paths::ETCD_METRICS,
         "client-transport-security": security.clone(),
         "peer-transport-security": security,
         "initial-cluster": initial.join(","),
@@ -670,6 +672,8 @@ mod tests {
             y["listen-client-urls"],
             "https://10.0.0.10:2379,https://127.0.0.1:2379"
         );
+        // Metrics on loopback plain http only: no other address, no other port.
+        assert_eq!(y["listen-metrics-urls"], "http://127.0.0.1:2381");
         assert!(y.get("force-new-cluster").is_none());
         for side in ["client-transport-security", "peer-transport-security"] {
             assert_eq!(y[side]["client-cert-auth"], true, "{side}");
@@ -689,6 +693,7 @@ mod tests {
                 force_new_cluster: false,
             }));
             assert_eq!(y["initial-cluster-state"], "existing");
+            assert_eq!(y["listen-metrics-urls"], "http://127.0.0.1:2381");
             assert_eq!(y["initial-cluster"].as_str().unwrap().split(',').count(), n);
             assert_eq!(y["name"], format!("postgresql-ha-{}", n - 1));
             assert_eq!(
@@ -704,6 +709,10 @@ mod tests {
             force_new_cluster: true,
         }));
         assert_eq!(y["force-new-cluster"], true);
+        assert_eq!(
+            y["listen-metrics-urls"], "http://127.0.0.1:2381",
+            "force-promote's rewrite keeps the listener"
+        );
     }
 
     #[test]

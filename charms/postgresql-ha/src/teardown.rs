@@ -33,6 +33,7 @@ pub fn leave(ctx: &Context) -> anyhow::Result<()> {
     m.retire_service(crate::backup_schedule::TIMER)?;
     m.retire_service(crate::backup_metrics::SERVICE)?;
     charm_lib::cert_metrics::retire(m, &paths::CERT_METRICS)?;
+    crate::patroni_metrics::retire(m)?;
     // Patroni hands the leader key over on a clean stop; a synchronous standby takes it.
     m.retire_service(paths::PATRONI_SERVICE)?;
     if m.service_is_active(paths::ETCD_SERVICE)? {

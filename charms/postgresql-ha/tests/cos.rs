@@ -22,78 +22,70 @@ fn sent(out: &charm_lib::testing::Output) -> Value {
 }
 
 #[test]
-fn the_collector_gets_patroni_and_etcd_over_tls_postgresql_on_loopback_the_rules_and_the_dashboard()
-{
+fn the_collector_gets_every_job_as_loopback_http_the_rules_and_the_dashboard() {
     let st = leader_primary().with_relation(collector());
     let out = harness().run(Trigger::RelationJoined(COS, 0), &st).unwrap();
     let data = sent(&out);
 
-    let ca_pem = out
-        .state
-        .machine
-        .text("/etc/postgresql-ha/tls/ca.pem")
-        .expect("reconcile wrote the application's CA");
     assert!(
-        ca_pem.starts_with("-----BEGIN CERTIFICATE-----"),
-        "{ca_pem}"
+        out.state
+            .machine
+            .text("/etc/postgresql-ha/tls/ca.pem")
+            .is_some_and(|ca| ca.starts_with("-----BEGIN CERTIFICATE-----")),
+        "reconcile wrote the application's CA"
     );
 
+    // Every job is plain http on 127.0.0.1 with no tls_config: no file a strictly confined
+    // collector could not read, no key (Patroni through the charm's relay, etcd through its
+    // own metrics listener).
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 4, "{jobs:?}");
-    let (certs, etcd, patroni) = (&jobs[0], &jobs[1], &jobs[2]);
-    let pg = &jobs[3];
-    assert!(certs["job_name"]
-        .as_str()
-        .unwrap()
-        .starts_with("postgresql-ha_certificates_"));
-    assert_eq!(certs["static_configs"][0]["targets"][0], "127.0.0.1:9793");
-    assert!(
-        certs.get("tls_config").is_none_or(|t| t.is_null()),
-        "loopback http: {certs}"
+    let by_name: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| {
+            let name = j["job_name"].as_str().unwrap();
+            let short = name
+                .strip_prefix("postgresql-ha_")
+                .and_then(|r| r.rsplit_once('_'))
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_else(|| panic!("{name}"));
+            (
+                short,
+                j["static_configs"][0]["targets"][0]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_name,
+        [
+            ("certificates".to_string(), "127.0.0.1:9793".to_string()),
+            ("etcd".to_string(), "127.0.0.1:2381".to_string()),
+            ("patroni".to_string(), "127.0.0.1:9956".to_string()),
+            ("postgresql".to_string(), "127.0.0.1:9187".to_string()),
+        ]
     );
-    assert!(
-        pg["job_name"]
-            .as_str()
-            .unwrap()
-            .starts_with("postgresql-ha_postgresql_"),
-        "{pg}"
-    );
-    assert_eq!(pg["static_configs"][0]["targets"][0], "127.0.0.1:9187");
-    assert!(
-        pg.get("tls_config").is_none_or(|t| t.is_null()),
-        "loopback http: {pg}"
-    );
-    assert!(etcd["job_name"]
-        .as_str()
-        .unwrap()
-        .starts_with("postgresql-ha_etcd_"));
-    assert!(patroni["job_name"]
-        .as_str()
-        .unwrap()
-        .starts_with("postgresql-ha_patroni_"));
-    assert_eq!(patroni["static_configs"][0]["targets"][0], "127.0.0.1:8008");
-    assert_eq!(etcd["static_configs"][0]["targets"][0], "127.0.0.1:2379");
-    for j in [etcd, patroni] {
-        assert_eq!(j["scheme"], "https");
-        // the CA inline, as the one file Patroni and etcd verify clients with holds it; no
-        // path beside it (Prometheus refuses `ca` with `ca_file`)
-        assert_eq!(j["tls_config"]["ca"].as_str(), Some(ca_pem.as_str()));
-        assert!(j["tls_config"].get("ca_file").is_none(), "{j}");
-        assert_eq!(
-            j["tls_config"]["cert_file"],
-            "/etc/postgresql-ha/tls/unit.pem"
+    for j in jobs {
+        assert!(
+            j.get("tls_config").is_none_or(|t| t.is_null()),
+            "loopback http: {j}"
         );
-        assert_eq!(
-            j["tls_config"]["key_file"],
-            "/etc/postgresql-ha/tls/unit.key"
+        assert!(
+            j.get("scheme").is_none_or(|s| s.is_null() || s == "http"),
+            "{j}"
         );
-        assert!(j["tls_config"].get("insecure_skip_verify").is_none());
+        assert_eq!(j["metrics_path"], "/metrics", "{j}");
         // the default synchronous-mode
         assert_eq!(
-            j["static_configs"][0]["labels"]["patroni_synchronous_mode"],
-            "quorum"
+            j["static_configs"][0]["labels"]["patroni_synchronous_mode"], "quorum",
+            "{j}"
         );
     }
+    assert!(
+        !data.to_string().contains("/etc/postgresql-ha/tls"),
+        "no path under the unit's TLS directory: {data}"
+    );
 
     let groups = data["metrics_alert_rules"]["groups"].as_array().unwrap();
     let alerts: Vec<&str> = groups
@@ -299,6 +291,116 @@ fn without_the_applications_ca_on_the_unit_only_the_loopback_exporter_is_scraped
 }
 
 #[test]
+fn an_etcd_member_from_an_earlier_revision_gets_its_metrics_listener_at_its_next_start() {
+    // Arrange: a running primary whose etcd configuration was rendered without the metrics
+    // listener (by the revision before), etcd running on its data.
+    let st = leader_primary().with_relation(collector());
+    let settled = harness().run_ok(Trigger::UpdateStatus, &st);
+    let yml = "/etc/postgresql-ha/etcd.conf.yml";
+    let full = settled
+        .state
+        .machine
+        .text(yml)
+        .expect("etcd's configuration");
+    let old: String = full
+        .lines()
+        .filter(|l| !l.starts_with("listen-metrics-urls:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(old, full, "the rendered file has the listener");
+    let mut before = settled.state.clone();
+    before.machine = before.machine.with_file(
+        yml,
+        &old,
+        charm_lib::FileOptions::new("root", "etcd", 0o640),
+    );
+    // etcd has its data: the charm renders the file no more.
+    before.machine = before.machine.with_file(
+        "/var/lib/postgresql-ha-etcd/member",
+        "",
+        charm_lib::FileOptions::new("etcd", "etcd", 0o700),
+    );
+
+    // Act: a hook of the new revision; etcd's listener does not answer (etcd runs as started).
+    let out = harness().run_ok(Trigger::UpgradeCharm, &before);
+
+    // Assert: the key joined the file, nothing else changed, and etcd was not restarted for it
+    // (a refresh does this on every unit at once); the etcd job stays on the client port with
+    // the key by path until the listener answers.
+    let now = out.state.machine.text(yml).unwrap();
+    assert_eq!(
+        now,
+        format!("{old}listen-metrics-urls: http://127.0.0.1:2381\n")
+    );
+    assert!(
+        !out.command_lines()
+            .iter()
+            .any(|l| l.starts_with("systemctl")
+                && l.contains("postgresql-ha-etcd")
+                && !l.starts_with("systemctl is-active")
+                && !l.starts_with("systemctl enable")),
+        "{:#?}",
+        out.command_lines()
+    );
+    let etcd_job = |out: &charm_lib::testing::Output| {
+        sent(out)["metrics_scrape_jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["job_name"].as_str().unwrap().contains("_etcd_"))
+            .cloned()
+            .unwrap()
+    };
+    let j = etcd_job(&out);
+    assert_eq!(
+        j["static_configs"][0]["targets"][0], "127.0.0.1:2379",
+        "{j}"
+    );
+    assert_eq!(j["scheme"], "https");
+    assert_eq!(
+        j["tls_config"]["key_file"],
+        "/etc/postgresql-ha/tls/unit.key"
+    );
+    assert!(j["tls_config"]["ca"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    // The file is not touched again by the next hook.
+    let again = harness().run_ok(Trigger::UpdateStatus, &out.state);
+    assert_eq!(again.state.machine.text(yml).unwrap(), now);
+    assert_eq!(
+        etcd_job(&again)["static_configs"][0]["targets"][0],
+        "127.0.0.1:2379"
+    );
+
+    // Act: etcd restarted by something else (a reboot); its listener answers now.
+    let mut restarted = again.state.clone();
+    restarted.machine = restarted.machine.respond(
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-m",
+            "2",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:2381/health",
+        ],
+        charm_lib::CmdOutput::ok("200"),
+    );
+    let moved = harness().run_ok(Trigger::UpdateStatus, &restarted);
+
+    // Assert: the job moves to the listener, plain http.
+    let j = etcd_job(&moved);
+    assert_eq!(
+        j["static_configs"][0]["targets"][0], "127.0.0.1:2381",
+        "{j}"
+    );
+    assert!(j.get("tls_config").is_none_or(|t| t.is_null()), "{j}");
+}
+
+#[test]
 fn the_certificate_exporter_serves_the_units_certificates_until_the_unit_leaves() {
     // Arrange: a running primary with a collector, no exporter yet.
     let st = leader_primary().with_relation(collector());
@@ -346,4 +448,59 @@ fn the_certificate_exporter_serves_the_units_certificates_until_the_unit_leaves(
         .state
         .machine
         .is_active("postgresql-ha-cert-metrics.service"));
+}
+
+#[test]
+fn patronis_metrics_relay_runs_once_the_unit_has_its_certificate_until_the_unit_leaves() {
+    // Arrange: a running primary with a collector, no relay yet.
+    let st = leader_primary().with_relation(collector());
+    let unit = "/etc/systemd/system/postgresql-ha-patroni-metrics.service";
+    assert!(st.machine.text(unit).is_none());
+
+    // Act: one hook.
+    let out = harness().run(Trigger::ConfigChanged, &st).unwrap();
+
+    // Assert: the charm's binary relays on the port the patroni job scrapes, as root (the
+    // unit's key is root:postgres 0640), with no path or secret on its command line; Patroni's
+    // REST API still wants a client certificate.
+    assert!(!out.failed(), "{:?}", out.error);
+    let text = out.state.machine.text(unit).expect("the relay's unit");
+    let exec = text
+        .lines()
+        .find(|l| l.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.ends_with("/charm/dispatch patroni-metrics 9956"),
+        "{text}"
+    );
+    assert!(!text.contains("User="), "{text}");
+    let svc = &out.state.machine.services["postgresql-ha-patroni-metrics.service"];
+    assert!(svc.enabled && svc.active);
+    assert_eq!(
+        patroni_yml(&out.state)["restapi"]["verify_client"],
+        "required"
+    );
+
+    // A second hook neither rewrites nor restarts it.
+    let again = harness().run(Trigger::UpdateStatus, &out.state).unwrap();
+    assert!(
+        !again
+            .command_lines()
+            .iter()
+            .any(|l| l.contains("postgresql-ha-patroni-metrics")
+                && !l.starts_with("systemctl is-active")
+                && !l.starts_with("systemctl enable")
+                || l.contains("daemon-reload")),
+        "{:#?}",
+        again.command_lines()
+    );
+
+    // The unit stopping takes the relay and its unit away.
+    let stop = harness().run(Trigger::Stop, &out.state).unwrap();
+    assert!(!stop.failed(), "{:?}", stop.error);
+    assert!(stop.state.machine.text(unit).is_none());
+    assert!(!stop
+        .state
+        .machine
+        .is_active("postgresql-ha-patroni-metrics.service"));
 }

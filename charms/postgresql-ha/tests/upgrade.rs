@@ -502,8 +502,9 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
         "{lines:#?}"
     );
     assert!(!lines.iter().any(|l| l.contains("/restart")), "{lines:#?}");
-    // A different binary restarts what runs it (the observer and the certificate exporter,
-    // `dispatch observe` and `dispatch cert-metrics`), and nothing else.
+    // A different binary restarts what runs it (the observer, the certificate exporter and
+    // Patroni's metrics relay: `dispatch observe`, `dispatch cert-metrics`, `dispatch
+    // patroni-metrics`), and nothing else.
     let mut other = before.clone();
     other.machine = binary(other.machine, "binary b");
     let out = harness().run_ok(Trigger::UpgradeCharm, &other);
@@ -521,7 +522,8 @@ fn a_refresh_to_the_same_charm_restarts_and_reloads_nothing() {
         restarts,
         [
             "systemctl restart postgresql-ha-observer",
-            "systemctl restart postgresql-ha-cert-metrics"
+            "systemctl restart postgresql-ha-cert-metrics",
+            "systemctl restart postgresql-ha-patroni-metrics"
         ]
     );
 }
