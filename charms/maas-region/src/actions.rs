@@ -3,7 +3,7 @@
 
 use crate::config::{Config, InstallMethod};
 use crate::maas;
-use crate::reconcile::app_keys;
+use crate::peers::{self, AppBag, Resumed, UnitBag};
 use crate::relations;
 use charm_lib::snap_channel::SnapChannel;
 use charm_lib::{Cmd, Context, MachineExt};
@@ -153,11 +153,7 @@ fn published_url(ctx: &Context, cfg: &Config) -> anyhow::Result<Option<String>> 
     let Some(rel) = ctx.model.relation(relations::PEERS)? else {
         return Ok(None);
     };
-    Ok(rel
-        .my_app_data()?
-        .get(app_keys::MAAS_URL)
-        .filter(|u| !u.is_empty())
-        .cloned())
+    Ok(rel.read_my_app::<AppBag>()?.maas_url)
 }
 
 fn get_api_endpoint(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
@@ -622,15 +618,13 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         ));
     }
     let peer_rel = ctx.model.relation(relations::PEERS)?;
+    // A databag that does not parse fails the check, naming its key.
     let (peer_app, my_request) = match &peer_rel {
         Some(r) => (
-            r.my_app_data()?,
-            r.my_unit_data()?
-                .get(crate::lock::REQUEST_KEY)
-                .filter(|t| !t.is_empty())
-                .cloned(),
+            r.read_my_app::<AppBag>()?,
+            r.read_unit::<UnitBag>(&me)?.request,
         ),
-        None => (Default::default(), None),
+        None => (AppBag::default(), None),
     };
     drop(peer_rel);
     let peers = relations::peers(&ctx.model)?;
@@ -681,10 +675,14 @@ fn pre_upgrade_check(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
 
     // Refreshes in progress: the init lock (also the one-region-at-a-time refresh) and every
     // open request for it.
-    let holder = peer_app
-        .get(crate::lock::LOCK_KEY)
-        .and_then(|l| l.rsplit_once('#'))
-        .map(|(u, _)| u.to_string());
+    let holder = peer_app.lock.map(|l| l.unit);
+    for p in peers.iter().filter(|p| p.garbled.is_some()) {
+        reasons.push(format!(
+            "{}'s peer data does not parse ({}): the init lock stays where it is until it is fixed",
+            p.unit,
+            p.garbled.as_deref().unwrap_or_default()
+        ));
+    }
     if let Some(h) = &holder {
         reasons.push(format!(
             "{h} holds the init lock: a region is initialising or refreshing MAAS"
@@ -851,7 +849,7 @@ fn database_view(
 
 /// `resume-refresh` (on the leader, which alone writes the application's data): lets a refresh
 /// paused by `pause-after-unit-refresh` go on, after as many regions as run the new channel now
-/// ([`crate::lock::RESUMED_KEY`]). The other regions see it in their next peer hook; the leader
+/// ([`peers::keys::RESUMED`]). The other regions see it in their next peer hook; the leader
 /// itself at its next hook (update-status at the latest).
 fn resume_refresh(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -866,11 +864,9 @@ fn resume_refresh(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         anyhow::bail!("no peer relation yet: there is no refresh to resume");
     };
     let wanted = cfg.channel.clone();
-    let mine = rel.my_unit_data()?;
-    let mut channels: Vec<(String, Option<String>)> = vec![(
-        ctx.model.unit_name().to_string(),
-        mine.get(crate::lock::CHANNEL_KEY).cloned(),
-    )];
+    let mine: UnitBag = rel.read_unit(ctx.model.unit_name())?;
+    let mut channels: Vec<(String, Option<String>)> =
+        vec![(ctx.model.unit_name().to_string(), mine.channel)];
     drop(rel);
     channels.extend(
         relations::peers(&ctx.model)?
@@ -897,10 +893,15 @@ fn resume_refresh(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
     let Some(rel) = ctx.model.relation(relations::PEERS)? else {
         anyhow::bail!("no peer relation yet: there is no refresh to resume");
     };
-    rel.set_my_app_data(&std::collections::BTreeMap::from([(
-        crate::lock::RESUMED_KEY.to_string(),
-        crate::lock::resumed_value(&wanted, refreshed),
-    )]))?;
+    let app: AppBag = rel.read_my_app()?;
+    let resumed = AppBag {
+        resumed: Some(Resumed {
+            channel: wanted.clone(),
+            after: refreshed,
+        }),
+        ..app.clone()
+    };
+    rel.set_my_app_data(&peers::changes(&app, &resumed)?)?;
     ctx.action_set(&json!({
         "channel": wanted,
         "refreshed": refreshed.to_string(),

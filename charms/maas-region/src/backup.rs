@@ -48,7 +48,7 @@ pub const ARCHIVE: &str = "region.tar";
 pub const MANIFEST: &str = "manifest.json";
 /// The peer unit databag key each unit publishes its `maas_id` under, so that a backup names
 /// every region (a restored deployment gives each unit one of them).
-pub const MAAS_ID_KEY: &str = "maas-id";
+pub const MAAS_ID_KEY: &str = crate::peers::keys::MAAS_ID;
 
 /// MAAS's data directory (`MAAS_DATA`, `get_maas_data_path` in src/provisioningserver/path.py;
 /// the snap's run-regiond sets it to `$SNAP_COMMON/maas`).
@@ -551,19 +551,10 @@ pub fn own_maas_id(ctx: &Context, method: InstallMethod) -> anyhow::Result<Optio
 /// Every region's `maas_id` by unit: this unit's from its file, the others' as they published
 /// them in the peer relation.
 pub fn regions(ctx: &Context, method: InstallMethod) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut regions = BTreeMap::new();
-    if let Some(peers) = ctx.model.relation(crate::relations::PEERS)? {
-        for u in peers.units() {
-            if let Some(id) = peers
-                .unit_data(u)
-                .ok()
-                .and_then(|d| d.get(MAAS_ID_KEY).cloned())
-                .filter(|v| !v.is_empty())
-            {
-                regions.insert(u.to_string(), id);
-            }
-        }
-    }
+    let mut regions: BTreeMap<String, String> = crate::relations::peers(&ctx.model)?
+        .into_iter()
+        .filter_map(|p| p.maas_id.map(|id| (p.unit, id)))
+        .collect();
     if let Some(id) = own_maas_id(ctx, method)? {
         regions.insert(ctx.model.unit_name().to_string(), id);
     }
@@ -591,9 +582,13 @@ pub fn reconcile(ctx: &Context, cfg: &crate::config::Config) -> anyhow::Result<O
         ctx.model.relation(crate::relations::PEERS)?,
         own_maas_id(ctx, cfg.install_method)?,
     ) {
-        if peers.my_unit_data()?.get(MAAS_ID_KEY) != Some(&id) {
-            peers.set_my_unit_data(&Databag::from([(MAAS_ID_KEY.to_string(), id)]))?;
-        }
+        // reconcile read this unit's databag before: it parses.
+        let mine: crate::peers::UnitBag = peers.read_unit(ctx.model.unit_name())?;
+        let new = crate::peers::UnitBag {
+            maas_id: Some(id),
+            ..mine.clone()
+        };
+        peers.set_my_unit_data(&crate::peers::changes(&mine, &new)?)?;
     }
     let leader = ctx.model.is_leader()?;
     if let (true, Some(rel)) = (leader, ctx.model.relation(ENDPOINT)?) {

@@ -4,9 +4,8 @@
 //! that waits on them.
 
 use crate::config::InstallMethod;
-use crate::lock;
-use crate::reconcile::{bag, Cache, Inputs};
-use crate::relations;
+use crate::peers::{Drained, LockValue};
+use crate::reconcile::{update_mine, Cache, Inputs};
 use crate::render::{self, Backend, HaproxyOptions};
 use charm_lib::{Cmd, Context, FileOptions, MachineExt, ServiceOp, Status};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,13 +26,13 @@ pub(crate) enum Wanted {
     Serve {
         text: String,
         gone: Vec<String>,
-        drained: BTreeSet<String>,
+        drained: BTreeSet<LockValue>,
     },
 }
 
 /// Derives [`Wanted`]: every region with an address, less those draining (`my_drain` is this
 /// unit's own request as this hook has left it).
-pub(crate) fn wanted(i: &Inputs, my_drain: Option<&str>) -> Wanted {
+pub(crate) fn wanted(i: &Inputs, my_drain: Option<&LockValue>) -> Wanted {
     if !i.cfg.haproxy {
         return Wanted::Off;
     }
@@ -78,7 +77,7 @@ pub(crate) fn wanted(i: &Inputs, my_drain: Option<&str>) -> Wanted {
 /// running haproxy untouched and blocks the unit.
 pub(crate) fn apply(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option<Status>> {
     let deb = i.cfg.install_method == InstallMethod::Deb;
-    let wanted = wanted(i, c.my_drain.as_deref());
+    let wanted = wanted(i, c.mine.drain.as_ref());
     if matches!(wanted, Wanted::Off) {
         if std::mem::take(&mut c.stored.haproxy).0 {
             ctx.machine.retire_service("haproxy")?;
@@ -114,7 +113,8 @@ pub(crate) fn apply(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<
             RELOAD_WAIT_S
         );
     }
-    acknowledge_drains(ctx, &drained)?;
+    // What a refreshing region waits for before it stops MAAS.
+    update_mine(ctx, c, |m| m.drained = Drained(drained))?;
     Ok(None)
 }
 
@@ -137,13 +137,13 @@ pub(crate) fn leaving(live: &str, unit: &str) -> (String, usize) {
 }
 
 /// The regions this haproxy balances over, and the drain requests that leaves out: every
-/// region that holds the lock to refresh ([`lock::DRAIN_KEY`]), this one included, unless
+/// region that holds the lock to refresh (`refresh-drain`), this one included, unless
 /// nobody would be left to serve.
 fn drain_view(
     i: &Inputs,
-    my_drain: Option<&str>,
+    my_drain: Option<&LockValue>,
     backends: &[Backend],
-) -> (Vec<Backend>, BTreeSet<String>) {
+) -> (Vec<Backend>, BTreeSet<LockValue>) {
     let mut out = BTreeMap::new();
     for p in &i.peers {
         if let Some(d) = &p.drain {
@@ -151,7 +151,7 @@ fn drain_view(
         }
     }
     if let Some(d) = my_drain {
-        out.insert(Backend::for_unit(&i.me, "").name, d.to_string());
+        out.insert(Backend::for_unit(&i.me, "").name, d.clone());
     }
     let serving: Vec<Backend> = backends
         .iter()
@@ -198,20 +198,6 @@ fn dropped(ctx: &Context, servers: &[String]) -> anyhow::Result<bool> {
             .allow_failure(),
         )?
         .success())
-}
-
-/// Publishes which drain requests this unit's haproxy has applied ([`lock::DRAINED_KEY`]):
-/// what a refreshing region waits for before it stops MAAS.
-fn acknowledge_drains(ctx: &Context, drained: &BTreeSet<String>) -> anyhow::Result<()> {
-    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
-        return Ok(());
-    };
-    let mine = rel.my_unit_data()?;
-    rel.set_my_unit_data(&relations::changed(
-        &mine,
-        &bag(&[(lock::DRAINED_KEY, &lock::format_drained(drained))]),
-    ))?;
-    Ok(())
 }
 
 /// Has haproxy check `text`, and only then replaces the live file and reloads (starts a

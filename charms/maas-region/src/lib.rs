@@ -5,7 +5,7 @@
 //! Modules: [`config`] (validation), [`state`] (charm state), [`relations`] (relation data),
 //! [`render`] (pure rendering), [`maas`] (MAAS's files and commands), [`workload`] (host work:
 //! install, init, regiond, probes), [`haproxy`] (derived, checked, applied), [`refresh`] (a new
-//! channel, one region at a time), [`lock`] (the init lock), [`certs`] (MAAS's HTTPS
+//! channel, one region at a time), [`lock`] (the init lock), [`peers`] (the peer databags, typed), [`certs`] (MAAS's HTTPS
 //! certificate), [`internal_admin`] (the charm's own MAAS admin), [`cos`] (cos-agent),
 //! [`backup`], [`backup_actions`], [`backup_schedule`] (backups).
 #![warn(missing_docs)]
@@ -21,6 +21,7 @@ pub mod haproxy;
 pub mod internal_admin;
 pub mod lock;
 pub mod maas;
+pub mod peers;
 pub mod reconcile;
 pub mod refresh;
 pub mod relations;

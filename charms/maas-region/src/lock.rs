@@ -12,42 +12,25 @@
 //! gone serves no one through its haproxy), and clears its flag once its new MAAS answers.
 //! The value names the request, so an acknowledgement of an earlier refresh never counts for
 //! a later one.
+//!
+//! The values travel as [`crate::peers`] types. One that does not parse is never read as
+//! "free" or "not asking": a unit whose own databag or the application's does not parse stops
+//! and is Blocked naming the key, and while a peer's does not parse the leader leaves the lock
+//! where it is (`reconcile::regrant`).
 
 use crate::config::Pause;
+use crate::peers::{Drained, LockValue, Resumed};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Peer app databag key: `<unit>#<token>` of the request that may initialise now.
-pub const LOCK_KEY: &str = "init-lock";
-/// Peer unit databag key: the token of the unit's open request (absent: no request).
-pub const REQUEST_KEY: &str = "init-request";
-
-/// Peer unit databag key: the lock value (`<unit>#<token>`) of the refresh this unit is about
-/// to run; absent when it is not draining for one.
-pub const DRAIN_KEY: &str = "refresh-drain";
-/// Peer unit databag key: the drain values (comma-separated, sorted) this unit's haproxy has
-/// applied: the regions it no longer sends requests to.
-pub const DRAINED_KEY: &str = "refresh-drained";
 /// How long a holder waits for every region's acknowledgement before it refreshes all the
 /// same: a region whose unit agent is down never answers, and the upgrade must not hang on it
 /// (its haproxy then still balances over the holder and retries GETs on another region).
 pub const DRAIN_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Peer unit databag key: the snap channel this region's MAAS runs (snap installs), how the
-/// others count the regions already refreshed for `pause-after-unit-refresh`.
-pub const CHANNEL_KEY: &str = "maas-channel";
-/// Peer app databag key (the leader's `resume-refresh`): `<channel>#<n>`, the operator let the
-/// refresh to `channel` go on after `n` regions had refreshed.
-pub const RESUMED_KEY: &str = "refresh-resumed";
-
-/// The `refresh-resumed` value for `channel` after `n` regions.
-pub fn resumed_value(channel: &str, n: usize) -> String {
-    format!("{channel}#{n}")
-}
-
-/// After how many refreshed regions the operator resumed the refresh to `wanted`, if they did.
-pub fn resumed_after(value: Option<&str>, wanted: &str) -> Option<usize> {
-    let (channel, n) = value?.rsplit_once('#')?;
-    (channel == wanted).then(|| n.parse().ok()).flatten()
+/// After how many refreshed regions the operator resumed the refresh to `wanted`, if they did
+/// (`refresh-resumed`, [`crate::peers::keys::RESUMED`]).
+pub fn resumed_after(value: Option<&Resumed>, wanted: &str) -> Option<usize> {
+    value.filter(|r| r.channel == wanted).map(|r| r.after)
 }
 
 /// Whether a region must wait for `resume-refresh` before it asks for its turn, with
@@ -64,29 +47,13 @@ pub fn paused(pause: Pause, refreshed: usize, resumed: Option<usize>) -> bool {
     }
 }
 
-/// The drain values of a `refresh-drained` value.
-pub fn parse_drained(v: Option<&str>) -> Vec<String> {
-    v.unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The `refresh-drained` value for these drain values (sorted, so the databag changes only
-/// when the set does).
-pub fn format_drained(values: &BTreeSet<String>) -> String {
-    values.iter().cloned().collect::<Vec<_>>().join(",")
-}
-
 /// The regions that have not acknowledged the drain `value` yet: each peer's
 /// `refresh-drained` (unit → values). Only regions still in the relation count: one that
 /// departed balances nothing any more.
-pub fn unacknowledged(value: &str, acks: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+pub fn unacknowledged(value: &LockValue, acks: &BTreeMap<String, Drained>) -> Vec<String> {
     let mut out: Vec<String> = acks
         .iter()
-        .filter(|(_, v)| !v.iter().any(|x| x == value))
+        .filter(|(_, v)| !v.contains(value))
         .map(|(u, _)| u.clone())
         .collect();
     out.sort_by_key(|u| (number(u), u.clone()));
@@ -100,60 +67,98 @@ fn number(unit: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// The lock value granting `unit`'s request `token`.
-pub fn lock_value(unit: &str, token: &str) -> String {
-    format!("{unit}#{token}")
-}
-
 /// Whether `lock` grants `unit`'s request `token`.
-pub fn holds(lock: Option<&str>, unit: &str, token: &str) -> bool {
-    lock == Some(lock_value(unit, token).as_str())
+pub fn holds(lock: Option<&LockValue>, unit: &str, token: u64) -> bool {
+    lock == Some(&LockValue::new(unit, token))
 }
 
 /// The leader's decision, from the open requests (unit → token). The current grant stands
 /// while its request is still open and its unit still a member; otherwise the lowest-numbered
 /// requester gets it; nobody if none asks.
 pub fn grant(
+    current: Option<&LockValue>,
+    requests: &BTreeMap<String, u64>,
+    members: &BTreeSet<String>,
+) -> Option<LockValue> {
+    grant_any(
+        current.map(|c| (c.unit.as_str(), c.token)),
+        requests,
+        members,
+    )
+    .map(|(unit, token)| LockValue { unit, token })
+}
+
+/// [`grant`] for the racks' refresh lock on `rpc` (`<unit>#<channel>`,
+/// `contracts::maas_rpc::keys::RACK_UPGRADE_LOCK`): the requests are the channels the racks
+/// wait to refresh to.
+pub fn grant_racks(
     current: Option<&str>,
     requests: &BTreeMap<String, String>,
     members: &BTreeSet<String>,
 ) -> Option<String> {
-    if let Some((unit, token)) = current.and_then(|c| c.rsplit_once('#')) {
-        if members.contains(unit) && requests.get(unit).map(String::as_str) == Some(token) {
-            return current.map(str::to_string);
+    let requests: BTreeMap<String, String> = requests
+        .iter()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(u, t)| (u.clone(), t.clone()))
+        .collect();
+    grant_any(
+        current
+            .and_then(|c| c.rsplit_once('#'))
+            .map(|(u, t)| (u, t.to_string())),
+        &requests,
+        members,
+    )
+    .map(|(u, t)| format!("{u}#{t}"))
+}
+
+/// The one rule of both locks.
+fn grant_any<T: PartialEq + Clone>(
+    current: Option<(&str, T)>,
+    requests: &BTreeMap<String, T>,
+    members: &BTreeSet<String>,
+) -> Option<(String, T)> {
+    if let Some((unit, token)) = current {
+        if members.contains(unit) && requests.get(unit) == Some(&token) {
+            return Some((unit.to_string(), token));
         }
     }
     requests
         .iter()
-        .filter(|(u, t)| members.contains(*u) && !t.is_empty())
+        .filter(|(u, _)| members.contains(*u))
         .min_by_key(|(u, _)| (number(u), (*u).clone()))
-        .map(|(u, t)| lock_value(u, t))
+        .map(|(u, t)| (u.clone(), t.clone()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn req(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(u, t)| (u.to_string(), t.to_string()))
-            .collect()
+    fn req(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(u, t)| (u.to_string(), *t)).collect()
     }
 
     fn set(units: &[&str]) -> BTreeSet<String> {
         units.iter().map(|s| s.to_string()).collect()
     }
 
+    fn lv(v: &str) -> LockValue {
+        v.parse().unwrap()
+    }
+
+    fn grant_of(
+        current: Option<&str>,
+        requests: &[(&str, u64)],
+        members: &[&str],
+    ) -> Option<String> {
+        grant(current.map(lv).as_ref(), &req(requests), &set(members)).map(|l| l.to_string())
+    }
+
     #[test]
     fn pause_after_unit_refresh_waits_where_asked() {
-        let r = |v: &str| resumed_after(Some(v), "3.7/stable");
-        assert_eq!(r(&resumed_value("3.7/stable", 2)), Some(2));
-        assert_eq!(
-            r(&resumed_value("3.6/stable", 2)),
-            None,
-            "another refresh's resume"
-        );
+        let resumed = |v: &str| v.parse::<Resumed>().unwrap();
+        let r = |v: &str| resumed_after(Some(&resumed(v)), "3.7/stable");
+        assert_eq!(r("3.7/stable#2"), Some(2));
+        assert_eq!(r("3.6/stable#2"), None, "another refresh's resume");
         assert_eq!(resumed_after(None, "3.7/stable"), None);
         for pause in [Pause::None, Pause::First, Pause::All] {
             assert!(!paused(pause, 0, None), "the first region never waits");
@@ -175,58 +180,49 @@ mod tests {
 
     #[test]
     fn drain_acknowledgements_name_the_request() {
-        let acks: BTreeMap<String, Vec<String>> = [
-            ("r/10", vec!["r/0#2".to_string()]),
-            ("r/2", parse_drained(Some("r/0#1, r/3#1"))),
-            ("r/1", parse_drained(None)),
+        let drained = |v: &str| v.parse::<Drained>().unwrap();
+        let acks: BTreeMap<String, Drained> = [
+            ("r/10", drained("r/0#2")),
+            ("r/2", drained("r/0#1, r/3#1")),
+            ("r/1", Drained::default()),
         ]
         .into_iter()
         .map(|(u, v)| (u.to_string(), v))
         .collect();
         // An acknowledgement of r/0's earlier request (#1) does not count for #2.
-        assert_eq!(unacknowledged("r/0#2", &acks), ["r/1", "r/2"]);
-        assert_eq!(unacknowledged("r/0#1", &acks), ["r/1", "r/10"]);
-        assert!(unacknowledged("r/0#1", &BTreeMap::new()).is_empty());
-        let set: BTreeSet<String> = ["r/3#1", "r/0#1"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(format_drained(&set), "r/0#1,r/3#1");
-        assert_eq!(parse_drained(Some(&format_drained(&set))).len(), 2);
-        assert_eq!(format_drained(&BTreeSet::new()), "");
+        assert_eq!(unacknowledged(&lv("r/0#2"), &acks), ["r/1", "r/2"]);
+        assert_eq!(unacknowledged(&lv("r/0#1"), &acks), ["r/1", "r/10"]);
+        assert!(unacknowledged(&lv("r/0#1"), &BTreeMap::new()).is_empty());
     }
 
     #[test]
     fn holder_keeps_the_lock_until_it_stops_asking() {
-        let members = set(&["r/0", "r/1", "r/2"]);
+        let members = ["r/0", "r/1", "r/2"];
         assert_eq!(
-            grant(Some("r/2#1"), &req(&[("r/0", "1"), ("r/2", "1")]), &members).as_deref(),
+            grant_of(Some("r/2#1"), &[("r/0", 1), ("r/2", 1)], &members).as_deref(),
             Some("r/2#1")
         );
         assert_eq!(
-            grant(Some("r/2#1"), &req(&[("r/0", "4"), ("r/1", "1")]), &members).as_deref(),
+            grant_of(Some("r/2#1"), &[("r/0", 4), ("r/1", 1)], &members).as_deref(),
             Some("r/0#4")
         );
-        assert_eq!(grant(Some("r/2#1"), &req(&[]), &members), None);
+        assert_eq!(grant_of(Some("r/2#1"), &[], &members), None);
     }
 
     #[test]
     fn a_new_request_of_the_old_holder_is_not_covered_by_its_old_grant() {
-        let members = set(&["r/0", "r/1"]);
-        assert!(!holds(Some("r/1#1"), "r/1", "2"));
+        assert!(!holds(Some(&lv("r/1#1")), "r/1", 2));
         assert_eq!(
-            grant(Some("r/1#1"), &req(&[("r/0", "1"), ("r/1", "2")]), &members).as_deref(),
+            grant_of(Some("r/1#1"), &[("r/0", 1), ("r/1", 2)], &["r/0", "r/1"]).as_deref(),
             Some("r/0#1")
         );
-        assert!(holds(Some("r/0#1"), "r/0", "1"));
+        assert!(holds(Some(&lv("r/0#1")), "r/0", 1));
     }
 
     #[test]
     fn a_departed_holder_loses_the_lock() {
         assert_eq!(
-            grant(
-                Some("r/1#1"),
-                &req(&[("r/1", "1"), ("r/3", "1")]),
-                &set(&["r/0", "r/3"])
-            )
-            .as_deref(),
+            grant_of(Some("r/1#1"), &[("r/1", 1), ("r/3", 1)], &["r/0", "r/3"]).as_deref(),
             Some("r/3#1")
         );
     }
@@ -234,14 +230,40 @@ mod tests {
     #[test]
     fn order_is_by_unit_number() {
         assert_eq!(
-            grant(
-                None,
-                &req(&[("r/10", "1"), ("r/9", "1")]),
-                &set(&["r/9", "r/10"])
-            )
-            .as_deref(),
+            grant_of(None, &[("r/10", 1), ("r/9", 1)], &["r/9", "r/10"]).as_deref(),
             Some("r/9#1")
         );
+    }
+
+    #[test]
+    fn the_racks_lock_follows_the_same_rule() {
+        let req = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(u, t)| (u.to_string(), t.to_string()))
+                .collect()
+        };
+        let members = set(&["rack/0", "rack/1"]);
+        let both = req(&[("rack/0", "3.7/stable"), ("rack/1", "3.7/stable")]);
+        assert_eq!(
+            grant_racks(Some("rack/1#3.7/stable"), &both, &members).as_deref(),
+            Some("rack/1#3.7/stable")
+        );
+        assert_eq!(
+            grant_racks(None, &both, &members).as_deref(),
+            Some("rack/0#3.7/stable")
+        );
+        assert_eq!(
+            grant_racks(
+                None,
+                &req(&[("rack/0", ""), ("rack/1", "3.7/stable")]),
+                &members
+            )
+            .as_deref(),
+            Some("rack/1#3.7/stable"),
+            "an empty request is none"
+        );
+        assert_eq!(grant_racks(Some("garbage"), &req(&[]), &members), None);
     }
 
     /// Every combination of open requests and current grants of three units: the lock never
@@ -251,11 +273,11 @@ mod tests {
         let members = set(&["r/0", "r/1", "r/2"]);
         let all = ["r/0", "r/1", "r/2"];
         for mask in 0u8..8 {
-            let requests: BTreeMap<String, String> = all
+            let requests: BTreeMap<String, u64> = all
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, u)| (u.to_string(), "1".to_string()))
+                .map(|(_, u)| (u.to_string(), 1))
                 .collect();
             for current in [
                 None,
@@ -264,21 +286,23 @@ mod tests {
                 Some("r/2#1"),
                 Some("r/2#0"),
             ] {
-                let next = grant(current, &requests, &members);
-                if let Some((u, t)) = current.and_then(|c| c.rsplit_once('#')) {
-                    if requests.get(u).map(String::as_str) == Some(t) {
+                let current = current.map(lv);
+                let next = grant(current.as_ref(), &requests, &members);
+                if let Some(c) = &current {
+                    if requests.get(&c.unit) == Some(&c.token) {
                         assert_eq!(
-                            next.as_deref(),
-                            current,
+                            next.as_ref(),
+                            Some(c),
                             "the lock moved away from an open request"
                         );
                     }
                 }
-                if let Some((u, t)) = next.as_deref().and_then(|n| n.rsplit_once('#')) {
+                if let Some(n) = &next {
                     assert_eq!(
-                        requests.get(u).map(String::as_str),
-                        Some(t),
-                        "granted to {u}, who did not ask"
+                        requests.get(&n.unit),
+                        Some(&n.token),
+                        "granted to {}, who did not ask",
+                        n.unit
                     );
                 }
                 assert_eq!(next.is_none(), requests.is_empty());

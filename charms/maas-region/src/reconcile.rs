@@ -6,11 +6,13 @@ use crate::config::{Config, InstallMethod};
 use crate::haproxy;
 use crate::lock;
 use crate::maas;
+use crate::peers::{self, AppBag, UnitBag};
 use crate::relations::{self, Database, Peer, Rack};
 use crate::render;
 use crate::state::{self, Stored};
 use crate::workload;
-use charm_lib::{Context, SharedSecret, Status};
+use charm_lib::databag::from_databag;
+use charm_lib::{Context, Databag, SharedSecret, Status};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Label of the Juju secret holding the MAAS shared secret.
@@ -18,19 +20,9 @@ pub const SHARED_SECRET_LABEL: &str = "maas-shared-secret";
 /// The MAAS shared secret: the leader keeps it, its id goes to the peer app databag.
 const SHARED_SECRET: SharedSecret = SharedSecret::new(
     SHARED_SECRET_LABEL,
-    app_keys::SECRET_ID,
+    peers::keys::SECRET_ID,
     "MAAS shared secret (racks register with it)",
 );
-
-/// Peer app databag keys (written by the leader).
-pub mod app_keys {
-    /// The MAAS URL every region uses.
-    pub const MAAS_URL: &str = "maas-url";
-    /// The Juju secret id of the MAAS shared secret.
-    pub const SECRET_ID: &str = "secret-id";
-    /// Deb: the database (name@host:port) the leader migrated.
-    pub const MIGRATIONS_DONE: &str = "migrations-done";
-}
 
 pub(crate) fn bag(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -62,12 +54,17 @@ pub(crate) struct Inputs {
 }
 
 /// What this hook has written since it read [`Inputs`], kept so later steps see it: the peer
-/// app databag as the leader has left it, this unit's drain request as published, and the
-/// charm state, saved once at the end of the hook.
+/// app databag as the leader has left it, this unit's own peer databag as published, and the
+/// charm state, saved once at the end of the hook. Peer data is written through
+/// [`update_app`] and [`update_mine`] only, which keep these views true.
 pub(crate) struct Cache {
-    pub peer_app: BTreeMap<String, String>,
-    /// The drain this unit asked for before its refresh ([`lock::DRAIN_KEY`]).
-    pub my_drain: Option<String>,
+    /// The peer app databag as text, for the modules that keep their keys in a `SharedSecret`
+    /// or read it as a map (certs, cos, internal_admin); [`Cache::app`] is the same, typed.
+    pub peer_app: Databag,
+    /// The peer app databag.
+    pub app: AppBag,
+    /// This unit's peer databag; `mine.drain` is the drain it asked for before its refresh.
+    pub mine: UnitBag,
     pub stored: Stored,
 }
 
@@ -82,7 +79,24 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     };
     let mut stored = before.clone();
     workload::install(ctx, &cfg, &mut stored)?;
-    let (i, mut c) = read_inputs(ctx, cfg, stored)?;
+    let (i, mut c) = match read_inputs(ctx, cfg, stored.clone())? {
+        Ok(read) => read,
+        Err(status) => {
+            // Nothing is decided from peer data that does not parse: MAAS and haproxy go on
+            // as they are until the operator fixes the key the status names (what the install
+            // did is kept).
+            ctx.status(status);
+            ctx.model.save_state(&before, &stored)?;
+            return Ok(());
+        }
+    };
+    if let (true, Some(p)) = (i.leader, i.peers.iter().find(|p| p.garbled.is_some())) {
+        ctx.status(Status::waiting(format!(
+            "the init lock stays as it is while {}'s peer data does not parse ({}): that unit is Blocked until it is fixed",
+            p.unit,
+            p.garbled.as_deref().unwrap_or_default()
+        )));
+    }
 
     if let Some(s) = haproxy::apply(ctx, &i, &mut c)? {
         ctx.status(s);
@@ -93,7 +107,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
     let url = decide_url(ctx, &i, &mut c)?;
     let ready = run_maas(ctx, &i, &mut c, url.as_deref())?;
     if i.leader {
-        publish_leader_data(ctx, &i, &c, url.as_deref(), ready)?;
+        publish_leader_data(ctx, &i, &mut c, url.as_deref(), ready)?;
     }
     let tls_as_configured = apply_tls(ctx, &i, &mut c, url.as_deref(), ready)?;
     if let Some(s) = crate::backup::reconcile(ctx, &i.cfg)? {
@@ -129,27 +143,45 @@ fn usable_state(ctx: &mut Context, cfg: &Config) -> anyhow::Result<Option<Stored
 }
 
 /// Reads the hook's [`Inputs`], and first tells the other regions this unit's hostname,
-/// address and channel (so they hear of it in this hook, whatever comes after).
-fn read_inputs(ctx: &Context, cfg: Config, mut stored: Stored) -> anyhow::Result<(Inputs, Cache)> {
+/// address and channel (so they hear of it in this hook, whatever comes after). `Err`: the
+/// peer app databag or this unit's own does not parse (Blocked, naming the key).
+fn read_inputs(
+    ctx: &Context,
+    cfg: Config,
+    mut stored: Stored,
+) -> anyhow::Result<Result<(Inputs, Cache), Status>> {
     let me = ctx.model.unit_name().to_string();
     let leader = ctx.model.is_leader()?;
     let address = ctx.model.ingress_address(relations::PEERS)?;
     let hostname = workload::hostname(ctx, &me)?;
     let peer_rel = ctx.model.relation(relations::PEERS)?;
-    let mut peer_app = BTreeMap::new();
-    let mut my_drain = None;
+    let mut peer_app = Databag::new();
+    let mut app = AppBag::default();
+    let mut mine = UnitBag::default();
     if let Some(rel) = &peer_rel {
-        let mut mine = bag(&[("hostname", &hostname)]);
+        let own: UnitBag = match peers::surfaced(rel.read_unit(&me), false)? {
+            Ok(b) => b,
+            Err(s) => return Ok(Err(s)),
+        };
+        mine = own.clone();
+        mine.hostname = Some(hostname.clone());
         if let Some(a) = &address {
-            mine.insert("address".into(), a.clone());
+            mine.address = Some(a.clone());
         }
         if let (InstallMethod::Snap, Some(c)) = (cfg.install_method, &stored.channel) {
-            mine.insert(lock::CHANNEL_KEY.into(), c.clone());
+            mine.channel = Some(c.clone());
         }
-        let own = rel.my_unit_data()?;
-        my_drain = own.get(lock::DRAIN_KEY).filter(|v| !v.is_empty()).cloned();
-        rel.set_my_unit_data(&relations::changed(&own, &mine))?;
+        rel.set_my_unit_data(&peers::changes(&own, &mine)?)?;
         peer_app = rel.my_app_data()?;
+        let typed = from_databag(&peer_app).map_err(|problem| charm_lib::Error::Databag {
+            relation: rel.id().clone(),
+            owner: ctx.model.app_name().to_string(),
+            problem,
+        });
+        app = match peers::surfaced(typed, true)? {
+            Ok(a) => a,
+            Err(s) => return Ok(Err(s)),
+        };
     }
     let has_peers = peer_rel.is_some();
     drop(peer_rel);
@@ -179,10 +211,11 @@ fn read_inputs(ctx: &Context, cfg: Config, mut stored: Stored) -> anyhow::Result
     };
     let c = Cache {
         peer_app,
-        my_drain,
+        app,
+        mine,
         stored,
     };
-    Ok((i, c))
+    Ok(Ok((i, c)))
 }
 
 /// What the VIP's subordinate checks on this unit: haproxy's check listener, and the agent
@@ -307,9 +340,7 @@ fn apply_tls(
             running,
             &sans,
         )?;
-        for (k, v) in &out.app_changes {
-            set_peer_app(ctx, c, k, v)?;
-        }
+        write_app(ctx, c, &out.app_changes)?;
         if let Some(s) = out.status {
             ctx.status(s);
         }
@@ -322,14 +353,10 @@ fn apply_tls(
     let ca = i
         .cfg
         .tls_enabled
-        .then(|| c.peer_app.get(certs::app_keys::CA_CERT))
-        .flatten()
-        .filter(|c| !c.is_empty());
-    certs::ensure_ca_file(ctx.machine, i.cfg.install_method, ca.map(String::as_str))?;
-    let applied = c
-        .peer_app
-        .get(certs::app_keys::APPLIED)
-        .is_some_and(|v| !v.is_empty());
+        .then_some(c.app.tls_ca.as_deref())
+        .flatten();
+    certs::ensure_ca_file(ctx.machine, i.cfg.install_method, ca)?;
+    let applied = c.app.tls_applied.is_some();
     Ok(applied == i.cfg.tls_enabled)
 }
 
@@ -342,7 +369,7 @@ fn decide_url(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option
             i.address.as_deref(),
         );
         if let (Some((_, render::UrlSource::Leader)), Some(published)) =
-            (&url, c.peer_app.get(app_keys::MAAS_URL))
+            (&url, c.app.maas_url.as_ref())
         {
             // Without a VIP, a new leader keeps the URL of a region that is still here: moving
             // it would reconfigure every region and rack for nothing.
@@ -359,14 +386,14 @@ fn decide_url(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option
         }
         let url = url.map(|(u, _)| u);
         if let (Some(u), true) = (&url, i.has_peers) {
-            set_peer_app(ctx, c, app_keys::MAAS_URL, u)?;
+            update_app(ctx, c, |a| a.maas_url = Some(u.clone()))?;
         }
         return Ok(url);
     }
     if let Some(u) = &i.cfg.maas_url {
         return Ok(Some(u.clone()));
     }
-    match c.peer_app.get(app_keys::MAAS_URL).filter(|u| !u.is_empty()) {
+    match &c.app.maas_url {
         Some(u) if crate::config::validate_maas_url(u).is_ok() => Ok(Some(u.clone())),
         Some(u) => {
             log::warn!("the leader published an invalid MAAS URL {u:?}; waiting for a valid one");
@@ -376,51 +403,79 @@ fn decide_url(ctx: &Context, i: &Inputs, c: &mut Cache) -> anyhow::Result<Option
     }
 }
 
-pub(crate) fn set_peer_app(
+/// Leader: changes the peer app databag as `f` does to [`Cache::app`] (only the keys that
+/// changed are written).
+pub(crate) fn update_app(
     ctx: &Context,
     c: &mut Cache,
-    key: &str,
-    value: &str,
+    f: impl FnOnce(&mut AppBag),
 ) -> anyhow::Result<()> {
-    if c.peer_app.get(key).map(String::as_str).unwrap_or("") == value {
+    let mut new = c.app.clone();
+    f(&mut new);
+    let changes = peers::changes(&c.app, &new)?;
+    write_app(ctx, c, &changes)
+}
+
+/// Leader: writes `changes` (key → value, empty deletes) into the peer app databag, for the
+/// modules that name their keys as text ([`certs::Outcome`], a `SharedSecret`'s key), and
+/// keeps both views of [`Cache`] true.
+pub(crate) fn write_app(ctx: &Context, c: &mut Cache, changes: &Databag) -> anyhow::Result<()> {
+    let changes = relations::changed(&c.peer_app, changes);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+        return Ok(());
+    };
+    rel.set_my_app_data(&changes)?;
+    for (k, v) in changes {
+        if v.is_empty() {
+            c.peer_app.remove(&k);
+        } else {
+            c.peer_app.insert(k, v);
+        }
+    }
+    // What this charm writes parses: a value that does not is a bug, and fails the hook.
+    c.app = from_databag(&c.peer_app)?;
+    Ok(())
+}
+
+/// Changes this unit's peer databag as `f` does to [`Cache::mine`] (only the keys that
+/// changed are written).
+pub(crate) fn update_mine(
+    ctx: &Context,
+    c: &mut Cache,
+    f: impl FnOnce(&mut UnitBag),
+) -> anyhow::Result<()> {
+    let mut new = c.mine.clone();
+    f(&mut new);
+    let changes = peers::changes(&c.mine, &new)?;
+    if changes.is_empty() {
         return Ok(());
     }
     if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-        rel.set_my_app_data(&bag(&[(key, value)]))?;
-        if value.is_empty() {
-            c.peer_app.remove(key);
-        } else {
-            c.peer_app.insert(key.into(), value.into());
-        }
+        rel.set_my_unit_data(&changes)?;
+        c.mine = new;
     }
     Ok(())
 }
 
 /// Opens (with a fresh token, unless one is open) or closes this unit's lock request; returns
 /// the open token.
-fn set_my_request(ctx: &Context, c: &mut Cache, wanted: bool) -> anyhow::Result<Option<String>> {
-    let Some(rel) = ctx.model.relation(relations::PEERS)? else {
+fn set_my_request(ctx: &Context, c: &mut Cache, wanted: bool) -> anyhow::Result<Option<u64>> {
+    if ctx.model.relation(relations::PEERS)?.is_none() {
         return Ok(None);
-    };
-    let mine = rel.my_unit_data()?;
-    let open = mine
-        .get(lock::REQUEST_KEY)
-        .filter(|t| !t.is_empty())
-        .cloned();
-    let token = match (wanted, open) {
+    }
+    let token = match (wanted, c.mine.request) {
         (false, _) => None,
         (true, Some(t)) => Some(t),
         (true, None) => {
             let next = c.stored.request_seq.unwrap_or(0) + 1;
             c.stored.request_seq = Some(next);
-            Some(next.to_string())
+            Some(next)
         }
     };
-    let value = token.clone().unwrap_or_default();
-    rel.set_my_unit_data(&relations::changed(
-        &mine,
-        &bag(&[(lock::REQUEST_KEY, &value)]),
-    ))?;
+    update_mine(ctx, c, |m| m.request = token)?;
     Ok(token)
 }
 
@@ -431,33 +486,33 @@ pub(crate) fn request_lock(
     i: &Inputs,
     c: &mut Cache,
     wanted: bool,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<u64>> {
     let token = set_my_request(ctx, c, wanted)?;
     if i.leader {
-        regrant(ctx, i, c, token.as_deref())?;
+        regrant(ctx, i, c, token)?;
     }
     Ok(token)
 }
 
-/// The leader's grant, given its own open request.
-fn regrant(ctx: &Context, i: &Inputs, c: &mut Cache, own: Option<&str>) -> anyhow::Result<()> {
-    let mut requests: BTreeMap<String, String> = i
+/// The leader's grant, given its own open request. While a peer's databag does not parse, its
+/// request is unknown: the lock stays where it is (moving it away from a holder whose request
+/// only looks closed would let two regions initialise at once).
+fn regrant(ctx: &Context, i: &Inputs, c: &mut Cache, own: Option<u64>) -> anyhow::Result<()> {
+    if i.peers.iter().any(|p| p.garbled.is_some()) {
+        return Ok(());
+    }
+    let mut requests: BTreeMap<String, u64> = i
         .peers
         .iter()
-        .filter_map(|p| p.request.clone().map(|t| (p.unit.clone(), t)))
+        .filter_map(|p| p.request.map(|t| (p.unit.clone(), t)))
         .collect();
     let mut members: BTreeSet<String> = i.peers.iter().map(|p| p.unit.clone()).collect();
     members.insert(i.me.clone());
     if let Some(t) = own {
-        requests.insert(i.me.clone(), t.to_string());
+        requests.insert(i.me.clone(), t);
     }
-    let holder = lock::grant(
-        c.peer_app.get(lock::LOCK_KEY).map(String::as_str),
-        &requests,
-        &members,
-    )
-    .unwrap_or_default();
-    set_peer_app(ctx, c, lock::LOCK_KEY, &holder)
+    let holder = lock::grant(c.app.lock.as_ref(), &requests, &members);
+    update_app(ctx, c, |a| a.lock = holder)
 }
 
 /// The MAAS shared secret in a Juju secret (created or updated when MAAS's file differs): MAAS
@@ -483,7 +538,7 @@ fn shared_secret(
 fn publish_leader_data(
     ctx: &mut Context,
     i: &Inputs,
-    c: &Cache,
+    c: &mut Cache,
     url: Option<&str>,
     running: bool,
 ) -> anyhow::Result<()> {
@@ -496,25 +551,17 @@ fn publish_leader_data(
         )));
     }
     if let Some(s) = shared.filter(|s| s.unpublished) {
-        if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-            rel.set_my_app_data(&bag(&[(app_keys::SECRET_ID, &s.id)]))?;
-        }
+        update_app(ctx, c, |a| a.secret_id = Some(s.id))?;
     }
     if running && i.has_peers {
-        let mut peer_app = c.peer_app.clone();
         if let Some((key, id)) =
             crate::internal_admin::ensure(ctx, &c.peer_app, i.cfg.install_method)?
         {
-            if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-                rel.set_my_app_data(&bag(&[(&key, &id)]))?;
-            }
             // The administrator made in this hook turns the statistics on in this hook too.
-            peer_app.insert(key, id);
+            write_app(ctx, c, &bag(&[(&key, &id)]))?;
         }
-        if let Some((key, value)) = crate::cos::enable_cluster_stats(ctx, &peer_app, &i.cfg)? {
-            if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-                rel.set_my_app_data(&bag(&[(&key, &value)]))?;
-            }
+        if let Some((key, value)) = crate::cos::enable_cluster_stats(ctx, &c.peer_app, &i.cfg)? {
+            write_app(ctx, c, &bag(&[(&key, &value)]))?;
             // The other units hear of it in peer relation-changed; the leader does not, so it
             // sends its own cluster job now.
             crate::cos::publish(ctx, &i.cfg)?;

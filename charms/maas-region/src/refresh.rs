@@ -4,8 +4,8 @@
 
 use crate::haproxy;
 use crate::lock;
-use crate::reconcile::{bag, request_lock, Cache, Inputs};
-use crate::relations;
+use crate::peers::{Drained, LockValue};
+use crate::reconcile::{request_lock, update_mine, Cache, Inputs};
 use crate::workload;
 use charm_lib::snap_channel::SnapChannel;
 use charm_lib::{Context, MachineExt, Status};
@@ -49,7 +49,7 @@ fn refresh_plan(i: &Inputs, c: &Cache) -> anyhow::Result<Result<Option<String>, 
 /// A new `channel` on an initialised region: refreshed one region at a time under the init
 /// lock (two regions never restart at once, and each new MAAS runs its migrations alone), after
 /// the racks. With haproxy, the holder first has every region's haproxy leave it out and hands
-/// the VIP over ([`lock::DRAIN_KEY`]), and refreshes once every region has acknowledged; once
+/// the VIP over (`refresh-drain`), and refreshes once every region has acknowledged; once
 /// its new MAAS answers it returns to every haproxy and releases the lock. Returns the status of
 /// a refresh that waits or is refused; with nothing to refresh, this unit's lock request is
 /// closed and any drain it asked for ended.
@@ -70,16 +70,13 @@ pub(crate) fn under_lock(
     let installed = c.stored.channel.clone().unwrap_or_default();
     // A region that has started (its drain published) finishes: `all` set mid-refresh halts
     // the refresh after it.
-    if c.my_drain.is_none() {
+    if c.mine.drain.is_none() {
         let refreshed = i
             .peers
             .iter()
             .filter(|p| p.channel.as_deref() == Some(wanted.as_str()))
             .count();
-        let resumed = lock::resumed_after(
-            c.peer_app.get(lock::RESUMED_KEY).map(String::as_str),
-            &wanted,
-        );
+        let resumed = lock::resumed_after(c.app.resumed.as_ref(), &wanted);
         let pause = i.cfg.pause_after_unit_refresh;
         if lock::paused(pause, refreshed, resumed) {
             request_lock(ctx, i, c, false)?;
@@ -93,10 +90,8 @@ pub(crate) fn under_lock(
         }
     }
     let token = request_lock(ctx, i, c, true)?;
-    let granted = token
-        .as_deref()
-        .filter(|t| lock::holds(c.peer_app.get(lock::LOCK_KEY).map(String::as_str), &i.me, t));
-    let Some(token) = granted.map(str::to_string) else {
+    let granted = token.filter(|t| lock::holds(c.app.lock.as_ref(), &i.me, *t));
+    let Some(token) = granted else {
         if let Some(s) = end_drain(ctx, i, c)? {
             return Ok(Some(s));
         }
@@ -105,14 +100,9 @@ pub(crate) fn under_lock(
         ))));
     };
     if i.cfg.haproxy {
-        let value = lock::lock_value(&i.me, &token);
-        if c.my_drain.as_deref() != Some(value.as_str()) {
-            let Some(rel) = ctx.model.relation(relations::PEERS)? else {
-                return Ok(None);
-            };
-            rel.set_my_unit_data(&bag(&[(lock::DRAIN_KEY, &value)]))?;
-            drop(rel);
-            c.my_drain = Some(value.clone());
+        let value = LockValue::new(&i.me, token);
+        if c.mine.drain.as_ref() != Some(&value) {
+            update_mine(ctx, c, |m| m.drain = Some(value.clone()))?;
             c.stored.drain_since = Some(unix_now());
             workload::progress(
                 ctx,
@@ -127,7 +117,7 @@ pub(crate) fn under_lock(
                 workload::wait_vip_gone(ctx, &vip, "refreshing")?;
             }
         }
-        let acks: BTreeMap<String, Vec<String>> = i
+        let acks: BTreeMap<String, Drained> = i
             .peers
             .iter()
             .map(|p| (p.unit.clone(), p.drained.clone()))
@@ -156,10 +146,9 @@ pub(crate) fn under_lock(
     );
     ctx.machine.snap_refresh("maas", &wanted)?;
     c.stored.channel = Some(wanted.clone());
-    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-        // In the same write as the lock's release: the next region sees both at once.
-        rel.set_my_unit_data(&bag(&[(lock::CHANNEL_KEY, &wanted)]))?;
-    }
+    // In the same hook as the lock's release (Juju commits a hook's relation writes at once):
+    // the next region sees both together.
+    update_mine(ctx, c, |m| m.channel = Some(wanted.clone()))?;
     log::info!("MAAS refreshed from {installed} to {wanted}");
     // The next region may go, and this one return to every haproxy, once it serves again
     // (regiond answers from its database; the others' health checks still let it in only
@@ -226,12 +215,10 @@ pub(crate) fn end_drain(
 ) -> anyhow::Result<Option<Status>> {
     c.stored.drain_since = None;
     c.stored.vip_last_since = None;
-    if c.my_drain.take().is_none() {
+    if c.mine.drain.is_none() {
         return Ok(None);
     }
-    if let Some(rel) = ctx.model.relation(relations::PEERS)? {
-        rel.set_my_unit_data(&bag(&[(lock::DRAIN_KEY, "")]))?;
-    }
+    update_mine(ctx, c, |m| m.drain = None)?;
     haproxy::apply(ctx, i, c)
 }
 

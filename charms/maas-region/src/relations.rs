@@ -1,9 +1,10 @@
 //! The relations as this charm reads and writes them (keys: charms/INTERFACES.md; those of
-//! `vip` and `rpc` and their databags: the `contracts` crate): the two database protocols, the
-//! VIP subordinate, the peers, and the racks.
+//! `vip` and `rpc` and their databags: the `contracts` crate; the peers' databags:
+//! [`crate::peers`]): the two database protocols, the VIP subordinate, the peers, and the racks.
 
 use crate::maas::DbSettings;
-use charm_lib::databag::to_databag;
+use crate::peers::{keys as peer_keys, Drained, LockValue, UnitBag};
+use charm_lib::databag::{from_databag, to_databag};
 use charm_lib::{Databag, Model, RelationId};
 use contracts::maas_rpc::{keys as rpc_keys, RegionData};
 use contracts::pgsql::{ClientRequest, ServerData};
@@ -295,7 +296,7 @@ pub fn publish_vip_checks(model: &Model, check: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A peer as it describes itself.
+/// A peer as it describes itself ([`crate::peers::UnitBag`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// Unit name.
@@ -305,14 +306,20 @@ pub struct Peer {
     /// Hostname (the rpc `regions` list).
     pub hostname: Option<String>,
     /// The token of its open init-lock request, if any.
-    pub request: Option<String>,
+    pub request: Option<u64>,
     /// It holds the lock to refresh and asks every haproxy to leave it out
-    /// (`crate::lock::DRAIN_KEY`, the lock value it holds).
-    pub drain: Option<String>,
-    /// The drain requests its own haproxy has applied (`crate::lock::DRAINED_KEY`).
-    pub drained: Vec<String>,
-    /// The snap channel its MAAS runs (`crate::lock::CHANNEL_KEY`).
+    /// (`refresh-drain`, the lock value it holds).
+    pub drain: Option<LockValue>,
+    /// The drain requests its own haproxy has applied (`refresh-drained`).
+    pub drained: Drained,
+    /// The snap channel its MAAS runs (`maas-channel`).
     pub channel: Option<String>,
+    /// Its `maas_id` (`maas-id`).
+    pub maas_id: Option<String>,
+    /// Why its databag does not parse (names the key), if it does not: then its lock fields
+    /// are unknown (`None`, nothing drained) and the leader moves the lock no more
+    /// ([`crate::reconcile`]); the plain-text fields above are still read.
+    pub garbled: Option<String>,
 }
 
 /// The other regions' self-descriptions.
@@ -323,8 +330,23 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
     let mut out = vec![];
     for u in rel.units() {
         let d = rel.unit_data(u)?;
-        let get = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
-        let address = get("address").filter(|a| {
+        let (bag, garbled) = match from_databag::<UnitBag>(&d) {
+            Ok(b) => (b, None),
+            Err(e) => {
+                log::warn!("peer {u}'s databag does not parse: {e}");
+                // Text fields cannot fail to parse: only those are kept.
+                let text = |k: &str| d.get(k).filter(|v| !v.is_empty()).cloned();
+                let bag = UnitBag {
+                    hostname: text(peer_keys::HOSTNAME),
+                    address: text(peer_keys::ADDRESS),
+                    channel: text(peer_keys::CHANNEL),
+                    maas_id: text(peer_keys::MAAS_ID),
+                    ..UnitBag::default()
+                };
+                (bag, Some(e.to_string()))
+            }
+        };
+        let address = bag.address.filter(|a| {
             let ok = usable_address(a);
             if !ok {
                 log::warn!("peer {u} published address {a:?}, which is neither an IP address nor a host name; left out of haproxy");
@@ -334,13 +356,13 @@ pub fn peers(model: &Model) -> anyhow::Result<Vec<Peer>> {
         out.push(Peer {
             unit: u.clone(),
             address,
-            hostname: get("hostname"),
-            request: get(crate::lock::REQUEST_KEY),
-            drain: get(crate::lock::DRAIN_KEY),
-            channel: get(crate::lock::CHANNEL_KEY),
-            drained: crate::lock::parse_drained(
-                d.get(crate::lock::DRAINED_KEY).map(String::as_str),
-            ),
+            hostname: bag.hostname,
+            request: bag.request,
+            drain: bag.drain,
+            drained: bag.drained,
+            channel: bag.channel,
+            maas_id: bag.maas_id,
+            garbled,
         });
     }
     Ok(out)
@@ -409,7 +431,7 @@ pub fn publish_rpc(
             model.grant_secret(id, rel.id(), None)?;
         }
         let current = rel.my_app_data()?;
-        let lock = crate::lock::grant(
+        let lock = crate::lock::grant_racks(
             current.get(rpc_keys::RACK_UPGRADE_LOCK).map(String::as_str),
             &requests,
             &members,

@@ -49,7 +49,7 @@ pub struct Stored {
     #[serde(rename = "leaving", default)]
     pub leaving: Yes,
     /// `refresh-drain-since`: when (Unix seconds) this unit asked every haproxy to leave it
-    /// out before a refresh ([`crate::lock::DRAIN_KEY`]), for [`crate::lock::DRAIN_ACK_WAIT`].
+    /// out before a refresh ([`crate::peers::keys::DRAIN`]), for [`crate::lock::DRAIN_ACK_WAIT`].
     #[serde(rename = "refresh-drain-since", default)]
     pub drain_since: Option<u64>,
     /// `vip-last-since`: when (Unix seconds) this region, holding the VIP, first let the other

@@ -6,7 +6,7 @@ use crate::certs;
 use crate::config::{Config, InstallMethod};
 use crate::lock;
 use crate::maas::{self, DbSettings, RegiondConf};
-use crate::reconcile::{app_keys, rack_hostnames, request_lock, set_peer_app, Cache, Inputs};
+use crate::reconcile::{rack_hostnames, request_lock, update_app, Cache, Inputs};
 use crate::refresh;
 use crate::relations;
 use crate::render;
@@ -235,9 +235,7 @@ pub(crate) fn snap(
     let unreachable = c.stored.init_unreachable.clone();
     let asks = (failed.is_none() && unreachable.is_none()) || may_retry_init(ctx);
     let token = request_lock(ctx, i, c, asks)?;
-    let granted = token
-        .as_deref()
-        .is_some_and(|t| lock::holds(c.peer_app.get(lock::LOCK_KEY).map(String::as_str), &i.me, t));
+    let granted = token.is_some_and(|t| lock::holds(c.app.lock.as_ref(), &i.me, t));
     if !granted {
         ctx.status(match (failed, unreachable) {
             (Some(e), _) => Status::blocked(format!("maas init failed: {e}")),
@@ -356,7 +354,7 @@ pub(crate) fn deb(
     }
     changed |= apply_keepalive(ctx, InstallMethod::Deb)?;
     let location = db.location();
-    if c.peer_app.get(app_keys::MIGRATIONS_DONE) != Some(&location) {
+    if c.app.migrations_done.as_ref() != Some(&location) {
         if !i.leader {
             ctx.status(Status::waiting(
                 "waiting for the leader to run the database migrations",
@@ -388,7 +386,7 @@ pub(crate) fn deb(
             )));
             return Ok(false);
         }
-        set_peer_app(ctx, c, app_keys::MIGRATIONS_DONE, &location)?;
+        update_app(ctx, c, |a| a.migrations_done = Some(location))?;
     }
     if !c.stored.named.0 {
         progress(ctx, "migrating bind's conflicting options");

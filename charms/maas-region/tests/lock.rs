@@ -162,6 +162,127 @@ fn a_departed_holder_does_not_keep_the_lock() {
     );
 }
 
+/// A lock holder that does not parse is not "nobody": no unit initialises, none rewrites it,
+/// and each says which key of whose databag to fix.
+#[test]
+fn a_garbled_lock_holder_blocks_every_unit_naming_the_key() {
+    // Arrange: the holder lost its token; unit 1 asks with request 1, as does the leader's peer.
+    let garbled = || {
+        peers(&[(0, "10.0.0.10")])
+            .local_app_data(&[
+                ("maas-url", "http://10.0.0.100/MAAS"),
+                ("init-lock", "maas-region/1"),
+            ])
+            .local_unit_data(&[("init-request", "1")])
+    };
+    // Act: a unit that waits for the lock.
+    let out = harness(1).run_ok(Trigger::ConfigChanged, &unit_state(1, false, garbled()));
+    // Assert: it did not take the lock for free, wrote nothing, and names the key.
+    assert!(!ran_init(&out));
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    let msg = &out.state.unit_status.message;
+    assert!(
+        msg.contains("maas-region (cluster:1)") && msg.contains("key \"init-lock\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("relation-set -r cluster:1 --app init-lock="),
+        "{msg}"
+    );
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_unit_data["init-request"],
+        "1"
+    );
+
+    // Act: the leader, with a peer asking.
+    let mut rel = garbled();
+    rel.remote_units
+        .get_mut(&0)
+        .unwrap()
+        .insert("init-request".into(), "4".into());
+    let out = harness(1).run_ok(Trigger::ConfigChanged, &unit_state(1, true, rel));
+    // Assert: the value stays for the operator to see; nobody was granted it.
+    assert!(!ran_init(&out));
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    assert!(out.state.unit_status.message.contains("init-lock"));
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["init-lock"],
+        "maas-region/1"
+    );
+}
+
+/// A unit's own field that does not parse blocks it, naming the key and the unit; the leader
+/// then leaves the lock where it is (that unit's request is unknown, not closed) and says
+/// whose data it waits for.
+#[test]
+fn a_garbled_unit_field_blocks_its_unit_and_freezes_the_lock() {
+    // Arrange: unit 2 holds the lock, its request garbled; unit 1 asks.
+    let mut rel = peers(&[(0, "10.0.0.10")])
+        .local_app_data(&[
+            ("maas-url", "http://10.0.0.100/MAAS"),
+            ("init-lock", "maas-region/2#1"),
+        ])
+        .local_unit_data(&[("init-request", "one")]);
+    rel.remote_units
+        .get_mut(&0)
+        .unwrap()
+        .insert("init-request".into(), "1".into());
+    // Act: unit 2 itself.
+    let out = harness(2).run_ok(Trigger::ConfigChanged, &unit_state(2, false, rel));
+    // Assert: Blocked naming its own key, with the command that clears it; nothing ran.
+    assert!(!ran_init(&out));
+    assert_eq!(out.state.unit_status.kind, StatusKind::Blocked);
+    let msg = &out.state.unit_status.message;
+    assert!(
+        msg.contains("maas-region/2")
+            && msg.contains("key \"init-request\"")
+            && msg.contains("\"one\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("juju exec --unit maas-region/2 -- relation-set -r cluster:1 init-request="),
+        "{msg}"
+    );
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_unit_data["init-request"],
+        "one",
+        "a value it cannot read is not overwritten"
+    );
+
+    // Arrange: the leader (unit 0) sees unit 2's garbled request and unit 1's open one.
+    let mut rel = peers(&[(1, "10.0.0.11"), (2, "10.0.0.12")]).local_app_data(&[
+        ("maas-url", "http://10.0.0.100/MAAS"),
+        ("init-lock", "maas-region/2#1"),
+    ]);
+    rel.remote_units
+        .get_mut(&2)
+        .unwrap()
+        .insert("init-request".into(), "one".into());
+    rel.remote_units
+        .get_mut(&1)
+        .unwrap()
+        .insert("init-request".into(), "1".into());
+    let st = snap_initialised_unit(
+        unit_state(0, true, rel),
+        "10.0.0.5",
+        "http://10.0.0.100/MAAS",
+    );
+    // Act
+    let out = harness(0).run_ok(Trigger::RelationChanged(PEERS, Some(2)), &st);
+    // Assert: the lock did not move to unit 1 (read as "unit 2 closed its request", it would
+    // have), and the leader names the unit and the key.
+    assert_eq!(
+        out.state.relation(PEERS).unwrap().local_app_data["init-lock"],
+        "maas-region/2#1"
+    );
+    assert_eq!(out.state.unit_status.kind, StatusKind::Waiting);
+    let msg = &out.state.unit_status.message;
+    assert!(
+        msg.contains("maas-region/2") && msg.contains("key \"init-request\""),
+        "{msg}"
+    );
+}
+
 /// One simulated unit of a cluster.
 struct Sim {
     n: u32,
