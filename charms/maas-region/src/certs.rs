@@ -92,10 +92,9 @@ pub fn apply_exporter(
     ctx: &Context,
     m: InstallMethod,
     enabled: bool,
-    app: &Databag,
+    app: &crate::peers::AppBag,
 ) -> anyhow::Result<()> {
-    let applied = app.get(app_keys::APPLIED).is_some_and(|v| !v.is_empty());
-    let files: &[&str] = if enabled && applied {
+    let files: &[&str] = if enabled && app.tls_applied.is_some() {
         &[served_cert(m)]
     } else {
         &[]

@@ -33,11 +33,12 @@
 
 use crate::certs;
 use crate::config::{Config, InstallMethod};
+use crate::peers::AppBag;
 use crate::render::HAPROXY_METRICS_PORT;
 use charm_lib::cos_agent::{
     Dashboard, Provider, RuleFile, ScrapeJob, StaticConfig, TlsConfig, Topology, ENDPOINT,
 };
-use charm_lib::{Cmd, Context, Databag};
+use charm_lib::{Cmd, Context};
 
 /// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).
 pub const CHARM: &str = "maas-region";
@@ -48,7 +49,7 @@ pub const MAAS_HTTP_PORT: u16 = 5240;
 /// The cluster statistics' path (canonical/maas src/maasserver/urls.py `path("metrics", ...)`).
 pub const CLUSTER_METRICS_PATH: &str = "/MAAS/metrics";
 /// Peer application databag key: `true` once the leader turned `prometheus_enabled` on.
-pub const STATS_ENABLED: &str = "prometheus-enabled";
+pub const STATS_ENABLED: &str = crate::peers::keys::STATS_ENABLED;
 /// The CLI profile [`enable_cluster_stats`] logs in with (and out of, when done).
 pub const PROFILE: &str = "juju-maas-region-cos";
 
@@ -69,19 +70,14 @@ impl Cluster {
     /// turned the statistics on, https once MAAS serves TLS (`tls-applied`) with it wanted,
     /// and none while that CA is not there to verify with (MAAS's http port would only
     /// redirect to https).
-    pub fn of(cfg: &Config, peer_app: &Databag) -> Option<Cluster> {
-        if peer_app.get(STATS_ENABLED).map(String::as_str) != Some("true") {
+    pub fn of(cfg: &Config, peer_app: &AppBag) -> Option<Cluster> {
+        if peer_app.stats_enabled != Some(true) {
             return None;
         }
-        let applied = peer_app
-            .get(certs::app_keys::APPLIED)
-            .is_some_and(|v| !v.is_empty());
-        if !(cfg.tls_enabled && applied) {
+        if !(cfg.tls_enabled && peer_app.tls_applied.is_some()) {
             return Some(Cluster::Http);
         }
-        let ca = peer_app
-            .get(certs::app_keys::CA_CERT)
-            .filter(|c| !c.trim().is_empty())?;
+        let ca = peer_app.tls_ca.as_ref().filter(|c| !c.trim().is_empty())?;
         Some(Cluster::Https { ca: ca.clone() })
     }
 
@@ -183,9 +179,10 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
 /// exporter is decided here, where the jobs are, so that every call (the leader calls again
 /// once it has applied TLS) sends its job exactly while it runs.
 pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
-    let peer_app = match ctx.model.relation(crate::relations::PEERS)? {
-        Some(rel) => rel.my_app_data()?,
-        None => Databag::new(),
+    // reconcile has read it before and stopped if it does not parse: this read does.
+    let peer_app: AppBag = match ctx.model.relation(crate::relations::PEERS)? {
+        Some(rel) => rel.read_my_app()?,
+        None => AppBag::default(),
     };
     certs::apply_exporter(ctx, cfg.install_method, cfg.tls_enabled, &peer_app)?;
     if ctx.model.relations(ENDPOINT)?.is_empty() {
@@ -218,22 +215,23 @@ pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
 /// Leader, once a collector is related: turns MAAS's `prometheus_enabled` on once, through
 /// the API as the charm's own administrator (canonical/maas-charms helper.py
 /// `set_prometheus_metrics`: `maas <profile> maas set-config name=prometheus_enabled
-/// value=true`), and returns the peer databag write that records it. `None` while there is nothing to do or nothing can be done yet (the
+/// value=true`), and returns whether it did, for the caller to record it in the peer databag
+/// (`prometheus-enabled`). `false` while there is nothing to do or nothing can be done yet (the
 /// administrator is made first; a refusal is logged with MAAS's answer and tried again at the
 /// next hook: the statistics wait, nothing else does). Once recorded it is not set again, so
 /// an operator who turns it off keeps it off.
 pub fn enable_cluster_stats(
     ctx: &Context,
-    peer_app: &Databag,
+    peer_app: &AppBag,
     cfg: &Config,
-) -> anyhow::Result<Option<(String, String)>> {
+) -> anyhow::Result<bool> {
     // Only for a collector: MAAS serves the statistics to anyone who reaches its port
     // (stats.py's handler is public), so nobody's machine counts go out unasked.
-    if peer_app.get(STATS_ENABLED).map(String::as_str) == Some("true")
-        || crate::internal_admin::ADMIN.id_in(peer_app).is_none()
+    if peer_app.stats_enabled == Some(true)
+        || peer_app.admin_secret_id.is_none()
         || ctx.model.relations(ENDPOINT)?.is_empty()
     {
-        return Ok(None);
+        return Ok(false);
     }
     let m = cfg.install_method;
     let key = ctx.machine.run(
@@ -258,14 +256,11 @@ pub fn enable_cluster_stats(
             "prometheus_enabled: MAAS has no API key for {} yet",
             crate::internal_admin::USERNAME
         );
-        return Ok(None);
+        return Ok(false);
     };
     let cli = crate::maas::cli(m);
     let ca = certs::ca_file(m).to_string_lossy().into_owned();
-    let tls = cfg.tls_enabled
-        && peer_app
-            .get(certs::app_keys::APPLIED)
-            .is_some_and(|v| !v.is_empty());
+    let tls = cfg.tls_enabled && peer_app.tls_applied.is_some();
     // The key goes on stdin (`-`), not on a command line other processes can read.
     let login: Vec<&str> = if tls {
         vec![
@@ -317,7 +312,7 @@ pub fn enable_cluster_stats(
                 out.stdout, out.stderr
             )))
         );
-        return Ok(None);
+        return Ok(false);
     }
-    Ok(Some((STATS_ENABLED.to_string(), "true".to_string())))
+    Ok(true)
 }

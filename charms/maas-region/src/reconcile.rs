@@ -560,8 +560,8 @@ fn publish_leader_data(
             // The administrator made in this hook turns the statistics on in this hook too.
             write_app(ctx, c, &bag(&[(&key, &id)]))?;
         }
-        if let Some((key, value)) = crate::cos::enable_cluster_stats(ctx, &c.peer_app, &i.cfg)? {
-            write_app(ctx, c, &bag(&[(&key, &value)]))?;
+        if crate::cos::enable_cluster_stats(ctx, &c.app, &i.cfg)? {
+            update_app(ctx, c, |a| a.stats_enabled = Some(true))?;
             // The other units hear of it in peer relation-changed; the leader does not, so it
             // sends its own cluster job now.
             crate::cos::publish(ctx, &i.cfg)?;

@@ -442,18 +442,18 @@ fn with_tls_applied_but_no_ca_to_verify_with_no_cluster_job_is_sent() {
         .collect();
     raw.insert("tls-enabled".into(), true.into());
     let cfg = maas_region::config::Config::from_json(raw).expect("config.yaml's defaults");
-    let mut peer_app: charm_lib::Databag = [
-        ("prometheus-enabled".to_string(), "true".to_string()),
-        ("tls-applied".to_string(), "abc123".to_string()),
-    ]
-    .into();
+    let mut peer_app = maas_region::peers::AppBag {
+        stats_enabled: Some(true),
+        tls_applied: Some("abc123".into()),
+        ..Default::default()
+    };
 
     // Act, Assert: nothing (http would only be redirected to https)
     assert_eq!(maas_region::cos::Cluster::of(&cfg, &peer_app), None);
 
     // and with the CA there, https verified with that very PEM
     let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    peer_app.insert("tls-ca".into(), pem.into());
+    peer_app.tls_ca = Some(pem.into());
     assert_eq!(
         maas_region::cos::Cluster::of(&cfg, &peer_app),
         Some(maas_region::cos::Cluster::Https { ca: pem.into() })
