@@ -776,6 +776,18 @@ impl<'s> FakeJuju<'s> {
                 if !owner_unit && !self.state.borrow().leader {
                     return fail("ERROR this unit is not the leader");
                 }
+                // context/secrets.go (*secretsChangeRecorder).create refuses a label already
+                // pending in the hook; the controller refuses one a committed secret has when
+                // the hook commits (the hook fails either way). FakeJuju applies changes at
+                // once, so it refuses both here.
+                if let Some(l) = flags.get("--label") {
+                    let taken = self.state.borrow().secrets.iter().any(|s| {
+                        s.holder != SecretHolder::Consumer && s.label.as_deref() == Some(l)
+                    });
+                    if taken {
+                        return fail(format!("ERROR secret with label {l:?} already exists"));
+                    }
+                }
                 // Juju's ids are xids, unique in the model: a counter that starts again in
                 // every hook must step over the ids earlier hooks handed out.
                 let mut n = self.next_secret.borrow_mut();

@@ -689,6 +689,15 @@ pub fn finish_hook(rt: &mut Runtime, context_id: &str, code: i32) {
     let Some(ctx) = rt.contexts.remove(context_id) else {
         return;
     };
+    // runner.go RunHook: a hook that exited 0 fails all the same when its changes cannot be
+    // committed (HookContext::commit_error).
+    let code = match ctx.commit_error(&rt.state).filter(|_| code == 0) {
+        Some(why) => {
+            append_unit_log(rt, &ctx.unit, &format!("ERROR {why}"));
+            1
+        }
+        None => code,
+    };
     // What a failed hook printed, before the line below follows it.
     let output = match rt.running.values().find(|r| r.context_id == context_id) {
         Some(r) if code != 0 && !matches!(ctx.hook.kind, HookKind::Action | HookKind::Exec) => {

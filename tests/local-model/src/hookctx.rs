@@ -90,6 +90,29 @@ impl HookContext {
         base
     }
 
+    /// Why the controller refuses this hook's changes, if it does: a secret created with a
+    /// label another secret of the same owner already has. context.go (*HookContext).Flush
+    /// sends the changes in one CommitHookChanges; state's secrets (LabelExists, reported by
+    /// the secretsmanager facade as AlreadyExistsf "secret with label %q") refuse the lot and
+    /// the hook fails with nothing applied. The tool call itself succeeded.
+    pub fn commit_error(&self, state: &ModelState) -> Option<String> {
+        self.secret_ops.iter().find_map(|op| match op {
+            SecretOp::Add(new) => {
+                let label = new.label.as_deref()?;
+                state
+                    .secrets
+                    .values()
+                    .any(|s| s.owner == new.owner && s.label.as_deref() == Some(label))
+                    .then(|| {
+                        format!(
+                            "cannot apply changes: creating secrets: secret with label {label:?} already exists"
+                        )
+                    })
+            }
+            _ => None,
+        })
+    }
+
     /// Apply the buffered changes to the model (the hook exited 0).
     pub fn flush(&self, state: &mut ModelState) {
         let app = crate::state::app_of(&self.unit).to_string();

@@ -1033,3 +1033,65 @@ fn leader_settings_changed_runs_on_non_leaders_only_when_leader_data_changes() {
     ok(run(&mut st, &mut l, "leader-set", &["k=v"]));
     assert!(settle(&mut st).is_empty());
 }
+
+/// What maas-region's leader does with its TLS secret in one hook (create it, find it again by
+/// label, put a new content): Juju shows the hook its own pending secret and folds the update
+/// into the creation; a later hook that creates the label again fails at commit.
+#[test]
+fn a_secret_created_in_the_hook_is_found_by_label_and_a_label_is_created_once() {
+    let mut st = model();
+    let mut l = ctx("a/0", HookKind::UpdateStatus, None, "");
+    let uri = ok(run(
+        &mut st,
+        &mut l,
+        "secret-add",
+        &["--label", "tls", "cacert=one"],
+    ))
+    .trim()
+    .to_string();
+    let info = ok(run(
+        &mut st,
+        &mut l,
+        "secret-info-get",
+        &["--format=json", "--label", "tls"],
+    ));
+    let xid = uri.rsplit('/').next().unwrap().to_string();
+    assert!(info.contains(&xid), "{info}");
+    ok(run(
+        &mut st,
+        &mut l,
+        "secret-set",
+        &[&uri, "cacert=one", "cert=two"],
+    ));
+    assert_eq!(
+        run(
+            &mut st,
+            &mut l,
+            "secret-add",
+            &["--label", "tls", "cacert=three"]
+        )
+        .stderr,
+        "ERROR secret with label \"tls\" already exists\n"
+    );
+    assert_eq!(l.commit_error(&st), None);
+    l.flush(&mut st);
+    let s = &st.secrets[&xid];
+    assert_eq!(
+        s.revisions.keys().collect::<Vec<_>>(),
+        vec![&1],
+        "one revision"
+    );
+    assert_eq!(s.revisions[&1].get("cert").map(String::as_str), Some("two"));
+    // Next hook: the tool takes a second "tls", the commit refuses it.
+    let mut again = ctx("a/0", HookKind::UpdateStatus, None, "");
+    ok(run(
+        &mut st,
+        &mut again,
+        "secret-add",
+        &["--label", "tls", "cacert=four"],
+    ));
+    assert_eq!(
+        again.commit_error(&st).as_deref(),
+        Some("cannot apply changes: creating secrets: secret with label \"tls\" already exists")
+    );
+}

@@ -37,6 +37,19 @@ pub(super) fn find_secret(st: &ModelState, ctx: &HookContext, xid: &str) -> Opti
     s
 }
 
+/// The secret a label names among this hook's pending creations and label changes.
+fn pending_label(ctx: &HookContext, label: &str) -> Option<String> {
+    ctx.secret_ops.iter().rev().find_map(|o| match o {
+        SecretOp::Add(s) if s.label.as_deref() == Some(label) => Some(s.xid.clone()),
+        SecretOp::Set {
+            xid,
+            label: Some(l),
+            ..
+        } if l == label => Some(xid.clone()),
+        _ => None,
+    })
+}
+
 pub(super) fn owned_secret(st: &ModelState, ctx: &HookContext, id: Option<&String>) -> R<String> {
     let id = id.ok_or_else(|| ToolError::Usage("missing secret URI".into()))?;
     let xid = parse_secret_id(id);
@@ -137,6 +150,14 @@ pub(super) fn secret_add(
         "unit" => format!("unit:{}", ctx.unit),
         o => return usage(format!("secret owner {o:?} not valid")),
     };
+    // context/secrets.go (*secretsChangeRecorder).create: a second secret with a label
+    // already pending in this hook is refused at once (errors.AlreadyExistsf). One whose label
+    // a committed secret has is refused when the hook commits (HookContext::commit_error).
+    if let Some(l) = p.get("label") {
+        if pending_label(ctx, l).is_some() {
+            return fail(format!("secret with label {l:?} already exists"));
+        }
+    }
     let xid = crate::state::secret_xid();
     let mut revisions = BTreeMap::new();
     revisions.insert(1, content);
@@ -168,6 +189,30 @@ pub(super) fn secret_set(
     check_rotate(&p)?;
     let xid = owned_secret(st, ctx, p.pos.first())?;
     let content = secret_content(&p, stdin, 1)?;
+    // context/secrets.go (*secretsChangeRecorder).update: a change to a secret created in
+    // this hook is folded into its creation, which stays revision 1.
+    let pending = ctx.secret_ops.iter_mut().find_map(|o| match o {
+        SecretOp::Add(s) if s.xid == xid => Some(s),
+        _ => None,
+    });
+    if let Some(s) = pending {
+        if let Some(l) = p.get("label") {
+            s.label = Some(l.to_string());
+        }
+        if let Some(d) = p.get("description") {
+            s.description = Some(d.to_string());
+        }
+        if let Some(e) = p.get("expire") {
+            s.expire = Some(e.to_string());
+        }
+        if let Some(r) = p.get("rotate") {
+            s.rotate = Some(r.to_string());
+        }
+        if !content.is_empty() {
+            s.revisions.insert(1, content);
+        }
+        return Ok(String::new());
+    }
     ctx.secret_ops.push(SecretOp::Set {
         xid,
         label: p.get("label").map(String::from),
@@ -235,7 +280,9 @@ pub(super) fn secret_get(st: &mut ModelState, ctx: &mut HookContext, args: &[Str
     let s = find_secret(st, ctx, &xid)
         .ok_or_else(|| ToolError::Fail(format!("secret {xid:?} not found")))?;
     let content = if owns(st, ctx, &s) || s.owner == format!("application:{}", app_of(&ctx.unit)) {
-        // owners (and units of the owning app) read the latest revision
+        // apiserver/facades/agent/secretsmanager/secrets.go getSecretContent: a secret the unit
+        // or its application owns (getAppOwnedOrUnitOwnedSecretMetadata) is read at
+        // md.LatestRevision, leader or not, with no tracking
         s.revisions
             .values()
             .next_back()
@@ -292,11 +339,15 @@ pub(super) fn secret_info_get(st: &ModelState, ctx: &HookContext, args: &[String
     let xid = match (p.pos.first(), p.get("label")) {
         (Some(_), Some(_)) => return usage("specify either a secret URI or label but not both"),
         (Some(id), None) => parse_secret_id(id),
-        (None, Some(l)) => st
-            .secrets
-            .values()
-            .find(|s| owns(st, ctx, s) && s.label.as_deref() == Some(l))
-            .map(|s| s.xid.clone())
+        // context.go (*HookContext).SecretMetadata: the metadata includes the secrets
+        // created in this hook and the labels set in it.
+        (None, Some(l)) => pending_label(ctx, l)
+            .or_else(|| {
+                st.secrets
+                    .values()
+                    .find(|s| owns(st, ctx, s) && s.label.as_deref() == Some(l))
+                    .map(|s| s.xid.clone())
+            })
             .ok_or_else(|| ToolError::Fail(format!("secret {l:?} not found")))?,
         (None, None) => return usage("require either a secret URI or label"),
     };
