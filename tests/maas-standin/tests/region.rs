@@ -707,21 +707,39 @@ fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
         r.url()
     );
     // Off a terminal (as a charm runs it) MAAS's `migrate_db` runs dbupgrade with check_call:
-    // its traceback reaches stderr, then maascli's `main` reports the CalledProcessError
-    // through argparse, exit 2 (src/maascli/snap.py, src/maascli/__init__.py).
+    // dbupgrade's traceback reaches stderr (psycopg2's exception, then Django's raised from
+    // it: `DatabaseErrorWrapper.__exit__`), then the CalledProcessError leaves `cmd_init`, a
+    // `SnapCommand` whose exceptions maascli's `main` re-raises: a second traceback, exit 1
+    // (src/maascli/snap.py `SnapCommand.__call__`, `migrate_db`; src/maascli/__init__.py).
     let o = r.sb.run_line(&init_dead);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
+    let refused = format!("connection to server at \"127.0.0.1\", port {dead} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n\n");
     assert!(
         err.starts_with("Traceback (most recent call last):\n"),
         "{err}"
     );
     assert!(
-        err.contains(&format!("\ndjango.db.utils.OperationalError: connection to server at \"127.0.0.1\", port {dead} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n")),
+        err.contains(&format!("\npsycopg2.OperationalError: {refused}\nThe above exception was the direct cause of the following exception:\n\nTraceback (most recent call last):\n")),
         "{err}"
     );
     assert!(
-        err.ends_with("usage: maas [-h] COMMAND ...\nmaas: error: Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n"),
+        err.contains(&format!(
+            "\ndjango.db.utils.OperationalError: {refused}Traceback (most recent call last):\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("\n    raise CalledProcessError(retcode, cmd)\nsubprocess.CalledProcessError: Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("usage:") && !err.contains("maas: error:"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("Traceback (most recent call last):").count(),
+        3,
         "{err}"
     );
     assert!(stdout(&o).contains("Performing database migrations"));
@@ -739,6 +757,27 @@ fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
     // The database is there now: the same init (no --force needed: the mode is still none)
     // migrates and sets the mode; regiond then writes the secret.
     let pg = Postgres::start();
+
+    // A wrong password: the server's FATAL, in libpq's words, through the same two
+    // tracebacks; the password itself appears nowhere.
+    let o = r.sb.run_line(&format!(
+        "maas init region --maas-url {} --database-uri postgres://maas:wrong-pw-x@127.0.0.1:{}/maasdb",
+        r.url(),
+        pg.port
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("\ndjango.db.utils.OperationalError: connection to server at \"127.0.0.1\", port {} failed: FATAL:  password authentication failed for user \"maas\"\n\nTraceback (most recent call last):\n", pg.port)),
+        "{err}"
+    );
+    assert!(err.ends_with("returned non-zero exit status 1.\n"), "{err}");
+    assert!(
+        !err.contains("wrong-pw-x") && !stdout(&o).contains("wrong-pw-x"),
+        "{err}"
+    );
+    assert!(!mode_path.exists(), "no snap_mode after failed migrations");
+
     let o = maas_init(&r.sb, "region", &r.url(), &pg, "");
     assert_ok(&o);
     assert!(stdout(&o).contains("Performing database migrations"));
@@ -750,7 +789,7 @@ fn a_failed_init_leaves_settings_no_secret_and_no_new_mode() {
     // A forced re-init against a database that is gone: new settings, no secret, and the
     // mode it had (MAAS only writes snap_mode after success).
     let o = r.sb.run_line(&format!("{init_dead} --force"));
-    assert_fails_with(&o, 2, "Connection refused");
+    assert_fails_with(&o, 1, "Connection refused");
     assert!(stdout(&o).contains("Stopping services"), "{}", stdout(&o));
     let conf: serde_yaml::Value = serde_yaml::from_str(&read(&conf_path)).unwrap();
     assert_eq!(conf["database_port"].as_u64(), Some(dead as u64));
@@ -787,7 +826,7 @@ fn deb_dbupgrade_writes_no_secret_regiond_does() {
     let err = stderr(&o);
     assert!(
         err.starts_with("Traceback (most recent call last):\n")
-            && err.ends_with(&format!("django.db.utils.OperationalError: connection to server at \"127.0.0.1\", port {dead} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n")),
+            && err.ends_with(&format!("django.db.utils.OperationalError: connection to server at \"127.0.0.1\", port {dead} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n\n")),
         "{err}"
     );
 
@@ -978,15 +1017,17 @@ fn post_refresh_migrations_run_in_region_modes_and_keep_a_newer_schema() {
     );
 
     // A database that cannot be reached fails the hook (and so the refresh) as migrate_db
-    // does: dbupgrade's traceback, then argparse's error for the CalledProcessError.
+    // does: dbupgrade's traceback, then `cmd_migrate`'s (a `SnapCommand`) for the
+    // CalledProcessError, exit 1.
     pg.stop();
     let o = r.sb.run_line("maas migrate --configure");
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
     assert!(
-        stderr(&o).contains("django.db.utils.OperationalError")
-            && stderr(&o).contains("'dbupgrade']' returned non-zero exit status 1."),
-        "{}",
-        stderr(&o)
+        err.contains("django.db.utils.OperationalError")
+            && err.contains("line 983, in handle\n    sys.exit(migrate_db())\n")
+            && err.ends_with("\nsubprocess.CalledProcessError: Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n"),
+        "{err}"
     );
 }
 

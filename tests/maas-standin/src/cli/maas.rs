@@ -345,13 +345,79 @@ pub fn dbupgrade_traceback(
     } else {
         "/usr/sbin/maas-region"
     };
-    let (class, message, frame) = if connecting {
-        (
+    if connecting {
+        // Django's `DatabaseErrorWrapper.__exit__` (django/db/utils.py) raises its own
+        // `OperationalError` `from` psycopg2's: Python prints psycopg2's traceback, then the
+        // chain's separator, then Django's. libpq's messages end in a newline, which Python
+        // prints too (the blank line after each exception line).
+        let message = format!("{}\n", db::operational_error(s, e));
+        // The snap carries Django and psycopg2 under `$SNAP/usr` (its PYTHONPATH), the deb
+        // takes Ubuntu's.
+        let system = if snap {
+            "/snap/maas/current/usr/lib/python3/dist-packages"
+        } else {
+            "/usr/lib/python3/dist-packages"
+        };
+        let django = format!("{system}/django/db/backends");
+        let (utils, psycopg) = (
+            format!("{system}/django/db/utils.py"),
+            format!("{system}/psycopg2/__init__.py"),
+        );
+        let (base, pg) = (
+            format!("{django}/base/base.py"),
+            format!("{django}/postgresql/base.py"),
+        );
+        let connect = [
+            python::Frame(&base, 289, "ensure_connection", "self.connect()"),
+            python::Frame(
+                &base,
+                270,
+                "connect",
+                "self.connection = self.get_new_connection(conn_params)",
+            ),
+            python::Frame(
+                &pg,
+                275,
+                "get_new_connection",
+                "connection = self.Database.connect(**conn_params)",
+            ),
+            python::Frame(
+                &psycopg,
+                122,
+                "connect",
+                "conn = _connect(dsn, connection_factory=connection_factory, **kwasync)",
+            ),
+        ];
+        let cause = python::traceback(&connect, "psycopg2.OperationalError", &message);
+        let outer = python::traceback(
+            &[
+                python::Frame(script, 8, "<module>", "sys.exit(run())"),
+                python::Frame(&file, 235, "handle", "conn.ensure_connection()"),
+                python::Frame(
+                    &base,
+                    288,
+                    "ensure_connection",
+                    "with self.wrap_database_errors:",
+                ),
+                python::Frame(
+                    &utils,
+                    91,
+                    "__exit__",
+                    "raise dj_exc_value.with_traceback(traceback) from exc_value",
+                ),
+                connect[0],
+                connect[1],
+                connect[2],
+                connect[3],
+            ],
             "django.db.utils.OperationalError",
-            db::operational_error(s, e),
-            python::Frame(&file, 235, "handle", "conn.ensure_connection()"),
-        )
-    } else {
+            &message,
+        );
+        return format!(
+            "{cause}\nThe above exception was the direct cause of the following exception:\n\n{outer}"
+        );
+    }
+    let (class, message, frame) = {
         let (class, message) = db::django_exception(e);
         (
             class,
@@ -369,13 +435,26 @@ pub fn dbupgrade_traceback(
     )
 }
 
+/// `str()` of the `CalledProcessError` `migrate_db`'s `check_call` raises when dbupgrade
+/// fails (the stand-in's `$SNAP` is `/snap/maas/current`; MAAS's is the revision's directory).
+const DBUPGRADE_FAILED: &str = "Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.";
+
+/// Where Python's `subprocess.check_call` raises (the core24 snap's Python 3.12).
+const CHECK_CALL_FRAME: python::Frame<'static> = python::Frame(
+    "/snap/maas/current/usr/lib/python3.12/subprocess.py",
+    413,
+    "check_call",
+    "raise CalledProcessError(retcode, cmd)",
+);
+
 /// `db_need_init` then `migrate_db` (src/maascli/snap.py): a database that cannot be asked
 /// counts as needing init, so the migrations run and fail on it, as `dbupgrade`'s
 /// `ensure_connection` does (src/maasserver/management/commands/dbupgrade.py). Whether it
 /// migrated. A failure is printed as MAAS prints it: `migrate_db` runs `maas-region
 /// dbupgrade`; off a terminal (a charm's hook) with `subprocess.check_call`, so dbupgrade's
-/// traceback reaches stderr and the `CalledProcessError` escapes to maascli's `main`, which
-/// reports it through argparse (exit 2); on a terminal it captures the output and prints
+/// traceback reaches stderr and the `CalledProcessError` escapes `cmd_init`, a `SnapCommand`,
+/// whose `always_show` makes maascli's `main` re-raise it: Python's traceback of it, exit 1
+/// ([`python::snap_command_traceback`]); on a terminal it captures the output and prints
 /// `Failed to perfom migrations:` and it on stdout (exit 1).
 fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
     let fresh = db::connect(db_settings, "maas-standin-init")
@@ -400,10 +479,24 @@ fn migrate_if_needed(db_settings: &DbSettings) -> anyhow::Result<bool> {
         println!("Failed to perfom migrations:\n{tb}\n");
         1
     } else {
-        eprint!("{tb}");
-        python::maascli_error(
-            "Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.",
-        )
+        // dbupgrade's traceback is the child's stderr; then `check_call`'s
+        // `CalledProcessError` leaves `cmd_init`, a `SnapCommand`: Python's traceback, exit 1.
+        let snap = format!("{}/maascli/snap.py", python::site_packages(true));
+        eprint!(
+            "{tb}{}",
+            python::snap_command_traceback(
+                &[
+                    python::Frame(&snap, 698, "handle", "self._finalize_init(mode)"),
+                    python::Frame(&snap, 712, "_finalize_init", "perform_work("),
+                    python::Frame(&snap, 363, "perform_work", "return cmd(*args, **kwargs)"),
+                    python::Frame(&snap, 338, "migrate_db", "subprocess.check_call("),
+                    CHECK_CALL_FRAME,
+                ],
+                "subprocess.CalledProcessError",
+                DBUPGRADE_FAILED,
+            )
+        );
+        1
     };
     Err(Reported(code).into())
 }
@@ -451,9 +544,10 @@ fn config(args: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => match e.downcast_ref::<Reported>() {
             Some(Reported(code)) => *code,
-            // Whatever else `cmd_config.handle` raises reaches maascli's `main`
-            // (src/maascli/__init__.py), which reports it through argparse.
-            None => python::maascli_error(&format!("{e:#}")),
+            // The stand-in's own failures (a file it cannot read or write), in its own
+            // words: MAAS would print a traceback (`cmd_config` is a `SnapCommand`, see
+            // `python::snap_command_traceback`).
+            None => fail(format!("Error: {e:#}")),
         },
     }
 }
@@ -905,10 +999,23 @@ fn migrate(args: &[String]) -> i32 {
             0
         }
         Err((e, connecting)) => {
-            eprint!("{}", dbupgrade_traceback(true, &settings, &e, connecting));
-            python::maascli_error(
-                "Command '['/snap/maas/current/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.",
-            )
+            // As `maas init`'s: the child's traceback, then `cmd_migrate`'s (a `SnapCommand`).
+            let snap = format!("{}/maascli/snap.py", python::site_packages(true));
+            let line = if a.flag("--configure") { 983 } else { 998 };
+            eprint!(
+                "{}{}",
+                dbupgrade_traceback(true, &settings, &e, connecting),
+                python::snap_command_traceback(
+                    &[
+                        python::Frame(&snap, line, "handle", "sys.exit(migrate_db())"),
+                        python::Frame(&snap, 338, "migrate_db", "subprocess.check_call("),
+                        CHECK_CALL_FRAME,
+                    ],
+                    "subprocess.CalledProcessError",
+                    DBUPGRADE_FAILED,
+                )
+            );
+            1
         }
     }
 }

@@ -45,6 +45,34 @@ pub fn maascli_error(message: &str) -> i32 {
     2
 }
 
+/// The snap's `maas init`, `config`, `status` and `migrate` after an exception escaped the
+/// command: they are `SnapCommand`s (src/maascli/snap.py), whose `__call__` marks every
+/// `Exception` `always_show` and raises it again, and `main` (src/maascli/__init__.py)
+/// re-raises what is marked instead of calling `parser.error`: Python's traceback of the
+/// exception, exit 1, not argparse's `maas: error:` (3.4 to master). `frames` are those below
+/// `SnapCommand.__call__`'s `self.handle(options)`, innermost last.
+pub fn snap_command_traceback(frames: &[Frame], exception: &str, message: &str) -> String {
+    let maascli = format!("{}/maascli", site_packages(true));
+    let (init, snap) = (
+        format!("{maascli}/__init__.py"),
+        format!("{maascli}/snap.py"),
+    );
+    let mut all = vec![
+        Frame(
+            "/snap/maas/current/bin/maas",
+            8,
+            "<module>",
+            "sys.exit(main())",
+        ),
+        Frame(&init, 39, "main", "options.execute(options)"),
+        // `raise exc` puts `__call__` in front of the traceback a second time.
+        Frame(&snap, 433, "__call__", "raise exc"),
+        Frame(&snap, 430, "__call__", "self.handle(options)"),
+    ];
+    all.extend_from_slice(frames);
+    traceback(&all, exception, message)
+}
+
 /// A management command that raised something other than `CommandError`: the deb's
 /// `maas-region` (src/maasserver/region_script.py `run` → Django's
 /// `execute_from_command_line`) lets Python print the traceback, exit 1; the snap's `maas`
