@@ -285,15 +285,13 @@ fn migrations_against_an_unreachable_database_leave_the_leader_waiting_with_maas
     let mut st = deb(fresh_leader());
     st.machine = st.machine.respond(
         &["maas-region", "dbupgrade"],
-        CmdOutput::failed(
-            1,
-            "django.db.utils.OperationalError: could not connect to server: Connection refused\n",
-        ),
+        // Captured from the stand-in (tests/fixtures/README.md).
+        CmdOutput::failed(1, include_str!("fixtures/deb-dbupgrade-db-refused.stderr")),
     );
     let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     assert_eq!(
         out.state.unit_status,
-        Status::waiting("maas-region dbupgrade could not reach the database (could not connect to server: Connection refused); retried at the next hook")
+        Status::waiting("maas-region dbupgrade could not reach the database (connection to server at \"10.0.0.5\", port 5432 failed: Connection refused); retried at the next hook")
     );
     assert!(
         out.status_history

@@ -445,21 +445,17 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
     let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
     st.relations
         .retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
-    // As `maas init` fails off a terminal (src/maascli/snap.py `migrate_db` runs dbupgrade, whose
-    // traceback goes to stderr; maascli's `main` turns the CalledProcessError into argparse's
-    // error, exit 2).
+    // `maas init` off a terminal against a wrong password (src/maascli/snap.py `migrate_db`
+    // runs dbupgrade, whose traceback goes to stderr; then maascli's own traceback of the
+    // CalledProcessError, exit 1): captured from the stand-in (tests/fixtures/README.md), with
+    // the password the charm sent in it too, so that masking it is tested.
     st.machine = st.machine.respond(
         &["/snap/bin/maas", "init"],
         CmdOutput::failed(
-            2,
-            concat!(
-                "Traceback (most recent call last):\n",
-                "  File \"/snap/maas/x1/lib/python3/dist-packages/maasserver/management/commands/dbupgrade.py\", line 98, in handle\n",
-                "    conn.ensure_connection()\n",
-                "django.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: FATAL:  password authentication failed for user \"maas\"\n",
-                "\n",
-                "usage: maas [-h] COMMAND ...\n",
-                "maas: error: Command '['/snap/maas/x1/bin/maas-region', 'dbupgrade']' returned non-zero exit status 1.\n",
+            1,
+            format!(
+                "{}[{DB_PASSWORD}]\n",
+                include_str!("fixtures/snap-init-db-password.stderr")
             ),
         ),
     );
@@ -502,7 +498,15 @@ fn init_failure_blocks_with_maas_message_releases_the_lock_and_retries_later_not
 /// down at the first init): the unit waits with MAAS's reason instead of failing the hook (a
 /// normal deployment shows no hook error), releases the lock, and is not Active.
 fn unreachable_at_first_init() -> (State, Output) {
-    let refused = CmdOutput::failed(1, format!("Error: Failed to connect to the database: error connecting to server: Connection refused (os error 111) [{DB_PASSWORD}]\n"));
+    // Captured from the stand-in (tests/fixtures/README.md); the password the charm sent is
+    // appended, so that masking it is tested.
+    let refused = CmdOutput::failed(
+        1,
+        format!(
+            "{}[{DB_PASSWORD}]\n",
+            include_str!("fixtures/snap-init-db-refused.stderr")
+        ),
+    );
     let mut st = fresh_leader().with_relation(peers(&[(1, "10.0.0.11")]));
     st.relations
         .retain(|r| !(r.id == PEERS && r.remote_units.is_empty()));
@@ -517,7 +521,7 @@ fn an_unreachable_database_at_init_leaves_the_unit_waiting_with_maas_reason() {
     let (_, out) = unreachable_at_first_init();
     assert_eq!(
         out.state.unit_status,
-        Status::waiting("maas init could not reach the database (Failed to connect to the database: error connecting to server: Connection refused (os error 111) [***]); retried at the next database change or update-status")
+        Status::waiting("maas init could not reach the database (connection to server at \"10.0.0.5\", port 5432 failed: Connection refused); retried at the next database change or update-status")
     );
     assert!(!out.mentions(DB_PASSWORD), "MAAS's message is masked");
     assert!(
@@ -766,7 +770,8 @@ fn after_failed_init(m: MachineState, db_host: &str, previous_mode: Option<&str>
 /// none and call it Active.
 #[test]
 fn a_first_init_that_failed_is_run_again_though_regiond_conf_is_there() {
-    let refused = CmdOutput::failed(1, "Error: Failed to perfom migrations: django.db.utils.OperationalError: error connecting to server: Connection refused (os error 111)\n");
+    // Captured from the stand-in (tests/fixtures/README.md).
+    let refused = CmdOutput::failed(1, include_str!("fixtures/snap-init-db-refused.stderr"));
     let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
     let ok_responders = st.machine.responders.clone();
     st.machine = st.machine.respond(&["/snap/bin/maas", "init"], refused);
@@ -804,7 +809,8 @@ fn a_first_init_that_failed_is_run_again_though_regiond_conf_is_there() {
 #[test]
 fn an_init_refused_by_a_pg_hba_line_not_applied_yet_is_tried_again_in_the_same_hook() {
     // Arrange: the first `maas init` is refused by pg_hba, the second succeeds.
-    let refused = CmdOutput::failed(1, "Error: Failed to perfom migrations: django.db.utils.OperationalError: connection to server at \"10.0.0.5\", port 5432 failed: FATAL:  no pg_hba.conf entry for host \"10.0.0.10\", user \"maas\", database \"maas\", no encryption\n");
+    // Captured from the stand-in (tests/fixtures/README.md).
+    let refused = CmdOutput::failed(1, include_str!("fixtures/snap-init-no-pg-hba-entry.stderr"));
     let mut st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
     st.machine = after_failed_init(st.machine, "10.0.0.5", None).respond_times(
         &["/snap/bin/maas", "init"],
