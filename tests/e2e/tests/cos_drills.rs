@@ -3,9 +3,14 @@
 //! subordinate like grafana-agent, runs COSAgentRequirer (the cos_agent library over cosl,
 //! unchanged) on each postgresql-ha unit, scrapes the jobs it hands on with Debian's Prometheus in
 //! agent mode and remote-writes them, with the alert rules, to `prometheus-ops`, Debian's
-//! Prometheus on a machine of its own, which evaluates the rules as the charm wrote them.
+//! Prometheus on a machine of its own, which evaluates the rules as the charm wrote them. The
+//! collector is as confined as the opentelemetry-collector snap (`confinement: strict`): a job
+//! naming a file of postgresql-ha's (its TLS key) would be left out and never be up, so the
+//! Patroni and etcd series reaching Prometheus prove the jobs need none (the charm's Patroni
+//! relay, etcd's loopback metrics listener).
 //!
-//! The drill: every job of every unit is up and every rule loads and evaluates; nothing is
+//! The drill: every job of every unit is up and every rule loads and evaluates; Patroni's and
+//! etcd's series of every unit are in Prometheus; nothing is
 //! pending or firing in the healthy model; one replica's etcd frozen → its etcd target down,
 //! EtcdQuorumAtRisk pending, then firing once its `for:` (1m) has passed, with the charm's
 //! labels; etcd thawed → the alert clears. Then the primary's Patroni frozen → PostgresqlNoPrimary
@@ -101,6 +106,7 @@ applications:
     charm: {collector}
     options:
       scrape-interval: 5s
+      confinement: strict
   prometheus:
     charm: {prometheus}
     num_units: 1
@@ -202,6 +208,32 @@ fn all_up(d: &Deployment, units: &[String], vip_units: &[(String, String)]) -> R
     Ok(())
 }
 
+/// Every unit's Patroni reports its role (one primary) and every unit's etcd member has a
+/// leader, as Prometheus has them.
+fn patroni_and_etcd_series(d: &Deployment, units: &[String]) -> Result<()> {
+    let by_unit = |q: &str| -> Result<Vec<(String, f64)>> {
+        let mut out: Vec<(String, f64)> = PROM
+            .query(d, q)?
+            .into_iter()
+            .map(|(m, v)| (m["juju_unit"].as_str().unwrap_or("").to_string(), v))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    };
+    let primary = by_unit("patroni_primary")?;
+    ensure!(
+        primary.iter().map(|(u, _)| u).eq(units.iter())
+            && primary.iter().filter(|(_, v)| *v == 1.0).count() == 1,
+        "patroni_primary {primary:?}: want one series per unit {units:?}, one of them 1"
+    );
+    let leader = by_unit("etcd_server_has_leader")?;
+    ensure!(
+        leader.iter().map(|(u, _)| u).eq(units.iter()) && leader.iter().all(|(_, v)| *v == 1.0),
+        "etcd_server_has_leader {leader:?}: want 1 from every unit {units:?}"
+    );
+    Ok(())
+}
+
 /// db-vip's units with their principals' machines.
 fn vip_units(d: &Deployment) -> Result<Vec<(String, String)>> {
     let st = d.status()?;
@@ -295,6 +327,14 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         "    {} targets up after {took:?}",
         units.len() * JOBS.len() + vips.len()
     );
+    // Patroni's and etcd's own series from every unit, through the strict collector: what the
+    // rules count (a primary and two standbys; every etcd member with a leader).
+    until(
+        Duration::from_secs(60),
+        "Patroni's and etcd's series from every unit",
+        || patroni_and_etcd_series(&d, &units),
+    )
+    .expect("Patroni and etcd series");
     // The CA and the unit certificate of every unit.
     until(
         Duration::from_secs(60),
