@@ -35,6 +35,7 @@ pub fn run(ctx: &mut Context, name: &str) -> anyhow::Result<()> {
         "create-backup" => crate::backup_actions::create_backup(ctx, &cfg),
         "list-backups" => crate::backup_actions::list_backups(ctx, &cfg),
         "restore" => crate::backup_actions::restore(ctx, &cfg),
+        "set-backup-passphrase" => crate::backup_actions::set_backup_passphrase(ctx, &cfg),
         other => anyhow::bail!("unknown action {other:?}"),
     }
 }

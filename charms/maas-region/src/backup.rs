@@ -17,8 +17,25 @@
 //! S3 is reached with s3cmd (Debian's and Ubuntu's package): pgBackRest stores only its own
 //! repository, not arbitrary files. Its configuration, with the provider's keys, is a root 0600
 //! file; no key is ever on a command line.
+//!
+//! Every object is encrypted on the unit before s3cmd uploads it, as postgresql-ha's pgBackRest
+//! repository is: `gpg --symmetric --cipher-algo AES256` (Debian's gpg, OpenPGP's
+//! authenticated SEIPD/MDC packets, so a changed object fails to decrypt rather than restoring
+//! garbage) with the application's passphrase ([`PASSPHRASE`], a Juju secret the leader creates)
+//! fed on gpg's stdin (`--passphrase-fd 0`): never in argv (`ps` shows argv to every user) nor
+//! in a file gpg is pointed at. The hooks keep a copy in a root 0600 file ([`PASSPHRASE_FILE`])
+//! because the scheduled backup runs outside any hook and cannot read the secret. Not s3cmd's
+//! own `--encrypt`: it marks an object encrypted only in its `x-amz-meta-s3tools-gpgenc`
+//! header (a copy of the bucket that drops metadata would restore ciphertext as a tar), cannot
+//! decrypt what `s3cmd get <object> -` prints (`gpg_decrypt` is given the file name `-`), and
+//! runs gpg with the obsolete `--no-use-agent`. The archive is `region.tar.gpg`; the manifest
+//! keeps its name `manifest.json` (how a backup is found) and holds the ASCII-armoured
+//! encryption of the JSON, which names the archive's encryption ([`Manifest::encryption`]).
+//! Backups an earlier revision took unencrypted (plain JSON manifest, `region.tar`) still list
+//! and restore.
 
 use crate::config::InstallMethod;
+use charm_lib::machine::CmdOutput;
 use charm_lib::{Cmd, Context, Databag, FileOptions, Machine, MachineExt, Status};
 use contracts::s3::{Repository, RepositoryState};
 use serde::{Deserialize, Serialize};
@@ -40,6 +57,47 @@ pub const JOB: &str = "/etc/maas-region-backup/job.json";
 pub const WORK_DIR: &str = "/var/lib/maas-region-backup";
 /// The Debian package.
 pub const S3CMD: &str = "s3cmd";
+/// The Debian packages encryption needs: gpg, and gpg-agent, which gpg 2.1 and later ask for
+/// the symmetric key (without it gpg exits 2).
+pub const GPG_PACKAGES: [&str; 2] = ["gpg", "gpg-agent"];
+/// The passphrase as the hooks last wrote it (root 0600), for the scheduled backup.
+pub const PASSPHRASE_FILE: &str = "/etc/maas-region-backup/passphrase";
+/// gpg's home (root 0700): keyrings and the agent's sockets of the charm's own gpg runs, not
+/// root's `~/.gnupg` (the timer's service has no HOME).
+pub const GNUPG_HOME: &str = "/var/lib/maas-region-backup/gnupg";
+/// The manifest's [`Manifest::encryption`] of an encrypted backup.
+pub const ENCRYPTION: &str = "gpg-aes256";
+/// The encrypted archive's object name.
+pub const ARCHIVE_ENCRYPTED: &str = "region.tar.gpg";
+/// The first line of an ASCII-armoured OpenPGP message (RFC 4880 6.2): an encrypted manifest.
+const ARMOR: &str = "-----BEGIN PGP MESSAGE-----";
+
+/// The passphrase region backups are encrypted with: an application secret the leader creates
+/// once and shares by id in the peer application databag (never the value), as postgresql-ha
+/// keeps its repository's. Read with `--refresh`: set-backup-passphrase replaces it (a new
+/// deployment restoring an older one's backups).
+pub const PASSPHRASE: charm_lib::SharedSecret = charm_lib::SharedSecret::new(
+    "maas-region-backup-passphrase",
+    "backup-passphrase-secret",
+    "maas-region: the passphrase region backups are encrypted with",
+)
+.refreshing();
+/// The key of the passphrase in the secret (postgresql-ha's).
+pub const PASSPHRASE_KEY: &str = "passphrase";
+
+/// A new passphrase: 64 characters of [A-Za-z0-9] from /dev/urandom (381 bits), as
+/// postgresql-ha's.
+pub fn generate_passphrase() -> anyhow::Result<charm_lib::shared_secret::Content> {
+    let p = charm_lib::random::alphanumeric(64)
+        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))?;
+    Ok([(PASSPHRASE_KEY.to_string(), p)].into())
+}
+
+/// Whether `p` can be a passphrase (what set-backup-passphrase accepts; postgresql-ha's rule):
+/// 16 characters or more, no white space (the file and gpg's stdin end it at a line break).
+pub fn valid_passphrase(p: &str) -> bool {
+    p.len() >= 16 && !p.chars().any(|c| c.is_whitespace() || c.is_control())
+}
 /// The folder of region backups under the relation's path.
 pub const FOLDER: &str = "maas-region";
 /// The archive's object name.
@@ -163,6 +221,20 @@ pub struct Manifest {
     pub files: Vec<String>,
     /// The archive's size, bytes.
     pub size: u64,
+    /// How the archive is encrypted: [`ENCRYPTION`], or none (a backup an earlier revision took).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+}
+
+impl Manifest {
+    /// The archive's object name.
+    pub fn archive(&self) -> &'static str {
+        if self.encryption.is_some() {
+            ARCHIVE_ENCRYPTED
+        } else {
+            ARCHIVE
+        }
+    }
 }
 
 /// What a backup run needs: written by the hooks for the scheduled run ([`JOB`]).
@@ -182,6 +254,13 @@ pub struct Job {
     pub unit: String,
     /// Every region's maas_id, by unit, as the peers published them.
     pub regions: BTreeMap<String, String>,
+    /// `backup-retention`: how many of this application's backups the leader keeps.
+    #[serde(default = "default_retention")]
+    pub retention: u32,
+}
+
+fn default_retention() -> u32 {
+    crate::config::DEFAULT_BACKUP_RETENTION
 }
 
 /// `2026-12-07T07:30:00Z` → `2026-12-07 07:30:00+00` (postgresql-ha's restore-to-time).
@@ -319,8 +398,71 @@ fn must(m: &dyn Machine, cmd: &Cmd, what: &str) -> anyhow::Result<String> {
     Ok(out.stdout)
 }
 
-/// Takes a backup: the items present into one tar, uploaded with its manifest. `now`: seconds
-/// since the epoch when it starts (the id).
+/// gpg with the passphrase on its stdin (`--passphrase-fd 0`; `--pinentry-mode loopback`, which
+/// gpg 2.1 and later need to take it from there), in the charm's own home, caching nothing.
+pub fn gpg<I, S>(passphrase: &str, args: I) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut cmd = Cmd::new(
+        "gpg",
+        [
+            "--batch",
+            "--yes",
+            "--no-tty",
+            "--quiet",
+            "--homedir",
+            GNUPG_HOME,
+            "--pinentry-mode",
+            "loopback",
+            "--no-symkey-cache",
+            "--passphrase-fd",
+            "0",
+        ],
+    );
+    cmd.args.extend(args.into_iter().map(Into::into));
+    cmd.stdin(format!("{passphrase}\n"))
+        .sensitive(passphrase)
+        .allow_failure()
+}
+
+/// Runs gpg commands in the charm's gpg home, then stops the gpg-agent they started: it would
+/// outlive the hook or the timer's run.
+fn with_gpg<T>(m: &dyn Machine, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    m.make_dir(Path::new(WORK_DIR), &FileOptions::root(0o700))?;
+    m.make_dir(Path::new(GNUPG_HOME), &FileOptions::root(0o700))?;
+    let result = f();
+    m.run(&Cmd::new("gpgconf", ["--homedir", GNUPG_HOME, "--kill", "gpg-agent"]).allow_failure())?;
+    result
+}
+
+/// Encrypts `input` into `output` (`armor`: as text).
+fn encrypt(
+    m: &dyn Machine,
+    passphrase: &str,
+    input: &str,
+    output: &str,
+    armor: bool,
+) -> anyhow::Result<()> {
+    let mut args = vec!["--symmetric", "--cipher-algo", "AES256"];
+    if armor {
+        args.push("--armor");
+    }
+    args.extend(["--output", output, input]);
+    must(m, &gpg(passphrase, args), "encrypting")?;
+    Ok(())
+}
+
+/// The passphrase the hooks wrote, if any.
+pub fn passphrase(m: &dyn Machine) -> anyhow::Result<Option<String>> {
+    Ok(m.read_to_string(Path::new(PASSPHRASE_FILE))?
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
+
+/// Takes a backup: the items present into one tar, encrypted, uploaded with its encrypted
+/// manifest. `now`: seconds since the epoch when it starts (the id).
 pub fn create(m: &dyn Machine, job: &Job, now: i64) -> anyhow::Result<Manifest> {
     let method = InstallMethod::parse(&job.install_method)
         .ok_or_else(|| anyhow::anyhow!("install-method {:?} in {JOB}", job.install_method))?;
@@ -329,6 +471,12 @@ pub fn create(m: &dyn Machine, job: &Job, now: i64) -> anyhow::Result<Manifest> 
         "nothing to back up yet: MAAS has not written {} (regiond writes it at its first start, once the unit is related to a database)",
         maas_id_file(method).display()
     );
+    // Never an unencrypted upload: no passphrase, no backup.
+    let pass = passphrase(m)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no backup passphrase on this unit yet ({PASSPHRASE_FILE}): the leader creates it once related to {ENDPOINT}, and every unit writes it at its next hook"
+        )
+    })?;
     let id = charm_lib::tls::format_utc(now);
     let mut tar = vec!["-cf".to_string(), format!("{WORK_DIR}/{id}.tar")];
     let mut files = Vec::new();
@@ -340,7 +488,10 @@ pub fn create(m: &dyn Machine, job: &Job, now: i64) -> anyhow::Result<Manifest> 
     }
     m.make_dir(Path::new(WORK_DIR), &FileOptions::root(0o700))?;
     let archive = format!("{WORK_DIR}/{id}.tar");
-    let result = (|| -> anyhow::Result<Manifest> {
+    let sealed = format!("{archive}.gpg");
+    let local = format!("{WORK_DIR}/{id}.{MANIFEST}");
+    let local_sealed = format!("{local}.asc");
+    let result = with_gpg(m, || -> anyhow::Result<Manifest> {
         must(m, &Cmd::new("tar", tar).allow_failure(), "tar")?;
         let size = must(
             m,
@@ -350,12 +501,14 @@ pub fn create(m: &dyn Machine, job: &Job, now: i64) -> anyhow::Result<Manifest> 
         .trim()
         .parse()
         .unwrap_or(0);
+        encrypt(m, &pass, &archive, &sealed, false)?;
+        m.remove_file(Path::new(&archive))?;
         must(
             m,
             &s3cmd([
                 "put".to_string(),
-                archive.clone(),
-                job.target.object(&id, ARCHIVE),
+                sealed.clone(),
+                job.target.object(&id, ARCHIVE_ENCRYPTED),
             ]),
             "uploading the archive",
         )?;
@@ -370,29 +523,70 @@ pub fn create(m: &dyn Machine, job: &Job, now: i64) -> anyhow::Result<Manifest> 
             regions: job.regions.clone(),
             files,
             size,
+            encryption: Some(ENCRYPTION.into()),
         };
         let text = serde_json::to_string_pretty(&manifest)?;
-        let local = format!("{WORK_DIR}/{id}.{MANIFEST}");
         m.write_file(
             Path::new(&local),
             text.as_bytes(),
             &FileOptions::root(0o600),
         )?;
-        let up = must(
+        encrypt(m, &pass, &local, &local_sealed, true)?;
+        m.remove_file(Path::new(&local))?;
+        must(
             m,
             &s3cmd([
                 "put".to_string(),
-                local.clone(),
+                local_sealed.clone(),
                 job.target.object(&id, MANIFEST),
             ]),
             "uploading the manifest",
-        );
-        m.remove_file(Path::new(&local))?;
-        up?;
+        )?;
         Ok(manifest)
-    })();
-    m.remove_file(Path::new(&archive))?;
+    });
+    for f in [&archive, &sealed, &local, &local_sealed] {
+        m.remove_file(Path::new(f))?;
+    }
     result
+}
+
+/// Leader, after a backup `kept` of `application` succeeded: deletes that application's oldest
+/// backups beyond `retention` (each whole `<id>/` prefix), never `kept`. Backups of other
+/// applications in the folder (a deployment restored from, whose passphrase may not be this
+/// one), and backups whose manifest this passphrase cannot read, are not counted nor touched.
+/// Returns the ids deleted, oldest first.
+pub fn expire(
+    m: &dyn Machine,
+    target: &Target,
+    application: &str,
+    kept: &str,
+    retention: u32,
+) -> anyhow::Result<Vec<String>> {
+    let pass = passphrase(m)?;
+    let mine: Vec<String> = list(m, target, pass.as_deref())?
+        .backups
+        .into_iter()
+        .filter(|mf| mf.application == application)
+        .map(|mf| mf.id)
+        .collect();
+    let excess = mine.len().saturating_sub(retention.max(1) as usize);
+    let doomed: Vec<String> = mine
+        .into_iter()
+        .take(excess)
+        .filter(|id| id != kept)
+        .collect();
+    for id in &doomed {
+        must(
+            m,
+            &s3cmd([
+                "del".to_string(),
+                "--recursive".into(),
+                format!("{}{id}/", target.folder()),
+            ]),
+            &format!("deleting backup {id}"),
+        )?;
+    }
+    Ok(doomed)
 }
 
 /// Seconds since the epoch.
@@ -419,8 +613,25 @@ pub fn parse_ls(out: &str, target: &Target) -> Vec<String> {
     ids
 }
 
-/// A backup's manifest, `None` when there is none (a backup that did not finish).
-pub fn manifest(m: &dyn Machine, target: &Target, id: &str) -> anyhow::Result<Option<Manifest>> {
+/// A backup's manifest as this unit can read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// There is none (a backup that did not finish).
+    Missing,
+    /// It is encrypted and this unit's passphrase does not open it (gpg's words).
+    Sealed(String),
+    /// It.
+    Found(Box<Manifest>),
+}
+
+/// A backup's manifest: plain JSON (an earlier revision's), or armoured OpenPGP decrypted with
+/// `pass`.
+pub fn manifest(
+    m: &dyn Machine,
+    target: &Target,
+    id: &str,
+    pass: Option<&str>,
+) -> anyhow::Result<Read> {
     let out = m.run(&s3cmd([
         "get".to_string(),
         target.object(id, MANIFEST),
@@ -429,17 +640,51 @@ pub fn manifest(m: &dyn Machine, target: &Target, id: &str) -> anyhow::Result<Op
     if !out.success() {
         // s3cmd 2.x: "ERROR: S3 error: 404 (Not Found)" / "(NoSuchKey)".
         if out.stderr.contains("404") || out.stderr.contains("NoSuchKey") {
-            return Ok(None);
+            return Ok(Read::Missing);
         }
         anyhow::bail!("reading the manifest of {id} failed: {}", failure(&out));
     }
-    let mf: Manifest = serde_json::from_str(&out.stdout)
+    let json = if out.stdout.trim_start().starts_with(ARMOR) {
+        let Some(pass) = pass else {
+            return Ok(Read::Sealed("this unit has no backup passphrase".into()));
+        };
+        let local = format!("{WORK_DIR}/{id}.{MANIFEST}.asc");
+        let opened = with_gpg(m, || {
+            m.write_file(
+                Path::new(&local),
+                out.stdout.as_bytes(),
+                &FileOptions::root(0o600),
+            )?;
+            Ok(m.run(&gpg(pass, ["--decrypt", "--output", "-", &local]))?)
+        });
+        m.remove_file(Path::new(&local))?;
+        let opened = opened?;
+        if !opened.success() {
+            return Ok(Read::Sealed(failure(&CmdOutput {
+                stdout: String::new(),
+                ..opened
+            })));
+        }
+        opened.stdout
+    } else {
+        out.stdout
+    };
+    let mf: Manifest = serde_json::from_str(&json)
         .map_err(|e| anyhow::anyhow!("the manifest of {id} is not a region backup's: {e}"))?;
-    Ok(Some(mf))
+    Ok(Read::Found(Box::new(mf)))
 }
 
-/// Every whole backup in the folder, oldest first.
-pub fn list(m: &dyn Machine, target: &Target) -> anyhow::Result<Vec<Manifest>> {
+/// What the folder holds, as this unit can read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Every whole backup whose manifest this unit read, oldest first.
+    pub backups: Vec<Manifest>,
+    /// The ids of backups encrypted with another passphrase.
+    pub sealed: Vec<String>,
+}
+
+/// Every whole backup in the folder, oldest first, with `pass` opening the encrypted ones.
+pub fn list(m: &dyn Machine, target: &Target, pass: Option<&str>) -> anyhow::Result<Listing> {
     let out = m.run(&s3cmd(["ls".to_string(), target.folder()]))?;
     anyhow::ensure!(
         out.success(),
@@ -447,10 +692,12 @@ pub fn list(m: &dyn Machine, target: &Target) -> anyhow::Result<Vec<Manifest>> {
         target.folder(),
         failure(&out)
     );
-    let mut all = Vec::new();
+    let mut all = Listing::default();
     for id in parse_ls(&out.stdout, target) {
-        if let Some(mf) = manifest(m, target, &id)? {
-            all.push(mf);
+        match manifest(m, target, &id, pass)? {
+            Read::Found(mf) => all.backups.push(*mf),
+            Read::Sealed(_) => all.sealed.push(id),
+            Read::Missing => {}
         }
     }
     Ok(all)
@@ -483,27 +730,51 @@ pub fn pick_region(mf: &Manifest, wanted: Option<&str>) -> Result<String, String
     }
 }
 
-/// Puts backup `mf`'s files in place on a fresh region, with `maas_id` as its system id.
+/// Puts backup `mf`'s files in place on a fresh region, with `maas_id` as its system id;
+/// `pass` decrypts its archive (the one that opened its manifest).
 pub fn restore(
     m: &dyn Machine,
     target: &Target,
     mf: &Manifest,
     method: InstallMethod,
     maas_id: &str,
+    pass: Option<&str>,
 ) -> anyhow::Result<()> {
+    let pass = match mf.encryption.as_deref() {
+        None => None,
+        Some(ENCRYPTION) => Some(pass.ok_or_else(|| {
+            anyhow::anyhow!("backup {} is encrypted and this unit has no backup passphrase", mf.id)
+        })?),
+        Some(other) => anyhow::bail!(
+            "backup {} is encrypted as {other:?}, which this charm does not know (it writes {ENCRYPTION})",
+            mf.id
+        ),
+    };
     m.make_dir(Path::new(WORK_DIR), &FileOptions::root(0o700))?;
     let archive = format!("{WORK_DIR}/{}.restore.tar", mf.id);
-    let result = (|| -> anyhow::Result<()> {
+    let download = match pass {
+        Some(_) => format!("{archive}.gpg"),
+        None => archive.clone(),
+    };
+    let result = with_gpg(m, || -> anyhow::Result<()> {
         must(
             m,
             &s3cmd([
                 "get".to_string(),
                 "--force".into(),
-                target.object(&mf.id, ARCHIVE),
-                archive.clone(),
+                target.object(&mf.id, mf.archive()),
+                download.clone(),
             ]),
             "downloading the archive",
         )?;
+        if let Some(pass) = pass {
+            must(
+                m,
+                &gpg(pass, ["--decrypt", "--output", &archive, &download]),
+                "decrypting the archive",
+            )?;
+            m.remove_file(Path::new(&download))?;
+        }
         for it in items(method) {
             if !mf.files.iter().any(|f| f == it.name) {
                 continue;
@@ -534,8 +805,9 @@ pub fn restore(
             &FileOptions::root(0o644),
         )?;
         Ok(())
-    })();
+    });
     m.remove_file(Path::new(&archive))?;
+    m.remove_file(Path::new(&download))?;
     result
 }
 
@@ -570,6 +842,7 @@ pub fn job(ctx: &Context, cfg: &crate::config::Config, repo: &Repository) -> any
         application: ctx.model.app_name().to_string(),
         unit: ctx.model.unit_name().to_string(),
         regions: regions(ctx, cfg.install_method)?,
+        retention: cfg.backup_retention,
     })
 }
 
@@ -607,7 +880,7 @@ pub fn reconcile(ctx: &Context, cfg: &crate::config::Config) -> anyhow::Result<O
         RepositoryState::Ready(r) => r,
         other => {
             // No stale credentials left on disk once the relation is gone or changing.
-            for f in [S3CMD_CONF, S3_CA, JOB] {
+            for f in [S3CMD_CONF, S3_CA, JOB, PASSPHRASE_FILE] {
                 m.remove_file(Path::new(f))?;
             }
             crate::backup_schedule::apply(ctx, None)?;
@@ -621,10 +894,40 @@ pub fn reconcile(ctx: &Context, cfg: &crate::config::Config) -> anyhow::Result<O
             });
         }
     };
-    if m.file_info(Path::new("/usr/bin/s3cmd"))?.is_none() {
-        m.apt_install(&[S3CMD])?;
+    let mut missing = false;
+    for f in ["/usr/bin/s3cmd", "/usr/bin/gpg", "/usr/bin/gpg-agent"] {
+        missing |= m.file_info(Path::new(f))?.is_none();
+    }
+    if missing {
+        m.apt_install(&[S3CMD, GPG_PACKAGES[0], GPG_PACKAGES[1]])?;
     }
     m.make_dir(Path::new(CONF_DIR), &FileOptions::root(0o700))?;
+    // The passphrase: created once by the leader, published to the peers by id.
+    let shared = match ctx.model.relation(crate::relations::PEERS)? {
+        Some(peers) => PASSPHRASE.ensure(&ctx.model, &peers, generate_passphrase)?,
+        None => None,
+    };
+    match shared.and_then(|s| s.content.get(PASSPHRASE_KEY).cloned()) {
+        Some(p) if valid_passphrase(&p) => {
+            m.write_file(
+                Path::new(PASSPHRASE_FILE),
+                p.as_bytes(),
+                &FileOptions::root(0o600),
+            )?;
+        }
+        Some(_) => {
+            return Ok(Some(Status::blocked(format!(
+                "the backup passphrase secret ({}) holds no usable passphrase: run set-backup-passphrase on the leader",
+                PASSPHRASE.label
+            ))))
+        }
+        None => {
+            m.remove_file(Path::new(PASSPHRASE_FILE))?;
+            return Ok(Some(Status::waiting(format!(
+                "{ENDPOINT}: waiting for the leader's backup passphrase"
+            ))));
+        }
+    }
     m.write_file(
         Path::new(S3CMD_CONF),
         render_s3cmd(&repo).as_bytes(),
@@ -650,7 +953,7 @@ pub fn reconcile(ctx: &Context, cfg: &crate::config::Config) -> anyhow::Result<O
 /// The unit is removed: no timer runs a charm that is gone, no key is left on the machine.
 pub fn retire(ctx: &Context) -> anyhow::Result<()> {
     crate::backup_schedule::apply(ctx, None)?;
-    for f in [S3CMD_CONF, S3_CA, JOB] {
+    for f in [S3CMD_CONF, S3_CA, JOB, PASSPHRASE_FILE] {
         ctx.machine.remove_file(Path::new(f))?;
     }
     Ok(())
@@ -667,17 +970,34 @@ pub fn read_job(m: &dyn Machine) -> anyhow::Result<Job> {
 /// `dispatch region-backup`: the scheduled backup, run by the timer outside any hook.
 pub fn run_scheduled() -> ! {
     let m = charm_lib::machine::System;
-    let code = match read_job(&m).and_then(|job| create(&m, &job, unix_now())) {
-        Ok(mf) => {
+    // The timer runs on the leader only (crate::backup_schedule): it expires.
+    let run = read_job(&m).and_then(|job| {
+        let mf = create(&m, &job, unix_now())?;
+        println!(
+            "backup {} of {} ({} bytes): restore the database to {}",
+            mf.id,
+            mf.files.join(", "),
+            mf.size,
+            mf.restore_to_time
+        );
+        let gone =
+            expire(&m, &job.target, &job.application, &mf.id, job.retention).map_err(|e| {
+                anyhow::anyhow!(
+                    "backup {} taken, but expiring older backups failed: {e:#}",
+                    mf.id
+                )
+            })?;
+        if !gone.is_empty() {
             println!(
-                "backup {} of {} ({} bytes): restore the database to {}",
-                mf.id,
-                mf.files.join(", "),
-                mf.size,
-                mf.restore_to_time
+                "deleted {} (backup-retention {})",
+                gone.join(", "),
+                job.retention
             );
-            0
         }
+        Ok(())
+    });
+    let code = match run {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("scheduled region backup failed: {e:#}");
             1
@@ -777,6 +1097,7 @@ mod tests {
             regions: BTreeMap::from([("maas-region/0".to_string(), "abc123".to_string())]),
             files: vec![],
             size: 0,
+            encryption: None,
         };
         assert_eq!(pick_region(&mf, None).unwrap(), "abc123");
         assert_eq!(pick_region(&mf, Some("abc123")).unwrap(), "abc123");

@@ -1,5 +1,6 @@
-//! create-backup, list-backups and restore (see [`crate::backup`]). Each refuses with what is
-//! missing: the relation, the provider's keys, MAAS's files, a database already related.
+//! create-backup, list-backups, restore and set-backup-passphrase (see [`crate::backup`]). Each
+//! refuses with what is missing: the relation, the provider's keys, MAAS's files, a database
+//! already related, the passphrase of another deployment's backups.
 
 use crate::backup::{self, Manifest};
 use crate::config::{Config, InstallMethod};
@@ -24,8 +25,17 @@ fn result(mf: &Manifest) -> Value {
         "install-method": mf.install_method,
         "files": mf.files.join(","),
         "size": mf.size,
+        "encrypted": if mf.encryption.is_some() { "yes" } else { "no" },
         "regions": regions,
     })
+}
+
+/// What to tell an operator whose unit cannot open a backup: postgresql-ha's way.
+fn other_passphrase(id: &str, app: &str) -> String {
+    format!(
+        "backup {id} is encrypted with a passphrase {app} does not have (another deployment's): run set-backup-passphrase on {app}'s leader with that deployment's passphrase (its {} secret: juju show-secret --reveal there), then restore",
+        backup::PASSPHRASE.label
+    )
 }
 
 /// create-backup.
@@ -37,19 +47,44 @@ pub fn create_backup(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         job.target.folder()
     ))?;
     let mf = backup::create(ctx.machine, &job, backup::unix_now())?;
-    ctx.action_set(&result(&mf))
+    let mut out = result(&mf);
+    // Only the leader expires (the timer runs on it): one unit decides what is deleted.
+    if ctx.model.is_leader()? {
+        let gone = backup::expire(
+            ctx.machine,
+            &job.target,
+            &job.application,
+            &mf.id,
+            job.retention,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "backup {} taken, but expiring older backups (backup-retention {}) failed: {e:#}",
+                mf.id,
+                job.retention
+            )
+        })?;
+        out["expired"] = json!(gone.join(","));
+    }
+    ctx.action_set(&out)
 }
 
 /// list-backups.
 pub fn list_backups(ctx: &mut Context, _cfg: &Config) -> anyhow::Result<()> {
     let repo = backup::ready(ctx)?;
     let target = backup::Target::of(&repo);
-    let all = backup::list(ctx.machine, &target)?;
+    let pass = backup::passphrase(ctx.machine)?;
+    let all = backup::list(ctx.machine, &target, pass.as_deref())?;
     let mut out = serde_json::Map::new();
-    for (i, mf) in all.iter().enumerate() {
+    for (i, mf) in all.backups.iter().enumerate() {
         out.insert(format!("{i:04}"), result(mf));
     }
-    ctx.action_set(&json!({"folder": target.folder(), "count": all.len(), "backups": out}))
+    let mut res = json!({"folder": target.folder(), "count": all.backups.len(), "backups": out});
+    if !all.sealed.is_empty() {
+        // Listed by id: another deployment's, whose passphrase set-backup-passphrase gives.
+        res["other-passphrase"] = json!(all.sealed.join(","));
+    }
+    ctx.action_set(&res)
 }
 
 #[derive(Deserialize)]
@@ -100,12 +135,17 @@ pub fn restore(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         backup::maas_data(m)
     );
     let target = backup::Target::of(&repo);
-    let mf = backup::manifest(ctx.machine, &target, id)?.ok_or_else(|| {
-        anyhow::anyhow!(
+    let pass = backup::passphrase(ctx.machine)?;
+    let mf = match backup::manifest(ctx.machine, &target, id, pass.as_deref())? {
+        backup::Read::Found(mf) => *mf,
+        backup::Read::Missing => anyhow::bail!(
             "no backup {id} in {} (list-backups shows the backups there)",
             target.folder()
-        )
-    })?;
+        ),
+        backup::Read::Sealed(why) => {
+            anyhow::bail!("{} ({why})", other_passphrase(id, ctx.model.app_name()))
+        }
+    };
     anyhow::ensure!(
         InstallMethod::parse(&mf.install_method) == Some(m),
         "backup {id} is of a {} region, this unit installs MAAS as {}: set install-method to {} on a fresh application",
@@ -118,12 +158,76 @@ pub fn restore(ctx: &mut Context, cfg: &Config) -> anyhow::Result<()> {
         "restoring {} as region {maas_id}",
         mf.files.join(", ")
     ))?;
-    backup::restore(ctx.machine, &target, &mf, m, &maas_id)?;
+    backup::restore(ctx.machine, &target, &mf, m, &maas_id, pass.as_deref())?;
     ctx.action_set(&json!({
         "backup-id": mf.id,
         "maas-id": maas_id,
         "restore-to-time": mf.restore_to_time,
         "files": mf.files.join(","),
         "next": format!("relate the database restored to {} (postgresql-ha: restore restore-to-time=\"{}\")", mf.restore_to_time, mf.restore_to_time),
+    }))
+}
+
+#[derive(Deserialize)]
+struct PassphraseParams {
+    passphrase: String,
+}
+
+/// set-backup-passphrase: gives this application the passphrase of the deployment whose
+/// backups it restores (postgresql-ha's action of the same name, so both halves of a backup
+/// are handed over alike). Its own next backups are encrypted with it too. Refused while this
+/// application's own encrypted backups are in the folder: they would become unreadable. The
+/// passphrase goes into the application secret and the root-only file only; it is never logged
+/// or echoed.
+pub fn set_backup_passphrase(ctx: &mut Context, _cfg: &Config) -> anyhow::Result<()> {
+    let p: PassphraseParams = ctx.action_params()?;
+    let pass = p.passphrase.trim().to_string();
+    anyhow::ensure!(
+        backup::valid_passphrase(&pass),
+        "passphrase: expected at least 16 characters without spaces (the other deployment's, from its {} secret: juju show-secret --reveal there)",
+        backup::PASSPHRASE.label
+    );
+    anyhow::ensure!(
+        ctx.model.is_leader()?,
+        "run set-backup-passphrase on the leader unit: it owns the passphrase secret"
+    );
+    let repo = backup::ready(ctx)?;
+    let target = backup::Target::of(&repo);
+    let app = ctx.model.app_name().to_string();
+    let current = backup::passphrase(ctx.machine)?;
+    let own: Vec<String> = backup::list(ctx.machine, &target, current.as_deref())?
+        .backups
+        .into_iter()
+        .filter(|mf| mf.application == app && mf.encryption.is_some())
+        .map(|mf| mf.id)
+        .collect();
+    anyhow::ensure!(
+        own.is_empty() || current.as_deref() == Some(pass.as_str()),
+        "{app}'s own backups {} are encrypted with its passphrase: a new one would make them unreadable. Use set-backup-passphrase on a fresh application before its first backup",
+        own.join(", ")
+    );
+    let peers = ctx
+        .model
+        .relation(crate::relations::PEERS)?
+        .ok_or_else(|| anyhow::anyhow!("the peer relation is not there yet"))?;
+    let content = [(backup::PASSPHRASE_KEY.to_string(), pass.clone())].into();
+    let shared = backup::PASSPHRASE.put_published(&ctx.model, &peers.my_app_data()?, &content)?;
+    if shared.unpublished {
+        peers.set_my_app_data(&charm_lib::Databag::from([(
+            backup::PASSPHRASE.key.to_string(),
+            shared.id,
+        )]))?;
+    }
+    // This unit's copy follows at once (restore comes next); the others' at their
+    // secret-changed hook.
+    ctx.machine.write_file(
+        std::path::Path::new(backup::PASSPHRASE_FILE),
+        pass.as_bytes(),
+        &charm_lib::FileOptions::root(0o600),
+    )?;
+    let now = backup::list(ctx.machine, &target, Some(&pass))?;
+    ctx.action_set(&json!({
+        "readable": now.backups.len(),
+        "other-passphrase": now.sealed.join(","),
     }))
 }

@@ -85,6 +85,8 @@ struct Raw {
     pause_after_unit_refresh: Option<String>,
     #[serde(rename = "backup-schedule", default)]
     backup_schedule: Option<String>,
+    #[serde(rename = "backup-retention", default)]
+    backup_retention: Option<i64>,
 }
 
 /// A valid configuration.
@@ -108,7 +110,12 @@ pub struct Config {
     pub pause_after_unit_refresh: Pause,
     /// When the leader backs up the region's files (`backup-schedule`), if ever.
     pub backup_schedule: Option<charm_lib::cron::Schedule>,
+    /// How many of this application's region backups the leader keeps (`backup-retention`).
+    pub backup_retention: u32,
 }
+
+/// `backup-retention`'s default (config.yaml's).
+pub const DEFAULT_BACKUP_RETENTION: u32 = 7;
 
 impl Config {
     /// Validates the raw options; `Err` is the Blocked message.
@@ -165,8 +172,19 @@ impl Config {
                 charm_lib::cron::EXPECTED
             )
         })?;
+        // The same bounds as postgresql-ha's backup-retention-full.
+        let retention = raw
+            .backup_retention
+            .unwrap_or(i64::from(DEFAULT_BACKUP_RETENTION));
+        let backup_retention = u32::try_from(retention)
+            .ok()
+            .filter(|n| (1..=9_999_999).contains(n))
+            .ok_or_else(|| {
+                format!("invalid backup-retention {retention}: expected 1..9999999 region backups")
+            })?;
         Ok(Config {
             backup_schedule,
+            backup_retention,
             pause_after_unit_refresh,
             install_method,
             channel,
@@ -329,6 +347,23 @@ mod tests {
             ),
             ("install-method", json!(""), Some("invalid install-method")),
             ("pause-after-unit-refresh", json!("first"), None),
+            ("backup-retention", json!(1), None),
+            ("backup-retention", json!(9_999_999), None),
+            (
+                "backup-retention",
+                json!(0),
+                Some("invalid backup-retention 0: expected 1..9999999 region backups"),
+            ),
+            (
+                "backup-retention",
+                json!(-3),
+                Some("invalid backup-retention -3: expected 1..9999999"),
+            ),
+            (
+                "backup-retention",
+                json!(10_000_000),
+                Some("invalid backup-retention 10000000"),
+            ),
             ("pause-after-unit-refresh", json!("all"), None),
             (
                 "pause-after-unit-refresh",

@@ -197,6 +197,9 @@ pub struct AppBag {
     /// [`keys::STATS_ENABLED`]: written `true` only.
     #[serde(rename = "prometheus-enabled", default)]
     pub stats_enabled: Option<bool>,
+    /// `backup-passphrase-secret` ([`crate::backup::PASSPHRASE`]).
+    #[serde(rename = "backup-passphrase-secret", default)]
+    pub backup_passphrase_secret: Option<String>,
 }
 
 /// One region's peer unit databag, as it describes itself.
@@ -458,6 +461,7 @@ mod tests {
             crate::certs::app_keys::CA_CERT,
             crate::certs::app_keys::APPLIED,
             crate::internal_admin::ADMIN.key,
+            crate::backup::PASSPHRASE.key,
         ] {
             assert!(b.contains_key(k), "{k}");
         }
