@@ -8,13 +8,16 @@
 //! which the leader turns on for the collector: maas_nodes counts the two regions and the
 //! rack) and every rule of both charms loads and evaluates; nothing is pending or firing in the
 //! healthy model. Then, at once (the two `for:` windows run side by side, which keeps the
-//! drill's CI time to the longer one), one region's regiond and the rack's rackd stopped
-//! (SIGSTOP on every such process: the process is there and holds its ports, but answers
-//! nothing, so pebble does not restart it and the charm's next hook does not either, which
-//! keeps the fault as long as the drill needs) → both haproxies' checks of the region fail →
-//! MaasRegionDown pending, then firing once its `for: 1m` has passed, naming that region;
-//! the rack's rackd target down → MaasRackDown pending, firing after its `for: 2m`, with the
-//! rack's unit; MaasRegionsAllDown and MaasRackGone never (the other region serves, the
+//! drill's CI time to the longer one), one region's machine stopped (the region, its
+//! haproxy and its collector gone, as when a host is lost: what the rules must see through,
+//! since remote-write sends no staleness marker and the dead haproxy's last view stays in
+//! Prometheus) and the rack's rackd frozen (SIGSTOP on every such process: the process is
+//! there and holds its ports, but answers nothing, so pebble does not restart it and the
+//! charm's next hook does not either, which keeps the fault as long as the drill needs) → the
+//! surviving haproxy's checks of the region fail → MaasRegionDown pending once the dead
+//! haproxy's samples are 90 s old, then firing once its `for: 1m` has passed, naming that
+//! region; the rack's rackd target down → MaasRackDown pending, firing after its `for: 2m`,
+//! with the rack's unit; MaasRegionsAllDown and MaasRackGone never (the other region serves, the
 //! rack's collector still reports). Both resumed → cleared. The rules' `for:` are the charms' own (the drill waits them out:
 //! a test that shortened them would prove rules nobody runs); intervals are 5 s.
 
@@ -89,6 +92,8 @@ applications:
     charm: {{build}}/maas-region.charm
     num_units: 2
     to: [\"0\", \"1\"]
+    options:
+      tls-enabled: true
   maas-rack:
     charm: {{build}}/maas-rack.charm
     num_units: 1
@@ -352,14 +357,11 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     assert_eq!(racks.len(), 1, "{racks:?}");
     eprintln!("    settled in {:?}", start.elapsed());
 
-    // MAAS's TLS on once both regions serve, as region_rack turns it on: with it on from the
-    // deployment, the second region waited for the init lock past SETTLE (seen once, issue 21).
-    // Then every region's cluster job goes to https://localhost:5443, verified with the CA the
-    // job carries inline, through the strictly confined collector.
-    d.lm.config("maas-region", &["tls-enabled=true"])
-        .expect("tls-enabled");
-    d.wait_active(Duration::from_secs(300))
-        .expect("every unit active with TLS");
+    // MAAS's TLS on from the deployment: every region's cluster job goes to
+    // https://localhost:5443, verified with the CA the job carries inline, through the
+    // strictly confined collector. (With TLS on from the start, the second region once
+    // waited for the init lock past SETTLE: the local model let the leader create its TLS
+    // secret twice, and it reissued the certificate in every hook; fixed in the local model.)
     let (_, took) = until(
         Duration::from_secs(300),
         "every cluster job up over https",
@@ -440,8 +442,9 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     );
     no_alerts(&d, "no alert in the healthy model").expect("healthy");
 
-    region_and_rack_stopped(&d, &regions, &racks)
-        .expect("MaasRegionDown and MaasRackDown while a regiond and the rackd are stopped");
+    region_host_and_rack_stopped(&d, &regions, &racks).expect(
+        "MaasRegionDown and MaasRackDown while a region's machine and the rackd are stopped",
+    );
     eprintln!("    whole test {:?}", start.elapsed());
 
     let failed = d.lm.failures().expect("failures").failed;
@@ -452,16 +455,21 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     );
 }
 
-/// One region's regiond stopped (SIGSTOP): haproxy's checks of it (GET /MAAS/rpc/ through
-/// nginx) time out on both regions, so MaasRegionDown fires for it after `for: 1m`; its own
-/// 5239 stops answering too. Resumed, everything clears.
-/// One region's regiond and the rack's rackd stopped together (SIGSTOP), so the two rules'
-/// `for:` windows run side by side. The region: both haproxies' checks of it fail, its regiond
-/// and cluster targets go down, MaasRegionDown fires after `for: 1m` naming that server, and
+/// One region's machine stopped and the rack's rackd frozen (SIGSTOP) together, so the two
+/// rules' `for:` windows run side by side. The region: a lost host takes its collector with it,
+/// so its own targets are not down but silent (their last `up` stays in Prometheus for the
+/// 5-minute lookback) and its haproxy's last view stays too; the surviving haproxy's checks
+/// fail, and MaasRegionDown, which counts only samples younger than 90 s, fires for that
+/// server after the dead haproxy's view has aged out and `for: 1m` has passed;
 /// MaasRegionsAllDown never (the other region serves). The rack: its /metrics on 5249 times
 /// out, `up` is 0 while its machine's collector keeps reporting, so MaasRackDown fires after
-/// `for: 2m` with the rack's unit, and MaasRackGone never. Resumed, everything clears.
-fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String]) -> Result<()> {
+/// `for: 2m` with the rack's unit, and MaasRackGone never. Machine started and rackd resumed,
+/// everything clears.
+fn region_host_and_rack_stopped(
+    d: &Deployment,
+    regions: &[String],
+    racks: &[String],
+) -> Result<()> {
     let victim = regions[1].clone();
     let region_machine = d.machine_of(&victim)?;
     // haproxy names each server after its unit (render.rs `Backend::for_unit`).
@@ -472,30 +480,22 @@ fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String])
         rack_machine == RACK_MACHINE,
         "{rack} on machine {rack_machine}"
     );
-    let mut frozen: Vec<(String, u32)> = Vec::new();
-    for (machine, comm) in [(&region_machine, "regiond"), (&rack_machine, "rackd")] {
-        for p in pids(d, machine, comm)? {
-            frozen.push((machine.clone(), p));
-        }
-    }
-    for (m, p) in &frozen {
-        d.fault(m, FaultOp::Freeze { pid: *p })?;
+    let survivors: Vec<String> = regions.iter().filter(|u| **u != victim).cloned().collect();
+    let frozen: Vec<u32> = pids(d, &rack_machine, "rackd")?;
+    ensure!(!frozen.is_empty(), "no rackd on machine {rack_machine}");
+    d.fault(&region_machine, FaultOp::Stop)?;
+    for p in &frozen {
+        d.fault(&rack_machine, FaultOp::Freeze { pid: *p })?;
     }
     let stopped = Instant::now();
     let result = (|| -> Result<()> {
-        until(Duration::from_secs(60), "the stopped targets down", || {
-            // Its cluster statistics too: nginx passes /MAAS/metrics to the stopped regiond.
-            targets_are(
-                d,
-                regions,
-                racks,
-                &[
-                    (victim.as_str(), "regiond"),
-                    (victim.as_str(), "cluster"),
-                    (rack.as_str(), "rackd"),
-                ],
-            )
-        })?;
+        // The lost region's targets fall silent (no longer among those scraped in the last
+        // 20 s), the rack's rackd target goes down.
+        until(
+            Duration::from_secs(60),
+            "the lost and the stopped targets",
+            || targets_are(d, &survivors, racks, &[(rack.as_str(), "rackd")]),
+        )?;
         let is_victim = |l: &Value| l["server"].as_str() == Some(server.as_str());
         let is_rack = |l: &Value| l["juju_unit"].as_str() == Some(rack.as_str());
         let seen = pending_then_firing(
@@ -535,7 +535,7 @@ fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String])
             "MaasRegionDown for another region: {down:?}"
         );
         eprintln!(
-            "    regiond of {victim} and rackd of {rack} stopped: MaasRegionDown pending after {:?}, firing after {:?}; MaasRackDown pending after {:?}, firing after {:?}; alerts: {:?}",
+            "    machine {region_machine} of {victim} and rackd of {rack} stopped: MaasRegionDown pending after {:?}, firing after {:?}; MaasRackDown pending after {:?}, firing after {:?}; alerts: {:?}",
             region.pending,
             region.firing,
             rack_seen.pending,
@@ -544,19 +544,22 @@ fn region_and_rack_stopped(d: &Deployment, regions: &[String], racks: &[String])
         );
         Ok(())
     })();
-    for (m, p) in &frozen {
-        let _ = d.fault(m, FaultOp::Thaw { pid: *p });
+    let started = d.fault(&region_machine, FaultOp::Start);
+    for p in &frozen {
+        let _ = d.fault(&rack_machine, FaultOp::Thaw { pid: *p });
     }
     result?;
+    started?;
     let resumed = Instant::now();
-    until(Duration::from_secs(120), "every alert cleared", || {
+    // The region's machine boots, its MAAS starts and its haproxy's checks pass again.
+    until(Duration::from_secs(240), "every alert cleared", || {
         let a = PROM.alerts(d)?;
         ensure!(a.is_empty(), "alerts after the resume: {a:?}");
         targets_are(d, regions, racks, &[])
     })
-    .context("after regiond and rackd resumed")?;
+    .context("after the region's machine started and rackd resumed")?;
     eprintln!(
-        "    regiond and rackd resumed: cleared after {:?}",
+        "    machine started and rackd resumed: cleared after {:?}",
         resumed.elapsed()
     );
     Ok(())
