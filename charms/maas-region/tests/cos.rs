@@ -487,6 +487,7 @@ fn while_maas_serves_tls_the_certificate_exporter_reads_what_nginx_serves_until_
     assert_eq!(j["static_configs"][0]["targets"][0], "127.0.0.1:9794");
     assert!(j.get("tls_config").is_none(), "{j}");
     assert!(alerts(&data).contains(&"CertificateNearExpiry".to_string()));
+    assert!(alerts(&data).contains(&"CertificateUnreadable".to_string()));
 
     // TLS off again: the exporter and its job go.
     let off = harness(0).run_ok(

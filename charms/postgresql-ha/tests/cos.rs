@@ -102,6 +102,7 @@ fn the_collector_gets_every_job_as_loopback_http_the_rules_and_the_dashboard() {
         "HostDown",
         "PostgresqlConnectionsNearMax",
         "CertificateNearExpiry",
+        "CertificateUnreadable",
     ] {
         assert!(alerts.contains(&a), "{a} missing from {alerts:?}");
     }
