@@ -50,8 +50,11 @@ fn absolutise(doc: &mut Value, dir: &Path) {
     }
 }
 
-/// Merge an overlay document into the base: applications merge key by key (an empty entry
-/// removes the application), machines replace, relations append.
+/// Merge an overlay document into the base as Juju does (charm package, overlay.go
+/// `ReadAndMergeBundleData`, `applyOverlay`, `mergeStructs`): an application with an empty
+/// body is removed together with every relation naming it; a new one is added; a known one is
+/// merged field by field (see [`merge_app`]); relations are appended; `machines` replace the
+/// base's; a non-empty `series` replaces it. Nothing else in an overlay is merged.
 fn merge(base: &mut Mapping, overlay: &Mapping) {
     for (k, v) in overlay {
         match k.as_str() {
@@ -63,36 +66,29 @@ fn merge(base: &mut Mapping, overlay: &Mapping) {
                 let Some(apps) = apps.as_mapping_mut() else {
                     continue;
                 };
+                let mut removed = Vec::new();
                 for (name, spec) in v.as_mapping().cloned().unwrap_or_default() {
                     match spec {
                         Value::Null => {
                             apps.remove(&name);
+                            removed.push(name);
                         }
                         Value::Mapping(m) if m.is_empty() => {
                             apps.remove(&name);
+                            removed.push(name);
                         }
-                        Value::Mapping(m) => {
-                            let e = apps
-                                .entry(name)
-                                .or_insert_with(|| Value::Mapping(Mapping::new()));
-                            if let Some(em) = e.as_mapping_mut() {
-                                for (mk, mv) in m {
-                                    match (em.get_mut(&mk), &mv) {
-                                        (Some(Value::Mapping(old)), Value::Mapping(new))
-                                            if mk.as_str() != Some("to") =>
-                                        {
-                                            for (a, b) in new {
-                                                old.insert(a.clone(), b.clone());
-                                            }
-                                        }
-                                        _ => {
-                                            em.insert(mk, mv);
-                                        }
-                                    }
-                                }
+                        Value::Mapping(m) => match apps.get_mut(&name) {
+                            Some(Value::Mapping(old)) => merge_app(old, &m),
+                            _ => {
+                                apps.insert(name, Value::Mapping(m));
                             }
-                        }
+                        },
                         _ => {}
+                    }
+                }
+                if let Some(Value::Sequence(rels)) = base.get_mut("relations") {
+                    for name in removed.iter().filter_map(Value::as_str) {
+                        rels.retain(|r| !relation_names(r, name));
                     }
                 }
             }
@@ -104,11 +100,69 @@ fn merge(base: &mut Mapping, overlay: &Mapping) {
                     r.extend(new.iter().cloned());
                 }
             }
-            _ => {
+            Some("machines") => {
                 base.insert(k.clone(), v.clone());
+            }
+            Some("series") if v.as_str().is_some_and(|s| !s.is_empty()) => {
+                base.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `mergeStructs` on one application: a scalar or a list (`charm`, `num_units`, `to`, ...)
+/// replaces the base's; a map (`options`, `resources`, `annotations`, `bindings`, ...) given
+/// empty or null clears the base's, otherwise each key replaces the base's, and a key given
+/// null is deleted.
+fn merge_app(old: &mut Mapping, new: &Mapping) {
+    for (field, value) in new {
+        let is_map_field =
+            matches!(old.get(field), Some(Value::Mapping(_))) || matches!(value, Value::Mapping(_));
+        match value {
+            Value::Null if is_map_field => {
+                old.insert(field.clone(), Value::Mapping(Mapping::new()));
+            }
+            Value::Mapping(m) if m.is_empty() => {
+                old.insert(field.clone(), Value::Mapping(Mapping::new()));
+            }
+            Value::Mapping(m) => {
+                let entry = old
+                    .entry(field.clone())
+                    .or_insert_with(|| Value::Mapping(Mapping::new()));
+                if !entry.is_mapping() {
+                    *entry = Value::Mapping(Mapping::new());
+                }
+                let Some(dst) = entry.as_mapping_mut() else {
+                    continue;
+                };
+                for (key, v) in m {
+                    if v.is_null() {
+                        dst.remove(key);
+                    } else {
+                        dst.insert(key.clone(), v.clone());
+                    }
+                }
+            }
+            _ => {
+                old.insert(field.clone(), value.clone());
             }
         }
     }
+}
+
+/// Whether a relation (`[a, b]`, each `app` or `app:endpoint`) names application `app`
+/// (`removeRelations`; a malformed entry stays for validation to report).
+fn relation_names(rel: &Value, app: &str) -> bool {
+    let Some(ends) = rel.as_sequence().filter(|e| e.len() == 2) else {
+        return false;
+    };
+    ends.iter().filter_map(Value::as_str).any(|end| {
+        end == app
+            || end
+                .strip_prefix(app)
+                .is_some_and(|rest| rest.starts_with(':'))
+    })
 }
 
 fn read_docs(path: &Path) -> Result<Vec<Value>> {
@@ -426,6 +480,56 @@ mod tests {
         );
         assert_eq!(a.to, vec!["0", "0"]);
         assert_eq!(p.relations, vec![("a".into(), "b".into())]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Juju's overlay rules (overlay.go applyOverlay, mergeStructs): removing an application
+    /// removes its relations; maps merge key by key, null deletes a key, an empty map clears;
+    /// lists and scalars replace; machines replace; keys other than those are not merged.
+    #[test]
+    fn overlays_follow_jujus_merge_rules() {
+        let d = std::env::temp_dir().join(format!("lm-bundle-ovl-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a.charm"), b"x").unwrap();
+        std::fs::write(
+            d.join("b.yaml"),
+            "description: base\napplications:\n  a: {charm: ./a.charm, num_units: 1, to: ['0'], options: {x: 1, y: 2}, annotations: {k: v}}\n  b: {charm: ./a.charm}\n  c: {charm: ./a.charm}\nmachines:\n  '0': {}\n  '1': {}\nrelations:\n- ['a:db', 'c:db']\n- [a, b]\n- [b, 'c:x']\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("o.yaml"),
+            "description: overlay\napplications:\n  a: {num_units: 2, to: ['1', '1'], options: {y: null, z: 3}, annotations: {}}\n  c:\nmachines:\n  '1': {}\nrelations:\n- ['c:db', b]\n",
+        )
+        .unwrap();
+        let mut docs = read_docs(&d.join("b.yaml")).unwrap();
+        let mut base = docs.remove(0).as_mapping().cloned().unwrap();
+        let over = read_docs(&d.join("o.yaml")).unwrap()[0]
+            .as_mapping()
+            .cloned()
+            .unwrap();
+        merge(&mut base, &over);
+        let a = &base["applications"]["a"];
+        assert_eq!(a["num_units"], Value::from(2));
+        assert_eq!(
+            a["to"],
+            serde_yaml::from_str::<Value>("['1', '1']").unwrap()
+        );
+        assert_eq!(
+            a["options"],
+            serde_yaml::from_str::<Value>("{x: 1, z: 3}").unwrap()
+        );
+        assert_eq!(a["annotations"], Value::Mapping(Mapping::new()));
+        assert!(base["applications"].get("c").is_none());
+        assert_eq!(
+            base["relations"],
+            serde_yaml::from_str::<Value>("[[a, b], ['c:db', b]]").unwrap(),
+            "c's relations removed with it, the overlay's appended after"
+        );
+        assert_eq!(
+            base["machines"],
+            serde_yaml::from_str::<Value>("{'1': {}}").unwrap()
+        );
+        assert_eq!(base["description"], Value::from("base"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

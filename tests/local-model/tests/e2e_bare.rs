@@ -1205,13 +1205,25 @@ fn two_subordinates_relate_on_each_principal_unit() {
     };
     let m = model(&dir);
     m.deploy_plan(
-        plan("lm-test.charm", "p", 2, &[record.clone()], &[blob]),
+        plan(
+            "lm-test.charm",
+            "p",
+            2,
+            std::slice::from_ref(&record),
+            &[blob],
+        ),
         Substrate::Bare,
     )
     .unwrap();
     for s in ["s", "t"] {
         m.deploy_plan(
-            plan("lm-test-sub.charm", s, 0, &[record.clone()], &[]),
+            plan(
+                "lm-test-sub.charm",
+                s,
+                0,
+                std::slice::from_ref(&record),
+                &[],
+            ),
             Substrate::Bare,
         )
         .unwrap();
