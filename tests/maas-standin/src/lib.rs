@@ -23,6 +23,8 @@
 //! - `MAAS_STANDIN_HOSTNAME`: the host name a daemon reports (default: the UTS host name).
 //! - `MAAS_STANDIN_INTERFACES`: the addresses rackd reports (default: from `ip -4 addr`).
 //! - `MAAS_STANDIN_APACHE_PORT`: the apache2 stand-in's port (default 80).
+//! - `MAAS_STANDIN_TEMPORAL_METRICS_PORT`: Temporal's Prometheus port on 127.0.0.1 (default
+//!   9000; nginx's `temporal-metrics` upstream follows it).
 //! - `MAAS_STANDIN_NO_SERVICES=1`: CLIs do not call `systemctl`.
 //! - `MAAS_STANDIN_SKIP_ROOT_CHECK=1`: CLIs do not insist on running as root.
 

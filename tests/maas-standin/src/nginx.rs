@@ -20,6 +20,12 @@
 //!   processes from regiond: a dead regiond leaves nginx listening, and nginx answers
 //!   `502 Bad Gateway` for what it proxies to regiond's sockets.
 //!
+//! - From 3.5 the template also has `upstream temporal-metrics { server localhost:9000; }` and,
+//!   in its first server block only (5240, or the TLS port with TLS on), `location
+//!   /metrics/temporal { proxy_pass http://temporal-metrics/metrics; }` (Temporal's Prometheus
+//!   listener, [`crate::temporal`]); 3.4's template has neither, and no location of its matches
+//!   `/metrics/temporal`, so nginx answers it 404 from its (empty) document root.
+//!
 //! The stand-in keeps MAAS's listeners and routing rules; it leaves out the static assets
 //! (`/MAAS/r/`, docs, machine-resources, boot-resources: no files to serve) and access logs.
 
@@ -131,6 +137,12 @@ pub fn region_conf(flavor: Flavor, tls: Option<&Tls>, workers: usize, f: Feature
             "upstream apiserver {{\n    server unix:{};\n}}\n\n",
             flavor.apiserver_socket().display()
         ));
+        // Temporal's Prometheus listener (production.yaml.template `listenAddress:
+        // "127.0.0.1:9000"`), as the template names it.
+        s.push_str(&format!(
+            "upstream temporal-metrics {{\n    server localhost:{};\n}}\n\n",
+            crate::temporal::metrics_port()
+        ));
     }
     s.push_str(
         "proxy_http_version 1.1;\nproxy_buffering off;\nproxy_read_timeout 900s; # to match the Twisted one\n\
@@ -162,6 +174,11 @@ pub fn region_conf(flavor: Flavor, tls: Option<&Tls>, workers: usize, f: Feature
         s.push_str(
             "\n    location = /MAAS/a/v2/machines {\n        return 404;\n    }\n\n\
              \x20   location /MAAS/a/ {\n        proxy_pass http://apiserver;\n    }\n",
+        );
+        // In the first server only: the TLS port's with TLS on (the http server then has no
+        // such location, so nginx answers 404 there), 5240's without; 3.4 has neither.
+        s.push_str(
+            "\n    location /metrics/temporal {\n        proxy_pass http://temporal-metrics/metrics;\n    }\n",
         );
     }
     s.push_str("}\n");
@@ -273,4 +290,60 @@ pub fn run(flavor: Flavor) -> Result<()> {
         .arg(&conf)
         .exec();
     Err(err).context("exec nginx")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapinfo::features_of;
+
+    fn tls() -> Tls {
+        Tls {
+            key: "K".into(),
+            cert: "C".into(),
+            cacert: String::new(),
+            port: 5443,
+        }
+    }
+
+    /// The server blocks of a rendered regiond.nginx.conf, in order.
+    fn servers(conf: &str) -> Vec<String> {
+        conf.split("\nserver {")
+            .skip(1)
+            .map(|b| b.split("\n}\n").next().unwrap().to_string())
+            .collect()
+    }
+
+    /// canonical/maas 3.5-3.8 regiond.nginx.conf.template: the `temporal-metrics` upstream on
+    /// localhost:9000 and `/metrics/temporal` in the first server block only, whichever port it
+    /// listens on; 3.4's template has neither.
+    #[test]
+    fn temporal_metrics_are_proxied_in_the_first_server_block_from_3_5() {
+        let up = "upstream temporal-metrics {\n    server localhost:9000;\n}";
+        let loc =
+            "location /metrics/temporal {\n        proxy_pass http://temporal-metrics/metrics;\n    }";
+        for ch in ["3.5/stable", "3.6/stable", "3.8/edge"] {
+            let f = features_of(Some(ch));
+            let plain = region_conf(Flavor::Snap, None, 2, f);
+            assert!(plain.contains(up), "{ch}: {plain}");
+            let s = servers(&plain);
+            assert_eq!(s.len(), 1, "{ch}");
+            assert!(s[0].contains(loc), "{ch}: {plain}");
+            let with_tls = region_conf(Flavor::Snap, Some(&tls()), 2, f);
+            let s = servers(&with_tls);
+            assert_eq!(s.len(), 2, "{ch}");
+            assert!(
+                s[0].contains("5443 ssl") && s[0].contains(loc),
+                "{ch}: {with_tls}"
+            );
+            assert!(!s[1].contains("/metrics/temporal"), "{ch}: {with_tls}");
+        }
+        let f = features_of(Some("3.4/stable"));
+        for conf in [
+            region_conf(Flavor::Snap, None, 2, f),
+            region_conf(Flavor::Snap, Some(&tls()), 2, f),
+        ] {
+            assert!(!conf.contains("temporal"), "{conf}");
+        }
+    }
 }

@@ -24,12 +24,19 @@ struct Host {
     api: u16,
     internal: u16,
     temporal: u16,
+    /// Temporal's Prometheus port on 127.0.0.1 (9000 in MAAS).
+    temporal_metrics: u16,
 }
 
 impl Host {
     fn new(tag: &str, name: &str, addr: &'static str) -> Host {
         let (api, internal, temporal) = (free_port(), free_port(), free_port());
+        let temporal_metrics = free_port();
         let sb = Sandbox::new(tag)
+            .with(
+                "MAAS_STANDIN_TEMPORAL_METRICS_PORT",
+                &temporal_metrics.to_string(),
+            )
             .with(
                 "MAAS_STANDIN_PORTS",
                 &format!("{api},{internal},{temporal}"),
@@ -43,6 +50,7 @@ impl Host {
             api,
             internal,
             temporal,
+            temporal_metrics,
         }
     }
     fn url(&self) -> String {
@@ -256,7 +264,41 @@ fn nginx_fronts_regiond_and_outlives_it() {
     assert_eq!(s, 404, "{b}");
     assert!(b.contains("\"kind\""), "the apiserver's answer: {b}");
 
+    // Temporal's Prometheus listener on 127.0.0.1 (production.yaml.template `listenAddress`),
+    // `/metrics` only, and nginx's `/metrics/temporal` in front of it (3.5+
+    // regiond.nginx.conf.template `upstream temporal-metrics`).
+    assert!(read(&temporal_yaml).contains(&format!(
+        "listenAddress: \"127.0.0.1:{}\"",
+        h.temporal_metrics
+    )));
+    let direct = format!("http://127.0.0.1:{}", h.temporal_metrics);
+    let (s, b) = wait_for("Temporal's metrics", T, || {
+        get(&format!("{direct}/metrics"))
+    });
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains("# TYPE persistence_requests counter"), "{b}");
+    assert_eq!(
+        get(&format!("{direct}/metrics/temporal")).unwrap(),
+        (404, "404 page not found\n".to_string())
+    );
+    // A worker's connection to the frontend is one request.
+    drop(TcpStream::connect(("127.0.0.1", h.temporal)).unwrap());
+    let through_nginx = format!("http://127.0.0.1:{}/metrics/temporal", h.api);
+    let b = wait_for("a frontend request counted, through nginx", T, || {
+        get(&through_nginx)
+            .filter(|(s, b)| *s == 200 && b.contains("service_requests{"))
+            .map(|(_, b)| b)
+    });
+    assert!(
+        b.lines().any(|l| l.starts_with("service_requests{")
+            && l.contains(r#"service_name="frontend""#)),
+        "{b}"
+    );
+    assert!(b.contains("# TYPE service_latency histogram"), "{b}");
+
     procs.regiond.kill9();
+    let (s, b) = get(&through_nginx).unwrap();
+    assert_eq!(s, 200, "Temporal's metrics do not go through regiond: {b}");
     let (s, b) = h.version().unwrap();
     assert_eq!(s, 502, "nginx answers for a dead regiond: {b}");
     assert!(b.contains("502 Bad Gateway"), "{b}");
@@ -448,6 +490,14 @@ fn config_tls_serves_one_certificate_on_every_region() {
         ] {
             assert_eq!(http_get(h.addr, h.api, p).unwrap(), https(p), "{p}");
         }
+        // Temporal's metrics are in the TLS server block only: nothing on http matches them.
+        let (s, b, _) = wait_for("Temporal's metrics on https", T, || {
+            https_get(h.addr, port, "/metrics/temporal")
+                .map(|(_, s, b)| (s, b, ()))
+                .filter(|(s, _, _)| *s == 200)
+        });
+        assert!(b.contains("persistence_requests{"), "{s}: {b}");
+        assert_eq!(http_get(h.addr, h.api, "/metrics/temporal").unwrap().0, 404);
         // ...and only these stay on http (proxied to regiond, whatever it answers).
         for p in [
             "/MAAS/rpc/",
