@@ -2,14 +2,20 @@
 //! `s3-provider-ops` (moto behind Debian's nginx TLS), with Debian's s3cmd.
 //!
 //! The drill: the region serves; a preseed and a boot-resource file are planted where MAAS keeps
-//! them → create-backup → list-backups shows it → the region leaves its database (the first
+//! them → create-backup → list-backups shows it; the objects in the S3 server are OpenPGP, with
+//! none of the archive's bytes (maas_id, the preseed, tar's headers) in them → the region leaves
+//! its database (the first
 //! deployment lost; the database stands for postgresql-ha restored to the backup's
 //! restore-to-time, which pg_backups.rs proves) → a fresh maas-region application, related to
-//! s3-parameters only, restores the backup onto its unit → related to the database, it serves
+//! s3-parameters only, cannot read the backup with its own passphrase (restore refused naming
+//! set-backup-passphrase); given the first deployment's passphrase with set-backup-passphrase,
+//! it restores the backup onto its unit → related to the database, it serves
 //! as the same controller: its maas_id is the backup's, MAAS's tables hold that one region on
 //! the new host (no second controller), its shared secret is the database's (the first
 //! region's), the planted files are there; with `backup-schedule` set, the timer's service
-//! takes a second backup, of the restored region. No hook of any unit may exit non-zero.
+//! takes a second backup, of the restored region; with backup-retention=1, a third backup
+//! (create-backup on the leader) deletes the second (the application's own older one) and
+//! keeps the first (another application's). No hook of any unit may exit non-zero.
 //!
 //! A small deployment of its own (one PostgreSQL, one region, the S3 server) rather than a
 //! region beside pg_backups.rs's drill, whose restores replace the database under it.
@@ -31,6 +37,8 @@ const PRESEED: &str = "/var/snap/maas/current/preseeds/curtin_userdata_drill";
 const IMAGE: &str = "/var/snap/maas/common/maas/image-storage/0123abcd";
 const MAAS_ID: &str = "/var/snap/maas/common/maas/maas_id";
 const SECRET: &str = "/var/snap/maas/common/maas/secret";
+const S3CMD_CONF: &str = "/etc/maas-region-backup/s3cmd.cfg";
+const PASSPHRASE: &str = "/etc/maas-region-backup/passphrase";
 
 fn provider_charm(env: &Env) -> std::result::Result<PathBuf, String> {
     let p = env.build.join("testcharms/s3-provider-ops.charm");
@@ -167,12 +175,65 @@ fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
         pair_time.ends_with("+00") && pair_time.len() == 22,
         "{pair_time}"
     );
+    assert_eq!(text(result(&made, "encrypted")), "yes", "{made}");
     let listed = d.action(REGION, "list-backups", &[]).expect("list-backups");
     assert_eq!(text(result(&listed, "count")), "1", "{listed}");
     assert_eq!(
         text(result(&listed, "backups.0000.backup-id")),
         id,
         "{listed}"
+    );
+    assert_eq!(
+        text(result(&listed, "backups.0000.encrypted")),
+        "yes",
+        "{listed}"
+    );
+    // The objects as the S3 server holds them (fetched with the unit's s3cmd, which decrypts
+    // nothing: the charm encrypts with gpg itself): OpenPGP, none of the archive's bytes.
+    let folder = text(result(&listed, "folder"));
+    let object = |name: &str, probe: &str| -> String {
+        d.exec(
+            &m,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "s3cmd --config {S3CMD_CONF} --no-progress get {folder}{id}/{name} - | {probe}"
+                ),
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let plain = format!(
+        "if grep -aqF -e '{maas_id}' -e 'drill preseed' -e 'boot resource bytes' -e ustar -e maas_id; then echo plaintext; else echo sealed; fi"
+    );
+    assert_eq!(object("region.tar.gpg", &plain), "sealed");
+    assert_eq!(object("manifest.json", &plain), "sealed");
+    // An OpenPGP symmetric-key session key packet first (RFC 4880 5.3, old format tag 3: 0x8c).
+    assert_eq!(
+        object("region.tar.gpg", "head -c 1 | od -An -tx1"),
+        "8c",
+        "region.tar.gpg is not gpg --symmetric's output"
+    );
+    assert_eq!(
+        object("manifest.json", "head -n 1"),
+        "-----BEGIN PGP MESSAGE-----"
+    );
+    // Nothing of the region's files stays in the work directory.
+    assert_eq!(
+        d.exec(
+            &m,
+            &[
+                "sh",
+                "-c",
+                "ls /var/lib/maas-region-backup | grep -v '^gnupg$' | wc -l"
+            ]
+        )
+        .unwrap()
+        .trim(),
+        "0"
     );
 
     // The first deployment lost: its region leaves the database (regiond stops).
@@ -203,6 +264,33 @@ fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
         },
     )
     .unwrap();
+    // Its own passphrase opens nothing of the first deployment's: listed as such, and restore
+    // refused naming the fix, before anything is written.
+    let listed = d
+        .action(FRESH_UNIT, "list-backups", &[])
+        .expect("list-backups");
+    assert_eq!(text(result(&listed, "count")), "0", "{listed}");
+    assert_eq!(text(result(&listed, "other-passphrase")), id, "{listed}");
+    let refused = d
+        .action(FRESH_UNIT, "restore", &[&format!("backup-id={id}")])
+        .expect_err("a restore without the first deployment's passphrase was not refused");
+    let why = format!("{refused:#}");
+    assert!(why.contains("run set-backup-passphrase"), "{why}");
+    assert!(d
+        .exec(&d.machine_of(FRESH_UNIT).unwrap(), &["test", "-e", MAAS_ID])
+        .is_err());
+    // The first deployment's passphrase, as its operator keeps it (here read off its unit, as
+    // pg_backups.rs reads postgresql-ha's), handed over as postgresql-ha's is.
+    let passphrase = read(&d, REGION, PASSPHRASE).unwrap();
+    assert_eq!(passphrase.len(), 64);
+    let set = d
+        .action(
+            FRESH_UNIT,
+            "set-backup-passphrase",
+            &[&format!("passphrase={passphrase}")],
+        )
+        .expect("set-backup-passphrase");
+    assert_eq!(text(result(&set, "readable")), "1", "{set}");
     let t = Instant::now();
     let restored = d
         .action(FRESH_UNIT, "restore", &[&format!("backup-id={id}")])
@@ -259,7 +347,7 @@ fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
     assert_eq!(timer.trim(), "active");
     d.exec(&fm, &["systemctl", "start", "maas-region-backup.service"])
         .unwrap();
-    until(
+    let scheduled = until(
         Duration::from_secs(60),
         "the scheduled backup listed",
         || {
@@ -273,10 +361,36 @@ fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
                 text(result(&listed, "backups.0001.regions.region-restored-0")) == maas_id,
                 "{listed}"
             );
-            Ok(())
+            ensure!(
+                text(result(&listed, "backups.0001.encrypted")) == "yes",
+                "{listed}"
+            );
+            Ok(text(result(&listed, "backups.0001.backup-id")))
         },
     )
-    .unwrap();
+    .unwrap()
+    .0;
+    // backup-retention: one of this application's own; the first deployment's is not counted.
+    d.lm.config(FRESH, &["backup-retention=1"]).unwrap();
+    d.lm.wait(SETTLE).unwrap();
+    let third = d
+        .action(FRESH_UNIT, "create-backup", &[])
+        .expect("create-backup with backup-retention=1");
+    assert_eq!(text(result(&third, "expired")), scheduled, "{third}");
+    let listed = d
+        .action(FRESH_UNIT, "list-backups", &[])
+        .expect("list-backups");
+    assert_eq!(text(result(&listed, "count")), "2", "{listed}");
+    assert_eq!(
+        text(result(&listed, "backups.0000.backup-id")),
+        id,
+        "{listed}"
+    );
+    assert_eq!(
+        text(result(&listed, "backups.0001.backup-id")),
+        text(result(&third, "backup-id")),
+        "{listed}"
+    );
     let failed = d.lm.failures().unwrap().failed;
     assert!(
         failed.is_empty(),
