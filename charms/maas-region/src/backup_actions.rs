@@ -33,7 +33,7 @@ fn result(mf: &Manifest) -> Value {
 /// What to tell an operator whose unit cannot open a backup: postgresql-ha's way.
 fn other_passphrase(id: &str, app: &str) -> String {
     format!(
-        "backup {id} is encrypted with a passphrase {app} does not have (another deployment's): run set-backup-passphrase on {app}'s leader with that deployment's passphrase (its {} secret: juju show-secret --reveal there), then restore",
+        "backup {id} is encrypted with a passphrase {app} does not have (another deployment's): run set-backup-passphrase on {app}'s leader with that deployment's passphrase (the secret labelled {} there: its id in `juju secrets --format yaml`, its value in `juju show-secret <id> --reveal`), then restore",
         backup::PASSPHRASE.label
     )
 }
@@ -184,7 +184,7 @@ pub fn set_backup_passphrase(ctx: &mut Context, _cfg: &Config) -> anyhow::Result
     let pass = p.passphrase.trim().to_string();
     anyhow::ensure!(
         backup::valid_passphrase(&pass),
-        "passphrase: expected at least 16 characters without spaces (the other deployment's, from its {} secret: juju show-secret --reveal there)",
+        "passphrase: expected at least 16 characters without spaces (the other deployment's: the secret labelled {} there, `juju show-secret <id> --reveal`)",
         backup::PASSPHRASE.label
     );
     anyhow::ensure!(
