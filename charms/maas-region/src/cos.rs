@@ -22,6 +22,16 @@
 //! peer application databag every unit writes its CA file from: a strictly confined collector
 //! cannot read that file (see [`charm_lib::cos_agent::TlsConfig`]).
 //!
+//! Temporal (MAAS 3.5+) serves its own metrics on 127.0.0.1:9000 only, and MAAS's nginx proxies
+//! `/metrics/temporal` to it (canonical/maas production.yaml.template `metrics.prometheus`,
+//! regiond.nginx.conf.template `upstream temporal-metrics`), in the same server block as
+//! `/MAAS/metrics`: the `temporal` job goes the way the `cluster` job does ([`Nginx`]), without
+//! waiting for `prometheus_enabled` (Temporal's listener is always on), and only while the
+//! MAAS installed here is 3.5 or later ([`installed_version`], [`serves_temporal`]): 3.4's
+//! nginx answers the path 404, which would fire HostDown. The official charm sends the same
+//! job (canonical/maas-charms maas-region: main's `_generate_scrape_configs`, the 3.7 and 3.8
+//! tracks' `metrics_endpoints`; its 3.4 track has none).
+//!
 //! Logs: the cos_agent library carries snap slots only (`log_slots`, `snap:slot`; the collector
 //! connects its `logs` plug to each and reads what the slot shares). The maas snap shares
 //! `$SNAP_COMMON/log` (/var/snap/maas/common/log: regiond.log, maas.log, nginx ...) through its
@@ -53,9 +63,13 @@ pub const STATS_ENABLED: &str = crate::peers::keys::STATS_ENABLED;
 /// The CLI profile [`enable_cluster_stats`] logs in with (and out of, when done).
 pub const PROFILE: &str = "juju-maas-region-cos";
 
-/// How the `cluster` job reaches `/MAAS/metrics`.
+/// Temporal's metrics behind MAAS's nginx (3.5+ regiond.nginx.conf.template `location
+/// /metrics/temporal { proxy_pass http://temporal-metrics/metrics; }`).
+pub const TEMPORAL_METRICS_PATH: &str = "/metrics/temporal";
+
+/// How a job reaches MAAS's nginx (the `cluster` and `temporal` jobs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cluster {
+pub enum Nginx {
     /// Over http on 5240.
     Http,
     /// Over https on 5443, verified with `ca`.
@@ -65,31 +79,36 @@ pub enum Cluster {
     },
 }
 
-impl Cluster {
-    /// The job this unit sends, from the peer application databag: none before the leader
-    /// turned the statistics on, https once MAAS serves TLS (`tls-applied`) with it wanted,
-    /// and none while that CA is not there to verify with (MAAS's http port would only
-    /// redirect to https).
-    pub fn of(cfg: &Config, peer_app: &AppBag) -> Option<Cluster> {
+impl Nginx {
+    /// From the peer application databag: https once MAAS serves TLS (`tls-applied`) with it
+    /// wanted, and `None` while that CA is not there to verify with (MAAS's http port would
+    /// only redirect to https, or not serve the path at all).
+    pub fn of(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
+        if !(cfg.tls_enabled && peer_app.tls_applied.is_some()) {
+            return Some(Nginx::Http);
+        }
+        let ca = peer_app.tls_ca.as_ref().filter(|c| !c.trim().is_empty())?;
+        Some(Nginx::Https { ca: ca.clone() })
+    }
+
+    /// How the `cluster` job goes: as [`Nginx::of`], and none before the leader turned the
+    /// statistics on.
+    pub fn cluster(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
         if peer_app.stats_enabled != Some(true) {
             return None;
         }
-        if !(cfg.tls_enabled && peer_app.tls_applied.is_some()) {
-            return Some(Cluster::Http);
-        }
-        let ca = peer_app.tls_ca.as_ref().filter(|c| !c.trim().is_empty())?;
-        Some(Cluster::Https { ca: ca.clone() })
+        Nginx::of(cfg, peer_app)
     }
 
-    fn job(&self) -> ScrapeJob {
+    fn job(&self, name: &str, path: &str) -> ScrapeJob {
         match self {
-            Cluster::Http => ScrapeJob {
-                job_name: Some("cluster".into()),
-                ..ScrapeJob::localhost(CLUSTER_METRICS_PATH, MAAS_HTTP_PORT)
+            Nginx::Http => ScrapeJob {
+                job_name: Some(name.into()),
+                ..ScrapeJob::localhost(path, MAAS_HTTP_PORT)
             },
-            Cluster::Https { ca } => ScrapeJob {
-                job_name: Some("cluster".into()),
-                metrics_path: CLUSTER_METRICS_PATH.into(),
+            Nginx::Https { ca } => ScrapeJob {
+                job_name: Some(name.into()),
+                metrics_path: path.into(),
                 scheme: Some("https".into()),
                 static_configs: vec![StaticConfig {
                     targets: vec![format!("localhost:{}", certs::TLS_PORT)],
@@ -103,6 +122,50 @@ impl Cluster {
             },
         }
     }
+}
+
+/// Whether a MAAS of `version` serves Temporal's metrics, 3.5 and later (3.4 has no
+/// Temporal: no production.yaml.template, no `/metrics/temporal` in its nginx template).
+/// `version` is a snap channel (`3.6/stable`; a track that is not a version, `latest` or a
+/// bare risk, is the newest MAAS, as [`crate::maas::agent_ports`] takes it) or a deb's
+/// version (`1:3.5.2-16343-g…`: epoch and suffix ignored).
+pub fn serves_temporal(version: &str) -> bool {
+    let v = version.split_once(':').map_or(version, |(_, v)| v);
+    let track = v.split('/').next().unwrap_or("");
+    let mut parts = track.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= (3, 5),
+        (Some(major), None) => major >= 3,
+        (None, _) => true,
+    }
+}
+
+/// What this unit's MAAS is, for [`serves_temporal`]: the snap channel it installed or last
+/// refreshed to (charm state `snap-channel`, not the `channel` option, which leads it during
+/// a refresh), or the installed maas-region-api's version (dpkg: the debs' version is in no
+/// option). `None` before MAAS is installed.
+pub fn installed_version(
+    ctx: &Context,
+    cfg: &Config,
+    stored: &crate::state::Stored,
+) -> anyhow::Result<Option<String>> {
+    Ok(match cfg.install_method {
+        InstallMethod::Snap => stored.channel.clone(),
+        InstallMethod::Deb if stored.deb.0 => {
+            let out = ctx.machine.run(
+                &Cmd::new(
+                    "dpkg-query",
+                    ["-W", "-f=${Version}", crate::maas::DEB_PACKAGES[0]],
+                )
+                .allow_failure(),
+            )?;
+            let v = out.stdout.trim();
+            (out.success() && !v.is_empty()).then(|| v.to_string())
+        }
+        InstallMethod::Deb => None,
+    })
 }
 
 /// The alert rules sent.
@@ -143,13 +206,15 @@ pub const SYNTHETIC: &[&str] = &[
     "scrape_series_added",
 ];
 
-/// The scrape jobs for `cfg`, with the cluster statistics' when `cluster` says how.
-pub fn jobs(cfg: &Config, cluster: Option<&Cluster>) -> Vec<ScrapeJob> {
+/// The scrape jobs for `cfg`: regiond's, the cluster statistics' and Temporal's when `cluster`
+/// and `temporal` say how, haproxy's when it runs.
+pub fn jobs(cfg: &Config, cluster: Option<&Nginx>, temporal: Option<&Nginx>) -> Vec<ScrapeJob> {
     let mut jobs = vec![ScrapeJob {
         job_name: Some("regiond".into()),
         ..ScrapeJob::localhost("/metrics", REGIOND_METRICS_PORT)
     }];
-    jobs.extend(cluster.map(Cluster::job));
+    jobs.extend(cluster.map(|n| n.job("cluster", CLUSTER_METRICS_PATH)));
+    jobs.extend(temporal.map(|n| n.job("temporal", TEMPORAL_METRICS_PATH)));
     if cfg.haproxy {
         jobs.push(ScrapeJob {
             job_name: Some("haproxy".into()),
@@ -165,6 +230,7 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
         "regiond" => include_str!("metrics/regiond.names"),
         "haproxy" => include_str!("metrics/haproxy.names"),
         "cluster" => include_str!("metrics/cluster.names"),
+        "temporal" => include_str!("metrics/temporal.names"),
         "certificates" => return charm_lib::cert_metrics::NAMES.to_vec(),
         _ => "",
     };
@@ -178,7 +244,7 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
 /// writes this unit's data on every `cos-agent` relation (nothing to do without one). The
 /// exporter is decided here, where the jobs are, so that every call (the leader calls again
 /// once it has applied TLS) sends its job exactly while it runs.
-pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
+pub fn publish(ctx: &Context, cfg: &Config, stored: &crate::state::Stored) -> anyhow::Result<()> {
     // reconcile has read it before and stopped if it does not parse: this read does.
     let peer_app: AppBag = match ctx.model.relation(crate::relations::PEERS)? {
         Some(rel) => rel.read_my_app()?,
@@ -188,8 +254,12 @@ pub fn publish(ctx: &Context, cfg: &Config) -> anyhow::Result<()> {
     if ctx.model.relations(ENDPOINT)?.is_empty() {
         return Ok(());
     }
-    let cluster = Cluster::of(cfg, &peer_app);
-    let mut scrape_jobs = jobs(cfg, cluster.as_ref());
+    let cluster = Nginx::cluster(cfg, &peer_app);
+    let temporal = match installed_version(ctx, cfg, stored)? {
+        Some(v) if serves_temporal(&v) => Nginx::of(cfg, &peer_app),
+        _ => None,
+    };
+    let mut scrape_jobs = jobs(cfg, cluster.as_ref(), temporal.as_ref());
     // Only while its exporter runs: a job without its target fires HostDown.
     let unit = charm_lib::cert_metrics::unit_path(&certs::CERT_METRICS);
     if ctx

@@ -102,7 +102,7 @@ pub fn reconcile(ctx: &mut Context) -> anyhow::Result<()> {
         ctx.status(s);
     }
     publish_vip_checks(ctx, &i)?;
-    crate::cos::publish(ctx, &i.cfg)?;
+    crate::cos::publish(ctx, &i.cfg, &c.stored)?;
     open_ports(ctx, &i)?;
     let url = decide_url(ctx, &i, &mut c)?;
     let ready = run_maas(ctx, &i, &mut c, url.as_deref())?;
@@ -347,7 +347,7 @@ fn apply_tls(
         // The other units hear of it in peer relation-changed; the leader does not, so it
         // runs the certificate exporter and sends the jobs for MAAS's TLS now.
         if out.app_changes.contains_key(certs::app_keys::APPLIED) {
-            crate::cos::publish(ctx, &i.cfg)?;
+            crate::cos::publish(ctx, &i.cfg, &c.stored)?;
         }
     }
     let ca = i
@@ -564,7 +564,7 @@ fn publish_leader_data(
             update_app(ctx, c, |a| a.stats_enabled = Some(true))?;
             // The other units hear of it in peer relation-changed; the leader does not, so it
             // sends its own cluster job now.
-            crate::cos::publish(ctx, &i.cfg)?;
+            crate::cos::publish(ctx, &i.cfg, &c.stored)?;
         }
     }
     let Some(url) = url else { return Ok(()) };

@@ -150,6 +150,9 @@ pub(crate) fn under_lock(
     // the next region sees both together.
     update_mine(ctx, c, |m| m.channel = Some(wanted.clone()))?;
     log::info!("MAAS refreshed from {installed} to {wanted}");
+    // What the new MAAS serves (Temporal's metrics from 3.5) is scraped from now, not from
+    // whichever hook comes next.
+    crate::cos::publish(ctx, &i.cfg, &c.stored)?;
     // The next region may go, and this one return to every haproxy, once it serves again
     // (regiond answers from its database; the others' health checks still let it in only
     // after two passes).

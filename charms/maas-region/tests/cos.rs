@@ -48,7 +48,8 @@ fn the_collector_gets_regiond_and_haproxy_jobs_the_rules_and_the_dashboard() {
             )
         })
         .collect();
-    assert_eq!(targets.len(), 2, "{targets:?}");
+    // The default channel (3.6/stable) runs Temporal, whose metrics MAAS's nginx serves.
+    assert_eq!(targets.len(), 3, "{targets:?}");
     assert!(
         targets[0].0.starts_with("maas-region_haproxy_"),
         "{targets:?}"
@@ -59,6 +60,11 @@ fn the_collector_gets_regiond_and_haproxy_jobs_the_rules_and_the_dashboard() {
         "{targets:?}"
     );
     assert_eq!(targets[1].1, "localhost:5239");
+    assert!(
+        targets[2].0.starts_with("maas-region_temporal_"),
+        "{targets:?}"
+    );
+    assert_eq!(targets[2].1, "localhost:5240");
 
     let names = alerts(&data);
     for a in [
@@ -105,9 +111,10 @@ fn the_collector_gets_regiond_and_haproxy_jobs_the_rules_and_the_dashboard() {
 }
 
 #[test]
-fn without_haproxy_only_regiond_is_scraped() {
+fn without_haproxy_and_on_maas_3_4_only_regiond_is_scraped() {
     let st = fresh_leader()
         .with_config("haproxy", false)
+        .with_config("channel", "3.4/stable")
         .with_relation(collector());
     let out = harness(0).run_ok(Trigger::ConfigChanged, &st);
     let data = sent(&out.state);
@@ -151,6 +158,7 @@ fn exposed() -> Vec<&'static str> {
     all.extend(maas_region::cos::exposed("regiond"));
     all.extend(maas_region::cos::exposed("haproxy"));
     all.extend(maas_region::cos::exposed("cluster"));
+    all.extend(maas_region::cos::exposed("temporal"));
     all.extend(maas_region::cos::exposed("certificates"));
     all
 }
@@ -269,7 +277,7 @@ fn the_cluster_statistics_are_scraped_once_maas_serves_them() {
         j.get("scheme").is_none() && j.get("tls_config").is_none(),
         "{j}"
     );
-    assert_eq!(data["metrics_scrape_jobs"].as_array().unwrap().len(), 3);
+    assert_eq!(data["metrics_scrape_jobs"].as_array().unwrap().len(), 4);
 }
 
 #[test]
@@ -297,6 +305,12 @@ fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_
     let ca = out.state.machine.text(CA_FILE).expect("the unit's CA file");
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
     assert_eq!(j["tls_config"], serde_json::json!({ "ca": ca }));
+    // Temporal's metrics are in the same nginx server block as /MAAS/metrics: https too.
+    let t = job(&data, "temporal").expect("the temporal job");
+    assert_eq!(t["metrics_path"], "/metrics/temporal");
+    assert_eq!(t["scheme"], "https");
+    assert_eq!(t["static_configs"][0]["targets"][0], "localhost:5443");
+    assert_eq!(t["tls_config"], serde_json::json!({ "ca": ca }));
 
     // TLS wanted but not applied yet (on a region that is not the leader, before the
     // leader's config-tls): MAAS still serves http.
@@ -449,14 +463,14 @@ fn with_tls_applied_but_no_ca_to_verify_with_no_cluster_job_is_sent() {
     };
 
     // Act, Assert: nothing (http would only be redirected to https)
-    assert_eq!(maas_region::cos::Cluster::of(&cfg, &peer_app), None);
+    assert_eq!(maas_region::cos::Nginx::cluster(&cfg, &peer_app), None);
 
     // and with the CA there, https verified with that very PEM
     let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
     peer_app.tls_ca = Some(pem.into());
     assert_eq!(
-        maas_region::cos::Cluster::of(&cfg, &peer_app),
-        Some(maas_region::cos::Cluster::Https { ca: pem.into() })
+        maas_region::cos::Nginx::cluster(&cfg, &peer_app),
+        Some(maas_region::cos::Nginx::Https { ca: pem.into() })
     );
 }
 
@@ -515,4 +529,106 @@ fn sent_or_empty(st: &charm_lib::testing::State) -> Value {
         .and_then(|r| r.local_unit_data.get("config"))
         .map(|c| serde_json::from_str(c).unwrap())
         .unwrap_or_else(|| serde_json::json!({"metrics_scrape_jobs": []}))
+}
+
+#[test]
+fn temporals_metrics_are_scraped_from_maas_3_5_through_maass_nginx() {
+    // 3.5 and later: /metrics/temporal on MAAS's http port, whatever the statistics setting
+    // (Temporal's listener is always on: production.yaml.template `metrics.prometheus`).
+    for ch in ["3.5/stable", "3.6/stable", "3.7/edge", "latest/edge"] {
+        let st = fresh_leader()
+            .with_config("channel", ch)
+            .with_relation(collector());
+        let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+        let data = sent(&out.state);
+        let j = job(&data, "temporal").unwrap_or_else(|| panic!("{ch}: no temporal job"));
+        assert_eq!(j["metrics_path"], "/metrics/temporal", "{ch}");
+        assert_eq!(
+            j["static_configs"][0]["targets"][0], "localhost:5240",
+            "{ch}"
+        );
+        assert!(
+            j.get("scheme").is_none() && j.get("tls_config").is_none(),
+            "{ch}: {j}"
+        );
+    }
+    // 3.4 has no Temporal, and its nginx no such location.
+    let st = fresh_leader()
+        .with_config("channel", "3.4/stable")
+        .with_relation(collector());
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+    assert!(job(&sent(&out.state), "temporal").is_none());
+}
+
+#[test]
+fn the_temporal_job_follows_the_maas_installed_not_the_channel_option() {
+    let racks = |ch: &str| {
+        Relation::new(RPC, "rpc", "maas-rack")
+            .remote_unit(0, &[("hostname", "rack-a"), ("maas_channel", ch)])
+    };
+    // Arrange: a serving 3.4 region whose channel option now says 3.6, its rack still on 3.4.
+    let st = installed_snap(fresh_leader().with_relation(vip("10.0.0.100")));
+    let mut st = snap_initialised_unit(st, "10.0.0.5", "http://10.0.0.100/MAAS");
+    st.stored.insert("snap-channel".into(), "3.4/stable".into());
+    st.machine.snaps.insert("maas".into(), "3.4/stable".into());
+    let st = settle(
+        &harness(0),
+        st.with_config("channel", "3.4/stable")
+            .with_relation(racks("3.4/stable")),
+    )
+    .with_config("channel", "3.6/stable")
+    .with_relation(collector());
+
+    // Act: the region waits for its rack (MAAS upgrades racks first): it still runs 3.4.
+    let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+    // Assert
+    assert_eq!(out.state.stored["snap-channel"], "3.4/stable");
+    assert!(job(&sent(&out.state), "temporal").is_none());
+
+    // Act: the rack runs 3.6; the region refreshes in this hook...
+    let mut st = out.state;
+    st.relations.retain(|r| r.id != RPC);
+    let out = harness(0).run_ok(
+        Trigger::ConfigChanged,
+        &st.with_relation(racks("3.6/stable")),
+    );
+    // Assert: ...and sends the job in that same hook.
+    assert_eq!(out.state.stored["snap-channel"], "3.6/stable");
+    assert!(job(&sent(&out.state), "temporal").is_some());
+}
+
+#[test]
+fn a_deb_install_is_told_by_the_version_dpkg_has() {
+    let deb = |version: &str| {
+        let mut st = fresh_leader()
+            .with_config("install-method", "deb")
+            .with_relation(collector());
+        st.machine = st.machine.respond(
+            &["dpkg-query", "-W", "-f=${Version}", "maas-region-api"],
+            CmdOutput::ok(version),
+        );
+        let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+        job(&sent(&out.state), "temporal").cloned()
+    };
+    let j = deb("1:3.5.8-16401-g.1f2e3d4c5-0ubuntu1~24.04.1").expect("3.5 debs run Temporal");
+    assert_eq!(j["static_configs"][0]["targets"][0], "localhost:5240");
+    assert!(deb("3.4.6-14344-g.f6a2c5b33-0ubuntu1~22.04.1").is_none());
+}
+
+#[test]
+fn which_maas_serves_temporal() {
+    use maas_region::cos::serves_temporal;
+    for (v, want) in [
+        ("3.4/stable", false),
+        ("2.9/stable", false),
+        ("3.5/stable", true),
+        ("3.10/edge/fix", true),
+        ("latest/edge", true),
+        ("stable", true),
+        ("1:3.4.6-14344-g.f6a2c5b33-0ubuntu1", false),
+        ("3.5.0~beta1-15000-g.abc-0ubuntu1", true),
+        ("1:3.6.3-16565-g.0d2d1e7c5-0ubuntu1~24.04.1", true),
+    ] {
+        assert_eq!(serves_temporal(v), want, "{v}");
+    }
 }
