@@ -6,7 +6,7 @@
 //!
 //! The drill: every job of every region and rack unit is up (with MAAS's cluster statistics,
 //! which the leader turns on for the collector: maas_nodes counts the two regions and the
-//! rack) and every rule of both charms loads and evaluates; nothing is pending or firing in the
+//! rack; and each region's Temporal through its nginx over https) and every rule of both charms loads and evaluates; nothing is pending or firing in the
 //! healthy model. Then, at once (the two `for:` windows run side by side, which keeps the
 //! drill's CI time to the longer one), one region's machine stopped (the region, its
 //! haproxy and its collector gone, as when a host is lost: what the rules must see through,
@@ -40,8 +40,9 @@ const RACK_MACHINE: &str = "2";
 const SETTLE: Duration = Duration::from_secs(900);
 /// The jobs maas-region's cos.rs sends per unit (haproxy is on by default; `cluster`, MAAS's
 /// /MAAS/metrics, once the leader turned MAAS's prometheus_enabled on for the collector;
-/// `certificates`, charm-lib's certificate exporter, as MAAS's TLS is on here).
-const REGION_JOBS: [&str; 4] = ["certificates", "cluster", "haproxy", "regiond"];
+/// `certificates`, charm-lib's certificate exporter, as MAAS's TLS is on here; `temporal`,
+/// Temporal's metrics behind MAAS's nginx, as the default channel, 3.6/stable, is 3.5+).
+const REGION_JOBS: [&str; 5] = ["certificates", "cluster", "haproxy", "regiond", "temporal"];
 /// The job maas-rack's cos.rs sends per unit.
 const RACK_JOBS: [&str; 1] = ["rackd"];
 
@@ -357,22 +358,53 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     assert_eq!(racks.len(), 1, "{racks:?}");
     eprintln!("    settled in {:?}", start.elapsed());
 
-    // MAAS's TLS on from the deployment: every region's cluster job goes to
-    // https://localhost:5443, verified with the CA the job carries inline, through the
+    // MAAS's TLS on from the deployment: every region's cluster and temporal jobs go to
+    // https://localhost:5443 (nginx's TLS server block holds /MAAS/metrics and
+    // /metrics/temporal), verified with the CA the job carries inline, through the
     // strictly confined collector. (With TLS on from the start, the second region once
     // waited for the init lock past SETTLE: the local model let the leader create its TLS
     // secret twice, and it reissued the certificate in every hook; fixed in the local model.)
     let (_, took) = until(
         Duration::from_secs(300),
-        "every cluster job up over https",
+        "every cluster and temporal job up over https",
         || {
             let https = PROM.query(&d, "up{instance=\"localhost:5443\"} == 1")?;
-            ensure!(https.len() == regions.len(), "{https:?}");
+            let mut seen: Vec<(String, String)> = https
+                .iter()
+                .map(|(m, _)| {
+                    let unit = m["juju_unit"].as_str().unwrap_or("").to_string();
+                    let job = job_of("maas-region", m["job"].as_str().unwrap_or(""));
+                    (unit, job)
+                })
+                .collect();
+            seen.sort();
+            let want: Vec<(String, String)> = regions
+                .iter()
+                .flat_map(|u| ["cluster", "temporal"].map(|j| (u.clone(), j.to_string())))
+                .collect();
+            ensure!(seen == want, "{seen:?}, want {want:?}");
             Ok(())
         },
     )
-    .expect("cluster jobs over https");
-    eprintln!("    every cluster job up over https after {took:?}");
+    .expect("cluster and temporal jobs over https");
+    eprintln!("    every cluster and temporal job up over https after {took:?}");
+    // Temporal's own series, from each region's Temporal through its nginx.
+    until(
+        Duration::from_secs(60),
+        "Temporal's persistence_requests from every region",
+        || {
+            let s = PROM.query(&d, "persistence_requests")?;
+            let mut units: Vec<String> = s
+                .iter()
+                .map(|(m, _)| m["juju_unit"].as_str().unwrap_or("").to_string())
+                .collect();
+            units.sort();
+            units.dedup();
+            ensure!(units == regions, "{units:?}");
+            Ok(())
+        },
+    )
+    .expect("Temporal's metrics");
 
     let (_, took) = until(Duration::from_secs(120), "every target up", || {
         targets_are(&d, &regions, &racks, &[])
