@@ -221,6 +221,14 @@ fn a_region_restored_from_its_backup_serves_as_the_same_controller() {
         object("manifest.json", "head -n 1"),
         "-----BEGIN PGP MESSAGE-----"
     );
+    // gpg's agent does not outlive the action (the charm stops it).
+    assert_eq!(
+        d.exec(&m, &["sh", "-c", "pgrep -x gpg-agent || true"])
+            .unwrap()
+            .trim(),
+        "",
+        "a gpg-agent left running"
+    );
     // Nothing of the region's files stays in the work directory.
     assert_eq!(
         d.exec(
