@@ -27,6 +27,14 @@ pub const PACKAGES: &[&str] = &[
     "maas-region-controller",
 ];
 
+/// The version dpkg reports for the MAAS debs: MAAS's epoch and upstream version, as its
+/// debian/changelog has them (canonical/maas 3.6 `maas (1:3.6.5-0ubuntu1) noble`), of the
+/// MAAS the deb stand-in behaves as ([`crate::api::VERSION`]). maas-region tells a deb
+/// install's release by it (Temporal's metrics from 3.5).
+pub fn deb_version() -> String {
+    format!("1:{}-0ubuntu1", crate::api::VERSION)
+}
+
 fn unit(description: &str, exec: &str) -> String {
     format!(
         "# MAAS stand-in (test double, not MAAS)\n[Unit]\nDescription={description}\nAfter=network.target\n\n[Service]\nType=simple\nExecStart={exec}\nRestart=always\nUser=root\n\n[Install]\nWantedBy=multi-user.target\n"
@@ -200,11 +208,11 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
             "hooks": {"post-refresh": [[INSTALLED_BINARY, "maas", "migrate", "--configure"]]},
         }),
         "maas-cli" => json!({
-            "name": "maas-cli", "kind": "deb", "files": [bin],
+            "name": "maas-cli", "kind": "deb", "version": deb_version(), "files": [bin],
             "symlinks": [link("/usr/bin/maas")], "dirs": [], "users": [], "enable": [], "postinst": [],
         }),
         "maas-region-api" => json!({
-            "name": "maas-region-api", "kind": "deb",
+            "name": "maas-region-api", "kind": "deb", "version": deb_version(),
             "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"),
                       unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-temporal.service"), unit_file(units_dir, "maas-apiserver.service")],
             "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas")],
@@ -213,7 +221,7 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
             "postinst": postinst,
         }),
         "maas-dns" => json!({
-            "name": "maas-dns", "kind": "deb",
+            "name": "maas-dns", "kind": "deb", "version": deb_version(),
             "files": [bin, unit_file(units_dir, "bind9.service")],
             "symlinks": [json!({"dst": "/usr/sbin/named", "target": INSTALLED_BINARY}), link("/usr/sbin/maas-region")],
             "dirs": [dir("/etc/bind", "0755", "root", "bind"), dir("/etc/bind/maas", "0755", "root", "bind")],
@@ -222,7 +230,7 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
             "postinst": postinst,
         }),
         "maas-rack-controller" => json!({
-            "name": "maas-rack-controller", "kind": "deb",
+            "name": "maas-rack-controller", "kind": "deb", "version": deb_version(),
             "files": [bin, unit_file(units_dir, "maas-rackd.service"), unit_file(units_dir, "maas-dhcpd.service")],
             "symlinks": [link("/usr/sbin/maas-rack"), link("/usr/bin/maas")],
             "dirs": deb_dirs, "users": ["maas"],
@@ -232,7 +240,7 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         // The metapackage: region API and DNS together. Unlike MAAS's, it does not install
         // a local PostgreSQL: the tests always bring their own database.
         "maas-region-controller" => json!({
-            "name": "maas-region-controller", "kind": "deb",
+            "name": "maas-region-controller", "kind": "deb", "version": deb_version(),
             "files": [bin, unit_file(units_dir, "maas-regiond.service"), unit_file(units_dir, "apache2.service"), unit_file(units_dir, "bind9.service"),
                       unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-temporal.service"), unit_file(units_dir, "maas-apiserver.service")],
             "symlinks": [link("/usr/sbin/maas-region"), link("/usr/bin/maas"), json!({"dst": "/usr/sbin/named", "target": INSTALLED_BINARY})],
