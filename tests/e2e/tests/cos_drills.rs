@@ -439,7 +439,11 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         );
         eprintln!(
             "    etcd of {replica} frozen: pending after {pending_after:?}, firing after {firing_after:?}; alerts: {:?}",
-            PROM.alerts(&d)?.iter().map(|(n, s, _)| format!("{n} {s}")).collect::<Vec<_>>()
+            PROM.alerts(&d)?.iter().map(|(n, s, l)| format!(
+                "{n} {s} {} {}",
+                l["juju_unit"].as_str().unwrap_or(""),
+                job_of(l["juju_application"].as_str().unwrap_or(""), l["job"].as_str().unwrap_or(""))
+            )).collect::<Vec<_>>()
         );
         Ok(())
     })();
