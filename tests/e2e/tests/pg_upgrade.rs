@@ -31,6 +31,7 @@ const SERVICES: &[&str] = &[
     "postgresql-ha-patroni",
     "postgresql-ha-etcd",
     "postgresql-ha-observer",
+    "postgresql-ha-patroni-metrics",
     "prometheus-postgres-exporter",
 ];
 
