@@ -26,7 +26,8 @@
 //! `/metrics/temporal` to it (canonical/maas production.yaml.template `metrics.prometheus`,
 //! regiond.nginx.conf.template `upstream temporal-metrics`), in the same server block as
 //! `/MAAS/metrics`: the `temporal` job goes the way the `cluster` job does ([`Nginx`]), without
-//! waiting for `prometheus_enabled` (Temporal's listener is always on), and only while the
+//! waiting for `prometheus_enabled` (Temporal's listener is always on) but waiting for TLS
+//! once it is wanted ([`Nginx::temporal`]), and only while the
 //! MAAS installed here is 3.5 or later ([`installed_version`], [`serves_temporal`]): 3.4's
 //! nginx answers the path 404, which would fire HostDown. The official charm sends the same
 //! job (canonical/maas-charms maas-region: main's `_generate_scrape_configs`, the 3.7 and 3.8
@@ -95,6 +96,18 @@ impl Nginx {
     /// statistics on.
     pub fn cluster(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
         if peer_app.stats_enabled != Some(true) {
+            return None;
+        }
+        Nginx::of(cfg, peer_app)
+    }
+
+    /// How the `temporal` job goes: as [`Nginx::of`], and none while TLS is wanted but not
+    /// applied yet. MAAS's nginx answers `/metrics/temporal` 404 on http the moment TLS is
+    /// applied (the path is in the TLS server block only), and a job that then moves to https
+    /// leaves its last http sample, `up` 0, in a Prometheus fed by remote-write (no staleness
+    /// marker) for its 5-minute lookback: HostDown would go pending in a healthy model.
+    pub fn temporal(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
+        if cfg.tls_enabled && peer_app.tls_applied.is_none() {
             return None;
         }
         Nginx::of(cfg, peer_app)
@@ -256,7 +269,7 @@ pub fn publish(ctx: &Context, cfg: &Config, stored: &crate::state::Stored) -> an
     }
     let cluster = Nginx::cluster(cfg, &peer_app);
     let temporal = match installed_version(ctx, cfg, stored)? {
-        Some(v) if serves_temporal(&v) => Nginx::of(cfg, &peer_app),
+        Some(v) if serves_temporal(&v) => Nginx::temporal(cfg, &peer_app),
         _ => None,
     };
     let mut scrape_jobs = jobs(cfg, cluster.as_ref(), temporal.as_ref());

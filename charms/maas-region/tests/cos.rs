@@ -328,6 +328,8 @@ fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_
         job(&data, "cluster").unwrap()["static_configs"][0]["targets"][0],
         "localhost:5240"
     );
+    // Temporal's job waits for https: its http path is a 404 once TLS is applied.
+    assert!(job(&data, "temporal").is_none(), "{data}");
 
     // The leader that applies it in a hook sends the https job in that hook: no other region
     // tells it (peer relation-changed goes to the others).
@@ -346,6 +348,10 @@ fn with_tls_applied_the_cluster_statistics_go_over_https_verified_with_the_apps_
     let data = sent(&out.state);
     assert_eq!(
         job(&data, "cluster").unwrap()["static_configs"][0]["targets"][0],
+        "localhost:5443"
+    );
+    assert_eq!(
+        job(&data, "temporal").unwrap()["static_configs"][0]["targets"][0],
         "localhost:5443"
     );
 }
