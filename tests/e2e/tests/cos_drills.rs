@@ -234,6 +234,46 @@ fn patroni_and_etcd_series(d: &Deployment, units: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The HTTP status `url` answers on `machine` (`000`: no answer, e.g. connection refused).
+fn status_on(d: &Deployment, machine: &str, url: &str) -> Result<String> {
+    let out = d.exec(
+        machine,
+        &[
+            "sh",
+            "-c",
+            &format!("curl -s -o /dev/null -m 3 -w '%{{http_code}}' {url}; true"),
+        ],
+    )?;
+    Ok(out.trim().to_string())
+}
+
+/// Patroni's relay and etcd's metrics listener answer on 127.0.0.1 and not on the unit's
+/// address; the relay relays `/metrics` only (Patroni's other endpoints stay behind its client
+/// certificate).
+fn loopback_only(d: &Deployment, unit: &str) -> Result<()> {
+    let machine = d.machine_of(unit)?;
+    let address = d.address_of(unit)?;
+    for (url, want) in [
+        ("http://127.0.0.1:9956/metrics".to_string(), "200"),
+        ("http://127.0.0.1:9956/cluster".to_string(), "404"),
+        ("http://127.0.0.1:2381/metrics".to_string(), "200"),
+        (format!("http://{address}:9956/metrics"), "000"),
+        (format!("http://{address}:2381/metrics"), "000"),
+        // Patroni itself still refuses a client without a certificate, and answers one with
+        // the unit's on the unit's address (so that address is reachable from here: the two
+        // 000 above are the listeners' binding, not the network).
+        ("https://127.0.0.1:8008/metrics -k".to_string(), "000"),
+        (
+            format!("https://{address}:8008/metrics --cacert /etc/postgresql-ha/tls/ca.pem --cert /etc/postgresql-ha/tls/unit.pem --key /etc/postgresql-ha/tls/unit.key"),
+            "200",
+        ),
+    ] {
+        let got = status_on(d, &machine, &url)?;
+        ensure!(got == want, "{unit}: {url} answered {got}, want {want}");
+    }
+    Ok(())
+}
+
 /// db-vip's units with their principals' machines.
 fn vip_units(d: &Deployment) -> Result<Vec<(String, String)>> {
     let st = d.status()?;
@@ -335,6 +375,7 @@ fn cos_agent_jobs_scraped_and_alert_rules_fire_in_a_real_prometheus() {
         || patroni_and_etcd_series(&d, &units),
     )
     .expect("Patroni and etcd series");
+    loopback_only(&d, &units[0]).expect("the metrics listeners answer on loopback only");
     // The CA and the unit certificate of every unit.
     until(
         Duration::from_secs(60),
