@@ -465,7 +465,7 @@ mod tests {
     fn the_unit_runs_the_charm_binary_over_the_files_and_the_job_scrapes_loopback() {
         let svc = Service {
             name: "pg-cert-metrics",
-            port: 9793,
+            port: 9957,
         };
         let u = unit(
             &svc,
@@ -474,13 +474,13 @@ mod tests {
             &["/a.pem", "/b.pem"],
         );
         assert!(u.starts_with("# charm binary 0a\n[Unit]\n"), "{u}");
-        assert!(u.contains("ExecStart=/var/lib/juju/agents/unit-pg-0/charm/dispatch cert-metrics 9793 /a.pem /b.pem\n"), "{u}");
+        assert!(u.contains("ExecStart=/var/lib/juju/agents/unit-pg-0/charm/dispatch cert-metrics 9957 /a.pem /b.pem\n"), "{u}");
         assert_eq!(
             unit_path(&svc),
             "/etc/systemd/system/pg-cert-metrics.service"
         );
         let job = scrape_job(&svc);
-        assert_eq!(job.static_configs[0].targets, ["127.0.0.1:9793"]);
+        assert_eq!(job.static_configs[0].targets, ["127.0.0.1:9957"]);
         assert_eq!(job.scheme, None);
         assert_eq!(job.job_name.as_deref(), Some("certificates"));
     }

@@ -65,11 +65,12 @@ fn handover_dir(m: InstallMethod) -> PathBuf {
     }
 }
 
-/// The certificate exporter (charm-lib `cert_metrics`): the port after postgresql-ha's 9793,
+/// The certificate exporter (charm-lib `cert_metrics`): beside postgresql-ha's 9957 and past
+/// keepalived-vip's exporters (9700 + router id, up to 9955), which share the machine,
 /// as the bundle places regions with the database units; loopback only.
 pub const CERT_METRICS: charm_lib::cert_metrics::Service = charm_lib::cert_metrics::Service {
     name: "maas-region-cert-metrics",
-    port: 9794,
+    port: 9958,
 };
 
 /// The certificate this region's nginx serves, as regiond writes it from MAAS's database: the

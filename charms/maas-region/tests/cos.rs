@@ -495,7 +495,7 @@ fn while_maas_serves_tls_the_certificate_exporter_reads_what_nginx_serves_until_
     // Assert: the exporter runs over the file regiond renders, and its job is sent.
     let text = on.state.machine.text(unit).expect("the exporter's unit");
     assert!(
-        text.contains(&format!("/charm/dispatch cert-metrics 9794 {served}\n")),
+        text.contains(&format!("/charm/dispatch cert-metrics 9958 {served}\n")),
         "{text}"
     );
     assert!(on
@@ -504,7 +504,7 @@ fn while_maas_serves_tls_the_certificate_exporter_reads_what_nginx_serves_until_
         .is_active("maas-region-cert-metrics.service"));
     let data = sent(&on.state);
     let j = job(&data, "certificates").expect("the certificates job");
-    assert_eq!(j["static_configs"][0]["targets"][0], "127.0.0.1:9794");
+    assert_eq!(j["static_configs"][0]["targets"][0], "127.0.0.1:9958");
     assert!(j.get("tls_config").is_none(), "{j}");
     assert!(alerts(&data).contains(&"CertificateNearExpiry".to_string()));
     assert!(alerts(&data).contains(&"CertificateUnreadable".to_string()));

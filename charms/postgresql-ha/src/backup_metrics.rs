@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The port (pgbackrest_exporter's: one pgBackRest exporter per machine), loopback only.
-pub const PORT: u16 = 9854;
+pub const PORT: u16 = 9959;
 /// The service.
 pub const SERVICE: &str = "postgresql-ha-backup-metrics";
 /// Its unit file.
@@ -267,10 +267,10 @@ mod tests {
         );
         assert!(u.starts_with("# charm binary 0a\n[Unit]\n"), "{u}");
         assert!(
-            u.contains("ExecStart=/var/lib/juju/agents/unit-pg-0/charm/dispatch backup-metrics pg 9854 3600\n"),
+            u.contains("ExecStart=/var/lib/juju/agents/unit-pg-0/charm/dispatch backup-metrics pg 9959 3600\n"),
             "{u}"
         );
-        assert!(unit("/c", "", "pg", None).contains("backup-metrics pg 9854 0\n"));
-        assert_eq!(target(), "127.0.0.1:9854");
+        assert!(unit("/c", "", "pg", None).contains("backup-metrics pg 9959 0\n"));
+        assert_eq!(target(), "127.0.0.1:9959");
     }
 }

@@ -27,10 +27,10 @@
 //! as the `monitoring` role (pg_monitor, peer authentication from the OS user prometheus only).
 //!
 //! With a backup repository, the age of the last good backup comes from the charm's own
-//! exporter on 127.0.0.1:9854 (see `backup_metrics`), plain http on loopback too.
+//! exporter on 127.0.0.1:9959 (see `backup_metrics`), plain http on loopback too.
 //!
 //! The dates of the unit's certificates come from charm-lib's certificate exporter on
-//! 127.0.0.1:9793 (x509-certificate-exporter's metrics; `certificates.rules`).
+//! 127.0.0.1:9957 (x509-certificate-exporter's metrics; `certificates.rules`).
 
 use crate::config::{Config, SyncMode};
 use crate::paths;

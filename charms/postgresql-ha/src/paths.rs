@@ -124,7 +124,7 @@ pub const MONITORING_ROLE: &str = "monitoring";
 /// loopback only; maas-region, which may share the machine, takes the next.
 pub const CERT_METRICS: charm_lib::cert_metrics::Service = charm_lib::cert_metrics::Service {
     name: "postgresql-ha-cert-metrics",
-    port: 9793,
+    port: 9957,
 };
 
 /// PostgreSQL's port.

@@ -33,7 +33,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The relay's port on 127.0.0.1: the first past keepalived-vip's exporters (9700 + router
-/// id, up to 9955), which share the machine; 9793 and 9854 are this charm's other exporters.
+/// id, up to 9955), which share the machine; this charm's other exporters (9957, 9959) and
+/// maas-region's (9958), placed with it in the bundle, follow it for the same reason.
 pub const PORT: u16 = 9956;
 /// The service.
 pub const SERVICE: &str = "postgresql-ha-patroni-metrics";
@@ -337,10 +338,20 @@ mod tests {
         ];
         let distinct: std::collections::BTreeSet<u16> = ours.into_iter().collect();
         assert_eq!(distinct.len(), ours.len(), "{ours:?}");
+        // Every loopback listener, and maas-region's certificate exporter (the bundle places
+        // regions with the database units), clear of keepalived-vip's exporters: with router
+        // id 93, 94 or 154 the old 9793, 9794 and 9854 were taken.
         let keepalived_vip = 9700..=9955;
-        for p in [PORT, paths::ETCD_METRICS_PORT] {
+        for p in [
+            PORT,
+            paths::ETCD_METRICS_PORT,
+            paths::CERT_METRICS.port,
+            crate::backup_metrics::PORT,
+            9958,
+        ] {
             assert!(!keepalived_vip.contains(&p), "{p}");
         }
+        assert!(!ours.contains(&9958), "maas-region's certificate exporter");
         assert_eq!(
             paths::ETCD_METRICS,
             format!("http://127.0.0.1:{}", paths::ETCD_METRICS_PORT)

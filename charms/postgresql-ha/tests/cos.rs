@@ -60,7 +60,7 @@ fn the_collector_gets_every_job_as_loopback_http_the_rules_and_the_dashboard() {
     assert_eq!(
         by_name,
         [
-            ("certificates".to_string(), "127.0.0.1:9793".to_string()),
+            ("certificates".to_string(), "127.0.0.1:9957".to_string()),
             ("etcd".to_string(), "127.0.0.1:2381".to_string()),
             ("patroni".to_string(), "127.0.0.1:9956".to_string()),
             ("postgresql".to_string(), "127.0.0.1:9187".to_string()),
@@ -250,7 +250,7 @@ fn with_a_backup_repository_the_backup_age_is_scraped_and_alerted_on() {
         .iter()
         .find(|j| j["job_name"].as_str().unwrap().contains("_pgbackrest_"))
         .unwrap_or_else(|| panic!("no pgbackrest job in {jobs:?}"));
-    assert_eq!(backup["static_configs"][0]["targets"][0], "127.0.0.1:9854");
+    assert_eq!(backup["static_configs"][0]["targets"][0], "127.0.0.1:9959");
     assert_eq!(jobs.len(), 5);
     let alerts: Vec<&str> = data["metrics_alert_rules"]["groups"]
         .as_array()
@@ -416,7 +416,7 @@ fn the_certificate_exporter_serves_the_units_certificates_until_the_unit_leaves(
     assert!(!out.failed(), "{:?}", out.error);
     let text = out.state.machine.text(unit).expect("the exporter's unit");
     assert!(
-        text.contains("/charm/dispatch cert-metrics 9793 /etc/postgresql-ha/tls/ca.pem /etc/postgresql-ha/tls/unit.pem\n"),
+        text.contains("/charm/dispatch cert-metrics 9957 /etc/postgresql-ha/tls/ca.pem /etc/postgresql-ha/tls/unit.pem\n"),
         "{text}"
     );
     let svc = &out.state.machine.services["postgresql-ha-cert-metrics.service"];
@@ -426,7 +426,7 @@ fn the_certificate_exporter_serves_the_units_certificates_until_the_unit_leaves(
         jobs.as_array()
             .unwrap()
             .iter()
-            .any(|j| j["static_configs"][0]["targets"][0] == "127.0.0.1:9793"),
+            .any(|j| j["static_configs"][0]["targets"][0] == "127.0.0.1:9957"),
         "{jobs}"
     );
 

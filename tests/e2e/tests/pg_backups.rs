@@ -353,7 +353,7 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
     for unit in ha::pg_units(&d).unwrap() {
         let m = d.machine_of(&unit).unwrap();
         until(Duration::from_secs(90), "the backup age on every unit", || {
-            let text = d.exec(&m, &["curl", "-sf", "http://127.0.0.1:9854/metrics"])?;
+            let text = d.exec(&m, &["curl", "-sf", "http://127.0.0.1:9959/metrics"])?;
             let incr = metric(&text, "pgbackrest_backup_since_last_completion_seconds{backup_type=\"incr\",stanza=\"postgresql-ha\"}")
                 .with_context(|| format!("{unit}: no incremental age in\n{text}"))?;
             ensure!(incr < 600.0, "{unit}: the newest incremental is {incr} s old");
@@ -426,7 +426,7 @@ fn point_in_time_restore_brings_back_exactly_what_was_committed_before_the_time(
         })
         .unwrap();
         let text = d
-            .exec(&m, &["curl", "-sf", "http://127.0.0.1:9854/metrics"])
+            .exec(&m, &["curl", "-sf", "http://127.0.0.1:9959/metrics"])
             .unwrap();
         assert_eq!(
             metric(
