@@ -92,21 +92,27 @@ impl Nginx {
         Some(Nginx::Https { ca: ca.clone() })
     }
 
-    /// How the `cluster` job goes: as [`Nginx::of`], and none before the leader turned the
-    /// statistics on.
+    /// How the `cluster` job goes: as [`Nginx::settled`], and none before the leader turned
+    /// the statistics on.
     pub fn cluster(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
         if peer_app.stats_enabled != Some(true) {
             return None;
         }
-        Nginx::of(cfg, peer_app)
+        Nginx::settled(cfg, peer_app)
     }
 
-    /// How the `temporal` job goes: as [`Nginx::of`], and none while TLS is wanted but not
-    /// applied yet. MAAS's nginx answers `/metrics/temporal` 404 on http the moment TLS is
-    /// applied (the path is in the TLS server block only), and a job that then moves to https
-    /// leaves its last http sample, `up` 0, in a Prometheus fed by remote-write (no staleness
-    /// marker) for its 5-minute lookback: HostDown would go pending in a healthy model.
+    /// How the `temporal` job goes: as [`Nginx::settled`].
     pub fn temporal(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
+        Nginx::settled(cfg, peer_app)
+    }
+
+    /// As [`Nginx::of`], and none while TLS is wanted but not applied yet. The moment TLS is
+    /// applied MAAS's nginx stops serving both paths on http (`/metrics/temporal` is in the
+    /// TLS server block only, a 404 on 5240; `/MAAS/metrics` answers 301 to https, which the
+    /// http job has no CA to verify), and a job that then moves to https leaves its last http
+    /// sample, `up` 0, in a Prometheus fed by remote-write (no staleness marker) for its
+    /// 5-minute lookback: HostDown would go pending in a healthy model.
+    fn settled(cfg: &Config, peer_app: &AppBag) -> Option<Nginx> {
         if cfg.tls_enabled && peer_app.tls_applied.is_none() {
             return None;
         }
