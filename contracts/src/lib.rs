@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod maas_rpc;
+pub mod maas_version;
 pub mod pgsql;
 pub mod s3;
 pub mod vip;

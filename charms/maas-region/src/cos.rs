@@ -33,6 +33,13 @@
 //! job (canonical/maas-charms maas-region: main's `_generate_scrape_configs`, the 3.7 and 3.8
 //! tracks' `metrics_endpoints`; its 3.4 track has none).
 //!
+//! A region whose snap runs the rack too (`region+rack`: a maas-rack unit on this host, which
+//! then installs nothing and sends no job for what it does not run) also serves, from MAAS 3.6,
+//! maas-agent's metrics behind the rack's nginx on 5248 (`location /metrics/agent`,
+//! src/provisioningserver/templates/http/rackd.nginx.conf.template): the `agent` job
+//! ([`runs_rack`], [`serves_agent_metrics`]), plain http, as the official charm sends it in
+//! rack mode (`enable_rack_mode`: `MAAS_AGENT_METRICS_PORT`, `MAAS_AGENT_METRICS_ENDPOINT`).
+//!
 //! Logs: the cos_agent library carries snap slots only (`log_slots`, `snap:slot`; the collector
 //! connects its `logs` plug to each and reads what the slot shares). The maas snap shares
 //! `$SNAP_COMMON/log` (/var/snap/maas/common/log: regiond.log, maas.log, nginx ...) through its
@@ -49,7 +56,7 @@ use crate::render::HAPROXY_METRICS_PORT;
 use charm_lib::cos_agent::{
     Dashboard, Provider, RuleFile, ScrapeJob, StaticConfig, TlsConfig, Topology, ENDPOINT,
 };
-use charm_lib::{Cmd, Context};
+use charm_lib::{Cmd, Context, MachineExt};
 
 /// metadata.yaml's name (the dashboards' uid and the rules' `juju_charm` come from it).
 pub const CHARM: &str = "maas-region";
@@ -67,6 +74,13 @@ pub const PROFILE: &str = "juju-maas-region-cos";
 /// Temporal's metrics behind MAAS's nginx (3.5+ regiond.nginx.conf.template `location
 /// /metrics/temporal { proxy_pass http://temporal-metrics/metrics; }`).
 pub const TEMPORAL_METRICS_PATH: &str = "/metrics/temporal";
+/// The rack's nginx port (rackd.nginx.conf.template `listen 5248`; the official charm's
+/// `MAAS_AGENT_METRICS_PORT`).
+pub const AGENT_METRICS_PORT: u16 = 5248;
+/// maas-agent's metrics behind the rack's nginx (3.6+ rackd.nginx.conf.template `location
+/// /metrics/agent { proxy_pass http://maas-agent-http/metrics; }`; the official charm's
+/// `MAAS_AGENT_METRICS_ENDPOINT`).
+pub const AGENT_METRICS_PATH: &str = "/metrics/agent";
 
 /// How a job reaches MAAS's nginx (the `cluster` and `temporal` jobs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,19 +163,18 @@ impl Nginx {
 /// bare risk, is the newest MAAS, as [`crate::maas::agent_ports`] takes it) or a deb's
 /// version (`1:3.5.2-16343-g…`: epoch and suffix ignored).
 pub fn serves_temporal(version: &str) -> bool {
-    let v = version.split_once(':').map_or(version, |(_, v)| v);
-    let track = v.split('/').next().unwrap_or("");
-    let mut parts = track.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
-    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
-    match (major, minor) {
-        (Some(major), Some(minor)) => (major, minor) >= (3, 5),
-        (Some(major), None) => major >= 3,
-        (None, _) => true,
-    }
+    contracts::maas_version::at_least(version, (3, 5))
 }
 
-/// What this unit's MAAS is, for [`serves_temporal`]: the snap channel it installed or last
+/// Whether a MAAS of `version` running the rack serves maas-agent's metrics behind its nginx
+/// on 5248: 3.6 and later (`location /metrics/agent` first appears in 3.6's
+/// src/provisioningserver/templates/http/rackd.nginx.conf.template; 3.4 and 3.5 answer the
+/// path from rackd's `/boot/`, a 404). `version` as for [`serves_temporal`].
+pub fn serves_agent_metrics(version: &str) -> bool {
+    contracts::maas_version::at_least(version, (3, 6))
+}
+
+/// What this unit's MAAS is, for [`serves_temporal`] and [`serves_agent_metrics`]: the snap channel it installed or last
 /// refreshed to (charm state `snap-channel`, not the `channel` option, which leads it during
 /// a refresh), or the installed maas-region-api's version (dpkg: the debs' version is in no
 /// option). `None` before MAAS is installed.
@@ -185,6 +198,20 @@ pub fn installed_version(
         }
         InstallMethod::Deb => None,
     })
+}
+
+/// Whether this unit's MAAS runs the rack too: the snap in mode `region+rack` (only the snap
+/// runs both; MAAS writes `snap_mode` once `maas init` succeeded, so this is what runs, not
+/// what is wanted). The rack unit on this host then registers nothing and sends no `agent`
+/// job of its own, so the job is this unit's, as the official charm sends it in rack mode.
+pub fn runs_rack(ctx: &Context, cfg: &Config) -> anyhow::Result<bool> {
+    if cfg.install_method != InstallMethod::Snap {
+        return Ok(false);
+    }
+    let mode = ctx
+        .machine
+        .read_to_string(std::path::Path::new(crate::maas::SNAP_MODE))?;
+    Ok(crate::maas::snap_mode(mode.as_deref()) == "region+rack")
 }
 
 /// The alert rules sent.
@@ -226,14 +253,27 @@ pub const SYNTHETIC: &[&str] = &[
 ];
 
 /// The scrape jobs for `cfg`: regiond's, the cluster statistics' and Temporal's when `cluster`
-/// and `temporal` say how, haproxy's when it runs.
-pub fn jobs(cfg: &Config, cluster: Option<&Nginx>, temporal: Option<&Nginx>) -> Vec<ScrapeJob> {
+/// and `temporal` say how, maas-agent's when `agent` (this unit's MAAS runs the rack and
+/// serves them), haproxy's when it runs.
+pub fn jobs(
+    cfg: &Config,
+    cluster: Option<&Nginx>,
+    temporal: Option<&Nginx>,
+    agent: bool,
+) -> Vec<ScrapeJob> {
     let mut jobs = vec![ScrapeJob {
         job_name: Some("regiond".into()),
         ..ScrapeJob::localhost("/metrics", REGIOND_METRICS_PORT)
     }];
     jobs.extend(cluster.map(|n| n.job("cluster", CLUSTER_METRICS_PATH)));
     jobs.extend(temporal.map(|n| n.job("temporal", TEMPORAL_METRICS_PATH)));
+    if agent {
+        // Plain http whatever MAAS's TLS: the rack's nginx has no TLS server.
+        jobs.push(ScrapeJob {
+            job_name: Some("agent".into()),
+            ..ScrapeJob::localhost(AGENT_METRICS_PATH, AGENT_METRICS_PORT)
+        });
+    }
     if cfg.haproxy {
         jobs.push(ScrapeJob {
             job_name: Some("haproxy".into()),
@@ -250,6 +290,7 @@ pub fn exposed(job: &str) -> Vec<&'static str> {
         "haproxy" => include_str!("metrics/haproxy.names"),
         "cluster" => include_str!("metrics/cluster.names"),
         "temporal" => include_str!("metrics/temporal.names"),
+        "agent" => include_str!("metrics/agent.names"),
         "certificates" => return charm_lib::cert_metrics::NAMES.to_vec(),
         _ => "",
     };
@@ -274,11 +315,13 @@ pub fn publish(ctx: &Context, cfg: &Config, stored: &crate::state::Stored) -> an
         return Ok(());
     }
     let cluster = Nginx::cluster(cfg, &peer_app);
-    let temporal = match installed_version(ctx, cfg, stored)? {
-        Some(v) if serves_temporal(&v) => Nginx::temporal(cfg, &peer_app),
+    let version = installed_version(ctx, cfg, stored)?;
+    let temporal = match &version {
+        Some(v) if serves_temporal(v) => Nginx::temporal(cfg, &peer_app),
         _ => None,
     };
-    let mut scrape_jobs = jobs(cfg, cluster.as_ref(), temporal.as_ref());
+    let agent = version.as_deref().is_some_and(serves_agent_metrics) && runs_rack(ctx, cfg)?;
+    let mut scrape_jobs = jobs(cfg, cluster.as_ref(), temporal.as_ref(), agent);
     // Only while its exporter runs: a job without its target fires HostDown.
     let unit = charm_lib::cert_metrics::unit_path(&certs::CERT_METRICS);
     if ctx

@@ -159,6 +159,7 @@ fn exposed() -> Vec<&'static str> {
     all.extend(maas_region::cos::exposed("haproxy"));
     all.extend(maas_region::cos::exposed("cluster"));
     all.extend(maas_region::cos::exposed("temporal"));
+    all.extend(maas_region::cos::exposed("agent"));
     all.extend(maas_region::cos::exposed("certificates"));
     all
 }
@@ -633,5 +634,52 @@ fn which_maas_serves_temporal() {
         ("1:3.6.3-16565-g.0d2d1e7c5-0ubuntu1~24.04.1", true),
     ] {
         assert_eq!(serves_temporal(v), want, "{v}");
+    }
+}
+
+#[test]
+fn a_region_whose_maas_runs_the_rack_sends_maas_agents_job_from_3_6() {
+    // Arrange: MAAS in mode `mode` (what `maas init` wrote), installed from `ch`.
+    let sent_with = |mode: &str, ch: &str| {
+        let mut st = fresh_leader()
+            .with_config("channel", ch)
+            .with_relation(collector());
+        st.machine = st.machine.with_file(
+            SNAP_MODE,
+            &format!("{mode}\n"),
+            charm_lib::FileOptions::root(0o644),
+        );
+        // Act
+        let out = harness(0).run_ok(Trigger::RelationJoined(COS, 0), &st);
+        job(&sent(&out.state), "agent").cloned()
+    };
+    // Assert: 3.6's rackd.nginx.conf.template proxies /metrics/agent on 5248, plain http.
+    for ch in ["3.6/stable", "3.7/stable", "latest/edge"] {
+        let j = sent_with("region+rack", ch).unwrap_or_else(|| panic!("{ch}: no agent job"));
+        assert_eq!(j["metrics_path"], "/metrics/agent", "{ch}");
+        assert_eq!(
+            j["static_configs"][0]["targets"][0], "localhost:5248",
+            "{ch}"
+        );
+        assert!(j.get("scheme").is_none(), "{ch}: {j}");
+    }
+    // 3.4 and 3.5 have no such location; a region alone runs no rack.
+    assert!(sent_with("region+rack", "3.5/stable").is_none());
+    assert!(sent_with("region+rack", "3.4/stable").is_none());
+    assert!(sent_with("region", "3.6/stable").is_none());
+}
+
+#[test]
+fn which_maas_serves_agent_metrics() {
+    use maas_region::cos::serves_agent_metrics;
+    for (v, want) in [
+        ("3.5/stable", false),
+        ("3.6/stable", true),
+        ("3.10/edge", true),
+        ("latest/edge", true),
+        ("1:3.5.8-16401-g.1f2e3d4c5-0ubuntu1", false),
+        ("1:3.6.3-16565-g.0d2d1e7c5-0ubuntu1~24.04.1", true),
+    ] {
+        assert_eq!(serves_agent_metrics(v), want, "{v}");
     }
 }
