@@ -57,7 +57,7 @@ pub fn reconcile(ctx: &mut Context) -> Result<()> {
     record.save(&before, &tools)?;
     result?;
     let installed = record.installed.as_deref().and_then(Flavor::parse);
-    crate::cos::publish(ctx, installed)
+    crate::cos::publish(ctx, installed, record.channel.as_deref())
 }
 
 fn run(ctx: &mut Context, record: &mut Record) -> Result<()> {

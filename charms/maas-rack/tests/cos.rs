@@ -12,7 +12,7 @@ use serde_json::Value;
 const COS: u32 = 9;
 
 #[test]
-fn the_collector_gets_the_rackd_job_the_rules_and_the_dashboard() {
+fn the_collector_gets_the_rackd_and_agent_jobs_the_rules_and_the_dashboard() {
     let st = ready().with_relation(
         Relation::new(COS, "cos-agent", "opentelemetry-collector").remote_unit(0, &[]),
     );
@@ -21,13 +21,25 @@ fn the_collector_gets_the_rackd_job_the_rules_and_the_dashboard() {
     let data: Value = serde_json::from_str(&rel.local_unit_data["config"]).unwrap();
 
     let jobs = data["metrics_scrape_jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    assert!(jobs[0]["job_name"]
-        .as_str()
-        .unwrap()
-        .starts_with("maas-rack_rackd_"));
-    assert_eq!(jobs[0]["static_configs"][0]["targets"][0], "localhost:5249");
-    assert_eq!(jobs[0]["metrics_path"], "/metrics");
+    // The default channel, 3.6/stable: maas-agent's metrics behind the rack's nginx too.
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let named = |n: &str| {
+        jobs.iter()
+            .find(|j| {
+                j["job_name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("maas-rack_{n}_"))
+            })
+            .unwrap_or_else(|| panic!("no {n} job: {jobs:?}"))
+    };
+    let rackd = named("rackd");
+    assert_eq!(rackd["static_configs"][0]["targets"][0], "localhost:5249");
+    assert_eq!(rackd["metrics_path"], "/metrics");
+    let agent = named("agent");
+    assert_eq!(agent["static_configs"][0]["targets"][0], "localhost:5248");
+    assert_eq!(agent["metrics_path"], "/metrics/agent");
+    assert!(agent.get("scheme").is_none(), "{agent:?}");
 
     let groups = data["metrics_alert_rules"]["groups"].as_array().unwrap();
     let alerts: Vec<&str> = groups
@@ -82,6 +94,57 @@ fn a_snap_install_names_the_maas_snaps_log_slot_a_deb_install_none() {
         &ready_deb().with_relation(rel()),
     );
     assert_eq!(slots(&out.state), serde_json::json!([]));
+}
+
+/// The short job names sent for `st` after the collector joined.
+fn job_names(st: &charm_lib::testing::State) -> Vec<String> {
+    let out = ok(&harness(), Trigger::RelationJoined(COS, 0), st);
+    let data: Value =
+        serde_json::from_str(&out.state.relation(COS).unwrap().local_unit_data["config"]).unwrap();
+    data["metrics_scrape_jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            let n = j["job_name"].as_str().unwrap();
+            n.trim_start_matches("maas-rack_")
+                .rsplit_once('_')
+                .unwrap()
+                .0
+                .to_string()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn the_agent_job_follows_the_maas_installed_3_6_and_later() {
+    let rel = || Relation::new(COS, "cos-agent", "opentelemetry-collector").remote_unit(0, &[]);
+    // Snap: by the channel installed (rackd.nginx.conf.template has /metrics/agent from 3.6).
+    for (ch, want) in [
+        ("3.4/stable", vec!["rackd"]),
+        ("3.5/stable", vec!["rackd"]),
+        ("3.6/stable", vec!["agent", "rackd"]),
+        ("3.7/stable", vec!["agent", "rackd"]),
+    ] {
+        let st = ready().with_config("channel", ch).with_relation(rel());
+        assert_eq!(job_names(&st), want, "{ch}");
+    }
+    // Deb: by the version dpkg reports for maas-rack-controller; none known, no agent job.
+    let deb = |version: Option<&str>| {
+        let mut st = ready_deb().with_relation(rel());
+        if let Some(v) = version {
+            st.machine = st.machine.respond(
+                &["dpkg-query", "-W", "-f=${Version}", "maas-rack-controller"],
+                charm_lib::machine::CmdOutput::ok(v),
+            );
+        }
+        job_names(&st)
+    };
+    assert_eq!(deb(Some("1:3.6.3-0ubuntu1")), ["agent", "rackd"]);
+    assert_eq!(deb(Some("1:3.5.8-16401-g.1f2e3d4c5-0ubuntu1")), ["rackd"]);
+    assert_eq!(deb(None), ["rackd"]);
 }
 
 #[test]
