@@ -97,6 +97,15 @@ pub fn units() -> Vec<(&'static str, String)> {
                 &format!("{INSTALLED_BINARY} maas-http --flavor deb"),
             ),
         ),
+        // maas-agent (debian/maas-agent.maas-agent.service, package maas-agent, which
+        // maas-rack-controller depends on): no `Restart=`, rackd's service monitor starts it.
+        (
+            "maas-agent.service",
+            unit_no_restart(
+                "MAAS Agent daemon (stand-in)",
+                &format!("{INSTALLED_BINARY} maas-agent --flavor deb"),
+            ),
+        ),
         (
             "maas-temporal.service",
             unit_no_restart(
@@ -231,7 +240,10 @@ pub fn entry(package: &str, binary: &Path, units_dir: &Path) -> Option<Value> {
         }),
         "maas-rack-controller" => json!({
             "name": "maas-rack-controller", "kind": "deb", "version": deb_version(),
-            "files": [bin, unit_file(units_dir, "maas-rackd.service"), unit_file(units_dir, "maas-dhcpd.service")],
+            // maas-http.service is maas-common's and maas-agent.service maas-agent's in MAAS,
+            // packages maas-rack-controller depends on; rackd's service monitor starts both.
+            "files": [bin, unit_file(units_dir, "maas-rackd.service"), unit_file(units_dir, "maas-dhcpd.service"),
+                      unit_file(units_dir, "maas-http.service"), unit_file(units_dir, "maas-agent.service")],
             "symlinks": [link("/usr/sbin/maas-rack"), link("/usr/bin/maas")],
             "dirs": deb_dirs, "users": ["maas"],
             "enable": ["maas-rackd.service"],

@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod apache2;
 pub mod api;
 pub mod apiserver;

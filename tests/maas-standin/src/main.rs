@@ -42,6 +42,10 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
             Ok(f) => daemon(maas_standin::dhcpd::run(f)),
             Err(code) => code,
         },
+        "maas-agent" => match flavor(args, Flavor::Deb) {
+            Ok(f) => daemon(maas_standin::agent::run(f)),
+            Err(code) => code,
+        },
         "maas-http" => match flavor(args, Flavor::Deb) {
             Ok(f) => daemon(maas_standin::nginx::run(f)),
             Err(code) => code,
@@ -63,7 +67,7 @@ fn dispatch(name: &str, args: &[String]) -> i32 {
         other => {
             eprintln!(
                 "maas-standin (a test stand-in for MAAS): unknown command {other:?}\n\
-                 usage: maas-standin {{maas|maas-region|maas-rack|regiond|rackd|dhcpd|maas-http|temporal|apiserver|named|apache2|pebble|catalog|postinst}} ARGS..."
+                 usage: maas-standin {{maas|maas-region|maas-rack|regiond|rackd|maas-agent|dhcpd|maas-http|temporal|apiserver|named|apache2|pebble|catalog|postinst}} ARGS..."
             );
             2
         }

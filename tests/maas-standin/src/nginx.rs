@@ -252,6 +252,182 @@ pub fn render(flavor: Flavor, tls: Option<&Tls>, workers: usize, f: Features) ->
     Ok(changed)
 }
 
+/// The rack's HTTP port (5248, `listen 5248` in rackd.nginx.conf.template; test override:
+/// `MAAS_STANDIN_RACK_HTTP_PORT`).
+pub fn rack_port() -> u16 {
+    std::env::var("MAAS_STANDIN_RACK_HTTP_PORT")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(5248)
+}
+
+/// rackd.nginx.conf as `RackHTTPService._configure` (src/provisioningserver/rackdservices/
+/// http.py) renders src/provisioningserver/templates/http/rackd.nginx.conf.template for the
+/// regions rackd is connected to (`upstream_http`: one address per region, sorted; none
+/// leaves out the upstream and `/MAAS/`), by release: 3.4 serves `/images/` from the TFTP
+/// root (`resource_root`); 3.5 serves them from image-storage and falls back to maas-agent's
+/// caching proxy (`upstream maas-agent-httpproxy`, `httpproxy.sock`); 3.6 adds `upstream
+/// maas-agent-http` (`agent-http.sock`) with `/metrics/agent` and `/profiling/agent/`. In
+/// every release `= /log` goes to rackd's `localhost:5249/log` and `/` to its `/boot/`.
+pub fn rack_conf(flavor: Flavor, upstream_http: &[String], f: Features) -> String {
+    let mut ups: Vec<&String> = upstream_http.iter().collect();
+    ups.sort();
+    ups.dedup();
+    let rackd = crate::metrics::ports().1;
+    let mut s = String::from("# MAAS stand-in: src/provisioningserver/templates/http/rackd.nginx.conf.template, rendered as
+# RackHTTPService._configure does
+");
+    if !ups.is_empty() {
+        s.push_str(
+            "upstream maas-regions {
+",
+        );
+        for u in &ups {
+            s.push_str(&format!(
+                "    server {u}:{};
+",
+                http_port()
+            ));
+        }
+        s.push_str(
+            "}
+
+",
+        );
+    }
+    if f.apiserver_and_temporal {
+        s.push_str(&format!(
+            "upstream maas-agent-httpproxy {{
+    server unix:{};
+}}
+
+",
+            crate::agent::httpproxy_socket(flavor).display()
+        ));
+    }
+    if f.internal_api {
+        s.push_str(&format!(
+            "upstream maas-agent-http {{
+  server unix:{};
+}}
+
+",
+            crate::agent::http_socket(flavor).display()
+        ));
+    }
+    s.push_str(
+        "server {
+",
+    );
+    s.push_str(&listen(rack_port(), ""));
+    if !ups.is_empty() {
+        s.push_str(
+            "
+    location /MAAS/ {
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-Host $http_host;
+        proxy_set_header X-Forwarded-Server $host;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+
+        proxy_buffering off;
+        proxy_pass http://maas-regions/MAAS/;
+    }
+",
+        );
+    }
+    s.push_str(&format!(
+        "
+    location /machine-resources/ {{
+        root {};
+        autoindex on;
+        gzip on;
+    }}
+",
+        crate::paths::p("/usr/share/maas").display()
+    ));
+    if f.apiserver_and_temporal {
+        s.push_str(&format!(
+            "
+    location ~ ^/images/([^/]+) {{
+        auth_request /log;
+        root {};
+        try_files /$1 @agent;
+    }}
+
+    location @agent {{
+        proxy_set_header X-Original-URI $request_uri;
+        proxy_set_header X-Original-Remote-IP $remote_addr;
+        proxy_pass http://maas-agent-httpproxy;
+    }}
+",
+            flavor.image_storage().display()
+        ));
+    } else {
+        s.push_str(&format!(
+            "
+    location /images/ {{
+        auth_request /log;
+
+        alias {}/;
+        autoindex on;
+    }}
+",
+            flavor.boot_resources().display()
+        ));
+    }
+    if f.internal_api {
+        s.push_str(
+            "
+    location /metrics/agent {
+        proxy_pass http://maas-agent-http/metrics;
+    }
+
+    location ~ ^/profiling/agent/(.*) {
+        proxy_pass http://maas-agent-http/$1;
+    }
+",
+        );
+    }
+    s.push_str(&format!(
+        "
+    location = /log {{
+        internal;
+        proxy_pass http://localhost:{rackd}/log;
+        proxy_set_header X-Original-URI $request_uri;
+        proxy_set_header X-Original-Remote-IP $remote_addr;
+    }}
+
+    location / {{
+        proxy_pass http://localhost:{rackd}/boot/;
+        proxy_buffering off;
+        proxy_set_header X-Server-Addr $server_addr;
+        proxy_set_header X-Server-Port $server_port;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Port $remote_port;
+    }}
+}}
+"
+    ));
+    s
+}
+
+/// Writes rackd.nginx.conf (0644, `atomic_write`) into the http directory MAAS's one nginx
+/// includes `*.nginx.conf` from, beside regiond.nginx.conf on a region+rack host; whether it
+/// changed.
+pub fn render_rack(flavor: Flavor, upstream_http: &[String], f: Features) -> Result<bool> {
+    let dir = flavor.http_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("rackd.nginx.conf");
+    let text = rack_conf(flavor, upstream_http, f);
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(false);
+    }
+    util::write_file(&path, text.as_bytes(), 0o644, None)?;
+    Ok(true)
+}
+
 /// The running nginx master, from its pid file.
 pub fn running_pid(flavor: Flavor) -> Option<i32> {
     let pid: i32 = util::read_trimmed(&pid_file(flavor))?.parse().ok()?;
@@ -344,6 +520,55 @@ mod tests {
             region_conf(Flavor::Snap, Some(&tls()), 2, f),
         ] {
             assert!(!conf.contains("temporal"), "{conf}");
+        }
+    }
+
+    /// canonical/maas rackd.nginx.conf.template by release: 3.4 `/images/` from the TFTP
+    /// root and no agent; 3.5 the agent's caching proxy as the images' fallback; 3.6+ also
+    /// `/metrics/agent` to the agent's HTTP socket. `/MAAS/` only with a region to send it to;
+    /// `/log` and `/` to rackd on 5249 in every release.
+    #[test]
+    fn the_racks_nginx_follows_rackd_nginx_conf_template_by_release() {
+        let regions = vec!["10.0.0.2".to_string(), "10.0.0.1".to_string()];
+        let metrics =
+            "location /metrics/agent {\n        proxy_pass http://maas-agent-http/metrics;\n    }";
+        for ch in ["3.4/stable", "3.5/stable", "3.6/stable", "3.8/edge"] {
+            let f = features_of(Some(ch));
+            let conf = rack_conf(Flavor::Snap, &regions, f);
+            assert!(
+                conf.contains("upstream maas-regions {\n    server 10.0.0.1:5240;\n    server 10.0.0.2:5240;\n}"),
+                "{ch}: {conf}"
+            );
+            assert!(
+                conf.contains("proxy_pass http://maas-regions/MAAS/;"),
+                "{ch}"
+            );
+            assert!(conf.contains("listen 5248;"), "{ch}: {conf}");
+            assert!(
+                conf.contains("proxy_pass http://localhost:5249/log;")
+                    && conf.contains("proxy_pass http://localhost:5249/boot/;"),
+                "{ch}: {conf}"
+            );
+            let agent = ch != "3.4/stable";
+            assert_eq!(conf.contains("try_files /$1 @agent;"), agent, "{ch}");
+            assert_eq!(conf.contains("location /images/ {"), !agent, "{ch}: {conf}");
+            let http = ch == "3.6/stable" || ch == "3.8/edge";
+            assert_eq!(conf.contains(metrics), http, "{ch}: {conf}");
+            assert_eq!(
+                conf.contains("/run/snap.maas/agent-http.sock;"),
+                http,
+                "{ch}"
+            );
+            let none = rack_conf(Flavor::Deb, &[], f);
+            assert!(
+                !none.contains("maas-regions") && !none.contains("location /MAAS/"),
+                "{ch}: {none}"
+            );
+            assert_eq!(
+                none.contains("/run/maas/agent-http.sock;"),
+                http,
+                "{ch}: {none}"
+            );
         }
     }
 }

@@ -111,6 +111,34 @@ impl Flavor {
         ))
     }
 
+    /// MAAS's run directory (`get_maas_run_path` in src/provisioningserver/path.py and
+    /// `getRunDir` in src/maasagent/cmd/maas-agent/main.go: `/run/snap.<instance>` in the snap,
+    /// `/run/maas` otherwise): maas-agent's sockets.
+    pub fn run_dir(self) -> PathBuf {
+        match self {
+            Flavor::Snap => p("/run/snap.maas"),
+            Flavor::Deb => p("/run/maas"),
+        }
+    }
+
+    /// Boot resources' image storage, 3.5+ (`get_maas_data_path("image-storage")`), which the
+    /// rack's nginx serves `/images/` from.
+    pub fn image_storage(self) -> PathBuf {
+        match self {
+            Flavor::Snap => p("/var/snap/maas/common/maas/image-storage"),
+            Flavor::Deb => p("/var/lib/maas/image-storage"),
+        }
+    }
+
+    /// rackd's TFTP root (`resource_root`: `<MAAS_DATA>/boot-resources/current`), which 3.4's
+    /// rack nginx serves `/images/` from.
+    pub fn boot_resources(self) -> PathBuf {
+        match self {
+            Flavor::Snap => p("/var/snap/maas/common/maas/boot-resources/current"),
+            Flavor::Deb => p("/var/lib/maas/boot-resources/current"),
+        }
+    }
+
     /// Temporal's configuration directory (`MAAS_TEMPORAL_CONFIG_DIR`, rendered by
     /// `RegionTemporalService._configure` in src/maasserver/regiondservices/temporal.py).
     pub fn temporal_dir(self) -> PathBuf {

@@ -4,7 +4,9 @@
 //! MAAS 3.6's layers (snap/local/tree/usr/share/maas/pebble/layers/): `regiond` and
 //! `apiserver` are `startup: enabled` in region modes, `rackd` in rack modes; `http` (nginx),
 //! `temporal` and `bind9` are `startup: disabled` and started by regiond's service monitor
-//! (src/maasserver/service_monitor.py) through pebble. Pebble restarts a service that exits
+//! (src/maasserver/service_monitor.py) through pebble, `http` and `agent` (maas-agent, rack
+//! layer) by rackd's (src/provisioningserver/service_monitor.py): one nginx on a region+rack
+//! host, whoever asks first. Pebble restarts a service that exits
 //! (`on-failure` defaults to `restart`) and does not stop the others when one dies, so a killed
 //! regiond leaves nginx and Temporal running. The stand-in keeps named always on in region
 //! modes, as before.
@@ -39,6 +41,7 @@ fn command_of(service: &str) -> Option<&'static str> {
     match service {
         "http" => Some("maas-http"),
         "temporal" => Some("temporal"),
+        "agent" => Some("maas-agent"),
         _ => None,
     }
 }
@@ -62,13 +65,23 @@ pub fn request_start(names: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `startup: disabled` services of the mode's layers that regiond's or rackd's service
+/// monitor asked for: `http` (base layer: every mode), `temporal` (region layer), `agent`
+/// (rack layer, 003-maas-rack-layer.yaml).
 fn requested(mode: &str) -> Vec<&'static str> {
-    if !(mode == "region" || mode == "region+rack") {
+    let region = mode == "region" || mode == "region+rack";
+    let rack = mode.contains("rack");
+    if !(region || rack) {
         return vec![];
     }
     let cur = std::fs::read_to_string(crate::paths::pebble_started()).unwrap_or_default();
-    ["http", "temporal"]
+    ["http", "temporal", "agent"]
         .into_iter()
+        .filter(|n| match *n {
+            "temporal" => region,
+            "agent" => rack,
+            _ => true,
+        })
         .filter(|n| cur.lines().any(|l| l.trim() == *n))
         .collect()
 }

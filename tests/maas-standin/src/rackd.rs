@@ -19,10 +19,17 @@
 //!   one second at once (`remove_connection`).
 //! - Every 30 s each connection is pinged; one that does not answer in 10 s is dropped
 //!   (`ClusterClientCheckerService`).
-//! - MAAS 3.5+ also runs maas-agent, which dials the first `maas_url`'s host on 5271
-//!   (Temporal) and, from 3.6, on 5242 (the internal API) (`RackAgent._getConfiguration` in
-//!   src/provisioningserver/rackdservices/external.py; src/maasagent/cmd/maas-agent/main.go
-//!   `Controllers[0]`). The stand-in runs it as a thread of rackd that holds both connections.
+//! - Its service monitor (`ServiceMonitorService`, src/provisioningserver/rackdservices/
+//!   service_monitor_service.py: every 30 s, once it holds a connection to a region) makes
+//!   sure the rack's always-on services run (src/provisioningserver/service_monitor.py):
+//!   `http` (MAAS's nginx: snap pebble service `http`, deb maas-http.service) and, 3.5+,
+//!   `agent` (maas-agent, [`crate::agent`]: a process of its own, pebble's `agent`, deb
+//!   maas-agent.service). On a region+rack host that is the same nginx regiond starts.
+//! - Its HTTP service (`RackHTTPService`, src/provisioningserver/rackdservices/http.py: every
+//!   5 s while it knows no region, every 30 s once it does) renders rackd.nginx.conf
+//!   ([`crate::nginx::rack_conf`]) into the directory nginx includes `*.nginx.conf` from, with
+//!   one address per connected region (`_genRegionIps`: the lowest of each region's
+//!   connections), and reloads nginx when it changed (`service_monitor.reloadService("http")`).
 //!
 //! What tests read: `/var/log/maas/rackd-standin.log`, JSON lines with `ts`, `unix`,
 //! `hostname`, `event` and `ok`:
@@ -219,7 +226,7 @@ pub struct Service {
 }
 
 /// Appends one record to the rack's log.
-fn log(event: &str, ok: bool, fields: Value) {
+pub(crate) fn log(event: &str, ok: bool, fields: Value) {
     let mut rec = json!({"ts": util::now_rfc3339(), "unix": util::now_unix(),
         "hostname": util::hostname(), "event": event, "ok": ok});
     if let (Some(r), Value::Object(f)) = (rec.as_object_mut(), fields) {
@@ -636,63 +643,84 @@ impl Service {
     }
 }
 
-/// maas-agent's connections (3.5+): the first `maas_url`'s host on Temporal's port and, from
-/// 3.6, on the internal API's; reconnected every 5 s while down; changes logged.
-fn agent(flavor: Flavor, f: crate::snapinfo::Features) {
-    let mut held: BTreeMap<&'static str, (String, Option<TcpStream>)> = BTreeMap::new();
-    let mut logged: Option<Value> = None;
-    loop {
-        let conf = ConfFile::load(&flavor.rackd_conf()).unwrap_or_default();
-        let host = conf
-            .maas_urls()
-            .first()
-            .and_then(|u| http::parse_url(u).ok())
-            .map(|u| u.host);
-        let ports = crate::regiond::ports();
-        let mut want: Vec<(&'static str, u16)> = vec![("temporal", ports[2])];
-        if f.internal_api {
-            want.push(("internal", ports[1]));
-        }
-        let mut state = json!({});
-        for (what, port) in want {
-            let Some(h) = host.as_deref() else { continue };
-            let target = if h.contains(':') {
-                format!("[{h}]:{port}")
-            } else {
-                format!("{h}:{port}")
-            };
-            let alive = match held.get(what) {
-                Some((t, Some(s))) if *t == target => {
-                    let _ = s.set_nonblocking(true);
-                    let mut b = [0u8; 1];
-                    let r = s.peek(&mut b);
-                    let _ = s.set_nonblocking(false);
-                    !matches!(r, Ok(0))
-                        && !matches!(&r, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock)
+/// `RackHTTPService.INTERVAL_LOW`, `INTERVAL_HIGH`.
+pub const HTTP_INTERVAL_LOW: Duration = Duration::from_secs(5);
+/// See [`HTTP_INTERVAL_LOW`].
+pub const HTTP_INTERVAL_HIGH: Duration = Duration::from_secs(30);
+/// `ServiceMonitorService.check_interval` (the rack's).
+pub const SERVICE_MONITOR: Duration = Duration::from_secs(30);
+
+/// `_genRegionIps`: per region (the event-loop name before its `:`), the lowest address of
+/// its connections; an IPv4-mapped address as IPv4, IPv6 in brackets.
+pub fn region_ips<'a>(conns: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut per: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (eventloop, addr) in conns {
+        let region = eventloop.split(':').next().unwrap_or(eventloop);
+        per.entry(region).or_default().insert(addr);
+    }
+    per.values()
+        .filter_map(|a| a.iter().next())
+        .map(|a| match a.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => format!("[{v6}]"),
+            },
+            _ => a.to_string(),
+        })
+        .collect()
+}
+
+impl Service {
+    /// `RackHTTPService`: renders rackd.nginx.conf for the regions connected now, reloading
+    /// nginx when it changed; forever.
+    fn http_service(self: Arc<Self>, f: crate::snapinfo::Features) {
+        let mut applied: Option<Vec<String>> = None;
+        loop {
+            let conns = self.connections();
+            let mut ips = region_ips(
+                conns
+                    .iter()
+                    .map(|(name, c)| (name.as_str(), c.address.0.as_str())),
+            );
+            ips.sort();
+            if applied.as_ref() != Some(&ips) {
+                match crate::nginx::render_rack(self.flavor, &ips, f) {
+                    Ok(changed) => {
+                        if changed {
+                            crate::nginx::reload(self.flavor);
+                        }
+                        applied = Some(ips.clone());
+                    }
+                    Err(e) => eprintln!("rackd: Failed to update HTTP configuration: {e:#}"),
                 }
-                _ => false,
-            };
-            if !alive {
-                let s = target
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .and_then(|a| TcpStream::connect_timeout(&a, FETCH_TIMEOUT).ok());
-                held.insert(what, (target.clone(), s));
             }
-            let up = held.get(what).is_some_and(|(_, s)| s.is_some());
-            state[what] = json!({"target": target, "connected": up});
+            std::thread::sleep(if ips.is_empty() {
+                HTTP_INTERVAL_LOW
+            } else {
+                HTTP_INTERVAL_HIGH
+            });
         }
-        if logged.as_ref() != Some(&state) {
-            let ok = state
-                .as_object()
-                .is_some_and(|m| !m.is_empty() && m.values().all(|v| v["connected"] == true));
-            let mut fields = state.clone();
-            fields["maas_agent"] = json!(true);
-            log("agent", ok, fields);
-            logged = Some(state);
+    }
+}
+
+/// The rack's service monitor: `http`, and `agent` from 3.5, started as the packaging starts
+/// them (pebble for the snap, systemctl for the debs).
+fn ensure_services(flavor: Flavor, f: crate::snapinfo::Features) {
+    let mut names = vec!["http"];
+    if f.apiserver_and_temporal {
+        names.push("agent");
+    }
+    match flavor {
+        Flavor::Snap => {
+            if let Err(e) = crate::pebble::request_start(&names) {
+                eprintln!("rackd: service monitor: {e:#}");
+            }
         }
-        std::thread::sleep(INTERVAL_MID);
+        Flavor::Deb => {
+            for n in names {
+                crate::services::systemctl("start", &format!("maas-{n}.service"));
+            }
+        }
     }
 }
 
@@ -705,17 +733,24 @@ pub fn run(flavor: Flavor) -> anyhow::Result<()> {
     // starts with rackd, before any region is reached.
     crate::metrics::serve("rackd", crate::metrics::ports().1, None);
     let f = crate::snapinfo::features(flavor);
-    if f.apiserver_and_temporal {
-        std::thread::spawn(move || agent(flavor, f));
-    }
     {
         let s = svc.clone();
         std::thread::spawn(move || s.checker());
     }
+    {
+        let s = svc.clone();
+        std::thread::spawn(move || s.http_service(f));
+    }
     let mut was_connected: Option<bool> = None;
+    let mut monitored: Option<Instant> = None;
     loop {
         let n = svc.update();
         let conns = svc.connections().len();
+        // `monitorServices` only with a connection to report to (`_getConnection`).
+        if conns > 0 && monitored.is_none_or(|t| t.elapsed() >= SERVICE_MONITOR) {
+            ensure_services(flavor, f);
+            monitored = Some(Instant::now());
+        }
         if was_connected != Some(conns > 0) {
             eprintln!(
                 "rackd: {}",
@@ -782,6 +817,19 @@ mod tests {
         assert_eq!(calculate_interval(long, Some(4), 0), INTERVAL_LOW);
         assert_eq!(calculate_interval(long, Some(4), 2), INTERVAL_MID);
         assert_eq!(calculate_interval(long, Some(4), 4), INTERVAL_HIGH);
+    }
+
+    /// `_genRegionIps`: one address per region, the lowest of its connections.
+    #[test]
+    fn region_ips_are_one_per_region_the_lowest_address() {
+        let ips = region_ips([
+            ("region-a:pid=10", "10.0.0.2"),
+            ("region-a:pid=11", "10.0.0.1"),
+            ("region-b:pid=20", "::ffff:10.0.0.3"),
+            ("region-c:pid=30", "fd00::5"),
+        ]);
+        assert_eq!(ips, ["10.0.0.1", "10.0.0.3", "[fd00::5]"]);
+        assert!(region_ips([]).is_empty());
     }
 
     #[test]

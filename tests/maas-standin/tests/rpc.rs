@@ -267,6 +267,9 @@ fn a_rack_holds_connections_to_every_region_and_keeps_them_when_its_url_goes() {
         secret.trim()
     )));
     let _rackd = rack.spawn(&["rackd", "--flavor", "snap"], &[]);
+    // maas-agent is a process of its own (pebble's `agent`, which rackd's service monitor
+    // starts: no pebble here).
+    let _agent = rack.spawn(&["maas-agent", "--flavor", "snap"], &[]);
 
     let both = wait_record(&rack, "connections to both regions", 0.0, T, |l| {
         l["event"] == "connections" && l["connections"].as_array().map(|c| c.len()) == Some(4)
