@@ -43,8 +43,10 @@ const SETTLE: Duration = Duration::from_secs(900);
 /// `certificates`, charm-lib's certificate exporter, as MAAS's TLS is on here; `temporal`,
 /// Temporal's metrics behind MAAS's nginx, as the default channel, 3.6/stable, is 3.5+).
 const REGION_JOBS: [&str; 5] = ["certificates", "cluster", "haproxy", "regiond", "temporal"];
-/// The job maas-rack's cos.rs sends per unit.
-const RACK_JOBS: [&str; 1] = ["rackd"];
+/// The jobs maas-rack's cos.rs sends per unit: rackd's, and maas-agent's behind the rack's
+/// nginx on 5248 (`/metrics/agent`, MAAS 3.6+, the default channel). The regions here run no
+/// rack (the rack has a machine of its own), so they send no `agent` job.
+const RACK_JOBS: [&str; 2] = ["agent", "rackd"];
 
 /// The job a `job` label names: the cos_agent provider names each `<app>_<job>_<hash>`.
 fn job_of(app: &str, label: &str) -> String {
@@ -411,6 +413,15 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
     })
     .expect("targets");
     eprintln!("    every MAAS target up after {took:?}");
+    // maas-agent's own series from the rack, through its nginx's /metrics/agent.
+    let agent = PROM
+        .query(&d, "target_info{service_name=\"maas.agent\"}")
+        .expect("maas-agent's target_info");
+    let units: Vec<String> = agent
+        .iter()
+        .map(|(m, _)| m["juju_unit"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(units, racks, "maas-agent's target_info per rack: {agent:?}");
     // The chain each region's nginx serves: MAAS's certificate and the application's CA.
     until(
         Duration::from_secs(60),
@@ -495,8 +506,9 @@ fn maas_region_and_rack_alerts_fire_in_a_real_prometheus() {
 /// server after the dead haproxy's view has aged out and `for: 1m` has passed;
 /// MaasRegionsAllDown never (the other region serves). The rack: its /metrics on 5249 times
 /// out, `up` is 0 while its machine's collector keeps reporting, so MaasRackDown fires after
-/// `for: 2m` with the rack's unit, and MaasRackGone never. Machine started and rackd resumed,
-/// everything clears.
+/// `for: 2m` with the rack's unit, and MaasRackGone never; its `agent` target stays up
+/// (maas-agent and the rack's nginx are processes of their own, as in MAAS). Machine started
+/// and rackd resumed, everything clears.
 fn region_host_and_rack_stopped(
     d: &Deployment,
     regions: &[String],
