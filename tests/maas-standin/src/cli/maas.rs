@@ -727,7 +727,7 @@ pub fn pids_named(name: &str) -> Vec<u32> {
 /// The services pebble's plan has (MAAS 3.5+: `snap/local/tree/usr/share/maas/pebble/layers/`),
 /// the stand-in process that stands for each, if any, and when the plan enables it.
 const PEBBLE_SERVICES: &[(&str, Option<&str>, &str)] = &[
-    ("agent", Some("rackd"), "rack"),
+    ("agent", Some("maas-agent"), "rack"),
     ("apiserver", Some("maas-apiserver"), "region"),
     ("bind9", Some("named"), "region"),
     ("dhcpd", Some("rackd"), "dhcp"),
