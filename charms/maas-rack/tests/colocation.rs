@@ -185,3 +185,24 @@ fn a_registered_rack_that_finds_a_region_rack_on_its_host_closes_its_ports() {
         out.state.opened_ports
     );
 }
+
+/// On a region+rack host the region's MAAS runs the rack: this unit, which installed nothing,
+/// sends rackd's job but not maas-agent's (maas-region sends that one, knowing the version).
+#[test]
+fn a_co_located_rack_sends_no_agent_job() {
+    let st = on_region_host(Some("region+rack")).with_relation(
+        charm_lib::testing::Relation::new(9, "cos-agent", "opentelemetry-collector")
+            .remote_unit(0, &[]),
+    );
+    let out = ok(&harness(), Trigger::RelationJoined(9, 0), &st);
+    let data: serde_json::Value =
+        serde_json::from_str(&out.state.relation(9).unwrap().local_unit_data["config"]).unwrap();
+    let jobs: Vec<&str> = data["metrics_scrape_jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].starts_with("maas-rack_rackd_"), "{jobs:?}");
+}
