@@ -168,3 +168,57 @@ fn a_racks_nginx_fronts_the_regions_maas_agent_and_rackd_under_pebble() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(children_named(pid, "nginx"), vec![nginx]);
 }
+
+/// region+rack: regiond's and rackd's service monitors ask pebble for the same `http`, so one
+/// nginx serves both regiond.nginx.conf (5240) and rackd.nginx.conf (5248), never a second
+/// nginx on 5248 (canonical/maas: one `http` service per host, `get_http_config_dir` shared by
+/// `RegionHTTPService` and `RackHTTPService`; snap layers 001-maas-base-layer.yaml `http`).
+#[test]
+fn a_region_plus_rack_host_runs_one_nginx_for_both() {
+    let pg = Postgres::start();
+    let (api, internal, temporal) = (free_port(), free_port(), free_port());
+    let rack_http = free_port();
+    let sb = Sandbox::new("rackhttp-both")
+        .with(
+            "MAAS_STANDIN_PORTS",
+            &format!("{api},{internal},{temporal}"),
+        )
+        .with("MAAS_STANDIN_RPC_PORTS", &free_ports(3))
+        .with("MAAS_STANDIN_BIND", "127.0.0.1")
+        .with("MAAS_STANDIN_RACK_HTTP_PORT", &rack_http.to_string())
+        .with(
+            "MAAS_STANDIN_METRICS_PORTS",
+            &format!("{},{}", free_port(), free_port()),
+        )
+        .with(
+            "MAAS_STANDIN_TEMPORAL_METRICS_PORT",
+            &free_port().to_string(),
+        )
+        .with("MAAS_STANDIN_INTERFACES", "10.77.0.8/24")
+        .with("MAAS_STANDIN_HOSTNAME", "both-r");
+    let url = format!("http://127.0.0.1:{api}/MAAS");
+    assert_ok(&sb.run_line(&format!(
+        "maas init region+rack --maas-url {url} --database-uri {} --num-workers 2 --force",
+        pg.uri()
+    )));
+    let pebble = sb.spawn(&["pebble"], &[]);
+    let pid = pebble.child.id();
+    let started = sb.path("/var/snap/maas/common/pebble/standin-started");
+    wait_for("both service monitors' requests", T, || {
+        let s = std::fs::read_to_string(&started).ok()?;
+        let mut l: Vec<&str> = s.lines().collect();
+        l.sort();
+        (l == ["agent", "http", "temporal"]).then_some(())
+    });
+    let base = format!("http://127.0.0.1:{rack_http}");
+    wait_for("maas-agent's metrics on 5248", T, || {
+        get(&format!("{base}/metrics/agent")).filter(|(s, _)| *s == 200)
+    });
+    wait_for("the version on 5240", T, || {
+        get(&format!("{url}/api/2.0/version/")).filter(|(s, _)| *s == 200)
+    });
+    let http = sb.path("/var/snap/maas/current/http");
+    assert!(http.join("regiond.nginx.conf").exists());
+    assert!(http.join("rackd.nginx.conf").exists());
+    assert_eq!(children_named(pid, "nginx").len(), 1, "one nginx for both");
+}
